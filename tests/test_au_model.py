@@ -1,0 +1,109 @@
+"""The AU model: exact explanations, lossless save/load, clear errors for unusable tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fer_core.au_model import AUModel, fit_au_model
+from fer_core.aus import AU_COLUMNS
+from fer_core.emotions import SIX_EMOTIONS
+from fer_core.errors import AUTableError, ModelFileError
+
+
+def synthetic_table(n_per_class: int = 60, classes=SIX_EMOTIONS, seed: int = 0) -> pd.DataFrame:
+    """Each emotion raises its own pair of AUs, so a good model must find them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, emotion in enumerate(classes):
+        X = rng.gamma(1.0, 0.5, size=(n_per_class, len(AU_COLUMNS)))
+        X[:, (2 * k) % len(AU_COLUMNS)] += 3.0
+        X[:, (2 * k + 1) % len(AU_COLUMNS)] += 2.0
+        for i, x in enumerate(np.clip(X, 0, 5)):
+            rows.append({"file": f"{emotion}{i:03d}.jpg", "face": 0, "label": emotion, "success": 1,
+                         "confidence": 0.9, "source": "synthetic", "reason": "",
+                         **dict(zip(AU_COLUMNS, x))})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def logreg() -> AUModel:
+    return fit_au_model(synthetic_table(), kind="au-logreg")
+
+
+def test_logreg_learns_the_planted_aus(logreg):
+    holdout = logreg.info["metrics"]["holdout"]
+    assert holdout["accuracy"] > 0.9
+    happy = SIX_EMOTIONS.index("happy")
+    assert int(np.argmax(logreg.weights[0][happy])) in (4, 5)  # AU06 / AU07 columns planted for happy
+    assert logreg.info["data"]["class_counts"]["sad"] == 60
+
+
+def test_contributions_plus_intercept_are_the_logits(logreg):
+    rng = np.random.default_rng(1)
+    for x in rng.uniform(0, 5, size=(25, len(AU_COLUMNS))):
+        logits = logreg.logits(x[None])[0]
+        rebuilt = logreg.contributions(x).sum(axis=1) + logreg.biases[0]
+        np.testing.assert_allclose(rebuilt, logits, rtol=1e-12, atol=1e-12)
+
+
+def test_explanation_names_the_aus_that_drive_the_prediction(logreg):
+    x = np.zeros(len(AU_COLUMNS))
+    x[8], x[9] = 4.5, 3.5  # the AUs planted for 'sad' (index 4 -> columns 8, 9: AU12, AU14)
+    e = logreg.explain(x)
+    assert e["emotion"] == "sad"
+    assert e["top_aus"][0]["au"] in ("AU12", "AU14")
+    assert "lip corner puller" in e["sentence"] or "dimpler" in e["sentence"]
+    assert abs(sum(e["probabilities"].values()) - 1) < 1e-3
+
+
+def test_save_load_round_trip_gives_identical_probabilities(logreg, tmp_path):
+    path = tmp_path / "m.json"
+    logreg.save(path)
+    again = AUModel.load(path)
+    X = np.random.default_rng(2).uniform(0, 5, size=(40, len(AU_COLUMNS)))
+    np.testing.assert_array_equal(again.predict_proba(X), logreg.predict_proba(X))
+    assert again.classes == logreg.classes and again.info == json.loads(json.dumps(logreg.info))
+
+
+def test_mlp_kind_trains_saves_and_explains(tmp_path):
+    model = fit_au_model(synthetic_table(40), kind="au-mlp")
+    assert [w.shape[1] for w in model.weights[:-1]] == [300, 200, 100, 50]
+    assert model.info["metrics"]["holdout"]["accuracy"] > 0.8
+    model.save(tmp_path / "mlp.json")
+    again = AUModel.load(tmp_path / "mlp.json")
+    X = np.random.default_rng(3).uniform(0, 5, size=(10, len(AU_COLUMNS)))
+    np.testing.assert_allclose(again.predict_proba(X), model.predict_proba(X))
+    assert again.explain(X[0])["emotion"] in SIX_EMOTIONS
+
+
+def test_two_classes_still_give_a_softmax_per_class():
+    model = fit_au_model(synthetic_table(40, classes=("happy", "sad")), classes=("happy", "sad"))
+    assert model.weights[0].shape == (2, len(AU_COLUMNS))
+    X = synthetic_table(5, classes=("happy", "sad"), seed=9)
+    pred = model.predict(X[list(AU_COLUMNS)].to_numpy())
+    assert pred == X["label"].tolist()
+
+
+def test_table_without_au_columns_is_refused():
+    with pytest.raises(AUTableError, match="lacks columns AU01_r"):
+        fit_au_model(pd.DataFrame({"label": ["happy"], "x": [1]}))
+
+
+def test_missing_emotion_is_named():
+    with pytest.raises(AUTableError, match="no usable rows of fear"):
+        fit_au_model(synthetic_table(10), classes=("fear", "happy"))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "not a JSON AU model"),
+    ('{"format": "other"}', "not an AU model file"),
+])
+def test_wrong_model_files_are_refused(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ModelFileError, match=message):
+        AUModel.load(path)

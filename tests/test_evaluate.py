@@ -1,0 +1,42 @@
+"""Evaluation numbers checked against hand-computed examples."""
+
+from __future__ import annotations
+
+import pytest
+
+from fer_core.evaluate import bootstrap_ci, evaluation_report, mcnemar
+
+
+def test_report_on_a_hand_computed_example():
+    y_true = ["happy", "happy", "happy", "sad", "sad", "angry"]
+    y_pred = ["happy", "happy", "sad", "sad", None, "sad"]
+    r = evaluation_report(y_true, y_pred, ["angry", "happy", "sad"], model="m")
+    assert r["n"] == 6 and r["no_face"] == 1
+    assert r["accuracy"] == pytest.approx(3 / 6, abs=1e-4)
+    assert r["per_class"]["happy"] == {"n": 3, "accuracy": pytest.approx(2 / 3, abs=1e-4)}
+    assert r["per_class"]["sad"] == {"n": 2, "accuracy": 0.5}
+    assert r["per_class"]["angry"]["accuracy"] == 0.0
+    # rows: true angry/happy/sad; columns: predicted angry/happy/sad
+    assert r["confusion"] == [[0, 0, 1], [0, 2, 1], [0, 0, 1]]
+    assert r["no_face_per_class"] == [0, 0, 1]
+    # F1: angry 0; happy P=1 R=2/3 -> 0.8; sad P=1/3 R=1/2 -> 0.4
+    assert r["macro_f1"] == pytest.approx((0 + 0.8 + 0.4) / 3, abs=1e-4)
+    lo, hi = r["accuracy_ci95"]
+    assert 0 <= lo <= 0.5 <= hi <= 1
+
+
+def test_bootstrap_interval_narrows_with_more_data():
+    small = bootstrap_ci([1, 0] * 10)
+    large = bootstrap_ci([1, 0] * 500)
+    assert small[1] - small[0] > large[1] - large[0]
+    assert large[0] < 0.5 < large[1]
+
+
+def test_mcnemar_exact():
+    a = [True] * 10 + [False] * 2
+    b = [False] * 10 + [True] * 2
+    r = mcnemar(a, b)
+    assert (r["only_a_correct"], r["only_b_correct"]) == (10, 2)
+    # two-sided exact binomial: 2 * P(X <= 2 | n=12, p=1/2) = 2 * 79 / 4096
+    assert r["p_value"] == pytest.approx(2 * 79 / 4096, abs=1e-6)
+    assert mcnemar([True, False], [True, False])["p_value"] == 1.0

@@ -1,0 +1,74 @@
+"""Real MediaPipe on real faces: boxes, landmarks, AUs on 0-5, no-face and several-face images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fer_core.au_mapping import AU_SOURCE_NAMES, _CALIBRATION, aus_from_face
+from fer_core.aus import AU_CODES
+from fer_core.errors import ModelFileError
+
+
+def test_astronaut_has_one_face_in_the_right_place(analyzer, astronaut):
+    faces = analyzer.detect(astronaut)
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box
+    # Eileen Collins' face sits around x 150-250, y 40-200 in the 512x512 photo.
+    assert 130 < x + w / 2 < 260 and 50 < y + h / 2 < 190 and 60 < w < 200
+    assert faces[0].confidence > 0.5
+    assert faces[0].landmarks.shape == (478, 3)
+    assert len(faces[0].blendshapes) == 52
+
+
+def test_smiling_astronaut_aus_are_on_openface_scale(analyzer, astronaut):
+    face = analyzer.detect(astronaut)[0]
+    aus = aus_from_face(face.blendshapes, face.landmarks)
+    assert list(aus) == list(AU_CODES)
+    assert all(0.0 <= v <= 5.0 for v in aus.values())
+    assert aus["AU12"] > 2.0, "she smiles: lip corner puller should be clearly active"
+    assert aus["AU12"] > aus["AU15"]
+
+
+def test_blank_and_noise_images_have_no_face(analyzer):
+    assert analyzer.detect(np.full((300, 300, 3), 200, np.uint8)) == []
+    rng = np.random.default_rng(0)
+    assert analyzer.detect(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) == []
+
+
+def test_two_faces_give_two_entries_largest_first(analyzer, astronaut):
+    from PIL import Image
+
+    small = np.asarray(Image.fromarray(astronaut).resize((448, 448)))
+    canvas = np.full((512, 1024, 3), 255, np.uint8)
+    canvas[:, :512] = astronaut
+    canvas[32:480, 512:960] = small[:, ::-1]  # a second, mirrored and smaller person
+    faces = analyzer.detect(canvas)
+    assert len(faces) == 2
+    assert faces[0].box[2] * faces[0].box[3] > faces[1].box[2] * faces[1].box[3]
+    assert faces[0].box[0] < 512 < faces[1].box[0]
+
+
+def test_fer2013_crop_is_found_after_upscaling(analyzer, fer_val):
+    from fer_core.images import list_images, load_image
+
+    items = list_images(fer_val, ("happy",))[:10]
+    found = sum(bool(analyzer.detect(load_image(it.path))) for it in items)
+    assert found >= 8
+    face = analyzer.detect(load_image(items[0].path))[0]
+    assert face.landmarks[:, :2].max() < 60, "landmarks are mapped back to the 48x48 image"
+
+
+def test_every_mapping_row_is_calibrated():
+    assert {name for _, name, _ in AU_SOURCE_NAMES} == set(_CALIBRATION)
+    assert {code for code, _, _ in AU_SOURCE_NAMES} == set(AU_CODES)
+
+
+def test_wrong_model_file_is_refused(tmp_path, monkeypatch):
+    from fer_core.faces import FaceAnalyzer
+
+    bad = tmp_path / "face_landmarker.task"
+    bad.write_bytes(b"not a bundle")
+    monkeypatch.setenv("FER_LANDMARKER_MODEL", str(bad))
+    with pytest.raises(ModelFileError, match="not a MediaPipe .task bundle"):
+        FaceAnalyzer()
