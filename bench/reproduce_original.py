@@ -1,0 +1,190 @@
+"""Reproduce the original study on its own OpenFace table (``seed-openface-au/emotion.csv``).
+
+The study trained one MLP (Dense 300-200-100-50, Adam, batch 50, early stopping with patience 7,
+25 % of rows held out, a third of the rest for validation) and reported 0.755 held-out accuracy on
+one split. One split says little, so this runs that MLP and this project's logistic regression
+(``fer_core.au_model.fit_au_model``) on the same N stratified 75/25 splits (seeds seed..seed+N-1)
+and prints mean ± sd accuracy and macro-F1, plus how many exact duplicate rows the table has and
+how many of them straddle train and test (a copy in train makes its test twin easy).
+
+Run: python bench/reproduce_original.py [--splits 10] [--seed 0] [--table emotion.csv] [--json]
+"""
+
+from __future__ import annotations
+
+import os
+
+# Thread counts before numpy/scikit-learn load: default BLAS/OpenMP threads were ~20x slower on
+# the shared 2-core machine (see DESIGN.md).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fer_core.au_model import fit_au_model, training_data  # noqa: E402
+from fer_core.aus import AU_COLUMNS  # noqa: E402
+from fer_core.config import openface_study_table  # noqa: E402
+from fer_core.emotions import SIX_EMOTIONS  # noqa: E402
+from fer_core.errors import FerError  # noqa: E402
+from fer_core.openface import read_au_table  # noqa: E402
+
+ORIGINAL = {"model": "MLP 300-200-100-50", "accuracy": 0.755, "splits": 1,
+            "source": "Happy-ryan/Face-Emotion-Recognition (one 75/25 split)"}
+HOLDOUT = 0.25
+MLP_LAYERS = (300, 200, 100, 50)
+
+
+def original_mlp(seed: int):
+    """The study's Keras MLP in scikit-learn terms (ReLU, Adam, batch 50, early stopping 7).
+
+    Differences: scikit-learn's early stopping watches validation accuracy, not validation loss,
+    and keeps the last weights rather than restoring the best ones.
+    """
+    from sklearn.neural_network import MLPClassifier
+
+    return MLPClassifier(hidden_layer_sizes=MLP_LAYERS, activation="relu", solver="adam", batch_size=50,
+                         early_stopping=True, validation_fraction=1 / 3, n_iter_no_change=7,
+                         max_iter=300, random_state=seed)
+
+
+def duplicate_summary(rows: pd.DataFrame) -> dict:
+    """Exact repeats (same AUs, same label) and AU vectors that carry two different labels."""
+    keyed = rows[list(AU_COLUMNS) + ["label"]]
+    per_vector = rows.groupby(list(AU_COLUMNS), sort=False)["label"].nunique()
+    return {"duplicate_rows": int(keyed.duplicated().sum()),
+            "conflicting_vectors": int((per_vector > 1).sum())}
+
+
+def reproduce(table: pd.DataFrame, splits: int = 10, seed: int = 0,
+              progress=None) -> dict:
+    """Both models on ``splits`` stratified 75/25 splits (seeds seed..seed+splits-1).
+
+    Both see the identical split: it is drawn exactly as ``fit_au_model`` draws its hold-out
+    (``train_test_split`` of the usable rows, stratified, ``random_state = seed``).
+    """
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    classes = SIX_EMOTIONS
+    X, y, rows = training_data(table, classes)
+    groups = rows.groupby(list(AU_COLUMNS) + ["label"], sort=False).ngroup().to_numpy()
+    runs = []
+    for k, s in enumerate(range(seed, seed + splits)):
+        started = time.perf_counter()
+        idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=HOLDOUT, stratify=y, random_state=s)
+        crossing = int(np.isin(groups[idx_test], groups[idx_train]).sum())
+
+        scaler = StandardScaler().fit(X[idx_train])  # fit on training rows only
+        mlp = original_mlp(s).fit(scaler.transform(X[idx_train]), y[idx_train])
+        pred = mlp.predict(scaler.transform(X[idx_test]))
+        recalls = recall_score(y[idx_test], pred, labels=range(len(classes)), average=None, zero_division=0)
+        mlp_result = {"accuracy": float(accuracy_score(y[idx_test], pred)),
+                      "macro_f1": float(f1_score(y[idx_test], pred, average="macro")),
+                      "recall": {c: float(r) for c, r in zip(classes, recalls)},
+                      "epochs": int(mlp.n_iter_)}
+
+        model = fit_au_model(table, classes=classes, kind="au-logreg", holdout=HOLDOUT, seed=s,
+                             description="bench/reproduce_original.py")
+        held = model.info["metrics"]["holdout"]
+        if held["n"] != len(idx_test):
+            raise RuntimeError("fit_au_model drew a different hold-out than this benchmark")
+        lr_result = {"accuracy": float(held["accuracy"]), "macro_f1": float(held["macro_f1"]),
+                     "recall": {c: held["per_class"][c]["accuracy"] for c in classes},
+                     "C": model.info["settings"]["C"]}
+        runs.append({"seed": s, "train": int(len(idx_train)), "test": int(len(idx_test)),
+                     "duplicates_across_split": crossing, "mlp": mlp_result, "logreg": lr_result,
+                     "seconds": round(time.perf_counter() - started, 2)})
+        if progress:
+            progress(k + 1, splits)
+
+    def summary(key: str) -> dict:
+        out = {}
+        for metric in ("accuracy", "macro_f1"):
+            values = np.array([r[key][metric] for r in runs])
+            out[f"{metric}_mean"] = round(float(values.mean()), 4)
+            out[f"{metric}_sd"] = round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 4)
+        out["recall_mean"] = {c: round(float(np.mean([r[key]["recall"][c] for r in runs])), 4) for c in classes}
+        return out
+
+    crossing = [r["duplicates_across_split"] for r in runs]
+    return {
+        "rows": int(len(y)),
+        "class_counts": {c: int((y == i).sum()) for i, c in enumerate(classes)},
+        "splits": splits, "seeds": [seed, seed + splits - 1], "holdout": HOLDOUT,
+        "original": ORIGINAL,
+        "summary": {"mlp": summary("mlp"), "logreg": summary("logreg")},
+        "duplicates": {**duplicate_summary(rows),
+                       "across_split_mean": round(float(np.mean(crossing)), 2),
+                       "across_split_min": int(min(crossing)), "across_split_max": int(max(crossing))},
+        "runs": runs,
+    }
+
+
+def format_report(result: dict, table_name: str = "emotion.csv") -> str:
+    """The printed table: both models beside the original's single-split number."""
+    s, d = result["summary"], result["duplicates"]
+    n = result["splits"]
+    lines = [
+        f"{table_name}: {result['rows']} rows, "
+        + ", ".join(f"{c} {k}" for c, k in result["class_counts"].items()),
+        f"{n} stratified 75/25 splits (seeds {result['seeds'][0]}..{result['seeds'][1]}), held-out scores, mean ± sd",
+        "",
+        f"{'model':<40} {'accuracy':>16} {'macro-F1':>16}",
+        f"{'original study: MLP, one split':<40} {ORIGINAL['accuracy']:>16.3f} {'-':>16}",
+        f"{'MLP 300-200-100-50 (scikit-learn)':<40} {_pm(s['mlp'], 'accuracy'):>16} {_pm(s['mlp'], 'macro_f1'):>16}",
+        f"{'logistic regression (fer_core.au_model)':<40} {_pm(s['logreg'], 'accuracy'):>16} {_pm(s['logreg'], 'macro_f1'):>16}",
+        "",
+        f"{'recall per emotion':<40} " + " ".join(f"{c[:8]:>8}" for c in s["mlp"]["recall_mean"]),
+        f"{'  MLP':<40} " + " ".join(f"{v:>8.2f}" for v in s["mlp"]["recall_mean"].values()),
+        f"{'  logistic regression':<40} " + " ".join(f"{v:>8.2f}" for v in s["logreg"]["recall_mean"].values()),
+        "",
+        f"duplicates: {d['duplicate_rows']} rows repeat an earlier row exactly (AUs and label); "
+        f"{d['conflicting_vectors']} AU vectors carry two labels",
+        f"duplicates across train/test: {d['across_split_mean']:g} test rows per split have an exact copy in "
+        f"train (min {d['across_split_min']}, max {d['across_split_max']})",
+    ]
+    return "\n".join(lines)
+
+
+def _pm(summary: dict, metric: str) -> str:
+    return f"{summary[metric + '_mean']:.3f} ± {summary[metric + '_sd']:.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", type=Path, default=None, help="AU CSV (default: the study's emotion.csv)")
+    parser.add_argument("--splits", type=int, default=10, help="number of stratified 75/25 splits (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="first split seed (default 0)")
+    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    args = parser.parse_args(argv)
+    if args.splits < 1:
+        parser.error("--splits must be at least 1")
+    path = args.table or openface_study_table()
+    try:
+        table = read_au_table(path)
+        if not args.json:
+            print(f"running {args.splits} splits on {path} ...", file=sys.stderr)
+        result = reproduce(table, splits=args.splits, seed=args.seed,
+                           progress=None if args.json else
+                           (lambda done, total: print(f"  split {done}/{total}", file=sys.stderr)))
+    except FerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"table": str(path), **result}, indent=1))
+    else:
+        print(format_report(result, Path(path).name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

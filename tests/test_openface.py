@@ -1,0 +1,449 @@
+"""OpenFace 2 import and Docker backend: real CSV parsing, a fake Docker client at the SDK boundary."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import math
+import time
+from pathlib import Path
+
+import docker
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from PIL import Image
+
+from fer_core.aus import AU_COLUMNS, TABLE_COLUMNS
+from fer_core.config import openface_study_table
+from fer_core.errors import AUTableError, DockerUnavailable
+from fer_core.images import LabeledImage, list_images
+from fer_core.openface import (BIN_DIR, NO_FACE, OpenFaceDocker, import_openface_dir, read_au_table,
+                               read_openface_csv)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "openface"
+REPO = Path(__file__).resolve().parents[1]
+needs_study = pytest.mark.skipif(not openface_study_table().is_file(), reason="../shared datasets not present")
+
+
+def assert_schema(table: pd.DataFrame) -> None:
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert set(table["source"]) <= {"openface"}
+    failed = table["success"] == 0
+    assert table.loc[failed, list(AU_COLUMNS)].isna().all().all()
+    assert (table.loc[failed, "reason"] != "").all()
+    assert (table.loc[~failed, "reason"] == "").all()
+
+
+# -- per-image CSVs ----------------------------------------------------------------------------
+def test_face_landmark_img_two_faces_keeps_only_intensities():
+    table = read_openface_csv(FIXTURES / "happy001.csv", name="photos/happy001.jpg", label="Happiness")
+    assert_schema(table)
+    assert len(table) == 2
+    assert table["face"].tolist() == [0, 1]
+    assert table["file"].tolist() == ["photos/happy001.jpg"] * 2
+    assert table["label"].tolist() == ["happy", "happy"]
+    assert table["success"].tolist() == [1, 1]
+    assert table["confidence"].tolist() == pytest.approx([0.975, 0.93])
+    assert table.loc[0, "AU06_r"] == pytest.approx(2.87)
+    assert table.loc[0, "AU12_r"] == pytest.approx(3.41)
+    assert table.loc[1, "AU45_r"] == pytest.approx(0.22)
+    assert not any(c.endswith("_c") for c in table.columns)
+
+
+def test_file_defaults_to_csv_stem_and_extra_columns_are_ignored():
+    table = read_openface_csv(FIXTURES / "angry002.csv")
+    assert_schema(table)
+    assert table["file"].tolist() == ["angry002"]
+    assert table["label"].tolist() == [None]
+    assert table.loc[0, "AU04_r"] == pytest.approx(2.94)
+    assert table.loc[0, "AU45_r"] == pytest.approx(0.04)
+
+
+def test_header_only_csv_is_a_no_face_row():
+    table = read_openface_csv(FIXTURES / "sad003.csv", name="sad003.jpg", label="sad")
+    assert_schema(table)
+    assert len(table) == 1
+    assert table.loc[0, "success"] == 0
+    assert table.loc[0, "reason"] == NO_FACE
+    assert table.loc[0, "label"] == "sad"
+
+
+def test_feature_extraction_failed_frame_has_nan_aus():
+    table = read_openface_csv(FIXTURES / "clip.csv")
+    assert_schema(table)
+    assert table["file"].tolist() == ["clip#1", "clip#2", "clip#3"]
+    assert table["success"].tolist() == [1, 0, 1]
+    assert table.loc[1, "reason"] == NO_FACE
+    assert np.isnan(table.loc[1, "AU25_r"])  # OpenFace wrote 0.00: not a measurement
+    assert table.loc[2, "AU25_r"] == pytest.approx(2.84)
+
+
+def test_image_csv_with_success_column_and_buffer_input():
+    header = "face, confidence, success, " + ", ".join(AU_COLUMNS)
+    text = "\n".join([header, "0, 0.97, 1, " + ", ".join(["1.5"] * 17), "1, 0.2, 0, " + ", ".join(["0"] * 17)])
+    table = read_openface_csv(io.StringIO(text), name="group.png")
+    assert_schema(table)
+    assert table["success"].tolist() == [1, 0]
+    assert table.loc[0, "AU01_r"] == 1.5 and math.isnan(table.loc[1, "AU01_r"])
+
+
+def test_csv_without_au_columns_names_the_file():
+    with pytest.raises(AUTableError) as err:
+        read_au_table(FIXTURES / "no_aus.csv")
+    message = str(err.value)
+    assert "no_aus.csv" in message and "AU01_r" in message and "AU45_r" in message
+    assert "\n" not in message
+
+
+def test_missing_some_au_columns_are_listed(tmp_path):
+    path = tmp_path / "partial.csv"
+    cols = [c for c in AU_COLUMNS if c not in ("AU09_r", "AU45_r")]
+    path.write_text(",".join(cols + ["emotion"]) + "\n" + ",".join(["1"] * len(cols) + ["2"]) + "\n")
+    with pytest.raises(AUTableError, match=r"partial\.csv: missing 2 AU columns \(AU09_r, AU45_r\)"):
+        read_au_table(path)
+
+
+def test_empty_and_non_numeric_csvs(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(AUTableError, match="empty.csv: file is empty"):
+        read_au_table(empty)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(",".join(AU_COLUMNS) + "\n" + ",".join(["x"] + ["1"] * 16) + "\n")
+    with pytest.raises(AUTableError, match="bad.csv: column AU01_r has non-numeric"):
+        read_au_table(bad)
+
+
+# -- merged and project tables -----------------------------------------------------------------
+def test_merged_table_with_names():
+    table = read_au_table(FIXTURES / "merged_names.csv")
+    assert_schema(table)
+    assert table["file"].tolist() == ["merged_names.csv#1", "merged_names.csv#2", "merged_names.csv#3"]
+    assert table["label"].tolist() == ["happy", "angry", "surprise"]
+    assert table["success"].tolist() == [1, 1, 1]
+    assert table.loc[2, "AU26_r"] == pytest.approx(2.9)
+
+
+def test_unknown_labels_are_named():
+    with pytest.raises(AUTableError) as err:
+        read_au_table(FIXTURES / "merged_unknown.csv")
+    message = str(err.value)
+    assert "merged_unknown.csv" in message and "6" in message and "'contempt'" in message
+    assert "'emotion'" in message and "\n" not in message
+
+
+def test_read_au_table_detects_openface_output():
+    table = read_au_table(FIXTURES / "happy001.csv")
+    assert table["file"].tolist() == ["happy001", "happy001"]
+    assert table["face"].tolist() == [0, 1]
+
+
+def test_project_schema_round_trip(tmp_path):
+    table = read_openface_csv(FIXTURES / "happy001.csv", name="a.jpg", label="happy")
+    table = pd.concat([table, read_openface_csv(FIXTURES / "sad003.csv", name="b.jpg", label="sad")],
+                      ignore_index=True)
+    path = tmp_path / "table.csv"
+    table.to_csv(path, index=False)
+    back = read_au_table(path)
+    assert list(back.columns) == list(TABLE_COLUMNS)
+    assert back["file"].tolist() == ["a.jpg", "a.jpg", "b.jpg"]
+    assert back["label"].tolist() == ["happy", "happy", "sad"]
+    assert back["success"].tolist() == [1, 1, 0]
+    assert back["reason"].tolist() == ["", "", NO_FACE]
+    np.testing.assert_allclose(back[list(AU_COLUMNS)].to_numpy(), table[list(AU_COLUMNS)].to_numpy())
+
+
+@needs_study
+def test_study_table():
+    table = read_au_table(openface_study_table())
+    assert_schema(table)
+    assert len(table) == 4473
+    assert table["label"].value_counts().to_dict() == {
+        "angry": 712, "disgust": 219, "happy": 764, "neutral": 700, "sad": 1038, "surprise": 1040}
+    assert table["file"].iloc[0] == "emotion.csv#1" and table["file"].iloc[-1] == "emotion.csv#4473"
+    assert (table["success"] == 1).all()
+    assert table[list(AU_COLUMNS)].notna().all().all()
+    assert table[list(AU_COLUMNS)].to_numpy().min() >= 0 and table[list(AU_COLUMNS)].to_numpy().max() <= 5
+    assert table.loc[0, "AU01_r"] == pytest.approx(3.09)
+    assert int(table.duplicated(subset=list(AU_COLUMNS) + ["label"]).sum()) == 19
+
+
+# -- an OpenFace -out_dir ----------------------------------------------------------------------
+def test_import_openface_dir_by_folder_and_prefix(tmp_path):
+    out = tmp_path / "processed"
+    (out / "angry").mkdir(parents=True)
+    (out / "angry" / "img7.csv").write_bytes((FIXTURES / "angry002.csv").read_bytes())
+    (out / "happy001.csv").write_bytes((FIXTURES / "happy001.csv").read_bytes())
+    (out / "sad003.csv").write_bytes((FIXTURES / "sad003.csv").read_bytes())
+    (out / "broken.csv").write_text("face, confidence\n0, 0.9\n")
+    (out / "happy001_of_details.txt").write_text("Input:/input/happy001.jpg\n")
+    (out / "happy001.hog").write_bytes(b"\x00\x01")
+    (out / "happy001_aligned").mkdir()
+    (out / "happy001_aligned" / "face_det_000000.csv").write_text("not,a,table\n")
+    table = import_openface_dir(out)
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    rows = {f: g for f, g in table.groupby("file")}
+    assert set(rows) == {"angry/img7", "happy001", "sad003", "broken"}
+    assert rows["angry/img7"]["label"].tolist() == ["angry"]
+    assert rows["happy001"]["label"].tolist() == ["happy", "happy"]
+    assert rows["sad003"]["reason"].tolist() == [NO_FACE]
+    assert rows["broken"]["success"].tolist() == [0]
+    assert "broken.csv" in rows["broken"]["reason"].iloc[0] and "AU01_r" in rows["broken"]["reason"].iloc[0]
+
+
+def test_import_openface_dir_maps_csvs_to_images(tmp_path):
+    images = tmp_path / "input"
+    for emotion, stem in (("happy", "happy001"), ("angry", "angry002"), ("sad", "lost")):
+        (images / emotion).mkdir(parents=True, exist_ok=True)
+        Image.new("L", (48, 48), 128).save(images / emotion / f"{stem}.jpg")
+    out = tmp_path / "processed"
+    out.mkdir()
+    for name in ("happy001.csv", "angry002.csv"):
+        (out / name).write_bytes((FIXTURES / name).read_bytes())
+    table = import_openface_dir(out, labels_from=images)
+    by_file = {Path(f).name: g for f, g in table.groupby("file")}
+    assert set(by_file) == {"happy001.jpg", "angry002.jpg", "lost.jpg"}
+    assert by_file["happy001.jpg"]["file"].iloc[0] == str(images / "happy" / "happy001.jpg")
+    assert by_file["angry002.jpg"]["label"].tolist() == ["angry"]
+    assert by_file["lost.jpg"]["success"].tolist() == [0]
+    assert by_file["lost.jpg"]["label"].tolist() == ["sad"]
+
+
+# -- Docker: command, mounts, status -----------------------------------------------------------
+def test_build_command_and_mounts(tmp_path):
+    assert OpenFaceDocker.build_command(aus_only=False) == [
+        "./FaceLandmarkImg", "-fdir", "input", "-out_dir", "processed"]
+    assert OpenFaceDocker.build_command() == [
+        "./FaceLandmarkImg", "-fdir", "input", "-out_dir", "processed", "-aus"]
+    mounts = OpenFaceDocker.mounts(tmp_path / "in", tmp_path / "out")
+    assert mounts == {
+        str((tmp_path / "in").resolve()): {"bind": f"{BIN_DIR}/input", "mode": "ro"},
+        str((tmp_path / "out").resolve()): {"bind": f"{BIN_DIR}/processed", "mode": "rw"},
+    }
+    assert BIN_DIR == "/home/openface-build/build/bin"
+
+
+def test_real_sdk_without_engine_reports_how_to_start_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    backend = OpenFaceDocker(work_dir=tmp_path)
+    ok, message = backend.status()
+    assert not ok
+    assert message == (f"Docker engine not reachable at unix://{tmp_path}/no-docker.sock: "
+                       "start Docker Desktop / `sudo systemctl start docker`")
+    with pytest.raises(DockerUnavailable):
+        backend.extract([LabeledImage(tmp_path / "x.jpg", None)])
+
+
+# -- Docker: a fake client at the SDK boundary -------------------------------------------------
+R_HEADER = ", ".join(AU_COLUMNS)
+C_HEADER = ", ".join(c.replace("_r", "_c") for c in AU_COLUMNS[:-1]) + ", AU28_c, AU45_c"
+
+
+class FakeContainer:
+    """Plays FaceLandmarkImg: writes per-image CSVs (``-aus`` format) into the mounted output."""
+
+    def __init__(self, mode: str, volumes: dict):
+        self.mode = mode
+        self.volumes = volumes
+        self.removed = self.killed = False
+        self.inputs: list[str] = []
+
+    def start(self) -> None:
+        host = {v["bind"]: Path(k) for k, v in self.volumes.items()}
+        in_dir, out_dir = host[f"{BIN_DIR}/input"], host[f"{BIN_DIR}/processed"]
+        self.inputs = sorted(p.name for p in in_dir.iterdir())
+        limit = 1 if self.mode == "crash" else None
+        for k, name in enumerate(self.inputs[:limit]):
+            stem = Path(name).stem
+            if "noface" in stem:
+                continue
+            rows = [f"{face}, 0.9{face}, " + ", ".join(f"{(k + face + j) % 5}.25" for j in range(17))
+                    + ", " + ", ".join(["1"] * 18) for face in range(2 if "crowd" in stem else 1)]
+            (out_dir / f"{stem}.csv").write_text("\n".join([f"face, confidence, {R_HEADER}, {C_HEADER}", *rows]) + "\n")
+            (out_dir / f"{stem}_of_details.txt").write_text(f"Input:{name}\n")
+
+    def wait(self, timeout=None):
+        if self.mode == "timeout":
+            time.sleep(min(timeout or 0.0, 0.02))
+            raise requests.exceptions.ReadTimeout("UnixHTTPConnectionPool: Read timed out.")
+        if self.mode == "interrupt":
+            raise KeyboardInterrupt
+        return {"Error": None, "StatusCode": 139 if self.mode == "crash" else 0}
+
+    def reload(self):
+        pass
+
+    def logs(self, stdout=True, stderr=True, tail="all"):
+        return b"Loading the model\nModel loaded\nStarting tracking\nSegmentation fault (core dumped)\n"
+
+    def kill(self):
+        self.killed = True
+
+    def remove(self, force=False, v=False):
+        self.removed = True
+
+
+class FakeClient:
+    def __init__(self, mode: str = "ok", engine: bool = True, image: bool = True, run_error=None):
+        self.mode, self.engine, self.has_image, self.run_error = mode, engine, image, run_error
+        self.runs: list[dict] = []
+        self.containers = self
+        self.images = self
+        self.container: FakeContainer | None = None
+
+    def ping(self):
+        if not self.engine:
+            raise docker.errors.DockerException("Error while fetching server API version: Connection refused")
+        return True
+
+    def get(self, name):
+        if not self.has_image:
+            raise docker.errors.ImageNotFound(f"No such image: {name}")
+        return object()
+
+    def run(self, image, command, volumes=None, detach=False, working_dir=None, remove=True, **kwargs):
+        self.runs.append({"image": image, "command": command, "volumes": volumes, "detach": detach,
+                          "working_dir": working_dir, "remove": remove})
+        if self.run_error is not None:
+            raise self.run_error
+        self.container = FakeContainer(self.mode, volumes)
+        self.container.start()
+        return self.container
+
+
+@pytest.fixture
+def images(tmp_path) -> list[LabeledImage]:
+    root = tmp_path / "images"
+    for emotion in ("angry", "happy", "sad", "neutral", "surprise"):
+        (root / emotion).mkdir(parents=True)
+    Image.new("L", (48, 48), 90).save(root / "angry" / "a 1.jpg")
+    Image.new("RGB", (64, 64), (200, 150, 120)).save(root / "happy" / "crowd.png")
+    Image.new("RGB", (48, 48), (10, 20, 30)).save(root / "sad" / "s1.bmp")
+    Image.new("L", (48, 48), 0).save(root / "neutral" / "noface.jpg")
+    (root / "surprise" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    return list_images(root)
+
+
+def leftovers(work: Path) -> list[Path]:
+    return sorted(work.rglob("*")) if work.exists() else []
+
+
+def test_extract_success_maps_csvs_back(tmp_path, images):
+    work = tmp_path / "work"
+    work.mkdir()
+    client = FakeClient()
+    progress = []
+    table = OpenFaceDocker(client=client, work_dir=work).extract(images, progress=lambda d, t: progress.append((d, t)))
+    assert_schema(table)
+    run = client.runs[0]
+    assert run["image"] == "algebr/openface:latest" and run["detach"] and run["remove"] is False
+    assert run["working_dir"] == BIN_DIR
+    assert run["command"] == OpenFaceDocker.build_command()
+    assert sorted(v["bind"] for v in run["volumes"].values()) == [f"{BIN_DIR}/input", f"{BIN_DIR}/processed"]
+    # the broken JPEG never reached OpenFace, the BMP arrived as PNG, names are unique and safe
+    assert [Path(n).suffix for n in client.container.inputs] == [".jpg", ".png", ".jpg", ".png"]
+    assert all(" " not in n for n in client.container.inputs)
+    rows = {Path(f).name: g for f, g in table.groupby("file")}
+    assert set(rows) == {"a 1.jpg", "crowd.png", "s1.bmp", "noface.jpg", "broken.jpg"}
+    assert rows["crowd.png"]["face"].tolist() == [0, 1]
+    assert rows["crowd.png"]["label"].tolist() == ["happy", "happy"]
+    assert rows["crowd.png"]["file"].iloc[0] == str(tmp_path / "images" / "happy" / "crowd.png")
+    assert rows["s1.bmp"]["success"].tolist() == [1]
+    assert rows["a 1.jpg"]["AU01_r"].iloc[0] == pytest.approx(0.25)
+    assert rows["noface.jpg"]["reason"].tolist() == [NO_FACE]
+    assert "broken.jpg" in rows["broken.jpg"]["reason"].iloc[0]
+    assert table["file"].map(lambda f: Path(f).name).drop_duplicates().tolist() == [
+        it.path.name for it in images]
+    assert progress[0] == (0, 5) and progress[-1] == (5, 5)
+    assert client.container.removed
+    assert leftovers(work) == []
+
+
+def test_extract_container_exits_non_zero(tmp_path, images):
+    work = tmp_path / "work"
+    work.mkdir()
+    client = FakeClient(mode="crash")
+    table = OpenFaceDocker(client=client, work_dir=work).extract(images)
+    assert_schema(table)
+    assert table["success"].sum() == 1  # the first image was written before the crash
+    reasons = table.loc[table["success"] == 0, "reason"]
+    assert reasons.str.contains("OpenFace exited with code 139: Segmentation fault").sum() == 3
+    assert client.container.removed
+    assert leftovers(work) == []
+
+
+def test_extract_timeout_kills_and_removes(tmp_path, images):
+    work = tmp_path / "work"
+    work.mkdir()
+    client = FakeClient(mode="timeout")
+    started = time.monotonic()
+    table = OpenFaceDocker(client=client, work_dir=work, timeout_s=0.2, poll_s=0.05).extract(images)
+    assert time.monotonic() - started < 5
+    assert len(table) >= len(images)
+    assert table.loc[table["success"] == 0, "reason"].str.contains("timed out after 0.2 s").any()
+    assert client.container.killed and client.container.removed
+    assert leftovers(work) == []
+
+
+def test_extract_keyboard_interrupt_still_cleans_up(tmp_path, images):
+    work = tmp_path / "work"
+    work.mkdir()
+    client = FakeClient(mode="interrupt")
+    with pytest.raises(KeyboardInterrupt):
+        OpenFaceDocker(client=client, work_dir=work).extract(images)
+    assert client.container.removed
+    assert leftovers(work) == []
+
+
+def test_engine_not_reachable(tmp_path, images):
+    work = tmp_path / "work"
+    work.mkdir()
+    backend = OpenFaceDocker(client=FakeClient(engine=False), work_dir=work)
+    ok, message = backend.status()
+    assert not ok and message.startswith("Docker engine not reachable at ") and "systemctl start docker" in message
+    with pytest.raises(DockerUnavailable, match="Docker engine not reachable"):
+        backend.extract(images)
+    assert backend.client.runs == []
+    assert leftovers(work) == []
+
+
+def test_missing_image(tmp_path, images):
+    work = tmp_path / "work"
+    work.mkdir()
+    backend = OpenFaceDocker(client=FakeClient(image=False), work_dir=work)
+    assert backend.status() == (False, "image algebr/openface not present: run `docker pull algebr/openface`")
+    with pytest.raises(DockerUnavailable, match="docker pull algebr/openface"):
+        backend.extract(images)
+    assert backend.client.runs == []
+    # the image disappears between the check and the run: temp folders still go
+    client = FakeClient(run_error=docker.errors.ImageNotFound("No such image: algebr/openface:latest"))
+    with pytest.raises(DockerUnavailable, match="docker pull algebr/openface"):
+        OpenFaceDocker(client=client, work_dir=work).extract(images)
+    assert len(client.runs) == 1 and client.container is None
+    assert leftovers(work) == []
+
+
+def test_status_ready():
+    assert OpenFaceDocker(client=FakeClient()).status() == (
+        True, "Docker engine reachable and image algebr/openface:latest present")
+
+
+# -- the reproduction benchmark ----------------------------------------------------------------
+@needs_study
+def test_reproduce_two_splits():
+    spec = importlib.util.spec_from_file_location("reproduce_original", REPO / "bench" / "reproduce_original.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.reproduce(read_au_table(openface_study_table()), splits=2, seed=0)
+    assert result["rows"] == 4473 and len(result["runs"]) == 2
+    assert result["duplicates"]["duplicate_rows"] == 19
+    assert result["duplicates"]["conflicting_vectors"] == 2
+    # Full run (bench/reproduce_original.py, 10 splits): logistic regression 0.714 +- 0.009,
+    # MLP 0.766 +- 0.010. Floor = full-run mean minus 3 sd, so an importer or model regression shows.
+    for run in result["runs"]:
+        assert run["test"] == 1119
+        assert run["logreg"]["accuracy"] > 0.714 - 3 * 0.009
+        assert run["mlp"]["accuracy"] > 0.766 - 3 * 0.010 - 0.02  # MLP: early stopping adds noise
+    assert "0.755" in module.format_report(result)
