@@ -40,12 +40,21 @@ def analyze_image(rgb: np.ndarray, model: AUModel, analyzer, top: int = 3) -> li
 class AUPredictor:
     """Images -> largest face's AUs -> AU model; NaN rows where no face is found."""
 
-    def __init__(self, model: AUModel, analyzer, name: str = "AU model"):
+    def __init__(self, model: AUModel, analyzer=None, name: str = "AU model"):
         self.model = model
-        self.analyzer = analyzer
+        self._analyzer = analyzer
         self.name = name
         self.kind = model.kind
         self.classes = model.classes
+
+    @property
+    def analyzer(self):
+        """MediaPipe is started only when images (not AU tables) are given."""
+        if self._analyzer is None:
+            from .faces import shared_analyzer
+
+            self._analyzer = shared_analyzer()
+        return self._analyzer
 
     def aus(self, images: Sequence[np.ndarray]) -> np.ndarray:
         rows = []

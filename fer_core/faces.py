@@ -6,6 +6,7 @@ checked before use. ``FER_LANDMARKER_MODEL`` points at a bundle of the user's ow
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import io
@@ -246,6 +247,18 @@ def _tile_starts(length: int, tile: int) -> list[int]:
     if starts[-1] + tile < length:
         starts.append(length - tile)
     return starts
+
+
+_shared: FaceAnalyzer | None = None
+
+
+def shared_analyzer() -> FaceAnalyzer:
+    """One analyzer per process, closed at exit (MediaPipe's own finalizer raises at shutdown)."""
+    global _shared
+    if _shared is None:
+        _shared = FaceAnalyzer()
+        atexit.register(_shared.close)
+    return _shared
 
 
 def _largest_first(faces: list[Face]) -> list[Face]:

@@ -121,10 +121,6 @@ def load_predictor(entry: dict, analyzer=None):
         from .analysis import AUPredictor
         from .au_model import AUModel
 
-        if analyzer is None:
-            from .faces import FaceAnalyzer
-
-            analyzer = FaceAnalyzer()
         return AUPredictor(AUModel.load(path), analyzer, name=name)
     if kind == "cnn":
         from .cnn import CNNPredictor

@@ -1,0 +1,121 @@
+"""The command line end to end: predict, extract, train-au, evaluate, draw-testset, import."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from fer_core.aus import AU_COLUMNS, TABLE_COLUMNS
+from fer_core.cli import main
+from fer_core.config import REPO_ROOT
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_predict_json_explains_the_astronaut(capsys, astronaut_jpeg):
+    code, out, _ = run_cli(capsys, "predict", astronaut_jpeg, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert len(result["faces"]) == 1
+    face = result["faces"][0]
+    assert set(face["aus"]) == set(AU_COLUMNS)
+    assert all(0 <= v <= 5 for v in face["aus"].values())
+    assert face["emotion"] == "happy"
+    assert abs(sum(face["probabilities"].values()) - 1) < 1e-3
+    assert face["top_aus"] and face["top_aus"][0]["contribution"] > 0
+    assert face["top_aus"][0]["name"].startswith(face["top_aus"][0]["au"] + " ")
+    assert len(face["box"]) == 4 and face["confidence"] > 0.5
+
+
+def test_predict_reports_bad_files_and_no_faces_and_keeps_the_rest(capsys, tmp_path, astronaut_jpeg):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("hello")
+    blank = tmp_path / "wall.png"
+    from PIL import Image
+
+    Image.new("RGB", (200, 200), (180, 180, 180)).save(blank)
+    code, out, _ = run_cli(capsys, "predict", bad, blank, astronaut_jpeg, "--json")
+    assert code == 2
+    results = json.loads(out)
+    assert "not a readable image" in results[0]["error"]
+    assert "no face found" in results[1]["error"]
+    assert results[2]["faces"][0]["emotion"] == "happy"
+
+
+def test_unknown_model_is_one_line_error(capsys, astronaut_jpeg):
+    code, _, err = run_cli(capsys, "predict", astronaut_jpeg, "--model", "nope")
+    assert code == 2 and err.startswith("error: model 'nope' not found") and err.count("\n") == 1
+
+
+def test_extract_train_evaluate_on_fer_sample(capsys, tmp_path, fer_sample):
+    table_path = tmp_path / "au.csv"
+    code, _, _ = run_cli(capsys, "extract", fer_sample, "--out", table_path, "--workers", "1")
+    assert code == 0
+    table = pd.read_csv(table_path)
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert table["file"].nunique() == 24
+    assert table["file"].str.match(r"^(angry|disgust|happy|neutral|sad|surprise)/").all()
+    assert table["success"].sum() >= 18
+    assert (table.loc[table.success == 0, "reason"] != "").all()
+
+    model_path = tmp_path / "m.json"
+    code, out, _ = run_cli(capsys, "train-au", "data/fer2013_val_au.csv.gz", "--out", model_path)
+    assert code == 0 and "held-out accuracy" in out
+
+    code, out, _ = run_cli(capsys, "evaluate", "--model", model_path, "--images", fer_sample, "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert {"model", "n", "no_face", "accuracy", "macro_f1", "per_class", "labels", "confusion"} <= set(report)
+    assert report["n"] == 24 and sum(v["n"] for v in report["per_class"].values()) == 24
+    assert sum(map(sum, report["confusion"])) + report["no_face"] == 24
+
+
+def test_evaluate_bundled_model_on_au_table(capsys):
+    code, out, _ = run_cli(capsys, "evaluate", "--au-table", "data/fer2013_val_au.csv.gz", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["model"] == "au-logreg-fer2013"
+    assert report["labels"] == ["angry", "disgust", "happy", "neutral", "sad", "surprise"]
+    assert report["accuracy"] > 0.45, "the bundled model fell well below its measured 0.53"
+
+
+def test_import_openface_study_table(capsys, tmp_path, study_table):
+    out_path = tmp_path / "study.csv"
+    code, _, _ = run_cli(capsys, "import-openface", study_table, "--out", out_path)
+    assert code == 0
+    table = pd.read_csv(out_path)
+    assert len(table) == 4473 and table["label"].value_counts()["sad"] == 1038
+
+
+def test_table_without_au_columns_is_refused(capsys, tmp_path):
+    csv = tmp_path / "x.csv"
+    csv.write_text("a,b,label\n1,2,happy\n")
+    code, _, err = run_cli(capsys, "train-au", csv, "--out", tmp_path / "m.json")
+    assert code == 2 and "AU" in err and err.count("\n") == 1
+
+
+def test_draw_testset(capsys, tmp_path, fer_val):
+    code, out, _ = run_cli(capsys, "draw-testset", fer_val, tmp_path / "t60", "--seed", "7")
+    assert code == 0 and out.startswith("60 images")
+    assert sorted(p.name for p in (tmp_path / "t60").iterdir()) == sorted(
+        ["angry", "disgust", "happy", "neutral", "sad", "surprise"])
+
+
+def test_module_entry_point_with_two_workers(tmp_path, fer_sample):
+    """`python -m fer_core extract --workers 2` in a real process (worker processes need one)."""
+    env = {**os.environ, "FER_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "fer_core", "extract", str(fer_sample), "--out",
+                           str(tmp_path / "a.csv"), "--workers", "2"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "24 images" in done.stderr
+    assert (tmp_path / "cache" / "measurements.sqlite").exists()
