@@ -18,21 +18,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd  # noqa: E402
 
-from fer_core.analysis import AUPredictor  # noqa: E402
-from fer_core.au_model import AUModel, fit_au_model  # noqa: E402
-from fer_core.aus import AU_COLUMNS  # noqa: E402
+from fer_core.au_model import AUModel, evaluate_on_table, fit_au_model  # noqa: E402
 from fer_core.config import DATA_DIR  # noqa: E402
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS  # noqa: E402
-from fer_core.evaluate import evaluation_report  # noqa: E402
 from fer_core.manifest import find_entry, resolve_path  # noqa: E402
-from fer_core.predictors import predicted_labels  # noqa: E402
 
 
 def score(model: AUModel, val: pd.DataFrame) -> dict:
-    rows = val[(val["face"] == 0) & val["label"].isin(model.classes)]
-    predictor = AUPredictor(model, analyzer=None, name=model.kind)
-    proba = predictor.proba_from_aus(rows[list(AU_COLUMNS)].to_numpy(dtype=float))
-    return evaluation_report(rows["label"].tolist(), predicted_labels(predictor, proba), model.classes)
+    return evaluate_on_table(model, val, name=model.kind)
 
 
 def main() -> None:
@@ -42,9 +35,10 @@ def main() -> None:
     train = pd.read_csv(DATA_DIR / "fer2013_train_au.csv.gz")
     val = pd.read_csv(DATA_DIR / "fer2013_val_au.csv.gz")
     results = {"bundled (six)": score(AUModel.load(resolve_path(find_entry("au-logreg-fer2013")["path"])), val)}
-    for name, classes, cw in [("logreg six, balanced", SIX_EMOTIONS, "balanced"),
-                              ("logreg seven", SEVEN_EMOTIONS, None)]:
-        results[name] = score(fit_au_model(train, classes, class_weight=cw), val)
+    for name, classes, cw, kind in [("logreg six, balanced", SIX_EMOTIONS, "balanced", "au-logreg"),
+                                    ("logreg seven", SEVEN_EMOTIONS, None, "au-logreg"),
+                                    ("study MLP six", SIX_EMOTIONS, None, "au-mlp")]:
+        results[name] = score(fit_au_model(train, classes, kind=kind, class_weight=cw), val)
     if args.json:
         print(json.dumps(results))
         return

@@ -159,6 +159,32 @@ def explanation_sentence(emotion: str, ranked: Sequence[dict]) -> str:
     return f"{emotion}, mostly because of {joined}."
 
 
+def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> dict:
+    """The evaluate report of an AU model on a labelled AU table (first face of each image);
+    images whose face was not found (no AUs) count as wrong and in ``no_face``."""
+    missing = [c for c in model.au_columns if c not in table.columns]
+    if missing:
+        raise AUTableError(f"AU table lacks columns {', '.join(missing)}; extract or import AUs first")
+    if "label" not in table.columns:
+        raise AUTableError("AU table has no 'label' column; evaluation needs labels")
+    rows = table
+    if "face" in rows.columns:
+        rows = rows[rows["face"].fillna(0).astype(int) == 0]
+    labels = rows["label"].map(lambda v: normalize_emotion(v) if isinstance(v, str) else None)
+    rows, labels = rows[labels.isin(model.classes)], labels[labels.isin(model.classes)]
+    if rows.empty:
+        raise AUTableError(f"AU table has no rows labelled {', '.join(model.classes)}")
+    X = rows[list(model.au_columns)].to_numpy(dtype=float)
+    found = ~np.isnan(X).any(axis=1)
+    if "success" in rows.columns:
+        found &= rows["success"].fillna(0).astype(float).to_numpy() > 0
+    predicted: list[str | None] = [None] * len(rows)
+    if found.any():
+        for i, label in zip(np.flatnonzero(found), model.predict(X[found])):
+            predicted[i] = label
+    return evaluation_report(labels.tolist(), predicted, model.classes, model=name)
+
+
 # -- training -------------------------------------------------------------------------------
 def training_data(table: pd.DataFrame, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Usable rows of an AU table: successful first faces with a label in ``classes``."""

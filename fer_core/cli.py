@@ -225,21 +225,11 @@ def cmd_evaluate(args) -> int:
     entry = find_entry(args.model)
     predictor = load_predictor(entry)
     if args.au_table:
-        if not hasattr(predictor, "proba_from_aus"):
+        if not hasattr(predictor, "model"):
             raise FerError("--au-table works with AU models only; use --images for CNN or Teachable Machine")
-        from .au_model import training_data
-        from .aus import AU_COLUMNS
-        from .evaluate import evaluation_report
-        from .predictors import predicted_labels
+        from .au_model import evaluate_on_table
 
-        table = read_any_au_table(args.au_table)
-        labelled = table[table["label"].isin(predictor.classes)]
-        if "face" in labelled:
-            labelled = labelled[labelled["face"].fillna(0).astype(int) == 0]
-        training_data(labelled, [c for c in predictor.classes if (labelled["label"] == c).any()])  # validates
-        proba = predictor.proba_from_aus(labelled[list(AU_COLUMNS)].to_numpy(dtype=float))
-        report = evaluation_report(labelled["label"].tolist(), predicted_labels(predictor, proba),
-                                   predictor.classes, model=entry["name"])
+        report = evaluate_on_table(predictor.model, read_any_au_table(args.au_table), name=entry["name"])
     else:
         report = _evaluate_images(predictor, args.images, entry["name"])
     if args.json:
