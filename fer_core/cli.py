@@ -107,6 +107,8 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--classes", default="six")
     s.add_argument("--limit-per-class", type=int, default=None)
+    s.add_argument("--class-weighting", action="store_true", help="weight classes by inverse frequency")
+    s.add_argument("--max-minutes", type=float, default=None, help="stop after this long, keeping the best epoch")
     s.add_argument("--name", help="register in models/manifest.json under this name")
     s.set_defaults(func=cmd_train_cnn)
 
@@ -310,21 +312,30 @@ def cmd_models(args) -> int:
 
 
 def cmd_train_cnn(args) -> int:
+    import time
+
     from .cnn import train_cnn
     from .emotions import parse_classes
     from .manifest import register_model, relative_to_repo
 
+    classes = parse_classes(args.classes)
+    deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
     bar = _tqdm_progress("epochs", total=args.epochs)
-    result = train_cnn(args.data, args.val, classes=parse_classes(args.classes), preset=args.preset,
-                       epochs=args.epochs, batch_size=args.batch_size, out=args.out,
-                       limit_per_class=args.limit_per_class,
-                       progress=lambda epoch, logs: bar(epoch + 1, args.epochs))
-    print(json.dumps({k: v for k, v in result.items() if k != "history"}, default=_jsonable))
+    result = train_cnn(args.data, args.val, classes=classes, preset=args.preset, epochs=args.epochs,
+                       batch_size=args.batch_size, out=args.out, limit_per_class=args.limit_per_class,
+                       class_weighting=args.class_weighting, command=args.command_line,
+                       progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
+                       should_stop=(lambda: time.monotonic() > deadline) if deadline else None)
+    ev = result.evaluation
+    print(f"{args.preset} CNN, {result.epochs_run} epochs in {result.seconds / 60:.1f} min: validation accuracy "
+          f"{ev['accuracy']:.3f} (95% CI {ev['accuracy_ci95'][0]:.3f}-{ev['accuracy_ci95'][1]:.3f}), "
+          f"macro-F1 {ev['macro_f1']:.3f} -> {args.out}")
     if args.name:
         register_model({"name": args.name, "kind": "cnn", "path": relative_to_repo(args.out),
-                        "classes": list(parse_classes(args.classes)),
-                        "metrics": result.get("metrics", {}),
+                        "classes": list(classes),
+                        "metrics": {"val_accuracy": ev["accuracy"], "val_macro_f1": ev["macro_f1"]},
                         "command": args.command_line})
+        print(f"registered as {args.name!r} in models/manifest.json")
     return 0
 
 

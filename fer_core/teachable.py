@@ -1,0 +1,450 @@
+"""Import a Teachable Machine image model ("Export model" -> "Tensorflow" -> "Keras").
+
+The export is a zip (or the pair) ``keras_model.h5`` + ``labels.txt`` (lines ``0 angry``). The
+model was saved by tf.keras 2.x, which Keras 3 refuses (``DepthwiseConv2D`` saved with
+``groups: 1``) and whose ``load_model`` would deserialize whatever the file names. So we never
+hand the file to ``load_model``: we read the architecture JSON with h5py, refuse anything but
+standard layers (no ``Lambda``: it carries code), clean the known Keras 2 leftovers, rebuild the
+model with Keras from that config and copy the weights in by layer and variable name.
+
+Class names are mapped to this project's emotions (``Happiness`` -> happy). Classes that are no
+emotion (``background``, ``no face``) are dropped and the remaining probabilities renormalised, so
+a Teachable Machine model scores on the same classes as the other models; the mapping and the
+dropped names are kept on the predictor for the dashboard to show. Several labels mapping to one
+emotion are merged (their probabilities summed).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .cnn import first_line, fit_images, import_keras, predict_in_batches
+from .emotions import SEVEN_EMOTIONS, normalize_emotion
+from .errors import FerError, ModelFileError
+
+MODEL_NAME = "keras_model.h5"
+LABELS_NAME = "labels.txt"
+MAX_EXPORT_BYTES = 200 * 2**20  # Teachable Machine image models are ~2.5 MB
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+EXPORT_HINT = "download it from Teachable Machine with Export model -> Tensorflow -> Keras"
+
+# Standard layers a Teachable Machine image model (MobileNet backbone + dense head) may contain.
+ALLOWED_LAYERS = frozenset({
+    "InputLayer", "Sequential", "Functional", "Model",
+    "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Dense",
+    "BatchNormalization", "LayerNormalization", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+    "Activation", "ZeroPadding2D", "Cropping2D", "Add", "Subtract", "Multiply", "Average",
+    "Maximum", "Minimum", "Concatenate", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+    "AveragePooling2D", "MaxPooling2D", "UpSampling2D", "Dropout", "SpatialDropout2D",
+    "Flatten", "Reshape", "Permute", "Rescaling",
+})
+# Objects nested in layer configs: initializers, regularizers, constraints.
+ALLOWED_OBJECTS = frozenset({
+    "Zeros", "Ones", "Constant", "RandomNormal", "RandomUniform", "TruncatedNormal",
+    "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeNormal", "HeUniform", "LecunNormal",
+    "LecunUniform", "Orthogonal", "Identity", "L1", "L2", "L1L2", "MaxNorm", "NonNeg", "UnitNorm",
+    "MinMaxNorm",
+    "__keras_tensor__",  # a call argument in configs written by Keras 3
+})
+CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__"})
+# Keras 2 variable names that Keras 3 calls differently.
+_STORED_NAMES = {"kernel": ("kernel", "depthwise_kernel")}
+
+
+# ----------------------------------------------------------------------------- labels
+
+@dataclass(frozen=True)
+class LabelMapping:
+    """Teachable Machine class names (model output order) and the emotion each one stands for."""
+    labels: tuple[str, ...]
+    emotions: tuple[str | None, ...]  # None: not an emotion, dropped from predictions
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The distinct emotions, in the project's canonical order."""
+        present = set(e for e in self.emotions if e is not None)
+        return tuple(e for e in SEVEN_EMOTIONS if e in present)
+
+    @property
+    def unmapped(self) -> tuple[str, ...]:
+        return tuple(label for label, e in zip(self.labels, self.emotions) if e is None)
+
+    def as_dict(self) -> dict[str, str | None]:
+        return dict(zip(self.labels, self.emotions))
+
+
+def parse_labels(text: str, source: str = LABELS_NAME) -> tuple[str, ...]:
+    """Class names from ``labels.txt``: ``0 angry`` lines (Teachable Machine) or one name per line."""
+    rows = [line.strip() for line in text.lstrip("\ufeff").splitlines() if line.strip()]
+    if not rows:
+        raise ModelFileError(f"{source}: no class names in it; use the labels.txt of the same export")
+    numbered = [re.fullmatch(r"(\d+)\s+(.+)", row) for row in rows]
+    if all(numbered):
+        by_index = {int(m.group(1)): m.group(2).strip() for m in numbered}
+        if sorted(by_index) != list(range(len(rows))):
+            raise ModelFileError(f"{source}: class numbers are not 0..{len(rows) - 1}; "
+                                 "use the labels.txt of the same export")
+        return tuple(by_index[i] for i in range(len(rows)))
+    if any(numbered):
+        raise ModelFileError(f"{source}: mixes numbered and unnumbered lines; write '0 angry' on every line")
+    return tuple(rows)
+
+
+def map_labels(labels: Sequence[str], override: Mapping[str, str | None] | None = None) -> LabelMapping:
+    """Map class names to emotions (case-insensitive, aliases such as anger/happiness/sadness).
+
+    ``override`` maps a class name to an emotion (or None/"" to drop it) where the name alone
+    does not say it, e.g. ``{"Class 1": "happy", "background": None}``.
+    """
+    labels = tuple(labels)
+    emotions: list[str | None] = [normalize_emotion(label) for label in labels]
+    for key, value in (override or {}).items():
+        matches = [i for i, label in enumerate(labels) if label == key] or \
+                  [i for i, label in enumerate(labels) if label.strip().lower() == str(key).strip().lower()]
+        if not matches:
+            raise FerError(f"mapping names class {key!r}, which the model does not have "
+                           f"(its classes: {', '.join(labels)})")
+        emotion = None
+        if value is not None and str(value).strip():
+            emotion = normalize_emotion(value)
+            if emotion is None:
+                raise FerError(f"mapping {key!r} -> {value!r}: unknown emotion; use one of "
+                               f"{', '.join(SEVEN_EMOTIONS)} or leave it empty to drop the class")
+        for i in matches:
+            emotions[i] = emotion
+    return LabelMapping(labels, tuple(emotions))
+
+
+# ----------------------------------------------------------------------------- reading an export
+
+@dataclass(frozen=True)
+class ExportFiles:
+    """The two files of an export, read into memory, with names for messages."""
+    model_bytes: bytes
+    model_name: str
+    labels: tuple[str, ...] | None
+    labels_name: str | None
+
+
+def read_export(source: str | os.PathLike[str] | bytes,
+                labels: str | os.PathLike[str] | bytes | Sequence[str] | None = None) -> ExportFiles:
+    """Find ``keras_model.h5`` and ``labels.txt`` in a zip, a folder, an ``.h5`` path or raw bytes.
+
+    ``labels`` (a path, the file's bytes, or the class names) overrides the labels found beside
+    or inside ``source``.
+    """
+    default_labels: Path | None = None
+    if isinstance(source, (bytes, bytearray)):
+        data, name = bytes(source), "uploaded file"
+    else:
+        path = Path(source)
+        if path.is_dir():
+            path, default_labels = path / MODEL_NAME, path / LABELS_NAME
+            if not path.is_file():
+                raise ModelFileError(f"{path.parent}: no {MODEL_NAME} in this folder; {EXPORT_HINT}")
+        else:
+            default_labels = path.with_name(LABELS_NAME)
+        data, name = _read_bytes(path), str(path)
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        return _read_zip(data, name, labels)
+    return _export(data, name, *_read_labels_arg(labels, default_labels))
+
+
+def _export(model_bytes: bytes, model_name: str, labels: tuple[str, ...] | None,
+            labels_name: str | None) -> ExportFiles:
+    _check_hdf5(model_bytes, model_name)
+    return ExportFiles(model_bytes, model_name, labels, labels_name)
+
+
+def _check_hdf5(data: bytes, name: str) -> None:
+    """Refuse non-HDF5 data early (the signature sits at 0, 512, 1024, ... bytes)."""
+    offsets = [0] + [512 * 2**i for i in range(12)]
+    if not any(data[o:o + 8] == HDF5_SIGNATURE for o in offsets if o < len(data)):
+        raise ModelFileError(f"{name}: not an HDF5 Keras model file; pick {MODEL_NAME} ({EXPORT_HINT})")
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: file not found; pick the zip or {MODEL_NAME} of a Teachable Machine export")
+    if path.stat().st_size > MAX_EXPORT_BYTES:
+        raise ModelFileError(f"{path}: larger than {MAX_EXPORT_BYTES // 2**20} MB, not a Teachable Machine "
+                             f"image model; {EXPORT_HINT}")
+    return path.read_bytes()
+
+
+def _read_zip(data: bytes, name: str, labels) -> ExportFiles:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            members = {Path(info.filename).name: info for info in zf.infolist() if not info.is_dir()}
+            model_info = members.get(MODEL_NAME)
+            if model_info is None:
+                raise ModelFileError(f"{name}: no {MODEL_NAME} inside the zip; {EXPORT_HINT}")
+            if model_info.file_size > MAX_EXPORT_BYTES:
+                raise ModelFileError(f"{name}: {MODEL_NAME} is larger than {MAX_EXPORT_BYTES // 2**20} MB; "
+                                     f"{EXPORT_HINT}")
+            model_bytes = zf.read(model_info)
+            if labels is None and LABELS_NAME in members:
+                labels = zf.read(members[LABELS_NAME])
+                labels_name = f"{name}:{LABELS_NAME}"
+            else:
+                labels_name = None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ModelFileError(f"{name}: damaged zip ({first_line(exc)}); download the export again") from None
+    names, found_name = _read_labels_arg(labels, None)
+    return _export(model_bytes, f"{name}:{MODEL_NAME}", names, labels_name or found_name)
+
+
+def _read_labels_arg(labels, default: Path | None) -> tuple[tuple[str, ...] | None, str | None]:
+    """Class names from a labels argument (path, bytes or names) or the default file if it exists."""
+    if labels is None:
+        if default is None or not default.is_file():
+            return None, None
+        labels = default
+    if isinstance(labels, (bytes, bytearray)):
+        return parse_labels(_decode(bytes(labels), LABELS_NAME), LABELS_NAME), LABELS_NAME
+    if isinstance(labels, (str, os.PathLike)):
+        path = Path(labels)
+        if not path.is_file():
+            raise ModelFileError(f"{path}: labels file not found; use the labels.txt of the same export")
+        return parse_labels(_decode(path.read_bytes(), str(path)), str(path)), str(path)
+    names = tuple(str(n).strip() for n in labels)
+    if not names or not all(names):
+        raise FerError("class names must be non-empty")
+    return names, "given class names"
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ModelFileError(f"{name}: not a text file; use the labels.txt of the same export") from None
+
+
+# ----------------------------------------------------------------------------- the model
+
+def sanitize_model_config(config: Any, source: str = MODEL_NAME) -> dict:
+    """Check a Keras 2 model config for safety and make it loadable by Keras 3 (a cleaned copy).
+
+    Refuses code-carrying layers (Lambda), unknown classes and non-Keras modules; drops
+    ``groups`` from depthwise/separable convolutions, turns dtype policies into names, unwraps
+    single model inputs/outputs (``[["input_1", 0, 0]]``) and moves a first layer's
+    ``batch_input_shape`` to its Sequential's ``build_input_shape``.
+    """
+    if not isinstance(config, dict) or config.get("class_name") not in ("Sequential", "Functional", "Model"):
+        raise ModelFileError(f"{source}: the file holds no Keras model architecture; {EXPORT_HINT}")
+    return _sanitize(json.loads(json.dumps(config)), source)
+
+
+def _sanitize(node: Any, source: str) -> Any:
+    if isinstance(node, list):
+        return [_sanitize(item, source) for item in node]
+    if not isinstance(node, dict):
+        return node
+    module = node.get("module")
+    if isinstance(module, str) and module.split(".")[0] != "keras":
+        raise ModelFileError(f"{source}: the model refers to Python module {module!r}, which is not loaded "
+                             f"for safety; {EXPORT_HINT}")
+    dtype = node.get("dtype")
+    if isinstance(dtype, dict) and dtype.get("class_name") in ("Policy", "DTypePolicy"):
+        node["dtype"] = (dtype.get("config") or {}).get("name", "float32")
+    name = node.get("class_name")
+    if name is not None:
+        if name in CODE_LAYERS:
+            raise ModelFileError(f"{source}: the model contains a {name} layer (Python code), which is not "
+                                 f"loaded for safety; {EXPORT_HINT}")
+        if name not in ALLOWED_LAYERS and name not in ALLOWED_OBJECTS:
+            raise ModelFileError(f"{source}: unsupported layer or object {name!r}; only standard Keras image "
+                                 f"layers load here; {EXPORT_HINT}")
+        cfg = node.get("config")
+        if isinstance(cfg, dict):
+            if name in ("DepthwiseConv2D", "SeparableConv2D"):
+                cfg.pop("groups", None)  # tf.keras 2.x wrote it, Keras 3 refuses it
+            if name in ("Functional", "Model"):
+                for key in ("input_layers", "output_layers"):
+                    ends = cfg.get(key)
+                    if isinstance(ends, list) and len(ends) == 1 and isinstance(ends[0], list):
+                        # Keras 2 wrote [[name, 0, 0]] for one input; Keras 3 would then hand the
+                        # next layer a one-element list instead of a tensor.
+                        cfg[key] = ends[0]
+            if name == "Sequential":
+                layers = cfg.get("layers") or []
+                if layers and isinstance(layers[0], dict) and isinstance(layers[0].get("config"), dict):
+                    shape = layers[0]["config"].get("batch_input_shape")
+                    if shape is not None and layers[0].get("class_name") != "InputLayer":
+                        del layers[0]["config"]["batch_input_shape"]
+                        cfg.setdefault("build_input_shape", shape)
+    return {key: _sanitize(value, source) for key, value in node.items()}
+
+
+def _attr_strings(obj, key: str) -> list[str]:
+    values = obj.attrs.get(key)
+    if values is None:
+        return []
+    if isinstance(values, (bytes, str)):
+        values = [values]
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _leaf_layers(layer) -> Iterator[Any]:
+    inner = getattr(layer, "layers", None)
+    if inner:
+        for sub in inner:
+            yield from _leaf_layers(sub)
+    else:
+        yield layer
+
+
+def _stored_weights(group, source: str) -> dict[str, dict[str, np.ndarray]]:
+    """``leaf layer name -> {variable name: array}`` from one top-level layer's weight group."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for weight_name in _attr_strings(group, "weight_names"):
+        parts = re.sub(r":\d+$", "", weight_name).split("/")
+        if len(parts) < 2 or weight_name not in group:
+            raise ModelFileError(f"{source}: weight {weight_name!r} is malformed or missing; {EXPORT_HINT}")
+        out.setdefault(parts[-2], {})[parts[-1]] = np.asarray(group[weight_name][()])
+    return out
+
+
+def _load_weights(weights_group, model, source: str) -> None:
+    """Copy weights from an HDF5 ``model_weights`` group into ``model`` by layer and variable name."""
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in weights_group:
+            raise ModelFileError(f"{source}: no weights for layer {layer.name!r}; the file is incomplete, "
+                                 f"{EXPORT_HINT}")
+        stored = _stored_weights(weights_group[layer.name], source)
+        for leaf in _leaf_layers(layer):
+            values = stored.get(leaf.name, {})
+            for variable in leaf.weights:
+                key = next((k for k in _STORED_NAMES.get(variable.name, (variable.name,)) if k in values), None)
+                if key is None:
+                    raise ModelFileError(f"{source}: weight {leaf.name}/{variable.name} is missing from the file; "
+                                         f"{EXPORT_HINT}")
+                value = values.pop(key)
+                if tuple(value.shape) != tuple(variable.shape):
+                    raise ModelFileError(f"{source}: weight {leaf.name}/{variable.name} has shape {value.shape}, "
+                                         f"the architecture needs {tuple(variable.shape)}; {EXPORT_HINT}")
+                variable.assign(value)
+        left = [f"{leaf}/{var}" for leaf, vars_ in stored.items() for var in vars_]
+        if left:
+            raise ModelFileError(f"{source}: weights {', '.join(left[:3])} fit no layer of the architecture; "
+                                 f"{EXPORT_HINT}")
+
+
+def load_teachable_model(model_file: bytes | str | os.PathLike[str], source: str | None = None):
+    """Rebuild a Teachable Machine (tf.keras 2.x HDF5) model without executing anything from it."""
+    import h5py
+
+    if isinstance(model_file, bytes):
+        data, source = model_file, source or MODEL_NAME
+    else:
+        data, source = _read_bytes(Path(model_file)), source or str(model_file)
+    _check_hdf5(data, source)
+    try:
+        h5 = h5py.File(io.BytesIO(data), "r")
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{source}: unreadable HDF5 file ({first_line(exc)}); download the export again") from None
+    with h5:
+        raw = h5.attrs.get("model_config")
+        if raw is None or "model_weights" not in h5:
+            raise ModelFileError(f"{source}: holds no complete Keras model (architecture and weights); "
+                                 f"{EXPORT_HINT}")
+        try:
+            config = json.loads(raw.decode("utf8") if isinstance(raw, bytes) else str(raw))
+        except ValueError as exc:
+            raise ModelFileError(f"{source}: unreadable model architecture ({first_line(exc)}); "
+                                 f"{EXPORT_HINT}") from None
+        config = sanitize_model_config(config, source)
+        keras = import_keras()
+        try:
+            cls = keras.Sequential if config["class_name"] == "Sequential" else keras.Model
+            model = cls.from_config(config["config"])
+        except Exception as exc:  # Keras raises many types for configs it cannot build
+            raise ModelFileError(f"{source}: cannot rebuild the model ({first_line(exc)}); {EXPORT_HINT}") from None
+        if not model.built:
+            raise ModelFileError(f"{source}: the model has no input shape; {EXPORT_HINT}")
+        try:
+            _load_weights(h5["model_weights"], model, source)
+        except (OSError, KeyError, ValueError, TypeError) as exc:  # damaged datasets inside the file
+            raise ModelFileError(f"{source}: unreadable weights ({first_line(exc)}); "
+                                 "download the export again") from None
+    return model
+
+
+class TeachablePredictor:
+    """A Teachable Machine image model as a Predictor over project emotions.
+
+    Inputs follow Teachable Machine's own code: centre crop to a square, resize (224x224), RGB
+    scaled to [-1, 1]. ``classes`` are the mapped emotions; see the module doc for unmapped ones.
+    """
+
+    kind = "teachable"
+
+    def __init__(self, model, labels: Sequence[str], mapping: Mapping[str, str | None] | None = None,
+                 name: str = "teachable", source: str = MODEL_NAME, batch_size: int = 32) -> None:
+        self.model = model
+        self.name = name
+        self.batch_size = batch_size
+        self.mapping = map_labels(labels, mapping)
+        outputs = int(model.output_shape[-1])
+        if outputs != len(self.mapping.labels):
+            raise ModelFileError(f"{source}: model has {outputs} outputs but labels.txt names "
+                                 f"{len(self.mapping.labels)} classes; use the labels.txt of the same export")
+        if not self.mapping.classes:
+            raise ModelFileError(f"{source}: none of the classes ({', '.join(self.mapping.labels)}) is an emotion; "
+                                 f"name them like {', '.join(SEVEN_EMOTIONS[:3])} or give a mapping")
+        shape = tuple(model.input_shape)
+        if len(shape) != 4 or shape[-1] != 3 or None in shape[1:]:
+            raise ModelFileError(f"{source}: model input {shape} is not an RGB image; "
+                                 "import a Teachable Machine image model")
+        self.input_size: tuple[int, int] = (int(shape[1]), int(shape[2]))
+        self.classes: tuple[str, ...] = self.mapping.classes
+        # (labels x classes) 0/1 matrix: merges labels of one emotion, drops unmapped ones.
+        self._merge = np.array([[float(e == c) for c in self.classes] for e in self.mapping.emotions])
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.mapping.labels
+
+    @property
+    def unmapped(self) -> tuple[str, ...]:
+        return self.mapping.unmapped
+
+    def preprocess(self, images: Sequence[Any]) -> np.ndarray:
+        """Model inputs for ``images``: (n, h, w, 3) float32 in [-1, 1], as Teachable Machine does."""
+        return fit_images(images, self.input_size, 3).astype(np.float32) / 127.5 - 1.0
+
+    def raw_proba(self, images: Sequence[Any]) -> np.ndarray:
+        """Probabilities over the model's own labels, (n, len(labels))."""
+        if len(images) == 0:
+            return np.zeros((0, len(self.labels)))
+        return predict_in_batches(self.model, self.preprocess(images), self.batch_size)
+
+    def predict_proba(self, images: Sequence[Any]) -> np.ndarray:
+        merged = self.raw_proba(images) @ self._merge
+        total = merged.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 1e-12, merged / total, np.nan)
+
+
+def load_teachable(source: str | os.PathLike[str] | bytes,
+                   labels: str | os.PathLike[str] | bytes | Sequence[str] | None = None,
+                   mapping: Mapping[str, str | None] | None = None, name: str | None = None) -> TeachablePredictor:
+    """Load a Teachable Machine export (zip, folder, ``keras_model.h5`` path or bytes) as a predictor."""
+    files = read_export(source, labels)
+    if files.labels is None:
+        raise ModelFileError(f"{files.model_name}: missing {LABELS_NAME}; add the labels.txt of the same export")
+    model = load_teachable_model(files.model_bytes, files.model_name)
+    if name is None:
+        name = "teachable" if isinstance(source, (bytes, bytearray)) else f"teachable:{Path(source).stem}"
+    return TeachablePredictor(model, files.labels, mapping, name=name, source=files.model_name)

@@ -1,0 +1,221 @@
+"""Build a Teachable Machine style export ("Tensorflow" -> "Keras") in a folder, for tests.
+
+Teachable Machine exports ``keras_model.h5`` + ``labels.txt``; the model was saved by tf.keras 2.x:
+``Sequential[Sequential[Functional MobileNetV2 "model1", GlobalAveragePooling2D],
+Sequential "sequential_3"[Dense 100 relu, Dense N softmax]]``, with Keras 2 configs (plain dtype
+strings, ``[[["layer", 0, 0, {}]]]`` inbound nodes, ``batch_input_shape``, DepthwiseConv2D with
+``groups: 1``) and Keras 2 weight names (``Conv1/kernel:0``, ``.../depthwise_kernel:0``).
+Keras 3 cannot write such a file, so we build a small model of the same shape with Keras 3, save it
+as legacy HDF5 and rewrite its config and weight names with h5py the way Keras 2 would have
+written them. The backbone is a shrunken MobileNetV2 (same layer names and types, few channels).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+KERAS2_VERSION = "2.4.0"
+INPUT_SIZE = 224
+
+
+@dataclass
+class TeachableExport:
+    folder: Path
+    model_path: Path
+    labels_path: Path
+    model: Any  # the in-memory Keras 3 model the file was written from
+    labels: tuple[str, ...]
+
+    def zip(self, name: str = "converted_keras.zip", members: Sequence[str] | None = None) -> Path:
+        """Zip the export the way Teachable Machine's download does (files at the zip root)."""
+        path = self.folder / name
+        with zipfile.ZipFile(path, "w") as zf:
+            for member in members or ("keras_model.h5", "labels.txt"):
+                zf.write(self.folder / member, member)
+        return path
+
+
+def build_teachable_model(num_classes: int, seed: int = 0, mobilenet: bool = False):
+    """A Teachable Machine shaped model (Keras 3, in memory).
+
+    The backbone is a tiny MobileNetV2 look-alike, or with ``mobilenet`` the real
+    ``MobileNetV2(alpha=0.35)`` architecture Teachable Machine uses (random weights, ~0.4 M).
+    """
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    if mobilenet:
+        app = keras.applications.MobileNetV2(input_shape=(INPUT_SIZE, INPUT_SIZE, 3), alpha=0.35,
+                                             include_top=False, weights=None)
+        backbone = keras.Model(app.input, app.output, name="model1")
+    else:
+        backbone = _tiny_backbone()
+    width = backbone.output_shape[-1]
+    features = keras.Sequential(
+        [keras.Input((INPUT_SIZE, INPUT_SIZE, 3)), backbone,
+         layers.GlobalAveragePooling2D(name="global_average_pooling2d_GlobalAveragePooling2D1")],
+        name="sequential_1")
+    head = keras.Sequential(
+        [keras.Input((width,)),
+         layers.Dense(16, activation="relu", name="dense_Dense1"),
+         layers.Dense(num_classes, activation="softmax", use_bias=False, name="dense_Dense2")],
+        name="sequential_3")
+    model = keras.Sequential([keras.Input((INPUT_SIZE, INPUT_SIZE, 3)), features, head], name="sequential_4")
+    # Random, non-trivial BN statistics so that a wrong weight mapping shows in the predictions.
+    rng = np.random.default_rng(seed)
+    for layer in backbone.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+    # A confident head, so that class probabilities differ clearly between images.
+    dense = head.get_layer("dense_Dense2")
+    dense.set_weights([w * 8.0 for w in dense.get_weights()])
+    return model
+
+
+def _tiny_backbone():
+    """MobileNetV2's first blocks with its layer names and types, 4-8 channels."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="input_1")
+    x = layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False, name="Conv1")(inp)
+    x = layers.BatchNormalization(name="bn_Conv1")(x)
+    x = layers.ReLU(6.0, name="Conv1_relu")(x)
+    y = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="expanded_conv_depthwise")(x)
+    y = layers.BatchNormalization(name="expanded_conv_depthwise_BN")(y)
+    y = layers.ReLU(6.0, name="expanded_conv_depthwise_relu")(y)
+    y = layers.Conv2D(4, 1, use_bias=False, name="expanded_conv_project")(y)
+    y = layers.BatchNormalization(name="expanded_conv_project_BN")(y)
+    x = layers.Add(name="expanded_conv_add")([x, y])
+    x = layers.ZeroPadding2D(((0, 1), (0, 1)), name="block_1_pad")(x)
+    x = layers.DepthwiseConv2D(3, strides=2, padding="valid", use_bias=False, name="block_1_depthwise")(x)
+    x = layers.BatchNormalization(name="block_1_depthwise_BN")(x)
+    x = layers.Conv2D(8, 1, use_bias=False, name="Conv_1")(x)
+    x = layers.BatchNormalization(name="Conv_1_bn")(x)
+    x = layers.ReLU(6.0, name="out_relu")(x)
+    return keras.Model(inp, x, name="model1")
+
+
+def write_teachable_export(folder: str | Path, labels: Sequence[str], seed: int = 0,
+                           functional_class: str = "Functional", config_hook=None,
+                           mobilenet: bool = False) -> TeachableExport:
+    """Write ``keras_model.h5`` (Keras 2 style) and ``labels.txt`` (``0 angry`` lines) to ``folder``.
+
+    ``config_hook(config) -> config`` may alter the Keras 2 model config before it is written
+    (e.g. to insert a Lambda layer).
+    """
+    import h5py
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = build_teachable_model(len(labels), seed=seed, mobilenet=mobilenet)
+    model_path = folder / "keras_model.h5"
+    model.save(model_path)
+    with h5py.File(model_path, "r+") as f:
+        config = keras2_config(json.loads(f.attrs["model_config"]), functional_class)
+        if config_hook is not None:
+            config = config_hook(config)
+        f.attrs["model_config"] = json.dumps(config).encode("utf8")
+        f.attrs["keras_version"] = KERAS2_VERSION.encode("utf8")
+        depthwise = {layer.name for layer in _leaf_layers(model) if type(layer).__name__ == "DepthwiseConv2D"}
+        _keras2_weights(f["model_weights"], depthwise)
+    labels_path = folder / "labels.txt"
+    labels_path.write_text("".join(f"{i} {name}\n" for i, name in enumerate(labels)), encoding="utf8")
+    return TeachableExport(folder, model_path, labels_path, model, tuple(labels))
+
+
+# ---------------------------------------------------------------- Keras 3 -> Keras 2 rewriting
+
+_DROP_KEYS = {"module", "registered_name", "build_config", "compile_config", "optional",
+              "synchronized", "renorm", "renorm_clipping", "renorm_momentum",
+              "input_axes", "output_axes", "quantization_config", "lora_rank", "lora_alpha"}
+
+
+def keras2_config(node: Any, functional_class: str = "Functional") -> Any:
+    """Rewrite a Keras 3 model config the way tf.keras 2.x writes it."""
+    if isinstance(node, list):
+        return [keras2_config(item, functional_class) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("class_name") == "DTypePolicy":
+        return node["config"]["name"]
+    out = {k: keras2_config(v, functional_class) for k, v in node.items() if k not in _DROP_KEYS}
+    cls = out.get("class_name")
+    cfg = out.get("config")
+    if cls == "Functional":
+        out["class_name"] = functional_class
+        for key in ("input_layers", "output_layers"):
+            if cfg[key] and isinstance(cfg[key][0], str):
+                cfg[key] = [cfg[key]]  # Keras 2 always wrote a list of [layer, node, tensor]
+    if cls == "InputLayer":
+        cfg["batch_input_shape"] = cfg.pop("batch_shape")
+    if cls == "DepthwiseConv2D":
+        cfg["groups"] = 1  # what tf.keras 2.x wrote and Keras 3 refuses
+    if cls == "BatchNormalization":
+        cfg["axis"] = [3]
+    if cls == "Sequential":
+        _keras2_sequential(cfg)
+    if "inbound_nodes" in out:
+        out["inbound_nodes"] = [_keras2_node(n) for n in node["inbound_nodes"]]
+    return out
+
+
+def _keras2_sequential(cfg: dict) -> None:
+    """Keras 2 kept the input shape on the first layer and a ``build_input_shape``."""
+    layers = cfg["layers"]
+    if layers and layers[0]["class_name"] == "InputLayer":
+        shape = layers.pop(0)["config"]["batch_input_shape"]
+        cfg["build_input_shape"] = shape
+        if layers and layers[0]["class_name"] not in ("Functional", "Model", "Sequential"):
+            layers[0]["config"]["batch_input_shape"] = shape
+
+
+def _keras2_node(node: dict) -> list:
+    """``{"args": [tensor | [tensors]]}`` -> ``[["layer", node_index, tensor_index, {}], ...]``."""
+    tensors = node["args"][0]
+    if isinstance(tensors, dict):
+        tensors = [tensors]
+    return [[*t["config"]["keras_history"], {}] for t in tensors]
+
+
+def _leaf_layers(layer) -> list:
+    inner = getattr(layer, "layers", None)
+    return [leaf for sub in inner for leaf in _leaf_layers(sub)] if inner else [layer]
+
+
+def _keras2_weights(group, depthwise_layers: set[str]) -> None:
+    """Rename weights to Keras 2 style (``Conv1/kernel:0``, ``depthwise_kernel``), same order."""
+    group.attrs["keras_version"] = KERAS2_VERSION.encode("utf8")
+    for layer_name in [n.decode() if isinstance(n, bytes) else n for n in group.attrs["layer_names"]]:
+        layer_group = group[layer_name]
+        names = [n.decode() if isinstance(n, bytes) else n for n in layer_group.attrs["weight_names"]]
+        values = [layer_group[n][()] for n in names]
+        for key in list(layer_group.keys()):
+            del layer_group[key]
+        new_names = []
+        for name, value in zip(names, values):
+            leaf, var = name.split("/")[-2:]
+            if leaf in depthwise_layers and var == "kernel":
+                var = "depthwise_kernel"
+            new_name = f"{leaf}/{var}:0"
+            layer_group.create_dataset(new_name, data=value)
+            new_names.append(new_name.encode("utf8"))
+        layer_group.attrs["weight_names"] = new_names
+    if "top_level_model_weights" in group:
+        del group["top_level_model_weights"]
+
+
+def face_like_images(n: int, seed: int = 0) -> list[np.ndarray]:
+    """Varied RGB uint8 images of different sizes (predictors must resize them)."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (int(rng.integers(40, 300)), int(rng.integers(40, 300)), 3), dtype=np.uint8)
+            for _ in range(n)]

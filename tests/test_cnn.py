@@ -1,0 +1,174 @@
+"""The pixel CNN: real (tiny) Keras models trained on JPEGs in the Kaggle layout, saved and reloaded."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_core.cnn import (CNNPredictor, build_cnn, load_dataset, predict_in_batches, read_cnn_metadata,
+                          stratified_split, train_cnn)
+from fer_core.emotions import SIX_EMOTIONS
+from fer_core.errors import FerError, ModelFileError
+
+CLASSES = ("happy", "sad", "surprise")
+
+
+def _synthetic_face(label: int, rng: np.random.Generator) -> np.ndarray:
+    """48x48 gray image whose bright band position depends on the class (learnable in an epoch)."""
+    img = rng.normal(60, 20, (48, 48))
+    img[label * 16:(label + 1) * 16] += 140
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def kaggle_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("kaggle") / "train"
+    rng = np.random.default_rng(0)
+    for label, emotion in enumerate(CLASSES):
+        (root / emotion).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(_synthetic_face(label, rng)).save(root / emotion / f"{i:03d}.jpg", quality=95)
+    (root / "fear").mkdir()  # not among CLASSES: left out
+    Image.fromarray(_synthetic_face(0, rng)).save(root / "fear" / "000.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(kaggle_dir, tmp_path_factory):
+    """One real training run; the stop request after the first epoch ends it early."""
+    epochs_seen: list[tuple[int, dict]] = []
+    out = tmp_path_factory.mktemp("models") / "tiny.keras"
+    result = train_cnn(kaggle_dir, classes=CLASSES, preset="tiny", epochs=3, batch_size=8, out=out,
+                       progress=lambda epoch, logs: epochs_seen.append((epoch, dict(logs))),
+                       should_stop=lambda: len(epochs_seen) >= 1, seed=1, command="pytest")
+    return result, epochs_seen
+
+
+def test_build_presets():
+    tiny = build_cnn("tiny", 6)
+    assert tiny.input_shape == (None, 48, 48, 1) and tiny.output_shape == (None, 6)
+    assert tiny.count_params() < 5000
+    for preset in ("original", "strong"):
+        model = build_cnn(preset, 6)
+        assert model.output_shape == (None, 6)
+        assert 200_000 < model.count_params() < 3_000_000
+    with pytest.raises(FerError, match="unknown CNN preset"):
+        build_cnn("huge", 6)
+
+
+def test_load_dataset_reads_gray_48(kaggle_dir, tmp_path):
+    calls = []
+    data = load_dataset(kaggle_dir, CLASSES, progress=lambda done, total: calls.append((done, total)))
+    assert data.x.shape == (30, 48, 48, 1) and data.x.dtype == np.float32
+    assert 0.0 <= data.x.min() and data.x.max() <= 1.0
+    assert np.bincount(data.y).tolist() == [10, 10, 10]
+    assert calls[-1] == (30, 30)
+    assert load_dataset(kaggle_dir, CLASSES, limit_per_class=2).y.tolist() == [0, 0, 1, 1, 2, 2]
+    # A corrupt file is reported and skipped, the rest kept.
+    root = tmp_path / "broken"
+    (root / "happy").mkdir(parents=True)
+    (root / "happy" / "bad.jpg").write_bytes(b"not a jpeg")
+    Image.fromarray(np.zeros((64, 80, 3), np.uint8)).save(root / "happy" / "ok.png")
+    broken = load_dataset(root, CLASSES)
+    assert len(broken) == 1 and len(broken.skipped) == 1 and "bad.jpg" in broken.skipped[0]
+
+
+def test_stratified_split_holds_out_every_class():
+    y = np.repeat([0, 1, 2], [50, 20, 3])
+    train, held = stratified_split(y, 0.1, seed=0)
+    assert sorted(np.bincount(y[held]).tolist()) == [1, 2, 5]
+    assert len(set(train) & set(held)) == 0 and len(train) + len(held) == len(y)
+
+
+def test_training_reports_stops_and_saves(trained):
+    result, epochs_seen = trained
+    assert [epoch for epoch, _ in epochs_seen] == [0]  # stopped after the first epoch
+    assert result.stopped_by_user and result.epochs_run == 1
+    assert {"accuracy", "loss", "val_accuracy"} <= set(epochs_seen[0][1])
+    assert result.path.is_file() and result.metadata_path == result.path.with_suffix(".json")
+    meta = read_cnn_metadata(result.path)
+    assert meta["classes"] == list(CLASSES) and meta["preset"] == "tiny" and meta["status"] == "done"
+    assert meta["command"] == "pytest" and meta["n_val"] == 3 and meta["n_train"] == 27
+    assert result.evaluation["n"] == 3 and 0.0 <= result.evaluation["accuracy"] <= 1.0
+    assert meta["metrics"]["val_accuracy"] == result.evaluation["accuracy"]
+
+
+def test_reloaded_predictor_gives_same_probabilities(trained, kaggle_dir):
+    result, _ = trained
+    predictor = CNNPredictor(result.path)
+    assert predictor.kind == "cnn" and predictor.classes == CLASSES and predictor.name == "tiny"
+    files = sorted(kaggle_dir.glob("*/*.jpg"))[:5]
+    images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    images.append(np.random.default_rng(0).integers(0, 255, (120, 90, 3), dtype=np.uint8))  # any RGB photo
+    proba = predictor.predict_proba(images)
+    assert proba.shape == (6, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    expected = predict_in_batches(result.model, predictor.preprocess(images))
+    np.testing.assert_allclose(proba, expected, atol=1e-6)
+    x = predictor.preprocess(images)
+    assert x.shape == (6, 48, 48, 1) and x.dtype == np.float32
+    assert predictor.predict_proba([]).shape == (0, 3)
+
+
+def test_predictor_errors(trained, tmp_path):
+    result, _ = trained
+    with pytest.raises(ModelFileError, match="model file not found"):
+        CNNPredictor(tmp_path / "none.keras", classes=CLASSES)
+    text = tmp_path / "notes.keras"
+    text.write_text("I am a text file\n")
+    with pytest.raises(ModelFileError, match="not a Keras model"):
+        CNNPredictor(text, classes=CLASSES)
+    junk = tmp_path / "junk.keras"
+    with zipfile.ZipFile(junk, "w") as zf:
+        zf.writestr("hello.txt", "no model here")
+    with pytest.raises(ModelFileError, match="cannot load this Keras model") as info:
+        CNNPredictor(junk, classes=CLASSES)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ModelFileError, match="not a .keras file"):
+        CNNPredictor(tmp_path / "model.h5", classes=CLASSES)
+    with pytest.raises(ModelFileError, match="3 outputs but 2 classes"):
+        CNNPredictor(result.path, classes=("happy", "sad"))
+    bare = tmp_path / "bare.keras"
+    bare.write_bytes(result.path.read_bytes())
+    with pytest.raises(ModelFileError, match="no class list"):
+        CNNPredictor(bare)
+    assert CNNPredictor(bare, classes=["Happiness", "sadness", "surprised"]).classes == CLASSES
+    with pytest.raises(ModelFileError, match="unknown class"):
+        CNNPredictor(bare, classes=["happy", "sad", "bored"])
+    bare.with_suffix(".json").write_text("[1, 2")
+    with pytest.raises(ModelFileError, match="unreadable CNN metadata"):
+        CNNPredictor(bare)
+
+
+def test_lambda_model_is_not_loaded(tmp_path):
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x))
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(ModelFileError, match="cannot load this Keras model"):
+        CNNPredictor(path, classes=("happy", "sad"))
+
+
+def test_output_must_end_in_keras(kaggle_dir, tmp_path):
+    with pytest.raises(FerError, match="must end with .keras"):
+        train_cnn(kaggle_dir, classes=CLASSES, preset="tiny", out=tmp_path / "model.h5")
+
+
+def test_real_fer2013_sample(fer_train, fer_val, tmp_path):
+    """~10 real FER2013 images per emotion, given validation folder, balanced class weights."""
+    result = train_cnn(fer_train, fer_val, classes=SIX_EMOTIONS, preset="tiny", epochs=1, batch_size=16,
+                       out=tmp_path / "fer.keras", limit_per_class=10, class_weighting=True, seed=0)
+    meta = json.loads(result.metadata_path.read_text())
+    assert meta["n_train"] == 60 and meta["n_val"] == 60 and meta["val_dir"] == str(fer_val)
+    predictor = CNNPredictor(result.path)
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((fer_val / "happy").glob("*.jpg"))[:4]]
+    proba = predictor.predict_proba(images)
+    assert proba.shape == (4, 6) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)

@@ -1,0 +1,249 @@
+"""Teachable Machine import: a realistic tf.keras 2.x export loads safely and predicts like the original."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+from teachable_fixture import face_like_images, write_teachable_export
+
+from fer_core.errors import FerError, ModelFileError
+from fer_core.teachable import (TeachablePredictor, load_teachable, map_labels, parse_labels,
+                                sanitize_model_config)
+
+LABELS = ("Anger", "Happiness", "sadness")
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    return write_teachable_export(tmp_path_factory.mktemp("tm") / "export", LABELS)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return face_like_images(6)
+
+
+@pytest.fixture(scope="module")
+def predictor(export):
+    return load_teachable(export.folder)
+
+
+def _original_proba(export, predictor, images):
+    return np.asarray(export.model(predictor.preprocess(images), training=False))
+
+
+def test_fixture_is_a_keras2_file_that_plain_keras_refuses(export):
+    import keras
+
+    with h5py.File(export.model_path) as f:
+        assert f.attrs["keras_version"] == "2.4.0"
+        config = json.loads(f.attrs["model_config"])
+    assert '"groups": 1' in json.dumps(config)
+    with pytest.raises(Exception, match="groups"):
+        keras.models.load_model(export.model_path, compile=False)
+
+
+def test_loads_with_same_predictions_as_the_original(export, predictor, images):
+    assert predictor.kind == "teachable"
+    assert predictor.labels == LABELS
+    assert predictor.classes == ("angry", "happy", "sad")
+    assert predictor.input_size == (224, 224)
+    raw = predictor.raw_proba(images)
+    np.testing.assert_allclose(raw, _original_proba(export, predictor, images), atol=1e-5)
+    assert raw.std(axis=0).max() > 0.01  # images give different answers: weights really loaded
+    proba = predictor.predict_proba(images)
+    assert proba.shape == (len(images), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(proba, raw, atol=1e-6)  # every label mapped, canonical order = label order
+    assert predictor.predict_proba([]).shape == (0, 3)
+
+
+def test_preprocessing_is_teachable_machines(predictor):
+    x = predictor.preprocess([np.full((300, 200, 3), 255, np.uint8), np.zeros((10, 10), np.uint8)])
+    assert x.shape == (2, 224, 224, 3) and x.dtype == np.float32
+    assert x[0].min() == pytest.approx(1.0) and x[1].max() == pytest.approx(-1.0)
+
+
+def test_zip_file_and_uploaded_bytes(export, predictor, images):
+    zipped = export.zip()
+    expected = predictor.raw_proba(images)
+    from_zip = load_teachable(zipped)
+    np.testing.assert_allclose(from_zip.raw_proba(images), expected, atol=1e-6)
+    assert from_zip.name == "teachable:converted_keras"
+    from_bytes = load_teachable(zipped.read_bytes())
+    assert from_bytes.classes == predictor.classes
+    from_h5 = load_teachable(export.model_path)  # labels.txt found beside it
+    np.testing.assert_allclose(from_h5.raw_proba(images[:2]), expected[:2], atol=1e-6)
+
+
+def test_unmapped_classes_are_dropped_and_renormalised(predictor, images):
+    raw = predictor.raw_proba(images)
+    tm = TeachablePredictor(predictor.model, ["happy", "background", "Sad"])
+    assert tm.classes == ("happy", "sad") and tm.unmapped == ("background",)
+    expected = raw[:, [0, 2]] / raw[:, [0, 2]].sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(tm.predict_proba(images), expected, atol=1e-6)
+
+
+def test_labels_of_one_emotion_are_merged(predictor, images):
+    raw = predictor.raw_proba(images)
+    tm = TeachablePredictor(predictor.model, ["sad", "happy", "Happiness"])
+    assert tm.classes == ("happy", "sad")
+    np.testing.assert_allclose(tm.predict_proba(images), np.c_[raw[:, 1] + raw[:, 2], raw[:, 0]], atol=1e-6)
+
+
+def test_explicit_mapping_override(predictor, images):
+    tm = TeachablePredictor(predictor.model, ["Class 1", "Class 2", "Anger"],
+                            mapping={"class 1": "Surprised", "Class 2": None})
+    assert tm.mapping.as_dict() == {"Class 1": "surprise", "Class 2": None, "Anger": "angry"}
+    assert tm.classes == ("angry", "surprise")
+    with pytest.raises(ModelFileError, match="none of the classes"):
+        TeachablePredictor(predictor.model, ["Class 1", "Class 2", "Class 3"])
+
+
+def test_map_labels_aliases_and_bad_overrides():
+    mapping = map_labels(["ANGER", " happiness ", "Sadness", "Class 4"])
+    assert mapping.emotions == ("angry", "happy", "sad", None)
+    assert mapping.unmapped == ("Class 4",)
+    assert map_labels(["Class 4"], {"Class 4": "fear"}).classes == ("fear",)
+    with pytest.raises(FerError, match="unknown emotion"):
+        map_labels(["Class 4"], {"Class 4": "bored"})
+    with pytest.raises(FerError, match="does not have"):
+        map_labels(["angry"], {"happy": "happy"})
+
+
+def test_parse_labels():
+    assert parse_labels("\ufeff0 angry\n1 Very Happy\n\n2 sad\n") == ("angry", "Very Happy", "sad")
+    assert parse_labels("1 happy\n0 angry\n") == ("angry", "happy")
+    assert parse_labels("angry\nhappy\n") == ("angry", "happy")
+    with pytest.raises(ModelFileError, match="0..1"):
+        parse_labels("0 angry\n2 happy\n")
+    with pytest.raises(ModelFileError, match="no class names"):
+        parse_labels("\n \n")
+
+
+def test_label_count_must_match_model_outputs(export):
+    with pytest.raises(ModelFileError, match="3 outputs but labels.txt names 2 classes"):
+        load_teachable(export.folder, labels=["angry", "happy"])
+
+
+def test_missing_labels(export, tmp_path):
+    shutil.copy(export.model_path, tmp_path / "keras_model.h5")
+    with pytest.raises(ModelFileError, match="missing labels.txt"):
+        load_teachable(tmp_path)
+    lonely = export.zip("model_only.zip", members=["keras_model.h5"])
+    with pytest.raises(ModelFileError, match="missing labels.txt"):
+        load_teachable(lonely)
+    with pytest.raises(ModelFileError, match="labels file not found"):
+        load_teachable(tmp_path, labels=tmp_path / "nope.txt")
+
+
+def test_wrong_files(export, tmp_path):
+    with pytest.raises(ModelFileError, match="file not found"):
+        load_teachable(tmp_path / "missing.zip")
+    with pytest.raises(ModelFileError, match="no keras_model.h5 in this folder"):
+        load_teachable(tmp_path)
+    text = tmp_path / "keras_model.h5"
+    text.write_text("this is not a model\n")
+    (tmp_path / "labels.txt").write_text("0 angry\n")
+    with pytest.raises(ModelFileError, match="not an HDF5 Keras model file"):
+        load_teachable(text)
+    labels_only = export.zip("labels_only.zip", members=["labels.txt"])
+    with pytest.raises(ModelFileError, match="no keras_model.h5 inside the zip"):
+        load_teachable(labels_only)
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(export.model_path.read_bytes()[:3000])
+    with pytest.raises(ModelFileError, match="unreadable HDF5|no complete Keras model"):
+        load_teachable(truncated, labels=["a", "b", "c"])
+    weights_only = tmp_path / "weights_only.h5"
+    with h5py.File(weights_only, "w") as f:
+        f.create_group("model_weights")
+    with pytest.raises(ModelFileError, match="no complete Keras model"):
+        load_teachable(weights_only, labels=["angry"])
+    with pytest.raises(ModelFileError) as info:
+        load_teachable(text)
+    assert "\n" not in str(info.value) and str(text) in str(info.value)
+
+
+def _with_lambda(config: dict) -> dict:
+    """Insert a Lambda layer (marshalled code, as Keras 2 wrote it) into the dense head."""
+    head = config["config"]["layers"][1]["config"]["layers"]
+    head.insert(1, {"class_name": "Lambda", "config": {
+        "name": "evil", "trainable": True, "dtype": "float32",
+        "function": ["4wEAAAAAAAAA", None, None], "function_type": "lambda", "module": "__main__",
+        "output_shape": None, "output_shape_type": "raw", "output_shape_module": None, "arguments": {}}})
+    return config
+
+
+def test_lambda_layer_is_refused(tmp_path):
+    bad = write_teachable_export(tmp_path, ["angry", "happy"], config_hook=_with_lambda)
+    with pytest.raises(ModelFileError, match="Lambda layer .*not loaded for safety"):
+        load_teachable(bad.folder)
+
+
+def test_sanitize_model_config():
+    layer = {"class_name": "DepthwiseConv2D", "config": {"name": "dw", "groups": 1, "kernel_size": [3, 3],
+                                                          "dtype": {"class_name": "Policy", "config": {"name": "float32"}}}}
+    dense = {"class_name": "Dense", "config": {"name": "d", "units": 2, "batch_input_shape": [None, 8]}}
+    config = {"class_name": "Sequential", "config": {"name": "s", "layers": [dense, layer]}}
+    clean = sanitize_model_config(config)
+    assert "groups" not in clean["config"]["layers"][1]["config"]
+    assert clean["config"]["layers"][1]["config"]["dtype"] == "float32"
+    assert clean["config"]["build_input_shape"] == [None, 8]
+    assert "batch_input_shape" not in clean["config"]["layers"][0]["config"]
+    assert config["config"]["layers"][1]["config"]["groups"] == 1  # input left untouched
+    custom = {"class_name": "Sequential", "config": {"name": "s", "layers": [{"class_name": "MyLayer", "config": {}}]}}
+    with pytest.raises(ModelFileError, match="unsupported layer or object 'MyLayer'"):
+        sanitize_model_config(custom)
+    foreign = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "Dense", "module": "os", "config": {}}]}}
+    with pytest.raises(ModelFileError, match="module 'os'"):
+        sanitize_model_config(foreign)
+    single = {"class_name": "Model", "config": {"name": "m", "layers": [],
+                                                "input_layers": [["in", 0, 0]], "output_layers": [["out", 0, 0]]}}
+    assert sanitize_model_config(single)["config"]["input_layers"] == ["in", 0, 0]
+    assert sanitize_model_config(single)["config"]["output_layers"] == ["out", 0, 0]
+    with pytest.raises(ModelFileError, match="no Keras model architecture"):
+        sanitize_model_config({"class_name": "Dense", "config": {}})
+
+
+def test_keras3_written_h5_loads_too(tmp_path, images):
+    """An H5 saved by Keras 3 (new-style config, path-style weight names) takes the same path."""
+    from teachable_fixture import build_teachable_model
+
+    model = build_teachable_model(2, seed=1)
+    model.save(tmp_path / "keras_model.h5")
+    (tmp_path / "labels.txt").write_text("0 happy\n1 sad\n")
+    tm = load_teachable(tmp_path)
+    np.testing.assert_allclose(tm.raw_proba(images[:2]),
+                               np.asarray(model(tm.preprocess(images[:2]), training=False)), atol=1e-5)
+
+
+def test_zip_with_export_in_a_subfolder(export, tmp_path):
+    path = tmp_path / "nested.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.write(export.model_path, "converted_keras/keras_model.h5")
+        zf.write(export.labels_path, "converted_keras/labels.txt")
+    assert load_teachable(path).labels == LABELS
+
+
+def test_real_mobilenetv2_architecture(tmp_path, images):
+    """Teachable Machine's own backbone (MobileNetV2, alpha 0.35, 154 layers), TF<=2.3 "Model" naming."""
+    big = write_teachable_export(tmp_path, ["happy", "sad", "neutral"], functional_class="Model",
+                                 mobilenet=True)
+    tm = load_teachable(big.folder)
+    np.testing.assert_allclose(tm.raw_proba(images[:2]), _original_proba(big, tm, images[:2]), atol=1e-5)
+
+
+def test_weights_that_do_not_fit_the_architecture(export, tmp_path):
+    shutil.copy(export.model_path, tmp_path / "keras_model.h5")
+    shutil.copy(export.labels_path, tmp_path / "labels.txt")
+    with h5py.File(tmp_path / "keras_model.h5", "r+") as f:
+        head = f["model_weights/sequential_3"]
+        head.attrs["weight_names"] = [n for n in head.attrs["weight_names"] if "dense_Dense1/bias" not in str(n)]
+    with pytest.raises(ModelFileError, match="weight dense_Dense1/bias is missing"):
+        load_teachable(tmp_path)
