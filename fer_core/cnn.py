@@ -1,7 +1,7 @@
 """The pixel CNN of the comparison: build, train on FER2013 (48x48 gray), save, load, predict.
 
 A trained model is two files: ``<name>.keras`` (Keras 3 format, loaded with ``safe_mode``) and
-``<name>.json`` beside it (class order, preset, input shape, metrics, the command that made it), so
+``<name>.meta.json`` beside it (class order, preset, input shape, metrics, the command that made it), so
 a checkpoint written mid-training is already usable and the class order never has to be guessed.
 
 TensorFlow is imported lazily (``import_keras``): importing it costs ~13 s and most users of
@@ -253,8 +253,9 @@ class CNNTrainResult:
 
 
 def metadata_path(model_path: str | os.PathLike[str]) -> Path:
-    """The JSON sidecar of a ``.keras`` file: same name, ``.json`` suffix."""
-    return Path(model_path).with_suffix(".json")
+    """The JSON sidecar of a ``.keras`` file: ``<name>.meta.json`` (not ``<name>.json``, which
+    would read as an AU model file of the same name)."""
+    return Path(model_path).with_suffix(".meta.json")
 
 
 def _progress_callback(progress: ProgressFn | None, should_stop: Callable[[], bool] | None):
@@ -292,7 +293,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     Without ``val_dir`` a stratified 10 % of the training images is held out. Training stops early
     when validation accuracy has not improved for ``patience`` epochs, or when ``should_stop()``
     returns True (checked after every batch); either way the best weights are kept. The sidecar
-    ``<out>.json`` is written before the first epoch, so checkpoints are loadable at once.
+    ``<out>.meta.json`` is written before the first epoch, so checkpoints are loadable at once.
     """
     started = time.perf_counter()
     out = Path(out)

@@ -90,7 +90,7 @@ def test_training_reports_stops_and_saves(trained):
     assert [epoch for epoch, _ in epochs_seen] == [0]  # stopped after the first epoch
     assert result.stopped_by_user and result.epochs_run == 1
     assert {"accuracy", "loss", "val_accuracy"} <= set(epochs_seen[0][1])
-    assert result.path.is_file() and result.metadata_path == result.path.with_suffix(".json")
+    assert result.path.is_file() and result.metadata_path == result.path.with_suffix(".meta.json")
     meta = read_cnn_metadata(result.path)
     assert meta["classes"] == list(CLASSES) and meta["preset"] == "tiny" and meta["status"] == "done"
     assert meta["command"] == "pytest" and meta["n_val"] == 3 and meta["n_train"] == 27
@@ -140,7 +140,7 @@ def test_predictor_errors(trained, tmp_path):
     assert CNNPredictor(bare, classes=["Happiness", "sadness", "surprised"]).classes == CLASSES
     with pytest.raises(ModelFileError, match="unknown class"):
         CNNPredictor(bare, classes=["happy", "sad", "bored"])
-    bare.with_suffix(".json").write_text("[1, 2")
+    bare.with_suffix(".meta.json").write_text("[1, 2")
     with pytest.raises(ModelFileError, match="unreadable CNN metadata"):
         CNNPredictor(bare)
 
