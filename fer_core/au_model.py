@@ -159,19 +159,26 @@ def explanation_sentence(emotion: str, ranked: Sequence[dict]) -> str:
     return f"{emotion}, mostly because of {joined}."
 
 
-def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> dict:
-    """The evaluate report of an AU model on a labelled AU table (first face of each image);
-    images whose face was not found (no AUs) count as wrong and in ``no_face``."""
-    missing = [c for c in model.au_columns if c not in table.columns]
+def _labelled_first_faces(table: pd.DataFrame, columns: Sequence[str], classes: Sequence[str],
+                          purpose: str) -> tuple[pd.DataFrame, pd.Series]:
+    """First-face rows whose label (aliases allowed) is in ``classes``, with normalised labels."""
+    missing = [c for c in columns if c not in table.columns]
     if missing:
         raise AUTableError(f"AU table lacks columns {', '.join(missing)}; extract or import AUs first")
     if "label" not in table.columns:
-        raise AUTableError("AU table has no 'label' column; evaluation needs labels")
+        raise AUTableError(f"AU table has no 'label' column; {purpose} needs a labelled table")
     rows = table
     if "face" in rows.columns:
         rows = rows[rows["face"].fillna(0).astype(int) == 0]
     labels = rows["label"].map(lambda v: normalize_emotion(v) if isinstance(v, str) else None)
-    rows, labels = rows[labels.isin(model.classes)], labels[labels.isin(model.classes)]
+    keep = labels.isin(list(classes))
+    return rows[keep], labels[keep]
+
+
+def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> dict:
+    """The evaluate report of an AU model on a labelled AU table (first face of each image);
+    images whose face was not found (no AUs) count as wrong and in ``no_face``."""
+    rows, labels = _labelled_first_faces(table, model.au_columns, model.classes, "evaluation")
     if rows.empty:
         raise AUTableError(f"AU table has no rows labelled {', '.join(model.classes)}")
     X = rows[list(model.au_columns)].to_numpy(dtype=float)
@@ -188,22 +195,15 @@ def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> di
 # -- training -------------------------------------------------------------------------------
 def training_data(table: pd.DataFrame, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Usable rows of an AU table: successful first faces with a label in ``classes``."""
-    missing = [c for c in AU_COLUMNS if c not in table.columns]
-    if missing:
-        raise AUTableError(f"AU table lacks columns {', '.join(missing)}; extract or import AUs first")
-    if "label" not in table.columns:
-        raise AUTableError("AU table has no 'label' column; training needs a labelled table")
-    rows = table
+    rows, labels = _labelled_first_faces(table, AU_COLUMNS, classes, "training")
     if "success" in rows.columns:
-        rows = rows[rows["success"].astype(float) > 0]
-    if "face" in rows.columns:
-        rows = rows[rows["face"].fillna(0).astype(int) == 0]
-    labels = rows["label"].map(lambda v: normalize_emotion(v) if isinstance(v, str) else None)
-    rows = rows[labels.isin(list(classes))]
-    rows = rows.dropna(subset=list(AU_COLUMNS))
+        ok = rows["success"].astype(float) > 0
+        rows, labels = rows[ok], labels[ok]
+    complete = rows[list(AU_COLUMNS)].notna().all(axis=1)
+    rows, labels = rows[complete], labels[complete]
     if rows.empty:
         raise AUTableError(f"AU table has no usable rows labelled {', '.join(classes)}")
-    y = rows["label"].map(normalize_emotion).map({c: i for i, c in enumerate(classes)}).to_numpy()
+    y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy()
     absent = [c for i, c in enumerate(classes) if not (y == i).any()]
     if absent:
         raise AUTableError(f"AU table has no usable rows of {', '.join(absent)}; choose emotions present in the table")
