@@ -1,0 +1,80 @@
+"""Entry point and home page of the explainable facial-emotion workbench (``streamlit run app.py``).
+
+Kept light on purpose: no MediaPipe, scikit-learn or TensorFlow import here, so the dashboard
+opens in a few seconds; the pages load what they need when they are visited. ``st.navigation``
+lists the files in ``pages/`` under readable titles (the sidebar would otherwise say "app").
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from fer_core import config
+from ui.common import (DATA_LAYOUT_HELP, HOME_ICON, PAGES, derived_tables, env_summary, headline_metrics,
+                       manifest_entries, model_origin, page_setup, run_page)
+
+
+def _models_frame(entries: list[dict]) -> pd.DataFrame:
+    rows = []
+    for e in entries:
+        m = headline_metrics(e)
+        rows.append({
+            "model": e.get("name", "?"), "kind": e.get("kind", "?"), "origin": model_origin(e),
+            "emotions": ", ".join(e.get("classes", [])),
+            "accuracy": m["accuracy"], "macro F1": m["macro_f1"], "file": e.get("path", ""),
+        })
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    st.title("Explainable facial-emotion workbench")
+    st.markdown(
+        "This workbench reads a face as **facial Action Units** (AUs: muscle movements such as "
+        "*AU12 lip corner puller* or *AU04 brow lowerer*) and predicts one of six basic emotions "
+        "with a logistic regression over those AUs, so every prediction comes with a reason a "
+        "person can check. You can explore a dataset's class balance and AU profiles, train and "
+        "inspect the AU model, and try it on your own photos. CNN and Teachable Machine models, "
+        "when present, are shown beside it for comparison.")
+
+    st.subheader("Pages")
+    for path, label, icon in PAGES:
+        st.page_link(path, label=label, icon=icon)
+    st.caption("Dataset explorer: class balance, sample images and AU profiles · "
+               "AU model: train, evaluate and read the AU × emotion weights · "
+               "Try it: upload photos or use the camera.")
+
+    st.subheader("Models")
+    entries = manifest_entries()
+    if not entries:
+        st.warning("No models are registered in models/manifest.json yet. Train one on the "
+                   "AU model page (the bundled FER2013 AU table needs no images), or run `make au-model`.")
+    else:
+        st.dataframe(_models_frame(entries), hide_index=True, column_config={
+            "accuracy": st.column_config.NumberColumn(format="percent", help="held-out accuracy"),
+            "macro F1": st.column_config.NumberColumn(format="%.3f"),
+        })
+        st.caption("Accuracy and macro-F1 are on data held out from training (see each model's page "
+                   "for the confusion matrix).")
+
+    st.subheader("Data")
+    for what, where in env_summary().items():
+        st.markdown(f"- **{what}**: `{where}`")
+    fer_root = config.datasets_dir() / "fer2013"
+    if fer_root.is_dir():
+        splits = sorted(p.name for p in fer_root.iterdir() if p.is_dir())
+        st.success(f"FER2013 images found at `{fer_root}` (splits: {', '.join(splits) or 'none'}).")
+    else:
+        st.info(f"No image dataset at `{fer_root}`: the pages that need images will say so. "
+                f"Put FER2013 there or set FER_DATA_DIR. {DATA_LAYOUT_HELP} "
+                "Everything else works on the bundled AU tables: "
+                + ", ".join(f"`{n}`" for n in derived_tables()) + ".")
+
+
+def home() -> None:
+    page_setup("Home", HOME_ICON)
+    run_page(main)
+
+
+st.navigation([st.Page(home, title="Home", icon=HOME_ICON, default=True)]
+              + [st.Page(path, title=label, icon=icon) for path, label, icon in PAGES]).run()

@@ -1,0 +1,307 @@
+"""Figures for the dashboard (and for anyone with a notebook): plotly charts and a PIL overlay.
+
+UI-free on purpose: every function takes plain data (dicts, arrays, AU tables, ``AUModel``
+metrics) and returns a ``plotly.graph_objects.Figure`` or a ``PIL.Image``, so the Streamlit
+pages stay thin and the figures can be tested without a browser. AU axes always carry plain
+words ("AU12 lip corner puller"), because the point of the AU model is that people can read it.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from PIL import Image, ImageDraw, ImageFont
+
+from .au_mapping import AU_LANDMARKS
+from .aus import AU_COLUMNS, au_code, au_label
+
+# One colour per emotion, used by every chart so "sad" is always the same blue.
+EMOTION_COLORS: dict[str, str] = {
+    "angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#f2b701",
+    "neutral": "#7f7f7f", "sad": "#1f77b4", "surprise": "#2ca02c", "unlabelled": "#bcbd22",
+}
+# Colours of the strongest AUs drawn on a face (first = strongest); bright on skin and grey.
+AU_DRAW_COLORS: tuple[str, ...] = ("#00e5ff", "#ff3df2", "#ffe600", "#39ff14", "#ff8c00")
+
+
+def emotion_color(emotion: str) -> str:
+    return EMOTION_COLORS.get(emotion, "#17becf")
+
+
+def _layout(fig: go.Figure, title: str, height: int | None = None, top: int = 50) -> go.Figure:
+    fig.update_layout(title=title, margin=dict(l=10, r=10, t=top, b=10), height=height)
+    return fig
+
+
+# -- class balance -----------------------------------------------------------------------------
+def balance_table(counts: Mapping[str, int], order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Counts and percentages per emotion, in ``order`` (unknown labels last)."""
+    labels = [c for c in (order or []) if c in counts] + sorted(c for c in counts if c not in (order or []))
+    total = sum(counts.values()) or 1
+    return pd.DataFrame({
+        "emotion": labels,
+        "images": [int(counts[c]) for c in labels],
+        "percent": [round(100.0 * counts[c] / total, 1) for c in labels],
+    })
+
+
+def imbalance_ratio(counts: Mapping[str, int]) -> float:
+    """Largest class size over the smallest (1.0 = balanced); inf when a class is empty."""
+    values = [v for k, v in counts.items() if k != "unlabelled"]
+    if not values:
+        return float("nan")
+    return float("inf") if min(values) == 0 else max(values) / min(values)
+
+
+def class_balance_bar(counts: Mapping[str, int], order: Sequence[str] | None = None,
+                      title: str = "Images per emotion") -> go.Figure:
+    """Bars of counts with the percentage printed on each bar."""
+    table = balance_table(counts, order)
+    fig = go.Figure(go.Bar(
+        x=table["emotion"], y=table["images"],
+        marker_color=[emotion_color(e) for e in table["emotion"]],
+        text=[f"{n:,} ({p:.1f}%)" for n, p in zip(table["images"], table["percent"])],
+        textposition="outside", textangle=0, cliponaxis=False, hovertemplate="%{x}: %{y:,} images<extra></extra>",
+    ))
+    fig.update_yaxes(title="images", range=[0, 1.15 * max(table["images"].max(), 1)])
+    return _layout(fig, title, height=360)
+
+
+# -- model quality -----------------------------------------------------------------------------
+def confusion_heatmap(confusion: Sequence[Sequence[int]], labels: Sequence[str], normalize: bool = True,
+                      title: str = "Confusion matrix (rows: true emotion, columns: predicted)") -> go.Figure:
+    """Confusion matrix as a heatmap; colour is the row share so small classes stay readable,
+    and each cell prints both the share and the count."""
+    counts = np.asarray(confusion, dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    z = share if normalize else counts
+    text = [[f"{share[i, j]:.0%}<br>{int(counts[i, j])}" for j in range(counts.shape[1])]
+            for i in range(counts.shape[0])]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(labels), y=list(labels), text=text, texttemplate="%{text}",
+        colorscale="Blues", zmin=0, zmax=1 if normalize else None,
+        colorbar=dict(title="share" if normalize else "count"),
+        hovertemplate="true %{y}, predicted %{x}<br>%{text}<extra></extra>",
+    ))
+    fig.update_xaxes(title="predicted", side="bottom")
+    fig.update_yaxes(title="true", autorange="reversed")
+    return _layout(fig, title, height=80 + 55 * len(labels))
+
+
+def per_class_accuracy_bars(per_class: Mapping[str, Mapping], title: str = "Accuracy per emotion (recall)",
+                            overall: float | None = None) -> go.Figure:
+    """Per-emotion accuracy (``evaluation_report``'s ``per_class``) with the overall as a line."""
+    labels = list(per_class)
+    acc = [per_class[c].get("accuracy") or 0.0 for c in labels]
+    ns = [per_class[c].get("n", 0) for c in labels]
+    fig = go.Figure(go.Bar(
+        x=labels, y=acc, marker_color=[emotion_color(c) for c in labels],
+        text=[f"{a:.0%}" for a in acc], textposition="outside", textangle=0, cliponaxis=False,
+        customdata=ns, hovertemplate="%{x}: %{y:.1%} of %{customdata} images<extra></extra>",
+    ))
+    if overall is not None:
+        fig.add_hline(y=overall, line_dash="dash", annotation_text=f"overall {overall:.1%}",
+                      annotation_position="top left")
+    fig.update_yaxes(range=[0, 1.08], tickformat=".0%", title="accuracy", tickvals=[0, .2, .4, .6, .8, 1])
+    return _layout(fig, title, height=360)
+
+
+def coefficient_heatmap(coef: np.ndarray, classes: Sequence[str], au_columns: Sequence[str] = AU_COLUMNS,
+                        title: str = "What the model looks at: AU × emotion coefficients") -> go.Figure:
+    """The logistic regression's explanation: one cell per (AU, emotion), red = the AU makes the
+    emotion more likely, blue = less likely. Coefficients are on standardised AUs, so cells are
+    comparable across AUs."""
+    coef = np.asarray(coef, dtype=float)
+    if coef.shape != (len(classes), len(au_columns)):
+        raise ValueError(f"coefficients have shape {coef.shape}, expected ({len(classes)}, {len(au_columns)})")
+    names = [au_label(c) for c in au_columns]
+    bound = float(np.abs(coef).max()) or 1.0
+    fig = go.Figure(go.Heatmap(
+        z=coef.T, x=list(classes), y=names, zmid=0, zmin=-bound, zmax=bound, colorscale="RdBu_r",
+        text=np.round(coef.T, 2), texttemplate="%{text}",
+        colorbar=dict(title="weight"),
+        hovertemplate="%{y} → %{x}: %{z:.2f}<extra></extra>",
+    ))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(side="top")
+    return _layout(fig, title, height=140 + 30 * len(names), top=85)
+
+
+# -- AU distributions --------------------------------------------------------------------------
+def usable_rows(table: pd.DataFrame, classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Rows with a measured face (``success``) and, if given, a label in ``classes``."""
+    rows = table
+    if "success" in rows.columns:
+        rows = rows[pd.to_numeric(rows["success"], errors="coerce").fillna(0) > 0]
+    rows = rows.dropna(subset=[c for c in AU_COLUMNS if c in rows.columns])
+    if classes is not None and "label" in rows.columns:
+        rows = rows[rows["label"].isin(list(classes))]
+    return rows
+
+
+def au_box_plots(table: pd.DataFrame, classes: Sequence[str], au_columns: Sequence[str] = AU_COLUMNS,
+                 title: str = "AU intensity per emotion") -> go.Figure:
+    """Grouped box plots, one group per AU and one box per emotion.
+
+    Quartiles are computed here and sent as numbers, not the raw rows: a FER2013 table has
+    ~30,000 faces × 17 AUs, which would be megabytes of JSON for the browser.
+    """
+    rows = usable_rows(table, classes)
+    names = [au_label(c) for c in au_columns]
+    fig = go.Figure()
+    for emotion in classes:
+        sub = rows[rows["label"] == emotion]
+        if sub.empty:
+            continue
+        values = sub[list(au_columns)].to_numpy(dtype=float)
+        q1, med, q3 = np.percentile(values, [25, 50, 75], axis=0)
+        iqr = q3 - q1
+        lo = np.array([values[:, d][values[:, d] >= q1[d] - 1.5 * iqr[d]].min() for d in range(values.shape[1])])
+        hi = np.array([values[:, d][values[:, d] <= q3[d] + 1.5 * iqr[d]].max() for d in range(values.shape[1])])
+        fig.add_trace(go.Box(
+            name=f"{emotion} (n={len(sub):,})", x=names, q1=q1, median=med, q3=q3,
+            lowerfence=lo, upperfence=hi, mean=values.mean(axis=0),
+            marker_color=emotion_color(emotion), boxpoints=False,
+        ))
+    fig.update_layout(boxmode="group", legend=dict(orientation="h", y=-0.35))
+    fig.update_yaxes(title="intensity (0–5)", range=[-0.1, 5.1])
+    fig.update_xaxes(tickangle=-40)
+    return _layout(fig, title, height=520)
+
+
+def mean_au_profile(table: pd.DataFrame, classes: Sequence[str],
+                    au_columns: Sequence[str] = AU_COLUMNS) -> pd.DataFrame:
+    """Mean intensity of each AU (columns, plain names) per emotion (rows)."""
+    rows = usable_rows(table, classes)
+    means = rows.groupby("label")[list(au_columns)].mean().reindex([c for c in classes])
+    means.columns = [au_label(c) for c in au_columns]
+    return means.dropna(how="all")
+
+
+def mean_au_heatmap(table: pd.DataFrame, classes: Sequence[str], au_columns: Sequence[str] = AU_COLUMNS,
+                    title: str = "Mean AU profile per emotion") -> go.Figure:
+    """Emotions × AUs heatmap of mean intensities: the 'typical face' of each emotion."""
+    means = mean_au_profile(table, classes, au_columns)
+    fig = go.Figure(go.Heatmap(
+        z=means.to_numpy().T, x=list(means.index), y=list(means.columns), colorscale="Viridis",
+        zmin=0, text=np.round(means.to_numpy().T, 2), texttemplate="%{text}",
+        colorbar=dict(title="mean 0–5"), hovertemplate="%{y}, %{x}: %{z:.2f}<extra></extra>",
+    ))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(side="top")
+    return _layout(fig, title, height=140 + 30 * len(au_columns), top=85)
+
+
+# -- one face ----------------------------------------------------------------------------------
+def probability_bars(probabilities: Mapping[str, float], title: str = "Emotion probabilities") -> go.Figure:
+    """Horizontal bars, most likely emotion on top."""
+    items = sorted(probabilities.items(), key=lambda kv: kv[1])
+    fig = go.Figure(go.Bar(
+        y=[k for k, _ in items], x=[float(v) for _, v in items], orientation="h",
+        marker_color=[emotion_color(k) for k, _ in items],
+        text=[f"{float(v):.0%}" for _, v in items], textposition="auto", textangle=0,
+        hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+    ))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    return _layout(fig, title, height=60 + 32 * len(items))
+
+
+def au_intensity_bars(aus: Mapping[str, float], highlight: Sequence[str] = (),
+                      title: str = "Action Unit intensities") -> go.Figure:
+    """The 17 AUs of one face (0–5) with plain names; AUs in ``highlight`` (codes or columns,
+    e.g. the ones that explain the prediction) are coloured."""
+    marked = {au_code(h) for h in highlight}
+    columns = list(aus)
+    values = [float(aus[c]) for c in columns]
+    fig = go.Figure(go.Bar(
+        y=[au_label(c) for c in columns], x=values, orientation="h",
+        marker_color=["#ff7f0e" if au_code(c) in marked else "#9ecae1" for c in columns],
+        text=[f"{v:.1f}" for v in values], textposition="outside", textangle=0, cliponaxis=False,
+        hovertemplate="%{y}: %{x:.2f}<extra></extra>",
+    ))
+    fig.update_xaxes(range=[0, 5.6], title="intensity (0–5)", tickvals=[0, 1, 2, 3, 4, 5])
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, height=80 + 24 * len(columns))
+
+
+def strongest_aus(aus: Mapping[str, float], n: int = 3, min_intensity: float = 0.5) -> list[str]:
+    """Codes of the ``n`` most intense AUs at or above ``min_intensity`` ('AU12', …)."""
+    ranked = sorted(aus.items(), key=lambda kv: -float(kv[1]))
+    return [au_code(k) for k, v in ranked[:n] if float(v) >= min_intensity]
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        return ImageFont.load_default()
+
+
+def draw_face_overlay(rgb: np.ndarray, box: Sequence[float], landmarks: np.ndarray | None,
+                      au_codes: Sequence[str], label: str | None = None,
+                      box_color: str = "#ffffff", crop_margin: float | None = None,
+                      min_side: int = 360) -> Image.Image:
+    """The image with the face box, the landmarks around each AU in ``au_codes`` (one colour per
+    AU, strongest first) and a legend strip below the picture, so a reader sees *where* the
+    explanation comes from without the legend hiding the face.
+
+    ``crop_margin`` (e.g. 0.35 = a third of the face on each side) keeps only the region around
+    the face, which is what matters in a group photo or a wide shot. Small results (48 px FER
+    crops) are enlarged to ``min_side`` first, so dots and text stay legible.
+    """
+    image = Image.fromarray(np.asarray(rgb, dtype=np.uint8)).convert("RGB")
+    x, y, w, h = (float(v) for v in box)
+    pts = None if landmarks is None else np.asarray(landmarks, dtype=float)[:, :2].copy()
+    if crop_margin is not None:
+        pad = crop_margin * max(w, h)
+        left, top = max(0, int(x - pad)), max(0, int(y - pad))
+        right, bottom = min(image.width, int(x + w + pad)), min(image.height, int(y + h + pad))
+        if right - left > 4 and bottom - top > 4:
+            image = image.crop((left, top, right, bottom))
+            x, y = x - left, y - top
+            if pts is not None:
+                pts -= (left, top)
+    if max(image.size) < min_side:
+        factor = min_side / max(image.size)
+        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.BICUBIC)
+        x, y, w, h = x * factor, y * factor, w * factor, h * factor
+        if pts is not None:
+            pts *= factor
+    side = max(w, h, 1.0)
+    draw = ImageDraw.Draw(image)
+    line = max(2, round(max(image.size) / 250))
+    draw.rectangle([x, y, x + w, y + h], outline=box_color, width=line)
+    radius = max(2.5, side / 80)
+    colors = {code: AU_DRAW_COLORS[i % len(AU_DRAW_COLORS)] for i, code in enumerate(au_codes)}
+    if pts is not None:
+        for code in reversed(list(au_codes)):  # strongest drawn last, on top
+            for idx in AU_LANDMARKS.get(code, ()):
+                if idx < len(pts):
+                    px, py = pts[idx]
+                    draw.ellipse([px - radius, py - radius, px + radius, py + radius],
+                                 fill=colors[code], outline="#000000")
+    font_size = max(12, round(max(image.size) / 26))
+    font = _font(font_size)
+    if label:
+        origin = (x + line, max(0.0, y - font_size - 2 * line - 2))
+        bbox = draw.textbbox(origin, label, font=font)
+        draw.rectangle([bbox[0] - 3, bbox[1] - 2, bbox[2] + 3, bbox[3] + 2], fill=box_color)
+        draw.text(origin, label, fill="#000000", font=font)
+    if not au_codes:
+        return image
+    row = font_size + 8
+    legend = Image.new("RGB", (image.width, row * len(au_codes) + 8), "#111111")
+    ldraw = ImageDraw.Draw(legend)
+    for i, code in enumerate(au_codes):
+        cy = 4 + i * row + row / 2
+        r = font_size / 3
+        ldraw.ellipse([8, cy - r, 8 + 2 * r, cy + r], fill=colors[code], outline="#000000")
+        ldraw.text((16 + 2 * r, cy - font_size / 2 - 1), au_label(code), fill=colors[code], font=font)
+    out = Image.new("RGB", (image.width, image.height + legend.height))
+    out.paste(image, (0, 0))
+    out.paste(legend, (0, image.height))
+    return out

@@ -1,0 +1,160 @@
+"""Try it: upload photos (or take one); each face gets AUs, emotion probabilities and a reason."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from fer_core import plots
+from ui.common import (IMAGE_TYPES, analyze_upload, digest, face_analyzer, face_crop, is_au_entry,
+                       load_au_model, log, manifest_entries, other_model_probabilities, page_setup, run_page,
+                       show_error)
+
+page_setup("Try it", ":material/photo_camera:")
+
+SESSION_MODEL = "model trained in this session (not saved)"
+OTHER_KINDS = ("cnn", "teachable")
+MAX_KEPT_RESULTS = 64
+
+
+def choose_models() -> tuple[object | None, str, list[dict]]:
+    """(AU model, a key naming its version, the CNN / Teachable Machine entries to show too)."""
+    entries = manifest_entries()
+    au_entries = [e for e in entries if is_au_entry(e)]
+    names = [e["name"] for e in au_entries]
+    trained = st.session_state.get("au_train")
+    if trained and not trained.get("saved_as"):
+        names.append(SESSION_MODEL)
+    if not names:
+        st.warning("No AU model is available: train one on the **AU model** page (the bundled FER2013 "
+                   "AU table needs no images) or restore models/manifest.json.")
+        return None, "", []
+    default = names.index("au-logreg-fer2013") if "au-logreg-fer2013" in names else 0
+    others = [e for e in entries if e.get("kind") in OTHER_KINDS]
+    c1, c2 = st.columns(2)
+    name = c1.selectbox("AU model (explains its prediction)", names, index=default, key="try_model")
+    chosen: list[str] = []
+    if others:
+        other_names = [e["name"] for e in others]
+        chosen = c2.multiselect("Show beside it", other_names, default=other_names, key="try_others",
+                                help="CNN and Teachable Machine models from models/manifest.json. "
+                                     "The first one starts TensorFlow (~15 s, once).")
+    if name == SESSION_MODEL:
+        return trained["model"], f"session:{id(trained['model'])}", [e for e in others if e["name"] in chosen]
+    entry = au_entries[names.index(name)]
+    model = load_au_model(entry)
+    return model, f"{name}:{entry.get('sha256', '')}", [e for e in others if e["name"] in chosen]
+
+
+def collect_inputs() -> list[tuple[str, bytes]]:
+    uploads = st.file_uploader("Face photos (JPEG, PNG, …; several at once is fine)", type=IMAGE_TYPES,
+                               accept_multiple_files=True, key="try_upload")
+    inputs = [(f.name, f.getvalue()) for f in uploads or []]
+    if st.toggle("Use the camera", key="try_camera_on"):
+        shot = st.camera_input("Take a photo", key="try_camera")
+        if shot is not None:
+            inputs.append(("camera photo", shot.getvalue()))
+    return inputs
+
+
+def result_for(name: str, data: bytes, model, model_key: str) -> dict:
+    """Kept in session state, so revisiting the page (or another rerun) does not recompute."""
+    results: dict = st.session_state.setdefault("try_results", {})
+    key = (digest(data), name, model_key)
+    if key not in results:
+        with st.spinner(f"Analysing {name}…"):
+            results[key] = analyze_upload(data, name, model, face_analyzer()) | {"model_key": model_key}
+        while len(results) > MAX_KEPT_RESULTS:
+            results.pop(next(iter(results)))
+    return results[key]
+
+
+def show_face(result: dict, index: int, face: dict, others: list[dict], slot: int) -> None:
+    emotion, proba = face["emotion"], face["probabilities"][face["emotion"]]
+    strongest = plots.strongest_aus(face["aus"], n=3)
+    overlay = plots.draw_face_overlay(result["image"], face["box"], face["landmarks"], strongest,
+                                      label=f"{emotion} {proba:.0%}", crop_margin=0.35)
+    c1, c2, c3 = st.columns([1.1, 1, 1.1])
+    c1.image(overlay, caption=f"Face {index + 1}: its strongest AUs marked on the landmarks", width="stretch")
+    with c2:
+        st.markdown(f"### Predicted: {emotion} ({proba:.0%})")
+        st.markdown(face["sentence"][0].upper() + face["sentence"][1:])
+        if face.get("against"):
+            st.caption("Speaking against it: " + ", ".join(
+                f"{a['name']} ({a['intensity']:.1f})" for a in face["against"]))
+        st.plotly_chart(plots.probability_bars(face["probabilities"], title="AU model: probabilities"),
+                        key=f"proba_{slot}_{index}")
+    c3.plotly_chart(plots.au_intensity_bars(face["aus"], highlight=[a["au"] for a in face["top_aus"]],
+                                            title="AU intensities (orange: the reasons)"),
+                    key=f"aus_{slot}_{index}")
+    if others:
+        show_other_models(result, face, index, others, slot)
+
+
+def show_other_models(result: dict, face: dict, index: int, others: list[dict], slot: int) -> None:
+    """CNN / Teachable Machine probabilities for the same face (its crop), computed on first view
+    and kept with the result."""
+    st.markdown(f"**Other models on face {index + 1}** (they see the face crop, not the AUs)")
+    cache: dict = face.setdefault("others", {})
+    crop = None
+    for col, entry in zip(st.columns(len(others)), others):
+        with col:
+            key = f"{entry['name']}:{entry.get('sha256', '')}"
+            if key not in cache:
+                if crop is None:
+                    crop = face_crop(result["image"], face["box"])
+                with st.spinner(f"Running {entry['name']}…"):
+                    cache[key] = other_model_probabilities(entry, crop)
+            probs = cache[key]
+            if isinstance(probs, str):
+                show_error(probs, warning=True)
+                continue
+            best = max(probs, key=probs.get)
+            st.markdown(f"{entry['name']} ({entry['kind']}): **{best}** ({probs[best]:.0%})")
+            st.plotly_chart(plots.probability_bars(probs, title=entry["name"]),
+                            key=f"other_{slot}_{index}_{entry['name']}")
+
+
+def show_result(result: dict, others: list[dict], slot: int) -> None:
+    with st.container(border=True):
+        st.markdown(f"#### {result['name']}")
+        if result["error"]:
+            # A file that is not an image is an error; a photo without a face is a warning.
+            show_error(result["error"], warning=result["image"] is not None)
+            return
+        n = len(result["faces"])
+        st.caption(f"{n} face{'s' if n > 1 else ''} found, analysed in {result['seconds']:.2f} s"
+                   + (" (image scaled down for analysis)" if result["scaled"] else "") + ".")
+        for i, face in enumerate(result["faces"]):
+            show_face(result, i, face, others, slot)
+
+
+def main() -> None:
+    st.title("Try it")
+    st.caption("Upload photos with faces. For every face: where its strongest Action Units are, "
+               "how intense all 17 are, the emotion probabilities and the AUs that explain them.")
+    model, model_key, others = choose_models()
+    if model is None:
+        return
+    inputs = collect_inputs()
+    if not inputs:
+        st.info("Upload one or more photos above (nothing is stored on disk), or switch on the camera. "
+                "Frontal, well-lit faces work best.")
+        last = [r for r in st.session_state.get("try_last", []) if r.get("model_key") == model_key]
+        if last:  # the uploader forgets its files when you visit another page; the results stay
+            st.subheader("Last results")
+            for slot, result in enumerate(last):
+                show_result(result, others, slot)
+        return
+    shown = []
+    for slot, (name, data) in enumerate(inputs):
+        try:
+            result = result_for(name, data, model, model_key)
+            shown.append(result)
+            show_result(result, others, slot)
+        except Exception as exc:  # noqa: BLE001 - one bad file must not hide the rest of the batch
+            log.exception("analysis of %s failed", name)
+            show_error(exc, prefix=name)
+    st.session_state["try_last"] = shown
+
+
+run_page(main)

@@ -1,0 +1,482 @@
+"""Every dashboard page under Streamlit's AppTest: it loads, its widgets exist, real work happens
+(training on the bundled AU table, MediaPipe on a real face), and failures are readable lines."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from fer_core import config
+from fer_core.manifest import AU_KINDS, read_manifest, register_model, write_manifest
+
+ROOT = config.REPO_ROOT
+HOME = str(ROOT / "app.py")
+EXPLORER = str(ROOT / "pages" / "1_Dataset_explorer.py")
+AU_PAGE = str(ROOT / "pages" / "2_AU_model.py")
+TRY_IT = str(ROOT / "pages" / "3_Try_it.py")
+BUNDLED = "au-logreg-fer2013"
+T = 90  # seconds per script run: the first Try-it run starts MediaPipe, training fits 40 models
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def bundled_models(tmp_path_factory) -> Path:
+    """A models folder holding the bundled AU model (the repository's entry when it is registered,
+    else one trained from the bundled table exactly as `make au-model` does). CNN/Teachable
+    entries are left out here so these tests never start TensorFlow; see the test at the end."""
+    d = tmp_path_factory.mktemp("models")
+    entries = [e for e in read_manifest(Path(config.MODELS_DIR)) if e.get("kind") in AU_KINDS]
+    write_manifest(entries, d)
+    if not any(e.get("name") == BUNDLED for e in entries):
+        from fer_core.au_model import fit_au_model
+        from fer_core.openface import read_au_table
+
+        model = fit_au_model(read_au_table(config.DATA_DIR / "fer2013_train_au.csv.gz"))
+        path = d / "au_logreg_fer2013.json"
+        model.save(path)
+        register_model({"name": BUNDLED, "kind": model.kind, "path": str(path), "classes": list(model.classes),
+                        "metrics": {"holdout_accuracy": model.info["metrics"]["holdout"]["accuracy"]}}, d)
+    return d
+
+
+@pytest.fixture
+def models_dir(bundled_models, tmp_path, monkeypatch) -> Path:
+    """A private copy, so saving a model in a test never touches the repository's models/."""
+    d = tmp_path / "models"
+    shutil.copytree(bundled_models, d)
+    monkeypatch.setattr(config, "MODELS_DIR", d)
+    return d
+
+
+@pytest.fixture
+def jpeg(astronaut) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(astronaut).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _run(at: AppTest, timeout: float = T) -> AppTest:
+    at.run(timeout=timeout)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def _charts(at: AppTest) -> list[dict]:
+    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+
+
+# -- home -------------------------------------------------------------------------------------
+def test_home_lists_models_data_and_pages(models_dir):
+    at = _run(AppTest.from_file(HOME))
+    assert "Explainable facial-emotion workbench" in _texts(at.title)
+    table = at.dataframe[0].value
+    assert BUNDLED in list(table["model"])
+    row = table[table["model"] == BUNDLED].iloc[0]
+    assert row["origin"] == "bundled" and 0.3 < row["accuracy"] < 1
+    links = [e.proto.label for e in at.get("page_link")]
+    assert links == ["Dataset explorer", "AU model", "Try it"]
+    assert any("derived data" in m for m in _texts(at.markdown))
+
+
+def test_home_starts_without_tensorflow_or_mediapipe():
+    code = ("import sys; from streamlit.testing.v1 import AppTest; at = AppTest.from_file('app.py').run(timeout=30); "
+            "assert not at.exception; heavy = [m for m in ('tensorflow', 'keras', 'mediapipe', 'sklearn') "
+            "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+
+
+def test_home_without_datasets_says_where_images_go(models_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "nowhere"))
+    at = _run(AppTest.from_file(HOME))
+    info = " ".join(_texts(at.info))
+    assert "No image dataset" in info and "FER_DATA_DIR" in info and "<emotion>" in info
+
+
+def test_broken_manifest_is_a_readable_error(models_dir):
+    (models_dir / "manifest.json").write_text("{not json")
+    at = _run(AppTest.from_file(HOME))
+    assert any("manifest is not valid JSON" in e for e in _texts(at.error))
+
+
+def test_unexpected_exceptions_become_one_line_errors(models_dir, monkeypatch):
+    import ui.common
+
+    def boom():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ui.common, "manifest_entries", boom)
+    at = _run(AppTest.from_file(TRY_IT))
+    assert any("Unexpected error (RuntimeError: boom)" in e for e in _texts(at.error))
+
+
+# -- dataset explorer -------------------------------------------------------------------------
+def test_explorer_bundled_au_table_shows_balance_and_au_plots(models_dir):
+    at = _run(AppTest.from_file(EXPLORER))
+    assert at.radio(key="explorer_source").options[:3] == [
+        "FER2013 split (data folder)", "A folder on this machine", "Upload a zip of images"]
+    at.radio(key="explorer_source").set_value("AU table (CSV)")
+    _run(at)
+    assert at.selectbox(key="explorer_table").value == "fer2013_train_au.csv.gz"
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Images"].replace(",", "")) > 20000 and metrics["Emotions"] == "7"
+    assert float(metrics["Imbalance ratio (largest / smallest)"]) > 5  # disgust is rare in FER2013
+    titles = [c["layout"]["title"]["text"] for c in _charts(at)]
+    assert titles == ["Images per emotion", "AU intensity per emotion", "Mean AU profile per emotion"]
+    box = _charts(at)[1]
+    assert "AU12 lip corner puller" in box["data"][0]["x"]
+
+
+def test_explorer_fer_split_shows_sample_images(models_dir, fer_val):
+    at = AppTest.from_file(EXPLORER)
+    _run(at)
+    at.selectbox[0].set_value("val")
+    _run(at)
+    assert len(at.image) >= 6  # one row of thumbnails per emotion
+    assert any(m.startswith("**happy**") for m in _texts(at.markdown))
+    assert len(_charts(at)) == 3  # balance + AU plots from data/fer2013_val_au.csv.gz
+
+
+def test_explorer_without_datasets_explains_the_layout(models_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "nowhere"))
+    at = _run(AppTest.from_file(EXPLORER))
+    warning = " ".join(_texts(at.warning))
+    assert "No FER2013 images" in warning and "<emotion>/*.jpg" in warning
+
+
+def test_explorer_missing_folder_and_empty_folder_are_errors(models_dir, tmp_path):
+    at = _run(AppTest.from_file(EXPLORER))
+    at.radio(key="explorer_source").set_value("A folder on this machine")
+    _run(at)
+    at.text_input[0].set_value(str(tmp_path / "does-not-exist"))
+    _run(at)
+    assert any("does not exist" in e for e in _texts(at.error))
+    (tmp_path / "empty").mkdir()
+    at.text_input[0].set_value(str(tmp_path / "empty"))
+    _run(at)
+    assert any("no images found" in e for e in _texts(at.error))
+
+
+def test_explorer_uploaded_zip_and_a_bad_zip(models_dir, astronaut):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for emotion, n in (("happy", 3), ("sad", 1)):
+            for i in range(n):
+                crop = Image.fromarray(astronaut[40 + i:240 + i, 150:350]).convert("L").resize((48, 48))
+                out = io.BytesIO()
+                crop.save(out, format="JPEG")
+                zf.writestr(f"mydata/{emotion}/{emotion}{i}.jpg", out.getvalue())
+        zf.writestr("mydata/readme.txt", "not an image")
+    at = _run(AppTest.from_file(EXPLORER))
+    at.radio(key="explorer_source").set_value("Upload a zip of images")
+    _run(at)
+    at.file_uploader(key="explorer_zip").set_value(("mydata.zip", buf.getvalue(), "application/zip"))
+    _run(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "4" and metrics["Imbalance ratio (largest / smallest)"] == "3.0"
+    assert len(at.image) == 2
+    at.file_uploader(key="explorer_zip").set_value(("broken.zip", b"PK not really", "application/zip"))
+    _run(at)
+    assert any("not a zip file" in e for e in _texts(at.error))
+
+
+def test_explorer_csv_without_au_columns_is_an_error(models_dir):
+    at = _run(AppTest.from_file(EXPLORER))
+    at.radio(key="explorer_source").set_value("AU table (CSV)")
+    _run(at)
+    at.selectbox(key="explorer_table").set_value("Upload a CSV…")
+    _run(at)
+    at.file_uploader(key="explorer_csv").set_value(("scores.csv", b"name,score\na,1\n", "text/csv"))
+    _run(at)
+    assert any("missing all 17 AU intensity columns" in e for e in _texts(at.error))
+
+
+# -- AU model ---------------------------------------------------------------------------------
+def test_au_model_trains_on_bundled_table_shows_heatmaps_and_saves(models_dir):
+    at = _run(AppTest.from_file(HOME))
+    at.switch_page("pages/2_AU_model.py")
+    _run(at)
+    assert at.radio(key="au_source").value == "Bundled FER2013 AU table"
+    assert at.multiselect(key="au_classes").value == ["angry", "disgust", "happy", "neutral", "sad", "surprise"]
+    assert at.radio(key="au_kind").options == ["Logistic regression (explainable, the default)",
+                                               "MLP 300-200-100-50 (the original study's network)"]
+    at.button(key="au_train_button").click()
+    _run(at, timeout=240)
+    model = at.session_state["au_train"]["model"]
+    assert model.kind == "au-logreg" and model.weights[0].shape == (6, 17)
+    metrics = {m.label: m.value for m in at.metric}
+    assert 0.4 < float(metrics["Held-out accuracy"].rstrip("%")) / 100 < 0.9
+    charts = {c["layout"]["title"]["text"]: c for c in _charts(at)}
+    coef = charts["What the model looks at: AU × emotion coefficients"]["data"][0]
+    assert "AU12 lip corner puller" in coef["y"] and coef["x"] == list(model.classes)
+    assert any(t.startswith("Confusion matrix") for t in charts)
+    assert "Accuracy per emotion (recall)" in charts
+
+    at.text_input(key="au_save_name").set_value("../../etc/evil")
+    at.button(key="au_save").click()
+    _run(at)
+    assert any("is not allowed" in e for e in _texts(at.error))
+    at.text_input(key="au_save_name").set_value(BUNDLED)
+    at.button(key="au_save").click()
+    _run(at)
+    assert any("already exists" in e for e in _texts(at.error))
+    at.text_input(key="au_save_name").set_value("au-logreg-test")
+    at.button(key="au_save").click()
+    _run(at)
+    assert any("Saved as **au-logreg-test**" in s for s in _texts(at.success))
+    assert (models_dir / "au-logreg-test.json").is_file()
+    entry = next(e for e in read_manifest(models_dir) if e["name"] == "au-logreg-test")
+    assert entry["origin"] == "dashboard" and entry["sha256"]
+
+    # it now appears everywhere else, and the trained result survives a page switch
+    at.switch_page("app.py")
+    _run(at)
+    assert "au-logreg-test" in list(at.dataframe[0].value["model"])
+    at.switch_page("pages/2_AU_model.py")
+    _run(at)
+    assert at.session_state["au_train"]["model"] is model and any("Saved as" in s for s in _texts(at.success))
+    at.switch_page("pages/3_Try_it.py")
+    _run(at)
+    assert "au-logreg-test" in at.selectbox(key="try_model").options
+
+
+def test_au_model_inspects_the_bundled_model(models_dir):
+    at = _run(AppTest.from_file(AU_PAGE))
+    assert at.selectbox(key="au_inspect").value == BUNDLED
+    titles = [c["layout"]["title"]["text"] for c in _charts(at)]
+    assert "What the model looks at: AU × emotion coefficients" in titles
+
+
+def test_au_model_openface_csv_without_au_columns_is_an_error(models_dir):
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value("Import an OpenFace CSV")
+    _run(at)
+    at.radio(key="au_openface").set_value("Upload a CSV")
+    _run(at)
+    at.file_uploader(key="au_csv").set_value(("faces.csv", b"face,confidence\n0,0.9\n", "text/csv"))
+    _run(at)
+    assert any("missing all 17 AU intensity columns" in e for e in _texts(at.error))
+    assert not [b for b in at.button if b.key == "au_train_button"]
+
+
+def test_au_model_imports_an_openface_table_and_trains_the_mlp(models_dir):
+    from fer_core.aus import AU_COLUMNS
+
+    cols = ",".join(("label",) + AU_COLUMNS)
+    rng = np.random.default_rng(0)
+    lines = [cols]
+    for i in range(120):
+        code = i % 3  # the study's codes: 0 angry, 1 disgust, 2 happy
+        aus = rng.uniform(0, 1, 17)
+        aus[2 if code == 0 else 6 if code == 1 else 8] += 3
+        lines.append(f"{code}," + ",".join(f"{v:.3f}" for v in aus))
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value("Import an OpenFace CSV")
+    _run(at)
+    at.radio(key="au_openface").set_value("Upload a CSV")
+    _run(at)
+    at.file_uploader(key="au_csv").set_value(("merged.csv", "\n".join(lines).encode(), "text/csv"))
+    _run(at)
+    assert at.multiselect(key="au_classes").value == ["angry", "disgust", "happy"]
+    at.radio(key="au_kind").set_value("au-mlp")  # the study's MLP, on the study's label codes
+    at.button(key="au_train_button").click()
+    _run(at, timeout=120)
+    model = at.session_state["au_train"]["model"]
+    assert model.kind == "au-mlp" and model.classes == ("angry", "disgust", "happy")
+    assert any("MLP has no single weight" in i for i in _texts(at.info))
+    assert any(t.startswith("Confusion matrix") for t in (c["layout"]["title"]["text"] for c in _charts(at)))
+
+
+def test_au_model_on_a_fresh_clone_without_images(models_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "nowhere"))
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value("Extract AUs from an image folder (embedded MediaPipe)")
+    _run(at)
+    assert at.text_input(key="au_folder").value == ""
+    assert any("<emotion>/*.jpg" in i for i in _texts(at.info))
+    at.text_input(key="au_folder").set_value(str(tmp_path / "nowhere"))
+    _run(at)
+    at.button(key="au_extract").click()
+    _run(at)
+    assert any("does not exist" in e for e in _texts(at.error))
+
+
+def test_au_model_extracts_a_folder_with_the_embedded_extractor(models_dir, fer_sample):
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value("Extract AUs from an image folder (embedded MediaPipe)")
+    _run(at)
+    assert at.button(key="au_cancel").label == "Cancel"
+    at.text_input(key="au_folder").set_value(str(fer_sample))
+    at.number_input(key="au_per").set_value(0)
+    at.button(key="au_extract").click()
+    _run(at, timeout=180)
+    assert any("faces measured in 24 of 24 images" in s for s in _texts(at.success))
+    table = at.session_state["au_tables"][str(fer_sample)]["table"]
+    assert set(table["label"]) == {"angry", "disgust", "happy", "neutral", "sad", "surprise"}
+    assert at.multiselect(key="au_classes").value  # ready to train
+
+
+# -- try it -----------------------------------------------------------------------------------
+def test_try_it_upload_of_a_real_face_gives_an_explained_prediction(models_dir, jpeg):
+    at = _run(AppTest.from_file(TRY_IT))
+    assert at.selectbox(key="try_model").value == BUNDLED
+    uploader = at.file_uploader(key="try_upload")
+    assert uploader.accept_multiple_files and ".jpg" in uploader.allowed_type
+    uploader.set_value(("astronaut.jpg", jpeg, "image/jpeg"))
+    _run(at)
+    predicted = [m for m in _texts(at.markdown) if m.startswith("### Predicted: ")]
+    assert predicted == ["### Predicted: happy (" + predicted[0].split("(")[1]]  # she smiles
+    assert any("mostly because of" in m and "AU12 lip corner puller" in m for m in _texts(at.markdown))
+    assert len(at.image) == 1
+    titles = [c["layout"]["title"]["text"] for c in _charts(at)]
+    assert titles == ["AU model: probabilities", "AU intensities (orange: the reasons)"]
+    aus_chart = _charts(at)[1]["data"][0]
+    assert "AU06 cheek raiser" in aus_chart["y"]
+    assert not at.error and not at.warning
+
+
+def test_try_it_batch_reports_bad_files_and_keeps_the_rest(models_dir, jpeg):
+    at = _run(AppTest.from_file(TRY_IT))
+    blank = _png(Image.new("RGB", (320, 240), (128, 128, 128)))
+    at.file_uploader(key="try_upload").set_value([
+        ("corrupt.jpg", b"\xff\xd8\xff this is not really a jpeg", "image/jpeg"),
+        ("blank.png", blank, "image/png"),
+        ("astronaut.jpg", jpeg, "image/jpeg"),
+    ])
+    _run(at)
+    errors, warnings = _texts(at.error), _texts(at.warning)
+    assert len(errors) == 1 and errors[0].startswith("corrupt.jpg:") and "\n" not in errors[0]
+    assert len(warnings) == 1 and warnings[0].startswith("blank.png: no face found")
+    assert any(m.startswith("### Predicted: ") for m in _texts(at.markdown))
+
+
+def test_try_it_camera_photo(models_dir, jpeg):
+    at = _run(AppTest.from_file(TRY_IT))
+    assert not at.camera_input
+    at.toggle(key="try_camera_on").set_value(True)
+    _run(at)
+    at.camera_input(key="try_camera").set_value(("shot.jpg", jpeg, "image/jpeg"))
+    _run(at)
+    assert any(m.startswith("#### camera photo") for m in _texts(at.markdown))
+    assert any(m.startswith("### Predicted: ") for m in _texts(at.markdown))
+
+
+def test_try_it_results_survive_a_page_switch_without_recomputing(models_dir, jpeg):
+    at = _run(AppTest.from_file(HOME))
+    at.switch_page("pages/3_Try_it.py")
+    _run(at)
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg, "image/jpeg"))
+    _run(at)
+    first = at.session_state["try_last"][0]
+    at.switch_page("app.py")
+    _run(at)
+    at.switch_page("pages/3_Try_it.py")
+    _run(at)
+    assert at.session_state["try_last"][0] is first  # same object: not analysed again
+    assert any(m.startswith("### Predicted: ") for m in _texts(at.markdown))
+
+
+def test_try_it_without_any_au_model_says_how_to_get_one(models_dir):
+    write_manifest([], models_dir)
+    at = _run(AppTest.from_file(TRY_IT))
+    assert any("No AU model is available" in w for w in _texts(at.warning))
+
+
+def test_try_it_shows_a_cnn_beside_the_au_model(models_dir, jpeg):
+    """A real (tiny, untrained) Keras CNN registered like a trained one: its probabilities for the
+    face crop appear next to the AU model's, loaded lazily on this page only."""
+    pytest.importorskip("keras", reason="keras is not installed")
+    from fer_core.cnn import build_cnn
+
+    classes = ["angry", "disgust", "happy", "neutral", "sad", "surprise"]
+    path = models_dir / "tiny_cnn.keras"
+    build_cnn("tiny", len(classes), seed=0).save(path)
+    path.with_suffix(".meta.json").write_text(json.dumps({"kind": "cnn", "classes": classes}))
+    register_model({"name": "tiny-cnn", "kind": "cnn", "path": str(path), "classes": classes}, models_dir)
+    at = _run(AppTest.from_file(TRY_IT))
+    assert at.multiselect(key="try_others").value == ["tiny-cnn"]
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg, "image/jpeg"))
+    _run(at, timeout=240)
+    assert any(m.startswith("### Predicted: ") for m in _texts(at.markdown))
+    line = next(m for m in _texts(at.markdown) if m.startswith("tiny-cnn (cnn): **"))
+    assert line.split("**")[1] in classes
+    assert "tiny-cnn" in [c["layout"]["title"]["text"] for c in _charts(at)]
+    assert not at.error and not at.warning
+
+
+# -- the UI helpers that need no Streamlit run ----------------------------------------------
+def test_upload_limit_and_quiet_errors_are_configured():
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert 1 <= cfg["server"]["maxUploadSize"] <= 200
+    assert cfg["server"]["headless"] is True and cfg["browser"]["gatherUsageStats"] is False
+    assert cfg["client"]["showErrorDetails"] == "none"
+
+
+def test_model_names_are_validated():
+    from fer_core.errors import FerError
+    from ui.common import validate_model_name
+
+    assert validate_model_name(" au-logreg_2 ", []) == "au-logreg_2"
+    for bad in ("", "../x", "a/b", "x", "name.json", "-lead", "a" * 80):
+        with pytest.raises(FerError):
+            validate_model_name(bad, [])
+    with pytest.raises(FerError, match="already exists"):
+        validate_model_name("mine", [{"name": "mine"}])
+
+
+def test_zip_unpacking_refuses_paths_outside_the_temporary_folder(tmp_path):
+    from fer_core.errors import DatasetError
+    from ui.common import extract_image_zip
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("happy/ok.jpg", b"x")
+        zf.writestr("../../evil.jpg", b"x")  # dot-paths are skipped
+    root = extract_image_zip(buf.getvalue(), tmp_path / "out")
+    assert sorted(p.name for p in root.rglob("*.jpg")) == ["ok.jpg"]
+    assert not (tmp_path / "evil.jpg").exists() and not (tmp_path.parent / "evil.jpg").exists()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        info = zipfile.ZipInfo("happy/ok.jpg")
+        info.filename = str(tmp_path / "abs" / "evil.jpg")  # an absolute member name
+        zf.writestr(info, b"x")
+    with pytest.raises(DatasetError, match="unsafe path"):
+        extract_image_zip(buf.getvalue(), tmp_path / "out3")
+    assert not (tmp_path / "abs").exists()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("notes.txt", b"no images here")
+    with pytest.raises(DatasetError, match="no images"):
+        extract_image_zip(buf.getvalue(), tmp_path / "out2")
+
+
+def test_face_crop_for_pixel_models():
+    from ui.common import face_crop
+
+    rgb = np.zeros((480, 640, 3), dtype=np.uint8)
+    crop = face_crop(rgb, (300, 100, 100, 120))
+    assert crop.shape[0] == crop.shape[1] == 180  # 120 px face + 25% on each side, square
+    small = np.zeros((48, 48, 3), dtype=np.uint8)
+    assert face_crop(small, (5, 5, 30, 30)) is small  # FER crops are passed whole

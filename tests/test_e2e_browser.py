@@ -1,0 +1,111 @@
+"""End to end in a real headless Chromium: start `streamlit run app.py`, open Home, go to Try it,
+upload a face photo through the browser's file input, and read the predicted emotion."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fer_core.config import REPO_ROOT
+from fer_core.emotions import SEVEN_EMOTIONS
+
+CHROMIUM = os.environ.get("FER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+pytestmark = [
+    pytest.mark.skipif(sync_playwright is None, reason="playwright (python package) is not installed"),
+    pytest.mark.skipif(not Path(CHROMIUM).is_file(),
+                       reason=f"chromium not found at {CHROMIUM}; apt-get install chromium"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+            return r.status == 200 and r.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The dashboard as a user runs it, on a free localhost port; killed (by its pid) afterwards."""
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("streamlit") / "server.log").open("w")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+         "--browser.gatherUsageStats", "false"],
+        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"streamlit did not become healthy: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_upload_a_face_in_the_browser_and_read_the_prediction(server, astronaut, tmp_path):
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(astronaut).save(photo, quality=92)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(server, wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Explainable facial-emotion workbench").wait_for(timeout=60_000)
+            # the model list (a canvas grid: its cells exist but are not "visible")
+            page.get_by_text("au-logreg-fer2013").first.wait_for(state="attached", timeout=30_000)
+
+            page.locator('[data-testid="stMain"] a', has_text="Try it").first.click()
+            page.get_by_role("heading", name="Try it").wait_for(timeout=60_000)
+            page.locator('input[type="file"]').first.set_input_files(str(photo))
+
+            predicted = page.get_by_text("Predicted: ", exact=False).first
+            predicted.wait_for(timeout=120_000)
+            text = predicted.inner_text()
+            emotion = text.split("Predicted:")[1].split("(")[0].strip()
+            assert emotion in SEVEN_EMOTIONS, text
+            assert page.get_by_text("mostly because of", exact=False).count() >= 1
+            page.locator('[data-testid="stImage"] img').first.wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)  # let the plotly charts draw before the screenshot
+            assert page.locator('[data-testid="stException"]').count() == 0
+            shot = tmp_path / "try_it.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            print(f"screenshot: {shot}")
+        finally:
+            browser.close()

@@ -1,0 +1,123 @@
+"""The dashboard's figures: right shapes, plain-word AU labels, and an overlay drawn where the AUs are."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from fer_core import plots
+from fer_core.au_mapping import AU_LANDMARKS
+from fer_core.aus import AU_COLUMNS
+from fer_core.emotions import SIX_EMOTIONS
+
+
+def _table(n_per: int = 30, seed: int = 0) -> pd.DataFrame:
+    """A small AU table where happy faces have high AU12 and sad faces high AU15."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for emotion in ("happy", "sad", "neutral"):
+        for i in range(n_per):
+            aus = {c: float(rng.uniform(0, 1)) for c in AU_COLUMNS}
+            if emotion == "happy":
+                aus["AU12_r"] = float(rng.uniform(3, 5))
+            if emotion == "sad":
+                aus["AU15_r"] = float(rng.uniform(2, 4))
+            rows.append({"file": f"{emotion}{i}.jpg", "face": 0, "label": emotion, "success": 1, **aus})
+    rows.append({"file": "miss.jpg", "face": 0, "label": "happy", "success": 0, **{c: np.nan for c in AU_COLUMNS}})
+    return pd.DataFrame(rows)
+
+
+def test_balance_table_and_imbalance_ratio():
+    counts = {"happy": 300, "disgust": 30, "sad": 150}
+    table = plots.balance_table(counts, order=SIX_EMOTIONS)
+    assert list(table["emotion"]) == ["disgust", "happy", "sad"]
+    assert table["percent"].sum() == pytest.approx(100.0, abs=0.2)
+    assert plots.imbalance_ratio(counts) == pytest.approx(10.0)
+    assert plots.imbalance_ratio({"happy": 3, "sad": 0}) == float("inf")
+    fig = plots.class_balance_bar(counts, SIX_EMOTIONS)
+    assert isinstance(fig, go.Figure) and list(fig.data[0].y) == [30, 300, 150]
+    assert "%" in fig.data[0].text[0]
+
+
+def test_confusion_heatmap_normalises_rows_and_prints_counts():
+    fig = plots.confusion_heatmap([[8, 2], [0, 0]], ["happy", "sad"])
+    z = np.array(fig.data[0].z)
+    assert z[0].tolist() == [0.8, 0.2] and z[1].tolist() == [0.0, 0.0]  # empty row: no division by zero
+    assert "8" in fig.data[0].text[0][0]
+
+
+def test_coefficient_heatmap_uses_plain_au_names_and_is_centred():
+    coef = np.zeros((len(SIX_EMOTIONS), len(AU_COLUMNS)))
+    coef[2, AU_COLUMNS.index("AU12_r")] = 2.5
+    coef[4, AU_COLUMNS.index("AU15_r")] = -1.0
+    fig = plots.coefficient_heatmap(coef, SIX_EMOTIONS)
+    heat = fig.data[0]
+    assert "AU12 lip corner puller" in heat.y and "AU04 brow lowerer" in heat.y
+    assert list(heat.x) == list(SIX_EMOTIONS)
+    assert heat.zmid == 0 and heat.zmin == -2.5 and heat.zmax == 2.5
+    assert np.array(heat.z).shape == (len(AU_COLUMNS), len(SIX_EMOTIONS))
+    with pytest.raises(ValueError, match="shape"):
+        plots.coefficient_heatmap(coef[:, :5], SIX_EMOTIONS)
+
+
+def test_per_class_accuracy_bars():
+    fig = plots.per_class_accuracy_bars({"happy": {"n": 10, "accuracy": 0.9}, "sad": {"n": 0, "accuracy": None}},
+                                        overall=0.8)
+    assert list(fig.data[0].y) == [0.9, 0.0] and list(fig.data[0].text) == ["90%", "0%"]
+    assert fig.layout.shapes  # the overall line
+
+
+def test_au_box_plots_send_statistics_not_rows():
+    table = _table()
+    fig = plots.au_box_plots(table, ["happy", "sad", "neutral"])
+    assert len(fig.data) == 3
+    happy = fig.data[0]
+    assert happy.name.startswith("happy (n=30")  # the failed row is left out
+    assert len(happy.median) == len(AU_COLUMNS) and happy.y is None
+    i12 = list(happy.x).index("AU12 lip corner puller")
+    assert happy.median[i12] > 2.9 and happy.lowerfence[i12] <= happy.q1[i12] <= happy.q3[i12] <= happy.upperfence[i12]
+
+
+def test_mean_au_heatmap_matches_the_data():
+    table = _table()
+    profile = plots.mean_au_profile(table, ["happy", "sad", "neutral", "angry"])
+    assert list(profile.index) == ["happy", "sad", "neutral"]  # absent emotions dropped
+    assert profile.loc["happy", "AU12 lip corner puller"] > profile.loc["sad", "AU12 lip corner puller"]
+    fig = plots.mean_au_heatmap(table, ["happy", "sad", "neutral"])
+    assert "AU15 lip corner depressor" in fig.data[0].y
+
+
+def test_one_face_charts():
+    fig = plots.probability_bars({"happy": 0.7, "sad": 0.2, "neutral": 0.1})
+    assert list(fig.data[0].y)[-1] == "happy"  # most likely on top
+    aus = {c: 0.0 for c in AU_COLUMNS} | {"AU12_r": 4.0, "AU06_r": 2.0, "AU25_r": 0.4}
+    fig = plots.au_intensity_bars(aus, highlight=["AU12"])
+    colors = list(fig.data[0].marker.color)
+    assert colors[list(aus).index("AU12_r")] != colors[list(aus).index("AU06_r")]
+    assert "AU06 cheek raiser" in fig.data[0].y
+    assert plots.strongest_aus(aus, n=3) == ["AU12", "AU06"]  # AU25 is below 0.5
+
+
+def test_overlay_marks_the_landmarks_of_the_chosen_aus():
+    rgb = np.full((400, 400, 3), 90, dtype=np.uint8)
+    landmarks = np.zeros((478, 3))
+    rng = np.random.default_rng(1)
+    landmarks[:, :2] = rng.uniform(120, 280, size=(478, 2))
+    out = plots.draw_face_overlay(rgb, (100, 100, 200, 200), landmarks, ["AU12", "AU04"], label="happy 90%")
+    arr = np.asarray(out)
+    assert arr.shape[1] == 400 and arr.shape[0] > 400  # legend strip below, face untouched by text
+    px, py = landmarks[AU_LANDMARKS["AU12"][0], :2].round().astype(int)
+    assert tuple(arr[py, px]) != (90, 90, 90)
+    assert tuple(arr[100, 150]) == (255, 255, 255)  # box edge
+    assert (arr[400:] != 90).any()
+
+
+def test_overlay_crops_and_enlarges_small_faces():
+    rgb = np.full((48, 48, 3), 60, dtype=np.uint8)
+    landmarks = np.full((478, 3), 24.0)
+    out = plots.draw_face_overlay(rgb, (10, 10, 28, 28), landmarks, [], crop_margin=0.2)
+    assert max(out.size) >= 360
+    out = plots.draw_face_overlay(rgb, (10, 10, 28, 28), None, ["AU45"])  # no landmarks: box and legend only
+    assert out.height > out.width

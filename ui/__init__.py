@@ -1,0 +1,1 @@
+"""Streamlit glue shared by the dashboard pages (the science lives in ``fer_core``)."""
