@@ -101,7 +101,7 @@ class AUModel:
             "probabilities": {c: round(float(p), 4) for c, p in zip(self.classes, proba)},
             "top_aus": [it for it in items[:top] if it["contribution"] > 0],
             "against": [it for it in items[::-1][:top] if it["contribution"] < 0],
-            "sentence": explanation_sentence(self.classes[k], items[:top]),
+            "sentence": explanation_sentence(self.classes[k], items, top),
         }
 
     # -- persistence ------------------------------------------------------------------------
@@ -148,15 +148,25 @@ class AUModel:
         return cls.from_dict(d, name=str(path))
 
 
-def explanation_sentence(emotion: str, ranked: Sequence[dict]) -> str:
-    """'happy, mostly because of AU12 lip corner puller (3.8) and AU06 cheek raiser (2.9).'"""
+ACTIVE_INTENSITY = 0.5  # below this an AU reads as "absent" in sentences
+
+
+def explanation_sentence(emotion: str, ranked: Sequence[dict], top: int = 3) -> str:
+    """'happy, mostly because of AU12 lip corner puller (3.8) and AU06 cheek raiser (2.9); AU04
+    brow lowerer is absent.' Active AUs come first; an absent AU is named only when its absence
+    is among the strongest reasons."""
     pos = [it for it in ranked if it["contribution"] > 0]
-    if not pos:
+    active = [it for it in pos if it["intensity"] >= ACTIVE_INTENSITY][:top]
+    absent = [it for it in pos[:top] if it["intensity"] < ACTIVE_INTENSITY][:1]
+    if not active and not absent:
         return f"{emotion}: no single AU stands out; the face is closest to this emotion overall."
-    parts = [(f"{it['name']} ({it['intensity']:.1f})" if it["intensity"] >= 0.5
-              else f"little {it['name']} ({it['intensity']:.1f})") for it in pos]
-    joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"{emotion}, mostly because of {joined}."
+    parts = [f"{it['name']} ({it['intensity']:.1f})" for it in active]
+    text = emotion
+    if parts:
+        text += ", mostly because of " + (parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1])
+    if absent:
+        text += ("; " if parts else ", because ") + f"{absent[0]['name']} is absent"
+    return text + "."
 
 
 def _labelled_first_faces(table: pd.DataFrame, columns: Sequence[str], classes: Sequence[str],
