@@ -12,13 +12,14 @@ from fer_core import config, plots
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError
 from ui.common import (DATA_LAYOUT_HELP, au_table_from_bytes, dataset_items, derived_tables,
-                       extract_with_cancel, is_au_entry, load_au_model, load_au_table, manifest_entries,
+                       docker_status, extract_with_cancel, is_au_entry, load_au_model, load_au_table, manifest_entries,
                        page_setup, run_page, save_au_model, show_error, wait_for_extraction)
 
 page_setup("AU model", ":material/tune:")
 
 BUNDLED = "Bundled FER2013 AU table"
-EXTRACT = "Extract AUs from an image folder (embedded MediaPipe)"
+EXTRACT = "Extract AUs from an image folder (embedded MediaPipe or OpenFace in Docker)"
+BACKENDS = {"mediapipe": "Embedded MediaPipe (no install)", "openface-docker": "OpenFace 2 in Docker (the original method)"}
 OPENFACE = "Import an OpenFace CSV"
 KIND_NAMES = {"au-logreg": "Logistic regression (explainable, the default)",
               "au-mlp": "MLP 300-200-100-50 (the original study's network)"}
@@ -39,10 +40,17 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
     folder = str(Path(path).expanduser())
     per = st.number_input("Images per emotion (0 = all)", min_value=0, value=100, step=50, key="au_per",
                           help="The embedded extractor takes ~30 ms per image on one core; results are cached.")
-    key = f"{folder}|{per}"
+    backend = st.radio("Extractor", list(BACKENDS), format_func=BACKENDS.get, horizontal=True, key="au_backend")
+    ready = True
+    if backend == "openface-docker":
+        ready, message = docker_status()
+        (st.success if ready else st.warning)(message)
+        if not ready and "not present" in message and st.button("Pull the OpenFace image (about 2 GB)", key="au_pull"):
+            pull_openface_image()
+    key = f"{folder}|{per}|{backend}"
     tables: dict = st.session_state.setdefault("au_tables", {})
     c1, c2, _ = st.columns([1, 1, 3])
-    start = c1.button("Extract AUs", type="primary", key="au_extract")
+    start = c1.button("Extract AUs", type="primary", key="au_extract", disabled=not ready)
     c2.button("Cancel", key="au_cancel", help="Stops the extraction; images done so far are kept.")
     if start:
         items = dataset_items(folder)
@@ -54,10 +62,10 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
 
         def keep(table: pd.DataFrame, cancelled: bool) -> None:
             tables[key] = {"table": table, "cancelled": cancelled, "total": len(items)}
-            if not cancelled and not per:
+            if not cancelled and not per and backend == "mediapipe":
                 tables[folder] = tables[key]  # full folders are shown on the explorer page too
 
-        extract_with_cancel(items, "Extracting AUs", keep)
+        extract_with_cancel(items, "Extracting AUs", keep, backend=backend)
     else:
         wait_for_extraction()  # a run stopped by a click may still be handing over its rows
     done = tables.get(key)
@@ -73,6 +81,19 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
         with st.expander(f"{len(failed):,} image(s) without a measured face"):
             st.dataframe(failed[["file", "label", "reason"]], hide_index=True)
     return table, folder
+
+
+def pull_openface_image() -> None:
+    from fer_core.openface import OpenFaceDocker
+
+    with st.spinner("Pulling the OpenFace image…"):
+        try:
+            OpenFaceDocker().pull()
+        except FerError as exc:
+            show_error(exc)
+            return
+    docker_status.clear()
+    st.rerun()
 
 
 def choose_table() -> tuple[pd.DataFrame | None, str]:

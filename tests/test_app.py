@@ -25,6 +25,7 @@ EXPLORER = str(ROOT / "pages" / "1_Dataset_explorer.py")
 AU_PAGE = str(ROOT / "pages" / "2_AU_model.py")
 TRY_IT = str(ROOT / "pages" / "3_Try_it.py")
 BUNDLED = "au-logreg-fer2013"
+EXTRACT = "Extract AUs from an image folder (embedded MediaPipe or OpenFace in Docker)"
 T = 90  # seconds per script run: the first Try-it run starts MediaPipe, training fits 40 models
 
 
@@ -310,7 +311,7 @@ def test_au_model_imports_an_openface_table_and_trains_the_mlp(models_dir):
 def test_au_model_on_a_fresh_clone_without_images(models_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "nowhere"))
     at = _run(AppTest.from_file(AU_PAGE))
-    at.radio(key="au_source").set_value("Extract AUs from an image folder (embedded MediaPipe)")
+    at.radio(key="au_source").set_value(EXTRACT)
     _run(at)
     assert at.text_input(key="au_folder").value == ""
     assert any("<emotion>/*.jpg" in i for i in _texts(at.info))
@@ -323,9 +324,10 @@ def test_au_model_on_a_fresh_clone_without_images(models_dir, monkeypatch, tmp_p
 
 def test_au_model_extracts_a_folder_with_the_embedded_extractor(models_dir, fer_sample):
     at = _run(AppTest.from_file(AU_PAGE))
-    at.radio(key="au_source").set_value("Extract AUs from an image folder (embedded MediaPipe)")
+    at.radio(key="au_source").set_value(EXTRACT)
     _run(at)
     assert at.button(key="au_cancel").label == "Cancel"
+    assert at.radio(key="au_backend").value == "mediapipe"
     at.text_input(key="au_folder").set_value(str(fer_sample))
     at.number_input(key="au_per").set_value(0)
     at.button(key="au_extract").click()
@@ -334,6 +336,20 @@ def test_au_model_extracts_a_folder_with_the_embedded_extractor(models_dir, fer_
     table = at.session_state["au_tables"][str(fer_sample)]["table"]
     assert set(table["label"]) == {"angry", "disgust", "happy", "neutral", "sad", "surprise"}
     assert at.multiselect(key="au_classes").value  # ready to train
+
+
+def test_au_model_docker_backend_says_why_it_is_unavailable(models_dir, monkeypatch, tmp_path):
+    """No Docker engine runs here: the selector must say so, with the fix, and not offer to run."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value(EXTRACT)
+    _run(at)
+    at.radio(key="au_backend").set_value("openface-docker")
+    _run(at)
+    warnings = _texts(at.warning)
+    assert any("Docker engine not reachable" in w for w in warnings), warnings
+    assert at.button(key="au_extract").disabled
+    assert not at.exception
 
 
 # -- try it -----------------------------------------------------------------------------------

@@ -119,3 +119,16 @@ def test_module_entry_point_with_two_workers(tmp_path, fer_sample):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "24 images" in done.stderr
     assert (tmp_path / "cache" / "measurements.sqlite").exists()
+
+
+def test_extract_with_openface_docker_says_why_it_cannot_run(capsys, tmp_path, monkeypatch):
+    """No Docker engine here: the backend fails in one line that says what to do, writes nothing."""
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "imgs" / "happy001.jpg")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    code, _, err = run_cli(capsys, "extract", tmp_path / "imgs", "--out", tmp_path / "au.csv",
+                           "--backend", "openface-docker")
+    assert code == 2 and "Docker engine not reachable" in err and err.count("\n") == 1
+    assert not (tmp_path / "au.csv").exists()

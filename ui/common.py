@@ -460,9 +460,21 @@ def wait_for_extraction(timeout: float = 30.0) -> None:
         lock.release()
 
 
-def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, bool], None]) -> None:
-    """Run the embedded extractor on ``items`` with a progress bar; ``keep(table, cancelled)``
+@st.cache_data(ttl=30, show_spinner="Asking the Docker engine…")
+def docker_status() -> tuple[bool, str]:
+    """Whether OpenFace can run in Docker here, and if not, why and the command that fixes it."""
+    from fer_core.openface import OpenFaceDocker
+
+    return OpenFaceDocker().status()
+
+
+def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, bool], None],
+                        backend: str = "mediapipe") -> None:
+    """Run an AU extractor on ``items`` with a progress bar; ``keep(table, cancelled)``
     receives the finished rows (it must not touch ``st`` - the run may be stopping).
+
+    ``backend="openface-docker"`` runs OpenFace 2 in its container; a cancel there stops and
+    removes the container (its ``finally``) and the partial OpenFace output is discarded.
 
     Cancel: a click on any widget (the page's Cancel button included) makes Streamlit stop this
     run at its next UI call, the progress update. That stop is caught there and turned into
@@ -487,6 +499,16 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
         except ScriptControlException as exc:  # rerun or stop requested by a click
             state["stop"] = exc
 
+    if backend == "openface-docker":
+        from fer_core.openface import OpenFaceDocker
+
+        def docker_progress(done: int, total: int) -> None:
+            bar.progress(done / max(total, 1), text=f"{label} (OpenFace in Docker): {done:,} / {total:,} images")
+
+        with lock:
+            keep(OpenFaceDocker().extract(items, progress=docker_progress), False)
+        bar.empty()
+        return
     with lock:
         table = extract_table(items, workers=1, use_cache=True, progress=progress,
                               should_stop=lambda: state["stop"] is not None)
