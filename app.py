@@ -13,6 +13,7 @@ import streamlit as st
 from fer_core import config
 from ui.common import (DATA_LAYOUT_HELP, HOME_ICON, PAGES, derived_tables, env_summary, headline_metrics,
                        manifest_entries, model_origin, page_setup, run_page)
+from ui.models_ui import MODEL_PAGES
 
 
 def _models_frame(entries: list[dict]) -> pd.DataFrame:
@@ -76,5 +77,7 @@ def home() -> None:
     run_page(main)
 
 
+# The model pages (CNN, Teachable Machine, Compare) come from ui.models_ui; skipped if PAGES lists them too.
+_ALL_PAGES = PAGES + tuple(p for p in MODEL_PAGES if p[0] not in {q[0] for q in PAGES})
 st.navigation([st.Page(home, title="Home", icon=HOME_ICON, default=True)]
-              + [st.Page(path, title=label, icon=icon) for path, label, icon in PAGES]).run()
+              + [st.Page(path, title=label, icon=icon) for path, label, icon in _ALL_PAGES]).run()

@@ -223,8 +223,8 @@ def conclusion(result: dict) -> str:
 
 
 def print_report(result: dict) -> None:
-    print(f"\n(a) per-AU scale: embedded FER2013 train (e) vs OpenFace table (o), six emotions; "
-          f"W1 in AU units; profile r = agreement of class profiles")
+    print("\n(a) per-AU scale: embedded FER2013 train (e) vs OpenFace table (o), six emotions; "
+          "W1 in AU units; profile r = agreement of class profiles")
     head = (f"{'AU':7} {'mean e/o':>11} {'sd e/o':>11} {'zero e/o':>11} {'median e/o':>11} {'p90 e/o':>11} "
             f"{'W1':>5} {'KS':>5} {'prof r':>6} | {'W1 val raw':>10} {'W1 val q':>8} {'W1 val qb':>9}")
     print(head)

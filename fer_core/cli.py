@@ -115,7 +115,6 @@ def _add_cnn_commands(sub) -> None:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
-    import numpy as np
 
     from .analysis import analyze_image
     from .au_model import AUModel

@@ -316,3 +316,20 @@ def _match_score(box: tuple[float, float, float, float], detections) -> float:
         if iou > best_iou:
             best_iou, best = iou, float(det.categories[0].score)
     return best if best_iou > 0.2 else 0.0
+
+
+def face_crop(rgb: np.ndarray, box, margin: float = 0.25, small: int = 160) -> np.ndarray:
+    """What a pixel model (CNN, Teachable Machine) is shown of one face: a square around the
+    face box, ``margin`` of its size on each side, like FER2013's crops. Images already smaller
+    than ``small`` pixels are face crops themselves and are passed whole."""
+    h, w = rgb.shape[:2]
+    if max(h, w) < small:
+        return rgb
+    x, y, bw, bh = (float(v) for v in box)
+    side = max(bw, bh) * (1 + 2 * margin)
+    cx, cy = x + bw / 2, y + bh / 2
+    x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+    x1, y1 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return rgb
+    return np.ascontiguousarray(rgb[y0:y1, x0:x1])

@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -169,3 +170,48 @@ def class_counts(items: Iterable[LabeledImage]) -> dict[str, int]:
         key = it.label or "unlabelled"
         counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+MAX_ZIP_FILES = 50_000
+MAX_ZIP_BYTES = 1 << 30
+
+
+def unpack_image_zip(data: bytes, dest: Path) -> Path:
+    """Unpack the images of an uploaded zip into ``dest`` and return the dataset root inside it.
+
+    Only image files are written, with names checked (no absolute paths, no ``..``), and the
+    unpacked size is capped, so a hostile zip cannot write elsewhere or fill the disk. A single
+    wrapping folder (``fer2013/…``) is stepped into.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise DatasetError("the upload is not a zip file; zip a folder with emotion subfolders") from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()
+                   and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
+                   and not any(part.startswith(("__MACOSX", ".")) for part in Path(m.filename).parts)]
+        if not members:
+            raise DatasetError("the zip holds no images; zip a folder with <emotion>/*.jpg subfolders or emotion-prefixed files (angry001.jpg)")
+        if len(members) > MAX_ZIP_FILES or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+            raise DatasetError(f"the zip is too large to unpack (over {MAX_ZIP_FILES:,} images or 1 GB); "
+                               "point the explorer at the folder instead")
+        dest = dest.resolve()
+        for m in members:
+            target = (dest / m.filename).resolve()
+            if dest not in target.parents:
+                raise DatasetError(f"the zip contains an unsafe path {m.filename!r}; re-create it from a folder")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with archive.open(m) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise DatasetError(f"the zip is damaged ({exc.__class__.__name__}); re-create it") from None
+    root = dest
+    while True:
+        subdirs = [p for p in root.iterdir() if p.is_dir()]
+        files = [p for p in root.iterdir() if p.is_file()]
+        if len(subdirs) == 1 and not files and normalize_emotion(subdirs[0].name) is None:
+            root = subdirs[0]
+        else:
+            return root

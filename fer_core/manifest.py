@@ -6,13 +6,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from .config import MODELS_DIR, REPO_ROOT
-from .errors import ModelFileError
+from .errors import FerError, ModelFileError
 
 MANIFEST = "manifest.json"
 AU_KINDS = ("au-logreg", "au-mlp")
+
+
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,62}$")
+
+
+def validate_model_name(name: str, existing: list[dict]) -> str:
+    """A safe file stem that no manifest entry uses yet, or a FerError saying what to change."""
+    name = (name or "").strip()
+    if not name:
+        raise FerError("give the model a name, e.g. au-logreg-mydata")
+    if not MODEL_NAME_RE.fullmatch(name):
+        raise FerError(f"model name {name!r} is not allowed: use 2-63 letters, digits, '-' or '_', "
+                       "starting with a letter or digit")
+    if any(e.get("name") == name for e in existing):
+        raise FerError(f"a model named {name!r} already exists; choose another name")
+    return name
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

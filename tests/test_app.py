@@ -452,7 +452,7 @@ def test_upload_limit_and_quiet_errors_are_configured():
 
 def test_model_names_are_validated():
     from fer_core.errors import FerError
-    from ui.common import validate_model_name
+    from fer_core.manifest import validate_model_name
 
     assert validate_model_name(" au-logreg_2 ", []) == "au-logreg_2"
     for bad in ("", "../x", "a/b", "x", "name.json", "-lead", "a" * 80):
@@ -464,7 +464,7 @@ def test_model_names_are_validated():
 
 def test_zip_unpacking_refuses_paths_outside_the_temporary_folder(tmp_path):
     from fer_core.errors import DatasetError
-    from ui.common import extract_image_zip
+    from fer_core.images import unpack_image_zip as extract_image_zip
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -489,7 +489,7 @@ def test_zip_unpacking_refuses_paths_outside_the_temporary_folder(tmp_path):
 
 
 def test_face_crop_for_pixel_models():
-    from ui.common import face_crop
+    from fer_core.faces import face_crop
 
     rgb = np.zeros((480, 640, 3), dtype=np.uint8)
     crop = face_crop(rgb, (300, 100, 100, 120))

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pandas as pd
-import pytest
 
 from fer_core.aus import AU_COLUMNS, TABLE_COLUMNS
 from fer_core.cli import main

@@ -14,12 +14,9 @@ import io
 import json
 import logging
 import os
-import re
-import shutil
 import tempfile
 import threading
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +27,9 @@ import streamlit as st
 
 from fer_core import config
 from fer_core.errors import DatasetError, FerError
+from fer_core.faces import face_crop  # noqa: F401  (pages import it from here)
+from fer_core.images import unpack_image_zip
+from fer_core.manifest import validate_model_name
 
 log = logging.getLogger("fer_dashboard")
 
@@ -201,22 +201,6 @@ def load_other_predictor(entry: dict):
     return _predictor_from_entry(json.dumps(entry, sort_keys=True))
 
 
-MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,62}$")
-
-
-def validate_model_name(name: str, existing: list[dict]) -> str:
-    """A safe file stem that no manifest entry uses yet, or a FerError saying what to change."""
-    name = (name or "").strip()
-    if not name:
-        raise FerError("give the model a name, e.g. au-logreg-mydata")
-    if not MODEL_NAME_RE.fullmatch(name):
-        raise FerError(f"model name {name!r} is not allowed: use 2-63 letters, digits, '-' or '_', "
-                       "starting with a letter or digit")
-    if any(e.get("name") == name for e in existing):
-        raise FerError(f"a model named {name!r} already exists; choose another name")
-    return name
-
-
 def save_au_model(model, name: str, description: str) -> dict:
     """Write ``models/<name>.json`` and register it, so every page lists it from now on."""
     from fer_core.manifest import register_model, relative_to_repo
@@ -292,55 +276,6 @@ def thumbnail(path: str, side: int = 96) -> np.ndarray:
     return np.asarray(im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), method))
 
 
-MAX_ZIP_FILES = 50_000
-MAX_ZIP_BYTES = 1 << 30
-
-
-def extract_image_zip(data: bytes, dest: Path) -> Path:
-    """Unpack the images of an uploaded zip into ``dest`` and return the dataset root inside it.
-
-    Only image files are written, with names checked (no absolute paths, no ``..``), and the
-    unpacked size is capped, so a hostile zip cannot write elsewhere or fill the disk. A single
-    wrapping folder (``fer2013/…``) is stepped into.
-    """
-    from fer_core.images import IMAGE_SUFFIXES
-
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise DatasetError("the upload is not a zip file; zip a folder with emotion subfolders") from None
-    with archive:
-        members = [m for m in archive.infolist() if not m.is_dir()
-                   and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
-                   and not any(part.startswith(("__MACOSX", ".")) for part in Path(m.filename).parts)]
-        if not members:
-            raise DatasetError(f"the zip holds no images. {DATA_LAYOUT_HELP}")
-        if len(members) > MAX_ZIP_FILES or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-            raise DatasetError(f"the zip is too large to unpack (over {MAX_ZIP_FILES:,} images or 1 GB); "
-                               "point the explorer at the folder instead")
-        dest = dest.resolve()
-        for m in members:
-            target = (dest / m.filename).resolve()
-            if dest not in target.parents:
-                raise DatasetError(f"the zip contains an unsafe path {m.filename!r}; re-create it from a folder")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with archive.open(m) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise DatasetError(f"the zip is damaged ({one_line(exc)}); re-create it") from None
-    root = dest
-    while True:
-        subdirs = [p for p in root.iterdir() if p.is_dir()]
-        files = [p for p in root.iterdir() if p.is_file()]
-        from fer_core.emotions import normalize_emotion
-
-        if len(subdirs) == 1 and not files and normalize_emotion(subdirs[0].name) is None:
-            root = subdirs[0]
-        else:
-            return root
-
-
 @dataclass
 class UnpackedZip:
     tmp: tempfile.TemporaryDirectory
@@ -357,7 +292,7 @@ def unpacked_zip(digest: str, _data: bytes) -> UnpackedZip:
     """The uploaded zip unpacked once into a temporary folder (removed when evicted)."""
     tmp = tempfile.TemporaryDirectory(prefix="fer_zip_")
     try:
-        return UnpackedZip(tmp, extract_image_zip(_data, Path(tmp.name)))
+        return UnpackedZip(tmp, unpack_image_zip(_data, Path(tmp.name)))
     except BaseException:
         tmp.cleanup()
         raise
@@ -399,23 +334,6 @@ def analyze_upload(data: bytes, name: str, model, handle: AnalyzerHandle) -> dic
     out["faces"] = faces
     out["seconds"] = time.perf_counter() - start
     return out
-
-
-def face_crop(rgb: np.ndarray, box, margin: float = 0.25, small: int = 160) -> np.ndarray:
-    """What a pixel model (CNN, Teachable Machine) is shown of one face: a square around the
-    face box, ``margin`` of its size on each side, like FER2013's crops. Images already smaller
-    than ``small`` pixels are face crops themselves and are passed whole."""
-    h, w = rgb.shape[:2]
-    if max(h, w) < small:
-        return rgb
-    x, y, bw, bh = (float(v) for v in box)
-    side = max(bw, bh) * (1 + 2 * margin)
-    cx, cy = x + bw / 2, y + bh / 2
-    x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-    x1, y1 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        return rgb
-    return np.ascontiguousarray(rgb[y0:y1, x0:x1])
 
 
 def other_model_probabilities(entry: dict, rgb: np.ndarray) -> dict[str, float] | str:
