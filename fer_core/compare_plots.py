@@ -47,7 +47,7 @@ def training_curves(history: Mapping[str, Sequence[float]], epochs: int | None =
             ), row=1, col=col)
     last = max(epochs or 0, len(history.get("loss", [])), 1)
     fig.update_xaxes(title="epoch", range=[0.5, last + 0.5], dtick=max(1, round(last / 10)))
-    fig.update_yaxes(title="loss", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title="loss", row=1, col=1)
     fig.update_yaxes(title="accuracy", tickformat=".0%", range=[0, 1], row=1, col=2)
     fig.update_layout(legend=dict(orientation="h", y=-0.25))
     return _layout(fig, title, height=360, top=60)
@@ -126,13 +126,14 @@ def accuracy_ci_bars(summary: pd.DataFrame, title: str = "Overall accuracy with 
     acc = summary["accuracy"].astype(float)
     lo = summary["ci95_low"].astype(float)
     hi = summary["ci95_high"].astype(float)
+    # The numbers go under each bar (an error bar would cross a label printed on the bar).
+    labels = [f"{m}<br><b>{a:.0%}</b> ({lo_:.0%}–{hi_:.0%})" for m, a, lo_, hi_ in zip(summary["model"], acc, lo, hi)]
     fig = go.Figure(go.Bar(
-        x=list(summary["model"]), y=acc, marker_color=[model_color(i) for i in range(len(summary))],
+        x=labels, y=acc, marker_color=[model_color(i) for i in range(len(summary))],
         error_y=dict(type="data", symmetric=False, array=(hi - acc).clip(lower=0), arrayminus=(acc - lo).clip(lower=0),
                      thickness=1.5, width=8),
-        text=[f"{a:.0%}" for a in acc], textposition="inside", insidetextanchor="end", textangle=0,
         customdata=list(zip(lo, hi, summary["n"])),
-        hovertemplate="%{x}: %{y:.1%} (95% CI %{customdata[0]:.1%}–%{customdata[1]:.1%}, "
+        hovertemplate="%{y:.1%} (95% CI %{customdata[0]:.1%}–%{customdata[1]:.1%}, "
                       "n=%{customdata[2]})<extra></extra>",
     ))
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title="accuracy", tickvals=[0, .2, .4, .6, .8, 1])

@@ -1,0 +1,269 @@
+"""Compare: every chosen model (AU models, CNNs, Teachable Machine) on exactly the same test images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from fer_core import config, plots
+from fer_core.compare import per_emotion_frame
+from fer_core.compare_plots import (NO_FACE, accuracy_ci_bars, accuracy_summary, mcnemar_frame,
+                                    per_emotion_grouped_bars, predictions_frame, summary_frame)
+from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
+from fer_core.errors import FerError
+from ui.common import (DATA_LAYOUT_HELP, dataset_items, digest, manifest_entries, page_setup, run_page, show_error,
+                       thumbnail, unpacked_zip)
+from ui.models_ui import Comparison, drawn_test_set, run_comparison
+
+page_setup("Compare", ":material/compare_arrows:")
+
+DRAWN = "60-image test set (drawn from a split)"
+FOLDER = "A folder on this machine"
+ZIP = "Upload a zip of images"
+SPLIT = "A whole FER2013 split"
+MAX_THUMBS = 120  # wrong images shown per model; the CSV has them all
+PER_ROW = 3  # confusion matrices side by side
+
+
+def _fer_splits() -> tuple[Path, list[str]]:
+    root = config.datasets_dir() / "fer2013"
+    return root, sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def choose_test_set() -> tuple[list, str, str] | None:
+    """(labelled images, their folder, a description) or None with a message shown."""
+    source = st.radio("Test set", (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key="cmp_source")
+    fer_root, splits = _fer_splits()
+    if source in (DRAWN, SPLIT) and not splits:
+        st.warning(f"No FER2013 images at `{fer_root}`: set FER_DATA_DIR to the folder holding `fer2013/`, or "
+                   f"use a folder or a zip of your own. {DATA_LAYOUT_HELP}")
+        return None
+    if source == DRAWN:
+        c1, c2, c3 = st.columns(3)
+        split = c1.selectbox("Drawn from", splits, index=splits.index("val") if "val" in splits else 0,
+                             key="cmp_draw_split",
+                             help="A split the models did not train on: val for the bundled models.")
+        per = int(c2.number_input("Images per emotion", 1, 500, 10, key="cmp_draw_per"))
+        seed = int(c3.number_input("Seed", 0, 1_000_000, 0, key="cmp_seed",
+                                   help="The same seed draws the same images again."))
+        if split == "train":
+            st.warning("The models were trained on FER2013 train: scores on it are optimistic. Use val.")
+        drawn = drawn_test_set(str(fer_root / split), per, seed, SIX_EMOTIONS)
+        return (dataset_items(str(drawn.root)), str(drawn.root),
+                f"{drawn.count} images ({per} per emotion) drawn from FER2013 {split} with seed {seed}")
+    if source == FOLDER:
+        path = st.text_input("Folder with emotion subfolders (or emotion-prefixed file names)", key="cmp_folder",
+                             help=DATA_LAYOUT_HELP).strip()
+        if not path:
+            st.info(f"Type the path of a labelled folder. {DATA_LAYOUT_HELP}")
+            return None
+        folder = Path(path).expanduser()
+        return dataset_items(str(folder)), str(folder), f"folder `{folder}`"
+    if source == ZIP:
+        up = st.file_uploader("Zip of a test set (emotion subfolders, or names like angry001.jpg)", type=["zip"],
+                              key="cmp_zip", help=DATA_LAYOUT_HELP)
+        if up is None:
+            st.info(f"Upload a zip; it is unpacked into a temporary folder only. {DATA_LAYOUT_HELP}")
+            return None
+        data = up.getvalue()
+        unpacked = unpacked_zip(digest(data), data)
+        return dataset_items(str(unpacked.root)), str(unpacked.root), f"zip `{up.name}`"
+    split = st.selectbox("Split", splits, index=splits.index("val") if "val" in splits else 0, key="cmp_split")
+    if split == "train":
+        st.warning("The models were trained on FER2013 train: scores on it are optimistic. Use val.")
+    items = dataset_items(str(fer_root / split))
+    st.caption(f"{len(items):,} images. AU models need ~30 ms per image the first time (measurements are cached).")
+    return items, str(fer_root / split), f"FER2013 {split} ({len(items):,} images)"
+
+
+def choose_models() -> list[dict]:
+    entries = [e for e in manifest_entries() if e.get("name")]
+    if not entries:
+        st.warning("No models are registered in models/manifest.json: train an AU model or a CNN, or import a "
+                   "Teachable Machine export, on their pages.")
+        return []
+    names = [e["name"] for e in entries]
+    kinds = {e["name"]: e.get("kind", "?") for e in entries}
+    chosen = st.multiselect("Models", names, default=names, key="cmp_models",
+                            format_func=lambda n: f"{n} ({kinds[n]})",
+                            help="All registered models: AU models, CNNs and Teachable Machine imports. The first "
+                                 "CNN or Teachable Machine model starts TensorFlow (~15 s).")
+    return [e for e in entries if e["name"] in chosen]
+
+
+def choose_classes(items: list, entries: list[dict]) -> list[str]:
+    present = [e for e in SEVEN_EMOTIONS if e in {it.label for it in items}]
+    common = [e for e in present if all(e in (m.get("classes") or SEVEN_EMOTIONS) for m in entries)]
+    return st.multiselect("Emotions scored", present, default=common or present, key="cmp_classes",
+                          help="Images of other emotions are left out. The default is the emotions of the test "
+                               "set that every chosen model can predict.")
+
+
+# -- results ---------------------------------------------------------------------------------
+def show_overall(res: Comparison) -> None:
+    st.subheader("Overall accuracy")
+    summary = accuracy_summary(res.report, res.kinds)
+    shown = summary.assign(ci95=[f"{lo:.1%} – {hi:.1%}" for lo, hi in zip(summary["ci95_low"], summary["ci95_high"])])
+    st.dataframe(shown[["model", "kind", "accuracy", "ci95", "macro_f1", "no_face", "n"]], hide_index=True,
+                 column_config={
+                     "accuracy": st.column_config.NumberColumn(format="percent"),
+                     "ci95": st.column_config.TextColumn("95% CI"),
+                     "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
+                     "no_face": st.column_config.NumberColumn("no face", help="counted as wrong"),
+                 })
+    left, right = st.columns([3, 2])
+    left.plotly_chart(accuracy_ci_bars(summary), key="cmp_overall")
+    right.caption("95% intervals: percentile bootstrap over the test images (2,000 resamples); they overlap "
+                  "easily on a small test set, so read the paired McNemar tests below for differences. "
+                  "Images where an AU model found no face count as wrong.")
+
+
+def show_per_emotion(res: Comparison) -> None:
+    st.subheader("Per emotion")
+    frame = per_emotion_frame(res.report)
+    st.plotly_chart(per_emotion_grouped_bars(frame, order=res.report["classes"]), key="cmp_per_emotion")
+
+
+def show_confusions(res: Comparison) -> None:
+    st.subheader("Confusion matrices")
+    names = res.names
+    per_row = min(PER_ROW, len(names))
+    for start in range(0, len(names), per_row):
+        cols = st.columns(per_row)
+        for col, name in zip(cols, names[start:start + per_row]):
+            r = res.report["models"][name]
+            fig = plots.confusion_heatmap(r["confusion"], r["labels"], title=f"{name}")
+            fig.update_traces(showscale=False)
+            col.plotly_chart(fig, key=f"cmp_confusion_{name}")
+            if r.get("no_face"):
+                col.caption(f"{r['no_face']} image(s) without a face are not in the matrix (counted wrong).")
+    st.caption("Rows: true emotion, columns: predicted; colour and percentage are the share of the row.")
+
+
+def show_mcnemar(res: Comparison) -> None:
+    st.subheader("Pairwise McNemar tests")
+    if len(res.names) < 2:
+        st.info("Choose at least two models to test their differences.")
+        return
+    st.dataframe(mcnemar_frame(res.report), hide_index=True, column_config={
+        "p-value": st.column_config.NumberColumn(format="%.4f")})
+    st.caption("Exact McNemar test on the images where exactly one of the two models is right. With few test "
+               "images only large differences reach significance.")
+
+
+def _thumb_grid(rows: pd.DataFrame, name: str) -> None:
+    shown = rows.head(MAX_THUMBS)
+    images, captions, failed = [], [], 0
+    for _, row in shown.iterrows():
+        try:
+            images.append(thumbnail(row["file"], 72))
+        except FerError:
+            failed += 1
+            continue
+        pred = row[name]
+        captions.append(f"{row['label']} → {NO_FACE if pd.isna(pred) else pred}")
+    if images:
+        st.image(images, caption=captions, width=72)
+    if len(rows) > MAX_THUMBS:
+        st.caption(f"The first {MAX_THUMBS} of {len(rows)} are shown; the CSV below lists them all.")
+    if failed:
+        st.caption(f"{failed} image(s) are no longer available (the temporary test set was cleared); "
+                   "press Compare again.")
+
+
+def show_wrong(res: Comparison) -> None:
+    st.subheader("Images each model got wrong")
+    table = res.table[res.table["label"].isin(res.report["classes"])]
+    focus = st.selectbox("True emotion", ["all"] + list(res.report["classes"]), key="cmp_wrong_emotion")
+    if focus != "all":
+        table = table[table["label"] == focus]
+    tabs = st.tabs([f"{n} ({int((table[n] != table['label']).sum())})" for n in res.names])
+    for tab, name in zip(tabs, res.names):
+        with tab:
+            wrong = table[table[name] != table["label"]]
+            if wrong.empty:
+                st.success("None wrong." if focus == "all" else f"No {focus} image wrong.")
+                continue
+            st.caption("Caption: true → predicted.")
+            _thumb_grid(wrong, name)
+
+
+def show_no_face(res: Comparison) -> None:
+    missing = {n: files for n, files in res.report["no_face"].items() if files}
+    if not missing:
+        return
+    st.subheader("No face found (counted as wrong)")
+    for name, files in missing.items():
+        st.warning(f"{name}: no face found in {len(files)} of {res.report['n']} images; they count as wrong.",
+                   icon=":material/face_retouching_off:")
+        with st.expander(f"The {len(files)} image(s) {name} could not judge"):
+            rows = res.table[res.table["file"].isin(files)]
+            _thumb_grid(rows, name)
+            st.dataframe(pd.DataFrame({"file": [Path(f).name for f in files],
+                                       "label": rows.set_index("file").reindex(files)["label"].tolist()}),
+                         hide_index=True)
+
+
+def show_downloads(res: Comparison) -> None:
+    st.subheader("Download")
+    c1, c2 = st.columns(2)
+    predictions = predictions_frame(res.table, res.names, res.root).to_csv(index=False).encode()
+    summary = summary_frame(res.report).to_csv(index=False).encode()
+    c1.download_button("Per-image predictions (CSV)", predictions, file_name="compare_predictions.csv",
+                       mime="text/csv", key="cmp_download_predictions", icon=":material/download:")
+    c2.download_button("Per-emotion summary (CSV)", summary, file_name="compare_summary.csv", mime="text/csv",
+                       key="cmp_download_summary", icon=":material/download:")
+
+
+def show_results(res: Comparison, current: str | None) -> None:
+    st.divider()
+    if current is not None and current != res.signature:
+        st.info("The results below are for the previous choice; press **Compare** to update them.")
+    st.caption(f"Test set: {res.description} · {res.report['n']:,} images scored on "
+               f"{', '.join(res.report['classes'])} · {len(res.names)} models · {res.seconds:.1f} s")
+    for problem in res.failed_models:
+        show_error(problem, prefix="left out", warning=True)
+    if res.unreadable:
+        st.warning(f"{len(res.unreadable)} image(s) could not be read and were left out, e.g. {res.unreadable[0]}")
+    show_overall(res)
+    show_per_emotion(res)
+    show_confusions(res)
+    show_mcnemar(res)
+    show_wrong(res)
+    show_no_face(res)
+    show_downloads(res)
+
+
+def main() -> None:
+    st.title("Compare")
+    st.caption("The AU model, CNNs and Teachable Machine models on exactly the same images: accuracy with "
+               "bootstrap intervals, per emotion, confusions, paired tests and the images each one gets wrong.")
+    previous: Comparison | None = st.session_state.get("cmp_result")
+    current = None
+    try:
+        chosen = choose_test_set()
+        entries = choose_models() if chosen is not None else []
+        if chosen is not None and entries:
+            items, root, description = chosen
+            classes = choose_classes(items, entries)
+            current = f"{root}|{len(items)}|{[e['name'] for e in entries]}|{classes}"
+            if st.button("Compare", type="primary", key="cmp_run"):
+                if not classes:
+                    show_error("pick at least one emotion to score")
+                else:
+                    bar = st.progress(0.0, text="Starting…")
+                    try:
+                        previous = run_comparison(entries, items, classes, root, description, current,
+                                                  lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text))
+                    finally:
+                        bar.empty()
+                    st.session_state["cmp_result"] = previous
+    except FerError as exc:
+        show_error(exc)
+    if previous is not None:
+        show_results(previous, current)
+
+
+run_page(main)

@@ -1,0 +1,461 @@
+"""The model pages under Streamlit's AppTest: CNN (real training in the page's background thread,
+live curves, Stop, save), Teachable Machine (a tf.keras-2-style export through the page's upload
+path, mapping, try, save, readable errors) and Compare (the bundled AU model and a tiny CNN trained
+here, on the same FER2013 images from a folder and from a zip with flat file names)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from fer_core import config
+from fer_core.emotions import SIX_EMOTIONS
+from fer_core.manifest import AU_KINDS, load_predictor, read_manifest, register_model, write_manifest
+
+ROOT = config.REPO_ROOT
+CNN_PAGE = str(ROOT / "pages" / "4_CNN.py")
+TM_PAGE = str(ROOT / "pages" / "5_Teachable_Machine.py")
+COMPARE = str(ROOT / "pages" / "6_Compare.py")
+BUNDLED = "au-logreg-fer2013"
+SHARED_REASON = "../shared datasets not present"
+T = 240  # seconds per script run: the first CNN/Teachable step starts TensorFlow (~15 s, more when busy)
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def au_models(tmp_path_factory) -> Path:
+    """A models folder with the bundled AU model(s) only (no CNN: the pages must cope without)."""
+    d = tmp_path_factory.mktemp("models")
+    entries = [e for e in read_manifest(Path(config.MODELS_DIR)) if e.get("kind") in AU_KINDS]
+    write_manifest(entries, d)
+    if not any(e.get("name") == BUNDLED for e in entries):
+        from fer_core.au_model import fit_au_model
+        from fer_core.openface import read_au_table
+
+        model = fit_au_model(read_au_table(config.DATA_DIR / "fer2013_train_au.csv.gz"))
+        model.save(d / "au_logreg_fer2013.json")
+        register_model({"name": BUNDLED, "kind": model.kind, "path": str(d / "au_logreg_fer2013.json"),
+                        "classes": list(model.classes)}, d)
+    return d
+
+
+@pytest.fixture
+def models_dir(au_models, tmp_path, monkeypatch) -> Path:
+    """A private copy: saving a model in a test never touches the repository's models/."""
+    d = tmp_path / "models"
+    shutil.copytree(au_models, d)
+    monkeypatch.setattr(config, "MODELS_DIR", d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def fer_small(tmp_path_factory) -> Path:
+    """3 FER2013 val images per emotion (six emotions), Kaggle layout."""
+    val = config.fer_split_dir("val")
+    if not val.is_dir():
+        pytest.skip(SHARED_REASON)
+    root = tmp_path_factory.mktemp("fer_small")
+    for emotion in SIX_EMOTIONS:
+        (root / emotion).mkdir()
+        for src in sorted((val / emotion).glob("*.jpg"))[:3]:
+            shutil.copy(src, root / emotion / src.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_cnn(tmp_path_factory, fer_small) -> Path:
+    """A real Keras CNN (tiny preset, one epoch on 8 FER2013 train images per emotion)."""
+    from fer_core.cnn import train_cnn
+
+    train = config.fer_split_dir("train")
+    if not train.is_dir():
+        pytest.skip(SHARED_REASON)
+    out = tmp_path_factory.mktemp("cnn") / "tiny_cnn.keras"
+    result = train_cnn(train, fer_small, preset="tiny", epochs=1, batch_size=16, out=out, limit_per_class=8)
+    assert result.epochs_run == 1 and out.is_file()
+    return out
+
+
+@pytest.fixture(scope="module")
+def face_jpeg() -> bytes:
+    from skimage import data
+
+    buf = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _run(at: AppTest, timeout: float = T) -> AppTest:
+    at.run(timeout=timeout)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def _charts(at: AppTest) -> list[dict]:
+    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+
+
+def _titles(at: AppTest) -> list[str]:
+    return [(c["layout"].get("title") or {}).get("text", "") for c in _charts(at)]
+
+
+def _wait(job, timeout: float = 300) -> None:
+    job.thread.join(timeout)
+    assert not job.running, "the training thread did not finish in time"
+
+
+# -- CNN ----------------------------------------------------------------------------------------
+def test_cnn_page_without_a_cnn_says_how_to_get_one(models_dir):
+    at = _run(AppTest.from_file(CNN_PAGE))
+    info = " ".join(_texts(at.info))
+    assert "No CNN is registered" in info and "cnn-fer2013" in info and "train-cnn" in info
+    preset = at.selectbox(key="cnn_preset")
+    assert preset.value == "strong" and [o.split()[0] for o in preset.options] == ["strong", "original", "tiny"]
+    assert at.radio(key="cnn_classes").options == ["six (6)", "seven (7)"]
+    assert at.number_input(key="cnn_epochs").value == 20
+    assert at.selectbox(key="cnn_batch").value == 64
+    assert at.number_input(key="cnn_limit").value == 0
+    assert at.text_input(key="cnn_train_dir") is not None and at.text_input(key="cnn_val_dir") is not None
+    assert not at.button(key="cnn_start").disabled
+
+
+def test_cnn_page_missing_folder_is_an_error(models_dir, tmp_path):
+    at = _run(AppTest.from_file(CNN_PAGE))
+    at.text_input(key="cnn_train_dir").set_value(str(tmp_path / "nowhere"))
+    at.button(key="cnn_start").click()
+    _run(at)
+    assert any("training folder does not exist" in e for e in _texts(at.error))
+    assert "cnn_job" not in at.session_state
+
+
+def _start_training(at: AppTest, train: Path, val: Path, epochs: int, limit: int):
+    at.text_input(key="cnn_train_dir").set_value(str(train))
+    at.text_input(key="cnn_val_dir").set_value(str(val))
+    at.selectbox(key="cnn_preset").set_value("tiny")
+    at.number_input(key="cnn_epochs").set_value(epochs)
+    at.selectbox(key="cnn_batch").set_value(16)
+    at.number_input(key="cnn_limit").set_value(limit)
+    at.button(key="cnn_start").click()
+    _run(at)
+    return at.session_state["cnn_job"]
+
+
+def test_cnn_page_trains_shows_curves_and_evaluation_and_saves(models_dir, fer_small):
+    at = _run(AppTest.from_file(CNN_PAGE))
+    job = _start_training(at, fer_small, fer_small, epochs=1, limit=3)
+    assert job.settings.preset == "tiny" and job.settings.limit_per_class == 3
+    _wait(job)
+    _run(at)
+    assert job.phase == "done", job.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Epochs run"] == "1 of 1" and metrics["Validation accuracy"].endswith("%")
+    titles = _titles(at)
+    assert "Training curves" in titles and "Accuracy per emotion (recall)" in titles
+    assert any(t.startswith("Confusion matrix") for t in titles)
+    curves = next(c for c in _charts(at) if c["layout"]["title"]["text"] == "Training curves")
+    assert {t["name"] for t in curves["data"]} == {"training", "validation"}
+
+    at.text_input(key="cnn_save_name").set_value("../evil")
+    at.button(key="cnn_save").click()
+    _run(at)
+    assert any("is not allowed" in e for e in _texts(at.error))
+    at.text_input(key="cnn_save_name").set_value("cnn-test")
+    at.button(key="cnn_save").click()
+    _run(at)
+    assert any("Saved as **cnn-test**" in s for s in _texts(at.success))
+    assert (models_dir / "cnn-test.keras").is_file() and (models_dir / "cnn-test.meta.json").is_file()
+    entry = next(e for e in read_manifest(models_dir) if e["name"] == "cnn-test")
+    assert entry["kind"] == "cnn" and entry["classes"] == list(SIX_EMOTIONS) and entry["origin"] == "dashboard"
+    assert load_predictor(entry).predict_proba([np.zeros((48, 48, 3), np.uint8)]).shape == (1, 6)
+    # the saved model is now inspected at the top of the page, with its curves and scores
+    assert at.selectbox(key="cnn_model").value == "cnn-test"
+    assert "cnn-test: training curves" in _titles(at)
+
+
+def test_cnn_page_live_curves_and_stop_button(models_dir, fer_small):
+    """A longer run: while it trains the page shows the growing curves and a Stop button; Stop ends
+    it after the current batch, and the best epoch so far is the result."""
+    train = config.fer_split_dir("train")
+    at = _run(AppTest.from_file(CNN_PAGE))
+    job = _start_training(at, train, fer_small, epochs=200, limit=150)
+    deadline = time.monotonic() + 240
+    while job.epochs_done < 2 and job.running and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert job.running and job.epochs_done >= 2, (job.phase, job.error)
+    _run(at)
+    assert "Training curves (live)" in _titles(at)
+    assert any(s.startswith("Epoch ") for s in _texts(at.info))
+    assert at.button(key="cnn_start").disabled  # one run at a time
+    at.button(key="cnn_stop").click()
+    _run(at)
+    assert job.stop_event.is_set()
+    _wait(job, 120)
+    _run(at)
+    assert job.phase == "done" and job.result.stopped_by_user
+    assert 2 <= job.result.epochs_run < 200
+    assert any("stopped by you" in c for c in _texts(at.caption))
+    assert "Training curves" in _titles(at)
+    assert not at.button(key="cnn_start").disabled
+
+
+def test_cnn_page_stop_while_reading_images(models_dir, fer_small):
+    at = _run(AppTest.from_file(CNN_PAGE))
+    job = _start_training(at, config.fer_split_dir("train"), fer_small, epochs=5, limit=0)
+    assert job.running
+    job.stop()  # what the Stop button does
+    _wait(job, 120)
+    _run(at)
+    assert job.phase == "cancelled"
+    assert any("stopped before the first epoch" in w for w in _texts(at.warning))
+
+
+def _register_tiny_cnn(models_dir: Path, tiny_cnn: Path, name: str = "tiny-cnn") -> None:
+    path = models_dir / "tiny_cnn.keras"
+    shutil.copy(tiny_cnn, path)
+    shutil.copy(tiny_cnn.with_suffix(".meta.json"), path.with_suffix(".meta.json"))
+    register_model({"name": name, "kind": "cnn", "path": str(path), "classes": list(SIX_EMOTIONS)}, models_dir)
+
+
+def test_cnn_page_inspects_and_evaluates_a_saved_cnn(models_dir, fer_small, tiny_cnn):
+    _register_tiny_cnn(models_dir, tiny_cnn)
+    at = _run(AppTest.from_file(CNN_PAGE))
+    assert at.selectbox(key="cnn_model").value == "tiny-cnn"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Preset"] == "tiny" and metrics["Epochs run"] == "1"
+    assert "tiny-cnn: training curves" in _titles(at)  # from the sidecar: no TensorFlow needed to show it
+    at.text_input(key="cnn_eval_folder").set_value(str(fer_small))
+    at.number_input(key="cnn_eval_per").set_value(0)
+    at.button(key="cnn_eval_button").click()
+    _run(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "18"
+    titles = _titles(at)
+    assert titles.count("Accuracy per emotion (recall)") == 2  # saved scores and this evaluation
+    at.text_input(key="cnn_eval_folder").set_value(str(fer_small / "nothing-here"))
+    at.button(key="cnn_eval_button").click()
+    _run(at)
+    assert any("does not exist" in e for e in _texts(at.error))
+    assert at.button(key="cnn_start")  # the rest of the page is still there
+
+
+# -- Teachable Machine ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tm_export(tmp_path_factory):
+    from teachable_fixture import write_teachable_export
+
+    return write_teachable_export(tmp_path_factory.mktemp("tm") / "export", ("Anger", "Happiness", "background"))
+
+
+def test_teachable_page_imports_a_zip_maps_tries_and_saves(models_dir, tm_export, face_jpeg):
+    at = _run(AppTest.from_file(TM_PAGE))
+    assert any("Export Model" in i for i in _texts(at.info))
+    zipped = tm_export.zip()
+    at.file_uploader(key="tm_upload").set_value([(zipped.name, zipped.read_bytes(), "application/zip")])
+    _run(at)
+    assert any("3 classes, input 224×224 RGB" in s for s in _texts(at.success))
+    boxes = [b for b in at.selectbox if str(b.key).startswith("tm_map_")]
+    assert [b.label for b in boxes] == ["0: Anger", "1: Happiness", "2: background"]
+    assert [b.value for b in boxes] == ["angry", "happy", "ignore"]
+    mapping = at.dataframe[0].value
+    assert list(mapping["counts as"]) == ["angry", "happy", "— ignored —"]
+    assert any(m == "**Scores as:** angry, happy" for m in _texts(at.markdown))
+    assert any(m == "**Ignored:** background" for m in _texts(at.markdown))
+
+    boxes[2].set_value("sad")  # the user fixes the mapping
+    _run(at)
+    assert any(m == "**Scores as:** angry, happy, sad" for m in _texts(at.markdown))
+    at.file_uploader(key="tm_image").set_value(("face.jpg", face_jpeg, "image/jpeg"))
+    _run(at)
+    charts = {c["layout"]["title"]["text"]: c for c in _charts(at)}
+    raw = charts["The model's own classes"]["data"][0]
+    assert sorted(raw["y"]) == ["Anger", "Happiness", "background"]
+    emotions = next(c for t, c in charts.items() if t.startswith("As emotions: "))
+    assert sorted(emotions["data"][0]["y"]) == ["angry", "happy", "sad"]
+    assert sum(emotions["data"][0]["x"]) == pytest.approx(1.0, abs=1e-6)
+
+    at.text_input(key="tm_save_name").set_value("tm-test")
+    at.button(key="tm_save").click()
+    _run(at)
+    assert any("Saved as **tm-test**" in s for s in _texts(at.success))
+    entry = next(e for e in read_manifest(models_dir) if e["name"] == "tm-test")
+    assert entry["kind"] == "teachable" and entry["classes"] == ["angry", "happy", "sad"]
+    assert entry["mapping"] == {"Anger": "angry", "Happiness": "happy", "background": "sad"}
+    folder = models_dir / "teachable" / "tm-test"
+    assert (folder / "keras_model.h5").is_file()
+    assert (folder / "labels.txt").read_text() == "0 Anger\n1 Happiness\n2 background\n"
+    loaded = load_predictor(entry)
+    assert loaded.classes == ("angry", "happy", "sad") and loaded.mapping.as_dict() == entry["mapping"]
+    # listed as imported, and a second save under the same name is refused
+    boxes = [b for b in at.selectbox if str(b.key).startswith("tm_map_")]
+    boxes[2].set_value("ignore")
+    _run(at)
+    assert at.expander[0].label == "Imported Teachable Machine models (1)"
+    at.text_input(key="tm_save_name").set_value("tm-test")
+    at.button(key="tm_save").click()
+    _run(at)
+    assert any("already exists" in e for e in _texts(at.error))
+
+
+def test_teachable_page_h5_with_labels_and_readable_errors(models_dir, tm_export):
+    h5 = tm_export.model_path.read_bytes()
+    labels = tm_export.labels_path.read_bytes()
+    at = _run(AppTest.from_file(TM_PAGE))
+    cases = [
+        ([("keras_model.h5", h5, "application/octet-stream"), ("labels.txt", labels, "text/plain")], None),
+        ([("keras_model.h5", h5, "application/octet-stream")], "missing labels.txt"),
+        ([("keras_model.h5", b"this is not HDF5 at all", "application/octet-stream"),
+          ("labels.txt", labels, "text/plain")], "not an HDF5 Keras model file"),
+        ([("keras_model.h5", h5, "application/octet-stream"), ("labels.txt", b"0 happy\n1 sad\n", "text/plain")],
+         "model has 3 outputs but labels.txt names 2 classes"),
+        ([("labels.txt", labels, "text/plain")], "labels.txt alone is not a model"),
+        ([("converted_keras.zip", b"PK\x03\x04 broken", "application/zip")], "not an HDF5"),
+    ]
+    for files, message in cases:
+        at.file_uploader(key="tm_upload").set_value(files)
+        _run(at)
+        errors = _texts(at.error)
+        if message is None:
+            assert not errors and any("3 classes" in s for s in _texts(at.success))
+        else:
+            assert len(errors) == 1 and message in errors[0] and "\n" not in errors[0], (message, errors)
+    # every class mapped to "ignore": no emotion left
+    at.file_uploader(key="tm_upload").set_value([("keras_model.h5", h5, "application/octet-stream"),
+                                                  ("labels.txt", labels, "text/plain")])
+    _run(at)
+    for box in [b for b in at.selectbox if str(b.key).startswith("tm_map_")]:
+        box.set_value("ignore")
+    _run(at)
+    assert any("none of the classes" in e for e in _texts(at.error))
+
+
+# -- Compare ----------------------------------------------------------------------------------
+def test_compare_page_widgets_and_no_dataset_message(models_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "nowhere"))
+    at = _run(AppTest.from_file(COMPARE))
+    assert at.radio(key="cmp_source").options == ["60-image test set (drawn from a split)", "A folder on this machine",
+                                                  "Upload a zip of images", "A whole FER2013 split"]
+    assert any("No FER2013 images" in w for w in _texts(at.warning))
+    at.radio(key="cmp_source").set_value("A folder on this machine")
+    _run(at)
+    at.text_input(key="cmp_folder").set_value(str(tmp_path / "missing"))
+    _run(at)
+    assert any("does not exist" in e for e in _texts(at.error))
+
+
+def test_compare_draws_the_60_image_test_set(models_dir, fer_small):
+    at = _run(AppTest.from_file(COMPARE))
+    assert at.selectbox(key="cmp_draw_split").value == "val"
+    assert at.number_input(key="cmp_draw_per").value == 10 and at.number_input(key="cmp_seed").value == 0
+    assert at.multiselect(key="cmp_models").value == [BUNDLED]
+    assert at.multiselect(key="cmp_classes").value == list(SIX_EMOTIONS)
+    assert at.button(key="cmp_run") is not None
+
+
+def test_compare_runs_au_model_and_cnn_on_the_same_folder(models_dir, fer_small, tiny_cnn):
+    _register_tiny_cnn(models_dir, tiny_cnn)
+    at = _run(AppTest.from_file(COMPARE))
+    at.radio(key="cmp_source").set_value("A folder on this machine")
+    _run(at)
+    at.text_input(key="cmp_folder").set_value(str(fer_small))
+    _run(at)
+    assert at.multiselect(key="cmp_models").value == [BUNDLED, "tiny-cnn"]
+    at.button(key="cmp_run").click()
+    _run(at)
+    res = at.session_state["cmp_result"]
+    assert res.names == [BUNDLED, "tiny-cnn"] and len(res.table) == 18
+    charts = {c["layout"]["title"]["text"]: c for c in _charts(at)}
+    overall = charts["Overall accuracy with 95% bootstrap interval"]["data"][0]
+    assert [x.split("<br>")[0] for x in overall["x"]] == [BUNDLED, "tiny-cnn"] and "error_y" in overall
+    grouped = charts["Accuracy per emotion (recall), one bar per model"]["data"]
+    assert [t["name"] for t in grouped] == [BUNDLED, "tiny-cnn"] and grouped[0]["x"] == list(SIX_EMOTIONS)
+    assert BUNDLED in charts and "tiny-cnn" in charts  # the confusion matrices, side by side
+    assert charts["tiny-cnn"]["data"][0]["type"] == "heatmap"
+    summary = at.dataframe[0].value
+    assert list(summary["model"]) == [BUNDLED, "tiny-cnn"] and (summary["n"] == 18).all()
+    for name in res.names:
+        r = res.report["models"][name]
+        lo, hi = r["accuracy_ci95"]
+        assert lo <= r["accuracy"] <= hi
+        assert summary.set_index("model").loc[name, "ci95"] == f"{lo:.1%} – {hi:.1%}"
+    mcnemar = at.dataframe[1].value
+    assert list(mcnemar.columns[:4]) == ["model A", "model B", "only A right", "only B right"] and len(mcnemar) == 1
+    wrong = res.report["wrong"]
+    assert len(at.tabs) == 2 and at.tabs[1].label == f"tiny-cnn ({len(wrong['tiny-cnn'])})"
+    no_face = res.report["no_face"][BUNDLED]
+    assert set(no_face) <= set(wrong[BUNDLED])  # no face counts as wrong
+    if no_face:
+        assert any(f"{BUNDLED}: no face found in {len(no_face)} of 18" in w for w in _texts(at.warning))
+    downloads = at.get("download_button")
+    assert len(downloads) == 2
+    # the CSVs: per-image predictions with relative names, and the per-emotion summary
+    from fer_core.compare_plots import predictions_frame, summary_frame
+
+    csv = predictions_frame(res.table, res.names, res.root)
+    assert csv["file"].iloc[0].split("/")[0] in SIX_EMOTIONS and "tiny-cnn correct" in csv.columns
+    assert set(summary_frame(res.report)["emotion"]) == set(SIX_EMOTIONS) | {"overall"}
+
+
+def test_compare_on_a_zip_with_flat_emotion_names(models_dir, fer_small):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for emotion in ("happy", "surprise"):
+            for i, src in enumerate(sorted((fer_small / emotion).glob("*.jpg"))):
+                zf.write(src, f"{emotion}{i + 1:03d}.jpg")
+    at = _run(AppTest.from_file(COMPARE))
+    at.radio(key="cmp_source").set_value("Upload a zip of images")
+    _run(at)
+    at.file_uploader(key="cmp_zip").set_value(("flat.zip", buf.getvalue(), "application/zip"))
+    _run(at)
+    assert at.multiselect(key="cmp_classes").value == ["happy", "surprise"]
+    at.button(key="cmp_run").click()
+    _run(at)
+    res = at.session_state["cmp_result"]
+    assert res.report["n"] == 6 and res.report["classes"] == ["happy", "surprise"]
+    assert sorted(Path(f).name for f in res.table["file"])[:2] == ["happy001.jpg", "happy002.jpg"]
+    assert any(t.startswith("Accuracy per emotion") for t in _titles(at))
+    assert any("Choose at least two models" in i for i in _texts(at.info))
+
+
+# -- the figures and tables behind the pages ---------------------------------------------------
+def test_comparison_tables_and_figures_from_a_hand_made_report():
+    from fer_core.compare import compare_report, per_emotion_frame
+    from fer_core.compare_plots import (accuracy_ci_bars, accuracy_summary, mcnemar_frame, per_emotion_grouped_bars,
+                                        predictions_frame, training_curves)
+
+    table = pd.DataFrame({
+        "file": [f"/t/{e}/{i}.jpg" for e in ("happy", "sad") for i in range(10)],
+        "label": ["happy"] * 10 + ["sad"] * 10,
+        "A": ["happy"] * 10 + ["sad"] * 10,  # all right
+        "B": ["happy"] * 5 + [None] * 5 + ["happy"] * 10,  # 5 right, 5 no face
+    })
+    report = compare_report(table, ["A", "B"], ["happy", "sad"])
+    summary = accuracy_summary(report, {"A": "au-logreg", "B": "cnn"})
+    assert list(summary["accuracy"]) == [1.0, 0.25] and list(summary["no_face"]) == [0, 5]
+    verdict = mcnemar_frame(report)
+    assert verdict.iloc[0]["only A right"] == 15 and verdict.iloc[0]["only B right"] == 0
+    assert verdict.iloc[0]["at α = 0.05"] == "A is better"
+    fig = per_emotion_grouped_bars(per_emotion_frame(report), order=["happy", "sad"])
+    assert [t.name for t in fig.data] == ["A", "B"] and list(fig.data[1].y) == [0.5, 0.0]
+    bars = accuracy_ci_bars(summary)
+    lo, hi = summary["ci95_low"][1], summary["ci95_high"][1]
+    assert list(bars.data[0].x) == ["A<br><b>100%</b> (100%–100%)", f"B<br><b>25%</b> ({lo:.0%}–{hi:.0%})"]
+    assert bars.data[0].error_y.array is not None
+    csv = predictions_frame(table, ["A", "B"], "/t")
+    assert csv["file"].iloc[0] == "happy/0.jpg" and csv["B"].iloc[5] == "no face" and not csv["B correct"].iloc[5]
+    curves = training_curves({"loss": [1.2, 0.9], "val_loss": [1.3, 1.1], "accuracy": [0.3, 0.5],
+                              "val_accuracy": [0.25, 0.4]}, epochs=10)
+    assert len(curves.data) == 4 and list(curves.layout.xaxis.range) == [0.5, 10.5]
