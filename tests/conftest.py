@@ -66,9 +66,13 @@ def study_table() -> Path:
 @pytest.fixture(scope="session")
 def fer_sample(tmp_path_factory, fer_val) -> Path:
     """4 FER2013 val images per emotion (six emotions) in the Kaggle layout."""
-    root = tmp_path_factory.mktemp("fer_sample")
+    return copy_fer_sample(fer_val, tmp_path_factory.mktemp("fer_sample"), per_class=4)
+
+
+def copy_fer_sample(split: Path, root: Path, per_class: int) -> Path:
+    """The first ``per_class`` images of each of the six emotions of a split, Kaggle layout."""
     for emotion in SIX_EMOTIONS:
         (root / emotion).mkdir()
-        for src in sorted((fer_val / emotion).glob("*.jpg"))[:4]:
+        for src in sorted((split / emotion).glob("*.jpg"))[:per_class]:
             shutil.copy(src, root / emotion / src.name)
     return root

@@ -16,6 +16,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from apptest_helpers import charts, run_app, texts
+
 from fer_core import config
 from fer_core.manifest import AU_KINDS, read_manifest, register_model, write_manifest
 
@@ -73,17 +75,10 @@ def _png(im: Image.Image) -> bytes:
 
 
 def _run(at: AppTest, timeout: float = T) -> AppTest:
-    at.run(timeout=timeout)
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return run_app(at, timeout)
 
 
-def _texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
-
-
-def _charts(at: AppTest) -> list[dict]:
-    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+_texts, _charts = texts, charts
 
 
 # -- home -------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ here, on the same FER2013 images from a folder and from a zip with flat file nam
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import time
 import zipfile
@@ -17,6 +16,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+
+from apptest_helpers import charts, run_app, texts
+from conftest import copy_fer_sample
 
 from fer_core import config
 from fer_core.emotions import SIX_EMOTIONS
@@ -64,12 +66,7 @@ def fer_small(tmp_path_factory) -> Path:
     val = config.fer_split_dir("val")
     if not val.is_dir():
         pytest.skip(SHARED_REASON)
-    root = tmp_path_factory.mktemp("fer_small")
-    for emotion in SIX_EMOTIONS:
-        (root / emotion).mkdir()
-        for src in sorted((val / emotion).glob("*.jpg"))[:3]:
-            shutil.copy(src, root / emotion / src.name)
-    return root
+    return copy_fer_sample(val, tmp_path_factory.mktemp("fer_small"), per_class=3)
 
 
 @pytest.fixture(scope="module")
@@ -96,17 +93,10 @@ def face_jpeg() -> bytes:
 
 
 def _run(at: AppTest, timeout: float = T) -> AppTest:
-    at.run(timeout=timeout)
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return run_app(at, timeout)
 
 
-def _texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
-
-
-def _charts(at: AppTest) -> list[dict]:
-    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+_texts, _charts = texts, charts
 
 
 def _titles(at: AppTest) -> list[str]:
