@@ -140,8 +140,7 @@ def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bo
     try:
         for i, measured in _run_measurements([str(items[i].path) for i in todo], todo, workers):
             results[i] = measured
-            if keys[i] and not (isinstance(measured, str) and "cannot" in measured):
-                fresh[keys[i]] = measured
+            fresh[keys[i]] = measured  # keyed by content: the same bytes give the same answer
             done += 1
             if progress:
                 progress(done, total)
