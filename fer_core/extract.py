@@ -101,11 +101,12 @@ def _init_worker() -> None:
 
 
 def _measure_path(path: str) -> list[dict] | str:
-    """Worker task: measurements, or the one-line reason the file failed."""
+    """Worker task: measurements, or the one-line reason the file failed (without the path: the
+    row names the file, and the cache may serve the answer for a copy at another path)."""
     try:
-        return measure_faces(_worker_analyzer, load_image(path))
+        return measure_faces(_worker_analyzer, load_image(path, name="image"))
     except FerError as exc:
-        return str(exc)
+        return str(exc).removeprefix("image: ")
 
 
 def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bool = True,
