@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import sys
+import threading
 import types
 import zipfile
 from dataclasses import dataclass, field
@@ -157,8 +158,9 @@ class FaceAnalyzer:
         for attr in ("_landmarker", "_detector"):
             obj = getattr(self, attr, None)
             if obj is not None:
-                obj.close()
                 setattr(self, attr, None)
+                with _quiet_native_logs():
+                    obj.close()
 
     def __del__(self):  # a safety net only; MediaPipe's own finalizer raises at interpreter exit
         try:
@@ -252,12 +254,27 @@ def _tile_starts(length: int, tile: int) -> list[int]:
 _shared: FaceAnalyzer | None = None
 
 
+def close_at_exit(analyzer: FaceAnalyzer) -> FaceAnalyzer:
+    """Close ``analyzer`` when the interpreter exits, early enough to work.
+
+    MediaPipe's close() runs on a concurrent.futures thread pool, which Python shuts down in the
+    threading module's exit hooks, before ``atexit`` callbacks; closing later raises, and leaving it
+    to MediaPipe's finalizer raises too. So register in those same hooks (they run last-in,
+    first-out, so this runs before the pool's shutdown), falling back to atexit.
+    """
+    register = getattr(threading, "_register_atexit", atexit.register)
+    try:
+        register(analyzer.close)
+    except RuntimeError:  # already shutting down
+        atexit.register(analyzer.close)
+    return analyzer
+
+
 def shared_analyzer() -> FaceAnalyzer:
-    """One analyzer per process, closed at exit (MediaPipe's own finalizer raises at shutdown)."""
+    """One analyzer per process (for predictors given images), closed at exit."""
     global _shared
     if _shared is None:
-        _shared = FaceAnalyzer()
-        atexit.register(_shared.close)
+        _shared = close_at_exit(FaceAnalyzer())
     return _shared
 
 

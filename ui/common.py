@@ -8,7 +8,6 @@ unpacking, name validation, analysing one upload) are kept importable and testab
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import io
 import json
@@ -111,20 +110,9 @@ def _close_handle(handle: AnalyzerHandle) -> None:
 
 @st.cache_resource(show_spinner="Loading the face landmarker (once per server)…", on_release=_close_handle)
 def face_analyzer() -> AnalyzerHandle:
-    from fer_core.faces import FaceAnalyzer
+    from fer_core.faces import FaceAnalyzer, close_at_exit
 
-    return AnalyzerHandle(FaceAnalyzer())
-
-
-# MediaPipe's own finalizer raises at interpreter exit: close the cached analyzer before that.
-def _close_cached_analyzers() -> None:
-    try:
-        face_analyzer.clear()
-    except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to report to
-        pass
-
-
-atexit.register(_close_cached_analyzers)
+    return AnalyzerHandle(close_at_exit(FaceAnalyzer()))  # MediaPipe's finalizer raises at exit
 
 
 # -- models ------------------------------------------------------------------------------------
