@@ -13,7 +13,6 @@ import streamlit as st
 from fer_core import config
 from ui.common import (DATA_LAYOUT_HELP, HOME_ICON, PAGES, derived_tables, env_summary, headline_metrics,
                        manifest_entries, model_origin, page_setup, run_page)
-from ui.models_ui import MODEL_PAGES
 
 
 def _models_frame(entries: list[dict]) -> pd.DataFrame:
@@ -35,15 +34,16 @@ def main() -> None:
         "*AU12 lip corner puller* or *AU04 brow lowerer*) and predicts one of six basic emotions "
         "with a logistic regression over those AUs, so every prediction comes with a reason a "
         "person can check. You can explore a dataset's class balance and AU profiles, train and "
-        "inspect the AU model, and try it on your own photos. CNN and Teachable Machine models, "
-        "when present, are shown beside it for comparison.")
+        "inspect the AU model, and try it on your own photos. A CNN trained on FER2013 and models "
+        "imported from Teachable Machine are compared with it emotion by emotion, on the same images.")
 
     st.subheader("Pages")
     for path, label, icon in PAGES:
         st.page_link(path, label=label, icon=icon)
     st.caption("Dataset explorer: class balance, sample images and AU profiles · "
                "AU model: train, evaluate and read the AU × emotion weights · "
-               "Try it: upload photos or use the camera.")
+               "Try it: upload photos or use the camera · CNN: train or evaluate a pixel model · "
+               "Teachable Machine: import an export · Compare: all models on one test set.")
 
     st.subheader("Models")
     entries = manifest_entries()
@@ -77,7 +77,5 @@ def home() -> None:
     run_page(main)
 
 
-# The model pages (CNN, Teachable Machine, Compare) come from ui.models_ui; skipped if PAGES lists them too.
-_ALL_PAGES = PAGES + tuple(p for p in MODEL_PAGES if p[0] not in {q[0] for q in PAGES})
 st.navigation([st.Page(home, title="Home", icon=HOME_ICON, default=True)]
-              + [st.Page(path, title=label, icon=icon) for path, label, icon in _ALL_PAGES]).run()
+              + [st.Page(path, title=label, icon=icon) for path, label, icon in PAGES]).run()

@@ -39,6 +39,9 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("pages/1_Dataset_explorer.py", "Dataset explorer", ":material/bar_chart:"),
     ("pages/2_AU_model.py", "AU model", ":material/tune:"),
     ("pages/3_Try_it.py", "Try it", ":material/photo_camera:"),
+    ("pages/4_CNN.py", "CNN", ":material/memory:"),
+    ("pages/5_Teachable_Machine.py", "Teachable Machine", ":material/school:"),
+    ("pages/6_Compare.py", "Compare", ":material/compare_arrows:"),
 )
 DATA_LAYOUT_HELP = (
     "Expected layout (Kaggle FER2013): `<folder>/<emotion>/*.jpg`, e.g. `fer2013/train/happy/img1.jpg`; "

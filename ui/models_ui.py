@@ -14,7 +14,7 @@ What lives here and why:
   under a validated name and registered in the manifest, so every page lists it.
 * Comparison: the same images through every chosen model, with progress per model.
 
-Nothing here imports TensorFlow at import time: the home page imports ``MODEL_PAGES``.
+Nothing here imports TensorFlow at import time.
 """
 
 from __future__ import annotations
@@ -38,11 +38,6 @@ from ui.common import load_au_model, load_other_predictor, manifest_entries, mod
 
 log = logging.getLogger("fer_dashboard")
 
-MODEL_PAGES: tuple[tuple[str, str, str], ...] = (
-    ("pages/4_CNN.py", "CNN", ":material/memory:"),
-    ("pages/5_Teachable_Machine.py", "Teachable Machine", ":material/school:"),
-    ("pages/6_Compare.py", "Compare", ":material/compare_arrows:"),
-)
 IGNORE = "ignore"  # the mapping choice that drops a Teachable Machine class
 
 
