@@ -42,9 +42,10 @@ data: $(VENV)/.runtime
 	$(PY) -m fer_core extract $(DATASETS)/fer2013/train --out data/fer2013_train_au.csv.gz
 	$(PY) -m fer_core extract $(DATASETS)/fer2013/val --out data/fer2013_val_au.csv.gz
 
-## Retrain the bundled AU model from the derived table (no images needed).
+## Retrain the bundled AU models from the derived table (no images needed).
 au-model: $(VENV)/.runtime
 	$(PY) -m fer_core train-au data/fer2013_train_au.csv.gz --out models/au_logreg_fer2013.json --name au-logreg-fer2013
+	$(PY) -m fer_core train-au data/fer2013_train_au.csv.gz --out models/au_logreg_fer2013_balanced.json --class-weight balanced --name au-logreg-fer2013-balanced
 
 bench: $(VENV)/.dev
 	$(PY) bench/extract_speed.py

@@ -106,39 +106,46 @@ def build_cnn(preset: str = "strong", num_classes: int = len(SIX_EMOTIONS), seed
         raise FerError("a CNN needs at least two classes")
     if seed is not None:
         keras.utils.set_random_seed(seed)
+    # Every layer is named here: Keras's automatic names come from per-thread counters that can
+    # repeat when models are built from several threads (the dashboard trains in a worker thread).
+    n = iter(range(1000))
+
+    def name(kind: str) -> str:
+        return f"{kind}_{next(n)}"
+
     inputs = keras.Input((CNN_SIZE, CNN_SIZE, 1), name="face")
     x = inputs
     if preset == "tiny":
-        x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
-        x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
-        x = layers.GlobalAveragePooling2D()(x)
+        x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name=name("conv"))(x)
+        x = layers.BatchNormalization(name=name("bn"))(x)
+        x = layers.ReLU(name=name("relu"))(x)
+        x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name=name("conv"))(x)
+        x = layers.GlobalAveragePooling2D(name=name("gap"))(x)
     elif preset == "original":
         for filters in (256, 128, 64):
-            x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-            x = layers.BatchNormalization()(x)
-            x = layers.MaxPooling2D(2)(x)
-            x = layers.Dropout(0.25)(x)
-        x = layers.Flatten()(x)
+            x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=name("conv"))(x)
+            x = layers.BatchNormalization(name=name("bn"))(x)
+            x = layers.MaxPooling2D(2, name=name("pool"))(x)
+            x = layers.Dropout(0.25, name=name("dropout"))(x)
+        x = layers.Flatten(name=name("flatten"))(x)
         for units in (512, 256, 128):
-            x = layers.Dense(units, activation="relu")(x)
-            x = layers.BatchNormalization()(x)
-            x = layers.Dropout(0.3)(x)
+            x = layers.Dense(units, activation="relu", name=name("dense"))(x)
+            x = layers.BatchNormalization(name=name("bn"))(x)
+            x = layers.Dropout(0.3, name=name("dropout"))(x)
     else:  # strong
         for block, filters in enumerate((32, 64, 128, 256)):
             for _ in range(2):
-                x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-                x = layers.BatchNormalization()(x)
-                x = layers.ReLU()(x)
+                x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name("conv"))(x)
+                x = layers.BatchNormalization(name=name("bn"))(x)
+                x = layers.ReLU(name=name("relu"))(x)
             if block < 3:
-                x = layers.MaxPooling2D(2)(x)
-            x = layers.Dropout(0.1 + 0.1 * block)(x)
-        x = layers.GlobalAveragePooling2D()(x)
-        x = layers.Dense(256, use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
-        x = layers.Dropout(0.5)(x)
+                x = layers.MaxPooling2D(2, name=name("pool"))(x)
+            x = layers.Dropout(0.1 + 0.1 * block, name=name("dropout"))(x)
+        x = layers.GlobalAveragePooling2D(name=name("gap"))(x)
+        x = layers.Dense(256, use_bias=False, name=name("dense"))(x)
+        x = layers.BatchNormalization(name=name("bn"))(x)
+        x = layers.ReLU(name=name("relu"))(x)
+        x = layers.Dropout(0.5, name=name("dropout"))(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="emotion")(x)
     return keras.Model(inputs, outputs, name=f"fer_cnn_{preset}")
 
