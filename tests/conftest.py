@@ -16,6 +16,29 @@ from fer_core.config import fer_split_dir, openface_study_table  # noqa: E402
 from fer_core.emotions import SIX_EMOTIONS  # noqa: E402
 
 SHARED_REASON = "../shared datasets not present (set FER_DATA_DIR to run this test)"
+BUNDLED_AU_MODEL = "au-logreg-fer2013"
+
+
+@pytest.fixture(scope="session")
+def bundled_models(tmp_path_factory) -> Path:
+    """A models folder listing only the default bundled AU model: no CNN or Teachable entries, so
+    dashboard tests start TensorFlow only where they add such a model themselves."""
+    from fer_core.manifest import find_entry, write_manifest
+
+    d = tmp_path_factory.mktemp("models")
+    write_manifest([find_entry(BUNDLED_AU_MODEL)], d)
+    return d
+
+
+@pytest.fixture
+def models_dir(bundled_models, tmp_path, monkeypatch) -> Path:
+    """A private copy, so saving a model in a test never touches the repository's models/."""
+    from fer_core import config
+
+    d = tmp_path / "models"
+    shutil.copytree(bundled_models, d)
+    monkeypatch.setattr(config, "MODELS_DIR", d)
+    return d
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,50 +15,22 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from apptest_helpers import charts, run_app, texts
+from conftest import BUNDLED_AU_MODEL
 
 from fer_core import config
-from fer_core.manifest import AU_KINDS, read_manifest, register_model, write_manifest
+from fer_core.manifest import read_manifest, register_model, write_manifest
 
 ROOT = config.REPO_ROOT
 HOME = str(ROOT / "app.py")
 EXPLORER = str(ROOT / "pages" / "1_Dataset_explorer.py")
 AU_PAGE = str(ROOT / "pages" / "2_AU_model.py")
 TRY_IT = str(ROOT / "pages" / "3_Try_it.py")
-BUNDLED = "au-logreg-fer2013"
+BUNDLED = BUNDLED_AU_MODEL
 EXTRACT = "Extract AUs from an image folder (embedded MediaPipe or OpenFace in Docker)"
 T = 90  # seconds per script run: the first Try-it run starts MediaPipe, training fits 40 models
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def bundled_models(tmp_path_factory) -> Path:
-    """A models folder holding the bundled AU model (the repository's entry when it is registered,
-    else one trained from the bundled table exactly as `make au-model` does). CNN/Teachable
-    entries are left out here so these tests never start TensorFlow; see the test at the end."""
-    d = tmp_path_factory.mktemp("models")
-    entries = [e for e in read_manifest(Path(config.MODELS_DIR)) if e.get("kind") in AU_KINDS]
-    write_manifest(entries, d)
-    if not any(e.get("name") == BUNDLED for e in entries):
-        from fer_core.au_model import fit_au_model
-        from fer_core.openface import read_au_table
-
-        model = fit_au_model(read_au_table(config.DATA_DIR / "fer2013_train_au.csv.gz"))
-        path = d / "au_logreg_fer2013.json"
-        model.save(path)
-        register_model({"name": BUNDLED, "kind": model.kind, "path": str(path), "classes": list(model.classes),
-                        "metrics": {"holdout_accuracy": model.info["metrics"]["holdout"]["accuracy"]}}, d)
-    return d
-
-
-@pytest.fixture
-def models_dir(bundled_models, tmp_path, monkeypatch) -> Path:
-    """A private copy, so saving a model in a test never touches the repository's models/."""
-    d = tmp_path / "models"
-    shutil.copytree(bundled_models, d)
-    monkeypatch.setattr(config, "MODELS_DIR", d)
-    return d
-
-
 @pytest.fixture
 def jpeg(astronaut) -> bytes:
     buf = io.BytesIO()

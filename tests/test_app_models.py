@@ -18,49 +18,22 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from apptest_helpers import charts, run_app, texts
-from conftest import copy_fer_sample
+from conftest import BUNDLED_AU_MODEL, copy_fer_sample
 
 from fer_core import config
 from fer_core.emotions import SIX_EMOTIONS
-from fer_core.manifest import load_predictor, read_manifest, register_model, write_manifest
+from fer_core.manifest import load_predictor, read_manifest, register_model
 
 ROOT = config.REPO_ROOT
 CNN_PAGE = str(ROOT / "pages" / "4_CNN.py")
 TM_PAGE = str(ROOT / "pages" / "5_Teachable_Machine.py")
 COMPARE = str(ROOT / "pages" / "6_Compare.py")
-BUNDLED = "au-logreg-fer2013"
+BUNDLED = BUNDLED_AU_MODEL
 SHARED_REASON = "../shared datasets not present"
 T = 240  # seconds per script run: the first CNN/Teachable step starts TensorFlow (~15 s, more when busy)
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def au_models(tmp_path_factory) -> Path:
-    """A models folder with the default bundled AU model only (no CNN: the pages must cope without;
-    one AU model keeps the expected model lists short)."""
-    d = tmp_path_factory.mktemp("models")
-    entries = [e for e in read_manifest(Path(config.MODELS_DIR)) if e.get("name") == BUNDLED]
-    write_manifest(entries, d)
-    if not any(e.get("name") == BUNDLED for e in entries):
-        from fer_core.au_model import fit_au_model
-        from fer_core.openface import read_au_table
-
-        model = fit_au_model(read_au_table(config.DATA_DIR / "fer2013_train_au.csv.gz"))
-        model.save(d / "au_logreg_fer2013.json")
-        register_model({"name": BUNDLED, "kind": model.kind, "path": str(d / "au_logreg_fer2013.json"),
-                        "classes": list(model.classes)}, d)
-    return d
-
-
-@pytest.fixture
-def models_dir(au_models, tmp_path, monkeypatch) -> Path:
-    """A private copy: saving a model in a test never touches the repository's models/."""
-    d = tmp_path / "models"
-    shutil.copytree(au_models, d)
-    monkeypatch.setattr(config, "MODELS_DIR", d)
-    return d
-
-
 @pytest.fixture(scope="module")
 def fer_small(tmp_path_factory) -> Path:
     """3 FER2013 val images per emotion (six emotions), Kaggle layout."""
