@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fer_core", description="Explainable facial-emotion workbench")
     sub = p.add_subparsers(metavar="COMMAND")
 
-    s = sub.add_parser("predict", help="AUs and an explained emotion for each face in images")
+    s = sub.add_parser("predict", help="AUs and an explained emotion for each face in images "
+                       "(--json: one object for one image, a list for several)")
     s.add_argument("images", nargs="+")
     s.add_argument("--model", default=DEFAULT_MODEL, help="AU model: manifest name or .json path")
     s.add_argument("--top", type=int, default=3, help="how many AUs to give as reasons")
@@ -46,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--backend", choices=("mediapipe", "openface-docker"), default="mediapipe")
     s.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
-    s.add_argument("--classes", default="seven", help="six, seven or a comma list (default seven)")
+    s.add_argument("--classes", default=None,
+                   help="only these emotions: six, seven or a comma list (default: every image, labelled or not)")
     s.add_argument("--no-cache", action="store_true", help="recompute even files seen before")
     s.set_defaults(func=cmd_extract)
 
@@ -115,7 +117,6 @@ def _add_cnn_commands(sub) -> None:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
-
     from .analysis import analyze_image
     from .au_model import AUModel
     from .faces import FaceAnalyzer
@@ -162,9 +163,9 @@ def cmd_extract(args) -> int:
     from .emotions import parse_classes
     from .images import list_images
 
-    items = list_images(args.folder, parse_classes(args.classes))
+    items = list_images(args.folder, parse_classes(args.classes) if args.classes else None)
     if not items:
-        raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg or emotion-prefixed file names")
+        raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg, emotion-prefixed file names or plain images")
     if args.backend == "openface-docker":
         from .openface import OpenFaceDocker
 
