@@ -47,10 +47,14 @@ au-model: $(VENV)/.runtime
 	$(PY) -m fer_core train-au data/fer2013_train_au.csv.gz --out models/au_logreg_fer2013.json --name au-logreg-fer2013
 	$(PY) -m fer_core train-au data/fer2013_train_au.csv.gz --out models/au_logreg_fer2013_balanced.json --class-weight balanced --name au-logreg-fer2013-balanced
 
+## Speed and accuracy tables (minutes; not part of the tests). CNN training: bench/train_cnn_bench.py.
 bench: $(VENV)/.dev
 	$(PY) bench/extract_speed.py
 	$(PY) bench/au_model_accuracy.py
 	$(PY) bench/reproduce_original.py
+	$(PY) bench/cross_backend.py
+	$(PY) bench/model_throughput.py
+	$(PY) bench/dashboard_timings.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache
