@@ -108,8 +108,12 @@ def test_reloaded_predictor_gives_same_probabilities(trained, kaggle_dir):
     proba = predictor.predict_proba(images)
     assert proba.shape == (6, 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
-    expected = predict_in_batches(result.model, predictor.preprocess(images))
-    np.testing.assert_allclose(proba, expected, atol=1e-6)
+    x = predictor.preprocess(images)
+    plain = predict_in_batches(result.model, x)
+    mirrored = predict_in_batches(result.model, x[:, :, ::-1])
+    np.testing.assert_allclose(proba, (plain + mirrored) / 2, atol=1e-6)  # face and its mirror
+    no_mirror = CNNPredictor(result.path, mirror=False)
+    np.testing.assert_allclose(no_mirror.predict_proba(images), plain, atol=1e-6)
     x = predictor.preprocess(images)
     assert x.shape == (6, 48, 48, 1) and x.dtype == np.float32
     assert predictor.predict_proba([]).shape == (0, 3)
