@@ -94,10 +94,11 @@ _worker_analyzer = None
 
 
 def _init_worker() -> None:
+    """Each process measures with its one analyzer (started once, closed at exit)."""
     global _worker_analyzer
-    from .faces import FaceAnalyzer
+    from .faces import shared_analyzer
 
-    _worker_analyzer = FaceAnalyzer()
+    _worker_analyzer = shared_analyzer()
 
 
 def _measure_path(path: str) -> list[dict] | str:
@@ -164,13 +165,10 @@ def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bo
 def _run_measurements(paths: list[str], indices: list[int], workers: int):
     if not paths:
         return
-    if workers <= 1:
+    if workers <= 1:  # in this process: reuse its analyzer rather than start MediaPipe per call
         _init_worker()
-        try:
-            for i, p in zip(indices, paths):
-                yield i, _measure_path(p)
-        finally:
-            _worker_analyzer.close()
+        for i, p in zip(indices, paths):
+            yield i, _measure_path(p)
         return
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers, initializer=_init_worker) as pool:

@@ -121,6 +121,7 @@ class FaceAnalyzer:
     def __init__(self, max_faces: int = 5, min_confidence: float = 0.3, model_path: Path | None = None):
         mp, vision, BaseOptions = _import_mediapipe()
         self._mp = mp
+        self._lock = threading.Lock()
         bundle = load_landmarker_bundle(model_path)
         detector_bytes = zipfile.ZipFile(io.BytesIO(bundle)).read("face_detector.tflite")
         with _quiet_native_logs():
@@ -169,7 +170,13 @@ class FaceAnalyzer:
             pass
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        """Faces in an RGB uint8 image, largest first.
+        """Faces in an RGB uint8 image, largest first (one call at a time: the dashboard shares
+        an analyzer between sessions' threads)."""
+        with self._lock:
+            return self._detect(rgb)
+
+    def _detect(self, rgb: np.ndarray) -> list[Face]:
+        """Detection proper.
 
         Small images (FER2013's 48x48 crops) are retried upscaled and padded, and hold one face:
         the padding can make the landmarker see a second, smeared one. In larger images the
