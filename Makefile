@@ -9,10 +9,11 @@ export GLOG_minloglevel ?= 2
 
 .PHONY: run test venv dev-venv browser data au-model bench clean
 
-$(VENV)/.runtime: requirements.txt
+$(VENV)/.runtime: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
@@ -26,8 +27,9 @@ dev-venv: $(VENV)/.dev
 run: $(VENV)/.runtime
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
 
-## Run the whole test suite (installs test dependencies and Debian's chromium when missing).
+## Run the whole test suite: lint, then pytest (installs test dependencies and Debian's chromium when missing).
 test: $(VENV)/.dev browser
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## Debian's chromium for the end-to-end test; skipped quietly when it cannot be installed.

@@ -11,19 +11,22 @@ import pandas as pd
 import streamlit as st
 
 from fer_core import config
-from ui.common import (DATA_LAYOUT_HELP, HOME_ICON, PAGES, derived_tables, env_summary, headline_metrics,
-                       manifest_entries, model_origin, page_setup, run_page)
+from ui.common import (
+    DATA_LAYOUT_HELP,
+    HOME_ICON,
+    PAGES,
+    derived_tables,
+    env_summary,
+    manifest_entries,
+    page_setup,
+    run_page,
+)
 
 
-def _models_frame(entries: list[dict]) -> pd.DataFrame:
-    rows = []
-    for e in entries:
-        m = headline_metrics(e)
-        rows.append({
-            "model": e.get("name", "?"), "kind": e.get("kind", "?"), "origin": model_origin(e),
-            "emotions": ", ".join(e.get("classes", [])),
-            "accuracy": m["accuracy"], "macro F1": m["macro_f1"], "file": e.get("path", ""),
-        })
+def _models_frame(entries) -> pd.DataFrame:
+    rows = [{"model": e.name, "kind": e.kind, "origin": e.origin_label, "emotions": ", ".join(e.classes),
+             "accuracy": e.metrics.accuracy, "macro F1": e.metrics.macro_f1,
+             "measured on": e.metrics.evaluated_on, "file": e.path} for e in entries]
     return pd.DataFrame(rows)
 
 
@@ -52,11 +55,12 @@ def main() -> None:
                    "AU model page (the bundled FER2013 AU table needs no images), or run `make au-model`.")
     else:
         st.dataframe(_models_frame(entries), hide_index=True, column_config={
-            "accuracy": st.column_config.NumberColumn(format="percent", help="held-out accuracy"),
+            "accuracy": st.column_config.NumberColumn(format="percent", help="on the data named in 'measured on'"),
             "macro F1": st.column_config.NumberColumn(format="%.3f"),
         })
-        st.caption("Accuracy and macro-F1 are on data held out from training (see each model's page "
-                   "for the confusion matrix).")
+        st.caption("Accuracy and macro-F1 as recorded when each model was made, on the data named in "
+                   "'measured on' (see each model's page for the confusion matrix). Compare scores models "
+                   "on the same images.")
 
     st.subheader("Data")
     for what, where in env_summary().items():

@@ -10,22 +10,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import pandas as pd  # noqa: E402
+import pandas as pd
 
-from fer_core.au_model import AUModel, evaluate_on_table, fit_au_model  # noqa: E402
-from fer_core.config import DATA_DIR  # noqa: E402
-from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS  # noqa: E402
-from fer_core.manifest import find_entry, resolve_path  # noqa: E402
+from fer_core.config import DATA_DIR
+from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
+from fer_core.predictors.au_models import AUModel, evaluate_on_table, fit_au_model
+from fer_core.predictors.registry import find_entry
 
 
 def score(model: AUModel, val: pd.DataFrame) -> dict:
-    return evaluate_on_table(model, val, name=model.kind)
+    return evaluate_on_table(model, val, name=model.kind).to_dict()
 
 
 def main() -> None:
@@ -34,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     train = pd.read_csv(DATA_DIR / "fer2013_train_au.csv.gz")
     val = pd.read_csv(DATA_DIR / "fer2013_val_au.csv.gz")
-    results = {"bundled (six)": score(AUModel.load(resolve_path(find_entry("au-logreg-fer2013")["path"])), val)}
+    results = {"bundled (six)": score(AUModel.load(find_entry("au-logreg-fer2013").file), val)}
     for name, classes, cw, kind in [("logreg six, balanced", SIX_EMOTIONS, "balanced", "au-logreg"),
                                     ("logreg seven", SEVEN_EMOTIONS, None, "au-logreg"),
                                     ("study MLP six", SIX_EMOTIONS, None, "au-mlp")]:

@@ -9,17 +9,14 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fer_core import au_mapping  # noqa: E402
-from fer_core.config import fer_split_dir  # noqa: E402
-from fer_core.faces import FaceAnalyzer  # noqa: E402
-from fer_core.images import list_images, load_image  # noqa: E402
+from fer_core import au_mapping
+from fer_core.config import fer_split_dir
+from fer_core.images import list_images, load_image
+from fer_core.measure.landmarker import FaceAnalyzer
 
 # Geometry features that get *smaller* as the muscle acts.
 SHRINKING = {"geo:lower_lid_y", "geo:nose_to_lip", "geo:brow_to_nose"}

@@ -43,15 +43,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from fer_core.au_model import fit_au_model, training_data  # noqa: E402
-from fer_core.aus import AU_COLUMNS  # noqa: E402
-from fer_core.calibration import fit_quantile_map, scale_report  # noqa: E402
+from fer_core import au_table  # noqa: E402
+from fer_core.au_table import AU_COLUMNS  # noqa: E402
 from fer_core.config import DATA_DIR, openface_study_table  # noqa: E402
 from fer_core.emotions import SIX_EMOTIONS  # noqa: E402
 from fer_core.errors import FerError  # noqa: E402
-from fer_core.evaluate import evaluation_report, mcnemar  # noqa: E402
-from fer_core.openface import read_au_table  # noqa: E402
+from fer_core.evaluation.metrics import evaluation_report, mcnemar  # noqa: E402
+from fer_core.measure.calibration import fit_quantile_map, scale_report  # noqa: E402
+from fer_core.predictors.au_models import fit_au_model  # noqa: E402
 
 CLASSES = SIX_EMOTIONS
 AGREE_R = 0.7  # (c): keep AUs whose class profiles correlate at least this much across backends
@@ -59,13 +58,13 @@ AGREE_R = 0.7  # (c): keep AUs whose class profiles correlate at least this much
 
 def usable(table: pd.DataFrame) -> pd.DataFrame:
     """Successful first faces labelled in the six emotions (what the AU model trains and scores on)."""
-    return training_data(table, CLASSES)[2]
+    return au_table.to_xy(table, CLASSES)[2]
 
 
 def score(model, rows: pd.DataFrame, name: str, n_boot: int) -> dict:
     X = rows[list(AU_COLUMNS)].to_numpy(dtype=float)
     pred = model.predict(X)
-    rep = evaluation_report(rows["label"].tolist(), pred, CLASSES, model=name, n_boot=n_boot)
+    rep = evaluation_report(rows["label"].tolist(), pred, CLASSES, model=name, n_boot=n_boot).to_dict()
     return {"name": name, "n": rep["n"], "accuracy": rep["accuracy"], "accuracy_ci95": rep["accuracy_ci95"],
             "macro_f1": rep["macro_f1"],
             "recall": {c: rep["per_class"][c]["accuracy"] for c in CLASSES},
@@ -77,7 +76,7 @@ def versus_raw(block: list[dict]) -> list[dict]:
     raw = block[1]["_correct"]
     for i, r in enumerate(block):
         if i >= 2 and r["_correct"] is not None and len(r["_correct"]) == len(raw):
-            r["p_vs_raw"] = mcnemar(r["_correct"], raw)["p_value"]
+            r["p_vs_raw"] = mcnemar(r["_correct"], raw).p_value
         else:
             r["p_vs_raw"] = None
     for r in block:
@@ -125,7 +124,7 @@ def run(train_path: Path, val_path: Path, openface_path: Path, seed: int, n_quan
     t0 = time.time()
     emb_train_all = pd.read_csv(train_path)
     emb_val_all = pd.read_csv(val_path)
-    of_all = read_au_table(openface_path)
+    of_all = au_table.read(openface_path)
     emb_train, emb_val, of = usable(emb_train_all), usable(emb_val_all), usable(of_all)
     log(f"rows: embedded train {len(emb_train)}, embedded val {len(emb_val)}, OpenFace {len(of)} "
         f"(successful first faces, six emotions)")
@@ -230,7 +229,9 @@ def print_report(result: dict) -> None:
     print(head)
     print("-" * len(head))
     for r in result["scales"]:
-        pair = lambda k: f"{r[k + '_a']:.2f}/{r[k + '_b']:.2f}"  # noqa: E731
+        def pair(k: str, r=r) -> str:
+            return f"{r[k + '_a']:.2f}/{r[k + '_b']:.2f}"
+
         print(f"{r['au']:7} {pair('mean'):>11} {pair('sd'):>11} {pair('zero'):>11} {pair('median'):>11} "
               f"{pair('p90'):>11} {r['w1']:5.2f} {r['ks']:5.2f} {r['profile_r']:6.2f} | "
               f"{r['w1_val_raw']:10.2f} {r['w1_after_quantile']:8.2f} {r['w1_after_balanced']:9.2f}")
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         result["conclusion"] = conclusion(result)
         if args.save_map:
             emb_train = usable(pd.read_csv(args.train_au))
-            of = usable(read_au_table(args.openface_table))
+            of = usable(au_table.read(args.openface_table))
             command = "python bench/cross_backend.py " + " ".join(sys.argv[1:] if argv is None else argv)
             cal = fit_quantile_map(emb_train, of, n_quantiles=args.n_quantiles,
                                    classes=CLASSES if args.map_kind == "balanced" else None,

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from fer_core.config import fer_split_dir  # noqa: E402
-from fer_core.extract import extract_table  # noqa: E402
-from fer_core.images import list_images  # noqa: E402
+from fer_core.config import fer_split_dir
+from fer_core.images import list_images
+from fer_core.measure.extract import extract_table
 
 
 def main() -> None:

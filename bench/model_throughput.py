@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 from fer_core.config import fer_split_dir  # noqa: E402
 from fer_core.images import list_images, load_image  # noqa: E402
-from fer_core.manifest import load_predictor, read_manifest  # noqa: E402
+from fer_core.manifest import read_manifest  # noqa: E402
+from fer_core.predictors.registry import load_predictor  # noqa: E402
 
 
 def rate(predictor, images, batch: int = 64) -> float:
@@ -43,9 +41,9 @@ def main() -> None:
     print(f"{len(images)} FER2013 val images (48x48)\n{'model':28s} {'kind':10s} {'img/s':>8}")
     for entry in read_manifest():
         predictor = load_predictor(entry)
-        print(f"{entry['name']:28s} {entry['kind']:10s} {rate(predictor, images):8.1f}", flush=True)
-    from teachable_fixture import write_teachable_export
-    from fer_core.teachable import load_teachable
+        print(f"{entry.name:28s} {entry.kind:10s} {rate(predictor, images):8.1f}", flush=True)
+    from fer_core.predictors.teachable import load_teachable
+    from fer_core.predictors.teachable_example import write_teachable_export
 
     with tempfile.TemporaryDirectory() as tmp:
         write_teachable_export(tmp, ["angry", "disgust", "happy", "neutral", "sad", "surprise"], mobilenet=True)

@@ -28,13 +28,12 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fer_core.au_model import fit_au_model, training_data  # noqa: E402
-from fer_core.aus import AU_COLUMNS  # noqa: E402
+from fer_core import au_table  # noqa: E402
+from fer_core.au_table import AU_COLUMNS  # noqa: E402
 from fer_core.config import openface_study_table  # noqa: E402
 from fer_core.emotions import SIX_EMOTIONS  # noqa: E402
 from fer_core.errors import FerError  # noqa: E402
-from fer_core.openface import read_au_table  # noqa: E402
+from fer_core.predictors.au_models import fit_au_model  # noqa: E402
 
 ORIGINAL = {"model": "MLP 300-200-100-50", "accuracy": 0.755, "splits": 1,
             "source": "Happy-ryan/Face-Emotion-Recognition (one 75/25 split)"}
@@ -75,7 +74,7 @@ def reproduce(table: pd.DataFrame, splits: int = 10, seed: int = 0,
     from sklearn.preprocessing import StandardScaler
 
     classes = SIX_EMOTIONS
-    X, y, rows = training_data(table, classes)
+    X, y, rows = au_table.to_xy(table, classes)
     groups = rows.groupby(list(AU_COLUMNS) + ["label"], sort=False).ngroup().to_numpy()
     runs = []
     for k, s in enumerate(range(seed, seed + splits)):
@@ -170,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--splits must be at least 1")
     path = args.table or openface_study_table()
     try:
-        table = read_au_table(path)
+        table = au_table.read(path)
         if not args.json:
             print(f"running {args.splits} splits on {path} ...", file=sys.stderr)
         result = reproduce(table, splits=args.splits, seed=args.seed,

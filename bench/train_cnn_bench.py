@@ -16,10 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fer_core.cnn import build_cnn, train_cnn  # noqa: E402
-from fer_core.config import fer_split_dir  # noqa: E402
-from fer_core.emotions import parse_classes  # noqa: E402
+from fer_core.config import fer_split_dir
+from fer_core.emotions import parse_classes
+from fer_core.predictors.cnn import build_cnn, train_cnn
 
 
 def main() -> None:
@@ -55,9 +54,9 @@ def main() -> None:
                            epochs=args.epochs, batch_size=args.batch_size, out=out, progress=report,
                            seed=args.seed, limit_per_class=args.limit_per_class,
                            class_weighting=args.class_weighting, command=command)
-        n_val = sum(result.evaluation["per_class"][c]["n"] for c in classes)
+        n_val = result.evaluation.n
         rows.append((preset, build_cnn(preset, len(classes)).count_params(), result.epochs_run,
-                     result.evaluation["accuracy"], result.evaluation["macro_f1"], result.seconds,
+                     result.evaluation.accuracy, result.evaluation.macro_f1, result.seconds,
                      result.seconds / max(1, result.epochs_run), out.stat().st_size / 2**20, n_val))
     print(f"\n{'preset':10} {'params':>9} {'epochs':>6} {'val_acc':>7} {'macroF1':>7} {'total s':>8} "
           f"{'s/epoch':>8} {'MB':>5} {'n_val':>6}")

@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="folder: <emotion>/*.jpg or emotion-prefixed names")
     src.add_argument("--au-table", help="AU table CSV with labels (AU models only)")
-    s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--workers", type=int, default=None, help="processes measuring faces (default: up to 2)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_evaluate)
 
@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--models", nargs="+", default=None, help="default: every model in the manifest")
     s.add_argument("--classes", default=None, help="default: the classes the models share")
     s.add_argument("--csv", help="write per-image predictions here")
+    s.add_argument("--workers", type=int, default=None, help="processes measuring faces (default: up to 2)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_compare)
 
@@ -117,33 +118,27 @@ def _add_cnn_commands(sub) -> None:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
-    from .analysis import analyze_image
-    from .au_model import AUModel
-    from .faces import FaceAnalyzer
     from .images import load_image
-    from .manifest import find_entry, resolve_path, verify_checksum
+    from .pipeline import NO_FACE_MESSAGE, analyze_image
+    from .predictors.registry import load_predictor
 
-    entry = find_entry(args.model)
-    if entry["kind"] not in ("au-logreg", "au-mlp"):
-        raise FerError(f"{args.model}: predict explains with an AU model; use evaluate/compare for CNN or Teachable Machine")
-    verify_checksum(entry)
-    model = AUModel.load(resolve_path(entry["path"]))
+    predictor = load_predictor(args.model)
+    if not predictor.explains:
+        raise FerError(f"{args.model}: predict explains with an AU model; use evaluate/compare for CNN or "
+                       "Teachable Machine")
     results = []
     status = 0
-    with FaceAnalyzer() as analyzer:
-        for path in args.images:
-            try:
-                faces = analyze_image(load_image(path), model, analyzer, top=args.top)
-            except FerError as exc:
-                results.append({"file": path, "error": str(exc), "faces": []})
-                status = 2
-                continue
-            for f in faces:
-                f.pop("landmarks")
-            entry_out = {"file": path, "model": entry["name"], "faces": faces}
-            if not faces:
-                entry_out["error"] = f"{path}: no face found; use a clearer, frontal, well-lit photo"
-            results.append(entry_out)
+    for path in args.images:
+        try:
+            faces = analyze_image(load_image(path), predictor, top=args.top)
+        except FerError as exc:
+            results.append({"file": path, "error": str(exc), "faces": []})
+            status = 2
+            continue
+        entry_out = {"file": path, "model": predictor.name, "faces": [f.to_dict() for f in faces]}
+        if not faces:
+            entry_out["error"] = f"{path}: {NO_FACE_MESSAGE}"
+        results.append(entry_out)
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=1, default=_jsonable))
         return status
@@ -160,24 +155,24 @@ def cmd_predict(args) -> int:
 
 
 def cmd_extract(args) -> int:
+    from . import au_table
     from .emotions import parse_classes
-    from .images import list_images
+    from .images import list_images, relative_file
 
     items = list_images(args.folder, parse_classes(args.classes) if args.classes else None)
     if not items:
         raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg, emotion-prefixed file names or plain images")
     if args.backend == "openface-docker":
-        from .openface import OpenFaceDocker
+        from .measure.openface_docker import OpenFaceDocker
 
         table = OpenFaceDocker().extract(items, progress=_tqdm_progress("OpenFace"))
     else:
-        from .extract import default_workers, extract_table
+        from .measure.extract import default_workers, extract_table
 
         table = extract_table(items, workers=args.workers or default_workers(), use_cache=not args.no_cache,
                               progress=_tqdm_progress("faces"))
-    root = Path(args.folder).resolve()
-    table["file"] = [_relative(f, root) for f in table["file"]]
-    _write_table(table, args.out)
+    table["file"] = [relative_file(f, args.folder) for f in table["file"]]
+    au_table.write(table, args.out)
     ok = int(table["success"].sum())
     images = table["file"].nunique()
     failed = table[table["success"] == 0]
@@ -188,108 +183,110 @@ def cmd_extract(args) -> int:
 
 
 def cmd_import_openface(args) -> int:
-    from .openface import import_openface_dir, read_au_table
+    from . import au_table
+    from .measure.openface_csv import import_openface_dir
 
     source = Path(args.source)
-    table = import_openface_dir(source) if source.is_dir() else read_au_table(source)
-    _write_table(table, args.out)
+    table = import_openface_dir(source) if source.is_dir() else au_table.read(source)
+    au_table.write(table, args.out)
     print(f"{len(table)} rows -> {args.out}", file=sys.stderr)
     return 0
 
 
 def cmd_train_au(args) -> int:
-    from .au_model import fit_au_model
+    from . import au_table
     from .emotions import parse_classes
-    from .manifest import register_model, relative_to_repo
+    from .manifest import Metrics
+    from .predictors.au_models import fit_au_model
+    from .predictors.registry import save_and_register
 
-    table = read_any_au_table(args.table)
+    table = au_table.read(args.table)
     kind = "au-logreg" if args.kind == "logreg" else "au-mlp"
-    model = fit_au_model(table, parse_classes(args.classes), kind=kind, seed=args.seed,
+    holdout = 0.25
+    model = fit_au_model(table, parse_classes(args.classes), kind=kind, seed=args.seed, holdout=holdout,
                          class_weight=None if args.class_weight == "none" else args.class_weight,
-                         description=f"{args.table}")
+                         description=f"{args.table}", progress=_tqdm_progress("fitting"))
     model.info["command"] = args.command_line
-    sha = model.save(args.out)
-    m = model.info["metrics"]["holdout"]
-    print(f"{kind} on {model.info['data']['rows']} faces; held-out accuracy {m['accuracy']:.3f} "
-          f"(95% CI {m['accuracy_ci95'][0]:.3f}-{m['accuracy_ci95'][1]:.3f}), macro-F1 {m['macro_f1']:.3f} -> {args.out}")
+    m = model.holdout
+    evaluated_on = f"{holdout:.0%} of {args.table} held out from fitting (stratified, seed {args.seed})"
     if args.name:
-        register_model({"name": args.name, "kind": kind, "path": relative_to_repo(args.out),
-                        "classes": list(model.classes), "metrics": {"holdout_accuracy": m["accuracy"],
-                                                                    "holdout_macro_f1": m["macro_f1"]},
-                        "command": model.info["command"]})
-        print(f"registered as {args.name!r} in models/manifest.json (sha256 {sha[:12]}…)")
+        entry = save_and_register(model, name=args.name, kind=kind, classes=model.classes,
+                                  metrics=Metrics.from_report(m, evaluated_on), command=args.command_line,
+                                  path=args.out, replace=True)
+    else:
+        model.save(args.out)
+    print(f"{kind} on {model.info['data']['rows']} faces; held-out accuracy {m.accuracy:.3f} "
+          f"(95% CI {m.accuracy_ci95[0]:.3f}-{m.accuracy_ci95[1]:.3f}), macro-F1 {m.macro_f1:.3f} -> {args.out}")
+    if args.name:
+        print(f"registered as {args.name!r} in models/manifest.json (sha256 {entry.sha256[:12]}…)")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .manifest import find_entry, load_predictor
+    from . import au_table
+    from .evaluation.compare import evaluate_au_table, evaluate_images
+    from .images import list_images
+    from .measure.extract import default_workers
+    from .predictors.registry import load_predictor
 
-    entry = find_entry(args.model)
-    predictor = load_predictor(entry)
+    predictor = load_predictor(args.model)
     if args.au_table:
-        if not hasattr(predictor, "model"):
-            raise FerError("--au-table works with AU models only; use --images for CNN or Teachable Machine")
-        from .au_model import evaluate_on_table
-
-        report = evaluate_on_table(predictor.model, read_any_au_table(args.au_table), name=entry["name"])
+        if predictor.inputs != "aus":  # say so before reading a table that may be large
+            raise FerError(f"{args.model}: a {predictor.kind} model scores images, not an AU table; "
+                           "use --images with a folder of labelled images")
+        report = evaluate_au_table(predictor, au_table.read(args.au_table))
     else:
-        report = _evaluate_images(predictor, args.images, entry["name"])
+        items = list_images(args.images)
+        if not any(it.label in predictor.classes for it in items):
+            raise FerError(f"{args.images}: no labelled images of {', '.join(predictor.classes)} found")
+        report, comparison = evaluate_images(predictor, items, workers=args.workers or default_workers(),
+                                             progress=_fraction_progress("images"))
+        for line in comparison.unreadable:
+            print(f"skipped: {line}", file=sys.stderr)
+        if report.skipped:
+            left_out = ", ".join(f"{n} {emotion}" for emotion, n in report.skipped.items())
+            print(f"left out {left_out} image(s): {predictor.name} does not predict "
+                  f"{'that emotion' if len(report.skipped) == 1 else 'those emotions'}", file=sys.stderr)
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(report.to_dict()))
     else:
         _print_report(report)
     return 0
 
 
-def _evaluate_images(predictor, folder: str, name: str) -> dict:
-    from .compare import compare_report, load_labeled, predictions_table
-    from .images import list_images
-
-    items = list_images(folder, predictor.classes)
-    if not items:
-        raise FerError(f"{folder}: no labelled images of {', '.join(predictor.classes)} found")
-    images, kept, problems = load_labeled(items)
-    for line in problems:
-        print(f"skipped: {line}", file=sys.stderr)
-    table = predictions_table([predictor], kept, images, progress=_tqdm_progress("images"))
-    report = compare_report(table, [predictor.name], predictor.classes)["models"][predictor.name]
-    report["model"] = name
-    return report
-
-
 def cmd_compare(args) -> int:
-    from .compare import compare_report, load_labeled, predictions_table
     from .emotions import parse_classes
+    from .evaluation.compare import run_comparison
     from .images import list_images
-    from .manifest import find_entry, load_predictor, read_manifest
+    from .manifest import read_manifest
+    from .measure.extract import default_workers
 
-    refs = args.models or [e["name"] for e in read_manifest()]
+    refs = args.models or [e.name for e in read_manifest()]
     if not refs:
         raise FerError("no models: train one or pass --models")
-    predictors = [load_predictor(find_entry(r)) for r in refs]
-    names = [p.name for p in predictors]
-    if len(set(names)) != len(names):
-        raise FerError(f"models share a name ({', '.join(names)}); give distinct models")
-    classes = parse_classes(args.classes) if args.classes else tuple(
-        c for c in predictors[0].classes if all(c in p.classes for p in predictors))
+    classes = parse_classes(args.classes) if args.classes else None
     items = list_images(args.images, classes)
     if not items:
-        raise FerError(f"{args.images}: no labelled images of {', '.join(classes)} found")
-    images, kept, problems = load_labeled(items)
-    for line in problems:
+        raise FerError(f"{args.images}: no labelled images found; expected <emotion>/*.jpg or emotion-prefixed names")
+    comparison = run_comparison(refs, items, classes=classes, workers=args.workers or default_workers(),
+                                progress=_fraction_progress("predicting"))
+    if comparison.failed_models:
+        raise FerError(comparison.failed_models[0])
+    for line in comparison.unreadable:
         print(f"skipped: {line}", file=sys.stderr)
-    table = predictions_table(predictors, kept, images, progress=_tqdm_progress("predicting"))
-    report = compare_report(table, names, classes)
-    report["skipped"] = problems
+    if comparison.skipped:
+        print("left out (not predicted by every model): "
+              + ", ".join(f"{n} {e}" for e, n in comparison.skipped.items()), file=sys.stderr)
     if args.csv:
-        table.to_csv(args.csv, index=False)
+        comparison.table.to_csv(args.csv, index=False)
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(comparison.to_dict()))
         return 0
-    for name, r in report["models"].items():
-        _print_report(r)
-    for pair in report["mcnemar"]:
-        print(f"McNemar {pair['a']} vs {pair['b']}: only-A {pair['only_a_correct']}, only-B {pair['only_b_correct']}, p = {pair['p_value']:.4f}")
+    for report in comparison.reports.values():
+        _print_report(report)
+    for pair in comparison.mcnemar:
+        print(f"McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
+              f"p = {pair.p_value:.4f}")
     return 0
 
 
@@ -306,17 +303,20 @@ def cmd_models(args) -> int:
     from .manifest import read_manifest
 
     for e in read_manifest():
-        metrics = ", ".join(f"{k} {v}" for k, v in (e.get("metrics") or {}).items())
-        print(f"{e['name']:28s} {e['kind']:10s} {e['path']}  {metrics}")
+        m = e.metrics
+        score = (f"accuracy {m.accuracy:.3f}, macro-F1 {m.macro_f1:.3f}" if m.accuracy is not None and m.macro_f1 is not None
+                 else "not evaluated")
+        where = f" on {m.evaluated_on}" if m.evaluated_on else ""
+        print(f"{e.name:28s} {e.kind:10s} {e.path}  {score}{where}")
     return 0
 
 
 def cmd_train_cnn(args) -> int:
     import time
 
-    from .cnn import train_cnn
     from .emotions import parse_classes
-    from .manifest import register_model, relative_to_repo
+    from .predictors.cnn import train_cnn
+    from .predictors.registry import save_and_register
 
     classes = parse_classes(args.classes)
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
@@ -328,38 +328,20 @@ def cmd_train_cnn(args) -> int:
                        should_stop=(lambda: time.monotonic() > deadline) if deadline else None)
     ev = result.evaluation
     print(f"{args.preset} CNN, {result.epochs_run} epochs in {result.seconds / 60:.1f} min: validation accuracy "
-          f"{ev['accuracy']:.3f} (95% CI {ev['accuracy_ci95'][0]:.3f}-{ev['accuracy_ci95'][1]:.3f}), "
-          f"macro-F1 {ev['macro_f1']:.3f} -> {args.out}")
+          f"{ev.accuracy:.3f} (95% CI {ev.accuracy_ci95[0]:.3f}-{ev.accuracy_ci95[1]:.3f}), "
+          f"macro-F1 {ev.macro_f1:.3f} -> {args.out}")
+    collapsed = ev.predicts_one_class()
+    if collapsed:
+        print(f"warning: the model predicts {collapsed} for almost every image; train longer or on more images",
+              file=sys.stderr)
     if args.name:
-        register_model({"name": args.name, "kind": "cnn", "path": relative_to_repo(args.out),
-                        "classes": list(classes),
-                        "metrics": {"val_accuracy": ev["accuracy"], "val_macro_f1": ev["macro_f1"]},
-                        "command": args.command_line})
+        save_and_register(result, name=args.name, kind="cnn", classes=classes, metrics=result.metrics,
+                          command=args.command_line, path=args.out, replace=True)
         print(f"registered as {args.name!r} in models/manifest.json")
     return 0
 
 
 # -- helpers -------------------------------------------------------------------------------
-def read_any_au_table(path: str):
-    """This workbench's AU table, or OpenFace output (per-image or merged), by content."""
-    from .openface import read_au_table
-
-    return read_au_table(path)
-
-
-def _relative(file: str, root: Path) -> str:
-    """File names in a written table are relative to the folder given, so tables travel."""
-    try:
-        return str(Path(file).resolve().relative_to(root))
-    except ValueError:
-        return file
-
-
-def _write_table(table, out: str) -> None:
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
-
-
 def _tqdm_progress(desc: str, total: int | None = None):
     from tqdm import tqdm
 
@@ -375,13 +357,19 @@ def _tqdm_progress(desc: str, total: int | None = None):
     return update
 
 
-def _print_report(r: dict) -> None:
-    lo, hi = r.get("accuracy_ci95", [None, None])
-    print(f"{r['model']}: n {r['n']}, accuracy {r['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}), "
-          f"macro-F1 {r['macro_f1']:.3f}, no face {r['no_face']}")
-    for emotion, v in r["per_class"].items():
-        acc = "-" if v["accuracy"] is None else f"{v['accuracy']:.2f}"
-        print(f"  {emotion:9s} n {v['n']:5d}  accuracy {acc}")
+def _fraction_progress(desc: str):
+    """A (fraction, text) progress, as the comparison reports it, on a tqdm bar."""
+    bar = _tqdm_progress(desc, 1000)
+    return lambda fraction, text: bar(int(round(1000 * min(max(fraction, 0.0), 1.0))), 1000)
+
+
+def _print_report(r) -> None:
+    lo, hi = r.accuracy_ci95
+    print(f"{r.model}: n {r.n}, accuracy {r.accuracy:.3f} (95% CI {lo:.3f}-{hi:.3f}), "
+          f"macro-F1 {r.macro_f1:.3f}, no face {r.no_face}")
+    for emotion, v in r.per_class.items():
+        acc = "-" if v.accuracy is None else f"{v.accuracy:.2f}"
+        print(f"  {emotion:9s} n {v.n:5d}  accuracy {acc}")
 
 
 def _jsonable(obj):

@@ -1,4 +1,9 @@
-"""Where things live: the repository, bundled models, and the datasets (``FER_DATA_DIR``)."""
+"""Where things live: the repository, bundled models, derived data, the cache and the datasets.
+
+Every location is read when it is asked for, not when this module is imported, so a user (or a
+test) can point the workbench elsewhere with an environment variable at any time:
+``FER_MODELS_DIR``, ``FER_CACHE_DIR``, ``FER_DATA_DIR``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,21 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MODELS_DIR = Path(os.environ.get("FER_MODELS_DIR", REPO_ROOT / "models"))
-DATA_DIR = REPO_ROOT / "data"
-CACHE_DIR = Path(os.environ.get("FER_CACHE_DIR", REPO_ROOT / ".cache"))
+
+
+def models_dir() -> Path:
+    """Folder holding ``manifest.json`` and the model files: $FER_MODELS_DIR, else ``models/``."""
+    return Path(os.environ.get("FER_MODELS_DIR") or REPO_ROOT / "models").expanduser()
+
+
+def data_dir() -> Path:
+    """The derived tables this project ships (``data/``)."""
+    return REPO_ROOT / "data"
+
+
+def cache_dir() -> Path:
+    """Measurement cache: $FER_CACHE_DIR, else ``.cache/``."""
+    return Path(os.environ.get("FER_CACHE_DIR") or REPO_ROOT / ".cache").expanduser()
 
 
 def datasets_dir() -> Path:

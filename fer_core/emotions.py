@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from .errors import FerError
 
 SIX_EMOTIONS: tuple[str, ...] = ("angry", "disgust", "happy", "neutral", "sad", "surprise")
@@ -53,3 +55,14 @@ def parse_classes(spec: str | None) -> tuple[str, ...]:
     if len(out) < 2:
         raise FerError("a class set needs at least two emotions")
     return tuple(e for e in SEVEN_EMOTIONS if e in out)
+
+
+def shared_classes(class_sets: Iterable[Sequence[str]], present: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The emotions every model in ``class_sets`` predicts (and, if given, that occur in
+    ``present``, e.g. the test set's labels), in the canonical order: the one rule by which a
+    comparison picks the classes it scores."""
+    sets = [set(s) for s in class_sets]
+    wanted = set.intersection(*sets) if sets else set(SEVEN_EMOTIONS)
+    if present is not None:
+        wanted &= set(present)
+    return tuple(e for e in SEVEN_EMOTIONS if e in wanted)

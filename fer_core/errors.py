@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class FerError(Exception):
     """Base class: the message is shown to the user as is (no traceback)."""
@@ -9,10 +11,6 @@ class FerError(Exception):
 
 class ImageError(FerError):
     """An input file is not a usable image (corrupt, empty, too large, wrong type)."""
-
-
-class NoFaceError(FerError):
-    """No face was found where one was required."""
 
 
 class ModelFileError(FerError):
@@ -29,3 +27,28 @@ class DatasetError(FerError):
 
 class DockerUnavailable(FerError):
     """The Docker engine or the OpenFace image cannot be used."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_KERAS_WRAPPER = "Exception encountered when calling"
+
+
+def one_line(exc: BaseException | str, limit: int = 400) -> str:
+    """The message of ``exc`` on one line, cut to ``limit`` characters: how every layer shows a
+    failure to a person.
+
+    A ``FerError`` already says what to do and is kept whole. Other exceptions give their type
+    and the telling line of their message: Keras wraps errors raised inside layers as "Exception
+    encountered when calling …" (with terminal colours) above the real message, so that line is
+    skipped.
+    """
+    if isinstance(exc, str):
+        text = exc
+    elif isinstance(exc, FerError):
+        text = str(exc)
+    else:
+        lines = [_ANSI.sub("", line).strip() for line in str(exc).splitlines()]
+        lines = [line for line in lines if line and not line.startswith(_KERAS_WRAPPER)]
+        text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-import random
 import shutil
 import warnings
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -130,16 +129,60 @@ def list_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
             if label is None:
                 continue
             try:
-                files = sorted(p for p in entry.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                files = sorted(p for p in entry.iterdir() if _is_image_file(p))
             except OSError:
                 continue
             items.extend(LabeledImage(p, label) for p in files)
-        elif entry.suffix.lower() in IMAGE_SUFFIXES:
+        elif _is_image_file(entry):
             items.append(LabeledImage(entry, emotion_from_filename(entry.stem)))
     if classes is not None:
         wanted = set(classes)
         items = [it for it in items if it.label in wanted]
     return items
+
+
+def _is_image_file(path: Path) -> bool:
+    """An image by its name and a regular file (a named pipe or device would hang a reader)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def relative_file(file: str | os.PathLike[str], root: str | os.PathLike[str] | None) -> str:
+    """``file`` relative to the folder it was listed from, so written tables travel.
+
+    Paths are compared as listed, not resolved: an emotion folder that is a symlink to
+    elsewhere still gives ``happy/img.jpg``.
+    """
+    if root is None:
+        return str(file)
+    for a, b in ((Path(file), Path(root)), (Path(file).absolute(), Path(root).absolute())):
+        try:
+            return a.relative_to(b).as_posix()
+        except ValueError:
+            continue
+    try:
+        return Path(file).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return str(file)
+
+
+def sample_per_class(items: Sequence[LabeledImage], per_class: int | None, seed: int = 0,
+                     classes: Sequence[str] | None = None) -> list[LabeledImage]:
+    """Up to ``per_class`` items of each label (of ``classes`` if given), drawn reproducibly with
+    one seeded generator, kept in their listed order. All items when ``per_class`` is falsy."""
+    if classes is not None:
+        wanted = set(classes)
+        items = [it for it in items if it.label in wanted]
+    if not per_class:
+        return list(items)
+    rng = np.random.default_rng(seed)
+    groups: dict[str | None, list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault(it.label, []).append(i)
+    keep: list[int] = []
+    for label in sorted(groups, key=lambda v: (v is None, v or "")):
+        idx = groups[label]
+        keep.extend(np.asarray(idx)[rng.choice(len(idx), size=min(per_class, len(idx)), replace=False)].tolist())
+    return [items[i] for i in sorted(keep)]
 
 
 def draw_test_set(source: str | os.PathLike[str], out: str | os.PathLike[str], per_class: int = 10,
@@ -149,18 +192,17 @@ def draw_test_set(source: str | os.PathLike[str], out: str | os.PathLike[str], p
 
     classes = tuple(classes or SIX_EMOTIONS)
     items = list_images(source, classes)
-    rng = random.Random(seed)
+    counts = class_counts(items)
+    for emotion in classes:
+        if counts.get(emotion, 0) < per_class:
+            raise DatasetError(f"{source}: only {counts.get(emotion, 0)} {emotion} images, {per_class} needed")
     out = Path(out)
     chosen: list[LabeledImage] = []
-    for emotion in classes:
-        pool = [it for it in items if it.label == emotion]
-        if len(pool) < per_class:
-            raise DatasetError(f"{source}: only {len(pool)} {emotion} images, {per_class} needed")
-        for it in sorted(rng.sample(pool, per_class), key=lambda i: i.path.name):
-            dest = out / emotion / it.path.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(it.path, dest)
-            chosen.append(LabeledImage(dest, emotion))
+    for it in sample_per_class(items, per_class, seed):
+        dest = out / str(it.label) / it.path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(it.path, dest)
+        chosen.append(LabeledImage(dest, it.label))
     return chosen
 
 

@@ -1,5 +1,9 @@
-"""models/manifest.json: the list of models every part of the workbench reads, and loading any
-of them (AU model, CNN, Teachable Machine) behind the one ``Predictor`` interface."""
+"""models/manifest.json: the list of models every part of the workbench reads.
+
+An entry names a model file, its kind (see ``predictors.registry``), the emotions it predicts,
+how good it is (``Metrics``: one vocabulary for every kind, saying what it was measured on),
+the command that made it and the file's SHA-256. Loading a model goes through the registry.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,131 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
-from .config import MODELS_DIR, REPO_ROOT
+from . import config
 from .errors import FerError, ModelFileError
 
 MANIFEST = "manifest.json"
-AU_KINDS = ("au-logreg", "au-mlp")
-
-
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,62}$")
 
+# Metric names written by earlier versions, and what they were measured on.
+_LEGACY_METRICS = {
+    "holdout": "a stratified share of the training table held out from fitting",
+    "val": "the validation folder (which also picked the best epoch)",
+    "test": "a test set",
+}
 
-def validate_model_name(name: str, existing: list[dict]) -> str:
+
+@dataclass(frozen=True)
+class Metrics:
+    """How good a model is, and on what: the one vocabulary of every manifest entry."""
+
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    accuracy_ci95: tuple[float, float] | None = None
+    evaluated_on: str = ""
+    n: int | None = None
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and value != "":
+                out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Metrics":
+        d = dict(d or {})
+        evaluated_on = d.get("evaluated_on", "")
+        for prefix, meaning in _LEGACY_METRICS.items():
+            if f"{prefix}_accuracy" in d or f"{prefix}_macro_f1" in d:
+                d.setdefault("accuracy", d.get(f"{prefix}_accuracy"))
+                d.setdefault("macro_f1", d.get(f"{prefix}_macro_f1"))
+                evaluated_on = evaluated_on or meaning
+        ci = d.get("accuracy_ci95")
+
+        def number(v):
+            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+        return cls(accuracy=number(d.get("accuracy")), macro_f1=number(d.get("macro_f1")),
+                   accuracy_ci95=(float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None,
+                   evaluated_on=str(evaluated_on or ""),
+                   n=int(d["n"]) if isinstance(d.get("n"), int) else None)
+
+    @classmethod
+    def from_report(cls, report, evaluated_on: str) -> "Metrics":
+        """From an ``EvaluationReport``."""
+        return cls(accuracy=report.accuracy, macro_f1=report.macro_f1,
+                   accuracy_ci95=tuple(report.accuracy_ci95), evaluated_on=evaluated_on, n=report.n)
+
+
+_KNOWN = ("name", "kind", "path", "classes", "metrics", "command", "origin", "description", "mapping", "sha256")
+
+
+@dataclass
+class ModelEntry:
+    """One model of the manifest. ``path`` is relative to the repository (or absolute);
+    keys this version does not know are kept in ``extra`` and written back unchanged."""
+
+    name: str
+    kind: str
+    path: str
+    classes: tuple[str, ...]
+    metrics: Metrics = field(default_factory=Metrics)
+    command: str | None = None
+    origin: str | None = None  # None: bundled; "dashboard"; "imported"; "cli"
+    description: str | None = None
+    mapping: dict[str, str | None] | None = None  # Teachable Machine label -> emotion
+    sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def file(self) -> Path:
+        return resolve_path(self.path)
+
+    @property
+    def origin_label(self) -> str:
+        """bundled / trained in the dashboard / imported, for model lists."""
+        if self.origin == "dashboard":
+            return "trained in the dashboard"
+        if self.origin == "imported" or self.kind == "teachable":
+            return "imported"
+        return self.origin or "bundled"
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "path": self.path,
+                               "classes": list(self.classes), "metrics": self.metrics.to_dict()}
+        for key in ("command", "origin", "description", "mapping", "sha256"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = MANIFEST) -> "ModelEntry":
+        if not isinstance(d, dict) or not all(isinstance(d.get(k), str) and d.get(k) for k in ("name", "kind", "path")):
+            raise ModelFileError(f"{source}: an entry lacks name, kind or path; restore it with git checkout")
+        return cls(name=d["name"], kind=d["kind"], path=d["path"], classes=tuple(d.get("classes") or ()),
+                   metrics=Metrics.from_dict(d.get("metrics")), command=d.get("command"),
+                   origin=d.get("origin"), description=d.get("description"), mapping=d.get("mapping"),
+                   sha256=d.get("sha256"), extra={k: v for k, v in d.items() if k not in _KNOWN})
+
+    def verify_checksum(self) -> None:
+        """Refuse a registered model whose file changed since it was registered."""
+        path = self.file
+        if not path.exists():
+            raise ModelFileError(f"{path}: model file of {self.name!r} is missing; restore it or retrain")
+        if self.sha256 and sha256_file(path) != self.sha256:
+            raise ModelFileError(f"{path}: checksum does not match models/manifest.json; restore it or retrain")
+
+
+def validate_model_name(name: str, existing: Sequence[ModelEntry]) -> str:
     """A safe file stem that no manifest entry uses yet, or a FerError saying what to change."""
     name = (name or "").strip()
     if not name:
@@ -27,7 +143,7 @@ def validate_model_name(name: str, existing: list[dict]) -> str:
     if not MODEL_NAME_RE.fullmatch(name):
         raise FerError(f"model name {name!r} is not allowed: use 2-63 letters, digits, '-' or '_', "
                        "starting with a letter or digit")
-    if any(e.get("name") == name for e in existing):
+    if any(e.name == name for e in existing):
         raise FerError(f"a model named {name!r} already exists; choose another name")
     return name
 
@@ -41,110 +157,48 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def manifest_path(models_dir: Path | None = None) -> Path:
-    return Path(models_dir or MODELS_DIR) / MANIFEST
+    return Path(models_dir or config.models_dir()) / MANIFEST
 
 
-def read_manifest(models_dir: Path | None = None) -> list[dict]:
+def read_manifest(models_dir: Path | None = None) -> list[ModelEntry]:
     path = manifest_path(models_dir)
     if not path.exists():
         return []
     try:
         entries = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         raise ModelFileError(f"{path}: manifest is not valid JSON; restore it with git checkout") from None
     if not isinstance(entries, list):
         raise ModelFileError(f"{path}: manifest must be a JSON list of model entries")
-    return entries
+    return [ModelEntry.from_dict(e, str(path)) for e in entries]
 
 
-def write_manifest(entries: list[dict], models_dir: Path | None = None) -> None:
+def write_manifest(entries: Sequence[ModelEntry], models_dir: Path | None = None) -> None:
     path = manifest_path(models_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries, indent=2) + "\n")
+    tmp.write_text(json.dumps([e.to_dict() for e in entries], indent=2) + "\n")
     tmp.replace(path)
 
 
-def register_model(entry: dict, models_dir: Path | None = None) -> dict:
-    """Add or replace (by name) an entry; fills sha256 from the file."""
-    required = {"name", "kind", "path", "classes"}
-    if not required <= entry.keys():
-        raise ValueError(f"manifest entry needs {sorted(required)}")
-    entry = dict(entry)
-    entry["sha256"] = sha256_file(resolve_path(entry["path"]))
-    entries = [e for e in read_manifest(models_dir) if e.get("name") != entry["name"]]
+def register(entry: ModelEntry, models_dir: Path | None = None) -> ModelEntry:
+    """Add or replace (by name) an entry, filling its sha256 from the file."""
+    entry.sha256 = sha256_file(entry.file)
+    entries = [e for e in read_manifest(models_dir) if e.name != entry.name]
     entries.append(entry)
     write_manifest(entries, models_dir)
     return entry
 
 
-def resolve_path(path: str) -> Path:
+def resolve_path(path: str | os.PathLike[str]) -> Path:
     """Manifest paths are relative to the repository root."""
     p = Path(path)
-    return p if p.is_absolute() else REPO_ROOT / p
+    return p if p.is_absolute() else config.REPO_ROOT / p
 
 
 def relative_to_repo(path: str | os.PathLike[str]) -> str:
     p = Path(path).resolve()
     try:
-        return str(p.relative_to(REPO_ROOT))
+        return str(p.relative_to(config.REPO_ROOT))
     except ValueError:
         return str(p)
-
-
-def find_entry(ref: str, models_dir: Path | None = None) -> dict:
-    """A model by manifest name, or an ad-hoc entry for a model file path."""
-    for entry in read_manifest(models_dir):
-        if entry.get("name") == ref:
-            return entry
-    path = Path(ref)
-    if path.exists():
-        return {"name": path.stem, "kind": kind_from_path(path), "path": str(path.resolve())}
-    names = ", ".join(e.get("name", "?") for e in read_manifest(models_dir)) or "none"
-    raise ModelFileError(f"model {ref!r} not found: give a file path or one of: {names}")
-
-
-def kind_from_path(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        try:
-            return json.loads(path.read_text()).get("kind", "au-logreg")
-        except (OSError, json.JSONDecodeError, AttributeError):
-            raise ModelFileError(f"{path}: not a JSON AU model; pick a .json file saved by this workbench") from None
-    if suffix == ".keras":
-        return "cnn"
-    if suffix in (".h5", ".zip") or path.is_dir():
-        return "teachable"
-    raise ModelFileError(f"{path}: unknown model type; use .json (AU model), .keras (CNN) or a Teachable Machine .zip/.h5")
-
-
-def verify_checksum(entry: dict) -> None:
-    """Refuse a bundled model whose file changed since it was registered."""
-    expected = entry.get("sha256")
-    path = resolve_path(entry["path"])
-    if not path.exists():
-        raise ModelFileError(f"{path}: model file of {entry.get('name')!r} is missing; restore it or retrain")
-    if expected and sha256_file(path) != expected:
-        raise ModelFileError(f"{path}: checksum does not match models/manifest.json; restore it or retrain")
-
-
-def load_predictor(entry: dict, analyzer=None):
-    """A ``Predictor`` for a manifest entry. AU models need a FaceAnalyzer (MediaPipe)."""
-    verify_checksum(entry)
-    path = resolve_path(entry["path"])
-    kind = entry.get("kind")
-    name = entry.get("name", path.stem)
-    if kind in AU_KINDS:
-        from .analysis import AUPredictor
-        from .au_model import AUModel
-
-        return AUPredictor(AUModel.load(path), analyzer, name=name)
-    if kind == "cnn":
-        from .cnn import CNNPredictor
-
-        return CNNPredictor(path, name=name)
-    if kind == "teachable":
-        from .teachable import load_teachable
-
-        return load_teachable(path, name=name, mapping=entry.get("mapping"))
-    raise ModelFileError(f"{entry.get('name')}: unknown model kind {kind!r}")

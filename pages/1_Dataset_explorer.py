@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import config, plots
-from fer_core.aus import AU_COLUMNS, au_label
+from fer_core import au_table, config
+from fer_core.au_table import AU_COLUMNS, au_label
 from fer_core.emotions import SEVEN_EMOTIONS
 from fer_core.errors import FerError
-from fer_core.images import class_counts
-from ui.common import (DATA_LAYOUT_HELP, au_table_from_bytes, dataset_items, derived_tables, digest,
-                       load_au_table, page_setup, run_page, show_error, thumbnail, unpacked_zip)
+from fer_core.figures import plots
+from fer_core.images import class_counts, sample_per_class
+from ui.common import (
+    DATA_LAYOUT_HELP,
+    au_table_from_bytes,
+    dataset_items,
+    derived_tables,
+    digest,
+    load_au_table,
+    page_setup,
+    run_page,
+    show_error,
+    thumbnail,
+    unpacked_zip,
+)
 
 page_setup("Dataset explorer", ":material/bar_chart:")
 
@@ -46,7 +57,7 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
         split = st.selectbox("Split", splits, index=splits.index("train") if "train" in splits else 0)
         folder = root / split
         items = dataset_items(str(folder))
-        table_path = config.DATA_DIR / f"fer2013_{split}_au.csv.gz"
+        table_path = config.data_dir() / f"fer2013_{split}_au.csv.gz"
         if table_path.is_file():
             return f"FER2013 {split}", items, load_au_table(table_path), f"`data/{table_path.name}`"
         return f"FER2013 {split}", items, au_tables.get(str(folder)), "extracted on the AU model page"
@@ -112,14 +123,14 @@ def show_samples(items: list) -> None:
     per = c1.slider("Images per emotion", 4, 16, 8, key="explorer_per")
     if c2.button("Shuffle", key="explorer_shuffle"):
         st.session_state["explorer_seed"] = st.session_state.get("explorer_seed", 0) + 1
-    rng = np.random.default_rng(st.session_state.get("explorer_seed", 0))
+    seed = st.session_state.get("explorer_seed", 0)
+    counts = class_counts(items)
     by_label: dict[str, list] = {}
-    for it in items:
+    for it in sample_per_class(items, per, seed):
         by_label.setdefault(it.label or "unlabelled", []).append(it)
     failed: list[str] = []
     for emotion in _ordered(by_label):
-        pool = by_label[emotion]
-        chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=min(per, len(pool)), replace=False))]
+        chosen = by_label[emotion]
         thumbs, captions = [], []
         for it in chosen:
             try:
@@ -127,7 +138,7 @@ def show_samples(items: list) -> None:
                 captions.append(it.path.name[:18])
             except FerError as exc:
                 failed.append(str(exc))
-        st.markdown(f"**{emotion}** · {len(pool):,} images")
+        st.markdown(f"**{emotion}** · {counts.get(emotion, 0):,} images")
         if thumbs:
             st.image(thumbs, caption=captions, width=96)
     if failed:
@@ -136,8 +147,8 @@ def show_samples(items: list) -> None:
 
 def show_aus(table: pd.DataFrame, origin: str) -> None:
     st.subheader("Action Units per emotion")
-    rows = plots.usable_rows(table)
-    labels = [x for x in rows["label"].dropna().unique()] if "label" in rows else []
+    rows = au_table.usable(table)
+    labels = [x for x in au_table.labels_of(rows).dropna().unique()]
     if rows.empty or not labels:
         st.warning("This table has no labelled faces with AU values, so there is nothing to plot per emotion.")
         return
@@ -159,19 +170,18 @@ def main() -> None:
     st.title("Dataset explorer")
     st.caption("How balanced is a dataset, what do its faces look like, and which Action Units "
                "separate its emotions?")
-    name, items, table, origin = choose_dataset()
+    _, items, table, origin = choose_dataset()
     if items is None and table is None:
         return
     if items is not None:
         show_balance(class_counts(items))
     else:
-        first = table[table["face"] == 0] if "face" in table.columns else table
-        labels = first["label"].fillna("unlabelled")
+        first = au_table.first_faces(table)
+        labels = au_table.labels_of(first).fillna("unlabelled")
         counts = {str(k): int(v) for k, v in labels.value_counts().items()}
-        found = (first.assign(ok=first["success"] > 0).groupby(labels)["ok"].mean().to_dict()
-                 if "success" in first.columns else None)
+        found = first.assign(ok=au_table.measured(first)).groupby(labels)["ok"].mean().to_dict()
         show_balance(counts, found)
-        failed = int((first["success"] == 0).sum()) if "success" in first.columns else 0
+        failed = int((~au_table.measured(first)).sum())
         if failed:
             st.caption(f"{failed:,} of {len(first):,} images have no measured face (success 0); "
                        "they are counted above but left out of the AU plots.")

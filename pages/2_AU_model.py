@@ -8,12 +8,26 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from fer_core import config, plots
+from fer_core import config
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError
-from ui.common import (DATA_LAYOUT_HELP, au_table_from_bytes, dataset_items, derived_tables,
-                       docker_status, extract_with_cancel, is_au_entry, load_au_model, load_au_table, manifest_entries,
-                       page_setup, run_page, save_au_model, show_error, wait_for_extraction)
+from fer_core.figures import plots
+from fer_core.images import sample_per_class
+from ui.common import (
+    DATA_LAYOUT_HELP,
+    au_table_from_bytes,
+    dataset_items,
+    derived_tables,
+    docker_status,
+    entries_of,
+    extract_with_cancel,
+    load_au_table,
+    load_predictor,
+    page_setup,
+    run_page,
+    show_error,
+    wait_for_extraction,
+)
 
 page_setup("AU model", ":material/tune:")
 
@@ -53,12 +67,7 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
     start = c1.button("Extract AUs", type="primary", key="au_extract", disabled=not ready)
     c2.button("Cancel", key="au_cancel", help="Stops the extraction; images done so far are kept.")
     if start:
-        items = dataset_items(folder)
-        if per:
-            by_label: dict = {}
-            for it in items:
-                by_label.setdefault(it.label, []).append(it)
-            items = [it for group in by_label.values() for it in group[:per]]
+        items = sample_per_class(dataset_items(folder), int(per))
 
         def keep(table: pd.DataFrame, cancelled: bool) -> None:
             tables[key] = {"table": table, "cancelled": cancelled, "total": len(items)}
@@ -84,7 +93,7 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
 
 
 def pull_openface_image() -> None:
-    from fer_core.openface import OpenFaceDocker
+    from fer_core.measure.openface_docker import OpenFaceDocker
 
     with st.spinner("Pulling the OpenFace image…"):
         try:
@@ -125,21 +134,20 @@ def choose_table() -> tuple[pd.DataFrame | None, str]:
 
 def show_model(model, key: str) -> None:
     """Metrics, per-emotion accuracy, confusion matrix and the coefficient heatmap of a model."""
-    m = model.info.get("metrics", {}).get("holdout", {})
+    m = model.holdout
     data = model.info.get("data", {})
     c1, c2, c3, c4 = st.columns(4)
     if m:
-        lo, hi = m.get("accuracy_ci95", [None, None])
-        c1.metric("Held-out accuracy", f"{m['accuracy']:.1%}",
-                  help=f"95% bootstrap interval {lo:.1%}–{hi:.1%}" if lo is not None else None)
-        c2.metric("Macro F1", f"{m['macro_f1']:.3f}")
-        c3.metric("Held-out faces", f"{m.get('n', 0):,}")
-    c4.metric("Training faces (all)", f"{data.get('rows', 0):,}")
+        lo, hi = m.accuracy_ci95
+        c1.metric("Held-out accuracy", f"{m.accuracy:.1%}", help=f"95% bootstrap interval {lo:.1%}–{hi:.1%}")
+        c2.metric("Macro F1", f"{m.macro_f1:.3f}")
+        c3.metric("Held-out faces", f"{m.n:,}", help="Scored, never fitted on.")
+    c4.metric("Faces in the table", f"{data.get('rows', 0):,}",
+              help="All usable faces: the model was refitted on all of them after the held-out scoring.")
     if m:
         left, right = st.columns(2)
-        left.plotly_chart(plots.per_class_accuracy_bars(m["per_class"], overall=m["accuracy"]),
-                          key=f"{key}_per_class")
-        right.plotly_chart(plots.confusion_heatmap(m["confusion"], m["labels"]), key=f"{key}_confusion")
+        left.plotly_chart(plots.per_class_accuracy_bars(m.per_class, overall=m.accuracy), key=f"{key}_per_class")
+        right.plotly_chart(plots.confusion_heatmap(m.confusion, m.labels), key=f"{key}_confusion")
     if model.kind == "au-logreg":
         st.plotly_chart(plots.coefficient_heatmap(model.weights[0], model.classes, model.au_columns),
                         key=f"{key}_coef")
@@ -179,7 +187,7 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
 
 
 def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress):
-    from fer_core.au_model import fit_au_model
+    from fer_core.predictors.au_models import fit_au_model
 
     return fit_au_model(table, classes, kind=kind, class_weight="balanced" if balanced else None,
                         holdout=holdout, seed=seed, description=origin, progress=progress)
@@ -210,20 +218,33 @@ def result_section() -> None:
         except FerError as exc:
             show_error(exc)
         else:
-            result["saved_as"] = entry["name"]
+            result["saved_as"] = entry.name
             st.rerun()
 
 
+def save_au_model(model, name: str, origin: str):
+    from fer_core.manifest import Metrics
+    from fer_core.predictors.registry import save_and_register
+
+    holdout = model.info.get("settings", {}).get("holdout", 0.25)
+    model.info.setdefault("command", f"dashboard: AU model page ({origin})")
+    return save_and_register(model, name=name, kind=model.kind, classes=model.classes,
+                             metrics=Metrics.from_report(model.holdout, f"{holdout:.0%} of {origin} held out"),
+                             command=model.info["command"], origin="dashboard", description=origin)
+
+
 def inspect_section() -> None:
-    entries = [e for e in manifest_entries() if is_au_entry(e)]
+    from fer_core.predictors.au_models import KINDS
+
+    entries = [e for e in entries_of(explains=True) if e.kind in KINDS]
     if not entries:
         return
     with st.expander("Inspect a saved AU model"):
-        names = [e["name"] for e in entries]
+        names = [e.name for e in entries]
         name = st.selectbox("Model", names, key="au_inspect")
         entry = entries[names.index(name)]
         try:
-            show_model(load_au_model(entry), f"saved_{name}")
+            show_model(load_predictor(entry).model, f"saved_{name}")
         except FerError as exc:
             show_error(exc)
 

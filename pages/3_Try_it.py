@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fer_core import plots
-from ui.common import (IMAGE_TYPES, analyze_upload, digest, face_analyzer, face_crop, is_au_entry,
-                       load_au_model, log, manifest_entries, other_model_probabilities, page_setup, run_page,
-                       show_error)
+from fer_core.errors import one_line
+from fer_core.figures import plots
+from fer_core.pipeline import analyze_photo, probabilities_for
+from ui.common import (
+    IMAGE_TYPES,
+    digest,
+    entries_of,
+    face_analyzer,
+    load_predictor,
+    log,
+    page_setup,
+    run_page,
+    show_error,
+)
 
 page_setup("Try it", ":material/photo_camera:")
 
 SESSION_MODEL = "model trained in this session (not saved)"
-OTHER_KINDS = ("cnn", "teachable")
 MAX_KEPT_RESULTS = 64
 
 
-def choose_models() -> tuple[object | None, str, list[dict]]:
-    """(AU model, a key naming its version, the CNN / Teachable Machine entries to show too)."""
-    entries = manifest_entries()
-    au_entries = [e for e in entries if is_au_entry(e)]
-    names = [e["name"] for e in au_entries]
+def choose_models() -> tuple[object | None, str, list]:
+    """(the explaining model, a key naming its version, the other models' entries to show too)."""
+    au_entries = entries_of(explains=True)
+    names = [e.name for e in au_entries]
     trained = st.session_state.get("au_train")
     if trained and not trained.get("saved_as"):
         names.append(SESSION_MODEL)
@@ -29,20 +37,22 @@ def choose_models() -> tuple[object | None, str, list[dict]]:
                    "AU table needs no images) or restore models/manifest.json.")
         return None, "", []
     default = names.index("au-logreg-fer2013") if "au-logreg-fer2013" in names else 0
-    others = [e for e in entries if e.get("kind") in OTHER_KINDS]
+    others = entries_of(explains=False)
     c1, c2 = st.columns(2)
     name = c1.selectbox("AU model (explains its prediction)", names, index=default, key="try_model")
     chosen: list[str] = []
     if others:
-        other_names = [e["name"] for e in others]
+        other_names = [e.name for e in others]
         chosen = c2.multiselect("Show beside it", other_names, default=other_names, key="try_others",
                                 help="CNN and Teachable Machine models from models/manifest.json. "
                                      "The first one starts TensorFlow (~15 s, once).")
+    picked = [e for e in others if e.name in chosen]
     if name == SESSION_MODEL:
-        return trained["model"], f"session:{id(trained['model'])}", [e for e in others if e["name"] in chosen]
+        from fer_core.predictors.au_models import AUPredictor
+
+        return AUPredictor(trained["model"], name="session model"), f"session:{id(trained['model'])}", picked
     entry = au_entries[names.index(name)]
-    model = load_au_model(entry)
-    return model, f"{name}:{entry.get('sha256', '')}", [e for e in others if e["name"] in chosen]
+    return load_predictor(entry), f"{name}:{entry.sha256 or ''}", picked
 
 
 def collect_inputs() -> list[tuple[str, bytes]]:
@@ -62,69 +72,72 @@ def result_for(name: str, data: bytes, model, model_key: str) -> dict:
     key = (digest(data), name, model_key)
     if key not in results:
         with st.spinner(f"Analysing {name}…"):
-            results[key] = analyze_upload(data, name, model, face_analyzer()) | {"model_key": model_key}
+            results[key] = (analyze_photo(data, name, model, face_analyzer()), model_key)
         while len(results) > MAX_KEPT_RESULTS:
             results.pop(next(iter(results)))
     return results[key]
 
 
-def show_face(result: dict, index: int, face: dict, others: list[dict], slot: int) -> None:
-    emotion, proba = face["emotion"], face["probabilities"][face["emotion"]]
-    strongest = plots.strongest_aus(face["aus"], n=3)
-    overlay = plots.draw_face_overlay(result["image"], face["box"], face["landmarks"], strongest,
+def show_face(result, index: int, face, others: list, slot: int) -> None:
+    ex = face.explanation
+    emotion, proba = ex.emotion, ex.probabilities[ex.emotion]
+    reasons = [c.au for c in ex.reasons if c.present]
+    overlay = plots.draw_face_overlay(result.image, face.box, face.landmarks, reasons,
                                       label=f"{emotion} {proba:.0%}", crop_margin=0.35)
     c1, c2, c3 = st.columns([1.1, 1, 1.1])
-    c1.image(overlay, caption=f"Face {index + 1}: its strongest AUs marked on the landmarks", width="stretch")
+    c1.image(overlay, caption=f"Face {index + 1}: the AUs that explain it, marked on the landmarks",
+             width="stretch")
     with c2:
         st.markdown(f"### Predicted: {emotion} ({proba:.0%})")
-        st.markdown(face["sentence"][0].upper() + face["sentence"][1:])
-        if face.get("against"):
+        st.markdown(ex.sentence[0].upper() + ex.sentence[1:])
+        if ex.against:
             st.caption("Speaking against it: " + ", ".join(
-                f"{a['name']} ({a['intensity']:.1f})" for a in face["against"]))
-        st.plotly_chart(plots.probability_bars(face["probabilities"], title="AU model: probabilities"),
+                f"{a.name} ({a.intensity:.1f})" if a.present else f"{a.name} (absent)" for a in ex.against))
+        st.plotly_chart(plots.probability_bars(ex.probabilities, title="AU model: probabilities"),
                         key=f"proba_{slot}_{index}")
-    c3.plotly_chart(plots.au_intensity_bars(face["aus"], highlight=[a["au"] for a in face["top_aus"]],
+    c3.plotly_chart(plots.au_intensity_bars(face.aus, highlight=reasons,
                                             title="AU intensities (orange: the reasons)"),
                     key=f"aus_{slot}_{index}")
     if others:
-        show_other_models(result, face, index, others, slot)
+        show_other_models(face, index, others, slot)
 
 
-def show_other_models(result: dict, face: dict, index: int, others: list[dict], slot: int) -> None:
-    """CNN / Teachable Machine probabilities for the same face (its crop), computed on first view
-    and kept with the result."""
+def show_other_models(face, index: int, others: list, slot: int) -> None:
+    """The other models' probabilities for the same face (the crop every pixel model sees),
+    computed on first view and kept with the result."""
     st.markdown(f"**Other models on face {index + 1}** (they see the face crop, not the AUs)")
-    cache: dict = face.setdefault("others", {})
-    crop = None
+    cache: dict = st.session_state.setdefault("try_other_probs", {})
     for col, entry in zip(st.columns(len(others)), others):
         with col:
-            key = f"{entry['name']}:{entry.get('sha256', '')}"
+            key = (id(face), entry.name, entry.sha256 or "")
             if key not in cache:
-                if crop is None:
-                    crop = face_crop(result["image"], face["box"])
-                with st.spinner(f"Running {entry['name']}…"):
-                    cache[key] = other_model_probabilities(entry, crop)
+                with st.spinner(f"Running {entry.name}…"):
+                    try:
+                        cache[key] = probabilities_for(load_predictor(entry), face.face)
+                    except Exception as exc:
+                        log.exception("model %s failed", entry.name)
+                        cache[key] = f"{entry.name}: could not run ({one_line(exc)})"
             probs = cache[key]
             if isinstance(probs, str):
                 show_error(probs, warning=True)
                 continue
             best = max(probs, key=probs.get)
-            st.markdown(f"{entry['name']} ({entry['kind']}): **{best}** ({probs[best]:.0%})")
-            st.plotly_chart(plots.probability_bars(probs, title=entry["name"]),
-                            key=f"other_{slot}_{index}_{entry['name']}")
+            st.markdown(f"{entry.name} ({entry.kind}): **{best}** ({probs[best]:.0%})")
+            st.plotly_chart(plots.probability_bars(probs, title=entry.name),
+                            key=f"other_{slot}_{index}_{entry.name}")
 
 
-def show_result(result: dict, others: list[dict], slot: int) -> None:
+def show_result(result, others: list, slot: int) -> None:
     with st.container(border=True):
-        st.markdown(f"#### {result['name']}")
-        if result["error"]:
+        st.markdown(f"#### {result.name}")
+        if result.error:
             # A file that is not an image is an error; a photo without a face is a warning.
-            show_error(result["error"], warning=result["image"] is not None)
+            show_error(result.error, warning=result.image is not None)
             return
-        n = len(result["faces"])
-        st.caption(f"{n} face{'s' if n > 1 else ''} found, analysed in {result['seconds']:.2f} s"
-                   + (" (image scaled down for analysis)" if result["scaled"] else "") + ".")
-        for i, face in enumerate(result["faces"]):
+        n = len(result.faces)
+        st.caption(f"{n} face{'s' if n > 1 else ''} found, analysed in {result.seconds:.2f} s"
+                   + (" (image scaled down for analysis)" if result.scaled else "") + ".")
+        for i, face in enumerate(result.faces):
             show_face(result, i, face, others, slot)
 
 
@@ -139,7 +152,7 @@ def main() -> None:
     if not inputs:
         st.info("Upload one or more photos above (nothing is stored on disk), or switch on the camera. "
                 "Frontal, well-lit faces work best.")
-        last = [r for r in st.session_state.get("try_last", []) if r.get("model_key") == model_key]
+        last = [r for r, key in st.session_state.get("try_last", []) if key == model_key]
         if last:  # the uploader forgets its files when you visit another page; the results stay
             st.subheader("Last results")
             for slot, result in enumerate(last):
@@ -148,10 +161,10 @@ def main() -> None:
     shown = []
     for slot, (name, data) in enumerate(inputs):
         try:
-            result = result_for(name, data, model, model_key)
-            shown.append(result)
+            result, key = result_for(name, data, model, model_key)
+            shown.append((result, key))
             show_result(result, others, slot)
-        except Exception as exc:  # noqa: BLE001 - one bad file must not hide the rest of the batch
+        except Exception as exc:
             log.exception("analysis of %s failed", name)
             show_error(exc, prefix=name)
     st.session_state["try_last"] = shown

@@ -1,24 +1,35 @@
 """CNN: inspect a saved pixel CNN, evaluate it on a folder, or train one with live curves and Stop.
 
-Training runs in a background thread (``ui.models_ui.CNNTrainingJob``) kept in session state; the
-live view is an ``st.fragment`` that re-runs every second while the thread works, so the Stop
-button stays clickable and the rest of the page does not re-run. See ``ui/models_ui.py``.
+Training runs in a background thread (``fer_core.training.CNNTrainingJob``) kept in session state;
+the live view is an ``st.fragment`` that re-runs every second while the thread works, so the Stop
+button stays clickable and the rest of the page does not re-run.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import streamlit as st
 
-from fer_core import config, plots
-from fer_core.compare_plots import training_curves
+from fer_core import config
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError
-from ui.common import (DATA_LAYOUT_HELP, dataset_items, manifest_entries, models_dir, page_setup, run_page,
-                       show_error)
-from ui.models_ui import (CNNSettings, CNNTrainingJob, active_training, evaluate_cnn_on_folder, sample_per_class,
-                          save_cnn)
+from fer_core.evaluation.metrics import EvaluationReport
+from fer_core.figures import plots
+from fer_core.figures.compare import training_curves
+from fer_core.images import sample_per_class
+from fer_core.training import CNNSettings, CNNTrainingJob, active_training
+from ui.common import (
+    DATA_LAYOUT_HELP,
+    dataset_items,
+    fraction_bar,
+    load_predictor,
+    manifest_entries,
+    page_setup,
+    run_page,
+    show_error,
+)
 
 page_setup("CNN", ":material/memory:")
 
@@ -36,48 +47,50 @@ NO_CNN_HELP = (
     "--val ../shared/datasets/fer2013/val --out models/cnn_mine.keras --name cnn-mine`.")
 
 
-def show_evaluation(ev: dict, key: str) -> None:
-    """Per-emotion accuracy bars and the confusion matrix of an ``evaluation_report``."""
+def show_evaluation(ev: EvaluationReport, key: str) -> None:
+    """Per-emotion accuracy bars and the confusion matrix of an evaluation."""
     left, right = st.columns(2)
-    left.plotly_chart(plots.per_class_accuracy_bars(ev["per_class"], overall=ev["accuracy"]), key=f"{key}_bars")
-    right.plotly_chart(plots.confusion_heatmap(ev["confusion"], ev["labels"]), key=f"{key}_confusion")
+    left.plotly_chart(plots.per_class_accuracy_bars(ev.per_class, overall=ev.accuracy), key=f"{key}_bars")
+    right.plotly_chart(plots.confusion_heatmap(ev.confusion, ev.labels), key=f"{key}_confusion")
+    collapsed = ev.predicts_one_class()
+    if collapsed:
+        st.warning(f"This model predicts **{collapsed}** for almost every image: it has not learned to tell "
+                   "the emotions apart. Train longer or on more images before using it.")
 
 
-def metric_row(ev: dict, extra: dict[str, str]) -> None:
+def metric_row(ev: EvaluationReport, extra: dict[str, str], label: str = "Validation accuracy") -> None:
     cols = st.columns(2 + len(extra))
-    lo, hi = ev.get("accuracy_ci95", [None, None])
-    cols[0].metric("Validation accuracy", f"{ev['accuracy']:.1%}",
-                   help=f"95% bootstrap interval {lo:.1%}–{hi:.1%}" if lo is not None else None)
-    cols[1].metric("Macro F1", f"{ev['macro_f1']:.3f}")
-    for col, (label, value) in zip(cols[2:], extra.items()):
-        col.metric(label, value)
+    lo, hi = ev.accuracy_ci95
+    cols[0].metric(label, f"{ev.accuracy:.1%}", help=f"95% bootstrap interval {lo:.1%}–{hi:.1%}")
+    cols[1].metric("Macro F1", f"{ev.macro_f1:.3f}")
+    for col, (name, value) in zip(cols[2:], extra.items()):
+        col.metric(name, value)
 
 
 # -- saved models ----------------------------------------------------------------------------
 def saved_section() -> None:
-    from fer_core.cnn import read_cnn_metadata
-    from fer_core.manifest import resolve_path
+    from fer_core.predictors.cnn import read_cnn_metadata
 
     st.subheader("Saved CNNs")
-    entries = [e for e in manifest_entries() if e.get("kind") == "cnn"]
-    registered = {resolve_path(e["path"]).resolve() for e in entries if e.get("path")}
-    loose = [p.name for p in sorted(models_dir().glob("*.keras")) if p.resolve() not in registered]
+    entries = [e for e in manifest_entries() if e.kind == "cnn"]
+    registered = {e.file.resolve() for e in entries}
+    loose = [p.name for p in sorted(config.models_dir().glob("*.keras")) if p.resolve() not in registered]
     if not entries:
         st.info(NO_CNN_HELP)
         if loose:
-            st.caption(f"Found in {models_dir()} but not registered (still training?): "
+            st.caption(f"Found in {config.models_dir()} but not registered (still training?): "
                        + ", ".join(f"`{n}`" for n in loose))
         return
-    names = [e["name"] for e in entries]
+    names = [e.name for e in entries]
     default = names.index("cnn-fer2013") if "cnn-fer2013" in names else 0
     name = st.selectbox("Model", names, index=default, key="cnn_model")
     entry = entries[names.index(name)]
     try:
-        meta = read_cnn_metadata(resolve_path(entry["path"])) or {}
+        meta = read_cnn_metadata(entry.file) or {}
     except FerError as exc:
         show_error(exc, warning=True)
         meta = {}
-    ev = meta.get("evaluation")
+    ev = EvaluationReport.from_dict(meta["evaluation"]) if meta.get("evaluation") else None
     details = {"Preset": str(meta.get("preset", "?")),
                "Epochs run": str(meta.get("epochs_run", "?")),
                "Training images": f"{meta['n_train']:,}" if isinstance(meta.get("n_train"), int) else "?"}
@@ -87,12 +100,13 @@ def saved_section() -> None:
         cols = st.columns(len(details))
         for col, (label, value) in zip(cols, details.items()):
             col.metric(label, value)
-    st.caption(f"Emotions: {', '.join(entry.get('classes', []))} · file `{entry['path']}`"
-               + (f" · made by `{entry['command']}`" if entry.get("command") else ""))
+    st.caption(f"Emotions: {', '.join(entry.classes)} · file `{entry.path}`"
+               + (f" · made by `{entry.command}`" if entry.command else ""))
     if meta.get("history"):
         st.plotly_chart(training_curves(meta["history"], title=f"{name}: training curves"), key="cnn_saved_curves")
     if ev:
-        st.caption(f"Scores on its validation images ({ev.get('n', 0):,}), as saved when training ended.")
+        st.caption(f"Scores on its validation images ({ev.n:,}), as saved when training ended; those images "
+                   "also picked the best epoch, so the score is a little optimistic.")
         show_evaluation(ev, "cnn_saved")
     evaluate_section(entry)
 
@@ -107,16 +121,18 @@ def evaluate_section(entry: dict) -> None:
         c3.write("")
         go = c3.button("Evaluate", key="cnn_eval_button")
         results: dict = st.session_state.setdefault("cnn_eval", {})
-        key = (entry["name"], entry.get("sha256", ""), folder, int(per))
+        key = (entry.name, entry.sha256 or "", folder, int(per))
         if go:
             if not folder:
                 show_error(f"type the path of a folder with emotion subfolders. {DATA_LAYOUT_HELP}")
                 return
-            bar = st.progress(0.0, text="Starting…")
+            bar, progress = fraction_bar()
             try:
-                items = sample_per_class(dataset_items(str(Path(folder).expanduser()), tuple(entry["classes"])),
+                from fer_core.evaluation.compare import evaluate_images
+
+                items = sample_per_class(dataset_items(str(Path(folder).expanduser()), tuple(entry.classes)),
                                          int(per))
-                results[key] = evaluate_cnn_on_folder(entry, items, lambda f, text: bar.progress(f, text=text))
+                results[key], _ = evaluate_images(load_predictor(entry), items, progress=progress)
             except FerError as exc:
                 show_error(exc)
                 return
@@ -127,7 +143,7 @@ def evaluate_section(entry: dict) -> None:
             st.caption("Runs the model on the images (the first CNN starts TensorFlow, ~15 s). Pick a folder "
                        "the model was not trained on, e.g. FER2013 val for a model trained on train.")
             return
-        metric_row(ev, {"Images": f"{ev['n']:,}"})
+        metric_row(ev, {"Images": f"{ev.n:,}"}, label=f"Accuracy on {Path(folder).name}")
         show_evaluation(ev, "cnn_eval")
 
 
@@ -205,7 +221,8 @@ def live_view(job: CNNTrainingJob, polling: bool) -> None:
         status.warning(f"Stopping… the best epoch so far is kept and evaluated ({minutes:.1f} min).")
     elif job.phase == "loading" and done == 0:
         n, of = job.loaded
-        status.info(f"Reading images{f': {n:,} of {of:,}' if of else ''}… (the first run starts TensorFlow, ~15 s)")
+        starting = "" if "tensorflow" in sys.modules else " (the first run starts TensorFlow, ~15 s)"
+        status.info(f"Reading images{f': {n:,} of {of:,}' if of else ''}…{starting}")
         bar.progress(n / of if of else 0.0)
     else:
         status.info(f"Epoch {min(done + 1, total)} of {total} running · {minutes:.1f} min · {s.describe()}")
@@ -252,11 +269,10 @@ def result_view(job: CNNTrainingJob) -> None:
     c2.write("")
     if c2.button("Save model", key="cnn_save"):
         try:
-            entry = save_cnn(job, name)
+            job.save(name)
         except FerError as exc:
             show_error(exc)
         else:
-            job.saved_as = entry["name"]
             st.rerun()
 
 

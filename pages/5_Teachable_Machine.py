@@ -8,15 +8,24 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from fer_core import plots
 from fer_core.emotions import SEVEN_EMOTIONS
 from fer_core.errors import FerError
-from ui.common import IMAGE_TYPES, digest, manifest_entries, page_setup, run_page, show_error
-from ui.models_ui import (IGNORE, TeachableUpload, load_teachable_upload, remap_teachable, save_teachable,
-                          sort_teachable_upload)
+from fer_core.figures import plots
+from fer_core.predictors.teachable import TeachableImport, TeachableUpload, sort_upload
+from ui.common import (
+    IMAGE_TYPES,
+    digest,
+    face_analyzer,
+    load_teachable_upload,
+    manifest_entries,
+    page_setup,
+    run_page,
+    show_error,
+)
 
 page_setup("Teachable Machine", ":material/school:")
 
+IGNORE = "ignore"  # the mapping choice that drops a Teachable Machine class
 CHOICES = list(SEVEN_EMOTIONS) + [IGNORE]
 HOW_TO_EXPORT = (
     "In [Teachable Machine](https://teachablemachine.withgoogle.com/) train an **Image Project** with one "
@@ -32,7 +41,7 @@ def choose_upload() -> tuple[TeachableUpload, str] | None:
     if not files:
         st.info(HOW_TO_EXPORT)
         return None
-    upload = sort_teachable_upload([(f.name, f.getvalue()) for f in files])
+    upload = sort_upload([(f.name, f.getvalue()) for f in files])
     return upload, digest(upload.model_bytes + b"\0" + (upload.labels_bytes or b""))
 
 
@@ -78,23 +87,25 @@ def show_mapping(predictor) -> None:
 
 
 def try_section(predictor) -> None:
-    from fer_core.images import load_image
+    from fer_core.pipeline import analyze_photo
 
     st.subheader("Try it on a photo")
-    up = st.file_uploader("A photo (the whole image is centre-cropped to a square and resized to the model's "
-                          "input, as Teachable Machine does)", type=IMAGE_TYPES, key="tm_image")
+    up = st.file_uploader("A photo: the model sees the largest face's crop, as on the Compare page (the whole "
+                          "image when no face is found), centre-cropped and resized to its input",
+                          type=IMAGE_TYPES, key="tm_image")
     if up is None:
         return
-    try:
-        rgb = load_image(up.getvalue(), name=up.name)
-    except FerError as exc:
-        show_error(exc)
-        return
-    with st.spinner("Predicting…"):
-        raw = predictor.raw_proba([rgb])[0]
-        proba = predictor.predict_proba([rgb])[0]
+    with st.spinner("Finding the face and predicting…"):
+        photo = analyze_photo(up.getvalue(), up.name, None, face_analyzer())
+        if photo.image is None:
+            show_error(photo.error or f"{up.name}: not a readable image")
+            return
+        crop = photo.faces[0].face.pixels if photo.faces else photo.image
+        raw = predictor.raw_proba([crop])[0]
+        proba = predictor.predict_proba([crop])[0]
     c1, c2, c3 = st.columns([1, 1.4, 1.4])
-    c1.image(rgb, caption=up.name, width="stretch")
+    c1.image(crop, caption=f"{up.name}: " + ("the face it sees" if photo.faces else "no face found, the whole image"),
+             width="stretch")
     c2.plotly_chart(plots.probability_bars(dict(zip(predictor.labels, raw)), title="The model's own classes"),
                     key="tm_raw")
     if pd.isna(proba).any():
@@ -125,19 +136,29 @@ def save_section(upload: TeachableUpload, predictor, key: str) -> None:
         except FerError as exc:
             show_error(exc)
         else:
-            saved[save_key] = entry["name"]
+            saved[save_key] = entry.name
             st.rerun()
 
 
+def save_teachable(upload: TeachableUpload, predictor, name: str):
+    from fer_core.manifest import Metrics
+    from fer_core.predictors.registry import save_and_register
+
+    return save_and_register(TeachableImport(upload, predictor), name=name, kind="teachable",
+                             classes=predictor.classes, metrics=Metrics(), mapping=predictor.mapping.as_dict(),
+                             command=f"dashboard: Teachable Machine page (import of {upload.source})",
+                             origin="imported", description=f"Teachable Machine export {upload.source}")
+
+
 def imported_list() -> None:
-    entries = [e for e in manifest_entries() if e.get("kind") == "teachable"]
+    entries = [e for e in manifest_entries() if e.kind == "teachable"]
     if not entries:
         return
     with st.expander(f"Imported Teachable Machine models ({len(entries)})"):
         st.dataframe(pd.DataFrame([{
-            "model": e["name"], "emotions": ", ".join(e.get("classes", [])),
-            "mapping": ", ".join(f"{k} → {v or 'ignored'}" for k, v in (e.get("mapping") or {}).items()),
-            "file": e.get("path", ""),
+            "model": e.name, "emotions": ", ".join(e.classes),
+            "mapping": ", ".join(f"{k} → {v or 'ignored'}" for k, v in (e.mapping or {}).items()),
+            "file": e.path,
         } for e in entries]), hide_index=True)
 
 
@@ -155,7 +176,7 @@ def main() -> None:
     st.success(f"Loaded **{upload.source}**: {len(base.labels)} classes, input {w}×{h} RGB.")
     mapping = mapping_editor(base, key)
     try:
-        predictor = remap_teachable(base, mapping, name="teachable")
+        predictor = base.remapped(mapping, name="teachable")
     except FerError as exc:
         show_error(exc)
         return

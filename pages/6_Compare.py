@@ -7,15 +7,34 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from fer_core import config, plots
-from fer_core.compare import per_emotion_frame
-from fer_core.compare_plots import (NO_FACE, accuracy_ci_bars, accuracy_summary, mcnemar_frame,
-                                    per_emotion_grouped_bars, predictions_frame, summary_frame)
-from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
+from fer_core import config
+from fer_core.emotions import SIX_EMOTIONS, shared_classes
 from fer_core.errors import FerError
-from ui.common import (DATA_LAYOUT_HELP, dataset_items, digest, manifest_entries, page_setup, run_page, show_error,
-                       thumbnail, unpacked_zip)
-from ui.models_ui import Comparison, drawn_test_set, run_comparison
+from fer_core.evaluation.compare import Comparison, run_comparison
+from fer_core.figures import plots
+from fer_core.figures.compare import (
+    NO_FACE,
+    accuracy_ci_bars,
+    accuracy_summary,
+    mcnemar_frame,
+    per_emotion_grouped_bars,
+    predictions_frame,
+    summary_frame,
+)
+from ui.common import (
+    DATA_LAYOUT_HELP,
+    dataset_items,
+    digest,
+    drawn_test_set,
+    fraction_bar,
+    load_predictor,
+    manifest_entries,
+    page_setup,
+    run_page,
+    show_error,
+    thumbnail,
+    unpacked_zip,
+)
 
 page_setup("Compare", ":material/compare_arrows:")
 
@@ -78,24 +97,24 @@ def choose_test_set() -> tuple[list, str, str] | None:
     return items, str(fer_root / split), f"FER2013 {split} ({len(items):,} images)"
 
 
-def choose_models() -> list[dict]:
-    entries = [e for e in manifest_entries() if e.get("name")]
+def choose_models() -> list:
+    entries = manifest_entries()
     if not entries:
         st.warning("No models are registered in models/manifest.json: train an AU model or a CNN, or import a "
                    "Teachable Machine export, on their pages.")
         return []
-    names = [e["name"] for e in entries]
-    kinds = {e["name"]: e.get("kind", "?") for e in entries}
+    names = [e.name for e in entries]
+    kinds = {e.name: e.kind for e in entries}
     chosen = st.multiselect("Models", names, default=names, key="cmp_models",
                             format_func=lambda n: f"{n} ({kinds[n]})",
                             help="All registered models: AU models, CNNs and Teachable Machine imports. The first "
                                  "CNN or Teachable Machine model starts TensorFlow (~15 s).")
-    return [e for e in entries if e["name"] in chosen]
+    return [e for e in entries if e.name in chosen]
 
 
-def choose_classes(items: list, entries: list[dict]) -> list[str]:
-    present = [e for e in SEVEN_EMOTIONS if e in {it.label for it in items}]
-    common = [e for e in present if all(e in (m.get("classes") or SEVEN_EMOTIONS) for m in entries)]
+def choose_classes(items: list, entries: list) -> list[str]:
+    present = list(shared_classes([], {it.label for it in items}))
+    common = list(shared_classes([e.classes for e in entries if e.classes], present))
     return st.multiselect("Emotions scored", present, default=common or present, key="cmp_classes",
                           help="Images of other emotions are left out. The default is the emotions of the test "
                                "set that every chosen model can predict.")
@@ -104,7 +123,7 @@ def choose_classes(items: list, entries: list[dict]) -> list[str]:
 # -- results ---------------------------------------------------------------------------------
 def show_overall(res: Comparison) -> None:
     st.subheader("Overall accuracy")
-    summary = accuracy_summary(res.report, res.kinds)
+    summary = accuracy_summary(res)
     shown = summary.assign(ci95=[f"{lo:.1%} – {hi:.1%}" for lo, hi in zip(summary["ci95_low"], summary["ci95_high"])])
     st.dataframe(shown[["model", "kind", "accuracy", "ci95", "macro_f1", "no_face", "n"]], hide_index=True,
                  column_config={
@@ -122,8 +141,8 @@ def show_overall(res: Comparison) -> None:
 
 def show_per_emotion(res: Comparison) -> None:
     st.subheader("Per emotion")
-    frame = per_emotion_frame(res.report)
-    st.plotly_chart(per_emotion_grouped_bars(frame, order=res.report["classes"]), key="cmp_per_emotion")
+    frame = res.per_emotion_frame()
+    st.plotly_chart(per_emotion_grouped_bars(frame, order=res.classes), key="cmp_per_emotion")
 
 
 def show_confusions(res: Comparison) -> None:
@@ -133,12 +152,12 @@ def show_confusions(res: Comparison) -> None:
     for start in range(0, len(names), per_row):
         cols = st.columns(per_row)
         for col, name in zip(cols, names[start:start + per_row]):
-            r = res.report["models"][name]
-            fig = plots.confusion_heatmap(r["confusion"], r["labels"], title=f"{name}")
+            r = res.reports[name]
+            fig = plots.confusion_heatmap(r.confusion, r.labels, title=f"{name}")
             fig.update_traces(showscale=False)
             col.plotly_chart(fig, key=f"cmp_confusion_{name}")
-            if r.get("no_face"):
-                col.caption(f"{r['no_face']} image(s) without a face are not in the matrix (counted wrong).")
+            if r.no_face:
+                col.caption(f"{r.no_face} image(s) without a face are not in the matrix (counted wrong).")
     st.caption("Rows: true emotion, columns: predicted; colour and percentage are the share of the row.")
 
 
@@ -147,7 +166,7 @@ def show_mcnemar(res: Comparison) -> None:
     if len(res.names) < 2:
         st.info("Choose at least two models to test their differences.")
         return
-    st.dataframe(mcnemar_frame(res.report), hide_index=True, column_config={
+    st.dataframe(mcnemar_frame(res), hide_index=True, column_config={
         "p-value": st.column_config.NumberColumn(format="%.4f")})
     st.caption("Exact McNemar test on the images where exactly one of the two models is right. With few test "
                "images only large differences reach significance.")
@@ -175,8 +194,8 @@ def _thumb_grid(rows: pd.DataFrame, name: str) -> None:
 
 def show_wrong(res: Comparison) -> None:
     st.subheader("Images each model got wrong")
-    table = res.table[res.table["label"].isin(res.report["classes"])]
-    focus = st.selectbox("True emotion", ["all"] + list(res.report["classes"]), key="cmp_wrong_emotion")
+    table = res.table
+    focus = st.selectbox("True emotion", ["all"] + list(res.classes), key="cmp_wrong_emotion")
     if focus != "all":
         table = table[table["label"] == focus]
     tabs = st.tabs([f"{n} ({int((table[n] != table['label']).sum())})" for n in res.names])
@@ -191,12 +210,12 @@ def show_wrong(res: Comparison) -> None:
 
 
 def show_no_face(res: Comparison) -> None:
-    missing = {n: files for n, files in res.report["no_face"].items() if files}
+    missing = {n: res.no_face_files(n) for n in res.names if res.no_face_files(n)}
     if not missing:
         return
     st.subheader("No face found (counted as wrong)")
     for name, files in missing.items():
-        st.warning(f"{name}: no face found in {len(files)} of {res.report['n']} images; they count as wrong.",
+        st.warning(f"{name}: no face found in {len(files)} of {res.n} images; they count as wrong.",
                    icon=":material/face_retouching_off:")
         with st.expander(f"The {len(files)} image(s) {name} could not judge"):
             rows = res.table[res.table["file"].isin(files)]
@@ -206,23 +225,24 @@ def show_no_face(res: Comparison) -> None:
                          hide_index=True)
 
 
-def show_downloads(res: Comparison) -> None:
+def show_downloads(res: Comparison, root: str) -> None:
     st.subheader("Download")
     c1, c2 = st.columns(2)
-    predictions = predictions_frame(res.table, res.names, res.root).to_csv(index=False).encode()
-    summary = summary_frame(res.report).to_csv(index=False).encode()
+    predictions = predictions_frame(res.table, res.names, root).to_csv(index=False).encode()
+    summary = summary_frame(res).to_csv(index=False).encode()
     c1.download_button("Per-image predictions (CSV)", predictions, file_name="compare_predictions.csv",
                        mime="text/csv", key="cmp_download_predictions", icon=":material/download:")
     c2.download_button("Per-emotion summary (CSV)", summary, file_name="compare_summary.csv", mime="text/csv",
                        key="cmp_download_summary", icon=":material/download:")
 
 
-def show_results(res: Comparison, current: str | None) -> None:
+def show_results(saved: dict, current: str | None) -> None:
+    res: Comparison = saved["comparison"]
     st.divider()
-    if current is not None and current != res.signature:
+    if current is not None and current != saved["signature"]:
         st.info("The results below are for the previous choice; press **Compare** to update them.")
-    st.caption(f"Test set: {res.description} · {res.report['n']:,} images scored on "
-               f"{', '.join(res.report['classes'])} · {len(res.names)} models · {res.seconds:.1f} s")
+    st.caption(f"Test set: {saved['description']} · {res.n:,} images scored on "
+               f"{', '.join(res.classes)} · {len(res.names)} models · {res.seconds:.1f} s")
     for problem in res.failed_models:
         show_error(problem, prefix="left out", warning=True)
     if res.unreadable:
@@ -233,14 +253,14 @@ def show_results(res: Comparison, current: str | None) -> None:
     show_mcnemar(res)
     show_wrong(res)
     show_no_face(res)
-    show_downloads(res)
+    show_downloads(res, saved["root"])
 
 
 def main() -> None:
     st.title("Compare")
     st.caption("The AU model, CNNs and Teachable Machine models on exactly the same images: accuracy with "
                "bootstrap intervals, per emotion, confusions, paired tests and the images each one gets wrong.")
-    previous: Comparison | None = st.session_state.get("cmp_result")
+    previous: dict | None = st.session_state.get("cmp_result")
     current = None
     try:
         chosen = choose_test_set()
@@ -248,17 +268,18 @@ def main() -> None:
         if chosen is not None and entries:
             items, root, description = chosen
             classes = choose_classes(items, entries)
-            current = f"{root}|{len(items)}|{[e['name'] for e in entries]}|{classes}"
+            current = f"{root}|{len(items)}|{[e.name for e in entries]}|{classes}"
             if st.button("Compare", type="primary", key="cmp_run"):
                 if not classes:
                     show_error("pick at least one emotion to score")
                 else:
-                    bar = st.progress(0.0, text="Starting…")
+                    bar, progress = fraction_bar()
                     try:
-                        previous = run_comparison(entries, items, classes, root, description, current,
-                                                  lambda f, text: bar.progress(min(max(f, 0.0), 1.0), text=text))
+                        comparison = run_comparison(entries, items, classes, progress=progress, loader=load_predictor)
                     finally:
                         bar.empty()
+                    previous = {"comparison": comparison, "root": root, "description": description,
+                                "signature": current}
                     st.session_state["cmp_result"] = previous
     except FerError as exc:
         show_error(exc)

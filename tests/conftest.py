@@ -12,8 +12,8 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from fer_core.config import fer_split_dir, openface_study_table  # noqa: E402
-from fer_core.emotions import SIX_EMOTIONS  # noqa: E402
+from fer_core.config import fer_split_dir, openface_study_table
+from fer_core.emotions import SIX_EMOTIONS
 
 SHARED_REASON = "../shared datasets not present (set FER_DATA_DIR to run this test)"
 BUNDLED_AU_MODEL = "au-logreg-fer2013"
@@ -23,7 +23,8 @@ BUNDLED_AU_MODEL = "au-logreg-fer2013"
 def bundled_models(tmp_path_factory) -> Path:
     """A models folder listing only the default bundled AU model: no CNN or Teachable entries, so
     dashboard tests start TensorFlow only where they add such a model themselves."""
-    from fer_core.manifest import find_entry, write_manifest
+    from fer_core.manifest import write_manifest
+    from fer_core.predictors.registry import find_entry
 
     d = tmp_path_factory.mktemp("models")
     write_manifest([find_entry(BUNDLED_AU_MODEL)], d)
@@ -33,11 +34,9 @@ def bundled_models(tmp_path_factory) -> Path:
 @pytest.fixture
 def models_dir(bundled_models, tmp_path, monkeypatch) -> Path:
     """A private copy, so saving a model in a test never touches the repository's models/."""
-    from fer_core import config
-
     d = tmp_path / "models"
     shutil.copytree(bundled_models, d)
-    monkeypatch.setattr(config, "MODELS_DIR", d)
+    monkeypatch.setenv("FER_MODELS_DIR", str(d))
     return d
 
 
@@ -59,7 +58,7 @@ def astronaut_jpeg(tmp_path_factory, astronaut) -> Path:
 
 @pytest.fixture(scope="session")
 def analyzer():
-    from fer_core.faces import FaceAnalyzer
+    from fer_core.measure.landmarker import FaceAnalyzer
 
     with FaceAnalyzer() as fa:
         yield fa

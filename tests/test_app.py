@@ -11,14 +11,13 @@ import zipfile
 
 import numpy as np
 import pytest
+from apptest_helpers import charts, run_app, texts
+from conftest import BUNDLED_AU_MODEL
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import charts, run_app, texts
-from conftest import BUNDLED_AU_MODEL
-
 from fer_core import config
-from fer_core.manifest import read_manifest, register_model, write_manifest
+from fer_core.manifest import ModelEntry, read_manifest, register, write_manifest
 
 ROOT = config.REPO_ROOT
 HOME = str(ROOT / "app.py")
@@ -211,8 +210,8 @@ def test_au_model_trains_on_bundled_table_shows_heatmaps_and_saves(models_dir):
     _run(at)
     assert any("Saved as **au-logreg-test**" in s for s in _texts(at.success))
     assert (models_dir / "au-logreg-test.json").is_file()
-    entry = next(e for e in read_manifest(models_dir) if e["name"] == "au-logreg-test")
-    assert entry["origin"] == "dashboard" and entry["sha256"]
+    entry = next(e for e in read_manifest(models_dir) if e.name == "au-logreg-test")
+    assert entry.origin == "dashboard" and entry.sha256
 
     # it now appears everywhere else, and the trained result survives a page switch
     at.switch_page("app.py")
@@ -246,7 +245,7 @@ def test_au_model_openface_csv_without_au_columns_is_an_error(models_dir):
 
 
 def test_au_model_imports_an_openface_table_and_trains_the_mlp(models_dir):
-    from fer_core.aus import AU_COLUMNS
+    from fer_core.au_table import AU_COLUMNS
 
     cols = ",".join(("label",) + AU_COLUMNS)
     rng = np.random.default_rng(0)
@@ -368,12 +367,12 @@ def test_try_it_results_survive_a_page_switch_without_recomputing(models_dir, jp
     _run(at)
     at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg, "image/jpeg"))
     _run(at)
-    first = at.session_state["try_last"][0]
+    first, _ = at.session_state["try_last"][0]
     at.switch_page("app.py")
     _run(at)
     at.switch_page("pages/3_Try_it.py")
     _run(at)
-    assert at.session_state["try_last"][0] is first  # same object: not analysed again
+    assert at.session_state["try_last"][0][0] is first  # same object: not analysed again
     assert any(m.startswith("### Predicted: ") for m in _texts(at.markdown))
 
 
@@ -387,13 +386,13 @@ def test_try_it_shows_a_cnn_beside_the_au_model(models_dir, jpeg):
     """A real (tiny, untrained) Keras CNN registered like a trained one: its probabilities for the
     face crop appear next to the AU model's, loaded lazily on this page only."""
     pytest.importorskip("keras", reason="keras is not installed")
-    from fer_core.cnn import build_cnn
+    from fer_core.predictors.cnn import build_cnn
 
     classes = ["angry", "disgust", "happy", "neutral", "sad", "surprise"]
     path = models_dir / "tiny_cnn.keras"
     build_cnn("tiny", len(classes), seed=0).save(path)
     path.with_suffix(".meta.json").write_text(json.dumps({"kind": "cnn", "classes": classes}))
-    register_model({"name": "tiny-cnn", "kind": "cnn", "path": str(path), "classes": classes}, models_dir)
+    register(ModelEntry(name="tiny-cnn", kind="cnn", path=str(path), classes=tuple(classes)), models_dir)
     at = _run(AppTest.from_file(TRY_IT))
     assert at.multiselect(key="try_others").value == ["tiny-cnn"]
     at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg, "image/jpeg"))
@@ -424,7 +423,7 @@ def test_model_names_are_validated():
         with pytest.raises(FerError):
             validate_model_name(bad, [])
     with pytest.raises(FerError, match="already exists"):
-        validate_model_name("mine", [{"name": "mine"}])
+        validate_model_name("mine", [ModelEntry(name="mine", kind="au-logreg", path="models/mine.json", classes=())])
 
 
 def test_zip_unpacking_refuses_paths_outside_the_temporary_folder(tmp_path):
@@ -454,7 +453,7 @@ def test_zip_unpacking_refuses_paths_outside_the_temporary_folder(tmp_path):
 
 
 def test_face_crop_for_pixel_models():
-    from fer_core.faces import face_crop
+    from fer_core.pipeline import face_crop
 
     rgb = np.zeros((480, 640, 3), dtype=np.uint8)
     crop = face_crop(rgb, (300, 100, 100, 120))

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from apptest_helpers import charts, run_app, texts
+from conftest import BUNDLED_AU_MODEL, copy_fer_sample
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from apptest_helpers import charts, run_app, texts
-from conftest import BUNDLED_AU_MODEL, copy_fer_sample
-
 from fer_core import config
 from fer_core.emotions import SIX_EMOTIONS
-from fer_core.manifest import load_predictor, read_manifest, register_model
+from fer_core.manifest import ModelEntry, read_manifest, register
+from fer_core.predictors.registry import load_predictor
 
 ROOT = config.REPO_ROOT
 CNN_PAGE = str(ROOT / "pages" / "4_CNN.py")
@@ -46,7 +46,7 @@ def fer_small(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_cnn(tmp_path_factory, fer_small) -> Path:
     """A real Keras CNN (tiny preset, one epoch on 8 FER2013 train images per emotion)."""
-    from fer_core.cnn import train_cnn
+    from fer_core.predictors.cnn import train_cnn
 
     train = config.fer_split_dir("train")
     if not train.is_dir():
@@ -142,8 +142,8 @@ def test_cnn_page_trains_shows_curves_and_evaluation_and_saves(models_dir, fer_s
     _run(at)
     assert any("Saved as **cnn-test**" in s for s in _texts(at.success))
     assert (models_dir / "cnn-test.keras").is_file() and (models_dir / "cnn-test.meta.json").is_file()
-    entry = next(e for e in read_manifest(models_dir) if e["name"] == "cnn-test")
-    assert entry["kind"] == "cnn" and entry["classes"] == list(SIX_EMOTIONS) and entry["origin"] == "dashboard"
+    entry = next(e for e in read_manifest(models_dir) if e.name == "cnn-test")
+    assert entry.kind == "cnn" and entry.classes == SIX_EMOTIONS and entry.origin == "dashboard"
     assert load_predictor(entry).predict_proba([np.zeros((48, 48, 3), np.uint8)]).shape == (1, 6)
     # the saved model is now inspected at the top of the page, with its curves and scores
     assert at.selectbox(key="cnn_model").value == "cnn-test"
@@ -191,7 +191,7 @@ def _register_tiny_cnn(models_dir: Path, tiny_cnn: Path, name: str = "tiny-cnn")
     path = models_dir / "tiny_cnn.keras"
     shutil.copy(tiny_cnn, path)
     shutil.copy(tiny_cnn.with_suffix(".meta.json"), path.with_suffix(".meta.json"))
-    register_model({"name": name, "kind": "cnn", "path": str(path), "classes": list(SIX_EMOTIONS)}, models_dir)
+    register(ModelEntry(name=name, kind="cnn", path=str(path), classes=SIX_EMOTIONS), models_dir)
 
 
 def test_cnn_page_inspects_and_evaluates_a_saved_cnn(models_dir, fer_small, tiny_cnn):
@@ -219,7 +219,7 @@ def test_cnn_page_inspects_and_evaluates_a_saved_cnn(models_dir, fer_small, tiny
 # -- Teachable Machine ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tm_export(tmp_path_factory):
-    from teachable_fixture import write_teachable_export
+    from fer_core.predictors.teachable_example import write_teachable_export
 
     return write_teachable_export(tmp_path_factory.mktemp("tm") / "export", ("Anger", "Happiness", "background"))
 
@@ -255,14 +255,14 @@ def test_teachable_page_imports_a_zip_maps_tries_and_saves(models_dir, tm_export
     at.button(key="tm_save").click()
     _run(at)
     assert any("Saved as **tm-test**" in s for s in _texts(at.success))
-    entry = next(e for e in read_manifest(models_dir) if e["name"] == "tm-test")
-    assert entry["kind"] == "teachable" and entry["classes"] == ["angry", "happy", "sad"]
-    assert entry["mapping"] == {"Anger": "angry", "Happiness": "happy", "background": "sad"}
+    entry = next(e for e in read_manifest(models_dir) if e.name == "tm-test")
+    assert entry.kind == "teachable" and entry.classes == ("angry", "happy", "sad")
+    assert entry.mapping == {"Anger": "angry", "Happiness": "happy", "background": "sad"}
     folder = models_dir / "teachable" / "tm-test"
     assert (folder / "keras_model.h5").is_file()
     assert (folder / "labels.txt").read_text() == "0 Anger\n1 Happiness\n2 background\n"
     loaded = load_predictor(entry)
-    assert loaded.classes == ("angry", "happy", "sad") and loaded.mapping.as_dict() == entry["mapping"]
+    assert loaded.classes == ("angry", "happy", "sad") and loaded.mapping.as_dict() == entry.mapping
     # listed as imported, and a second save under the same name is refused
     boxes = [b for b in at.selectbox if str(b.key).startswith("tm_map_")]
     boxes[2].set_value("ignore")
@@ -339,7 +339,8 @@ def test_compare_runs_au_model_and_cnn_on_the_same_folder(models_dir, fer_small,
     assert at.multiselect(key="cmp_models").value == [BUNDLED, "tiny-cnn"]
     at.button(key="cmp_run").click()
     _run(at)
-    res = at.session_state["cmp_result"]
+    saved = at.session_state["cmp_result"]
+    res = saved["comparison"]
     assert res.names == [BUNDLED, "tiny-cnn"] and len(res.table) == 18
     charts = {c["layout"]["title"]["text"]: c for c in _charts(at)}
     overall = charts["Overall accuracy with 95% bootstrap interval"]["data"][0]
@@ -351,26 +352,26 @@ def test_compare_runs_au_model_and_cnn_on_the_same_folder(models_dir, fer_small,
     summary = at.dataframe[0].value
     assert list(summary["model"]) == [BUNDLED, "tiny-cnn"] and (summary["n"] == 18).all()
     for name in res.names:
-        r = res.report["models"][name]
-        lo, hi = r["accuracy_ci95"]
-        assert lo <= r["accuracy"] <= hi
+        r = res.reports[name]
+        lo, hi = r.accuracy_ci95
+        assert lo <= r.accuracy <= hi
         assert summary.set_index("model").loc[name, "ci95"] == f"{lo:.1%} – {hi:.1%}"
     mcnemar = at.dataframe[1].value
     assert list(mcnemar.columns[:4]) == ["model A", "model B", "only A right", "only B right"] and len(mcnemar) == 1
-    wrong = res.report["wrong"]
+    wrong = res.to_dict()["wrong"]
     assert len(at.tabs) == 2 and at.tabs[1].label == f"tiny-cnn ({len(wrong['tiny-cnn'])})"
-    no_face = res.report["no_face"][BUNDLED]
+    no_face = res.no_face_files(BUNDLED)
     assert set(no_face) <= set(wrong[BUNDLED])  # no face counts as wrong
     if no_face:
         assert any(f"{BUNDLED}: no face found in {len(no_face)} of 18" in w for w in _texts(at.warning))
     downloads = at.get("download_button")
     assert len(downloads) == 2
     # the CSVs: per-image predictions with relative names, and the per-emotion summary
-    from fer_core.compare_plots import predictions_frame, summary_frame
+    from fer_core.figures.compare import predictions_frame, summary_frame
 
-    csv = predictions_frame(res.table, res.names, res.root)
+    csv = predictions_frame(res.table, res.names, saved["root"])
     assert csv["file"].iloc[0].split("/")[0] in SIX_EMOTIONS and "tiny-cnn correct" in csv.columns
-    assert set(summary_frame(res.report)["emotion"]) == set(SIX_EMOTIONS) | {"overall"}
+    assert set(summary_frame(res)["emotion"]) == set(SIX_EMOTIONS) | {"overall"}
 
 
 def test_compare_on_a_zip_with_flat_emotion_names(models_dir, fer_small):
@@ -387,8 +388,8 @@ def test_compare_on_a_zip_with_flat_emotion_names(models_dir, fer_small):
     assert at.multiselect(key="cmp_classes").value == ["happy", "surprise"]
     at.button(key="cmp_run").click()
     _run(at)
-    res = at.session_state["cmp_result"]
-    assert res.report["n"] == 6 and res.report["classes"] == ["happy", "surprise"]
+    res = at.session_state["cmp_result"]["comparison"]
+    assert res.n == 6 and res.classes == ("happy", "surprise")
     assert sorted(Path(f).name for f in res.table["file"])[:2] == ["happy001.jpg", "happy002.jpg"]
     assert any(t.startswith("Accuracy per emotion") for t in _titles(at))
     assert any("Choose at least two models" in i for i in _texts(at.info))
@@ -396,9 +397,15 @@ def test_compare_on_a_zip_with_flat_emotion_names(models_dir, fer_small):
 
 # -- the figures and tables behind the pages ---------------------------------------------------
 def test_comparison_tables_and_figures_from_a_hand_made_report():
-    from fer_core.compare import compare_report, per_emotion_frame
-    from fer_core.compare_plots import (accuracy_ci_bars, accuracy_summary, mcnemar_frame, per_emotion_grouped_bars,
-                                        predictions_frame, training_curves)
+    from fer_core.evaluation.compare import Comparison
+    from fer_core.figures.compare import (
+        accuracy_ci_bars,
+        accuracy_summary,
+        mcnemar_frame,
+        per_emotion_grouped_bars,
+        predictions_frame,
+        training_curves,
+    )
 
     table = pd.DataFrame({
         "file": [f"/t/{e}/{i}.jpg" for e in ("happy", "sad") for i in range(10)],
@@ -406,13 +413,13 @@ def test_comparison_tables_and_figures_from_a_hand_made_report():
         "A": ["happy"] * 10 + ["sad"] * 10,  # all right
         "B": ["happy"] * 5 + [None] * 5 + ["happy"] * 10,  # 5 right, 5 no face
     })
-    report = compare_report(table, ["A", "B"], ["happy", "sad"])
-    summary = accuracy_summary(report, {"A": "au-logreg", "B": "cnn"})
+    report = Comparison.from_table(table, ["A", "B"], ["happy", "sad"], kinds={"A": "au-logreg", "B": "cnn"})
+    summary = accuracy_summary(report)
     assert list(summary["accuracy"]) == [1.0, 0.25] and list(summary["no_face"]) == [0, 5]
     verdict = mcnemar_frame(report)
     assert verdict.iloc[0]["only A right"] == 15 and verdict.iloc[0]["only B right"] == 0
     assert verdict.iloc[0]["at α = 0.05"] == "A is better"
-    fig = per_emotion_grouped_bars(per_emotion_frame(report), order=["happy", "sad"])
+    fig = per_emotion_grouped_bars(report.per_emotion_frame(), order=["happy", "sad"])
     assert [t.name for t in fig.data] == ["A", "B"] and list(fig.data[1].y) == [0.5, 0.0]
     bars = accuracy_ci_bars(summary)
     lo, hi = summary["ci95_low"][1], summary["ci95_high"][1]

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer_core.au_model import AUModel, fit_au_model
-from fer_core.aus import AU_COLUMNS
+from fer_core.au_table import AU_COLUMNS
 from fer_core.emotions import SIX_EMOTIONS
 from fer_core.errors import AUTableError, ModelFileError
+from fer_core.predictors.au_models import AUModel, fit_au_model
 
 
 def synthetic_table(n_per_class: int = 60, classes=SIX_EMOTIONS, seed: int = 0) -> pd.DataFrame:
@@ -53,7 +53,7 @@ def test_contributions_plus_intercept_are_the_logits(logreg):
 def test_explanation_names_the_aus_that_drive_the_prediction(logreg):
     x = np.zeros(len(AU_COLUMNS))
     x[8], x[9] = 4.5, 3.5  # the AUs planted for 'sad' (index 4 -> columns 8, 9: AU12, AU14)
-    e = logreg.explain(x)
+    e = logreg.explain(x).to_dict()
     assert e["emotion"] == "sad"
     assert e["top_aus"][0]["au"] in ("AU12", "AU14")
     assert "lip corner puller" in e["sentence"] or "dimpler" in e["sentence"]
@@ -77,7 +77,7 @@ def test_mlp_kind_trains_saves_and_explains(tmp_path):
     again = AUModel.load(tmp_path / "mlp.json")
     X = np.random.default_rng(3).uniform(0, 5, size=(10, len(AU_COLUMNS)))
     np.testing.assert_allclose(again.predict_proba(X), model.predict_proba(X))
-    assert again.explain(X[0])["emotion"] in SIX_EMOTIONS
+    assert again.explain(X[0]).emotion in SIX_EMOTIONS
 
 
 def test_two_classes_still_give_a_softmax_per_class():
@@ -89,7 +89,7 @@ def test_two_classes_still_give_a_softmax_per_class():
 
 
 def test_table_without_au_columns_is_refused():
-    with pytest.raises(AUTableError, match="lacks columns AU01_r"):
+    with pytest.raises(AUTableError, match="lacks AU columns AU01_r"):
         fit_au_model(pd.DataFrame({"label": ["happy"], "x": [1]}))
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer_core.aus import AU_COLUMNS, META_COLUMNS
-from fer_core.calibration import AUCalibration, calibrate_table, fit_quantile_map, scale_report
+from fer_core.au_table import AU_COLUMNS, META_COLUMNS
 from fer_core.errors import AUTableError, ModelFileError
+from fer_core.measure.calibration import AUCalibration, calibrate_table, fit_quantile_map, scale_report
 
 
 def table(values: dict[str, np.ndarray], source: str, labels=None) -> pd.DataFrame:

@@ -9,7 +9,7 @@ import sys
 
 import pandas as pd
 
-from fer_core.aus import AU_COLUMNS, TABLE_COLUMNS
+from fer_core.au_table import AU_COLUMNS, TABLE_COLUMNS
 from fer_core.cli import main
 from fer_core.config import REPO_ROOT
 

@@ -10,10 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.cnn import (CNNPredictor, build_cnn, load_dataset, predict_in_batches, read_cnn_metadata,
-                          stratified_split, train_cnn)
 from fer_core.emotions import SIX_EMOTIONS
 from fer_core.errors import FerError, ModelFileError
+from fer_core.predictors.cnn import (
+    CNNPredictor,
+    build_cnn,
+    load_dataset,
+    predict_in_batches,
+    read_cnn_metadata,
+    stratified_split,
+    train_cnn,
+)
 
 CLASSES = ("happy", "sad", "surprise")
 
@@ -65,7 +72,7 @@ def test_load_dataset_reads_gray_48(kaggle_dir, tmp_path):
     calls = []
     data = load_dataset(kaggle_dir, CLASSES, progress=lambda done, total: calls.append((done, total)))
     assert data.x.shape == (30, 48, 48, 1) and data.x.dtype == np.float32
-    assert 0.0 <= data.x.min() and data.x.max() <= 1.0
+    assert data.x.min() >= 0.0 and data.x.max() <= 1.0
     assert np.bincount(data.y).tolist() == [10, 10, 10]
     assert calls[-1] == (30, 30)
     assert load_dataset(kaggle_dir, CLASSES, limit_per_class=2).y.tolist() == [0, 0, 1, 1, 2, 2]
@@ -79,9 +86,9 @@ def test_load_dataset_reads_gray_48(kaggle_dir, tmp_path):
 
 
 def test_stratified_split_holds_out_every_class():
-    y = np.repeat([0, 1, 2], [50, 20, 3])
+    y = np.repeat([0, 1, 2], [50, 20, 10])
     train, held = stratified_split(y, 0.1, seed=0)
-    assert sorted(np.bincount(y[held]).tolist()) == [1, 2, 5]
+    assert np.bincount(y[held]).tolist() == [5, 2, 1]
     assert len(set(train) & set(held)) == 0 and len(train) + len(held) == len(y)
 
 
@@ -94,8 +101,9 @@ def test_training_reports_stops_and_saves(trained):
     meta = read_cnn_metadata(result.path)
     assert meta["classes"] == list(CLASSES) and meta["preset"] == "tiny" and meta["status"] == "done"
     assert meta["command"] == "pytest" and meta["n_val"] == 3 and meta["n_train"] == 27
-    assert result.evaluation["n"] == 3 and 0.0 <= result.evaluation["accuracy"] <= 1.0
-    assert meta["metrics"]["val_accuracy"] == result.evaluation["accuracy"]
+    assert result.evaluation.n == 3 and 0.0 <= result.evaluation.accuracy <= 1.0
+    assert meta["metrics"]["accuracy"] == result.evaluation.accuracy and "picked the best epoch" in meta["metrics"]["evaluated_on"]
+    assert meta["evaluation"] == result.evaluation.to_dict()
 
 
 def test_reloaded_predictor_gives_same_probabilities(trained, kaggle_dir):

@@ -9,22 +9,23 @@ import pytest
 from PIL import Image
 
 from fer_core.cli import main
-from fer_core.compare import compare_report, load_labeled, per_emotion_frame, predictions_table
+from fer_core.evaluation.compare import run_comparison
 from fer_core.images import list_images
+from fer_core.predictors.base import Predictor
 
 
-class LookupPredictor:
-    """A predictor that answers from a table keyed by the image's gray value (a real class of the
-    Predictor protocol, so the compare code runs unchanged)."""
+class LookupPredictor(Predictor):
+    """A pixel model that answers from a table keyed by the image's gray value (a real
+    Predictor, so the comparison runs unchanged)."""
 
     kind = "test"
 
     def __init__(self, name, classes, answers):
         self.name, self.classes, self.answers = name, tuple(classes), answers
 
-    def predict_proba(self, images):
+    def predict_proba(self, faces, progress=None):
         out = []
-        for img in images:
+        for img in self.pixels_of(faces):
             answer = self.answers[int(img[0, 0, 0])]
             row = np.full(len(self.classes), np.nan) if answer is None else np.eye(len(self.classes))[self.classes.index(answer)]
             out.append(row)
@@ -45,10 +46,9 @@ def test_compare_against_hand_computed_numbers(six_images):
     classes = ["angry", "happy", "sad"]
     a = LookupPredictor("A", classes, ["happy", "happy", "sad", "sad", None, "sad"])
     b = LookupPredictor("B", classes, ["happy", "sad", "sad", "sad", "sad", "angry"])
-    images, items, problems = load_labeled(list_images(six_images))
-    assert len(images) == 6 and len(problems) == 1 and "sad999.png" in problems[0]
-    table = predictions_table([a, b], items, images)
-    report = compare_report(table, ["A", "B"], classes)
+    comparison = run_comparison([a, b], list_images(six_images), classes)
+    assert comparison.n == 6 and len(comparison.unreadable) == 1 and "sad999.png" in comparison.unreadable[0]
+    report = comparison.to_dict()
     ra, rb = report["models"]["A"], report["models"]["B"]
     assert ra["accuracy"] == pytest.approx(3 / 6, abs=1e-4) and ra["no_face"] == 1
     assert rb["accuracy"] == pytest.approx(4 / 6, abs=1e-4) and rb["no_face"] == 0
@@ -60,8 +60,16 @@ def test_compare_against_hand_computed_numbers(six_images):
     assert pair["p_value"] == pytest.approx(1.0)
     assert len(report["no_face"]["A"]) == 1 and report["no_face"]["A"][0].endswith("sad004.png")
     assert sorted(f.rsplit("/", 1)[-1] for f in report["wrong"]["A"]) == ["angry005.png", "happy002.png", "sad004.png"]
-    frame = per_emotion_frame(report)
+    frame = comparison.per_emotion_frame()
     assert set(frame["model"]) == {"A", "B"} and len(frame) == 6
+
+
+def test_classes_default_to_those_every_model_predicts(six_images):
+    a = LookupPredictor("A", ["angry", "happy", "sad"], ["happy"] * 6)
+    b = LookupPredictor("B", ["happy", "sad"], ["happy"] * 6)
+    comparison = run_comparison([a, b], list_images(six_images))
+    assert comparison.classes == ("happy", "sad") and comparison.n == 5
+    assert comparison.skipped == {"angry": 1}
 
 
 def test_compare_cli_on_fer_sample(capsys, tmp_path, fer_sample):

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from fer_core.evaluate import bootstrap_ci, evaluation_report, mcnemar
+from fer_core.evaluation.metrics import bootstrap_ci, evaluation_report, mcnemar
 
 
 def test_report_on_a_hand_computed_example():
     y_true = ["happy", "happy", "happy", "sad", "sad", "angry"]
     y_pred = ["happy", "happy", "sad", "sad", None, "sad"]
-    r = evaluation_report(y_true, y_pred, ["angry", "happy", "sad"], model="m")
+    r = evaluation_report(y_true, y_pred, ["angry", "happy", "sad"], model="m").to_dict()
+    # the evaluate --json output, key for key
+    assert list(r) == ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels",
+                       "confusion", "no_face_per_class"]
+    assert r["model"] == "m" and r["labels"] == ["angry", "happy", "sad"]
     assert r["n"] == 6 and r["no_face"] == 1
     assert r["accuracy"] == pytest.approx(3 / 6, abs=1e-4)
     assert r["per_class"]["happy"] == {"n": 3, "accuracy": pytest.approx(2 / 3, abs=1e-4)}
@@ -35,8 +39,31 @@ def test_bootstrap_interval_narrows_with_more_data():
 def test_mcnemar_exact():
     a = [True] * 10 + [False] * 2
     b = [False] * 10 + [True] * 2
-    r = mcnemar(a, b)
+    r = mcnemar(a, b).to_dict()
     assert (r["only_a_correct"], r["only_b_correct"]) == (10, 2)
     # two-sided exact binomial: 2 * P(X <= 2 | n=12, p=1/2) = 2 * 79 / 4096
     assert r["p_value"] == pytest.approx(2 * 79 / 4096, abs=1e-6)
-    assert mcnemar([True, False], [True, False])["p_value"] == 1.0
+    assert mcnemar([True, False], [True, False]).p_value == 1.0
+
+
+def test_a_prediction_outside_the_scored_classes_counts_wrong_in_its_class():
+    """A seven-emotion model's 'fear' on a six-emotion test set is a wrong answer, and the image
+    still belongs to its class's size."""
+    r = evaluation_report(["sad", "sad"], ["fear", "sad"], ["happy", "sad"])
+    assert r.per_class["sad"].n == 2 and r.per_class["sad"].accuracy == 0.5 and r.accuracy == 0.5
+
+
+def test_bootstrap_in_chunks_gives_the_same_interval(monkeypatch):
+    """Chunked resampling draws the same numbers as one big draw, with bounded memory."""
+    import fer_core.evaluation.metrics as metrics
+
+    correct = [1, 0, 1, 1] * 250
+    whole = bootstrap_ci(correct, n_boot=500)
+    monkeypatch.setattr(metrics, "BOOTSTRAP_CHUNK_VALUES", 3000)  # 3 resamples per chunk
+    assert bootstrap_ci(correct, n_boot=500) == whole
+
+
+def test_collapsed_model_is_recognised():
+    y = ["happy"] * 5 + ["sad"] * 5
+    assert evaluation_report(y, ["happy"] * 10, ["happy", "sad"]).predicts_one_class() == "happy"
+    assert evaluation_report(y, y, ["happy", "sad"]).predicts_one_class() is None

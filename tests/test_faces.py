@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer_core.au_mapping import AU_SOURCE_NAMES, _CALIBRATION, aus_from_face
-from fer_core.aus import AU_CODES
+from fer_core.au_table import AU_CODES
 from fer_core.errors import ModelFileError
+from fer_core.measure.au_mapping import _CALIBRATION, AU_SOURCE_NAMES, aus_from_face
 
 
 def test_astronaut_has_one_face_in_the_right_place(analyzer, astronaut):
@@ -65,7 +65,7 @@ def test_every_mapping_row_is_calibrated():
 
 
 def test_wrong_model_file_is_refused(tmp_path, monkeypatch):
-    from fer_core.faces import FaceAnalyzer
+    from fer_core.measure.landmarker import FaceAnalyzer
 
     bad = tmp_path / "face_landmarker.task"
     bad.write_bytes(b"not a bundle")

@@ -15,12 +15,13 @@ import pytest
 import requests
 from PIL import Image
 
-from fer_core.aus import AU_COLUMNS, TABLE_COLUMNS
+from fer_core.au_table import AU_COLUMNS, TABLE_COLUMNS
+from fer_core.au_table import read as read_au_table
 from fer_core.config import openface_study_table
 from fer_core.errors import AUTableError, DockerUnavailable
 from fer_core.images import LabeledImage, list_images
-from fer_core.openface import (BIN_DIR, NO_FACE, OpenFaceDocker, import_openface_dir, read_au_table,
-                               read_openface_csv)
+from fer_core.measure.openface_csv import NO_FACE, import_openface_dir, read_openface_csv
+from fer_core.measure.openface_docker import BIN_DIR, OpenFaceDocker
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openface"
 REPO = Path(__file__).resolve().parents[1]

@@ -7,10 +7,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from fer_core import plots
-from fer_core.au_mapping import AU_LANDMARKS
-from fer_core.aus import AU_COLUMNS
+from fer_core.au_table import AU_COLUMNS
 from fer_core.emotions import SIX_EMOTIONS
+from fer_core.figures import plots
+from fer_core.measure.au_mapping import AU_LANDMARKS
 
 
 def _table(n_per: int = 30, seed: int = 0) -> pd.DataFrame:
@@ -63,8 +63,9 @@ def test_coefficient_heatmap_uses_plain_au_names_and_is_centred():
 
 
 def test_per_class_accuracy_bars():
-    fig = plots.per_class_accuracy_bars({"happy": {"n": 10, "accuracy": 0.9}, "sad": {"n": 0, "accuracy": None}},
-                                        overall=0.8)
+    from fer_core.evaluation.metrics import ClassScore
+
+    fig = plots.per_class_accuracy_bars({"happy": ClassScore(10, 0.9), "sad": ClassScore(0, None)}, overall=0.8)
     assert list(fig.data[0].y) == [0.9, 0.0] and list(fig.data[0].text) == ["90%", "0%"]
     assert fig.layout.shapes  # the overall line
 

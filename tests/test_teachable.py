@@ -9,11 +9,16 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
-from teachable_fixture import face_like_images, write_teachable_export
 
 from fer_core.errors import FerError, ModelFileError
-from fer_core.teachable import (TeachablePredictor, load_teachable, map_labels, parse_labels,
-                                sanitize_model_config)
+from fer_core.predictors.teachable import (
+    TeachablePredictor,
+    load_teachable,
+    map_labels,
+    parse_labels,
+    sanitize_model_config,
+)
+from fer_core.predictors.teachable_example import face_like_images, write_teachable_export
 
 LABELS = ("Anger", "Happiness", "sadness")
 
@@ -213,7 +218,7 @@ def test_sanitize_model_config():
 
 def test_keras3_written_h5_loads_too(tmp_path, images):
     """An H5 saved by Keras 3 (new-style config, path-style weight names) takes the same path."""
-    from teachable_fixture import build_teachable_model
+    from fer_core.predictors.teachable_example import build_teachable_model
 
     model = build_teachable_model(2, seed=1)
     model.save(tmp_path / "keras_model.h5")

@@ -1,9 +1,9 @@
-"""Streamlit-specific code every page shares: cached loaders, error display, saving models.
+"""Streamlit glue every page shares: the page frame, error display, caches and progress bridges.
 
-Why here and not in the pages: MediaPipe and models must load once per process
-(``st.cache_resource``), tables once per content (``st.cache_data``), and every page must turn a
-failure into one readable line instead of a traceback. Functions without ``st`` calls (zip
-unpacking, name validation, analysing one upload) are kept importable and testable on their own.
+Only Streamlit concerns live here: models and MediaPipe load once per process
+(``st.cache_resource``), tables once per content (``st.cache_data``), every failure becomes one
+readable line instead of a traceback, and long work reports into progress bars. What is done
+(loading, measuring, comparing, saving) is ``fer_core``'s.
 """
 
 from __future__ import annotations
@@ -15,20 +15,19 @@ import logging
 import os
 import tempfile
 import threading
-import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from fer_core import config
-from fer_core.errors import DatasetError, FerError
-from fer_core.faces import face_crop  # noqa: F401  (pages import it from here)
+from fer_core.errors import DatasetError, FerError, one_line
 from fer_core.images import unpack_image_zip
-from fer_core.manifest import validate_model_name
+from fer_core.manifest import ModelEntry
 
 log = logging.getLogger("fer_dashboard")
 
@@ -48,9 +47,6 @@ DATA_LAYOUT_HELP = (
     "emotion folders: angry, disgust, fear, happy, neutral, sad, surprise. Flat folders whose file "
     "names start with the emotion (`angry001.jpg`) work too."
 )
-# Images larger than this (longest side, pixels) are scaled down before analysis: detection on a
-# 12-megapixel photo takes seconds and gains nothing for faces that fill a fair part of it.
-MAX_ANALYSIS_SIDE = 1600
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"]
 
 
@@ -58,18 +54,6 @@ IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"]
 def page_setup(title: str, icon: str) -> None:
     """Same page config everywhere (wide layout: heatmaps need the room)."""
     st.set_page_config(page_title=f"{title} · FER workbench", page_icon=icon, layout="wide")
-
-
-def one_line(exc: BaseException | str) -> str:
-    """A message on one line, as ``FerError`` promises; other exceptions get their type name."""
-    if isinstance(exc, str):
-        text = exc
-    elif isinstance(exc, FerError):
-        text = str(exc)
-    else:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    text = " ".join(text.split())
-    return text if len(text) <= 400 else text[:397] + "…"
 
 
 def show_error(exc: BaseException | str, prefix: str | None = None, warning: bool = False) -> None:
@@ -90,141 +74,61 @@ def run_page(body: Callable[[], None]) -> None:
         body()
     except FerError as exc:
         show_error(exc)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence of a UI
+    except Exception as exc:
         log.exception("unexpected error in page")
         show_error(f"Unexpected error ({one_line(exc)}). The details are in the server log; "
                    "try again or report it with the input that caused it.")
 
 
-# -- MediaPipe, shared by every session -------------------------------------------------------
-@dataclass
-class AnalyzerHandle:
-    """The process-wide FaceAnalyzer and the lock that serialises calls to it (MediaPipe graphs
-    are not safe to call from several script threads at once)."""
+# -- MediaPipe and models, shared by every session ---------------------------------------------
+@st.cache_resource(show_spinner="Loading the face landmarker (once per server)…")
+def face_analyzer():
+    """The process's one FaceAnalyzer (``fer_core``'s shared analyzer; it serialises calls)."""
+    from fer_core.measure.landmarker import shared_analyzer
 
-    analyzer: Any
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _close_handle(handle: AnalyzerHandle) -> None:
-    with handle.lock:
-        handle.analyzer.close()
+    return shared_analyzer()
 
 
-@st.cache_resource(show_spinner="Loading the face landmarker (once per server)…", on_release=_close_handle)
-def face_analyzer() -> AnalyzerHandle:
-    from fer_core.faces import FaceAnalyzer, close_at_exit
-
-    return AnalyzerHandle(close_at_exit(FaceAnalyzer()))  # MediaPipe's finalizer raises at exit
-
-
-# -- models ------------------------------------------------------------------------------------
-def models_dir() -> Path:
-    """Looked up at call time so tests (and users) can point the app at another folder."""
-    return Path(config.MODELS_DIR)
-
-
-def manifest_entries() -> list[dict]:
+def manifest_entries() -> list[ModelEntry]:
     from fer_core.manifest import read_manifest
 
-    return read_manifest(models_dir())
+    return read_manifest()
 
 
-def is_au_entry(entry: dict) -> bool:
-    from fer_core.manifest import AU_KINDS
+def entries_of(explains: bool | None = None, inputs: str | None = None) -> list[ModelEntry]:
+    """Manifest entries whose kind explains (or not) / takes these inputs; unknown kinds left out."""
+    from fer_core.predictors.registry import kinds
 
-    return entry.get("kind") in AU_KINDS
-
-
-def model_origin(entry: dict) -> str:
-    """bundled / trained here / imported, for the model list on the home page."""
-    origin = entry.get("origin")
-    if origin == "dashboard":
-        return "trained in the dashboard"
-    if origin == "imported" or entry.get("kind") == "teachable":
-        return "imported"
-    return origin or "bundled"
-
-
-def headline_metrics(entry: dict) -> dict[str, float | None]:
-    """Accuracy and macro-F1 of an entry, whatever the trainer called them."""
-    m = entry.get("metrics") or {}
-
-    def pick(*names: str) -> float | None:
-        for name in names:
-            value = m.get(name)
-            if isinstance(value, (int, float)):
-                return float(value)
-        return None
-
-    return {"accuracy": pick("holdout_accuracy", "accuracy", "test_accuracy", "val_accuracy"),
-            "macro_f1": pick("holdout_macro_f1", "macro_f1", "test_macro_f1", "val_macro_f1")}
-
-
-@st.cache_resource(show_spinner="Loading the AU model…", max_entries=16)
-def _au_model_from_file(path: str, stamp: str):
-    from fer_core.au_model import AUModel
-
-    return AUModel.load(path)
-
-
-def load_au_model(entry: dict):
-    """The AUModel of a manifest entry, checksum-verified, loaded once per file version."""
-    from fer_core.manifest import resolve_path, verify_checksum
-
-    verify_checksum(entry)
-    path = resolve_path(entry["path"])
-    stamp = entry.get("sha256") or str(path.stat().st_mtime_ns)
-    return _au_model_from_file(str(path), stamp)
+    known = kinds()
+    return [e for e in manifest_entries() if e.kind in known
+            and (explains is None or known[e.kind].explains == explains)
+            and (inputs is None or known[e.kind].inputs == inputs)]
 
 
 @st.cache_resource(show_spinner="Loading the model (the first CNN or Teachable Machine model starts "
-                                "TensorFlow: ~15 s)…", max_entries=8)
-def _predictor_from_entry(entry_json: str):
-    from fer_core.manifest import load_predictor
+                                "TensorFlow: ~15 s)…", max_entries=16)
+def _predictor(entry_json: str):
+    from fer_core.predictors.registry import load_predictor
 
-    return load_predictor(json.loads(entry_json))
-
-
-def load_other_predictor(entry: dict):
-    """A CNN / Teachable Machine predictor, loaded lazily on first use and kept for the process.
-    TensorFlow is imported here and nowhere else in the dashboard."""
-    return _predictor_from_entry(json.dumps(entry, sort_keys=True))
+    return load_predictor(ModelEntry.from_dict(json.loads(entry_json)))
 
 
-def save_au_model(model, name: str, description: str) -> dict:
-    """Write ``models/<name>.json`` and register it, so every page lists it from now on."""
-    from fer_core.manifest import register_model, relative_to_repo
-
-    name = validate_model_name(name, manifest_entries())
-    path = models_dir() / f"{name}.json"
-    if path.exists():
-        raise FerError(f"{path.name} already exists in {models_dir()}; choose another name")
-    model.info.setdefault("command", f"dashboard: AU model page ({description})")
-    model.save(path)
-    holdout = model.info.get("metrics", {}).get("holdout", {})
-    try:
-        return register_model({
-            "name": name, "kind": model.kind, "path": relative_to_repo(path), "classes": list(model.classes),
-            "metrics": {"holdout_accuracy": holdout.get("accuracy"), "holdout_macro_f1": holdout.get("macro_f1")},
-            "command": model.info["command"], "origin": "dashboard", "description": description,
-        }, models_dir())
-    except (OSError, ValueError) as exc:
-        path.unlink(missing_ok=True)
-        raise FerError(f"could not register {name} in the manifest ({one_line(exc)})") from None
+def load_predictor(entry: ModelEntry):
+    """A manifest entry's Predictor, loaded once per file version and kept for the process."""
+    return _predictor(json.dumps(entry.to_dict(), sort_keys=True))
 
 
 # -- tables and image folders ------------------------------------------------------------------
 def derived_tables() -> dict[str, Path]:
     """The AU tables the project ships in data/ (no images needed), by display name."""
-    return {p.name: p for p in sorted(config.DATA_DIR.glob("*_au.csv*"))}
+    return {p.name: p for p in sorted(config.data_dir().glob("*_au.csv*"))}
 
 
 @st.cache_data(show_spinner="Reading the AU table…", max_entries=8)
 def au_table_from_path(path: str, stamp: float) -> pd.DataFrame:
-    from fer_core.openface import read_au_table
+    from fer_core import au_table
 
-    return read_au_table(path)
+    return au_table.read(path)
 
 
 def load_au_table(path: str | Path) -> pd.DataFrame:
@@ -236,11 +140,11 @@ def load_au_table(path: str | Path) -> pd.DataFrame:
 
 @st.cache_data(show_spinner="Reading the uploaded table…", max_entries=4)
 def au_table_from_bytes(data: bytes, name: str) -> pd.DataFrame:
-    from fer_core.openface import read_au_table
+    from fer_core import au_table
 
     buf = io.BytesIO(data)
     buf.name = name
-    return read_au_table(buf)
+    return au_table.read(buf)
 
 
 @st.cache_data(show_spinner="Listing images…", ttl=120, max_entries=8)
@@ -268,22 +172,37 @@ def thumbnail(path: str, side: int = 96) -> np.ndarray:
 
 
 @dataclass
-class UnpackedZip:
+class TempFolder:
+    """A temporary folder kept by a cache entry and removed when the entry is evicted."""
     tmp: tempfile.TemporaryDirectory
     root: Path
+    count: int = 0
 
 
-def _cleanup_zip(value: UnpackedZip) -> None:
+def _cleanup(value: TempFolder) -> None:
     value.tmp.cleanup()
 
 
-@st.cache_resource(show_spinner="Unpacking the zip into a temporary folder…", max_entries=2,
-                   on_release=_cleanup_zip)
-def unpacked_zip(digest: str, _data: bytes) -> UnpackedZip:
-    """The uploaded zip unpacked once into a temporary folder (removed when evicted)."""
+@st.cache_resource(show_spinner="Unpacking the zip into a temporary folder…", max_entries=2, on_release=_cleanup)
+def unpacked_zip(digest: str, _data: bytes) -> TempFolder:
+    """The uploaded zip unpacked once into a temporary folder."""
     tmp = tempfile.TemporaryDirectory(prefix="fer_zip_")
     try:
-        return UnpackedZip(tmp, unpack_image_zip(_data, Path(tmp.name)))
+        return TempFolder(tmp, unpack_image_zip(_data, Path(tmp.name)))
+    except BaseException:
+        tmp.cleanup()
+        raise
+
+
+@st.cache_resource(show_spinner="Drawing the test set…", max_entries=4, on_release=_cleanup)
+def drawn_test_set(source: str, per_class: int, seed: int, classes: tuple[str, ...]) -> TempFolder:
+    """``draw_test_set`` into a temporary folder, once per (source, size, seed)."""
+    from fer_core.images import draw_test_set
+
+    tmp = tempfile.TemporaryDirectory(prefix="fer_testset_")
+    try:
+        chosen = draw_test_set(source, tmp.name, per_class=per_class, classes=classes, seed=seed)
+        return TempFolder(tmp, Path(tmp.name), len(chosen))
     except BaseException:
         tmp.cleanup()
         raise
@@ -293,66 +212,34 @@ def digest(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-# -- one uploaded image ------------------------------------------------------------------------
-def analyze_upload(data: bytes, name: str, model, handle: AnalyzerHandle) -> dict:
-    """Everything the Try-it page shows for one upload, as plain data kept in session state.
-
-    Returns ``{"name", "image", "faces", "error", "seconds"}``; ``error`` is the one-line reason
-    the image could not be used (corrupt file, no face) and then ``faces`` is empty.
-    """
-    from PIL import Image
-
-    from fer_core.analysis import analyze_image
-    from fer_core.images import load_image
-
-    start = time.perf_counter()
-    out: dict = {"name": name, "image": None, "faces": [], "error": None, "scaled": False, "seconds": 0.0}
-    try:
-        rgb = load_image(data, name=name)
-    except FerError as exc:
-        out["error"] = one_line(exc)
-        return out
-    if max(rgb.shape[:2]) > MAX_ANALYSIS_SIDE:
-        im = Image.fromarray(rgb)
-        im.thumbnail((MAX_ANALYSIS_SIDE, MAX_ANALYSIS_SIDE), Image.LANCZOS)
-        rgb, out["scaled"] = np.asarray(im), True
-    out["image"] = rgb
-    with handle.lock:
-        faces = analyze_image(rgb, model, handle.analyzer)
-    if not faces:
-        out["error"] = (f"{name}: no face found; use a photo where the face is frontal, well lit "
-                        "and at least ~48 pixels wide")
-    out["faces"] = faces
-    out["seconds"] = time.perf_counter() - start
-    return out
-
-
-def other_model_probabilities(entry: dict, rgb: np.ndarray) -> dict[str, float] | str:
-    """Probabilities of a CNN / Teachable Machine model for one image, or the one-line reason."""
-    try:
-        predictor = load_other_predictor(entry)
-        row = np.asarray(predictor.predict_proba([rgb]), dtype=float)[0]
-    except FerError as exc:
-        return one_line(exc)
-    except Exception as exc:  # noqa: BLE001 - a broken optional model must not break the page
-        log.exception("model %s failed", entry.get("name"))
-        return f"{entry.get('name')}: could not run ({one_line(exc)})"
-    if np.isnan(row).any():
-        return f"{entry.get('name')}: could not judge this image"
-    return {c: float(p) for c, p in zip(predictor.classes, row)}
-
-
 def env_summary() -> dict[str, str]:
     """Where the app reads from, for the home page."""
     return {
         "datasets": str(config.datasets_dir())
         + ("" if os.environ.get("FER_DATA_DIR") else "  (default; set FER_DATA_DIR to change)"),
-        "models": str(models_dir()),
-        "derived data": str(config.DATA_DIR),
+        "models": str(config.models_dir()),
+        "derived data": str(config.data_dir()),
     }
 
 
-# -- AU extraction inside a page -----------------------------------------------------------------
+# -- Teachable Machine uploads -----------------------------------------------------------------
+@st.cache_resource(show_spinner="Loading the Teachable Machine model (the first one starts TensorFlow: ~15 s)…",
+                   max_entries=4)
+def load_teachable_upload(key: str, _upload):
+    """The uploaded export as a ``TeachablePredictor`` with its automatic label mapping, once per
+    upload (``key`` is the content digest). Raises the FerError that says what is wrong."""
+    from fer_core.predictors.teachable import load_teachable
+
+    return load_teachable(_upload.model_bytes, labels=_upload.labels_bytes, name="teachable")
+
+
+# -- progress bridges ------------------------------------------------------------------------
+def fraction_bar(text: str = "Starting…"):
+    """A progress bar and the ``(fraction, text)`` callback that moves it."""
+    bar = st.progress(0.0, text=text)
+    return bar, lambda fraction, label: bar.progress(min(max(float(fraction), 0.0), 1.0), text=label)
+
+
 def _extraction_lock() -> threading.Lock:
     """One per browser session: held while an extraction (or its cancelling) runs."""
     return st.session_state.setdefault("_extraction_lock", threading.Lock())
@@ -372,7 +259,7 @@ def wait_for_extraction(timeout: float = 30.0) -> None:
 @st.cache_data(ttl=30, show_spinner="Asking the Docker engine…")
 def docker_status() -> tuple[bool, str]:
     """Whether OpenFace can run in Docker here, and if not, why and the command that fixes it."""
-    from fer_core.openface import OpenFaceDocker
+    from fer_core.measure.openface_docker import OpenFaceDocker
 
     return OpenFaceDocker().status()
 
@@ -394,7 +281,7 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
     """
     from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-    from fer_core.extract import extract_table
+    from fer_core.measure.extract import extract_table
 
     lock = _extraction_lock()
     bar = st.progress(0.0, text=f"{label}: starting the face landmarker…")
@@ -409,7 +296,7 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
             state["stop"] = exc
 
     if backend == "openface-docker":
-        from fer_core.openface import OpenFaceDocker
+        from fer_core.measure.openface_docker import OpenFaceDocker
 
         def docker_progress(done: int, total: int) -> None:
             bar.progress(done / max(total, 1), text=f"{label} (OpenFace in Docker): {done:,} / {total:,} images")

@@ -8,15 +8,17 @@ words ("AU12 lip corner puller"), because the point of the AU model is that peop
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw, ImageFont
 
-from .au_mapping import AU_LANDMARKS
-from .aus import AU_COLUMNS, au_code, au_label
+from .. import au_table
+from ..au_table import AU_COLUMNS, au_code, au_label
+from ..evaluation.metrics import ClassScore
+from ..measure.au_mapping import AU_LANDMARKS
 
 # One colour per emotion, used by every chart so "sad" is always the same blue.
 EMOTION_COLORS: dict[str, str] = {
@@ -92,12 +94,12 @@ def confusion_heatmap(confusion: Sequence[Sequence[int]], labels: Sequence[str],
     return _layout(fig, title, height=80 + 55 * len(labels))
 
 
-def per_class_accuracy_bars(per_class: Mapping[str, Mapping], title: str = "Accuracy per emotion (recall)",
+def per_class_accuracy_bars(per_class: Mapping[str, ClassScore], title: str = "Accuracy per emotion (recall)",
                             overall: float | None = None) -> go.Figure:
-    """Per-emotion accuracy (``evaluation_report``'s ``per_class``) with the overall as a line."""
+    """Per-emotion accuracy (an ``EvaluationReport``'s ``per_class``) with the overall as a line."""
     labels = list(per_class)
-    acc = [per_class[c].get("accuracy") or 0.0 for c in labels]
-    ns = [per_class[c].get("n", 0) for c in labels]
+    acc = [per_class[c].accuracy or 0.0 for c in labels]
+    ns = [per_class[c].n for c in labels]
     fig = go.Figure(go.Bar(
         x=labels, y=acc, marker_color=[emotion_color(c) for c in labels],
         text=[f"{a:.0%}" for a in acc], textposition="outside", textangle=0, cliponaxis=False,
@@ -132,17 +134,6 @@ def coefficient_heatmap(coef: np.ndarray, classes: Sequence[str], au_columns: Se
 
 
 # -- AU distributions --------------------------------------------------------------------------
-def usable_rows(table: pd.DataFrame, classes: Sequence[str] | None = None) -> pd.DataFrame:
-    """Rows with a measured face (``success``) and, if given, a label in ``classes``."""
-    rows = table
-    if "success" in rows.columns:
-        rows = rows[pd.to_numeric(rows["success"], errors="coerce").fillna(0) > 0]
-    rows = rows.dropna(subset=[c for c in AU_COLUMNS if c in rows.columns])
-    if classes is not None and "label" in rows.columns:
-        rows = rows[rows["label"].isin(list(classes))]
-    return rows
-
-
 def au_box_plots(table: pd.DataFrame, classes: Sequence[str], au_columns: Sequence[str] = AU_COLUMNS,
                  title: str = "AU intensity per emotion") -> go.Figure:
     """Grouped box plots, one group per AU and one box per emotion.
@@ -150,7 +141,7 @@ def au_box_plots(table: pd.DataFrame, classes: Sequence[str], au_columns: Sequen
     Quartiles are computed here and sent as numbers, not the raw rows: a FER2013 table has
     ~30,000 faces × 17 AUs, which would be megabytes of JSON for the browser.
     """
-    rows = usable_rows(table, classes)
+    rows = au_table.usable(table, classes)
     names = [au_label(c) for c in au_columns]
     fig = go.Figure()
     for emotion in classes:
@@ -176,7 +167,7 @@ def au_box_plots(table: pd.DataFrame, classes: Sequence[str], au_columns: Sequen
 def mean_au_profile(table: pd.DataFrame, classes: Sequence[str],
                     au_columns: Sequence[str] = AU_COLUMNS) -> pd.DataFrame:
     """Mean intensity of each AU (columns, plain names) per emotion (rows)."""
-    rows = usable_rows(table, classes)
+    rows = au_table.usable(table, classes)
     means = rows.groupby("label")[list(au_columns)].mean().reindex([c for c in classes])
     means.columns = [au_label(c) for c in au_columns]
     return means.dropna(how="all")

@@ -3,30 +3,29 @@
 A trained model is two files: ``<name>.keras`` (Keras 3 format, loaded with ``safe_mode``) and
 ``<name>.meta.json`` beside it (class order, preset, input shape, metrics, the command that made it), so
 a checkpoint written mid-training is already usable and the class order never has to be guessed.
-
-TensorFlow is imported lazily (``import_keras``): importing it costs ~13 s and most users of
-``fer_core`` never touch a CNN.
+TensorFlow is imported on first use (``keras_io``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+import shutil
 import time
 import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
 
-from .config import MODELS_DIR
-from .emotions import SIX_EMOTIONS, normalize_emotion
-from .errors import DatasetError, FerError, ImageError, ModelFileError
-from .evaluate import evaluation_report
-from .images import list_images, load_image
+from ..emotions import SIX_EMOTIONS, normalize_emotion
+from ..errors import DatasetError, FerError, ImageError, ModelFileError, one_line
+from ..evaluation.metrics import EvaluationReport, evaluation_report
+from ..images import list_images, sample_per_class
+from .base import Predictor, Progress
+from .keras_io import fit_images, import_keras, predict_in_batches, predict_mirrored
 
 CNN_SIZE = 48
 PRESETS: tuple[str, ...] = ("original", "strong", "tiny")
@@ -34,66 +33,6 @@ METADATA_FORMAT = "fer_core.cnn/1"
 
 ProgressFn = Callable[[int, Mapping[str, float]], None]
 CountFn = Callable[[int, int], None]
-
-
-# ----------------------------------------------------------------------------- shared Keras helpers
-
-def import_keras():
-    """Import Keras (TensorFlow backend) on first use, with TensorFlow's C++ log noise turned down."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
-
-    return keras
-
-
-def fit_images(images: Sequence[Any], size: tuple[int, int], channels: int) -> np.ndarray:
-    """Centre-crop each image to the model's aspect ratio and resize: (n, h, w, channels) uint8.
-
-    Accepts anything ``load_image`` does (arrays in any common layout, paths, bytes); this is the
-    one place where CNN and Teachable Machine inputs are shaped, for training and prediction alike.
-    """
-    height, width = size
-    out = np.empty((len(images), height, width, channels), dtype=np.uint8)
-    for i, image in enumerate(images):
-        label = None if isinstance(image, (str, os.PathLike)) else f"image {i + 1}"
-        pil = Image.fromarray(load_image(image, name=label))
-        if pil.size != (width, height):
-            pil = ImageOps.fit(pil, (width, height), Image.Resampling.LANCZOS)
-        if channels == 1:
-            out[i, ..., 0] = np.asarray(pil.convert("L"))
-        else:
-            out[i] = np.asarray(pil)
-    return out
-
-
-def predict_in_batches(model: Any, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Call the model in inference mode chunk by chunk (no ``predict`` tracing overhead per call)."""
-    keras = import_keras()
-    chunks = [keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
-              for i in range(0, len(x), batch_size)]
-    return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, model.output_shape[-1]))
-
-
-def predict_mirrored(model: Any, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Mean of the predictions for each face and its mirror image (test-time augmentation).
-
-    Training flips faces at random, so the mirror is an equally valid view; averaging the two
-    adds about 0.8 points of FER2013 val accuracy for the strong preset, at twice the compute.
-    """
-    return (predict_in_batches(model, x, batch_size) + predict_in_batches(model, x[:, :, ::-1], batch_size)) / 2
-
-
-def first_line(exc: BaseException, limit: int = 160) -> str:
-    """The telling line of an exception's message, cut short, for one-line user errors.
-
-    Keras wraps errors raised inside layer calls as "Exception encountered when calling ..."
-    followed by the real message (with terminal colour codes); that first line says nothing.
-    """
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
-    lines = [line for line in lines if line and not line.startswith("Exception encountered when calling")]
-    text = lines[0] if lines else exc.__class__.__name__
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 # ----------------------------------------------------------------------------- architectures
@@ -197,15 +136,7 @@ def load_dataset(root: str | os.PathLike[str], classes: Sequence[str] = SIX_EMOT
     files are read.
     """
     classes = tuple(classes)
-    items = list_images(root, classes)
-    if limit_per_class is not None:
-        rng = np.random.default_rng(seed)
-        keep = []
-        for emotion in classes:
-            pool = [it for it in items if it.label == emotion]
-            chosen = sorted(rng.choice(len(pool), min(limit_per_class, len(pool)), replace=False))
-            keep.extend(pool[i] for i in chosen)
-        items = keep
+    items = sample_per_class(list_images(root, classes), limit_per_class, seed)
     if not items:
         raise DatasetError(f"{root}: no images of {', '.join(classes)}; use <emotion>/*.jpg folders")
     index = {c: i for i, c in enumerate(classes)}
@@ -229,27 +160,26 @@ def load_dataset(root: str | os.PathLike[str], classes: Sequence[str] = SIX_EMOT
 
 
 def stratified_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, held_out) holding out ``fraction`` of every class (at least one where it has two)."""
-    rng = np.random.default_rng(seed)
-    held: list[int] = []
-    for label in np.unique(y):
-        idx = np.flatnonzero(y == label)
-        rng.shuffle(idx)
-        n_held = int(round(len(idx) * fraction))
-        if len(idx) >= 2:
-            n_held = max(1, n_held)
-        held.extend(idx[:n_held].tolist())
-    mask = np.zeros(len(y), dtype=bool)
-    mask[held] = True
-    return np.flatnonzero(~mask), np.flatnonzero(mask)
+    """Indices (train, held_out) holding out ``fraction`` of every class (scikit-learn's
+    stratified ``train_test_split``)."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        train, held = train_test_split(np.arange(len(y)), test_size=fraction, stratify=y, random_state=seed)
+    except ValueError as exc:
+        raise DatasetError(f"too few images to hold out a stratified validation set ({one_line(exc, 120)}); "
+                           "give a validation folder") from None
+    return np.sort(train), np.sort(held)
 
 
 def balanced_class_weights(y: np.ndarray, num_classes: int) -> dict[int, float]:
-    """``n / (k * count)`` per class, so rare emotions (disgust) weigh as much as common ones."""
-    counts = np.bincount(y, minlength=num_classes).astype(float)
-    present = counts > 0
-    weights = np.where(present, len(y) / (present.sum() * np.maximum(counts, 1)), 0.0)
-    return {i: float(w) for i, w in enumerate(weights)}
+    """``n / (k * count)`` per present class (scikit-learn's "balanced"), so rare emotions
+    (disgust) weigh as much as common ones."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(y)
+    weights = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=y).tolist()))
+    return {i: float(weights.get(i, 0.0)) for i in range(num_classes)}
 
 
 # ----------------------------------------------------------------------------- training
@@ -260,12 +190,20 @@ class CNNTrainResult:
     path: Path
     metadata_path: Path
     history: dict[str, list[float]]
-    evaluation: dict[str, Any]
+    evaluation: EvaluationReport  # on the validation images, which also picked the best epoch
     epochs_run: int
     stopped_by_user: bool
     seconds: float
     skipped: tuple[str, ...] = field(default_factory=tuple)
     model: Any = None  # the trained Keras model (best weights), for immediate use
+    evaluated_on: str = ""
+    classes: tuple[str, ...] = ()
+
+    @property
+    def metrics(self):
+        from ..manifest import Metrics
+
+        return Metrics.from_report(self.evaluation, self.evaluated_on)
 
 
 def metadata_path(model_path: str | os.PathLike[str]) -> Path:
@@ -299,7 +237,7 @@ def _progress_callback(progress: ProgressFn | None, should_stop: Callable[[], bo
 
 def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str] | None = None, *,
               classes: Sequence[str] = SIX_EMOTIONS, preset: str = "strong", epochs: int = 60,
-              batch_size: int = 64, out: str | os.PathLike[str] = MODELS_DIR / "cnn.keras",
+              batch_size: int = 64, out: str | os.PathLike[str] | None = None,
               progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
               load_progress: CountFn | None = None, seed: int = 0, limit_per_class: int | None = None,
               class_weighting: bool = False, augment: bool = True, patience: int = 10,
@@ -311,8 +249,10 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     returns True (checked after every batch); either way the best weights are kept. The sidecar
     ``<out>.meta.json`` is written before the first epoch, so checkpoints are loadable at once.
     """
+    from .. import config
+
     started = time.perf_counter()
-    out = Path(out)
+    out = Path(out) if out is not None else config.models_dir() / "cnn.keras"
     if out.suffix != ".keras":
         raise FerError(f"{out}: the CNN output file must end with .keras")
     classes = tuple(classes)
@@ -326,6 +266,8 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         val = load_dataset(val_dir, classes, load_progress, limit_per_class, seed)
         x_train, y_train, x_val, y_val = train.x, train.y, val.x, val.y
         skipped = train.skipped + val.skipped
+    evaluated_on = (f"{Path(val_dir).name if val_dir else '10% of ' + Path(train_dir).name + ' held out'} "
+                    f"({len(y_val):,} images; it also picked the best epoch)")
     if len(y_val) == 0:
         raise DatasetError(f"{train_dir}: too few images to hold out a validation set; give a val folder")
 
@@ -375,13 +317,13 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     inference.set_weights(model.get_weights())
     inference.save(out)
     seconds = time.perf_counter() - started
-    metadata.update(status="done", epochs_run=len(hist.get("loss", [])), stopped_by_user=reporter.stopped_by_user,
-                    seconds=round(seconds, 1), metrics={"val_accuracy": evaluation["accuracy"],
-                                                        "val_macro_f1": evaluation["macro_f1"]},
-                    evaluation=evaluation, history=hist)
+    result = CNNTrainResult(out, metadata_path(out), hist, evaluation, len(hist.get("loss", [])),
+                            reporter.stopped_by_user, seconds, skipped, inference, evaluated_on, classes)
+    metadata.update(status="done", epochs_run=result.epochs_run, stopped_by_user=reporter.stopped_by_user,
+                    seconds=round(seconds, 1), metrics=result.metrics.to_dict(),
+                    evaluation=evaluation.to_dict(), history=hist)
     _write_metadata(out, metadata)
-    return CNNTrainResult(out, metadata_path(out), hist, evaluation, metadata["epochs_run"],
-                          reporter.stopped_by_user, seconds, skipped, inference)
+    return result
 
 
 def _write_metadata(model_path: Path, metadata: Mapping[str, Any]) -> None:
@@ -399,7 +341,7 @@ def read_cnn_metadata(model_path: str | os.PathLike[str]) -> dict[str, Any] | No
     try:
         data = json.loads(path.read_text(encoding="utf8"))
     except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: unreadable CNN metadata ({first_line(exc)}); retrain or delete it") from None
+        raise ModelFileError(f"{path}: unreadable CNN metadata ({one_line(exc, 160)}); retrain or delete it") from None
     if not isinstance(data, dict):
         raise ModelFileError(f"{path}: not CNN metadata (expected a JSON object); retrain or delete it")
     return data
@@ -421,11 +363,11 @@ def load_keras_file(path: str | os.PathLike[str]):
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises many types for bad archives; all mean "bad file"
-        raise ModelFileError(f"{path}: cannot load this Keras model ({first_line(exc)}); "
+        raise ModelFileError(f"{path}: cannot load this Keras model ({one_line(exc, 160)}); "
                              "re-save it with Keras 3") from None
 
 
-class CNNPredictor:
+class CNNPredictor(Predictor):
     """A saved pixel CNN as a Predictor: any face crop in, class probabilities out.
 
     Images are centre-cropped to the model's input aspect, resized and converted to gray when the
@@ -433,6 +375,7 @@ class CNNPredictor:
     """
 
     kind = "cnn"
+    inputs = "pixels"
 
     def __init__(self, path: str | os.PathLike[str], classes: Sequence[str] | None = None,
                  name: str | None = None, batch_size: int = 128, mirror: bool = True) -> None:
@@ -473,8 +416,44 @@ class CNNPredictor:
         """Model inputs for ``images``: (n, h, w, c) float32 scaled to 0..1."""
         return fit_images(images, self.input_size, self.channels).astype(np.float32) / 255.0
 
-    def predict_proba(self, images: Sequence[Any]) -> np.ndarray:
+    def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
+        images = self.pixels_of(faces)
         if len(images) == 0:
             return np.zeros((0, len(self.classes)))
         predict = predict_mirrored if self.mirror else predict_in_batches
-        return predict(self.model, self.preprocess(images), self.batch_size)
+        return predict(self.model, self.preprocess(images), self.batch_size, progress)
+
+
+# ----------------------------------------------------------------------------- registry
+
+def _load(path: Path, entry) -> CNNPredictor:
+    return CNNPredictor(path, classes=entry.classes or None, name=entry.name)
+
+
+def _save(result: CNNTrainResult, path: Path) -> list[Path]:
+    """A finished training's model and sidecar, copied to ``path`` unless already there."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise FerError(f"{path}: the CNN file must end with .keras")
+    meta_target = metadata_path(path)
+    if Path(result.path).resolve() != path.resolve():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.path, path)
+        meta = json.loads(Path(result.metadata_path).read_text(encoding="utf8"))
+        meta["name"] = path.stem
+        _write_metadata(path, meta)
+    return [path, meta_target]
+
+
+def _claims(path: Path) -> bool:
+    if path.suffix.lower() != ".keras":
+        return False
+    meta = read_cnn_metadata(path) if metadata_path(path).is_file() else None
+    return meta is None or meta.get("kind", "cnn") == "cnn"
+
+
+def _kinds():
+    from .registry import ModelKind
+
+    return (ModelKind("cnn", "convolutional network on the 48x48 gray face crop (accurate, no reasons)",
+                      "pixels", False, _load, _save, "{name}.keras", _claims),)

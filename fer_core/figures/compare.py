@@ -1,20 +1,21 @@
 """Figures and tables for comparing models and following a CNN's training (no Streamlit here).
 
 Companion of ``plots.py`` (whose confusion heatmap and per-emotion bars the dashboard reuses as
-they are): these take the plain data of ``compare.compare_report`` / ``predictions_table`` and a
-Keras history and return plotly figures or pandas tables, so the pages stay thin and every
-figure can be checked without a browser.
+they are): these take a ``Comparison`` and a Keras history and return plotly figures or pandas
+tables, so the pages stay thin and every figure can be checked without a browser.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..evaluation.compare import Comparison
+from ..images import relative_file
 from .plots import _layout, emotion_color
 
 # One colour per compared model (in the order given); emotions keep their own colours elsewhere.
@@ -54,54 +55,50 @@ def training_curves(history: Mapping[str, Sequence[float]], epochs: int | None =
 
 
 # -- comparison tables ---------------------------------------------------------------------------
-def accuracy_summary(report: Mapping, kinds: Mapping[str, str] | None = None) -> pd.DataFrame:
+def accuracy_summary(comparison: Comparison) -> pd.DataFrame:
     """One row per model: accuracy with its 95% bootstrap interval, macro-F1, images without a
     face (counted wrong) and the number of test images."""
     rows = []
-    for name, r in report["models"].items():
-        lo, hi = r.get("accuracy_ci95", [None, None])
-        rows.append({"model": name, "kind": (kinds or {}).get(name, ""), "accuracy": r["accuracy"],
-                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r["macro_f1"],
-                     "no_face": r.get("no_face", 0), "n": r["n"]})
+    for name, r in comparison.reports.items():
+        lo, hi = r.accuracy_ci95
+        rows.append({"model": name, "kind": comparison.kinds.get(name, ""), "accuracy": r.accuracy,
+                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1, "no_face": r.no_face, "n": r.n})
     return pd.DataFrame(rows, columns=["model", "kind", "accuracy", "ci95_low", "ci95_high", "macro_f1",
                                        "no_face", "n"])
 
 
-def mcnemar_frame(report: Mapping, alpha: float = 0.05) -> pd.DataFrame:
+def mcnemar_frame(comparison: Comparison, alpha: float = 0.05) -> pd.DataFrame:
     """The pairwise McNemar tests as a table, with a plain-words verdict per pair."""
     rows = []
-    for pair in report.get("mcnemar", []):
-        a, b, p = pair["a"], pair["b"], pair["p_value"]
-        acc_a, acc_b = report["models"][a]["accuracy"], report["models"][b]["accuracy"]
-        if p >= alpha:
-            verdict = "no significant difference"
-        else:
-            verdict = f"{a if acc_a > acc_b else b} is better"
-        rows.append({"model A": a, "model B": b, "only A right": pair["only_a_correct"],
-                     "only B right": pair["only_b_correct"], "p-value": p,
+    for pair in comparison.mcnemar:
+        acc_a, acc_b = comparison.reports[pair.a].accuracy, comparison.reports[pair.b].accuracy
+        verdict = ("no significant difference" if pair.p_value >= alpha
+                   else f"{pair.a if acc_a > acc_b else pair.b} is better")
+        rows.append({"model A": pair.a, "model B": pair.b, "only A right": pair.only_a_correct,
+                     "only B right": pair.only_b_correct, "p-value": pair.p_value,
                      f"at α = {alpha:g}": verdict})
     return pd.DataFrame(rows, columns=["model A", "model B", "only A right", "only B right", "p-value",
                                        f"at α = {alpha:g}"])
 
 
-def summary_frame(report: Mapping) -> pd.DataFrame:
+def summary_frame(comparison: Comparison) -> pd.DataFrame:
     """The per-emotion summary for download: per model, one row per emotion and an ``overall`` row
     (with the bootstrap interval)."""
     rows = []
-    for name, r in report["models"].items():
-        for emotion, v in r["per_class"].items():
-            rows.append({"model": name, "emotion": emotion, "n": v["n"], "accuracy": v["accuracy"],
+    for name, r in comparison.reports.items():
+        for emotion, v in r.per_class.items():
+            rows.append({"model": name, "emotion": emotion, "n": v.n, "accuracy": v.accuracy,
                          "ci95_low": None, "ci95_high": None, "macro_f1": None})
-        lo, hi = r.get("accuracy_ci95", [None, None])
-        rows.append({"model": name, "emotion": "overall", "n": r["n"], "accuracy": r["accuracy"],
-                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r["macro_f1"]})
+        lo, hi = r.accuracy_ci95
+        rows.append({"model": name, "emotion": "overall", "n": r.n, "accuracy": r.accuracy,
+                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1})
     return pd.DataFrame(rows, columns=["model", "emotion", "n", "accuracy", "ci95_low", "ci95_high", "macro_f1"])
 
 
 def predictions_frame(table: pd.DataFrame, model_names: Sequence[str], root: str | Path | None = None) -> pd.DataFrame:
     """The per-image predictions for download: file names relative to the test set's folder,
     ``no face`` where a model could not judge an image, and a right/wrong column per model."""
-    out = pd.DataFrame({"file": [_relative(f, root) for f in table["file"]], "label": table["label"]})
+    out = pd.DataFrame({"file": [relative_file(f, root) for f in table["file"]], "label": table["label"]})
     for name in model_names:
         predicted = table[name]
         out[name] = [NO_FACE if pd.isna(v) else v for v in predicted]
@@ -109,15 +106,6 @@ def predictions_frame(table: pd.DataFrame, model_names: Sequence[str], root: str
         if f"{name} p(true)" in table.columns:
             out[f"{name} p(true)"] = table[f"{name} p(true)"].round(4)
     return out
-
-
-def _relative(file: str, root: str | Path | None) -> str:
-    if root is None:
-        return str(file)
-    try:
-        return str(Path(file).resolve().relative_to(Path(root).resolve()))
-    except ValueError:
-        return str(file)
 
 
 # -- comparison figures --------------------------------------------------------------------------
@@ -142,7 +130,7 @@ def accuracy_ci_bars(summary: pd.DataFrame, title: str = "Overall accuracy with 
 
 def per_emotion_grouped_bars(frame: pd.DataFrame, title: str = "Accuracy per emotion (recall), one bar per model",
                              order: Sequence[str] | None = None) -> go.Figure:
-    """Grouped bars from ``compare.per_emotion_frame``: emotions on the x axis, one bar per model."""
+    """Grouped bars from ``Comparison.per_emotion_frame()``: emotions on the x axis, one bar per model."""
     emotions = list(order) if order else list(dict.fromkeys(frame["emotion"]))
     fig = go.Figure()
     for i, (name, sub) in enumerate(frame.groupby("model", sort=False)):

@@ -1,4 +1,6 @@
-"""Images -> AU table (one row per face), with a cache, worker processes, progress and cancel.
+"""Images -> AU table (one row per face): the local engine, with a cache, worker processes,
+progress and cancel. ``measure_faces`` is the one route from a face to its AUs: the CLI, the
+dashboard, evaluation and every predictor go through it, so the same face gives the same AUs.
 
 Failures never lose the batch: an unreadable file or a face-less image becomes a row with
 ``success = 0`` and a ``reason``.
@@ -11,17 +13,18 @@ import json
 import multiprocessing as mp
 import os
 import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .. import au_table, config
+from ..au_table import AU_CODES, AU_COLUMNS
+from ..errors import FerError
+from ..images import LabeledImage, load_image
 from . import au_mapping
-from .aus import AU_CODES, AU_COLUMNS, TABLE_COLUMNS
-from .config import CACHE_DIR
-from .errors import FerError
-from .images import LabeledImage, load_image
 
 # Bump when detection or the cached measurements change, so old cache entries are not reused.
 MEASURE_VERSION = "mp-3"
@@ -31,40 +34,64 @@ Progress = Callable[[int, int], None]
 ShouldStop = Callable[[], bool]
 
 
-def measure_faces(analyzer, rgb: np.ndarray) -> list[dict]:
-    """What the AU mapping needs of each face: box, confidence, blendshapes, geometry features."""
+@dataclass
+class FaceMeasurement:
+    """What the AU mapping needs of one face (box and confidence in image pixels, blendshapes,
+    geometry features), rounded as cached, plus the landmarks when kept for drawing."""
+
+    box: tuple[float, float, float, float]
+    confidence: float
+    blendshapes: dict[str, float]
+    geometry: dict[str, float]
+    landmarks: np.ndarray | None = field(default=None, repr=False)
+
+    def aus(self) -> dict[str, float]:
+        """AU columns ('AU01_r'…) of this face."""
+        aus = au_mapping.aus_from_measurements(self.blendshapes, self.geometry)
+        return {f"{code}_r": aus[code] for code in AU_CODES}
+
+    def au_vector(self) -> np.ndarray:
+        aus = self.aus()
+        return np.array([aus[c] for c in AU_COLUMNS], dtype=float)
+
+    def to_cache(self) -> dict:
+        return {"box": list(self.box), "confidence": self.confidence,
+                "blendshapes": self.blendshapes, "geometry": self.geometry}
+
+    @classmethod
+    def from_cache(cls, d: dict) -> "FaceMeasurement":
+        return cls(tuple(d["box"]), float(d["confidence"]), d["blendshapes"], d["geometry"])
+
+
+def measure_faces(analyzer, rgb: np.ndarray, keep_landmarks: bool = False) -> list[FaceMeasurement]:
+    """Every face of an image, largest first, measured for the AU mapping."""
     out = []
     for face in analyzer.detect(rgb):
-        out.append({
-            **face.to_dict(),
-            "blendshapes": {k: round(v, 8) for k, v in face.blendshapes.items()},
-            "geometry": {k: round(v, 6) for k, v in au_mapping.geometry_features(face.landmarks).items()},
-        })
+        d = face.to_dict()
+        out.append(FaceMeasurement(
+            box=tuple(d["box"]), confidence=d["confidence"],
+            blendshapes={k: round(v, 8) for k, v in face.blendshapes.items()},
+            geometry={k: round(v, 6) for k, v in au_mapping.geometry_features(face.landmarks).items()},
+            landmarks=face.landmarks if keep_landmarks else None))
     return out
 
 
-def aus_from_measurement(m: dict) -> dict[str, float]:
-    """AU columns ('AU01_r'…) of one measured face."""
-    aus = au_mapping.aus_from_measurements(m["blendshapes"], m["geometry"])
-    return {f"{code}_r": aus[code] for code in AU_CODES}
-
-
-def rows_for_image(file: str, label: str | None, measured: list[dict] | str) -> list[dict]:
+def rows_for_image(file: str, label: str | None, measured: list[FaceMeasurement] | str) -> list[dict]:
     """Table rows of one image: one per face, or one failure row carrying the reason."""
     base = {"file": file, "label": label, "source": SOURCE}
     if isinstance(measured, str) or not measured:
         reason = measured if isinstance(measured, str) else "no face found"
         return [{**base, "face": 0, "success": 0, "confidence": 0.0, "reason": reason,
                  **{c: np.nan for c in AU_COLUMNS}}]
-    return [{**base, "face": i, "success": 1, "confidence": m["confidence"], "reason": "",
-             **aus_from_measurement(m)} for i, m in enumerate(measured)]
+    return [{**base, "face": i, "success": 1, "confidence": m.confidence, "reason": "",
+             **m.aus()} for i, m in enumerate(measured)]
 
 
 class MeasureCache:
     """SQLite cache of face measurements keyed by the file's content hash."""
 
     def __init__(self, path: Path | None = None):
-        path = Path(path or CACHE_DIR / "measurements.sqlite")
+        path = Path(path or config.cache_dir() / "measurements.sqlite")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path))
         self.db.execute("CREATE TABLE IF NOT EXISTS m (key TEXT PRIMARY KEY, value TEXT)")
@@ -96,18 +123,22 @@ _worker_analyzer = None
 def _init_worker() -> None:
     """Each process measures with its one analyzer (started once, closed at exit)."""
     global _worker_analyzer
-    from .faces import shared_analyzer
+    from .landmarker import shared_analyzer
 
     _worker_analyzer = shared_analyzer()
 
 
 def _measure_path(path: str) -> list[dict] | str:
-    """Worker task: measurements, or the one-line reason the file failed (without the path: the
-    row names the file, and the cache may serve the answer for a copy at another path)."""
+    """Worker task: measurements as cached, or the one-line reason the file failed (without the
+    path: the row names the file, and the cache may serve the answer for a copy elsewhere)."""
     try:
-        return measure_faces(_worker_analyzer, load_image(path, name="image"))
+        return [m.to_cache() for m in measure_faces(_worker_analyzer, load_image(path, name="image"))]
     except FerError as exc:
         return str(exc).removeprefix("image: ")
+
+
+def measurements_of(cached: list[dict] | str) -> list[FaceMeasurement] | str:
+    return cached if isinstance(cached, str) else [FaceMeasurement.from_cache(d) for d in cached]
 
 
 def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bool = True,
@@ -117,6 +148,20 @@ def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bo
     Cancelling (``should_stop`` returning True) returns the rows finished so far.
     """
     items = list(items)
+    results = measure_items(items, workers, use_cache, progress, should_stop)
+    rows = []
+    for i, it in enumerate(items):
+        if i in results:
+            rows.extend(rows_for_image(str(it.path), it.label, results[i]))
+    return au_table.from_rows(rows)
+
+
+def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bool = True,
+                  progress: Progress | None = None, should_stop: ShouldStop | None = None,
+                  ) -> dict[int, list[FaceMeasurement] | str]:
+    """Measurements of each item (by index): its faces, largest first, or the one-line reason it
+    failed. Cached by file content; ``workers`` > 1 measures in spawned processes. Items not
+    reached before ``should_stop`` are missing."""
     total = len(items)
     cache = MeasureCache() if use_cache else None
     keys: list[str | None] = []
@@ -155,11 +200,7 @@ def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bo
         if cache:
             cache.put_many(fresh)
             cache.close()
-    rows = []
-    for i, it in enumerate(items):
-        if i in results:
-            rows.extend(rows_for_image(str(it.path), it.label, results[i]))
-    return _as_table(rows)
+    return {i: measurements_of(r) for i, r in results.items()}
 
 
 def _run_measurements(paths: list[str], indices: list[int], workers: int):
@@ -174,13 +215,6 @@ def _run_measurements(paths: list[str], indices: list[int], workers: int):
     with ctx.Pool(workers, initializer=_init_worker) as pool:
         for i, measured in zip(indices, pool.imap(_measure_path, paths, chunksize=16)):
             yield i, measured
-
-
-def _as_table(rows: list[dict]) -> pd.DataFrame:
-    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
-    table["success"] = table["success"].astype(int)
-    table["face"] = table["face"].astype(int)
-    return table
 
 
 def default_workers() -> int:

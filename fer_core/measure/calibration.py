@@ -26,16 +26,16 @@ import datetime as _dt
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .aus import AU_COLUMNS
-from .emotions import normalize_emotion
-from .errors import AUTableError, ModelFileError
+from .. import au_table
+from ..au_table import AU_COLUMNS
+from ..errors import AUTableError, ModelFileError
 
 FORMAT = "fer-au-calibration/1"
 ARROW = "→"
@@ -43,33 +43,19 @@ AU_MIN, AU_MAX = 0.0, 5.0
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _check_columns(table: pd.DataFrame, what: str = "AU table") -> None:
-    if not isinstance(table, pd.DataFrame):
-        raise AUTableError(f"{what} is not a table; pass an AU table (DataFrame) with AU01_r … AU45_r")
-    missing = [c for c in AU_COLUMNS if c not in table.columns]
-    if missing:
-        raise AUTableError(f"{what} lacks AU columns {', '.join(missing)}; "
-                           f"extract or import AUs first (columns AU01_r … AU45_r)")
-
-
 def _usable(table: pd.DataFrame, classes: Sequence[str] | None, what: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """Successful first-face rows (with ``classes``, those labelled in them) and a weight per row.
+    """The table's usable rows (``au_table.usable``) and a weight per row.
 
     With ``classes`` each class gets the same total weight, so class mix does not shape the map.
     """
-    _check_columns(table, what)
-    rows = table
-    if "success" in rows.columns:
-        rows = rows[pd.to_numeric(rows["success"], errors="coerce").fillna(0) > 0]
-    if "face" in rows.columns:  # first face of each image, as the AU model trains on
-        rows = rows[pd.to_numeric(rows["face"], errors="coerce").fillna(0) == 0]
+    au_table.require_columns(table, AU_COLUMNS, what)
     if classes is None:
+        rows = au_table.usable(table)
         return rows, np.ones(len(rows))
-    if "label" not in rows.columns:
+    if "label" not in table.columns:
         raise AUTableError(f"{what} has no 'label' column; fit without classes or use a labelled table")
-    labels = rows["label"].map(lambda v: normalize_emotion(v) if isinstance(v, str) else None)
-    keep = labels.isin(list(classes)).to_numpy()
-    rows, labels = rows[keep], labels[keep]
+    rows = au_table.usable(table, classes)
+    labels = rows["label"]
     absent = [c for c in classes if not (labels == c).any()]
     if absent:
         raise AUTableError(f"{what} has no successful rows of {', '.join(absent)}; "
@@ -155,7 +141,7 @@ class AUCalibration:
         Failed faces (``success 0`` or NaN AUs) and every non-AU column stay as they were.
         ``check_source`` refuses tables that are already on the target scale or already mapped.
         """
-        _check_columns(table)
+        au_table.require_columns(table)
         out = table.copy()
         ok = np.ones(len(out), dtype=bool)
         if "success" in out.columns:
@@ -254,7 +240,7 @@ def fit_quantile_map(source_table: pd.DataFrame, target_table: pd.DataFrame, n_q
         knots[c] = _fit_one(xs, ws, xt, wt, n_quantiles)
         counts[c] = [int(len(xs)), int(len(xt))]
     info = {
-        "fitted": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "fitted": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "description": description,
         "source_rows": int(len(src_rows)), "target_rows": int(len(tgt_rows)),
         "class_balanced": list(classes) if classes is not None else None,
@@ -312,7 +298,7 @@ def _profile_r(rows_a: pd.DataFrame, rows_b: pd.DataFrame, column: str, classes:
     for rows in (rows_a, rows_b):
         v = pd.to_numeric(rows[column], errors="coerce")
         ranks = v.rank(pct=True)
-        labels = rows["label"].map(lambda s: normalize_emotion(s) if isinstance(s, str) else None)
+        labels = au_table.labels_of(rows)
         profiles.append(np.array([ranks[labels == k].mean() for k in classes], dtype=float))
     pa, pb = profiles
     if np.nanstd(pa) == 0 or np.nanstd(pb) == 0 or np.isnan(pa).any() or np.isnan(pb).any():

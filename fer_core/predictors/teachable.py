@@ -21,15 +21,17 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from .cnn import first_line, fit_images, import_keras, predict_in_batches
-from .emotions import SEVEN_EMOTIONS, normalize_emotion
-from .errors import FerError, ModelFileError
+from ..emotions import SEVEN_EMOTIONS, normalize_emotion
+from ..errors import FerError, ModelFileError, one_line
+from .base import Predictor, Progress
+from .keras_io import fit_images, import_keras, predict_in_batches
 
 MODEL_NAME = "keras_model.h5"
 LABELS_NAME = "labels.txt"
@@ -198,7 +200,7 @@ def _read_zip(data: bytes, name: str, labels) -> ExportFiles:
             else:
                 labels_name = None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ModelFileError(f"{name}: damaged zip ({first_line(exc)}); download the export again") from None
+        raise ModelFileError(f"{name}: damaged zip ({one_line(exc, 160)}); download the export again") from None
     names, found_name = _read_labels_arg(labels, None)
     return _export(model_bytes, f"{name}:{MODEL_NAME}", names, labels_name or found_name)
 
@@ -353,7 +355,7 @@ def load_teachable_model(model_file: bytes | str | os.PathLike[str], source: str
     try:
         h5 = h5py.File(io.BytesIO(data), "r")
     except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{source}: unreadable HDF5 file ({first_line(exc)}); download the export again") from None
+        raise ModelFileError(f"{source}: unreadable HDF5 file ({one_line(exc, 160)}); download the export again") from None
     with h5:
         raw = h5.attrs.get("model_config")
         if raw is None or "model_weights" not in h5:
@@ -362,7 +364,7 @@ def load_teachable_model(model_file: bytes | str | os.PathLike[str], source: str
         try:
             config = json.loads(raw.decode("utf8") if isinstance(raw, bytes) else str(raw))
         except ValueError as exc:
-            raise ModelFileError(f"{source}: unreadable model architecture ({first_line(exc)}); "
+            raise ModelFileError(f"{source}: unreadable model architecture ({one_line(exc, 160)}); "
                                  f"{EXPORT_HINT}") from None
         config = sanitize_model_config(config, source)
         keras = import_keras()
@@ -370,18 +372,18 @@ def load_teachable_model(model_file: bytes | str | os.PathLike[str], source: str
             cls = keras.Sequential if config["class_name"] == "Sequential" else keras.Model
             model = cls.from_config(config["config"])
         except Exception as exc:  # Keras raises many types for configs it cannot build
-            raise ModelFileError(f"{source}: cannot rebuild the model ({first_line(exc)}); {EXPORT_HINT}") from None
+            raise ModelFileError(f"{source}: cannot rebuild the model ({one_line(exc, 160)}); {EXPORT_HINT}") from None
         if not model.built:
             raise ModelFileError(f"{source}: the model has no input shape; {EXPORT_HINT}")
         try:
             _load_weights(h5["model_weights"], model, source)
         except (OSError, KeyError, ValueError, TypeError) as exc:  # damaged datasets inside the file
-            raise ModelFileError(f"{source}: unreadable weights ({first_line(exc)}); "
+            raise ModelFileError(f"{source}: unreadable weights ({one_line(exc, 160)}); "
                                  "download the export again") from None
     return model
 
 
-class TeachablePredictor:
+class TeachablePredictor(Predictor):
     """A Teachable Machine image model as a Predictor over project emotions.
 
     Inputs follow Teachable Machine's own code: centre crop to a square, resize (224x224), RGB
@@ -389,6 +391,7 @@ class TeachablePredictor:
     """
 
     kind = "teachable"
+    inputs = "pixels"
 
     def __init__(self, model, labels: Sequence[str], mapping: Mapping[str, str | None] | None = None,
                  name: str = "teachable", source: str = MODEL_NAME, batch_size: int = 32) -> None:
@@ -424,14 +427,19 @@ class TeachablePredictor:
         """Model inputs for ``images``: (n, h, w, 3) float32 in [-1, 1], as Teachable Machine does."""
         return fit_images(images, self.input_size, 3).astype(np.float32) / 127.5 - 1.0
 
-    def raw_proba(self, images: Sequence[Any]) -> np.ndarray:
+    def raw_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
         """Probabilities over the model's own labels, (n, len(labels))."""
+        images = self.pixels_of(faces)
         if len(images) == 0:
             return np.zeros((0, len(self.labels)))
-        return predict_in_batches(self.model, self.preprocess(images), self.batch_size)
+        return predict_in_batches(self.model, self.preprocess(images), self.batch_size, progress)
 
-    def predict_proba(self, images: Sequence[Any]) -> np.ndarray:
-        merged = self.raw_proba(images) @ self._merge
+    def remapped(self, mapping: Mapping[str, str | None], name: str | None = None) -> "TeachablePredictor":
+        """The same loaded network with another label -> emotion mapping (no reload)."""
+        return TeachablePredictor(self.model, self.labels, mapping, name=name or self.name)
+
+    def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
+        merged = self.raw_proba(faces, progress) @ self._merge
         total = merged.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(total > 1e-12, merged / total, np.nan)
@@ -448,3 +456,76 @@ def load_teachable(source: str | os.PathLike[str] | bytes,
     if name is None:
         name = "teachable" if isinstance(source, (bytes, bytearray)) else f"teachable:{Path(source).stem}"
     return TeachablePredictor(model, files.labels, mapping, name=name, source=files.model_name)
+
+
+# ----------------------------------------------------------------------------- uploads and saving
+
+@dataclass(frozen=True)
+class TeachableUpload:
+    """What a user uploaded, sorted into the export's two files."""
+    model_bytes: bytes
+    model_name: str
+    labels_bytes: bytes | None
+    source: str  # the file name(s), for messages and the default model name
+
+
+def sort_upload(files: Sequence[tuple[str, bytes]]) -> TeachableUpload:
+    """A zip, or ``keras_model.h5`` (+ ``labels.txt``): which is which, by name."""
+    def kind(name: str) -> str:
+        suffix = Path(name).suffix.lower()
+        return {".zip": "zip", ".h5": "h5", ".hdf5": "h5", ".txt": "txt"}.get(suffix, "other")
+
+    zips = [(n, d) for n, d in files if kind(n) == "zip"]
+    h5s = [(n, d) for n, d in files if kind(n) == "h5"]
+    txts = [(n, d) for n, d in files if kind(n) == "txt"]
+    others = [n for n, _ in files if kind(n) == "other"]
+    if others:
+        raise ModelFileError(f"{others[0]}: not part of a Teachable Machine export; upload the zip, or "
+                             "keras_model.h5 with labels.txt (Export model -> Tensorflow -> Keras)")
+    if len(zips) + len(h5s) > 1:
+        raise ModelFileError("upload one model at a time: one zip, or one keras_model.h5 with its labels.txt")
+    if len(txts) > 1:
+        raise ModelFileError("upload one labels.txt (the one of the same export)")
+    if zips:
+        name, data = zips[0]
+        return TeachableUpload(data, name, txts[0][1] if txts else None, name)
+    if h5s:
+        name, data = h5s[0]
+        return TeachableUpload(data, name, txts[0][1] if txts else None,
+                               " + ".join([name] + [t[0] for t in txts]))
+    raise ModelFileError("labels.txt alone is not a model; add keras_model.h5 from the same export "
+                         "(or upload the export zip)")
+
+
+@dataclass(frozen=True)
+class TeachableImport:
+    """What ``save_and_register`` stores for a Teachable Machine model: the upload and the
+    predictor whose label order (and mapping) it was checked with."""
+    upload: TeachableUpload
+    predictor: TeachablePredictor
+
+
+def _save(artefact: TeachableImport, path: Path) -> list[Path]:
+    """``<path>/keras_model.h5`` and ``labels.txt``: the export as it came, labels in model order."""
+    folder = Path(path)
+    files = read_export(artefact.upload.model_bytes, artefact.upload.labels_bytes)
+    folder.mkdir(parents=True, exist_ok=False)
+    (folder / MODEL_NAME).write_bytes(files.model_bytes)
+    (folder / LABELS_NAME).write_text("".join(f"{i} {label}\n" for i, label in enumerate(artefact.predictor.labels)),
+                                      encoding="utf8")
+    return [folder / MODEL_NAME, folder / LABELS_NAME, folder]
+
+
+def _load(path: Path, entry) -> TeachablePredictor:
+    return load_teachable(path, name=entry.name, mapping=entry.mapping)
+
+
+def _claims(path: Path) -> bool:
+    return path.suffix.lower() in (".h5", ".zip") or (path.is_dir() and (path / MODEL_NAME).is_file())
+
+
+def _kinds():
+    from .registry import ModelKind
+
+    return (ModelKind("teachable", "a Teachable Machine image model (imported; transfer learning, no reasons)",
+                      "pixels", False, _load, _save, "teachable/{name}", _claims),)

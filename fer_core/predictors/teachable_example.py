@@ -1,4 +1,5 @@
-"""Build a Teachable Machine style export ("Tensorflow" -> "Keras") in a folder, for tests.
+"""Build a Teachable Machine style export ("Tensorflow" -> "Keras") in a folder: for tests,
+benchmarks and trying the import page, since no real export can be downloaded here.
 
 Teachable Machine exports ``keras_model.h5`` + ``labels.txt``; the model was saved by tf.keras 2.x:
 ``Sequential[Sequential[Functional MobileNetV2 "model1", GlobalAveragePooling2D],
@@ -14,9 +15,10 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import ModelFileError
+from ..errors import ModelFileError
 
 LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 MODEL_ENV = "FER_LANDMARKER_MODEL"
@@ -54,8 +54,13 @@ def _import_mediapipe():
 @contextlib.contextmanager
 def _quiet_native_logs():
     """Silence MediaPipe's C++ start-up chatter (graph set-up, XNNPACK, alignment warnings),
-    which goes straight to file descriptor 2 and would bury the CLI's own messages."""
-    if os.environ.get("FER_NATIVE_LOGS"):
+    which goes straight to file descriptor 2 and would bury the CLI's own messages.
+
+    Redirecting a file descriptor affects the whole process, so it is done only while this is
+    the process's one thread (the CLI, a worker process); in a server, where other threads may
+    be writing their own errors, the chatter goes to the log instead.
+    """
+    if os.environ.get("FER_NATIVE_LOGS") or threading.active_count() > 1:
         yield
         return
     sys.stderr.flush()
@@ -259,6 +264,7 @@ def _tile_starts(length: int, tile: int) -> list[int]:
 
 
 _shared: FaceAnalyzer | None = None
+_shared_lock = threading.Lock()
 
 
 def close_at_exit(analyzer: FaceAnalyzer) -> FaceAnalyzer:
@@ -266,8 +272,10 @@ def close_at_exit(analyzer: FaceAnalyzer) -> FaceAnalyzer:
 
     MediaPipe's close() runs on a concurrent.futures thread pool, which Python shuts down in the
     threading module's exit hooks, before ``atexit`` callbacks; closing later raises, and leaving it
-    to MediaPipe's finalizer raises too. So register in those same hooks (they run last-in,
-    first-out, so this runs before the pool's shutdown), falling back to atexit.
+    to MediaPipe's finalizer raises too. The only hook that runs early enough is the one
+    concurrent.futures itself uses, ``threading._register_atexit`` (last-in, first-out, so this
+    runs before the pool's shutdown). It is private; where it is missing, ``atexit`` is the
+    fallback and MediaPipe may print a harmless warning at exit.
     """
     register = getattr(threading, "_register_atexit", atexit.register)
     try:
@@ -278,11 +286,13 @@ def close_at_exit(analyzer: FaceAnalyzer) -> FaceAnalyzer:
 
 
 def shared_analyzer() -> FaceAnalyzer:
-    """One analyzer per process (for predictors given images), closed at exit."""
+    """The process's one analyzer (the dashboard's sessions, in-process extraction and every
+    predictor given images share it), created once under a lock and closed at exit."""
     global _shared
-    if _shared is None:
-        _shared = close_at_exit(FaceAnalyzer())
-    return _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = close_at_exit(FaceAnalyzer())
+        return _shared
 
 
 def _largest_first(faces: list[Face]) -> list[Face]:
@@ -340,20 +350,3 @@ def _match_score(box: tuple[float, float, float, float], detections) -> float:
         if iou > best_iou:
             best_iou, best = iou, float(det.categories[0].score)
     return best if best_iou > 0.2 else 0.0
-
-
-def face_crop(rgb: np.ndarray, box, margin: float = 0.25, small: int = 160) -> np.ndarray:
-    """What a pixel model (CNN, Teachable Machine) is shown of one face: a square around the
-    face box, ``margin`` of its size on each side, like FER2013's crops. Images already smaller
-    than ``small`` pixels are face crops themselves and are passed whole."""
-    h, w = rgb.shape[:2]
-    if max(h, w) < small:
-        return rgb
-    x, y, bw, bh = (float(v) for v in box)
-    side = max(bw, bh) * (1 + 2 * margin)
-    cx, cy = x + bw / 2, y + bh / 2
-    x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-    x1, y1 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        return rgb
-    return np.ascontiguousarray(rgb[y0:y1, x0:x1])

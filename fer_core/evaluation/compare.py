@@ -1,0 +1,202 @@
+"""Several models on exactly the same labelled images: the comparison the CLI (``compare``,
+``evaluate``) and the dashboard (Compare, the CNN page) all run.
+
+The classes scored are the ones every model predicts and the test set contains
+(``emotions.shared_classes``), unless given; images of other emotions are left out and counted.
+Every model sees the same faces, prepared once by the face pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from ..emotions import shared_classes
+from ..errors import DatasetError, FerError, one_line
+from ..images import LabeledImage
+from ..predictors.base import Predictor, predicted_labels
+from .metrics import EvaluationReport, McNemarResult, evaluation_report, mcnemar
+
+log = logging.getLogger("fer_core")
+FractionProgress = Callable[[float, str], None]
+
+
+@dataclass
+class Comparison:
+    """Per-image predictions (``table``: file, label, then per model its prediction, None = no
+    face, and its probability of the true label), one report per model and the pairwise tests."""
+
+    table: pd.DataFrame
+    reports: dict[str, EvaluationReport]
+    mcnemar: list[McNemarResult]
+    classes: tuple[str, ...]
+    kinds: dict[str, str] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)  # images left out, one line each
+    failed_models: list[str] = field(default_factory=list)  # models that could not run, one line each
+    skipped: dict[str, int] = field(default_factory=dict)  # test images of emotions not scored
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # full (n, k) per model
+    model_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.reports)
+
+    @property
+    def n(self) -> int:
+        return int(len(self.table))
+
+    def correct(self, name: str) -> np.ndarray:
+        return (self.table[name] == self.table["label"]).to_numpy()
+
+    def wrong_files(self, name: str) -> list[str]:
+        return self.table.loc[~self.correct(name), "file"].tolist()
+
+    def no_face_files(self, name: str) -> list[str]:
+        return self.table.loc[self.table[name].isna(), "file"].tolist()
+
+    def to_dict(self) -> dict:
+        """The ``compare --json`` output."""
+        return {"n": self.n, "classes": list(self.classes),
+                "models": {m: r.to_dict() for m, r in self.reports.items()},
+                "mcnemar": [p.to_dict() for p in self.mcnemar],
+                "wrong": {m: self.wrong_files(m) for m in self.names},
+                "no_face": {m: self.no_face_files(m) for m in self.names},
+                "skipped": list(self.unreadable), "skipped_classes": dict(self.skipped)}
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, names: Sequence[str], classes: Sequence[str], **fields) -> "Comparison":
+        """Score a predictions table (one column of predicted labels per model, None = no face):
+        a report per model and McNemar tests for every pair."""
+        reports = {m: evaluation_report(table["label"].tolist(), [None if pd.isna(v) else v for v in table[m]],
+                                        classes, model=m) for m in names}
+        for r in reports.values():
+            r.skipped = dict(fields.get("skipped") or {})
+        correct = {m: (table[m] == table["label"]).to_numpy() for m in names}
+        pairs = [mcnemar(correct[a], correct[b], a, b) for a, b in combinations(list(names), 2)]
+        return cls(table=table, reports=reports, mcnemar=pairs, classes=tuple(classes), **fields)
+
+    def per_emotion_frame(self) -> pd.DataFrame:
+        """Long table (model, emotion, accuracy, n) for grouped bar charts and CSV download."""
+        rows = [{"model": m, "emotion": e, "accuracy": s.accuracy, "n": s.n}
+                for m, r in self.reports.items() for e, s in r.per_class.items()]
+        return pd.DataFrame(rows, columns=["model", "emotion", "accuracy", "n"])
+
+
+def _load_all(models: Sequence, loader: Callable) -> tuple[list[Predictor], list[str]]:
+    predictors, failed = [], []
+    for ref in models:
+        if isinstance(ref, Predictor):
+            predictors.append(ref)
+            continue
+        name = getattr(ref, "name", str(ref))
+        try:
+            predictors.append(loader(ref))
+        except FerError as exc:
+            failed.append(one_line(exc))
+        except Exception as exc:
+            log.exception("model %s failed to load", name)
+            failed.append(f"{name}: could not load ({one_line(exc)})")
+    return predictors, failed
+
+
+def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Sequence[str] | None = None,
+                   workers: int = 1, progress: FractionProgress | None = None,
+                   loader: Callable | None = None) -> Comparison:
+    """Every model (Predictors, manifest entries or names) on exactly the same readable images.
+
+    A model that fails to load or run is reported in ``failed_models`` and left out; the others
+    go on. ``progress(fraction, text)`` follows loading, measuring and each model.
+    """
+    from ..pipeline import prepare_faces
+    from ..predictors.registry import load_predictor
+
+    start = time.perf_counter()
+    report = progress or (lambda fraction, text: None)
+    report(0.0, "Loading models…")
+    predictors, failed = _load_all(models, loader or load_predictor)
+    if not predictors:
+        raise FerError("no model could be run: " + "; ".join(failed) if failed else "no models to compare")
+    names = [p.name for p in predictors]
+    if len(set(names)) != len(names):
+        raise FerError(f"models share a name ({', '.join(names)}); give distinct models")
+    present = {it.label for it in items if it.label}
+    classes = tuple(classes) if classes else shared_classes([p.classes for p in predictors], present)
+    if not classes:
+        raise DatasetError("the models share no emotion with the test set's labels; pick other models or images")
+    chosen = [it for it in items if it.label in set(classes)]
+    skipped: dict[str, int] = {}
+    for it in items:
+        if it.label and it.label not in classes:
+            skipped[it.label] = skipped.get(it.label, 0) + 1
+    if not chosen:
+        raise DatasetError(f"the test set has no images of {', '.join(classes)}")
+    need_aus = any(p.inputs == "aus" for p in predictors)
+    need_pixels = any(p.inputs == "pixels" for p in predictors)
+    share = 1.0 / (len(predictors) + 1)
+    prepared = prepare_faces(chosen, need_aus, need_pixels, workers=workers,
+                             progress=lambda d, t: report(share * d / max(t, 1), f"Measuring faces: {d:,} / {t:,}"))
+    if not prepared.items:
+        raise DatasetError(f"none of the {len(chosen)} test images could be read")
+    table = pd.DataFrame({"file": [str(it.path) for it in prepared.items],
+                          "label": [it.label for it in prepared.items]})
+    kinds: dict[str, str] = {}
+    probabilities: dict[str, np.ndarray] = {}
+    model_classes: dict[str, tuple[str, ...]] = {}
+    for i, p in enumerate(predictors):
+        def step(done: int, total: int, i=i, name=p.name) -> None:
+            report(share * (1 + i + done / max(total, 1)), f"{name}: {done:,} / {total:,}")
+
+        report(share * (1 + i), f"{p.name}: running…")
+        try:
+            proba = np.asarray(p.predict_proba(prepared.faces, progress=step), dtype=float)
+        except FerError as exc:
+            failed.append(one_line(exc))
+            continue
+        except Exception as exc:
+            log.exception("model %s failed in the comparison", p.name)
+            failed.append(f"{p.name}: could not run ({one_line(exc)})")
+            continue
+        table[p.name] = predicted_labels(p.classes, proba)
+        index = {c: j for j, c in enumerate(p.classes)}
+        table[f"{p.name} p(true)"] = [
+            float(row[index[lab]]) if lab in index and not np.isnan(row).any() else np.nan
+            for row, lab in zip(proba, table["label"])]
+        kinds[p.name] = p.kind
+        probabilities[p.name] = proba
+        model_classes[p.name] = tuple(p.classes)
+    if not kinds:
+        raise FerError("no model could be run: " + "; ".join(failed))
+    report(1.0, "Done")
+    return Comparison.from_table(table, list(kinds), classes, kinds=kinds, unreadable=prepared.unreadable,
+                                 failed_models=failed, skipped=skipped, probabilities=probabilities,
+                                 model_classes=model_classes, seconds=time.perf_counter() - start)
+
+
+def evaluate_images(predictor: Predictor, items: Sequence[LabeledImage], workers: int = 1,
+                    progress: FractionProgress | None = None) -> tuple[EvaluationReport, Comparison]:
+    """One model on labelled images of its own emotions (others are counted in ``skipped``)."""
+    comparison = run_comparison([predictor], items, classes=predictor.classes, workers=workers, progress=progress)
+    if comparison.failed_models:
+        raise FerError(comparison.failed_models[0])
+    return comparison.reports[predictor.name], comparison
+
+
+def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationReport:
+    """An AU model on a labelled AU table (first face of each image; unmeasured faces count
+    wrong). Pixel models cannot be scored on AUs and say so."""
+    from ..pipeline import faces_from_au_table
+
+    if predictor.inputs != "aus":
+        raise FerError(f"{predictor.name}: a {predictor.kind} model scores images, not an AU table; "
+                       "use --images with a folder of labelled images")
+    faces, labels, _ = faces_from_au_table(table, predictor.classes)
+    proba = predictor.predict_proba(faces)
+    return evaluation_report(labels, predicted_labels(predictor.classes, proba), predictor.classes,
+                             model=predictor.name)

@@ -1,0 +1,165 @@
+"""Scores on a labelled test set: accuracy (with a bootstrap interval), macro-F1, per-emotion
+accuracy, the confusion matrix, and McNemar's test between two models on the same images.
+
+Faces a model could not judge (no face measured: prediction None) count as wrong. The counting
+is scikit-learn's and the exact McNemar test is scipy's binomial test; the bootstrap resamples in
+chunks, so its memory stays small whatever the test set's size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NO_PREDICTION = "\x00no face"  # stands for None inside scikit-learn's label arrays
+BOOTSTRAP_CHUNK_VALUES = 4_000_000  # resamples x n drawn at once (~32 MB of indices)
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    n: int
+    accuracy: float | None  # recall; None when the class has no images
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "accuracy": self.accuracy}
+
+
+@dataclass
+class EvaluationReport:
+    """One model on one labelled test set; ``to_dict()`` is the ``evaluate --json`` output.
+
+    ``confusion[i][j]`` counts images of ``labels[i]`` predicted as ``labels[j]``; no-face images
+    are in ``no_face_per_class`` instead, so each row plus its no-face count is the class size.
+    ``skipped`` counts test images of emotions the model cannot predict (left out, by emotion).
+    """
+
+    model: str
+    n: int
+    no_face: int
+    accuracy: float
+    accuracy_ci95: tuple[float, float]
+    macro_f1: float
+    per_class: dict[str, ClassScore]
+    labels: list[str]
+    confusion: list[list[int]]
+    no_face_per_class: list[int]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = {
+            "model": self.model, "n": self.n, "no_face": self.no_face, "accuracy": self.accuracy,
+            "accuracy_ci95": list(self.accuracy_ci95), "macro_f1": self.macro_f1,
+            "per_class": {c: s.to_dict() for c, s in self.per_class.items()},
+            "labels": list(self.labels), "confusion": [list(r) for r in self.confusion],
+            "no_face_per_class": list(self.no_face_per_class),
+        }
+        if self.skipped:
+            out["skipped"] = dict(self.skipped)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EvaluationReport":
+        """Also reads the subsets stored in model files (missing fields get neutral values)."""
+        labels = list(d.get("labels") or d.get("per_class", {}).keys())
+        return cls(
+            model=d.get("model", ""), n=int(d.get("n", 0)), no_face=int(d.get("no_face", 0)),
+            accuracy=float(d.get("accuracy", 0.0)),
+            accuracy_ci95=tuple(d.get("accuracy_ci95") or (float("nan"), float("nan"))),
+            macro_f1=float(d.get("macro_f1", 0.0)),
+            per_class={c: ClassScore(int(v.get("n", 0)), v.get("accuracy"))
+                       for c, v in (d.get("per_class") or {}).items()},
+            labels=labels, confusion=d.get("confusion") or [[0] * len(labels) for _ in labels],
+            no_face_per_class=d.get("no_face_per_class") or [0] * len(labels),
+            skipped=dict(d.get("skipped") or {}))
+
+    def predicts_one_class(self, share: float = 0.9) -> str | None:
+        """The emotion this model gives to at least ``share`` of the images it judged, if any: a
+        collapsed model, whatever its accuracy."""
+        totals = np.asarray(self.confusion, dtype=float).sum(axis=0)
+        if totals.sum() == 0:
+            return None
+        j = int(totals.argmax())
+        return self.labels[j] if totals[j] / totals.sum() >= share else None
+
+
+def evaluation_report(y_true: Sequence[str], y_pred: Sequence[str | None], classes: Sequence[str],
+                      model: str = "", n_boot: int = 2000, seed: int = 0) -> EvaluationReport:
+    """Score predictions (None = no face, counted wrong) against the true labels."""
+    from sklearn.metrics import confusion_matrix, f1_score, recall_score
+
+    classes = list(classes)
+    y_true = [str(t) for t in y_true]
+    y_pred = [NO_PREDICTION if p is None else str(p) for p in y_pred]
+    if len(y_true) != len(y_pred):
+        raise ValueError("y_true and y_pred differ in length")
+    n = len(y_true)
+    correct = np.array([t == p for t, p in zip(y_true, y_pred)], dtype=bool)
+    k = len(classes)
+    if n:
+        confusion = confusion_matrix(y_true, y_pred, labels=classes)
+        recall = recall_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
+        macro_f1 = float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0))
+    else:
+        confusion, recall, macro_f1 = np.zeros((k, k), dtype=int), np.zeros(k), 0.0
+    truth = np.asarray(y_true, dtype=object)
+    none = np.asarray(y_pred, dtype=object) == NO_PREDICTION
+    no_face_per_class = [int(np.sum(none & (truth == c))) for c in classes]
+    sizes = [int(np.sum(truth == c)) for c in classes]
+    lo, hi = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
+    return EvaluationReport(
+        model=model, n=n, no_face=int(none.sum()),
+        accuracy=round(float(correct.mean()) if n else 0.0, 4),
+        accuracy_ci95=(round(lo, 4), round(hi, 4)),
+        macro_f1=round(macro_f1, 4),
+        per_class={c: ClassScore(sizes[i], round(float(recall[i]), 4) if sizes[i] else None)
+                   for i, c in enumerate(classes)},
+        labels=classes, confusion=confusion.astype(int).tolist(), no_face_per_class=no_face_per_class)
+
+
+def bootstrap_ci(correct: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of a 0/1 vector.
+
+    Resamples are drawn chunk by chunk from one generator (the same numbers as drawing them all
+    at once), so a million-row test set needs megabytes, not the gigabytes of a resamples x n array.
+    """
+    correct = np.asarray(correct, dtype=float)
+    n = correct.size
+    if n == 0:
+        return (0.0, 0.0)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, BOOTSTRAP_CHUNK_VALUES // n)
+    means = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        means[start:start + size] = correct[rng.integers(0, n, size=(size, n))].mean(axis=1)
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    a: str
+    b: str
+    only_a_correct: int
+    only_b_correct: int
+    p_value: float
+
+    def to_dict(self) -> dict:
+        return {"a": self.a, "b": self.b, "only_a_correct": self.only_a_correct,
+                "only_b_correct": self.only_b_correct, "p_value": self.p_value}
+
+
+def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool], a: str = "a", b: str = "b") -> McNemarResult:
+    """Exact McNemar test on paired right/wrong outcomes: a two-sided binomial test on the images
+    where exactly one of the two models is right."""
+    from scipy.stats import binomtest
+
+    ca = np.asarray(correct_a, dtype=bool)
+    cb = np.asarray(correct_b, dtype=bool)
+    only_a = int(np.sum(ca & ~cb))
+    only_b = int(np.sum(~ca & cb))
+    m = only_a + only_b
+    p = 1.0 if m == 0 else float(binomtest(only_a, m, 0.5).pvalue)
+    return McNemarResult(a, b, only_a, only_b, round(min(1.0, p), 6))

@@ -1,0 +1,178 @@
+"""OpenFace 2 as an AU source: import the CSVs it writes into the project's AU table.
+
+Every function returns ``au_table`` rows with ``source = "openface"``, so a model trained on
+OpenFace AUs can be scored on embedded AUs and vice versa.
+
+What OpenFace 2 writes (``lib/local/Utilities/src/RecorderCSV.cpp``):
+
+- ``FaceLandmarkImg`` (one CSV per image, named ``<image stem>.csv``): ``face, confidence``, then
+  optional gaze / pose / landmark / shape columns, then ``AU01_r … AU45_r`` and ``AU01_c … AU45_c``.
+  One row per detected face; an image without a face gets a header-only CSV or none at all.
+  It has no ``success`` column (a row means a face was found); one is honoured if present.
+- ``FeatureExtraction`` (sequences): ``frame, [face_id,] timestamp, confidence, success, …``; frames
+  where tracking failed have ``success 0`` and AU values of 0, which are not measurements.
+- OpenFace 2.0 separates fields with ``", "``; 2.2 with ``","``. Both are read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import au_table
+from ..emotions import emotion_from_filename, normalize_emotion
+from ..errors import DatasetError, FerError, one_line
+from ..images import LabeledImage, list_images
+
+SOURCE = "openface"
+NO_FACE = "OpenFace found no face"
+
+
+def read_openface_csv(path_or_buffer: au_table.PathOrBuffer, name: str | None = None,
+                      label: str | None = None) -> pd.DataFrame:
+    """AU table of one OpenFace per-image CSV (``FaceLandmarkImg`` or ``FeatureExtraction``).
+
+    ``file`` is ``name`` when given (the image the CSV belongs to), else the CSV's stem, which is
+    the image's stem because OpenFace names its CSV after the image. Several faces give several
+    rows; failed detections (``success 0``) and header-only CSVs give rows with NaN AUs and the
+    reason "OpenFace found no face".
+    """
+    display = au_table.display_name(path_or_buffer)
+    frame = au_table.read_csv_frame(path_or_buffer, display)
+    file = name if name is not None else _stem(display)
+    return _from_openface(frame, display, file, _clean_label(label))
+
+
+def table_from_openface_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
+    """A frame read from an OpenFace CSV: per-image / sequence output (``face`` or ``frame`` with
+    ``confidence``), or a merged labelled table like the study's ``emotion.csv`` (17 AU_r columns
+    and optionally a ``label``/``emotion`` column of names or the study's codes 0..5), whose rows
+    get ``file = "<csv name>#<data row number, from 1>"`` unless it has a ``file`` column."""
+    cols = set(frame.columns)
+    if ("face" in cols or "frame" in cols or "face_id" in cols) and "confidence" in cols:
+        return _from_openface(frame, display, _stem(display), None)
+    return _from_merged(frame, display)
+
+
+def import_openface_dir(folder: str | os.PathLike[str],
+                        labels_from: str | os.PathLike[str] | Sequence[LabeledImage] | None = None,
+                        ) -> pd.DataFrame:
+    """AU table of an OpenFace ``-out_dir``: one CSV per image, possibly in emotion subfolders.
+
+    ``labels_from`` (the image folder OpenFace read, or its ``LabeledImage`` list) maps each CSV to
+    its image by stem, giving ``file`` the image path and its label; images without a CSV become
+    failure rows. Without it, labels come from the CSV's emotion subfolder or an emotion-prefixed
+    stem (``angry001``). Non-CSV files are skipped; a bad CSV becomes a failure row, never an
+    exception, so the batch is kept.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder; pick the folder OpenFace wrote with -out_dir")
+    csvs = sorted(p for p in folder.rglob("*.csv")
+                  if p.is_file() and not any(part.endswith("_aligned") or part.startswith(".")
+                                             for part in p.relative_to(folder).parts))
+    images: list[LabeledImage] = []
+    if labels_from is not None:
+        images = (list_images(labels_from) if isinstance(labels_from, (str, os.PathLike))
+                  else list(labels_from))
+    by_dir_stem = {(it.path.parent.name.lower(), it.path.stem): it for it in images}
+    stems: dict[str, list[LabeledImage]] = {}
+    for it in images:
+        stems.setdefault(it.path.stem, []).append(it)
+
+    parts: list[pd.DataFrame] = []
+    matched: set[Path] = set()
+    for csv in csvs:
+        rel = csv.relative_to(folder)
+        image = by_dir_stem.get((csv.parent.name.lower(), csv.stem))
+        if image is None and len(stems.get(csv.stem, [])) == 1:
+            image = stems[csv.stem][0]
+        if image is not None:
+            matched.add(image.path)
+            file, label = str(image.path), image.label or _label_from_path(rel)
+        else:
+            file, label = rel.with_suffix("").as_posix(), _label_from_path(rel)
+        try:
+            parts.append(read_openface_csv(csv, name=file, label=label))
+        except FerError as exc:
+            parts.append(failure_rows([(file, label)], one_line(exc)))
+    missing = [(str(it.path), it.label) for it in images if it.path not in matched]
+    if missing:
+        parts.append(failure_rows(missing, "OpenFace wrote no CSV for this image (no face found or not processed)"))
+    return au_table.concat(parts)
+
+
+def failure_rows(files: Iterable[tuple[str, str | None]], reason: str) -> pd.DataFrame:
+    """One failed OpenFace row per (file, label)."""
+    return au_table.failure_rows(files, reason, SOURCE)
+
+
+# -- parsing helpers ---------------------------------------------------------------------------
+def _stem(display: str) -> str:
+    return Path(display).stem if display else "table"
+
+
+def _clean_label(label) -> str | None:
+    if label is None or (isinstance(label, float) and math.isnan(label)):
+        return None
+    return normalize_emotion(label) or str(label)
+
+
+def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | None) -> pd.DataFrame:
+    aus = au_table.au_values(frame, display)
+    if frame.empty:
+        return failure_rows([(file, label)], NO_FACE)
+    n = len(frame)
+    if "success" in frame.columns:
+        success = pd.to_numeric(frame["success"], errors="coerce").fillna(0).astype(int).clip(0, 1).to_numpy()
+    else:
+        success = np.ones(n, dtype=int)  # FaceLandmarkImg writes a row only for a detected face
+    face_col = "face" if "face" in frame.columns else "face_id" if "face_id" in frame.columns else None
+    faces = (pd.to_numeric(frame[face_col], errors="coerce").fillna(0).astype(int).to_numpy()
+             if face_col else np.zeros(n, dtype=int))
+    files = [file] * n
+    if "frame" in frame.columns and frame["frame"].nunique() > 1:
+        files = [f"{file}#{_frame_id(v)}" for v in frame["frame"]]
+    conf = (pd.to_numeric(frame["confidence"], errors="coerce").to_numpy(dtype=float)
+            if "confidence" in frame.columns else np.full(n, np.nan))
+    aus.loc[success == 0, :] = np.nan  # OpenFace writes 0 for failed frames: not a measurement
+    out = pd.DataFrame({"file": files, "face": faces, "label": [label] * n, "success": success,
+                        "confidence": conf, "source": SOURCE,
+                        "reason": np.where(success == 1, "", NO_FACE)})
+    return au_table.normalise(pd.concat([out.reset_index(drop=True), aus.reset_index(drop=True)], axis=1))
+
+
+def _frame_id(v) -> str:
+    try:
+        f = float(v)
+        return str(int(f)) if f.is_integer() else str(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _from_merged(frame: pd.DataFrame, display: str) -> pd.DataFrame:
+    aus = au_table.au_values(frame, display)
+    n = len(frame)
+    column = "label" if "label" in frame.columns else "emotion" if "emotion" in frame.columns else None
+    labels = au_table.parse_labels(frame[column], display, column) if column else [None] * n
+    complete = aus.notna().all(axis=1).to_numpy()
+    base = Path(display).name
+    files = (frame["file"].astype(str).to_numpy() if "file" in frame.columns
+             else [f"{base}#{i}" for i in range(1, n + 1)])
+    out = pd.DataFrame({"file": files, "face": 0, "label": labels,
+                        "success": complete.astype(int), "confidence": np.nan, "source": SOURCE,
+                        "reason": np.where(complete, "", "AU values missing in this row")})
+    return au_table.normalise(pd.concat([out, aus.reset_index(drop=True)], axis=1))
+
+
+def _label_from_path(rel: Path) -> str | None:
+    if len(rel.parts) > 1:
+        label = normalize_emotion(rel.parent.name)
+        if label:
+            return label
+    return emotion_from_filename(rel.stem)

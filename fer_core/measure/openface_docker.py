@@ -1,0 +1,265 @@
+"""OpenFace 2 in Docker: run ``FaceLandmarkImg`` in the ``algebr/openface`` image, as the original
+study did, and read its CSVs with ``openface_csv``.
+
+The Docker engine is the one part of the workbench that tests cannot run for real here: command
+building, mounts and CSV collection are plain functions, and the engine is reached only through
+an injectable client.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .. import au_table
+from ..errors import DockerUnavailable, FerError, one_line
+from ..images import LabeledImage, load_image
+from .openface_csv import NO_FACE, failure_rows, read_openface_csv
+
+Progress = Callable[[int, int], None]
+BIN_DIR = "/home/openface-build/build/bin"  # where the algebr/openface image keeps FaceLandmarkImg
+OPENFACE_INPUT_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _default_docker_host() -> str:
+    if os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    return "npipe:////./pipe/docker_engine" if os.name == "nt" else "unix:///var/run/docker.sock"
+
+
+class OpenFaceDocker:
+    """Run OpenFace 2 ``FaceLandmarkImg`` in the ``algebr/openface`` image, as the original study did.
+
+    The Docker client is created lazily with ``docker.from_env()`` (or injected, for tests), so
+    importing this module or building commands never needs a Docker engine.
+    """
+
+    def __init__(self, client=None, image: str = "algebr/openface:latest", timeout_s: float = 600,
+                 work_dir: str | os.PathLike[str] | None = None, poll_s: float = 1.0,
+                 aus_only: bool = True):
+        self._client = client
+        self.image = image
+        self.timeout_s = float(timeout_s)
+        self.work_dir = Path(work_dir) if work_dir is not None else None
+        self.poll_s = poll_s
+        self.aus_only = aus_only
+
+    # -- pure parts ---------------------------------------------------------------------------
+    @staticmethod
+    def build_command(input_dir: str = "input", output_dir: str = "processed",
+                      aus_only: bool = True) -> list[str]:
+        """The study's ``FaceLandmarkImg -fdir input -out_dir processed`` (run in ``BIN_DIR``).
+
+        ``aus_only`` adds ``-aus``: OpenFace then writes only the AU CSV (no aligned faces, HOG or
+        annotated images), which is all the table needs and far less to write.
+        """
+        command = ["./FaceLandmarkImg", "-fdir", input_dir, "-out_dir", output_dir]
+        return command + ["-aus"] if aus_only else command
+
+    @staticmethod
+    def mounts(input_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str],
+               input_name: str = "input", output_name: str = "processed") -> dict[str, dict[str, str]]:
+        """``volumes=`` for ``containers.run``: host folders bound inside ``BIN_DIR``."""
+        return {
+            str(Path(input_dir).resolve()): {"bind": f"{BIN_DIR}/{input_name}", "mode": "ro"},
+            str(Path(output_dir).resolve()): {"bind": f"{BIN_DIR}/{output_name}", "mode": "rw"},
+        }
+
+    @property
+    def image_repo(self) -> str:
+        """'algebr/openface:latest' -> 'algebr/openface' (for messages)."""
+        repo, _, tag = self.image.rpartition(":")
+        return repo if repo and "/" not in tag else self.image
+
+    # -- engine -------------------------------------------------------------------------------
+    def _engine_message(self, exc: BaseException) -> str:
+        host = _default_docker_host()
+        if "permission denied" in str(exc).lower():
+            return (f"no permission to use the Docker engine at {host}: add your user to the docker "
+                    f"group (`sudo usermod -aG docker $USER`, then log in again)")
+        return f"Docker engine not reachable at {host}: start Docker Desktop / `sudo systemctl start docker`"
+
+    def _image_message(self) -> str:
+        return f"image {self.image_repo} not present: run `docker pull {self.image_repo}`"
+
+    @property
+    def client(self):
+        """The Docker client, created on first use; raises DockerUnavailable without an engine."""
+        if self._client is None:
+            import docker
+
+            try:
+                self._client = docker.from_env()
+            except docker.errors.DockerException as exc:
+                raise DockerUnavailable(self._engine_message(exc)) from None
+        return self._client
+
+    def _check(self) -> None:
+        import docker
+
+        client = self.client
+        try:
+            client.ping()
+        except docker.errors.DockerException as exc:
+            raise DockerUnavailable(self._engine_message(exc)) from None
+        except Exception as exc:  # requests' connection errors when the engine goes away
+            raise DockerUnavailable(self._engine_message(exc)) from None
+        try:
+            client.images.get(self.image)
+        except docker.errors.ImageNotFound:
+            raise DockerUnavailable(self._image_message()) from None
+        except docker.errors.DockerException as exc:
+            raise DockerUnavailable(f"Docker cannot look up image {self.image}: {one_line(exc)[:150]}; "
+                                    f"check the engine with `docker info`") from None
+
+    def status(self) -> tuple[bool, str]:
+        """(ready, one-line message) — for the dashboard to show before offering this backend."""
+        try:
+            self._check()
+        except DockerUnavailable as exc:
+            return False, str(exc)
+        return True, f"Docker engine reachable and image {self.image} present"
+
+    def pull(self) -> None:
+        """Download the image (about 2 GB); raises DockerUnavailable on failure."""
+        import docker
+
+        repo, _, tag = self.image.rpartition(":")
+        if not repo or "/" in tag:
+            repo, tag = self.image, "latest"
+        try:
+            self.client.images.pull(repo, tag=tag)
+        except docker.errors.DockerException as exc:
+            raise DockerUnavailable(f"could not pull {self.image}: {one_line(exc)[:150]}; "
+                                    f"check the network and run `docker pull {self.image}`") from None
+
+    # -- extraction ---------------------------------------------------------------------------
+    def extract(self, items: Sequence[LabeledImage], progress: Progress | None = None) -> pd.DataFrame:
+        """AU table of images via OpenFace in Docker; one row per face, failures kept as rows.
+
+        Images are copied (non JPEG/PNG converted to PNG) under unique safe names into a temp
+        input folder; the container and temp folders are always removed, also on Ctrl-C.
+        """
+        import docker
+
+        items = list(items)
+        total = len(items)
+        if not items:
+            return au_table.concat([])
+        self._check()
+        tmp = Path(tempfile.mkdtemp(prefix="fer-openface-", dir=self.work_dir))
+        container = None
+        try:
+            in_dir, out_dir = tmp / "input", tmp / "processed"
+            in_dir.mkdir()
+            out_dir.mkdir()
+            stems, failed = self._prepare(items, in_dir)
+            if progress:
+                progress(0, total)
+            run_reason = ""
+            if stems:
+                try:
+                    container = self.client.containers.run(
+                        self.image, self.build_command(aus_only=self.aus_only),
+                        volumes=self.mounts(in_dir, out_dir), detach=True, working_dir=BIN_DIR, remove=False)
+                except docker.errors.ImageNotFound:
+                    raise DockerUnavailable(self._image_message()) from None
+                except docker.errors.DockerException as exc:
+                    raise DockerUnavailable(f"Docker could not start {self.image}: {one_line(exc)[:150]}; "
+                                            f"check `docker info` and that {tmp.parent} may be shared with containers") from None
+                run_reason = self._wait(container, out_dir, total, progress)
+            rows = self._collect(items, stems, failed, out_dir, run_reason)
+            if progress:
+                progress(total, total)
+            return rows
+        finally:
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except Exception:  # already gone, or the engine went away: nothing left to do
+                    pass
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _prepare(self, items: list[LabeledImage], in_dir: Path) -> tuple[dict[int, str], dict[int, str]]:
+        """Copy each readable image as ``<index>_<safe stem>.jpg|png``; reasons for the rest."""
+        stems: dict[int, str] = {}
+        failed: dict[int, str] = {}
+        for i, it in enumerate(items):
+            stem = f"{i:06d}_{re.sub(r'[^A-Za-z0-9_-]+', '_', Path(it.path).stem)[:40]}"
+            try:
+                rgb = load_image(it.path)  # also guards OpenFace, whose -fdir loop stops at an unreadable image
+                suffix = Path(it.path).suffix.lower()
+                if suffix in OPENFACE_INPUT_SUFFIXES:
+                    shutil.copyfile(it.path, in_dir / f"{stem}{'.jpg' if suffix == '.jpeg' else suffix}")
+                else:
+                    from PIL import Image
+
+                    Image.fromarray(rgb).save(in_dir / f"{stem}.png")
+                stems[i] = stem
+            except FerError as exc:
+                failed[i] = one_line(exc)
+            except OSError as exc:
+                failed[i] = f"{it.path}: cannot copy image for OpenFace ({exc.strerror or exc})"
+        return stems, failed
+
+    def _wait(self, container, out_dir: Path, total: int, progress: Progress | None) -> str:
+        """Wait for the container with a deadline; '' on success, else the reason it failed."""
+        import docker
+        import requests
+
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                try:
+                    container.kill()
+                except Exception:
+                    pass
+                return f"OpenFace timed out after {self.timeout_s:g} s; raise the timeout or send fewer images"
+            try:
+                result = container.wait(timeout=max(0.01, min(self.poll_s, remaining)))
+                break
+            except (requests.exceptions.Timeout, requests.exceptions.ConnectionError):
+                try:
+                    container.reload()
+                except docker.errors.DockerException:
+                    return "lost the connection to the Docker engine while OpenFace ran; restart Docker and retry"
+                if progress:
+                    progress(min(total, sum(1 for _ in out_dir.glob("*.csv"))), total)
+        code = int(result.get("StatusCode", -1)) if isinstance(result, dict) else int(result)
+        if code == 0:
+            return ""
+        try:
+            logs = container.logs(stdout=True, stderr=True, tail=20)
+            text = logs.decode("utf-8", "replace") if isinstance(logs, bytes) else str(logs)
+        except Exception:
+            text = ""
+        last = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+        hint = " (killed: out of memory? give Docker more memory)" if code == 137 else ""
+        return f"OpenFace exited with code {code}{hint}" + (f": {last[:200]}" if last else "")
+
+    def _collect(self, items: list[LabeledImage], stems: dict[int, str], failed: dict[int, str],
+                 out_dir: Path, run_reason: str) -> pd.DataFrame:
+        parts = []
+        for i, it in enumerate(items):
+            file = str(it.path)
+            if i in failed:
+                parts.append(failure_rows([(file, it.label)], failed[i]))
+                continue
+            csv = out_dir / f"{stems[i]}.csv"
+            if not csv.is_file():
+                parts.append(failure_rows([(file, it.label)], run_reason or NO_FACE))
+                continue
+            try:
+                parts.append(read_openface_csv(csv, name=file, label=it.label))
+            except FerError as exc:
+                reason = f"{Path(file).name}: OpenFace output unreadable ({one_line(exc)[:150]})"
+                parts.append(failure_rows([(file, it.label)], run_reason or reason))
+        return au_table.concat(parts)

@@ -1,0 +1,192 @@
+"""The one face pipeline: images in, the faces every model sees out.
+
+It decides, once, what each model is shown of a face — the crop for pixel models and the AUs
+measured on that same face for AU models — so Try it, Compare, ``evaluate`` and the CLI agree.
+FER2013-style inputs (smaller than ``SMALL_IMAGE_SIDE``) are face crops already and are passed
+whole; in larger images the largest face is cropped with a margin, as FER2013's crops are.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from . import au_table
+from .au_table import AU_COLUMNS
+from .errors import FerError, one_line
+from .images import LabeledImage, load_image
+from .predictors.base import Explanation, FaceInput, Predictor
+
+SMALL_IMAGE_SIDE = 160  # images smaller than this are face crops themselves
+MAX_ANALYSIS_SIDE = 1600  # larger photos are scaled down before detection (seconds saved, no face lost)
+NO_FACE_MESSAGE = "no face found; use a photo where the face is frontal, well lit and at least ~48 pixels wide"
+
+Progress = Callable[[int, int], None]
+
+
+def face_crop(rgb: np.ndarray, box, margin: float = 0.25, small: int = SMALL_IMAGE_SIDE) -> np.ndarray:
+    """What a pixel model (CNN, Teachable Machine) is shown of one face: a square around the
+    face box, ``margin`` of its size on each side, like FER2013's crops. Images already smaller
+    than ``small`` pixels are face crops themselves and are passed whole."""
+    h, w = rgb.shape[:2]
+    if max(h, w) < small or box is None:
+        return rgb
+    x, y, bw, bh = (float(v) for v in box)
+    side = max(bw, bh) * (1 + 2 * margin)
+    cx, cy = x + bw / 2, y + bh / 2
+    x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+    x1, y1 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return rgb
+    return np.ascontiguousarray(rgb[y0:y1, x0:x1])
+
+
+def is_face_crop(rgb: np.ndarray) -> bool:
+    return max(rgb.shape[:2]) < SMALL_IMAGE_SIDE
+
+
+# -- one photo, every face ---------------------------------------------------------------------
+@dataclass
+class FaceResult:
+    """One face of a photo: where it is, its AUs, the input every model gets, and the explaining
+    model's explanation."""
+
+    box: tuple[float, float, float, float]
+    confidence: float
+    aus: dict[str, float]
+    face: FaceInput
+    explanation: Explanation | None = None
+    landmarks: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        """The per-face JSON of ``predict --json``."""
+        out = {"box": [round(float(v), 1) for v in self.box], "confidence": round(float(self.confidence), 4),
+               "aus": dict(self.aus)}
+        if self.explanation is not None:
+            out.update(self.explanation.to_dict())
+        return out
+
+
+def analyze_image(rgb: np.ndarray, model: Predictor | None = None, analyzer=None, top: int = 3) -> list[FaceResult]:
+    """Every face of an image (largest first) measured, cropped and, with an explaining
+    ``model``, explained."""
+    from .measure.extract import measure_faces
+    from .measure.landmarker import shared_analyzer
+
+    out = []
+    for m in measure_faces(analyzer or shared_analyzer(), rgb, keep_landmarks=True):
+        face = FaceInput(pixels=face_crop(rgb, m.box), aus=m.au_vector())
+        explanation = model.explain(face, top=top) if model is not None and model.explains else None
+        out.append(FaceResult(m.box, m.confidence, m.aus(), face, explanation, m.landmarks))
+    return out
+
+
+@dataclass
+class PhotoResult:
+    """What Try it shows for one upload; ``error`` is the one-line reason it could not be used."""
+
+    name: str
+    image: np.ndarray | None
+    faces: list[FaceResult]
+    error: str | None = None
+    scaled: bool = False
+    seconds: float = 0.0
+
+
+def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, analyzer=None,
+                  max_side: int = MAX_ANALYSIS_SIDE) -> PhotoResult:
+    """Decode an upload, scale a huge photo down, find and explain every face."""
+    start = time.perf_counter()
+    try:
+        rgb = load_image(data, name=name)
+    except FerError as exc:
+        return PhotoResult(name, None, [], one_line(exc))
+    scaled = False
+    if max(rgb.shape[:2]) > max_side:
+        im = Image.fromarray(rgb)
+        im.thumbnail((max_side, max_side), Image.LANCZOS)
+        rgb, scaled = np.asarray(im), True
+    faces = analyze_image(rgb, model, analyzer)
+    error = None if faces else f"{name}: {NO_FACE_MESSAGE}"
+    return PhotoResult(name, rgb, faces, error, scaled, time.perf_counter() - start)
+
+
+def probabilities_for(predictor: Predictor, face: FaceInput) -> dict[str, float] | str:
+    """One model's probabilities for one face, or the one-line reason it could not judge it."""
+    try:
+        row = np.asarray(predictor.predict_proba([face]), dtype=float)[0]
+    except FerError as exc:
+        return one_line(exc)
+    if np.isnan(row).any():
+        return f"{predictor.name}: could not judge this face"
+    return {c: float(p) for c, p in zip(predictor.classes, row)}
+
+
+# -- many labelled images ----------------------------------------------------------------------
+@dataclass
+class PreparedFaces:
+    """The faces of a labelled image set, one per readable image (its largest face)."""
+
+    faces: list[FaceInput]
+    items: list[LabeledImage]  # the readable images, in the same order
+    unreadable: list[str]  # one line per image left out
+
+
+def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bool, workers: int = 1,
+                  progress: Progress | None = None, use_cache: bool = True) -> PreparedFaces:
+    """Decode every image (unreadable ones are reported and left out, for every model alike),
+    measure faces where AU models need them or a large image must be cropped, and build the
+    ``FaceInput`` of each: AUs of the largest face (NaN without one) and its crop."""
+    from .measure.extract import measure_items
+
+    items = list(items)
+    total = len(items) * (2 if need_aus else 1)
+    kept: list[LabeledImage] = []
+    pixels: list[np.ndarray | None] = []
+    unreadable: list[str] = []
+    large: list[int] = []
+    for i, it in enumerate(items):
+        try:
+            rgb = load_image(it.path)
+        except FerError as exc:
+            unreadable.append(one_line(exc))
+            continue
+        if need_pixels and not is_face_crop(rgb):
+            large.append(len(kept))
+        kept.append(it)
+        pixels.append(rgb if need_pixels and is_face_crop(rgb) else None)
+        if progress and (i % 64 == 0 or i == len(items) - 1):
+            progress(i + 1, total)
+    to_measure = list(range(len(kept))) if need_aus else large
+    measured: dict[int, object] = {}
+    if to_measure:
+        offset = len(items)
+        part = (lambda d, t: progress(offset + d * len(items) // max(t, 1), total)) if progress and need_aus else None
+        found = measure_items([kept[i] for i in to_measure], workers=workers, use_cache=use_cache, progress=part)
+        measured = {to_measure[j]: m for j, m in found.items()}
+    faces = []
+    for i, it in enumerate(kept):
+        m = measured.get(i)
+        first = m[0] if isinstance(m, list) and m else None
+        aus = None
+        if need_aus:
+            aus = first.au_vector() if first is not None else np.full(len(AU_COLUMNS), np.nan)
+        crop = pixels[i]
+        if need_pixels and crop is None:  # a large image: its largest face, or the whole image
+            crop = face_crop(load_image(it.path), first.box if first is not None else None)
+        faces.append(FaceInput(pixels=crop, aus=aus, name=str(it.path)))
+    if progress:
+        progress(total, total)
+    return PreparedFaces(faces, kept, unreadable)
+
+
+def faces_from_au_table(table: pd.DataFrame, classes: Sequence[str]) -> tuple[list[FaceInput], list[str], list[str]]:
+    """The scored rows of a labelled AU table as faces without pixels: (faces, labels, files)."""
+    rows, X, labels = au_table.scored_rows(table, classes)
+    files = rows["file"].astype(str).tolist() if "file" in rows.columns else [""] * len(labels)
+    return [FaceInput(aus=x, name=f) for x, f in zip(X, files)], labels, files

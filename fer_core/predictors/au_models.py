@@ -1,0 +1,332 @@
+"""The explainable AU models: a standardised multinomial logistic regression over the 17 AUs
+(``au-logreg``) and the original study's MLP 300-200-100-50 (``au-mlp``).
+
+Both are fitted with scikit-learn and saved as plain JSON (classes, AU names, scaler, weights,
+training description, metrics) — never pickle — and explain each prediction as per-AU
+contributions to the class scores.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import au_table
+from ..au_table import AU_COLUMNS, au_code, au_label
+from ..emotions import SIX_EMOTIONS
+from ..errors import FerError, ModelFileError
+from ..evaluation.metrics import EvaluationReport, evaluation_report
+from .base import AUContribution, Explanation, FaceInput, Predictor, Progress
+
+FORMAT = "fer-au-model/1"
+KINDS = ("au-logreg", "au-mlp")
+MLP_LAYERS = (300, 200, 100, 50)
+DEFAULT_CS = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+@dataclass
+class AUModel:
+    """A fitted AU model; ``predict_proba`` takes an (n, 17) array of AU intensities."""
+
+    kind: str
+    classes: tuple[str, ...]
+    au_columns: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: list[np.ndarray]  # logreg: [coef (k, d)]; mlp: [W1 (d, h1), ..., Wout (h, k)]
+    biases: list[np.ndarray]
+    info: dict = field(default_factory=dict)  # training data description, settings, metrics
+
+    # -- prediction -------------------------------------------------------------------------
+    def standardise(self, X: np.ndarray) -> np.ndarray:
+        return (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        h = self.standardise(X)
+        if self.kind == "au-logreg":
+            return h @ self.weights[0].T + self.biases[0]
+        for W, b in zip(self.weights[:-1], self.biases[:-1]):
+            h = np.maximum(h @ W + b, 0.0)
+        return h @ self.weights[-1] + self.biases[-1]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        z = self.logits(X)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X: np.ndarray) -> list[str]:
+        return [self.classes[i] for i in self.predict_proba(X).argmax(axis=1)]
+
+    # -- explanation ------------------------------------------------------------------------
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """(k, d) per-AU contributions to each class's logit for one face.
+
+        Logistic regression: ``coef * standardised AU``, so contributions plus the intercept
+        give the logits exactly. MLP: the logit change when the AU is set to its training mean
+        (occlusion), an approximation.
+        """
+        x = np.asarray(x, dtype=np.float64).reshape(1, -1)
+        if self.kind == "au-logreg":
+            return self.weights[0] * self.standardise(x)[0]
+        base = self.logits(x)[0]
+        out = np.zeros((len(self.classes), x.shape[1]))
+        for d in range(x.shape[1]):
+            occluded = x.copy()
+            occluded[0, d] = self.mean[d]
+            out[:, d] = base - self.logits(occluded)[0]
+        return out
+
+    def explain(self, x: np.ndarray, top: int = 3) -> Explanation:
+        """Predicted class, probabilities and every AU ranked by how much it favours it.
+
+        Contributions are centred over classes (softmax ignores a shift common to all classes),
+        so a positive value means "this AU favours the predicted emotion over the others".
+        """
+        x = np.asarray(x, dtype=np.float64)
+        proba = self.predict_proba(x.reshape(1, -1))[0]
+        k = int(proba.argmax())
+        contrib = self.contributions(x)
+        centred = contrib[k] - contrib.mean(axis=0)
+        ranked = tuple(AUContribution(au_code(self.au_columns[d]), au_label(self.au_columns[d]),
+                                      round(float(x[d]), 3), round(float(centred[d]), 4))
+                       for d in np.argsort(-centred, kind="stable"))
+        return Explanation(self.classes[k], dict(zip(self.classes, map(float, proba))), ranked, top)
+
+    @property
+    def holdout(self) -> EvaluationReport | None:
+        """The scores on the share of the training table held out from fitting, if recorded."""
+        m = (self.info.get("metrics") or {}).get("holdout")
+        return EvaluationReport.from_dict(m) if m else None
+
+    # -- persistence ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT, "kind": self.kind, "classes": list(self.classes),
+            "au_columns": list(self.au_columns), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+            "weights": [w.tolist() for w in self.weights], "biases": [b.tolist() for b in self.biases],
+            "info": self.info,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write JSON; returns the file's sha256."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(self.to_dict(), indent=1).encode()
+        path.write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+
+    @classmethod
+    def from_dict(cls, d: dict, name: str = "model") -> "AUModel":
+        try:
+            if d.get("format") != FORMAT or d.get("kind") not in KINDS:
+                raise ValueError
+            model = cls(kind=d["kind"], classes=tuple(d["classes"]), au_columns=tuple(d["au_columns"]),
+                        mean=np.array(d["mean"], float), scale=np.array(d["scale"], float),
+                        weights=[np.array(w, float) for w in d["weights"]],
+                        biases=[np.array(b, float) for b in d["biases"]], info=d.get("info", {}))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ModelFileError(f"{name}: not an AU model file of this workbench ({FORMAT})") from None
+        if len(model.mean) != len(model.au_columns) or len(model.biases[-1]) != len(model.classes):
+            raise ModelFileError(f"{name}: AU model file is inconsistent (sizes do not match); retrain it")
+        return model
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "AUModel":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelFileError(f"{path}: model file not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise ModelFileError(f"{path}: not a JSON AU model; pick a .json file saved by this workbench") from None
+        return cls.from_dict(d, name=str(path))
+
+
+def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> EvaluationReport:
+    """The evaluate report of an AU model on a labelled AU table (first face of each image);
+    images whose face was not measured count as wrong and in ``no_face``."""
+    _, X, labels = au_table.scored_rows(table, model.classes, model.au_columns)
+    found = ~np.isnan(X).any(axis=1)
+    predicted: list[str | None] = [None] * len(labels)
+    if found.any():
+        for i, label in zip(np.flatnonzero(found), model.predict(X[found])):
+            predicted[i] = label
+    return evaluation_report(labels, predicted, model.classes, model=name)
+
+
+# -- training -------------------------------------------------------------------------------
+def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kind: str = "au-logreg",
+                 class_weight: str | None = None, holdout: float = 0.25, seed: int = 0,
+                 Cs: Sequence[float] = DEFAULT_CS, description: str = "",
+                 progress: Progress | None = None) -> AUModel:
+    """Fit on a stratified (1 - holdout) share, report metrics on the held-out rest, then refit
+    on all rows with the chosen settings. The logistic regression chooses ``C`` by 5-fold
+    cross-validation (``LogisticRegressionCV``) on the fitting share."""
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    classes = tuple(classes)
+    X, y, rows = au_table.to_xy(table, classes)
+    X_fit, X_test, y_fit, y_test = train_test_split(X, y, test_size=holdout, stratify=y, random_state=seed)
+    steps = 3
+
+    def step(i: int) -> None:
+        if progress:
+            progress(i, steps)
+
+    step(0)
+    if kind == "au-logreg":
+        cv = StratifiedKFold(5, shuffle=True, random_state=seed)
+        search = make_pipeline(StandardScaler(), LogisticRegressionCV(
+            Cs=list(Cs), cv=cv, class_weight=class_weight, max_iter=2000, scoring="accuracy",
+            l1_ratios=(0.0,), use_legacy_attributes=False))
+        search.fit(X_fit, y_fit)
+        chosen_C: float | None = float(np.ravel(search[-1].C_)[0])
+        held_out = search
+        step(1)
+        final_estimator: Any = LogisticRegression(C=chosen_C, class_weight=class_weight, max_iter=2000)
+    else:
+        chosen_C = None
+        held_out = make_pipeline(StandardScaler(), _make_mlp(seed)).fit(X_fit, y_fit)
+        step(1)
+        final_estimator = _make_mlp(seed)
+    report = evaluation_report([classes[i] for i in y_test], [classes[i] for i in held_out.predict(X_test)],
+                               classes)
+    step(2)
+    final = make_pipeline(StandardScaler(), final_estimator).fit(X, y)
+    step(3)
+    scaler, estimator = final[0], final[-1]
+    if kind == "au-logreg":
+        weights, biases = [estimator.coef_.copy()], [estimator.intercept_.copy()]
+    else:
+        weights, biases = [w.copy() for w in estimator.coefs_], [b.copy() for b in estimator.intercepts_]
+    if len(classes) == 2:  # scikit-learn keeps one output for two classes: make it a 2-way softmax
+        axis = 0 if kind == "au-logreg" else 1
+        weights[-1] = np.concatenate([-weights[-1] / 2, weights[-1] / 2], axis=axis)
+        biases[-1] = np.concatenate([-biases[-1] / 2, biases[-1] / 2])
+    counts = {c: int((y == i).sum()) for i, c in enumerate(classes)}
+    held = report.to_dict()
+    info = {
+        "trained": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "data": {"description": description, "rows": int(len(y)), "class_counts": counts,
+                 "source": sorted(set(map(str, rows["source"].dropna()))) if "source" in rows else []},
+        "settings": {"C": chosen_C, "class_weight": class_weight, "holdout": holdout, "seed": seed,
+                     **({"hidden_layers": list(MLP_LAYERS)} if kind == "au-mlp" else {})},
+        "metrics": {"holdout": {k: held[k] for k in ("n", "accuracy", "accuracy_ci95", "macro_f1",
+                                                      "per_class", "labels", "confusion")}},
+    }
+    return AUModel(kind=kind, classes=classes, au_columns=tuple(AU_COLUMNS), mean=scaler.mean_.copy(),
+                   scale=scaler.scale_.copy(), weights=weights, biases=biases, info=info)
+
+
+def _make_mlp(seed: int):
+    """The original study's MLP: 300-200-100-50 ReLU, Adam, batch 50, early stopping (patience 7)."""
+    from sklearn.neural_network import MLPClassifier
+
+    return MLPClassifier(hidden_layer_sizes=MLP_LAYERS, batch_size=50, early_stopping=True,
+                         validation_fraction=1 / 3, n_iter_no_change=7, max_iter=300, random_state=seed)
+
+
+# -- as a Predictor -------------------------------------------------------------------------
+class AUPredictor(Predictor):
+    """An AU model over the AUs the face pipeline measured; NaN rows where no face was measured.
+
+    Bare face images (arrays) are measured here on the largest face, through the same
+    ``measure_faces`` route as everything else; MediaPipe starts only then.
+    """
+
+    inputs = "aus"
+    explains = True
+
+    def __init__(self, model: AUModel, name: str = "AU model") -> None:
+        self.model = model
+        self.name = name
+        self.kind = model.kind
+        self.classes = model.classes
+
+    def au_matrix(self, faces: Sequence[FaceInput | np.ndarray]) -> np.ndarray:
+        rows = []
+        for face in faces:
+            if isinstance(face, FaceInput):
+                aus = face.aus if face.aus is not None else measure_largest_face(face.pixels)
+            else:
+                aus = measure_largest_face(face)
+            rows.append(np.full(len(AU_COLUMNS), np.nan) if aus is None else np.asarray(aus, dtype=float))
+        return np.array(rows, dtype=float).reshape(len(rows), len(AU_COLUMNS))
+
+    def proba_from_aus(self, X: np.ndarray) -> np.ndarray:
+        out = np.full((len(X), len(self.classes)), np.nan)
+        ok = ~np.isnan(X).any(axis=1)
+        if ok.any():
+            out[ok] = self.model.predict_proba(X[ok])
+        return out
+
+    def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
+        proba = self.proba_from_aus(self.au_matrix(faces))
+        if progress:
+            progress(len(faces), len(faces))
+        return proba
+
+    def explain(self, face, top: int = 3) -> Explanation:
+        x = self.au_matrix([face])[0]
+        if np.isnan(x).any():
+            raise FerError(f"{self.name}: no face was measured, so there is nothing to explain")
+        return self.model.explain(x, top)
+
+
+def measure_largest_face(rgb: np.ndarray | None) -> np.ndarray | None:
+    """The AUs of the largest face in an image, or None (the process's shared analyzer)."""
+    if rgb is None:
+        return None
+    from ..measure.extract import measure_faces
+    from ..measure.landmarker import shared_analyzer
+
+    faces = measure_faces(shared_analyzer(), rgb)
+    return faces[0].au_vector() if faces else None
+
+
+# -- registry -------------------------------------------------------------------------------
+def _load(path: Path, entry) -> AUPredictor:
+    return AUPredictor(AUModel.load(path), name=entry.name)
+
+
+def _save(model: AUModel, path: Path) -> list[Path]:
+    model.save(path)
+    return [path]
+
+
+def _claims(kind: str):
+    def claims(path: Path) -> bool:
+        if path.suffix.lower() != ".json" or not path.is_file():
+            return False
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return False
+        return isinstance(d, dict) and d.get("format") == FORMAT and d.get("kind") == kind
+    return claims
+
+
+def _kinds():
+    from .registry import ModelKind
+
+    return (
+        ModelKind("au-logreg", "logistic regression over the 17 AUs (explainable: per-AU contributions sum "
+                  "to the scores)", "aus", True, _load, _save, "{name}.json", _claims("au-logreg")),
+        ModelKind("au-mlp", "the original study's MLP over the 17 AUs (explained by occluding each AU)",
+                  "aus", True, _load, _save, "{name}.json", _claims("au-mlp")),
+    )

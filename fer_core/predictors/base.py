@@ -1,0 +1,160 @@
+"""The one contract every model kind meets, and the typed explanation of the AU kinds.
+
+A model sees faces as the face pipeline (``fer_core.pipeline``) prepared them: a ``FaceInput``
+holds the crop every pixel model is shown and the AUs measured on that same face. Pixel models
+read ``pixels``, AU models read ``aus``; which one a model needs is its declared ``inputs``.
+``predict_proba`` returns an (n, len(classes)) array whose rows sum to 1; a row of NaN means the
+model could not judge that face (no face was measured) and counts as wrong in every evaluation.
+Models that can say why (``explains = True``) also give an ``Explanation`` per face.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from ..errors import FerError
+
+Inputs = Literal["aus", "pixels"]
+Progress = Callable[[int, int], None]
+
+ACTIVE_INTENSITY = 0.5  # below this an AU reads as "absent"
+
+
+@dataclass
+class FaceInput:
+    """One face as models see it. ``pixels``: RGB uint8 crop around the face (FER-style crops
+    whole); ``aus``: the 17 measured AU intensities, NaN where no face was measured; either is
+    None when the source did not provide it (an AU table has no pixels)."""
+
+    pixels: np.ndarray | None = None
+    aus: np.ndarray | None = None
+    name: str = ""
+
+
+
+@dataclass(frozen=True)
+class AUContribution:
+    """How much one AU pushed the predicted emotion's score above the other emotions'."""
+
+    au: str  # "AU12"
+    name: str  # "AU12 lip corner puller"
+    intensity: float  # 0-5, as the model read it
+    contribution: float  # centred logit contribution towards the predicted emotion
+
+    @property
+    def present(self) -> bool:
+        return self.intensity >= ACTIVE_INTENSITY
+
+    def to_dict(self) -> dict:
+        return {"au": self.au, "name": self.name, "intensity": round(float(self.intensity), 3),
+                "contribution": round(float(self.contribution), 4)}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A prediction and its reasons in muscle movements.
+
+    ``ranked`` holds every AU, strongest support for the predicted emotion first. ``reasons``
+    are the AUs the sentence gives (active ones first; an absent AU only when its absence is
+    among the strongest reasons): the one list every surface (JSON ``top_aus``, the sentence,
+    the highlighted bars) shows as "the reasons".
+    """
+
+    emotion: str
+    probabilities: dict[str, float]
+    ranked: tuple[AUContribution, ...]
+    top: int = 3
+    extra: dict = field(default_factory=dict)  # kind-specific fields for the JSON (e.g. measured AUs)
+
+    @property
+    def active_reasons(self) -> list[AUContribution]:
+        return [c for c in self.ranked if c.contribution > 0 and c.present][:self.top]
+
+    @property
+    def absent_reason(self) -> AUContribution | None:
+        for c in [c for c in self.ranked if c.contribution > 0][:self.top]:
+            if not c.present:
+                return c
+        return None
+
+    @property
+    def reasons(self) -> list[AUContribution]:
+        absent = self.absent_reason
+        return self.active_reasons + ([absent] if absent else [])
+
+    @property
+    def against(self) -> list[AUContribution]:
+        return [c for c in reversed(self.ranked) if c.contribution < 0][:self.top]
+
+    @property
+    def sentence(self) -> str:
+        """'happy, mostly because of AU12 lip corner puller (3.8) and AU06 cheek raiser (2.9);
+        AU04 brow lowerer is absent.'"""
+        active, absent = self.active_reasons, self.absent_reason
+        if not active and absent is None:
+            return f"{self.emotion}: no single AU stands out; the face is closest to this emotion overall."
+        parts = [f"{c.name} ({c.intensity:.1f})" for c in active]
+        text = self.emotion
+        if parts:
+            text += ", mostly because of " + (parts[0] if len(parts) == 1
+                                              else ", ".join(parts[:-1]) + " and " + parts[-1])
+        if absent is not None:
+            text += ("; " if parts else ", because ") + f"{absent.name} is absent"
+        return text + "."
+
+    def to_dict(self) -> dict:
+        return {
+            "emotion": self.emotion,
+            "probabilities": {c: round(float(p), 4) for c, p in self.probabilities.items()},
+            "top_aus": [c.to_dict() for c in self.reasons],
+            "against": [c.to_dict() for c in self.against],
+            "sentence": self.sentence,
+            **self.extra,
+        }
+
+
+class Predictor(ABC):
+    """A loaded model of any kind. Subclasses set ``inputs`` (and ``explains``) and implement
+    ``predict_proba``; explaining kinds implement ``explain`` too."""
+
+    inputs: ClassVar[Inputs] = "pixels"
+    explains: ClassVar[bool] = False
+
+    name: str
+    kind: str
+    classes: tuple[str, ...]
+
+    @abstractmethod
+    def predict_proba(self, faces: Sequence[FaceInput | np.ndarray],
+                      progress: Progress | None = None) -> np.ndarray:
+        """(n, len(classes)) probabilities; NaN rows for faces the model could not judge."""
+
+    def explain(self, face: FaceInput | np.ndarray, top: int = 3) -> Explanation:
+        raise FerError(f"{self.name}: a {self.kind} model does not explain its predictions; "
+                       "use an AU model for reasons")
+
+    # -- shared input handling --------------------------------------------------------------
+    def pixels_of(self, faces: Sequence[FaceInput | np.ndarray]) -> list[np.ndarray]:
+        """The face crops of ``faces`` (arrays are taken as crops), or a FerError when a face
+        comes without pixels (an AU table)."""
+        out = []
+        for face in faces:
+            pixels = face.pixels if isinstance(face, FaceInput) else face
+            if pixels is None:
+                raise FerError(f"{self.name}: a {self.kind} model scores face images, not an AU table; "
+                               "give it images (--images)")
+            out.append(pixels)
+        return out
+
+
+def predicted_labels(classes: Sequence[str], proba: np.ndarray) -> list[str | None]:
+    """Class names of the arg-max, None where the row is NaN (no face)."""
+    out: list[str | None] = []
+    for row in np.asarray(proba, dtype=float):
+        out.append(None if np.isnan(row).any() else classes[int(np.argmax(row))])
+    return out

@@ -1,0 +1,73 @@
+"""Keras, shared by the pixel kinds (CNN, Teachable Machine): imported on first use, inputs
+shaped in one place, prediction in inference mode chunk by chunk with progress.
+
+TensorFlow is imported lazily: importing it costs ~13 s and most users of ``fer_core`` never
+touch a pixel model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..images import load_image
+
+Progress = Callable[[int, int], None]
+
+
+def import_keras():
+    """Import Keras (TensorFlow backend) on first use, with TensorFlow's C++ log noise turned down."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    return keras
+
+
+def fit_images(images: Sequence[Any], size: tuple[int, int], channels: int) -> np.ndarray:
+    """Centre-crop each image to the model's aspect ratio and resize: (n, h, w, channels) uint8.
+
+    Accepts anything ``load_image`` does (arrays in any common layout, paths, bytes); this is the
+    one place where CNN and Teachable Machine inputs are shaped, for training and prediction alike.
+    """
+    height, width = size
+    out = np.empty((len(images), height, width, channels), dtype=np.uint8)
+    for i, image in enumerate(images):
+        label = None if isinstance(image, (str, os.PathLike)) else f"image {i + 1}"
+        pil = Image.fromarray(load_image(image, name=label))
+        if pil.size != (width, height):
+            pil = ImageOps.fit(pil, (width, height), Image.Resampling.LANCZOS)
+        if channels == 1:
+            out[i, ..., 0] = np.asarray(pil.convert("L"))
+        else:
+            out[i] = np.asarray(pil)
+    return out
+
+
+def predict_in_batches(model: Any, x: np.ndarray, batch_size: int = 128,
+                       progress: Progress | None = None) -> np.ndarray:
+    """Call the model in inference mode chunk by chunk (no ``predict`` tracing overhead per call)."""
+    keras = import_keras()
+    chunks = []
+    for i in range(0, len(x), batch_size):
+        chunks.append(keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False)))
+        if progress:
+            progress(min(len(x), i + batch_size), len(x))
+    return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, model.output_shape[-1]))
+
+
+def predict_mirrored(model: Any, x: np.ndarray, batch_size: int = 128,
+                     progress: Progress | None = None) -> np.ndarray:
+    """Mean of the predictions for each face and its mirror image (test-time augmentation).
+
+    Training flips faces at random, so the mirror is an equally valid view; averaging the two
+    adds about 0.8 points of FER2013 val accuracy for the strong preset, at twice the compute.
+    """
+    half = (lambda done, total: progress(done, 2 * total)) if progress else None
+    rest = (lambda done, total: progress(total + done, 2 * total)) if progress else None
+    return (predict_in_batches(model, x, batch_size, half)
+            + predict_in_batches(model, x[:, :, ::-1], batch_size, rest)) / 2

@@ -1,0 +1,153 @@
+"""The one registry of model kinds: how a manifest entry (or a model file) becomes a Predictor,
+and how a trained or imported model is saved into ``models/`` and registered.
+
+A kind is declared once, in its own module, as ``ModelKind`` records returned by that module's
+``_kinds()``; this module lists those modules. Adding a kind is one module plus one line in
+``KIND_MODULES`` (or ``register_kind`` at run time, e.g. from a plugin or a test).
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import config
+from ..errors import FerError, ModelFileError, one_line
+from ..manifest import Metrics, ModelEntry, read_manifest, register, relative_to_repo, validate_model_name
+from .base import Inputs, Predictor
+
+KIND_MODULES: tuple[str, ...] = (
+    "fer_core.predictors.au_models",
+    "fer_core.predictors.cnn",
+    "fer_core.predictors.teachable",
+)
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """What the workbench needs to know of a model kind, without loading any model of it."""
+
+    name: str  # "au-logreg"
+    describe: str  # one line for people
+    inputs: Inputs  # "aus" or "pixels"
+    explains: bool  # predictions come with per-AU reasons
+    load: Callable[[Path, ModelEntry], Predictor]
+    save: Callable[[Any, Path], list[Path]]  # write the artefact at path; return the files written
+    file_pattern: str  # where save_and_register puts a model, in the models folder: "{name}.json"
+    claims: Callable[[Path], bool]  # does this file (given by path, not by name) hold this kind?
+
+
+_kinds: dict[str, ModelKind] = {}
+_lock = threading.Lock()
+_loaded = False
+
+
+def register_kind(kind: ModelKind) -> ModelKind:
+    """Make a kind known (replacing one of the same name)."""
+    with _lock:
+        _kinds[kind.name] = kind
+    return kind
+
+
+def _load_builtin() -> None:
+    global _loaded
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True
+    for module in KIND_MODULES:
+        for kind in importlib.import_module(module)._kinds():
+            with _lock:
+                _kinds.setdefault(kind.name, kind)
+
+
+def kinds() -> dict[str, ModelKind]:
+    _load_builtin()
+    with _lock:
+        return dict(_kinds)
+
+
+def get_kind(name: str) -> ModelKind:
+    known = kinds()
+    if name not in known:
+        raise ModelFileError(f"unknown model kind {name!r}; known kinds: {', '.join(sorted(known))}")
+    return known[name]
+
+
+def kind_for_path(path: Path) -> str:
+    """The kind of a model file given by path (not registered in the manifest)."""
+    for kind in kinds().values():
+        try:
+            if kind.claims(path):
+                return kind.name
+        except OSError:
+            continue
+    if path.suffix.lower() == ".json":
+        raise ModelFileError(f"{path}: not a JSON AU model; pick a .json file saved by this workbench")
+    raise ModelFileError(f"{path}: unknown model type; use .json (AU model), .keras (CNN) or a "
+                         "Teachable Machine .zip/.h5")
+
+
+def find_entry(ref: str | ModelEntry, models_dir: Path | None = None) -> ModelEntry:
+    """A model by manifest name, or an ad-hoc entry for a model file path."""
+    if isinstance(ref, ModelEntry):
+        return ref
+    entries = read_manifest(models_dir)
+    for entry in entries:
+        if entry.name == ref:
+            return entry
+    path = Path(ref)
+    if path.exists():
+        return ModelEntry(name=path.stem, kind=kind_for_path(path), path=str(path.resolve()), classes=())
+    names = ", ".join(e.name for e in entries) or "none"
+    raise ModelFileError(f"model {ref!r} not found: give a file path or one of: {names}")
+
+
+def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Predictor:
+    """The only way from a manifest name, an entry or a model file to a Predictor: checks the
+    file's checksum, then loads it with its kind's loader."""
+    entry = find_entry(ref, models_dir)
+    kind = get_kind(entry.kind)
+    entry.verify_checksum()
+    return kind.load(entry.file, entry)
+
+
+def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[str], metrics: Metrics,
+                      command: str, origin: str | None = None, description: str | None = None,
+                      mapping: dict | None = None, path: str | Path | None = None,
+                      models_dir: Path | None = None, replace: bool = False) -> ModelEntry:
+    """Save ``artefact`` (what the kind's ``save`` takes: an AUModel, a finished CNN training, a
+    Teachable Machine import) and register it under ``name``.
+
+    Without ``path`` it goes to the kind's ``file_pattern`` in the models folder and the name must
+    be new; with
+    ``path`` (the CLI's ``--out``) it is written there and registered, replacing an entry of the
+    same name. Files written are removed again if registering fails.
+    """
+    spec = get_kind(kind)
+    folder = Path(models_dir or config.models_dir())
+    existing = read_manifest(folder)
+    if path is None:
+        validate_model_name(name, existing)
+        target = folder / spec.file_pattern.format(name=name)
+        if target.exists():
+            raise FerError(f"{target.name} already exists in {folder}; choose another name")
+    else:
+        validate_model_name(name, [] if replace else [e for e in existing if e.name != name])
+        target = Path(path)
+    written = spec.save(artefact, target)
+    entry = ModelEntry(name=name, kind=kind, path=relative_to_repo(written[0]), classes=tuple(classes),
+                       metrics=metrics, command=command, origin=origin, description=description,
+                       mapping=mapping)
+    try:
+        return register(entry, folder)
+    except (OSError, ValueError) as exc:
+        if path is None:
+            for f in written:
+                shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
+        raise FerError(f"could not register {name} in the manifest ({one_line(exc)})") from None

@@ -1,0 +1,159 @@
+"""Training that outlives one call: a CNN training run in a background thread, with progress,
+Stop and the result, for any caller (the dashboard's CNN page polls it).
+
+Why a thread: a page script is stopped at its next UI call whenever a widget is clicked, so a
+training loop inside it could never show a clickable Stop button. The job runs ``train_cnn`` in its
+own thread; its callbacks only append to ``history`` (a thread must not touch the UI), and Stop
+sets an event that ``train_cnn`` reads after every batch; the best epoch so far is kept. One
+training runs per process at a time (two would halve each other's speed on a small machine).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import FerError, one_line
+
+log = logging.getLogger("fer_core")
+
+
+@dataclass(frozen=True)
+class CNNSettings:
+    train_dir: str
+    val_dir: str | None
+    classes: tuple[str, ...]
+    preset: str
+    epochs: int
+    batch_size: int
+    limit_per_class: int | None
+
+    def describe(self) -> str:
+        limit = f", {self.limit_per_class} images per emotion" if self.limit_per_class else ""
+        val = Path(self.val_dir).name if self.val_dir else "10% of train held out"
+        return (f"{self.preset} preset, {len(self.classes)} emotions, {self.epochs} epochs, batch {self.batch_size}"
+                f"{limit}; train {Path(self.train_dir).name}, validation {val}")
+
+
+class _Cancelled(Exception):
+    """Raised inside image loading when Stop is pressed before the first epoch."""
+
+
+_slot_lock = threading.Lock()
+_active: dict[str, "CNNTrainingJob"] = {}
+
+
+def active_training() -> "CNNTrainingJob | None":
+    """The CNN training running on this server (any session), if any."""
+    with _slot_lock:
+        job = _active.get("job")
+        return job if job is not None and job.running else None
+
+
+class CNNTrainingJob:
+    """One ``train_cnn`` run in a daemon thread; all state the page shows, updated by the thread.
+
+    ``phase``: ``loading`` (reading images), ``training``, ``done`` (result ready, also after
+    Stop), ``cancelled`` (stopped before any epoch) or ``failed`` (``error`` says why).
+    """
+
+    def __init__(self, settings: CNNSettings, train: Callable[..., Any] | None = None) -> None:
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.history: dict[str, list[float]] = {}
+        self.loaded = (0, 0)
+        self.phase = "loading"
+        self.error: str | None = None
+        self.result: Any = None
+        self.saved_as: str | None = None
+        self.started = time.time()
+        self.finished: float | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="fer_cnn_")  # removed with the job
+        self.out = Path(self._tmp.name) / "cnn.keras"
+        self._train = train
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name="cnn-training", daemon=True)
+
+    # state read by the page
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history.get("loss", []))
+
+    def snapshot(self) -> dict[str, list[float]]:
+        with self._lock:
+            return {k: list(v) for k, v in self.history.items()}
+
+    def elapsed(self) -> float:
+        return (self.finished or time.time()) - self.started
+
+    # control
+    def start(self) -> None:
+        with _slot_lock:
+            other = _active.get("job")
+            if other is not None and other.running:
+                raise FerError("another CNN training is running on this server; wait for it to finish "
+                               "or stop it on the page that started it")
+            _active["job"] = self
+            self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    # callbacks (training thread)
+    def _on_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        with self._lock:
+            for key, value in logs.items():
+                if key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                    self.history.setdefault(key, []).append(float(value))
+            self.phase = "training"
+
+    def _on_load(self, done: int, total: int) -> None:
+        self.loaded = (done, total)
+        if self.stop_event.is_set():
+            raise _Cancelled()
+
+    def _run(self) -> None:
+        s = self.settings
+        try:
+            if self._train is None:
+                from .predictors.cnn import train_cnn
+            else:
+                train_cnn = self._train
+            self.result = train_cnn(
+                s.train_dir, s.val_dir, classes=s.classes, preset=s.preset, epochs=s.epochs,
+                batch_size=s.batch_size, out=self.out, limit_per_class=s.limit_per_class,
+                progress=self._on_epoch, should_stop=self.stop_event.is_set, load_progress=self._on_load,
+                command=f"dashboard: CNN page ({s.describe()})")
+            self.phase = "done"
+        except _Cancelled:
+            self.phase = "cancelled"
+        except FerError as exc:
+            self.error, self.phase = one_line(exc), "failed"
+        except Exception as exc:
+            log.exception("CNN training failed")
+            self.error, self.phase = f"training failed ({one_line(exc)}); see the server log", "failed"
+        finally:
+            self.finished = time.time()
+
+    def save(self, name: str, models_dir: Path | None = None):
+        """Save the finished model as ``models/<name>.keras`` (+ sidecar) and register it."""
+        from .predictors.registry import save_and_register
+
+        result = self.result
+        if result is None:
+            raise FerError("there is no trained model to save; train one first")
+        entry = save_and_register(result, name=name, kind="cnn", classes=self.settings.classes,
+                                  metrics=result.metrics, command=f"dashboard: CNN page ({self.settings.describe()})",
+                                  origin="dashboard", description=self.settings.describe(), models_dir=models_dir)
+        self.saved_as = entry.name
+        return entry
