@@ -91,10 +91,10 @@ def fer_sample(tmp_path_factory, fer_val) -> Path:
     return copy_fer_sample(fer_val, tmp_path_factory.mktemp("fer_sample"), per_class=4)
 
 
-def copy_fer_sample(split: Path, root: Path, per_class: int) -> Path:
-    """The first ``per_class`` images of each of the six emotions of a split, Kaggle layout."""
-    for emotion in SIX_EMOTIONS:
-        (root / emotion).mkdir()
+def copy_fer_sample(split: Path, root: Path, per_class: int, classes=SIX_EMOTIONS) -> Path:
+    """The first ``per_class`` images of each emotion (the six by default) of a split, Kaggle layout."""
+    for emotion in classes:
+        (root / emotion).mkdir(parents=True)
         for src in sorted((split / emotion).glob("*.jpg"))[:per_class]:
             shutil.copy(src, root / emotion / src.name)
     return root

@@ -332,6 +332,12 @@ def test_try_it_upload_of_a_real_face_gives_an_explained_prediction(models_dir, 
     assert titles == ["AU model: probabilities", "AU intensities (orange: the reasons)"]
     aus_chart = _charts(at)[1]["data"][0]
     assert "AU06 cheek raiser" in aus_chart["y"]
+    # one source of truth: the orange bars are exactly the AUs the sentence gives as reasons
+    sentence = next(m for m in _texts(at.markdown) if "mostly because of" in m)
+    orange = [name for name, colour in zip(aus_chart["y"], aus_chart["marker"]["color"]) if colour == "#ff7f0e"]
+    assert orange and all(f"{name} (" in sentence for name in orange)
+    named = [label for label in aus_chart["y"] if f"{label} (" in sentence.split(";")[0]]
+    assert sorted(named) == sorted(orange)
     assert not at.error and not at.warning
 
 

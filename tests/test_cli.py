@@ -131,3 +131,84 @@ def test_extract_with_openface_docker_says_why_it_cannot_run(capsys, tmp_path, m
                            "--backend", "openface-docker")
     assert code == 2 and "Docker engine not reachable" in err and err.count("\n") == 1
     assert not (tmp_path / "au.csv").exists()
+
+
+# -- issue 8: bugs fixed on the way, and the JSON shapes users rely on ---------------------------
+PREDICT_FACE_KEYS = ["box", "confidence", "aus", "emotion", "probabilities", "top_aus", "against", "sentence"]
+REPORT_KEYS = ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels", "confusion",
+               "no_face_per_class"]
+
+
+def test_predict_json_keys_and_one_source_of_reasons(capsys, astronaut_jpeg):
+    """The per-face JSON keeps its keys; the reasons are the AUs the sentence names."""
+    _, out, _ = run_cli(capsys, "predict", astronaut_jpeg, "--json")
+    face = json.loads(out)["faces"][0]
+    assert list(face) == PREDICT_FACE_KEYS
+    assert list(face["top_aus"][0]) == ["au", "name", "intensity", "contribution"]
+    for reason in face["top_aus"]:
+        assert reason["name"] in face["sentence"] and reason["contribution"] > 0
+        if reason["intensity"] < 0.5:
+            assert f"{reason['name']} is absent" in face["sentence"]
+
+
+def test_evaluate_a_pixel_model_on_an_au_table_is_a_one_line_error(capsys):
+    code, _, err = run_cli(capsys, "evaluate", "--model", "cnn-fer2013", "--au-table", "data/fer2013_val_au.csv.gz")
+    assert code == 2 and err.count("\n") == 1
+    assert "scores images, not an AU table" in err and "--images" in err
+
+
+def test_evaluate_says_which_images_a_six_emotion_model_leaves_out(capsys, tmp_path, fer_val):
+    from conftest import copy_fer_sample
+
+    sample = copy_fer_sample(fer_val, tmp_path / "seven", per_class=2, classes=("angry", "fear", "happy"))
+    code, out, err = run_cli(capsys, "evaluate", "--model", "au-logreg-fer2013", "--images", sample,
+                             "--json", "--workers", "1")
+    assert code == 0
+    report = json.loads(out)
+    assert list(report)[:len(REPORT_KEYS)] == REPORT_KEYS
+    assert report["n"] == 4 and report["skipped"] == {"fear": 2}
+    assert "left out 2 fear image(s)" in err
+
+
+def test_evaluate_honours_workers(capsys, tmp_path, monkeypatch, fer_sample):
+    """--workers reaches the extraction (2 processes measure the faces), with the same result."""
+    import fer_core.measure.extract as extract
+
+    seen: list[int] = []
+    real = extract._run_measurements
+
+    def spy(paths, indices, workers):
+        seen.append(workers)
+        return real(paths, indices, workers)
+
+    monkeypatch.setattr(extract, "_run_measurements", spy)
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    reports = []
+    for workers in ("2", "1"):
+        code, out, _ = run_cli(capsys, "evaluate", "--images", fer_sample, "--json", "--workers", workers)
+        assert code == 0
+        reports.append(json.loads(out))
+    assert seen[0] == 2
+    assert reports[0]["accuracy"] == reports[1]["accuracy"] and reports[0]["confusion"] == reports[1]["confusion"]
+
+
+def test_extract_through_symlinked_emotion_folders_writes_relative_paths(capsys, tmp_path, fer_sample):
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for emotion in ("happy", "sad"):
+        (linked / emotion).symlink_to(fer_sample / emotion, target_is_directory=True)
+    out_path = tmp_path / "au.csv"
+    code, _, _ = run_cli(capsys, "extract", linked, "--out", out_path, "--workers", "1")
+    assert code == 0
+    files = pd.read_csv(out_path)["file"]
+    assert files.str.match(r"^(happy|sad)/[^/]+\.jpg$").all(), files.tolist()
+
+
+def test_compare_json_keys(capsys, fer_sample):
+    code, out, _ = run_cli(capsys, "compare", "--images", fer_sample, "--models", "au-logreg-fer2013",
+                           "au-logreg-fer2013-balanced", "--json", "--workers", "1")
+    assert code == 0
+    report = json.loads(out)
+    assert list(report) == ["n", "classes", "models", "mcnemar", "wrong", "no_face", "skipped", "skipped_classes"]
+    assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value"]
+    assert list(report["models"]["au-logreg-fer2013"]) == REPORT_KEYS

@@ -1,0 +1,60 @@
+"""The one face pipeline: every surface gives every model the same face (crop and AUs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fer_core.images import LabeledImage, load_image
+from fer_core.pipeline import analyze_image, analyze_photo, face_crop, prepare_faces
+from fer_core.predictors.registry import load_predictor
+
+
+@pytest.fixture(scope="module")
+def au_model():
+    return load_predictor("au-logreg-fer2013")
+
+
+def test_single_photo_and_batch_routes_give_the_same_face(tmp_path, astronaut_jpeg, au_model, monkeypatch):
+    """Try it (analyze_image) and Compare/evaluate (prepare_faces, cached extraction) agree."""
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    rgb = load_image(astronaut_jpeg)
+    single = analyze_image(rgb, au_model)[0]
+    batch = prepare_faces([LabeledImage(astronaut_jpeg, "happy")], need_aus=True, need_pixels=True).faces[0]
+    np.testing.assert_array_equal(single.face.aus, batch.aus)
+    np.testing.assert_array_equal(single.face.pixels, batch.pixels)
+    assert single.face.pixels.shape[0] < rgb.shape[0]  # the face, not the whole photo
+    again = prepare_faces([LabeledImage(astronaut_jpeg, "happy")], need_aus=True, need_pixels=True).faces[0]
+    np.testing.assert_array_equal(again.aus, batch.aus)  # from the cache: the same numbers
+
+
+def test_explanation_reasons_are_what_the_sentence_names(astronaut, au_model):
+    ex = analyze_image(astronaut, au_model)[0].explanation
+    assert ex.reasons and all(c.contribution > 0 for c in ex.reasons)
+    for c in ex.reasons:
+        assert c.name in ex.sentence
+    assert [c.au for c in ex.reasons if c.present] == [c.au for c in ex.active_reasons]
+
+
+def test_fer_style_crops_are_passed_whole_and_unreadable_files_left_out(tmp_path, fer_sample):
+    items = [LabeledImage(p, "happy") for p in sorted((fer_sample / "happy").glob("*.jpg"))]
+    bad = tmp_path / "happy_bad.jpg"
+    bad.write_bytes(b"not an image")
+    prepared = prepare_faces(items + [LabeledImage(bad, "happy")], need_aus=False, need_pixels=True)
+    assert len(prepared.faces) == len(items) and len(prepared.unreadable) == 1
+    assert all(f.pixels.shape[:2] == (48, 48) and f.aus is None for f in prepared.faces)
+
+
+def test_face_crop_is_a_square_around_the_face():
+    rgb = np.zeros((600, 800, 3), np.uint8)
+    crop = face_crop(rgb, (300, 100, 100, 120))
+    assert crop.shape[:2] == (180, 180)
+    small = np.zeros((48, 48, 3), np.uint8)
+    assert face_crop(small, (5, 5, 30, 30)) is small
+
+
+def test_a_photo_without_a_face_says_so(au_model):
+    photo = analyze_photo(np.full((300, 300, 3), 128, np.uint8), "wall.png", au_model)
+    assert photo.faces == [] and photo.error.startswith("wall.png: no face found")
+    broken = analyze_photo(b"not an image", "x.jpg", au_model)
+    assert broken.image is None and "not a readable image" in broken.error

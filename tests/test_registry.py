@@ -1,0 +1,110 @@
+"""The model registry: a new kind is one module's worth of code plus one registration, and then
+works everywhere a model is named (the model list, evaluate, the comparison)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_core.cli import main
+from fer_core.errors import FerError, ModelFileError
+from fer_core.manifest import Metrics, read_manifest
+from fer_core.predictors import registry
+from fer_core.predictors.base import Predictor
+
+FORMAT = "always-one-emotion/1"
+
+
+class AlwaysOneEmotion(Predictor):
+    """A throwaway pixel kind: says the same emotion for every face it is shown."""
+
+    kind = "always"
+
+    def __init__(self, emotion: str, classes, name: str):
+        self.emotion, self.classes, self.name = emotion, tuple(classes), name
+
+    def predict_proba(self, faces, progress=None):
+        n = len(self.pixels_of(faces))
+        return np.tile(np.eye(len(self.classes))[self.classes.index(self.emotion)], (n, 1))
+
+
+def _load(path: Path, entry) -> AlwaysOneEmotion:
+    d = json.loads(path.read_text())
+    return AlwaysOneEmotion(d["emotion"], d["classes"], entry.name)
+
+
+def _save(artefact: dict, path: Path) -> list[Path]:
+    path.write_text(json.dumps({"format": FORMAT, **artefact}))
+    return [path]
+
+
+def _claims(path: Path) -> bool:
+    return path.suffix == ".always"
+
+
+@pytest.fixture
+def always_kind(monkeypatch):
+    registry.kinds()  # the built-in kinds first
+    kind = registry.ModelKind("always", "says one emotion whatever the face (a test kind)", "pixels", False,
+                              _load, _save, "{name}.always", _claims)
+    monkeypatch.setitem(registry._kinds, "always", kind)
+    return kind
+
+
+@pytest.fixture
+def always_happy(models_dir, always_kind):
+    classes = ["angry", "disgust", "happy", "neutral", "sad", "surprise"]
+    return registry.save_and_register({"emotion": "happy", "classes": classes}, name="always-happy", kind="always",
+                                      classes=classes, metrics=Metrics(evaluated_on="nothing"), command="pytest")
+
+
+def test_a_registered_kind_is_saved_listed_and_loaded(capsys, models_dir, always_happy):
+    assert (models_dir / "always-happy.always").is_file() and always_happy.sha256
+    assert [e.name for e in read_manifest(models_dir)][-1] == "always-happy"
+    assert main(["models"]) == 0
+    assert any(line.startswith("always-happy") and " always " in line for line in capsys.readouterr().out.splitlines())
+    predictor = registry.load_predictor("always-happy")
+    assert isinstance(predictor, AlwaysOneEmotion) and predictor.name == "always-happy"
+
+
+def test_a_registered_kind_is_evaluated_and_compared(capsys, models_dir, always_happy, fer_sample):
+    assert main(["evaluate", "--model", "always-happy", "--images", str(fer_sample), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "always-happy" and report["accuracy"] == pytest.approx(4 / 24, abs=1e-4)
+    assert report["per_class"]["happy"]["accuracy"] == 1.0
+    assert main(["compare", "--images", str(fer_sample), "--models", "au-logreg-fer2013", "always-happy",
+                 "--json", "--workers", "1"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert list(both["models"]) == ["au-logreg-fer2013", "always-happy"] and both["n"] == 24
+
+
+def test_a_pixel_kind_on_an_au_table_says_it_scores_images(capsys, models_dir, always_happy):
+    assert main(["evaluate", "--model", "always-happy", "--au-table", "data/fer2013_val_au.csv.gz"]) == 2
+    assert "scores images, not an AU table" in capsys.readouterr().err
+
+
+def test_unknown_kinds_and_files_are_refused(models_dir, tmp_path):
+    with pytest.raises(ModelFileError, match="unknown model kind 'nope'"):
+        registry.get_kind("nope")
+    odd = tmp_path / "model.bin"
+    odd.write_bytes(b"x")
+    with pytest.raises(ModelFileError, match="unknown model type"):
+        registry.load_predictor(str(odd))
+
+
+def test_saving_needs_a_new_valid_name(models_dir, always_happy):
+    with pytest.raises(FerError, match="already exists"):
+        registry.save_and_register({"emotion": "sad", "classes": ["sad", "happy"]}, name="always-happy",
+                                   kind="always", classes=["happy", "sad"], metrics=Metrics(), command="pytest")
+    with pytest.raises(FerError, match="not allowed"):
+        registry.save_and_register({}, name="../x", kind="always", classes=[], metrics=Metrics(), command="pytest")
+
+
+def test_every_built_in_kind_declares_how_it_is_used():
+    kinds = registry.kinds()
+    assert {"au-logreg", "au-mlp", "cnn", "teachable"} <= set(kinds)
+    assert {k: (v.inputs, v.explains) for k, v in kinds.items() if k in ("au-logreg", "cnn")} == {
+        "au-logreg": ("aus", True), "cnn": ("pixels", False)}
