@@ -115,6 +115,32 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--name", help="register in models/manifest.json under this name")
     s.set_defaults(func=cmd_train_cnn)
 
+    s = sub.add_parser("train-au-bottleneck", help="train the AU-bottleneck network: pixels -> 17 AUs -> one "
+                       "linear layer (explained like the AU logistic regression)")
+    s.add_argument("--data", required=True, help="train folder (Kaggle layout)")
+    s.add_argument("--val", help="validation folder, scored once at the end (never used for a choice)")
+    s.add_argument("--out", required=True, help="model .keras to write (+ .meta.json)")
+    s.add_argument("--train-au-table", help="AU table of --data (extract output; default: measure now, cached)")
+    s.add_argument("--val-au-table", help="AU table of --val, for the AU fidelity (default: measure now, cached)")
+    s.add_argument("--recipe", choices=("joint", "sequential", "independent"), default="joint")
+    s.add_argument("--lam", type=float, default=1.0, help="weight of the AU loss against the emotion loss (joint)")
+    s.add_argument("--init", default="cnn-fer2013", help="CNN whose trunk starts the network: manifest name, "
+                   ".keras path, or 'none'")
+    s.add_argument("--preset", choices=("strong", "original", "tiny"), default="strong",
+                   help="trunk architecture (must match --init)")
+    s.add_argument("--epochs", type=int, default=10)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--learning-rate", type=float, default=3e-4)
+    s.add_argument("--classes", default="six")
+    s.add_argument("--limit-per-class", type=int, default=None)
+    s.add_argument("--no-augment", action="store_true", help="no flips, rotations, shifts or zoom")
+    s.add_argument("--holdout", type=float, default=0.1,
+                   help="share of --data held out from fitting to choose the best epoch (default 0.1)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-minutes", type=float, default=None, help="stop after this long, keeping the best epoch")
+    s.add_argument("--name", help="register in models/manifest.json under this name")
+    s.set_defaults(func=cmd_train_au_bottleneck)
+
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
@@ -336,6 +362,38 @@ def cmd_train_cnn(args) -> int:
               file=sys.stderr)
     if args.name:
         save_and_register(result, name=args.name, kind="cnn", classes=classes, metrics=result.metrics,
+                          command=args.command_line, path=args.out, replace=True)
+        print(f"registered as {args.name!r} in models/manifest.json")
+    return 0
+
+
+def cmd_train_au_bottleneck(args) -> int:
+    import time
+
+    from .emotions import parse_classes
+    from .predictors.au_bottleneck import train_au_bottleneck
+    from .predictors.registry import find_entry, save_and_register
+
+    classes = parse_classes(args.classes)
+    init = None if args.init.lower() == "none" else find_entry(args.init).file
+    deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
+    bar = _tqdm_progress("epochs", total=args.epochs)
+    result = train_au_bottleneck(
+        args.data, args.val, out=args.out, classes=classes, recipe=args.recipe, lam=args.lam, init=init,
+        preset=args.preset, train_au_table=args.train_au_table, val_au_table=args.val_au_table, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, augment=not args.no_augment, seed=args.seed,
+        holdout=args.holdout,
+        limit_per_class=args.limit_per_class, command=args.command_line,
+        progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
+        should_stop=(lambda: time.monotonic() > deadline) if deadline else None)
+    sel, ev = result.selection, result.evaluation
+    print(f"{args.recipe} AU bottleneck (lambda {args.lam:g}), {result.epochs_run} epochs in {result.seconds / 60:.1f} min: "
+          f"accuracy {sel.accuracy:.3f} on {result.selected_on}"
+          + (f"; {ev.accuracy:.3f} (95% CI {ev.accuracy_ci95[0]:.3f}-{ev.accuracy_ci95[1]:.3f}), macro-F1 "
+             f"{ev.macro_f1:.3f} on {result.evaluated_on}" if ev else "")
+          + f"; AU fidelity mean r {result.fidelity['mean']:.3f} -> {args.out}")
+    if args.name:
+        save_and_register(result, name=args.name, kind="au-bottleneck", classes=classes, metrics=result.metrics,
                           command=args.command_line, path=args.out, replace=True)
         print(f"registered as {args.name!r} in models/manifest.json")
     return 0

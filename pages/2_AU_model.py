@@ -234,9 +234,7 @@ def save_au_model(model, name: str, origin: str):
 
 
 def inspect_section() -> None:
-    from fer_core.predictors.au_models import KINDS
-
-    entries = [e for e in entries_of(explains=True) if e.kind in KINDS]
+    entries = entries_of(explains=True)
     if not entries:
         return
     with st.expander("Inspect a saved AU model"):
@@ -244,7 +242,7 @@ def inspect_section() -> None:
         name = st.selectbox("Model", names, key="au_inspect")
         entry = entries[names.index(name)]
         try:
-            show_model(load_predictor(entry).model, f"saved_{name}")
+            show_model(load_predictor(entry).au_model(), f"saved_{name}")
         except FerError as exc:
             show_error(exc)
 

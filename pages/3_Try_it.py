@@ -95,9 +95,19 @@ def show_face(result, index: int, face, others: list, slot: int) -> None:
                 f"{a.name} ({a.intensity:.1f})" if a.present else f"{a.name} (absent)" for a in ex.against))
         st.plotly_chart(plots.probability_bars(ex.probabilities, title="AU model: probabilities"),
                         key=f"proba_{slot}_{index}")
-    c3.plotly_chart(plots.au_intensity_bars(face.aus, highlight=reasons,
-                                            title="AU intensities (orange: the reasons)"),
-                    key=f"aus_{slot}_{index}")
+    network = ex.extra.get("aus_network")
+    if network is None:
+        c3.plotly_chart(plots.au_intensity_bars(face.aus, highlight=reasons,
+                                                title="AU intensities (orange: the reasons)"),
+                        key=f"aus_{slot}_{index}")
+    else:  # an AU-bottleneck network: what it read from the pixels, next to what the landmarks measured
+        c3.plotly_chart(plots.au_intensity_bars(network, highlight=reasons,
+                                                title="What the network read from the pixels (orange: the reasons)"),
+                        key=f"aus_{slot}_{index}")
+        c3.plotly_chart(plots.au_intensity_bars(face.aus, title="What the landmarks measured"),
+                        key=f"aus_measured_{slot}_{index}")
+        c3.caption("The network's emotion rests only on its own AU reading (left); the landmark AUs are "
+                   "shown for comparison. Both are estimates, not a FACS coder's scores.")
     if others:
         show_other_models(face, index, others, slot)
 

@@ -281,6 +281,9 @@ class AUPredictor(Predictor):
             progress(len(faces), len(faces))
         return proba
 
+    def au_model(self) -> AUModel:
+        return self.model
+
     def explain(self, face, top: int = 3) -> Explanation:
         x = self.au_matrix([face])[0]
         if np.isnan(x).any():

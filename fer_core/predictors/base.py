@@ -138,6 +138,11 @@ class Predictor(ABC):
         raise FerError(f"{self.name}: a {self.kind} model does not explain its predictions; "
                        "use an AU model for reasons")
 
+    def au_model(self):
+        """The linear AU model whose weights explain this predictor (``AUModel``), if it has one:
+        the AU model page draws its AU x emotion weights."""
+        return None
+
     # -- shared input handling --------------------------------------------------------------
     def pixels_of(self, faces: Sequence[FaceInput | np.ndarray]) -> list[np.ndarray]:
         """The face crops of ``faces`` (arrays are taken as crops), or a FerError when a face

@@ -1,0 +1,443 @@
+"""The AU-bottleneck network (kind ``au-bottleneck``): a concept-bottleneck model whose only path
+from pixels to emotion runs through the 17 Action Units.
+
+    face crop (48x48 gray) -> CNN trunk -> 17 AU units -> one linear softmax layer -> emotion
+
+The AU units are trained to be the AUs the embedded extractor measures on the same image (as
+z-scores of the training faces: ``AU = mean + std * z``), so the emotion head is a multinomial
+logistic regression over AU intensities — exactly an ``AUModel`` of kind ``au-logreg`` whose
+"standardisation" is that fixed affine map. Its explanation is therefore the logistic
+regression's: per-AU contributions plus the intercept reproduce the logits. Each face is read
+together with its mirror image (the AU units are averaged; AUs are left/right means, so the
+mirror is the same face), and the head is applied to that average, so the explanation stays exact.
+
+Three ways to train a concept-bottleneck model (Koh et al., ICML 2020), ``recipe``:
+
+- ``joint``: both losses at once, cross-entropy on the emotion + ``lam`` x masked MSE between the
+  AU units and the measured AUs, usually starting from the trained CNN's trunk;
+- ``sequential``: the AU regressor first (MSE only), then the head fitted on the regressor's AUs;
+- ``independent``: the AU regressor first, then the head fitted on the measured AUs.
+
+Images whose face the extractor did not measure have no AU targets and contribute only the
+emotion loss. The best epoch is chosen on a stratified share of the *training* folder held out
+from fitting (``selected_on``); a validation folder, when given, is scored once at the end
+(``evaluated_on``), never used for a choice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..au_table import AU_COLUMNS
+from ..emotions import SIX_EMOTIONS, normalize_emotion
+from ..errors import DatasetError, FerError, ModelFileError, one_line
+from ..evaluation.metrics import EvaluationReport, evaluation_report
+from .au_models import AUModel
+from .base import Explanation, FaceInput, Predictor, Progress
+from .cnn import (
+    CNN_SIZE,
+    _augmenter,
+    _write_metadata,
+    build_cnn,
+    load_dataset,
+    load_keras_file,
+    metadata_path,
+    read_cnn_metadata,
+    stratified_split,
+)
+from .keras_io import fit_images, import_keras
+
+KIND = "au-bottleneck"
+RECIPES = ("joint", "sequential", "independent")
+AU_LAYER = "au_units"
+HEAD_LAYER = "emotion"
+
+EpochProgress = Callable[[int, Mapping[str, float]], None]
+
+
+# ----------------------------------------------------------------------------- the network
+
+def build_bottleneck(num_classes: int, preset: str = "strong", seed: int | None = None,
+                     init_from: Any = None):
+    """Trunk of the ``preset`` CNN -> Dense(17) AU units (linear z-scores) -> Dense(k, softmax).
+
+    ``init_from`` (a Keras model, e.g. the trained CNN) gives the trunk its weights: every layer
+    of the same name and shapes is copied; the AU units and the head start fresh.
+    """
+    keras = import_keras()
+    from keras import layers
+
+    base = build_cnn(preset, num_classes, seed=seed)
+    if init_from is not None:
+        source = {layer.name: layer for layer in init_from.layers}
+        for layer in base.layers:
+            other = source.get(layer.name)
+            if other is None or layer.name == HEAD_LAYER or not layer.weights:
+                continue
+            if [w.shape for w in layer.get_weights()] == [w.shape for w in other.get_weights()]:
+                layer.set_weights(other.get_weights())
+    trunk = base.get_layer(HEAD_LAYER).input
+    aus = layers.Dense(len(AU_COLUMNS), name=AU_LAYER)(trunk)
+    emotion = layers.Dense(num_classes, activation="softmax", name=HEAD_LAYER)(aus)
+    return keras.Model(base.input, {HEAD_LAYER: emotion, AU_LAYER: aus}, name=f"au_bottleneck_{preset}")
+
+
+def head_as_au_model(model, classes: Sequence[str], mean: np.ndarray, std: np.ndarray, info: dict | None = None,
+                     ) -> AUModel:
+    """The emotion head as the AU logistic regression it is: ``logits = W . (AU - mean) / std + b``."""
+    kernel, bias = model.get_layer(HEAD_LAYER).get_weights()
+    return AUModel(kind="au-logreg", classes=tuple(classes), au_columns=tuple(AU_COLUMNS),
+                   mean=np.asarray(mean, float), scale=np.asarray(std, float),
+                   weights=[np.asarray(kernel, float).T.copy()], biases=[np.asarray(bias, float).copy()],
+                   info=info or {})
+
+
+def au_units(model, x: np.ndarray, batch_size: int = 256, mirror: bool = True,
+             progress: Progress | None = None) -> np.ndarray:
+    """The AU units (z-scores) of faces ``x`` (n, 48, 48, 1), averaged with the mirror image."""
+    keras = import_keras()
+    views = [x, x[:, :, ::-1]] if mirror else [x]
+    total = len(x) * len(views)
+    out = np.zeros((len(x), len(AU_COLUMNS)))
+    done = 0
+    for view in views:
+        for i in range(0, len(x), batch_size):
+            z = model(view[i:i + batch_size], training=False)[AU_LAYER]
+            out[i:i + batch_size] += keras.ops.convert_to_numpy(z)
+            done += len(view[i:i + batch_size])
+            if progress:
+                progress(done, total)
+    return out / len(views)
+
+
+# ----------------------------------------------------------------------------- the predictor
+
+class AUBottleneckPredictor(Predictor):
+    """Face crops in; the AUs the network reads from the pixels, and the head's emotion over them."""
+
+    kind = KIND
+    inputs = "pixels"
+    explains = True
+
+    def __init__(self, path: str | os.PathLike[str], name: str | None = None, batch_size: int = 256) -> None:
+        self.path = Path(path)
+        self.metadata = read_cnn_metadata(self.path) or {}
+        if self.metadata.get("kind") != KIND:
+            raise ModelFileError(f"{self.path}: not an AU-bottleneck model ({metadata_path(self.path).name} "
+                                 "must say kind au-bottleneck); train one with train-au-bottleneck")
+        try:
+            self.classes = tuple(normalize_emotion(c) or c for c in self.metadata["classes"])
+            self.mean = np.asarray(self.metadata["au_mean"], float)
+            self.std = np.asarray(self.metadata["au_std"], float)
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"{self.path}: AU-bottleneck metadata lacks classes or the AU scale; "
+                                 "retrain the model") from None
+        self.network = load_keras_file(self.path)
+        self.name = name or self.path.stem
+        self.batch_size = batch_size
+        try:
+            self.head = head_as_au_model(self.network, self.classes, self.mean, self.std,
+                                         {"metrics": self.metadata.get("head_metrics") or {},
+                                          "data": {"rows": self.metadata.get("n_train", 0)}})
+        except (ValueError, KeyError) as exc:
+            raise ModelFileError(f"{self.path}: not an AU-bottleneck network ({one_line(exc, 120)}); "
+                                 "retrain the model") from None
+        if len(self.head.biases[0]) != len(self.classes) or len(self.mean) != len(AU_COLUMNS):
+            raise ModelFileError(f"{self.path}: the network's layers do not match its metadata; retrain it")
+
+    def network_aus(self, faces: Sequence[FaceInput | np.ndarray], progress: Progress | None = None) -> np.ndarray:
+        """(n, 17) AU intensities on OpenFace's 0-5 scale as the network reads them from the crop."""
+        images = self.pixels_of(faces)
+        if not images:
+            return np.zeros((0, len(AU_COLUMNS)))
+        x = fit_images(images, (CNN_SIZE, CNN_SIZE), 1).astype(np.float32) / 255.0
+        return self.mean + self.std * au_units(self.network, x, self.batch_size, progress=progress)
+
+    def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
+        if len(faces) == 0:
+            return np.zeros((0, len(self.classes)))
+        return self.head.predict_proba(self.network_aus(faces, progress))
+
+    def explain(self, face: FaceInput | np.ndarray, top: int = 3) -> Explanation:
+        au = self.network_aus([face])[0]
+        ex = self.head.explain(au, top)
+        extra = {"aus_network": {c: round(float(v), 3) for c, v in zip(AU_COLUMNS, au)}}
+        measured = face.aus if isinstance(face, FaceInput) else None
+        if measured is not None and not np.isnan(measured).any():
+            extra["aus_measured"] = {c: round(float(v), 3) for c, v in zip(AU_COLUMNS, measured)}
+        return Explanation(ex.emotion, ex.probabilities, ex.ranked, ex.top, extra)
+
+    def au_model(self) -> AUModel:
+        return self.head
+
+
+# ----------------------------------------------------------------------------- training
+
+@dataclass
+class BottleneckTrainResult:
+    """What ``train_au_bottleneck`` made and how good it is (selection share, validation, AU fidelity)."""
+    path: Path
+    metadata_path: Path
+    history: dict[str, list[float]]
+    selection: EvaluationReport  # the held-out share of the training folder that chose the epoch
+    evaluation: EvaluationReport | None  # the validation folder, scored once at the end
+    fidelity: dict[str, float]  # Pearson r per AU (network vs measured) on validation faces, and "mean"
+    epochs_run: int
+    stopped_by_user: bool
+    seconds: float
+    classes: tuple[str, ...] = ()
+    selected_on: str = ""
+    evaluated_on: str = ""
+    skipped: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def metrics(self):
+        from ..manifest import Metrics
+
+        report = self.evaluation or self.selection
+        return Metrics.from_report(report, self.evaluated_on if self.evaluation else self.selected_on)
+
+
+def _au_targets(paths: Sequence[Path], root: str | os.PathLike[str], table, progress: Progress | None) -> np.ndarray:
+    """(n, 17) measured AUs of each image (NaN where no face was measured), from an AU table whose
+    ``file`` is relative to ``root`` (this project's extract output), else measured now (cached)."""
+    from .. import au_table as aut
+    from ..images import LabeledImage, relative_file
+
+    if table is None:
+        from ..measure.extract import extract_table
+
+        table = extract_table([LabeledImage(p, None) for p in paths], progress=progress)
+        table["file"] = [relative_file(f, root) for f in table["file"]]
+    table = aut.first_faces(table)
+    values = table[list(AU_COLUMNS)].to_numpy(float)
+    values[~aut.measured(table).to_numpy()] = np.nan
+    by_file = dict(zip(table["file"].astype(str), values))
+    keys = [relative_file(p, root) for p in paths]
+    found = sum(k in by_file for k in keys)
+    if found < 0.5 * len(keys):
+        raise DatasetError(f"the AU table names only {found} of the {len(keys)} training images; give the table "
+                           f"that `python -m fer_core extract {root}` wrote (file names relative to that folder)")
+    return np.array([by_file.get(k, np.full(len(AU_COLUMNS), np.nan)) for k in keys], dtype=float)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if ok.sum() < 3 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+        return float("nan")
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def au_fidelity(network: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    """Pearson r per AU between the network's and the measured AUs (faces with both), and the mean."""
+    r = {c.split("_")[0]: round(_pearson(network[:, j], measured[:, j]), 4) for j, c in enumerate(AU_COLUMNS)}
+    values = [v for v in r.values() if not np.isnan(v)]
+    r["mean"] = round(float(np.mean(values)), 4) if values else float("nan")
+    return r
+
+
+class _BestEpoch:
+    """Keeps the weights of the best epoch by a monitored value; stops on request or deadline."""
+
+    def __new__(cls, monitor: str, mode: str, progress: EpochProgress | None, should_stop):
+        keras = import_keras()
+
+        class BestEpoch(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.best, self.best_weights, self.best_epoch = None, None, -1
+                self.stopped_by_user = False
+
+            def on_train_batch_end(self, batch, logs=None):
+                if should_stop is not None and should_stop():
+                    self.stopped_by_user = True
+                    self.model.stop_training = True
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = {k: float(v) for k, v in (logs or {}).items()}
+                value = logs.get(monitor)
+                if value is not None and (self.best is None or (value > self.best if mode == "max" else value < self.best)):
+                    self.best, self.best_epoch = value, epoch
+                    self.best_weights = self.model.get_weights()
+                if progress is not None:
+                    progress(epoch, logs)
+
+            def on_train_end(self, logs=None):
+                if self.best_weights is not None:
+                    self.model.set_weights(self.best_weights)
+
+        return BestEpoch()
+
+
+def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str] | None = None, *,
+                        out: str | os.PathLike[str], classes: Sequence[str] = SIX_EMOTIONS, recipe: str = "joint",
+                        lam: float = 1.0, init: str | os.PathLike[str] | None = None, preset: str = "strong",
+                        train_au_table=None, val_au_table=None, epochs: int = 10, batch_size: int = 64,
+                        learning_rate: float = 3e-4, holdout: float = 0.1, augment: bool = True, seed: int = 0,
+                        limit_per_class: int | None = None, progress: EpochProgress | None = None,
+                        should_stop: Callable[[], bool] | None = None, load_progress: Progress | None = None,
+                        command: str | None = None) -> BottleneckTrainResult:
+    """Train an AU-bottleneck network on a labelled folder and save the best epoch to ``out``.
+
+    ``init``: a ``.keras`` CNN whose trunk starts the network (the bundled cnn-fer2013 works);
+    ``train_au_table`` / ``val_au_table``: AU tables of the two folders (``extract`` output), else
+    the AUs are measured now (cached). ``lam`` weighs the AU loss against the emotion loss
+    (``joint``); ``lam = 0`` trains an unnamed bottleneck, the reference of the lambda sweep.
+    """
+    import tensorflow as tf
+
+    from .. import au_table as aut
+
+    started = time.perf_counter()
+    if recipe not in RECIPES:
+        raise FerError(f"unknown recipe {recipe!r}: use one of {', '.join(RECIPES)}")
+    if lam < 0:
+        raise FerError("lambda must be 0 or more")
+    out = Path(out)
+    if out.suffix != ".keras":
+        raise FerError(f"{out}: the AU-bottleneck output file must end with .keras")
+    classes = tuple(classes)
+    keras = import_keras()
+
+    def read_table(t):
+        return aut.read(t) if isinstance(t, (str, os.PathLike)) else t
+
+    train = load_dataset(train_dir, classes, load_progress, limit_per_class, seed)
+    targets = _au_targets(train.paths, train_dir, read_table(train_au_table), load_progress)
+    has_au = ~np.isnan(targets).any(axis=1)
+    if has_au.sum() < 10:
+        raise DatasetError(f"{train_dir}: fewer than 10 training faces have measured AUs; the AU units need targets")
+    mean = targets[has_au].mean(axis=0)
+    std = targets[has_au].std(axis=0)
+    std[std < 1e-6] = 1.0
+    z = np.where(has_au[:, None], (np.nan_to_num(targets) - mean) / std, 0.0).astype(np.float32)
+    fit_idx, sel_idx = stratified_split(train.y, holdout, seed)
+
+    init_model = load_keras_file(init) if init else None
+    model = build_bottleneck(len(classes), preset, seed=seed, init_from=init_model)
+    joint = recipe == "joint"
+    loss_weights = {HEAD_LAYER: 1.0 if joint else 0.0, AU_LAYER: float(lam) if joint else 1.0}
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss={HEAD_LAYER: "sparse_categorical_crossentropy", AU_LAYER: "mse"},
+                  loss_weights=loss_weights, metrics={HEAD_LAYER: ["accuracy"]})
+
+    def dataset(idx: np.ndarray, shuffle: bool):
+        data = tf.data.Dataset.from_tensor_slices(
+            (train.x[idx], {HEAD_LAYER: train.y[idx], AU_LAYER: z[idx]},
+             {HEAD_LAYER: np.ones(len(idx), np.float32), AU_LAYER: has_au[idx].astype(np.float32)}))
+        if shuffle:
+            data = data.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
+        data = data.batch(batch_size)
+        if shuffle and augment:
+            augmenter = _augmenter(seed)
+            data = data.map(lambda x, y, w: (augmenter(x, training=True), y, w), num_parallel_calls=tf.data.AUTOTUNE)
+        return data.prefetch(tf.data.AUTOTUNE)
+
+    monitor = f"val_{HEAD_LAYER}_accuracy" if joint else f"val_{AU_LAYER}_loss"
+    best = _BestEpoch(monitor, "max" if joint else "min", progress, should_stop)
+    metadata: dict[str, Any] = {
+        "format": "fer_core.au_bottleneck/1", "kind": KIND, "preset": preset, "recipe": recipe, "lambda": lam,
+        "classes": list(classes), "au_columns": list(AU_COLUMNS), "au_mean": mean.tolist(), "au_std": std.tolist(),
+        "input_shape": [CNN_SIZE, CNN_SIZE, 1], "input_scale": "gray 0..1", "init": None if init is None else str(init),
+        "train_dir": str(train_dir), "val_dir": None if val_dir is None else str(val_dir),
+        "n_train": int(len(fit_idx)), "n_selection": int(len(sel_idx)), "faces_with_aus": int(has_au.sum()),
+        "seed": seed, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+        "augment": augment, "limit_per_class": limit_per_class, "command": command,
+        "keras_version": keras.__version__, "status": "training",
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_metadata(out, metadata)
+    history = model.fit(dataset(fit_idx, True), validation_data=dataset(sel_idx, False), epochs=epochs,
+                        callbacks=[best], shuffle=False, verbose=0)
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+    if not joint:  # the head, fitted on the regressor's AUs (sequential) or on the measured ones
+        from sklearn.linear_model import LogisticRegressionCV
+
+        if recipe == "sequential":
+            features, rows = au_units(model, train.x[fit_idx]), fit_idx
+        else:
+            rows = fit_idx[has_au[fit_idx]]
+            features = z[rows]
+        head = LogisticRegressionCV(Cs=[0.01, 0.1, 1.0, 10.0], cv=3, max_iter=2000, scoring="accuracy",
+                                    l1_ratios=(0.0,), use_legacy_attributes=False).fit(features, train.y[rows])
+        coef, intercept = head.coef_, head.intercept_
+        if len(classes) == 2:
+            coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+        model.get_layer(HEAD_LAYER).set_weights([coef.T.astype(np.float32), intercept.astype(np.float32)])
+
+    def scores(x: np.ndarray, y: np.ndarray, name: str) -> tuple[EvaluationReport, np.ndarray]:
+        au = mean + std * au_units(model, x)
+        proba = head_as_au_model(model, classes, mean, std).predict_proba(au)
+        report = evaluation_report([classes[i] for i in y], [classes[i] for i in proba.argmax(1)], classes,
+                                   model=name, n_boot=1000, seed=seed)
+        return report, au
+
+    selection, sel_aus = scores(train.x[sel_idx], train.y[sel_idx], out.stem)
+    selected_on = f"{holdout:.0%} of {Path(train_dir).name} held out from fitting ({len(sel_idx):,} images)"
+    evaluation, fidelity, skipped = None, au_fidelity(sel_aus, targets[sel_idx]), train.skipped
+    evaluated_on = ""
+    if val_dir is not None:
+        val = load_dataset(val_dir, classes, load_progress, limit_per_class, seed)
+        evaluation, val_aus = scores(val.x, val.y, out.stem)
+        fidelity = au_fidelity(val_aus, _au_targets(val.paths, val_dir, read_table(val_au_table), load_progress))
+        evaluated_on = f"{Path(val_dir).name} ({len(val.y):,} images, six emotions; not used for any choice)" \
+            if len(classes) == 6 else f"{Path(val_dir).name} ({len(val.y):,} images; not used for any choice)"
+        skipped = skipped + val.skipped
+    # Save the best weights into an uncompiled twin: no optimizer state.
+    inference = build_bottleneck(len(classes), preset)
+    inference.set_weights(model.get_weights())
+    inference.save(out)
+    seconds = time.perf_counter() - started
+    result = BottleneckTrainResult(out, metadata_path(out), hist, selection, evaluation, fidelity,
+                                   len(hist.get("loss", [])), best.stopped_by_user, seconds, classes,
+                                   selected_on, evaluated_on, tuple(skipped))
+    head_metrics = {"holdout": {k: v for k, v in selection.to_dict().items()
+                                if k in ("n", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels", "confusion")}}
+    metadata.update(status="done", epochs_run=result.epochs_run, best_epoch=best.best_epoch + 1,
+                    stopped_by_user=best.stopped_by_user, seconds=round(seconds, 1), selected_on=selected_on,
+                    evaluated_on=evaluated_on, metrics=result.metrics.to_dict(), selection=selection.to_dict(),
+                    evaluation=None if evaluation is None else evaluation.to_dict(), au_fidelity=fidelity,
+                    head_metrics=head_metrics, history=hist)
+    _write_metadata(out, metadata)
+    return result
+
+
+# ----------------------------------------------------------------------------- registry
+
+def _load(path: Path, entry) -> AUBottleneckPredictor:
+    return AUBottleneckPredictor(path, name=entry.name)
+
+
+def _save(result: BottleneckTrainResult, path: Path) -> list[Path]:
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise FerError(f"{path}: the AU-bottleneck file must end with .keras")
+    if Path(result.path).resolve() != path.resolve():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.path, path)
+        meta = json.loads(Path(result.metadata_path).read_text(encoding="utf8"))
+        _write_metadata(path, {**meta, "name": path.stem})
+    return [path, metadata_path(path)]
+
+
+def _claims(path: Path) -> bool:
+    if path.suffix.lower() != ".keras" or not metadata_path(path).is_file():
+        return False
+    return (read_cnn_metadata(path) or {}).get("kind") == KIND
+
+
+def _kinds():
+    from .registry import ModelKind
+
+    return (ModelKind(KIND, "CNN trunk -> the 17 AUs -> one linear layer: pixel accuracy, explained like the "
+                      "logistic regression", "pixels", True, _load, _save, "{name}.keras", _claims),)
