@@ -60,7 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train-au", help="fit the AU model (logistic regression or the study's MLP)")
     s.add_argument("table", help="AU table CSV (this workbench's, or OpenFace output)")
     s.add_argument("--out", required=True, help="model .json to write")
-    s.add_argument("--kind", choices=("logreg", "mlp"), default="logreg")
+    s.add_argument("--kind", choices=("logreg", "mlp", "gam"), default="logreg",
+                   help="logreg: logistic regression; mlp: the study's MLP; gam: additive glass-box (EBM)")
+    s.add_argument("--interactions", type=float, default=None,
+                   help="gam: AU pairs it may use, a count or a share of the number of AUs "
+                        "(default: interpret's, up to three per AU)")
+    s.add_argument("--workers", type=int, default=None, help="gam: processes (default: up to 2)")
     s.add_argument("--classes", default="six")
     s.add_argument("--class-weight", choices=("none", "balanced"), default="none")
     s.add_argument("--seed", type=int, default=0)
@@ -227,11 +232,21 @@ def cmd_train_au(args) -> int:
     from .predictors.registry import save_and_register
 
     table = au_table.read(args.table)
-    kind = "au-logreg" if args.kind == "logreg" else "au-mlp"
+    kind = {"logreg": "au-logreg", "mlp": "au-mlp", "gam": "au-gam"}[args.kind]
     holdout = 0.25
-    model = fit_au_model(table, parse_classes(args.classes), kind=kind, seed=args.seed, holdout=holdout,
-                         class_weight=None if args.class_weight == "none" else args.class_weight,
-                         description=f"{args.table}", progress=_tqdm_progress("fitting"))
+    if kind == "au-gam":
+        from .measure.extract import default_workers
+        from .predictors.au_gam import fit_au_gam
+
+        model = fit_au_gam(table, parse_classes(args.classes), holdout=holdout, seed=args.seed,
+                           interactions=None if args.interactions is None
+                           else int(args.interactions) if args.interactions >= 1 else args.interactions,
+                           n_jobs=args.workers or default_workers(),
+                           description=f"{args.table}", progress=_tqdm_progress("fitting"))
+    else:
+        model = fit_au_model(table, parse_classes(args.classes), kind=kind, seed=args.seed, holdout=holdout,
+                             class_weight=None if args.class_weight == "none" else args.class_weight,
+                             description=f"{args.table}", progress=_tqdm_progress("fitting"))
     model.info["command"] = args.command_line
     m = model.holdout
     evaluated_on = f"{holdout:.0%} of {args.table} held out from fitting (stratified, seed {args.seed})"

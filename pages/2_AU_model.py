@@ -36,6 +36,7 @@ EXTRACT = "Extract AUs from an image folder (embedded MediaPipe or OpenFace in D
 BACKENDS = {"mediapipe": "Embedded MediaPipe (no install)", "openface-docker": "OpenFace 2 in Docker (the original method)"}
 OPENFACE = "Import an OpenFace CSV"
 KIND_NAMES = {"au-logreg": "Logistic regression (explainable, the default)",
+              "au-gam": "Additive glass-box (EBM: a shape function per AU, a few AU pairs; minutes)",
               "au-mlp": "MLP 300-200-100-50 (the original study's network)"}
 
 
@@ -153,6 +154,12 @@ def show_model(model, key: str) -> None:
                         key=f"{key}_coef")
         st.caption("Red: a higher AU makes the emotion more likely; blue: less likely. Weights are per "
                    "standard deviation of each AU, so cells compare across AUs.")
+    elif model.kind == "au-gam":
+        st.plotly_chart(plots.gam_shape_functions(model), key=f"{key}_shapes")
+        pairs = ", ".join(f"{a.split('_')[0]} × {b.split('_')[0]}" for a, b in model.pairs)
+        st.caption("Each line: how one emotion's score moves with the AU's intensity (above 0: the AU favours "
+                   "that emotion). A face's score is the sum of these curves"
+                   + (f" and of a few pairwise terms: {pairs}." if pairs else "."))
     else:
         st.info("An MLP has no single weight per AU and emotion; its predictions are explained per face "
                 "(Try it page) by how much each AU changes the scores when set to its average.")
@@ -189,6 +196,10 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
 def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress):
     from fer_core.predictors.au_models import fit_au_model
 
+    if kind == "au-gam":
+        from fer_core.predictors.au_gam import fit_au_gam
+
+        return fit_au_gam(table, classes, holdout=holdout, seed=seed, description=origin, progress=progress)
     return fit_au_model(table, classes, kind=kind, class_weight="balanced" if balanced else None,
                         holdout=holdout, seed=seed, description=origin, progress=progress)
 
@@ -206,7 +217,7 @@ def result_section() -> None:
     if result.get("saved_as"):
         st.success(f"Saved as **{result['saved_as']}**: it is listed on the home page and usable on Try it.")
         return
-    short = "logreg" if model.kind == "au-logreg" else "mlp"
+    short = model.kind.removeprefix("au-")
     stem = Path(str(result["origin"]).split("|")[0]).name.split(".")[0].replace("_au", "")
     default = f"au-{short}-{stem}"[:60].replace(" ", "-")
     c1, c2 = st.columns([3, 1])

@@ -183,8 +183,10 @@ def test_au_model_trains_on_bundled_table_shows_heatmaps_and_saves(models_dir):
     _run(at)
     assert at.radio(key="au_source").value == "Bundled FER2013 AU table"
     assert at.multiselect(key="au_classes").value == ["angry", "disgust", "happy", "neutral", "sad", "surprise"]
-    assert at.radio(key="au_kind").options == ["Logistic regression (explainable, the default)",
-                                               "MLP 300-200-100-50 (the original study's network)"]
+    assert at.radio(key="au_kind").options == [
+        "Logistic regression (explainable, the default)",
+        "Additive glass-box (EBM: a shape function per AU, a few AU pairs; minutes)",
+        "MLP 300-200-100-50 (the original study's network)"]
     at.button(key="au_train_button").click()
     _run(at, timeout=240)
     model = at.session_state["au_train"]["model"]

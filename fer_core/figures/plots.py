@@ -296,3 +296,32 @@ def draw_face_overlay(rgb: np.ndarray, box: Sequence[float], landmarks: np.ndarr
     out.paste(image, (0, 0))
     out.paste(legend, (0, image.height))
     return out
+
+
+def gam_shape_functions(gam, columns: int = 4, title: str = "What the model looks at: one shape function per AU") -> go.Figure:
+    """The glass-box AU model's main effects: for each AU, how each emotion's score changes with the
+    AU's intensity (scores centred over emotions, so above 0 = favours that emotion). Pairwise
+    terms are listed in the caption by the page."""
+    from plotly.subplots import make_subplots
+
+    aus = list(gam.au_columns)
+    rows = -(-len(aus) // columns)
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=[au_label(c) for c in aus],
+                        horizontal_spacing=0.05, vertical_spacing=0.09)
+    for j, column in enumerate(aus):
+        edges, scores = gam.shape_function(j)
+        if not len(edges):
+            continue
+        centred = scores - scores.mean(axis=1, keepdims=True)
+        x = np.concatenate([[0.0], np.clip(edges, 0, 5), [5.0]])
+        r, c = divmod(j, columns)
+        for k, emotion in enumerate(gam.classes):
+            fig.add_trace(go.Scatter(
+                x=x, y=np.append(centred[:, k], centred[-1, k]), mode="lines", line=dict(shape="hv", width=1.5,
+                                                                                          color=emotion_color(emotion)),
+                name=emotion, legendgroup=emotion, showlegend=j == 0,
+                hovertemplate=f"{au_label(column)} %{{x:.2f}}: {emotion} %{{y:+.2f}}<extra></extra>",
+            ), row=r + 1, col=c + 1)
+    fig.update_xaxes(range=[0, 5])
+    fig.update_layout(legend=dict(orientation="h", y=-0.05))
+    return _layout(fig, title, height=190 * rows + 80, top=70)

@@ -93,14 +93,8 @@ class AUModel:
         so a positive value means "this AU favours the predicted emotion over the others".
         """
         x = np.asarray(x, dtype=np.float64)
-        proba = self.predict_proba(x.reshape(1, -1))[0]
-        k = int(proba.argmax())
-        contrib = self.contributions(x)
-        centred = contrib[k] - contrib.mean(axis=0)
-        ranked = tuple(AUContribution(au_code(self.au_columns[d]), au_label(self.au_columns[d]),
-                                      round(float(x[d]), 3), round(float(centred[d]), 4))
-                       for d in np.argsort(-centred, kind="stable"))
-        return Explanation(self.classes[k], dict(zip(self.classes, map(float, proba))), ranked, top)
+        return explanation_from(self.classes, self.au_columns, x, self.predict_proba(x.reshape(1, -1))[0],
+                                self.contributions(x), top)
 
     @property
     def holdout(self) -> EvaluationReport | None:
@@ -150,6 +144,20 @@ class AUModel:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             raise ModelFileError(f"{path}: not a JSON AU model; pick a .json file saved by this workbench") from None
         return cls.from_dict(d, name=str(path))
+
+
+def explanation_from(classes: Sequence[str], au_columns: Sequence[str], x: np.ndarray, proba: np.ndarray,
+                     contrib: np.ndarray, top: int = 3) -> Explanation:
+    """The explanation of any additive AU model from its (k, d) per-AU logit contributions.
+
+    Contributions are centred over classes (softmax ignores a shift common to all classes),
+    so a positive value means "this AU favours the predicted emotion over the others".
+    """
+    k = int(np.argmax(proba))
+    centred = contrib[k] - contrib.mean(axis=0)
+    ranked = tuple(AUContribution(au_code(au_columns[d]), au_label(au_columns[d]), round(float(x[d]), 3),
+                                  round(float(centred[d]), 4)) for d in np.argsort(-centred, kind="stable"))
+    return Explanation(classes[k], dict(zip(classes, map(float, proba))), ranked, top)
 
 
 def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> EvaluationReport:
@@ -252,7 +260,8 @@ class AUPredictor(Predictor):
     inputs = "aus"
     explains = True
 
-    def __init__(self, model: AUModel, name: str = "AU model") -> None:
+    def __init__(self, model, name: str = "AU model") -> None:
+        """``model``: an ``AUModel`` or any additive AU model with its interface (``AUGam``)."""
         self.model = model
         self.name = name
         self.kind = model.kind

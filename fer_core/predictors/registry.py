@@ -26,6 +26,7 @@ KIND_MODULES: tuple[str, ...] = (
     "fer_core.predictors.cnn",
     "fer_core.predictors.teachable",
     "fer_core.predictors.au_bottleneck",
+    "fer_core.predictors.au_gam",
 )
 
 

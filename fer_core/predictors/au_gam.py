@@ -1,0 +1,262 @@
+"""A glass-box additive model over the 17 AUs (kind ``au-gam``): an Explainable Boosting Machine.
+
+Each emotion's score is a sum of one shape function per AU (a step function of the AU's
+intensity) and of a few pairwise terms of two AUs, learnt by cyclic gradient boosting
+(``interpret``'s ``ExplainableBoostingClassifier``). Unlike the logistic regression an AU may
+matter only above some intensity, or only together with another; unlike a black box, every term
+can be drawn and every prediction is the sum of terms that can be listed.
+
+The fitted model is written as plain JSON (the bin cuts and the score tables of every term) and
+predicted from that JSON by this module, so ``interpret`` is needed to train, not to predict, and
+nothing is pickled. Per-AU contributions to a face's logits are its shape-function scores plus
+half of every pairwise term the AU is part of: they and the intercept sum to the logits exactly.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import au_table
+from ..au_table import AU_COLUMNS
+from ..emotions import SIX_EMOTIONS
+from ..errors import FerError, ModelFileError
+from ..evaluation.metrics import EvaluationReport, evaluation_report
+from .au_models import AUPredictor, explanation_from
+from .base import Explanation, Progress
+
+FORMAT = "fer-au-gam/1"
+KIND = "au-gam"
+
+
+@dataclass
+class GamTerm:
+    """One additive term: a shape function of one AU, or a surface over two."""
+
+    features: tuple[int, ...]  # indices into au_columns
+    cuts: list[np.ndarray]  # bin cut points per feature (bin i: cuts[i-1] < x <= cuts[i])
+    scores: np.ndarray  # (bins_1 [, bins_2], k): index 0 = missing, last = unseen
+
+    def lookup(self, X: np.ndarray) -> np.ndarray:
+        """(n, k) scores of this term for the rows of ``X``."""
+        index = []
+        for f, cuts in zip(self.features, self.cuts):
+            values = X[:, f]
+            i = np.searchsorted(cuts, values, side="right") + 1
+            index.append(np.where(np.isnan(values), 0, i))
+        return self.scores[tuple(index)]
+
+    def to_dict(self) -> dict:
+        return {"features": list(self.features), "cuts": [c.tolist() for c in self.cuts],
+                "scores": self.scores.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GamTerm":
+        return cls(tuple(int(f) for f in d["features"]), [np.asarray(c, float) for c in d["cuts"]],
+                   np.asarray(d["scores"], float))
+
+
+@dataclass
+class AUGam:
+    """A fitted additive AU model; ``predict_proba`` takes an (n, 17) array of AU intensities."""
+
+    classes: tuple[str, ...]
+    au_columns: tuple[str, ...]
+    intercept: np.ndarray  # (k,)
+    terms: list[GamTerm]
+    info: dict = field(default_factory=dict)
+    kind: str = KIND
+
+    def term_scores(self, X: np.ndarray) -> list[np.ndarray]:
+        X = np.asarray(X, dtype=np.float64)
+        return [t.lookup(X) for t in self.terms]
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        return self.intercept + sum(self.term_scores(X), np.zeros((len(X), len(self.classes))))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        z = self.logits(X)
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X: np.ndarray) -> list[str]:
+        return [self.classes[i] for i in self.predict_proba(X).argmax(axis=1)]
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """(k, d) per-AU contributions for one face: its main-effect scores, plus half of each
+        pairwise term it is part of. With the intercept they sum to the logits exactly."""
+        x = np.asarray(x, dtype=np.float64).reshape(1, -1)
+        out = np.zeros((len(self.classes), x.shape[1]))
+        for term, score in zip(self.terms, self.term_scores(x)):
+            for f in term.features:
+                out[:, f] += score[0] / len(term.features)
+        return out
+
+    def explain(self, x: np.ndarray, top: int = 3) -> Explanation:
+        x = np.asarray(x, dtype=np.float64)
+        return explanation_from(self.classes, self.au_columns, x, self.predict_proba(x.reshape(1, -1))[0],
+                                self.contributions(x), top)
+
+    def shape_function(self, au: int) -> tuple[np.ndarray, np.ndarray]:
+        """The main effect of one AU: (bin edges, (bins, k) scores), for drawing it."""
+        term = next((t for t in self.terms if t.features == (au,)), None)
+        if term is None:
+            return np.array([]), np.zeros((0, len(self.classes)))
+        return term.cuts[0], term.scores[1:-1]
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [tuple(self.au_columns[f] for f in t.features) for t in self.terms if len(t.features) == 2]
+
+    @property
+    def holdout(self) -> EvaluationReport | None:
+        m = (self.info.get("metrics") or {}).get("holdout")
+        return EvaluationReport.from_dict(m) if m else None
+
+    # -- persistence ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "kind": KIND, "classes": list(self.classes), "au_columns": list(self.au_columns),
+                "intercept": self.intercept.tolist(), "terms": [t.to_dict() for t in self.terms], "info": self.info}
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(self.to_dict()).encode()
+        path.write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+
+    @classmethod
+    def from_dict(cls, d: dict, name: str = "model") -> "AUGam":
+        try:
+            if d.get("format") != FORMAT:
+                raise ValueError
+            model = cls(classes=tuple(d["classes"]), au_columns=tuple(d["au_columns"]),
+                        intercept=np.asarray(d["intercept"], float),
+                        terms=[GamTerm.from_dict(t) for t in d["terms"]], info=d.get("info", {}))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ModelFileError(f"{name}: not an AU GAM file of this workbench ({FORMAT})") from None
+        k, d_ = len(model.classes), len(model.au_columns)
+        for t in model.terms:
+            shape = tuple(len(c) + 3 for c in t.cuts) + (k,)
+            if t.scores.shape != shape or any(f >= d_ for f in t.features) or len(t.cuts) != len(t.features):
+                raise ModelFileError(f"{name}: AU GAM file is inconsistent (a term's sizes do not match); retrain it")
+        if model.intercept.shape != (k,):
+            raise ModelFileError(f"{name}: AU GAM file is inconsistent (intercept size); retrain it")
+        return model
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "AUGam":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelFileError(f"{path}: model file not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise ModelFileError(f"{path}: not a JSON AU model; pick a .json file saved by this workbench") from None
+        return cls.from_dict(d, name=str(path))
+
+    @classmethod
+    def from_ebm(cls, ebm, classes: Sequence[str], au_columns: Sequence[str] = AU_COLUMNS, info: dict | None = None,
+                 ) -> "AUGam":
+        """Copy a fitted ``ExplainableBoostingClassifier``'s terms (binary models become a 2-way softmax)."""
+        k = len(classes)
+        terms = []
+        for features, scores in zip(ebm.term_features_, ebm.term_scores_):
+            cuts = []
+            for f in features:
+                levels = ebm.bins_[f]
+                cuts.append(np.asarray(levels[min(len(features), len(levels)) - 1], float))
+            scores = np.asarray(scores, float)
+            if k == 2:
+                scores = np.stack([-scores / 2, scores / 2], axis=-1)
+            terms.append(GamTerm(tuple(int(f) for f in features), cuts, scores))
+        intercept = np.atleast_1d(np.asarray(ebm.intercept_, float))
+        if k == 2:
+            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+        return cls(tuple(classes), tuple(au_columns), intercept, terms, info or {})
+
+
+def _make_ebm(seed: int, interactions: float | int | None, outer_bags: int, n_jobs: int):
+    try:
+        from interpret.glassbox import ExplainableBoostingClassifier
+    except ImportError:
+        raise FerError("training an AU GAM needs the 'interpret-core' package: pip install -r requirements.txt") from None
+    settings = {} if interactions is None else {"interactions": interactions}
+    return ExplainableBoostingClassifier(outer_bags=outer_bags, random_state=seed, n_jobs=n_jobs,
+                                         feature_names=[c.split("_")[0] for c in AU_COLUMNS], **settings)
+
+
+def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdout: float = 0.25, seed: int = 0,
+               interactions: float | int | None = None, outer_bags: int = 14, n_jobs: int = 1, description: str = "",
+               progress: Progress | None = None) -> AUGam:
+    """Fit on a stratified (1 - holdout) share, report on the held-out rest, refit on all rows.
+
+    ``interactions`` (None: interpret's default, up to three AU pairs per AU, chosen by the learner)
+    and ``outer_bags`` (14 bagged fits averaged) are interpret's defaults, not tuned here."""
+    import warnings
+
+    from sklearn.model_selection import train_test_split
+
+    classes = tuple(classes)
+    X, y, rows = au_table.to_xy(table, classes)
+    X_fit, X_test, y_fit, y_test = train_test_split(X, y, test_size=holdout, stratify=y, random_state=seed)
+    if progress:
+        progress(0, 2)
+    with warnings.catch_warnings():  # "pairs are stripped from global explanations": we keep them ourselves
+        warnings.simplefilter("ignore", UserWarning)
+        held_out = AUGam.from_ebm(_make_ebm(seed, interactions, outer_bags, n_jobs).fit(X_fit, y_fit), classes)
+        report = evaluation_report([classes[i] for i in y_test], held_out.predict(X_test), classes)
+        if progress:
+            progress(1, 2)
+        final = _make_ebm(seed, interactions, outer_bags, n_jobs).fit(X, y)
+    if progress:
+        progress(2, 2)
+    held = report.to_dict()
+    info = {
+        "trained": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "data": {"description": description, "rows": int(len(y)),
+                 "class_counts": {c: int((y == i).sum()) for i, c in enumerate(classes)},
+                 "source": sorted(set(map(str, rows["source"].dropna()))) if "source" in rows else []},
+        "settings": {"interactions": "interpret default" if interactions is None else interactions,
+                     "outer_bags": outer_bags, "holdout": holdout, "seed": seed,
+                     "learner": "interpret ExplainableBoostingClassifier"},
+        "metrics": {"holdout": {k: held[k] for k in ("n", "accuracy", "accuracy_ci95", "macro_f1", "per_class",
+                                                      "labels", "confusion")}},
+    }
+    return AUGam.from_ebm(final, classes, info=info)
+
+
+# -- registry -------------------------------------------------------------------------------
+def _load(path: Path, entry) -> AUPredictor:
+    return AUPredictor(AUGam.load(path), name=entry.name)
+
+
+def _save(model: AUGam, path: Path) -> list[Path]:
+    model.save(path)
+    return [path]
+
+
+def _claims(path: Path) -> bool:
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("format") == FORMAT
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return False
+
+
+def _kinds():
+    from .registry import ModelKind
+
+    return (ModelKind(KIND, "additive glass-box model over the 17 AUs (Explainable Boosting Machine: a shape "
+                      "function per AU and a few AU pairs)", "aus", True, _load, _save, "{name}.json", _claims),)
