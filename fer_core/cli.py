@@ -135,7 +135,9 @@ def _add_cnn_commands(sub) -> None:
                    help="trunk architecture (must match --init)")
     s.add_argument("--epochs", type=int, default=10)
     s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--learning-rate", type=float, default=3e-4)
+    s.add_argument("--learning-rate", type=float, default=1e-4, help="start of the cosine decay (default 1e-4)")
+    s.add_argument("--no-warm-start", action="store_true",
+                   help="start the AU units and head at random instead of ridge / logistic fits on the trunk")
     s.add_argument("--classes", default="six")
     s.add_argument("--limit-per-class", type=int, default=None)
     s.add_argument("--no-augment", action="store_true", help="no flips, rotations, shifts or zoom")
@@ -397,7 +399,7 @@ def cmd_train_au_bottleneck(args) -> int:
         args.data, args.val, out=args.out, classes=classes, recipe=args.recipe, lam=args.lam, init=init,
         preset=args.preset, train_au_table=args.train_au_table, val_au_table=args.val_au_table, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, augment=not args.no_augment, seed=args.seed,
-        holdout=args.holdout,
+        holdout=args.holdout, warm_start=not args.no_warm_start,
         limit_per_class=args.limit_per_class, command=args.command_line,
         progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
         should_stop=(lambda: time.monotonic() > deadline) if deadline else None)

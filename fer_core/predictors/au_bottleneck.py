@@ -70,21 +70,24 @@ def build_bottleneck(num_classes: int, preset: str = "strong", seed: int | None 
                      init_from: Any = None):
     """Trunk of the ``preset`` CNN -> Dense(17) AU units (linear z-scores) -> Dense(k, softmax).
 
-    ``init_from`` (a Keras model, e.g. the trained CNN) gives the trunk its weights: every layer
-    of the same name and shapes is copied; the AU units and the head start fresh.
+    ``init_from`` (a Keras model of the same preset, e.g. the trained CNN) gives the trunk its
+    weights, layer by layer in order (Keras may have named its layers automatically); the AU units
+    and the head start fresh.
     """
     keras = import_keras()
     from keras import layers
 
     base = build_cnn(preset, num_classes, seed=seed)
     if init_from is not None:
-        source = {layer.name: layer for layer in init_from.layers}
-        for layer in base.layers:
-            other = source.get(layer.name)
-            if other is None or layer.name == HEAD_LAYER or not layer.weights:
-                continue
-            if [w.shape for w in layer.get_weights()] == [w.shape for w in other.get_weights()]:
-                layer.set_weights(other.get_weights())
+        pairs = list(zip(base.layers[:-1], init_from.layers[:-1]))
+        if len(base.layers) != len(init_from.layers) or any(
+                type(a) is not type(b) or [w.shape for w in a.get_weights()] != [w.shape for w in b.get_weights()]
+                for a, b in pairs):
+            raise ModelFileError(f"the CNN to start from is not a {preset!r} preset network; give --init a CNN "
+                                 f"trained with --preset {preset}, or --init none")
+        for a, b in pairs:
+            if a.weights:
+                a.set_weights(b.get_weights())
     trunk = base.get_layer(HEAD_LAYER).input
     aus = layers.Dense(len(AU_COLUMNS), name=AU_LAYER)(trunk)
     emotion = layers.Dense(num_classes, activation="softmax", name=HEAD_LAYER)(aus)
@@ -245,6 +248,25 @@ def au_fidelity(network: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     return r
 
 
+def _warm_start(model, x: np.ndarray, z: np.ndarray, has_au: np.ndarray, y: np.ndarray, k: int,
+                batch_size: int = 256) -> None:
+    """AU units <- ridge regression of the measured AUs on the trunk's features; head <- logistic
+    regression of the emotion on those AUs (both in z units)."""
+    keras = import_keras()
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    trunk = keras.Model(model.input, model.get_layer(AU_LAYER).input)
+    feats = np.concatenate([keras.ops.convert_to_numpy(trunk(x[i:i + batch_size], training=False))
+                            for i in range(0, len(x), batch_size)])
+    ridge = Ridge(alpha=100.0).fit(feats[has_au], z[has_au])
+    model.get_layer(AU_LAYER).set_weights([ridge.coef_.T.astype(np.float32), ridge.intercept_.astype(np.float32)])
+    head = LogisticRegression(C=1.0, max_iter=2000).fit(ridge.predict(feats), y)
+    coef, intercept = head.coef_, head.intercept_
+    if k == 2:
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    model.get_layer(HEAD_LAYER).set_weights([coef.T.astype(np.float32), intercept.astype(np.float32)])
+
+
 class _BestEpoch:
     """Keeps the weights of the best epoch by a monitored value; stops on request or deadline."""
 
@@ -282,13 +304,18 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
                         out: str | os.PathLike[str], classes: Sequence[str] = SIX_EMOTIONS, recipe: str = "joint",
                         lam: float = 1.0, init: str | os.PathLike[str] | None = None, preset: str = "strong",
                         train_au_table=None, val_au_table=None, epochs: int = 10, batch_size: int = 64,
-                        learning_rate: float = 3e-4, holdout: float = 0.1, augment: bool = True, seed: int = 0,
+                        learning_rate: float = 1e-4, holdout: float = 0.1, augment: bool = True, seed: int = 0,
+                        warm_start: bool = True,
                         limit_per_class: int | None = None, progress: EpochProgress | None = None,
                         should_stop: Callable[[], bool] | None = None, load_progress: Progress | None = None,
                         command: str | None = None) -> BottleneckTrainResult:
     """Train an AU-bottleneck network on a labelled folder and save the best epoch to ``out``.
 
     ``init``: a ``.keras`` CNN whose trunk starts the network (the bundled cnn-fer2013 works);
+    ``warm_start``: before fine-tuning, the AU units are fitted to the measured AUs by ridge
+    regression on the trunk's features and the head by logistic regression on those AUs (closed
+    form, seconds), so training starts from AU units that already are AUs;
+    the learning rate decays along a cosine over the epochs;
     ``train_au_table`` / ``val_au_table``: AU tables of the two folders (``extract`` output), else
     the AUs are measured now (cached). ``lam`` weighs the AU loss against the emotion loss
     (``joint``); ``lam = 0`` trains an unnamed bottleneck, the reference of the lambda sweep.
@@ -324,9 +351,13 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
 
     init_model = load_keras_file(init) if init else None
     model = build_bottleneck(len(classes), preset, seed=seed, init_from=init_model)
+    if warm_start:
+        _warm_start(model, train.x[fit_idx], z[fit_idx], has_au[fit_idx], train.y[fit_idx], len(classes))
     joint = recipe == "joint"
     loss_weights = {HEAD_LAYER: 1.0 if joint else 0.0, AU_LAYER: float(lam) if joint else 1.0}
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+    steps = epochs * -(-len(fit_idx) // batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps), alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
                   loss={HEAD_LAYER: "sparse_categorical_crossentropy", AU_LAYER: "mse"},
                   loss_weights=loss_weights, metrics={HEAD_LAYER: ["accuracy"]})
 
@@ -351,6 +382,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         "train_dir": str(train_dir), "val_dir": None if val_dir is None else str(val_dir),
         "n_train": int(len(fit_idx)), "n_selection": int(len(sel_idx)), "faces_with_aus": int(has_au.sum()),
         "seed": seed, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+        "warm_start": warm_start,
         "augment": augment, "limit_per_class": limit_per_class, "command": command,
         "keras_version": keras.__version__, "status": "training",
     }
@@ -384,7 +416,8 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
 
     selection, sel_aus = scores(train.x[sel_idx], train.y[sel_idx], out.stem)
     selected_on = f"{holdout:.0%} of {Path(train_dir).name} held out from fitting ({len(sel_idx):,} images)"
-    evaluation, fidelity, skipped = None, au_fidelity(sel_aus, targets[sel_idx]), train.skipped
+    selection_fidelity = au_fidelity(sel_aus, targets[sel_idx])
+    evaluation, fidelity, skipped = None, selection_fidelity, train.skipped
     evaluated_on = ""
     if val_dir is not None:
         val = load_dataset(val_dir, classes, load_progress, limit_per_class, seed)
@@ -407,6 +440,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
                     stopped_by_user=best.stopped_by_user, seconds=round(seconds, 1), selected_on=selected_on,
                     evaluated_on=evaluated_on, metrics=result.metrics.to_dict(), selection=selection.to_dict(),
                     evaluation=None if evaluation is None else evaluation.to_dict(), au_fidelity=fidelity,
+                    selection_fidelity=selection_fidelity,
                     head_metrics=head_metrics, history=hist)
     _write_metadata(out, metadata)
     return result
@@ -418,14 +452,16 @@ def _load(path: Path, entry) -> AUBottleneckPredictor:
     return AUBottleneckPredictor(path, name=entry.name)
 
 
-def _save(result: BottleneckTrainResult, path: Path) -> list[Path]:
+def _save(result: BottleneckTrainResult | Path, path: Path) -> list[Path]:
+    """A finished training (its result, or the ``.keras`` it wrote) copied to ``path`` with its sidecar."""
     path = Path(path)
     if path.suffix != ".keras":
         raise FerError(f"{path}: the AU-bottleneck file must end with .keras")
-    if Path(result.path).resolve() != path.resolve():
+    source = Path(result) if isinstance(result, (str, os.PathLike)) else Path(result.path)
+    if source.resolve() != path.resolve():
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(result.path, path)
-        meta = json.loads(Path(result.metadata_path).read_text(encoding="utf8"))
+        shutil.copyfile(source, path)
+        meta = json.loads(metadata_path(source).read_text(encoding="utf8"))
         _write_metadata(path, {**meta, "name": path.stem})
     return [path, metadata_path(path)]
 
