@@ -62,11 +62,13 @@ class FaceResult:
     face: FaceInput
     explanation: Explanation | None = None
     landmarks: np.ndarray | None = field(default=None, repr=False)
+    low_confidence: bool = False  # the face-quality gate let it through, but only just
+    method: str = "detector"  # or "crop": measured on the whole crop, the detector found nothing
 
     def to_dict(self) -> dict:
         """The per-face JSON of ``predict --json``."""
         out = {"box": [round(float(v), 1) for v in self.box], "confidence": round(float(self.confidence), 4),
-               "aus": dict(self.aus)}
+               "low_confidence": self.low_confidence, "aus": dict(self.aus)}
         if self.explanation is not None:
             out.update(self.explanation.to_dict())
         return out
@@ -82,7 +84,8 @@ def analyze_image(rgb: np.ndarray, model: Predictor | None = None, analyzer=None
     for m in measure_faces(analyzer or shared_analyzer(), rgb, keep_landmarks=True):
         face = FaceInput(pixels=face_crop(rgb, m.box), aus=m.au_vector())
         explanation = model.explain(face, top=top) if model is not None and model.explains else None
-        out.append(FaceResult(m.box, m.confidence, m.aus(), face, explanation, m.landmarks))
+        out.append(FaceResult(m.box, m.confidence, m.aus(), face, explanation, m.landmarks,
+                              m.low_confidence, m.method))
     return out
 
 

@@ -89,6 +89,10 @@ def show_face(result, index: int, face, others: list, slot: int) -> None:
              width="stretch")
     with c2:
         st.markdown(f"### Predicted: {emotion} ({proba:.0%})")
+        if face.low_confidence:
+            how = ("the detector found no face; the whole image was measured as one"
+                   if face.method == "crop" else f"the detector is unsure this is a face ({face.confidence:.0%})")
+            st.badge(f"Low confidence: {how}", icon=":material/help:", color="orange")
         st.markdown(ex.sentence[0].upper() + ex.sentence[1:])
         if ex.against:
             st.caption("Speaking against it: " + ", ".join(

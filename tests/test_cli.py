@@ -134,7 +134,8 @@ def test_extract_with_openface_docker_says_why_it_cannot_run(capsys, tmp_path, m
 
 
 # -- issue 8: bugs fixed on the way, and the JSON shapes users rely on ---------------------------
-PREDICT_FACE_KEYS = ["box", "confidence", "aus", "emotion", "probabilities", "top_aus", "against", "sentence"]
+PREDICT_FACE_KEYS = ["box", "confidence", "low_confidence", "aus", "emotion", "probabilities", "top_aus", "against",
+                     "sentence"]
 REPORT_KEYS = ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels", "confusion",
                "no_face_per_class"]
 

@@ -72,3 +72,42 @@ def test_wrong_model_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_LANDMARKER_MODEL", str(bad))
     with pytest.raises(ModelFileError, match="not a MediaPipe .task bundle"):
         FaceAnalyzer()
+
+
+# -- every face measured, no non-face accepted (issue 9) ---------------------------------------
+def _sample(name: str) -> np.ndarray:
+    from skimage import data
+
+    img = np.asarray(getattr(data, name)())
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    return np.ascontiguousarray(img[..., :3])
+
+
+@pytest.mark.parametrize("name", ["chelsea", "coffee", "clock", "rocket", "brick"])
+def test_photos_without_a_person_have_no_face(analyzer, name):
+    """A cat, a coffee cup, a clock: the face-quality gate keeps them out."""
+    assert analyzer.detect(_sample(name)) == []
+
+
+@pytest.mark.parametrize("name", ["astronaut", "camera"])
+def test_photos_of_people_pass_the_gate_with_confidence(analyzer, name):
+    faces = analyzer.detect(_sample(name))
+    assert len(faces) == 1 and not faces[0].low_confidence and faces[0].method == "detector"
+
+
+def test_face_crops_the_detector_misses_are_measured_whole(analyzer, fer_val):
+    """FER2013 val images in which the detector finds no face: most are measured on the whole
+    crop, flagged low confidence; a blank or noise crop still has no face."""
+    import pandas as pd
+
+    from fer_core.config import data_dir
+    from fer_core.images import load_image
+
+    table = pd.read_csv(data_dir() / "fer2013_val_au.csv.gz")
+    crops = table[(table.success == 1) & (table.confidence == 0)].file.tolist()[:12]
+    assert len(crops) == 12, "the bundled val table records crop-mode faces with confidence 0"
+    faces = [analyzer.detect(load_image(fer_val / f)) for f in crops]
+    assert sum(len(f) == 1 and f[0].method == "crop" and f[0].low_confidence for f in faces) >= 10
+    assert all(f[0].landmarks[:, :2].max() < 80 for f in faces), "landmarks in the 48x48 crop's pixels"
+    assert analyzer.detect(np.full((48, 48, 3), 128, np.uint8)) == []

@@ -27,7 +27,7 @@ from ..images import LabeledImage, load_image
 from . import au_mapping
 
 # Bump when detection or the cached measurements change, so old cache entries are not reused.
-MEASURE_VERSION = "mp-3"
+MEASURE_VERSION = "mp-4"
 SOURCE = "mediapipe"
 
 Progress = Callable[[int, int], None]
@@ -44,6 +44,8 @@ class FaceMeasurement:
     blendshapes: dict[str, float]
     geometry: dict[str, float]
     landmarks: np.ndarray | None = field(default=None, repr=False)
+    method: str = "detector"  # or "crop": the detector missed it, measured on the whole face crop
+    low_confidence: bool = False
 
     def aus(self) -> dict[str, float]:
         """AU columns ('AU01_r'…) of this face."""
@@ -55,12 +57,13 @@ class FaceMeasurement:
         return np.array([aus[c] for c in AU_COLUMNS], dtype=float)
 
     def to_cache(self) -> dict:
-        return {"box": list(self.box), "confidence": self.confidence,
-                "blendshapes": self.blendshapes, "geometry": self.geometry}
+        return {"box": list(self.box), "confidence": self.confidence, "blendshapes": self.blendshapes,
+                "geometry": self.geometry, "method": self.method, "low_confidence": self.low_confidence}
 
     @classmethod
     def from_cache(cls, d: dict) -> "FaceMeasurement":
-        return cls(tuple(d["box"]), float(d["confidence"]), d["blendshapes"], d["geometry"])
+        return cls(tuple(d["box"]), float(d["confidence"]), d["blendshapes"], d["geometry"],
+                   method=d.get("method", "detector"), low_confidence=bool(d.get("low_confidence", False)))
 
 
 def measure_faces(analyzer, rgb: np.ndarray, keep_landmarks: bool = False) -> list[FaceMeasurement]:
@@ -72,7 +75,8 @@ def measure_faces(analyzer, rgb: np.ndarray, keep_landmarks: bool = False) -> li
             box=tuple(d["box"]), confidence=d["confidence"],
             blendshapes={k: round(v, 8) for k, v in face.blendshapes.items()},
             geometry={k: round(v, 6) for k, v in au_mapping.geometry_features(face.landmarks).items()},
-            landmarks=face.landmarks if keep_landmarks else None))
+            landmarks=face.landmarks if keep_landmarks else None, method=face.method,
+            low_confidence=face.low_confidence))
     return out
 
 

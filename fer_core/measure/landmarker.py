@@ -32,6 +32,45 @@ MODEL_ENV = "FER_LANDMARKER_MODEL"
 SMALL_IMAGE_SIDE = 160
 RETRY_VARIANTS: tuple[tuple[int, int], ...] = ((1, 0), (4, 48), (2, 24), (4, 96))
 
+# The face-quality gate, measured on scikit-image's sample photos and FER2013 val (bench/face_quality.py):
+# in photos the detector scores real faces 0.8-0.95 and cats, coffee cups, clocks and coins
+# 0.2-0.7, so faces below PHOTO_MIN_SCORE are dropped and those below PHOTO_SURE_SCORE flagged.
+# FER2013 crops score lower (median 0.69, 5 % below 0.49): below CROP_SURE_SCORE they are flagged.
+PHOTO_MIN_SCORE = 0.5
+PHOTO_SURE_SCORE = 0.75
+CROP_SURE_SCORE = 0.5
+# A face crop the detector misses is measured whole when the landmark model says a face is there
+# (its face-presence output; noise, blank and most non-face crops score below 0.05).
+CROP_MIN_PRESENCE = 0.5
+LANDMARKS_MODEL = "face_landmarks_detector.tflite"
+BLENDSHAPES_MODEL = "face_blendshapes.tflite"
+# The inputs of the bundle's blendshape model, as the model is specified (MediaPipe's face
+# blendshapes graph): x, y in pixels of these 146 of the 478 landmarks, in this order ...
+BLENDSHAPE_INPUT_LANDMARKS: tuple[int, ...] = (
+    0, 1, 4, 5, 6, 7, 8, 10, 13, 14, 17, 21, 33, 37, 39, 40, 46, 52, 53, 54, 55, 58, 61, 63, 65,
+    66, 67, 70, 78, 80, 81, 82, 84, 87, 88, 91, 93, 95, 103, 105, 107, 109, 127, 132, 133, 136,
+    144, 145, 146, 148, 149, 150, 152, 153, 154, 155, 157, 158, 159, 160, 161, 162, 163, 168,
+    172, 173, 176, 178, 181, 185, 191, 195, 197, 234, 246, 249, 251, 263, 267, 269, 270, 276,
+    282, 283, 284, 285, 288, 291, 293, 295, 296, 297, 300, 308, 310, 311, 312, 314, 317, 318,
+    321, 323, 324, 332, 334, 336, 338, 356, 361, 362, 365, 373, 374, 375, 377, 378, 379, 380,
+    381, 382, 384, 385, 386, 387, 388, 389, 390, 397, 398, 400, 402, 405, 409, 415, 454, 466,
+    468, 469, 470, 471, 472, 473, 474, 475, 476, 477,
+)
+# ... and the names of its 52 outputs, in order.
+BLENDSHAPE_NAMES: tuple[str, ...] = (
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
+    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
+    "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
+    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
+    "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
+    "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
+    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
+    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
+    "noseSneerLeft", "noseSneerRight",
+)
+
 
 def _import_mediapipe():
     """Import MediaPipe Tasks without dragging TensorFlow in.
@@ -115,9 +154,70 @@ class Face:
     landmarks: np.ndarray  # (478, 3): x, y in pixels, z in MediaPipe's relative units
     blendshapes: dict[str, float] = field(default_factory=dict)
     transform: np.ndarray | None = None  # 4x4 facial transformation matrix (head pose)
+    method: str = "detector"  # "detector", or "crop": the detector missed it, measured on the whole crop
+    low_confidence: bool = False  # passed the face-quality gate, but only just: treat with care
 
     def to_dict(self) -> dict:
         return {"box": [round(float(v), 1) for v in self.box], "confidence": round(float(self.confidence), 4)}
+
+
+class CropLandmarker:
+    """The bundle's landmark and blendshape models run directly on an image that is itself a face
+    crop, for the FER2013-style crops in which the face detector finds nothing.
+
+    It does what MediaPipe's landmarker does after detection: a square region of interest (the
+    whole crop, then the landmarks' box x 1.4, turned so the eyes are level, twice) resampled to
+    the model's 256 x 256 input with zeros outside the image, landmarks mapped back, the 146
+    blendshape inputs in pixels. It also returns the model's face-presence probability, which
+    the detector path does not expose. Runs on LiteRT (``ai-edge-litert``), no TensorFlow.
+    """
+
+    INPUT = 256
+
+    def __init__(self, bundle: bytes):
+        from ai_edge_litert.interpreter import Interpreter
+
+        with zipfile.ZipFile(io.BytesIO(bundle)) as z:
+            self._landmarks = Interpreter(model_content=z.read(LANDMARKS_MODEL), num_threads=1)
+            self._blendshapes = Interpreter(model_content=z.read(BLENDSHAPES_MODEL), num_threads=1)
+        for it in (self._landmarks, self._blendshapes):
+            it.allocate_tensors()
+        self._lm_in = self._landmarks.get_input_details()[0]["index"]
+        self._lm_out = {tuple(d["shape"]): d["index"] for d in self._landmarks.get_output_details()}
+        self._bs_in = self._blendshapes.get_input_details()[0]["index"]
+        self._bs_out = self._blendshapes.get_output_details()[0]["index"]
+        self._lock = threading.Lock()
+
+    def _run(self, rgb: np.ndarray, cx: float, cy: float, side: float, angle: float) -> tuple[np.ndarray, float]:
+        """Landmarks (478, 3) in image pixels and the presence probability for one square ROI."""
+        n = self.INPUT
+        c, s = np.cos(angle), np.sin(angle)
+        k = side / n
+        a, b, d, e = k * c, -k * s, k * s, k * c  # model pixel (u, v) -> image pixel (x, y)
+        ox, oy = cx - n / 2 * (a + b), cy - n / 2 * (d + e)
+        image = Image.fromarray(rgb).transform((n, n), Image.AFFINE, (a, b, ox, d, e, oy), resample=Image.BILINEAR)
+        x = np.asarray(image, dtype=np.float32)[None] / 255.0
+        self._landmarks.set_tensor(self._lm_in, x)
+        self._landmarks.invoke()
+        pts = self._landmarks.get_tensor(self._lm_out[(1, 1, 1, 1434)]).reshape(478, 3).astype(np.float64)
+        logit = float(self._landmarks.get_tensor(self._lm_out[(1, 1, 1, 1)]).ravel()[0])
+        u, v = pts[:, 0], pts[:, 1]
+        out = np.stack([a * u + b * v + ox, d * u + e * v + oy, pts[:, 2] * k], axis=1)
+        return out, 1.0 / (1.0 + np.exp(-logit))
+
+    def measure(self, rgb: np.ndarray) -> tuple[np.ndarray, dict[str, float], float]:
+        """(landmarks in pixels, the 52 blendshapes, face-presence probability) of a face crop."""
+        h, w = rgb.shape[:2]
+        with self._lock:
+            pts, presence = self._run(rgb, w / 2, h / 2, 1.5 * max(w, h), 0.0)
+            for _ in range(2):
+                (x0, y0), (x1, y1) = pts[:, :2].min(axis=0), pts[:, :2].max(axis=0)
+                angle = float(np.arctan2(pts[263, 1] - pts[33, 1], pts[263, 0] - pts[33, 0]))
+                pts, presence = self._run(rgb, (x0 + x1) / 2, (y0 + y1) / 2, 1.4 * max(x1 - x0, y1 - y0), angle)
+            self._blendshapes.set_tensor(self._bs_in, pts[list(BLENDSHAPE_INPUT_LANDMARKS), :2].astype(np.float32)[None])
+            self._blendshapes.invoke()
+            scores = self._blendshapes.get_tensor(self._bs_out).ravel()
+        return pts.astype(np.float32), dict(zip(BLENDSHAPE_NAMES, map(float, scores))), presence
 
 
 class FaceAnalyzer:
@@ -131,6 +231,7 @@ class FaceAnalyzer:
         detector_bytes = zipfile.ZipFile(io.BytesIO(bundle)).read("face_detector.tflite")
         with _quiet_native_logs():
             self._create(vision, BaseOptions, bundle, detector_bytes, max_faces, min_confidence)
+            self._crop = CropLandmarker(bundle)
 
     def _create(self, vision, BaseOptions, bundle: bytes, detector_bytes: bytes, max_faces: int,
                 min_confidence: float) -> None:
@@ -184,10 +285,11 @@ class FaceAnalyzer:
         """Detection proper.
 
         Small images (FER2013's 48x48 crops) are retried upscaled and padded, and hold one face:
-        the padding can make the landmarker see a second, smeared one. In larger images the
-        landmarker's short-range detector misses faces that are small relative to the frame (group
-        photos, wide shots), so square tiles are searched too and each face found there is
-        measured on a crop around it.
+        the padding can make the landmarker see a second, smeared one; when the detector finds
+        nothing, the crop is measured whole (``CropLandmarker``) if a face is present. In larger
+        images the landmarker's short-range detector misses faces that are small relative to the
+        frame (group photos, wide shots), so square tiles are searched too and each face found
+        there is measured on a crop around it. Then the face-quality gate: see PHOTO_MIN_SCORE.
         """
         h, w = rgb.shape[:2]
         if max(h, w) < SMALL_IMAGE_SIDE:
@@ -196,8 +298,9 @@ class FaceAnalyzer:
                 if faces:
                     for face in faces:
                         _to_original(face, scale, border)
+                        face.low_confidence = face.confidence < CROP_SURE_SCORE
                     return _largest_first(faces)[:1]
-            return []
+            return self._measure_crop(rgb)
         faces = _drop_duplicates(_largest_first(self._detect_once(rgb)))
         for x0, y0, side in self._tile_detections(rgb):
             if any(_iou((x0 + side / 4, y0 + side / 4, side / 2, side / 2), f.box) > 0.2 for f in faces):
@@ -208,7 +311,19 @@ class FaceAnalyzer:
                 face.landmarks[:, 1] += cy
                 face.box = (face.box[0] + cx, face.box[1] + cy, face.box[2], face.box[3])
                 faces.append(face)
+        faces = [f for f in faces if f.confidence >= PHOTO_MIN_SCORE]
+        for face in faces:
+            face.low_confidence = face.confidence < PHOTO_SURE_SCORE
         return _drop_duplicates(_largest_first(faces))
+
+    def _measure_crop(self, rgb: np.ndarray) -> list[Face]:
+        """The whole image as one face, when the landmark model says a face is there."""
+        landmarks, blendshapes, presence = self._crop.measure(np.ascontiguousarray(rgb))
+        if presence < CROP_MIN_PRESENCE:
+            return []
+        (x0, y0), (x1, y1) = landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)
+        return [Face(box=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)), confidence=0.0,
+                     landmarks=landmarks, blendshapes=blendshapes, method="crop", low_confidence=True)]
 
     def _tile_detections(self, rgb: np.ndarray) -> list[tuple[float, float, float]]:
         """Squares (x, y, side) twice the size of each face the detector finds in square tiles."""
