@@ -65,3 +65,33 @@ def test_evaluated_on_images_and_refused_on_an_au_table(capsys, bottleneck, fer_
     assert report["n"] == 24 and report["no_face"] == 0  # it reads every crop, face found or not
     assert main(["evaluate", "--model", str(bottleneck), "--au-table", "data/fer2013_val_au.csv.gz"]) == 2
     assert "scores images, not an AU table" in capsys.readouterr().err
+
+
+def test_try_it_shows_what_the_network_read_beside_what_the_landmarks_measured(models_dir, bottleneck, astronaut_jpeg):
+    """The bundled-like flow in the dashboard: a registered AU-bottleneck network explains a
+    face on Try it with both AU sets, and the AU model page draws its head's weights."""
+    import shutil
+
+    from apptest_helpers import charts, run_app, texts
+    from streamlit.testing.v1 import AppTest
+
+    from fer_core.config import REPO_ROOT
+    from fer_core.manifest import ModelEntry, register
+
+    target = models_dir / "bn.keras"
+    shutil.copy(bottleneck, target)
+    shutil.copy(bottleneck.with_suffix(".meta.json"), target.with_suffix(".meta.json"))
+    register(ModelEntry(name="bn-test", kind="au-bottleneck", path=str(target), classes=("angry", "disgust", "happy",
+                        "neutral", "sad", "surprise")), models_dir)
+    at = run_app(AppTest.from_file(str(REPO_ROOT / "pages" / "3_Try_it.py")), 120)
+    at.selectbox(key="try_model").set_value("bn-test")
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", astronaut_jpeg.read_bytes(), "image/jpeg"))
+    run_app(at, 240)
+    titles = [c["layout"]["title"]["text"] for c in charts(at)]
+    assert "What the network read from the pixels (orange: the reasons)" in titles
+    assert "What the landmarks measured" in titles
+    assert any(m.startswith("### Predicted: ") for m in texts(at.markdown))
+    page = run_app(AppTest.from_file(str(REPO_ROOT / "pages" / "2_AU_model.py")), 120)
+    page.selectbox(key="au_inspect").set_value("bn-test")
+    run_app(page, 120)
+    assert any(c["layout"]["title"]["text"].startswith("What the model looks at") for c in charts(page))
