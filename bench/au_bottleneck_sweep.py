@@ -30,11 +30,11 @@ from fer_core.config import REPO_ROOT, fer_split_dir
 MIN_R = 0.6
 
 
-def run(recipe: str, lam: float, args, out: Path) -> dict:
+def run(recipe: str, lam: float, epochs: int, tap: str, args, out: Path) -> dict:
     command = [sys.executable, "-m", "fer_core", "train-au-bottleneck",
                "--data", str(fer_split_dir("train")), "--val", str(fer_split_dir("val")),
                "--train-au-table", "data/fer2013_train_au.csv.gz", "--val-au-table", "data/fer2013_val_au.csv.gz",
-               "--recipe", recipe, "--lam", f"{lam:g}", "--epochs", str(args.epochs),
+               "--recipe", recipe, "--lam", f"{lam:g}", "--epochs", str(epochs), "--tap", tap,
                "--max-minutes", f"{args.max_minutes:g}", "--out", str(out)]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
@@ -42,7 +42,8 @@ def run(recipe: str, lam: float, args, out: Path) -> dict:
         raise SystemExit(f"{shlex.join(command)} failed:\n{done.stderr[-2000:]}")
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     ev, sel = meta["evaluation"], meta["selection"]
-    return {"recipe": recipe, "lam": lam, "path": str(out), "command": shlex.join(["python"] + command[1:]),
+    return {"recipe": recipe, "lam": lam, "epochs_asked": epochs, "tap": tap, "path": str(out),
+            "command": shlex.join(["python"] + command[1:]),
             "sel_accuracy": sel["accuracy"], "val_accuracy": ev["accuracy"], "val_macro_f1": ev["macro_f1"],
             "val_mean_r": meta["au_fidelity"]["mean"], "au_r": meta["au_fidelity"],
             "sel_mean_r": meta.get("selection_fidelity", {}).get("mean"),
@@ -55,7 +56,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--max-minutes", type=float, default=12)
     parser.add_argument("--lams", default="0,1,10,100")
-    parser.add_argument("--recipes", default="joint,sequential")
+    parser.add_argument("--recipes", default="joint,sequential,frozen",
+                        help="joint (one run per lambda), sequential (fine-tuned regressor), frozen (sequential "
+                             "with the trunk frozen: epochs 0, AU units tapping dense and gap features)")
     parser.add_argument("--out-dir", type=Path, default=Path("/tmp/bottleneck"))
     parser.add_argument("--results", type=Path, default=None, help="JSON lines of every run (default: out-dir)")
     parser.add_argument("--register", action="store_true", help="register the chosen run as au-bottleneck-fer2013")
@@ -64,26 +67,30 @@ def main() -> int:
     results_path = args.results or args.out_dir / "sweep.jsonl"
     configs = []
     for recipe in args.recipes.split(","):
-        lams = [float(v) for v in args.lams.split(",")] if recipe == "joint" else [1.0]
-        configs += [(recipe, lam) for lam in lams]
+        if recipe == "joint":
+            configs += [("joint", float(v), args.epochs, "dense") for v in args.lams.split(",")]
+        elif recipe == "sequential":
+            configs.append(("sequential", 1.0, args.epochs, "dense"))
+        elif recipe == "frozen":
+            configs += [("sequential", 1.0, 0, "dense"), ("sequential", 1.0, 0, "gap")]
     rows = []
-    for recipe, lam in configs:
-        out = args.out_dir / f"au_bottleneck_{recipe}_lam{lam:g}.keras"
-        print(f"{recipe} lambda {lam:g} ...", file=sys.stderr, flush=True)
-        row = run(recipe, lam, args, out)
+    for recipe, lam, epochs, tap in configs:
+        out = args.out_dir / f"au_bottleneck_{recipe}_lam{lam:g}_e{epochs}_{tap}.keras"
+        print(f"{recipe} lambda {lam:g} epochs {epochs} tap {tap} ...", file=sys.stderr, flush=True)
+        row = run(recipe, lam, epochs, tap, args, out)
         rows.append(row)
         with results_path.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
-    print(f"\n{'recipe':11} {'lambda':>6} {'sel acc':>7} {'sel r':>6} {'val acc':>7} {'val F1':>6} {'val r':>6} "
-          f"{'epochs':>6} {'min':>5}")
+    print(f"\n{'recipe':11} {'lambda':>6} {'tap':>5} {'sel acc':>7} {'sel r':>6} {'val acc':>7} {'val F1':>6} "
+          f"{'val r':>6} {'epochs':>6} {'min':>5}")
     for r in rows:
         sel_r = "-" if r["sel_mean_r"] is None else f"{r['sel_mean_r']:.3f}"
-        print(f"{r['recipe']:11} {r['lam']:6g} {r['sel_accuracy']:7.3f} {sel_r:>6} {r['val_accuracy']:7.3f} "
+        print(f"{r['recipe']:11} {r['lam']:6g} {r['tap']:>5} {r['sel_accuracy']:7.3f} {sel_r:>6} {r['val_accuracy']:7.3f} "
               f"{r['val_macro_f1']:6.3f} {r['val_mean_r']:6.3f} {r['best_epoch']:>3}/{r['epochs']:<2} {r['minutes']:5.1f}")
     names = [c.split("_")[0] for c in next(iter(rows))["au_r"] if c != "mean"]
-    print("\nAU fidelity on val (Pearson r per AU):\n" + " ".join(f"{n:>5}" for n in ["run"] + names))
+    print("\nAU fidelity on val (Pearson r per AU):\n" + f"{'run':>8} " + " ".join(f"{n:>5}" for n in names))
     for r in rows:
-        print(f"{r['recipe'][:3]}{r['lam']:g}".rjust(5) + " " + " ".join(f"{r['au_r'][n]:5.2f}" for n in names))
+        print(f"{r['recipe'][:3]}{r['lam']:g}{r['tap'][0]}{r['epochs_asked']}".rjust(8) + " " + " ".join(f"{r['au_r'][n]:5.2f}" for n in names))
     eligible = [r for r in rows if (r["sel_mean_r"] or 0) >= MIN_R]
     if not eligible:
         print(f"\nno run reached mean AU r >= {MIN_R} on the selection share")

@@ -133,7 +133,10 @@ def _add_cnn_commands(sub) -> None:
                    ".keras path, or 'none'")
     s.add_argument("--preset", choices=("strong", "original", "tiny"), default="strong",
                    help="trunk architecture (must match --init)")
-    s.add_argument("--epochs", type=int, default=10)
+    s.add_argument("--tap", choices=("dense", "gap"), default="dense",
+                   help="AU units read the CNN's last hidden layer (dense) or its pooled features (gap)")
+    s.add_argument("--epochs", type=int, default=10,
+                   help="fine-tuning epochs after the warm start; 0 keeps the trunk frozen (the warm start is the model)")
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--learning-rate", type=float, default=1e-4, help="start of the cosine decay (default 1e-4)")
     s.add_argument("--no-warm-start", action="store_true",
@@ -399,12 +402,13 @@ def cmd_train_au_bottleneck(args) -> int:
         args.data, args.val, out=args.out, classes=classes, recipe=args.recipe, lam=args.lam, init=init,
         preset=args.preset, train_au_table=args.train_au_table, val_au_table=args.val_au_table, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, augment=not args.no_augment, seed=args.seed,
-        holdout=args.holdout, warm_start=not args.no_warm_start,
+        holdout=args.holdout, warm_start=not args.no_warm_start, tap=args.tap,
         limit_per_class=args.limit_per_class, command=args.command_line,
         progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
         should_stop=(lambda: time.monotonic() > deadline) if deadline else None)
     sel, ev = result.selection, result.evaluation
-    print(f"{args.recipe} AU bottleneck (lambda {args.lam:g}), {result.epochs_run} epochs in {result.seconds / 60:.1f} min: "
+    how = f"lambda {args.lam:g}, " if args.recipe == "joint" else ""
+    print(f"{args.recipe} AU bottleneck ({how}tap {args.tap}), {result.epochs_run} epochs in {result.seconds / 60:.1f} min: "
           f"accuracy {sel.accuracy:.3f} on {result.selected_on}"
           + (f"; {ev.accuracy:.3f} (95% CI {ev.accuracy_ci95[0]:.3f}-{ev.accuracy_ci95[1]:.3f}), macro-F1 "
              f"{ev.macro_f1:.3f} on {result.evaluated_on}" if ev else "")

@@ -67,9 +67,11 @@ EpochProgress = Callable[[int, Mapping[str, float]], None]
 # ----------------------------------------------------------------------------- the network
 
 def build_bottleneck(num_classes: int, preset: str = "strong", seed: int | None = None,
-                     init_from: Any = None):
+                     init_from: Any = None, tap: str = "dense"):
     """Trunk of the ``preset`` CNN -> Dense(17) AU units (linear z-scores) -> Dense(k, softmax).
 
+    ``tap``: where the AU units read the trunk: ``dense``, the CNN's last hidden layer (after its
+    dropout), or ``gap``, its pooled convolutional features (the dense block is then not used).
     ``init_from`` (a Keras model of the same preset, e.g. the trained CNN) gives the trunk its
     weights, layer by layer in order (Keras may have named its layers automatically); the AU units
     and the head start fresh.
@@ -88,7 +90,15 @@ def build_bottleneck(num_classes: int, preset: str = "strong", seed: int | None 
         for a, b in pairs:
             if a.weights:
                 a.set_weights(b.get_weights())
-    trunk = base.get_layer(HEAD_LAYER).input
+    if tap == "dense":
+        trunk = base.get_layer(HEAD_LAYER).input
+    elif tap == "gap":
+        pools = [layer for layer in base.layers if isinstance(layer, layers.GlobalAveragePooling2D)]
+        if not pools:
+            raise FerError(f"the {preset!r} preset has no pooled features to tap; use --tap dense")
+        trunk = pools[-1].output
+    else:
+        raise FerError(f"unknown tap {tap!r}: use dense or gap")
     aus = layers.Dense(len(AU_COLUMNS), name=AU_LAYER)(trunk)
     emotion = layers.Dense(num_classes, activation="softmax", name=HEAD_LAYER)(aus)
     return keras.Model(base.input, {HEAD_LAYER: emotion, AU_LAYER: aus}, name=f"au_bottleneck_{preset}")
@@ -248,23 +258,50 @@ def au_fidelity(network: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     return r
 
 
-def _warm_start(model, x: np.ndarray, z: np.ndarray, has_au: np.ndarray, y: np.ndarray, k: int,
-                batch_size: int = 256) -> None:
-    """AU units <- ridge regression of the measured AUs on the trunk's features; head <- logistic
-    regression of the emotion on those AUs (both in z units)."""
+MIN_FIDELITY = 0.6  # mean Pearson r the AU units must reach to count as AUs when choosing
+RIDGE_ALPHAS = (1.0, 10.0, 100.0, 1000.0)
+
+
+def _trunk_features(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """What the AU units read, for each face averaged with its mirror image (as predictions are)."""
     keras = import_keras()
+    trunk = keras.Model(model.input, model.get_layer(AU_LAYER).input)
+    out = 0.0
+    for view in (x, x[:, :, ::-1]):
+        out = out + np.concatenate([keras.ops.convert_to_numpy(trunk(view[i:i + batch_size], training=False))
+                                    for i in range(0, len(x), batch_size)])
+    return out / 2
+
+
+def _warm_start(model, fit: tuple, sel: tuple, k: int, mean: np.ndarray, std: np.ndarray) -> list[dict]:
+    """AU units <- ridge regression of the measured AUs on the trunk's features; head <- logistic
+    regression of the emotion on those AUs (both in z units). ``fit`` and ``sel`` are
+    (x, z, has_au, y, targets) of the fitting and the selection share; the ridge penalty is chosen
+    on the selection share: the best emotion accuracy among penalties whose AU units reach mean
+    r >= MIN_FIDELITY there (else the most faithful). Returns the table it chose from."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
-    trunk = keras.Model(model.input, model.get_layer(AU_LAYER).input)
-    feats = np.concatenate([keras.ops.convert_to_numpy(trunk(x[i:i + batch_size], training=False))
-                            for i in range(0, len(x), batch_size)])
-    ridge = Ridge(alpha=100.0).fit(feats[has_au], z[has_au])
+    (xf, zf, hf, yf, _), (xs, _, _, ys, ts) = fit, sel
+    feats_fit, feats_sel = _trunk_features(model, xf), _trunk_features(model, xs)
+    grid = []
+    for alpha in RIDGE_ALPHAS:
+        ridge = Ridge(alpha=alpha).fit(feats_fit[hf], zf[hf])
+        head = LogisticRegression(C=1.0, max_iter=3000).fit(ridge.predict(feats_fit), yf)
+        z_sel = ridge.predict(feats_sel)
+        grid.append({"alpha": alpha, "ridge": ridge, "head": head,
+                     "selection_accuracy": round(float((head.predict(z_sel) == ys).mean()), 4),
+                     "selection_mean_r": au_fidelity(mean + std * z_sel, ts)["mean"]})
+    faithful = [g for g in grid if g["selection_mean_r"] >= MIN_FIDELITY]
+    best = (max(faithful, key=lambda g: g["selection_accuracy"]) if faithful
+            else max(grid, key=lambda g: g["selection_mean_r"]))
+    ridge, head = best["ridge"], best["head"]
     model.get_layer(AU_LAYER).set_weights([ridge.coef_.T.astype(np.float32), ridge.intercept_.astype(np.float32)])
-    head = LogisticRegression(C=1.0, max_iter=2000).fit(ridge.predict(feats), y)
     coef, intercept = head.coef_, head.intercept_
     if k == 2:
         coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
     model.get_layer(HEAD_LAYER).set_weights([coef.T.astype(np.float32), intercept.astype(np.float32)])
+    return [{"alpha": g["alpha"], "selection_accuracy": g["selection_accuracy"],
+             "selection_mean_r": g["selection_mean_r"], "chosen": g is best} for g in grid]
 
 
 class _BestEpoch:
@@ -305,7 +342,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
                         lam: float = 1.0, init: str | os.PathLike[str] | None = None, preset: str = "strong",
                         train_au_table=None, val_au_table=None, epochs: int = 10, batch_size: int = 64,
                         learning_rate: float = 1e-4, holdout: float = 0.1, augment: bool = True, seed: int = 0,
-                        warm_start: bool = True,
+                        warm_start: bool = True, tap: str = "dense",
                         limit_per_class: int | None = None, progress: EpochProgress | None = None,
                         should_stop: Callable[[], bool] | None = None, load_progress: Progress | None = None,
                         command: str | None = None) -> BottleneckTrainResult:
@@ -350,9 +387,13 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     fit_idx, sel_idx = stratified_split(train.y, holdout, seed)
 
     init_model = load_keras_file(init) if init else None
-    model = build_bottleneck(len(classes), preset, seed=seed, init_from=init_model)
+    model = build_bottleneck(len(classes), preset, seed=seed, init_from=init_model, tap=tap)
+    warm_grid: list[dict] = []
     if warm_start:
-        _warm_start(model, train.x[fit_idx], z[fit_idx], has_au[fit_idx], train.y[fit_idx], len(classes))
+        def share(idx):
+            return train.x[idx], z[idx], has_au[idx], train.y[idx], targets[idx]
+
+        warm_grid = _warm_start(model, share(fit_idx), share(sel_idx), len(classes), mean, std)
     joint = recipe == "joint"
     loss_weights = {HEAD_LAYER: 1.0 if joint else 0.0, AU_LAYER: float(lam) if joint else 1.0}
     steps = epochs * -(-len(fit_idx) // batch_size)
@@ -382,17 +423,19 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         "train_dir": str(train_dir), "val_dir": None if val_dir is None else str(val_dir),
         "n_train": int(len(fit_idx)), "n_selection": int(len(sel_idx)), "faces_with_aus": int(has_au.sum()),
         "seed": seed, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-        "warm_start": warm_start,
+        "warm_start": warm_start, "tap": tap, "warm_start_grid": warm_grid,
         "augment": augment, "limit_per_class": limit_per_class, "command": command,
         "keras_version": keras.__version__, "status": "training",
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_metadata(out, metadata)
-    history = model.fit(dataset(fit_idx, True), validation_data=dataset(sel_idx, False), epochs=epochs,
-                        callbacks=[best], shuffle=False, verbose=0)
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    hist: dict[str, list[float]] = {}
+    if epochs > 0:  # 0: the warm start is the model (AU units and head fitted on the frozen trunk)
+        history = model.fit(dataset(fit_idx, True), validation_data=dataset(sel_idx, False), epochs=epochs,
+                            callbacks=[best], shuffle=False, verbose=0)
+        hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
-    if not joint:  # the head, fitted on the regressor's AUs (sequential) or on the measured ones
+    if not joint and epochs > 0:  # the head, fitted on the regressor's AUs (sequential) or on the measured ones
         from sklearn.linear_model import LogisticRegressionCV
 
         if recipe == "sequential":
@@ -427,7 +470,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
             if len(classes) == 6 else f"{Path(val_dir).name} ({len(val.y):,} images; not used for any choice)"
         skipped = skipped + val.skipped
     # Save the best weights into an uncompiled twin: no optimizer state.
-    inference = build_bottleneck(len(classes), preset)
+    inference = build_bottleneck(len(classes), preset, tap=tap)
     inference.set_weights(model.get_weights())
     inference.save(out)
     seconds = time.perf_counter() - started
