@@ -91,7 +91,7 @@ def _import_mediapipe():
 
 
 @contextlib.contextmanager
-def _quiet_native_logs():
+def quiet_native_logs():
     """Silence MediaPipe's C++ start-up chatter (graph set-up, XNNPACK, alignment warnings),
     which goes straight to file descriptor 2 and would bury the CLI's own messages.
 
@@ -229,7 +229,7 @@ class FaceAnalyzer:
         self._lock = threading.Lock()
         bundle = load_landmarker_bundle(model_path)
         detector_bytes = zipfile.ZipFile(io.BytesIO(bundle)).read("face_detector.tflite")
-        with _quiet_native_logs():
+        with quiet_native_logs():
             self._create(vision, BaseOptions, bundle, detector_bytes, max_faces, min_confidence)
             self._crop = CropLandmarker(bundle)
 
@@ -266,7 +266,7 @@ class FaceAnalyzer:
             obj = getattr(self, attr, None)
             if obj is not None:
                 setattr(self, attr, None)
-                with _quiet_native_logs():
+                with quiet_native_logs():
                     obj.close()
 
     def __del__(self):  # a safety net only; MediaPipe's own finalizer raises at interpreter exit

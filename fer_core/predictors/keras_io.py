@@ -23,7 +23,11 @@ def import_keras():
     """Import Keras (TensorFlow backend) on first use, with TensorFlow's C++ log noise turned down."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
+    from ..measure.landmarker import quiet_native_logs
+
+    with quiet_native_logs():  # TensorFlow's C++ start-up lines (CUDA probing, CPU features)
+        import keras
+        import tensorflow  # noqa: F401  (its start-up happens here, not at the first model call)
 
     return keras
 
