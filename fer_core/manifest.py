@@ -182,10 +182,14 @@ def write_manifest(entries: Sequence[ModelEntry], models_dir: Path | None = None
 
 
 def register(entry: ModelEntry, models_dir: Path | None = None) -> ModelEntry:
-    """Add or replace (by name) an entry, filling its sha256 from the file."""
+    """Add or replace (by name, in its place) an entry, filling its sha256 from the file."""
     entry.sha256 = sha256_file(entry.file)
-    entries = [e for e in read_manifest(models_dir) if e.name != entry.name]
-    entries.append(entry)
+    entries = read_manifest(models_dir)
+    names = [e.name for e in entries]
+    if entry.name in names:
+        entries[names.index(entry.name)] = entry
+    else:
+        entries.append(entry)
     write_manifest(entries, models_dir)
     return entry
 

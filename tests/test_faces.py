@@ -30,6 +30,30 @@ def test_smiling_astronaut_aus_are_on_openface_scale(analyzer, astronaut):
     assert aus["AU12"] > aus["AU15"]
 
 
+def test_the_same_face_gives_the_same_aus_whatever_the_framing(analyzer, astronaut):
+    """Alone, inside a wider photo, in a corner of a pale canvas, cropped tight, or scaled up:
+    the face is measured on a ROI of its own, so its AUs agree within 0.2."""
+    from PIL import Image
+
+    from fer_core.measure.extract import measure_faces
+
+    wide = np.full((1000, 1600, 3), 128, np.uint8)
+    wide[300:812, 900:1412] = astronaut
+    corner = np.full((1200, 1200, 3), 200, np.uint8)
+    corner[:512, :512] = astronaut
+    framings = {"alone": astronaut, "wide": wide, "corner": corner,
+                "tight": np.ascontiguousarray(astronaut[30:250, 130:330]),
+                "2x": np.asarray(Image.fromarray(astronaut).resize((1024, 1024), Image.BICUBIC))}
+    aus = {}
+    for name, rgb in framings.items():
+        faces = measure_faces(analyzer, rgb)
+        assert len(faces) == 1, name
+        aus[name] = faces[0].au_vector()
+    for name, vector in aus.items():
+        assert np.abs(vector - aus["alone"]).max() < 0.2, (name, np.round(vector - aus["alone"], 2))
+    assert aus["alone"][list(AU_CODES).index("AU12")] > 2.0  # still a smile
+
+
 def test_blank_and_noise_images_have_no_face(analyzer):
     assert analyzer.detect(np.full((300, 300, 3), 200, np.uint8)) == []
     rng = np.random.default_rng(0)
@@ -111,3 +135,20 @@ def test_face_crops_the_detector_misses_are_measured_whole(analyzer, fer_val):
     assert sum(len(f) == 1 and f[0].method == "crop" and f[0].low_confidence for f in faces) >= 10
     assert all(f[0].landmarks[:, :2].max() < 80 for f in faces), "landmarks in the 48x48 crop's pixels"
     assert analyzer.detect(np.full((48, 48, 3), 128, np.uint8)) == []
+
+
+# FER2013 val faces tilted far to one side: neither the detector nor an upright whole-crop
+# measurement finds them (measurement version mp-4); a turned start does.
+TILTED_VAL_FACES = ["sad/PublicTest_13416655.jpg", "sad/PublicTest_25033798.jpg", "sad/PublicTest_2639637.jpg",
+                    "angry/PublicTest_17320024.jpg", "fear/PublicTest_45316789.jpg", "neutral/PublicTest_75760032.jpg"]
+
+
+def test_tilted_face_crops_are_measured(analyzer, fer_val, monkeypatch):
+    from fer_core.images import load_image
+    from fer_core.measure import landmarker
+
+    crops = [np.ascontiguousarray(load_image(fer_val / name)) for name in TILTED_VAL_FACES]
+    faces = [analyzer.detect(rgb) for rgb in crops]
+    assert sum(len(f) == 1 and f[0].method == "crop" and f[0].low_confidence for f in faces) >= 5
+    monkeypatch.setattr(landmarker, "CROP_START_ANGLES", (0,))
+    assert sum(bool(analyzer.detect(rgb)) for rgb in crops) <= 1, "an upright start alone misses them"

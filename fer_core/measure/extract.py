@@ -27,7 +27,7 @@ from ..images import LabeledImage, load_image
 from . import au_mapping
 
 # Bump when detection or the cached measurements change, so old cache entries are not reused.
-MEASURE_VERSION = "mp-4"
+MEASURE_VERSION = "mp-6"
 SOURCE = "mediapipe"
 
 Progress = Callable[[int, int], None]
