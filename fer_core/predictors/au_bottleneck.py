@@ -468,6 +468,9 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         fidelity = au_fidelity(val_aus, _au_targets(val.paths, val_dir, read_table(val_au_table), load_progress))
         evaluated_on = f"{Path(val_dir).name} ({len(val.y):,} images, six emotions; not used for any choice)" \
             if len(classes) == 6 else f"{Path(val_dir).name} ({len(val.y):,} images; not used for any choice)"
+        if init is not None and _selected_on_same_split(init, val_dir):  # honest about the trunk's past
+            evaluated_on = evaluated_on[:-1] + f" of this model, but its trunk is {Path(init).stem}'s, " \
+                                               "whose best epoch this split picked)"
         skipped = skipped + val.skipped
     # Save the best weights into an uncompiled twin: no optimizer state.
     inference = build_bottleneck(len(classes), preset, tap=tap)
@@ -520,3 +523,12 @@ def _kinds():
 
     return (ModelKind(KIND, "CNN trunk -> the 17 AUs -> one linear layer: pixel accuracy, explained like the "
                       "logistic regression", "pixels", True, _load, _save, "{name}.keras", _claims),)
+
+
+def _selected_on_same_split(init: str | os.PathLike[str], val_dir: str | os.PathLike[str]) -> bool:
+    """Did the CNN whose trunk starts this network choose its epoch on ``val_dir`` (its sidecar)?"""
+    try:
+        meta = json.loads(Path(init).with_suffix(".meta.json").read_text())
+        return Path(meta.get("val_dir") or "").resolve() == Path(val_dir).resolve()
+    except (OSError, ValueError, TypeError):
+        return False
