@@ -8,12 +8,15 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import FerError
+from .errors import FerError, one_line
 
 DEFAULT_MODEL = "au-logreg-fer2013"
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 must not end a run
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = _parser()
     args = parser.parse_args(argv)
     args.command_line = "python -m fer_core " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -23,11 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except FerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("error: out of memory; use a smaller input or a machine with more memory", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug, not the user's fault: one line here, the traceback on request
+        if os.environ.get("FER_DEBUG"):
+            raise
+        print(f"error: unexpected {one_line(exc)} (a bug; FER_DEBUG=1 shows the details)", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -154,27 +165,41 @@ def _add_cnn_commands(sub) -> None:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
-    from .images import load_image
-    from .pipeline import NO_FACE_MESSAGE, analyze_image
+    from .errors import printable
+    from .images import LabeledImage, load_image
+    from .measure.extract import default_workers, measure_items
+    from .pipeline import NO_FACE_MESSAGE, faces_from_measurements
     from .predictors.registry import load_predictor
 
     predictor = load_predictor(args.model)
     if not predictor.explains:
         raise FerError(f"{args.model}: predict explains with an AU model; use evaluate/compare for CNN or "
                        "Teachable Machine")
-    results = []
+    images: dict[int, object] = {}
+    results: list[dict | None] = [None] * len(args.images)
     status = 0
-    for path in args.images:
+    for i, path in enumerate(args.images):
         try:
-            faces = analyze_image(load_image(path), predictor, top=args.top)
+            images[i] = load_image(path, name=printable(path))
         except FerError as exc:
-            results.append({"file": path, "error": str(exc), "faces": []})
+            results[i] = {"file": printable(path), "error": one_line(exc), "faces": []}
+            status = 2
+    # faces are measured in worker processes: a native crash on one image costs that image only
+    order = sorted(images)
+    measured = measure_items([LabeledImage(Path(args.images[i]), None) for i in order],
+                             workers=min(default_workers(), len(order)) or 1)
+    for j, i in enumerate(order):
+        path = printable(args.images[i])
+        found = measured.get(j, "not measured")
+        if isinstance(found, str):
+            results[i] = {"file": path, "error": f"{path}: {found}", "faces": []}
             status = 2
             continue
+        faces = faces_from_measurements(images[i], found, predictor, top=args.top)
         entry_out = {"file": path, "model": predictor.name, "faces": [f.to_dict() for f in faces]}
         if not faces:
             entry_out["error"] = f"{path}: {NO_FACE_MESSAGE}"
-        results.append(entry_out)
+        results[i] = entry_out
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=1, default=_jsonable))
         return status
@@ -193,21 +218,28 @@ def cmd_predict(args) -> int:
 def cmd_extract(args) -> int:
     from . import au_table
     from .emotions import parse_classes
-    from .images import list_images, relative_file
+    from .errors import printable
+    from .images import relative_file, scan_images
 
-    items = list_images(args.folder, parse_classes(args.classes) if args.classes else None)
-    if not items:
+    listing = scan_images(args.folder, parse_classes(args.classes) if args.classes else None)
+    items = listing.items
+    if not items and not listing.skipped:
         raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg, emotion-prefixed file names or plain images")
     if args.backend == "openface-docker":
         from .measure.openface_docker import OpenFaceDocker
 
         table = OpenFaceDocker().extract(items, progress=_tqdm_progress("OpenFace"))
+        table["file"] = [printable(relative_file(f, args.folder)) for f in table["file"]]
     else:
         from .measure.extract import default_workers, extract_table
 
         table = extract_table(items, workers=args.workers or default_workers(), use_cache=not args.no_cache,
-                              progress=_tqdm_progress("faces"))
-    table["file"] = [relative_file(f, args.folder) for f in table["file"]]
+                              progress=_tqdm_progress("faces"), root=args.folder)
+    if listing.skipped:  # files that look like images but cannot be read: rows too, so nothing is lost
+        from .measure.extract import rows_for_image
+
+        rows = [r for s in listing.skipped for r in rows_for_image(s.file, s.label, s.reason)]
+        table = au_table.concat([table, au_table.from_rows(rows)])
     au_table.write(table, args.out)
     ok = int(table["success"].sum())
     images = table["file"].nunique()
@@ -271,7 +303,7 @@ def cmd_train_au(args) -> int:
 def cmd_evaluate(args) -> int:
     from . import au_table
     from .evaluation.compare import evaluate_au_table, evaluate_images
-    from .images import list_images
+    from .images import scan_images
     from .measure.extract import default_workers
     from .predictors.registry import load_predictor
 
@@ -282,7 +314,10 @@ def cmd_evaluate(args) -> int:
                            "use --images with a folder of labelled images")
         report = evaluate_au_table(predictor, au_table.read(args.au_table))
     else:
-        items = list_images(args.images)
+        listing = scan_images(args.images)
+        items = listing.items
+        for line in listing.skipped_lines:
+            print(f"skipped: {line}", file=sys.stderr)
         if not any(it.label in predictor.classes for it in items):
             raise FerError(f"{args.images}: no labelled images of {', '.join(predictor.classes)} found")
         report, comparison = evaluate_images(predictor, items, workers=args.workers or default_workers(),
@@ -303,7 +338,7 @@ def cmd_evaluate(args) -> int:
 def cmd_compare(args) -> int:
     from .emotions import parse_classes
     from .evaluation.compare import run_comparison
-    from .images import list_images
+    from .images import scan_images
     from .manifest import read_manifest
     from .measure.extract import default_workers
 
@@ -311,7 +346,10 @@ def cmd_compare(args) -> int:
     if not refs:
         raise FerError("no models: train one or pass --models")
     classes = parse_classes(args.classes) if args.classes else None
-    items = list_images(args.images, classes)
+    listing = scan_images(args.images, classes)
+    items = listing.items
+    for line in listing.skipped_lines:
+        print(f"skipped: {line}", file=sys.stderr)
     if not items:
         raise FerError(f"{args.images}: no labelled images found; expected <emotion>/*.jpg or emotion-prefixed names")
     comparison = run_comparison(refs, items, classes=classes, workers=args.workers or default_workers(),

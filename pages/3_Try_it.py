@@ -11,7 +11,6 @@ from ui.common import (
     IMAGE_TYPES,
     digest,
     entries_of,
-    face_analyzer,
     load_predictor,
     log,
     page_setup,
@@ -72,7 +71,7 @@ def result_for(name: str, data: bytes, model, model_key: str) -> dict:
     key = (digest(data), name, model_key)
     if key not in results:
         with st.spinner(f"Analysing {name}…"):
-            results[key] = (analyze_photo(data, name, model, face_analyzer()), model_key)
+            results[key] = (analyze_photo(data, name, model), model_key)
         while len(results) > MAX_KEPT_RESULTS:
             results.pop(next(iter(results)))
     return results[key]

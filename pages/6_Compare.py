@@ -172,12 +172,12 @@ def show_mcnemar(res: Comparison) -> None:
                "images only large differences reach significance.")
 
 
-def _thumb_grid(rows: pd.DataFrame, name: str) -> None:
+def _thumb_grid(res: Comparison, rows: pd.DataFrame, name: str) -> None:
     shown = rows.head(MAX_THUMBS)
     images, captions, failed = [], [], 0
     for _, row in shown.iterrows():
         try:
-            images.append(thumbnail(row["file"], 72))
+            images.append(thumbnail(res.path_of(row["file"]), 72))
         except FerError:
             failed += 1
             continue
@@ -206,7 +206,7 @@ def show_wrong(res: Comparison) -> None:
                 st.success("None wrong." if focus == "all" else f"No {focus} image wrong.")
                 continue
             st.caption("Caption: true → predicted.")
-            _thumb_grid(wrong, name)
+            _thumb_grid(res, wrong, name)
 
 
 def show_no_face(res: Comparison) -> None:
@@ -219,7 +219,7 @@ def show_no_face(res: Comparison) -> None:
                    icon=":material/face_retouching_off:")
         with st.expander(f"The {len(files)} image(s) {name} could not judge"):
             rows = res.table[res.table["file"].isin(files)]
-            _thumb_grid(rows, name)
+            _thumb_grid(res, rows, name)
             st.dataframe(pd.DataFrame({"file": [Path(f).name for f in files],
                                        "label": rows.set_index("file").reindex(files)["label"].tolist()}),
                          hide_index=True)

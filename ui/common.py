@@ -81,14 +81,6 @@ def run_page(body: Callable[[], None]) -> None:
 
 
 # -- MediaPipe and models, shared by every session ---------------------------------------------
-@st.cache_resource(show_spinner="Loading the face landmarker (once per server)…")
-def face_analyzer():
-    """The process's one FaceAnalyzer (``fer_core``'s shared analyzer; it serialises calls)."""
-    from fer_core.measure.landmarker import shared_analyzer
-
-    return shared_analyzer()
-
-
 def manifest_entries() -> list[ModelEntry]:
     from fer_core.manifest import read_manifest
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -22,9 +21,10 @@ import pandas as pd
 
 from .. import au_table, config
 from ..au_table import AU_CODES, AU_COLUMNS
-from ..errors import FerError
-from ..images import LabeledImage, load_image
+from ..errors import FerError, ImageError, printable
+from ..images import LabeledImage, load_image, relative_file
 from . import au_mapping
+from .workers import WorkerFailure, shared_pool
 
 # Bump when detection or the cached measurements change, so old cache entries are not reused.
 MEASURE_VERSION = "mp-6"
@@ -141,22 +141,51 @@ def _measure_path(path: str) -> list[dict] | str:
         return str(exc).removeprefix("image: ")
 
 
+def _measure_task(arg: str | np.ndarray) -> list[dict] | list[FaceMeasurement] | str:
+    """Worker task: a file by path (measurements as cached), or an image array (measurements with
+    landmarks, for drawing)."""
+    if isinstance(arg, np.ndarray):
+        return measure_faces(_worker_analyzer, arg, keep_landmarks=True)
+    return _measure_path(arg)
+
+
+def _pool(key: str, workers: int):
+    return shared_pool(key, max(1, workers), _measure_task, _init_worker,
+                       crash_message="the face detector crashed on this image")
+
+
+def measure_image(rgb: np.ndarray) -> list[FaceMeasurement]:
+    """Every face of one decoded image, largest first, with landmarks, measured in a
+    crash-isolated worker (the dashboard's server never runs MediaPipe itself). A single photo
+    has its own worker, so it does not wait behind a long extraction."""
+    pool = _pool("photo", 1)
+    with pool.lock:
+        for _, result in pool.imap_unordered([np.ascontiguousarray(rgb)]):
+            if isinstance(result, str):
+                raise ImageError(f"image: {result}")
+            return result
+    return []
+
+
 def measurements_of(cached: list[dict] | str) -> list[FaceMeasurement] | str:
     return cached if isinstance(cached, str) else [FaceMeasurement.from_cache(d) for d in cached]
 
 
 def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bool = True,
-                  progress: Progress | None = None, should_stop: ShouldStop | None = None) -> pd.DataFrame:
+                  progress: Progress | None = None, should_stop: ShouldStop | None = None,
+                  root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """AU table of labelled images with the embedded MediaPipe extractor.
 
-    Cancelling (``should_stop`` returning True) returns the rows finished so far.
+    ``file`` holds each path relative to ``root`` when given (so the table travels), with bytes
+    that are not UTF-8 escaped (``caf\\xff.jpg``). Cancelling (``should_stop`` returning True)
+    returns the rows finished so far.
     """
     items = list(items)
     results = measure_items(items, workers, use_cache, progress, should_stop)
     rows = []
     for i, it in enumerate(items):
         if i in results:
-            rows.extend(rows_for_image(str(it.path), it.label, results[i]))
+            rows.extend(rows_for_image(printable(relative_file(it.path, root)), it.label, results[i]))
     return au_table.from_rows(rows)
 
 
@@ -190,8 +219,9 @@ def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bo
     fresh: dict[str, object] = {}
     try:
         for i, measured in _run_measurements([str(items[i].path) for i in todo], todo, workers):
-            results[i] = measured
-            fresh[keys[i]] = measured  # keyed by content: the same bytes give the same answer
+            results[i] = str(measured) if isinstance(measured, WorkerFailure) else measured
+            if not isinstance(measured, WorkerFailure):  # a crash or a timeout may not repeat
+                fresh[keys[i]] = measured  # keyed by content: the same bytes give the same answer
             done += 1
             if progress:
                 progress(done, total)
@@ -208,17 +238,14 @@ def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bo
 
 
 def _run_measurements(paths: list[str], indices: list[int], workers: int):
+    """Measure in crash-isolated worker processes, so a native abort on one image (MediaPipe and
+    OpenCV have them) costs that image, not the batch or the dashboard's server."""
     if not paths:
         return
-    if workers <= 1:  # in this process: reuse its analyzer rather than start MediaPipe per call
-        _init_worker()
-        for i, p in zip(indices, paths):
-            yield i, _measure_path(p)
-        return
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker) as pool:
-        for i, measured in zip(indices, pool.imap(_measure_path, paths, chunksize=16)):
-            yield i, measured
+    pool = _pool("measure", workers)
+    with pool.lock:
+        for j, measured in pool.imap_unordered(paths):
+            yield indices[j], measured
 
 
 def default_workers() -> int:

@@ -301,13 +301,12 @@ class AUPredictor(Predictor):
 
 
 def measure_largest_face(rgb: np.ndarray | None) -> np.ndarray | None:
-    """The AUs of the largest face in an image, or None (the process's shared analyzer)."""
+    """The AUs of the largest face in an image, or None (measured in a crash-isolated worker)."""
     if rgb is None:
         return None
-    from ..measure.extract import measure_faces
-    from ..measure.landmarker import shared_analyzer
+    from ..measure.extract import measure_image
 
-    faces = measure_faces(shared_analyzer(), rgb)
+    faces = measure_image(rgb)
     return faces[0].au_vector() if faces else None
 
 
