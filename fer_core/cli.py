@@ -230,16 +230,16 @@ def cmd_extract(args) -> int:
 
         table = OpenFaceDocker().extract(items, progress=_tqdm_progress("OpenFace"))
         table["file"] = [printable(relative_file(f, args.folder)) for f in table["file"]]
+        if listing.skipped:
+            from .measure.extract import rows_for_image
+
+            rows = [r for s in listing.skipped for r in rows_for_image(s.file, s.label, s.reason)]
+            table = au_table.concat([table, au_table.from_rows(rows)])
     else:
         from .measure.extract import default_workers, extract_table
 
         table = extract_table(items, workers=args.workers or default_workers(), use_cache=not args.no_cache,
-                              progress=_tqdm_progress("faces"), root=args.folder)
-    if listing.skipped:  # files that look like images but cannot be read: rows too, so nothing is lost
-        from .measure.extract import rows_for_image
-
-        rows = [r for s in listing.skipped for r in rows_for_image(s.file, s.label, s.reason)]
-        table = au_table.concat([table, au_table.from_rows(rows)])
+                              progress=_tqdm_progress("faces"), root=args.folder, skipped=listing.skipped)
     au_table.write(table, args.out)
     ok = int(table["success"].sum())
     images = table["file"].nunique()

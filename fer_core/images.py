@@ -75,7 +75,8 @@ def load_image(source, name: str | None = None) -> np.ndarray:
                     im.seek(0)  # multi-page TIFF, animated GIF/WebP: the first page is the image
                 decode_side = int(_limit("MAX_DECODE_SIDE", MAX_DECODE_SIDE))
                 if max(im.size) > decode_side:
-                    im.draft("RGB", _fit(im.size, decode_side))  # JPEG: decode at 1/2, 1/4 or 1/8
+                    # JPEG: decode at 1/2, 1/4 or 1/8 scale, keeping at least half the target size
+                    im.draft("RGB", _fit(im.size, decode_side // 2))
                 im.load()
                 if max(im.size) > decode_side:
                     im = im.copy()

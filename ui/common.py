@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,12 +140,20 @@ def au_table_from_bytes(data: bytes, name: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner="Listing images…", ttl=120, max_entries=8)
-def dataset_items(root: str, classes: tuple[str, ...] | None = None):
-    from fer_core.images import list_images
+def dataset_listing(root: str, classes: tuple[str, ...] | None = None):
+    """The folder's images and the image-like files it skips (with why)."""
+    from fer_core.images import scan_images
 
-    items = list_images(root, classes)
-    if not items:
+    listing = scan_images(root, classes)
+    if not listing.items and not listing.skipped:
         raise DatasetError(f"{root}: no images found. {DATA_LAYOUT_HELP}")
+    return listing
+
+
+def dataset_items(root: str, classes: tuple[str, ...] | None = None):
+    items = dataset_listing(root, classes).items
+    if not items:
+        raise DatasetError(f"{root}: no readable images found. {DATA_LAYOUT_HELP}")
     return items
 
 
@@ -257,7 +265,7 @@ def docker_status() -> tuple[bool, str]:
 
 
 def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, bool], None],
-                        backend: str = "mediapipe") -> None:
+                        backend: str = "mediapipe", root: str | None = None, skipped: Sequence = ()) -> None:
     """Run an AU extractor on ``items`` with a progress bar; ``keep(table, cancelled)``
     receives the finished rows (it must not touch ``st`` - the run may be stopping).
 
@@ -268,8 +276,8 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
     run at its next UI call, the progress update. That stop is caught there and turned into
     ``should_stop``, so ``extract_table`` returns the rows done so far (its cache keeps them too);
     they go to ``keep`` and the stop is re-raised so Streamlit carries on with the new run, which
-    waits for this hand-over (``wait_for_extraction``). ``workers=1``: spawning processes from a
-    Streamlit script thread is fragile.
+    waits for this hand-over (``wait_for_extraction``). Faces are measured in one crash-isolated
+    worker process, so an image that crashes MediaPipe costs that image, not the server.
     """
     from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
@@ -299,7 +307,7 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
         return
     with lock:
         table = extract_table(items, workers=1, use_cache=True, progress=progress,
-                              should_stop=lambda: state["stop"] is not None)
+                              should_stop=lambda: state["stop"] is not None, root=root, skipped=skipped)
         keep(table, state["stop"] is not None)
     if state["stop"] is not None:
         raise state["stop"]

@@ -22,7 +22,7 @@ import pandas as pd
 from .. import au_table, config
 from ..au_table import AU_CODES, AU_COLUMNS
 from ..errors import FerError, ImageError, printable
-from ..images import LabeledImage, load_image, relative_file
+from ..images import LabeledImage, SkippedFile, load_image, relative_file
 from . import au_mapping
 from .workers import WorkerFailure, shared_pool
 
@@ -173,12 +173,13 @@ def measurements_of(cached: list[dict] | str) -> list[FaceMeasurement] | str:
 
 def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bool = True,
                   progress: Progress | None = None, should_stop: ShouldStop | None = None,
-                  root: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+                  root: str | os.PathLike[str] | None = None, skipped: Sequence[SkippedFile] = ()) -> pd.DataFrame:
     """AU table of labelled images with the embedded MediaPipe extractor.
 
     ``file`` holds each path relative to ``root`` when given (so the table travels), with bytes
-    that are not UTF-8 escaped (``caf\\xff.jpg``). Cancelling (``should_stop`` returning True)
-    returns the rows finished so far.
+    that are not UTF-8 escaped (``caf\\xff.jpg``). Files the folder listing ``skipped`` get a
+    failure row each, so the table accounts for every file. Cancelling (``should_stop``
+    returning True) returns the rows finished so far.
     """
     items = list(items)
     results = measure_items(items, workers, use_cache, progress, should_stop)
@@ -186,6 +187,8 @@ def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bo
     for i, it in enumerate(items):
         if i in results:
             rows.extend(rows_for_image(printable(relative_file(it.path, root)), it.label, results[i]))
+    for s in skipped:
+        rows.extend(rows_for_image(s.file, s.label, s.reason))
     return au_table.from_rows(rows)
 
 
