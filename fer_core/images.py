@@ -146,6 +146,7 @@ def _array_to_rgb(arr: np.ndarray, label: str) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.size == 0 or arr.ndim not in (2, 3):
         raise ImageError(f"{label}: not an image array (shape {arr.shape})")
+    _check_size(arr.shape[1], arr.shape[0], label)
     if arr.dtype != np.uint8:
         arr = _scale_to_bytes(arr.astype(np.float64))
     if arr.ndim == 2:

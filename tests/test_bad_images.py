@@ -143,6 +143,17 @@ def test_a_worker_that_dies_or_hangs_costs_its_task_only():
         pool.close()
 
 
+def test_try_it_measures_in_a_worker_that_a_crash_does_not_take_down(astronaut):
+    """Try it's route (one photo, its own worker): the crash is one error, the next photo works."""
+    from fer_core.measure.extract import measure_image
+
+    strip = np.full((64, 32767, 3), 128, np.uint8)  # arrays skip the file-size checks on purpose here
+    with pytest.raises(ImageError, match="crashed"):
+        measure_image(strip)
+    faces = measure_image(astronaut)
+    assert len(faces) == 1 and faces[0].landmarks.shape == (478, 3)
+
+
 # -- every entry point --------------------------------------------------------------------------
 @pytest.mark.parametrize("n_workers", [1, 2])
 def test_extract_survives_a_real_native_crash_and_keeps_every_row(corpus, tmp_path, n_workers):
