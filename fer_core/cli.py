@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", default=None,
                    help="only these emotions: six, seven or a comma list (default: every image, labelled or not)")
     s.add_argument("--no-cache", action="store_true", help="recompute even files seen before")
+    s.add_argument("--mask", default=None, metavar="STYLE",
+                   help="measure each face under a drawn mask (surgical, white or cloth): masked = 1, hidden AUs empty")
     s.set_defaults(func=cmd_extract)
 
     s = sub.add_parser("import-openface", help="AU table from OpenFace 2 CSV output (file or folder)")
@@ -80,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", default="six")
     s.add_argument("--class-weight", choices=("none", "balanced"), default="none")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--aus", default="all",
+                   help="AUs the model may use: all, upper (those a mask leaves visible) or a comma list (AU01,AU04)")
     s.add_argument("--name", help="register in models/manifest.json under this name")
     s.set_defaults(func=cmd_train_au)
 
@@ -111,6 +115,24 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("models", help="list the models in models/manifest.json")
     s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("mask", help="masked copies of a folder of faces (same layout; failures listed)")
+    s.add_argument("folder")
+    s.add_argument("--out", required=True, help="folder to write the masked images to")
+    s.add_argument("--style", default="surgical", help="surgical (light blue), white or cloth (black)")
+    s.add_argument("--seed", type=int, default=0, help="varies shade and folds; the same seed, the same masks")
+    s.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
+    s.set_defaults(func=cmd_mask)
+
+    s = sub.add_parser("mask-report", help="every model on the same faces with and without a mask")
+    s.add_argument("--images", required=True, help="folder: <emotion>/*.jpg or emotion-prefixed names")
+    s.add_argument("--models", nargs="+", default=None, help="default: every model in the manifest")
+    s.add_argument("--classes", default=None, help="default: the classes the models share")
+    s.add_argument("--style", default="surgical")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=None, help="processes measuring faces (default: up to 2)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_mask_report)
 
     _add_cnn_commands(sub)
     return p
@@ -239,7 +261,8 @@ def cmd_extract(args) -> int:
         from .measure.extract import default_workers, extract_table
 
         table = extract_table(items, workers=args.workers or default_workers(), use_cache=not args.no_cache,
-                              progress=_tqdm_progress("faces"), root=args.folder, skipped=listing.skipped)
+                              progress=_tqdm_progress("faces"), root=args.folder, skipped=listing.skipped,
+                              mask=args.mask)
     au_table.write(table, args.out)
     ok = int(table["success"].sum())
     images = table["file"].nunique()
@@ -263,11 +286,15 @@ def cmd_import_openface(args) -> int:
 
 def cmd_train_au(args) -> int:
     from . import au_table
+    from .au_table import AU_COLUMNS
     from .emotions import parse_classes
     from .manifest import Metrics
     from .predictors.au_models import fit_au_model
     from .predictors.registry import save_and_register
 
+    columns = _au_columns(args.aus)  # a wrong --aus is said before a large table is read
+    if args.kind == "gam" and columns != AU_COLUMNS:
+        raise FerError("--aus: the GAM uses all AUs; use --kind logreg or mlp for a subset")
     table = au_table.read(args.table)
     kind = {"logreg": "au-logreg", "mlp": "au-mlp", "gam": "au-gam"}[args.kind]
     holdout = 0.25
@@ -283,7 +310,8 @@ def cmd_train_au(args) -> int:
     else:
         model = fit_au_model(table, parse_classes(args.classes), kind=kind, seed=args.seed, holdout=holdout,
                              class_weight=None if args.class_weight == "none" else args.class_weight,
-                             description=f"{args.table}", progress=_tqdm_progress("fitting"))
+                             description=f"{args.table}", progress=_tqdm_progress("fitting"),
+                             columns=columns)
     model.info["command"] = args.command_line
     m = model.holdout
     evaluated_on = f"{holdout:.0%} of {args.table} held out from fitting (stratified, seed {args.seed})"
@@ -297,6 +325,103 @@ def cmd_train_au(args) -> int:
           f"(95% CI {m.accuracy_ci95[0]:.3f}-{m.accuracy_ci95[1]:.3f}), macro-F1 {m.macro_f1:.3f} -> {args.out}")
     if args.name:
         print(f"registered as {args.name!r} in models/manifest.json (sha256 {entry.sha256[:12]}…)")
+    return 0
+
+
+def _au_columns(spec: str) -> tuple[str, ...]:
+    """--aus: all, upper, or a comma list of AU codes."""
+    from .au_table import AU_CODES, AU_COLUMNS
+    from .masks import VISIBLE_AUS
+
+    if spec == "all":
+        return AU_COLUMNS
+    codes = VISIBLE_AUS if spec == "upper" else tuple(c.strip().upper().removesuffix("_R") for c in spec.split(","))
+    unknown = [c for c in codes if c not in AU_CODES]
+    if unknown or not codes:
+        raise FerError(f"--aus: unknown AU {', '.join(unknown) or spec!r}; use all, upper or codes like AU01,AU04")
+    return tuple(f"{c}_r" for c in AU_CODES if c in codes)
+
+
+def cmd_mask(args) -> int:
+    from PIL import Image
+
+    from .errors import printable
+    from .images import relative_file, scan_images
+    from .masks import MaskedMeasure, style_of
+    from .measure.extract import default_workers, run_tasks
+
+    style_of(args.style)
+    listing = scan_images(args.folder)
+    items = listing.items
+    if not items:
+        raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg, emotion-prefixed file names or plain images")
+    out = Path(args.out)
+    if out.resolve() == Path(args.folder).resolve():
+        raise FerError("--out must be another folder; the originals are kept")
+    results = run_tasks([("mask", str(it.path), args.style, args.seed) for it in items],
+                        args.workers or default_workers(), progress=_tqdm_progress("masking"))
+    failures = [(s.file, s.reason) for s in listing.skipped]
+    written = 0
+    for i, it in enumerate(items):
+        rel = relative_file(it.path, args.folder)
+        result = results.get(i)
+        if not isinstance(result, MaskedMeasure):
+            failures.append((printable(rel), str(result or "not measured")))
+            continue
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(result.image)
+        if target.suffix.lower() in (".jpg", ".jpeg"):
+            image.save(target, quality=95)
+        else:
+            image.save(target)
+        written += 1
+    if failures:
+        import csv
+
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "mask_failures.csv", "w", newline="") as fh:
+            csv.writer(fh).writerows([("file", "reason"), *failures])
+    print(f"{written} of {len(items)} images masked ({args.style}, seed {args.seed}) -> {out}"
+          + (f"; {len(failures)} not masked, listed in {out / 'mask_failures.csv'}" if failures else ""), file=sys.stderr)
+    for file, reason in failures[:5]:
+        print(f"  {file}: {reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_mask_report(args) -> int:
+    from .emotions import parse_classes
+    from .evaluation.mask_report import run_mask_report
+    from .images import scan_images
+    from .manifest import read_manifest
+    from .measure.extract import default_workers
+
+    refs = args.models or [e.name for e in read_manifest()]
+    if not refs:
+        raise FerError("no models: train one or pass --models")
+    classes = parse_classes(args.classes) if args.classes else None
+    listing = scan_images(args.images, classes)
+    for line in listing.skipped_lines:
+        print(f"skipped: {line}", file=sys.stderr)
+    if not listing.items:
+        raise FerError(f"{args.images}: no labelled images found; expected <emotion>/*.jpg or emotion-prefixed names")
+    report = run_mask_report(refs, listing.items, classes=classes, style=args.style, seed=args.seed,
+                             workers=args.workers or default_workers(), progress=_fraction_progress("mask report"))
+    if report.original.failed_models:
+        for line in report.original.failed_models:
+            print(f"model left out: {line}", file=sys.stderr)
+    for line in report.unmaskable:
+        print(f"not masked: {line}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    print(f"{report.original.n} faces, with and without a {args.style} mask")
+    print(f"{'model':28s} {'original':>9s} {'masked':>7s}  per emotion (original -> masked)")
+    for name in report.names:
+        a, b = report.original.reports[name], report.masked.reports[name]
+        per = ", ".join(f"{e} {a.per_class[e].accuracy or 0:.2f}->{b.per_class[e].accuracy or 0:.2f}"
+                        for e in report.original.classes if a.per_class[e].n)
+        print(f"{name:28s} {a.accuracy:9.3f} {b.accuracy:7.3f}  {per}")
     return 0
 
 

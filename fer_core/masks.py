@@ -69,24 +69,38 @@ def mask_polygon(landmarks: np.ndarray) -> np.ndarray:
     return np.vstack([top, jaw])
 
 
+def _region(polygon: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int, int]:
+    """The mask's bounding box in the image (x0, y0, x1, y1) and how finely to draw it there."""
+    h, w = shape[:2]
+    x0, y0 = np.floor(polygon.min(axis=0)).astype(int) - 2
+    x1, y1 = np.ceil(polygon.max(axis=0)).astype(int) + 2
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    scale = int(np.clip(np.ceil(400 / max(x1 - x0, y1 - y0, 1)), 2, 8))  # small faces are drawn finer
+    return x0, y0, x1, y1, scale
+
+
+def _alpha(polygon: np.ndarray, region: tuple[int, int, int, int, int]) -> np.ndarray:
+    """Share of each pixel of the region the polygon covers: drawn ``scale`` times finer, then
+    averaged (an anti-aliased edge without ringing)."""
+    x0, y0, x1, y1, scale = region
+    alpha = Image.new("L", ((x1 - x0) * scale, (y1 - y0) * scale), 0)
+    ImageDraw.Draw(alpha).polygon([tuple(p) for p in (polygon - [x0, y0]) * scale], fill=255)
+    return np.asarray(alpha.resize((x1 - x0, y1 - y0), Image.Resampling.BOX), dtype=np.float64) / 255.0
+
+
 def draw_mask(rgb: np.ndarray, landmarks: np.ndarray, style: str = DEFAULT_STYLE, seed: int = 0) -> np.ndarray:
     """A copy of ``rgb`` with an opaque mask over the face whose ``landmarks`` (478, 2 or 3) are
     given in its pixels."""
     kind = style_of(style)
     rng = np.random.default_rng(seed)
     polygon = mask_polygon(landmarks)
-    h, w = rgb.shape[:2]
-    x0, y0 = np.floor(polygon.min(axis=0)).astype(int) - 2
-    x1, y1 = np.ceil(polygon.max(axis=0)).astype(int) + 2
-    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    region = _region(polygon, rgb.shape)
+    x0, y0, x1, y1, scale = region
     if x1 <= x0 or y1 <= y0:
         return rgb.copy()
     box_w, box_h = x1 - x0, y1 - y0
-    scale = int(np.clip(np.ceil(400 / max(box_w, box_h)), 2, 8))  # small faces are drawn finer
     local = (polygon - [x0, y0]) * scale
     size = (box_w * scale, box_h * scale)
-    alpha = Image.new("L", size, 0)
-    ImageDraw.Draw(alpha).polygon([tuple(p) for p in local], fill=255)
     shade = np.clip(np.array(kind.colour) + rng.integers(-8, 9, 3), 0, 255)
     fabric = Image.new("RGB", size, tuple(int(v) for v in shade))
     draw = ImageDraw.Draw(fabric)
@@ -101,22 +115,23 @@ def draw_mask(rgb: np.ndarray, landmarks: np.ndarray, style: str = DEFAULT_STYLE
     # a soft vertical shading, so the mask reads as cloth rather than a flat sticker
     ramp = np.linspace(1.06, 0.9, size[1])[:, None, None]
     fabric = Image.fromarray(np.clip(np.asarray(fabric, dtype=np.float64) * ramp, 0, 255).astype(np.uint8))
-    fabric = fabric.filter(ImageFilter.GaussianBlur(scale * 0.3)).resize((box_w, box_h), Image.Resampling.LANCZOS)
-    alpha = alpha.resize((box_w, box_h), Image.Resampling.LANCZOS)
+    fabric = fabric.filter(ImageFilter.GaussianBlur(scale * 0.3)).resize((box_w, box_h), Image.Resampling.BOX)
+    a = _alpha(polygon, region)[..., None]
     out = rgb.copy()
-    region = out[y0:y1, x0:x1].astype(np.float64)
-    a = np.asarray(alpha, dtype=np.float64)[..., None] / 255.0
-    out[y0:y1, x0:x1] = np.round(region * (1 - a) + np.asarray(fabric, dtype=np.float64) * a).astype(np.uint8)
+    region_pixels = out[y0:y1, x0:x1].astype(np.float64)
+    out[y0:y1, x0:x1] = np.round(region_pixels * (1 - a) + np.asarray(fabric, dtype=np.float64) * a).astype(np.uint8)
     return out
 
 
 def coverage(shape: tuple[int, ...], landmarks: np.ndarray) -> np.ndarray:
-    """(h, w) share of each pixel the mask covers (0-1, anti-aliased at the edge)."""
-    h, w = shape[:2]
-    scale = 4
-    alpha = Image.new("L", (w * scale, h * scale), 0)
-    ImageDraw.Draw(alpha).polygon([tuple(p) for p in mask_polygon(landmarks) * scale], fill=255)
-    return np.asarray(alpha.resize((w, h), Image.Resampling.BOX), dtype=np.float64) / 255.0
+    """(h, w) share of each pixel the mask covers (0-1, anti-aliased at the edge), as drawn."""
+    polygon = mask_polygon(landmarks)
+    region = _region(polygon, shape)
+    x0, y0, x1, y1, _ = region
+    out = np.zeros(shape[:2])
+    if x1 > x0 and y1 > y0:
+        out[y0:y1, x0:x1] = _alpha(polygon, region)
+    return out
 
 
 def covered_points(shape: tuple[int, ...], landmarks: np.ndarray, points: Sequence[int]) -> np.ndarray:
@@ -134,3 +149,64 @@ def covered_points(shape: tuple[int, ...], landmarks: np.ndarray, points: Sequen
 # faces they are unknown, not zero.
 HIDDEN_AUS: tuple[str, ...] = ("AU09", "AU10", "AU12", "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26")
 VISIBLE_AUS: tuple[str, ...] = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU45")
+
+
+@dataclass
+class MaskedMeasure:
+    """One image with its faces measured, a mask drawn on each, and measured again."""
+
+    image: np.ndarray  # the masked image
+    original: list  # FaceMeasurement of each face, largest first, unmasked
+    masked: list  # FaceMeasurement of the same faces under the mask (same order)
+
+    def masked_aus(self, face: int = 0) -> np.ndarray:
+        """The 17 AUs of a masked face with those the mask hides unknown (NaN)."""
+        return hide(self.masked[face].au_vector())
+
+
+def hide(aus: np.ndarray) -> np.ndarray:
+    """AUs of a masked face: those in HIDDEN_AUS become unknown (NaN), the rest are kept."""
+    from .au_table import AU_CODES
+
+    out = np.asarray(aus, dtype=float).copy()
+    out[[AU_CODES.index(c) for c in HIDDEN_AUS]] = np.nan
+    return out
+
+
+def mask_and_measure(analyzer, rgb: np.ndarray, style: str = DEFAULT_STYLE, seed: int = 0) -> MaskedMeasure | str:
+    """Measure every face, draw a mask on each (seed + face index), and measure the masked image
+    the usual way. A masked face the usual way misses (the detector misses about one in ten on
+    FER2013 crops) is measured where it was before the mask (``FaceAnalyzer.measure_at``).
+    Returns the one-line reason when no face is found in the unmasked image."""
+    from .measure.extract import NO_FACE_REASON, measure_faces, measurement_of
+    from .measure.landmarker import iou
+
+    faces = measure_faces(analyzer, rgb, keep_landmarks=True)
+    if not faces:
+        return NO_FACE_REASON
+    masked = rgb
+    for i, face in enumerate(faces):
+        masked = draw_mask(masked, face.landmarks, style, seed + i)
+    found = measure_faces(analyzer, masked)
+    again = []
+    for face in faces:
+        match = max(found, key=lambda m: iou(m.box, face.box), default=None)
+        if match is None or iou(match.box, face.box) < 0.3:
+            match = measurement_of(analyzer.measure_at(masked, face.landmarks))
+        again.append(match)
+    for face in faces:
+        face.landmarks = None  # not sent back from a worker: large, and the mask is drawn already
+    return MaskedMeasure(masked, faces, again)
+
+
+
+# What people do with masked faces, to read beside the models (the Masks page, mask-report JSON).
+HUMAN_FINDINGS: dict[str, str] = {
+    "source": "Carbon (2020), Wearing face masks strongly confuses counterparts in reading emotions, "
+              "Frontiers in Psychology 11:566886",
+    "summary": "With a mask, adults read emotions less accurately and less confidently; disgust is "
+               "confused with anger, and happy, sad and angry faces are more often read as neutral; "
+               "fear and neutral are affected least.",
+    "angry": "often read as neutral", "disgust": "often read as angry", "happy": "often read as neutral",
+    "sad": "often read as neutral", "neutral": "little affected", "fear": "little affected",
+}

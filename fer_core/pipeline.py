@@ -84,15 +84,30 @@ def analyze_image(rgb: np.ndarray, model: Predictor | None = None, analyzer=None
     return faces_from_measurements(rgb, measured, model, top)
 
 
-def faces_from_measurements(rgb: np.ndarray, measured, model: Predictor | None = None, top: int = 3) -> list[FaceResult]:
-    """``analyze_image`` for faces measured elsewhere (in a crash-isolated worker)."""
+def faces_from_measurements(rgb: np.ndarray, measured, model: Predictor | None = None, top: int = 3,
+                            masked: bool = False) -> list[FaceResult]:
+    """``analyze_image`` for faces measured elsewhere (in a crash-isolated worker). ``masked``:
+    the faces wear a drawn mask, so the AUs it hides are unknown (NaN)."""
+    from .masks import hide
+
     out = []
     for m in measured:
-        face = FaceInput(pixels=face_crop(rgb, m.box), aus=m.au_vector())
+        aus = hide(m.au_vector()) if masked else m.au_vector()
+        face = FaceInput(pixels=face_crop(rgb, m.box), aus=aus)
         explanation = model.explain(face, top=top) if model is not None and model.explains else None
-        out.append(FaceResult(m.box, m.confidence, m.aus(), face, explanation, m.landmarks,
-                              m.low_confidence, m.method))
+        out.append(FaceResult(m.box, m.confidence, dict(zip(AU_COLUMNS, map(float, aus))), face, explanation,
+                              m.landmarks, m.low_confidence, m.method))
     return out
+
+
+def analyze_masked(rgb: np.ndarray, model: Predictor | None = None, style: str = "surgical", seed: int = 0,
+                   top: int = 3) -> tuple[np.ndarray, list[FaceResult]]:
+    """The same photo with a mask drawn on every face: (the masked image, its faces measured and
+    explained under the mask, in the order of the unmasked faces)."""
+    from .measure.extract import measure_masked_image
+
+    measure = measure_masked_image(rgb, style, seed)
+    return measure.image, faces_from_measurements(measure.image, measure.masked, model, top, masked=True)
 
 
 @dataclass

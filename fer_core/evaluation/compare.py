@@ -114,11 +114,12 @@ def _load_all(models: Sequence, loader: Callable) -> tuple[list[Predictor], list
 
 def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Sequence[str] | None = None,
                    workers: int = 1, progress: FractionProgress | None = None,
-                   loader: Callable | None = None) -> Comparison:
+                   loader: Callable | None = None, prepare: Callable | None = None) -> Comparison:
     """Every model (Predictors, manifest entries or names) on exactly the same readable images.
 
     A model that fails to load or run is reported in ``failed_models`` and left out; the others
-    go on. ``progress(fraction, text)`` follows loading, measuring and each model.
+    go on. ``progress(fraction, text)`` follows loading, measuring and each model. ``prepare``
+    replaces the face pipeline (same arguments as ``prepare_faces``), e.g. with masked faces.
     """
     from ..pipeline import prepare_faces
     from ..predictors.registry import load_predictor
@@ -146,8 +147,9 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     need_aus = any(p.inputs == "aus" for p in predictors)
     need_pixels = any(p.inputs == "pixels" for p in predictors)
     share = 1.0 / (len(predictors) + 1)
-    prepared = prepare_faces(chosen, need_aus, need_pixels, workers=workers,
-                             progress=lambda d, t: report(share * d / max(t, 1), f"Measuring faces: {d:,} / {t:,}"))
+    prepared = (prepare or prepare_faces)(
+        chosen, need_aus, need_pixels, workers=workers,
+        progress=lambda d, t: report(share * d / max(t, 1), f"Measuring faces: {d:,} / {t:,}"))
     if not prepared.items:
         raise DatasetError(f"none of the {len(chosen)} test images could be read")
     files = [printable(str(it.path)) for it in prepared.items]
