@@ -62,8 +62,7 @@ def main() -> None:
         rows.append({"au": code, "mean_abs_change": round(change, 3), "r": round(r, 3),
                      "mean_before": round(float(b[:, j].mean()), 3), "mean_after": round(float(a[:, j].mean()), 3),
                      "hidden": code in HIDDEN_AUS})
-    summary = {"images": len(items), "faces_measured": len(before) + (len(draw_s) - len(before)),
-               "masked_faces_found": found, "masked_share_found": round(found / max(len(draw_s), 1), 3),
+    summary = {"images": len(items), "faces_masked": len(draw_s), "masked_faces_found": found, "masked_share_found": round(found / max(len(draw_s), 1), 3),
                "draw_images_per_s": round(1 / float(np.mean(draw_s)), 1), "per_au": rows}
     if args.json:
         print(json.dumps(summary))
