@@ -47,8 +47,9 @@ AU_NAMES: dict[str, str] = {
     "AU45": "blink",
 }
 
-# Columns of an AU table besides the AUs; `reason` is empty when extraction succeeded.
-META_COLUMNS: tuple[str, ...] = ("file", "face", "label", "success", "confidence", "source", "reason")
+# Columns of an AU table besides the AUs; `reason` is empty when extraction succeeded; `masked` is
+# 1 for a face measured under a (drawn) mask, whose hidden AUs are then empty: unknown, not zero.
+META_COLUMNS: tuple[str, ...] = ("file", "face", "label", "success", "confidence", "source", "reason", "masked")
 TABLE_COLUMNS: tuple[str, ...] = META_COLUMNS + AU_COLUMNS
 
 PathOrBuffer = str | os.PathLike | IO[str] | IO[bytes]
@@ -76,6 +77,7 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     frame["label"] = frame["label"].astype(object).where(frame["label"].notna(), None)
     frame["source"] = frame["source"].astype(object).where(frame["source"].notna(), "")
     frame["reason"] = frame["reason"].astype(object).where(frame["reason"].notna(), "")
+    frame["masked"] = pd.to_numeric(frame["masked"], errors="coerce").fillna(0).astype(int)
     for c in AU_COLUMNS:
         frame[c] = frame[c].astype(float)
     return frame.reset_index(drop=True)
@@ -159,6 +161,7 @@ def from_project_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
                          if "confidence" in frame.columns else np.nan)
     out["source"] = frame["source"].fillna("").astype(str).to_numpy() if "source" in frame.columns else "csv"
     out["reason"] = frame["reason"].fillna("").astype(str).to_numpy() if "reason" in frame.columns else ""
+    out["masked"] = frame["masked"].to_numpy() if "masked" in frame.columns else 0
     return normalise(pd.concat([out, aus.reset_index(drop=True)], axis=1))
 
 
@@ -276,7 +279,8 @@ def usable(table: pd.DataFrame, classes: Sequence[str] | None = None,
 def scored_rows(table: pd.DataFrame, classes: Sequence[str], columns: Sequence[str] = AU_COLUMNS,
                 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """The rows a model is scored on: the first face of every image labelled with one of
-    ``classes``, measured or not; ``X`` has NaN rows where no face was measured (counted wrong).
+    ``classes``, measured or not; ``X`` has NaN rows where no face was measured (counted wrong),
+    and single NaN values where an AU is unknown (hidden by a mask; the model copes).
     Returns (rows, X, labels)."""
     require_columns(table, columns)
     if "label" not in table.columns:
@@ -288,7 +292,10 @@ def scored_rows(table: pd.DataFrame, classes: Sequence[str], columns: Sequence[s
     if rows.empty:
         raise AUTableError(f"AU table has no rows labelled {', '.join(classes)}")
     X = rows[list(columns)].to_numpy(dtype=float)
-    X[~measured(rows, columns).to_numpy()] = np.nan
+    face = rows[list(columns)].notna().any(axis=1)  # a masked face keeps its visible AUs
+    if "success" in rows.columns:
+        face &= pd.to_numeric(rows["success"], errors="coerce").fillna(0) > 0
+    X[~face.to_numpy()] = np.nan
     return rows, X, labels.tolist()
 
 

@@ -224,18 +224,18 @@ def _au_targets(paths: Sequence[Path], root: str | os.PathLike[str], table, prog
     """(n, 17) measured AUs of each image (NaN where no face was measured), from an AU table whose
     ``file`` is relative to ``root`` (this project's extract output), else measured now (cached)."""
     from .. import au_table as aut
+    from ..errors import printable
     from ..images import LabeledImage, relative_file
 
     if table is None:
         from ..measure.extract import extract_table
 
-        table = extract_table([LabeledImage(p, None) for p in paths], progress=progress)
-        table["file"] = [relative_file(f, root) for f in table["file"]]
+        table = extract_table([LabeledImage(p, None) for p in paths], progress=progress, root=root)
     table = aut.first_faces(table)
     values = table[list(AU_COLUMNS)].to_numpy(float)
     values[~aut.measured(table).to_numpy()] = np.nan
     by_file = dict(zip(table["file"].astype(str), values))
-    keys = [relative_file(p, root) for p in paths]
+    keys = [printable(relative_file(p, root)) for p in paths]
     found = sum(k in by_file for k in keys)
     if found < 0.5 * len(keys):
         raise DatasetError(f"the AU table names only {found} of the {len(keys)} training images; give the table "

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,10 @@ class AUModel:
 
     # -- prediction -------------------------------------------------------------------------
     def standardise(self, X: np.ndarray) -> np.ndarray:
-        return (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
+        """Standardised AUs; an unknown AU (NaN: hidden by a mask) sits at the training mean, so it
+        contributes nothing to a logistic regression's decision."""
+        h = (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
+        return np.where(np.isnan(h), 0.0, h)
 
     def logits(self, X: np.ndarray) -> np.ndarray:
         h = self.standardise(X)
@@ -164,7 +167,7 @@ def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> Ev
     """The evaluate report of an AU model on a labelled AU table (first face of each image);
     images whose face was not measured count as wrong and in ``no_face``."""
     _, X, labels = au_table.scored_rows(table, model.classes, model.au_columns)
-    found = ~np.isnan(X).any(axis=1)
+    found = ~np.isnan(X).all(axis=1)  # single unknown AUs (masked faces): the model copes
     predicted: list[str | None] = [None] * len(labels)
     if found.any():
         for i, label in zip(np.flatnonzero(found), model.predict(X[found])):
@@ -176,10 +179,11 @@ def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> Ev
 def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kind: str = "au-logreg",
                  class_weight: str | None = None, holdout: float = 0.25, seed: int = 0,
                  Cs: Sequence[float] = DEFAULT_CS, description: str = "",
-                 progress: Progress | None = None) -> AUModel:
+                 progress: Progress | None = None, columns: Sequence[str] = AU_COLUMNS) -> AUModel:
     """Fit on a stratified (1 - holdout) share, report metrics on the held-out rest, then refit
     on all rows with the chosen settings. The logistic regression chooses ``C`` by 5-fold
-    cross-validation (``LogisticRegressionCV``) on the fitting share."""
+    cross-validation (``LogisticRegressionCV``) on the fitting share. ``columns``: the AUs it
+    may use (e.g. only those a mask leaves visible)."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold, train_test_split
     from sklearn.pipeline import make_pipeline
@@ -188,7 +192,8 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     classes = tuple(classes)
-    X, y, rows = au_table.to_xy(table, classes)
+    columns = tuple(columns)
+    X, y, rows = au_table.to_xy(table, classes, columns)
     X_fit, X_test, y_fit, y_test = train_test_split(X, y, test_size=holdout, stratify=y, random_state=seed)
     steps = 3
 
@@ -237,7 +242,7 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
         "metrics": {"holdout": {k: held[k] for k in ("n", "accuracy", "accuracy_ci95", "macro_f1",
                                                       "per_class", "labels", "confusion")}},
     }
-    return AUModel(kind=kind, classes=classes, au_columns=tuple(AU_COLUMNS), mean=scaler.mean_.copy(),
+    return AUModel(kind=kind, classes=classes, au_columns=columns, mean=scaler.mean_.copy(),
                    scale=scaler.scale_.copy(), weights=weights, biases=biases, info=info)
 
 
@@ -266,6 +271,10 @@ class AUPredictor(Predictor):
         self.name = name
         self.kind = model.kind
         self.classes = model.classes
+        unknown = [c for c in model.au_columns if c not in AU_COLUMNS]
+        if unknown:
+            raise ModelFileError(f"{name}: model uses unknown AU columns {', '.join(unknown)}")
+        self._columns = [AU_COLUMNS.index(c) for c in model.au_columns]  # the model's AUs, in its order
 
     def au_matrix(self, faces: Sequence[FaceInput | np.ndarray]) -> np.ndarray:
         rows = []
@@ -278,10 +287,14 @@ class AUPredictor(Predictor):
         return np.array(rows, dtype=float).reshape(len(rows), len(AU_COLUMNS))
 
     def proba_from_aus(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities from (n, 17) AUs in the schema's order. A row with no AU at all is a face
+        that was not measured (NaN row); single unknown AUs (hidden by a mask) are left to the
+        model, which treats them as uninformative."""
+        X = np.asarray(X, dtype=float)
         out = np.full((len(X), len(self.classes)), np.nan)
-        ok = ~np.isnan(X).any(axis=1)
+        ok = ~np.isnan(X).all(axis=1)
         if ok.any():
-            out[ok] = self.model.predict_proba(X[ok])
+            out[ok] = self.model.predict_proba(X[ok][:, self._columns])
         return out
 
     def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
@@ -295,19 +308,22 @@ class AUPredictor(Predictor):
 
     def explain(self, face, top: int = 3) -> Explanation:
         x = self.au_matrix([face])[0]
-        if np.isnan(x).any():
+        if np.isnan(x).all():
             raise FerError(f"{self.name}: no face was measured, so there is nothing to explain")
-        return self.model.explain(x, top)
+        explanation = self.model.explain(x[self._columns], top)
+        unknown = [au_code(AU_COLUMNS[j]) for j in self._columns if np.isnan(x[j])]
+        if unknown:  # hidden by a mask: not evidence either way, and said so
+            explanation = replace(explanation, extra={**explanation.extra, "unknown_aus": unknown})
+        return explanation
 
 
 def measure_largest_face(rgb: np.ndarray | None) -> np.ndarray | None:
-    """The AUs of the largest face in an image, or None (the process's shared analyzer)."""
+    """The AUs of the largest face in an image, or None (measured in a crash-isolated worker)."""
     if rgb is None:
         return None
-    from ..measure.extract import measure_faces
-    from ..measure.landmarker import shared_analyzer
+    from ..measure.extract import measure_image
 
-    faces = measure_faces(shared_analyzer(), rgb)
+    faces = measure_image(rgb)
     return faces[0].au_vector() if faces else None
 
 
