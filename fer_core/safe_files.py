@@ -1,0 +1,141 @@
+"""Reading files a user points at without surprises: only regular files, sizes checked before
+reading, JSON strictly UTF-8 and shallow.
+
+A model path may be a symlink to ``/dev/zero`` (endless), a FIFO (blocks for ever), a folder, a
+file far larger than any model, text in another encoding, or JSON nested so deeply that parsing
+it overflows Python's stack. Each of these ends here as one ``ModelFileError`` line naming the
+file, before anything is read into memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from typing import Any
+
+from .errors import FerError, ModelFileError
+
+MAX_JSON_DEPTH = 64  # model files nest about 15 levels (a Keras config); 100,000 overflows the parser
+
+_SPECIAL_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                  (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{max(1, round(n / 2**10))} KB"
+
+
+def describe_special(mode: int) -> str | None:
+    """What a file that is not regular is ("a folder", "a named pipe (FIFO)"), or None if regular."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return next((what for test, what in _SPECIAL_KINDS if test(mode)), "not a regular file")
+
+
+def check_regular_file(path: str | os.PathLike[str], hint: str, max_bytes: int | None = None,
+                       what: str = "file", error: type[FerError] = ModelFileError) -> int:
+    """The size of ``path`` if it is a regular file (symlinks followed) of at most ``max_bytes``;
+    otherwise ``error`` saying what it is instead, and ``hint``."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{path}: file not found; {hint}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise error(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}); {hint}") from None
+    _check_mode(path, info, hint, max_bytes, what, error)
+    return info.st_size
+
+
+def _check_mode(path, info: os.stat_result, hint: str, max_bytes: int | None, what: str,
+                error: type[FerError]) -> None:
+    special = describe_special(info.st_mode)
+    if special:
+        raise error(f"{path}: is {special}, not a regular file, so it is not read; {hint}")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise error(f"{path}: {_mb(info.st_size)} is larger than a {what} can be ({_mb(max_bytes)}); {hint}")
+
+
+def read_regular_file(path: str | os.PathLike[str], max_bytes: int, hint: str, what: str = "file",
+                      error: type[FerError] = ModelFileError) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, checked before and while reading.
+
+    The file is opened without blocking (a FIFO swapped in after the check cannot hang us) and
+    checked again on the open descriptor; reading stops one byte past the limit.
+    """
+    check_regular_file(path, hint, max_bytes, what, error)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror or exc}); {hint}") from None
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            _check_mode(path, os.fstat(fd), hint, max_bytes, what, error)
+            data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise error(f"{path}: cannot be read ({exc.strerror or exc}); {hint}") from None
+    if len(data) > max_bytes:
+        raise error(f"{path}: larger than a {what} can be ({_mb(max_bytes)}); {hint}")
+    return data
+
+
+def decode_utf8(data: bytes, source: str, hint: str, error: type[FerError] = ModelFileError) -> str:
+    """UTF-8 text (a leading byte-order mark allowed); other encodings are refused, not guessed."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        guess = ""
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:64]:
+            guess = ", it looks like UTF-16"
+        raise error(f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}{guess}); "
+                    f"save it as UTF-8 or {hint}") from None
+
+
+def parse_json(data: bytes | str, source: str, hint: str, max_depth: int = MAX_JSON_DEPTH,
+               error: type[FerError] = ModelFileError) -> Any:
+    """JSON from UTF-8 bytes (or text), refusing other encodings, bad syntax and deep nesting."""
+    text = decode_utf8(data, source, hint, error) if isinstance(data, (bytes, bytearray)) else data
+    if "\x00" in text[:64]:
+        raise error(f"{source}: not UTF-8 text (it looks like UTF-16); save it as UTF-8 or {hint}")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise error(f"{source}: JSON nested too deeply (more than {max_depth} levels); {hint}") from None
+    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
+        raise error(f"{source}: not valid JSON ({_first_line(exc)}); {hint}") from None
+    if json_depth(value, max_depth) > max_depth:
+        raise error(f"{source}: JSON nested too deeply (more than {max_depth} levels); {hint}")
+    return value
+
+
+def read_json_file(path: str | os.PathLike[str], max_bytes: int, hint: str, what: str = "file",
+                   max_depth: int = MAX_JSON_DEPTH, error: type[FerError] = ModelFileError) -> Any:
+    """``read_regular_file`` then ``parse_json``."""
+    return parse_json(read_regular_file(path, max_bytes, hint, what, error), str(path), hint, max_depth, error)
+
+
+def json_depth(value: Any, stop_after: int | None = None) -> int:
+    """How deeply lists and objects nest in ``value`` (a scalar is 0), without recursion;
+    counting stops once ``stop_after`` is exceeded."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if stop_after is not None and deepest > stop_after:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
