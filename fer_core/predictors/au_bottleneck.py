@@ -38,16 +38,17 @@ from typing import Any
 import numpy as np
 
 from ..au_table import AU_COLUMNS
-from ..emotions import SIX_EMOTIONS, normalize_emotion
+from ..emotions import SIX_EMOTIONS
 from ..errors import DatasetError, FerError, ModelFileError, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report
-from .au_models import AUModel
+from .au_models import AUModel, field_error, read_array, read_classes
 from .base import Explanation, FaceInput, Predictor, Progress
 from .cnn import (
     CNN_SIZE,
     _augmenter,
     _write_metadata,
     build_cnn,
+    check_keras_path,
     load_dataset,
     load_keras_file,
     metadata_path,
@@ -143,17 +144,19 @@ class AUBottleneckPredictor(Predictor):
 
     def __init__(self, path: str | os.PathLike[str], name: str | None = None, batch_size: int = 256) -> None:
         self.path = Path(path)
+        check_keras_path(self.path)
         self.metadata = read_cnn_metadata(self.path) or {}
         if self.metadata.get("kind") != KIND:
             raise ModelFileError(f"{self.path}: not an AU-bottleneck model ({metadata_path(self.path).name} "
                                  "must say kind au-bottleneck); train one with train-au-bottleneck")
-        try:
-            self.classes = tuple(normalize_emotion(c) or c for c in self.metadata["classes"])
-            self.mean = np.asarray(self.metadata["au_mean"], float)
-            self.std = np.asarray(self.metadata["au_std"], float)
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"{self.path}: AU-bottleneck metadata lacks classes or the AU scale; "
-                                 "retrain the model") from None
+        # The sidecar is checked like an AU model file: known distinct classes, 17 finite AU
+        # means and positive scales (a zero or NaN would give constant or NaN AUs silently).
+        sidecar = str(metadata_path(self.path))
+        self.classes = read_classes(self.metadata.get("classes"), sidecar)
+        self.mean = read_array(self.metadata.get("au_mean"), sidecar, "au_mean", (len(AU_COLUMNS),))
+        self.std = read_array(self.metadata.get("au_std"), sidecar, "au_std", (len(AU_COLUMNS),))
+        if (self.std <= 0).any():
+            raise field_error(sidecar, "au_std", "has zeros or negative values")
         self.network = load_keras_file(self.path)
         self.name = name or self.path.stem
         self.batch_size = batch_size
@@ -513,7 +516,7 @@ def _save(result: BottleneckTrainResult | Path, path: Path) -> list[Path]:
 
 
 def _claims(path: Path) -> bool:
-    if path.suffix.lower() != ".keras" or not metadata_path(path).is_file():
+    if path.suffix.lower() != ".keras" or path.is_dir() or not metadata_path(path).is_file():
         return False
     return (read_cnn_metadata(path) or {}).get("kind") == KIND
 
