@@ -587,6 +587,9 @@ def cmd_train_au_bottleneck(args) -> int:
 def _tqdm_progress(desc: str, total: int | None = None):
     from tqdm import tqdm
 
+    # No monitor thread: while a second thread runs, TensorFlow's C++ start-up lines cannot be
+    # kept off stderr (measure.landmarker.quiet_native_logs), and errors must stay one line.
+    tqdm.monitor_interval = 0
     bar = tqdm(total=total, desc=desc, disable=not sys.stderr.isatty() and os.environ.get("FER_PROGRESS") != "1")
 
     def update(done: int, total_now: int) -> None:
