@@ -92,6 +92,9 @@ def kind_for_path(path: Path) -> str:
                 return kind.name
         except OSError:
             continue
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a model file (a Teachable Machine export folder holds "
+                             f"keras_model.h5); {MODEL_FILE_HINT}")
     if path.suffix.lower() == ".json":
         from .au_models import LOAD_HINT, MAX_MODEL_JSON_BYTES
 
