@@ -351,15 +351,15 @@ def read_cnn_metadata(model_path: str | os.PathLike[str]) -> dict[str, Any] | No
 # ----------------------------------------------------------------------------- prediction
 
 def check_keras_path(path: Path) -> None:
-    """A regular file of a model's size (before its sidecar or any of it is read)."""
+    """A ``.keras`` regular file of a model's size (checked before its sidecar or any of it is read)."""
+    if path.suffix.lower() != ".keras":
+        raise ModelFileError(f"{path}: not a .keras file; save Keras models with model.save('name.keras')")
     check_regular_file(path, "train a CNN or pick an existing .keras file", MAX_KERAS_BYTES, what="Keras model")
 
 
 def load_keras_file(path: str | os.PathLike[str]):
     """Load a ``.keras`` model without running code from it (``safe_mode``), or raise ModelFileError."""
     path = Path(path)
-    if path.suffix.lower() != ".keras":
-        raise ModelFileError(f"{path}: not a .keras file; save Keras models with model.save('name.keras')")
     check_keras_path(path)
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path}: not a Keras model (a .keras file is a zip archive); "
@@ -370,7 +370,7 @@ def load_keras_file(path: str | os.PathLike[str]):
     # Count the architecture's parameters before Keras allocates them (a config can declare GBs).
     build_deferred(lambda: keras.saving.deserialize_keras_object({**config, "compile_config": None},
                                                                  safe_mode=True),
-                   lambda model: None, str(path), hint, keep=False)
+                   lambda model: None, str(path), hint, keep=False, failure="cannot load this Keras model")
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises many types for bad archives; all mean "bad file"

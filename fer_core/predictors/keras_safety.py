@@ -88,11 +88,12 @@ def read_dataset(dataset: Any, source: str, name: str, hint: str):
 
 
 def build_deferred(build: Callable[[], Any], check: Callable[[Any], None], source: str, hint: str,
-                   keep: bool = True, max_parameters: int = MAX_PARAMETERS) -> Any:
+                   keep: bool = True, max_parameters: int = MAX_PARAMETERS,
+                   failure: str = "cannot rebuild the model") -> Any:
     """``build()`` a Keras model from a config without allocating its variables, refuse it if it
     has more than ``max_parameters``, run ``check(model)`` (e.g. compare shapes with the file),
     and only then allocate (``keep``) and return it; with ``keep=False`` nothing is allocated and
-    None is returned.
+    None is returned. A config Keras cannot build is refused as "``failure`` (why)".
 
     Keras records variables created in a ``StatelessScope`` as "to initialise later" in
     thread-local state, so the build runs in a thread of its own: a refused model's variables
@@ -128,7 +129,7 @@ def build_deferred(build: Callable[[], Any], check: Callable[[Any], None], sourc
     if isinstance(error, ModelFileError) or (error is not None and not isinstance(error, Exception)):
         raise error
     if error is not None:  # Keras raises many types for configs it cannot build
-        raise ModelFileError(f"{source}: cannot rebuild the model ({one_line(error, 160)}); {hint}") from None
+        raise ModelFileError(f"{source}: {failure} ({one_line(error, 160)}); {hint}") from None
     return outcome.get("model")
 
 
@@ -150,13 +151,14 @@ def check_keras_archive(path: str, max_bytes: int, max_json_bytes: int, hint: st
                     raise ModelFileError(f"{path}: {info.filename} inside declares {_mb(info.file_size)}, more "
                                          f"than a model file holds ({_mb(limit)}); {hint}")
             if "config.json" not in members:
-                raise ModelFileError(f"{path}: no config.json inside, not a Keras model; {hint}")
+                raise ModelFileError(f"{path}: cannot load this Keras model (no config.json inside); {hint}")
             config = parse_json(zf.read("config.json"), f"{path} (its config.json)", hint)
             if "model.weights.h5" in members:
                 with zf.open("model.weights.h5") as fh, h5py.File(fh, "r") as h5:
                     check_hdf5_storage(h5, f"{path} (its model.weights.h5)", max_bytes, hint)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelFileError(f"{path}: damaged Keras archive ({one_line(exc, 160)}); {hint}") from None
+        raise ModelFileError(f"{path}: cannot load this Keras model (damaged archive: {one_line(exc, 160)}); "
+                             f"{hint}") from None
     if not isinstance(config, dict):
-        raise ModelFileError(f"{path}: config.json holds no model architecture; {hint}")
+        raise ModelFileError(f"{path}: cannot load this Keras model (config.json holds no architecture); {hint}")
     return config
