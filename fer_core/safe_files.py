@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import stat
+import struct
 from typing import Any
 
 from .errors import FerError, ModelFileError
 
+MAX_ZIP_MEMBERS = 1000  # a Teachable Machine export or a .keras file holds 2-3 files
 MAX_JSON_DEPTH = 64  # model files nest about 15 levels (a Keras config); 100,000 overflows the parser
 
 _SPECIAL_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -139,3 +141,16 @@ def json_depth(value: Any, stop_after: int | None = None) -> int:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:160] if text else type(exc).__name__
+
+
+def check_zip_members(data: bytes, source: str, hint: str, max_members: int = MAX_ZIP_MEMBERS,
+                      error: type[FerError] = ModelFileError) -> None:
+    """Refuse a zip whose directory lists more than ``max_members`` files, reading only its
+    end record: ``zipfile`` would otherwise build an object per member first (a 64 MB zip
+    can list 800,000 empty files, 400 MB of them). ``data``: the zip, or at least its last 64 KB."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - (22 + 0xFFFF)))
+    if end < 0 or len(data) < end + 22:
+        return  # no end record: zipfile will say the archive is damaged
+    entries = struct.unpack_from("<H", data, end + 10)[0]
+    if entries == 0xFFFF or entries > max_members:  # 0xFFFF: a ZIP64 archive, for more than 65,534
+        raise error(f"{source}: the zip lists more than {max_members:,} files, which an export does not; {hint}")

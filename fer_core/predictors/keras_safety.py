@@ -140,9 +140,12 @@ def check_keras_archive(path: str, max_bytes: int, max_json_bytes: int, hint: st
 
     import h5py
 
-    from ..safe_files import parse_json
+    from ..safe_files import check_zip_members, parse_json
 
     try:
+        with open(path, "rb") as fh:  # the end record is in the last 64 KB
+            fh.seek(max(0, fh.seek(0, 2) - (22 + 0xFFFF)))
+            check_zip_members(fh.read(), path, hint)
         with zipfile.ZipFile(path) as zf:
             members = {info.filename: info for info in zf.infolist()}
             for info in members.values():

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..emotions import SEVEN_EMOTIONS, normalize_emotion
 from ..errors import FerError, ModelFileError, one_line
-from ..safe_files import parse_json, read_regular_file
+from ..safe_files import check_zip_members, parse_json, read_regular_file
 from .base import Predictor, Progress
 from .keras_io import fit_images, import_keras, predict_in_batches
 from .keras_safety import build_deferred, check_hdf5_storage, read_dataset
@@ -195,6 +195,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _read_zip(data: bytes, name: str, labels) -> ExportFiles:
+    check_zip_members(data, name, EXPORT_HINT)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             members = {Path(info.filename).name: info for info in zf.infolist() if not info.is_dir()}
