@@ -96,8 +96,9 @@ def decode_utf8(data: bytes, source: str, hint: str, error: type[FerError] = Mod
 
 
 def parse_json(data: bytes | str, source: str, hint: str, max_depth: int = MAX_JSON_DEPTH,
-               error: type[FerError] = ModelFileError) -> Any:
-    """JSON from UTF-8 bytes (or text), refusing other encodings, bad syntax and deep nesting."""
+               error: type[FerError] = ModelFileError, what: str = "") -> Any:
+    """JSON from UTF-8 bytes (or text), refusing other encodings, bad syntax and deep nesting;
+    ``what`` names the content in the syntax message ("manifest is not valid JSON")."""
     text = decode_utf8(data, source, hint, error) if isinstance(data, (bytes, bytearray)) else data
     if "\x00" in text[:64]:
         raise error(f"{source}: not UTF-8 text (it looks like UTF-16); save it as UTF-8 or {hint}")
@@ -106,7 +107,7 @@ def parse_json(data: bytes | str, source: str, hint: str, max_depth: int = MAX_J
     except RecursionError:
         raise error(f"{source}: JSON nested too deeply (more than {max_depth} levels); {hint}") from None
     except ValueError as exc:  # JSONDecodeError, and integers too long to convert
-        raise error(f"{source}: not valid JSON ({_first_line(exc)}); {hint}") from None
+        raise error(f"{source}: {what + ' is ' if what else ''}not valid JSON ({_first_line(exc)}); {hint}") from None
     if json_depth(value, max_depth) > max_depth:
         raise error(f"{source}: JSON nested too deeply (more than {max_depth} levels); {hint}")
     return value
@@ -115,7 +116,8 @@ def parse_json(data: bytes | str, source: str, hint: str, max_depth: int = MAX_J
 def read_json_file(path: str | os.PathLike[str], max_bytes: int, hint: str, what: str = "file",
                    max_depth: int = MAX_JSON_DEPTH, error: type[FerError] = ModelFileError) -> Any:
     """``read_regular_file`` then ``parse_json``."""
-    return parse_json(read_regular_file(path, max_bytes, hint, what, error), str(path), hint, max_depth, error)
+    return parse_json(read_regular_file(path, max_bytes, hint, what, error), str(path), hint, max_depth, error,
+                      what)
 
 
 def json_depth(value: Any, stop_after: int | None = None) -> int:

@@ -153,7 +153,7 @@ def test_predictor_errors(trained, tmp_path):
     with pytest.raises(ModelFileError, match="unknown class"):
         CNNPredictor(bare, classes=["happy", "sad", "bored"])
     bare.with_suffix(".meta.json").write_text("[1, 2")
-    with pytest.raises(ModelFileError, match=r"bare.meta.json: not valid JSON"):
+    with pytest.raises(ModelFileError, match=r"bare\.meta\.json: model metadata file is not valid JSON"):
         CNNPredictor(bare)
 
 
