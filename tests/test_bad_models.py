@@ -502,8 +502,9 @@ sys.exit(code)
 
 
 def test_huge_declared_models_cli_and_memory(tmp_path, labelled_images):
-    """Architectures declaring 150 M+ parameters and a dataset declaring 1 GiB: refused before
-    anything is allocated, by one command line run (one TensorFlow import) that stays under 1 GB."""
+    """Architectures declaring 150 M+ parameters or 50,000 x 50,000 inputs and a dataset declaring
+    1 GiB: refused before anything is allocated, by one command line run (one TensorFlow import)
+    that stays under 1 GB."""
     flatten = [{"class_name": "Flatten", "config": {"name": "flat", "batch_input_shape": [None, 224, 224, 3]}},
                {"class_name": "Dense", "config": {"name": "dense", "units": 1000}}]
     huge_tm = write_tm_h5(tmp_path / "huge_tm" / "keras_model.h5",
@@ -511,16 +512,22 @@ def test_huge_declared_models_cli_and_memory(tmp_path, labelled_images):
     gigabyte = write_tm_h5(tmp_path / "gigabyte" / "keras_model.h5", edit=_compressed_gigabyte_kernel)
     huge_cnn = _huge_cnn(tmp_path)
     wrong_shape = write_tm_h5(tmp_path / "wrong" / "keras_model.h5", edit=_long_bias)
+    huge_input = tm_config()
+    huge_input["config"]["layers"][0]["config"]["batch_input_shape"] = [None, 50_000, 50_000, 3]
+    huge_input = write_tm_h5(tmp_path / "huge_input" / "keras_model.h5", config=huge_input)
     peak_file = tmp_path / "peak_kb"
     result = subprocess.run(
         [sys.executable, "-c", MEASURED_RUN, str(peak_file), sys.executable, "-m", "fer_core", "compare",
-         "--models", str(huge_tm), str(gigabyte), str(huge_cnn), str(wrong_shape), "--images", str(labelled_images)],
+         "--models", str(huge_tm), str(gigabyte), str(huge_cnn), str(wrong_shape), str(huge_input),
+         "--images", str(labelled_images)],
         cwd=REPO_ROOT, text=True, capture_output=True, timeout=300)
-    line = assert_one_line_error(result.returncode, result.stderr, huge_tm, gigabyte, huge_cnn, wrong_shape)
+    line = assert_one_line_error(result.returncode, result.stderr, huge_tm, gigabyte, huge_cnn, wrong_shape,
+                                 huge_input)
     assert "declares 150,529,000 parameters" in line  # 224*224*3*1000 + 1000
     assert f"{huge_cnn}: the architecture declares 155," in line  # 256*600000 + 600000 + the trunk
     assert "declares 1,024 MB" in line
     assert "weight dense/bias has shape (7,), the architecture needs (2,)" in line
+    assert "model input 50000x50000 is larger than an image model takes here" in line  # each image: 7.5 GB
     peak_kb = int(peak_file.read_text())
     print(f"peak memory of the command: {peak_kb / 1024:.0f} MB")
     assert peak_kb < ONE_GB_KB

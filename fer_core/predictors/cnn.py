@@ -31,6 +31,7 @@ from .keras_safety import build_deferred, check_keras_archive
 
 CNN_SIZE = 48
 MAX_KERAS_BYTES = 128 * 2**20  # our CNNs are 5 MB; the limit keeps loading one under 1 GB
+MAX_INPUT_SIDE = 1024  # our CNNs take 48 x 48 faces
 MAX_METADATA_BYTES = 4 * 2**20  # the .meta.json sidecar and a .keras file's config.json: tens of KB
 PRESETS: tuple[str, ...] = ("original", "strong", "tiny")
 METADATA_FORMAT = "fer_core.cnn/1"
@@ -403,6 +404,9 @@ class CNNPredictor(Predictor):
         if len(shape) != 4 or shape[-1] not in (1, 3) or None in shape[1:]:
             raise ModelFileError(f"{self.path}: model input {shape} is not an image of fixed size; "
                                  "use a CNN taking (height, width, 1 or 3) images")
+        if max(shape[1:3]) > MAX_INPUT_SIDE:  # every face would be resized to it: gigabytes per batch
+            raise ModelFileError(f"{self.path}: model input {shape[1]}x{shape[2]} is larger than a face model "
+                                 f"takes here ({MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}); use a CNN on face crops")
         if outputs != len(self.classes):
             raise ModelFileError(f"{self.path}: model has {outputs} outputs but {len(self.classes)} classes "
                                  f"({', '.join(self.classes)}); give the class list the model was trained on")
