@@ -236,11 +236,19 @@ def read_classes(value: Any, source: str) -> tuple[str, ...]:
 
 
 def read_au_columns(value: Any, source: str) -> tuple[str, ...]:
-    """The 17 AU columns in this workbench's order: the order in which faces are measured."""
-    if value != list(AU_COLUMNS):
-        raise field_error(source, "au_columns", f"is not the {len(AU_COLUMNS)} AUs of this workbench in order "
-                          f"({AU_COLUMNS[0]} … {AU_COLUMNS[-1]})")
-    return tuple(AU_COLUMNS)
+    """AU columns of this workbench, each once (a model may use a subset, e.g. the AUs a mask
+    leaves visible; faces are matched to it by name)."""
+    if not isinstance(value, list) or not value or not all(isinstance(c, str) for c in value):
+        raise field_error(source, "au_columns", "must be a non-empty list of AU column names such as "
+                          f"{AU_COLUMNS[0]!r}")
+    unknown = [c for c in value if c not in AU_COLUMNS]
+    if unknown:
+        raise field_error(source, "au_columns", f"names unknown AU column {unknown[0]!r} (known: "
+                          f"{AU_COLUMNS[0]} … {AU_COLUMNS[-1]})")
+    twice = next((c for i, c in enumerate(value) if c in value[:i]), None)
+    if twice:
+        raise field_error(source, "au_columns", f"names {twice!r} more than once")
+    return tuple(value)
 
 
 def check_holdout(model: Any, source: str) -> None:
