@@ -494,6 +494,8 @@ def _huge_cnn(folder: Path) -> Path:
     return path
 
 
+# Linux carries a process's peak RSS across fork and exec, so a child started straight from a
+# large pytest process would report pytest's size: measured commands run under this small wrapper.
 MEASURED_RUN = """
 import resource, subprocess, sys
 code = subprocess.call(sys.argv[2:])
@@ -540,8 +542,8 @@ def test_huge_declared_models_stay_under_1_gb(tmp_path):
     1 GiB: refused before anything is allocated, in one process (one TensorFlow import) whose
     peak memory stays under 1 GB."""
     cases = huge_declared_models(tmp_path)
-    result = subprocess.run([sys.executable, "-c", LOAD_EACH, *map(str, cases)], cwd=REPO_ROOT, text=True,
-                            capture_output=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", MEASURED_RUN, str(tmp_path / "peak_kb"), sys.executable, "-c",
+                             LOAD_EACH, *map(str, cases)], cwd=REPO_ROOT, text=True, capture_output=True, timeout=300)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     reports = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["path"] for r in reports] == [str(p) for p in cases]
