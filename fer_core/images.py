@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .emotions import emotion_from_filename, normalize_emotion
 from .errors import DatasetError, ImageError, printable
+from .safe_files import read_regular_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Image formats people keep beside their photos that this workbench cannot decode: listed as
@@ -61,7 +62,8 @@ def load_image(source, name: str | None = None) -> np.ndarray:
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
-        data = read_regular_file(source, label, MAX_FILE_BYTES, ImageError)
+        data = read_regular_file(source, MAX_FILE_BYTES, "give a JPEG or PNG image file", what="image file",
+                                 error=ImageError, label=label)
     if not data:
         raise ImageError(f"{label}: file is empty")
     if len(data) > MAX_FILE_BYTES:
@@ -88,29 +90,6 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         raise ImageError(f"{label}: not a readable image (use JPEG or PNG)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{label}: image is corrupt or truncated ({exc.__class__.__name__}); re-export it") from None
-
-
-def read_regular_file(path: str | os.PathLike[str], label: str, max_bytes: int, error: type[Exception]) -> bytes:
-    """The bytes of a regular file no larger than ``max_bytes``: a named pipe, a device such as
-    /dev/zero (also behind a symlink) or a folder would hang or fill memory, so they are refused
-    before anything is read."""
-    path = Path(path)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise error(f"{label}: file not found") from None
-    except OSError as exc:
-        raise error(f"{label}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
-    if not stat.S_ISREG(st.st_mode):
-        what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a pipe, device or socket)"
-        raise error(f"{label}: {what}; give a file")
-    if st.st_size > max_bytes:
-        raise error(f"{label}: file is larger than {max_bytes // 2**20} MB; resize it first")
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise error(f"{label}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
 
 
 def _check_size(width: int, height: int, label: str) -> None:

@@ -38,16 +38,18 @@ def describe_special(mode: int) -> str | None:
 
 
 def check_regular_file(path: str | os.PathLike[str], hint: str, max_bytes: int | None = None,
-                       what: str = "file", error: type[FerError] = ModelFileError) -> int:
+                       what: str = "file", error: type[FerError] = ModelFileError, label: str | None = None) -> int:
     """The size of ``path`` if it is a regular file (symlinks followed) of at most ``max_bytes``;
-    otherwise ``error`` saying what it is instead, and ``hint``."""
+    otherwise ``error`` saying what it is instead, and ``hint``. Messages start with ``label``
+    (default: the path)."""
+    name = label or path
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise error(f"{path}: file not found; {hint}") from None
+        raise error(f"{name}: file not found; {hint}") from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        raise error(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc}); {hint}") from None
-    _check_mode(path, info, hint, max_bytes, what, error)
+        raise error(f"{name}: cannot be read ({getattr(exc, 'strerror', None) or exc}); {hint}") from None
+    _check_mode(name, info, hint, max_bytes, what, error)
     return info.st_size
 
 
@@ -61,25 +63,26 @@ def _check_mode(path, info: os.stat_result, hint: str, max_bytes: int | None, wh
 
 
 def read_regular_file(path: str | os.PathLike[str], max_bytes: int, hint: str, what: str = "file",
-                      error: type[FerError] = ModelFileError) -> bytes:
+                      error: type[FerError] = ModelFileError, label: str | None = None) -> bytes:
     """The bytes of a regular file of at most ``max_bytes``, checked before and while reading.
 
     The file is opened without blocking (a FIFO swapped in after the check cannot hang us) and
     checked again on the open descriptor; reading stops one byte past the limit.
     """
-    check_regular_file(path, hint, max_bytes, what, error)
+    name = label or path
+    check_regular_file(path, hint, max_bytes, what, error, label)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise error(f"{path}: cannot be read ({exc.strerror or exc}); {hint}") from None
+        raise error(f"{name}: cannot be read ({exc.strerror or exc}); {hint}") from None
     with os.fdopen(fd, "rb") as fh:
         try:
-            _check_mode(path, os.fstat(fd), hint, max_bytes, what, error)
+            _check_mode(name, os.fstat(fd), hint, max_bytes, what, error)
             data = fh.read(max_bytes + 1)
         except OSError as exc:
-            raise error(f"{path}: cannot be read ({exc.strerror or exc}); {hint}") from None
+            raise error(f"{name}: cannot be read ({exc.strerror or exc}); {hint}") from None
     if len(data) > max_bytes:
-        raise error(f"{path}: larger than a {what} can be ({_mb(max_bytes)}); {hint}")
+        raise error(f"{name}: larger than a {what} can be ({_mb(max_bytes)}); {hint}")
     return data
 
 

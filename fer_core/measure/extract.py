@@ -23,6 +23,7 @@ from .. import au_table, config
 from ..au_table import AU_CODES, AU_COLUMNS
 from ..errors import FerError, ImageError, printable
 from ..images import LabeledImage, SkippedFile, load_image, relative_file
+from ..safe_files import read_regular_file
 from . import au_mapping
 from .workers import WorkerFailure, shared_pool
 
@@ -130,7 +131,11 @@ class MeasureCache:
 
 
 def _content_key(path: Path) -> str:
-    return MEASURE_VERSION + ":" + hashlib.sha1(path.read_bytes()).hexdigest()
+    """The cache key of a file: its bytes (a regular file within the image size limit only)."""
+    from ..images import MAX_FILE_BYTES
+
+    data = read_regular_file(path, MAX_FILE_BYTES, "give an image file", what="image file", error=ImageError)
+    return MEASURE_VERSION + ":" + hashlib.sha1(data).hexdigest()
 
 
 _worker_analyzer = None
@@ -257,17 +262,19 @@ def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bo
     total = len(items)
     cache = MeasureCache() if use_cache else None
     keys: list[str | None] = []
-    for it in items:
+    failed: dict[int, str] = {}
+    for i, it in enumerate(items):
         try:
             keys.append(_content_key(it.path))
-        except OSError:
+        except ImageError as exc:
             keys.append(None)
+            failed[i] = str(exc).removeprefix(f"{it.path}: ")
     cached = cache.get_many([k for k in keys if k]) if cache else {}
     results: dict[int, list[dict] | str] = {}
     todo = []
-    for i, (it, key) in enumerate(zip(items, keys)):
+    for i, key in enumerate(keys):
         if key is None:
-            results[i] = f"{it.path}: cannot read file"
+            results[i] = failed.get(i, "cannot read file")
         elif key in cached:
             results[i] = cached[key]
         else:
