@@ -389,12 +389,12 @@ def cmd_mask(args) -> int:
     return 0
 
 
-def cmd_mask_report(args) -> int:
+def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list]:
+    """compare and mask-report: the models (--models, else the manifest), the classes (--classes)
+    and the labelled images of --images, with skipped files said on stderr."""
     from .emotions import parse_classes
-    from .evaluation.mask_report import run_mask_report
     from .images import scan_images
     from .manifest import read_manifest
-    from .measure.extract import default_workers
 
     refs = args.models or [e.name for e in read_manifest()]
     if not refs:
@@ -405,7 +405,15 @@ def cmd_mask_report(args) -> int:
         print(f"skipped: {line}", file=sys.stderr)
     if not listing.items:
         raise FerError(f"{args.images}: no labelled images found; expected <emotion>/*.jpg or emotion-prefixed names")
-    report = run_mask_report(refs, listing.items, classes=classes, style=args.style, seed=args.seed,
+    return refs, classes, listing.items
+
+
+def cmd_mask_report(args) -> int:
+    from .evaluation.mask_report import run_mask_report
+    from .measure.extract import default_workers
+
+    refs, classes, items = _models_and_test_set(args)
+    report = run_mask_report(refs, items, classes=classes, style=args.style, seed=args.seed,
                              workers=args.workers or default_workers(), progress=_fraction_progress("mask report"))
     if report.original.failed_models:
         for line in report.original.failed_models:
@@ -461,22 +469,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .emotions import parse_classes
     from .evaluation.compare import run_comparison
-    from .images import scan_images
-    from .manifest import read_manifest
     from .measure.extract import default_workers
 
-    refs = args.models or [e.name for e in read_manifest()]
-    if not refs:
-        raise FerError("no models: train one or pass --models")
-    classes = parse_classes(args.classes) if args.classes else None
-    listing = scan_images(args.images, classes)
-    items = listing.items
-    for line in listing.skipped_lines:
-        print(f"skipped: {line}", file=sys.stderr)
-    if not items:
-        raise FerError(f"{args.images}: no labelled images found; expected <emotion>/*.jpg or emotion-prefixed names")
+    refs, classes, items = _models_and_test_set(args)
     comparison = run_comparison(refs, items, classes=classes, workers=args.workers or default_workers(),
                                 progress=_fraction_progress("predicting"))
     if comparison.failed_models:
