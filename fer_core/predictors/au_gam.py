@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import au_table
+from .. import au_table, fileio
 from ..au_table import AU_COLUMNS
 from ..emotions import SIX_EMOTIONS
 from ..errors import FerError, ModelFileError
@@ -129,10 +129,9 @@ class AUGam:
                 "intercept": self.intercept.tolist(), "terms": [t.to_dict() for t in self.terms], "info": self.info}
 
     def save(self, path: str | os.PathLike[str]) -> str:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write JSON, whole or not at all (``fileio``); returns the file's sha256."""
         data = json.dumps(self.to_dict()).encode()
-        path.write_bytes(data)
+        fileio.atomic_write_bytes(path, data)
         return hashlib.sha256(data).hexdigest()
 
     @classmethod

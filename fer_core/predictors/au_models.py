@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import au_table
+from .. import au_table, fileio
 from ..au_table import AU_COLUMNS, au_code, au_label
 from ..emotions import SIX_EMOTIONS
 from ..errors import FerError, ModelFileError
@@ -112,11 +112,9 @@ class AUModel:
         }
 
     def save(self, path: str | os.PathLike[str]) -> str:
-        """Write JSON; returns the file's sha256."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write JSON, whole or not at all (``fileio``); returns the file's sha256."""
         data = json.dumps(self.to_dict(), indent=1).encode()
-        path.write_bytes(data)
+        fileio.atomic_write_bytes(path, data)
         return hashlib.sha256(data).hexdigest()
 
     @classmethod
