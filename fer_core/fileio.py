@@ -22,12 +22,21 @@ from .errors import FerError, OutputFileError
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process's umask, read where Linux shows it: os.umask can only read it by setting it,
+    which would briefly change it for every thread (the dashboard runs several)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
-_UMASK = _umask()  # read once at import: os.umask can only be read by setting it
+_UMASK = _umask()
 
 
 def escape_text(text: str) -> str:
@@ -167,7 +176,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # what open() would have given (mkstemp makes it private)
+        os.chmod(tmp, _mode_for(target))
         os.replace(tmp, target)
     except BaseException as exc:
         with suppress(OSError):
@@ -175,6 +184,14 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         if isinstance(exc, OSError):
             raise write_error(target, exc) from None
         raise
+
+
+def _mode_for(target: Path) -> int:
+    """The replaced file's permissions, or what open() would give a new one (mkstemp makes it private)."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return 0o666 & ~_UMASK
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

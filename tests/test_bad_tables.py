@@ -428,8 +428,11 @@ def test_bad_output_paths_from_the_cli_are_said_before_any_work(tmp_path, where,
 def test_missing_output_folders_are_created(tmp_path):
     path = au_table.write(synthetic_table(2), tmp_path / "new" / "deeper" / "aus.csv.gz")
     assert path.is_file() and len(au_table.read(path)) == 12
-    assert (path.stat().st_mode & 0o777) == 0o666 & ~fileio._UMASK
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~os.umask(os.umask(0o022))
     assert [p.name for p in path.parent.iterdir()] == ["aus.csv.gz"]
+    path.chmod(0o600)  # a private file stays private when it is rewritten
+    au_table.write(synthetic_table(3), path)
+    assert (path.stat().st_mode & 0o777) == 0o600 and len(au_table.read(path)) == 18
 
 
 class _FullDisk(io.FileIO):
