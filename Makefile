@@ -48,6 +48,7 @@ data: $(VENV)/.runtime
 au-model: $(VENV)/.runtime
 	$(PY) -m fer_core train-au data/fer2013_train_au.csv.gz --out models/au_logreg_fer2013.json --name au-logreg-fer2013
 	$(PY) -m fer_core train-au data/fer2013_train_au.csv.gz --out models/au_logreg_fer2013_balanced.json --class-weight balanced --name au-logreg-fer2013-balanced
+	$(PY) -m fer_core train-au data/fer2013_train_au.csv.gz --out models/au_logreg_upper_fer2013.json --aus upper --name au-logreg-upper-fer2013
 
 ## Speed and accuracy tables (minutes; not part of the tests). CNN training: bench/train_cnn_bench.py.
 bench: $(VENV)/.dev

@@ -46,7 +46,8 @@ def main() -> None:
     st.caption("Dataset explorer: class balance, sample images and AU profiles · "
                "AU model: train, evaluate and read the AU × emotion weights · "
                "Try it: upload photos or use the camera · CNN: train or evaluate a pixel model · "
-               "Teachable Machine: import an export · Compare: all models on one test set.")
+               "Teachable Machine: import an export · Compare: all models on one test set · "
+               "Masks: every model with and without a mask, beside people.")
 
     st.subheader("Models")
     entries = manifest_entries()

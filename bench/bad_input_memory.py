@@ -26,10 +26,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fer_core.au_table import AU_COLUMNS, TABLE_COLUMNS  # noqa: E402
+from fer_core.au_table import AU_COLUMNS  # noqa: E402
 from fer_core.emotions import SIX_EMOTIONS  # noqa: E402
 
 POOL = 4096  # distinct AU rows per emotion; rows draw from them (writing millions of floats is slow)
+HEADER = ("file", "face", "label", "success", "confidence", "source", "reason", *AU_COLUMNS)
 
 
 def write_big_table(path: str | os.PathLike[str], rows: int, seed: int = 0, bad_every: int = 100_000) -> Path:
@@ -45,7 +46,7 @@ def write_big_table(path: str | os.PathLike[str], rows: int, seed: int = 0, bad_
     picks = rng.integers(0, POOL, size=rows)
     path = Path(path)
     with gzip.open(path, "wt", compresslevel=1, encoding="utf-8", newline="") as fh:
-        fh.write(",".join(TABLE_COLUMNS) + "\n")
+        fh.write(",".join(HEADER) + "\n")
         for start in range(0, rows, 100_000):
             lines = []
             for i in range(start, min(rows, start + 100_000)):

@@ -35,7 +35,8 @@ import pandas as pd
 
 from . import fileio
 from .emotions import OPENFACE_STUDY_CODES, SIX_EMOTIONS, normalize_emotion
-from .errors import AUTableError, one_line
+from .errors import AUTableError, one_line, printable
+from .safe_files import open_regular_file
 
 AU_CODES: tuple[str, ...] = (
     "AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12",
@@ -63,8 +64,9 @@ AU_NAMES: dict[str, str] = {
     "AU45": "blink",
 }
 
-# Columns of an AU table besides the AUs; `reason` is empty when extraction succeeded.
-META_COLUMNS: tuple[str, ...] = ("file", "face", "label", "success", "confidence", "source", "reason")
+# Columns of an AU table besides the AUs; `reason` is empty when extraction succeeded; `masked` is
+# 1 for a face measured under a (drawn) mask, whose hidden AUs are then empty: unknown, not zero.
+META_COLUMNS: tuple[str, ...] = ("file", "face", "label", "success", "confidence", "source", "reason", "masked")
 TABLE_COLUMNS: tuple[str, ...] = META_COLUMNS + AU_COLUMNS
 
 TEXT_COLUMNS: tuple[str, ...] = ("file", "label", "source", "reason")
@@ -104,12 +106,13 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     handful of distinct string objects, not millions.
     """
     frame = frame.reindex(columns=list(TABLE_COLUMNS))
-    frame["face"] = pd.to_numeric(frame["face"], errors="coerce").fillna(0).astype(int)
-    frame["success"] = pd.to_numeric(frame["success"], errors="coerce").fillna(0).astype(int)
+    frame["face"] = _whole(frame["face"])
+    frame["success"] = _whole(frame["success"])
     frame["confidence"] = pd.to_numeric(frame["confidence"], errors="coerce").astype(float)
     frame["label"] = _shared_text(frame["label"], None)
     frame["source"] = _shared_text(frame["source"], "")
     frame["reason"] = _shared_text(frame["reason"], "")
+    frame["masked"] = _whole(frame["masked"])
     with np.errstate(over="ignore"):  # 1e308 becomes inf in float32: unusable either way (select)
         for c in AU_COLUMNS:
             if frame[c].dtype != np.float32:
@@ -117,11 +120,17 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def _whole(values: pd.Series) -> np.ndarray:
+    """Whole numbers of a column; what is missing, text or not finite (inf, 1e400) becomes 0."""
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.clip(np.where(np.isfinite(v), v, 0), -(2**31), 2**31 - 1).astype(np.int64)
+
+
 def _shared_text(values: pd.Series, missing: str | None) -> pd.Series:
     """An object column whose equal strings are one object; missing values become ``missing``."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     pool = np.empty(len(uniques) + 1, dtype=object)
-    pool[:-1] = [fileio.escape_text(u) if isinstance(u, str) else u for u in uniques]
+    pool[:-1] = [printable(u) if isinstance(u, str) else u for u in uniques]
     pool[-1] = missing
     return pd.Series(pool[codes], index=values.index, dtype=object)
 
@@ -129,7 +138,7 @@ def _shared_text(values: pd.Series, missing: str | None) -> pd.Series:
 def from_rows(rows: Iterable[dict]) -> pd.DataFrame:
     """A table from row dicts (missing columns empty). Text that UTF-8 cannot hold (file names
     with bytes that are not UTF-8) is kept with those bytes escaped (``\\xff``)."""
-    rows = [{k: fileio.escape_text(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
+    rows = [{k: printable(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
     return normalise(pd.DataFrame(rows, columns=list(TABLE_COLUMNS)))
 
 
@@ -154,8 +163,8 @@ def table_name(table: pd.DataFrame, fallback: str = "AU table") -> str:
 # -- reading -----------------------------------------------------------------------------------
 def display_name(src: PathOrBuffer) -> str:
     if isinstance(src, (str, os.PathLike)):
-        return fileio.shown(src)
-    return fileio.escape_text(str(getattr(src, "name", None) or "uploaded CSV"))
+        return printable(os.fsdecode(src))
+    return printable(str(getattr(src, "name", None) or "uploaded CSV"))
 
 
 # Columns any table format can use; the rest (OpenFace's landmarks, gaze, pose, AU_c) are not parsed.
@@ -163,6 +172,7 @@ _USABLE_COLUMNS = frozenset(TABLE_COLUMNS) | {"frame", "face_id", "emotion"}
 _TEXT_INPUT = frozenset(TEXT_COLUMNS) | {"emotion"}
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
 _AU_NOT_NUMBER = "an AU value is not a number"
+_TABLE_HINT = "pick an AU table CSV (this workbench's or OpenFace output)"
 
 
 class _LineGuard(io.RawIOBase):
@@ -189,7 +199,7 @@ class _LineGuard(io.RawIOBase):
                     longest = max(longest, int(np.diff(newlines).max()))
                 self.run = n - 1 - int(newlines[-1])
             if longest > MAX_LINE_BYTES:
-                raise AUTableError(f"{self.display}: a line is longer than {fileio.size_text(MAX_LINE_BYTES)}; "
+                raise AUTableError(f"{self.display}: a line is longer than {MAX_LINE_BYTES >> 20} MB; "
                                    "this is not an AU table (rows of one are short); pick a CSV of AU values")
         return n
 
@@ -216,8 +226,8 @@ class _TableBytes:
                 self.src.seek(0, os.SEEK_END)
                 size = self.src.tell()
                 if size > MAX_TABLE_BYTES:
-                    raise AUTableError(f"{display}: {fileio.size_text(size)} is more than the "
-                                       f"{fileio.size_text(MAX_TABLE_BYTES)} this workbench reads; split or subsample it")
+                    raise AUTableError(f"{display}: {size >> 20} MB is larger than a table can be "
+                                       f"({MAX_TABLE_BYTES >> 20} MB); split or subsample it")
         first, _ = self._raw()
         try:
             magic = first.read(6)
@@ -229,8 +239,7 @@ class _TableBytes:
 
     def _raw(self) -> tuple[IO[bytes], int]:
         if self.path is not None:
-            return fileio.open_regular(self.path, AUTableError, MAX_TABLE_BYTES,
-                                       hint="pick an AU table CSV (this workbench's or OpenFace output)")
+            return open_regular_file(self.path, _TABLE_HINT, MAX_TABLE_BYTES, "table", AUTableError, self.display)
         self.src.seek(0)
         return self.src, 0
 
@@ -283,7 +292,7 @@ def _header(head: bytes, encoding: str, display: str, complete: bool) -> tuple[l
     text = head.decode(encoding, errors="replace")
     end = text.find("\n")
     if end < 0 and not complete:
-        raise AUTableError(f"{display}: the first line is longer than {fileio.size_text(MAX_LINE_BYTES)}; "
+        raise AUTableError(f"{display}: the first line is longer than {MAX_LINE_BYTES >> 20} MB; "
                            "this is not an AU table; pick a CSV of AU values")
     line = text[: end if end >= 0 else len(text)].rstrip("\r").lstrip("\ufeff")
     if not line.strip():
@@ -457,6 +466,7 @@ def from_project_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
                          if "confidence" in frame.columns else np.nan)
     out["source"] = frame["source"] if "source" in frame.columns else "csv"
     out["reason"] = frame["reason"] if "reason" in frame.columns else ""
+    out["masked"] = frame["masked"] if "masked" in frame.columns else 0
     return normalise(pd.concat([out, aus.reset_index(drop=True)], axis=1))
 
 
@@ -507,7 +517,7 @@ def parse_labels(values: pd.Series, display: str, column: str) -> np.ndarray:
     for i, v in enumerate(uniques):
         pool[i] = _label_value(v)
         if pool[i] == "?":
-            unknown.append(repr(fileio.escape_text(v) if isinstance(v, str) else v.item() if hasattr(v, "item") else v))
+            unknown.append(repr(printable(v) if isinstance(v, str) else v.item() if hasattr(v, "item") else v))
     pool[-1] = None
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
@@ -536,6 +546,7 @@ def _label_value(v) -> str | None:
 NOT_FIRST_FACE = "later faces of an image"
 OTHER_LABEL = "unlabelled or of other emotions"
 NO_FACE = "without a measured face"
+AU_HIDDEN = "measured under a mask that hides AUs the model needs"
 AU_MISSING = "with AU values missing or not numbers"
 AU_INVALID = f"with AU values that are infinite or outside {AU_VALID_RANGE[0]:g} to {AU_VALID_RANGE[1]:g}"
 
@@ -609,18 +620,21 @@ def _duplicated(values: pd.Series, positions: np.ndarray) -> np.ndarray:
     return values.iloc[positions].duplicated(keep="first").to_numpy()
 
 
-def _value_masks(table: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: some AU is missing (NaN); some AU is infinite or outside ``AU_VALID_RANGE``."""
+def _value_masks(table: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: some AU is missing (NaN); every AU is missing; some AU is infinite or outside
+    ``AU_VALID_RANGE``."""
     lo, hi = AU_VALID_RANGE
     missing = np.zeros(len(table), dtype=bool)
+    present = np.zeros(len(table), dtype=bool)
     invalid = np.zeros(len(table), dtype=bool)
     for c in columns:
         v = pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=np.float32, na_value=np.nan)
         nan = np.isnan(v)
         missing |= nan
+        present |= ~nan
         with np.errstate(invalid="ignore"):
             invalid |= ~nan & ~((v >= lo) & (v <= hi))
-    return missing, invalid
+    return missing, ~present, invalid
 
 
 def _success(table: pd.DataFrame) -> np.ndarray:
@@ -633,10 +647,12 @@ def select(table: pd.DataFrame, classes: Sequence[str] | None = None, columns: S
            scoring: bool = False) -> Selection:
     """The one rule for which rows count. A row is used when it is the first face of its image,
     (with ``classes``) labelled with one of them, its face was measured (``success``) and every AU
-    in ``columns`` is a finite number from -1 to 10 (``AU_VALID_RANGE``).
+    in ``columns`` is a finite number from -1 to 10 (``AU_VALID_RANGE``); a face measured under a
+    mask lacks the AUs the mask hides, so it counts only for models of the visible ones.
 
-    ``scoring``: rows without a measured face or with missing AUs are kept (a model that cannot
-    judge a face is wrong, ``Selection.measured`` says which); invalid values are still left out.
+    ``scoring``: rows without a measured face are kept (a model that cannot judge a face is wrong;
+    ``Selection.measured`` says which), and so are single unknown AUs (the models treat them as
+    uninformative); invalid values are still left out.
     """
     require_columns(table, columns)
     keep = np.ones(len(table), dtype=bool)
@@ -652,13 +668,15 @@ def select(table: pd.DataFrame, classes: Sequence[str] | None = None, columns: S
     leave_out(NOT_FIRST_FACE, ~first_face_mask(table))
     if classes is not None:
         leave_out(OTHER_LABEL, ~labels_of(table).isin(list(classes)).to_numpy())
-    missing, invalid = _value_masks(table, columns)
+    missing, none, invalid = _value_masks(table, columns)
     success = _success(table)
     leave_out(AU_INVALID, invalid)
     if not scoring:
         leave_out(NO_FACE, ~success)
+        if "masked" in table.columns:
+            leave_out(AU_HIDDEN, missing & (pd.to_numeric(table["masked"], errors="coerce").fillna(0) > 0).to_numpy())
         leave_out(AU_MISSING, missing)
-    measured = success & ~missing
+    measured = success & ~none
     index = np.flatnonzero(keep)
     return Selection(index, len(table), left_out, measured[index] if scoring else None)
 
@@ -727,8 +745,9 @@ def require_usable(table: pd.DataFrame, classes: Sequence[str] | None = None, co
 def scored_rows(table: pd.DataFrame, classes: Sequence[str], columns: Sequence[str] = AU_COLUMNS,
                 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """The rows a model is scored on: the first face of every image labelled with one of
-    ``classes``, measured or not; ``X`` has NaN rows where no face was measured (counted wrong).
-    Rows with invalid AU values are left out (``select``). Returns (rows, X, labels)."""
+    ``classes``, measured or not; ``X`` has NaN rows where no face was measured (counted wrong),
+    and single NaN values where an AU is unknown (hidden by a mask; the model copes). Rows with
+    invalid AU values are left out (``select``). Returns (rows, X, labels)."""
     selection = scoring_selection(table, classes, columns)
     X = values(table, selection.index, columns)
     X[~selection.measured] = np.nan

@@ -9,12 +9,15 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import FerError
+from .errors import FerError, one_line
 
 DEFAULT_MODEL = "au-logreg-fer2013"
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 must not end a run
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = _parser()
     args = parser.parse_args(argv)
     args.command_line = "python -m fer_core " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -24,11 +27,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except FerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("error: out of memory; use a smaller input or a machine with more memory", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug, not the user's fault: one line here, the traceback on request
+        if os.environ.get("FER_DEBUG"):
+            raise
+        print(f"error: unexpected {one_line(exc)} (a bug; FER_DEBUG=1 shows the details)", file=sys.stderr)
+        return 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", default=None,
                    help="only these emotions: six, seven or a comma list (default: every image, labelled or not)")
     s.add_argument("--no-cache", action="store_true", help="recompute even files seen before")
+    s.add_argument("--mask", default=None, metavar="STYLE",
+                   help="measure each face under a drawn mask (surgical, white or cloth): masked = 1, hidden AUs empty")
     s.set_defaults(func=cmd_extract)
 
     s = sub.add_parser("import-openface", help="AU table from OpenFace 2 CSV output (file or folder)")
@@ -100,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", default="six")
     s.add_argument("--class-weight", choices=("none", "balanced"), default="none")
     s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--aus", default="all",
+                   help="AUs the model may use: all, upper (those a mask leaves visible) or a comma list (AU01,AU04)")
     s.add_argument("--max-rows", type=_positive_int, default=None,
                    help="fit on at most this many faces, a stratified sample above it (default 100,000)")
     s.add_argument("--name", help="register in models/manifest.json under this name")
@@ -133,6 +148,24 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("models", help="list the models in models/manifest.json")
     s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("mask", help="masked copies of a folder of faces (same layout; failures listed)")
+    s.add_argument("folder")
+    s.add_argument("--out", required=True, help="folder to write the masked images to")
+    s.add_argument("--style", default="surgical", help="surgical (light blue), white or cloth (black)")
+    s.add_argument("--seed", type=_seed, default=0, help="varies shade and folds; the same seed, the same masks")
+    s.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
+    s.set_defaults(func=cmd_mask)
+
+    s = sub.add_parser("mask-report", help="every model on the same faces with and without a mask")
+    s.add_argument("--images", required=True, help="folder: <emotion>/*.jpg or emotion-prefixed names")
+    s.add_argument("--models", nargs="+", default=None, help="default: every model in the manifest")
+    s.add_argument("--classes", default=None, help="default: the classes the models share")
+    s.add_argument("--style", default="surgical")
+    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--workers", type=int, default=None, help="processes measuring faces (default: up to 2)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_mask_report)
 
     _add_cnn_commands(sub)
     return p
@@ -187,27 +220,41 @@ def _add_cnn_commands(sub) -> None:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
-    from .images import load_image
-    from .pipeline import NO_FACE_MESSAGE, analyze_image
+    from .errors import printable
+    from .images import LabeledImage, load_image
+    from .measure.extract import default_workers, measure_items
+    from .pipeline import NO_FACE_MESSAGE, faces_from_measurements
     from .predictors.registry import load_predictor
 
     predictor = load_predictor(args.model)
     if not predictor.explains:
         raise FerError(f"{args.model}: predict explains with an AU model; use evaluate/compare for CNN or "
                        "Teachable Machine")
-    results = []
+    images: dict[int, object] = {}
+    results: list[dict | None] = [None] * len(args.images)
     status = 0
-    for path in args.images:
+    for i, path in enumerate(args.images):
         try:
-            faces = analyze_image(load_image(path), predictor, top=args.top)
+            images[i] = load_image(path, name=printable(path))
         except FerError as exc:
-            results.append({"file": path, "error": str(exc), "faces": []})
+            results[i] = {"file": printable(path), "error": one_line(exc), "faces": []}
+            status = 2
+    # faces are measured in worker processes: a native crash on one image costs that image only
+    order = sorted(images)
+    measured = measure_items([LabeledImage(Path(args.images[i]), None) for i in order],
+                             workers=min(default_workers(), len(order)) or 1)
+    for j, i in enumerate(order):
+        path = printable(args.images[i])
+        found = measured.get(j, "not measured")
+        if isinstance(found, str):
+            results[i] = {"file": path, "error": f"{path}: {found}", "faces": []}
             status = 2
             continue
+        faces = faces_from_measurements(images[i], found, predictor, top=args.top)
         entry_out = {"file": path, "model": predictor.name, "faces": [f.to_dict() for f in faces]}
         if not faces:
             entry_out["error"] = f"{path}: {NO_FACE_MESSAGE}"
-        results.append(entry_out)
+        results[i] = entry_out
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=1, default=_jsonable))
         return status
@@ -224,26 +271,32 @@ def cmd_predict(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    import pandas as pd
-
     from . import au_table, fileio
     from .emotions import parse_classes
-    from .images import list_images, relative_file
+    from .errors import printable
+    from .images import relative_file, scan_images
 
     fileio.output_path(args.out)  # a bad --out is said before measuring, not after
-    items = list_images(args.folder, parse_classes(args.classes) if args.classes else None)
-    if not items:
+    listing = scan_images(args.folder, parse_classes(args.classes) if args.classes else None)
+    items = listing.items
+    if not items and not listing.skipped:
         raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg, emotion-prefixed file names or plain images")
     if args.backend == "openface-docker":
         from .measure.openface_docker import OpenFaceDocker
 
         table = OpenFaceDocker().extract(items, progress=_tqdm_progress("OpenFace"))
+        table["file"] = [printable(relative_file(f, args.folder)) for f in table["file"]]
+        if listing.skipped:
+            from .measure.extract import rows_for_image
+
+            rows = [r for s in listing.skipped for r in rows_for_image(s.file, s.label, s.reason)]
+            table = au_table.concat([table, au_table.from_rows(rows)])
     else:
         from .measure.extract import default_workers, extract_table
 
         table = extract_table(items, workers=args.workers or default_workers(), use_cache=not args.no_cache,
-                              progress=_tqdm_progress("faces"))
-    table["file"] = pd.Series([relative_file(f, args.folder) for f in table["file"]], index=table.index, dtype=object)
+                              progress=_tqdm_progress("faces"), root=args.folder, skipped=listing.skipped,
+                              mask=args.mask)
     au_table.write(table, args.out)
     ok = int(table["success"].sum())
     images = table["file"].nunique()
@@ -269,12 +322,16 @@ def cmd_import_openface(args) -> int:
 
 def cmd_train_au(args) -> int:
     from . import au_table, fileio
+    from .au_table import AU_COLUMNS
     from .emotions import parse_classes
     from .manifest import Metrics
     from .predictors.au_models import MAX_FIT_ROWS, fit_au_model
     from .predictors.registry import save_and_register
 
     fileio.output_path(args.out)  # a bad --out is said before the fit, not after
+    columns = _au_columns(args.aus)  # a wrong --aus is said before a large table is read
+    if args.kind == "gam" and columns != AU_COLUMNS:
+        raise FerError("--aus: the GAM uses all AUs; use --kind logreg or mlp for a subset")
     _return_freed_memory()
     classes = parse_classes(args.classes)
     max_rows = args.max_rows or MAX_FIT_ROWS
@@ -293,7 +350,8 @@ def cmd_train_au(args) -> int:
     else:
         model = fit_au_model(table, classes, kind=kind, seed=args.seed, holdout=holdout, max_rows=max_rows,
                              class_weight=None if args.class_weight == "none" else args.class_weight,
-                             description=au_table.table_name(table), progress=_tqdm_progress("fitting"))
+                             description=au_table.table_name(table), progress=_tqdm_progress("fitting"),
+                             columns=columns)
     del table
     model.info["command"] = args.command_line
     data = model.info["data"]
@@ -317,10 +375,107 @@ def cmd_train_au(args) -> int:
     return 0
 
 
+def _au_columns(spec: str) -> tuple[str, ...]:
+    """--aus: all, upper, or a comma list of AU codes."""
+    from .au_table import AU_CODES, AU_COLUMNS
+    from .masks import VISIBLE_AUS
+
+    if spec == "all":
+        return AU_COLUMNS
+    codes = VISIBLE_AUS if spec == "upper" else tuple(c.strip().upper().removesuffix("_R") for c in spec.split(","))
+    unknown = [c for c in codes if c not in AU_CODES]
+    if unknown or not codes:
+        raise FerError(f"--aus: unknown AU {', '.join(unknown) or spec!r}; use all, upper or codes like AU01,AU04")
+    return tuple(f"{c}_r" for c in AU_CODES if c in codes)
+
+
+def cmd_mask(args) -> int:
+    from PIL import Image
+
+    from .errors import printable
+    from .images import relative_file, scan_images
+    from .masks import MaskedMeasure, style_of
+    from .measure.extract import default_workers, run_tasks
+
+    style_of(args.style)
+    listing = scan_images(args.folder)
+    items = listing.items
+    if not items:
+        raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg, emotion-prefixed file names or plain images")
+    out = Path(args.out)
+    if out.resolve() == Path(args.folder).resolve():
+        raise FerError("--out must be another folder; the originals are kept")
+    results = run_tasks([("mask", str(it.path), args.style, args.seed) for it in items],
+                        args.workers or default_workers(), progress=_tqdm_progress("masking"))
+    failures = [(s.file, s.reason) for s in listing.skipped]
+    written = 0
+    for i, it in enumerate(items):
+        rel = relative_file(it.path, args.folder)
+        result = results.get(i)
+        if not isinstance(result, MaskedMeasure):
+            failures.append((printable(rel), str(result or "not measured")))
+            continue
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(result.image)
+        if target.suffix.lower() in (".jpg", ".jpeg"):
+            image.save(target, quality=95)
+        else:
+            image.save(target)
+        written += 1
+    if failures:
+        import csv
+
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "mask_failures.csv", "w", newline="") as fh:
+            csv.writer(fh).writerows([("file", "reason"), *failures])
+    print(f"{written} of {len(items)} images masked ({args.style}, seed {args.seed}) -> {out}"
+          + (f"; {len(failures)} not masked, listed in {out / 'mask_failures.csv'}" if failures else ""), file=sys.stderr)
+    for file, reason in failures[:5]:
+        print(f"  {file}: {reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_mask_report(args) -> int:
+    from .emotions import parse_classes
+    from .evaluation.mask_report import run_mask_report
+    from .images import scan_images
+    from .manifest import read_manifest
+    from .measure.extract import default_workers
+
+    refs = args.models or [e.name for e in read_manifest()]
+    if not refs:
+        raise FerError("no models: train one or pass --models")
+    classes = parse_classes(args.classes) if args.classes else None
+    listing = scan_images(args.images, classes)
+    for line in listing.skipped_lines:
+        print(f"skipped: {line}", file=sys.stderr)
+    if not listing.items:
+        raise FerError(f"{args.images}: no labelled images found; expected <emotion>/*.jpg or emotion-prefixed names")
+    report = run_mask_report(refs, listing.items, classes=classes, style=args.style, seed=args.seed,
+                             workers=args.workers or default_workers(), progress=_fraction_progress("mask report"))
+    if report.original.failed_models:
+        for line in report.original.failed_models:
+            print(f"model left out: {line}", file=sys.stderr)
+    for line in report.unmaskable:
+        print(f"not masked: {line}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    print(f"{report.original.n} faces, with and without a {args.style} mask")
+    print(f"{'model':28s} {'original':>9s} {'masked':>7s}  per emotion (original -> masked)")
+    for name in report.names:
+        a, b = report.original.reports[name], report.masked.reports[name]
+        per = ", ".join(f"{e} {a.per_class[e].accuracy or 0:.2f}->{b.per_class[e].accuracy or 0:.2f}"
+                        for e in report.original.classes if a.per_class[e].n)
+        print(f"{name:28s} {a.accuracy:9.3f} {b.accuracy:7.3f}  {per}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from . import au_table
     from .evaluation.compare import evaluate_au_table, evaluate_images
-    from .images import list_images
+    from .images import scan_images
     from .measure.extract import default_workers
     from .predictors.registry import load_predictor
 
@@ -338,7 +493,10 @@ def cmd_evaluate(args) -> int:
                   f"{predictor.name} does not predict {'that emotion' if len(report.skipped) == 1 else 'those emotions'}",
                   file=sys.stderr)
     else:
-        items = list_images(args.images)
+        listing = scan_images(args.images)
+        items = listing.items
+        for line in listing.skipped_lines:
+            print(f"skipped: {line}", file=sys.stderr)
         if not any(it.label in predictor.classes for it in items):
             raise FerError(f"{args.images}: no labelled images of {', '.join(predictor.classes)} found")
         report, comparison = evaluate_images(predictor, items, workers=args.workers or default_workers(),
@@ -359,7 +517,7 @@ def cmd_evaluate(args) -> int:
 def cmd_compare(args) -> int:
     from .emotions import parse_classes
     from .evaluation.compare import run_comparison
-    from .images import list_images
+    from .images import scan_images
     from .manifest import read_manifest
     from .measure.extract import default_workers
 
@@ -367,7 +525,10 @@ def cmd_compare(args) -> int:
     if not refs:
         raise FerError("no models: train one or pass --models")
     classes = parse_classes(args.classes) if args.classes else None
-    items = list_images(args.images, classes)
+    listing = scan_images(args.images, classes)
+    items = listing.items
+    for line in listing.skipped_lines:
+        print(f"skipped: {line}", file=sys.stderr)
     if not items:
         raise FerError(f"{args.images}: no labelled images found; expected <emotion>/*.jpg or emotion-prefixed names")
     comparison = run_comparison(refs, items, classes=classes, workers=args.workers or default_workers(),
@@ -501,6 +662,9 @@ def _return_freed_memory() -> None:
 def _tqdm_progress(desc: str, total: int | None = None):
     from tqdm import tqdm
 
+    # No monitor thread: while a second thread runs, TensorFlow's C++ start-up lines cannot be
+    # kept off stderr (measure.landmarker.quiet_native_logs), and errors must stay one line.
+    tqdm.monitor_interval = 0
     bar = tqdm(total=total, desc=desc, disable=not sys.stderr.isatty() and os.environ.get("FER_PROGRESS") != "1")
 
     def update(done: int, total_now: int) -> None:

@@ -37,6 +37,25 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _KERAS_WRAPPER = "Exception encountered when calling"
 
 
+def printable(text: str) -> str:
+    """``text`` safe to print, write and show: a file name that is not valid UTF-8 reaches Python
+    with its bad bytes as lone surrogates, which no encoder accepts; they become ``\\xff``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
+            if _only_escapes(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _only_escapes(text: str) -> bool:
+    try:
+        text.encode("utf-8", "surrogateescape")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def one_line(exc: BaseException | str, limit: int = 400) -> str:
     """The message of ``exc`` on one line, cut to ``limit`` characters: how every layer shows a
     failure to a person.
@@ -54,5 +73,5 @@ def one_line(exc: BaseException | str, limit: int = 400) -> str:
         lines = [_ANSI.sub("", line).strip() for line in str(exc).splitlines()]
         lines = [line for line in lines if line and not line.startswith(_KERAS_WRAPPER)]
         text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))
     return text if len(text) <= limit else text[:limit - 1] + "…"

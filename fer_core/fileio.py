@@ -1,5 +1,5 @@
-"""Files in and out without surprises: inputs are opened only when they are regular files of a
-sane size, and outputs appear whole or not at all.
+"""Writing files without surprises: outputs appear whole or not at all (reading is
+``safe_files``'s).
 
 Every writer (AU tables, model JSON, the manifest, sidecars) goes through ``atomic_output``: the
 bytes go to a temporary file in the target's folder, which replaces the target only once it is
@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import FerError, OutputFileError
+from .errors import OutputFileError, printable
 
 
 def _umask() -> int:
@@ -39,74 +39,13 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
-def escape_text(text: str) -> str:
-    """``text`` with characters UTF-8 cannot hold (file names with bytes that are not UTF-8, which
-    Python keeps as lone surrogates) written as ``\\xff`` escapes, so it can be printed and saved."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        try:
-            return os.fsencode(text).decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:  # a surrogate that no file name produced
-            return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def shown(path: str | os.PathLike[str]) -> str:
-    """A path as text that can always be shown (see ``escape_text``)."""
-    return escape_text(os.fsdecode(path))
-
-
-def size_text(n: int) -> str:
-    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
-
-
-# -- reading ---------------------------------------------------------------------------------
-def open_regular(path: str | os.PathLike[str], error: type[FerError] = FerError, max_bytes: int | None = None,
-                 hint: str = "pick another file") -> tuple[BinaryIO, int]:
-    """Open a regular file for reading: (binary file, size in bytes).
-
-    Folders, devices (``/dev/zero``, also behind a symlink), pipes and sockets are refused before a
-    byte is read, and so is a file larger than ``max_bytes``. The file is opened non-blocking and
-    checked on its descriptor, so a FIFO swapped in after a check cannot hang the reader.
-    """
-    name = shown(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise error(f"{name}: file not found; {hint}") from None
-    except NotADirectoryError:
-        raise error(f"{name}: file not found (a folder in the path is a file); {hint}") from None
-    except PermissionError:
-        raise error(f"{name}: permission denied; make the file readable or {hint}") from None
-    except OSError as exc:
-        raise error(f"{name}: cannot be opened ({exc.strerror or exc}); {hint}") from None
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise error(f"{name}: is a folder, not a file; {hint}")
-        if not stat.S_ISREG(info.st_mode):
-            raise error(f"{name}: not a regular file (a device, pipe or socket); {hint}")
-        if max_bytes is not None and info.st_size > max_bytes:
-            raise error(f"{name}: {size_text(info.st_size)} is more than the {size_text(max_bytes)} this "
-                        f"workbench reads; split or subsample it")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb"), int(info.st_size)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 # -- writing ---------------------------------------------------------------------------------
 def output_path(path: str | os.PathLike[str]) -> Path:
     """Where ``path`` will be written, checked before any work is done: not a folder, not a
     device, not under a regular file. Missing folders are created; a symlink is written through.
     Raises ``OutputFileError``."""
     target = Path(os.fsdecode(path))
-    name = shown(target)
+    name = printable(str(target))
     if target.name in ("", ".", "..") or str(path).endswith(os.sep):
         raise OutputFileError(f"{name}: is a folder; give a file path to write to")
     if target.is_symlink():
@@ -116,21 +55,21 @@ def output_path(path: str | os.PathLike[str]) -> Path:
     except FileNotFoundError:
         info = None
     except NotADirectoryError:
-        raise OutputFileError(f"{name}: {shown(_file_ancestor(target))} is a file, not a folder; "
+        raise OutputFileError(f"{name}: {printable(str(_file_ancestor(target)))} is a file, not a folder; "
                               "choose another path") from None
     except OSError as exc:
         raise OutputFileError(f"{name}: cannot be written ({exc.strerror or exc}); choose another path") from None
     if info is not None and stat.S_ISDIR(info.st_mode):
-        raise OutputFileError(f"{name}: is a folder; give a file path inside it, e.g. {shown(target / target.name)}")
+        raise OutputFileError(f"{name}: is a folder; give a file path inside it, e.g. {printable(str(target / target.name))}")
     if info is not None and not stat.S_ISREG(info.st_mode):
         raise OutputFileError(f"{name}: not a regular file (a device, pipe or socket); write to a file instead")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise OutputFileError(f"{name}: {shown(_file_ancestor(target))} is a file, not a folder; "
+        raise OutputFileError(f"{name}: {printable(str(_file_ancestor(target)))} is a file, not a folder; "
                               "choose another path") from None
     except OSError as exc:
-        raise OutputFileError(f"{name}: cannot create the folder {shown(target.parent)} "
+        raise OutputFileError(f"{name}: cannot create the folder {printable(str(target.parent))} "
                               f"({exc.strerror or exc}); choose another path") from None
     return target
 
@@ -145,7 +84,7 @@ def _file_ancestor(path: Path) -> Path:
 
 def write_error(path: str | os.PathLike[str], exc: OSError) -> OutputFileError:
     """One line for a failed write; nothing was left behind by the caller."""
-    name = shown(path)
+    name = printable(os.fsdecode(path))
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return OutputFileError(f"{name}: no space left on the disk; free some space or write elsewhere "
                                "(nothing was written)")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
+import stat
 import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -15,12 +17,35 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .emotions import emotion_from_filename, normalize_emotion
-from .errors import DatasetError, ImageError
+from .errors import DatasetError, ImageError, printable
+from .safe_files import read_regular_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Image formats people keep beside their photos that this workbench cannot decode: listed as
+# skipped (with what to do) rather than passed over without a word.
+UNSUPPORTED_SUFFIXES = {".svg": "SVG is a vector drawing", ".svgz": "SVG is a vector drawing",
+                        ".heic": "HEIC is not supported", ".heif": "HEIF is not supported",
+                        ".avif": "AVIF is not supported", ".jxl": "JPEG XL is not supported",
+                        ".cr2": "camera raw files are not supported", ".nef": "camera raw files are not supported",
+                        ".dng": "camera raw files are not supported", ".psd": "Photoshop files are not supported"}
 # Decompression-bomb guard: larger images are refused before decoding (~ 8000 x 5000).
 MAX_PIXELS = int(os.environ.get("FER_MAX_PIXELS", 40_000_000))
 MAX_FILE_BYTES = int(os.environ.get("FER_MAX_FILE_BYTES", 50 * 1024 * 1024))
+# MediaPipe aborts the whole process (an OpenCV assertion) on any image side >= 32,767 px, and a
+# strip far longer than it is wide holds no face to measure: both are refused before decoding.
+MAX_SIDE = 20_000
+MAX_ASPECT = 12.0
+# Photos are decoded at most this large on their long side (JPEG decodes scaled down directly), so
+# a 40-megapixel upload costs tens of MB, not a gigabyte; face analysis shrinks them further.
+MAX_DECODE_SIDE = 4096
+
+
+def _limit(name: str, default: float) -> float:
+    """A size limit, read at call time so a test or a user can move it (FER_MAX_SIDE, ...)."""
+    try:
+        return float(os.environ.get(f"FER_{name}", default))
+    except ValueError:
+        return default
 
 
 
@@ -37,12 +62,8 @@ def load_image(source, name: str | None = None) -> np.ndarray:
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"{label}: file not found")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ImageError(f"{label}: file is larger than {MAX_FILE_BYTES // 2**20} MB; resize it first")
-        data = path.read_bytes()
+        data = read_regular_file(source, MAX_FILE_BYTES, "give a JPEG or PNG image file", what="image file",
+                                 error=ImageError, label=label)
     if not data:
         raise ImageError(f"{label}: file is empty")
     if len(data) > MAX_FILE_BYTES:
@@ -51,11 +72,17 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
-                if im.width * im.height > MAX_PIXELS:
-                    raise ImageError(
-                        f"{label}: image is {im.width}x{im.height} pixels, over the limit of "
-                        f"{MAX_PIXELS:,}; resize it first")
+                _check_size(im.width, im.height, label)
+                if getattr(im, "n_frames", 1) > 1:
+                    im.seek(0)  # multi-page TIFF, animated GIF/WebP: the first page is the image
+                decode_side = int(_limit("MAX_DECODE_SIDE", MAX_DECODE_SIDE))
+                if max(im.size) > decode_side:
+                    # JPEG: decode at 1/2, 1/4 or 1/8 scale, keeping at least half the target size
+                    im.draft("RGB", _fit(im.size, decode_side // 2))
                 im.load()
+                if max(im.size) > decode_side:
+                    im = im.copy()
+                    im.thumbnail((decode_side, decode_side), Image.Resampling.LANCZOS)
                 return _pil_to_rgb(im, label)
     except ImageError:
         raise
@@ -65,12 +92,28 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         raise ImageError(f"{label}: image is corrupt or truncated ({exc.__class__.__name__}); re-export it") from None
 
 
+def _check_size(width: int, height: int, label: str) -> None:
+    """Refuse, before decoding, images too large to decode safely or of a shape with no face."""
+    max_pixels, max_side, max_aspect = MAX_PIXELS, _limit("MAX_SIDE", MAX_SIDE), _limit("MAX_ASPECT", MAX_ASPECT)
+    if width * height > max_pixels:
+        raise ImageError(f"{label}: image is {width}x{height} pixels, over the limit of {max_pixels:,}; resize it first")
+    if max(width, height) > max_side:
+        raise ImageError(f"{label}: image is {width}x{height} pixels; sides over {max_side:,.0f} px are not "
+                         "accepted, resize it first")
+    if min(width, height) < 1 or max(width, height) / min(width, height) > max_aspect:
+        raise ImageError(f"{label}: image is {width}x{height} pixels, more than {max_aspect:g} times longer "
+                         "than wide; crop it around the face")
+
+
+def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
+    scale = side / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 def _pil_to_rgb(im: Image.Image, label: str) -> np.ndarray:
     im = ImageOps.exif_transpose(im)
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im, dtype=np.float64)
-        top = arr.max() if arr.max() > 0 else 1.0
-        return _array_to_rgb((arr / top * 255).astype(np.uint8), label)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return _array_to_rgb(_scale_to_bytes(np.asarray(im, dtype=np.float64)), label)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         background = Image.new("RGBA", im.size, (255, 255, 255, 255))
@@ -82,8 +125,9 @@ def _array_to_rgb(arr: np.ndarray, label: str) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.size == 0 or arr.ndim not in (2, 3):
         raise ImageError(f"{label}: not an image array (shape {arr.shape})")
+    _check_size(arr.shape[1], arr.shape[0], label)
     if arr.dtype != np.uint8:
-        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        arr = _scale_to_bytes(arr.astype(np.float64))
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
     elif arr.shape[2] == 1:
@@ -96,6 +140,22 @@ def _array_to_rgb(arr: np.ndarray, label: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _scale_to_bytes(arr: np.ndarray) -> np.ndarray:
+    """Float or 16/32-bit pixels to 0-255, by one stated rule: values within 0-1 are taken as
+    fractions, values within 0-255 as they are, larger ones (16-bit scans) are scaled by their
+    maximum, and images with negative values are stretched from their minimum to their maximum;
+    NaN and infinities count as 0."""
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo < 0:
+        arr = (arr - lo) / ((hi - lo) or 1.0) * 255.0
+    elif hi <= 1.0:
+        arr = arr * 255.0
+    elif hi > 255:
+        arr = arr / hi * 255.0
+    return np.clip(np.round(arr), 0, 255).astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class LabeledImage:
     path: Path
@@ -106,12 +166,39 @@ class LabeledImage:
         return self.path.name
 
 
+@dataclass(frozen=True)
+class ImageListing:
+    """The images of a folder, and the files in it that look like images but cannot be read,
+    each with the reason ("happy/x.svg: SVG is a vector drawing; ...")."""
+
+    items: list[LabeledImage]
+    skipped: list[SkippedFile]
+
+    @property
+    def skipped_lines(self) -> list[str]:
+        return [f"{s.file}: {s.reason}" for s in self.skipped]
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    file: str  # relative to the folder listed, printable
+    label: str | None
+    reason: str
+
+
 def list_images(root: str | os.PathLike[str], classes: Sequence[str] | None = None) -> list[LabeledImage]:
-    """Images of a dataset folder with their labels, sorted.
+    """Images of a dataset folder with their labels, sorted (``scan_images`` also says which
+    files were passed over and why)."""
+    return scan_images(root, classes).items
+
+
+def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = None) -> ImageListing:
+    """Images of a dataset folder with their labels, sorted, and the image-like files skipped.
 
     Accepts the Kaggle layout ``root/<emotion>/*.jpg`` (aliases like ``anger`` allowed) and flat
     folders whose file names start with the emotion (``angry001.jpg``). Files whose emotion is not
-    in ``classes`` are left out; unlabelled flat files get label None.
+    in ``classes`` are left out; unlabelled flat files get label None. Only regular files are
+    taken: a named pipe or a link to a device would hang a reader, a symlink loop has no end.
     """
     root = Path(root)
     if not root.exists():
@@ -123,27 +210,59 @@ def list_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
     except OSError as exc:
         raise DatasetError(f"{root}: cannot read folder ({exc.strerror})") from None
     items: list[LabeledImage] = []
+    skipped: list[str] = []
+    wanted = set(classes) if classes is not None else None
+
+    def take(path: Path, label: str | None) -> None:
+        if wanted is not None and label not in wanted:
+            return
+        reason = _skip_reason(path)
+        if reason is None:
+            items.append(LabeledImage(path, label))
+        elif reason:
+            skipped.append(SkippedFile(printable(relative_file(path, root)), label, reason))
+
     for entry in entries:
-        if entry.is_dir():
+        if _is_folder(entry):
             label = normalize_emotion(entry.name)
             if label is None:
                 continue
             try:
-                files = sorted(p for p in entry.iterdir() if _is_image_file(p))
-            except OSError:
+                files = sorted(entry.iterdir())
+            except OSError as exc:
+                skipped.append(SkippedFile(printable(entry.name) + "/", label, f"cannot read folder ({exc.strerror})"))
                 continue
-            items.extend(LabeledImage(p, label) for p in files)
-        elif _is_image_file(entry):
-            items.append(LabeledImage(entry, emotion_from_filename(entry.stem)))
-    if classes is not None:
-        wanted = set(classes)
-        items = [it for it in items if it.label in wanted]
-    return items
+            for path in files:
+                take(path, label)
+        else:
+            take(entry, emotion_from_filename(entry.stem))
+    return ImageListing(items, skipped)
 
 
-def _is_image_file(path: Path) -> bool:
-    """An image by its name and a regular file (a named pipe or device would hang a reader)."""
-    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+def _is_folder(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def _skip_reason(path: Path) -> str | None:
+    """None for a readable image file; "" for a file that is no image at all (not reported);
+    else why this image-like file is passed over."""
+    suffix = path.suffix.lower()
+    if suffix in UNSUPPORTED_SUFFIXES:
+        return f"{UNSUPPORTED_SUFFIXES[suffix]}; convert it to PNG or JPEG"
+    if suffix not in IMAGE_SUFFIXES:
+        return ""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop; fix or remove the link"
+        return f"cannot read ({exc.strerror or 'broken link'})"
+    if not stat.S_ISREG(mode):
+        return "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, device or socket)"
+    return None
 
 
 def relative_file(file: str | os.PathLike[str], root: str | os.PathLike[str] | None) -> str:

@@ -18,8 +18,10 @@ from typing import Any
 
 from . import config, fileio
 from .errors import FerError, ModelFileError
+from .safe_files import check_regular_file, read_json_file
 
 MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 4 * 2**20  # a manifest lists a few models: a few KB
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,62}$")
 
 # Metric names written by earlier versions, and what they were measured on.
@@ -50,7 +52,8 @@ class Metrics:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Metrics":
-        d = dict(d or {})
+        """Tolerant: a value of the wrong type is left out, not an error (metrics are only shown)."""
+        d = dict(d) if isinstance(d, dict) else {}
         evaluated_on = d.get("evaluated_on", "")
         for prefix, meaning in _LEGACY_METRICS.items():
             if f"{prefix}_accuracy" in d or f"{prefix}_macro_f1" in d:
@@ -58,20 +61,21 @@ class Metrics:
                 d.setdefault("macro_f1", d.get(f"{prefix}_macro_f1"))
                 evaluated_on = evaluated_on or meaning
         ci = d.get("accuracy_ci95")
-
-        def number(v):
-            return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-        return cls(accuracy=number(d.get("accuracy")), macro_f1=number(d.get("macro_f1")),
-                   accuracy_ci95=(float(ci[0]), float(ci[1])) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None,
-                   evaluated_on=str(evaluated_on or ""),
-                   n=int(d["n"]) if isinstance(d.get("n"), int) else None)
+        ci_pair = tuple(map(_number, ci)) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
+        return cls(accuracy=_number(d.get("accuracy")), macro_f1=_number(d.get("macro_f1")),
+                   accuracy_ci95=ci_pair if ci_pair and None not in ci_pair else None,
+                   evaluated_on=evaluated_on if isinstance(evaluated_on, str) else "",
+                   n=d["n"] if isinstance(d.get("n"), int) and not isinstance(d.get("n"), bool) else None)
 
     @classmethod
     def from_report(cls, report, evaluated_on: str) -> "Metrics":
         """From an ``EvaluationReport``."""
         return cls(accuracy=report.accuracy, macro_f1=report.macro_f1,
                    accuracy_ci95=tuple(report.accuracy_ci95), evaluated_on=evaluated_on, n=report.n)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 _KNOWN = ("name", "kind", "path", "classes", "metrics", "command", "origin", "description", "mapping", "sha256")
@@ -118,16 +122,43 @@ class ModelEntry:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = MANIFEST) -> "ModelEntry":
-        if not isinstance(d, dict) or not all(isinstance(d.get(k), str) and d.get(k) for k in ("name", "kind", "path")):
-            raise ModelFileError(f"{source}: an entry lacks name, kind or path; restore it with git checkout")
-        return cls(name=d["name"], kind=d["kind"], path=d["path"], classes=tuple(d.get("classes") or ()),
+    def from_dict(cls, d: Any, source: str = MANIFEST, index: int | None = None) -> "ModelEntry":
+        """An entry from its JSON object; ``index`` (from 1) names it in messages."""
+        where = f"entry {index}" if index is not None else "an entry"
+        fix = "fix or remove it"
+        if not isinstance(d, dict):
+            raise ModelFileError(f"{source}: {where} is {_json_type(d)}, not an object; {fix}")
+        for key in ("name", "kind", "path"):
+            value = d.get(key)
+            if value is None or value == "":
+                raise ModelFileError(f"{source}: {where} has no {key!r}; {fix}")
+            if not isinstance(value, str):
+                raise ModelFileError(f"{source}: {where} has a {key!r} that is {_json_type(value)}, not text; {fix}")
+        if "\x00" in d["path"]:
+            raise ModelFileError(f"{source}: {where} has a 'path' with a NUL character; {fix}")
+        where = f"{where} ({d['name']!r})"
+        classes = d.get("classes") or []
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise ModelFileError(f"{source}: {where} has 'classes' that are not a list of emotion names; {fix}")
+        for key in ("command", "origin", "description", "sha256"):
+            if d.get(key) is not None and not isinstance(d[key], str):
+                raise ModelFileError(f"{source}: {where} has a {key!r} that is {_json_type(d[key])}, not text; {fix}")
+        mapping = d.get("mapping")
+        if mapping is not None and not (isinstance(mapping, dict) and all(
+                v is None or isinstance(v, str) for v in mapping.values())):
+            raise ModelFileError(f"{source}: {where} has a 'mapping' that is not an object of class name -> "
+                                 f"emotion (or null); {fix}")
+        if d.get("metrics") is not None and not isinstance(d["metrics"], dict):
+            raise ModelFileError(f"{source}: {where} has 'metrics' that are {_json_type(d['metrics'])}, "
+                                 f"not an object; {fix}")
+        return cls(name=d["name"], kind=d["kind"], path=d["path"], classes=tuple(classes),
                    metrics=Metrics.from_dict(d.get("metrics")), command=d.get("command"),
-                   origin=d.get("origin"), description=d.get("description"), mapping=d.get("mapping"),
+                   origin=d.get("origin"), description=d.get("description"), mapping=mapping,
                    sha256=d.get("sha256"), extra={k: v for k, v in d.items() if k not in _KNOWN})
 
     def verify_checksum(self) -> None:
-        """Refuse a registered model whose file changed since it was registered."""
+        """Refuse a registered model whose file changed since it was registered (or that is no
+        longer a regular file: a FIFO or a link to a device would never finish hashing)."""
         path = self.file
         if not path.exists():
             raise ModelFileError(f"{path}: model file of {self.name!r} is missing; restore it or retrain")
@@ -149,10 +180,15 @@ def validate_model_name(name: str, existing: Sequence[ModelEntry]) -> str:
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a regular file (anything else is refused before it is opened)."""
+    check_regular_file(path, "restore it or retrain")
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc}); restore it or retrain") from None
     return h.hexdigest()
 
 
@@ -161,16 +197,33 @@ def manifest_path(models_dir: Path | None = None) -> Path:
 
 
 def read_manifest(models_dir: Path | None = None) -> list[ModelEntry]:
+    """The entries of ``manifest.json`` ([] if there is none), or one ModelFileError line naming
+    the file and the entry that is wrong."""
     path = manifest_path(models_dir)
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
-    try:
-        entries = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError(f"{path}: manifest is not valid JSON; restore it with git checkout") from None
+    entries = read_json_file(path, MAX_MANIFEST_BYTES, "restore it with git checkout", what="manifest")
     if not isinstance(entries, list):
-        raise ModelFileError(f"{path}: manifest must be a JSON list of model entries")
-    return [ModelEntry.from_dict(e, str(path)) for e in entries]
+        raise ModelFileError(f"{path}: manifest must be a JSON list of model entries, not {_json_type(entries)}; "
+                             "restore it with git checkout")
+    out = [ModelEntry.from_dict(e, str(path), i) for i, e in enumerate(entries, 1)]
+    first: dict[str, int] = {}
+    for i, entry in enumerate(out, 1):
+        if entry.name in first:
+            raise ModelFileError(f"{path}: entries {first[entry.name]} and {i} are both named {entry.name!r}; "
+                                 "rename or remove one")
+        first[entry.name] = i
+    return out
+
+
+def _json_type(value: Any) -> str:
+    """How JSON would call ``value``'s type, for messages: "a list", "null"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {dict: "an object", list: "a list", str: "text", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__)
 
 
 def write_manifest(entries: Sequence[ModelEntry], models_dir: Path | None = None) -> None:

@@ -76,17 +76,38 @@ class FaceResult:
 
 def analyze_image(rgb: np.ndarray, model: Predictor | None = None, analyzer=None, top: int = 3) -> list[FaceResult]:
     """Every face of an image (largest first) measured, cropped and, with an explaining
-    ``model``, explained."""
-    from .measure.extract import measure_faces
-    from .measure.landmarker import shared_analyzer
+    ``model``, explained. Measured in a crash-isolated worker process, or in this process with
+    ``analyzer`` when one is given."""
+    from .measure.extract import measure_faces, measure_image
+
+    measured = measure_image(rgb) if analyzer is None else measure_faces(analyzer, rgb, keep_landmarks=True)
+    return faces_from_measurements(rgb, measured, model, top)
+
+
+def faces_from_measurements(rgb: np.ndarray, measured, model: Predictor | None = None, top: int = 3,
+                            masked: bool = False) -> list[FaceResult]:
+    """``analyze_image`` for faces measured elsewhere (in a crash-isolated worker). ``masked``:
+    the faces wear a drawn mask, so the AUs it hides are unknown (NaN)."""
+    from .masks import hide
 
     out = []
-    for m in measure_faces(analyzer or shared_analyzer(), rgb, keep_landmarks=True):
-        face = FaceInput(pixels=face_crop(rgb, m.box), aus=m.au_vector())
+    for m in measured:
+        aus = hide(m.au_vector()) if masked else m.au_vector()
+        face = FaceInput(pixels=face_crop(rgb, m.box), aus=aus)
         explanation = model.explain(face, top=top) if model is not None and model.explains else None
-        out.append(FaceResult(m.box, m.confidence, m.aus(), face, explanation, m.landmarks,
-                              m.low_confidence, m.method))
+        out.append(FaceResult(m.box, m.confidence, dict(zip(AU_COLUMNS, map(float, aus))), face, explanation,
+                              m.landmarks, m.low_confidence, m.method))
     return out
+
+
+def analyze_masked(rgb: np.ndarray, model: Predictor | None = None, style: str = "surgical", seed: int = 0,
+                   top: int = 3) -> tuple[np.ndarray, list[FaceResult]]:
+    """The same photo with a mask drawn on every face: (the masked image, its faces measured and
+    explained under the mask, in the order of the unmasked faces)."""
+    from .measure.extract import measure_masked_image
+
+    measure = measure_masked_image(rgb, style, seed)
+    return measure.image, faces_from_measurements(measure.image, measure.masked, model, top, masked=True)
 
 
 @dataclass
@@ -114,7 +135,11 @@ def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, 
         im = Image.fromarray(rgb)
         im.thumbnail((max_side, max_side), Image.LANCZOS)
         rgb, scaled = np.asarray(im), True
-    faces = analyze_image(rgb, model, analyzer)
+    try:
+        faces = analyze_image(rgb, model, analyzer)
+    except FerError as exc:
+        return PhotoResult(name, rgb, [], f"{name}: {one_line(exc).removeprefix('image: ')}", scaled,
+                           time.perf_counter() - start)
     error = None if faces else f"{name}: {NO_FACE_MESSAGE}"
     return PhotoResult(name, rgb, faces, error, scaled, time.perf_counter() - start)
 

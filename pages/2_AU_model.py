@@ -16,7 +16,7 @@ from fer_core.images import sample_per_class
 from ui.common import (
     DATA_LAYOUT_HELP,
     au_table_from_bytes,
-    dataset_items,
+    dataset_listing,
     derived_tables,
     docker_status,
     entries_of,
@@ -68,14 +68,15 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
     start = c1.button("Extract AUs", type="primary", key="au_extract", disabled=not ready)
     c2.button("Cancel", key="au_cancel", help="Stops the extraction; images done so far are kept.")
     if start:
-        items = sample_per_class(dataset_items(folder), int(per))
+        listing = dataset_listing(folder)
+        items = sample_per_class(listing.items, int(per))
 
         def keep(table: pd.DataFrame, cancelled: bool) -> None:
             tables[key] = {"table": table, "cancelled": cancelled, "total": len(items)}
             if not cancelled and not per and backend == "mediapipe":
                 tables[folder] = tables[key]  # full folders are shown on the explorer page too
 
-        extract_with_cancel(items, "Extracting AUs", keep, backend=backend)
+        extract_with_cancel(items, "Extracting AUs", keep, backend=backend, root=folder, skipped=listing.skipped)
     else:
         wait_for_extraction()  # a run stopped by a click may still be handing over its rows
     done = tables.get(key)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fer_core.errors import one_line
+from fer_core.errors import FerError, one_line
 from fer_core.figures import plots
-from fer_core.pipeline import analyze_photo, probabilities_for
+from fer_core.masks import STYLES
+from fer_core.pipeline import analyze_masked, analyze_photo, probabilities_for
 from ui.common import (
     IMAGE_TYPES,
     digest,
     entries_of,
-    face_analyzer,
     load_predictor,
     log,
     page_setup,
@@ -72,7 +72,7 @@ def result_for(name: str, data: bytes, model, model_key: str) -> dict:
     key = (digest(data), name, model_key)
     if key not in results:
         with st.spinner(f"Analysing {name}…"):
-            results[key] = (analyze_photo(data, name, model, face_analyzer()), model_key)
+            results[key] = (analyze_photo(data, name, model), model_key)
         while len(results) > MAX_KEPT_RESULTS:
             results.pop(next(iter(results)))
     return results[key]
@@ -141,7 +141,48 @@ def show_other_models(face, index: int, others: list, slot: int) -> None:
                             key=f"other_{slot}_{index}_{entry.name}")
 
 
-def show_result(result, others: list, slot: int) -> None:
+def masked_result(result, model, model_key: str, style: str) -> tuple | str:
+    """(masked image, its faces) for a result, kept in session state; or the one-line error."""
+    cache: dict = st.session_state.setdefault("try_masked", {})
+    key = (id(result), model_key, style)
+    if key not in cache:
+        with st.spinner(f"Putting a mask on {result.name}…"):
+            try:
+                cache[key] = analyze_masked(result.image, model, style)
+            except FerError as exc:
+                cache[key] = one_line(exc)
+        while len(cache) > MAX_KEPT_RESULTS:
+            cache.pop(next(iter(cache)))
+    return cache[key]
+
+
+def show_masked(result, model, model_key: str, style: str, slot: int) -> None:
+    """The same faces under a mask: what the prediction and its explanation become."""
+    masked = masked_result(result, model, model_key, style)
+    if isinstance(masked, str):
+        show_error(masked, warning=True)
+        return
+    image, faces = masked
+    st.markdown("**With a mask** (drawn from the landmarks over nose, mouth and chin)")
+    for i, (before, after) in enumerate(zip(result.faces, faces)):
+        a, b = before.explanation, after.explanation
+        c1, c2 = st.columns([1, 2])
+        c1.image(plots.draw_face_overlay(image, after.box, None, [], label=f"{b.emotion} {b.probabilities[b.emotion]:.0%}",
+                                         crop_margin=0.35), caption=f"Face {i + 1} masked", width="stretch")
+        with c2:
+            changed = "changes to" if b.emotion != a.emotion else "stays"
+            st.markdown(f"Without a mask: **{a.emotion}** ({a.probabilities[a.emotion]:.0%}) → with a mask it "
+                        f"{changed} **{b.emotion}** ({b.probabilities[b.emotion]:.0%}).")
+            st.markdown(b.sentence[0].upper() + b.sentence[1:])
+            unknown = b.extra.get("unknown_aus", [])
+            if unknown:
+                st.caption("Hidden by the mask, so unknown (not counted for or against any emotion): "
+                           + ", ".join(unknown))
+            st.plotly_chart(plots.probability_bars(b.probabilities, title="AU model under the mask"),
+                            key=f"masked_proba_{slot}_{i}")
+
+
+def show_result(result, others: list, slot: int, model=None, model_key: str = "", mask: str | None = None) -> None:
     with st.container(border=True):
         st.markdown(f"#### {result.name}")
         if result.error:
@@ -153,6 +194,8 @@ def show_result(result, others: list, slot: int) -> None:
                    + (" (image scaled down for analysis)" if result.scaled else "") + ".")
         for i, face in enumerate(result.faces):
             show_face(result, i, face, others, slot)
+        if mask and model is not None:
+            show_masked(result, model, model_key, mask, slot)
 
 
 def main() -> None:
@@ -163,6 +206,11 @@ def main() -> None:
     if model is None:
         return
     inputs = collect_inputs()
+    mask = None
+    if st.toggle("Put a mask on", key="try_mask",
+                 help="The same faces with a mask drawn from their landmarks: how the prediction and its AU "
+                      "explanation change when nose, mouth and chin are hidden."):
+        mask = st.selectbox("Mask", list(STYLES), format_func=lambda s: STYLES[s].label, key="try_mask_style")
     if not inputs:
         st.info("Upload one or more photos above (nothing is stored on disk), or switch on the camera. "
                 "Frontal, well-lit faces work best.")
@@ -170,14 +218,14 @@ def main() -> None:
         if last:  # the uploader forgets its files when you visit another page; the results stay
             st.subheader("Last results")
             for slot, result in enumerate(last):
-                show_result(result, others, slot)
+                show_result(result, others, slot, model, model_key, mask)
         return
     shown = []
     for slot, (name, data) in enumerate(inputs):
         try:
             result, key = result_for(name, data, model, model_key)
             shown.append((result, key))
-            show_result(result, others, slot)
+            show_result(result, others, slot, model, model_key, mask)
         except Exception as exc:
             log.exception("analysis of %s failed", name)
             show_error(exc, prefix=name)

@@ -15,7 +15,6 @@ from fer_core.predictors.teachable import TeachableImport, TeachableUpload, sort
 from ui.common import (
     IMAGE_TYPES,
     digest,
-    face_analyzer,
     load_teachable_upload,
     manifest_entries,
     page_setup,
@@ -96,7 +95,7 @@ def try_section(predictor) -> None:
     if up is None:
         return
     with st.spinner("Finding the face and predicting…"):
-        photo = analyze_photo(up.getvalue(), up.name, None, face_analyzer())
+        photo = analyze_photo(up.getvalue(), up.name, None)
         if photo.image is None:
             show_error(photo.error or f"{up.name}: not a readable image")
             return

@@ -7,8 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from fer_core import config
-from fer_core.emotions import SIX_EMOTIONS, shared_classes
+from fer_core.emotions import shared_classes
 from fer_core.errors import FerError
 from fer_core.evaluation.compare import Comparison, run_comparison
 from fer_core.figures import plots
@@ -22,94 +21,20 @@ from fer_core.figures.compare import (
     summary_frame,
 )
 from ui.common import (
-    DATA_LAYOUT_HELP,
-    dataset_items,
-    digest,
-    drawn_test_set,
+    choose_models,
+    choose_test_set,
     fraction_bar,
     load_predictor,
-    manifest_entries,
     page_setup,
     run_page,
     show_error,
     thumbnail,
-    unpacked_zip,
 )
 
 page_setup("Compare", ":material/compare_arrows:")
 
-DRAWN = "60-image test set (drawn from a split)"
-FOLDER = "A folder on this machine"
-ZIP = "Upload a zip of images"
-SPLIT = "A whole FER2013 split"
 MAX_THUMBS = 120  # wrong images shown per model; the CSV has them all
 PER_ROW = 3  # confusion matrices side by side
-
-
-def _fer_splits() -> tuple[Path, list[str]]:
-    root = config.datasets_dir() / "fer2013"
-    return root, sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-
-
-def choose_test_set() -> tuple[list, str, str] | None:
-    """(labelled images, their folder, a description) or None with a message shown."""
-    source = st.radio("Test set", (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key="cmp_source")
-    fer_root, splits = _fer_splits()
-    if source in (DRAWN, SPLIT) and not splits:
-        st.warning(f"No FER2013 images at `{fer_root}`: set FER_DATA_DIR to the folder holding `fer2013/`, or "
-                   f"use a folder or a zip of your own. {DATA_LAYOUT_HELP}")
-        return None
-    if source == DRAWN:
-        c1, c2, c3 = st.columns(3)
-        split = c1.selectbox("Drawn from", splits, index=splits.index("val") if "val" in splits else 0,
-                             key="cmp_draw_split",
-                             help="A split the models did not train on: val for the bundled models.")
-        per = int(c2.number_input("Images per emotion", 1, 500, 10, key="cmp_draw_per"))
-        seed = int(c3.number_input("Seed", 0, 1_000_000, 0, key="cmp_seed",
-                                   help="The same seed draws the same images again."))
-        if split == "train":
-            st.warning("The models were trained on FER2013 train: scores on it are optimistic. Use val.")
-        drawn = drawn_test_set(str(fer_root / split), per, seed, SIX_EMOTIONS)
-        return (dataset_items(str(drawn.root)), str(drawn.root),
-                f"{drawn.count} images ({per} per emotion) drawn from FER2013 {split} with seed {seed}")
-    if source == FOLDER:
-        path = st.text_input("Folder with emotion subfolders (or emotion-prefixed file names)", key="cmp_folder",
-                             help=DATA_LAYOUT_HELP).strip()
-        if not path:
-            st.info(f"Type the path of a labelled folder. {DATA_LAYOUT_HELP}")
-            return None
-        folder = Path(path).expanduser()
-        return dataset_items(str(folder)), str(folder), f"folder `{folder}`"
-    if source == ZIP:
-        up = st.file_uploader("Zip of a test set (emotion subfolders, or names like angry001.jpg)", type=["zip"],
-                              key="cmp_zip", help=DATA_LAYOUT_HELP)
-        if up is None:
-            st.info(f"Upload a zip; it is unpacked into a temporary folder only. {DATA_LAYOUT_HELP}")
-            return None
-        data = up.getvalue()
-        unpacked = unpacked_zip(digest(data), data)
-        return dataset_items(str(unpacked.root)), str(unpacked.root), f"zip `{up.name}`"
-    split = st.selectbox("Split", splits, index=splits.index("val") if "val" in splits else 0, key="cmp_split")
-    if split == "train":
-        st.warning("The models were trained on FER2013 train: scores on it are optimistic. Use val.")
-    items = dataset_items(str(fer_root / split))
-    st.caption(f"{len(items):,} images. AU models need ~30 ms per image the first time (measurements are cached).")
-    return items, str(fer_root / split), f"FER2013 {split} ({len(items):,} images)"
-
-
-def choose_models() -> list:
-    entries = manifest_entries()
-    if not entries:
-        st.warning("No models are registered in models/manifest.json: train an AU model or a CNN, or import a "
-                   "Teachable Machine export, on their pages.")
-        return []
-    names = [e.name for e in entries]
-    kinds = {e.name: e.kind for e in entries}
-    chosen = st.multiselect("Models", names, default=names, key="cmp_models",
-                            format_func=lambda n: f"{n} ({kinds[n]})",
-                            help="All registered models: AU models, CNNs and Teachable Machine imports. The first "
-                                 "CNN or Teachable Machine model starts TensorFlow (~15 s).")
-    return [e for e in entries if e.name in chosen]
 
 
 def choose_classes(items: list, entries: list) -> list[str]:
@@ -172,12 +97,12 @@ def show_mcnemar(res: Comparison) -> None:
                "images only large differences reach significance.")
 
 
-def _thumb_grid(rows: pd.DataFrame, name: str) -> None:
+def _thumb_grid(res: Comparison, rows: pd.DataFrame, name: str) -> None:
     shown = rows.head(MAX_THUMBS)
     images, captions, failed = [], [], 0
     for _, row in shown.iterrows():
         try:
-            images.append(thumbnail(row["file"], 72))
+            images.append(thumbnail(res.path_of(row["file"]), 72))
         except FerError:
             failed += 1
             continue
@@ -206,7 +131,7 @@ def show_wrong(res: Comparison) -> None:
                 st.success("None wrong." if focus == "all" else f"No {focus} image wrong.")
                 continue
             st.caption("Caption: true → predicted.")
-            _thumb_grid(wrong, name)
+            _thumb_grid(res, wrong, name)
 
 
 def show_no_face(res: Comparison) -> None:
@@ -219,7 +144,7 @@ def show_no_face(res: Comparison) -> None:
                    icon=":material/face_retouching_off:")
         with st.expander(f"The {len(files)} image(s) {name} could not judge"):
             rows = res.table[res.table["file"].isin(files)]
-            _thumb_grid(rows, name)
+            _thumb_grid(res, rows, name)
             st.dataframe(pd.DataFrame({"file": [Path(f).name for f in files],
                                        "label": rows.set_index("file").reindex(files)["label"].tolist()}),
                          hide_index=True)
@@ -263,8 +188,8 @@ def main() -> None:
     previous: dict | None = st.session_state.get("cmp_result")
     current = None
     try:
-        chosen = choose_test_set()
-        entries = choose_models() if chosen is not None else []
+        chosen = choose_test_set("cmp")
+        entries = choose_models("cmp") if chosen is not None else []
         if chosen is not None and entries:
             items, root, description = chosen
             classes = choose_classes(items, entries)

@@ -59,7 +59,7 @@ def test_home_lists_models_data_and_pages(models_dir):
     row = table[table["model"] == BUNDLED].iloc[0]
     assert row["origin"] == "bundled" and 0.3 < row["accuracy"] < 1
     links = [e.proto.label for e in at.get("page_link")]
-    assert links == ["Dataset explorer", "AU model", "Try it", "CNN", "Teachable Machine", "Compare"]
+    assert links == ["Dataset explorer", "AU model", "Try it", "CNN", "Teachable Machine", "Compare", "Masks"]
     assert any("derived data" in m for m in _texts(at.markdown))
 
 

@@ -99,7 +99,7 @@ def test_missing_emotion_is_named():
 
 
 @pytest.mark.parametrize("content, message", [
-    ("not json", "not a JSON AU model"),
+    ("not json", "not valid JSON"),
     ('{"format": "other"}', "not an AU model file"),
 ])
 def test_wrong_model_files_are_refused(tmp_path, content, message):

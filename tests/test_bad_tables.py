@@ -108,6 +108,31 @@ def test_a_table_with_nothing_usable_is_one_line(tmp_path):
     assert not (tmp_path / "m.json").exists()
 
 
+def test_bookkeeping_columns_with_odd_values_do_not_crash(tmp_path):
+    table = synthetic_table(12).astype({"face": object, "success": object})
+    table.loc[0, "face"], table.loc[1, "success"], table.loc[2, "face"] = "inf", "1e400", "-9e99"
+    table["masked"] = ["x"] + [0] * (len(table) - 1)
+    read = au_table.read(write_csv(table, tmp_path / "odd.csv"))
+    assert read["face"].tolist()[:3] == [0, 0, -(2**31)] and read["success"].tolist()[:2] == [1, 0]
+    assert au_table.select(read, SIX_EMOTIONS).left_out == {au_table.NOT_FIRST_FACE: 1, au_table.NO_FACE: 1}
+
+
+def test_masked_faces_count_for_models_of_the_aus_they_show():
+    from fer_core.masks import HIDDEN_AUS
+
+    table = synthetic_table(20)
+    masked = table.index % 2 == 0
+    table["masked"] = masked.astype(int)
+    for code in HIDDEN_AUS:
+        table.loc[masked, f"{code}_r"] = np.nan
+    full = au_table.select(table, SIX_EMOTIONS)
+    assert full.left_out == {au_table.AU_HIDDEN: 60} and full.n == 60
+    upper = [c for c in AU_COLUMNS if c.split("_")[0] not in HIDDEN_AUS]
+    assert au_table.select(table, SIX_EMOTIONS, upper).n == 120
+    scoring = au_table.select(table, SIX_EMOTIONS, scoring=True)
+    assert scoring.n == 120 and scoring.measured.all()  # single unknown AUs: the model copes
+
+
 def test_a_column_of_text_only_is_refused():
     text = ",".join(AU_COLUMNS) + "\n" + "\n".join(",".join(["x"] + ["1"] * 16) for _ in range(3))
     with pytest.raises(AUTableError, match="column AU01_r has non-numeric values such as 'x' and no numbers"):
@@ -186,9 +211,9 @@ BAD_FILES = {
     "empty.csv": (lambda: b"", "file is empty"),
     "blank.csv.gz": (lambda: _gzip(b"\n\n"), "file is empty"),
     "scores.csv": (lambda: b"name,score\na,1\n", "missing all 17 AU intensity columns"),
-    "one_line.csv": (lambda: b"x" * (3 << 20), "longer than 1.0 MB; this is not an AU table"),
-    "long_row.csv": (lambda: _good_bytes().split(b"\n")[0] + b"\n" + b"1," * (1 << 20), "a line is longer than 1.0 MB"),
-    "bomb.csv.gz": (lambda: _gzip(b"AU01_r" + b" " * (64 << 20)), "longer than 1.0 MB"),
+    "one_line.csv": (lambda: b"x" * (3 << 20), "longer than 1 MB; this is not an AU table"),
+    "long_row.csv": (lambda: _good_bytes().split(b"\n")[0] + b"\n" + b"1," * (1 << 20), "a line is longer than 1 MB"),
+    "bomb.csv.gz": (lambda: _gzip(b"AU01_r" + b" " * (64 << 20)), "longer than 1 MB"),
     "image.csv": (lambda: bytes(range(256)) * 64, "not a text CSV (it holds binary data)"),
     "quote.csv": (lambda: _good_bytes() + b'"happy/x.jpg,0,happy,1\n', "not a readable CSV"),
 }
@@ -216,9 +241,9 @@ def _special_path(tmp_path: Path, kind: str) -> Path:
 
 
 @pytest.mark.parametrize("kind, message", [
-    ("folder", "is a folder, not a file"),
-    ("fifo", "not a regular file (a device, pipe or socket)"),
-    ("zero", "not a regular file (a device, pipe or socket)"),
+    ("folder", "is a folder, not a regular file, so it is not read"),
+    ("fifo", "is a named pipe (FIFO), not a regular file, so it is not read"),
+    ("zero", "is a character device, not a regular file, so it is not read"),
     ("missing", "file not found"),
 ])
 def test_only_regular_files_are_read(tmp_path, kind, message):
@@ -231,7 +256,7 @@ def test_a_file_over_the_size_limit_is_refused_before_reading(tmp_path, monkeypa
     path = tmp_path / "big.csv"
     path.write_bytes(_good_bytes())
     monkeypatch.setattr(au_table, "MAX_TABLE_BYTES", 1000)
-    with pytest.raises(AUTableError, match=r"big\.csv: .* is more than the 1000 bytes this workbench reads; split"):
+    with pytest.raises(AUTableError, match=r"big\.csv: \d+ KB is larger than a table can be \(1 KB\); pick an AU table"):
         au_table.read(path)
 
 

@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import pandas as pd
 import streamlit as st
 
 from fer_core import config
+from fer_core.emotions import SIX_EMOTIONS
 from fer_core.errors import DatasetError, FerError, one_line
 from fer_core.images import unpack_image_zip
 from fer_core.manifest import ModelEntry
@@ -41,6 +42,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("pages/4_CNN.py", "CNN", ":material/memory:"),
     ("pages/5_Teachable_Machine.py", "Teachable Machine", ":material/school:"),
     ("pages/6_Compare.py", "Compare", ":material/compare_arrows:"),
+    ("pages/7_Masks.py", "Masks", ":material/masks:"),
 )
 DATA_LAYOUT_HELP = (
     "Expected layout (Kaggle FER2013): `<folder>/<emotion>/*.jpg`, e.g. `fer2013/train/happy/img1.jpg`; "
@@ -81,14 +83,6 @@ def run_page(body: Callable[[], None]) -> None:
 
 
 # -- MediaPipe and models, shared by every session ---------------------------------------------
-@st.cache_resource(show_spinner="Loading the face landmarker (once per server)…")
-def face_analyzer():
-    """The process's one FaceAnalyzer (``fer_core``'s shared analyzer; it serialises calls)."""
-    from fer_core.measure.landmarker import shared_analyzer
-
-    return shared_analyzer()
-
-
 def manifest_entries() -> list[ModelEntry]:
     from fer_core.manifest import read_manifest
 
@@ -148,12 +142,20 @@ def au_table_from_bytes(data: bytes, name: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner="Listing images…", ttl=120, max_entries=8)
-def dataset_items(root: str, classes: tuple[str, ...] | None = None):
-    from fer_core.images import list_images
+def dataset_listing(root: str, classes: tuple[str, ...] | None = None):
+    """The folder's images and the image-like files it skips (with why)."""
+    from fer_core.images import scan_images
 
-    items = list_images(root, classes)
-    if not items:
+    listing = scan_images(root, classes)
+    if not listing.items and not listing.skipped:
         raise DatasetError(f"{root}: no images found. {DATA_LAYOUT_HELP}")
+    return listing
+
+
+def dataset_items(root: str, classes: tuple[str, ...] | None = None):
+    items = dataset_listing(root, classes).items
+    if not items:
+        raise DatasetError(f"{root}: no readable images found. {DATA_LAYOUT_HELP}")
     return items
 
 
@@ -265,7 +267,7 @@ def docker_status() -> tuple[bool, str]:
 
 
 def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, bool], None],
-                        backend: str = "mediapipe") -> None:
+                        backend: str = "mediapipe", root: str | None = None, skipped: Sequence = ()) -> None:
     """Run an AU extractor on ``items`` with a progress bar; ``keep(table, cancelled)``
     receives the finished rows (it must not touch ``st`` - the run may be stopping).
 
@@ -276,8 +278,8 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
     run at its next UI call, the progress update. That stop is caught there and turned into
     ``should_stop``, so ``extract_table`` returns the rows done so far (its cache keeps them too);
     they go to ``keep`` and the stop is re-raised so Streamlit carries on with the new run, which
-    waits for this hand-over (``wait_for_extraction``). ``workers=1``: spawning processes from a
-    Streamlit script thread is fragile.
+    waits for this hand-over (``wait_for_extraction``). Faces are measured in one crash-isolated
+    worker process, so an image that crashes MediaPipe costs that image, not the server.
     """
     from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
@@ -307,8 +309,83 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
         return
     with lock:
         table = extract_table(items, workers=1, use_cache=True, progress=progress,
-                              should_stop=lambda: state["stop"] is not None)
+                              should_stop=lambda: state["stop"] is not None, root=root, skipped=skipped)
         keep(table, state["stop"] is not None)
     if state["stop"] is not None:
         raise state["stop"]
     bar.empty()
+
+
+# -- choosers shared by Compare and Masks ------------------------------------------------------
+DRAWN = "60-image test set (drawn from a split)"
+FOLDER = "A folder on this machine"
+ZIP = "Upload a zip of images"
+SPLIT = "A whole FER2013 split"
+
+
+def _fer_splits() -> tuple[Path, list[str]]:
+    root = config.datasets_dir() / "fer2013"
+    return root, sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
+    """The test-set chooser of Compare and Masks: (labelled images, their folder, a description), or
+    None with a message shown. Widget keys start with ``prefix``."""
+    source = st.radio("Test set", (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key=f"{prefix}_source")
+    fer_root, splits = _fer_splits()
+    if source in (DRAWN, SPLIT) and not splits:
+        st.warning(f"No FER2013 images at `{fer_root}`: set FER_DATA_DIR to the folder holding `fer2013/`, or "
+                   f"use a folder or a zip of your own. {DATA_LAYOUT_HELP}")
+        return None
+    if source == DRAWN:
+        c1, c2, c3 = st.columns(3)
+        split = c1.selectbox("Drawn from", splits, index=splits.index("val") if "val" in splits else 0,
+                             key=f"{prefix}_draw_split",
+                             help="A split the models did not train on: val for the bundled models.")
+        per = int(c2.number_input("Images per emotion", 1, 500, 10, key=f"{prefix}_draw_per"))
+        seed = int(c3.number_input("Seed", 0, 1_000_000, 0, key=f"{prefix}_seed",
+                                   help="The same seed draws the same images again."))
+        if split == "train":
+            st.warning("The models were trained on FER2013 train: scores on it are optimistic. Use val.")
+        drawn = drawn_test_set(str(fer_root / split), per, seed, SIX_EMOTIONS)
+        return (dataset_items(str(drawn.root)), str(drawn.root),
+                f"{drawn.count} images ({per} per emotion) drawn from FER2013 {split} with seed {seed}")
+    if source == FOLDER:
+        path = st.text_input("Folder with emotion subfolders (or emotion-prefixed file names)", key=f"{prefix}_folder",
+                             help=DATA_LAYOUT_HELP).strip()
+        if not path:
+            st.info(f"Type the path of a labelled folder. {DATA_LAYOUT_HELP}")
+            return None
+        folder = Path(path).expanduser()
+        return dataset_items(str(folder)), str(folder), f"folder `{folder}`"
+    if source == ZIP:
+        up = st.file_uploader("Zip of a test set (emotion subfolders, or names like angry001.jpg)", type=["zip"],
+                              key=f"{prefix}_zip", help=DATA_LAYOUT_HELP)
+        if up is None:
+            st.info(f"Upload a zip; it is unpacked into a temporary folder only. {DATA_LAYOUT_HELP}")
+            return None
+        data = up.getvalue()
+        unpacked = unpacked_zip(digest(data), data)
+        return dataset_items(str(unpacked.root)), str(unpacked.root), f"zip `{up.name}`"
+    split = st.selectbox("Split", splits, index=splits.index("val") if "val" in splits else 0, key=f"{prefix}_split")
+    if split == "train":
+        st.warning("The models were trained on FER2013 train: scores on it are optimistic. Use val.")
+    items = dataset_items(str(fer_root / split))
+    st.caption(f"{len(items):,} images. AU models need ~30 ms per image the first time (measurements are cached).")
+    return items, str(fer_root / split), f"FER2013 {split} ({len(items):,} images)"
+
+
+def choose_models(prefix: str) -> list:
+    """Registered models to run (every one by default)."""
+    entries = manifest_entries()
+    if not entries:
+        st.warning("No models are registered in models/manifest.json: train an AU model or a CNN, or import a "
+                   "Teachable Machine export, on their pages.")
+        return []
+    names = [e.name for e in entries]
+    kinds = {e.name: e.kind for e in entries}
+    chosen = st.multiselect("Models", names, default=names, key=f"{prefix}_models",
+                            format_func=lambda n: f"{n} ({kinds[n]})",
+                            help="All registered models: AU models, CNNs and Teachable Machine imports. The first "
+                                 "CNN or Teachable Machine model starts TensorFlow (~15 s).")
+    return [e for e in entries if e.name in chosen]

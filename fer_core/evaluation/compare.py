@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..emotions import shared_classes
-from ..errors import DatasetError, FerError, one_line
+from ..errors import DatasetError, FerError, one_line, printable
 from ..images import LabeledImage
 from ..predictors.base import Predictor, predicted_labels
 from .metrics import EvaluationReport, McNemarResult, evaluation_report, mcnemar, report_from_codes
@@ -43,6 +44,11 @@ class Comparison:
     probabilities: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # full (n, k) per model
     model_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     seconds: float = 0.0
+    paths: dict[str, Path] = field(default_factory=dict, repr=False)  # table "file" -> the file to open
+
+    def path_of(self, file: str) -> Path:
+        """The image behind a ``file`` of the table (file names that are not UTF-8 are shown escaped)."""
+        return self.paths.get(file, Path(file))
 
     @property
     def names(self) -> list[str]:
@@ -108,11 +114,12 @@ def _load_all(models: Sequence, loader: Callable) -> tuple[list[Predictor], list
 
 def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Sequence[str] | None = None,
                    workers: int = 1, progress: FractionProgress | None = None,
-                   loader: Callable | None = None) -> Comparison:
+                   loader: Callable | None = None, prepare: Callable | None = None) -> Comparison:
     """Every model (Predictors, manifest entries or names) on exactly the same readable images.
 
     A model that fails to load or run is reported in ``failed_models`` and left out; the others
-    go on. ``progress(fraction, text)`` follows loading, measuring and each model.
+    go on. ``progress(fraction, text)`` follows loading, measuring and each model. ``prepare``
+    replaces the face pipeline (same arguments as ``prepare_faces``), e.g. with masked faces.
     """
     from ..pipeline import prepare_faces
     from ..predictors.registry import load_predictor
@@ -140,12 +147,14 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     need_aus = any(p.inputs == "aus" for p in predictors)
     need_pixels = any(p.inputs == "pixels" for p in predictors)
     share = 1.0 / (len(predictors) + 1)
-    prepared = prepare_faces(chosen, need_aus, need_pixels, workers=workers,
-                             progress=lambda d, t: report(share * d / max(t, 1), f"Measuring faces: {d:,} / {t:,}"))
+    prepared = (prepare or prepare_faces)(
+        chosen, need_aus, need_pixels, workers=workers,
+        progress=lambda d, t: report(share * d / max(t, 1), f"Measuring faces: {d:,} / {t:,}"))
     if not prepared.items:
         raise DatasetError(f"none of the {len(chosen)} test images could be read")
-    table = pd.DataFrame({"file": [str(it.path) for it in prepared.items],
-                          "label": [it.label for it in prepared.items]})
+    files = [printable(str(it.path)) for it in prepared.items]
+    paths = {f: it.path for f, it in zip(files, prepared.items)}
+    table = pd.DataFrame({"file": files, "label": [it.label for it in prepared.items]})
     kinds: dict[str, str] = {}
     probabilities: dict[str, np.ndarray] = {}
     model_classes: dict[str, tuple[str, ...]] = {}
@@ -176,7 +185,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     report(1.0, "Done")
     return Comparison.from_table(table, list(kinds), classes, kinds=kinds, unreadable=prepared.unreadable,
                                  failed_models=failed, skipped=skipped, probabilities=probabilities,
-                                 model_classes=model_classes, seconds=time.perf_counter() - start)
+                                 model_classes=model_classes, seconds=time.perf_counter() - start, paths=paths)
 
 
 def evaluate_images(predictor: Predictor, items: Sequence[LabeledImage], workers: int = 1,

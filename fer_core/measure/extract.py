@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -22,13 +21,17 @@ import pandas as pd
 
 from .. import au_table, config
 from ..au_table import AU_CODES, AU_COLUMNS
-from ..errors import FerError
-from ..images import LabeledImage, load_image
+from ..errors import FerError, ImageError, printable
+from ..images import LabeledImage, SkippedFile, load_image, relative_file
+from ..safe_files import read_regular_file
 from . import au_mapping
+from .workers import WorkerFailure, shared_pool
 
 # Bump when detection or the cached measurements change, so old cache entries are not reused.
 MEASURE_VERSION = "mp-6"
 SOURCE = "mediapipe"
+
+NO_FACE_REASON = "no face found"
 
 Progress = Callable[[int, int], None]
 ShouldStop = Callable[[], bool]
@@ -68,25 +71,35 @@ class FaceMeasurement:
 
 def measure_faces(analyzer, rgb: np.ndarray, keep_landmarks: bool = False) -> list[FaceMeasurement]:
     """Every face of an image, largest first, measured for the AU mapping."""
-    out = []
-    for face in analyzer.detect(rgb):
-        d = face.to_dict()
-        out.append(FaceMeasurement(
-            box=tuple(d["box"]), confidence=d["confidence"],
-            blendshapes={k: round(v, 8) for k, v in face.blendshapes.items()},
-            geometry={k: round(v, 6) for k, v in au_mapping.geometry_features(face.landmarks).items()},
-            landmarks=face.landmarks if keep_landmarks else None, method=face.method,
-            low_confidence=face.low_confidence))
-    return out
+    return [measurement_of(face, keep_landmarks) for face in analyzer.detect(rgb)]
 
 
-def rows_for_image(file: str, label: str | None, measured: list[FaceMeasurement] | str) -> list[dict]:
-    """Table rows of one image: one per face, or one failure row carrying the reason."""
-    base = {"file": file, "label": label, "source": SOURCE}
+def measurement_of(face, keep_landmarks: bool = False) -> FaceMeasurement:
+    """The AU mapping's view of one ``landmarker.Face``."""
+    d = face.to_dict()
+    return FaceMeasurement(
+        box=tuple(d["box"]), confidence=d["confidence"],
+        blendshapes={k: round(v, 8) for k, v in face.blendshapes.items()},
+        geometry={k: round(v, 6) for k, v in au_mapping.geometry_features(face.landmarks).items()},
+        landmarks=face.landmarks if keep_landmarks else None, method=face.method,
+        low_confidence=face.low_confidence)
+
+
+def rows_for_image(file: str, label: str | None, measured: list[FaceMeasurement] | str,
+                   masked: bool = False) -> list[dict]:
+    """Table rows of one image: one per face, or one failure row carrying the reason. ``masked``:
+    the faces were measured under a mask, so the AUs it hides are left empty (unknown)."""
+    base = {"file": file, "label": label, "source": SOURCE, "masked": int(masked)}
     if isinstance(measured, str) or not measured:
-        reason = measured if isinstance(measured, str) else "no face found"
+        reason = measured if isinstance(measured, str) else NO_FACE_REASON
         return [{**base, "face": 0, "success": 0, "confidence": 0.0, "reason": reason,
                  **{c: np.nan for c in AU_COLUMNS}}]
+    if masked:
+        from ..masks import HIDDEN_AUS
+
+        hidden = {f"{code}_r" for code in HIDDEN_AUS}
+        return [{**base, "face": i, "success": 1, "confidence": m.confidence, "reason": "",
+                 **{c: (np.nan if c in hidden else v) for c, v in m.aus().items()}} for i, m in enumerate(measured)]
     return [{**base, "face": i, "success": 1, "confidence": m.confidence, "reason": "",
              **m.aus()} for i, m in enumerate(measured)]
 
@@ -118,7 +131,11 @@ class MeasureCache:
 
 
 def _content_key(path: Path) -> str:
-    return MEASURE_VERSION + ":" + hashlib.sha1(path.read_bytes()).hexdigest()
+    """The cache key of a file: its bytes (a regular file within the image size limit only)."""
+    from ..images import MAX_FILE_BYTES
+
+    data = read_regular_file(path, MAX_FILE_BYTES, "give an image file", what="image file", error=ImageError)
+    return MEASURE_VERSION + ":" + hashlib.sha1(data).hexdigest()
 
 
 _worker_analyzer = None
@@ -141,22 +158,98 @@ def _measure_path(path: str) -> list[dict] | str:
         return str(exc).removeprefix("image: ")
 
 
+def _measure_task(arg):
+    """Worker task: a file by path (measurements as cached), an image array (measurements with
+    landmarks, for drawing), or ``("mask", path, style, seed)`` (the face masked and measured
+    again, ``fer_core.masks.mask_and_measure``)."""
+    if isinstance(arg, np.ndarray):
+        return measure_faces(_worker_analyzer, arg, keep_landmarks=True)
+    if isinstance(arg, tuple) and arg[0] == "mask":
+        from ..masks import mask_and_measure
+
+        _, source, style, seed = arg
+        try:
+            rgb = source if isinstance(source, np.ndarray) else load_image(source, name="image")
+            return mask_and_measure(_worker_analyzer, rgb, style, seed)
+        except FerError as exc:
+            return str(exc).removeprefix("image: ")
+    return _measure_path(arg)
+
+
+def run_tasks(args: Sequence, workers: int = 1, progress: Progress | None = None) -> dict[int, object]:
+    """Results of worker tasks (see ``_measure_task``) by index; a crashed task gives its reason."""
+    out: dict[int, object] = {}
+    if not args:
+        return out
+    pool = _pool("measure", workers)
+    with pool.lock:
+        for i, result in pool.imap_unordered(list(args)):
+            out[i] = str(result) if isinstance(result, WorkerFailure) else result
+            if progress:
+                progress(len(out), len(args))
+    return out
+
+
+def _pool(key: str, workers: int):
+    return shared_pool(key, max(1, workers), _measure_task, _init_worker,
+                       crash_message="the face detector crashed on this image")
+
+
+def measure_image(rgb: np.ndarray) -> list[FaceMeasurement]:
+    """Every face of one decoded image, largest first, with landmarks, measured in a
+    crash-isolated worker (the dashboard's server never runs MediaPipe itself). A single photo
+    has its own worker, so it does not wait behind a long extraction."""
+    pool = _pool("photo", 1)
+    with pool.lock:
+        for _, result in pool.imap_unordered([np.ascontiguousarray(rgb)]):
+            if isinstance(result, str):
+                raise ImageError(f"image: {result}")
+            return result
+    return []
+
+
+def measure_masked_image(rgb: np.ndarray, style: str, seed: int = 0):
+    """``masks.mask_and_measure`` on one decoded image, in Try it's crash-isolated worker."""
+    pool = _pool("photo", 1)
+    with pool.lock:
+        for _, result in pool.imap_unordered([("mask", np.ascontiguousarray(rgb), style, seed)]):
+            if isinstance(result, str):
+                raise ImageError(f"image: {result}")
+            return result
+    raise ImageError("image: not measured")
+
+
 def measurements_of(cached: list[dict] | str) -> list[FaceMeasurement] | str:
     return cached if isinstance(cached, str) else [FaceMeasurement.from_cache(d) for d in cached]
 
 
 def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bool = True,
-                  progress: Progress | None = None, should_stop: ShouldStop | None = None) -> pd.DataFrame:
+                  progress: Progress | None = None, should_stop: ShouldStop | None = None,
+                  root: str | os.PathLike[str] | None = None, skipped: Sequence[SkippedFile] = (),
+                  mask: str | None = None, mask_seed: int = 0) -> pd.DataFrame:
     """AU table of labelled images with the embedded MediaPipe extractor.
 
+    ``file`` holds each path relative to ``root`` when given (so the table travels), with bytes
+    that are not UTF-8 escaped (``caf\\xff.jpg``). Files the folder listing ``skipped`` get a
+    failure row each, so the table accounts for every file. ``mask`` (a style): each face gets a
+    drawn mask first and is measured under it (``masked`` = 1, hidden AUs empty; not cached).
     Cancelling (``should_stop`` returning True) returns the rows finished so far.
     """
     items = list(items)
-    results = measure_items(items, workers, use_cache, progress, should_stop)
+    if mask:
+        from ..masks import MaskedMeasure, style_of
+
+        style_of(mask)
+        done = run_tasks([("mask", str(it.path), mask, mask_seed) for it in items], workers, progress)
+        results = {i: r.masked if isinstance(r, MaskedMeasure) else r for i, r in done.items()}
+    else:
+        results = measure_items(items, workers, use_cache, progress, should_stop)
     rows = []
     for i, it in enumerate(items):
         if i in results:
-            rows.extend(rows_for_image(str(it.path), it.label, results[i]))
+            rows.extend(rows_for_image(printable(relative_file(it.path, root)), it.label, results[i], bool(mask)))
+    for s in skipped:
+        rows.extend(rows_for_image(s.file, s.label, s.reason))
     return au_table.from_rows(rows)
 
 
@@ -169,17 +262,19 @@ def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bo
     total = len(items)
     cache = MeasureCache() if use_cache else None
     keys: list[str | None] = []
-    for it in items:
+    failed: dict[int, str] = {}
+    for i, it in enumerate(items):
         try:
             keys.append(_content_key(it.path))
-        except OSError:
+        except ImageError as exc:
             keys.append(None)
+            failed[i] = str(exc).removeprefix(f"{it.path}: ")
     cached = cache.get_many([k for k in keys if k]) if cache else {}
     results: dict[int, list[dict] | str] = {}
     todo = []
-    for i, (it, key) in enumerate(zip(items, keys)):
+    for i, key in enumerate(keys):
         if key is None:
-            results[i] = f"{it.path}: cannot read file"
+            results[i] = failed.get(i, "cannot read file")
         elif key in cached:
             results[i] = cached[key]
         else:
@@ -190,8 +285,9 @@ def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bo
     fresh: dict[str, object] = {}
     try:
         for i, measured in _run_measurements([str(items[i].path) for i in todo], todo, workers):
-            results[i] = measured
-            fresh[keys[i]] = measured  # keyed by content: the same bytes give the same answer
+            results[i] = str(measured) if isinstance(measured, WorkerFailure) else measured
+            if not isinstance(measured, WorkerFailure):  # a crash or a timeout may not repeat
+                fresh[keys[i]] = measured  # keyed by content: the same bytes give the same answer
             done += 1
             if progress:
                 progress(done, total)
@@ -208,17 +304,14 @@ def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bo
 
 
 def _run_measurements(paths: list[str], indices: list[int], workers: int):
+    """Measure in crash-isolated worker processes, so a native abort on one image (MediaPipe and
+    OpenCV have them) costs that image, not the batch or the dashboard's server."""
     if not paths:
         return
-    if workers <= 1:  # in this process: reuse its analyzer rather than start MediaPipe per call
-        _init_worker()
-        for i, p in zip(indices, paths):
-            yield i, _measure_path(p)
-        return
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_init_worker) as pool:
-        for i, measured in zip(indices, pool.imap(_measure_path, paths, chunksize=16)):
-            yield i, measured
+    pool = _pool("measure", workers)
+    with pool.lock:
+        for j, measured in pool.imap_unordered(paths):
+            yield indices[j], measured
 
 
 def default_workers() -> int:

@@ -381,6 +381,16 @@ class FaceAnalyzer:
             face.box = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
         return faces
 
+    def measure_at(self, rgb: np.ndarray, landmarks: np.ndarray) -> Face:
+        """The face whose landmarks were found before (e.g. before a mask was drawn on it),
+        measured again in ``rgb`` without asking the detector: the detector misses some masked
+        faces, but the face is still where it was."""
+        with self._lock:
+            pts, shapes, _presence = self._crop.refine(np.ascontiguousarray(rgb), landmarks)
+        (x0, y0), (x1, y1) = pts[:, :2].min(axis=0), pts[:, :2].max(axis=0)
+        return Face(box=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)), confidence=0.0, landmarks=pts,
+                    blendshapes=shapes, method="given", low_confidence=True)
+
     def _measure_crop(self, rgb: np.ndarray) -> list[Face]:
         """The whole image as one face, when the landmark model says a face is there."""
         landmarks, blendshapes, presence = self._crop.measure(np.ascontiguousarray(rgb), CROP_MIN_PRESENCE)
@@ -523,6 +533,11 @@ def _drop_duplicates(faces: list[Face], max_overlap: float = 0.4) -> list[Face]:
         if all(_iou(face.box, k.box) <= max_overlap for k in kept):
             kept.append(face)
     return kept
+
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    return _iou(a, b)
 
 
 def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:

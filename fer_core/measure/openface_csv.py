@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import au_table, fileio
+from .. import au_table
 from ..emotions import emotion_from_filename, normalize_emotion
-from ..errors import DatasetError, FerError, one_line
+from ..errors import DatasetError, FerError, one_line, printable
 from ..images import LabeledImage, list_images
 
 SOURCE = "openface"
@@ -125,7 +125,7 @@ def _clean_label(label) -> str | None:
 
 def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | None) -> pd.DataFrame:
     aus = au_table.au_values(frame, display)
-    file = fileio.escape_text(file)
+    file = printable(file)
     if frame.empty:
         return failure_rows([(file, label)], NO_FACE)
     n = len(frame)

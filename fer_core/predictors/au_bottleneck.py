@@ -38,16 +38,17 @@ from typing import Any
 import numpy as np
 
 from ..au_table import AU_COLUMNS
-from ..emotions import SIX_EMOTIONS, normalize_emotion
+from ..emotions import SIX_EMOTIONS
 from ..errors import DatasetError, FerError, ModelFileError, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report
-from .au_models import AUModel
+from .au_models import AUModel, field_error, read_array, read_classes
 from .base import Explanation, FaceInput, Predictor, Progress
 from .cnn import (
     CNN_SIZE,
     _augmenter,
     _write_metadata,
     build_cnn,
+    check_keras_path,
     load_dataset,
     load_keras_file,
     metadata_path,
@@ -143,17 +144,19 @@ class AUBottleneckPredictor(Predictor):
 
     def __init__(self, path: str | os.PathLike[str], name: str | None = None, batch_size: int = 256) -> None:
         self.path = Path(path)
+        check_keras_path(self.path)
         self.metadata = read_cnn_metadata(self.path) or {}
         if self.metadata.get("kind") != KIND:
             raise ModelFileError(f"{self.path}: not an AU-bottleneck model ({metadata_path(self.path).name} "
                                  "must say kind au-bottleneck); train one with train-au-bottleneck")
-        try:
-            self.classes = tuple(normalize_emotion(c) or c for c in self.metadata["classes"])
-            self.mean = np.asarray(self.metadata["au_mean"], float)
-            self.std = np.asarray(self.metadata["au_std"], float)
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(f"{self.path}: AU-bottleneck metadata lacks classes or the AU scale; "
-                                 "retrain the model") from None
+        # The sidecar is checked like an AU model file: known distinct classes, 17 finite AU
+        # means and positive scales (a zero or NaN would give constant or NaN AUs silently).
+        sidecar = str(metadata_path(self.path))
+        self.classes = read_classes(self.metadata.get("classes"), sidecar)
+        self.mean = read_array(self.metadata.get("au_mean"), sidecar, "au_mean", (len(AU_COLUMNS),))
+        self.std = read_array(self.metadata.get("au_std"), sidecar, "au_std", (len(AU_COLUMNS),))
+        if (self.std <= 0).any():
+            raise field_error(sidecar, "au_std", "has zeros or negative values")
         self.network = load_keras_file(self.path)
         self.name = name or self.path.stem
         self.batch_size = batch_size
@@ -224,18 +227,18 @@ def _au_targets(paths: Sequence[Path], root: str | os.PathLike[str], table, prog
     """(n, 17) measured AUs of each image (NaN where no face was measured), from an AU table whose
     ``file`` is relative to ``root`` (this project's extract output), else measured now (cached)."""
     from .. import au_table as aut
+    from ..errors import printable
     from ..images import LabeledImage, relative_file
 
     if table is None:
         from ..measure.extract import extract_table
 
-        table = extract_table([LabeledImage(p, None) for p in paths], progress=progress)
-        table["file"] = [relative_file(f, root) for f in table["file"]]
+        table = extract_table([LabeledImage(p, None) for p in paths], progress=progress, root=root)
     table = aut.first_faces(table)
     values = table[list(AU_COLUMNS)].to_numpy(float)
     values[~aut.measured(table).to_numpy()] = np.nan
     by_file = dict(zip(table["file"].astype(str), values))
-    keys = [relative_file(p, root) for p in paths]
+    keys = [printable(relative_file(p, root)) for p in paths]
     found = sum(k in by_file for k in keys)
     if found < 0.5 * len(keys):
         raise DatasetError(f"the AU table names only {found} of the {len(keys)} training images; give the table "
@@ -468,6 +471,9 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         fidelity = au_fidelity(val_aus, _au_targets(val.paths, val_dir, read_table(val_au_table), load_progress))
         evaluated_on = f"{Path(val_dir).name} ({len(val.y):,} images, six emotions; not used for any choice)" \
             if len(classes) == 6 else f"{Path(val_dir).name} ({len(val.y):,} images; not used for any choice)"
+        if init is not None and _selected_on_same_split(init, val_dir):  # honest about the trunk's past
+            evaluated_on = evaluated_on[:-1] + f" of this model, but its trunk is {Path(init).stem}'s, " \
+                                               "whose best epoch this split picked)"
         skipped = skipped + val.skipped
     # Save the best weights into an uncompiled twin: no optimizer state.
     inference = build_bottleneck(len(classes), preset, tap=tap)
@@ -510,7 +516,7 @@ def _save(result: BottleneckTrainResult | Path, path: Path) -> list[Path]:
 
 
 def _claims(path: Path) -> bool:
-    if path.suffix.lower() != ".keras" or not metadata_path(path).is_file():
+    if path.suffix.lower() != ".keras" or path.is_dir() or not metadata_path(path).is_file():
         return False
     return (read_cnn_metadata(path) or {}).get("kind") == KIND
 
@@ -520,3 +526,12 @@ def _kinds():
 
     return (ModelKind(KIND, "CNN trunk -> the 17 AUs -> one linear layer: pixel accuracy, explained like the "
                       "logistic regression", "pixels", True, _load, _save, "{name}.keras", _claims),)
+
+
+def _selected_on_same_split(init: str | os.PathLike[str], val_dir: str | os.PathLike[str]) -> bool:
+    """Did the CNN whose trunk starts this network choose its epoch on ``val_dir`` (its sidecar)?"""
+    try:
+        meta = json.loads(Path(init).with_suffix(".meta.json").read_text())
+        return Path(meta.get("val_dir") or "").resolve() == Path(val_dir).resolve()
+    except (OSError, ValueError, TypeError):
+        return False

@@ -21,6 +21,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,22 @@ from ..au_table import AU_COLUMNS
 from ..emotions import SIX_EMOTIONS
 from ..errors import FerError, ModelFileError
 from ..evaluation.metrics import EvaluationReport, report_from_codes
-from .au_models import MAX_FIT_ROWS, AUPredictor, explanation_from, fitting, plan_fit, predict_rows
+from ..safe_files import read_json_file
+from .au_models import (
+    LOAD_HINT,
+    MAX_FIT_ROWS,
+    MAX_MODEL_JSON_BYTES,
+    AUPredictor,
+    check_holdout,
+    explanation_from,
+    field_error,
+    fitting,
+    plan_fit,
+    predict_rows,
+    read_array,
+    read_au_columns,
+    read_classes,
+)
 from .base import Explanation, Progress
 
 FORMAT = "fer-au-gam/1"
@@ -59,9 +75,32 @@ class GamTerm:
                 "scores": self.scores.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GamTerm":
-        return cls(tuple(int(f) for f in d["features"]), [np.asarray(c, float) for c in d["cuts"]],
-                   np.asarray(d["scores"], float))
+    def from_dict(cls, d: Any, source: str = "model", index: int = 0, n_aus: int = len(AU_COLUMNS),
+                  n_classes: int = 2) -> "GamTerm":
+        """A term checked against the model's AUs and classes: bin lookups must stay in range."""
+        field = f"terms[{index}]"
+        if not isinstance(d, dict):
+            raise field_error(source, field, "is not an object")
+        features = d.get("features")
+        if (not isinstance(features, list) or len(features) not in (1, 2)
+                or not all(isinstance(f, int) and not isinstance(f, bool) for f in features)):
+            raise field_error(source, f"{field}.features", "must list one or two AU indices")
+        if any(not 0 <= f < n_aus for f in features) or len(set(features)) != len(features):
+            raise field_error(source, f"{field}.features", f"must name distinct AUs 0..{n_aus - 1}")
+        raw_cuts = d.get("cuts")
+        if not isinstance(raw_cuts, list) or len(raw_cuts) != len(features):
+            raise field_error(source, f"{field}.cuts", f"must hold one list of bin cuts per AU ({len(features)})")
+        cuts = []
+        for j, c in enumerate(raw_cuts):
+            # A term may have no cuts (one bin): an empty list is fine, a decreasing one is not.
+            empty = isinstance(c, list) and not c
+            values = np.zeros(0) if empty else read_array(c, source, f"{field}.cuts[{j}]", (None,))
+            if (np.diff(values) <= 0).any():
+                raise field_error(source, f"{field}.cuts[{j}]", "is not increasing")
+            cuts.append(values)
+        shape = tuple(len(c) + 3 for c in cuts) + (n_classes,)
+        scores = read_array(d.get("scores"), source, f"{field}.scores", shape)
+        return cls(tuple(features), cuts, scores)
 
 
 @dataclass
@@ -135,34 +174,28 @@ class AUGam:
         return hashlib.sha256(data).hexdigest()
 
     @classmethod
-    def from_dict(cls, d: dict, name: str = "model") -> "AUGam":
-        try:
-            if d.get("format") != FORMAT:
-                raise ValueError
-            model = cls(classes=tuple(d["classes"]), au_columns=tuple(d["au_columns"]),
-                        intercept=np.asarray(d["intercept"], float),
-                        terms=[GamTerm.from_dict(t) for t in d["terms"]], info=d.get("info", {}))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise ModelFileError(f"{name}: not an AU GAM file of this workbench ({FORMAT})") from None
-        k, d_ = len(model.classes), len(model.au_columns)
-        for t in model.terms:
-            shape = tuple(len(c) + 3 for c in t.cuts) + (k,)
-            if t.scores.shape != shape or any(f >= d_ for f in t.features) or len(t.cuts) != len(t.features):
-                raise ModelFileError(f"{name}: AU GAM file is inconsistent (a term's sizes do not match); retrain it")
-        if model.intercept.shape != (k,):
-            raise ModelFileError(f"{name}: AU GAM file is inconsistent (intercept size); retrain it")
+    def from_dict(cls, d: Any, name: str = "model") -> "AUGam":
+        """Check every term against the model's AUs and classes (see ``AUModel.from_dict``)."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise ModelFileError(f"{name}: not an AU GAM file of this workbench ({FORMAT}); {LOAD_HINT}")
+        classes = read_classes(d.get("classes"), name)
+        au_columns = read_au_columns(d.get("au_columns"), name)
+        intercept = read_array(d.get("intercept"), name, "intercept", (len(classes),))
+        terms = d.get("terms")
+        if not isinstance(terms, list) or not terms:
+            raise field_error(name, "terms", "is missing or empty")
+        info = d.get("info") or {}
+        if not isinstance(info, dict):
+            raise field_error(name, "info", "is not an object")
+        model = cls(classes=classes, au_columns=au_columns, intercept=intercept,
+                    terms=[GamTerm.from_dict(t, name, i, len(au_columns), len(classes)) for i, t in enumerate(terms)],
+                    info=info)
+        check_holdout(model, name)
         return model
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "AUGam":
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelFileError(f"{path}: model file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            raise ModelFileError(f"{path}: not a JSON AU model; pick a .json file saved by this workbench") from None
-        return cls.from_dict(d, name=str(path))
+        return cls.from_dict(read_json_file(path, MAX_MODEL_JSON_BYTES, LOAD_HINT, what="AU model"), name=str(path))
 
     @classmethod
     def from_ebm(cls, ebm, classes: Sequence[str], au_columns: Sequence[str] = AU_COLUMNS, info: dict | None = None,
@@ -249,9 +282,10 @@ def _claims(path: Path) -> bool:
     if path.suffix.lower() != ".json" or not path.is_file():
         return False
     try:
-        return json.loads(path.read_text()).get("format") == FORMAT
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        d = read_json_file(path, MAX_MODEL_JSON_BYTES, LOAD_HINT)
+    except ModelFileError:
         return False
+    return isinstance(d, dict) and d.get("format") == FORMAT
 
 
 def _kinds():

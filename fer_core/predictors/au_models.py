@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,19 @@ import pandas as pd
 
 from .. import au_table, fileio
 from ..au_table import AU_COLUMNS, au_code, au_label
-from ..emotions import SIX_EMOTIONS
+from ..emotions import SEVEN_EMOTIONS, SIX_EMOTIONS, normalize_emotion
 from ..errors import AUTableError, FerError, ModelFileError, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report, report_from_codes
+from ..safe_files import read_json_file
 from .base import AUContribution, Explanation, FaceInput, Predictor, Progress
 
 FORMAT = "fer-au-model/1"
 KINDS = ("au-logreg", "au-mlp")
 MLP_LAYERS = (300, 200, 100, 50)
 DEFAULT_CS = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+MAX_MODEL_JSON_BYTES = 32 * 2**20  # AU models are a few KB (an AU GAM a few MB); reading stays far below 1 GB
+LOAD_HINT = "pick a .json file saved by this workbench"
+RETRAIN_HINT = "retrain the model"
 
 
 @dataclass
@@ -50,7 +54,10 @@ class AUModel:
 
     # -- prediction -------------------------------------------------------------------------
     def standardise(self, X: np.ndarray) -> np.ndarray:
-        return (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
+        """Standardised AUs; an unknown AU (NaN: hidden by a mask) sits at the training mean, so it
+        contributes nothing to a logistic regression's decision."""
+        h = (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
+        return np.where(np.isnan(h), 0.0, h)
 
     def logits(self, X: np.ndarray) -> np.ndarray:
         h = self.standardise(X)
@@ -120,30 +127,139 @@ class AUModel:
         return hashlib.sha256(data).hexdigest()
 
     @classmethod
-    def from_dict(cls, d: dict, name: str = "model") -> "AUModel":
-        try:
-            if d.get("format") != FORMAT or d.get("kind") not in KINDS:
-                raise ValueError
-            model = cls(kind=d["kind"], classes=tuple(d["classes"]), au_columns=tuple(d["au_columns"]),
-                        mean=np.array(d["mean"], float), scale=np.array(d["scale"], float),
-                        weights=[np.array(w, float) for w in d["weights"]],
-                        biases=[np.array(b, float) for b in d["biases"]], info=d.get("info", {}))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise ModelFileError(f"{name}: not an AU model file of this workbench ({FORMAT})") from None
-        if len(model.mean) != len(model.au_columns) or len(model.biases[-1]) != len(model.classes):
-            raise ModelFileError(f"{name}: AU model file is inconsistent (sizes do not match); retrain it")
+    def from_dict(cls, d: Any, name: str = "model") -> "AUModel":
+        """Check every field against the others, so that a damaged or hand-edited file is refused
+        here, naming the field, instead of predicting nonsense (NaN, a wrong AU order) later."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT or d.get("kind") not in KINDS:
+            raise ModelFileError(f"{name}: not an AU model file of this workbench ({FORMAT}); {LOAD_HINT}")
+        kind = d["kind"]
+        classes = read_classes(d.get("classes"), name)
+        au_columns = read_au_columns(d.get("au_columns"), name)
+        n_aus, k = len(au_columns), len(classes)
+        mean = read_array(d.get("mean"), name, "mean", (n_aus,))
+        scale = read_array(d.get("scale"), name, "scale", (n_aus,))
+        if (scale == 0).any():
+            raise field_error(name, "scale", "has zeros")
+        if (scale < 0).any():
+            raise field_error(name, "scale", "has negative values")
+        weights = [read_array(w, name, f"weights[{i}]", (None, None)) for i, w in enumerate(_list(d, "weights", name))]
+        biases = [read_array(b, name, f"biases[{i}]", (None,)) for i, b in enumerate(_list(d, "biases", name))]
+        if len(biases) != len(weights):
+            raise field_error(name, "biases", f"has {len(biases)} vectors for {len(weights)} weight matrices")
+        if kind == "au-logreg":
+            if len(weights) != 1:
+                raise field_error(name, "weights", f"has {len(weights)} matrices; au-logreg has one (classes × AUs)")
+            if weights[0].shape != (k, n_aus):
+                raise field_error(name, "weights[0]", f"is {_dims(weights[0])} but au-logreg needs {k}×{n_aus} "
+                                  f"({k} classes × {n_aus} AUs)")
+        width = n_aus
+        for i, (W, b) in enumerate(zip(weights, biases)):
+            if kind == "au-mlp" and W.shape[0] != width:
+                source = f"the {n_aus} AUs" if i == 0 else f"weights[{i - 1}] gives {width}"
+                raise field_error(name, f"weights[{i}]", f"takes {W.shape[0]} inputs but {source}: the layers "
+                                  "do not chain")
+            units = W.shape[0] if kind == "au-logreg" else W.shape[1]
+            if len(b) != units:
+                raise field_error(name, f"biases[{i}]", f"has {len(b)} values for {units} units")
+            width = units
+        if width != k:
+            raise field_error(name, f"weights[{len(weights) - 1}]", f"gives {width} outputs for {k} classes")
+        info = d.get("info") or {}
+        if not isinstance(info, dict):
+            raise field_error(name, "info", "is not an object")
+        model = cls(kind=kind, classes=classes, au_columns=au_columns, mean=mean, scale=scale, weights=weights,
+                    biases=biases, info=info)
+        check_holdout(model, name)
         return model
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "AUModel":
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelFileError(f"{path}: model file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            raise ModelFileError(f"{path}: not a JSON AU model; pick a .json file saved by this workbench") from None
-        return cls.from_dict(d, name=str(path))
+        return cls.from_dict(read_json_file(path, MAX_MODEL_JSON_BYTES, LOAD_HINT, what="AU model"), name=str(path))
+
+
+# -- reading model files --------------------------------------------------------------------
+def field_error(source: str, field: str, problem: str) -> ModelFileError:
+    """The one shape of every refusal of a field: file, field, what is wrong, what to do."""
+    return ModelFileError(f"{source}: field {field!r} {problem}; {RETRAIN_HINT}")
+
+
+def _list(d: dict, field: str, source: str) -> list:
+    value = d.get(field)
+    if not isinstance(value, list) or not value:
+        raise field_error(source, field, "is missing or empty" if not value else "is not a list")
+    return value
+
+
+def _dims(a: np.ndarray) -> str:
+    return "×".join(map(str, a.shape)) if a.ndim else "a single number"
+
+
+def read_array(value: Any, source: str, field: str, shape: tuple[int | None, ...]) -> np.ndarray:
+    """A finite float array of ``shape`` (None: any length) from a JSON list."""
+    if not isinstance(value, list):
+        raise field_error(source, field, "is missing" if value is None else "is not a list of numbers")
+    try:
+        array = np.array(value, dtype=float)
+    except (ValueError, TypeError):
+        raise field_error(source, field, "is not a rectangular array of numbers") from None
+    if array.ndim != len(shape):
+        raise field_error(source, field, f"has {array.ndim} dimensions, expected {len(shape)}")
+    if array.size == 0:
+        raise field_error(source, field, "is empty")
+    if any(want is not None and got != want for got, want in zip(array.shape, shape)):
+        if len(shape) == 1:
+            raise field_error(source, field, f"has {array.shape[0]} values, expected {shape[0]}")
+        expected = "×".join("n" if want is None else str(want) for want in shape)
+        raise field_error(source, field, f"is {_dims(array)}, expected {expected}")
+    if not np.isfinite(array).all():
+        raise field_error(source, field, "holds NaN or infinite values")
+    return array
+
+
+def read_classes(value: Any, source: str) -> tuple[str, ...]:
+    """Distinct known emotion names (aliases such as "Happiness" mapped), at least two."""
+    if not isinstance(value, list) or not value:
+        raise field_error(source, "classes", "is missing or empty" if not value else "is not a list")
+    if not all(isinstance(c, str) for c in value):
+        raise field_error(source, "classes", "must be a list of emotion names")
+    emotions = [normalize_emotion(c) for c in value]
+    unknown = [c for c, e in zip(value, emotions) if e is None]
+    if unknown:
+        raise field_error(source, "classes", f"names unknown emotion {unknown[0]!r} (known: "
+                          f"{', '.join(SEVEN_EMOTIONS)})")
+    twice = next((e for i, e in enumerate(emotions) if e in emotions[:i]), None)
+    if twice:
+        raise field_error(source, "classes", f"names {twice!r} more than once")
+    if len(emotions) < 2:
+        raise field_error(source, "classes", f"has only {emotions[0]!r}; a model tells at least two emotions apart")
+    return tuple(e for e in emotions if e)
+
+
+def read_au_columns(value: Any, source: str) -> tuple[str, ...]:
+    """AU columns of this workbench, each once (a model may use a subset, e.g. the AUs a mask
+    leaves visible; faces are matched to it by name)."""
+    if not isinstance(value, list) or not value or not all(isinstance(c, str) for c in value):
+        raise field_error(source, "au_columns", "must be a non-empty list of AU column names such as "
+                          f"{AU_COLUMNS[0]!r}")
+    unknown = [c for c in value if c not in AU_COLUMNS]
+    if unknown:
+        raise field_error(source, "au_columns", f"names unknown AU column {unknown[0]!r} (known: "
+                          f"{AU_COLUMNS[0]} … {AU_COLUMNS[-1]})")
+    twice = next((c for i, c in enumerate(value) if c in value[:i]), None)
+    if twice:
+        raise field_error(source, "au_columns", f"names {twice!r} more than once")
+    return tuple(value)
+
+
+def check_holdout(model: Any, source: str) -> None:
+    """The held-out scores in ``info`` must be readable (the dashboard shows them)."""
+    metrics = model.info.get("metrics")
+    if metrics is not None and not isinstance(metrics, dict):
+        raise field_error(source, "info.metrics", "is not an object")
+    try:
+        _ = model.holdout
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+        raise field_error(source, "info.metrics.holdout", "is malformed") from None
 
 
 def explanation_from(classes: Sequence[str], au_columns: Sequence[str], x: np.ndarray, proba: np.ndarray,
@@ -164,7 +280,7 @@ def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> Ev
     """The evaluate report of an AU model on a labelled AU table (first face of each image);
     images whose face was not measured count as wrong and in ``no_face``."""
     _, X, labels = au_table.scored_rows(table, model.classes, model.au_columns)
-    found = ~np.isnan(X).any(axis=1)
+    found = ~np.isnan(X).all(axis=1)  # single unknown AUs (masked faces): the model copes
     predicted: list[str | None] = [None] * len(labels)
     if found.any():
         for i, label in zip(np.flatnonzero(found), model.predict(X[found])):
@@ -271,11 +387,13 @@ def fitting(name: str, kind: str) -> Iterator[None]:
 def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kind: str = "au-logreg",
                  class_weight: str | None = None, holdout: float = 0.25, seed: int = 0,
                  Cs: Sequence[float] = DEFAULT_CS, description: str = "",
-                 progress: Progress | None = None, max_rows: int = MAX_FIT_ROWS) -> AUModel:
+                 progress: Progress | None = None, columns: Sequence[str] = AU_COLUMNS,
+                 max_rows: int = MAX_FIT_ROWS) -> AUModel:
     """Fit on a stratified (1 - holdout) share, report metrics on the held-out rest, then refit
     on all rows with the chosen settings. The logistic regression chooses ``C`` by 5-fold
-    cross-validation (``LogisticRegressionCV``) on the fitting share. Each fit uses at most
-    ``max_rows`` rows (``plan_fit``); the rows used and left out are recorded in ``info``.
+    cross-validation (``LogisticRegressionCV``) on the fitting share. ``columns``: the AUs it
+    may use (e.g. only those a mask leaves visible). Each fit uses at most ``max_rows`` rows
+    (``plan_fit``); the rows used and left out are recorded in ``info``.
 
     Unusable tables raise one ``AUTableError`` line naming ``description`` (or the table's file):
     no usable rows, fewer than ``MIN_FACES_PER_CLASS`` faces of an emotion, and the like."""
@@ -287,8 +405,9 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     classes = tuple(classes)
+    columns = tuple(columns)
     name = description or au_table.table_name(table)
-    ts = au_table.training_set(table, classes, name=name, min_per_class=au_table.MIN_FACES_PER_CLASS)
+    ts = au_table.training_set(table, classes, columns, name=name, min_per_class=au_table.MIN_FACES_PER_CLASS)
     plan = plan_fit(ts, holdout, seed, max_rows)
     X_fit, y_fit = ts.X(plan.fit), ts.y[plan.fit]
     steps = 3
@@ -338,7 +457,7 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
         "metrics": {"holdout": {k: held[k] for k in ("n", "accuracy", "accuracy_ci95", "macro_f1",
                                                       "per_class", "labels", "confusion")}},
     }
-    return AUModel(kind=kind, classes=classes, au_columns=tuple(AU_COLUMNS), mean=scaler.mean_.copy(),
+    return AUModel(kind=kind, classes=classes, au_columns=columns, mean=scaler.mean_.copy(),
                    scale=scaler.scale_.copy(), weights=weights, biases=biases, info=info)
 
 
@@ -367,6 +486,10 @@ class AUPredictor(Predictor):
         self.name = name
         self.kind = model.kind
         self.classes = model.classes
+        unknown = [c for c in model.au_columns if c not in AU_COLUMNS]
+        if unknown:
+            raise ModelFileError(f"{name}: model uses unknown AU columns {', '.join(unknown)}")
+        self._columns = [AU_COLUMNS.index(c) for c in model.au_columns]  # the model's AUs, in its order
 
     def au_matrix(self, faces: Sequence[FaceInput | np.ndarray]) -> np.ndarray:
         rows = []
@@ -379,10 +502,14 @@ class AUPredictor(Predictor):
         return np.array(rows, dtype=float).reshape(len(rows), len(AU_COLUMNS))
 
     def proba_from_aus(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities from (n, 17) AUs in the schema's order. A row with no AU at all is a face
+        that was not measured (NaN row); single unknown AUs (hidden by a mask) are left to the
+        model, which treats them as uninformative."""
+        X = np.asarray(X, dtype=float)
         out = np.full((len(X), len(self.classes)), np.nan)
-        ok = ~np.isnan(X).any(axis=1)
+        ok = ~np.isnan(X).all(axis=1)
         if ok.any():
-            out[ok] = self.model.predict_proba(X[ok])
+            out[ok] = self.model.predict_proba(X[ok][:, self._columns])
         return out
 
     def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
@@ -396,19 +523,22 @@ class AUPredictor(Predictor):
 
     def explain(self, face, top: int = 3) -> Explanation:
         x = self.au_matrix([face])[0]
-        if np.isnan(x).any():
+        if np.isnan(x).all():
             raise FerError(f"{self.name}: no face was measured, so there is nothing to explain")
-        return self.model.explain(x, top)
+        explanation = self.model.explain(x[self._columns], top)
+        unknown = [au_code(AU_COLUMNS[j]) for j in self._columns if np.isnan(x[j])]
+        if unknown:  # hidden by a mask: not evidence either way, and said so
+            explanation = replace(explanation, extra={**explanation.extra, "unknown_aus": unknown})
+        return explanation
 
 
 def measure_largest_face(rgb: np.ndarray | None) -> np.ndarray | None:
-    """The AUs of the largest face in an image, or None (the process's shared analyzer)."""
+    """The AUs of the largest face in an image, or None (measured in a crash-isolated worker)."""
     if rgb is None:
         return None
-    from ..measure.extract import measure_faces
-    from ..measure.landmarker import shared_analyzer
+    from ..measure.extract import measure_image
 
-    faces = measure_faces(shared_analyzer(), rgb)
+    faces = measure_image(rgb)
     return faces[0].au_vector() if faces else None
 
 
@@ -427,8 +557,8 @@ def _claims(kind: str):
         if path.suffix.lower() != ".json" or not path.is_file():
             return False
         try:
-            d = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            d = read_json_file(path, MAX_MODEL_JSON_BYTES, LOAD_HINT)
+        except ModelFileError:
             return False
         return isinstance(d, dict) and d.get("format") == FORMAT and d.get("kind") == kind
     return claims

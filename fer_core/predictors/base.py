@@ -48,10 +48,11 @@ class AUContribution:
 
     @property
     def present(self) -> bool:
-        return self.intensity >= ACTIVE_INTENSITY
+        return self.intensity >= ACTIVE_INTENSITY  # False for an unknown (NaN) AU
 
     def to_dict(self) -> dict:
-        return {"au": self.au, "name": self.name, "intensity": round(float(self.intensity), 3),
+        known = not np.isnan(self.intensity)
+        return {"au": self.au, "name": self.name, "intensity": round(float(self.intensity), 3) if known else None,
                 "contribution": round(float(self.contribution), 4)}
 
 

@@ -24,10 +24,15 @@ from ..emotions import SIX_EMOTIONS, normalize_emotion
 from ..errors import DatasetError, FerError, ImageError, ModelFileError, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report
 from ..images import list_images, sample_per_class
+from ..safe_files import check_regular_file, read_json_file
 from .base import Predictor, Progress
 from .keras_io import fit_images, import_keras, predict_in_batches, predict_mirrored
+from .keras_safety import build_deferred, check_keras_archive
 
 CNN_SIZE = 48
+MAX_KERAS_BYTES = 128 * 2**20  # our CNNs are 5 MB; the limit keeps loading one under 1 GB
+MAX_INPUT_SIDE = 1024  # our CNNs take 48 x 48 faces
+MAX_METADATA_BYTES = 4 * 2**20  # the .meta.json sidecar and a .keras file's config.json: tens of KB
 PRESETS: tuple[str, ...] = ("original", "strong", "tiny")
 METADATA_FORMAT = "fer_core.cnn/1"
 
@@ -336,12 +341,9 @@ def _write_metadata(model_path: Path, metadata: Mapping[str, Any]) -> None:
 def read_cnn_metadata(model_path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The sidecar of a ``.keras`` file, or None when there is none (no TensorFlow needed)."""
     path = metadata_path(model_path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf8"))
-    except (OSError, ValueError) as exc:
-        raise ModelFileError(f"{path}: unreadable CNN metadata ({one_line(exc, 160)}); retrain or delete it") from None
+    data = read_json_file(path, MAX_METADATA_BYTES, "retrain or delete it", what="model metadata file")
     if not isinstance(data, dict):
         raise ModelFileError(f"{path}: not CNN metadata (expected a JSON object); retrain or delete it")
     return data
@@ -349,17 +351,27 @@ def read_cnn_metadata(model_path: str | os.PathLike[str]) -> dict[str, Any] | No
 
 # ----------------------------------------------------------------------------- prediction
 
+def check_keras_path(path: Path) -> None:
+    """A ``.keras`` regular file of a model's size (checked before its sidecar or any of it is read)."""
+    if path.suffix.lower() != ".keras":
+        raise ModelFileError(f"{path}: not a .keras file; save Keras models with model.save('name.keras')")
+    check_regular_file(path, "train a CNN or pick an existing .keras file", MAX_KERAS_BYTES, what="Keras model")
+
+
 def load_keras_file(path: str | os.PathLike[str]):
     """Load a ``.keras`` model without running code from it (``safe_mode``), or raise ModelFileError."""
     path = Path(path)
-    if path.suffix.lower() != ".keras":
-        raise ModelFileError(f"{path}: not a .keras file; save Keras models with model.save('name.keras')")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found; train a CNN or pick an existing .keras file")
+    check_keras_path(path)
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path}: not a Keras model (a .keras file is a zip archive); "
                              "pick the file that model.save('name.keras') wrote")
+    hint = "re-save it with Keras 3"
+    config = check_keras_archive(str(path), MAX_KERAS_BYTES, MAX_METADATA_BYTES, hint)
     keras = import_keras()
+    # Count the architecture's parameters before Keras allocates them (a config can declare GBs).
+    build_deferred(lambda: keras.saving.deserialize_keras_object({**config, "compile_config": None},
+                                                                 safe_mode=True),
+                   lambda model: None, str(path), hint, keep=False, failure="cannot load this Keras model")
     try:
         return keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises many types for bad archives; all mean "bad file"
@@ -381,6 +393,7 @@ class CNNPredictor(Predictor):
                  name: str | None = None, batch_size: int = 128, mirror: bool = True) -> None:
         self.path = Path(path)
         self.mirror = mirror  # average with the mirrored face, as train_cnn's evaluation does
+        check_keras_path(self.path)
         self.metadata = read_cnn_metadata(self.path) or {}
         self.classes = self._classes(classes)
         self.model = load_keras_file(self.path)
@@ -391,6 +404,9 @@ class CNNPredictor(Predictor):
         if len(shape) != 4 or shape[-1] not in (1, 3) or None in shape[1:]:
             raise ModelFileError(f"{self.path}: model input {shape} is not an image of fixed size; "
                                  "use a CNN taking (height, width, 1 or 3) images")
+        if max(shape[1:3]) > MAX_INPUT_SIDE:  # every face would be resized to it: gigabytes per batch
+            raise ModelFileError(f"{self.path}: model input {shape[1]}x{shape[2]} is larger than a face model "
+                                 f"takes here ({MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}); use a CNN on face crops")
         if outputs != len(self.classes):
             raise ModelFileError(f"{self.path}: model has {outputs} outputs but {len(self.classes)} classes "
                                  f"({', '.join(self.classes)}); give the class list the model was trained on")
@@ -402,6 +418,9 @@ class CNNPredictor(Predictor):
         if raw is None:
             raise ModelFileError(f"{self.path}: no class list ({metadata_path(self.path).name} is missing); "
                                  "pass the classes in the model's output order")
+        if not isinstance(raw, (list, tuple)) or not all(isinstance(item, str) for item in raw):
+            raise ModelFileError(f"{self.path}: the class list must be emotion names, e.g. [\"angry\", \"happy\"]; "
+                                 "give the class list the model was trained on")
         names = []
         for item in raw:
             emotion = normalize_emotion(item)
@@ -446,7 +465,7 @@ def _save(result: CNNTrainResult, path: Path) -> list[Path]:
 
 
 def _claims(path: Path) -> bool:
-    if path.suffix.lower() != ".keras":
+    if path.suffix.lower() != ".keras" or path.is_dir():
         return False
     meta = read_cnn_metadata(path) if metadata_path(path).is_file() else None
     return meta is None or meta.get("kind", "cnn") == "cnn"

@@ -19,7 +19,10 @@ from typing import Any
 from .. import config
 from ..errors import FerError, ModelFileError, OutputFileError, one_line
 from ..manifest import Metrics, ModelEntry, read_manifest, register, relative_to_repo, validate_model_name
+from ..safe_files import check_regular_file, read_json_file
 from .base import Inputs, Predictor
+
+MODEL_FILE_HINT = "use .json (AU model), .keras (CNN) or a Teachable Machine .zip/.h5"
 
 KIND_MODULES: tuple[str, ...] = (
     "fer_core.predictors.au_models",
@@ -89,10 +92,15 @@ def kind_for_path(path: Path) -> str:
                 return kind.name
         except OSError:
             continue
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a model file (a Teachable Machine export folder holds "
+                             f"keras_model.h5); {MODEL_FILE_HINT}")
     if path.suffix.lower() == ".json":
-        raise ModelFileError(f"{path}: not a JSON AU model; pick a .json file saved by this workbench")
-    raise ModelFileError(f"{path}: unknown model type; use .json (AU model), .keras (CNN) or a "
-                         "Teachable Machine .zip/.h5")
+        from .au_models import LOAD_HINT, MAX_MODEL_JSON_BYTES
+
+        read_json_file(path, MAX_MODEL_JSON_BYTES, LOAD_HINT, what="AU model")  # says why it is no JSON, if so
+        raise ModelFileError(f"{path}: not a JSON AU model; {LOAD_HINT}")
+    raise ModelFileError(f"{path}: unknown model type; {MODEL_FILE_HINT}")
 
 
 def find_entry(ref: str | ModelEntry, models_dir: Path | None = None) -> ModelEntry:
@@ -104,7 +112,9 @@ def find_entry(ref: str | ModelEntry, models_dir: Path | None = None) -> ModelEn
         if entry.name == ref:
             return entry
     path = Path(ref)
-    if path.exists():
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():  # a folder may be a Teachable Machine export; else only regular files
+            check_regular_file(path, MODEL_FILE_HINT)
         return ModelEntry(name=path.stem, kind=kind_for_path(path), path=str(path.resolve()), classes=())
     names = ", ".join(e.name for e in entries) or "none"
     raise ModelFileError(f"model {ref!r} not found: give a file path or one of: {names}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import zipfile
@@ -30,12 +31,18 @@ import numpy as np
 
 from ..emotions import SEVEN_EMOTIONS, normalize_emotion
 from ..errors import FerError, ModelFileError, one_line
+from ..safe_files import check_zip_members, parse_json, read_regular_file
 from .base import Predictor, Progress
 from .keras_io import fit_images, import_keras, predict_in_batches
+from .keras_safety import build_deferred, check_hdf5_storage, read_dataset
 
 MODEL_NAME = "keras_model.h5"
 LABELS_NAME = "labels.txt"
-MAX_EXPORT_BYTES = 200 * 2**20  # Teachable Machine image models are ~2.5 MB
+MAX_EXPORT_BYTES = 64 * 2**20  # Teachable Machine image models are ~2.5 MB; this keeps a load under 1 GB
+MAX_CONFIG_BYTES = 4 * 2**20  # the architecture JSON of MobileNetV2 is 80 KB
+MAX_LABELS_BYTES = 2**20
+MAX_NAMES = 10_000  # weight or layer names in one HDF5 attribute (MobileNetV2 has 263 weights)
+MAX_INPUT_SIDE = 1024  # Teachable Machine image models take 224 x 224
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 EXPORT_HINT = "download it from Teachable Machine with Export model -> Tensorflow -> Keras"
 
@@ -147,11 +154,12 @@ def read_export(source: str | os.PathLike[str] | bytes,
     default_labels: Path | None = None
     if isinstance(source, (bytes, bytearray)):
         data, name = bytes(source), "uploaded file"
+        _check_size(len(data), name)
     else:
         path = Path(source)
         if path.is_dir():
             path, default_labels = path / MODEL_NAME, path / LABELS_NAME
-            if not path.is_file():
+            if not os.path.lexists(path):
                 raise ModelFileError(f"{path.parent}: no {MODEL_NAME} in this folder; {EXPORT_HINT}")
         else:
             default_labels = path.with_name(LABELS_NAME)
@@ -174,16 +182,20 @@ def _check_hdf5(data: bytes, name: str) -> None:
         raise ModelFileError(f"{name}: not an HDF5 Keras model file; pick {MODEL_NAME} ({EXPORT_HINT})")
 
 
-def _read_bytes(path: Path) -> bytes:
-    if not path.is_file():
-        raise ModelFileError(f"{path}: file not found; pick the zip or {MODEL_NAME} of a Teachable Machine export")
-    if path.stat().st_size > MAX_EXPORT_BYTES:
-        raise ModelFileError(f"{path}: larger than {MAX_EXPORT_BYTES // 2**20} MB, not a Teachable Machine "
+def _check_size(size: int, name: str) -> None:
+    if size > MAX_EXPORT_BYTES:
+        raise ModelFileError(f"{name}: larger than {MAX_EXPORT_BYTES // 2**20} MB, not a Teachable Machine "
                              f"image model; {EXPORT_HINT}")
-    return path.read_bytes()
+
+
+def _read_bytes(path: Path) -> bytes:
+    """A regular file's bytes, its size checked first (a FIFO or /dev/zero is refused, not read)."""
+    return read_regular_file(path, MAX_EXPORT_BYTES, f"pick the zip or {MODEL_NAME} of a Teachable Machine "
+                             "export", what="Teachable Machine export")
 
 
 def _read_zip(data: bytes, name: str, labels) -> ExportFiles:
+    check_zip_members(data, name, EXPORT_HINT)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             members = {Path(info.filename).name: info for info in zf.infolist() if not info.is_dir()}
@@ -195,6 +207,9 @@ def _read_zip(data: bytes, name: str, labels) -> ExportFiles:
                                      f"{EXPORT_HINT}")
             model_bytes = zf.read(model_info)
             if labels is None and LABELS_NAME in members:
+                if members[LABELS_NAME].file_size > MAX_LABELS_BYTES:
+                    raise ModelFileError(f"{name}: {LABELS_NAME} is larger than {MAX_LABELS_BYTES // 2**10} KB; "
+                                         f"{EXPORT_HINT}")
                 labels = zf.read(members[LABELS_NAME])
                 labels_name = f"{name}:{LABELS_NAME}"
             else:
@@ -208,16 +223,20 @@ def _read_zip(data: bytes, name: str, labels) -> ExportFiles:
 def _read_labels_arg(labels, default: Path | None) -> tuple[tuple[str, ...] | None, str | None]:
     """Class names from a labels argument (path, bytes or names) or the default file if it exists."""
     if labels is None:
-        if default is None or not default.is_file():
+        if default is None or not os.path.lexists(default):
             return None, None
         labels = default
     if isinstance(labels, (bytes, bytearray)):
+        if len(labels) > MAX_LABELS_BYTES:
+            raise ModelFileError(f"{LABELS_NAME}: larger than {MAX_LABELS_BYTES // 2**10} KB; "
+                                 "use the labels.txt of the same export")
         return parse_labels(_decode(bytes(labels), LABELS_NAME), LABELS_NAME), LABELS_NAME
     if isinstance(labels, (str, os.PathLike)):
         path = Path(labels)
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise ModelFileError(f"{path}: labels file not found; use the labels.txt of the same export")
-        return parse_labels(_decode(path.read_bytes(), str(path)), str(path)), str(path)
+        data = read_regular_file(path, MAX_LABELS_BYTES, "use the labels.txt of the same export", what="labels file")
+        return parse_labels(_decode(data, str(path)), str(path)), str(path)
     names = tuple(str(n).strip() for n in labels)
     if not names or not all(names):
         raise FerError("class names must be non-empty")
@@ -287,13 +306,16 @@ def _sanitize(node: Any, source: str) -> Any:
     return {key: _sanitize(value, source) for key, value in node.items()}
 
 
-def _attr_strings(obj, key: str) -> list[str]:
-    values = obj.attrs.get(key)
-    if values is None:
+def _attr_strings(obj, key: str, source: str) -> list[str]:
+    """A short list of names from an HDF5 attribute; its length is checked before it is read."""
+    if key not in obj.attrs:
         return []
+    if math.prod(obj.attrs.get_id(key).shape or ()) > MAX_NAMES:
+        raise ModelFileError(f"{source}: attribute {key!r} lists more than {MAX_NAMES:,} names; {EXPORT_HINT}")
+    values = obj.attrs[key]
     if isinstance(values, (bytes, str)):
         values = [values]
-    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+    return [v.decode("utf8", "replace") if isinstance(v, bytes) else str(v) for v in np.ravel(values)]
 
 
 def _leaf_layers(layer) -> Iterator[Any]:
@@ -305,26 +327,65 @@ def _leaf_layers(layer) -> Iterator[Any]:
         yield layer
 
 
-def _stored_weights(group, source: str) -> dict[str, dict[str, np.ndarray]]:
-    """``leaf layer name -> {variable name: array}`` from one top-level layer's weight group."""
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for weight_name in _attr_strings(group, "weight_names"):
+def _read_model_config(h5, source: str) -> Any:
+    """The architecture JSON from the ``model_config`` attribute: size checked before reading,
+    UTF-8 only, shallow."""
+    import h5py
+
+    where = f"{source} (its model_config)"
+    if "model_config" not in h5.attrs or not isinstance(h5.get("model_weights"), h5py.Group):
+        raise ModelFileError(f"{source}: holds no complete Keras model (architecture and weights); "
+                             f"{EXPORT_HINT}")
+    attr = h5.attrs.get_id("model_config")
+    if attr.shape not in ((), None) or attr.get_storage_size() > MAX_CONFIG_BYTES:
+        raise ModelFileError(f"{where}: not one JSON text of at most {MAX_CONFIG_BYTES // 2**20} MB; {EXPORT_HINT}")
+    raw = h5.attrs["model_config"]
+    if isinstance(raw, str):  # h5py decodes variable-length strings, keeping bad bytes as surrogates
+        raw = raw.encode("utf8", "surrogateescape")
+    if not isinstance(raw, bytes):
+        raise ModelFileError(f"{where}: not JSON text; {EXPORT_HINT}")
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ModelFileError(f"{where}: larger than {MAX_CONFIG_BYTES // 2**20} MB; {EXPORT_HINT}")
+    return parse_json(raw, where, EXPORT_HINT)
+
+
+def _stored_weights(group, source: str) -> dict[str, dict[str, Any]]:
+    """``leaf layer name -> {variable name: HDF5 dataset}`` of one top-level layer's weight group
+    (datasets, not values: nothing is read yet)."""
+    import h5py
+
+    out: dict[str, dict[str, Any]] = {}
+    for weight_name in _attr_strings(group, "weight_names", source):
         parts = re.sub(r":\d+$", "", weight_name).split("/")
-        if len(parts) < 2 or weight_name not in group:
+        dataset = group.get(weight_name) if len(parts) >= 2 else None
+        if not isinstance(dataset, h5py.Dataset):
             raise ModelFileError(f"{source}: weight {weight_name!r} is malformed or missing; {EXPORT_HINT}")
-        out.setdefault(parts[-2], {})[parts[-1]] = np.asarray(group[weight_name][()])
+        out.setdefault(parts[-2], {})[parts[-1]] = dataset
     return out
 
 
-def _load_weights(weights_group, model, source: str) -> None:
-    """Copy weights from an HDF5 ``model_weights`` group into ``model`` by layer and variable name."""
+def _stored_layers(weights_group, source: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """``top-level layer name -> leaf layer -> {variable: dataset}`` for the whole ``model_weights``
+    group, from metadata only: checked before TensorFlow is even imported."""
+    import h5py
+
+    if len(weights_group) > MAX_NAMES:
+        raise ModelFileError(f"{source}: model_weights holds more than {MAX_NAMES:,} layers; {EXPORT_HINT}")
+    return {name: _stored_weights(group, source) for name, group in weights_group.items()
+            if isinstance(group, h5py.Group)}
+
+
+def _match_weights(stored_layers: dict[str, dict[str, dict[str, Any]]], model, source: str) -> list[tuple[Any, Any, str]]:
+    """(variable, dataset, name) for every variable of ``model``, matched by layer and variable
+    name and checked for shape from the file's metadata; nothing is read or allocated."""
+    plan = []
     for layer in model.layers:
         if not layer.weights:
             continue
-        if layer.name not in weights_group:
+        if layer.name not in stored_layers:
             raise ModelFileError(f"{source}: no weights for layer {layer.name!r}; the file is incomplete, "
                                  f"{EXPORT_HINT}")
-        stored = _stored_weights(weights_group[layer.name], source)
+        stored = {leaf: dict(variables) for leaf, variables in stored_layers[layer.name].items()}
         for leaf in _leaf_layers(layer):
             values = stored.get(leaf.name, {})
             for variable in leaf.weights:
@@ -332,23 +393,30 @@ def _load_weights(weights_group, model, source: str) -> None:
                 if key is None:
                     raise ModelFileError(f"{source}: weight {leaf.name}/{variable.name} is missing from the file; "
                                          f"{EXPORT_HINT}")
-                value = values.pop(key)
-                if tuple(value.shape) != tuple(variable.shape):
-                    raise ModelFileError(f"{source}: weight {leaf.name}/{variable.name} has shape {value.shape}, "
+                dataset = values.pop(key)
+                if tuple(dataset.shape or ()) != tuple(variable.shape):
+                    raise ModelFileError(f"{source}: weight {leaf.name}/{variable.name} has shape {dataset.shape}, "
                                          f"the architecture needs {tuple(variable.shape)}; {EXPORT_HINT}")
-                variable.assign(value)
+                plan.append((variable, dataset, f"{leaf.name}/{variable.name}"))
         left = [f"{leaf}/{var}" for leaf, vars_ in stored.items() for var in vars_]
         if left:
             raise ModelFileError(f"{source}: weights {', '.join(left[:3])} fit no layer of the architecture; "
                                  f"{EXPORT_HINT}")
+    return plan
 
 
 def load_teachable_model(model_file: bytes | str | os.PathLike[str], source: str | None = None):
-    """Rebuild a Teachable Machine (tf.keras 2.x HDF5) model without executing anything from it."""
+    """Rebuild a Teachable Machine (tf.keras 2.x HDF5) model without executing anything from it.
+
+    Everything that can be checked from the file's metadata is checked before TensorFlow is
+    imported (``keras_safety``); the architecture is then counted and compared with the weights
+    before its variables are allocated, and the weights are read last.
+    """
     import h5py
 
     if isinstance(model_file, bytes):
         data, source = model_file, source or MODEL_NAME
+        _check_size(len(data), source)
     else:
         data, source = _read_bytes(Path(model_file)), source or str(model_file)
     _check_hdf5(data, source)
@@ -357,29 +425,28 @@ def load_teachable_model(model_file: bytes | str | os.PathLike[str], source: str
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"{source}: unreadable HDF5 file ({one_line(exc, 160)}); download the export again") from None
     with h5:
-        raw = h5.attrs.get("model_config")
-        if raw is None or "model_weights" not in h5:
-            raise ModelFileError(f"{source}: holds no complete Keras model (architecture and weights); "
-                                 f"{EXPORT_HINT}")
         try:
-            config = json.loads(raw.decode("utf8") if isinstance(raw, bytes) else str(raw))
-        except ValueError as exc:
-            raise ModelFileError(f"{source}: unreadable model architecture ({one_line(exc, 160)}); "
-                                 f"{EXPORT_HINT}") from None
-        config = sanitize_model_config(config, source)
-        keras = import_keras()
-        try:
-            cls = keras.Sequential if config["class_name"] == "Sequential" else keras.Model
-            model = cls.from_config(config["config"])
-        except Exception as exc:  # Keras raises many types for configs it cannot build
-            raise ModelFileError(f"{source}: cannot rebuild the model ({one_line(exc, 160)}); {EXPORT_HINT}") from None
-        if not model.built:
-            raise ModelFileError(f"{source}: the model has no input shape; {EXPORT_HINT}")
-        try:
-            _load_weights(h5["model_weights"], model, source)
-        except (OSError, KeyError, ValueError, TypeError) as exc:  # damaged datasets inside the file
-            raise ModelFileError(f"{source}: unreadable weights ({one_line(exc, 160)}); "
+            check_hdf5_storage(h5, source, MAX_EXPORT_BYTES, EXPORT_HINT)
+            config = sanitize_model_config(_read_model_config(h5, source), source)
+            stored_layers = _stored_layers(h5["model_weights"], source)
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # damaged HDF5 structures
+            raise ModelFileError(f"{source}: unreadable HDF5 file ({one_line(exc, 160)}); "
                                  "download the export again") from None
+        plan: list[tuple[Any, Any, str]] = []
+
+        def build():
+            keras = import_keras()
+            cls = keras.Sequential if config["class_name"] == "Sequential" else keras.Model
+            return cls.from_config(config["config"])
+
+        def check(model) -> None:
+            if not model.built:
+                raise ModelFileError(f"{source}: the model has no input shape; {EXPORT_HINT}")
+            plan.extend(_match_weights(stored_layers, model, source))
+
+        model = build_deferred(build, check, source, EXPORT_HINT)
+        for variable, dataset, name in plan:
+            variable.assign(read_dataset(dataset, source, name, "download the export again"))
     return model
 
 
@@ -410,6 +477,9 @@ class TeachablePredictor(Predictor):
         if len(shape) != 4 or shape[-1] != 3 or None in shape[1:]:
             raise ModelFileError(f"{source}: model input {shape} is not an RGB image; "
                                  "import a Teachable Machine image model")
+        if max(shape[1:3]) > MAX_INPUT_SIDE:
+            raise ModelFileError(f"{source}: model input {shape[1]}x{shape[2]} is larger than an image model takes "
+                                 f"here ({MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}); import a Teachable Machine image model")
         self.input_size: tuple[int, int] = (int(shape[1]), int(shape[2]))
         self.classes: tuple[str, ...] = self.mapping.classes
         # (labels x classes) 0/1 matrix: merges labels of one emotion, drops unmapped ones.

@@ -1,0 +1,94 @@
+"""Figures and tables of a mask report (no Streamlit here): what a mask costs each model."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..au_table import AU_CODES, au_label
+from ..evaluation.mask_report import MaskReport
+from ..masks import HIDDEN_AUS
+from .compare import model_color
+from .plots import _layout
+
+
+def summary_frame(report: MaskReport) -> pd.DataFrame:
+    """One row per model: accuracy and macro-F1 without and with the mask, and the drop."""
+    rows = []
+    for name in report.names:
+        a, b = report.original.reports[name], report.masked.reports[name]
+        rows.append({"model": name, "kind": report.original.kinds.get(name, ""), "original": a.accuracy,
+                     "masked": b.accuracy, "drop": a.accuracy - b.accuracy, "original macro F1": a.macro_f1,
+                     "masked macro F1": b.macro_f1, "n": a.n})
+    return pd.DataFrame(rows)
+
+
+def per_emotion_frame(report: MaskReport) -> pd.DataFrame:
+    """Long table: model, emotion, condition (original / masked), accuracy, n."""
+    rows = []
+    for name in report.names:
+        for condition, comparison in (("original", report.original), ("masked", report.masked)):
+            for emotion, score in comparison.reports[name].per_class.items():
+                if emotion in report.original.classes and score.n:
+                    rows.append({"model": name, "emotion": emotion, "condition": condition,
+                                 "accuracy": score.accuracy, "n": score.n})
+    return pd.DataFrame(rows, columns=["model", "emotion", "condition", "accuracy", "n"])
+
+
+def masked_vs_original_bars(report: MaskReport, title: str = "Accuracy per emotion without and with a mask"
+                            ) -> go.Figure:
+    """One panel per model: per emotion, a pale bar without and a solid bar with the mask."""
+    frame = per_emotion_frame(report)
+    names = report.names
+    fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names, shared_yaxes=True,
+                        horizontal_spacing=0.04)
+    for i, name in enumerate(names):
+        for condition, opacity in (("original", 0.35), ("masked", 1.0)):
+            part = frame[(frame["model"] == name) & (frame["condition"] == condition)]
+            fig.add_trace(go.Bar(x=part["emotion"], y=part["accuracy"], name=condition, legendgroup=condition,
+                                 showlegend=i == 0, marker=dict(color=model_color(i), opacity=opacity),
+                                 text=[f"{v:.0%}" for v in part["accuracy"]], textposition="outside",
+                                 hovertemplate=f"{name}, %{{x}} ({condition}): %{{y:.1%}}<extra></extra>"),
+                          row=1, col=i + 1)
+    fig.update_yaxes(range=[0, 1.12], tickformat=".0%")
+    fig.update_yaxes(title="accuracy (recall)", row=1, col=1)
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.2))
+    return _layout(fig, title, height=380, top=70)
+
+
+def shift_heatmap(report: MaskReport, name: str) -> go.Figure:
+    """Rows: true emotion; columns: the answer; colour: how much more (red) or less (blue) often
+    that answer is given once the face is masked, in points of the row's share."""
+    shift = report.shift(name)
+    answers = list(report.original.classes) + (["no face"] if any("no face" in row for row in shift.values()) else [])
+    z = [[100 * shift[true].get(a, 0.0) for a in answers] for true in report.original.classes]
+    top = max(1.0, max(abs(v) for row in z for v in row))
+    fig = go.Figure(go.Heatmap(z=z, x=answers, y=list(report.original.classes), zmin=-top, zmax=top,
+                               colorscale="RdBu_r", colorbar=dict(title="points"),
+                               text=[[f"{v:+.0f}" for v in row] for row in z], texttemplate="%{text}",
+                               hovertemplate="true %{y} -> %{x}: %{z:+.1f} points under the mask<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title="true emotion")
+    fig.update_xaxes(title="answer")
+    return _layout(fig, f"{name}: what each emotion turns into under the mask", height=380)
+
+
+def reasons_frame(report: MaskReport, name: str) -> pd.DataFrame:
+    """Per AU: the share of faces whose explanation names it, without and with the mask."""
+    shares = report.reasons.get(name, {})
+    rows = [{"AU": au_label(code), "hidden by the mask": code in HIDDEN_AUS,
+             "original": shares.get("original", {}).get(code, 0.0), "masked": shares.get("masked", {}).get(code, 0.0)}
+            for code in AU_CODES]
+    return pd.DataFrame(rows)
+
+
+def reasons_bars(report: MaskReport, name: str) -> go.Figure:
+    frame = reasons_frame(report, name)
+    fig = go.Figure()
+    for condition, color in (("original", "#9ecae1"), ("masked", "#08519c")):
+        fig.add_trace(go.Bar(y=frame["AU"], x=frame[condition], name=condition, orientation="h",
+                             marker_color=color, hovertemplate="%{y}: %{x:.0%} of faces<extra>" + condition + "</extra>"))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(tickformat=".0%", title="share of faces whose explanation names this AU")
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.15))
+    return _layout(fig, f"{name}: the AUs behind its decisions", height=520)

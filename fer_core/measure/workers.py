@@ -1,0 +1,199 @@
+"""Crash-isolated worker processes for native code (MediaPipe, OpenCV).
+
+A native abort (an OpenCV assertion, a segfault) cannot be caught in Python: it ends the process.
+So faces are measured in spawned worker processes, one file at a time. When a worker dies, its
+file becomes a failure ("the face detector crashed on this image") and a fresh worker takes its
+place; when a file takes longer than ``timeout_s``, its worker is stopped the same way. The caller
+(the CLI, the dashboard's server) never runs the native code of a batch itself.
+
+Workers are started once and kept for the process's life (``shared_pool``), so the dashboard and
+repeated calls do not pay MediaPipe's start-up each time. ``multiprocessing.Pool`` is not used:
+it hangs forever when a worker dies mid-task (the task is never answered).
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing as mp
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from ..errors import FerError, one_line
+
+DEFAULT_TIMEOUT_S = 300.0
+MAX_FAILED_STARTS = 3
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+               "TF_NUM_INTEROP_THREADS")
+
+
+class WorkerFailure(str):
+    """A task's answer when its worker died or timed out: a one-line reason, not to be cached
+    (the same bytes may well succeed on another try)."""
+
+
+def _worker_main(conn: Connection, initializer: Callable[[], None] | None, task: Callable[[Any], Any]) -> None:
+    for var in THREAD_VARS:  # one core per worker; the pool is the parallelism
+        os.environ[var] = "1"
+    if not os.environ.get("FER_NATIVE_LOGS"):  # native chatter and abort messages: the parent reports
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    try:
+        if initializer is not None:
+            initializer()
+    except Exception as exc:  # e.g. the landmarker model is missing: tell the parent, then stop
+        conn.send(("init-error", one_line(exc)))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        index, arg = message
+        try:
+            result = task(arg)
+        except Exception as exc:  # a bug in a task must not take the worker down with it
+            result = WorkerFailure(one_line(exc))
+        conn.send(("done", (index, result)))
+
+
+class _Worker:
+    def __init__(self, ctx, initializer, task):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, initializer, task), daemon=True)
+        self.process.start()
+        child.close()
+        self.ready = False
+        self.job: tuple[int, float] | None = None  # (index, started) of the task it is working on
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+
+class IsolatedPool:
+    """``workers`` spawned processes running ``task(arg)`` one argument at a time."""
+
+    def __init__(self, workers: int, task: Callable[[Any], Any], initializer: Callable[[], None] | None = None,
+                 timeout_s: float | None = DEFAULT_TIMEOUT_S, crash_message: str = "the worker crashed on this input"):
+        self.size = max(1, int(workers))
+        self._task, self._initializer = task, initializer
+        self._ctx = mp.get_context("spawn")  # MediaPipe hangs or crashes under fork
+        self._workers: list[_Worker] = []
+        self.timeout_s = timeout_s
+        self.crash_message = crash_message
+        self.lock = threading.Lock()  # one batch at a time (dashboard sessions share the pool)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def _fill(self) -> None:
+        for w in [w for w in self._workers if not w.process.is_alive() and w.job is None]:
+            w.stop()
+            self._workers.remove(w)
+        while len(self._workers) < self.size:
+            self._workers.append(_Worker(self._ctx, self._initializer, self._task))
+
+    def close(self) -> None:
+        for w in self._workers:
+            try:
+                if w.process.is_alive() and w.job is None:
+                    w.conn.send(None)
+            except OSError:
+                pass
+            w.process.join(timeout=2)
+            w.stop()
+        self._workers = []
+
+    # -- work -------------------------------------------------------------------------------------
+    def imap_unordered(self, args: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """(index, result) for every argument, in the order they finish. A worker that dies or
+        runs over the timeout gives a ``WorkerFailure`` for its argument and is replaced.
+        Closing the iterator early stops the workers still busy (their answers would be stale)."""
+        pending = deque(enumerate(args))
+        failed_starts = 0
+        self._fill()
+        try:
+            while pending or any(w.job is not None for w in self._workers):
+                for w in self._workers:
+                    if w.ready and w.job is None and pending:
+                        index, arg = pending.popleft()
+                        w.conn.send((index, arg))
+                        w.job = (index, time.monotonic())
+                waiting = [w for w in self._workers if w.job is not None or not w.ready]
+                ready = wait([w.conn for w in waiting] + [w.process.sentinel for w in waiting], timeout=1.0)
+                replaced = False
+                for w in waiting:
+                    if w.conn in ready:
+                        try:
+                            kind, payload = w.conn.recv()
+                        except (EOFError, OSError):
+                            kind, payload = "died", None
+                    elif w.process.sentinel in ready:
+                        kind, payload = "died", None
+                    elif w.job is not None and self.timeout_s and time.monotonic() - w.job[1] > self.timeout_s:
+                        kind, payload = "timeout", None
+                    else:
+                        continue
+                    if kind == "ready":
+                        w.ready, failed_starts = True, 0
+                    elif kind == "done":
+                        w.job = None
+                        yield payload
+                    elif kind == "init-error":
+                        raise FerError(payload)
+                    else:  # died or timed out: its argument fails, a new worker takes its place
+                        job = w.job
+                        w.job = None
+                        w.stop()
+                        code = w.process.exitcode
+                        self._workers.remove(w)
+                        replaced = True
+                        if job is None:
+                            failed_starts += 1
+                            if failed_starts >= MAX_FAILED_STARTS:
+                                raise FerError(f"worker processes die while starting (exit code {code}); "
+                                               "check the installation (pip install -r requirements.txt)")
+                        elif kind == "timeout":
+                            yield job[0], WorkerFailure(f"took over {self.timeout_s:g} s and was stopped; "
+                                                        "try a smaller image")
+                        else:
+                            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                            yield job[0], WorkerFailure(f"{self.crash_message} ({how}); it was skipped")
+                if replaced:
+                    self._fill()
+        finally:
+            for w in [w for w in self._workers if w.job is not None]:
+                w.job = None
+                w.stop()
+                self._workers.remove(w)
+
+
+_pools: dict[tuple, IsolatedPool] = {}
+_pools_lock = threading.Lock()
+
+
+def shared_pool(key: str, workers: int, task: Callable[[Any], Any], initializer: Callable[[], None] | None = None,
+                **options) -> IsolatedPool:
+    """The process's pool for ``key`` with ``workers`` processes (made once, closed at exit)."""
+    with _pools_lock:
+        pool = _pools.get((key, workers))
+        if pool is None:
+            pool = _pools[(key, workers)] = IsolatedPool(workers, task, initializer, **options)
+        return pool
+
+
+@atexit.register
+def _close_pools() -> None:
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()

@@ -1,0 +1,182 @@
+"""Masks drawn from landmarks on real faces, AUs under a mask, the upper-face model, mask-report,
+the Masks page and Try it's mask switch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from apptest_helpers import run_app, texts
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from fer_core import au_table, config, masks
+from fer_core.au_table import AU_CODES, AU_COLUMNS
+from fer_core.images import list_images, load_image
+from fer_core.measure.extract import measure_faces
+
+
+@pytest.fixture(scope="module")
+def faces(analyzer, astronaut, fer_val):
+    """(image, landmarks) of the astronaut and of six FER2013 val crops the detector finds."""
+    out = [(astronaut, measure_faces(analyzer, astronaut, keep_landmarks=True)[0].landmarks)]
+    for it in list_images(fer_val, ("happy", "sad", "angry", "surprise", "neutral", "disgust")):
+        rgb = load_image(it.path)
+        found = measure_faces(analyzer, rgb, keep_landmarks=True)
+        if found and found[0].method == "detector" and not found[0].low_confidence:
+            out.append((rgb, found[0].landmarks))
+        if len(out) == 7:
+            break
+    return out
+
+
+def test_the_mask_covers_mouth_nose_and_chin_but_no_eye_or_brow(faces):
+    for rgb, landmarks in faces:
+        assert masks.covered_points(rgb.shape, landmarks, masks.LOWER_FACE_POINTS).all()
+        assert not masks.covered_points(rgb.shape, landmarks, masks.UPPER_FACE_POINTS).any()
+
+
+def test_drawing_is_opaque_antialiased_and_deterministic_for_a_seed(faces):
+    rgb, landmarks = faces[1]  # a 48x48 FER2013 crop
+    a = masks.draw_mask(rgb, landmarks, "surgical", seed=3)
+    assert a.shape == rgb.shape and np.array_equal(a, masks.draw_mask(rgb, landmarks, "surgical", seed=3))
+    assert not np.array_equal(a, masks.draw_mask(rgb, landmarks, "surgical", seed=4))
+    cover = masks.coverage(rgb.shape, landmarks)
+    inside, edge = cover > 0.99, (cover > 0.1) & (cover < 0.9)
+    assert inside.sum() > 0.15 * cover.size and edge.any(), "an opaque middle and a soft edge"
+    mouth = tuple(np.round(landmarks[13, :2]).astype(int))
+    colours = {s: masks.draw_mask(rgb, landmarks, s)[mouth[1], mouth[0]] for s in masks.STYLES}
+    assert colours["surgical"][2] > colours["surgical"][0] + 30, "light blue"
+    assert colours["white"].min() > 200 and colours["cloth"].max() < 80
+    outside = ~(cover > 0)
+    assert np.array_equal(a[outside], rgb[outside]), "nothing outside the mask changes"
+
+
+def test_masked_faces_have_the_flag_and_their_hidden_aus_empty(fer_sample, tmp_path):
+    out = tmp_path / "masked.csv"
+    done = subprocess.run([sys.executable, "-m", "fer_core", "extract", str(fer_sample), "--out", str(out),
+                           "--mask", "surgical"], cwd=config.REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = au_table.read(out)
+    faces = table[table["success"] == 1]
+    assert len(faces) >= 20 and (faces["masked"] == 1).all()
+    hidden = [f"{c}_r" for c in masks.HIDDEN_AUS]
+    visible = [f"{c}_r" for c in masks.VISIBLE_AUS]
+    assert faces[hidden].isna().all().all() and faces[visible].notna().all().all()
+    assert set(masks.HIDDEN_AUS) | set(masks.VISIBLE_AUS) == set(AU_CODES)
+
+
+@pytest.fixture(scope="module")
+def bundled_au_predictor():
+    from fer_core.predictors.registry import load_predictor
+
+    return load_predictor("au-logreg-fer2013")
+
+
+def test_unknown_aus_count_for_no_emotion(bundled_au_predictor):
+    """A hidden AU sits at the training mean: the same probabilities as filling in that mean, and
+    the explanation neither gives it as a reason nor holds it against."""
+    p = bundled_au_predictor
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 3, len(AU_COLUMNS))
+    hidden = masks.hide(x)
+    filled = np.where(np.isnan(hidden), p.model.mean, hidden)
+    assert np.allclose(p.proba_from_aus(hidden[None]), p.proba_from_aus(filled[None]))
+    from fer_core.predictors.base import FaceInput
+
+    ex = p.explain(FaceInput(aus=hidden))
+    assert set(ex.extra["unknown_aus"]) == set(masks.HIDDEN_AUS)
+    assert not {c.au for c in ex.reasons + ex.against} & set(masks.HIDDEN_AUS)
+    assert json.loads(json.dumps(ex.to_dict()))  # no NaN in the JSON
+
+
+def test_an_upper_face_model_trains_and_scores_full_tables(tmp_path):
+    table = au_table.read(config.data_dir() / "fer2013_val_au.csv.gz")
+    out = tmp_path / "upper.json"
+    done = subprocess.run([sys.executable, "-m", "fer_core", "train-au", str(config.data_dir() / "fer2013_val_au.csv.gz"),
+                           "--out", str(out), "--aus", "upper"], cwd=config.REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from fer_core.predictors.registry import load_predictor
+
+    p = load_predictor(str(out))
+    assert p.model.au_columns == tuple(f"{c}_r" for c in masks.VISIBLE_AUS)
+    X = au_table.usable(table, ("happy",))[list(AU_COLUMNS)].to_numpy()[:5]
+    lower = [AU_COLUMNS.index(f"{c}_r") for c in masks.HIDDEN_AUS]
+    changed = X.copy()
+    changed[:, lower] = 4.0
+    assert np.allclose(p.proba_from_aus(X), p.proba_from_aus(changed)), "lower-face AUs play no part"
+    assert np.allclose(p.proba_from_aus(X), p.proba_from_aus(np.array([masks.hide(x) for x in X])))
+    bad = subprocess.run([sys.executable, "-m", "fer_core", "train-au", "x.csv", "--out", str(out), "--aus", "AU99"],
+                         cwd=config.REPO_ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "AU99" in bad.stderr
+
+
+def test_mask_command_writes_masked_copies_and_lists_failures(fer_sample, tmp_path):
+    src = tmp_path / "src"
+    import shutil
+
+    shutil.copytree(fer_sample, src)
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(src / "happy" / "blank.png")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "fer_core", "mask", str(src), "--out", str(out), "--seed", "1"],
+                          cwd=config.REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    originals = sorted(p.relative_to(src) for p in src.rglob("*.jpg"))
+    written = sorted(p.relative_to(out) for p in out.rglob("*.jpg"))
+    assert len(written) >= len(originals) - 2 and set(written) <= set(originals), "same layout"
+    first = written[0]
+    assert not np.array_equal(load_image(out / first), load_image(src / first))
+    failures = pd.read_csv(out / "mask_failures.csv")
+    assert "happy/blank.png" in set(failures["file"])
+
+
+def test_mask_report_json_has_both_conditions_the_shift_and_the_reasons(fer_sample, models_dir):
+    done = subprocess.run([sys.executable, "-m", "fer_core", "mask-report", "--images", str(fer_sample),
+                           "--models", "au-logreg-fer2013", "--json"], cwd=config.REPO_ROOT,
+                          capture_output=True, text=True, env={**os.environ, "FER_MODELS_DIR": str(models_dir)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    model = report["models"]["au-logreg-fer2013"]
+    for condition in ("original", "masked"):
+        assert {"n", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "confusion"} <= set(model[condition])
+        assert model[condition]["n"] == report["n"] >= 20
+    assert set(model["shift"]) == set(report["classes"])
+    assert all(abs(sum(row.values())) < 1e-6 for row in model["shift"].values()), "shares move, they sum to 0"
+    assert not set(model["reasons"]["masked"]) & set(masks.HIDDEN_AUS), "hidden AUs carry no decision"
+    assert report["human_findings"]["source"].startswith("Carbon (2020)")
+
+
+def test_masks_page_runs_the_report(models_dir, fer_sample):
+    at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "7_Masks.py")), 90)
+    at.radio(key="mask_source").set_value("A folder on this machine")
+    run_app(at, 90)
+    at.text_input(key="mask_folder").set_value(str(fer_sample))
+    run_app(at, 90)
+    at.button(key="mask_run").click()
+    run_app(at, 240)
+    report = at.session_state["mask_result"]["report"]
+    assert report.original.n == report.masked.n >= 20
+    assert any("Carbon" in s for s in texts(at.info))
+    assert len(at.get("plotly_chart")) >= 3
+    assert {b.proto.label for b in at.get("download_button")} >= {"Mask report (JSON)"}
+
+
+def test_try_it_mask_switch_shows_how_the_prediction_changes(models_dir, astronaut):
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(astronaut).save(buf, format="JPEG", quality=90)
+    at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "3_Try_it.py")), 90)
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", buf.getvalue(), "image/jpeg"))
+    at.toggle(key="try_mask").set_value(True)
+    run_app(at, 120)
+    said = texts(at.markdown)
+    assert any(m.startswith("Without a mask: **happy**") for m in said)
+    assert any(m.startswith("**With a mask**") for m in said)
+    assert any("Hidden by the mask" in c and "AU12" in c for c in texts(at.caption))
+    assert len(at.image) == 2, "the face, and the same face masked"
