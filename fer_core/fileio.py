@@ -60,7 +60,7 @@ def output_path(path: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         raise OutputFileError(f"{name}: cannot be written ({exc.strerror or exc}); choose another path") from None
     if info is not None and stat.S_ISDIR(info.st_mode):
-        raise OutputFileError(f"{name}: is a folder; give a file path inside it, e.g. {printable(str(target / target.name))}")
+        raise OutputFileError(f"{name}: is a folder; give a file path inside it")
     if info is not None and not stat.S_ISREG(info.st_mode):
         raise OutputFileError(f"{name}: not a regular file (a device, pipe or socket); write to a file instead")
     try:
