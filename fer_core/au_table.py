@@ -2,24 +2,41 @@
 
 Every AU source (embedded MediaPipe, OpenFace CSVs, OpenFace in Docker) produces this schema,
 so a model trained on one source's AUs can be scored on another's. This module owns the schema,
-the normalisation every source ends with, reading and writing the project's own table files, and
-the one rule for which rows a model may learn from or be scored on.
+the normalisation every source ends with, reading and writing table files, and the one rule for
+which rows a model may learn from or be scored on (``select``).
+
+Reading is bounded: only regular files up to ``MAX_TABLE_BYTES`` are opened, compression is
+recognised by its magic bytes (gzip, bzip2, xz), only the columns a table can use are parsed, in
+chunks, into compact types (AUs as float32), no line may exceed ``MAX_LINE_BYTES`` and no table
+``MAX_ROWS``. Text is UTF-8 (with or without BOM); UTF-16 is read when a BOM or its zero bytes say
+so; bytes that are not valid UTF-8 are read as Latin-1. Every failure is one ``AUTableError`` line
+naming the file.
 """
 
 from __future__ import annotations
 
+import bz2
+import codecs
+import csv
+import gzip
+import io
+import lzma
 import math
 import os
 import re
+import zlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 import pandas as pd
 
+from . import fileio
 from .emotions import OPENFACE_STUDY_CODES, SIX_EMOTIONS, normalize_emotion
-from .errors import AUTableError, one_line
+from .errors import AUTableError, one_line, printable
+from .safe_files import open_regular_file
 
 AU_CODES: tuple[str, ...] = (
     "AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12",
@@ -52,7 +69,20 @@ AU_NAMES: dict[str, str] = {
 META_COLUMNS: tuple[str, ...] = ("file", "face", "label", "success", "confidence", "source", "reason", "masked")
 TABLE_COLUMNS: tuple[str, ...] = META_COLUMNS + AU_COLUMNS
 
+TEXT_COLUMNS: tuple[str, ...] = ("file", "label", "source", "reason")
+
 PathOrBuffer = str | os.PathLike | IO[str] | IO[bytes]
+
+MAX_TABLE_BYTES = 2 << 30  # on disk (compressed or not), checked before reading
+MAX_LINE_BYTES = 1 << 20  # an AU table row is well under a kilobyte; OpenFace's widest ~8 KB
+MAX_ROWS = 5_000_000
+READ_CHUNK_ROWS = 100_000
+
+# A usable AU value is a finite number in this range: AUs are on OpenFace's 0-5 scale; the slack
+# admits other scalings, anything far outside is an error in the data, not a measurement.
+AU_VALID_RANGE: tuple[float, float] = (-1.0, 10.0)
+MIN_FACES_PER_CLASS = 10  # to train: a quarter is held out, the rest is cross-validated 5 ways
+
 _CODES_HINT = ", ".join(f"{k} {v}" for k, v in OPENFACE_STUDY_CODES.items())
 
 
@@ -69,23 +99,47 @@ def au_label(column_or_code: str) -> str:
 
 # -- building tables ---------------------------------------------------------------------------
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """The schema's columns in order with their types: how every source's table ends."""
+    """The schema's columns in order with their types: how every source's table ends.
+
+    AUs are float32 (three decimals on a 0-5 scale fit; half the memory of float64); labels,
+    sources and reasons are Python strings shared between rows, so a million-row table holds a
+    handful of distinct string objects, not millions.
+    """
     frame = frame.reindex(columns=list(TABLE_COLUMNS))
-    frame["face"] = pd.to_numeric(frame["face"], errors="coerce").fillna(0).astype(int)
-    frame["success"] = pd.to_numeric(frame["success"], errors="coerce").fillna(0).astype(int)
-    frame["confidence"] = frame["confidence"].astype(float)
-    frame["label"] = frame["label"].astype(object).where(frame["label"].notna(), None)
-    frame["source"] = frame["source"].astype(object).where(frame["source"].notna(), "")
-    frame["reason"] = frame["reason"].astype(object).where(frame["reason"].notna(), "")
-    frame["masked"] = pd.to_numeric(frame["masked"], errors="coerce").fillna(0).astype(int)
-    for c in AU_COLUMNS:
-        frame[c] = frame[c].astype(float)
+    frame["face"] = _whole(frame["face"])
+    frame["success"] = _whole(frame["success"])
+    frame["confidence"] = pd.to_numeric(frame["confidence"], errors="coerce").astype(float)
+    frame["label"] = _shared_text(frame["label"], None)
+    frame["source"] = _shared_text(frame["source"], "")
+    frame["reason"] = _shared_text(frame["reason"], "")
+    frame["masked"] = _whole(frame["masked"])
+    with np.errstate(over="ignore"):  # 1e308 becomes inf in float32: unusable either way (select)
+        for c in AU_COLUMNS:
+            if frame[c].dtype != np.float32:
+                frame[c] = frame[c].astype(np.float32)
     return frame.reset_index(drop=True)
 
 
+def _whole(values: pd.Series) -> np.ndarray:
+    """Whole numbers of a column; what is missing, text or not finite (inf, 1e400) becomes 0."""
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.clip(np.where(np.isfinite(v), v, 0), -(2**31), 2**31 - 1).astype(np.int64)
+
+
+def _shared_text(values: pd.Series, missing: str | None) -> pd.Series:
+    """An object column whose equal strings are one object; missing values become ``missing``."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    pool = np.empty(len(uniques) + 1, dtype=object)
+    pool[:-1] = [printable(u) if isinstance(u, str) else u for u in uniques]
+    pool[-1] = missing
+    return pd.Series(pool[codes], index=values.index, dtype=object)
+
+
 def from_rows(rows: Iterable[dict]) -> pd.DataFrame:
-    """A table from row dicts (missing columns empty)."""
-    return normalise(pd.DataFrame(list(rows), columns=list(TABLE_COLUMNS)))
+    """A table from row dicts (missing columns empty). Text that UTF-8 cannot hold (file names
+    with bytes that are not UTF-8) is kept with those bytes escaped (``\\xff``)."""
+    rows = [{k: printable(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
+    return normalise(pd.DataFrame(rows, columns=list(TABLE_COLUMNS)))
 
 
 def concat(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -101,34 +155,276 @@ def failure_rows(files: Iterable[tuple[str, str | None]], reason: str, source: s
                       "source": source, "reason": reason} for f, lab in files)
 
 
-# -- reading and writing -----------------------------------------------------------------------
+def table_name(table: pd.DataFrame, fallback: str = "AU table") -> str:
+    """The file a table was read from (``read`` records it), for messages."""
+    return str(getattr(table, "attrs", {}).get("name") or fallback)
+
+
+# -- reading -----------------------------------------------------------------------------------
 def display_name(src: PathOrBuffer) -> str:
     if isinstance(src, (str, os.PathLike)):
-        return str(src)
-    return str(getattr(src, "name", None) or "uploaded CSV")
+        return printable(os.fsdecode(src))
+    return printable(str(getattr(src, "name", None) or "uploaded CSV"))
 
 
-def read_csv_frame(src: PathOrBuffer, display: str | None = None) -> pd.DataFrame:
-    """A CSV as a frame with stripped header names (OpenFace 2.0 writes ``", "`` separators)."""
-    display = display or display_name(src)
-    if isinstance(src, (str, os.PathLike)) and not Path(src).is_file():
-        raise AUTableError(f"{display}: file not found; pick an existing CSV")
-    if hasattr(src, "seek"):
+# Columns any table format can use; the rest (OpenFace's landmarks, gaze, pose, AU_c) are not parsed.
+_USABLE_COLUMNS = frozenset(TABLE_COLUMNS) | {"frame", "face_id", "emotion"}
+_TEXT_INPUT = frozenset(TEXT_COLUMNS) | {"emotion"}
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
+_AU_NOT_NUMBER = "an AU value is not a number"
+_TABLE_HINT = "pick an AU table CSV (this workbench's or OpenFace output)"
+
+
+class _LineGuard(io.RawIOBase):
+    """The table's (decompressed) bytes, refusing a line longer than ``MAX_LINE_BYTES`` before a
+    parser buffers it: a file that is not a table, or a compressed bomb of one endless line."""
+
+    def __init__(self, raw: IO[bytes], display: str, closables: Sequence[IO[bytes]]) -> None:
+        self.raw, self.display, self.closables, self.run = raw, display, closables, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self.raw.readinto(buffer)
+        if n:
+            view = np.frombuffer(buffer, dtype=np.uint8, count=n)
+            newlines = np.flatnonzero(view == 10)
+            if newlines.size == 0:
+                self.run += n
+                longest = self.run
+            else:
+                longest = self.run + int(newlines[0])
+                if newlines.size > 1:
+                    longest = max(longest, int(np.diff(newlines).max()))
+                self.run = n - 1 - int(newlines[-1])
+            if longest > MAX_LINE_BYTES:
+                raise AUTableError(f"{self.display}: a line is longer than {MAX_LINE_BYTES >> 20} MB; "
+                                   "this is not an AU table (rows of one are short); pick a CSV of AU values")
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            for f in self.closables:
+                f.close()
+        super().close()
+
+
+class _TableBytes:
+    """Opens (and reopens) the bytes of a table from a path or a buffer: checked, decompressed and
+    guarded (``_LineGuard``)."""
+
+    def __init__(self, src: PathOrBuffer, display: str) -> None:
+        self.src, self.display = src, display
+        self.path = src if isinstance(src, (str, os.PathLike)) else None
+        if self.path is None:
+            if hasattr(src, "seek"):
+                src.seek(0)
+            if isinstance(src, io.TextIOBase) or isinstance(src.read(0), str):
+                self.src = io.BytesIO(src.read().encode("utf-8"))
+            else:
+                self.src.seek(0, os.SEEK_END)
+                size = self.src.tell()
+                if size > MAX_TABLE_BYTES:
+                    raise AUTableError(f"{display}: {size >> 20} MB is larger than a table can be "
+                                       f"({MAX_TABLE_BYTES >> 20} MB); split or subsample it")
+        first, _ = self._raw()
         try:
-            src.seek(0)
-        except (OSError, ValueError):
-            pass
+            magic = first.read(6)
+        finally:
+            self._close(first)
+        if not magic:
+            raise AUTableError(f"{display}: file is empty; pick a CSV with AU columns (AU01_r … AU45_r)")
+        self.compression = next((name for m, name in _MAGIC if magic.startswith(m)), None)
+
+    def _raw(self) -> tuple[IO[bytes], int]:
+        if self.path is not None:
+            return open_regular_file(self.path, _TABLE_HINT, MAX_TABLE_BYTES, "table", AUTableError, self.display)
+        self.src.seek(0)
+        return self.src, 0
+
+    def _close(self, fh: IO[bytes]) -> None:
+        if self.path is not None:
+            fh.close()
+
+    def open(self) -> io.BufferedReader:
+        fh, _ = self._raw()
+        closables = [fh] if self.path is not None else []
+        raw: IO[bytes] = fh
+        try:
+            if self.compression == "gzip":
+                raw = gzip.GzipFile(fileobj=fh, mode="rb")
+            elif self.compression == "bzip2":
+                raw = bz2.BZ2File(fh, mode="rb")
+            elif self.compression == "xz":
+                raw = lzma.LZMAFile(fh, mode="rb")  # noqa: SIM115 (closed with the stream)
+        except BaseException:
+            self._close(fh)
+            raise
+        if raw is not fh:
+            closables.insert(0, raw)
+        return io.BufferedReader(_LineGuard(raw, self.display, closables), buffer_size=1 << 18)
+
+
+def _encoding(head: bytes, display: str, complete: bool) -> str:
+    """The text encoding the first bytes show (see the module docstring)."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    sample = head[:4096]
+    if b"\x00" in sample:
+        even, odd = sample[0::2], sample[1::2]
+        if odd and odd.count(0) > 0.3 * len(odd) and even.count(0) < 0.05 * len(even):
+            return "utf-16-le"
+        if even and even.count(0) > 0.3 * len(even) and odd.count(0) < 0.05 * len(odd):
+            return "utf-16-be"
+        raise AUTableError(f"{display}: not a text CSV (it holds binary data); pick a CSV of AU values")
     try:
-        frame = pd.read_csv(src, skipinitialspace=True, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise AUTableError(f"{display}: file is empty; pick a CSV written by OpenFace") from None
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=complete)
+        return "utf-8-sig"
     except UnicodeDecodeError:
-        raise AUTableError(f"{display}: not a text CSV; pick a CSV written by OpenFace") from None
-    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        return "latin-1"
+
+
+def _header(head: bytes, encoding: str, display: str, complete: bool) -> tuple[list[str], str]:
+    """(column names, separator) from the first line."""
+    text = head.decode(encoding, errors="replace")
+    end = text.find("\n")
+    if end < 0 and not complete:
+        raise AUTableError(f"{display}: the first line is longer than {MAX_LINE_BYTES >> 20} MB; "
+                           "this is not an AU table; pick a CSV of AU values")
+    line = text[: end if end >= 0 else len(text)].rstrip("\r").lstrip("\ufeff")
+    if not line.strip():
+        raise AUTableError(f"{display}: file is empty (no header line); pick a CSV with AU columns (AU01_r … AU45_r)")
+    sep = max((",", "\t", ";"), key=line.count) if any(s in line for s in (",", "\t", ";")) else ","
+    names = next(csv.reader([line], delimiter=sep, skipinitialspace=True), [])
+    return [n.strip() for n in names], sep
+
+
+def read_frame(src: PathOrBuffer, display: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The usable columns of a CSV (header names stripped; OpenFace 2.0 writes ``", "``) and, per
+    row, whether an AU cell held text instead of a number (that cell is NaN).
+
+    AU columns are float32, text columns strings, other numbers float. A column without AU
+    intensities, a column of text only, and unreadable or oversized files raise ``AUTableError``.
+    """
+    display = display or display_name(src)
+    source = _TableBytes(src, display)
+    try:
+        with source.open() as stream:
+            head = stream.read(MAX_LINE_BYTES + 1)
+        complete = len(head) <= MAX_LINE_BYTES
+        if not head.strip(b"\r\n\t ,;\x00\xef\xbb\xbf\xff\xfe"):
+            raise AUTableError(f"{display}: file is empty; pick a CSV with AU columns (AU01_r … AU45_r)")
+        encoding = _encoding(head, display, complete)
+        names, sep = _header(head, encoding, display, complete)
+        missing_aus(names, display)
+        for enc in (encoding, "latin-1") if encoding == "utf-8-sig" else (encoding,):
+            try:
+                return _parse(source, enc, sep, names, display)
+            except UnicodeDecodeError:
+                continue
+        raise AUTableError(f"{display}: not a text CSV; pick a CSV of AU values")  # latin-1 always decodes
+    except AUTableError:
+        raise
+    except (zlib.error, EOFError, lzma.LZMAError, OSError) as exc:
+        detail = f"zlib: {exc}" if isinstance(exc, zlib.error) else one_line(exc, 100)
+        if source.compression:
+            raise AUTableError(f"{display}: the {source.compression} data is corrupt or cut short "
+                               f"({detail}); export or download the table again") from None
+        raise AUTableError(f"{display}: could not be read ({one_line(exc, 100)})") from None
+    except pd.errors.EmptyDataError:
+        raise AUTableError(f"{display}: file is empty; pick a CSV with AU columns (AU01_r … AU45_r)") from None
+    except (pd.errors.ParserError, ValueError) as exc:
         raise AUTableError(f"{display}: not a readable CSV ({one_line(exc, 120)}); "
-                           f"check the file is OpenFace output") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+                           "check the file is an AU table or OpenFace output") from None
+
+
+def _count_lines(source: _TableBytes, display: str) -> int:
+    """An upper bound of the table's rows (its newlines, plus one), so columns are allocated once
+    at their final size; the same pass refuses over-long lines and tables over ``MAX_ROWS``."""
+    lines = 1
+    with source.open() as stream:
+        while block := stream.read(1 << 20):
+            lines += block.count(b"\n")
+            if lines > MAX_ROWS + 2:
+                raise AUTableError(f"{display}: more than {MAX_ROWS:,} rows, more than this workbench reads at "
+                                   "once; split the table or subsample it")
+    return lines
+
+
+def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], display: str,
+           ) -> tuple[pd.DataFrame, np.ndarray]:
+    wanted = list(dict.fromkeys(n for n in names if n in _USABLE_COLUMNS))
+    capacity = _count_lines(source, display)
+    au_cols = [c for c in AU_COLUMNS if c in wanted]
+    block = np.full((capacity, len(au_cols)), np.nan, dtype=np.float32)  # all AUs, one allocation
+    numbers = {c: np.full(capacity, np.nan) for c in wanted if c not in AU_COLUMNS and c not in _TEXT_INPUT}
+    texts: dict[str, list[pd.Series]] = {c: [] for c in wanted if c in _TEXT_INPUT}
+    text_rows = np.zeros(capacity, dtype=bool)
+    found = dict.fromkeys(au_cols, 0)
+    example: dict[str, str] = {}
+    rows = 0
+    with source.open() as stream:
+        reader = pd.read_csv(stream, sep=sep, skipinitialspace=True, encoding=encoding,
+                             dtype={n: "str" for n in texts}, usecols=lambda c: str(c).strip() in _USABLE_COLUMNS,
+                             chunksize=READ_CHUNK_ROWS)
+        for chunk in reader:
+            chunk.columns = [str(c).strip() for c in chunk.columns]
+            chunk = chunk.loc[:, ~chunk.columns.duplicated()]
+            end = rows + len(chunk)
+            if end > capacity:  # cannot happen: a row ends at a newline or at the end
+                raise AUTableError(f"{display}: more rows than lines; check the file is a plain CSV")
+            for j, c in enumerate(au_cols):
+                values, bad = _au_floats(chunk[c])
+                block[rows:end, j] = values
+                found[c] += int(np.count_nonzero(~np.isnan(values)))
+                if bad is not None and bad.any():
+                    text_rows[rows:end] |= bad
+                    example.setdefault(c, str(chunk[c][bad].iloc[0]))
+            for c, column in numbers.items():
+                column[rows:end] = pd.to_numeric(chunk[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            for c, parts in texts.items():
+                parts.append(chunk[c].astype("str"))
+            rows = end
+    for c, sample in example.items():
+        if found[c] == 0:
+            raise AUTableError(f"{display}: column {c} has non-numeric values such as {sample[:30]!r} and no "
+                               "numbers; check the columns are AU intensities")
+    meta = pd.DataFrame({**{c: pd.concat(parts, ignore_index=True) if parts else pd.Series([], dtype="str")
+                            for c, parts in texts.items()},
+                         **{c: column[:rows] for c, column in numbers.items()}})
+    aus = pd.DataFrame(block[:rows], columns=au_cols, copy=False)
+    return pd.concat([meta, aus], axis=1), text_rows[:rows]
+
+
+def _au_floats(col: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
+    """(float32 values, rows whose cell was text, or None when it holds numbers only): text and
+    blanks become NaN, 1e308 becomes inf."""
+    if col.dtype == np.float32:
+        return col.to_numpy(), None
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = None
+    else:
+        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.isnan(values) & col.notna().to_numpy()
+        if bad.any():
+            idx = np.flatnonzero(bad)
+            bad[idx] = (col.iloc[idx].astype(str).str.strip() != "").to_numpy()
+    with np.errstate(over="ignore"):
+        return values.astype(np.float32), bad
+
+
+def mark_text_rows(table: pd.DataFrame, text_rows: np.ndarray) -> pd.DataFrame:
+    """Say in ``reason`` which rows had text in an AU cell (read as missing, so never used)."""
+    if len(text_rows) == len(table) and text_rows.any():
+        reason = table["reason"].to_numpy(dtype=object).copy()
+        hit = text_rows & (table["reason"].fillna("").to_numpy(dtype=object) == "")
+        reason[hit] = _AU_NOT_NUMBER
+        table["reason"] = pd.Series(reason, index=table.index, dtype=object)
+    return table
 
 
 def is_project_table(frame: pd.DataFrame) -> bool:
@@ -138,77 +434,96 @@ def is_project_table(frame: pd.DataFrame) -> bool:
 
 def read(path_or_buffer: PathOrBuffer) -> pd.DataFrame:
     """Any AU table this project meets: its own format, or OpenFace output (per-image CSVs,
-    FeatureExtraction, or a merged labelled table such as the original study's), by content."""
+    FeatureExtraction, or a merged labelled table such as the original study's), by content.
+    AU columns are matched by name, in whatever order the file lists them. ``attrs["name"]``
+    keeps the file's name for later messages."""
     display = display_name(path_or_buffer)
-    frame = read_csv_frame(path_or_buffer, display)
+    frame, text_rows = read_frame(path_or_buffer, display)
     if is_project_table(frame):
-        return from_project_frame(frame, display)
-    from .measure.openface_csv import table_from_openface_frame
+        table = from_project_frame(frame, display)
+    else:
+        from .measure.openface_csv import table_from_openface_frame
 
-    return table_from_openface_frame(frame, display)
+        table = table_from_openface_frame(frame, display)
+    table = mark_text_rows(table, text_rows)
+    table.attrs["name"] = display
+    return table
 
 
 def from_project_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     """Validate a frame in the project's format and return it normalised."""
     aus = au_values(frame, display)
     n = len(frame)
-    out = pd.DataFrame({"file": frame["file"].astype(str).to_numpy()})
-    out["face"] = frame["face"].to_numpy() if "face" in frame.columns else 0
-    out["label"] = parse_labels(frame["label"], display, "label") if "label" in frame.columns else [None] * n
-    out["success"] = (frame["success"].to_numpy() if "success" in frame.columns
+    frame = frame.reset_index(drop=True)
+    files = frame["file"].astype("str")
+    out = pd.DataFrame({"file": files.fillna("") if files.hasnans else files})
+    out["face"] = frame["face"] if "face" in frame.columns else 0
+    out["label"] = (pd.Series(parse_labels(frame["label"], display, "label"), dtype=object)
+                    if "label" in frame.columns else pd.Series([None] * n, dtype=object))
+    out["success"] = (frame["success"] if "success" in frame.columns
                       else aus.notna().all(axis=1).astype(int).to_numpy())
-    out["confidence"] = (pd.to_numeric(frame["confidence"], errors="coerce").to_numpy(dtype=float)
+    out["confidence"] = (pd.to_numeric(frame["confidence"], errors="coerce")
                          if "confidence" in frame.columns else np.nan)
-    out["source"] = frame["source"].fillna("").astype(str).to_numpy() if "source" in frame.columns else "csv"
-    out["reason"] = frame["reason"].fillna("").astype(str).to_numpy() if "reason" in frame.columns else ""
-    out["masked"] = frame["masked"].to_numpy() if "masked" in frame.columns else 0
+    out["source"] = frame["source"] if "source" in frame.columns else "csv"
+    out["reason"] = frame["reason"] if "reason" in frame.columns else ""
+    out["masked"] = frame["masked"] if "masked" in frame.columns else 0
     return normalise(pd.concat([out, aus.reset_index(drop=True)], axis=1))
 
 
 def write(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write a table as CSV (``.csv.gz`` compresses), creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    normalise(table).to_csv(path, index=False)
-    return path
+    """Write a table as CSV (``.gz``, ``.bz2``, ``.xz`` compress), whole or not at all
+    (``fileio.atomic_output``), creating the folder. Raises ``OutputFileError``."""
+    target = fileio.output_path(path)
+    method = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}.get(target.suffix.lower())
+    frame = normalise(table)
+    with fileio.atomic_output(target) as fh:
+        frame.to_csv(fh, index=False, encoding="utf-8",
+                     compression={"method": method, "mtime": 0} if method == "gzip" else method)
+    return target
 
 
-def au_values(frame: pd.DataFrame, display: str) -> pd.DataFrame:
-    """The 17 AU_r columns as floats; missing or non-numeric columns raise AUTableError."""
-    missing = [c for c in AU_COLUMNS if c not in frame.columns]
+def missing_aus(columns: Iterable[str], display: str) -> None:
+    """Raise ``AUTableError`` naming the AU intensity columns ``columns`` lacks."""
+    present = set(columns)
+    missing = [c for c in AU_COLUMNS if c not in present]
     if missing:
         what = "all 17 AU intensity columns" if len(missing) == len(AU_COLUMNS) else f"{len(missing)} AU columns"
         raise AUTableError(f"{display}: missing {what} ({', '.join(missing)}); "
                            f"use OpenFace output with AU intensities (-aus) or a table with AU01_r … AU45_r")
-    out = pd.DataFrame(index=frame.index)
+
+
+def au_values(frame: pd.DataFrame, display: str) -> pd.DataFrame:
+    """The 17 AU_r columns as float32, by name; missing columns, or a column of text only, raise
+    AUTableError. Single text cells become NaN (``read_frame`` marks their rows)."""
+    missing_aus(frame.columns, display)
+    if all(frame[c].dtype == np.float32 for c in AU_COLUMNS):
+        return frame[list(AU_COLUMNS)]  # as read_frame gives them: no copy
+    out = {}
     for c in AU_COLUMNS:
-        col = frame[c]
-        values = pd.to_numeric(col, errors="coerce")
-        bad = values.isna() & col.notna() & (col.astype(str).str.strip() != "")
-        if bad.any():
+        values, bad = _au_floats(frame[c])
+        if bad is not None and bad.any() and np.isnan(values).all():
             raise AUTableError(f"{display}: column {c} has non-numeric values such as "
-                               f"{str(col[bad].iloc[0])[:30]!r}; fix or remove those rows")
-        out[c] = values.astype(float)
-    return out
+                               f"{str(frame[c][bad].iloc[0])[:30]!r} and no numbers; check the columns are AU intensities")
+        out[c] = values
+    return pd.DataFrame(out, index=frame.index)
 
 
-def parse_labels(values: pd.Series, display: str, column: str) -> list[str | None]:
-    """Emotion names from names/aliases or the study's codes 0..5; unknown values raise."""
-    out: list[str | None] = []
+def parse_labels(values: pd.Series, display: str, column: str) -> np.ndarray:
+    """Emotion names from names/aliases or the study's codes 0..5 (an object array, None where
+    unlabelled); unknown values raise. Each distinct value is looked at once."""
+    codes, uniques = pd.factorize(pd.Series(values, copy=False), use_na_sentinel=True)
+    pool = np.empty(len(uniques) + 1, dtype=object)
     unknown: list[str] = []
-    cache: dict[object, str | None] = {}
-    for v in values:
-        key = (type(v), v) if not (isinstance(v, float) and math.isnan(v)) else "nan"
-        if key not in cache:
-            cache[key] = _label_value(v)
-            if cache[key] == "?":
-                unknown.append(repr(v.item() if hasattr(v, "item") else v))
-        out.append(cache[key])
+    for i, v in enumerate(uniques):
+        pool[i] = _label_value(v)
+        if pool[i] == "?":
+            unknown.append(repr(printable(v) if isinstance(v, str) else v.item() if hasattr(v, "item") else v))
+    pool[-1] = None
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise AUTableError(f"{display}: unknown labels {shown} in column {column!r}; "
                            f"use emotion names ({', '.join(SIX_EMOTIONS)}) or the study's codes ({_CODES_HINT})")
-    return out
+    return pool[codes]
 
 
 def _label_value(v) -> str | None:
@@ -228,6 +543,40 @@ def _label_value(v) -> str | None:
 
 
 # -- which rows count ------------------------------------------------------------------------
+NOT_FIRST_FACE = "later faces of an image"
+OTHER_LABEL = "unlabelled or of other emotions"
+NO_FACE = "without a measured face"
+AU_HIDDEN = "measured under a mask that hides AUs the model needs"
+AU_MISSING = "with AU values missing or not numbers"
+AU_INVALID = f"with AU values that are infinite or outside {AU_VALID_RANGE[0]:g} to {AU_VALID_RANGE[1]:g}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which rows of a table count (``index``: their positions) and how many were left out, by
+    reason, in the order the rule checks them."""
+
+    index: np.ndarray
+    total: int
+    left_out: dict[str, int] = field(default_factory=dict)
+    measured: np.ndarray | None = None  # scoring: per kept row, whether its face was measured
+
+    @property
+    def n(self) -> int:
+        return len(self.index)
+
+    def summary(self) -> str:
+        return left_out_summary(self.left_out, self.total)
+
+
+def left_out_summary(left_out: dict[str, int], total: int) -> str:
+    """'left out 3 of 120 rows: 2 with AU values that are infinite …, 1 without a measured face'."""
+    if not left_out:
+        return f"all {total:,} rows used"
+    parts = ", ".join(f"{n:,} {why}" for why, n in left_out.items())
+    return f"left out {sum(left_out.values()):,} of {total:,} rows: {parts}"
+
+
 def require_columns(table: pd.DataFrame, columns: Sequence[str] = AU_COLUMNS, what: str = "AU table") -> None:
     if not isinstance(table, pd.DataFrame):
         raise AUTableError(f"{what} is not a table; pass an AU table with AU01_r … AU45_r")
@@ -235,6 +584,114 @@ def require_columns(table: pd.DataFrame, columns: Sequence[str] = AU_COLUMNS, wh
     if missing:
         kind = "AU columns" if all(c in AU_COLUMNS for c in missing) else "columns"
         raise AUTableError(f"{what} lacks {kind} {', '.join(missing)}; extract or import AUs first")
+
+
+def first_face_mask(table: pd.DataFrame) -> np.ndarray:
+    """Per row: the first face of its image (``face`` 0, first row of its ``file``)."""
+    keep = np.ones(len(table), dtype=bool)
+    if "face" in table.columns:
+        face = pd.to_numeric(table["face"], errors="coerce").fillna(0).to_numpy(dtype=float)
+        keep = np.abs(face) < 1
+    if "file" in table.columns:
+        idx = np.flatnonzero(keep)
+        keep[idx[_duplicated(table["file"], idx)]] = False
+    return keep
+
+
+def _duplicated(values: pd.Series, positions: np.ndarray) -> np.ndarray:
+    """Per position: an earlier position holds the same value. Arrow strings are sorted (a stable
+    sort keeps the first) rather than hashed: a hash table of millions of file names costs
+    hundreds of megabytes."""
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow" and len(positions) > 1:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        data = values.array.__arrow_array__()
+        if len(positions) < len(values):
+            data = pc.take(data, pa.array(positions))
+        order = pc.sort_indices(data).to_numpy()
+        dup = np.zeros(len(positions), dtype=bool)
+        step = 1 << 18
+        for start in range(0, len(order) - 1, step):  # neighbours in sorted order, a slice at a time
+            ordered = pc.take(data, pa.array(order[start:start + step + 1]))
+            same = pc.fill_null(pc.equal(ordered[1:], ordered[:-1]), False).to_numpy(zero_copy_only=False)
+            dup[order[start + 1:start + step + 1][same]] = True
+        return dup
+    return values.iloc[positions].duplicated(keep="first").to_numpy()
+
+
+def _value_masks(table: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: some AU is missing (NaN); every AU is missing; some AU is infinite or outside
+    ``AU_VALID_RANGE``."""
+    lo, hi = AU_VALID_RANGE
+    missing = np.zeros(len(table), dtype=bool)
+    present = np.zeros(len(table), dtype=bool)
+    invalid = np.zeros(len(table), dtype=bool)
+    for c in columns:
+        v = pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=np.float32, na_value=np.nan)
+        nan = np.isnan(v)
+        missing |= nan
+        present |= ~nan
+        with np.errstate(invalid="ignore"):
+            invalid |= ~nan & ~((v >= lo) & (v <= hi))
+    return missing, ~present, invalid
+
+
+def _success(table: pd.DataFrame) -> np.ndarray:
+    if "success" not in table.columns:
+        return np.ones(len(table), dtype=bool)
+    return (pd.to_numeric(table["success"], errors="coerce").fillna(0) > 0).to_numpy()
+
+
+def select(table: pd.DataFrame, classes: Sequence[str] | None = None, columns: Sequence[str] = AU_COLUMNS,
+           scoring: bool = False) -> Selection:
+    """The one rule for which rows count. A row is used when it is the first face of its image,
+    (with ``classes``) labelled with one of them, its face was measured (``success``) and every AU
+    in ``columns`` is a finite number from -1 to 10 (``AU_VALID_RANGE``); a face measured under a
+    mask lacks the AUs the mask hides, so it counts only for models of the visible ones.
+
+    ``scoring``: rows without a measured face are kept (a model that cannot judge a face is wrong;
+    ``Selection.measured`` says which), and so are single unknown AUs (the models treat them as
+    uninformative); invalid values are still left out.
+    """
+    require_columns(table, columns)
+    keep = np.ones(len(table), dtype=bool)
+    left_out: dict[str, int] = {}
+
+    def leave_out(reason: str, bad: np.ndarray) -> None:
+        hit = keep & bad
+        count = int(np.count_nonzero(hit))
+        if count:
+            left_out[reason] = count
+            keep[hit] = False
+
+    leave_out(NOT_FIRST_FACE, ~first_face_mask(table))
+    if classes is not None:
+        leave_out(OTHER_LABEL, ~labels_of(table).isin(list(classes)).to_numpy())
+    missing, none, invalid = _value_masks(table, columns)
+    success = _success(table)
+    leave_out(AU_INVALID, invalid)
+    if not scoring:
+        leave_out(NO_FACE, ~success)
+        if "masked" in table.columns:
+            leave_out(AU_HIDDEN, missing & (pd.to_numeric(table["masked"], errors="coerce").fillna(0) > 0).to_numpy())
+        leave_out(AU_MISSING, missing)
+    measured = success & ~none
+    index = np.flatnonzero(keep)
+    return Selection(index, len(table), left_out, measured[index] if scoring else None)
+
+
+def values(table: pd.DataFrame, positions: np.ndarray, columns: Sequence[str] = AU_COLUMNS) -> np.ndarray:
+    """The AUs of the rows at ``positions`` as a float64 (n, len(columns)) array, by column name."""
+    out = np.empty((len(positions), len(columns)), dtype=np.float64)
+    for j, c in enumerate(columns):
+        col = table[c]
+        if isinstance(col.dtype, np.dtype) and col.dtype.kind in "fiu":
+            out[:, j] = col.to_numpy()[positions]  # a view of the column, then only these rows
+        else:
+            out[:, j] = pd.to_numeric(col.iloc[positions], errors="coerce").to_numpy(dtype=np.float64,
+                                                                                    na_value=np.nan)
+    return out
 
 
 def measured(table: pd.DataFrame, columns: Sequence[str] = AU_COLUMNS) -> pd.Series:
@@ -247,70 +704,130 @@ def measured(table: pd.DataFrame, columns: Sequence[str] = AU_COLUMNS) -> pd.Ser
 
 def first_faces(table: pd.DataFrame) -> pd.DataFrame:
     """One row per image: its first (largest) face, or its failure row."""
-    rows = table
-    if "face" in rows.columns:
-        rows = rows[pd.to_numeric(rows["face"], errors="coerce").fillna(0).astype(int) == 0]
-    if "file" in rows.columns:
-        rows = rows.drop_duplicates("file")
-    return rows
+    return table[first_face_mask(table)]
 
 
 def labels_of(table: pd.DataFrame) -> pd.Series:
     """Labels as this project names emotions (aliases mapped), None where unlabelled."""
     if "label" not in table.columns:
         return pd.Series([None] * len(table), index=table.index, dtype=object)
-    return table["label"].map(lambda v: normalize_emotion(v) if isinstance(v, str) else None)
+    codes, uniques = pd.factorize(table["label"], use_na_sentinel=True)
+    pool = np.empty(len(uniques) + 1, dtype=object)
+    pool[:-1] = [normalize_emotion(v) if isinstance(v, str) else None for v in uniques]
+    pool[-1] = None
+    return pd.Series(pool[codes], index=table.index, dtype=object)
 
 
 def usable(table: pd.DataFrame, classes: Sequence[str] | None = None,
            columns: Sequence[str] = AU_COLUMNS) -> pd.DataFrame:
-    """The rows a model learns from and a chart shows: first faces that were measured, and with
-    ``classes`` those labelled with one of them (labels normalised)."""
-    require_columns(table, columns)
-    rows = first_faces(table)
-    rows = rows[measured(rows, columns)]
+    """The rows a model learns from and a chart shows (``select``), with ``classes`` their labels
+    normalised."""
+    index = select(table, classes, columns).index
+    rows = table.iloc[index]
     if classes is not None:
-        labels = labels_of(rows)
-        keep = labels.isin(list(classes))
-        rows = rows[keep].assign(label=labels[keep])
+        rows = rows.assign(label=labels_of(rows))
     return rows
+
+
+def require_usable(table: pd.DataFrame, classes: Sequence[str] | None = None, columns: Sequence[str] = AU_COLUMNS,
+                   name: str | None = None) -> Selection:
+    """``select``, raising one line that says why when no row is left."""
+    selection = select(table, classes, columns)
+    if selection.n == 0:
+        name = name or table_name(table)
+        labelled = f" labelled {', '.join(classes)}" if classes is not None else ""
+        what = selection.summary() if selection.total else "it has no rows"
+        raise AUTableError(f"{name}: no usable rows{labelled} ({what}); use a table of measured faces "
+                           "with AU values from 0 to 5")
+    return selection
 
 
 def scored_rows(table: pd.DataFrame, classes: Sequence[str], columns: Sequence[str] = AU_COLUMNS,
                 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """The rows a model is scored on: the first face of every image labelled with one of
     ``classes``, measured or not; ``X`` has NaN rows where no face was measured (counted wrong),
-    and single NaN values where an AU is unknown (hidden by a mask; the model copes).
-    Returns (rows, X, labels)."""
+    and single NaN values where an AU is unknown (hidden by a mask; the model copes). Rows with
+    invalid AU values are left out (``select``). Returns (rows, X, labels)."""
+    selection = scoring_selection(table, classes, columns)
+    X = values(table, selection.index, columns)
+    X[~selection.measured] = np.nan
+    rows = table.iloc[selection.index]
+    return rows, X, labels_of(rows).tolist()
+
+
+def scoring_selection(table: pd.DataFrame, classes: Sequence[str], columns: Sequence[str] = AU_COLUMNS,
+                      name: str | None = None) -> Selection:
+    """``select(scoring=True)``, raising one line when the table has no label or no such rows."""
     require_columns(table, columns)
+    name = name or table_name(table)
     if "label" not in table.columns:
-        raise AUTableError("AU table has no 'label' column; evaluation needs a labelled table")
-    rows = first_faces(table)
-    labels = labels_of(rows)
-    keep = labels.isin(list(classes))
-    rows, labels = rows[keep], labels[keep]
-    if rows.empty:
-        raise AUTableError(f"AU table has no rows labelled {', '.join(classes)}")
-    X = rows[list(columns)].to_numpy(dtype=float)
-    face = rows[list(columns)].notna().any(axis=1)  # a masked face keeps its visible AUs
-    if "success" in rows.columns:
-        face &= pd.to_numeric(rows["success"], errors="coerce").fillna(0) > 0
-    X[~face.to_numpy()] = np.nan
-    return rows, X, labels.tolist()
+        raise AUTableError(f"{name} has no 'label' column; evaluation needs a labelled table")
+    selection = select(table, classes, columns, scoring=True)
+    if selection.n == 0:
+        raise AUTableError(f"{name}: no rows labelled {', '.join(classes)} to score "
+                           f"({selection.summary()}); use a table with those emotions")
+    return selection
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The usable labelled rows of a table, without copying them: ``index`` (positions in
+    ``table``), ``y`` (indices into ``classes``) and the selection that says what was left out."""
+
+    table: pd.DataFrame
+    classes: tuple[str, ...]
+    columns: tuple[str, ...]
+    index: np.ndarray
+    y: np.ndarray
+    selection: Selection
+    name: str
+
+    def X(self, positions: np.ndarray | None = None) -> np.ndarray:
+        """float64 AUs of the training rows at ``positions`` (into ``index``; default all)."""
+        rows = self.index if positions is None else self.index[positions]
+        return values(self.table, rows, self.columns)
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.y, minlength=len(self.classes))
+        return {c: int(counts[i]) for i, c in enumerate(self.classes)}
+
+    @property
+    def sources(self) -> list[str]:
+        if "source" not in self.table.columns:
+            return []
+        return sorted({str(s) for s in self.table["source"].iloc[self.index].dropna().unique()})
+
+
+def training_set(table: pd.DataFrame, classes: Sequence[str], columns: Sequence[str] = AU_COLUMNS,
+                 name: str | None = None, min_per_class: int = 1) -> TrainingSet:
+    """The rows a model may learn from, or one ``AUTableError`` line saying what is missing: AU
+    columns, labels, usable rows (and why none), or ``min_per_class`` faces of each emotion."""
+    classes = tuple(classes)
+    name = name or table_name(table)
+    require_columns(table, columns, what=name)
+    if "label" not in table.columns:
+        raise AUTableError(f"{name} has no 'label' column; training needs a labelled table")
+    if len(classes) < 2:
+        raise AUTableError(f"{name}: training needs at least two emotions; got {', '.join(classes) or 'none'}")
+    selection = require_usable(table, classes, columns, name)
+    labels = labels_of(table).to_numpy()[selection.index]
+    y = pd.Categorical(labels, categories=list(classes)).codes.astype(np.int64)
+    counts = np.bincount(y, minlength=len(classes))
+    absent = [c for i, c in enumerate(classes) if counts[i] == 0]
+    if absent:
+        raise AUTableError(f"{name}: no usable rows of {', '.join(absent)}; choose emotions present in the table")
+    few = [f"{c} has {counts[i]}" for i, c in enumerate(classes) if counts[i] < min_per_class]
+    if few:
+        raise AUTableError(f"{name}: training needs at least {min_per_class} usable faces of each emotion; "
+                           f"{', '.join(few)}; add faces or choose other emotions")
+    return TrainingSet(table, classes, tuple(columns), selection.index, y, selection, name)
 
 
 def to_xy(table: pd.DataFrame, classes: Sequence[str], columns: Sequence[str] = AU_COLUMNS,
           ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Training data: ``X`` (n, len(columns)) of usable rows, ``y`` indices into ``classes``, and
     the rows themselves. Raises AUTableError naming what is missing."""
-    require_columns(table, columns)
-    if "label" not in table.columns:
-        raise AUTableError("AU table has no 'label' column; training needs a labelled table")
-    rows = usable(table, classes, columns)
-    if rows.empty:
-        raise AUTableError(f"AU table has no usable rows labelled {', '.join(classes)}")
-    y = rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    absent = [c for i, c in enumerate(classes) if not (y == i).any()]
-    if absent:
-        raise AUTableError(f"AU table has no usable rows of {', '.join(absent)}; choose emotions present in the table")
-    return rows[list(columns)].to_numpy(dtype=np.float64), y, rows
+    ts = training_set(table, classes, columns)
+    rows = table.iloc[ts.index]
+    return ts.X(), ts.y, rows.assign(label=labels_of(rows))

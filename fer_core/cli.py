@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import FerError, one_line
 
@@ -41,8 +42,38 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a wrong option is one ``error:`` line (exit status 2) like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _seed(text: str) -> int:
+    """A --seed: a whole number numpy and scikit-learn accept (0 to 2**32 - 1)."""
+    from .predictors.au_models import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to {MAX_SEED}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fer_core", description="Explainable facial-emotion workbench")
+    p = _Parser(prog="python -m fer_core", description="Explainable facial-emotion workbench")
     sub = p.add_subparsers(metavar="COMMAND")
 
     s = sub.add_parser("predict", help="AUs and an explained emotion for each face in images "
@@ -81,9 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=None, help="gam: processes (default: up to 2)")
     s.add_argument("--classes", default="six")
     s.add_argument("--class-weight", choices=("none", "balanced"), default="none")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--aus", default="all",
                    help="AUs the model may use: all, upper (those a mask leaves visible) or a comma list (AU01,AU04)")
+    s.add_argument("--max-rows", type=_positive_int, default=None,
+                   help="fit on at most this many faces, a stratified sample above it (default 100,000)")
     s.add_argument("--name", help="register in models/manifest.json under this name")
     s.set_defaults(func=cmd_train_au)
 
@@ -110,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("out")
     s.add_argument("--per-class", type=int, default=10)
     s.add_argument("--classes", default="six")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.set_defaults(func=cmd_draw_testset)
 
     s = sub.add_parser("models", help="list the models in models/manifest.json")
@@ -120,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("folder")
     s.add_argument("--out", required=True, help="folder to write the masked images to")
     s.add_argument("--style", default="surgical", help="surgical (light blue), white or cloth (black)")
-    s.add_argument("--seed", type=int, default=0, help="varies shade and folds; the same seed, the same masks")
+    s.add_argument("--seed", type=_seed, default=0, help="varies shade and folds; the same seed, the same masks")
     s.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
     s.set_defaults(func=cmd_mask)
 
@@ -129,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--models", nargs="+", default=None, help="default: every model in the manifest")
     s.add_argument("--classes", default=None, help="default: the classes the models share")
     s.add_argument("--style", default="surgical")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--workers", type=int, default=None, help="processes measuring faces (default: up to 2)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_mask_report)
@@ -179,7 +212,7 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--no-augment", action="store_true", help="no flips, rotations, shifts or zoom")
     s.add_argument("--holdout", type=float, default=0.1,
                    help="share of --data held out from fitting to choose the best epoch (default 0.1)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--max-minutes", type=float, default=None, help="stop after this long, keeping the best epoch")
     s.add_argument("--name", help="register in models/manifest.json under this name")
     s.set_defaults(func=cmd_train_au_bottleneck)
@@ -238,11 +271,12 @@ def cmd_predict(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from . import au_table
+    from . import au_table, fileio
     from .emotions import parse_classes
     from .errors import printable
     from .images import relative_file, scan_images
 
+    fileio.output_path(args.out)  # a bad --out is said before measuring, not after
     listing = scan_images(args.folder, parse_classes(args.classes) if args.classes else None)
     items = listing.items
     if not items and not listing.skipped:
@@ -274,9 +308,11 @@ def cmd_extract(args) -> int:
 
 
 def cmd_import_openface(args) -> int:
-    from . import au_table
+    from . import au_table, fileio
     from .measure.openface_csv import import_openface_dir
 
+    fileio.output_path(args.out)
+    _return_freed_memory()
     source = Path(args.source)
     table = import_openface_dir(source) if source.is_dir() else au_table.read(source)
     au_table.write(table, args.out)
@@ -285,16 +321,20 @@ def cmd_import_openface(args) -> int:
 
 
 def cmd_train_au(args) -> int:
-    from . import au_table
+    from . import au_table, fileio
     from .au_table import AU_COLUMNS
     from .emotions import parse_classes
     from .manifest import Metrics
-    from .predictors.au_models import fit_au_model
+    from .predictors.au_models import MAX_FIT_ROWS, fit_au_model
     from .predictors.registry import save_and_register
 
+    fileio.output_path(args.out)  # a bad --out is said before the fit, not after
     columns = _au_columns(args.aus)  # a wrong --aus is said before a large table is read
     if args.kind == "gam" and columns != AU_COLUMNS:
         raise FerError("--aus: the GAM uses all AUs; use --kind logreg or mlp for a subset")
+    _return_freed_memory()
+    classes = parse_classes(args.classes)
+    max_rows = args.max_rows or MAX_FIT_ROWS
     table = au_table.read(args.table)
     kind = {"logreg": "au-logreg", "mlp": "au-mlp", "gam": "au-gam"}[args.kind]
     holdout = 0.25
@@ -302,17 +342,24 @@ def cmd_train_au(args) -> int:
         from .measure.extract import default_workers
         from .predictors.au_gam import fit_au_gam
 
-        model = fit_au_gam(table, parse_classes(args.classes), holdout=holdout, seed=args.seed,
+        model = fit_au_gam(table, classes, holdout=holdout, seed=args.seed,
                            interactions=None if args.interactions is None
                            else int(args.interactions) if args.interactions >= 1 else args.interactions,
-                           n_jobs=args.workers or default_workers(),
-                           description=f"{args.table}", progress=_tqdm_progress("fitting"))
+                           n_jobs=args.workers or default_workers(), max_rows=max_rows,
+                           description=au_table.table_name(table), progress=_tqdm_progress("fitting"))
     else:
-        model = fit_au_model(table, parse_classes(args.classes), kind=kind, seed=args.seed, holdout=holdout,
+        model = fit_au_model(table, classes, kind=kind, seed=args.seed, holdout=holdout, max_rows=max_rows,
                              class_weight=None if args.class_weight == "none" else args.class_weight,
-                             description=f"{args.table}", progress=_tqdm_progress("fitting"),
+                             description=au_table.table_name(table), progress=_tqdm_progress("fitting"),
                              columns=columns)
+    del table
     model.info["command"] = args.command_line
+    data = model.info["data"]
+    if data.get("left_out"):
+        total = data["rows"] + sum(data["left_out"].values())
+        print(f"{args.table}: {au_table.left_out_summary(data['left_out'], total)}", file=sys.stderr)
+    if data.get("sample"):
+        print(f"fitted on {data['sample']}; --max-rows changes the cap", file=sys.stderr)
     m = model.holdout
     evaluated_on = f"{holdout:.0%} of {args.table} held out from fitting (stratified, seed {args.seed})"
     if args.name:
@@ -321,7 +368,7 @@ def cmd_train_au(args) -> int:
                                   path=args.out, replace=True)
     else:
         model.save(args.out)
-    print(f"{kind} on {model.info['data']['rows']} faces; held-out accuracy {m.accuracy:.3f} "
+    print(f"{kind} on {data['rows']} faces; held-out accuracy {m.accuracy:.3f} "
           f"(95% CI {m.accuracy_ci95[0]:.3f}-{m.accuracy_ci95[1]:.3f}), macro-F1 {m.macro_f1:.3f} -> {args.out}")
     if args.name:
         print(f"registered as {args.name!r} in models/manifest.json (sha256 {entry.sha256[:12]}…)")
@@ -442,10 +489,17 @@ def cmd_evaluate(args) -> int:
 
     predictor = load_predictor(args.model)
     if args.au_table:
+        _return_freed_memory()
         if predictor.inputs != "aus":  # say so before reading a table that may be large
             raise FerError(f"{args.model}: a {predictor.kind} model scores images, not an AU table; "
                            "use --images with a folder of labelled images")
         report = evaluate_au_table(predictor, au_table.read(args.au_table))
+        for reason, n in report.left_out.items():
+            print(f"{args.au_table}: left out {n:,} rows {reason}", file=sys.stderr)
+        if report.skipped:
+            print(f"left out {', '.join(f'{n:,} {e}' for e, n in report.skipped.items())} row(s): "
+                  f"{predictor.name} does not predict {'that emotion' if len(report.skipped) == 1 else 'those emotions'}",
+                  file=sys.stderr)
     else:
         listing = scan_images(args.images)
         items = listing.items
@@ -483,7 +537,10 @@ def cmd_compare(args) -> int:
         print("left out (not predicted by every model): "
               + ", ".join(f"{n} {e}" for e, n in comparison.skipped.items()), file=sys.stderr)
     if args.csv:
-        comparison.table.to_csv(args.csv, index=False)
+        from . import fileio
+
+        with fileio.atomic_output(args.csv) as fh:
+            comparison.table.to_csv(fh, index=False, encoding="utf-8")
     if args.json:
         print(json.dumps(comparison.to_dict()))
         return 0
@@ -580,6 +637,24 @@ def cmd_train_au_bottleneck(args) -> int:
 
 
 # -- helpers -------------------------------------------------------------------------------
+def _return_freed_memory() -> None:
+    """Commands that read AU tables: let pyarrow (pandas' strings) hand freed memory back to the
+    system. Its default pool (mimalloc) keeps it, which costs 100-200 MB of peak on a table of
+    millions of rows; jemalloc, else the system allocator, does not. ARROW_DEFAULT_MEMORY_POOL wins."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    try:
+        import pyarrow as pa
+    except ImportError:
+        return
+    for pool in ("jemalloc_memory_pool", "system_memory_pool"):
+        try:
+            pa.set_memory_pool(getattr(pa, pool)())
+            return
+        except (AttributeError, NotImplementedError):
+            continue
+
+
 def _tqdm_progress(desc: str, total: int | None = None):
     from tqdm import tqdm
 

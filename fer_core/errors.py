@@ -25,6 +25,10 @@ class DatasetError(FerError):
     """A dataset folder is missing, unreadable or has no labelled images."""
 
 
+class OutputFileError(FerError):
+    """A result cannot be written where asked (a folder, a path under a file, no permission, disk full)."""
+
+
 class DockerUnavailable(FerError):
     """The Docker engine or the OpenFace image cannot be used."""
 

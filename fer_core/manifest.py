@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import config, fileio
 from .errors import FerError, ModelFileError
 from .safe_files import check_regular_file, read_json_file
 
@@ -227,11 +227,8 @@ def _json_type(value: Any) -> str:
 
 
 def write_manifest(entries: Sequence[ModelEntry], models_dir: Path | None = None) -> None:
-    path = manifest_path(models_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([e.to_dict() for e in entries], indent=2) + "\n")
-    tmp.replace(path)
+    """Write the manifest whole or not at all (``fileio``): a full disk never leaves half a list."""
+    fileio.atomic_write_text(manifest_path(models_dir), json.dumps([e.to_dict() for e in entries], indent=2) + "\n")
 
 
 def register(entry: ModelEntry, models_dir: Path | None = None) -> ModelEntry:

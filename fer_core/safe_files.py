@@ -13,7 +13,7 @@ import json
 import os
 import stat
 import struct
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import FerError, ModelFileError
 
@@ -60,6 +60,26 @@ def _check_mode(path, info: os.stat_result, hint: str, max_bytes: int | None, wh
         raise error(f"{path}: is {special}, not a regular file, so it is not read; {hint}")
     if max_bytes is not None and info.st_size > max_bytes:
         raise error(f"{path}: {_mb(info.st_size)} is larger than a {what} can be ({_mb(max_bytes)}); {hint}")
+
+
+def open_regular_file(path: str | os.PathLike[str], hint: str, max_bytes: int | None = None, what: str = "file",
+                      error: type[FerError] = ModelFileError, label: str | None = None) -> tuple[BinaryIO, int]:
+    """``read_regular_file`` for files read as a stream (AU tables of millions of rows): the open
+    binary file and its size, after the same checks on the path and on the open descriptor."""
+    name = label or path
+    check_regular_file(path, hint, max_bytes, what, error, label)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise error(f"{name}: cannot be read ({exc.strerror or exc}); {hint}") from None
+    try:
+        info = os.fstat(fd)
+        _check_mode(name, info, hint, max_bytes, what, error)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), int(info.st_size)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_regular_file(path: str | os.PathLike[str], max_bytes: int, hint: str, what: str = "file",

@@ -147,12 +147,14 @@ def show_samples(items: list) -> None:
 
 def show_aus(table: pd.DataFrame, origin: str) -> None:
     st.subheader("Action Units per emotion")
-    rows = au_table.usable(table)
+    selection = au_table.require_usable(table)  # none usable: the CLI's line, in red
+    rows = table.iloc[selection.index]
     labels = [x for x in au_table.labels_of(rows).dropna().unique()]
-    if rows.empty or not labels:
+    if not labels:
         st.warning("This table has no labelled faces with AU values, so there is nothing to plot per emotion.")
         return
-    st.caption(f"AUs from {origin}: {len(rows):,} faces with measured AUs.")
+    note = "" if not selection.left_out else f"; {selection.summary()}"
+    st.caption(f"AUs from {origin}: {len(rows):,} faces with measured AUs{note}.")
     present = _ordered(labels)
     classes = st.multiselect("Emotions", present, default=present, key="explorer_classes")
     chosen = st.multiselect("AUs", list(AU_COLUMNS), default=list(AU_COLUMNS), format_func=au_label,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from fer_core import config
+from fer_core import au_table, config
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.figures import plots
@@ -145,7 +145,8 @@ def show_model(model, key: str) -> None:
         c2.metric("Macro F1", f"{m.macro_f1:.3f}")
         c3.metric("Held-out faces", f"{m.n:,}", help="Scored, never fitted on.")
     c4.metric("Faces in the table", f"{data.get('rows', 0):,}",
-              help="All usable faces: the model was refitted on all of them after the held-out scoring.")
+              help="All usable faces: the model was refitted on them after the held-out scoring"
+                   + (f" ({data['sample']})." if data.get("sample") else "."))
     if m:
         left, right = st.columns(2)
         left.plotly_chart(plots.per_class_accuracy_bars(m.per_class, overall=m.accuracy), key=f"{key}_per_class")
@@ -187,8 +188,14 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
             return
         bar = st.progress(0.0, text="Training…")
         start = time.perf_counter()
-        model = fit_model(table, classes, kind, balanced, holdout, int(seed), origin,
-                          lambda done, total: bar.progress(done / total, text=f"Training… step {done} of {total}"))
+        try:
+            model = fit_model(table, classes, kind, balanced, holdout, int(seed), origin,
+                              lambda done, total: bar.progress(done / total, text=f"Training… step {done} of {total}"))
+        except FerError as exc:  # an unusable table: the same line the CLI's train-au prints
+            bar.empty()
+            st.session_state.pop("au_train", None)
+            show_error(exc)
+            return
         bar.empty()
         st.session_state["au_train"] = {"model": model, "origin": origin, "seconds": time.perf_counter() - start,
                                         "saved_as": None}
@@ -213,6 +220,13 @@ def result_section() -> None:
     st.subheader("Result")
     st.caption(f"{KIND_NAMES[model.kind]} on {result['origin']}, emotions: {', '.join(model.classes)}; "
                f"trained in {result['seconds']:.1f} s.")
+    data = model.info.get("data", {})
+    if data.get("left_out") or data.get("sample"):
+        total = data.get("rows", 0) + sum(data.get("left_out", {}).values())
+        notes = [au_table.left_out_summary(data["left_out"], total)] if data.get("left_out") else []
+        notes += [f"fitted on {data['sample']}"] if data.get("sample") else []
+        text = "; ".join(notes)
+        st.caption(text[0].upper() + text[1:] + ".")
     show_model(model, "trained")
     st.subheader("Save")
     if result.get("saved_as"):
@@ -266,8 +280,9 @@ def main() -> None:
     inspect_section()
     table, origin = choose_table()
     if table is not None:
-        usable = int((table["success"] > 0).sum()) if "success" in table.columns else len(table)
-        st.caption(f"{len(table):,} rows, {usable:,} with measured AUs.")
+        selection = au_table.select(table)
+        note = "" if not selection.left_out else f" ({selection.summary()})"
+        st.caption(f"{len(table):,} rows, {selection.n:,} usable faces with measured AUs{note}.")
         train_section(table, origin)
     result_section()
 

@@ -22,7 +22,7 @@ from ..emotions import shared_classes
 from ..errors import DatasetError, FerError, one_line, printable
 from ..images import LabeledImage
 from ..predictors.base import Predictor, predicted_labels
-from .metrics import EvaluationReport, McNemarResult, evaluation_report, mcnemar
+from .metrics import EvaluationReport, McNemarResult, evaluation_report, mcnemar, report_from_codes
 
 log = logging.getLogger("fer_core")
 FractionProgress = Callable[[float, str], None]
@@ -197,15 +197,39 @@ def evaluate_images(predictor: Predictor, items: Sequence[LabeledImage], workers
     return comparison.reports[predictor.name], comparison
 
 
+SCORE_CHUNK_ROWS = 20_000  # faces predicted at once when scoring an AU table
+
+
 def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationReport:
-    """An AU model on a labelled AU table (first face of each image; unmeasured faces count
-    wrong). Pixel models cannot be scored on AUs and say so."""
-    from ..pipeline import faces_from_au_table
+    """An AU model on a labelled AU table: the first face of each image labelled with one of its
+    emotions (``au_table.select``); unmeasured faces count wrong, rows with invalid AU values are
+    left out and counted in ``left_out``, other emotions in ``skipped``. Pixel models cannot be
+    scored on AUs and say so. Rows are predicted in chunks and scored as integer codes, so memory
+    stays bounded however long the table."""
+    from .. import au_table
+    from ..predictors.base import FaceInput
 
     if predictor.inputs != "aus":
         raise FerError(f"{predictor.name}: a {predictor.kind} model scores images, not an AU table; "
                        "use --images with a folder of labelled images")
-    faces, labels, _ = faces_from_au_table(table, predictor.classes)
-    proba = predictor.predict_proba(faces)
-    return evaluation_report(labels, predicted_labels(predictor.classes, proba), predictor.classes,
-                             model=predictor.name)
+    classes = list(predictor.classes)
+    selection = au_table.scoring_selection(table, classes)
+    labels = au_table.labels_of(table).to_numpy()
+    truth = pd.Categorical(labels[selection.index], categories=classes).codes.astype(np.int64)
+    proba_from_aus = getattr(predictor, "proba_from_aus", None)
+    predicted = np.empty(selection.n, dtype=np.int64)
+    for start in range(0, selection.n, SCORE_CHUNK_ROWS):
+        X = au_table.values(table, selection.index[start:start + SCORE_CHUNK_ROWS])
+        X[~selection.measured[start:start + SCORE_CHUNK_ROWS]] = np.nan
+        proba = np.asarray(proba_from_aus(X) if proba_from_aus is not None
+                           else predictor.predict_proba([FaceInput(aus=x) for x in X]), dtype=float)
+        codes = proba.argmax(axis=1) if len(proba) else np.zeros(0, dtype=np.int64)
+        codes[np.isnan(proba).any(axis=1)] = -1  # no face measured: no prediction
+        predicted[start:start + len(codes)] = codes
+    report = report_from_codes(truth, predicted, classes, model=predictor.name)
+    first = au_table.first_face_mask(table)
+    other = pd.Series(labels[first & pd.notna(labels) & ~np.isin(labels, classes)], dtype=object)
+    report.skipped = {str(k): int(v) for k, v in other.value_counts().items()}
+    if au_table.AU_INVALID in selection.left_out:
+        report.left_out = {au_table.AU_INVALID: selection.left_out[au_table.AU_INVALID]}
+    return report

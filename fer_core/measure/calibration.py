@@ -177,10 +177,10 @@ class AUCalibration:
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        return path
+        """Write JSON, whole or not at all (``fileio``)."""
+        from .. import fileio
+
+        return fileio.atomic_write_text(path, json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
 
     @classmethod
     def from_dict(cls, d: dict, name: str = "calibration") -> "AUCalibration":

@@ -26,7 +26,7 @@ import pandas as pd
 
 from .. import au_table
 from ..emotions import emotion_from_filename, normalize_emotion
-from ..errors import DatasetError, FerError, one_line
+from ..errors import DatasetError, FerError, one_line, printable
 from ..images import LabeledImage, list_images
 
 SOURCE = "openface"
@@ -43,9 +43,9 @@ def read_openface_csv(path_or_buffer: au_table.PathOrBuffer, name: str | None = 
     reason "OpenFace found no face".
     """
     display = au_table.display_name(path_or_buffer)
-    frame = au_table.read_csv_frame(path_or_buffer, display)
+    frame, text_rows = au_table.read_frame(path_or_buffer, display)
     file = name if name is not None else _stem(display)
-    return _from_openface(frame, display, file, _clean_label(label))
+    return au_table.mark_text_rows(_from_openface(frame, display, file, _clean_label(label)), text_rows)
 
 
 def table_from_openface_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
@@ -125,6 +125,7 @@ def _clean_label(label) -> str | None:
 
 def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | None) -> pd.DataFrame:
     aus = au_table.au_values(frame, display)
+    file = printable(file)
     if frame.empty:
         return failure_rows([(file, label)], NO_FACE)
     n = len(frame)
@@ -162,9 +163,9 @@ def _from_merged(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     labels = au_table.parse_labels(frame[column], display, column) if column else [None] * n
     complete = aus.notna().all(axis=1).to_numpy()
     base = Path(display).name
-    files = (frame["file"].astype(str).to_numpy() if "file" in frame.columns
+    files = (frame["file"].astype("str").fillna("").reset_index(drop=True) if "file" in frame.columns
              else [f"{base}#{i}" for i in range(1, n + 1)])
-    out = pd.DataFrame({"file": files, "face": 0, "label": labels,
+    out = pd.DataFrame({"file": files, "face": 0, "label": pd.Series(labels, dtype=object),
                         "success": complete.astype(int), "confidence": np.nan, "source": SOURCE,
                         "reason": np.where(complete, "", "AU values missing in this row")})
     return au_table.normalise(pd.concat([out, aus.reset_index(drop=True)], axis=1))

@@ -26,19 +26,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import au_table
+from .. import au_table, fileio
 from ..au_table import AU_COLUMNS
 from ..emotions import SIX_EMOTIONS
 from ..errors import FerError, ModelFileError
-from ..evaluation.metrics import EvaluationReport, evaluation_report
+from ..evaluation.metrics import EvaluationReport, report_from_codes
 from ..safe_files import read_json_file
 from .au_models import (
     LOAD_HINT,
+    MAX_FIT_ROWS,
     MAX_MODEL_JSON_BYTES,
     AUPredictor,
     check_holdout,
     explanation_from,
     field_error,
+    fitting,
+    plan_fit,
+    predict_rows,
     read_array,
     read_au_columns,
     read_classes,
@@ -164,10 +168,9 @@ class AUGam:
                 "intercept": self.intercept.tolist(), "terms": [t.to_dict() for t in self.terms], "info": self.info}
 
     def save(self, path: str | os.PathLike[str]) -> str:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write JSON, whole or not at all (``fileio``); returns the file's sha256."""
         data = json.dumps(self.to_dict()).encode()
-        path.write_bytes(data)
+        fileio.atomic_write_bytes(path, data)
         return hashlib.sha256(data).hexdigest()
 
     @classmethod
@@ -227,37 +230,37 @@ def _make_ebm(seed: int, interactions: float | int | None, outer_bags: int, n_jo
 
 def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdout: float = 0.25, seed: int = 0,
                interactions: float | int | None = None, outer_bags: int = 14, n_jobs: int = 1, description: str = "",
-               progress: Progress | None = None) -> AUGam:
-    """Fit on a stratified (1 - holdout) share, report on the held-out rest, refit on all rows.
+               progress: Progress | None = None, max_rows: int = MAX_FIT_ROWS) -> AUGam:
+    """Fit on a stratified (1 - holdout) share, report on the held-out rest, refit on all rows
+    (at most ``max_rows`` per fit, as ``fit_au_model``; unusable tables raise one line the same way).
 
     ``interactions`` (None: interpret's default, up to three AU pairs per AU, chosen by the learner)
     and ``outer_bags`` (14 bagged fits averaged) are interpret's defaults, not tuned here."""
     import warnings
 
-    from sklearn.model_selection import train_test_split
-
     classes = tuple(classes)
-    X, y, rows = au_table.to_xy(table, classes)
-    X_fit, X_test, y_fit, y_test = train_test_split(X, y, test_size=holdout, stratify=y, random_state=seed)
+    name = description or au_table.table_name(table)
+    ts = au_table.training_set(table, classes, name=name, min_per_class=au_table.MIN_FACES_PER_CLASS)
+    plan = plan_fit(ts, holdout, seed, max_rows)
     if progress:
         progress(0, 2)
-    with warnings.catch_warnings():  # "pairs are stripped from global explanations": we keep them ourselves
+    with warnings.catch_warnings(), fitting(name, KIND):  # "pairs are stripped from global explanations": we keep them
         warnings.simplefilter("ignore", UserWarning)
-        held_out = AUGam.from_ebm(_make_ebm(seed, interactions, outer_bags, n_jobs).fit(X_fit, y_fit), classes)
-        report = evaluation_report([classes[i] for i in y_test], held_out.predict(X_test), classes)
+        held_out = AUGam.from_ebm(_make_ebm(seed, interactions, outer_bags, n_jobs).fit(ts.X(plan.fit), ts.y[plan.fit]),
+                                  classes)
+        predicted = predict_rows(lambda X: held_out.predict_proba(X).argmax(axis=1), ts, plan.test)
+        report = report_from_codes(ts.y[plan.test], predicted, classes)
         if progress:
             progress(1, 2)
-        final = _make_ebm(seed, interactions, outer_bags, n_jobs).fit(X, y)
+        final = _make_ebm(seed, interactions, outer_bags, n_jobs).fit(ts.X(plan.final), ts.y[plan.final])
     if progress:
         progress(2, 2)
     held = report.to_dict()
     info = {
         "trained": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "data": {"description": description, "rows": int(len(y)),
-                 "class_counts": {c: int((y == i).sum()) for i, c in enumerate(classes)},
-                 "source": sorted(set(map(str, rows["source"].dropna()))) if "source" in rows else []},
+        "data": plan.data_info(ts, description),
         "settings": {"interactions": "interpret default" if interactions is None else interactions,
-                     "outer_bags": outer_bags, "holdout": holdout, "seed": seed,
+                     "outer_bags": outer_bags, "holdout": holdout, "seed": seed, "max_rows": max_rows,
                      "learner": "interpret ExplainableBoostingClassifier"},
         "metrics": {"holdout": {k: held[k] for k in ("n", "accuracy", "accuracy_ci95", "macro_f1", "per_class",
                                                       "labels", "confusion")}},

@@ -11,8 +11,10 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import au_table
+from .. import au_table, fileio
 from ..au_table import AU_COLUMNS, au_code, au_label
 from ..emotions import SEVEN_EMOTIONS, SIX_EMOTIONS, normalize_emotion
-from ..errors import FerError, ModelFileError
-from ..evaluation.metrics import EvaluationReport, evaluation_report
+from ..errors import AUTableError, FerError, ModelFileError, one_line
+from ..evaluation.metrics import EvaluationReport, evaluation_report, report_from_codes
 from ..safe_files import read_json_file
 from .base import AUContribution, Explanation, FaceInput, Predictor, Progress
 
@@ -119,11 +121,9 @@ class AUModel:
         }
 
     def save(self, path: str | os.PathLike[str]) -> str:
-        """Write JSON; returns the file's sha256."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write JSON, whole or not at all (``fileio``); returns the file's sha256."""
         data = json.dumps(self.to_dict(), indent=1).encode()
-        path.write_bytes(data)
+        fileio.atomic_write_bytes(path, data)
         return hashlib.sha256(data).hexdigest()
 
     @classmethod
@@ -289,16 +289,116 @@ def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> Ev
 
 
 # -- training -------------------------------------------------------------------------------
+MAX_FIT_ROWS = 100_000  # rows a fit uses, a stratified sample above it: more rarely changes a 17-AU model
+PREDICT_CHUNK_ROWS = 20_000  # rows predicted at once (an MLP's hidden layers are rows x 300 floats)
+MAX_SEED = 2**32 - 1  # what numpy and scikit-learn accept
+
+
+def check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise FerError(f"seed {seed!r} is out of range: use a whole number from 0 to {MAX_SEED}")
+    return int(seed)
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """Which training rows (positions into ``TrainingSet.index``) each fit uses: the held-out
+    model is fitted on ``fit`` and scored on ``test``; the final model is fitted on ``final``
+    (every row, or a stratified sample of ``max_rows``)."""
+
+    fit: np.ndarray
+    test: np.ndarray
+    final: np.ndarray
+    rows: int
+    max_rows: int
+    seed: int
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.final) < self.rows
+
+    def data_info(self, ts: au_table.TrainingSet, description: str) -> dict:
+        """The ``info["data"]`` of a model fitted by this plan."""
+        out = {"description": description, "rows": self.rows, "class_counts": ts.class_counts, "source": ts.sources}
+        if ts.selection.left_out:
+            out["left_out"] = dict(ts.selection.left_out)
+        if self.sampled:
+            out["fitted_rows"] = int(len(self.final))
+            out["sample"] = (f"a stratified sample of {len(self.final):,} of {self.rows:,} usable faces (at most "
+                             f"{self.max_rows:,} are fitted; seed {self.seed})")
+        return out
+
+
+def plan_fit(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int = MAX_FIT_ROWS) -> FitPlan:
+    """Split the usable rows into a stratified fitting share and a held-out share, and cap what
+    each fit uses at ``max_rows`` (a stratified sample that keeps every emotion), so a table of
+    millions of faces fits in bounded time and memory. Raises one line when the split cannot work."""
+    from sklearn.model_selection import train_test_split
+
+    seed = check_seed(seed)
+    if not 0 < holdout <= 0.5:
+        raise FerError(f"held-out share {holdout!r} is out of range: use a share above 0 and at most 0.5")
+    if max_rows < 1:
+        raise FerError(f"max rows {max_rows!r} is out of range: use a whole number of at least 1")
+    n, k = len(ts.y), len(ts.classes)
+    n_test = math.ceil(holdout * n)
+    if n_test < k or n - n_test < k:
+        raise AUTableError(f"{ts.name}: {holdout:.0%} of {n:,} usable faces holds out {n_test}, too few for one face "
+                           f"of each of the {k} emotions; hold out a larger share or add faces")
+    every = np.arange(n)
+    fit, test = train_test_split(every, test_size=holdout, stratify=ts.y, random_state=seed)
+    return FitPlan(stratified_cap(fit, ts.y, max_rows, seed), test, stratified_cap(every, ts.y, max_rows, seed),
+                   n, max_rows, seed)
+
+
+def stratified_cap(positions: np.ndarray, y: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
+    """``positions`` if there are at most ``max_rows``, else a random sample of about ``max_rows``
+    with each class in its share, and at least ``MIN_FACES_PER_CLASS`` of each (all of a smaller
+    class), in table order."""
+    if len(positions) <= max_rows:
+        return positions
+    rng = np.random.default_rng(seed)
+    classes = y[positions]
+    counts = np.bincount(classes)
+    quota = np.maximum(np.minimum(counts, au_table.MIN_FACES_PER_CLASS),
+                       np.floor(counts * (max_rows / len(positions))).astype(int))
+    chosen = [rng.choice(positions[classes == c], size=q, replace=False) for c, q in enumerate(quota) if q]
+    return np.sort(np.concatenate(chosen))
+
+
+def predict_rows(predict, ts: au_table.TrainingSet, positions: np.ndarray) -> np.ndarray:
+    """``predict`` (AUs -> class indices) over training rows, in chunks of bounded memory."""
+    out = [np.asarray(predict(ts.X(positions[i:i + PREDICT_CHUNK_ROWS])))
+           for i in range(0, len(positions), PREDICT_CHUNK_ROWS)]
+    return np.concatenate(out) if out else np.zeros(0, dtype=int)
+
+
+@contextmanager
+def fitting(name: str, kind: str) -> Iterator[None]:
+    """Turn scikit-learn's complaints about the data into one line naming the table (the checks
+    before a fit catch the known cases; this is for what they cannot foresee)."""
+    try:
+        yield
+    except ValueError as exc:
+        raise AUTableError(f"{name}: could not fit the {kind} model on these faces ({one_line(exc, 160)}); "
+                           "add faces of each emotion or choose other emotions") from None
+
+
 def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kind: str = "au-logreg",
                  class_weight: str | None = None, holdout: float = 0.25, seed: int = 0,
                  Cs: Sequence[float] = DEFAULT_CS, description: str = "",
-                 progress: Progress | None = None, columns: Sequence[str] = AU_COLUMNS) -> AUModel:
+                 progress: Progress | None = None, columns: Sequence[str] = AU_COLUMNS,
+                 max_rows: int = MAX_FIT_ROWS) -> AUModel:
     """Fit on a stratified (1 - holdout) share, report metrics on the held-out rest, then refit
     on all rows with the chosen settings. The logistic regression chooses ``C`` by 5-fold
     cross-validation (``LogisticRegressionCV``) on the fitting share. ``columns``: the AUs it
-    may use (e.g. only those a mask leaves visible)."""
+    may use (e.g. only those a mask leaves visible). Each fit uses at most ``max_rows`` rows
+    (``plan_fit``); the rows used and left out are recorded in ``info``.
+
+    Unusable tables raise one ``AUTableError`` line naming ``description`` (or the table's file):
+    no usable rows, fewer than ``MIN_FACES_PER_CLASS`` faces of an emotion, and the like."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold, train_test_split
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -306,8 +406,10 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
         raise ValueError(f"kind must be one of {KINDS}")
     classes = tuple(classes)
     columns = tuple(columns)
-    X, y, rows = au_table.to_xy(table, classes, columns)
-    X_fit, X_test, y_fit, y_test = train_test_split(X, y, test_size=holdout, stratify=y, random_state=seed)
+    name = description or au_table.table_name(table)
+    ts = au_table.training_set(table, classes, columns, name=name, min_per_class=au_table.MIN_FACES_PER_CLASS)
+    plan = plan_fit(ts, holdout, seed, max_rows)
+    X_fit, y_fit = ts.X(plan.fit), ts.y[plan.fit]
     steps = 3
 
     def step(i: int) -> None:
@@ -315,25 +417,27 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
             progress(i, steps)
 
     step(0)
-    if kind == "au-logreg":
-        cv = StratifiedKFold(5, shuffle=True, random_state=seed)
-        search = make_pipeline(StandardScaler(), LogisticRegressionCV(
-            Cs=list(Cs), cv=cv, class_weight=class_weight, max_iter=2000, scoring="accuracy",
-            l1_ratios=(0.0,), use_legacy_attributes=False))
-        search.fit(X_fit, y_fit)
-        chosen_C: float | None = float(np.ravel(search[-1].C_)[0])
-        held_out = search
-        step(1)
-        final_estimator: Any = LogisticRegression(C=chosen_C, class_weight=class_weight, max_iter=2000)
-    else:
-        chosen_C = None
-        held_out = make_pipeline(StandardScaler(), _make_mlp(seed)).fit(X_fit, y_fit)
-        step(1)
-        final_estimator = _make_mlp(seed)
-    report = evaluation_report([classes[i] for i in y_test], [classes[i] for i in held_out.predict(X_test)],
-                               classes)
-    step(2)
-    final = make_pipeline(StandardScaler(), final_estimator).fit(X, y)
+    with fitting(name, kind):
+        if kind == "au-logreg":
+            cv = StratifiedKFold(5, shuffle=True, random_state=seed)
+            search = make_pipeline(StandardScaler(), LogisticRegressionCV(
+                Cs=list(Cs), cv=cv, class_weight=class_weight, max_iter=2000, scoring="accuracy",
+                l1_ratios=(0.0,), use_legacy_attributes=False))
+            search.fit(X_fit, y_fit)
+            chosen_C: float | None = float(np.ravel(search[-1].C_)[0])
+            held_out = search
+            step(1)
+            final_estimator: Any = LogisticRegression(C=chosen_C, class_weight=class_weight, max_iter=2000)
+        else:
+            chosen_C = None
+            held_out = make_pipeline(StandardScaler(), _make_mlp(seed)).fit(X_fit, y_fit)
+            step(1)
+            final_estimator = _make_mlp(seed)
+        del X_fit
+        predicted = predict_rows(held_out.predict, ts, plan.test)
+        report = report_from_codes(ts.y[plan.test], predicted, classes)
+        step(2)
+        final = make_pipeline(StandardScaler(), final_estimator).fit(ts.X(plan.final), ts.y[plan.final])
     step(3)
     scaler, estimator = final[0], final[-1]
     if kind == "au-logreg":
@@ -344,14 +448,12 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
         axis = 0 if kind == "au-logreg" else 1
         weights[-1] = np.concatenate([-weights[-1] / 2, weights[-1] / 2], axis=axis)
         biases[-1] = np.concatenate([-biases[-1] / 2, biases[-1] / 2])
-    counts = {c: int((y == i).sum()) for i, c in enumerate(classes)}
     held = report.to_dict()
     info = {
         "trained": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "data": {"description": description, "rows": int(len(y)), "class_counts": counts,
-                 "source": sorted(set(map(str, rows["source"].dropna()))) if "source" in rows else []},
+        "data": plan.data_info(ts, description),
         "settings": {"C": chosen_C, "class_weight": class_weight, "holdout": holdout, "seed": seed,
-                     **({"hidden_layers": list(MLP_LAYERS)} if kind == "au-mlp" else {})},
+                     "max_rows": max_rows, **({"hidden_layers": list(MLP_LAYERS)} if kind == "au-mlp" else {})},
         "metrics": {"holdout": {k: held[k] for k in ("n", "accuracy", "accuracy_ci95", "macro_f1",
                                                       "per_class", "labels", "confusion")}},
     }

@@ -332,10 +332,10 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
 
 
 def _write_metadata(model_path: Path, metadata: Mapping[str, Any]) -> None:
-    path = metadata_path(model_path)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf8")
-    tmp.replace(path)
+    """The sidecar, whole or not at all (``fileio``)."""
+    from .. import fileio
+
+    fileio.atomic_write_text(metadata_path(model_path), json.dumps(metadata, indent=1) + "\n")
 
 
 def read_cnn_metadata(model_path: str | os.PathLike[str]) -> dict[str, Any] | None:

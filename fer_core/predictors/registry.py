@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
-from ..errors import FerError, ModelFileError, one_line
+from ..errors import FerError, ModelFileError, OutputFileError, one_line
 from ..manifest import Metrics, ModelEntry, read_manifest, register, relative_to_repo, validate_model_name
 from ..safe_files import check_regular_file, read_json_file
 from .base import Inputs, Predictor
@@ -158,7 +158,7 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
                        mapping=mapping)
     try:
         return register(entry, folder)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, OutputFileError) as exc:
         if path is None:
             for f in written:
                 shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)

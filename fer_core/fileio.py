@@ -1,0 +1,145 @@
+"""Writing files without surprises: outputs appear whole or not at all (reading is
+``safe_files``'s).
+
+Every writer (AU tables, model JSON, the manifest, sidecars) goes through ``atomic_output``: the
+bytes go to a temporary file in the target's folder, which replaces the target only once it is
+complete (``os.replace``), so a full disk or an interrupted run never leaves a half-written file.
+Failures become one line naming the path (``OutputFileError`` or the reader's error class).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import OutputFileError, printable
+
+
+def _umask() -> int:
+    """The process's umask, read where Linux shows it: os.umask can only read it by setting it,
+    which would briefly change it for every thread (the dashboard runs several)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+# -- writing ---------------------------------------------------------------------------------
+def output_path(path: str | os.PathLike[str]) -> Path:
+    """Where ``path`` will be written, checked before any work is done: not a folder, not a
+    device, not under a regular file. Missing folders are created; a symlink is written through.
+    Raises ``OutputFileError``."""
+    target = Path(os.fsdecode(path))
+    name = printable(str(target))
+    if target.name in ("", ".", "..") or str(path).endswith(os.sep):
+        raise OutputFileError(f"{name}: is a folder; give a file path to write to")
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        info = None
+    except NotADirectoryError:
+        raise OutputFileError(f"{name}: {printable(str(_file_ancestor(target)))} is a file, not a folder; "
+                              "choose another path") from None
+    except OSError as exc:
+        raise OutputFileError(f"{name}: cannot be written ({exc.strerror or exc}); choose another path") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise OutputFileError(f"{name}: is a folder; give a file path inside it")
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise OutputFileError(f"{name}: not a regular file (a device, pipe or socket); write to a file instead")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputFileError(f"{name}: {printable(str(_file_ancestor(target)))} is a file, not a folder; "
+                              "choose another path") from None
+    except OSError as exc:
+        raise OutputFileError(f"{name}: cannot create the folder {printable(str(target.parent))} "
+                              f"({exc.strerror or exc}); choose another path") from None
+    return target
+
+
+def _file_ancestor(path: Path) -> Path:
+    """The first component of ``path`` that exists and is not a folder."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return path.parent
+
+
+def write_error(path: str | os.PathLike[str], exc: OSError) -> OutputFileError:
+    """One line for a failed write; nothing was left behind by the caller."""
+    name = printable(os.fsdecode(path))
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputFileError(f"{name}: no space left on the disk; free some space or write elsewhere "
+                               "(nothing was written)")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return OutputFileError(f"{name}: permission denied; write to a folder you can write to")
+    if exc.errno == errno.EROFS:
+        return OutputFileError(f"{name}: the file system is read-only; write elsewhere")
+    return OutputFileError(f"{name}: could not be written ({exc.strerror or exc}); nothing was written")
+
+
+def _open_written(fd: int) -> BinaryIO:
+    """The temporary file as a binary file object (one seam, where tests make the disk full)."""
+    return os.fdopen(fd, "wb")
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through: a temporary file in the same folder that replaces
+    ``path`` only when the block ends without an error. On any error the temporary file is removed
+    and the old ``path`` (if any) is untouched; OS errors become ``OutputFileError``."""
+    target = output_path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    except OSError as exc:
+        raise write_error(target, exc) from None
+    try:
+        with _open_written(fd) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _mode_for(target))
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_error(target, exc) from None
+        raise
+
+
+def _mode_for(target: Path) -> int:
+    """The replaced file's permissions, or what open() would give a new one (mkstemp makes it private)."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return 0o666 & ~_UMASK
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` whole or not at all (see ``atomic_output``); returns the path written."""
+    target = output_path(path)
+    with atomic_output(target) as fh:
+        fh.write(data)
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))

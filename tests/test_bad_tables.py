@@ -1,0 +1,580 @@
+"""Bad AU tables and bad output paths end as one line naming the file and what to do: never a
+traceback, never a half-written file, never gigabytes of memory. Every bad input is made here, at
+test time; the Python API raises the project's error, the CLI exits 2 with one ``error:`` line,
+and batches keep their good rows."""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import importlib.util
+import io
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from apptest_helpers import run_app, texts
+from streamlit.testing.v1 import AppTest
+from test_au_model import synthetic_table
+
+from fer_core import au_table, fileio
+from fer_core.au_table import AU_COLUMNS, AU_INVALID, AU_MISSING
+from fer_core.emotions import SIX_EMOTIONS
+from fer_core.errors import AUTableError, FerError, OutputFileError
+from fer_core.evaluation.compare import evaluate_au_table
+from fer_core.evaluation.metrics import bootstrap_ci
+from fer_core.manifest import ModelEntry, write_manifest
+from fer_core.predictors.au_gam import AUGam
+from fer_core.predictors.au_models import AUModel, AUPredictor, fit_au_model
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "FER_PROGRESS": "0"}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fer_core", *map(str, args)], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The CLI failed with exit status 2 and exactly one ``error:`` line holding ``fragments``."""
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = result.stderr.strip("\n").splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+def with_bad_values(n_per_class: int = 20) -> pd.DataFrame:
+    """A good table with five spoilt labelled rows: inf, -inf, 1e308, NaN and text in AU cells."""
+    table = synthetic_table(n_per_class).astype({"AU09_r": object})
+    table.loc[0, "AU01_r"] = np.inf
+    table.loc[1, "AU02_r"] = -np.inf
+    table.loc[2, "AU04_r"] = 1e308
+    table.loc[3, "AU05_r"] = np.nan
+    table.loc[4, "AU09_r"] = "oops"
+    return table
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    """A logistic regression fitted on a synthetic table, saved as JSON."""
+    path = tmp_path_factory.mktemp("model") / "m.json"
+    fit_au_model(synthetic_table(30)).save(path)
+    return path
+
+
+# -- 1. values that are not measurements --------------------------------------------------------
+def test_non_finite_and_text_values_leave_their_rows_out_and_are_counted(tmp_path):
+    path = write_csv(with_bad_values(), tmp_path / "spoilt.csv")
+    table = au_table.read(path)
+    assert len(table) == 120 and table.loc[4, "reason"] == "an AU value is not a number"
+    selection = au_table.select(table, SIX_EMOTIONS)
+    assert selection.left_out == {AU_INVALID: 3, AU_MISSING: 2} and selection.n == 115
+    model = fit_au_model(table)
+    assert model.info["data"]["rows"] == 115 and model.info["data"]["left_out"] == {AU_INVALID: 3, AU_MISSING: 2}
+    assert all(np.isfinite(w).all() for w in model.weights)
+
+    result = cli("train-au", path, "--out", tmp_path / "m.json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("left out 5 of 120 rows: 3 with AU values that are infinite or outside -1 to 10, "
+            "2 with AU values missing or not numbers") in result.stderr
+    assert "au-logreg on 115 faces" in result.stdout
+
+
+def test_a_table_with_nothing_usable_is_one_line(tmp_path):
+    table = synthetic_table(12)
+    table["AU12_r"] = np.inf
+    path = write_csv(table, tmp_path / "all_inf.csv")
+    with pytest.raises(AUTableError, match=r"all_inf\.csv: no usable rows labelled .* \(left out 72 of 72 rows: "
+                                           r"72 with AU values that are infinite or outside -1 to 10\)"):
+        fit_au_model(au_table.read(path))
+    one_line_error(cli("train-au", path, "--out", tmp_path / "m.json"), "all_inf.csv: no usable rows")
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_bookkeeping_columns_with_odd_values_do_not_crash(tmp_path):
+    table = synthetic_table(12).astype({"face": object, "success": object})
+    table.loc[0, "face"], table.loc[1, "success"], table.loc[2, "face"] = "inf", "1e400", "-9e99"
+    table["masked"] = ["x"] + [0] * (len(table) - 1)
+    read = au_table.read(write_csv(table, tmp_path / "odd.csv"))
+    assert read["face"].tolist()[:3] == [0, 0, -(2**31)] and read["success"].tolist()[:2] == [1, 0]
+    assert au_table.select(read, SIX_EMOTIONS).left_out == {au_table.NOT_FIRST_FACE: 1, au_table.NO_FACE: 1}
+
+
+def test_masked_faces_count_for_models_of_the_aus_they_show():
+    from fer_core.masks import HIDDEN_AUS
+
+    table = synthetic_table(20)
+    masked = table.index % 2 == 0
+    table["masked"] = masked.astype(int)
+    for code in HIDDEN_AUS:
+        table.loc[masked, f"{code}_r"] = np.nan
+    full = au_table.select(table, SIX_EMOTIONS)
+    assert full.left_out == {au_table.AU_HIDDEN: 60} and full.n == 60
+    upper = [c for c in AU_COLUMNS if c.split("_")[0] not in HIDDEN_AUS]
+    assert au_table.select(table, SIX_EMOTIONS, upper).n == 120
+    scoring = au_table.select(table, SIX_EMOTIONS, scoring=True)
+    assert scoring.n == 120 and scoring.measured.all()  # single unknown AUs: the model copes
+
+
+def test_a_column_of_text_only_is_refused():
+    text = ",".join(AU_COLUMNS) + "\n" + "\n".join(",".join(["x"] + ["1"] * 16) for _ in range(3))
+    with pytest.raises(AUTableError, match="column AU01_r has non-numeric values such as 'x' and no numbers"):
+        au_table.read(io.StringIO(text))
+
+
+# -- 2. too few faces to train --------------------------------------------------------------------
+def _one_angry() -> pd.DataFrame:
+    table = synthetic_table(20)
+    return table[(table["label"] != "angry") | (table.index == 0)].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("table, classes, message", [
+    (_one_angry(), SIX_EMOTIONS, "training needs at least 10 usable faces of each emotion; angry has 1;"),
+    (synthetic_table(2), SIX_EMOTIONS, "angry has 2, disgust has 2, happy has 2, neutral has 2, sad has 2, surprise has 2"),
+    (synthetic_table(20, classes=("happy",)), SIX_EMOTIONS, "no usable rows of angry, disgust, neutral, sad, surprise"),
+    (synthetic_table(20).assign(success=0), SIX_EMOTIONS, "no usable rows labelled angry"),
+    (synthetic_table(20).iloc[:0], SIX_EMOTIONS, "no usable rows labelled angry, disgust, happy, neutral, sad, surprise "
+                                                 "(it has no rows)"),
+    (synthetic_table(20), ("happy",), "training needs at least two emotions; got happy"),
+])
+@pytest.mark.parametrize("kind", ["au-logreg", "au-mlp", "au-gam"])
+def test_too_few_faces_say_what_training_needs(table, classes, message, kind):
+    if kind == "au-gam":
+        from fer_core.predictors.au_gam import fit_au_gam
+
+        fit = lambda: fit_au_gam(table, classes, description="faces.csv")  # noqa: E731
+    else:
+        fit = lambda: fit_au_model(table, classes, kind=kind, description="faces.csv")  # noqa: E731
+    with pytest.raises(AUTableError) as err:
+        fit()
+    assert str(err.value).startswith("faces.csv: ") and message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_held_out_share_too_small_for_every_emotion_is_named():
+    with pytest.raises(AUTableError, match=r"faces\.csv: 1% of 60 usable faces holds out 1, too few for one face "
+                                           r"of each of the 6 emotions"):
+        fit_au_model(synthetic_table(10), holdout=0.01, description="faces.csv")
+    with pytest.raises(FerError, match="held-out share 0.9 is out of range"):
+        fit_au_model(synthetic_table(10), holdout=0.9)
+
+
+def test_too_few_faces_from_the_cli(tmp_path):
+    path = write_csv(_one_angry(), tmp_path / "one_angry.csv")
+    one_line_error(cli("train-au", path, "--out", tmp_path / "m.json", "--kind", "mlp"),
+                   "one_angry.csv: training needs at least 10 usable faces of each emotion; angry has 1")
+
+
+# -- 3. seeds ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "seven"])
+def test_seed_out_of_range_is_an_argument_error(tmp_path, seed):
+    one_line_error(cli("train-au", tmp_path / "t.csv", "--out", tmp_path / "m.json", "--seed", seed),
+                   f"error: argument --seed: '{seed}' is not a whole number from 0 to 4294967295")
+
+
+def test_seed_out_of_range_from_python():
+    with pytest.raises(FerError, match="seed -1 is out of range"):
+        fit_au_model(synthetic_table(10), seed=-1)
+
+
+# -- 4. files that are not AU tables ----------------------------------------------------------------
+def _good_bytes() -> bytes:
+    return synthetic_table(12).to_csv(index=False).encode()
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+BAD_FILES = {
+    "corrupt.csv.gz": (lambda: (lambda z: z[:30] + b"\x00garbage" * 40 + z[-8:])(_gzip(_good_bytes())),
+                       "the gzip data is corrupt or cut short (zlib:"),
+    "cut.csv.gz": (lambda: (lambda z: z[:len(z) // 2])(_gzip(_good_bytes())),
+                   "the gzip data is corrupt or cut short (EOFError:"),
+    "crc.csv.gz": (lambda: _gzip(_good_bytes())[:-8] + b"\x00" * 8, "the gzip data is corrupt or cut short (BadGzipFile:"),
+    "empty.csv": (lambda: b"", "file is empty"),
+    "blank.csv.gz": (lambda: _gzip(b"\n\n"), "file is empty"),
+    "scores.csv": (lambda: b"name,score\na,1\n", "missing all 17 AU intensity columns"),
+    "one_line.csv": (lambda: b"x" * (3 << 20), "longer than 1 MB; this is not an AU table"),
+    "long_row.csv": (lambda: _good_bytes().split(b"\n")[0] + b"\n" + b"1," * (1 << 20), "a line is longer than 1 MB"),
+    "bomb.csv.gz": (lambda: _gzip(b"AU01_r" + b" " * (64 << 20)), "longer than 1 MB"),
+    "image.csv": (lambda: bytes(range(256)) * 64, "not a text CSV (it holds binary data)"),
+    "quote.csv": (lambda: _good_bytes() + b'"happy/x.jpg,0,happy,1\n', "not a readable CSV"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_unreadable_files_are_one_line_naming_the_file(tmp_path, name):
+    make, message = BAD_FILES[name]
+    path = tmp_path / name
+    path.write_bytes(make())
+    with pytest.raises(AUTableError) as err:
+        au_table.read(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value) and "\n" not in str(err.value)
+
+
+def _special_path(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind}.csv"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "zero":
+        path.symlink_to("/dev/zero")
+    return path
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("folder", "is a folder, not a regular file, so it is not read"),
+    ("fifo", "is a named pipe (FIFO), not a regular file, so it is not read"),
+    ("zero", "is a character device, not a regular file, so it is not read"),
+    ("missing", "file not found"),
+])
+def test_only_regular_files_are_read(tmp_path, kind, message):
+    path = _special_path(tmp_path, kind)
+    with pytest.raises(AUTableError, match=re.escape(f"{kind}.csv: {message}; pick an AU table CSV")):
+        au_table.read(path)
+
+
+def test_a_file_over_the_size_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "big.csv"
+    path.write_bytes(_good_bytes())
+    monkeypatch.setattr(au_table, "MAX_TABLE_BYTES", 1000)
+    with pytest.raises(AUTableError, match=r"big\.csv: \d+ KB is larger than a table can be \(1 KB\); pick an AU table"):
+        au_table.read(path)
+
+
+def test_a_table_over_the_row_limit_is_refused(tmp_path, monkeypatch):
+    path = write_csv(synthetic_table(20), tmp_path / "rows.csv")
+    monkeypatch.setattr(au_table, "MAX_ROWS", 50)
+    with pytest.raises(AUTableError, match=r"rows\.csv: more than 50 rows"):
+        au_table.read(path)
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16", "utf-16-le", "utf-8-sig"])
+def test_text_encodings_are_read_when_the_bytes_say_so(tmp_path, encoding):
+    table = synthetic_table(12)
+    table.loc[0, "file"] = "angry/élan.jpg"
+    path = tmp_path / f"{encoding}.csv"
+    path.write_bytes(table.to_csv(index=False).encode(encoding))
+    read = au_table.read(path)
+    assert read.loc[0, "file"] == "angry/élan.jpg" and len(read) == 72
+    np.testing.assert_allclose(read[list(AU_COLUMNS)].to_numpy(), table[list(AU_COLUMNS)].to_numpy(), rtol=1e-6)
+
+
+def test_a_cut_off_csv_keeps_its_whole_rows(tmp_path):
+    data = _good_bytes()
+    path = tmp_path / "cut.csv"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    table = au_table.read(path)
+    complete = data[: len(data) * 2 // 3].count(b"\n") - 1
+    assert au_table.select(table).n in (complete, complete + 1)
+
+
+@pytest.mark.parametrize("args", [
+    ("train-au", "{bad}", "--out", "{tmp}/m.json"),
+    ("evaluate", "--model", "{model}", "--au-table", "{bad}"),
+    ("import-openface", "{bad}", "--out", "{tmp}/out.csv"),
+])
+def test_unreadable_tables_from_the_cli(tmp_path, model_file, args):
+    bad = tmp_path / "corrupt.csv.gz"
+    bad.write_bytes(BAD_FILES["corrupt.csv.gz"][0]())
+    values = {"bad": bad, "tmp": tmp_path, "model": model_file}
+    one_line_error(cli(*(a.format(**values) for a in args)), f"{bad}: the gzip data is corrupt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.csv.gz"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "zero"])
+def test_special_files_from_the_cli(tmp_path, model_file, kind):
+    path = _special_path(tmp_path, kind)
+    one_line_error(cli("evaluate", "--model", model_file, "--au-table", path, timeout=60), f"{path}: ")
+
+
+def test_an_openface_folder_keeps_its_good_csvs(tmp_path):
+    folder = tmp_path / "openface"
+    folder.mkdir()
+    header = "face, confidence, " + ", ".join(AU_COLUMNS)
+    (folder / "happy001.csv").write_text(header + "\n0, 0.9, " + ", ".join(["1.5"] * 17) + "\n")
+    (folder / "sad001.csv").write_bytes(b"\x1f\x8b broken gzip")
+    (folder / "angry001.csv").write_text("name,score\na,1\n")
+    out = tmp_path / "aus.csv"
+    result = cli("import-openface", folder, "--out", out)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(out).set_index("file")
+    assert table.loc["happy001", "success"] == 1 and table.loc["happy001", "AU01_r"] == 1.5
+    assert "gzip data is corrupt" in table.loc["sad001", "reason"]
+    assert "missing all 17 AU intensity columns" in table.loc["angry001", "reason"]
+
+
+# -- 5. columns in another order --------------------------------------------------------------------
+def test_shuffled_columns_are_matched_by_name(tmp_path, model_file):
+    table = synthetic_table(15, seed=3)
+    original = write_csv(table, tmp_path / "original.csv")
+    columns = list(table.columns)
+    np.random.default_rng(0).shuffle(columns)
+    assert columns != list(table.columns)
+    shuffled = write_csv(table[columns], tmp_path / "shuffled.csv")
+    a, b = au_table.read(original), au_table.read(shuffled)
+    pd.testing.assert_frame_equal(a, b)
+    predictor = AUPredictor(AUModel.load(model_file), name="m")
+    rows = au_table.select(b).index
+    np.testing.assert_array_equal(predictor.proba_from_aus(au_table.values(a, rows)),
+                                  predictor.proba_from_aus(au_table.values(b, rows)))
+    assert evaluate_au_table(predictor, a).to_dict() == evaluate_au_table(predictor, b).to_dict()
+    outputs = [cli("evaluate", "--model", model_file, "--au-table", p, "--json") for p in (original, shuffled)]
+    assert all(o.returncode == 0 for o in outputs), outputs[0].stderr
+    assert json.loads(outputs[0].stdout)["accuracy"] > 0.9
+    assert json.loads(outputs[0].stdout) | {"model": ""} == json.loads(outputs[1].stdout) | {"model": ""}
+
+
+# -- 6. memory -------------------------------------------------------------------------------------
+def _bench():
+    spec = importlib.util.spec_from_file_location("bad_input_memory", REPO / "bench" / "bad_input_memory.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_million_row_table_stays_small(tmp_path):
+    """1,000,000 rows (bench/bad_input_memory.py measures 2,000,000): both commands well under 1 GB,
+    the fit on a stated stratified sample, the bad rows counted."""
+    bench = _bench()
+    rows = 1_000_000
+    table, model = bench.write_big_table(tmp_path / "big.csv.gz", rows), tmp_path / "m.json"
+    code, _, peak_kib, stderr = bench.peak_run(["train-au", str(table), "--out", str(model), "--max-rows", "3000"],
+                                               ENV, timeout=600)
+    assert code == 0, stderr[-3000:]
+    assert "left out 10 of 1,000,000 rows: 10 with AU values that are infinite or outside -1 to 10" in stderr
+    assert "fitted on a stratified sample of 2,99" in stderr and "of 999,990 usable faces" in stderr
+    info = json.loads(model.read_text())["info"]
+    assert info["data"]["rows"] == 999_990 and 2990 <= info["data"]["fitted_rows"] <= 3000
+    assert info["metrics"]["holdout"]["n"] == 249_998  # a quarter, rounded up
+    assert peak_kib < 800 * 1024, f"train-au peaked at {peak_kib // 1024} MB"
+    code, _, peak_kib, stderr = bench.peak_run(["evaluate", "--model", str(model), "--au-table", str(table)],
+                                               ENV, timeout=600)
+    assert code == 0, stderr[-3000:]
+    assert "left out 10 rows with AU values that are infinite" in stderr
+    assert peak_kib < 800 * 1024, f"evaluate --au-table peaked at {peak_kib // 1024} MB"
+
+
+def test_the_fit_cap_keeps_every_emotion():
+    table = synthetic_table(400, seed=1)
+    rare = table[table["label"] == "disgust"].index[12:]
+    table = table.drop(rare).reset_index(drop=True)  # 12 disgust among 2,012 faces
+    model = fit_au_model(table, max_rows=300)
+    data = model.info["data"]
+    assert data["sample"].startswith("a stratified sample of ") and "of 2,012 usable faces (at most 300" in data["sample"]
+    assert data["fitted_rows"] <= 310 and model.info["settings"]["max_rows"] == 300
+    assert model.weights[0].shape == (6, 17)  # disgust kept although its share of 300 is under 2
+
+
+def test_the_bootstrap_of_a_large_test_set_draws_no_resamples_x_n_array():
+    correct = np.zeros(5_000_000)
+    correct[::4] = 1
+    tracemalloc.start()
+    lo, hi = bootstrap_ci(correct)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert lo < 0.25 < hi and hi - lo < 0.002
+    assert peak < 64 << 20, f"{peak >> 20} MB"
+
+
+# -- 7. file names that are not UTF-8 ---------------------------------------------------------------
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_names_that_are_not_utf8_are_kept_escaped(tmp_path, suffix):
+    name = os.fsdecode(b"happy/smile_\xff.jpg")
+    table = au_table.failure_rows([(name, "happy"), ("happy/ok.jpg", "happy")], f"{name}: not a readable image",
+                                  "mediapipe")
+    path = au_table.write(table, tmp_path / f"aus{suffix}")
+    back = au_table.read(path)
+    assert back["file"].tolist() == ["happy/smile_\\xff.jpg", "happy/ok.jpg"]
+    assert back.loc[0, "reason"] == "happy/smile_\\xff.jpg: not a readable image"
+
+
+def test_openface_csvs_with_names_that_are_not_utf8(tmp_path):
+    folder = tmp_path / "openface"
+    folder.mkdir()
+    header = "face, confidence, " + ", ".join(AU_COLUMNS)
+    Path(os.fsdecode(bytes(folder) + b"/happy\xff.csv")).write_text(header + "\n0, 0.9, " + ", ".join(["2"] * 17) + "\n")
+    (folder / "sad.csv").write_text(header + "\n0, 0.8, " + ", ".join(["1"] * 17) + "\n")
+    out = tmp_path / "aus.csv.gz"
+    result = cli("import-openface", folder, "--out", out)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    table = au_table.read(out)
+    assert sorted(table["file"]) == ["happy\\xff", "sad"] and table["success"].tolist() == [1, 1]
+
+
+# -- 8. outputs -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("where, message", [
+    ("{tmp}", "is a folder; give a file path inside it"),
+    ("{tmp}/notes.txt/out.csv", "notes.txt is a file, not a folder"),
+    ("/dev/full", "not a regular file (a device, pipe or socket)"),
+])
+def test_bad_output_paths_are_one_line(tmp_path, where, message):
+    (tmp_path / "notes.txt").write_text("keep me")
+    target = where.format(tmp=tmp_path)
+    with pytest.raises(OutputFileError, match=re.escape(message)):
+        au_table.write(synthetic_table(2), target)
+    with pytest.raises(OutputFileError, match=re.escape(message)):
+        _model().save(target)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+@pytest.mark.parametrize("where, message", [
+    ("{tmp}", "is a folder; give a file path inside it"),
+    ("{tmp}/notes.txt/m.json", "notes.txt is a file, not a folder"),
+    ("/dev/full", "not a regular file"),
+])
+def test_bad_output_paths_from_the_cli_are_said_before_any_work(tmp_path, where, message):
+    (tmp_path / "notes.txt").write_text("keep me")
+    missing_table = tmp_path / "no_such_table.csv"  # never read: --out is checked first
+    one_line_error(cli("train-au", missing_table, "--out", where.format(tmp=tmp_path)), message)
+    one_line_error(cli("extract", tmp_path, "--out", where.format(tmp=tmp_path)), message)
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+def test_missing_output_folders_are_created(tmp_path):
+    path = au_table.write(synthetic_table(2), tmp_path / "new" / "deeper" / "aus.csv.gz")
+    assert path.is_file() and len(au_table.read(path)) == 12
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~os.umask(os.umask(0o022))
+    assert [p.name for p in path.parent.iterdir()] == ["aus.csv.gz"]
+    path.chmod(0o600)  # a private file stays private when it is rewritten
+    au_table.write(synthetic_table(3), path)
+    assert (path.stat().st_mode & 0o777) == 0o600 and len(au_table.read(path)) == 18
+
+
+class _FullDisk(io.FileIO):
+    """A temporary file on a disk that fills up after 100 bytes (ENOSPC)."""
+
+    room = 100
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            super().write(bytes(data[: self.room]))
+            self.room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return super().write(data)
+
+
+def _model() -> AUModel:
+    return AUModel(kind="au-logreg", classes=("happy", "sad"), au_columns=AU_COLUMNS, mean=np.zeros(17),
+                   scale=np.ones(17), weights=[np.zeros((2, 17))], biases=[np.zeros(2)], info={"big": "x" * 500})
+
+
+def _writers(folder: Path):
+    model = _model()
+    gam = AUGam(classes=("happy", "sad"), au_columns=AU_COLUMNS, intercept=np.zeros(2), terms=[], info={"big": "x" * 500})
+    entry = ModelEntry(name="m", kind="au-logreg", path="m.json", classes=("happy", "sad"), description="x" * 500)
+    return {
+        "aus.csv": lambda: au_table.write(synthetic_table(5), folder / "aus.csv"),
+        "aus.csv.gz": lambda: au_table.write(synthetic_table(40), folder / "aus.csv.gz"),
+        "logreg.json": lambda: model.save(folder / "logreg.json"),
+        "gam.json": lambda: gam.save(folder / "gam.json"),
+        "manifest.json": lambda: write_manifest([entry], folder),
+        "cnn.meta.json": lambda: __import__("fer_core.predictors.cnn", fromlist=["_write_metadata"])._write_metadata(
+            folder / "cnn.keras", {"big": "x" * 500}),
+    }
+
+
+@pytest.mark.parametrize("target", sorted(_writers(Path("."))))
+def test_a_full_disk_leaves_nothing_half_written(tmp_path, monkeypatch, target):
+    write = _writers(tmp_path)[target]
+    (tmp_path / target).write_text("the previous version")
+    monkeypatch.setattr(fileio, "_open_written", lambda fd: _FullDisk(fd, "wb"))
+    with pytest.raises(OutputFileError, match=f"{target}: no space left on the disk; free some space or write "
+                                              r"elsewhere \(nothing was written\)"):
+        write()
+    assert (tmp_path / target).read_text() == "the previous version"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target]
+    monkeypatch.undo()
+    write()
+    assert (tmp_path / target).read_bytes() != b"the previous version"
+
+
+# -- 9. the dashboard -------------------------------------------------------------------------------
+EXPLORER = str(REPO / "pages" / "1_Dataset_explorer.py")
+AU_PAGE = str(REPO / "pages" / "2_AU_model.py")
+
+
+def _upload_to_au_page(data: bytes, name: str) -> AppTest:
+    at = run_app(AppTest.from_file(AU_PAGE), 90)
+    at.radio(key="au_source").set_value("Import an OpenFace CSV")
+    run_app(at, 90)
+    at.radio(key="au_openface").set_value("Upload a CSV")
+    run_app(at, 90)
+    at.file_uploader(key="au_csv").set_value((name, data, "text/csv"))
+    return run_app(at, 90)
+
+
+def _upload_to_explorer(data: bytes, name: str) -> AppTest:
+    at = run_app(AppTest.from_file(EXPLORER), 90)
+    at.radio(key="explorer_source").set_value("AU table (CSV)")
+    run_app(at, 90)
+    at.selectbox(key="explorer_table").set_value("Upload a CSV…")
+    run_app(at, 90)
+    at.file_uploader(key="explorer_csv").set_value((name, data, "text/csv"))
+    return run_app(at, 90)
+
+
+def test_au_page_shows_the_cli_line_for_too_few_faces(models_dir):
+    at = _upload_to_au_page(_one_angry().to_csv(index=False).encode(), "one_angry.csv")
+    assert "angry" in at.multiselect(key="au_classes").value
+    at.button(key="au_train_button").click()
+    run_app(at, 90)
+    assert any("one_angry.csv: training needs at least 10 usable faces of each emotion; angry has 1" in e
+               for e in texts(at.error))
+    assert "au_train" not in at.session_state
+
+
+def test_au_page_shows_the_cli_line_when_nothing_is_usable(models_dir):
+    table = synthetic_table(12)
+    table["AU12_r"] = 1e308
+    at = _upload_to_au_page(table.to_csv(index=False).encode(), "all_bad.csv")
+    assert any("0 usable faces" in c and "72 with AU values that are infinite" in c for c in texts(at.caption))
+    at.button(key="au_train_button").click()
+    run_app(at, 90)
+    assert any(e.startswith("all_bad.csv: no usable rows labelled") for e in texts(at.error))
+
+
+def test_au_page_trains_around_spoilt_rows_and_says_so(models_dir):
+    at = _upload_to_au_page(with_bad_values().to_csv(index=False).encode(), "spoilt.csv")
+    at.button(key="au_train_button").click()
+    run_app(at, 120)
+    assert at.session_state["au_train"]["model"].info["data"]["rows"] == 115
+    assert any("Left out 5 of 120 rows: 3 with AU values that are infinite" in c for c in texts(at.caption))
+    assert not at.error
+
+
+def test_explorer_shows_one_line_for_unreadable_and_unusable_tables(models_dir):
+    at = _upload_to_explorer(BAD_FILES["corrupt.csv.gz"][0](), "corrupt.csv.gz")
+    assert any(e.startswith("corrupt.csv.gz: the gzip data is corrupt or cut short") for e in texts(at.error))
+    table = synthetic_table(12)
+    table["AU04_r"] = -np.inf
+    at = _upload_to_explorer(_gzip(table.to_csv(index=False).encode()), "minus_inf.csv.gz")
+    assert any(e.startswith("minus_inf.csv.gz: no usable rows (left out 72 of 72 rows: 72 with AU values that "
+                            "are infinite") for e in texts(at.error))
+
+
+def test_explorer_plots_the_good_rows_of_a_spoilt_table(models_dir):
+    at = _upload_to_explorer(with_bad_values().to_csv(index=False).encode("utf-16"), "spoilt_utf16.csv")
+    assert not at.error
+    assert any("115 faces with measured AUs; left out 5 of 120 rows" in c for c in texts(at.caption))
+    assert len(at.get("plotly_chart")) == 3
