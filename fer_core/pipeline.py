@@ -93,7 +93,7 @@ def faces_from_measurements(rgb: np.ndarray, measured, model: Predictor | None =
     out = []
     for m in measured:
         aus = hide(m.au_vector()) if masked else m.au_vector()
-        face = FaceInput(pixels=face_crop(rgb, m.box), aus=aus)
+        face = FaceInput(pixels=face_crop(rgb, m.box), aus=aus, masked=masked)
         explanation = model.explain(face, top=top) if model is not None and model.explains else None
         out.append(FaceResult(m.box, m.confidence, dict(zip(AU_COLUMNS, map(float, aus))), face, explanation,
                               m.landmarks, m.low_confidence, m.method))

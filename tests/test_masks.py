@@ -180,3 +180,22 @@ def test_try_it_mask_switch_shows_how_the_prediction_changes(models_dir, astrona
     assert any(m.startswith("**With a mask**") for m in said)
     assert any("Hidden by the mask" in c and "AU12" in c for c in texts(at.caption))
     assert len(at.image) == 2, "the face, and the same face masked"
+
+
+def test_the_bottleneck_network_does_not_read_aus_off_the_mask(faces):
+    """Test-time intervention: on a masked face the network's hidden AU units are set unknown, so
+    the head decides from the AUs above the mask and the explanation never cites the mask's cloth."""
+    from fer_core.predictors.base import FaceInput
+    from fer_core.predictors.registry import load_predictor
+
+    p = load_predictor("au-bottleneck-fer2013")
+    rgb, landmarks = faces[1]
+    covered = masks.draw_mask(rgb, landmarks)
+    plain, masked = FaceInput(pixels=covered), FaceInput(pixels=covered, masked=True)
+    aus = p.network_aus([plain])
+    expected = p.head.predict_proba(np.array([masks.hide(aus[0])]))
+    assert np.allclose(p.predict_proba([masked]), expected)
+    ex = p.explain(masked)
+    assert set(ex.extra["unknown_aus"]) == set(masks.HIDDEN_AUS)
+    assert not {c.au for c in ex.reasons + ex.against} & set(masks.HIDDEN_AUS)
+    assert "unknown_aus" not in p.explain(plain).extra

@@ -109,7 +109,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
         face, covered = face_crop(rgb, first.box), face_crop(measure.image, first.box)
         kept.append(it)
         original.append(FaceInput(pixels=face, aus=first.au_vector(), name=str(it.path)))
-        masked.append(FaceInput(pixels=covered, aus=hide(again.au_vector()), name=str(it.path)))
+        masked.append(FaceInput(pixels=covered, aus=hide(again.au_vector()), name=str(it.path), masked=True))
         if len(shown) < examples and it.label not in {s[0].split("/")[0] for s in shown}:
             shown.append((f"{it.label}/{it.path.name}", face, covered))
     if not kept:

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..au_table import AU_COLUMNS
+from ..au_table import AU_COLUMNS, au_code
 from ..emotions import SIX_EMOTIONS
 from ..errors import DatasetError, FerError, ModelFileError, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report
@@ -178,18 +178,33 @@ class AUBottleneckPredictor(Predictor):
         x = fit_images(images, (CNN_SIZE, CNN_SIZE), 1).astype(np.float32) / 255.0
         return self.mean + self.std * au_units(self.network, x, self.batch_size, progress=progress)
 
+    def head_aus(self, faces: Sequence[FaceInput | np.ndarray], progress: Progress | None = None) -> np.ndarray:
+        """What the head decides on: the network's AUs, with those a mask hides set unknown on
+        masked faces (an intervention on the bottleneck, as concept-bottleneck models allow: the
+        network would otherwise read AUs off the mask's cloth)."""
+        au = self.network_aus(faces, progress)
+        masked = [i for i, f in enumerate(faces) if isinstance(f, FaceInput) and f.masked]
+        if masked:
+            from ..masks import hide
+
+            au[masked] = [hide(a) for a in au[masked]]
+        return au
+
     def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)))
-        return self.head.predict_proba(self.network_aus(faces, progress))
+        return self.head.predict_proba(self.head_aus(faces, progress))
 
     def explain(self, face: FaceInput | np.ndarray, top: int = 3) -> Explanation:
-        au = self.network_aus([face])[0]
+        au = self.head_aus([face])[0]
         ex = self.head.explain(au, top)
-        extra = {"aus_network": {c: round(float(v), 3) for c, v in zip(AU_COLUMNS, au)}}
+        extra = {"aus_network": {c: round(float(v), 3) for c, v in zip(AU_COLUMNS, au) if not np.isnan(v)}}
         measured = face.aus if isinstance(face, FaceInput) else None
-        if measured is not None and not np.isnan(measured).any():
-            extra["aus_measured"] = {c: round(float(v), 3) for c, v in zip(AU_COLUMNS, measured)}
+        if measured is not None and not np.isnan(measured).all():
+            extra["aus_measured"] = {c: round(float(v), 3) for c, v in zip(AU_COLUMNS, measured) if not np.isnan(v)}
+        unknown = [au_code(c) for c, v in zip(AU_COLUMNS, au) if np.isnan(v)]
+        if unknown:
+            extra["unknown_aus"] = unknown
         return Explanation(ex.emotion, ex.probabilities, ex.ranked, ex.top, extra)
 
     def au_model(self) -> AUModel:

@@ -34,6 +34,7 @@ class FaceInput:
     pixels: np.ndarray | None = None
     aus: np.ndarray | None = None
     name: str = ""
+    masked: bool = False  # the face wears a (drawn) mask: the AUs it hides are unknown to every AU model
 
 
 
