@@ -199,3 +199,16 @@ def test_the_bottleneck_network_does_not_read_aus_off_the_mask(faces):
     assert set(ex.extra["unknown_aus"]) == set(masks.HIDDEN_AUS)
     assert not {c.au for c in ex.reasons + ex.against} & set(masks.HIDDEN_AUS)
     assert "unknown_aus" not in p.explain(plain).extra
+
+
+def test_the_au_model_page_draws_the_upper_face_models_weights(models_dir):
+    from fer_core.manifest import register
+    from fer_core.predictors.registry import find_entry
+
+    register(find_entry("au-logreg-upper-fer2013", config.REPO_ROOT / "models"), models_dir)
+    at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "2_AU_model.py")), 90)
+    at.selectbox(key="au_inspect").set_value("au-logreg-upper-fer2013")
+    run_app(at, 90)
+    heatmap = next(c for c in (json.loads(e.proto.spec) for e in at.get("plotly_chart"))
+                   if c["layout"]["title"]["text"] == "What the model looks at: AU × emotion coefficients")
+    assert len(heatmap["data"][0]["y"]) == len(masks.VISIBLE_AUS)
