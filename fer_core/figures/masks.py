@@ -36,25 +36,29 @@ def per_emotion_frame(report: MaskReport) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "emotion", "condition", "accuracy", "n"])
 
 
-def masked_vs_original_bars(report: MaskReport, title: str = "Accuracy per emotion without and with a mask"
-                            ) -> go.Figure:
-    """One panel per model: per emotion, a pale bar without and a solid bar with the mask."""
+def masked_vs_original_bars(report: MaskReport, title: str = "Accuracy per emotion without and with a mask",
+                            per_row: int = 3) -> go.Figure:
+    """One panel per model (``per_row`` to a row): per emotion, a pale bar without and a solid bar
+    with the mask."""
     frame = per_emotion_frame(report)
     names = report.names
-    fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names, shared_yaxes=True,
-                        horizontal_spacing=0.04)
+    cols = max(1, min(per_row, len(names)))
+    rows = max(1, -(-len(names) // cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_yaxes=True, horizontal_spacing=0.05,
+                        vertical_spacing=0.32 / rows)
     for i, name in enumerate(names):
         for condition, opacity in (("original", 0.35), ("masked", 1.0)):
             part = frame[(frame["model"] == name) & (frame["condition"] == condition)]
             fig.add_trace(go.Bar(x=part["emotion"], y=part["accuracy"], name=condition, legendgroup=condition,
                                  showlegend=i == 0, marker=dict(color=model_color(i), opacity=opacity),
-                                 text=[f"{v:.0%}" for v in part["accuracy"]], textposition="outside",
                                  hovertemplate=f"{name}, %{{x}} ({condition}): %{{y:.1%}}<extra></extra>"),
-                          row=1, col=i + 1)
-    fig.update_yaxes(range=[0, 1.12], tickformat=".0%")
-    fig.update_yaxes(title="accuracy (recall)", row=1, col=1)
-    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.2))
-    return _layout(fig, title, height=380, top=70)
+                          row=i // cols + 1, col=i % cols + 1)
+    fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
+    for r in range(1, rows + 1):
+        fig.update_yaxes(title="accuracy (recall)", row=r, col=1)
+    fig.update_xaxes(tickangle=-40)
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.12 if rows > 1 else -0.3))
+    return _layout(fig, title, height=120 + 300 * rows, top=70)
 
 
 def shift_heatmap(report: MaskReport, name: str) -> go.Figure:
