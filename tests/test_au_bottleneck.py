@@ -95,3 +95,14 @@ def test_try_it_shows_what_the_network_read_beside_what_the_landmarks_measured(m
     page.selectbox(key="au_inspect").set_value("bn-test")
     run_app(page, 120)
     assert any(c["layout"]["title"]["text"].startswith("What the model looks at") for c in charts(page))
+
+
+def test_training_reads_the_au_targets_from_an_extracted_table(tmp_path, fer_sample):
+    """The bundled model's route: AU targets from an `extract` table file (read back as float32)."""
+    table = tmp_path / "au.csv.gz"
+    assert main(["extract", str(fer_sample), "--out", str(table)]) == 0
+    out = tmp_path / "bn.keras"
+    assert main(["train-au-bottleneck", "--data", str(fer_sample), "--train-au-table", str(table),
+                 "--out", str(out), "--init", "none", "--preset", "tiny", "--epochs", "1", "--holdout", "0.25"]) == 0
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["faces_with_aus"] >= 20

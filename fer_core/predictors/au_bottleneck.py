@@ -250,7 +250,7 @@ def _au_targets(paths: Sequence[Path], root: str | os.PathLike[str], table, prog
 
         table = extract_table([LabeledImage(p, None) for p in paths], progress=progress, root=root)
     table = aut.first_faces(table)
-    values = table[list(AU_COLUMNS)].to_numpy(float)
+    values = np.array(table[list(AU_COLUMNS)], dtype=float)  # a copy: pandas may hand out read-only views
     values[~aut.measured(table).to_numpy()] = np.nan
     by_file = dict(zip(table["file"].astype(str), values))
     keys = [printable(relative_file(p, root)) for p in paths]
