@@ -7,14 +7,18 @@ lists the files in ``pages/`` under readable titles (the sidebar would otherwise
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from fer_core import config
+from fer_core.i18n import install_browser_font, t
 from ui.common import (
     DATA_LAYOUT_HELP,
     HOME_ICON,
     PAGES,
+    choose_language,
     derived_tables,
     env_summary,
     manifest_entries,
@@ -42,7 +46,7 @@ def main() -> None:
 
     st.subheader("Pages")
     for path, label, icon in PAGES:
-        st.page_link(path, label=label, icon=icon)
+        st.page_link(path, label=t(label), icon=icon)
     st.caption("Dataset explorer: class balance, sample images and AU profiles · "
                "AU model: train, evaluate and read the AU × emotion weights · "
                "Try it: upload photos or use the camera · CNN: train or evaluate a pixel model · "
@@ -78,9 +82,11 @@ def main() -> None:
 
 
 def home() -> None:
-    page_setup("Home", HOME_ICON)
+    page_setup("nav.home", HOME_ICON)
     run_page(main)
 
 
-st.navigation([st.Page(home, title="Home", icon=HOME_ICON, default=True)]
-              + [st.Page(path, title=label, icon=icon) for path, label, icon in PAGES]).run()
+install_browser_font(Path(__file__).parent / "static")
+choose_language()
+st.navigation([st.Page(home, title=t("nav.home"), icon=HOME_ICON, default=True)]
+              + [st.Page(path, title=t(label), icon=icon) for path, label, icon in PAGES]).run()

@@ -27,7 +27,7 @@ from ui.common import (
     unpacked_zip,
 )
 
-page_setup("Dataset explorer", ":material/bar_chart:")
+page_setup("nav.dataset_explorer", ":material/bar_chart:")
 
 FER_SPLIT = "FER2013 split (data folder)"
 FOLDER = "A folder on this machine"

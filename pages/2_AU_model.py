@@ -29,7 +29,7 @@ from ui.common import (
     wait_for_extraction,
 )
 
-page_setup("AU model", ":material/tune:")
+page_setup("nav.au_model", ":material/tune:")
 
 BUNDLED = "Bundled FER2013 AU table"
 EXTRACT = "Extract AUs from an image folder (embedded MediaPipe or OpenFace in Docker)"

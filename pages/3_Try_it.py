@@ -19,7 +19,7 @@ from ui.common import (
     show_error,
 )
 
-page_setup("Try it", ":material/photo_camera:")
+page_setup("nav.try_it", ":material/photo_camera:")
 
 SESSION_MODEL = "model trained in this session (not saved)"
 MAX_KEPT_RESULTS = 64

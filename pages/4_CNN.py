@@ -31,7 +31,7 @@ from ui.common import (
     show_error,
 )
 
-page_setup("CNN", ":material/memory:")
+page_setup("nav.cnn", ":material/memory:")
 
 PRESET_NAMES = {"strong": "strong (VGG-style)", "original": "original (the study's)", "tiny": "tiny (quick check)"}
 PRESET_HELP = ("strong: a VGG-style net, ~1.2 M weights, the most accurate per CPU minute; original: the "

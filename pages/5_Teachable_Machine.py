@@ -22,7 +22,7 @@ from ui.common import (
     show_error,
 )
 
-page_setup("Teachable Machine", ":material/school:")
+page_setup("nav.teachable", ":material/school:")
 
 IGNORE = "ignore"  # the mapping choice that drops a Teachable Machine class
 CHOICES = list(SEVEN_EMOTIONS) + [IGNORE]

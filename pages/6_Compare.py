@@ -31,7 +31,7 @@ from ui.common import (
     thumbnail,
 )
 
-page_setup("Compare", ":material/compare_arrows:")
+page_setup("nav.compare", ":material/compare_arrows:")
 
 MAX_THUMBS = 120  # wrong images shown per model; the CSV has them all
 PER_ROW = 3  # confusion matrices side by side

@@ -29,7 +29,7 @@ from ui.common import (
     show_error,
 )
 
-page_setup("Masks", ":material/masks:")
+page_setup("nav.masks", ":material/masks:")
 
 
 def choose_mask() -> tuple[str, int]:

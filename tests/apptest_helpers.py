@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from streamlit.testing.v1 import AppTest
 
@@ -21,3 +22,63 @@ def texts(elements) -> list[str]:
 def charts(at: AppTest) -> list[dict]:
     """The plotly figure specs the page rendered."""
     return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+
+
+# Words that stay as they are on Korean pages: names of models, tools, datasets, units and codes.
+KEEP_IN_KOREAN = {
+    "au", "aus", "cnn", "fer2013", "openface", "mediapipe", "teachable", "machine", "keras", "tensorflow",
+    "tflite", "tf.js", "json", "csv", "html", "zip", "png", "jpg", "jpeg", "parquet", "gz", "docker", "mlp",
+    "gam", "ebm", "lr", "f1", "macro-f1", "mcnemar", "logreg", "bottleneck", "ci", "roi", "vgg", "ray",
+    "jpg/png", "url", "id", "rgb", "px", "ms", "mb", "gb", "http", "https", "iou", "auc", "ko", "en", "lang",
+}
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]+")
+_IGNORED = re.compile(r"`[^`]*`|\*\*?[A-Z][A-Za-z0-9_-]*\*?\*?|\b[\w.-]+\.(?:json|h5|keras|csv|gz|py|zip|tflite|bin|txt|html|parquet)\b"
+                      r"|\b[a-z0-9]+(?:-[a-z0-9]+)+\b|\bAU\d+\w*|\b\w*\d\w*\b|https?://\S+")
+
+
+def english_left(values: list[str], model_names: tuple[str, ...] = ()) -> list[str]:
+    """Texts of a Korean page that still hold an English phrase (two or more English words in a row).
+
+    Model names, AU codes, file names, code spans and the words in ``KEEP_IN_KOREAN`` are allowed.
+    """
+    found = []
+    for value in values:
+        text = str(value)
+        for name in model_names:
+            text = text.replace(name, " ")
+        text = _IGNORED.sub(" ", text)
+        run = 0
+        for token in re.split(r"(\s+)", text):
+            if not token.strip():
+                continue
+            word = token.strip(".,:;!?()[]·—–\"'«»“”/")
+            if _WORD.fullmatch(word) and word.lower() not in KEEP_IN_KOREAN:
+                run += 1
+                if run >= 2:
+                    found.append(str(value))
+                    break
+            elif word:
+                run = 0
+    return found
+
+
+def page_texts(at: AppTest) -> list[str]:
+    """Every string a person reads on an AppTest page: text elements, labels, help and options."""
+    out: list[str] = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "text", "info", "warning", "error",
+                 "success", "metric", "expander", "tab"):
+        for element in at.get(kind):
+            for attr in ("value", "label", "body"):
+                value = getattr(element, attr, None)
+                if isinstance(value, str) and value:
+                    out.append(value)
+    for kind in ("button", "checkbox", "toggle", "radio", "selectbox", "multiselect", "slider", "number_input",
+                 "text_input", "select_slider", "download_button", "file_uploader"):
+        for element in at.get(kind):
+            label = getattr(element, "label", None)
+            if isinstance(label, str) and label:
+                out.append(label)
+            help_text = getattr(element, "help", None) or getattr(getattr(element, "proto", None), "help", None)
+            if isinstance(help_text, str) and help_text:
+                out.append(help_text)
+    return list(dict.fromkeys(out))

@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer_core import config
+from fer_core import config, i18n
 from fer_core.emotions import SIX_EMOTIONS
 from fer_core.errors import DatasetError, FerError, one_line
+from fer_core.i18n import t
 from fer_core.images import unpack_image_zip
 from fer_core.manifest import ModelEntry
 
@@ -35,14 +36,15 @@ log = logging.getLogger("fer_dashboard")
 # Pages, in the order of the sidebar; used for links. Material icons ship with Streamlit (emoji
 # need a colour-emoji font, which many Linux machines lack).
 HOME_ICON = ":material/home:"
+# The middle field is the page's title key in the ``nav`` catalogue (shown in the chosen language).
 PAGES: tuple[tuple[str, str, str], ...] = (
-    ("pages/1_Dataset_explorer.py", "Dataset explorer", ":material/bar_chart:"),
-    ("pages/2_AU_model.py", "AU model", ":material/tune:"),
-    ("pages/3_Try_it.py", "Try it", ":material/photo_camera:"),
-    ("pages/4_CNN.py", "CNN", ":material/memory:"),
-    ("pages/5_Teachable_Machine.py", "Teachable Machine", ":material/school:"),
-    ("pages/6_Compare.py", "Compare", ":material/compare_arrows:"),
-    ("pages/7_Masks.py", "Masks", ":material/masks:"),
+    ("pages/1_Dataset_explorer.py", "nav.dataset_explorer", ":material/bar_chart:"),
+    ("pages/2_AU_model.py", "nav.au_model", ":material/tune:"),
+    ("pages/3_Try_it.py", "nav.try_it", ":material/photo_camera:"),
+    ("pages/4_CNN.py", "nav.cnn", ":material/memory:"),
+    ("pages/5_Teachable_Machine.py", "nav.teachable", ":material/school:"),
+    ("pages/6_Compare.py", "nav.compare", ":material/compare_arrows:"),
+    ("pages/7_Masks.py", "nav.masks", ":material/masks:"),
 )
 DATA_LAYOUT_HELP = (
     "Expected layout (Kaggle FER2013): `<folder>/<emotion>/*.jpg`, e.g. `fer2013/train/happy/img1.jpg`; "
@@ -52,10 +54,39 @@ DATA_LAYOUT_HELP = (
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"]
 
 
+# -- language ----------------------------------------------------------------------------------
+def _wanted_language() -> str:
+    """The address's ``?lang=`` first (links can be shared), then this session's choice."""
+    return i18n.normalise(st.query_params.get("lang") or st.session_state.get("_lang"))
+
+
+def choose_language() -> str:
+    """The sidebar's language selector, kept in the address (``?lang=ko``) and the session.
+
+    Called by ``app.py`` before the page runs, so every page, chart and message of this run is
+    written in the chosen language (``fer_core.i18n.t`` reads it).
+    """
+    lang = _wanted_language()
+    choice = st.sidebar.selectbox(i18n.catalogue(lang)["nav.language"], list(i18n.LANGUAGES),
+                                  index=list(i18n.LANGUAGES).index(lang), key="_lang_choice",
+                                  format_func=i18n.LANGUAGES.__getitem__,
+                                  help=i18n.catalogue(lang)["nav.language_help"])
+    lang = i18n.set_language(choice)
+    st.session_state["_lang"] = lang
+    if st.query_params.get("lang") != lang:
+        st.query_params["lang"] = lang
+    return lang
+
+
 # -- page frame and errors ---------------------------------------------------------------------
 def page_setup(title: str, icon: str) -> None:
-    """Same page config everywhere (wide layout: heatmaps need the room)."""
-    st.set_page_config(page_title=f"{title} · FER workbench", page_icon=icon, layout="wide")
+    """Same page config everywhere (wide layout: heatmaps need the room).
+
+    ``title`` is a catalogue key (``nav.compare``) or, for old callers, the English title.
+    """
+    i18n.set_language(_wanted_language())
+    shown = t(title) if title.startswith("nav.") else title
+    st.set_page_config(page_title=f"{shown} · FER workbench", page_icon=icon, layout="wide")
 
 
 def show_error(exc: BaseException | str, prefix: str | None = None, warning: bool = False) -> None:

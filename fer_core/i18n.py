@@ -1,0 +1,119 @@
+"""Korean and English text: one catalogue per language, the current language per session.
+
+The catalogue of a language is the folder ``fer_core/locales/<lang>/``; each JSON file in it holds
+the keys of one area (``home.json`` → ``home.*``) so pages can be translated side by side. Keys
+and ``{placeholders}`` must match across languages (``tests/test_i18n.py``). The language in use
+is a context variable: the dashboard sets it once per script run, the HTML report and the CLI
+with :func:`using_language`, and everything in ``fer_core`` that writes for people calls :func:`t`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import shutil
+import string
+from collections.abc import Iterator, Mapping
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+LANGUAGES: dict[str, str] = {"en": "English", "ko": "한국어"}
+DEFAULT_LANGUAGE = "en"
+LOCALES_DIR = Path(__file__).parent / "locales"
+# Fonts that draw Hangul, in the order a browser should try them (NanumGothic is served by the
+# dashboard and bundled with the Python package that ships it; the rest are common system fonts).
+FONT_FAMILY = ("NanumGothic, 'Source Sans', 'Noto Sans KR', 'Noto Sans CJK KR', 'Malgun Gothic', "
+               "'Apple SD Gothic Neo', sans-serif")
+
+_current: contextvars.ContextVar[str] = contextvars.ContextVar("fer_language", default=DEFAULT_LANGUAGE)
+
+
+def normalise(lang: str | None) -> str:
+    """A supported language code from user input (``?lang=KO`` → ``ko``); unknown → English."""
+    code = (lang or "").strip().lower()[:2]
+    return code if code in LANGUAGES else DEFAULT_LANGUAGE
+
+
+@cache
+def catalogue(lang: str) -> Mapping[str, str]:
+    """Every key of one language, ``area.key`` → text."""
+    folder = LOCALES_DIR / lang
+    if not folder.is_dir():
+        raise KeyError(f"no catalogue for language {lang!r}")
+    merged: dict[str, str] = {}
+    for path in sorted(folder.glob("*.json")):
+        area = path.stem
+        for key, text in json.loads(path.read_text(encoding="utf-8")).items():
+            merged[f"{area}.{key}"] = text
+    return merged
+
+
+def current_language() -> str:
+    return _current.get()
+
+
+def set_language(lang: str | None) -> str:
+    """Use this language for the rest of this thread's work (a dashboard script run)."""
+    code = normalise(lang)
+    _current.set(code)
+    return code
+
+
+@contextlib.contextmanager
+def using_language(lang: str | None) -> Iterator[str]:
+    """Write in this language inside the block (reports, CLI output), then go back."""
+    token = _current.set(normalise(lang))
+    try:
+        yield _current.get()
+    finally:
+        _current.reset(token)
+
+
+def t(key: str, /, **values: object) -> str:
+    """The text of ``key`` in the current language, with ``{placeholders}`` filled in.
+
+    A key missing from the current language falls back to English, and a key missing everywhere
+    shows as itself: a page never fails over a missing string (the test suite catches those).
+    """
+    text = catalogue(current_language()).get(key)
+    if text is None:
+        text = catalogue(DEFAULT_LANGUAGE).get(key, key)
+    return text.format(**values) if values else text
+
+
+def placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def emotion_label(emotion: str) -> str:
+    """An emotion's name in the current language (``happy`` → ``행복``); unknown names unchanged."""
+    return catalogue(current_language()).get(f"emotions.{emotion}", emotion)
+
+
+def emotion_labels(emotions) -> list[str]:
+    return [emotion_label(e) for e in emotions]
+
+
+def hangul_font_path() -> Path | None:
+    """A TrueType font that draws Hangul (NanumGothic from the ``koreanize-matplotlib`` package)."""
+    try:
+        path = Path(str(resources.files("koreanize_matplotlib") / "fonts" / "NanumGothic.ttf"))
+    except (ModuleNotFoundError, TypeError):
+        return None
+    return path if path.is_file() else None
+
+
+def install_browser_font(static_dir: Path) -> Path | None:
+    """Copy the Hangul font where the dashboard serves static files (``app/static/``), once."""
+    source = hangul_font_path()
+    if source is None:
+        return None
+    target = static_dir / "NanumGothic.ttf"
+    if not target.is_file() or target.stat().st_size != source.stat().st_size:
+        static_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+    return target

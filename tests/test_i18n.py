@@ -1,0 +1,67 @@
+"""Korean and English catalogues: same keys, same placeholders, and every key the code uses exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from fer_core import i18n
+from fer_core.emotions import SEVEN_EMOTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+# t("area.key", ...) and keys named in tuples such as ui.common.PAGES
+KEY_USE = re.compile(r"""\bt\(\s*["']([a-z0-9_]+\.[a-z0-9_.]+)["']""")
+SOURCES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py")),
+           *sorted((ROOT / "fer_core").rglob("*.py"))]
+
+
+def test_every_language_has_the_same_keys_and_placeholders():
+    english = i18n.catalogue("en")
+    for lang in i18n.LANGUAGES:
+        other = i18n.catalogue(lang)
+        assert sorted(set(english) - set(other)) == [], f"missing in {lang}"
+        assert sorted(set(other) - set(english)) == [], f"only in {lang}"
+        for key, text in english.items():
+            assert i18n.placeholders(other[key]) == i18n.placeholders(text), (lang, key)
+
+
+def test_every_key_used_in_the_code_is_in_the_catalogue():
+    known = set(i18n.catalogue("en"))
+    used = {(path.relative_to(ROOT).as_posix(), key)
+            for path in SOURCES for key in KEY_USE.findall(path.read_text(encoding="utf-8"))}
+    from ui.common import PAGES
+
+    used |= {("ui/common.py", key) for _, key, _ in PAGES}
+    assert used, "the scan found no t(...) calls"
+    assert sorted((where, key) for where, key in used if key not in known) == []
+
+
+def test_korean_emotion_names_and_fallbacks():
+    with i18n.using_language("ko"):
+        assert i18n.emotion_labels(["angry", "disgust", "happy", "neutral", "sad", "surprise", "fear"]) == [
+            "화남", "혐오", "행복", "무표정", "슬픔", "놀람", "두려움"]
+        assert i18n.emotion_label("contempt") == "contempt"
+        assert i18n.t("nav.compare") == "모델 비교"
+        assert i18n.t("no.such.key") == "no.such.key"
+    assert i18n.current_language() == "en"
+    assert i18n.emotion_label("happy") == "happy"
+    assert set(SEVEN_EMOTIONS) <= {k.split(".", 1)[1] for k in i18n.catalogue("ko") if k.startswith("emotions.")}
+
+
+@pytest.mark.parametrize("raw, code", [("ko", "ko"), ("KO", "ko"), ("en", "en"), ("fr", "en"), (None, "en"),
+                                       ("ko-KR", "ko")])
+def test_language_codes_from_the_address_are_normalised(raw, code):
+    assert i18n.normalise(raw) == code
+
+
+def test_hangul_font_is_installed_and_draws_hangul():
+    from PIL import ImageFont
+
+    path = i18n.hangul_font_path()
+    assert path is not None, "koreanize-matplotlib (NanumGothic) is a runtime requirement"
+    font = ImageFont.truetype(str(path), 24)
+    # a glyph the font lacks is drawn as the same empty box for every character
+    boxes = {font.getmask("행").getbbox(), font.getmask("복").getbbox()}
+    assert len(boxes) == 2 and None not in boxes
