@@ -420,3 +420,21 @@ def choose_models(prefix: str) -> list:
                             help="All registered models: AU models, CNNs and Teachable Machine imports. The first "
                                  "CNN or Teachable Machine model starts TensorFlow (~15 s).")
     return [e for e in entries if e.name in chosen]
+
+
+# -- models made in this session and not saved yet ---------------------------------------------
+_UNSAVED = "_unsaved_models"
+
+
+def remember_unsaved(predictor) -> None:
+    """Offer a model trained or imported on a page, not yet saved to models/, to Compare and Masks.
+
+    Kept per browser session under its name (a newer model of the same name replaces it); saving it
+    on its page does not remove it, Compare then lists the saved copy and this one.
+    """
+    st.session_state.setdefault(_UNSAVED, {})[predictor.name] = predictor
+
+
+def unsaved_models() -> dict:
+    """This session's unsaved models by name (Predictors, ready for ``run_comparison``)."""
+    return dict(st.session_state.get(_UNSAVED, {}))
