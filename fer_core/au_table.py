@@ -92,9 +92,14 @@ def au_code(column: str) -> str:
 
 
 def au_label(column_or_code: str) -> str:
-    """'AU12_r' -> 'AU12 lip corner puller', the form shown to people."""
+    """'AU12_r' -> 'AU12 lip corner puller' (in Korean '입꼬리 당김'), the form shown to people."""
+    from .i18n import current_language, t
+
     code = au_code(column_or_code)
-    return f"{code} {AU_NAMES.get(code, '')}".strip()
+    name = AU_NAMES.get(code, "")
+    if name and current_language() != "en":
+        name = t(f"aus.{code}")
+    return f"{code} {name}".strip()
 
 
 # -- building tables ---------------------------------------------------------------------------

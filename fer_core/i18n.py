@@ -96,6 +96,18 @@ def emotion_labels(emotions) -> list[str]:
     return [emotion_label(e) for e in emotions]
 
 
+def reason(text: str) -> str:
+    """A measuring failure (``"x.jpg: no face found"``) with the reasons ``fer_core`` gives in
+    English replaced by the current language's (area ``reasons``); other text unchanged."""
+    if current_language() == DEFAULT_LANGUAGE:
+        return text
+    english, here = catalogue(DEFAULT_LANGUAGE), catalogue(current_language())
+    for key, phrase in sorted(english.items(), key=lambda kv: -len(kv[1])):
+        if key.startswith("reasons.") and phrase in text:
+            text = text.replace(phrase, here[key])
+    return text
+
+
 def hangul_font_path() -> Path | None:
     """A TrueType font that draws Hangul (NanumGothic from the ``koreanize-matplotlib`` package)."""
     try:

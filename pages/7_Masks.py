@@ -18,6 +18,7 @@ from fer_core.figures.masks import (
     shift_heatmap,
     summary_frame,
 )
+from fer_core.i18n import emotion_label, reason, t
 from fer_core.masks import HIDDEN_AUS, HUMAN_FINDINGS, STYLES, VISIBLE_AUS
 from ui.common import (
     choose_models,
@@ -32,58 +33,69 @@ from ui.common import (
 page_setup("nav.masks", ":material/masks:")
 
 
+def style_label(style: str) -> str:
+    return {"surgical": t("masks.style_surgical"), "white": t("masks.style_white"),
+            "cloth": t("masks.style_cloth")}.get(style, STYLES[style].label)
+
+
+def people_finding(key: str) -> str:
+    """Carbon (2020)'s finding for an emotion (or the summary), in the page's language."""
+    return {"summary": t("masks.human_summary"), "angry": t("masks.human_angry"), "disgust": t("masks.human_disgust"),
+            "happy": t("masks.human_happy"), "sad": t("masks.human_sad"), "neutral": t("masks.human_neutral"),
+            "fear": t("masks.human_fear")}.get(key, t("masks.not_studied"))
+
+
 def choose_mask() -> tuple[str, int]:
     c1, c2 = st.columns(2)
-    style = c1.selectbox("Mask", list(STYLES), format_func=lambda s: STYLES[s].label, key="mask_style")
-    seed = int(c2.number_input("Seed", 0, 1_000_000, 0, key="mask_seed",
-                               help="Varies the shade and the folds; the same seed draws the same masks."))
+    style = c1.selectbox(t("masks.mask"), list(STYLES), format_func=style_label, key="mask_style")
+    seed = int(c2.number_input(t("masks.seed"), 0, 1_000_000, 0, key="mask_draw_seed", help=t("masks.seed_help")))
     return style, seed
 
 
 def show_summary(report: MaskReport) -> None:
-    st.subheader("What the mask costs")
+    st.subheader(t("masks.costs"))
     frame = summary_frame(report)
     st.dataframe(frame, hide_index=True, column_config={
-        "original": st.column_config.NumberColumn("accuracy, no mask", format="percent"),
-        "masked": st.column_config.NumberColumn("accuracy, masked", format="percent"),
-        "drop": st.column_config.NumberColumn("drop", format="percent"),
-        "original macro F1": st.column_config.NumberColumn(format="%.3f"),
-        "masked macro F1": st.column_config.NumberColumn(format="%.3f")})
+        "model": st.column_config.TextColumn(t("masks.col_model")),
+        "kind": st.column_config.TextColumn(t("masks.col_kind")),
+        "original": st.column_config.NumberColumn(t("masks.col_original"), format="percent"),
+        "masked": st.column_config.NumberColumn(t("masks.col_masked"), format="percent"),
+        "drop": st.column_config.NumberColumn(t("masks.col_drop"), format="percent"),
+        "original macro F1": st.column_config.NumberColumn(t("masks.col_original_f1"), format="%.3f"),
+        "masked macro F1": st.column_config.NumberColumn(t("masks.col_masked_f1"), format="%.3f")})
     st.plotly_chart(masked_vs_original_bars(report), key="mask_bars")
 
 
 def show_people(report: MaskReport) -> None:
-    st.subheader("Beside people")
-    st.info(f"**People** ({HUMAN_FINDINGS['source']}): {HUMAN_FINDINGS['summary']}", icon=":material/groups:")
+    st.subheader(t("masks.beside_people"))
+    st.info(t("masks.people_line", source=HUMAN_FINDINGS["source"], summary=people_finding("summary")),
+            icon=":material/groups:")
     rows = []
     for emotion in report.original.classes:
-        row = {"emotion": emotion, "people with a mask": HUMAN_FINDINGS.get(emotion, "not studied")}
+        row = {t("masks.col_emotion"): emotion_label(emotion), t("masks.col_people"): people_finding(emotion)}
         for name in report.names:
             shift = report.shift(name).get(emotion, {})
             gained = {k: v for k, v in shift.items() if k != emotion and v > 0}
-            row[name] = (f"more often read as {max(gained, key=gained.get)} (+{100 * max(gained.values()):.0f} pts)"
-                         if gained else "no new confusion")
+            row[name] = (t("masks.read_as", emotion=emotion_label(max(gained, key=gained.get)),
+                           points=f"{100 * max(gained.values()):.0f}") if gained else t("masks.no_new_confusion"))
         rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
 def show_shift(report: MaskReport) -> None:
-    st.subheader("What each emotion turns into")
+    st.subheader(t("masks.turns_into"))
     tabs = st.tabs(report.names)
     for tab, name in zip(tabs, report.names):
         tab.plotly_chart(shift_heatmap(report, name), key=f"mask_shift_{name}")
-    st.caption("Red: an answer given more often once the face is masked, blue: less often, in points of the "
-               "row (true emotion). The diagonal is what the model still gets right.")
+    st.caption(t("masks.shift_caption"))
 
 
 def show_aus(report: MaskReport) -> None:
-    st.subheader("Which AUs remain")
+    st.subheader(t("masks.which_aus"))
     c1, c2 = st.columns(2)
-    c1.success("**Visible above a mask**: " + ", ".join(au_label(c) for c in VISIBLE_AUS))
-    c2.warning("**Hidden (unknown, not zero)**: " + ", ".join(au_label(c) for c in HIDDEN_AUS))
-    st.caption("Measured by `bench/mask_effect.py` on FER2013 val: the hidden AUs lose their correlation with "
-               "the unmasked face (r near 0) once a mask is drawn; the visible ones keep it (r 0.5–0.7). "
-               "AU models treat hidden AUs as unknown, so they neither count for nor against an emotion.")
+    c1.success(t("masks.visible", aus=", ".join(au_label(c) for c in VISIBLE_AUS)))
+    c2.warning(t("masks.hidden", aus=", ".join(au_label(c) for c in HIDDEN_AUS)))
+    st.caption(t("masks.aus_caption"))
     if report.reasons:
         tabs = st.tabs(list(report.reasons))
         for tab, name in zip(tabs, report.reasons):
@@ -93,20 +105,20 @@ def show_aus(report: MaskReport) -> None:
 def show_examples(report: MaskReport) -> None:
     if not report.examples:
         return
-    st.subheader("Examples")
+    st.subheader(t("masks.examples"))
     cols = st.columns(len(report.examples))
     for col, (name, face, masked) in zip(cols, report.examples):
         col.image([face, masked], width=96, caption=["", ""])
-        col.caption(name.split("/")[0])
+        col.caption(emotion_label(name.split("/")[0]))
 
 
 def show_downloads(report: MaskReport) -> None:
-    st.subheader("Download")
+    st.subheader(t("masks.download"))
     c1, c2 = st.columns(2)
-    c1.download_button("Mask report (JSON)", json.dumps(report.to_dict(), indent=1).encode(),
+    c1.download_button(t("masks.download_json"), json.dumps(report.to_dict(), indent=1).encode(),
                        file_name="mask_report.json", mime="application/json", key="mask_download_json",
                        icon=":material/download:")
-    c2.download_button("Per emotion, with and without the mask (CSV)", per_emotion_frame(report).to_csv(index=False).encode(),
+    c2.download_button(t("masks.download_csv"), per_emotion_frame(report).to_csv(index=False).encode(),
                        file_name="mask_per_emotion.csv", mime="text/csv", key="mask_download_csv",
                        icon=":material/download:")
 
@@ -114,13 +126,12 @@ def show_downloads(report: MaskReport) -> None:
 def show_results(saved: dict) -> None:
     report: MaskReport = saved["report"]
     st.divider()
-    st.caption(f"Test set: {saved['description']} · {report.original.n:,} faces · mask: "
-               f"{STYLES[report.style].label}, seed {report.seed}")
+    st.caption(t("masks.result_line", description=saved["description"], n=f"{report.original.n:,}",
+                 style=style_label(report.style), seed=report.seed))
     for problem in report.original.failed_models:
-        show_error(problem, prefix="left out", warning=True)
+        show_error(problem, prefix=t("masks.left_out"), warning=True)
     if report.unmaskable:
-        st.warning(f"{len(report.unmaskable)} image(s) had no face to put a mask on and were left out, "
-                   f"e.g. {report.unmaskable[0]}")
+        st.warning(t("masks.unmaskable", n=len(report.unmaskable), example=reason(report.unmaskable[0])))
     show_summary(report)
     show_people(report)
     show_shift(report)
@@ -130,9 +141,8 @@ def show_results(saved: dict) -> None:
 
 
 def main() -> None:
-    st.title("Masks")
-    st.caption("What survives a mask: every model on the same faces, first as they are, then with a mask drawn "
-               "from each face's landmarks over nose, mouth and chin. Per emotion, next to what people do.")
+    st.title(t("masks.title"))
+    st.caption(t("masks.intro"))
     saved: dict | None = st.session_state.get("mask_result")
     try:
         chosen = choose_test_set("mask")
@@ -142,7 +152,7 @@ def main() -> None:
             style, seed = choose_mask()
             present = {it.label for it in items}
             classes = list(shared_classes([e.classes for e in entries if e.classes], present)) or sorted(present)
-            if st.button("Run with and without masks", type="primary", key="mask_run"):
+            if st.button(t("masks.run"), type="primary", key="mask_run"):
                 bar, progress = fraction_bar()
                 try:
                     report = run_mask_report(entries, items, classes, style=style, seed=seed, progress=progress,

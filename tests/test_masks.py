@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from apptest_helpers import run_app, texts
+from apptest_helpers import charts, english_left, page_texts, run_app, texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -164,6 +164,16 @@ def test_masks_page_runs_the_report(models_dir, fer_sample):
     assert any("Carbon" in s for s in texts(at.info))
     assert len(at.get("plotly_chart")) >= 3
     assert {b.proto.label for b in at.get("download_button")} >= {"Mask report (JSON)"}
+
+    # the same results, read in Korean: every label, chart and table header switches language
+    at.query_params["lang"] = "ko"
+    run_app(at, 90)
+    assert at.title[0].value == "마스크"
+    korean = page_texts(at)
+    assert any("Carbon" in s and "마스크를 쓰면" in s for s in korean)
+    assert english_left(korean, (*report.names, masks.HUMAN_FINDINGS["source"])) == []
+    chart = json.dumps(charts(at), ensure_ascii=False)
+    assert "마스크 착용" in chart and "행복" in chart and "masked" not in chart
 
 
 def test_try_it_mask_switch_shows_how_the_prediction_changes(models_dir, astronaut):

@@ -51,6 +51,13 @@ DATA_LAYOUT_HELP = (
     "emotion folders: angry, disgust, fear, happy, neutral, sad, surprise. Flat folders whose file "
     "names start with the emotion (`angry001.jpg`) work too."
 )
+
+
+def data_layout_help() -> str:
+    """``DATA_LAYOUT_HELP`` in the page's language."""
+    return t("common.data_layout")
+
+
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"]
 
 
@@ -109,8 +116,7 @@ def run_page(body: Callable[[], None]) -> None:
         show_error(exc)
     except Exception as exc:
         log.exception("unexpected error in page")
-        show_error(f"Unexpected error ({one_line(exc)}). The details are in the server log; "
-                   "try again or report it with the input that caused it.")
+        show_error(t("common.unexpected", error=one_line(exc)))
 
 
 # -- MediaPipe and models, shared by every session ---------------------------------------------
@@ -130,8 +136,7 @@ def entries_of(explains: bool | None = None, inputs: str | None = None) -> list[
             and (inputs is None or known[e.kind].inputs == inputs)]
 
 
-@st.cache_resource(show_spinner="Loading the model (the first CNN or Teachable Machine model starts "
-                                "TensorFlow: ~15 s)…", max_entries=16)
+@st.cache_resource(show_spinner=False, max_entries=16)
 def _predictor(entry_json: str):
     from fer_core.predictors.registry import load_predictor
 
@@ -140,7 +145,8 @@ def _predictor(entry_json: str):
 
 def load_predictor(entry: ModelEntry):
     """A manifest entry's Predictor, loaded once per file version and kept for the process."""
-    return _predictor(json.dumps(entry.to_dict(), sort_keys=True))
+    with st.spinner(t("common.loading_model")):
+        return _predictor(json.dumps(entry.to_dict(), sort_keys=True))
 
 
 # -- tables and image folders ------------------------------------------------------------------
@@ -216,7 +222,7 @@ def _cleanup(value: TempFolder) -> None:
     value.tmp.cleanup()
 
 
-@st.cache_resource(show_spinner="Unpacking the zip into a temporary folder…", max_entries=2, on_release=_cleanup)
+@st.cache_resource(show_spinner=False, max_entries=2, on_release=_cleanup)
 def unpacked_zip(digest: str, _data: bytes) -> TempFolder:
     """The uploaded zip unpacked once into a temporary folder."""
     tmp = tempfile.TemporaryDirectory(prefix="fer_zip_")
@@ -227,7 +233,7 @@ def unpacked_zip(digest: str, _data: bytes) -> TempFolder:
         raise
 
 
-@st.cache_resource(show_spinner="Drawing the test set…", max_entries=4, on_release=_cleanup)
+@st.cache_resource(show_spinner=False, max_entries=4, on_release=_cleanup)
 def drawn_test_set(source: str, per_class: int, seed: int, classes: tuple[str, ...]) -> TempFolder:
     """``draw_test_set`` into a temporary folder, once per (source, size, seed)."""
     from fer_core.images import draw_test_set
@@ -267,9 +273,9 @@ def load_teachable_upload(key: str, _upload):
 
 
 # -- progress bridges ------------------------------------------------------------------------
-def fraction_bar(text: str = "Starting…"):
+def fraction_bar(text: str | None = None):
     """A progress bar and the ``(fraction, text)`` callback that moves it."""
-    bar = st.progress(0.0, text=text)
+    bar = st.progress(0.0, text=text or t("common.starting"))
     return bar, lambda fraction, label: bar.progress(min(max(float(fraction), 0.0), 1.0), text=label)
 
 
@@ -317,14 +323,15 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
     from fer_core.measure.extract import extract_table
 
     lock = _extraction_lock()
-    bar = st.progress(0.0, text=f"{label}: starting the face landmarker…")
+    bar = st.progress(0.0, text=t("common.starting_landmarker", label=label))
     state: dict[str, Any] = {"stop": None}
 
     def progress(done: int, total: int) -> None:
         if state["stop"] is not None:
             return
         try:
-            bar.progress(done / max(total, 1), text=f"{label}: {done:,} / {total:,} images")
+            bar.progress(done / max(total, 1), text=t("common.images_done", label=label, done=f"{done:,}",
+                                                      total=f"{total:,}"))
         except ScriptControlException as exc:  # rerun or stop requested by a click
             state["stop"] = exc
 
@@ -332,7 +339,8 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
         from fer_core.measure.openface_docker import OpenFaceDocker
 
         def docker_progress(done: int, total: int) -> None:
-            bar.progress(done / max(total, 1), text=f"{label} (OpenFace in Docker): {done:,} / {total:,} images")
+            bar.progress(done / max(total, 1), text=t("common.images_done_docker", label=label, done=f"{done:,}",
+                                                      total=f"{total:,}"))
 
         with lock:
             keep(OpenFaceDocker().extract(items, progress=docker_progress), False)
@@ -362,48 +370,50 @@ def _fer_splits() -> tuple[Path, list[str]]:
 def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
     """The test-set chooser of Compare and Masks: (labelled images, their folder, a description), or
     None with a message shown. Widget keys start with ``prefix``."""
-    source = st.radio("Test set", (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key=f"{prefix}_source")
+    shown = {DRAWN: t("common.source_drawn"), FOLDER: t("common.source_folder"), ZIP: t("common.source_zip"),
+             SPLIT: t("common.source_split")}
+    source = st.radio(t("common.test_set"), (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key=f"{prefix}_source",
+                      format_func=shown.__getitem__)
     fer_root, splits = _fer_splits()
     if source in (DRAWN, SPLIT) and not splits:
-        st.warning(f"No FER2013 images at `{fer_root}`: set FER_DATA_DIR to the folder holding `fer2013/`, or "
-                   f"use a folder or a zip of your own. {DATA_LAYOUT_HELP}")
+        st.warning(t("common.no_fer_images", root=fer_root, layout=data_layout_help()))
         return None
     if source == DRAWN:
         c1, c2, c3 = st.columns(3)
-        split = c1.selectbox("Drawn from", splits, index=splits.index("val") if "val" in splits else 0,
-                             key=f"{prefix}_draw_split",
-                             help="A split the models did not train on: val for the bundled models.")
-        per = int(c2.number_input("Images per emotion", 1, 500, 10, key=f"{prefix}_draw_per"))
-        seed = int(c3.number_input("Seed", 0, 1_000_000, 0, key=f"{prefix}_seed",
-                                   help="The same seed draws the same images again."))
+        split = c1.selectbox(t("common.drawn_from"), splits, index=splits.index("val") if "val" in splits else 0,
+                             key=f"{prefix}_draw_split", help=t("common.drawn_from_help"))
+        per = int(c2.number_input(t("common.per_emotion"), 1, 500, 10, key=f"{prefix}_draw_per"))
+        seed = int(c3.number_input(t("common.seed"), 0, 1_000_000, 0, key=f"{prefix}_seed",
+                                   help=t("common.seed_help")))
         if split == "train":
-            st.warning("The models were trained on FER2013 train: scores on it are optimistic. Use val.")
-        drawn = drawn_test_set(str(fer_root / split), per, seed, SIX_EMOTIONS)
+            st.warning(t("common.train_optimistic"))
+        with st.spinner(t("common.drawing")):
+            drawn = drawn_test_set(str(fer_root / split), per, seed, SIX_EMOTIONS)
         return (dataset_items(str(drawn.root)), str(drawn.root),
-                f"{drawn.count} images ({per} per emotion) drawn from FER2013 {split} with seed {seed}")
+                t("common.drawn_description", count=drawn.count, per=per, split=split, seed=seed))
     if source == FOLDER:
-        path = st.text_input("Folder with emotion subfolders (or emotion-prefixed file names)", key=f"{prefix}_folder",
-                             help=DATA_LAYOUT_HELP).strip()
+        path = st.text_input(t("common.folder_input"), key=f"{prefix}_folder", help=data_layout_help()).strip()
         if not path:
-            st.info(f"Type the path of a labelled folder. {DATA_LAYOUT_HELP}")
+            st.info(t("common.folder_hint", layout=data_layout_help()))
             return None
         folder = Path(path).expanduser()
-        return dataset_items(str(folder)), str(folder), f"folder `{folder}`"
+        return dataset_items(str(folder)), str(folder), t("common.folder_description", folder=folder)
     if source == ZIP:
-        up = st.file_uploader("Zip of a test set (emotion subfolders, or names like angry001.jpg)", type=["zip"],
-                              key=f"{prefix}_zip", help=DATA_LAYOUT_HELP)
+        up = st.file_uploader(t("common.zip_input"), type=["zip"], key=f"{prefix}_zip", help=data_layout_help())
         if up is None:
-            st.info(f"Upload a zip; it is unpacked into a temporary folder only. {DATA_LAYOUT_HELP}")
+            st.info(t("common.zip_hint", layout=data_layout_help()))
             return None
         data = up.getvalue()
-        unpacked = unpacked_zip(digest(data), data)
-        return dataset_items(str(unpacked.root)), str(unpacked.root), f"zip `{up.name}`"
-    split = st.selectbox("Split", splits, index=splits.index("val") if "val" in splits else 0, key=f"{prefix}_split")
+        with st.spinner(t("common.unpacking")):
+            unpacked = unpacked_zip(digest(data), data)
+        return dataset_items(str(unpacked.root)), str(unpacked.root), t("common.zip_description", name=up.name)
+    split = st.selectbox(t("common.split"), splits, index=splits.index("val") if "val" in splits else 0,
+                         key=f"{prefix}_split")
     if split == "train":
-        st.warning("The models were trained on FER2013 train: scores on it are optimistic. Use val.")
+        st.warning(t("common.train_optimistic"))
     items = dataset_items(str(fer_root / split))
-    st.caption(f"{len(items):,} images. AU models need ~30 ms per image the first time (measurements are cached).")
-    return items, str(fer_root / split), f"FER2013 {split} ({len(items):,} images)"
+    st.caption(t("common.split_caption", n=f"{len(items):,}"))
+    return items, str(fer_root / split), t("common.split_description", split=split, n=f"{len(items):,}")
 
 
 def choose_models(prefix: str) -> list:

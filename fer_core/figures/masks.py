@@ -8,6 +8,7 @@ from plotly.subplots import make_subplots
 
 from ..au_table import AU_CODES, au_label
 from ..evaluation.mask_report import MaskReport
+from ..i18n import emotion_labels, t
 from ..masks import HIDDEN_AUS
 from .compare import model_color
 from .plots import _layout
@@ -36,7 +37,7 @@ def per_emotion_frame(report: MaskReport) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "emotion", "condition", "accuracy", "n"])
 
 
-def masked_vs_original_bars(report: MaskReport, title: str = "Accuracy per emotion without and with a mask",
+def masked_vs_original_bars(report: MaskReport, title: str | None = None,
                             per_row: int = 3) -> go.Figure:
     """One panel per model (``per_row`` to a row): per emotion, a pale bar without and a solid bar
     with the mask."""
@@ -49,16 +50,19 @@ def masked_vs_original_bars(report: MaskReport, title: str = "Accuracy per emoti
     for i, name in enumerate(names):
         for condition, opacity in (("original", 0.35), ("masked", 1.0)):
             part = frame[(frame["model"] == name) & (frame["condition"] == condition)]
-            fig.add_trace(go.Bar(x=part["emotion"], y=part["accuracy"], name=condition, legendgroup=condition,
-                                 showlegend=i == 0, marker=dict(color=model_color(i), opacity=opacity),
-                                 hovertemplate=f"{name}, %{{x}} ({condition}): %{{y:.1%}}<extra></extra>"),
+            shown = t("figures.original") if condition == "original" else t("figures.masked")
+            fig.add_trace(go.Bar(x=emotion_labels(part["emotion"]), y=part["accuracy"], name=shown,
+                                 legendgroup=condition, showlegend=i == 0,
+                                 marker=dict(color=model_color(i), opacity=opacity),
+                                 hovertemplate=t("figures.mask_bar_hover", model=name, condition=shown)
+                                 + "<extra></extra>"),
                           row=i // cols + 1, col=i % cols + 1)
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
     for r in range(1, rows + 1):
-        fig.update_yaxes(title="accuracy (recall)", row=r, col=1)
+        fig.update_yaxes(title=t("figures.accuracy_recall"), row=r, col=1)
     fig.update_xaxes(tickangle=-40)
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.12 if rows > 1 else -0.3))
-    return _layout(fig, title, height=120 + 300 * rows, top=70)
+    return _layout(fig, title or t("figures.mask_bars_title"), height=120 + 300 * rows, top=70)
 
 
 def shift_heatmap(report: MaskReport, name: str) -> go.Figure:
@@ -68,13 +72,13 @@ def shift_heatmap(report: MaskReport, name: str) -> go.Figure:
     answers = list(report.original.classes) + (["no face"] if any("no face" in row for row in shift.values()) else [])
     z = [[100 * shift[true].get(a, 0.0) for a in answers] for true in report.original.classes]
     top = max(1.0, max(abs(v) for row in z for v in row))
-    fig = go.Figure(go.Heatmap(z=z, x=answers, y=list(report.original.classes), zmin=-top, zmax=top,
-                               colorscale="RdBu_r", colorbar=dict(title="points"),
+    fig = go.Figure(go.Heatmap(z=z, x=emotion_labels(answers), y=emotion_labels(report.original.classes),
+                               zmin=-top, zmax=top, colorscale="RdBu_r", colorbar=dict(title=t("figures.points")),
                                text=[[f"{v:+.0f}" for v in row] for row in z], texttemplate="%{text}",
-                               hovertemplate="true %{y} -> %{x}: %{z:+.1f} points under the mask<extra></extra>"))
-    fig.update_yaxes(autorange="reversed", title="true emotion")
-    fig.update_xaxes(title="answer")
-    return _layout(fig, f"{name}: what each emotion turns into under the mask", height=380)
+                               hovertemplate=t("figures.shift_hover") + "<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title=t("figures.true_emotion"))
+    fig.update_xaxes(title=t("figures.answer"))
+    return _layout(fig, t("figures.shift_title", model=name), height=380)
 
 
 def reasons_frame(report: MaskReport, name: str) -> pd.DataFrame:
@@ -90,9 +94,10 @@ def reasons_bars(report: MaskReport, name: str) -> go.Figure:
     frame = reasons_frame(report, name)
     fig = go.Figure()
     for condition, color in (("original", "#9ecae1"), ("masked", "#08519c")):
-        fig.add_trace(go.Bar(y=frame["AU"], x=frame[condition], name=condition, orientation="h",
-                             marker_color=color, hovertemplate="%{y}: %{x:.0%} of faces<extra>" + condition + "</extra>"))
+        shown = t("figures.original") if condition == "original" else t("figures.masked")
+        fig.add_trace(go.Bar(y=frame["AU"], x=frame[condition], name=shown, orientation="h", marker_color=color,
+                             hovertemplate=t("figures.reasons_hover") + "<extra>" + shown + "</extra>"))
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(tickformat=".0%", title="share of faces whose explanation names this AU")
+    fig.update_xaxes(tickformat=".0%", title=t("figures.reasons_share"))
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.15))
-    return _layout(fig, f"{name}: the AUs behind its decisions", height=520)
+    return _layout(fig, t("figures.reasons_title", model=name), height=520)

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .. import au_table
 from ..au_table import AU_COLUMNS, au_code, au_label
 from ..evaluation.metrics import ClassScore
+from ..i18n import FONT_FAMILY, emotion_label, emotion_labels, t
 from ..measure.au_mapping import AU_LANDMARKS
 
 # One colour per emotion, used by every chart so "sad" is always the same blue.
@@ -34,7 +35,9 @@ def emotion_color(emotion: str) -> str:
 
 
 def _layout(fig: go.Figure, title: str, height: int | None = None, top: int = 50) -> go.Figure:
-    fig.update_layout(title=title, margin=dict(l=10, r=10, t=top, b=10), height=height)
+    """Title, margins and a font stack that draws Hangul (figures follow the page's language)."""
+    fig.update_layout(title=title, margin=dict(l=10, r=10, t=top, b=10), height=height,
+                      font=dict(family=FONT_FAMILY))
     return fig
 
 
@@ -59,22 +62,23 @@ def imbalance_ratio(counts: Mapping[str, int]) -> float:
 
 
 def class_balance_bar(counts: Mapping[str, int], order: Sequence[str] | None = None,
-                      title: str = "Images per emotion") -> go.Figure:
+                      title: str | None = None) -> go.Figure:
     """Bars of counts with the percentage printed on each bar."""
     table = balance_table(counts, order)
     fig = go.Figure(go.Bar(
-        x=table["emotion"], y=table["images"],
+        x=emotion_labels(table["emotion"]), y=table["images"],
         marker_color=[emotion_color(e) for e in table["emotion"]],
         text=[f"{n:,} ({p:.1f}%)" for n, p in zip(table["images"], table["percent"])],
-        textposition="outside", textangle=0, cliponaxis=False, hovertemplate="%{x}: %{y:,} images<extra></extra>",
+        textposition="outside", textangle=0, cliponaxis=False,
+        hovertemplate="%{x}: %{y:,} " + t("figures.images") + "<extra></extra>",
     ))
-    fig.update_yaxes(title="images", range=[0, 1.15 * max(table["images"].max(), 1)])
-    return _layout(fig, title, height=360)
+    fig.update_yaxes(title=t("figures.images"), range=[0, 1.15 * max(table["images"].max(), 1)])
+    return _layout(fig, title or t("figures.images_per_emotion"), height=360)
 
 
 # -- model quality -----------------------------------------------------------------------------
 def confusion_heatmap(confusion: Sequence[Sequence[int]], labels: Sequence[str], normalize: bool = True,
-                      title: str = "Confusion matrix (rows: true emotion, columns: predicted)") -> go.Figure:
+                      title: str | None = None) -> go.Figure:
     """Confusion matrix as a heatmap; colour is the row share so small classes stay readable,
     and each cell prints both the share and the count."""
     counts = np.asarray(confusion, dtype=float)
@@ -83,37 +87,38 @@ def confusion_heatmap(confusion: Sequence[Sequence[int]], labels: Sequence[str],
     z = share if normalize else counts
     text = [[f"{share[i, j]:.0%}<br>{int(counts[i, j])}" for j in range(counts.shape[1])]
             for i in range(counts.shape[0])]
+    shown = emotion_labels(labels)
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(labels), y=list(labels), text=text, texttemplate="%{text}",
+        z=z, x=shown, y=shown, text=text, texttemplate="%{text}",
         colorscale="Blues", zmin=0, zmax=1 if normalize else None,
-        colorbar=dict(title="share" if normalize else "count"),
-        hovertemplate="true %{y}, predicted %{x}<br>%{text}<extra></extra>",
+        colorbar=dict(title=t("figures.share") if normalize else t("figures.count")),
+        hovertemplate=t("figures.confusion_hover") + "<br>%{text}<extra></extra>",
     ))
-    fig.update_xaxes(title="predicted", side="bottom")
-    fig.update_yaxes(title="true", autorange="reversed")
-    return _layout(fig, title, height=80 + 55 * len(labels))
+    fig.update_xaxes(title=t("figures.predicted"), side="bottom")
+    fig.update_yaxes(title=t("figures.true"), autorange="reversed")
+    return _layout(fig, title or t("figures.confusion_title"), height=80 + 55 * len(labels))
 
 
-def per_class_accuracy_bars(per_class: Mapping[str, ClassScore], title: str = "Accuracy per emotion (recall)",
+def per_class_accuracy_bars(per_class: Mapping[str, ClassScore], title: str | None = None,
                             overall: float | None = None) -> go.Figure:
     """Per-emotion accuracy (an ``EvaluationReport``'s ``per_class``) with the overall as a line."""
     labels = list(per_class)
     acc = [per_class[c].accuracy or 0.0 for c in labels]
     ns = [per_class[c].n for c in labels]
     fig = go.Figure(go.Bar(
-        x=labels, y=acc, marker_color=[emotion_color(c) for c in labels],
+        x=emotion_labels(labels), y=acc, marker_color=[emotion_color(c) for c in labels],
         text=[f"{a:.0%}" for a in acc], textposition="outside", textangle=0, cliponaxis=False,
-        customdata=ns, hovertemplate="%{x}: %{y:.1%} of %{customdata} images<extra></extra>",
+        customdata=ns, hovertemplate=t("figures.recall_hover") + "<extra></extra>",
     ))
     if overall is not None:
-        fig.add_hline(y=overall, line_dash="dash", annotation_text=f"overall {overall:.1%}",
+        fig.add_hline(y=overall, line_dash="dash", annotation_text=t("figures.overall", value=f"{overall:.1%}"),
                       annotation_position="top left")
-    fig.update_yaxes(range=[0, 1.08], tickformat=".0%", title="accuracy", tickvals=[0, .2, .4, .6, .8, 1])
-    return _layout(fig, title, height=360)
+    fig.update_yaxes(range=[0, 1.08], tickformat=".0%", title=t("figures.accuracy"), tickvals=[0, .2, .4, .6, .8, 1])
+    return _layout(fig, title or t("figures.recall_title"), height=360)
 
 
 def coefficient_heatmap(coef: np.ndarray, classes: Sequence[str], au_columns: Sequence[str] = AU_COLUMNS,
-                        title: str = "What the model looks at: AU × emotion coefficients") -> go.Figure:
+                        title: str | None = None) -> go.Figure:
     """The logistic regression's explanation: one cell per (AU, emotion), red = the AU makes the
     emotion more likely, blue = less likely. Coefficients are on standardised AUs, so cells are
     comparable across AUs."""
@@ -123,19 +128,19 @@ def coefficient_heatmap(coef: np.ndarray, classes: Sequence[str], au_columns: Se
     names = [au_label(c) for c in au_columns]
     bound = float(np.abs(coef).max()) or 1.0
     fig = go.Figure(go.Heatmap(
-        z=coef.T, x=list(classes), y=names, zmid=0, zmin=-bound, zmax=bound, colorscale="RdBu_r",
+        z=coef.T, x=emotion_labels(classes), y=names, zmid=0, zmin=-bound, zmax=bound, colorscale="RdBu_r",
         text=np.round(coef.T, 2), texttemplate="%{text}",
-        colorbar=dict(title="weight"),
+        colorbar=dict(title=t("figures.weight")),
         hovertemplate="%{y} → %{x}: %{z:.2f}<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(side="top")
-    return _layout(fig, title, height=140 + 30 * len(names), top=85)
+    return _layout(fig, title or t("figures.coefficients_title"), height=140 + 30 * len(names), top=85)
 
 
 # -- AU distributions --------------------------------------------------------------------------
 def au_box_plots(table: pd.DataFrame, classes: Sequence[str], au_columns: Sequence[str] = AU_COLUMNS,
-                 title: str = "AU intensity per emotion") -> go.Figure:
+                 title: str | None = None) -> go.Figure:
     """Grouped box plots, one group per AU and one box per emotion.
 
     Quartiles are computed here and sent as numbers, not the raw rows: a FER2013 table has
@@ -154,14 +159,14 @@ def au_box_plots(table: pd.DataFrame, classes: Sequence[str], au_columns: Sequen
         lo = np.array([values[:, d][values[:, d] >= q1[d] - 1.5 * iqr[d]].min() for d in range(values.shape[1])])
         hi = np.array([values[:, d][values[:, d] <= q3[d] + 1.5 * iqr[d]].max() for d in range(values.shape[1])])
         fig.add_trace(go.Box(
-            name=f"{emotion} (n={len(sub):,})", x=names, q1=q1, median=med, q3=q3,
+            name=f"{emotion_label(emotion)} (n={len(sub):,})", x=names, q1=q1, median=med, q3=q3,
             lowerfence=lo, upperfence=hi, mean=values.mean(axis=0),
             marker_color=emotion_color(emotion), boxpoints=False,
         ))
     fig.update_layout(boxmode="group", legend=dict(orientation="h", y=-0.35))
-    fig.update_yaxes(title="intensity (0–5)", range=[-0.1, 5.1])
+    fig.update_yaxes(title=t("figures.intensity"), range=[-0.1, 5.1])
     fig.update_xaxes(tickangle=-40)
-    return _layout(fig, title, height=520)
+    return _layout(fig, title or t("figures.au_boxes_title"), height=520)
 
 
 def mean_au_profile(table: pd.DataFrame, classes: Sequence[str],
@@ -174,35 +179,35 @@ def mean_au_profile(table: pd.DataFrame, classes: Sequence[str],
 
 
 def mean_au_heatmap(table: pd.DataFrame, classes: Sequence[str], au_columns: Sequence[str] = AU_COLUMNS,
-                    title: str = "Mean AU profile per emotion") -> go.Figure:
+                    title: str | None = None) -> go.Figure:
     """Emotions × AUs heatmap of mean intensities: the 'typical face' of each emotion."""
     means = mean_au_profile(table, classes, au_columns)
     fig = go.Figure(go.Heatmap(
-        z=means.to_numpy().T, x=list(means.index), y=list(means.columns), colorscale="Viridis",
+        z=means.to_numpy().T, x=emotion_labels(means.index), y=list(means.columns), colorscale="Viridis",
         zmin=0, text=np.round(means.to_numpy().T, 2), texttemplate="%{text}",
-        colorbar=dict(title="mean 0–5"), hovertemplate="%{y}, %{x}: %{z:.2f}<extra></extra>",
+        colorbar=dict(title=t("figures.mean_intensity")), hovertemplate="%{y}, %{x}: %{z:.2f}<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(side="top")
-    return _layout(fig, title, height=140 + 30 * len(au_columns), top=85)
+    return _layout(fig, title or t("figures.mean_profile_title"), height=140 + 30 * len(au_columns), top=85)
 
 
 # -- one face ----------------------------------------------------------------------------------
-def probability_bars(probabilities: Mapping[str, float], title: str = "Emotion probabilities") -> go.Figure:
+def probability_bars(probabilities: Mapping[str, float], title: str | None = None) -> go.Figure:
     """Horizontal bars, most likely emotion on top."""
     items = sorted(probabilities.items(), key=lambda kv: kv[1])
     fig = go.Figure(go.Bar(
-        y=[k for k, _ in items], x=[float(v) for _, v in items], orientation="h",
+        y=emotion_labels(k for k, _ in items), x=[float(v) for _, v in items], orientation="h",
         marker_color=[emotion_color(k) for k, _ in items],
         text=[f"{float(v):.0%}" for _, v in items], textposition="auto", textangle=0,
         hovertemplate="%{y}: %{x:.1%}<extra></extra>",
     ))
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
-    return _layout(fig, title, height=60 + 32 * len(items))
+    return _layout(fig, title or t("figures.probabilities_title"), height=60 + 32 * len(items))
 
 
 def au_intensity_bars(aus: Mapping[str, float], highlight: Sequence[str] = (),
-                      title: str = "Action Unit intensities") -> go.Figure:
+                      title: str | None = None) -> go.Figure:
     """The 17 AUs of one face (0–5) with plain names; AUs in ``highlight`` (codes or columns,
     e.g. the ones that explain the prediction) are coloured."""
     marked = {au_code(h) for h in highlight}
@@ -214,9 +219,9 @@ def au_intensity_bars(aus: Mapping[str, float], highlight: Sequence[str] = (),
         text=[f"{v:.1f}" for v in values], textposition="outside", textangle=0, cliponaxis=False,
         hovertemplate="%{y}: %{x:.2f}<extra></extra>",
     ))
-    fig.update_xaxes(range=[0, 5.6], title="intensity (0–5)", tickvals=[0, 1, 2, 3, 4, 5])
+    fig.update_xaxes(range=[0, 5.6], title=t("figures.intensity"), tickvals=[0, 1, 2, 3, 4, 5])
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, title, height=80 + 24 * len(columns))
+    return _layout(fig, title or t("figures.au_intensities_title"), height=80 + 24 * len(columns))
 
 
 def strongest_aus(aus: Mapping[str, float], n: int = 3, min_intensity: float = 0.5) -> list[str]:
@@ -298,7 +303,7 @@ def draw_face_overlay(rgb: np.ndarray, box: Sequence[float], landmarks: np.ndarr
     return out
 
 
-def gam_shape_functions(gam, columns: int = 4, title: str = "What the model looks at: one shape function per AU") -> go.Figure:
+def gam_shape_functions(gam, columns: int = 4, title: str | None = None) -> go.Figure:
     """The glass-box AU model's main effects: for each AU, how each emotion's score changes with the
     AU's intensity (scores centred over emotions, so above 0 = favours that emotion). Pairwise
     terms are listed in the caption by the page."""
@@ -319,9 +324,9 @@ def gam_shape_functions(gam, columns: int = 4, title: str = "What the model look
             fig.add_trace(go.Scatter(
                 x=x, y=np.append(centred[:, k], centred[-1, k]), mode="lines", line=dict(shape="hv", width=1.5,
                                                                                           color=emotion_color(emotion)),
-                name=emotion, legendgroup=emotion, showlegend=j == 0,
-                hovertemplate=f"{au_label(column)} %{{x:.2f}}: {emotion} %{{y:+.2f}}<extra></extra>",
+                name=emotion_label(emotion), legendgroup=emotion, showlegend=j == 0,
+                hovertemplate=f"{au_label(column)} %{{x:.2f}}: {emotion_label(emotion)} %{{y:+.2f}}<extra></extra>",
             ), row=r + 1, col=c + 1)
     fig.update_xaxes(range=[0, 5])
     fig.update_layout(legend=dict(orientation="h", y=-0.05))
-    return _layout(fig, title, height=190 * rows + 80, top=70)
+    return _layout(fig, title or t("figures.gam_title"), height=190 * rows + 80, top=70)
