@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import re
 import shutil
 import string
 from collections.abc import Iterator, Mapping
@@ -94,6 +95,35 @@ def emotion_label(emotion: str) -> str:
 
 def emotion_labels(emotions) -> list[str]:
     return [emotion_label(e) for e in emotions]
+
+
+@cache
+def _message_patterns(lang: str) -> tuple[tuple[re.Pattern, str], ...]:
+    """English templates of area ``messages`` as regular expressions, with this language's text."""
+    english, here = catalogue(DEFAULT_LANGUAGE), catalogue(lang)
+    patterns = []
+    for key, template in english.items():
+        if key.startswith("messages."):
+            parts = re.split(r"\{(\w+)\}", template)
+            regex = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>.+?)" for i, part in enumerate(parts))
+            patterns.append((re.compile(regex + r"\Z", re.S), here[key]))
+    return tuple(sorted(patterns, key=lambda p: -len(p[0].pattern)))
+
+
+def message(text: str) -> str:
+    """A one-line error or notice from ``fer_core`` in the current language.
+
+    ``fer_core`` writes its messages in English (logs, CLI); the common ones have a template in
+    area ``messages`` (``"{label}: file is empty"``) and are rewritten here; the rest keep their
+    English text, with known failure reasons translated (:func:`reason`).
+    """
+    if current_language() == DEFAULT_LANGUAGE:
+        return text
+    for pattern, translated in _message_patterns(current_language()):
+        found = pattern.match(text)
+        if found:
+            return translated.format(**{k: reason(v) for k, v in found.groupdict().items()})
+    return reason(text)
 
 
 def reason(text: str) -> str:

@@ -65,3 +65,18 @@ def test_hangul_font_is_installed_and_draws_hangul():
     # a glyph the font lacks is drawn as the same empty box for every character
     boxes = {font.getmask("행").getbbox(), font.getmask("복").getbbox()}
     assert len(boxes) == 2 and None not in boxes
+
+
+def test_common_fer_core_messages_are_shown_in_korean():
+    from fer_core.errors import ImageError, one_line
+    from fer_core.images import load_image
+
+    with pytest.raises(ImageError) as caught:
+        load_image(b"certainly not an image", name="photo.jpg")
+    english = one_line(caught.value)
+    assert english == "photo.jpg: not a readable image (use JPEG or PNG)"
+    with i18n.using_language("ko"):
+        assert i18n.message(english) == "photo.jpg: 읽을 수 있는 이미지가 아닙니다 (JPEG나 PNG를 쓰세요)"
+        assert i18n.message("x.jpg: no face found") == "x.jpg: 얼굴을 찾지 못함"
+        assert i18n.message("something new went wrong") == "something new went wrong"
+    assert i18n.message(english) == english

@@ -98,7 +98,7 @@ def page_setup(title: str, icon: str) -> None:
 
 def show_error(exc: BaseException | str, prefix: str | None = None, warning: bool = False) -> None:
     """Show a failure as one readable line (``st.error`` or ``st.warning``), never a traceback."""
-    text = one_line(exc)
+    text = i18n.message(one_line(exc))
     if prefix and not text.startswith(prefix):
         text = f"{prefix}: {text}"
     (st.warning if warning else st.error)(text, icon=":material/warning:" if warning else ":material/error:")
