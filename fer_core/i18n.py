@@ -147,6 +147,34 @@ def hangul_font_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def embedded_font_css(text: str, family: str = "NanumGothic") -> str:
+    """An ``@font-face`` rule carrying NanumGothic cut down to the characters of ``text``.
+
+    For files opened offline (the HTML report): Hangul then renders on machines without a Korean
+    font, for a few hundred kB rather than the whole 4.7 MB font. Empty when the font is missing
+    or ``text`` holds no Hangul.
+    """
+    import base64
+    import io
+
+    hangul = {ch for ch in text if "\uac00" <= ch <= "\ud7a3" or "\u3131" <= ch <= "\u318e"}
+    source = hangul_font_path()
+    if not hangul or source is None:
+        return ""
+    from fontTools import subset
+
+    options = subset.Options()
+    options.desubroutinize = True
+    font = subset.load_font(str(source), options)
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(text="".join(sorted(hangul | set(string.printable))))
+    subsetter.subset(font)
+    out = io.BytesIO()
+    font.save(out)
+    data = base64.b64encode(out.getvalue()).decode("ascii")
+    return (f"@font-face {{font-family: '{family}'; src: url(data:font/ttf;base64,{data}) format('truetype');}}")
+
+
 def install_browser_font(static_dir: Path) -> Path | None:
     """Copy the Hangul font where the dashboard serves static files (``app/static/``), once."""
     source = hangul_font_path()

@@ -80,3 +80,10 @@ def test_common_fer_core_messages_are_shown_in_korean():
         assert i18n.message("x.jpg: no face found") == "x.jpg: 얼굴을 찾지 못함"
         assert i18n.message("something new went wrong") == "something new went wrong"
     assert i18n.message(english) == english
+
+
+def test_reports_carry_a_small_font_for_their_hangul():
+    css = i18n.embedded_font_css("감정별 정확도 happy 행복")
+    assert css.startswith("@font-face") and "NanumGothic" in css
+    assert 1_000 < len(css) < 200_000, "a subset, not the 4.7 MB font"
+    assert i18n.embedded_font_css("only latin text") == ""
