@@ -13,7 +13,6 @@ import contextlib
 import contextvars
 import json
 import re
-import shutil
 import string
 from collections.abc import Iterator, Mapping
 from functools import cache
@@ -169,6 +168,7 @@ def embedded_font_css(text: str, family: str = "NanumGothic") -> str:
     subsetter = subset.Subsetter(options)
     subsetter.populate(text="".join(sorted(hangul | set(string.printable))))
     subsetter.subset(font)
+    _web_safe(font)
     out = io.BytesIO()
     font.save(out)
     data = base64.b64encode(out.getvalue()).decode("ascii")
@@ -181,9 +181,20 @@ def install_browser_font(static_dir: Path) -> Path | None:
     if source is None:
         return None
     target = static_dir / "NanumGothic.ttf"
-    if not target.is_file() or target.stat().st_size != source.stat().st_size:
+    if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
+        from fontTools.ttLib import TTFont
+
         static_dir.mkdir(parents=True, exist_ok=True)
+        font = _web_safe(TTFont(str(source)))
         tmp = target.with_suffix(".tmp")
-        shutil.copyfile(source, tmp)
+        font.save(str(tmp))
         tmp.replace(target)
     return target
+
+
+def _web_safe(font):
+    """Drop the font editor's tables (TSI0–TSI5: empty in NanumGothic) that browsers refuse."""
+    tags = font.keys()
+    for tag in [tag for tag in tags if tag.startswith("TSI")]:
+        del font[tag]
+    return font

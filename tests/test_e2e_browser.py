@@ -109,3 +109,30 @@ def test_upload_a_face_in_the_browser_and_read_the_prediction(server, astronaut,
             print(f"screenshot: {shot}")
         finally:
             browser.close()
+
+
+def test_korean_pages_render_hangul_and_the_language_is_kept_in_the_address(server):
+    with urllib.request.urlopen(server + "/app/static/NanumGothic.ttf", timeout=10) as r:
+        assert r.status == 200 and len(r.read()) > 1_000_000, "the Hangul font is served to the browser"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server + "/?lang=ko", wait_until="domcontentloaded")
+            nav = page.locator('[data-testid="stSidebarNav"]')
+            nav.get_by_text("모델 비교").wait_for(timeout=60_000)
+            nav.get_by_text("직접 해보기").wait_for(timeout=10_000)
+            page.evaluate("document.fonts.ready")
+            page.wait_for_function("document.fonts.check('16px NanumGothic', '행복')", timeout=20_000)
+            assert page.evaluate("[...document.fonts].some(f => f.family.includes('NanumGothic') "
+                                 "&& f.status === 'loaded')"), "NanumGothic was loaded for the Korean text"
+
+            nav.get_by_text("모델 비교").click()
+            page.wait_for_url("**/Compare*lang=ko*", timeout=30_000)
+            page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+            page.get_by_role("option", name="English").click()
+            nav.get_by_text("Compare", exact=True).wait_for(timeout=30_000)
+            page.wait_for_url("**lang=en*", timeout=30_000)
+            assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            browser.close()
