@@ -68,6 +68,24 @@ def test_per_class_accuracy_bars():
     fig = plots.per_class_accuracy_bars({"happy": ClassScore(10, 0.9), "sad": ClassScore(0, None)}, overall=0.8)
     assert list(fig.data[0].y) == [0.9, 0.0] and list(fig.data[0].text) == ["90%", "0%"]
     assert fig.layout.shapes  # the overall line
+    # named in the legend, not written over the bars' own labels
+    assert not fig.layout.annotations
+    assert [d.name for d in fig.data if d.showlegend] == ["overall 80.0%"]
+
+
+def test_figures_speak_korean():
+    from fer_core.evaluation.metrics import ClassScore
+    from fer_core.i18n import using_language
+
+    with using_language("ko"):
+        fig = plots.per_class_accuracy_bars({"happy": ClassScore(10, 0.9), "sad": ClassScore(4, 0.5)}, overall=0.8)
+        heat = plots.confusion_heatmap([[3, 1], [0, 4]], ["happy", "sad"])
+        aus = plots.au_intensity_bars({"AU12_r": 2.0, "AU04_r": 0.1})
+    assert list(fig.data[0].x) == ["행복", "슬픔"] and fig.layout.title.text == "감정별 정확도 (재현율)"
+    assert [d.name for d in fig.data if d.showlegend] == ["전체 80.0%"]
+    assert list(heat.data[0].x) == ["행복", "슬픔"] and heat.layout.xaxis.title.text == "예측"
+    assert list(aus.data[0].y) == ["AU12 입꼬리 당김", "AU04 눈썹 내림"]
+    assert "NanumGothic" in fig.layout.font.family
 
 
 def test_au_box_plots_send_statistics_not_rows():

@@ -110,11 +110,16 @@ def per_class_accuracy_bars(per_class: Mapping[str, ClassScore], title: str | No
         text=[f"{a:.0%}" for a in acc], textposition="outside", textangle=0, cliponaxis=False,
         customdata=ns, hovertemplate=t("figures.recall_hover") + "<extra></extra>",
     ))
+    fig.update_traces(showlegend=False)
     if overall is not None:
-        fig.add_hline(y=overall, line_dash="dash", annotation_text=t("figures.overall", value=f"{overall:.1%}"),
-                      annotation_position="top left")
-    fig.update_yaxes(range=[0, 1.08], tickformat=".0%", title=t("figures.accuracy"), tickvals=[0, .2, .4, .6, .8, 1])
-    return _layout(fig, title or t("figures.recall_title"), height=360)
+        # the overall accuracy as a dashed line named in the legend: a label on the line itself
+        # sat on top of the bars' own percentages
+        fig.add_hline(y=overall, line_dash="dash", line_color="#444")
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(dash="dash", color="#444"),
+                                 name=t("figures.overall", value=f"{overall:.1%}"), showlegend=True))
+        fig.update_layout(legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"))
+    fig.update_yaxes(range=[0, 1.12], tickformat=".0%", title=t("figures.accuracy"), tickvals=[0, .2, .4, .6, .8, 1])
+    return _layout(fig, title or t("figures.recall_title"), height=380, top=70)
 
 
 def coefficient_heatmap(coef: np.ndarray, classes: Sequence[str], au_columns: Sequence[str] = AU_COLUMNS,
