@@ -92,9 +92,13 @@ def au_code(column: str) -> str:
 
 
 def au_label(column_or_code: str) -> str:
-    """'AU12_r' -> 'AU12 lip corner puller', the form shown to people."""
+    """'AU12_r' -> 'AU12 lip corner puller', the form shown to people, with the muscle movement
+    named in the current language (catalogue area ``aus``; the code stays as it is)."""
+    from .i18n import catalogue, current_language
+
     code = au_code(column_or_code)
-    return f"{code} {AU_NAMES.get(code, '')}".strip()
+    name = catalogue(current_language()).get(f"aus.{code}", AU_NAMES.get(code, ""))
+    return f"{code} {name}".strip()
 
 
 # -- building tables ---------------------------------------------------------------------------
