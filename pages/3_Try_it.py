@@ -216,7 +216,9 @@ def show_masked(result, model, model_key: str, style: str, slot: int) -> None:
     image, faces = masked
     st.markdown(t("try_it.with_mask"))
     pairs = list(zip(result.faces, faces))  # the masked faces come in the order of the unmasked ones
-    for number, i in enumerate(face_order(result.faces)[:len(pairs)], start=1):
+    for number, i in enumerate(face_order(result.faces), start=1):
+        if i >= len(pairs):  # a face the landmarker did not find again under the mask
+            continue
         before, after = pairs[i]
         a, b = before.explanation, after.explanation
         c1, c2 = st.columns([1, 2])

@@ -175,6 +175,18 @@ def test_try_it_in_korean_and_english(models_dir, group_png):
     assert any(m.startswith("### 예측: ") for m in texts(at.markdown))
     assert english_left(page_texts(at), names) == []
     assert list(at.dataframe[0].value.columns[:3]) == ["얼굴", "상자 (x, y, w, h; 픽셀)", "검출 점수"]
+    assert [b.proto.label for b in at.get("download_button")] == ["얼굴 (CSV)", "얼굴 (JSON)", "번호 붙은 이미지 (PNG)"]
+    at.toggle(key="try_mask").set_value(True)
+    run_app(at, T)
+    assert at.selectbox(key="try_mask_style").format_func("surgical") == "수술용, 하늘색"
+    assert any(m.startswith("마스크 없이: **") for m in texts(at.markdown))
+    assert english_left(page_texts(at), names) == []
+    blank = io.BytesIO()
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(blank, format="PNG")
+    at.file_uploader(key="try_upload").set_value(("blank.png", blank.getvalue(), "image/png"))
+    run_app(at, T)
+    assert texts(at.warning) == ["blank.png: 얼굴을 찾지 못했습니다. 얼굴이 정면을 향하고 조명이 밝으며 폭이 약 48픽셀 "
+                                 "이상인 사진을 사용하세요"]
     en = run_app(AppTest.from_file(TRY_IT), T)
     assert texts(en.title) == ["Try it"]
     _upload_group(en, group_png)
