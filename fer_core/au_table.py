@@ -92,13 +92,12 @@ def au_code(column: str) -> str:
 
 
 def au_label(column_or_code: str) -> str:
-    """'AU12_r' -> 'AU12 lip corner puller' (in Korean '입꼬리 당김'), the form shown to people."""
-    from .i18n import current_language, t
+    """'AU12_r' -> 'AU12 lip corner puller', the form shown to people, with the muscle movement
+    named in the current language (catalogue area ``aus``; the code stays as it is)."""
+    from .i18n import catalogue, current_language
 
     code = au_code(column_or_code)
-    name = AU_NAMES.get(code, "")
-    if name and current_language() != "en":
-        name = t(f"aus.{code}")
+    name = catalogue(current_language()).get(f"aus.{code}", AU_NAMES.get(code, ""))
     return f"{code} {name}".strip()
 
 

@@ -155,6 +155,84 @@ def probabilities_for(predictor: Predictor, face: FaceInput) -> dict[str, float]
     return {c: float(p) for c, p in zip(predictor.classes, row)}
 
 
+# -- one photo, numbered and written out for download -------------------------------------------
+def face_order(faces: Sequence[FaceResult]) -> list[int]:
+    """Indices of ``faces`` from left to right (box x, then y): the order Try it numbers faces in,
+    so "face 2" is the second face a reader meets from the left of a group photo."""
+    return sorted(range(len(faces)), key=lambda i: (float(faces[i].box[0]), float(faces[i].box[1])))
+
+
+@dataclass
+class ModelOutput:
+    """What one model said about every face of a photo (in ``PhotoResult.faces`` order): its
+    probabilities, or the one-line reason it could not judge that face."""
+
+    name: str
+    kind: str
+    per_face: list[dict[str, float] | str]
+
+
+def _number(v: float) -> float | None:
+    """A JSON-safe number: NaN (an AU hidden by a mask, unknown) becomes null."""
+    v = float(v)
+    return None if np.isnan(v) else round(v, 4)
+
+
+def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
+                  others: Sequence[ModelOutput] = ()) -> dict:
+    """A photo's faces for download, numbered left to right: box, detection score, the 17 AUs,
+    and per model its emotion and probabilities; the explaining model adds its explanation (the
+    sentence, the reasons, what speaks against, and every AU's contribution). Emotion names are
+    the models' class names (English), so the file reads the same whatever the page language."""
+    faces = []
+    for number, i in enumerate(face_order(result.faces), start=1):
+        face = result.faces[i]
+        x, y, w, h = (round(float(v), 1) for v in face.box)
+        models: dict[str, dict] = {}
+        ex = face.explanation
+        if ex is not None:
+            explanation = {k: v for k, v in ex.to_dict().items() if k not in ("emotion", "probabilities")}
+            explanation["contributions"] = {c.au: round(float(c.contribution), 4) for c in ex.ranked}
+            models[explainer] = {"kind": explainer_kind, "emotion": ex.emotion,
+                                 "probabilities": {c: round(float(p), 4) for c, p in ex.probabilities.items()},
+                                 "explanation": explanation}
+        for out in others:
+            probs = out.per_face[i]
+            if isinstance(probs, str):
+                models[out.name] = {"kind": out.kind, "error": probs}
+            else:
+                models[out.name] = {"kind": out.kind, "emotion": max(probs, key=probs.get),
+                                    "probabilities": {c: round(float(p), 4) for c, p in probs.items()}}
+        faces.append({"face": number, "box": {"x": x, "y": y, "w": w, "h": h},
+                      "detection_score": round(float(face.confidence), 4), "low_confidence": face.low_confidence,
+                      "method": face.method, "aus": {au_table.au_code(k): _number(v) for k, v in face.aus.items()},
+                      "models": models})
+    height, width = result.image.shape[:2] if result.image is not None else (0, 0)
+    return {"photo": result.name, "width": int(width), "height": int(height),
+            "scaled_for_analysis": result.scaled, "faces": faces}
+
+
+def photo_rows(photo: dict) -> pd.DataFrame:
+    """``photo_to_dict`` as one CSV row per face and model: the face's number, box, detection score
+    and AUs (repeated on each model's row), the model's emotion and ``p_<emotion>`` columns, and for
+    the explaining model ``contribution_<AU>`` columns and its sentence (empty for the others)."""
+    rows = []
+    for face in photo["faces"]:
+        base = {"photo": photo["photo"], "face": face["face"], **face["box"],
+                "detection_score": face["detection_score"], "low_confidence": face["low_confidence"]}
+        for name, out in face["models"].items():
+            row = {**base, "model": name, "kind": out["kind"], "emotion": out.get("emotion", ""),
+                   "error": out.get("error", "")}
+            row.update({f"p_{c}": p for c, p in out.get("probabilities", {}).items()})
+            row.update(face["aus"])
+            explanation = out.get("explanation")
+            if explanation:
+                row.update({f"contribution_{au}": c for au, c in explanation["contributions"].items()})
+                row["sentence"] = explanation["sentence"]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 # -- many labelled images ----------------------------------------------------------------------
 @dataclass
 class PreparedFaces:

@@ -1,13 +1,32 @@
-"""Try it: upload photos (or take one); each face gets AUs, emotion probabilities and a reason."""
+"""Try it: upload photos (or take one); each face gets AUs, emotion probabilities and a reason.
+
+Faces are numbered left to right; a group photo is shown whole with numbered boxes, then one panel
+per face in that order, and a face table. Every result can be downloaded: the faces (CSV, JSON)
+and the numbered image (PNG).
+"""
 
 from __future__ import annotations
 
+import io
+import json
+
+import pandas as pd
 import streamlit as st
 
 from fer_core.errors import FerError, one_line
 from fer_core.figures import plots
+from fer_core.i18n import FONT_FAMILY, emotion_label, t
 from fer_core.masks import STYLES
-from fer_core.pipeline import analyze_masked, analyze_photo, probabilities_for
+from fer_core.pipeline import (
+    NO_FACE_MESSAGE,
+    ModelOutput,
+    analyze_masked,
+    analyze_photo,
+    face_order,
+    photo_rows,
+    photo_to_dict,
+    probabilities_for,
+)
 from ui.common import (
     IMAGE_TYPES,
     digest,
@@ -21,46 +40,46 @@ from ui.common import (
 
 page_setup("nav.try_it", ":material/photo_camera:")
 
-SESSION_MODEL = "model trained in this session (not saved)"
+SESSION_MODEL = "__session_model__"  # the selectbox value of the model trained in this session
 MAX_KEPT_RESULTS = 64
 
 
-def choose_models() -> tuple[object | None, str, list]:
-    """(the explaining model, a key naming its version, the other models' entries to show too)."""
+def choose_models() -> tuple[object | None, str, str, list]:
+    """(the explaining model, a key naming its version, its name, the other models' entries to show too)."""
     au_entries = entries_of(explains=True)
     names = [e.name for e in au_entries]
     trained = st.session_state.get("au_train")
     if trained and not trained.get("saved_as"):
         names.append(SESSION_MODEL)
     if not names:
-        st.warning("No AU model is available: train one on the **AU model** page (the bundled FER2013 "
-                   "AU table needs no images) or restore models/manifest.json.")
-        return None, "", []
+        st.warning(t("try_it.no_au_model"))
+        return None, "", "", []
     default = names.index("au-logreg-fer2013") if "au-logreg-fer2013" in names else 0
     others = entries_of(explains=False)
     c1, c2 = st.columns(2)
-    name = c1.selectbox("AU model (explains its prediction)", names, index=default, key="try_model")
+    name = c1.selectbox(t("try_it.au_model"), names, index=default, key="try_model",
+                        format_func=lambda n: t("try_it.session_model") if n == SESSION_MODEL else n)
     chosen: list[str] = []
     if others:
         other_names = [e.name for e in others]
-        chosen = c2.multiselect("Show beside it", other_names, default=other_names, key="try_others",
-                                help="CNN and Teachable Machine models from models/manifest.json. "
-                                     "The first one starts TensorFlow (~15 s, once).")
+        chosen = c2.multiselect(t("try_it.others"), other_names, default=other_names, key="try_others",
+                                help=t("try_it.others_help"))
     picked = [e for e in others if e.name in chosen]
     if name == SESSION_MODEL:
         from fer_core.predictors.au_models import AUPredictor
 
-        return AUPredictor(trained["model"], name="session model"), f"session:{id(trained['model'])}", picked
+        label = t("try_it.session_model")
+        return (AUPredictor(trained["model"], name="session model"), f"session:{id(trained['model'])}", label,
+                picked)
     entry = au_entries[names.index(name)]
-    return load_predictor(entry), f"{name}:{entry.sha256 or ''}", picked
+    return load_predictor(entry), f"{name}:{entry.sha256 or ''}", name, picked
 
 
 def collect_inputs() -> list[tuple[str, bytes]]:
-    uploads = st.file_uploader("Face photos (JPEG, PNG, …; several at once is fine)", type=IMAGE_TYPES,
-                               accept_multiple_files=True, key="try_upload")
+    uploads = st.file_uploader(t("try_it.upload"), type=IMAGE_TYPES, accept_multiple_files=True, key="try_upload")
     inputs = [(f.name, f.getvalue()) for f in uploads or []]
-    if st.toggle("Use the camera", key="try_camera_on"):
-        shot = st.camera_input("Take a photo", key="try_camera")
+    if st.toggle(t("try_it.camera_on"), key="try_camera_on"):
+        shot = st.camera_input(t("try_it.camera"), key="try_camera")
         if shot is not None:
             inputs.append(("camera photo", shot.getvalue()))
     return inputs
@@ -71,74 +90,106 @@ def result_for(name: str, data: bytes, model, model_key: str) -> dict:
     results: dict = st.session_state.setdefault("try_results", {})
     key = (digest(data), name, model_key)
     if key not in results:
-        with st.spinner(f"Analysing {name}…"):
+        with st.spinner(t("try_it.analysing", name=name)):
             results[key] = (analyze_photo(data, name, model), model_key)
         while len(results) > MAX_KEPT_RESULTS:
             results.pop(next(iter(results)))
     return results[key]
 
 
-def show_face(result, index: int, face, others: list, slot: int) -> None:
+def other_outputs(result, others: list) -> list[ModelOutput]:
+    """The other models' probabilities for every face of a result (the crop every pixel model
+    sees), computed once and kept with the result: the face table, the panels and the downloads
+    all read these."""
+    cache: dict = st.session_state.setdefault("try_other_probs", {})
+    outputs = []
+    for entry in others:
+        key = (id(result), entry.name, entry.sha256 or "")
+        if key not in cache:
+            with st.spinner(t("try_it.running", name=entry.name)):
+                per_face: list = []
+                for face in result.faces:
+                    try:
+                        per_face.append(probabilities_for(load_predictor(entry), face.face))
+                    except Exception as exc:
+                        log.exception("model %s failed", entry.name)
+                        per_face.append(t("try_it.model_failed", name=entry.name, reason=one_line(exc)))
+                cache[key] = ModelOutput(entry.name, entry.kind, per_face)
+        outputs.append(cache[key])
+    return outputs
+
+
+def chart(target, fig, key: str) -> None:
+    """A plotly chart in a font that draws Hangul."""
+    fig.update_layout(font=dict(family=FONT_FAMILY))
+    target.plotly_chart(fig, key=key)
+
+
+def _percent(p: float) -> str:
+    return f"{p:.0%}"
+
+
+def absent_against(ex) -> str:
+    """'Speaking against it': AUs that are present with their intensity, then the ones below the
+    'present' threshold called absent (not 'AU12 (0.0)'), and masked ones unknown."""
+    from fer_core.au_table import au_label
+
+    present = [f"{au_label(a.au)} ({a.intensity:.1f})" for a in ex.against if a.present]
+    absent = [au_label(a.au) for a in ex.against if not a.present and a.intensity == a.intensity]
+    unknown = [au_label(a.au) for a in ex.against if a.intensity != a.intensity]  # NaN: hidden by a mask
+    parts = present[:]
+    if absent:
+        parts.append(t("try_it.absent_list", aus=", ".join(absent)))
+    if unknown:
+        parts.append(t("try_it.unknown_list", aus=", ".join(unknown)))
+    return t("try_it.against", aus="; ".join(parts))
+
+
+def show_face(result, number: int, i: int, others: list[ModelOutput], slot: int) -> None:
+    face = result.faces[i]
     ex = face.explanation
     emotion, proba = ex.emotion, ex.probabilities[ex.emotion]
     reasons = [c.au for c in ex.reasons if c.present]
     overlay = plots.draw_face_overlay(result.image, face.box, face.landmarks, reasons,
-                                      label=f"{emotion} {proba:.0%}", crop_margin=0.35)
+                                      label=f"{emotion_label(emotion)} {proba:.0%}", crop_margin=0.35)
+    st.markdown(f"##### {t('try_it.face_title', n=number)}")
     c1, c2, c3 = st.columns([1.1, 1, 1.1])
-    c1.image(overlay, caption=f"Face {index + 1}: the AUs that explain it, marked on the landmarks",
-             width="stretch")
+    c1.image(overlay, caption=t("try_it.overlay_caption", n=number), width="stretch")
     with c2:
-        st.markdown(f"### Predicted: {emotion} ({proba:.0%})")
+        st.markdown(f"### {t('try_it.predicted', emotion=emotion_label(emotion), p=_percent(proba))}")
         if face.low_confidence:
-            how = ("the detector found no face; the whole image was measured as one"
-                   if face.method == "crop" else f"the detector is unsure this is a face ({face.confidence:.0%})")
-            st.badge(f"Low confidence: {how}", icon=":material/help:", color="orange")
+            how = (t("try_it.low_no_face") if face.method == "crop"
+                   else t("try_it.low_unsure", p=_percent(face.confidence)))
+            st.badge(t("try_it.low_confidence", how=how), icon=":material/help:", color="orange")
         st.markdown(ex.sentence[0].upper() + ex.sentence[1:])
         if ex.against:
-            st.caption("Speaking against it: " + ", ".join(
-                f"{a.name} ({a.intensity:.1f})" if a.present else f"{a.name} (absent)" for a in ex.against))
-        st.plotly_chart(plots.probability_bars(ex.probabilities, title="AU model: probabilities"),
-                        key=f"proba_{slot}_{index}")
+            st.caption(absent_against(ex))
+        chart(st, plots.probability_bars(ex.probabilities, title=t("try_it.proba_title")), f"proba_{slot}_{i}")
     network = ex.extra.get("aus_network")
     if network is None:
-        c3.plotly_chart(plots.au_intensity_bars(face.aus, highlight=reasons,
-                                                title="AU intensities (orange: the reasons)"),
-                        key=f"aus_{slot}_{index}")
+        chart(c3, plots.au_intensity_bars(face.aus, highlight=reasons, title=t("try_it.aus_title")),
+              f"aus_{slot}_{i}")
     else:  # an AU-bottleneck network: what it read from the pixels, next to what the landmarks measured
-        c3.plotly_chart(plots.au_intensity_bars(network, highlight=reasons,
-                                                title="What the network read from the pixels (orange: the reasons)"),
-                        key=f"aus_{slot}_{index}")
-        c3.plotly_chart(plots.au_intensity_bars(face.aus, title="What the landmarks measured"),
-                        key=f"aus_measured_{slot}_{index}")
-        c3.caption("The network's emotion rests only on its own AU reading (left); the landmark AUs are "
-                   "shown for comparison. Both are estimates, not a FACS coder's scores.")
+        chart(c3, plots.au_intensity_bars(network, highlight=reasons, title=t("try_it.network_title")),
+              f"aus_{slot}_{i}")
+        chart(c3, plots.au_intensity_bars(face.aus, title=t("try_it.measured_title")), f"aus_measured_{slot}_{i}")
+        c3.caption(t("try_it.network_caption"))
     if others:
-        show_other_models(face, index, others, slot)
+        show_other_models(number, i, others, slot)
 
 
-def show_other_models(face, index: int, others: list, slot: int) -> None:
-    """The other models' probabilities for the same face (the crop every pixel model sees),
-    computed on first view and kept with the result."""
-    st.markdown(f"**Other models on face {index + 1}** (they see the face crop, not the AUs)")
-    cache: dict = st.session_state.setdefault("try_other_probs", {})
-    for col, entry in zip(st.columns(len(others)), others):
+def show_other_models(number: int, i: int, others: list[ModelOutput], slot: int) -> None:
+    """The other models' probabilities for the same face."""
+    st.markdown(t("try_it.other_models", n=number))
+    for col, out in zip(st.columns(len(others)), others):
         with col:
-            key = (id(face), entry.name, entry.sha256 or "")
-            if key not in cache:
-                with st.spinner(f"Running {entry.name}…"):
-                    try:
-                        cache[key] = probabilities_for(load_predictor(entry), face.face)
-                    except Exception as exc:
-                        log.exception("model %s failed", entry.name)
-                        cache[key] = f"{entry.name}: could not run ({one_line(exc)})"
-            probs = cache[key]
+            probs = out.per_face[i]
             if isinstance(probs, str):
                 show_error(probs, warning=True)
                 continue
             best = max(probs, key=probs.get)
-            st.markdown(f"{entry.name} ({entry.kind}): **{best}** ({probs[best]:.0%})")
-            st.plotly_chart(plots.probability_bars(probs, title=entry.name),
-                            key=f"other_{slot}_{index}_{entry.name}")
+            st.markdown(f"{out.name} ({out.kind}): **{emotion_label(best)}** ({probs[best]:.0%})")
+            chart(st, plots.probability_bars(probs, title=out.name), f"other_{slot}_{i}_{out.name}")
 
 
 def masked_result(result, model, model_key: str, style: str) -> tuple | str:
@@ -146,7 +197,7 @@ def masked_result(result, model, model_key: str, style: str) -> tuple | str:
     cache: dict = st.session_state.setdefault("try_masked", {})
     key = (id(result), model_key, style)
     if key not in cache:
-        with st.spinner(f"Putting a mask on {result.name}…"):
+        with st.spinner(t("try_it.masking", name=result.name)):
             try:
                 cache[key] = analyze_masked(result.image, model, style)
             except FerError as exc:
@@ -163,69 +214,130 @@ def show_masked(result, model, model_key: str, style: str, slot: int) -> None:
         show_error(masked, warning=True)
         return
     image, faces = masked
-    st.markdown("**With a mask** (drawn from the landmarks over nose, mouth and chin)")
-    for i, (before, after) in enumerate(zip(result.faces, faces)):
+    st.markdown(t("try_it.with_mask"))
+    pairs = list(zip(result.faces, faces))  # the masked faces come in the order of the unmasked ones
+    for number, i in enumerate(face_order(result.faces), start=1):
+        if i >= len(pairs):  # a face the landmarker did not find again under the mask
+            continue
+        before, after = pairs[i]
         a, b = before.explanation, after.explanation
         c1, c2 = st.columns([1, 2])
-        c1.image(plots.draw_face_overlay(image, after.box, None, [], label=f"{b.emotion} {b.probabilities[b.emotion]:.0%}",
-                                         crop_margin=0.35), caption=f"Face {i + 1} masked", width="stretch")
+        c1.image(plots.draw_face_overlay(image, after.box, None, [],
+                                         label=f"{emotion_label(b.emotion)} {b.probabilities[b.emotion]:.0%}",
+                                         crop_margin=0.35), caption=t("try_it.masked_caption", n=number),
+                 width="stretch")
         with c2:
-            changed = "changes to" if b.emotion != a.emotion else "stays"
-            st.markdown(f"Without a mask: **{a.emotion}** ({a.probabilities[a.emotion]:.0%}) → with a mask it "
-                        f"{changed} **{b.emotion}** ({b.probabilities[b.emotion]:.0%}).")
+            values = dict(before=emotion_label(a.emotion), p_before=_percent(a.probabilities[a.emotion]),
+                          after=emotion_label(b.emotion), p_after=_percent(b.probabilities[b.emotion]))
+            st.markdown(t("try_it.mask_changes", **values) if b.emotion != a.emotion
+                        else t("try_it.mask_stays", **values))
             st.markdown(b.sentence[0].upper() + b.sentence[1:])
             unknown = b.extra.get("unknown_aus", [])
             if unknown:
-                st.caption("Hidden by the mask, so unknown (not counted for or against any emotion): "
-                           + ", ".join(unknown))
-            st.plotly_chart(plots.probability_bars(b.probabilities, title="AU model under the mask"),
-                            key=f"masked_proba_{slot}_{i}")
+                st.caption(t("try_it.hidden_by_mask", aus=", ".join(unknown)))
+            chart(st, plots.probability_bars(b.probabilities, title=t("try_it.masked_proba_title")),
+                  f"masked_proba_{slot}_{i}")
 
 
-def show_result(result, others: list, slot: int, model=None, model_key: str = "", mask: str | None = None) -> None:
+def face_table(photo: dict) -> pd.DataFrame:
+    """The face table a person reads: number, box, detection score, each model's emotion."""
+    rows = []
+    for face in photo["faces"]:
+        box = face["box"]
+        row = {t("try_it.col_face"): face["face"],
+               t("try_it.col_box"): f"{box['x']:.0f}, {box['y']:.0f}, {box['w']:.0f}, {box['h']:.0f}",
+               t("try_it.col_score"): f"{face['detection_score']:.2f}"}
+        for name, out in face["models"].items():
+            row[name] = (f"{emotion_label(out['emotion'])} ({out['probabilities'][out['emotion']]:.0%})"
+                         if "emotion" in out else out.get("error", ""))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def numbered_image(result, order: list[int]):
+    """The whole photo, faces boxed and numbered left to right with the explaining model's emotion."""
+    faces = [result.faces[i] for i in order]
+    labels = [emotion_label(f.explanation.emotion) if f.explanation is not None else None for f in faces]
+    return plots.draw_numbered_faces(result.image, [f.box for f in faces], labels)
+
+
+def png_bytes(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def show_downloads(photo: dict, image, slot: int) -> None:
+    stem = photo["photo"].rsplit(".", 1)[0] or "photo"
+    c1, c2, c3 = st.columns(3)
+    c1.download_button(t("try_it.download_csv"), photo_rows(photo).to_csv(index=False).encode(),
+                       file_name=f"{stem}_faces.csv", mime="text/csv", key=f"try_csv_{slot}",
+                       help=t("try_it.download_csv_help"))
+    c2.download_button(t("try_it.download_json"),
+                       json.dumps(photo, ensure_ascii=False, indent=2, default=float).encode("utf-8"),
+                       file_name=f"{stem}_faces.json", mime="application/json", key=f"try_json_{slot}",
+                       help=t("try_it.download_json_help"))
+    c3.download_button(t("try_it.download_png"), png_bytes(image), file_name=f"{stem}_faces.png",
+                       mime="image/png", key=f"try_png_{slot}")
+
+
+def show_result(result, others: list, slot: int, model=None, model_key: str = "", model_name: str = "",
+                mask: str | None = None) -> None:
     with st.container(border=True):
         st.markdown(f"#### {result.name}")
         if result.error:
             # A file that is not an image is an error; a photo without a face is a warning.
-            show_error(result.error, warning=result.image is not None)
+            no_face = result.image is not None and result.error.endswith(NO_FACE_MESSAGE)
+            show_error(t("try_it.no_face", name=result.name) if no_face else result.error,
+                       warning=result.image is not None)
             return
         n = len(result.faces)
-        st.caption(f"{n} face{'s' if n > 1 else ''} found, analysed in {result.seconds:.2f} s"
-                   + (" (image scaled down for analysis)" if result.scaled else "") + ".")
-        for i, face in enumerate(result.faces):
-            show_face(result, i, face, others, slot)
+        found = (t("try_it.found_one", s=f"{result.seconds:.2f}") if n == 1
+                 else t("try_it.found_many", n=n, s=f"{result.seconds:.2f}"))
+        st.caption(found
+                   + (t("try_it.scaled") if result.scaled else ""))
+        outputs = other_outputs(result, others)
+        photo = photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs)
+        order = face_order(result.faces)
+        image = numbered_image(result, order)
+        if n > 1:
+            st.image(image, caption=t("try_it.numbered_caption", n=n), width="stretch")
+        st.markdown(t("try_it.table_title"))
+        st.dataframe(face_table(photo), hide_index=True)
+        show_downloads(photo, image, slot)
+        for number, i in enumerate(order, start=1):
+            show_face(result, number, i, outputs, slot)
         if mask and model is not None:
             show_masked(result, model, model_key, mask, slot)
 
 
 def main() -> None:
-    st.title("Try it")
-    st.caption("Upload photos with faces. For every face: where its strongest Action Units are, "
-               "how intense all 17 are, the emotion probabilities and the AUs that explain them.")
-    model, model_key, others = choose_models()
+    st.title(t("try_it.title"))
+    st.caption(t("try_it.intro"))
+    model, model_key, model_name, others = choose_models()
     if model is None:
         return
     inputs = collect_inputs()
     mask = None
-    if st.toggle("Put a mask on", key="try_mask",
-                 help="The same faces with a mask drawn from their landmarks: how the prediction and its AU "
-                      "explanation change when nose, mouth and chin are hidden."):
-        mask = st.selectbox("Mask", list(STYLES), format_func=lambda s: STYLES[s].label, key="try_mask_style")
+    if st.toggle(t("try_it.mask_on"), key="try_mask", help=t("try_it.mask_help")):
+        labels = {"surgical": t("try_it.mask_surgical"), "white": t("try_it.mask_white"),
+                  "cloth": t("try_it.mask_cloth")}
+        mask = st.selectbox(t("try_it.mask_style"), list(STYLES), format_func=lambda s: labels.get(s, s),
+                            key="try_mask_style")
     if not inputs:
-        st.info("Upload one or more photos above (nothing is stored on disk), or switch on the camera. "
-                "Frontal, well-lit faces work best.")
+        st.info(t("try_it.empty"))
         last = [r for r, key in st.session_state.get("try_last", []) if key == model_key]
         if last:  # the uploader forgets its files when you visit another page; the results stay
-            st.subheader("Last results")
+            st.subheader(t("try_it.last_results"))
             for slot, result in enumerate(last):
-                show_result(result, others, slot, model, model_key, mask)
+                show_result(result, others, slot, model, model_key, model_name, mask)
         return
     shown = []
     for slot, (name, data) in enumerate(inputs):
         try:
             result, key = result_for(name, data, model, model_key)
             shown.append((result, key))
-            show_result(result, others, slot, model, model_key, mask)
+            show_result(result, others, slot, model, model_key, model_name, mask)
         except Exception as exc:
             log.exception("analysis of %s failed", name)
             show_error(exc, prefix=name)

@@ -242,6 +242,51 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
+def _label_font(size: int) -> ImageFont.ImageFont:
+    """A TrueType font for text drawn on faces: NanumGothic draws Hangul labels and large, crisp
+    numbers; Pillow's default font is the fallback when it is not installed."""
+    from ..i18n import hangul_font_path
+
+    path = hangul_font_path()
+    if path is not None:
+        try:
+            return ImageFont.truetype(str(path), size)
+        except OSError:
+            pass
+    return _font(size)
+
+
+def draw_numbered_faces(rgb: np.ndarray, boxes: Sequence[Sequence[float]],
+                        labels: Sequence[str | None] = (), box_color: str = "#ffffff",
+                        min_side: int = 720) -> Image.Image:
+    """The whole image with each face box numbered 1, 2, … in the order given (the caller passes
+    them left to right): a large number in a filled tag on the box's top-left corner, and an
+    optional label (e.g. the predicted emotion) next to it. Small images are enlarged to
+    ``min_side`` first so the numbers stay readable."""
+    image = Image.fromarray(np.asarray(rgb, dtype=np.uint8)).convert("RGB")
+    factor = 1.0
+    if max(image.size) < min_side:
+        factor = min_side / max(image.size)
+        image = image.resize((round(image.width * factor), round(image.height * factor)), Image.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    line = max(2, round(max(image.size) / 300))
+    for number, box in enumerate(boxes, start=1):
+        x, y, w, h = (float(v) * factor for v in box)
+        draw.rectangle([x, y, x + w, y + h], outline=box_color, width=line)
+        size = int(max(18, min(0.22 * max(w, h), max(image.size) / 16)))
+        label = labels[number - 1] if number - 1 < len(labels) else None
+        text = f"{number}" + (f"  {label}" if label else "")
+        font = _label_font(size)
+        bbox = draw.textbbox((0, 0), text, font=font)
+        tw, th = bbox[2] - bbox[0], bbox[3] - bbox[1]
+        pad = max(3, size // 6)
+        left = min(max(0.0, x), max(0.0, image.width - tw - 2 * pad))
+        top = y - th - 2 * pad if y - th - 2 * pad >= 0 else y  # above the box, or inside it at the top
+        draw.rectangle([left, top, left + tw + 2 * pad, top + th + 2 * pad], fill=box_color)
+        draw.text((left + pad - bbox[0], top + pad - bbox[1]), text, fill="#000000", font=font)
+    return image
+
+
 def draw_face_overlay(rgb: np.ndarray, box: Sequence[float], landmarks: np.ndarray | None,
                       au_codes: Sequence[str], label: str | None = None,
                       box_color: str = "#ffffff", crop_margin: float | None = None,
@@ -286,7 +331,7 @@ def draw_face_overlay(rgb: np.ndarray, box: Sequence[float], landmarks: np.ndarr
                     draw.ellipse([px - radius, py - radius, px + radius, py + radius],
                                  fill=colors[code], outline="#000000")
     font_size = max(12, round(max(image.size) / 26))
-    font = _font(font_size)
+    font = _label_font(font_size)
     if label:
         origin = (x + line, max(0.0, y - font_size - 2 * line - 2))
         bbox = draw.textbbox(origin, label, font=font)

@@ -96,18 +96,23 @@ class Explanation:
     @property
     def sentence(self) -> str:
         """'happy, mostly because of AU12 lip corner puller (3.8) and AU06 cheek raiser (2.9);
-        AU04 brow lowerer is absent.'"""
+        AU04 brow lowerer is absent.' In the current language (catalogue area ``explain``), the
+        emotion and AU names included, so a page shows it in the reader's language."""
+        from ..au_table import au_label
+        from ..i18n import emotion_label, t
+
+        emotion = emotion_label(self.emotion)
         active, absent = self.active_reasons, self.absent_reason
         if not active and absent is None:
-            return f"{self.emotion}: no single AU stands out; the face is closest to this emotion overall."
-        parts = [f"{c.name} ({c.intensity:.1f})" for c in active]
-        text = self.emotion
-        if parts:
-            text += ", mostly because of " + (parts[0] if len(parts) == 1
-                                              else ", ".join(parts[:-1]) + " and " + parts[-1])
-        if absent is not None:
-            text += ("; " if parts else ", because ") + f"{absent.name} is absent"
-        return text + "."
+            return t("explain.no_single", emotion=emotion)
+        parts = [f"{au_label(c.au)} ({c.intensity:.1f})" for c in active]
+        reasons = (parts[0] if len(parts) == 1
+                   else t("explain.list_and", first=", ".join(parts[:-1]), last=parts[-1]) if parts else "")
+        if absent is None:
+            return t("explain.because", emotion=emotion, reasons=reasons)
+        if not parts:
+            return t("explain.only_absent", emotion=emotion, absent=au_label(absent.au))
+        return t("explain.because_absent", emotion=emotion, reasons=reasons, absent=au_label(absent.au))
 
     def to_dict(self) -> dict:
         return {

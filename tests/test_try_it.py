@@ -1,0 +1,194 @@
+"""Try it on a group photo: faces numbered left to right, the face table, the downloads (read back
+from the bytes the page serves), "absent" AUs against a prediction, and the page in Korean."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from apptest_helpers import english_left, page_texts, run_app, texts
+from conftest import BUNDLED_AU_MODEL
+from PIL import Image, ImageOps
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+TRY_IT = str(ROOT / "pages" / "3_Try_it.py")
+T = 120  # the first analysis starts MediaPipe's worker process
+
+
+@pytest.fixture(scope="session")
+def group_photo(astronaut) -> np.ndarray:
+    """A real group photo: the astronaut's face three times, at three sizes (one mirrored), pasted
+    so that the largest face is in the middle: size order and left-to-right order differ."""
+    face = Image.fromarray(astronaut).crop((130, 10, 330, 230))
+    canvas = Image.new("RGB", (900, 340), (200, 200, 200))
+    for size, x, mirror in ((150, 20, False), (280, 250, True), (240, 610, False)):
+        im = face.resize((size, round(size * 1.1)))
+        canvas.paste(ImageOps.mirror(im) if mirror else im, (x, 20))
+    return np.asarray(canvas)
+
+
+@pytest.fixture(scope="session")
+def group_png(group_photo) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(group_photo).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def served(monkeypatch) -> list:
+    """The media stores AppTest runs use, so a test can read a download button's bytes."""
+    import streamlit.testing.v1.app_test as app_test
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    stores: list = []
+
+    class Recording(MemoryMediaFileStorage):
+        def __init__(self, endpoint: str) -> None:
+            super().__init__(endpoint)
+            stores.append(self)
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recording)
+    return stores
+
+
+def download(at: AppTest, stores: list, key: str) -> tuple[str, bytes]:
+    """(file name, bytes) the download button ``key`` serves."""
+    button = next(b for b in at.get("download_button") if b.proto.id.endswith(key))
+    name = button.proto.url.rsplit("/", 1)[-1]
+    return button.proto.url, stores[-1].get_file(name).content
+
+
+# -- the library side: order, table, downloads ------------------------------------------------
+def test_group_photo_faces_are_numbered_left_to_right(group_photo, analyzer):
+    from fer_core.figures import plots
+    from fer_core.pipeline import ModelOutput, analyze_photo, face_order, photo_rows, photo_to_dict
+    from fer_core.predictors.registry import load_predictor
+
+    model = load_predictor(BUNDLED_AU_MODEL)
+    result = analyze_photo(group_photo, "group.png", model, analyzer=analyzer)
+    assert result.error is None and len(result.faces) == 3, "real MediaPipe finds every pasted face"
+    order = face_order(result.faces)
+    xs = [result.faces[i].box[0] for i in order]
+    assert xs == sorted(xs) and order != list(range(3)), "largest first is not left to right"
+    other = ModelOutput("other", "cnn", [{"happy": 0.7, "sad": 0.3}, "other: could not judge this face",
+                                         {"happy": 0.2, "sad": 0.8}])
+    photo = photo_to_dict(result, "au", "au-logreg", [other])
+    assert [f["face"] for f in photo["faces"]] == [1, 2, 3]
+    assert [f["box"]["x"] for f in photo["faces"]] == [round(float(x), 1) for x in xs]
+    for number, i in enumerate(order):
+        face = photo["faces"][number]
+        assert face["models"]["au"]["emotion"] == result.faces[i].explanation.emotion
+        assert face["models"]["other"] == ({"kind": "cnn", "error": other.per_face[i]} if i == 1 else
+                                           {"kind": "cnn", "emotion": max(other.per_face[i], key=other.per_face[i].get),
+                                            "probabilities": other.per_face[i]})
+        assert set(face["models"]["au"]["explanation"]["contributions"]) == set(face["aus"]) and len(face["aus"]) == 17
+    back = json.loads(json.dumps(photo))
+    assert back == photo
+    table = pd.read_csv(io.StringIO(photo_rows(photo).to_csv(index=False)))
+    assert len(table) == 3 * 2 and list(table["face"]) == [1, 1, 2, 2, 3, 3]
+    au_rows = table[table["model"] == "au"]
+    assert np.allclose(au_rows[[c for c in table.columns if c.startswith("p_")]].sum(axis=1), 1, atol=1e-3)
+    assert au_rows["contribution_AU12"].notna().all() and table[table["model"] == "other"]["contribution_AU12"].isna().all()
+    image = plots.draw_numbered_faces(result.image, [result.faces[i].box for i in order], ["행복", None, "happy"])
+    assert image.size == (900, 340)
+    # the numbers' tags are drawn (white) on the grey background just above each box
+    pixels = np.asarray(image)
+    for i in order:
+        x, y, _, _ = (int(v) for v in result.faces[i].box)
+        assert (pixels[max(0, y - 8), x + 4] == 255).all() or (pixels[y + 8, x + 4] == 255).all()
+
+
+# -- the page ---------------------------------------------------------------------------------
+def _upload_group(at: AppTest, png: bytes) -> AppTest:
+    at.file_uploader(key="try_upload").set_value(("group.png", png, "image/png"))
+    return run_app(at, T)
+
+
+def test_try_it_group_photo_numbered_table_and_downloads(models_dir, group_png, served):
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    _upload_group(at, group_png)
+    result, _ = at.session_state["try_last"][0]
+    assert len(result.faces) == 3
+    assert len(at.image) == 1 + 3, "the whole photo numbered, then one panel per face"
+    heads = [m for m in texts(at.markdown) if m.startswith("##### Face ")]
+    assert heads == ["##### Face 1", "##### Face 2", "##### Face 3"]
+    table = at.dataframe[0].value
+    assert list(table["face"]) == [1, 2, 3]
+    xs = [float(b.split(",")[0]) for b in table["box (x, y, w, h; pixels)"]]
+    assert xs == sorted(xs)
+    assert all(0 < float(s) <= 1 for s in table["detection score"])
+    assert all(v.split(" (")[0] in ("angry", "disgust", "happy", "neutral", "sad", "surprise")
+               for v in table[BUNDLED_AU_MODEL])
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Faces (CSV)", "Faces (JSON)", "Numbered image (PNG)"]
+    _, csv = download(at, served, "try_csv_0")
+    rows = pd.read_csv(io.BytesIO(csv))
+    assert list(rows["face"]) == [1, 2, 3] and set(rows["model"]) == {BUNDLED_AU_MODEL}
+    assert [round(x) for x in rows["x"]] == xs and rows["sentence"].str.len().gt(0).all()
+    _, raw = download(at, served, "try_json_0")
+    photo = json.loads(raw)
+    assert photo["photo"] == "group.png" and [f["face"] for f in photo["faces"]] == [1, 2, 3]
+    assert [f["models"][BUNDLED_AU_MODEL]["emotion"] for f in photo["faces"]] == [
+        e.split(" (")[0] for e in table[BUNDLED_AU_MODEL]]
+    _, png = download(at, served, "try_png_0")
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.size == (900, 340)
+
+
+def test_speaking_against_calls_absent_aus_absent(models_dir, jpeg_bytes):
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg_bytes, "image/jpeg"))
+    run_app(at, T)
+    result, _ = at.session_state["try_last"][0]
+    against = result.faces[0].explanation.against
+    caption = next(c for c in texts(at.caption) if c.startswith("Speaking against it: "))
+    assert "(0.0)" not in caption
+    for a in against:
+        if a.present:
+            assert f"{a.name} ({a.intensity:.1f})" in caption
+        else:
+            assert f"{a.name}" in caption.split("absent: ", 1)[1]
+    # the downloads of a single face exist too, and the photo is not shown twice
+    assert len(at.get("download_button")) == 3 and len(at.image) == 1
+
+
+@pytest.fixture(scope="session")
+def jpeg_bytes(astronaut) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(astronaut).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_try_it_in_korean_and_english(models_dir, group_png):
+    names = (BUNDLED_AU_MODEL,)
+    at = AppTest.from_file(TRY_IT)
+    at.query_params["lang"] = "ko"
+    run_app(at, T)
+    assert texts(at.title) == ["직접 해보기"]
+    assert english_left(page_texts(at), names) == []
+    _upload_group(at, group_png)
+    assert any(m.startswith("### 예측: ") for m in texts(at.markdown))
+    assert english_left(page_texts(at), names) == []
+    assert list(at.dataframe[0].value.columns[:3]) == ["얼굴", "상자 (x, y, w, h; 픽셀)", "검출 점수"]
+    assert [b.proto.label for b in at.get("download_button")] == ["얼굴 (CSV)", "얼굴 (JSON)", "번호 붙은 이미지 (PNG)"]
+    at.toggle(key="try_mask").set_value(True)
+    run_app(at, T)
+    assert at.selectbox(key="try_mask_style").format_func("surgical") == "수술용, 하늘색"
+    assert any(m.startswith("마스크 없이: **") for m in texts(at.markdown))
+    assert english_left(page_texts(at), names) == []
+    blank = io.BytesIO()
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(blank, format="PNG")
+    at.file_uploader(key="try_upload").set_value(("blank.png", blank.getvalue(), "image/png"))
+    run_app(at, T)
+    assert texts(at.warning) == ["blank.png: 얼굴을 찾지 못했습니다. 얼굴이 정면을 향하고 조명이 밝으며 폭이 약 48픽셀 "
+                                 "이상인 사진을 사용하세요"]
+    en = run_app(AppTest.from_file(TRY_IT), T)
+    assert texts(en.title) == ["Try it"]
+    _upload_group(en, group_png)
+    assert any(m.startswith("### Predicted: ") for m in texts(en.markdown))
+    assert english_left(page_texts(en), names), "the English page is in English"
