@@ -8,6 +8,7 @@ import io
 import json
 import re
 import shutil
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -17,7 +18,15 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core import config
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
-from fer_core.evaluation.scores import SCORES_FILE, BundledScores, accuracy_text, read_scores, statuses, val_role
+from fer_core.evaluation.scores import (
+    SCORES_FILE,
+    BundledScores,
+    accuracy_text,
+    read_scores,
+    status_of,
+    statuses,
+    val_role,
+)
 from fer_core.images import scan_images
 from fer_core.manifest import read_manifest, sha256_file, write_manifest
 
@@ -107,6 +116,20 @@ def test_val_role_reads_what_the_manifest_says():
     assert accuracy_text(0.70264, (0.687, 0.7184)) == "70.3 % (68.7–71.8)"
 
 
+def test_status_of_a_manifest_entry():
+    scores = read_scores(BUNDLED_MODELS)
+    entry = next(e for e in read_manifest(BUNDLED_MODELS) if e.name == "cnn-fer2013")
+    assert status_of(entry, scores, entry.sha256).score == scores.score("cnn-fer2013")
+    assert status_of(entry, scores, "f" * 64).state == "stale"
+    assert status_of(entry, scores, None).state == "stale"  # no checksum recorded: cannot tell
+    assert status_of(entry, None, entry.sha256).state == "missing"
+    others = replace(scores, models=tuple(m for m in scores.models if m.name != entry.name))
+    assert status_of(entry, others, entry.sha256).state == "missing"
+    failed = replace(others, failed={entry.name: "cnn-fer2013: could not load (no TensorFlow)"})
+    state = status_of(entry, failed, entry.sha256)
+    assert (state.state, state.score, state.reason) == ("failed", None, "cnn-fer2013: could not load (no TensorFlow)")
+
+
 # -- Home -------------------------------------------------------------------------------------
 def test_home_shows_every_bundled_model_on_the_same_images(shipped_models, downloads):
     scores = read_scores()
@@ -178,7 +201,7 @@ def test_home_without_or_with_a_damaged_scores_file(shipped_models):
 
 
 # -- Korean -----------------------------------------------------------------------------------
-def test_korean_home_has_no_english_left(shipped_models):
+def test_korean_home_has_no_english_left(shipped_models, monkeypatch, tmp_path):
     names = tuple(e.name for e in read_manifest())
     at = _home("ko")
     shown = page_texts(at)
@@ -190,6 +213,10 @@ def test_korean_home_has_no_english_left(shipped_models):
     assert any("화남 467" in c for c in texts(at.caption))
     labels = [e.proto.label for e in at.get("page_link")]
     assert labels[0].startswith("1. 데이터 살펴보기")
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "nowhere"))
+    without_images = _home("ko")
+    assert english_left(page_texts(without_images), names) == []
+    assert any("이미지 데이터셋이 없습니다" in i for i in texts(without_images.info))
     # the English page is still English
     english = _home("en")
     assert texts(english.title) == ["Explainable facial-emotion workbench"]
