@@ -7,18 +7,21 @@ lists the files in ``pages/`` under readable titles (the sidebar would otherwise
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from fer_core import config
-from fer_core.i18n import install_browser_font, t
+from fer_core.errors import FerError, one_line
+from fer_core.evaluation.scores import SCORES_FILE, BundledScores, accuracy_text, read_scores, statuses, val_role
+from fer_core.i18n import emotion_label, install_browser_font, t
 from ui.common import (
-    DATA_LAYOUT_HELP,
     HOME_ICON,
     PAGES,
     choose_language,
+    data_layout_help,
     derived_tables,
     env_summary,
     manifest_entries,
@@ -26,59 +29,138 @@ from ui.common import (
     run_page,
 )
 
+BENCH_COMMAND = "python bench/bundled_scores.py"
+def _val_role_text(evaluated_on: str) -> str:
+    role = val_role(evaluated_on)
+    return {"yes": t("home.val_yes"), "trunk": t("home.val_trunk"), "no": t("home.val_no")}.get(
+        role, t("home.val_unknown"))
 
-def _models_frame(entries) -> pd.DataFrame:
-    rows = [{"model": e.name, "kind": e.kind, "origin": e.origin_label, "emotions": ", ".join(e.classes),
-             "accuracy": e.metrics.accuracy, "macro F1": e.metrics.macro_f1,
-             "measured on": e.metrics.evaluated_on, "file": e.path} for e in entries]
+
+def _models_frame(entries, scores: BundledScores | None) -> pd.DataFrame:
+    """One row per manifest entry: its figures on the shared images (or why there are none), and
+    apart from them, clearly labelled, the figure recorded when it was made and on what."""
+    state = statuses(entries, scores)
+    rows = []
+    for e in entries:
+        s = state[e.name].score
+        recorded = (accuracy_text(e.metrics.accuracy, e.metrics.accuracy_ci95)
+                    if e.metrics.accuracy is not None else "")
+        rows.append({
+            t("home.col_model"): e.name, t("home.col_kind"): e.kind,
+            t("home.col_accuracy"): accuracy_text(s.accuracy, s.accuracy_ci95) if s else t("home.not_measured"),
+            t("home.col_macro_f1"): s.macro_f1 if s else None,
+            t("home.col_n"): s.n if s else None,
+            t("home.col_no_face"): s.no_face if s else None,
+            t("home.col_val_chose"): _val_role_text(e.metrics.evaluated_on),
+            t("home.col_recorded"): recorded,
+            t("home.col_recorded_on"): e.metrics.evaluated_on,
+        })
     return pd.DataFrame(rows)
 
 
-def main() -> None:
-    st.title("Explainable facial-emotion workbench")
-    st.markdown(
-        "This workbench reads a face as **facial Action Units** (AUs: muscle movements such as "
-        "*AU12 lip corner puller* or *AU04 brow lowerer*) and predicts one of six basic emotions "
-        "with a logistic regression over those AUs, so every prediction comes with a reason a "
-        "person can check. You can explore a dataset's class balance and AU profiles, train and "
-        "inspect the AU model, and try it on your own photos. A CNN trained on FER2013 and models "
-        "imported from Teachable Machine are compared with it emotion by emotion, on the same images.")
+def _scores_csv(entries, scores: BundledScores | None) -> bytes:
+    """The models table for download, with plain English column names and numbers a program reads."""
+    state = statuses(entries, scores)
+    classes = scores.test_set.classes if scores else ()
+    rows = []
+    for e in entries:
+        s = state[e.name].score
+        row = {"model": e.name, "kind": e.kind, "state": state[e.name].state,
+               "accuracy": s.accuracy if s else None,
+               "ci95_low": s.accuracy_ci95[0] if s else None, "ci95_high": s.accuracy_ci95[1] if s else None,
+               "macro_f1": s.macro_f1 if s else None, "n": s.n if s else None, "no_face": s.no_face if s else None}
+        row.update({f"recall_{c}": (s.recall.get(c) if s else None) for c in classes})
+        row.update({"val_chose_it": val_role(e.metrics.evaluated_on), "recorded_accuracy": e.metrics.accuracy,
+                    "recorded_on": e.metrics.evaluated_on})
+        rows.append(row)
+    return pd.DataFrame(rows).to_csv(index=False).encode("utf-8")
 
-    st.subheader("Pages")
-    for path, label, icon in PAGES:
-        st.page_link(path, label=t(label), icon=icon)
-    st.caption("Dataset explorer: class balance, sample images and AU profiles · "
-               "AU model: train, evaluate and read the AU × emotion weights · "
-               "Try it: upload photos or use the camera · CNN: train or evaluate a pixel model · "
-               "Teachable Machine: import an export · Compare: all models on one test set · "
-               "Masks: every model with and without a mask, beside people.")
 
-    st.subheader("Models")
+def _read_scores() -> BundledScores | None:
+    """The shared-image scores, or None with a one-line warning when the file is damaged."""
+    try:
+        return read_scores()
+    except FerError as exc:
+        st.warning(one_line(exc), icon=":material/warning:")
+        return None
+
+
+def show_models() -> None:
+    st.subheader(t("home.models"))
     entries = manifest_entries()
     if not entries:
-        st.warning("No models are registered in models/manifest.json yet. Train one on the "
-                   "AU model page (the bundled FER2013 AU table needs no images), or run `make au-model`.")
-    else:
-        st.dataframe(_models_frame(entries), hide_index=True, column_config={
-            "accuracy": st.column_config.NumberColumn(format="percent", help="on the data named in 'measured on'"),
-            "macro F1": st.column_config.NumberColumn(format="%.3f"),
-        })
-        st.caption("Accuracy and macro-F1 as recorded when each model was made, on the data named in "
-                   "'measured on' (see each model's page for the confusion matrix). Compare scores models "
-                   "on the same images.")
+        st.warning(t("home.no_models"))
+        return
+    scores = _read_scores()
+    frame = _models_frame(entries, scores)
+    st.dataframe(frame, hide_index=True, column_config={
+        t("home.col_accuracy"): st.column_config.TextColumn(help=t("home.col_accuracy_help")),
+        t("home.col_macro_f1"): st.column_config.NumberColumn(format="%.3f"),
+        t("home.col_val_chose"): st.column_config.TextColumn(help=t("home.col_val_chose_help")),
+        t("home.col_recorded"): st.column_config.TextColumn(help=t("home.col_recorded_help")),
+    })
+    if scores is not None:
+        ts = scores.test_set
+        per = ", ".join(f"{emotion_label(e)} {n:,}" for e, n in ts.per_emotion.items())
+        left = ", ".join(f"{emotion_label(e)} {n:,}" for e, n in ts.left_out.items()) or t("home.nothing")
+        st.caption(t("home.scores_caption", test_set=ts.name, n=f"{ts.n:,}", per_emotion=per, left_out=left,
+                     date=scores.date, command=scores.command))
+    state = statuses(entries, scores)
+    unmeasured = [name for name, s in state.items() if s.score is None]
+    if unmeasured:
+        st.warning(t("home.not_measured_models", names=", ".join(unmeasured), command=BENCH_COMMAND),
+                   icon=":material/warning:")
+    for name, s in state.items():
+        if s.state == "failed":
+            st.caption(t("home.failed_model", name=name, reason=s.reason))
+    st.caption(t("home.recorded_caption"))
+    if scores is not None and scores.models:
+        with st.expander(t("home.recall_title")):
+            recall = pd.DataFrame([{t("home.col_model"): m.name,
+                                    **{emotion_label(e): m.recall.get(e) for e in scores.test_set.classes}}
+                                   for m in scores.models])
+            st.dataframe(recall, hide_index=True, column_config={
+                emotion_label(e): st.column_config.NumberColumn(format="percent") for e in scores.test_set.classes})
+            st.caption(t("home.recall_caption"))
+    c1, c2 = st.columns(2)
+    c1.download_button(t("home.download_csv"), _scores_csv(entries, scores), "models_fer2013_val.csv",
+                       "text/csv", key="home_csv")
+    if scores is not None:
+        c2.download_button(t("home.download_json"), json.dumps(scores.to_dict(), indent=2).encode("utf-8"),
+                           SCORES_FILE, "application/json", key="home_json")
 
-    st.subheader("Data")
+
+def show_data() -> None:
+    st.subheader(t("home.data"))
     for what, where in env_summary().items():
         st.markdown(f"- **{what}**: `{where}`")
     fer_root = config.datasets_dir() / "fer2013"
     if fer_root.is_dir():
         splits = sorted(p.name for p in fer_root.iterdir() if p.is_dir())
-        st.success(f"FER2013 images found at `{fer_root}` (splits: {', '.join(splits) or 'none'}).")
+        st.success(t("home.fer_found", root=fer_root, splits=", ".join(f"`{s}`" for s in splits) or t("home.nothing")))
     else:
-        st.info(f"No image dataset at `{fer_root}`: the pages that need images will say so. "
-                f"Put FER2013 there or set FER_DATA_DIR. {DATA_LAYOUT_HELP} "
-                "Everything else works on the bundled AU tables: "
-                + ", ".join(f"`{n}`" for n in derived_tables()) + ".")
+        st.info(t("home.fer_missing", root=fer_root, layout=data_layout_help(),
+                  tables=", ".join(f"`{n}`" for n in derived_tables())))
+
+
+def main() -> None:
+    st.title(t("home.title"))
+    st.markdown(t("home.intro"))
+
+    st.subheader(t("home.start_here"))
+    for path, label, icon in (
+            ("pages/1_Dataset_explorer.py", t("home.step_explore"), ":material/bar_chart:"),
+            ("pages/3_Try_it.py", t("home.step_try"), ":material/photo_camera:"),
+            ("pages/6_Compare.py", t("home.step_compare"), ":material/compare_arrows:")):
+        st.page_link(path, label=label, icon=icon)
+
+    st.subheader(t("home.pages"))
+    for path, label, icon in PAGES:
+        st.page_link(path, label=t(label), icon=icon)
+    st.caption(t("home.pages_caption"))
+
+    show_models()
+    show_data()
 
 
 def home() -> None:

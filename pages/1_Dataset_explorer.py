@@ -12,10 +12,11 @@ from fer_core.au_table import AU_COLUMNS, au_label
 from fer_core.emotions import SEVEN_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.figures import plots
+from fer_core.i18n import emotion_label, t
 from fer_core.images import class_counts, sample_per_class
 from ui.common import (
-    DATA_LAYOUT_HELP,
     au_table_from_bytes,
+    data_layout_help,
     dataset_items,
     derived_tables,
     digest,
@@ -29,11 +30,29 @@ from ui.common import (
 
 page_setup("nav.dataset_explorer", ":material/bar_chart:")
 
-FER_SPLIT = "FER2013 split (data folder)"
-FOLDER = "A folder on this machine"
-ZIP = "Upload a zip of images"
-TABLE = "AU table (CSV)"
-UPLOAD_CSV = "Upload a CSV…"
+# Widget values, shown through _source_labels / _table_labels in the reader's language (they are
+# the English labels, so scripts and tests that pick an option by value keep working).
+FER_SPLIT, FOLDER, ZIP, TABLE = ("FER2013 split (data folder)", "A folder on this machine", "Upload a zip of images",
+                                 "AU table (CSV)")
+UPLOAD_CSV, STUDY = "Upload a CSV…", ":study"
+
+
+# Format functions are dictionaries filled during the run: Streamlit (and AppTest) call them
+# outside the run too, where the reader's language is not set.
+def _source_labels() -> dict[str, str]:
+    return {FER_SPLIT: t("explorer.source_split"), FOLDER: t("explorer.source_folder"),
+            ZIP: t("explorer.source_zip"), TABLE: t("explorer.source_table")}
+
+
+def _table_labels(options: list[str]) -> dict[str, str]:
+    special = {UPLOAD_CSV: t("explorer.table_upload"),
+               STUDY: t("explorer.table_study", name=config.openface_study_table().name)}
+    return {o: special.get(o, o) for o in options}
+
+
+def _emotion(label: str) -> str:
+    """An emotion (or "unlabelled") as the reader's language names it."""
+    return t("explorer.unlabelled") if label == "unlabelled" else emotion_label(label)
 
 
 def _ordered(labels) -> list[str]:
@@ -43,39 +62,35 @@ def _ordered(labels) -> list[str]:
 
 def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
     """(name, image items or None, AU table or None, where the AUs come from)."""
-    source = st.radio("Dataset", (FER_SPLIT, FOLDER, ZIP, TABLE), horizontal=True, key="explorer_source")
+    source = st.radio(t("explorer.dataset"), (FER_SPLIT, FOLDER, ZIP, TABLE), horizontal=True,
+                      format_func=_source_labels().__getitem__, key="explorer_source")
     au_tables: dict = st.session_state.get("au_tables", {})
     if source == FER_SPLIT:
         root = config.datasets_dir() / "fer2013"
         splits = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         if not splits:
-            st.warning(f"No FER2013 images at `{root}`. Put the Kaggle FER2013 folders there "
-                       f"(`{root}/train/<emotion>/*.jpg`, `{root}/val/…`) or set FER_DATA_DIR to the folder "
-                       f"holding `fer2013/`. {DATA_LAYOUT_HELP} Meanwhile the **AU table** option works "
-                       "on the tables bundled in data/.")
+            st.warning(t("explorer.no_fer", root=root, layout=data_layout_help()))
             return "", None, None, ""
-        split = st.selectbox("Split", splits, index=splits.index("train") if "train" in splits else 0)
+        split = st.selectbox(t("explorer.split"), splits, index=splits.index("train") if "train" in splits else 0)
         folder = root / split
         items = dataset_items(str(folder))
         table_path = config.data_dir() / f"fer2013_{split}_au.csv.gz"
         if table_path.is_file():
             return f"FER2013 {split}", items, load_au_table(table_path), f"`data/{table_path.name}`"
-        return f"FER2013 {split}", items, au_tables.get(str(folder)), "extracted on the AU model page"
+        return f"FER2013 {split}", items, au_tables.get(str(folder)), t("explorer.extracted_origin")
     if source == FOLDER:
         default = str(config.fer_split_dir("val")) if config.fer_split_dir("val").is_dir() else ""
-        path = st.text_input("Folder with emotion subfolders (or emotion-prefixed file names)", value=default,
-                             help=DATA_LAYOUT_HELP).strip()
+        path = st.text_input(t("explorer.folder"), value=default, help=data_layout_help()).strip()
         if not path:
-            st.info(f"Type a folder path. {DATA_LAYOUT_HELP}")
+            st.info(t("explorer.folder_info", layout=data_layout_help()))
             return "", None, None, ""
         folder = Path(path).expanduser()
         items = dataset_items(str(folder))
-        return folder.name, items, au_tables.get(str(folder)), "extracted on the AU model page"
+        return folder.name, items, au_tables.get(str(folder)), t("explorer.extracted_origin")
     if source == ZIP:
-        up = st.file_uploader("Zip of a dataset folder (emotion subfolders inside)", type=["zip"],
-                              key="explorer_zip", help=DATA_LAYOUT_HELP)
+        up = st.file_uploader(t("explorer.zip"), type=["zip"], key="explorer_zip", help=data_layout_help())
         if up is None:
-            st.info(f"Upload a zip. It is unpacked into a temporary folder only. {DATA_LAYOUT_HELP}")
+            st.info(t("explorer.zip_info", layout=data_layout_help()))
             return "", None, None, ""
         data = up.getvalue()
         unpacked = unpacked_zip(digest(data), data)
@@ -83,45 +98,49 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
     options = list(derived_tables()) + [UPLOAD_CSV]
     study = config.openface_study_table()
     if study.is_file():
-        options.insert(len(options) - 1, f"study OpenFace table ({study.name})")
-    choice = st.selectbox("AU table", options, key="explorer_table")
+        options.insert(len(options) - 1, STUDY)
+    choice = st.selectbox(t("explorer.au_table"), options, format_func=_table_labels(options).__getitem__, key="explorer_table")
     if choice == UPLOAD_CSV:
-        up = st.file_uploader("AU table CSV (this project's table, OpenFace output or a merged table)",
-                              type=["csv", "gz"], key="explorer_csv")
+        up = st.file_uploader(t("explorer.csv"), type=["csv", "gz"], key="explorer_csv")
         if up is None:
-            st.info("Upload a CSV with columns AU01_r … AU45_r and a label (or emotion) column.")
+            st.info(t("explorer.csv_info"))
             return "", None, None, ""
         return up.name, None, au_table_from_bytes(up.getvalue(), up.name), f"`{up.name}`"
-    if choice.startswith("study"):
-        return "study OpenFace table", None, load_au_table(study), f"`{study}`"
+    if choice == STUDY:
+        return t("explorer.study_name"), None, load_au_table(study), f"`{study}`"
     return choice, None, load_au_table(derived_tables()[choice]), f"`data/{choice}`"
 
 
 def show_balance(counts: dict[str, int], found: dict[str, float] | None = None) -> None:
-    st.subheader("Class balance")
+    st.subheader(t("explorer.balance"))
     order = _ordered(counts)
     table = plots.balance_table(counts, order)
     if found:
         table["faces found"] = [f"{found.get(e, float('nan')):.0%}" for e in table["emotion"]]
     ratio = plots.imbalance_ratio(counts)
     c1, c2, c3 = st.columns(3)
-    c1.metric("Images", f"{sum(counts.values()):,}")
-    c2.metric("Emotions", len([k for k in counts if k != "unlabelled"]))
-    c3.metric("Imbalance ratio (largest / smallest)", "∞" if ratio == float("inf") else f"{ratio:.1f}")
+    c1.metric(t("explorer.images"), f"{sum(counts.values()):,}")
+    c2.metric(t("explorer.emotions"), len([k for k in counts if k != "unlabelled"]))
+    c3.metric(t("explorer.imbalance"), "∞" if ratio == float("inf") else f"{ratio:.1f}")
     left, right = st.columns([1, 2])
-    left.dataframe(table, hide_index=True, column_config={
-        "percent": st.column_config.NumberColumn(format="%.1f %%")})
-    right.plotly_chart(plots.class_balance_bar(counts, order), key="balance_chart")
+    shown = table.assign(emotion=[_emotion(e) for e in table["emotion"]]).rename(columns={
+        "emotion": t("explorer.col_emotion"), "images": t("explorer.col_images"),
+        "percent": t("explorer.col_percent"), "faces found": t("explorer.col_found")})
+    left.dataframe(shown, hide_index=True, column_config={
+        t("explorer.col_percent"): st.column_config.NumberColumn(format="%.1f %%")})
+    left.download_button(t("explorer.download_balance"), table.to_csv(index=False).encode("utf-8"),
+                         "class_balance.csv", "text/csv", key="explorer_balance_csv")
+    right.plotly_chart(plots.class_balance_bar(counts, order, title=t("explorer.chart_balance")),
+                       key="balance_chart")
     if ratio > 3:
-        st.caption(f"The classes are imbalanced ({ratio:.1f}×): consider 'balanced' class weights on the "
-                   "AU model page, and read per-emotion accuracy rather than overall accuracy.")
+        st.caption(t("explorer.imbalanced", ratio=f"{ratio:.1f}"))
 
 
 def show_samples(items: list) -> None:
-    st.subheader("Sample images per emotion")
+    st.subheader(t("explorer.samples"))
     c1, c2 = st.columns([3, 1])
-    per = c1.slider("Images per emotion", 4, 16, 8, key="explorer_per")
-    if c2.button("Shuffle", key="explorer_shuffle"):
+    per = c1.slider(t("explorer.per_emotion"), 4, 16, 8, key="explorer_per")
+    if c2.button(t("explorer.shuffle"), key="explorer_shuffle"):
         st.session_state["explorer_seed"] = st.session_state.get("explorer_seed", 0) + 1
     seed = st.session_state.get("explorer_seed", 0)
     counts = class_counts(items)
@@ -138,40 +157,55 @@ def show_samples(items: list) -> None:
                 captions.append(it.path.name[:18])
             except FerError as exc:
                 failed.append(str(exc))
-        st.markdown(f"**{emotion}** · {counts.get(emotion, 0):,} images")
+        st.markdown(t("explorer.sample_row", emotion=_emotion(emotion), n=f"{counts.get(emotion, 0):,}"))
         if thumbs:
             st.image(thumbs, caption=captions, width=96)
     if failed:
-        st.warning(f"{len(failed)} sample image(s) could not be read and were skipped, e.g. {failed[0]}")
+        st.warning(t("explorer.unreadable_samples", n=len(failed), example=failed[0]))
+
+
+def _left_out_text(left_out: dict[str, int], total: int) -> str:
+    """``au_table.left_out_summary`` in the reader's language (its reasons are fer_core's English)."""
+    why = {au_table.NOT_FIRST_FACE: t("explorer.why_not_first"), au_table.OTHER_LABEL: t("explorer.why_other"),
+           au_table.NO_FACE: t("explorer.why_no_face"), au_table.AU_HIDDEN: t("explorer.why_hidden"),
+           au_table.AU_MISSING: t("explorer.why_missing"), au_table.AU_INVALID: t("explorer.why_invalid")}
+    parts = ", ".join(t("explorer.left_out_part", n=f"{n:,}", why=why.get(reason, reason))
+                      for reason, n in left_out.items())
+    return t("explorer.left_out", n=f"{sum(left_out.values()):,}", total=f"{total:,}", parts=parts)
 
 
 def show_aus(table: pd.DataFrame, origin: str) -> None:
-    st.subheader("Action Units per emotion")
+    st.subheader(t("explorer.aus"))
     selection = au_table.require_usable(table)  # none usable: the CLI's line, in red
     rows = table.iloc[selection.index]
     labels = [x for x in au_table.labels_of(rows).dropna().unique()]
     if not labels:
-        st.warning("This table has no labelled faces with AU values, so there is nothing to plot per emotion.")
+        st.warning(t("explorer.no_labelled"))
         return
-    note = "" if not selection.left_out else f"; {selection.summary()}"
-    st.caption(f"AUs from {origin}: {len(rows):,} faces with measured AUs{note}.")
+    if selection.left_out:
+        st.caption(t("explorer.au_origin_left_out", origin=origin, n=f"{len(rows):,}",
+                     left_out=_left_out_text(selection.left_out, selection.total)))
+    else:
+        st.caption(t("explorer.au_origin", origin=origin, n=f"{len(rows):,}"))
     present = _ordered(labels)
-    classes = st.multiselect("Emotions", present, default=present, key="explorer_classes")
-    chosen = st.multiselect("AUs", list(AU_COLUMNS), default=list(AU_COLUMNS), format_func=au_label,
+    classes = st.multiselect(t("explorer.emotions"), present, default=present, format_func={e: _emotion(e) for e in present}.__getitem__,
+                             key="explorer_classes")
+    chosen = st.multiselect(t("explorer.au_pick"), list(AU_COLUMNS), default=list(AU_COLUMNS), format_func=au_label,
                             key="explorer_aus")
     if not classes or not chosen:
-        st.info("Pick at least one emotion and one AU.")
+        st.info(t("explorer.pick_one"))
         return
-    st.plotly_chart(plots.au_box_plots(table, classes, chosen), key="au_box")
-    st.plotly_chart(plots.mean_au_heatmap(table, classes, chosen), key="au_mean")
-    st.caption("Boxes: middle half of the faces, line: median, whiskers: 1.5 × IQR. The heatmap is "
-               "each emotion's average face in AU terms; AUs on a 0–5 scale.")
+    st.plotly_chart(plots.au_box_plots(table, classes, chosen, title=t("explorer.chart_box")), key="au_box")
+    st.plotly_chart(plots.mean_au_heatmap(table, classes, chosen, title=t("explorer.chart_mean")), key="au_mean")
+    st.caption(t("explorer.au_caption"))
+    st.download_button(t("explorer.download_means"),
+                       plots.mean_au_profile(table, classes, chosen).to_csv().encode("utf-8"),
+                       "mean_au_profile.csv", "text/csv", key="explorer_means_csv")
 
 
 def main() -> None:
-    st.title("Dataset explorer")
-    st.caption("How balanced is a dataset, what do its faces look like, and which Action Units "
-               "separate its emotions?")
+    st.title(t("explorer.title"))
+    st.caption(t("explorer.intro"))
     _, items, table, origin = choose_dataset()
     if items is None and table is None:
         return
@@ -185,8 +219,7 @@ def main() -> None:
         show_balance(counts, found)
         failed = int((~au_table.measured(first)).sum())
         if failed:
-            st.caption(f"{failed:,} of {len(first):,} images have no measured face (success 0); "
-                       "they are counted above but left out of the AU plots.")
+            st.caption(t("explorer.no_face_rows", failed=f"{failed:,}", total=f"{len(first):,}"))
     if items is not None:
         show_samples(items)
     if table is not None:
@@ -195,8 +228,7 @@ def main() -> None:
         except FerError as exc:
             show_error(exc)
     elif items is not None:
-        st.info("No AUs for this folder yet: extract them on the **AU model** page "
-                "(source: *Extract AUs from an image folder*); they then appear here.")
+        st.info(t("explorer.no_aus_yet"))
 
 
 run_page(main)

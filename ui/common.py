@@ -46,19 +46,15 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("pages/6_Compare.py", "nav.compare", ":material/compare_arrows:"),
     ("pages/7_Masks.py", "nav.masks", ":material/masks:"),
 )
-DATA_LAYOUT_HELP = (
-    "Expected layout (Kaggle FER2013): `<folder>/<emotion>/*.jpg`, e.g. `fer2013/train/happy/img1.jpg`; "
-    "emotion folders: angry, disgust, fear, happy, neutral, sad, surprise. Flat folders whose file "
-    "names start with the emotion (`angry001.jpg`) work too."
-)
+# The folder layout the workbench reads, in English (messages of fer_core errors); pages show
+# ``data_layout_help()``, in the reader's language. Its one text is the catalogue's.
+DATA_LAYOUT_HELP = i18n.catalogue("en")["common.data_layout"]
+IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"]
 
 
 def data_layout_help() -> str:
-    """``DATA_LAYOUT_HELP`` in the page's language."""
+    """The expected dataset layout, in the current language."""
     return t("common.data_layout")
-
-
-IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"]
 
 
 # -- language ----------------------------------------------------------------------------------
@@ -254,10 +250,10 @@ def digest(data: bytes) -> str:
 def env_summary() -> dict[str, str]:
     """Where the app reads from, for the home page."""
     return {
-        "datasets": str(config.datasets_dir())
-        + ("" if os.environ.get("FER_DATA_DIR") else "  (default; set FER_DATA_DIR to change)"),
-        "models": str(config.models_dir()),
-        "derived data": str(config.data_dir()),
+        t("home.env_datasets"): str(config.datasets_dir())
+        + ("" if os.environ.get("FER_DATA_DIR") else "  " + t("home.env_default")),
+        t("home.env_models"): str(config.models_dir()),
+        t("home.env_derived"): str(config.data_dir()),
     }
 
 

@@ -1,0 +1,196 @@
+"""Every bundled model scored on the same images: ``models/scores_fer2013_val.json``.
+
+The manifest's own figures were measured on different data (a held-out share of the AU table, the
+val split that also picked the CNN's best epoch), so they cannot be set side by side. The scores
+file holds one comparison (``bench/bundled_scores.py``: ``run_comparison`` on FER2013 val, six
+emotions, no face = wrong) and, per model, the SHA-256 of the file that was scored, so Home can tell
+a figure that still belongs to the file on disk from one left behind by a retrained model.
+
+Kept light (no scikit-learn, TensorFlow or MediaPipe) because Home reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import config, fileio
+from ..errors import ModelFileError
+from ..safe_files import read_json_file
+
+SCORES_FILE = "scores_fer2013_val.json"
+MAX_SCORES_BYTES = 2**20  # a few models, a few hundred bytes each
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """One model on the shared images; ``sha256`` is its file's when it was scored."""
+
+    name: str
+    kind: str
+    sha256: str | None
+    accuracy: float
+    accuracy_ci95: tuple[float, float]
+    macro_f1: float
+    recall: dict[str, float | None]  # per emotion (recall = accuracy on that emotion's images)
+    n: int
+    no_face: int
+
+    @classmethod
+    def from_report(cls, report, kind: str, sha256: str | None) -> "ModelScore":
+        """From an ``EvaluationReport`` of the comparison (its CI is the comparison's bootstrap)."""
+        return cls(name=report.model, kind=kind, sha256=sha256, accuracy=report.accuracy,
+                   accuracy_ci95=(float(report.accuracy_ci95[0]), float(report.accuracy_ci95[1])),
+                   macro_f1=report.macro_f1, recall={e: s.accuracy for e, s in report.per_class.items()},
+                   n=report.n, no_face=report.no_face)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelScore":
+        ci = d["accuracy_ci95"]
+        return cls(name=str(d["name"]), kind=str(d.get("kind", "")), sha256=d.get("sha256"),
+                   accuracy=float(d["accuracy"]), accuracy_ci95=(float(ci[0]), float(ci[1])),
+                   macro_f1=float(d["macro_f1"]),
+                   recall={str(k): (None if v is None else float(v)) for k, v in (d.get("recall") or {}).items()},
+                   n=int(d["n"]), no_face=int(d.get("no_face", 0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["accuracy_ci95"] = list(self.accuracy_ci95)
+        return out
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """What the scores were measured on, in words and counts."""
+
+    name: str  # "FER2013 val"
+    root: str  # the folder, as given to the bench (relative to FER_DATA_DIR)
+    classes: tuple[str, ...]
+    per_emotion: dict[str, int]  # images scored per emotion
+    left_out: dict[str, int] = field(default_factory=dict)  # images of emotions not scored (fear)
+    unreadable: int = 0
+    no_face_rule: str = "a face not found counts as wrong"
+
+    @property
+    def n(self) -> int:
+        return int(sum(self.per_emotion.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["classes"] = list(self.classes)
+        out["n"] = self.n
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TestSet":
+        return cls(name=str(d["name"]), root=str(d.get("root", "")), classes=tuple(d["classes"]),
+                   per_emotion={str(k): int(v) for k, v in d["per_emotion"].items()},
+                   left_out={str(k): int(v) for k, v in (d.get("left_out") or {}).items()},
+                   unreadable=int(d.get("unreadable", 0)),
+                   no_face_rule=str(d.get("no_face_rule", "a face not found counts as wrong")))
+
+
+@dataclass(frozen=True)
+class BundledScores:
+    """The scores file: the test set, when and how it was made, one score per model that ran and
+    one line per model that could not."""
+
+    test_set: TestSet
+    date: str
+    command: str
+    models: tuple[ModelScore, ...]
+    failed: dict[str, str] = field(default_factory=dict)  # model name -> why it could not be scored
+    seconds: float = 0.0
+
+    def score(self, name: str) -> ModelScore | None:
+        return next((m for m in self.models if m.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT_VERSION, "test_set": self.test_set.to_dict(), "date": self.date,
+                "command": self.command, "seconds": round(self.seconds, 1),
+                "models": [m.to_dict() for m in self.models], "failed": dict(self.failed)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BundledScores":
+        return cls(test_set=TestSet.from_dict(d["test_set"]), date=str(d["date"]), command=str(d["command"]),
+                   models=tuple(ModelScore.from_dict(m) for m in d["models"]),
+                   failed={str(k): str(v) for k, v in (d.get("failed") or {}).items()},
+                   seconds=float(d.get("seconds", 0.0)))
+
+
+def scores_path(models_dir: Path | None = None) -> Path:
+    return Path(models_dir or config.models_dir()) / SCORES_FILE
+
+
+def read_scores(models_dir: Path | None = None) -> BundledScores | None:
+    """The scores file, None when there is none, or one ModelFileError line when it is damaged."""
+    path = scores_path(models_dir)
+    if not path.exists():
+        return None
+    data = read_json_file(path, MAX_SCORES_BYTES, "run python bench/bundled_scores.py", what="scores file")
+    try:
+        return BundledScores.from_dict(data)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ModelFileError(f"{path}: not a scores file ({type(exc).__name__}: {exc}); "
+                             "run python bench/bundled_scores.py") from None
+
+
+def write_scores(scores: BundledScores, models_dir: Path | None = None) -> Path:
+    """Whole or not at all (``fileio``)."""
+    path = scores_path(models_dir)
+    fileio.atomic_write_text(path, json.dumps(scores.to_dict(), indent=2) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class ScoreStatus:
+    """What Home can say about one manifest entry: its shared-image score, or why there is none."""
+
+    score: ModelScore | None
+    state: str  # "ok", "stale" (file changed since it was scored), "missing" (never scored), "failed"
+    reason: str = ""
+
+
+def status_of(entry, scores: BundledScores | None, file_sha256: str | None) -> ScoreStatus:
+    """Match a manifest entry to its score. ``file_sha256`` is the model file's checksum now (the
+    manifest's recorded one is enough: a file that no longer matches it cannot be loaded anyway)."""
+    if scores is None:
+        return ScoreStatus(None, "missing")
+    if entry.name in scores.failed:
+        return ScoreStatus(None, "failed", scores.failed[entry.name])
+    score = scores.score(entry.name)
+    if score is None:
+        return ScoreStatus(None, "missing")
+    if not file_sha256 or score.sha256 != file_sha256:
+        return ScoreStatus(None, "stale")
+    return ScoreStatus(score, "ok")
+
+
+def statuses(entries: Sequence, scores: BundledScores | None) -> dict[str, ScoreStatus]:
+    """``status_of`` for every manifest entry, by name, against the checksum the manifest records."""
+    return {e.name: status_of(e, scores, e.sha256) for e in entries}
+
+
+def val_role(evaluated_on: str) -> str:
+    """Whether FER2013 val also chose the model, read from the manifest's ``evaluated_on`` words:
+    "yes" (val picked it, e.g. its best epoch: its figure on val is optimistic), "trunk" (only the
+    network it was built on was picked on val), "no" (val played no part, or the figure is not on
+    val), "" (the manifest does not say)."""
+    text = (evaluated_on or "").lower()
+    if not text:
+        return ""
+    chose = any(w in text for w in ("picked", "selected", "chose", "early stopping"))
+    if not re.search(r"\bval\b", text) or not chose:
+        return "no"
+    return "trunk" if "trunk" in text else "yes"
+
+
+def accuracy_text(accuracy: float, ci95: tuple[float, float] | None) -> str:
+    """``70.3 % (68.7–71.8)``: the accuracy and its 95 % interval, in percent."""
+    out = f"{100 * accuracy:.1f} %"
+    return out if ci95 is None else f"{out} ({100 * ci95[0]:.1f}–{100 * ci95[1]:.1f})"

@@ -1,0 +1,263 @@
+"""Home's models table: every bundled model on the same images (models/scores_fer2013_val.json),
+"not measured" where a model changed since, the Start-here path, and Home and the Dataset explorer
+in Korean with no English left."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+from apptest_helpers import charts, english_left, page_texts, run_app, texts
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+from fer_core import config
+from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
+from fer_core.evaluation.scores import (
+    SCORES_FILE,
+    BundledScores,
+    accuracy_text,
+    read_scores,
+    status_of,
+    statuses,
+    val_role,
+)
+from fer_core.images import scan_images
+from fer_core.manifest import read_manifest, sha256_file, write_manifest
+
+ROOT = config.REPO_ROOT
+BUNDLED_MODELS = ROOT / "models"
+HOME = str(ROOT / "app.py")
+EXPLORER = str(ROOT / "pages" / "1_Dataset_explorer.py")
+T = 90
+NOT_MEASURED = "not measured on the shared images — run python bench/bundled_scores.py"
+CI_TEXT = re.compile(r"^\d{1,3}\.\d % \(\d{1,3}\.\d–\d{1,3}\.\d\)$")
+
+
+@pytest.fixture
+def shipped_models(tmp_path, monkeypatch):
+    """A private copy of models/manifest.json and the scores file (the model files stay where the
+    manifest's repository-relative paths point; Home never loads them)."""
+    d = tmp_path / "models"
+    d.mkdir()
+    for name in ("manifest.json", SCORES_FILE):
+        shutil.copy(BUNDLED_MODELS / name, d / name)
+    monkeypatch.setenv("FER_MODELS_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict[str, bytes]:
+    """The bytes behind every st.download_button of a run, by file name."""
+    seen: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if filename and isinstance(path_or_data, bytes):
+            seen[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    return seen
+
+
+def _home(lang: str = "en") -> AppTest:
+    at = AppTest.from_file(HOME)
+    at.query_params["lang"] = lang
+    return run_app(at, T)
+
+
+# -- the scores file ----------------------------------------------------------------------------
+def test_scores_file_covers_every_manifest_model_and_matches_its_file():
+    """Fails when a model is added or retrained without rerunning bench/bundled_scores.py."""
+    entries = read_manifest(BUNDLED_MODELS)
+    scores = read_scores(BUNDLED_MODELS)
+    assert scores is not None, "models/scores_fer2013_val.json is missing: run python bench/bundled_scores.py"
+    assert {n: s.state for n, s in statuses(entries, scores).items()} == {e.name: "ok" for e in entries}, \
+        "a manifest model has no current score: run python bench/bundled_scores.py"
+    for e in entries:
+        assert scores.score(e.name).sha256 == sha256_file(e.file), f"{e.name} changed since it was scored"
+    test_set = scores.test_set
+    assert test_set.name == "FER2013 val" and test_set.classes == SIX_EMOTIONS
+    assert test_set.left_out.get("fear", 0) > 0 and test_set.n == sum(test_set.per_emotion.values())
+    assert scores.command.startswith("python bench/bundled_scores.py") and re.fullmatch(r"\d{4}-\d\d-\d\d", scores.date)
+    for m in scores.models:
+        lo, hi = m.accuracy_ci95
+        assert m.n == test_set.n and 0 <= m.no_face < m.n
+        assert lo <= m.accuracy <= hi and hi - lo < 0.1
+        assert set(m.recall) == set(SIX_EMOTIONS)
+        # accuracy is the images-weighted mean of the per-emotion recalls (no face counted wrong)
+        weighted = sum(m.recall[e] * test_set.per_emotion[e] for e in SIX_EMOTIONS) / test_set.n
+        assert weighted == pytest.approx(m.accuracy, abs=5e-4)
+    assert BundledScores.from_dict(json.loads(scores_json := (BUNDLED_MODELS / SCORES_FILE).read_text())) == scores
+    assert json.loads(scores_json) == scores.to_dict()
+
+
+def test_scores_file_counts_the_images_of_the_val_folder(fer_val):
+    listing = scan_images(fer_val, SEVEN_EMOTIONS)
+    counts = pd.Series([it.label for it in listing.items]).value_counts().to_dict()
+    test_set = read_scores(BUNDLED_MODELS).test_set
+    assert {e: counts[e] for e in SIX_EMOTIONS} == {e: test_set.per_emotion[e] + 0 for e in SIX_EMOTIONS}
+    assert test_set.left_out == {"fear": counts["fear"]}
+
+
+def test_val_role_reads_what_the_manifest_says():
+    assert val_role("FER2013 val, six emotions (face + mirror averaged; val also picked the best epoch)") == "yes"
+    assert val_role("val (3,093 images; not used for any choice of this model, but its trunk is cnn_fer2013's, "
+                    "whose best epoch this split picked)") == "trunk"
+    assert val_role("25% of data/fer2013_train_au.csv.gz held out from fitting (stratified, seed 0)") == "no"
+    assert val_role("an interval picked on train") == "no"  # 'interval' is not the val split
+    assert val_role("") == ""
+    assert accuracy_text(0.70264, (0.687, 0.7184)) == "70.3 % (68.7–71.8)"
+
+
+def test_status_of_a_manifest_entry():
+    scores = read_scores(BUNDLED_MODELS)
+    entry = next(e for e in read_manifest(BUNDLED_MODELS) if e.name == "cnn-fer2013")
+    assert status_of(entry, scores, entry.sha256).score == scores.score("cnn-fer2013")
+    assert status_of(entry, scores, "f" * 64).state == "stale"
+    assert status_of(entry, scores, None).state == "stale"  # no checksum recorded: cannot tell
+    assert status_of(entry, None, entry.sha256).state == "missing"
+    others = replace(scores, models=tuple(m for m in scores.models if m.name != entry.name))
+    assert status_of(entry, others, entry.sha256).state == "missing"
+    failed = replace(others, failed={entry.name: "cnn-fer2013: could not load (no TensorFlow)"})
+    state = status_of(entry, failed, entry.sha256)
+    assert (state.state, state.score, state.reason) == ("failed", None, "cnn-fer2013: could not load (no TensorFlow)")
+
+
+# -- Home -------------------------------------------------------------------------------------
+def test_home_shows_every_bundled_model_on_the_same_images(shipped_models, downloads):
+    scores = read_scores()
+    names = [e.name for e in read_manifest()]
+    at = _home()
+    table = at.dataframe[0].value
+    assert list(table["model"]) == names
+    assert set(table["images"]) == {scores.test_set.n}  # the same images for every model
+    for name, cell, f1 in zip(table["model"], table["accuracy (95 % CI)"], table["macro-F1"]):
+        s = scores.score(name)
+        assert CI_TEXT.match(cell) and cell == accuracy_text(s.accuracy, s.accuracy_ci95)
+        assert f1 == s.macro_f1
+    roles = dict(zip(table["model"], table["val also chose it"]))
+    assert roles["cnn-fer2013"] == "yes" and roles["au-logreg-fer2013"] == "no"
+    assert roles["au-bottleneck-fer2013"] == "its trunk only"
+    recorded = dict(zip(table["model"], table["recorded at training"]))
+    assert recorded["au-logreg-fer2013"] == "55.3 % (54.1–56.6)"  # the manifest's held-out figure, apart
+    caption = " ".join(texts(at.caption))
+    assert f"FER2013 val, six emotions, {scores.test_set.n:,} images" in caption
+    assert "fear 496" in caption and "counts as wrong" in caption and scores.command in caption
+    assert scores.date in caption
+    assert not any("not measured" in w for w in texts(at.warning))
+    # both downloads parse back to what the table shows
+    csv = pd.read_csv(io.BytesIO(downloads["models_fer2013_val.csv"]))
+    assert list(csv["model"]) == names and set(csv["state"]) == {"ok"}
+    for _, row in csv.iterrows():
+        s = scores.score(row["model"])
+        assert (row["accuracy"], row["ci95_low"], row["ci95_high"], row["n"]) == (
+            s.accuracy, *s.accuracy_ci95, s.n)
+        assert row["recall_happy"] == s.recall["happy"]
+    assert BundledScores.from_dict(json.loads(downloads[SCORES_FILE])) == scores
+
+
+def test_home_start_here_links_the_three_steps(shipped_models):
+    at = _home()
+    assert texts(at.subheader)[0] == "Start here"
+    links = [(e.proto.label, e.proto.page) for e in at.get("page_link")]
+    steps = links[:3]
+    assert [label[:2] for label, _ in steps] == ["1.", "2.", "3."]
+    assert [page for _, page in steps] == ["Dataset_explorer", "Try_it", "Compare"]
+    assert "Explore the data" in steps[0][0] and "Try a photo" in steps[1][0] and "Compare the models" in steps[2][0]
+
+
+def test_home_says_not_measured_for_a_retrained_model(shipped_models):
+    entries = read_manifest()
+    retrained = next(e for e in entries if e.name == "cnn-fer2013")
+    retrained.sha256 = "0" * 64  # as register() writes it after retraining: the file is another one
+    write_manifest(entries)
+    at = _home()
+    table = at.dataframe[0].value.set_index("model")
+    assert table.loc["cnn-fer2013", "accuracy (95 % CI)"] == NOT_MEASURED
+    assert pd.isna(table.loc["cnn-fer2013", "images"])
+    assert table.loc["cnn-fer2013", "recorded at training"] == "70.3 % (68.7–71.8)"  # its own, labelled apart
+    assert CI_TEXT.match(table.loc["au-logreg-fer2013", "accuracy (95 % CI)"])
+    warning = " ".join(texts(at.warning))
+    assert "cnn-fer2013" in warning and "au-logreg-fer2013" not in warning
+    assert "`python bench/bundled_scores.py`" in warning
+
+
+def test_home_without_or_with_a_damaged_scores_file(shipped_models):
+    (shipped_models / SCORES_FILE).unlink()
+    at = _home()
+    assert set(at.dataframe[0].value["accuracy (95 % CI)"]) == {NOT_MEASURED}
+    assert any("Not measured on the shared images" in w for w in texts(at.warning))
+    (shipped_models / SCORES_FILE).write_text('{"models": "not a list"')
+    at = _home()
+    assert set(at.dataframe[0].value["accuracy (95 % CI)"]) == {NOT_MEASURED}
+    assert any(SCORES_FILE in w and "\n" not in w for w in texts(at.warning))
+
+
+# -- Korean -----------------------------------------------------------------------------------
+def test_korean_home_has_no_english_left(shipped_models, monkeypatch, tmp_path):
+    names = tuple(e.name for e in read_manifest())
+    at = _home("ko")
+    shown = page_texts(at)
+    assert english_left(shown, names) == []
+    assert texts(at.title) == ["설명 가능한 얼굴 감정 인식 워크벤치"]
+    table = at.dataframe[0].value
+    assert list(table.columns[:3]) == ["모델", "종류", "정확도 (95 % 신뢰구간)"]
+    assert set(table["val로도 선택됨"]) <= {"예", "트렁크만", "아니요", "기록 없음"}
+    assert any("화남 467" in c for c in texts(at.caption))
+    labels = [e.proto.label for e in at.get("page_link")]
+    assert labels[0].startswith("1. 데이터 살펴보기")
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "nowhere"))
+    without_images = _home("ko")
+    assert english_left(page_texts(without_images), names) == []
+    assert any("이미지 데이터셋이 없습니다" in i for i in texts(without_images.info))
+    # the English page is still English
+    english = _home("en")
+    assert texts(english.title) == ["Explainable facial-emotion workbench"]
+    assert english_left(page_texts(english), names)
+
+
+def test_korean_explorer_has_no_english_left(shipped_models, fer_val):
+    at = AppTest.from_file(EXPLORER)
+    at.query_params["lang"] = "ko"
+    run_app(at, T)
+    at.selectbox[0].set_value("val")
+    run_app(at, T)
+    assert english_left(page_texts(at)) == []
+    assert [c["layout"]["title"]["text"] for c in charts(at)] == [
+        "감정별 이미지 수", "감정별 AU 강도", "감정별 평균 AU 프로필"]
+    assert any(m.startswith("**행복**") for m in texts(at.markdown))
+    assert list(at.dataframe[0].value.columns[:3]) == ["감정", "이미지 수", "비율"]
+    at.radio(key="explorer_source").set_value("AU table (CSV)")
+    run_app(at, T)
+    assert english_left(page_texts(at)) == []
+    assert at.radio(key="explorer_source").options == [
+        "FER2013 분할 (데이터 폴더)", "이 컴퓨터의 폴더", "이미지 zip 올리기", "AU 표 (CSV)"]
+    at.radio(key="explorer_source").set_value("A folder on this machine")
+    run_app(at, T)
+    assert english_left(page_texts(at)) == []
+
+
+def test_korean_explorer_without_datasets_and_english_explorer(shipped_models, monkeypatch, tmp_path, downloads):
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "nowhere"))
+    at = AppTest.from_file(EXPLORER)
+    at.query_params["lang"] = "ko"
+    run_app(at, T)
+    assert english_left(page_texts(at)) == []
+    assert any("FER2013 이미지가 없습니다" in w for w in texts(at.warning))
+    english = run_app(AppTest.from_file(EXPLORER), T)
+    english.radio(key="explorer_source").set_value("AU table (CSV)")
+    run_app(english, T)
+    assert english_left(page_texts(english))  # still English
+    assert texts(english.title) == ["Dataset explorer"]
+    balance = pd.read_csv(io.BytesIO(downloads["class_balance.csv"]))
+    assert list(balance.columns) == ["emotion", "images", "percent", "faces found"]
+    assert balance["images"].sum() > 20000 and "disgust" in set(balance["emotion"])
+    means = pd.read_csv(io.BytesIO(downloads["mean_au_profile.csv"]), index_col=0)
+    assert "happy" in means.index and means.shape[1] == 17
