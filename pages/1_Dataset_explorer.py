@@ -190,7 +190,8 @@ def show_aus(table: pd.DataFrame, origin: str) -> None:
     present = _ordered(labels)
     classes = st.multiselect(t("explorer.emotions"), present, default=present, format_func={e: _emotion(e) for e in present}.__getitem__,
                              key="explorer_classes")
-    chosen = st.multiselect(t("explorer.au_pick"), list(AU_COLUMNS), default=list(AU_COLUMNS), format_func=au_label,
+    chosen = st.multiselect(t("explorer.au_pick"), list(AU_COLUMNS), default=list(AU_COLUMNS),
+                            format_func={c: au_label(c) for c in AU_COLUMNS}.__getitem__,
                             key="explorer_aus")
     if not classes or not chosen:
         st.info(t("explorer.pick_one"))

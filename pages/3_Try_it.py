@@ -58,7 +58,7 @@ def choose_models() -> tuple[object | None, str, str, list]:
     others = entries_of(explains=False)
     c1, c2 = st.columns(2)
     name = c1.selectbox(t("try_it.au_model"), names, index=default, key="try_model",
-                        format_func=lambda n: t("try_it.session_model") if n == SESSION_MODEL else n)
+                        format_func={n: t("try_it.session_model") if n == SESSION_MODEL else n for n in names}.__getitem__)
     chosen: list[str] = []
     if others:
         other_names = [e.name for e in others]

@@ -47,7 +47,9 @@ def people_finding(key: str) -> str:
 
 def choose_mask() -> tuple[str, int]:
     c1, c2 = st.columns(2)
-    style = c1.selectbox(t("masks.mask"), list(STYLES), format_func=style_label, key="mask_style")
+    # labels made during the run: AppTest formats options outside it, in the default language
+    style = c1.selectbox(t("masks.mask"), list(STYLES), format_func={s: style_label(s) for s in STYLES}.__getitem__,
+                         key="mask_style")
     seed = int(c2.number_input(t("masks.seed"), 0, 1_000_000, 0, key="mask_draw_seed", help=t("masks.seed_help")))
     return style, seed
 
