@@ -361,65 +361,75 @@ def _fer_splits() -> tuple[Path, list[str]]:
 
 def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
     """The test-set chooser of Compare and Masks: (labelled images, their folder, a description), or
-    None with a message shown. Widget keys start with ``prefix``."""
-    source = st.radio("Test set", (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key=f"{prefix}_source")
+    None with a message shown. Widget keys start with ``prefix``. Its text is in the ``compare``
+    catalogue (the option values stay the English constants above, shown translated)."""
+    shown = {DRAWN: t("compare.ts_drawn"), FOLDER: t("compare.ts_folder"), ZIP: t("compare.ts_zip"),
+             SPLIT: t("compare.ts_split")}
+    layout = t("compare.data_layout")
+    source = st.radio(t("compare.ts_label"), (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key=f"{prefix}_source",
+                      format_func=shown.__getitem__)
     fer_root, splits = _fer_splits()
     if source in (DRAWN, SPLIT) and not splits:
-        st.warning(f"No FER2013 images at `{fer_root}`: set FER_DATA_DIR to the folder holding `fer2013/`, or "
-                   f"use a folder or a zip of your own. {DATA_LAYOUT_HELP}")
+        st.warning(t("compare.ts_no_fer", root=str(fer_root), layout=layout))
         return None
     if source == DRAWN:
         c1, c2, c3 = st.columns(3)
-        split = c1.selectbox("Drawn from", splits, index=splits.index("val") if "val" in splits else 0,
-                             key=f"{prefix}_draw_split",
-                             help="A split the models did not train on: val for the bundled models.")
-        per = int(c2.number_input("Images per emotion", 1, 500, 10, key=f"{prefix}_draw_per"))
-        seed = int(c3.number_input("Seed", 0, 1_000_000, 0, key=f"{prefix}_seed",
-                                   help="The same seed draws the same images again."))
+        split = c1.selectbox(t("compare.ts_drawn_from"), splits, index=splits.index("val") if "val" in splits else 0,
+                             key=f"{prefix}_draw_split", help=t("compare.ts_drawn_from_help"))
+        per = int(c2.number_input(t("compare.ts_per_emotion"), 1, 500, 10, key=f"{prefix}_draw_per"))
+        seed = int(c3.number_input(t("compare.ts_seed"), 0, 1_000_000, 0, key=f"{prefix}_seed",
+                                   help=t("compare.ts_seed_help")))
         if split == "train":
-            st.warning("The models were trained on FER2013 train: scores on it are optimistic. Use val.")
+            st.warning(t("compare.ts_train_warning"))
         drawn = drawn_test_set(str(fer_root / split), per, seed, SIX_EMOTIONS)
         return (dataset_items(str(drawn.root)), str(drawn.root),
-                f"{drawn.count} images ({per} per emotion) drawn from FER2013 {split} with seed {seed}")
+                t("compare.ts_drawn_description", n=drawn.count, per=per, split=split, seed=seed))
     if source == FOLDER:
-        path = st.text_input("Folder with emotion subfolders (or emotion-prefixed file names)", key=f"{prefix}_folder",
-                             help=DATA_LAYOUT_HELP).strip()
+        path = st.text_input(t("compare.ts_folder_label"), key=f"{prefix}_folder", help=layout).strip()
         if not path:
-            st.info(f"Type the path of a labelled folder. {DATA_LAYOUT_HELP}")
+            st.info(t("compare.ts_folder_info", layout=layout))
             return None
         folder = Path(path).expanduser()
-        return dataset_items(str(folder)), str(folder), f"folder `{folder}`"
+        return dataset_items(str(folder)), str(folder), t("compare.ts_folder_description", folder=str(folder))
     if source == ZIP:
-        up = st.file_uploader("Zip of a test set (emotion subfolders, or names like angry001.jpg)", type=["zip"],
-                              key=f"{prefix}_zip", help=DATA_LAYOUT_HELP)
+        up = st.file_uploader(t("compare.ts_zip_label"), type=["zip"], key=f"{prefix}_zip", help=layout)
         if up is None:
-            st.info(f"Upload a zip; it is unpacked into a temporary folder only. {DATA_LAYOUT_HELP}")
+            st.info(t("compare.ts_zip_info", layout=layout))
             return None
         data = up.getvalue()
         unpacked = unpacked_zip(digest(data), data)
-        return dataset_items(str(unpacked.root)), str(unpacked.root), f"zip `{up.name}`"
-    split = st.selectbox("Split", splits, index=splits.index("val") if "val" in splits else 0, key=f"{prefix}_split")
+        return dataset_items(str(unpacked.root)), str(unpacked.root), t("compare.ts_zip_description", name=up.name)
+    split = st.selectbox(t("compare.ts_split_label"), splits, index=splits.index("val") if "val" in splits else 0,
+                         key=f"{prefix}_split")
     if split == "train":
-        st.warning("The models were trained on FER2013 train: scores on it are optimistic. Use val.")
+        st.warning(t("compare.ts_train_warning"))
     items = dataset_items(str(fer_root / split))
-    st.caption(f"{len(items):,} images. AU models need ~30 ms per image the first time (measurements are cached).")
-    return items, str(fer_root / split), f"FER2013 {split} ({len(items):,} images)"
+    st.caption(t("compare.ts_split_caption", n=f"{len(items):,}"))
+    return items, str(fer_root / split), t("compare.ts_split_description", split=split, n=f"{len(items):,}")
 
 
-def choose_models(prefix: str) -> list:
-    """Registered models to run (every one by default)."""
+def choose_models(prefix: str, unsaved: bool = True) -> list:
+    """Models to run (every one by default): manifest entries, and with ``unsaved`` this session's
+    models not saved yet (as Predictors, listed "(not saved)"; one named like a saved model is
+    renamed "<name> (not saved)" for the run, so both can be compared side by side)."""
+    import copy
+
     entries = manifest_entries()
-    if not entries:
-        st.warning("No models are registered in models/manifest.json: train an AU model or a CNN, or import a "
-                   "Teachable Machine export, on their pages.")
+    pending = unsaved_models() if unsaved else {}
+    if not entries and not pending:
+        st.warning(t("compare.no_models"))
         return []
-    names = [e.name for e in entries]
-    kinds = {e.name: e.kind for e in entries}
-    chosen = st.multiselect("Models", names, default=names, key=f"{prefix}_models",
-                            format_func=lambda n: f"{n} ({kinds[n]})",
-                            help="All registered models: AU models, CNNs and Teachable Machine imports. The first "
-                                 "CNN or Teachable Machine model starts TensorFlow (~15 s).")
-    return [e for e in entries if e.name in chosen]
+    options: dict[str, Any] = {e.name: e for e in entries}
+    labels = {e.name: f"{e.name} ({e.kind})" for e in entries}
+    for name, predictor in pending.items():
+        if name in options:
+            predictor = copy.copy(predictor)
+            predictor.name = t("compare.unsaved_name", name=name)
+        options[predictor.name] = predictor
+        labels[predictor.name] = t("compare.unsaved_label", name=predictor.name, kind=predictor.kind)
+    chosen = st.multiselect(t("compare.models"), list(options), default=list(options), key=f"{prefix}_models",
+                            format_func=lambda n: labels.get(n, n), help=t("compare.models_help"))
+    return [options[n] for n in chosen if n in options]
 
 
 # -- models made in this session and not saved yet ---------------------------------------------
