@@ -64,10 +64,14 @@ def parse(text: str) -> Parts:
 
 @pytest.fixture
 def hand_comparison(tmp_path) -> Comparison:
-    """Six real image files; model A right on 4 (one no face), B right on 3."""
+    return hand_made_comparison(tmp_path)
+
+
+def hand_made_comparison(folder: Path) -> Comparison:
+    """Six real image files in ``folder``; model A right on 4 (one no face), B right on 3."""
     files = []
     for i in range(6):
-        path = tmp_path / f"img{i}.png"
+        path = folder / f"img{i}.png"
         Image.new("L", (48, 48), 30 * i).save(path)
         files.append(str(path))
     table = pd.DataFrame({"file": files, "label": ["happy"] * 3 + ["sad"] * 3,
@@ -89,6 +93,7 @@ def test_report_is_self_contained_with_every_figure_table_and_wrong_image(hand_c
     text = comparison_report_html(hand_comparison, settings, [ENTRY])
     parts = parse(text)
     assert parts.script_src == [] and parts.links == []  # nothing fetched: plotly.js is inline
+    assert "@font-face" not in text  # no Hangul, no font to embed
     assert text.count("Plotly.newPlot") == 4 and text.count("<script") == 1 + 4  # plotly.js once, 4 figures
     assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2", "figure-3"]  # overall, per emotion, 2 matrices
     # wrong images: A wrong on img2 and img5 (no face), B on img1, img2 and img4
@@ -118,7 +123,8 @@ def test_report_in_korean(hand_comparison, tmp_path):
     assert '<html lang="ko">' in text and "모델 비교 보고서" in parts.text
     words = " ".join(parts.text)
     assert "행복 → 슬픔" in words and "슬픔 → 얼굴 없음" in words and "Settings" not in parts.text
-    assert "NanumGothic" in text  # a font that draws Hangul
+    assert "@font-face { font-family: NanumGothic" in text  # the Hangul it uses, inline (a cut of the font)
+    assert len(text) < len(comparison_report_html(hand_comparison, ReportSettings.now("x"), [])) + 400_000
     assert json.dumps("전체 정확도와 95% 부트스트랩 구간") in text  # the figures too (plotly escapes non-ASCII)
     from fer_core.i18n import current_language
 

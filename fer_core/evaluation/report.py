@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import platform
+import string
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import FerError
-from ..i18n import FONT_FAMILY, emotion_label, t, using_language
+from ..i18n import FONT_FAMILY, emotion_label, hangul_font_path, t, using_language
 from ..manifest import ModelEntry
 from .compare import Comparison
 
@@ -52,6 +54,31 @@ class ReportSettings:
                 continue
         return cls(test_set=test_set, root=str(root) if root is not None else None,
                    created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), versions=versions)
+
+
+def _hangul_font_css(text: str) -> str:
+    """An ``@font-face`` with NanumGothic cut down to the characters of this report, inline, so
+    Korean reads right on a machine without a Hangul font (the whole font is 4.7 MB; the cut is a
+    few tens of KB). Empty when the report has no Hangul or no font/fontTools is installed."""
+    chars = {c for c in text if "\uac00" <= c <= "\ud7a3" or "\u3131" <= c <= "\u318e"}
+    source = hangul_font_path()
+    if not chars or source is None:
+        return ""
+    try:
+        from fontTools import subset
+    except ImportError:
+        return ""
+    options = subset.Options()
+    options.drop_tables += ["DSIG"]
+    font = subset.load_font(str(source), options)
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(text="".join(sorted(chars | set(string.printable))))
+    subsetter.subset(font)
+    buf = io.BytesIO()
+    font.save(buf)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return ("@font-face { font-family: NanumGothic; "
+            f"src: url(data:font/ttf;base64,{data}) format('truetype'); }}")
 
 
 def _plotly_js() -> str:
@@ -204,10 +231,14 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
 <h2>{_e(t("report.wrong"))}</h2><p class="note">{_e(t("report.wrong_note"))}</p>{wrong}
 """
         title = t("report.title")
+        shown_text = body + "".join(json.dumps(fig.to_plotly_json(), ensure_ascii=False, default=str)
+                                    for fig in figures)
+    font_css = _hangul_font_css(shown_text)
     return f"""<!DOCTYPE html>
 <html lang="{code}"><head><meta charset="utf-8"><title>{_e(title)}</title>
 <meta name="generator" content="fer_core {_e(sys.version.split()[0])}">
 <style>
+{font_css}
 body {{ font-family: {FONT_FAMILY}; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; vertical-align: top; }}
