@@ -94,9 +94,8 @@ def show_overall(res: Comparison) -> None:
                      "macro_f1": st.column_config.NumberColumn(titles["macro_f1"], format="%.3f"),
                      "no_face": st.column_config.NumberColumn(titles["no_face"], help=t("compare.no_face_help")),
                  })
-    left, right = st.columns([3, 2])
-    left.plotly_chart(accuracy_ci_bars(summary), key="cmp_overall")
-    right.caption(t("compare.overall_caption"))
+    st.plotly_chart(accuracy_ci_bars(summary), key="cmp_overall")
+    st.caption(t("compare.overall_caption"))
 
 
 def show_per_emotion(res: Comparison) -> None:

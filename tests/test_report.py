@@ -165,3 +165,16 @@ def test_compare_cli_writes_the_report(tmp_path, fer_sample, capsys):
 def test_compare_cli_refuses_a_report_path_that_is_a_folder(tmp_path, fer_sample, capsys):
     code = main(["compare", "--images", str(fer_sample), "--models", "au-logreg-fer2013", "--report", str(tmp_path)])
     assert code != 0 and "is a folder" in capsys.readouterr().err
+
+
+def test_per_emotion_bar_labels_stand_upright_when_more_than_three_models_share_a_group():
+    from fer_core.figures.compare import per_emotion_grouped_bars
+
+    frame = pd.DataFrame([{"model": m, "emotion": e, "accuracy": 0.5, "n": 3}
+                          for m in "ABCD" for e in ("happy", "sad")])
+    four = per_emotion_grouped_bars(frame, overall={m: 0.5 for m in "ABCD"})
+    three = per_emotion_grouped_bars(frame[frame["model"] != "D"])
+    assert {b.textangle for b in four.data if b.type == "bar"} == {-90}
+    assert {b.textangle for b in three.data if b.type == "bar"} == {0}
+    assert [s.name for s in four.data if s.type == "scatter"] == [f"{m} overall: 50.0%" for m in "ABCD"]
+    assert not four.layout.annotations  # the overall accuracies are in the legend, not over the bars

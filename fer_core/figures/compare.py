@@ -213,7 +213,8 @@ def accuracy_ci_bars(summary: pd.DataFrame, title: str | None = None) -> go.Figu
     ))
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title=t("compare.axis_accuracy"),
                      tickvals=[0, .2, .4, .6, .8, 1])
-    return _font_layout(fig, title or t("compare.fig_overall"), height=340)
+    fig.update_xaxes(tickangle=0)  # the labels wrap at <br>; slanted ones ran into each other
+    return _font_layout(fig, title or t("compare.fig_overall"), height=360)
 
 
 def per_emotion_grouped_bars(frame: pd.DataFrame, title: str | None = None,
@@ -226,13 +227,14 @@ def per_emotion_grouped_bars(frame: pd.DataFrame, title: str | None = None,
     """
     emotions = list(order) if order else list(dict.fromkeys(frame["emotion"]))
     shown = emotion_labels(emotions)
+    upright = frame["model"].nunique() > 3  # side by side, more than three labels per group would overlap
     fig = go.Figure()
     for i, (name, sub) in enumerate(frame.groupby("model", sort=False)):
         by = sub.set_index("emotion").reindex(emotions)
         acc = by["accuracy"].astype(float)
         fig.add_trace(go.Bar(
             name=str(name), x=shown, y=acc.fillna(0), marker_color=model_color(i), legendgroup=str(name),
-            text=[percent(a) for a in acc], textposition="outside", textangle=0,
+            text=[percent(a) for a in acc], textposition="outside", textangle=-90 if upright else 0,
             cliponaxis=False, customdata=by["n"].fillna(0).astype(int),
             hovertemplate=f"{name}<br>" + t("compare.hover_emotion") + "<extra></extra>",
         ))
@@ -245,7 +247,7 @@ def per_emotion_grouped_bars(frame: pd.DataFrame, title: str | None = None,
                 + "<extra></extra>"))
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.2))
     fig.update_xaxes(tickfont=dict(size=13))
-    fig.update_yaxes(range=[0, 1.1], tickformat=".0%", title=t("compare.axis_accuracy"),
+    fig.update_yaxes(range=[0, 1.2 if upright else 1.1], tickformat=".0%", title=t("compare.axis_accuracy"),
                      tickvals=[0, .2, .4, .6, .8, 1])
     for j, emotion in enumerate(emotions):  # a thin emotion-coloured strip under each group
         fig.add_shape(type="rect", xref="x", yref="paper", x0=j - 0.45, x1=j + 0.45, y0=-0.012, y1=0.0,
