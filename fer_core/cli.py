@@ -134,6 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--models", nargs="+", default=None, help="default: every model in the manifest")
     s.add_argument("--classes", default=None, help="default: the classes the models share")
     s.add_argument("--csv", help="write per-image predictions here")
+    s.add_argument("--report", help="write one self-contained HTML report here (figures, tables, wrong images)")
+    s.add_argument("--lang", default="en", choices=["en", "ko"], help="language of the report (default: en)")
     s.add_argument("--workers", type=int, default=None, help="processes measuring faces (default: up to 2)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_compare)
@@ -523,10 +525,13 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    from . import fileio
     from .evaluation.compare import run_comparison
     from .measure.extract import default_workers
 
     refs, classes, items = _models_and_test_set(args)
+    if args.report:
+        fileio.output_path(args.report)  # a bad path fails now, not after the comparison
     comparison = run_comparison(refs, items, classes=classes, workers=args.workers or default_workers(),
                                 progress=_fraction_progress("predicting"))
     if comparison.failed_models:
@@ -537,10 +542,10 @@ def cmd_compare(args) -> int:
         print("left out (not predicted by every model): "
               + ", ".join(f"{n} {e}" for e, n in comparison.skipped.items()), file=sys.stderr)
     if args.csv:
-        from . import fileio
-
         with fileio.atomic_output(args.csv) as fh:
             comparison.table.to_csv(fh, index=False, encoding="utf-8")
+    if args.report:
+        _write_compare_report(args, comparison)
     if args.json:
         print(json.dumps(comparison.to_dict()))
         return 0
@@ -550,6 +555,17 @@ def cmd_compare(args) -> int:
         print(f"McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
               f"p = {pair.p_value:.4f}")
     return 0
+
+
+def _write_compare_report(args, comparison) -> None:
+    """compare --report: the dashboard's HTML report, with the manifest entries of the models named."""
+    from .evaluation.report import ReportSettings, comparison_report_html, write_report
+    from .manifest import read_manifest
+
+    entries = [e for e in read_manifest() if e.name in comparison.names]
+    settings = ReportSettings.now(f"{args.images} (python -m fer_core compare)", args.images)
+    path = write_report(args.report, comparison_report_html(comparison, settings, entries, lang=args.lang))
+    print(f"report: {path}", file=sys.stderr)
 
 
 def cmd_draw_testset(args) -> int:

@@ -1,4 +1,4 @@
-"""Compare: every chosen model (AU models, CNNs, Teachable Machine) on exactly the same test images."""
+"""Compare: every chosen model (AU models, CNNs, Teachable Machine, unsaved ones) on exactly the same test images."""
 
 from __future__ import annotations
 
@@ -8,18 +8,25 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.emotions import shared_classes
-from fer_core.errors import FerError
-from fer_core.evaluation.compare import Comparison, run_comparison
+from fer_core.errors import FerError, one_line
+from fer_core.evaluation.compare import Comparison, explain_image, run_comparison
 from fer_core.figures import plots
 from fer_core.figures.compare import (
-    NO_FACE,
     accuracy_ci_bars,
     accuracy_summary,
+    au_contribution_bars,
+    column_titles,
+    confusion_figure,
+    csv_bytes,
     mcnemar_frame,
     per_emotion_grouped_bars,
+    percent,
+    precision_recall_frame,
     predictions_frame,
+    probabilities_frame,
     summary_frame,
 )
+from fer_core.i18n import current_language, emotion_label, t
 from ui.common import (
     choose_models,
     choose_test_set,
@@ -34,67 +41,97 @@ from ui.common import (
 page_setup("nav.compare", ":material/compare_arrows:")
 
 MAX_THUMBS = 120  # wrong images shown per model; the CSV has them all
-PER_ROW = 3  # confusion matrices side by side
 
 
-def choose_classes(items: list, entries: list) -> list[str]:
+def choose_classes(items: list, models: list) -> list[str]:
     present = list(shared_classes([], {it.label for it in items}))
-    common = list(shared_classes([e.classes for e in entries if e.classes], present))
-    return st.multiselect("Emotions scored", present, default=common or present, key="cmp_classes",
-                          help="Images of other emotions are left out. The default is the emotions of the test "
-                               "set that every chosen model can predict.")
+    common = list(shared_classes([m.classes for m in models if m.classes], present))
+    return st.multiselect(t("compare.emotions_scored"), present, default=common or present, key="cmp_classes",
+                          format_func=shown_as(present).__getitem__, help=t("compare.emotions_scored_help"))
+
+
+def shown_as(emotions, everything: str | None = None) -> dict[str, str]:
+    """Option → its label, translated now: a widget's ``format_func`` must not read the language
+    later (Streamlit's test harness calls it outside the run)."""
+    labels = {e: emotion_label(e) for e in emotions}
+    if everything is not None:
+        labels = {"all": everything, **labels}
+    return labels
+
+
+def _name(model) -> str:
+    return getattr(model, "name", str(model))
+
+
+def _explains(model) -> bool:
+    """Whether a chosen model (manifest entry or Predictor) explains in AUs."""
+    from fer_core.predictors.registry import kinds
+
+    if hasattr(model, "predict_proba"):
+        return bool(model.explains)
+    kind = kinds().get(getattr(model, "kind", ""))
+    return bool(kind and kind.explains)
 
 
 # -- results ---------------------------------------------------------------------------------
+def _titles(*columns: str) -> dict:
+    titles = column_titles()
+    return {c: st.column_config.Column(titles[c]) for c in columns}
+
+
 def show_overall(res: Comparison) -> None:
-    st.subheader("Overall accuracy")
+    st.subheader(t("compare.overall_heading"))
     summary = accuracy_summary(res)
-    shown = summary.assign(ci95=[f"{lo:.1%} – {hi:.1%}" for lo, hi in zip(summary["ci95_low"], summary["ci95_high"])])
+    shown = summary.assign(accuracy=summary["accuracy"] * 100,
+                           ci95=[f"{percent(lo)} – {percent(hi)}" for lo, hi in zip(summary["ci95_low"],
+                                                                                summary["ci95_high"])])
+    titles = column_titles()
     st.dataframe(shown[["model", "kind", "accuracy", "ci95", "macro_f1", "no_face", "n"]], hide_index=True,
                  column_config={
-                     "accuracy": st.column_config.NumberColumn(format="percent"),
-                     "ci95": st.column_config.TextColumn("95% CI"),
-                     "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
-                     "no_face": st.column_config.NumberColumn("no face", help="counted as wrong"),
+                     **_titles("model", "kind", "n"),
+                     "accuracy": st.column_config.NumberColumn(titles["accuracy"], format="%.1f%%"),
+                     "ci95": st.column_config.TextColumn(titles["ci95"]),
+                     "macro_f1": st.column_config.NumberColumn(titles["macro_f1"], format="%.3f"),
+                     "no_face": st.column_config.NumberColumn(titles["no_face"], help=t("compare.no_face_help")),
                  })
-    left, right = st.columns([3, 2])
-    left.plotly_chart(accuracy_ci_bars(summary), key="cmp_overall")
-    right.caption("95% intervals: percentile bootstrap over the test images (2,000 resamples); they overlap "
-                  "easily on a small test set, so read the paired McNemar tests below for differences. "
-                  "Images where an AU model found no face count as wrong.")
+    st.plotly_chart(accuracy_ci_bars(summary), key="cmp_overall")
+    st.caption(t("compare.overall_caption"))
 
 
 def show_per_emotion(res: Comparison) -> None:
-    st.subheader("Per emotion")
-    frame = res.per_emotion_frame()
-    st.plotly_chart(per_emotion_grouped_bars(frame, order=res.classes), key="cmp_per_emotion")
+    st.subheader(t("compare.per_emotion_heading"))
+    overall = {name: r.accuracy for name, r in res.reports.items()}
+    st.plotly_chart(per_emotion_grouped_bars(res.per_emotion_frame(), order=res.classes, overall=overall),
+                    key="cmp_per_emotion")
+    st.caption(t("compare.per_emotion_caption"))
 
 
 def show_confusions(res: Comparison) -> None:
-    st.subheader("Confusion matrices")
-    names = res.names
-    per_row = min(PER_ROW, len(names))
-    for start in range(0, len(names), per_row):
-        cols = st.columns(per_row)
-        for col, name in zip(cols, names[start:start + per_row]):
+    st.subheader(t("compare.confusion_heading"))
+    st.caption(t("compare.confusion_caption"))
+    for tab, name in zip(st.tabs(res.names), res.names):
+        with tab:
             r = res.reports[name]
-            fig = plots.confusion_heatmap(r.confusion, r.labels, title=f"{name}")
-            fig.update_traces(showscale=False)
-            col.plotly_chart(fig, key=f"cmp_confusion_{name}")
+            st.plotly_chart(confusion_figure(r), key=f"cmp_confusion_{name}")
             if r.no_face:
-                col.caption(f"{r.no_face} image(s) without a face are not in the matrix (counted wrong).")
-    st.caption("Rows: true emotion, columns: predicted; colour and percentage are the share of the row.")
+                st.caption(t("compare.confusion_no_face", n=r.no_face))
 
 
 def show_mcnemar(res: Comparison) -> None:
-    st.subheader("Pairwise McNemar tests")
+    st.subheader(t("compare.mcnemar_heading"))
     if len(res.names) < 2:
-        st.info("Choose at least two models to test their differences.")
+        st.info(t("compare.mcnemar_one"))
         return
+    titles = column_titles()
     st.dataframe(mcnemar_frame(res), hide_index=True, column_config={
-        "p-value": st.column_config.NumberColumn(format="%.4f")})
-    st.caption("Exact McNemar test on the images where exactly one of the two models is right. With few test "
-               "images only large differences reach significance.")
+        **_titles("model A", "model B", "only A right", "only B right", "verdict"),
+        "p-value": st.column_config.NumberColumn(titles["p-value"], format="%.4f")})
+    st.caption(t("compare.mcnemar_caption"))
+
+
+def _caption(row: pd.Series, name: str) -> str:
+    pred = row[name]
+    return f"{emotion_label(row['label'])} → {t('compare.no_face') if pd.isna(pred) else emotion_label(pred)}"
 
 
 def _thumb_grid(res: Comparison, rows: pd.DataFrame, name: str) -> None:
@@ -106,21 +143,69 @@ def _thumb_grid(res: Comparison, rows: pd.DataFrame, name: str) -> None:
         except FerError:
             failed += 1
             continue
-        pred = row[name]
-        captions.append(f"{row['label']} → {NO_FACE if pd.isna(pred) else pred}")
+        captions.append(_caption(row, name))
     if images:
         st.image(images, caption=captions, width=72)
     if len(rows) > MAX_THUMBS:
-        st.caption(f"The first {MAX_THUMBS} of {len(rows)} are shown; the CSV below lists them all.")
+        st.caption(t("compare.thumbs_first", shown=MAX_THUMBS, total=len(rows)))
     if failed:
-        st.caption(f"{failed} image(s) are no longer available (the temporary test set was cleared); "
-                   "press Compare again.")
+        st.caption(t("compare.thumbs_failed", n=failed))
 
 
-def show_wrong(res: Comparison) -> None:
-    st.subheader("Images each model got wrong")
+def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer) -> None:
+    """Pick one wrong image of this model and see how the AU model reads that face."""
+    if explainer is None:
+        st.caption(t("compare.explain_no_model"))
+        return
+    files = rows["file"].tolist()[:MAX_THUMBS]
+    captions = {f: f"{Path(f).name}: {_caption(row, name)}" for f, (_, row) in zip(files, rows.iterrows())}
+    picked = st.selectbox(t("compare.explain_pick", model=explainer.name), files, index=None,
+                          key=f"cmp_explain_{name}", format_func=captions.__getitem__,
+                          placeholder=t("compare.explain_placeholder"), help=t("compare.explain_help"))
+    if picked is None:
+        return
+    cache: dict = st.session_state.setdefault("cmp_explained", {})
+    key = (picked, explainer.name)
+    if key not in cache:
+        with st.spinner(t("compare.explain_running")):
+            try:
+                label = rows.set_index("file").loc[picked, "label"]
+                cache[key] = explain_image(res.path_of(picked), label, explainer)
+            except FerError as exc:
+                cache[key] = one_line(exc)
+    found = cache[key]
+    if isinstance(found, str):
+        show_error(found)
+        return
+    c1, c2, c3 = st.columns([1, 1.3, 1.3])
+    try:
+        c1.image(thumbnail(res.path_of(picked), 192), caption=captions[picked])
+    except FerError as exc:
+        c1.caption(one_line(exc))
+    ex = found.explanation
+    if ex is None:
+        c2.warning(t("compare.explain_no_face"))
+        return
+    reasons = [c for c in ex.reasons if c.present]
+    with c1:
+        st.markdown(t("compare.explain_reads", model=explainer.name, emotion=emotion_label(ex.emotion),
+                      p=percent(ex.probabilities[ex.emotion])))
+        if reasons:
+            st.markdown(t("compare.explain_because", aus=", ".join(f"{c.au} ({c.intensity:.1f})" for c in reasons)))
+        against = [c for c in ex.against if c.present]
+        if against:
+            st.caption(t("compare.explain_against", aus=", ".join(f"{c.au} ({c.intensity:.1f})" for c in against)))
+    c2.plotly_chart(au_contribution_bars(ex), key=f"cmp_contrib_{name}")
+    c3.plotly_chart(plots.au_intensity_bars(found.aus, highlight=[c.au for c in reasons],
+                                            title=t("compare.fig_intensities")), key=f"cmp_aus_{name}")
+
+
+def show_wrong(res: Comparison, explainer) -> None:
+    st.subheader(t("compare.wrong_heading"))
     table = res.table
-    focus = st.selectbox("True emotion", ["all"] + list(res.classes), key="cmp_wrong_emotion")
+    labels = shown_as(res.classes, everything=t("compare.all_emotions"))
+    focus = st.selectbox(t("compare.true_emotion"), list(labels), key="cmp_wrong_emotion",
+                         format_func=labels.__getitem__)
     if focus != "all":
         table = table[table["label"] == focus]
     tabs = st.tabs([f"{n} ({int((table[n] != table['label']).sum())})" for n in res.names])
@@ -128,83 +213,127 @@ def show_wrong(res: Comparison) -> None:
         with tab:
             wrong = table[table[name] != table["label"]]
             if wrong.empty:
-                st.success("None wrong." if focus == "all" else f"No {focus} image wrong.")
+                st.success(t("compare.none_wrong") if focus == "all"
+                           else t("compare.none_wrong_of", emotion=emotion_label(focus)))
                 continue
-            st.caption("Caption: true → predicted.")
+            st.caption(t("compare.thumbs_caption"))
             _thumb_grid(res, wrong, name)
+            show_explanation(res, wrong, name, explainer)
 
 
 def show_no_face(res: Comparison) -> None:
     missing = {n: res.no_face_files(n) for n in res.names if res.no_face_files(n)}
     if not missing:
         return
-    st.subheader("No face found (counted as wrong)")
+    st.subheader(t("compare.no_face_heading"))
     for name, files in missing.items():
-        st.warning(f"{name}: no face found in {len(files)} of {res.n} images; they count as wrong.",
+        st.warning(t("compare.no_face_warning", model=name, n=len(files), total=res.n),
                    icon=":material/face_retouching_off:")
-        with st.expander(f"The {len(files)} image(s) {name} could not judge"):
+        with st.expander(t("compare.no_face_expander", model=name, n=len(files))):
             rows = res.table[res.table["file"].isin(files)]
             _thumb_grid(res, rows, name)
             st.dataframe(pd.DataFrame({"file": [Path(f).name for f in files],
                                        "label": rows.set_index("file").reindex(files)["label"].tolist()}),
-                         hide_index=True)
+                         hide_index=True, column_config={"file": st.column_config.Column(t("compare.col_file")),
+                                                         "label": st.column_config.Column(t("compare.col_label"))})
 
 
-def show_downloads(res: Comparison, root: str) -> None:
-    st.subheader("Download")
-    c1, c2 = st.columns(2)
-    predictions = predictions_frame(res.table, res.names, root).to_csv(index=False).encode()
-    summary = summary_frame(res).to_csv(index=False).encode()
-    c1.download_button("Per-image predictions (CSV)", predictions, file_name="compare_predictions.csv",
-                       mime="text/csv", key="cmp_download_predictions", icon=":material/download:")
-    c2.download_button("Per-emotion summary (CSV)", summary, file_name="compare_summary.csv", mime="text/csv",
-                       key="cmp_download_summary", icon=":material/download:")
+def download_files(res: Comparison, root: str) -> dict[str, bytes]:
+    """The CSVs of Compare by file name: what the buttons give and the tests parse back."""
+    return {
+        "compare_predictions.csv": csv_bytes(predictions_frame(res.table, res.names, root)),
+        "compare_probabilities.csv": csv_bytes(probabilities_frame(res, root)),
+        "compare_summary.csv": csv_bytes(summary_frame(res)),
+        "compare_precision_recall_f1.csv": csv_bytes(precision_recall_frame(res)),
+        "compare_mcnemar.csv": csv_bytes(mcnemar_frame(res)),
+    }
+
+
+def report_html(saved: dict, lang: str) -> bytes:
+    """The self-contained HTML report of this comparison, built when the button is pressed (in the
+    server's download request, outside this run: so the language is passed, not read)."""
+    from fer_core.evaluation.report import ReportSettings, comparison_report_html
+
+    settings = saved.get("settings") or ReportSettings.now(saved["description"], saved["root"])
+    entries = [m for m in saved.get("models", []) if not hasattr(m, "predict_proba")]
+    return comparison_report_html(saved["comparison"], settings, entries, lang=lang).encode("utf-8")
+
+
+def show_downloads(saved: dict) -> None:
+    res: Comparison = saved["comparison"]
+    st.subheader(t("compare.download_heading"))
+    files = download_files(res, saved["root"])
+    labels = {"compare_predictions.csv": t("compare.dl_predictions"),
+              "compare_probabilities.csv": t("compare.dl_probabilities"),
+              "compare_summary.csv": t("compare.dl_summary"),
+              "compare_precision_recall_f1.csv": t("compare.dl_precision_recall"),
+              "compare_mcnemar.csv": t("compare.dl_mcnemar")}
+    columns = st.columns(3)
+    for i, (file_name, data) in enumerate(files.items()):
+        columns[i % 3].download_button(labels[file_name], data, file_name=file_name, mime="text/csv",
+                                       key=f"cmp_download_{Path(file_name).stem}", icon=":material/download:")
+    lang = current_language()
+    columns[len(files) % 3].download_button(
+        t("compare.dl_report"), lambda: report_html(saved, lang), file_name="compare_report.html", mime="text/html",
+        key="cmp_download_report", icon=":material/description:", help=t("compare.dl_report_help"),
+        type="primary")
 
 
 def show_results(saved: dict, current: str | None) -> None:
     res: Comparison = saved["comparison"]
     st.divider()
     if current is not None and current != saved["signature"]:
-        st.info("The results below are for the previous choice; press **Compare** to update them.")
-    st.caption(f"Test set: {saved['description']} · {res.n:,} images scored on "
-               f"{', '.join(res.classes)} · {len(res.names)} models · {res.seconds:.1f} s")
+        st.info(t("compare.stale"))
+    st.caption(t("compare.run_caption", description=saved["description"], n=f"{res.n:,}",
+                 emotions=", ".join(emotion_label(e) for e in res.classes), models=len(res.names),
+                 seconds=f"{res.seconds:.1f}"))
     for problem in res.failed_models:
-        show_error(problem, prefix="left out", warning=True)
+        show_error(problem, prefix=t("compare.left_out"), warning=True)
     if res.unreadable:
-        st.warning(f"{len(res.unreadable)} image(s) could not be read and were left out, e.g. {res.unreadable[0]}")
+        st.warning(t("compare.unreadable", n=len(res.unreadable), example=res.unreadable[0]))
     show_overall(res)
     show_per_emotion(res)
     show_confusions(res)
     show_mcnemar(res)
-    show_wrong(res)
+    explainers = [m for m in saved.get("models", []) if _explains(m)]
+    explainer = None
+    if explainers:
+        first = explainers[0]
+        try:
+            explainer = first if hasattr(first, "predict_proba") else load_predictor(first)
+        except FerError as exc:
+            show_error(exc, warning=True)
+    show_wrong(res, explainer)
     show_no_face(res)
-    show_downloads(res, saved["root"])
+    show_downloads(saved)
 
 
 def main() -> None:
-    st.title("Compare")
-    st.caption("The AU model, CNNs and Teachable Machine models on exactly the same images: accuracy with "
-               "bootstrap intervals, per emotion, confusions, paired tests and the images each one gets wrong.")
+    st.title(t("compare.title"))
+    st.caption(t("compare.intro"))
     previous: dict | None = st.session_state.get("cmp_result")
     current = None
     try:
         chosen = choose_test_set("cmp")
-        entries = choose_models("cmp") if chosen is not None else []
-        if chosen is not None and entries:
+        models = choose_models("cmp") if chosen is not None else []
+        if chosen is not None and models:
             items, root, description = chosen
-            classes = choose_classes(items, entries)
-            current = f"{root}|{len(items)}|{[e.name for e in entries]}|{classes}"
-            if st.button("Compare", type="primary", key="cmp_run"):
+            classes = choose_classes(items, models)
+            current = f"{root}|{len(items)}|{[_name(m) for m in models]}|{classes}"
+            if st.button(t("compare.run"), type="primary", key="cmp_run"):
                 if not classes:
-                    show_error("pick at least one emotion to score")
+                    show_error(t("compare.no_classes"))
                 else:
-                    bar, progress = fraction_bar()
+                    from fer_core.evaluation.report import ReportSettings
+
+                    bar, progress = fraction_bar(t("compare.starting"))
                     try:
-                        comparison = run_comparison(entries, items, classes, progress=progress, loader=load_predictor)
+                        comparison = run_comparison(models, items, classes, progress=progress, loader=load_predictor)
                     finally:
                         bar.empty()
                     previous = {"comparison": comparison, "root": root, "description": description,
-                                "signature": current}
+                                "signature": current, "models": list(models),
+                                "settings": ReportSettings.now(description, root)}
                     st.session_state["cmp_result"] = previous
     except FerError as exc:
         show_error(exc)

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import copy
+import io
 import json
+import re
 
 import numpy as np
+import pandas as pd
 import pytest
+from apptest_helpers import charts, english_left, page_texts, run_app, texts
+from conftest import BUNDLED_AU_MODEL
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
 from fer_core.cli import main
+from fer_core.config import REPO_ROOT
+from fer_core.emotions import SIX_EMOTIONS
 from fer_core.evaluation.compare import run_comparison
 from fer_core.images import list_images
 from fer_core.predictors.base import Predictor
+from fer_core.predictors.registry import load_predictor
+
+T = 240  # seconds per script run (measuring faces the first time)
 
 
 class LookupPredictor(Predictor):
@@ -95,3 +107,124 @@ def test_train_cnn_then_evaluate_and_compare_all_kinds(capsys, tmp_path, fer_sam
     both = json.loads(capsys.readouterr().out)
     assert list(both["models"]) == ["au-logreg-fer2013", "tiny"]
     assert both["mcnemar"][0]["a"] == "au-logreg-fer2013" and both["models"]["tiny"]["n"] == 24
+
+
+# -- the Compare page (Streamlit AppTest) ---------------------------------------------------------
+COMPARE_PAGE = str(REPO_ROOT / "pages" / "6_Compare.py")
+UNSAVED = "au-unsaved"
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict:
+    """The files the page's download buttons serve, by file name (bytes, or the callable of a button
+    that builds its file on click), caught where Streamlit hands them to its media file manager."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    served: dict = {}
+    add, add_deferred = MediaFileManager.add, MediaFileManager.add_deferred
+
+    def record(self, path_or_data, mimetype, coordinates, file_name=None, is_for_static_download=False):
+        if is_for_static_download and file_name:
+            served[file_name] = path_or_data
+        return add(self, path_or_data, mimetype, coordinates, file_name, is_for_static_download)
+
+    def record_deferred(self, data_callable, mimetype, coordinates, file_name=None, **kw):
+        served[file_name] = data_callable
+        return add_deferred(self, data_callable, mimetype, coordinates, file_name, **kw)
+
+    monkeypatch.setattr(MediaFileManager, "add", record)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record_deferred)
+    return served
+
+
+def _page(lang: str = "en") -> AppTest:
+    at = AppTest.from_file(COMPARE_PAGE)
+    at.query_params["lang"] = lang
+    return run_app(at, T)
+
+
+def _unsaved_au_model():
+    """The bundled AU model under another name, as a page leaves a model trained and not saved."""
+    predictor = copy.copy(load_predictor(BUNDLED_AU_MODEL))
+    predictor.name = UNSAVED
+    return predictor
+
+
+def test_compare_page_speaks_korean_before_a_run(models_dir, fer_val):
+    ko = _page("ko")
+    assert ko.title[0].value == "모델 비교"
+    assert english_left(page_texts(ko), (BUNDLED_AU_MODEL,)) == []
+    assert ko.radio(key="cmp_source").options[0] == "60장 테스트 세트 (분할에서 추출)"
+    en = _page("en")
+    assert en.title[0].value == "Compare" and en.radio(key="cmp_source").label == "Test set"
+    assert en.button(key="cmp_run").label == "Compare"
+
+
+def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir, fer_val, downloads):
+    at = AppTest.from_file(COMPARE_PAGE)
+    at.query_params["lang"] = "ko"
+    at.session_state["_unsaved_models"] = {UNSAVED: _unsaved_au_model()}
+    run_app(at, T)
+    models = at.multiselect(key="cmp_models")
+    assert models.value == [BUNDLED_AU_MODEL, UNSAVED]
+    assert models.options[1] == f"{UNSAVED} (au-logreg, 저장 안 됨)"
+    at.number_input(key="cmp_draw_per").set_value(2)
+    run_app(at, T)
+    at.button(key="cmp_run").click()
+    run_app(at, T)
+    saved = at.session_state["cmp_result"]
+    res = saved["comparison"]
+    assert res.names == [BUNDLED_AU_MODEL, UNSAVED] and res.n == 12  # the unsaved model ran beside the saved one
+    assert english_left(page_texts(at), (BUNDLED_AU_MODEL, UNSAVED)) == []
+    # the same model twice: identical predictions, so McNemar finds nothing
+    assert (res.table[BUNDLED_AU_MODEL].fillna("-") == res.table[UNSAVED].fillna("-")).all()
+    figs = {c["layout"]["title"]["text"]: c for c in charts(at)}
+    assert "전체 정확도와 95% 부트스트랩 구간" in figs
+    bars = figs["감정별 정확도(재현율), 모델마다 막대 하나"]["data"]
+    assert [d["type"] for d in bars] == ["bar", "scatter", "bar", "scatter"]  # overall as legend lines
+    assert bars[1]["name"].startswith(f"{BUNDLED_AU_MODEL} 전체: ") and "annotations" not in \
+        figs["감정별 정확도(재현율), 모델마다 막대 하나"]["layout"]
+    labels = [t for d in bars if d["type"] == "bar" for t in d["text"]]
+    assert all(re.fullmatch(r"\d+\.\d%|–", t) for t in labels), labels  # one format: 51.7%
+    matrices = [figs[name] for name in res.names]  # one per tab, same fixed scale, readable text
+    assert len(at.tabs) >= 2 and at.tabs[0].label == BUNDLED_AU_MODEL
+    for m in matrices:
+        trace = m["data"][0]
+        assert (trace["zmin"], trace["zmax"]) == (0, 1) and trace["textfont"]["size"] >= 13
+    # downloads: every CSV parses back
+    files = {name: data for name, data in downloads.items() if name.startswith("compare_")}
+    assert set(files) == {"compare_predictions.csv", "compare_probabilities.csv", "compare_summary.csv",
+                          "compare_precision_recall_f1.csv", "compare_mcnemar.csv", "compare_report.html"}
+    probs = pd.read_csv(io.BytesIO(files["compare_probabilities.csv"]))
+    assert len(probs) == 24 and set(probs["model"]) == {BUNDLED_AU_MODEL, UNSAVED}
+    assert {"file", "label", "predicted", *SIX_EMOTIONS} <= set(probs.columns)
+    judged = probs.dropna(subset=list(SIX_EMOTIONS))
+    assert np.allclose(judged[list(SIX_EMOTIONS)].sum(axis=1), 1.0, atol=1e-4)
+    prf = pd.read_csv(io.BytesIO(files["compare_precision_recall_f1.csv"]))
+    assert list(prf.columns) == ["model", "emotion", "precision", "recall", "f1", "support"] and len(prf) == 12
+    mcnemar = pd.read_csv(io.BytesIO(files["compare_mcnemar.csv"]))
+    assert mcnemar.loc[0, "only A right"] == 0 and mcnemar.loc[0, "p-value"] == 1.0
+    assert len(pd.read_csv(io.BytesIO(files["compare_predictions.csv"]))) == 12
+    report = files["compare_report.html"]()  # built on click
+    text = report.decode("utf-8") if isinstance(report, bytes) else report
+    assert "모델 비교 보고서" in text and text.count('class="plotly-graph-div"') == 4
+    assert text.count('<img src="data:image/png;base64,') == 2 * len(res.wrong_files(BUNDLED_AU_MODEL))
+    labels = {b.label for b in at.get("download_button")}
+    assert "보고서 (HTML)" in labels and "McNemar 검정 (CSV)" in labels
+    # a wrong image, explained by the AU model
+    wrong = res.wrong_files(BUNDLED_AU_MODEL)
+    judged_wrong = [f for f in wrong if f not in res.no_face_files(BUNDLED_AU_MODEL)]
+    assert judged_wrong, "the bundled model gets every one of 12 FER images right: pick another seed"
+    pick = at.selectbox(key=f"cmp_explain_{BUNDLED_AU_MODEL}")
+    assert pick.value is None
+    pick.set_value(judged_wrong[0])
+    run_app(at, T)
+    figs = {c["layout"]["title"]["text"]: c for c in charts(at)}
+    contributions = figs["AU 모델이 따진 근거"]["data"][0]
+    assert contributions["orientation"] == "h" and all(y.startswith("AU") for y in contributions["y"])
+    assert len(figs["AU 강도 (주황색: 근거)"]["data"][0]["x"]) == 17
+    predicted = res.table.set_index("file").loc[judged_wrong[0], BUNDLED_AU_MODEL]
+    from fer_core.i18n import catalogue
+
+    assert any(catalogue("ko")[f"emotions.{predicted}"] in m for m in texts(at.markdown))
+    assert english_left(page_texts(at), (BUNDLED_AU_MODEL, UNSAVED)) == []

@@ -1,5 +1,6 @@
 """End to end in a real headless Chromium: start `streamlit run app.py`, open Home, go to Try it,
-upload a face photo through the browser's file input, and read the predicted emotion."""
+upload a face photo through the browser's file input, and read the predicted emotion; and open a
+comparison's HTML report from disk with the network cut off."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_report import hand_made_comparison
 
 from fer_core.config import REPO_ROOT
 from fer_core.emotions import SEVEN_EMOTIONS
@@ -134,5 +136,45 @@ def test_korean_pages_render_hangul_and_the_language_is_kept_in_the_address(serv
             nav.get_by_text("Compare", exact=True).wait_for(timeout=30_000)
             page.wait_for_url("**lang=en*", timeout=30_000)
             assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            browser.close()
+
+
+def test_the_comparison_report_opens_offline_with_every_figure_drawn(tmp_path):
+    """The HTML report as a reader gets it: a file opened in the browser with the network cut off;
+    every figure is drawn by the inline plotly.js and every wrong image shows."""
+    from fer_core.evaluation.report import ReportSettings, comparison_report_html, write_report
+
+    hand_comparison = hand_made_comparison(tmp_path)
+    path = write_report(tmp_path / "report.html",
+                        comparison_report_html(hand_comparison, ReportSettings.now("hand-made"), [], lang="ko"))
+    expected_figures = 2 + len(hand_comparison.names)
+    expected_thumbs = sum(len(hand_comparison.wrong_files(n)) for n in hand_comparison.names)
+    requested: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page.route("**/*", lambda route: (requested.append(route.request.url), route.abort())
+                       if not route.request.url.startswith(("file:", "data:")) else route.continue_())
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(path.as_uri(), wait_until="load")
+            page.wait_for_function(f"document.querySelectorAll('.plotly-graph-div .main-svg').length >= "
+                                   f"{expected_figures}", timeout=30_000)
+            divs = page.locator(".plotly-graph-div")
+            assert divs.count() == expected_figures
+            for i in range(expected_figures):  # each drew its traces, not an empty frame
+                assert divs.nth(i).locator(".main-svg").count() >= 1
+                assert divs.nth(i).locator(".trace, .hm, .heatmaplayer image").count() >= 1, i
+            thumbs = page.locator("figure.thumb img")
+            assert thumbs.count() == expected_thumbs
+            assert page.evaluate("[...document.querySelectorAll('figure.thumb img')]"
+                                 ".every(im => im.complete && im.naturalWidth === 64)")
+            assert page.get_by_role("heading", name="모델 비교 보고서").count() == 1
+            assert page.evaluate("document.fonts.ready.then(() => [...document.fonts].some("
+                                 "f => f.family.replace(/[\"']/g, '') === 'NanumGothic' && f.status === 'loaded'))")
+            assert errors == [] and requested == []
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         finally:
             browser.close()

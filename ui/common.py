@@ -412,20 +412,28 @@ def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
     return items, str(fer_root / split), t("common.split_description", split=split, n=f"{len(items):,}")
 
 
-def choose_models(prefix: str) -> list:
-    """Registered models to run (every one by default)."""
+def choose_models(prefix: str, unsaved: bool = True) -> list:
+    """Models to run (every one by default): manifest entries, and with ``unsaved`` this session's
+    models not saved yet (as Predictors, listed "(not saved)"; one named like a saved model is
+    renamed "<name> (not saved)" for the run, so both can be compared side by side)."""
+    import copy
+
     entries = manifest_entries()
-    if not entries:
-        st.warning("No models are registered in models/manifest.json: train an AU model or a CNN, or import a "
-                   "Teachable Machine export, on their pages.")
+    pending = unsaved_models() if unsaved else {}
+    if not entries and not pending:
+        st.warning(t("compare.no_models"))
         return []
-    names = [e.name for e in entries]
-    kinds = {e.name: e.kind for e in entries}
-    chosen = st.multiselect("Models", names, default=names, key=f"{prefix}_models",
-                            format_func=lambda n: f"{n} ({kinds[n]})",
-                            help="All registered models: AU models, CNNs and Teachable Machine imports. The first "
-                                 "CNN or Teachable Machine model starts TensorFlow (~15 s).")
-    return [e for e in entries if e.name in chosen]
+    options: dict[str, Any] = {e.name: e for e in entries}
+    labels = {e.name: f"{e.name} ({e.kind})" for e in entries}
+    for name, predictor in pending.items():
+        if name in options:
+            predictor = copy.copy(predictor)
+            predictor.name = t("compare.unsaved_name", name=name)
+        options[predictor.name] = predictor
+        labels[predictor.name] = t("compare.unsaved_label", name=predictor.name, kind=predictor.kind)
+    chosen = st.multiselect(t("compare.models"), list(options), default=list(options), key=f"{prefix}_models",
+                            format_func=lambda n: labels.get(n, n), help=t("compare.models_help"))
+    return [options[n] for n in chosen if n in options]
 
 
 # -- models made in this session and not saved yet ---------------------------------------------

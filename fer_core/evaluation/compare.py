@@ -21,7 +21,7 @@ import pandas as pd
 from ..emotions import shared_classes
 from ..errors import DatasetError, FerError, one_line, printable
 from ..images import LabeledImage
-from ..predictors.base import Predictor, predicted_labels
+from ..predictors.base import Explanation, Predictor, predicted_labels
 from .metrics import EvaluationReport, McNemarResult, evaluation_report, mcnemar, report_from_codes
 
 log = logging.getLogger("fer_core")
@@ -233,3 +233,31 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
     if au_table.AU_INVALID in selection.left_out:
         report.left_out = {au_table.AU_INVALID: selection.left_out[au_table.AU_INVALID]}
     return report
+
+
+@dataclass
+class ImageExplanation:
+    """One test image as an AU model reads it: its measured AUs (NaN without a face) and the
+    model's explanation (None when no face was found, so there is nothing to explain)."""
+
+    aus: dict[str, float]
+    explanation: Explanation | None
+
+
+def explain_image(path: str | Path, label: str | None, predictor: Predictor) -> ImageExplanation:
+    """Why an explaining (AU) model reads a compared image as it does: the face prepared exactly as
+    the comparison prepared it (``prepare_faces``, measurements cached), then ``predictor.explain``."""
+    from ..au_table import AU_COLUMNS
+    from ..pipeline import prepare_faces
+
+    if not predictor.explains:
+        raise FerError(f"{predictor.name}: a {predictor.kind} model does not explain its predictions")
+    prepared = prepare_faces([LabeledImage(Path(path), label)], need_aus=True,
+                             need_pixels=predictor.inputs == "pixels")
+    if not prepared.faces:
+        raise FerError(prepared.unreadable[0] if prepared.unreadable else f"{printable(str(path))}: cannot be read")
+    face = prepared.faces[0]
+    aus = {c: float(v) for c, v in zip(AU_COLUMNS, face.aus)}
+    if np.isnan(face.aus).all() and predictor.inputs == "aus":
+        return ImageExplanation(aus, None)
+    return ImageExplanation(aus, predictor.explain(face))

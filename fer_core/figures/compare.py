@@ -10,12 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..emotions import SEVEN_EMOTIONS
 from ..evaluation.compare import Comparison
+from ..evaluation.metrics import EvaluationReport
+from ..i18n import FONT_FAMILY, emotion_label, emotion_labels, t
 from ..images import relative_file
+from ..predictors.base import Explanation
 from .plots import _layout, emotion_color
 
 # One colour per compared model (in the order given); emotions keep their own colours elsewhere.
@@ -72,13 +77,12 @@ def mcnemar_frame(comparison: Comparison, alpha: float = 0.05) -> pd.DataFrame:
     rows = []
     for pair in comparison.mcnemar:
         acc_a, acc_b = comparison.reports[pair.a].accuracy, comparison.reports[pair.b].accuracy
-        verdict = ("no significant difference" if pair.p_value >= alpha
-                   else f"{pair.a if acc_a > acc_b else pair.b} is better")
+        verdict = (t("compare.verdict_none") if pair.p_value >= alpha
+                   else t("compare.verdict_better", model=pair.a if acc_a > acc_b else pair.b))
         rows.append({"model A": pair.a, "model B": pair.b, "only A right": pair.only_a_correct,
                      "only B right": pair.only_b_correct, "p-value": pair.p_value,
-                     f"at α = {alpha:g}": verdict})
-    return pd.DataFrame(rows, columns=["model A", "model B", "only A right", "only B right", "p-value",
-                                       f"at α = {alpha:g}"])
+                     "verdict": verdict})
+    return pd.DataFrame(rows, columns=["model A", "model B", "only A right", "only B right", "p-value", "verdict"])
 
 
 def summary_frame(comparison: Comparison) -> pd.DataFrame:
@@ -108,44 +112,183 @@ def predictions_frame(table: pd.DataFrame, model_names: Sequence[str], root: str
     return out
 
 
+def probabilities_frame(comparison: Comparison, root: str | Path | None = None) -> pd.DataFrame:
+    """Every model's full probability vector for every image, long format for download: file (relative
+    to the test set), true label, model, predicted (``no face`` where it could not judge) and one
+    column per emotion (empty where a model does not predict that emotion or saw no face)."""
+    emotions = [e for e in SEVEN_EMOTIONS if any(e in c for c in comparison.model_classes.values())]
+    emotions += [e for c in comparison.model_classes.values() for e in c if e not in emotions]
+    files = [relative_file(f, root) for f in comparison.table["file"]]
+    parts = []
+    for name in comparison.names:
+        proba = comparison.probabilities.get(name)
+        classes = comparison.model_classes.get(name, ())
+        if proba is None:
+            continue
+        part = pd.DataFrame({"file": files, "label": comparison.table["label"].to_numpy(), "model": name,
+                             "predicted": [NO_FACE if pd.isna(v) else v for v in comparison.table[name]]})
+        for e in emotions:
+            part[e] = proba[:, classes.index(e)].round(6) if e in classes else np.nan
+        parts.append(part)
+    columns = ["file", "label", "model", "predicted", *emotions]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+def precision_recall_frame(comparison: Comparison) -> pd.DataFrame:
+    """Precision, recall and F1 per model and emotion (scikit-learn's, no face counted wrong as in
+    every other score here), with the number of test images of the emotion (``support``)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    rows = []
+    truth = comparison.table["label"].astype(str).to_numpy()
+    classes = list(comparison.classes)
+    for name in comparison.names:
+        predicted = np.array([NO_FACE if pd.isna(v) else str(v) for v in comparison.table[name]], dtype=object)
+        precision, recall, f1, support = precision_recall_fscore_support(
+            truth, predicted, labels=classes, average=None, zero_division=0)
+        rows += [{"model": name, "emotion": e, "precision": round(float(p), 4), "recall": round(float(r), 4),
+                  "f1": round(float(f), 4), "support": int(n)}
+                 for e, p, r, f, n in zip(classes, precision, recall, f1, support)]
+    return pd.DataFrame(rows, columns=["model", "emotion", "precision", "recall", "f1", "support"])
+
+
+def column_titles() -> dict[str, str]:
+    """The tables' column names (kept in English in the CSVs, for scripts) as people read them,
+    in the current language: the page's column headers and the report's."""
+    return {"model": t("compare.col_model"), "kind": t("compare.col_kind"), "emotion": t("compare.col_emotion"),
+            "accuracy": t("compare.col_accuracy"), "ci95": t("compare.col_ci95"),
+            "ci95_low": t("compare.col_ci95_low"), "ci95_high": t("compare.col_ci95_high"),
+            "macro_f1": "macro F1", "no_face": t("compare.col_no_face"), "n": t("compare.col_n"),
+            "precision": t("compare.col_precision"), "recall": t("compare.col_recall"), "f1": "F1",
+            "support": t("compare.col_support"), "model A": t("compare.col_model_a"),
+            "model B": t("compare.col_model_b"), "only A right": t("compare.col_only_a"),
+            "only B right": t("compare.col_only_b"), "p-value": t("compare.col_p"),
+            "verdict": t("compare.col_verdict")}
+
+
+def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table as people read it (report): shares as ``51.7%``, emotions and headers translated."""
+    out = frame.copy()
+    for column in ("accuracy", "ci95_low", "ci95_high"):
+        if column in out.columns:
+            out[column] = [percent(v) for v in out[column]]
+    if "emotion" in out.columns:
+        out["emotion"] = [t("compare.overall") if e == "overall" else emotion_label(e) for e in out["emotion"]]
+    if "p-value" in out.columns:
+        out["p-value"] = [f"{v:.4f}" for v in out["p-value"]]
+    return out.rename(columns=column_titles())
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """A table as the UTF-8 CSV every download of Compare gives (and the report links)."""
+    return frame.to_csv(index=False).encode("utf-8")
+
+
 # -- comparison figures --------------------------------------------------------------------------
-def accuracy_ci_bars(summary: pd.DataFrame, title: str = "Overall accuracy with 95% bootstrap interval") -> go.Figure:
+def percent(value: float | None) -> str:
+    """The one way Compare and its report write a share: one decimal, ``51.7%`` (``–`` if unknown)."""
+    return "–" if value is None or pd.isna(value) else f"{float(value):.1%}"
+
+
+def _font_layout(fig: go.Figure, title: str, height: int, top: int = 50) -> go.Figure:
+    """``plots._layout`` plus a font that draws Hangul, so Korean titles and labels render."""
+    fig.update_layout(font=dict(family=FONT_FAMILY))
+    return _layout(fig, title, height=height, top=top)
+
+
+def accuracy_ci_bars(summary: pd.DataFrame, title: str | None = None) -> go.Figure:
     """One bar per model with its bootstrap interval as an error bar (``accuracy_summary`` rows)."""
     acc = summary["accuracy"].astype(float)
     lo = summary["ci95_low"].astype(float)
     hi = summary["ci95_high"].astype(float)
     # The numbers go under each bar (an error bar would cross a label printed on the bar).
-    labels = [f"{m}<br><b>{a:.0%}</b> ({lo_:.0%}–{hi_:.0%})" for m, a, lo_, hi_ in zip(summary["model"], acc, lo, hi)]
+    labels = [f"{m}<br><b>{percent(a)}</b> ({percent(lo_)}–{percent(hi_)})"
+              for m, a, lo_, hi_ in zip(summary["model"], acc, lo, hi)]
     fig = go.Figure(go.Bar(
         x=labels, y=acc, marker_color=[model_color(i) for i in range(len(summary))],
         error_y=dict(type="data", symmetric=False, array=(hi - acc).clip(lower=0), arrayminus=(acc - lo).clip(lower=0),
                      thickness=1.5, width=8),
         customdata=list(zip(lo, hi, summary["n"])),
-        hovertemplate="%{y:.1%} (95% CI %{customdata[0]:.1%}–%{customdata[1]:.1%}, "
-                      "n=%{customdata[2]})<extra></extra>",
+        hovertemplate=t("compare.hover_overall") + "<extra></extra>",
     ))
-    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title="accuracy", tickvals=[0, .2, .4, .6, .8, 1])
-    return _layout(fig, title, height=340)
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title=t("compare.axis_accuracy"),
+                     tickvals=[0, .2, .4, .6, .8, 1])
+    fig.update_xaxes(tickangle=0)  # the labels wrap at <br>; slanted ones ran into each other
+    return _font_layout(fig, title or t("compare.fig_overall"), height=360)
 
 
-def per_emotion_grouped_bars(frame: pd.DataFrame, title: str = "Accuracy per emotion (recall), one bar per model",
-                             order: Sequence[str] | None = None) -> go.Figure:
-    """Grouped bars from ``Comparison.per_emotion_frame()``: emotions on the x axis, one bar per model."""
+def per_emotion_grouped_bars(frame: pd.DataFrame, title: str | None = None,
+                             order: Sequence[str] | None = None,
+                             overall: Mapping[str, float] | None = None) -> go.Figure:
+    """Grouped bars from ``Comparison.per_emotion_frame()``: emotions on the x axis, one bar per model.
+
+    ``overall`` (model → accuracy) adds each model's overall accuracy as a dashed line named in
+    the legend, not printed on the plot, so it never covers the bars' own labels.
+    """
     emotions = list(order) if order else list(dict.fromkeys(frame["emotion"]))
+    shown = emotion_labels(emotions)
+    upright = frame["model"].nunique() > 3  # side by side, more than three labels per group would overlap
     fig = go.Figure()
     for i, (name, sub) in enumerate(frame.groupby("model", sort=False)):
         by = sub.set_index("emotion").reindex(emotions)
         acc = by["accuracy"].astype(float)
         fig.add_trace(go.Bar(
-            name=str(name), x=emotions, y=acc.fillna(0), marker_color=model_color(i),
-            text=["–" if pd.isna(a) else f"{a:.0%}" for a in acc], textposition="outside", textangle=0,
+            name=str(name), x=shown, y=acc.fillna(0), marker_color=model_color(i), legendgroup=str(name),
+            text=[percent(a) for a in acc], textposition="outside", textangle=-90 if upright else 0,
             cliponaxis=False, customdata=by["n"].fillna(0).astype(int),
-            hovertemplate=f"{name}<br>%{{x}}: %{{y:.1%}} of %{{customdata}} images<extra></extra>",
+            hovertemplate=f"{name}<br>" + t("compare.hover_emotion") + "<extra></extra>",
         ))
+        if overall and name in overall:
+            fig.add_trace(go.Scatter(
+                x=[shown[0], shown[-1]], y=[overall[name]] * 2, mode="lines", legendgroup=str(name),
+                name=t("compare.overall_line", model=name, accuracy=percent(overall[name])),
+                line=dict(color=model_color(i), dash="dash", width=1.5),
+                hovertemplate=t("compare.overall_line", model=name, accuracy=percent(overall[name]))
+                + "<extra></extra>"))
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.2))
     fig.update_xaxes(tickfont=dict(size=13))
-    fig.update_yaxes(range=[0, 1.1], tickformat=".0%", title="accuracy", tickvals=[0, .2, .4, .6, .8, 1])
+    fig.update_yaxes(range=[0, 1.2 if upright else 1.1], tickformat=".0%", title=t("compare.axis_accuracy"),
+                     tickvals=[0, .2, .4, .6, .8, 1])
     for j, emotion in enumerate(emotions):  # a thin emotion-coloured strip under each group
         fig.add_shape(type="rect", xref="x", yref="paper", x0=j - 0.45, x1=j + 0.45, y0=-0.012, y1=0.0,
                       fillcolor=emotion_color(emotion), line_width=0)
-    return _layout(fig, title, height=420)
+    return _font_layout(fig, title or t("compare.fig_per_emotion"), height=440)
+
+
+CONFUSION_TEXT_PX = 14  # cell text; the matrices get a tab (or a report section) each, so it fits
+
+
+def confusion_figure(report: EvaluationReport, title: str | None = None) -> go.Figure:
+    """A model's confusion matrix with room: the colour is the row share on one fixed 0–100% scale
+    (the same for every model, so tabs compare by colour) and each cell prints share and count."""
+    counts = np.asarray(report.confusion, dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    labels = emotion_labels(report.labels)
+    text = [[f"{percent(share[i, j])}<br>{int(counts[i, j])}" for j in range(counts.shape[1])]
+            for i in range(counts.shape[0])]
+    fig = go.Figure(go.Heatmap(
+        z=share, x=labels, y=labels, text=text, texttemplate="%{text}",
+        textfont=dict(size=CONFUSION_TEXT_PX), colorscale="Blues", zmin=0, zmax=1,
+        colorbar=dict(title=t("compare.colour_share"), tickformat=".0%"),
+        hovertemplate=t("compare.hover_confusion") + "<extra></extra>",
+    ))
+    fig.update_xaxes(title=t("compare.axis_predicted"), side="bottom", tickfont=dict(size=13))
+    fig.update_yaxes(title=t("compare.axis_true"), autorange="reversed", tickfont=dict(size=13))
+    return _font_layout(fig, title or report.model, height=160 + 62 * len(labels))
+
+
+def au_contribution_bars(explanation: Explanation, title: str | None = None) -> go.Figure:
+    """Each AU's contribution to the predicted emotion (positive: for it, negative: against), the
+    AU model's own reading of one face; AUs that contribute nothing are left out."""
+    ranked = [c for c in explanation.ranked if abs(c.contribution) > 1e-6]
+    ranked.sort(key=lambda c: c.contribution)
+    fig = go.Figure(go.Bar(
+        y=[c.au for c in ranked], x=[c.contribution for c in ranked], orientation="h",
+        marker_color=["#2ca02c" if c.contribution > 0 else "#d62728" for c in ranked],
+        customdata=[[c.intensity] for c in ranked],
+        hovertemplate=t("compare.hover_contribution") + "<extra></extra>",
+    ))
+    fig.update_xaxes(title=t("compare.axis_contribution", emotion=emotion_label(explanation.emotion)),
+                     zeroline=True)
+    return _font_layout(fig, title or t("compare.fig_contributions"), height=80 + 24 * max(len(ranked), 3))

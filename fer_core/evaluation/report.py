@@ -1,0 +1,235 @@
+"""One self-contained HTML file of a comparison, to attach to a paper or open offline.
+
+The dashboard's Compare page and ``python -m fer_core compare --report`` write the same file:
+the settings (test set, date, library versions), every model with its manifest entry, every
+figure of Compare as an interactive plotly chart (plotly.js embedded once, inline: no CDN), the
+tables, and the images each model got wrong as inline thumbnails. Text is written in the chosen
+language (``fer_core.i18n``); nothing in the file is fetched from the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import FerError
+from ..i18n import FONT_FAMILY, embedded_font_css, emotion_label, t, using_language
+from ..manifest import ModelEntry
+from .compare import Comparison
+
+THUMB_PX = 64  # thumbnails: FER crops are 48 px, shown a little larger
+MAX_THUMBS_PER_MODEL = 300  # the predictions CSV lists every wrong image; the file stays a few MB
+VERSIONS_OF = ("numpy", "pandas", "scikit-learn", "plotly", "mediapipe", "tensorflow", "streamlit")
+
+
+@dataclass
+class ReportSettings:
+    """What the comparison was run on, for the report's first table."""
+
+    test_set: str
+    root: str | None = None
+    created: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def now(cls, test_set: str, root: str | Path | None = None) -> "ReportSettings":
+        """The settings of a comparison run just now: the time (UTC) and the installed versions."""
+        versions = {"python": platform.python_version()}
+        for package in VERSIONS_OF:
+            try:
+                versions[package] = metadata.version(package)
+            except metadata.PackageNotFoundError:
+                continue
+        return cls(test_set=test_set, root=str(root) if root is not None else None,
+                   created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), versions=versions)
+
+
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(frame: pd.DataFrame) -> str:
+    from ..figures.compare import shown_table
+
+    return shown_table(frame).to_html(index=False, escape=True, border=0, classes="data", na_rep="–")
+
+
+def _key_values(rows: Sequence[tuple[str, object]]) -> str:
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    return f'<table class="kv">{body}</table>'
+
+
+def _thumbnail_uri(path: Path) -> str:
+    from PIL import Image
+
+    from ..images import load_image
+
+    im = Image.fromarray(load_image(path))
+    scale = THUMB_PX / max(im.size)
+    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                   Image.NEAREST if scale > 1 else Image.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _model_section(name: str, kind: str, entry: ModelEntry | None) -> str:
+    rows: list[tuple[str, object]] = [(t("report.kind"), kind)]
+    if entry is None:
+        rows.append((t("report.manifest"), t("report.not_saved")))
+    else:
+        m = entry.metrics
+        rows += [(t("report.classes"), ", ".join(entry.classes)), (t("report.path"), entry.path)]
+        if m.accuracy is not None:
+            ci = f" ({m.accuracy_ci95[0]:.1%}–{m.accuracy_ci95[1]:.1%})" if m.accuracy_ci95 else ""
+            rows.append((t("report.manifest_accuracy"), f"{m.accuracy:.1%}{ci}"))
+        if m.macro_f1 is not None:
+            rows.append(("macro F1", f"{m.macro_f1:.3f}"))
+        if m.evaluated_on:
+            rows.append((t("report.evaluated_on"), m.evaluated_on + (f" (n = {m.n:,})" if m.n else "")))
+        for key, label in (("origin", t("report.origin")), ("command", t("report.command")),
+                           ("sha256", "SHA-256")):
+            value = getattr(entry, key)
+            if value:
+                rows.append((label, value))
+    return f"<h3>{_e(name)}</h3>" + _key_values(rows)
+
+
+def _wrong_section(comparison: Comparison, name: str) -> str:
+    wrong = comparison.table[~comparison.correct(name)]
+    if wrong.empty:
+        return f"<h3>{_e(name)}</h3><p>{_e(t('report.none_wrong'))}</p>"
+    cells, failed = [], 0
+    for _, row in wrong.head(MAX_THUMBS_PER_MODEL).iterrows():
+        try:
+            uri = _thumbnail_uri(comparison.path_of(row["file"]))
+        except (FerError, OSError):
+            failed += 1
+            continue
+        pred = row[name]
+        caption = (f"{emotion_label(row['label'])} → "
+                   f"{t('report.no_face') if pd.isna(pred) else emotion_label(pred)}")
+        cells.append(f'<figure class="thumb"><img src="{uri}" alt="{_e(Path(str(row["file"])).name)}" '
+                     f'title="{_e(row["file"])}"><figcaption>{_e(caption)}</figcaption></figure>')
+    notes = []
+    if len(wrong) > MAX_THUMBS_PER_MODEL:
+        notes.append(t("report.thumbs_first", shown=MAX_THUMBS_PER_MODEL, total=len(wrong)))
+    if failed:
+        notes.append(t("report.thumbs_failed", n=failed))
+    note = "".join(f'<p class="note">{_e(n)}</p>' for n in notes)
+    heading = t("report.wrong_of", model=name, wrong=len(wrong), n=comparison.n)
+    return f'<h3>{_e(heading)}</h3>{note}<div class="thumbs">{"".join(cells)}</div>'
+
+
+def report_figures(comparison: Comparison) -> list:
+    """The figures of the report, in order: overall accuracy, per emotion, one confusion matrix per model."""
+    from ..figures.compare import accuracy_ci_bars, accuracy_summary, confusion_figure, per_emotion_grouped_bars
+
+    overall = {name: r.accuracy for name, r in comparison.reports.items()}
+    figures = [accuracy_ci_bars(accuracy_summary(comparison)),
+               per_emotion_grouped_bars(comparison.per_emotion_frame(), order=comparison.classes, overall=overall)]
+    figures += [confusion_figure(r, title=t("report.confusion_of", model=name))
+                for name, r in comparison.reports.items()]
+    return figures
+
+
+def comparison_report_html(comparison: Comparison, settings: ReportSettings,
+                           entries: Sequence[ModelEntry] | Mapping[str, ModelEntry | None] = (),
+                           lang: str = "en") -> str:
+    """The whole report as one HTML string (a few MB: plotly.js is inline, once).
+
+    ``entries`` are the manifest entries of the compared models (by name); a model without one
+    (trained in this session, or loaded from a file) is listed as not saved.
+    """
+    from ..figures.compare import (
+        accuracy_summary,
+        mcnemar_frame,
+        precision_recall_frame,
+        summary_frame,
+    )
+
+    by_name = dict(entries) if isinstance(entries, Mapping) else {e.name: e for e in entries}
+    with using_language(lang) as code:
+        figures = report_figures(comparison)
+        charts = "".join(
+            f'<div class="figure">{fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{i}")}</div>'
+            for i, fig in enumerate(figures))
+        summary = accuracy_summary(comparison)
+        settings_rows = [(t("report.test_set"), settings.test_set),
+                         (t("report.images"), f"{comparison.n:,}"),
+                         (t("report.emotions"), ", ".join(emotion_label(e) for e in comparison.classes)),
+                         (t("report.created"), settings.created)]
+        if settings.root:
+            settings_rows.insert(1, (t("report.folder"), settings.root))
+        if comparison.skipped:
+            settings_rows.append((t("report.skipped"),
+                                  ", ".join(f"{n} {emotion_label(e)}" for e, n in comparison.skipped.items())))
+        if comparison.unreadable:
+            settings_rows.append((t("report.unreadable"), str(len(comparison.unreadable))))
+        settings_rows.append((t("report.versions"), ", ".join(f"{k} {v}" for k, v in settings.versions.items())))
+        models = "".join(_model_section(name, comparison.kinds.get(name, ""), by_name.get(name))
+                         for name in comparison.names)
+        failed = "".join(f'<p class="note">{_e(line)}</p>' for line in comparison.failed_models)
+        mcnemar = (_table(mcnemar_frame(comparison)) if len(comparison.names) > 1
+                   else f"<p>{_e(t('report.mcnemar_one'))}</p>")
+        wrong = "".join(_wrong_section(comparison, name) for name in comparison.names)
+        body = f"""
+<h1>{_e(t("report.title"))}</h1>
+<p class="note">{_e(t("report.intro"))}</p>
+<h2>{_e(t("report.settings"))}</h2>{_key_values(settings_rows)}
+<h2>{_e(t("report.models"))}</h2>{failed}{models}
+<h2>{_e(t("report.figures"))}</h2>{charts}
+<h2>{_e(t("report.tables"))}</h2>
+<h3>{_e(t("report.summary"))}</h3>{_table(summary)}
+<h3>{_e(t("report.per_emotion"))}</h3>{_table(summary_frame(comparison))}
+<h3>{_e(t("report.precision_recall"))}</h3>{_table(precision_recall_frame(comparison))}
+<h3>{_e(t("report.mcnemar"))}</h3>{mcnemar}
+<p class="note">{_e(t("report.mcnemar_note"))}</p>
+<h2>{_e(t("report.wrong"))}</h2><p class="note">{_e(t("report.wrong_note"))}</p>{wrong}
+"""
+        title = t("report.title")
+        shown_text = body + "".join(json.dumps(fig.to_plotly_json(), ensure_ascii=False, default=str)
+                                    for fig in figures)
+    font_css = embedded_font_css(shown_text)
+    return f"""<!DOCTYPE html>
+<html lang="{code}"><head><meta charset="utf-8"><title>{_e(title)}</title>
+<meta name="generator" content="fer_core {_e(sys.version.split()[0])}">
+<style>
+{font_css}
+body {{ font-family: {FONT_FAMILY}; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; vertical-align: top; }}
+table.kv th {{ width: 14em; color: #555; font-weight: normal; }}
+.note {{ color: #666; font-size: 14px; }}
+.figure {{ margin: 1em 0 2em; }}
+.thumbs {{ display: flex; flex-wrap: wrap; gap: 8px; }}
+figure.thumb {{ margin: 0; text-align: center; font-size: 12px; width: {THUMB_PX + 36}px; }}
+figure.thumb img {{ width: {THUMB_PX}px; height: {THUMB_PX}px; object-fit: contain; image-rendering: pixelated; }}
+</style>
+<script type="text/javascript">{_plotly_js()}</script>
+</head><body>{body}</body></html>
+"""
+
+
+def write_report(path: str | Path, text: str) -> Path:
+    """Write the report whole or not at all (``fileio``'s atomic writer)."""
+    from .. import fileio
+
+    return fileio.atomic_write_text(path, text)

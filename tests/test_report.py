@@ -1,0 +1,180 @@
+"""The HTML report of a comparison: self-contained (no network), every figure, the tables, the wrong
+images as thumbnails, in English or Korean; written by the CLI's ``compare --report``."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fer_core.cli import main
+from fer_core.evaluation.compare import Comparison
+from fer_core.evaluation.report import ReportSettings, comparison_report_html, write_report
+from fer_core.figures.compare import precision_recall_frame, probabilities_frame
+from fer_core.manifest import Metrics, ModelEntry
+
+
+class Parts(HTMLParser):
+    """What a browser would load: script sources, plotly divs, images and the visible text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.script_src: list[str] = []
+        self.plotly_divs: list[str] = []
+        self.images: list[tuple[str, str]] = []  # (src, title)
+        self.links: list[str] = []
+        self.text: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "script":
+            self._in_script = True
+            if a.get("src"):
+                self.script_src.append(a["src"])
+        if tag == "div" and "plotly-graph-div" in (a.get("class") or ""):
+            self.plotly_divs.append(a.get("id", ""))
+        if tag == "img":
+            self.images.append((a.get("src", ""), a.get("title", "")))
+        if tag == "link" and a.get("href"):
+            self.links.append(a["href"])
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if not self._in_script and data.strip():
+            self.text.append(data.strip())
+
+
+def parse(text: str) -> Parts:
+    parts = Parts()
+    parts.feed(text)
+    return parts
+
+
+@pytest.fixture
+def hand_comparison(tmp_path) -> Comparison:
+    return hand_made_comparison(tmp_path)
+
+
+def hand_made_comparison(folder: Path) -> Comparison:
+    """Six real image files in ``folder``; model A right on 4 (one no face), B right on 3."""
+    files = []
+    for i in range(6):
+        path = folder / f"img{i}.png"
+        Image.new("L", (48, 48), 30 * i).save(path)
+        files.append(str(path))
+    table = pd.DataFrame({"file": files, "label": ["happy"] * 3 + ["sad"] * 3,
+                          "A": ["happy", "happy", "sad", "sad", "sad", None],
+                          "B": ["happy", "sad", "sad", "sad", "happy", "sad"]})
+    proba = {"A": np.array([[.9, .1], [.8, .2], [.3, .7], [.1, .9], [.2, .8], [np.nan, np.nan]]),
+             "B": np.eye(2)[[0, 1, 1, 1, 0, 1]]}
+    return Comparison.from_table(table, ["A", "B"], ["happy", "sad"], kinds={"A": "au-logreg", "B": "cnn"},
+                                 probabilities=proba, model_classes={"A": ("happy", "sad"), "B": ("happy", "sad")})
+
+
+ENTRY = ModelEntry(name="A", kind="au-logreg", path="models/a.json", classes=("happy", "sad"),
+                   metrics=Metrics(accuracy=0.61, macro_f1=0.55, evaluated_on="FER2013 val", n=100),
+                   sha256="ab" * 32, origin="cli")
+
+
+def test_report_is_self_contained_with_every_figure_table_and_wrong_image(hand_comparison, tmp_path):
+    settings = ReportSettings.now("six hand-made images", tmp_path)
+    text = comparison_report_html(hand_comparison, settings, [ENTRY])
+    parts = parse(text)
+    assert parts.script_src == [] and parts.links == []  # nothing fetched: plotly.js is inline
+    assert "@font-face" not in text  # no Hangul, no font to embed
+    assert text.count("Plotly.newPlot") == 4 and text.count("<script") == 1 + 4  # plotly.js once, 4 figures
+    assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2", "figure-3"]  # overall, per emotion, 2 matrices
+    # wrong images: A wrong on img2 and img5 (no face), B on img1, img2 and img4
+    titles = [Path(title).name for _, title in parts.images]
+    assert titles == ["img2.png", "img5.png", "img1.png", "img2.png", "img4.png"]
+    for src, _ in parts.images:
+        assert src.startswith("data:image/png;base64,")
+        assert Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).size == (64, 64)
+    words = " ".join(parts.text)
+    assert "happy → sad" in words and "sad → no face" in words
+    # the manifest entry of A, and B listed as not saved
+    assert "FER2013 val (n = 100)" in words and "ab" * 32 in words
+    assert "61.0%" in words and "not saved" in words
+    for heading in ("Settings", "Models", "Figures", "Overall accuracy", "Per emotion",
+                    "Precision, recall and F1 per emotion", "Pairwise McNemar tests", "Images each model got wrong"):
+        assert heading in parts.text, heading
+    assert "66.7%" in words and "50.0%" in words  # one percent format everywhere
+    assert re.search(r"\b\d+\.\d\d%", words) is None
+    assert f"python {settings.versions['python']}" in words and "plotly" in settings.versions
+    out = write_report(tmp_path / "out" / "report.html", text)
+    assert out.read_text(encoding="utf-8") == text
+
+
+def test_report_in_korean(hand_comparison, tmp_path):
+    text = comparison_report_html(hand_comparison, ReportSettings.now("손으로 만든 이미지"), [], lang="ko")
+    parts = parse(text)
+    assert '<html lang="ko">' in text and "모델 비교 보고서" in parts.text
+    words = " ".join(parts.text)
+    assert "행복 → 슬픔" in words and "슬픔 → 얼굴 없음" in words and "Settings" not in parts.text
+    assert "@font-face { font-family: NanumGothic" in text  # the Hangul it uses, inline (a cut of the font)
+    assert len(text) < len(comparison_report_html(hand_comparison, ReportSettings.now("x"), [])) + 400_000
+    assert json.dumps("전체 정확도와 95% 부트스트랩 구간") in text  # the figures too (plotly escapes non-ASCII)
+    from fer_core.i18n import current_language
+
+    assert current_language() == "en"  # the report's language does not leak
+
+
+def test_probability_and_precision_recall_tables(hand_comparison, tmp_path):
+    probs = probabilities_frame(hand_comparison, tmp_path)
+    assert list(probs.columns) == ["file", "label", "model", "predicted", "happy", "sad"] and len(probs) == 12
+    a = probs[probs["model"] == "A"].reset_index(drop=True)
+    assert a.loc[0, "file"] == "img0.png" and a.loc[2, "sad"] == pytest.approx(0.7)
+    assert a.loc[5, "predicted"] == "no face" and np.isnan(a.loc[5, "happy"])
+    parsed = pd.read_csv(io.StringIO(probs.to_csv(index=False)))
+    assert parsed.shape == probs.shape
+    prf = precision_recall_frame(hand_comparison).set_index(["model", "emotion"])
+    # A: happy predicted for img0, img1 (both right) -> precision 1, recall 2/3; sad predicted 3x, 2 right
+    assert prf.loc[("A", "happy"), "precision"] == 1.0 and prf.loc[("A", "happy"), "recall"] == pytest.approx(0.6667)
+    assert prf.loc[("A", "sad"), "precision"] == pytest.approx(0.6667) and prf.loc[("A", "sad"), "support"] == 3
+    # recall is the per-emotion accuracy of the comparison
+    for (model, emotion), row in prf.iterrows():
+        assert row["recall"] == pytest.approx(hand_comparison.reports[model].per_class[emotion].accuracy, abs=1e-4)
+    assert prf.loc[("B", "happy"), "f1"] == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3), abs=1e-4)
+
+
+def test_compare_cli_writes_the_report(tmp_path, fer_sample, capsys):
+    out = tmp_path / "report.html"
+    code = main(["compare", "--images", str(fer_sample), "--models", "au-logreg-fer2013", "--report", str(out),
+                 "--lang", "ko"])
+    assert code == 0 and "report:" in capsys.readouterr().err
+    text = out.read_text(encoding="utf-8")
+    parts = parse(text)
+    assert parts.script_src == [] and "모델 비교 보고서" in parts.text
+    assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2"]
+    assert "au-logreg-fer2013" in parts.text  # its manifest entry
+    assert len(parts.images) >= 1  # the bundled AU model gets some of 24 FER images wrong
+
+
+def test_compare_cli_refuses_a_report_path_that_is_a_folder(tmp_path, fer_sample, capsys):
+    code = main(["compare", "--images", str(fer_sample), "--models", "au-logreg-fer2013", "--report", str(tmp_path)])
+    assert code != 0 and "is a folder" in capsys.readouterr().err
+
+
+def test_per_emotion_bar_labels_stand_upright_when_more_than_three_models_share_a_group():
+    from fer_core.figures.compare import per_emotion_grouped_bars
+
+    frame = pd.DataFrame([{"model": m, "emotion": e, "accuracy": 0.5, "n": 3}
+                          for m in "ABCD" for e in ("happy", "sad")])
+    four = per_emotion_grouped_bars(frame, overall={m: 0.5 for m in "ABCD"})
+    three = per_emotion_grouped_bars(frame[frame["model"] != "D"])
+    assert {b.textangle for b in four.data if b.type == "bar"} == {-90}
+    assert {b.textangle for b in three.data if b.type == "bar"} == {0}
+    assert [s.name for s in four.data if s.type == "scatter"] == [f"{m} overall: 50.0%" for m in "ABCD"]
+    assert not four.layout.annotations  # the overall accuracies are in the legend, not over the bars
