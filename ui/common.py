@@ -51,6 +51,13 @@ DATA_LAYOUT_HELP = (
     "emotion folders: angry, disgust, fear, happy, neutral, sad, surprise. Flat folders whose file "
     "names start with the emotion (`angry001.jpg`) work too."
 )
+
+
+def data_layout_help() -> str:
+    """``DATA_LAYOUT_HELP`` in the page's language (the folder layout a labelled image folder needs)."""
+    return t("data_layout.help")
+
+
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"]
 
 
