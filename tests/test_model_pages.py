@@ -267,3 +267,17 @@ def test_cnn_training_result_is_checked_and_offered_to_compare(models_dir, fer_s
     assert isinstance(predictor, CNNPredictor) and predictor.classes == SIX_EMOTIONS
     assert predictor.predict_proba([np.zeros((48, 48, 3), np.uint8)]).shape == (1, 6)
     assert any(f"Compare page offers it as {name}" in c for c in texts(at.caption))
+
+
+def test_cnn_page_in_korean_with_a_saved_cnn_and_its_evaluation(models_dir, fer_small, tiny_cnn):
+    _register_cnn(models_dir, tiny_cnn)
+    at = AppTest.from_file(CNN_PAGE)
+    at.query_params["lang"] = "ko"
+    with i18n.using_language("ko"):
+        run_app(at, T)
+        at.text_input(key="cnn_eval_folder").set_value(str(fer_small))
+        at.number_input(key="cnn_eval_per").set_value(0)
+        at.button(key="cnn_eval_button").click()
+        run_app(at, T)
+    assert f"{fer_small.name} 폴더에서의 정확도" in _metrics(at)
+    assert english_left(page_texts(at), ("tiny-cnn",)) == []
