@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -137,8 +138,7 @@ def entries_of(explains: bool | None = None, inputs: str | None = None) -> list[
             and (inputs is None or known[e.kind].inputs == inputs)]
 
 
-@st.cache_resource(show_spinner="Loading the model (the first CNN or Teachable Machine model starts "
-                                "TensorFlow: ~15 s)…", max_entries=16)
+@st.cache_resource(show_spinner=False, max_entries=16)
 def _predictor(entry_json: str):
     from fer_core.predictors.registry import load_predictor
 
@@ -146,8 +146,13 @@ def _predictor(entry_json: str):
 
 
 def load_predictor(entry: ModelEntry):
-    """A manifest entry's Predictor, loaded once per file version and kept for the process."""
-    return _predictor(json.dumps(entry.to_dict(), sort_keys=True))
+    """A manifest entry's Predictor, loaded once per file version and kept for the process.
+
+    The spinner (shown only when loading takes over half a second: not for a cached model) says
+    that TensorFlow starts only while it has not been started in this process."""
+    text = t("loading.model") if "tensorflow" in sys.modules else t("loading.model_tf")
+    with st.spinner(text):
+        return _predictor(json.dumps(entry.to_dict(), sort_keys=True))
 
 
 # -- tables and image folders ------------------------------------------------------------------
