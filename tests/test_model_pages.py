@@ -150,6 +150,29 @@ def test_au_page_trains_offers_downloads_and_the_unsaved_model(models_dir, downl
     assert (models_dir / "au-clear.json").read_bytes() == downloads["au-logreg-clear.json"]
 
 
+def test_au_page_shows_the_mlps_epochs_while_it_trains(models_dir, monkeypatch):
+    from streamlit.delta_generator import DeltaGenerator
+
+    shown: list[str] = []
+    original = DeltaGenerator.progress
+
+    def progress(self, value, text=None):
+        shown.append(text or "")
+        return original(self, value, text=text)
+
+    monkeypatch.setattr(DeltaGenerator, "progress", progress)
+    at = _upload(run_app(AppTest.from_file(AU_PAGE), T),
+                 _au_csv({"angry": 40, "happy": 40, "sad": 40}, informative=True), "clear.csv")
+    at.radio(key="au_kind").set_value("au-mlp")
+    at.button(key="au_train_button").click()
+    run_app(at, T)
+    assert at.session_state["au_train"]["model"].kind == "au-mlp"
+    first = [s for s in shown if s.startswith("Fitting for the held-out scores (1 of 2): epoch ")]
+    refit = [s for s in shown if s.startswith("Refitting on all faces (2 of 2): epoch ")]
+    assert first and refit and first[0].startswith("Fitting for the held-out scores (1 of 2): epoch 1 (at most 300")
+    assert [int(s.split("epoch ")[1].split()[0]) for s in refit] == list(range(1, len(refit) + 1))
+
+
 def test_au_page_warns_before_saving_a_model_that_predicts_one_emotion(models_dir):
     at = _upload(run_app(AppTest.from_file(AU_PAGE), T),
                  _au_csv({"angry": 170, "happy": 15, "sad": 15}, informative=False), "noise.csv")
