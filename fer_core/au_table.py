@@ -574,11 +574,25 @@ class Selection:
 
 
 def left_out_summary(left_out: dict[str, int], total: int) -> str:
-    """'left out 3 of 120 rows: 2 with AU values that are infinite …, 1 without a measured face'."""
+    """'left out 3 of 120 rows: 2 with AU values that are infinite …, 1 without a measured face',
+    in the current language (``fer_core.i18n``; English in the CLI)."""
+    from .i18n import t
+
     if not left_out:
-        return f"all {total:,} rows used"
-    parts = ", ".join(f"{n:,} {why}" for why, n in left_out.items())
-    return f"left out {sum(left_out.values()):,} of {total:,} rows: {parts}"
+        return t("table_rows.all_used", total=f"{total:,}")
+    parts = ", ".join(t("table_rows.reason", n=f"{n:,}", why=reason_text(why)) for why, n in left_out.items())
+    return t("table_rows.left_out", n=f"{sum(left_out.values()):,}", total=f"{total:,}", parts=parts)
+
+
+def reason_text(reason: str) -> str:
+    """A reason of ``select`` (its English constant) in the current language."""
+    from .i18n import t
+
+    return {NOT_FIRST_FACE: t("table_rows.not_first_face"), OTHER_LABEL: t("table_rows.other_label"),
+            NO_FACE: t("table_rows.no_face"), AU_HIDDEN: t("table_rows.au_hidden"),
+            AU_MISSING: t("table_rows.au_missing"),
+            AU_INVALID: t("table_rows.au_invalid", lo=f"{AU_VALID_RANGE[0]:g}", hi=f"{AU_VALID_RANGE[1]:g}"),
+            }.get(reason, reason)
 
 
 def require_columns(table: pd.DataFrame, columns: Sequence[str] = AU_COLUMNS, what: str = "AU table") -> None:

@@ -593,6 +593,7 @@ def cmd_train_cnn(args) -> int:
     import time
 
     from .emotions import parse_classes
+    from .evaluation.metrics import degenerate_model_warning
     from .predictors.cnn import train_cnn
     from .predictors.registry import save_and_register
 
@@ -608,10 +609,9 @@ def cmd_train_cnn(args) -> int:
     print(f"{args.preset} CNN, {result.epochs_run} epochs in {result.seconds / 60:.1f} min: validation accuracy "
           f"{ev.accuracy:.3f} (95% CI {ev.accuracy_ci95[0]:.3f}-{ev.accuracy_ci95[1]:.3f}), "
           f"macro-F1 {ev.macro_f1:.3f} -> {args.out}")
-    collapsed = ev.predicts_one_class()
-    if collapsed:
-        print(f"warning: the model predicts {collapsed} for almost every image; train longer or on more images",
-              file=sys.stderr)
+    warning = degenerate_model_warning(ev)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.name:
         save_and_register(result, name=args.name, kind="cnn", classes=classes, metrics=result.metrics,
                           command=args.command_line, path=args.out, replace=True)

@@ -35,10 +35,20 @@ class CNNSettings:
     limit_per_class: int | None
 
     def describe(self) -> str:
+        """For records (the manifest's command and description): always English."""
         limit = f", {self.limit_per_class} images per emotion" if self.limit_per_class else ""
         val = Path(self.val_dir).name if self.val_dir else "10% of train held out"
         return (f"{self.preset} preset, {len(self.classes)} emotions, {self.epochs} epochs, batch {self.batch_size}"
                 f"{limit}; train {Path(self.train_dir).name}, validation {val}")
+
+    def summary(self) -> str:
+        """The same for people, in the dashboard's language."""
+        from .i18n import t
+
+        limit = t("cnn.settings_limit", n=self.limit_per_class) if self.limit_per_class else ""
+        val = Path(self.val_dir).name if self.val_dir else t("cnn.settings_held_out")
+        return t("cnn.settings_summary", preset=self.preset, k=len(self.classes), epochs=self.epochs,
+                 batch=self.batch_size, limit=limit, train=Path(self.train_dir).name, val=val)
 
 
 class _Cancelled(Exception):

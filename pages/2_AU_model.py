@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -11,11 +12,13 @@ import streamlit as st
 from fer_core import au_table, config
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError
+from fer_core.evaluation.metrics import degenerate_model_warning
 from fer_core.figures import plots
+from fer_core.i18n import emotion_label, emotion_labels, t
 from fer_core.images import sample_per_class
 from ui.common import (
-    DATA_LAYOUT_HELP,
     au_table_from_bytes,
+    data_layout_help,
     dataset_listing,
     derived_tables,
     docker_status,
@@ -24,6 +27,7 @@ from ui.common import (
     load_au_table,
     load_predictor,
     page_setup,
+    remember_unsaved,
     run_page,
     show_error,
     wait_for_extraction,
@@ -31,13 +35,29 @@ from ui.common import (
 
 page_setup("nav.au_model", ":material/tune:")
 
+# The AU sources and the OpenFace choice keep their English names as widget values (tests and
+# bookmarks name them); people read them through the format functions below.
 BUNDLED = "Bundled FER2013 AU table"
 EXTRACT = "Extract AUs from an image folder (embedded MediaPipe or OpenFace in Docker)"
-BACKENDS = {"mediapipe": "Embedded MediaPipe (no install)", "openface-docker": "OpenFace 2 in Docker (the original method)"}
 OPENFACE = "Import an OpenFace CSV"
-KIND_NAMES = {"au-logreg": "Logistic regression (explainable, the default)",
-              "au-gam": "Additive glass-box (EBM: a shape function per AU, a few AU pairs; minutes)",
-              "au-mlp": "MLP 300-200-100-50 (the original study's network)"}
+UPLOAD = "Upload a CSV"
+STUDY = "The original study's table"
+BACKENDS = ("mediapipe", "openface-docker")
+KINDS = ("au-logreg", "au-gam", "au-mlp")
+
+
+def source_name(source: str) -> str:
+    return {BUNDLED: t("au_model.source_bundled"), EXTRACT: t("au_model.source_extract"),
+            OPENFACE: t("au_model.source_openface")}[source]
+
+
+def backend_name(backend: str) -> str:
+    return {"mediapipe": t("au_model.backend_mediapipe"), "openface-docker": t("au_model.backend_docker")}[backend]
+
+
+def kind_name(kind: str) -> str:
+    return {"au-logreg": t("au_model.kind_logreg"), "au-gam": t("au_model.kind_gam"),
+            "au-mlp": t("au_model.kind_mlp")}[kind]
 
 
 def _ordered(labels) -> list[str]:
@@ -47,26 +67,27 @@ def _ordered(labels) -> list[str]:
 
 def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
     root = config.fer_split_dir("val")
-    path = st.text_input("Image folder", value=str(root) if root.is_dir() else "",
-                         help=DATA_LAYOUT_HELP, key="au_folder").strip()
+    path = st.text_input(t("au_model.image_folder"), value=str(root) if root.is_dir() else "",
+                         help=data_layout_help(), key="au_folder").strip()
     if not path:
-        st.info(f"Type the path of a folder of face images. {DATA_LAYOUT_HELP}")
+        st.info(t("au_model.type_folder", layout=data_layout_help()))
         return None, ""
     folder = str(Path(path).expanduser())
-    per = st.number_input("Images per emotion (0 = all)", min_value=0, value=100, step=50, key="au_per",
-                          help="The embedded extractor takes ~30 ms per image on one core; results are cached.")
-    backend = st.radio("Extractor", list(BACKENDS), format_func=BACKENDS.get, horizontal=True, key="au_backend")
+    per = st.number_input(t("au_model.per_emotion"), min_value=0, value=100, step=50, key="au_per",
+                          help=t("au_model.per_emotion_help"))
+    backend = st.radio(t("au_model.extractor"), BACKENDS, format_func=backend_name, horizontal=True,
+                       key="au_backend")
     ready = True
     if backend == "openface-docker":
         ready, message = docker_status()
         (st.success if ready else st.warning)(message)
-        if not ready and "not present" in message and st.button("Pull the OpenFace image (about 2 GB)", key="au_pull"):
+        if not ready and "not present" in message and st.button(t("au_model.pull"), key="au_pull"):
             pull_openface_image()
     key = f"{folder}|{per}|{backend}"
     tables: dict = st.session_state.setdefault("au_tables", {})
     c1, c2, _ = st.columns([1, 1, 3])
-    start = c1.button("Extract AUs", type="primary", key="au_extract", disabled=not ready)
-    c2.button("Cancel", key="au_cancel", help="Stops the extraction; images done so far are kept.")
+    start = c1.button(t("au_model.extract"), type="primary", key="au_extract", disabled=not ready)
+    c2.button(t("au_model.cancel"), key="au_cancel", help=t("au_model.cancel_help"))
     if start:
         listing = dataset_listing(folder)
         items = sample_per_class(listing.items, int(per))
@@ -76,28 +97,36 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
             if not cancelled and not per and backend == "mediapipe":
                 tables[folder] = tables[key]  # full folders are shown on the explorer page too
 
-        extract_with_cancel(items, "Extracting AUs", keep, backend=backend, root=folder, skipped=listing.skipped)
+        extract_with_cancel(items, t("au_model.extracting"), keep, backend=backend, root=folder, skipped=listing.skipped)
     else:
         wait_for_extraction()  # a run stopped by a click may still be handing over its rows
     done = tables.get(key)
     if done is None:
-        st.info("Press **Extract AUs** to measure the faces of this folder.")
+        st.info(t("au_model.press_extract"))
         return None, ""
     table = done["table"]
     ok = int((table["success"] > 0).sum())
-    msg = f"{ok:,} faces measured in {table['file'].nunique():,} of {done['total']:,} images."
-    (st.warning if done["cancelled"] else st.success)(("Cancelled: " if done["cancelled"] else "") + msg)
+    msg = t("au_model.measured", faces=f"{ok:,}", images=f"{table['file'].nunique():,}", total=f"{done['total']:,}")
+    if done["cancelled"]:
+        st.warning(t("au_model.cancelled", message=msg))
+    else:
+        st.success(msg)
     failed = table[table["success"] == 0]
     if not failed.empty:
-        with st.expander(f"{len(failed):,} image(s) without a measured face"):
-            st.dataframe(failed[["file", "label", "reason"]], hide_index=True)
+        with st.expander(t("au_model.without_face", n=f"{len(failed):,}")):
+            st.dataframe(failed[["file", "label", "reason"]].rename(columns={
+                "file": t("au_model.col_file"), "label": t("au_model.col_label"), "reason": t("au_model.col_reason")}),
+                hide_index=True)
+    st.download_button(t("au_model.download_table"), table.to_csv(index=False).encode(),
+                       file_name=f"{Path(folder).name or 'images'}_au.csv", mime="text/csv", key="au_table_csv",
+                       help=t("au_model.download_table_help"))
     return table, folder
 
 
 def pull_openface_image() -> None:
     from fer_core.measure.openface_docker import OpenFaceDocker
 
-    with st.spinner("Pulling the OpenFace image…"):
+    with st.spinner(t("au_model.pulling")):
         try:
             OpenFaceDocker().pull()
         except FerError as exc:
@@ -108,28 +137,28 @@ def pull_openface_image() -> None:
 
 
 def choose_table() -> tuple[pd.DataFrame | None, str]:
-    source = st.radio("AU source", (BUNDLED, EXTRACT, OPENFACE), key="au_source")
+    source = st.radio(t("au_model.source"), (BUNDLED, EXTRACT, OPENFACE), format_func=source_name, key="au_source")
     if source == BUNDLED:
         tables = derived_tables()
         if not tables:
-            st.warning("No bundled AU tables in data/ (expected data/fer2013_train_au.csv.gz); run `make data`.")
+            st.warning(t("au_model.no_bundled"))
             return None, ""
         names = list(tables)
-        choice = st.selectbox("Table", names, index=names.index("fer2013_train_au.csv.gz")
+        choice = st.selectbox(t("au_model.table"), names, index=names.index("fer2013_train_au.csv.gz")
                               if "fer2013_train_au.csv.gz" in names else 0, key="au_table")
         return load_au_table(tables[choice]), f"data/{choice}"
     if source == EXTRACT:
         return source_from_extraction()
     study = config.openface_study_table()
-    options = ["Upload a CSV"] + ([f"The original study's table ({study})"] if study.is_file() else [])
-    pick = st.radio("OpenFace table", options, horizontal=True, key="au_openface")
-    if pick != "Upload a CSV":
+    options = [UPLOAD] + ([STUDY] if study.is_file() else [])
+    pick = st.radio(t("au_model.openface_table"), options, horizontal=True, key="au_openface",
+                    format_func=lambda o: t("au_model.upload_csv") if o == UPLOAD else t("au_model.study_table",
+                                                                                         path=str(study)))
+    if pick != UPLOAD:
         return load_au_table(study), str(study.name)
-    up = st.file_uploader("OpenFace CSV (FaceLandmarkImg output, or a merged table with a label column)",
-                          type=["csv"], key="au_csv")
+    up = st.file_uploader(t("au_model.openface_uploader"), type=["csv"], key="au_csv")
     if up is None:
-        st.info("Upload a CSV with columns AU01_r … AU45_r and a label/emotion column "
-                "(emotion names or the study's codes 0–5).")
+        st.info(t("au_model.upload_info"))
         return None, ""
     return au_table_from_bytes(up.getvalue(), up.name), up.name
 
@@ -139,58 +168,67 @@ def show_model(model, key: str) -> None:
     m = model.holdout
     data = model.info.get("data", {})
     c1, c2, c3, c4 = st.columns(4)
+    rows = int(data.get("rows", 0))
     if m:
         lo, hi = m.accuracy_ci95
-        c1.metric("Held-out accuracy", f"{m.accuracy:.1%}", help=f"95% bootstrap interval {lo:.1%}–{hi:.1%}")
-        c2.metric("Macro F1", f"{m.macro_f1:.3f}")
-        c3.metric("Held-out faces", f"{m.n:,}", help="Scored, never fitted on.")
-    c4.metric("Faces in the table", f"{data.get('rows', 0):,}",
-              help="All usable faces: the model was refitted on them after the held-out scoring"
-                   + (f" ({data['sample']})." if data.get("sample") else "."))
+        c1.metric(t("au_model.holdout_accuracy"), f"{m.accuracy:.1%}",
+                  help=t("au_model.ci_help", lo=f"{lo:.1%}", hi=f"{hi:.1%}"))
+        c2.metric(t("au_model.macro_f1"), f"{m.macro_f1:.3f}")
+        c3.metric(t("au_model.holdout_faces"), f"{m.n:,}", help=t("au_model.holdout_faces_help"))
+    split = t("au_model.split_help", fitted=f"{rows - m.n:,}", held=f"{m.n:,}") if m else ""
+    sample = t("au_model.sample_help", sample=data["sample"]) if data.get("sample") else ""
+    c4.metric(t("au_model.usable_faces"), f"{rows:,}", help=t("au_model.usable_faces_help", split=split,
+                                                                sample=sample))
     if m:
         left, right = st.columns(2)
-        left.plotly_chart(plots.per_class_accuracy_bars(m.per_class, overall=m.accuracy), key=f"{key}_per_class")
-        right.plotly_chart(plots.confusion_heatmap(m.confusion, m.labels), key=f"{key}_confusion")
+        left.plotly_chart(plots.per_class_accuracy_bars(m.per_class, overall=m.accuracy,
+                                                        title=t("au_model.per_class_title")), key=f"{key}_per_class")
+        right.plotly_chart(plots.confusion_heatmap(m.confusion, m.labels, title=t("au_model.confusion_title")),
+                           key=f"{key}_confusion")
     if model.kind == "au-logreg":
-        st.plotly_chart(plots.coefficient_heatmap(model.weights[0], model.classes, model.au_columns),
-                        key=f"{key}_coef")
-        st.caption("Red: a higher AU makes the emotion more likely; blue: less likely. Weights are per "
-                   "standard deviation of each AU, so cells compare across AUs.")
+        st.plotly_chart(plots.coefficient_heatmap(model.weights[0], model.classes, model.au_columns,
+                                                  title=t("au_model.coef_title")), key=f"{key}_coef")
+        st.caption(t("au_model.coef_caption"))
     elif model.kind == "au-gam":
-        st.plotly_chart(plots.gam_shape_functions(model), key=f"{key}_shapes")
+        st.plotly_chart(plots.gam_shape_functions(model, title=t("au_model.gam_title")), key=f"{key}_shapes")
         pairs = ", ".join(f"{a.split('_')[0]} × {b.split('_')[0]}" for a, b in model.pairs)
-        st.caption("Each line: how one emotion's score moves with the AU's intensity (above 0: the AU favours "
-                   "that emotion). A face's score is the sum of these curves"
-                   + (f" and of a few pairwise terms: {pairs}." if pairs else "."))
+        st.caption(t("au_model.gam_caption_pairs", pairs=pairs) if pairs else t("au_model.gam_caption"))
     else:
-        st.info("An MLP has no single weight per AU and emotion; its predictions are explained per face "
-                "(Try it page) by how much each AU changes the scores when set to its average.")
+        st.info(t("au_model.mlp_info"))
 
 
 def train_section(table: pd.DataFrame, origin: str) -> None:
     present = _ordered(table["label"].dropna().unique()) if "label" in table.columns else []
     if len(present) < 2:
-        st.warning("This table has fewer than two labelled emotions; training needs labels "
-                   "(a label or emotion column, or emotion folders when extracting).")
+        st.warning(t("au_model.too_few_labels"))
         return
-    st.subheader("Train")
-    classes = st.multiselect("Emotions", present, default=[e for e in SIX_EMOTIONS if e in present] or present,
-                             key="au_classes")
-    kind = st.radio("Model kind", list(KIND_NAMES), format_func=KIND_NAMES.get, horizontal=True, key="au_kind")
-    with st.expander("Settings"):
-        balanced = st.checkbox("Balanced class weights (logistic regression)", value=False, key="au_balanced",
-                               help="Weights each emotion by 1/size, so rare classes like disgust count more.")
-        holdout = st.slider("Held-out share for the reported metrics", 0.1, 0.5, 0.25, 0.05, key="au_holdout")
-        seed = st.number_input("Random seed", 0, 10_000, 0, key="au_seed")
-    if st.button("Train the AU model", type="primary", key="au_train_button"):
+    st.subheader(t("au_model.train_header"))
+    classes = st.multiselect(t("au_model.emotions"), present, default=[e for e in SIX_EMOTIONS if e in present] or present,
+                             format_func=emotion_label, key="au_classes")
+    kind = st.radio(t("au_model.kind"), KINDS, format_func=kind_name, horizontal=True, key="au_kind")
+    with st.expander(t("au_model.settings")):
+        balanced = st.checkbox(t("au_model.balanced"), value=False, key="au_balanced", help=t("au_model.balanced_help"))
+        holdout = st.slider(t("au_model.holdout_share"), 0.1, 0.5, 0.25, 0.05, key="au_holdout")
+        seed = st.number_input(t("au_model.seed"), 0, 10_000, 0, key="au_seed")
+    if st.button(t("au_model.train"), type="primary", key="au_train_button"):
         if len(classes) < 2:
-            show_error("pick at least two emotions")
+            show_error(t("au_model.two_emotions"))
             return
-        bar = st.progress(0.0, text="Training…")
+        bar = st.progress(0.0, text=t("au_model.training"))
         start = time.perf_counter()
+        step = {"done": 0, "total": 3}
+
+        def on_step(done: int, total: int) -> None:
+            step.update(done=done, total=total)
+            bar.progress(done / total, text=t("au_model.training_step", done=done, total=total))
+
+        def on_epoch(epoch: int, most: int) -> None:  # the MLP's epochs, as scikit-learn runs them
+            stage = t("au_model.stage_holdout") if step["done"] < 1 else t("au_model.stage_refit")
+            bar.progress(step["done"] / step["total"], text=t("au_model.training_epoch", stage=stage, epoch=epoch,
+                                                               most=most))
+
         try:
-            model = fit_model(table, classes, kind, balanced, holdout, int(seed), origin,
-                              lambda done, total: bar.progress(done / total, text=f"Training… step {done} of {total}"))
+            model = fit_model(table, classes, kind, balanced, holdout, int(seed), origin, on_step, on_epoch)
         except FerError as exc:  # an unusable table: the same line the CLI's train-au prints
             bar.empty()
             st.session_state.pop("au_train", None)
@@ -199,9 +237,12 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
         bar.empty()
         st.session_state["au_train"] = {"model": model, "origin": origin, "seconds": time.perf_counter() - start,
                                         "saved_as": None}
+        from fer_core.predictors.au_models import AUPredictor
+
+        remember_unsaved(AUPredictor(model, name=default_name(model, origin)))
 
 
-def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress):
+def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress, epoch_progress):
     from fer_core.predictors.au_models import fit_au_model
 
     if kind == "au-gam":
@@ -209,7 +250,29 @@ def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress):
 
         return fit_au_gam(table, classes, holdout=holdout, seed=seed, description=origin, progress=progress)
     return fit_au_model(table, classes, kind=kind, class_weight="balanced" if balanced else None,
-                        holdout=holdout, seed=seed, description=origin, progress=progress)
+                        holdout=holdout, seed=seed, description=origin, progress=progress,
+                        epoch_progress=epoch_progress)
+
+
+def default_name(model, origin: str) -> str:
+    """The name the save box proposes (and Compare shows for the unsaved model)."""
+    short = model.kind.removeprefix("au-")
+    stem = Path(str(origin).split("|")[0]).name.split(".")[0].replace("_au", "")
+    return f"au-{short}-{stem}"[:60].replace(" ", "-")
+
+
+def stamp(model, origin: str) -> None:
+    """Record how the model was made, as its saved file and its download both carry it."""
+    model.info.setdefault("command", f"dashboard: AU model page ({origin})")
+
+
+def model_json(model, origin: str) -> bytes:
+    """The model file exactly as saving writes it (the model's own ``save``), as bytes."""
+    stamp(model, origin)
+    with tempfile.TemporaryDirectory(prefix="fer_au_model_") as tmp:
+        path = Path(tmp) / "model.json"
+        model.save(path)
+        return path.read_bytes()
 
 
 def result_section() -> None:
@@ -217,28 +280,33 @@ def result_section() -> None:
     if not result:
         return
     model = result["model"]
-    st.subheader("Result")
-    st.caption(f"{KIND_NAMES[model.kind]} on {result['origin']}, emotions: {', '.join(model.classes)}; "
-               f"trained in {result['seconds']:.1f} s.")
+    st.subheader(t("au_model.result_header"))
+    st.caption(t("au_model.result_caption", kind=kind_name(model.kind), origin=result["origin"],
+                 emotions=", ".join(emotion_labels(model.classes)), seconds=f"{result['seconds']:.1f}"))
     data = model.info.get("data", {})
     if data.get("left_out") or data.get("sample"):
         total = data.get("rows", 0) + sum(data.get("left_out", {}).values())
         notes = [au_table.left_out_summary(data["left_out"], total)] if data.get("left_out") else []
-        notes += [f"fitted on {data['sample']}"] if data.get("sample") else []
+        notes += [t("au_model.fitted_on", sample=data["sample"])] if data.get("sample") else []
         text = "; ".join(notes)
         st.caption(text[0].upper() + text[1:] + ".")
     show_model(model, "trained")
-    st.subheader("Save")
+    st.subheader(t("au_model.save_header"))
+    warning = degenerate_model_warning(model.holdout) if model.holdout else None
+    if warning:
+        st.warning(warning, icon=":material/warning:")
+    name = default_name(model, result["origin"])
+    if "json" not in result:
+        result["json"] = model_json(model, str(result["origin"]))
+    st.download_button(t("au_model.download_model"), result["json"], file_name=f"{name}.json",
+                       mime="application/json", key="au_model_json", help=t("au_model.download_model_help"))
     if result.get("saved_as"):
-        st.success(f"Saved as **{result['saved_as']}**: it is listed on the home page and usable on Try it.")
+        st.success(t("au_model.saved_as", name=result["saved_as"]))
         return
-    short = model.kind.removeprefix("au-")
-    stem = Path(str(result["origin"]).split("|")[0]).name.split(".")[0].replace("_au", "")
-    default = f"au-{short}-{stem}"[:60].replace(" ", "-")
+    st.caption(t("au_model.compare_unsaved", name=name))
     c1, c2 = st.columns([3, 1])
-    name = c1.text_input("Model name", value=default, key="au_save_name",
-                         help="Letters, digits, '-' and '_'; saved as models/<name>.json")
-    if c2.button("Save model", key="au_save"):
+    name = c1.text_input(t("au_model.model_name"), value=name, key="au_save_name", help=t("au_model.model_name_help"))
+    if c2.button(t("au_model.save"), key="au_save"):
         try:
             entry = save_au_model(model, name, str(result["origin"]))
         except FerError as exc:
@@ -253,7 +321,7 @@ def save_au_model(model, name: str, origin: str):
     from fer_core.predictors.registry import save_and_register
 
     holdout = model.info.get("settings", {}).get("holdout", 0.25)
-    model.info.setdefault("command", f"dashboard: AU model page ({origin})")
+    stamp(model, origin)
     return save_and_register(model, name=name, kind=model.kind, classes=model.classes,
                              metrics=Metrics.from_report(model.holdout, f"{holdout:.0%} of {origin} held out"),
                              command=model.info["command"], origin="dashboard", description=origin)
@@ -263,9 +331,9 @@ def inspect_section() -> None:
     entries = entries_of(explains=True)
     if not entries:
         return
-    with st.expander("Inspect a saved AU model"):
+    with st.expander(t("au_model.inspect")):
         names = [e.name for e in entries]
-        name = st.selectbox("Model", names, key="au_inspect")
+        name = st.selectbox(t("au_model.model"), names, key="au_inspect")
         entry = entries[names.index(name)]
         try:
             show_model(load_predictor(entry).au_model(), f"saved_{name}")
@@ -274,15 +342,14 @@ def inspect_section() -> None:
 
 
 def main() -> None:
-    st.title("AU model")
-    st.caption("A multinomial logistic regression over 17 Action Unit intensities: its weights say "
-               "which facial movements speak for which emotion.")
+    st.title(t("au_model.title"))
+    st.caption(t("au_model.intro"))
     inspect_section()
     table, origin = choose_table()
     if table is not None:
         selection = au_table.select(table)
         note = "" if not selection.left_out else f" ({selection.summary()})"
-        st.caption(f"{len(table):,} rows, {selection.n:,} usable faces with measured AUs{note}.")
+        st.caption(t("au_model.table_caption", rows=f"{len(table):,}", usable=f"{selection.n:,}", note=note))
         train_section(table, origin)
     result_section()
 

@@ -7,6 +7,7 @@ button stays clickable and the rest of the page does not re-run.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -15,54 +16,64 @@ import streamlit as st
 from fer_core import config
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError
-from fer_core.evaluation.metrics import EvaluationReport
+from fer_core.evaluation.metrics import EvaluationReport, degenerate_model_warning
 from fer_core.figures import plots
-from fer_core.figures.compare import training_curves
+from fer_core.figures.compare import predictions_frame, training_curves
+from fer_core.i18n import emotion_label, t
 from fer_core.images import sample_per_class
 from fer_core.training import CNNSettings, CNNTrainingJob, active_training
 from ui.common import (
-    DATA_LAYOUT_HELP,
+    data_layout_help,
     dataset_items,
     fraction_bar,
     load_predictor,
     manifest_entries,
     page_setup,
+    remember_unsaved,
     run_page,
     show_error,
 )
 
 page_setup("nav.cnn", ":material/memory:")
 
-PRESET_NAMES = {"strong": "strong (VGG-style)", "original": "original (the study's)", "tiny": "tiny (quick check)"}
-PRESET_HELP = ("strong: a VGG-style net, ~1.2 M weights, the most accurate per CPU minute; original: the "
-               "original study's network (conv 256/128/64, dense 512-256-128); tiny: ~1.5 k weights, for a "
-               "quick check that everything works.")
+PRESETS = ("strong", "original", "tiny")
 CLASS_SETS = {"six": SIX_EMOTIONS, "seven": SEVEN_EMOTIONS}
 POLL_SECONDS = 1.0
-NO_CNN_HELP = (
-    "No CNN is registered in models/manifest.json yet. The bundled FER2013 CNN "
-    "(`models/cnn_fer2013.keras`) is registered as **cnn-fer2013** once its training has finished. "
-    "Meanwhile train one below (a quick look: preset *tiny*, 100 images per emotion, 3 epochs, about "
-    "a minute), or in a terminal: `python -m fer_core train-cnn --data ../shared/datasets/fer2013/train "
-    "--val ../shared/datasets/fer2013/val --out models/cnn_mine.keras --name cnn-mine`.")
 
 
-def show_evaluation(ev: EvaluationReport, key: str) -> None:
-    """Per-emotion accuracy bars and the confusion matrix of an evaluation."""
+def preset_name(preset: str) -> str:
+    return {"strong": t("cnn.preset_strong"), "original": t("cnn.preset_original"),
+            "tiny": t("cnn.preset_tiny")}[preset]
+
+
+def class_set_name(key: str) -> str:
+    return {"six": t("cnn.classes_six"), "seven": t("cnn.classes_seven")}[key]
+
+
+def tensorflow_note() -> str:
+    """The note that the first run starts TensorFlow (~15 s), only while it is not loaded in this process."""
+    return "" if "tensorflow" in sys.modules else t("cnn.tf_first")
+
+
+def show_evaluation(ev: EvaluationReport, key: str, warn: bool = True) -> None:
+    """Per-emotion accuracy bars and the confusion matrix of an evaluation (and, with ``warn``,
+    a warning when the model has not learned to tell the emotions apart)."""
     left, right = st.columns(2)
-    left.plotly_chart(plots.per_class_accuracy_bars(ev.per_class, overall=ev.accuracy), key=f"{key}_bars")
-    right.plotly_chart(plots.confusion_heatmap(ev.confusion, ev.labels), key=f"{key}_confusion")
-    collapsed = ev.predicts_one_class()
-    if collapsed:
-        st.warning(f"This model predicts **{collapsed}** for almost every image: it has not learned to tell "
-                   "the emotions apart. Train longer or on more images before using it.")
+    left.plotly_chart(plots.per_class_accuracy_bars(ev.per_class, overall=ev.accuracy, title=t("cnn.per_class_title")),
+                      key=f"{key}_bars")
+    right.plotly_chart(plots.confusion_heatmap(ev.confusion, ev.labels, title=t("cnn.confusion_title")),
+                       key=f"{key}_confusion")
+    warning = degenerate_model_warning(ev) if warn else None
+    if warning:
+        st.warning(warning)
 
 
-def metric_row(ev: EvaluationReport, extra: dict[str, str], label: str = "Validation accuracy") -> None:
+def metric_row(ev: EvaluationReport, extra: dict[str, str], label: str | None = None) -> None:
     cols = st.columns(2 + len(extra))
     lo, hi = ev.accuracy_ci95
-    cols[0].metric(label, f"{ev.accuracy:.1%}", help=f"95% bootstrap interval {lo:.1%}–{hi:.1%}")
-    cols[1].metric("Macro F1", f"{ev.macro_f1:.3f}")
+    cols[0].metric(label or t("cnn.val_accuracy"), f"{ev.accuracy:.1%}",
+                   help=t("cnn.ci_help", lo=f"{lo:.1%}", hi=f"{hi:.1%}"))
+    cols[1].metric(t("cnn.macro_f1"), f"{ev.macro_f1:.3f}")
     for col, (name, value) in zip(cols[2:], extra.items()):
         col.metric(name, value)
 
@@ -71,19 +82,19 @@ def metric_row(ev: EvaluationReport, extra: dict[str, str], label: str = "Valida
 def saved_section() -> None:
     from fer_core.predictors.cnn import read_cnn_metadata
 
-    st.subheader("Saved CNNs")
+    st.subheader(t("cnn.saved_header"))
     entries = [e for e in manifest_entries() if e.kind == "cnn"]
     registered = {e.file.resolve() for e in entries}
     loose = [p.name for p in sorted(config.models_dir().glob("*.keras")) if p.resolve() not in registered]
     if not entries:
-        st.info(NO_CNN_HELP)
+        st.info(t("cnn.no_cnn_help"))
         if loose:
-            st.caption(f"Found in {config.models_dir()} but not registered (still training?): "
-                       + ", ".join(f"`{n}`" for n in loose))
+            st.caption(t("cnn.loose_files", folder=str(config.models_dir()),
+                         files=", ".join(f"`{n}`" for n in loose)))
         return
     names = [e.name for e in entries]
     default = names.index("cnn-fer2013") if "cnn-fer2013" in names else 0
-    name = st.selectbox("Model", names, index=default, key="cnn_model")
+    name = st.selectbox(t("cnn.model"), names, index=default, key="cnn_model")
     entry = entries[names.index(name)]
     try:
         meta = read_cnn_metadata(entry.file) or {}
@@ -91,107 +102,130 @@ def saved_section() -> None:
         show_error(exc, warning=True)
         meta = {}
     ev = EvaluationReport.from_dict(meta["evaluation"]) if meta.get("evaluation") else None
-    details = {"Preset": str(meta.get("preset", "?")),
-               "Epochs run": str(meta.get("epochs_run", "?")),
-               "Training images": f"{meta['n_train']:,}" if isinstance(meta.get("n_train"), int) else "?"}
+    details = {t("cnn.preset"): str(meta.get("preset", "?")),
+               t("cnn.epochs_run"): str(meta.get("epochs_run", "?")),
+               t("cnn.training_images"): f"{meta['n_train']:,}" if isinstance(meta.get("n_train"), int) else "?"}
     if ev:
         metric_row(ev, details)
     else:
         cols = st.columns(len(details))
         for col, (label, value) in zip(cols, details.items()):
             col.metric(label, value)
-    st.caption(f"Emotions: {', '.join(entry.classes)} · file `{entry.path}`"
-               + (f" · made by `{entry.command}`" if entry.command else ""))
+    made_by = t("cnn.made_by", command=entry.command) if entry.command else ""
+    st.caption(t("cnn.saved_caption", emotions=", ".join(emotion_label(c) for c in entry.classes),
+                 path=entry.path) + made_by)
     if meta.get("history"):
-        st.plotly_chart(training_curves(meta["history"], title=f"{name}: training curves"), key="cnn_saved_curves")
+        st.plotly_chart(training_curves(meta["history"], title=t("cnn.saved_curves_title", name=name)),
+                        key="cnn_saved_curves")
     if ev:
-        st.caption(f"Scores on its validation images ({ev.n:,}), as saved when training ended; those images "
-                   "also picked the best epoch, so the score is a little optimistic.")
+        st.caption(t("cnn.saved_scores_caption", n=f"{ev.n:,}"))
         show_evaluation(ev, "cnn_saved")
     evaluate_section(entry)
 
 
-def evaluate_section(entry: dict) -> None:
-    with st.expander("Evaluate this CNN on a folder of labelled images", expanded=False):
+def folder_label(folder: str) -> str:
+    """The evaluated folder as people name it: its last part (``val``), or the path itself."""
+    return Path(folder).name or folder
+
+
+def evaluation_files(ev: EvaluationReport, comparison, name: str, folder: str) -> tuple[bytes, bytes]:
+    """The folder evaluation as downloads: per image (file, true, predicted, right or not, one
+    probability per emotion) as CSV, and the scores as JSON (the ``evaluate --json`` report)."""
+    frame = predictions_frame(comparison.table, [name], folder).drop(columns=f"{name} p(true)", errors="ignore")
+    frame = frame.rename(columns={"label": "true", name: "predicted", f"{name} correct": "correct"})
+    proba = comparison.probabilities[name]
+    for j, emotion in enumerate(comparison.model_classes[name]):
+        frame[f"p_{emotion}"] = proba[:, j].round(4)
+    metrics = {"model": name, "folder": folder, **ev.to_dict()}
+    return frame.to_csv(index=False).encode(), json.dumps(metrics, indent=1).encode()
+
+
+def evaluate_section(entry) -> None:
+    with st.expander(t("cnn.evaluate_expander"), expanded=False):
         c1, c2, c3 = st.columns([4, 1.3, 1])
         default = config.fer_split_dir("val")
-        folder = c1.text_input("Folder", value=str(default) if default.is_dir() else "", key="cnn_eval_folder",
-                               help=DATA_LAYOUT_HELP).strip()
-        per = c2.number_input("Images per emotion (0 = all)", 0, 100_000, 100, step=50, key="cnn_eval_per")
+        folder = c1.text_input(t("cnn.folder"), value=str(default) if default.is_dir() else "", key="cnn_eval_folder",
+                               help=data_layout_help()).strip()
+        per = c2.number_input(t("cnn.per_emotion"), 0, 100_000, 100, step=50, key="cnn_eval_per")
         c3.write("")
-        go = c3.button("Evaluate", key="cnn_eval_button")
+        go = c3.button(t("cnn.evaluate"), key="cnn_eval_button")
         results: dict = st.session_state.setdefault("cnn_eval", {})
         key = (entry.name, entry.sha256 or "", folder, int(per))
         if go:
             if not folder:
-                show_error(f"type the path of a folder with emotion subfolders. {DATA_LAYOUT_HELP}")
+                show_error(t("cnn.type_folder", layout=data_layout_help()))
                 return
-            bar, progress = fraction_bar()
+            bar, progress = fraction_bar(t("cnn.starting"))
             try:
                 from fer_core.evaluation.compare import evaluate_images
 
-                items = sample_per_class(dataset_items(str(Path(folder).expanduser()), tuple(entry.classes)),
-                                         int(per))
-                results[key], _ = evaluate_images(load_predictor(entry), items, progress=progress)
+                root = str(Path(folder).expanduser())
+                items = sample_per_class(dataset_items(root, tuple(entry.classes)), int(per))
+                ev, comparison = evaluate_images(load_predictor(entry), items, progress=progress)
+                results[key] = (ev, evaluation_files(ev, comparison, entry.name, root))
             except FerError as exc:
                 show_error(exc)
                 return
             finally:
                 bar.empty()
-        ev = results.get(key)
-        if ev is None:
-            st.caption("Runs the model on the images (the first CNN starts TensorFlow, ~15 s). Pick a folder "
-                       "the model was not trained on, e.g. FER2013 val for a model trained on train.")
+        done = results.get(key)
+        if done is None:
+            st.caption(t("cnn.evaluate_caption", tf=tensorflow_note()))
             return
-        metric_row(ev, {"Images": f"{ev.n:,}"}, label=f"Accuracy on {Path(folder).name}")
+        ev, (csv, metrics) = done
+        metric_row(ev, {t("cnn.images"): f"{ev.n:,}"}, label=t("cnn.accuracy_on", folder=folder_label(folder)))
         show_evaluation(ev, "cnn_eval")
+        stem = f"{entry.name}_{folder_label(folder)}"
+        c1, c2, _ = st.columns([1, 1, 2])
+        c1.download_button(t("cnn.download_predictions"), csv, file_name=f"{stem}_predictions.csv",
+                           mime="text/csv", key="cnn_eval_csv")
+        c2.download_button(t("cnn.download_metrics"), metrics, file_name=f"{stem}_metrics.json",
+                           mime="application/json", key="cnn_eval_json")
 
 
 # -- training --------------------------------------------------------------------------------
+def check_folders(train_dir: str, val_dir: str) -> bool:
+    """Both folders exist (the validation one may be empty: held out from training); else an error."""
+    if not train_dir:
+        show_error(t("cnn.type_train_folder", layout=data_layout_help()))
+        return False
+    if not Path(train_dir).expanduser().is_dir():
+        show_error(t("cnn.train_missing", folder=train_dir))
+        return False
+    if val_dir and not Path(val_dir).expanduser().is_dir():
+        show_error(t("cnn.val_missing", folder=val_dir))
+        return False
+    return True
+
+
 def training_form(job: CNNTrainingJob | None) -> None:
-    st.subheader("Train a CNN")
+    st.subheader(t("cnn.train_header"))
     running = job is not None and job.running
     other = active_training()
     c1, c2 = st.columns(2)
     train_default, val_default = config.fer_split_dir("train"), config.fer_split_dir("val")
-    train_dir = c1.text_input("Training folder", value=str(train_default) if train_default.is_dir() else "",
-                              key="cnn_train_dir", help=DATA_LAYOUT_HELP, disabled=running).strip()
-    val_dir = c2.text_input("Validation folder (empty: hold out 10% of the training images)",
-                            value=str(val_default) if val_default.is_dir() else "", key="cnn_val_dir",
-                            help="Picks the best epoch and gives the scores below; keep it apart from any "
-                                 "test set you compare on later.", disabled=running).strip()
+    train_dir = c1.text_input(t("cnn.train_folder"), value=str(train_default) if train_default.is_dir() else "",
+                              key="cnn_train_dir", help=data_layout_help(), disabled=running).strip()
+    val_dir = c2.text_input(t("cnn.val_folder"), value=str(val_default) if val_default.is_dir() else "",
+                            key="cnn_val_dir", help=t("cnn.val_folder_help"), disabled=running).strip()
     c1, c2, c3, c4, c5 = st.columns([1.6, 1.2, 1, 1, 1.3])
-    preset = c1.selectbox("Architecture", list(PRESET_NAMES), format_func=PRESET_NAMES.get, key="cnn_preset",
-                          disabled=running, help=PRESET_HELP)
-    classes = c2.radio("Emotions", list(CLASS_SETS), key="cnn_classes", horizontal=True, disabled=running,
-                       format_func=lambda k: f"{k} ({len(CLASS_SETS[k])})",
-                       help="six: the study's classes (no fear); seven: all of FER2013's")
-    epochs = c3.number_input("Epochs", 1, 300, 20, key="cnn_epochs", disabled=running,
-                             help="At most; training stops early when validation accuracy has not improved "
-                                  "for 10 epochs, and the best epoch is kept.")
-    batch = c4.selectbox("Batch size", [16, 32, 64, 128, 256], index=2, key="cnn_batch", disabled=running)
-    limit = c5.number_input("Images per emotion (0 = all)", 0, 100_000, 0, step=100, key="cnn_limit",
-                            disabled=running, help="A quick run on a sample of each folder; 0 uses every image.")
-    st.caption("On this kind of machine (CPU only) the strong preset needs about a minute per epoch on all "
-               "of FER2013 train; tiny with 100 images per emotion finishes in seconds. One training runs "
-               "per server at a time.")
+    preset = c1.selectbox(t("cnn.architecture"), list(PRESETS), format_func=preset_name, key="cnn_preset",
+                          disabled=running, help=t("cnn.preset_help"))
+    classes = c2.radio(t("cnn.emotions"), list(CLASS_SETS), key="cnn_classes", horizontal=True, disabled=running,
+                       format_func=class_set_name, help=t("cnn.classes_help"))
+    epochs = c3.number_input(t("cnn.epochs"), 1, 300, 20, key="cnn_epochs", disabled=running,
+                             help=t("cnn.epochs_help"))
+    batch = c4.selectbox(t("cnn.batch_size"), [16, 32, 64, 128, 256], index=2, key="cnn_batch", disabled=running)
+    limit = c5.number_input(t("cnn.per_emotion"), 0, 100_000, 0, step=100, key="cnn_limit",
+                            disabled=running, help=t("cnn.limit_help"))
+    st.caption(t("cnn.speed_caption"))
     if other is not None and other is not job:
-        st.warning(f"Another CNN training is running on this server ({other.settings.describe()}, "
-                   f"{other.elapsed() / 60:.0f} min so far); start yours when it has finished.")
-    start = st.button("Start training", type="primary", key="cnn_start", disabled=running or other is not None)
-    if not start:
+        st.warning(t("cnn.other_running", settings=other.settings.summary(), minutes=f"{other.elapsed() / 60:.0f}"))
+    start = st.button(t("cnn.start"), type="primary", key="cnn_start", disabled=running or other is not None)
+    if not start or not check_folders(train_dir, val_dir):
         return
-    for label, folder in (("training", train_dir), ("validation", val_dir)):
-        if label == "validation" and not folder:
-            continue
-        if not folder:
-            show_error(f"type the path of a training folder. {DATA_LAYOUT_HELP}")
-            return
-        if not Path(folder).expanduser().is_dir():
-            show_error(f"{folder}: {label} folder does not exist; set FER_DATA_DIR or type another folder")
-            return
     if job is not None and job.result is not None and not job.saved_as:
-        st.toast("The previous unsaved CNN was discarded.")
+        st.toast(t("cnn.previous_discarded"))
     settings = CNNSettings(str(Path(train_dir).expanduser()), str(Path(val_dir).expanduser()) if val_dir else None,
                            CLASS_SETS[classes], preset, int(epochs), int(batch), int(limit) or None)
     new_job = CNNTrainingJob(settings)
@@ -208,66 +242,86 @@ def live_view(job: CNNTrainingJob, polling: bool) -> None:
     """Status, progress and the growing curves of a running job (a fragment re-run every second)."""
     if polling and not job.running:
         st.rerun()  # finished: redraw the whole page (results, save, the form enabled again)
-    st.subheader("Training")
+    st.subheader(t("cnn.training_header"))
     # A click re-runs only this fragment; the flag is read by train_cnn after every batch.
-    if st.button("Stop training", key="cnn_stop", disabled=job.stop_event.is_set(),
-                 help="Stops after the current batch; the best epoch so far is kept and can be saved."):
+    if st.button(t("cnn.stop"), key="cnn_stop", disabled=job.stop_event.is_set(), help=t("cnn.stop_help")):
         job.stop()
     status, bar, curves = st.empty(), st.empty(), st.empty()
     s = job.settings
     done, total = job.epochs_done, s.epochs
-    minutes = job.elapsed() / 60
+    minutes = f"{job.elapsed() / 60:.1f}"
     if job.stop_event.is_set():
-        status.warning(f"Stopping… the best epoch so far is kept and evaluated ({minutes:.1f} min).")
+        status.warning(t("cnn.stopping", minutes=minutes))
     elif job.phase == "loading" and done == 0:
         n, of = job.loaded
-        starting = "" if "tensorflow" in sys.modules else " (the first run starts TensorFlow, ~15 s)"
-        status.info(f"Reading images{f': {n:,} of {of:,}' if of else ''}…{starting}")
+        text = t("cnn.reading_of", n=f"{n:,}", of=f"{of:,}") if of else t("cnn.reading")
+        status.info(text + tensorflow_note())
         bar.progress(n / of if of else 0.0)
     else:
-        status.info(f"Epoch {min(done + 1, total)} of {total} running · {minutes:.1f} min · {s.describe()}")
-        bar.progress(done / total, text=f"{done} of {total} epochs done")
+        status.info(t("cnn.epoch_running", epoch=min(done + 1, total), total=total, minutes=minutes,
+                      settings=s.summary()))
+        bar.progress(done / total, text=t("cnn.epochs_done", done=done, total=total))
     history = job.snapshot()
     if history:
-        curves.plotly_chart(training_curves(history, epochs=total, title="Training curves (live)"),
+        curves.plotly_chart(training_curves(history, epochs=total, title=t("cnn.live_curves_title")),
                             key="cnn_live_curves")
     else:
-        curves.caption("The curves appear after the first epoch.")
+        curves.caption(t("cnn.curves_after_first"))
+
+
+def default_model_name(settings: CNNSettings) -> str:
+    return f"cnn-{settings.preset}-{Path(settings.train_dir).name}"[:60].replace(" ", "-")
+
+
+def offer_unsaved(job: CNNTrainingJob) -> None:
+    """Hand the finished, not yet saved CNN to Compare (once per training run)."""
+    if st.session_state.get("cnn_offered") is job:
+        return
+    from fer_core.predictors.cnn import CNNPredictor
+
+    try:
+        remember_unsaved(CNNPredictor(job.result.path, job.settings.classes, name=default_model_name(job.settings)))
+    except FerError as exc:
+        show_error(exc, warning=True)
+        return
+    st.session_state["cnn_offered"] = job
 
 
 def result_view(job: CNNTrainingJob) -> None:
     if job.phase == "cancelled":
-        st.warning("Training was stopped before the first epoch finished: there is nothing to save.")
+        st.warning(t("cnn.cancelled"))
         return
     if job.phase == "failed":
-        show_error(job.error or "training failed")
+        show_error(job.error or t("cnn.failed"))
         return
     result = job.result
     if result is None:
         return
-    st.subheader("Result")
+    st.subheader(t("cnn.result_header"))
     ev = result.evaluation
-    how = ("stopped by you" if result.stopped_by_user
-           else "stopped early (no improvement)" if result.epochs_run < job.settings.epochs else "all epochs")
-    metric_row(ev, {"Epochs run": f"{result.epochs_run} of {job.settings.epochs}",
-                    "Training time": f"{result.seconds / 60:.1f} min"})
-    st.caption(f"{job.settings.describe()} · {how}; the best epoch by validation accuracy is kept.")
+    how = (t("cnn.how_stopped") if result.stopped_by_user
+           else t("cnn.how_early") if result.epochs_run < job.settings.epochs else t("cnn.how_all"))
+    metric_row(ev, {t("cnn.epochs_run"): t("cnn.n_of", n=result.epochs_run, total=job.settings.epochs),
+                    t("cnn.training_time"): t("cnn.minutes", minutes=f"{result.seconds / 60:.1f}")})
+    st.caption(t("cnn.result_caption", settings=job.settings.summary(), how=how))
     if result.skipped:
-        st.warning(f"{len(result.skipped)} image(s) could not be read and were skipped, e.g. {result.skipped[0]}")
-    st.plotly_chart(training_curves(result.history, title="Training curves"), key="cnn_result_curves")
-    show_evaluation(ev, "cnn_result")
-    st.subheader("Save")
+        st.warning(t("cnn.skipped_images", n=len(result.skipped), example=result.skipped[0]))
+    st.plotly_chart(training_curves(result.history, title=t("cnn.curves_title")), key="cnn_result_curves")
+    show_evaluation(ev, "cnn_result", warn=False)
+    st.subheader(t("cnn.save_header"))
+    warning = degenerate_model_warning(ev)
+    if warning:
+        st.warning(warning, icon=":material/warning:")
     if job.saved_as:
-        st.success(f"Saved as **{job.saved_as}**: it is listed on the home page and can be compared on the "
-                   "Compare page.")
+        st.success(t("cnn.saved_as", name=job.saved_as))
         return
-    s = job.settings
-    default = f"cnn-{s.preset}-{Path(s.train_dir).name}"[:60].replace(" ", "-")
+    offer_unsaved(job)
+    st.caption(t("cnn.compare_unsaved", name=default_model_name(job.settings)))
     c1, c2 = st.columns([3, 1])
-    name = c1.text_input("Model name", value=default, key="cnn_save_name",
-                         help="Letters, digits, '-' and '_'; saved as models/<name>.keras (+ <name>.meta.json)")
+    name = c1.text_input(t("cnn.model_name"), value=default_model_name(job.settings), key="cnn_save_name",
+                         help=t("cnn.model_name_help"))
     c2.write("")
-    if c2.button("Save model", key="cnn_save"):
+    if c2.button(t("cnn.save"), key="cnn_save"):
         try:
             job.save(name)
         except FerError as exc:
@@ -277,9 +331,8 @@ def result_view(job: CNNTrainingJob) -> None:
 
 
 def main() -> None:
-    st.title("CNN")
-    st.caption("A convolutional network on the 48×48 gray pixels, the comparison model of the study: "
-               "accurate where AUs are hard to measure, but it cannot say why.")
+    st.title(t("cnn.title"))
+    st.caption(t("cnn.intro"))
     saved_section()
     job: CNNTrainingJob | None = st.session_state.get("cnn_job")
     training_form(job)

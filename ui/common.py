@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -140,8 +141,12 @@ def _predictor(entry_json: str):
 
 
 def load_predictor(entry: ModelEntry):
-    """A manifest entry's Predictor, loaded once per file version and kept for the process."""
-    with st.spinner(t("common.loading_model")):
+    """A manifest entry's Predictor, loaded once per file version and kept for the process.
+
+    The spinner (shown only when loading takes over half a second: not for a cached model) says
+    that TensorFlow starts only while it has not been started in this process."""
+    text = t("loading.model") if "tensorflow" in sys.modules else t("loading.model_tf")
+    with st.spinner(text):
         return _predictor(json.dumps(entry.to_dict(), sort_keys=True))
 
 

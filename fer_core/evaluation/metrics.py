@@ -87,6 +87,33 @@ class EvaluationReport:
         return self.labels[j] if totals[j] / totals.sum() >= share else None
 
 
+COLLAPSE_SHARE = 0.8  # one emotion given to this share of the images: a model that has not learned
+
+
+def degenerate_model_warning(report: EvaluationReport, share: float = COLLAPSE_SHARE) -> str | None:
+    """One line, in the reader's language, when the scores say the model has not learned to tell
+    the emotions apart: it gives one emotion to at least ``share`` of the images it judged, or its
+    accuracy is no better than guessing (1/k for the k emotions the test images show). A training
+    page shows it next to the save button, so such a model is not kept without a word; None when
+    the model looks healthy (or there is nothing to judge)."""
+    from ..i18n import emotion_label, t
+
+    present = sum(1 for s in report.per_class.values() if s.n > 0) or len(report.labels)
+    if report.n == 0 or present < 2:
+        return None
+    parts = []
+    collapsed = report.predicts_one_class(share)
+    if collapsed:
+        totals = np.asarray(report.confusion, dtype=float).sum(axis=0)
+        parts.append(t("model_check.one_class", emotion=emotion_label(collapsed),
+                       share=f"{totals.max() / totals.sum():.0%}"))
+    chance = 1.0 / present
+    if round(report.accuracy, 4) <= round(chance, 4):  # reports keep 4 decimals: 1/6 is 0.1667
+        parts.append(t("model_check.below_chance", accuracy=f"{report.accuracy:.1%}", chance=f"{chance:.1%}",
+                       k=present))
+    return " ".join(parts + [t("model_check.advice")]) if parts else None
+
+
 def evaluation_report(y_true: Sequence[str], y_pred: Sequence[str | None], classes: Sequence[str],
                       model: str = "", n_boot: int = 2000, seed: int = 0) -> EvaluationReport:
     """Score predictions (None = no face, counted wrong) against the true labels.

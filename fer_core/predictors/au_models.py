@@ -388,12 +388,14 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
                  class_weight: str | None = None, holdout: float = 0.25, seed: int = 0,
                  Cs: Sequence[float] = DEFAULT_CS, description: str = "",
                  progress: Progress | None = None, columns: Sequence[str] = AU_COLUMNS,
-                 max_rows: int = MAX_FIT_ROWS) -> AUModel:
+                 max_rows: int = MAX_FIT_ROWS, epoch_progress: Progress | None = None) -> AUModel:
     """Fit on a stratified (1 - holdout) share, report metrics on the held-out rest, then refit
     on all rows with the chosen settings. The logistic regression chooses ``C`` by 5-fold
     cross-validation (``LogisticRegressionCV``) on the fitting share. ``columns``: the AUs it
     may use (e.g. only those a mask leaves visible). Each fit uses at most ``max_rows`` rows
-    (``plan_fit``); the rows used and left out are recorded in ``info``.
+    (``plan_fit``); the rows used and left out are recorded in ``info``. ``progress(step, 3)``
+    follows the fits; for the MLP, ``epoch_progress(epoch, max_epochs)`` follows each fit's epochs
+    (it restarts at 1 for the refit; early stopping usually ends a fit well before the maximum).
 
     Unusable tables raise one ``AUTableError`` line naming ``description`` (or the table's file):
     no usable rows, fewer than ``MIN_FACES_PER_CLASS`` faces of an emotion, and the like."""
@@ -430,9 +432,9 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
             final_estimator: Any = LogisticRegression(C=chosen_C, class_weight=class_weight, max_iter=2000)
         else:
             chosen_C = None
-            held_out = make_pipeline(StandardScaler(), _make_mlp(seed)).fit(X_fit, y_fit)
+            held_out = make_pipeline(StandardScaler(), _make_mlp(seed, epoch_progress)).fit(X_fit, y_fit)
             step(1)
-            final_estimator = _make_mlp(seed)
+            final_estimator = _make_mlp(seed, epoch_progress)
         del X_fit
         predicted = predict_rows(held_out.predict, ts, plan.test)
         report = report_from_codes(ts.y[plan.test], predicted, classes)
@@ -461,12 +463,22 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
                    scale=scaler.scale_.copy(), weights=weights, biases=biases, info=info)
 
 
-def _make_mlp(seed: int):
-    """The original study's MLP: 300-200-100-50 ReLU, Adam, batch 50, early stopping (patience 7)."""
+def _make_mlp(seed: int, epoch_progress: Progress | None = None):
+    """The original study's MLP: 300-200-100-50 ReLU, Adam, batch 50, early stopping (patience 7).
+
+    ``epoch_progress(epoch, max_epochs)`` is called after every epoch. scikit-learn has no epoch
+    callback, so a subclass hooks the step it runs once per epoch (``_update_no_improvement_count``,
+    after the epoch's weight updates); the fit itself is unchanged."""
     from sklearn.neural_network import MLPClassifier
 
-    return MLPClassifier(hidden_layer_sizes=MLP_LAYERS, batch_size=50, early_stopping=True,
-                         validation_fraction=1 / 3, n_iter_no_change=7, max_iter=300, random_state=seed)
+    class EpochReportingMLP(MLPClassifier):
+        def _update_no_improvement_count(self, *args, **kwargs):
+            super()._update_no_improvement_count(*args, **kwargs)
+            if epoch_progress is not None:
+                epoch_progress(self.n_iter_, self.max_iter)
+
+    return EpochReportingMLP(hidden_layer_sizes=MLP_LAYERS, batch_size=50, early_stopping=True,
+                             validation_fraction=1 / 3, n_iter_no_change=7, max_iter=300, random_state=seed)
 
 
 # -- as a Predictor -------------------------------------------------------------------------

@@ -1,0 +1,306 @@
+"""The AU model and CNN pages as a researcher uses them (issue 12): a model that has not learned is
+flagged before it is saved, every result can be downloaded (the bytes parse back), a model not
+yet saved can be compared, the MLP reports its real epochs, folder evaluations name their folder,
+and both pages read in Korean with no English left."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import test_app_models
+from apptest_helpers import english_left, page_texts, run_app, texts
+from conftest import BUNDLED_AU_MODEL
+from streamlit.testing.v1 import AppTest
+
+from fer_core import config, i18n
+from fer_core.au_table import AU_COLUMNS
+from fer_core.emotions import SIX_EMOTIONS
+from fer_core.evaluation.metrics import degenerate_model_warning, evaluation_report
+
+ROOT = config.REPO_ROOT
+AU_PAGE = str(ROOT / "pages" / "2_AU_model.py")
+CNN_PAGE = str(ROOT / "pages" / "4_CNN.py")
+T = 240
+
+
+# -- fixtures ---------------------------------------------------------------------------------------
+@pytest.fixture
+def downloads(monkeypatch) -> dict[str, bytes]:
+    """The bytes of every download button the page made, by file name, as Streamlit stored them."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    got: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def capture(self, path_or_data, mimetype, kind, filename=None):
+        if filename:
+            got[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", capture)
+    return got
+
+
+# The FER2013 sample and the tiny CNN of the model-page tests (module-scoped: made once here too).
+fer_small, tiny_cnn = test_app_models.fer_small, test_app_models.tiny_cnn
+_register_cnn = test_app_models._register_tiny_cnn
+
+
+def _au_csv(counts: dict[str, int], informative: bool, seed: int = 0) -> bytes:
+    """An AU table: with ``informative`` each emotion raises its own AU, else the AUs are noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, (emotion, n) in enumerate(counts.items()):
+        for _ in range(n):
+            aus = rng.uniform(0, 1, len(AU_COLUMNS))
+            if informative:
+                aus[3 * k] += 3
+            rows.append([emotion, *aus.round(3)])
+    return pd.DataFrame(rows, columns=["label", *AU_COLUMNS]).to_csv(index=False).encode()
+
+
+def _upload(at: AppTest, data: bytes, name: str = "faces.csv") -> AppTest:
+    # AppTest finds a choice by formatting it with the page's format function in the test's thread,
+    # so a Korean page is driven inside i18n.using_language("ko") (else no label matches)
+    at.radio(key="au_source").set_value("Import an OpenFace CSV")
+    run_app(at, T)
+    at.radio(key="au_openface").set_value("Upload a CSV")
+    run_app(at, T)
+    at.file_uploader(key="au_csv").set_value((name, data, "text/csv"))
+    return run_app(at, T)
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+# -- the collapse check -----------------------------------------------------------------------------
+def test_a_collapsed_model_is_flagged_and_a_healthy_one_is_not():
+    truth = [e for e in SIX_EMOTIONS for _ in range(10)]
+    collapsed = evaluation_report(truth, ["disgust"] * len(truth), SIX_EMOTIONS)  # the tiny preset's 10 %
+    warning = degenerate_model_warning(collapsed)
+    assert warning is not None and "predicts disgust for 100% of the images" in warning
+    assert "no better than guessing among 6 emotions (16.7%)" in warning
+    healthy_pred = list(truth)
+    for i in range(0, len(truth), 4):  # 75 % right, the errors spread over every class
+        healthy_pred[i] = SIX_EMOTIONS[(SIX_EMOTIONS.index(truth[i]) + 1) % 6]
+    assert degenerate_model_warning(evaluation_report(truth, healthy_pred, SIX_EMOTIONS)) is None
+    # one class for 85 % of the images flags even an accuracy above chance
+    skewed = ["happy"] * 51 + truth[51:]
+    report = evaluation_report(truth, skewed, SIX_EMOTIONS)
+    assert report.accuracy > 1 / 6
+    assert "predicts happy for 85% of the images" in degenerate_model_warning(report)
+    assert "guessing" not in degenerate_model_warning(report)
+    # below chance without collapsing: every prediction spread but wrong
+    shifted = [SIX_EMOTIONS[(SIX_EMOTIONS.index(e) + 1) % 6] for e in truth]
+    below = degenerate_model_warning(evaluation_report(truth, shifted, SIX_EMOTIONS))
+    assert below is not None and "0.0%" in below and "predicts" not in below
+    with i18n.using_language("ko"):
+        assert "혐오" in degenerate_model_warning(collapsed)
+    assert degenerate_model_warning(evaluation_report([], [], SIX_EMOTIONS)) is None
+
+
+# -- the MLP reports its epochs ---------------------------------------------------------------------
+def test_the_mlp_reports_each_epoch_of_both_fits():
+    from fer_core.predictors.au_models import fit_au_model
+
+    table = pd.read_csv(io.BytesIO(_au_csv({"angry": 60, "happy": 60, "sad": 60}, informative=True)))
+    steps, epochs = [], []
+    model = fit_au_model(table, ("angry", "happy", "sad"), kind="au-mlp", progress=lambda d, n: steps.append(d),
+                         epoch_progress=lambda e, most: epochs.append((len(steps), e, most)))
+    assert model.kind == "au-mlp" and steps == [0, 1, 2, 3]
+    held_out = [e for s, e, _ in epochs if s == 1]  # during the fit for the held-out scores
+    refit = [e for s, e, _ in epochs if s == 3]  # during the refit on every face
+    for run in (held_out, refit):
+        assert run and run == list(range(1, len(run) + 1)) and len(run) < 300  # early stopping ends it
+    assert {most for *_, most in epochs} == {300}
+
+
+# -- AU model page ----------------------------------------------------------------------------------
+def test_au_page_trains_offers_downloads_and_the_unsaved_model(models_dir, downloads):
+    from fer_core.predictors.au_models import AUModel, AUPredictor
+
+    at = _upload(run_app(AppTest.from_file(AU_PAGE), T),
+                 _au_csv({"angry": 40, "happy": 40, "sad": 40}, informative=True), "clear.csv")
+    at.button(key="au_train_button").click()
+    run_app(at, T)
+    model = at.session_state["au_train"]["model"]
+    metrics = _metrics(at)
+    assert metrics["Usable faces in the table (all)"] == "120" and metrics["Held-out faces"] == "30"
+    usable = [m for m in at.metric if m.label == "Usable faces in the table (all)"][-1]  # the first: the inspected
+    assert "90 were fitted and 30 held out" in usable.proto.help and "refitted on all of them" in usable.proto.help
+    assert not at.warning  # a model that learned gets no warning
+    # the model file, exactly what saving writes, loads back and predicts as the trained model does
+    saved = AUModel.from_dict(json.loads(downloads["au-logreg-clear.json"]))
+    x = np.random.default_rng(1).uniform(0, 4, (5, len(AU_COLUMNS)))
+    np.testing.assert_allclose(saved.predict_proba(x), model.predict_proba(x))
+    assert saved.info["command"] == "dashboard: AU model page (clear.csv)"
+    # Compare can use it before it is saved
+    unsaved = at.session_state["_unsaved_models"]
+    assert isinstance(unsaved["au-logreg-clear"], AUPredictor) and unsaved["au-logreg-clear"].model is model
+    assert any("Compare page offers it as au-logreg-clear" in c for c in texts(at.caption))
+    at.text_input(key="au_save_name").set_value("au-clear")
+    at.button(key="au_save").click()
+    run_app(at, T)
+    assert (models_dir / "au-clear.json").read_bytes() == downloads["au-logreg-clear.json"]
+
+
+def test_au_page_shows_the_mlps_epochs_while_it_trains(models_dir, monkeypatch):
+    from streamlit.delta_generator import DeltaGenerator
+
+    shown: list[str] = []
+    original = DeltaGenerator.progress
+
+    def progress(self, value, text=None):
+        shown.append(text or "")
+        return original(self, value, text=text)
+
+    monkeypatch.setattr(DeltaGenerator, "progress", progress)
+    at = _upload(run_app(AppTest.from_file(AU_PAGE), T),
+                 _au_csv({"angry": 40, "happy": 40, "sad": 40}, informative=True), "clear.csv")
+    at.radio(key="au_kind").set_value("au-mlp")
+    at.button(key="au_train_button").click()
+    run_app(at, T)
+    assert at.session_state["au_train"]["model"].kind == "au-mlp"
+    first = [s for s in shown if s.startswith("Fitting for the held-out scores (1 of 2): epoch ")]
+    refit = [s for s in shown if s.startswith("Refitting on all faces (2 of 2): epoch ")]
+    assert first and refit and first[0].startswith("Fitting for the held-out scores (1 of 2): epoch 1 (at most 300")
+    assert [int(s.split("epoch ")[1].split()[0]) for s in refit] == list(range(1, len(refit) + 1))
+
+
+def test_au_page_warns_before_saving_a_model_that_predicts_one_emotion(models_dir):
+    at = _upload(run_app(AppTest.from_file(AU_PAGE), T),
+                 _au_csv({"angry": 170, "happy": 15, "sad": 15}, informative=False), "noise.csv")
+    at.button(key="au_train_button").click()
+    run_app(at, T)
+    warnings = texts(at.warning)
+    assert any(w.startswith("This model predicts angry for") for w in warnings), warnings
+    assert at.button(key="au_save")  # still offered, but not without a word
+
+
+def test_au_page_offers_the_extracted_table(models_dir, fer_small, downloads):
+    at = run_app(AppTest.from_file(AU_PAGE), T)
+    at.radio(key="au_source").set_value("Extract AUs from an image folder (embedded MediaPipe or OpenFace in Docker)")
+    run_app(at, T)
+    at.text_input(key="au_folder").set_value(str(fer_small))
+    at.number_input(key="au_per").set_value(0)
+    at.button(key="au_extract").click()
+    run_app(at, T)
+    table = next(v["table"] for k, v in at.session_state["au_tables"].items() if "|" in k)
+    got = pd.read_csv(io.BytesIO(downloads[f"{fer_small.name}_au.csv"]))
+    assert len(got) == len(table) == 18 and set(AU_COLUMNS) <= set(got.columns)
+    assert sorted(got["label"].unique()) == sorted(SIX_EMOTIONS)
+    np.testing.assert_allclose(got["AU12_r"].to_numpy(float), table["AU12_r"].to_numpy(float), atol=1e-6, equal_nan=True)
+
+
+def test_au_page_in_korean_has_no_english_left(models_dir):
+    at = AppTest.from_file(AU_PAGE)
+    at.query_params["lang"] = "ko"
+    with i18n.using_language("ko"):  # widgets' choices are labelled, and so found, in Korean
+        run_app(at, T)
+        assert at.title[0].value == "AU 모델"
+        assert english_left(page_texts(at), (BUNDLED_AU_MODEL,)) == []
+        _upload(at, _au_csv({"angry": 40, "happy": 40, "sad": 40}, informative=True), "clear.csv")
+        at.button(key="au_train_button").click()
+        run_app(at, T)
+    assert "au_train" in at.session_state
+    assert english_left(page_texts(at), (BUNDLED_AU_MODEL, "au-logreg-clear")) == []
+    english = run_app(AppTest.from_file(AU_PAGE), T)
+    assert english.title[0].value == "AU model" and english.radio(key="au_source").label == "AU source"
+
+
+# -- CNN page ---------------------------------------------------------------------------------------
+def test_cnn_page_in_korean_has_no_english_left(models_dir):
+    at = AppTest.from_file(CNN_PAGE)
+    at.query_params["lang"] = "ko"
+    with i18n.using_language("ko"):
+        run_app(at, T)
+    assert at.subheader[0].value == "저장된 CNN"
+    assert english_left(page_texts(at)) == []
+    english = run_app(AppTest.from_file(CNN_PAGE), T)
+    assert [s.value for s in english.subheader] == ["Saved CNNs", "Train a CNN"]
+
+
+def test_cnn_page_mentions_starting_tensorflow_only_when_it_is_not_loaded(models_dir, fer_small, tiny_cnn,
+                                                                          monkeypatch):
+    _register_cnn(models_dir, tiny_cnn)
+    monkeypatch.setitem(sys.modules, "tensorflow", sys.modules.get("tensorflow", object()))
+    at = run_app(AppTest.from_file(CNN_PAGE), T)
+    caption = next(c for c in texts(at.caption) if c.startswith("Runs the model on the images"))
+    assert "TensorFlow" not in caption
+    monkeypatch.delitem(sys.modules, "tensorflow")  # the page only looks: nothing imports it here
+    at = run_app(AppTest.from_file(CNN_PAGE), T)
+    caption = next(c for c in texts(at.caption) if c.startswith("Runs the model on the images"))
+    assert "the first run starts TensorFlow" in caption
+
+
+def test_cnn_folder_evaluation_names_its_folder_and_downloads(models_dir, fer_small, tiny_cnn, downloads):
+    _register_cnn(models_dir, tiny_cnn)
+    at = run_app(AppTest.from_file(CNN_PAGE), T)
+    at.text_input(key="cnn_eval_folder").set_value(str(fer_small))
+    at.number_input(key="cnn_eval_per").set_value(0)
+    at.button(key="cnn_eval_button").click()
+    run_app(at, T)
+    metrics = _metrics(at)
+    label = f"Accuracy on {fer_small.name}"
+    assert label in metrics and metrics["Images"] == "18"
+    assert "Validation accuracy" in metrics  # the saved scores above are on its validation images
+    stem = f"tiny-cnn_{fer_small.name}"
+    per_image = pd.read_csv(io.BytesIO(downloads[f"{stem}_predictions.csv"]))
+    assert list(per_image.columns[:4]) == ["file", "true", "predicted", "correct"]
+    assert [c for c in per_image.columns if c.startswith("p_")] == [f"p_{e}" for e in SIX_EMOTIONS]
+    assert len(per_image) == 18 and per_image["file"].str.split("/").str[0].isin(SIX_EMOTIONS).all()
+    probabilities = per_image[[f"p_{e}" for e in SIX_EMOTIONS]].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
+    assert (per_image["predicted"] == np.array(SIX_EMOTIONS)[probabilities.argmax(axis=1)]).all()
+    scores = json.loads(downloads[f"{stem}_metrics.json"])
+    assert scores["n"] == 18 and scores["model"] == "tiny-cnn" and scores["folder"] == str(fer_small)
+    assert metrics[label] == f"{scores['accuracy']:.1%}"
+    assert scores["accuracy"] == pytest.approx(per_image["correct"].mean(), abs=1e-4)
+
+
+def test_cnn_training_result_is_checked_and_offered_to_compare(models_dir, fer_small):
+    from fer_core.predictors.cnn import CNNPredictor
+
+    at = run_app(AppTest.from_file(CNN_PAGE), T)
+    at.text_input(key="cnn_train_dir").set_value(str(fer_small))
+    at.text_input(key="cnn_val_dir").set_value(str(fer_small))
+    at.selectbox(key="cnn_preset").set_value("tiny")
+    at.number_input(key="cnn_epochs").set_value(1)
+    at.selectbox(key="cnn_batch").set_value(16)
+    run_app(at, T)
+    at.button(key="cnn_start").click()
+    run_app(at, T)
+    job = at.session_state["cnn_job"]
+    job.thread.join(300)
+    assert not job.running
+    run_app(at, T)
+    assert job.phase == "done", job.error
+    expected = degenerate_model_warning(job.result.evaluation)
+    warnings = texts(at.warning)
+    # one tiny epoch on 18 faces: the check decides, and the page shows exactly its verdict once
+    assert (expected in warnings and warnings.count(expected) == 1) if expected else not warnings
+    name = f"cnn-tiny-{fer_small.name}"
+    predictor = at.session_state["_unsaved_models"][name]
+    assert isinstance(predictor, CNNPredictor) and predictor.classes == SIX_EMOTIONS
+    assert predictor.predict_proba([np.zeros((48, 48, 3), np.uint8)]).shape == (1, 6)
+    assert any(f"Compare page offers it as {name}" in c for c in texts(at.caption))
+
+
+def test_cnn_page_in_korean_with_a_saved_cnn_and_its_evaluation(models_dir, fer_small, tiny_cnn):
+    _register_cnn(models_dir, tiny_cnn)
+    at = AppTest.from_file(CNN_PAGE)
+    at.query_params["lang"] = "ko"
+    with i18n.using_language("ko"):
+        run_app(at, T)
+        at.text_input(key="cnn_eval_folder").set_value(str(fer_small))
+        at.number_input(key="cnn_eval_per").set_value(0)
+        at.button(key="cnn_eval_button").click()
+        run_app(at, T)
+    assert f"{fer_small.name} 폴더에서의 정확도" in _metrics(at)
+    assert english_left(page_texts(at), ("tiny-cnn",)) == []
