@@ -164,16 +164,6 @@ def show_samples(items: list) -> None:
         st.warning(t("explorer.unreadable_samples", n=len(failed), example=failed[0]))
 
 
-def _left_out_text(left_out: dict[str, int], total: int) -> str:
-    """``au_table.left_out_summary`` in the reader's language (its reasons are fer_core's English)."""
-    why = {au_table.NOT_FIRST_FACE: t("explorer.why_not_first"), au_table.OTHER_LABEL: t("explorer.why_other"),
-           au_table.NO_FACE: t("explorer.why_no_face"), au_table.AU_HIDDEN: t("explorer.why_hidden"),
-           au_table.AU_MISSING: t("explorer.why_missing"), au_table.AU_INVALID: t("explorer.why_invalid")}
-    parts = ", ".join(t("explorer.left_out_part", n=f"{n:,}", why=why.get(reason, reason))
-                      for reason, n in left_out.items())
-    return t("explorer.left_out", n=f"{sum(left_out.values()):,}", total=f"{total:,}", parts=parts)
-
-
 def show_aus(table: pd.DataFrame, origin: str) -> None:
     st.subheader(t("explorer.aus"))
     selection = au_table.require_usable(table)  # none usable: the CLI's line, in red
@@ -184,7 +174,7 @@ def show_aus(table: pd.DataFrame, origin: str) -> None:
         return
     if selection.left_out:
         st.caption(t("explorer.au_origin_left_out", origin=origin, n=f"{len(rows):,}",
-                     left_out=_left_out_text(selection.left_out, selection.total)))
+                     left_out=au_table.left_out_summary(selection.left_out, selection.total)))
     else:
         st.caption(t("explorer.au_origin", origin=origin, n=f"{len(rows):,}"))
     present = _ordered(labels)
