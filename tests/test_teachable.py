@@ -158,7 +158,7 @@ def test_wrong_files(export, tmp_path):
     with pytest.raises(ModelFileError, match="not an HDF5 Keras model file"):
         load_teachable(text)
     labels_only = export.zip("labels_only.zip", members=["labels.txt"])
-    with pytest.raises(ModelFileError, match="no keras_model.h5 inside the zip"):
+    with pytest.raises(ModelFileError, match="labels_only.zip: no keras_model.h5, model.json or .tflite inside"):
         load_teachable(labels_only)
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(export.model_path.read_bytes()[:3000])
