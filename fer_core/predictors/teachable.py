@@ -641,7 +641,7 @@ class TeachablePredictor(Predictor):
 
     def __init__(self, model, labels: Sequence[str], mapping: Mapping[str, str | None] | None = None,
                  name: str = "teachable", source: str = MODEL_NAME, batch_size: int = 32,
-                 format: str = "keras") -> None:
+                 format: str = "keras", labels_name: str = LABELS_NAME) -> None:
         self.model = model
         self.name = name
         self.batch_size = batch_size
@@ -649,8 +649,8 @@ class TeachablePredictor(Predictor):
         self.mapping = map_labels(labels, mapping)
         outputs = int(model.output_shape[-1])
         if outputs != len(self.mapping.labels):
-            raise ModelFileError(f"{source}: model has {outputs} outputs but labels.txt names "
-                                 f"{len(self.mapping.labels)} classes; use the labels.txt of the same export")
+            raise ModelFileError(f"{source}: model has {outputs} outputs but {labels_name} names "
+                                 f"{len(self.mapping.labels)} classes; use the {labels_name} of the same export")
         if not self.mapping.classes:
             raise ModelFileError(f"{source}: none of the classes ({', '.join(self.mapping.labels)}) is an emotion; "
                                  f"name them like {', '.join(SEVEN_EMOTIONS[:3])} or give a mapping")
@@ -712,7 +712,9 @@ def predictor_from_export(files: ExportFiles, mapping: Mapping[str, str | None] 
         fmt = tflite_format(model)
     else:
         model, fmt = load_teachable_model(files.model_bytes, files.model_name), "keras"
-    return TeachablePredictor(model, files.labels, mapping, name=name, source=files.model_name, format=fmt)
+    labels_name = METADATA_NAME if (files.labels_name or "").endswith(METADATA_NAME) else LABELS_NAME
+    return TeachablePredictor(model, files.labels, mapping, name=name, source=files.model_name, format=fmt,
+                              labels_name=labels_name)
 
 
 def load_teachable(source: str | os.PathLike[str] | bytes,

@@ -109,17 +109,19 @@ def _tiny_backbone():
 
 def write_teachable_export(folder: str | Path, labels: Sequence[str], seed: int = 0,
                            functional_class: str = "Functional", config_hook=None,
-                           mobilenet: bool = False) -> TeachableExport:
+                           mobilenet: bool = False, model=None) -> TeachableExport:
     """Write ``keras_model.h5`` (Keras 2 style) and ``labels.txt`` (``0 angry`` lines) to ``folder``.
 
     ``config_hook(config) -> config`` may alter the Keras 2 model config before it is written
-    (e.g. to insert a Lambda layer).
+    (e.g. to insert a Lambda layer). ``model``: a model of ``build_teachable_model``'s shape to
+    write instead of a new one.
     """
     import h5py
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model = build_teachable_model(len(labels), seed=seed, mobilenet=mobilenet)
+    if model is None:
+        model = build_teachable_model(len(labels), seed=seed, mobilenet=mobilenet)
     model_path = folder / "keras_model.h5"
     model.save(model_path)
     with h5py.File(model_path, "r+") as f:

@@ -99,6 +99,10 @@ def _shape(weight: dict, source: str, hint: str) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def _hold(shards: str) -> str:
+    return "hold" if "," in shards else "holds"
+
+
 def _decode(buffer: bytes, offset: int, weight: dict, shape: tuple[int, ...], name: str,
             shards: str, source: str, hint: str) -> tuple[np.ndarray, int]:
     """One weight's float32 values at ``offset`` (dequantized if stored quantized) and its size."""
@@ -118,7 +122,7 @@ def _decode(buffer: bytes, offset: int, weight: dict, shape: tuple[int, ...], na
     count = math.prod(shape)
     size = count * stored.itemsize
     if offset + size > len(buffer):
-        raise ModelFileError(f"{source}: {shards} hold{'s' if ',' not in shards else ''} {len(buffer):,} bytes, "
+        raise ModelFileError(f"{source}: {shards} {_hold(shards)} {len(buffer):,} bytes, "
                              f"too few for the weights model.json lists (weight {name} ends at byte "
                              f"{offset + size:,}); download the export again")
     raw = np.frombuffer(buffer, stored, count, offset).reshape(shape)
@@ -160,7 +164,7 @@ def tfjs_weights(spec: dict, files: Mapping[str, bytes], model_key: str, source:
                 raise ModelFileError(f"{source}: weight {parts[-2]}/{parts[-1]} is listed twice; {hint}")
             leaf[parts[-1]] = value
         if offset != len(buffer):
-            raise ModelFileError(f"{source}: {shards} hold {len(buffer):,} bytes but model.json lists "
+            raise ModelFileError(f"{source}: {shards} {_hold(shards)} {len(buffer):,} bytes but model.json lists "
                                  f"{offset:,}; download the export again")
     return out
 
