@@ -214,6 +214,9 @@ def test_sanitize_model_config():
     assert sanitize_model_config(single)["config"]["output_layers"] == ["out", 0, 0]
     with pytest.raises(ModelFileError, match="no Keras model architecture"):
         sanitize_model_config({"class_name": "Dense", "config": {}})
+    bare = {"class_name": "Sequential", "config": [dense]}  # tfjs-layers 1.x / Keras <= 2.1: the layers alone
+    assert sanitize_model_config(bare)["config"] == {"name": None, "layers": [
+        {"class_name": "Dense", "config": {"name": "d", "units": 2}}], "build_input_shape": [None, 8]}
 
 
 def test_keras3_written_h5_loads_too(tmp_path, images):

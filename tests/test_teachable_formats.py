@@ -215,12 +215,12 @@ def test_tfjs_files_that_are_refused(exports, tmp_path):
     _one_line_refusal(load_upload, upload(**{"model.json": int_weights}), match="only float32 weights")
 
     def add_lambda(s):
-        head = s["modelTopology"]["config"]["layers"][1]["config"]["layers"]
+        head = s["modelTopology"]["config"][1]["config"]  # tfjs-layers 1.x: a Sequential's config lists its layers
         head.insert(1, {"class_name": "Lambda", "config": {"name": "evil", "function": ["4wEAAAAA", None, None],
                                                           "function_type": "lambda", "module": "__main__"}})
     _one_line_refusal(load_upload, upload(**{"model.json": with_spec(add_lambda)}),
                       match="Lambda layer .*not loaded for safety")
-    custom = with_spec(lambda s: s["modelTopology"]["config"]["layers"][1]["config"]["layers"][0].update(
+    custom = with_spec(lambda s: s["modelTopology"]["config"][1]["config"][0].update(
         class_name="MyDense"))
     _one_line_refusal(load_upload, upload(**{"model.json": custom}), match="unsupported layer or object 'MyDense'")
     no_meta = sort_upload([(k, v) for k, v in files.items() if k != "metadata.json"])

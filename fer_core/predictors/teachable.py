@@ -401,7 +401,8 @@ def sanitize_model_config(config: Any, source: str = MODEL_NAME) -> dict:
     """Check a Keras 2 model config for safety and make it loadable by Keras 3 (a cleaned copy).
 
     Refuses code-carrying layers (Lambda), unknown classes and non-Keras modules; drops
-    ``groups`` from depthwise/separable convolutions, turns dtype policies into names, unwraps
+    ``groups`` from depthwise/separable convolutions, turns dtype policies into names, gives a
+    Sequential written as a bare list of layers its ``{"layers": ...}`` form, unwraps
     single model inputs/outputs (``[["input_1", 0, 0]]``) and moves a first layer's
     ``batch_input_shape`` to its Sequential's ``build_input_shape``.
     """
@@ -430,6 +431,9 @@ def _sanitize(node: Any, source: str) -> Any:
         if name not in ALLOWED_LAYERS and name not in ALLOWED_OBJECTS:
             raise ModelFileError(f"{source}: unsupported layer or object {name!r}; only standard Keras image "
                                  f"layers load here; {EXPORT_HINT}")
+        if name == "Sequential" and isinstance(node.get("config"), list):
+            # tfjs-layers 1.x (Teachable Machine's model.json) and Keras <= 2.1 wrote the layers alone
+            node["config"] = {"name": None, "layers": node["config"]}
         cfg = node.get("config")
         if isinstance(cfg, dict):
             if name in ("DepthwiseConv2D", "SeparableConv2D"):

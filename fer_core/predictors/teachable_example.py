@@ -243,19 +243,23 @@ def zip_export(folder: str | Path, members: Sequence[str], name: str) -> Path:
 def tfjs_topology_of(model, teachable_style: bool = True) -> dict:
     """The ``modelTopology`` of a model: Keras 3's own config, or (``teachable_style``) the
     tfjs-layers 1.x shape of Teachable Machine's model.json - Keras 2 configs, ``Model`` for
-    functional models and no ``build_input_shape`` on Sequentials."""
+    functional models, each Sequential's config a bare list of its layers (no name, no
+    ``build_input_shape``), weight-file paths like ``./weights.bin``."""
     config = json.loads(model.to_json())
     if teachable_style:
-        config = _drop_build_shapes(keras2_config(config, "Model"))
+        config = _tfjs_layers_style(keras2_config(config, "Model"))
     return {**config, "keras_version": "tfjs-layers 1.3.1", "backend": "tensor_flow.js"}
 
 
-def _drop_build_shapes(node: Any) -> Any:
+def _tfjs_layers_style(node: Any) -> Any:
     if isinstance(node, list):
-        return [_drop_build_shapes(item) for item in node]
-    if isinstance(node, dict):
-        return {k: _drop_build_shapes(v) for k, v in node.items() if k != "build_input_shape"}
-    return node
+        return [_tfjs_layers_style(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _tfjs_layers_style(v) for k, v in node.items()}
+    if out.get("class_name") == "Sequential" and isinstance(out.get("config"), dict):
+        out["config"] = out["config"]["layers"]
+    return out
 
 
 def _quantize(value: np.ndarray, how: str | None) -> tuple[bytes, dict | None]:
@@ -297,6 +301,8 @@ def write_tfjs_export(folder: str | Path, model, labels: Sequence[str], teachabl
     paths = ["weights.bin"] if shards == 1 else [f"group1-shard{i + 1}of{shards}.bin" for i in range(shards)]
     for i, path in enumerate(paths):
         (folder / path).write_bytes(blob[i * step:(i + 1) * step])
+    if teachable_style:
+        paths = [f"./{path}" for path in paths]
     (folder / "model.json").write_text(json.dumps({
         "modelTopology": tfjs_topology_of(model, teachable_style),
         "weightsManifest": [{"paths": paths, "weights": specs}],
