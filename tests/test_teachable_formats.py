@@ -178,6 +178,10 @@ def test_upload_and_zip_errors_name_the_file(exports, tmp_path):
     fake = tmp_path / "fake.zip"
     fake.write_bytes(b"PK\x03\x04 broken")
     _one_line_refusal(load_teachable, fake, match="fake.zip is not a zip")
+    finder = _zip(tmp_path / "finder.zip", {**{f"tm/{m}": (exports["folders"]["tflite"] / m).read_bytes()
+                                               for m in exports["members"]["tflite"]},
+                                            "__MACOSX/tm/._model_unquant.tflite": b"\0\5\26\7", "tm/.DS_Store": b"x"})
+    assert read_export(finder).model_name == f"{finder}:model_unquant.tflite"  # re-zipped on a Mac: still one model
     both = _zip(tmp_path / "both.zip", {**{m: (exports["folders"]["tfjs"] / m).read_bytes() for m in TFJS_FILES},
                                         "model.tflite": b"x"})
     _one_line_refusal(read_export, both, match="holds more than one model", name="both.zip")

@@ -209,6 +209,11 @@ def _role(name: str) -> str:
             ".txt": "labels", ".zip": "zip"}.get(posixpath.splitext(base)[1], "other")
 
 
+def _hidden(name: str) -> bool:
+    """Files that are no part of an export: macOS's ``__MACOSX/`` and ``._name`` copies, dot files."""
+    return name.startswith("__MACOSX/") or posixpath.basename(name).startswith(".")
+
+
 def _sniff(data: bytes) -> str:
     """The format of a model file given as bytes alone (no name): TFLite, TF.js JSON, else Keras."""
     if is_tflite(data):
@@ -250,6 +255,8 @@ def _folder_members(folder: Path, known: Mapping[str, bytes] | None = None) -> _
     sizes: dict[str, int] = {}
     try:
         for entry in os.scandir(folder):
+            if _hidden(entry.name):
+                continue
             try:
                 sizes[entry.name] = 0 if not entry.is_file() else entry.stat().st_size
             except OSError:
@@ -357,7 +364,7 @@ def _read_zip(data: bytes, name: str, labels) -> ExportFiles:
     check_zip_members(data, name, EXPORT_HINT)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            infos = {info.filename: info for info in zf.infolist() if not info.is_dir()}
+            infos = {info.filename: info for info in zf.infolist() if not info.is_dir() and not _hidden(info.filename)}
             members = _Members(name, "zip", {k: i.file_size for k, i in infos.items()},
                                lambda key, _limit: zf.read(infos[key]))
             return _pick(members, labels)
