@@ -149,6 +149,14 @@ def test_tfjs_variants_keras3_topology_shards_and_quantized_weights(exports, fac
         model.set_weights(saved)
 
 
+def test_tfjs_of_the_real_mobilenetv2(tmp_path, faces):
+    """Teachable Machine's own backbone (MobileNetV2, alpha 0.35, 154 layers) through model.json."""
+    model = build_teachable_model(3, mobilenet=True)
+    tm = load_teachable(write_tfjs_export(tmp_path, model, LABELS))
+    expected = np.asarray(model(tm.preprocess(faces[:3]), training=False))
+    np.testing.assert_allclose(tm.raw_proba(faces[:3]), expected, atol=1e-5)
+
+
 def _as_stored(value: np.ndarray, how: str) -> np.ndarray:
     """A weight as float16, or affinely quantized to uint8 over [min(v, 0), max(v, 0)], and back."""
     if how == "float16":
@@ -258,6 +266,8 @@ def test_tflite_files_that_are_refused(exports, tmp_path):
                       match="model.tflite: cannot load this TensorFlow Lite model")
     _one_line_refusal(load_upload, sort_upload([("model_unquant.tflite", files["model_unquant.tflite"])]),
                       match="missing labels.txt")
+    as_bytes = load_teachable(files["model_unquant.tflite"], labels=list(LABELS))  # no name: told by its bytes
+    assert as_bytes.format == "tflite" and as_bytes.labels == LABELS
 
 
 # ----------------------------------------------------------------------------- saving and reloading
