@@ -47,6 +47,7 @@ from .teachable_formats import (
     TFJS_NAME,
     TFLiteModel,
     is_tflite,
+    missing_shard,
     shard_keys,
     tfjs_labels,
     tfjs_spec,
@@ -305,8 +306,7 @@ def _pick(members: _Members, labels, model_key: str | None = None, model_name: s
         total = 0
         for key in shard_keys(tfjs_spec(data, model_name, EXPORT_HINT), model_key, model_name, EXPORT_HINT):
             if key not in members.sizes:
-                raise ModelFileError(f"{model_name}: weight file {posixpath.basename(key)} named in model.json is "
-                                     "missing; upload it together with model.json (or the whole export zip)")
+                raise missing_shard(model_name, key)
             files[key] = members.get(key, MAX_EXPORT_BYTES)
             total += len(files[key])
             _check_size(total, model_name)

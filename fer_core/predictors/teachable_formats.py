@@ -89,6 +89,11 @@ def shard_keys(spec: dict, model_key: str, source: str, hint: str) -> list[str]:
             for path in group["paths"]]
 
 
+def missing_shard(source: str, key: str) -> ModelFileError:
+    return ModelFileError(f"{source}: weight file {posixpath.basename(key)} named in model.json is missing; "
+                          "upload it together with model.json (or the whole export zip)")
+
+
 def _shape(weight: dict, source: str, hint: str) -> tuple[int, ...]:
     shape = weight.get("shape")
     if (not isinstance(shape, list) or len(shape) > MAX_RANK
@@ -146,8 +151,7 @@ def tfjs_weights(spec: dict, files: Mapping[str, bytes], model_key: str, source:
         keys = [shard_key(model_key, path, source, hint) for path in group["paths"]]
         missing = [k for k in keys if k not in files]
         if missing:
-            raise ModelFileError(f"{source}: weight file {posixpath.basename(missing[0])} named in model.json is "
-                                 "missing; upload it together with model.json (or the whole export zip)")
+            raise missing_shard(source, missing[0])
         buffer = b"".join(files[k] for k in keys)
         shards = ", ".join(posixpath.basename(k) for k in keys)
         offset = 0
