@@ -1,4 +1,5 @@
-"""Teachable Machine: import an image model export, fix its label -> emotion mapping, try it, save it."""
+"""Teachable Machine: import an image model (any of its three downloads), fix its label -> emotion
+mapping, try it, save it; the import is offered to Compare at once, saved or not."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import streamlit as st
 from fer_core.emotions import SEVEN_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.figures import plots
+from fer_core.i18n import FONT_FAMILY, emotion_label, emotion_labels, t
 from fer_core.predictors.teachable import TeachableImport, TeachableUpload, sort_upload
 from ui.common import (
     IMAGE_TYPES,
@@ -18,6 +20,7 @@ from ui.common import (
     load_teachable_upload,
     manifest_entries,
     page_setup,
+    remember_unsaved,
     run_page,
     show_error,
 )
@@ -26,31 +29,41 @@ page_setup("nav.teachable", ":material/school:")
 
 IGNORE = "ignore"  # the mapping choice that drops a Teachable Machine class
 CHOICES = list(SEVEN_EMOTIONS) + [IGNORE]
-HOW_TO_EXPORT = (
-    "In [Teachable Machine](https://teachablemachine.withgoogle.com/) train an **Image Project** with one "
-    "class per emotion (name them *angry*, *happy*, … or map them below), then **Export Model → "
-    "Tensorflow → Keras → Download my model**. Upload the downloaded zip here, or its two files "
-    "`keras_model.h5` and `labels.txt` together. The model is rebuilt from its description without "
-    "running any code from the file.")
+UPLOAD_TYPES = ["zip", "h5", "txt", "json", "bin", "tflite"]
+
+
+def format_label(fmt: str) -> str:
+    """The download a model came from, for people."""
+    return {"keras": t("teachable.format_keras"), "tfjs": t("teachable.format_tfjs"),
+            "tflite": t("teachable.format_tflite"),
+            "tflite-quantized": t("teachable.format_tflite_quantized")}.get(fmt, fmt)
+
+
+def choice_label(choice: str) -> str:
+    return t("teachable.ignore") if choice == IGNORE else emotion_label(choice)
 
 
 def choose_upload() -> tuple[TeachableUpload, str] | None:
-    files = st.file_uploader("Teachable Machine export: the zip, or keras_model.h5 together with labels.txt",
-                             type=["zip", "h5", "txt"], accept_multiple_files=True, key="tm_upload")
+    files = st.file_uploader(t("teachable.upload_label"), type=UPLOAD_TYPES, accept_multiple_files=True,
+                             key="tm_upload", help=t("teachable.upload_help"))
     if not files:
-        st.info(HOW_TO_EXPORT)
+        st.info(t("teachable.how_to_export"))
         return None
     upload = sort_upload([(f.name, f.getvalue()) for f in files])
-    return upload, digest(upload.model_bytes + b"\0" + (upload.labels_bytes or b""))
+    return upload, digest(b"\0".join(name.encode("utf8") + b"\0" + data for name, data in upload.files))
+
+
+def upload_stem(upload: TeachableUpload) -> str:
+    """A file-name-safe stem of the first uploaded file, for default model names."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", Path(upload.files[0][0]).stem).strip("-_") or "model"
 
 
 def mapping_editor(base, key: str) -> dict[str, str | None]:
     """One selectbox per class of the model: an emotion, or ignore (dropped, the rest renormalised)."""
-    st.subheader("Classes and their emotions")
-    st.caption("Each class of the model counts as the emotion chosen here; *ignore* drops it (e.g. a "
-               "background class) and the remaining probabilities are renormalised. Several classes may "
-               "count as one emotion: their probabilities are added.")
+    st.subheader(t("teachable.classes_title"))
+    st.caption(t("teachable.classes_caption"))
     auto = base.mapping.as_dict()
+    shown = {choice: choice_label(choice) for choice in CHOICES}  # fixed now: called later, maybe in another thread
     mapping: dict[str, str | None] = {}
     per_row = 4
     labels = list(base.labels)
@@ -59,77 +72,93 @@ def mapping_editor(base, key: str) -> dict[str, str | None]:
         for col, (i, label) in zip(cols, list(enumerate(labels))[row:row + per_row]):
             guess = auto.get(label) or IGNORE
             choice = col.selectbox(f"{i}: {label}", CHOICES, index=CHOICES.index(guess), key=f"tm_map_{key[:12]}_{i}",
-                                   help="guessed from the class name" if auto.get(label) else
-                                   "the name is no emotion this workbench knows: pick one or ignore it")
+                                   format_func=shown.__getitem__,
+                                   help=t("teachable.guessed_help") if auto.get(label) else t("teachable.unknown_help"))
             mapping[label] = None if choice == IGNORE else choice
     return mapping
 
 
+def mapping_table(predictor) -> pd.DataFrame:
+    """The mapping as a machine-readable table (the download), one row per model output."""
+    return pd.DataFrame({"index": range(len(predictor.labels)), "class": list(predictor.labels),
+                         "emotion": [e or "" for e in predictor.mapping.emotions]})
+
+
 def show_mapping(predictor) -> None:
-    rows = [{"class (model output)": f"{i}: {label}", "counts as": emotion or "— ignored —"}
+    rows = [{t("teachable.col_class"): f"{i}: {label}",
+             t("teachable.col_counts_as"): emotion_label(emotion) if emotion else t("teachable.ignored_cell")}
             for i, (label, emotion) in enumerate(zip(predictor.labels, predictor.mapping.emotions))]
     left, right = st.columns([2, 3])
     left.dataframe(pd.DataFrame(rows), hide_index=True)
+    left.download_button(t("teachable.download_mapping"), mapping_table(predictor).to_csv(index=False).encode("utf8"),
+                         file_name="teachable_mapping.csv", mime="text/csv", key="tm_dl_mapping")
     with right:
-        st.markdown(f"**Scores as:** {', '.join(predictor.classes)}")
+        st.markdown(t("teachable.scores_as", emotions=", ".join(emotion_labels(predictor.classes))))
         if predictor.unmapped:
-            st.markdown(f"**Ignored:** {', '.join(predictor.unmapped)}")
+            st.markdown(t("teachable.ignored", names=", ".join(predictor.unmapped)))
         merged = {e: [lab for lab, m in zip(predictor.labels, predictor.mapping.emotions) if m == e]
                   for e in predictor.classes}
         for emotion, labs in merged.items():
             if len(labs) > 1:
-                st.markdown(f"**{emotion}** = {' + '.join(labs)}")
+                st.markdown(f"**{emotion_label(emotion)}** = {' + '.join(labs)}")
         missing = [e for e in SEVEN_EMOTIONS if e not in predictor.classes]
         if missing:
-            st.caption(f"The model never predicts {', '.join(missing)}: on the Compare page those images count "
-                       "as wrong for it (or leave those emotions out there).")
+            st.caption(t("teachable.never_predicts", emotions=", ".join(emotion_labels(missing))))
+
+
+def bars(probabilities: dict[str, float], title: str, emotions: bool):
+    """``plots.probability_bars`` (coloured by emotion) with emotion names in the page's language."""
+    fig = plots.probability_bars(probabilities, title=title)
+    if emotions:
+        fig.update_traces(y=[emotion_label(e) for e in fig.data[0].y])
+    return fig.update_layout(font=dict(family=FONT_FAMILY))
 
 
 def try_section(predictor) -> None:
     from fer_core.pipeline import analyze_photo
 
-    st.subheader("Try it on a photo")
-    up = st.file_uploader("A photo: the model sees the largest face's crop, as on the Compare page (the whole "
-                          "image when no face is found), centre-cropped and resized to its input",
-                          type=IMAGE_TYPES, key="tm_image")
+    st.subheader(t("teachable.try_title"))
+    up = st.file_uploader(t("teachable.photo_label"), type=IMAGE_TYPES, key="tm_image")
     if up is None:
         return
-    with st.spinner("Finding the face and predicting…"):
+    with st.spinner(t("teachable.predicting")):
         photo = analyze_photo(up.getvalue(), up.name, None)
         if photo.image is None:
-            show_error(photo.error or f"{up.name}: not a readable image")
+            show_error(photo.error or t("teachable.unreadable_image", name=up.name))
             return
         crop = photo.faces[0].face.pixels if photo.faces else photo.image
         raw = predictor.raw_proba([crop])[0]
         proba = predictor.predict_proba([crop])[0]
     c1, c2, c3 = st.columns([1, 1.4, 1.4])
-    c1.image(crop, caption=f"{up.name}: " + ("the face it sees" if photo.faces else "no face found, the whole image"),
-             width="stretch")
-    c2.plotly_chart(plots.probability_bars(dict(zip(predictor.labels, raw)), title="The model's own classes"),
-                    key="tm_raw")
+    seen = t("teachable.sees_face") if photo.faces else t("teachable.sees_whole")
+    c1.image(crop, caption=f"{up.name}: {seen}", width="stretch")
+    c2.plotly_chart(bars(dict(zip(predictor.labels, raw)), t("teachable.chart_raw"), emotions=False), key="tm_raw")
+    rows = [{"output": "class", "name": label, "probability": float(p)} for label, p in zip(predictor.labels, raw)]
     if pd.isna(proba).any():
-        c3.warning("The model puts all its probability on ignored classes: no emotion for this image.")
+        c3.warning(t("teachable.all_ignored"))
     else:
         best = predictor.classes[int(proba.argmax())]
-        c3.plotly_chart(plots.probability_bars(dict(zip(predictor.classes, proba)),
-                                               title=f"As emotions: {best} ({proba.max():.0%})"), key="tm_emotions")
+        title = t("teachable.chart_emotions", best=emotion_label(best), p=f"{proba.max():.0%}")
+        c3.plotly_chart(bars(dict(zip(predictor.classes, proba)), title, emotions=True), key="tm_emotions")
+        rows += [{"output": "emotion", "name": e, "probability": float(p)} for e, p in zip(predictor.classes, proba)]
+    c1.download_button(t("teachable.download_proba"), pd.DataFrame(rows).to_csv(index=False).encode("utf8"),
+                       file_name=f"{Path(up.name).stem}_teachable.csv", mime="text/csv", key="tm_dl_proba")
 
 
 def save_section(upload: TeachableUpload, predictor, key: str) -> None:
-    st.subheader("Save into models/")
+    st.subheader(t("teachable.save_title"))
     saved: dict = st.session_state.setdefault("tm_saved", {})
     save_key = (key, tuple(predictor.mapping.emotions))
     if save_key in saved:
-        st.success(f"Saved as **{saved[save_key]}** with this mapping: it is listed on the home page and on "
-                   "the Compare page.")
+        st.success(t("teachable.saved", name=saved[save_key]))
         return
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(upload.source.split(" + ")[0]).stem).strip("-_") or "model"
+    if predictor.format == "tfjs":
+        st.caption(t("teachable.tfjs_saved_as_keras"))
     c1, c2 = st.columns([3, 1])
-    name = c1.text_input("Model name", value=f"teachable-{stem}"[:60], key="tm_save_name",
-                         help="Letters, digits, '-' and '_'; written to models/teachable/<name>/ with the mapping "
-                              "in models/manifest.json")
+    name = c1.text_input(t("teachable.model_name"), value=f"teachable-{upload_stem(upload)}"[:60], key="tm_save_name",
+                         help=t("teachable.model_name_help"))
     c2.write("")
-    if c2.button("Save model", key="tm_save"):
+    if c2.button(t("teachable.save_button"), key="tm_save"):
         try:
             entry = save_teachable(upload, predictor, name)
         except FerError as exc:
@@ -146,39 +175,47 @@ def save_teachable(upload: TeachableUpload, predictor, name: str):
     return save_and_register(TeachableImport(upload, predictor), name=name, kind="teachable",
                              classes=predictor.classes, metrics=Metrics(), mapping=predictor.mapping.as_dict(),
                              command=f"dashboard: Teachable Machine page (import of {upload.source})",
-                             origin="imported", description=f"Teachable Machine export {upload.source}")
+                             origin="imported", description=f"Teachable Machine export {upload.source}",
+                             extra={"format": predictor.format})
 
 
 def imported_list() -> None:
     entries = [e for e in manifest_entries() if e.kind == "teachable"]
     if not entries:
         return
-    with st.expander(f"Imported Teachable Machine models ({len(entries)})"):
+    with st.expander(t("teachable.imported", n=len(entries))):
         st.dataframe(pd.DataFrame([{
-            "model": e.name, "emotions": ", ".join(e.classes),
-            "mapping": ", ".join(f"{k} → {v or 'ignored'}" for k, v in (e.mapping or {}).items()),
-            "file": e.path,
+            t("teachable.col_model"): e.name,
+            t("teachable.col_format"): format_label(e.extra.get("format", "keras")),
+            t("teachable.col_emotions"): ", ".join(emotion_labels(e.classes)),
+            t("teachable.col_mapping"): ", ".join(f"{k} → {emotion_label(v) if v else t('teachable.ignored_cell')}"
+                                                  for k, v in (e.mapping or {}).items()),
+            t("teachable.col_file"): e.path,
         } for e in entries]), hide_index=True)
 
 
 def main() -> None:
-    st.title("Teachable Machine")
-    st.caption("A transfer-learning model (MobileNet features + a small head) trained in the browser on "
-               "your own photos: the third model of the comparison.")
+    st.title(t("teachable.title"))
+    st.caption(t("teachable.caption"))
     imported_list()
     chosen = choose_upload()
     if chosen is None:
         return
     upload, key = chosen
-    base = load_teachable_upload(key, upload)
+    with st.spinner(t("teachable.loading")):
+        base = load_teachable_upload(key, upload)
     h, w = base.input_size
-    st.success(f"Loaded **{upload.source}**: {len(base.labels)} classes, input {w}×{h} RGB.")
+    st.success(t("teachable.loaded", source=upload.source, format=format_label(base.format), n=len(base.labels),
+                 w=w, h=h))
     mapping = mapping_editor(base, key)
+    unsaved = f"teachable-{upload_stem(upload)}-unsaved"
     try:
-        predictor = base.remapped(mapping, name="teachable")
+        predictor = base.remapped(mapping, name=unsaved)
     except FerError as exc:
         show_error(exc)
         return
+    remember_unsaved(predictor)
+    st.caption(t("teachable.unsaved_note", name=unsaved))
     show_mapping(predictor)
     try_section(predictor)
     save_section(upload, predictor, key)

@@ -286,7 +286,7 @@ def test_teachable_page_h5_with_labels_and_readable_errors(models_dir, tm_export
         ([("keras_model.h5", h5, "application/octet-stream"), ("labels.txt", b"0 happy\n1 sad\n", "text/plain")],
          "model has 3 outputs but labels.txt names 2 classes"),
         ([("labels.txt", labels, "text/plain")], "labels.txt alone is not a model"),
-        ([("converted_keras.zip", b"PK\x03\x04 broken", "application/zip")], "not an HDF5"),
+        ([("converted_keras.zip", b"PK\x03\x04 broken", "application/zip")], "converted_keras.zip is not a zip"),
     ]
     for files, message in cases:
         at.file_uploader(key="tm_upload").set_value(files)

@@ -158,7 +158,7 @@ def test_wrong_files(export, tmp_path):
     with pytest.raises(ModelFileError, match="not an HDF5 Keras model file"):
         load_teachable(text)
     labels_only = export.zip("labels_only.zip", members=["labels.txt"])
-    with pytest.raises(ModelFileError, match="no keras_model.h5 inside the zip"):
+    with pytest.raises(ModelFileError, match="labels_only.zip: no keras_model.h5, model.json or .tflite inside"):
         load_teachable(labels_only)
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(export.model_path.read_bytes()[:3000])
@@ -214,6 +214,9 @@ def test_sanitize_model_config():
     assert sanitize_model_config(single)["config"]["output_layers"] == ["out", 0, 0]
     with pytest.raises(ModelFileError, match="no Keras model architecture"):
         sanitize_model_config({"class_name": "Dense", "config": {}})
+    bare = {"class_name": "Sequential", "config": [dense]}  # tfjs-layers 1.x / Keras <= 2.1: the layers alone
+    assert sanitize_model_config(bare)["config"] == {"name": None, "layers": [
+        {"class_name": "Dense", "config": {"name": "d", "units": 2}}], "build_input_shape": [None, 8]}
 
 
 def test_keras3_written_h5_loads_too(tmp_path, images):

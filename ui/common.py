@@ -263,14 +263,14 @@ def env_summary() -> dict[str, str]:
 
 
 # -- Teachable Machine uploads -----------------------------------------------------------------
-@st.cache_resource(show_spinner="Loading the Teachable Machine model (the first one starts TensorFlow: ~15 s)…",
-                   max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def load_teachable_upload(key: str, _upload):
-    """The uploaded export as a ``TeachablePredictor`` with its automatic label mapping, once per
-    upload (``key`` is the content digest). Raises the FerError that says what is wrong."""
-    from fer_core.predictors.teachable import load_teachable
+    """The uploaded export (any of Teachable Machine's three downloads) as a ``TeachablePredictor``
+    with its automatic label mapping, once per upload (``key`` is the content digest; the page
+    shows its own spinner, in the page's language). Raises the FerError that says what is wrong."""
+    from fer_core.predictors.teachable import load_upload
 
-    return load_teachable(_upload.model_bytes, labels=_upload.labels_bytes, name="teachable")
+    return load_upload(_upload, name="teachable")
 
 
 # -- progress bridges ------------------------------------------------------------------------

@@ -132,14 +132,16 @@ def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Pre
 def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[str], metrics: Metrics,
                       command: str, origin: str | None = None, description: str | None = None,
                       mapping: dict | None = None, path: str | Path | None = None,
-                      models_dir: Path | None = None, replace: bool = False) -> ModelEntry:
+                      models_dir: Path | None = None, replace: bool = False,
+                      extra: dict[str, Any] | None = None) -> ModelEntry:
     """Save ``artefact`` (what the kind's ``save`` takes: an AUModel, a finished CNN training, a
     Teachable Machine import) and register it under ``name``.
 
     Without ``path`` it goes to the kind's ``file_pattern`` in the models folder and the name must
     be new; with
     ``path`` (the CLI's ``--out``) it is written there and registered, replacing an entry of the
-    same name. Files written are removed again if registering fails.
+    same name. Files written are removed again if registering fails. ``extra``: further keys of
+    the manifest entry (a Teachable Machine import's ``format``).
     """
     spec = get_kind(kind)
     folder = Path(models_dir or config.models_dir())
@@ -155,7 +157,7 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
     written = spec.save(artefact, target)
     entry = ModelEntry(name=name, kind=kind, path=relative_to_repo(written[0]), classes=tuple(classes),
                        metrics=metrics, command=command, origin=origin, description=description,
-                       mapping=mapping)
+                       mapping=mapping, extra=dict(extra or {}))
     try:
         return register(entry, folder)
     except (OSError, ValueError, OutputFileError) as exc:

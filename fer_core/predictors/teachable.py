@@ -1,17 +1,23 @@
-"""Import a Teachable Machine image model ("Export model" -> "Tensorflow" -> "Keras").
+"""Import a Teachable Machine image model: any of its three downloads, as a zip or its files.
 
-The export is a zip (or the pair) ``keras_model.h5`` + ``labels.txt`` (lines ``0 angry``). The
-model was saved by tf.keras 2.x, which Keras 3 refuses (``DepthwiseConv2D`` saved with
-``groups: 1``) and whose ``load_model`` would deserialize whatever the file names. So we never
-hand the file to ``load_model``: we read the architecture JSON with h5py, refuse anything but
-standard layers (no ``Lambda``: it carries code), clean the known Keras 2 leftovers, rebuild the
-model with Keras from that config and copy the weights in by layer and variable name.
+* Keras (``keras_model.h5`` + ``labels.txt``, lines ``0 angry``): saved by tf.keras 2.x, which
+  Keras 3 refuses (``DepthwiseConv2D`` saved with ``groups: 1``) and whose ``load_model`` would
+  deserialize whatever the file names. So we never hand the file to ``load_model``: we read the
+  architecture JSON with h5py, refuse anything but standard layers (no ``Lambda``: it carries
+  code), clean the known Keras 2 leftovers, rebuild the model with Keras from that config and copy
+  the weights in by layer and variable name.
+* TensorFlow.js (``model.json`` + ``weights.bin`` + ``metadata.json``, the default): the same
+  route, the config taken from ``model.json`` and the weights from its shards
+  (``teachable_formats``).
+* TensorFlow Lite (``model_unquant.tflite`` or the quantized ``model.tflite`` + ``labels.txt``):
+  run by LiteRT's interpreter, quantized tensors scaled back (``teachable_formats``).
 
-Class names are mapped to this project's emotions (``Happiness`` -> happy). Classes that are no
-emotion (``background``, ``no face``) are dropped and the remaining probabilities renormalised, so
-a Teachable Machine model scores on the same classes as the other models; the mapping and the
-dropped names are kept on the predictor for the dashboard to show. Several labels mapping to one
-emotion are merged (their probabilities summed).
+The format is chosen from the files (``read_export``, ``read_upload``) and kept on the predictor
+(``format``). Class names are mapped to this project's emotions (``Happiness`` -> happy).
+Classes that are no emotion (``background``, ``no face``) are dropped and the remaining
+probabilities renormalised, so a Teachable Machine model scores on the same classes as the other
+models; the mapping and the dropped names are kept on the predictor for the dashboard to show.
+Several labels mapping to one emotion are merged (their probabilities summed).
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import io
 import json
 import math
 import os
+import posixpath
 import re
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +42,19 @@ from ..safe_files import check_zip_members, parse_json, read_regular_file
 from .base import Predictor, Progress
 from .keras_io import fit_images, import_keras, predict_in_batches
 from .keras_safety import build_deferred, check_hdf5_storage, read_dataset
+from .teachable_formats import (
+    METADATA_NAME,
+    TFJS_NAME,
+    TFLiteModel,
+    is_tflite,
+    missing_shard,
+    shard_keys,
+    tfjs_labels,
+    tfjs_spec,
+    tfjs_topology,
+    tfjs_weights,
+    tflite_format,
+)
 
 MODEL_NAME = "keras_model.h5"
 LABELS_NAME = "labels.txt"
@@ -44,7 +64,8 @@ MAX_LABELS_BYTES = 2**20
 MAX_NAMES = 10_000  # weight or layer names in one HDF5 attribute (MobileNetV2 has 263 weights)
 MAX_INPUT_SIDE = 1024  # Teachable Machine image models take 224 x 224
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-EXPORT_HINT = "download it from Teachable Machine with Export model -> Tensorflow -> Keras"
+EXPORT_HINT = ("download it from Teachable Machine with Export model (Tensorflow.js, Tensorflow -> Keras "
+               "or Tensorflow Lite)")
 
 # Standard layers a Teachable Machine image model (MobileNet backbone + dense head) may contain.
 ALLOWED_LAYERS = frozenset({
@@ -137,42 +158,187 @@ def map_labels(labels: Sequence[str], override: Mapping[str, str | None] | None 
 
 @dataclass(frozen=True)
 class ExportFiles:
-    """The two files of an export, read into memory, with names for messages."""
-    model_bytes: bytes
+    """The files of one export, read into memory: the model file (``files[model_key]``), for
+    TensorFlow.js also its weight shards, and the class names; names kept for messages."""
+    format: str  # "keras", "tfjs" or "tflite" (whether a TFLite model is quantized shows when it loads)
     model_name: str
+    files: Mapping[str, bytes]
+    model_key: str
     labels: tuple[str, ...] | None
     labels_name: str | None
+
+    @property
+    def model_bytes(self) -> bytes:
+        return self.files[self.model_key]
+
+
+@dataclass(frozen=True)
+class _Members:
+    """Files of a zip, a folder or an upload: declared sizes, and a reader that checks them."""
+    name: str  # the zip, folder or upload, for messages
+    kind: str  # "zip", "folder" or "upload"
+    sizes: Mapping[str, int]
+    read: Callable[[str, int], bytes]  # (member, size limit) -> bytes
+
+    def label(self, key: str) -> str:
+        """How a member is named in messages: ``faces.zip:model.json``, a path, or the file name."""
+        return {"zip": f"{self.name}:{posixpath.basename(key)}", "folder": str(Path(self.name) / key)}.get(
+            self.kind, key)
+
+    def get(self, key: str, limit: int) -> bytes:
+        size = self.sizes[key]
+        if size > limit:
+            raise ModelFileError(f"{self.name}: {posixpath.basename(key)} is larger than {_size_text(limit)}; "
+                                 f"{EXPORT_HINT}")
+        data = self.read(key, limit)
+        if len(data) > limit:
+            raise ModelFileError(f"{self.name}: {posixpath.basename(key)} is larger than {_size_text(limit)}; "
+                                 f"{EXPORT_HINT}")
+        return data
+
+
+def _size_text(limit: int) -> str:
+    return f"{limit // 2**20} MB" if limit >= 4 * 2**20 else f"{limit // 2**10} KB"
+
+
+def _role(name: str) -> str:
+    """What a file of an export is, by its name."""
+    base = posixpath.basename(name).lower()
+    if base == METADATA_NAME:
+        return "metadata"
+    return {".h5": "keras", ".hdf5": "keras", ".json": "tfjs", ".tflite": "tflite", ".bin": "shard",
+            ".txt": "labels", ".zip": "zip"}.get(posixpath.splitext(base)[1], "other")
+
+
+def _hidden(name: str) -> bool:
+    """Files that are no part of an export: macOS's ``__MACOSX/`` and ``._name`` copies, dot files."""
+    return name.startswith("__MACOSX/") or posixpath.basename(name).startswith(".")
+
+
+def _sniff(data: bytes) -> str:
+    """The format of a model file given as bytes alone (no name): TFLite, TF.js JSON, else Keras."""
+    if is_tflite(data):
+        return "tflite"
+    return "tfjs" if data.lstrip()[:1] == b"{" else "keras"
 
 
 def read_export(source: str | os.PathLike[str] | bytes,
                 labels: str | os.PathLike[str] | bytes | Sequence[str] | None = None) -> ExportFiles:
-    """Find ``keras_model.h5`` and ``labels.txt`` in a zip, a folder, an ``.h5`` path or raw bytes.
+    """Find the model of an export (Keras, TensorFlow.js or TFLite) and its class names in a zip,
+    a folder, a model file path (its export's other files beside it) or raw bytes.
 
     ``labels`` (a path, the file's bytes, or the class names) overrides the labels found beside
     or inside ``source``.
     """
-    default_labels: Path | None = None
     if isinstance(source, (bytes, bytearray)):
         data, name = bytes(source), "uploaded file"
         _check_size(len(data), name)
-    else:
-        path = Path(source)
-        if path.is_dir():
-            path, default_labels = path / MODEL_NAME, path / LABELS_NAME
-            if not os.path.lexists(path):
-                raise ModelFileError(f"{path.parent}: no {MODEL_NAME} in this folder; {EXPORT_HINT}")
-        else:
-            default_labels = path.with_name(LABELS_NAME)
-        data, name = _read_bytes(path), str(path)
+        if zipfile.is_zipfile(io.BytesIO(data)):
+            return _read_zip(data, name, labels)
+        fmt = _sniff(data)
+        key = {"keras": MODEL_NAME, "tfjs": TFJS_NAME, "tflite": "model.tflite"}[fmt]
+        members = _Members(name, "upload", {key: len(data)}, lambda _key, _limit: data)
+        return _pick(members, labels, key, model_name=name)
+    path = Path(source)
+    if path.is_dir():
+        return _pick(_folder_members(path), labels, where="in this folder")
+    data = _read_bytes(path)
     if zipfile.is_zipfile(io.BytesIO(data)):
-        return _read_zip(data, name, labels)
-    return _export(data, name, *_read_labels_arg(labels, default_labels))
+        return _read_zip(data, str(path), labels)
+    if path.suffix.lower() == ".zip":
+        raise ModelFileError(f"{path} is not a zip; {EXPORT_HINT}")
+    return _pick(_folder_members(path.parent, {path.name: data}), labels, path.name)
 
 
-def _export(model_bytes: bytes, model_name: str, labels: tuple[str, ...] | None,
-            labels_name: str | None) -> ExportFiles:
-    _check_hdf5(model_bytes, model_name)
-    return ExportFiles(model_bytes, model_name, labels, labels_name)
+def _folder_members(folder: Path, known: Mapping[str, bytes] | None = None) -> _Members:
+    """The files directly in ``folder`` (nothing is read until asked for, and then only regular files)."""
+    known = dict(known or {})
+    sizes: dict[str, int] = {}
+    try:
+        for entry in os.scandir(folder):
+            if _hidden(entry.name):
+                continue
+            try:
+                sizes[entry.name] = 0 if not entry.is_file() else entry.stat().st_size
+            except OSError:
+                sizes[entry.name] = 0
+    except OSError as exc:
+        raise ModelFileError(f"{folder}: cannot be listed ({exc.strerror or exc}); {EXPORT_HINT}") from None
+    sizes.update({k: len(v) for k, v in known.items()})
+
+    def read(key: str, limit: int) -> bytes:
+        if key in known:
+            return known[key]
+        return read_regular_file(folder / key, limit, "pick the files of a Teachable Machine export",
+                                 what="Teachable Machine export file")
+
+    return _Members(str(folder), "folder", sizes, read)
+
+
+def _pick(members: _Members, labels, model_key: str | None = None, model_name: str | None = None,
+          where: str = "inside") -> ExportFiles:
+    """The export's model (the one of ``model_key``, or the only model file among the members),
+    with its shards and class names read from the members."""
+    if model_key is None:
+        upload = members.kind == "upload"
+        candidates = [k for k in members.sizes if _role(k) == "tflite" or (
+            _role(k) in ("keras", "tfjs")
+            and (upload or posixpath.basename(k) == (MODEL_NAME if _role(k) == "keras" else TFJS_NAME)))]
+        if not candidates:
+            if where == "in this folder":
+                raise ModelFileError(f"{members.name}: no {MODEL_NAME} in this folder, nor {TFJS_NAME} or a "
+                                     f".tflite; {EXPORT_HINT}")
+            raise ModelFileError(f"{members.name}: no {MODEL_NAME}, {TFJS_NAME} or .tflite {where}; {EXPORT_HINT}")
+        if len(candidates) > 1:
+            raise ModelFileError(f"{members.name}: holds more than one model "
+                                 f"({', '.join(posixpath.basename(k) for k in candidates[:4])}); "
+                                 "upload one export at a time")
+        model_key = candidates[0]
+    fmt = _role(model_key) if _role(model_key) in ("tfjs", "tflite") else "keras"
+    model_name = model_name or members.label(model_key)
+    data = members.get(model_key, MAX_CONFIG_BYTES if fmt == "tfjs" else MAX_EXPORT_BYTES)
+    files = {model_key: data}
+    if fmt == "keras":
+        _check_hdf5(data, model_name)
+    elif fmt == "tflite" and not is_tflite(data):
+        raise ModelFileError(f"{model_name}: not a TensorFlow Lite model file; {EXPORT_HINT}")
+    elif fmt == "tfjs":
+        total = 0
+        for key in shard_keys(tfjs_spec(data, model_name, EXPORT_HINT), model_key, model_name, EXPORT_HINT):
+            if key not in members.sizes:
+                raise missing_shard(model_name, key)
+            files[key] = members.get(key, MAX_EXPORT_BYTES)
+            total += len(files[key])
+            _check_size(total, model_name)
+    names, labels_name = _labels_for(members, model_key, fmt, labels)
+    return ExportFiles(fmt, model_name, files, model_key, names, labels_name)
+
+
+def _labels_for(members: _Members, model_key: str, fmt: str, labels) -> tuple[tuple[str, ...] | None, str | None]:
+    """Class names: the ``labels`` argument, else TF.js's metadata.json, else labels.txt - the
+    one beside the model, or the only one there is."""
+    if labels is not None:
+        return _read_labels_arg(labels, None)
+    folder = posixpath.dirname(model_key)
+
+    def beside(role: str, basename: str) -> str | None:
+        keys = [k for k in members.sizes if _role(k) == role
+                and (members.kind == "upload" or posixpath.basename(k) == basename)]
+        near = [k for k in keys if posixpath.dirname(k) == folder]
+        if len(near) > 1 or (not near and len(keys) > 1):
+            raise ModelFileError(f"{members.name}: more than one {basename}; upload the one of the same export")
+        return (near or keys or [None])[0]
+
+    if fmt == "tfjs":
+        key = beside("metadata", METADATA_NAME)
+        if key is not None:
+            return tfjs_labels(members.get(key, MAX_LABELS_BYTES), members.label(key), EXPORT_HINT), \
+                members.label(key)
+    key = beside("labels", LABELS_NAME)
+    if key is None:
+        return None, None
+    data = members.get(key, MAX_LABELS_BYTES)
+    return parse_labels(_decode(data, members.label(key)), members.label(key)), members.label(key)
 
 
 def _check_hdf5(data: bytes, name: str) -> None:
@@ -190,7 +356,7 @@ def _check_size(size: int, name: str) -> None:
 
 def _read_bytes(path: Path) -> bytes:
     """A regular file's bytes, its size checked first (a FIFO or /dev/zero is refused, not read)."""
-    return read_regular_file(path, MAX_EXPORT_BYTES, f"pick the zip or {MODEL_NAME} of a Teachable Machine "
+    return read_regular_file(path, MAX_EXPORT_BYTES, "pick the zip or the model file of a Teachable Machine "
                              "export", what="Teachable Machine export")
 
 
@@ -198,26 +364,12 @@ def _read_zip(data: bytes, name: str, labels) -> ExportFiles:
     check_zip_members(data, name, EXPORT_HINT)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            members = {Path(info.filename).name: info for info in zf.infolist() if not info.is_dir()}
-            model_info = members.get(MODEL_NAME)
-            if model_info is None:
-                raise ModelFileError(f"{name}: no {MODEL_NAME} inside the zip; {EXPORT_HINT}")
-            if model_info.file_size > MAX_EXPORT_BYTES:
-                raise ModelFileError(f"{name}: {MODEL_NAME} is larger than {MAX_EXPORT_BYTES // 2**20} MB; "
-                                     f"{EXPORT_HINT}")
-            model_bytes = zf.read(model_info)
-            if labels is None and LABELS_NAME in members:
-                if members[LABELS_NAME].file_size > MAX_LABELS_BYTES:
-                    raise ModelFileError(f"{name}: {LABELS_NAME} is larger than {MAX_LABELS_BYTES // 2**10} KB; "
-                                         f"{EXPORT_HINT}")
-                labels = zf.read(members[LABELS_NAME])
-                labels_name = f"{name}:{LABELS_NAME}"
-            else:
-                labels_name = None
+            infos = {info.filename: info for info in zf.infolist() if not info.is_dir() and not _hidden(info.filename)}
+            members = _Members(name, "zip", {k: i.file_size for k, i in infos.items()},
+                               lambda key, _limit: zf.read(infos[key]))
+            return _pick(members, labels)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ModelFileError(f"{name}: damaged zip ({one_line(exc, 160)}); download the export again") from None
-    names, found_name = _read_labels_arg(labels, None)
-    return _export(model_bytes, f"{name}:{MODEL_NAME}", names, labels_name or found_name)
 
 
 def _read_labels_arg(labels, default: Path | None) -> tuple[tuple[str, ...] | None, str | None]:
@@ -256,7 +408,8 @@ def sanitize_model_config(config: Any, source: str = MODEL_NAME) -> dict:
     """Check a Keras 2 model config for safety and make it loadable by Keras 3 (a cleaned copy).
 
     Refuses code-carrying layers (Lambda), unknown classes and non-Keras modules; drops
-    ``groups`` from depthwise/separable convolutions, turns dtype policies into names, unwraps
+    ``groups`` from depthwise/separable convolutions, turns dtype policies into names, gives a
+    Sequential written as a bare list of layers its ``{"layers": ...}`` form, unwraps
     single model inputs/outputs (``[["input_1", 0, 0]]``) and moves a first layer's
     ``batch_input_shape`` to its Sequential's ``build_input_shape``.
     """
@@ -285,6 +438,9 @@ def _sanitize(node: Any, source: str) -> Any:
         if name not in ALLOWED_LAYERS and name not in ALLOWED_OBJECTS:
             raise ModelFileError(f"{source}: unsupported layer or object {name!r}; only standard Keras image "
                                  f"layers load here; {EXPORT_HINT}")
+        if name == "Sequential" and isinstance(node.get("config"), list):
+            # tfjs-layers 1.x (Teachable Machine's model.json) and Keras <= 2.1 wrote the layers alone
+            node["config"] = {"name": None, "layers": node["config"]}
         cfg = node.get("config")
         if isinstance(cfg, dict):
             if name in ("DepthwiseConv2D", "SeparableConv2D"):
@@ -375,9 +531,33 @@ def _stored_layers(weights_group, source: str) -> dict[str, dict[str, dict[str, 
             if isinstance(group, h5py.Group)}
 
 
+def _match_leaves(leaves: Iterable[Any], stored: dict[str, dict[str, Any]], source: str) -> list[tuple[Any, Any, str]]:
+    """(variable, stored values, name) for every variable of ``leaves``, matched by layer and
+    variable name and checked for shape from metadata (HDF5 datasets are not read); weights left
+    over fit no layer and are refused."""
+    stored = {leaf: dict(variables) for leaf, variables in stored.items()}
+    plan = []
+    for leaf in leaves:
+        values = stored.get(leaf.name, {})
+        for variable in leaf.weights:
+            key = next((k for k in _STORED_NAMES.get(variable.name, (variable.name,)) if k in values), None)
+            if key is None:
+                raise ModelFileError(f"{source}: weight {leaf.name}/{variable.name} is missing from the file; "
+                                     f"{EXPORT_HINT}")
+            value = values.pop(key)
+            if tuple(value.shape or ()) != tuple(variable.shape):
+                raise ModelFileError(f"{source}: weight {leaf.name}/{variable.name} has shape {tuple(value.shape)}, "
+                                     f"the architecture needs {tuple(variable.shape)}; {EXPORT_HINT}")
+            plan.append((variable, value, f"{leaf.name}/{variable.name}"))
+    left = [f"{leaf}/{var}" for leaf, vars_ in stored.items() for var in vars_]
+    if left:
+        raise ModelFileError(f"{source}: weights {', '.join(left[:3])} fit no layer of the architecture; "
+                             f"{EXPORT_HINT}")
+    return plan
+
+
 def _match_weights(stored_layers: dict[str, dict[str, dict[str, Any]]], model, source: str) -> list[tuple[Any, Any, str]]:
-    """(variable, dataset, name) for every variable of ``model``, matched by layer and variable
-    name and checked for shape from the file's metadata; nothing is read or allocated."""
+    """``_match_leaves`` per top-level layer, as a Keras HDF5 file groups its weights."""
     plan = []
     for layer in model.layers:
         if not layer.weights:
@@ -385,24 +565,26 @@ def _match_weights(stored_layers: dict[str, dict[str, dict[str, Any]]], model, s
         if layer.name not in stored_layers:
             raise ModelFileError(f"{source}: no weights for layer {layer.name!r}; the file is incomplete, "
                                  f"{EXPORT_HINT}")
-        stored = {leaf: dict(variables) for leaf, variables in stored_layers[layer.name].items()}
-        for leaf in _leaf_layers(layer):
-            values = stored.get(leaf.name, {})
-            for variable in leaf.weights:
-                key = next((k for k in _STORED_NAMES.get(variable.name, (variable.name,)) if k in values), None)
-                if key is None:
-                    raise ModelFileError(f"{source}: weight {leaf.name}/{variable.name} is missing from the file; "
-                                         f"{EXPORT_HINT}")
-                dataset = values.pop(key)
-                if tuple(dataset.shape or ()) != tuple(variable.shape):
-                    raise ModelFileError(f"{source}: weight {leaf.name}/{variable.name} has shape {dataset.shape}, "
-                                         f"the architecture needs {tuple(variable.shape)}; {EXPORT_HINT}")
-                plan.append((variable, dataset, f"{leaf.name}/{variable.name}"))
-        left = [f"{leaf}/{var}" for leaf, vars_ in stored.items() for var in vars_]
-        if left:
-            raise ModelFileError(f"{source}: weights {', '.join(left[:3])} fit no layer of the architecture; "
-                                 f"{EXPORT_HINT}")
+        plan.extend(_match_leaves(_leaf_layers(layer), stored_layers[layer.name], source))
     return plan
+
+
+def _rebuild(config: dict, match: Callable[[Any], list[tuple[Any, Any, str]]], source: str):
+    """The Keras model of a sanitised config, its variables matched by ``match`` (and the
+    parameter count capped) before any is allocated; returns (model, plan)."""
+    plan: list[tuple[Any, Any, str]] = []
+
+    def build():
+        keras = import_keras()
+        cls = keras.Sequential if config["class_name"] == "Sequential" else keras.Model
+        return cls.from_config(config["config"])
+
+    def check(model) -> None:
+        if not model.built:
+            raise ModelFileError(f"{source}: the model has no input shape; {EXPORT_HINT}")
+        plan.extend(match(model))
+
+    return build_deferred(build, check, source, EXPORT_HINT), plan
 
 
 def load_teachable_model(model_file: bytes | str | os.PathLike[str], source: str | None = None):
@@ -432,22 +614,28 @@ def load_teachable_model(model_file: bytes | str | os.PathLike[str], source: str
         except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # damaged HDF5 structures
             raise ModelFileError(f"{source}: unreadable HDF5 file ({one_line(exc, 160)}); "
                                  "download the export again") from None
-        plan: list[tuple[Any, Any, str]] = []
-
-        def build():
-            keras = import_keras()
-            cls = keras.Sequential if config["class_name"] == "Sequential" else keras.Model
-            return cls.from_config(config["config"])
-
-        def check(model) -> None:
-            if not model.built:
-                raise ModelFileError(f"{source}: the model has no input shape; {EXPORT_HINT}")
-            plan.extend(_match_weights(stored_layers, model, source))
-
-        model = build_deferred(build, check, source, EXPORT_HINT)
+        model, plan = _rebuild(config, lambda m: _match_weights(stored_layers, m, source), source)
         for variable, dataset, name in plan:
             variable.assign(read_dataset(dataset, source, name, "download the export again"))
     return model
+
+
+def load_tfjs_model(files: ExportFiles):
+    """Rebuild a TensorFlow.js layers model (``model.json`` + shards) the same way: the topology
+    sanitised like a Keras file's config, weights decoded and matched by name and shape before
+    anything is allocated."""
+    source = files.model_name
+    spec = tfjs_spec(files.model_bytes, source, EXPORT_HINT)
+    config = sanitize_model_config(tfjs_topology(spec), source)
+    stored = tfjs_weights(spec, files.files, files.model_key, source, EXPORT_HINT)
+    model, plan = _rebuild(config, lambda m: _match_leaves(_leaf_layers(m), stored, source), source)
+    for variable, values, _ in plan:
+        variable.assign(values)
+    return model
+
+
+FORMAT_LABELS = {"keras": "Keras (keras_model.h5)", "tfjs": "TensorFlow.js (model.json)",
+                 "tflite": "TensorFlow Lite (float)", "tflite-quantized": "TensorFlow Lite (quantized)"}
 
 
 class TeachablePredictor(Predictor):
@@ -455,21 +643,25 @@ class TeachablePredictor(Predictor):
 
     Inputs follow Teachable Machine's own code: centre crop to a square, resize (224x224), RGB
     scaled to [-1, 1]. ``classes`` are the mapped emotions; see the module doc for unmapped ones.
+    ``format`` is the download it was imported from (``FORMAT_LABELS``); ``model`` is a Keras
+    model, or a ``TFLiteModel`` for the TensorFlow Lite downloads.
     """
 
     kind = "teachable"
     inputs = "pixels"
 
     def __init__(self, model, labels: Sequence[str], mapping: Mapping[str, str | None] | None = None,
-                 name: str = "teachable", source: str = MODEL_NAME, batch_size: int = 32) -> None:
+                 name: str = "teachable", source: str = MODEL_NAME, batch_size: int = 32,
+                 format: str = "keras", labels_name: str = LABELS_NAME) -> None:
         self.model = model
         self.name = name
         self.batch_size = batch_size
+        self.format = format
         self.mapping = map_labels(labels, mapping)
         outputs = int(model.output_shape[-1])
         if outputs != len(self.mapping.labels):
-            raise ModelFileError(f"{source}: model has {outputs} outputs but labels.txt names "
-                                 f"{len(self.mapping.labels)} classes; use the labels.txt of the same export")
+            raise ModelFileError(f"{source}: model has {outputs} outputs but {labels_name} names "
+                                 f"{len(self.mapping.labels)} classes; use the {labels_name} of the same export")
         if not self.mapping.classes:
             raise ModelFileError(f"{source}: none of the classes ({', '.join(self.mapping.labels)}) is an emotion; "
                                  f"name them like {', '.join(SEVEN_EMOTIONS[:3])} or give a mapping")
@@ -502,11 +694,14 @@ class TeachablePredictor(Predictor):
         images = self.pixels_of(faces)
         if len(images) == 0:
             return np.zeros((0, len(self.labels)))
-        return predict_in_batches(self.model, self.preprocess(images), self.batch_size, progress)
+        x = self.preprocess(images)
+        if isinstance(self.model, TFLiteModel):
+            return self.model.predict(x, progress)
+        return predict_in_batches(self.model, x, self.batch_size, progress)
 
     def remapped(self, mapping: Mapping[str, str | None], name: str | None = None) -> "TeachablePredictor":
         """The same loaded network with another label -> emotion mapping (no reload)."""
-        return TeachablePredictor(self.model, self.labels, mapping, name=name or self.name)
+        return TeachablePredictor(self.model, self.labels, mapping, name=name or self.name, format=self.format)
 
     def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
         merged = self.raw_proba(faces, progress) @ self._merge
@@ -515,56 +710,83 @@ class TeachablePredictor(Predictor):
             return np.where(total > 1e-12, merged / total, np.nan)
 
 
+def predictor_from_export(files: ExportFiles, mapping: Mapping[str, str | None] | None = None,
+                          name: str = "teachable") -> TeachablePredictor:
+    """The predictor of an export read by ``read_export`` or ``read_upload``, whatever its format."""
+    if files.labels is None:
+        missing = METADATA_NAME if files.format == "tfjs" else LABELS_NAME
+        raise ModelFileError(f"{files.model_name}: missing {missing}; add the {missing} of the same export")
+    if files.format == "tfjs":
+        model, fmt = load_tfjs_model(files), "tfjs"
+    elif files.format == "tflite":
+        model = TFLiteModel(files.model_bytes, files.model_name, EXPORT_HINT)
+        fmt = tflite_format(model)
+    else:
+        model, fmt = load_teachable_model(files.model_bytes, files.model_name), "keras"
+    labels_name = METADATA_NAME if (files.labels_name or "").endswith(METADATA_NAME) else LABELS_NAME
+    return TeachablePredictor(model, files.labels, mapping, name=name, source=files.model_name, format=fmt,
+                              labels_name=labels_name)
+
+
 def load_teachable(source: str | os.PathLike[str] | bytes,
                    labels: str | os.PathLike[str] | bytes | Sequence[str] | None = None,
                    mapping: Mapping[str, str | None] | None = None, name: str | None = None) -> TeachablePredictor:
-    """Load a Teachable Machine export (zip, folder, ``keras_model.h5`` path or bytes) as a predictor."""
+    """Load a Teachable Machine export (zip, folder, model file path or bytes; Keras, TensorFlow.js
+    or TensorFlow Lite) as a predictor."""
     files = read_export(source, labels)
-    if files.labels is None:
-        raise ModelFileError(f"{files.model_name}: missing {LABELS_NAME}; add the labels.txt of the same export")
-    model = load_teachable_model(files.model_bytes, files.model_name)
     if name is None:
         name = "teachable" if isinstance(source, (bytes, bytearray)) else f"teachable:{Path(source).stem}"
-    return TeachablePredictor(model, files.labels, mapping, name=name, source=files.model_name)
+    return predictor_from_export(files, mapping, name)
 
 
 # ----------------------------------------------------------------------------- uploads and saving
 
 @dataclass(frozen=True)
 class TeachableUpload:
-    """What a user uploaded, sorted into the export's two files."""
-    model_bytes: bytes
-    model_name: str
-    labels_bytes: bytes | None
+    """What a user uploaded: (file name, bytes) pairs, checked to be one export."""
+    files: tuple[tuple[str, bytes], ...]
     source: str  # the file name(s), for messages and the default model name
 
 
 def sort_upload(files: Sequence[tuple[str, bytes]]) -> TeachableUpload:
-    """A zip, or ``keras_model.h5`` (+ ``labels.txt``): which is which, by name."""
-    def kind(name: str) -> str:
-        suffix = Path(name).suffix.lower()
-        return {".zip": "zip", ".h5": "h5", ".hdf5": "h5", ".txt": "txt"}.get(suffix, "other")
-
-    zips = [(n, d) for n, d in files if kind(n) == "zip"]
-    h5s = [(n, d) for n, d in files if kind(n) == "h5"]
-    txts = [(n, d) for n, d in files if kind(n) == "txt"]
-    others = [n for n, _ in files if kind(n) == "other"]
+    """Check that the uploaded files can be one export: one zip (with at most a labels.txt that
+    replaces its own), or the files of one download."""
+    roles = [_role(name) for name, _ in files]
+    others = [name for (name, _), role in zip(files, roles) if role == "other"]
     if others:
-        raise ModelFileError(f"{others[0]}: not part of a Teachable Machine export; upload the zip, or "
-                             "keras_model.h5 with labels.txt (Export model -> Tensorflow -> Keras)")
-    if len(zips) + len(h5s) > 1:
-        raise ModelFileError("upload one model at a time: one zip, or one keras_model.h5 with its labels.txt")
-    if len(txts) > 1:
-        raise ModelFileError("upload one labels.txt (the one of the same export)")
+        raise ModelFileError(f"{others[0]}: not part of a Teachable Machine export; upload the zip, or its files "
+                             f"({MODEL_NAME} + {LABELS_NAME}, {TFJS_NAME} + weights.bin + {METADATA_NAME}, "
+                             f"or a .tflite + {LABELS_NAME})")
+    if roles.count("zip") > 1 or (roles.count("zip") and set(roles) - {"zip", "labels"}):
+        raise ModelFileError("upload one model at a time: one zip (and at most a labels.txt), or the files "
+                             "of one export")
+    if not set(roles) & {"zip", "keras", "tfjs", "tflite"}:
+        raise ModelFileError(f"{', '.join(n for n, _ in files)} alone is not a model; add the model file of the same "
+                             f"export ({MODEL_NAME}, {TFJS_NAME} or .tflite), or upload the export zip")
+    return TeachableUpload(tuple((name, bytes(data)) for name, data in files), " + ".join(n for n, _ in files))
+
+
+def read_upload(upload: TeachableUpload) -> ExportFiles:
+    """The export in an upload: a zip is read like a zip file, loose files by their names."""
+    zips = [(n, d) for n, d in upload.files if _role(n) == "zip"]
     if zips:
         name, data = zips[0]
-        return TeachableUpload(data, name, txts[0][1] if txts else None, name)
-    if h5s:
-        name, data = h5s[0]
-        return TeachableUpload(data, name, txts[0][1] if txts else None,
-                               " + ".join([name] + [t[0] for t in txts]))
-    raise ModelFileError("labels.txt alone is not a model; add keras_model.h5 from the same export "
-                         "(or upload the export zip)")
+        _check_size(len(data), name)
+        if not zipfile.is_zipfile(io.BytesIO(data)):
+            raise ModelFileError(f"{name} is not a zip; upload the zip Teachable Machine downloaded, or its files")
+        labels = next((d for n, d in upload.files if _role(n) == "labels"), None)
+        return _read_zip(data, name, labels)
+    names = [n for n, _ in upload.files]
+    if len(set(names)) != len(names):
+        raise ModelFileError(f"{upload.source}: the same file name twice; upload each file of the export once")
+    data = dict(upload.files)
+    return _pick(_Members(upload.source, "upload", {n: len(d) for n, d in data.items()},
+                          lambda key, _limit: data[key]), None)
+
+
+def load_upload(upload: TeachableUpload, name: str = "teachable") -> TeachablePredictor:
+    """An upload's predictor with its automatic label mapping."""
+    return predictor_from_export(read_upload(upload), name=name)
 
 
 @dataclass(frozen=True)
@@ -576,22 +798,33 @@ class TeachableImport:
 
 
 def _save(artefact: TeachableImport, path: Path) -> list[Path]:
-    """``<path>/keras_model.h5`` and ``labels.txt``: the export as it came, labels in model order."""
+    """``<path>/keras_model.h5`` (a Keras or TensorFlow.js import; the latter written by Keras from
+    the model as loaded) or ``<path>/<name>.tflite``, and ``labels.txt`` in model order."""
     folder = Path(path)
-    files = read_export(artefact.upload.model_bytes, artefact.upload.labels_bytes)
+    predictor = artefact.predictor
+    files = read_upload(artefact.upload)
+    model_file = folder / (posixpath.basename(files.model_key) if files.format == "tflite" else MODEL_NAME)
     folder.mkdir(parents=True, exist_ok=False)
-    (folder / MODEL_NAME).write_bytes(files.model_bytes)
-    (folder / LABELS_NAME).write_text("".join(f"{i} {label}\n" for i, label in enumerate(artefact.predictor.labels)),
+    if files.format == "tfjs":
+        predictor.model.save(model_file)  # HDF5, read back by load_teachable_model
+    else:
+        model_file.write_bytes(files.model_bytes)
+    (folder / LABELS_NAME).write_text("".join(f"{i} {label}\n" for i, label in enumerate(predictor.labels)),
                                       encoding="utf8")
-    return [folder / MODEL_NAME, folder / LABELS_NAME, folder]
+    return [model_file, folder / LABELS_NAME, folder]
 
 
 def _load(path: Path, entry) -> TeachablePredictor:
-    return load_teachable(path, name=entry.name, mapping=entry.mapping)
+    predictor = load_teachable(path, name=entry.name, mapping=entry.mapping)
+    imported = (entry.extra or {}).get("format")
+    if imported in FORMAT_LABELS:  # a TensorFlow.js import is stored as keras_model.h5
+        predictor.format = imported
+    return predictor
 
 
 def _claims(path: Path) -> bool:
-    return path.suffix.lower() in (".h5", ".zip") or (path.is_dir() and (path / MODEL_NAME).is_file())
+    return path.suffix.lower() in (".h5", ".zip", ".tflite") or (path.is_dir() and any(
+        (path / name).is_file() for name in (MODEL_NAME, TFJS_NAME)))
 
 
 def _kinds():

@@ -109,17 +109,19 @@ def _tiny_backbone():
 
 def write_teachable_export(folder: str | Path, labels: Sequence[str], seed: int = 0,
                            functional_class: str = "Functional", config_hook=None,
-                           mobilenet: bool = False) -> TeachableExport:
+                           mobilenet: bool = False, model=None) -> TeachableExport:
     """Write ``keras_model.h5`` (Keras 2 style) and ``labels.txt`` (``0 angry`` lines) to ``folder``.
 
     ``config_hook(config) -> config`` may alter the Keras 2 model config before it is written
-    (e.g. to insert a Lambda layer).
+    (e.g. to insert a Lambda layer). ``model``: a model of ``build_teachable_model``'s shape to
+    write instead of a new one.
     """
     import h5py
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model = build_teachable_model(len(labels), seed=seed, mobilenet=mobilenet)
+    if model is None:
+        model = build_teachable_model(len(labels), seed=seed, mobilenet=mobilenet)
     model_path = folder / "keras_model.h5"
     model.save(model_path)
     with h5py.File(model_path, "r+") as f:
@@ -221,3 +223,117 @@ def face_like_images(n: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (int(rng.integers(40, 300)), int(rng.integers(40, 300)), 3), dtype=np.uint8)
             for _ in range(n)]
+
+
+# ---------------------------------------------------------------- the other two downloads
+
+TFJS_FILES = ("model.json", "weights.bin", "metadata.json")
+
+
+def zip_export(folder: str | Path, members: Sequence[str], name: str) -> Path:
+    """Zip files of an export folder at the zip root, as Teachable Machine's download does."""
+    folder = Path(folder)
+    path = folder / name
+    with zipfile.ZipFile(path, "w") as zf:
+        for member in members:
+            zf.write(folder / member, member)
+    return path
+
+
+def tfjs_topology_of(model, teachable_style: bool = True) -> dict:
+    """The ``modelTopology`` of a model: Keras 3's own config, or (``teachable_style``) the
+    tfjs-layers 1.x shape of Teachable Machine's model.json - Keras 2 configs, ``Model`` for
+    functional models, each Sequential's config a bare list of its layers (no name, no
+    ``build_input_shape``), weight-file paths like ``./weights.bin``."""
+    config = json.loads(model.to_json())
+    if teachable_style:
+        config = _tfjs_layers_style(keras2_config(config, "Model"))
+    return {**config, "keras_version": "tfjs-layers 1.3.1", "backend": "tensor_flow.js"}
+
+
+def _tfjs_layers_style(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_tfjs_layers_style(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _tfjs_layers_style(v) for k, v in node.items()}
+    if out.get("class_name") == "Sequential" and isinstance(out.get("config"), dict):
+        out["config"] = out["config"]["layers"]
+    return out
+
+
+def _quantize(value: np.ndarray, how: str | None) -> tuple[bytes, dict | None]:
+    """A weight's bytes and tfjs ``quantization`` entry (as ``tensorflowjs_converter`` writes them)."""
+    if how is None:
+        return value.astype("<f4").tobytes(), None
+    if how == "float16":
+        return value.astype("<f2").tobytes(), {"dtype": "float16", "original_dtype": "float32"}
+    levels = {"uint8": 255, "uint16": 65535}[how]
+    low, high = float(value.min(initial=0.0)), float(value.max(initial=0.0))
+    scale = (high - low) / levels or 1.0
+    q = np.round((value - low) / scale).astype("<u1" if how == "uint8" else "<u2")
+    return q.tobytes(), {"dtype": how, "scale": scale, "min": low, "original_dtype": "float32"}
+
+
+def write_tfjs_export(folder: str | Path, model, labels: Sequence[str], teachable_style: bool = True,
+                      quantization: str | None = None, shards: int = 1) -> Path:
+    """Write ``model.json`` + weight shards + ``metadata.json`` the way Teachable Machine's
+    TensorFlow.js download has them (tfjs ``model.save``): weights named ``layer/variable``,
+    trainable ones first, little-endian float32 (or quantized), split into ``shards`` files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    leaves = _leaf_layers(model)
+    ordered = [(leaf, v) for leaf in leaves for v in leaf.trainable_weights] + \
+              [(leaf, v) for leaf in leaves for v in leaf.non_trainable_weights]
+    specs, chunks = [], []
+    for leaf, variable in ordered:
+        value = np.asarray(variable.numpy(), dtype=np.float32)
+        name = "depthwise_kernel" if type(leaf).__name__ == "DepthwiseConv2D" and variable.name == "kernel" \
+            else variable.name
+        data, quant = _quantize(value, quantization)
+        spec: dict[str, Any] = {"name": f"{leaf.name}/{name}", "shape": list(value.shape), "dtype": "float32"}
+        if quant:
+            spec["quantization"] = quant
+        specs.append(spec)
+        chunks.append(data)
+    blob = b"".join(chunks)
+    step = -(-len(blob) // shards)
+    paths = ["weights.bin"] if shards == 1 else [f"group1-shard{i + 1}of{shards}.bin" for i in range(shards)]
+    for i, path in enumerate(paths):
+        (folder / path).write_bytes(blob[i * step:(i + 1) * step])
+    if teachable_style:
+        paths = [f"./{path}" for path in paths]
+    (folder / "model.json").write_text(json.dumps({
+        "modelTopology": tfjs_topology_of(model, teachable_style),
+        "weightsManifest": [{"paths": paths, "weights": specs}],
+        "format": "layers-model", "generatedBy": "TensorFlow.js tfjs-layers v1.3.1", "convertedBy": None}),
+        encoding="utf8")
+    (folder / "metadata.json").write_text(json.dumps({
+        "tfjsVersion": "1.3.1", "tmVersion": "2.4.7", "packageVersion": "0.8.4-alpha2",
+        "packageName": "@teachablemachine/image", "timeStamp": "2026-01-01T00:00:00.000Z", "userMetadata": {},
+        "modelName": "tm-my-image-model", "labels": list(labels), "imageSize": INPUT_SIZE}), encoding="utf8")
+    return folder
+
+
+def write_tflite_export(folder: str | Path, model, labels: Sequence[str],
+                        calibration: np.ndarray | None = None) -> Path:
+    """Write Teachable Machine's TensorFlow Lite download: ``model_unquant.tflite`` (float), or
+    with ``calibration`` inputs ((n, h, w, 3) in [-1, 1]) the fully integer-quantized
+    ``model.tflite`` (uint8 input and output); and ``labels.txt``. Returns the model file."""
+    import tensorflow as tf
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    name = "model_unquant.tflite"
+    if calibration is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+        name = "model.tflite"
+    path = folder / name
+    path.write_bytes(converter.convert())
+    (folder / "labels.txt").write_text("".join(f"{i} {label}\n" for i, label in enumerate(labels)), encoding="utf8")
+    return path

@@ -1,0 +1,359 @@
+"""Every Teachable Machine download - Keras, TensorFlow.js, TFLite float and quantized - built from
+one small model, imported from a zip and from loose files, predicting like the original on real
+FER2013 faces; the errors each format can give; saving and reloading; the page under AppTest."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from apptest_helpers import charts, english_left, page_texts, run_app, texts
+from streamlit.testing.v1 import AppTest
+
+from fer_core import config
+from fer_core.emotions import SEVEN_EMOTIONS
+from fer_core.errors import ModelFileError
+from fer_core.predictors.teachable import (
+    TeachableImport,
+    TeachablePredictor,
+    load_teachable,
+    load_upload,
+    read_export,
+    read_upload,
+    sort_upload,
+)
+from fer_core.predictors.teachable_example import (
+    TFJS_FILES,
+    build_teachable_model,
+    write_teachable_export,
+    write_tfjs_export,
+    write_tflite_export,
+    zip_export,
+)
+
+LABELS = ("Anger", "Happiness", "sadness")
+TM_PAGE = str(config.REPO_ROOT / "pages" / "5_Teachable_Machine.py")
+T = 240  # seconds per AppTest run: the first Keras step starts TensorFlow
+
+
+@pytest.fixture(scope="module")
+def faces(fer_val) -> list[Path]:
+    """Two real FER2013 val faces per emotion (14 images)."""
+    return [p for e in SEVEN_EMOTIONS for p in sorted((fer_val / e).glob("*.jpg"))[:2]]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, faces) -> dict:
+    """ONE small Teachable Machine shaped model (tiny MobileNetV2 look-alike, 224x224x3, [-1, 1]
+    inputs) written as each download, each zipped as Teachable Machine zips it."""
+    root = tmp_path_factory.mktemp("formats")
+    model = build_teachable_model(len(LABELS))
+    calibration = TeachablePredictor(model, LABELS).preprocess(faces)
+    _spread_head(model, calibration)
+    keras_export = write_teachable_export(root / "keras", LABELS, model=model)
+    folders = {"keras": keras_export.folder,
+               "tfjs": write_tfjs_export(root / "tfjs", model, LABELS),
+               "tflite": write_tflite_export(root / "tflite", model, LABELS).parent,
+               "tflite-quantized": write_tflite_export(root / "tflite_q", model, LABELS, calibration).parent}
+    members = {"keras": ("keras_model.h5", "labels.txt"), "tfjs": TFJS_FILES,
+               "tflite": ("model_unquant.tflite", "labels.txt"), "tflite-quantized": ("model.tflite", "labels.txt")}
+    return {"model": model, "x": calibration, "folders": folders, "members": members,
+            "zips": {fmt: zip_export(folders[fmt], members[fmt], f"converted_{fmt}.zip") for fmt in folders}}
+
+
+def _spread_head(model, x: np.ndarray) -> None:
+    """Make the untrained model answer clearly differently for different faces (random weights
+    answer almost alike, and int8 quantization would drown such differences): batch-norm
+    statistics set from the faces, the head standardising the pooled features and projecting
+    them at random, centred."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    backbone = model.get_layer("sequential_1").get_layer("model1")
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            z = np.asarray(keras.Model(backbone.input, layer.input)(x))
+            gamma, beta, _, _ = layer.get_weights()
+            layer.set_weights([gamma, beta, z.mean(axis=(0, 1, 2)), z.var(axis=(0, 1, 2)) + 1e-3])
+    head = model.get_layer("sequential_3")
+    features = np.asarray(model.get_layer("sequential_1")(x))
+    dense1, dense2 = head.get_layer("dense_Dense1"), head.get_layer("dense_Dense2")
+    kernel = rng.normal(size=dense1.get_weights()[0].shape) / (features.std(axis=0)[:, None] + 1e-6) / 3
+    dense1.set_weights([kernel.astype(np.float32), (1.0 - features.mean(axis=0) @ kernel).astype(np.float32)])
+    hidden = np.asarray(dense1(features))
+    weights = rng.normal(size=dense2.get_weights()[0].shape) / (hidden.std(axis=0)[:, None] + 1e-3)
+    mean = hidden.mean(axis=0)
+    weights -= np.outer(mean, mean @ weights) / (mean @ mean)  # the part all faces share adds nothing
+    dense2.set_weights([(weights / np.sqrt(len(mean))).astype(np.float32)])
+
+
+def _loose(exports, fmt: str) -> list[tuple[str, bytes]]:
+    return [(m, (exports["folders"][fmt] / m).read_bytes()) for m in exports["members"][fmt]]
+
+
+def _one_line_refusal(call, *args, match: str, name: str | None = None) -> str:
+    with pytest.raises(ModelFileError, match=match) as info:
+        call(*args)
+    text = str(info.value)
+    assert "\n" not in text and (name is None or name in text), text
+    return text
+
+
+# ----------------------------------------------------------------------------- same predictions
+
+def test_every_format_predicts_like_the_original(exports, faces, capsys):
+    expected = np.asarray(exports["model"](exports["x"], training=False), dtype=np.float64)
+    assert expected.std(axis=0).max() > 0.01  # real faces get different answers: a wrong weight would show
+    measured = {}
+    for fmt, zipped in exports["zips"].items():
+        tm = load_teachable(zipped)
+        assert tm.format == fmt and tm.labels == LABELS and tm.classes == ("angry", "happy", "sad")
+        raw = tm.raw_proba(faces)
+        np.testing.assert_allclose(load_upload(sort_upload(_loose(exports, fmt))).raw_proba(faces), raw, atol=1e-6)
+        diff = float(np.abs(raw - expected).max())
+        agree = float((raw.argmax(axis=1) == expected.argmax(axis=1)).mean())
+        measured[fmt] = (diff, agree)
+        if fmt == "tflite-quantized":
+            assert diff < 0.1 and agree >= 0.8, (diff, agree)
+            assert ((raw >= 0) & (raw <= 1)).all()
+        else:
+            assert diff < 1e-4, (fmt, diff)
+        np.testing.assert_allclose(tm.predict_proba(faces).sum(axis=1), 1.0, atol=1e-6)
+    with capsys.disabled():
+        print("\nmax |p - keras| and argmax agreement on", len(faces), "faces:",
+              {k: (f"{d:.2e}", f"{a:.0%}") for k, (d, a) in measured.items()})
+
+
+def test_tfjs_variants_keras3_topology_shards_and_quantized_weights(exports, faces, tmp_path):
+    """model.json as Keras 3's to_json writes it, the weights in three shards, and the converter's
+    float16 / uint8 weight quantization."""
+    model, x = exports["model"], exports["x"]
+    expected = np.asarray(model(x, training=False))
+    plain = load_teachable(write_tfjs_export(tmp_path / "k3", model, LABELS, teachable_style=False, shards=3))
+    assert plain.format == "tfjs"
+    np.testing.assert_allclose(plain.raw_proba(faces), expected, atol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "k3").glob("*.bin")) == [f"group1-shard{i}of3.bin" for i in (1, 2, 3)]
+    saved = model.get_weights()
+    try:
+        for how in ("float16", "uint8"):
+            tm = load_teachable(write_tfjs_export(tmp_path / how, model, LABELS, quantization=how))
+            for variable, value in zip(model.weights, saved):  # the values the quantized file stands for
+                variable.assign(_as_stored(value, how))
+            np.testing.assert_allclose(tm.raw_proba(faces), np.asarray(model(x, training=False)), atol=1e-5)
+            model.set_weights(saved)
+    finally:
+        model.set_weights(saved)
+
+
+def test_tfjs_of_the_real_mobilenetv2(tmp_path, faces):
+    """Teachable Machine's own backbone (MobileNetV2, alpha 0.35, 154 layers) through model.json."""
+    model = build_teachable_model(3, mobilenet=True)
+    tm = load_teachable(write_tfjs_export(tmp_path, model, LABELS))
+    expected = np.asarray(model(tm.preprocess(faces[:3]), training=False))
+    np.testing.assert_allclose(tm.raw_proba(faces[:3]), expected, atol=1e-5)
+
+
+def _as_stored(value: np.ndarray, how: str) -> np.ndarray:
+    """A weight as float16, or affinely quantized to uint8 over [min(v, 0), max(v, 0)], and back."""
+    if how == "float16":
+        return value.astype(np.float16).astype(np.float32)
+    low, high = min(float(value.min()), 0.0), max(float(value.max()), 0.0)
+    scale = (high - low) / 255 or 1.0
+    return (np.round((value - low) / scale) * np.float32(scale) + np.float32(low)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- what is refused
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_upload_and_zip_errors_name_the_file(exports, tmp_path):
+    faces_zip = _zip(tmp_path / "faces.zip", {"happy/1.jpg": b"\xff\xd8 not really", "notes.txt": b"hi"})
+    message = _one_line_refusal(load_teachable, faces_zip, match="no keras_model.h5, model.json or .tflite inside")
+    assert message.startswith(f"{faces_zip}: no keras_model.h5")
+    upload = sort_upload([("faces.zip", faces_zip.read_bytes())])
+    assert _one_line_refusal(read_upload, upload, match="inside").startswith(
+        "faces.zip: no keras_model.h5, model.json or .tflite inside")
+    _one_line_refusal(read_upload, sort_upload([("faces.zip", b"just some text")]), match="^faces.zip is not a zip")
+    fake = tmp_path / "fake.zip"
+    fake.write_bytes(b"PK\x03\x04 broken")
+    _one_line_refusal(load_teachable, fake, match="fake.zip is not a zip")
+    finder = _zip(tmp_path / "finder.zip", {**{f"tm/{m}": (exports["folders"]["tflite"] / m).read_bytes()
+                                               for m in exports["members"]["tflite"]},
+                                            "__MACOSX/tm/._model_unquant.tflite": b"\0\5\26\7", "tm/.DS_Store": b"x"})
+    assert read_export(finder).model_name == f"{finder}:model_unquant.tflite"  # re-zipped on a Mac: still one model
+    both = _zip(tmp_path / "both.zip", {**{m: (exports["folders"]["tfjs"] / m).read_bytes() for m in TFJS_FILES},
+                                        "model.tflite": b"x"})
+    _one_line_refusal(read_export, both, match="holds more than one model", name="both.zip")
+    with pytest.raises(ModelFileError, match="photo.jpg: not part of a Teachable Machine export"):
+        sort_upload([("model.json", b"{}"), ("photo.jpg", b"")])
+    with pytest.raises(ModelFileError, match="labels.txt alone is not a model"):
+        sort_upload([("labels.txt", b"0 happy\n")])
+
+
+def test_tfjs_files_that_are_refused(exports, tmp_path):
+    files = dict(_loose(exports, "tfjs"))
+    spec = json.loads(files["model.json"])
+
+    def upload(**changes) -> object:
+        return sort_upload(list({**files, **changes}.items()))
+
+    def with_spec(change) -> bytes:
+        copy = json.loads(json.dumps(spec))
+        change(copy)
+        return json.dumps(copy).encode()
+
+    no_weights = sort_upload([(k, v) for k, v in files.items() if k != "weights.bin"])
+    _one_line_refusal(read_upload, no_weights, match="weight file weights.bin named in model.json is missing",
+                      name="model.json")
+    for path in ("../secret.bin", "/etc/passwd", "http://example.com/w.bin", "a\\..\\b.bin"):
+        bad = with_spec(lambda s, p=path: s["weightsManifest"][0].update(paths=[p]))
+        _one_line_refusal(read_upload, upload(**{"model.json": bad}), match="points outside the export")
+    short = upload(**{"weights.bin": files["weights.bin"][:-8]})
+    _one_line_refusal(load_upload, short, match="weights.bin holds .* too few", name="model.json")
+    long = upload(**{"weights.bin": files["weights.bin"] + b"\0" * 4})
+    _one_line_refusal(load_upload, long, match="lists", name="model.json")
+    graph = with_spec(lambda s: s.update(format="graph-model"))
+    _one_line_refusal(read_upload, upload(**{"model.json": graph}), match="graph model")
+    int_weights = with_spec(lambda s: s["weightsManifest"][0]["weights"][0].update(dtype="int32"))
+    _one_line_refusal(load_upload, upload(**{"model.json": int_weights}), match="only float32 weights")
+
+    def add_lambda(s):
+        head = s["modelTopology"]["config"][1]["config"]  # tfjs-layers 1.x: a Sequential's config lists its layers
+        head.insert(1, {"class_name": "Lambda", "config": {"name": "evil", "function": ["4wEAAAAA", None, None],
+                                                          "function_type": "lambda", "module": "__main__"}})
+    _one_line_refusal(load_upload, upload(**{"model.json": with_spec(add_lambda)}),
+                      match="Lambda layer .*not loaded for safety")
+    custom = with_spec(lambda s: s["modelTopology"]["config"][1]["config"][0].update(
+        class_name="MyDense"))
+    _one_line_refusal(load_upload, upload(**{"model.json": custom}), match="unsupported layer or object 'MyDense'")
+    no_meta = sort_upload([(k, v) for k, v in files.items() if k != "metadata.json"])
+    _one_line_refusal(load_upload, no_meta, match="model.json: missing metadata.json")
+    meta = json.loads(files["metadata.json"])
+    two = json.dumps({**meta, "labels": ["happy", "sad"]}).encode()
+    _one_line_refusal(load_upload, upload(**{"metadata.json": two}),
+                      match="model has 3 outputs but metadata.json names 2 classes")
+
+
+def test_tfjs_weight_shape_mismatch_is_named(exports):
+    files = dict(_loose(exports, "tfjs"))
+    spec = json.loads(files["model.json"])
+    kernel = next(w for w in spec["weightsManifest"][0]["weights"] if w["name"] == "Conv1/kernel")
+    assert kernel["shape"] == [3, 3, 3, 4]
+    kernel["shape"] = [3, 3, 4, 3]  # same size: the bytes still add up, the shape does not fit
+    upload = sort_upload(list({**files, "model.json": json.dumps(spec).encode()}.items()))
+    _one_line_refusal(load_upload, upload, match=r"weight Conv1/kernel has shape \(3, 3, 4, 3\), the architecture "
+                                                 r"needs \(3, 3, 3, 4\)")
+
+
+def test_tflite_files_that_are_refused(exports, tmp_path):
+    files = dict(_loose(exports, "tflite"))
+    _one_line_refusal(load_upload, sort_upload([("model_unquant.tflite", files["model_unquant.tflite"]),
+                                                ("labels.txt", b"0 happy\n1 sad\n")]),
+                      match="model has 3 outputs but labels.txt names 2 classes", name="model_unquant.tflite")
+    _one_line_refusal(load_upload, sort_upload([("model.tflite", b"\x00" * 64), ("labels.txt", b"0 happy\n")]),
+                      match="model.tflite: not a TensorFlow Lite model file")
+    broken = files["model_unquant.tflite"][:200]
+    _one_line_refusal(load_upload, sort_upload([("model.tflite", broken), ("labels.txt", files["labels.txt"])]),
+                      match="model.tflite: cannot load this TensorFlow Lite model")
+    _one_line_refusal(load_upload, sort_upload([("model_unquant.tflite", files["model_unquant.tflite"])]),
+                      match="missing labels.txt")
+    as_bytes = load_teachable(files["model_unquant.tflite"], labels=list(LABELS))  # no name: told by its bytes
+    assert as_bytes.format == "tflite" and as_bytes.labels == LABELS
+
+
+# ----------------------------------------------------------------------------- saving and reloading
+
+def test_saved_imports_reload_with_their_format(exports, faces, models_dir):
+    from fer_core.manifest import Metrics, read_manifest
+    from fer_core.predictors.registry import load_predictor, save_and_register
+
+    for fmt, stored in (("tfjs", "keras_model.h5"), ("tflite-quantized", "model.tflite")):
+        upload = sort_upload([(exports["zips"][fmt].name, exports["zips"][fmt].read_bytes())])
+        tm = load_upload(upload).remapped({"sadness": None})
+        entry = save_and_register(TeachableImport(upload, tm), name=f"tm-{fmt}", kind="teachable", classes=tm.classes,
+                                  metrics=Metrics(), command="test", mapping=tm.mapping.as_dict(),
+                                  extra={"format": tm.format})
+        assert Path(entry.path).name == stored
+        saved = next(e for e in read_manifest(models_dir) if e.name == f"tm-{fmt}")
+        assert saved.extra == {"format": fmt}
+        again = load_predictor(saved)
+        assert again.format == fmt and again.classes == ("angry", "happy") and again.unmapped == ("sadness",)
+        np.testing.assert_allclose(again.predict_proba(faces[:4]), tm.predict_proba(faces[:4]), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- the page
+
+@pytest.fixture
+def recorded_downloads(monkeypatch) -> dict:
+    """What the page hands to ``download_button``, by key (AppTest keeps no media files)."""
+    from streamlit.delta_generator import DeltaGenerator
+
+    seen: dict = {}
+    original = DeltaGenerator.download_button
+
+    def record(self, label, data, *args, **kwargs):
+        seen[kwargs.get("key")] = (label, kwargs.get("file_name"), data)
+        return original(self, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", record)
+    return seen
+
+
+def _import_tfjs_zip(exports, lang: str | None = None) -> AppTest:
+    at = AppTest.from_file(TM_PAGE, default_timeout=T)
+    if lang:
+        at.query_params["lang"] = lang
+    run_app(at, T)
+    zipped = exports["zips"]["tfjs"]
+    at.file_uploader(key="tm_upload").set_value([(zipped.name, zipped.read_bytes(), "application/zip")])
+    return run_app(at, T)
+
+
+def test_page_imports_a_tfjs_zip_and_offers_it_unsaved(exports, models_dir, astronaut_jpeg, recorded_downloads):
+    import pandas as pd
+
+    at = _import_tfjs_zip(exports)
+    assert not at.error, texts(at.error)
+    assert any(s == "Loaded **converted_tfjs.zip** (TensorFlow.js (model.json)): 3 classes, input 224×224 RGB."
+               for s in texts(at.success))
+    unsaved = at.session_state["_unsaved_models"]
+    assert list(unsaved) == ["teachable-converted_tfjs-unsaved"]
+    assert unsaved["teachable-converted_tfjs-unsaved"].format == "tfjs"
+    _, name, data = recorded_downloads["tm_dl_mapping"]
+    mapping = pd.read_csv(io.BytesIO(data))
+    assert name == "teachable_mapping.csv" and list(mapping["class"]) == list(LABELS)
+    assert list(mapping["emotion"]) == ["angry", "happy", "sad"]
+    at.file_uploader(key="tm_image").set_value(("astronaut.jpg", astronaut_jpeg.read_bytes(), "image/jpeg"))
+    run_app(at, T)
+    _, name, data = recorded_downloads["tm_dl_proba"]
+    proba = pd.read_csv(io.BytesIO(data))
+    assert name == "astronaut_teachable.csv"
+    assert list(proba.loc[proba["output"] == "class", "name"]) == list(LABELS)
+    assert proba.loc[proba["output"] == "emotion", "probability"].sum() == pytest.approx(1.0, abs=1e-6)
+    assert any("keras_model.h5" in c for c in texts(at.caption))  # a TF.js import is saved as Keras
+
+
+def test_page_in_korean(exports, models_dir, astronaut_jpeg):
+    at = _import_tfjs_zip(exports, "ko")
+    at.file_uploader(key="tm_image").set_value(("astronaut.jpg", astronaut_jpeg.read_bytes(), "image/jpeg"))
+    run_app(at, T)
+    shown = page_texts(at)
+    assert not at.error, texts(at.error)
+    assert any("TensorFlow.js (model.json)" in s and "클래스 3개" in s for s in texts(at.success))
+    assert english_left(shown, ("Teachable Machine", "converted_tfjs.zip", "teachable-converted_tfjs-unsaved",
+                                *LABELS)) == []
+    assert at.title[0].value == "Teachable Machine" and any("클래스와 감정" in s for s in texts(at.subheader))
+    titles = [c["layout"]["title"]["text"] for c in charts(at)]
+    assert titles[0] == "모델 자체의 클래스" and titles[1].startswith("감정으로 보면: ")
+    emotions = charts(at)[1]["data"][0]["y"]
+    assert sorted(emotions) == sorted(["화남", "행복", "슬픔"])
+    assert "NanumGothic" in charts(at)[1]["layout"]["font"]["family"]
