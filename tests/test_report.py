@@ -123,7 +123,7 @@ def test_report_in_korean(hand_comparison, tmp_path):
     assert '<html lang="ko">' in text and "모델 비교 보고서" in parts.text
     words = " ".join(parts.text)
     assert "행복 → 슬픔" in words and "슬픔 → 얼굴 없음" in words and "Settings" not in parts.text
-    assert "@font-face { font-family: NanumGothic" in text  # the Hangul it uses, inline (a cut of the font)
+    assert "@font-face {font-family: 'NanumGothic'" in text  # the Hangul it uses, inline (a cut of the font)
     assert len(text) < len(comparison_report_html(hand_comparison, ReportSettings.now("x"), [])) + 400_000
     assert json.dumps("전체 정확도와 95% 부트스트랩 구간") in text  # the figures too (plotly escapes non-ASCII)
     from fer_core.i18n import current_language
