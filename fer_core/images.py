@@ -376,3 +376,21 @@ def unpack_image_zip(data: bytes, dest: Path) -> Path:
             root = subdirs[0]
         else:
             return root
+
+
+def thumbnail(source, side: int = 96) -> np.ndarray:
+    """An image scaled so its longest side is ``side`` (48 px FER crops are enlarged, crisply)."""
+    im = Image.fromarray(load_image(source))
+    scale = side / max(im.size)
+    method = Image.NEAREST if scale > 1 else Image.LANCZOS
+    return np.asarray(im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), method))
+
+
+def png_data_uri(rgb: np.ndarray) -> str:
+    """An image as a ``data:image/png;base64,…`` address: inline in reports and table cells."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

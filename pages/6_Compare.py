@@ -27,6 +27,7 @@ from fer_core.figures.compare import (
     summary_frame,
 )
 from fer_core.i18n import current_language, emotion_label, t
+from fer_core.images import png_data_uri
 from ui.common import (
     choose_models,
     choose_test_set,
@@ -152,15 +153,48 @@ def _thumb_grid(res: Comparison, rows: pd.DataFrame, name: str) -> None:
         st.caption(t("compare.thumbs_failed", n=failed))
 
 
-def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer) -> None:
-    """Pick one wrong image of this model and see how the AU model reads that face."""
+def _thumb_table(res: Comparison, rows: pd.DataFrame, name: str) -> str | None:
+    """The wrong images as a table of thumbnails; a click on a row picks that face (its file)."""
+    shown = rows.head(MAX_THUMBS)
+    records, failed = [], 0
+    for _, row in shown.iterrows():
+        try:
+            image = png_data_uri(thumbnail(res.path_of(row["file"]), 72))
+        except FerError:
+            failed += 1
+            image = None
+        pred = row[name]
+        records.append({"face": image, "true": emotion_label(row["label"]),
+                        "answer": t("compare.no_face") if pd.isna(pred) else emotion_label(pred),
+                        "file": str(row["file"])})
+    frame = pd.DataFrame(records, columns=["face", "true", "answer", "file"])
+    event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row", row_height=78,
+                         key=f"cmp_wrong_table_{name}", column_config={
+                             "face": st.column_config.ImageColumn(t("compare.wrong_face"), width="small"),
+                             "true": st.column_config.TextColumn(t("compare.wrong_true")),
+                             "answer": st.column_config.TextColumn(t("compare.wrong_answer")),
+                             "file": st.column_config.TextColumn(t("compare.wrong_file"))})
+    if len(rows) > MAX_THUMBS:
+        st.caption(t("compare.thumbs_first", shown=MAX_THUMBS, total=len(rows)))
+    if failed:
+        st.caption(t("compare.thumbs_failed", n=failed))
+    picked = list(getattr(getattr(event, "selection", None), "rows", None) or [])
+    return frame["file"].iloc[picked[0]] if picked and picked[0] < len(frame) else None
+
+
+def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer, clicked: str | None) -> None:
+    """The wrong image clicked in the table (or picked here) and how the AU model reads that face."""
     if explainer is None:
         st.caption(t("compare.explain_no_model"))
         return
     files = rows["file"].tolist()[:MAX_THUMBS]
     captions = {f: f"{Path(f).name}: {_caption(row, name)}" for f, (_, row) in zip(files, rows.iterrows())}
+    key = f"cmp_explain_{name}"
+    if clicked is not None and clicked != st.session_state.get(f"{key}_clicked"):
+        st.session_state[f"{key}_clicked"] = clicked  # a new click moves the picker to that face
+        st.session_state[key] = clicked
     picked = st.selectbox(t("compare.explain_pick", model=explainer.name), files, index=None,
-                          key=f"cmp_explain_{name}", format_func=captions.__getitem__,
+                          key=key, format_func=captions.__getitem__,
                           placeholder=t("compare.explain_placeholder"), help=t("compare.explain_help"))
     if picked is None:
         return
@@ -217,8 +251,8 @@ def show_wrong(res: Comparison, explainer) -> None:
                            else t("compare.none_wrong_of", emotion=emotion_label(focus)))
                 continue
             st.caption(t("compare.thumbs_caption"))
-            _thumb_grid(res, wrong, name)
-            show_explanation(res, wrong, name, explainer)
+            clicked = _thumb_table(res, wrong, name)
+            show_explanation(res, wrong, name, explainer, clicked)
 
 
 def show_no_face(res: Comparison) -> None:
@@ -234,7 +268,7 @@ def show_no_face(res: Comparison) -> None:
             _thumb_grid(res, rows, name)
             st.dataframe(pd.DataFrame({"file": [Path(f).name for f in files],
                                        "label": rows.set_index("file").reindex(files)["label"].tolist()}),
-                         hide_index=True, column_config={"file": st.column_config.Column(t("compare.col_file")),
+                         hide_index=True, column_config={"file": st.column_config.Column(t("compare.wrong_file")),
                                                          "label": st.column_config.Column(t("compare.col_label"))})
 
 

@@ -228,3 +228,13 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
 
     assert any(catalogue("ko")[f"emotions.{predicted}"] in m for m in texts(at.markdown))
     assert english_left(page_texts(at), (BUNDLED_AU_MODEL, UNSAVED)) == []
+
+    # the wrong images are a table of thumbnails: clicking a row picks that face for the explanation
+    table = next(d for d in at.dataframe if "얼굴" in str(d.proto.columns) or len(d.value.columns) == 4)
+    assert list(table.value.columns) == ["face", "true", "answer", "file"]
+    assert all(str(u).startswith("data:image/png;base64,") for u in table.value["face"])
+    other = next(f for f in judged_wrong[1:] + judged_wrong[:1] if f != judged_wrong[0])
+    row = list(table.value["file"]).index(other)
+    at.session_state[f"cmp_wrong_table_{BUNDLED_AU_MODEL}"] = {"selection": {"rows": [row], "columns": []}}
+    run_app(at, T)
+    assert at.selectbox(key=f"cmp_explain_{BUNDLED_AU_MODEL}").value == other

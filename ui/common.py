@@ -200,15 +200,9 @@ def dataset_items(root: str, classes: tuple[str, ...] | None = None):
 @st.cache_data(max_entries=2000, show_spinner=False)
 def thumbnail(path: str, side: int = 96) -> np.ndarray:
     """An image scaled so its longest side is ``side`` (48 px FER crops are enlarged, crisply)."""
-    from PIL import Image
+    from fer_core.images import thumbnail as scaled
 
-    from fer_core.images import load_image
-
-    rgb = load_image(path)
-    im = Image.fromarray(rgb)
-    scale = side / max(im.size)
-    method = Image.NEAREST if scale > 1 else Image.LANCZOS
-    return np.asarray(im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), method))
+    return scaled(path, side)
 
 
 @dataclass

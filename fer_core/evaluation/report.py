@@ -9,9 +9,7 @@ language (``fer_core.i18n``); nothing in the file is fetched from the network.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import platform
 import sys
@@ -77,17 +75,9 @@ def _key_values(rows: Sequence[tuple[str, object]]) -> str:
 
 
 def _thumbnail_uri(path: Path) -> str:
-    from PIL import Image
+    from ..images import png_data_uri, thumbnail
 
-    from ..images import load_image
-
-    im = Image.fromarray(load_image(path))
-    scale = THUMB_PX / max(im.size)
-    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-                   Image.NEAREST if scale > 1 else Image.LANCZOS)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return png_data_uri(thumbnail(path, THUMB_PX))
 
 
 def _model_section(name: str, kind: str, entry: ModelEntry | None) -> str:
