@@ -32,6 +32,7 @@ from ..images import LabeledImage, SkippedFile, relative_file
 from . import extract
 
 Progress = Callable[[int, int], None]
+ShouldStop = Callable[[], bool]
 
 # One thread each: an actor per CPU, so libraries that size their pools to the machine would
 # otherwise run CPUs x CPUs threads.
@@ -53,6 +54,7 @@ class RayRun:
     resumed: int  # files whose rows were already in the output or its parts
     workers: int  # measuring actors
     seconds: float  # wall time of the measuring (connecting to Ray excluded)
+    cancelled: bool = False  # stopped early: the output is not written, its rows wait in the parts
 
 
 class MeasuringActor:
@@ -100,6 +102,24 @@ def reachable(address: str, timeout_s: float = 1.0) -> bool:
             return True
     except (OSError, ValueError):
         return False
+
+
+def cluster_address() -> str | None:
+    """The Ray cluster the dashboard may offer (``RAY_ADDRESS``), when Ray is installed and the
+    cluster answers; None otherwise, so the choice is not shown."""
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    return address if address and available() and reachable(address, timeout_s=0.5) else None
+
+
+def resume_path(items: Sequence[LabeledImage]) -> Path:
+    """Where the dashboard's Ray run over ``items`` writes, named by the files: a cancelled run
+    is resumed by the next click on the same images."""
+    import hashlib
+
+    from .. import config
+
+    digest = hashlib.sha1("\n".join(sorted(os.fsdecode(it.path) for it in items)).encode("utf-8", "backslashreplace"))
+    return config.cache_dir() / "ray" / f"{digest.hexdigest()[:16]}.parquet"
 
 
 def parts_dir(out: str | os.PathLike[str]) -> Path:
@@ -160,9 +180,10 @@ class _Parts:
 
 
 def _measure_pass(ray, todo: list[dict], workers: int, batch_size: int, actor: type, parts: _Parts,
-                  on_files: Callable[[int], None]) -> None:
-    """One Ray Data pipeline over ``todo``. Batches that still fail after ``TASK_RETRIES`` are
-    dropped (``max_errored_blocks``), not the run: their files are missing from ``parts``."""
+                  on_files: Callable[[int], None], should_stop: ShouldStop | None = None) -> bool:
+    """One Ray Data pipeline over ``todo``; False when ``should_stop`` ended it early. Batches that
+    still fail after ``TASK_RETRIES`` are dropped (``max_errored_blocks``), not the run: their
+    files are missing from ``parts``."""
     import logging
     import warnings
 
@@ -173,28 +194,37 @@ def _measure_pass(ray, todo: list[dict], workers: int, batch_size: int, actor: t
     saved = ctx.max_errored_blocks, ctx.enable_progress_bars
     ctx.max_errored_blocks, ctx.enable_progress_bars = -1, False
     batch_size = max(1, min(batch_size, math.ceil(len(todo) / workers)))  # every actor gets work
+    # One file at a time: a batch queued behind a crashing file would share its actor's deaths.
+    in_flight = 1 if batch_size == 1 else None
     try:
         ds = ray.data.from_items(todo, override_num_blocks=math.ceil(len(todo) / batch_size))
         with warnings.catch_warnings():  # restarts have no named parameter yet (Ray 2.60)
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
             ds = ds.map_batches(actor, batch_size=batch_size, batch_format="pandas", num_cpus=1,
-                                compute=ActorPoolStrategy(size=workers), max_restarts=-1,
+                                compute=ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=in_flight),
+                                max_restarts=-1,
                                 max_task_retries=TASK_RETRIES)
         for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
             if len(batch):
                 on_files(parts.add(au_table.normalise(batch)))
+            if should_stop and should_stop():
+                return False
     finally:
         ctx.max_errored_blocks, ctx.enable_progress_bars = saved
+    return True
 
 
 def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *,
                    root: str | os.PathLike[str] | None = None, skipped: Sequence[SkippedFile] = (),
                    address: str | None = None, workers: int | None = None, batch_size: int = BATCH_SIZE,
-                   progress: Progress | None = None, actor: type = MeasuringActor) -> RayRun:
+                   progress: Progress | None = None, should_stop: ShouldStop | None = None,
+                   actor: type = MeasuringActor) -> RayRun:
     """AU table of ``items`` measured on Ray, written to ``out`` (CSV, CSV.gz or Parquet by
     extension) and returned. Files whose rows ``out`` (or its ``.parts`` folder) already holds are
     skipped; ``file`` is relative to ``root`` as in ``extract.extract_table``. ``workers``: actors
-    (default: one per CPU of the cluster). ``actor``: the measuring class (``MeasuringActor``)."""
+    (default: one per CPU of the cluster). ``should_stop`` returning True ends the run after the
+    batch in hand: the rows so far are returned and kept for a rerun, ``out`` is not written.
+    ``actor``: the measuring class (``MeasuringActor``)."""
     try:
         import ray
     except ImportError:
@@ -218,27 +248,30 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
     parts = _Parts(parts_dir(target))
     start = time.perf_counter()
     started = _connect(ray, address, workers) if todo else False
-    n_workers = 0
+    n_workers, finished = 0, True
     try:
         if todo:
             n_workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-            _measure_pass(ray, todo, n_workers, batch_size, actor, parts, on_files)
-        lost = [t for t in todo if t["file"] not in parts.files]
+            finished = _measure_pass(ray, todo, n_workers, batch_size, actor, parts, on_files, should_stop)
+        lost = [t for t in todo if t["file"] not in parts.files] if finished else []
         if lost:  # batches whose actor died on every try: each file on its own, to find the culprit
             _measure_pass(ray, lost, min(n_workers, len(lost)), 1, actor, parts, on_files)
         crashed = [t for t in lost if t["file"] not in parts.files]
         if crashed:
             on_files(parts.add(au_table.from_rows(
                 r for t in crashed for r in extract.rows_for_image(t["file"], t["label"] or None, CRASH_REASON))))
+    except ray.exceptions.RayError as exc:  # the cluster, not an image: the rows so far are kept
+        raise FerError(f"the Ray run stopped ({one_line(exc, 160)}); run it again to measure the rest") from None
     finally:
         parts.flush()
         if started:
             ray.shutdown()
     seconds = time.perf_counter() - start
-    table = _assemble(_finished(target), names, skipped)
-    au_table.write(table, target)
-    shutil.rmtree(parts_dir(target), ignore_errors=True)
-    return RayRun(table, len(todo), total - len(todo), n_workers, seconds)
+    table = _assemble(_finished(target), names, skipped if finished else ())
+    if finished:
+        au_table.write(table, target)
+        shutil.rmtree(parts_dir(target), ignore_errors=True)
+    return RayRun(table, len(parts.files), total - len(todo), n_workers, seconds, cancelled=not finished)
 
 
 def _assemble(tables: list[pd.DataFrame], names: list[str], skipped: Sequence[SkippedFile]) -> pd.DataFrame:
