@@ -258,3 +258,22 @@ def test_dashboard_and_local_engine_do_not_import_ray():
                           env={**os.environ, "RAY_ADDRESS": ""})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "False"
+
+
+def test_rows_in_both_the_output_and_left_over_parts_count_once(tmp_path):
+    """A run stopped between writing its output and removing its parts: the rerun (nothing left to
+    measure, so Ray is not started) writes each file once."""
+    from fer_core.images import LabeledImage
+
+    def rows(*files: str) -> pd.DataFrame:
+        return au_table.from_rows({"file": f, "face": 0, "label": "happy", "success": 1, "confidence": 0.9,
+                                   "source": "mediapipe", "reason": "", "AU12_r": 2.0} for f in files)
+
+    out = tmp_path / "au.csv"
+    au_table.write(rows("happy/a.jpg", "happy/b.jpg"), out)
+    au_table.write(rows("happy/b.jpg"), ray_engine.parts_dir(out) / "part-x-00000.parquet")
+    items = [LabeledImage(tmp_path / "happy" / n, "happy") for n in ("a.jpg", "b.jpg")]
+    run = extract_on_ray(items, out, root=tmp_path)
+    assert run.measured == 0 and run.resumed == 2
+    assert list(au_table.read(out)["file"]) == ["happy/a.jpg", "happy/b.jpg"]
+    assert not ray_engine.parts_dir(out).exists()

@@ -129,11 +129,17 @@ def parts_dir(out: str | os.PathLike[str]) -> Path:
 
 
 def _finished(out: Path) -> list[pd.DataFrame]:
-    """Rows already written: the output (when there is one) and the parts of an unfinished run."""
+    """Rows already written: the output (when there is one) and the parts of an unfinished run,
+    each file's rows once (a run stopped between writing the output and removing its parts left
+    both)."""
     tables = [au_table.read(out)] if out.is_file() else []
     parts = parts_dir(out)
     if parts.is_dir():
-        tables += [au_table.read(p) for p in sorted(parts.glob("part-*.parquet"))]
+        seen = {f for t in tables for f in t["file"]}
+        for path in sorted(parts.glob("part-*.parquet")):
+            part = au_table.read(path)
+            tables.append(part[~part["file"].isin(seen)])
+            seen |= set(part["file"])
     return tables
 
 
