@@ -53,7 +53,7 @@ class RayRun:
     measured: int  # files measured by this run
     resumed: int  # files whose rows were already in the output or its parts
     workers: int  # measuring actors
-    seconds: float  # wall time of the measuring (connecting to Ray excluded)
+    seconds: float  # wall time of the measuring, actors' start included (starting or joining Ray excluded)
     cancelled: bool = False  # stopped early: the output is not written, its rows wait in the parts
 
 
@@ -252,8 +252,8 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
             progress(count, total)
 
     parts = _Parts(parts_dir(target))
-    start = time.perf_counter()
     started = _connect(ray, address, workers) if todo else False
+    start = time.perf_counter()
     n_workers, finished = 0, True
     try:
         if todo:
