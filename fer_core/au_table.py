@@ -6,7 +6,7 @@ the normalisation every source ends with, reading and writing table files, and t
 which rows a model may learn from or be scored on (``select``).
 
 Reading is bounded: only regular files up to ``MAX_TABLE_BYTES`` are opened, compression is
-recognised by its magic bytes (gzip, bzip2, xz), only the columns a table can use are parsed, in
+recognised by its magic bytes (gzip, bzip2, xz; Parquet by ``PAR1``), only the columns a table can use are parsed, in
 chunks, into compact types (AUs as float32), no line may exceed ``MAX_LINE_BYTES`` and no table
 ``MAX_ROWS``. Text is UTF-8 (with or without BOM); UTF-16 is read when a BOM or its zero bytes say
 so; bytes that are not valid UTF-8 are read as Latin-1. Every failure is one ``AUTableError`` line
@@ -240,6 +240,7 @@ class _TableBytes:
         if not magic:
             raise AUTableError(f"{display}: file is empty; pick a CSV with AU columns (AU01_r … AU45_r)")
         self.compression = next((name for m, name in _MAGIC if magic.startswith(m)), None)
+        self.parquet = magic.startswith(b"PAR1")
 
     def _raw(self) -> tuple[IO[bytes], int]:
         if self.path is not None:
@@ -315,6 +316,8 @@ def read_frame(src: PathOrBuffer, display: str | None = None) -> tuple[pd.DataFr
     """
     display = display or display_name(src)
     source = _TableBytes(src, display)
+    if source.parquet:
+        return _read_parquet(source, display)
     try:
         with source.open() as stream:
             head = stream.read(MAX_LINE_BYTES + 1)
@@ -343,6 +346,34 @@ def read_frame(src: PathOrBuffer, display: str | None = None) -> tuple[pd.DataFr
     except (pd.errors.ParserError, ValueError) as exc:
         raise AUTableError(f"{display}: not a readable CSV ({one_line(exc, 120)}); "
                            "check the file is an AU table or OpenFace output") from None
+
+
+def _read_parquet(source: _TableBytes, display: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """``read_frame`` for a Parquet file (the Ray engine's output): the same usable columns, AUs
+    as float32, text in an AU cell marked; pyarrow is imported only when one is met."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fh, _ = source._raw()
+    try:
+        pf = pq.ParquetFile(fh)
+        names = [str(n).strip() for n in pf.schema_arrow.names]
+        missing_aus(names, display)
+        if pf.metadata.num_rows > MAX_ROWS:
+            raise AUTableError(f"{display}: more than {MAX_ROWS:,} rows; split or subsample the table")
+        frame = pf.read(columns=list(dict.fromkeys(n for n in names if n in _USABLE_COLUMNS))).to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise AUTableError(f"{display}: not a readable Parquet file ({one_line(exc, 120)}); "
+                           "write the table again") from None
+    finally:
+        source._close(fh)
+    text_rows = np.zeros(len(frame), dtype=bool)
+    for c in (c for c in AU_COLUMNS if c in frame.columns):
+        values, bad = _au_floats(frame[c])
+        frame[c] = values
+        if bad is not None:
+            text_rows |= bad
+    return frame, text_rows
 
 
 def _count_lines(source: _TableBytes, display: str) -> int:
@@ -475,12 +506,15 @@ def from_project_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
 
 
 def write(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write a table as CSV (``.gz``, ``.bz2``, ``.xz`` compress), whole or not at all
-    (``fileio.atomic_output``), creating the folder. Raises ``OutputFileError``."""
+    """Write a table as CSV (``.gz``, ``.bz2``, ``.xz`` compress) or Parquet (``.parquet``), whole
+    or not at all (``fileio.atomic_output``), creating the folder. Raises ``OutputFileError``."""
     target = fileio.output_path(path)
     method = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}.get(target.suffix.lower())
     frame = normalise(table)
     with fileio.atomic_output(target) as fh:
+        if target.suffix.lower() == ".parquet":
+            frame.to_parquet(fh, index=False)
+            return target
         frame.to_csv(fh, index=False, encoding="utf-8",
                      compression={"method": method, "mtime": 0} if method == "gzip" else method)
     return target

@@ -84,11 +84,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_predict)
 
-    s = sub.add_parser("extract", help="AU table (CSV) of a folder of images")
+    s = sub.add_parser("extract", help="AU table (CSV, CSV.gz or Parquet by extension) of a folder of images")
     s.add_argument("folder")
     s.add_argument("--out", required=True)
     s.add_argument("--backend", choices=("mediapipe", "openface-docker"), default="mediapipe")
-    s.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="processes (default: up to 2); with --engine ray, measuring actors (default: one per CPU)")
+    s.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: worker processes here; ray: a Ray Data pipeline, resumable (requirements-ray.txt)")
+    s.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="with --engine ray: join this cluster (host:6379, auto or ray://...; default: start Ray here)")
     s.add_argument("--classes", default=None,
                    help="only these emotions: six, seven or a comma list (default: every image, labelled or not)")
     s.add_argument("--no-cache", action="store_true", help="recompute even files seen before")
@@ -279,6 +284,10 @@ def cmd_extract(args) -> int:
     from .images import relative_file, scan_images
 
     fileio.output_path(args.out)  # a bad --out is said before measuring, not after
+    if args.engine == "ray":
+        _ray_options_usable(args)
+    elif args.ray_address:
+        raise FerError("--ray-address needs --engine ray")
     listing = scan_images(args.folder, parse_classes(args.classes) if args.classes else None)
     items = listing.items
     if not items and not listing.skipped:
@@ -293,13 +302,22 @@ def cmd_extract(args) -> int:
 
             rows = [r for s in listing.skipped for r in rows_for_image(s.file, s.label, s.reason)]
             table = au_table.concat([table, au_table.from_rows(rows)])
+    elif args.engine == "ray":
+        from .measure.ray_engine import extract_on_ray
+
+        run = extract_on_ray(items, args.out, root=args.folder, skipped=listing.skipped, address=args.ray_address,
+                             workers=args.workers or None, progress=_tqdm_progress("images"))
+        table = run.table
+        print(f"Ray: {run.measured} images measured by {run.workers} actors in {run.seconds:.1f} s"
+              + (f"; {run.resumed} already in {args.out}, skipped" if run.resumed else ""), file=sys.stderr)
     else:
         from .measure.extract import default_workers, extract_table
 
         table = extract_table(items, workers=args.workers or default_workers(), use_cache=not args.no_cache,
                               progress=_tqdm_progress("faces"), root=args.folder, skipped=listing.skipped,
                               mask=args.mask)
-    au_table.write(table, args.out)
+    if args.engine != "ray":  # the Ray engine has written it (and removed its part files)
+        au_table.write(table, args.out)
     ok = int(table["success"].sum())
     images = table["file"].nunique()
     failed = table[table["success"] == 0]
@@ -307,6 +325,18 @@ def cmd_extract(args) -> int:
     for reason, n in failed["reason"].value_counts().head(5).items():
         print(f"  {n} x {reason}", file=sys.stderr)
     return 0
+
+
+def _ray_options_usable(args) -> None:
+    """The Ray engine measures with MediaPipe, unmasked, without the local cache: say so up front."""
+    from .measure.ray_engine import INSTALL_HINT, available
+
+    if args.backend != "mediapipe":
+        raise FerError("--engine ray measures with MediaPipe; use --engine local with --backend openface-docker")
+    if args.mask:
+        raise FerError("--mask works with --engine local only")
+    if not available():
+        raise FerError(INSTALL_HINT)
 
 
 def cmd_import_openface(args) -> int:

@@ -16,6 +16,7 @@ from fer_core.evaluation.metrics import degenerate_model_warning
 from fer_core.figures import plots
 from fer_core.i18n import emotion_label, emotion_labels, t
 from fer_core.images import sample_per_class
+from fer_core.measure import ray_engine
 from ui.common import (
     au_table_from_bytes,
     data_layout_help,
@@ -43,6 +44,7 @@ OPENFACE = "Import an OpenFace CSV"
 UPLOAD = "Upload a CSV"
 STUDY = "The original study's table"
 BACKENDS = ("mediapipe", "openface-docker")
+ENGINES = ("local", "ray")  # offered only when RAY_ADDRESS names a cluster that answers
 KINDS = ("au-logreg", "au-gam", "au-mlp")
 
 
@@ -53,6 +55,10 @@ def source_name(source: str) -> str:
 
 def backend_name(backend: str) -> str:
     return {"mediapipe": t("au_model.backend_mediapipe"), "openface-docker": t("au_model.backend_docker")}[backend]
+
+
+def engine_name(engine: str) -> str:
+    return {"local": t("au_model.engine_local"), "ray": t("au_model.engine_ray")}[engine]
 
 
 def kind_name(kind: str) -> str:
@@ -77,6 +83,11 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
                           help=t("au_model.per_emotion_help"))
     backend = st.radio(t("au_model.extractor"), BACKENDS, format_func=backend_name, horizontal=True,
                        key="au_backend")
+    ray_address = None
+    if backend == "mediapipe" and (address := ray_engine.cluster_address()):
+        engine = st.radio(t("au_model.engine"), ENGINES, format_func=engine_name, horizontal=True, key="au_engine",
+                          help=t("au_model.engine_help", address=address))
+        ray_address = address if engine == "ray" else None
     ready = True
     if backend == "openface-docker":
         ready, message = docker_status()
@@ -97,7 +108,8 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
             if not cancelled and not per and backend == "mediapipe":
                 tables[folder] = tables[key]  # full folders are shown on the explorer page too
 
-        extract_with_cancel(items, t("au_model.extracting"), keep, backend=backend, root=folder, skipped=listing.skipped)
+        extract_with_cancel(items, t("au_model.extracting"), keep, backend=backend, root=folder, skipped=listing.skipped,
+                            ray_address=ray_address)
     else:
         wait_for_extraction()  # a run stopped by a click may still be handing over its rows
     done = tables.get(key)

@@ -299,7 +299,8 @@ def docker_status() -> tuple[bool, str]:
 
 
 def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, bool], None],
-                        backend: str = "mediapipe", root: str | None = None, skipped: Sequence = ()) -> None:
+                        backend: str = "mediapipe", root: str | None = None, skipped: Sequence = (),
+                        ray_address: str | None = None) -> None:
     """Run an AU extractor on ``items`` with a progress bar; ``keep(table, cancelled)``
     receives the finished rows (it must not touch ``st`` - the run may be stopping).
 
@@ -312,6 +313,9 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
     they go to ``keep`` and the stop is re-raised so Streamlit carries on with the new run, which
     waits for this hand-over (``wait_for_extraction``). Faces are measured in one crash-isolated
     worker process, so an image that crashes MediaPipe costs that image, not the server.
+
+    ``ray_address``: measure on that Ray cluster instead (``measure.ray_engine``); a cancelled run's
+    rows wait on disk and the next click on the same images measures only the rest.
     """
     from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
@@ -342,12 +346,29 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
         bar.empty()
         return
     with lock:
-        table = extract_table(items, workers=1, use_cache=True, progress=progress,
-                              should_stop=lambda: state["stop"] is not None, root=root, skipped=skipped)
-        keep(table, state["stop"] is not None)
+        if ray_address:
+            _keep_ray_run(items, keep, progress, lambda: state["stop"] is not None, ray_address, root, skipped)
+        else:
+            table = extract_table(items, workers=1, use_cache=True, progress=progress,
+                                  should_stop=lambda: state["stop"] is not None, root=root, skipped=skipped)
+            keep(table, state["stop"] is not None)
     if state["stop"] is not None:
         raise state["stop"]
     bar.empty()
+
+
+def _keep_ray_run(items: list, keep: Callable[[pd.DataFrame, bool], None], progress: Callable[[int, int], None],
+                  should_stop: Callable[[], bool], address: str, root: str | None, skipped: Sequence) -> None:
+    """``extract_with_cancel`` on a Ray cluster: the table is kept in the session, its file only
+    while a cancelled run waits to be resumed."""
+    from fer_core.measure.ray_engine import extract_on_ray, resume_path
+
+    out = resume_path(items)
+    run = extract_on_ray(items, out, root=root, skipped=skipped, address=address, progress=progress,
+                         should_stop=should_stop)
+    if not run.cancelled:
+        out.unlink(missing_ok=True)
+    keep(run.table, run.cancelled)
 
 
 # -- choosers shared by Compare and Masks ------------------------------------------------------

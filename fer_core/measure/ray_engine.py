@@ -1,0 +1,292 @@
+"""Images -> AU table on a Ray cluster: the same table as the local engine (``extract.py``), for
+folders too large for one machine.
+
+A Ray Data pipeline runs over the file list; one measuring actor per CPU loads MediaPipe once and
+turns each file into rows through the local engine's own route (``extract._measure_path`` and
+``extract.rows_for_image``), so the same image gives the same row on either engine. Nothing is
+lost: a file that fails is a failure row with its reason; a batch whose actor died is retried on a
+restarted actor, and a file that kills its actor on every try is measured again on its own and,
+if it still does, becomes a failure row. Finished rows are written to part files beside the output
+(``<out>.parts/``) as they arrive, so an interrupted run keeps them and a rerun skips every file
+whose rows are already in the output or its parts.
+
+Ray is optional (``requirements-ray.txt``): only this module imports it, and only when called.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .. import au_table, fileio
+from ..errors import FerError, one_line, printable
+from ..images import LabeledImage, SkippedFile, relative_file
+from . import extract
+
+Progress = Callable[[int, int], None]
+ShouldStop = Callable[[], bool]
+
+# One thread each: an actor per CPU, so libraries that size their pools to the machine would
+# otherwise run CPUs x CPUs threads.
+THREAD_VARS: dict[str, str] = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                               "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+CRASH_REASON = "the face detector crashed on this image"
+INSTALL_HINT = "the Ray engine needs Ray: pip install -r requirements-ray.txt"
+BATCH_SIZE = 16  # files per actor call: enough to hide Ray's per-task cost, small enough to retry
+FLUSH_ROWS = 256  # rows kept in memory before they are written to a part file
+TASK_RETRIES = 2  # tries of a batch after its actor died, before its files are tried one by one
+
+
+@dataclass
+class RayRun:
+    """What a Ray extraction did: the whole table (resumed rows included) and its counts."""
+
+    table: pd.DataFrame
+    measured: int  # files measured by this run
+    resumed: int  # files whose rows were already in the output or its parts
+    workers: int  # measuring actors
+    seconds: float  # wall time of the measuring, actors' start included (starting or joining Ray excluded)
+    cancelled: bool = False  # stopped early: the output is not written, its rows wait in the parts
+
+
+class MeasuringActor:
+    """One per CPU: MediaPipe loaded once, batches of files (``path``, ``file``, ``label``) in,
+    AU-table rows out."""
+
+    def __init__(self) -> None:
+        for name, value in THREAD_VARS.items():
+            os.environ.setdefault(name, value)
+        extract._init_worker()
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        rows: list[dict] = []
+        for path, file, label in zip(batch["path"], batch["file"], batch["label"], strict=True):
+            measured = extract.measurements_of(extract._measure_path(path))
+            rows.extend(extract.rows_for_image(file, label or None, measured))
+        return au_table.from_rows(rows)
+
+
+def available() -> bool:
+    """Whether Ray can be imported here (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+def runtime_env() -> dict:
+    """What every Ray worker gets: this checkout's ``fer_core`` (so a cluster runs the driver's
+    code) and one thread per library."""
+    package = Path(__file__).resolve().parents[1]
+    return {"py_modules": [str(package)], "env_vars": dict(THREAD_VARS), "excludes": ["__pycache__", "*.pyc"]}
+
+
+def reachable(address: str, timeout_s: float = 1.0) -> bool:
+    """Whether a Ray cluster answers at ``address`` (``host:port`` of its GCS; ``ray://`` clients
+    and ``auto`` are assumed to), checked with a socket so nothing imports Ray."""
+    import socket
+
+    address = address.strip()
+    if not address or address == "auto" or address.startswith("ray://"):
+        return bool(address)
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def cluster_address() -> str | None:
+    """The Ray cluster the dashboard may offer (``RAY_ADDRESS``), when Ray is installed and the
+    cluster answers; None otherwise, so the choice is not shown."""
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    return address if address and available() and reachable(address, timeout_s=0.5) else None
+
+
+def resume_path(items: Sequence[LabeledImage]) -> Path:
+    """Where the dashboard's Ray run over ``items`` writes, named by the files: a cancelled run
+    is resumed by the next click on the same images."""
+    import hashlib
+
+    from .. import config
+
+    digest = hashlib.sha1("\n".join(sorted(os.fsdecode(it.path) for it in items)).encode("utf-8", "backslashreplace"))
+    return config.cache_dir() / "ray" / f"{digest.hexdigest()[:16]}.parquet"
+
+
+def parts_dir(out: str | os.PathLike[str]) -> Path:
+    """The folder beside the output where an unfinished run keeps its rows."""
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
+def _finished(out: Path) -> list[pd.DataFrame]:
+    """Rows already written: the output (when there is one) and the parts of an unfinished run,
+    each file's rows once (a run stopped between writing the output and removing its parts left
+    both)."""
+    tables = [au_table.read(out)] if out.is_file() else []
+    parts = parts_dir(out)
+    if parts.is_dir():
+        seen = {f for t in tables for f in t["file"]}
+        for path in sorted(parts.glob("part-*.parquet")):
+            part = au_table.read(path)
+            tables.append(part[~part["file"].isin(seen)])
+            seen |= set(part["file"])
+    return tables
+
+
+def _connect(ray, address: str | None, workers: int | None) -> bool:
+    """Join the cluster at ``address``, or start a local Ray; True when this call started it
+    (then it is shut down after the run). A Ray already started in this process is used as is."""
+    if ray.is_initialized():
+        return False
+    import logging
+
+    quiet = {"runtime_env": runtime_env(), "logging_level": logging.WARNING, "log_to_driver": False}
+    try:  # MediaPipe's start-up lines stay in the workers' logs: a failure is a row with its reason
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise FerError(f"could not start or join {where} ({one_line(exc, 160)})") from None
+    return True
+
+
+class _Parts:
+    """Rows as they arrive, written to part files every ``FLUSH_ROWS`` rows (and when closed)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.run, self.seq, self.pending = folder, uuid.uuid4().hex[:8], 0, []
+        self.files: set[str] = set()
+
+    def add(self, rows: pd.DataFrame) -> int:
+        """Keep ``rows``; the number of files they finish."""
+        new = set(rows["file"]) - self.files
+        self.files |= new
+        self.pending.append(rows)
+        if sum(len(p) for p in self.pending) >= FLUSH_ROWS:
+            self.flush()
+        return len(new)
+
+    def flush(self) -> None:
+        if self.pending:
+            au_table.write(au_table.concat(self.pending), self.folder / f"part-{self.run}-{self.seq:05d}.parquet")
+            self.seq += 1
+            self.pending = []
+
+
+def _measure_pass(ray, todo: list[dict], workers: int, batch_size: int, actor: type, parts: _Parts,
+                  on_files: Callable[[int], None], should_stop: ShouldStop | None = None) -> bool:
+    """One Ray Data pipeline over ``todo``; False when ``should_stop`` ended it early. Batches that
+    still fail after ``TASK_RETRIES`` are dropped (``max_errored_blocks``), not the run: their
+    files are missing from ``parts``."""
+    import logging
+    import warnings
+
+    from ray.data import ActorPoolStrategy, DataContext
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our progress bar says it
+    ctx = DataContext.get_current()
+    saved = ctx.max_errored_blocks, ctx.enable_progress_bars
+    ctx.max_errored_blocks, ctx.enable_progress_bars = -1, False
+    batch_size = max(1, min(batch_size, math.ceil(len(todo) / workers)))  # every actor gets work
+    # One file at a time: a batch queued behind a crashing file would share its actor's deaths.
+    in_flight = 1 if batch_size == 1 else None
+    try:
+        ds = ray.data.from_items(todo, override_num_blocks=math.ceil(len(todo) / batch_size))
+        with warnings.catch_warnings():  # restarts have no named parameter yet (Ray 2.60)
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+            ds = ds.map_batches(actor, batch_size=batch_size, batch_format="pandas", num_cpus=1,
+                                compute=ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=in_flight),
+                                max_restarts=-1,
+                                max_task_retries=TASK_RETRIES)
+        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+            if len(batch):
+                on_files(parts.add(au_table.normalise(batch)))
+            if should_stop and should_stop():
+                return False
+    finally:
+        ctx.max_errored_blocks, ctx.enable_progress_bars = saved
+    return True
+
+
+def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *,
+                   root: str | os.PathLike[str] | None = None, skipped: Sequence[SkippedFile] = (),
+                   address: str | None = None, workers: int | None = None, batch_size: int = BATCH_SIZE,
+                   progress: Progress | None = None, should_stop: ShouldStop | None = None,
+                   actor: type = MeasuringActor) -> RayRun:
+    """AU table of ``items`` measured on Ray, written to ``out`` (CSV, CSV.gz or Parquet by
+    extension) and returned. Files whose rows ``out`` (or its ``.parts`` folder) already holds are
+    skipped; ``file`` is relative to ``root`` as in ``extract.extract_table``. ``workers``: actors
+    (default: one per CPU of the cluster). ``should_stop`` returning True ends the run after the
+    batch in hand: the rows so far are returned and kept for a rerun, ``out`` is not written.
+    ``actor``: the measuring class (``MeasuringActor``)."""
+    try:
+        import ray
+    except ImportError:
+        raise FerError(INSTALL_HINT) from None
+    target = fileio.output_path(out)
+    previous = _finished(target)
+    done_files = {f for t in previous for f in t["file"]}
+    names = [printable(relative_file(it.path, root)) for it in items]
+    todo = [{"path": str(it.path), "file": f, "label": it.label or ""}
+            for it, f in zip(items, names, strict=True) if f not in done_files]
+    total, count = len(items), len(items) - len(todo)
+    if progress:
+        progress(count, total)
+
+    def on_files(n: int) -> None:
+        nonlocal count
+        count += n
+        if progress:
+            progress(count, total)
+
+    parts = _Parts(parts_dir(target))
+    started = _connect(ray, address, workers) if todo else False
+    start = time.perf_counter()
+    n_workers, finished = 0, True
+    try:
+        if todo:
+            n_workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            finished = _measure_pass(ray, todo, n_workers, batch_size, actor, parts, on_files, should_stop)
+        lost = [t for t in todo if t["file"] not in parts.files] if finished else []
+        if lost:  # batches whose actor died on every try: each file on its own, to find the culprit
+            _measure_pass(ray, lost, min(n_workers, len(lost)), 1, actor, parts, on_files)
+        crashed = [t for t in lost if t["file"] not in parts.files]
+        if crashed:
+            on_files(parts.add(au_table.from_rows(
+                r for t in crashed for r in extract.rows_for_image(t["file"], t["label"] or None, CRASH_REASON))))
+    except ray.exceptions.RayError as exc:  # the cluster, not an image: the rows so far are kept
+        raise FerError(f"the Ray run stopped ({one_line(exc, 160)}); run it again to measure the rest") from None
+    finally:
+        parts.flush()
+        if started:
+            ray.shutdown()
+    seconds = time.perf_counter() - start
+    table = _assemble(_finished(target), names, skipped if finished else ())
+    if finished:
+        au_table.write(table, target)
+        shutil.rmtree(parts_dir(target), ignore_errors=True)
+    return RayRun(table, len(parts.files), total - len(todo), n_workers, seconds, cancelled=not finished)
+
+
+def _assemble(tables: list[pd.DataFrame], names: list[str], skipped: Sequence[SkippedFile]) -> pd.DataFrame:
+    """One table in the listing's order (rows of files no longer listed after them), with a
+    failure row for each skipped file not already there."""
+    table = au_table.concat(tables)
+    present = set(table["file"])
+    extra = [r for s in skipped if s.file not in present for r in extract.rows_for_image(s.file, s.label, s.reason)]
+    table = au_table.concat([table, au_table.from_rows(extra)])
+    position = {f: i for i, f in enumerate(names)}
+    order = table["file"].map(position).fillna(len(names) + table.index.to_series())
+    return au_table.normalise(table.iloc[order.argsort(kind="stable")])

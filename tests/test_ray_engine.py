@@ -1,0 +1,279 @@
+"""The Ray engine on a real local Ray cluster started here (one per module): the same rows as the
+local engine, failures as rows, a measuring actor that dies mid-run, resume after an interrupt,
+and the CLI joining a running cluster by its address."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -r requirements-ray.txt)")
+
+from fer_core import au_table  # noqa: E402
+from fer_core.cli import main  # noqa: E402
+from fer_core.config import REPO_ROOT, fer_split_dir  # noqa: E402
+from fer_core.images import scan_images  # noqa: E402
+from fer_core.measure import ray_engine  # noqa: E402
+from fer_core.measure.extract import extract_table  # noqa: E402
+from fer_core.measure.ray_engine import CRASH_REASON, MeasuringActor, extract_on_ray  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real two-CPU Ray instance, shared by the module's tests (starting one takes ~10 s)."""
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env=ray_engine.runtime_env(), log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, astronaut) -> Path:
+    """Real faces (the astronaut, turned and scaled; FER2013 val faces when present), an image
+    without a face, and a corrupt JPEG."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("ray_images")
+    (root / "happy").mkdir()
+    (root / "neutral").mkdir()
+    face = Image.fromarray(astronaut)
+    face.save(root / "happy" / "astronaut.jpg", quality=92)
+    face.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "happy" / "mirrored.jpg", quality=92)
+    face.resize((256, 256)).save(root / "happy" / "small.png")
+    face.rotate(8).save(root / "neutral" / "tilted.jpg", quality=90)
+    Image.new("RGB", (160, 160), (120, 140, 160)).save(root / "neutral" / "wall.png")
+    (root / "neutral" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    val = fer_split_dir("val")
+    for emotion in ("happy", "neutral"):
+        for src in sorted((val / emotion).glob("*.jpg"))[:4] if val.is_dir() else []:
+            (root / emotion / src.name).write_bytes(src.read_bytes())
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_table(folder) -> pd.DataFrame:
+    listing = scan_images(folder)
+    return extract_table(listing.items, workers=1, use_cache=False, root=folder, skipped=listing.skipped)
+
+
+def _run(folder: Path, out: Path, **kw) -> ray_engine.RayRun:
+    listing = scan_images(folder)
+    return extract_on_ray(listing.items, out, root=folder, skipped=listing.skipped, **kw)
+
+
+def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    key = ["file", "face"]
+    pd.testing.assert_frame_equal(a.sort_values(key, ignore_index=True), b.sort_values(key, ignore_index=True))
+
+
+def test_same_rows_as_local_engine_and_corrupt_file_is_a_failure_row(cluster, folder, local_table, tmp_path):
+    out = tmp_path / "au.parquet"
+    run = _run(folder, out, workers=2, batch_size=2)
+    assert run.measured == len(scan_images(folder).items) and run.resumed == 0 and not run.cancelled
+    _same_rows(run.table, local_table)
+    _same_rows(au_table.read(out), local_table)  # what was written reads back the same
+    assert not ray_engine.parts_dir(out).exists()
+    by_file = run.table.set_index("file")
+    assert by_file.loc["neutral/corrupt.jpg", "success"] == 0
+    assert by_file.loc["neutral/corrupt.jpg", "reason"].startswith("image is corrupt")
+    assert by_file.loc["neutral/wall.png", "reason"] == "no face found"
+    assert by_file.loc["happy/astronaut.jpg", "success"] == 1
+    assert run.table["file"].is_unique  # one face each here
+    assert list(run.table["file"]) == list(local_table["file"])  # the listing's order, as locally
+
+
+def _crashing(file: str, marker: Path, always: bool = False) -> type:
+    """A measuring actor whose process dies (``os._exit``, as a native crash would) when it meets
+    ``file``: on the first try only (a marker on disk remembers it), or on every try."""
+
+    class Crashing(MeasuringActor):
+        def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+            if file in set(batch["file"]) and (always or not marker.exists()):
+                marker.touch()
+                os._exit(1)
+            return super().__call__(batch)
+
+    return Crashing
+
+
+def test_actor_that_dies_mid_run_is_restarted_and_no_row_is_lost_or_doubled(cluster, folder, local_table, tmp_path):
+    marker = tmp_path / "died"
+    run = _run(folder, tmp_path / "au.csv", workers=2, batch_size=2, actor=_crashing("happy/mirrored.jpg", marker))
+    assert marker.exists()  # the actor did die
+    assert run.table["file"].is_unique
+    _same_rows(run.table, local_table)
+
+
+def test_file_that_kills_its_actor_every_time_becomes_a_failure_row(cluster, folder, local_table, tmp_path):
+    run = _run(folder, tmp_path / "au.csv.gz", workers=2, batch_size=3,
+               actor=_crashing("happy/small.png", tmp_path / "died", always=True))
+    by_file = run.table.set_index("file")
+    assert by_file.loc["happy/small.png", "success"] == 0
+    assert by_file.loc["happy/small.png", "reason"] == CRASH_REASON
+    others = run.table[run.table["file"] != "happy/small.png"]
+    _same_rows(others, local_table[local_table["file"] != "happy/small.png"])  # its batch-mates kept
+
+
+def test_resume_after_an_interrupted_run_measures_only_the_rest(cluster, folder, local_table, tmp_path):
+    out = tmp_path / "au.parquet"
+    total = len(scan_images(folder).items)
+
+    def interrupt(done: int, total_now: int) -> None:
+        if 0 < done < total_now:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(folder, out, workers=1, batch_size=2, progress=interrupt)
+    assert not out.exists()
+    kept = au_table.concat([au_table.read(p) for p in ray_engine.parts_dir(out).glob("*.parquet")])
+    assert 0 < kept["file"].nunique() < total
+    run = _run(folder, out, workers=2, batch_size=2)
+    assert run.resumed == kept["file"].nunique() and run.measured == total - run.resumed
+    _same_rows(run.table, local_table)
+    again = _run(folder, out, workers=2)  # nothing left: Ray is not even asked
+    assert again.measured == 0 and again.resumed == total
+    _same_rows(au_table.read(out), local_table)
+
+
+def test_stop_keeps_the_rows_for_a_rerun(cluster, folder, local_table, tmp_path):
+    out = tmp_path / "au.csv"
+    run = _run(folder, out, workers=1, batch_size=2, should_stop=lambda: True)
+    assert run.cancelled and not out.exists() and 0 < run.measured < len(scan_images(folder).items)
+    rest = _run(folder, out, workers=2, batch_size=2)
+    assert rest.resumed == run.measured
+    _same_rows(rest.table, local_table)
+
+
+def test_cli_joins_a_running_cluster_by_address(cluster, folder, local_table, tmp_path):
+    out = tmp_path / "au.parquet"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "fer_core", "extract", str(folder), "--engine", "ray",
+                           "--ray-address", cluster, "--workers", "1", "--out", str(out)],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "measured by 1 actors" in proc.stderr
+    _same_rows(au_table.read(out), local_table)
+    assert ray.is_initialized()  # the cluster it joined is still up
+
+
+def test_cli_engine_options_are_checked_before_measuring(capsys, tmp_path, folder):
+    for args, message in ((["--ray-address", "127.0.0.1:6379"], "--ray-address needs --engine ray"),
+                          (["--engine", "ray", "--mask", "surgical"], "--mask works with --engine local only"),
+                          (["--engine", "ray", "--backend", "openface-docker"], "measures with MediaPipe")):
+        code = main(["extract", str(folder), "--out", str(tmp_path / "a.csv"), *args])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "a.csv").exists()
+
+
+def test_reachable_says_whether_a_cluster_answers(cluster):
+    assert ray_engine.reachable(cluster)
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    assert not ray_engine.reachable(f"127.0.0.1:{free}")
+    assert not ray_engine.reachable("") and not ray_engine.reachable("no-port")
+
+
+def test_parquet_table_round_trip_and_corrupt_parquet_is_one_line(tmp_path):
+    table = au_table.from_rows([{"file": "a.jpg", "face": 0, "label": "happy", "success": 1, "confidence": 0.9,
+                                 "source": "mediapipe", "reason": "", "AU12_r": 2.5},
+                                {"file": "b.jpg", "face": 0, "label": None, "success": 0, "confidence": 0.0,
+                                 "source": "mediapipe", "reason": "no face found"}])
+    path = au_table.write(table, tmp_path / "t.parquet")
+    assert path.read_bytes()[:4] == b"PAR1"
+    pd.testing.assert_frame_equal(au_table.read(path), table)
+    assert np.isnan(au_table.read(path).loc[1, "AU12_r"])
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1" + b"\0" * 40)
+    with pytest.raises(au_table.AUTableError, match="bad.parquet: not a readable Parquet file"):
+        au_table.read(bad)
+
+
+# -- the AU model page's extraction form --------------------------------------------------------
+AU_PAGE = str(REPO_ROOT / "pages" / "2_AU_model.py")
+PAGE_TIMEOUT = 240
+
+
+def _extraction_form(lang: str | None = None):
+    from apptest_helpers import run_app
+    from streamlit.testing.v1 import AppTest
+
+    from fer_core import i18n
+
+    at = AppTest.from_file(AU_PAGE)
+    if lang:
+        at.query_params["lang"] = lang
+    with i18n.using_language(lang or "en"):
+        run_app(at, PAGE_TIMEOUT)
+        at.radio(key="au_source").set_value("Extract AUs from an image folder (embedded MediaPipe or OpenFace in Docker)")
+        run_app(at, PAGE_TIMEOUT)
+    return at
+
+
+def test_au_page_offers_ray_only_when_a_cluster_answers(models_dir, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert "au_engine" not in [r.key for r in _extraction_form().radio]
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # nothing listens there
+    assert "au_engine" not in [r.key for r in _extraction_form().radio]
+
+
+def test_au_page_extracts_on_the_ray_cluster_in_korean(cluster, folder, local_table, models_dir, monkeypatch, tmp_path):
+    from apptest_helpers import english_left, page_texts, run_app
+    from conftest import BUNDLED_AU_MODEL
+
+    from fer_core import i18n
+
+    monkeypatch.setenv("RAY_ADDRESS", cluster)
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    english = _extraction_form()
+    assert english.radio(key="au_engine").label == "Where to measure"
+    assert cluster in english.radio(key="au_engine").help
+    at = _extraction_form("ko")
+    with i18n.using_language("ko"):
+        assert at.radio(key="au_engine").label == "측정 위치"
+        at.text_input(key="au_folder").set_value(str(folder))
+        at.number_input(key="au_per").set_value(0)
+        at.radio(key="au_engine").set_value("ray")
+        at.button(key="au_extract").click()
+        run_app(at, PAGE_TIMEOUT)
+        assert english_left(page_texts(at), (BUNDLED_AU_MODEL,)) == []
+    table = next(v["table"] for k, v in at.session_state["au_tables"].items() if "|" in k)
+    _same_rows(table, local_table)
+    assert not list((tmp_path / "cache" / "ray").glob("*.parquet"))  # a finished run leaves no file behind
+
+
+def test_dashboard_and_local_engine_do_not_import_ray():
+    code = ("import sys; import ui.common, fer_core.measure.extract, fer_core.measure.ray_engine, fer_core.cli; "
+            "ray_engine = fer_core.measure.ray_engine; ray_engine.cluster_address(); "
+            "print('ray' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "RAY_ADDRESS": ""})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "False"
+
+
+def test_rows_in_both_the_output_and_left_over_parts_count_once(tmp_path):
+    """A run stopped between writing its output and removing its parts: the rerun (nothing left to
+    measure, so Ray is not started) writes each file once."""
+    from fer_core.images import LabeledImage
+
+    def rows(*files: str) -> pd.DataFrame:
+        return au_table.from_rows({"file": f, "face": 0, "label": "happy", "success": 1, "confidence": 0.9,
+                                   "source": "mediapipe", "reason": "", "AU12_r": 2.0} for f in files)
+
+    out = tmp_path / "au.csv"
+    au_table.write(rows("happy/a.jpg", "happy/b.jpg"), out)
+    au_table.write(rows("happy/b.jpg"), ray_engine.parts_dir(out) / "part-x-00000.parquet")
+    items = [LabeledImage(tmp_path / "happy" / n, "happy") for n in ("a.jpg", "b.jpg")]
+    run = extract_on_ray(items, out, root=tmp_path)
+    assert run.measured == 0 and run.resumed == 2
+    assert list(au_table.read(out)["file"]) == ["happy/a.jpg", "happy/b.jpg"]
+    assert not ray_engine.parts_dir(out).exists()
