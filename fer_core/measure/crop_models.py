@@ -1,0 +1,131 @@
+"""Face-crop mode: the bundle's detector, landmark and blendshape models run directly on LiteRT.
+
+For images that are already face crops (FER2013's 48x48, or any image with ``--crops``),
+MediaPipe's FaceLandmarker graph is slow for what it does: a graph run per image, and for
+FER2013 crops up to four upscaled, padded retries. Here one detector pass on the crop as given
+places the region of interest exactly as MediaPipe's face landmarker does (the detection box x
+1.5, square, turned so the eyes are level), and one landmark pass and one blendshape pass
+follow. The faces are the ones today's route finds on its first try, with the same AUs
+(``bench/crop_mode_speed.py`` measures both). No TensorFlow, no MediaPipe graph.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+DETECTOR_MODEL = "face_detector.tflite"
+DETECTOR_INPUT = 128
+# MediaPipe's short-range BlazeFace anchors (face_detection_short_range.pbtxt, SsdAnchorsCalculator):
+# strides 8, 16, 16, 16 on a 128 x 128 input, two anchors per cell per layer, fixed size.
+_STRIDES = (8, 16, 16, 16)
+# ... and its decoding and suppression (TensorsToDetectionsCalculator, NonMaxSuppression).
+_BOX_SCALE = 128.0
+_NMS_IOU = 0.3
+# The landmark model's region of interest around a detection (face_landmarker's
+# DetectionsToRects + RectTransformation): keypoints 0 and 1 (the eyes) level, box x 1.5, square.
+ROI_SCALE = 1.5
+
+
+@lru_cache(maxsize=1)
+def _anchors() -> np.ndarray:
+    """(896, 2) anchor centres in 0..1, in the order of the model's outputs."""
+    centres = []
+    i = 0
+    while i < len(_STRIDES):
+        stride, per_cell = _STRIDES[i], 0
+        while i < len(_STRIDES) and _STRIDES[i] == stride:  # layers of one stride share a grid
+            per_cell += 2
+            i += 1
+        cells = int(np.ceil(DETECTOR_INPUT / stride))
+        for y in range(cells):
+            for x in range(cells):
+                centres.extend([((x + 0.5) / cells, (y + 0.5) / cells)] * per_cell)
+    return np.asarray(centres, dtype=np.float64)
+
+
+@dataclass
+class Detection:
+    """The best face of a crop: its box (x, y, w, h) and six keypoints in image pixels, and score."""
+
+    box: tuple[float, float, float, float]
+    keypoints: np.ndarray  # (6, 2): right eye, left eye, nose tip, mouth, right ear, left ear
+    score: float
+
+    def roi(self) -> tuple[float, float, float, float]:
+        """(centre x, centre y, side, angle in radians) of the landmark model's input, as
+        MediaPipe's face landmarker derives it from a detection."""
+        x, y, w, h = self.box
+        (x0, y0), (x1, y1) = self.keypoints[0], self.keypoints[1]
+        return x + w / 2, y + h / 2, ROI_SCALE * max(w, h), float(np.arctan2(y1 - y0, x1 - x0))
+
+
+def decode_best(regressors: np.ndarray, scores: np.ndarray, min_score: float) -> tuple[np.ndarray, float] | None:
+    """The highest-scoring detection (16 values in 0..1 of the detector's input: box centre,
+    size, six keypoints), averaged with the boxes overlapping it as MediaPipe's weighted
+    non-maximum suppression does; None when no anchor reaches ``min_score``."""
+    prob = 1.0 / (1.0 + np.exp(-np.clip(scores.reshape(-1).astype(np.float64), -100.0, 100.0)))
+    keep = np.flatnonzero(prob >= min_score)
+    if not keep.size:
+        return None
+    raw = regressors.reshape(-1, 16)[keep].astype(np.float64) / _BOX_SCALE
+    anchors = _anchors()[keep]
+    values = raw.copy()
+    values[:, 0:2] += anchors
+    values[:, 4::2] += anchors[:, :1]
+    values[:, 5::2] += anchors[:, 1:]
+    p = prob[keep]
+    top = int(np.argmax(p))
+    boxes = np.column_stack([values[:, 0] - values[:, 2] / 2, values[:, 1] - values[:, 3] / 2, values[:, 2:4]])
+    overlap = np.array([_iou(boxes[top], b) for b in boxes]) > _NMS_IOU
+    weights = p[overlap]
+    return (weights[:, None] * values[overlap]).sum(axis=0) / weights.sum(), float(p[top])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    union = a[2] * a[3] + b[2] * b[3] - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
+class CropDetector:
+    """The bundle's BlazeFace detector on one crop, letterboxed (zeros) to its 128 x 128 input
+    in -1..1, as MediaPipe's face detector graph feeds it."""
+
+    def __init__(self, bundle: bytes):
+        from ai_edge_litert.interpreter import Interpreter
+
+        with zipfile.ZipFile(io.BytesIO(bundle)) as z:
+            self._model = Interpreter(model_content=z.read(DETECTOR_MODEL), num_threads=1)
+        self._model.allocate_tensors()
+        self._in = self._model.get_input_details()[0]["index"]
+        out = {d["name"]: d["index"] for d in self._model.get_output_details()}
+        self._regressors, self._scores = out["regressors"], out["classificators"]
+        self._lock = threading.Lock()
+
+    def best(self, rgb: np.ndarray, min_score: float) -> Detection | None:
+        """The crop's most confident face, or None below ``min_score``."""
+        from .landmarker import sample_square
+
+        h, w = rgb.shape[:2]
+        side = float(max(h, w))
+        square, to_image = sample_square(rgb, w / 2, h / 2, side, 0.0, DETECTOR_INPUT, like_mediapipe=True)
+        with self._lock:
+            self._model.set_tensor(self._in, (square[None] / 127.5 - 1.0).astype(np.float32))
+            self._model.invoke()
+            found = decode_best(self._model.get_tensor(self._regressors), self._model.get_tensor(self._scores),
+                                min_score)
+        if found is None:
+            return None
+        values, score = found
+        n = DETECTOR_INPUT
+        points = to_image(np.column_stack([values[4::2], values[5::2]]) * n)
+        (x0, y0), (x1, y1) = to_image(np.array([[values[0] - values[2] / 2, values[1] - values[3] / 2],
+                                                [values[0] + values[2] / 2, values[1] + values[3] / 2]]) * n)
+        return Detection(box=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)), keypoints=points, score=score)
