@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", default=None,
                    help="only these emotions: six, seven or a comma list (default: every image, labelled or not)")
     s.add_argument("--no-cache", action="store_true", help="recompute even files seen before")
+    s.add_argument("--crops", action="store_true",
+                   help="the images are face crops: measure each whole, without searching it for faces "
+                        "(automatic for images under 160 px, e.g. FER2013)")
     s.add_argument("--mask", default=None, metavar="STYLE",
                    help="measure each face under a drawn mask (surgical, white or cloth): masked = 1, hidden AUs empty")
     s.set_defaults(func=cmd_extract)
@@ -279,6 +282,8 @@ def cmd_extract(args) -> int:
     from .images import relative_file, scan_images
 
     fileio.output_path(args.out)  # a bad --out is said before measuring, not after
+    if args.crops and (args.backend != "mediapipe" or args.mask):
+        raise FerError("--crops works with the mediapipe backend and without --mask")
     listing = scan_images(args.folder, parse_classes(args.classes) if args.classes else None)
     items = listing.items
     if not items and not listing.skipped:
@@ -298,7 +303,7 @@ def cmd_extract(args) -> int:
 
         table = extract_table(items, workers=args.workers or default_workers(), use_cache=not args.no_cache,
                               progress=_tqdm_progress("faces"), root=args.folder, skipped=listing.skipped,
-                              mask=args.mask)
+                              mask=args.mask, crops=args.crops)
     au_table.write(table, args.out)
     ok = int(table["success"].sum())
     images = table["file"].nunique()

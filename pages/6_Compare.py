@@ -27,6 +27,7 @@ from fer_core.figures.compare import (
     summary_frame,
 )
 from fer_core.i18n import current_language, emotion_label, t
+from fer_core.measure.extract import default_workers
 from ui.common import (
     choose_models,
     choose_test_set,
@@ -328,7 +329,8 @@ def main() -> None:
 
                     bar, progress = fraction_bar(t("compare.starting"))
                     try:
-                        comparison = run_comparison(models, items, classes, progress=progress, loader=load_predictor)
+                        comparison = run_comparison(models, items, classes, progress=progress, loader=load_predictor,
+                                                    workers=default_workers())
                     finally:
                         bar.empty()
                     previous = {"comparison": comparison, "root": root, "description": description,

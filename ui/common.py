@@ -321,7 +321,7 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
     """
     from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-    from fer_core.measure.extract import extract_table
+    from fer_core.measure.extract import default_workers, extract_table
 
     lock = _extraction_lock()
     bar = st.progress(0.0, text=t("common.starting_landmarker", label=label))
@@ -348,7 +348,7 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
         bar.empty()
         return
     with lock:
-        table = extract_table(items, workers=1, use_cache=True, progress=progress,
+        table = extract_table(items, workers=default_workers(), use_cache=True, progress=progress,
                               should_stop=lambda: state["stop"] is not None, root=root, skipped=skipped)
         keep(table, state["stop"] is not None)
     if state["stop"] is not None:

@@ -69,6 +69,8 @@ def decode_best(regressors: np.ndarray, scores: np.ndarray, min_score: float) ->
     """The highest-scoring detection (16 values in 0..1 of the detector's input: box centre,
     size, six keypoints), averaged with the boxes overlapping it as MediaPipe's weighted
     non-maximum suppression does; None when no anchor reaches ``min_score``."""
+    from .landmarker import iou
+
     prob = 1.0 / (1.0 + np.exp(-np.clip(scores.reshape(-1).astype(np.float64), -100.0, 100.0)))
     keep = np.flatnonzero(prob >= min_score)
     if not keep.size:
@@ -82,16 +84,9 @@ def decode_best(regressors: np.ndarray, scores: np.ndarray, min_score: float) ->
     p = prob[keep]
     top = int(np.argmax(p))
     boxes = np.column_stack([values[:, 0] - values[:, 2] / 2, values[:, 1] - values[:, 3] / 2, values[:, 2:4]])
-    overlap = np.array([_iou(boxes[top], b) for b in boxes]) > _NMS_IOU
+    overlap = np.array([iou(boxes[top], b) for b in boxes]) > _NMS_IOU
     weights = p[overlap]
     return (weights[:, None] * values[overlap]).sum(axis=0) / weights.sum(), float(p[top])
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    union = a[2] * a[3] + b[2] * b[3] - ix * iy
-    return ix * iy / union if union > 0 else 0.0
 
 
 class CropDetector:

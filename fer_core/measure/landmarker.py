@@ -346,20 +346,30 @@ class FaceAnalyzer:
 
     def detect(self, rgb: np.ndarray, crop: bool = False) -> list[Face]:
         """Faces in an RGB uint8 image, largest first (one call at a time: the dashboard shares
-        an analyzer between sessions' threads). ``crop``: the image is a face crop whatever its
-        size (``extract --crops``), measured in face-crop mode like small images."""
+        an analyzer between sessions' threads).
+
+        Small images (FER2013's 48x48) and, with ``crop``, any image (``extract --crops``) are
+        face crops: measured in face-crop mode (``_measure_as_crop``), and by the full search
+        (``_detect``) only where that finds no face, so coverage does not drop.
+        """
         with self._lock:
-            if crop or max(rgb.shape[:2]) < SMALL_IMAGE_SIDE:
-                faces = self._measure_as_crop(np.ascontiguousarray(rgb))
-                if faces:
-                    return faces
+            small = max(rgb.shape[:2]) < SMALL_IMAGE_SIDE
+            if crop or small:
+                rgb = np.ascontiguousarray(rgb)
+                for scale, border in RETRY_VARIANTS if small else RETRY_VARIANTS[:1]:
+                    faces = self._measure_as_crop(_prepare(rgb, scale, border) if scale != 1 or border else rgb)
+                    if faces:
+                        _to_original(faces[0], scale, border)
+                        return faces
             return self._detect(rgb)
 
     def _measure_as_crop(self, rgb: np.ndarray) -> list[Face]:
         """Face-crop mode: the crop's one face from one detector, one landmark and one blendshape
-        pass run directly (``crop_models``), with MediaPipe's gate (detection score and face
-        presence at least ``min_confidence``) and today's low-confidence flag; [] when the gate
-        is not passed, and the caller falls back to the full search."""
+        pass run directly (``crop_models``), as MediaPipe's landmarker graph measures it, without
+        the graph: the same gate (detection score and face presence at least ``min_confidence``)
+        and the same low-confidence flag (score below ``CROP_SURE_SCORE``); [] below the gate.
+        Small crops are tried as given, then upscaled and padded as the full search retries them
+        (``RETRY_VARIANTS``)."""
         found = self._crop_detector.best(rgb, self._min_confidence)
         if found is None:
             return []
