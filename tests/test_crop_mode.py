@@ -9,7 +9,7 @@ from PIL import Image
 
 from fer_core.au_table import AU_CODES
 from fer_core.measure import au_mapping
-from fer_core.measure.crop_models import _anchors, decode_best
+from fer_core.measure.crop_models import _anchors, decode
 
 EVERY = 120  # about 30 FER2013 val images, all emotions
 
@@ -33,18 +33,22 @@ def test_anchors_follow_mediapipe_short_range_layout():
     assert np.allclose(anchors[512:518], anchors[512]), "six anchors per stride-16 cell"
 
 
-def test_decode_best_weights_overlapping_boxes_and_respects_min_score():
+def test_decode_weights_overlapping_boxes_keeps_separate_faces_and_respects_min_score():
     regressors = np.zeros((896, 16))
     scores = np.full(896, -10.0)
-    scores[[0, 1]] = [2.0, 0.0]  # two anchors of one cell: probabilities 0.88 and 0.5
+    scores[[0, 1, 895]] = [2.0, 0.0, 1.0]  # two anchors of one cell (0.88, 0.5), one far away (0.73)
     regressors[0, :4] = [0, 0, 32, 32]  # a 32-pixel box on the first anchor's centre
     regressors[1, :4] = [12.8, 0, 32, 32]  # the same box moved 0.1 to the right
-    values, score = decode_best(regressors, scores, 0.3)
+    regressors[895, :4] = [0, 0, 16, 16]  # a small box in the opposite corner
+    found = decode(regressors, scores, 0.3)
     p = np.array([1 / (1 + np.exp(-2.0)), 0.5])
-    assert score == pytest.approx(p[0])
+    assert [score for _, score in found] == pytest.approx([p[0], 1 / (1 + np.exp(-1.0))])
+    values = found[0][0]
     assert values[0] == pytest.approx(0.5 / 16 + 0.1 * p[1] / p.sum())
     assert values[2] == pytest.approx(0.25)
-    assert decode_best(regressors, scores, 0.9) is None
+    assert found[1][0][:2] == pytest.approx(_anchors()[895]) and found[1][0][2] == pytest.approx(0.125)
+    assert len(decode(regressors, scores, 0.3, max_faces=1)) == 1
+    assert decode(regressors, scores, 0.9) == []
 
 
 def test_crop_mode_matches_mediapipe_graph(analyzer, fer_val):

@@ -65,16 +65,14 @@ class Detection:
         return x + w / 2, y + h / 2, ROI_SCALE * max(w, h), float(np.arctan2(y1 - y0, x1 - x0))
 
 
-def decode_best(regressors: np.ndarray, scores: np.ndarray, min_score: float) -> tuple[np.ndarray, float] | None:
-    """The highest-scoring detection (16 values in 0..1 of the detector's input: box centre,
-    size, six keypoints), averaged with the boxes overlapping it as MediaPipe's weighted
-    non-maximum suppression does; None when no anchor reaches ``min_score``."""
-    from .landmarker import iou
-
+def decode(regressors: np.ndarray, scores: np.ndarray, min_score: float,
+           max_faces: int = 5) -> list[tuple[np.ndarray, float]]:
+    """Detections as MediaPipe's weighted non-maximum suppression gives them, most confident
+    first, at most ``max_faces``: (16 values in 0..1 of the detector's input: box centre, size,
+    six keypoints; score). Each is the score-weighted mean of the boxes overlapping the best
+    remaining one; none when no anchor reaches ``min_score``."""
     prob = 1.0 / (1.0 + np.exp(-np.clip(scores.reshape(-1).astype(np.float64), -100.0, 100.0)))
     keep = np.flatnonzero(prob >= min_score)
-    if not keep.size:
-        return None
     raw = regressors.reshape(-1, 16)[keep].astype(np.float64) / _BOX_SCALE
     anchors = _anchors()[keep]
     values = raw.copy()
@@ -82,11 +80,19 @@ def decode_best(regressors: np.ndarray, scores: np.ndarray, min_score: float) ->
     values[:, 4::2] += anchors[:, :1]
     values[:, 5::2] += anchors[:, 1:]
     p = prob[keep]
-    top = int(np.argmax(p))
-    boxes = np.column_stack([values[:, 0] - values[:, 2] / 2, values[:, 1] - values[:, 3] / 2, values[:, 2:4]])
-    overlap = np.array([iou(boxes[top], b) for b in boxes]) > _NMS_IOU
-    weights = p[overlap]
-    return (weights[:, None] * values[overlap]).sum(axis=0) / weights.sum(), float(p[top])
+    lo, hi = values[:, 0:2] - values[:, 2:4] / 2, values[:, 0:2] + values[:, 2:4] / 2  # box corners
+    area = np.prod(values[:, 2:4], axis=1)
+    left = np.ones(len(p), dtype=bool)
+    found: list[tuple[np.ndarray, float]] = []
+    while left.any() and len(found) < max_faces:
+        top = int(np.argmax(np.where(left, p, -1.0)))
+        inter = np.prod(np.clip(np.minimum(hi, hi[top]) - np.maximum(lo, lo[top]), 0.0, None), axis=1)
+        group = left & (inter > _NMS_IOU * np.maximum(area + area[top] - inter, 1e-12))  # IoU above it
+        group[top] = True
+        weights = p[group]
+        found.append(((weights[:, None] * values[group]).sum(axis=0) / weights.sum(), float(p[top])))
+        left &= ~group
+    return found
 
 
 class CropDetector:
@@ -104,8 +110,8 @@ class CropDetector:
         self._regressors, self._scores = out["regressors"], out["classificators"]
         self._lock = threading.Lock()
 
-    def best(self, rgb: np.ndarray, min_score: float) -> Detection | None:
-        """The crop's most confident face, or None below ``min_score``."""
+    def faces(self, rgb: np.ndarray, min_score: float, max_faces: int = 5) -> list[Detection]:
+        """The crop's faces at or above ``min_score``, most confident first."""
         from .landmarker import sample_square
 
         h, w = rgb.shape[:2]
@@ -114,13 +120,13 @@ class CropDetector:
         with self._lock:
             self._model.set_tensor(self._in, (square[None] / 127.5 - 1.0).astype(np.float32))
             self._model.invoke()
-            found = decode_best(self._model.get_tensor(self._regressors), self._model.get_tensor(self._scores),
-                                min_score)
-        if found is None:
-            return None
-        values, score = found
-        n = DETECTOR_INPUT
-        points = to_image(np.column_stack([values[4::2], values[5::2]]) * n)
-        (x0, y0), (x1, y1) = to_image(np.array([[values[0] - values[2] / 2, values[1] - values[3] / 2],
-                                                [values[0] + values[2] / 2, values[1] + values[3] / 2]]) * n)
-        return Detection(box=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)), keypoints=points, score=score)
+            found = decode(self._model.get_tensor(self._regressors), self._model.get_tensor(self._scores),
+                           min_score, max_faces)
+        out = []
+        for values, score in found:
+            points = to_image(np.column_stack([values[4::2], values[5::2]]) * DETECTOR_INPUT)
+            (x0, y0), (x1, y1) = to_image(np.array([values[0:2] - values[2:4] / 2,
+                                                    values[0:2] + values[2:4] / 2]) * DETECTOR_INPUT)
+            out.append(Detection(box=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)), keypoints=points,
+                                 score=score))
+        return out

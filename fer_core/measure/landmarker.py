@@ -62,6 +62,7 @@ BLENDSHAPE_INPUT_LANDMARKS: tuple[int, ...] = (
     381, 382, 384, 385, 386, 387, 388, 389, 390, 397, 398, 400, 402, 405, 409, 415, 454, 466,
     468, 469, 470, 471, 472, 473, 474, 475, 476, 477,
 )
+_BLENDSHAPE_INPUT_INDEX = np.array(BLENDSHAPE_INPUT_LANDMARKS)
 # ... and the names of its 52 outputs, in order.
 BLENDSHAPE_NAMES: tuple[str, ...] = (
     "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
@@ -208,7 +209,7 @@ class CropLandmarker:
             return pts, presence
         image, to_image = sample_square(rgb, cx, cy, side, angle, self.INPUT, like_mediapipe,
                                         "edge" if like_mediapipe else "zero")
-        x = image.astype(np.float32)[None] / 255.0
+        x = np.multiply(image[None], np.float32(1 / 255), dtype=np.float32)
         self._landmarks.set_tensor(self._lm_in, x)
         self._landmarks.invoke()
         pts = self._landmarks.get_tensor(self._lm_out[(1, 1, 1, 1434)]).reshape(478, 3).astype(np.float64)
@@ -223,7 +224,7 @@ class CropLandmarker:
         return self._run(rgb, (x0 + x1) / 2, (y0 + y1) / 2, scale * max(x1 - x0, y1 - y0), angle)
 
     def _blendshapes_of(self, pts: np.ndarray) -> np.ndarray:
-        self._blendshapes.set_tensor(self._bs_in, pts[list(BLENDSHAPE_INPUT_LANDMARKS), :2].astype(np.float32)[None])
+        self._blendshapes.set_tensor(self._bs_in, pts[_BLENDSHAPE_INPUT_INDEX, :2].astype(np.float32)[None])
         self._blendshapes.invoke()
         return self._blendshapes.get_tensor(self._bs_out).ravel().astype(np.float64)
 
@@ -349,36 +350,34 @@ class FaceAnalyzer:
         an analyzer between sessions' threads).
 
         Small images (FER2013's 48x48) and, with ``crop``, any image (``extract --crops``) are
-        face crops: measured in face-crop mode (``_measure_as_crop``), and by the full search
-        (``_detect``) only where that finds no face, so coverage does not drop.
+        face crops, measured in face-crop mode (``_measure_as_crop``): the first step of the
+        full search (``_detect``) without MediaPipe's graph. Where it finds no face, the full
+        search runs as before (for small crops: the graph's upscaled retries, then the turned
+        whole-crop starts), so coverage does not drop. Measured in ``bench/crop_mode_speed.py``:
+        retrying the upscaled variants directly as well saves little time and moves the AUs more.
         """
         with self._lock:
-            small = max(rgb.shape[:2]) < SMALL_IMAGE_SIDE
-            if crop or small:
-                rgb = np.ascontiguousarray(rgb)
-                for scale, border in RETRY_VARIANTS if small else RETRY_VARIANTS[:1]:
-                    faces = self._measure_as_crop(_prepare(rgb, scale, border) if scale != 1 or border else rgb)
-                    if faces:
-                        _to_original(faces[0], scale, border)
-                        return faces
+            if crop or max(rgb.shape[:2]) < SMALL_IMAGE_SIDE:
+                faces = self._measure_as_crop(np.ascontiguousarray(rgb))
+                if faces:
+                    return faces
             return self._detect(rgb)
 
     def _measure_as_crop(self, rgb: np.ndarray) -> list[Face]:
         """Face-crop mode: the crop's one face from one detector, one landmark and one blendshape
         pass run directly (``crop_models``), as MediaPipe's landmarker graph measures it, without
         the graph: the same gate (detection score and face presence at least ``min_confidence``)
-        and the same low-confidence flag (score below ``CROP_SURE_SCORE``); [] below the gate.
-        Small crops are tried as given, then upscaled and padded as the full search retries them
-        (``RETRY_VARIANTS``)."""
-        found = self._crop_detector.best(rgb, self._min_confidence)
-        if found is None:
-            return []
-        landmarks, blendshapes, presence = self._crop.measure_roi(rgb, *found.roi())
-        if presence < self._min_confidence:
-            return []
-        (x0, y0), (x1, y1) = landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)
-        return [Face(box=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)), confidence=found.score,
-                     landmarks=landmarks, blendshapes=blendshapes, low_confidence=found.score < CROP_SURE_SCORE)]
+        and the same low-confidence flag (score below ``CROP_SURE_SCORE``); [] below the gate."""
+        faces = []
+        for found in self._crop_detector.faces(rgb, self._min_confidence):
+            landmarks, blendshapes, presence = self._crop.measure_roi(rgb, *found.roi())
+            if presence < self._min_confidence:
+                continue
+            (x0, y0), (x1, y1) = landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)
+            faces.append(Face(box=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)), confidence=found.score,
+                              landmarks=landmarks, blendshapes=blendshapes,
+                              low_confidence=found.score < CROP_SURE_SCORE))
+        return _largest_first(faces)[:1]  # a crop holds one face; the search keeps the largest too
 
     def _detect(self, rgb: np.ndarray) -> list[Face]:
         """Detection proper.
