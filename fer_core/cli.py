@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", default=None,
                    help="only these emotions: six, seven or a comma list (default: every image, labelled or not)")
     s.add_argument("--no-cache", action="store_true", help="recompute even files seen before")
+    s.add_argument("--crops", action="store_true",
+                   help="the images are face crops: measure each whole, without searching it for faces "
+                        "(automatic for images under 160 px, e.g. FER2013)")
     s.add_argument("--mask", default=None, metavar="STYLE",
                    help="measure each face under a drawn mask (surgical, white or cloth): masked = 1, hidden AUs empty")
     s.set_defaults(func=cmd_extract)
@@ -288,6 +291,8 @@ def cmd_extract(args) -> int:
         _ray_options_usable(args)
     elif args.ray_address:
         raise FerError("--ray-address needs --engine ray")
+    if args.crops and (args.engine == "ray" or args.backend != "mediapipe" or args.mask):
+        raise FerError("--crops works with the local mediapipe engine and without --mask")
     listing = scan_images(args.folder, parse_classes(args.classes) if args.classes else None)
     items = listing.items
     if not items and not listing.skipped:
@@ -315,7 +320,7 @@ def cmd_extract(args) -> int:
 
         table = extract_table(items, workers=args.workers or default_workers(), use_cache=not args.no_cache,
                               progress=_tqdm_progress("faces"), root=args.folder, skipped=listing.skipped,
-                              mask=args.mask)
+                              mask=args.mask, crops=args.crops)
     if args.engine != "ray":  # the Ray engine has written it (and removed its part files)
         au_table.write(table, args.out)
     ok = int(table["success"].sum())

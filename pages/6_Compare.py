@@ -28,6 +28,7 @@ from fer_core.figures.compare import (
 )
 from fer_core.i18n import current_language, emotion_label, t
 from fer_core.images import png_data_uri
+from fer_core.measure.extract import default_workers
 from ui.common import (
     choose_models,
     choose_test_set,
@@ -362,7 +363,8 @@ def main() -> None:
 
                     bar, progress = fraction_bar(t("compare.starting"))
                     try:
-                        comparison = run_comparison(models, items, classes, progress=progress, loader=load_predictor)
+                        comparison = run_comparison(models, items, classes, progress=progress, loader=load_predictor,
+                                                    workers=default_workers())
                     finally:
                         bar.empty()
                     previous = {"comparison": comparison, "root": root, "description": description,

@@ -319,7 +319,7 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
     """
     from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-    from fer_core.measure.extract import extract_table
+    from fer_core.measure.extract import default_workers, extract_table
 
     lock = _extraction_lock()
     bar = st.progress(0.0, text=t("common.starting_landmarker", label=label))
@@ -349,7 +349,7 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
         if ray_address:
             _keep_ray_run(items, keep, progress, lambda: state["stop"] is not None, ray_address, root, skipped)
         else:
-            table = extract_table(items, workers=1, use_cache=True, progress=progress,
+            table = extract_table(items, workers=default_workers(), use_cache=True, progress=progress,
                                   should_stop=lambda: state["stop"] is not None, root=root, skipped=skipped)
             keep(table, state["stop"] is not None)
     if state["stop"] is not None:

@@ -28,7 +28,8 @@ from . import au_mapping
 from .workers import WorkerFailure, shared_pool
 
 # Bump when detection or the cached measurements change, so old cache entries are not reused.
-MEASURE_VERSION = "mp-6"
+# mp-7: small images in face-crop mode (landmarker.FaceAnalyzer.detect, crop_models).
+MEASURE_VERSION = "mp-7"
 SOURCE = "mediapipe"
 
 NO_FACE_REASON = "no face found"
@@ -69,9 +70,12 @@ class FaceMeasurement:
                    method=d.get("method", "detector"), low_confidence=bool(d.get("low_confidence", False)))
 
 
-def measure_faces(analyzer, rgb: np.ndarray, keep_landmarks: bool = False) -> list[FaceMeasurement]:
-    """Every face of an image, largest first, measured for the AU mapping."""
-    return [measurement_of(face, keep_landmarks) for face in analyzer.detect(rgb)]
+def measure_faces(analyzer, rgb: np.ndarray, keep_landmarks: bool = False, crop: bool = False,
+                  ) -> list[FaceMeasurement]:
+    """Every face of an image, largest first, measured for the AU mapping. ``crop``: the image
+    is a face crop whatever its size (face-crop mode, ``extract --crops``)."""
+    faces = analyzer.detect(rgb, crop=True) if crop else analyzer.detect(rgb)
+    return [measurement_of(face, keep_landmarks) for face in faces]
 
 
 def measurement_of(face, keep_landmarks: bool = False) -> FaceMeasurement:
@@ -130,12 +134,13 @@ class MeasureCache:
         self.db.close()
 
 
-def _content_key(path: Path) -> str:
-    """The cache key of a file: its bytes (a regular file within the image size limit only)."""
+def _content_key(path: Path, crop: bool = False) -> str:
+    """The cache key of a file: its bytes (a regular file within the image size limit only),
+    and whether it was measured as a face crop whatever its size."""
     from ..images import MAX_FILE_BYTES
 
     data = read_regular_file(path, MAX_FILE_BYTES, "give an image file", what="image file", error=ImageError)
-    return MEASURE_VERSION + ":" + hashlib.sha1(data).hexdigest()
+    return MEASURE_VERSION + (":crops:" if crop else ":") + hashlib.sha1(data).hexdigest()
 
 
 _worker_analyzer = None
@@ -149,11 +154,11 @@ def _init_worker() -> None:
     _worker_analyzer = shared_analyzer()
 
 
-def _measure_path(path: str) -> list[dict] | str:
+def _measure_path(path: str, crop: bool = False) -> list[dict] | str:
     """Worker task: measurements as cached, or the one-line reason the file failed (without the
     path: the row names the file, and the cache may serve the answer for a copy elsewhere)."""
     try:
-        return [m.to_cache() for m in measure_faces(_worker_analyzer, load_image(path, name="image"))]
+        return [m.to_cache() for m in measure_faces(_worker_analyzer, load_image(path, name="image"), crop=crop)]
     except FerError as exc:
         return str(exc).removeprefix("image: ")
 
@@ -161,9 +166,12 @@ def _measure_path(path: str) -> list[dict] | str:
 def _measure_task(arg):
     """Worker task: a file by path (measurements as cached), an image array (measurements with
     landmarks, for drawing), or ``("mask", path, style, seed)`` (the face masked and measured
-    again, ``fer_core.masks.mask_and_measure``)."""
+    again, ``fer_core.masks.mask_and_measure``), or ``("crops", path)`` (a file measured as a
+    face crop whatever its size)."""
     if isinstance(arg, np.ndarray):
         return measure_faces(_worker_analyzer, arg, keep_landmarks=True)
+    if isinstance(arg, tuple) and arg[0] == "crops":
+        return _measure_path(arg[1], crop=True)
     if isinstance(arg, tuple) and arg[0] == "mask":
         from ..masks import mask_and_measure
 
@@ -226,14 +234,16 @@ def measurements_of(cached: list[dict] | str) -> list[FaceMeasurement] | str:
 def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bool = True,
                   progress: Progress | None = None, should_stop: ShouldStop | None = None,
                   root: str | os.PathLike[str] | None = None, skipped: Sequence[SkippedFile] = (),
-                  mask: str | None = None, mask_seed: int = 0) -> pd.DataFrame:
+                  mask: str | None = None, mask_seed: int = 0, crops: bool = False) -> pd.DataFrame:
     """AU table of labelled images with the embedded MediaPipe extractor.
 
     ``file`` holds each path relative to ``root`` when given (so the table travels), with bytes
     that are not UTF-8 escaped (``caf\\xff.jpg``). Files the folder listing ``skipped`` get a
     failure row each, so the table accounts for every file. ``mask`` (a style): each face gets a
     drawn mask first and is measured under it (``masked`` = 1, hidden AUs empty; not cached).
-    Cancelling (``should_stop`` returning True) returns the rows finished so far.
+    ``crops``: every image is a face crop, measured in face-crop mode whatever its size (images
+    under ``landmarker.SMALL_IMAGE_SIDE`` always are). Cancelling (``should_stop`` returning
+    True) returns the rows finished so far.
     """
     items = list(items)
     if mask:
@@ -243,7 +253,7 @@ def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bo
         done = run_tasks([("mask", str(it.path), mask, mask_seed) for it in items], workers, progress)
         results = {i: r.masked if isinstance(r, MaskedMeasure) else r for i, r in done.items()}
     else:
-        results = measure_items(items, workers, use_cache, progress, should_stop)
+        results = measure_items(items, workers, use_cache, progress, should_stop, crops=crops)
     rows = []
     for i, it in enumerate(items):
         if i in results:
@@ -255,17 +265,17 @@ def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bo
 
 def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bool = True,
                   progress: Progress | None = None, should_stop: ShouldStop | None = None,
-                  ) -> dict[int, list[FaceMeasurement] | str]:
+                  crops: bool = False) -> dict[int, list[FaceMeasurement] | str]:
     """Measurements of each item (by index): its faces, largest first, or the one-line reason it
     failed. Cached by file content; ``workers`` > 1 measures in spawned processes. Items not
-    reached before ``should_stop`` are missing."""
+    reached before ``should_stop`` are missing. ``crops``: see ``extract_table``."""
     total = len(items)
     cache = MeasureCache() if use_cache else None
     keys: list[str | None] = []
     failed: dict[int, str] = {}
     for i, it in enumerate(items):
         try:
-            keys.append(_content_key(it.path))
+            keys.append(_content_key(it.path, crops))
         except ImageError as exc:
             keys.append(None)
             failed[i] = str(exc).removeprefix(f"{it.path}: ")
@@ -284,7 +294,8 @@ def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bo
         progress(done, total)
     fresh: dict[str, object] = {}
     try:
-        for i, measured in _run_measurements([str(items[i].path) for i in todo], todo, workers):
+        tasks = [("crops", str(items[i].path)) if crops else str(items[i].path) for i in todo]
+        for i, measured in _run_measurements(tasks, todo, workers):
             results[i] = str(measured) if isinstance(measured, WorkerFailure) else measured
             if not isinstance(measured, WorkerFailure):  # a crash or a timeout may not repeat
                 fresh[keys[i]] = measured  # keyed by content: the same bytes give the same answer
@@ -303,7 +314,7 @@ def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bo
     return {i: measurements_of(r) for i, r in results.items()}
 
 
-def _run_measurements(paths: list[str], indices: list[int], workers: int):
+def _run_measurements(paths: list, indices: list[int], workers: int):
     """Measure in crash-isolated worker processes, so a native abort on one image (MediaPipe and
     OpenCV have them) costs that image, not the batch or the dashboard's server."""
     if not paths:

@@ -1,0 +1,157 @@
+"""Face-crop mode (issue 13): the bundle's models run directly on crops give MediaPipe's faces and
+AUs, keep the face-quality gate, fall back to the full search, and are chosen with ``--crops``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_core.au_table import AU_CODES
+from fer_core.measure import au_mapping
+from fer_core.measure.crop_models import _anchors, decode
+
+EVERY = 120  # about 30 FER2013 val images, all emotions
+
+
+def _aus(face) -> np.ndarray:
+    aus = au_mapping.aus_from_face(face.blendshapes, face.landmarks)
+    return np.array([aus[c] for c in AU_CODES])
+
+
+def _val_crops(fer_val):
+    from fer_core.images import list_images, load_image
+
+    return [np.ascontiguousarray(load_image(it.path)) for it in list_images(fer_val)[::EVERY]]
+
+
+def test_anchors_follow_mediapipe_short_range_layout():
+    anchors = _anchors()
+    assert anchors.shape == (896, 2)
+    assert np.allclose(anchors[0], [0.5 / 16, 0.5 / 16]) and np.allclose(anchors[1], anchors[0])
+    assert np.allclose(anchors[512], [0.5 / 8, 0.5 / 8]), "stride-16 layers start after 16 x 16 x 2"
+    assert np.allclose(anchors[512:518], anchors[512]), "six anchors per stride-16 cell"
+
+
+def test_decode_weights_overlapping_boxes_keeps_separate_faces_and_respects_min_score():
+    regressors = np.zeros((896, 16))
+    scores = np.full(896, -10.0)
+    scores[[0, 1, 895]] = [2.0, 0.0, 1.0]  # two anchors of one cell (0.88, 0.5), one far away (0.73)
+    regressors[0, :4] = [0, 0, 32, 32]  # a 32-pixel box on the first anchor's centre
+    regressors[1, :4] = [12.8, 0, 32, 32]  # the same box moved 0.1 to the right
+    regressors[895, :4] = [0, 0, 16, 16]  # a small box in the opposite corner
+    found = decode(regressors, scores, 0.3)
+    p = np.array([1 / (1 + np.exp(-2.0)), 0.5])
+    assert [score for _, score in found] == pytest.approx([p[0], 1 / (1 + np.exp(-1.0))])
+    values = found[0][0]
+    assert values[0] == pytest.approx(0.5 / 16 + 0.1 * p[1] / p.sum())
+    assert values[2] == pytest.approx(0.25)
+    assert found[1][0][:2] == pytest.approx(_anchors()[895]) and found[1][0][2] == pytest.approx(0.125)
+    assert len(decode(regressors, scores, 0.3, max_faces=1)) == 1
+    assert decode(regressors, scores, 0.9) == []
+
+
+def test_crop_mode_matches_mediapipe_graph(analyzer, fer_val):
+    """Where MediaPipe's landmarker finds the face in the crop as given, the direct route finds
+    it too, with landmarks within a tenth of a pixel and AUs close (bench/crop_mode_speed.py
+    gives the full comparison); the detection score is the detector's."""
+    mp = analyzer._mp
+    lm_diff, au_diff, found, n = [], [], 0, 0
+    for rgb in _val_crops(fer_val):
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+        result = analyzer._landmarker.detect(image)
+        if not result.face_landmarks:
+            continue
+        n += 1
+        faces = analyzer._measure_as_crop(rgb)
+        if not faces:
+            continue
+        found += 1
+        face = faces[0]
+        h, w = rgb.shape[:2]
+        reference = np.array([(p.x * w, p.y * h) for p in result.face_landmarks[0]])
+        shapes = {c.category_name: c.score for c in result.face_blendshapes[0]}
+        lm_diff.append(np.abs(face.landmarks[:, :2] - reference).mean())
+        aus = au_mapping.aus_from_face(shapes, reference)
+        au_diff.append(np.abs(_aus(face) - [aus[c] for c in AU_CODES]))
+        assert face.method == "detector" and 0.3 <= face.confidence <= 1
+        assert face.low_confidence == (face.confidence < 0.5)
+    assert n >= 20 and found >= 0.9 * n
+    assert np.median(lm_diff) < 0.1, f"landmarks {np.median(lm_diff):.3f} px from MediaPipe's"
+    assert np.mean(au_diff) < 0.1, f"AUs {np.mean(au_diff):.3f} from MediaPipe's on average"
+
+
+def test_crop_mode_keeps_the_quality_gate_and_the_fallback(analyzer, fer_val, monkeypatch):
+    """Blank and noise crops have no face in either route; where the direct route finds none,
+    the full search still measures the crop (coverage does not drop)."""
+    rng = np.random.default_rng(0)
+    for rgb in (np.full((48, 48, 3), 128, np.uint8), rng.integers(0, 255, (48, 48, 3), dtype=np.uint8),
+                np.full((300, 300, 3), 200, np.uint8)):
+        assert analyzer._measure_as_crop(rgb) == []
+        assert analyzer.detect(rgb, crop=True) == []
+    crops = _val_crops(fer_val)[:8]
+    before = [len(analyzer._detect(rgb)) for rgb in crops]
+    monkeypatch.setattr(analyzer, "_measure_as_crop", lambda rgb: [])
+    assert [len(analyzer.detect(rgb)) for rgb in crops] == before
+
+
+def test_crops_flag_measures_a_large_crop_whole(analyzer, fer_val):
+    """A face crop upscaled past the small-image size is measured as a crop with ``crop=True``:
+    the same face, its landmarks scaled with it."""
+    rgb = _val_crops(fer_val)[3]
+    small = analyzer.detect(rgb)
+    big = np.asarray(Image.fromarray(rgb).resize((240, 240), Image.BICUBIC))
+    faces = analyzer.detect(big, crop=True)
+    assert len(small) == len(faces) == 1
+    assert np.abs(faces[0].landmarks[:, :2] / 5 - small[0].landmarks[:, :2]).mean() < 1.0
+    assert np.abs(_aus(faces[0]) - _aus(small[0])).mean() < 0.5
+
+
+def test_extract_crops_option(tmp_path, fer_val, monkeypatch):
+    """``extract --crops`` measures large crops whole and caches them apart from the full search;
+    with --mask it says it cannot, in one line."""
+    from fer_core import au_table
+    from fer_core.cli import main
+    from fer_core.images import list_images
+    from fer_core.measure import extract
+
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "faces" / "happy"
+    folder.mkdir(parents=True)
+    for i, it in enumerate(list_images(fer_val, ["happy"])[:3]):
+        Image.open(it.path).convert("RGB").resize((200, 200), Image.BICUBIC).save(folder / f"{i}.png")
+    path = folder / "0.png"
+    assert extract._content_key(path, True) != extract._content_key(path)
+    out = tmp_path / "aus.csv"
+    assert main(["extract", str(tmp_path / "faces"), "--out", str(out), "--crops", "--workers", "1"]) == 0
+    table = au_table.read(out)
+    assert len(table) == 3 and table["success"].sum() >= 2
+    assert (table.loc[table.success == 1, "confidence"] >= 0.3).all()
+    assert main(["extract", str(tmp_path / "faces"), "--out", str(out), "--crops", "--mask", "surgical"]) != 0
+
+
+def test_compare_page_measures_in_the_shared_pool_on_every_core(models_dir, fer_val, tmp_path, monkeypatch):
+    """The dashboard's Compare measures faces in the extraction's worker pool with as many
+    processes as ``evaluate``/``compare`` use by default (both cores), and they are separate
+    live processes."""
+    from apptest_helpers import run_app
+    from streamlit.testing.v1 import AppTest
+
+    from fer_core.config import REPO_ROOT
+    from fer_core.measure import extract, workers
+
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))  # nothing cached: the pool must run
+    used: list[tuple[str, int]] = []
+    real = extract._pool
+    monkeypatch.setattr(extract, "_pool", lambda key, n: used.append((key, n)) or real(key, n))
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "6_Compare.py"))
+    run_app(at, 240)
+    at.number_input(key="cmp_draw_per").set_value(1)
+    run_app(at, 240)
+    at.button(key="cmp_run").click()
+    run_app(at, 240)
+    assert at.session_state["cmp_result"]["comparison"].n == 6
+    n = extract.default_workers()
+    assert used == [("measure", n)]
+    pool = workers._pools[("measure", n)]
+    assert len({w.process.pid for w in pool._workers if w.process.is_alive()}) == n
