@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .. import au_table
-from ..errors import FerError, one_line, printable
+from ..errors import FerError, ImageError, one_line, printable
 from ..images import MAX_DECODE_SIDE, _check_size, _fit
 from .extract import measurement_of, measurements_of, rows_for_image
 from .workers import WorkerFailure, shared_pool
@@ -84,6 +84,14 @@ def _open(path: str | os.PathLike[str], label: str):
     return container
 
 
+def _check_frame(width: int, height: int, label: str) -> None:
+    """A photo's size limits (``images``), applied to each frame."""
+    try:
+        _check_size(width, height, label)
+    except ImageError as exc:
+        raise VideoError(str(exc).replace(": image is", ": frames are", 1)) from None
+
+
 def probe_video(path: str | os.PathLike[str], label: str | None = None) -> VideoInfo:
     """Duration, frame rate, size and codec; raises ``VideoError`` in one line. Where the
     container does not say how long the video is, its packets are read (not decoded) to find out."""
@@ -94,7 +102,7 @@ def probe_video(path: str | os.PathLike[str], label: str | None = None) -> Video
     try:
         stream = container.streams.video[0]
         width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
-        _check_size(width or 1, height or 1, label)
+        _check_frame(width or 1, height or 1, label)
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         if stream.duration is not None and stream.time_base:
             duration = float(stream.duration * stream.time_base)
@@ -139,7 +147,7 @@ def sampled_frames(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, start
             if t < next_t - _EPS:
                 continue
             next_t = (math.floor(t * fps + _EPS) + 1) / fps
-            _check_size(frame.width, frame.height, f"{label} at {t:.2f} s")
+            _check_frame(frame.width, frame.height, f"{label} at {t:.2f} s")
             w, h = (frame.width, frame.height)
             if max(w, h) > max_side:
                 w, h = _fit((w, h), max_side)
