@@ -4,6 +4,7 @@ time_s column through the AU table's reader and usable-rows rule, and flat memor
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 av = pytest.importorskip("av", reason="PyAV is not installed (pip install -r requirements.txt)")
@@ -185,3 +187,82 @@ def test_memory_stays_flat_on_a_ten_minute_video(tmp_path):
     assert m["rows"] == 300 and m["last"] == pytest.approx(598.0, abs=0.2)
     assert m["chunks"] == 10 and m["worker_last"] - m["worker_first"] < 50, m
     assert m["worker_peak"] < 600, m
+
+
+# -- Try it's video tab ---------------------------------------------------------------------------
+from apptest_helpers import charts, english_left, page_texts, run_app, texts  # noqa: E402
+from conftest import BUNDLED_AU_MODEL  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+from test_try_it import TRY_IT, download, served  # noqa: E402, F401 (served: the fixture)
+
+T = 240  # the first video starts the measuring worker (MediaPipe)
+
+
+def _values(v) -> np.ndarray:
+    """A plotly spec's array: a list, or plotly 6's typed array ({"dtype", "bdata"})."""
+    if isinstance(v, dict):
+        import base64
+
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+    return np.asarray(v, dtype=float)
+
+
+def _upload_video(at: AppTest, path: Path) -> AppTest:
+    at.file_uploader(key="try_video").set_value((path.name, path.read_bytes(), "video/mp4"))
+    return run_app(at, T)
+
+
+def test_try_it_video_lines_frame_and_downloads(models_dir, face_video, served):  # noqa: F811
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    assert "Upload a video to see its AUs and emotions over time." in texts(at.info)
+    _upload_video(at, face_video)
+    assert "8 frames sampled at 2 per second, a face measured in 6 of them." in texts(at.caption)
+    lines = {c["layout"]["title"]["text"]: c for c in charts(at) if c["data"][0].get("mode") == "lines+markers"}
+    emotions = lines[f"Emotion probabilities over time ({BUNDLED_AU_MODEL})"]
+    assert [tr["name"] for tr in emotions["data"]] == ["angry", "disgust", "happy", "neutral", "sad", "surprise"]
+    assert all(len(_values(tr["x"])) == 8 for tr in emotions["data"]) and emotions["layout"]["xaxis"]["title"]["text"] == "time (s)"
+    aus = lines["AU intensities over time (first face of each frame)"]
+    assert [tr["name"] for tr in aus["data"]] == ["AU06 cheek raiser", "AU12 lip corner puller", "AU04 brow lowerer",
+                                                  "AU01 inner brow raiser"]
+    # the chosen frame is explained like a photo: the first sampled frame, then the one the slider picks
+    assert "#### face.mp4 at 0.00 s" in texts(at.markdown)
+    assert any(m.startswith("### Predicted: ") for m in texts(at.markdown))
+    at.select_slider(key="try_video_time").set_value(1.52)
+    run_app(at, T)
+    assert "#### face.mp4 at 1.52 s" in texts(at.markdown) and "#### face.mp4 at 0.00 s" not in texts(at.markdown)
+    marked = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Emotion probabilities"))
+    assert marked["layout"]["shapes"][0]["x0"] == pytest.approx(1.52)
+    # the downloads parse back: the AU table in the CLI's format, the emotions per frame
+    _, raw = download(at, served, "try_video_csv")
+    table = au_table.read(io.BytesIO(raw))
+    assert table["time_s"].tolist() == pytest.approx([0.0, 0.52, 1.0, 1.52, 2.0, 2.52, 3.0, 3.52], abs=1e-6)
+    assert table["success"].tolist() == [1] * 6 + [0] * 2
+    _, raw = download(at, served, "try_video_emotions_csv")
+    probs = pd.read_csv(io.BytesIO(raw))
+    assert list(probs.columns) == ["time_s", "angry", "disgust", "happy", "neutral", "sad", "surprise"]
+    sums = probs.drop(columns="time_s").sum(axis=1, min_count=1)
+    assert sums[:6].to_numpy() == pytest.approx(1.0) and sums[6:].isna().all()
+
+
+def test_try_it_video_too_long_and_not_a_video(models_dir, tmp_path):
+    long = write_video(tmp_path / "long.mp4", 301, rate=1, size=(64, 48), face_until=0)
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    _upload_video(at, long)
+    assert texts(at.error) == ["long.mp4: the video is 301 s long; Try it takes videos of up to 5 minutes (cut it, or "
+                               "measure it with python -m fer_core extract)."]
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(b"\x00\x00\x00\x18ftypmp42 but nothing after")
+    _upload_video(at, fake)
+    assert len(at.error) == 1 and at.error[0].value.startswith("fake.mp4: not a readable video")
+
+
+def test_try_it_video_in_korean(models_dir, face_video):
+    at = AppTest.from_file(TRY_IT)
+    at.query_params["lang"] = "ko"
+    run_app(at, T)
+    assert [tab.label for tab in at.tabs] == ["사진", "동영상"]
+    _upload_video(at, face_video)
+    assert "초당 2장씩 8개 프레임을 추출했고, 그중 6개에서 얼굴을 측정했습니다." in texts(at.caption)
+    titles = [c["layout"]["title"]["text"] for c in charts(at)]
+    assert f"시간에 따른 감정 확률 ({BUNDLED_AU_MODEL})" in titles
+    assert english_left(page_texts(at) + titles, (BUNDLED_AU_MODEL, "face.mp4")) == []

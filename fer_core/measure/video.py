@@ -92,6 +92,11 @@ def _check_frame(width: int, height: int, label: str) -> None:
         raise VideoError(str(exc).replace(": image is", ": frames are", 1)) from None
 
 
+def _check_fps(fps: float | None) -> None:
+    if fps is not None and not (0 < fps <= MAX_FPS):
+        raise VideoError(f"--fps must be above 0 and at most {MAX_FPS:g}")
+
+
 def probe_video(path: str | os.PathLike[str], label: str | None = None) -> VideoInfo:
     """Duration, frame rate, size and codec; raises ``VideoError`` in one line. Where the
     container does not say how long the video is, its packets are read (not decoded) to find out."""
@@ -120,33 +125,34 @@ def probe_video(path: str | os.PathLike[str], label: str | None = None) -> Video
         container.close()
 
 
-def sampled_frames(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, start_s: float = 0.0,
+def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS, start_s: float = 0.0,
                    end_s: float | None = None, max_side: int = VIDEO_MAX_SIDE,
                    label: str | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """(time in seconds, RGB uint8 frame) of the frames sampled at ``fps`` between ``start_s``
     and ``end_s``, decoded one at a time. A frame is taken when its presentation time reaches the
-    next point of the grid k / fps; so sampling does not depend on where a chunk starts."""
+    next point of the grid k / fps; so sampling does not depend on where a chunk starts.
+    ``fps`` None: every frame."""
     import av
 
     label = label or printable(os.fsdecode(path))
-    if not (0 < fps <= MAX_FPS):
-        raise VideoError(f"--fps must be above 0 and at most {MAX_FPS:g}")
+    _check_fps(fps)
     container = _open(path, label)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if start_s > 0:
             container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
-        next_t = math.ceil(start_s * fps - _EPS) / fps
+        next_t = math.ceil(start_s * fps - _EPS) / fps if fps else start_s
         fallback_t = 0.0
         for frame in container.decode(stream):
             t = float(frame.time) if frame.time is not None else fallback_t
-            fallback_t = t + 1 / (fps if not stream.average_rate else float(stream.average_rate))
+            fallback_t = t + 1 / float(stream.average_rate or fps or 25)
             if end_s is not None and t >= end_s - _EPS:
                 break
             if t < next_t - _EPS:
                 continue
-            next_t = (math.floor(t * fps + _EPS) + 1) / fps
+            if fps:
+                next_t = (math.floor(t * fps + _EPS) + 1) / fps
             _check_frame(frame.width, frame.height, f"{label} at {t:.2f} s")
             w, h = (frame.width, frame.height)
             if max(w, h) > max_side:
@@ -160,9 +166,8 @@ def sampled_frames(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, start
 
 def frame_at(path: str | os.PathLike[str], time_s: float, max_side: int = VIDEO_MAX_SIDE) -> tuple[float, np.ndarray]:
     """The first frame at or after ``time_s`` (the one a table row of that time was measured on)."""
-    for t, rgb in sampled_frames(path, MAX_FPS, max(0.0, time_s - _EPS * 10), None, max_side):
-        if t >= time_s - 1e-3:
-            return t, rgb
+    for t, rgb in sampled_frames(path, None, max(0.0, time_s - 1e-3), None, max_side):
+        return t, rgb
     raise VideoError(f"no frame at {time_s:.2f} s; the video is shorter")
 
 
@@ -219,8 +224,7 @@ def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, worker
     finished so far."""
     file = printable(name or os.fsdecode(path))
     info = probe_video(path, file)
-    if not (0 < fps <= MAX_FPS):
-        raise VideoError(f"--fps must be above 0 and at most {MAX_FPS:g}")
+    _check_fps(fps or 0.0)  # every frame (None) is for frame_at, not for a table
     chunks = chunks_of(info.duration_s, fps)
     pool = shared_pool("video", max(1, workers), _measure_chunk, _init_worker,
                        crash_message="the face detector crashed on this part of the video")
@@ -258,16 +262,18 @@ def is_video(name: str | os.PathLike[str]) -> bool:
 
 
 def emotion_over_time(table: pd.DataFrame, predictor) -> pd.DataFrame:
-    """Per measured first face of each frame: ``time_s`` and the AU model's probability of each
-    emotion (its class names as columns). Frames without a face are left out."""
+    """Per sampled frame: ``time_s`` and the AU model's probability of each emotion (its class
+    names as columns) for the frame's first face; empty where no face was measured."""
     from ..predictors.base import FaceInput
 
     if getattr(predictor, "inputs", "") != "aus":
         raise FerError(f"{predictor.name}: reads pixels, not AUs; pick an AU model for the emotion over time")
-    rows = table[(table["success"] == 1) & (table["face"] == 0)]
-    faces = [FaceInput(aus=np.asarray(v, dtype=float)) for v in rows[list(au_table.AU_COLUMNS)].to_numpy()]
-    proba = np.asarray(predictor.predict_proba(faces), dtype=float) if faces else np.zeros((0, len(predictor.classes)))
+    frames = table[table["face"] == 0].reset_index(drop=True)
+    measured = (frames["success"] == 1).to_numpy()
+    proba = np.full((len(frames), len(predictor.classes)), np.nan)
+    aus = frames.loc[measured, list(au_table.AU_COLUMNS)].to_numpy(dtype=float)
+    if len(aus):
+        proba[measured] = np.asarray(predictor.predict_proba([FaceInput(aus=v) for v in aus]), dtype=float)
     out = pd.DataFrame(proba, columns=list(predictor.classes))
-    out.insert(0, "time_s", rows["time_s"].to_numpy())
+    out.insert(0, "time_s", frames["time_s"].to_numpy())
     return out
-
