@@ -104,6 +104,49 @@ def test_video_rows_time_and_no_face_failures(face_video):
     assert np.abs(photo - tracked).max() < 0.5
 
 
+def test_a_crash_costs_one_chunk(tmp_path, monkeypatch):
+    """The worker measuring the second chunk is killed (SIGKILL, as a native abort would end it):
+    that chunk becomes one failure row with its time range, the first and third are measured."""
+    import os
+    import signal
+    import threading
+
+    path = write_video(tmp_path / "crash.mp4", 12, rate=10)
+    monkeypatch.setattr(video, "CHUNK_FRAMES", 40)  # chunks of 4 s at 10 fps: 0-4, 4-8, 8-12 s
+
+    def reader_of(target: Path) -> int | None:
+        """The process of this test that has the video open (the worker decoding it)."""
+        import multiprocessing
+
+        for child in multiprocessing.active_children():
+            try:
+                if any(os.readlink(f"/proc/{child.pid}/fd/{fd}") == str(target)
+                       for fd in os.listdir(f"/proc/{child.pid}/fd")):
+                    return child.pid
+            except OSError:
+                continue
+        return None
+
+    def kill_second_chunk(done: int, total: int) -> None:
+        if done == 1:  # the first chunk is in; the worker has just been given the second
+            def kill() -> None:
+                for _ in range(100):
+                    pid = reader_of(path)
+                    if pid:
+                        os.kill(pid, signal.SIGKILL)
+                        return
+                    threading.Event().wait(0.02)
+            threading.Timer(0.3, kill).start()
+
+    table = video.extract_video(path, fps=10, progress=kill_second_chunk)
+    crashed = table[table["reason"].str.contains("crashed")]
+    assert len(crashed) == 1 and crashed["time_s"].iloc[0] == pytest.approx(4.0)
+    assert crashed["reason"].iloc[0] == ("the face detector crashed on this part of the video (signal 9); "
+                                         "it was skipped (frames from 4.0 s to 8.0 s)")
+    measured = table[table["success"] == 1]["time_s"]
+    assert len(measured[measured < 4]) == 40 and len(measured[measured >= 8]) == 40
+
+
 def test_cli_extract_video_writes_time_s(face_video, tmp_path):
     out = tmp_path / "au.csv"
     done = subprocess.run([sys.executable, "-m", "fer_core", "extract", str(face_video), "--fps", "1", "--out", str(out)],
