@@ -320,14 +320,15 @@ VIDEO_SLOT = 1000  # widget keys of the chosen frame's panel, apart from the pho
 
 
 def video_file(name: str, data: bytes) -> Path:
-    """The upload as a file (PyAV and the worker process read a path), named by its content."""
+    """The upload as a temporary file of this session (PyAV and the worker process read a path);
+    it is removed when the session's next video replaces it."""
     from fer_core.measure.video import VIDEO_TYPES
 
     suffix = Path(name).suffix.lower() if Path(name).suffix.lower().lstrip(".") in VIDEO_TYPES else ".mp4"
-    path = Path(tempfile.gettempdir()) / f"fer-video-{digest(data)}{suffix}"
-    if not path.is_file() or path.stat().st_size != len(data):
-        path.write_bytes(data)
-    return path
+    handle, path = tempfile.mkstemp(prefix="fer-video-", suffix=suffix)
+    with open(handle, "wb") as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def video_table(name: str, data: bytes, fps: float):
@@ -338,15 +339,22 @@ def video_table(name: str, data: bytes, fps: float):
     kept: dict = st.session_state.setdefault("try_video_tables", {})
     key = (digest(data), fps)
     if key not in kept:
+        for old, _ in kept.values():  # one video at a time: its file and table are the largest things kept
+            old.unlink(missing_ok=True)
+        kept.clear()
         path = video_file(name, data)
-        info = probe_video(path, name)
-        if info.duration_s > VIDEO_MAX_S:
-            return t("try_it.video_too_long", name=name, s=f"{info.duration_s:.0f}", max=f"{VIDEO_MAX_S / 60:.0f}")
-        bar = st.progress(0.0, text=t("try_it.video_measuring", name=name, fps=f"{fps:g}"))
-        table = extract_video(path, fps=fps, workers=default_workers(), name=name,
-                              progress=lambda done, total: bar.progress(done / max(total, 1)))
-        bar.empty()
-        kept.clear()  # one video at a time: a table of a long video is the largest thing kept
+        try:
+            info = probe_video(path, name)
+            if info.duration_s > VIDEO_MAX_S:
+                path.unlink(missing_ok=True)
+                return t("try_it.video_too_long", name=name, s=f"{info.duration_s:.0f}", max=f"{VIDEO_MAX_S / 60:.0f}")
+            bar = st.progress(0.0, text=t("try_it.video_measuring", name=name, fps=f"{fps:g}"))
+            table = extract_video(path, fps=fps, workers=default_workers(), name=name,
+                                  progress=lambda done, total: bar.progress(done / max(total, 1)))
+            bar.empty()
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         kept[key] = (path, table)
     return kept[key]
 
@@ -364,7 +372,7 @@ def pick_time(times: list[float], events: list) -> float:
                             help=t("try_it.video_time_help"))
 
 
-def video_part(model, model_key: str, model_name: str) -> None:
+def video_part(model, model_key: str, model_name: str, others: list) -> None:
     """A short video: AU intensities and emotion probabilities over time, the frame at a chosen
     time with its explanation, and the per-frame table as CSV."""
     from fer_core.au_table import AU_COLUMNS, au_label
@@ -378,7 +386,11 @@ def video_part(model, model_key: str, model_name: str) -> None:
         st.info(t("try_it.video_empty"))
         return
     name, data = upload.name, upload.getvalue()
-    kept = video_table(name, data, float(fps))
+    try:
+        kept = video_table(name, data, float(fps))
+    except FerError as exc:
+        show_error(exc)
+        return
     if isinstance(kept, str):
         show_error(kept)
         return
@@ -416,7 +428,7 @@ def video_part(model, model_key: str, model_name: str) -> None:
     when = pick_time(times, events)
     at, rgb = frame_at(path, when)
     result, _ = frame_result(name, at, rgb, model, model_key)
-    show_result(result, [], VIDEO_SLOT, model, model_key, model_name)
+    show_result(result, others, VIDEO_SLOT, model, model_key, model_name)
 
 
 def frame_result(name: str, at: float, rgb, model, model_key: str):
@@ -483,7 +495,7 @@ def main() -> None:
     with photos:
         photos_part(model, model_key, model_name, others)
     with clip:
-        video_part(model, model_key, model_name)
+        video_part(model, model_key, model_name, others)
 
 
 run_page(main)

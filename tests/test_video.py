@@ -250,12 +250,23 @@ def _values(v) -> np.ndarray:
     return np.asarray(v, dtype=float)
 
 
+@pytest.fixture
+def uploads_dir(tmp_path, monkeypatch) -> Path:
+    """Where the page keeps the uploaded video (a temporary file), so a test can look and none is left."""
+    import tempfile
+
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
 def _upload_video(at: AppTest, path: Path) -> AppTest:
     at.file_uploader(key="try_video").set_value((path.name, path.read_bytes(), "video/mp4"))
     return run_app(at, T)
 
 
-def test_try_it_video_lines_frame_and_downloads(models_dir, face_video, served):  # noqa: F811
+def test_try_it_video_lines_frame_and_downloads(models_dir, face_video, served, uploads_dir):  # noqa: F811
     at = run_app(AppTest.from_file(TRY_IT), T)
     assert "Upload a video to see its AUs and emotions over time." in texts(at.info)
     _upload_video(at, face_video)
@@ -285,9 +296,13 @@ def test_try_it_video_lines_frame_and_downloads(models_dir, face_video, served):
     assert list(probs.columns) == ["time_s", "angry", "disgust", "happy", "neutral", "sad", "surprise"]
     sums = probs.drop(columns="time_s").sum(axis=1, min_count=1)
     assert sums[:6].to_numpy() == pytest.approx(1.0) and sums[6:].isna().all()
+    # the upload is one temporary file, replaced (not added to) by the next video
+    assert len(list(uploads_dir.iterdir())) == 1
+    _upload_video(at, write_video(uploads_dir.parent / "other.mp4", 1, rate=10))
+    assert len(list(uploads_dir.iterdir())) == 1 and "#### other.mp4 at 0.00 s" in texts(at.markdown)
 
 
-def test_try_it_video_too_long_and_not_a_video(models_dir, tmp_path):
+def test_try_it_video_too_long_and_not_a_video(models_dir, tmp_path, uploads_dir):
     long = write_video(tmp_path / "long.mp4", 301, rate=1, size=(64, 48), face_until=0)
     at = run_app(AppTest.from_file(TRY_IT), T)
     _upload_video(at, long)
@@ -297,9 +312,10 @@ def test_try_it_video_too_long_and_not_a_video(models_dir, tmp_path):
     fake.write_bytes(b"\x00\x00\x00\x18ftypmp42 but nothing after")
     _upload_video(at, fake)
     assert len(at.error) == 1 and at.error[0].value.startswith("fake.mp4: not a readable video")
+    assert not list(uploads_dir.iterdir()), "a refused video leaves no temporary file"
 
 
-def test_try_it_video_in_korean(models_dir, face_video):
+def test_try_it_video_in_korean(models_dir, face_video, uploads_dir):
     at = AppTest.from_file(TRY_IT)
     at.query_params["lang"] = "ko"
     run_app(at, T)
