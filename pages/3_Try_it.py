@@ -360,11 +360,13 @@ def video_table(name: str, data: bytes, fps: float):
 
 
 def pick_time(times: list[float], events: list) -> float:
-    """The time a click on a chart chose (the nearest sampled frame), else the slider's."""
+    """The time a new click on a chart chose (the nearest sampled frame), else the slider's. A
+    chart keeps its selection across reruns, so a click counts once: moving the slider later wins."""
     for event in events:
         points = (event or {}).get("selection", {}).get("points", [])
-        if points:
-            clicked = float(points[0]["x"])
+        clicked = float(points[0]["x"]) if points else None
+        if clicked is not None and clicked != st.session_state.get("try_video_clicked"):
+            st.session_state["try_video_clicked"] = clicked
             st.session_state["try_video_time"] = min(times, key=lambda v: abs(v - clicked))
     if st.session_state.get("try_video_time") not in times:
         st.session_state["try_video_time"] = times[0]

@@ -286,6 +286,14 @@ def test_try_it_video_lines_frame_and_downloads(models_dir, face_video, served, 
     assert "#### face.mp4 at 1.52 s" in texts(at.markdown) and "#### face.mp4 at 0.00 s" not in texts(at.markdown)
     marked = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Emotion probabilities"))
     assert marked["layout"]["shapes"][0]["x0"] == pytest.approx(1.52)
+    # a click on a chart picks the nearest sampled frame, once: the slider moved later wins
+    at.session_state["try_video_emotions"] = {"selection": {"points": [{"x": 2.1, "y": 0.5}], "point_indices": [4],
+                                                            "box": [], "lasso": []}}
+    run_app(at, T)
+    assert "#### face.mp4 at 2.00 s" in texts(at.markdown)
+    at.select_slider(key="try_video_time").set_value(0.52)
+    run_app(at, T)
+    assert "#### face.mp4 at 0.52 s" in texts(at.markdown)
     # the downloads parse back: the AU table in the CLI's format, the emotions per frame
     _, raw = download(at, served, "try_video_csv")
     table = au_table.read(io.BytesIO(raw))
