@@ -65,8 +65,11 @@ AU_NAMES: dict[str, str] = {
 }
 
 # Columns of an AU table besides the AUs; `reason` is empty when extraction succeeded; `masked` is
-# 1 for a face measured under a (drawn) mask, whose hidden AUs are then empty: unknown, not zero.
-META_COLUMNS: tuple[str, ...] = ("file", "face", "label", "success", "confidence", "source", "reason", "masked")
+# 1 for a face measured under a (drawn) mask, whose hidden AUs are then empty: unknown, not zero;
+# `time_s` is the time of a video frame in seconds (``measure.video``), empty for images: a
+# video's rows share its `file`, and a frame is told apart by its time.
+META_COLUMNS: tuple[str, ...] = ("file", "face", "label", "success", "confidence", "source", "reason", "masked",
+                                 "time_s")
 TABLE_COLUMNS: tuple[str, ...] = META_COLUMNS + AU_COLUMNS
 
 TEXT_COLUMNS: tuple[str, ...] = ("file", "label", "source", "reason")
@@ -117,6 +120,7 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     frame["source"] = _shared_text(frame["source"], "")
     frame["reason"] = _shared_text(frame["reason"], "")
     frame["masked"] = _whole(frame["masked"])
+    frame["time_s"] = pd.to_numeric(frame["time_s"], errors="coerce").astype(float)
     with np.errstate(over="ignore"):  # 1e308 becomes inf in float32: unusable either way (select)
         for c in AU_COLUMNS:
             if frame[c].dtype != np.float32:
@@ -502,6 +506,7 @@ def from_project_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     out["source"] = frame["source"] if "source" in frame.columns else "csv"
     out["reason"] = frame["reason"] if "reason" in frame.columns else ""
     out["masked"] = frame["masked"] if "masked" in frame.columns else 0
+    out["time_s"] = frame["time_s"] if "time_s" in frame.columns else np.nan
     return normalise(pd.concat([out, aus.reset_index(drop=True)], axis=1))
 
 
@@ -639,15 +644,27 @@ def require_columns(table: pd.DataFrame, columns: Sequence[str] = AU_COLUMNS, wh
 
 
 def first_face_mask(table: pd.DataFrame) -> np.ndarray:
-    """Per row: the first face of its image (``face`` 0, first row of its ``file``)."""
+    """Per row: the first face of its image (``face`` 0, first row of its ``file``; for a video,
+    of its ``file`` and ``time_s``: each frame is a picture of its own)."""
     keep = np.ones(len(table), dtype=bool)
     if "face" in table.columns:
         face = pd.to_numeric(table["face"], errors="coerce").fillna(0).to_numpy(dtype=float)
         keep = np.abs(face) < 1
     if "file" in table.columns:
         idx = np.flatnonzero(keep)
-        keep[idx[_duplicated(table["file"], idx)]] = False
+        keep[idx[_duplicated(_frame_key(table), idx)]] = False
     return keep
+
+
+def _frame_key(table: pd.DataFrame) -> pd.Series:
+    """What names one picture: the ``file``, or for a video's rows the file and the frame's ``time_s``."""
+    if "time_s" not in table.columns:
+        return table["file"]
+    times = pd.to_numeric(table["time_s"], errors="coerce")
+    if not times.notna().any():
+        return table["file"]
+    stamp = times.map(lambda v: "" if v != v else f"\x00{v:.3f}")
+    return table["file"].astype(str) + stamp
 
 
 def _duplicated(values: pd.Series, positions: np.ndarray) -> np.ndarray:

@@ -84,8 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_predict)
 
-    s = sub.add_parser("extract", help="AU table (CSV, CSV.gz or Parquet by extension) of a folder of images")
-    s.add_argument("folder")
+    s = sub.add_parser("extract", help="AU table (CSV, CSV.gz or Parquet by extension) of a folder of images, "
+                                       "or of a video (MP4, MOV, AVI, WebM)")
+    s.add_argument("folder", help="a folder of images, or a video file: one row per sampled frame and face (time_s)")
+    s.add_argument("--fps", type=float, default=None,
+                   help="videos: frames measured per second of video, by their time (default 10)")
     s.add_argument("--out", required=True)
     s.add_argument("--backend", choices=("mediapipe", "openface-docker"), default="mediapipe")
     s.add_argument("--workers", type=int, default=None,
@@ -287,6 +290,14 @@ def cmd_extract(args) -> int:
     from .images import relative_file, scan_images
 
     fileio.output_path(args.out)  # a bad --out is said before measuring, not after
+    from .measure.video import is_video
+
+    if is_video(args.folder) and not Path(args.folder).is_dir():
+        if args.engine == "ray" or args.crops:
+            raise FerError(f"{args.folder}: --engine ray and --crops are for folders of images, not a video")
+        return _extract_video(args)
+    if args.fps is not None:
+        raise FerError(f"{args.folder}: --fps is for a video file (MP4, MOV, AVI or WebM), not a folder of images")
     if args.engine == "ray":
         _ray_options_usable(args)
     elif args.ray_address:
@@ -327,8 +338,33 @@ def cmd_extract(args) -> int:
     images = table["file"].nunique()
     failed = table[table["success"] == 0]
     print(f"{images} images, {ok} faces -> {args.out}; {len(failed)} without a face or unreadable", file=sys.stderr)
+    _print_reasons(failed)
+    return 0
+
+
+def _print_reasons(failed) -> None:
+    """The five commonest reasons of failure rows, with their counts."""
     for reason, n in failed["reason"].value_counts().head(5).items():
         print(f"  {n} x {reason}", file=sys.stderr)
+
+
+def _extract_video(args) -> int:
+    """``extract video.mp4 --fps 10``: a row per sampled frame and face, with ``time_s``."""
+    from . import au_table
+    from .measure.extract import default_workers
+    from .measure.video import DEFAULT_FPS, extract_video
+
+    if args.backend != "mediapipe" or args.mask:
+        raise FerError(f"{args.folder}: videos are measured with the embedded MediaPipe, without --mask or --backend")
+    fps = DEFAULT_FPS if args.fps is None else args.fps
+    table = extract_video(args.folder, fps=fps, workers=args.workers or default_workers(),
+                          name=Path(args.folder).name, progress=_tqdm_progress("video chunks"))
+    au_table.write(table, args.out)
+    frames = table["time_s"].nunique()
+    failed = table[table["success"] == 0]
+    print(f"{frames} frames at {fps:g} fps, {int(table['success'].sum())} faces -> {args.out}; "
+          f"{len(failed)} frames without a face or unreadable", file=sys.stderr)
+    _print_reasons(failed)
     return 0
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -311,12 +313,153 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
             show_masked(result, model, model_key, mask, slot)
 
 
-def main() -> None:
-    st.title(t("try_it.title"))
-    st.caption(t("try_it.intro"))
-    model, model_key, model_name, others = choose_models()
-    if model is None:
+# -- a video ------------------------------------------------------------------------------------
+VIDEO_MAX_S = 300.0  # "a short video": five minutes at 5 fps is 1,500 frames, a few minutes to measure
+VIDEO_FPS_CHOICES = (1, 2, 5, 10)
+VIDEO_SLOT = 1000  # widget keys of the chosen frame's panel, apart from the photos' slots
+
+
+def video_file(name: str, data: bytes) -> Path:
+    """The upload as a temporary file of this session (PyAV and the worker process read a path);
+    it is removed when the session's next video replaces it."""
+    from fer_core.measure.video import VIDEO_TYPES
+
+    suffix = Path(name).suffix.lower() if Path(name).suffix.lower().lstrip(".") in VIDEO_TYPES else ".mp4"
+    handle, path = tempfile.mkstemp(prefix="fer-video-", suffix=suffix)
+    with open(handle, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def video_table(name: str, data: bytes, fps: float):
+    """(file, AU table of the sampled frames) kept in session state, or a one-line error."""
+    from fer_core.measure.extract import default_workers
+    from fer_core.measure.video import extract_video, probe_video
+
+    kept: dict = st.session_state.setdefault("try_video_tables", {})
+    key = (digest(data), fps)
+    if key not in kept:
+        for old, _ in kept.values():  # one video at a time: its file and table are the largest things kept
+            old.unlink(missing_ok=True)
+        kept.clear()
+        path = video_file(name, data)
+        try:
+            info = probe_video(path, name)
+            if info.duration_s > VIDEO_MAX_S:
+                path.unlink(missing_ok=True)
+                return t("try_it.video_too_long", name=name, s=f"{info.duration_s:.0f}", max=f"{VIDEO_MAX_S / 60:.0f}")
+            bar = st.progress(0.0, text=t("try_it.video_measuring", name=name, fps=f"{fps:g}"))
+            table = extract_video(path, fps=fps, workers=default_workers(), name=name,
+                                  progress=lambda done, total: bar.progress(done / max(total, 1)))
+            bar.empty()
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        kept[key] = (path, table)
+    return kept[key]
+
+
+def pick_time(times: list[float], events: list) -> float:
+    """The time a new click on a chart chose (the nearest sampled frame), else the slider's. A
+    chart keeps its selection across reruns, so a click counts once: moving the slider later wins."""
+    for event in events:
+        points = (event or {}).get("selection", {}).get("points", [])
+        clicked = float(points[0]["x"]) if points else None
+        if clicked is not None and clicked != st.session_state.get("try_video_clicked"):
+            st.session_state["try_video_clicked"] = clicked
+            st.session_state["try_video_time"] = min(times, key=lambda v: abs(v - clicked))
+    if st.session_state.get("try_video_time") not in times:
+        st.session_state["try_video_time"] = times[0]
+    return st.select_slider(t("try_it.video_time"), times, key="try_video_time", format_func=lambda v: f"{v:.2f} s",
+                            help=t("try_it.video_time_help"))
+
+
+def video_part(model, model_key: str, model_name: str, others: list) -> None:
+    """A short video: AU intensities and emotion probabilities over time, the frame at a chosen
+    time with its explanation, and the per-frame table as CSV."""
+    from fer_core.au_table import AU_COLUMNS, au_label
+    from fer_core.measure.video import VIDEO_TYPES, emotion_over_time, frame_at
+
+    upload = st.file_uploader(t("try_it.video_upload"), type=list(VIDEO_TYPES), key="try_video",
+                              help=t("try_it.video_upload_help", max=f"{VIDEO_MAX_S / 60:.0f}"))
+    fps = st.select_slider(t("try_it.video_fps"), VIDEO_FPS_CHOICES, value=2, key="try_video_fps",
+                           help=t("try_it.video_fps_help"))
+    if upload is None:
+        st.info(t("try_it.video_empty"))
         return
+    name, data = upload.name, upload.getvalue()
+    try:
+        kept = video_table(name, data, float(fps))
+    except FerError as exc:
+        show_error(exc)
+        return
+    if isinstance(kept, str):
+        show_error(kept)
+        return
+    path, table = kept
+    firsts = table[table["face"] == 0].reset_index(drop=True)
+    measured = int((firsts["success"] == 1).sum())
+    st.caption(t("try_it.video_found", frames=len(firsts), faces=measured, fps=f"{fps:g}"))
+    if not measured:
+        show_error(t("try_it.video_no_face", name=name), warning=True)
+        return
+    times = firsts["time_s"].round(3).tolist()
+    chosen = st.session_state.get("try_video_time")
+    marked = chosen if chosen in times else None
+    events = []
+    x_title = t("try_it.video_time_axis")
+    if getattr(model, "inputs", "") == "aus":
+        probs = emotion_over_time(table, model)
+        fig = plots.lines_over_time(probs, list(model.classes), [emotion_label(c) for c in model.classes],
+                                    t("try_it.video_emotions_title", model=model_name), x_title,
+                                    t("try_it.video_probability_axis"),
+                                    [plots.emotion_color(c) for c in model.classes], marked)
+        events.append(st.plotly_chart(fig, key="try_video_emotions", on_select="rerun", selection_mode="points"))
+    else:
+        probs = None
+        st.info(t("try_it.video_needs_au_model", model=model_name))
+    au_choices = list(AU_COLUMNS)
+    default = [c for c in ("AU06_r", "AU12_r", "AU04_r", "AU01_r") if c in au_choices]
+    shown = st.multiselect(t("try_it.video_aus"), au_choices, default=default, key="try_video_aus",
+                           format_func=au_label)
+    if shown:
+        fig = plots.lines_over_time(firsts, shown, [au_label(c) for c in shown], t("try_it.video_aus_title"),
+                                    x_title, t("try_it.video_intensity_axis"), marked=marked)
+        events.append(st.plotly_chart(fig, key="try_video_au_lines", on_select="rerun", selection_mode="points"))
+    video_downloads(name, table, probs)
+    when = pick_time(times, events)
+    at, rgb = frame_at(path, when)
+    result, _ = frame_result(name, at, rgb, model, model_key)
+    show_result(result, others, VIDEO_SLOT, model, model_key, model_name)
+
+
+def frame_result(name: str, at: float, rgb, model, model_key: str):
+    """The chosen frame analysed like a photo (kept, so moving between frames is quick)."""
+    results: dict = st.session_state.setdefault("try_video_frames", {})
+    key = (name, at, model_key)
+    if key not in results:
+        with st.spinner(t("try_it.analysing", name=f"{name} {at:.2f} s")):
+            results[key] = (analyze_photo(rgb, t("try_it.video_frame_name", name=name, s=f"{at:.2f}"), model),
+                            model_key)
+        while len(results) > MAX_KEPT_RESULTS:
+            results.pop(next(iter(results)))
+    return results[key]
+
+
+def video_downloads(name: str, table: pd.DataFrame, probs: pd.DataFrame | None) -> None:
+    """The per-frame AU table (the CLI's format, with time_s) and the emotions over time, as CSV."""
+    stem = Path(name).stem or "video"
+    c1, c2 = st.columns(2)
+    c1.download_button(t("try_it.video_download_aus"), table.to_csv(index=False).encode(),
+                       file_name=f"{stem}_au.csv", mime="text/csv", key="try_video_csv",
+                       help=t("try_it.video_download_aus_help"))
+    if probs is not None:
+        c2.download_button(t("try_it.video_download_emotions"), probs.to_csv(index=False).encode(),
+                           file_name=f"{stem}_emotions.csv", mime="text/csv", key="try_video_emotions_csv",
+                           help=t("try_it.video_download_emotions_help"))
+
+
+def photos_part(model, model_key: str, model_name: str, others: list) -> None:
     inputs = collect_inputs()
     mask = None
     if st.toggle(t("try_it.mask_on"), key="try_mask", help=t("try_it.mask_help")):
@@ -342,6 +485,19 @@ def main() -> None:
             log.exception("analysis of %s failed", name)
             show_error(exc, prefix=name)
     st.session_state["try_last"] = shown
+
+
+def main() -> None:
+    st.title(t("try_it.title"))
+    st.caption(t("try_it.intro"))
+    model, model_key, model_name, others = choose_models()
+    if model is None:
+        return
+    photos, clip = st.tabs([t("try_it.tab_photos"), t("try_it.tab_video")])
+    with photos:
+        photos_part(model, model_key, model_name, others)
+    with clip:
+        video_part(model, model_key, model_name, others)
 
 
 run_page(main)

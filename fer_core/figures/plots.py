@@ -380,3 +380,21 @@ def gam_shape_functions(gam, columns: int = 4, title: str | None = None) -> go.F
     fig.update_xaxes(range=[0, 5])
     fig.update_layout(legend=dict(orientation="h", y=-0.05))
     return _layout(fig, title or t("figures.gam_title"), height=190 * rows + 80, top=70)
+
+
+# -- a video over time -------------------------------------------------------------------------
+def lines_over_time(frame: pd.DataFrame, columns: Sequence[str], names: Sequence[str], title: str,
+                    x_title: str, y_title: str, colors: Sequence[str] | None = None,
+                    marked: float | None = None) -> go.Figure:
+    """One line per column over ``frame["time_s"]`` (a video's AUs or emotion probabilities); a
+    missing value (a frame without a face) leaves a gap; ``marked``: the chosen time, dotted."""
+    fig = go.Figure()
+    for i, (column, name) in enumerate(zip(columns, names)):
+        fig.add_trace(go.Scatter(x=frame["time_s"], y=frame[column], mode="lines+markers", name=name,
+                                 marker=dict(size=5), line=dict(color=colors[i]) if colors else None,
+                                 hovertemplate=f"{name}: %{{y:.2f}} (%{{x:.2f}} s)<extra></extra>"))
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title)
+    if marked is not None:
+        fig.add_vline(x=marked, line_dash="dot", line_color="#444")
+    return _layout(fig, title, height=340)

@@ -305,16 +305,8 @@ class FaceAnalyzer:
 
     def _create(self, vision, BaseOptions, bundle: bytes, detector_bytes: bytes, max_faces: int,
                 min_confidence: float) -> None:
-        self._landmarker = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_buffer=bundle),
-            running_mode=vision.RunningMode.IMAGE,
-            num_faces=max_faces,
-            min_face_detection_confidence=min_confidence,
-            min_face_presence_confidence=min_confidence,
-            min_tracking_confidence=min_confidence,
-            output_face_blendshapes=True,
-            output_facial_transformation_matrixes=True,
-        ))
+        self._bundle, self._max_faces, self._min_confidence = bundle, max_faces, min_confidence
+        self._landmarker = self._new_landmarker(vision.RunningMode.IMAGE)
         self._detector = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
             base_options=BaseOptions(model_asset_buffer=detector_bytes),
             running_mode=vision.RunningMode.IMAGE,
@@ -324,6 +316,37 @@ class FaceAnalyzer:
         blank = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8))
         self._landmarker.detect(blank)
         self._detector.detect(blank)
+
+    def _new_landmarker(self, running_mode):
+        _mp, vision, BaseOptions = _import_mediapipe()
+        return vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_buffer=self._bundle),
+            running_mode=running_mode,
+            num_faces=self._max_faces,
+            min_face_detection_confidence=self._min_confidence,
+            min_face_presence_confidence=self._min_confidence,
+            min_tracking_confidence=self._min_confidence,
+            output_face_blendshapes=True,
+            output_facial_transformation_matrixes=True,
+        ))
+
+    def video_landmarker(self):
+        """A new landmarker in MediaPipe's VIDEO running mode (it tracks the faces of the previous
+        frame instead of searching each frame; timestamps must increase), for
+        ``measure.video``; the caller closes it."""
+        _mp, vision, _base = _import_mediapipe()
+        with quiet_native_logs():
+            return self._new_landmarker(vision.RunningMode.VIDEO)
+
+    def detect_video_frame(self, landmarker, rgb: np.ndarray, timestamp_ms: int) -> list[Face]:
+        """The faces of one video frame, largest first: ``landmarker`` (``video_landmarker``)
+        tracks them, then the same face-quality gate and ROI refinement as a photo's faces. When
+        no tracked face passes the gate, the frame is searched like a photo (tiles included)."""
+        with self._lock:
+            rgb = np.ascontiguousarray(rgb)
+            image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
+            faces = self._faces_of(landmarker.detect_for_video(image, int(timestamp_ms)), image, rgb)
+            return self._gate_and_refine(rgb, _drop_duplicates(_largest_first(faces))) or self._detect(rgb)
 
     def __enter__(self) -> "FaceAnalyzer":
         return self
@@ -411,6 +434,10 @@ class FaceAnalyzer:
                 face.landmarks[:, 1] += cy
                 face.box = (face.box[0] + cx, face.box[1] + cy, face.box[2], face.box[3])
                 faces.append(face)
+        return self._gate_and_refine(rgb, faces)
+
+    def _gate_and_refine(self, rgb: np.ndarray, faces: list[Face]) -> list[Face]:
+        """The face-quality gate (PHOTO_MIN_SCORE), then each face re-measured on a ROI of its own."""
         faces = _drop_duplicates(_largest_first([f for f in faces if f.confidence >= PHOTO_MIN_SCORE]))
         for face in faces:
             face.low_confidence = face.confidence < PHOTO_SURE_SCORE
@@ -465,7 +492,10 @@ class FaceAnalyzer:
 
     def _detect_once(self, rgb: np.ndarray) -> list[Face]:
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
-        result = self._landmarker.detect(image)
+        return self._faces_of(self._landmarker.detect(image), image, rgb)
+
+    def _faces_of(self, result, image, rgb: np.ndarray) -> list[Face]:
+        """The landmarker's faces with the detector's score of each (0 where it saw none)."""
         if not result.face_landmarks:
             return []
         h, w = rgb.shape[:2]

@@ -1,0 +1,335 @@
+"""Videos: real video files written by the test with PyAV (frames of a real face photo, moving and
+scaled), measured by the real MediaPipe route; sampling by time, failure rows, the CLI, the
+time_s column through the AU table's reader and usable-rows rule, and flat memory on a long video."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+av = pytest.importorskip("av", reason="PyAV is not installed (pip install -r requirements.txt)")
+
+from fer_core import au_table  # noqa: E402
+from fer_core.measure import video  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+WRITER = textwrap.dedent('''
+    import av, numpy as np
+    from PIL import Image
+
+    def write_video(path, seconds, rate=25, size=(320, 240), codec="libx264", face_until=None):
+        """A face photo (scikit-image's astronaut, cropped to the face) drifting and breathing in
+        size on a plain background; from ``face_until`` seconds on, the background alone."""
+        from skimage import data
+
+        face = Image.fromarray(data.astronaut()[10:250, 130:370])
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream(codec, rate=rate)
+            stream.width, stream.height = size
+            stream.pix_fmt = "yuv420p"
+            for i in range(int(round(seconds * rate))):
+                canvas = Image.new("RGB", size, (40, 60, 80))
+                if face_until is None or i / rate < face_until:
+                    side = int(size[1] * (0.8 + 0.1 * np.sin(i / 10)))
+                    x = int((size[0] - side) / 2 + 0.06 * size[0] * np.sin(i / 7))
+                    canvas.paste(face.resize((side, side)), (x, (size[1] - side) // 2))
+                for packet in stream.encode(av.VideoFrame.from_ndarray(np.asarray(canvas), format="rgb24")):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+        return path
+''')
+namespace: dict = {}
+exec(WRITER, namespace)  # the same writer runs in the memory test's subprocess
+write_video = namespace["write_video"]
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory) -> Path:
+    """4 s at 25 fps, H.264; the face until 3 s, then no face."""
+    return write_video(tmp_path_factory.mktemp("video") / "face.mp4", 4, face_until=3.0)
+
+
+def test_frames_are_sampled_by_time(face_video):
+    info = video.probe_video(face_video)
+    assert info.codec == "h264" and (info.width, info.height) == (320, 240)
+    assert info.duration_s == pytest.approx(4.0, abs=0.1) and info.fps == pytest.approx(25)
+    every = [t for t, _ in video.sampled_frames(face_video, 25)]
+    assert len(every) == 100 and every == sorted(every)
+    times = [t for t, rgb in video.sampled_frames(face_video, 2)]
+    # one frame per half second: the first frame at or after each grid point k / 2
+    assert times == pytest.approx([0.0, 0.52, 1.0, 1.52, 2.0, 2.52, 3.0, 3.52], abs=1e-6)
+    tenth = [t for t, _ in video.sampled_frames(face_video, 10)]
+    assert len(tenth) == 40 and np.all(np.diff(tenth) > 0.07)
+    # a chunk starting mid-video (seeking) samples the same frames as one pass
+    parts = [t for a, b in ((0, 1.7), (1.7, 2.9), (2.9, None)) for t, _ in video.sampled_frames(face_video, 10, a, b)]
+    assert parts == tenth
+
+
+def test_frames_are_limited_like_photos(face_video, monkeypatch):
+    _, rgb = next(video.sampled_frames(face_video, 1, max_side=160))
+    assert rgb.shape == (120, 160, 3) and rgb.dtype == np.uint8
+    monkeypatch.setenv("FER_MAX_ASPECT", "1.2")
+    with pytest.raises(video.VideoError, match="frames are 320x240 pixels, more than 1.2 times longer"):
+        video.probe_video(face_video)
+
+
+def test_video_rows_time_and_no_face_failures(face_video):
+    table = video.extract_video(face_video, fps=2, name="face.mp4")
+    assert list(table.columns) == list(au_table.TABLE_COLUMNS)
+    assert table["time_s"].tolist() == pytest.approx([0.0, 0.52, 1.0, 1.52, 2.0, 2.52, 3.0, 3.52], abs=1e-6)
+    with_face = table[table["time_s"] < 3]
+    assert (with_face["success"] == 1).all() and (with_face["confidence"] > 0.8).all()
+    assert np.isfinite(with_face[list(au_table.AU_COLUMNS)].to_numpy()).all()
+    no_face = table[table["time_s"] >= 3]
+    assert (no_face["success"] == 0).all() and set(no_face["reason"]) == {"no face found"}
+    assert set(table["file"]) == {"face.mp4"} and set(table["source"]) == {video.SOURCE}
+    # every frame is a picture of its own for the usable-rows rule (the file is the same)
+    assert len(au_table.usable(table)) == 6
+    # the tracked face's AUs agree with the same frame measured as a photo
+    from fer_core.measure.extract import measure_image
+
+    t, rgb = video.frame_at(face_video, 1.0)
+    assert t == pytest.approx(1.0)
+    photo = measure_image(rgb)[0].au_vector()
+    tracked = with_face[with_face["time_s"] == t][list(au_table.AU_COLUMNS)].to_numpy()[0]
+    assert np.abs(photo - tracked).max() < 0.5
+
+
+def test_a_crash_costs_one_chunk(tmp_path, monkeypatch):
+    """The worker measuring the second chunk is killed (SIGKILL, as a native abort would end it):
+    that chunk becomes one failure row with its time range, the first and third are measured."""
+    import os
+    import signal
+    import threading
+
+    path = write_video(tmp_path / "crash.mp4", 12, rate=10)
+    monkeypatch.setattr(video, "CHUNK_FRAMES", 40)  # chunks of 4 s at 10 fps: 0-4, 4-8, 8-12 s
+
+    def reader_of(target: Path) -> int | None:
+        """The process of this test that has the video open (the worker decoding it)."""
+        import multiprocessing
+
+        for child in multiprocessing.active_children():
+            try:
+                if any(os.readlink(f"/proc/{child.pid}/fd/{fd}") == str(target)
+                       for fd in os.listdir(f"/proc/{child.pid}/fd")):
+                    return child.pid
+            except OSError:
+                continue
+        return None
+
+    def kill_second_chunk(done: int, total: int) -> None:
+        if done == 1:  # the first chunk is in; the worker has just been given the second
+            def kill() -> None:
+                for _ in range(100):
+                    pid = reader_of(path)
+                    if pid:
+                        os.kill(pid, signal.SIGKILL)
+                        return
+                    threading.Event().wait(0.02)
+            threading.Timer(0.3, kill).start()
+
+    table = video.extract_video(path, fps=10, progress=kill_second_chunk)
+    crashed = table[table["reason"].str.contains("crashed")]
+    assert len(crashed) == 1 and crashed["time_s"].iloc[0] == pytest.approx(4.0)
+    assert crashed["reason"].iloc[0] == ("the face detector crashed on this part of the video (signal 9); "
+                                         "it was skipped (frames from 4.0 s to 8.0 s)")
+    measured = table[table["success"] == 1]["time_s"]
+    assert len(measured[measured < 4]) == 40 and len(measured[measured >= 8]) == 40
+
+
+def test_cli_extract_video_writes_time_s(face_video, tmp_path):
+    out = tmp_path / "au.csv"
+    done = subprocess.run([sys.executable, "-m", "fer_core", "extract", str(face_video), "--fps", "1", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "4 frames at 1 fps, 3 faces" in done.stderr and "1 x no face found" in done.stderr
+    back = au_table.read(out)
+    assert back["time_s"].tolist() == pytest.approx([0.0, 1.0, 2.0, 3.0], abs=1e-6)
+    assert back["success"].tolist() == [1, 1, 1, 0]
+    # tables of images keep an empty time_s, and read back the same
+    images = au_table.from_rows([{"file": "a.jpg", "face": 0, "success": 1, **dict.fromkeys(au_table.AU_COLUMNS, 1.0)}])
+    au_table.write(images, tmp_path / "img.csv")
+    assert au_table.read(tmp_path / "img.csv")["time_s"].isna().all()
+
+
+@pytest.mark.parametrize("name, codec", [("clip.webm", "libvpx"), ("clip.avi", "mpeg4"), ("clip.mov", "mpeg4")])
+def test_other_containers(tmp_path, name, codec):
+    path = write_video(tmp_path / name, 2, rate=10, codec=codec)
+    assert video.is_video(path)
+    times = [t for t, _ in video.sampled_frames(path, 2)]
+    assert times == pytest.approx([0.0, 0.5, 1.0, 1.5], abs=0.02)
+    assert video.probe_video(path).duration_s == pytest.approx(2.0, abs=0.15)
+
+
+def test_bad_videos_are_one_line_errors(tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n" * 20)
+    empty = tmp_path / "empty.mov"
+    empty.write_bytes(b"")
+    for path, message in ((fake, "not a readable video"), (empty, "file is empty")):
+        done = subprocess.run([sys.executable, "-m", "fer_core", "extract", str(path), "--out", str(tmp_path / "x.csv")],
+                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert done.returncode == 2 and message in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    with pytest.raises(video.VideoError, match="--fps must be above 0"):
+        list(video.sampled_frames(fake, 0))
+
+
+MEMORY_PROBE = WRITER + textwrap.dedent('''
+    import json, resource, sys
+    from fer_core.measure import video
+
+    path = write_video(sys.argv[1], 600, rate=10, size=(160, 120), face_until=0)  # 10 minutes, no face
+    def peak_mb():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    frames, at_start = 0, None
+    for t, rgb in video.sampled_frames(path, 10):
+        frames += 1
+        if frames == 300:
+            at_start = peak_mb()
+    decoded = peak_mb()
+
+    def worker_mb(field):  # the measuring worker process, as the kernel counts it
+        import multiprocessing
+        (child,) = multiprocessing.active_children()
+        status = open(f"/proc/{child.pid}/status").read()
+        return int(status.split(field + ":")[1].split()[0]) / 1024
+
+    rss = {}
+    table = video.extract_video(path, fps=0.5, progress=lambda done, total: rss.setdefault(done, worker_mb("VmRSS"))
+                                if done else None)
+    print(json.dumps({"frames": frames, "at_start": at_start, "decoded": decoded, "rows": len(table),
+                      "last": float(table["time_s"].max()), "chunks": len(rss), "worker_first": rss[1],
+                      "worker_last": rss[max(rss)], "worker_peak": worker_mb("VmHWM"), "parent": peak_mb()}))
+''')
+
+
+def test_memory_stays_flat_on_a_ten_minute_video(tmp_path):
+    """6,000 frames of 160x120 are 345 MB as a list; streamed, the decoder's peak grows by less
+    than 25 MB from frame 300 to frame 6,000 (measured: 0; the bound leaves room for codec
+    buffers). The measuring worker (MediaPipe's models, ~320 MB at start) gets a fresh tracker per
+    chunk: its memory from the first of the ten chunks to the last grows by less than 50 MB
+    (measured: 15 MB; MediaPipe's allocations settle after some 20 trackers, ~40 MB, then stay
+    flat), and its peak stays under 600 MB."""
+    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(tmp_path / "long.mp4")], capture_output=True,
+                          text=True, cwd=ROOT, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    m = json.loads(done.stdout.strip().splitlines()[-1])
+    assert m["frames"] == 6000
+    assert m["decoded"] - m["at_start"] < 25, m
+    assert m["rows"] == 300 and m["last"] == pytest.approx(598.0, abs=0.2)
+    assert m["chunks"] == 10 and m["worker_last"] - m["worker_first"] < 50, m
+    assert m["worker_peak"] < 600, m
+
+
+# -- Try it's video tab ---------------------------------------------------------------------------
+from apptest_helpers import charts, english_left, page_texts, run_app, texts  # noqa: E402
+from conftest import BUNDLED_AU_MODEL  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+from test_try_it import TRY_IT, download, served  # noqa: E402, F401 (served: the fixture)
+
+T = 240  # the first video starts the measuring worker (MediaPipe)
+
+
+def _values(v) -> np.ndarray:
+    """A plotly spec's array: a list, or plotly 6's typed array ({"dtype", "bdata"})."""
+    if isinstance(v, dict):
+        import base64
+
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+    return np.asarray(v, dtype=float)
+
+
+@pytest.fixture
+def uploads_dir(tmp_path, monkeypatch) -> Path:
+    """Where the page keeps the uploaded video (a temporary file), so a test can look and none is left."""
+    import tempfile
+
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def _upload_video(at: AppTest, path: Path) -> AppTest:
+    at.file_uploader(key="try_video").set_value((path.name, path.read_bytes(), "video/mp4"))
+    return run_app(at, T)
+
+
+def test_try_it_video_lines_frame_and_downloads(models_dir, face_video, served, uploads_dir):  # noqa: F811
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    assert "Upload a video to see its AUs and emotions over time." in texts(at.info)
+    _upload_video(at, face_video)
+    assert "8 frames sampled at 2 per second, a face measured in 6 of them." in texts(at.caption)
+    lines = {c["layout"]["title"]["text"]: c for c in charts(at) if c["data"][0].get("mode") == "lines+markers"}
+    emotions = lines[f"Emotion probabilities over time ({BUNDLED_AU_MODEL})"]
+    assert [tr["name"] for tr in emotions["data"]] == ["angry", "disgust", "happy", "neutral", "sad", "surprise"]
+    assert all(len(_values(tr["x"])) == 8 for tr in emotions["data"]) and emotions["layout"]["xaxis"]["title"]["text"] == "time (s)"
+    aus = lines["AU intensities over time (first face of each frame)"]
+    assert [tr["name"] for tr in aus["data"]] == ["AU06 cheek raiser", "AU12 lip corner puller", "AU04 brow lowerer",
+                                                  "AU01 inner brow raiser"]
+    # the chosen frame is explained like a photo: the first sampled frame, then the one the slider picks
+    assert "#### face.mp4 at 0.00 s" in texts(at.markdown)
+    assert any(m.startswith("### Predicted: ") for m in texts(at.markdown))
+    at.select_slider(key="try_video_time").set_value(1.52)
+    run_app(at, T)
+    assert "#### face.mp4 at 1.52 s" in texts(at.markdown) and "#### face.mp4 at 0.00 s" not in texts(at.markdown)
+    marked = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Emotion probabilities"))
+    assert marked["layout"]["shapes"][0]["x0"] == pytest.approx(1.52)
+    # a click on a chart picks the nearest sampled frame, once: the slider moved later wins
+    at.session_state["try_video_emotions"] = {"selection": {"points": [{"x": 2.1, "y": 0.5}], "point_indices": [4],
+                                                            "box": [], "lasso": []}}
+    run_app(at, T)
+    assert "#### face.mp4 at 2.00 s" in texts(at.markdown)
+    at.select_slider(key="try_video_time").set_value(0.52)
+    run_app(at, T)
+    assert "#### face.mp4 at 0.52 s" in texts(at.markdown)
+    # the downloads parse back: the AU table in the CLI's format, the emotions per frame
+    _, raw = download(at, served, "try_video_csv")
+    table = au_table.read(io.BytesIO(raw))
+    assert table["time_s"].tolist() == pytest.approx([0.0, 0.52, 1.0, 1.52, 2.0, 2.52, 3.0, 3.52], abs=1e-6)
+    assert table["success"].tolist() == [1] * 6 + [0] * 2
+    _, raw = download(at, served, "try_video_emotions_csv")
+    probs = pd.read_csv(io.BytesIO(raw))
+    assert list(probs.columns) == ["time_s", "angry", "disgust", "happy", "neutral", "sad", "surprise"]
+    sums = probs.drop(columns="time_s").sum(axis=1, min_count=1)
+    assert sums[:6].to_numpy() == pytest.approx(1.0) and sums[6:].isna().all()
+    # the upload is one temporary file, replaced (not added to) by the next video
+    assert len(list(uploads_dir.iterdir())) == 1
+    _upload_video(at, write_video(uploads_dir.parent / "other.mp4", 1, rate=10))
+    assert len(list(uploads_dir.iterdir())) == 1 and "#### other.mp4 at 0.00 s" in texts(at.markdown)
+
+
+def test_try_it_video_too_long_and_not_a_video(models_dir, tmp_path, uploads_dir):
+    long = write_video(tmp_path / "long.mp4", 301, rate=1, size=(64, 48), face_until=0)
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    _upload_video(at, long)
+    assert texts(at.error) == ["long.mp4: the video is 301 s long; Try it takes videos of up to 5 minutes (cut it, or "
+                               "measure it with python -m fer_core extract)."]
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(b"\x00\x00\x00\x18ftypmp42 but nothing after")
+    _upload_video(at, fake)
+    assert len(at.error) == 1 and at.error[0].value.startswith("fake.mp4: not a readable video")
+    assert not list(uploads_dir.iterdir()), "a refused video leaves no temporary file"
+
+
+def test_try_it_video_in_korean(models_dir, face_video, uploads_dir):
+    at = AppTest.from_file(TRY_IT)
+    at.query_params["lang"] = "ko"
+    run_app(at, T)
+    assert [tab.label for tab in at.tabs] == ["사진", "동영상"]
+    _upload_video(at, face_video)
+    assert "초당 2장씩 8개 프레임을 추출했고, 그중 6개에서 얼굴을 측정했습니다." in texts(at.caption)
+    titles = [c["layout"]["title"]["text"] for c in charts(at)]
+    assert f"시간에 따른 감정 확률 ({BUNDLED_AU_MODEL})" in titles
+    assert english_left(page_texts(at) + titles, (BUNDLED_AU_MODEL, "face.mp4")) == []
