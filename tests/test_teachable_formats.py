@@ -357,3 +357,16 @@ def test_page_in_korean(exports, models_dir, astronaut_jpeg):
     emotions = charts(at)[1]["data"][0]["y"]
     assert sorted(emotions) == sorted(["화남", "행복", "슬픔"])
     assert "NanumGothic" in charts(at)[1]["layout"]["font"]["family"]
+
+
+def test_a_tfjs_model_json_path_loads_as_teachable_machine(exports, faces):
+    """``evaluate --model export/model.json`` (or any model path) takes a TensorFlow.js export, not
+    an AU model: the AU kind only claims its own JSON format."""
+    from fer_core.predictors.registry import kind_for_path, load_predictor
+
+    model_json = exports["folders"]["tfjs"] / "model.json"
+    assert kind_for_path(model_json) == "teachable"
+    tm = load_predictor(str(model_json))
+    assert tm.format == "tfjs"
+    expected = np.asarray(exports["model"](tm.preprocess(faces[:2]), training=False))
+    np.testing.assert_allclose(tm.raw_proba(faces[:2]), expected, atol=1e-5)

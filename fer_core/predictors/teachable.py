@@ -815,6 +815,8 @@ def _save(artefact: TeachableImport, path: Path) -> list[Path]:
 
 
 def _load(path: Path, entry) -> TeachablePredictor:
+    if path.name == TFJS_NAME and path.is_file():  # a TensorFlow.js export named by its model.json
+        path = path.parent
     predictor = load_teachable(path, name=entry.name, mapping=entry.mapping)
     imported = (entry.extra or {}).get("format")
     if imported in FORMAT_LABELS:  # a TensorFlow.js import is stored as keras_model.h5
@@ -823,8 +825,8 @@ def _load(path: Path, entry) -> TeachablePredictor:
 
 
 def _claims(path: Path) -> bool:
-    return path.suffix.lower() in (".h5", ".zip", ".tflite") or (path.is_dir() and any(
-        (path / name).is_file() for name in (MODEL_NAME, TFJS_NAME)))
+    return (path.suffix.lower() in (".h5", ".zip", ".tflite") or (path.name == TFJS_NAME and path.is_file())
+            or (path.is_dir() and any((path / name).is_file() for name in (MODEL_NAME, TFJS_NAME))))
 
 
 def _kinds():
