@@ -86,18 +86,13 @@ def read_regular_file(path: str | os.PathLike[str], max_bytes: int, hint: str, w
                       error: type[FerError] = ModelFileError, label: str | None = None) -> bytes:
     """The bytes of a regular file of at most ``max_bytes``, checked before and while reading.
 
-    The file is opened without blocking (a FIFO swapped in after the check cannot hang us) and
-    checked again on the open descriptor; reading stops one byte past the limit.
+    Opened by ``open_regular_file`` (without blocking, checked again on the open descriptor);
+    reading stops one byte past the limit.
     """
     name = label or path
-    check_regular_file(path, hint, max_bytes, what, error, label)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise error(f"{name}: cannot be read ({exc.strerror or exc}); {hint}") from None
-    with os.fdopen(fd, "rb") as fh:
+    fh, _ = open_regular_file(path, hint, max_bytes, what, error, label)
+    with fh:
         try:
-            _check_mode(name, os.fstat(fd), hint, max_bytes, what, error)
             data = fh.read(max_bytes + 1)
         except OSError as exc:
             raise error(f"{name}: cannot be read ({exc.strerror or exc}); {hint}") from None

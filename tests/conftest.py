@@ -98,3 +98,26 @@ def copy_fer_sample(split: Path, root: Path, per_class: int, classes=SIX_EMOTION
         for src in sorted((split / emotion).glob("*.jpg"))[:per_class]:
             shutil.copy(src, root / emotion / src.name)
     return root
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict:
+    """The files the page's download buttons serve, by file name (bytes, or the callable of a button
+    that builds its file on click), caught where Streamlit hands them to its media file manager."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    served: dict = {}
+    add, add_deferred = MediaFileManager.add, MediaFileManager.add_deferred
+
+    def record(self, path_or_data, mimetype, coordinates, file_name=None, is_for_static_download=False):
+        if is_for_static_download and file_name:
+            served[file_name] = path_or_data
+        return add(self, path_or_data, mimetype, coordinates, file_name, is_for_static_download)
+
+    def record_deferred(self, data_callable, mimetype, coordinates, file_name=None, **kw):
+        served[file_name] = data_callable
+        return add_deferred(self, data_callable, mimetype, coordinates, file_name, **kw)
+
+    monkeypatch.setattr(MediaFileManager, "add", record)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record_deferred)
+    return served

@@ -13,7 +13,6 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 from apptest_helpers import charts, english_left, page_texts, run_app, texts
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from fer_core import config
@@ -51,19 +50,6 @@ def shipped_models(tmp_path, monkeypatch):
     return d
 
 
-@pytest.fixture
-def downloads(monkeypatch) -> dict[str, bytes]:
-    """The bytes behind every st.download_button of a run, by file name."""
-    seen: dict[str, bytes] = {}
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def record(self, path_or_data, mimetype, kind, filename=None):
-        if filename and isinstance(path_or_data, bytes):
-            seen[filename] = path_or_data
-        return original(self, path_or_data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
-    return seen
 
 
 def _home(lang: str = "en") -> AppTest:

@@ -29,21 +29,6 @@ T = 240
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
-@pytest.fixture
-def downloads(monkeypatch) -> dict[str, bytes]:
-    """The bytes of every download button the page made, by file name, as Streamlit stored them."""
-    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-
-    got: dict[str, bytes] = {}
-    original = MemoryMediaFileStorage.load_and_get_id
-
-    def capture(self, path_or_data, mimetype, kind, filename=None):
-        if filename:
-            got[filename] = path_or_data
-        return original(self, path_or_data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", capture)
-    return got
 
 
 # The FER2013 sample and the tiny CNN of the model-page tests (module-scoped: made once here too).
