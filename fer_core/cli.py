@@ -195,6 +195,9 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--classes", default="six")
     s.add_argument("--limit-per-class", type=int, default=None)
     s.add_argument("--class-weighting", action="store_true", help="weight classes by inverse frequency")
+    s.add_argument("--holdout", type=float, default=None,
+                   help="share of --data held out to choose the best epoch; --val is then scored once at the "
+                        "end, never used for a choice (default: --val chooses the epoch)")
     s.add_argument("--max-minutes", type=float, default=None, help="stop after this long, keeping the best epoch")
     s.add_argument("--name", help="register in models/manifest.json under this name")
     s.set_defaults(func=cmd_train_cnn)
@@ -673,13 +676,15 @@ def cmd_train_cnn(args) -> int:
     bar = _tqdm_progress("epochs", total=args.epochs)
     result = train_cnn(args.data, args.val, classes=classes, preset=args.preset, epochs=args.epochs,
                        batch_size=args.batch_size, out=args.out, limit_per_class=args.limit_per_class,
-                       class_weighting=args.class_weighting, command=args.command_line,
+                       class_weighting=args.class_weighting, command=args.command_line, holdout=args.holdout,
                        progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
                        should_stop=(lambda: time.monotonic() > deadline) if deadline else None)
     ev = result.evaluation
-    print(f"{args.preset} CNN, {result.epochs_run} epochs in {result.seconds / 60:.1f} min: validation accuracy "
+    print(f"{args.preset} CNN, {result.epochs_run} epochs in {result.seconds / 60:.1f} min: accuracy "
           f"{ev.accuracy:.3f} (95% CI {ev.accuracy_ci95[0]:.3f}-{ev.accuracy_ci95[1]:.3f}), "
-          f"macro-F1 {ev.macro_f1:.3f} -> {args.out}")
+          f"macro-F1 {ev.macro_f1:.3f} on {result.evaluated_on}"
+          + (f"; {result.selection.accuracy:.3f} on {result.selected_on}, which chose the epoch"
+             if args.holdout is not None else "") + f" -> {args.out}")
     warning = degenerate_model_warning(ev)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

@@ -41,6 +41,7 @@ class Metrics:
     accuracy_ci95: tuple[float, float] | None = None
     evaluated_on: str = ""
     n: int | None = None
+    selected_on: str = ""  # what chose the epoch / hyper-parameters, when not evaluated_on itself
 
     def to_dict(self) -> dict:
         out: dict[str, Any] = {}
@@ -65,13 +66,15 @@ class Metrics:
         return cls(accuracy=_number(d.get("accuracy")), macro_f1=_number(d.get("macro_f1")),
                    accuracy_ci95=ci_pair if ci_pair and None not in ci_pair else None,
                    evaluated_on=evaluated_on if isinstance(evaluated_on, str) else "",
-                   n=d["n"] if isinstance(d.get("n"), int) and not isinstance(d.get("n"), bool) else None)
+                   n=d["n"] if isinstance(d.get("n"), int) and not isinstance(d.get("n"), bool) else None,
+                   selected_on=d["selected_on"] if isinstance(d.get("selected_on"), str) else "")
 
     @classmethod
-    def from_report(cls, report, evaluated_on: str) -> "Metrics":
+    def from_report(cls, report, evaluated_on: str, selected_on: str = "") -> "Metrics":
         """From an ``EvaluationReport``."""
         return cls(accuracy=report.accuracy, macro_f1=report.macro_f1,
-                   accuracy_ci95=tuple(report.accuracy_ci95), evaluated_on=evaluated_on, n=report.n)
+                   accuracy_ci95=tuple(report.accuracy_ci95), evaluated_on=evaluated_on, n=report.n,
+                   selected_on=selected_on)
 
 
 def _number(value: Any) -> float | None:

@@ -195,7 +195,7 @@ class CNNTrainResult:
     path: Path
     metadata_path: Path
     history: dict[str, list[float]]
-    evaluation: EvaluationReport  # on the validation images, which also picked the best epoch
+    evaluation: EvaluationReport  # on the validation images (which picked the best epoch unless ``holdout``)
     epochs_run: int
     stopped_by_user: bool
     seconds: float
@@ -203,12 +203,14 @@ class CNNTrainResult:
     model: Any = None  # the trained Keras model (best weights), for immediate use
     evaluated_on: str = ""
     classes: tuple[str, ...] = ()
+    selected_on: str = ""
+    selection: EvaluationReport | None = None  # the held-out share of train that picked the epoch
 
     @property
     def metrics(self):
         from ..manifest import Metrics
 
-        return Metrics.from_report(self.evaluation, self.evaluated_on)
+        return Metrics.from_report(self.evaluation, self.evaluated_on, self.selected_on)
 
 
 def metadata_path(model_path: str | os.PathLike[str]) -> Path:
@@ -246,10 +248,13 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
               progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
               load_progress: CountFn | None = None, seed: int = 0, limit_per_class: int | None = None,
               class_weighting: bool = False, augment: bool = True, patience: int = 10,
-              learning_rate: float = 1e-3, command: str | None = None) -> CNNTrainResult:
+              learning_rate: float = 1e-3, command: str | None = None,
+              holdout: float | None = None) -> CNNTrainResult:
     """Train a CNN on a labelled folder and save the best epoch (by validation accuracy) to ``out``.
 
-    Without ``val_dir`` a stratified 10 % of the training images is held out. Training stops early
+    Without ``val_dir`` a stratified 10 % of the training images is held out. With ``holdout`` a
+    stratified share of the training images picks the epoch and ``val_dir`` is scored once at the
+    end, untouched by any choice (``selected_on`` / ``evaluated_on``). Training stops early
     when validation accuracy has not improved for ``patience`` epochs, or when ``should_stop()``
     returns True (checked after every batch); either way the best weights are kept. The sidecar
     ``<out>.meta.json`` is written before the first epoch, so checkpoints are loadable at once.
@@ -261,20 +266,32 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     if out.suffix != ".keras":
         raise FerError(f"{out}: the CNN output file must end with .keras")
     classes = tuple(classes)
+    if holdout is not None and not 0 < holdout < 1:
+        raise FerError(f"holdout {holdout!r}: give the share of training images that picks the epoch, e.g. 0.1")
     train = load_dataset(train_dir, classes, load_progress, limit_per_class, seed)
-    if val_dir is None:
-        train_idx, val_idx = stratified_split(train.y, 0.1, seed)
+    skipped = train.skipped
+    if val_dir is None or holdout is not None:
+        share = 0.1 if holdout is None else holdout
+        train_idx, val_idx = stratified_split(train.y, share, seed)
         x_train, y_train = train.x[train_idx], train.y[train_idx]
         x_val, y_val = train.x[val_idx], train.y[val_idx]
-        skipped = train.skipped
+        selected_on = f"{share:.0%} of {Path(train_dir).name} held out from fitting ({len(y_val):,} images)"
     else:
-        val = load_dataset(val_dir, classes, load_progress, limit_per_class, seed)
-        x_train, y_train, x_val, y_val = train.x, train.y, val.x, val.y
-        skipped = train.skipped + val.skipped
-    evaluated_on = (f"{Path(val_dir).name if val_dir else '10% of ' + Path(train_dir).name + ' held out'} "
-                    f"({len(y_val):,} images; it also picked the best epoch)")
+        x_train, y_train = train.x, train.y
+    test = None
+    if val_dir is not None:
+        test = load_dataset(val_dir, classes, load_progress, limit_per_class, seed)
+        skipped += test.skipped
+        if holdout is None:  # the old way: the validation folder picks the epoch and is scored
+            x_val, y_val = test.x, test.y
+            selected_on = f"{Path(val_dir).name} ({len(y_val):,} images)"
     if len(y_val) == 0:
         raise DatasetError(f"{train_dir}: too few images to hold out a validation set; give a val folder")
+    if test is not None and holdout is not None:
+        evaluated_on = (f"{Path(val_dir).name} ({len(test.y):,} images, {len(classes)} emotions; "
+                        "not used for any choice)")
+    else:
+        evaluated_on = f"{selected_on.split(' (')[0]} ({len(y_val):,} images; it also picked the best epoch)"
 
     keras = import_keras()
     import tensorflow as tf
@@ -294,6 +311,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         "input_shape": [CNN_SIZE, CNN_SIZE, 1], "input_scale": "gray 0..1",
         "train_dir": str(train_dir), "val_dir": None if val_dir is None else str(val_dir),
         "n_train": int(len(y_train)), "n_val": int(len(y_val)), "seed": seed, "epochs": epochs,
+        "holdout": holdout, "selected_on": selected_on,
         "batch_size": batch_size, "augment": augment, "class_weighting": class_weighting,
         "limit_per_class": limit_per_class, "command": command, "keras_version": keras.__version__,
         "status": "training",
@@ -314,19 +332,24 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
                         shuffle=False, verbose=0)  # the dataset reshuffles every epoch itself
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
-    proba = predict_mirrored(model, x_val)
-    evaluation = evaluation_report([classes[i] for i in y_val], [classes[i] for i in proba.argmax(1)],
-                                   classes, model=out.stem, n_boot=1000, seed=seed)
+    def score(x: np.ndarray, y: np.ndarray) -> EvaluationReport:
+        proba = predict_mirrored(model, x)
+        return evaluation_report([classes[i] for i in y], [classes[i] for i in proba.argmax(1)],
+                                 classes, model=out.stem, n_boot=1000, seed=seed)
+
+    selection = score(x_val, y_val)
+    evaluation = score(test.x, test.y) if test is not None and holdout is not None else selection
     # Save the best weights into an uncompiled twin: no optimizer state, a third of the size.
     inference = build_cnn(preset, len(classes))
     inference.set_weights(model.get_weights())
     inference.save(out)
     seconds = time.perf_counter() - started
     result = CNNTrainResult(out, metadata_path(out), hist, evaluation, len(hist.get("loss", [])),
-                            reporter.stopped_by_user, seconds, skipped, inference, evaluated_on, classes)
+                            reporter.stopped_by_user, seconds, skipped, inference, evaluated_on, classes,
+                            selected_on, selection)
     metadata.update(status="done", epochs_run=result.epochs_run, stopped_by_user=reporter.stopped_by_user,
                     seconds=round(seconds, 1), metrics=result.metrics.to_dict(),
-                    evaluation=evaluation.to_dict(), history=hist)
+                    evaluation=evaluation.to_dict(), selection=selection.to_dict(), history=hist)
     _write_metadata(out, metadata)
     return result
 
