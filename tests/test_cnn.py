@@ -184,3 +184,27 @@ def test_real_fer2013_sample(fer_train, fer_val, tmp_path):
     images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((fer_val / "happy").glob("*.jpg"))[:4]]
     proba = predictor.predict_proba(images)
     assert proba.shape == (4, 6) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_holdout_picks_the_epoch_and_val_is_scored_untouched(kaggle_dir, tmp_path):
+    """--holdout: a share of train chooses the epoch; the val folder is scored once, and the
+    manifest metrics say which images did what (selected_on / evaluated_on)."""
+    from fer_core.manifest import Metrics
+
+    val = tmp_path / "val"
+    rng = np.random.default_rng(5)
+    for label, emotion in enumerate(CLASSES):
+        (val / emotion).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(_synthetic_face(label, rng)).save(val / emotion / f"{i:03d}.jpg", quality=95)
+    result = train_cnn(kaggle_dir, val, classes=CLASSES, preset="tiny", epochs=2, batch_size=8,
+                       out=tmp_path / "honest.keras", holdout=0.2, seed=0)
+    meta = read_cnn_metadata(result.path)
+    assert meta["n_train"] == 24 and meta["n_val"] == 6 and meta["holdout"] == 0.2  # 20 % of 30 picks
+    assert result.selection.n == 6 and result.evaluation.n == 12  # val: all 12, scored once
+    assert result.selected_on.startswith("20% of train held out") and "not used for any choice" in result.evaluated_on
+    metrics = Metrics.from_dict(meta["metrics"])
+    assert metrics.selected_on == result.selected_on and metrics.evaluated_on == result.evaluated_on
+    assert metrics.n == 12 and meta["selection"]["n"] == 6
+    with pytest.raises(FerError, match="holdout"):
+        train_cnn(kaggle_dir, val, classes=CLASSES, preset="tiny", epochs=1, out=tmp_path / "x.keras", holdout=1.5)
