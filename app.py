@@ -14,8 +14,17 @@ import pandas as pd
 import streamlit as st
 
 from fer_core import config
+from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError, one_line
-from fer_core.evaluation.scores import SCORES_FILE, BundledScores, accuracy_text, read_scores, statuses, val_role
+from fer_core.evaluation.scores import (
+    BundledScores,
+    accuracy_text,
+    predicts_all_seven,
+    read_scores,
+    scores_file,
+    statuses,
+    val_role,
+)
 from fer_core.i18n import emotion_label, install_browser_font, t
 from ui.common import (
     HOME_ICON,
@@ -30,6 +39,8 @@ from ui.common import (
 )
 
 BENCH_COMMAND = "python bench/bundled_scores.py"
+
+
 def _val_role_text(evaluated_on: str) -> str:
     role = val_role(evaluated_on)
     return {"yes": t("home.val_yes"), "trunk": t("home.val_trunk"), "no": t("home.val_no")}.get(
@@ -76,22 +87,31 @@ def _scores_csv(entries, scores: BundledScores | None) -> bytes:
     return pd.DataFrame(rows).to_csv(index=False).encode("utf-8")
 
 
-def _read_scores() -> BundledScores | None:
-    """The shared-image scores, or None with a one-line warning when the file is damaged."""
+def _read_scores(classes=SIX_EMOTIONS) -> BundledScores | None:
+    """A test set's shared-image scores, or None with a one-line warning when the file is damaged."""
     try:
-        return read_scores()
+        return read_scores(classes=classes)
     except FerError as exc:
         st.warning(one_line(exc), icon=":material/warning:")
         return None
 
 
-def show_models() -> None:
-    st.subheader(t("home.models"))
-    entries = manifest_entries()
-    if not entries:
-        st.warning(t("home.no_models"))
-        return
-    scores = _read_scores()
+def _scores_caption(scores: BundledScores, seven: bool) -> str:
+    ts = scores.test_set
+    per = ", ".join(f"{emotion_label(e)} {n:,}" for e, n in ts.per_emotion.items())
+    if seven:
+        return t("home.seven_scores_caption", test_set=ts.name, n=f"{ts.n:,}", per_emotion=per,
+                 date=scores.date, command=scores.command)
+    left = ", ".join(f"{emotion_label(e)} {n:,}" for e, n in ts.left_out.items()) or t("home.nothing")
+    return t("home.scores_caption", test_set=ts.name, n=f"{ts.n:,}", per_emotion=per, left_out=left,
+             date=scores.date, command=scores.command)
+
+
+def show_scores_table(entries, classes) -> None:
+    """One test set's table (six emotions: every model; seven: the models that predict all seven),
+    its captions, what is not measured, the per-emotion recall and the downloads."""
+    seven = tuple(classes) == SEVEN_EMOTIONS
+    scores = _read_scores(classes)
     frame = _models_frame(entries, scores)
     st.dataframe(frame, hide_index=True, column_config={
         t("home.col_accuracy"): st.column_config.TextColumn(help=t("home.col_accuracy_help")),
@@ -100,22 +120,24 @@ def show_models() -> None:
         t("home.col_recorded"): st.column_config.TextColumn(help=t("home.col_recorded_help")),
     })
     if scores is not None:
-        ts = scores.test_set
-        per = ", ".join(f"{emotion_label(e)} {n:,}" for e, n in ts.per_emotion.items())
-        left = ", ".join(f"{emotion_label(e)} {n:,}" for e, n in ts.left_out.items()) or t("home.nothing")
-        st.caption(t("home.scores_caption", test_set=ts.name, n=f"{ts.n:,}", per_emotion=per, left_out=left,
-                     date=scores.date, command=scores.command))
+        st.caption(_scores_caption(scores, seven))
+    fear = [e.name for e in entries if "fear" in (e.classes or ())]
+    if not seven and fear:
+        st.caption(t("home.fear_counts_wrong", names=", ".join(fear)))
+    if seven:
+        st.caption(t("home.seven_references"))
     state = statuses(entries, scores)
     unmeasured = [name for name, s in state.items() if s.score is None]
     if unmeasured:
-        st.warning(t("home.not_measured_models", names=", ".join(unmeasured), command=BENCH_COMMAND),
-                   icon=":material/warning:")
+        st.warning(t("home.not_measured_seven" if seven else "home.not_measured_models",
+                     names=", ".join(unmeasured), command=BENCH_COMMAND), icon=":material/warning:")
     for name, s in state.items():
         if s.state == "failed":
             st.caption(t("home.failed_model", name=name, reason=s.reason))
-    st.caption(t("home.recorded_caption"))
+    if not seven:
+        st.caption(t("home.recorded_caption"))
     if scores is not None and scores.models:
-        with st.expander(t("home.recall_title")):
+        with st.expander(t("home.recall_title_seven" if seven else "home.recall_title")):
             recall = pd.DataFrame([{t("home.col_model"): m.name,
                                     **{emotion_label(e): m.recall.get(e) for e in scores.test_set.classes}}
                                    for m in scores.models])
@@ -123,11 +145,26 @@ def show_models() -> None:
                 emotion_label(e): st.column_config.NumberColumn(format="percent") for e in scores.test_set.classes})
             st.caption(t("home.recall_caption"))
     c1, c2 = st.columns(2)
-    c1.download_button(t("home.download_csv"), _scores_csv(entries, scores), "models_fer2013_val.csv",
-                       "text/csv", key="home_csv")
+    stem = Path(scores_file(classes)).stem.replace("scores_", "models_")
+    c1.download_button(t("home.download_csv_seven" if seven else "home.download_csv"), _scores_csv(entries, scores),
+                       f"{stem}.csv", "text/csv", key="home_csv_seven" if seven else "home_csv")
     if scores is not None:
-        c2.download_button(t("home.download_json"), json.dumps(scores.to_dict(), indent=2).encode("utf-8"),
-                           SCORES_FILE, "application/json", key="home_json")
+        c2.download_button(t("home.download_json_seven" if seven else "home.download_json"),
+                           json.dumps(scores.to_dict(), indent=2).encode("utf-8"), scores_file(classes),
+                           "application/json", key="home_json_seven" if seven else "home_json")
+
+
+def show_models() -> None:
+    st.subheader(t("home.models"))
+    entries = manifest_entries()
+    if not entries:
+        st.warning(t("home.no_models"))
+        return
+    show_scores_table(entries, SIX_EMOTIONS)
+    seven = [e for e in entries if predicts_all_seven(e)]
+    if seven:
+        st.markdown(f"**{t('home.seven_title')}**")
+        show_scores_table(seven, SEVEN_EMOTIONS)
 
 
 def show_data() -> None:

@@ -121,3 +121,35 @@ def downloads(monkeypatch) -> dict:
     monkeypatch.setattr(MediaFileManager, "add", record)
     monkeypatch.setattr(MediaFileManager, "add_deferred", record_deferred)
     return served
+
+
+SEVEN_CNN = "tiny-cnn-7"
+
+
+@pytest.fixture(scope="session")
+def tiny_seven_cnn(tmp_path_factory) -> Path:
+    """A real Keras CNN of the seven emotions (tiny preset, untrained, seed 0) with its sidecar: what
+    a seven-emotion model looks like to the dashboard, without the minutes of training."""
+    pytest.importorskip("keras", reason="keras is not installed")
+    import json
+
+    from fer_core.emotions import SEVEN_EMOTIONS
+    from fer_core.predictors.cnn import build_cnn
+
+    path = tmp_path_factory.mktemp("cnn7") / "tiny_cnn_7.keras"
+    build_cnn("tiny", len(SEVEN_EMOTIONS), seed=0).save(path)
+    path.with_suffix(".meta.json").write_text(json.dumps({"kind": "cnn", "preset": "tiny",
+                                                          "classes": list(SEVEN_EMOTIONS)}))
+    return path
+
+
+def seven_cnn_entry(path: Path, name: str = SEVEN_CNN):
+    """The manifest entry of ``tiny_seven_cnn`` as train-cnn --holdout records one (its checksum filled)."""
+    from fer_core.emotions import SEVEN_EMOTIONS
+    from fer_core.manifest import Metrics, ModelEntry, sha256_file
+
+    metrics = Metrics(accuracy=0.2, macro_f1=0.1, accuracy_ci95=(0.19, 0.21), n=3589,
+                      selected_on="10% of train held out from fitting (2,871 images)",
+                      evaluated_on="val (3,589 images, 7 emotions; not used for any choice)")
+    return ModelEntry(name=name, kind="cnn", path=str(path), classes=SEVEN_EMOTIONS, metrics=metrics,
+                      sha256=sha256_file(path))

@@ -1,9 +1,11 @@
 """Home's models table: every bundled model on the same images (models/scores_fer2013_val.json),
-"not measured" where a model changed since, the Start-here path, and Home and the Dataset explorer
-in Korean with no English left."""
+the seven-emotion table of the models that predict fear (models/scores_fer2013_val_seven.json, made
+here by bench/bundled_scores.py with a tiny real seven-emotion CNN), "not measured" where a model
+changed since, the Start-here path, and Home and the Dataset explorer in Korean with no English left."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import re
@@ -13,18 +15,22 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 from apptest_helpers import charts, english_left, page_texts, run_app, texts
+from conftest import BUNDLED_AU_MODEL, SEVEN_CNN, copy_fer_sample, seven_cnn_entry
 from streamlit.testing.v1 import AppTest
 
 from fer_core import config
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.evaluation.scores import (
     SCORES_FILE,
+    SEVEN_SCORES_FILE,
     BundledScores,
     accuracy_text,
+    predicts_all_seven,
     read_scores,
     status_of,
     statuses,
     val_role,
+    write_scores,
 )
 from fer_core.images import scan_images
 from fer_core.manifest import read_manifest, sha256_file, write_manifest
@@ -44,12 +50,48 @@ def shipped_models(tmp_path, monkeypatch):
     manifest's repository-relative paths point; Home never loads them)."""
     d = tmp_path / "models"
     d.mkdir()
-    for name in ("manifest.json", SCORES_FILE):
-        shutil.copy(BUNDLED_MODELS / name, d / name)
+    for name in ("manifest.json", SCORES_FILE, SEVEN_SCORES_FILE):
+        if (BUNDLED_MODELS / name).exists():
+            shutil.copy(BUNDLED_MODELS / name, d / name)
     monkeypatch.setenv("FER_MODELS_DIR", str(d))
     return d
 
 
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bundled_scores", ROOT / "bench" / "bundled_scores.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def seven_scores(tmp_path_factory, fer_val, tiny_seven_cnn):
+    """bench/bundled_scores.py's two test sets on 2 val images per emotion (fear included) for the
+    bundled AU model and a tiny seven-emotion CNN: (manifest entries, six-emotion, seven-emotion scores)."""
+    sample = copy_fer_sample(fer_val, tmp_path_factory.mktemp("val7"), per_class=2, classes=SEVEN_EMOTIONS)
+    entries = [next(e for e in read_manifest(BUNDLED_MODELS) if e.name == BUNDLED_AU_MODEL),
+               seven_cnn_entry(tiny_seven_cnn)]
+    bench, listing = _bench(), scan_images(sample)
+    command = "python bench/bundled_scores.py --workers 1"
+    six = bench.score_test_set(entries, listing, SIX_EMOTIONS, "val", 1, command)
+    seven = bench.score_test_set([e for e in entries if predicts_all_seven(e)], listing, SEVEN_EMOTIONS, "val", 1,
+                                 command)
+    return entries, six, seven, listing
+
+
+@pytest.fixture
+def seven_models(tmp_path, monkeypatch, seven_scores):
+    """A models folder with the bundled AU model and the tiny seven-emotion CNN, and both scores files."""
+    entries, six, seven, _ = seven_scores
+    d = tmp_path / "models"
+    d.mkdir()
+    write_manifest(entries, d)
+    write_scores(six, d)
+    write_scores(seven, d)
+    monkeypatch.setenv("FER_MODELS_DIR", str(d))
+    return d
 
 
 def _home(lang: str = "en") -> AppTest:
@@ -82,6 +124,24 @@ def test_scores_file_covers_every_manifest_model_and_matches_its_file():
         assert weighted == pytest.approx(m.accuracy, abs=5e-4)
     assert BundledScores.from_dict(json.loads(scores_json := (BUNDLED_MODELS / SCORES_FILE).read_text())) == scores
     assert json.loads(scores_json) == scores.to_dict()
+
+
+def test_seven_emotion_scores_cover_every_manifest_model_that_predicts_fear():
+    """Fails when a seven-emotion model is added or retrained without rerunning bench/bundled_scores.py."""
+    seven = [e for e in read_manifest(BUNDLED_MODELS) if predicts_all_seven(e)]
+    scores = read_scores(BUNDLED_MODELS, SEVEN_EMOTIONS)
+    if not seven:
+        return
+    assert scores is not None, "models/scores_fer2013_val_seven.json is missing: run python bench/bundled_scores.py"
+    assert {n: s.state for n, s in statuses(seven, scores).items()} == {e.name: "ok" for e in seven}, \
+        "a seven-emotion model has no current seven-emotion score: run python bench/bundled_scores.py"
+    test_set = scores.test_set
+    assert test_set.name == "FER2013 val" and test_set.classes == SEVEN_EMOTIONS and test_set.left_out == {}
+    assert test_set.n == 3589 and test_set.per_emotion["fear"] == 496
+    assert {m.name for m in scores.models} == {e.name for e in seven}  # six-emotion models are not on it
+    for m in scores.models:
+        assert m.n == test_set.n and set(m.recall) == set(SEVEN_EMOTIONS)
+        assert m.sha256 == sha256_file(next(e for e in seven if e.name == m.name).file)
 
 
 def test_scores_file_counts_the_images_of_the_val_folder(fer_val):
@@ -187,6 +247,91 @@ def test_home_without_or_with_a_damaged_scores_file(shipped_models):
     at = _home()
     assert set(at.dataframe[0].value["accuracy (95 % CI)"]) == {NOT_MEASURED}
     assert any(SCORES_FILE in w and "\n" not in w for w in texts(at.warning))
+
+
+# -- seven emotions ---------------------------------------------------------------------------
+def test_bench_scores_seven_emotion_models_on_seven_emotions_and_everyone_on_six(seven_scores, tiny_seven_cnn):
+    from fer_core.evaluation.compare import run_comparison
+
+    entries, six, seven, listing = seven_scores
+    assert six.test_set.classes == SIX_EMOTIONS and six.test_set.left_out == {"fear": 2} and six.test_set.n == 12
+    assert [m.name for m in six.models] == [BUNDLED_AU_MODEL, SEVEN_CNN] and not six.failed
+    assert seven.test_set.classes == SEVEN_EMOTIONS and seven.test_set.left_out == {} and seven.test_set.n == 14
+    assert seven.test_set.per_emotion == {e: 2 for e in SEVEN_EMOTIONS}
+    assert [m.name for m in seven.models] == [SEVEN_CNN]  # the six-emotion AU model is skipped
+    score = seven.score(SEVEN_CNN)
+    assert score.n == 14 and set(score.recall) == set(SEVEN_EMOTIONS) and score.sha256 == sha256_file(tiny_seven_cnn)
+    assert sum(score.recall[e] * 2 for e in SEVEN_EMOTIONS) / 14 == pytest.approx(score.accuracy, abs=5e-4)
+    # on the six-emotion images a seven-emotion model saying "fear" is wrong, as in any comparison
+    comparison = run_comparison([entries[1]], listing.items, classes=SIX_EMOTIONS)
+    said = comparison.table[SEVEN_CNN]
+    assert not comparison.correct(SEVEN_CNN)[(said == "fear").to_numpy()].any()
+    assert six.score(SEVEN_CNN).accuracy == pytest.approx(comparison.reports[SEVEN_CNN].accuracy)
+
+
+def test_home_shows_the_seven_emotion_table_under_the_six_one(seven_models, seven_scores, downloads):
+    seven = seven_scores[2]
+    at = _home()
+    tables = [d.value for d in at.dataframe if "kind" in d.value.columns]
+    assert [list(t["model"]) for t in tables] == [[BUNDLED_AU_MODEL, SEVEN_CNN], [SEVEN_CNN]]
+    six_table, seven_table = (t.set_index("model") for t in tables)
+    assert six_table.loc[SEVEN_CNN, "images"] == 12 and seven_table.loc[SEVEN_CNN, "images"] == 14
+    s = seven.score(SEVEN_CNN)
+    assert seven_table.loc[SEVEN_CNN, "accuracy (95 % CI)"] == accuracy_text(s.accuracy, s.accuracy_ci95)
+    assert seven_table.loc[SEVEN_CNN, "macro-F1"] == s.macro_f1
+    assert seven_table.loc[SEVEN_CNN, "no face"] == s.no_face
+    assert seven_table.loc[SEVEN_CNN, "val also chose it"] == "no"  # picked on a train share, val scored once
+    assert "**Seven emotions, fear included (the models that predict all seven)**" in texts(at.markdown)
+    captions = texts(at.caption)
+    assert any(f"{SEVEN_CNN} also predict fear" in c and "counts as wrong" in c for c in captions)
+    seven_caption = next(c for c in captions if "FER2013 val, seven emotions, 14 images" in c)
+    assert "fear 2" in seven_caption and seven.command in seven_caption
+    references = next(c for c in captions if "73.3 %" in c)
+    assert all(w in references for w in ("74.1 %", "VGG", "arXiv 2105.03588", "Residual Masking Network",
+                                         "PrivateTest", "PublicTest"))
+    assert not at.warning
+    csv = pd.read_csv(io.BytesIO(downloads["models_fer2013_val_seven.csv"]))
+    assert list(csv["model"]) == [SEVEN_CNN] and csv.loc[0, "recall_fear"] == s.recall["fear"]
+    assert BundledScores.from_dict(json.loads(downloads[SEVEN_SCORES_FILE])) == read_scores(seven_models, SEVEN_EMOTIONS)
+    assert BundledScores.from_dict(json.loads(downloads[SCORES_FILE])) == read_scores(seven_models)
+
+
+def test_home_shows_no_seven_emotion_table_without_a_seven_emotion_model(seven_models, seven_scores):
+    entries, *_ = seven_scores
+    write_manifest(entries[:1])
+    at = _home()
+    assert [list(d.value["model"]) for d in at.dataframe if "kind" in d.value.columns] == [[BUNDLED_AU_MODEL]]
+    assert not any("Seven emotions" in m for m in texts(at.markdown))
+    assert not any("also predict fear" in c or "73.3 %" in c for c in texts(at.caption))
+
+
+def test_home_says_not_measured_for_a_seven_emotion_model_without_its_seven_score(seven_models):
+    (seven_models / SEVEN_SCORES_FILE).unlink()
+    at = _home()
+    six_table, seven_table = (d.value.set_index("model") for d in at.dataframe if "kind" in d.value.columns)
+    assert CI_TEXT.match(six_table.loc[SEVEN_CNN, "accuracy (95 % CI)"])  # its six-emotion score stands
+    assert seven_table.loc[SEVEN_CNN, "accuracy (95 % CI)"] == NOT_MEASURED
+    warning = " ".join(texts(at.warning))
+    assert f"Not measured on the seven-emotion images: {SEVEN_CNN}" in warning
+    # retrained: neither of its scores belongs to the file any more
+    entries = read_manifest()
+    entries[1].sha256 = "0" * 64
+    write_manifest(entries)
+    at = _home()
+    six_table, seven_table = (d.value.set_index("model") for d in at.dataframe if "kind" in d.value.columns)
+    assert six_table.loc[SEVEN_CNN, "accuracy (95 % CI)"] == NOT_MEASURED
+    assert seven_table.loc[SEVEN_CNN, "accuracy (95 % CI)"] == NOT_MEASURED
+    assert CI_TEXT.match(six_table.loc[BUNDLED_AU_MODEL, "accuracy (95 % CI)"])
+
+
+def test_korean_home_with_the_seven_emotion_table_has_no_english_left(seven_models):
+    names = tuple(e.name for e in read_manifest())
+    at = _home("ko")
+    assert english_left(page_texts(at), names) == []
+    captions = texts(at.caption)
+    assert any("두려움 2" in c for c in captions) and any("74.1 %" in c for c in captions)
+    tables = [d.value for d in at.dataframe if "종류" in d.value.columns]
+    assert list(tables[1]["모델"]) == [SEVEN_CNN] and list(tables[1]["val로도 선택됨"]) == ["아니요"]
 
 
 # -- Korean -----------------------------------------------------------------------------------

@@ -1,10 +1,15 @@
-"""Every bundled model scored on the same images: ``models/scores_fer2013_val.json``.
+"""Every bundled model scored on the same images: ``models/scores_fer2013_val.json`` (six emotions)
+and ``models/scores_fer2013_val_seven.json`` (seven).
 
 The manifest's own figures were measured on different data (a held-out share of the AU table, the
-val split that also picked the CNN's best epoch), so they cannot be set side by side. The scores
-file holds one comparison (``bench/bundled_scores.py``: ``run_comparison`` on FER2013 val, six
-emotions, no face = wrong) and, per model, the SHA-256 of the file that was scored, so Home can tell
-a figure that still belongs to the file on disk from one left behind by a retrained model.
+val split that also picked the CNN's best epoch), so they cannot be set side by side. A scores
+file holds one comparison (``bench/bundled_scores.py``: ``run_comparison`` on FER2013 val, no
+face = wrong) and, per model, the SHA-256 of the file that was scored, so Home can tell a figure
+that still belongs to the file on disk from one left behind by a retrained model.
+
+Two test sets, one file each, same format: every model on the six emotions (fear images left out
+and counted; a model that also predicts fear is wrong when it says fear there, as in any
+comparison), and the models that predict all seven emotions on all seven (fear included).
 
 Kept light (no scikit-learn, TensorFlow or MediaPipe) because Home reads it.
 """
@@ -19,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import config, fileio
+from ..emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from ..errors import ModelFileError
 from ..safe_files import read_json_file
 
-SCORES_FILE = "scores_fer2013_val.json"
+SCORES_FILE = "scores_fer2013_val.json"  # six emotions, every model
+SEVEN_SCORES_FILE = "scores_fer2013_val_seven.json"  # seven emotions, the models that predict all seven
 MAX_SCORES_BYTES = 2**20  # a few models, a few hundred bytes each
 FORMAT_VERSION = 1
 
@@ -123,26 +130,46 @@ class BundledScores:
                    seconds=float(d.get("seconds", 0.0)))
 
 
-def scores_path(models_dir: Path | None = None) -> Path:
-    return Path(models_dir or config.models_dir()) / SCORES_FILE
+def scores_file(classes: Sequence[str] = SIX_EMOTIONS) -> str:
+    """The file name of a test set's scores: six emotions or seven."""
+    if tuple(classes) == SIX_EMOTIONS:
+        return SCORES_FILE
+    if tuple(classes) == SEVEN_EMOTIONS:
+        return SEVEN_SCORES_FILE
+    raise ValueError(f"no scores file for the classes {', '.join(classes)}: six or seven emotions")
 
 
-def read_scores(models_dir: Path | None = None) -> BundledScores | None:
-    """The scores file, None when there is none, or one ModelFileError line when it is damaged."""
-    path = scores_path(models_dir)
+def scores_path(models_dir: Path | None = None, classes: Sequence[str] = SIX_EMOTIONS) -> Path:
+    return Path(models_dir or config.models_dir()) / scores_file(classes)
+
+
+def predicts_all_seven(entry) -> bool:
+    """Whether a manifest entry's model predicts every one of the seven emotions (so it is scored on
+    the seven-emotion test set too)."""
+    return set(SEVEN_EMOTIONS) <= set(getattr(entry, "classes", None) or ())
+
+
+def read_scores(models_dir: Path | None = None, classes: Sequence[str] = SIX_EMOTIONS) -> BundledScores | None:
+    """A test set's scores file (six emotions by default), None when there is none, or one
+    ModelFileError line when it is damaged or holds another test set's classes."""
+    path = scores_path(models_dir, classes)
     if not path.exists():
         return None
     data = read_json_file(path, MAX_SCORES_BYTES, "run python bench/bundled_scores.py", what="scores file")
     try:
-        return BundledScores.from_dict(data)
+        scores = BundledScores.from_dict(data)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelFileError(f"{path}: not a scores file ({type(exc).__name__}: {exc}); "
                              "run python bench/bundled_scores.py") from None
+    if scores.test_set.classes != tuple(classes):
+        raise ModelFileError(f"{path}: scored on {', '.join(scores.test_set.classes)}, expected "
+                             f"{', '.join(classes)}; run python bench/bundled_scores.py")
+    return scores
 
 
 def write_scores(scores: BundledScores, models_dir: Path | None = None) -> Path:
-    """Whole or not at all (``fileio``)."""
-    path = scores_path(models_dir)
+    """Whole or not at all (``fileio``), to the file of its test set's classes."""
+    path = scores_path(models_dir, scores.test_set.classes)
     fileio.atomic_write_text(path, json.dumps(scores.to_dict(), indent=2) + "\n")
     return path
 
