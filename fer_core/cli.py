@@ -142,7 +142,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("compare", help="several models on the same labelled images")
     s.add_argument("--images", required=True)
-    s.add_argument("--models", nargs="+", default=None, help="default: every model in the manifest")
+    s.add_argument("--models", nargs="+", default=None,
+                   help="names or files, spaced or comma-separated (default: every model in the manifest)")
     s.add_argument("--classes", default=None, help="default: the classes the models share")
     s.add_argument("--csv", help="write per-image predictions here")
     s.add_argument("--report", help="write one self-contained HTML report here (figures, tables, wrong images)")
@@ -172,7 +173,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("mask-report", help="every model on the same faces with and without a mask")
     s.add_argument("--images", required=True, help="folder: <emotion>/*.jpg or emotion-prefixed names")
-    s.add_argument("--models", nargs="+", default=None, help="default: every model in the manifest")
+    s.add_argument("--models", nargs="+", default=None,
+                   help="names or files, spaced or comma-separated (default: every model in the manifest)")
     s.add_argument("--classes", default=None, help="default: the classes the models share")
     s.add_argument("--style", default="surgical")
     s.add_argument("--seed", type=_seed, default=0)
@@ -512,6 +514,15 @@ def cmd_mask(args) -> int:
     return 0
 
 
+def _model_refs(values: list[str]) -> list[str]:
+    """--models as given: ``a b`` or ``a,b`` (a file whose own name holds a comma is kept whole)."""
+    refs = []
+    for value in values:
+        parts = [value] if "," not in value or Path(value).exists() else value.split(",")
+        refs += [part.strip() for part in parts if part.strip()]
+    return refs
+
+
 def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list]:
     """compare and mask-report: the models (--models, else the manifest), the classes (--classes)
     and the labelled images of --images, with skipped files said on stderr."""
@@ -519,7 +530,7 @@ def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list]
     from .images import scan_images
     from .manifest import read_manifest
 
-    refs = args.models or [e.name for e in read_manifest()]
+    refs = _model_refs(args.models or []) or [e.name for e in read_manifest()]
     if not refs:
         raise FerError("no models: train one or pass --models")
     classes = parse_classes(args.classes) if args.classes else None

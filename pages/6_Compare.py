@@ -46,9 +46,17 @@ MAX_THUMBS = 120  # wrong images shown per model; the CSV has them all
 
 
 def choose_classes(items: list, models: list) -> list[str]:
+    """The emotions to score: by default those every chosen model predicts and the test set holds
+    (seven with fear when every model predicts it). A change of models or images that changes that
+    default puts it back; otherwise the person's own choice stays."""
     present = list(shared_classes([], {it.label for it in items}))
     common = list(shared_classes([m.classes for m in models if m.classes], present))
-    return st.multiselect(t("compare.emotions_scored"), present, default=common or present, key="cmp_classes",
+    default = common or present
+    kept = st.session_state.get("cmp_classes")
+    if st.session_state.get("_cmp_classes_default") != default or not set(kept or ()) <= set(present):
+        st.session_state["_cmp_classes_default"] = default
+        st.session_state["cmp_classes"] = default
+    return st.multiselect(t("compare.emotions_scored"), present, key="cmp_classes",
                           format_func=shown_as(present).__getitem__, help=t("compare.emotions_scored_help"))
 
 

@@ -310,7 +310,7 @@ def test_teachable_page_h5_with_labels_and_readable_errors(models_dir, tm_export
 def test_compare_page_widgets_and_no_dataset_message(models_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "nowhere"))
     at = _run(AppTest.from_file(COMPARE))
-    assert at.radio(key="cmp_source").options == ["60-image test set (drawn from a split)", "A folder on this machine",
+    assert at.radio(key="cmp_source").options == ["Test set drawn from a split (10 per emotion by default)", "A folder on this machine",
                                                   "Upload a zip of images", "A whole FER2013 split"]
     assert any("No FER2013 images" in w for w in _texts(at.warning))
     at.radio(key="cmp_source").set_value("A folder on this machine")

@@ -11,15 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from apptest_helpers import charts, english_left, page_texts, run_app, texts
-from conftest import BUNDLED_AU_MODEL
+from conftest import BUNDLED_AU_MODEL, SEVEN_CNN, copy_fer_sample, seven_cnn_entry
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from fer_core.cli import main
 from fer_core.config import REPO_ROOT
-from fer_core.emotions import SIX_EMOTIONS
+from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.evaluation.compare import run_comparison
 from fer_core.images import list_images
+from fer_core.manifest import read_manifest, write_manifest
 from fer_core.predictors.base import Predictor
 from fer_core.predictors.registry import load_predictor
 
@@ -99,7 +100,7 @@ def test_train_cnn_then_evaluate_and_compare_all_kinds(capsys, tmp_path, fer_sam
     cnn = tmp_path / "tiny.keras"
     assert main(["train-cnn", "--data", str(fer_sample), "--val", str(fer_sample), "--out", str(cnn),
                  "--preset", "tiny", "--epochs", "1"]) == 0
-    assert "validation accuracy" in capsys.readouterr().out
+    assert "it also picked the best epoch" in capsys.readouterr().out  # --val both picked and scored
     assert main(["evaluate", "--model", str(cnn), "--images", str(fer_sample), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n"] == 24 and report["no_face"] == 0
@@ -107,6 +108,24 @@ def test_train_cnn_then_evaluate_and_compare_all_kinds(capsys, tmp_path, fer_sam
     both = json.loads(capsys.readouterr().out)
     assert list(both["models"]) == ["au-logreg-fer2013", "tiny"]
     assert both["mcnemar"][0]["a"] == "au-logreg-fer2013" and both["models"]["tiny"]["n"] == 24
+
+
+def test_compare_cli_scores_seven_emotions_when_asked(capsys, tmp_path, fer_val, tiny_seven_cnn):
+    """compare --models a,b: the classes both predict by default (six, fear left out and counted);
+    --classes seven scores fear too (the six-emotion AU model is then wrong on every fear image)."""
+    sample = copy_fer_sample(fer_val, tmp_path / "val7", per_class=2, classes=SEVEN_EMOTIONS)
+    models = f"{BUNDLED_AU_MODEL},{tiny_seven_cnn}"
+    assert main(["compare", "--images", str(sample), "--models", models, "--json"]) == 0
+    out = capsys.readouterr()
+    mixed = json.loads(out.out)
+    assert mixed["classes"] == list(SIX_EMOTIONS) and mixed["n"] == 12 and mixed["skipped_classes"] == {"fear": 2}
+    assert "left out (not predicted by every model): 2 fear" in out.err
+    assert main(["compare", "--images", str(sample), "--models", models, "--classes", "seven", "--json"]) == 0
+    seven = json.loads(capsys.readouterr().out)
+    assert seven["classes"] == list(SEVEN_EMOTIONS) and seven["n"] == 14 and seven["skipped_classes"] == {}
+    assert list(seven["models"]) == [BUNDLED_AU_MODEL, "tiny_cnn_7"]
+    assert seven["models"]["tiny_cnn_7"]["per_class"]["fear"]["n"] == 2
+    assert seven["models"][BUNDLED_AU_MODEL]["per_class"]["fear"]["accuracy"] == 0.0
 
 
 # -- the Compare page (Streamlit AppTest) ---------------------------------------------------------
@@ -131,7 +150,7 @@ def test_compare_page_speaks_korean_before_a_run(models_dir, fer_val):
     ko = _page("ko")
     assert ko.title[0].value == "모델 비교"
     assert english_left(page_texts(ko), (BUNDLED_AU_MODEL,)) == []
-    assert ko.radio(key="cmp_source").options[0] == "60장 테스트 세트 (분할에서 추출)"
+    assert ko.radio(key="cmp_source").options[0] == "분할에서 뽑은 테스트 세트 (기본값: 감정별 10장)"
     en = _page("en")
     assert en.title[0].value == "Compare" and en.radio(key="cmp_source").label == "Test set"
     assert en.button(key="cmp_run").label == "Compare"
@@ -215,3 +234,28 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     at.session_state[f"cmp_wrong_table_{BUNDLED_AU_MODEL}"] = {"selection": {"rows": [row], "columns": []}}
     run_app(at, T)
     assert at.selectbox(key=f"cmp_explain_{BUNDLED_AU_MODEL}").value == other
+
+
+def test_compare_page_scores_seven_emotions_when_every_chosen_model_predicts_fear(models_dir, fer_val,
+                                                                                 tiny_seven_cnn):
+    """A six-emotion and a seven-emotion model: six emotions (the drawn set holds no fear); only the
+    seven-emotion model chosen: the drawn set holds fear and all seven emotions are scored."""
+    write_manifest(read_manifest(models_dir) + [seven_cnn_entry(tiny_seven_cnn)], models_dir)
+    at = _page()
+    assert at.multiselect(key="cmp_models").value == [BUNDLED_AU_MODEL, SEVEN_CNN]
+    assert at.multiselect(key="cmp_classes").value == list(SIX_EMOTIONS)
+    at.number_input(key="cmp_draw_per").set_value(2)
+    run_app(at, T)
+    at.multiselect(key="cmp_models").set_value([SEVEN_CNN])
+    run_app(at, T)
+    assert at.multiselect(key="cmp_classes").value == list(SEVEN_EMOTIONS)
+    at.button(key="cmp_run").click()
+    run_app(at, T)
+    res = at.session_state["cmp_result"]["comparison"]
+    assert res.names == [SEVEN_CNN] and res.classes == SEVEN_EMOTIONS and res.n == 14 and res.skipped == {}
+    assert res.reports[SEVEN_CNN].per_class["fear"].n == 2
+    assert any("14 images (2 per emotion) drawn from FER2013 val" in c for c in texts(at.caption))
+    bars = charts(at)
+    per_emotion = next(c for c in bars if c["layout"]["title"]["text"].startswith("Accuracy per emotion"))
+    assert next(d for d in per_emotion["data"] if d["type"] == "bar")["x"] == list(SEVEN_EMOTIONS)
+    assert not at.error

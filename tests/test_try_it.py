@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from apptest_helpers import english_left, page_texts, run_app, texts
-from conftest import BUNDLED_AU_MODEL
+from apptest_helpers import charts, english_left, page_texts, run_app, texts
+from conftest import BUNDLED_AU_MODEL, SEVEN_CNN, seven_cnn_entry
 from PIL import Image, ImageOps
 from streamlit.testing.v1 import AppTest
 
@@ -192,3 +192,30 @@ def test_try_it_in_korean_and_english(models_dir, group_png):
     _upload_group(en, group_png)
     assert any(m.startswith("### Predicted: ") for m in texts(en.markdown))
     assert english_left(page_texts(en), names), "the English page is in English"
+
+
+def test_try_it_shows_a_seven_emotion_cnn_in_both_languages(models_dir, jpeg_bytes, tiny_seven_cnn):
+    """A seven-emotion CNN beside the AU model: its seven probabilities, fear named in the page's language."""
+    from fer_core.emotions import SEVEN_EMOTIONS
+    from fer_core.i18n import catalogue
+    from fer_core.manifest import read_manifest, write_manifest
+
+    write_manifest(read_manifest(models_dir) + [seven_cnn_entry(tiny_seven_cnn)], models_dir)
+    names = (BUNDLED_AU_MODEL, SEVEN_CNN)
+    for lang in ("ko", "en"):
+        at = AppTest.from_file(TRY_IT)
+        at.query_params["lang"] = lang
+        run_app(at, T)
+        assert at.multiselect(key="try_others").value == [SEVEN_CNN]
+        at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg_bytes, "image/jpeg"))
+        run_app(at, 240)
+        labels = {e: catalogue(lang)[f"emotions.{e}"] for e in SEVEN_EMOTIONS}
+        bars = next(c for c in charts(at) if c["layout"]["title"]["text"] == SEVEN_CNN)["data"][0]
+        assert sorted(bars["y"]) == sorted(labels.values()) and sum(bars["x"]) == pytest.approx(1, abs=1e-4)
+        line = next(m for m in texts(at.markdown) if m.startswith(f"{SEVEN_CNN} (cnn): **"))
+        assert line.split("**")[1] in labels.values()
+        assert not at.error and not at.warning
+        if lang == "ko":
+            assert labels["fear"] == "두려움" and english_left(page_texts(at), names) == []
+        else:
+            assert "fear" in bars["y"]

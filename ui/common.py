@@ -26,7 +26,7 @@ import pandas as pd
 import streamlit as st
 
 from fer_core import config, i18n
-from fer_core.emotions import SIX_EMOTIONS
+from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import DatasetError, FerError, one_line
 from fer_core.i18n import t
 from fer_core.images import unpack_image_zip
@@ -230,7 +230,7 @@ def unpacked_zip(digest: str, _data: bytes) -> TempFolder:
 
 @st.cache_resource(show_spinner=False, max_entries=4, on_release=_cleanup)
 def drawn_test_set(source: str, per_class: int, seed: int, classes: tuple[str, ...]) -> TempFolder:
-    """``draw_test_set`` into a temporary folder, once per (source, size, seed)."""
+    """``draw_test_set`` into a temporary folder, once per (source, size, seed, emotions)."""
     from fer_core.images import draw_test_set
 
     tmp = tempfile.TemporaryDirectory(prefix="fer_testset_")
@@ -383,9 +383,20 @@ def _fer_splits() -> tuple[Path, list[str]]:
     return root, sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
+def drawn_classes(prefix: str) -> tuple[str, ...]:
+    """The emotions a drawn test set holds: the six, and fear too when every model to be compared
+    predicts it (the models chosen on the page's last run, or all of them before any choice), so
+    seven-emotion models can be scored on seven emotions without giving a folder."""
+    models = {e.name: e.classes for e in manifest_entries()}
+    models.update({p.name: p.classes for p in unsaved_models().values()})
+    chosen = st.session_state.get(f"{prefix}_models")
+    sets = [tuple(models[n]) for n in (chosen if chosen is not None else models) if models.get(n)]
+    return SEVEN_EMOTIONS if sets and all(set(SEVEN_EMOTIONS) <= set(c) for c in sets) else SIX_EMOTIONS
+
+
 def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
     """The test-set chooser of Compare and Masks: (labelled images, their folder, a description), or
-    None with a message shown. Widget keys start with ``prefix``."""
+    None with a message shown. Widget keys start with ``prefix``; a drawn set holds ``drawn_classes``."""
     shown = {DRAWN: t("common.source_drawn"), FOLDER: t("common.source_folder"), ZIP: t("common.source_zip"),
              SPLIT: t("common.source_split")}
     source = st.radio(t("common.test_set"), (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key=f"{prefix}_source",
@@ -404,7 +415,7 @@ def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
         if split == "train":
             st.warning(t("common.train_optimistic"))
         with st.spinner(t("common.drawing")):
-            drawn = drawn_test_set(str(fer_root / split), per, seed, SIX_EMOTIONS)
+            drawn = drawn_test_set(str(fer_root / split), per, seed, drawn_classes(prefix))
         return (dataset_items(str(drawn.root)), str(drawn.root),
                 t("common.drawn_description", count=drawn.count, per=per, split=split, seed=seed))
     if source == FOLDER:
