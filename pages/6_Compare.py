@@ -52,8 +52,8 @@ def choose_classes(items: list, models: list) -> list[str]:
     present = list(shared_classes([], {it.label for it in items}))
     common = list(shared_classes([m.classes for m in models if m.classes], present))
     default = common or present
-    kept = st.session_state.get("cmp_classes")
-    if st.session_state.get("_cmp_classes_default") != default or not set(kept or ()) <= set(present):
+    kept = st.session_state.get("cmp_classes")  # gone when the widget was not drawn on the last run
+    if kept is None or st.session_state.get("_cmp_classes_default") != default or not set(kept) <= set(present):
         st.session_state["_cmp_classes_default"] = default
         st.session_state["cmp_classes"] = default
     return st.multiselect(t("compare.emotions_scored"), present, key="cmp_classes",
