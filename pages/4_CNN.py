@@ -41,13 +41,14 @@ CLASS_SETS = {"six": SIX_EMOTIONS, "seven": SEVEN_EMOTIONS}
 POLL_SECONDS = 1.0
 
 
-def preset_name(preset: str) -> str:
-    return {"strong": t("cnn.preset_strong"), "original": t("cnn.preset_original"),
-            "tiny": t("cnn.preset_tiny")}[preset]
+def preset_names() -> dict[str, str]:
+    """Preset -> its label, translated now (a widget's ``format_func`` must not read the language later:
+    Streamlit's test harness calls it outside the run)."""
+    return {"strong": t("cnn.preset_strong"), "original": t("cnn.preset_original"), "tiny": t("cnn.preset_tiny")}
 
 
-def class_set_name(key: str) -> str:
-    return {"six": t("cnn.classes_six"), "seven": t("cnn.classes_seven")}[key]
+def class_set_names() -> dict[str, str]:
+    return {"six": t("cnn.classes_six"), "seven": t("cnn.classes_seven")}
 
 
 def tensorflow_note() -> str:
@@ -209,10 +210,10 @@ def training_form(job: CNNTrainingJob | None) -> None:
     val_dir = c2.text_input(t("cnn.val_folder"), value=str(val_default) if val_default.is_dir() else "",
                             key="cnn_val_dir", help=t("cnn.val_folder_help"), disabled=running).strip()
     c1, c2, c3, c4, c5 = st.columns([1.6, 1.2, 1, 1, 1.3])
-    preset = c1.selectbox(t("cnn.architecture"), list(PRESETS), format_func=preset_name, key="cnn_preset",
+    preset = c1.selectbox(t("cnn.architecture"), list(PRESETS), format_func=preset_names().__getitem__, key="cnn_preset",
                           disabled=running, help=t("cnn.preset_help"))
     classes = c2.radio(t("cnn.emotions"), list(CLASS_SETS), key="cnn_classes", horizontal=True, disabled=running,
-                       format_func=class_set_name, help=t("cnn.classes_help"))
+                       format_func=class_set_names().__getitem__, help=t("cnn.classes_help"))
     epochs = c3.number_input(t("cnn.epochs"), 1, 300, 20, key="cnn_epochs", disabled=running,
                              help=t("cnn.epochs_help"))
     batch = c4.selectbox(t("cnn.batch_size"), [16, 32, 64, 128, 256], index=2, key="cnn_batch", disabled=running)
