@@ -283,7 +283,7 @@ def test_home_shows_the_seven_emotion_table_under_the_six_one(seven_models, seve
     assert seven_table.loc[SEVEN_CNN, "val also chose it"] == "no"  # picked on a train share, val scored once
     assert "**Seven emotions, fear included (the models that predict all seven)**" in texts(at.markdown)
     captions = texts(at.caption)
-    assert any(f"{SEVEN_CNN} also predict fear" in c and "counts as wrong" in c for c in captions)
+    assert f"Also predicting fear: {SEVEN_CNN}. On these six-emotion images a fear answer counts as wrong." in captions
     seven_caption = next(c for c in captions if "FER2013 val, seven emotions, 14 images" in c)
     assert "fear 2" in seven_caption and seven.command in seven_caption
     references = next(c for c in captions if "73.3 %" in c)
@@ -302,7 +302,7 @@ def test_home_shows_no_seven_emotion_table_without_a_seven_emotion_model(seven_m
     at = _home()
     assert [list(d.value["model"]) for d in at.dataframe if "kind" in d.value.columns] == [[BUNDLED_AU_MODEL]]
     assert not any("Seven emotions" in m for m in texts(at.markdown))
-    assert not any("also predict fear" in c or "73.3 %" in c for c in texts(at.caption))
+    assert not any("Also predicting fear" in c or "73.3 %" in c for c in texts(at.caption))
 
 
 def test_home_says_not_measured_for_a_seven_emotion_model_without_its_seven_score(seven_models):
