@@ -324,6 +324,18 @@ def test_home_says_not_measured_for_a_seven_emotion_model_without_its_seven_scor
     assert CI_TEXT.match(six_table.loc[BUNDLED_AU_MODEL, "accuracy (95 % CI)"])
 
 
+def test_a_seven_emotion_scores_file_of_other_classes_is_refused_in_one_line(seven_models):
+    from fer_core.errors import ModelFileError
+
+    shutil.copy(seven_models / SCORES_FILE, seven_models / SEVEN_SCORES_FILE)  # six emotions under the seven name
+    with pytest.raises(ModelFileError, match="expected angry, disgust, fear"):
+        read_scores(seven_models, SEVEN_EMOTIONS)
+    at = _home()
+    assert any(SEVEN_SCORES_FILE in w and "\n" not in w for w in texts(at.warning))
+    seven_table = [d.value for d in at.dataframe if "kind" in d.value.columns][1]
+    assert list(seven_table["accuracy (95 % CI)"]) == [NOT_MEASURED]
+
+
 def test_korean_home_with_the_seven_emotion_table_has_no_english_left(seven_models):
     names = tuple(e.name for e in read_manifest())
     at = _home("ko")
