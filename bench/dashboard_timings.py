@@ -4,7 +4,12 @@
 2. upload -> prediction for one 640x480 photo, warm (MediaPipe already loaded), median of 3;
 3. training the AU model on the bundled FER2013 table from the AU model page (click -> result).
 
-Usage: .venv/bin/python bench/dashboard_timings.py [--screenshots DIR]
+``--first-cnn N``: instead, N times on a fresh (cold) server, open Try it directly and upload one
+photo at once; time from opening the page to the first AU prediction and to the bundled CNN's
+prediction (nothing loaded or cached: the first MediaPipe, AU model and CNN loads are all in it).
+``--root DIR`` runs another checkout's app.py (e.g. main's, for a before/after comparison).
+
+Usage: .venv/bin/python bench/dashboard_timings.py [--screenshots DIR] [--first-cnn N] [--root DIR]
 """
 
 from __future__ import annotations
@@ -59,11 +64,87 @@ def photos(folder: Path, n: int) -> list[Path]:
     return out
 
 
+def spawn_server(root: Path, port: int, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+         str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
+        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def first_cnn(root: Path, runs: int, env: dict, cnn: str) -> list[tuple[str, str]]:
+    """Cold server, Try it opened directly, one photo uploaded at once: seconds from opening the
+    page to the first AU prediction and to the CNN's (``cnn``: its manifest name) prediction."""
+    from playwright.sync_api import sync_playwright
+
+    tmp = Path(tempfile.mkdtemp(prefix="fer_bench_"))
+    photo = photos(tmp, 1)[0]
+    heading, au, cnn_times = [], [], []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            for _ in range(runs):
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                proc = spawn_server(root, port, env)
+                page = browser.new_page(viewport={"width": 1400, "height": 1100})
+                try:
+                    start = time.perf_counter()
+                    while not healthy(url):
+                        if proc.poll() is not None or time.perf_counter() - start > 120:
+                            raise SystemExit("streamlit did not start")
+                        time.sleep(0.05)
+                    t0 = time.perf_counter()
+                    page.goto(url + "/Try_it", wait_until="domcontentloaded")
+                    page.get_by_role("heading", name="Try it").wait_for(timeout=60_000)
+                    heading.append(time.perf_counter() - t0)
+                    page.locator('input[type="file"]').first.set_input_files(str(photo))
+                    page.get_by_text("Predicted: ", exact=False).first.wait_for(timeout=180_000)
+                    au.append(time.perf_counter() - t0)
+                    page.get_by_text(f"{cnn} (cnn):", exact=False).first.wait_for(timeout=180_000)
+                    cnn_times.append(time.perf_counter() - t0)
+                finally:
+                    page.close()
+                    stop_server(proc)
+        finally:
+            browser.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def show(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f} s (runs: {', '.join(f'{v:.2f}' for v in values)})"
+
+    return [(f"cold server: Try it opened -> page heading (median of {runs})", show(heading)),
+            (f"cold server: Try it opened -> first AU prediction shown (median of {runs})", show(au)),
+            (f"cold server: Try it opened -> first {cnn} prediction shown (median of {runs})", show(cnn_times))]
+
+
+def print_table(results: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in results)
+    print(f"{'measurement':<{width}}  value")
+    for k, v in results:
+        print(f"{k:<{width}}  {v}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--screenshots", type=Path, help="save a screenshot of each step here")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--first-cnn", type=int, metavar="N", default=0,
+                        help="only time the first CNN prediction in Try it, on N fresh cold servers")
+    parser.add_argument("--cnn", default="cnn-fer2013", help="the CNN's manifest name (--first-cnn)")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose app.py is run")
     args = parser.parse_args()
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    if args.first_cnn:
+        print_table(first_cnn(args.root.resolve(), args.first_cnn, env, args.cnn))
+        return 0
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="fer_bench_"))
@@ -73,16 +154,12 @@ def main() -> int:
     images = photos(tmp, args.repeats + 1)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
     results: list[tuple[str, str]] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         start = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-             str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        proc = spawn_server(args.root.resolve(), port, env)
         try:
             while not healthy(url):
                 if proc.poll() is not None or time.perf_counter() - start > 120:
@@ -134,16 +211,9 @@ def main() -> int:
                 page.screenshot(path=str(shots / "explorer.png"))
         finally:
             browser.close()
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
             shutil.rmtree(tmp, ignore_errors=True)
-    width = max(len(k) for k, _ in results)
-    print(f"{'measurement':<{width}}  value")
-    for k, v in results:
-        print(f"{k:<{width}}  {v}")
+    print_table(results)
     return 0
 
 

@@ -235,6 +235,11 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--name", help="register in models/manifest.json under this name")
     s.set_defaults(func=cmd_train_au_bottleneck)
 
+    s = sub.add_parser("export-lite", help="(re)make the TensorFlow Lite twin of a CNN or AU-bottleneck model, "
+                       "so it predicts without TensorFlow (training writes it itself)")
+    s.add_argument("--model", required=True, help="manifest name (e.g. cnn-fer2013) or .keras path")
+    s.set_defaults(func=cmd_export_lite)
+
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
@@ -736,6 +741,25 @@ def cmd_train_au_bottleneck(args) -> int:
         save_and_register(result, name=args.name, kind="au-bottleneck", classes=classes, metrics=result.metrics,
                           command=args.command_line, path=args.out, replace=True)
         print(f"registered as {args.name!r} in models/manifest.json")
+    return 0
+
+
+def cmd_export_lite(args) -> int:
+    from .predictors.cnn import read_cnn_metadata
+    from .predictors.lite import lite_record
+    from .predictors.registry import find_entry, get_kind
+
+    entry = find_entry(args.model)
+    kind = get_kind(entry.kind)
+    if kind.export_lite is None:
+        raise FerError(f"{args.model}: {entry.kind} models have no TensorFlow Lite twin; only this project's CNN "
+                       "and AU-bottleneck .keras models get one")
+    entry.verify_checksum()
+    twin = kind.export_lite(entry.file)
+    record = lite_record(read_cnn_metadata(entry.file)) or {}
+    print(f"{twin} ({twin.stat().st_size / 2**20:.1f} MB, sha256 {record.get('sha256', '?')[:12]}…, made from "
+          f"{entry.file.name} sha256 {record.get('keras_sha256', '?')[:12]}…; max abs difference to Keras on test "
+          f"inputs {record.get('max_abs_diff_check', float('nan')):.1g})")
     return 0
 
 

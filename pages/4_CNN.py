@@ -51,9 +51,14 @@ def class_set_names() -> dict[str, str]:
     return {"six": t("cnn.classes_six"), "seven": t("cnn.classes_seven")}
 
 
-def tensorflow_note() -> str:
-    """The note that the first run starts TensorFlow (~15 s), only while it is not loaded in this process."""
-    return "" if "tensorflow" in sys.modules else t("cnn.tf_first")
+def tensorflow_note(entry=None) -> str:
+    """The note that the first run starts TensorFlow (~15 s), only while it is not loaded in this
+    process (and, given a model, only when that model needs it: not one with a TensorFlow Lite twin)."""
+    from fer_core.predictors.registry import needs_tensorflow
+
+    if "tensorflow" in sys.modules or (entry is not None and not needs_tensorflow(entry)):
+        return ""
+    return t("cnn.tf_first")
 
 
 def show_evaluation(ev: EvaluationReport, key: str, warn: bool = True) -> None:
@@ -171,7 +176,7 @@ def evaluate_section(entry) -> None:
                 bar.empty()
         done = results.get(key)
         if done is None:
-            st.caption(t("cnn.evaluate_caption", tf=tensorflow_note()))
+            st.caption(t("cnn.evaluate_caption", tf=tensorflow_note(entry)))
             return
         ev, (csv, metrics) = done
         metric_row(ev, {t("cnn.images"): f"{ev.n:,}"}, label=t("cnn.accuracy_on", folder=folder_label(folder)))

@@ -144,8 +144,11 @@ def load_predictor(entry: ModelEntry):
     """A manifest entry's Predictor, loaded once per file version and kept for the process.
 
     The spinner (shown only when loading takes over half a second: not for a cached model) says
-    that TensorFlow starts only while it has not been started in this process."""
-    text = t("loading.model") if "tensorflow" in sys.modules else t("loading.model_tf")
+    that TensorFlow starts only for a model that needs it, while it is not loaded in this process."""
+    from fer_core.predictors.registry import needs_tensorflow
+
+    slow = "tensorflow" not in sys.modules and needs_tensorflow(entry)
+    text = t("loading.model_tf") if slow else t("loading.model")
     with st.spinner(text):
         return _predictor(json.dumps(entry.to_dict(), sort_keys=True))
 

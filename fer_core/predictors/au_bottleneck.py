@@ -51,11 +51,14 @@ from .cnn import (
     check_keras_path,
     load_dataset,
     load_keras_file,
+    load_network,
     metadata_path,
     read_cnn_metadata,
     stratified_split,
+    write_twin,
 )
 from .keras_io import fit_images, import_keras
+from .lite import copy_twin, lite_path, lite_record
 
 KIND = "au-bottleneck"
 RECIPES = ("joint", "sequential", "independent")
@@ -105,10 +108,38 @@ def build_bottleneck(num_classes: int, preset: str = "strong", seed: int | None 
     return keras.Model(base.input, {HEAD_LAYER: emotion, AU_LAYER: aus}, name=f"au_bottleneck_{preset}")
 
 
+def head_weights(model) -> tuple[np.ndarray, np.ndarray]:
+    """(kernel (17, k), bias (k,)) of the emotion head: of the Keras network, or of its twin's
+    record (the twin's graph has them only as constants)."""
+    from .lite import LiteModel
+
+    if isinstance(model, LiteModel):
+        head = (model.record or {}).get("head")
+        if not isinstance(head, dict):
+            raise KeyError("the TensorFlow Lite twin's record has no head weights")
+        return np.asarray(head["kernel"], dtype=np.float32), np.asarray(head["bias"], dtype=np.float32)
+    kernel, bias = model.get_layer(HEAD_LAYER).get_weights()
+    return kernel, bias
+
+
+def lite_extra(model) -> dict:
+    """What the twin's record keeps besides the network: the head's weights, which the
+    explanation reads (``head_as_au_model``)."""
+    kernel, bias = head_weights(model)
+    return {"head": {"kernel": kernel.tolist(), "bias": bias.tolist()}}
+
+
+def export_lite_twin(path: Path) -> Path:
+    """The ``.keras`` network's TensorFlow Lite twin, with the head's weights in its record."""
+    from .lite import export_lite
+
+    return export_lite(path, lite_extra)
+
+
 def head_as_au_model(model, classes: Sequence[str], mean: np.ndarray, std: np.ndarray, info: dict | None = None,
                      ) -> AUModel:
     """The emotion head as the AU logistic regression it is: ``logits = W . (AU - mean) / std + b``."""
-    kernel, bias = model.get_layer(HEAD_LAYER).get_weights()
+    kernel, bias = head_weights(model)
     return AUModel(kind="au-logreg", classes=tuple(classes), au_columns=tuple(AU_COLUMNS),
                    mean=np.asarray(mean, float), scale=np.asarray(std, float),
                    weights=[np.asarray(kernel, float).T.copy()], biases=[np.asarray(bias, float).copy()],
@@ -117,16 +148,26 @@ def head_as_au_model(model, classes: Sequence[str], mean: np.ndarray, std: np.nd
 
 def au_units(model, x: np.ndarray, batch_size: int = 256, mirror: bool = True,
              progress: Progress | None = None) -> np.ndarray:
-    """The AU units (z-scores) of faces ``x`` (n, 48, 48, 1), averaged with the mirror image."""
-    keras = import_keras()
+    """The AU units (z-scores) of faces ``x`` (n, 48, 48, 1), averaged with the mirror image.
+    ``model``: the Keras network or its TensorFlow Lite twin (``lite.LiteModel``)."""
+    from .lite import LiteModel
+
+    if isinstance(model, LiteModel):
+        def call(chunk: np.ndarray) -> np.ndarray:
+            return model.run(chunk)[AU_LAYER]
+    else:
+        keras = import_keras()
+
+        def call(chunk: np.ndarray) -> np.ndarray:
+            return keras.ops.convert_to_numpy(model(chunk, training=False)[AU_LAYER])
+
     views = [x, x[:, :, ::-1]] if mirror else [x]
     total = len(x) * len(views)
     out = np.zeros((len(x), len(AU_COLUMNS)))
     done = 0
     for view in views:
         for i in range(0, len(x), batch_size):
-            z = model(view[i:i + batch_size], training=False)[AU_LAYER]
-            out[i:i + batch_size] += keras.ops.convert_to_numpy(z)
+            out[i:i + batch_size] += call(view[i:i + batch_size])
             done += len(view[i:i + batch_size])
             if progress:
                 progress(done, total)
@@ -142,7 +183,8 @@ class AUBottleneckPredictor(Predictor):
     inputs = "pixels"
     explains = True
 
-    def __init__(self, path: str | os.PathLike[str], name: str | None = None, batch_size: int = 256) -> None:
+    def __init__(self, path: str | os.PathLike[str], name: str | None = None, batch_size: int = 256,
+                 runtime: str = "auto", keras_sha256: str | None = None) -> None:
         self.path = Path(path)
         check_keras_path(self.path)
         self.metadata = read_cnn_metadata(self.path) or {}
@@ -157,14 +199,14 @@ class AUBottleneckPredictor(Predictor):
         self.std = read_array(self.metadata.get("au_std"), sidecar, "au_std", (len(AU_COLUMNS),))
         if (self.std <= 0).any():
             raise field_error(sidecar, "au_std", "has zeros or negative values")
-        self.network = load_keras_file(self.path)
+        self.network, self.runtime = load_network(self.path, self.metadata, runtime, keras_sha256)
         self.name = name or self.path.stem
         self.batch_size = batch_size
         try:
             self.head = head_as_au_model(self.network, self.classes, self.mean, self.std,
                                          {"metrics": self.metadata.get("head_metrics") or {},
                                           "data": {"rows": self.metadata.get("n_train", 0)}})
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise ModelFileError(f"{self.path}: not an AU-bottleneck network ({one_line(exc, 120)}); "
                                  "retrain the model") from None
         if len(self.head.biases[0]) != len(self.classes) or len(self.mean) != len(AU_COLUMNS):
@@ -507,13 +549,14 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
                     selection_fidelity=selection_fidelity,
                     head_metrics=head_metrics, history=hist)
     _write_metadata(out, metadata)
+    write_twin(export_lite_twin, out)
     return result
 
 
 # ----------------------------------------------------------------------------- registry
 
 def _load(path: Path, entry) -> AUBottleneckPredictor:
-    return AUBottleneckPredictor(path, name=entry.name)
+    return AUBottleneckPredictor(path, name=entry.name, keras_sha256=entry.sha256)
 
 
 def _save(result: BottleneckTrainResult | Path, path: Path) -> list[Path]:
@@ -525,9 +568,10 @@ def _save(result: BottleneckTrainResult | Path, path: Path) -> list[Path]:
     if source.resolve() != path.resolve():
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, path)
-        meta = json.loads(metadata_path(source).read_text(encoding="utf8"))
+        meta = copy_twin(source, path, json.loads(metadata_path(source).read_text(encoding="utf8")))
         _write_metadata(path, {**meta, "name": path.stem})
-    return [path, metadata_path(path)]
+    written = [path, metadata_path(path)]
+    return written + [lite_path(path)] if lite_record(read_cnn_metadata(path)) else written
 
 
 def _claims(path: Path) -> bool:
@@ -540,7 +584,7 @@ def _kinds():
     from .registry import ModelKind
 
     return (ModelKind(KIND, "CNN trunk -> the 17 AUs -> one linear layer: pixel accuracy, explained like the "
-                      "logistic regression", "pixels", True, _load, _save, "{name}.keras", _claims),)
+                      "logistic regression", "pixels", True, _load, _save, "{name}.keras", _claims, export_lite_twin),)
 
 
 def _selected_on_same_split(init: str | os.PathLike[str], val_dir: str | os.PathLike[str]) -> bool:

@@ -28,6 +28,7 @@ from ..safe_files import check_regular_file, read_json_file
 from .base import Predictor, Progress
 from .keras_io import fit_images, import_keras, predict_in_batches, predict_mirrored
 from .keras_safety import build_deferred, check_keras_archive
+from .lite import copy_twin, export_lite, lite_path, lite_record
 
 CNN_SIZE = 48
 MAX_KERAS_BYTES = 128 * 2**20  # our CNNs are 5 MB; the limit keeps loading one under 1 GB
@@ -351,7 +352,21 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
                     seconds=round(seconds, 1), metrics=result.metrics.to_dict(),
                     evaluation=evaluation.to_dict(), selection=selection.to_dict(), history=hist)
     _write_metadata(out, metadata)
+    write_twin(export_lite, out)
     return result
+
+
+def write_twin(export: Callable[[Path], Path], out: Path) -> Path | None:
+    """A finished training's TensorFlow Lite twin (``lite``), so predictions never need TensorFlow;
+    a network that does not convert keeps its Keras model (predictions then load TensorFlow)."""
+    try:
+        return export(out)
+    except FerError as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("%s: no TensorFlow Lite twin (%s); predictions will use Keras",
+                                            out, one_line(exc))
+        return None
 
 
 def _write_metadata(model_path: Path, metadata: Mapping[str, Any]) -> None:
@@ -402,6 +417,28 @@ def load_keras_file(path: str | os.PathLike[str]):
                              "re-save it with Keras 3") from None
 
 
+RUNTIMES = ("auto", "litert", "keras")
+
+
+def load_network(path: Path, metadata: Mapping[str, Any], runtime: str = "auto",
+                 keras_sha256: str | None = None) -> tuple[Any, str]:
+    """(network, "litert" or "keras"): the ``.keras`` model's TensorFlow Lite twin when it has a
+    fresh one (``lite``; no TensorFlow needed), else the Keras model. ``runtime`` forces one:
+    ``litert`` fails without a fresh twin. ``keras_sha256``: the file's, if already known."""
+    if runtime not in RUNTIMES:
+        raise FerError(f"unknown runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
+    if runtime != "keras":
+        from .lite import load_twin
+
+        twin = load_twin(path, metadata, keras_sha256)
+        if twin is not None:
+            return twin, "litert"
+        if runtime == "litert":
+            raise ModelFileError(f"{path}: has no up-to-date TensorFlow Lite twin; make one with "
+                                 f"`python -m fer_core export-lite --model {path}`")
+    return load_keras_file(path), "keras"
+
+
 class CNNPredictor(Predictor):
     """A saved pixel CNN as a Predictor: any face crop in, class probabilities out.
 
@@ -413,13 +450,14 @@ class CNNPredictor(Predictor):
     inputs = "pixels"
 
     def __init__(self, path: str | os.PathLike[str], classes: Sequence[str] | None = None,
-                 name: str | None = None, batch_size: int = 128, mirror: bool = True) -> None:
+                 name: str | None = None, batch_size: int = 128, mirror: bool = True,
+                 runtime: str = "auto", keras_sha256: str | None = None) -> None:
         self.path = Path(path)
         self.mirror = mirror  # average with the mirrored face, as train_cnn's evaluation does
         check_keras_path(self.path)
         self.metadata = read_cnn_metadata(self.path) or {}
         self.classes = self._classes(classes)
-        self.model = load_keras_file(self.path)
+        self.model, self.runtime = load_network(self.path, self.metadata, runtime, keras_sha256)
         self.name = name or self.path.stem
         self.batch_size = batch_size
         shape = tuple(self.model.input_shape)
@@ -469,7 +507,7 @@ class CNNPredictor(Predictor):
 # ----------------------------------------------------------------------------- registry
 
 def _load(path: Path, entry) -> CNNPredictor:
-    return CNNPredictor(path, classes=entry.classes or None, name=entry.name)
+    return CNNPredictor(path, classes=entry.classes or None, name=entry.name, keras_sha256=entry.sha256)
 
 
 def _save(result: CNNTrainResult, path: Path) -> list[Path]:
@@ -481,10 +519,11 @@ def _save(result: CNNTrainResult, path: Path) -> list[Path]:
     if Path(result.path).resolve() != path.resolve():
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.path, path)
-        meta = json.loads(Path(result.metadata_path).read_text(encoding="utf8"))
+        meta = copy_twin(result.path, path, json.loads(Path(result.metadata_path).read_text(encoding="utf8")))
         meta["name"] = path.stem
         _write_metadata(path, meta)
-    return [path, meta_target]
+    written = [path, meta_target]
+    return written + [lite_path(path)] if lite_record(read_cnn_metadata(path)) else written
 
 
 def _claims(path: Path) -> bool:
@@ -498,4 +537,4 @@ def _kinds():
     from .registry import ModelKind
 
     return (ModelKind("cnn", "convolutional network on the 48x48 gray face crop (accurate, no reasons)",
-                      "pixels", False, _load, _save, "{name}.keras", _claims),)
+                      "pixels", False, _load, _save, "{name}.keras", _claims, export_lite),)

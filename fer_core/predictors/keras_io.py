@@ -2,7 +2,8 @@
 shaped in one place, prediction in inference mode chunk by chunk with progress.
 
 TensorFlow is imported lazily: importing it costs ~13 s and most users of ``fer_core`` never
-touch a pixel model.
+touch a pixel model. Our own networks predict through their TensorFlow Lite twins (``lite``) when
+they have one, without TensorFlow: ``predict_in_batches`` takes either.
 """
 
 from __future__ import annotations
@@ -54,11 +55,21 @@ def fit_images(images: Sequence[Any], size: tuple[int, int], channels: int) -> n
 
 def predict_in_batches(model: Any, x: np.ndarray, batch_size: int = 128,
                        progress: Progress | None = None) -> np.ndarray:
-    """Call the model in inference mode chunk by chunk (no ``predict`` tracing overhead per call)."""
-    keras = import_keras()
+    """Call the model (Keras, or a ``lite.LiteModel``) in inference mode chunk by chunk (no
+    ``predict`` tracing overhead per call)."""
+    from .lite import LiteModel
+
+    if isinstance(model, LiteModel):
+        call = model.predict
+    else:
+        keras = import_keras()
+
+        def call(chunk: np.ndarray) -> np.ndarray:
+            return keras.ops.convert_to_numpy(model(chunk, training=False))
+
     chunks = []
     for i in range(0, len(x), batch_size):
-        chunks.append(keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False)))
+        chunks.append(call(x[i:i + batch_size]))
         if progress:
             progress(min(len(x), i + batch_size), len(x))
     return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, model.output_shape[-1]))

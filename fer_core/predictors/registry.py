@@ -45,6 +45,8 @@ class ModelKind:
     save: Callable[[Any, Path], list[Path]]  # write the artefact at path; return the files written
     file_pattern: str  # where save_and_register puts a model, in the models folder: "{name}.json"
     claims: Callable[[Path], bool]  # does this file (given by path, not by name) hold this kind?
+    # (Re)make the model file's TensorFlow Lite twin (``lite``) and return its path; None: no twins.
+    export_lite: Callable[[Path], Path] | None = None
 
 
 _kinds: dict[str, ModelKind] = {}
@@ -165,3 +167,21 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
             for f in written:
                 shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
         raise FerError(f"could not register {name} in the manifest ({one_line(exc)})") from None
+
+
+def needs_tensorflow(entry: ModelEntry) -> bool:
+    """Will loading this model start TensorFlow? Not for AU models, our networks with a fresh
+    TensorFlow Lite twin (``lite``) or Teachable Machine's TFLite exports; yes for other Keras models."""
+    known = kinds()
+    kind = known.get(entry.kind)
+    if kind is None or kind.inputs == "aus":
+        return False
+    if kind.export_lite is not None:
+        from .cnn import read_cnn_metadata
+        from .lite import fresh_twin
+
+        try:
+            return fresh_twin(entry.file, read_cnn_metadata(entry.file), entry.sha256, warn=False) is None
+        except (OSError, FerError):
+            return True
+    return not str(entry.extra.get("format", "keras")).startswith("tflite")
