@@ -488,6 +488,9 @@ def photos_part(model, model_key: str, model_name: str, others: list) -> None:
 
 
 def main() -> None:
+    from fer_core.measure.extract import start_photo_worker
+
+    start_photo_worker()  # MediaPipe loads in its worker while the page renders and a photo is picked
     st.title(t("try_it.title"))
     st.caption(t("try_it.intro"))
     model, model_key, model_name, others = choose_models()

@@ -33,11 +33,14 @@ def test_training_writes_the_model_its_scale_and_fidelity(bottleneck):
     assert len(meta["au_mean"]) == len(AU_COLUMNS) == len(meta["au_std"])
     assert set(meta["au_fidelity"]) == {c.split("_")[0] for c in AU_COLUMNS} | {"mean"}
     assert "not used for any choice" in meta["metrics"]["evaluated_on"] and meta["selected_on"]
+    # The TensorFlow Lite twin, with the head's weights the explanation reads.
+    assert meta["lite"]["file"] == "bn.tflite" and bottleneck.with_suffix(".tflite").is_file()
+    assert np.shape(meta["lite"]["head"]["kernel"]) == (len(AU_COLUMNS), 6)
 
 
 def test_contributions_and_intercept_reproduce_the_logits(bottleneck, astronaut):
     predictor = load_predictor(str(bottleneck))
-    assert predictor.explains and predictor.inputs == "pixels"
+    assert predictor.explains and predictor.inputs == "pixels" and predictor.runtime == "litert"
     faces = [astronaut[100:300, 150:350], np.zeros((48, 48, 3), np.uint8)]
     aus = predictor.network_aus(faces)
     head = predictor.au_model()

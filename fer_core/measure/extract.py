@@ -203,6 +203,13 @@ def _pool(key: str, workers: int):
                        crash_message="the face detector crashed on this image")
 
 
+def start_photo_worker() -> None:
+    """Start ``measure_image``'s worker now, without waiting: a page that will measure photos
+    calls it when it opens, so MediaPipe loads (seconds, in its own process) while the person
+    picks a photo instead of after."""
+    _pool("photo", 1).start()
+
+
 def measure_image(rgb: np.ndarray) -> list[FaceMeasurement]:
     """Every face of one decoded image, largest first, with landmarks, measured in a
     crash-isolated worker (the dashboard's server never runs MediaPipe itself). A single photo

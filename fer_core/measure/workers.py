@@ -102,6 +102,15 @@ class IsolatedPool:
         while len(self._workers) < self.size:
             self._workers.append(_Worker(self._ctx, self._initializer, self._task))
 
+    def start(self) -> None:
+        """Start the workers now, without waiting for them (their initializer runs while the
+        caller does other things); a no-op while a batch holds the pool."""
+        if self.lock.acquire(blocking=False):
+            try:
+                self._fill()
+            finally:
+                self.lock.release()
+
     def close(self) -> None:
         for w in self._workers:
             try:
