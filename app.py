@@ -29,6 +29,7 @@ from fer_core.i18n import emotion_label, install_browser_font, t
 from ui.common import (
     HOME_ICON,
     PAGES,
+    TRY_IT_PAGE,
     choose_language,
     data_layout_help,
     derived_tables,
@@ -205,7 +206,21 @@ def home() -> None:
     run_page(main)
 
 
-install_browser_font(Path(__file__).parent / "static")
-choose_language()
-st.navigation([st.Page(home, title=t("nav.home"), icon=HOME_ICON, default=True)]
-              + [st.Page(path, title=t(label), icon=icon) for path, label, icon in PAGES]).run()
+def run_app() -> None:
+    install_browser_font(Path(__file__).parent / "static")
+    choose_language()
+    pages = {path: st.Page(path, title=t(label), icon=icon) for path, label, icon in PAGES}
+    page = st.navigation([st.Page(home, title=t("nav.home"), icon=HOME_ICON, default=True)] + list(pages.values()))
+    if page.url_path == pages[TRY_IT_PAGE].url_path:
+        # Its MediaPipe worker (a process of its own, seconds to start) starts before the page's own
+        # imports, so it is ready by the time a photo is uploaded.
+        from fer_core.measure.extract import start_photo_worker
+
+        start_photo_worker()
+    page.run()
+
+
+# Streamlit runs this file as __main__, so every worker process the dashboard spawns (MediaPipe's)
+# imports it again as __mp_main__: there it must not run the dashboard (a second Home page, seconds).
+if __name__ != "__mp_main__":
+    run_app()

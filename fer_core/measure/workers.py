@@ -14,10 +14,14 @@ it hangs forever when a worker dies mid-task (the task is never answered).
 from __future__ import annotations
 
 import atexit
+import contextlib
+import importlib.machinery
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
@@ -65,11 +69,48 @@ def _worker_main(conn: Connection, initializer: Callable[[], None] | None, task:
         conn.send(("done", (index, result)))
 
 
+_main_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_main_script(needed: bool):
+    """Start a spawned child without running the parent's main script in it first.
+
+    Under ``spawn`` a child runs the parent's ``__main__`` file again (as ``__mp_main__``) before
+    its task, so that functions defined there can be unpickled. In the dashboard that file is
+    app.py (Streamlit runs it as ``__main__``): a second of imports, more on a busy machine, that
+    a worker whose task and initializer live in fer_core does not need. While such a worker
+    starts, ``__main__`` is a stand-in whose spec is named ``__main__``, which multiprocessing
+    takes for "nothing to re-run"; it keeps the real module's ``__file__`` for other threads.
+    """
+    main = sys.modules.get("__main__")
+    if needed or main is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    stand_in = types.ModuleType("__main__")
+    stand_in.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    if hasattr(main, "__file__"):
+        stand_in.__file__ = main.__file__
+    with _main_lock:
+        sys.modules["__main__"] = stand_in
+        try:
+            yield
+        finally:
+            if sys.modules.get("__main__") is stand_in:
+                sys.modules["__main__"] = main
+
+
+def _defined_in_main(*functions: Callable | None) -> bool:
+    return any(f is not None and getattr(f, "__module__", "__main__") in ("__main__", "__mp_main__")
+               for f in functions)
+
+
 class _Worker:
     def __init__(self, ctx, initializer, task):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, initializer, task), daemon=True)
-        self.process.start()
+        with _without_main_script(_defined_in_main(initializer, task)):
+            self.process.start()
         child.close()
         self.ready = False
         self.job: tuple[int, float] | None = None  # (index, started) of the task it is working on
