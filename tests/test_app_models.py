@@ -187,10 +187,13 @@ def test_cnn_page_stop_while_reading_images(models_dir, fer_small):
     assert any("stopped before the first epoch" in w for w in _texts(at.warning))
 
 
-def _register_tiny_cnn(models_dir: Path, tiny_cnn: Path, name: str = "tiny-cnn") -> None:
+def _register_tiny_cnn(models_dir: Path, tiny_cnn: Path, name: str = "tiny-cnn", twin: bool = True) -> None:
+    """``twin``: with the TensorFlow Lite twin training wrote (predictions without TensorFlow)."""
     path = models_dir / "tiny_cnn.keras"
     shutil.copy(tiny_cnn, path)
     shutil.copy(tiny_cnn.with_suffix(".meta.json"), path.with_suffix(".meta.json"))
+    if twin:
+        shutil.copy(tiny_cnn.with_suffix(".tflite"), path.with_suffix(".tflite"))
     register(ModelEntry(name=name, kind="cnn", path=str(path), classes=SIX_EMOTIONS), models_dir)
 
 

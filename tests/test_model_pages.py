@@ -213,7 +213,7 @@ def test_cnn_page_in_korean_has_no_english_left(models_dir):
 
 def test_cnn_page_mentions_starting_tensorflow_only_when_it_is_not_loaded(models_dir, fer_small, tiny_cnn,
                                                                           monkeypatch):
-    _register_cnn(models_dir, tiny_cnn)
+    _register_cnn(models_dir, tiny_cnn, twin=False)  # a CNN without a TensorFlow Lite twin needs TensorFlow
     monkeypatch.setitem(sys.modules, "tensorflow", sys.modules.get("tensorflow", object()))
     at = run_app(AppTest.from_file(CNN_PAGE), T)
     caption = next(c for c in texts(at.caption) if c.startswith("Runs the model on the images"))
@@ -222,6 +222,10 @@ def test_cnn_page_mentions_starting_tensorflow_only_when_it_is_not_loaded(models
     at = run_app(AppTest.from_file(CNN_PAGE), T)
     caption = next(c for c in texts(at.caption) if c.startswith("Runs the model on the images"))
     assert "the first run starts TensorFlow" in caption
+    _register_cnn(models_dir, tiny_cnn)  # with its twin, nothing to start
+    at = run_app(AppTest.from_file(CNN_PAGE), T)
+    caption = next(c for c in texts(at.caption) if c.startswith("Runs the model on the images"))
+    assert "TensorFlow" not in caption
 
 
 def test_cnn_folder_evaluation_names_its_folder_and_downloads(models_dir, fer_small, tiny_cnn, downloads):
