@@ -490,7 +490,7 @@ def photos_part(model, model_key: str, model_name: str, others: list) -> None:
 def main() -> None:
     from fer_core.measure.extract import start_photo_worker
 
-    start_photo_worker()  # (app.py has started it already when the page was opened in the browser)
+    start_photo_worker()  # a no-op when app.py started it (arriving from Home); an address typed in skips app.py
     st.title(t("try_it.title"))
     st.caption(t("try_it.intro"))
     model, model_key, model_name, others = choose_models()
