@@ -10,8 +10,9 @@ crash-isolated worker processes as extraction, images decoded in the worker, no 
 - "full search": ``FaceAnalyzer._detect``, the route every FER2013 crop took before face-crop
   mode (MediaPipe's graph with up to four upscaled retries, then the turned whole-crop starts);
 - "crop mode": what ``FaceAnalyzer.detect`` does with a small image now: the direct detector,
-  landmark and blendshape pass on the crop, the full search where that finds no face ("from the
-  fallback" below: the graph's upscaled retries, then the turned whole-crop starts).
+  landmark and blendshape pass on the crop; where that finds no face ("from the fallback"
+  below), the same pass on the full search's upscaled, padded retries, then the turned
+  whole-crop starts (``_measure_small_crop``), all without MediaPipe's graph.
 Then ``extract_table`` itself (hashing included) in crop mode. The AU difference is per AU, on
 the first face of the images both routes measure.
 """
@@ -53,10 +54,10 @@ def _task(arg: tuple[str, str]) -> tuple[list[float] | None, bool, float]:
     direct = False
     if route == "full":
         faces = _analyzer._detect(rgb)
-    else:
-        faces = _analyzer._measure_as_crop(rgb)  # what detect() does with a small image
+    else:  # what detect() does with a small image
+        faces = _analyzer._measure_as_crop(rgb)
         direct = bool(faces)
-        faces = faces or _analyzer._detect(rgb)
+        faces = faces or _analyzer._measure_small_crop(rgb)
     if not faces:
         return None, direct, time.process_time() - cpu
     aus = au_mapping.aus_from_face(faces[0].blendshapes, faces[0].landmarks)
@@ -106,7 +107,7 @@ def main() -> None:
               f"(= {2000 / cpu[is_direct].mean():.0f} img/s on 2 free cores), {cpu[~is_direct].mean():.1f} "
               f"where it falls back ({cpu[~is_direct].sum() / cpu.sum():.0%} of the CPU time)")
     print(f"crop mode: {direct} faces from the direct passes, "
-          f"{sum(r[0] is not None and not r[1] for r in results['crop'])} from the fallback full search")
+          f"{sum(r[0] is not None and not r[1] for r in results['crop'])} from the fallback")
     both = [(np.array(a[0]), np.array(b[0])) for a, b in zip(results["full"], results["crop"])
             if a[0] is not None and b[0] is not None]
     diff = np.abs(np.array([a - b for a, b in both]))
