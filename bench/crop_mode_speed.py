@@ -1,6 +1,6 @@
 """Face-crop mode against the full search on FER2013 val: images/s, coverage, and how far the AUs move.
 
-Run: python bench/crop_mode_speed.py [--limit 500] [--workers 1 2]
+Run: python bench/crop_mode_speed.py [--limit 500] [--workers 1 2] [--interleaved]
 
 On a shared machine the wall-clock rate depends on what else runs, so the CPU time each
 worker spends per image is printed too (1000 / CPU ms = images/s per free core).
@@ -79,15 +79,36 @@ def _run(route: str, paths: list[str], workers: int) -> tuple[float, list]:
     return rate, [(None, False, 0.0) if isinstance(out[i], WorkerFailure) else out[i] for i in range(len(paths))]
 
 
+def _interleaved(paths: list[str]) -> None:
+    _init()
+    cpu = {"full": 0.0, "crop": 0.0}
+    found = {"full": 0, "crop": 0}
+    for path in paths:
+        for route in cpu:
+            aus, _direct, seconds = _task((route, path))
+            cpu[route] += seconds
+            found[route] += aus is not None
+    for route, seconds in cpu.items():
+        ms = 1000 * seconds / len(paths)
+        print(f"{route:5s} in one process: {ms:5.1f} CPU ms/image (= {2000 / ms:5.1f} img/s on 2 free cores), "
+              f"faces {found[route]}/{len(paths)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--split", default="val")
     parser.add_argument("--limit", type=int, default=500, help="about this many images, spread over the split")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--interleaved", action="store_true",
+                        help="only CPU time, in this one process, each image through both routes in turn "
+                             "(both see the same load: the fairest comparison on a shared machine)")
     args = parser.parse_args()
     items = list_images(fer_split_dir(args.split))
     items = items[:: max(1, len(items) // args.limit)][: args.limit]
     paths = [str(it.path) for it in items]
+    if args.interleaved:
+        _interleaved(paths)
+        return
     print(f"FER2013 {args.split}: {len(paths)} images (every {max(1, len(list_images(fer_split_dir(args.split))) // args.limit)}th); "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
     results: dict[str, list] = {}
