@@ -1,6 +1,6 @@
 """Face-crop mode against the full search on FER2013 val: images/s, coverage, and how far the AUs move.
 
-Run: python bench/crop_mode_speed.py [--limit 500] [--workers 1 2]
+Run: python bench/crop_mode_speed.py [--limit 500] [--workers 1 2] [--interleaved]
 
 On a shared machine the wall-clock rate depends on what else runs, so the CPU time each
 worker spends per image is printed too (1000 / CPU ms = images/s per free core).
@@ -10,8 +10,9 @@ crash-isolated worker processes as extraction, images decoded in the worker, no 
 - "full search": ``FaceAnalyzer._detect``, the route every FER2013 crop took before face-crop
   mode (MediaPipe's graph with up to four upscaled retries, then the turned whole-crop starts);
 - "crop mode": what ``FaceAnalyzer.detect`` does with a small image now: the direct detector,
-  landmark and blendshape pass on the crop, the full search where that finds no face ("from the
-  fallback" below: the graph's upscaled retries, then the turned whole-crop starts).
+  landmark and blendshape pass on the crop; where that finds no face ("from the fallback"
+  below), the same pass on the full search's upscaled, padded retries, then the turned
+  whole-crop starts (``_measure_small_crop``), all without MediaPipe's graph.
 Then ``extract_table`` itself (hashing included) in crop mode. The AU difference is per AU, on
 the first face of the images both routes measure.
 """
@@ -53,10 +54,10 @@ def _task(arg: tuple[str, str]) -> tuple[list[float] | None, bool, float]:
     direct = False
     if route == "full":
         faces = _analyzer._detect(rgb)
-    else:
-        faces = _analyzer._measure_as_crop(rgb)  # what detect() does with a small image
+    else:  # what detect() does with a small image
+        faces = _analyzer._measure_as_crop(rgb)
         direct = bool(faces)
-        faces = faces or _analyzer._detect(rgb)
+        faces = faces or _analyzer._measure_small_crop(rgb)
     if not faces:
         return None, direct, time.process_time() - cpu
     aus = au_mapping.aus_from_face(faces[0].blendshapes, faces[0].landmarks)
@@ -78,15 +79,36 @@ def _run(route: str, paths: list[str], workers: int) -> tuple[float, list]:
     return rate, [(None, False, 0.0) if isinstance(out[i], WorkerFailure) else out[i] for i in range(len(paths))]
 
 
+def _interleaved(paths: list[str]) -> None:
+    _init()
+    cpu = {"full": 0.0, "crop": 0.0}
+    found = {"full": 0, "crop": 0}
+    for path in paths:
+        for route in cpu:
+            aus, _direct, seconds = _task((route, path))
+            cpu[route] += seconds
+            found[route] += aus is not None
+    for route, seconds in cpu.items():
+        ms = 1000 * seconds / len(paths)
+        print(f"{route:5s} in one process: {ms:5.1f} CPU ms/image (= {2000 / ms:5.1f} img/s on 2 free cores), "
+              f"faces {found[route]}/{len(paths)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--split", default="val")
     parser.add_argument("--limit", type=int, default=500, help="about this many images, spread over the split")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--interleaved", action="store_true",
+                        help="only CPU time, in this one process, each image through both routes in turn "
+                             "(both see the same load: the fairest comparison on a shared machine)")
     args = parser.parse_args()
     items = list_images(fer_split_dir(args.split))
     items = items[:: max(1, len(items) // args.limit)][: args.limit]
     paths = [str(it.path) for it in items]
+    if args.interleaved:
+        _interleaved(paths)
+        return
     print(f"FER2013 {args.split}: {len(paths)} images (every {max(1, len(list_images(fer_split_dir(args.split))) // args.limit)}th); "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
     results: dict[str, list] = {}
@@ -106,7 +128,7 @@ def main() -> None:
               f"(= {2000 / cpu[is_direct].mean():.0f} img/s on 2 free cores), {cpu[~is_direct].mean():.1f} "
               f"where it falls back ({cpu[~is_direct].sum() / cpu.sum():.0%} of the CPU time)")
     print(f"crop mode: {direct} faces from the direct passes, "
-          f"{sum(r[0] is not None and not r[1] for r in results['crop'])} from the fallback full search")
+          f"{sum(r[0] is not None and not r[1] for r in results['crop'])} from the fallback")
     both = [(np.array(a[0]), np.array(b[0])) for a, b in zip(results["full"], results["crop"])
             if a[0] is not None and b[0] is not None]
     diff = np.abs(np.array([a - b for a, b in both]))

@@ -81,18 +81,50 @@ def test_crop_mode_matches_mediapipe_graph(analyzer, fer_val):
     assert np.mean(au_diff) < 0.1, f"AUs {np.mean(au_diff):.3f} from MediaPipe's on average"
 
 
-def test_crop_mode_keeps_the_quality_gate_and_the_fallback(analyzer, fer_val, monkeypatch):
-    """Blank and noise crops have no face in either route; where the direct route finds none,
-    the full search still measures the crop (coverage does not drop)."""
+def test_crop_mode_skips_only_detections_that_cannot_win(analyzer, fer_val):
+    """Detections whose region of interest cannot hold a face larger than one already measured
+    get no landmark pass, and only the kept face a blendshape pass: the faces and values are the
+    ones measuring every detection gives."""
+    several = 0
+    for rgb in _val_crops(fer_val):
+        detections = analyzer._crop_detector.faces(rgb, 0.3)
+        several += len(detections) > 1
+        every = []
+        for found in detections:
+            landmarks, blendshapes, presence = analyzer._crop.measure_roi(rgb, *found.roi())
+            if presence >= 0.3:
+                (x0, y0), (x1, y1) = landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)
+                every.append(((x1 - x0) * (y1 - y0), found.score, landmarks, blendshapes))
+        faces = analyzer._measure_as_crop(rgb)
+        assert len(faces) == min(1, len(every))
+        if faces:
+            _area, score, landmarks, blendshapes = max(every, key=lambda f: f[0])
+            assert faces[0].confidence == score and np.array_equal(faces[0].landmarks, landmarks)
+            assert faces[0].blendshapes == blendshapes
+    assert several >= 3, "the sample should hold crops with several detections"
+
+
+def test_crop_mode_keeps_the_quality_gate_and_the_fallback(analyzer, fer_val):
+    """Blank and noise crops have no face in either route; where the direct pass finds none, the
+    fallback (the full search's retries run directly, then the turned whole-crop starts) still
+    measures the crop wherever the full search does, in the crop's own pixels."""
     rng = np.random.default_rng(0)
     for rgb in (np.full((48, 48, 3), 128, np.uint8), rng.integers(0, 255, (48, 48, 3), dtype=np.uint8),
                 np.full((300, 300, 3), 200, np.uint8)):
         assert analyzer._measure_as_crop(rgb) == []
         assert analyzer.detect(rgb, crop=True) == []
-    crops = _val_crops(fer_val)[:8]
-    before = [len(analyzer._detect(rgb)) for rgb in crops]
-    monkeypatch.setattr(analyzer, "_measure_as_crop", lambda rgb: [])
-    assert [len(analyzer.detect(rgb)) for rgb in crops] == before
+    fallbacks = 0
+    for rgb in _val_crops(fer_val):
+        if analyzer._measure_as_crop(rgb):
+            continue
+        fallbacks += 1
+        faces, full = analyzer.detect(rgb), analyzer._detect(rgb)
+        assert len(faces) == len(full) <= 1
+        for face in faces:
+            x, y, w, h = face.box
+            assert min(x, y) > -8 and x + w < 56 and y + h < 56 and w > 16, "the crop's own pixels"
+            assert face.method in ("detector", "crop") and face.low_confidence == (face.confidence < 0.5)
+    assert fallbacks >= 2, "the sample should hold crops the direct pass misses"
 
 
 def test_crops_flag_measures_a_large_crop_whole(analyzer, fer_val):

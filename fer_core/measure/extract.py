@@ -29,7 +29,8 @@ from .workers import WorkerFailure, shared_pool
 
 # Bump when detection or the cached measurements change, so old cache entries are not reused.
 # mp-7: small images in face-crop mode (landmarker.FaceAnalyzer.detect, crop_models).
-MEASURE_VERSION = "mp-7"
+# mp-8: face-crop mode's fallback runs the upscaled, padded retries directly, without the graph.
+MEASURE_VERSION = "mp-8"
 SOURCE = "mediapipe"
 
 NO_FACE_REASON = "no face found"

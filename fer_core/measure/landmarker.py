@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ModelFileError
-from .crop_models import CropDetector
+from .crop_models import ROI_SCALE, CropDetector
 
 LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
 MODEL_ENV = "FER_LANDMARKER_MODEL"
@@ -48,6 +48,12 @@ REFINE_SCALES: tuple[float, ...] = (1.3, 1.4, 1.5)
 # Where the whole-crop measurement starts the ROI's rotation (degrees), in this order; measured on
 # FER2013 val, the turned starts measure 62 of the 78 faces an upright start misses (tilted heads).
 CROP_START_ANGLES: tuple[int, ...] = (0, 25, -25, 50, -50, 75, -75, 100, -100)
+# The landmarks of a detection lie in its region of interest (a square 1.5 x the detection box's
+# longer side, turned), whose upright bounding box is at most 2 x 1.5^2 = 4.5 x that side squared. A
+# crop keeps its largest face, so a detection whose bound is below the landmark box of a face
+# already measured is skipped unmeasured (FER2013 val: 1.24 -> 1.08 landmark passes per image,
+# the same faces kept).
+ROI_BOX_BOUND = 2 * ROI_SCALE ** 2
 LANDMARKS_MODEL = "face_landmarks_detector.tflite"
 BLENDSHAPES_MODEL = "face_blendshapes.tflite"
 # The inputs of the bundle's blendshape model, as the model is specified (MediaPipe's face
@@ -193,7 +199,7 @@ class CropLandmarker:
         self._lm_out = {tuple(d["shape"]): d["index"] for d in self._landmarks.get_output_details()}
         self._bs_in = self._blendshapes.get_input_details()[0]["index"]
         self._bs_out = self._blendshapes.get_output_details()[0]["index"]
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # measure_roi holds it around landmarks_roi and blendshapes
 
     def _run(self, rgb: np.ndarray, cx: float, cy: float, side: float, angle: float,
              like_mediapipe: bool = False) -> tuple[np.ndarray, float]:
@@ -264,9 +270,22 @@ class CropLandmarker:
         """(landmarks, blendshapes, face presence) from one landmark pass on one region of
         interest, as MediaPipe's landmarker measures a face after detection (face-crop mode)."""
         with self._lock:
+            pts, presence = self.landmarks_roi(rgb, cx, cy, side, angle)
+            return pts, self.blendshapes(pts), presence
+
+    def landmarks_roi(self, rgb: np.ndarray, cx: float, cy: float, side: float,
+                      angle: float) -> tuple[np.ndarray, float]:
+        """``measure_roi`` without the blendshapes: (landmarks, face presence), so that a face
+        the presence gate drops costs no blendshape pass."""
+        with self._lock:
             pts, presence = self._run(rgb, cx, cy, side, angle, like_mediapipe=True)
-            scores = self._blendshapes_of(pts)
-        return pts.astype(np.float32), dict(zip(BLENDSHAPE_NAMES, map(float, scores))), presence
+        return pts.astype(np.float32), presence
+
+    def blendshapes(self, landmarks: np.ndarray) -> dict[str, float]:
+        """The 52 blendshapes of landmarks (478, 3) in image pixels."""
+        with self._lock:
+            scores = self._blendshapes_of(np.asarray(landmarks))
+        return dict(zip(BLENDSHAPE_NAMES, map(float, scores)))
 
     def refine(self, rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, dict[str, float], float]:
         """Re-measure a face found in a photo on a ROI that depends on the face alone.
@@ -374,33 +393,58 @@ class FaceAnalyzer:
 
         Small images (FER2013's 48x48) and, with ``crop``, any image (``extract --crops``) are
         face crops, measured in face-crop mode (``_measure_as_crop``): the first step of the
-        full search (``_detect``) without MediaPipe's graph. Where it finds no face, the full
-        search runs as before (for small crops: the graph's upscaled retries, then the turned
-        whole-crop starts), so coverage does not drop. Measured in ``bench/crop_mode_speed.py``:
-        retrying the upscaled variants directly as well saves little time and moves the AUs more.
+        full search (``_detect``) without MediaPipe's graph. Where it finds no face in a small
+        crop, the rest of the full search runs without the graph too (``_measure_small_crop``);
+        a large crop goes to the full search itself. Measured in ``bench/crop_mode_speed.py``.
         """
         with self._lock:
-            if crop or max(rgb.shape[:2]) < SMALL_IMAGE_SIDE:
-                faces = self._measure_as_crop(np.ascontiguousarray(rgb))
+            small = max(rgb.shape[:2]) < SMALL_IMAGE_SIDE
+            if crop or small:
+                rgb = np.ascontiguousarray(rgb)
+                faces = self._measure_as_crop(rgb)
                 if faces:
                     return faces
+                if small:
+                    return self._measure_small_crop(rgb)
             return self._detect(rgb)
+
+    def _measure_small_crop(self, rgb: np.ndarray) -> list[Face]:
+        """Face-crop mode's fallback for a small crop in which the direct pass finds no face: the
+        full search's retries (``RETRY_VARIANTS``: upscaled, edge-padded) run directly too, then
+        the turned whole-crop starts (``_measure_crop``): the steps of ``_detect`` without
+        MediaPipe's graph. The graph's sampling differs by a fraction of a pixel, and for a few
+        borderline crops that decides whether a face is found (FER2013 train: 16 of 28,709 only
+        the graph finds), so where all of that finds nothing, the graph's retries
+        (``_graph_retries``) run last: no face the full search finds is lost."""
+        for scale, border in RETRY_VARIANTS[1:]:  # (1, 0), the crop as given, is the direct pass
+            faces = self._measure_as_crop(_prepare(rgb, scale, border))
+            if faces:
+                for face in faces:
+                    _to_original(face, scale, border)
+                return faces
+        return self._measure_crop(rgb) or self._graph_retries(rgb)
 
     def _measure_as_crop(self, rgb: np.ndarray) -> list[Face]:
         """Face-crop mode: the crop's one face from one detector, one landmark and one blendshape
         pass run directly (``crop_models``), as MediaPipe's landmarker graph measures it, without
         the graph: the same gate (detection score and face presence at least ``min_confidence``)
         and the same low-confidence flag (score below ``CROP_SURE_SCORE``); [] below the gate."""
-        faces = []
-        for found in self._crop_detector.faces(rgb, self._min_confidence):
-            landmarks, blendshapes, presence = self._crop.measure_roi(rgb, *found.roi())
+        faces: list[Face] = []
+        largest = 0.0
+        for found in sorted(self._crop_detector.faces(rgb, self._min_confidence), key=lambda d: -max(d.box[2:])):
+            if ROI_BOX_BOUND * max(found.box[2:]) ** 2 < largest:
+                continue  # its landmarks cannot outsize a face already measured (see ROI_BOX_BOUND)
+            landmarks, presence = self._crop.landmarks_roi(rgb, *found.roi())
             if presence < self._min_confidence:
                 continue
             (x0, y0), (x1, y1) = landmarks[:, :2].min(axis=0), landmarks[:, :2].max(axis=0)
             faces.append(Face(box=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)), confidence=found.score,
-                              landmarks=landmarks, blendshapes=blendshapes,
-                              low_confidence=found.score < CROP_SURE_SCORE))
-        return _largest_first(faces)[:1]  # a crop holds one face; the search keeps the largest too
+                              landmarks=landmarks, low_confidence=found.score < CROP_SURE_SCORE))
+            largest = max(largest, float((x1 - x0) * (y1 - y0)))
+        faces = _largest_first(faces)[:1]  # a crop holds one face; the search keeps the largest too
+        for face in faces:  # the blendshape pass for the face kept only
+            face.blendshapes = self._crop.blendshapes(face.landmarks)
+        return faces
 
     def _detect(self, rgb: np.ndarray) -> list[Face]:
         """Detection proper.
@@ -416,14 +460,7 @@ class FaceAnalyzer:
         """
         h, w = rgb.shape[:2]
         if max(h, w) < SMALL_IMAGE_SIDE:
-            for scale, border in RETRY_VARIANTS:
-                faces = self._detect_once(_prepare(rgb, scale, border))
-                if faces:
-                    for face in faces:
-                        _to_original(face, scale, border)
-                        face.low_confidence = face.confidence < CROP_SURE_SCORE
-                    return _largest_first(faces)[:1]
-            return self._measure_crop(rgb)
+            return self._graph_retries(rgb) or self._measure_crop(rgb)
         faces = _drop_duplicates(_largest_first(self._detect_once(rgb)))
         for x0, y0, side in self._tile_detections(rgb):
             if any(_iou((x0 + side / 4, y0 + side / 4, side / 2, side / 2), f.box) > 0.2 for f in faces):
@@ -435,6 +472,18 @@ class FaceAnalyzer:
                 face.box = (face.box[0] + cx, face.box[1] + cy, face.box[2], face.box[3])
                 faces.append(face)
         return self._gate_and_refine(rgb, faces)
+
+    def _graph_retries(self, rgb: np.ndarray) -> list[Face]:
+        """A small crop's largest face from MediaPipe's graph on ``RETRY_VARIANTS`` (upscaled,
+        padded), the first variant that finds one winning; [] when none does."""
+        for scale, border in RETRY_VARIANTS:
+            faces = self._detect_once(_prepare(rgb, scale, border))
+            if faces:
+                for face in faces:
+                    _to_original(face, scale, border)
+                    face.low_confidence = face.confidence < CROP_SURE_SCORE
+                return _largest_first(faces)[:1]
+        return []
 
     def _gate_and_refine(self, rgb: np.ndarray, faces: list[Face]) -> list[Face]:
         """The face-quality gate (PHOTO_MIN_SCORE), then each face re-measured on a ROI of its own."""
