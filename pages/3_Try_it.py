@@ -7,6 +7,14 @@ and the numbered image (PNG).
 
 from __future__ import annotations
 
+# ruff: noqa: E402  (the worker starts before this page's heavy imports)
+# MediaPipe's worker (a process of its own, seconds to start) starts first thing, before pandas and
+# plotly are imported here, so it is ready sooner after a photo is uploaded: a no-op when it runs
+# already (app.py starts it when people arrive from Home; an address typed in skips app.py).
+from fer_core.measure.tasks import start_photo_worker
+
+start_photo_worker()
+
 import io
 import json
 import tempfile
@@ -488,9 +496,6 @@ def photos_part(model, model_key: str, model_name: str, others: list) -> None:
 
 
 def main() -> None:
-    from fer_core.measure.extract import start_photo_worker
-
-    start_photo_worker()  # a no-op when app.py started it (arriving from Home); an address typed in skips app.py
     st.title(t("try_it.title"))
     st.caption(t("try_it.intro"))
     model, model_key, model_name, others = choose_models()
