@@ -307,16 +307,21 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         st.caption(found
                    + (t("try_it.scaled") if result.scaled else ""))
         outputs = other_outputs(result, others)
-        photo = photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs)
         order = face_order(result.faces)
-        image = numbered_image(result, order)
-        if n > 1:
+        image = numbered_image(result, order) if n > 1 else None
+        if image is not None:
             st.image(image, caption=t("try_it.numbered_caption", n=n), width="stretch")
         st.markdown(t("try_it.table_title"))
-        st.dataframe(face_table(photo), hide_index=True)
-        show_downloads(photo, image, slot)
+        # The table and the downloads keep their place above the faces but are filled in after them:
+        # the predictions show first, and the downloads' encoding (the PNG's, a tenth of a second or
+        # more) comes after.
+        table, downloads = st.empty(), st.container()
         for number, i in enumerate(order, start=1):
             show_face(result, number, i, outputs, slot)
+        photo = photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs)
+        table.dataframe(face_table(photo), hide_index=True)
+        with downloads:
+            show_downloads(photo, image if image is not None else numbered_image(result, order), slot)
         if mask and model is not None:
             show_masked(result, model, model_key, mask, slot)
 
