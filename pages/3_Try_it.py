@@ -156,6 +156,9 @@ def absent_against(ex) -> str:
 
 
 def show_face(result, number: int, i: int, others: list[ModelOutput], slot: int) -> None:
+    # The charts keep their places but are drawn after the face's texts: every model's prediction
+    # shows first, before the browser is busy drawing charts.
+    charts: list = []  # (placeholder, figure maker, key)
     face = result.faces[i]
     ex = face.explanation
     emotion, proba = ex.emotion, ex.probabilities[ex.emotion]
@@ -174,22 +177,27 @@ def show_face(result, number: int, i: int, others: list[ModelOutput], slot: int)
         st.markdown(ex.sentence[0].upper() + ex.sentence[1:])
         if ex.against:
             st.caption(absent_against(ex))
-        chart(st, plots.probability_bars(ex.probabilities, title=t("try_it.proba_title")), f"proba_{slot}_{i}")
+        charts.append((st.empty(), lambda: plots.probability_bars(ex.probabilities, title=t("try_it.proba_title")),
+                       f"proba_{slot}_{i}"))
     network = ex.extra.get("aus_network")
     if network is None:
-        chart(c3, plots.au_intensity_bars(face.aus, highlight=reasons, title=t("try_it.aus_title")),
-              f"aus_{slot}_{i}")
+        charts.append((c3.empty(), lambda: plots.au_intensity_bars(face.aus, highlight=reasons,
+                                                                   title=t("try_it.aus_title")), f"aus_{slot}_{i}"))
     else:  # an AU-bottleneck network: what it read from the pixels, next to what the landmarks measured
-        chart(c3, plots.au_intensity_bars(network, highlight=reasons, title=t("try_it.network_title")),
-              f"aus_{slot}_{i}")
-        chart(c3, plots.au_intensity_bars(face.aus, title=t("try_it.measured_title")), f"aus_measured_{slot}_{i}")
+        charts.append((c3.empty(), lambda: plots.au_intensity_bars(network, highlight=reasons,
+                                                                   title=t("try_it.network_title")), f"aus_{slot}_{i}"))
+        charts.append((c3.empty(), lambda: plots.au_intensity_bars(face.aus, title=t("try_it.measured_title")),
+                       f"aus_measured_{slot}_{i}"))
         c3.caption(t("try_it.network_caption"))
     if others:
-        show_other_models(number, i, others, slot)
+        show_other_models(number, i, others, slot, charts)
+    for target, figure, key in charts:
+        chart(target, figure(), key)
 
 
-def show_other_models(number: int, i: int, others: list[ModelOutput], slot: int) -> None:
-    """The other models' probabilities for the same face."""
+def show_other_models(number: int, i: int, others: list[ModelOutput], slot: int, charts: list) -> None:
+    """The other models' probabilities for the same face; their charts are added to ``charts``
+    (placeholder, figure maker, key), drawn by the caller."""
     st.markdown(t("try_it.other_models", n=number))
     for col, out in zip(st.columns(len(others)), others):
         with col:
@@ -199,7 +207,8 @@ def show_other_models(number: int, i: int, others: list[ModelOutput], slot: int)
                 continue
             best = max(probs, key=probs.get)
             st.markdown(f"{out.name} ({out.kind}): **{emotion_label(best)}** ({probs[best]:.0%})")
-            chart(st, plots.probability_bars(probs, title=out.name), f"other_{slot}_{i}_{out.name}")
+            charts.append((st.empty(), lambda probs=probs, name=out.name: plots.probability_bars(probs, title=name),
+                           f"other_{slot}_{i}_{out.name}"))
 
 
 def masked_result(result, model, model_key: str, style: str) -> tuple | str:
