@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from . import fileio
-from .au_codes import AU_COLUMNS
+from .au_codes import AU_CODES, AU_COLUMNS  # noqa: F401  (AU_CODES: re-exported, as before)
 from .emotions import OPENFACE_STUDY_CODES, SIX_EMOTIONS, normalize_emotion
 from .errors import AUTableError, one_line, printable
 from .safe_files import open_regular_file
