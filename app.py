@@ -214,7 +214,7 @@ def run_app() -> None:
     if page.url_path == pages[TRY_IT_PAGE].url_path:
         # Its MediaPipe worker (a process of its own, seconds to start) starts before the page's own
         # imports, so it is ready by the time a photo is uploaded.
-        from fer_core.measure.extract import start_photo_worker
+        from fer_core.measure.tasks import start_photo_worker
 
         start_photo_worker()
     page.run()

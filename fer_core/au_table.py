@@ -34,15 +34,10 @@ import numpy as np
 import pandas as pd
 
 from . import fileio
+from .au_codes import AU_CODES, AU_COLUMNS  # noqa: F401  (AU_CODES: re-exported, as before)
 from .emotions import OPENFACE_STUDY_CODES, SIX_EMOTIONS, normalize_emotion
 from .errors import AUTableError, one_line, printable
 from .safe_files import open_regular_file
-
-AU_CODES: tuple[str, ...] = (
-    "AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12",
-    "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45",
-)
-AU_COLUMNS: tuple[str, ...] = tuple(f"{code}_r" for code in AU_CODES)
 
 AU_NAMES: dict[str, str] = {
     "AU01": "inner brow raiser",

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import importlib.util
 import json
 import re
 import string
 from collections.abc import Iterator, Mapping
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 LANGUAGES: dict[str, str] = {"en": "English", "ko": "한국어"}
@@ -138,12 +138,20 @@ def reason(text: str) -> str:
 
 
 def hangul_font_path() -> Path | None:
-    """A TrueType font that draws Hangul (NanumGothic from the ``koreanize-matplotlib`` package)."""
+    """A TrueType font that draws Hangul (NanumGothic from the ``koreanize-matplotlib`` package).
+
+    The package is found, not imported: importing it imports matplotlib (most of a second), which
+    would delay the first face drawn in Try it."""
     try:
-        path = Path(str(resources.files("koreanize_matplotlib") / "fonts" / "NanumGothic.ttf"))
-    except (ModuleNotFoundError, TypeError):
+        spec = importlib.util.find_spec("koreanize_matplotlib")
+    except (ImportError, ValueError):
         return None
-    return path if path.is_file() else None
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        path = Path(folder) / "fonts" / "NanumGothic.ttf"
+        if path.is_file():
+            return path
+    return None
 
 
 def embedded_font_css(text: str, family: str = "NanumGothic") -> str:

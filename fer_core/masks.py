@@ -166,7 +166,7 @@ class MaskedMeasure:
 
 def hide(aus: np.ndarray) -> np.ndarray:
     """AUs of a masked face: those in HIDDEN_AUS become unknown (NaN), the rest are kept."""
-    from .au_table import AU_CODES
+    from .au_codes import AU_CODES
 
     out = np.asarray(aus, dtype=float).copy()
     out[[AU_CODES.index(c) for c in HIDDEN_AUS]] = np.nan
@@ -178,8 +178,8 @@ def mask_and_measure(analyzer, rgb: np.ndarray, style: str = DEFAULT_STYLE, seed
     the usual way. A masked face the usual way misses (the detector misses about one in ten on
     FER2013 crops) is measured where it was before the mask (``FaceAnalyzer.measure_at``).
     Returns the one-line reason when no face is found in the unmasked image."""
-    from .measure.extract import NO_FACE_REASON, measure_faces, measurement_of
     from .measure.landmarker import iou
+    from .measure.tasks import NO_FACE_REASON, measure_faces, measurement_of
 
     faces = measure_faces(analyzer, rgb, keep_landmarks=True)
     if not faces:

@@ -7,6 +7,14 @@ and the numbered image (PNG).
 
 from __future__ import annotations
 
+# ruff: noqa: E402  (the worker starts before this page's heavy imports)
+# MediaPipe's worker (a process of its own, seconds to start) starts first thing, before pandas and
+# plotly are imported here, so it is ready sooner after a photo is uploaded: a no-op when it runs
+# already (app.py starts it when people arrive from Home; an address typed in skips app.py).
+from fer_core.measure.tasks import start_photo_worker
+
+start_photo_worker()
+
 import io
 import json
 import tempfile
@@ -148,6 +156,9 @@ def absent_against(ex) -> str:
 
 
 def show_face(result, number: int, i: int, others: list[ModelOutput], slot: int) -> None:
+    # The charts keep their places but are drawn after the face's texts: every model's prediction
+    # shows first, before the browser is busy drawing charts.
+    charts: list = []  # (placeholder, figure maker, key)
     face = result.faces[i]
     ex = face.explanation
     emotion, proba = ex.emotion, ex.probabilities[ex.emotion]
@@ -166,22 +177,27 @@ def show_face(result, number: int, i: int, others: list[ModelOutput], slot: int)
         st.markdown(ex.sentence[0].upper() + ex.sentence[1:])
         if ex.against:
             st.caption(absent_against(ex))
-        chart(st, plots.probability_bars(ex.probabilities, title=t("try_it.proba_title")), f"proba_{slot}_{i}")
+        charts.append((st.empty(), lambda: plots.probability_bars(ex.probabilities, title=t("try_it.proba_title")),
+                       f"proba_{slot}_{i}"))
     network = ex.extra.get("aus_network")
     if network is None:
-        chart(c3, plots.au_intensity_bars(face.aus, highlight=reasons, title=t("try_it.aus_title")),
-              f"aus_{slot}_{i}")
+        charts.append((c3.empty(), lambda: plots.au_intensity_bars(face.aus, highlight=reasons,
+                                                                   title=t("try_it.aus_title")), f"aus_{slot}_{i}"))
     else:  # an AU-bottleneck network: what it read from the pixels, next to what the landmarks measured
-        chart(c3, plots.au_intensity_bars(network, highlight=reasons, title=t("try_it.network_title")),
-              f"aus_{slot}_{i}")
-        chart(c3, plots.au_intensity_bars(face.aus, title=t("try_it.measured_title")), f"aus_measured_{slot}_{i}")
+        charts.append((c3.empty(), lambda: plots.au_intensity_bars(network, highlight=reasons,
+                                                                   title=t("try_it.network_title")), f"aus_{slot}_{i}"))
+        charts.append((c3.empty(), lambda: plots.au_intensity_bars(face.aus, title=t("try_it.measured_title")),
+                       f"aus_measured_{slot}_{i}"))
         c3.caption(t("try_it.network_caption"))
     if others:
-        show_other_models(number, i, others, slot)
+        show_other_models(number, i, others, slot, charts)
+    for target, figure, key in charts:
+        chart(target, figure(), key)
 
 
-def show_other_models(number: int, i: int, others: list[ModelOutput], slot: int) -> None:
-    """The other models' probabilities for the same face."""
+def show_other_models(number: int, i: int, others: list[ModelOutput], slot: int, charts: list) -> None:
+    """The other models' probabilities for the same face; their charts are added to ``charts``
+    (placeholder, figure maker, key), drawn by the caller."""
     st.markdown(t("try_it.other_models", n=number))
     for col, out in zip(st.columns(len(others)), others):
         with col:
@@ -191,7 +207,8 @@ def show_other_models(number: int, i: int, others: list[ModelOutput], slot: int)
                 continue
             best = max(probs, key=probs.get)
             st.markdown(f"{out.name} ({out.kind}): **{emotion_label(best)}** ({probs[best]:.0%})")
-            chart(st, plots.probability_bars(probs, title=out.name), f"other_{slot}_{i}_{out.name}")
+            charts.append((st.empty(), lambda probs=probs, name=out.name: plots.probability_bars(probs, title=name),
+                           f"other_{slot}_{i}_{out.name}"))
 
 
 def masked_result(result, model, model_key: str, style: str) -> tuple | str:
@@ -299,16 +316,21 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         st.caption(found
                    + (t("try_it.scaled") if result.scaled else ""))
         outputs = other_outputs(result, others)
-        photo = photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs)
         order = face_order(result.faces)
-        image = numbered_image(result, order)
-        if n > 1:
+        image = numbered_image(result, order) if n > 1 else None
+        if image is not None:
             st.image(image, caption=t("try_it.numbered_caption", n=n), width="stretch")
         st.markdown(t("try_it.table_title"))
-        st.dataframe(face_table(photo), hide_index=True)
-        show_downloads(photo, image, slot)
+        # The table and the downloads keep their place above the faces but are filled in after them:
+        # the predictions show first, and the downloads' encoding (the PNG's, a tenth of a second or
+        # more) comes after.
+        table, downloads = st.empty(), st.container()
         for number, i in enumerate(order, start=1):
             show_face(result, number, i, outputs, slot)
+        photo = photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs)
+        table.dataframe(face_table(photo), hide_index=True)
+        with downloads:
+            show_downloads(photo, image if image is not None else numbered_image(result, order), slot)
         if mask and model is not None:
             show_masked(result, model, model_key, mask, slot)
 
@@ -488,9 +510,6 @@ def photos_part(model, model_key: str, model_name: str, others: list) -> None:
 
 
 def main() -> None:
-    from fer_core.measure.extract import start_photo_worker
-
-    start_photo_worker()  # a no-op when app.py started it (arriving from Home); an address typed in skips app.py
     st.title(t("try_it.title"))
     st.caption(t("try_it.intro"))
     model, model_key, model_name, others = choose_models()

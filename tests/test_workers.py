@@ -49,3 +49,28 @@ def test_worker_with_library_task_does_not_rerun_the_main_script(tmp_path):
 def test_worker_with_a_task_of_the_main_script_still_gets_it(tmp_path):
     out, runs = run_script(tmp_path, "here")
     assert out == "[-2]" and runs == ["__main__", "__mp_main__"]
+
+
+
+def test_the_measuring_worker_side_imports_no_pandas():
+    """A spawned worker imports its task's module before its first task, and Try it starts its
+    worker before the page's own imports: that module (and what its tasks import: the landmarker,
+    the masks) stays free of pandas, about a second of a busy machine's time."""
+    code = ("import sys\n"
+            "import fer_core.masks, fer_core.measure.landmarker, fer_core.measure.tasks\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pandas'))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
+def test_workers_run_the_tasks_of_the_light_module():
+    """What a worker unpickles names ``fer_core.measure.tasks``; ``extract`` hands out the same
+    functions, so its pools (and Ray's actors) run them too."""
+    from fer_core.measure import extract, tasks
+
+    for name in ("_measure_task", "_init_worker", "_measure_path", "start_photo_worker", "measure_image",
+                 "measure_faces", "FaceMeasurement"):
+        assert getattr(extract, name) is getattr(tasks, name)
+    assert extract._measure_task.__module__ == extract._init_worker.__module__ == "fer_core.measure.tasks"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..au_table import AU_CODES
+from ..au_codes import AU_CODES
 
 # Landmark indices of MediaPipe's 478-point face mesh used by the geometry features.
 _RIGHT_EYE = (33, 133)

@@ -13,19 +13,30 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .. import au_table, config
-from ..au_table import AU_CODES, AU_COLUMNS
-from ..errors import FerError, ImageError, printable
-from ..images import LabeledImage, SkippedFile, load_image, relative_file
+from ..au_table import AU_COLUMNS
+from ..errors import ImageError, printable
+from ..images import LabeledImage, SkippedFile, relative_file
 from ..safe_files import read_regular_file
-from . import au_mapping
-from .workers import WorkerFailure, shared_pool
+from .tasks import (  # noqa: F401  (the worker side lives there, without pandas; re-exported)
+    NO_FACE_REASON,
+    FaceMeasurement,
+    _init_worker,
+    _measure_path,
+    _measure_task,
+    _pool,
+    measure_faces,
+    measure_image,
+    measure_masked_image,
+    measurement_of,
+    start_photo_worker,
+)
+from .workers import WorkerFailure
 
 # Bump when detection or the cached measurements change, so old cache entries are not reused.
 # mp-7: small images in face-crop mode (landmarker.FaceAnalyzer.detect, crop_models).
@@ -33,61 +44,8 @@ from .workers import WorkerFailure, shared_pool
 MEASURE_VERSION = "mp-8"
 SOURCE = "mediapipe"
 
-NO_FACE_REASON = "no face found"
-
 Progress = Callable[[int, int], None]
 ShouldStop = Callable[[], bool]
-
-
-@dataclass
-class FaceMeasurement:
-    """What the AU mapping needs of one face (box and confidence in image pixels, blendshapes,
-    geometry features), rounded as cached, plus the landmarks when kept for drawing."""
-
-    box: tuple[float, float, float, float]
-    confidence: float
-    blendshapes: dict[str, float]
-    geometry: dict[str, float]
-    landmarks: np.ndarray | None = field(default=None, repr=False)
-    method: str = "detector"  # or "crop": the detector missed it, measured on the whole face crop
-    low_confidence: bool = False
-
-    def aus(self) -> dict[str, float]:
-        """AU columns ('AU01_r'…) of this face."""
-        aus = au_mapping.aus_from_measurements(self.blendshapes, self.geometry)
-        return {f"{code}_r": aus[code] for code in AU_CODES}
-
-    def au_vector(self) -> np.ndarray:
-        aus = self.aus()
-        return np.array([aus[c] for c in AU_COLUMNS], dtype=float)
-
-    def to_cache(self) -> dict:
-        return {"box": list(self.box), "confidence": self.confidence, "blendshapes": self.blendshapes,
-                "geometry": self.geometry, "method": self.method, "low_confidence": self.low_confidence}
-
-    @classmethod
-    def from_cache(cls, d: dict) -> "FaceMeasurement":
-        return cls(tuple(d["box"]), float(d["confidence"]), d["blendshapes"], d["geometry"],
-                   method=d.get("method", "detector"), low_confidence=bool(d.get("low_confidence", False)))
-
-
-def measure_faces(analyzer, rgb: np.ndarray, keep_landmarks: bool = False, crop: bool = False,
-                  ) -> list[FaceMeasurement]:
-    """Every face of an image, largest first, measured for the AU mapping. ``crop``: the image
-    is a face crop whatever its size (face-crop mode, ``extract --crops``)."""
-    faces = analyzer.detect(rgb, crop=True) if crop else analyzer.detect(rgb)
-    return [measurement_of(face, keep_landmarks) for face in faces]
-
-
-def measurement_of(face, keep_landmarks: bool = False) -> FaceMeasurement:
-    """The AU mapping's view of one ``landmarker.Face``."""
-    d = face.to_dict()
-    return FaceMeasurement(
-        box=tuple(d["box"]), confidence=d["confidence"],
-        blendshapes={k: round(v, 8) for k, v in face.blendshapes.items()},
-        geometry={k: round(v, 6) for k, v in au_mapping.geometry_features(face.landmarks).items()},
-        landmarks=face.landmarks if keep_landmarks else None, method=face.method,
-        low_confidence=face.low_confidence)
 
 
 def rows_for_image(file: str, label: str | None, measured: list[FaceMeasurement] | str,
@@ -144,47 +102,6 @@ def _content_key(path: Path, crop: bool = False) -> str:
     return MEASURE_VERSION + (":crops:" if crop else ":") + hashlib.sha1(data).hexdigest()
 
 
-_worker_analyzer = None
-
-
-def _init_worker() -> None:
-    """Each process measures with its one analyzer (started once, closed at exit)."""
-    global _worker_analyzer
-    from .landmarker import shared_analyzer
-
-    _worker_analyzer = shared_analyzer()
-
-
-def _measure_path(path: str, crop: bool = False) -> list[dict] | str:
-    """Worker task: measurements as cached, or the one-line reason the file failed (without the
-    path: the row names the file, and the cache may serve the answer for a copy elsewhere)."""
-    try:
-        return [m.to_cache() for m in measure_faces(_worker_analyzer, load_image(path, name="image"), crop=crop)]
-    except FerError as exc:
-        return str(exc).removeprefix("image: ")
-
-
-def _measure_task(arg):
-    """Worker task: a file by path (measurements as cached), an image array (measurements with
-    landmarks, for drawing), or ``("mask", path, style, seed)`` (the face masked and measured
-    again, ``fer_core.masks.mask_and_measure``), or ``("crops", path)`` (a file measured as a
-    face crop whatever its size)."""
-    if isinstance(arg, np.ndarray):
-        return measure_faces(_worker_analyzer, arg, keep_landmarks=True)
-    if isinstance(arg, tuple) and arg[0] == "crops":
-        return _measure_path(arg[1], crop=True)
-    if isinstance(arg, tuple) and arg[0] == "mask":
-        from ..masks import mask_and_measure
-
-        _, source, style, seed = arg
-        try:
-            rgb = source if isinstance(source, np.ndarray) else load_image(source, name="image")
-            return mask_and_measure(_worker_analyzer, rgb, style, seed)
-        except FerError as exc:
-            return str(exc).removeprefix("image: ")
-    return _measure_path(arg)
-
-
 def run_tasks(args: Sequence, workers: int = 1, progress: Progress | None = None) -> dict[int, object]:
     """Results of worker tasks (see ``_measure_task``) by index; a crashed task gives its reason."""
     out: dict[int, object] = {}
@@ -197,42 +114,6 @@ def run_tasks(args: Sequence, workers: int = 1, progress: Progress | None = None
             if progress:
                 progress(len(out), len(args))
     return out
-
-
-def _pool(key: str, workers: int):
-    return shared_pool(key, max(1, workers), _measure_task, _init_worker,
-                       crash_message="the face detector crashed on this image")
-
-
-def start_photo_worker() -> None:
-    """Start ``measure_image``'s worker now, without waiting: a page that will measure photos
-    calls it when it opens, so MediaPipe loads (seconds, in its own process) while the person
-    picks a photo instead of after."""
-    _pool("photo", 1).start()
-
-
-def measure_image(rgb: np.ndarray) -> list[FaceMeasurement]:
-    """Every face of one decoded image, largest first, with landmarks, measured in a
-    crash-isolated worker (the dashboard's server never runs MediaPipe itself). A single photo
-    has its own worker, so it does not wait behind a long extraction."""
-    pool = _pool("photo", 1)
-    with pool.lock:
-        for _, result in pool.imap_unordered([np.ascontiguousarray(rgb)]):
-            if isinstance(result, str):
-                raise ImageError(f"image: {result}")
-            return result
-    return []
-
-
-def measure_masked_image(rgb: np.ndarray, style: str, seed: int = 0):
-    """``masks.mask_and_measure`` on one decoded image, in Try it's crash-isolated worker."""
-    pool = _pool("photo", 1)
-    with pool.lock:
-        for _, result in pool.imap_unordered([("mask", np.ascontiguousarray(rgb), style, seed)]):
-            if isinstance(result, str):
-                raise ImageError(f"image: {result}")
-            return result
-    raise ImageError("image: not measured")
 
 
 def measurements_of(cached: list[dict] | str) -> list[FaceMeasurement] | str:

