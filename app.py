@@ -211,13 +211,16 @@ def run_app() -> None:
     choose_language()
     pages = {path: st.Page(path, title=t(label), icon=icon) for path, label, icon in PAGES}
     page = st.navigation([st.Page(home, title=t("nav.home"), icon=HOME_ICON, default=True)] + list(pages.values()))
+    from fer_core.measure.tasks import start_photo_worker
+
     if page.url_path == pages[TRY_IT_PAGE].url_path:
         # Its MediaPipe worker (a process of its own, seconds to start) starts before the page's own
         # imports, so it is ready by the time a photo is uploaded.
-        from fer_core.measure.tasks import start_photo_worker
-
         start_photo_worker()
     page.run()
+    # Any other page: once it has drawn, the worker starts in the background (it does not wait),
+    # so a researcher who opens Home first finds Try it ready for the first photo.
+    start_photo_worker()
 
 
 # Streamlit runs this file as __main__, so every worker process the dashboard spawns (MediaPipe's)

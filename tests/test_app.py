@@ -71,6 +71,17 @@ def test_home_starts_without_tensorflow_or_mediapipe():
     assert out.returncode == 0, out.stdout + out.stderr[-2000:]
 
 
+def test_home_starts_try_its_photo_worker_in_the_background():
+    """After Home has drawn, Try it's MediaPipe worker is already starting (a process of its own),
+    so the first photo there does not wait for it; the server itself still loads no MediaPipe."""
+    code = ("import sys; from streamlit.testing.v1 import AppTest; at = AppTest.from_file('app.py').run(timeout=30); "
+            "assert not at.exception; from fer_core.measure.workers import _pools; pool = _pools.get(('photo', 1)); "
+            "alive = pool is not None and any(w.process.is_alive() for w in pool._workers); "
+            "print(alive, 'mediapipe' in sys.modules); sys.exit(0 if alive and 'mediapipe' not in sys.modules else 1)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+
+
 def test_home_without_datasets_says_where_images_go(models_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "nowhere"))
     at = _run(AppTest.from_file(HOME))
