@@ -29,7 +29,6 @@ from fer_core.i18n import emotion_label, install_browser_font, t
 from ui.common import (
     HOME_ICON,
     PAGES,
-    TRY_IT_PAGE,
     choose_language,
     data_layout_help,
     derived_tables,
@@ -213,14 +212,11 @@ def run_app() -> None:
     page = st.navigation([st.Page(home, title=t("nav.home"), icon=HOME_ICON, default=True)] + list(pages.values()))
     from fer_core.measure.tasks import start_photo_worker
 
-    if page.url_path == pages[TRY_IT_PAGE].url_path:
-        # Its MediaPipe worker (a process of its own, seconds to start) starts before the page's own
-        # imports, so it is ready by the time a photo is uploaded.
-        start_photo_worker()
-    page.run()
-    # Any other page: once it has drawn, the worker starts in the background (it does not wait),
-    # so a researcher who opens Home first finds Try it ready for the first photo.
+    # Try it's MediaPipe worker (a process of its own, seconds to start) starts before any page's
+    # imports, without waiting: on Try it it is ready by the time a photo is uploaded, and a
+    # researcher who opens Home first finds it ready for the first photo.
     start_photo_worker()
+    page.run()
 
 
 # Streamlit runs this file as __main__, so every worker process the dashboard spawns (MediaPipe's)

@@ -47,7 +47,6 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("pages/6_Compare.py", "nav.compare", ":material/compare_arrows:"),
     ("pages/7_Masks.py", "nav.masks", ":material/masks:"),
 )
-TRY_IT_PAGE = "pages/3_Try_it.py"  # app.py starts its photo worker as soon as it is opened
 # The folder layout the workbench reads, in English (messages of fer_core errors); pages show
 # ``data_layout_help()``, in the reader's language. Its one text is the catalogue's.
 DATA_LAYOUT_HELP = i18n.catalogue("en")["common.data_layout"]
