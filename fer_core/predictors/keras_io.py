@@ -53,23 +53,25 @@ def fit_images(images: Sequence[Any], size: tuple[int, int], channels: int) -> n
     return out
 
 
+def run_network(model: Any, x: np.ndarray, output: str | None = None) -> np.ndarray:
+    """One batch through a network in inference mode: a Keras model or its TensorFlow Lite twin
+    (``lite.LiteModel``, no TensorFlow); ``output`` names one output of a multi-output network."""
+    from .lite import LiteModel
+
+    if isinstance(model, LiteModel):
+        return model.run(x)[output] if output else model.predict(x)
+    keras = import_keras()
+    y = model(x, training=False)
+    return keras.ops.convert_to_numpy(y[output] if output else y)
+
+
 def predict_in_batches(model: Any, x: np.ndarray, batch_size: int = 128,
                        progress: Progress | None = None) -> np.ndarray:
     """Call the model (Keras, or a ``lite.LiteModel``) in inference mode chunk by chunk (no
     ``predict`` tracing overhead per call)."""
-    from .lite import LiteModel
-
-    if isinstance(model, LiteModel):
-        call = model.predict
-    else:
-        keras = import_keras()
-
-        def call(chunk: np.ndarray) -> np.ndarray:
-            return keras.ops.convert_to_numpy(model(chunk, training=False))
-
     chunks = []
     for i in range(0, len(x), batch_size):
-        chunks.append(call(x[i:i + batch_size]))
+        chunks.append(run_network(model, x[i:i + batch_size]))
         if progress:
             progress(min(len(x), i + batch_size), len(x))
     return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, model.output_shape[-1]))
