@@ -200,6 +200,11 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--holdout", type=float, default=None,
                    help="share of --data held out to choose the best epoch; --val is then scored once at the "
                         "end, never used for a choice (default: --val chooses the epoch)")
+    s.add_argument("--init", help="trained CNN that starts the network (manifest name or .keras path, same "
+                   "--preset): its trunk and the head of the emotions both class sets share, e.g. cnn-fer2013 "
+                   "for a seven-emotion CNN")
+    s.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's starting rate (default 1e-3; "
+                   "3e-4 suits fine-tuning from --init)")
     s.add_argument("--max-minutes", type=float, default=None, help="stop after this long, keeping the best epoch")
     s.add_argument("--name", help="register in models/manifest.json under this name")
     s.set_defaults(func=cmd_train_cnn)
@@ -685,15 +690,16 @@ def cmd_train_cnn(args) -> int:
     from .emotions import parse_classes
     from .evaluation.metrics import degenerate_model_warning
     from .predictors.cnn import train_cnn
-    from .predictors.registry import save_and_register
+    from .predictors.registry import find_entry, save_and_register
 
     classes = parse_classes(args.classes)
+    init = find_entry(args.init).file if args.init else None
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
     bar = _tqdm_progress("epochs", total=args.epochs)
     result = train_cnn(args.data, args.val, classes=classes, preset=args.preset, epochs=args.epochs,
                        batch_size=args.batch_size, out=args.out, limit_per_class=args.limit_per_class,
                        class_weighting=args.class_weighting, command=args.command_line, holdout=args.holdout,
-                       progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
+                       init=init, learning_rate=args.learning_rate, progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
                        should_stop=(lambda: time.monotonic() > deadline) if deadline else None)
     ev = result.evaluation
     print(f"{args.preset} CNN, {result.epochs_run} epochs in {result.seconds / 60:.1f} min: accuracy "

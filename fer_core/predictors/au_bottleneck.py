@@ -49,10 +49,12 @@ from .cnn import (
     _write_metadata,
     build_cnn,
     check_keras_path,
+    copy_trunk,
     load_dataset,
     load_keras_file,
     load_network,
     metadata_path,
+    picked_on_split,
     read_cnn_metadata,
     stratified_split,
     write_twin,
@@ -85,15 +87,7 @@ def build_bottleneck(num_classes: int, preset: str = "strong", seed: int | None 
 
     base = build_cnn(preset, num_classes, seed=seed)
     if init_from is not None:
-        pairs = list(zip(base.layers[:-1], init_from.layers[:-1]))
-        if len(base.layers) != len(init_from.layers) or any(
-                type(a) is not type(b) or [w.shape for w in a.get_weights()] != [w.shape for w in b.get_weights()]
-                for a, b in pairs):
-            raise ModelFileError(f"the CNN to start from is not a {preset!r} preset network; give --init a CNN "
-                                 f"trained with --preset {preset}, or --init none")
-        for a, b in pairs:
-            if a.weights:
-                a.set_weights(b.get_weights())
+        copy_trunk(base, init_from, preset)
     if tap == "dense":
         trunk = base.get_layer(HEAD_LAYER).input
     elif tap == "gap":
@@ -517,7 +511,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         fidelity = au_fidelity(val_aus, _au_targets(val.paths, val_dir, read_table(val_au_table), load_progress))
         evaluated_on = f"{Path(val_dir).name} ({len(val.y):,} images, six emotions; not used for any choice)" \
             if len(classes) == 6 else f"{Path(val_dir).name} ({len(val.y):,} images; not used for any choice)"
-        if init is not None and _selected_on_same_split(init, val_dir):  # honest about the trunk's past
+        if init is not None and picked_on_split(init, val_dir):  # honest about the trunk's past
             evaluated_on = evaluated_on[:-1] + f" of this model, but its trunk is {Path(init).stem}'s, " \
                                                "whose best epoch this split picked)"
         skipped = skipped + val.skipped
@@ -574,12 +568,3 @@ def _kinds():
 
     return (ModelKind(KIND, "CNN trunk -> the 17 AUs -> one linear layer: pixel accuracy, explained like the "
                       "logistic regression", "pixels", True, _load, _save, "{name}.keras", _claims, export_lite_twin),)
-
-
-def _selected_on_same_split(init: str | os.PathLike[str], val_dir: str | os.PathLike[str]) -> bool:
-    """Did the CNN whose trunk starts this network choose its epoch on ``val_dir`` (its sidecar)?"""
-    try:
-        meta = json.loads(Path(init).with_suffix(".meta.json").read_text())
-        return Path(meta.get("val_dir") or "").resolve() == Path(val_dir).resolve()
-    except (OSError, ValueError, TypeError):
-        return False

@@ -104,6 +104,52 @@ def build_cnn(preset: str = "strong", num_classes: int = len(SIX_EMOTIONS), seed
     return keras.Model(inputs, outputs, name=f"fer_cnn_{preset}")
 
 
+def copy_trunk(model, init_from, preset: str) -> None:
+    """Give ``model`` the trunk weights of ``init_from`` (a CNN of the same preset), layer by layer
+    in order (Keras may have named its layers automatically); the last layer (the head) is left alone.
+    """
+    pairs = list(zip(model.layers[:-1], init_from.layers[:-1]))
+    if len(model.layers) != len(init_from.layers) or any(
+            type(a) is not type(b) or [w.shape for w in a.get_weights()] != [w.shape for w in b.get_weights()]
+            for a, b in pairs):
+        raise ModelFileError(f"the CNN to start from is not a {preset!r} preset network; give --init a CNN "
+                             f"trained with --preset {preset}, or --init none")
+    for a, b in pairs:
+        if a.weights:
+            a.set_weights(b.get_weights())
+
+
+def copy_head(model, init_from, classes: Sequence[str], init_classes: Sequence[str]) -> list[str]:
+    """Copy the head's weights of the emotions both class sets share (a six-emotion CNN starts a
+    seven-emotion one predicting six of them as well as before); returns the emotions that start fresh."""
+    kernel, bias = (w.copy() for w in model.layers[-1].get_weights())
+    old_kernel, old_bias = init_from.layers[-1].get_weights()
+    if old_kernel.shape[0] != kernel.shape[0]:
+        return list(classes)
+    old = {c: i for i, c in enumerate(init_classes)}
+    fresh = []
+    for i, c in enumerate(classes):
+        if c in old:
+            kernel[:, i], bias[i] = old_kernel[:, old[c]], old_bias[old[c]]
+        else:
+            fresh.append(c)
+    if fresh:  # a new emotion starts as likely as the rarest known one, not at a random logit
+        known = [i for i, c in enumerate(classes) if c in old]
+        bias[[classes.index(c) for c in fresh]] = bias[known].min() if known else 0.0
+    model.layers[-1].set_weights([kernel, bias])
+    return fresh
+
+
+def picked_on_split(init: str | os.PathLike[str], val_dir: str | os.PathLike[str]) -> bool:
+    """Did the CNN that starts a network choose its epoch on ``val_dir`` (its sidecar says)?"""
+    try:
+        meta = json.loads(metadata_path(init).read_text())
+        picked = Path(meta.get("val_dir") or "").resolve() == Path(val_dir).resolve() and not meta.get("holdout")
+        return picked or bool(meta.get("init_picked_on_val"))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def _augmenter(seed: int):
     """Training-only augmentation: flips, +-10 degree rotation, 10 % shifts and zoom."""
     keras = import_keras()
@@ -250,7 +296,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
               load_progress: CountFn | None = None, seed: int = 0, limit_per_class: int | None = None,
               class_weighting: bool = False, augment: bool = True, patience: int = 10,
               learning_rate: float = 1e-3, command: str | None = None,
-              holdout: float | None = None) -> CNNTrainResult:
+              holdout: float | None = None, init: str | os.PathLike[str] | None = None) -> CNNTrainResult:
     """Train a CNN on a labelled folder and save the best epoch (by validation accuracy) to ``out``.
 
     Without ``val_dir`` a stratified 10 % of the training images is held out. With ``holdout`` a
@@ -259,6 +305,9 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     when validation accuracy has not improved for ``patience`` epochs, or when ``should_stop()``
     returns True (checked after every batch); either way the best weights are kept. The sidecar
     ``<out>.meta.json`` is written before the first epoch, so checkpoints are loadable at once.
+    ``init``: a trained ``.keras`` CNN of the same preset that starts the network (transfer): its
+    trunk, and the head weights of the emotions both class sets share. A six-emotion CNN so starts a
+    seven-emotion one, which then only has to learn fear: on two CPU cores, an hour instead of many.
     """
     from .. import config
 
@@ -293,11 +342,22 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
                         "not used for any choice)")
     else:
         evaluated_on = f"{selected_on.split(' (')[0]} ({len(y_val):,} images; it also picked the best epoch)"
+    init_picked_on_val = init is not None and val_dir is not None and picked_on_split(init, val_dir)
+    if init_picked_on_val and holdout is not None:  # honest about the starting weights' past
+        evaluated_on = evaluated_on[:-1] + f"; but the network started from {Path(init).stem}, whose best " \
+                                           "epoch this split picked)"
 
     keras = import_keras()
     import tensorflow as tf
 
     model = build_cnn(preset, len(classes), seed=seed)
+    fresh_classes = None
+    if init is not None:
+        start = load_keras_file(init)
+        init_meta = read_cnn_metadata(init) or {}
+        copy_trunk(model, start, preset)
+        fresh_classes = copy_head(model, start, classes, init_meta.get("classes") or ())
+        del start
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     data = tf.data.Dataset.from_tensor_slices((x_train, y_train))
@@ -312,7 +372,9 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         "input_shape": [CNN_SIZE, CNN_SIZE, 1], "input_scale": "gray 0..1",
         "train_dir": str(train_dir), "val_dir": None if val_dir is None else str(val_dir),
         "n_train": int(len(y_train)), "n_val": int(len(y_val)), "seed": seed, "epochs": epochs,
-        "holdout": holdout, "selected_on": selected_on,
+        "holdout": holdout, "selected_on": selected_on, "learning_rate": learning_rate,
+        "init": None if init is None else str(init), "init_picked_on_val": init_picked_on_val,
+        "init_fresh_classes": fresh_classes,
         "batch_size": batch_size, "augment": augment, "class_weighting": class_weighting,
         "limit_per_class": limit_per_class, "command": command, "keras_version": keras.__version__,
         "status": "training",
