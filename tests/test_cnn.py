@@ -216,3 +216,46 @@ def test_holdout_picks_the_epoch_and_val_is_scored_untouched(kaggle_dir, tmp_pat
     assert metrics.n == 12 and meta["selection"]["n"] == 6
     with pytest.raises(FerError, match="holdout"):
         train_cnn(kaggle_dir, val, classes=CLASSES, preset="tiny", epochs=1, out=tmp_path / "x.keras", holdout=1.5)
+
+
+def test_init_starts_a_network_from_a_trained_cnn(trained, kaggle_dir, tmp_path):
+    """--init: the trunk and the shared emotions' head come from the trained CNN, so before any
+    fitting the new network ranks the known emotions exactly as the old one did; a new emotion
+    starts fresh, and the sidecar says where the network started."""
+    from fer_core.predictors.cnn import copy_head, copy_trunk, load_keras_file
+
+    result, _ = trained
+    old = load_keras_file(result.path)
+    classes = ("surprise", "fear", "happy", "sad")  # another order, and one emotion the old CNN lacks
+    new = build_cnn("tiny", len(classes), seed=7)
+    copy_trunk(new, old, "tiny")
+    assert copy_head(new, old, classes, CLASSES) == ["fear"]
+    x = np.random.default_rng(0).random((5, 48, 48, 1)).astype(np.float32)
+    p_old, p_new = old.predict(x, verbose=0), new.predict(x, verbose=0)
+    shared = p_new[:, [classes.index(c) for c in CLASSES]]
+    np.testing.assert_allclose(shared / shared.sum(1, keepdims=True), p_old, atol=1e-5)
+
+    with pytest.raises(ModelFileError, match="not a 'strong' preset network"):
+        copy_trunk(build_cnn("strong", 3), old, "strong")
+
+    tuned = train_cnn(kaggle_dir, classes=("surprise", "happy", "sad"), preset="tiny", epochs=1, batch_size=8,
+                      out=tmp_path / "tuned.keras", init=result.path, learning_rate=3e-4, seed=0)
+    meta = read_cnn_metadata(tuned.path)
+    assert meta["init"] == str(result.path) and meta["init_fresh_classes"] == [] and meta["learning_rate"] == 3e-4
+    assert meta["init_picked_on_val"] is False  # the old CNN chose its epoch on a share of train
+
+
+def test_picked_on_split_reads_the_starting_cnns_sidecar(tmp_path):
+    """Scores of a network started from a CNN whose epoch the same val split picked are flagged."""
+    from fer_core.predictors.cnn import picked_on_split
+
+    val = tmp_path / "val"
+    model = tmp_path / "start.keras"
+    model.with_suffix(".meta.json").write_text(json.dumps({"val_dir": str(val), "holdout": None}))
+    assert picked_on_split(model, val) and not picked_on_split(model, tmp_path / "other")
+    model.with_suffix(".meta.json").write_text(json.dumps({"val_dir": str(val), "holdout": 0.1}))
+    assert not picked_on_split(model, val)  # a share of train picked it: val untouched
+    model.with_suffix(".meta.json").write_text(json.dumps({"val_dir": str(val), "holdout": 0.1,
+                                                           "init_picked_on_val": True}))
+    assert picked_on_split(model, val)  # ... but it started from one val picked
+    assert not picked_on_split(tmp_path / "none.keras", val)
