@@ -16,11 +16,11 @@ from fer_core.predictors.cnn import (
     CNNPredictor,
     build_cnn,
     load_dataset,
-    predict_in_batches,
     read_cnn_metadata,
     stratified_split,
     train_cnn,
 )
+from fer_core.predictors.keras_io import predict_in_batches, tta_views
 
 CLASSES = ("happy", "sad", "surprise")
 
@@ -126,10 +126,16 @@ def test_reloaded_predictor_gives_same_probabilities(trained, kaggle_dir):
     plain = predict_in_batches(result.model, x)
     mirrored = predict_in_batches(result.model, x[:, :, ::-1])
     np.testing.assert_allclose(proba, (plain + mirrored) / 2, atol=1e-5)  # face and its mirror
-    no_mirror = CNNPredictor(result.path, mirror=False)
+    no_mirror = CNNPredictor(result.path, tta="none")
     np.testing.assert_allclose(no_mirror.predict_proba(images), plain, atol=1e-5)
-    keras = CNNPredictor(result.path, mirror=False, runtime="keras")
+    keras = CNNPredictor(result.path, tta="none", runtime="keras")
     np.testing.assert_allclose(keras.predict_proba(images), plain, atol=1e-6)
+    crops = CNNPredictor(result.path, tta="crops")  # ten views: five shifted crops and their mirrors
+    views = tta_views(x, "crops")
+    assert len(views) == 10 and all(v.shape == x.shape for v in views)
+    np.testing.assert_allclose(views[2][:, 2:, 2:], x[:, :-2, :-2])  # a corner crop is the face shifted 2 px
+    np.testing.assert_allclose(crops.predict_proba(images),
+                               np.mean([predict_in_batches(result.model, v) for v in views], axis=0), atol=1e-5)
     x = predictor.preprocess(images)
     assert x.shape == (6, 48, 48, 1) and x.dtype == np.float32
     assert predictor.predict_proba([]).shape == (0, 3)
@@ -137,6 +143,8 @@ def test_reloaded_predictor_gives_same_probabilities(trained, kaggle_dir):
 
 def test_predictor_errors(trained, tmp_path):
     result, _ = trained
+    with pytest.raises(FerError, match="unknown test-time augmentation 'tencrop'"):
+        CNNPredictor(result.path, tta="tencrop")
     with pytest.raises(ModelFileError, match="file not found"):
         CNNPredictor(tmp_path / "none.keras", classes=CLASSES)
     text = tmp_path / "notes.keras"

@@ -59,7 +59,7 @@ from .cnn import (
     stratified_split,
     write_twin,
 )
-from .keras_io import fit_images, import_keras, run_network
+from .keras_io import fit_images, import_keras, predict_views
 from .lite import copy_twin, lite_path, lite_record
 
 KIND = "au-bottleneck"
@@ -144,17 +144,7 @@ def au_units(model, x: np.ndarray, batch_size: int = 256, mirror: bool = True,
              progress: Progress | None = None) -> np.ndarray:
     """The AU units (z-scores) of faces ``x`` (n, 48, 48, 1), averaged with the mirror image.
     ``model``: the Keras network or its TensorFlow Lite twin (``lite.LiteModel``)."""
-    views = [x, x[:, :, ::-1]] if mirror else [x]
-    total = len(x) * len(views)
-    out = np.zeros((len(x), len(AU_COLUMNS)))
-    done = 0
-    for view in views:
-        for i in range(0, len(x), batch_size):
-            out[i:i + batch_size] += run_network(model, view[i:i + batch_size], AU_LAYER)
-            done += len(view[i:i + batch_size])
-            if progress:
-                progress(done, total)
-    return out / len(views)
+    return predict_views(model, x, "mirror" if mirror else "none", batch_size, progress, AU_LAYER)
 
 
 # ----------------------------------------------------------------------------- the predictor

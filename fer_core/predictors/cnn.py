@@ -26,7 +26,7 @@ from ..evaluation.metrics import EvaluationReport, evaluation_report
 from ..images import list_images, sample_per_class
 from ..safe_files import check_regular_file, read_json_file
 from .base import Predictor, Progress
-from .keras_io import fit_images, import_keras, predict_in_batches, predict_mirrored
+from .keras_io import TTA_CHOICES, fit_images, import_keras, predict_views
 from .keras_safety import build_deferred, check_keras_archive
 from .lite import copy_twin, export_lite, lite_path, lite_record
 
@@ -396,7 +396,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
     def score(x: np.ndarray, y: np.ndarray) -> EvaluationReport:
-        proba = predict_mirrored(model, x)
+        proba = predict_views(model, x, "mirror")
         return evaluation_report([classes[i] for i in y], [classes[i] for i in proba.argmax(1)],
                                  classes, model=out.stem, n_boot=1000, seed=seed)
 
@@ -512,12 +512,17 @@ class CNNPredictor(Predictor):
     inputs = "pixels"
 
     def __init__(self, path: str | os.PathLike[str], classes: Sequence[str] | None = None,
-                 name: str | None = None, batch_size: int = 128, mirror: bool = True,
+                 name: str | None = None, batch_size: int = 128, tta: str | None = None,
                  runtime: str = "auto", keras_sha256: str | None = None) -> None:
         self.path = Path(path)
-        self.mirror = mirror  # average with the mirrored face, as train_cnn's evaluation does
         check_keras_path(self.path)
         self.metadata = read_cnn_metadata(self.path) or {}
+        # Test-time views averaged per face (keras_io.tta_views): the sidecar's choice, made on the
+        # share of train held out from fitting; else face + mirror, as train_cnn scores epochs.
+        self.tta = tta or self.metadata.get("tta") or "mirror"
+        if self.tta not in TTA_CHOICES:
+            raise ModelFileError(f"{metadata_path(self.path)}: unknown test-time augmentation {self.tta!r}; "
+                                 f"use one of {', '.join(TTA_CHOICES)}")
         self.classes = self._classes(classes)
         self.model, self.runtime = load_network(self.path, self.metadata, runtime, keras_sha256)
         self.name = name or self.path.stem
@@ -562,8 +567,7 @@ class CNNPredictor(Predictor):
         images = self.pixels_of(faces)
         if len(images) == 0:
             return np.zeros((0, len(self.classes)))
-        predict = predict_mirrored if self.mirror else predict_in_batches
-        return predict(self.model, self.preprocess(images), self.batch_size, progress)
+        return predict_views(self.model, self.preprocess(images), self.tta, self.batch_size, progress)
 
 
 # ----------------------------------------------------------------------------- registry
