@@ -240,6 +240,16 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--name", help="register in models/manifest.json under this name")
     s.set_defaults(func=cmd_train_au_bottleneck)
 
+    s = sub.add_parser("ensemble", help="register the mean of several pixel models (CNNs, AU bottleneck, "
+                       "Teachable Machine) as one model, optionally scored on a labelled folder")
+    s.add_argument("--models", required=True, help="comma list of manifest names or model files, e.g. "
+                   "cnn-fer2013,au-bottleneck-fer2013")
+    s.add_argument("--name", required=True, help="register in models/manifest.json under this name")
+    s.add_argument("--classes", default=None, help="emotions it predicts (default: those every member predicts)")
+    s.add_argument("--val", help="labelled folder to score it on (its accuracy goes into the manifest)")
+    s.add_argument("--workers", type=int, default=None, help="processes measuring faces (default: up to 2)")
+    s.set_defaults(func=cmd_ensemble)
+
     s = sub.add_parser("export-lite", help="(re)make the TensorFlow Lite twin of a CNN or AU-bottleneck model, "
                        "so it predicts without TensorFlow (training writes it itself)")
     s.add_argument("--model", required=True, help="manifest name (e.g. cnn-fer2013) or .keras path")
@@ -714,6 +724,47 @@ def cmd_train_cnn(args) -> int:
         save_and_register(result, name=args.name, kind="cnn", classes=classes, metrics=result.metrics,
                           command=args.command_line, path=args.out, replace=True)
         print(f"registered as {args.name!r} in models/manifest.json")
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    from .config import models_dir
+    from .emotions import parse_classes
+    from .evaluation.compare import evaluate_images
+    from .images import scan_images
+    from .manifest import Metrics, read_manifest
+    from .measure.extract import default_workers
+    from .predictors.cnn import picked_on_split
+    from .predictors.ensemble import KIND, EnsemblePredictor, EnsembleSpec
+    from .predictors.registry import find_entry, load_predictor, save_and_register
+
+    refs = [ref.strip() for ref in args.models.split(",") if ref.strip()]
+    registered = {e.name for e in read_manifest()}
+    unknown = [ref for ref in refs if ref not in registered]
+    if unknown:
+        raise FerError(f"{', '.join(unknown)}: not in models/manifest.json; an ensemble finds its members by "
+                       f"name, so register them first (known: {', '.join(sorted(registered)) or 'none'})")
+    entries = [find_entry(ref) for ref in refs]
+    if any(entry.kind == KIND for entry in entries):
+        raise FerError("an ensemble cannot hold another ensemble; list its models instead")
+    predictor = EnsemblePredictor([load_predictor(entry) for entry in entries],
+                                  parse_classes(args.classes) if args.classes else None, name=args.name)
+    metrics = Metrics()
+    if args.val:
+        report, _ = evaluate_images(predictor, scan_images(args.val).items, workers=args.workers or default_workers(),
+                                    progress=_fraction_progress("images"))
+        picked = [e.name for e in entries if picked_on_split(e.file, args.val)]
+        evaluated_on = (f"{Path(args.val).name} ({report.n:,} images, {len(predictor.classes)} emotions; equal "
+                        "weights, nothing fitted on it" + (f"; but {', '.join(picked)} chose their epoch on it)"
+                                                           if picked else ")"))
+        metrics = Metrics.from_report(report, evaluated_on)
+        print(f"{args.name}: accuracy {report.accuracy:.3f} (95% CI {report.accuracy_ci95[0]:.3f}-"
+              f"{report.accuracy_ci95[1]:.3f}), macro-F1 {report.macro_f1:.3f} on {evaluated_on}")
+    spec = EnsembleSpec(tuple(e.name for e in entries), predictor.classes)
+    entry = save_and_register(spec, name=args.name, kind=KIND, classes=predictor.classes, metrics=metrics,
+                              command=args.command_line, replace=True,
+                              path=models_dir() / f"{args.name}.ensemble.json", description="mean of " + ", ".join(spec.members))
+    print(f"registered {entry.name!r} ({', '.join(spec.members)} on {', '.join(spec.classes)}) in models/manifest.json")
     return 0
 
 

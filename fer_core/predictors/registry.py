@@ -30,6 +30,7 @@ KIND_MODULES: tuple[str, ...] = (
     "fer_core.predictors.teachable",
     "fer_core.predictors.au_bottleneck",
     "fer_core.predictors.au_gam",
+    "fer_core.predictors.ensemble",
 )
 
 
@@ -47,6 +48,8 @@ class ModelKind:
     claims: Callable[[Path], bool]  # does this file (given by path, not by name) hold this kind?
     # (Re)make the model file's TensorFlow Lite twin (``lite``) and return its path; None: no twins.
     export_lite: Callable[[Path], Path] | None = None
+    # Will loading this entry start TensorFlow, when the kind itself cannot say (an ensemble asks its members)?
+    needs_tensorflow: Callable[[ModelEntry], bool] | None = None
 
 
 _kinds: dict[str, ModelKind] = {}
@@ -176,6 +179,8 @@ def needs_tensorflow(entry: ModelEntry) -> bool:
     kind = known.get(entry.kind)
     if kind is None or kind.inputs == "aus":
         return False
+    if kind.needs_tensorflow is not None:
+        return kind.needs_tensorflow(entry)
     if kind.export_lite is not None:
         from .cnn import read_cnn_metadata
         from .lite import fresh_twin

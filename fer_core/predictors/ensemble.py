@@ -1,0 +1,156 @@
+"""Ensembles: the mean probability of several registered pixel models, as one model.
+
+FER2013's best results average two or three networks; networks that err differently (the CNN,
+the AU-bottleneck network, a seven-emotion CNN read on six emotions) gain a point or two together.
+An ensemble is a small JSON file naming its members in the manifest and the emotions it
+predicts; each member's probabilities are restricted to those emotions and renormalised, then
+averaged with equal weights (no weight is fitted, so nothing is tuned on the data it is scored on).
+Members must take face images (CNN, AU bottleneck, Teachable Machine); an ensemble does not
+explain its predictions - its members that explain still do, each on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..emotions import SEVEN_EMOTIONS, normalize_emotion
+from ..errors import FerError, ModelFileError
+from ..safe_files import read_json_file
+from .base import Predictor, Progress
+
+KIND = "ensemble"
+FORMAT = "fer_core.ensemble/1"
+MAX_ENSEMBLE_BYTES = 64 * 2**10
+MAX_MEMBERS = 8
+HINT = "make it with: python -m fer_core ensemble --models A,B --name NAME"
+
+
+@dataclass(frozen=True)
+class EnsembleSpec:
+    """What an ensemble file holds: member model names (manifest) and the emotions it predicts."""
+
+    members: tuple[str, ...]
+    classes: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "kind": KIND, "members": list(self.members), "classes": list(self.classes)}
+
+    def save(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf8")
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> "EnsembleSpec":
+        d = read_json_file(path, MAX_ENSEMBLE_BYTES, HINT, what="ensemble file")
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise ModelFileError(f"{path}: not an ensemble file (format {FORMAT}); {HINT}")
+        members, classes = d.get("members"), d.get("classes")
+        if (not isinstance(members, list) or not 2 <= len(members) <= MAX_MEMBERS
+                or not all(isinstance(m, str) and m for m in members) or len(set(members)) != len(members)):
+            raise ModelFileError(f"{path}: 'members' must list 2 to {MAX_MEMBERS} different model names; {HINT}")
+        if (not isinstance(classes, list) or len(classes) < 2
+                or any(not isinstance(c, str) or normalize_emotion(c) != c for c in classes)
+                or len(set(classes)) != len(classes)):
+            raise ModelFileError(f"{path}: 'classes' must list at least two emotions from "
+                                 f"{', '.join(SEVEN_EMOTIONS)}; {HINT}")
+        return cls(tuple(members), tuple(classes))
+
+
+def shared_classes(members: Sequence[Predictor], classes: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The emotions an ensemble of ``members`` predicts: ``classes`` (each member must predict all
+    of them), else those every member predicts, in the usual order."""
+    common = [e for e in SEVEN_EMOTIONS if all(e in m.classes for m in members)]
+    if classes is None:
+        if len(common) < 2:
+            raise FerError("these models share fewer than two emotions: "
+                           + "; ".join(f"{m.name}: {', '.join(m.classes)}" for m in members))
+        return tuple(common)
+    missing = {m.name: [c for c in classes if c not in m.classes] for m in members}
+    missing = {name: cs for name, cs in missing.items() if cs}
+    if missing:
+        raise FerError("every member must predict every emotion of the ensemble: "
+                       + "; ".join(f"{name} lacks {', '.join(cs)}" for name, cs in missing.items()))
+    return tuple(classes)
+
+
+class EnsemblePredictor(Predictor):
+    """Face crops in; the mean of the members' (restricted, renormalised) probabilities out."""
+
+    kind = KIND
+    inputs = "pixels"
+
+    def __init__(self, members: Sequence[Predictor], classes: Sequence[str] | None = None,
+                 name: str = "ensemble") -> None:
+        if len(members) < 2:
+            raise FerError("an ensemble needs at least two models")
+        for member in members:
+            if member.inputs != "pixels":
+                raise FerError(f"{member.name}: a {member.kind} model reads AU tables; an ensemble averages models "
+                               "that take face images (CNN, AU bottleneck, Teachable Machine)")
+        self.members = tuple(members)
+        self.classes = shared_classes(self.members, classes)
+        self.name = name
+
+    def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
+        faces = list(faces)
+        total = len(faces) * len(self.members)
+        mean = np.zeros((len(faces), len(self.classes)))
+        for k, member in enumerate(self.members):
+            step = (lambda done, _n, k=k: progress(k * len(faces) + done, total)) if progress else None
+            proba = np.asarray(member.predict_proba(faces, step), dtype=float)
+            part = proba[:, [member.classes.index(c) for c in self.classes]]
+            mean += part / part.sum(axis=1, keepdims=True)
+        return mean / len(self.members)
+
+
+# ----------------------------------------------------------------------------- registry
+
+def _load(path: Path, entry) -> EnsemblePredictor:
+    from .registry import find_entry, load_predictor
+
+    spec = EnsembleSpec.read(Path(path))
+    members = []
+    for member in spec.members:
+        if find_entry(member).kind == KIND:
+            raise ModelFileError(f"{path}: member {member!r} is itself an ensemble; list its models instead")
+        members.append(load_predictor(member))
+    return EnsemblePredictor(members, spec.classes, name=entry.name)
+
+
+def _save(spec: EnsembleSpec, path: Path) -> list[Path]:
+    if Path(path).suffix.lower() != ".json":
+        raise FerError(f"{path}: an ensemble file must end with .json")
+    return [spec.save(Path(path))]
+
+
+def _claims(path: Path) -> bool:
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return False
+    try:
+        d = read_json_file(path, MAX_ENSEMBLE_BYTES, HINT)
+    except ModelFileError:
+        return False
+    return isinstance(d, dict) and d.get("format") == FORMAT
+
+
+def members_need_tensorflow(entry) -> bool:
+    """Loading an ensemble starts TensorFlow when loading any of its members does."""
+    from .registry import find_entry, needs_tensorflow
+
+    try:
+        return any(needs_tensorflow(find_entry(m)) for m in EnsembleSpec.read(entry.file).members)
+    except (OSError, FerError):
+        return True
+
+
+def _kinds():
+    from .registry import ModelKind
+
+    return (ModelKind(KIND, "the mean probability of several pixel models (equal weights)", "pixels", False,
+                      _load, _save, "{name}.ensemble.json", _claims, None, members_need_tensorflow),)

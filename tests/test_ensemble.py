@@ -1,0 +1,89 @@
+"""Ensembles of registered pixel models: real (tiny) Keras CNNs, averaged on their shared emotions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import BUNDLED_AU_MODEL, seven_cnn_entry
+
+from fer_core.cli import main
+from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
+from fer_core.errors import FerError, ModelFileError
+from fer_core.manifest import register
+from fer_core.predictors.ensemble import EnsemblePredictor
+from fer_core.predictors.registry import find_entry, kind_for_path, load_predictor, needs_tensorflow
+
+pytest.importorskip("keras", reason="keras is not installed")
+
+
+@pytest.fixture
+def members(models_dir, tiny_seven_cnn, tmp_path):
+    """Two registered CNNs: a six-emotion one and a seven-emotion one (tiny, untrained, real Keras)."""
+    from fer_core.predictors.cnn import build_cnn
+
+    six = tmp_path / "tiny_six.keras"
+    build_cnn("tiny", 6, seed=3).save(six)
+    six.with_suffix(".meta.json").write_text(json.dumps({"kind": "cnn", "preset": "tiny",
+                                                         "classes": list(SIX_EMOTIONS)}))
+    register(replace(seven_cnn_entry(six, "tiny-six"), classes=SIX_EMOTIONS), models_dir)
+    register(seven_cnn_entry(tiny_seven_cnn, "tiny-seven"), models_dir)
+    return "tiny-six", "tiny-seven"
+
+
+def test_the_ensemble_is_the_mean_of_its_members_on_their_shared_emotions(members, models_dir, astronaut, capsys):
+    faces = [astronaut, astronaut[::-1], np.full((48, 48, 3), 128, np.uint8)]
+    six, seven = (load_predictor(name) for name in members)
+    assert main(["ensemble", "--models", ",".join(members), "--name", "tiny-pair"]) == 0
+    assert "registered 'tiny-pair'" in capsys.readouterr().out
+    entry = find_entry("tiny-pair")
+    assert entry.kind == "ensemble" and entry.classes == SIX_EMOTIONS  # fear: only one member predicts it
+    assert kind_for_path(entry.file) == "ensemble" and entry.file.name == "tiny-pair.ensemble.json"
+    assert needs_tensorflow(entry)  # the tiny members have no TensorFlow Lite twin
+    ensemble = load_predictor("tiny-pair")
+    assert isinstance(ensemble, EnsemblePredictor) and ensemble.classes == SIX_EMOTIONS
+    p7 = seven.predict_proba(faces)[:, [SEVEN_EMOTIONS.index(c) for c in SIX_EMOTIONS]]
+    expected = (six.predict_proba(faces) + p7 / p7.sum(1, keepdims=True)) / 2
+    proba = ensemble.predict_proba(faces)
+    np.testing.assert_allclose(proba, expected, atol=1e-6)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-6)
+
+    assert main(["ensemble", "--models", ",".join(members), "--name", "tiny-two", "--classes", "happy,sad"]) == 0
+    two = load_predictor("tiny-two")
+    assert two.classes == ("happy", "sad") and two.predict_proba(faces).shape == (3, 2)
+
+
+def test_an_ensemble_is_scored_on_a_labelled_folder(members, models_dir, fer_sample, capsys):
+    assert main(["ensemble", "--models", ",".join(members), "--name", "tiny-pair", "--val", str(fer_sample)]) == 0
+    metrics = find_entry("tiny-pair").metrics
+    assert metrics.n == 24 and 0 <= metrics.accuracy <= 1 and "nothing fitted on it" in metrics.evaluated_on
+    assert main(["evaluate", "--model", "tiny-pair", "--images", str(fer_sample), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["accuracy"] == pytest.approx(metrics.accuracy)
+
+
+def test_bad_ensembles_are_refused_with_one_line(members, models_dir, capsys):
+    cases = [
+        (["--models", "tiny-six,nowhere"], "nowhere: not in models/manifest.json"),
+        (["--models", f"tiny-six,{BUNDLED_AU_MODEL}"], "reads AU tables"),
+        (["--models", "tiny-six,tiny-seven", "--classes", "fear,happy"], "tiny-six lacks fear"),
+        (["--models", "tiny-six"], "at least two models"),
+    ]
+    for args, message in cases:
+        assert main(["ensemble", *args, "--name", "bad"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["ensemble", "--models", ",".join(members), "--name", "pair"]) == 0
+    assert main(["ensemble", "--models", "pair,tiny-six", "--name", "nested"]) == 2
+    assert "cannot hold another ensemble" in capsys.readouterr().err
+
+    spec = models_dir / "pair.ensemble.json"
+    for text, message in [("{", "not valid JSON"), (json.dumps({"format": "other"}), "not an ensemble file"),
+                          (json.dumps({"format": "fer_core.ensemble/1", "members": ["tiny-six"], "classes": ["happy", "sad"]}),
+                           "'members' must list 2"),
+                          (json.dumps({"format": "fer_core.ensemble/1", "members": ["tiny-six", "tiny-seven"],
+                                       "classes": ["happy", "joy!"]}), "'classes' must list")]:
+        spec.write_text(text)
+        with pytest.raises((ModelFileError, FerError), match=message):
+            load_predictor(replace(find_entry("pair"), sha256=None))  # the checksum would catch it first
