@@ -760,7 +760,7 @@ def cmd_ensemble(args) -> int:
         metrics = Metrics.from_report(report, evaluated_on)
         print(f"{args.name}: accuracy {report.accuracy:.3f} (95% CI {report.accuracy_ci95[0]:.3f}-"
               f"{report.accuracy_ci95[1]:.3f}), macro-F1 {report.macro_f1:.3f} on {evaluated_on}")
-    spec = EnsembleSpec(tuple(e.name for e in entries), predictor.classes)
+    spec = EnsembleSpec(tuple(e.name for e in entries), predictor.classes, tuple(e.sha256 for e in entries))
     entry = save_and_register(spec, name=args.name, kind=KIND, classes=predictor.classes, metrics=metrics,
                               command=args.command_line, replace=True,
                               path=models_dir() / f"{args.name}.ensemble.json", description="mean of " + ", ".join(spec.members))

@@ -79,6 +79,11 @@ def test_bad_ensembles_are_refused_with_one_line(members, models_dir, capsys):
     assert "cannot hold another ensemble" in capsys.readouterr().err
 
     spec = models_dir / "pair.ensemble.json"
+    made = json.loads(spec.read_text())
+    assert len(made["member_sha256"]) == 2 and made["member_sha256"][0] == find_entry("tiny-six").sha256
+    spec.write_text(json.dumps({**made, "member_sha256": ["0" * 64, made["member_sha256"][1]]}))
+    with pytest.raises(ModelFileError, match="member tiny-six has been retrained or replaced"):  # since made
+        load_predictor(replace(find_entry("pair"), sha256=None))
     for text, message in [("{", "not valid JSON"), (json.dumps({"format": "other"}), "not an ensemble file"),
                           (json.dumps({"format": "fer_core.ensemble/1", "members": ["tiny-six"], "classes": ["happy", "sad"]}),
                            "'members' must list 2"),

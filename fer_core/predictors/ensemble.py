@@ -36,9 +36,12 @@ class EnsembleSpec:
 
     members: tuple[str, ...]
     classes: tuple[str, ...]
+    # Each member's model-file SHA-256 when the ensemble was made: its scores hold for those files only.
+    member_sha256: tuple[str | None, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "kind": KIND, "members": list(self.members), "classes": list(self.classes)}
+        return {"format": FORMAT, "kind": KIND, "members": list(self.members), "classes": list(self.classes),
+                "member_sha256": list(self.member_sha256)}
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +62,11 @@ class EnsembleSpec:
                 or len(set(classes)) != len(classes)):
             raise ModelFileError(f"{path}: 'classes' must list at least two emotions from "
                                  f"{', '.join(SEVEN_EMOTIONS)}; {HINT}")
-        return cls(tuple(members), tuple(classes))
+        sums = d.get("member_sha256", [])
+        if not isinstance(sums, list) or (sums and len(sums) != len(members)) or not all(
+                s is None or isinstance(s, str) for s in sums):
+            raise ModelFileError(f"{path}: 'member_sha256' must give one checksum per member; {HINT}")
+        return cls(tuple(members), tuple(classes), tuple(sums))
 
 
 def shared_classes(members: Sequence[Predictor], classes: Sequence[str] | None = None) -> tuple[str, ...]:
@@ -116,10 +123,15 @@ def _load(path: Path, entry) -> EnsemblePredictor:
 
     spec = EnsembleSpec.read(Path(path))
     members = []
-    for member in spec.members:
-        if find_entry(member).kind == KIND:
+    for k, member in enumerate(spec.members):
+        entry_k = find_entry(member)
+        if entry_k.kind == KIND:
             raise ModelFileError(f"{path}: member {member!r} is itself an ensemble; list its models instead")
-        members.append(load_predictor(member))
+        made_with = spec.member_sha256[k] if spec.member_sha256 else None
+        if made_with and entry_k.sha256 and made_with != entry_k.sha256:
+            raise ModelFileError(f"{entry.name}: its member {member} has been retrained or replaced since the ensemble "
+                                 f"was made, so its scores no longer hold; make it again ({HINT.split(': ', 1)[1]})")
+        members.append(load_predictor(entry_k))
     return EnsemblePredictor(members, spec.classes, name=entry.name)
 
 
