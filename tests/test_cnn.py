@@ -255,7 +255,7 @@ def test_init_starts_a_network_from_a_trained_cnn(trained, kaggle_dir, tmp_path)
 
 def test_picked_on_split_reads_the_starting_cnns_sidecar(tmp_path):
     """Scores of a network started from a CNN whose epoch the same val split picked are flagged."""
-    from fer_core.predictors.cnn import picked_on_split
+    from fer_core.predictors.cnn import fitted_on, picked_on_split
 
     val = tmp_path / "val"
     model = tmp_path / "start.keras"
@@ -267,3 +267,9 @@ def test_picked_on_split_reads_the_starting_cnns_sidecar(tmp_path):
                                                            "init_picked_on_val": True}))
     assert picked_on_split(model, val)  # ... but it started from one val picked
     assert not picked_on_split(tmp_path / "none.keras", val)
+
+    train = tmp_path / "train"
+    model.with_suffix(".meta.json").write_text(json.dumps({"train_dir": str(train), "val_dir": str(val)}))
+    assert fitted_on(model, train) and not fitted_on(model, tmp_path / "other")  # all of train was fitted
+    model.with_suffix(".meta.json").write_text(json.dumps({"train_dir": str(train), "val_dir": None}))
+    assert not fitted_on(model, train)  # without a val folder 10 % of train was held out
