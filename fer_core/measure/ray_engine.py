@@ -30,6 +30,7 @@ from .. import au_table, fileio
 from ..errors import FerError, one_line, printable
 from ..images import LabeledImage, SkippedFile, relative_file
 from . import extract
+from .tasks import CRASH_REASON
 
 Progress = Callable[[int, int], None]
 ShouldStop = Callable[[], bool]
@@ -38,7 +39,6 @@ ShouldStop = Callable[[], bool]
 # otherwise run CPUs x CPUs threads.
 THREAD_VARS: dict[str, str] = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                                "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-CRASH_REASON = "the face detector crashed on this image"
 INSTALL_HINT = "the Ray engine needs Ray: pip install -r requirements-ray.txt"
 BATCH_SIZE = 16  # files per actor call: enough to hide Ray's per-task cost, small enough to retry
 FLUSH_ROWS = 256  # rows kept in memory before they are written to a part file

@@ -112,9 +112,11 @@ def _measure_task(arg):
     return _measure_path(arg)
 
 
+CRASH_REASON = "the face detector crashed on this image"  # the row of a file whose measuring process died
+
+
 def _pool(key: str, workers: int):
-    return shared_pool(key, max(1, workers), _measure_task, _init_worker,
-                       crash_message="the face detector crashed on this image")
+    return shared_pool(key, max(1, workers), _measure_task, _init_worker, crash_message=CRASH_REASON)
 
 
 def start_photo_worker() -> None:
