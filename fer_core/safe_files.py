@@ -13,6 +13,8 @@ import json
 import os
 import stat
 import struct
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import FerError, ModelFileError
@@ -174,3 +176,17 @@ def check_zip_members(data: bytes, source: str, hint: str, max_members: int = MA
     entries = struct.unpack_from("<H", data, end + 10)[0]
     if entries == 0xFFFF or entries > max_members:  # 0xFFFF: a ZIP64 archive, for more than 65,534
         raise error(f"{source}: the zip lists more than {max_members:,} files, which an export does not; {hint}")
+
+
+def json_format_claims(fmt: str, max_bytes: int, **fields: str) -> Callable[[Path], bool]:
+    """A model kind's ``claims`` for JSON files: a readable ``.json`` object whose ``format`` is
+    ``fmt`` (and whose other ``fields`` have the given values, e.g. ``kind="au-mlp"``)."""
+    def claims(path: Path) -> bool:
+        if path.suffix.lower() != ".json" or not path.is_file():
+            return False
+        try:
+            d = read_json_file(path, max_bytes, "")
+        except FerError:
+            return False
+        return isinstance(d, dict) and d.get("format") == fmt and all(d.get(k) == v for k, v in fields.items())
+    return claims

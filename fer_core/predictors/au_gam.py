@@ -31,7 +31,7 @@ from ..au_table import AU_COLUMNS
 from ..emotions import SIX_EMOTIONS
 from ..errors import FerError, ModelFileError
 from ..evaluation.metrics import EvaluationReport, report_from_codes
-from ..safe_files import read_json_file
+from ..safe_files import json_format_claims, read_json_file
 from .au_models import (
     LOAD_HINT,
     MAX_FIT_ROWS,
@@ -278,14 +278,7 @@ def _save(model: AUGam, path: Path) -> list[Path]:
     return [path]
 
 
-def _claims(path: Path) -> bool:
-    if path.suffix.lower() != ".json" or not path.is_file():
-        return False
-    try:
-        d = read_json_file(path, MAX_MODEL_JSON_BYTES, LOAD_HINT)
-    except ModelFileError:
-        return False
-    return isinstance(d, dict) and d.get("format") == FORMAT
+_claims = json_format_claims(FORMAT, MAX_MODEL_JSON_BYTES)
 
 
 def _kinds():

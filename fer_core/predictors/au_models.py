@@ -27,7 +27,7 @@ from ..au_table import AU_COLUMNS, au_code, au_label
 from ..emotions import SEVEN_EMOTIONS, SIX_EMOTIONS, normalize_emotion
 from ..errors import AUTableError, FerError, ModelFileError, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report, report_from_codes
-from ..safe_files import read_json_file
+from ..safe_files import json_format_claims, read_json_file
 from .base import AUContribution, Explanation, FaceInput, Predictor, Progress
 
 FORMAT = "fer-au-model/1"
@@ -565,15 +565,7 @@ def _save(model: AUModel, path: Path) -> list[Path]:
 
 
 def _claims(kind: str):
-    def claims(path: Path) -> bool:
-        if path.suffix.lower() != ".json" or not path.is_file():
-            return False
-        try:
-            d = read_json_file(path, MAX_MODEL_JSON_BYTES, LOAD_HINT)
-        except ModelFileError:
-            return False
-        return isinstance(d, dict) and d.get("format") == FORMAT and d.get("kind") == kind
-    return claims
+    return json_format_claims(FORMAT, MAX_MODEL_JSON_BYTES, kind=kind)
 
 
 def _kinds():

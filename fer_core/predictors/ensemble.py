@@ -20,7 +20,7 @@ import numpy as np
 
 from ..emotions import SEVEN_EMOTIONS, normalize_emotion
 from ..errors import FerError, ModelFileError
-from ..safe_files import read_json_file
+from ..safe_files import json_format_claims, read_json_file
 from .base import Predictor, Progress
 
 KIND = "ensemble"
@@ -141,14 +141,7 @@ def _save(spec: EnsembleSpec, path: Path) -> list[Path]:
     return [spec.save(Path(path))]
 
 
-def _claims(path: Path) -> bool:
-    if path.suffix.lower() != ".json" or not path.is_file():
-        return False
-    try:
-        d = read_json_file(path, MAX_ENSEMBLE_BYTES, HINT)
-    except ModelFileError:
-        return False
-    return isinstance(d, dict) and d.get("format") == FORMAT
+_claims = json_format_claims(FORMAT, MAX_ENSEMBLE_BYTES)
 
 
 def members_need_tensorflow(entry) -> bool:
