@@ -754,9 +754,9 @@ def cmd_ensemble(args) -> int:
         report, _ = evaluate_images(predictor, scan_images(args.val).items, workers=args.workers or default_workers(),
                                     progress=_fraction_progress("images"))
         picked = [e.name for e in entries if picked_on_split(e.file, args.val)]
+        but = f"; but it chose the epoch of {', '.join(picked)} or of the network they started from)"
         evaluated_on = (f"{Path(args.val).name} ({report.n:,} images, {len(predictor.classes)} emotions; equal "
-                        "weights, nothing fitted on it" + (f"; but {', '.join(picked)} chose their epoch on it)"
-                                                           if picked else ")"))
+                        "weights, nothing fitted on it" + (but if picked else ")"))
         metrics = Metrics.from_report(report, evaluated_on)
         print(f"{args.name}: accuracy {report.accuracy:.3f} (95% CI {report.accuracy_ci95[0]:.3f}-"
               f"{report.accuracy_ci95[1]:.3f}), macro-F1 {report.macro_f1:.3f} on {evaluated_on}")
