@@ -536,8 +536,8 @@ class CNNPredictor(Predictor):
         self.path = Path(path)
         check_keras_path(self.path)
         self.metadata = read_cnn_metadata(self.path) or {}
-        # Test-time views averaged per face (keras_io.tta_views): the sidecar's choice, made on the
-        # share of train held out from fitting; else face + mirror, as train_cnn scores epochs.
+        # Test-time views averaged per face (keras_io.tta_views): as asked, else a "tta" the sidecar
+        # records, else face + mirror, as train_cnn scores epochs (bench/tta_bench.py measures crops).
         self.tta = tta or self.metadata.get("tta") or "mirror"
         if self.tta not in TTA_CHOICES:
             raise ModelFileError(f"{metadata_path(self.path)}: unknown test-time augmentation {self.tta!r}; "
