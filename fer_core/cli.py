@@ -187,6 +187,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_cnn_commands(sub) -> None:
+    from .predictors.recipe import add_recipe_arguments
+
     s = sub.add_parser("train-cnn", help="train a CNN on FER2013-style 48x48 images")
     s.add_argument("--data", required=True, help="train folder (Kaggle layout)")
     s.add_argument("--val", help="validation folder (default: 10%% of train held out)")
@@ -207,6 +209,7 @@ def _add_cnn_commands(sub) -> None:
                    "3e-4 suits fine-tuning from --init)")
     s.add_argument("--max-minutes", type=float, default=None, help="stop after this long, keeping the best epoch")
     s.add_argument("--name", help="register in models/manifest.json under this name")
+    add_recipe_arguments(s)
     s.set_defaults(func=cmd_train_cnn)
 
     s = sub.add_parser("train-au-bottleneck", help="train the AU-bottleneck network: pixels -> 17 AUs -> one "
@@ -700,16 +703,19 @@ def cmd_train_cnn(args) -> int:
     from .emotions import parse_classes
     from .evaluation.metrics import degenerate_model_warning
     from .predictors.cnn import train_cnn
+    from .predictors.recipe import recipe_from_args
     from .predictors.registry import find_entry, save_and_register
 
     classes = parse_classes(args.classes)
+    recipe = recipe_from_args(args)
     init = find_entry(args.init).file if args.init else None
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
     bar = _tqdm_progress("epochs", total=args.epochs)
     result = train_cnn(args.data, args.val, classes=classes, preset=args.preset, epochs=args.epochs,
                        batch_size=args.batch_size, out=args.out, limit_per_class=args.limit_per_class,
                        class_weighting=args.class_weighting, command=args.command_line, holdout=args.holdout,
-                       init=init, learning_rate=args.learning_rate, progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
+                       init=init, learning_rate=args.learning_rate, recipe=recipe,
+                       progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
                        should_stop=(lambda: time.monotonic() > deadline) if deadline else None)
     ev = result.evaluation
     print(f"{args.preset} CNN, {result.epochs_run} epochs in {result.seconds / 60:.1f} min: accuracy "

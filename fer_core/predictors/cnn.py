@@ -29,6 +29,7 @@ from .base import Predictor, Progress
 from .keras_io import TTA_CHOICES, fit_images, import_keras, predict_views
 from .keras_safety import build_deferred, check_keras_archive
 from .lite import copy_twin, export_lite, lite_path, lite_record
+from .recipe import Recipe
 
 CNN_SIZE = 48
 MAX_KERAS_BYTES = 128 * 2**20  # our CNNs are 5 MB; the limit keeps loading one under 1 GB
@@ -306,7 +307,8 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
               load_progress: CountFn | None = None, seed: int = 0, limit_per_class: int | None = None,
               class_weighting: bool = False, augment: bool = True, patience: int = 10,
               learning_rate: float = 1e-3, command: str | None = None,
-              holdout: float | None = None, init: str | os.PathLike[str] | None = None) -> CNNTrainResult:
+              holdout: float | None = None, init: str | os.PathLike[str] | None = None,
+              recipe: Recipe | None = None) -> CNNTrainResult:
     """Train a CNN on a labelled folder and save the best epoch (by validation accuracy) to ``out``.
 
     Without ``val_dir`` a stratified 10 % of the training images is held out. With ``holdout`` a
@@ -318,10 +320,13 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     ``init``: a trained ``.keras`` CNN of the same preset that starts the network (transfer): its
     trunk, and the head weights of the emotions both class sets share. A six-emotion CNN so starts a
     seven-emotion one, which then only has to learn fear: on two CPU cores, an hour instead of many.
+    ``recipe``: schedule, label smoothing, weight averaging and batch augmentation (``recipe.Recipe``;
+    default: Adam halved on a plateau, hard labels, as the bundled CNNs were trained).
     """
     from .. import config
 
     started = time.perf_counter()
+    recipe = recipe or Recipe()
     out = Path(out) if out is not None else config.models_dir() / "cnn.keras"
     if out.suffix != ".keras":
         raise FerError(f"{out}: the CNN output file must end with .keras")
@@ -377,13 +382,15 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         copy_trunk(model, start, preset)
         fresh_classes = copy_head(model, start, classes, init_meta.get("classes") or ())
         del start
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    data = tf.data.Dataset.from_tensor_slices((x_train, y_train))
+    steps_per_epoch = -(-len(y_train) // batch_size)
+    model.compile(optimizer=recipe.optimizer(learning_rate, steps_per_epoch, epochs), loss=recipe.loss(),
+                  metrics=["accuracy"])
+    data = tf.data.Dataset.from_tensor_slices((x_train, recipe.labels(y_train, len(classes))))
     data = data.shuffle(len(y_train), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     if augment:
         augmenter = _augmenter(seed)
         data = data.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    data = recipe.augment_batches(data, seed)
     data = data.prefetch(tf.data.AUTOTUNE)
 
     metadata = {
@@ -391,7 +398,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         "input_shape": [CNN_SIZE, CNN_SIZE, 1], "input_scale": "gray 0..1",
         "train_dir": str(train_dir), "val_dir": None if val_dir is None else str(val_dir),
         "n_train": int(len(y_train)), "n_val": int(len(y_val)), "seed": seed, "epochs": epochs,
-        "holdout": holdout, "selected_on": selected_on, "learning_rate": learning_rate,
+        "holdout": holdout, "selected_on": selected_on, "learning_rate": learning_rate, "recipe": recipe.to_dict(),
         "init": None if init is None else str(init), "init_picked_on_val": init_picked_on_val,
         "init_fresh_classes": fresh_classes,
         "batch_size": batch_size, "augment": augment, "class_weighting": class_weighting,
@@ -402,14 +409,15 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     _write_metadata(out, metadata)
     reporter = _progress_callback(progress, should_stop)
     callbacks = [
+        *recipe.callbacks(),  # EMA: swap the averaged weights in before the epoch is judged and saved
         keras.callbacks.ModelCheckpoint(out, monitor="val_accuracy", mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
                                       restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, patience // 3),
-                                          min_lr=1e-5),
+        *recipe.plateau_callbacks(patience),
         reporter,
     ]
-    history = model.fit(data, validation_data=(x_val, y_val), epochs=epochs, callbacks=callbacks,
+    history = model.fit(data, validation_data=(x_val, recipe.labels(y_val, len(classes))), epochs=epochs,
+                        callbacks=callbacks,
                         class_weight=balanced_class_weights(y_train, len(classes)) if class_weighting else None,
                         shuffle=False, verbose=0)  # the dataset reshuffles every epoch itself
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
