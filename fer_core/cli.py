@@ -241,6 +241,7 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--max-minutes", type=float, default=None, help="stop after this long, keeping the best epoch")
     s.add_argument("--name", help="register in models/manifest.json under this name")
+    add_recipe_arguments(s, schedule="cosine", soft_labels=False)
     s.set_defaults(func=cmd_train_au_bottleneck)
 
     s = sub.add_parser("ensemble", help="register the mean of several pixel models (CNNs, AU bottleneck, "
@@ -779,6 +780,7 @@ def cmd_train_au_bottleneck(args) -> int:
 
     from .emotions import parse_classes
     from .predictors.au_bottleneck import train_au_bottleneck
+    from .predictors.recipe import recipe_from_args
     from .predictors.registry import find_entry, save_and_register
 
     classes = parse_classes(args.classes)
@@ -790,7 +792,7 @@ def cmd_train_au_bottleneck(args) -> int:
         preset=args.preset, train_au_table=args.train_au_table, val_au_table=args.val_au_table, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, augment=not args.no_augment, seed=args.seed,
         holdout=args.holdout, warm_start=not args.no_warm_start, tap=args.tap,
-        limit_per_class=args.limit_per_class, command=args.command_line,
+        limit_per_class=args.limit_per_class, command=args.command_line, training=recipe_from_args(args),
         progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
         should_stop=(lambda: time.monotonic() > deadline) if deadline else None)
     sel, ev = result.selection, result.evaluation

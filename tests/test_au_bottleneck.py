@@ -109,3 +109,22 @@ def test_training_reads_the_au_targets_from_an_extracted_table(tmp_path, fer_sam
                  "--out", str(out), "--init", "none", "--preset", "tiny", "--epochs", "1", "--holdout", "0.25"]) == 0
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     assert meta["faces_with_aus"] >= 20
+
+
+def test_the_shared_recipe_trains_the_bottleneck_too(tmp_path, fer_sample):
+    """train-au-bottleneck takes the recipe's schedule, EMA and erasing (the sidecar records them);
+    label smoothing and mixing, which would blend emotions but not AU targets, are refused in one line."""
+    from fer_core.errors import FerError
+    from fer_core.predictors.au_bottleneck import train_au_bottleneck
+    from fer_core.predictors.recipe import Recipe
+
+    out = tmp_path / "bn.keras"
+    assert main(["train-au-bottleneck", "--data", str(fer_sample), "--out", str(out), "--init", "none",
+                 "--preset", "tiny", "--epochs", "2", "--holdout", "0.25", "--ema", "0.9", "--erasing", "0.5",
+                 "--warmup-epochs", "1"]) == 0
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["training_recipe"] == Recipe(schedule="cosine", warmup_epochs=1, ema=0.9, erasing=0.5).to_dict()
+    assert meta["epochs_run"] == 2 and len(meta["history"]["learning_rate"]) == 2
+    with pytest.raises(FerError, match="not AU targets"):
+        train_au_bottleneck(fer_sample, out=tmp_path / "x.keras", init=None, preset="tiny", epochs=1,
+                            training=Recipe(label_smoothing=0.1))

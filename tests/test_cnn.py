@@ -25,7 +25,7 @@ from fer_core.predictors.keras_io import predict_in_batches, tta_views
 CLASSES = ("happy", "sad", "surprise")
 
 
-def _synthetic_face(label: int, rng: np.random.Generator) -> np.ndarray:
+def synthetic_face(label: int, rng: np.random.Generator) -> np.ndarray:
     """48x48 gray image whose bright band position depends on the class (learnable in an epoch)."""
     img = rng.normal(60, 20, (48, 48))
     img[label * 16:(label + 1) * 16] += 140
@@ -39,9 +39,9 @@ def kaggle_dir(tmp_path_factory) -> Path:
     for label, emotion in enumerate(CLASSES):
         (root / emotion).mkdir(parents=True)
         for i in range(10):
-            Image.fromarray(_synthetic_face(label, rng)).save(root / emotion / f"{i:03d}.jpg", quality=95)
+            Image.fromarray(synthetic_face(label, rng)).save(root / emotion / f"{i:03d}.jpg", quality=95)
     (root / "fear").mkdir()  # not among CLASSES: left out
-    Image.fromarray(_synthetic_face(0, rng)).save(root / "fear" / "000.jpg")
+    Image.fromarray(synthetic_face(0, rng)).save(root / "fear" / "000.jpg")
     return root
 
 
@@ -212,7 +212,7 @@ def test_holdout_picks_the_epoch_and_val_is_scored_untouched(kaggle_dir, tmp_pat
     for label, emotion in enumerate(CLASSES):
         (val / emotion).mkdir(parents=True)
         for i in range(4):
-            Image.fromarray(_synthetic_face(label, rng)).save(val / emotion / f"{i:03d}.jpg", quality=95)
+            Image.fromarray(synthetic_face(label, rng)).save(val / emotion / f"{i:03d}.jpg", quality=95)
     result = train_cnn(kaggle_dir, val, classes=CLASSES, preset="tiny", epochs=2, batch_size=8,
                        out=tmp_path / "honest.keras", holdout=0.2, seed=0)
     meta = read_cnn_metadata(result.path)

@@ -61,6 +61,7 @@ from .cnn import (
 )
 from .keras_io import fit_images, import_keras, predict_views
 from .lite import copy_twin, lite_path, lite_record
+from .recipe import Recipe
 
 KIND = "au-bottleneck"
 RECIPES = ("joint", "sequential", "independent")
@@ -378,14 +379,15 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
                         warm_start: bool = True, tap: str = "dense",
                         limit_per_class: int | None = None, progress: EpochProgress | None = None,
                         should_stop: Callable[[], bool] | None = None, load_progress: Progress | None = None,
-                        command: str | None = None) -> BottleneckTrainResult:
+                        command: str | None = None, training: Recipe | None = None) -> BottleneckTrainResult:
     """Train an AU-bottleneck network on a labelled folder and save the best epoch to ``out``.
 
     ``init``: a ``.keras`` CNN whose trunk starts the network (the bundled cnn-fer2013 works);
     ``warm_start``: before fine-tuning, the AU units are fitted to the measured AUs by ridge
     regression on the trunk's features and the head by logistic regression on those AUs (closed
     form, seconds), so training starts from AU units that already are AUs;
-    the learning rate decays along a cosine over the epochs;
+    the learning rate decays along a cosine over the epochs (``training``: the shared ``recipe.Recipe``,
+    for EMA, random erasing or another schedule; its label smoothing and mixing are not for AU targets);
     ``train_au_table`` / ``val_au_table``: AU tables of the two folders (``extract`` output), else
     the AUs are measured now (cached). ``lam`` weighs the AU loss against the emotion loss
     (``joint``); ``lam = 0`` trains an unnamed bottleneck, the reference of the lambda sweep.
@@ -399,6 +401,10 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         raise FerError(f"unknown recipe {recipe!r}: use one of {', '.join(RECIPES)}")
     if lam < 0:
         raise FerError("lambda must be 0 or more")
+    training = training or Recipe(schedule="cosine")
+    if training.soft_labels:
+        raise FerError("label smoothing, mixup and cutmix blend emotion labels but not AU targets: the AU "
+                       "bottleneck takes only the recipe's schedule, EMA and erasing")
     out = Path(out)
     if out.suffix != ".keras":
         raise FerError(f"{out}: the AU-bottleneck output file must end with .keras")
@@ -429,9 +435,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         warm_grid = _warm_start(model, share(fit_idx), share(sel_idx), len(classes), mean, std)
     joint = recipe == "joint"
     loss_weights = {HEAD_LAYER: 1.0 if joint else 0.0, AU_LAYER: float(lam) if joint else 1.0}
-    steps = epochs * -(-len(fit_idx) // batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps), alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
+    model.compile(optimizer=training.optimizer(learning_rate, -(-len(fit_idx) // batch_size), epochs),
                   loss={HEAD_LAYER: "sparse_categorical_crossentropy", AU_LAYER: "mse"},
                   loss_weights=loss_weights, metrics={HEAD_LAYER: ["accuracy"]})
 
@@ -445,6 +449,8 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         if shuffle and augment:
             augmenter = _augmenter(seed)
             data = data.map(lambda x, y, w: (augmenter(x, training=True), y, w), num_parallel_calls=tf.data.AUTOTUNE)
+        if shuffle:
+            data = training.augment_batches(data, seed)
         return data.prefetch(tf.data.AUTOTUNE)
 
     monitor = f"val_{HEAD_LAYER}_accuracy" if joint else f"val_{AU_LAYER}_loss"
@@ -456,7 +462,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         "train_dir": str(train_dir), "val_dir": None if val_dir is None else str(val_dir),
         "n_train": int(len(fit_idx)), "n_selection": int(len(sel_idx)), "faces_with_aus": int(has_au.sum()),
         "seed": seed, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-        "warm_start": warm_start, "tap": tap, "warm_start_grid": warm_grid,
+        "warm_start": warm_start, "tap": tap, "warm_start_grid": warm_grid, "training_recipe": training.to_dict(),
         "augment": augment, "limit_per_class": limit_per_class, "command": command,
         "keras_version": keras.__version__, "status": "training",
     }
@@ -465,7 +471,8 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     hist: dict[str, list[float]] = {}
     if epochs > 0:  # 0: the warm start is the model (AU units and head fitted on the frozen trunk)
         history = model.fit(dataset(fit_idx, True), validation_data=dataset(sel_idx, False), epochs=epochs,
-                            callbacks=[best], shuffle=False, verbose=0)
+                            callbacks=[*training.callbacks(), best, *training.plateau_callbacks(6)],
+                            shuffle=False, verbose=0)
         hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
     if not joint and epochs > 0:  # the head, fitted on the regressor's AUs (sequential) or on the measured ones

@@ -19,7 +19,7 @@ from ..errors import FerError
 from .keras_io import import_keras
 
 SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
-COSINE_FLOOR = 0.02  # the cosine schedule ends at 2 % of the starting rate, not at zero
+COSINE_FLOOR = 0.05  # the cosine schedule ends at 5 % of the starting rate, not at zero
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,14 @@ class Recipe:
     def callbacks(self) -> list:
         """Callbacks that must run *before* checkpointing and early stopping: with EMA, the averaged
         weights are swapped in for validation and at each epoch's end, so the epoch is chosen, saved
-        and restored on the averaged weights."""
+        and restored on the averaged weights. A schedule's rate is logged per epoch, as the plateau
+        callback logs its own."""
         keras = import_keras()
         calls = []
         if self.ema:
             calls.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+        if self.schedule != "plateau":
+            calls.append(_LogRate())
         return calls
 
     def plateau_callbacks(self, patience: int) -> list:
@@ -115,13 +118,14 @@ class Recipe:
                                                   min_lr=1e-5)]
 
     def augment_batches(self, data, seed: int):
-        """Add the batch-level augmentations to a ``tf.data`` dataset of (images 0..1, labels) batches."""
+        """Add the batch-level augmentations to a ``tf.data`` dataset of (images 0..1, labels[, weights])
+        batches; mixing needs plain (images, labels)."""
         keras = import_keras()
         import tensorflow as tf
 
         if self.erasing:
             erase = keras.layers.RandomErasing(factor=self.erasing, value_range=(0, 1), seed=seed + 10)
-            data = data.map(lambda x, y: (erase(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+            data = data.map(lambda x, *rest: (erase(x, training=True), *rest), num_parallel_calls=tf.data.AUTOTUNE)
         mixer = None
         if self.mixup:
             mixer = keras.layers.MixUp(alpha=self.mixup, seed=seed + 11)
@@ -136,6 +140,17 @@ class Recipe:
         return data
 
 
+def _LogRate():
+    keras = import_keras()
+
+    class LogRate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    return LogRate()
+
+
 def cosine_schedule(rate: float, total_steps: int, warmup_steps: int = 0, floor: float = COSINE_FLOOR):
     """Keras's cosine decay from ``rate`` to ``floor * rate`` over ``total_steps``, after an optional
     linear warm-up from a tenth of ``rate``."""
@@ -148,21 +163,25 @@ def cosine_schedule(rate: float, total_steps: int, warmup_steps: int = 0, floor:
 
 
 def recipe_from_args(args) -> Recipe:
-    """The recipe a ``train-cnn`` command line asks for."""
-    return Recipe(schedule=args.schedule, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-                  ema=args.ema, mixup=args.mixup, cutmix=args.cutmix, erasing=args.erasing)
+    """The recipe a ``train-cnn`` or ``train-au-bottleneck`` command line asks for."""
+    return Recipe(schedule=args.schedule, warmup_epochs=args.warmup_epochs,
+                  label_smoothing=getattr(args, "label_smoothing", 0.0), ema=args.ema,
+                  mixup=getattr(args, "mixup", 0.0), cutmix=getattr(args, "cutmix", 0.0), erasing=args.erasing)
 
 
-def add_recipe_arguments(parser) -> None:
-    """The recipe's command-line options, shared by train-cnn and train-au-bottleneck."""
+def add_recipe_arguments(parser, schedule: str = "plateau", soft_labels: bool = True) -> None:
+    """The recipe's command-line options, shared by train-cnn and train-au-bottleneck (which has
+    AU targets beside the labels, so no label smoothing or mixing: ``soft_labels=False``)."""
     g = parser.add_argument_group("training recipe (bench/train_cnn_bench.py measures them)")
-    g.add_argument("--schedule", choices=SCHEDULES, default="plateau",
-                   help="learning rate: halve on a validation-loss plateau (default), or cosine decay over --epochs")
+    other = "cosine decay over --epochs" if schedule == "plateau" else "halve on a validation-loss plateau"
+    g.add_argument("--schedule", choices=SCHEDULES, default=schedule,
+                   help=f"learning rate: {schedule} (default) or {other}")
     g.add_argument("--warmup-epochs", type=int, default=0, help="cosine: epochs of linear warm-up (default 0)")
-    g.add_argument("--label-smoothing", type=float, default=0.0, help="e.g. 0.1 (default 0: hard labels)")
     g.add_argument("--ema", type=float, default=0.0, metavar="MOMENTUM",
                    help="keep an exponential moving average of the weights and pick/save it, e.g. 0.999 (default off)")
-    g.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup of image pairs, e.g. 0.2")
-    g.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="cutmix of image pairs, e.g. 1.0")
     g.add_argument("--erasing", type=float, default=0.0, metavar="P",
                    help="random erasing of a face patch with probability up to P, e.g. 0.5")
+    if soft_labels:
+        g.add_argument("--label-smoothing", type=float, default=0.0, help="e.g. 0.1 (default 0: hard labels)")
+        g.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup of image pairs, e.g. 0.2")
+        g.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="cutmix of image pairs, e.g. 1.0")
