@@ -15,11 +15,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import FerError, one_line
+from .predictors.recipe import Recipe
 
 log = logging.getLogger("fer_core")
 
@@ -33,13 +34,15 @@ class CNNSettings:
     epochs: int
     batch_size: int
     limit_per_class: int | None
+    recipe: Recipe = field(default_factory=Recipe)
 
     def describe(self) -> str:
         """For records (the manifest's command and description): always English."""
         limit = f", {self.limit_per_class} images per emotion" if self.limit_per_class else ""
         val = Path(self.val_dir).name if self.val_dir else "10% of train held out"
+        recipe = "" if self.recipe.is_default else f"; recipe: {self.recipe.describe()}"
         return (f"{self.preset} preset, {len(self.classes)} emotions, {self.epochs} epochs, batch {self.batch_size}"
-                f"{limit}; train {Path(self.train_dir).name}, validation {val}")
+                f"{limit}; train {Path(self.train_dir).name}, validation {val}{recipe}")
 
     def summary(self) -> str:
         """The same for people, in the dashboard's language."""
@@ -47,8 +50,9 @@ class CNNSettings:
 
         limit = t("cnn.settings_limit", n=self.limit_per_class) if self.limit_per_class else ""
         val = Path(self.val_dir).name if self.val_dir else t("cnn.settings_held_out")
+        recipe = "" if self.recipe.is_default else t("cnn.settings_recipe", recipe=self.recipe.describe())
         return t("cnn.settings_summary", preset=self.preset, k=len(self.classes), epochs=self.epochs,
-                 batch=self.batch_size, limit=limit, train=Path(self.train_dir).name, val=val)
+                 batch=self.batch_size, limit=limit, train=Path(self.train_dir).name, val=val) + recipe
 
 
 class _Cancelled(Exception):
@@ -143,7 +147,7 @@ class CNNTrainingJob:
                 s.train_dir, s.val_dir, classes=s.classes, preset=s.preset, epochs=s.epochs,
                 batch_size=s.batch_size, out=self.out, limit_per_class=s.limit_per_class,
                 progress=self._on_epoch, should_stop=self.stop_event.is_set, load_progress=self._on_load,
-                command=f"dashboard: CNN page ({s.describe()})")
+                recipe=s.recipe, command=f"dashboard: CNN page ({s.describe()})")
             self.phase = "done"
         except _Cancelled:
             self.phase = "cancelled"

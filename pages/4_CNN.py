@@ -21,6 +21,7 @@ from fer_core.figures import plots
 from fer_core.figures.compare import predictions_frame, training_curves
 from fer_core.i18n import emotion_label, t
 from fer_core.images import sample_per_class
+from fer_core.predictors.recipe import SCHEDULES, Recipe
 from fer_core.training import CNNSettings, CNNTrainingJob, active_training
 from ui.common import (
     data_layout_help,
@@ -204,6 +205,26 @@ def check_folders(train_dir: str, val_dir: str) -> bool:
     return True
 
 
+def recipe_form(running: bool) -> dict:
+    """The training recipe's settings (fer_core.predictors.recipe), folded away: the defaults are the
+    bundled CNNs' recipe."""
+    with st.expander(t("cnn.recipe_expander"), expanded=False):
+        st.caption(t("cnn.recipe_caption"))
+        c1, c2, c3, c4, c5 = st.columns([1.6, 1, 1.2, 1, 1])
+        schedule = c1.radio(t("cnn.schedule"), list(SCHEDULES), key="cnn_schedule", horizontal=True,
+                            format_func=lambda s: t(f"cnn.schedule_{s}"), disabled=running, help=t("cnn.schedule_help"))
+        smoothing = c2.number_input(t("cnn.label_smoothing"), 0.0, 0.5, 0.0, step=0.05, key="cnn_label_smoothing",
+                                    disabled=running, help=t("cnn.label_smoothing_help"))
+        c3.write("")
+        ema = c3.checkbox(t("cnn.ema"), key="cnn_ema", disabled=running, help=t("cnn.ema_help"))
+        mixup = c4.number_input(t("cnn.mixup"), 0.0, 1.0, 0.0, step=0.1, key="cnn_mixup", disabled=running,
+                                help=t("cnn.mixup_help"))
+        erasing = c5.number_input(t("cnn.erasing"), 0.0, 1.0, 0.0, step=0.1, key="cnn_erasing", disabled=running,
+                                  help=t("cnn.erasing_help"))
+    return {"schedule": schedule, "label_smoothing": float(smoothing), "ema": 0.999 if ema else 0.0,
+            "mixup": float(mixup), "erasing": float(erasing)}
+
+
 def training_form(job: CNNTrainingJob | None) -> None:
     st.subheader(t("cnn.train_header"))
     running = job is not None and job.running
@@ -225,6 +246,7 @@ def training_form(job: CNNTrainingJob | None) -> None:
     limit = c5.number_input(t("cnn.per_emotion"), 0, 100_000, 0, step=100, key="cnn_limit",
                             disabled=running, help=t("cnn.limit_help"))
     st.caption(t("cnn.speed_caption"))
+    recipe_options = recipe_form(running)
     if other is not None and other is not job:
         st.warning(t("cnn.other_running", settings=other.settings.summary(), minutes=f"{other.elapsed() / 60:.0f}"))
     start = st.button(t("cnn.start"), type="primary", key="cnn_start", disabled=running or other is not None)
@@ -232,8 +254,13 @@ def training_form(job: CNNTrainingJob | None) -> None:
         return
     if job is not None and job.result is not None and not job.saved_as:
         st.toast(t("cnn.previous_discarded"))
+    try:
+        recipe = Recipe(**recipe_options)
+    except FerError as exc:
+        show_error(exc)
+        return
     settings = CNNSettings(str(Path(train_dir).expanduser()), str(Path(val_dir).expanduser()) if val_dir else None,
-                           CLASS_SETS[classes], preset, int(epochs), int(batch), int(limit) or None)
+                           CLASS_SETS[classes], preset, int(epochs), int(batch), int(limit) or None, recipe)
     new_job = CNNTrainingJob(settings)
     try:
         new_job.start()

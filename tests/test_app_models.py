@@ -6,6 +6,7 @@ here, on the same FER2013 images from a folder and from a zip with flat file nam
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import time
 import zipfile
@@ -22,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 from fer_core import config
 from fer_core.emotions import SIX_EMOTIONS
 from fer_core.manifest import ModelEntry, read_manifest, register
+from fer_core.predictors.recipe import Recipe
 from fer_core.predictors.registry import load_predictor
 
 ROOT = config.REPO_ROOT
@@ -120,8 +122,13 @@ def _start_training(at: AppTest, train: Path, val: Path, epochs: int, limit: int
 
 def test_cnn_page_trains_shows_curves_and_evaluation_and_saves(models_dir, fer_small):
     at = _run(AppTest.from_file(CNN_PAGE))
+    assert at.radio(key="cnn_schedule").value == "plateau" and not at.checkbox(key="cnn_ema").value  # bundled recipe
+    at.radio(key="cnn_schedule").set_value("cosine")
+    at.number_input(key="cnn_label_smoothing").set_value(0.1)
+    at.checkbox(key="cnn_ema").check()
     job = _start_training(at, fer_small, fer_small, epochs=1, limit=3)
     assert job.settings.preset == "tiny" and job.settings.limit_per_class == 3
+    assert job.settings.recipe == Recipe(schedule="cosine", label_smoothing=0.1, ema=0.999)
     _wait(job)
     _run(at)
     assert job.phase == "done", job.error
@@ -142,6 +149,8 @@ def test_cnn_page_trains_shows_curves_and_evaluation_and_saves(models_dir, fer_s
     _run(at)
     assert any("Saved as **cnn-test**" in s for s in _texts(at.success))
     assert (models_dir / "cnn-test.keras").is_file() and (models_dir / "cnn-test.meta.json").is_file()
+    meta = json.loads((models_dir / "cnn-test.meta.json").read_text())
+    assert meta["recipe"] == job.settings.recipe.to_dict() and "recipe: cosine, label smoothing 0.1" in meta["command"]
     entry = next(e for e in read_manifest(models_dir) if e.name == "cnn-test")
     assert entry.kind == "cnn" and entry.classes == SIX_EMOTIONS and entry.origin == "dashboard"
     assert load_predictor(entry).predict_proba([np.zeros((48, 48, 3), np.uint8)]).shape == (1, 6)
