@@ -471,7 +471,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     hist: dict[str, list[float]] = {}
     if epochs > 0:  # 0: the warm start is the model (AU units and head fitted on the frozen trunk)
         history = model.fit(dataset(fit_idx, True), validation_data=dataset(sel_idx, False), epochs=epochs,
-                            callbacks=[*training.callbacks(), best, *training.plateau_callbacks(6)],
+                            callbacks=[*training.callbacks(), best, *training.plateau_callbacks(2)],
                             shuffle=False, verbose=0)
         hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
 

@@ -413,7 +413,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         keras.callbacks.ModelCheckpoint(out, monitor="val_accuracy", mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
                                       restore_best_weights=True),
-        *recipe.plateau_callbacks(patience),
+        *recipe.plateau_callbacks(max(2, patience // 3)),
         reporter,
     ]
     history = model.fit(data, validation_data=(x_val, recipe.labels(y_val, len(classes))), epochs=epochs,

@@ -106,16 +106,16 @@ class Recipe:
         if self.ema:
             calls.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
         if self.schedule != "plateau":
-            calls.append(_LogRate())
+            calls.append(_rate_logger())
         return calls
 
     def plateau_callbacks(self, patience: int) -> list:
-        """Callbacks after checkpointing: the plateau schedule's rate halving."""
+        """Callbacks after checkpointing: the plateau schedule halves the rate after ``patience``
+        epochs without a lower validation loss."""
         keras = import_keras()
         if self.schedule != "plateau":
             return []
-        return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, patience // 3),
-                                                  min_lr=1e-5)]
+        return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=patience, min_lr=1e-5)]
 
     def augment_batches(self, data, seed: int):
         """Add the batch-level augmentations to a ``tf.data`` dataset of (images 0..1, labels[, weights])
@@ -140,7 +140,8 @@ class Recipe:
         return data
 
 
-def _LogRate():
+def _rate_logger():
+    """A callback that writes the optimizer's current rate into each epoch's logs (and so the history)."""
     keras = import_keras()
 
     class LogRate(keras.callbacks.Callback):
