@@ -187,13 +187,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_cnn_commands(sub) -> None:
+    from .predictors.cnn import PRESETS
     from .predictors.recipe import add_recipe_arguments
 
     s = sub.add_parser("train-cnn", help="train a CNN on FER2013-style 48x48 images")
     s.add_argument("--data", required=True, help="train folder (Kaggle layout)")
     s.add_argument("--val", help="validation folder (default: 10%% of train held out)")
     s.add_argument("--out", required=True, help="model .keras to write")
-    s.add_argument("--preset", choices=("original", "strong", "tiny"), default="strong")
+    s.add_argument("--preset", choices=PRESETS, default="strong",
+                   help="architecture: strong (VGG-style, 1.2 M weights), resnet (deeper, residual, 2.9 M), "
+                        "original (the study's), tiny (pipeline check)")
     s.add_argument("--epochs", type=int, default=30)
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--classes", default="six")
@@ -223,7 +226,7 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--lam", type=float, default=1.0, help="weight of the AU loss against the emotion loss (joint)")
     s.add_argument("--init", default="cnn-fer2013", help="CNN whose trunk starts the network: manifest name, "
                    ".keras path, or 'none'")
-    s.add_argument("--preset", choices=("strong", "original", "tiny"), default="strong",
+    s.add_argument("--preset", choices=PRESETS, default="strong",
                    help="trunk architecture (must match --init)")
     s.add_argument("--tap", choices=("dense", "gap"), default="dense",
                    help="AU units read the CNN's last hidden layer (dense) or its pooled features (gap)")

@@ -21,6 +21,7 @@ from fer_core.figures import plots
 from fer_core.figures.compare import predictions_frame, training_curves
 from fer_core.i18n import emotion_label, t
 from fer_core.images import sample_per_class
+from fer_core.predictors.cnn import PRESETS
 from fer_core.predictors.recipe import SCHEDULES, Recipe
 from fer_core.training import CNNSettings, CNNTrainingJob, active_training
 from ui.common import (
@@ -37,7 +38,6 @@ from ui.common import (
 
 page_setup("nav.cnn", ":material/memory:")
 
-PRESETS = ("strong", "original", "tiny")
 CLASS_SETS = {"six": SIX_EMOTIONS, "seven": SEVEN_EMOTIONS}
 POLL_SECONDS = 1.0
 
@@ -45,7 +45,7 @@ POLL_SECONDS = 1.0
 def preset_names() -> dict[str, str]:
     """Preset -> its label, translated now (a widget's ``format_func`` must not read the language later:
     Streamlit's test harness calls it outside the run)."""
-    return {"strong": t("cnn.preset_strong"), "original": t("cnn.preset_original"), "tiny": t("cnn.preset_tiny")}
+    return {preset: t(f"cnn.preset_{preset}") for preset in PRESETS}
 
 
 def class_set_names() -> dict[str, str]:

@@ -90,7 +90,7 @@ def test_cnn_page_without_a_cnn_says_how_to_get_one(models_dir):
     info = " ".join(_texts(at.info))
     assert "No CNN is registered" in info and "cnn-fer2013" in info and "train-cnn" in info
     preset = at.selectbox(key="cnn_preset")
-    assert preset.value == "strong" and [o.split()[0] for o in preset.options] == ["strong", "original", "tiny"]
+    assert preset.value == "strong" and [o.split()[0] for o in preset.options] == ["strong", "resnet", "original", "tiny"]
     assert at.radio(key="cnn_classes").options == ["six (6)", "seven (7)"]
     assert at.number_input(key="cnn_epochs").value == 20
     assert at.selectbox(key="cnn_batch").value == 64

@@ -60,10 +60,14 @@ def test_build_presets():
     tiny = build_cnn("tiny", 6)
     assert tiny.input_shape == (None, 48, 48, 1) and tiny.output_shape == (None, 6)
     assert tiny.count_params() < 5000
-    for preset in ("original", "strong"):
+    for preset in ("original", "strong", "resnet"):
         model = build_cnn(preset, 6)
         assert model.output_shape == (None, 6)
         assert 200_000 < model.count_params() < 3_000_000
+    # resnet: residual blocks (Add layers) in a trunk twice as deep as strong's
+    deep, strong = build_cnn("resnet", 6), build_cnn("strong", 6)
+    convs = [sum(type(layer).__name__ == "Conv2D" for layer in m.layers) for m in (deep, strong)]
+    assert convs[0] >= 2 * convs[1] and sum(type(layer).__name__ == "Add" for layer in deep.layers) == 8
     with pytest.raises(FerError, match="unknown CNN preset"):
         build_cnn("huge", 6)
 

@@ -168,3 +168,17 @@ def test_export_lite_writes_a_twin_that_loads(tmp_path, astronaut, capsys):
 
     assert cli_main(["export-lite", "--model", "au-logreg-fer2013"]) == 2
     assert "no TensorFlow Lite twin" in capsys.readouterr().err
+
+
+def test_resnet_preset_loads_safely_and_its_twin_agrees(tmp_path, astronaut):
+    """The residual preset (Add layers) passes the model-file checks, loads in safe mode and
+    gets a TensorFlow Lite twin that gives its Keras probabilities."""
+    path = tmp_path / "deep.keras"
+    build_cnn("resnet", 6, seed=4).save(path)
+    metadata_path(path).write_text(json.dumps({"format": "fer_core.cnn/1", "kind": "cnn", "preset": "resnet",
+                                               "classes": list(SIX_EMOTIONS)}))
+    assert cli_main(["export-lite", "--model", str(path)]) == 0
+    lite, keras = CNNPredictor(path), CNNPredictor(path, runtime="keras")
+    assert lite.runtime == "litert" and keras.runtime == "keras"
+    face = [astronaut[30:210, 150:330], astronaut]
+    assert np.abs(lite.predict_proba(face) - keras.predict_proba(face)).max() < TOLERANCE

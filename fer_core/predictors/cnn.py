@@ -35,7 +35,8 @@ CNN_SIZE = 48
 MAX_KERAS_BYTES = 128 * 2**20  # our CNNs are 5 MB; the limit keeps loading one under 1 GB
 MAX_INPUT_SIDE = 1024  # our CNNs take 48 x 48 faces
 MAX_METADATA_BYTES = 4 * 2**20  # the .meta.json sidecar and a .keras file's config.json: tens of KB
-PRESETS: tuple[str, ...] = ("original", "strong", "tiny")
+# The default first: the order the CLI and the CNN page offer them in.
+PRESETS: tuple[str, ...] = ("strong", "resnet", "original", "tiny")
 METADATA_FORMAT = "fer_core.cnn/1"
 
 ProgressFn = Callable[[int, Mapping[str, float]], None]
@@ -50,7 +51,10 @@ def build_cnn(preset: str = "strong", num_classes: int = len(SIX_EMOTIONS), seed
     ``original``: the original study's network (conv 256/128/64 with BN, pooling and dropout, dense
     512-256-128). ``strong``: a VGG-style net (2 convs per block, 32-64-128-256, BN, growing
     dropout, global average pooling), about 1.2 M parameters - most of the accuracy of wider VGG
-    nets for a quarter of their CPU time. ``tiny``: ~1.5 k parameters, for tests.
+    nets for a quarter of their CPU time. ``resnet``: the deeper trunk of the strongest published
+    FER2013 single models, scaled to a CPU: two residual blocks per stage at the same widths
+    (ResNet-18's layout, 16 convolutions), about 2.8 M parameters and 2.6 x strong's CPU time per
+    epoch (``bench/train_cnn_bench.py`` compares them). ``tiny``: ~1.5 k parameters, for tests.
     """
     keras = import_keras()
     from keras import layers
@@ -87,6 +91,23 @@ def build_cnn(preset: str = "strong", num_classes: int = len(SIX_EMOTIONS), seed
             x = layers.Dense(units, activation="relu", name=name("dense"))(x)
             x = layers.BatchNormalization(name=name("bn"))(x)
             x = layers.Dropout(0.3, name=name("dropout"))(x)
+    elif preset == "resnet":
+        x = _conv_bn(layers, x, 32, 1, name, relu=True)
+        for stage, filters in enumerate((32, 64, 128, 256)):
+            for block in range(2):
+                stride = 2 if stage and not block else 1
+                shortcut = x
+                if stride != 1 or x.shape[-1] != filters:
+                    shortcut = _conv_bn(layers, x, filters, stride, name, relu=False, kernel=1)
+                y = _conv_bn(layers, x, filters, stride, name, relu=True)
+                y = _conv_bn(layers, y, filters, 1, name, relu=False)
+                x = layers.ReLU(name=name("relu"))(layers.Add(name=name("add"))([shortcut, y]))
+            x = layers.Dropout(0.1 + 0.1 * stage, name=name("dropout"))(x)
+        x = layers.GlobalAveragePooling2D(name=name("gap"))(x)
+        x = layers.Dense(256, use_bias=False, name=name("dense"))(x)
+        x = layers.BatchNormalization(name=name("bn"))(x)
+        x = layers.ReLU(name=name("relu"))(x)
+        x = layers.Dropout(0.5, name=name("dropout"))(x)
     else:  # strong
         for block, filters in enumerate((32, 64, 128, 256)):
             for _ in range(2):
@@ -103,6 +124,13 @@ def build_cnn(preset: str = "strong", num_classes: int = len(SIX_EMOTIONS), seed
         x = layers.Dropout(0.5, name=name("dropout"))(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="emotion")(x)
     return keras.Model(inputs, outputs, name=f"fer_cnn_{preset}")
+
+
+def _conv_bn(layers, x, filters: int, stride: int, name: Callable[[str], str], relu: bool, kernel: int = 3):
+    """Convolution without bias, batch normalisation, and a ReLU where ``relu``: a residual unit's step."""
+    x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name("conv"))(x)
+    x = layers.BatchNormalization(name=name("bn"))(x)
+    return layers.ReLU(name=name("relu"))(x) if relu else x
 
 
 def copy_trunk(model, init_from, preset: str) -> None:
