@@ -1,11 +1,13 @@
-"""Test-time augmentation of the bundled CNNs: accuracy with no views, face + mirror, and ten crops.
+"""Test-time augmentation of the bundled CNNs and AU-bottleneck networks: accuracy with no views,
+face + mirror, and ten crops (for a bottleneck network, its AU units are averaged over the views and
+its head applied to the average, as it predicts).
 
 The choice is made on data the CNN never fitted: the share of train it held out (its sidecar's
 ``holdout`` and ``seed`` give the same stratified slice back) or, for a CNN that fitted all of
 train, a stratified half of FER2013 val ("val A"); the other half ("val B") is reported untouched
 by the choice, beside all of val.
 
-Run: python bench/tta_bench.py [--models cnn-fer2013-7,cnn-fer2013] [--out bench/results/tta.json]
+Run: python bench/tta_bench.py [--models cnn-fer2013-7,cnn-fer2013,au-bottleneck-fer2013-7] [--out bench/results/tta.json]
 """
 
 from __future__ import annotations
@@ -18,15 +20,21 @@ from pathlib import Path
 import numpy as np
 
 from fer_core.config import fer_split_dir
-from fer_core.predictors.cnn import CNNPredictor, load_dataset, stratified_split
+from fer_core.predictors.au_bottleneck import AUBottleneckPredictor, au_units
+from fer_core.predictors.base import Predictor
+from fer_core.predictors.cnn import load_dataset, stratified_split
 from fer_core.predictors.keras_io import TTA_CHOICES, predict_views, tta_views
-from fer_core.predictors.registry import find_entry
+from fer_core.predictors.registry import find_entry, load_predictor
 
 
-def predictions(predictor: CNNPredictor, x: np.ndarray, tta: str) -> tuple[np.ndarray, float]:
+def predictions(predictor: Predictor, x: np.ndarray, tta: str) -> tuple[np.ndarray, float]:
     """Probabilities with ``tta`` views, and the milliseconds per face they took."""
     started = time.perf_counter()
-    proba = predict_views(predictor.model, x, tta, predictor.batch_size)
+    if isinstance(predictor, AUBottleneckPredictor):
+        units = au_units(predictor.network, x, predictor.batch_size, tta)
+        proba = predictor.head.predict_proba(predictor.mean + predictor.std * units)
+    else:
+        proba = predict_views(predictor.model, x, tta, predictor.batch_size)
     return proba, (time.perf_counter() - started) / len(x) * 1000
 
 
@@ -39,7 +47,7 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         entry = find_entry(name.strip())
-        predictor = CNNPredictor(entry.file, name=entry.name)
+        predictor = load_predictor(entry)
         meta = predictor.metadata
         classes = predictor.classes
         val = load_dataset(fer_split_dir("val"), classes)

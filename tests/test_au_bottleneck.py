@@ -55,6 +55,30 @@ def test_contributions_and_intercept_reproduce_the_logits(bottleneck, astronaut)
     assert set(ex.extra) == {"aus_network", "aus_measured"} and ex.extra["aus_measured"]["AU01_r"] == 1.0
 
 
+def test_test_time_crops_average_the_au_units_and_keep_the_explanation_exact(bottleneck, astronaut):
+    """A sidecar's "tta": "crops" (as bench/tta_bench.py chooses) averages the AU units over ten
+    views; the head reads that average, so contributions still reproduce the logits."""
+    from fer_core.errors import ModelFileError
+    from fer_core.predictors.au_bottleneck import AUBottleneckPredictor
+    from fer_core.predictors.keras_io import fit_images, predict_views
+
+    faces = [astronaut[100:300, 150:350], astronaut[50:250, 100:300]]
+    mirror, crops = AUBottleneckPredictor(bottleneck), AUBottleneckPredictor(bottleneck, tta="crops")
+    assert mirror.tta == "mirror" and crops.tta == "crops"
+    aus = crops.network_aus(faces)
+    assert not np.allclose(aus, mirror.network_aus(faces))  # ten views read differently from two
+    x = fit_images(crops.pixels_of(faces), (48, 48), 1).astype(np.float32) / 255.0
+    units = predict_views(crops.network, x, "crops", output="au_units")
+    np.testing.assert_allclose(aus, crops.mean + crops.std * units, atol=1e-6)
+    head = crops.au_model()
+    np.testing.assert_allclose(crops.predict_proba(faces), head.predict_proba(aus), atol=1e-9)
+    for au in aus:
+        np.testing.assert_allclose(head.contributions(au).sum(axis=1) + head.biases[0], head.logits(au[None])[0],
+                                   atol=1e-9)
+    with pytest.raises(ModelFileError, match="unknown test-time augmentation 'zoom'"):
+        AUBottleneckPredictor(bottleneck, tta="zoom")
+
+
 def test_predict_json_gives_the_network_and_the_measured_aus(capsys, bottleneck, astronaut_jpeg):
     assert main(["predict", str(astronaut_jpeg), "--model", str(bottleneck), "--json"]) == 0
     face = json.loads(capsys.readouterr().out)["faces"][0]

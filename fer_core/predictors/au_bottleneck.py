@@ -59,7 +59,7 @@ from .cnn import (
     stratified_split,
     write_twin,
 )
-from .keras_io import fit_images, import_keras, predict_views
+from .keras_io import fit_images, import_keras, predict_views, sidecar_tta
 from .lite import copy_twin, lite_path, lite_record
 from .recipe import Recipe
 
@@ -141,11 +141,13 @@ def head_as_au_model(model, classes: Sequence[str], mean: np.ndarray, std: np.nd
                    info=info or {})
 
 
-def au_units(model, x: np.ndarray, batch_size: int = 256, mirror: bool = True,
+def au_units(model, x: np.ndarray, batch_size: int = 256, tta: str = "mirror",
              progress: Progress | None = None) -> np.ndarray:
-    """The AU units (z-scores) of faces ``x`` (n, 48, 48, 1), averaged with the mirror image.
+    """The AU units (z-scores) of faces ``x`` (n, 48, 48, 1), averaged over each face's test-time
+    views (``keras_io.tta_views``: face + mirror by default). The head is applied to the average,
+    so the explanation stays exact whatever the views.
     ``model``: the Keras network or its TensorFlow Lite twin (``lite.LiteModel``)."""
-    return predict_views(model, x, "mirror" if mirror else "none", batch_size, progress, AU_LAYER)
+    return predict_views(model, x, tta, batch_size, progress, AU_LAYER)
 
 
 # ----------------------------------------------------------------------------- the predictor
@@ -158,13 +160,14 @@ class AUBottleneckPredictor(Predictor):
     explains = True
 
     def __init__(self, path: str | os.PathLike[str], name: str | None = None, batch_size: int = 256,
-                 runtime: str = "auto", keras_sha256: str | None = None) -> None:
+                 runtime: str = "auto", keras_sha256: str | None = None, tta: str | None = None) -> None:
         self.path = Path(path)
         check_keras_path(self.path)
         self.metadata = read_cnn_metadata(self.path) or {}
         if self.metadata.get("kind") != KIND:
             raise ModelFileError(f"{self.path}: not an AU-bottleneck model ({metadata_path(self.path).name} "
                                  "must say kind au-bottleneck); train one with train-au-bottleneck")
+        self.tta = sidecar_tta(tta, self.metadata, metadata_path(self.path))  # views whose AU units are averaged
         # The sidecar is checked like an AU model file: known distinct classes, 17 finite AU
         # means and positive scales (a zero or NaN would give constant or NaN AUs silently).
         sidecar = str(metadata_path(self.path))
@@ -192,7 +195,7 @@ class AUBottleneckPredictor(Predictor):
         if not images:
             return np.zeros((0, len(AU_COLUMNS)))
         x = fit_images(images, (CNN_SIZE, CNN_SIZE), 1).astype(np.float32) / 255.0
-        return self.mean + self.std * au_units(self.network, x, self.batch_size, progress=progress)
+        return self.mean + self.std * au_units(self.network, x, self.batch_size, self.tta, progress)
 
     def head_aus(self, faces: Sequence[FaceInput | np.ndarray], progress: Progress | None = None) -> np.ndarray:
         """What the head decides on: the network's AUs, with those a mask hides set unknown on

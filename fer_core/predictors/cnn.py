@@ -26,7 +26,7 @@ from ..evaluation.metrics import EvaluationReport, evaluation_report
 from ..images import list_images, sample_per_class
 from ..safe_files import check_regular_file, read_json_file
 from .base import Predictor, Progress
-from .keras_io import TTA_CHOICES, fit_images, import_keras, predict_views
+from .keras_io import fit_images, import_keras, predict_views, sidecar_tta
 from .keras_safety import build_deferred, check_keras_archive
 from .lite import copy_twin, export_lite, lite_path, lite_record
 from .recipe import Recipe
@@ -101,7 +101,8 @@ def build_cnn(preset: str = "strong", num_classes: int = len(SIX_EMOTIONS), seed
                     shortcut = _conv_bn(layers, x, filters, stride, name, relu=False, kernel=1)
                 y = _conv_bn(layers, x, filters, stride, name, relu=True)
                 y = _conv_bn(layers, y, filters, 1, name, relu=False)
-                x = layers.ReLU(name=name("relu"))(layers.Add(name=name("add"))([shortcut, y]))
+                x = layers.Add(name=name("add"))([shortcut, y])
+                x = layers.ReLU(name=name("relu"))(x)
             x = layers.Dropout(0.1 + 0.1 * stage, name=name("dropout"))(x)
         x = layers.GlobalAveragePooling2D(name=name("gap"))(x)
         x = layers.Dense(256, use_bias=False, name=name("dense"))(x)
@@ -572,12 +573,7 @@ class CNNPredictor(Predictor):
         self.path = Path(path)
         check_keras_path(self.path)
         self.metadata = read_cnn_metadata(self.path) or {}
-        # Test-time views averaged per face (keras_io.tta_views): as asked, else a "tta" the sidecar
-        # records, else face + mirror, as train_cnn scores epochs (bench/tta_bench.py measures crops).
-        self.tta = tta or self.metadata.get("tta") or "mirror"
-        if self.tta not in TTA_CHOICES:
-            raise ModelFileError(f"{metadata_path(self.path)}: unknown test-time augmentation {self.tta!r}; "
-                                 f"use one of {', '.join(TTA_CHOICES)}")
+        self.tta = sidecar_tta(tta, self.metadata, metadata_path(self.path))  # views averaged per face
         self.classes = self._classes(classes)
         self.model, self.runtime = load_network(self.path, self.metadata, runtime, keras_sha256)
         self.name = name or self.path.stem

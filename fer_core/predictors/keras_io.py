@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import FerError
+from ..errors import FerError, ModelFileError
 from ..images import load_image
 
 Progress = Callable[[int, int], None]
@@ -80,6 +80,15 @@ def predict_in_batches(model: Any, x: np.ndarray, batch_size: int = 128,
 
 TTA_CHOICES: tuple[str, ...] = ("none", "mirror", "crops")
 CROP_SHIFT = 2  # pixels of a 48-pixel face: inside the 10 % shifts training saw
+
+
+def sidecar_tta(requested: str | None, metadata: dict, sidecar: Any) -> str:
+    """The test-time views a saved network predicts with: as asked, else the ``"tta"`` its sidecar
+    records (chosen by ``bench/tta_bench.py``), else face + mirror, as training scores epochs."""
+    tta = requested or metadata.get("tta") or "mirror"
+    if tta not in TTA_CHOICES:
+        raise ModelFileError(f"{sidecar}: unknown test-time augmentation {tta!r}; use one of {', '.join(TTA_CHOICES)}")
+    return tta
 
 
 def tta_views(x: np.ndarray, tta: str = "mirror") -> list[np.ndarray]:
