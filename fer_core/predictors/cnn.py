@@ -104,25 +104,15 @@ def build_cnn(preset: str = "strong", num_classes: int = len(SIX_EMOTIONS), seed
                 x = layers.Add(name=name("add"))([shortcut, y])
                 x = layers.ReLU(name=name("relu"))(x)
             x = layers.Dropout(0.1 + 0.1 * stage, name=name("dropout"))(x)
-        x = layers.GlobalAveragePooling2D(name=name("gap"))(x)
-        x = layers.Dense(256, use_bias=False, name=name("dense"))(x)
-        x = layers.BatchNormalization(name=name("bn"))(x)
-        x = layers.ReLU(name=name("relu"))(x)
-        x = layers.Dropout(0.5, name=name("dropout"))(x)
+        x = _pooled_head(layers, x, name)
     else:  # strong
         for block, filters in enumerate((32, 64, 128, 256)):
             for _ in range(2):
-                x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name("conv"))(x)
-                x = layers.BatchNormalization(name=name("bn"))(x)
-                x = layers.ReLU(name=name("relu"))(x)
+                x = _conv_bn(layers, x, filters, 1, name, relu=True)
             if block < 3:
                 x = layers.MaxPooling2D(2, name=name("pool"))(x)
             x = layers.Dropout(0.1 + 0.1 * block, name=name("dropout"))(x)
-        x = layers.GlobalAveragePooling2D(name=name("gap"))(x)
-        x = layers.Dense(256, use_bias=False, name=name("dense"))(x)
-        x = layers.BatchNormalization(name=name("bn"))(x)
-        x = layers.ReLU(name=name("relu"))(x)
-        x = layers.Dropout(0.5, name=name("dropout"))(x)
+        x = _pooled_head(layers, x, name)
     outputs = layers.Dense(num_classes, activation="softmax", name="emotion")(x)
     return keras.Model(inputs, outputs, name=f"fer_cnn_{preset}")
 
@@ -132,6 +122,16 @@ def _conv_bn(layers, x, filters: int, stride: int, name: Callable[[str], str], r
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name("conv"))(x)
     x = layers.BatchNormalization(name=name("bn"))(x)
     return layers.ReLU(name=name("relu"))(x) if relu else x
+
+
+def _pooled_head(layers, x, name: Callable[[str], str]):
+    """Global average pooling, then one hidden layer of 256 (batch-normalised, half dropped out):
+    the strong and resnet presets' head, the features the AU bottleneck taps."""
+    x = layers.GlobalAveragePooling2D(name=name("gap"))(x)
+    x = layers.Dense(256, use_bias=False, name=name("dense"))(x)
+    x = layers.BatchNormalization(name=name("bn"))(x)
+    x = layers.ReLU(name=name("relu"))(x)
+    return layers.Dropout(0.5, name=name("dropout"))(x)
 
 
 def copy_trunk(model, init_from, preset: str) -> None:
