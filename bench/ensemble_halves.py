@@ -1,0 +1,67 @@
+"""Should an ensemble be bundled? Its members and their equal-weight mean on FER2013 val, chosen on
+one stratified half of val ("val A") and reported on the other ("val B") and on all of val.
+
+The members are fixed in advance (nothing is fitted); the only choice is whether the ensemble beats
+its best member, and that choice sees val A only.
+
+Run: python bench/ensemble_halves.py --members cnn-fer2013-7,au-bottleneck-fer2013-7 --classes seven
+     [--out bench/results/ensemble_seven.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fer_core.config import fer_split_dir
+from fer_core.emotions import parse_classes
+from fer_core.evaluation.compare import run_comparison
+from fer_core.images import scan_images
+from fer_core.measure.extract import default_workers
+from fer_core.predictors.cnn import stratified_split
+from fer_core.predictors.ensemble import EnsemblePredictor
+from fer_core.predictors.registry import find_entry, load_predictor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", required=True, help="comma list of manifest names")
+    parser.add_argument("--classes", default="seven")
+    parser.add_argument("--name", default="ensemble")
+    parser.add_argument("--out", default=None, help="also write the table as JSON")
+    args = parser.parse_args()
+
+    classes = parse_classes(args.classes)
+    members = [load_predictor(find_entry(name.strip())) for name in args.members.split(",")]
+    ensemble = EnsemblePredictor(members, classes, name=args.name)
+    items = [it for it in scan_images(fer_split_dir("val")).items if it.label in classes]
+    started = time.perf_counter()
+    comparison = run_comparison([*members, ensemble], items, classes=classes, workers=default_workers())
+    labels = comparison.table["label"].to_numpy()
+    half_a, half_b = stratified_split(np.array([classes.index(label) for label in labels]), 0.5, 0)
+    rows = []
+    for name in comparison.names:
+        right = comparison.correct(name)
+        rows.append({"model": name, "val_a_accuracy": float(right[half_a].mean()),
+                     "val_b_accuracy": float(right[half_b].mean()), "val_accuracy": float(right.mean()),
+                     "n_val": len(right)})
+        print(f"{name:28s} val A {rows[-1]['val_a_accuracy']:.4f}  val B {rows[-1]['val_b_accuracy']:.4f}  "
+              f"all {rows[-1]['val_accuracy']:.4f}  (n {len(right)})")
+    best_member = max(rows[:-1], key=lambda r: r["val_a_accuracy"])
+    keep = rows[-1]["val_a_accuracy"] > best_member["val_a_accuracy"]
+    verdict = (f"{'bundle' if keep else 'do not bundle'}: on val A the ensemble scores "
+               f"{rows[-1]['val_a_accuracy']:.4f}, its best member ({best_member['model']}) {best_member['val_a_accuracy']:.4f}")
+    print(verdict)
+    print(f"{time.perf_counter() - started:.0f} s")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"rows": rows, "verdict": verdict, "classes": list(classes),
+                                              "command": "python bench/ensemble_halves.py --members " + args.members
+                                              + " --classes " + args.classes}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
