@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -51,16 +53,20 @@ def main() -> None:
                      "n_val": len(right)})
         print(f"{name:28s} val A {rows[-1]['val_a_accuracy']:.4f}  val B {rows[-1]['val_b_accuracy']:.4f}  "
               f"all {rows[-1]['val_accuracy']:.4f}  (n {len(right)})")
-    best_member = max(rows[:-1], key=lambda r: r["val_a_accuracy"])
-    keep = rows[-1]["val_a_accuracy"] > best_member["val_a_accuracy"]
+    if comparison.failed_models:
+        raise SystemExit("; ".join(comparison.failed_models))
+    scored = {row["model"]: row for row in rows}
+    best_member = max((scored[m.name] for m in members), key=lambda r: r["val_a_accuracy"])
+    mean = scored[ensemble.name]
+    keep = mean["val_a_accuracy"] > best_member["val_a_accuracy"]
     verdict = (f"{'bundle' if keep else 'do not bundle'}: on val A the ensemble scores "
-               f"{rows[-1]['val_a_accuracy']:.4f}, its best member ({best_member['model']}) {best_member['val_a_accuracy']:.4f}")
+               f"{mean['val_a_accuracy']:.4f}, its best member ({best_member['model']}) {best_member['val_a_accuracy']:.4f}")
     print(verdict)
     print(f"{time.perf_counter() - started:.0f} s")
     if args.out:
+        command = "python bench/ensemble_halves.py " + shlex.join(sys.argv[1:])
         Path(args.out).write_text(json.dumps({"rows": rows, "verdict": verdict, "classes": list(classes),
-                                              "command": "python bench/ensemble_halves.py --members " + args.members
-                                              + " --classes " + args.classes}, indent=1) + "\n")
+                                              "command": command}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

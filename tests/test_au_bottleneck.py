@@ -75,6 +75,10 @@ def test_test_time_crops_average_the_au_units_and_keep_the_explanation_exact(bot
     for au in aus:
         np.testing.assert_allclose(head.contributions(au).sum(axis=1) + head.biases[0], head.logits(au[None])[0],
                                    atol=1e-9)
+    # Try it's explanation reads the same ten views as the prediction.
+    ex = crops.explain(faces[0])
+    assert ex.emotion == crops.classes[int(crops.predict_proba(faces[:1])[0].argmax())]
+    np.testing.assert_allclose([ex.extra["aus_network"][c] for c in AU_COLUMNS], aus[0], atol=1e-3)
     with pytest.raises(ModelFileError, match="unknown test-time augmentation 'zoom'"):
         AUBottleneckPredictor(bottleneck, tta="zoom")
 

@@ -53,8 +53,8 @@ def build_cnn(preset: str = "strong", num_classes: int = len(SIX_EMOTIONS), seed
     dropout, global average pooling), about 1.2 M parameters - most of the accuracy of wider VGG
     nets for a quarter of their CPU time. ``resnet``: the deeper trunk of the strongest published
     FER2013 single models, scaled to a CPU: two residual blocks per stage at the same widths
-    (ResNet-18's layout, 16 convolutions), about 2.8 M parameters and 2.6 x strong's CPU time per
-    epoch (``bench/train_cnn_bench.py`` compares them). ``tiny``: ~1.5 k parameters, for tests.
+    (ResNet-18's layout: 16 convolutions in the blocks), about 2.9 M parameters and twice strong's
+    CPU time per epoch (``bench/train_cnn_bench.py`` compares them). ``tiny``: ~1.5 k parameters, for tests.
     """
     keras = import_keras()
     from keras import layers
