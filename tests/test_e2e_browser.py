@@ -129,11 +129,17 @@ def test_korean_pages_render_hangul_and_the_language_is_kept_in_the_address(serv
             nav.get_by_text("직접 해보기").wait_for(timeout=10_000)
             page.evaluate("document.fonts.ready")
             # document.fonts.check() is also true before the face is even listed, so wait for the
-            # face itself: on a busy machine it loads seconds after the Korean text first draws.
+            # face itself: on a busy machine it loads seconds after the Korean text first draws,
+            # and once in a full test run it had not loaded 30 s later. So wait for the face to be
+            # declared, then ask for it with Hangul text (document.fonts.load): that fetches it now
+            # and fails just the same where the browser refuses the file or the face is missing.
+            declared = "[...document.fonts].some(f => f.family.includes('NanumGothic'))"
             loaded = ("[...document.fonts].some(f => f.family.includes('NanumGothic') "
                       "&& f.status === 'loaded')")
+            page.wait_for_function(declared, timeout=90_000)
             with contextlib.suppress(PlaywrightTimeout):
                 page.wait_for_function(loaded, timeout=30_000)
+            page.evaluate("document.fonts.load('16px NanumGothic', '\ud55c\uae00')")  # the word Hangul
             assert page.evaluate(loaded), "NanumGothic was loaded for the Korean text"
 
             nav.get_by_text("모델 비교").click()
