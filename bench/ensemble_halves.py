@@ -43,6 +43,8 @@ def main() -> None:
     items = [it for it in scan_images(fer_split_dir("val")).items if it.label in classes]
     started = time.perf_counter()
     comparison = run_comparison([*members, ensemble], items, classes=classes, workers=default_workers())
+    if comparison.failed_models:
+        raise SystemExit("; ".join(comparison.failed_models))
     labels = comparison.table["label"].to_numpy()
     half_a, half_b = stratified_split(np.array([classes.index(label) for label in labels]), 0.5, 0)
     rows = []
@@ -53,8 +55,6 @@ def main() -> None:
                      "n_val": len(right)})
         print(f"{name:28s} val A {rows[-1]['val_a_accuracy']:.4f}  val B {rows[-1]['val_b_accuracy']:.4f}  "
               f"all {rows[-1]['val_accuracy']:.4f}  (n {len(right)})")
-    if comparison.failed_models:
-        raise SystemExit("; ".join(comparison.failed_models))
     scored = {row["model"]: row for row in rows}
     best_member = max((scored[m.name] for m in members), key=lambda r: r["val_a_accuracy"])
     mean = scored[ensemble.name]

@@ -167,10 +167,10 @@ class AUBottleneckPredictor(Predictor):
         if self.metadata.get("kind") != KIND:
             raise ModelFileError(f"{self.path}: not an AU-bottleneck model ({metadata_path(self.path).name} "
                                  "must say kind au-bottleneck); train one with train-au-bottleneck")
-        self.tta = sidecar_tta(tta, self.metadata, metadata_path(self.path))  # views whose AU units are averaged
         # The sidecar is checked like an AU model file: known distinct classes, 17 finite AU
         # means and positive scales (a zero or NaN would give constant or NaN AUs silently).
         sidecar = str(metadata_path(self.path))
+        self.tta = sidecar_tta(tta, self.metadata, sidecar)  # the views whose AU units are averaged
         self.classes = read_classes(self.metadata.get("classes"), sidecar)
         self.mean = read_array(self.metadata.get("au_mean"), sidecar, "au_mean", (len(AU_COLUMNS),))
         self.std = read_array(self.metadata.get("au_std"), sidecar, "au_std", (len(AU_COLUMNS),))
