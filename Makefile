@@ -26,7 +26,7 @@ dev-venv: $(VENV)/.dev
 ## Start the dashboard on the bundled models (installs what it needs on first run).
 run: $(VENV)/.runtime
 	$(PY) -c "from pathlib import Path; from fer_core.i18n import install_browser_font; install_browser_font(Path('static'))"
-	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+	$(PY) -m ui.launch --server.port $(PORT) --server.headless true
 
 ## Run the whole test suite: lint, then pytest (installs test dependencies and Debian's chromium when missing).
 test: $(VENV)/.dev browser

@@ -1,6 +1,7 @@
 """Dashboard timings in a real browser (headless Chromium via Playwright), printed as a table.
 
-1. cold start: from spawning `streamlit run app.py` to the Home heading being rendered;
+1. cold start: from starting the dashboard as `make run` does (`python -m ui.launch`) to the Home
+   heading being rendered;
 2. upload -> prediction for one 640x480 photo, warm (MediaPipe already loaded), median of 3;
 3. training the AU model on the bundled FER2013 table from the AU model page (click -> result).
 
@@ -8,9 +9,11 @@
 photo at once; time from opening the page to the first AU prediction and to the bundled CNN's
 prediction (nothing loaded or cached: the first MediaPipe, AU model and CNN loads are all in it).
 ``--via-home``: from a click on Home's Try it link instead (Home rendered first, the server otherwise
-cold). ``--root DIR`` runs another checkout's app.py (e.g. main's, for a before/after comparison).
+cold). ``--root DIR`` runs another checkout's app.py (e.g. main's, for a before/after comparison);
+``--plain`` starts it with `streamlit run app.py` instead (nothing imported while the server starts).
 
-Usage: .venv/bin/python bench/dashboard_timings.py [--screenshots DIR] [--first-cnn N] [--root DIR]
+Usage: .venv/bin/python bench/dashboard_timings.py [--screenshots DIR] [--first-cnn N] [--via-home] [--plain]
+       [--root DIR]
 """
 
 from __future__ import annotations
@@ -65,9 +68,11 @@ def photos(folder: Path, n: int) -> list[Path]:
     return out
 
 
-def spawn_server(root: Path, port: int, env: dict) -> subprocess.Popen:
+def spawn_server(root: Path, port: int, env: dict, plain: bool = False) -> subprocess.Popen:
+    """The dashboard as ``make run`` starts it (``ui.launch``), or ``plain``: ``streamlit run app.py``."""
+    start = ["-m", "streamlit", "run", "app.py"] if plain else ["-m", "ui.launch"]
     return subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+        [sys.executable, *start, "--server.headless", "true", "--server.port",
          str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
         cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
@@ -80,7 +85,8 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def first_cnn(root: Path, runs: int, env: dict, cnn: str, via_home: bool = False) -> list[tuple[str, str]]:
+def first_cnn(root: Path, runs: int, env: dict, cnn: str, via_home: bool = False,
+              plain: bool = False) -> list[tuple[str, str]]:
     """Cold server, Try it opened directly, one photo uploaded at once: seconds from opening the
     page to the first AU prediction and to the CNN's (``cnn``: its manifest name) prediction.
     ``via_home``: Home is opened first and the clock starts at the click on its Try it link (the
@@ -96,7 +102,7 @@ def first_cnn(root: Path, runs: int, env: dict, cnn: str, via_home: bool = False
             for _ in range(runs):
                 port = free_port()
                 url = f"http://127.0.0.1:{port}"
-                proc = spawn_server(root, port, env)
+                proc = spawn_server(root, port, env, plain)
                 page = browser.new_page(viewport={"width": 1400, "height": 1100})
                 try:
                     start = time.perf_counter()
@@ -153,10 +159,13 @@ def main() -> int:
     parser.add_argument("--via-home", action="store_true",
                         help="--first-cnn from a click on Home's Try it link instead of opening its address")
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose app.py is run")
+    parser.add_argument("--plain", action="store_true",
+                        help="start the server with `streamlit run app.py` instead of `make run`'s `python -m ui.launch` "
+                             "(no imports warmed while it starts; also for checkouts without ui/launch.py)")
     args = parser.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
     if args.first_cnn:
-        print_table(first_cnn(args.root.resolve(), args.first_cnn, env, args.cnn, args.via_home))
+        print_table(first_cnn(args.root.resolve(), args.first_cnn, env, args.cnn, args.via_home, args.plain))
         return 0
     from playwright.sync_api import sync_playwright
 
@@ -172,7 +181,7 @@ def main() -> int:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         start = time.perf_counter()
-        proc = spawn_server(args.root.resolve(), port, env)
+        proc = spawn_server(args.root.resolve(), port, env, args.plain)
         try:
             while not healthy(url):
                 if proc.poll() is not None or time.perf_counter() - start > 120:

@@ -1,4 +1,5 @@
-"""End to end in a real headless Chromium: start `streamlit run app.py`, open Home, go to Try it,
+"""End to end in a real headless Chromium: start the dashboard as `make run` does (`python -m ui.launch`,
+i.e. `streamlit run app.py` with its imports and MediaPipe worker started first), open Home, go to Try it,
 upload a face photo through the browser's file input, and read the predicted emotion; and open a
 comparison's HTML report from disk with the network cut off."""
 
@@ -60,7 +61,7 @@ def server(tmp_path_factory):
     log = (tmp_path_factory.mktemp("streamlit") / "server.log").open("w")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+        [sys.executable, "-m", "ui.launch", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
          "--browser.gatherUsageStats", "false"],
         cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -72,6 +73,7 @@ def server(tmp_path_factory):
                 log.flush()
                 pytest.fail(f"streamlit did not become healthy: {Path(log.name).read_text()[-2000:]}")
             time.sleep(0.3)
+        _AT_START["children"] = _child_commands(proc.pid)  # before any page is opened
         yield url
     finally:
         proc.terminate()
@@ -81,6 +83,32 @@ def server(tmp_path_factory):
             proc.kill()
             proc.wait()
         log.close()
+
+
+_AT_START: dict[str, list[str] | None] = {}
+
+
+def _child_commands(pid: int) -> list[str] | None:
+    """The command lines of a process's children (Linux's /proc), or None where it cannot tell."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    commands = []
+    for child in children:
+        with contextlib.suppress(OSError):
+            commands.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return commands
+
+
+def test_the_mediapipe_worker_is_loading_before_the_first_page_opens(server):
+    """`make run` starts Try it's measuring process with the server, so the first photo does not
+    wait seconds for MediaPipe to load after the first page opens (on a plain `streamlit run app.py`
+    it starts only when a page is first run)."""
+    children = _AT_START.get("children")
+    if children is None:
+        pytest.skip("this system does not list a process's children in /proc")
+    assert any("spawn_main" in command for command in children), children
 
 
 def test_upload_a_face_in_the_browser_and_read_the_prediction(server, astronaut, tmp_path):
