@@ -92,3 +92,87 @@ def test_cli_takes_the_recipe_and_refuses_a_bad_one(capsys, tmp_path):
     assert code == 0, out + err
     assert read_cnn_metadata(tmp_path / "m.keras")["recipe"] == Recipe(schedule="cosine", label_smoothing=0.1,
                                                                       cutmix=1.0).to_dict()
+
+
+def test_array_batches_cover_every_row_once_per_epoch_and_reshuffle():
+    """The batches off the TensorFlow backend: each epoch is a new order over every row, targets and
+    weights (dicts for the AU bottleneck) stay with their images, validation keeps its order."""
+    import keras
+
+    from fer_core.predictors.recipe import _array_batches
+
+    x = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
+    targets = {"emotion": np.arange(10), "aus": np.arange(10, dtype=np.float32) * 10}
+    weights = {"emotion": np.ones(10, np.float32), "aus": (np.arange(10) % 2).astype(np.float32)}
+    batches = _array_batches(keras)(x, targets, weights, 4, 0, True, None, None, None)
+
+    def epoch():
+        rows = [batches[i] for i in range(len(batches))]
+        for xb, tb, wb in rows:
+            np.testing.assert_array_equal(xb.ravel(), tb["emotion"])
+            np.testing.assert_array_equal(tb["aus"], tb["emotion"] * 10)
+            np.testing.assert_array_equal(wb["aus"], tb["emotion"] % 2)
+        return np.concatenate([tb["emotion"] for _, tb, _ in rows])
+
+    assert len(batches) == 3
+    first = epoch()
+    batches.on_epoch_end()
+    second = epoch()
+    assert sorted(first) == sorted(second) == list(range(10)) and list(first) != list(second)
+    val = _array_batches(keras)(x, targets["emotion"], None, 4, 0, False, None, None, None)
+    assert np.concatenate([val[i][1] for i in range(len(val))]).tolist() == list(range(10))
+
+
+NO_TENSORFLOW_TRAINING = """
+import sys
+
+class NoTensorFlow:  # a machine without TensorFlow (a GPU box with only JAX)
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "ai_edge_litert"):
+            raise ImportError("no " + name)
+
+sys.meta_path.insert(0, NoTensorFlow())
+import numpy as np
+from fer_core.cli import main
+from fer_core.predictors.cnn import load_dataset, load_keras_file
+from fer_core.predictors.keras_io import predict_views
+
+train, val, out = sys.argv[1:4]
+code = main(["train-cnn", "--data", train, "--val", val, "--out", out, "--preset", "tiny", "--epochs", "2",
+             "--batch-size", "8", "--classes", "happy,sad,surprise", "--mixup", "0.2", "--erasing", "0.5"])
+assert code == 0, code
+data = load_dataset(val, ("happy", "sad", "surprise"))
+np.save(out + ".proba.npy", predict_views(load_keras_file(out), data.x, "mirror"))
+print("modules", sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow"))
+"""
+
+
+def test_trains_on_jax_without_tensorflow_and_the_file_predicts_the_same_on_tensorflow(tmp_path):
+    """KERAS_BACKEND=jax with TensorFlow unimportable: train-cnn (mixup and erasing on) saves the
+    network and its sidecar, says there is no Lite twin yet; back on TensorFlow the same file gives the
+    same probabilities and export-lite makes its twin."""
+    import os
+    import subprocess
+    import sys
+
+    from fer_core.cli import main
+    from fer_core.predictors.keras_io import predict_views
+    from fer_core.predictors.lite import lite_path
+
+    train = _folder(tmp_path / "train", 8, 0)
+    val = _folder(tmp_path / "val", 4, 1)
+    out = tmp_path / "jax.keras"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "OMP_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", NO_TENSORFLOW_TRAINING, str(train), str(val), str(out)],
+                          cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "modules []" in done.stdout
+    assert "no TensorFlow Lite twin" in done.stderr and "run export-lite where TensorFlow is installed" in done.stderr
+    meta = read_cnn_metadata(out)
+    assert meta["status"] == "done" and meta["keras_backend"] == "jax" and meta["epochs_run"] == 2
+    assert meta["recipe"] == Recipe(mixup=0.2, erasing=0.5).to_dict() and not lite_path(out).exists()
+
+    data = load_dataset(val, CLASSES)
+    on_jax = np.load(str(out) + ".proba.npy")
+    assert np.abs(predict_views(load_keras_file(out), data.x, "mirror") - on_jax).max() < 1e-4
+    assert main(["export-lite", "--model", str(out)]) == 0 and lite_path(out).is_file()

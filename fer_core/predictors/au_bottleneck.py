@@ -395,8 +395,6 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     the AUs are measured now (cached). ``lam`` weighs the AU loss against the emotion loss
     (``joint``); ``lam = 0`` trains an unnamed bottleneck, the reference of the lambda sweep.
     """
-    import tensorflow as tf
-
     from .. import au_table as aut
 
     started = time.perf_counter()
@@ -442,19 +440,12 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
                   loss={HEAD_LAYER: "sparse_categorical_crossentropy", AU_LAYER: "mse"},
                   loss_weights=loss_weights, metrics={HEAD_LAYER: ["accuracy"]})
 
-    def dataset(idx: np.ndarray, shuffle: bool):
-        data = tf.data.Dataset.from_tensor_slices(
-            (train.x[idx], {HEAD_LAYER: train.y[idx], AU_LAYER: z[idx]},
-             {HEAD_LAYER: np.ones(len(idx), np.float32), AU_LAYER: has_au[idx].astype(np.float32)}))
-        if shuffle:
-            data = data.shuffle(len(idx), seed=seed, reshuffle_each_iteration=True)
-        data = data.batch(batch_size)
-        if shuffle and augment:
-            augmenter = _augmenter(seed)
-            data = data.map(lambda x, y, w: (augmenter(x, training=True), y, w), num_parallel_calls=tf.data.AUTOTUNE)
-        if shuffle:
-            data = training.augment_batches(data, seed)
-        return data.prefetch(tf.data.AUTOTUNE)
+    def dataset(idx: np.ndarray, fitting: bool):
+        return training.training_batches(
+            train.x[idx], {HEAD_LAYER: train.y[idx], AU_LAYER: z[idx]},
+            {HEAD_LAYER: np.ones(len(idx), np.float32), AU_LAYER: has_au[idx].astype(np.float32)},
+            batch_size=batch_size, seed=seed, augmenter=_augmenter(seed) if fitting and augment else None,
+            train=fitting)
 
     monitor = f"val_{HEAD_LAYER}_accuracy" if joint else f"val_{AU_LAYER}_loss"
     best = _BestEpoch(monitor, "max" if joint else "min", progress, should_stop)
@@ -467,7 +458,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         "seed": seed, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
         "warm_start": warm_start, "tap": tap, "warm_start_grid": warm_grid, "training_recipe": training.to_dict(),
         "augment": augment, "limit_per_class": limit_per_class, "command": command,
-        "keras_version": keras.__version__, "status": "training",
+        "keras_version": keras.__version__, "keras_backend": keras.backend.backend(), "status": "training",
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_metadata(out, metadata)

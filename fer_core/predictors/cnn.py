@@ -401,8 +401,6 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
             "epochs; give a starting CNN trained with --holdout, or let --val choose the epoch", init, train_dir)
 
     keras = import_keras()
-    import tensorflow as tf
-
     model = build_cnn(preset, len(classes), seed=seed)
     fresh_classes = None
     if init is not None:
@@ -414,13 +412,8 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     steps_per_epoch = -(-len(y_train) // batch_size)
     model.compile(optimizer=recipe.optimizer(learning_rate, steps_per_epoch, epochs), loss=recipe.loss(),
                   metrics=["accuracy"])
-    data = tf.data.Dataset.from_tensor_slices((x_train, recipe.labels(y_train, len(classes))))
-    data = data.shuffle(len(y_train), seed=seed, reshuffle_each_iteration=True).batch(batch_size)
-    if augment:
-        augmenter = _augmenter(seed)
-        data = data.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    data = recipe.augment_batches(data, seed)
-    data = data.prefetch(tf.data.AUTOTUNE)
+    data = recipe.training_batches(x_train, recipe.labels(y_train, len(classes)), batch_size=batch_size, seed=seed,
+                                   augmenter=_augmenter(seed) if augment else None)
 
     metadata = {
         "format": METADATA_FORMAT, "kind": "cnn", "preset": preset, "classes": list(classes),
@@ -432,6 +425,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         "init_fresh_classes": fresh_classes,
         "batch_size": batch_size, "augment": augment, "class_weighting": class_weighting,
         "limit_per_class": limit_per_class, "command": command, "keras_version": keras.__version__,
+        "keras_backend": keras.backend.backend(),
         "status": "training",
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,14 +22,20 @@ Progress = Callable[[int, int], None]
 
 
 def import_keras():
-    """Import Keras (TensorFlow backend) on first use, with TensorFlow's C++ log noise turned down."""
+    """Import Keras on first use, with TensorFlow's C++ log noise turned down.
+
+    The backend is TensorFlow unless ``KERAS_BACKEND`` names another: training also runs on JAX
+    or PyTorch (a GPU machine without TensorFlow), while TensorFlow Lite twins need TensorFlow.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from ..measure.landmarker import quiet_native_logs
 
     with quiet_native_logs():  # TensorFlow's C++ start-up lines (CUDA probing, CPU features)
         import keras
-        import tensorflow  # noqa: F401  (its start-up happens here, not at the first model call)
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow  # noqa: F401  (its start-up happens here, not at the first model call)
 
     return keras
 

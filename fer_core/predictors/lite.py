@@ -196,9 +196,11 @@ def export_lite(keras_path: str | os.PathLike[str],
     if metadata is None:
         raise FerError(f"{keras_path}: no {keras_path.with_suffix('.meta.json').name} beside it; only this "
                        "project's CNN and AU-bottleneck models get a TensorFlow Lite twin")
+    if import_keras().backend.backend() != "tensorflow":
+        raise FerError(f"{keras_path}: TensorFlow Lite twins are converted on Keras's TensorFlow backend (this "
+                       f"one runs {os.environ.get('KERAS_BACKEND')}); run export-lite where TensorFlow is installed")
     keras_sha256 = sha256_file(keras_path)
     model = load_keras_file(keras_path)
-    import_keras()
     import tensorflow as tf
 
     shape = tuple(model.input_shape)

@@ -120,24 +120,101 @@ class Recipe:
     def augment_batches(self, data, seed: int):
         """Add the batch-level augmentations to a ``tf.data`` dataset of (images 0..1, labels[, weights])
         batches; mixing needs plain (images, labels)."""
-        keras = import_keras()
         import tensorflow as tf
 
+        erase, mix = self._batch_layers(seed)
+        if erase is not None:
+            data = data.map(lambda x, *rest: (erase(x, training=True), *rest), num_parallel_calls=tf.data.AUTOTUNE)
+        if mix is not None:
+            data = data.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+        return data
+
+    def _batch_layers(self, seed: int):
+        """Keras's random erasing layer and an (images, labels) mixing function, each None when off."""
+        keras = import_keras()
+        erase = None
         if self.erasing:
             erase = keras.layers.RandomErasing(factor=self.erasing, value_range=(0, 1), seed=seed + 10)
-            data = data.map(lambda x, *rest: (erase(x, training=True), *rest), num_parallel_calls=tf.data.AUTOTUNE)
         mixer = None
         if self.mixup:
             mixer = keras.layers.MixUp(alpha=self.mixup, seed=seed + 11)
         elif self.cutmix:
             mixer = keras.layers.CutMix(factor=self.cutmix, seed=seed + 12)
-        if mixer is not None:
-            def mix(x, y):
-                out = mixer({"images": x, "labels": y}, training=True)
-                return out["images"], out["labels"]
+        if mixer is None:
+            return erase, None
 
-            data = data.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
-        return data
+        def mix(x, y):
+            out = mixer({"images": x, "labels": y}, training=True)
+            return out["images"], out["labels"]
+
+        return erase, mix
+
+    def training_batches(self, x: np.ndarray, targets, weights=None, *, batch_size: int, seed: int,
+                         augmenter=None, train: bool = True):
+        """Batches of (images, targets[, weights]) for ``model.fit``; ``targets``/``weights`` are arrays
+        or dicts of arrays (one per output). ``train``: reshuffled every epoch, ``augmenter`` and the
+        recipe's batch augmentations applied; else in order, untouched (validation).
+
+        On Keras's TensorFlow backend this is a parallel, prefetched ``tf.data`` pipeline; on the JAX
+        or PyTorch backend (``KERAS_BACKEND``) a Keras ``PyDataset`` running the same Keras layers, so
+        a machine without TensorFlow (a GPU box with only JAX, say) trains the same networks.
+        """
+        keras = import_keras()
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            data = tf.data.Dataset.from_tensor_slices((x, targets) if weights is None else (x, targets, weights))
+            if train:
+                data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+            data = data.batch(batch_size)
+            if train and augmenter is not None:
+                data = data.map(lambda x, *rest: (augmenter(x, training=True), *rest),
+                                num_parallel_calls=tf.data.AUTOTUNE)
+            if train:
+                data = self.augment_batches(data, seed)
+            return data.prefetch(tf.data.AUTOTUNE)
+        erase, mix = self._batch_layers(seed) if train else (None, None)
+        return _array_batches(keras)(x, targets, weights, batch_size, seed, train,
+                                     augmenter if train else None, erase, mix)
+
+
+def _array_batches(keras):
+    """The ``PyDataset`` behind ``Recipe.training_batches`` off the TensorFlow backend (a class made
+    on first use, since Keras is imported lazily)."""
+
+    def take(part, idx):
+        if part is None:
+            return None
+        return {k: v[idx] for k, v in part.items()} if isinstance(part, dict) else part[idx]
+
+    class ArrayBatches(keras.utils.PyDataset):
+        def __init__(self, x, targets, weights, batch_size, seed, train, augmenter, erase, mix):
+            super().__init__()
+            self.x, self.targets, self.weights = x, targets, weights
+            self.batch_size, self.train = batch_size, train
+            self.augmenter, self.erase, self.mix = augmenter, erase, mix
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(x)) if train else np.arange(len(x))
+
+        def __len__(self) -> int:
+            return -(-len(self.x) // self.batch_size)
+
+        def __getitem__(self, i: int):
+            idx = np.sort(self.order[i * self.batch_size:(i + 1) * self.batch_size])
+            x, targets, weights = self.x[idx], take(self.targets, idx), take(self.weights, idx)
+            if self.augmenter is not None:
+                x = self.augmenter(x, training=True)
+            if self.erase is not None:
+                x = self.erase(x, training=True)
+            if self.mix is not None:
+                x, targets = self.mix(x, targets)
+            return (x, targets) if weights is None else (x, targets, weights)
+
+        def on_epoch_end(self) -> None:
+            if self.train:
+                self.order = self.rng.permutation(len(self.x))
+
+    return ArrayBatches
 
 
 def _rate_logger():
