@@ -16,8 +16,9 @@ $(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+$(VENV)/.dev: requirements-dev.txt requirements-jax.txt $(VENV)/.runtime
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/jax-site -r requirements-jax.txt
 	touch $@
 
 venv: $(VENV)/.runtime
