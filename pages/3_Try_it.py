@@ -107,13 +107,14 @@ def result_for(name: str, data: bytes, model, model_key: str) -> dict:
     return results[key]
 
 
-def other_outputs(result, others: list) -> list[ModelOutput]:
+def other_outputs(result, others: list, shown=None) -> list[ModelOutput]:
     """The other models' probabilities for every face of a result (the crop every pixel model
     sees), computed once and kept with the result: the face table, the panels and the downloads
-    all read these."""
+    all read these. ``shown(position, output)`` is called as each model's output is ready, so the
+    page shows it before the next model is loaded."""
     cache: dict = st.session_state.setdefault("try_other_probs", {})
     outputs = []
-    for entry in others:
+    for position, entry in enumerate(others):
         key = (id(result), entry.name, entry.sha256 or "")
         if key not in cache:
             with st.spinner(t("try_it.running", name=entry.name)):
@@ -126,6 +127,8 @@ def other_outputs(result, others: list) -> list[ModelOutput]:
                         per_face.append(t("try_it.model_failed", name=entry.name, reason=one_line(exc)))
                 cache[key] = ModelOutput(entry.name, entry.kind, per_face)
         outputs.append(cache[key])
+        if shown is not None:
+            shown(position, cache[key])
     return outputs
 
 
@@ -155,10 +158,11 @@ def absent_against(ex) -> str:
     return t("try_it.against", aus="; ".join(parts))
 
 
-def show_face(result, number: int, i: int, others: list[ModelOutput], slot: int) -> None:
-    # The charts keep their places but are drawn after the face's texts: every model's prediction
-    # shows first, before the browser is busy drawing charts.
-    charts: list = []  # (placeholder, figure maker, key)
+def show_face(result, number: int, i: int, others: list, slot: int, charts: list) -> list:
+    """The face's panel; returns one empty column per model in ``others``, filled in as each
+    model's output is ready (``show_other_output``). Its charts keep their places but are only
+    added to ``charts`` (placeholder, figure maker, key), drawn by the caller after every model's
+    text: a cold browser stops drawing for most of a second to load its first chart."""
     face = result.faces[i]
     ex = face.explanation
     emotion, proba = ex.emotion, ex.probabilities[ex.emotion]
@@ -189,26 +193,25 @@ def show_face(result, number: int, i: int, others: list[ModelOutput], slot: int)
         charts.append((c3.empty(), lambda: plots.au_intensity_bars(face.aus, title=t("try_it.measured_title")),
                        f"aus_measured_{slot}_{i}"))
         c3.caption(t("try_it.network_caption"))
+    columns = []
     if others:
-        show_other_models(number, i, others, slot, charts)
-    for target, figure, key in charts:
-        chart(target, figure(), key)
+        st.markdown(t("try_it.other_models", n=number))
+        columns = list(st.columns(len(others)))
+    return columns
 
 
-def show_other_models(number: int, i: int, others: list[ModelOutput], slot: int, charts: list) -> None:
-    """The other models' probabilities for the same face; their charts are added to ``charts``
-    (placeholder, figure maker, key), drawn by the caller."""
-    st.markdown(t("try_it.other_models", n=number))
-    for col, out in zip(st.columns(len(others)), others):
-        with col:
-            probs = out.per_face[i]
-            if isinstance(probs, str):
-                show_error(probs, warning=True)
-                continue
-            best = max(probs, key=probs.get)
-            st.markdown(f"{out.name} ({out.kind}): **{emotion_label(best)}** ({probs[best]:.0%})")
-            charts.append((st.empty(), lambda probs=probs, name=out.name: plots.probability_bars(probs, title=name),
-                           f"other_{slot}_{i}_{out.name}"))
+def show_other_output(column, out: ModelOutput, i: int, slot: int, charts: list) -> None:
+    """One other model's probabilities for face ``i``, in that model's column; its chart is added
+    to ``charts`` (placeholder, figure maker, key), drawn by the caller."""
+    with column:
+        probs = out.per_face[i]
+        if isinstance(probs, str):
+            show_error(probs, warning=True)
+            return
+        best = max(probs, key=probs.get)
+        st.markdown(f"{out.name} ({out.kind}): **{emotion_label(best)}** ({probs[best]:.0%})")
+        charts.append((st.empty(), lambda: plots.probability_bars(probs, title=out.name),
+                       f"other_{slot}_{i}_{out.name}"))
 
 
 def masked_result(result, model, model_key: str, style: str) -> tuple | str:
@@ -315,7 +318,6 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
                  else t("try_it.found_many", n=n, s=f"{result.seconds:.2f}"))
         st.caption(found
                    + (t("try_it.scaled") if result.scaled else ""))
-        outputs = other_outputs(result, others)
         order = face_order(result.faces)
         image = numbered_image(result, order) if n > 1 else None
         if image is not None:
@@ -323,10 +325,19 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         st.markdown(t("try_it.table_title"))
         # The table and the downloads keep their place above the faces but are filled in after them:
         # the predictions show first, and the downloads' encoding (the PNG's, a tenth of a second or
-        # more) comes after.
+        # more) comes after. Each face shows its explained prediction before any other model is
+        # loaded; the other models' columns fill in one model at a time, and all charts come last.
         table, downloads = st.empty(), st.container()
-        for number, i in enumerate(order, start=1):
-            show_face(result, number, i, outputs, slot)
+        charts: list = []
+        columns = {i: show_face(result, number, i, others, slot, charts) for number, i in enumerate(order, start=1)}
+
+        def shown(position: int, out: ModelOutput) -> None:
+            for i in order:
+                show_other_output(columns[i][position], out, i, slot, charts)
+
+        outputs = other_outputs(result, others, shown)
+        for target, figure, key in charts:
+            chart(target, figure(), key)
         photo = photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs)
         table.dataframe(face_table(photo), hide_index=True)
         with downloads:

@@ -219,3 +219,33 @@ def test_try_it_shows_a_seven_emotion_cnn_in_both_languages(models_dir, jpeg_byt
             assert labels["fear"] == "두려움" and english_left(page_texts(at), names) == []
         else:
             assert "fear" in bars["y"]
+
+
+def test_other_models_fill_in_under_each_face_and_a_broken_one_is_one_line(models_dir, group_png, tiny_seven_cnn,
+                                                                           tmp_path):
+    """The other models' columns are filled in one model at a time, after every face's explained
+    prediction is shown: each model's line still lands under its own face, in the order picked, a
+    model that cannot load is a one-line warning under each face, and the table lists them all."""
+    from fer_core.manifest import ModelEntry, read_manifest, sha256_file, write_manifest
+
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a keras file")
+    broken_entry = ModelEntry(name="broken-cnn", kind="cnn", path=str(broken), classes=("happy", "sad"),
+                              sha256=sha256_file(broken))
+    write_manifest(read_manifest(models_dir) + [broken_entry, seven_cnn_entry(tiny_seven_cnn)], models_dir)
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    assert at.multiselect(key="try_others").value == ["broken-cnn", SEVEN_CNN]
+    at.file_uploader(key="try_upload").set_value(("group.png", group_png, "image/png"))
+    run_app(at, 240)
+
+    lines = [m for m in texts(at.markdown) if m.startswith(("##### Face ", "#### ", f"{SEVEN_CNN} (cnn): **"))]
+    assert [m.split(" (")[0] if m.startswith(SEVEN_CNN) else m for m in lines if not m.startswith("#### ")] == [
+        "##### Face 1", SEVEN_CNN, "##### Face 2", SEVEN_CNN, "##### Face 3", SEVEN_CNN]
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 3 and all(w.startswith("broken-cnn: could not run (") and "\n" not in w
+                                      for w in warnings)
+    assert not at.error and not at.exception
+    titles = [c["layout"]["title"]["text"] for c in charts(at)]
+    assert titles.count(SEVEN_CNN) == 3 and len(titles) == 3 * 3, "each face: probabilities, AUs, the CNN"
+    table = at.dataframe[0].value
+    assert list(table["face"]) == [1, 2, 3] and table[SEVEN_CNN].str.len().gt(0).all()
