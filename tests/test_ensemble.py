@@ -92,3 +92,32 @@ def test_bad_ensembles_are_refused_with_one_line(members, models_dir, capsys):
         spec.write_text(text)
         with pytest.raises((ModelFileError, FerError), match=message):
             load_predictor(replace(find_entry("pair"), sha256=None))  # the checksum would catch it first
+
+
+def test_a_comparison_runs_each_member_once_beside_its_ensemble(members, models_dir, fer_sample, monkeypatch):
+    """Compared beside its members, the ensemble takes their probabilities instead of running them
+    again: each network sees the images once, the ensemble's column equals what it predicts on its
+    own, and the columns keep the order given."""
+    from fer_core.emotions import SIX_EMOTIONS as SIX
+    from fer_core.evaluation.compare import run_comparison
+    from fer_core.images import list_images
+    from fer_core.predictors.cnn import CNNPredictor
+
+    assert main(["ensemble", "--models", ",".join(members), "--name", "tiny-pair"]) == 0
+    items = list_images(fer_sample, SIX)
+    alone = run_comparison(["tiny-pair"], items)
+    calls: list[str] = []
+    original = CNNPredictor.predict_proba
+
+    def counted(self, faces, progress=None):
+        calls.append(self.name)
+        return original(self, faces, progress)
+
+    monkeypatch.setattr(CNNPredictor, "predict_proba", counted)
+    both = run_comparison(["tiny-pair", *members], items)
+    assert sorted(calls) == sorted(members), "each member ran once, not again inside the ensemble"
+    assert both.names == ["tiny-pair", *members]
+    np.testing.assert_allclose(both.probabilities["tiny-pair"], alone.probabilities["tiny-pair"], atol=1e-6)
+    calls.clear()
+    run_comparison(["tiny-pair", members[0]], items)  # the member not compared runs inside the ensemble
+    assert sorted(calls) == sorted(members)

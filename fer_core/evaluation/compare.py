@@ -22,6 +22,7 @@ from ..emotions import shared_classes
 from ..errors import DatasetError, FerError, one_line, printable
 from ..images import LabeledImage
 from ..predictors.base import Explanation, Predictor, predicted_labels
+from ..predictors.ensemble import EnsemblePredictor
 from .metrics import EvaluationReport, McNemarResult, evaluation_report, mcnemar, report_from_codes
 
 log = logging.getLogger("fer_core")
@@ -158,20 +159,28 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     kinds: dict[str, str] = {}
     probabilities: dict[str, np.ndarray] = {}
     model_classes: dict[str, tuple[str, ...]] = {}
-    for i, p in enumerate(predictors):
-        def step(done: int, total: int, i=i, name=p.name) -> None:
-            report(share * (1 + i + done / max(total, 1)), f"{name}: {done:,} / {total:,}")
+    # Ensembles run last and reuse the probabilities of their members compared beside them.
+    known: dict[str, tuple[Predictor, np.ndarray]] = {}
+    for done_models, i in enumerate(sorted(range(len(predictors)),
+                                           key=lambda i: isinstance(predictors[i], EnsemblePredictor))):
+        p = predictors[i]
 
-        report(share * (1 + i), f"{p.name}: running…")
+        def step(done: int, total: int, k=done_models, name=p.name) -> None:
+            report(share * (1 + k + done / max(total, 1)), f"{name}: {done:,} / {total:,}")
+
+        report(share * (1 + done_models), f"{p.name}: running…")
         try:
-            proba = np.asarray(p.predict_proba(prepared.faces, progress=step), dtype=float)
+            extra = {"known": known} if isinstance(p, EnsemblePredictor) else {}
+            known[p.name] = (p, np.asarray(p.predict_proba(prepared.faces, progress=step, **extra), dtype=float))
         except FerError as exc:
             failed.append(one_line(exc))
-            continue
         except Exception as exc:
             log.exception("model %s failed in the comparison", p.name)
             failed.append(f"{p.name}: could not run ({one_line(exc)})")
+    for p in predictors:  # the columns in the order the models were given
+        if p.name not in known:
             continue
+        proba = known[p.name][1]
         table[p.name] = predicted_labels(p.classes, proba)
         index = {c: j for j, c in enumerate(p.classes)}
         table[f"{p.name} p(true)"] = [

@@ -12,7 +12,7 @@ explain its predictions - its members that explain still do, each on its own.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,16 +104,34 @@ class EnsemblePredictor(Predictor):
         self.classes = shared_classes(self.members, classes)
         self.name = name
 
-    def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
+    def predict_proba(self, faces, progress: Progress | None = None,
+                      known: Mapping[str, tuple[Predictor, np.ndarray]] | None = None) -> np.ndarray:
+        """``known``: (model, its probabilities) that models already gave for these same faces, by
+        name (a comparison's other columns); a member whose name, kind and emotions match one is not
+        run again, so comparing an ensemble beside its members costs no second pass of each."""
         faces = list(faces)
         total = len(faces) * len(self.members)
         mean = np.zeros((len(faces), len(self.classes)))
         for k, member in enumerate(self.members):
             step = (lambda done, _n, k=k: progress(k * len(faces) + done, total)) if progress else None
-            proba = np.asarray(member.predict_proba(faces, step), dtype=float)
+            proba = _known_proba(member, len(faces), known or {})
+            if proba is None:
+                proba = np.asarray(member.predict_proba(faces, step), dtype=float)
+            elif step:
+                step(len(faces), len(faces))
             part = proba[:, [member.classes.index(c) for c in self.classes]]
             mean += part / part.sum(axis=1, keepdims=True)
         return mean / len(self.members)
+
+
+def _known_proba(member: Predictor, n: int, known: Mapping[str, tuple[Predictor, np.ndarray]]) -> np.ndarray | None:
+    """The probabilities ``known`` holds for a model that is ``member`` (same name, kind and
+    emotions, one row per face), else None."""
+    model, proba = known.get(member.name, (None, None))
+    if (model is None or model.kind != member.kind or tuple(model.classes) != tuple(member.classes)
+            or np.shape(proba) != (n, len(member.classes))):
+        return None
+    return np.asarray(proba, dtype=float)
 
 
 # ----------------------------------------------------------------------------- registry
