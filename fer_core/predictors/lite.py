@@ -196,9 +196,10 @@ def export_lite(keras_path: str | os.PathLike[str],
     if metadata is None:
         raise FerError(f"{keras_path}: no {keras_path.with_suffix('.meta.json').name} beside it; only this "
                        "project's CNN and AU-bottleneck models get a TensorFlow Lite twin")
-    if import_keras().backend.backend() != "tensorflow":
+    backend = import_keras().backend.backend()
+    if backend != "tensorflow":
         raise FerError(f"{keras_path}: TensorFlow Lite twins are converted on Keras's TensorFlow backend (this "
-                       f"one runs {os.environ.get('KERAS_BACKEND')}); run export-lite where TensorFlow is installed")
+                       f"one runs {backend}); run export-lite where TensorFlow is installed")
     keras_sha256 = sha256_file(keras_path)
     model = load_keras_file(keras_path)
     import tensorflow as tf
