@@ -9,7 +9,7 @@ whole; in larger images the largest face is cropped with a margin, as FER2013's 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +21,7 @@ from .au_table import AU_COLUMNS
 from .errors import FerError, one_line
 from .images import LabeledImage, load_image
 from .predictors.base import Explanation, FaceInput, Predictor
+from .predictors.ensemble import predict_reusing
 
 SMALL_IMAGE_SIDE = 160  # images smaller than this are face crops themselves
 MAX_ANALYSIS_SIDE = 1600  # larger photos are scaled down before detection (seconds saved, no face lost)
@@ -144,15 +145,26 @@ def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, 
     return PhotoResult(name, rgb, faces, error, scaled, time.perf_counter() - start)
 
 
-def probabilities_for(predictor: Predictor, face: FaceInput) -> dict[str, float] | str:
-    """One model's probabilities for one face, or the one-line reason it could not judge it."""
+def probabilities_for(predictor: Predictor, face: FaceInput,
+                      known: Mapping[str, dict[str, float] | str] | None = None) -> dict[str, float] | str:
+    """One model's probabilities for one face, or the one-line reason it could not judge it.
+    ``known``: what other models (by name, loaded with this one's registry) already said about
+    this face; an ensemble takes its members' probabilities from it instead of running them again."""
     try:
-        row = np.asarray(predictor.predict_proba([face]), dtype=float)[0]
+        row = predict_reusing(predictor, [face], _known_rows(predictor, known or {}))[0]
     except FerError as exc:
         return one_line(exc)
     if np.isnan(row).any():
         return f"{predictor.name}: could not judge this face"
     return {c: float(p) for c, p in zip(predictor.classes, row)}
+
+
+def _known_rows(predictor: Predictor, known: Mapping[str, dict[str, float] | str]) -> dict:
+    """``known`` as ``predict_reusing`` takes it, for the members of an ensemble ``predictor``."""
+    members = {m.name: m for m in getattr(predictor, "members", ())}
+    return {name: (members[name], np.array([[said[c] for c in members[name].classes]]))
+            for name, said in known.items()
+            if name in members and isinstance(said, dict) and set(said) == set(members[name].classes)}
 
 
 # -- one photo, numbered and written out for download -------------------------------------------

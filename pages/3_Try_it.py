@@ -37,6 +37,7 @@ from fer_core.pipeline import (
     photo_to_dict,
     probabilities_for,
 )
+from fer_core.predictors.ensemble import KIND as ENSEMBLE_KIND
 from ui.common import (
     IMAGE_TYPES,
     digest,
@@ -107,26 +108,33 @@ def result_for(name: str, data: bytes, model, model_key: str) -> dict:
     return results[key]
 
 
-def other_outputs(result, others: list, shown=None) -> list[ModelOutput]:
+def other_outputs(result, others: list, shown=None, explained_by: str = "") -> list[ModelOutput]:
     """The other models' probabilities for every face of a result (the crop every pixel model
     sees), computed once and kept with the result: the face table, the panels and the downloads
     all read these. ``shown(position, output)`` is called as each model's output is ready, so the
-    page shows it before the next model is loaded."""
+    page shows it before the next model is loaded. Ensembles run last and take what their members
+    (and ``explained_by``, the explaining model) already said about each face, so no network runs
+    twice."""
     cache: dict = st.session_state.setdefault("try_other_probs", {})
-    outputs = []
-    for position, entry in enumerate(others):
+    said = [{explained_by: face.explanation.probabilities} if explained_by and face.explanation else {}
+            for face in result.faces]
+    outputs: list = [None] * len(others)
+    for position in sorted(range(len(others)), key=lambda k: others[k].kind == ENSEMBLE_KIND):
+        entry = others[position]
         key = (id(result), entry.name, entry.sha256 or "")
         if key not in cache:
             with st.spinner(t("try_it.running", name=entry.name)):
                 per_face: list = []
-                for face in result.faces:
+                for face, known in zip(result.faces, said):
                     try:
-                        per_face.append(probabilities_for(load_predictor(entry), face.face))
+                        per_face.append(probabilities_for(load_predictor(entry), face.face, known))
                     except Exception as exc:
                         log.exception("model %s failed", entry.name)
                         per_face.append(t("try_it.model_failed", name=entry.name, reason=one_line(exc)))
                 cache[key] = ModelOutput(entry.name, entry.kind, per_face)
-        outputs.append(cache[key])
+        for known, answer in zip(said, cache[key].per_face):
+            known[entry.name] = answer
+        outputs[position] = cache[key]
         if shown is not None:
             shown(position, cache[key])
     return outputs
@@ -335,7 +343,7 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
             for i in order:
                 show_other_output(columns[i][position], out, i, slot, charts)
 
-        outputs = other_outputs(result, others, shown)
+        outputs = other_outputs(result, others, shown, getattr(model, "name", ""))
         for target, figure, key in charts:
             chart(target, figure(), key)
         photo = photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs)

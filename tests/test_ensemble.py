@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,3 +122,33 @@ def test_a_comparison_runs_each_member_once_beside_its_ensemble(members, models_
     calls.clear()
     run_comparison(["tiny-pair", members[0]], items)  # the member not compared runs inside the ensemble
     assert sorted(calls) == sorted(members)
+
+
+def test_try_it_runs_each_member_once_beside_its_ensemble(members, models_dir, astronaut_jpeg, monkeypatch):
+    """Try it shows the ensemble beside its members without running them again for it: each
+    network sees the face once, and the ensemble's answer is the mean of the members' answers on
+    its emotions (each renormalised), in the order the models were picked."""
+    from apptest_helpers import run_app
+    from streamlit.testing.v1 import AppTest
+
+    from fer_core.predictors.cnn import CNNPredictor
+
+    assert main(["ensemble", "--models", ",".join(members), "--name", "tiny-pair"]) == 0
+    calls: list[str] = []
+    original = CNNPredictor.predict_proba
+
+    def counted(self, faces, progress=None):
+        calls.append(self.name)
+        return original(self, faces, progress)
+
+    monkeypatch.setattr(CNNPredictor, "predict_proba", counted)
+    at = run_app(AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "3_Try_it.py")), 120)
+    assert at.multiselect(key="try_others").value == [*members, "tiny-pair"]
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", astronaut_jpeg.read_bytes(), "image/jpeg"))
+    run_app(at, 240)
+    assert not at.error and not at.exception and not at.warning
+    assert sorted(calls) == sorted(members), "each member ran once, not again inside the ensemble"
+    outputs = {out.name: out.per_face[0] for out in at.session_state["try_other_probs"].values()}
+    expected = np.mean([[outputs[m][e] / sum(outputs[m][c] for c in SIX_EMOTIONS) for e in SIX_EMOTIONS]
+                        for m in members], axis=0)
+    np.testing.assert_allclose([outputs["tiny-pair"][e] for e in SIX_EMOTIONS], expected, atol=1e-6)

@@ -22,7 +22,7 @@ from ..emotions import shared_classes
 from ..errors import DatasetError, FerError, one_line, printable
 from ..images import LabeledImage
 from ..predictors.base import Explanation, Predictor, predicted_labels
-from ..predictors.ensemble import EnsemblePredictor
+from ..predictors.ensemble import EnsemblePredictor, predict_reusing
 from .metrics import EvaluationReport, McNemarResult, evaluation_report, mcnemar, report_from_codes
 
 log = logging.getLogger("fer_core")
@@ -170,8 +170,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
 
         report(share * (1 + done_models), f"{p.name}: running…")
         try:
-            extra = {"known": known} if isinstance(p, EnsemblePredictor) else {}
-            known[p.name] = (p, np.asarray(p.predict_proba(prepared.faces, progress=step, **extra), dtype=float))
+            known[p.name] = (p, np.asarray(predict_reusing(p, prepared.faces, known, progress=step), dtype=float))
         except FerError as exc:
             failed.append(one_line(exc))
         except Exception as exc:

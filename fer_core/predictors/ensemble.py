@@ -124,6 +124,16 @@ class EnsemblePredictor(Predictor):
         return mean / len(self.members)
 
 
+def predict_reusing(predictor: Predictor, faces, known: Mapping[str, tuple[Predictor, np.ndarray]],
+                    progress: Progress | None = None) -> np.ndarray:
+    """``predictor``'s probabilities for ``faces``; an ensemble takes those of its members from
+    ``known`` (what other models already said about these faces) instead of running them again.
+    Run ensembles after the other models, so their members are known."""
+    if isinstance(predictor, EnsemblePredictor):
+        return predictor.predict_proba(faces, progress=progress, known=known)
+    return np.asarray(predictor.predict_proba(faces, progress=progress), dtype=float)
+
+
 def _known_proba(member: Predictor, n: int, known: Mapping[str, tuple[Predictor, np.ndarray]]) -> np.ndarray | None:
     """The probabilities ``known`` holds for a model that is ``member`` (same name, kind and
     emotions, one row per face), else None."""
