@@ -95,59 +95,58 @@ def test_bad_ensembles_are_refused_with_one_line(members, models_dir, capsys):
             load_predictor(replace(find_entry("pair"), sha256=None))  # the checksum would catch it first
 
 
-def test_a_comparison_runs_each_member_once_beside_its_ensemble(members, models_dir, fer_sample, monkeypatch):
+@pytest.fixture
+def cnn_runs(monkeypatch) -> list[str]:
+    """The name of each CNN every time it predicts, in order."""
+    from fer_core.predictors.cnn import CNNPredictor
+
+    calls: list[str] = []
+    original = CNNPredictor.predict_proba
+
+    def counted(self, faces, progress=None):
+        calls.append(self.name)
+        return original(self, faces, progress)
+
+    monkeypatch.setattr(CNNPredictor, "predict_proba", counted)
+    return calls
+
+
+def test_a_comparison_runs_each_member_once_beside_its_ensemble(members, models_dir, fer_sample, cnn_runs):
     """Compared beside its members, the ensemble takes their probabilities instead of running them
     again: each network sees the images once, the ensemble's column equals what it predicts on its
     own, and the columns keep the order given."""
     from fer_core.emotions import SIX_EMOTIONS as SIX
     from fer_core.evaluation.compare import run_comparison
     from fer_core.images import list_images
-    from fer_core.predictors.cnn import CNNPredictor
 
     assert main(["ensemble", "--models", ",".join(members), "--name", "tiny-pair"]) == 0
     items = list_images(fer_sample, SIX)
     alone = run_comparison(["tiny-pair"], items)
-    calls: list[str] = []
-    original = CNNPredictor.predict_proba
-
-    def counted(self, faces, progress=None):
-        calls.append(self.name)
-        return original(self, faces, progress)
-
-    monkeypatch.setattr(CNNPredictor, "predict_proba", counted)
+    cnn_runs.clear()
     both = run_comparison(["tiny-pair", *members], items)
-    assert sorted(calls) == sorted(members), "each member ran once, not again inside the ensemble"
+    assert sorted(cnn_runs) == sorted(members), "each member ran once, not again inside the ensemble"
     assert both.names == ["tiny-pair", *members]
     np.testing.assert_allclose(both.probabilities["tiny-pair"], alone.probabilities["tiny-pair"], atol=1e-6)
-    calls.clear()
+    cnn_runs.clear()
     run_comparison(["tiny-pair", members[0]], items)  # the member not compared runs inside the ensemble
-    assert sorted(calls) == sorted(members)
+    assert sorted(cnn_runs) == sorted(members)
 
 
-def test_try_it_runs_each_member_once_beside_its_ensemble(members, models_dir, astronaut_jpeg, monkeypatch):
+def test_try_it_runs_each_member_once_beside_its_ensemble(members, models_dir, astronaut_jpeg, cnn_runs):
     """Try it shows the ensemble beside its members without running them again for it: each
     network sees the face once, and the ensemble's answer is the mean of the members' answers on
     its emotions (each renormalised), in the order the models were picked."""
     from apptest_helpers import run_app
     from streamlit.testing.v1 import AppTest
 
-    from fer_core.predictors.cnn import CNNPredictor
 
     assert main(["ensemble", "--models", ",".join(members), "--name", "tiny-pair"]) == 0
-    calls: list[str] = []
-    original = CNNPredictor.predict_proba
-
-    def counted(self, faces, progress=None):
-        calls.append(self.name)
-        return original(self, faces, progress)
-
-    monkeypatch.setattr(CNNPredictor, "predict_proba", counted)
     at = run_app(AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "3_Try_it.py")), 120)
     assert at.multiselect(key="try_others").value == [*members, "tiny-pair"]
     at.file_uploader(key="try_upload").set_value(("astronaut.jpg", astronaut_jpeg.read_bytes(), "image/jpeg"))
     run_app(at, 240)
     assert not at.error and not at.exception and not at.warning
-    assert sorted(calls) == sorted(members), "each member ran once, not again inside the ensemble"
+    assert sorted(cnn_runs) == sorted(members), "each member ran once, not again inside the ensemble"
     outputs = {out.name: out.per_face[0] for out in at.session_state["try_other_probs"].values()}
     expected = np.mean([[outputs[m][e] / sum(outputs[m][c] for c in SIX_EMOTIONS) for e in SIX_EMOTIONS]
                         for m in members], axis=0)
