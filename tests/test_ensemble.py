@@ -139,7 +139,6 @@ def test_try_it_runs_each_member_once_beside_its_ensemble(members, models_dir, a
     from apptest_helpers import run_app
     from streamlit.testing.v1 import AppTest
 
-
     assert main(["ensemble", "--models", ",".join(members), "--name", "tiny-pair"]) == 0
     at = run_app(AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "3_Try_it.py")), 120)
     assert at.multiselect(key="try_others").value == [*members, "tiny-pair"]
