@@ -18,6 +18,7 @@ start_photo_worker()
 import io
 import json
 import tempfile
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +43,8 @@ from ui.common import (
     IMAGE_TYPES,
     digest,
     entries_of,
+    keep_for,
+    kept_for,
     load_predictor,
     log,
     page_setup,
@@ -80,8 +83,10 @@ def choose_models() -> tuple[object | None, str, str, list]:
         from fer_core.predictors.au_models import AUPredictor
 
         label = t("try_it.session_model")
-        return (AUPredictor(trained["model"], name="session model"), f"session:{id(trained['model'])}", label,
-                picked)
+        # A token made once per training (not id(), which a later model can reuse): results kept
+        # for the model trained before must not be shown for the one trained after it.
+        token = trained.setdefault("try_key", uuid.uuid4().hex)
+        return AUPredictor(trained["model"], name="session model"), f"session:{token}", label, picked
     entry = au_entries[names.index(name)]
     return load_predictor(entry), f"{name}:{entry.sha256 or ''}", name, picked
 
@@ -108,6 +113,25 @@ def result_for(name: str, data: bytes, model, model_key: str) -> dict:
     return results[key]
 
 
+def run_other(entry, result, said: list[dict]) -> ModelOutput:
+    """One other model's answer for every face of ``result``; a model that cannot be loaded is
+    loaded once, and its one-line reason stands for every face."""
+    per_face: list = []
+    try:
+        predictor = load_predictor(entry)
+    except Exception as exc:
+        log.exception("model %s failed to load", entry.name)
+        failed = t("try_it.model_failed", name=entry.name, reason=one_line(exc))
+        return ModelOutput(entry.name, entry.kind, [failed] * len(result.faces))
+    for face, known in zip(result.faces, said):
+        try:
+            per_face.append(probabilities_for(predictor, face.face, known))
+        except Exception as exc:
+            log.exception("model %s failed", entry.name)
+            per_face.append(t("try_it.model_failed", name=entry.name, reason=one_line(exc)))
+    return ModelOutput(entry.name, entry.kind, per_face)
+
+
 def other_outputs(result, others: list, shown=None, explained_by: str = "") -> list[ModelOutput]:
     """The other models' probabilities for every face of a result (the crop every pixel model
     sees), computed once and kept with the result: the face table, the panels and the downloads
@@ -115,28 +139,22 @@ def other_outputs(result, others: list, shown=None, explained_by: str = "") -> l
     page shows it before the next model is loaded. Ensembles run last and take what their members
     (and ``explained_by``, the explaining model) already said about each face, so no network runs
     twice."""
-    cache: dict = st.session_state.setdefault("try_other_probs", {})
     said = [{explained_by: face.explanation.probabilities} if explained_by and face.explanation else {}
             for face in result.faces]
     outputs: list = [None] * len(others)
     for position in sorted(range(len(others)), key=lambda k: others[k].kind == ENSEMBLE_KIND):
         entry = others[position]
-        key = (id(result), entry.name, entry.sha256 or "")
-        if key not in cache:
+        key = (entry.name, entry.sha256 or "")
+        output = kept_for(result, "try_other_probs", key)
+        if output is None:
             with st.spinner(t("try_it.running", name=entry.name)):
-                per_face: list = []
-                for face, known in zip(result.faces, said):
-                    try:
-                        per_face.append(probabilities_for(load_predictor(entry), face.face, known))
-                    except Exception as exc:
-                        log.exception("model %s failed", entry.name)
-                        per_face.append(t("try_it.model_failed", name=entry.name, reason=one_line(exc)))
-                cache[key] = ModelOutput(entry.name, entry.kind, per_face)
-        for known, answer in zip(said, cache[key].per_face):
+                output = keep_for(result, "try_other_probs", key, run_other(entry, result, said),
+                                  limit=MAX_KEPT_RESULTS * max(len(others), 1))
+        for known, answer in zip(said, output.per_face):
             known[entry.name] = answer
-        outputs[position] = cache[key]
+        outputs[position] = output
         if shown is not None:
-            shown(position, cache[key])
+            shown(position, output)
     return outputs
 
 
@@ -224,17 +242,15 @@ def show_other_output(column, out: ModelOutput, i: int, slot: int, charts: list)
 
 def masked_result(result, model, model_key: str, style: str) -> tuple | str:
     """(masked image, its faces) for a result, kept in session state; or the one-line error."""
-    cache: dict = st.session_state.setdefault("try_masked", {})
-    key = (id(result), model_key, style)
-    if key not in cache:
+    masked = kept_for(result, "try_masked", (model_key, style))
+    if masked is None:
         with st.spinner(t("try_it.masking", name=result.name)):
             try:
-                cache[key] = analyze_masked(result.image, model, style)
+                masked = analyze_masked(result.image, model, style)
             except FerError as exc:
-                cache[key] = one_line(exc)
-        while len(cache) > MAX_KEPT_RESULTS:
-            cache.pop(next(iter(cache)))
-    return cache[key]
+                masked = one_line(exc)
+        keep_for(result, "try_masked", (model_key, style), masked, MAX_KEPT_RESULTS)
+    return masked
 
 
 def show_masked(result, model, model_key: str, style: str, slot: int) -> None:

@@ -134,8 +134,8 @@ def test_a_comparison_runs_each_member_once_beside_its_ensemble(members, models_
 
 def test_try_it_runs_each_member_once_beside_its_ensemble(members, models_dir, astronaut_jpeg, cnn_runs):
     """Try it shows the ensemble beside its members without running them again for it: each
-    network sees the face once, and the ensemble's answer is the mean of the members' answers on
-    its emotions (each renormalised), in the order the models were picked."""
+    network sees the face once, the ensemble's answer is the mean of the members' answers on its
+    emotions (each renormalised), and the models' lines come in the order they were picked."""
     from apptest_helpers import run_app
     from streamlit.testing.v1 import AppTest
 
@@ -146,7 +146,22 @@ def test_try_it_runs_each_member_once_beside_its_ensemble(members, models_dir, a
     run_app(at, 240)
     assert not at.error and not at.exception and not at.warning
     assert sorted(cnn_runs) == sorted(members), "each member ran once, not again inside the ensemble"
-    outputs = {out.name: out.per_face[0] for out in at.session_state["try_other_probs"].values()}
+    lines = [m.value.split(" (", 1)[0] for m in at.markdown if m.value.startswith(("tiny-six (", "tiny-seven (",
+                                                                                     "tiny-pair ("))]
+    assert lines == [*members, "tiny-pair"]
+    outputs = {out.name: out.per_face[0] for _, out in at.session_state["try_other_probs"].values()}
     expected = np.mean([[outputs[m][e] / sum(outputs[m][c] for c in SIX_EMOTIONS) for e in SIX_EMOTIONS]
                         for m in members], axis=0)
     np.testing.assert_allclose([outputs["tiny-pair"][e] for e in SIX_EMOTIONS], expected, atol=1e-6)
+
+
+def test_a_member_sure_of_an_emotion_the_ensemble_leaves_out_counts_as_undecided(members, models_dir, astronaut):
+    """A seven-emotion member that puts everything on fear, in a six-emotion ensemble, says nothing
+    about the six: its share is an even row, not 0 / 0 that would turn the ensemble's answer to NaN."""
+    assert main(["ensemble", "--models", ",".join(members), "--name", "tiny-pair"]) == 0
+    ensemble = load_predictor("tiny-pair")
+    six, seven = ensemble.members
+    only_fear = np.eye(len(SEVEN_EMOTIONS))[[SEVEN_EMOTIONS.index("fear")]]
+    proba = ensemble.predict_proba([astronaut], known={seven.name: (seven, only_fear)})
+    expected = (six.predict_proba([astronaut]) + 1 / len(SIX_EMOTIONS)) / 2
+    np.testing.assert_allclose(proba, expected, atol=1e-6)

@@ -249,3 +249,26 @@ def test_other_models_fill_in_under_each_face_and_a_broken_one_is_one_line(model
     assert titles.count(SEVEN_CNN) == 3 and len(titles) == 3 * 3, "each face: probabilities, AUs, the CNN"
     table = at.dataframe[0].value
     assert list(table["face"]) == [1, 2, 3] and table[SEVEN_CNN].str.len().gt(0).all()
+
+
+def test_answers_kept_for_a_photo_are_not_handed_to_a_new_photo_that_reuses_its_id():
+    """Python reuses an object's id once the object is gone, and Try it drops old results; what the
+    page keeps for a photo (other models' answers, the masked faces) must not reach a new photo
+    that happens to get the old one's id."""
+    import streamlit as st
+
+    from ui.common import keep_for, kept_for
+
+    class Photo:
+        pass
+
+    old, new = Photo(), Photo()
+    keep_for(old, "test_kept", ("cnn-fer2013",), "old photo's answer")
+    assert kept_for(old, "test_kept", ("cnn-fer2013",)) == "old photo's answer"
+    kept = st.session_state["test_kept"]
+    kept[(id(new), "cnn-fer2013")] = kept.pop((id(old), "cnn-fer2013"))  # as if `new` had taken old's id
+    assert kept_for(new, "test_kept", ("cnn-fer2013",)) is None
+    for k in range(70):
+        keep_for(Photo(), "test_kept", ("cnn-fer2013",), k, limit=64)
+    assert len(st.session_state["test_kept"]) == 64
+    st.session_state.pop("test_kept")

@@ -116,6 +116,24 @@ def run_page(body: Callable[[], None]) -> None:
         show_error(t("common.unexpected", error=one_line(exc)))
 
 
+# -- what a page keeps for one result in session state -------------------------------------
+def kept_for(result, store: str, key: tuple):
+    """What session-state ``store`` keeps for this very ``result`` (any object) under ``key``, else
+    None. An entry holds the result itself: a bare ``id(result)`` is reused by Python once the
+    result is dropped elsewhere, and would hand a new photo another photo's answers."""
+    held = st.session_state.setdefault(store, {}).get((id(result), *key))
+    return held[1] if held is not None and held[0] is result else None
+
+
+def keep_for(result, store: str, key: tuple, value, limit: int = 64):
+    """Keep ``value`` for ``result`` (see ``kept_for``), oldest entries dropped past ``limit``."""
+    kept: dict = st.session_state.setdefault(store, {})
+    kept[(id(result), *key)] = (result, value)
+    while len(kept) > limit:
+        kept.pop(next(iter(kept)))
+    return value
+
+
 # -- MediaPipe and models, shared by every session ---------------------------------------------
 def manifest_entries() -> list[ModelEntry]:
     from fer_core.manifest import read_manifest
@@ -134,7 +152,10 @@ def entries_of(explains: bool | None = None, inputs: str | None = None) -> list[
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _predictor(entry_json: str):
+def _predictor(entry_json: str, models_now: str = ""):
+    """``models_now``: for an ensemble, every manifest entry's name and SHA-256, so a member
+    retrained while the server runs gives a fresh load (which refuses the stale ensemble) instead
+    of the kept one averaging its old weights with the new member's answers elsewhere on the page."""
     from fer_core.predictors.registry import load_predictor
 
     return load_predictor(ModelEntry.from_dict(json.loads(entry_json)))
@@ -150,7 +171,11 @@ def load_predictor(entry: ModelEntry):
     slow = "tensorflow" not in sys.modules and needs_tensorflow(entry)
     text = t("loading.model_tf") if slow else t("loading.model")
     with st.spinner(text):
-        return _predictor(json.dumps(entry.to_dict(), sort_keys=True))
+        from fer_core.predictors.ensemble import KIND as ENSEMBLE_KIND
+
+        models_now = (json.dumps([(e.name, e.sha256) for e in manifest_entries()])
+                      if entry.kind == ENSEMBLE_KIND else "")
+        return _predictor(json.dumps(entry.to_dict(), sort_keys=True), models_now)
 
 
 # -- tables and image folders ------------------------------------------------------------------

@@ -120,7 +120,10 @@ class EnsemblePredictor(Predictor):
             elif step:
                 step(len(faces), len(faces))
             part = proba[:, [member.classes.index(c) for c in self.classes]]
-            mean += part / part.sum(axis=1, keepdims=True)
+            # A member sure of an emotion the ensemble leaves out (fear) says nothing about the
+            # others: an even row, not 0 / 0, so its NaN does not wipe out the other members.
+            shared = part.sum(axis=1, keepdims=True)
+            mean += np.divide(part, shared, out=np.full_like(part, 1.0 / part.shape[1]), where=shared > 0)
         return mean / len(self.members)
 
 
