@@ -11,7 +11,7 @@ members' log-probabilities, and on the log of their mean) on one half and score 
 ways round: does a fitted combination beat the equal-weight mean on the half it did not see?
 
 Run: python bench/ensemble_halves.py --members cnn-fer2013-7,au-bottleneck-fer2013-7 --classes seven
-     [--against cnn-ensemble-fer2013-7] [--out bench/results/ensemble_seven.json]
+     [--against cnn-fer2013-7-scratch] [--out bench/results/ensemble_seven.json]
 """
 
 from __future__ import annotations
