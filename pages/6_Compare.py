@@ -33,6 +33,8 @@ from ui.common import (
     choose_models,
     choose_test_set,
     fraction_bar,
+    keep_for,
+    kept_for,
     load_predictor,
     page_setup,
     run_page,
@@ -121,10 +123,7 @@ def show_confusions(res: Comparison) -> None:
     st.caption(t("compare.confusion_caption"))
     for tab, name in zip(st.tabs(res.names), res.names):
         with tab:
-            r = res.reports[name]
-            st.plotly_chart(confusion_figure(r), key=f"cmp_confusion_{name}")
-            if r.no_face:
-                st.caption(t("compare.confusion_no_face", n=r.no_face))
+            st.plotly_chart(confusion_figure(res.reports[name]), key=f"cmp_confusion_{name}")
 
 
 def show_mcnemar(res: Comparison) -> None:
@@ -207,16 +206,17 @@ def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer, 
                           placeholder=t("compare.explain_placeholder"), help=t("compare.explain_help"))
     if picked is None:
         return
-    cache: dict = st.session_state.setdefault("cmp_explained", {})
-    key = (picked, explainer.name)
-    if key not in cache:
+    # Kept with this comparison: a new run (a model retrained or replaced under the same name, a
+    # file that was unreadable a moment ago) explains the face again.
+    found = kept_for(res, "cmp_explained", (picked, explainer.name))
+    if found is None:
         with st.spinner(t("compare.explain_running")):
             try:
                 label = rows.set_index("file").loc[picked, "label"]
-                cache[key] = explain_image(res.path_of(picked), label, explainer)
+                found = explain_image(res.path_of(picked), label, explainer)
             except FerError as exc:
-                cache[key] = one_line(exc)
-    found = cache[key]
+                found = one_line(exc)
+        keep_for(res, "cmp_explained", (picked, explainer.name), found)
     if isinstance(found, str):
         show_error(found)
         return

@@ -140,3 +140,41 @@ def test_overlay_crops_and_enlarges_small_faces():
     assert max(out.size) >= 360
     out = plots.draw_face_overlay(rgb, (10, 10, 28, 28), None, ["AU45"])  # no landmarks: box and legend only
     assert out.height > out.width
+
+
+def test_confusion_rows_count_every_image_of_the_emotion():
+    """A seven-emotion model's fear among six scored emotions, and a face not found, get columns of
+    their own: each row adds up to all images of its emotion, so the diagonal is the model's
+    per-emotion accuracy, not the share of the answers that happened to be scored emotions."""
+    from fer_core.evaluation.metrics import EvaluationReport, evaluation_report
+    from fer_core.figures.compare import confusion_figure
+
+    report = evaluation_report(["happy", "happy", "happy", "happy", "sad", "sad"],
+                               ["fear", "happy", "happy", None, "sad", "happy"], ["happy", "sad"], model="m")
+    assert report.other_per_class == [1, 0] and report.no_face_per_class == [1, 0]
+    heat = confusion_figure(report).data[0]
+    assert list(heat.x) == ["happy", "sad", "other emotion", "no face"]
+    z = np.array(heat.z)
+    assert z[0].tolist() == [0.5, 0.0, 0.25, 0.25] and z[0, 0] == report.per_class["happy"].accuracy
+    assert z[1].tolist() == [0.5, 0.5, 0.0, 0.0]
+    assert EvaluationReport.from_dict(report.to_dict()).other_per_class == [1, 0]
+    plain = evaluation_report(["happy", "sad"], ["happy", "happy"], ["happy", "sad"], model="m")
+    assert list(confusion_figure(plain).data[0].x) == ["happy", "sad"]  # nothing outside: no extra columns
+
+
+def test_mask_shift_shows_answers_outside_the_scored_emotions():
+    """A model that answers fear (not scored) more often under the mask shows that column."""
+    from fer_core.evaluation.compare import Comparison
+    from fer_core.evaluation.mask_report import MaskReport
+    from fer_core.figures.masks import shift_heatmap
+
+    def comparison(answers):
+        table = pd.DataFrame({"file": ["a", "b", "c", "d"], "label": ["happy", "happy", "sad", "sad"],
+                              "m": answers})
+        return Comparison(table, {"m": None}, [], ("happy", "sad"))
+
+    report = MaskReport(comparison(["happy", "happy", "sad", "sad"]), comparison(["fear", "happy", None, "sad"]),
+                        "surgical", 0)
+    heat = shift_heatmap(report, "m").data[0]
+    assert list(heat.x) == ["happy", "sad", "fear", "no face"]
+    assert np.array(heat.z)[0].tolist() == [-50.0, 0.0, 50.0, 0.0]

@@ -31,7 +31,8 @@ class EvaluationReport:
     """One model on one labelled test set; ``to_dict()`` is the ``evaluate --json`` output.
 
     ``confusion[i][j]`` counts images of ``labels[i]`` predicted as ``labels[j]``; no-face images
-    are in ``no_face_per_class`` instead, so each row plus its no-face count is the class size.
+    are in ``no_face_per_class`` and answers outside ``labels`` (a seven-emotion model's fear when
+    six are scored) in ``other_per_class`` instead, so each row plus those two is the class size.
     ``skipped`` counts test images of emotions the model cannot predict (left out, by emotion).
     """
 
@@ -47,6 +48,7 @@ class EvaluationReport:
     no_face_per_class: list[int]
     skipped: dict[str, int] = field(default_factory=dict)
     left_out: dict[str, int] = field(default_factory=dict)  # rows not scored, by reason (bad AU values)
+    other_per_class: list[int] = field(default_factory=list)  # answered an emotion not in ``labels``
 
     def to_dict(self) -> dict:
         out = {
@@ -56,6 +58,8 @@ class EvaluationReport:
             "labels": list(self.labels), "confusion": [list(r) for r in self.confusion],
             "no_face_per_class": list(self.no_face_per_class),
         }
+        if any(self.other_per_class):
+            out["other_per_class"] = list(self.other_per_class)
         if self.skipped:
             out["skipped"] = dict(self.skipped)
         if self.left_out:
@@ -75,7 +79,8 @@ class EvaluationReport:
                        for c, v in (d.get("per_class") or {}).items()},
             labels=labels, confusion=d.get("confusion") or [[0] * len(labels) for _ in labels],
             no_face_per_class=d.get("no_face_per_class") or [0] * len(labels),
-            skipped=dict(d.get("skipped") or {}), left_out=dict(d.get("left_out") or {}))
+            skipped=dict(d.get("skipped") or {}), left_out=dict(d.get("left_out") or {}),
+            other_per_class=d.get("other_per_class") or [0] * len(labels))
 
     def predicts_one_class(self, share: float = 0.9) -> str | None:
         """The emotion this model gives to at least ``share`` of the images it judged, if any: a
@@ -148,6 +153,7 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
     in_classes = (truth >= 0) & (truth < k)
     sizes = np.bincount(truth[in_classes], minlength=k)
     no_face_per_class = np.bincount(truth[in_classes & (pred == -1)], minlength=k)
+    other_per_class = np.bincount(truth[in_classes & (pred >= k)], minlength=k)
     lo, hi = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
     return EvaluationReport(
         model=model, n=n, no_face=int(np.count_nonzero(pred == -1)),
@@ -157,7 +163,8 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
         per_class={c: ClassScore(int(sizes[i]), round(float(recall[i]), 4) if sizes[i] else None)
                    for i, c in enumerate(classes)},
         labels=classes, confusion=confusion.astype(int).tolist(),
-        no_face_per_class=[int(v) for v in no_face_per_class])
+        no_face_per_class=[int(v) for v in no_face_per_class],
+        other_per_class=[int(v) for v in other_per_class])
 
 
 def _codes(y_true: Sequence[str], y_pred: Sequence[str | None], classes: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -259,16 +259,25 @@ CONFUSION_TEXT_PX = 14  # cell text; the matrices get a tab (or a report section
 
 
 def confusion_figure(report: EvaluationReport, title: str | None = None) -> go.Figure:
-    """A model's confusion matrix with room: the colour is the row share on one fixed 0–100% scale
-    (the same for every model, so tabs compare by colour) and each cell prints share and count."""
+    """A model's confusion matrix with room: the colour is the share of the true emotion's images on
+    one fixed 0–100% scale (the same for every model, so tabs compare by colour) and each cell prints
+    share and count. Images the model gave an emotion not scored here (a seven-emotion model's fear
+    among six) or found no face in get columns of their own when there are any, so every row adds
+    up to all images of its emotion and the diagonal is the per-emotion accuracy."""
     counts = np.asarray(report.confusion, dtype=float)
+    columns = emotion_labels(report.labels)
+    for extra, label in ((report.other_per_class, t("compare.col_other_emotion")),
+                         (report.no_face_per_class, t("compare.col_no_face"))):
+        if any(extra or ()):
+            counts = np.column_stack([counts, np.asarray(extra, dtype=float)])
+            columns.append(label)
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     labels = emotion_labels(report.labels)
     text = [[f"{percent(share[i, j])}<br>{int(counts[i, j])}" for j in range(counts.shape[1])]
             for i in range(counts.shape[0])]
     fig = go.Figure(go.Heatmap(
-        z=share, x=labels, y=labels, text=text, texttemplate="%{text}",
+        z=share, x=columns, y=labels, text=text, texttemplate="%{text}",
         textfont=dict(size=CONFUSION_TEXT_PX), colorscale="Blues", zmin=0, zmax=1,
         colorbar=dict(title=t("compare.colour_share"), tickformat=".0%"),
         hovertemplate=t("compare.hover_confusion") + "<extra></extra>",

@@ -66,10 +66,14 @@ def masked_vs_original_bars(report: MaskReport, title: str | None = None,
 
 
 def shift_heatmap(report: MaskReport, name: str) -> go.Figure:
-    """Rows: true emotion; columns: the answer; colour: how much more (red) or less (blue) often
+    """Rows: true emotion; columns: the answer (an emotion not scored, such as a seven-emotion
+    model's fear, and "no face" too, when given); colour: how much more (red) or less (blue) often
     that answer is given once the face is masked, in points of the row's share."""
     shift = report.shift(name)
-    answers = list(report.original.classes) + (["no face"] if any("no face" in row for row in shift.values()) else [])
+    classes = list(report.original.classes)
+    given = {answer for row in shift.values() for answer in row}
+    answers = (classes + sorted(given - set(classes) - {"no face"})
+               + (["no face"] if "no face" in given else []))
     z = [[100 * shift[true].get(a, 0.0) for a in answers] for true in report.original.classes]
     top = max(1.0, max(abs(v) for row in z for v in row))
     fig = go.Figure(go.Heatmap(z=z, x=emotion_labels(answers), y=emotion_labels(report.original.classes),
