@@ -136,11 +136,12 @@ def show_scores_table(entries, classes) -> None:
             st.caption(t("home.failed_model", name=name, reason=s.reason))
     if not seven:
         st.caption(t("home.recorded_caption"))
-    if scores is not None and scores.models:
+    current = [m for m in scores.models if state.get(m.name, None) and state[m.name].state == "ok"] if scores else []
+    if current:  # a model retrained since it was scored is "not measured" above, so not here either
         with st.expander(t("home.recall_title_seven" if seven else "home.recall_title")):
             recall = pd.DataFrame([{t("home.col_model"): m.name,
                                     **{emotion_label(e): m.recall.get(e) for e in scores.test_set.classes}}
-                                   for m in scores.models])
+                                   for m in current])
             st.dataframe(recall, hide_index=True, column_config={
                 emotion_label(e): st.column_config.NumberColumn(format="percent") for e in scores.test_set.classes})
             st.caption(t("home.recall_caption"))

@@ -233,9 +233,14 @@ def test_home_says_not_measured_for_a_retrained_model(shipped_models):
     assert pd.isna(table.loc["cnn-fer2013", "images"])
     assert table.loc["cnn-fer2013", "recorded at training"] == "70.3 % (68.7–71.8)"  # its own, labelled apart
     assert CI_TEXT.match(table.loc["au-logreg-fer2013", "accuracy (95 % CI)"])
+    # the ensemble's own file did not change, but its member did: its scores no longer hold either
+    assert table.loc["cnn-ensemble-fer2013", "accuracy (95 % CI)"] == NOT_MEASURED
     warning = " ".join(texts(at.warning))
-    assert "cnn-fer2013" in warning and "au-logreg-fer2013" not in warning
+    assert "cnn-fer2013" in warning and "cnn-ensemble-fer2013" in warning and "au-logreg-fer2013" not in warning
     assert "`python bench/bundled_scores.py`" in warning
+    recall = at.dataframe[1].value  # the per-emotion recall, under the table: only what is measured now
+    assert "happy" in recall.columns and "au-logreg-fer2013" in set(recall["model"])
+    assert not {"cnn-fer2013", "cnn-ensemble-fer2013"} & set(recall["model"])
 
 
 def test_home_without_or_with_a_damaged_scores_file(shipped_models):

@@ -199,8 +199,20 @@ def status_of(entry, scores: BundledScores | None, file_sha256: str | None) -> S
 
 
 def statuses(entries: Sequence, scores: BundledScores | None) -> dict[str, ScoreStatus]:
-    """``status_of`` for every manifest entry, by name, against the checksum the manifest records."""
-    return {e.name: status_of(e, scores, e.sha256) for e in entries}
+    """``status_of`` for every manifest entry, by name, against the checksum the manifest records;
+    an ensemble whose member has changed since it was made is "stale" too (its file has not)."""
+    from ..manifest import read_manifest
+    from ..predictors.ensemble import KIND as ENSEMBLE_KIND
+    from ..predictors.ensemble import members_changed
+
+    out = {e.name: status_of(e, scores, e.sha256) for e in entries}
+    ensembles = [e for e in entries if e.kind == ENSEMBLE_KIND and out[e.name].state == "ok"]
+    if ensembles:
+        manifest = read_manifest()  # the members may be outside ``entries`` (the seven-emotion table's)
+        for e in ensembles:
+            if members_changed(e, manifest):
+                out[e.name] = ScoreStatus(None, "stale")
+    return out
 
 
 def val_role(evaluated_on: str) -> str:

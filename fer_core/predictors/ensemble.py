@@ -166,6 +166,20 @@ def _load(path: Path, entry) -> EnsemblePredictor:
     return EnsemblePredictor(members, spec.classes, name=entry.name)
 
 
+def members_changed(entry, entries: Sequence) -> bool:
+    """Whether a member of ensemble ``entry`` has been retrained or replaced since the ensemble
+    was made (its recorded SHA-256 differs from the one ``entries``, the manifest, gives now): its
+    scores no longer hold, and loading it is refused. False when the file cannot be read (loading
+    says why) or recorded no checksums."""
+    try:
+        spec = EnsembleSpec.read(Path(entry.file))
+    except (FerError, OSError):
+        return False
+    now = {e.name: e.sha256 for e in entries}
+    return any(made and now.get(name) and made != now[name]
+               for name, made in zip(spec.members, spec.member_sha256 or ()))
+
+
 def _save(spec: EnsembleSpec, path: Path) -> list[Path]:
     if Path(path).suffix.lower() != ".json":
         raise FerError(f"{path}: an ensemble file must end with .json")
