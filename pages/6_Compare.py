@@ -18,6 +18,7 @@ from fer_core.figures.compare import (
     column_titles,
     confusion_figure,
     csv_bytes,
+    left_out_frame,
     mcnemar_frame,
     per_emotion_grouped_bars,
     percent,
@@ -289,6 +290,7 @@ def download_files(res: Comparison, root: str) -> dict[str, bytes]:
         "compare_summary.csv": csv_bytes(summary_frame(res)),
         "compare_precision_recall_f1.csv": csv_bytes(precision_recall_frame(res)),
         "compare_mcnemar.csv": csv_bytes(mcnemar_frame(res)),
+        **({"compare_left_out.csv": csv_bytes(left_out_frame(res))} if res.unreadable or res.skipped else {}),
     }
 
 
@@ -310,7 +312,8 @@ def show_downloads(saved: dict) -> None:
               "compare_probabilities.csv": t("compare.dl_probabilities"),
               "compare_summary.csv": t("compare.dl_summary"),
               "compare_precision_recall_f1.csv": t("compare.dl_precision_recall"),
-              "compare_mcnemar.csv": t("compare.dl_mcnemar")}
+              "compare_mcnemar.csv": t("compare.dl_mcnemar"),
+              "compare_left_out.csv": t("compare.dl_left_out")}
     columns = st.columns(3)
     for i, (file_name, data) in enumerate(files.items()):
         columns[i % 3].download_button(labels[file_name], data, file_name=file_name, mime="text/csv",
@@ -334,6 +337,12 @@ def show_results(saved: dict, current: str | None) -> None:
         show_error(problem, prefix=t("compare.left_out"), warning=True)
     if res.unreadable:
         st.warning(t("compare.unreadable", n=len(res.unreadable), example=res.unreadable[0]))
+        if len(res.unreadable) > 1:
+            with st.expander(t("compare.unreadable_all", n=len(res.unreadable))):
+                st.dataframe(pd.DataFrame({t("compare.col_problem"): res.unreadable}), hide_index=True)
+    if res.skipped:
+        st.caption(t("compare.skipped", n=sum(res.skipped.values()),
+                     per_emotion=", ".join(f"{emotion_label(e)} {n:,}" for e, n in res.skipped.items())))
     show_overall(res)
     show_per_emotion(res)
     show_confusions(res)

@@ -23,6 +23,7 @@ from fer_core.images import list_images
 from fer_core.manifest import read_manifest, write_manifest
 from fer_core.predictors.base import Predictor
 from fer_core.predictors.registry import load_predictor
+from ui.common import FOLDER
 
 T = 240  # seconds per script run (measuring faces the first time)
 
@@ -259,3 +260,27 @@ def test_compare_page_scores_seven_emotions_when_every_chosen_model_predicts_fea
     per_emotion = next(c for c in bars if c["layout"]["title"]["text"].startswith("Accuracy per emotion"))
     assert next(d for d in per_emotion["data"] if d["type"] == "bar")["x"] == list(SEVEN_EMOTIONS)
     assert not at.error
+
+
+def test_compare_page_reports_and_downloads_every_image_it_left_out(models_dir, fer_val, tmp_path, downloads):
+    """A folder with two broken files and fear images the AU model cannot predict: the page says
+    what it left out and why, and the left-out CSV lists each unreadable file and the fear count."""
+    folder = copy_fer_sample(fer_val, tmp_path / "test", per_class=2, classes=("happy", "sad", "fear"))
+    (folder / "happy" / "broken.jpg").write_bytes(b"not a jpeg")
+    (folder / "sad" / "empty.jpg").write_bytes(b"")
+    at = _page()
+    at.radio(key="cmp_source").set_value(FOLDER)
+    run_app(at, T)
+    at.text_input(key="cmp_folder").set_value(str(folder))
+    run_app(at, T)
+    at.button(key="cmp_run").click()
+    run_app(at, T)
+    res = at.session_state["cmp_result"]["comparison"]
+    assert res.n == 4 and res.skipped == {"fear": 2} and len(res.unreadable) == 2
+    assert any("2 image(s) could not be read" in w for w in texts(at.warning))
+    assert any("2 image(s) of emotions not scored were left out: fear 2." in c for c in texts(at.caption))
+    left_out = pd.read_csv(io.BytesIO(downloads["compare_left_out.csv"]))
+    unreadable = left_out[left_out["left_out"] == "unreadable"]["problem"].tolist()
+    assert sorted(any(name in line for line in unreadable) for name in ("broken.jpg", "empty.jpg")) == [True, True]
+    assert left_out[left_out["left_out"] == "emotion not scored"][["emotion", "images"]].values.tolist() == [["fear", 2]]
+    assert not at.exception and not at.error

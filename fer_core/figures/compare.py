@@ -35,12 +35,15 @@ def model_color(i: int) -> str:
 
 # -- CNN training --------------------------------------------------------------------------------
 def training_curves(history: Mapping[str, Sequence[float]], epochs: int | None = None,
-                    title: str = "Training curves") -> go.Figure:
+                    title: str | None = None) -> go.Figure:
     """Loss (left) and accuracy (right) per epoch, training and validation, from a Keras history
     (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``). ``epochs`` fixes the x range while a
     run is still going, so the curves grow to the right instead of rescaling each epoch."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.1)
-    styles = {"": ("training", "#1f77b4", "solid"), "val_": ("validation", "#ff7f0e", "dash")}
+    metric_names = {"loss": t("figures.curve_loss"), "accuracy": t("figures.curve_accuracy")}
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[n[:1].upper() + n[1:] for n in metric_names.values()],
+                        horizontal_spacing=0.1)
+    styles = {"": (t("figures.curve_training"), "#1f77b4", "solid"),
+              "val_": (t("figures.curve_validation"), "#ff7f0e", "dash")}
     for col, metric in ((1, "loss"), (2, "accuracy")):
         for prefix, (name, color, dash) in styles.items():
             values = [float(v) for v in history.get(prefix + metric, [])]
@@ -49,14 +52,15 @@ def training_curves(history: Mapping[str, Sequence[float]], epochs: int | None =
             fig.add_trace(go.Scatter(
                 x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=name,
                 legendgroup=name, showlegend=col == 1, line=dict(color=color, dash=dash),
-                hovertemplate=f"{name} {metric}, epoch %{{x}}: %{{y:.3f}}<extra></extra>",
+                hovertemplate=t("figures.curve_hover", series=name, metric=metric_names[metric])
+                + ": %{y:.3f}<extra></extra>",
             ), row=1, col=col)
     last = max(epochs or 0, len(history.get("loss", [])), 1)
-    fig.update_xaxes(title="epoch", range=[0.5, last + 0.5], dtick=max(1, round(last / 10)))
-    fig.update_yaxes(title="loss", row=1, col=1)
-    fig.update_yaxes(title="accuracy", tickformat=".0%", range=[0, 1], row=1, col=2)
+    fig.update_xaxes(title=t("figures.curve_epoch"), range=[0.5, last + 0.5], dtick=max(1, round(last / 10)))
+    fig.update_yaxes(title=metric_names["loss"], row=1, col=1)
+    fig.update_yaxes(title=metric_names["accuracy"], tickformat=".0%", range=[0, 1], row=1, col=2)
     fig.update_layout(legend=dict(orientation="h", y=-0.25))
-    return _layout(fig, title, height=360, top=60)
+    return _layout(fig, title or t("figures.curves_title"), height=360, top=60)
 
 
 # -- comparison tables ---------------------------------------------------------------------------
@@ -83,6 +87,16 @@ def mcnemar_frame(comparison: Comparison, alpha: float = 0.05) -> pd.DataFrame:
                      "only B right": pair.only_b_correct, "p-value": pair.p_value,
                      "verdict": verdict})
     return pd.DataFrame(rows, columns=["model A", "model B", "only A right", "only B right", "p-value", "verdict"])
+
+
+def left_out_frame(comparison: Comparison) -> pd.DataFrame:
+    """What the comparison left out, for download: every unreadable image with its one-line reason,
+    and per emotion not scored, how many test images it had."""
+    rows = [{"left_out": "unreadable", "emotion": None, "images": 1, "problem": line}
+            for line in comparison.unreadable]
+    rows += [{"left_out": "emotion not scored", "emotion": emotion, "images": n, "problem": None}
+             for emotion, n in comparison.skipped.items()]
+    return pd.DataFrame(rows, columns=["left_out", "emotion", "images", "problem"])
 
 
 def summary_frame(comparison: Comparison) -> pd.DataFrame:
