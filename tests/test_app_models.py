@@ -443,3 +443,9 @@ def test_comparison_tables_and_figures_from_a_hand_made_report():
     curves = training_curves({"loss": [1.2, 0.9], "val_loss": [1.3, 1.1], "accuracy": [0.3, 0.5],
                               "val_accuracy": [0.25, 0.4]}, epochs=10)
     assert len(curves.data) == 4 and list(curves.layout.xaxis.range) == [0.5, 10.5]
+    from fer_core.i18n import using_language
+
+    with using_language("ko"):  # the CNN page's curves in Korean: legend, axes and panel titles
+        ko = training_curves({"loss": [1.2], "val_loss": [1.3], "accuracy": [0.3], "val_accuracy": [0.25]})
+    assert {d.name for d in ko.data} == {"학습", "검증"} and ko.layout.xaxis.title.text == "에포크"
+    assert [a.text for a in ko.layout.annotations] == ["손실", "정확도"] and ko.layout.title.text == "학습 곡선"

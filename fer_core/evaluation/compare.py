@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..emotions import shared_classes
 from ..errors import DatasetError, FerError, one_line, printable
+from ..i18n import t
 from ..images import LabeledImage
 from ..predictors.base import Explanation, Predictor, predicted_labels
 from ..predictors.ensemble import EnsemblePredictor, predict_reusing
@@ -127,7 +128,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
 
     start = time.perf_counter()
     report = progress or (lambda fraction, text: None)
-    report(0.0, "Loading models…")
+    report(0.0, t("loading.models"))
     predictors, failed = _load_all(models, loader or load_predictor)
     if not predictors:
         raise FerError("no model could be run: " + "; ".join(failed) if failed else "no models to compare")
@@ -150,7 +151,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     share = 1.0 / (len(predictors) + 1)
     prepared = (prepare or prepare_faces)(
         chosen, need_aus, need_pixels, workers=workers,
-        progress=lambda d, t: report(share * d / max(t, 1), f"Measuring faces: {d:,} / {t:,}"))
+        progress=lambda d, n: report(share * d / max(n, 1), t("loading.measuring_faces", done=f"{d:,}", total=f"{n:,}")))
     if not prepared.items:
         raise DatasetError(f"none of the {len(chosen)} test images could be read")
     files = [printable(str(it.path)) for it in prepared.items]
@@ -166,9 +167,10 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
         p = predictors[i]
 
         def step(done: int, total: int, k=done_models, name=p.name) -> None:
-            report(share * (1 + k + done / max(total, 1)), f"{name}: {done:,} / {total:,}")
+            report(share * (1 + k + done / max(total, 1)), t("loading.model_progress", name=name, done=f"{done:,}",
+                                                                 total=f"{total:,}"))
 
-        report(share * (1 + done_models), f"{p.name}: running…")
+        report(share * (1 + done_models), t("loading.model_running", name=p.name))
         try:
             known[p.name] = (p, np.asarray(predict_reusing(p, prepared.faces, known, progress=step), dtype=float))
         except FerError as exc:
@@ -190,7 +192,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
         model_classes[p.name] = tuple(p.classes)
     if not kinds:
         raise FerError("no model could be run: " + "; ".join(failed))
-    report(1.0, "Done")
+    report(1.0, t("loading.done"))
     return Comparison.from_table(table, list(kinds), classes, kinds=kinds, unreadable=prepared.unreadable,
                                  failed_models=failed, skipped=skipped, probabilities=probabilities,
                                  model_classes=model_classes, seconds=time.perf_counter() - start, paths=paths)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..emotions import shared_classes
 from ..errors import DatasetError, FerError
+from ..i18n import t
 from ..images import LabeledImage, load_image
 from ..masks import DEFAULT_STYLE, HIDDEN_AUS, HUMAN_FINDINGS, VISIBLE_AUS, MaskedMeasure, hide, style_of
 from ..predictors.base import FaceInput, Predictor
@@ -83,7 +84,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
 
     style_of(style)
     report = progress or (lambda fraction, text: None)
-    report(0.0, "Loading models…")
+    report(0.0, t("loading.models"))
     predictors, failed = _load_all(models, loader or load_predictor)
     if not predictors:
         raise FerError("no model could be run: " + "; ".join(failed) if failed else "no models to compare")
@@ -93,7 +94,8 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     if not chosen:
         raise DatasetError(f"the test set has no images of {', '.join(classes)}")
     results = run_tasks([("mask", str(it.path), style, seed) for it in chosen], workers,
-                        progress=lambda d, t: report(0.4 * d / max(t, 1), f"Masking and measuring faces: {d:,} / {t:,}"))
+                        progress=lambda d, n: report(0.4 * d / max(n, 1), t("loading.masking_faces", done=f"{d:,}",
+                                                                                 total=f"{n:,}")))
     kept: list[LabeledImage] = []
     original: list[FaceInput] = []
     masked: list[FaceInput] = []
@@ -119,16 +121,16 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
         return lambda *args, **kw: PreparedFaces(faces, kept, [])
 
     before = run_comparison(predictors, kept, classes, prepare=given(original),
-                            progress=lambda f, t: report(0.4 + 0.25 * f, f"Original faces: {t}"))
+                            progress=lambda f, step: report(0.4 + 0.25 * f, t("loading.original_faces", step=step)))
     after = run_comparison(predictors, kept, classes, prepare=given(masked),
-                           progress=lambda f, t: report(0.65 + 0.25 * f, f"Masked faces: {t}"))
+                           progress=lambda f, step: report(0.65 + 0.25 * f, t("loading.masked_faces", step=step)))
     before.failed_models.extend(failed)
     out = MaskReport(before, after, style, seed, unmaskable, examples=shown)
     explaining = [p for p in predictors if p.explains and p.name in after.reports]
     for j, p in enumerate(explaining):
-        report(0.9 + 0.1 * j / max(len(explaining), 1), f"{p.name}: which AUs decided…")
+        report(0.9 + 0.1 * j / max(len(explaining), 1), t("loading.which_aus", name=p.name))
         out.reasons[p.name] = {"original": _reason_shares(p, original), "masked": _reason_shares(p, masked)}
-    report(1.0, "Done")
+    report(1.0, t("loading.done"))
     return out
 
 
