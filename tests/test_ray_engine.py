@@ -119,6 +119,19 @@ def test_file_that_kills_its_actor_every_time_becomes_a_failure_row(cluster, fol
     _same_rows(others, local_table[local_table["file"] != "happy/small.png"])  # its batch-mates kept
 
 
+def test_a_rerun_measures_again_the_file_whose_actor_crashed(cluster, folder, local_table, tmp_path):
+    """A crash may not repeat (the local engine does not keep it either): the next run into the
+    same output measures that file again, and its crash row gives way to the measured one."""
+    out = tmp_path / "au.parquet"
+    first = _run(folder, out, workers=2, batch_size=3, actor=_crashing("happy/small.png", tmp_path / "died",
+                                                                       always=True))
+    assert first.table.set_index("file").loc["happy/small.png", "reason"] == CRASH_REASON
+    again = _run(folder, out, workers=1)
+    assert again.measured == 1 and again.resumed == len(scan_images(folder).items) - 1
+    assert again.table["file"].is_unique and CRASH_REASON not in set(again.table["reason"])
+    _same_rows(au_table.read(out), local_table)
+
+
 def test_resume_after_an_interrupted_run_measures_only_the_rest(cluster, folder, local_table, tmp_path):
     out = tmp_path / "au.parquet"
     total = len(scan_images(folder).items)

@@ -129,18 +129,32 @@ def parts_dir(out: str | os.PathLike[str]) -> Path:
 
 
 def _finished(out: Path) -> list[pd.DataFrame]:
-    """Rows already written: the output (when there is one) and the parts of an unfinished run,
-    each file's rows once (a run stopped between writing the output and removing its parts left
-    both)."""
-    tables = [au_table.read(out)] if out.is_file() else []
+    """Rows already written: the parts of an unfinished run and the output (when there is one),
+    each file's rows from one source only (a run stopped between writing the output and removing
+    its parts left both). A file whose measuring process crashed is measured again by the next run,
+    as the local engine does (a crash may not repeat), so a source that measured it wins over one
+    that holds only its crash row."""
     parts = parts_dir(out)
-    if parts.is_dir():
-        seen = {f for t in tables for f in t["file"]}
-        for path in sorted(parts.glob("part-*.parquet")):
-            part = au_table.read(path)
-            tables.append(part[~part["file"].isin(seen)])
-            seen |= set(part["file"])
-    return tables
+    sources = [au_table.read(path) for path in sorted(parts.glob("part-*.parquet"))] if parts.is_dir() else []
+    sources += [au_table.read(out)] if out.is_file() else []
+    chosen: dict[str, int] = {}
+    for k, table in enumerate(sources):
+        crashed = set(table.loc[table["reason"] == CRASH_REASON, "file"])
+        for file in set(table["file"]):
+            if file not in chosen or (file not in crashed and _only_crashed(sources[chosen[file]], file)):
+                chosen[file] = k
+    return [table[table["file"].map(chosen).eq(k)] for k, table in enumerate(sources)]
+
+
+def _only_crashed(table: pd.DataFrame, file: str) -> bool:
+    return bool((table.loc[table["file"] == file, "reason"] == CRASH_REASON).all())
+
+
+def _done_files(tables: list[pd.DataFrame]) -> set[str]:
+    """Files a rerun skips: those with rows, except the ones whose rows say only that they crashed."""
+    done = {f for t in tables for f in t["file"]}
+    crashed = {f for t in tables for f in t.loc[t["reason"] == CRASH_REASON, "file"]}
+    return done - crashed
 
 
 def _connect(ray, address: str | None, workers: int | None) -> bool:
@@ -237,7 +251,7 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
         raise FerError(INSTALL_HINT) from None
     target = fileio.output_path(out)
     previous = _finished(target)
-    done_files = {f for t in previous for f in t["file"]}
+    done_files = _done_files(previous)
     names = [printable(relative_file(it.path, root)) for it in items]
     todo = [{"path": str(it.path), "file": f, "label": it.label or ""}
             for it, f in zip(items, names, strict=True) if f not in done_files]
