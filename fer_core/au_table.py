@@ -506,18 +506,9 @@ def from_project_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
 
 
 def write(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write a table as CSV (``.gz``, ``.bz2``, ``.xz`` compress) or Parquet (``.parquet``), whole
-    or not at all (``fileio.atomic_output``), creating the folder. Raises ``OutputFileError``."""
-    target = fileio.output_path(path)
-    method = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}.get(target.suffix.lower())
-    frame = normalise(table)
-    with fileio.atomic_output(target) as fh:
-        if target.suffix.lower() == ".parquet":
-            frame.to_parquet(fh, index=False)
-            return target
-        frame.to_csv(fh, index=False, encoding="utf-8",
-                     compression={"method": method, "mtime": 0} if method == "gzip" else method)
-    return target
+    """Write an AU table as CSV (``.gz``, ``.bz2``, ``.xz`` compress) or Parquet (``.parquet``),
+    whole or not at all, creating the folder (``fileio.write_frame``). Raises ``OutputFileError``."""
+    return fileio.write_frame(normalise(table), path)
 
 
 def missing_aus(columns: Iterable[str], display: str) -> None:

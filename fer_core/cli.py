@@ -145,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--models", nargs="+", default=None,
                    help="names or files, spaced or comma-separated (default: every model in the manifest)")
     s.add_argument("--classes", default=None, help="default: the classes the models share")
-    s.add_argument("--csv", help="write per-image predictions here")
+    s.add_argument("--csv", help="write per-image predictions here (.csv, .csv.gz or .parquet)")
     s.add_argument("--report", help="write one self-contained HTML report here (figures, tables, wrong images)")
     s.add_argument("--lang", default="en", choices=["en", "ko"], help="language of the report (default: en)")
     s.add_argument("--workers", type=int, default=None, help="processes measuring faces (default: up to 2)")
@@ -654,8 +654,7 @@ def cmd_compare(args) -> int:
         print("left out (not predicted by every model): "
               + ", ".join(f"{n} {e}" for e, n in comparison.skipped.items()), file=sys.stderr)
     if args.csv:
-        with fileio.atomic_output(args.csv) as fh:
-            comparison.table.to_csv(fh, index=False, encoding="utf-8")
+        fileio.write_frame(comparison.table, args.csv)
     if args.report:
         _write_compare_report(args, comparison)
     if args.json:

@@ -143,3 +143,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_frame(frame, path: str | os.PathLike[str]) -> Path:
+    """A pandas table as CSV (``.gz``, ``.bz2``, ``.xz`` compress) or Parquet (``.parquet``), by the
+    extension, whole or not at all (``atomic_output``), creating the folder. Raises ``OutputFileError``."""
+    target = output_path(path)
+    suffix = target.suffix.lower()
+    method = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}.get(suffix)
+    with atomic_output(target) as fh:
+        if suffix == ".parquet":
+            frame.to_parquet(fh, index=False)
+        else:
+            frame.to_csv(fh, index=False, encoding="utf-8",
+                         compression={"method": method, "mtime": 0} if method == "gzip" else method)
+    return target

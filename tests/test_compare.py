@@ -94,6 +94,12 @@ def test_compare_cli_on_fer_sample(capsys, tmp_path, fer_sample):
     report = json.loads(out)
     assert report["n"] == 24 and list(report["models"]) == ["au-logreg-fer2013"]
     assert (tmp_path / "p.csv").read_text().startswith("file,label,au-logreg-fer2013")
+    plain = pd.read_csv(tmp_path / "p.csv")
+    for name in ("p.csv.gz", "p.parquet"):  # the extension says the format, as for extract --out
+        assert main(["compare", "--images", str(fer_sample), "--models", "au-logreg-fer2013",
+                     "--csv", str(tmp_path / name), "--json"]) == 0
+        again = pd.read_parquet(tmp_path / name) if name.endswith(".parquet") else pd.read_csv(tmp_path / name)
+        pd.testing.assert_frame_equal(again.fillna("-").astype(str), plain.fillna("-").astype(str))
 
 
 def test_train_cnn_then_evaluate_and_compare_all_kinds(capsys, tmp_path, fer_sample):
