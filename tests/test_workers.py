@@ -74,3 +74,27 @@ def test_workers_run_the_tasks_of_the_light_module():
                  "measure_faces", "FaceMeasurement"):
         assert getattr(extract, name) is getattr(tasks, name)
     assert extract._measure_task.__module__ == extract._init_worker.__module__ == "fer_core.measure.tasks"
+
+
+def test_a_worker_that_died_idle_hands_its_task_to_another_and_the_batch_goes_on():
+    """A worker killed between tasks (the OOM killer, a late native abort): sending it the next
+    task fails, so that task waits for the replacement; no result is lost and none fails."""
+    from fer_core.measure.workers import IsolatedPool, WorkerFailure
+
+    pool = IsolatedPool(2, abs, timeout_s=60)
+    with pool.lock:
+        assert sorted(r for _, r in pool.imap_unordered([-1, -2])) == [1, 2]  # both workers ready
+        fill = pool._fill
+
+        def fill_then_kill_one() -> None:  # dies after the pool last looked, before it sends
+            fill()
+            pool._fill = fill  # once
+            victim = pool._workers[0]
+            victim.process.kill()
+            victim.process.join()
+
+        pool._fill = fill_then_kill_one
+        results = dict(pool.imap_unordered([-3, -4, -5, -6]))
+    pool.close()
+    assert results == {0: 3, 1: 4, 2: 5, 3: 6}
+    assert not any(isinstance(r, WorkerFailure) for r in results.values())

@@ -176,7 +176,12 @@ class IsolatedPool:
                 for w in self._workers:
                     if w.ready and w.job is None and pending:
                         index, arg = pending.popleft()
-                        w.conn.send((index, arg))
+                        try:
+                            w.conn.send((index, arg))
+                        except OSError:  # it died while idle: the argument waits for another worker,
+                            pending.appendleft((index, arg))  # and its death is seen below (replaced)
+                            w.ready = False
+                            continue
                         w.job = (index, time.monotonic())
                 waiting = [w for w in self._workers if w.job is not None or not w.ready]
                 ready = wait([w.conn for w in waiting] + [w.process.sentinel for w in waiting], timeout=1.0)
