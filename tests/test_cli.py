@@ -213,3 +213,28 @@ def test_compare_json_keys(capsys, fer_sample):
     assert list(report) == ["n", "classes", "models", "mcnemar", "wrong", "no_face", "skipped", "skipped_classes"]
     assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value"]
     assert list(report["models"]["au-logreg-fer2013"]) == REPORT_KEYS
+
+
+def test_a_cache_that_cannot_be_used_costs_speed_not_the_batch(capsys, tmp_path, astronaut_jpeg, monkeypatch, caplog):
+    """A damaged cache file, or a cache folder that cannot be made: extract still measures every
+    image (one warning), and predict still answers."""
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "measurements.sqlite").write_bytes(b"not a database, " * 64)
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    folder = tmp_path / "photos" / "happy"
+    folder.mkdir(parents=True)
+    (folder / "astronaut.jpg").write_bytes(astronaut_jpeg.read_bytes())
+    for cache in (damaged, blocked / "cache"):
+        monkeypatch.setenv("FER_CACHE_DIR", str(cache))
+        caplog.clear()
+        out = tmp_path / f"{cache.name}.csv"
+        code, _, err = run_cli(capsys, "extract", folder.parent, "--out", out, "--workers", "1")
+        assert code == 0, err
+        table = pd.read_csv(out)
+        assert list(table["file"]) == ["happy/astronaut.jpg"] and table["success"].tolist() == [1]
+        assert any("measurement cache" in r.getMessage() and "not used" in r.getMessage() for r in caplog.records)
+        code, out_text, err = run_cli(capsys, "predict", astronaut_jpeg, "--json")
+        assert code == 0, err
+        assert len(json.loads(out_text)["faces"]) == 1  # one image: one result

@@ -8,8 +8,10 @@ Failures never lose the batch: an unreadable file or a face-less image becomes a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +22,7 @@ import pandas as pd
 
 from .. import au_table, config
 from ..au_table import AU_COLUMNS
-from ..errors import ImageError, printable
+from ..errors import ImageError, one_line, printable
 from ..images import LabeledImage, SkippedFile, relative_file
 from ..safe_files import read_regular_file
 from .tasks import (  # noqa: F401  (the worker side lives there, without pandas; re-exported)
@@ -37,6 +39,8 @@ from .tasks import (  # noqa: F401  (the worker side lives there, without pandas
     start_photo_worker,
 )
 from .workers import WorkerFailure
+
+log = logging.getLogger(__name__)
 
 # Bump when detection or the cached measurements change, so old cache entries are not reused.
 # mp-7: small images in face-crop mode (landmarker.FaceAnalyzer.detect, crop_models).
@@ -68,29 +72,56 @@ def rows_for_image(file: str, label: str | None, measured: list[FaceMeasurement]
 
 
 class MeasureCache:
-    """SQLite cache of face measurements keyed by the file's content hash."""
+    """SQLite cache of face measurements keyed by the file's content hash. A cache that cannot be
+    opened, read or written (a read-only or full disk, a damaged or locked file) is a speed-up lost,
+    not a batch: one warning, and measuring goes on without it."""
 
     def __init__(self, path: Path | None = None):
-        path = Path(path or config.cache_dir() / "measurements.sqlite")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path))
-        self.db.execute("CREATE TABLE IF NOT EXISTS m (key TEXT PRIMARY KEY, value TEXT)")
+        self.path = Path(path or config.cache_dir() / "measurements.sqlite")
+        self.db: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path))
+            self.db.execute("CREATE TABLE IF NOT EXISTS m (key TEXT PRIMARY KEY, value TEXT)")
+        except (sqlite3.Error, OSError) as exc:
+            self._give_up(exc)
+
+    def _give_up(self, exc: Exception) -> None:
+        log.warning("measurement cache %s not used: %s", printable(str(self.path)), one_line(exc))
+        if self.db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.close()
+        self.db = None
 
     def get_many(self, keys: Sequence[str]) -> dict[str, object]:
         found: dict[str, object] = {}
-        for start in range(0, len(keys), 500):
-            chunk = list(keys[start:start + 500])
-            q = f"SELECT key, value FROM m WHERE key IN ({','.join('?' * len(chunk))})"
-            found.update({k: json.loads(v) for k, v in self.db.execute(q, chunk)})
+        try:
+            for start in range(0, len(keys), 500):
+                if self.db is None:
+                    break
+                chunk = list(keys[start:start + 500])
+                q = f"SELECT key, value FROM m WHERE key IN ({','.join('?' * len(chunk))})"
+                found.update({k: json.loads(v) for k, v in self.db.execute(q, chunk)})
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: a damaged JSON value
+            self._give_up(exc)
+            return {}
         return found
 
     def put_many(self, items: dict[str, object]) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO m VALUES (?, ?)",
-                            [(k, json.dumps(v)) for k, v in items.items()])
-        self.db.commit()
+        if self.db is None or not items:
+            return
+        try:
+            self.db.executemany("INSERT OR REPLACE INTO m VALUES (?, ?)",
+                                [(k, json.dumps(v)) for k, v in items.items()])
+            self.db.commit()
+        except sqlite3.Error as exc:
+            self._give_up(exc)
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.close()
+            self.db = None
 
 
 def _content_key(path: Path, crop: bool = False) -> str:
