@@ -275,27 +275,24 @@ def cmd_predict(args) -> int:
     if not predictor.explains:
         raise FerError(f"{args.model}: predict explains with an AU model; use evaluate/compare for CNN or "
                        "Teachable Machine")
-    images: dict[int, object] = {}
     results: list[dict | None] = [None] * len(args.images)
     status = 0
-    for i, path in enumerate(args.images):
+    # Faces are measured in worker processes first (a native crash, or a file that is not an image,
+    # costs that image only); then each photo is decoded here just for its own faces and dropped,
+    # so a few hundred phone photos do not all sit in memory at once.
+    measured = measure_items([LabeledImage(Path(p), None) for p in args.images],
+                             workers=min(default_workers(), len(args.images)) or 1)
+    for i, source in enumerate(args.images):
+        path = printable(source)
+        found = measured.get(i, "not measured")
         try:
-            images[i] = load_image(path, name=printable(path))
+            if isinstance(found, str):
+                raise FerError(f"{path}: {found}")
+            faces = faces_from_measurements(load_image(source, name=path), found, predictor, top=args.top)
         except FerError as exc:
-            results[i] = {"file": printable(path), "error": one_line(exc), "faces": []}
-            status = 2
-    # faces are measured in worker processes: a native crash on one image costs that image only
-    order = sorted(images)
-    measured = measure_items([LabeledImage(Path(args.images[i]), None) for i in order],
-                             workers=min(default_workers(), len(order)) or 1)
-    for j, i in enumerate(order):
-        path = printable(args.images[i])
-        found = measured.get(j, "not measured")
-        if isinstance(found, str):
-            results[i] = {"file": path, "error": f"{path}: {found}", "faces": []}
+            results[i] = {"file": path, "error": one_line(exc), "faces": []}
             status = 2
             continue
-        faces = faces_from_measurements(images[i], found, predictor, top=args.top)
         entry_out = {"file": path, "model": predictor.name, "faces": [f.to_dict() for f in faces]}
         if not faces:
             entry_out["error"] = f"{path}: {NO_FACE_MESSAGE}"
