@@ -315,8 +315,7 @@ def cmd_predict(args) -> int:
 def cmd_extract(args) -> int:
     from . import au_table, fileio
     from .emotions import parse_classes
-    from .errors import printable
-    from .images import relative_file, scan_images
+    from .images import scan_images
 
     fileio.output_path(args.out)  # a bad --out is said before measuring, not after
     from .measure.video import is_video
@@ -340,13 +339,8 @@ def cmd_extract(args) -> int:
     if args.backend == "openface-docker":
         from .measure.openface_docker import OpenFaceDocker
 
-        table = OpenFaceDocker().extract(items, progress=_tqdm_progress("OpenFace"))
-        table["file"] = [printable(relative_file(f, args.folder)) for f in table["file"]]
-        if listing.skipped:
-            from .measure.extract import rows_for_image
-
-            rows = [r for s in listing.skipped for r in rows_for_image(s.file, s.label, s.reason)]
-            table = au_table.concat([table, au_table.from_rows(rows)])
+        table = OpenFaceDocker().extract(items, progress=_tqdm_progress("OpenFace"), root=args.folder,
+                                         skipped=listing.skipped)
     elif args.engine == "ray":
         from .measure.ray_engine import extract_on_ray
 

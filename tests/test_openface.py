@@ -362,6 +362,23 @@ def test_extract_success_maps_csvs_back(tmp_path, images):
     assert leftovers(work) == []
 
 
+def test_extract_names_files_like_the_other_engines_and_reports_skipped_files_as_openface_rows(tmp_path, images):
+    """From a folder (CLI and AU page): file names relative to it, as MediaPipe's engines write
+    them, and the listing's skipped files as failure rows of OpenFace's table, not MediaPipe's."""
+    from fer_core.images import SkippedFile
+
+    work = tmp_path / "work"
+    work.mkdir()
+    skipped = [SkippedFile("sad/huge.tif", "sad", "too large to read safely")]
+    table = OpenFaceDocker(client=FakeClient(), work_dir=work).extract(images, root=tmp_path / "images",
+                                                                        skipped=skipped)
+    assert_schema(table)
+    assert {"happy/crowd.png", "angry/a 1.jpg", "sad/huge.tif"} <= set(table["file"])
+    assert set(table["source"]) == {"openface"}
+    row = table.set_index("file").loc["sad/huge.tif"]
+    assert (row["success"], row["reason"], row["label"]) == (0, "too large to read safely", "sad")
+
+
 def test_extract_container_exits_non_zero(tmp_path, images):
     work = tmp_path / "work"
     work.mkdir()

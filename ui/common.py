@@ -370,7 +370,7 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
                                                       total=f"{total:,}"))
 
         with lock:
-            keep(OpenFaceDocker().extract(items, progress=docker_progress), False)
+            keep(OpenFaceDocker().extract(items, progress=docker_progress, root=root, skipped=skipped), False)
         bar.empty()
         return
     with lock:

@@ -19,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from .. import au_table
-from ..errors import DockerUnavailable, FerError, one_line
-from ..images import LabeledImage, load_image
+from ..errors import DockerUnavailable, FerError, one_line, printable
+from ..images import LabeledImage, SkippedFile, load_image, relative_file
 from .openface_csv import NO_FACE, failure_rows, read_openface_csv
 
 Progress = Callable[[int, int], None]
@@ -141,15 +141,23 @@ class OpenFaceDocker:
                                     f"check the network and run `docker pull {self.image}`") from None
 
     # -- extraction ---------------------------------------------------------------------------
-    def extract(self, items: Sequence[LabeledImage], progress: Progress | None = None) -> pd.DataFrame:
+    def extract(self, items: Sequence[LabeledImage], progress: Progress | None = None, *,
+                root: str | os.PathLike[str] | None = None, skipped: Sequence[SkippedFile] = ()) -> pd.DataFrame:
         """AU table of images via OpenFace in Docker; one row per face, failures kept as rows.
 
         Images are copied (non JPEG/PNG converted to PNG) under unique safe names into a temp
         input folder; the container and temp folders are always removed, also on Ctrl-C.
+        ``root``: file names relative to it, as the MediaPipe engines write them; ``skipped``: the
+        listing's files that were not images to send, one OpenFace failure row each.
         """
+        table = self._extract(list(items), progress)
+        if root is not None:
+            table["file"] = [printable(relative_file(f, root)) for f in table["file"]]
+        return au_table.concat([table, *(failure_rows([(s.file, s.label)], s.reason) for s in skipped)])
+
+    def _extract(self, items: list[LabeledImage], progress: Progress | None) -> pd.DataFrame:
         import docker
 
-        items = list(items)
         total = len(items)
         if not items:
             return au_table.concat([])
