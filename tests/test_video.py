@@ -147,6 +147,28 @@ def test_a_crash_costs_one_chunk(tmp_path, monkeypatch):
     assert len(measured[measured < 4]) == 40 and len(measured[measured >= 8]) == 40
 
 
+def test_decoding_that_breaks_off_mid_chunk_is_one_row_where_it_broke(face_video, monkeypatch):
+    """The frames decoded before a damaged stretch are kept; the failure row sits after the last of
+    them (not at the chunk's start, on a frame already measured) and says which stretch is missing."""
+    real = video.sampled_frames
+
+    def breaks_after_three(path, fps, start, end):
+        for k, frame in enumerate(real(path, fps, start, end)):
+            if k == 3:
+                raise video.VideoError("damaged video data")
+            yield frame
+
+    monkeypatch.setattr(video, "sampled_frames", breaks_after_three)
+    video._init_worker()
+    out = video._measure_chunk((str(face_video), 0.0, 2.0, 5.0))
+    times = [t for t, _ in out]
+    assert len(out) == 4 and times == sorted(times) and len(set(times)) == 4
+    assert all(isinstance(m, list) for _, m in out[:3])
+    at, reason = out[3]
+    assert times[2] < at < times[2] + 1 / 5
+    assert reason == f"damaged video data; no frames from {at:.2f} s to 2.00 s"
+
+
 def test_cli_extract_video_writes_time_s(face_video, tmp_path):
     out = tmp_path / "au.csv"
     done = subprocess.run([sys.executable, "-m", "fer_core", "extract", str(face_video), "--fps", "1", "--out", str(out)],

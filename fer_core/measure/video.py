@@ -202,8 +202,10 @@ def _measure_chunk(arg: tuple[str, float, float | None, float]) -> list[tuple[fl
                 out.append((t, [measurement_of(f).to_cache() for f in faces]))
             except FerError as exc:
                 out.append((t, one_line(exc)))
-    except VideoError as exc:
-        out.append((start, one_line(exc)))
+    except VideoError as exc:  # decoding broke off: one row where it did, saying what is missing
+        at = out[-1][0] + 0.5 / fps if out else start  # between sampled frames: no frame's time
+        until = f"{end:.2f} s" if end is not None else "the end"
+        out.append((at, f"{one_line(exc)}; no frames from {at:.2f} s to {until}"))
     finally:
         tracker.close()
     return out
