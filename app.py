@@ -15,7 +15,7 @@ import streamlit as st
 
 from fer_core import config
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
-from fer_core.errors import FerError, one_line
+from fer_core.errors import FerError
 from fer_core.evaluation.scores import (
     BundledScores,
     accuracy_text,
@@ -36,6 +36,7 @@ from ui.common import (
     manifest_entries,
     page_setup,
     run_page,
+    show_error,
 )
 
 BENCH_COMMAND = "python bench/bundled_scores.py"
@@ -92,7 +93,7 @@ def _read_scores(classes=SIX_EMOTIONS) -> BundledScores | None:
     try:
         return read_scores(classes=classes)
     except FerError as exc:
-        st.warning(one_line(exc), icon=":material/warning:")
+        show_error(exc, warning=True)
         return None
 
 
