@@ -137,7 +137,7 @@ def show_scores_table(entries, classes) -> None:
             st.caption(t("home.failed_model", name=name, reason=s.reason))
     if not seven:
         st.caption(t("home.recorded_caption"))
-    current = [m for m in scores.models if state.get(m.name, None) and state[m.name].state == "ok"] if scores else []
+    current = [m for m in scores.models if m.name in state and state[m.name].state == "ok"] if scores else []
     if current:  # a model retrained since it was scored is "not measured" above, so not here either
         with st.expander(t("home.recall_title_seven" if seven else "home.recall_title")):
             recall = pd.DataFrame([{t("home.col_model"): m.name,

@@ -88,17 +88,14 @@ class MeasureCache:
 
     def _give_up(self, exc: Exception) -> None:
         log.warning("measurement cache %s not used: %s", printable(str(self.path)), one_line(exc))
-        if self.db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self.db.close()
-        self.db = None
+        self.close()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, object]:
         found: dict[str, object] = {}
+        if self.db is None:
+            return found
         try:
             for start in range(0, len(keys), 500):
-                if self.db is None:
-                    break
                 chunk = list(keys[start:start + 500])
                 q = f"SELECT key, value FROM m WHERE key IN ({','.join('?' * len(chunk))})"
                 found.update({k: json.loads(v) for k, v in self.db.execute(q, chunk)})

@@ -137,17 +137,16 @@ def _finished(out: Path) -> list[pd.DataFrame]:
     parts = parts_dir(out)
     sources = [au_table.read(path) for path in sorted(parts.glob("part-*.parquet"))] if parts.is_dir() else []
     sources += [au_table.read(out)] if out.is_file() else []
+    crash_only = []  # per source, the files it holds only a crash row for
+    for table in sources:
+        crashed = table["reason"] == CRASH_REASON
+        crash_only.append(set(table.loc[crashed, "file"]) - set(table.loc[~crashed, "file"]))
     chosen: dict[str, int] = {}
     for k, table in enumerate(sources):
-        crashed = set(table.loc[table["reason"] == CRASH_REASON, "file"])
         for file in set(table["file"]):
-            if file not in chosen or (file not in crashed and _only_crashed(sources[chosen[file]], file)):
+            if file not in chosen or (file in crash_only[chosen[file]] and file not in crash_only[k]):
                 chosen[file] = k
     return [table[table["file"].map(chosen).eq(k)] for k, table in enumerate(sources)]
-
-
-def _only_crashed(table: pd.DataFrame, file: str) -> bool:
-    return bool((table.loc[table["file"] == file, "reason"] == CRASH_REASON).all())
 
 
 def _done_files(tables: list[pd.DataFrame]) -> set[str]:
