@@ -345,7 +345,7 @@ def cmd_extract(args) -> int:
         from .measure.ray_engine import extract_on_ray
 
         run = extract_on_ray(items, args.out, root=args.folder, skipped=listing.skipped, address=args.ray_address,
-                             workers=args.workers or None, progress=_tqdm_progress("images"))
+                             workers=args.workers or None, classes=args.classes, progress=_tqdm_progress("images"))
         table = run.table
         print(f"Ray: {run.measured} images measured by {run.workers} actors in {run.seconds:.1f} s"
               + (f"; {run.resumed} already in {args.out}, skipped" if run.resumed else ""), file=sys.stderr)
@@ -356,7 +356,10 @@ def cmd_extract(args) -> int:
                               progress=_tqdm_progress("faces"), root=args.folder, skipped=listing.skipped,
                               mask=args.mask, crops=args.crops)
     if args.engine != "ray":  # the Ray engine has written it (and removed its part files)
+        from .measure.ray_engine import record_path
+
         au_table.write(table, args.out)
+        record_path(fileio.output_path(args.out)).unlink(missing_ok=True)  # these rows are no Ray run's
     ok = int(table["success"].sum())
     images = table["file"].nunique()
     failed = table[table["success"] == 0]

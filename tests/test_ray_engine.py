@@ -4,6 +4,7 @@ and the CLI joining a running cluster by its address."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -64,6 +65,11 @@ def local_table(folder) -> pd.DataFrame:
 def _run(folder: Path, out: Path, **kw) -> ray_engine.RayRun:
     listing = scan_images(folder)
     return extract_on_ray(listing.items, out, root=folder, skipped=listing.skipped, **kw)
+
+
+def _record(out: Path, root: Path, **changes: str) -> None:
+    """The record a Ray run over ``root`` leaves beside ``out`` (with ``changes``)."""
+    ray_engine.record_path(out).write_text(json.dumps({**ray_engine.run_record(root), **changes}))
 
 
 def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -130,6 +136,7 @@ def test_a_rerun_measures_again_the_file_whose_actor_crashed(cluster, folder, lo
     crashed = local_table["file"] == "happy/small.png"
     au_table.write(au_table.concat([local_table[~crashed],
                                     au_table.from_rows(rows_for_image("happy/small.png", "happy", CRASH_REASON))]), out)
+    _record(out, folder)
     again = _run(folder, out, workers=1)
     assert again.measured == 1 and again.resumed == len(scan_images(folder).items) - 1
     assert again.table["file"].is_unique and CRASH_REASON not in set(again.table["reason"])
@@ -289,8 +296,56 @@ def test_rows_in_both_the_output_and_left_over_parts_count_once(tmp_path):
     out = tmp_path / "au.csv"
     au_table.write(rows("happy/a.jpg", "happy/b.jpg"), out)
     au_table.write(rows("happy/b.jpg"), ray_engine.parts_dir(out) / "part-x-00000.parquet")
+    _record(out, tmp_path)
     items = [LabeledImage(tmp_path / "happy" / n, "happy") for n in ("a.jpg", "b.jpg")]
     run = extract_on_ray(items, out, root=tmp_path)
     assert run.measured == 0 and run.resumed == 2
     assert list(au_table.read(out)["file"]) == ["happy/a.jpg", "happy/b.jpg"]
     assert not ray_engine.parts_dir(out).exists()
+
+
+def _happy_rows(*files: str) -> pd.DataFrame:
+    return au_table.from_rows({"file": f, "face": 0, "label": "happy", "success": 1, "confidence": 0.9,
+                               "source": "mediapipe", "reason": "", "AU12_r": 2.0} for f in files)
+
+
+def test_an_output_of_another_folder_is_refused_not_mixed_in(tmp_path, capsys):
+    """Two folders with the same layout (happy/a.jpg in both) into one --out: the second run used
+    to keep the first folder's rows for its own files. It now stops before measuring, naming the
+    folder those rows came from, and leaves them as they are."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    out = tmp_path / "au.csv"
+    au_table.write(_happy_rows("happy/a.jpg"), out)
+    _record(out, first)
+    for root in (first, second):
+        (root / "happy").mkdir(parents=True)
+        (root / "happy" / "a.jpg").write_bytes(b"not measured here")
+    assert main(["extract", str(second), "--engine", "ray", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another folder" in err and str(first) in err and "--out" in err
+    assert list(au_table.read(out)["AU12_r"]) == [2.0]
+    assert json.loads(ray_engine.record_path(out).read_text())["folder"] == str(first.resolve())
+
+
+@pytest.mark.parametrize("changes, said", [({"measurement": "mp-1"}, "another version"),
+                                           ({"classes": "seven"}, "other --classes"),
+                                           (None, "without a Ray run's record")])
+def test_rows_of_other_options_or_of_the_local_engine_are_not_resumed(tmp_path, changes, said):
+    from fer_core.errors import FerError
+    from fer_core.images import LabeledImage
+
+    out = tmp_path / "au.parquet"
+    au_table.write(_happy_rows("happy/a.jpg"), ray_engine.parts_dir(out) / "part-x-00000.parquet")
+    if changes is not None:
+        _record(out, tmp_path, **changes)
+    with pytest.raises(FerError, match=said):
+        extract_on_ray([LabeledImage(tmp_path / "happy" / "a.jpg", "happy")], out, root=tmp_path)
+    assert len(list(ray_engine.parts_dir(out).glob("*.parquet"))) == 1
+
+
+def test_the_local_engine_leaves_no_ray_record_for_its_output(tmp_path, folder):
+    """An output the local engine overwrote is no Ray run's: a Ray run into it must not resume it."""
+    out = tmp_path / "au.csv"
+    _record(out, folder)
+    assert main(["extract", str(folder / "neutral"), "--out", str(out), "--no-cache", "--workers", "1"]) == 0
+    assert not ray_engine.record_path(out).exists()

@@ -8,13 +8,16 @@ lost: a file that fails is a failure row with its reason; a batch whose actor di
 restarted actor, and a file that kills its actor on every try is measured again on its own and,
 if it still does, becomes a failure row. Finished rows are written to part files beside the output
 (``<out>.parts/``) as they arrive, so an interrupted run keeps them and a rerun skips every file
-whose rows are already in the output or its parts.
+whose rows are already in the output or its parts. A record beside the output
+(``<out>.ray.json``: the folder, the class filter and the measuring code's version) makes sure
+those rows are this folder's: a run into an output another folder or version wrote is refused.
 
 Ray is optional (``requirements-ray.txt``): only this module imports it, and only when called.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -128,6 +131,60 @@ def parts_dir(out: str | os.PathLike[str]) -> Path:
     return out.with_name(out.name + ".parts")
 
 
+def record_path(out: str | os.PathLike[str]) -> Path:
+    """The record beside the output of which run its rows belong to (``run_record``)."""
+    out = Path(out)
+    return out.with_name(out.name + ".ray.json")
+
+
+def run_record(root: str | os.PathLike[str] | None, classes: str | None = None) -> dict[str, str]:
+    """What rows must share to be resumed into one output: the folder they were listed from, the
+    emotions the listing kept and the version of the measuring code."""
+    folder = os.fsdecode(Path(root).resolve()) if root is not None else ""
+    return {"folder": folder, "classes": classes or "", "measurement": extract.MEASURE_VERSION}
+
+
+def foreign_rows(out: Path, record: dict[str, str]) -> str | None:
+    """Why rows already at ``out`` (output or parts) cannot be resumed by a run with ``record``,
+    or None when there are none or they come from such a run."""
+    if not (out.exists() or parts_dir(out).exists()):
+        return None
+    try:
+        previous = json.loads(record_path(out).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "rows without a Ray run's record (the local engine or an older version wrote them)"
+    except (OSError, ValueError):
+        previous = None
+    if not isinstance(previous, dict) or not previous:
+        return f"rows whose record {printable(record_path(out).name)} cannot be read"
+    if previous == record:
+        return None
+    differs = {"folder": "of another folder", "classes": "listed with other --classes",
+               "measurement": "measured by another version"}
+    why = "rows " + " and ".join(text for key, text in differs.items() if previous.get(key) != record.get(key))
+    if previous.get("folder") != record["folder"]:
+        why += f" ({printable(str(previous.get('folder')))})"
+    return why
+
+
+def _claim(out: Path, record: dict[str, str]) -> None:
+    """Write ``record`` beside ``out`` once rows already there are known to be this run's."""
+    if why := foreign_rows(out, record):
+        names = ", ".join(printable(p.name) for p in (out, parts_dir(out), record_path(out)) if p.exists())
+        raise FerError(f"{printable(str(out))} already holds {why}; give this run its own --out, "
+                       f"or remove {names} to measure afresh")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record_path(out).write_text(json.dumps(record, indent=1), encoding="utf-8")
+
+
+def forget(out: str | os.PathLike[str]) -> None:
+    """Remove an output with its parts and its record."""
+    out = Path(out)
+    out.unlink(missing_ok=True)
+    record_path(out).unlink(missing_ok=True)
+    shutil.rmtree(parts_dir(out), ignore_errors=True)
+
+
 def _finished(out: Path) -> list[pd.DataFrame]:
     """Rows already written: the parts of an unfinished run and the output (when there is one),
     each file's rows from one source only (a run stopped between writing the output and removing
@@ -236,19 +293,22 @@ def _measure_pass(ray, todo: list[dict], workers: int, batch_size: int, actor: t
 def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *,
                    root: str | os.PathLike[str] | None = None, skipped: Sequence[SkippedFile] = (),
                    address: str | None = None, workers: int | None = None, batch_size: int = BATCH_SIZE,
-                   progress: Progress | None = None, should_stop: ShouldStop | None = None,
-                   actor: type = MeasuringActor) -> RayRun:
+                   classes: str | None = None, progress: Progress | None = None,
+                   should_stop: ShouldStop | None = None, actor: type = MeasuringActor) -> RayRun:
     """AU table of ``items`` measured on Ray, written to ``out`` (CSV, CSV.gz or Parquet by
     extension) and returned. Files whose rows ``out`` (or its ``.parts`` folder) already holds are
     skipped; ``file`` is relative to ``root`` as in ``extract.extract_table``. ``workers``: actors
     (default: one per CPU of the cluster). ``should_stop`` returning True ends the run after the
     batch in hand: the rows so far are returned and kept for a rerun, ``out`` is not written.
-    ``actor``: the measuring class (``MeasuringActor``)."""
+    ``classes``: the listing's emotion filter, as given, for the record (``run_record``): rows
+    another folder, filter or measuring version wrote into ``out`` raise ``FerError`` instead of
+    being resumed. ``actor``: the measuring class (``MeasuringActor``)."""
     try:
         import ray
     except ImportError:
         raise FerError(INSTALL_HINT) from None
     target = fileio.output_path(out)
+    _claim(target, run_record(root, classes))
     previous = _finished(target)
     done_files = _done_files(previous)
     names = [printable(relative_file(it.path, root)) for it in items]
