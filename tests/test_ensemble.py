@@ -11,6 +11,7 @@ import pytest
 from conftest import BUNDLED_AU_MODEL, seven_cnn_entry
 
 from fer_core.cli import main
+from fer_core.config import REPO_ROOT
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError, ModelFileError
 from fer_core.manifest import register
@@ -165,3 +166,37 @@ def test_a_member_sure_of_an_emotion_the_ensemble_leaves_out_counts_as_undecided
     proba = ensemble.predict_proba([astronaut], known={seven.name: (seven, only_fear)})
     expected = (six.predict_proba([astronaut]) + 1 / len(SIX_EMOTIONS)) / 2
     np.testing.assert_allclose(proba, expected, atol=1e-6)
+
+
+def test_try_it_reuses_the_explaining_networks_answer_inside_an_ensemble(members, models_dir, astronaut_jpeg,
+                                                                       monkeypatch):
+    """An ensemble holding the AU-bottleneck network that explains the face takes that network's
+    explained answer instead of running it again: the network reads the face once, and the
+    ensemble's answer is the mean of the explanation's probabilities and the other member's."""
+    from apptest_helpers import run_app
+    from streamlit.testing.v1 import AppTest
+
+    from fer_core.predictors.au_bottleneck import AUBottleneckPredictor
+
+    reads: list[int] = []
+    original = AUBottleneckPredictor.network_aus
+
+    def counted(self, faces, progress=None):
+        reads.append(len(faces))
+        return original(self, faces, progress)
+
+    monkeypatch.setattr(AUBottleneckPredictor, "network_aus", counted)
+    register(find_entry("au-bottleneck-fer2013", REPO_ROOT / "models"), models_dir)
+    assert main(["ensemble", "--models", f"au-bottleneck-fer2013,{members[0]}", "--name", "explained-pair"]) == 0
+    at = run_app(AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "3_Try_it.py")), 120)
+    at.selectbox(key="try_model").set_value("au-bottleneck-fer2013")
+    at.multiselect(key="try_others").set_value(["explained-pair", members[0]])
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", astronaut_jpeg.read_bytes(), "image/jpeg"))
+    run_app(at, 240)
+    assert not at.error and not at.exception
+    assert reads == [1], "the network read the face to explain it and not again for the ensemble"
+    result = next(r for r, _ in at.session_state["try_results"].values())
+    explained = result.faces[0].explanation.probabilities
+    outputs = {out.name: out.per_face[0] for _, out in at.session_state["try_other_probs"].values()}
+    expected = [(explained[e] + outputs[members[0]][e]) / 2 for e in SIX_EMOTIONS]
+    np.testing.assert_allclose([outputs["explained-pair"][e] for e in SIX_EMOTIONS], expected, atol=1e-6)
