@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -492,9 +493,9 @@ def cmd_mask(args) -> int:
     from PIL import Image
 
     from .errors import printable
-    from .images import relative_file, scan_images
+    from .images import MAX_DECODE_SIDE, relative_file, scan_images
     from .masks import MaskedMeasure, style_of
-    from .measure.extract import default_workers, run_tasks
+    from .measure.extract import default_workers, iter_tasks
 
     style_of(args.style)
     listing = scan_images(args.folder)
@@ -504,32 +505,45 @@ def cmd_mask(args) -> int:
     out = Path(args.out)
     if out.resolve() == Path(args.folder).resolve():
         raise FerError("--out must be another folder; the originals are kept")
-    results = run_tasks([("mask", str(it.path), args.style, args.seed) for it in items],
-                        args.workers or default_workers(), progress=_tqdm_progress("masking"))
+    try:  # a file in the way is said before any masking, not after
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FerError(f"{printable(str(out))}: cannot be made a folder ({one_line(exc)}); give --out a folder") from None
     failures = [(s.file, s.reason) for s in listing.skipped]
-    written = 0
-    for i, it in enumerate(items):
-        rel = relative_file(it.path, args.folder)
-        result = results.get(i)
+    written, shrunk = 0, 0
+    # Each masked photo is written as it arrives and dropped: a folder of large photos never
+    # waits in memory.
+    for i, result in iter_tasks([("mask", str(it.path), args.style, args.seed) for it in items],
+                                args.workers or default_workers(), progress=_tqdm_progress("masking")):
+        it = items[i]
+        rel = printable(relative_file(it.path, args.folder))
         if not isinstance(result, MaskedMeasure):
-            failures.append((printable(rel), str(result or "not measured")))
+            failures.append((rel, str(result or "not measured")))
             continue
-        target = out / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        image = Image.fromarray(result.image)
-        if target.suffix.lower() in (".jpg", ".jpeg"):
-            image.save(target, quality=95)
-        else:
-            image.save(target)
+        target = out / relative_file(it.path, args.folder)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            image = Image.fromarray(result.image)
+            image.save(target, **({"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}))
+        except OSError as exc:
+            failures.append((rel, f"could not be written ({one_line(exc)})"))
+            continue
         written += 1
+        with contextlib.suppress(OSError), Image.open(it.path) as source:  # turned by EXIF: same sides
+            shrunk += sorted(source.size) != sorted(image.size)
+    failures_csv = out / "mask_failures.csv"
     if failures:
         import csv
 
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "mask_failures.csv", "w", newline="") as fh:
+        with open(failures_csv, "w", newline="") as fh:
             csv.writer(fh).writerows([("file", "reason"), *failures])
+    else:
+        failures_csv.unlink(missing_ok=True)  # an earlier run's list would no longer be true
     print(f"{written} of {len(items)} images masked ({args.style}, seed {args.seed}) -> {out}"
-          + (f"; {len(failures)} not masked, listed in {out / 'mask_failures.csv'}" if failures else ""), file=sys.stderr)
+          + (f"; {len(failures)} not masked, listed in {failures_csv}" if failures else ""), file=sys.stderr)
+    if shrunk:
+        print(f"  {shrunk} images over {MAX_DECODE_SIDE} pixels a side were decoded, masked and written at a "
+              "reduced size", file=sys.stderr)
     for file, reason in failures[:5]:
         print(f"  {file}: {reason}", file=sys.stderr)
     return 0
@@ -575,6 +589,7 @@ def cmd_mask_report(args) -> int:
             print(f"model left out: {line}", file=sys.stderr)
     for line in report.unmaskable:
         print(f"not masked: {line}", file=sys.stderr)
+    _print_left_out(report.original)
     if args.json:
         print(json.dumps(report.to_dict()))
         return 0
@@ -586,6 +601,13 @@ def cmd_mask_report(args) -> int:
                         for e in report.original.classes if a.per_class[e].n)
         print(f"{name:28s} {a.accuracy:9.3f} {b.accuracy:7.3f}  {per}")
     return 0
+
+
+def _print_left_out(comparison) -> None:
+    """The test images of emotions not scored, counted per emotion."""
+    if comparison.skipped:
+        print("left out (not predicted by every model): "
+              + ", ".join(f"{n} {e}" for e, n in comparison.skipped.items()), file=sys.stderr)
 
 
 def cmd_evaluate(args) -> int:
@@ -644,9 +666,7 @@ def cmd_compare(args) -> int:
         raise FerError(comparison.failed_models[0])
     for line in comparison.unreadable:
         print(f"skipped: {line}", file=sys.stderr)
-    if comparison.skipped:
-        print("left out (not predicted by every model): "
-              + ", ".join(f"{n} {e}" for e, n in comparison.skipped.items()), file=sys.stderr)
+    _print_left_out(comparison)
     if args.csv:
         fileio.write_frame(comparison.table, args.csv)
     if args.report:

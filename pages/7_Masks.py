@@ -20,6 +20,7 @@ from fer_core.figures.masks import (
 )
 from fer_core.i18n import emotion_label, reason, t
 from fer_core.masks import HIDDEN_AUS, HUMAN_FINDINGS, STYLES, VISIBLE_AUS
+from fer_core.measure.extract import default_workers
 from ui.common import (
     choose_models,
     choose_test_set,
@@ -125,15 +126,20 @@ def show_downloads(report: MaskReport) -> None:
                        icon=":material/download:")
 
 
-def show_results(saved: dict) -> None:
+def show_results(saved: dict, current: str | None) -> None:
     report: MaskReport = saved["report"]
     st.divider()
+    if current is not None and current != saved["signature"]:
+        st.info(t("masks.stale"))
     st.caption(t("masks.result_line", description=saved["description"], n=f"{report.original.n:,}",
                  style=style_label(report.style), seed=report.seed))
     for problem in report.original.failed_models:
         show_error(problem, prefix=t("masks.left_out"), warning=True)
     if report.unmaskable:
         st.warning(t("masks.unmaskable", n=len(report.unmaskable), example=reason(report.unmaskable[0])))
+    if report.original.skipped:
+        st.caption(t("compare.skipped", n=sum(report.original.skipped.values()),
+                     per_emotion=", ".join(f"{emotion_label(e)} {n:,}" for e, n in report.original.skipped.items())))
     show_summary(report)
     show_people(report)
     show_shift(report)
@@ -146,27 +152,29 @@ def main() -> None:
     st.title(t("masks.title"))
     st.caption(t("masks.intro"))
     saved: dict | None = st.session_state.get("mask_result")
+    current = None
     try:
         chosen = choose_test_set("mask")
         entries = choose_models("mask") if chosen is not None else []
         if chosen is not None and entries:
-            items, _root, description = chosen
+            items, root, description = chosen
             style, seed = choose_mask()
-            present = {it.label for it in items}
-            classes = list(shared_classes([e.classes for e in entries if e.classes], present)) or sorted(present)
+            # None when the models share no emotion with the images: the report says so in one line
+            classes = list(shared_classes([e.classes for e in entries if e.classes], {it.label for it in items})) or None
+            current = f"{root}|{len(items)}|{[e.name for e in entries]}|{style}|{seed}"
             if st.button(t("masks.run"), type="primary", key="mask_run"):
                 bar, progress = fraction_bar()
                 try:
                     report = run_mask_report(entries, items, classes, style=style, seed=seed, progress=progress,
-                                             loader=load_predictor)
+                                             loader=load_predictor, workers=default_workers())
                 finally:
                     bar.empty()
-                saved = {"report": report, "description": description}
+                saved = {"report": report, "description": description, "signature": current}
                 st.session_state["mask_result"] = saved
     except FerError as exc:
         show_error(exc)
     if saved is not None:
-        show_results(saved)
+        show_results(saved, current)
 
 
 run_page(main)

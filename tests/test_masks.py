@@ -135,6 +135,50 @@ def test_mask_command_writes_masked_copies_and_lists_failures(fer_sample, tmp_pa
     assert "happy/blank.png" in set(failures["file"])
 
 
+def test_mask_command_checks_out_first_and_leaves_no_stale_failure_list(fer_val, tmp_path, capsys):
+    """A file given as --out is said before any masking, in one line; a clean rerun into the same
+    folder removes the failure list an earlier run wrote."""
+    from conftest import copy_fer_sample
+
+    from fer_core.cli import main
+
+    src = copy_fer_sample(fer_val, tmp_path / "src", per_class=1, classes=("happy", "sad"))
+    blank = src / "happy" / "blank.png"
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(blank)
+    in_the_way = tmp_path / "afile"
+    in_the_way.write_text("not a folder")
+    assert main(["mask", str(src), "--out", str(in_the_way), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "give --out a folder" in err and "bug" not in err
+    out = tmp_path / "out"
+    assert main(["mask", str(src), "--out", str(out), "--workers", "1"]) == 0
+    assert list(pd.read_csv(out / "mask_failures.csv")["file"]) == ["happy/blank.png"]
+    blank.unlink()
+    assert main(["mask", str(src), "--out", str(out), "--workers", "1"]) == 0
+    assert "2 of 2 images masked" in capsys.readouterr().err
+    assert not (out / "mask_failures.csv").exists(), "the old list named a file that is no longer a failure"
+
+
+def test_mask_report_counts_images_of_emotions_it_does_not_score(fer_val, tmp_path, models_dir, capsys):
+    """Fear images beside six-emotion models are left out and said (as compare does); a test set
+    of fear only is one line, not a report scoring the models on an emotion they cannot answer."""
+    from conftest import copy_fer_sample
+
+    from fer_core.cli import main
+
+    both = copy_fer_sample(fer_val, tmp_path / "both", per_class=2, classes=("happy", "fear"))
+    assert main(["mask-report", "--images", str(both), "--models", "au-logreg-fer2013", "--json",
+                 "--workers", "1"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.splitlines()[-1])
+    assert report["classes"] == ["happy"] and report["skipped_classes"] == {"fear": 2}
+    assert "left out (not predicted by every model): 2 fear" in captured.err
+    fear = copy_fer_sample(fer_val, tmp_path / "fear", per_class=2, classes=("fear",))
+    assert main(["mask-report", "--images", str(fear), "--models", "au-logreg-fer2013", "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "share no emotion" in err and len(err.strip().splitlines()) == 1
+
+
 def test_mask_report_json_has_both_conditions_the_shift_and_the_reasons(fer_sample, models_dir):
     done = subprocess.run([sys.executable, "-m", "fer_core", "mask-report", "--images", str(fer_sample),
                            "--models", "au-logreg-fer2013", "--json"], cwd=config.REPO_ROOT,
@@ -164,6 +208,10 @@ def test_masks_page_runs_the_report(models_dir, fer_sample):
     assert any("Carbon" in s for s in texts(at.info))
     assert len(at.get("plotly_chart")) >= 3
     assert {b.proto.label for b in at.get("download_button")} >= {"Mask report (JSON)"}
+
+    at.number_input(key="mask_draw_seed").set_value(5)  # another draw: the results shown are the old one's
+    run_app(at, 90)
+    assert any("previous choice" in s for s in texts(at.info))
 
     # the same results, read in Korean: every label, chart and table header switches language
     at.query_params["lang"] = "ko"
@@ -223,3 +271,28 @@ def test_the_au_model_page_draws_the_upper_face_models_weights(models_dir):
     heatmap = next(c for c in (json.loads(e.proto.spec) for e in at.get("plotly_chart"))
                    if c["layout"]["title"]["text"] == "What the model looks at: AU × emotion coefficients")
     assert len(heatmap["data"][0]["y"]) == len(masks.VISIBLE_AUS)
+
+
+def test_masks_page_says_in_one_line_when_the_models_answer_no_emotion_of_the_images(models_dir, fer_val, tmp_path):
+    """Fear images and a six-emotion model: an error, not a report of 0 % on an emotion the model
+    cannot answer."""
+    from conftest import copy_fer_sample
+
+    fear = copy_fer_sample(fer_val, tmp_path / "fear", per_class=2, classes=("fear",))
+    at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "7_Masks.py")), 90)
+    at.radio(key="mask_source").set_value("A folder on this machine")
+    run_app(at, 90)
+    at.text_input(key="mask_folder").set_value(str(fear))
+    run_app(at, 90)
+    at.button(key="mask_run").click()
+    run_app(at, 120)
+    assert not at.exception and "mask_result" not in at.session_state
+    assert [e.value for e in at.error if "share no emotion" in e.value]
+
+
+def test_the_no_face_to_mask_message_is_korean_in_the_korean_dashboard():
+    from fer_core import i18n
+
+    with i18n.using_language("ko"):
+        text = i18n.message("no face found to put a mask on in 2 images")
+    assert text == "이미지 2장에서 마스크를 씌울 얼굴을 찾지 못했습니다"

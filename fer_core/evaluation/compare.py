@@ -114,6 +114,24 @@ def _load_all(models: Sequence, loader: Callable) -> tuple[list[Predictor], list
     return predictors, failed
 
 
+def scored_images(predictors: Sequence[Predictor], items: Sequence[LabeledImage], classes: Sequence[str] | None
+                  ) -> tuple[tuple[str, ...], list[LabeledImage], dict[str, int]]:
+    """The emotions scored (``classes``, else those every model predicts and the images hold),
+    the images of them, and how many images of each other emotion are left out."""
+    present = {it.label for it in items if it.label}
+    classes = tuple(classes) if classes else shared_classes([p.classes for p in predictors], present)
+    if not classes:
+        raise DatasetError("the models share no emotion with the test set's labels; pick other models or images")
+    chosen = [it for it in items if it.label in set(classes)]
+    skipped: dict[str, int] = {}
+    for it in items:
+        if it.label and it.label not in classes:
+            skipped[it.label] = skipped.get(it.label, 0) + 1
+    if not chosen:
+        raise DatasetError(f"the test set has no images of {', '.join(classes)}")
+    return classes, chosen, skipped
+
+
 def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Sequence[str] | None = None,
                    workers: int = 1, progress: FractionProgress | None = None,
                    loader: Callable | None = None, prepare: Callable | None = None) -> Comparison:
@@ -135,17 +153,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     names = [p.name for p in predictors]
     if len(set(names)) != len(names):
         raise FerError(f"models share a name ({', '.join(names)}); give distinct models")
-    present = {it.label for it in items if it.label}
-    classes = tuple(classes) if classes else shared_classes([p.classes for p in predictors], present)
-    if not classes:
-        raise DatasetError("the models share no emotion with the test set's labels; pick other models or images")
-    chosen = [it for it in items if it.label in set(classes)]
-    skipped: dict[str, int] = {}
-    for it in items:
-        if it.label and it.label not in classes:
-            skipped[it.label] = skipped.get(it.label, 0) + 1
-    if not chosen:
-        raise DatasetError(f"the test set has no images of {', '.join(classes)}")
+    classes, chosen, skipped = scored_images(predictors, items, classes)
     need_aus = any(p.inputs == "aus" for p in predictors)
     need_pixels = any(p.inputs == "pixels" for p in predictors)
     share = 1.0 / (len(predictors) + 1)

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..emotions import shared_classes
-from ..errors import DatasetError, FerError
+from ..errors import DatasetError, FerError, one_line
 from ..i18n import t
 from ..images import LabeledImage, load_image
 from ..masks import DEFAULT_STYLE, HIDDEN_AUS, HUMAN_FINDINGS, VISIBLE_AUS, MaskedMeasure, hide, style_of
 from ..predictors.base import FaceInput, Predictor
-from .compare import Comparison, _load_all, run_comparison
+from .compare import Comparison, _load_all, run_comparison, scored_images
 
 FractionProgress = Callable[[float, str], None]
 
@@ -62,6 +61,7 @@ class MaskReport:
         return {"n": self.original.n, "classes": list(self.original.classes), "style": self.style, "seed": self.seed,
                 "hidden_aus": list(HIDDEN_AUS), "visible_aus": list(VISIBLE_AUS), "models": models,
                 "unmaskable": list(self.unmaskable), "skipped": list(self.original.unreadable),
+                "skipped_classes": dict(self.original.skipped),
                 "human_findings": dict(HUMAN_FINDINGS)}
 
 
@@ -78,7 +78,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
                     progress: FractionProgress | None = None, loader: Callable | None = None,
                     examples: int = 6) -> MaskReport:
     """Every model (names, entries or Predictors) on the same images, original and masked."""
-    from ..measure.extract import run_tasks
+    from ..measure.extract import iter_tasks
     from ..pipeline import PreparedFaces, face_crop
     from ..predictors.registry import load_predictor
 
@@ -88,32 +88,40 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     predictors, failed = _load_all(models, loader or load_predictor)
     if not predictors:
         raise FerError("no model could be run: " + "; ".join(failed) if failed else "no models to compare")
-    present = {it.label for it in items if it.label}
-    classes = tuple(classes) if classes else shared_classes([p.classes for p in predictors], present)
-    chosen = [it for it in items if it.label in set(classes)]
-    if not chosen:
-        raise DatasetError(f"the test set has no images of {', '.join(classes)}")
-    results = run_tasks([("mask", str(it.path), style, seed) for it in chosen], workers,
-                        progress=lambda d, n: report(0.4 * d / max(n, 1), t("loading.masking_faces", done=f"{d:,}",
-                                                                                 total=f"{n:,}")))
+    classes, chosen, skipped = scored_images(predictors, items, classes)
+    # Each masked photo is cut to its face as it arrives and dropped: only the crops are kept.
+    faces: dict[int, tuple[FaceInput, FaceInput] | str] = {}
+    for i, measure in iter_tasks([("mask", str(it.path), style, seed) for it in chosen], workers,
+                                 progress=lambda d, n: report(0.4 * d / max(n, 1), t(
+                                     "loading.masking_faces", done=f"{d:,}", total=f"{n:,}"))):
+        it = chosen[i]
+        if not isinstance(measure, MaskedMeasure):
+            faces[i] = f"{it.path.name}: {measure or 'not measured'}"
+            continue
+        first, again = measure.original[0], measure.masked[0]
+        try:
+            face = face_crop(load_image(it.path), first.box)
+        except FerError as exc:  # changed or removed since it was masked
+            faces[i] = f"{it.path.name}: {one_line(exc)}"
+            continue
+        faces[i] = (FaceInput(pixels=face, aus=first.au_vector(), name=str(it.path)),
+                    FaceInput(pixels=face_crop(measure.image, first.box), aus=hide(again.au_vector()),
+                              name=str(it.path), masked=True))
     kept: list[LabeledImage] = []
     original: list[FaceInput] = []
     masked: list[FaceInput] = []
     unmaskable: list[str] = []
     shown: list[tuple[str, np.ndarray, np.ndarray]] = []
     for i, it in enumerate(chosen):
-        measure = results.get(i)
-        if not isinstance(measure, MaskedMeasure):
-            unmaskable.append(f"{it.path.name}: {measure or 'not measured'}")
+        pair = faces.get(i, f"{it.path.name}: not measured")
+        if isinstance(pair, str):
+            unmaskable.append(pair)
             continue
-        rgb = load_image(it.path)
-        first, again = measure.original[0], measure.masked[0]
-        face, covered = face_crop(rgb, first.box), face_crop(measure.image, first.box)
         kept.append(it)
-        original.append(FaceInput(pixels=face, aus=first.au_vector(), name=str(it.path)))
-        masked.append(FaceInput(pixels=covered, aus=hide(again.au_vector()), name=str(it.path), masked=True))
+        original.append(pair[0])
+        masked.append(pair[1])
         if len(shown) < examples and it.label not in {s[0].split("/")[0] for s in shown}:
-            shown.append((f"{it.label}/{it.path.name}", face, covered))
+            shown.append((f"{it.label}/{it.path.name}", pair[0].pixels, pair[1].pixels))
     if not kept:
         raise DatasetError(f"no face found to put a mask on in {len(chosen)} images")
 
@@ -125,6 +133,9 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     after = run_comparison(predictors, kept, classes, prepare=given(masked),
                            progress=lambda f, step: report(0.65 + 0.25 * f, t("loading.masked_faces", step=step)))
     before.failed_models.extend(failed)
+    before.failed_models.extend(f"{problem} (on the masked faces)" for problem in after.failed_models
+                                if problem not in before.failed_models)
+    before.skipped = after.skipped = skipped
     out = MaskReport(before, after, style, seed, unmaskable, examples=shown)
     explaining = [p for p in predictors if p.explains and p.name in after.reports]
     for j, p in enumerate(explaining):

@@ -8,6 +8,7 @@ chunks, so its memory stays small whatever the test set's size.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -145,7 +146,9 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
     correct = (truth == pred) & (pred >= 0)
     if n:
         labels = list(range(k))
-        confusion = confusion_matrix(truth, pred, labels=labels)
+        with warnings.catch_warnings():  # one emotion scored is a choice, and labels= gives the shape
+            warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+            confusion = confusion_matrix(truth, pred, labels=labels)
         recall = recall_score(truth, pred, labels=labels, average=None, zero_division=0)
         macro_f1 = float(f1_score(truth, pred, labels=labels, average="macro", zero_division=0))
     else:

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -132,16 +132,20 @@ def _content_key(path: Path, crop: bool = False) -> str:
 
 def run_tasks(args: Sequence, workers: int = 1, progress: Progress | None = None) -> dict[int, object]:
     """Results of worker tasks (see ``_measure_task``) by index; a crashed task gives its reason."""
-    out: dict[int, object] = {}
+    return dict(iter_tasks(args, workers, progress))
+
+
+def iter_tasks(args: Sequence, workers: int = 1, progress: Progress | None = None) -> Iterator[tuple[int, object]]:
+    """(index, result) of worker tasks as they finish, so a caller can write and drop each large
+    result (a masked photo) instead of holding them all; a crashed task gives its reason."""
     if not args:
-        return out
+        return
     pool = _pool("measure", workers)
     with pool.lock:
-        for i, result in pool.imap_unordered(list(args)):
-            out[i] = str(result) if isinstance(result, WorkerFailure) else result
+        for done, (i, result) in enumerate(pool.imap_unordered(list(args)), 1):
             if progress:
-                progress(len(out), len(args))
-    return out
+                progress(done, len(args))
+            yield i, str(result) if isinstance(result, WorkerFailure) else result
 
 
 def measurements_of(cached: list[dict] | str) -> list[FaceMeasurement] | str:
