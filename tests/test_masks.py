@@ -195,14 +195,19 @@ def test_mask_report_json_has_both_conditions_the_shift_and_the_reasons(fer_samp
     assert report["human_findings"]["source"].startswith("Carbon (2020)")
 
 
-def test_masks_page_runs_the_report(models_dir, fer_sample):
+def _masks_page_run_on(folder) -> AppTest:
+    """The Masks page after a click on Run, with ``folder`` as the test set."""
     at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "7_Masks.py")), 90)
     at.radio(key="mask_source").set_value("A folder on this machine")
     run_app(at, 90)
-    at.text_input(key="mask_folder").set_value(str(fer_sample))
+    at.text_input(key="mask_folder").set_value(str(folder))
     run_app(at, 90)
     at.button(key="mask_run").click()
-    run_app(at, 240)
+    return run_app(at, 240)
+
+
+def test_masks_page_runs_the_report(models_dir, fer_sample):
+    at = _masks_page_run_on(fer_sample)
     report = at.session_state["mask_result"]["report"]
     assert report.original.n == report.masked.n >= 20
     assert any("Carbon" in s for s in texts(at.info))
@@ -279,13 +284,7 @@ def test_masks_page_says_in_one_line_when_the_models_answer_no_emotion_of_the_im
     from conftest import copy_fer_sample
 
     fear = copy_fer_sample(fer_val, tmp_path / "fear", per_class=2, classes=("fear",))
-    at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "7_Masks.py")), 90)
-    at.radio(key="mask_source").set_value("A folder on this machine")
-    run_app(at, 90)
-    at.text_input(key="mask_folder").set_value(str(fear))
-    run_app(at, 90)
-    at.button(key="mask_run").click()
-    run_app(at, 120)
+    at = _masks_page_run_on(fear)
     assert not at.exception and "mask_result" not in at.session_state
     assert [e.value for e in at.error if "share no emotion" in e.value]
 
