@@ -618,6 +618,9 @@ def cmd_evaluate(args) -> int:
     from .predictors.registry import load_predictor
 
     predictor = load_predictor(args.model)
+    if getattr(predictor, "unmapped", ()):  # a Teachable Machine class whose name is no emotion
+        print(f"{predictor.name}: classes {', '.join(predictor.unmapped)} are no emotion and are ignored "
+              "(map them on the dashboard's Teachable Machine page and save the model)", file=sys.stderr)
     if args.au_table:
         _return_freed_memory()
         if predictor.inputs != "aus":  # say so before reading a table that may be large

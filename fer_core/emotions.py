@@ -20,6 +20,10 @@ _ALIASES: dict[str, str] = {
     "neutral": "neutral", "calm": "neutral",
     "sad": "sad", "sadness": "sad", "unhappy": "sad",
     "surprise": "surprise", "surprised": "surprise", "suprise": "surprise",
+    # Korean, as the dashboard writes them and as people name folders and classes
+    "화남": "angry", "분노": "angry", "혐오": "disgust", "두려움": "fear", "공포": "fear",
+    "행복": "happy", "기쁨": "happy", "무표정": "neutral", "중립": "neutral", "슬픔": "sad",
+    "놀람": "surprise", "놀라움": "surprise",
 }
 
 
@@ -27,6 +31,15 @@ def normalize_emotion(name: str) -> str | None:
     """Map a label as people write it ("Happiness", " ANGER ") to this project's name, or None."""
     key = str(name).strip().lower().replace("-", "").replace("_", "")
     return _ALIASES.get(key)
+
+
+def emotion_in_name(name: str) -> str | None:
+    """``normalize_emotion``, also past what people add to a class name ("Happy :)", "Angry 1",
+    "Surprised!"): the name's letters alone are tried when the whole name is not an emotion."""
+    import re
+
+    core = re.sub(r"^[\W\d_]+|[\W\d_]+$", "", str(name))
+    return normalize_emotion(name) or (normalize_emotion(core) if core else None)
 
 
 def emotion_from_filename(stem: str) -> str | None:

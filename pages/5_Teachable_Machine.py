@@ -59,19 +59,25 @@ def upload_stem(upload: TeachableUpload) -> str:
 
 
 def mapping_editor(base, key: str) -> dict[str, str | None]:
-    """One selectbox per class of the model: an emotion, or ignore (dropped, the rest renormalised)."""
+    """One selectbox per class name of the model: an emotion, or ignore (dropped, the rest
+    renormalised). The mapping is kept by name, so classes sharing a name share one box."""
     st.subheader(t("teachable.classes_title"))
     st.caption(t("teachable.classes_caption"))
     auto = base.mapping.as_dict()
     shown = {choice: choice_label(choice) for choice in CHOICES}  # fixed now: called later, maybe in another thread
     mapping: dict[str, str | None] = {}
     per_row = 4
-    labels = list(base.labels)
-    for row in range(0, len(labels), per_row):
+    outputs: dict[str, list[int]] = {}
+    for i, label in enumerate(base.labels):
+        outputs.setdefault(label, []).append(i)
+    names = list(outputs.items())
+    for row in range(0, len(names), per_row):
         cols = st.columns(per_row)
-        for col, (i, label) in zip(cols, list(enumerate(labels))[row:row + per_row]):
+        for col, (label, indices) in zip(cols, names[row:row + per_row]):
             guess = auto.get(label) or IGNORE
-            choice = col.selectbox(f"{i}: {label}", CHOICES, index=CHOICES.index(guess), key=f"tm_map_{key[:12]}_{i}",
+            i = indices[0]
+            choice = col.selectbox(f"{', '.join(map(str, indices))}: {label}", CHOICES, index=CHOICES.index(guess),
+                                   key=f"tm_map_{key[:12]}_{i}",
                                    format_func=shown.__getitem__,
                                    help=t("teachable.guessed_help") if auto.get(label) else t("teachable.unknown_help"))
             mapping[label] = None if choice == IGNORE else choice

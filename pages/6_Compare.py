@@ -76,6 +76,13 @@ def _name(model) -> str:
     return getattr(model, "name", str(model))
 
 
+def _version(model) -> str:
+    """A chosen model's name with what can change under it: a manifest entry's checksum, an
+    unsaved Teachable model's class mapping (remapped on its page under the same name)."""
+    mapping = getattr(getattr(model, "mapping", None), "emotions", None)
+    return f"{_name(model)}:{getattr(model, 'sha256', '') or ''}:{mapping or ''}"
+
+
 def _explains(model) -> bool:
     """Whether a chosen model (manifest entry or Predictor) explains in AUs."""
     from fer_core.predictors.registry import kinds
@@ -371,7 +378,7 @@ def main() -> None:
         if chosen is not None and models:
             items, root, description = chosen
             classes = choose_classes(items, models)
-            current = f"{root}|{len(items)}|{[_name(m) for m in models]}|{classes}"
+            current = f"{root}|{len(items)}|{[_version(m) for m in models]}|{classes}"
             if st.button(t("compare.run"), type="primary", key="cmp_run"):
                 if not classes:
                     show_error(t("compare.no_classes"))

@@ -370,3 +370,104 @@ def test_a_tfjs_model_json_path_loads_as_teachable_machine(exports, faces):
     assert tm.format == "tfjs"
     expected = np.asarray(exports["model"](tm.preprocess(faces[:2]), training=False))
     np.testing.assert_allclose(tm.raw_proba(faces[:2]), expected, atol=1e-5)
+
+
+def test_zips_that_cannot_be_read_and_renamed_browser_downloads(exports, tmp_path):
+    """An encrypted zip, or one in a compression zipfile cannot read, is one line (it was "a bug");
+    a TF.js export whose files a browser renamed ("model (1).json", "metadata (1).json") loads."""
+    good = exports["zips"]["keras"].read_bytes()
+    for flag_offsets, what in ((((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)), "encrypted"),
+                               (((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)), "method")):
+        data = bytearray(good)
+        for signature, offset in flag_offsets:
+            at = data.find(signature) + offset
+            if what == "encrypted":
+                data[at] |= 1
+            else:
+                data[at:at + 2] = (99).to_bytes(2, "little")
+        path = tmp_path / f"{what}.zip"
+        path.write_bytes(bytes(data))
+        _one_line_refusal(read_export, path, match="encrypted or uses a compression", name=f"{what}.zip")
+    renamed = [({"model.json": "model (1).json", "metadata.json": "metadata (1).json"}.get(n, n), data)
+               for n, data in _loose(exports, "tfjs")]
+    files = read_upload(sort_upload(renamed))
+    assert files.format == "tfjs" and files.labels == LABELS
+
+
+def test_models_that_give_no_row_of_class_scores_are_refused_with_one_line(exports):
+    import keras
+
+    inputs = keras.Input((224, 224, 3))
+    conv = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs))
+    two = keras.Model(inputs, [keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(inputs))] * 2)
+    for model in (conv, two):
+        with pytest.raises(ModelFileError, match="is not one row of class scores per image") as info:
+            TeachablePredictor(model, LABELS, source="keras_model.h5")
+        assert str(info.value).startswith("keras_model.h5: model output")
+
+
+def test_class_names_people_write_and_the_file_an_all_ignored_mapping_names(exports):
+    from fer_core.predictors.teachable import map_labels
+
+    mapping = map_labels(["Happy :)", "Angry 1", "Surprised!", "슬픔", "background", "Class 1"])
+    assert mapping.emotions == ("happy", "angry", "surprise", "sad", None, None)
+    tflite = load_teachable(exports["folders"]["tflite"])
+    with pytest.raises(ModelFileError, match="none of the classes") as info:
+        tflite.remapped(dict.fromkeys(LABELS))
+    assert "model_unquant.tflite" in str(info.value) and "keras_model.h5" not in str(info.value)
+
+
+def test_a_saved_tflite_export_folder_is_a_teachable_model_by_its_path(exports):
+    from fer_core.predictors.registry import find_entry
+
+    assert find_entry(str(exports["folders"]["tflite"])).kind == "teachable"
+
+
+def test_teachable_errors_read_in_korean():
+    from fer_core import i18n
+
+    with i18n.using_language("ko"):
+        for english in ("keras_model.h5: model has 3 outputs but labels.txt names 2 classes; use the labels.txt of "
+                        "the same export",
+                        "notes.txt alone is not a model; add the model file of the same export (keras_model.h5, "
+                        "model.json or .tflite), or upload the export zip",
+                        "x.zip: damaged zip (Bad CRC-32); download the export again"):
+            korean = i18n.message(english)
+            assert korean != english and not any(w in korean for w in ("export", "model has", "alone", "damaged"))
+
+
+def test_classes_sharing_a_name_share_one_box_on_the_page(exports, models_dir, tmp_path):
+    """Two outputs named "happy": one box for both (the mapping is kept by name), so ignoring it
+    ignores both, as the table and the saved model say."""
+    h5 = (exports["folders"]["keras"] / "keras_model.h5").read_bytes()
+    at = run_app(AppTest.from_file(TM_PAGE, default_timeout=T), T)
+    at.file_uploader(key="tm_upload").set_value([("keras_model.h5", h5, "application/octet-stream"),
+                                                 ("labels.txt", b"0 happy\n1 happy\n2 sad\n", "text/plain")])
+    run_app(at, T)
+    boxes = [b for b in at.selectbox if b.key and b.key.startswith("tm_map_")]
+    assert [b.label for b in boxes] == ["0, 1: happy", "2: sad"]
+    boxes[0].set_value("ignore")
+    run_app(at, T)
+    (unsaved,) = at.session_state["_unsaved_models"].values()
+    assert unsaved.mapping.emotions == (None, None, "sad")
+
+
+def test_compare_says_its_results_are_stale_when_an_unsaved_model_is_remapped(exports, models_dir, fer_sample):
+    """Remapping on the Teachable Machine page replaces the unsaved model under the same name:
+    Compare's results of the old mapping are then marked as the previous choice's."""
+    base = load_teachable(exports["folders"]["tflite"])
+    name = "teachable-x-unsaved"
+    at = AppTest.from_file(str(config.REPO_ROOT / "pages" / "6_Compare.py"), default_timeout=T)
+    at.session_state["_unsaved_models"] = {name: base.remapped({}, name=name)}
+    run_app(at, T)
+    at.radio(key="cmp_source").set_value("A folder on this machine")
+    run_app(at, T)
+    at.text_input(key="cmp_folder").set_value(str(fer_sample))
+    run_app(at, T)
+    at.multiselect(key="cmp_models").set_value([name])
+    at.button(key="cmp_run").click()
+    run_app(at, T)
+    assert "cmp_result" in at.session_state and not any("previous choice" in s for s in texts(at.info))
+    at.session_state["_unsaved_models"] = {name: base.remapped({"Anger": "sad", "sadness": "angry"}, name=name)}
+    run_app(at, T)
+    assert any("previous choice" in s for s in texts(at.info))

@@ -29,6 +29,7 @@ import os
 import posixpath
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..emotions import SEVEN_EMOTIONS, normalize_emotion
+from ..emotions import SEVEN_EMOTIONS, emotion_in_name, normalize_emotion
 from ..errors import FerError, ModelFileError, one_line
 from ..safe_files import check_zip_members, parse_json, read_regular_file
 from .base import Predictor, Progress
@@ -136,7 +137,7 @@ def map_labels(labels: Sequence[str], override: Mapping[str, str | None] | None 
     does not say it, e.g. ``{"Class 1": "happy", "background": None}``.
     """
     labels = tuple(labels)
-    emotions: list[str | None] = [normalize_emotion(label) for label in labels]
+    emotions: list[str | None] = [emotion_in_name(label) for label in labels]
     for key, value in (override or {}).items():
         matches = [i for i, label in enumerate(labels) if label == key] or \
                   [i for i, label in enumerate(labels) if label.strip().lower() == str(key).strip().lower()]
@@ -204,7 +205,7 @@ def _size_text(limit: int) -> str:
 def _role(name: str) -> str:
     """What a file of an export is, by its name."""
     base = posixpath.basename(name).lower()
-    if base == METADATA_NAME:
+    if base == METADATA_NAME or re.fullmatch(r"metadata[ _-]?(\(\d+\))?\.json", base):  # "metadata (1).json"
         return "metadata"
     return {".h5": "keras", ".hdf5": "keras", ".json": "tfjs", ".tflite": "tflite", ".bin": "shard",
             ".txt": "labels", ".zip": "zip"}.get(posixpath.splitext(base)[1], "other")
@@ -368,7 +369,10 @@ def _read_zip(data: bytes, name: str, labels) -> ExportFiles:
             members = _Members(name, "zip", {k: i.file_size for k, i in infos.items()},
                                lambda key, _limit: zf.read(infos[key]))
             return _pick(members, labels)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (RuntimeError, NotImplementedError) as exc:  # a password or a compression zipfile cannot read
+        raise ModelFileError(f"{name}: the zip is encrypted or uses a compression this cannot read "
+                             f"({one_line(exc, 120)}); zip the export again without a password") from None
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise ModelFileError(f"{name}: damaged zip ({one_line(exc, 160)}); download the export again") from None
 
 
@@ -658,7 +662,12 @@ class TeachablePredictor(Predictor):
         self.batch_size = batch_size
         self.format = format
         self.mapping = map_labels(labels, mapping)
-        outputs = int(model.output_shape[-1])
+        self.source, self.labels_name = source, labels_name
+        out_shape = model.output_shape
+        if not (isinstance(out_shape, tuple) and len(out_shape) == 2 and isinstance(out_shape[-1], int)):
+            raise ModelFileError(f"{source}: model output {out_shape} is not one row of class scores per image; "
+                                 "import a Teachable Machine image model")
+        outputs = int(out_shape[-1])
         if outputs != len(self.mapping.labels):
             raise ModelFileError(f"{source}: model has {outputs} outputs but {labels_name} names "
                                  f"{len(self.mapping.labels)} classes; use the {labels_name} of the same export")
@@ -701,7 +710,8 @@ class TeachablePredictor(Predictor):
 
     def remapped(self, mapping: Mapping[str, str | None], name: str | None = None) -> "TeachablePredictor":
         """The same loaded network with another label -> emotion mapping (no reload)."""
-        return TeachablePredictor(self.model, self.labels, mapping, name=name or self.name, format=self.format)
+        return TeachablePredictor(self.model, self.labels, mapping, name=name or self.name, format=self.format,
+                                  source=self.source, labels_name=self.labels_name)
 
     def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
         merged = self.raw_proba(faces, progress) @ self._merge
@@ -826,7 +836,8 @@ def _load(path: Path, entry) -> TeachablePredictor:
 
 def _claims(path: Path) -> bool:
     return (path.suffix.lower() in (".h5", ".zip", ".tflite") or (path.name == TFJS_NAME and path.is_file())
-            or (path.is_dir() and any((path / name).is_file() for name in (MODEL_NAME, TFJS_NAME))))
+            or (path.is_dir() and (any((path / name).is_file() for name in (MODEL_NAME, TFJS_NAME))
+                                   or any(p.is_file() for p in path.glob("*.tflite")))))
 
 
 def _kinds():
