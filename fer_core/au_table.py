@@ -326,12 +326,14 @@ def read_frame(src: PathOrBuffer, display: str | None = None) -> tuple[pd.DataFr
         encoding = _encoding(head, display, complete)
         names, sep = _header(head, encoding, display, complete)
         missing_aus(names, display)
-        for enc in (encoding, "latin-1") if encoding == "utf-8-sig" else (encoding,):
+        # UTF-8 in its first MB but a bad byte further on: the rest stays UTF-8 and the bad
+        # bytes are kept escaped (caf\xff.jpg), rather than every name read again as Latin-1.
+        for errors in ("strict", "backslashreplace") if encoding == "utf-8-sig" else ("strict",):
             try:
-                return _parse(source, enc, sep, names, display)
+                return _parse(source, encoding, sep, names, display, errors)
             except UnicodeDecodeError:
                 continue
-        raise AUTableError(f"{display}: not a text CSV; pick a CSV of AU values")  # latin-1 always decodes
+        raise AUTableError(f"{display}: not a text CSV; pick a CSV of AU values")
     except AUTableError:
         raise
     except (zlib.error, EOFError, lzma.LZMAError, OSError) as exc:
@@ -389,7 +391,7 @@ def _count_lines(source: _TableBytes, display: str) -> int:
 
 
 def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], display: str,
-           ) -> tuple[pd.DataFrame, np.ndarray]:
+           encoding_errors: str = "strict") -> tuple[pd.DataFrame, np.ndarray]:
     wanted = list(dict.fromkeys(n for n in names if n in _USABLE_COLUMNS))
     capacity = _count_lines(source, display)
     au_cols = [c for c in AU_COLUMNS if c in wanted]
@@ -402,7 +404,7 @@ def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], displ
     rows = 0
     with source.open() as stream:
         reader = pd.read_csv(stream, sep=sep, skipinitialspace=True, encoding=encoding,
-                             dtype={n: "str" for n in texts}, usecols=lambda c: str(c).strip() in _USABLE_COLUMNS,
+                             encoding_errors=encoding_errors, dtype={n: "str" for n in texts}, usecols=lambda c: str(c).strip() in _USABLE_COLUMNS,
                              chunksize=READ_CHUNK_ROWS)
         for chunk in reader:
             chunk.columns = [str(c).strip() for c in chunk.columns]
@@ -631,13 +633,17 @@ def require_columns(table: pd.DataFrame, columns: Sequence[str] = AU_COLUMNS, wh
 
 def first_face_mask(table: pd.DataFrame) -> np.ndarray:
     """Per row: the first face of its image (``face`` 0, first row of its ``file``; for a video,
-    of its ``file`` and ``time_s``: each frame is a picture of its own)."""
+    of its ``file`` and ``time_s``: each frame is a picture of its own). Rows without a file
+    name are each kept."""
     keep = np.ones(len(table), dtype=bool)
     if "face" in table.columns:
         face = pd.to_numeric(table["face"], errors="coerce").fillna(0).to_numpy(dtype=float)
         keep = np.abs(face) < 1
     if "file" in table.columns:
-        idx = np.flatnonzero(keep)
+        # A row without a file name names no image: it is a face of its own, not a later face
+        # of one nameless image (which would keep one row of a table without names).
+        named = (table["file"].notna() & table["file"].astype(str).str.strip().ne("")).to_numpy(dtype=bool)
+        idx = np.flatnonzero(keep & named)
         keep[idx[_duplicated(_frame_key(table), idx)]] = False
     return keep
 
@@ -755,6 +761,20 @@ def measured(table: pd.DataFrame, columns: Sequence[str] = AU_COLUMNS) -> pd.Ser
     if "success" in table.columns:
         ok &= pd.to_numeric(table["success"], errors="coerce").fillna(0) > 0
     return ok
+
+
+def face_found(table: pd.DataFrame) -> pd.Series:
+    """Per row: a face was found (``success``; without that column, any AU has a value). Unlike
+    ``measured``, a masked face, whose hidden AUs are empty, counts."""
+    if "success" in table.columns:
+        return pd.to_numeric(table["success"], errors="coerce").fillna(0) > 0
+    present = [c for c in AU_COLUMNS if c in table.columns]
+    return table[present].notna().any(axis=1) if present else pd.Series(False, index=table.index)
+
+
+def columns_with_values(table: pd.DataFrame) -> list[str]:
+    """The AU columns holding at least one value (a masked table's upper-face AUs)."""
+    return [c for c in AU_COLUMNS if c in table.columns and table[c].notna().any()]
 
 
 def first_faces(table: pd.DataFrame) -> pd.DataFrame:

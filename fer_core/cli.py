@@ -446,6 +446,7 @@ def cmd_train_au(args) -> int:
                            interactions=None if args.interactions is None
                            else int(args.interactions) if args.interactions >= 1 else args.interactions,
                            n_jobs=args.workers or default_workers(), max_rows=max_rows,
+                           class_weight=None if args.class_weight == "none" else args.class_weight,
                            description=au_table.table_name(table), progress=_tqdm_progress("fitting"))
     else:
         model = fit_au_model(table, classes, kind=kind, seed=args.seed, holdout=holdout, max_rows=max_rows,

@@ -15,6 +15,7 @@ from fer_core.figures import plots
 from fer_core.i18n import emotion_label, t
 from fer_core.images import class_counts, sample_per_class
 from ui.common import (
+    TABLE_TYPES,
     au_table_from_bytes,
     data_layout_help,
     dataset_items,
@@ -101,7 +102,7 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
         options.insert(len(options) - 1, STUDY)
     choice = st.selectbox(t("explorer.au_table"), options, format_func=_table_labels(options).__getitem__, key="explorer_table")
     if choice == UPLOAD_CSV:
-        up = st.file_uploader(t("explorer.csv"), type=["csv", "gz"], key="explorer_csv")
+        up = st.file_uploader(t("explorer.csv"), type=TABLE_TYPES, key="explorer_csv")
         if up is None:
             st.info(t("explorer.csv_info"))
             return "", None, None, ""
@@ -166,7 +167,8 @@ def show_samples(items: list) -> None:
 
 def show_aus(table: pd.DataFrame, origin: str) -> None:
     st.subheader(t("explorer.aus"))
-    selection = au_table.require_usable(table)  # none usable: the CLI's line, in red
+    shown = au_table.columns_with_values(table) or list(AU_COLUMNS)  # under a mask: the AUs it leaves
+    selection = au_table.require_usable(table, columns=shown)  # none usable: the CLI's line, in red
     rows = table.iloc[selection.index]
     labels = [x for x in au_table.labels_of(rows).dropna().unique()]
     if not labels:
@@ -180,9 +182,8 @@ def show_aus(table: pd.DataFrame, origin: str) -> None:
     present = _ordered(labels)
     classes = st.multiselect(t("explorer.emotions"), present, default=present, format_func={e: _emotion(e) for e in present}.__getitem__,
                              key="explorer_classes")
-    chosen = st.multiselect(t("explorer.au_pick"), list(AU_COLUMNS), default=list(AU_COLUMNS),
-                            format_func={c: au_label(c) for c in AU_COLUMNS}.__getitem__,
-                            key="explorer_aus")
+    chosen = st.multiselect(t("explorer.au_pick"), shown, default=shown,
+                            format_func={c: au_label(c) for c in shown}.__getitem__, key="explorer_aus")
     if not classes or not chosen:
         st.info(t("explorer.pick_one"))
         return
@@ -206,9 +207,10 @@ def main() -> None:
         first = au_table.first_faces(table)
         labels = au_table.labels_of(first).fillna("unlabelled")
         counts = {str(k): int(v) for k, v in labels.value_counts().items()}
-        found = first.assign(ok=au_table.measured(first)).groupby(labels)["ok"].mean().to_dict()
+        ok = au_table.face_found(first)
+        found = first.assign(ok=ok).groupby(labels)["ok"].mean().to_dict()
         show_balance(counts, found)
-        failed = int((~au_table.measured(first)).sum())
+        failed = int((~ok).sum())
         if failed:
             st.caption(t("explorer.no_face_rows", failed=f"{failed:,}", total=f"{len(first):,}"))
     if items is not None:

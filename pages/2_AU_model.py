@@ -18,6 +18,7 @@ from fer_core.i18n import emotion_label, emotion_labels, t
 from fer_core.images import sample_per_class
 from fer_core.measure import ray_engine
 from ui.common import (
+    TABLE_TYPES,
     au_table_from_bytes,
     data_layout_help,
     dataset_listing,
@@ -25,6 +26,7 @@ from ui.common import (
     docker_status,
     entries_of,
     extract_with_cancel,
+    forget_docker_status,
     load_au_table,
     load_predictor,
     page_setup,
@@ -144,7 +146,7 @@ def pull_openface_image() -> None:
         except FerError as exc:
             show_error(exc)
             return
-    docker_status.clear()
+    forget_docker_status()
     st.rerun()
 
 
@@ -168,7 +170,7 @@ def choose_table() -> tuple[pd.DataFrame | None, str]:
                                                                                          path=str(study)))
     if pick != UPLOAD:
         return load_au_table(study), str(study.name)
-    up = st.file_uploader(t("au_model.openface_uploader"), type=["csv"], key="au_csv")
+    up = st.file_uploader(t("au_model.openface_uploader"), type=TABLE_TYPES, key="au_csv")
     if up is None:
         st.info(t("au_model.upload_info"))
         return None, ""
@@ -239,8 +241,13 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
             bar.progress(step["done"] / step["total"], text=t("au_model.training_epoch", stage=stage, epoch=epoch,
                                                                most=most))
 
+        def on_bag(bag: int, bags: int) -> None:  # the GAM's bagged fits, as interpret boosts them
+            stage = t("au_model.stage_holdout") if step["done"] < 1 else t("au_model.stage_refit")
+            bar.progress(step["done"] / step["total"], text=t("au_model.training_bag", stage=stage, bag=bag,
+                                                               bags=bags, seconds=f"{time.perf_counter() - start:.0f}"))
+
         try:
-            model = fit_model(table, classes, kind, balanced, holdout, int(seed), origin, on_step, on_epoch)
+            model = fit_model(table, classes, kind, balanced, holdout, int(seed), origin, on_step, on_epoch, on_bag)
         except FerError as exc:  # an unusable table: the same line the CLI's train-au prints
             bar.empty()
             st.session_state.pop("au_train", None)
@@ -248,19 +255,20 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
             return
         bar.empty()
         st.session_state["au_train"] = {"model": model, "origin": origin, "seconds": time.perf_counter() - start,
-                                        "saved_as": None}
+                                        "saved_as": None, "table": table_key(table, origin)}
         from fer_core.predictors.au_models import AUPredictor
 
         remember_unsaved(AUPredictor(model, name=default_name(model, origin)))
 
 
-def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress, epoch_progress):
+def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress, epoch_progress, bag_progress=None):
     from fer_core.predictors.au_models import fit_au_model
 
     if kind == "au-gam":
         from fer_core.predictors.au_gam import fit_au_gam
 
-        return fit_au_gam(table, classes, holdout=holdout, seed=seed, description=origin, progress=progress)
+        return fit_au_gam(table, classes, holdout=holdout, seed=seed, description=origin, progress=progress,
+                          class_weight="balanced" if balanced else None, bag_progress=bag_progress)
     return fit_au_model(table, classes, kind=kind, class_weight="balanced" if balanced else None,
                         holdout=holdout, seed=seed, description=origin, progress=progress,
                         epoch_progress=epoch_progress)
@@ -287,12 +295,20 @@ def model_json(model, origin: str) -> bytes:
         return path.read_bytes()
 
 
-def result_section() -> None:
+def table_key(table: pd.DataFrame, origin: str) -> str:
+    """What names a table's content: a model trained on one is told apart from the table chosen
+    now, even under the same file name."""
+    return f"{origin}|{len(table)}|{int(pd.util.hash_pandas_object(table, index=False).sum())}"
+
+
+def result_section(current: str | None) -> None:
     result = st.session_state.get("au_train")
     if not result:
         return
     model = result["model"]
     st.subheader(t("au_model.result_header"))
+    if current is not None and result.get("table") != current:
+        st.info(t("au_model.other_table", origin=result["origin"]), icon=":material/history:")
     st.caption(t("au_model.result_caption", kind=kind_name(model.kind), origin=result["origin"],
                  emotions=", ".join(emotion_labels(model.classes)), seconds=f"{result['seconds']:.1f}"))
     data = model.info.get("data", {})
@@ -358,12 +374,14 @@ def main() -> None:
     st.caption(t("au_model.intro"))
     inspect_section()
     table, origin = choose_table()
+    current = None
     if table is not None:
         selection = au_table.select(table)
         note = "" if not selection.left_out else f" ({selection.summary()})"
         st.caption(t("au_model.table_caption", rows=f"{len(table):,}", usable=f"{selection.n:,}", note=note))
         train_section(table, origin)
-    result_section()
+        current = table_key(table, origin)
+    result_section(current)
 
 
 run_page(main)

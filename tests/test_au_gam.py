@@ -84,3 +84,10 @@ def test_shape_functions_figure(gam):
     fig = plots.gam_shape_functions(gam)
     assert len(fig.data) == len(gam.classes) * len(AU_COLUMNS)
     assert fig.layout.annotations[0].text == "AU01 inner brow raiser"
+
+
+def test_a_gam_fit_reports_each_bag_as_it_starts():
+    """A GAM fit can take minutes with only 'step 1 of 2' to show; each bagged fit now reports."""
+    seen: list[tuple[int, int]] = []
+    fit_au_gam(synthetic_table(15), interactions=0, outer_bags=3, bag_progress=lambda b, n: seen.append((b, n)))
+    assert seen and {n for _, n in seen} == {3} and {b for b, _ in seen} == {1, 2, 3}

@@ -107,3 +107,21 @@ def test_wrong_model_files_are_refused(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(ModelFileError, match=message):
         AUModel.load(path)
+
+
+def test_balanced_classes_change_the_mlp_and_the_gam_they_are_recorded_for():
+    """"Balanced classes" used to be recorded for the MLP (and offered for the GAM) but not applied:
+    the weights came out identical. Each learner now weights faces by their emotion's rarity."""
+    from fer_core.predictors.au_gam import fit_au_gam
+
+    table = synthetic_table(30)
+    table = table[(table["label"] != "disgust") | (table.groupby("label").cumcount() < 12)]  # a rare emotion
+    plain = fit_au_model(table, kind="au-mlp", seed=0)
+    balanced = fit_au_model(table, kind="au-mlp", seed=0, class_weight="balanced")
+    assert balanced.info["settings"]["class_weight"] == "balanced"
+    assert not all(np.array_equal(a, b) for a, b in zip(plain.weights, balanced.weights))
+    gam_plain = fit_au_gam(table, interactions=0, outer_bags=1)
+    gam_balanced = fit_au_gam(table, interactions=0, outer_bags=1, class_weight="balanced")
+    assert gam_balanced.info["settings"]["class_weight"] == "balanced"
+    X = table[list(AU_COLUMNS)].to_numpy()
+    assert not np.allclose(gam_plain.predict_proba(X), gam_balanced.predict_proba(X))

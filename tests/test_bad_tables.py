@@ -578,3 +578,71 @@ def test_explorer_plots_the_good_rows_of_a_spoilt_table(models_dir):
     assert not at.error
     assert any("115 faces with measured AUs; left out 5 of 120 rows" in c for c in texts(at.caption))
     assert len(at.get("plotly_chart")) == 3
+
+
+def test_rows_without_a_file_name_are_each_a_face_of_their_own(tmp_path):
+    """A table whose file column is blank (or missing values) kept one row of all: every row was
+    taken for a later face of one nameless image."""
+    table = synthetic_table(12)
+    table["file"] = ""
+    table.loc[::2, "file"] = np.nan
+    path = write_csv(table, tmp_path / "nameless.csv")
+    assert au_table.select(au_table.read(path)).n == len(table)
+    assert len(fit_au_model(au_table.read(path)).classes) == 6
+
+
+def test_one_bad_byte_late_in_a_utf8_table_keeps_every_other_name(tmp_path):
+    """A byte that is not UTF-8 past the first megabyte used to make the whole file read again as
+    Latin-1, garbling every name; now only that byte is kept escaped."""
+    table = synthetic_table(2000)
+    table["file"] = [f"행복_{i}.jpg" for i in range(len(table))]
+    data = table.to_csv(index=False).encode("utf-8")
+    cut = data.rindex("복".encode())  # the last row's second syllable
+    path = tmp_path / "late.csv"
+    path.write_bytes(data[:cut] + b"\xff" + data[cut + 1:])
+    read = au_table.read(path)
+    assert read["file"].iloc[0] == "행복_0.jpg" and read["file"].iloc[-2] == f"행복_{len(table) - 2}.jpg"
+    assert read["file"].iloc[-1] == "행\\xff\\xb3\\xb5_11999.jpg" and len(read) == len(table)
+
+
+def test_the_common_table_and_training_errors_read_in_korean(tmp_path):
+    from fer_core import i18n
+
+    errors = []
+    for call in (lambda: au_table.read(write_csv(pd.DataFrame({"a": [1], "b": [2]}), tmp_path / "noaus.csv")),
+                 lambda: fit_au_model(synthetic_table(3)),
+                 lambda: fit_au_model(synthetic_table(12), classes=("happy",))):
+        with pytest.raises(FerError) as info:
+            call()
+        errors.append(str(info.value))
+    with i18n.using_language("ko"):
+        korean = [i18n.message(e) for e in errors]
+    assert all(k != e for k, e in zip(korean, errors))
+    assert not any(w in k for k in korean for w in ("missing", "training needs", "use OpenFace"))
+
+
+def test_explorer_counts_and_plots_faces_measured_under_a_mask(models_dir):
+    """A table written by extract --mask (hidden AUs empty) said no face was measured and plotted
+    nothing; its faces are found and the AUs a mask leaves are plotted."""
+    from fer_core.masks import HIDDEN_AUS
+
+    table = synthetic_table(12)
+    table["masked"] = 1
+    for code in HIDDEN_AUS:
+        table[f"{code}_r"] = np.nan
+    at = _upload_to_explorer(table.to_csv(index=False).encode(), "masked.csv")
+    assert not at.error, texts(at.error)
+    assert not any("no measured face" in c for c in texts(at.caption))
+    assert len(at.get("plotly_chart")) == 3
+    assert set(at.multiselect(key="explorer_aus").value) == {c for c in AU_COLUMNS if c[:4] not in HIDDEN_AUS}
+
+
+def test_au_page_says_when_its_model_was_trained_on_another_table_of_the_same_name(models_dir):
+    at = _upload_to_au_page(synthetic_table(12).to_csv(index=False).encode(), "aus.csv")
+    at.button(key="au_train_button").click()
+    run_app(at, 120)
+    assert "au_train" in at.session_state and not any("not on the table chosen" in s for s in texts(at.info))
+    at.file_uploader(key="au_csv").set_value(("aus.csv", synthetic_table(12, seed=1).to_csv(index=False).encode(),
+                                              "text/csv"))
+    run_app(at, 90)
+    assert any("trained on aus.csv, not on the table chosen above" in s for s in texts(at.info))

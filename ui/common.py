@@ -51,6 +51,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
 # ``data_layout_help()``, in the reader's language. Its one text is the catalogue's.
 DATA_LAYOUT_HELP = i18n.catalogue("en")["common.data_layout"]
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"]
+TABLE_TYPES = ["csv", "gz", "bz2", "xz", "parquet"]  # what au_table.read reads (it goes by the bytes)
 
 
 def data_layout_help() -> str:
@@ -184,8 +185,8 @@ def derived_tables() -> dict[str, Path]:
     return {p.name: p for p in sorted(config.data_dir().glob("*_au.csv*"))}
 
 
-@st.cache_data(show_spinner="Reading the AU table…", max_entries=8)
-def au_table_from_path(path: str, stamp: float) -> pd.DataFrame:
+@st.cache_data(show_spinner=False, max_entries=8)
+def _au_table_at(path: str, stamp: float) -> pd.DataFrame:
     from fer_core import au_table
 
     return au_table.read(path)
@@ -195,11 +196,17 @@ def load_au_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: file not found; pick an existing AU table")
-    return au_table_from_path(str(path), path.stat().st_mtime)
+    with st.spinner(t("common.reading_table")):  # the spinner in the page's language, not the cache's
+        return _au_table_at(str(path), path.stat().st_mtime)
 
 
-@st.cache_data(show_spinner="Reading the uploaded table…", max_entries=4)
 def au_table_from_bytes(data: bytes, name: str) -> pd.DataFrame:
+    with st.spinner(t("common.reading_upload")):
+        return _au_table_of(data, name)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _au_table_of(data: bytes, name: str) -> pd.DataFrame:
     from fer_core import au_table
 
     buf = io.BytesIO(data)
@@ -207,9 +214,14 @@ def au_table_from_bytes(data: bytes, name: str) -> pd.DataFrame:
     return au_table.read(buf)
 
 
-@st.cache_data(show_spinner="Listing images…", ttl=120, max_entries=8)
 def dataset_listing(root: str, classes: tuple[str, ...] | None = None):
     """The folder's images and the image-like files it skips (with why)."""
+    with st.spinner(t("common.listing_images")):
+        return _listing_of(root, classes)
+
+
+@st.cache_data(show_spinner=False, ttl=120, max_entries=8)
+def _listing_of(root: str, classes: tuple[str, ...] | None = None):
     from fer_core.images import scan_images
 
     listing = scan_images(root, classes)
@@ -318,9 +330,19 @@ def wait_for_extraction(timeout: float = 30.0) -> None:
         lock.release()
 
 
-@st.cache_data(ttl=30, show_spinner="Asking the Docker engine…")
 def docker_status() -> tuple[bool, str]:
     """Whether OpenFace can run in Docker here, and if not, why and the command that fixes it."""
+    with st.spinner(t("common.asking_docker")):
+        return _docker_status()
+
+
+def forget_docker_status() -> None:
+    """Ask the Docker engine again on the next ``docker_status`` (after a pull)."""
+    _docker_status.clear()
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _docker_status() -> tuple[bool, str]:
     from fer_core.measure.openface_docker import OpenFaceDocker
 
     return OpenFaceDocker().status()

@@ -151,7 +151,7 @@ def au_box_plots(table: pd.DataFrame, classes: Sequence[str], au_columns: Sequen
     Quartiles are computed here and sent as numbers, not the raw rows: a FER2013 table has
     ~30,000 faces × 17 AUs, which would be megabytes of JSON for the browser.
     """
-    rows = au_table.usable(table, classes)
+    rows = au_table.usable(table, classes, au_columns)  # masked faces count for the AUs they show
     names = [au_label(c) for c in au_columns]
     fig = go.Figure()
     for emotion in classes:
@@ -177,7 +177,7 @@ def au_box_plots(table: pd.DataFrame, classes: Sequence[str], au_columns: Sequen
 def mean_au_profile(table: pd.DataFrame, classes: Sequence[str],
                     au_columns: Sequence[str] = AU_COLUMNS) -> pd.DataFrame:
     """Mean intensity of each AU (columns, plain names) per emotion (rows)."""
-    rows = au_table.usable(table, classes)
+    rows = au_table.usable(table, classes, au_columns)  # masked faces count for the AUs they show
     means = rows.groupby("label")[list(au_columns)].mean().reindex([c for c in classes])
     means.columns = [au_label(c) for c in au_columns]
     return means.dropna(how="all")

@@ -37,6 +37,7 @@ from .au_models import (
     MAX_FIT_ROWS,
     MAX_MODEL_JSON_BYTES,
     AUPredictor,
+    balanced_weights,
     check_holdout,
     explanation_from,
     field_error,
@@ -218,24 +219,45 @@ class AUGam:
         return cls(tuple(classes), tuple(au_columns), intercept, terms, info or {})
 
 
-def _make_ebm(seed: int, interactions: float | int | None, outer_bags: int, n_jobs: int):
+def _make_ebm(seed: int, interactions: float | int | None, outer_bags: int, n_jobs: int,
+              bag_progress: Progress | None = None):
     try:
         from interpret.glassbox import ExplainableBoostingClassifier
     except ImportError:
         raise FerError("training an AU GAM needs the 'interpret-core' package: pip install -r requirements.txt") from None
-    settings = {} if interactions is None else {"interactions": interactions}
+    settings: dict = {} if interactions is None else {"interactions": interactions}
+    if bag_progress is not None and n_jobs == 1:  # in this process only: loky workers report nowhere
+        settings["callback"] = _bag_callback(bag_progress, outer_bags)
     return ExplainableBoostingClassifier(outer_bags=outer_bags, random_state=seed, n_jobs=n_jobs,
                                          feature_names=[c.split("_")[0] for c in AU_COLUMNS], **settings)
 
 
+def _bag_callback(bag_progress: Progress, bags: int):
+    """interpret's boosting callback (called after every boosting step) as ``bag_progress(bag,
+    bags)`` when a bag starts: the main effects' bags, then the pairs' bags again."""
+    state = {"bag": None, "started": 0}
+
+    def callback(bag: int, steps: int, progressed: bool, score: float) -> bool:
+        if bag != state["bag"]:
+            state["bag"] = bag
+            state["started"] += 1
+            bag_progress((state["started"] - 1) % bags + 1, bags)
+        return False  # never stop the boosting early
+
+    return callback
+
+
 def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdout: float = 0.25, seed: int = 0,
                interactions: float | int | None = None, outer_bags: int = 14, n_jobs: int = 1, description: str = "",
-               progress: Progress | None = None, max_rows: int = MAX_FIT_ROWS) -> AUGam:
+               progress: Progress | None = None, max_rows: int = MAX_FIT_ROWS,
+               class_weight: str | None = None, bag_progress: Progress | None = None) -> AUGam:
     """Fit on a stratified (1 - holdout) share, report on the held-out rest, refit on all rows
     (at most ``max_rows`` per fit, as ``fit_au_model``; unusable tables raise one line the same way).
 
     ``interactions`` (None: interpret's default, up to three AU pairs per AU, chosen by the learner)
-    and ``outer_bags`` (14 bagged fits averaged) are interpret's defaults, not tuned here."""
+    and ``outer_bags`` (14 bagged fits averaged) are interpret's defaults, not tuned here.
+    ``class_weight="balanced"`` weights each face by the inverse of its emotion's frequency.
+    ``bag_progress(bag, bags)``: each bag as it starts (a fit can take minutes), when ``n_jobs`` is 1."""
     import warnings
 
     classes = tuple(classes)
@@ -246,13 +268,16 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
         progress(0, 2)
     with warnings.catch_warnings(), fitting(name, KIND):  # "pairs are stripped from global explanations": we keep them
         warnings.simplefilter("ignore", UserWarning)
-        held_out = AUGam.from_ebm(_make_ebm(seed, interactions, outer_bags, n_jobs).fit(ts.X(plan.fit), ts.y[plan.fit]),
-                                  classes)
+        y_fit = ts.y[plan.fit]
+        held_out = AUGam.from_ebm(_make_ebm(seed, interactions, outer_bags, n_jobs, bag_progress).fit(
+            ts.X(plan.fit), y_fit, **balanced_weights(y_fit, class_weight)), classes)
         predicted = predict_rows(lambda X: held_out.predict_proba(X).argmax(axis=1), ts, plan.test)
         report = report_from_codes(ts.y[plan.test], predicted, classes)
         if progress:
             progress(1, 2)
-        final = _make_ebm(seed, interactions, outer_bags, n_jobs).fit(ts.X(plan.final), ts.y[plan.final])
+        y_final = ts.y[plan.final]
+        final = _make_ebm(seed, interactions, outer_bags, n_jobs, bag_progress).fit(ts.X(plan.final), y_final,
+                                                                      **balanced_weights(y_final, class_weight))
     if progress:
         progress(2, 2)
     held = report.to_dict()
@@ -261,7 +286,7 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
         "data": plan.data_info(ts, description),
         "settings": {"interactions": "interpret default" if interactions is None else interactions,
                      "outer_bags": outer_bags, "holdout": holdout, "seed": seed, "max_rows": max_rows,
-                     "learner": "interpret ExplainableBoostingClassifier"},
+                     "class_weight": class_weight, "learner": "interpret ExplainableBoostingClassifier"},
         "metrics": {"holdout": {k: held[k] for k in ("n", "accuracy", "accuracy_ci95", "macro_f1", "per_class",
                                                       "labels", "confusion")}},
     }

@@ -432,14 +432,16 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
             final_estimator: Any = LogisticRegression(C=chosen_C, class_weight=class_weight, max_iter=2000)
         else:
             chosen_C = None
-            held_out = make_pipeline(StandardScaler(), _make_mlp(seed, epoch_progress)).fit(X_fit, y_fit)
+            held_out = _fit_weighted(make_pipeline(StandardScaler(), _make_mlp(seed, epoch_progress)),
+                                     X_fit, y_fit, class_weight)
             step(1)
             final_estimator = _make_mlp(seed, epoch_progress)
         del X_fit
         predicted = predict_rows(held_out.predict, ts, plan.test)
         report = report_from_codes(ts.y[plan.test], predicted, classes)
         step(2)
-        final = make_pipeline(StandardScaler(), final_estimator).fit(ts.X(plan.final), ts.y[plan.final])
+        final = _fit_weighted(make_pipeline(StandardScaler(), final_estimator), ts.X(plan.final), ts.y[plan.final],
+                              None if kind == "au-logreg" else class_weight)  # logreg weighs by its class_weight
     step(3)
     scaler, estimator = final[0], final[-1]
     if kind == "au-logreg":
@@ -461,6 +463,22 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
     }
     return AUModel(kind=kind, classes=classes, au_columns=columns, mean=scaler.mean_.copy(),
                    scale=scaler.scale_.copy(), weights=weights, biases=biases, info=info)
+
+
+def balanced_weights(y: np.ndarray, class_weight: str | None) -> dict[str, np.ndarray]:
+    """``fit`` keyword arguments that weight each row by the inverse of its class's frequency when
+    ``class_weight`` is "balanced" (for learners without a ``class_weight`` option)."""
+    if class_weight != "balanced":
+        return {}
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    return {"sample_weight": compute_sample_weight("balanced", y)}
+
+
+def _fit_weighted(pipeline, X: np.ndarray, y: np.ndarray, class_weight: str | None):
+    """``pipeline.fit``, its last step given ``balanced_weights``."""
+    step = pipeline.steps[-1][0]
+    return pipeline.fit(X, y, **{f"{step}__{k}": v for k, v in balanced_weights(y, class_weight).items()})
 
 
 def _make_mlp(seed: int, epoch_progress: Progress | None = None):
