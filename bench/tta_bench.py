@@ -22,7 +22,7 @@ import numpy as np
 from fer_core.config import fer_split_dir
 from fer_core.predictors.au_bottleneck import AUBottleneckPredictor, au_units
 from fer_core.predictors.base import Predictor
-from fer_core.predictors.cnn import load_dataset, stratified_split
+from fer_core.predictors.cnn import load_dataset, recorded_folder, stratified_split
 from fer_core.predictors.keras_io import TTA_CHOICES, predict_views, tta_views
 from fer_core.predictors.registry import find_entry, load_predictor
 
@@ -53,7 +53,7 @@ def main() -> None:
         val = load_dataset(fer_split_dir("val"), classes)
         slice_xy = None
         if meta.get("holdout"):
-            train = load_dataset(meta["train_dir"], classes, seed=meta.get("seed", 0))
+            train = load_dataset(recorded_folder(meta["train_dir"]), classes, seed=meta.get("seed", 0))
             _, held = stratified_split(train.y, meta["holdout"], meta.get("seed", 0))
             slice_xy = train.x[held], train.y[held]
         half_a, half_b = stratified_split(val.y, 0.5, 0)

@@ -17,6 +17,7 @@ from fer_core.predictors.cnn import (
     build_cnn,
     load_dataset,
     read_cnn_metadata,
+    recorded_folder,
     stratified_split,
     train_cnn,
 )
@@ -199,7 +200,7 @@ def test_real_fer2013_sample(fer_train, fer_val, tmp_path):
     result = train_cnn(fer_train, fer_val, classes=SIX_EMOTIONS, preset="tiny", epochs=1, batch_size=16,
                        out=tmp_path / "fer.keras", limit_per_class=10, class_weighting=True, seed=0)
     meta = json.loads(result.metadata_path.read_text())
-    assert meta["n_train"] == 60 and meta["n_val"] == 60 and meta["val_dir"] == str(fer_val)
+    assert meta["n_train"] == 60 and meta["n_val"] == 60 and recorded_folder(meta["val_dir"]) == fer_val.resolve()
     predictor = CNNPredictor(result.path)
     images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((fer_val / "happy").glob("*.jpg"))[:4]]
     proba = predictor.predict_proba(images)
@@ -277,3 +278,71 @@ def test_picked_on_split_reads_the_starting_cnns_sidecar(tmp_path):
     assert fitted_on(model, train) and not fitted_on(model, tmp_path / "other")  # all of train was fitted
     model.with_suffix(".meta.json").write_text(json.dumps({"train_dir": str(train), "val_dir": None}))
     assert not fitted_on(model, train)  # without a val folder 10 % of train was held out
+
+
+def test_an_interrupted_training_leaves_its_init_model_at_out_as_it_was(trained, kaggle_dir, tmp_path):
+    """`train-cnn --init X --out X` (how the bundled scratch CNN was trained in three runs): an
+    interrupt after the first epoch's checkpoint used to leave X overwritten and its sidecar saying
+    "training". X and its sidecar are now replaced only when the run is done."""
+    import hashlib
+    import shutil
+
+    result, _ = trained
+    out = tmp_path / "x.keras"
+    shutil.copy(result.path, out)
+    shutil.copy(result.metadata_path, out.with_suffix(".meta.json"))
+    before = hashlib.sha256(out.read_bytes()).hexdigest(), out.with_suffix(".meta.json").read_text()
+
+    def interrupt(epoch, logs):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_cnn(kaggle_dir, classes=CLASSES, preset="tiny", epochs=2, batch_size=8, out=out, init=out,
+                  progress=interrupt)
+    assert (hashlib.sha256(out.read_bytes()).hexdigest(), out.with_suffix(".meta.json").read_text()) == before
+    done = train_cnn(kaggle_dir, classes=CLASSES, preset="tiny", epochs=1, batch_size=8, out=out, init=out)
+    assert done.path == out and read_cnn_metadata(out)["status"] == "done"
+    assert not (tmp_path / "x.training.keras").exists() and not (tmp_path / "x.training.meta.json").exists()
+
+
+def test_one_emotion_and_bad_numbers_are_refused_before_training(kaggle_dir, tmp_path, capsys):
+    """A folder of one emotion used to train and report 100 %; 0 or negative sizes ended in "a bug"."""
+    from fer_core.cli import main
+    from fer_core.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="images of happy only"):
+        train_cnn(kaggle_dir, classes=("happy", "angry"), preset="tiny", epochs=1, out=tmp_path / "one.keras")
+    assert not (tmp_path / "one.keras").exists()
+    for option, value in (("--batch-size", "0"), ("--limit-per-class", "-3"), ("--epochs", "0")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train-cnn", "--data", str(kaggle_dir), "--out", str(tmp_path / "x.keras"), "--preset", "tiny",
+                  option, value])
+        assert exit_info.value.code == 2 and "is not a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_an_init_whose_sidecar_names_other_classes_than_its_outputs_is_one_line(trained, kaggle_dir, tmp_path):
+    import json
+    import shutil
+
+    result, _ = trained
+    init = tmp_path / "init.keras"
+    shutil.copy(result.path, init)
+    meta = json.loads(result.metadata_path.read_text())
+    init.with_suffix(".meta.json").write_text(json.dumps({**meta, "classes": list(SIX_EMOTIONS)}))
+    with pytest.raises(ModelFileError, match="has 3 outputs but its sidecar names 6 emotions"):
+        train_cnn(kaggle_dir, classes=CLASSES, preset="tiny", epochs=1, batch_size=8, out=tmp_path / "n.keras",
+                  init=init)
+
+
+def test_the_honesty_checks_read_the_same_from_any_folder(fer_val, tmp_path, monkeypatch):
+    """A sidecar's folders are kept relative to the repository, so 'was val used to pick the
+    starting network's epoch?' has one answer whether the command runs in the repository or not."""
+    from fer_core.config import REPO_ROOT
+    from fer_core.predictors.cnn import picked_on_split
+
+    bundled = REPO_ROOT / "models" / "cnn_fer2013.keras"
+    if not bundled.is_file():
+        pytest.skip("the bundled CNN is not here")
+    here = picked_on_split(bundled, fer_val)
+    monkeypatch.chdir(tmp_path)
+    assert picked_on_split(bundled, fer_val) == here

@@ -55,8 +55,11 @@ from .cnn import (
     load_network,
     metadata_path,
     picked_on_split,
+    put_in_place,
     read_cnn_metadata,
+    sidecar_folder,
     stratified_split,
+    training_path,
     write_twin,
 )
 from .keras_io import fit_images, import_keras, predict_views, sidecar_tta
@@ -453,7 +456,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         "format": "fer_core.au_bottleneck/1", "kind": KIND, "preset": preset, "recipe": recipe, "lambda": lam,
         "classes": list(classes), "au_columns": list(AU_COLUMNS), "au_mean": mean.tolist(), "au_std": std.tolist(),
         "input_shape": [CNN_SIZE, CNN_SIZE, 1], "input_scale": "gray 0..1", "init": None if init is None else str(init),
-        "train_dir": str(train_dir), "val_dir": None if val_dir is None else str(val_dir),
+        "train_dir": sidecar_folder(train_dir), "val_dir": None if val_dir is None else sidecar_folder(val_dir),
         "n_train": int(len(fit_idx)), "n_selection": int(len(sel_idx)), "faces_with_aus": int(has_au.sum()),
         "seed": seed, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
         "warm_start": warm_start, "tap": tap, "warm_start_grid": warm_grid, "training_recipe": training.to_dict(),
@@ -461,7 +464,8 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         "keras_version": keras.__version__, "keras_backend": keras.backend.backend(), "status": "training",
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_metadata(out, metadata)
+    work = training_path(out)  # out (perhaps the --init model) stays as it is until the end
+    _write_metadata(work, metadata)
     hist: dict[str, list[float]] = {}
     if epochs > 0:  # 0: the warm start is the model (AU units and head fitted on the frozen trunk)
         history = model.fit(dataset(fit_idx, True), validation_data=dataset(sel_idx, False), epochs=epochs,
@@ -509,7 +513,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     # Save the best weights into an uncompiled twin: no optimizer state.
     inference = build_bottleneck(len(classes), preset, tap=tap)
     inference.set_weights(model.get_weights())
-    inference.save(out)
+    inference.save(work)
     seconds = time.perf_counter() - started
     result = BottleneckTrainResult(out, metadata_path(out), hist, selection, evaluation, fidelity,
                                    len(hist.get("loss", [])), best.stopped_by_user, seconds, classes,
@@ -522,7 +526,8 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
                     evaluation=None if evaluation is None else evaluation.to_dict(), au_fidelity=fidelity,
                     selection_fidelity=selection_fidelity,
                     head_metrics=head_metrics, history=hist)
-    _write_metadata(out, metadata)
+    _write_metadata(work, metadata)
+    put_in_place(work, out)
     write_twin(export_lite_twin, out)
     return result
 

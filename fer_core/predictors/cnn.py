@@ -143,7 +143,7 @@ def copy_trunk(model, init_from, preset: str) -> None:
             type(a) is not type(b) or [w.shape for w in a.get_weights()] != [w.shape for w in b.get_weights()]
             for a, b in pairs):
         raise ModelFileError(f"the CNN to start from is not a {preset!r} preset network; give --init a CNN "
-                             f"trained with --preset {preset}, or --init none")
+                             f"trained with --preset {preset}, or leave out --init")
     for a, b in pairs:
         if a.weights:
             a.set_weights(b.get_weights())
@@ -154,6 +154,9 @@ def copy_head(model, init_from, classes: Sequence[str], init_classes: Sequence[s
     seven-emotion one predicting six of them as well as before); returns the emotions that start fresh."""
     kernel, bias = (w.copy() for w in model.layers[-1].get_weights())
     old_kernel, old_bias = init_from.layers[-1].get_weights()
+    if len(init_classes) != old_bias.shape[0]:
+        raise ModelFileError(f"the CNN to start from has {old_bias.shape[0]} outputs but its sidecar names "
+                             f"{len(init_classes)} emotions; give --init a CNN with its own .meta.json")
     if old_kernel.shape[0] != kernel.shape[0]:
         return list(classes)
     old = {c: i for i, c in enumerate(init_classes)}
@@ -170,11 +173,26 @@ def copy_head(model, init_from, classes: Sequence[str], init_classes: Sequence[s
     return fresh
 
 
+def sidecar_folder(path: str | os.PathLike[str]) -> str:
+    """A data folder as a sidecar records it: relative to the repository (as the bundled models'
+    are), so the honesty checks below agree whatever folder a command runs from."""
+    from .. import config
+
+    return os.path.relpath(Path(path).resolve(), config.REPO_ROOT)
+
+
+def recorded_folder(value: str | None) -> Path | None:
+    """A sidecar's data folder, resolved against the repository (an absolute one as it is)."""
+    from .. import config
+
+    return (config.REPO_ROOT / value).resolve() if value else None
+
+
 def fitted_on(init: str | os.PathLike[str], train_dir: str | os.PathLike[str]) -> bool:
     """Did the CNN that starts a network fit all of ``train_dir`` (no share held out; its sidecar)?"""
     try:
         meta = json.loads(metadata_path(init).read_text())
-        return Path(meta.get("train_dir") or "").resolve() == Path(train_dir).resolve() and not meta.get("holdout") \
+        return recorded_folder(meta.get("train_dir")) == Path(train_dir).resolve() and not meta.get("holdout") \
             and bool(meta.get("val_dir"))
     except (OSError, ValueError, TypeError):
         return False
@@ -184,7 +202,7 @@ def picked_on_split(init: str | os.PathLike[str], val_dir: str | os.PathLike[str
     """Did the CNN that starts a network choose its epoch on ``val_dir`` (its sidecar says)?"""
     try:
         meta = json.loads(metadata_path(init).read_text())
-        picked = Path(meta.get("val_dir") or "").resolve() == Path(val_dir).resolve() and not meta.get("holdout")
+        picked = recorded_folder(meta.get("val_dir")) == Path(val_dir).resolve() and not meta.get("holdout")
         return picked or bool(meta.get("init_picked_on_val"))
     except (OSError, ValueError, TypeError):
         return False
@@ -344,8 +362,9 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     stratified share of the training images picks the epoch and ``val_dir`` is scored once at the
     end, untouched by any choice (``selected_on`` / ``evaluated_on``). Training stops early
     when validation accuracy has not improved for ``patience`` epochs, or when ``should_stop()``
-    returns True (checked after every batch); either way the best weights are kept. The sidecar
-    ``<out>.meta.json`` is written before the first epoch, so checkpoints are loadable at once.
+    returns True (checked after every batch); either way the best weights are kept. Checkpoints and
+    their sidecar go to ``training_path(out)`` (loadable at once) and replace ``out`` only when the
+    training is done: an interrupted run leaves ``out`` as it was.
     ``init``: a trained ``.keras`` CNN of the same preset that starts the network (transfer): its
     trunk, and the head weights of the emotions both class sets share. A six-emotion CNN so starts a
     seven-emotion one, which then only has to learn fear: on two CPU cores, an hour instead of many.
@@ -364,6 +383,10 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         raise FerError(f"holdout {holdout!r}: give the share of training images that picks the epoch, e.g. 0.1")
     train = load_dataset(train_dir, classes, load_progress, limit_per_class, seed)
     skipped = train.skipped
+    present = sorted({classes[i] for i in np.unique(train.y)})
+    if len(present) < 2:  # one emotion scores 100 % whatever the network learns
+        raise DatasetError(f"{train_dir}: images of {', '.join(present)} only; a CNN learns to tell at least "
+                           "two emotions apart (<emotion>/*.jpg folders)")
     if val_dir is None or holdout is not None:
         share = 0.1 if holdout is None else holdout
         train_idx, val_idx = stratified_split(train.y, share, seed)
@@ -418,7 +441,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     metadata = {
         "format": METADATA_FORMAT, "kind": "cnn", "preset": preset, "classes": list(classes),
         "input_shape": [CNN_SIZE, CNN_SIZE, 1], "input_scale": "gray 0..1",
-        "train_dir": str(train_dir), "val_dir": None if val_dir is None else str(val_dir),
+        "train_dir": sidecar_folder(train_dir), "val_dir": None if val_dir is None else sidecar_folder(val_dir),
         "n_train": int(len(y_train)), "n_val": int(len(y_val)), "seed": seed, "epochs": epochs,
         "holdout": holdout, "selected_on": selected_on, "learning_rate": learning_rate, "recipe": recipe.to_dict(),
         "init": None if init is None else str(init), "init_picked_on_val": init_picked_on_val,
@@ -429,11 +452,12 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         "status": "training",
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_metadata(out, metadata)
+    work = training_path(out)
+    _write_metadata(work, metadata)
     reporter = _progress_callback(progress, should_stop)
     callbacks = [
         *recipe.callbacks(),  # EMA: swap the averaged weights in before the epoch is judged and saved
-        keras.callbacks.ModelCheckpoint(out, monitor="val_accuracy", mode="max", save_best_only=True),
+        keras.callbacks.ModelCheckpoint(work, monitor="val_accuracy", mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
                                       restore_best_weights=True),
         *recipe.plateau_callbacks(max(2, patience // 3)),
@@ -455,7 +479,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     # Save the best weights into an uncompiled twin: no optimizer state, a third of the size.
     inference = build_cnn(preset, len(classes))
     inference.set_weights(model.get_weights())
-    inference.save(out)
+    inference.save(work)
     seconds = time.perf_counter() - started
     result = CNNTrainResult(out, metadata_path(out), hist, evaluation, len(hist.get("loss", [])),
                             reporter.stopped_by_user, seconds, skipped, inference, evaluated_on, classes,
@@ -463,9 +487,22 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     metadata.update(status="done", epochs_run=result.epochs_run, stopped_by_user=reporter.stopped_by_user,
                     seconds=round(seconds, 1), metrics=result.metrics.to_dict(),
                     evaluation=evaluation.to_dict(), selection=selection.to_dict(), history=hist)
-    _write_metadata(out, metadata)
+    _write_metadata(work, metadata)
+    put_in_place(work, out)
     write_twin(export_lite, out)
     return result
+
+
+def training_path(out: Path) -> Path:
+    """Where a training keeps its checkpoint and sidecar until it is done: beside ``out``, so a run
+    that is interrupted or fails leaves ``out`` (often its own ``--init`` model) as it was."""
+    return out.with_name(f"{out.stem}.training{out.suffix}")
+
+
+def put_in_place(work: Path, out: Path) -> None:
+    """A finished training's model and sidecar moved from ``training_path`` onto ``out``."""
+    os.replace(work, out)
+    os.replace(metadata_path(work), metadata_path(out))
 
 
 def write_twin(export: Callable[[Path], Path], out: Path) -> Path | None:
