@@ -198,10 +198,10 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--preset", choices=PRESETS, default="strong",
                    help="architecture: strong (VGG-style, 1.2 M weights), resnet (deeper, residual, 2.9 M), "
                         "original (the study's), tiny (pipeline check)")
-    s.add_argument("--epochs", type=int, default=30)
-    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--epochs", type=_positive_int, default=30)
+    s.add_argument("--batch-size", type=_positive_int, default=64)
     s.add_argument("--classes", default="six")
-    s.add_argument("--limit-per-class", type=int, default=None)
+    s.add_argument("--limit-per-class", type=_positive_int, default=None)
     s.add_argument("--class-weighting", action="store_true", help="weight classes by inverse frequency")
     s.add_argument("--holdout", type=float, default=None,
                    help="share of --data held out to choose the best epoch; --val is then scored once at the "
@@ -314,7 +314,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from . import au_table, fileio
+    from . import fileio
     from .emotions import parse_classes
     from .images import scan_images
 
@@ -357,16 +357,23 @@ def cmd_extract(args) -> int:
                               progress=_tqdm_progress("faces"), root=args.folder, skipped=listing.skipped,
                               mask=args.mask, crops=args.crops)
     if args.engine != "ray":  # the Ray engine has written it (and removed its part files)
-        from .measure.ray_engine import record_path
-
-        au_table.write(table, args.out)
-        record_path(fileio.output_path(args.out)).unlink(missing_ok=True)  # these rows are no Ray run's
+        _write_local_table(table, args.out)
     ok = int(table["success"].sum())
     images = table["file"].nunique()
     failed = table[table["success"] == 0]
     print(f"{images} images, {ok} faces -> {args.out}; {len(failed)} without a face or unreadable", file=sys.stderr)
     _print_reasons(failed)
     return 0
+
+
+def _write_local_table(table, out: str) -> None:
+    """``extract --out`` of the local engine: the table, and no Ray record left beside it (these
+    rows are no Ray run's, so a later Ray run must not resume them)."""
+    from . import au_table, fileio
+    from .measure.ray_engine import record_path
+
+    au_table.write(table, out)
+    record_path(fileio.output_path(out)).unlink(missing_ok=True)
 
 
 def _print_reasons(failed) -> None:
@@ -377,7 +384,6 @@ def _print_reasons(failed) -> None:
 
 def _extract_video(args) -> int:
     """``extract video.mp4 --fps 10``: a row per sampled frame and face, with ``time_s``."""
-    from . import au_table
     from .measure.extract import default_workers
     from .measure.video import DEFAULT_FPS, extract_video
 
@@ -386,7 +392,7 @@ def _extract_video(args) -> int:
     fps = DEFAULT_FPS if args.fps is None else args.fps
     table = extract_video(args.folder, fps=fps, workers=args.workers or default_workers(),
                           name=Path(args.folder).name, progress=_tqdm_progress("video chunks"))
-    au_table.write(table, args.out)
+    _write_local_table(table, args.out)
     frames = table["time_s"].nunique()
     failed = table[table["success"] == 0]
     print(f"{frames} frames at {fps:g} fps, {int(table['success'].sum())} faces -> {args.out}; "

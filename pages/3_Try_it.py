@@ -435,10 +435,12 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
     """A short video: AU intensities and emotion probabilities over time, the frame at a chosen
     time with its explanation, and the per-frame table as CSV."""
     from fer_core.au_table import AU_COLUMNS, au_label
-    from fer_core.measure.video import VIDEO_TYPES, emotion_over_time, frame_at
+    from fer_core.measure.tasks import NO_FACE_REASON
+    from fer_core.measure.video import VIDEO_TYPES, emotion_over_time
 
     upload = st.file_uploader(t("try_it.video_upload"), type=list(VIDEO_TYPES), key="try_video",
-                              help=t("try_it.video_upload_help", max=f"{VIDEO_MAX_S / 60:.0f}"))
+                              help=t("try_it.video_upload_help", max=f"{VIDEO_MAX_S / 60:.0f}",
+                                     mb=st.get_option("server.maxUploadSize")))
     fps = st.select_slider(t("try_it.video_fps"), VIDEO_FPS_CHOICES, value=2, key="try_video_fps",
                            help=t("try_it.video_fps_help"))
     if upload is None:
@@ -458,7 +460,12 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
     measured = int((firsts["success"] == 1).sum())
     st.caption(t("try_it.video_found", frames=len(firsts), faces=measured, fps=f"{fps:g}"))
     if not measured:
-        show_error(t("try_it.video_no_face", name=name), warning=True)
+        reasons = firsts["reason"].fillna("").astype(str)
+        other = reasons[~reasons.str.startswith(NO_FACE_REASON)]
+        if other.empty:
+            show_error(t("try_it.video_no_face", name=name), warning=True)
+        else:  # the video could not be read: say why, not "no face"
+            show_error(f"{name}: {other.value_counts().index[0]}")
         return
     times = firsts["time_s"].round(3).tolist()
     chosen = st.session_state.get("try_video_time")
@@ -485,15 +492,30 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
         events.append(st.plotly_chart(fig, key="try_video_au_lines", on_select="rerun", selection_mode="points"))
     video_downloads(name, table, probs)
     when = pick_time(times, events)
-    at, rgb = frame_at(path, when)
-    result, _ = frame_result(name, at, rgb, model, model_key)
+    at, rgb = decoded_frame(path, digest(data), when)
+    result, _ = frame_result(name, digest(data), at, rgb, model, model_key)
     show_result(result, others, VIDEO_SLOT, model, model_key, model_name)
 
 
-def frame_result(name: str, at: float, rgb, model, model_key: str):
-    """The chosen frame analysed like a photo (kept, so moving between frames is quick)."""
+def decoded_frame(path: Path, video: str, when: float):
+    """``frame_at``, kept for the last few times chosen: a video with few keyframes decodes
+    seconds of frames to reach one, and every click on the page runs this again."""
+    from fer_core.measure.video import frame_at
+
+    frames: dict = st.session_state.setdefault("try_video_decoded", {})
+    key = (video, when)
+    if key not in frames:
+        frames[key] = frame_at(path, when)
+        while len(frames) > 8:
+            frames.pop(next(iter(frames)))
+    return frames[key]
+
+
+def frame_result(name: str, video: str, at: float, rgb, model, model_key: str):
+    """The chosen frame analysed like a photo (kept, so moving between frames is quick); keyed by
+    the video's content, as two uploads can share a name (IMG_0001.MOV)."""
     results: dict = st.session_state.setdefault("try_video_frames", {})
-    key = (name, at, model_key)
+    key = (video, at, model_key)
     if key not in results:
         with st.spinner(t("try_it.analysing", name=f"{name} {at:.2f} s")):
             results[key] = (analyze_photo(rgb, t("try_it.video_frame_name", name=name, s=f"{at:.2f}"), model),

@@ -25,22 +25,29 @@ WRITER = textwrap.dedent('''
     import av, numpy as np
     from PIL import Image
 
-    def write_video(path, seconds, rate=25, size=(320, 240), codec="libx264", face_until=None):
+    def write_video(path, seconds, rate=25, size=(320, 240), codec="libx264", face_until=None, sideways=False,
+                    faststart=False):
         """A face photo (scikit-image's astronaut, cropped to the face) drifting and breathing in
-        size on a plain background; from ``face_until`` seconds on, the background alone."""
+        size on a plain background; from ``face_until`` seconds on, the background alone.
+        ``sideways``: stored turned a quarter counter-clockwise with a display rotation that turns
+        it back, as phones store portrait video. ``faststart``: the index first, as for streaming."""
         from skimage import data
 
         face = Image.fromarray(data.astronaut()[10:250, 130:370])
-        with av.open(str(path), "w") as out:
+        with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
             stream = out.add_stream(codec, rate=rate)
-            stream.width, stream.height = size
+            stream.width, stream.height = size[::-1] if sideways else size
             stream.pix_fmt = "yuv420p"
+            if sideways:
+                stream.set_display_rotation(-90)
             for i in range(int(round(seconds * rate))):
                 canvas = Image.new("RGB", size, (40, 60, 80))
                 if face_until is None or i / rate < face_until:
                     side = int(size[1] * (0.8 + 0.1 * np.sin(i / 10)))
                     x = int((size[0] - side) / 2 + 0.06 * size[0] * np.sin(i / 7))
                     canvas.paste(face.resize((side, side)), (x, (size[1] - side) // 2))
+                if sideways:
+                    canvas = canvas.rotate(90, expand=True)
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.asarray(canvas), format="rgb24")):
                     out.mux(packet)
             for packet in stream.encode():
@@ -160,13 +167,48 @@ def test_decoding_that_breaks_off_mid_chunk_is_one_row_where_it_broke(face_video
 
     monkeypatch.setattr(video, "sampled_frames", breaks_after_three)
     video._init_worker()
-    out = video._measure_chunk((str(face_video), 0.0, 2.0, 5.0))
+    out = video._measure_chunk((str(face_video), 0.0, 2.0, 5.0, 4.0))
     times = [t for t, _ in out]
     assert len(out) == 4 and times == sorted(times) and len(set(times)) == 4
     assert all(isinstance(m, list) for _, m in out[:3])
     at, reason = out[3]
     assert times[2] < at < times[2] + 1 / 5
     assert reason == f"damaged video data; no frames from {at:.2f} s to 2.00 s"
+
+
+def test_a_phone_video_stored_sideways_is_measured_upright(tmp_path):
+    """Phones store portrait video turned, with a display rotation players apply: frames come out
+    as shown, so the face is measured upright (it was measured, and shown, on its side)."""
+    upright = write_video(tmp_path / "upright.mp4", 1, rate=10)
+    sideways = write_video(tmp_path / "sideways.mp4", 1, rate=10, sideways=True)
+    (_, a), (_, b) = video.frame_at(upright, 0.5), video.frame_at(sideways, 0.5)
+    assert a.shape == b.shape == (240, 320, 3)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 8  # the same picture, up to compression
+    aus = [video.extract_video(p, fps=2)[list(au_table.AU_COLUMNS)].to_numpy() for p in (upright, sideways)]
+    assert np.nanmax(np.abs(aus[0] - aus[1])) < 0.5
+
+
+def test_a_cut_off_video_says_where_its_frames_end(tmp_path):
+    """A file cut short (a copy stopped early) decodes quietly up to the cut: the table now ends
+    with a row saying the video ends early, not silently short."""
+    whole = write_video(tmp_path / "whole.mp4", 6, rate=10, faststart=True)
+    cut = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    table = video.extract_video(cut, fps=2)
+    last = table.iloc[-1]
+    assert last["success"] == 0 and "no frames from" in last["reason"] and last["time_s"] < 5
+    assert not (video.extract_video(whole, fps=2)["reason"].str.contains("no frames from")).any()
+
+
+def test_a_video_extract_leaves_no_ray_record_beside_its_output(face_video, tmp_path):
+    from fer_core.cli import main
+    from fer_core.measure.ray_engine import record_path
+
+    out = tmp_path / "au.csv"
+    record_path(out).write_text("{}")
+    assert main(["extract", str(face_video), "--out", str(out), "--workers", "1"]) == 0
+    assert not record_path(out).exists()
 
 
 def test_cli_extract_video_writes_time_s(face_video, tmp_path):
@@ -355,3 +397,24 @@ def test_try_it_video_in_korean(models_dir, face_video, uploads_dir):
     titles = [c["layout"]["title"]["text"] for c in charts(at)]
     assert f"시간에 따른 감정 확률 ({BUNDLED_AU_MODEL})" in titles
     assert english_left(page_texts(at) + titles, (BUNDLED_AU_MODEL, "face.mp4")) == []
+
+
+def test_try_it_keeps_two_videos_of_one_name_apart_and_says_why_a_video_is_unreadable(models_dir, tmp_path,
+                                                                                       uploads_dir):
+    """Phones name videos alike (IMG_0001.MOV): the frame shown belonged to the first video of the
+    name. A video whose frames cannot be decoded says so, not "no face found"."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write_video(tmp_path / "a" / "clip.mp4", 1, rate=10)
+    second = write_video(tmp_path / "b" / "clip.mp4", 1, rate=10, size=(256, 256))
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    _upload_video(at, first)
+    _upload_video(at, second)
+    shown = [r.image.shape[:2] for r, _ in at.session_state["try_video_frames"].values()]
+    assert (256, 256) in shown, "the second clip.mp4's frame is analysed, not the first's"
+    whole = write_video(tmp_path / "whole.mp4", 4, rate=10, faststart=True).read_bytes()
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(whole[: len(whole) // 12])
+    _upload_video(at, broken)
+    assert [e for e in texts(at.error) if e.startswith("broken.mp4: ") and "no frames from" in e]
+    assert not any("no face found" in w for w in texts(at.warning))

@@ -157,11 +157,18 @@ def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS
             w, h = (frame.width, frame.height)
             if max(w, h) > max_side:
                 w, h = _fit((w, h), max_side)
-            yield round(t, 3), frame.to_ndarray(format="rgb24", width=w, height=h)
+            yield round(t, 3), _upright(frame.to_ndarray(format="rgb24", width=w, height=h), frame)
     except av.FFmpegError as exc:
         raise VideoError(f"{label}: video is corrupt ({one_line(exc, 80)})") from None
     finally:
         container.close()
+
+
+def _upright(rgb: np.ndarray, frame) -> np.ndarray:
+    """A frame as it is shown: phones store portrait video sideways with a display rotation
+    (degrees counter-clockwise), which players apply and photos get from EXIF."""
+    turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def frame_at(path: str | os.PathLike[str], time_s: float, max_side: int = VIDEO_MAX_SIDE) -> tuple[float, np.ndarray]:
@@ -189,10 +196,11 @@ def _init_worker() -> None:
     _analyzer = shared_analyzer()
 
 
-def _measure_chunk(arg: tuple[str, float, float | None, float]) -> list[tuple[float, list[dict] | str]]:
+def _measure_chunk(arg: tuple[str, float, float | None, float, float]) -> list[tuple[float, list[dict] | str]]:
     """Worker task: (time, measurements as cached or the reason the frame failed) of each frame
-    of one chunk, tracked by a landmarker of its own (timestamps restart with each chunk)."""
-    path, start, end, fps = arg
+    of one chunk, tracked by a landmarker of its own (timestamps restart with each chunk).
+    ``duration``: how long the container says the video is, to notice frames that never came."""
+    path, start, end, fps, duration = arg
     tracker = _analyzer.video_landmarker()
     out: list[tuple[float, list[dict] | str]] = []
     try:
@@ -203,12 +211,23 @@ def _measure_chunk(arg: tuple[str, float, float | None, float]) -> list[tuple[fl
             except FerError as exc:
                 out.append((t, one_line(exc)))
     except VideoError as exc:  # decoding broke off: one row where it did, saying what is missing
-        at = out[-1][0] + 0.5 / fps if out else start  # between sampled frames: no frame's time
-        until = f"{end:.2f} s" if end is not None else "the end"
-        out.append((at, f"{one_line(exc)}; no frames from {at:.2f} s to {until}"))
+        out.append(_gap_row(out, start, end, fps, one_line(exc)))
+    else:  # the decoder may also stop quietly at a cut-off file: frames missing, no error
+        expected = end if end is not None else duration
+        last = out[-1][0] if out else start - 1 / fps
+        if expected - last > max(2 / fps, 1.0):  # a second or two frames: more than rounding of a duration
+            out.append(_gap_row(out, start, end, fps, f"the video ends at {last:.2f} s of its {duration:.2f} s "
+                                                      "(cut short?)" if end is None else "frames are missing"))
     finally:
         tracker.close()
     return out
+
+
+def _gap_row(out: list, start: float, end: float | None, fps: float, why: str) -> tuple[float, str]:
+    """The row for the frames a chunk did not get, after the last one it measured."""
+    at = out[-1][0] + 0.5 / fps if out else start  # between sampled frames: no frame's time
+    until = f"{end:.2f} s" if end is not None else "the end"
+    return at, f"{why}; no frames from {at:.2f} s to {until}"
 
 
 # -- the caller's side -----------------------------------------------------------------------------
@@ -235,7 +254,7 @@ def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, worker
     if progress:
         progress(0, len(chunks))
     with pool.lock:
-        results = pool.imap_unordered([(os.fspath(path), s, e, fps) for s, e in chunks])
+        results = pool.imap_unordered([(os.fspath(path), s, e, fps, info.duration_s) for s, e in chunks])
         try:
             for index, result in results:
                 rows: list[dict] = []
