@@ -70,6 +70,12 @@ def active_training() -> "CNNTrainingJob | None":
         return job if job is not None and job.running else None
 
 
+def last_training() -> "CNNTrainingJob | None":
+    """The CNN training this server ran last (running or finished), whichever session started it."""
+    with _slot_lock:
+        return _active.get("job")
+
+
 class CNNTrainingJob:
     """One ``train_cnn`` run in a daemon thread; all state the page shows, updated by the thread.
 
@@ -116,7 +122,7 @@ class CNNTrainingJob:
             other = _active.get("job")
             if other is not None and other.running:
                 raise FerError("another CNN training is running on this server; wait for it to finish "
-                               "or stop it on the page that started it")
+                               "or stop it on the CNN page")
             _active["job"] = self
             self.thread.start()
 

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from fer_core import config
@@ -19,11 +20,11 @@ from fer_core.errors import FerError
 from fer_core.evaluation.metrics import EvaluationReport, degenerate_model_warning
 from fer_core.figures import plots
 from fer_core.figures.compare import predictions_frame, training_curves
-from fer_core.i18n import emotion_label, t
+from fer_core.i18n import emotion_label, message, t
 from fer_core.images import sample_per_class
 from fer_core.predictors.cnn import PRESETS
 from fer_core.predictors.recipe import SCHEDULES, Recipe
-from fer_core.training import CNNSettings, CNNTrainingJob, active_training
+from fer_core.training import CNNSettings, CNNTrainingJob, active_training, last_training
 from ui.common import (
     data_layout_help,
     dataset_items,
@@ -320,6 +321,21 @@ def offer_unsaved(job: CNNTrainingJob) -> None:
     st.session_state["cnn_offered"] = job
 
 
+def result_downloads(result, name: str) -> None:
+    """The trained network, its record (the sidecar: settings, history, selection and evaluation
+    scores) and the images training skipped, as files; read when clicked."""
+    c1, c2, c3 = st.columns(3)
+    c1.download_button(t("cnn.download_model"), lambda: result.path.read_bytes(), file_name=f"{name}.keras",
+                       mime="application/octet-stream", key="cnn_dl_model", icon=":material/download:")
+    c2.download_button(t("cnn.download_record"), lambda: result.metadata_path.read_bytes(),
+                       file_name=f"{name}.meta.json", mime="application/json", key="cnn_dl_record",
+                       icon=":material/download:", help=t("cnn.download_record_help"))
+    if result.skipped:
+        skipped = pd.DataFrame({"problem": [str(s) for s in result.skipped]}).to_csv(index=False).encode()
+        c3.download_button(t("cnn.download_skipped"), skipped, file_name=f"{name}_skipped.csv", mime="text/csv",
+                           key="cnn_dl_skipped", icon=":material/download:")
+
+
 def result_view(job: CNNTrainingJob) -> None:
     if job.phase == "cancelled":
         st.warning(t("cnn.cancelled"))
@@ -338,9 +354,10 @@ def result_view(job: CNNTrainingJob) -> None:
                     t("cnn.training_time"): t("cnn.minutes", minutes=f"{result.seconds / 60:.1f}")})
     st.caption(t("cnn.result_caption", settings=job.settings.summary(), how=how))
     if result.skipped:
-        st.warning(t("cnn.skipped_images", n=len(result.skipped), example=result.skipped[0]))
+        st.warning(t("cnn.skipped_images", n=len(result.skipped), example=message(str(result.skipped[0]))))
     st.plotly_chart(training_curves(result.history, title=t("cnn.curves_title")), key="cnn_result_curves")
     show_evaluation(ev, "cnn_result", warn=False)
+    result_downloads(result, default_model_name(job.settings))
     st.subheader(t("cnn.save_header"))
     warning = degenerate_model_warning(ev)
     if warning:
@@ -368,6 +385,11 @@ def main() -> None:
     st.caption(t("cnn.intro"))
     saved_section()
     job: CNNTrainingJob | None = st.session_state.get("cnn_job")
+    last = last_training() if job is None else None
+    if last is not None and (last.running or (last.result is not None and not last.saved_as)):
+        # A reload (or another tab) takes up the server's training: it can be stopped, and its
+        # result saved, from here instead of being lost with the session that started it.
+        job = st.session_state["cnn_job"] = last
     training_form(job)
     if job is None:
         return

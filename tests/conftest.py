@@ -100,6 +100,15 @@ def copy_fer_sample(split: Path, root: Path, per_class: int, classes=SIX_EMOTION
     return root
 
 
+@pytest.fixture(autouse=True)
+def no_training_left_over(monkeypatch):
+    """Each test starts on a 'server' that has run no CNN training: the CNN page takes up the
+    server's last one (after a reload), which must not be another test's."""
+    from fer_core import training
+
+    monkeypatch.setattr(training, "_active", {})
+
+
 @pytest.fixture
 def downloads(monkeypatch) -> dict:
     """The files the page's download buttons serve, by file name (bytes, or the callable of a button

@@ -346,3 +346,18 @@ def test_the_honesty_checks_read_the_same_from_any_folder(fer_val, tmp_path, mon
     here = picked_on_split(bundled, fer_val)
     monkeypatch.chdir(tmp_path)
     assert picked_on_split(bundled, fer_val) == here
+
+
+def test_a_split_too_small_says_so_in_the_users_terms_and_in_korean():
+    from fer_core import i18n
+    from fer_core.errors import DatasetError
+
+    with pytest.raises(DatasetError) as info:
+        stratified_split(np.array([0, 0, 0, 1]), 0.1)
+    text = str(info.value)
+    assert text == ("too few images to hold out 10% of every emotion (4 images, the fewest 1 of one emotion); "
+                    "give a validation folder")
+    with i18n.using_language("ko"):
+        for english in (text, "another CNN training is running on this server; wait for it to finish or stop it "
+                              "on the CNN page", "training failed (OSError: disk full); see the server log"):
+            assert i18n.message(english) != english

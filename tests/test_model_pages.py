@@ -253,7 +253,7 @@ def test_cnn_folder_evaluation_names_its_folder_and_downloads(models_dir, fer_sm
     assert scores["accuracy"] == pytest.approx(per_image["correct"].mean(), abs=1e-4)
 
 
-def test_cnn_training_result_is_checked_and_offered_to_compare(models_dir, fer_small):
+def test_cnn_training_result_is_checked_and_offered_to_compare(models_dir, fer_small, downloads):
     from fer_core.predictors.cnn import CNNPredictor
 
     at = run_app(AppTest.from_file(CNN_PAGE), T)
@@ -279,6 +279,13 @@ def test_cnn_training_result_is_checked_and_offered_to_compare(models_dir, fer_s
     assert isinstance(predictor, CNNPredictor) and predictor.classes == SIX_EMOTIONS
     assert predictor.predict_proba([np.zeros((48, 48, 3), np.uint8)]).shape == (1, 6)
     assert any(f"Compare page offers it as {name}" in c for c in texts(at.caption))
+    # the result can be downloaded: the network and its record
+    network, record = downloads[f"{name}.keras"], downloads[f"{name}.meta.json"]
+    network, record = (f() if callable(f) else f for f in (network, record))
+    assert network[:2] == b"PK" and json.loads(record)["status"] == "done"
+    # a reload (a new session) takes up the finished, unsaved training instead of losing it
+    again = run_app(AppTest.from_file(CNN_PAGE), T)
+    assert again.session_state["cnn_job"] is job and again.button(key="cnn_save") is not None
 
 
 def test_cnn_page_in_korean_with_a_saved_cnn_and_its_evaluation(models_dir, fer_small, tiny_cnn):

@@ -276,9 +276,11 @@ def stratified_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0) -> tup
 
     try:
         train, held = train_test_split(np.arange(len(y)), test_size=fraction, stratify=y, random_state=seed)
-    except ValueError as exc:
-        raise DatasetError(f"too few images to hold out a stratified validation set ({one_line(exc, 120)}); "
-                           "give a validation folder") from None
+    except ValueError:  # scikit-learn's reason names its own arguments, not the user's images
+        counts = np.bincount(y) if len(y) else np.zeros(0, int)
+        fewest = int(counts[counts > 0].min()) if counts.any() else 0
+        raise DatasetError(f"too few images to hold out {fraction:.0%} of every emotion ({len(y)} images, the "
+                           f"fewest {fewest} of one emotion); give a validation folder") from None
     return np.sort(train), np.sort(held)
 
 
