@@ -361,3 +361,16 @@ def test_a_split_too_small_says_so_in_the_users_terms_and_in_korean():
         for english in (text, "another CNN training is running on this server; wait for it to finish or stop it "
                               "on the CNN page", "training failed (OSError: disk full); see the server log"):
             assert i18n.message(english) != english
+
+
+def test_a_held_out_share_the_starting_network_learnt_is_named(trained, kaggle_dir, tmp_path):
+    """A start trained on other emotions (or another share or seed) drew its own held-out share:
+    most of the new one may be images it learnt, which flatters the first epochs. The sidecar's
+    selected_on says how many; with the start's own split, none."""
+    result, _ = trained  # three emotions, 10 % held out (no --val), seed 1
+    other = train_cnn(kaggle_dir, classes=("happy", "sad"), preset="tiny", epochs=1, batch_size=8, holdout=0.5,
+                      out=tmp_path / "other.keras", init=result.path, seed=0)
+    assert f"but {result.path.stem} was fitted on" in other.selected_on
+    same = train_cnn(kaggle_dir, classes=CLASSES, preset="tiny", epochs=1, batch_size=8, holdout=0.1,
+                     out=tmp_path / "same.keras", init=result.path, seed=1)
+    assert "was fitted on" not in same.selected_on

@@ -198,6 +198,32 @@ def fitted_on(init: str | os.PathLike[str], train_dir: str | os.PathLike[str]) -
         return False
 
 
+def fitted_among(init: str | os.PathLike[str], train_dir: str | os.PathLike[str], held: Sequence[Path]) -> int:
+    """How many of ``held`` (a new run's held-out images of ``train_dir``) the CNN that starts the
+    network was fitted on, from its sidecar: its own split of the same folder is drawn again (the
+    same listing, emotions, limit, share and seed), so a starting network trained on another class
+    set or share is caught too. 0 when its sidecar says too little."""
+    try:
+        meta = json.loads(metadata_path(init).read_text())
+        if recorded_folder(meta.get("train_dir")) != Path(train_dir).resolve():
+            return 0
+        classes = tuple(meta["classes"])
+        share = meta.get("holdout") or (0.1 if not meta.get("val_dir") else None)  # no --val: 10 % held out
+        items = sample_per_class(list_images(train_dir, classes), meta.get("limit_per_class"), meta.get("seed", 0))
+    except (OSError, ValueError, TypeError, KeyError, FerError):
+        return 0
+    fitted = [it.path for it in items]
+    if share:
+        index = {c: i for i, c in enumerate(classes)}
+        try:
+            kept, _ = stratified_split(np.array([index[it.label] for it in items]), share, meta.get("seed", 0))
+        except FerError:
+            return 0
+        fitted = [fitted[i] for i in kept]
+    seen = {Path(p).resolve() for p in fitted}
+    return sum(Path(p).resolve() in seen for p in held)
+
+
 def picked_on_split(init: str | os.PathLike[str], val_dir: str | os.PathLike[str]) -> bool:
     """Did the CNN that starts a network choose its epoch on ``val_dir`` (its sidecar says)?"""
     try:
@@ -424,6 +450,17 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         logging.getLogger(__name__).warning(
             "%s was fitted on all of %s, so the held-out share is not new to the network and will favour early "
             "epochs; give a starting CNN trained with --holdout, or let --val choose the epoch", init, train_dir)
+    elif init is not None and holdout is not None and (seen := fitted_among(init, train_dir,
+                                                                            [train.paths[i] for i in val_idx])):
+        # Its own held-out share was drawn over other emotions, another share or seed: most of
+        # this one may be images it learnt (a seven-emotion start for a six-emotion run).
+        selected_on = selected_on[:-1] + f", but {Path(init).stem} was fitted on {seen:,} of them)"
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "%s was fitted on %d of the %d held-out images (its own split differs: other emotions, share, limit or "
+            "seed), so the held-out share favours early epochs; hold out with the starting CNN's own settings",
+            init, seen, len(val_idx))
 
     keras = import_keras()
     model = build_cnn(preset, len(classes), seed=seed)
