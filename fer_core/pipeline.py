@@ -168,6 +168,14 @@ def _known_rows(predictor: Predictor, known: Mapping[str, dict[str, float] | str
 
 
 # -- one photo, numbered and written out for download -------------------------------------------
+def nearest_face(faces: Sequence[FaceResult], aus: np.ndarray) -> int:
+    """Index of the face whose AUs (``AU_COLUMNS`` order) are nearest ``aus``: which face of a
+    frame measured again as a still is the one a video's table tracked."""
+    gaps = [np.nansum(np.abs(np.array([f.aus.get(c, np.nan) for c in AU_COLUMNS], dtype=float) - aus))
+            for f in faces]
+    return int(np.argmin(gaps))
+
+
 def face_order(faces: Sequence[FaceResult]) -> list[int]:
     """Indices of ``faces`` from left to right (box x, then y): the order Try it numbers faces in,
     so "face 2" is the second face a reader meets from the left of a group photo."""

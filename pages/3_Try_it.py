@@ -34,6 +34,7 @@ from fer_core.pipeline import (
     analyze_masked,
     analyze_photo,
     face_order,
+    nearest_face,
     photo_rows,
     photo_to_dict,
     probabilities_for,
@@ -494,7 +495,22 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
     when = pick_time(times, events)
     at, rgb = decoded_frame(path, digest(data), when)
     result, _ = frame_result(name, digest(data), at, rgb, model, model_key)
+    followed = charted_face(firsts, at, result.faces)
+    if followed is not None:
+        st.caption(t("try_it.video_panel_note", face=followed))
     show_result(result, others, VIDEO_SLOT, model, model_key, model_name)
+
+
+def charted_face(firsts: pd.DataFrame, at: float, faces: list) -> int | None:
+    """The number (left to right, as the panel numbers them) of the face the charts follow at
+    ``at``: the panel measures the frame again as a still photo, which may find other faces, so
+    the one whose AUs are nearest the chart's is named."""
+    from fer_core.au_table import AU_COLUMNS
+
+    rows = firsts[(firsts["time_s"] - at).abs() < 1e-3]
+    if rows.empty or rows.iloc[0]["success"] != 1 or not faces:
+        return None
+    return face_order(faces).index(nearest_face(faces, rows.iloc[0][list(AU_COLUMNS)].to_numpy(dtype=float))) + 1
 
 
 def decoded_frame(path: Path, video: str, when: float):

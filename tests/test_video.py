@@ -409,6 +409,7 @@ def test_try_it_keeps_two_videos_of_one_name_apart_and_says_why_a_video_is_unrea
     second = write_video(tmp_path / "b" / "clip.mp4", 1, rate=10, size=(256, 256))
     at = run_app(AppTest.from_file(TRY_IT), T)
     _upload_video(at, first)
+    assert any(c.startswith("The charts follow face 1 of this frame") for c in texts(at.caption))
     _upload_video(at, second)
     shown = [r.image.shape[:2] for r, _ in at.session_state["try_video_frames"].values()]
     assert (256, 256) in shown, "the second clip.mp4's frame is analysed, not the first's"
@@ -418,3 +419,16 @@ def test_try_it_keeps_two_videos_of_one_name_apart_and_says_why_a_video_is_unrea
     _upload_video(at, broken)
     assert [e for e in texts(at.error) if e.startswith("broken.mp4: ") and "no frames from" in e]
     assert not any("no face found" in w for w in texts(at.warning))
+
+
+def test_the_face_a_video_tracks_is_found_among_the_faces_of_its_still():
+    from fer_core.pipeline import FaceResult, nearest_face
+    from fer_core.predictors.base import FaceInput
+
+    def face(level: float) -> FaceResult:
+        aus = np.full(len(au_table.AU_COLUMNS), level)
+        return FaceResult((0, 0, 10, 10), 0.9, dict(zip(au_table.AU_COLUMNS, aus)), FaceInput(aus=aus))
+
+    tracked = np.full(len(au_table.AU_COLUMNS), 2.0)
+    tracked[3] = np.nan  # a masked or missing AU does not decide
+    assert nearest_face([face(0.5), face(2.1), face(4.0)], tracked) == 1
