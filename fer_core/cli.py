@@ -333,6 +333,9 @@ def cmd_extract(args) -> int:
         raise FerError("--ray-address needs --engine ray")
     if args.crops and (args.engine == "ray" or args.backend != "mediapipe" or args.mask):
         raise FerError("--crops works with the local mediapipe engine and without --mask")
+    if args.mask and args.backend != "mediapipe":  # OpenFace would measure the faces unmasked
+        raise FerError("--mask draws masks for the embedded MediaPipe; use --backend mediapipe, or mask the "
+                       "images first (python -m fer_core mask) and measure those with OpenFace")
     listing = scan_images(args.folder, parse_classes(args.classes) if args.classes else None)
     items = listing.items
     if not items and not listing.skipped:
@@ -420,7 +423,7 @@ def cmd_import_openface(args) -> int:
     fileio.output_path(args.out)
     _return_freed_memory()
     source = Path(args.source)
-    table = import_openface_dir(source) if source.is_dir() else au_table.read(source)
+    table = import_openface_dir(source, skip=args.out) if source.is_dir() else au_table.read(source)
     au_table.write(table, args.out)
     print(f"{len(table)} rows -> {args.out}", file=sys.stderr)
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from fer_core import au_table, config
+from fer_core import au_table, config, i18n
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.evaluation.metrics import degenerate_model_warning
@@ -93,7 +93,7 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
     ready = True
     if backend == "openface-docker":
         ready, message = docker_status()
-        (st.success if ready else st.warning)(message)
+        (st.success if ready else st.warning)(i18n.message(message))
         if not ready and "not present" in message and st.button(t("au_model.pull"), key="au_pull"):
             pull_openface_image()
     key = f"{folder}|{per}|{backend}"
@@ -128,6 +128,7 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
     failed = table[table["success"] == 0]
     if not failed.empty:
         with st.expander(t("au_model.without_face", n=f"{len(failed):,}")):
+            failed = failed.assign(reason=failed["reason"].map(lambda r: i18n.message(str(r))))
             st.dataframe(failed[["file", "label", "reason"]].rename(columns={
                 "file": t("au_model.col_file"), "label": t("au_model.col_label"), "reason": t("au_model.col_reason")}),
                 hide_index=True)

@@ -78,6 +78,16 @@ def test_compare_against_hand_computed_numbers(six_images):
     assert set(frame["model"]) == {"A", "B"} and len(frame) == 6
 
 
+def test_a_model_named_like_a_column_of_the_table_is_refused(six_images):
+    """A model named 'label' overwrote the true labels: every answer scored as right."""
+    from fer_core.errors import FerError
+
+    classes = ["angry", "happy", "sad"]
+    for name in ("label", "file", "A correct"):
+        with pytest.raises(FerError, match="uses for its own column"):
+            run_comparison([LookupPredictor(name, classes, ["happy"] * 6)], list_images(six_images), classes)
+
+
 def test_classes_default_to_those_every_model_predicts(six_images):
     a = LookupPredictor("A", ["angry", "happy", "sad"], ["happy"] * 6)
     b = LookupPredictor("B", ["happy", "sad"], ["happy"] * 6)

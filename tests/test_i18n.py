@@ -79,6 +79,14 @@ def test_common_fer_core_messages_are_shown_in_korean():
         assert i18n.message(english) == "photo.jpg: 읽을 수 있는 이미지가 아닙니다 (JPEG나 PNG를 쓰세요)"
         assert i18n.message("x.jpg: no face found") == "x.jpg: 얼굴을 찾지 못함"
         assert i18n.message("something new went wrong") == "something new went wrong"
+        # the Docker engine's status and OpenFace's reasons, as the AU page shows them
+        from fer_core.measure.openface_docker import OpenFaceDocker
+
+        docker = OpenFaceDocker()
+        for status in (docker._engine_message(OSError("refused")), docker._image_message(),
+                       "OpenFace found no face", f"OpenFace timed out after {docker.limit_for(3):g} s; send fewer "
+                       "images at a time"):
+            assert i18n.message(status) != status and "Docker engine not" not in i18n.message(status)
     assert i18n.message(english) == english
 
 

@@ -15,6 +15,7 @@ import pytest
 import requests
 from PIL import Image
 
+from fer_core import au_table
 from fer_core.au_table import AU_COLUMNS, TABLE_COLUMNS
 from fer_core.au_table import read as read_au_table
 from fer_core.config import openface_study_table
@@ -252,6 +253,8 @@ class FakeContainer:
         self.inputs: list[str] = []
 
     def start(self) -> None:
+        if self.mode == "start-fails":
+            raise docker.errors.APIError("Mounts denied: the path is not shared from the host")
         host = {v["bind"]: Path(k) for k, v in self.volumes.items()}
         in_dir, out_dir = host[f"{BIN_DIR}/input"], host[f"{BIN_DIR}/processed"]
         self.inputs = sorted(p.name for p in in_dir.iterdir())
@@ -266,6 +269,8 @@ class FakeContainer:
             (out_dir / f"{stem}_of_details.txt").write_text(f"Input:{name}\n")
 
     def wait(self, timeout=None):
+        if self.mode == "engine-gone":
+            raise requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2))")
         if self.mode == "timeout":
             time.sleep(min(timeout or 0.0, 0.02))
             raise requests.exceptions.ReadTimeout("UnixHTTPConnectionPool: Read timed out.")
@@ -274,7 +279,8 @@ class FakeContainer:
         return {"Error": None, "StatusCode": 139 if self.mode == "crash" else 0}
 
     def reload(self):
-        pass
+        if self.mode == "engine-gone":  # what docker-py raises once the engine is gone
+            raise requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2))")
 
     def logs(self, stdout=True, stderr=True, tail="all"):
         return b"Loading the model\nModel loaded\nStarting tracking\nSegmentation fault (core dumped)\n"
@@ -304,13 +310,12 @@ class FakeClient:
             raise docker.errors.ImageNotFound(f"No such image: {name}")
         return object()
 
-    def run(self, image, command, volumes=None, detach=False, working_dir=None, remove=True, **kwargs):
-        self.runs.append({"image": image, "command": command, "volumes": volumes, "detach": detach,
-                          "working_dir": working_dir, "remove": remove})
+    def create(self, image, command, volumes=None, working_dir=None, **kwargs):
+        """docker-py's ``containers.create``: the container exists (and must be removed) before it starts."""
+        self.runs.append({"image": image, "command": command, "volumes": volumes, "working_dir": working_dir})
         if self.run_error is not None:
             raise self.run_error
         self.container = FakeContainer(self.mode, volumes)
-        self.container.start()
         return self.container
 
 
@@ -339,7 +344,7 @@ def test_extract_success_maps_csvs_back(tmp_path, images):
     table = OpenFaceDocker(client=client, work_dir=work).extract(images, progress=lambda d, t: progress.append((d, t)))
     assert_schema(table)
     run = client.runs[0]
-    assert run["image"] == "algebr/openface:latest" and run["detach"] and run["remove"] is False
+    assert run["image"] == "algebr/openface:latest" and client.container.removed
     assert run["working_dir"] == BIN_DIR
     assert run["command"] == OpenFaceDocker.build_command()
     assert sorted(v["bind"] for v in run["volumes"].values()) == [f"{BIN_DIR}/input", f"{BIN_DIR}/processed"]
@@ -405,6 +410,32 @@ def test_extract_timeout_kills_and_removes(tmp_path, images):
     assert leftovers(work) == []
 
 
+def test_losing_the_engine_mid_run_keeps_the_images_finished_and_removes_the_container(tmp_path, images):
+    """docker-py raises requests' ConnectionError when the engine goes away: that was 'a bug' that
+    threw the batch away; now every image gets its row, with the reason for the unfinished ones."""
+    work = tmp_path / "work"
+    work.mkdir()
+    client = FakeClient(mode="engine-gone")
+    table = OpenFaceDocker(client=client, work_dir=work, poll_s=0.01).extract(images)
+    assert set(table["file"]) == {str(it.path) for it in images}
+    assert (table["success"] == 1).any(), "the CSVs OpenFace wrote before the engine went are kept"
+    assert table["reason"].str.contains("lost the connection to the Docker engine").any()
+    assert leftovers(work) == []
+
+
+def test_a_container_that_fails_to_start_is_removed(tmp_path, images):
+    work = tmp_path / "work"
+    work.mkdir()
+    client = FakeClient(mode="start-fails")
+    with pytest.raises(DockerUnavailable, match="could not start"):
+        OpenFaceDocker(client=client, work_dir=work).extract(images)
+    assert client.container.removed and leftovers(work) == []
+
+
+def test_the_time_limit_grows_with_the_batch():
+    assert OpenFaceDocker().limit_for(28_709) > 3600 and OpenFaceDocker(timeout_s=5).limit_for(28_709) == 5
+
+
 def test_extract_keyboard_interrupt_still_cleans_up(tmp_path, images):
     work = tmp_path / "work"
     work.mkdir()
@@ -465,3 +496,40 @@ def test_reproduce_two_splits():
         assert run["logreg"]["accuracy"] > 0.714 - 3 * 0.009
         assert run["mlp"]["accuracy"] > 0.766 - 3 * 0.010 - 0.02  # MLP: early stopping adds noise
     assert "0.755" in module.format_report(result)
+
+
+def test_a_table_with_its_own_file_and_label_columns_keeps_them(tmp_path):
+    """A merged table in OpenFace's columns (face, confidence) but with a file and label per row:
+    each row kept its image and emotion (they all became one unlabelled image)."""
+    rows = [f"{name},0,0.95,happy," + ",".join(["1.5"] * 17) for name in ("a.jpg", "b.jpg", "c.jpg")]
+    path = tmp_path / "merged.csv"
+    path.write_text("\n".join(["file,face,confidence,label," + ",".join(AU_COLUMNS), *rows]) + "\n")
+    table = au_table.read(path)
+    assert list(table["file"]) == ["a.jpg", "b.jpg", "c.jpg"] and set(table["label"]) == {"happy"}
+    assert au_table.select(table, ["happy"]).n == 3
+
+
+def test_import_openface_refuses_an_empty_folder_and_skips_its_own_output(tmp_path, capsys):
+    from fer_core.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["import-openface", str(empty), "--out", str(tmp_path / "o.csv")]) == 2
+    assert "no OpenFace CSVs found" in capsys.readouterr().err
+    folder = tmp_path / "processed"
+    folder.mkdir()
+    (folder / "happy001.csv").write_text(f"face, confidence, {R_HEADER}\n0, 0.9, " + ", ".join(["1.0"] * 17) + "\n")
+    out = folder / "au.csv"
+    for _ in range(2):  # the second run must not read the first run's output back in
+        assert main(["import-openface", str(folder), "--out", str(out)]) == 0
+    assert len(au_table.read(out)) == 1
+
+
+def test_openface_cannot_measure_under_a_drawn_mask(tmp_path, capsys):
+    from fer_core.cli import main
+
+    (tmp_path / "happy").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "happy" / "a.png")
+    assert main(["extract", str(tmp_path), "--backend", "openface-docker", "--mask", "surgical",
+                 "--out", str(tmp_path / "o.csv")]) == 2
+    assert "--mask draws masks for the embedded MediaPipe" in capsys.readouterr().err

@@ -153,6 +153,10 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     names = [p.name for p in predictors]
     if len(set(names)) != len(names):
         raise FerError(f"models share a name ({', '.join(names)}); give distinct models")
+    taken = [n for n in names if n in ("file", "label") or n.endswith((" p(true)", " correct"))]
+    if taken:  # the table's own columns: a model of that name would overwrite the true labels
+        raise FerError(f"a model is named {taken[0]!r}, which the comparison table uses for its own column; "
+                       "register it under another name (or rename its file)")
     classes, chosen, skipped = scored_images(predictors, items, classes)
     need_aus = any(p.inputs == "aus" for p in predictors)
     need_pixels = any(p.inputs == "pixels" for p in predictors)

@@ -61,21 +61,24 @@ def table_from_openface_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame
 
 def import_openface_dir(folder: str | os.PathLike[str],
                         labels_from: str | os.PathLike[str] | Sequence[LabeledImage] | None = None,
-                        ) -> pd.DataFrame:
+                        skip: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """AU table of an OpenFace ``-out_dir``: one CSV per image, possibly in emotion subfolders.
 
     ``labels_from`` (the image folder OpenFace read, or its ``LabeledImage`` list) maps each CSV to
     its image by stem, giving ``file`` the image path and its label; images without a CSV become
     failure rows. Without it, labels come from the CSV's emotion subfolder or an emotion-prefixed
     stem (``angry001``). Non-CSV files are skipped; a bad CSV becomes a failure row, never an
-    exception, so the batch is kept.
+    exception, so the batch is kept. ``skip``: a file not to read (the output of an earlier import
+    written into the same folder).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder; pick the folder OpenFace wrote with -out_dir")
+    skipped = Path(skip).resolve() if skip is not None else None
     csvs = sorted(p for p in folder.rglob("*.csv")
-                  if p.is_file() and not any(part.endswith("_aligned") or part.startswith(".")
-                                             for part in p.relative_to(folder).parts))
+                  if p.is_file() and p.resolve() != skipped
+                  and not any(part.endswith("_aligned") or part.startswith(".")
+                              for part in p.relative_to(folder).parts))
     images: list[LabeledImage] = []
     if labels_from is not None:
         images = (list_images(labels_from) if isinstance(labels_from, (str, os.PathLike))
@@ -101,6 +104,8 @@ def import_openface_dir(folder: str | os.PathLike[str],
             parts.append(read_openface_csv(csv, name=file, label=label))
         except FerError as exc:
             parts.append(failure_rows([(file, label)], one_line(exc)))
+    if not csvs and not images:
+        raise DatasetError(f"{folder}: no OpenFace CSVs found; pick the folder OpenFace wrote with -out_dir")
     missing = [(str(it.path), it.label) for it in images if it.path not in matched]
     if missing:
         parts.append(failure_rows(missing, "OpenFace wrote no CSV for this image (no face found or not processed)"))
@@ -139,10 +144,16 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
     files = [file] * n
     if "frame" in frame.columns and frame["frame"].nunique() > 1:
         files = [f"{file}#{_frame_id(v)}" for v in frame["frame"]]
+    if "file" in frame.columns:  # a table of many images (not one OpenFace CSV): its own names
+        files = [printable(str(v)) if isinstance(v, str) and v.strip() else f for v, f in zip(frame["file"], files)]
+    labels = [label] * n
+    column = next((c for c in ("label", "emotion") if c in frame.columns), None)
+    if label is None and column is not None:
+        labels = [_clean_label(v) for v in frame[column]]
     conf = (pd.to_numeric(frame["confidence"], errors="coerce").to_numpy(dtype=float)
             if "confidence" in frame.columns else np.full(n, np.nan))
     aus.loc[success == 0, :] = np.nan  # OpenFace writes 0 for failed frames: not a measurement
-    out = pd.DataFrame({"file": files, "face": faces, "label": [label] * n, "success": success,
+    out = pd.DataFrame({"file": files, "face": faces, "label": labels, "success": success,
                         "confidence": conf, "source": SOURCE,
                         "reason": np.where(success == 1, "", NO_FACE)})
     return au_table.normalise(pd.concat([out.reset_index(drop=True), aus.reset_index(drop=True)], axis=1))

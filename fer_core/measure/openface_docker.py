@@ -41,12 +41,12 @@ class OpenFaceDocker:
     importing this module or building commands never needs a Docker engine.
     """
 
-    def __init__(self, client=None, image: str = "algebr/openface:latest", timeout_s: float = 600,
+    def __init__(self, client=None, image: str = "algebr/openface:latest", timeout_s: float | None = None,
                  work_dir: str | os.PathLike[str] | None = None, poll_s: float = 1.0,
                  aus_only: bool = True):
         self._client = client
         self.image = image
-        self.timeout_s = float(timeout_s)
+        self.timeout_s = None if timeout_s is None else float(timeout_s)  # None: by the batch (limit_for)
         self.work_dir = Path(work_dir) if work_dir is not None else None
         self.poll_s = poll_s
         self.aus_only = aus_only
@@ -71,6 +71,11 @@ class OpenFaceDocker:
             str(Path(input_dir).resolve()): {"bind": f"{BIN_DIR}/{input_name}", "mode": "ro"},
             str(Path(output_dir).resolve()): {"bind": f"{BIN_DIR}/{output_name}", "mode": "rw"},
         }
+
+    def limit_for(self, images: int) -> float:
+        """The run's time limit: the one given, else 5 minutes plus 2 s an image (OpenFace reads
+        an image in well under a second; a whole split must not time out at a fixed 10 minutes)."""
+        return self.timeout_s if self.timeout_s is not None else 300.0 + 2.0 * images
 
     @property
     def image_repo(self) -> str:
@@ -157,6 +162,7 @@ class OpenFaceDocker:
 
     def _extract(self, items: list[LabeledImage], progress: Progress | None) -> pd.DataFrame:
         import docker
+        import requests
 
         total = len(items)
         if not items:
@@ -173,16 +179,17 @@ class OpenFaceDocker:
                 progress(0, total)
             run_reason = ""
             if stems:
-                try:
-                    container = self.client.containers.run(
+                try:  # created, kept, then started: a start that fails leaves no container behind
+                    container = self.client.containers.create(
                         self.image, self.build_command(aus_only=self.aus_only),
-                        volumes=self.mounts(in_dir, out_dir), detach=True, working_dir=BIN_DIR, remove=False)
+                        volumes=self.mounts(in_dir, out_dir), working_dir=BIN_DIR)
+                    container.start()
                 except docker.errors.ImageNotFound:
                     raise DockerUnavailable(self._image_message()) from None
-                except docker.errors.DockerException as exc:
+                except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
                     raise DockerUnavailable(f"Docker could not start {self.image}: {one_line(exc)[:150]}; "
                                             f"check `docker info` and that {tmp.parent} may be shared with containers") from None
-                run_reason = self._wait(container, out_dir, total, progress)
+                run_reason = self._wait(container, out_dir, total, progress, self.limit_for(len(stems)))
             rows = self._collect(items, stems, failed, out_dir, run_reason)
             if progress:
                 progress(total, total)
@@ -217,12 +224,13 @@ class OpenFaceDocker:
                 failed[i] = f"{it.path}: cannot copy image for OpenFace ({exc.strerror or exc})"
         return stems, failed
 
-    def _wait(self, container, out_dir: Path, total: int, progress: Progress | None) -> str:
-        """Wait for the container with a deadline; '' on success, else the reason it failed."""
+    def _wait(self, container, out_dir: Path, total: int, progress: Progress | None, limit_s: float) -> str:
+        """Wait for the container with a deadline; '' on success, else the reason it failed (the
+        CSVs written so far are kept by the caller)."""
         import docker
         import requests
 
-        deadline = time.monotonic() + self.timeout_s
+        deadline = time.monotonic() + limit_s
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -230,14 +238,15 @@ class OpenFaceDocker:
                     container.kill()
                 except Exception:
                     pass
-                return f"OpenFace timed out after {self.timeout_s:g} s; raise the timeout or send fewer images"
+                return f"OpenFace timed out after {limit_s:g} s; send fewer images at a time"
             try:
                 result = container.wait(timeout=max(0.01, min(self.poll_s, remaining)))
                 break
             except (requests.exceptions.Timeout, requests.exceptions.ConnectionError):
                 try:
                     container.reload()
-                except docker.errors.DockerException:
+                except (docker.errors.DockerException, requests.exceptions.RequestException):
+                    # the engine went away (docker-py raises requests' errors then): keep what is done
                     return "lost the connection to the Docker engine while OpenFace ran; restart Docker and retry"
                 if progress:
                     progress(min(total, sum(1 for _ in out_dir.glob("*.csv"))), total)
