@@ -470,6 +470,8 @@ def cmd_train_au(args) -> int:
         print(f"{args.table}: {au_table.left_out_summary(data['left_out'], total)}", file=sys.stderr)
     if data.get("sample"):
         print(f"fitted on {data['sample']}; --max-rows changes the cap", file=sys.stderr)
+    if data.get("held_out_duplicates"):
+        print(f"{args.table}: {data['held_out_duplicates']}", file=sys.stderr)
     m = model.holdout
     evaluated_on = f"{holdout:.0%} of {args.table} held out from fitting (stratified, seed {args.seed})"
     if args.name:

@@ -125,3 +125,21 @@ def test_balanced_classes_change_the_mlp_and_the_gam_they_are_recorded_for():
     assert gam_balanced.info["settings"]["class_weight"] == "balanced"
     X = table[list(AU_COLUMNS)].to_numpy()
     assert not np.allclose(gam_plain.predict_proba(X), gam_balanced.predict_proba(X))
+
+
+def test_rows_repeated_in_a_table_are_not_scored_on_a_copy_of_themselves():
+    """The study's table repeats a few rows; a held-out copy of a fitting row flatters the score.
+    Those copies are fitted instead, and the model's record says how many."""
+    from fer_core import au_table as tables
+    from fer_core.predictors.au_models import plan_fit
+
+    table = synthetic_table(20)
+    table = pd.concat([table, table.iloc[::4].assign(file=lambda f: f["file"] + ".copy")], ignore_index=True)
+    ts = tables.training_set(table, SIX_EMOTIONS, name="t")
+    plan = plan_fit(ts, 0.25, 0)
+    X = ts.X()
+    fitted = {tuple(X[i]) + (ts.y[i],) for i in plan.fit}
+    assert plan.duplicates_moved > 0 and not any(tuple(X[i]) + (ts.y[i],) in fitted for i in plan.test)
+    assert len(plan.fit) + len(plan.test) == len(ts.y)
+    model = fit_au_model(table)
+    assert "were fitted instead of scored" in model.info["data"]["held_out_duplicates"]
