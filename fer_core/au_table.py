@@ -291,6 +291,17 @@ def _encoding(head: bytes, display: str, complete: bool) -> str:
         return "latin-1"
 
 
+def _holds_utf8_text(source: "_TableBytes") -> bool:
+    """Whether the file holds any character UTF-8 encodes in more than one byte (read in 1 MB blocks)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    wide = re.compile("[^\x00-\x7f\ufffd]")
+    with source.open() as stream:
+        while block := stream.read(1 << 20):
+            if wide.search(decoder.decode(block)):
+                return True
+    return False
+
+
 def _header(head: bytes, encoding: str, display: str, complete: bool) -> tuple[list[str], str]:
     """(column names, separator) from the first line."""
     text = head.decode(encoding, errors="replace")
@@ -326,14 +337,17 @@ def read_frame(src: PathOrBuffer, display: str | None = None) -> tuple[pd.DataFr
         encoding = _encoding(head, display, complete)
         names, sep = _header(head, encoding, display, complete)
         missing_aus(names, display)
-        # UTF-8 in its first MB but a bad byte further on: the rest stays UTF-8 and the bad
-        # bytes are kept escaped (caf\xff.jpg), rather than every name read again as Latin-1.
-        for errors in ("strict", "backslashreplace") if encoding == "utf-8-sig" else ("strict",):
-            try:
-                return _parse(source, encoding, sep, names, display, errors)
-            except UnicodeDecodeError:
-                continue
-        raise AUTableError(f"{display}: not a text CSV; pick a CSV of AU values")
+        try:
+            return _parse(source, encoding, sep, names, display)
+        except UnicodeDecodeError:
+            if encoding != "utf-8-sig":
+                raise AUTableError(f"{display}: not a text CSV; pick a CSV of AU values") from None
+        # Plain ASCII in its first MB, then a byte UTF-8 does not allow: a Latin-1 file (café
+        # written as one byte) is read as Latin-1; a UTF-8 file with a stray byte stays UTF-8, the
+        # stray bytes kept escaped (caf\xff.jpg), rather than every name read again as Latin-1.
+        if _holds_utf8_text(source):
+            return _parse(source, encoding, sep, names, display, "backslashreplace")
+        return _parse(source, "latin-1", sep, names, display)
     except AUTableError:
         raise
     except (zlib.error, EOFError, lzma.LZMAError, OSError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 from .errors import FerError
@@ -29,8 +30,8 @@ _ALIASES: dict[str, str] = {
 
 def normalize_emotion(name: str) -> str | None:
     """Map a label as people write it ("Happiness", " ANGER ") to this project's name, or None."""
-    key = str(name).strip().lower().replace("-", "").replace("_", "")
-    return _ALIASES.get(key)
+    key = unicodedata.normalize("NFC", str(name)).strip().lower().replace("-", "").replace("_", "")
+    return _ALIASES.get(key)  # NFC: macOS writes Korean file names decomposed (NFD)
 
 
 def emotion_in_name(name: str) -> str | None:
@@ -44,7 +45,7 @@ def emotion_in_name(name: str) -> str | None:
 
 def emotion_from_filename(stem: str) -> str | None:
     """Emotion from a flat-folder file name such as ``angry001`` or ``Happy_12`` (longest alias wins)."""
-    low = stem.lower()
+    low = unicodedata.normalize("NFC", stem).lower()
     best = None
     for alias, emotion in _ALIASES.items():
         if low.startswith(alias) and (best is None or len(alias) > len(best[0])):

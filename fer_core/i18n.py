@@ -104,7 +104,10 @@ def _message_patterns(lang: str) -> tuple[tuple[re.Pattern, str], ...]:
     for key, template in english.items():
         if key.startswith("messages."):
             parts = re.split(r"\{(\w+)\}", template)
-            regex = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>.+?)" for i, part in enumerate(parts))
+            # a placeholder may be empty ("rows{labelled} ("); an exit code is digits, so that
+            # "code {code}{detail}" splits 137 from what follows it
+            regex = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>-?\\d+)" if part == "code"
+                            else f"(?P<{part}>.*?)" for i, part in enumerate(parts))
             patterns.append((re.compile(regex + r"\Z", re.S), here[key]))
     return tuple(sorted(patterns, key=lambda p: -len(p[0].pattern)))
 

@@ -93,7 +93,8 @@ def saved_section() -> None:
     st.subheader(t("cnn.saved_header"))
     entries = [e for e in manifest_entries() if e.kind == "cnn"]
     registered = {e.file.resolve() for e in entries}
-    loose = [p.name for p in sorted(config.models_dir().glob("*.keras")) if p.resolve() not in registered]
+    loose = [p.name for p in sorted(config.models_dir().glob("*.keras"))
+             if p.resolve() not in registered and not p.name.endswith(".training.keras")]  # a run's checkpoint
     if not entries:
         st.info(t("cnn.no_cnn_help"))
         if loose:

@@ -646,3 +646,12 @@ def test_au_page_says_when_its_model_was_trained_on_another_table_of_the_same_na
                                               "text/csv"))
     run_app(at, 90)
     assert any("trained on aus.csv, not on the table chosen above" in s for s in texts(at.info))
+
+
+def test_a_latin1_table_whose_first_megabyte_is_ascii_keeps_its_names(tmp_path):
+    """The other side of a late bad byte: a Latin-1 file (one byte for é) is read as Latin-1."""
+    table = synthetic_table(2000)
+    table.loc[len(table) - 1, "file"] = "happy/café.jpg"
+    path = tmp_path / "latin.csv"
+    path.write_bytes(table.to_csv(index=False).encode("latin-1"))
+    assert au_table.read(path)["file"].iloc[-1] == "happy/café.jpg"

@@ -90,6 +90,17 @@ def test_common_fer_core_messages_are_shown_in_korean():
     assert i18n.message(english) == english
 
 
+def test_templates_split_their_placeholders_where_the_words_are():
+    """Two placeholders side by side, an empty one, and a phrase that is also part of a file name."""
+    with i18n.using_language("ko"):
+        assert i18n.message("OpenFace exited with code 137 (killed)") == "OpenFace가 코드 137로 끝났습니다 (killed)"
+        assert i18n.message("t.csv: no usable rows (it has no rows); use a table of measured faces with AU values "
+                            "from 0 to 5").startswith("t.csv: 쓸 수 있는 행이 없습니다 (it has no rows)")
+        assert i18n.message("/data/the endgame/a.jpg: no face found") == "/data/the endgame/a.jpg: 얼굴을 찾지 못함"
+        assert i18n.message("a.mp4: video is corrupt (bad); no frames from 4.25 s to the end") == \
+            "a.mp4: 동영상이 손상되었습니다 (bad). 4.25초부터 끝까지 프레임이 없습니다"
+
+
 def test_reports_carry_a_small_font_for_their_hangul():
     css = i18n.embedded_font_css("감정별 정확도 happy 행복")
     assert css.startswith("@font-face") and "NanumGothic" in css

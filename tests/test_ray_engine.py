@@ -349,3 +349,13 @@ def test_the_local_engine_leaves_no_ray_record_for_its_output(tmp_path, folder):
     _record(out, folder)
     assert main(["extract", str(folder / "neutral"), "--out", str(out), "--no-cache", "--workers", "1"]) == 0
     assert not ray_engine.record_path(out).exists()
+
+
+def test_the_same_class_filter_written_another_way_resumes(tmp_path):
+    from fer_core.images import LabeledImage
+
+    out = tmp_path / "au.csv"
+    au_table.write(_happy_rows("happy/a.jpg"), out)
+    _record(out, tmp_path, classes=ray_engine.run_record(tmp_path, "happy,sad")["classes"])
+    run = extract_on_ray([LabeledImage(tmp_path / "happy" / "a.jpg", "happy")], out, root=tmp_path, classes="Sad, happy")
+    assert run.resumed == 1 and run.measured == 0

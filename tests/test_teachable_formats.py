@@ -407,10 +407,13 @@ def test_models_that_give_no_row_of_class_scores_are_refused_with_one_line(expor
 
 
 def test_class_names_people_write_and_the_file_an_all_ignored_mapping_names(exports):
+    import unicodedata
+
     from fer_core.predictors.teachable import map_labels
 
-    mapping = map_labels(["Happy :)", "Angry 1", "Surprised!", "슬픔", "background", "Class 1"])
-    assert mapping.emotions == ("happy", "angry", "surprise", "sad", None, None)
+    mapping = map_labels(["Happy :)", "Angry 1", "Surprised!", "슬픔", unicodedata.normalize("NFD", "행복"),
+                          "background", "Class 1"])
+    assert mapping.emotions == ("happy", "angry", "surprise", "sad", "happy", None, None)  # NFD: as macOS writes
     tflite = load_teachable(exports["folders"]["tflite"])
     with pytest.raises(ModelFileError, match="none of the classes") as info:
         tflite.remapped(dict.fromkeys(LABELS))
@@ -421,6 +424,9 @@ def test_a_saved_tflite_export_folder_is_a_teachable_model_by_its_path(exports):
     from fer_core.predictors.registry import find_entry
 
     assert find_entry(str(exports["folders"]["tflite"])).kind == "teachable"
+    from fer_core.predictors.teachable import _claims
+
+    assert not _claims(config.REPO_ROOT / "models"), "a folder of CNNs with their TFLite twins is no export"
 
 
 def test_teachable_errors_read_in_korean():

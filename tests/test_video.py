@@ -159,8 +159,8 @@ def test_decoding_that_breaks_off_mid_chunk_is_one_row_where_it_broke(face_video
     them (not at the chunk's start, on a frame already measured) and says which stretch is missing."""
     real = video.sampled_frames
 
-    def breaks_after_three(path, fps, start, end):
-        for k, frame in enumerate(real(path, fps, start, end)):
+    def breaks_after_three(path, fps, start, end, **kw):
+        for k, frame in enumerate(real(path, fps, start, end, **kw)):
             if k == 3:
                 raise video.VideoError("damaged video data")
             yield frame
@@ -199,6 +199,24 @@ def test_a_cut_off_video_says_where_its_frames_end(tmp_path):
     last = table.iloc[-1]
     assert last["success"] == 0 and "no frames from" in last["reason"] and last["time_s"] < 5
     assert not (video.extract_video(whole, fps=2)["reason"].str.contains("no frames from")).any()
+
+
+def test_a_slideshow_video_is_not_taken_for_a_cut_off_one(tmp_path):
+    """A frame every 2 s: the last one lasts to the end, so no frames are missing."""
+    import fractions
+
+    path = tmp_path / "slides.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fractions.Fraction(1, 2))
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(4):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 40, np.uint8),
+                                                                   format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    for fps in (2.0, 10.0):
+        assert not video.extract_video(path, fps=fps)["reason"].str.contains("no frames from").any()
 
 
 def test_a_video_extract_leaves_no_ray_record_beside_its_output(face_video, tmp_path):

@@ -140,8 +140,11 @@ def record_path(out: str | os.PathLike[str]) -> Path:
 def run_record(root: str | os.PathLike[str] | None, classes: str | None = None) -> dict[str, str]:
     """What rows must share to be resumed into one output: the folder they were listed from, the
     emotions the listing kept and the version of the measuring code."""
+    from ..emotions import parse_classes
+
     folder = os.fsdecode(Path(root).resolve()) if root is not None else ""
-    return {"folder": folder, "classes": classes or "", "measurement": extract.MEASURE_VERSION}
+    kept = ",".join(parse_classes(classes)) if classes else ""  # "Sad, happy" and "happy,sad" are one filter
+    return {"folder": folder, "classes": kept, "measurement": extract.MEASURE_VERSION}
 
 
 def foreign_rows(out: Path, record: dict[str, str]) -> str | None:

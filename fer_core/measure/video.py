@@ -62,6 +62,7 @@ class VideoInfo:
     width: int
     height: int
     codec: str
+    stream_duration_s: float | None = None  # the video stream's own length, when its header gives one
 
 
 def _open(path: str | os.PathLike[str], label: str):
@@ -109,8 +110,9 @@ def probe_video(path: str | os.PathLike[str], label: str | None = None) -> Video
         width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
         _check_frame(width or 1, height or 1, label)
         fps = float(stream.average_rate or stream.guessed_rate or 0)
-        if stream.duration is not None and stream.time_base:
-            duration = float(stream.duration * stream.time_base)
+        own = float(stream.duration * stream.time_base) if stream.duration is not None and stream.time_base else None
+        if own is not None:
+            duration = own
         elif container.duration:
             duration = container.duration / 1_000_000
         else:
@@ -118,7 +120,7 @@ def probe_video(path: str | os.PathLike[str], label: str | None = None) -> Video
             for packet in container.demux(stream):
                 if packet.pts is not None and packet.time_base:
                     duration = max(duration, float((packet.pts + (packet.duration or 0)) * packet.time_base))
-        return VideoInfo(duration, fps, width, height, stream.codec_context.name or "")
+        return VideoInfo(duration, fps, width, height, stream.codec_context.name or "", own)
     except av.FFmpegError as exc:
         raise VideoError(f"{label}: video is corrupt ({one_line(exc, 80)})") from None
     finally:
@@ -127,11 +129,12 @@ def probe_video(path: str | os.PathLike[str], label: str | None = None) -> Video
 
 def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS, start_s: float = 0.0,
                    end_s: float | None = None, max_side: int = VIDEO_MAX_SIDE,
-                   label: str | None = None) -> Iterator[tuple[float, np.ndarray]]:
+                   label: str | None = None, seen: dict | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """(time in seconds, RGB uint8 frame) of the frames sampled at ``fps`` between ``start_s``
     and ``end_s``, decoded one at a time. A frame is taken when its presentation time reaches the
     next point of the grid k / fps; so sampling does not depend on where a chunk starts.
-    ``fps`` None: every frame."""
+    ``fps`` None: every frame. ``seen`` (a dict) gets ``"until"``, where the last frame decoded
+    ends (sampled or not), and ``"reached_end"``, whether a frame reached ``end_s``."""
     import av
 
     label = label or printable(os.fsdecode(path))
@@ -148,7 +151,12 @@ def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS
             t = float(frame.time) if frame.time is not None else fallback_t
             fallback_t = t + 1 / float(stream.average_rate or fps or 25)
             if end_s is not None and t >= end_s - _EPS:
+                if seen is not None:
+                    seen["reached_end"] = True
                 break
+            if seen is not None:
+                lasts = float(frame.duration * stream.time_base) if frame.duration and stream.time_base else 0.0
+                seen["until"] = t + (lasts or fallback_t - t)
             if t < next_t - _EPS:
                 continue
             if fps:
@@ -196,15 +204,17 @@ def _init_worker() -> None:
     _analyzer = shared_analyzer()
 
 
-def _measure_chunk(arg: tuple[str, float, float | None, float, float]) -> list[tuple[float, list[dict] | str]]:
+def _measure_chunk(arg: tuple[str, float, float | None, float, float | None]) -> list[tuple[float, list[dict] | str]]:
     """Worker task: (time, measurements as cached or the reason the frame failed) of each frame
     of one chunk, tracked by a landmarker of its own (timestamps restart with each chunk).
-    ``duration``: how long the container says the video is, to notice frames that never came."""
-    path, start, end, fps, duration = arg
+    ``length``: the video stream's own length from its header (None when it gives none), to
+    notice frames that never came."""
+    path, start, end, fps, length = arg
     tracker = _analyzer.video_landmarker()
     out: list[tuple[float, list[dict] | str]] = []
+    seen: dict = {}
     try:
-        for t, rgb in sampled_frames(path, fps, start, end):
+        for t, rgb in sampled_frames(path, fps, start, end, seen=seen):
             try:
                 faces = _analyzer.detect_video_frame(tracker, rgb, round(t * 1000))
                 out.append((t, [measurement_of(f).to_cache() for f in faces]))
@@ -213,11 +223,12 @@ def _measure_chunk(arg: tuple[str, float, float | None, float, float]) -> list[t
     except VideoError as exc:  # decoding broke off: one row where it did, saying what is missing
         out.append(_gap_row(out, start, end, fps, one_line(exc)))
     else:  # the decoder may also stop quietly at a cut-off file: frames missing, no error
-        expected = end if end is not None else duration
-        last = out[-1][0] if out else start - 1 / fps
-        if expected - last > max(2 / fps, 1.0):  # a second or two frames: more than rounding of a duration
-            out.append(_gap_row(out, start, end, fps, f"the video ends at {last:.2f} s of its {duration:.2f} s "
-                                                      "(cut short?)" if end is None else "frames are missing"))
+        until = seen.get("until", start)
+        expected = end if end is not None else length  # a chunk that reached its end is whole
+        if not seen.get("reached_end") and expected is not None and expected - until > max(2 / fps, 1.0):
+            why = (f"the video ends at {until:.2f} s of its {length:.2f} s (cut short?)" if end is None
+                   else "frames are missing")
+            out.append(_gap_row(out, start, end, fps, why))
     finally:
         tracker.close()
     return out
@@ -254,7 +265,7 @@ def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, worker
     if progress:
         progress(0, len(chunks))
     with pool.lock:
-        results = pool.imap_unordered([(os.fspath(path), s, e, fps, info.duration_s) for s, e in chunks])
+        results = pool.imap_unordered([(os.fspath(path), s, e, fps, info.stream_duration_s) for s, e in chunks])
         try:
             for index, result in results:
                 rows: list[dict] = []

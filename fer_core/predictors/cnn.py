@@ -454,7 +454,8 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
                                                                             [train.paths[i] for i in val_idx])):
         # Its own held-out share was drawn over other emotions, another share or seed: most of
         # this one may be images it learnt (a seven-emotion start for a six-emotion run).
-        selected_on = selected_on[:-1] + f", but {Path(init).stem} was fitted on {seen:,} of them)"
+        about = "about " if train.skipped else ""  # unreadable images shift the redrawn split a little
+        selected_on = selected_on[:-1] + f", but {Path(init).stem} was fitted on {about}{seen:,} of them)"
         import logging
 
         logging.getLogger(__name__).warning(
@@ -502,10 +503,17 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         *recipe.plateau_callbacks(max(2, patience // 3)),
         reporter,
     ]
-    history = model.fit(data, validation_data=(x_val, recipe.labels(y_val, len(classes))), epochs=epochs,
-                        callbacks=callbacks,
-                        class_weight=balanced_class_weights(y_train, len(classes)) if class_weighting else None,
-                        shuffle=False, verbose=0)  # the dataset reshuffles every epoch itself
+    try:
+        history = model.fit(data, validation_data=(x_val, recipe.labels(y_val, len(classes))), epochs=epochs,
+                            callbacks=callbacks,
+                            class_weight=balanced_class_weights(y_train, len(classes)) if class_weighting else None,
+                            shuffle=False, verbose=0)  # the dataset reshuffles every epoch itself
+    except BaseException:  # Ctrl-C or a failure: out is untouched; say where the best epoch so far is
+        if work.is_file():
+            import logging
+
+            logging.getLogger(__name__).warning("%s is unchanged; the best epoch so far is in %s", out, work)
+        raise
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
     def score(x: np.ndarray, y: np.ndarray) -> EvaluationReport:

@@ -837,7 +837,8 @@ def _load(path: Path, entry) -> TeachablePredictor:
 def _claims(path: Path) -> bool:
     return (path.suffix.lower() in (".h5", ".zip", ".tflite") or (path.name == TFJS_NAME and path.is_file())
             or (path.is_dir() and (any((path / name).is_file() for name in (MODEL_NAME, TFJS_NAME))
-                                   or any(p.is_file() for p in path.glob("*.tflite")))))
+                                   or (any(p.is_file() for p in path.glob("*.tflite"))  # not a CNN's twins
+                                       and (path / LABELS_NAME).is_file()))))
 
 
 def _kinds():
