@@ -35,7 +35,7 @@ from fer_core.au_table import AU_COLUMNS  # noqa: E402
 from fer_core.config import openface_study_table  # noqa: E402
 from fer_core.emotions import SIX_EMOTIONS  # noqa: E402
 from fer_core.errors import FerError  # noqa: E402
-from fer_core.predictors.au_models import fit_au_model  # noqa: E402
+from fer_core.predictors.au_models import fit_au_model, held_out_split, row_keys  # noqa: E402
 
 ORIGINAL = {"model": "MLP 300-200-100-50", "accuracy": 0.755, "splits": 1,
             "source": "Happy-ryan/Face-Emotion-Recognition (one 75/25 split)"}
@@ -77,20 +77,20 @@ def reproduce(table: pd.DataFrame, splits: int = 10, seed: int = 0,
     """Both models on ``splits`` stratified 75/25 splits (seeds seed..seed+splits-1).
 
     Both see the identical split: it is drawn exactly as ``fit_au_model`` draws its hold-out
-    (``train_test_split`` of the usable rows, stratified, ``random_state = seed``).
+    (``held_out_split``: stratified, ``random_state = seed``, held-out copies of training rows
+    trained on instead of scored).
     """
     from sklearn.metrics import accuracy_score, f1_score, recall_score
-    from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
     classes = SIX_EMOTIONS
     X, y, rows = au_table.to_xy(table, classes)
-    groups = rows.groupby(list(AU_COLUMNS) + ["label"], sort=False).ngroup().to_numpy()
+    keys = row_keys(X, y)
     runs = []
     for k, s in enumerate(range(seed, seed + splits)):
         started = time.perf_counter()
-        idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=HOLDOUT, stratify=y, random_state=s)
-        crossing = int(np.isin(groups[idx_test], groups[idx_train]).sum())
+        # the split fit_au_model draws: held-out copies of training rows are trained on, not scored
+        idx_train, idx_test, crossing, _ = held_out_split(y, keys, HOLDOUT, s)
 
         scaler = StandardScaler().fit(X[idx_train])  # fit on training rows only
         mlp = original_mlp(s).fit(scaler.transform(X[idx_train]), y[idx_train])
@@ -185,8 +185,9 @@ def format_report(result: dict, table_name: str = "emotion.csv") -> str:
         "",
         f"duplicates: {d['duplicate_rows']} rows repeat an earlier row exactly (AUs and label); "
         f"{d['conflicting_vectors']} AU vectors carry two labels",
-        f"duplicates across train/test: {d['across_split_mean']:g} test rows per split have an exact copy in "
-        f"train (min {d['across_split_min']}, max {d['across_split_max']})",
+        f"duplicates across train/test: {d['across_split_mean']:g} test rows per split had an exact copy in "
+        f"train (min {d['across_split_min']}, max {d['across_split_max']}); both models train on them instead "
+        "of scoring them",
     ]
     return "\n".join(lines)
 

@@ -342,8 +342,6 @@ def plan_fit(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int 
     """Split the usable rows into a stratified fitting share and a held-out share, and cap what
     each fit uses at ``max_rows`` (a stratified sample that keeps every emotion), so a table of
     millions of faces fits in bounded time and memory. Raises one line when the split cannot work."""
-    from sklearn.model_selection import train_test_split
-
     seed = check_seed(seed)
     if not 0 < holdout <= 0.5:
         raise FerError(f"held-out share {holdout!r} is out of range: use a share above 0 and at most 0.5")
@@ -355,29 +353,41 @@ def plan_fit(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int 
         raise AUTableError(f"{ts.name}: {holdout:.0%} of {n:,} usable faces holds out {n_test}, too few for one face "
                            f"of each of the {k} emotions; hold out a larger share or add faces")
     every = np.arange(n)
-    fit, test = train_test_split(every, test_size=holdout, stratify=ts.y, random_state=seed)
-    # A row repeated in a table (the study's has a few) would be scored on a copy of itself: the
-    # held-out copies of fitting rows join the fitting share.
-    # A table that is mostly repeats (a synthetic benchmark) keeps its split, and the record says so.
-    keys = _row_keys(ts)
+    fit, test, moved, scored = held_out_split(ts.y, _row_keys(ts), holdout, seed)
+    return FitPlan(stratified_cap(fit, ts.y, max_rows, seed), test, stratified_cap(every, ts.y, max_rows, seed),
+                   n, max_rows, seed, moved, scored)
+
+
+def held_out_split(y: np.ndarray, keys: np.ndarray, holdout: float, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(fitting rows, held-out rows, held-out rows moved, repeats left held out): scikit-learn's
+    stratified split, then the held-out copies of fitting rows (same ``keys``: AUs and emotion;
+    the study's table has a few) join the fitting share, so no row is scored on a copy of itself.
+    A table of mostly repeats (a synthetic benchmark) keeps its split; the count says so."""
+    from sklearn.model_selection import train_test_split
+
+    fit, test = train_test_split(np.arange(len(y)), test_size=holdout, stratify=y, random_state=seed)
     seen = np.isin(keys[test], keys[fit])
     left = test[~seen]
-    movable = seen.any() and 2 * len(left) >= len(test) and len(np.unique(ts.y[left])) == len(np.unique(ts.y[test]))
-    if movable:
-        fit, test = np.sort(np.concatenate([fit, test[seen]])), left
-    return FitPlan(stratified_cap(fit, ts.y, max_rows, seed), test, stratified_cap(every, ts.y, max_rows, seed),
-                   n, max_rows, seed, int(seen.sum()) if movable else 0, 0 if movable else int(seen.sum()))
+    if seen.any() and 2 * len(left) >= len(test) and len(np.unique(y[left])) == len(np.unique(y[test])):
+        return np.sort(np.concatenate([fit, test[seen]])), left, int(seen.sum()), 0
+    return fit, test, 0, int(seen.sum())
+
+
+def row_keys(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row's AUs and emotion (what ``held_out_split`` calls a repeat)."""
+    frame = pd.DataFrame(np.asarray(X, dtype=np.float64))
+    frame["y"] = np.asarray(y)
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 
 
 def _row_keys(ts: au_table.TrainingSet) -> np.ndarray:
-    """A 64-bit hash of each training row's AUs and emotion, computed a chunk at a time."""
+    """``row_keys`` of a training set, a chunk at a time."""
     n = len(ts.y)
     keys = np.empty(n, dtype=np.uint64)
     for start in range(0, n, PREDICT_CHUNK_ROWS):
         part = np.arange(start, min(n, start + PREDICT_CHUNK_ROWS))
-        frame = pd.DataFrame(ts.X(part))
-        frame["y"] = ts.y[part]
-        keys[part] = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+        keys[part] = row_keys(ts.X(part), ts.y[part])
     return keys
 
 
