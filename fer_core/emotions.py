@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
@@ -37,8 +38,6 @@ def normalize_emotion(name: str) -> str | None:
 def emotion_in_name(name: str) -> str | None:
     """``normalize_emotion``, also past what people add to a class name ("Happy :)", "Angry 1",
     "Surprised!"): the name's letters alone are tried when the whole name is not an emotion."""
-    import re
-
     core = re.sub(r"^[\W\d_]+|[\W\d_]+$", "", str(name))
     return normalize_emotion(name) or (normalize_emotion(core) if core else None)
 

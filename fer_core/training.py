@@ -63,17 +63,16 @@ _slot_lock = threading.Lock()
 _active: dict[str, "CNNTrainingJob"] = {}
 
 
-def active_training() -> "CNNTrainingJob | None":
-    """The CNN training running on this server (any session), if any."""
-    with _slot_lock:
-        job = _active.get("job")
-        return job if job is not None and job.running else None
-
-
 def last_training() -> "CNNTrainingJob | None":
     """The CNN training this server ran last (running or finished), whichever session started it."""
     with _slot_lock:
         return _active.get("job")
+
+
+def active_training() -> "CNNTrainingJob | None":
+    """The CNN training running on this server (any session), if any."""
+    job = last_training()
+    return job if job is not None and job.running else None
 
 
 class CNNTrainingJob:

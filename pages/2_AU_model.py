@@ -302,13 +302,13 @@ def table_key(table: pd.DataFrame, origin: str) -> str:
     return f"{origin}|{len(table)}|{int(pd.util.hash_pandas_object(table, index=False).sum())}"
 
 
-def result_section(current: str | None) -> None:
+def result_section(table: pd.DataFrame | None, origin: str) -> None:
     result = st.session_state.get("au_train")
     if not result:
         return
     model = result["model"]
     st.subheader(t("au_model.result_header"))
-    if current is not None and result.get("table") != current:
+    if table is not None and result.get("table") != table_key(table, origin):  # hashed only with a result
         st.info(t("au_model.other_table", origin=result["origin"]), icon=":material/history:")
     st.caption(t("au_model.result_caption", kind=kind_name(model.kind), origin=result["origin"],
                  emotions=", ".join(emotion_labels(model.classes)), seconds=f"{result['seconds']:.1f}"))
@@ -375,14 +375,12 @@ def main() -> None:
     st.caption(t("au_model.intro"))
     inspect_section()
     table, origin = choose_table()
-    current = None
     if table is not None:
         selection = au_table.select(table)
         note = "" if not selection.left_out else f" ({selection.summary()})"
         st.caption(t("au_model.table_caption", rows=f"{len(table):,}", usable=f"{selection.n:,}", note=note))
         train_section(table, origin)
-        current = table_key(table, origin)
-    result_section(current)
+    result_section(table, origin)
 
 
 run_page(main)

@@ -147,16 +147,17 @@ def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS
             container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
         next_t = math.ceil(start_s * fps - _EPS) / fps if fps else start_s
         fallback_t = 0.0
+        step = 1 / float(stream.average_rate or fps or 25)  # a frame's length when it does not say
         for frame in container.decode(stream):
             t = float(frame.time) if frame.time is not None else fallback_t
-            fallback_t = t + 1 / float(stream.average_rate or fps or 25)
+            fallback_t = t + step
             if end_s is not None and t >= end_s - _EPS:
                 if seen is not None:
                     seen["reached_end"] = True
                 break
             if seen is not None:
                 lasts = float(frame.duration * stream.time_base) if frame.duration and stream.time_base else 0.0
-                seen["until"] = t + (lasts or fallback_t - t)
+                seen["until"] = t + (lasts or step)
             if t < next_t - _EPS:
                 continue
             if fps:
