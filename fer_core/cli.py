@@ -581,7 +581,7 @@ def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list]
     if not refs:
         raise FerError("no models: train one or pass --models")
     classes = parse_classes(args.classes) if args.classes else None
-    listing = scan_images(args.images, classes)
+    listing = scan_images(args.images)  # every emotion: those left out by --classes are counted too
     for line in listing.skipped_lines:
         print(f"skipped: {line}", file=sys.stderr)
     if not listing.items:
@@ -601,7 +601,7 @@ def cmd_mask_report(args) -> int:
             print(f"model left out: {line}", file=sys.stderr)
     for line in report.unmaskable:
         print(f"not masked: {line}", file=sys.stderr)
-    _print_left_out(report.original)
+    _print_left_out(report.original, chosen=bool(classes))
     if args.json:
         print(json.dumps(report.to_dict()))
         return 0
@@ -615,11 +615,11 @@ def cmd_mask_report(args) -> int:
     return 0
 
 
-def _print_left_out(comparison) -> None:
-    """The test images of emotions not scored, counted per emotion."""
+def _print_left_out(comparison, chosen: bool = False) -> None:
+    """The test images of emotions not scored, counted per emotion; ``chosen``: --classes chose them."""
     if comparison.skipped:
-        print("left out (not predicted by every model): "
-              + ", ".join(f"{n} {e}" for e, n in comparison.skipped.items()), file=sys.stderr)
+        why = "not in --classes" if chosen else "not predicted by every model"
+        print(f"left out ({why}): " + ", ".join(f"{n} {e}" for e, n in comparison.skipped.items()), file=sys.stderr)
 
 
 def cmd_evaluate(args) -> int:
@@ -677,11 +677,11 @@ def cmd_compare(args) -> int:
         fileio.output_path(args.report)  # a bad path fails now, not after the comparison
     comparison = run_comparison(refs, items, classes=classes, workers=args.workers or default_workers(),
                                 progress=_fraction_progress("predicting"))
-    if comparison.failed_models:
-        raise FerError(comparison.failed_models[0])
+    for line in comparison.failed_models:  # as mask-report: the others' results are kept
+        print(f"model left out: {line}", file=sys.stderr)
     for line in comparison.unreadable:
         print(f"skipped: {line}", file=sys.stderr)
-    _print_left_out(comparison)
+    _print_left_out(comparison, chosen=bool(classes))
     if args.csv:
         fileio.write_frame(comparison.table, args.csv)
     if args.report:

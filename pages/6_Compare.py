@@ -77,10 +77,14 @@ def _name(model) -> str:
 
 
 def _version(model) -> str:
-    """A chosen model's name with what can change under it: a manifest entry's checksum, an
-    unsaved Teachable model's class mapping (remapped on its page under the same name)."""
-    mapping = getattr(getattr(model, "mapping", None), "emotions", None)
-    return f"{_name(model)}:{getattr(model, 'sha256', '') or ''}:{mapping or ''}"
+    """A chosen model's name with what can change under it: a manifest entry's checksum; for an
+    unsaved model (a Predictor) which object it is, since a retrained one keeps its default name,
+    and a Teachable model's class mapping (remapped on its page under the same name). The
+    results keep the models they ran, so an object's id is not reused while they show."""
+    if hasattr(model, "predict_proba"):
+        mapping = getattr(getattr(model, "mapping", None), "emotions", None)
+        return f"{_name(model)}:{id(model)}:{mapping or ''}"
+    return f"{_name(model)}:{getattr(model, 'sha256', '') or ''}"
 
 
 def _explains(model) -> bool:
@@ -335,7 +339,7 @@ def show_downloads(saved: dict) -> None:
 def show_results(saved: dict, current: str | None) -> None:
     res: Comparison = saved["comparison"]
     st.divider()
-    if current is not None and current != saved["signature"]:
+    if current != saved["signature"]:  # also when the test set or the models were cleared
         st.info(t("compare.stale"))
     st.caption(t("compare.run_caption", description=saved["description"], n=f"{res.n:,}",
                  emotions=", ".join(emotion_label(e) for e in res.classes), models=len(res.names),

@@ -78,6 +78,47 @@ def test_compare_against_hand_computed_numbers(six_images):
     assert set(frame["model"]) == {"A", "B"} and len(frame) == 6
 
 
+def test_an_emotion_without_test_images_has_no_recall_or_f1(six_images):
+    """Scored on disgust too (``compare --classes``), of which there are no images: its recall and
+    F1 are unknown, not 0, and macro-F1 is the mean over the emotions tested."""
+    from fer_core.figures.compare import precision_recall_frame
+
+    classes = ["angry", "disgust", "happy", "sad"]
+    a = LookupPredictor("A", classes, ["happy", "happy", "happy", "sad", "sad", "angry"])
+    comparison = run_comparison([a], list_images(six_images), classes)
+    frame = precision_recall_frame(comparison).set_index("emotion")
+    assert frame.loc["disgust", "support"] == 0 and frame.loc["disgust", ["recall", "f1"]].isna().all()
+    assert (frame.loc[["angry", "happy", "sad"], "f1"] == 1.0).all()
+    assert comparison.reports["A"].macro_f1 == 1.0
+
+
+def test_compare_problems_read_in_korean(six_images, tmp_path):
+    """What Compare shows when a model breaks, or no test image can be read, in the page's language."""
+    from fer_core.errors import FerError, one_line
+    from fer_core.i18n import message, using_language
+
+    class Broken(LookupPredictor):
+        def predict_proba(self, faces, progress=None):
+            raise ValueError("shapes (3,) and (4,) not aligned")
+
+    classes = ["angry", "happy", "sad"]
+    comparison = run_comparison([LookupPredictor("A", classes, ["happy"] * 6), Broken("boom", classes, {})],
+                                list_images(six_images), classes)
+    (failed,) = comparison.failed_models
+    assert failed == "boom: could not run (ValueError: shapes (3,) and (4,) not aligned)"
+    (tmp_path / "broken").mkdir()
+    for i in range(2):
+        (tmp_path / "broken" / f"happy{i}.png").write_bytes(b"not a png")
+    with pytest.raises(FerError) as caught:
+        run_comparison([LookupPredictor("A", classes, ["happy"] * 6)], list_images(tmp_path / "broken"), classes)
+    unreadable = one_line(caught.value)
+    assert unreadable == "none of the 2 test images could be read"
+    with using_language("ko"):
+        assert message(failed) == "boom: 실행할 수 없습니다 (ValueError: shapes (3,) and (4,) not aligned)"
+        assert message(unreadable) == "테스트 이미지 2장 중 읽을 수 있는 것이 없습니다"
+        assert message("models share a name (A, A); give distinct models").startswith("모델 이름이 겹칩니다 (A, A)")
+
+
 def test_a_model_named_like_a_column_of_the_table_is_refused(six_images):
     """A model named 'label' overwrote the true labels: every answer scored as right."""
     from fer_core.errors import FerError
@@ -143,6 +184,17 @@ def test_compare_cli_scores_seven_emotions_when_asked(capsys, tmp_path, fer_val,
     assert list(seven["models"]) == [BUNDLED_AU_MODEL, "tiny_cnn_7"]
     assert seven["models"]["tiny_cnn_7"]["per_class"]["fear"]["n"] == 2
     assert seven["models"][BUNDLED_AU_MODEL]["per_class"]["fear"]["accuracy"] == 0.0
+    # --classes leaves the other emotions out, and says so as the default choice does
+    assert main(["compare", "--images", str(sample), "--models", models, "--classes", "happy,sad", "--json"]) == 0
+    out = capsys.readouterr()
+    two = json.loads(out.out)
+    assert two["n"] == 4 and two["skipped_classes"] == {e: 2 for e in SEVEN_EMOTIONS if e not in ("happy", "sad")}
+    assert "left out (not in --classes): 2 angry, 2 disgust" in out.err
+    # a model that cannot be loaded is left out, as in mask-report; the other's results are kept
+    assert main(["compare", "--images", str(sample), "--models", f"{BUNDLED_AU_MODEL},no-such-model", "--json"]) == 0
+    out = capsys.readouterr()
+    assert list(json.loads(out.out)["models"]) == [BUNDLED_AU_MODEL]
+    assert "model left out: " in out.err and "no-such-model" in out.err
 
 
 # -- the Compare page (Streamlit AppTest) ---------------------------------------------------------
@@ -300,3 +352,32 @@ def test_compare_page_reports_and_downloads_every_image_it_left_out(models_dir, 
     assert sorted(any(name in line for line in unreadable) for name in ("broken.jpg", "empty.jpg")) == [True, True]
     assert left_out[left_out["left_out"] == "emotion not scored"][["emotion", "images"]].values.tolist() == [["fear", 2]]
     assert not at.exception and not at.error
+
+
+def test_compare_page_marks_its_results_stale_after_a_retrain_or_a_cleared_choice(models_dir, six_images):
+    """A retrained unsaved model keeps its default name: the results of the old one are marked
+    as the previous choice's, as they are when the test folder is cleared."""
+    classes = ["angry", "happy", "sad"]
+    right = LookupPredictor("mine", classes, ["happy", "happy", "happy", "sad", "sad", "angry"])
+    wrong = LookupPredictor("mine", classes, ["sad", "sad", "sad", "happy", "happy", "happy"])
+    at = AppTest.from_file(COMPARE_PAGE)
+    at.session_state["_unsaved_models"] = {"mine": right}
+    run_app(at, T)
+    at.radio(key="cmp_source").set_value(FOLDER)
+    run_app(at, T)
+    at.text_input(key="cmp_folder").set_value(str(six_images))
+    run_app(at, T)
+    at.multiselect(key="cmp_models").set_value(["mine"])
+    at.button(key="cmp_run").click()
+    run_app(at, T)
+    assert at.session_state["cmp_result"]["comparison"].reports["mine"].accuracy == 1.0
+    assert not any("previous choice" in s for s in texts(at.info))
+    at.session_state["_unsaved_models"] = {"mine": wrong}  # retrained on its page, same name
+    run_app(at, T)
+    assert any("previous choice" in s for s in texts(at.info))
+    at.session_state["_unsaved_models"] = {"mine": right}
+    run_app(at, T)
+    assert not any("previous choice" in s for s in texts(at.info))
+    at.text_input(key="cmp_folder").set_value("")
+    run_app(at, T)
+    assert any("previous choice" in s for s in texts(at.info))

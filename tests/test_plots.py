@@ -66,7 +66,10 @@ def test_per_class_accuracy_bars():
     from fer_core.evaluation.metrics import ClassScore
 
     fig = plots.per_class_accuracy_bars({"happy": ClassScore(10, 0.9), "sad": ClassScore(0, None)}, overall=0.8)
-    assert list(fig.data[0].y) == [0.9, 0.0] and list(fig.data[0].text) == ["90%", "0%"]
+    # no sad images: no accuracy, drawn as no bar with a dash, not as 0 %
+    assert list(fig.data[0].y) == [0.9, 0.0] and list(fig.data[0].text) == ["90%", "–"]
+    never = plots.per_class_accuracy_bars({"happy": ClassScore(10, 0.0)})
+    assert list(never.data[0].text) == ["0%"]  # tested and never right: 0 %
     assert fig.layout.shapes  # the overall line
     # named in the legend, not written over the bars' own labels
     assert not fig.layout.annotations

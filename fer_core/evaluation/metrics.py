@@ -144,17 +144,20 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
         raise ValueError("truth and predictions differ in length")
     n, k = len(truth), len(classes)
     correct = (truth == pred) & (pred >= 0)
+    in_classes = (truth >= 0) & (truth < k)
+    sizes = np.bincount(truth[in_classes], minlength=k)
     if n:
         labels = list(range(k))
         with warnings.catch_warnings():  # one emotion scored is a choice, and labels= gives the shape
             warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
             confusion = confusion_matrix(truth, pred, labels=labels)
         recall = recall_score(truth, pred, labels=labels, average=None, zero_division=0)
-        macro_f1 = float(f1_score(truth, pred, labels=labels, average="macro", zero_division=0))
+        # Macro-F1 over the emotions tested or answered (scikit-learn's default): an emotion with
+        # no test images that is never answered has no F1, and a 0 for it would only lower the mean.
+        scored = [i for i in labels if sizes[i] or np.any(pred == i)]
+        macro_f1 = float(f1_score(truth, pred, labels=scored, average="macro", zero_division=0)) if scored else 0.0
     else:
         confusion, recall, macro_f1 = np.zeros((k, k), dtype=int), np.zeros(k), 0.0
-    in_classes = (truth >= 0) & (truth < k)
-    sizes = np.bincount(truth[in_classes], minlength=k)
     no_face_per_class = np.bincount(truth[in_classes & (pred == -1)], minlength=k)
     other_per_class = np.bincount(truth[in_classes & (pred >= k)], minlength=k)
     lo, hi = bootstrap_ci(correct, n_boot=n_boot, seed=seed)

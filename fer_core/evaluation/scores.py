@@ -223,7 +223,8 @@ def val_role(evaluated_on: str) -> str:
     text = (evaluated_on or "").lower()
     if not text:
         return ""
-    chose = any(w in text for w in ("picked", "selected", "chose", "early stopping"))
+    # Whole words: "crops chosen on its held-out tenth of train" is not val choosing.
+    chose = re.search(r"\b(picked|selected|chose|early stopping)\b", text) is not None
     if not re.search(r"\bval\b", text) or not chose:
         return "no"
     return "trunk" if "trunk" in text else "yes"

@@ -101,13 +101,16 @@ def confusion_heatmap(confusion: Sequence[Sequence[int]], labels: Sequence[str],
 
 def per_class_accuracy_bars(per_class: Mapping[str, ClassScore], title: str | None = None,
                             overall: float | None = None) -> go.Figure:
-    """Per-emotion accuracy (an ``EvaluationReport``'s ``per_class``) with the overall as a line."""
+    """Per-emotion accuracy (an ``EvaluationReport``'s ``per_class``) with the overall as a line;
+    an emotion without test images has no accuracy: no bar, labelled "–" (as Compare's bars)."""
     labels = list(per_class)
-    acc = [per_class[c].accuracy or 0.0 for c in labels]
+    known = [per_class[c].accuracy for c in labels]
+    acc = [a or 0.0 for a in known]
     ns = [per_class[c].n for c in labels]
     fig = go.Figure(go.Bar(
         x=emotion_labels(labels), y=acc, marker_color=[emotion_color(c) for c in labels],
-        text=[f"{a:.0%}" for a in acc], textposition="outside", textangle=0, cliponaxis=False,
+        text=["–" if a is None else f"{a:.0%}" for a in known], textposition="outside", textangle=0,
+        cliponaxis=False,
         customdata=ns, hovertemplate=t("figures.recall_hover") + "<extra></extra>",
     ))
     fig.update_traces(showlegend=False)
