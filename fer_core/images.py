@@ -49,6 +49,15 @@ def _limit(name: str, default: float) -> float:
 
 
 
+def decode_settings() -> str:
+    """The image limits moved from their defaults (``FER_MAX_DECODE_SIDE``, ``FER_MAX_SIDE``,
+    ``FER_MAX_ASPECT``), as text; "" with the defaults. They decide what a file decodes to, or
+    whether it is refused, so cached measurements are kept apart by them."""
+    limits = (("MAX_DECODE_SIDE", MAX_DECODE_SIDE), ("MAX_SIDE", MAX_SIDE), ("MAX_ASPECT", MAX_ASPECT))
+    return ",".join(f"{name}={_limit(name, default):g}" for name, default in limits
+                    if _limit(name, default) != default)
+
+
 def load_image(source, name: str | None = None) -> np.ndarray:
     """Decode any supported input into an upright RGB uint8 array, or raise ImageError.
 

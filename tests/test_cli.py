@@ -238,3 +238,74 @@ def test_a_cache_that_cannot_be_used_costs_speed_not_the_batch(capsys, tmp_path,
         code, out_text, err = run_cli(capsys, "predict", astronaut_jpeg, "--json")
         assert code == 0, err
         assert len(json.loads(out_text)["faces"]) == 1  # one image: one result
+
+
+def test_a_file_not_measured_from_its_hashed_bytes_is_not_cached(tmp_path, astronaut_jpeg, monkeypatch):
+    """A file that vanishes, or changes, between its cache key being made and a worker reading
+    it: its row says what happened now, but the cache keeps nothing under those bytes, so once
+    the file is back it (and any copy of it) is measured instead of "not found" for good."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from fer_core.images import list_images
+    from fer_core.measure import extract
+
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "photos" / "happy"
+    folder.mkdir(parents=True)
+    photo = folder / "a.jpg"
+    photo.write_bytes(astronaut_jpeg.read_bytes())
+    away = tmp_path / "away.jpg"
+    real_key = extract._content_key
+    keys = []
+
+    def key_then(change):
+        def key(path, crop=False, settings=None):
+            keys.append(real_key(path, crop, settings))
+            change(Path(path))
+            return keys[-1]
+        return key
+
+    def cached(key):
+        cache = extract.MeasureCache()
+        try:
+            return cache.get_many([key])
+        finally:
+            cache.close()
+
+    monkeypatch.setattr(extract, "_content_key", key_then(lambda p: p.rename(away)))
+    (vanished,) = extract.measure_items(list_images(folder.parent), workers=1).values()
+    assert isinstance(vanished, str) and "not found" in vanished
+    assert cached(keys[-1]) == {}
+    away.rename(photo)
+    grey = tmp_path / "grey.png"
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(grey)
+    monkeypatch.setattr(extract, "_content_key", key_then(lambda p: p.write_bytes(grey.read_bytes())))
+    (changed,) = extract.measure_items(list_images(folder.parent), workers=1).values()
+    assert changed == [] and cached(keys[-1]) == {}  # the grey square: no face; not cached
+    photo.write_bytes(astronaut_jpeg.read_bytes())
+    (folder / "copy.jpg").write_bytes(astronaut_jpeg.read_bytes())
+    monkeypatch.setattr(extract, "_content_key", real_key)
+    measured = extract.measure_items(list_images(folder.parent), workers=1)
+    assert [len(r) for r in measured.values()] == [1, 1]
+    assert len(cached(keys[0])) == 1  # measured from those bytes now: cached
+
+
+def test_measurements_under_other_settings_are_cached_apart(tmp_path, astronaut_jpeg, monkeypatch):
+    """A face landmarker of one's own, or moved image limits, change what a file measures as:
+    the cache does not serve measurements made without them."""
+    from fer_core.measure import extract
+
+    default = extract._content_key(astronaut_jpeg)
+    monkeypatch.setenv("FER_MAX_DECODE_SIDE", "1024")
+    smaller = extract._content_key(astronaut_jpeg)
+    model = tmp_path / "mine.task"
+    model.write_bytes(b"a landmarker of one's own")
+    monkeypatch.setenv("FER_LANDMARKER_MODEL", str(model))
+    own = extract._content_key(astronaut_jpeg)
+    model.write_bytes(b"another landmarker")
+    assert len({default, smaller, own, extract._content_key(astronaut_jpeg)}) == 4
+    monkeypatch.delenv("FER_MAX_DECODE_SIDE")
+    monkeypatch.delenv("FER_LANDMARKER_MODEL")
+    assert extract._content_key(astronaut_jpeg) == default and default.startswith(extract.MEASURE_VERSION + ":")

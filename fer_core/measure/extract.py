@@ -32,6 +32,7 @@ from .tasks import (  # noqa: F401  (the worker side lives there, without pandas
     _measure_path,
     _measure_task,
     _pool,
+    content_digest,
     measure_faces,
     measure_image,
     measure_masked_image,
@@ -121,13 +122,33 @@ class MeasureCache:
             self.db = None
 
 
-def _content_key(path: Path, crop: bool = False) -> str:
+def measure_settings() -> str:
+    """What decides a file's measurement besides its bytes and the measuring code's version:
+    a face landmarker of the user's own (``FER_LANDMARKER_MODEL``, by its checksum) and image
+    limits moved from their defaults ("" when neither is set). Part of every cache key, so a
+    measurement made under other settings is not served for these."""
+    from ..images import decode_settings
+    from .landmarker import MODEL_ENV
+
+    parts = [decode_settings()]
+    model = os.environ.get(MODEL_ENV)
+    if model:
+        try:
+            parts.append(hashlib.sha256(Path(model).read_bytes()).hexdigest()[:16])
+        except OSError:
+            parts.append("unreadable model")  # never a key of a real measurement: the workers fail
+    return "+".join(p for p in parts if p)
+
+
+def _content_key(path: Path, crop: bool = False, settings: str | None = None) -> str:
     """The cache key of a file: its bytes (a regular file within the image size limit only),
-    and whether it was measured as a face crop whatever its size."""
+    whether it was measured as a face crop whatever its size, and ``measure_settings()``."""
     from ..images import MAX_FILE_BYTES
 
     data = read_regular_file(path, MAX_FILE_BYTES, "give an image file", what="image file", error=ImageError)
-    return MEASURE_VERSION + (":crops:" if crop else ":") + hashlib.sha1(data).hexdigest()
+    settings = measure_settings() if settings is None else settings
+    version = MEASURE_VERSION + (f"+{settings}" if settings else "")
+    return version + (":crops:" if crop else ":") + content_digest(data)
 
 
 def run_tasks(args: Sequence, workers: int = 1, progress: Progress | None = None) -> dict[int, object]:
@@ -194,9 +215,10 @@ def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bo
     cache = MeasureCache() if use_cache else None
     keys: list[str | None] = []
     failed: dict[int, str] = {}
+    settings = measure_settings()
     for i, it in enumerate(items):
         try:
-            keys.append(_content_key(it.path, crops))
+            keys.append(_content_key(it.path, crops, settings))
         except ImageError as exc:
             keys.append(None)
             failed[i] = str(exc).removeprefix(f"{it.path}: ")
@@ -215,11 +237,14 @@ def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bo
         progress(done, total)
     fresh: dict[str, object] = {}
     try:
-        tasks = [("crops", str(items[i].path)) if crops else str(items[i].path) for i in todo]
+        tasks = [("keyed", str(items[i].path), crops, keys[i].rsplit(":", 1)[1]) for i in todo]
         for i, measured in _run_measurements(tasks, todo, workers):
-            results[i] = str(measured) if isinstance(measured, WorkerFailure) else measured
-            if not isinstance(measured, WorkerFailure):  # a crash or a timeout may not repeat
-                fresh[keys[i]] = measured  # keyed by content: the same bytes give the same answer
+            if isinstance(measured, WorkerFailure):  # a crash or a timeout may not repeat: not cached
+                results[i] = str(measured)
+            else:
+                cacheable, results[i] = measured
+                if cacheable:  # keyed by content: the same bytes give the same answer
+                    fresh[keys[i]] = results[i]
             done += 1
             if progress:
                 progress(done, total)

@@ -7,13 +7,15 @@ that does), unlike ``extract``, which re-exports these names. ``tests/test_worke
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..au_codes import AU_CODES, AU_COLUMNS
 from ..errors import FerError, ImageError
-from ..images import load_image
+from ..images import MAX_FILE_BYTES, load_image
+from ..safe_files import read_regular_file
 from . import au_mapping
 from .workers import shared_pool
 
@@ -91,15 +93,38 @@ def _measure_path(path: str, crop: bool = False) -> list[dict] | str:
         return str(exc).removeprefix("image: ")
 
 
+def content_digest(data: bytes) -> str:
+    """What names a file's bytes in the measurement cache's keys."""
+    return hashlib.sha1(data).hexdigest()
+
+
+def _measure_keyed(path: str, crop: bool, digest: str) -> tuple[bool, list[dict] | str]:
+    """Worker task of a cached extraction: (whether the answer came from the bytes ``digest``
+    names, so that it may be cached under them; the answer as ``_measure_path`` gives it). A file
+    that vanished or could not be read, or that changed after its key was made, is answered now
+    and measured afresh next time: a lasting "cannot be read" for it, or for any copy of its
+    bytes, would be wrong once it is back."""
+    try:
+        data = read_regular_file(path, MAX_FILE_BYTES, "give a JPEG or PNG image file", what="image file",
+                                 error=ImageError, label="image")
+    except FerError as exc:
+        return False, str(exc).removeprefix("image: ")
+    try:
+        answer = [m.to_cache() for m in measure_faces(_worker_analyzer, load_image(data, name="image"), crop=crop)]
+    except FerError as exc:
+        answer = str(exc).removeprefix("image: ")
+    return content_digest(data) == digest, answer
+
+
 def _measure_task(arg):
-    """Worker task: a file by path (measurements as cached), an image array (measurements with
+    """Worker task: a file by path (measurements as cached), ``("keyed", path, crop, digest)`` (the
+    same, and whether it may be cached: ``_measure_keyed``), an image array (measurements with
     landmarks, for drawing), or ``("mask", path, style, seed)`` (the face masked and measured
-    again, ``fer_core.masks.mask_and_measure``), or ``("crops", path)`` (a file measured as a
-    face crop whatever its size)."""
+    again, ``fer_core.masks.mask_and_measure``)."""
     if isinstance(arg, np.ndarray):
         return measure_faces(_worker_analyzer, arg, keep_landmarks=True)
-    if isinstance(arg, tuple) and arg[0] == "crops":
-        return _measure_path(arg[1], crop=True)
+    if isinstance(arg, tuple) and arg[0] == "keyed":
+        return _measure_keyed(*arg[1:])
     if isinstance(arg, tuple) and arg[0] == "mask":
         from ..masks import mask_and_measure
 
