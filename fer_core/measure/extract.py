@@ -46,7 +46,9 @@ log = logging.getLogger(__name__)
 # Bump when detection or the cached measurements change, so old cache entries are not reused.
 # mp-7: small images in face-crop mode (landmarker.FaceAnalyzer.detect, crop_models).
 # mp-8: face-crop mode's fallback runs the upscaled, padded retries directly, without the graph.
-MEASURE_VERSION = "mp-8"
+# mp-9: a large image measured as a crop (--crops) is gated and re-measured as the full search does
+#       (small crops measure as in mp-8).
+MEASURE_VERSION = "mp-9"
 SOURCE = "mediapipe"
 
 Progress = Callable[[int, int], None]

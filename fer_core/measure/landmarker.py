@@ -400,18 +400,22 @@ class FaceAnalyzer:
         Small images (FER2013's 48x48) and, with ``crop``, any image (``extract --crops``) are
         face crops, measured in face-crop mode (``_measure_as_crop``): the first step of the
         full search (``_detect``) without MediaPipe's graph. Where it finds no face in a small
-        crop, the rest of the full search runs without the graph too (``_measure_small_crop``);
-        a large crop goes to the full search itself. Measured in ``bench/crop_mode_speed.py``.
+        crop, the rest of the full search runs without the graph too (``_measure_small_crop``).
+        A large crop's face then passes the full search's quality gate and is re-measured on a
+        ROI of its own, as the full search measures a large image's faces (one pass on the
+        detector's ROI moved its AUs by up to 4); where none is found, or none passes, the full
+        search itself runs. Measured in ``bench/crop_mode_speed.py``.
         """
         with self._lock:
             small = max(rgb.shape[:2]) < SMALL_IMAGE_SIDE
             if crop or small:
                 rgb = np.ascontiguousarray(rgb)
                 faces = self._measure_as_crop(rgb)
+                if small:
+                    return faces or self._measure_small_crop(rgb)
+                faces = self._gate_and_refine(rgb, faces)
                 if faces:
                     return faces
-                if small:
-                    return self._measure_small_crop(rgb)
             return self._detect(rgb)
 
     def _measure_small_crop(self, rgb: np.ndarray) -> list[Face]:
