@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import shutil
 import stat
 import warnings
@@ -95,9 +96,14 @@ def load_image(source, name: str | None = None) -> np.ndarray:
                 return _pil_to_rgb(im, label)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own guard, before ``_check_size`` could read the size: still a size problem
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,}" if found else "too many"
+        raise ImageError(f"{label}: image has {size} pixels, over the limit of {MAX_PIXELS:,}; resize it first") from None
+    except UnidentifiedImageError:
         raise ImageError(f"{label}: not a readable image (use JPEG or PNG)") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except Exception as exc:  # any decoder's failure on damaged bytes (TIFF: TypeError, ...)
         raise ImageError(f"{label}: image is corrupt or truncated ({exc.__class__.__name__}); re-export it") from None
 
 
@@ -119,11 +125,31 @@ def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
+def _upright(im: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says. Pillow rewrites the EXIF block as it turns,
+    and fails on a slightly malformed one (struct.error) whose orientation tag reads fine: then
+    the tag alone is applied, and an unreadable tag leaves the image as it is."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # a damaged EXIF block must not cost the picture
+        try:
+            orientation = im.getexif().get(0x0112)
+        except Exception:
+            return im
+        method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                  4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
+                  7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}.get(orientation)
+        return im.transpose(method) if method is not None else im
+
+
 def _pil_to_rgb(im: Image.Image, label: str) -> np.ndarray:
-    im = ImageOps.exif_transpose(im)
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    im = _upright(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        # 16 bits per pixel: 0..65535 by the format, so a dim photo stays as dim as its 8-bit twin
+        return _array_to_rgb(np.round(np.asarray(im, dtype=np.float64) / 257.0).astype(np.uint8), label)
+    if im.mode in ("I", "F"):
         return _array_to_rgb(_scale_to_bytes(np.asarray(im, dtype=np.float64)), label)
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+    if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
         im = im.convert("RGBA")
         background = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(background, im)
@@ -150,10 +176,10 @@ def _array_to_rgb(arr: np.ndarray, label: str) -> np.ndarray:
 
 
 def _scale_to_bytes(arr: np.ndarray) -> np.ndarray:
-    """Float or 16/32-bit pixels to 0-255, by one stated rule: values within 0-1 are taken as
-    fractions, values within 0-255 as they are, larger ones (16-bit scans) are scaled by their
-    maximum, and images with negative values are stretched from their minimum to their maximum;
-    NaN and infinities count as 0."""
+    """Float or 32-bit pixels (16-bit files are scaled by their format, ``_pil_to_rgb``) to 0-255,
+    by one stated rule: values within 0-1 are taken as fractions, values within 0-255 as they are,
+    larger ones are scaled by their maximum, and images with negative values are stretched from
+    their minimum to their maximum; NaN and infinities count as 0."""
     arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
     lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
     if lo < 0:

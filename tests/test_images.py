@@ -63,9 +63,48 @@ def test_modes_are_converted_to_rgb():
     assert load_image(_png(pal))[0, 0].tolist() == [0, 128, 255]
     sixteen = Image.fromarray(np.full((4, 4), 60000, dtype=np.uint16))
     out16 = load_image(_png(sixteen))
-    assert out16.shape == (4, 4, 3) and out16.max() == 255
+    assert out16.shape == (4, 4, 3) and out16.max() == 233  # 60000 of 65535
+    # a dim photo saved with 16 bits reads as its 8-bit twin (it was stretched to its maximum)
+    dim = (np.arange(64 * 64).reshape(64, 64) % 128).astype(np.uint8)
+    assert np.array_equal(load_image(_png(Image.fromarray(dim.astype(np.uint16) * 257))), load_image(_png(Image.fromarray(dim))))
+    # a transparent colour in a gray or RGB PNG is background (white), as in RGBA and palette images
+    key = Image.new("L", (4, 4), 10)
+    assert (load_image(_png(key, transparency=10)) == 255).all()
+    rgb_key = Image.new("RGB", (4, 4), (1, 2, 3))
+    assert (load_image(_png(rgb_key, transparency=(1, 2, 3))) == 255).all()
     gray = load_image(np.zeros((6, 7), dtype=np.uint8))
     assert gray.shape == (6, 7, 3)
+
+
+def test_a_damaged_exif_block_or_tiff_costs_one_line_or_nothing():
+    """A JPEG whose EXIF block Pillow cannot rewrite (a text value under a number's tag) still
+    loads, turned by its orientation tag; a TIFF with a broken second page (Pillow: TypeError)
+    is one "corrupt" line instead of an exception that took a whole batch down."""
+    import struct
+
+    ex = Image.Exif()
+    ex[0x0112], ex[0x010F] = 6, "Cam"
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 20), (10, 20, 30)).save(buf, format="JPEG", exif=ex)
+    damaged = buf.getvalue().replace(b"\x01\x0f\x00\x02", b"\x01\x15\x00\x02", 1)  # Make -> SamplesPerPixel
+    assert load_image(damaged, name="x.jpg").shape[:2] == (40, 20)
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 6), (1, 2, 3)).save(buf, format="TIFF")
+    tiff = bytearray(buf.getvalue())
+    pointer = 8 + 2 + 12 * struct.unpack("<H", tiff[8:10])[0]
+    second = len(tiff) + len(tiff) % 2  # a second page without width or height
+    tiff += b"\x00" * (second - len(tiff)) + struct.pack("<HHHII", 1, 0x0103, 3, 1, 1) + struct.pack("<I", 0)
+    tiff[pointer:pointer + 4] = struct.pack("<I", second)
+    with pytest.raises(ImageError, match=r"^bad.tif: image is corrupt or truncated \(TypeError\); re-export it$"):
+        load_image(bytes(tiff), name="bad.tif")
+
+
+def test_pillows_own_size_guard_reads_as_a_size_problem(monkeypatch):
+    """Over Pillow's decompression-bomb guard (about 89 MP), refused before our own size check
+    could read the size: the message still says the image is too large, not unreadable."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50 * 50)
+    with pytest.raises(ImageError, match=r"^big.png: image has 10,000 pixels, over the limit of .*; resize it first$"):
+        load_image(_png(Image.new("L", (100, 100))), name="big.png")
 
 
 def test_exif_rotation_is_applied():
@@ -126,3 +165,18 @@ def test_draw_test_set_is_reproducible(tmp_path):
     assert len(list((tmp_path / "a" / "happy").iterdir())) == 10
     with pytest.raises(DatasetError, match="only 15 angry"):
         draw_test_set(tmp_path / "src", tmp_path / "c", per_class=20, classes=("angry",))
+
+
+def test_size_refusals_read_in_korean():
+    from fer_core.i18n import message, using_language
+
+    lines = []
+    for size in ((2000, 20), (21000, 1800)):
+        with pytest.raises(ImageError) as caught:
+            load_image(np.zeros((size[1], size[0]), dtype=np.uint8), name="w.png")
+        lines.append(str(caught.value))
+    assert "times longer than wide" in lines[0] and "sides over 20,000 px" in lines[1]
+    with using_language("ko"):
+        assert [message(line) for line in lines] == [
+            "w.png: 이미지가 2000x20 픽셀로, 길이가 폭의 12배를 넘습니다. 얼굴 주변만 잘라 주세요",
+            "w.png: 이미지가 21000x1800 픽셀입니다. 한 변이 20,000 픽셀을 넘는 이미지는 받지 않습니다. 먼저 크기를 줄이세요"]

@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 # mp-7: small images in face-crop mode (landmarker.FaceAnalyzer.detect, crop_models).
 # mp-8: face-crop mode's fallback runs the upscaled, padded retries directly, without the graph.
 # mp-9: a large image measured as a crop (--crops) is gated and re-measured as the full search does
-#       (small crops measure as in mp-8).
+#       (small crops measure as in mp-8); 16-bit files scaled by their bit depth, transparent
+#       colours of gray and RGB PNGs on white, images with a damaged EXIF block turned.
 MEASURE_VERSION = "mp-9"
 SOURCE = "mediapipe"
 
