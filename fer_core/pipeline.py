@@ -121,6 +121,7 @@ class PhotoResult:
     error: str | None = None
     scaled: bool = False
     seconds: float = 0.0
+    original_size: tuple[int, int] | None = None  # (width, height) of the upload, before scaling
 
 
 def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, analyzer=None,
@@ -131,7 +132,7 @@ def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, 
         rgb = load_image(data, name=name)
     except FerError as exc:
         return PhotoResult(name, None, [], one_line(exc))
-    scaled = False
+    scaled, size = False, (int(rgb.shape[1]), int(rgb.shape[0]))
     if max(rgb.shape[:2]) > max_side:
         im = Image.fromarray(rgb)
         im.thumbnail((max_side, max_side), Image.LANCZOS)
@@ -140,9 +141,9 @@ def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, 
         faces = analyze_image(rgb, model, analyzer)
     except FerError as exc:
         return PhotoResult(name, rgb, [], f"{name}: {one_line(exc).removeprefix('image: ')}", scaled,
-                           time.perf_counter() - start)
+                           time.perf_counter() - start, size)
     error = None if faces else f"{name}: {NO_FACE_MESSAGE}"
-    return PhotoResult(name, rgb, faces, error, scaled, time.perf_counter() - start)
+    return PhotoResult(name, rgb, faces, error, scaled, time.perf_counter() - start, size)
 
 
 def probabilities_for(predictor: Predictor, face: FaceInput,
@@ -203,11 +204,17 @@ def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
     """A photo's faces for download, numbered left to right: box, detection score, the 17 AUs,
     and per model its emotion and probabilities; the explaining model adds its explanation (the
     sentence, the reasons, what speaks against, and every AU's contribution). Emotion names are
-    the models' class names (English), so the file reads the same whatever the page language."""
+    the models' class names (English), so the file reads the same whatever the page language.
+    Boxes, ``width`` and ``height`` are in the uploaded photo's pixels, also when a large photo
+    was analysed scaled down (``scaled_for_analysis``, at ``analysed_width`` x ``analysed_height``),
+    so they match the CLI's and Compare's boxes for the same photo."""
+    height, width = result.image.shape[:2] if result.image is not None else (0, 0)
+    original_width, original_height = result.original_size or (width, height)
+    scale = original_width / width if width else 1.0
     faces = []
     for number, i in enumerate(face_order(result.faces), start=1):
         face = result.faces[i]
-        x, y, w, h = (round(float(v), 1) for v in face.box)
+        x, y, w, h = (round(float(v) * scale, 1) for v in face.box)
         models: dict[str, dict] = {}
         ex = face.explanation
         if ex is not None:
@@ -227,19 +234,20 @@ def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
                       "detection_score": round(float(face.confidence), 4), "low_confidence": face.low_confidence,
                       "method": face.method, "aus": {au_table.au_code(k): _number(v) for k, v in face.aus.items()},
                       "models": models})
-    height, width = result.image.shape[:2] if result.image is not None else (0, 0)
-    return {"photo": result.name, "width": int(width), "height": int(height),
-            "scaled_for_analysis": result.scaled, "faces": faces}
+    return {"photo": result.name, "width": int(original_width), "height": int(original_height),
+            "scaled_for_analysis": result.scaled, "analysed_width": int(width), "analysed_height": int(height),
+            "faces": faces}
 
 
 def photo_rows(photo: dict) -> pd.DataFrame:
-    """``photo_to_dict`` as one CSV row per face and model: the face's number, box, detection score
-    and AUs (repeated on each model's row), the model's emotion and ``p_<emotion>`` columns, and for
+    """``photo_to_dict`` as one CSV row per face and model: the face's number, box (the uploaded
+    photo's pixels), detection score, how it was measured and AUs (repeated on each model's row), the model's emotion and ``p_<emotion>`` columns, and for
     the explaining model ``contribution_<AU>`` columns and its sentence (empty for the others)."""
     rows = []
     for face in photo["faces"]:
         base = {"photo": photo["photo"], "face": face["face"], **face["box"],
-                "detection_score": face["detection_score"], "low_confidence": face["low_confidence"]}
+                "detection_score": face["detection_score"], "low_confidence": face["low_confidence"],
+                "method": face["method"], "scaled_for_analysis": photo["scaled_for_analysis"]}
         for name, out in face["models"].items():
             row = {**base, "model": name, "kind": out["kind"], "emotion": out.get("emotion", ""),
                    "error": out.get("error", "")}

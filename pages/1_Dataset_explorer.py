@@ -21,6 +21,7 @@ from ui.common import (
     dataset_items,
     derived_tables,
     digest,
+    held,
     load_au_table,
     page_setup,
     run_page,
@@ -94,7 +95,7 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
             st.info(t("explorer.zip_info", layout=data_layout_help()))
             return "", None, None, ""
         data = up.getvalue()
-        unpacked = unpacked_zip(digest(data), data)
+        unpacked = held("explorer", unpacked_zip(digest(data), data))
         return up.name, dataset_items(str(unpacked.root)), None, ""
     options = list(derived_tables()) + [UPLOAD_CSV]
     study = config.openface_study_table()

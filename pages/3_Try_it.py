@@ -19,6 +19,7 @@ import io
 import json
 import tempfile
 import uuid
+import weakref
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +27,7 @@ import streamlit as st
 
 from fer_core.errors import FerError, one_line
 from fer_core.figures import plots
-from fer_core.i18n import FONT_FAMILY, emotion_label, t
+from fer_core.i18n import FONT_FAMILY, current_language, emotion_label, message, t
 from fer_core.masks import STYLES
 from fer_core.pipeline import (
     NO_FACE_MESSAGE,
@@ -102,14 +103,16 @@ def collect_inputs() -> list[tuple[str, bytes]]:
     return inputs
 
 
-def result_for(name: str, data: bytes, model, model_key: str) -> dict:
-    """Kept in session state, so revisiting the page (or another rerun) does not recompute."""
+def result_for(name: str, data: bytes, model, model_key: str, keep: int = MAX_KEPT_RESULTS) -> dict:
+    """Kept in session state, so revisiting the page (or another rerun) does not recompute.
+    ``keep``: how many results to keep, at least the photos on the page (with fewer kept, every
+    rerun analysed them all again, each evicting the next)."""
     results: dict = st.session_state.setdefault("try_results", {})
     key = (digest(data), name, model_key)
     if key not in results:
         with st.spinner(t("try_it.analysing", name=name)):
             results[key] = (analyze_photo(data, name, model), model_key)
-        while len(results) > MAX_KEPT_RESULTS:
+        while len(results) > max(keep, MAX_KEPT_RESULTS):
             results.pop(next(iter(results)))
     return results[key]
 
@@ -296,7 +299,7 @@ def face_table(photo: dict) -> pd.DataFrame:
                t("try_it.col_score"): f"{face['detection_score']:.2f}"}
         for name, out in face["models"].items():
             row[name] = (f"{emotion_label(out['emotion'])} ({out['probabilities'][out['emotion']]:.0%})"
-                         if "emotion" in out else out.get("error", ""))
+                         if "emotion" in out else message(out.get("error", "")))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -314,8 +317,10 @@ def png_bytes(image) -> bytes:
     return buf.getvalue()
 
 
-def show_downloads(photo: dict, image, slot: int) -> None:
-    stem = photo["photo"].rsplit(".", 1)[0] or "photo"
+def show_downloads(photo: dict, image, slot: int, file_stem: str | None = None) -> None:
+    """The photo's faces as CSV, JSON and the numbered picture, named ``file_stem``_faces.* (by
+    default the photo's name without its extension)."""
+    stem = file_stem or photo["photo"].rsplit(".", 1)[0] or "photo"
     c1, c2, c3 = st.columns(3)
     c1.download_button(t("try_it.download_csv"), photo_rows(photo).to_csv(index=False).encode(),
                        file_name=f"{stem}_faces.csv", mime="text/csv", key=f"try_csv_{slot}",
@@ -329,7 +334,7 @@ def show_downloads(photo: dict, image, slot: int) -> None:
 
 
 def show_result(result, others: list, slot: int, model=None, model_key: str = "", model_name: str = "",
-                mask: str | None = None) -> None:
+                mask: str | None = None, file_stem: str | None = None) -> None:
     with st.container(border=True):
         st.markdown(f"#### {result.name}")
         if result.error:
@@ -366,7 +371,7 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         photo = photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs)
         table.dataframe(face_table(photo), hide_index=True)
         with downloads:
-            show_downloads(photo, image if image is not None else numbered_image(result, order), slot)
+            show_downloads(photo, image if image is not None else numbered_image(result, order), slot, file_stem)
         if mask and model is not None:
             show_masked(result, model, model_key, mask, slot)
 
@@ -377,16 +382,35 @@ VIDEO_FPS_CHOICES = (1, 2, 5, 10)
 VIDEO_SLOT = 1000  # widget keys of the chosen frame's panel, apart from the photos' slots
 
 
-def video_file(name: str, data: bytes) -> Path:
-    """The upload as a temporary file of this session (PyAV and the worker process read a path);
-    it is removed when the session's next video replaces it."""
-    from fer_core.measure.video import VIDEO_TYPES
+def _remove(path: str) -> None:
+    Path(path).unlink(missing_ok=True)
 
-    suffix = Path(name).suffix.lower() if Path(name).suffix.lower().lstrip(".") in VIDEO_TYPES else ".mp4"
-    handle, path = tempfile.mkstemp(prefix="fer-video-", suffix=suffix)
-    with open(handle, "wb") as fh:
-        fh.write(data)
-    return Path(path)
+
+class VideoFile:
+    """The upload as a temporary file of this session (PyAV and the worker process read a path).
+    Removed when the session lets it go: its next video, the upload removed, the session ended
+    (its state is dropped) or the server stopped; a researcher's video is not left behind."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        from fer_core.measure.video import VIDEO_TYPES
+
+        suffix = Path(name).suffix.lower() if Path(name).suffix.lower().lstrip(".") in VIDEO_TYPES else ".mp4"
+        handle, path = tempfile.mkstemp(prefix="fer-video-", suffix=suffix)
+        self.path = Path(path)
+        self._remove = weakref.finalize(self, _remove, path)
+        with open(handle, "wb") as fh:
+            fh.write(data)
+
+    def remove(self) -> None:
+        self._remove()
+
+
+def forget_video() -> None:
+    """Remove the session's video file and what was measured of it."""
+    kept: dict = st.session_state.get("try_video_tables", {})
+    for video, _ in kept.values():
+        video.remove()
+    kept.clear()
 
 
 def video_table(name: str, data: bytes, fps: float):
@@ -397,24 +421,26 @@ def video_table(name: str, data: bytes, fps: float):
     kept: dict = st.session_state.setdefault("try_video_tables", {})
     key = (digest(data), fps)
     if key not in kept:
-        for old, _ in kept.values():  # one video at a time: its file and table are the largest things kept
-            old.unlink(missing_ok=True)
-        kept.clear()
-        path = video_file(name, data)
+        forget_video()  # one video at a time: its file and table are the largest things kept
+        video = VideoFile(name, data)
         try:
-            info = probe_video(path, name)
+            info = probe_video(video.path, name)
             if info.duration_s > VIDEO_MAX_S:
-                path.unlink(missing_ok=True)
+                video.remove()
                 return t("try_it.video_too_long", name=name, s=f"{info.duration_s:.0f}", max=f"{VIDEO_MAX_S / 60:.0f}")
             bar = st.progress(0.0, text=t("try_it.video_measuring", name=name, fps=f"{fps:g}"))
-            table = extract_video(path, fps=fps, workers=default_workers(), name=name,
+            table = extract_video(video.path, fps=fps, workers=default_workers(), name=name,
                                   progress=lambda done, total: bar.progress(done / max(total, 1)))
             bar.empty()
         except BaseException:
-            path.unlink(missing_ok=True)
+            video.remove()
             raise
-        kept[key] = (path, table)
-    return kept[key]
+        kept[key] = (video, table)
+    video, table = kept[key]
+    if (table["file"] != name).any():  # the same video uploaded again under another name
+        table = table.assign(file=name)
+        kept[key] = (video, table)
+    return video.path, table
 
 
 def pick_time(times: list[float], events: list) -> float:
@@ -445,6 +471,7 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
     fps = st.select_slider(t("try_it.video_fps"), VIDEO_FPS_CHOICES, value=2, key="try_video_fps",
                            help=t("try_it.video_fps_help"))
     if upload is None:
+        forget_video()
         st.info(t("try_it.video_empty"))
         return
     name, data = upload.name, upload.getvalue()
@@ -498,7 +525,8 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
     followed = charted_face(firsts, at, result.faces)
     if followed is not None:
         st.caption(t("try_it.video_panel_note", face=followed))
-    show_result(result, others, VIDEO_SLOT, model, model_key, model_name)
+    show_result(result, others, VIDEO_SLOT, model, model_key, model_name,
+                file_stem=f"{Path(name).stem or 'video'}_{at:.2f}s")
 
 
 def charted_face(firsts: pd.DataFrame, at: float, faces: list) -> int | None:
@@ -531,7 +559,7 @@ def frame_result(name: str, video: str, at: float, rgb, model, model_key: str):
     """The chosen frame analysed like a photo (kept, so moving between frames is quick); keyed by
     the video's content, as two uploads can share a name (IMG_0001.MOV)."""
     results: dict = st.session_state.setdefault("try_video_frames", {})
-    key = (video, at, model_key)
+    key = (video, name, at, model_key, current_language())  # the frame's title names the file, translated
     if key not in results:
         with st.spinner(t("try_it.analysing", name=f"{name} {at:.2f} s")):
             results[key] = (analyze_photo(rgb, t("try_it.video_frame_name", name=name, s=f"{at:.2f}"), model),
@@ -573,7 +601,7 @@ def photos_part(model, model_key: str, model_name: str, others: list) -> None:
     shown = []
     for slot, (name, data) in enumerate(inputs):
         try:
-            result, key = result_for(name, data, model, model_key)
+            result, key = result_for(name, data, model, model_key, keep=len(inputs))
             shown.append((result, key))
             show_result(result, others, slot, model, model_key, model_name, mask)
         except Exception as exc:

@@ -5,6 +5,7 @@ here, on the same FER2013 images from a folder and from a zip with flat file nam
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -406,6 +407,43 @@ def test_compare_on_a_zip_with_flat_emotion_names(models_dir, fer_small):
     assert sorted(Path(f).name for f in res.table["file"])[:2] == ["happy001.jpg", "happy002.jpg"]
     assert any(t.startswith("Accuracy per emotion") for t in _titles(at))
     assert any("Choose at least two models" in i for i in _texts(at.info))
+
+
+def test_a_zip_folder_in_use_outlives_other_sessions_uploads(models_dir, tmp_path):
+    """The unpacked zips are shared through a cache of two: two uploads elsewhere removed the
+    folder a session was comparing. It is removed once no session holds it."""
+    import gc
+
+    from PIL import Image
+
+    from ui.common import unpacked_zip
+
+    def zipped(value: int) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for i in range(2):
+                image = io.BytesIO()
+                Image.new("L", (48, 48), value + i).save(image, format="PNG")
+                zf.writestr(f"happy/{i}.png", image.getvalue())
+        return buf.getvalue()
+
+    at = _run(AppTest.from_file(COMPARE))
+    at.radio(key="cmp_source").set_value("Upload a zip of images")
+    _run(at)
+    at.file_uploader(key="cmp_zip").set_value(("mine.zip", zipped(0), "application/zip"))
+    _run(at)
+    mine = at.session_state["_held_folders"]["cmp"][0]  # beside the drawn set chosen before
+    for value in (10, 20):  # two other sessions' uploads fill the shared cache
+        data = zipped(value)
+        unpacked_zip(hashlib.sha1(data).hexdigest(), data)
+    assert mine.root.is_dir() and len(list(mine.root.rglob("*.png"))) == 2
+    root = mine.root
+    del mine
+    for value in (30, 40):  # the session moves on: it holds its last two choices only
+        at.file_uploader(key="cmp_zip").set_value((f"{value}.zip", zipped(value), "application/zip"))
+        _run(at)
+    gc.collect()
+    assert not root.exists(), "let go by the cache and by the session: removed"
 
 
 # -- the figures and tables behind the pages ---------------------------------------------------

@@ -117,6 +117,7 @@ def test_compare_problems_read_in_korean(six_images, tmp_path):
         assert message(failed) == "boom: 실행할 수 없습니다 (ValueError: shapes (3,) and (4,) not aligned)"
         assert message(unreadable) == "테스트 이미지 2장 중 읽을 수 있는 것이 없습니다"
         assert message("models share a name (A, A); give distinct models").startswith("모델 이름이 겹칩니다 (A, A)")
+        assert message("cnn-x: could not judge this face") == "cnn-x: 이 얼굴을 판단할 수 없습니다"  # Try it
 
 
 def test_a_model_named_like_a_column_of_the_table_is_refused(six_images):

@@ -103,6 +103,26 @@ def test_group_photo_faces_are_numbered_left_to_right(group_photo, analyzer):
         assert (pixels[max(0, y - 8), x + 4] == 255).all() or (pixels[y + 8, x + 4] == 255).all()
 
 
+def test_a_photo_analysed_scaled_down_gives_boxes_in_its_own_pixels(group_photo, analyzer):
+    """A photo over the analysis size is measured scaled down; its downloads give boxes in the
+    uploaded photo's pixels (they were in the smaller copy's, with its size as the photo's)."""
+    from fer_core.pipeline import analyze_photo, photo_rows, photo_to_dict
+    from fer_core.predictors.registry import load_predictor
+
+    model = load_predictor(BUNDLED_AU_MODEL)
+    whole = photo_to_dict(analyze_photo(group_photo, "group.png", model, analyzer=analyzer), "au", "au-logreg")
+    half = photo_to_dict(analyze_photo(group_photo, "group.png", model, analyzer=analyzer, max_side=450),
+                         "au", "au-logreg")
+    assert (whole["width"], whole["height"], whole["scaled_for_analysis"]) == (900, 340, False)
+    assert (half["width"], half["height"], half["scaled_for_analysis"]) == (900, 340, True)
+    assert (half["analysed_width"], half["analysed_height"]) == (450, 170)
+    assert len(half["faces"]) == len(whole["faces"]) == 3
+    for a, b in zip(half["faces"], whole["faces"]):
+        assert all(abs(a["box"][k] - b["box"][k]) < 0.1 * b["box"]["w"] for k in "xywh")
+    rows = photo_rows(half)
+    assert rows["scaled_for_analysis"].all() and set(rows["method"]) <= {"detector", "crop"}
+
+
 # -- the page ---------------------------------------------------------------------------------
 def _upload_group(at: AppTest, png: bytes) -> AppTest:
     at.file_uploader(key="try_upload").set_value(("group.png", png, "image/png"))
@@ -272,3 +292,21 @@ def test_answers_kept_for_a_photo_are_not_handed_to_a_new_photo_that_reuses_its_
         keep_for(Photo(), "test_kept", ("cnn-fer2013",), k, limit=64)
     assert len(st.session_state["test_kept"]) == 64
     st.session_state.pop("test_kept")
+
+
+def test_try_it_keeps_every_photo_on_the_page_analysed(models_dir, fer_val, monkeypatch):
+    """More photos than the 64 results kept by default: each rerun (any click) analysed every
+    photo again, each evicting the next."""
+    import fer_core.pipeline as pipeline
+    from fer_core.images import list_images
+
+    files = [(it.path.name, it.path.read_bytes(), "image/jpeg") for it in list_images(fer_val)[:66]]
+    calls = []
+    real = pipeline.analyze_photo
+    monkeypatch.setattr(pipeline, "analyze_photo", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    at.file_uploader(key="try_upload").set_value(files)
+    run_app(at, T)
+    assert len(calls) == 66 and len(at.session_state["try_last"]) == 66
+    run_app(at, T)
+    assert len(calls) == 66, "a rerun analyses nothing again"

@@ -450,3 +450,29 @@ def test_the_face_a_video_tracks_is_found_among_the_faces_of_its_still():
     tracked = np.full(len(au_table.AU_COLUMNS), 2.0)
     tracked[3] = np.nan  # a masked or missing AU does not decide
     assert nearest_face([face(0.5), face(2.1), face(4.0)], tracked) == 1
+
+
+def test_try_it_video_renamed_removed_and_forgotten(models_dir, face_video, uploads_dir, downloads):
+    """The same video uploaded under another name is named so everywhere (its table and frame
+    were kept under the first name); the frame's files are named after the video and the time;
+    removing the upload, or the session ending, removes the temporary file."""
+    import gc
+
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    _upload_video(at, face_video)
+    renamed = uploads_dir.parent / "participant_B.mp4"
+    renamed.write_bytes(face_video.read_bytes())
+    _upload_video(at, renamed)
+    assert "#### participant_B.mp4 at 0.00 s" in texts(at.markdown)
+    table = au_table.read(io.BytesIO(downloads["participant_B_au.csv"]))
+    assert set(table["file"]) == {"participant_B.mp4"}
+    assert {"participant_B_0.00s_faces.csv", "participant_B_0.00s_faces.json"} <= set(downloads)
+    assert len(list(uploads_dir.iterdir())) == 1
+    at.file_uploader(key="try_video").set_value(None)
+    run_app(at, T)
+    assert not list(uploads_dir.iterdir()), "the removed upload's file is removed"
+    _upload_video(at, face_video)
+    assert len(list(uploads_dir.iterdir())) == 1
+    del at
+    gc.collect()
+    assert not list(uploads_dir.iterdir()), "a session's video goes with the session"

@@ -247,17 +247,24 @@ def thumbnail(path: str, side: int = 96) -> np.ndarray:
 
 @dataclass
 class TempFolder:
-    """A temporary folder kept by a cache entry and removed when the entry is evicted."""
+    """A temporary folder shared through a cache entry. It is removed when nothing holds it any
+    more (``TemporaryDirectory`` removes itself then), not when the shared cache lets it go: the
+    sessions using it hold it too (``held``), so another session's uploads cannot remove the
+    folder a comparison is reading."""
     tmp: tempfile.TemporaryDirectory
     root: Path
     count: int = 0
 
 
-def _cleanup(value: TempFolder) -> None:
-    value.tmp.cleanup()
+def held(slot: str, folder: TempFolder) -> TempFolder:
+    """``folder``, held by this session beside the one it used before in ``slot`` (results of
+    the previous choice stay on the page, marked as such, and still read their images)."""
+    kept: dict = st.session_state.setdefault("_held_folders", {})
+    kept[slot] = [folder] + [f for f in kept.get(slot, []) if f is not folder][:1]
+    return folder
 
 
-@st.cache_resource(show_spinner=False, max_entries=2, on_release=_cleanup)
+@st.cache_resource(show_spinner=False, max_entries=2)
 def unpacked_zip(digest: str, _data: bytes) -> TempFolder:
     """The uploaded zip unpacked once into a temporary folder."""
     tmp = tempfile.TemporaryDirectory(prefix="fer_zip_")
@@ -268,7 +275,7 @@ def unpacked_zip(digest: str, _data: bytes) -> TempFolder:
         raise
 
 
-@st.cache_resource(show_spinner=False, max_entries=4, on_release=_cleanup)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def drawn_test_set(source: str, per_class: int, seed: int, classes: tuple[str, ...]) -> TempFolder:
     """``draw_test_set`` into a temporary folder, once per (source, size, seed, emotions)."""
     from fer_core.images import draw_test_set
@@ -467,7 +474,7 @@ def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
         if split == "train":
             st.warning(t("common.train_optimistic"))
         with st.spinner(t("common.drawing")):
-            drawn = drawn_test_set(str(fer_root / split), per, seed, drawn_classes(prefix))
+            drawn = held(prefix, drawn_test_set(str(fer_root / split), per, seed, drawn_classes(prefix)))
         return (dataset_items(str(drawn.root)), str(drawn.root),
                 t("common.drawn_description", count=drawn.count, per=per, split=split, seed=seed))
     if source == FOLDER:
@@ -484,7 +491,7 @@ def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
             return None
         data = up.getvalue()
         with st.spinner(t("common.unpacking")):
-            unpacked = unpacked_zip(digest(data), data)
+            unpacked = held(prefix, unpacked_zip(digest(data), data))
         return dataset_items(str(unpacked.root)), str(unpacked.root), t("common.zip_description", name=up.name)
     split = st.selectbox(t("common.split"), splits, index=splits.index("val") if "val" in splits else 0,
                          key=f"{prefix}_split")
