@@ -82,7 +82,7 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
-                _check_size(im.width, im.height, label)
+                _check_size(im.width, im.height, label, _pixel_limit(im))
                 if getattr(im, "n_frames", 1) > 1:
                     im.seek(0)  # multi-page TIFF, animated GIF/WebP: the first page is the image
                 decode_side = int(_limit("MAX_DECODE_SIDE", MAX_DECODE_SIDE))
@@ -107,9 +107,19 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         raise ImageError(f"{label}: image is corrupt or truncated ({exc.__class__.__name__}); re-export it") from None
 
 
-def _check_size(width: int, height: int, label: str) -> None:
+def _pixel_limit(im: Image.Image) -> int:
+    """How many pixels an opened image may have. A large JPEG is decoded at 1/2, 1/4 or 1/8 of its
+    size (``draft``), so one up to Pillow's own bomb limit (89 MP: a 48-64 MP phone photo) costs no
+    more than a 40 MP image; other formats are decoded whole."""
+    if im.format == "JPEG" and Image.MAX_IMAGE_PIXELS:
+        return max(MAX_PIXELS, int(Image.MAX_IMAGE_PIXELS))
+    return MAX_PIXELS
+
+
+def _check_size(width: int, height: int, label: str, max_pixels: int | None = None) -> None:
     """Refuse, before decoding, images too large to decode safely or of a shape with no face."""
-    max_pixels, max_side, max_aspect = MAX_PIXELS, _limit("MAX_SIDE", MAX_SIDE), _limit("MAX_ASPECT", MAX_ASPECT)
+    max_side, max_aspect = _limit("MAX_SIDE", MAX_SIDE), _limit("MAX_ASPECT", MAX_ASPECT)
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     if width * height > max_pixels:
         raise ImageError(f"{label}: image is {width}x{height} pixels, over the limit of {max_pixels:,}; resize it first")
     if max(width, height) > max_side:

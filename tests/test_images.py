@@ -180,3 +180,16 @@ def test_size_refusals_read_in_korean():
         assert [message(line) for line in lines] == [
             "w.png: 이미지가 2000x20 픽셀로, 길이가 폭의 12배를 넘습니다. 얼굴 주변만 잘라 주세요",
             "w.png: 이미지가 21000x1800 픽셀입니다. 한 변이 20,000 픽셀을 넘는 이미지는 받지 않습니다. 먼저 크기를 줄이세요"]
+
+
+def test_a_phone_photo_of_48_megapixels_loads():
+    """An 8064x6048 JPEG (a 48 MP phone camera) was refused as over 40 MP; JPEGs are decoded at a
+    fraction of their size, so it loads scaled to the decoding limit. A PNG that size is still refused."""
+    buf = io.BytesIO()
+    Image.new("L", (8064, 6048), 128).save(buf, format="JPEG", quality=50)
+    rgb = load_image(buf.getvalue(), name="phone.jpg")
+    assert rgb.shape == (3024, 4032, 3)
+    buf = io.BytesIO()
+    Image.new("1", (8064, 6048)).save(buf, format="PNG")
+    with pytest.raises(ImageError, match="over the limit of 40,000,000"):
+        load_image(buf.getvalue(), name="big.png")
