@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
                        "(--json: one object for one image, a list for several)")
     s.add_argument("images", nargs="+")
     s.add_argument("--model", default=DEFAULT_MODEL, help="AU model: manifest name or .json path")
-    s.add_argument("--top", type=int, default=3, help="how many AUs to give as reasons")
+    s.add_argument("--top", type=_positive_int, default=3, help="how many AUs to give as reasons")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_predict)
 
@@ -303,13 +303,18 @@ def cmd_predict(args) -> int:
         return status
     for r in results:
         if r.get("error"):
-            print(f"{r['file']}: {r['error'].split(': ', 1)[-1]}")
+            print(r["error"])  # it names the file already
             continue
         for i, f in enumerate(r["faces"]):
             probs = ", ".join(f"{k} {v:.2f}" for k, v in sorted(f["probabilities"].items(), key=lambda kv: -kv[1]))
             aus = " ".join(f"{k[:4]}={v:.1f}" for k, v in f["aus"].items())
             print(f"{r['file']} face {i + 1} box {[round(v) for v in f['box']]} conf {f['confidence']:.2f}")
-            print(f"  {f['sentence']}\n  probabilities: {probs}\n  AUs: {aus}")
+            print(f"  {f['sentence']}\n  probabilities: {probs}")
+            if "aus_network" in f:  # the AU-bottleneck network explains with the AUs it reads itself
+                network = " ".join(f"{k[:4]}={v:.1f}" for k, v in f["aus_network"].items())
+                print(f"  AUs the network read (the sentence's): {network}\n  AUs measured: {aus}")
+            else:
+                print(f"  AUs: {aus}")
     return status
 
 
@@ -681,6 +686,8 @@ def cmd_compare(args) -> int:
         print(f"model left out: {line}", file=sys.stderr)
     for line in comparison.unreadable:
         print(f"skipped: {line}", file=sys.stderr)
+    for line in comparison.several_faces:
+        print(f"several faces: {line}", file=sys.stderr)
     _print_left_out(comparison, chosen=bool(classes))
     if args.csv:
         fileio.write_frame(comparison.table, args.csv)
@@ -770,13 +777,16 @@ def cmd_ensemble(args) -> int:
     from .emotions import parse_classes
     from .evaluation.compare import evaluate_images
     from .images import scan_images
-    from .manifest import Metrics, read_manifest
+    from .manifest import Metrics, read_manifest, validate_model_name
     from .measure.extract import default_workers
     from .predictors.cnn import picked_on_split
     from .predictors.ensemble import KIND, EnsemblePredictor, EnsembleSpec
     from .predictors.registry import find_entry, load_predictor, save_and_register
 
+    validate_model_name(args.name, [])  # before its members are loaded and scored
     refs = [ref.strip() for ref in args.models.split(",") if ref.strip()]
+    if args.name in refs:
+        raise FerError(f"{args.name}: an ensemble cannot take the name of one of its members; choose another name")
     registered = {e.name for e in read_manifest()}
     unknown = [ref for ref in refs if ref not in registered]
     if unknown:

@@ -7,6 +7,7 @@ the command that made it and the file's SHA-256. Loading a model goes through th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -234,16 +235,36 @@ def write_manifest(entries: Sequence[ModelEntry], models_dir: Path | None = None
     fileio.atomic_write_text(manifest_path(models_dir), json.dumps([e.to_dict() for e in entries], indent=2) + "\n")
 
 
+@contextlib.contextmanager
+def _one_writer(models_dir: Path | None = None):
+    """Hold the manifest's lock (``manifest.json.lock`` beside it) while it is read and written
+    back: two saves at once (two dashboard sessions, a page and a CLI training) each read the
+    list before the other wrote it, and one entry was lost."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: one writer is the user's to ensure
+        yield
+        return
+    lock = manifest_path(models_dir).with_name(MANIFEST + ".lock")
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def register(entry: ModelEntry, models_dir: Path | None = None) -> ModelEntry:
     """Add or replace (by name, in its place) an entry, filling its sha256 from the file."""
     entry.sha256 = sha256_file(entry.file)
-    entries = read_manifest(models_dir)
-    names = [e.name for e in entries]
-    if entry.name in names:
-        entries[names.index(entry.name)] = entry
-    else:
-        entries.append(entry)
-    write_manifest(entries, models_dir)
+    with _one_writer(models_dir):
+        entries = read_manifest(models_dir)
+        names = [e.name for e in entries]
+        if entry.name in names:
+            entries[names.index(entry.name)] = entry
+        else:
+            entries.append(entry)
+        write_manifest(entries, models_dir)
     return entry
 
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from . import au_table
 from .au_table import AU_COLUMNS
-from .errors import FerError, one_line
+from .errors import FerError, one_line, printable
 from .images import LabeledImage, load_image
 from .predictors.base import Explanation, FaceInput, Predictor
 from .predictors.ensemble import predict_reusing
@@ -269,6 +269,7 @@ class PreparedFaces:
     faces: list[FaceInput]
     items: list[LabeledImage]  # the readable images, in the same order
     unreadable: list[str]  # one line per image left out
+    several_faces: list[str] = field(default_factory=list)  # one line per image whose largest face was taken
 
 
 def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bool, workers: int = 1,
@@ -304,9 +305,12 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
         found = measure_items([kept[i] for i in to_measure], workers=workers, use_cache=use_cache, progress=part)
         measured = {to_measure[j]: m for j, m in found.items()}
     faces = []
+    several: list[str] = []
     for i, it in enumerate(kept):
         m = measured.get(i)
         first = m[0] if isinstance(m, list) and m else None
+        if isinstance(m, list) and len(m) > 1:
+            several.append(f"{printable(str(it.path))}: {len(m)} faces found; the largest was scored")
         aus = None
         if need_aus:
             aus = first.au_vector() if first is not None else np.full(len(AU_COLUMNS), np.nan)
@@ -316,7 +320,7 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
         faces.append(FaceInput(pixels=crop, aus=aus, name=str(it.path)))
     if progress:
         progress(total, total)
-    return PreparedFaces(faces, kept, unreadable)
+    return PreparedFaces(faces, kept, unreadable, several)
 
 
 def faces_from_au_table(table: pd.DataFrame, classes: Sequence[str]) -> tuple[list[FaceInput], list[str], list[str]]:

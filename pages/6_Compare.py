@@ -27,7 +27,7 @@ from fer_core.figures.compare import (
     probabilities_frame,
     summary_frame,
 )
-from fer_core.i18n import current_language, emotion_label, t
+from fer_core.i18n import current_language, emotion_label, message, t
 from fer_core.images import png_data_uri
 from fer_core.measure.extract import default_workers
 from ui.common import (
@@ -347,10 +347,12 @@ def show_results(saved: dict, current: str | None) -> None:
     for problem in res.failed_models:
         show_error(problem, prefix=t("compare.left_out"), warning=True)
     if res.unreadable:
-        st.warning(t("compare.unreadable", n=len(res.unreadable), example=res.unreadable[0]))
+        st.warning(t("compare.unreadable", n=len(res.unreadable), example=message(res.unreadable[0])))
         if len(res.unreadable) > 1:
             with st.expander(t("compare.unreadable_all", n=len(res.unreadable))):
                 st.dataframe(pd.DataFrame({t("compare.col_problem"): res.unreadable}), hide_index=True)
+    if res.several_faces:
+        st.caption(t("compare.several_faces", n=len(res.several_faces), example=message(res.several_faces[0])))
     if res.skipped:
         st.caption(t("compare.skipped", n=sum(res.skipped.values()),
                      per_emotion=", ".join(f"{emotion_label(e)} {n:,}" for e, n in res.skipped.items())))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from fer_core.au_table import AU_COLUMNS, TABLE_COLUMNS
 from fer_core.cli import main
@@ -210,7 +211,8 @@ def test_compare_json_keys(capsys, fer_sample):
                            "au-logreg-fer2013-balanced", "--json", "--workers", "1")
     assert code == 0
     report = json.loads(out)
-    assert list(report) == ["n", "classes", "models", "mcnemar", "wrong", "no_face", "skipped", "skipped_classes"]
+    assert list(report) == ["n", "classes", "models", "mcnemar", "wrong", "no_face", "skipped", "skipped_classes",
+                            "several_faces"]
     assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value"]
     assert list(report["models"]["au-logreg-fer2013"]) == REPORT_KEYS
 
@@ -309,3 +311,18 @@ def test_measurements_under_other_settings_are_cached_apart(tmp_path, astronaut_
     monkeypatch.delenv("FER_MAX_DECODE_SIDE")
     monkeypatch.delenv("FER_LANDMARKER_MODEL")
     assert extract._content_key(astronaut_jpeg) == default and default.startswith(extract.MEASURE_VERSION + ":")
+
+
+def test_predict_text_names_a_bad_file_once_and_refuses_a_negative_top(capsys, tmp_path, astronaut_jpeg):
+    """A file whose name holds ": " was printed with its name twice; ``--top -2`` gave the two
+    weakest AUs as the reason (Python's negative slice)."""
+    bad = tmp_path / "note: bad.jpg"
+    bad.write_bytes(b"not an image")
+    code, out, _ = run_cli(capsys, "predict", bad, astronaut_jpeg)
+    assert code == 2
+    (line,) = [ln for ln in out.splitlines() if "bad.jpg" in ln]
+    assert line.count("bad.jpg") == 1 and line.startswith(f"{bad}: ")
+    assert "face 1" in out  # the good photo is kept
+    with pytest.raises(SystemExit) as exited:
+        run_cli(capsys, "predict", astronaut_jpeg, "--top", "-2")
+    assert exited.value.code == 2 and "--top: '-2' is not a whole number of at least 1" in capsys.readouterr().err

@@ -164,13 +164,19 @@ def test_predictor_errors(trained, tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(ModelFileError, match="not a .keras file"):
         CNNPredictor(tmp_path / "model.h5", classes=CLASSES)
-    with pytest.raises(ModelFileError, match="3 outputs but 2 classes"):
-        CNNPredictor(result.path, classes=("happy", "sad"))
+    # classes given (the manifest's) that are not those its training recorded: refused, not relabelled
+    with pytest.raises(ModelFileError, match="differ from those its training recorded"):
+        CNNPredictor(result.path, classes=tuple(reversed(CLASSES)))
     bare = tmp_path / "bare.keras"
     bare.write_bytes(result.path.read_bytes())
-    with pytest.raises(ModelFileError, match="no class list"):
+    with pytest.raises(ModelFileError, match="3 outputs but 2 classes"):
+        CNNPredictor(bare, classes=("happy", "sad"))
+    with pytest.raises(ModelFileError, match="no class list") as info:
         CNNPredictor(bare)
     assert CNNPredictor(bare, classes=["Happiness", "sadness", "surprised"]).classes == CLASSES
+    bare.with_suffix(".meta.json").write_text(json.dumps({"classes": list(CLASSES)}))  # as the message says
+    assert '{"classes": ["angry", "happy", ...]}' in str(info.value) and CNNPredictor(bare).classes == CLASSES
+    bare.with_suffix(".meta.json").unlink()
     with pytest.raises(ModelFileError, match="unknown class"):
         CNNPredictor(bare, classes=["happy", "sad", "bored"])
     bare.with_suffix(".meta.json").write_text("[1, 2")
@@ -186,7 +192,7 @@ def test_lambda_model_is_not_loaded(tmp_path):
     outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x))
     path = tmp_path / "lambda.keras"
     keras.Model(inputs, outputs).save(path)
-    with pytest.raises(ModelFileError, match="cannot load this Keras model"):
+    with pytest.raises(ModelFileError, match=r"contains a Lambda layer \(Python code\), which is not loaded for safety"):
         CNNPredictor(path, classes=("happy", "sad"))
 
 
@@ -271,6 +277,7 @@ def test_picked_on_split_reads_the_starting_cnns_sidecar(tmp_path):
     model.with_suffix(".meta.json").write_text(json.dumps({"val_dir": str(val), "holdout": 0.1,
                                                            "init_picked_on_val": True}))
     assert picked_on_split(model, val)  # ... but it started from one val picked
+    assert not picked_on_split(model, tmp_path / "other")  # which says nothing of another folder
     assert not picked_on_split(tmp_path / "none.keras", val)
 
     train = tmp_path / "train"

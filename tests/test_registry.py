@@ -108,3 +108,59 @@ def test_every_built_in_kind_declares_how_it_is_used():
     assert {"au-logreg", "au-mlp", "cnn", "teachable"} <= set(kinds)
     assert {k: (v.inputs, v.explains) for k, v in kinds.items() if k in ("au-logreg", "cnn")} == {
         "au-logreg": ("aus", True), "cnn": ("pixels", False)}
+
+
+def test_the_manifest_and_the_loaded_model_must_agree(models_dir):
+    """A manifest entry whose classes or kind are not the model's: refused in one line (a class
+    list in another order labelled every face wrongly; a logreg loaded as an MLP)."""
+    from fer_core.config import REPO_ROOT
+    from fer_core.manifest import write_manifest
+
+    bundled = {e.name: e for e in read_manifest(REPO_ROOT / "models")}
+    au, cnn = bundled["au-logreg-fer2013"], bundled["cnn-fer2013"]
+    assert registry.load_predictor(cnn).classes == cnn.classes  # as bundled: they agree
+    cases = [(cnn, {"classes": tuple(reversed(cnn.classes))}, "differ from those its training recorded"),
+             (au, {"classes": ("happy", "sad")}, "differ from those the manifest lists for 'au-logreg-fer2013'"),
+             (au, {"kind": "au-mlp"}, "is a au-logreg model, but the manifest lists 'au-logreg-fer2013' as au-mlp")]
+    for entry, change, expected in cases:
+        changed = registry.find_entry(entry.name, REPO_ROOT / "models")
+        for key, value in change.items():
+            setattr(changed, key, value)
+        write_manifest([changed], models_dir)
+        with pytest.raises(ModelFileError, match=expected) as info:
+            registry.load_predictor(entry.name)
+        assert "\n" not in str(info.value)
+
+
+def test_a_model_of_another_kind_or_an_ensembles_member_keeps_its_name(models_dir, tmp_path, capsys):
+    """``--name`` of a model of another kind replaced it in the manifest (a bundled CNN became an
+    AU model); an ensemble named after its member replaced the member with itself."""
+    from fer_core.config import REPO_ROOT
+
+    table = REPO_ROOT / "data" / "fer2013_val_au.csv.gz"
+    assert main(["train-au", str(table), "--out", str(tmp_path / "x.json"), "--name", "au-logreg-fer2013",
+                 "--kind", "mlp"]) == 2
+    assert "a au-logreg model named 'au-logreg-fer2013' exists; a au-mlp model cannot replace it" in \
+        capsys.readouterr().err
+    assert [(e.name, e.kind) for e in read_manifest()] == [("au-logreg-fer2013", "au-logreg")]
+    assert main(["ensemble", "--models", "au-logreg-fer2013", "--name", "au-logreg-fer2013"]) == 2
+    assert "cannot take the name of one of its members" in capsys.readouterr().err
+    assert main(["ensemble", "--models", "au-logreg-fer2013", "--name", "bad name!"]) == 2
+    assert "is not allowed" in capsys.readouterr().err
+
+
+def test_saves_at_the_same_time_keep_every_entry(models_dir):
+    """Two saves at once each read the manifest before the other wrote it: one entry was lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fer_core.manifest import ModelEntry, register
+
+    source = read_manifest()[0]
+
+    def save(i: int) -> None:
+        register(ModelEntry(name=f"copy-{i}", kind=source.kind, path=source.path, classes=source.classes))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(save, range(40)))
+    assert sorted(e.name for e in read_manifest())[:3] == ["au-logreg-fer2013", "copy-0", "copy-1"]
+    assert len(read_manifest()) == 41

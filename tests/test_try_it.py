@@ -310,3 +310,20 @@ def test_try_it_keeps_every_photo_on_the_page_analysed(models_dir, fer_val, monk
     assert len(calls) == 66 and len(at.session_state["try_last"]) == 66
     run_app(at, T)
     assert len(calls) == 66, "a rerun analyses nothing again"
+
+
+def test_compare_says_which_test_images_hold_several_faces(group_photo, astronaut, tmp_path):
+    """A labelled image of several faces is scored on its largest face, and now says so."""
+    from fer_core.evaluation.compare import run_comparison
+    from fer_core.i18n import message, using_language
+    from fer_core.images import list_images
+
+    (tmp_path / "happy").mkdir()
+    Image.fromarray(group_photo).save(tmp_path / "happy" / "group.png")
+    Image.fromarray(astronaut).save(tmp_path / "happy" / "one.png")
+    comparison = run_comparison([BUNDLED_AU_MODEL], list_images(tmp_path), ["happy"])
+    assert comparison.n == 2
+    assert comparison.several_faces == [f"{tmp_path / 'happy' / 'group.png'}: 3 faces found; the largest was scored"]
+    assert comparison.to_dict()["several_faces"] == comparison.several_faces
+    with using_language("ko"):
+        assert message(comparison.several_faces[0]).endswith("group.png: 얼굴 3개를 찾았습니다. 가장 큰 얼굴로 채점했습니다")

@@ -41,6 +41,7 @@ class Comparison:
     classes: tuple[str, ...]
     kinds: dict[str, str] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)  # images left out, one line each
+    several_faces: list[str] = field(default_factory=list)  # images of several faces (the largest scored)
     failed_models: list[str] = field(default_factory=list)  # models that could not run, one line each
     skipped: dict[str, int] = field(default_factory=dict)  # test images of emotions not scored
     probabilities: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # full (n, k) per model
@@ -76,7 +77,8 @@ class Comparison:
                 "mcnemar": [p.to_dict() for p in self.mcnemar],
                 "wrong": {m: self.wrong_files(m) for m in self.names},
                 "no_face": {m: self.no_face_files(m) for m in self.names},
-                "skipped": list(self.unreadable), "skipped_classes": dict(self.skipped)}
+                "skipped": list(self.unreadable), "skipped_classes": dict(self.skipped),
+                "several_faces": list(self.several_faces)}
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, names: Sequence[str], classes: Sequence[str], **fields) -> "Comparison":
@@ -206,6 +208,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
         raise FerError("no model could be run: " + "; ".join(failed))
     report(1.0, t("loading.done"))
     return Comparison.from_table(table, list(kinds), classes, kinds=kinds, unreadable=prepared.unreadable,
+                                 several_faces=prepared.several_faces,
                                  failed_models=failed, skipped=skipped, probabilities=probabilities,
                                  model_classes=model_classes, seconds=time.perf_counter() - start, paths=paths)
 

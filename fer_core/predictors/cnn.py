@@ -27,7 +27,7 @@ from ..images import list_images, sample_per_class
 from ..safe_files import check_regular_file, read_json_file
 from .base import Predictor, Progress
 from .keras_io import fit_images, import_keras, predict_views, sidecar_tta
-from .keras_safety import build_deferred, check_keras_archive
+from .keras_safety import build_deferred, check_keras_archive, code_layer
 from .lite import copy_twin, export_lite, lite_path, lite_record
 from .recipe import Recipe
 
@@ -225,11 +225,13 @@ def fitted_among(init: str | os.PathLike[str], train_dir: str | os.PathLike[str]
 
 
 def picked_on_split(init: str | os.PathLike[str], val_dir: str | os.PathLike[str]) -> bool:
-    """Did the CNN that starts a network choose its epoch on ``val_dir`` (its sidecar says)?"""
+    """Did the CNN that starts a network choose its epoch on ``val_dir``, or did the network it
+    started from (``init_picked_on_val``: on the same folder, its own validation folder)? Its
+    sidecar says; another folder was chosen on by neither."""
     try:
         meta = json.loads(metadata_path(init).read_text())
-        picked = recorded_folder(meta.get("val_dir")) == Path(val_dir).resolve() and not meta.get("holdout")
-        return picked or bool(meta.get("init_picked_on_val"))
+        same = recorded_folder(meta.get("val_dir")) == Path(val_dir).resolve()
+        return same and (not meta.get("holdout") or bool(meta.get("init_picked_on_val")))
     except (OSError, ValueError, TypeError):
         return False
 
@@ -601,6 +603,10 @@ def load_keras_file(path: str | os.PathLike[str]):
                              "pick the file that model.save('name.keras') wrote")
     hint = "re-save it with Keras 3"
     config = check_keras_archive(str(path), MAX_KERAS_BYTES, MAX_METADATA_BYTES, hint)
+    code = code_layer(config)
+    if code is not None:  # Keras's safe mode would refuse it too, in words that suggest re-saving
+        raise ModelFileError(f"{path}: the model contains a {code} layer (Python code), which is not loaded for "
+                             "safety; build it from standard Keras layers")
     keras = import_keras()
     # Count the architecture's parameters before Keras allocates them (a config can declare GBs).
     build_deferred(lambda: keras.saving.deserialize_keras_object({**config, "compile_config": None},
@@ -671,10 +677,17 @@ class CNNPredictor(Predictor):
         self.channels = int(shape[3])
 
     def _classes(self, classes: Sequence[str] | None) -> tuple[str, ...]:
-        raw = classes if classes is not None else self.metadata.get("classes")
+        recorded = self.metadata.get("classes")
+        if classes is not None and isinstance(recorded, list) and \
+                [normalize_emotion(c) for c in classes] != [normalize_emotion(c) for c in recorded]:
+            raise ModelFileError(f"{self.path}: the classes given ({', '.join(map(str, classes))}) differ from those "
+                                 f"its training recorded in {metadata_path(self.path).name} "
+                                 f"({', '.join(map(str, recorded))}); fix manifest.json or retrain")
+        raw = classes if classes is not None else recorded
         if raw is None:
-            raise ModelFileError(f"{self.path}: no class list ({metadata_path(self.path).name} is missing); "
-                                 "pass the classes in the model's output order")
+            raise ModelFileError(f"{self.path}: no class list ({metadata_path(self.path).name} is missing); write "
+                                 f'it beside the model as {{"classes": ["angry", "happy", ...]}} in the order '
+                                 "of the model's outputs")
         if not isinstance(raw, (list, tuple)) or not all(isinstance(item, str) for item in raw):
             raise ModelFileError(f"{self.path}: the class list must be emotion names, e.g. [\"angry\", \"happy\"]; "
                                  "give the class list the model was trained on")

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import ModelFileError, one_line
 
+CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__"})  # layers that carry Python code
 MAX_PARAMETERS = 8_000_000  # Teachable Machine's MobileNetV2 (alpha 0.35) has 0.4 M, our CNNs 1.3 M
 _SAFE_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 32000: "lzf"}  # built into HDF5 / h5py
 
@@ -165,3 +166,18 @@ def check_keras_archive(path: str, max_bytes: int, max_json_bytes: int, hint: st
     if not isinstance(config, dict):
         raise ModelFileError(f"{path}: cannot load this Keras model (config.json holds no architecture); {hint}")
     return config
+
+
+def code_layer(config: Any) -> str | None:
+    """The class name of the first layer in a Keras config (any nesting) that carries Python
+    code (``CODE_LAYERS``), or None: such a model is refused by name, not by Keras's own error."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") in CODE_LAYERS:
+                return str(node["class_name"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None

@@ -131,7 +131,17 @@ def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Pre
     entry = find_entry(ref, models_dir)
     kind = get_kind(entry.kind)
     entry.verify_checksum()
-    return kind.load(entry.file, entry)
+    predictor = kind.load(entry.file, entry)
+    # What the manifest says must be what was loaded: its classes label the outputs everywhere
+    # (a class list in another order named every face wrongly), its kind decides the pages' use.
+    if predictor.kind != entry.kind:
+        raise ModelFileError(f"{entry.file}: is a {predictor.kind} model, but the manifest lists {entry.name!r} as "
+                             f"{entry.kind}; fix its kind in manifest.json")
+    if entry.classes and tuple(entry.classes) != tuple(predictor.classes):
+        raise ModelFileError(f"{entry.file}: the model's classes ({', '.join(predictor.classes)}) differ from "
+                             f"those the manifest lists for {entry.name!r} ({', '.join(entry.classes)}); fix "
+                             "manifest.json or retrain")
+    return predictor
 
 
 def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[str], metrics: Metrics,
@@ -158,6 +168,10 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
             raise FerError(f"{target.name} already exists in {folder}; choose another name")
     else:
         validate_model_name(name, [] if replace else [e for e in existing if e.name != name])
+        same = next((e for e in existing if e.name == name), None)
+        if same is not None and same.kind != kind:  # --name of a model of another kind took its place
+            raise FerError(f"a {same.kind} model named {name!r} exists; a {kind} model cannot replace it, "
+                           "choose another name")
         target = Path(path)
     written = spec.save(artefact, target)
     entry = ModelEntry(name=name, kind=kind, path=relative_to_repo(written[0]), classes=tuple(classes),

@@ -42,7 +42,7 @@ from ..errors import FerError, ModelFileError, one_line
 from ..safe_files import check_zip_members, parse_json, read_regular_file
 from .base import Predictor, Progress
 from .keras_io import fit_images, import_keras, predict_in_batches
-from .keras_safety import build_deferred, check_hdf5_storage, read_dataset
+from .keras_safety import CODE_LAYERS, build_deferred, check_hdf5_storage, read_dataset
 from .teachable_formats import (
     METADATA_NAME,
     TFJS_NAME,
@@ -86,7 +86,6 @@ ALLOWED_OBJECTS = frozenset({
     "MinMaxNorm",
     "__keras_tensor__",  # a call argument in configs written by Keras 3
 })
-CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__"})
 # Keras 2 variable names that Keras 3 calls differently.
 _STORED_NAMES = {"kernel": ("kernel", "depthwise_kernel")}
 
