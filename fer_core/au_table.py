@@ -906,7 +906,7 @@ def training_set(table: pd.DataFrame, classes: Sequence[str], columns: Sequence[
     absent = [c for i, c in enumerate(classes) if counts[i] == 0]
     if absent:
         raise AUTableError(f"{name}: no usable rows of {', '.join(absent)}; choose emotions present in the table")
-    few = [f"{c} has {counts[i]}" for i, c in enumerate(classes) if counts[i] < min_per_class]
+    few = [f"{c} {counts[i]}" for i, c in enumerate(classes) if counts[i] < min_per_class]  # read in any language
     if few:
         raise AUTableError(f"{name}: training needs at least {min_per_class} usable faces of each emotion; "
                            f"{', '.join(few)}; add faces or choose other emotions")

@@ -12,13 +12,14 @@ from fer_core.au_table import AU_COLUMNS, au_label
 from fer_core.emotions import SEVEN_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.figures import plots
-from fer_core.i18n import emotion_label, t
+from fer_core.i18n import emotion_label, message, t
 from fer_core.images import class_counts, sample_per_class
 from ui.common import (
     TABLE_TYPES,
     au_table_from_bytes,
     data_layout_help,
     dataset_items,
+    default_unless_chosen,
     derived_tables,
     digest,
     held,
@@ -67,6 +68,12 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
     source = st.radio(t("explorer.dataset"), (FER_SPLIT, FOLDER, ZIP, TABLE), horizontal=True,
                       format_func=_source_labels().__getitem__, key="explorer_source")
     au_tables: dict = st.session_state.get("au_tables", {})
+
+    def extracted(folder: Path) -> pd.DataFrame | None:
+        """The AU table the AU model page extracted from the whole of ``folder``, if it did."""
+        kept = au_tables.get(str(folder))
+        return kept.get("table") if isinstance(kept, dict) else kept
+
     if source == FER_SPLIT:
         root = config.datasets_dir() / "fer2013"
         splits = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
@@ -79,7 +86,7 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
         table_path = config.data_dir() / f"fer2013_{split}_au.csv.gz"
         if table_path.is_file():
             return f"FER2013 {split}", items, load_au_table(table_path), f"`data/{table_path.name}`"
-        return f"FER2013 {split}", items, au_tables.get(str(folder)), t("explorer.extracted_origin")
+        return f"FER2013 {split}", items, extracted(folder), t("explorer.extracted_origin")
     if source == FOLDER:
         default = str(config.fer_split_dir("val")) if config.fer_split_dir("val").is_dir() else ""
         path = st.text_input(t("explorer.folder"), value=default, help=data_layout_help()).strip()
@@ -88,7 +95,7 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
             return "", None, None, ""
         folder = Path(path).expanduser()
         items = dataset_items(str(folder))
-        return folder.name, items, au_tables.get(str(folder)), t("explorer.extracted_origin")
+        return folder.name, items, extracted(folder), t("explorer.extracted_origin")
     if source == ZIP:
         up = st.file_uploader(t("explorer.zip"), type=["zip"], key="explorer_zip", help=data_layout_help())
         if up is None:
@@ -123,7 +130,7 @@ def show_balance(counts: dict[str, int], found: dict[str, float] | None = None) 
     c1, c2, c3 = st.columns(3)
     c1.metric(t("explorer.images"), f"{sum(counts.values()):,}")
     c2.metric(t("explorer.emotions"), len([k for k in counts if k != "unlabelled"]))
-    c3.metric(t("explorer.imbalance"), "∞" if ratio == float("inf") else f"{ratio:.1f}")
+    c3.metric(t("explorer.imbalance"), "∞" if ratio == float("inf") else "–" if ratio != ratio else f"{ratio:.1f}")
     left, right = st.columns([1, 2])
     shown = table.assign(emotion=[_emotion(e) for e in table["emotion"]]).rename(columns={
         "emotion": t("explorer.col_emotion"), "images": t("explorer.col_images"),
@@ -158,7 +165,7 @@ def show_samples(items: list) -> None:
                 thumbs.append(thumbnail(str(it.path)))
                 captions.append(it.path.name[:18])
             except FerError as exc:
-                failed.append(str(exc))
+                failed.append(message(str(exc)))
         st.markdown(t("explorer.sample_row", emotion=_emotion(emotion), n=f"{counts.get(emotion, 0):,}"))
         if thumbs:
             st.image(thumbs, caption=captions, width=96)
@@ -181,7 +188,8 @@ def show_aus(table: pd.DataFrame, origin: str) -> None:
     else:
         st.caption(t("explorer.au_origin", origin=origin, n=f"{len(rows):,}"))
     present = _ordered(labels)
-    classes = st.multiselect(t("explorer.emotions"), present, default=present, format_func={e: _emotion(e) for e in present}.__getitem__,
+    default_unless_chosen("explorer_classes", present, present)
+    classes = st.multiselect(t("explorer.emotions"), present, format_func={e: _emotion(e) for e in present}.__getitem__,
                              key="explorer_classes")
     chosen = st.multiselect(t("explorer.au_pick"), shown, default=shown,
                             format_func={c: au_label(c) for c in shown}.__getitem__, key="explorer_aus")

@@ -22,6 +22,7 @@ from ui.common import (
     au_table_from_bytes,
     data_layout_help,
     dataset_listing,
+    default_unless_chosen,
     derived_tables,
     docker_status,
     entries_of,
@@ -190,10 +191,15 @@ def show_model(model, key: str) -> None:
                   help=t("au_model.ci_help", lo=f"{lo:.1%}", hi=f"{hi:.1%}"))
         c2.metric(t("au_model.macro_f1"), f"{m.macro_f1:.3f}")
         c3.metric(t("au_model.holdout_faces"), f"{m.n:,}", help=t("au_model.holdout_faces_help"))
-    split = t("au_model.split_help", fitted=f"{rows - m.n:,}", held=f"{m.n:,}") if m else ""
-    sample = t("au_model.sample_help", sample=data["sample"]) if data.get("sample") else ""
-    c4.metric(t("au_model.usable_faces"), f"{rows:,}", help=t("au_model.usable_faces_help", split=split,
-                                                                sample=sample))
+    if data.get("network_head"):  # an AU-bottleneck network's emotion layer: no table, no refit
+        c4.metric(t("au_model.training_faces"), f"{rows:,}",
+                  help=t("au_model.network_head_help", fitted=f"{rows - (m.n if m else 0):,}",
+                         held=f"{m.n if m else 0:,}"))
+    else:
+        split = t("au_model.split_help", fitted=f"{rows - m.n:,}", held=f"{m.n:,}") if m else ""
+        sample = t("au_model.sample_help", sample=data["sample"]) if data.get("sample") else ""
+        c4.metric(t("au_model.usable_faces"), f"{rows:,}", help=t("au_model.usable_faces_help", split=split,
+                                                                    sample=sample))
     if m:
         left, right = st.columns(2)
         left.plotly_chart(plots.per_class_accuracy_bars(m.per_class, overall=m.accuracy,
@@ -218,8 +224,8 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
         st.warning(t("au_model.too_few_labels"))
         return
     st.subheader(t("au_model.train_header"))
-    classes = st.multiselect(t("au_model.emotions"), present, default=[e for e in SIX_EMOTIONS if e in present] or present,
-                             format_func=emotion_label, key="au_classes")
+    default_unless_chosen("au_classes", present, [e for e in SIX_EMOTIONS if e in present] or present)
+    classes = st.multiselect(t("au_model.emotions"), present, format_func=emotion_label, key="au_classes")
     kind = st.radio(t("au_model.kind"), KINDS, format_func=kind_name, horizontal=True, key="au_kind")
     with st.expander(t("au_model.settings")):
         balanced = st.checkbox(t("au_model.balanced"), value=False, key="au_balanced", help=t("au_model.balanced_help"))

@@ -127,9 +127,25 @@ def saved_section() -> None:
         st.plotly_chart(training_curves(meta["history"], title=t("cnn.saved_curves_title", name=name)),
                         key="cnn_saved_curves")
     if ev:
-        st.caption(t("cnn.saved_scores_caption", n=f"{ev.n:,}"))
+        st.caption(saved_scores_caption(entry, ev))
         show_evaluation(ev, "cnn_saved")
     evaluate_section(entry)
+
+
+def saved_scores_caption(entry, ev: EvaluationReport) -> str:
+    """What the scores its training recorded are worth, as its manifest entry says: whether the
+    validation images also chose it, and the registered score when the model now predicts with
+    other test-time views than it was scored with then (Home and Compare show that one)."""
+    from fer_core.evaluation.scores import val_role
+
+    role = val_role(entry.metrics.evaluated_on) if entry.metrics else ""
+    key = {"yes": "cnn.saved_scores_caption", "trunk": "cnn.saved_scores_trunk",
+           "no": "cnn.saved_scores_unpicked"}.get(role, "cnn.saved_scores_plain")
+    text = t(key, n=f"{ev.n:,}")
+    registered = entry.metrics.accuracy if entry.metrics else None
+    if registered is not None and abs(registered - ev.accuracy) >= 0.0005:
+        text += " " + t("cnn.saved_scores_registered", accuracy=f"{registered:.1%}")
+    return text
 
 
 def folder_label(folder: str) -> str:
@@ -145,7 +161,8 @@ def evaluation_files(ev: EvaluationReport, comparison, name: str, folder: str) -
     proba = comparison.probabilities[name]
     for j, emotion in enumerate(comparison.model_classes[name]):
         frame[f"p_{emotion}"] = proba[:, j].round(4)
-    metrics = {"model": name, "folder": folder, **ev.to_dict()}
+    metrics = {"model": name, "folder": folder, **ev.to_dict(), "unreadable": list(comparison.unreadable),
+               "left_out": dict(comparison.skipped)}
     return frame.to_csv(index=False).encode(), json.dumps(metrics, indent=1).encode()
 
 
@@ -169,9 +186,11 @@ def evaluate_section(entry) -> None:
                 from fer_core.evaluation.compare import evaluate_images
 
                 root = str(Path(folder).expanduser())
-                items = sample_per_class(dataset_items(root, tuple(entry.classes)), int(per))
+                # every emotion listed: those the model lacks are counted and said, not dropped unseen
+                items = sample_per_class(dataset_items(root), int(per))
                 ev, comparison = evaluate_images(load_predictor(entry), items, progress=progress)
-                results[key] = (ev, evaluation_files(ev, comparison, entry.name, root))
+                results[key] = (ev, evaluation_files(ev, comparison, entry.name, root),
+                                list(comparison.unreadable), dict(comparison.skipped))
             except FerError as exc:
                 show_error(exc)
                 return
@@ -181,8 +200,13 @@ def evaluate_section(entry) -> None:
         if done is None:
             st.caption(t("cnn.evaluate_caption", tf=tensorflow_note(entry)))
             return
-        ev, (csv, metrics) = done
+        ev, (csv, metrics), unreadable, left_out = done
         metric_row(ev, {t("cnn.images"): f"{ev.n:,}"}, label=t("cnn.accuracy_on", folder=folder_label(folder)))
+        if unreadable:
+            st.warning(t("compare.unreadable", n=len(unreadable), example=message(unreadable[0])))
+        if left_out:
+            st.caption(t("compare.skipped", n=sum(left_out.values()),
+                         per_emotion=", ".join(f"{emotion_label(e)} {n:,}" for e, n in left_out.items())))
         show_evaluation(ev, "cnn_eval")
         stem = f"{entry.name}_{folder_label(folder)}"
         c1, c2, _ = st.columns([1, 1, 2])

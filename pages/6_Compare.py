@@ -33,6 +33,7 @@ from fer_core.measure.extract import default_workers
 from ui.common import (
     choose_models,
     choose_test_set,
+    default_unless_chosen,
     fraction_bar,
     keep_for,
     kept_for,
@@ -54,11 +55,7 @@ def choose_classes(items: list, models: list) -> list[str]:
     default puts it back; otherwise the person's own choice stays."""
     present = list(shared_classes([], {it.label for it in items}))
     common = list(shared_classes([m.classes for m in models if m.classes], present))
-    default = common or present
-    kept = st.session_state.get("cmp_classes")  # gone when the widget was not drawn on the last run
-    if kept is None or st.session_state.get("_cmp_classes_default") != default or not set(kept) <= set(present):
-        st.session_state["_cmp_classes_default"] = default
-        st.session_state["cmp_classes"] = default
+    default_unless_chosen("cmp_classes", present, common or present)
     return st.multiselect(t("compare.emotions_scored"), present, key="cmp_classes",
                           format_func=shown_as(present).__getitem__, help=t("compare.emotions_scored_help"))
 

@@ -123,6 +123,23 @@ def test_explorer_bundled_au_table_shows_balance_and_au_plots(models_dir):
     assert "AU12 lip corner puller" in box["data"][0]["x"]
 
 
+def test_explorer_gives_a_new_tables_emotions_their_default(models_dir):
+    """Streamlit kept the emotions chosen for one table, cut to the next table's: after the study's
+    six-emotion table, FER2013's fear started unselected (and its faces were left out unasked)."""
+    at = _run(AppTest.from_file(EXPLORER))
+    at.radio(key="explorer_source").set_value("AU table (CSV)")
+    _run(at)
+    at.selectbox(key="explorer_table").set_value(":study")
+    _run(at)
+    assert "fear" not in at.multiselect(key="explorer_classes").value
+    at.selectbox(key="explorer_table").set_value("fer2013_val_au.csv.gz")
+    _run(at)
+    assert "fear" in at.multiselect(key="explorer_classes").value
+    at.multiselect(key="explorer_classes").set_value(["happy", "sad"])
+    _run(at)
+    assert at.multiselect(key="explorer_classes").value == ["happy", "sad"]  # one's own choice stays
+
+
 def test_explorer_fer_split_shows_sample_images(models_dir, fer_val):
     at = AppTest.from_file(EXPLORER)
     _run(at)
@@ -313,6 +330,17 @@ def test_au_model_extracts_a_folder_with_the_embedded_extractor(models_dir, fer_
     table = at.session_state["au_tables"][str(fer_sample)]["table"]
     assert set(table["label"]) == {"angry", "disgust", "happy", "neutral", "sad", "surprise"}
     assert at.multiselect(key="au_classes").value  # ready to train
+    # the explorer shows the AUs of the folder just extracted (it showed an unexpected error)
+    explorer = AppTest.from_file(EXPLORER)
+    explorer.session_state["au_tables"] = at.session_state["au_tables"]
+    _run(explorer)
+    explorer.radio(key="explorer_source").set_value("A folder on this machine")
+    _run(explorer)
+    explorer.text_input[0].set_value(str(fer_sample))
+    _run(explorer)
+    assert not _texts(explorer.error) and not explorer.exception
+    assert [c["layout"]["title"]["text"] for c in _charts(explorer)][-2:] == [
+        "AU intensity per emotion", "Mean AU profile per emotion"]
 
 
 def test_au_model_docker_backend_says_why_it_is_unavailable(models_dir, monkeypatch, tmp_path):

@@ -222,6 +222,19 @@ def test_cnn_page_inspects_and_evaluates_a_saved_cnn(models_dir, fer_small, tiny
     assert metrics["Images"] == "18"
     titles = _titles(at)
     assert titles.count("Accuracy per emotion (recall)") == 2  # saved scores and this evaluation
+    # an unreadable image and an emotion the model lacks are said, on the page and in the scores file
+    mixed = fer_small.parent / "mixed_for_cnn"
+    shutil.copytree(fer_small / "happy", mixed / "happy", dirs_exist_ok=True)
+    (mixed / "happy" / "broken.jpg").write_bytes(b"not a jpeg")
+    (mixed / "fear").mkdir(exist_ok=True)
+    shutil.copy(next((fer_small / "sad").glob("*.jpg")), mixed / "fear" / "f.jpg")
+    at.text_input(key="cnn_eval_folder").set_value(str(mixed))
+    at.button(key="cnn_eval_button").click()
+    _run(at)
+    assert any("1 image(s) could not be read" in w and "broken.jpg" in w for w in _texts(at.warning))
+    assert any("image(s) of emotions not scored were left out: fear 1" in c for c in _texts(at.caption))
+    scores = json.loads(next(v for k, v in at.session_state["cnn_eval"].items() if k[2] == str(mixed))[1][1])
+    assert scores["left_out"] == {"fear": 1} and len(scores["unreadable"]) == 1
     at.text_input(key="cnn_eval_folder").set_value(str(fer_small / "nothing-here"))
     at.button(key="cnn_eval_button").click()
     _run(at)

@@ -126,6 +126,10 @@ def test_try_it_shows_what_the_network_read_beside_what_the_landmarks_measured(m
     page.selectbox(key="au_inspect").set_value("bn-test")
     run_app(page, 120)
     assert any(c["layout"]["title"]["text"].startswith("What the model looks at") for c in charts(page))
+    # its emotion layer's faces: those that fitted it and those held out, not "refitted on all of them"
+    meta = json.loads(bottleneck.with_suffix(".meta.json").read_text())
+    faces = next(m for m in page.metric if m.label == "Training faces")
+    assert faces.value == f"{meta['n_train'] + meta['n_selection']:,}" and "not refitted" in faces.help
 
 
 def test_training_reads_the_au_targets_from_an_extracted_table(tmp_path, fer_sample):

@@ -146,8 +146,8 @@ def _one_angry() -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("table, classes, message", [
-    (_one_angry(), SIX_EMOTIONS, "training needs at least 10 usable faces of each emotion; angry has 1;"),
-    (synthetic_table(2), SIX_EMOTIONS, "angry has 2, disgust has 2, happy has 2, neutral has 2, sad has 2, surprise has 2"),
+    (_one_angry(), SIX_EMOTIONS, "training needs at least 10 usable faces of each emotion; angry 1;"),
+    (synthetic_table(2), SIX_EMOTIONS, "angry 2, disgust 2, happy 2, neutral 2, sad 2, surprise 2"),
     (synthetic_table(20, classes=("happy",)), SIX_EMOTIONS, "no usable rows of angry, disgust, neutral, sad, surprise"),
     (synthetic_table(20).assign(success=0), SIX_EMOTIONS, "no usable rows labelled angry"),
     (synthetic_table(20).iloc[:0], SIX_EMOTIONS, "no usable rows labelled angry, disgust, happy, neutral, sad, surprise "
@@ -178,7 +178,7 @@ def test_a_held_out_share_too_small_for_every_emotion_is_named():
 def test_too_few_faces_from_the_cli(tmp_path):
     path = write_csv(_one_angry(), tmp_path / "one_angry.csv")
     one_line_error(cli("train-au", path, "--out", tmp_path / "m.json", "--kind", "mlp"),
-                   "one_angry.csv: training needs at least 10 usable faces of each emotion; angry has 1")
+                   "one_angry.csv: training needs at least 10 usable faces of each emotion; angry 1")
 
 
 # -- 3. seeds ---------------------------------------------------------------------------------------
@@ -539,7 +539,7 @@ def test_au_page_shows_the_cli_line_for_too_few_faces(models_dir):
     assert "angry" in at.multiselect(key="au_classes").value
     at.button(key="au_train_button").click()
     run_app(at, 90)
-    assert any("one_angry.csv: training needs at least 10 usable faces of each emotion; angry has 1" in e
+    assert any("one_angry.csv: training needs at least 10 usable faces of each emotion; angry 1" in e
                for e in texts(at.error))
     assert "au_train" not in at.session_state
 

@@ -95,7 +95,7 @@ def test_templates_split_their_placeholders_where_the_words_are():
     with i18n.using_language("ko"):
         assert i18n.message("OpenFace exited with code 137 (killed)") == "OpenFace가 코드 137로 끝났습니다 (killed)"
         assert i18n.message("t.csv: no usable rows (it has no rows); use a table of measured faces with AU values "
-                            "from 0 to 5").startswith("t.csv: 쓸 수 있는 행이 없습니다 (it has no rows)")
+                            "from 0 to 5").startswith("t.csv: 쓸 수 있는 행이 없습니다 (행이 하나도 없습니다)")
         assert i18n.message("/data/the endgame/a.jpg: no face found") == "/data/the endgame/a.jpg: 얼굴을 찾지 못함"
         assert i18n.message("a.mp4: video is corrupt (bad); no frames from 4.25 s to the end") == \
             "a.mp4: 동영상이 손상되었습니다 (bad). 4.25초부터 끝까지 프레임이 없습니다"
@@ -106,3 +106,18 @@ def test_reports_carry_a_small_font_for_their_hangul():
     assert css.startswith("@font-face") and "NanumGothic" in css
     assert 1_000 < len(css) < 200_000, "a subset, not the 4.7 MB font"
     assert i18n.embedded_font_css("only latin text") == ""
+
+
+def test_page_problems_of_tables_folders_and_names_read_in_korean():
+    """Lines the AU, CNN and explorer pages show (a review found them in English on the Korean page)."""
+    lines = {
+        "model name 'x y' is not allowed: use 2-63 letters, digits, '-' or '_', starting with a letter or digit":
+            "모델 이름 'x y'은(는) 쓸 수 없습니다",
+        "/d/train: no training images of fear; add fear/ images or train on angry, happy only":
+            "/d/train: fear의 학습 이미지가 없습니다",
+        "t.csv: no usable rows (it has no rows); use a table of measured faces with AU values from 0 to 5":
+            "t.csv: 쓸 수 있는 행이 없습니다 (행이 하나도 없습니다)",
+    }
+    with i18n.using_language("ko"):
+        for english, korean in lines.items():
+            assert i18n.message(english).startswith(korean), english

@@ -49,7 +49,6 @@ PAGES: tuple[tuple[str, str, str], ...] = (
 )
 # The folder layout the workbench reads, in English (messages of fer_core errors); pages show
 # ``data_layout_help()``, in the reader's language. Its one text is the catalogue's.
-DATA_LAYOUT_HELP = i18n.catalogue("en")["common.data_layout"]
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"]
 TABLE_TYPES = ["csv", "gz", "bz2", "xz", "parquet"]  # what au_table.read reads (it goes by the bytes)
 
@@ -226,14 +225,14 @@ def _listing_of(root: str, classes: tuple[str, ...] | None = None):
 
     listing = scan_images(root, classes)
     if not listing.items and not listing.skipped:
-        raise DatasetError(f"{root}: no images found. {DATA_LAYOUT_HELP}")
+        raise DatasetError(f"{root}: no images found. {data_layout_help()}")
     return listing
 
 
 def dataset_items(root: str, classes: tuple[str, ...] | None = None):
     items = dataset_listing(root, classes).items
     if not items:
-        raise DatasetError(f"{root}: no readable images found. {DATA_LAYOUT_HELP}")
+        raise DatasetError(f"{root}: no readable images found. {data_layout_help()}")
     return items
 
 
@@ -528,6 +527,18 @@ def choose_models(prefix: str, unsaved: bool = True) -> list:
 
 # -- models made in this session and not saved yet ---------------------------------------------
 _UNSAVED = "_unsaved_models"
+
+
+def default_unless_chosen(key: str, options: Sequence, default: Sequence) -> None:
+    """Before the multiselect ``key`` over ``options`` is drawn (without a ``default`` of its own):
+    put ``default`` in it when the default changed (another table, other models) or the kept
+    choice is not among the options; otherwise the person's own choice stays. Streamlit alone
+    keeps the old choice cut to the new options: a new table's own emotions started unselected."""
+    marker = f"_{key}_default"
+    kept = st.session_state.get(key)  # gone when the widget was not drawn on the last run
+    if kept is None or st.session_state.get(marker) != list(default) or not set(kept) <= set(options):
+        st.session_state[marker] = list(default)
+        st.session_state[key] = list(default)
 
 
 def remember_unsaved(predictor) -> None:

@@ -57,6 +57,7 @@ from .cnn import (
     picked_on_split,
     put_in_place,
     read_cnn_metadata,
+    require_every_emotion,
     sidecar_folder,
     stratified_split,
     training_path,
@@ -185,7 +186,11 @@ class AUBottleneckPredictor(Predictor):
         try:
             self.head = head_as_au_model(self.network, self.classes, self.mean, self.std,
                                          {"metrics": self.metadata.get("head_metrics") or {},
-                                          "data": {"rows": self.metadata.get("n_train", 0)}})
+                                          # the faces that fitted the emotion layer, plus those held
+                                          # out to choose its penalty (scored, never refitted on)
+                                          "data": {"rows": int(self.metadata.get("n_train") or 0)
+                                                   + int(self.metadata.get("n_selection") or 0),
+                                                   "network_head": True}})
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelFileError(f"{self.path}: not an AU-bottleneck network ({one_line(exc, 120)}); "
                                  "retrain the model") from None
@@ -419,6 +424,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         return aut.read(t) if isinstance(t, (str, os.PathLike)) else t
 
     train = load_dataset(train_dir, classes, load_progress, limit_per_class, seed)
+    require_every_emotion(train, train_dir)
     targets = _au_targets(train.paths, train_dir, read_table(train_au_table), load_progress)
     has_au = ~np.isnan(targets).any(axis=1)
     if has_au.sum() < 10:

@@ -297,6 +297,19 @@ def load_dataset(root: str | os.PathLike[str], classes: Sequence[str] = SIX_EMOT
                        classes, tuple(paths), tuple(skipped))
 
 
+def require_every_emotion(train: ImageArrays, train_dir: str | os.PathLike[str]) -> None:
+    """Refuse training images of one emotion (it scores 100 % whatever the network learns) or
+    missing an emotion asked for (the network would be saved as predicting one it never saw)."""
+    present = [c for i, c in enumerate(train.classes) if np.any(train.y == i)]
+    if len(present) < 2:
+        raise DatasetError(f"{train_dir}: images of {', '.join(present)} only; a network learns to tell at least "
+                           "two emotions apart (<emotion>/*.jpg folders)")
+    missing = [c for c in train.classes if c not in present]
+    if missing:
+        raise DatasetError(f"{train_dir}: no training images of {', '.join(missing)}; add {missing[0]}/ images "
+                           f"or train on {', '.join(present)} only")
+
+
 def stratified_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, held_out) holding out ``fraction`` of every class (scikit-learn's
     stratified ``train_test_split``)."""
@@ -413,10 +426,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         raise FerError(f"holdout {holdout!r}: give the share of training images that picks the epoch, e.g. 0.1")
     train = load_dataset(train_dir, classes, load_progress, limit_per_class, seed)
     skipped = train.skipped
-    present = sorted({classes[i] for i in np.unique(train.y)})
-    if len(present) < 2:  # one emotion scores 100 % whatever the network learns
-        raise DatasetError(f"{train_dir}: images of {', '.join(present)} only; a CNN learns to tell at least "
-                           "two emotions apart (<emotion>/*.jpg folders)")
+    require_every_emotion(train, train_dir)
     if val_dir is None or holdout is not None:
         share = 0.1 if holdout is None else holdout
         train_idx, val_idx = stratified_split(train.y, share, seed)
