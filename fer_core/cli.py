@@ -63,6 +63,13 @@ def _seed(text: str) -> int:
     return value
 
 
+def _manifest_shown() -> str:
+    """The manifest written, as a person names it: models/manifest.json, or FER_MODELS_DIR's."""
+    from .manifest import manifest_path, relative_to_repo
+
+    return relative_to_repo(manifest_path())
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -80,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("predict", help="AUs and an explained emotion for each face in images "
                        "(--json: one object for one image, a list for several)")
     s.add_argument("images", nargs="+")
-    s.add_argument("--model", default=DEFAULT_MODEL, help="AU model: manifest name or .json path")
+    s.add_argument("--model", default=DEFAULT_MODEL,
+                   help="an explaining model: an AU model or an AU-bottleneck network (manifest name or file path)")
     s.add_argument("--top", type=_positive_int, default=3, help="how many AUs to give as reasons")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_predict)
@@ -113,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_import_openface)
 
-    s = sub.add_parser("train-au", help="fit the AU model (logistic regression or the study's MLP)")
+    s = sub.add_parser("train-au", help="fit an AU model (logistic regression, the study's MLP or the GAM)")
     s.add_argument("table", help="AU table CSV (this workbench's, or OpenFace output)")
     s.add_argument("--out", required=True, help="model .json to write")
     s.add_argument("--kind", choices=("logreg", "mlp", "gam"), default="logreg",
@@ -201,7 +209,8 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--epochs", type=_positive_int, default=30)
     s.add_argument("--batch-size", type=_positive_int, default=64)
     s.add_argument("--classes", default="six")
-    s.add_argument("--limit-per-class", type=_positive_int, default=None)
+    s.add_argument("--limit-per-class", type=_positive_int, default=None,
+                   help="at most this many images per emotion, of the training and of the --val folder (quick runs)")
     s.add_argument("--class-weighting", action="store_true", help="weight classes by inverse frequency")
     s.add_argument("--holdout", type=float, default=None,
                    help="share of --data held out to choose the best epoch; --val is then scored once at the "
@@ -303,7 +312,7 @@ def cmd_predict(args) -> int:
         return status
     for r in results:
         if r.get("error"):
-            print(r["error"])  # it names the file already
+            print(r["error"], file=sys.stderr)  # an error, one line naming the file, on stderr as every error
             continue
         for i, f in enumerate(r["faces"]):
             probs = ", ".join(f"{k} {v:.2f}" for k, v in sorted(f["probabilities"].items(), key=lambda kv: -kv[1]))
@@ -443,6 +452,10 @@ def cmd_train_au(args) -> int:
     from .predictors.registry import save_and_register
 
     fileio.output_path(args.out)  # a bad --out is said before the fit, not after
+    if args.name:
+        from .manifest import validate_model_name
+
+        validate_model_name(args.name, [])  # a bad name too (a clash with another kind: when registering)
     columns = _au_columns(args.aus)  # a wrong --aus is said before a large table is read
     if args.kind == "gam" and columns != AU_COLUMNS:
         raise FerError("--aus: the GAM uses all AUs; use --kind logreg or mlp for a subset")
@@ -488,7 +501,7 @@ def cmd_train_au(args) -> int:
     print(f"{kind} on {data['rows']} faces; held-out accuracy {m.accuracy:.3f} "
           f"(95% CI {m.accuracy_ci95[0]:.3f}-{m.accuracy_ci95[1]:.3f}), macro-F1 {m.macro_f1:.3f} -> {args.out}")
     if args.name:
-        print(f"registered as {args.name!r} in models/manifest.json (sha256 {entry.sha256[:12]}…)")
+        print(f"registered as {args.name!r} in {_manifest_shown()} (sha256 {entry.sha256[:12]}…)")
     return 0
 
 
@@ -768,7 +781,7 @@ def cmd_train_cnn(args) -> int:
     if args.name:
         save_and_register(result, name=args.name, kind="cnn", classes=classes, metrics=result.metrics,
                           command=args.command_line, path=args.out, replace=True)
-        print(f"registered as {args.name!r} in models/manifest.json")
+        print(f"registered as {args.name!r} in {_manifest_shown()}")
     return 0
 
 
@@ -812,7 +825,7 @@ def cmd_ensemble(args) -> int:
     entry = save_and_register(spec, name=args.name, kind=KIND, classes=predictor.classes, metrics=metrics,
                               command=args.command_line, replace=True,
                               path=models_dir() / f"{args.name}.ensemble.json", description="mean of " + ", ".join(spec.members))
-    print(f"registered {entry.name!r} ({', '.join(spec.members)} on {', '.join(spec.classes)}) in models/manifest.json")
+    print(f"registered {entry.name!r} ({', '.join(spec.members)} on {', '.join(spec.classes)}) in {_manifest_shown()}")
     return 0
 
 
@@ -846,7 +859,7 @@ def cmd_train_au_bottleneck(args) -> int:
     if args.name:
         save_and_register(result, name=args.name, kind="au-bottleneck", classes=classes, metrics=result.metrics,
                           command=args.command_line, path=args.out, replace=True)
-        print(f"registered as {args.name!r} in models/manifest.json")
+        print(f"registered as {args.name!r} in {_manifest_shown()}")
     return 0
 
 

@@ -111,9 +111,9 @@ def _pixel_limit(im: Image.Image) -> int:
     """How many pixels an opened image may have. A large JPEG is decoded at 1/2, 1/4 or 1/8 of its
     size (``draft``), so one up to Pillow's own bomb limit (89 MP: a 48-64 MP phone photo) costs no
     more than a 40 MP image; other formats are decoded whole."""
-    if im.format == "JPEG" and Image.MAX_IMAGE_PIXELS:
+    if im.format == "JPEG" and Image.MAX_IMAGE_PIXELS and "FER_MAX_PIXELS" not in os.environ:
         return max(MAX_PIXELS, int(Image.MAX_IMAGE_PIXELS))
-    return MAX_PIXELS
+    return MAX_PIXELS  # a limit the user set holds for every format
 
 
 def _check_size(width: int, height: int, label: str, max_pixels: int | None = None) -> None:

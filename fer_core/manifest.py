@@ -101,10 +101,14 @@ class ModelEntry:
     mapping: dict[str, str | None] | None = None  # Teachable Machine label -> emotion
     sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The folder a relative ``path`` is read from first: the one holding the models folder whose
+    # manifest listed the entry (FER_MODELS_DIR's parent), so a copied models folder uses its own
+    # files; not written to the manifest.
+    base: Path | None = field(default=None, compare=False, repr=False)
 
     @property
     def file(self) -> Path:
-        return resolve_path(self.path)
+        return resolve_path(self.path, self.base)
 
     @property
     def origin_label(self) -> str:
@@ -211,6 +215,8 @@ def read_manifest(models_dir: Path | None = None) -> list[ModelEntry]:
         raise ModelFileError(f"{path}: manifest must be a JSON list of model entries, not {_json_type(entries)}; "
                              "restore it with git checkout")
     out = [ModelEntry.from_dict(e, str(path), i) for i, e in enumerate(entries, 1)]
+    for entry in out:
+        entry.base = path.parent.parent
     first: dict[str, int] = {}
     for i, entry in enumerate(out, 1):
         if entry.name in first:
@@ -268,10 +274,16 @@ def register(entry: ModelEntry, models_dir: Path | None = None) -> ModelEntry:
     return entry
 
 
-def resolve_path(path: str | os.PathLike[str]) -> Path:
-    """Manifest paths are relative to the repository root."""
+def resolve_path(path: str | os.PathLike[str], base: Path | None = None) -> Path:
+    """Manifest paths are relative to the folder holding the models folder (``base``: a copy of
+    ``models/`` elsewhere uses its own files) where the file is there, else to the repository
+    root (a manifest listing bundled models without copies of their files)."""
     p = Path(path)
-    return p if p.is_absolute() else config.REPO_ROOT / p
+    if p.is_absolute():
+        return p
+    if base is not None and (base / p).exists():
+        return base / p
+    return config.REPO_ROOT / p
 
 
 def relative_to_repo(path: str | os.PathLike[str]) -> str:

@@ -318,9 +318,9 @@ def test_predict_text_names_a_bad_file_once_and_refuses_a_negative_top(capsys, t
     weakest AUs as the reason (Python's negative slice)."""
     bad = tmp_path / "note: bad.jpg"
     bad.write_bytes(b"not an image")
-    code, out, _ = run_cli(capsys, "predict", bad, astronaut_jpeg)
-    assert code == 2
-    (line,) = [ln for ln in out.splitlines() if "bad.jpg" in ln]
+    code, out, err = run_cli(capsys, "predict", bad, astronaut_jpeg)
+    assert code == 2 and "bad.jpg" not in out  # errors go to stderr
+    (line,) = [ln for ln in err.splitlines() if "bad.jpg" in ln]
     assert line.count("bad.jpg") == 1 and line.startswith(f"{bad}: ")
     assert "face 1" in out  # the good photo is kept
     with pytest.raises(SystemExit) as exited:

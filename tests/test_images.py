@@ -182,6 +182,17 @@ def test_size_refusals_read_in_korean():
             "w.png: 이미지가 21000x1800 픽셀입니다. 한 변이 20,000 픽셀을 넘는 이미지는 받지 않습니다. 먼저 크기를 줄이세요"]
 
 
+def test_a_pixel_limit_one_sets_holds_for_jpegs_too(monkeypatch):
+    import fer_core.images as images
+
+    monkeypatch.setenv("FER_MAX_PIXELS", "1000")
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)  # as read when the module is imported
+    buf = io.BytesIO()
+    Image.new("L", (48, 48)).save(buf, format="JPEG")
+    with pytest.raises(ImageError, match="over the limit of 1,000"):
+        images.load_image(buf.getvalue(), name="small.jpg")
+
+
 def test_a_phone_photo_of_48_megapixels_loads():
     """An 8064x6048 JPEG (a 48 MP phone camera) was refused as over 40 MP; JPEGs are decoded at a
     fraction of their size, so it loads scaled to the decoding limit. A PNG that size is still refused."""

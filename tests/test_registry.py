@@ -164,3 +164,19 @@ def test_saves_at_the_same_time_keep_every_entry(models_dir):
         list(pool.map(save, range(40)))
     assert sorted(e.name for e in read_manifest())[:3] == ["au-logreg-fer2013", "copy-0", "copy-1"]
     assert len(read_manifest()) == 41
+
+
+def test_a_copied_models_folder_uses_its_own_files(models_dir):
+    """FER_MODELS_DIR pointing at a copy of models/: its relative paths (models/x.json) are read in
+    the copy, so exporting or retraining there never writes into the repository; a manifest
+    listing bundled models without copying their files still finds them in the repository."""
+    import shutil
+
+    from fer_core.config import REPO_ROOT
+
+    (entry,) = read_manifest()
+    assert entry.path.startswith("models/") and entry.file == REPO_ROOT / entry.path  # no copy of the file
+    shutil.copy(REPO_ROOT / entry.path, models_dir / entry.file.name)
+    (entry,) = read_manifest()
+    assert entry.file == models_dir / entry.file.name and entry.file.parent == models_dir
+    assert registry.load_predictor(entry.name).classes == entry.classes
