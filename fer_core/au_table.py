@@ -302,8 +302,10 @@ def _holds_utf8_text(source: "_TableBytes") -> bool:
     return False
 
 
-def _header(head: bytes, encoding: str, display: str, complete: bool) -> tuple[list[str], str]:
-    """(column names, separator) from the first line."""
+def _header(head: bytes, encoding: str, display: str, complete: bool) -> tuple[list[str], str, bool]:
+    """(column names, separator, whether a space follows it) from the first line. OpenFace 2.0
+    separates fields with ", ": then spaces after a separator are not part of a value; in other
+    tables (this workbench's own) they are, as in a file named " x.jpg"."""
     text = head.decode(encoding, errors="replace")
     end = text.find("\n")
     if end < 0 and not complete:
@@ -314,7 +316,7 @@ def _header(head: bytes, encoding: str, display: str, complete: bool) -> tuple[l
         raise AUTableError(f"{display}: file is empty (no header line); pick a CSV with AU columns (AU01_r … AU45_r)")
     sep = max((",", "\t", ";"), key=line.count) if any(s in line for s in (",", "\t", ";")) else ","
     names = next(csv.reader([line], delimiter=sep, skipinitialspace=True), [])
-    return [n.strip() for n in names], sep
+    return [n.strip() for n in names], sep, (sep + " ") in line
 
 
 def read_frame(src: PathOrBuffer, display: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
@@ -335,10 +337,10 @@ def read_frame(src: PathOrBuffer, display: str | None = None) -> tuple[pd.DataFr
         if not head.strip(b"\r\n\t ,;\x00\xef\xbb\xbf\xff\xfe"):
             raise AUTableError(f"{display}: file is empty; pick a CSV with AU columns (AU01_r … AU45_r)")
         encoding = _encoding(head, display, complete)
-        names, sep = _header(head, encoding, display, complete)
+        names, sep, spaced = _header(head, encoding, display, complete)
         missing_aus(names, display)
         try:
-            return _parse(source, encoding, sep, names, display)
+            return _parse(source, encoding, sep, names, display, spaced=spaced)
         except UnicodeDecodeError:
             if encoding != "utf-8-sig":
                 raise AUTableError(f"{display}: not a text CSV; pick a CSV of AU values") from None
@@ -346,8 +348,8 @@ def read_frame(src: PathOrBuffer, display: str | None = None) -> tuple[pd.DataFr
         # written as one byte) is read as Latin-1; a UTF-8 file with a stray byte stays UTF-8, the
         # stray bytes kept escaped (caf\xff.jpg), rather than every name read again as Latin-1.
         if _holds_utf8_text(source):
-            return _parse(source, encoding, sep, names, display, "backslashreplace")
-        return _parse(source, "latin-1", sep, names, display)
+            return _parse(source, encoding, sep, names, display, "backslashreplace", spaced=spaced)
+        return _parse(source, "latin-1", sep, names, display, spaced=spaced)
     except AUTableError:
         raise
     except (zlib.error, EOFError, lzma.LZMAError, OSError) as exc:
@@ -405,7 +407,7 @@ def _count_lines(source: _TableBytes, display: str) -> int:
 
 
 def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], display: str,
-           encoding_errors: str = "strict") -> tuple[pd.DataFrame, np.ndarray]:
+           encoding_errors: str = "strict", spaced: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
     wanted = list(dict.fromkeys(n for n in names if n in _USABLE_COLUMNS))
     capacity = _count_lines(source, display)
     au_cols = [c for c in AU_COLUMNS if c in wanted]
@@ -417,7 +419,7 @@ def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], displ
     example: dict[str, str] = {}
     rows = 0
     with source.open() as stream:
-        reader = pd.read_csv(stream, sep=sep, skipinitialspace=True, encoding=encoding,
+        reader = pd.read_csv(stream, sep=sep, skipinitialspace=spaced, encoding=encoding,
                              encoding_errors=encoding_errors, dtype={n: "str" for n in texts}, usecols=lambda c: str(c).strip() in _USABLE_COLUMNS,
                              chunksize=READ_CHUNK_ROWS)
         for chunk in reader:

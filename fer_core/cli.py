@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="videos: frames measured per second of video, by their time (default 10)")
     s.add_argument("--out", required=True)
     s.add_argument("--backend", choices=("mediapipe", "openface-docker"), default="mediapipe")
-    s.add_argument("--workers", type=int, default=None,
+    s.add_argument("--workers", type=_positive_int, default=None,
                    help="processes (default: up to 2); with --engine ray, measuring actors (default: one per CPU)")
     s.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: worker processes here; ray: a Ray Data pipeline, resumable (requirements-ray.txt)")
@@ -129,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--interactions", type=float, default=None,
                    help="gam: AU pairs it may use, a count or a share of the number of AUs "
                         "(default: interpret's, up to three per AU)")
-    s.add_argument("--workers", type=int, default=None, help="gam: processes (default: up to 2)")
+    s.add_argument("--workers", type=_positive_int, default=None, help="gam: processes (default: up to 2)")
     s.add_argument("--classes", default="six")
     s.add_argument("--class-weight", choices=("none", "balanced"), default="none")
     s.add_argument("--seed", type=_seed, default=0)
@@ -145,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="folder: <emotion>/*.jpg or emotion-prefixed names")
     src.add_argument("--au-table", help="AU table CSV with labels (AU models only)")
-    s.add_argument("--workers", type=int, default=None, help="processes measuring faces (default: up to 2)")
+    s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_evaluate)
 
@@ -157,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--csv", help="write per-image predictions here (.csv, .csv.gz or .parquet)")
     s.add_argument("--report", help="write one self-contained HTML report here (figures, tables, wrong images)")
     s.add_argument("--lang", default="en", choices=["en", "ko"], help="language of the report (default: en)")
-    s.add_argument("--workers", type=int, default=None, help="processes measuring faces (default: up to 2)")
+    s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_compare)
 
@@ -177,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="folder to write the masked images to")
     s.add_argument("--style", default="surgical", help="surgical (light blue), white or cloth (black)")
     s.add_argument("--seed", type=_seed, default=0, help="varies shade and folds; the same seed, the same masks")
-    s.add_argument("--workers", type=int, default=None, help="processes (default: up to 2)")
+    s.add_argument("--workers", type=_positive_int, default=None, help="processes (default: up to 2)")
     s.set_defaults(func=cmd_mask)
 
     s = sub.add_parser("mask-report", help="every model on the same faces with and without a mask")
@@ -187,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", default=None, help="default: the classes the models share")
     s.add_argument("--style", default="surgical")
     s.add_argument("--seed", type=_seed, default=0)
-    s.add_argument("--workers", type=int, default=None, help="processes measuring faces (default: up to 2)")
+    s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_mask_report)
 
@@ -264,7 +264,7 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--name", required=True, help="register in models/manifest.json under this name")
     s.add_argument("--classes", default=None, help="emotions it predicts (default: those every member predicts)")
     s.add_argument("--val", help="labelled folder to score it on (its accuracy goes into the manifest)")
-    s.add_argument("--workers", type=int, default=None, help="processes measuring faces (default: up to 2)")
+    s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
     s.set_defaults(func=cmd_ensemble)
 
     s = sub.add_parser("export-lite", help="(re)make the TensorFlow Lite twin of a CNN or AU-bottleneck model, "

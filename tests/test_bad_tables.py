@@ -655,3 +655,21 @@ def test_a_latin1_table_whose_first_megabyte_is_ascii_keeps_its_names(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes(table.to_csv(index=False).encode("latin-1"))
     assert au_table.read(path)["file"].iloc[-1] == "happy/café.jpg"
+
+
+def test_a_file_name_with_spaces_at_its_ends_reads_back_as_written(tmp_path):
+    """A CSV this workbench writes keeps " x.jpg" (read with OpenFace 2.0's ", " rule it became
+    "x.jpg", and a Ray resume measured that file again on every run); OpenFace 2.0's own ", "
+    separated CSVs still read."""
+    from fer_core import au_table
+
+    table = synthetic_table(2)
+    table.loc[0, "file"] = " leading space.jpg"
+    table.loc[1, "file"] = "trailing space.jpg "
+    for suffix in (".csv", ".csv.gz"):
+        back = au_table.read(au_table.write(table, tmp_path / f"t{suffix}"))
+        assert back["file"].tolist()[:2] == [" leading space.jpg", "trailing space.jpg "]
+    openface = tmp_path / "of.csv"
+    aus = ", ".join(au_table.AU_COLUMNS)
+    openface.write_text(f"face, confidence, {aus}\n0, 0.98, {', '.join(['1.5'] * 17)}\n")
+    assert au_table.read(openface)["AU01_r"].tolist() == [1.5]

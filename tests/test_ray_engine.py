@@ -143,6 +143,23 @@ def test_a_rerun_measures_again_the_file_whose_actor_crashed(cluster, folder, lo
     _same_rows(au_table.read(out), local_table)
 
 
+def test_a_rerun_measures_a_file_that_could_not_be_read_and_drops_files_gone(cluster, folder, local_table, tmp_path):
+    """A file that could not be read (a broken link, since mended) was kept as "cannot read" for
+    good; a file deleted since the last run kept its rows, so the table was not the folder's."""
+    from fer_core.measure.extract import rows_for_image
+
+    out = tmp_path / "au.csv"
+    unread = local_table["file"] == "happy/mirrored.jpg"
+    au_table.write(au_table.concat([
+        local_table[~unread],
+        au_table.from_rows(rows_for_image("happy/mirrored.jpg", "happy", "cannot read (No such file or directory)")),
+        au_table.from_rows(rows_for_image("happy/gone.jpg", "happy", "no face found"))]), out)
+    _record(out, folder)
+    again = _run(folder, out, workers=1)
+    assert again.measured == 1 and "happy/gone.jpg" not in set(again.table["file"])
+    _same_rows(au_table.read(out), local_table)
+
+
 def test_resume_after_an_interrupted_run_measures_only_the_rest(cluster, folder, local_table, tmp_path):
     out = tmp_path / "au.parquet"
     total = len(scan_images(folder).items)
@@ -193,6 +210,15 @@ def test_cli_engine_options_are_checked_before_measuring(capsys, tmp_path, folde
         err = capsys.readouterr().err
         assert code == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "a.csv").exists()
+
+
+def test_an_address_where_no_cluster_answers_is_one_line(tmp_path, folder, capsys):
+    """ray.init retried for ever, printing Ray's own logs, and left a record behind."""
+    out = tmp_path / "a.csv"
+    code = main(["extract", str(folder), "--out", str(out), "--engine", "ray", "--ray-address", "127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no Ray cluster answers at 127.0.0.1:1" in err and err.count("\n") == 1
+    assert not out.exists() and not ray_engine.record_path(out).exists()
 
 
 def test_reachable_says_whether_a_cluster_answers(cluster):

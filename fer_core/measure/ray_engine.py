@@ -188,6 +188,20 @@ def forget(out: str | os.PathLike[str]) -> None:
     shutil.rmtree(parts_dir(out), ignore_errors=True)
 
 
+# Reasons that do not settle a file: its measuring process crashed (a crash may not repeat), or it
+# could not be read or listed (it may be back, or readable, by the next run). The local engine
+# measures such files again too (its cache keeps no answer that was not read from the file's bytes).
+_UNSETTLED = (CRASH_REASON, "cannot read", "cannot be read", "file not found", "symbolic link loop", "a folder",
+              "not a regular file")
+
+
+def _unsettled(reasons: pd.Series) -> pd.Series:
+    """Per row, whether its reason leaves the file to be measured again (``_UNSETTLED``; a format
+    the listing skipped, "...; convert it to PNG or JPEG", too: the file may have been converted)."""
+    text = reasons.fillna("").astype(str)
+    return text.str.startswith(_UNSETTLED) | text.str.endswith("convert it to PNG or JPEG")
+
+
 def _finished(out: Path) -> list[pd.DataFrame]:
     """Rows already written: the parts of an unfinished run and the output (when there is one),
     each file's rows from one source only (a run stopped between writing the output and removing
@@ -197,9 +211,9 @@ def _finished(out: Path) -> list[pd.DataFrame]:
     parts = parts_dir(out)
     sources = [au_table.read(path) for path in sorted(parts.glob("part-*.parquet"))] if parts.is_dir() else []
     sources += [au_table.read(out)] if out.is_file() else []
-    crash_only = []  # per source, the files it holds only a crash row for
+    crash_only = []  # per source, the files it holds only an unsettled row for (a crash, unreadable)
     for table in sources:
-        crashed = table["reason"] == CRASH_REASON
+        crashed = _unsettled(table["reason"])
         crash_only.append(set(table.loc[crashed, "file"]) - set(table.loc[~crashed, "file"]))
     chosen: dict[str, int] = {}
     for k, table in enumerate(sources):
@@ -210,10 +224,11 @@ def _finished(out: Path) -> list[pd.DataFrame]:
 
 
 def _done_files(tables: list[pd.DataFrame]) -> set[str]:
-    """Files a rerun skips: those with rows, except the ones whose rows say only that they crashed."""
+    """Files a rerun skips: those with rows, except the ones whose rows leave them unsettled
+    (``_unsettled``: they crashed, or could not be read or listed)."""
     done = {f for t in tables for f in t["file"]}
-    crashed = {f for t in tables for f in t.loc[t["reason"] == CRASH_REASON, "file"]}
-    return done - crashed
+    unsettled = {f for t in tables for f in t.loc[_unsettled(t["reason"]), "file"]}
+    return done - unsettled
 
 
 def _connect(ray, address: str | None, workers: int | None) -> bool:
@@ -310,6 +325,9 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
         import ray
     except ImportError:
         raise FerError(INSTALL_HINT) from None
+    if address and not reachable(address, 3.0):  # ray.init would retry for ever, printing Ray's own logs
+        raise FerError(f"no Ray cluster answers at {address}; start one there (ray start --head) or check "
+                       "--ray-address")
     target = fileio.output_path(out)
     _claim(target, run_record(root, classes))
     previous = _finished(target)
@@ -333,7 +351,7 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
     n_workers, finished = 0, True
     try:
         if todo:
-            n_workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+            n_workers = min(workers or max(1, int(ray.cluster_resources().get("CPU", 1))), len(todo))
             finished = _measure_pass(ray, todo, n_workers, batch_size, actor, parts, on_files, should_stop)
         lost = [t for t in todo if t["file"] not in parts.files] if finished else []
         if lost:  # batches whose actor died on every try: each file on its own, to find the culprit
@@ -349,19 +367,24 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
         if started:
             ray.shutdown()
     seconds = time.perf_counter() - start
-    table = _assemble(_finished(target), names, skipped if finished else ())
+    table = _assemble(_finished(target), names, skipped, skipped_rows=finished)
     if finished:
         au_table.write(table, target)
         shutil.rmtree(parts_dir(target), ignore_errors=True)
     return RayRun(table, len(parts.files), total - len(todo), n_workers, seconds, cancelled=not finished)
 
 
-def _assemble(tables: list[pd.DataFrame], names: list[str], skipped: Sequence[SkippedFile]) -> pd.DataFrame:
-    """One table in the listing's order (rows of files no longer listed after them), with a
-    failure row for each skipped file not already there."""
+def _assemble(tables: list[pd.DataFrame], names: list[str], skipped: Sequence[SkippedFile],
+              skipped_rows: bool = True) -> pd.DataFrame:
+    """One table in the listing's order, with (``skipped_rows``) a failure row for each skipped
+    file not already there; rows of files no longer in the folder are dropped, as the local engine
+    would not write them (the table is the folder's)."""
     table = au_table.concat(tables)
+    listed = set(names) | {s.file for s in skipped}
+    table = table[table["file"].isin(listed)]
     present = set(table["file"])
-    extra = [r for s in skipped if s.file not in present for r in extract.rows_for_image(s.file, s.label, s.reason)]
+    extra = [r for s in skipped if skipped_rows and s.file not in present
+             for r in extract.rows_for_image(s.file, s.label, s.reason)]
     table = au_table.concat([table, au_table.from_rows(extra)])
     position = {f: i for i, f in enumerate(names)}
     order = table["file"].map(position).fillna(len(names) + table.index.to_series())
