@@ -251,6 +251,22 @@ def recipe_form(running: bool) -> dict:
             "mixup": float(mixup), "erasing": float(erasing)}
 
 
+def emotions_to_train(train_dir: str, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The chosen class set cut to the emotions the training folder has (a network cannot learn
+    an emotion it never sees; training refuses one), said in a toast when that leaves some out."""
+    try:
+        present = {it.label for it in dataset_items(str(Path(train_dir).expanduser()))}
+    except FerError:
+        return wanted  # training says what is wrong with the folder
+    kept = tuple(c for c in wanted if c in present)
+    if len(kept) < 2:
+        return wanted
+    if len(kept) < len(wanted):
+        st.toast(t("cnn.emotions_cut", emotions=", ".join(emotion_label(c) for c in kept),
+                   missing=", ".join(emotion_label(c) for c in wanted if c not in kept)))
+    return kept
+
+
 def training_form(job: CNNTrainingJob | None) -> None:
     st.subheader(t("cnn.train_header"))
     running = job is not None and job.running
@@ -285,8 +301,9 @@ def training_form(job: CNNTrainingJob | None) -> None:
     except FerError as exc:
         show_error(exc)
         return
+    emotions = emotions_to_train(train_dir, CLASS_SETS[classes])
     settings = CNNSettings(str(Path(train_dir).expanduser()), str(Path(val_dir).expanduser()) if val_dir else None,
-                           CLASS_SETS[classes], preset, int(epochs), int(batch), int(limit) or None, recipe)
+                           emotions, preset, int(epochs), int(batch), int(limit) or None, recipe)
     new_job = CNNTrainingJob(settings)
     try:
         new_job.start()

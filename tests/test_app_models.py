@@ -160,6 +160,18 @@ def test_cnn_page_trains_shows_curves_and_evaluation_and_saves(models_dir, fer_s
     assert "cnn-test: training curves" in _titles(at)
 
 
+def test_cnn_page_trains_on_the_emotions_the_folder_has(models_dir, fer_small, tmp_path):
+    """A training folder without disgust images: the page trains on the five it has (training
+    refuses to learn an emotion it never sees), instead of failing or saving six."""
+    partial = tmp_path / "no_disgust"
+    shutil.copytree(fer_small, partial, ignore=shutil.ignore_patterns("disgust"))
+    at = _run(AppTest.from_file(CNN_PAGE))
+    job = _start_training(at, partial, partial, epochs=1, limit=3)
+    assert job.settings.classes == tuple(e for e in SIX_EMOTIONS if e != "disgust")
+    _wait(job)
+    assert job.phase == "done", job.error
+
+
 def test_cnn_page_live_curves_and_stop_button(models_dir, fer_small):
     """A longer run: while it trains the page shows the growing curves and a Stop button; Stop ends
     it after the current batch, and the best epoch so far is the result."""

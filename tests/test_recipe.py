@@ -88,7 +88,7 @@ def test_cli_takes_the_recipe_and_refuses_a_bad_one(capsys, tmp_path):
     assert code == 2 and err.strip().count("\n") == 0 and "mixup or cutmix, not both" in err
     code, out, err = run_cli(capsys, "train-cnn", "--data", train, "--out", tmp_path / "m.keras", "--preset", "tiny",
                            "--epochs", "1", "--batch-size", "8", "--schedule", "cosine", "--label-smoothing", "0.1",
-                           "--cutmix", "1.0")
+                           "--cutmix", "1.0", "--classes", ",".join(CLASSES))
     assert code == 0, out + err
     assert read_cnn_metadata(tmp_path / "m.keras")["recipe"] == Recipe(schedule="cosine", label_smoothing=0.1,
                                                                       cutmix=1.0).to_dict()

@@ -307,7 +307,7 @@ def require_every_emotion(train: ImageArrays, train_dir: str | os.PathLike[str])
     missing = [c for c in train.classes if c not in present]
     if missing:
         raise DatasetError(f"{train_dir}: no training images of {', '.join(missing)}; add {missing[0]}/ images "
-                           f"or train on {', '.join(present)} only")
+                           f"or train on the emotions it has (--classes {','.join(present)})")
 
 
 def stratified_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -44,9 +44,11 @@ class EnsembleSpec:
                 "member_sha256": list(self.member_sha256)}
 
     def save(self, path: Path) -> Path:
+        """Written whole or not at all: it may replace the ensemble the manifest lists."""
+        from .. import fileio
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf8")
-        return path
+        return fileio.atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def read(cls, path: Path) -> "EnsembleSpec":
