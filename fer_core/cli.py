@@ -63,6 +63,17 @@ def _seed(text: str) -> int:
     return value
 
 
+def _name_free(name: str | None, kind: str) -> None:
+    """Before training: ``--name`` is a valid model name, and not that of a model of another kind
+    (which registering refuses, after minutes or hours of training)."""
+    if not name:
+        return
+    from .manifest import read_manifest, refuse_other_kind, validate_model_name
+
+    validate_model_name(name, [])
+    refuse_other_kind(name, kind, read_manifest())
+
+
 def _manifest_shown() -> str:
     """The manifest written, as a person names it: models/manifest.json, or FER_MODELS_DIR's."""
     from .manifest import manifest_path, relative_to_repo
@@ -452,10 +463,8 @@ def cmd_train_au(args) -> int:
     from .predictors.registry import save_and_register
 
     fileio.output_path(args.out)  # a bad --out is said before the fit, not after
-    if args.name:
-        from .manifest import validate_model_name
-
-        validate_model_name(args.name, [])  # a bad name too (a clash with another kind: when registering)
+    kind = {"logreg": "au-logreg", "mlp": "au-mlp", "gam": "au-gam"}[args.kind]
+    _name_free(args.name, kind)
     columns = _au_columns(args.aus)  # a wrong --aus is said before a large table is read
     if args.kind == "gam" and columns != AU_COLUMNS:
         raise FerError("--aus: the GAM uses all AUs; use --kind logreg or mlp for a subset")
@@ -463,7 +472,6 @@ def cmd_train_au(args) -> int:
     classes = parse_classes(args.classes)
     max_rows = args.max_rows or MAX_FIT_ROWS
     table = au_table.read(args.table)
-    kind = {"logreg": "au-logreg", "mlp": "au-mlp", "gam": "au-gam"}[args.kind]
     holdout = 0.25
     if kind == "au-gam":
         from .measure.extract import default_workers
@@ -695,7 +703,7 @@ def cmd_compare(args) -> int:
         fileio.output_path(args.report)  # a bad path fails now, not after the comparison
     comparison = run_comparison(refs, items, classes=classes, workers=args.workers or default_workers(),
                                 progress=_fraction_progress("predicting"))
-    for line in comparison.failed_models:  # as mask-report: the others' results are kept
+    for line in comparison.failed_models:  # the others' results are kept; the exit status says it (2)
         print(f"model left out: {line}", file=sys.stderr)
     for line in comparison.unreadable:
         print(f"skipped: {line}", file=sys.stderr)
@@ -706,15 +714,16 @@ def cmd_compare(args) -> int:
         fileio.write_frame(comparison.table, args.csv)
     if args.report:
         _write_compare_report(args, comparison)
+    status = 2 if comparison.failed_models else 0  # the others' results are given, the failure said
     if args.json:
         print(json.dumps(comparison.to_dict()))
-        return 0
+        return status
     for report in comparison.reports.values():
         _print_report(report)
     for pair in comparison.mcnemar:
         print(f"McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
               f"p = {pair.p_value:.4f}")
-    return 0
+    return status
 
 
 def _write_compare_report(args, comparison) -> None:
@@ -758,6 +767,7 @@ def cmd_train_cnn(args) -> int:
     from .predictors.recipe import recipe_from_args
     from .predictors.registry import find_entry, save_and_register
 
+    _name_free(args.name, "cnn")
     classes = parse_classes(args.classes)
     recipe = recipe_from_args(args)
     init = find_entry(args.init).file if args.init else None
@@ -837,6 +847,7 @@ def cmd_train_au_bottleneck(args) -> int:
     from .predictors.recipe import recipe_from_args
     from .predictors.registry import find_entry, save_and_register
 
+    _name_free(args.name, "au-bottleneck")
     classes = parse_classes(args.classes)
     init = None if args.init.lower() == "none" else find_entry(args.init).file
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None

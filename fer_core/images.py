@@ -52,11 +52,13 @@ def _limit(name: str, default: float) -> float:
 
 def decode_settings() -> str:
     """The image limits moved from their defaults (``FER_MAX_DECODE_SIDE``, ``FER_MAX_SIDE``,
-    ``FER_MAX_ASPECT``), as text; "" with the defaults. They decide what a file decodes to, or
+    ``FER_MAX_ASPECT``, ``FER_MAX_PIXELS``), as text; "" with the defaults. They decide what a file decodes to, or
     whether it is refused, so cached measurements are kept apart by them."""
     limits = (("MAX_DECODE_SIDE", MAX_DECODE_SIDE), ("MAX_SIDE", MAX_SIDE), ("MAX_ASPECT", MAX_ASPECT))
-    return ",".join(f"{name}={_limit(name, default):g}" for name, default in limits
-                    if _limit(name, default) != default)
+    moved = [f"{name}={_limit(name, default):g}" for name, default in limits if _limit(name, default) != default]
+    if "FER_MAX_PIXELS" in os.environ:  # set at all changes the JPEG rule too (_pixel_limit)
+        moved.append(f"MAX_PIXELS={MAX_PIXELS}")
+    return ",".join(moved)
 
 
 def load_image(source, name: str | None = None) -> np.ndarray:
@@ -100,7 +102,9 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         # Pillow's own guard, before ``_check_size`` could read the size: still a size problem
         found = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(found.group(1)):,}" if found else "too many"
-        raise ImageError(f"{label}: image has {size} pixels, over the limit of {MAX_PIXELS:,}; resize it first") from None
+        limit = min(MAX_PIXELS, Image.MAX_IMAGE_PIXELS or MAX_PIXELS) if "FER_MAX_PIXELS" in os.environ \
+            else Image.MAX_IMAGE_PIXELS or MAX_PIXELS  # the limit that fired (a JPEG's; others' is lower)
+        raise ImageError(f"{label}: image has {size} pixels, over the limit of {limit:,}; resize it first") from None
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not a readable image (use JPEG or PNG)") from None
     except Exception as exc:  # any decoder's failure on damaged bytes (TIFF: TypeError, ...)
@@ -110,8 +114,9 @@ def load_image(source, name: str | None = None) -> np.ndarray:
 def _pixel_limit(im: Image.Image) -> int:
     """How many pixels an opened image may have. A large JPEG is decoded at 1/2, 1/4 or 1/8 of its
     size (``draft``), so one up to Pillow's own bomb limit (89 MP: a 48-64 MP phone photo) costs no
-    more than a 40 MP image; other formats are decoded whole."""
-    if im.format == "JPEG" and Image.MAX_IMAGE_PIXELS and "FER_MAX_PIXELS" not in os.environ:
+    more than a 40 MP image (MPO: a JPEG with more pictures after it, as phones write); other
+    formats are decoded whole."""
+    if im.format in ("JPEG", "MPO") and Image.MAX_IMAGE_PIXELS and "FER_MAX_PIXELS" not in os.environ:
         return max(MAX_PIXELS, int(Image.MAX_IMAGE_PIXELS))
     return MAX_PIXELS  # a limit the user set holds for every format
 

@@ -101,9 +101,8 @@ class ModelEntry:
     mapping: dict[str, str | None] | None = None  # Teachable Machine label -> emotion
     sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    # The folder a relative ``path`` is read from first: the one holding the models folder whose
-    # manifest listed the entry (FER_MODELS_DIR's parent), so a copied models folder uses its own
-    # files; not written to the manifest.
+    # The folder of the manifest that listed the entry (FER_MODELS_DIR), where a relative ``path``
+    # is looked for first, so a copied models folder uses its own files; not written back.
     base: Path | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -187,6 +186,15 @@ def validate_model_name(name: str, existing: Sequence[ModelEntry]) -> str:
     return name
 
 
+def refuse_other_kind(name: str, kind: str, existing: Sequence[ModelEntry]) -> None:
+    """A model of another kind keeps its name: ``--name`` of a bundled CNN for an AU model replaced
+    it in the manifest (a model of the same kind is replaced, as retraining in place does)."""
+    same = next((e for e in existing if e.name == name), None)
+    if same is not None and same.kind != kind:
+        raise FerError(f"a {same.kind} model named {name!r} exists; a {kind} model cannot replace it, "
+                       "choose another name")
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """SHA-256 of a regular file (anything else is refused before it is opened)."""
     check_regular_file(path, "restore it or retrain")
@@ -216,7 +224,7 @@ def read_manifest(models_dir: Path | None = None) -> list[ModelEntry]:
                              "restore it with git checkout")
     out = [ModelEntry.from_dict(e, str(path), i) for i, e in enumerate(entries, 1)]
     for entry in out:
-        entry.base = path.parent.parent
+        entry.base = path.parent
     first: dict[str, int] = {}
     for i, entry in enumerate(out, 1):
         if entry.name in first:
@@ -252,6 +260,7 @@ def _one_writer(models_dir: Path | None = None):
         yield
         return
     lock = manifest_path(models_dir).with_name(MANIFEST + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)  # a models folder not made yet (the first save)
     with open(lock, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -275,14 +284,17 @@ def register(entry: ModelEntry, models_dir: Path | None = None) -> ModelEntry:
 
 
 def resolve_path(path: str | os.PathLike[str], base: Path | None = None) -> Path:
-    """Manifest paths are relative to the folder holding the models folder (``base``: a copy of
-    ``models/`` elsewhere uses its own files) where the file is there, else to the repository
-    root (a manifest listing bundled models without copies of their files)."""
+    """Manifest paths are relative to the repository (``models/x.keras``). With ``base``, the
+    folder of the manifest that lists the path, the file is looked for there first (``models/``
+    meaning that folder, whatever its name), so a copy of the models folder uses its own files;
+    a manifest listing bundled models without copies of their files still finds them."""
     p = Path(path)
     if p.is_absolute():
         return p
-    if base is not None and (base / p).exists():
-        return base / p
+    if base is not None:
+        inside = base / Path(*p.parts[1:]) if len(p.parts) > 1 and p.parts[0] == "models" else base / p
+        if inside.exists():
+            return inside
     return config.REPO_ROOT / p
 
 

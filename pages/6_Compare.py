@@ -79,8 +79,9 @@ def _version(model) -> str:
     and a Teachable model's class mapping (remapped on its page under the same name). The
     results keep the models they ran, so an object's id is not reused while they show."""
     if hasattr(model, "predict_proba"):
+        # the network or fitted model it wraps: a page may wrap the same one anew on every rerun
         mapping = getattr(getattr(model, "mapping", None), "emotions", None)
-        return f"{_name(model)}:{id(model)}:{mapping or ''}"
+        return f"{_name(model)}:{id(getattr(model, 'model', model))}:{mapping or ''}"
     return f"{_name(model)}:{getattr(model, 'sha256', '') or ''}"
 
 

@@ -212,7 +212,7 @@ def test_compare_json_keys(capsys, fer_sample):
     assert code == 0
     report = json.loads(out)
     assert list(report) == ["n", "classes", "models", "mcnemar", "wrong", "no_face", "skipped", "skipped_classes",
-                            "several_faces"]
+                            "several_faces", "failed_models"]
     assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value"]
     assert list(report["models"]["au-logreg-fer2013"]) == REPORT_KEYS
 
@@ -307,7 +307,12 @@ def test_measurements_under_other_settings_are_cached_apart(tmp_path, astronaut_
     monkeypatch.setenv("FER_LANDMARKER_MODEL", str(model))
     own = extract._content_key(astronaut_jpeg)
     model.write_bytes(b"another landmarker")
-    assert len({default, smaller, own, extract._content_key(astronaut_jpeg)}) == 4
+    other = extract._content_key(astronaut_jpeg)
+    monkeypatch.setenv("FER_MAX_PIXELS", "4000000")
+    monkeypatch.setattr("fer_core.images.MAX_PIXELS", 4_000_000)
+    assert len({default, smaller, own, other, extract._content_key(astronaut_jpeg)}) == 5
+    monkeypatch.delenv("FER_MAX_PIXELS")
+    monkeypatch.setattr("fer_core.images.MAX_PIXELS", 40_000_000)
     monkeypatch.delenv("FER_MAX_DECODE_SIDE")
     monkeypatch.delenv("FER_LANDMARKER_MODEL")
     assert extract._content_key(astronaut_jpeg) == default and default.startswith(extract.MEASURE_VERSION + ":")

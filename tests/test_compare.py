@@ -36,6 +36,7 @@ class LookupPredictor(Predictor):
 
     def __init__(self, name, classes, answers):
         self.name, self.classes, self.answers = name, tuple(classes), answers
+        self.model = answers  # what it wraps (a network, a fitted model): the same in a copy
 
     def predict_proba(self, faces, progress=None):
         out = []
@@ -90,6 +91,12 @@ def test_an_emotion_without_test_images_has_no_recall_or_f1(six_images):
     assert frame.loc["disgust", "support"] == 0 and frame.loc["disgust", ["recall", "f1"]].isna().all()
     assert (frame.loc[["angry", "happy", "sad"], "f1"] == 1.0).all()
     assert comparison.reports["A"].macro_f1 == 1.0
+    # answered once but never tested: an F1 of 0, in the file as in macro-F1
+    b = LookupPredictor("B", classes, ["happy", "happy", "disgust", "sad", "sad", "angry"])
+    both = run_comparison([b], list_images(six_images), classes)
+    frame = precision_recall_frame(both).set_index("emotion")
+    assert frame.loc["disgust", "f1"] == 0.0 and pd.isna(frame.loc["disgust", "recall"])
+    assert both.reports["B"].macro_f1 == pytest.approx(frame["f1"].mean(), abs=1e-3)
 
 
 def test_compare_problems_read_in_korean(six_images, tmp_path):
@@ -191,10 +198,11 @@ def test_compare_cli_scores_seven_emotions_when_asked(capsys, tmp_path, fer_val,
     two = json.loads(out.out)
     assert two["n"] == 4 and two["skipped_classes"] == {e: 2 for e in SEVEN_EMOTIONS if e not in ("happy", "sad")}
     assert "left out (not in --classes): 2 angry, 2 disgust" in out.err
-    # a model that cannot be loaded is left out, as in mask-report; the other's results are kept
-    assert main(["compare", "--images", str(sample), "--models", f"{BUNDLED_AU_MODEL},no-such-model", "--json"]) == 0
+    # a model that cannot be loaded is left out; the other's results are kept, the failure said (exit 2)
+    assert main(["compare", "--images", str(sample), "--models", f"{BUNDLED_AU_MODEL},no-such-model", "--json"]) == 2
     out = capsys.readouterr()
-    assert list(json.loads(out.out)["models"]) == [BUNDLED_AU_MODEL]
+    report = json.loads(out.out)
+    assert list(report["models"]) == [BUNDLED_AU_MODEL] and "no-such-model" in report["failed_models"][0]
     assert "model left out: " in out.err and "no-such-model" in out.err
 
 
@@ -377,6 +385,9 @@ def test_compare_page_marks_its_results_stale_after_a_retrain_or_a_cleared_choic
     run_app(at, T)
     assert any("previous choice" in s for s in texts(at.info))
     at.session_state["_unsaved_models"] = {"mine": right}
+    run_app(at, T)
+    assert not any("previous choice" in s for s in texts(at.info))
+    at.session_state["_unsaved_models"] = {"mine": copy.copy(right)}  # wrapped anew, the same model inside
     run_app(at, T)
     assert not any("previous choice" in s for s in texts(at.info))
     at.text_input(key="cmp_folder").set_value("")

@@ -158,6 +158,7 @@ def test_val_role_reads_what_the_manifest_says():
                     "whose best epoch this split picked)") == "trunk"
     assert val_role("25% of data/fer2013_train_au.csv.gz held out from fitting (stratified, seed 0)") == "no"
     assert val_role("an interval picked on train") == "no"  # 'interval' is not the val split
+    assert val_role("val (1,000 images; the epoch was chosen on val)") == "yes"
     # the bundled seven-emotion scratch CNN: its crops were chosen on train, not val
     assert val_role("val (3,589 images, 7 emotions; not used for any choice; ten test-time crops, chosen on "
                     "its held-out tenth of train, rescored by bench/bundled_scores.py)") == "no"

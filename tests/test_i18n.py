@@ -113,6 +113,8 @@ def test_page_problems_of_tables_folders_and_names_read_in_korean():
     lines = {
         "model name 'x y' is not allowed: use 2-63 letters, digits, '-' or '_', starting with a letter or digit":
             "모델 이름 'x y'은(는) 쓸 수 없습니다",
+        "/d/train: images of happy only; a network learns to tell at least two emotions apart (<emotion>/*.jpg folders)":
+            "/d/train: happy 이미지만 있습니다",
         "/d/train: no training images of fear; add fear/ images or train on the emotions it has (--classes angry,happy)":
             "/d/train: fear의 학습 이미지가 없습니다",
         "t.csv: no usable rows (it has no rows); use a table of measured faces with AU values from 0 to 5":

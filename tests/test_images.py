@@ -200,6 +200,11 @@ def test_a_phone_photo_of_48_megapixels_loads():
     Image.new("L", (8064, 6048), 128).save(buf, format="JPEG", quality=50)
     rgb = load_image(buf.getvalue(), name="phone.jpg")
     assert rgb.shape == (3024, 4032, 3)
+    buf = io.BytesIO()  # a JPEG with a second picture after it (MPF), as many phones write: Pillow's MPO
+    Image.new("RGB", (8064, 6048), (90, 90, 90)).save(buf, format="MPO", save_all=True,
+                                                      append_images=[Image.new("RGB", (64, 48))])
+    assert Image.open(io.BytesIO(buf.getvalue())).format == "MPO"
+    assert load_image(buf.getvalue(), name="IMG_0001.jpg").shape == (3024, 4032, 3)
     buf = io.BytesIO()
     Image.new("1", (8064, 6048)).save(buf, format="PNG")
     with pytest.raises(ImageError, match="over the limit of 40,000,000"):

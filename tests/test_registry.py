@@ -119,6 +119,10 @@ def test_the_manifest_and_the_loaded_model_must_agree(models_dir):
     bundled = {e.name: e for e in read_manifest(REPO_ROOT / "models")}
     au, cnn = bundled["au-logreg-fer2013"], bundled["cnn-fer2013"]
     assert registry.load_predictor(cnn).classes == cnn.classes  # as bundled: they agree
+    aliases = registry.find_entry(cnn.name, REPO_ROOT / "models")
+    aliases.classes = ("anger", "disgust", "happiness", "neutral", "sadness", "surprise")  # the same, by other names
+    write_manifest([aliases], models_dir)
+    assert registry.load_predictor(cnn.name).classes == cnn.classes
     cases = [(cnn, {"classes": tuple(reversed(cnn.classes))}, "differ from those its training recorded"),
              (au, {"classes": ("happy", "sad")}, "differ from those the manifest lists for 'au-logreg-fer2013'"),
              (au, {"kind": "au-mlp"}, "is a au-logreg model, but the manifest lists 'au-logreg-fer2013' as au-mlp")]
@@ -143,6 +147,10 @@ def test_a_model_of_another_kind_or_an_ensembles_member_keeps_its_name(models_di
     assert "a au-logreg model named 'au-logreg-fer2013' exists; a au-mlp model cannot replace it" in \
         capsys.readouterr().err
     assert [(e.name, e.kind) for e in read_manifest()] == [("au-logreg-fer2013", "au-logreg")]
+    # training says so before it starts (it trained for minutes, then refused to register)
+    assert main(["train-cnn", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c.keras"),
+                 "--name", "au-logreg-fer2013"]) == 2
+    assert "a au-logreg model named 'au-logreg-fer2013' exists; a cnn model" in capsys.readouterr().err
     assert main(["ensemble", "--models", "au-logreg-fer2013", "--name", "au-logreg-fer2013"]) == 2
     assert "cannot take the name of one of its members" in capsys.readouterr().err
     assert main(["ensemble", "--models", "au-logreg-fer2013", "--name", "bad name!"]) == 2
@@ -180,3 +188,20 @@ def test_a_copied_models_folder_uses_its_own_files(models_dir):
     (entry,) = read_manifest()
     assert entry.file == models_dir / entry.file.name and entry.file.parent == models_dir
     assert registry.load_predictor(entry.name).classes == entry.classes
+    # a copy under another name is its own too (models/ in a path means the manifest's folder)
+    other = models_dir.parent / "my_models"
+    shutil.copytree(models_dir, other)
+    (entry,) = read_manifest(other)
+    assert entry.file == other / entry.file.name
+
+
+def test_the_first_save_into_a_new_models_folder_registers(tmp_path, monkeypatch):
+    """The manifest's lock was opened before anything made the folder: the first save failed."""
+    from fer_core.config import REPO_ROOT
+    from fer_core.manifest import ModelEntry, register
+
+    fresh = tmp_path / "new" / "models"
+    monkeypatch.setenv("FER_MODELS_DIR", str(fresh))
+    register(ModelEntry(name="mine", kind="au-logreg", path=str(REPO_ROOT / "models" / "au_logreg_fer2013.json"),
+                        classes=()))
+    assert [e.name for e in read_manifest()] == ["mine"]

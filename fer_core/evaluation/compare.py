@@ -78,7 +78,7 @@ class Comparison:
                 "wrong": {m: self.wrong_files(m) for m in self.names},
                 "no_face": {m: self.no_face_files(m) for m in self.names},
                 "skipped": list(self.unreadable), "skipped_classes": dict(self.skipped),
-                "several_faces": list(self.several_faces)}
+                "several_faces": list(self.several_faces), "failed_models": list(self.failed_models)}
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, names: Sequence[str], classes: Sequence[str], **fields) -> "Comparison":

@@ -224,7 +224,7 @@ def val_role(evaluated_on: str) -> str:
     if not text:
         return ""
     # Whole words: "crops chosen on its held-out tenth of train" is not val choosing.
-    chose = re.search(r"\b(picked|selected|chose|early stopping)\b", text) is not None
+    chose = re.search(r"\b(picked|selected|chose|early stopping)\b|\bchosen on [^;,)]*\bval\b", text) is not None
     if not re.search(r"\bval\b", text) or not chose:
         return "no"
     return "trunk" if "trunk" in text else "yes"

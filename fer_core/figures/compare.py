@@ -151,7 +151,7 @@ def probabilities_frame(comparison: Comparison, root: str | Path | None = None) 
 def precision_recall_frame(comparison: Comparison) -> pd.DataFrame:
     """Precision, recall and F1 per model and emotion (scikit-learn's, no face counted wrong as in
     every other score here), with the number of test images of the emotion (``support``); an
-    emotion without test images has no recall or F1 (NaN, not 0)."""
+    emotion without test images has no recall, nor an F1 unless it was answered (NaN, not 0)."""
     from sklearn.metrics import precision_recall_fscore_support
 
     rows = []
@@ -161,8 +161,10 @@ def precision_recall_frame(comparison: Comparison) -> pd.DataFrame:
         predicted = np.array([NO_FACE if pd.isna(v) else str(v) for v in comparison.table[name]], dtype=object)
         precision, recall, f1, support = precision_recall_fscore_support(
             truth, predicted, labels=classes, average=None, zero_division=0)
+        answered = {e: bool((predicted == e).any()) for e in classes}
         rows += [{"model": name, "emotion": e, "precision": round(float(p), 4),
-                  "recall": round(float(r), 4) if n else np.nan, "f1": round(float(f), 4) if n else np.nan,
+                  "recall": round(float(r), 4) if n else np.nan,
+                  "f1": round(float(f), 4) if n or answered[e] else np.nan,  # as macro-F1 counts it
                   "support": int(n)}
                  for e, p, r, f, n in zip(classes, precision, recall, f1, support)]
     return pd.DataFrame(rows, columns=["model", "emotion", "precision", "recall", "f1", "support"])

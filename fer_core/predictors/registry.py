@@ -17,8 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
+from ..emotions import normalize_emotion
 from ..errors import FerError, ModelFileError, OutputFileError, one_line
-from ..manifest import Metrics, ModelEntry, read_manifest, register, relative_to_repo, validate_model_name
+from ..manifest import (
+    Metrics,
+    ModelEntry,
+    read_manifest,
+    refuse_other_kind,
+    register,
+    relative_to_repo,
+    validate_model_name,
+)
 from ..safe_files import check_regular_file, read_json_file
 from .base import Inputs, Predictor
 
@@ -137,7 +146,7 @@ def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Pre
     if predictor.kind != entry.kind:
         raise ModelFileError(f"{entry.file}: is a {predictor.kind} model, but the manifest lists {entry.name!r} as "
                              f"{entry.kind}; fix its kind in manifest.json")
-    if entry.classes and tuple(entry.classes) != tuple(predictor.classes):
+    if entry.classes and tuple(normalize_emotion(c) or c for c in entry.classes) != tuple(predictor.classes):
         raise ModelFileError(f"{entry.file}: the model's classes ({', '.join(predictor.classes)}) differ from "
                              f"those the manifest lists for {entry.name!r} ({', '.join(entry.classes)}); fix "
                              "manifest.json or retrain")
@@ -168,10 +177,7 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
             raise FerError(f"{target.name} already exists in {folder}; choose another name")
     else:
         validate_model_name(name, [] if replace else [e for e in existing if e.name != name])
-        same = next((e for e in existing if e.name == name), None)
-        if same is not None and same.kind != kind:  # --name of a model of another kind took its place
-            raise FerError(f"a {same.kind} model named {name!r} exists; a {kind} model cannot replace it, "
-                           "choose another name")
+        refuse_other_kind(name, kind, existing)
         target = Path(path)
     written = spec.save(artefact, target)
     entry = ModelEntry(name=name, kind=kind, path=relative_to_repo(written[0]), classes=tuple(classes),
