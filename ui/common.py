@@ -47,8 +47,6 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("pages/6_Compare.py", "nav.compare", ":material/compare_arrows:"),
     ("pages/7_Masks.py", "nav.masks", ":material/masks:"),
 )
-# The folder layout the workbench reads, in English (messages of fer_core errors); pages show
-# ``data_layout_help()``, in the reader's language. Its one text is the catalogue's.
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"]
 TABLE_TYPES = ["csv", "gz", "bz2", "xz", "parquet"]  # what au_table.read reads (it goes by the bytes)
 
