@@ -87,10 +87,7 @@ def _init_worker() -> None:
 def _measure_path(path: str, crop: bool = False) -> list[dict] | str:
     """Worker task: measurements as cached, or the one-line reason the file failed (without the
     path: the row names the file, and the cache may serve the answer for a copy elsewhere)."""
-    try:
-        return [m.to_cache() for m in measure_faces(_worker_analyzer, load_image(path, name="image"), crop=crop)]
-    except FerError as exc:
-        return str(exc).removeprefix("image: ")
+    return _measure_keyed(path, crop)[1]
 
 
 def content_digest(data: bytes) -> str:
@@ -98,7 +95,7 @@ def content_digest(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-def _measure_keyed(path: str, crop: bool, digest: str) -> tuple[bool, list[dict] | str]:
+def _measure_keyed(path: str, crop: bool, digest: str | None = None) -> tuple[bool, list[dict] | str]:
     """Worker task of a cached extraction: (whether the answer came from the bytes ``digest``
     names, so that it may be cached under them; the answer as ``_measure_path`` gives it). A file
     that vanished or could not be read, or that changed after its key was made, is answered now
@@ -113,7 +110,7 @@ def _measure_keyed(path: str, crop: bool, digest: str) -> tuple[bool, list[dict]
         answer = [m.to_cache() for m in measure_faces(_worker_analyzer, load_image(data, name="image"), crop=crop)]
     except FerError as exc:
         answer = str(exc).removeprefix("image: ")
-    return content_digest(data) == digest, answer
+    return digest is not None and content_digest(data) == digest, answer
 
 
 def _measure_task(arg):
