@@ -255,15 +255,6 @@ def _inference(tf, m):
     return tf.function(lambda x: m(x, training=False))
 
 
-def augmenter(keras, seed: int):
-    """The CNN's training augmentation (fer_core/cnn.py ``_augmenter``)."""
-    from keras import layers
-    return keras.Sequential([
-        layers.RandomFlip("horizontal", seed=seed),
-        layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed + 1),
-        layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 2),
-        layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 3),
-    ], name="augment")
 
 
 def predict(fn, x_u8: np.ndarray, mirror: bool = True, batch: int = 256):
@@ -449,7 +440,9 @@ def run_finetune(args, tr, sel, val, mu, sd, tf, keras):
 
     opt_trunk = keras.optimizers.Adam(schedule(args.lr_trunk))
     opt_head = keras.optimizers.Adam(schedule(args.lr_head))
-    aug = augmenter(keras, args.seed) if args.augment else None
+    from fer_core.predictors.cnn import _augmenter  # the CNN's training augmentation
+
+    aug = _augmenter(args.seed) if args.augment else None
 
     x_all = tr["x"]
     z_all = (tr["au"] - mu) / sd

@@ -47,6 +47,7 @@ from .au_models import (
     read_array,
     read_au_columns,
     read_classes,
+    softmax_rows,
 )
 from .base import Explanation, Progress
 
@@ -124,10 +125,7 @@ class AUGam:
         return self.intercept + sum(self.term_scores(X), np.zeros((len(X), len(self.classes))))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        z = self.logits(X)
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax_rows(self.logits(X))
 
     def predict(self, X: np.ndarray) -> list[str]:
         return [self.classes[i] for i in self.predict_proba(X).argmax(axis=1)]

@@ -39,6 +39,12 @@ LOAD_HINT = "pick a .json file saved by this workbench"
 RETRAIN_HINT = "retrain the model"
 
 
+def softmax_rows(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits (numpy's: scipy's would add its import to the first prediction)."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 @dataclass
 class AUModel:
     """A fitted AU model; ``predict_proba`` takes an (n, 17) array of AU intensities."""
@@ -68,10 +74,7 @@ class AUModel:
         return h @ self.weights[-1] + self.biases[-1]
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        z = self.logits(X)
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax_rows(self.logits(X))
 
     def predict(self, X: np.ndarray) -> list[str]:
         return [self.classes[i] for i in self.predict_proba(X).argmax(axis=1)]
