@@ -17,6 +17,7 @@ from fer_core.predictors.teachable import TeachableImport, TeachableUpload, sort
 from ui.common import (
     IMAGE_TYPES,
     digest,
+    forget_unsaved,
     load_teachable_upload,
     manifest_entries,
     page_setup,
@@ -54,8 +55,15 @@ def choose_upload() -> tuple[TeachableUpload, str] | None:
 
 
 def upload_stem(upload: TeachableUpload) -> str:
-    """A file-name-safe stem of the first uploaded file, for default model names."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "-", Path(upload.files[0][0]).stem).strip("-_") or "model"
+    """A file-name-safe stem of the uploaded zip or model file (not a labels.txt picked first), for
+    default model names."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", Path(upload.model_file).stem).strip("-_") or "model"
+
+
+def unsaved_name(upload: TeachableUpload, key: str) -> str:
+    """The name Compare and Masks know the unsaved import by: with a short digest of the upload, so
+    a second download of the same name (converted_keras.zip) does not replace the first there."""
+    return f"teachable-{upload_stem(upload)}-{key[:6]}-unsaved"
 
 
 def mapping_editor(base, key: str) -> dict[str, str | None]:
@@ -138,7 +146,10 @@ def try_section(predictor) -> None:
     c1, c2, c3 = st.columns([1, 1.4, 1.4])
     seen = t("teachable.sees_face") if photo.faces else t("teachable.sees_whole")
     c1.image(crop, caption=f"{up.name}: {seen}", width="stretch")
-    c2.plotly_chart(bars(dict(zip(predictor.labels, raw)), t("teachable.chart_raw"), emotions=False), key="tm_raw")
+    # one bar per output: where class names repeat, they are told apart by their output number
+    unique = len(set(predictor.labels)) == len(predictor.labels)
+    outputs = {label if unique else f"{i}: {label}": p for i, (label, p) in enumerate(zip(predictor.labels, raw))}
+    c2.plotly_chart(bars(outputs, t("teachable.chart_raw"), emotions=False), key="tm_raw")
     rows = [{"output": "class", "name": label, "probability": float(p)} for label, p in zip(predictor.labels, raw)]
     if pd.isna(proba).any():
         c3.warning(t("teachable.all_ignored"))
@@ -214,10 +225,15 @@ def main() -> None:
     st.success(t("teachable.loaded", source=upload.source, format=format_label(base.format), n=len(base.labels),
                  w=w, h=h))
     mapping = mapping_editor(base, key)
-    unsaved = f"teachable-{upload_stem(upload)}-unsaved"
+    unsaved = unsaved_name(upload, key)
+    if not any(mapping.values()):  # e.g. "Class 1", "Class 2": nothing to score until mapped
+        forget_unsaved(unsaved)  # Compare must not keep running an earlier mapping
+        st.warning(t("teachable.map_them"))
+        return
     try:
         predictor = base.remapped(mapping, name=unsaved)
     except FerError as exc:
+        forget_unsaved(unsaved)
         show_error(exc)
         return
     remember_unsaved(predictor)

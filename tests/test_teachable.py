@@ -255,3 +255,48 @@ def test_weights_that_do_not_fit_the_architecture(export, tmp_path):
         head.attrs["weight_names"] = [n for n in head.attrs["weight_names"] if "dense_Dense1/bias" not in str(n)]
     with pytest.raises(ModelFileError, match="weight dense_Dense1/bias is missing"):
         load_teachable(tmp_path)
+
+
+def test_a_large_test_set_is_shaped_one_batch_at_a_time(predictor, monkeypatch):
+    """Scoring N images keeps one batch of 224x224x3 model inputs in memory, not N of them (7,178
+    FER2013 faces took 8 GB before)."""
+    import tracemalloc
+
+    tm = TeachablePredictor(predictor.model, LABELS, batch_size=8)
+    faces = [np.full((48, 48), i, np.uint8) for i in range(96)]
+    sizes: list[int] = []
+    shape = tm.preprocess
+
+    def counted(images):
+        sizes.append(len(images))
+        return shape(images)
+
+    monkeypatch.setattr(tm, "preprocess", counted)
+    done: list[int] = []
+    tm.raw_proba(faces[:2])  # TensorFlow's first call allocates for itself: not measured
+    sizes.clear()
+    tracemalloc.start()
+    try:
+        raw = tm.raw_proba(faces, progress=lambda i, n: done.append(i))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert raw.shape == (96, 3) and sum(sizes) == 96 and max(sizes) <= 8
+    assert done[-1] == 96 and done == sorted(done)
+    one_input = 224 * 224 * 3 * 4
+    assert peak < 40 * one_input, f"peak {peak / 2**20:.0f} MiB for 96 images in batches of 8"
+    np.testing.assert_allclose(raw[:2], predictor.raw_proba(faces[:2]), atol=1e-6)  # same answers as one batch
+
+
+def test_a_damaged_h5_that_makes_h5py_raise_system_error_is_one_line(export, monkeypatch):
+    """Some flipped bytes make h5py raise SystemError (from its lock's __exit__): one line naming
+    the file, as for other damage, not a traceback."""
+    from fer_core.predictors import teachable
+
+    def broken(*_args, **_kwargs):
+        raise SystemError("<cyfunction FastRLock.__exit__ at 0x7f93> returned a result with an exception set")
+
+    monkeypatch.setattr(teachable, "_stored_layers", broken)
+    with pytest.raises(ModelFileError, match="unreadable HDF5 file") as info:
+        load_teachable(export.folder)
+    assert "\n" not in str(info.value) and "keras_model.h5" in str(info.value) and "0x7f" not in str(info.value)

@@ -4,8 +4,11 @@ FER2013 faces; the errors each format can give; saving and reloading; the page u
 
 from __future__ import annotations
 
+import codecs
+import errno
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core import config
 from fer_core.emotions import SEVEN_EMOTIONS
-from fer_core.errors import ModelFileError
+from fer_core.errors import FerError, ModelFileError
 from fer_core.predictors.teachable import (
     TeachableImport,
     TeachablePredictor,
@@ -326,8 +329,9 @@ def test_page_imports_a_tfjs_zip_and_offers_it_unsaved(exports, models_dir, astr
     assert any(s == "Loaded **converted_tfjs.zip** (TensorFlow.js (model.json)): 3 classes, input 224×224 RGB."
                for s in texts(at.success))
     unsaved = at.session_state["_unsaved_models"]
-    assert list(unsaved) == ["teachable-converted_tfjs-unsaved"]
-    assert unsaved["teachable-converted_tfjs-unsaved"].format == "tfjs"
+    (name,) = unsaved
+    assert re.fullmatch(r"teachable-converted_tfjs-[0-9a-f]{6}-unsaved", name), name
+    assert unsaved[name].format == "tfjs"
     _, name, data = recorded_downloads["tm_dl_mapping"]
     mapping = pd.read_csv(io.BytesIO(data))
     assert name == "teachable_mapping.csv" and list(mapping["class"]) == list(LABELS)
@@ -349,7 +353,7 @@ def test_page_in_korean(exports, models_dir, astronaut_jpeg):
     shown = page_texts(at)
     assert not at.error, texts(at.error)
     assert any("TensorFlow.js (model.json)" in s and "클래스 3개" in s for s in texts(at.success))
-    assert english_left(shown, ("Teachable Machine", "converted_tfjs.zip", "teachable-converted_tfjs-unsaved",
+    assert english_left(shown, ("Teachable Machine", "converted_tfjs.zip", *at.session_state["_unsaved_models"],
                                 *LABELS)) == []
     assert at.title[0].value == "Teachable Machine" and any("클래스와 감정" in s for s in texts(at.subheader))
     titles = [c["layout"]["title"]["text"] for c in charts(at)]
@@ -442,9 +446,10 @@ def test_teachable_errors_read_in_korean():
             assert korean != english and not any(w in korean for w in ("export", "model has", "alone", "damaged"))
 
 
-def test_classes_sharing_a_name_share_one_box_on_the_page(exports, models_dir, tmp_path):
+def test_classes_sharing_a_name_share_one_box_on_the_page(exports, models_dir, tmp_path, astronaut_jpeg):
     """Two outputs named "happy": one box for both (the mapping is kept by name), so ignoring it
-    ignores both, as the table and the saved model say."""
+    ignores both, as the table and the saved model say; the chart of the model's own outputs shows
+    all three (it dropped one of the two named alike)."""
     h5 = (exports["folders"]["keras"] / "keras_model.h5").read_bytes()
     at = run_app(AppTest.from_file(TM_PAGE, default_timeout=T), T)
     at.file_uploader(key="tm_upload").set_value([("keras_model.h5", h5, "application/octet-stream"),
@@ -456,6 +461,10 @@ def test_classes_sharing_a_name_share_one_box_on_the_page(exports, models_dir, t
     run_app(at, T)
     (unsaved,) = at.session_state["_unsaved_models"].values()
     assert unsaved.mapping.emotions == (None, None, "sad")
+    at.file_uploader(key="tm_image").set_value(("astronaut.jpg", astronaut_jpeg.read_bytes(), "image/jpeg"))
+    run_app(at, T)
+    raw = charts(at)[0]["data"][0]
+    assert sorted(raw["y"]) == ["0: happy", "1: happy", "2: sad"] and sum(raw["x"]) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_compare_says_its_results_are_stale_when_an_unsaved_model_is_remapped(exports, models_dir, fer_sample):
@@ -477,3 +486,192 @@ def test_compare_says_its_results_are_stale_when_an_unsaved_model_is_remapped(ex
     at.session_state["_unsaved_models"] = {name: base.remapped({"Anger": "sad", "sadness": "angry"}, name=name)}
     run_app(at, T)
     assert any("previous choice" in s for s in texts(at.info))
+
+
+# ----------------------------------------------------------------------------- review fixes
+
+CLASS_NAMES = b"0 Class 1\n1 Class 2\n2 Class 3\n"
+
+
+def _tflite_with(labels: bytes, exports) -> list[tuple[str, bytes]]:
+    """A TFLite export's files, labels.txt first (as a browser may list them)."""
+    return [("labels.txt", labels), ("model_unquant.tflite",
+                                     (exports["folders"]["tflite"] / "model_unquant.tflite").read_bytes())]
+
+
+def _unsaved(at: AppTest) -> dict:
+    return dict(at.session_state["_unsaved_models"]) if "_unsaved_models" in at.session_state else {}
+
+
+def _save(upload, tm, name: str):
+    from fer_core.manifest import Metrics
+    from fer_core.predictors.registry import save_and_register
+
+    return save_and_register(TeachableImport(upload, tm), name=name, kind="teachable", classes=tm.classes,
+                             metrics=Metrics(), command="test", mapping=tm.mapping.as_dict(),
+                             extra={"format": tm.format})
+
+
+def test_a_model_whose_classes_are_no_emotions_loads_to_be_mapped(exports, faces, tmp_path):
+    """Teachable Machine's default class names ("Class 1") load; scoring waits for a mapping, and
+    an export loaded from disk (the CLI) says where to map them."""
+    base = load_upload(sort_upload(_tflite_with(CLASS_NAMES, exports)))
+    assert base.labels == ("Class 1", "Class 2", "Class 3") and base.classes == () and base.unmapped == base.labels
+    _one_line_refusal(base.predict_proba, faces[:1], match="none of the classes .*map them on the dashboard",
+                      name="model_unquant.tflite")
+    mapped = base.remapped({"Class 1": "happy", "Class 2": "sad"})
+    assert mapped.classes == ("happy", "sad") and mapped.predict_proba(faces[:2]).shape == (2, 2)
+    for name, data in _tflite_with(CLASS_NAMES, exports):
+        (tmp_path / name).write_bytes(data)
+    _one_line_refusal(load_teachable, tmp_path, match="none of the classes .*Teachable Machine page")
+
+
+def test_page_maps_a_model_whose_classes_are_no_emotions(exports, models_dir, faces):
+    """The mapping boxes appear (all on ignore) with a note to map them; mapping one makes the model
+    Compare's, saves it and reloads it; mapping none again withdraws it from Compare."""
+    from fer_core.predictors.registry import load_predictor
+
+    at = run_app(AppTest.from_file(TM_PAGE, default_timeout=T), T)
+    at.file_uploader(key="tm_upload").set_value([(n, d, "application/octet-stream")
+                                                 for n, d in _tflite_with(CLASS_NAMES, exports)])
+    run_app(at, T)
+    assert not at.error, texts(at.error)
+    boxes = [b for b in at.selectbox if b.key and b.key.startswith("tm_map_")]
+    assert [(b.label, b.value) for b in boxes] == [("0: Class 1", "ignore"), ("1: Class 2", "ignore"),
+                                                   ("2: Class 3", "ignore")]
+    assert any("at least one" in s for s in texts(at.warning)) and _unsaved(at) == {}
+    boxes[0].set_value("happy")
+    boxes[2].set_value("sad")
+    run_app(at, T)
+    assert not at.error and not at.warning, texts(at.error) + texts(at.warning)
+    (name, tm), = _unsaved(at).items()
+    assert re.fullmatch(r"teachable-model_unquant-[0-9a-f]{6}-unsaved", name), name  # not "labels", listed first
+    assert tm.classes == ("happy", "sad") and tm.unmapped == ("Class 2",)
+    assert at.text_input(key="tm_save_name").value == "teachable-model_unquant"
+    at.text_input(key="tm_save_name").set_value("tm-classes")
+    at.button(key="tm_save").click()
+    run_app(at, T)
+    assert not at.error, texts(at.error)
+    saved = load_predictor("tm-classes")
+    assert saved.classes == ("happy", "sad")
+    np.testing.assert_allclose(saved.predict_proba(faces[:3]), tm.predict_proba(faces[:3]), atol=1e-6)
+    for box in (b for b in at.selectbox if b.key and b.key.startswith("tm_map_")):
+        box.set_value("ignore")
+    run_app(at, T)
+    assert any("at least one" in s for s in texts(at.warning)) and _unsaved(at) == {}
+
+
+def test_two_downloads_of_the_same_name_are_both_offered_to_compare(exports, models_dir):
+    """A second converted_tflite.zip (another model) no longer replaces the first unsaved one."""
+    at = run_app(AppTest.from_file(TM_PAGE, default_timeout=T), T)
+    for fmt in ("tflite", "tflite-quantized"):
+        at.file_uploader(key="tm_upload").set_value([("converted_tflite.zip", exports["zips"][fmt].read_bytes(),
+                                                      "application/zip")])
+        run_app(at, T)
+    unsaved = _unsaved(at)
+    assert all(re.fullmatch(r"teachable-converted_tflite-[0-9a-f]{6}-unsaved", n) for n in unsaved), list(unsaved)
+    assert sorted(tm.format for tm in unsaved.values()) == ["tflite", "tflite-quantized"]
+
+
+def test_a_saved_models_labels_txt_put_in_another_order_is_refused(exports, faces, models_dir):
+    """labels.txt decides which output is which emotion but is not checksummed: reordering its
+    lines is refused in one line instead of swapping the emotions."""
+    from fer_core.predictors.registry import load_predictor
+
+    upload = sort_upload([("converted_tflite.zip", exports["zips"]["tflite"].read_bytes())])
+    tm = load_upload(upload)
+    entry = _save(upload, tm, "tm-order")
+    labels = entry.file.parent / "labels.txt"
+    labels.write_text("0 Happiness\n1 Anger\n2 sadness\n")
+    _one_line_refusal(load_predictor, "tm-order", name="labels.txt",
+                      match="lists the classes as Happiness, Anger, sadness, but the model was saved with Anger, "
+                            "Happiness, sadness")
+    labels.write_text("0 Anger\n1 Happiness\n2 sadness\n")
+    np.testing.assert_allclose(load_predictor("tm-order").predict_proba(faces[:2]), tm.predict_proba(faces[:2]),
+                               atol=1e-6)
+
+
+def test_a_failed_save_leaves_nothing_behind_and_the_name_free(exports, models_dir, monkeypatch):
+    """A full disk while saving: one line, no half-written folder, and the same name saves later."""
+    from fer_core.manifest import read_manifest
+    from fer_core.predictors.registry import load_predictor
+
+    upload = sort_upload([("converted_tflite.zip", exports["zips"]["tflite"].read_bytes())])
+    tm = load_upload(upload)
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", full_disk)
+        with pytest.raises(FerError, match="no space left") as info:
+            _save(upload, tm, "tm-full")
+    assert "\n" not in str(info.value)
+    assert [p.name for p in (models_dir / "teachable").rglob("*")] == []
+    assert "tm-full" not in [e.name for e in read_manifest(models_dir)]
+    _save(upload, tm, "tm-full")
+    assert load_predictor("tm-full").classes == tm.classes
+
+
+def test_model_json_values_of_the_wrong_type_are_one_line(exports):
+    """A dtype, a quantization dtype or a class_name that is a list or an object, not text."""
+    files = dict(_loose(exports, "tfjs"))
+    spec = json.loads(files["model.json"])
+
+    def changed(change) -> object:
+        copy = json.loads(json.dumps(spec))
+        change(copy)
+        return sort_upload(list({**files, "model.json": json.dumps(copy).encode()}.items()))
+
+    def first(s) -> dict:
+        return s["weightsManifest"][0]["weights"][0]
+
+    cases = [(lambda s: first(s).update(dtype=["float32"]), "has a dtype that is not text"),
+             (lambda s: first(s).update(quantization={"dtype": ["uint8"], "scale": 1.0, "min": 0.0}),
+              "is quantized as"),
+             (lambda s: s["modelTopology"]["config"][1]["config"][0].update(class_name={"x": 1}),
+              "class_name that is not text")]
+    for change, match in cases:
+        _one_line_refusal(load_upload, changed(change), match=match, name="model.json")
+
+
+def test_upload_mistakes_read_in_korean_and_utf16_labels_load(exports):
+    from fer_core import i18n
+
+    tfjs = dict(_loose(exports, "tfjs"))
+    tflite = (exports["folders"]["tflite"] / "model_unquant.tflite").read_bytes()
+    labels = ("labels.txt", b"0 happy\n1 sad\n2 angry\n")
+    photos = io.BytesIO()
+    with zipfile.ZipFile(photos, "w") as zf:
+        zf.writestr("photos/a.jpg", b"x")
+    mistakes = {
+        "missing": [("model.json", tfjs["model.json"]), ("metadata.json", tfjs["metadata.json"])],
+        "inside": [("dataset.zip", photos.getvalue())],
+        "more than one": [("model_unquant.tflite", tflite), labels, ("labels (1).txt", b"0 a\n")],
+        "twice": [("keras_model.h5", b"x"), ("keras_model.h5", b"y")],
+        "class numbers": [("model_unquant.tflite", tflite), ("labels.txt", b"0 happy\n1 sad\n3 angry\n")],
+        "mixes": [("model_unquant.tflite", tflite), ("labels.txt", b"0 happy\nsad\nangry\n")],
+        "not a text file": [("model_unquant.tflite", tflite), ("labels.txt", b"\xff\xd8\xff\xe0 JFIF")],
+        "cannot load": [("model.tflite", tflite[:200]), labels],
+        "not an HDF5": [("keras_model.h5", b"not a model"), labels],
+    }
+    for english_words, files in mistakes.items():
+        english = _one_line_refusal(load_upload, sort_upload(files), match=english_words)
+        with i18n.using_language("ko"):
+            korean = i18n.message(english)
+        assert english_words not in korean and "download it" not in korean and re.search("[가-힣]", korean), korean
+    text = "0 happy\n1 sad\n2 angry\n"
+    for encoded in (text.encode("utf-16"), codecs.BOM_UTF16_BE + text.encode("utf-16-be")):  # Notepad's "Unicode"
+        assert load_upload(sort_upload([("model_unquant.tflite", tflite), ("labels.txt", encoded)])).classes == (
+            "angry", "happy", "sad")
+
+
+def test_the_never_predicts_note_says_how_compare_scores_by_default():
+    """Compare leaves out, by default, emotions not every chosen model predicts: the note names the
+    control that brings them back, in each language."""
+    from fer_core import i18n
+
+    for lang in ("en", "ko"):
+        with i18n.using_language(lang):
+            note = i18n.t("teachable.never_predicts", emotions="fear")
+            assert i18n.t("compare.emotions_scored") in note, (lang, note)

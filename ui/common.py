@@ -305,7 +305,8 @@ def env_summary() -> dict[str, str]:
 def load_teachable_upload(key: str, _upload):
     """The uploaded export (any of Teachable Machine's three downloads) as a ``TeachablePredictor``
     with its automatic label mapping, once per upload (``key`` is the content digest; the page
-    shows its own spinner, in the page's language). Raises the FerError that says what is wrong."""
+    shows its own spinner, in the page's language); it loads even when no class name is an emotion,
+    for the page to map. Raises the FerError that says what is wrong."""
     from fer_core.predictors.teachable import load_upload
 
     return load_upload(_upload, name="teachable")
@@ -546,6 +547,12 @@ def remember_unsaved(predictor) -> None:
     on its page does not remove it, Compare then lists the saved copy and this one.
     """
     st.session_state.setdefault(_UNSAVED, {})[predictor.name] = predictor
+
+
+def forget_unsaved(name: str) -> None:
+    """Withdraw an unsaved model from Compare and Masks when its page can no longer make it (a
+    Teachable Machine mapping that leaves no emotion), so they do not run an older version of it."""
+    st.session_state.get(_UNSAVED, {}).pop(name, None)
 
 
 def unsaved_models() -> dict:

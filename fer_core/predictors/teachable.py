@@ -28,6 +28,8 @@ import math
 import os
 import posixpath
 import re
+import secrets
+import shutil
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,7 +41,8 @@ import numpy as np
 
 from ..emotions import SEVEN_EMOTIONS, emotion_in_name, normalize_emotion
 from ..errors import FerError, ModelFileError, one_line
-from ..safe_files import check_zip_members, parse_json, read_regular_file
+from ..fileio import write_error
+from ..safe_files import check_zip_members, parse_json, read_json_file, read_regular_file
 from .base import Predictor, Progress
 from .keras_io import fit_images, import_keras, predict_in_batches
 from .keras_safety import CODE_LAYERS, build_deferred, check_hdf5_storage, read_dataset
@@ -59,6 +62,9 @@ from .teachable_formats import (
 
 MODEL_NAME = "keras_model.h5"
 LABELS_NAME = "labels.txt"
+# Beside a saved model: its class names in output order. labels.txt is not covered by the
+# manifest's checksum, and reordering its lines would silently swap the emotions of the outputs.
+SAVED_RECORD = "teachable.json"
 MAX_EXPORT_BYTES = 64 * 2**20  # Teachable Machine image models are ~2.5 MB; this keeps a load under 1 GB
 MAX_CONFIG_BYTES = 4 * 2**20  # the architecture JSON of MobileNetV2 is 80 KB
 MAX_LABELS_BYTES = 2**20
@@ -399,7 +405,11 @@ def _read_labels_arg(labels, default: Path | None) -> tuple[tuple[str, ...] | No
 
 
 def _decode(data: bytes, name: str) -> str:
+    """labels.txt as text: UTF-8, or UTF-16 when it starts with its byte-order mark (Windows
+    Notepad's "Unicode")."""
     try:
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            return data.decode("utf-16")
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ModelFileError(f"{name}: not a text file; use the labels.txt of the same export") from None
@@ -432,8 +442,13 @@ def _sanitize(node: Any, source: str) -> Any:
                              f"for safety; {EXPORT_HINT}")
     dtype = node.get("dtype")
     if isinstance(dtype, dict) and dtype.get("class_name") in ("Policy", "DTypePolicy"):
-        node["dtype"] = (dtype.get("config") or {}).get("name", "float32")
+        policy = dtype.get("config")
+        policy = policy.get("name") if isinstance(policy, dict) else None
+        node["dtype"] = policy if isinstance(policy, str) else "float32"
     name = node.get("class_name")
+    if name is not None and not isinstance(name, str):
+        raise ModelFileError(f"{source}: a layer or object has a class_name that is not text "
+                             f"({str(name)[:60]!r}); {EXPORT_HINT}")
     if name is not None:
         if name in CODE_LAYERS:
             raise ModelFileError(f"{source}: the model contains a {name} layer (Python code), which is not "
@@ -607,16 +622,18 @@ def load_teachable_model(model_file: bytes | str | os.PathLike[str], source: str
     _check_hdf5(data, source)
     try:
         h5 = h5py.File(io.BytesIO(data), "r")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SystemError) as exc:
         raise ModelFileError(f"{source}: unreadable HDF5 file ({one_line(exc, 160)}); download the export again") from None
     with h5:
         try:
             check_hdf5_storage(h5, source, MAX_EXPORT_BYTES, EXPORT_HINT)
             config = sanitize_model_config(_read_model_config(h5, source), source)
             stored_layers = _stored_layers(h5["model_weights"], source)
-        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # damaged HDF5 structures
-            raise ModelFileError(f"{source}: unreadable HDF5 file ({one_line(exc, 160)}); "
-                                 "download the export again") from None
+        except (OSError, KeyError, ValueError, TypeError, AttributeError, RuntimeError,
+                SystemError) as exc:  # damaged HDF5 structures, values of unexpected JSON types
+            # h5py's SystemError names a Cython function and its address: no help to anyone
+            detail = "h5py could not read its structure" if isinstance(exc, SystemError) else one_line(exc, 160)
+            raise ModelFileError(f"{source}: unreadable HDF5 file ({detail}); download the export again") from None
         model, plan = _rebuild(config, lambda m: _match_weights(stored_layers, m, source), source)
         for variable, dataset, name in plan:
             variable.assign(read_dataset(dataset, source, name, "download the export again"))
@@ -629,8 +646,11 @@ def load_tfjs_model(files: ExportFiles):
     anything is allocated."""
     source = files.model_name
     spec = tfjs_spec(files.model_bytes, source, EXPORT_HINT)
-    config = sanitize_model_config(tfjs_topology(spec), source)
-    stored = tfjs_weights(spec, files.files, files.model_key, source, EXPORT_HINT)
+    try:
+        config = sanitize_model_config(tfjs_topology(spec), source)
+        stored = tfjs_weights(spec, files.files, files.model_key, source, EXPORT_HINT)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:  # a value of an unexpected JSON type
+        raise ModelFileError(f"{source}: malformed model.json ({one_line(exc, 160)}); {EXPORT_HINT}") from None
     model, plan = _rebuild(config, lambda m: _match_leaves(_leaf_layers(m), stored, source), source)
     for variable, values, _ in plan:
         variable.assign(values)
@@ -648,6 +668,10 @@ class TeachablePredictor(Predictor):
     scaled to [-1, 1]. ``classes`` are the mapped emotions; see the module doc for unmapped ones.
     ``format`` is the download it was imported from (``FORMAT_LABELS``); ``model`` is a Keras
     model, or a ``TFLiteModel`` for the TensorFlow Lite downloads.
+
+    ``require_emotion=False`` (an upload, before its classes are mapped) lets a model whose class
+    names are no emotion ("Class 1") load, so the page can show the boxes that map them; such a
+    predictor refuses to score or be saved (``check_usable``) until ``remapped`` gives it one.
     """
 
     kind = "teachable"
@@ -655,7 +679,7 @@ class TeachablePredictor(Predictor):
 
     def __init__(self, model, labels: Sequence[str], mapping: Mapping[str, str | None] | None = None,
                  name: str = "teachable", source: str = MODEL_NAME, batch_size: int = 32,
-                 format: str = "keras", labels_name: str = LABELS_NAME) -> None:
+                 format: str = "keras", labels_name: str = LABELS_NAME, require_emotion: bool = True) -> None:
         self.model = model
         self.name = name
         self.batch_size = batch_size
@@ -670,9 +694,8 @@ class TeachablePredictor(Predictor):
         if outputs != len(self.mapping.labels):
             raise ModelFileError(f"{source}: model has {outputs} outputs but {labels_name} names "
                                  f"{len(self.mapping.labels)} classes; use the {labels_name} of the same export")
-        if not self.mapping.classes:
-            raise ModelFileError(f"{source}: none of the classes ({', '.join(self.mapping.labels)}) is an emotion; "
-                                 f"name them like {', '.join(SEVEN_EMOTIONS[:3])} or give a mapping")
+        if require_emotion:
+            self.check_usable()
         shape = tuple(model.input_shape)
         if len(shape) != 4 or shape[-1] != 3 or None in shape[1:]:
             raise ModelFileError(f"{source}: model input {shape} is not an RGB image; "
@@ -685,6 +708,14 @@ class TeachablePredictor(Predictor):
         # (labels x classes) 0/1 matrix: merges labels of one emotion, drops unmapped ones.
         self._merge = np.array([[float(e == c) for c in self.classes] for e in self.mapping.emotions])
 
+    def check_usable(self) -> None:
+        """Refuse to predict, save or evaluate with no class counting as an emotion: there would be
+        nothing to score."""
+        if not self.mapping.classes:
+            raise ModelFileError(f"{self.source}: none of the classes ({', '.join(self.mapping.labels)}) is an "
+                                 "emotion; map them on the dashboard's Teachable Machine page and save the model, "
+                                 f"or name them like {', '.join(SEVEN_EMOTIONS[:3])}")
+
     @property
     def labels(self) -> tuple[str, ...]:
         return self.mapping.labels
@@ -695,24 +726,37 @@ class TeachablePredictor(Predictor):
 
     def preprocess(self, images: Sequence[Any]) -> np.ndarray:
         """Model inputs for ``images``: (n, h, w, 3) float32 in [-1, 1], as Teachable Machine does."""
-        return fit_images(images, self.input_size, 3).astype(np.float32) / 127.5 - 1.0
+        x = fit_images(images, self.input_size, 3).astype(np.float32)
+        x /= 127.5  # in place: no second float copy of the batch
+        x -= 1.0
+        return x
 
     def raw_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
-        """Probabilities over the model's own labels, (n, len(labels))."""
+        """Probabilities over the model's own labels, (n, len(labels)).
+
+        Images are shaped one batch at a time: a 224x224x3 float copy of a whole test set
+        (7,178 FER2013 faces) would take 8 GB.
+        """
         images = self.pixels_of(faces)
-        if len(images) == 0:
-            return np.zeros((0, len(self.labels)))
-        x = self.preprocess(images)
-        if isinstance(self.model, TFLiteModel):
-            return self.model.predict(x, progress)
-        return predict_in_batches(self.model, x, self.batch_size, progress)
+        n = len(images)
+        out = np.zeros((n, len(self.labels)))
+        step = max(1, int(self.batch_size))
+        for start in range(0, n, step):
+            x = self.preprocess(images[start:start + step])
+            done = None if progress is None else (lambda i, _total, s=start: progress(s + i, n))
+            if isinstance(self.model, TFLiteModel):
+                out[start:start + len(x)] = self.model.predict(x, done)
+            else:
+                out[start:start + len(x)] = predict_in_batches(self.model, x, len(x), done)
+        return out
 
     def remapped(self, mapping: Mapping[str, str | None], name: str | None = None) -> "TeachablePredictor":
         """The same loaded network with another label -> emotion mapping (no reload)."""
         return TeachablePredictor(self.model, self.labels, mapping, name=name or self.name, format=self.format,
-                                  source=self.source, labels_name=self.labels_name)
+                                  source=self.source, labels_name=self.labels_name, batch_size=self.batch_size)
 
     def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
+        self.check_usable()
         merged = self.raw_proba(faces, progress) @ self._merge
         total = merged.sum(axis=1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -720,8 +764,9 @@ class TeachablePredictor(Predictor):
 
 
 def predictor_from_export(files: ExportFiles, mapping: Mapping[str, str | None] | None = None,
-                          name: str = "teachable") -> TeachablePredictor:
-    """The predictor of an export read by ``read_export`` or ``read_upload``, whatever its format."""
+                          name: str = "teachable", require_emotion: bool = True) -> TeachablePredictor:
+    """The predictor of an export read by ``read_export`` or ``read_upload``, whatever its format
+    (``require_emotion``: see ``TeachablePredictor``)."""
     if files.labels is None:
         missing = METADATA_NAME if files.format == "tfjs" else LABELS_NAME
         raise ModelFileError(f"{files.model_name}: missing {missing}; add the {missing} of the same export")
@@ -734,7 +779,7 @@ def predictor_from_export(files: ExportFiles, mapping: Mapping[str, str | None] 
         model, fmt = load_teachable_model(files.model_bytes, files.model_name), "keras"
     labels_name = METADATA_NAME if (files.labels_name or "").endswith(METADATA_NAME) else LABELS_NAME
     return TeachablePredictor(model, files.labels, mapping, name=name, source=files.model_name, format=fmt,
-                              labels_name=labels_name)
+                              labels_name=labels_name, require_emotion=require_emotion)
 
 
 def load_teachable(source: str | os.PathLike[str] | bytes,
@@ -754,7 +799,14 @@ def load_teachable(source: str | os.PathLike[str] | bytes,
 class TeachableUpload:
     """What a user uploaded: (file name, bytes) pairs, checked to be one export."""
     files: tuple[tuple[str, bytes], ...]
-    source: str  # the file name(s), for messages and the default model name
+    source: str  # the file name(s), for messages
+
+    @property
+    def model_file(self) -> str:
+        """The zip's or the model file's name (not labels.txt, which may come first): the default
+        model name's stem."""
+        return next((name for name, _ in self.files if _role(name) in ("zip", "keras", "tfjs", "tflite")),
+                    self.files[0][0])
 
 
 def sort_upload(files: Sequence[tuple[str, bytes]]) -> TeachableUpload:
@@ -794,8 +846,9 @@ def read_upload(upload: TeachableUpload) -> ExportFiles:
 
 
 def load_upload(upload: TeachableUpload, name: str = "teachable") -> TeachablePredictor:
-    """An upload's predictor with its automatic label mapping."""
-    return predictor_from_export(read_upload(upload), name=name)
+    """An upload's predictor with its automatic label mapping. It loads even when no class name is
+    an emotion ("Class 1"), so that its classes can be mapped; it scores once ``remapped``."""
+    return predictor_from_export(read_upload(upload), name=name, require_emotion=False)
 
 
 @dataclass(frozen=True)
@@ -808,25 +861,68 @@ class TeachableImport:
 
 def _save(artefact: TeachableImport, path: Path) -> list[Path]:
     """``<path>/keras_model.h5`` (a Keras or TensorFlow.js import; the latter written by Keras from
-    the model as loaded) or ``<path>/<name>.tflite``, and ``labels.txt`` in model order."""
+    the model as loaded) or ``<path>/<name>.tflite``, ``labels.txt`` in model order and
+    ``SAVED_RECORD`` (the same order, checked on load).
+
+    Written into a hidden folder beside ``path``, renamed to ``path`` when complete: a full disk
+    or a failed write leaves nothing behind that would block the name (an OSError is one line).
+    """
     folder = Path(path)
     predictor = artefact.predictor
+    predictor.check_usable()
     files = read_upload(artefact.upload)
-    model_file = folder / (posixpath.basename(files.model_key) if files.format == "tflite" else MODEL_NAME)
-    folder.mkdir(parents=True, exist_ok=False)
-    if files.format == "tfjs":
-        predictor.model.save(model_file)  # HDF5, read back by load_teachable_model
-    else:
-        model_file.write_bytes(files.model_bytes)
-    (folder / LABELS_NAME).write_text("".join(f"{i} {label}\n" for i, label in enumerate(predictor.labels)),
-                                      encoding="utf8")
-    return [model_file, folder / LABELS_NAME, folder]
+    name = posixpath.basename(files.model_key) if files.format == "tflite" else MODEL_NAME
+    if os.path.lexists(folder):
+        raise FerError(f"{folder} already exists; choose another name")
+    part = folder.with_name(f".{folder.name}.{secrets.token_hex(4)}.part")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        part.mkdir()
+    except OSError as exc:
+        raise write_error(folder, exc) from None
+    try:
+        if files.format == "tfjs":
+            predictor.model.save(part / name)  # HDF5, read back by load_teachable_model
+        else:
+            (part / name).write_bytes(files.model_bytes)
+        (part / LABELS_NAME).write_text("".join(f"{i} {label}\n" for i, label in enumerate(predictor.labels)),
+                                        encoding="utf8")
+        (part / SAVED_RECORD).write_text(json.dumps({"labels": list(predictor.labels)}, ensure_ascii=False,
+                                                    indent=1) + "\n", encoding="utf8")
+        os.rename(part, folder)
+    except BaseException as exc:
+        shutil.rmtree(part, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise write_error(folder, exc) from None
+        raise
+    return [folder / name, folder / LABELS_NAME, folder / SAVED_RECORD, folder]
+
+
+def _check_saved_order(path: Path, files: ExportFiles) -> None:
+    """Refuse a saved model whose labels.txt no longer lists its classes in the order it was saved
+    with (``SAVED_RECORD``): the outputs would silently count as other emotions."""
+    if path.suffix.lower() == ".zip" or files.labels is None:
+        return
+    record = (path if path.is_dir() else path.parent) / SAVED_RECORD
+    if not os.path.lexists(record):  # an export folder, or a model saved before the record existed
+        return
+    saved = read_json_file(record, MAX_LABELS_BYTES, "save the model again from the Teachable Machine page",
+                           what="saved class order")
+    labels = saved.get("labels") if isinstance(saved, dict) else None
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ModelFileError(f"{record}: no 'labels' list of class names in it; save the model again from the "
+                             "Teachable Machine page")
+    if tuple(labels) != tuple(files.labels):
+        raise ModelFileError(f"{files.labels_name}: lists the classes as {', '.join(files.labels)}, but the model "
+                             f"was saved with {', '.join(labels)}; restore that order (the outputs follow it)")
 
 
 def _load(path: Path, entry) -> TeachablePredictor:
     if path.name == TFJS_NAME and path.is_file():  # a TensorFlow.js export named by its model.json
         path = path.parent
-    predictor = load_teachable(path, name=entry.name, mapping=entry.mapping)
+    files = read_export(path)
+    _check_saved_order(path, files)
+    predictor = predictor_from_export(files, entry.mapping, entry.name)
     imported = (entry.extra or {}).get("format")
     if imported in FORMAT_LABELS:  # a TensorFlow.js import is stored as keras_model.h5
         predictor.format = imported

@@ -113,9 +113,11 @@ def _decode(buffer: bytes, offset: int, weight: dict, shape: tuple[int, ...], na
     """One weight's float32 values at ``offset`` (dequantized if stored quantized) and its size."""
     quant = weight.get("quantization")
     dtype = weight.get("dtype", "float32")
+    if not isinstance(dtype, str):  # a list or an object: no dtype name (and not hashable)
+        raise ModelFileError(f"{source}: weight {name} has a dtype that is not text ({str(dtype)[:40]!r}); {hint}")
     if quant is not None:
         qtype = quant.get("dtype") if isinstance(quant, dict) else None
-        if qtype not in _QUANTIZED_DTYPES or dtype != "float32":
+        if not isinstance(qtype, str) or qtype not in _QUANTIZED_DTYPES or dtype != "float32":
             raise ModelFileError(f"{source}: weight {name} is quantized as {qtype!r}; only uint8, uint16 and "
                                  f"float16 quantization load here; {hint}")
         stored = np.dtype(_QUANTIZED_DTYPES[qtype])
