@@ -26,12 +26,19 @@ _ALIASES: dict[str, str] = {
     "화남": "angry", "분노": "angry", "혐오": "disgust", "두려움": "fear", "공포": "fear",
     "행복": "happy", "기쁨": "happy", "무표정": "neutral", "중립": "neutral", "슬픔": "sad",
     "놀람": "surprise", "놀라움": "surprise",
+    # adjective and everyday forms Korean class names use ("화가 난", "웃는 얼굴"); spaces are dropped
+    "화난": "angry", "화가난": "angry", "화남얼굴": "angry", "화난얼굴": "angry", "혐오감": "disgust",
+    "역겨움": "disgust", "역겨운": "disgust", "무서움": "fear", "무서운": "fear", "겁먹은": "fear",
+    "행복한": "happy", "기쁜": "happy", "웃음": "happy", "웃는얼굴": "happy", "웃는": "happy",
+    "무표정한": "neutral", "보통": "neutral", "평온": "neutral", "슬픈": "sad", "슬픈얼굴": "sad",
+    "우는": "sad", "놀란": "surprise", "놀란얼굴": "surprise",
 }
 
 
 def normalize_emotion(name: str) -> str | None:
     """Map a label as people write it ("Happiness", " ANGER ") to this project's name, or None."""
-    key = unicodedata.normalize("NFC", str(name)).strip().lower().replace("-", "").replace("_", "")
+    key = unicodedata.normalize("NFC", str(name)).lower()
+    key = "".join(key.split()).replace("-", "").replace("_", "")
     return _ALIASES.get(key)  # NFC: macOS writes Korean file names decomposed (NFD)
 
 

@@ -121,6 +121,10 @@ def test_emotion_names_and_aliases():
     assert normalize_emotion("ANGER") == "angry"
     assert normalize_emotion("sadness") == "sad"
     assert normalize_emotion("bored") is None
+    # Korean class names as Teachable Machine users write them: adjective forms, with spaces
+    assert normalize_emotion("화가 난") == "angry"
+    assert normalize_emotion("웃는 얼굴") == "happy"
+    assert normalize_emotion("슬픈") == "sad" and normalize_emotion("놀란 얼굴") == "surprise"
     assert emotion_from_filename("angry001") == "angry"
     assert emotion_from_filename("Surprised_3") == "surprise"
     assert emotion_from_filename("img_001") is None
