@@ -350,6 +350,9 @@ def cmd_extract(args) -> int:
         if args.engine == "ray" or args.crops:
             raise FerError(f"{args.folder}: --engine ray and --crops are for folders of images, not a video")
         return _extract_video(args)
+    if Path(args.folder).is_file():  # a video of another format (MKV, M4V) is not a folder either
+        raise FerError(f"{args.folder}: not a folder of images or a video this reads; give a folder, or a video "
+                       "file (MP4, MOV, AVI or WebM; convert others to MP4)")
     if args.fps is not None:
         raise FerError(f"{args.folder}: --fps is for a video file (MP4, MOV, AVI or WebM), not a folder of images")
     if args.engine == "ray":
@@ -413,7 +416,7 @@ def _print_reasons(failed) -> None:
 def _extract_video(args) -> int:
     """``extract video.mp4 --fps 10``: a row per sampled frame and face, with ``time_s``."""
     from .measure.extract import default_workers
-    from .measure.video import DEFAULT_FPS, extract_video
+    from .measure.video import DEFAULT_FPS, extract_video, frame_rows
 
     if args.backend != "mediapipe" or args.mask:
         raise FerError(f"{args.folder}: videos are measured with the embedded MediaPipe, without --mask or --backend")
@@ -421,10 +424,14 @@ def _extract_video(args) -> int:
     table = extract_video(args.folder, fps=fps, workers=args.workers or default_workers(),
                           name=Path(args.folder).name, progress=_tqdm_progress("video chunks"))
     _write_local_table(table, args.out)
-    frames = table["time_s"].nunique()
+    decoded = frame_rows(table)  # rows of stretches never decoded are no frames
+    frames = table.loc[decoded, "time_s"].nunique()
     failed = table[table["success"] == 0]
+    unread = int((~decoded).sum())
     print(f"{frames} frames at {fps:g} fps, {int(table['success'].sum())} faces -> {args.out}; "
-          f"{len(failed)} frames without a face or unreadable", file=sys.stderr)
+          f"{len(failed) - unread} frames without a face or unreadable"
+          + (f"; {unread} {'stretch' if unread == 1 else 'stretches'} of the video without frames" if unread else ""),
+          file=sys.stderr)
     _print_reasons(failed)
     return 0
 
@@ -548,7 +555,7 @@ def cmd_mask(args) -> int:
     except OSError as exc:
         raise FerError(f"{printable(str(out))}: cannot be made a folder ({one_line(exc)}); give --out a folder") from None
     failures = [(s.file, s.reason) for s in listing.skipped]
-    written, shrunk = 0, 0
+    written, shrunk, bare = 0, 0, 0
     # Each masked photo is written as it arrives and dropped: a folder of large photos never
     # waits in memory.
     for i, result in iter_tasks([("mask", str(it.path), args.style, args.seed) for it in items],
@@ -567,6 +574,7 @@ def cmd_mask(args) -> int:
             failures.append((rel, f"could not be written ({one_line(exc)})"))
             continue
         written += 1
+        bare += bool(result.bare)
         with contextlib.suppress(OSError), Image.open(it.path) as source:  # turned by EXIF: same sides
             shrunk += sorted(source.size) != sorted(image.size)
     failures_csv = out / "mask_failures.csv"
@@ -577,8 +585,12 @@ def cmd_mask(args) -> int:
             csv.writer(fh).writerows([("file", "reason"), *failures])
     else:
         failures_csv.unlink(missing_ok=True)  # an earlier run's list would no longer be true
-    print(f"{written} of {len(items)} images masked ({args.style}, seed {args.seed}) -> {out}"
+    total = len(items) + len(listing.skipped)  # files the listing skipped count too: the totals add up
+    print(f"{written} of {total} images masked ({args.style}, seed {args.seed}) -> {out}"
           + (f"; {len(failures)} not masked, listed in {failures_csv}" if failures else ""), file=sys.stderr)
+    if bare:
+        print(f"  {bare} images hold a smaller face the mask could not be placed on; it was left bare",
+              file=sys.stderr)
     if shrunk:
         print(f"  {shrunk} images over {MAX_DECODE_SIDE} pixels a side were decoded, masked and written at a "
               "reduced size", file=sys.stderr)
@@ -621,23 +633,33 @@ def cmd_mask_report(args) -> int:
 
     refs, classes, items = _models_and_test_set(args)
     report = run_mask_report(refs, items, classes=classes, style=args.style, seed=args.seed,
-                             workers=args.workers or default_workers(), progress=_fraction_progress("mask report"))
+                             workers=args.workers or default_workers(), progress=_fraction_progress("mask report"),
+                             root=args.images)
     if report.original.failed_models:
         for line in report.original.failed_models:
             print(f"model left out: {line}", file=sys.stderr)
+    for line in report.original.unreadable:
+        print(f"skipped: {line}", file=sys.stderr)
     for line in report.unmaskable:
         print(f"not masked: {line}", file=sys.stderr)
+    if report.not_placed:
+        print(f"{report.not_placed} of them: the face mesh was fitted badly, so a mask drawn from it would have "
+              "left the mouth visible", file=sys.stderr)
+    for line in report.reasons_failed:
+        print(f"reasons left out: {line}", file=sys.stderr)
     _print_left_out(report.original, chosen=bool(classes))
     if args.json:
         print(json.dumps(report.to_dict()))
         return 0
     print(f"{report.original.n} faces, with and without a {args.style} mask")
-    print(f"{'model':28s} {'original':>9s} {'masked':>7s}  per emotion (original -> masked)")
+    print(f"{'model':28s} {'original':>9s} {'masked':>7s} {'McNemar p':>9s}  per emotion (original -> masked)")
     for name in report.names:
         a, b = report.original.reports[name], report.masked.reports[name]
         per = ", ".join(f"{e} {a.per_class[e].accuracy or 0:.2f}->{b.per_class[e].accuracy or 0:.2f}"
                         for e in report.original.classes if a.per_class[e].n)
-        print(f"{name:28s} {a.accuracy:9.3f} {b.accuracy:7.3f}  {per}")
+        print(f"{name:28s} {a.accuracy:9.3f} {b.accuracy:7.3f} {report.paired_test(name).p_value:9.4f}  {per}")
+    if report.empty_classes:
+        print(f"no images of {', '.join(report.empty_classes)} could be masked", file=sys.stderr)
     return 0
 
 
@@ -699,8 +721,9 @@ def cmd_compare(args) -> int:
     from .measure.extract import default_workers
 
     refs, classes, items = _models_and_test_set(args)
-    if args.report:
-        fileio.output_path(args.report)  # a bad path fails now, not after the comparison
+    for out in (args.csv, args.report):  # a bad path fails now, not after every model has run
+        if out:
+            fileio.output_path(out)
     comparison = run_comparison(refs, items, classes=classes, workers=args.workers or default_workers(),
                                 progress=_fraction_progress("predicting"))
     for line in comparison.failed_models:  # the others' results are kept; the exit status says it (2)
@@ -710,28 +733,37 @@ def cmd_compare(args) -> int:
     for line in comparison.several_faces:
         print(f"several faces: {line}", file=sys.stderr)
     _print_left_out(comparison, chosen=bool(classes))
-    if args.csv:
-        fileio.write_frame(comparison.table, args.csv)
+    if args.csv:  # the table the dashboard's predictions download gives: files relative to --images
+        from .figures.compare import predictions_frame
+
+        fileio.write_frame(predictions_frame(comparison.table, comparison.names, args.images), args.csv)
     if args.report:
-        _write_compare_report(args, comparison)
+        _write_compare_report(args, comparison, refs)
     status = 2 if comparison.failed_models else 0  # the others' results are given, the failure said
     if args.json:
         print(json.dumps(comparison.to_dict()))
         return status
     for report in comparison.reports.values():
         _print_report(report)
-    for pair in comparison.mcnemar:
-        print(f"McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
-              f"p = {pair.p_value:.4f}")
+    if comparison.mcnemar:
+        from .evaluation.metrics import holm_adjusted
+        from .figures.compare import p_text
+
+        adjusted = holm_adjusted([pair.p_value for pair in comparison.mcnemar])
+        for pair, p_holm in zip(comparison.mcnemar, adjusted):
+            print(f"McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
+                  f"p = {p_text(pair.p_value)}, Holm-adjusted p = {p_text(p_holm)}")
     return status
 
 
-def _write_compare_report(args, comparison) -> None:
-    """compare --report: the dashboard's HTML report, with the manifest entries of the models named."""
-    from .evaluation.report import ReportSettings, comparison_report_html, write_report
-    from .manifest import read_manifest
+def _write_compare_report(args, comparison, refs: list[str] | None = None) -> None:
+    """compare --report: the dashboard's HTML report, with the manifest entries of the models
+    given (``registered_entries``; ``refs``: --models as given, else the manifest's models)."""
+    from .evaluation.report import ReportSettings, comparison_report_html, registered_entries, write_report
 
-    entries = [e for e in read_manifest() if e.name in comparison.names]
+    if refs is None:
+        refs = _model_refs(getattr(args, "models", None) or [])
+    entries = registered_entries(refs, comparison.names)
     settings = ReportSettings.now(f"{args.images} (python -m fer_core compare)", args.images)
     path = write_report(args.report, comparison_report_html(comparison, settings, entries, lang=args.lang))
     print(f"report: {path}", file=sys.stderr)

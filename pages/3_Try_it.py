@@ -463,7 +463,7 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
     time with its explanation, and the per-frame table as CSV."""
     from fer_core.au_table import AU_COLUMNS, au_label
     from fer_core.measure.tasks import NO_FACE_REASON
-    from fer_core.measure.video import VIDEO_TYPES, emotion_over_time
+    from fer_core.measure.video import VIDEO_TYPES, emotion_over_time, frame_rows
 
     upload = st.file_uploader(t("try_it.video_upload"), type=list(VIDEO_TYPES), key="try_video",
                               help=t("try_it.video_upload_help", max=f"{VIDEO_MAX_S / 60:.0f}",
@@ -485,17 +485,19 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
         return
     path, table = kept
     firsts = table[table["face"] == 0].reset_index(drop=True)
+    # rows of stretches never decoded have no frame to count, show or pick
+    decoded = firsts[frame_rows(firsts)].reset_index(drop=True)
     measured = int((firsts["success"] == 1).sum())
-    st.caption(t("try_it.video_found", frames=len(firsts), faces=measured, fps=f"{fps:g}"))
+    st.caption(t("try_it.video_found", frames=len(decoded), faces=measured, fps=f"{fps:g}"))
     if not measured:
         reasons = firsts["reason"].fillna("").astype(str)
         other = reasons[~reasons.str.startswith(NO_FACE_REASON)]
         if other.empty:
             show_error(t("try_it.video_no_face", name=name), warning=True)
         else:  # the video could not be read: say why, not "no face"
-            show_error(f"{name}: {other.value_counts().index[0]}")
+            show_error(message(other.value_counts().index[0]), prefix=name)
         return
-    times = firsts["time_s"].round(3).tolist()
+    times = decoded["time_s"].round(3).tolist()
     chosen = st.session_state.get("try_video_time")
     marked = chosen if chosen in times else None
     events = []
@@ -520,7 +522,11 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
         events.append(st.plotly_chart(fig, key="try_video_au_lines", on_select="rerun", selection_mode="points"))
     video_downloads(name, table, probs)
     when = pick_time(times, events)
-    at, rgb = decoded_frame(path, digest(data), when)
+    try:
+        at, rgb = decoded_frame(path, digest(data), when, name)
+    except FerError as exc:  # the file changed or broke since it was measured: say so, keep the charts
+        show_error(exc)
+        return
     result, _ = frame_result(name, digest(data), at, rgb, model, model_key)
     followed = charted_face(firsts, at, result.faces)
     if followed is not None:
@@ -541,15 +547,16 @@ def charted_face(firsts: pd.DataFrame, at: float, faces: list) -> int | None:
     return face_order(faces).index(nearest_face(faces, rows.iloc[0][list(AU_COLUMNS)].to_numpy(dtype=float))) + 1
 
 
-def decoded_frame(path: Path, video: str, when: float):
+def decoded_frame(path: Path, video: str, when: float, name: str):
     """``frame_at``, kept for the last few times chosen: a video with few keyframes decodes
-    seconds of frames to reach one, and every click on the page runs this again."""
+    seconds of frames to reach one, and every click on the page runs this again. Errors name
+    the upload (``name``), not its temporary file."""
     from fer_core.measure.video import frame_at
 
     frames: dict = st.session_state.setdefault("try_video_decoded", {})
     key = (video, when)
     if key not in frames:
-        frames[key] = frame_at(path, when)
+        frames[key] = frame_at(path, when, label=name)
         while len(frames) > 8:
             frames.pop(next(iter(frames)))
     return frames[key]

@@ -258,6 +258,8 @@ class FakeContainer:
         host = {v["bind"]: Path(k) for k, v in self.volumes.items()}
         in_dir, out_dir = host[f"{BIN_DIR}/input"], host[f"{BIN_DIR}/processed"]
         self.inputs = sorted(p.name for p in in_dir.iterdir())
+        if self.mode == "no-output":  # the output folder never reached the container: nothing comes back
+            return
         limit = 1 if self.mode == "crash" else None
         for k, name in enumerate(self.inputs[:limit]):
             stem = Path(name).stem
@@ -308,7 +310,12 @@ class FakeClient:
     def get(self, name):
         if not self.has_image:
             raise docker.errors.ImageNotFound(f"No such image: {name}")
+        if self.mode == "lookup-fails":
+            raise docker.errors.APIError("500 Server Error: Internal Server Error")
         return object()
+
+    def pull(self, repo, tag=None):
+        raise docker.errors.APIError(f"pull access denied for {repo}, repository does not exist")
 
     def create(self, image, command, volumes=None, working_dir=None, **kwargs):
         """docker-py's ``containers.create``: the container exists (and must be removed) before it starts."""
@@ -533,3 +540,55 @@ def test_openface_cannot_measure_under_a_drawn_mask(tmp_path, capsys):
     assert main(["extract", str(tmp_path), "--backend", "openface-docker", "--mask", "surgical",
                  "--out", str(tmp_path / "o.csv")]) == 2
     assert "--mask draws masks for the embedded MediaPipe" in capsys.readouterr().err
+
+
+def test_a_merged_table_in_openface_columns_is_one_image_per_first_face():
+    """Rows of face 0 one after another, without a file column, are images of their own (a merged
+    table of OpenFace's per-image rows): five rows were one image, four left out as later faces."""
+    rows = [f"0, 0.98, {label}, " + ", ".join(["0.5"] * 17) for label in ("happy", "sad", "angry", "happy", "sad")]
+    rows.insert(2, "1, 0.91, sad, " + ", ".join(["1.5"] * 17))  # the second image has two faces
+    table = read_au_table(io.BytesIO("\n".join([f"face, confidence, emotion, {R_HEADER}", *rows]).encode()))
+    assert table["file"].tolist() == ["uploaded CSV#1", "uploaded CSV#2", "uploaded CSV#2", "uploaded CSV#3",
+                                      "uploaded CSV#4", "uploaded CSV#5"]
+    assert table["face"].tolist() == [0, 0, 1, 0, 0, 0]
+    chosen = au_table.select(table)
+    assert chosen.n == 5 and chosen.left_out == {"later faces of an image": 1}  # the second face of image 2
+
+
+def test_a_run_that_writes_no_csv_at_all_says_where_to_look(tmp_path, images):
+    """OpenFace exits cleanly and not one CSV comes back (the folder is not shared with Docker, or
+    the engine is on another machine): every image was "OpenFace found no face"."""
+    work = tmp_path / "work"
+    work.mkdir()
+    table = OpenFaceDocker(client=FakeClient(mode="no-output"), work_dir=work).extract(images)
+    assert_schema(table)
+    sent = table[~table["file"].str.endswith("broken.jpg")]
+    assert set(sent["reason"]) == {f"OpenFace wrote no CSV at all: no face in any image, or its output did not "
+                                   f"reach this machine; check that Docker may share {work} with containers"}
+    assert leftovers(work) == []
+
+
+def test_docker_messages_read_in_korean(tmp_path, images):
+    """Every line the Docker backend can end in, as it writes it, in Korean (four were English)."""
+    from apptest_helpers import english_left
+
+    from fer_core import i18n
+
+    lines = [OpenFaceDocker()._engine_message(PermissionError("Permission denied")),
+             OpenFaceDocker(client=FakeClient(mode="lookup-fails")).status()[1]]
+    for backend, call in ((OpenFaceDocker(client=FakeClient()), "pull"),
+                          (OpenFaceDocker(client=FakeClient(mode="start-fails"), work_dir=tmp_path), "extract")):
+        with pytest.raises(DockerUnavailable) as caught:
+            backend.pull() if call == "pull" else backend.extract(images)
+        lines.append(str(caught.value))
+    (tmp_path / "processed").mkdir()  # OpenFace wrote nothing for these images
+    lines += sorted(set(import_openface_dir(tmp_path / "processed", labels_from=images)["reason"]))
+    lines += ["OpenFace wrote no CSV at all: no face in any image, or its output did not reach this machine; "
+              "check that Docker may share /tmp with containers", "x.jpg: OpenFace output unreadable (x)"]
+    with i18n.using_language("ko"):
+        korean = [i18n.message(line) for line in lines]
+    engine_says = ("APIError: 500 Server Error: Internal Server Error", "APIError: Mounts denied: the path is not "
+                   "shared from the host", "APIError: pull access denied for algebr/openface, repository does not exist")
+    keep = (*engine_says, "algebr/openface:latest", "algebr/openface", "happy001", "x.jpg",
+            "`sudo usermod -aG docker $USER`", "`docker info`")
+    assert len(lines) == 7 and english_left(korean, keep) == [], list(zip(lines, korean))

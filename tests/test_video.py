@@ -167,13 +167,33 @@ def test_decoding_that_breaks_off_mid_chunk_is_one_row_where_it_broke(face_video
 
     monkeypatch.setattr(video, "sampled_frames", breaks_after_three)
     video._init_worker()
-    out = video._measure_chunk((str(face_video), 0.0, 2.0, 5.0, 4.0))
+    out = video._measure_chunk(video.ChunkTask(str(face_video), 0.0, 2.0, 5.0, 4.0, "face.mp4"))
     times = [t for t, _ in out]
     assert len(out) == 4 and times == sorted(times) and len(set(times)) == 4
     assert all(isinstance(m, list) for _, m in out[:3])
     at, reason = out[3]
     assert times[2] < at < times[2] + 1 / 5
     assert reason == f"damaged video data; no frames from {at:.2f} s to 2.00 s"
+
+
+def test_decoding_that_breaks_off_after_a_chunks_last_frame_loses_nothing(face_video, monkeypatch):
+    """Every sampling point of the chunk got its frame before decoding broke off: no row of frames
+    missing (it said "no frames from 2.10 s to 2.00 s" at fps 5 with its end past the chunk's),
+    and a row's time is rounded to the millisecond as frames' are."""
+    real = video.sampled_frames
+
+    def breaks_at_the_end(path, fps, start, end, **kw):
+        yield from real(path, fps, start, end, **kw)
+        raise video.VideoError("face.mp4: damaged video data")
+
+    monkeypatch.setattr(video, "sampled_frames", breaks_at_the_end)
+    video._init_worker()
+    out = video._measure_chunk(video.ChunkTask(str(face_video), 0.0, 2.0, 10.0, 4.0, "face.mp4"))
+    assert len(out) == 20 and all(isinstance(m, list) for _, m in out)
+    out = video._measure_chunk(video.ChunkTask(str(face_video), 1.2, None, 10.0, None, "face.mp4"))  # end unknown
+    at, reason = out[-1]
+    assert reason == f"damaged video data; no frames from {at:.2f} s to the end", "no file name: the row names it"
+    assert at == round(at, 3) and out[-2][0] < at < 4.0
 
 
 def test_a_phone_video_stored_sideways_is_measured_upright(tmp_path):
@@ -265,6 +285,268 @@ def test_bad_videos_are_one_line_errors(tmp_path):
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     with pytest.raises(video.VideoError, match="--fps must be above 0"):
         list(video.sampled_frames(fake, 0))
+
+
+# -- damaged, unusual and cut-off files: real files built here --------------------------------------
+def write_frames(path: Path, times: list[float], rate: int = 10, size: tuple[int, int] = (160, 120),
+                 codec: str = "libx264", audio_s: float | None = None, faststart: bool = False,
+                 noise: bool = False) -> Path:
+    """A video whose frames are at ``times`` (seconds; a stream can start late or have two frames
+    within a millisecond): flat grey, or random noise (``noise``: every frame a large packet), a
+    keyframe each ``rate`` frames; ``audio_s`` seconds of silent audio beside it."""
+    import fractions
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
+        stream = out.add_stream(codec, rate=rate, options={"g": str(rate)})
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        stream.codec_context.time_base = fractions.Fraction(1, 90000)
+        audio = None
+        if audio_s:
+            audio = out.add_stream("libopus" if path.suffix == ".webm" else "aac", rate=48000, layout="mono")
+        for t in times:
+            rgb = (rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8) if noise
+                   else np.full((size[1], size[0], 3), 90, np.uint8))
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = round(t * 90000), fractions.Fraction(1, 90000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if audio is not None:
+            step = audio.codec_context.frame_size or 960
+            fmt = "fltp" if "fltp" in [f.name for f in audio.codec.audio_formats] else "flt"
+            for k in range(0, int(audio_s * 48000), step):
+                silence = av.AudioFrame.from_ndarray(np.zeros((1, step), np.float32), format=fmt, layout="mono")
+                silence.sample_rate, silence.pts = 48000, k
+                for packet in audio.encode(silence):
+                    out.mux(packet)
+            for packet in audio.encode():
+                out.mux(packet)
+    return path
+
+
+def garble_keyframe(path: Path, at_s: float) -> Path:
+    """The keyframe packet nearest ``at_s`` overwritten with noise, as a damaged disk or a broken
+    copy leaves it (its first bytes kept)."""
+    with av.open(str(path)) as container:
+        packets = [(float(p.pts * p.time_base), p.pos, p.size) for p in container.demux(container.streams.video[0])
+                   if p.size and p.is_keyframe]
+    _, pos, size = min(packets, key=lambda p: abs(p[0] - at_s))
+    data = bytearray(path.read_bytes())
+    data[pos + 20: pos + size] = np.random.default_rng(1).integers(0, 256, size - 20, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def cut(path: Path, share: float, name: str) -> Path:
+    """The first ``share`` of a file's bytes, as a copy stopped early leaves it."""
+    data = path.read_bytes()
+    out = path.with_name(name)
+    out.write_bytes(data[: int(len(data) * share)])
+    return out
+
+
+def gaps(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of stretches without frames (by their words, as a reader of the table finds them)."""
+    return table[table["reason"].str.contains(r"; no frames from | \(frames from ", regex=True)]
+
+
+def test_a_webm_is_as_long_as_its_video_not_its_audio(tmp_path):
+    """WebM gives its video stream no length; the container's is its longest stream's. 3 s of
+    video beside 13 s of audio was a 13 s video: Try it's 5-minute limit measured the audio, and
+    a second chunk of "frames are missing" rows followed the real frames. A WebM cut off short
+    (its header says 6 s, its packets stop early) now says so, where it had no length to compare."""
+    clip = write_frames(tmp_path / "talk.webm", [i / 10 for i in range(30)], codec="libvpx", audio_s=13)
+    info = video.probe_video(clip)
+    assert info.duration_s == pytest.approx(3.0, abs=0.05) and info.expected_end_s == pytest.approx(3.0, abs=0.05)
+    table = video.extract_video(clip, fps=10)
+    assert len(table) == 30 and gaps(table).empty, gaps(table)["reason"].tolist()
+    whole = write_frames(tmp_path / "whole.webm", [i / 10 for i in range(60)], codec="libvpx", audio_s=6)
+    table = video.extract_video(cut(whole, 0.6, "cut.webm"), fps=2)
+    (reason,) = gaps(table)["reason"]
+    assert reason.startswith("the video ends at ") and " of its 6.01 s (cut short?); no frames from " in reason
+    assert table["time_s"].iloc[-1] < 4 and gaps(video.extract_video(whole, fps=2)).empty
+
+
+def test_an_audio_file_with_cover_art_is_not_a_video(tmp_path):
+    """An M4A/MP4 song carries its cover as a one-picture "video" stream (an attached picture):
+    it was measured as a 2 s still video, its chunks past the first failing to seek with "video
+    is corrupt". Now it holds no video; a seek that fails says so, not "corrupt"."""
+    song = tmp_path / "song.mp4"
+    with av.open(str(song), "w") as out:
+        audio = out.add_stream("aac", rate=48000, layout="mono")
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 64, 48, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        for packet in cover.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 128, np.uint8), format="rgb24")):
+            out.mux(packet)
+        for packet in cover.encode():
+            out.mux(packet)
+        step = audio.codec_context.frame_size
+        for k in range(0, 48000 * 2, step):
+            silence = av.AudioFrame.from_ndarray(np.zeros((1, step), np.float32), format="fltp", layout="mono")
+            silence.sample_rate, silence.pts = 48000, k
+            for packet in audio.encode(silence):
+                out.mux(packet)
+        for packet in audio.encode():
+            out.mux(packet)
+    with pytest.raises(video.VideoError, match="^song.mp4: holds no video stream; use MP4"):
+        video.probe_video(song, "song.mp4")
+    with av.open(str(song)) as container, pytest.raises(video.VideoError) as caught:
+        video._seek(container, container.streams.video[0], 1.0, "song.mp4")
+    assert str(caught.value).startswith("song.mp4: cannot seek in this video (")
+
+
+def test_a_damaged_keyframe_costs_its_own_stretch_not_the_rest(tmp_path):
+    """A keyframe at 4 s overwritten: decoding stopped there and the rest of the chunk (here the
+    whole video) was one row. Packets that fail are skipped, the frames after them measured, and
+    one row names the stretch really lost."""
+    clip = garble_keyframe(write_frames(tmp_path / "damaged.mp4", [i / 10 for i in range(80)], noise=True,
+                                        faststart=True), 4.0)
+    table = video.extract_video(clip, fps=5)
+    (row,) = gaps(table).itertuples()
+    assert row.reason.startswith("video is corrupt (") and 3 <= row.time_s < 4.5
+    lost_until = float(row.reason.split(" s to ")[1].split(" s")[0])
+    assert lost_until < 5, row.reason
+    frames = table.loc[video.frame_rows(table), "time_s"]
+    assert frames.max() >= 7.6 and len(frames) >= 40 - 1 - round((lost_until - row.time_s) * 5)
+    assert set(table.loc[video.frame_rows(table), "reason"]) == {"no face found"}
+
+
+def test_frames_a_millisecond_apart_and_a_frame_that_fails_are_rows_of_their_own(tmp_path, monkeypatch):
+    """Two frames 0.5 ms apart both sampled: MediaPipe's VIDEO mode refused the second's equal
+    timestamp, which cost the whole chunk (one row); and any other error of one frame did too.
+    Each frame now has its row, at a time of its own."""
+    clip = write_frames(tmp_path / "close.mp4", [0.0, 0.05, 0.1996, 0.2001, 0.3, 0.4, 0.5, 0.6])
+    table = video.extract_video(clip, fps=10)
+    assert table["time_s"].tolist() == pytest.approx([0.0, 0.2, 0.201, 0.3, 0.4, 0.5, 0.6])
+    assert set(table["reason"]) == {"no face found"}, set(table["reason"])
+    video._init_worker()
+    real = video._analyzer.detect_video_frame
+    calls = []
+
+    def fails_once(tracker, rgb, ms):
+        calls.append(ms)
+        if len(calls) == 3:
+            raise RuntimeError("CalculatorGraph::Run() failed: unexpected tensor shape")
+        return real(tracker, rgb, ms)
+
+    monkeypatch.setattr(video._analyzer, "detect_video_frame", fails_once)
+    out = video._measure_chunk(video.ChunkTask(str(clip), 0.0, None, 10.0, 0.7, "close.mp4"))
+    assert [m for _, m in out] == [[], [], "RuntimeError: CalculatorGraph::Run() failed: unexpected tensor shape",
+                                   [], [], [], []]
+    assert calls == sorted(set(calls))
+
+
+def test_a_cut_video_whose_times_start_late_says_it_was_cut(tmp_path):
+    """A clip taken from a longer recording starts at 3 s: cut short, it was compared with its
+    length (6 s), not with where it should end (9 s), and never said so."""
+    whole = write_frames(tmp_path / "late.mp4", [3 + i / 10 for i in range(60)], noise=True, faststart=True)
+    table = video.extract_video(cut(whole, 0.5, "late_cut.mp4"), fps=2)
+    (reason,) = gaps(table)["reason"]
+    assert "(cut short?)" in reason and " of its 9.00 s" in reason
+    assert table["time_s"].iloc[0] == pytest.approx(3.0)
+    info = video.probe_video(whole)
+    assert info.start_s == pytest.approx(3.0) and info.expected_end_s == pytest.approx(9.0, abs=0.01)
+
+
+def test_a_video_codec_without_a_decoder_is_one_line(tmp_path):
+    clip = write_video(tmp_path / "odd.avi", 1, rate=10, codec="mpeg4", size=(64, 48))
+    clip.write_bytes(clip.read_bytes().replace(b"FMP4", b"ZQZQ"))  # a codec tag FFmpeg has no decoder for
+    with pytest.raises(video.VideoError, match=r"^odd.avi: its video codec is not supported; convert it to MP4"):
+        video.probe_video(clip, "odd.avi")
+
+
+def test_reasons_name_the_file_the_person_gave_not_a_temporary_one(tmp_path):
+    """Try it measures a temporary copy: a damaged upload's row said
+    "/tmp/fer-video-…mp4: video is corrupt …"; it now names no path (the row's file is the name)."""
+    temp = garble_keyframe(write_frames(tmp_path / "fer-video-x1y2.mp4", [i / 10 for i in range(20)],
+                                        faststart=True), 0.0)
+    table = video.extract_video(temp, fps=5, name="clip.mp4")
+    (reason,) = gaps(table)["reason"]
+    assert reason.startswith("video is corrupt (") and "fer-video" not in reason
+    assert set(table["file"]) == {"clip.mp4"}
+
+
+def test_a_webm_at_its_own_frame_rate_keeps_every_frame(tmp_path):
+    """WebM stores times in whole milliseconds (frame 1 of 30 fps at 0.033 s, before 1/30 s):
+    --fps 30 kept 40 of its 60 frames."""
+    clip = write_frames(tmp_path / "r30.webm", [i / 30 for i in range(60)], rate=30, size=(64, 48), codec="libvpx")
+    times = [t for t, _ in video.sampled_frames(clip, 30)]
+    assert len(times) == 60
+    assert len([t for t, _ in video.sampled_frames(clip, 15)]) == 30
+
+
+def test_a_chunk_that_runs_out_of_time_says_what_to_do_for_a_video(face_video, monkeypatch):
+    """The pool's timeout advice is for an image ("try a smaller image"); a video's chunk says
+    to measure fewer frames per second or cut the video, in both languages."""
+    from fer_core.i18n import message, using_language
+    from fer_core.measure.workers import shared_pool
+
+    pool = shared_pool("video", 1, video._measure_chunk, video._init_worker)
+    monkeypatch.setattr(pool, "timeout_s", 0.05)
+    table = video.extract_video(face_video, fps=25)
+    (reason,) = table["reason"]
+    assert reason == ("took over 0.05 s and was stopped; measure fewer frames per second or cut the video "
+                      "(frames from 0.0 s to the end)")
+    with using_language("ko"):
+        assert english_left([message(reason)]) == []
+
+
+def test_video_messages_read_in_korean(face_video, tmp_path):
+    """Every line a video can end in, as fer_core writes it, in Korean: refusals of a file, of
+    --fps and of a frame size, rows of missing frames, chunks skipped, a frame asked past the end."""
+    from fer_core.i18n import message, using_language
+
+    lines = []
+    for call in (lambda: video.probe_video(tmp_path, "clip.mp4"), lambda: video._check_fps(0),
+                 lambda: video.frame_at(face_video, 99.0)):
+        with pytest.raises(video.VideoError) as caught:
+            call()
+        lines.append(str(caught.value))
+    for limit, value in (("FER_MAX_ASPECT", "1.2"), ("FER_MAX_SIDE", "300")):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(limit, value)
+            with pytest.raises(video.VideoError) as caught:
+                video.probe_video(face_video, "clip.mp4")
+            lines.append(str(caught.value))
+    lines += [
+        "clip.mp4: file is larger than 4 GB; cut the video first",
+        "clip.mp4: its video codec is not supported; convert it to MP4 (H.264)",
+        "clip.mp4: cannot seek in this video (x)",
+        "the video ends at 2.30 s of its 6.00 s (cut short?); no frames from 2.25 s to the end",
+        "frames are missing; no frames from 2.97 s to 12.00 s",
+        "video is corrupt (x); no frames from 9.75 s to 12.00 s",
+        "video is corrupt (x); no frames from 9.75 s to the end",
+        "the face detector crashed on this part of the video (signal 9); it was skipped (frames from 4.0 s to 8.0 s)",
+        "took over 300 s and was stopped; try a smaller image",
+    ]
+    with using_language("ko"):
+        korean = [message(line) for line in lines]
+    assert english_left(korean, ("clip.mp4", "MP4", "MOV", "AVI", "WebM", "H.264")) == [], list(zip(lines, korean))
+    assert korean[2] == "99.00초에 프레임이 없습니다. 동영상이 그보다 짧습니다"
+
+
+def test_extract_counts_frames_not_rows_and_names_the_video_formats_it_reads(tmp_path, capsys):
+    """The CLI's "N frames" counted the row of a cut-off video's missing frames as a frame; a video
+    of another format (MKV) was only "not a folder"."""
+    from fer_core.cli import main
+
+    whole = write_frames(tmp_path / "whole.mp4", [i / 10 for i in range(60)], noise=True, faststart=True)
+    clip = cut(whole, 0.6, "cut.mp4")
+    assert main(["extract", str(clip), "--fps", "2", "--out", str(tmp_path / "au.csv"), "--workers", "1"]) == 0
+    table = au_table.read(tmp_path / "au.csv")
+    frames = len(table) - len(gaps(table))
+    assert len(gaps(table)) == 1 and frames >= 5
+    err = capsys.readouterr().err
+    assert f"{frames} frames at 2 fps, 0 faces" in err and f"; {frames} frames without a face or unreadable; " \
+        "1 stretch of the video without frames" in err
+    mkv = tmp_path / "clip.mkv"
+    mkv.write_bytes(whole.read_bytes())
+    assert main(["extract", str(mkv), "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {mkv}: not a folder of images or a video this reads") and "MP4, MOV, AVI or WebM" in err
 
 
 MEMORY_PROBE = WRITER + textwrap.dedent('''
@@ -415,6 +697,28 @@ def test_try_it_video_in_korean(models_dir, face_video, uploads_dir):
     titles = [c["layout"]["title"]["text"] for c in charts(at)]
     assert f"시간에 따른 감정 확률 ({BUNDLED_AU_MODEL})" in titles
     assert english_left(page_texts(at) + titles, (BUNDLED_AU_MODEL, "face.mp4")) == []
+
+
+def test_try_it_offers_only_frames_it_decoded_to_explain(models_dir, tmp_path, uploads_dir):
+    """A cut-off video's row of missing frames sits at a time after its last frame (2.75 s of a
+    video whose frames end at 3.4 s, sampled to 2.5 s): the slider offered it, and choosing it
+    ended in "no frame at 2.75 s; the video is shorter", in English on the Korean page, where the
+    frame's panel was. The slider offers the frames that were decoded, and counts only those."""
+    whole = write_video(tmp_path / "whole.mp4", 6, rate=10, faststart=True)
+    clip = cut(whole, 0.6, "cut.mp4")
+    at = AppTest.from_file(TRY_IT)
+    at.query_params["lang"] = "ko"
+    run_app(at, T)
+    _upload_video(at, clip)
+    (_, table), = at.session_state["try_video_tables"].values()
+    (gap,) = gaps(table)["time_s"]
+    frames = sorted(set(table["time_s"]) - {gap})
+    slider = at.select_slider(key="try_video_time")
+    assert slider.options == [f"{v:.2f} s" for v in frames] and f"{gap:.2f} s" not in slider.options
+    assert f"초당 2장씩 {len(frames)}개 프레임을 추출했고" in " ".join(texts(at.caption))
+    slider.set_value(frames[-1])
+    run_app(at, T)
+    assert f"#### cut.mp4, {frames[-1]:.2f}초" in texts(at.markdown) and not at.error
 
 
 def test_try_it_keeps_two_videos_of_one_name_apart_and_says_why_a_video_is_unreadable(models_dir, tmp_path,

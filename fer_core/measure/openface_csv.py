@@ -144,6 +144,11 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
     files = [file] * n
     if "frame" in frame.columns and frame["frame"].nunique() > 1:
         files = [f"{file}#{_frame_id(v)}" for v in frame["frame"]]
+    elif "file" not in frame.columns and (faces == 0).sum() > 1:
+        # face 0 again: not one image's faces but a merged table of many images, each starting at
+        # its face 0 (read as one image, all but its first row were left out as later faces)
+        images = np.maximum(np.cumsum(faces == 0), 1)
+        files = [f"{file}#{k}" for k in images]
     if "file" in frame.columns:  # a table of many images (not one OpenFace CSV): its own names
         files = [printable(str(v)) if isinstance(v, str) and v.strip() else f for v, f in zip(frame["file"], files)]
     labels = [label] * n

@@ -264,6 +264,11 @@ class OpenFaceDocker:
 
     def _collect(self, items: list[LabeledImage], stems: dict[int, str], failed: dict[int, str],
                  out_dir: Path, run_reason: str) -> pd.DataFrame:
+        if stems and not run_reason and not any(out_dir.glob("*.csv")):
+            # a clean exit and not one CSV: likelier the folder never reached the container (Docker
+            # Desktop file sharing, a remote engine) than no face in any image
+            run_reason = (f"OpenFace wrote no CSV at all: no face in any image, or its output did not reach this "
+                          f"machine; check that Docker may share {out_dir.parent.parent} with containers")
         parts = []
         for i, it in enumerate(items):
             file = str(it.path)

@@ -10,8 +10,11 @@ running mode so faces are tracked from frame to frame.
 The video is cut into chunks of at most ``CHUNK_FRAMES`` sampled frames; each chunk is decoded
 and measured in a crash-isolated worker process (``workers.shared_pool``) with a fresh tracker
 (timestamps must increase). A native crash or a timeout costs that chunk's frames, reported as a
-failure row carrying the chunk's start time; a frame without a face is a failure row with its
-``time_s``. Memory stays flat however long the video: one decoded frame at a time per worker,
+failure row carrying the chunk's start time; a frame without a face (or any error of one frame)
+is a failure row with its ``time_s``. Packets are decoded one at a time, so a damaged stretch
+costs its own frames: a row says which stretch has none, as does a row after the last frame of
+a file cut short (compared with where the video stream should end, not the container's longest
+stream). Memory stays flat however long the video: one decoded frame at a time per worker,
 and rows of numbers in the caller.
 """
 
@@ -22,6 +25,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,7 +34,7 @@ from .. import au_table
 from ..errors import FerError, ImageError, one_line, printable
 from ..images import MAX_DECODE_SIDE, _check_size, _fit
 from .extract import measurement_of, measurements_of, rows_for_image
-from .workers import WorkerFailure, shared_pool
+from .workers import TIMEOUT_ADVICE, WorkerFailure, shared_pool
 
 VIDEO_TYPES: tuple[str, ...] = ("mp4", "mov", "avi", "webm")
 DEFAULT_FPS = 10.0
@@ -42,8 +46,21 @@ VIDEO_MAX_SIDE = min(1280, MAX_DECODE_SIDE)
 CHUNK_FRAMES = 120
 CHUNK_MAX_S = 60.0
 MAX_VIDEO_BYTES = int(os.environ.get("FER_MAX_VIDEO_BYTES", 4 << 30))
+# Packets in a row that fail to decode before a chunk gives up on the rest of itself: a damaged
+# stretch is skipped, a file of garbage is not read to its end packet by packet.
+MAX_BAD_PACKETS = 50
+# A file whose last packet (of any stream) ends this much before the end its header gives was cut off.
+CUT_SLACK_S = 0.5
+# Frames decoded after a failed packet within which the frames it cost show up as a hole in the
+# frame times (decoder threads and B-frame reordering delay them); none by then: the decoder hid it.
+FRAMES_AFTER_ERROR = 100
 SOURCE = "mediapipe-video"
+# How rows of frames that never came say so (``frame_rows`` tells them from sampled frames).
+GAP_MARK = "; no frames from "
+SKIPPED_MARK = " (frames from "
+VIDEO_TIMEOUT_ADVICE = "measure fewer frames per second or cut the video"
 _EPS = 1e-6
+_ATTACHED_PIC = 0x0400  # AV_DISPOSITION_ATTACHED_PIC: an audio file's cover art, not a video
 
 Progress = Callable[[int, int], None]
 ShouldStop = Callable[[], bool]
@@ -57,12 +74,25 @@ class VideoError(FerError):
 class VideoInfo:
     """What a video holds, read from its container before decoding."""
 
-    duration_s: float
+    duration_s: float  # the video stream's length (not the container's: audio may run longer)
     fps: float  # the stream's average frame rate (0 when unknown)
     width: int
     height: int
     codec: str
     stream_duration_s: float | None = None  # the video stream's own length, when its header gives one
+    start_s: float = 0.0  # the time of its first frame (a cut from a longer recording starts later)
+    expected_end_s: float | None = None  # where it should end: its header's end, else its last packet's
+
+
+class ChunkTask(NamedTuple):
+    """A worker's part of a video (picklable: it crosses to the worker process)."""
+
+    path: str
+    start: float
+    end: float | None  # None: to the end of the video
+    fps: float
+    expected_end: float | None  # where the video should end, to notice frames that never came
+    label: str  # the name the person knows the file by (not a temporary path)
 
 
 def _open(path: str | os.PathLike[str], label: str):
@@ -79,10 +109,24 @@ def _open(path: str | os.PathLike[str], label: str):
         container = av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise VideoError(f"{label}: not a readable video ({one_line(exc, 80)}); use MP4, MOV, AVI or WebM") from None
-    if not container.streams.video:
+    try:
+        _video_stream(container, label)
+    except VideoError:
         container.close()
-        raise VideoError(f"{label}: holds no video stream; use MP4, MOV, AVI or WebM")
+        raise
     return container
+
+
+def _video_stream(container, label: str):
+    """The first video stream that is a video: an audio file's cover art is a one-picture
+    "video" stream (attached picture) that would be measured as a long still video."""
+    streams = [s for s in container.streams.video if not int(getattr(s, "disposition", 0) or 0) & _ATTACHED_PIC]
+    if not streams:
+        raise VideoError(f"{label}: holds no video stream; use MP4, MOV, AVI or WebM")
+    decodable = [s for s in streams if s.codec_context is not None]
+    if not decodable:  # FFmpeg has no decoder for it: PyAV gives the stream no codec context
+        raise VideoError(f"{label}: its video codec is not supported; convert it to MP4 (H.264)")
+    return decodable[0]
 
 
 def _check_frame(width: int, height: int, label: str) -> None:
@@ -98,33 +142,77 @@ def _check_fps(fps: float | None) -> None:
         raise VideoError(f"--fps must be above 0 and at most {MAX_FPS:g}")
 
 
+def _slack(stream) -> float:
+    """How far before a point of the sampling grid a frame still counts as at it: WebM stores
+    times in whole milliseconds (a 30 fps frame at 0.033 s, not 1/30 s), so half a step of the
+    stream's time base, at most 1 ms."""
+    base = float(stream.time_base) if stream.time_base else 0.0
+    return min(0.5 * base + _EPS, 1e-3) if base else 1e-3
+
+
+def _scan(container, stream) -> tuple[float | None, float, float]:
+    """(first time, end) of the video stream's packets and the end of the file's last packet of
+    any stream, read without decoding: for containers (WebM) whose video stream has no length
+    of its own, where the container's is that of its longest stream (often the audio)."""
+    import av
+
+    first, video_end, file_end = None, 0.0, 0.0
+    try:
+        for packet in container.demux():
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is None or not packet.time_base:
+                continue
+            begins = float(ts * packet.time_base)
+            ends = float((ts + (packet.duration or 0)) * packet.time_base)
+            file_end = max(file_end, ends)
+            if packet.stream.index == stream.index:
+                video_end = max(video_end, ends)
+                first = begins if first is None else min(first, begins)
+    except av.FFmpegError:  # damaged further on: what was read stands, decoding will say the rest
+        pass
+    return first, video_end, file_end
+
+
 def probe_video(path: str | os.PathLike[str], label: str | None = None) -> VideoInfo:
-    """Duration, frame rate, size and codec; raises ``VideoError`` in one line. Where the
-    container does not say how long the video is, its packets are read (not decoded) to find out."""
+    """Duration, frame rate, size and codec; raises ``VideoError`` in one line. Where the video
+    stream does not say how long it is, its packets are read (not decoded) to find out."""
     import av
 
     label = label or printable(os.fsdecode(path))
     container = _open(path, label)
     try:
-        stream = container.streams.video[0]
+        stream = _video_stream(container, label)
         width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
         _check_frame(width or 1, height or 1, label)
         fps = float(stream.average_rate or stream.guessed_rate or 0)
-        own = float(stream.duration * stream.time_base) if stream.duration is not None and stream.time_base else None
+        base = stream.time_base
+        start = float(stream.start_time * base) if stream.start_time is not None and base else None
+        own = float(stream.duration * base) if stream.duration and base else None
         if own is not None:
-            duration = own
-        elif container.duration:
-            duration = container.duration / 1_000_000
+            start = start or 0.0
+            end = expected = start + own
         else:
-            duration = 0.0
-            for packet in container.demux(stream):
-                if packet.pts is not None and packet.time_base:
-                    duration = max(duration, float((packet.pts + (packet.duration or 0)) * packet.time_base))
-        return VideoInfo(duration, fps, width, height, stream.codec_context.name or "", own)
+            first, end, file_end = _scan(container, stream)
+            start = start if start is not None else (first or 0.0)
+            header = container.duration / 1_000_000 if container.duration else None
+            # the whole file (audio too) ends before its header says: cut off, not a short video track
+            expected = header if header is not None and file_end < header - CUT_SLACK_S else end
+        start = max(0.0, start)
+        return VideoInfo(max(0.0, end - start), fps, width, height, stream.codec_context.name or "", own,
+                         start, expected)
     except av.FFmpegError as exc:
         raise VideoError(f"{label}: video is corrupt ({one_line(exc, 80)})") from None
     finally:
         container.close()
+
+
+def _seek(container, stream, start_s: float, label: str) -> None:
+    import av
+
+    try:
+        container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
+    except av.FFmpegError as exc:  # the file may be whole: it cannot be entered midway
+        raise VideoError(f"{label}: cannot seek in this video ({one_line(exc, 80)})") from None
 
 
 def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS, start_s: float = 0.0,
@@ -132,41 +220,74 @@ def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS
                    label: str | None = None, seen: dict | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """(time in seconds, RGB uint8 frame) of the frames sampled at ``fps`` between ``start_s``
     and ``end_s``, decoded one at a time. A frame is taken when its presentation time reaches the
-    next point of the grid k / fps; so sampling does not depend on where a chunk starts.
-    ``fps`` None: every frame. ``seen`` (a dict) gets ``"until"``, where the last frame decoded
-    ends (sampled or not), and ``"reached_end"``, whether a frame reached ``end_s``."""
+    next point of the grid k / fps; so sampling does not depend on where a chunk starts. Times
+    are rounded to the millisecond and kept distinct (a later frame is never an earlier time).
+    ``fps`` None: every frame.
+
+    Packets are decoded one by one: a packet that fails to decode is skipped (up to
+    ``MAX_BAD_PACKETS`` in a row), so a damaged stretch costs its own frames, not the rest.
+    ``seen`` (a dict) gets ``"until"``, where the last frame decoded ends (sampled or not),
+    ``"reached_end"``, whether a frame reached ``end_s``, ``"next_t"``, the next time to sample,
+    ``"damaged"``, (from, to, why) of each stretch lost to packets that failed, and ``"error"``,
+    why the packets after the last frame decoded failed (frames lost up to the end)."""
     import av
 
     label = label or printable(os.fsdecode(path))
     _check_fps(fps)
+    seen = {} if seen is None else seen
     container = _open(path, label)
     try:
-        stream = container.streams.video[0]
+        stream = _video_stream(container, label)
         stream.thread_type = "AUTO"
+        slack = _slack(stream)
         if start_s > 0:
-            container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
+            _seek(container, stream, start_s, label)
         next_t = math.ceil(start_s * fps - _EPS) / fps if fps else start_s
+        seen["next_t"] = next_t
         fallback_t = 0.0
         step = 1 / float(stream.average_rate or fps or 25)  # a frame's length when it does not say
-        for frame in container.decode(stream):
-            t = float(frame.time) if frame.time is not None else fallback_t
-            fallback_t = t + step
-            if end_s is not None and t >= end_s - _EPS:
-                if seen is not None:
-                    seen["reached_end"] = True
-                break
-            if seen is not None:
-                lasts = float(frame.duration * stream.time_base) if frame.duration and stream.time_base else 0.0
-                seen["until"] = t + (lasts or step)
-            if t < next_t - _EPS:
+        bad, error, since_error, last_end, last_time = 0, None, 0, None, None
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as exc:
+                bad, error, since_error = bad + 1, f"video is corrupt ({one_line(exc, 80)})", 0
+                if bad >= MAX_BAD_PACKETS:
+                    raise VideoError(f"{label}: {error}") from None
                 continue
-            if fps:
-                next_t = (math.floor(t * fps + _EPS) + 1) / fps
-            _check_frame(frame.width, frame.height, f"{label} at {t:.2f} s")
-            w, h = (frame.width, frame.height)
-            if max(w, h) > max_side:
-                w, h = _fit((w, h), max_side)
-            yield round(t, 3), _upright(frame.to_ndarray(format="rgb24", width=w, height=h), frame)
+            for frame in frames:
+                bad = 0
+                t = float(frame.time) if frame.time is not None else fallback_t
+                fallback_t = t + step
+                if error is not None:
+                    # the frames of a failed packet are missed where they would have come out, which
+                    # decoder threads and frame reordering put some frames after the failure
+                    if (t > start_s + slack) if last_end is None else (t - last_end > 0.5 * step):
+                        seen.setdefault("damaged", []).append((start_s if last_end is None else last_end, t, error))
+                        error = None
+                    else:
+                        since_error += 1
+                        error = error if since_error < FRAMES_AFTER_ERROR else None  # concealed: nothing missing
+                if end_s is not None and t >= end_s - slack:
+                    seen["reached_end"] = True
+                    return
+                lasts = float(frame.duration * stream.time_base) if frame.duration and stream.time_base else 0.0
+                last_end = seen["until"] = t + (lasts or step)
+                if t < next_t - slack:
+                    continue
+                if fps:
+                    next_t = seen["next_t"] = (math.floor((t + slack) * fps + _EPS) + 1) / fps
+                _check_frame(frame.width, frame.height, f"{label} at {t:.2f} s")
+                w, h = (frame.width, frame.height)
+                if max(w, h) > max_side:
+                    w, h = _fit((w, h), max_side)
+                at = round(t, 3)
+                if last_time is not None and at <= last_time:  # two frames within a millisecond
+                    at = round(last_time + 0.001, 3)
+                last_time = at
+                yield at, _upright(frame.to_ndarray(format="rgb24", width=w, height=h), frame)
+        if error is not None:
+            seen["error"] = error
     except av.FFmpegError as exc:
         raise VideoError(f"{label}: video is corrupt ({one_line(exc, 80)})") from None
     finally:
@@ -180,18 +301,21 @@ def _upright(rgb: np.ndarray, frame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
-def frame_at(path: str | os.PathLike[str], time_s: float, max_side: int = VIDEO_MAX_SIDE) -> tuple[float, np.ndarray]:
+def frame_at(path: str | os.PathLike[str], time_s: float, max_side: int = VIDEO_MAX_SIDE,
+             label: str | None = None) -> tuple[float, np.ndarray]:
     """The first frame at or after ``time_s`` (the one a table row of that time was measured on)."""
-    for t, rgb in sampled_frames(path, None, max(0.0, time_s - 1e-3), None, max_side):
+    for t, rgb in sampled_frames(path, None, max(0.0, time_s - 1e-3), None, max_side, label=label):
         return t, rgb
     raise VideoError(f"no frame at {time_s:.2f} s; the video is shorter")
 
 
-def chunks_of(duration_s: float, fps: float) -> list[tuple[float, float | None]]:
-    """(start, end) of each chunk; the last one runs to the end of the video (end None)."""
-    length = max(1.0 / fps, min(CHUNK_MAX_S, CHUNK_FRAMES / fps))
-    n = max(1, math.ceil(duration_s / length - _EPS))
-    return [(i * length, (i + 1) * length if i < n - 1 else None) for i in range(n)]
+def chunks_of(duration_s: float, fps: float, start_s: float = 0.0) -> list[tuple[float, float | None]]:
+    """(start, end) of each chunk of a video whose frames run from ``start_s`` for ``duration_s``;
+    chunks begin on the sampling grid (k / fps), and the last one runs to the end (end None)."""
+    per = max(1, math.floor(min(CHUNK_FRAMES, CHUNK_MAX_S * fps) + _EPS))  # sampled frames a chunk
+    first = max(0, math.floor(start_s * fps + _EPS))
+    n = max(1, math.ceil(((start_s + duration_s) * fps - first) / per - _EPS))
+    return [((first + i * per) / fps, (first + (i + 1) * per) / fps if i < n - 1 else None) for i in range(n)]
 
 
 # -- the worker side -------------------------------------------------------------------------------
@@ -205,41 +329,63 @@ def _init_worker() -> None:
     _analyzer = shared_analyzer()
 
 
-def _measure_chunk(arg: tuple[str, float, float | None, float, float | None]) -> list[tuple[float, list[dict] | str]]:
+def _measure_chunk(task: ChunkTask) -> list[tuple[float, list[dict] | str]]:
     """Worker task: (time, measurements as cached or the reason the frame failed) of each frame
-    of one chunk, tracked by a landmarker of its own (timestamps restart with each chunk).
-    ``length``: the video stream's own length from its header (None when it gives none), to
-    notice frames that never came."""
-    path, start, end, fps, length = arg
+    of one chunk, in time order, tracked by a landmarker of its own (timestamps restart with each
+    chunk), and a row for each stretch of it whose frames never came. A frame that fails in any
+    way is a row of its own: the chunk's other frames are kept."""
     tracker = _analyzer.video_landmarker()
     out: list[tuple[float, list[dict] | str]] = []
     seen: dict = {}
+    broke = None
+    last_ms = -1
     try:
-        for t, rgb in sampled_frames(path, fps, start, end, seen=seen):
+        for t, rgb in sampled_frames(task.path, task.fps, task.start, task.end, label=task.label, seen=seen):
+            last_ms = max(round(t * 1000), last_ms + 1)  # MediaPipe's VIDEO mode: strictly increasing
             try:
-                faces = _analyzer.detect_video_frame(tracker, rgb, round(t * 1000))
+                faces = _analyzer.detect_video_frame(tracker, rgb, last_ms)
                 out.append((t, [measurement_of(f).to_cache() for f in faces]))
             except FerError as exc:
                 out.append((t, one_line(exc)))
+            except Exception as exc:  # MediaPipe's own errors: this frame's row, a fresh tracker after it
+                out.append((t, one_line(exc)))
+                tracker, stale = None, tracker
+                stale.close()
+                tracker = _analyzer.video_landmarker()
     except VideoError as exc:  # decoding broke off: one row where it did, saying what is missing
-        out.append(_gap_row(out, start, end, fps, one_line(exc)))
-    else:  # the decoder may also stop quietly at a cut-off file: frames missing, no error
-        until = seen.get("until", start)
-        expected = end if end is not None else length  # a chunk that reached its end is whole
-        if not seen.get("reached_end") and expected is not None and expected - until > max(2 / fps, 1.0):
-            why = (f"the video ends at {until:.2f} s of its {length:.2f} s (cut short?)" if end is None
-                   else "frames are missing")
-            out.append(_gap_row(out, start, end, fps, why))
+        broke = _unlabelled(one_line(exc), task.label)
     finally:
-        tracker.close()
-    return out
+        if tracker is not None:
+            tracker.close()
+    return sorted(out + _gap_rows(task, [t for t, _ in out], seen, broke), key=lambda row: row[0])
 
 
-def _gap_row(out: list, start: float, end: float | None, fps: float, why: str) -> tuple[float, str]:
-    """The row for the frames a chunk did not get, after the last one it measured."""
-    at = out[-1][0] + 0.5 / fps if out else start  # between sampled frames: no frame's time
-    until = f"{end:.2f} s" if end is not None else "the end"
-    return at, f"{why}; no frames from {at:.2f} s to {until}"
+def _unlabelled(text: str, label: str) -> str:
+    """A reason without the file's name in front: the row's ``file`` names it."""
+    return text[len(label) + 2:] if text.startswith(f"{label}: ") else text
+
+
+def _gap_rows(task: ChunkTask, sampled: list[float], seen: dict, broke: str | None) -> list[tuple[float, str]]:
+    """Rows for the stretches of a chunk whose frames did not come: damaged packets skipped
+    (where a whole sampling step went missing), and frames missing after the last one decoded
+    (decoding broke off, the file is cut short, or it stopped quietly before the chunk's end)."""
+    fps, start, end = task.fps, task.start, task.end
+    rows = []
+    for a, b, why in seen.get("damaged", []):
+        a, b = max(a, start), b if end is None else min(b, end)
+        if b - a > 1 / fps:
+            rows.append((round(a, 3), f"{why}{GAP_MARK}{a:.2f} s to {b:.2f} s"))
+    limit = end if end is not None else task.expected_end
+    until = seen.get("until", start)
+    why = broke
+    if why is None and not seen.get("reached_end") and limit is not None and limit - until > max(2 / fps, 1.0):
+        why = (seen.get("error") or (f"the video ends at {until:.2f} s of its {limit:.2f} s (cut short?)"
+                                     if end is None else "frames are missing"))
+    next_t = seen.get("next_t", start)
+    if why is not None and (limit is None or next_t < limit - 1e-3):  # a sampling point was lost
+        at = round((sampled[-1] + next_t) / 2 if sampled else start, 3)  # between sampled frames
+        rows.append((at, f"{why}{GAP_MARK}{at:.2f} s to " + (f"{end:.2f} s" if end is not None else "the end")))
+    return rows
 
 
 # -- the caller's side -----------------------------------------------------------------------------
@@ -248,17 +394,24 @@ def rows_for_frame(file: str, time_s: float, measured, label: str | None = None)
     return [{**r, "time_s": time_s, "source": SOURCE} for r in rows_for_image(file, label, measured)]
 
 
+def frame_rows(table: pd.DataFrame) -> pd.Series:
+    """Which rows are of sampled frames (a face, or the frame's own failure), not of a stretch of
+    the video that was never decoded (no frame there to show or count)."""
+    reasons = table["reason"].fillna("").astype(str)
+    return ~(reasons.str.contains(GAP_MARK, regex=False) | reasons.str.contains(SKIPPED_MARK, regex=False))
+
+
 def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, workers: int = 1,
                   name: str | None = None, label: str | None = None, progress: Progress | None = None,
                   should_stop: ShouldStop | None = None) -> pd.DataFrame:
     """AU table of a video: a row per sampled frame and face (``time_s``), ordered by time; a
     frame without a face, and every frame of a chunk whose worker crashed, as failure rows.
-    ``name`` is the ``file`` of every row (default: the path). Cancelling returns the chunks
-    finished so far."""
+    ``name`` is the ``file`` of every row (default: the path), and names the file in reasons.
+    Cancelling returns the chunks finished so far."""
     file = printable(name or os.fsdecode(path))
     info = probe_video(path, file)
     _check_fps(fps or 0.0)  # every frame (None) is for frame_at, not for a table
-    chunks = chunks_of(info.duration_s, fps)
+    chunks = chunks_of(info.duration_s, fps, info.start_s)
     pool = shared_pool("video", max(1, workers), _measure_chunk, _init_worker,
                        crash_message="the face detector crashed on this part of the video")
     parts: list[pd.DataFrame] = []
@@ -266,14 +419,16 @@ def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, worker
     if progress:
         progress(0, len(chunks))
     with pool.lock:
-        results = pool.imap_unordered([(os.fspath(path), s, e, fps, info.stream_duration_s) for s, e in chunks])
+        results = pool.imap_unordered([ChunkTask(os.fspath(path), s, e, fps, info.expected_end_s, file)
+                                       for s, e in chunks])
         try:
             for index, result in results:
                 rows: list[dict] = []
                 if isinstance(result, WorkerFailure):
                     start, end = chunks[index]
                     until = f"{end:.1f} s" if end is not None else "the end"
-                    rows = rows_for_frame(file, round(start, 3), f"{result} (frames from {start:.1f} s to {until})",
+                    why = str(result).replace(TIMEOUT_ADVICE, VIDEO_TIMEOUT_ADVICE)
+                    rows = rows_for_frame(file, round(start, 3), f"{why}{SKIPPED_MARK}{start:.1f} s to {until})",
                                           label)
                 else:
                     for t, measured in result:

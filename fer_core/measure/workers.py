@@ -30,6 +30,8 @@ from typing import Any
 from ..errors import FerError, one_line
 
 DEFAULT_TIMEOUT_S = 300.0
+# What a timed-out task's reason advises; a caller whose tasks are not images says its own.
+TIMEOUT_ADVICE = "try a smaller image"
 MAX_FAILED_STARTS = 3
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                "TF_NUM_INTEROP_THREADS")
@@ -219,7 +221,7 @@ class IsolatedPool:
                                                "check the installation (pip install -r requirements.txt)")
                         elif kind == "timeout":
                             yield job[0], WorkerFailure(f"took over {self.timeout_s:g} s and was stopped; "
-                                                        "try a smaller image")
+                                                        f"{TIMEOUT_ADVICE}")
                         else:
                             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                             yield job[0], WorkerFailure(f"{self.crash_message} ({how}); it was skipped")
