@@ -1,11 +1,14 @@
 """What a mask does to the measured AUs: the same FER2013 faces measured without and with a mask.
 
-Each face is measured, a mask is drawn from its landmarks (``fer_core.masks``), and the masked
-image is measured again. Printed per AU: the mean absolute change (0-5 scale), the correlation
-between the unmasked and masked values, and whether the AU is hidden (its intensity under the mask
-is invented by the blendshape model, not read from the face). Also: how many masked faces are still
-found, and drawing speed. The AUs whose values survive (small change, high correlation) are those
-an upper-face model may use; the rest are treated as unknown on masked faces.
+Each image goes through ``fer_core.masks.mask_and_measure``, as the product masks it: its faces are
+measured, a face the mask cannot be placed on is refused (counted), a mask is drawn from the
+landmarks and the masked image is measured again; a masked face the detector misses is measured
+where it was (so the sample is not biased towards faces still easy to find). Printed per AU: the
+mean absolute change (0-5 scale), the correlation between the unmasked and masked values, and
+whether the AU is hidden (its intensity under the mask is invented by the blendshape model, not
+read from the face). Also: how many faces were refused, how many masked faces the detector still
+finds, and the speed. The AUs whose values survive (small change, high correlation) are those an
+upper-face model may use; the rest are treated as unknown on masked faces.
 
 Run: python bench/mask_effect.py [--split val] [--per-class 100] [--style surgical] [--json]
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -25,8 +29,7 @@ from fer_core.au_table import AU_CODES
 from fer_core.config import fer_split_dir
 from fer_core.emotions import SIX_EMOTIONS
 from fer_core.images import list_images, load_image, sample_per_class
-from fer_core.masks import HIDDEN_AUS, draw_mask
-from fer_core.measure.extract import measure_faces
+from fer_core.masks import HIDDEN_AUS, MASK_NOT_PLACED_REASON, MaskedMeasure, mask_and_measure
 from fer_core.measure.landmarker import FaceAnalyzer
 
 
@@ -38,22 +41,24 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     items = sample_per_class(list_images(fer_split_dir(args.split), SIX_EMOTIONS), args.per_class, seed=0)
-    before, after, found, draw_s = [], [], 0, []
+    before, after, refused, no_face, found, seconds = [], [], 0, 0, 0, []
     with FaceAnalyzer() as analyzer:
         for it in items:
             rgb = load_image(it.path)
-            faces = measure_faces(analyzer, rgb, keep_landmarks=True)
-            if not faces:
-                continue
             t = time.perf_counter()
-            masked = draw_mask(rgb, faces[0].landmarks, args.style, seed=0)
-            draw_s.append(time.perf_counter() - t)
-            again = measure_faces(analyzer, masked)
-            if not again:
+            result = mask_and_measure(analyzer, rgb, args.style, seed=0)
+            seconds.append(time.perf_counter() - t)
+            if not isinstance(result, MaskedMeasure):
+                refused += result == MASK_NOT_PLACED_REASON
+                no_face += result != MASK_NOT_PLACED_REASON
                 continue
-            found += 1
-            before.append(faces[0].au_vector())
-            after.append(again[0].au_vector())
+            found += result.masked[0].method != "given"  # the detector found the masked face again
+            before.append(result.original[0].au_vector())
+            after.append(result.masked[0].au_vector())
+    if not before:
+        print(f"no face of {len(items)} {args.split} images could be masked ({refused} refused, {no_face} without "
+              "a face); nothing to compare", file=sys.stderr)
+        raise SystemExit(1)
     b, a = np.array(before), np.array(after)
     rows = []
     for j, code in enumerate(AU_CODES):
@@ -62,13 +67,15 @@ def main() -> None:
         rows.append({"au": code, "mean_abs_change": round(change, 3), "r": round(r, 3),
                      "mean_before": round(float(b[:, j].mean()), 3), "mean_after": round(float(a[:, j].mean()), 3),
                      "hidden": code in HIDDEN_AUS})
-    summary = {"images": len(items), "faces_masked": len(draw_s), "masked_faces_found": found, "masked_share_found": round(found / max(len(draw_s), 1), 3),
-               "draw_images_per_s": round(1 / float(np.mean(draw_s)), 1), "per_au": rows}
+    summary = {"images": len(items), "no_face": no_face, "refused": refused, "faces_masked": len(before),
+               "masked_faces_found": found, "masked_share_found": round(found / len(before), 3),
+               "images_per_s": round(len(seconds) / max(float(np.sum(seconds)), 1e-9), 1), "per_au": rows}
     if args.json:
         print(json.dumps(summary))
         return
-    print(f"{len(items)} {args.split} images, {len(draw_s)} faces masked, {found} still found under the mask "
-          f"({summary['masked_share_found']:.1%}); drawing {summary['draw_images_per_s']:.0f} images/s")
+    print(f"{len(items)} {args.split} images: {no_face} without a face, {refused} refused (the mask could not be "
+          f"placed), {len(before)} masked, {found} still found by the detector under the mask "
+          f"({summary['masked_share_found']:.1%}); {summary['images_per_s']:.0f} images/s masked and measured")
     print(f"{'AU':5} {'|change|':>8} {'r':>6} {'before':>6} {'after':>6}  hidden")
     for r in rows:
         print(f"{r['au']:5} {r['mean_abs_change']:8.3f} {r['r']:6.2f} {r['mean_before']:6.2f} {r['mean_after']:6.2f}  "

@@ -18,7 +18,7 @@ from fer_core.figures.masks import (
     shift_heatmap,
     summary_frame,
 )
-from fer_core.i18n import emotion_label, reason, t
+from fer_core.i18n import emotion_label, message, t
 from fer_core.masks import HIDDEN_AUS, HUMAN_FINDINGS, STYLES, VISIBLE_AUS
 from fer_core.measure.extract import default_workers
 from ui.common import (
@@ -47,6 +47,8 @@ def people_finding(key: str) -> str:
 
 
 def choose_mask() -> tuple[str, int]:
+    """The mask's style and seed; drawn on every run (also before a test set is chosen), so
+    Streamlit keeps the person's choice while they switch the test set's source."""
     c1, c2 = st.columns(2)
     # labels made during the run: AppTest formats options outside it, in the default language
     style = c1.selectbox(t("masks.mask"), list(STYLES), format_func={s: style_label(s) for s in STYLES}.__getitem__,
@@ -65,7 +67,9 @@ def show_summary(report: MaskReport) -> None:
         "masked": st.column_config.NumberColumn(t("masks.col_masked"), format="percent"),
         "drop": st.column_config.NumberColumn(t("masks.col_drop"), format="percent"),
         "original macro F1": st.column_config.NumberColumn(t("masks.col_original_f1"), format="%.3f"),
-        "masked macro F1": st.column_config.NumberColumn(t("masks.col_masked_f1"), format="%.3f")})
+        "masked macro F1": st.column_config.NumberColumn(t("masks.col_masked_f1"), format="%.3f"),
+        "McNemar p": st.column_config.NumberColumn(t("masks.col_mcnemar"), format="%.4f",
+                                                   help=t("masks.col_mcnemar_help"))})
     st.plotly_chart(masked_vs_original_bars(report), key="mask_bars")
 
 
@@ -74,12 +78,14 @@ def show_people(report: MaskReport) -> None:
     st.info(t("masks.people_line", source=HUMAN_FINDINGS["source"], summary=people_finding("summary")),
             icon=":material/groups:")
     rows = []
+    empty = set(report.empty_classes)  # every image unmaskable: nothing was read, no "no change"
     for emotion in report.original.classes:
         row = {t("masks.col_emotion"): emotion_label(emotion), t("masks.col_people"): people_finding(emotion)}
         for name in report.names:
             shift = report.shift(name).get(emotion, {})
             gained = {k: v for k, v in shift.items() if k != emotion and v > 0}
-            row[name] = (t("masks.read_as", emotion=emotion_label(max(gained, key=gained.get)),
+            row[name] = (t("masks.no_images") if emotion in empty else
+                         t("masks.read_as", emotion=emotion_label(max(gained, key=gained.get)),
                            points=f"{100 * max(gained.values()):.0f}") if gained else t("masks.no_new_confusion"))
         rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True)
@@ -117,26 +123,44 @@ def show_examples(report: MaskReport) -> None:
 
 def show_downloads(report: MaskReport) -> None:
     st.subheader(t("masks.download"))
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns(3)
     c1.download_button(t("masks.download_json"), json.dumps(report.to_dict(), indent=1).encode(),
                        file_name="mask_report.json", mime="application/json", key="mask_download_json",
                        icon=":material/download:")
     c2.download_button(t("masks.download_csv"), per_emotion_frame(report).to_csv(index=False).encode(),
                        file_name="mask_per_emotion.csv", mime="text/csv", key="mask_download_csv",
                        icon=":material/download:")
+    c3.download_button(t("masks.download_images_csv"), report.per_image_frame().to_csv(index=False).encode(),
+                       file_name="mask_per_image.csv", mime="text/csv", key="mask_download_images_csv",
+                       icon=":material/download:")
 
 
 def show_results(saved: dict, current: str | None) -> None:
     report: MaskReport = saved["report"]
     st.divider()
-    if current is not None and current != saved["signature"]:
+    if current != saved["signature"]:  # another choice, or none made yet (no test set)
         st.info(t("masks.stale"))
     st.caption(t("masks.result_line", description=saved["description"], n=f"{report.original.n:,}",
                  style=style_label(report.style), seed=report.seed))
     for problem in report.original.failed_models:
         show_error(problem, prefix=t("masks.left_out"), warning=True)
+    for problem in report.reasons_failed:
+        st.warning(t("masks.reasons_failed", problem=message(problem)))
     if report.unmaskable:
-        st.warning(t("masks.unmaskable", n=len(report.unmaskable), example=reason(report.unmaskable[0])))
+        st.warning(t("masks.unmaskable", n=len(report.unmaskable), example=message(report.unmaskable[0])))
+        if report.not_placed:
+            st.caption(t("masks.not_placed", n=report.not_placed))
+        with st.expander(t("masks.unmaskable_all", n=len(report.unmaskable))):
+            st.dataframe(pd.DataFrame({t("masks.col_problem"): [message(line) for line in report.unmaskable]}),
+                         hide_index=True)
+    unreadable = report.original.unreadable
+    if unreadable:
+        st.warning(t("compare.unreadable", n=len(unreadable), example=message(unreadable[0])))
+    if report.original.several_faces:
+        st.caption(t("compare.several_faces", n=len(report.original.several_faces),
+                     example=message(report.original.several_faces[0])))
+    if report.empty_classes:
+        st.caption(t("masks.empty_classes", emotions=", ".join(emotion_label(e) for e in report.empty_classes)))
     if report.original.skipped:
         st.caption(t("compare.skipped", n=sum(report.original.skipped.values()),
                      per_emotion=", ".join(f"{emotion_label(e)} {n:,}" for e, n in report.original.skipped.items())))
@@ -154,11 +178,18 @@ def main() -> None:
     saved: dict | None = st.session_state.get("mask_result")
     current = None
     try:
-        chosen = choose_test_set("mask")
-        entries = choose_models("mask") if chosen is not None else []
+        try:
+            chosen, problem = choose_test_set("mask"), None
+        except FerError as exc:  # a bad folder: said below the choices, which stay as they were
+            chosen, problem = None, exc
+        # Drawn on every run, with or without a test set: a widget not drawn on a run loses its
+        # value, so switching the source would reset the models, the style and the seed.
+        entries = choose_models("mask")
+        style, seed = choose_mask()
+        if problem is not None:
+            raise problem
         if chosen is not None and entries:
             items, root, description = chosen
-            style, seed = choose_mask()
             # None when the models share no emotion with the images: the report says so in one line
             classes = list(shared_classes([e.classes for e in entries if e.classes], {it.label for it in items})) or None
             current = f"{root}|{len(items)}|{[e.name for e in entries]}|{style}|{seed}"
@@ -166,7 +197,7 @@ def main() -> None:
                 bar, progress = fraction_bar()
                 try:
                     report = run_mask_report(entries, items, classes, style=style, seed=seed, progress=progress,
-                                             loader=load_predictor, workers=default_workers())
+                                             loader=load_predictor, workers=default_workers(), root=root)
                 finally:
                     bar.empty()
                 saved = {"report": report, "description": description, "signature": current}

@@ -116,6 +116,19 @@ def _load_all(models: Sequence, loader: Callable) -> tuple[list[Predictor], list
     return predictors, failed
 
 
+def check_model_names(predictors: Sequence[Predictor]) -> None:
+    """Refuse models that share a name or take one of the comparison table's own columns (one
+    would overwrite the other's answers, or the true labels): said as soon as they are loaded,
+    before any image is measured or masked."""
+    names = [p.name for p in predictors]
+    if len(set(names)) != len(names):
+        raise FerError(f"models share a name ({', '.join(names)}); give distinct models")
+    taken = [n for n in names if n in ("file", "label") or n.endswith((" p(true)", " correct"))]
+    if taken:  # the table's own columns: a model of that name would overwrite the true labels
+        raise FerError(f"a model is named {taken[0]!r}, which the comparison table uses for its own column; "
+                       "register it under another name (or rename its file)")
+
+
 def scored_images(predictors: Sequence[Predictor], items: Sequence[LabeledImage], classes: Sequence[str] | None
                   ) -> tuple[tuple[str, ...], list[LabeledImage], dict[str, int]]:
     """The emotions scored (``classes``, else those every model predicts and the images hold),
@@ -152,13 +165,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     predictors, failed = _load_all(models, loader or load_predictor)
     if not predictors:
         raise FerError("no model could be run: " + "; ".join(failed) if failed else "no models to compare")
-    names = [p.name for p in predictors]
-    if len(set(names)) != len(names):
-        raise FerError(f"models share a name ({', '.join(names)}); give distinct models")
-    taken = [n for n in names if n in ("file", "label") or n.endswith((" p(true)", " correct"))]
-    if taken:  # the table's own columns: a model of that name would overwrite the true labels
-        raise FerError(f"a model is named {taken[0]!r}, which the comparison table uses for its own column; "
-                       "register it under another name (or rename its file)")
+    check_model_names(predictors)
     classes, chosen, skipped = scored_images(predictors, items, classes)
     need_aus = any(p.inputs == "aus" for p in predictors)
     need_pixels = any(p.inputs == "pixels" for p in predictors)

@@ -5,23 +5,38 @@ masked image is measured again, in crash-isolated workers. Then the usual compar
 exactly the same images: once on the original faces, once on the masked ones (pixel models see the
 masked crop; AU models see the AUs a mask leaves visible, the hidden ones unknown). The report adds,
 per model, the confusion shift (for each true emotion, how the share of each answer moves under the
-mask) and, for the explaining models, which AUs carried their decisions before and after.
+mask), a paired test of right answers without and with the mask (McNemar) and, for the explaining
+models, which AUs carried their decisions before and after.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
-from ..errors import DatasetError, FerError, one_line
+from ..errors import DatasetError, FerError, one_line, printable
 from ..i18n import t
-from ..images import LabeledImage, load_image
-from ..masks import DEFAULT_STYLE, HIDDEN_AUS, HUMAN_FINDINGS, VISIBLE_AUS, MaskedMeasure, hide, style_of
+from ..images import LabeledImage, load_image, relative_file
+from ..masks import (
+    DEFAULT_STYLE,
+    HIDDEN_AUS,
+    HUMAN_FINDINGS,
+    MASK_NOT_PLACED_REASON,
+    VISIBLE_AUS,
+    MaskedMeasure,
+    hide,
+    style_of,
+)
 from ..predictors.base import FaceInput, Predictor
-from .compare import Comparison, _load_all, run_comparison, scored_images
+from .compare import Comparison, _load_all, check_model_names, run_comparison, scored_images
+from .metrics import McNemarResult, mcnemar
 
+log = logging.getLogger("fer_core")
 FractionProgress = Callable[[float, str], None]
 
 
@@ -31,37 +46,73 @@ class MaskReport:
     masked: Comparison
     style: str
     seed: int
-    unmaskable: list[str] = field(default_factory=list)  # images without a face to put a mask on
+    unmaskable: list[str] = field(default_factory=list)  # "happy/001.jpg: reason": no face, or the mask misses it
     reasons: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # model -> condition -> AU -> share
     examples: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)  # (file, face, masked)
+    reasons_failed: list[str] = field(default_factory=list)  # faces an explaining model could not explain
+    root: str | None = None  # the test set's folder: files are named relative to it
 
     @property
     def names(self) -> list[str]:
         return [n for n in self.original.names if n in self.masked.reports]
 
+    @property
+    def empty_classes(self) -> list[str]:
+        """Emotions scored with no image left (all unmaskable): no answer moved, none was given."""
+        present = set(self.original.table["label"])
+        return [c for c in self.original.classes if c not in present]
+
+    @property
+    def not_placed(self) -> int:
+        """Images whose face the mask could not be placed on (``masks.misplaced``)."""
+        return sum(line.endswith(f": {MASK_NOT_PLACED_REASON}") for line in self.unmaskable)
+
     def shift(self, name: str) -> dict[str, dict[str, float]]:
-        """For each true emotion: masked share minus original share of each answer (rows of the
-        row-normalised confusion matrices; "no face" is the last answer)."""
+        """For each true emotion with images: masked share minus original share of each answer
+        (rows of the row-normalised confusion matrices; "no face" is the last answer)."""
         out = {}
         for true in self.original.classes:
+            if true in self.empty_classes:
+                continue
             before, after = _answers(self.original, name, true), _answers(self.masked, name, true)
             out[true] = {k: round(after.get(k, 0.0) - before.get(k, 0.0), 4) for k in sorted(set(before) | set(after))}
         return out
 
+    def paired_test(self, name: str) -> McNemarResult:
+        """McNemar on the same images: right without the mask against right with it."""
+        return mcnemar(self.original.correct(name), self.masked.correct(name), "original", "masked")
+
+    def file_name(self, file: str) -> str:
+        """A file of the comparison tables as the report names it (relative to the test set)."""
+        return printable(relative_file(self.original.path_of(file), self.root))
+
+    def per_image_frame(self) -> pd.DataFrame:
+        """One row per image: file, label, and each model's answer without and with the mask
+        (empty where it found no face)."""
+        frame = pd.DataFrame({"file": [self.file_name(f) for f in self.original.table["file"]],
+                              "label": self.original.table["label"].to_numpy()})
+        for name in self.names:
+            frame[f"{name} original"] = self.original.table[name].to_numpy()
+            frame[f"{name} masked"] = self.masked.table[name].to_numpy()
+        return frame
+
     def to_dict(self) -> dict:
         """The ``mask-report --json`` output: per model the ``evaluate --json`` fields on the original
-        and the masked images, the shift, and for explaining models the AUs behind the decisions."""
+        and the masked images, the shift, the paired test, and for explaining models the AUs behind
+        the decisions; every image left out, and why."""
         models = {}
         for name in self.names:
             entry = {"original": self.original.reports[name].to_dict(), "masked": self.masked.reports[name].to_dict(),
-                     "shift": self.shift(name)}
+                     "shift": self.shift(name), "mcnemar": self.paired_test(name).to_dict()}
             if name in self.reasons:
                 entry["reasons"] = self.reasons[name]
             models[name] = entry
         return {"n": self.original.n, "classes": list(self.original.classes), "style": self.style, "seed": self.seed,
                 "hidden_aus": list(HIDDEN_AUS), "visible_aus": list(VISIBLE_AUS), "models": models,
-                "unmaskable": list(self.unmaskable), "skipped": list(self.original.unreadable),
-                "skipped_classes": dict(self.original.skipped),
+                "no_images": self.empty_classes, "unmaskable": list(self.unmaskable),
+                "mask_not_placed": self.not_placed, "skipped": list(self.original.unreadable),
+                "skipped_classes": dict(self.original.skipped), "several_faces": list(self.original.several_faces),
+                "failed_models": list(self.original.failed_models), "reasons_failed": list(self.reasons_failed),
                 "human_findings": dict(HUMAN_FINDINGS)}
 
 
@@ -73,11 +124,20 @@ def _answers(comparison: Comparison, name: str, true: str) -> dict[str, float]:
     return {k: float(v) for k, v in (answers.value_counts() / len(rows)).items()}
 
 
+def _face_reason(reason: str) -> bool:
+    """Whether a worker's failure is about the face (no face, the mask misses it, the detector
+    crashed) rather than about reading the file."""
+    from ..measure.tasks import CRASH_REASON, NO_FACE_REASON
+
+    return reason in (NO_FACE_REASON, MASK_NOT_PLACED_REASON, CRASH_REASON, "not measured")
+
+
 def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Sequence[str] | None = None,
                     style: str = DEFAULT_STYLE, seed: int = 0, workers: int = 1,
                     progress: FractionProgress | None = None, loader: Callable | None = None,
-                    examples: int = 6) -> MaskReport:
-    """Every model (names, entries or Predictors) on the same images, original and masked."""
+                    examples: int = 6, root: str | os.PathLike[str] | None = None) -> MaskReport:
+    """Every model (names, entries or Predictors) on the same images, original and masked. Files
+    are named relative to ``root`` (else to the folder holding them all)."""
     from ..measure.extract import iter_tasks
     from ..pipeline import PreparedFaces, face_crop
     from ..predictors.registry import load_predictor
@@ -88,22 +148,37 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     predictors, failed = _load_all(models, loader or load_predictor)
     if not predictors:
         raise FerError("no model could be run: " + "; ".join(failed) if failed else "no models to compare")
+    check_model_names(predictors)  # before minutes of masking, not after
     classes, chosen, skipped = scored_images(predictors, items, classes)
+    if root is None:
+        root = os.path.commonpath([str(it.path.parent) for it in chosen])
+
+    def name_of(it: LabeledImage) -> str:
+        return printable(relative_file(it.path, root))
+
     # Each masked photo is cut to its face as it arrives and dropped: only the crops are kept.
     faces: dict[int, tuple[FaceInput, FaceInput] | str] = {}
+    unreadable: dict[int, str] = {}
+    several: dict[int, str] = {}
     for i, measure in iter_tasks([("mask", str(it.path), style, seed) for it in chosen], workers,
                                  progress=lambda d, n: report(0.4 * d / max(n, 1), t(
                                      "loading.masking_faces", done=f"{d:,}", total=f"{n:,}"))):
         it = chosen[i]
         if not isinstance(measure, MaskedMeasure):
-            faces[i] = f"{it.path.name}: {measure or 'not measured'}"
+            reason = str(measure or "not measured")
+            if _face_reason(reason):
+                faces[i] = f"{name_of(it)}: {reason}"
+            else:  # the file could not be read: skipped, as compare skips it
+                unreadable[i] = f"{name_of(it)}: {reason}"
             continue
         first, again = measure.original[0], measure.masked[0]
         try:
-            face = face_crop(load_image(it.path), first.box)
+            face = face_crop(load_image(it.path, name=name_of(it)), first.box)
         except FerError as exc:  # changed or removed since it was masked
-            faces[i] = f"{it.path.name}: {one_line(exc)}"
+            unreadable[i] = one_line(exc)
             continue
+        if len(measure.original) > 1:
+            several[i] = f"{name_of(it)}: {len(measure.original)} faces found; the largest was scored"
         faces[i] = (FaceInput(pixels=face, aus=first.au_vector(), name=str(it.path)),
                     FaceInput(pixels=face_crop(measure.image, first.box), aus=hide(again.au_vector()),
                               name=str(it.path), masked=True))
@@ -113,7 +188,9 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     unmaskable: list[str] = []
     shown: list[tuple[str, np.ndarray, np.ndarray]] = []
     for i, it in enumerate(chosen):
-        pair = faces.get(i, f"{it.path.name}: not measured")
+        if i in unreadable:
+            continue
+        pair = faces.get(i, f"{name_of(it)}: not measured")
         if isinstance(pair, str):
             unmaskable.append(pair)
             continue
@@ -125,8 +202,11 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     if not kept:
         raise DatasetError(f"no face found to put a mask on in {len(chosen)} images")
 
+    skipped_files = [unreadable[i] for i in sorted(unreadable)]
+    several_faces = [several[i] for i in sorted(several)]
+
     def given(faces: list[FaceInput]):
-        return lambda *args, **kw: PreparedFaces(faces, kept, [])
+        return lambda *args, **kw: PreparedFaces(faces, kept, list(skipped_files), list(several_faces))
 
     before = run_comparison(predictors, kept, classes, prepare=given(original),
                             progress=lambda f, step: report(0.4 + 0.25 * f, t("loading.original_faces", step=step)))
@@ -136,25 +216,40 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     before.failed_models.extend(f"{problem} (on the masked faces)" for problem in after.failed_models
                                 if problem not in before.failed_models)
     before.skipped = after.skipped = skipped
-    out = MaskReport(before, after, style, seed, unmaskable, examples=shown)
+    out = MaskReport(before, after, style, seed, unmaskable, examples=shown, root=str(root))
     explaining = [p for p in predictors if p.explains and p.name in after.reports]
     for j, p in enumerate(explaining):
         report(0.9 + 0.1 * j / max(len(explaining), 1), t("loading.which_aus", name=p.name))
-        out.reasons[p.name] = {"original": _reason_shares(p, original), "masked": _reason_shares(p, masked)}
+        out.reasons[p.name] = {}
+        for condition, inputs in (("original", original), ("masked", masked)):
+            shares, problem = _reason_shares(p, inputs, condition)
+            out.reasons[p.name][condition] = shares
+            if problem:
+                out.reasons_failed.append(problem)
     report(1.0, t("loading.done"))
     return out
 
 
-def _reason_shares(predictor: Predictor, faces: Sequence[FaceInput]) -> dict[str, float]:
-    """For each AU, the share of faces whose explanation gives it as a reason."""
+def _reason_shares(predictor: Predictor, faces: Sequence[FaceInput], condition: str
+                   ) -> tuple[dict[str, float], str | None]:
+    """For each AU, the share of faces whose explanation gives it as a reason; and one line saying
+    how many faces could not be explained (None when all were). A face that fails is left out, as
+    run_comparison leaves out a model that fails: the finished comparisons are kept."""
     counts: dict[str, int] = {}
-    n = 0
+    n, failures, first = 0, 0, ""
     for face in faces:
         try:
             explanation = predictor.explain(face)
-        except FerError:
+        except Exception as exc:
+            if not isinstance(exc, FerError) and not failures:
+                log.exception("model %s failed to explain a face", predictor.name)
+            failures += 1
+            first = first or one_line(exc)
             continue
         n += 1
         for c in explanation.reasons:
             counts[c.au] = counts.get(c.au, 0) + 1
-    return {au: round(k / n, 4) for au, k in sorted(counts.items(), key=lambda kv: -kv[1])} if n else {}
+    shares = {au: round(k / n, 4) for au, k in sorted(counts.items(), key=lambda kv: -kv[1])} if n else {}
+    problem = (f"{predictor.name}: could not explain {failures} of {len(faces)} {condition} faces ({first})"
+               if failures else None)
+    return shares, problem

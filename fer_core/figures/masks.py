@@ -15,13 +15,14 @@ from .plots import _layout
 
 
 def summary_frame(report: MaskReport) -> pd.DataFrame:
-    """One row per model: accuracy and macro-F1 without and with the mask, and the drop."""
+    """One row per model: accuracy and macro-F1 without and with the mask, the drop, and McNemar's
+    p on the same images (is the drop more than chance?)."""
     rows = []
     for name in report.names:
         a, b = report.original.reports[name], report.masked.reports[name]
         rows.append({"model": name, "kind": report.original.kinds.get(name, ""), "original": a.accuracy,
                      "masked": b.accuracy, "drop": a.accuracy - b.accuracy, "original macro F1": a.macro_f1,
-                     "masked macro F1": b.macro_f1, "n": a.n})
+                     "masked macro F1": b.macro_f1, "McNemar p": report.paired_test(name).p_value, "n": a.n})
     return pd.DataFrame(rows)
 
 
@@ -69,14 +70,15 @@ def shift_heatmap(report: MaskReport, name: str) -> go.Figure:
     """Rows: true emotion; columns: the answer (an emotion not scored, such as a seven-emotion
     model's fear, and "no face" too, when given); colour: how much more (red) or less (blue) often
     that answer is given once the face is masked, in points of the row's share."""
-    shift = report.shift(name)
+    shift = report.shift(name)  # emotions left without images (all unmaskable) have no row
     classes = list(report.original.classes)
     given = {answer for row in shift.values() for answer in row}
     answers = (classes + sorted(given - set(classes) - {"no face"})
                + (["no face"] if "no face" in given else []))
-    z = [[100 * shift[true].get(a, 0.0) for a in answers] for true in report.original.classes]
-    top = max(1.0, max(abs(v) for row in z for v in row))
-    fig = go.Figure(go.Heatmap(z=z, x=emotion_labels(answers), y=emotion_labels(report.original.classes),
+    rows = [true for true in classes if true in shift]
+    z = [[100 * shift[true].get(a, 0.0) for a in answers] for true in rows]
+    top = max(1.0, max((abs(v) for row in z for v in row), default=0.0))
+    fig = go.Figure(go.Heatmap(z=z, x=emotion_labels(answers), y=emotion_labels(rows),
                                zmin=-top, zmax=top, colorscale="RdBu_r", colorbar=dict(title=t("figures.points")),
                                text=[[f"{v:+.0f}" for v in row] for row in z], texttemplate="%{text}",
                                hovertemplate=t("figures.shift_hover") + "<extra></extra>"))
