@@ -9,7 +9,7 @@ models do not predict it; a model that does is wrong when it says fear on these 
 comparison). Then every model whose classes include all seven emotions is scored again on all of
 val, fear included (the seven-emotion table; models of fewer emotions are skipped there). A face the
 detector does not find counts as wrong for every model that needs one; the 95 % interval is the
-comparison's bootstrap. The results, with each model file's SHA-256 so Home can tell a figure left
+comparison's (Wilson score interval). The results, with each model file's SHA-256 so Home can tell a figure left
 behind by a retrained model, go to ``models/scores_fer2013_val.json`` and
 ``models/scores_fer2013_val_seven.json`` (``fer_core.evaluation.scores``).
 

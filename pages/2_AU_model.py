@@ -204,7 +204,8 @@ def show_model(model, key: str) -> None:
         left, right = st.columns(2)
         left.plotly_chart(plots.per_class_accuracy_bars(m.per_class, overall=m.accuracy,
                                                         title=t("au_model.per_class_title")), key=f"{key}_per_class")
-        right.plotly_chart(plots.confusion_heatmap(m.confusion, m.labels, title=t("au_model.confusion_title")),
+        right.plotly_chart(plots.confusion_heatmap(m.confusion, m.labels, title=t("au_model.confusion_title"),
+                                                     other=m.other_per_class, no_face=m.no_face_per_class),
                            key=f"{key}_confusion")
     if model.kind == "au-logreg":
         st.plotly_chart(plots.coefficient_heatmap(model.weights[0], model.classes, model.au_columns,

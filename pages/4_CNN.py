@@ -69,7 +69,8 @@ def show_evaluation(ev: EvaluationReport, key: str, warn: bool = True) -> None:
     left, right = st.columns(2)
     left.plotly_chart(plots.per_class_accuracy_bars(ev.per_class, overall=ev.accuracy, title=t("cnn.per_class_title")),
                       key=f"{key}_bars")
-    right.plotly_chart(plots.confusion_heatmap(ev.confusion, ev.labels, title=t("cnn.confusion_title")),
+    right.plotly_chart(plots.confusion_heatmap(ev.confusion, ev.labels, title=t("cnn.confusion_title"),
+                                               other=ev.other_per_class, no_face=ev.no_face_per_class),
                        key=f"{key}_confusion")
     warning = degenerate_model_warning(ev) if warn else None
     if warning:

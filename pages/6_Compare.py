@@ -20,6 +20,7 @@ from fer_core.figures.compare import (
     csv_bytes,
     left_out_frame,
     mcnemar_frame,
+    p_text,
     per_emotion_grouped_bars,
     percent,
     precision_recall_frame,
@@ -141,10 +142,10 @@ def show_mcnemar(res: Comparison) -> None:
     if len(res.names) < 2:
         st.info(t("compare.mcnemar_one"))
         return
-    titles = column_titles()
-    st.dataframe(mcnemar_frame(res), hide_index=True, column_config={
-        **_titles("model A", "model B", "only A right", "only B right", "verdict"),
-        "p-value": st.column_config.NumberColumn(titles["p-value"], format="%.4f")})
+    shown = mcnemar_frame(res)
+    for column in ("p-value", "p (Holm)"):  # "< 0.0001", not a 0.0000 that reads as impossible
+        shown[column] = [p_text(p) for p in shown[column]]
+    st.dataframe(shown, hide_index=True, column_config=_titles(*shown.columns))
     st.caption(t("compare.mcnemar_caption"))
 
 

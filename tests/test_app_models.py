@@ -382,7 +382,7 @@ def test_compare_runs_au_model_and_cnn_on_the_same_folder(models_dir, fer_small,
     res = saved["comparison"]
     assert res.names == [BUNDLED, "tiny-cnn"] and len(res.table) == 18
     charts = {c["layout"]["title"]["text"]: c for c in _charts(at)}
-    overall = charts["Overall accuracy with 95% bootstrap interval"]["data"][0]
+    overall = charts["Overall accuracy with 95% Wilson interval"]["data"][0]
     assert [x.split("<br>")[0] for x in overall["x"]] == [BUNDLED, "tiny-cnn"] and "error_y" in overall
     grouped = charts["Accuracy per emotion (recall), one bar per model"]["data"]
     bars = [t for t in grouped if t["type"] == "bar"]  # the dashed lines are each model's overall accuracy
@@ -500,7 +500,8 @@ def test_comparison_tables_and_figures_from_a_hand_made_report():
     assert [t.name for t in fig.data] == ["A", "B"] and list(fig.data[1].y) == [0.5, 0.0]
     bars = accuracy_ci_bars(summary)
     lo, hi = summary["ci95_low"][1], summary["ci95_high"][1]
-    assert list(bars.data[0].x) == ["A<br><b>100.0%</b> (100.0%–100.0%)", f"B<br><b>25.0%</b> ({lo:.1%}–{hi:.1%})"]
+    # all 20 right is not a point: the Wilson interval of 20/20 reaches down to 83.9 %
+    assert list(bars.data[0].x) == ["A<br><b>100.0%</b> (83.9%–100.0%)", f"B<br><b>25.0%</b> ({lo:.1%}–{hi:.1%})"]
     assert bars.data[0].error_y.array is not None
     csv = predictions_frame(table, ["A", "B"], "/t")
     assert csv["file"].iloc[0] == "happy/0.jpg" and csv["B"].iloc[5] == "no face" and not csv["B correct"].iloc[5]

@@ -30,7 +30,7 @@ from fer_core.au_table import AU_COLUMNS, AU_INVALID, AU_MISSING
 from fer_core.emotions import SIX_EMOTIONS
 from fer_core.errors import AUTableError, FerError, OutputFileError
 from fer_core.evaluation.compare import evaluate_au_table
-from fer_core.evaluation.metrics import bootstrap_ci
+from fer_core.evaluation.metrics import wilson_ci
 from fer_core.manifest import ModelEntry, write_manifest
 from fer_core.predictors.au_gam import AUGam
 from fer_core.predictors.au_models import AUModel, AUPredictor, fit_au_model
@@ -384,11 +384,11 @@ def test_the_fit_cap_keeps_every_emotion():
     assert model.weights[0].shape == (6, 17)  # disgust kept although its share of 300 is under 2
 
 
-def test_the_bootstrap_of_a_large_test_set_draws_no_resamples_x_n_array():
+def test_the_accuracy_interval_of_a_large_test_set_draws_no_resamples_x_n_array():
     correct = np.zeros(5_000_000)
     correct[::4] = 1
     tracemalloc.start()
-    lo, hi = bootstrap_ci(correct)
+    lo, hi = wilson_ci(correct)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert lo < 0.25 < hi and hi - lo < 0.002

@@ -154,11 +154,26 @@ def test_compare_cli_on_fer_sample(capsys, tmp_path, fer_sample):
     assert report["n"] == 24 and list(report["models"]) == ["au-logreg-fer2013"]
     assert (tmp_path / "p.csv").read_text().startswith("file,label,au-logreg-fer2013")
     plain = pd.read_csv(tmp_path / "p.csv")
+    # the predictions table the page downloads: files relative to --images, a right/wrong column
+    assert list(plain.columns) == ["file", "label", "au-logreg-fer2013", "au-logreg-fer2013 correct",
+                                   "au-logreg-fer2013 p(true)"]
+    assert plain["file"].str.match(r"^(angry|disgust|happy|neutral|sad|surprise)/").all()
     for name in ("p.csv.gz", "p.parquet"):  # the extension says the format, as for extract --out
         assert main(["compare", "--images", str(fer_sample), "--models", "au-logreg-fer2013",
                      "--csv", str(tmp_path / name), "--json"]) == 0
         again = pd.read_parquet(tmp_path / name) if name.endswith(".parquet") else pd.read_csv(tmp_path / name)
         pd.testing.assert_frame_equal(again.fillna("-").astype(str), plain.fillna("-").astype(str))
+
+
+def test_compare_cli_refuses_a_bad_csv_path_before_running_any_model(capsys, tmp_path, six_images, monkeypatch):
+    """--csv naming a folder failed only after every model had run (minutes on a large test set)."""
+    import fer_core.evaluation.compare as compare
+
+    ran = []
+    monkeypatch.setattr(compare, "run_comparison", lambda *a, **k: ran.append(a))
+    code = main(["compare", "--images", str(six_images), "--models", BUNDLED_AU_MODEL, "--csv", str(tmp_path)])
+    assert code == 2 and ran == []
+    assert "is a folder" in capsys.readouterr().err
 
 
 def test_train_cnn_then_evaluate_and_compare_all_kinds(capsys, tmp_path, fer_sample):
@@ -253,7 +268,7 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     # the same model twice: identical predictions, so McNemar finds nothing
     assert (res.table[BUNDLED_AU_MODEL].fillna("-") == res.table[UNSAVED].fillna("-")).all()
     figs = {c["layout"]["title"]["text"]: c for c in charts(at)}
-    assert "전체 정확도와 95% 부트스트랩 구간" in figs
+    assert "전체 정확도와 95% Wilson 구간" in figs
     bars = figs["감정별 정확도(재현율), 모델마다 막대 하나"]["data"]
     assert [d["type"] for d in bars] == ["bar", "scatter", "bar", "scatter"]  # overall as legend lines
     assert bars[1]["name"].startswith(f"{BUNDLED_AU_MODEL} 전체: ") and "annotations" not in \

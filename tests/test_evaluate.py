@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from fer_core.evaluation.metrics import bootstrap_ci, evaluation_report, mcnemar
+from fer_core.evaluation.metrics import evaluation_report, holm_adjusted, mcnemar, wilson_ci
 
 
 def test_report_on_a_hand_computed_example():
@@ -40,11 +42,25 @@ def test_macro_f1_leaves_out_an_emotion_neither_tested_nor_answered():
     assert answered["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3, abs=1e-4)
 
 
-def test_bootstrap_interval_narrows_with_more_data():
-    small = bootstrap_ci([1, 0] * 10)
-    large = bootstrap_ci([1, 0] * 500)
+def test_accuracy_interval_narrows_with_more_data():
+    small = wilson_ci([1, 0] * 10)
+    large = wilson_ci([1, 0] * 500)
     assert small[1] - small[0] > large[1] - large[0]
     assert large[0] < 0.5 < large[1]
+
+
+def test_accuracy_interval_is_not_a_point_when_every_answer_is_right_or_wrong():
+    """10 of 10 right read "100–100 %" with the percentile bootstrap, as if the model could not be
+    wrong, and 59 of 60 read 95–100 %; the Wilson interval keeps room for the next image."""
+    z2 = 1.959963984540054 ** 2  # Wilson at k = n: lower bound n / (n + z^2)
+    all_right = evaluation_report(["happy"] * 10, ["happy"] * 10, ["happy", "sad"])
+    assert all_right.accuracy == 1.0
+    assert all_right.accuracy_ci95 == (pytest.approx(10 / (10 + z2), abs=1e-4), 1.0)
+    none_right = evaluation_report(["happy"] * 10, [None] * 10, ["happy", "sad"])
+    assert none_right.accuracy_ci95 == (0.0, pytest.approx(z2 / (10 + z2), abs=1e-4))
+    lo, hi = evaluation_report(["happy"] * 60, ["happy"] * 59 + ["sad"], ["happy", "sad"]).accuracy_ci95
+    assert lo == pytest.approx(0.9114, abs=1e-4) and hi == pytest.approx(0.9971, abs=1e-4)
+    assert evaluation_report([], [], ["happy"]).accuracy_ci95 == (0.0, 0.0)  # nothing scored
 
 
 def test_mcnemar_exact():
@@ -57,6 +73,19 @@ def test_mcnemar_exact():
     assert mcnemar([True, False], [True, False]).p_value == 1.0
 
 
+def test_a_tiny_mcnemar_p_value_is_kept_not_rounded_to_zero():
+    """Rounded to six decimals, 40 images against none read p = 0 in the JSON and the CSV."""
+    p = mcnemar([True] * 40, [False] * 40).p_value
+    assert p > 0 and p == pytest.approx(2 * 0.5**40, rel=1e-9)
+
+
+def test_holm_adjusts_each_p_value_for_the_tests_made():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04 -> running max 0.06
+    assert holm_adjusted([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_adjusted([0.4, 0.9]) == [0.8, 0.9] and holm_adjusted([0.7, 0.8]) == [1.0, 1.0]  # capped at 1
+    assert holm_adjusted([0.02]) == [0.02] and holm_adjusted([]) == []  # one test: nothing to adjust
+
+
 def test_a_prediction_outside_the_scored_classes_counts_wrong_in_its_class():
     """A seven-emotion model's 'fear' on a six-emotion test set is a wrong answer, and the image
     still belongs to its class's size."""
@@ -64,17 +93,26 @@ def test_a_prediction_outside_the_scored_classes_counts_wrong_in_its_class():
     assert r.per_class["sad"].n == 2 and r.per_class["sad"].accuracy == 0.5 and r.accuracy == 0.5
 
 
-def test_bootstrap_in_chunks_gives_the_same_interval(monkeypatch):
-    """Chunked resampling draws the same numbers as one big draw, with bounded memory."""
-    import fer_core.evaluation.metrics as metrics
-
-    correct = [1, 0, 1, 1] * 250
-    whole = bootstrap_ci(correct, n_boot=500)
-    monkeypatch.setattr(metrics, "BOOTSTRAP_CHUNK_VALUES", 3000)  # 3 resamples per chunk
-    assert bootstrap_ci(correct, n_boot=500) == whole
-
-
 def test_collapsed_model_is_recognised():
     y = ["happy"] * 5 + ["sad"] * 5
     assert evaluation_report(y, ["happy"] * 10, ["happy", "sad"]).predicts_one_class() == "happy"
     assert evaluation_report(y, y, ["happy", "sad"]).predicts_one_class() is None
+
+
+@pytest.mark.parametrize("damage", [{"recall": [0.5]}, {"failed": ["au-logreg-fer2013"]}])
+def test_a_scores_file_with_a_list_where_a_mapping_belongs_is_one_error_line(tmp_path, damage):
+    """Home read the scores file and crashed with AttributeError ('list' object has no attribute
+    'items'); now it is the one line Home shows for any damaged scores file."""
+    from fer_core.config import REPO_ROOT
+    from fer_core.errors import ModelFileError
+    from fer_core.evaluation.scores import SCORES_FILE, read_scores
+
+    data = json.loads((REPO_ROOT / "models" / SCORES_FILE).read_text(encoding="utf-8"))
+    if "recall" in damage:
+        data["models"][0]["recall"] = damage["recall"]
+    else:
+        data["failed"] = damage["failed"]
+    (tmp_path / SCORES_FILE).write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ModelFileError, match="not a scores file") as caught:
+        read_scores(tmp_path)
+    assert "\n" not in str(caught.value)

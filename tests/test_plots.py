@@ -48,6 +48,30 @@ def test_confusion_heatmap_normalises_rows_and_prints_counts():
     assert "8" in fig.data[0].text[0][0]
 
 
+def test_confusion_heatmap_shares_are_of_every_image_of_the_emotion():
+    """Two happy faces not found and a fear answer among six emotions are in no cell of the report's
+    matrix: the shares used to be of the rest (happy 8 of 8 = 100 % beside an accuracy of 80 %).
+    With the report's no-face and other-emotion counts they get columns and the diagonal is the
+    per-emotion accuracy shown beside the matrix."""
+    from fer_core.evaluation.metrics import evaluation_report
+    from fer_core.figures.compare import confusion_figure
+    from fer_core.i18n import using_language
+
+    truth = ["happy"] * 10 + ["sad"] * 10
+    answers = ["happy"] * 8 + [None] * 2 + ["sad"] * 5 + ["happy"] * 4 + ["fear"]
+    report = evaluation_report(truth, answers, ["happy", "sad"])
+    fig = plots.confusion_heatmap(report.confusion, report.labels, other=report.other_per_class,
+                                  no_face=report.no_face_per_class)
+    z = np.array(fig.data[0].z)
+    assert list(fig.data[0].x) == ["happy", "sad", "other emotion", "no face"]
+    assert [z[i, i] for i in range(2)] == [report.per_class[e].accuracy for e in report.labels] == [0.8, 0.5]
+    assert z.sum(axis=1).tolist() == [1.0, 1.0] and fig.data[0].text[0][3] == "20%<br>2"
+    assert np.array_equal(z, np.array(confusion_figure(report).data[0].z))  # Compare's matrix: the same shares
+    with using_language("ko"):
+        korean = plots.confusion_heatmap(report.confusion, report.labels, no_face=report.no_face_per_class)
+    assert list(korean.data[0].x) == ["행복", "슬픔", "얼굴 없음"]  # nothing other: no empty column
+
+
 def test_coefficient_heatmap_uses_plain_au_names_and_is_centred():
     coef = np.zeros((len(SIX_EMOTIONS), len(AU_COLUMNS)))
     coef[2, AU_COLUMNS.index("AU12_r")] = 2.5

@@ -125,7 +125,7 @@ def test_report_in_korean(hand_comparison, tmp_path):
     assert "행복 → 슬픔" in words and "슬픔 → 얼굴 없음" in words and "Settings" not in parts.text
     assert "@font-face {font-family: 'NanumGothic'" in text  # the Hangul it uses, inline (a cut of the font)
     assert len(text) < len(comparison_report_html(hand_comparison, ReportSettings.now("x"), [])) + 400_000
-    assert json.dumps("전체 정확도와 95% 부트스트랩 구간") in text  # the figures too (plotly escapes non-ASCII)
+    assert json.dumps("전체 정확도와 95% Wilson 구간") in text  # the figures too (plotly escapes non-ASCII)
     from fer_core.i18n import current_language
 
     assert current_language() == "en"  # the report's language does not leak
@@ -178,3 +178,65 @@ def test_per_emotion_bar_labels_stand_upright_when_more_than_three_models_share_
     assert {b.textangle for b in three.data if b.type == "bar"} == {0}
     assert [s.name for s in four.data if s.type == "scatter"] == [f"{m} overall: 50.0%" for m in "ABCD"]
     assert not four.layout.annotations  # the overall accuracies are in the legend, not over the bars
+
+
+def _compare_report(monkeypatch, tmp_path, models: str, lang: str = "en") -> str:
+    """``compare --report`` on six tiny labelled images, the faces' AUs made up (no MediaPipe: the
+    report's manifest section is what is checked, not face measuring)."""
+    import fer_core.evaluation.compare as compare
+    from fer_core.pipeline import PreparedFaces
+    from fer_core.predictors.base import FaceInput
+
+    folder = tmp_path / "images"
+    folder.mkdir(exist_ok=True)
+    for i, label in enumerate(["happy"] * 3 + ["sad"] * 3):
+        Image.new("L", (48, 48), 40 * i).save(folder / f"{label}{i:03d}.png")
+    rng = np.random.default_rng(0)
+
+    def prepare(chosen, need_aus, need_pixels, workers=1, progress=None):
+        return PreparedFaces([FaceInput(aus=rng.uniform(0, 3, 17)) for _ in chosen], list(chosen), [])
+
+    run = compare.run_comparison
+    monkeypatch.setattr(compare, "run_comparison", lambda *a, **k: run(*a, **{**k, "prepare": prepare}))
+    out = tmp_path / f"report_{lang}.html"
+    assert main(["compare", "--images", str(folder), "--models", models, "--report", str(out), "--lang", lang]) == 0
+    return out.read_text(encoding="utf-8")
+
+
+def test_report_attaches_a_manifest_entry_only_to_the_model_file_it_describes(monkeypatch, tmp_path, capsys):
+    """A copy of the bundled AU model saved elsewhere under the bundled model's name is compared as
+    'au-logreg-fer2013' too, but it is another file: the report used to give it the bundled entry's
+    path, checksum, accuracy and command. Only the name or the registered file itself gets them."""
+    import shutil
+
+    from fer_core.config import REPO_ROOT
+    from fer_core.manifest import read_manifest
+
+    bundled = next(e for e in read_manifest() if e.name == "au-logreg-fer2013")
+    other = tmp_path / "other" / "au-logreg-fer2013.json"
+    other.parent.mkdir()
+    data = json.loads(bundled.file.read_text(encoding="utf-8"))
+    other.write_text(json.dumps(data, indent=1), encoding="utf-8")  # the same model, another file
+    words = " ".join(parse(_compare_report(monkeypatch, tmp_path, str(other))).text)
+    assert "au-logreg-fer2013" in words and "not saved" in words
+    assert bundled.sha256 not in words and bundled.path not in words and bundled.command not in words
+    by_name = " ".join(parse(_compare_report(monkeypatch, tmp_path, "au-logreg-fer2013")).text)
+    assert bundled.sha256 in by_name and "not saved" not in by_name
+    same_file = " ".join(parse(_compare_report(monkeypatch, tmp_path, str(REPO_ROOT / bundled.path))).text)
+    assert bundled.sha256 in same_file  # the registered file given by its path is that entry
+    shutil.copy(bundled.file, other)  # byte for byte, but still not the registered file
+    copied = " ".join(parse(_compare_report(monkeypatch, tmp_path, str(other))).text)
+    assert bundled.sha256 not in copied and "not saved" in copied
+
+
+def test_korean_report_names_this_workbench_version_and_warns_nothing(tmp_path, caplog):
+    """The generator tag said "fer_core 3.11.7" (Python's version); a Korean report's font cut
+    printed one fontTools warning per editor table ("TSI0 NOT subset") on stderr."""
+    import logging
+    from importlib import metadata
+
+    with caplog.at_level(logging.WARNING):
+        text = comparison_report_html(hand_made_comparison(tmp_path), ReportSettings.now("x"), [], lang="ko")
+    assert "@font-face" in text  # Hangul: the font was cut
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("fontTools")] == []
+    assert f'<meta name="generator" content="fer_core {metadata.version("fer-workbench")}">' in text

@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import json
 import platform
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +28,18 @@ from .compare import Comparison
 THUMB_PX = 64  # thumbnails: FER crops are 48 px, shown a little larger
 MAX_THUMBS_PER_MODEL = 300  # the predictions CSV lists every wrong image; the file stays a few MB
 VERSIONS_OF = ("numpy", "pandas", "scikit-learn", "plotly", "mediapipe", "tensorflow", "streamlit")
+DISTRIBUTION = "fer-workbench"  # pyproject.toml's [project] name
+
+
+def workbench_version() -> str:
+    """This workbench's version for the report's ``generator`` tag: the installed distribution's,
+    else the package's own ``__version__`` (a source tree run without ``pip install -e .``)."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        from .. import __version__
+
+        return __version__
 
 
 @dataclass
@@ -51,6 +62,35 @@ class ReportSettings:
                 continue
         return cls(test_set=test_set, root=str(root) if root is not None else None,
                    created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), versions=versions)
+
+
+def registered_entries(refs: Sequence[str], names: Sequence[str]) -> dict[str, ModelEntry | None]:
+    """The manifest entry of each compared model (by its name in the comparison), found from how it
+    was given: a manifest name is that entry; a file is the entry whose file it is (the same
+    resolved path and, where the manifest records one, the same SHA-256), else none ("not saved").
+    Never by the file's name alone: ``other/au-logreg-fer2013.json`` is not the bundled model of
+    that name, and its record (path, checksum, accuracy) would describe another file. No ``refs``:
+    the manifest's models, as ``compare`` without --models runs them."""
+    from ..manifest import read_manifest, sha256_file
+
+    entries = read_manifest()
+    by_name = {e.name: e for e in entries}
+    found: dict[str, ModelEntry | None] = {}
+    for ref in refs or list(by_name):
+        if ref in by_name:  # as the registry resolves a reference: a manifest name first
+            found[ref] = by_name[ref]
+            continue
+        path = Path(ref)
+        if not path.exists():
+            continue  # it could not be loaded, so it is not compared
+        entry = next((e for e in entries if e.file.resolve() == path.resolve()), None)
+        if entry is not None and entry.sha256:
+            try:
+                entry = entry if sha256_file(path) == entry.sha256 else None
+            except FerError:
+                entry = None
+        found[path.stem] = entry  # a model loaded from a file is named after it
+    return {name: found.get(name) for name in names}
 
 
 def _plotly_js() -> str:
@@ -200,7 +240,7 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
     font_css = embedded_font_css(shown_text)
     return f"""<!DOCTYPE html>
 <html lang="{code}"><head><meta charset="utf-8"><title>{_e(title)}</title>
-<meta name="generator" content="fer_core {_e(sys.version.split()[0])}">
+<meta name="generator" content="fer_core {_e(workbench_version())}">
 <style>
 {font_css}
 body {{ font-family: {FONT_FAMILY}; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }}

@@ -50,7 +50,7 @@ class ModelScore:
 
     @classmethod
     def from_report(cls, report, kind: str, sha256: str | None) -> "ModelScore":
-        """From an ``EvaluationReport`` of the comparison (its CI is the comparison's bootstrap)."""
+        """From an ``EvaluationReport`` of the comparison (its CI is the comparison's Wilson interval)."""
         return cls(name=report.model, kind=kind, sha256=sha256, accuracy=report.accuracy,
                    accuracy_ci95=(float(report.accuracy_ci95[0]), float(report.accuracy_ci95[1])),
                    macro_f1=report.macro_f1, recall={e: s.accuracy for e, s in report.per_class.items()},
@@ -158,7 +158,7 @@ def read_scores(models_dir: Path | None = None, classes: Sequence[str] = SIX_EMO
     data = read_json_file(path, MAX_SCORES_BYTES, "run python bench/bundled_scores.py", what="scores file")
     try:
         scores = BundledScores.from_dict(data)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:  # a list where a mapping belongs
         raise ModelFileError(f"{path}: not a scores file ({type(exc).__name__}: {exc}); "
                              "run python bench/bundled_scores.py") from None
     if scores.test_set.classes != tuple(classes):

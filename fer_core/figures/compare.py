@@ -17,11 +17,11 @@ from plotly.subplots import make_subplots
 
 from ..emotions import SEVEN_EMOTIONS
 from ..evaluation.compare import Comparison
-from ..evaluation.metrics import EvaluationReport
+from ..evaluation.metrics import EvaluationReport, holm_adjusted
 from ..i18n import FONT_FAMILY, emotion_label, emotion_labels, t
 from ..images import relative_file
 from ..predictors.base import Explanation
-from .plots import _layout, emotion_color
+from .plots import _layout, emotion_color, with_unscored_columns
 
 # One colour per compared model (in the order given); emotions keep their own colours elsewhere.
 MODEL_COLORS: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
@@ -65,7 +65,7 @@ def training_curves(history: Mapping[str, Sequence[float]], epochs: int | None =
 
 # -- comparison tables ---------------------------------------------------------------------------
 def accuracy_summary(comparison: Comparison) -> pd.DataFrame:
-    """One row per model: accuracy with its 95% bootstrap interval, macro-F1, images without a
+    """One row per model: accuracy with its 95% Wilson interval, macro-F1, images without a
     face (counted wrong) and the number of test images."""
     rows = []
     for name, r in comparison.reports.items():
@@ -76,17 +76,28 @@ def accuracy_summary(comparison: Comparison) -> pd.DataFrame:
                                        "no_face", "n"])
 
 
+MCNEMAR_COLUMNS = ["model A", "model B", "only A right", "only B right", "p-value", "p (Holm)", "verdict"]
+
+
 def mcnemar_frame(comparison: Comparison, alpha: float = 0.05) -> pd.DataFrame:
-    """The pairwise McNemar tests as a table, with a plain-words verdict per pair."""
+    """The pairwise McNemar tests as a table, with a plain-words verdict per pair.
+
+    The verdict reads the Holm-adjusted p-value (``p (Holm)``): with k models there are k(k-1)/2
+    tests, and unadjusted some pair would be "better" by chance. The better model is the one right
+    on more of the images only one of the two got right (what the test counts), not the one with
+    the higher rounded accuracy: a difference under the fourth decimal ties, and a tie named B."""
+    adjusted = holm_adjusted([pair.p_value for pair in comparison.mcnemar])
     rows = []
-    for pair in comparison.mcnemar:
-        acc_a, acc_b = comparison.reports[pair.a].accuracy, comparison.reports[pair.b].accuracy
-        verdict = (t("compare.verdict_none") if pair.p_value >= alpha
-                   else t("compare.verdict_better", model=pair.a if acc_a > acc_b else pair.b))
+    for pair, p_holm in zip(comparison.mcnemar, adjusted):
+        if p_holm >= alpha or pair.only_a_correct == pair.only_b_correct:
+            verdict = t("compare.verdict_none")
+        else:
+            better = pair.a if pair.only_a_correct > pair.only_b_correct else pair.b
+            verdict = t("compare.verdict_better", model=better)
         rows.append({"model A": pair.a, "model B": pair.b, "only A right": pair.only_a_correct,
-                     "only B right": pair.only_b_correct, "p-value": pair.p_value,
+                     "only B right": pair.only_b_correct, "p-value": pair.p_value, "p (Holm)": p_holm,
                      "verdict": verdict})
-    return pd.DataFrame(rows, columns=["model A", "model B", "only A right", "only B right", "p-value", "verdict"])
+    return pd.DataFrame(rows, columns=MCNEMAR_COLUMNS)
 
 
 def left_out_frame(comparison: Comparison) -> pd.DataFrame:
@@ -101,7 +112,7 @@ def left_out_frame(comparison: Comparison) -> pd.DataFrame:
 
 def summary_frame(comparison: Comparison) -> pd.DataFrame:
     """The per-emotion summary for download: per model, one row per emotion and an ``overall`` row
-    (with the bootstrap interval)."""
+    (with the Wilson interval)."""
     rows = []
     for name, r in comparison.reports.items():
         for emotion, v in r.per_class.items():
@@ -181,7 +192,7 @@ def column_titles() -> dict[str, str]:
             "support": t("compare.col_support"), "model A": t("compare.col_model_a"),
             "model B": t("compare.col_model_b"), "only A right": t("compare.col_only_a"),
             "only B right": t("compare.col_only_b"), "p-value": t("compare.col_p"),
-            "verdict": t("compare.col_verdict")}
+            "p (Holm)": t("compare.col_p_holm"), "verdict": t("compare.col_verdict")}
 
 
 def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -192,9 +203,19 @@ def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
             out[column] = [percent(v) for v in out[column]]
     if "emotion" in out.columns:
         out["emotion"] = [t("compare.overall") if e == "overall" else emotion_label(e) for e in out["emotion"]]
-    if "p-value" in out.columns:
-        out["p-value"] = [f"{v:.4f}" for v in out["p-value"]]
+    for column in ("p-value", "p (Holm)"):
+        if column in out.columns:
+            out[column] = [p_text(v) for v in out[column]]
     return out.rename(columns=column_titles())
+
+
+P_SHOWN_MIN = 1e-4  # four decimals: anything smaller would print as 0.0000
+
+
+def p_text(p: float) -> str:
+    """A p-value as people read it: four decimals, ``< 0.0001`` below that (not ``0.0000``, which
+    reads as impossible); the CSVs and JSON keep the number itself."""
+    return f"< {P_SHOWN_MIN:.4f}" if p < P_SHOWN_MIN else f"{p:.4f}"
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:
@@ -215,7 +236,7 @@ def _font_layout(fig: go.Figure, title: str, height: int, top: int = 50) -> go.F
 
 
 def accuracy_ci_bars(summary: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """One bar per model with its bootstrap interval as an error bar (``accuracy_summary`` rows)."""
+    """One bar per model with its Wilson interval as an error bar (``accuracy_summary`` rows)."""
     acc = summary["accuracy"].astype(float)
     lo = summary["ci95_low"].astype(float)
     hi = summary["ci95_high"].astype(float)
@@ -282,13 +303,8 @@ def confusion_figure(report: EvaluationReport, title: str | None = None) -> go.F
     share and count. Images the model gave an emotion not scored here (a seven-emotion model's fear
     among six) or found no face in get columns of their own when there are any, so every row adds
     up to all images of its emotion and the diagonal is the per-emotion accuracy."""
-    counts = np.asarray(report.confusion, dtype=float)
-    columns = emotion_labels(report.labels)
-    for extra, label in ((report.other_per_class, t("compare.col_other_emotion")),
-                         (report.no_face_per_class, t("compare.col_no_face"))):
-        if any(extra or ()):
-            counts = np.column_stack([counts, np.asarray(extra, dtype=float)])
-            columns.append(label)
+    counts, extra = with_unscored_columns(report.confusion, report.other_per_class, report.no_face_per_class)
+    columns = emotion_labels(report.labels) + extra
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     labels = emotion_labels(report.labels)

@@ -77,11 +77,33 @@ def class_balance_bar(counts: Mapping[str, int], order: Sequence[str] | None = N
 
 
 # -- model quality -----------------------------------------------------------------------------
-def confusion_heatmap(confusion: Sequence[Sequence[int]], labels: Sequence[str], normalize: bool = True,
-                      title: str | None = None) -> go.Figure:
-    """Confusion matrix as a heatmap; colour is the row share so small classes stay readable,
-    and each cell prints both the share and the count."""
+def with_unscored_columns(confusion: Sequence[Sequence[int]], other: Sequence[int] | None = None,
+                          no_face: Sequence[int] | None = None) -> tuple[np.ndarray, list[str]]:
+    """The confusion counts plus a column of answers outside the scored emotions (a seven-emotion
+    model's fear among six) and one of faces not found, each only when there are any.
+
+    A report's confusion matrix leaves both out, so its rows fall short of the emotion's images and
+    a row share computed from it overstates the accuracy; with the columns every row adds up to all
+    images of its emotion and the diagonal share is the per-emotion accuracy shown beside it.
+    Returns the counts and the titles of the columns added.
+    """
     counts = np.asarray(confusion, dtype=float)
+    titles: list[str] = []
+    for extra, title in ((other, t("figures.col_other_emotion")), (no_face, t("figures.col_no_face"))):
+        if extra is not None and any(extra):
+            counts = np.column_stack([counts, np.asarray(extra, dtype=float)])
+            titles.append(title)
+    return counts, titles
+
+
+def confusion_heatmap(confusion: Sequence[Sequence[int]], labels: Sequence[str], normalize: bool = True,
+                      title: str | None = None, *, other: Sequence[int] | None = None,
+                      no_face: Sequence[int] | None = None) -> go.Figure:
+    """Confusion matrix as a heatmap; colour is the row share so small classes stay readable,
+    and each cell prints both the share and the count. Pass a report's ``other_per_class`` and
+    ``no_face_per_class`` as ``other`` and ``no_face``: they get columns of their own
+    (``with_unscored_columns``), so the shares are of all the emotion's images."""
+    counts, extra = with_unscored_columns(confusion, other, no_face)
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     z = share if normalize else counts
@@ -89,7 +111,7 @@ def confusion_heatmap(confusion: Sequence[Sequence[int]], labels: Sequence[str],
             for i in range(counts.shape[0])]
     shown = emotion_labels(labels)
     fig = go.Figure(go.Heatmap(
-        z=z, x=shown, y=shown, text=text, texttemplate="%{text}",
+        z=z, x=shown + extra, y=shown, text=text, texttemplate="%{text}",
         colorscale="Blues", zmin=0, zmax=1 if normalize else None,
         colorbar=dict(title=t("figures.share") if normalize else t("figures.count")),
         hovertemplate=t("figures.confusion_hover") + "<br>%{text}<extra></extra>",
