@@ -171,7 +171,7 @@ def display_name(src: PathOrBuffer) -> str:
 
 
 # Columns any table format can use; the rest (OpenFace's landmarks, gaze, pose, AU_c) are not parsed.
-_USABLE_COLUMNS = frozenset(TABLE_COLUMNS) | {"frame", "face_id", "emotion"}
+_USABLE_COLUMNS = frozenset(TABLE_COLUMNS) | {"frame", "face_id", "timestamp", "emotion"}
 _TEXT_INPUT = frozenset(TEXT_COLUMNS) | {"emotion"}
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
 _AU_NOT_NUMBER = "an AU value is not a number"

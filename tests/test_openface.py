@@ -76,6 +76,7 @@ def test_feature_extraction_failed_frame_has_nan_aus():
     table = read_openface_csv(FIXTURES / "clip.csv")
     assert_schema(table)
     assert table["file"].tolist() == ["clip#1", "clip#2", "clip#3"]
+    assert table["time_s"].tolist() == pytest.approx([0.0, 0.033, 0.067])  # its timestamp column
     assert table["success"].tolist() == [1, 0, 1]
     assert table.loc[1, "reason"] == NO_FACE
     assert np.isnan(table.loc[1, "AU25_r"])  # OpenFace wrote 0.00: not a measurement

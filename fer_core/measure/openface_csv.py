@@ -142,8 +142,11 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
     faces = (pd.to_numeric(frame[face_col], errors="coerce").fillna(0).astype(int).to_numpy()
              if face_col else np.zeros(n, dtype=int))
     files = [file] * n
+    times = np.full(n, np.nan)
     if "frame" in frame.columns and frame["frame"].nunique() > 1:
         files = [f"{file}#{_frame_id(v)}" for v in frame["frame"]]
+        if "timestamp" in frame.columns:  # FeatureExtraction's seconds into the video, as our time_s
+            times = pd.to_numeric(frame["timestamp"], errors="coerce").round(3).to_numpy(dtype=float)
     elif "file" not in frame.columns and (faces == 0).sum() > 1:
         # face 0 again: not one image's faces but a merged table of many images, each starting at
         # its face 0 (read as one image, all but its first row were left out as later faces)
@@ -160,7 +163,7 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
     aus.loc[success == 0, :] = np.nan  # OpenFace writes 0 for failed frames: not a measurement
     out = pd.DataFrame({"file": files, "face": faces, "label": labels, "success": success,
                         "confidence": conf, "source": SOURCE,
-                        "reason": np.where(success == 1, "", NO_FACE)})
+                        "reason": np.where(success == 1, "", NO_FACE), "time_s": times})
     return au_table.normalise(pd.concat([out.reset_index(drop=True), aus.reset_index(drop=True)], axis=1))
 
 
