@@ -102,13 +102,15 @@ def faces_from_measurements(rgb: np.ndarray, measured, model: Predictor | None =
 
 
 def analyze_masked(rgb: np.ndarray, model: Predictor | None = None, style: str = "surgical", seed: int = 0,
-                   top: int = 3) -> tuple[np.ndarray, list[FaceResult]]:
+                   top: int = 3) -> tuple[np.ndarray, list[FaceResult | None]]:
     """The same photo with a mask drawn on every face: (the masked image, its faces measured and
-    explained under the mask, in the order of the unmasked faces)."""
+    explained under the mask, in the order of the unmasked faces; None for a face the mask could
+    not be placed on, which stays bare and must not be shown as masked)."""
     from .measure.extract import measure_masked_image
 
     measure = measure_masked_image(rgb, style, seed)
-    return measure.image, faces_from_measurements(measure.image, measure.masked, model, top, masked=True)
+    faces = faces_from_measurements(measure.image, measure.masked, model, top, masked=True)
+    return measure.image, [None if i in measure.bare else face for i, face in enumerate(faces)]
 
 
 @dataclass

@@ -270,6 +270,9 @@ def show_masked(result, model, model_key: str, style: str, slot: int) -> None:
         if i >= len(pairs):  # a face the landmarker did not find again under the mask
             continue
         before, after = pairs[i]
+        if after is None:  # the mask would have missed this face: it stays bare, not shown as masked
+            st.caption(t("try_it.mask_not_placed", n=number))
+            continue
         a, b = before.explanation, after.explanation
         c1, c2 = st.columns([1, 2])
         c1.image(plots.draw_face_overlay(image, after.box, None, [],

@@ -489,3 +489,16 @@ def test_masks_page_keeps_choices_says_what_was_left_out_and_offers_every_result
     at.radio(key="mask_source").set_value("Upload a zip of images")
     run_app(at, 90)  # no zip yet: the results below are those of the previous choice, and say so
     assert any("previous choice" in s for s in texts(at.info))
+
+
+def test_a_smaller_face_the_mask_missed_is_a_failure_row_not_a_masked_face(analyzer, astronaut):
+    """extract --mask: a face left bare (``MaskedMeasure.bare``) gets the mask-not-placed reason and
+    no AUs; before, it was written as a masked face (masked = 1) with its bare lower-face AUs hidden."""
+    from fer_core.measure.extract import rows_for_image
+
+    measured = measure_faces(analyzer, _three_faces(astronaut))
+    assert len(measured) >= 3
+    rows = rows_for_image("three.jpg", "happy", measured, masked=True, bare=[2])
+    assert [r["success"] for r in rows[:3]] == [1, 1, 0] and rows[2]["reason"] == masks.MASK_NOT_PLACED_REASON
+    assert all(np.isnan(rows[2][c]) for c in AU_COLUMNS) and not np.isnan(rows[0]["AU04_r"])
+    assert np.isnan(rows[0]["AU12_r"])  # a masked face's hidden AU stays unknown

@@ -57,19 +57,22 @@ ShouldStop = Callable[[], bool]
 
 
 def rows_for_image(file: str, label: str | None, measured: list[FaceMeasurement] | str,
-                   masked: bool = False) -> list[dict]:
+                   masked: bool = False, bare: Sequence[int] = ()) -> list[dict]:
     """Table rows of one image: one per face, or one failure row carrying the reason. ``masked``:
-    the faces were measured under a mask, so the AUs it hides are left empty (unknown)."""
+    the faces were measured under a mask, so the AUs it hides are left empty (unknown); faces in
+    ``bare`` got no mask (it could not be placed on them) and are failure rows, not masked faces."""
     base = {"file": file, "label": label, "source": SOURCE, "masked": int(masked)}
     if isinstance(measured, str) or not measured:
         reason = measured if isinstance(measured, str) else NO_FACE_REASON
         return [{**base, "face": 0, "success": 0, "confidence": 0.0, "reason": reason,
                  **{c: np.nan for c in AU_COLUMNS}}]
     if masked:
-        from ..masks import HIDDEN_AUS
+        from ..masks import HIDDEN_AUS, MASK_NOT_PLACED_REASON
 
         hidden = {f"{code}_r" for code in HIDDEN_AUS}
-        return [{**base, "face": i, "success": 1, "confidence": m.confidence, "reason": "",
+        return [{**base, "face": i, "success": 0, "confidence": 0.0, "reason": MASK_NOT_PLACED_REASON,
+                 **{c: np.nan for c in AU_COLUMNS}} if i in bare else
+                {**base, "face": i, "success": 1, "confidence": m.confidence, "reason": "",
                  **{c: (np.nan if c in hidden else v) for c, v in m.aus().items()}} for i, m in enumerate(measured)]
     return [{**base, "face": i, "success": 1, "confidence": m.confidence, "reason": "",
              **m.aus()} for i, m in enumerate(measured)]
@@ -197,12 +200,14 @@ def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bo
         style_of(mask)
         done = run_tasks([("mask", str(it.path), mask, mask_seed) for it in items], workers, progress)
         results = {i: r.masked if isinstance(r, MaskedMeasure) else r for i, r in done.items()}
+        bare = {i: r.bare for i, r in done.items() if isinstance(r, MaskedMeasure)}
     else:
         results = measure_items(items, workers, use_cache, progress, should_stop, crops=crops)
     rows = []
     for i, it in enumerate(items):
         if i in results:
-            rows.extend(rows_for_image(printable(relative_file(it.path, root)), it.label, results[i], bool(mask)))
+            rows.extend(rows_for_image(printable(relative_file(it.path, root)), it.label, results[i], bool(mask),
+                                       bare.get(i, ()) if mask else ()))
     for s in skipped:
         rows.extend(rows_for_image(s.file, s.label, s.reason))
     return au_table.from_rows(rows)
