@@ -91,6 +91,66 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _whole_number(text: str) -> int:
+    """A count that may be 0 (--epochs 0: the warm start is the model)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
+    return value
+
+
+def _finite(text: str) -> float:
+    """A float option that is a number (argparse's float takes nan and inf)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    return value
+
+
+def _share(text: str) -> float:
+    """A share strictly between 0 and 1 (a held-out share)."""
+    value = _finite(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share above 0 and below 1 (such as 0.1)")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of at least 0")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
+    return value
+
+
+def _interactions(text: str) -> int | float:
+    """--interactions: a whole number of AU pairs, or a share below 1 (2.5 would silently be 2)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isfinite(value) and value >= 0 and (value.is_integer() or value < 1):
+        return int(value) if value.is_integer() else value
+    raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of AU pairs (0, 1, 2 …) or a share of the "
+                                     "AUs below 1 (such as 0.5)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m fer_core", description="Explainable facial-emotion workbench")
     sub = p.add_subparsers(metavar="COMMAND")
@@ -137,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="model .json to write")
     s.add_argument("--kind", choices=("logreg", "mlp", "gam"), default="logreg",
                    help="logreg: logistic regression; mlp: the study's MLP; gam: additive glass-box (EBM)")
-    s.add_argument("--interactions", type=float, default=None,
+    s.add_argument("--interactions", type=_interactions, default=None,
                    help="gam: AU pairs it may use, a count or a share of the number of AUs "
                         "(default: interpret's, up to three per AU)")
     s.add_argument("--workers", type=_positive_int, default=None, help="gam: processes (default: up to 2)")
@@ -244,26 +304,27 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--train-au-table", help="AU table of --data (extract output; default: measure now, cached)")
     s.add_argument("--val-au-table", help="AU table of --val, for the AU fidelity (default: measure now, cached)")
     s.add_argument("--recipe", choices=("joint", "sequential", "independent"), default="joint")
-    s.add_argument("--lam", type=float, default=1.0, help="weight of the AU loss against the emotion loss (joint)")
+    s.add_argument("--lam", type=_non_negative, default=1.0,
+                   help="weight of the AU loss against the emotion loss (joint); 0 or more")
     s.add_argument("--init", default="cnn-fer2013", help="CNN whose trunk starts the network: manifest name, "
                    ".keras path, or 'none'")
     s.add_argument("--preset", choices=PRESETS, default="strong",
                    help="trunk architecture (must match --init)")
     s.add_argument("--tap", choices=("dense", "gap"), default="dense",
                    help="AU units read the CNN's last hidden layer (dense) or its pooled features (gap)")
-    s.add_argument("--epochs", type=int, default=10,
+    s.add_argument("--epochs", type=_whole_number, default=10,
                    help="fine-tuning epochs after the warm start; 0 keeps the trunk frozen (the warm start is the model)")
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--learning-rate", type=float, default=1e-4, help="start of the cosine decay (default 1e-4)")
+    s.add_argument("--batch-size", type=_positive_int, default=64)
+    s.add_argument("--learning-rate", type=_positive, default=1e-4, help="start of the cosine decay (default 1e-4)")
     s.add_argument("--no-warm-start", action="store_true",
                    help="start the AU units and head at random instead of ridge / logistic fits on the trunk")
     s.add_argument("--classes", default="six")
-    s.add_argument("--limit-per-class", type=int, default=None)
+    s.add_argument("--limit-per-class", type=_positive_int, default=None)
     s.add_argument("--no-augment", action="store_true", help="no flips, rotations, shifts or zoom")
-    s.add_argument("--holdout", type=float, default=0.1,
+    s.add_argument("--holdout", type=_share, default=0.1,
                    help="share of --data held out from fitting to choose the best epoch (default 0.1)")
     s.add_argument("--seed", type=_seed, default=0)
-    s.add_argument("--max-minutes", type=float, default=None, help="stop after this long, keeping the best epoch")
+    s.add_argument("--max-minutes", type=_positive, default=None, help="stop after this long, keeping the best epoch")
     s.add_argument("--name", help="register in models/manifest.json under this name")
     add_recipe_arguments(s, schedule="cosine", soft_labels=False)
     s.set_defaults(func=cmd_train_au_bottleneck)
@@ -470,6 +531,8 @@ def cmd_train_au(args) -> int:
     from .predictors.registry import save_and_register
 
     fileio.output_path(args.out)  # a bad --out is said before the fit, not after
+    if Path(args.out).suffix.lower() != ".json":  # the model is found by its ending when loaded by path
+        raise FerError(f"{args.out}: the AU model file must end with .json")
     kind = {"logreg": "au-logreg", "mlp": "au-mlp", "gam": "au-gam"}[args.kind]
     _name_free(args.name, kind)
     columns = _au_columns(args.aus)  # a wrong --aus is said before a large table is read
@@ -485,8 +548,7 @@ def cmd_train_au(args) -> int:
         from .predictors.au_gam import fit_au_gam
 
         model = fit_au_gam(table, classes, holdout=holdout, seed=args.seed,
-                           interactions=None if args.interactions is None
-                           else int(args.interactions) if args.interactions >= 1 else args.interactions,
+                           interactions=args.interactions,
                            n_jobs=args.workers or default_workers(), max_rows=max_rows,
                            class_weight=None if args.class_weight == "none" else args.class_weight,
                            description=au_table.table_name(table), progress=_tqdm_progress("fitting"))
@@ -879,6 +941,9 @@ def cmd_train_au_bottleneck(args) -> int:
     from .predictors.recipe import recipe_from_args
     from .predictors.registry import find_entry, save_and_register
 
+    if args.epochs == 0 and args.no_warm_start:  # nothing would train the network: random weights
+        raise FerError("--epochs 0 keeps the warm start as the model, and --no-warm-start leaves none; "
+                       "give --epochs 1 or more, or drop --no-warm-start")
     _name_free(args.name, "au-bottleneck")
     classes = parse_classes(args.classes)
     init = None if args.init.lower() == "none" else find_entry(args.init).file

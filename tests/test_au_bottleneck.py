@@ -5,6 +5,7 @@ regression, and shows both AU sets."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -160,3 +161,68 @@ def test_the_shared_recipe_trains_the_bottleneck_too(tmp_path, fer_sample):
     with pytest.raises(FerError, match="not AU targets"):
         train_au_bottleneck(fer_sample, out=tmp_path / "x.keras", init=None, preset="tiny", epochs=1,
                             training=Recipe(label_smoothing=0.1))
+
+
+def bundled_copy(tmp_path, edit):
+    """The bundled AU-bottleneck network and its twin in ``tmp_path``, its sidecar edited."""
+    import shutil
+
+    from fer_core.config import REPO_ROOT
+
+    src = REPO_ROOT / "models"
+    for name in ("au_bottleneck_fer2013.keras", "au_bottleneck_fer2013.tflite"):
+        shutil.copy(src / name, tmp_path / name)
+    meta = json.loads((src / "au_bottleneck_fer2013.meta.json").read_text())
+    edit(meta)
+    (tmp_path / "au_bottleneck_fer2013.meta.json").write_text(json.dumps(meta).replace("Infinity", "1e999"))
+    return tmp_path / "au_bottleneck_fer2013.keras"
+
+
+def _head(meta: dict) -> dict:
+    return meta["lite"]["head"]
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda m: _head(m).update(kernel=_head(m)["kernel"][:16]), "'lite.head.kernel' is 16×6, expected 17×n"),
+    (lambda m: _head(m)["kernel"][0].__setitem__(0, float("nan")), "'lite.head.kernel' holds NaN"),
+    (lambda m: _head(m)["bias"].__setitem__(0, 10**400), "'lite.head.bias' holds a number too large"),
+    (lambda m: m.update(n_train=float("inf")), "'n_train' is not a whole number"),
+    (lambda m: m.update(head_metrics=[1]), "'head_metrics' is not an object"),
+    (lambda m: m.update(head_metrics={"holdout": {"n": "x"}}), "'head_metrics.holdout' is malformed: its 'n' is not a whole number"),
+    (lambda m: m["au_std"].__setitem__(0, 1e-9), "'au_std' has zeros, negative values or values below 1e-06"),
+])
+def test_a_damaged_sidecar_or_twin_head_is_refused_naming_the_field(tmp_path, edit, field):
+    """The twin's head weights and the sidecar's head metrics were read unchecked: NaN or wrongly
+    shaped weights loaded and gave NaN probabilities or a crash at the first face, bad metrics blanked
+    the AU model page, n_train inf escaped as 'unexpected OverflowError'."""
+    from fer_core.errors import ModelFileError
+    from fer_core.predictors.au_bottleneck import AUBottleneckPredictor
+
+    path = bundled_copy(tmp_path, edit)
+    with pytest.raises(ModelFileError, match=re.escape(field)):
+        AUBottleneckPredictor(path, runtime="litert")
+
+
+def test_the_bundled_sidecar_passes_the_checks(tmp_path):
+    from fer_core.predictors.au_bottleneck import AUBottleneckPredictor
+
+    predictor = AUBottleneckPredictor(bundled_copy(tmp_path, lambda m: None), runtime="litert")
+    assert predictor.au_model().holdout.n > 0
+    proba = predictor.au_model().predict_proba(np.ones((1, len(AU_COLUMNS))))
+    assert np.isfinite(proba).all()
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"epochs": -1}, "epochs -1"), ({"holdout": 1.0}, "holdout 1.0"), ({"lam": float("nan")}, "lambda nan"),
+    ({"batch_size": 0}, "batch size 0"), ({"learning_rate": -1e-3}, "learning rate -0.001"),
+    ({"limit_per_class": 0}, "limit per class 0"), ({"epochs": 0, "warm_start": False}, "0 epochs without the warm"),
+])
+def test_training_settings_are_refused_before_tensorflow_starts(tmp_path, monkeypatch, settings, message):
+    """Called as a library (not through the command line's option checks), the same settings are
+    refused before Keras is imported or a face is read."""
+    from fer_core.errors import FerError
+    from fer_core.predictors import au_bottleneck
+
+    monkeypatch.setattr(au_bottleneck, "import_keras", lambda: pytest.fail("Keras started"))
+    with pytest.raises(FerError, match=re.escape(message)):
+        au_bottleneck.train_au_bottleneck(tmp_path / "missing", out=tmp_path / "b.keras", **settings)

@@ -91,3 +91,21 @@ def test_a_gam_fit_reports_each_bag_as_it_starts():
     seen: list[tuple[int, int]] = []
     fit_au_gam(synthetic_table(15), interactions=0, outer_bags=3, bag_progress=lambda b, n: seen.append((b, n)))
     assert seen and {n for _, n in seen} == {3} and {b for b, _ in seen} == {1, 2, 3}
+
+
+@pytest.mark.parametrize("interactions", [-1, float("nan"), 2.5, float("inf"), True])
+def test_impossible_interactions_are_named_before_any_fit(interactions):
+    """-1 and NaN reached interpret, whose refusal came out as "could not fit … on these faces; add
+    faces" (the table blamed); 2.5 would be cut to 2 pairs by the command line."""
+    from fer_core.errors import AUTableError, FerError
+
+    with pytest.raises(FerError, match="interactions .*: give a whole number of AU pairs") as caught:
+        fit_au_gam(synthetic_table(12), interactions=interactions, outer_bags=1)
+    assert not isinstance(caught.value, AUTableError)
+
+
+def test_a_whole_number_of_interactions_written_as_a_float_is_a_count():
+    from fer_core.predictors.au_gam import check_interactions
+
+    assert check_interactions(2.0) == 2 and isinstance(check_interactions(2.0), int)
+    assert check_interactions(0.25) == 0.25 and check_interactions(None) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -143,3 +144,109 @@ def test_rows_repeated_in_a_table_are_not_scored_on_a_copy_of_themselves():
     assert len(plan.fit) + len(plan.test) == len(ts.y)
     model = fit_au_model(table)
     assert "were fitted instead of scored" in model.info["data"]["held_out_duplicates"]
+
+
+LOWER = ("AU12_r", "AU25_r", "AU26_r")  # a subset model of lower-face AUs, all hidden by a mask
+
+
+@pytest.fixture(scope="module")
+def lower_model() -> AUModel:
+    return fit_au_model(synthetic_table(20), columns=LOWER, Cs=(1.0,))
+
+
+def test_a_subset_model_cannot_judge_a_face_without_its_own_aus(lower_model):
+    """A mask hides every AU of a lower-face model: that face was counted as judged with the
+    intercept's guess. "Nothing known" is tested on the model's own AUs: a NaN row, and no
+    explanation of a judgement that was never made."""
+    from fer_core import i18n
+    from fer_core.errors import FerError
+    from fer_core.predictors.au_models import AUPredictor
+    from fer_core.predictors.base import FaceInput
+
+    predictor = AUPredictor(lower_model, name="lower")
+    X = synthetic_table(1)[list(AU_COLUMNS)].to_numpy(dtype=float)[:3].copy()
+    lower = [AU_COLUMNS.index(c) for c in LOWER]
+    X[0, lower] = np.nan  # the upper face is known, none of the model's AUs
+    X[1, lower[0]] = np.nan  # one of its AUs unknown: the model copes
+    proba = predictor.proba_from_aus(X)
+    assert np.isnan(proba[0]).all()
+    assert np.isfinite(proba[1:]).all() and np.allclose(proba[1:].sum(axis=1), 1)
+    with pytest.raises(FerError, match=r"none of the AUs this model uses \(AU12, AU25, AU26\) .* cannot judge") as caught:
+        predictor.explain(FaceInput(aus=X[0]))
+    with i18n.using_language("ko"):  # Try it's masked view and the mask report show it
+        assert i18n.message(str(caught.value)).startswith("lower: 이 얼굴에서 이 모델이 쓰는 AU(AU12, AU25, AU26)")
+    assert predictor.explain(FaceInput(aus=X[1])).extra["unknown_aus"] == ["AU12"]
+
+
+def test_both_au_table_scorers_agree_on_a_subset_model(lower_model):
+    """`evaluate --au-table` (evaluate_au_table) and evaluate_on_table (bench) score a subset model
+    alike: masked faces without its AUs count wrong as no face, and a bad value in an AU it does not
+    use leaves no face out (the rule covers every AU the model uses, README)."""
+    from fer_core import au_table as tables
+    from fer_core.evaluation.compare import evaluate_au_table
+    from fer_core.predictors.au_models import AUPredictor, evaluate_on_table
+
+    table = synthetic_table(10)
+    table.loc[:19, list(LOWER)] = np.nan  # 20 faces under a mask that hides the model's AUs
+    table["masked"] = (table.index < 20).astype(int)
+    table.loc[20:29, "AU01_r"] = 20.0  # out of range, in an AU the model ignores
+    table.loc[30:31, "AU12_r"] = 20.0  # out of range, in an AU the model uses: left out
+    predictor = AUPredictor(lower_model, name="lower")
+    cli, bench = evaluate_au_table(predictor, table), evaluate_on_table(lower_model, table, name="lower")
+    for report in (cli, bench):
+        assert report.n == len(table) - 2 and report.no_face == 20
+    assert (cli.accuracy, cli.confusion, cli.no_face_per_class) == (bench.accuracy, bench.confusion,
+                                                                   bench.no_face_per_class)
+    assert cli.left_out == {tables.AU_INVALID: 2}
+    # a table without the AUs the model does not use is scored too
+    assert evaluate_au_table(predictor, table.drop(columns=["AU45_r"])).n == len(table) - 2
+
+
+def base_model_dict(logreg: AUModel) -> dict:
+    return json.loads(json.dumps(logreg.to_dict()))
+
+
+def _set(path: str, value):
+    """An edit of a model dict: ``path`` is dotted keys and list indices."""
+    def edit(d: dict) -> None:
+        *parents, last = path.split(".")
+        node = d
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        node[int(last) if isinstance(node, list) else last] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, field", [
+    (_set("mean.0", 10**400), "'mean' holds a number too large"),
+    (_set("weights.0.0.0", "1.5"), "'weights[0]' holds text"),
+    (_set("scale.0", 1e-320), "'scale' has values below 1e-06"),
+    (_set("weights.0.0.0", 1e308), "'weights[0]' holds values beyond"),
+    (_set("info.data", 5), "'info.data' is not an object"),
+    (_set("info.settings", "x"), "'info.settings' is not an object"),
+    (_set("info.data.rows", "many"), "'info.data.rows' is not a whole number"),
+    (_set("info.metrics.holdout.n", float("inf")), "'info.metrics.holdout' is malformed: its 'n' is not a whole number"),
+    (_set("info.metrics.holdout.accuracy_ci95", [0.5]), "'info.metrics.holdout' is malformed: its 'accuracy_ci95' is not two shares"),
+    (_set("info.metrics.holdout.confusion", "abc"), "'info.metrics.holdout' is malformed: its 'confusion' is not a 6×6 matrix"),
+    (_set("info.metrics.holdout.confusion", [[1, 2]] * 6), "'info.metrics.holdout' is malformed: its 'confusion' is not a 6×6 matrix"),
+    (_set("info.metrics.holdout.per_class", {"happy": 5}), "'info.metrics.holdout' is malformed: its 'per_class' is not a count"),
+    (_set("info.metrics.holdout.accuracy", "x"), "'info.metrics.holdout' is malformed: its 'accuracy' is not a share"),
+])
+def test_damaged_model_files_are_refused_naming_the_field(logreg, tmp_path, edit, field):
+    """Each of these loaded (and blanked the AU model page, gave NaN probabilities) or escaped as
+    'unexpected … (a bug)'; each is now one ModelFileError line naming the field."""
+    from fer_core.predictors.registry import load_predictor
+
+    d = base_model_dict(logreg)
+    edit(d)
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(d).replace("Infinity", "1e999"))
+    with pytest.raises(ModelFileError, match=re.escape(field)):
+        load_predictor(str(path))
+
+
+def test_a_sound_model_file_still_loads_with_its_holdout(logreg, tmp_path):
+    path = tmp_path / "m.json"
+    logreg.save(path)
+    again = AUModel.load(path)
+    assert again.holdout.n == logreg.holdout.n and len(again.holdout.confusion) == 6

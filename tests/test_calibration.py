@@ -119,7 +119,7 @@ def test_load_rejects_bad_files(tmp_path, synthetic):
         AUCalibration.load(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ModelFileError, match="not a JSON AU calibration"):
+    with pytest.raises(ModelFileError, match="AU calibration is not valid JSON"):
         AUCalibration.load(bad)
     d = synthetic[2].to_dict()
     d["au"]["AU04_r"]["y"] = d["au"]["AU04_r"]["y"][::-1]  # decreasing: not a monotone map
@@ -199,3 +199,38 @@ def test_scale_report_measures_the_shift():
     assert rep["profile_r"].to_numpy() == pytest.approx(1.0)
     assert (rep["ks"] > 0.3).all()
     assert rep.attrs == {"a": "mediapipe", "b": "openface"}
+
+
+def test_a_map_whose_source_and_target_share_a_name_is_applied_once(synthetic):
+    """Two tables both from "csv" give a csv→csv map; its output was accepted again and mapped a
+    second time (the scale shifted twice). Rows mapped before are refused whatever the names."""
+    source, target, _ = synthetic
+    cal = fit_quantile_map(source.assign(source="csv"), target.assign(source="csv"))
+    assert cal.label == "csv→csv"
+    once = cal.apply(source.head(10).assign(source="csv"))
+    assert (once["source"] == "csv→csv").all()
+    with pytest.raises(AUTableError, match="already on the csv scale"):
+        cal.apply(once)
+
+
+@pytest.mark.parametrize("edit, raw", [
+    (lambda d: d.update(n_quantiles=float("inf")), False),  # int(inf): OverflowError escaped
+    (lambda d: d["au"]["AU01_r"].update(x=["0", "1"]), False),  # text read as numbers
+    (None, "[" * 100000 + "]" * 100000),  # RecursionError escaped
+])
+def test_damaged_calibration_files_are_one_line(tmp_path, synthetic, edit, raw):
+    path = tmp_path / "cal.json"
+    if raw:
+        path.write_text(raw)
+    else:
+        d = json.loads(json.dumps(synthetic[2].to_dict()))
+        edit(d)
+        path.write_text(json.dumps(d).replace("Infinity", "1e999"))
+    with pytest.raises(ModelFileError) as caught:
+        AUCalibration.load(path)
+    assert "fer_core.calibration." not in str(caught.value)  # the hint names the module that exists
+
+
+def test_a_calibration_path_that_is_not_a_regular_file_is_not_read(tmp_path):
+    with pytest.raises(ModelFileError, match="is a folder, not a regular file"):
+        AUCalibration.load(tmp_path)

@@ -331,3 +331,59 @@ def test_predict_text_names_a_bad_file_once_and_refuses_a_negative_top(capsys, t
     with pytest.raises(SystemExit) as exited:
         run_cli(capsys, "predict", astronaut_jpeg, "--top", "-2")
     assert exited.value.code == 2 and "--top: '-2' is not a whole number of at least 1" in capsys.readouterr().err
+
+
+def option_error(capsys, *args: str) -> str:
+    """The one ``error:`` line argparse gives for a bad option value (exit status 2)."""
+    with pytest.raises(SystemExit) as exited:
+        run_cli(capsys, *args)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1 and err.startswith("error: argument ")
+    return err
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "2.5", "inf", "x"])
+def test_train_au_refuses_impossible_interactions_before_reading_the_table(capsys, tmp_path, value):
+    """--interactions 2.5 silently fitted 2 pairs; -1 and nan reached the fit and were blamed on the
+    table. Each is now an option error, before the (here missing) table is read."""
+    err = option_error(capsys, "train-au", tmp_path / "missing.csv", "--kind", "gam", "--interactions", value,
+                       "--out", tmp_path / "m.json")
+    assert f"--interactions: '{value}' is not a whole number of AU pairs" in err
+
+
+def test_train_au_takes_a_share_of_interactions_as_a_number():
+    from fer_core.cli import _parser
+
+    args = _parser().parse_args(["train-au", "t.csv", "--out", "m.json", "--interactions", "0.5"])
+    assert args.interactions == 0.5
+    assert _parser().parse_args(["train-au", "t.csv", "--out", "m.json", "--interactions", "3"]).interactions == 3
+
+
+def test_train_au_wants_a_json_out_before_reading_the_table(capsys, tmp_path):
+    """A model saved as m.model could not be loaded by its path (AU models are found by .json)."""
+    code, _, err = run_cli(capsys, "train-au", tmp_path / "missing.csv", "--out", tmp_path / "m.model")
+    assert code == 2 and "m.model: the AU model file must end with .json" in err and err.count("\n") == 1
+    assert not (tmp_path / "m.model").exists()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--epochs", "-1", "is not a whole number of at least 0"),
+    ("--batch-size", "0", "is not a whole number of at least 1"),
+    ("--limit-per-class", "-5", "is not a whole number of at least 1"),
+    ("--holdout", "1.5", "is not a share above 0 and below 1"),
+    ("--holdout", "nan", "is not a number"),
+    ("--lam", "-1", "is not a number of at least 0"),
+    ("--lam", "nan", "is not a number"),
+    ("--learning-rate", "0", "is not a number above 0"),
+])
+def test_train_au_bottleneck_refuses_bad_options_before_loading_anything(capsys, tmp_path, option, value, message):
+    """These reached the data loading and training (a negative epoch count, a NaN loss weight)."""
+    err = option_error(capsys, "train-au-bottleneck", "--data", tmp_path / "missing", "--out", tmp_path / "b.keras",
+                       "--init", "none", option, value)
+    assert f"{option}: '{value}' {message}" in err
+
+
+def test_train_au_bottleneck_needs_epochs_or_the_warm_start(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train-au-bottleneck", "--data", tmp_path / "missing", "--out",
+                           tmp_path / "b.keras", "--init", "none", "--epochs", "0", "--no-warm-start")
+    assert code == 2 and "--epochs 0" in err and "--no-warm-start" in err and err.count("\n") == 1

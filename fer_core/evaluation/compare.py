@@ -245,13 +245,20 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
         raise FerError(f"{predictor.name}: a {predictor.kind} model scores images, not an AU table; "
                        "use --images with a folder of labelled images")
     classes = list(predictor.classes)
-    selection = au_table.scoring_selection(table, classes)
+    # The rule on AU values applies to the AUs the model uses (README), as ``evaluate_on_table``
+    # applies it: a bad value in an AU a subset model ignores does not leave the face out, and a
+    # face with none of its AUs known is not measured for it (counted wrong, no face).
+    columns = tuple(getattr(predictor.au_model(), "au_columns", None) or au_table.AU_COLUMNS)
+    used = [au_table.AU_COLUMNS.index(c) for c in columns]
+    selection = au_table.scoring_selection(table, classes, columns)
     labels = au_table.labels_of(table).to_numpy()
     truth = pd.Categorical(labels[selection.index], categories=classes).codes.astype(np.int64)
     proba_from_aus = getattr(predictor, "proba_from_aus", None)
     predicted = np.empty(selection.n, dtype=np.int64)
     for start in range(0, selection.n, SCORE_CHUNK_ROWS):
-        X = au_table.values(table, selection.index[start:start + SCORE_CHUNK_ROWS])
+        rows = selection.index[start:start + SCORE_CHUNK_ROWS]
+        X = np.full((len(rows), len(au_table.AU_COLUMNS)), np.nan)  # AUs the model does not use stay unknown
+        X[:, used] = au_table.values(table, rows, columns)
         X[~selection.measured[start:start + SCORE_CHUNK_ROWS]] = np.nan
         proba = np.asarray(proba_from_aus(X) if proba_from_aus is not None
                            else predictor.predict_proba([FaceInput(aus=x) for x in X]), dtype=float)

@@ -40,6 +40,8 @@ from ..errors import AUTableError, ModelFileError
 FORMAT = "fer-au-calibration/1"
 ARROW = "→"
 AU_MIN, AU_MAX = 0.0, 5.0
+MAX_CALIBRATION_BYTES = 4 * 2**20  # a map is ~30 KB (17 AUs x ~100 knots); reading stays far below that
+LOAD_HINT = "pick a .json file saved by this workbench"
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -139,7 +141,9 @@ class AUCalibration:
         """A copy of ``table`` with its AU columns on the target scale and ``source`` suffixed.
 
         Failed faces (``success 0`` or NaN AUs) and every non-AU column stay as they were.
-        ``check_source`` refuses tables that are already on the target scale or already mapped.
+        ``check_source`` refuses tables that are already mapped (a source with ``→``: mapping twice
+        shifts the scale again, even with a map whose source and target share a name) or already
+        on the target scale.
         """
         au_table.require_columns(table)
         out = table.copy()
@@ -150,8 +154,11 @@ class AUCalibration:
             src = out["source"].astype(object)
             names = src.where(src.notna(), "").astype(str).to_numpy()
             if check_source:
-                done = sorted({s for s, k in zip(names, ok) if k and (ARROW in s or s == self.target)})
-                if done and self.target != self.source:
+                # A row mapped before is refused whatever the names; a row merely named like the
+                # target is refused only when the target is not also the source's name.
+                done = sorted({s for s, k in zip(names, ok)
+                               if k and (ARROW in s or (s == self.target and self.target != self.source))})
+                if done:
                     raise AUTableError(f"table rows are already on the {self.target} scale (source {done[0]!r}); "
                                        f"apply the {self.label} calibration to {self.source} AU tables only")
         for c in AU_COLUMNS:
@@ -185,34 +192,46 @@ class AUCalibration:
     @classmethod
     def from_dict(cls, d: dict, name: str = "calibration") -> "AUCalibration":
         bad = ModelFileError(f"{name}: not an AU calibration file of this workbench ({FORMAT}); "
-                             f"make one with fer_core.calibration.fit_quantile_map")
+                             f"make one with fer_core.measure.calibration.fit_quantile_map")
         try:
             if not isinstance(d, dict) or d.get("format") != FORMAT:
                 raise ValueError
             knots = {}
             for c in AU_COLUMNS:
-                x = np.array(d["au"][c]["x"], dtype=np.float64)
-                y = np.array(d["au"][c]["y"], dtype=np.float64)
+                x = _knot_values(d["au"][c]["x"])
+                y = _knot_values(d["au"][c]["y"])
                 if x.ndim != 1 or len(x) < 1 or x.shape != y.shape or not np.all(np.isfinite(x)) \
                         or not np.all(np.isfinite(y)) or np.any(np.diff(x) <= 0) or np.any(np.diff(y) < 0):
                     raise ValueError
                 knots[c] = (x, y)
-            return cls(source=str(d["source"]), target=str(d["target"]), knots=knots,
-                       n_quantiles=int(d.get("n_quantiles", 101)), info=dict(d.get("info", {})))
-        except (ValueError, KeyError, TypeError):
+            n_quantiles = d.get("n_quantiles", 101)
+            if isinstance(n_quantiles, bool) or not isinstance(n_quantiles, (int, float)) \
+                    or not math.isfinite(n_quantiles) or not float(n_quantiles).is_integer() or n_quantiles < 2:
+                raise ValueError  # 1e999 is read as infinity, which int() cannot take
+            if not isinstance(d["source"], str) or not isinstance(d["target"], str):
+                raise TypeError
+            return cls(source=d["source"], target=d["target"], knots=knots,
+                       n_quantiles=int(n_quantiles), info=dict(d.get("info", {})))
+        except (ValueError, KeyError, TypeError, OverflowError):
             raise bad from None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "AUCalibration":
+        """Read through ``safe_files`` (a regular file of a calibration's size, shallow UTF-8 JSON):
+        a device, a huge file or JSON nested 100,000 deep is one line, not a hang or a crash."""
+        from ..safe_files import read_json_file
+
         path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ModelFileError(f"{path}: calibration file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            raise ModelFileError(f"{path}: not a JSON AU calibration; "
-                                 f"pick a .json file saved by this workbench") from None
+        d = read_json_file(path, MAX_CALIBRATION_BYTES, LOAD_HINT, what="AU calibration")
         return cls.from_dict(d, name=str(path))
+
+
+def _knot_values(values) -> np.ndarray:
+    """A list of JSON numbers as floats; text ("0.5") or true/false is not a knot."""
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               for v in values):
+        raise TypeError
+    return np.array(values, dtype=np.float64)  # OverflowError for an integer of hundreds of digits
 
 
 def fit_quantile_map(source_table: pd.DataFrame, target_table: pd.DataFrame, n_quantiles: int = 101,

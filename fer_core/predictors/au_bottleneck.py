@@ -41,7 +41,7 @@ from ..au_table import AU_COLUMNS, au_code
 from ..emotions import SIX_EMOTIONS
 from ..errors import DatasetError, FerError, ModelFileError, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report
-from .au_models import AUModel, field_error, read_array, read_classes
+from .au_models import MAX_MODEL_VALUE, MIN_SCALE, AUModel, check_info, field_error, read_array, read_classes
 from .base import Explanation, FaceInput, Predictor, Progress
 from .cnn import (
     CNN_SIZE,
@@ -107,16 +107,20 @@ def build_bottleneck(num_classes: int, preset: str = "strong", seed: int | None 
     return keras.Model(base.input, {HEAD_LAYER: emotion, AU_LAYER: aus}, name=f"au_bottleneck_{preset}")
 
 
-def head_weights(model) -> tuple[np.ndarray, np.ndarray]:
+def head_weights(model, source: str = "model") -> tuple[np.ndarray, np.ndarray]:
     """(kernel (17, k), bias (k,)) of the emotion head: of the Keras network, or of its twin's
-    record (the twin's graph has them only as constants)."""
-    from .lite import LiteModel
+    record (the twin's graph has them only as constants). The record is read like an AU model
+    file (``read_array``: finite numbers of sane size, 17 rows), since the explanation and every
+    prediction go through it; ``source`` names the sidecar in the refusal."""
+    from .lite import LITE_RECORD, LiteModel
 
     if isinstance(model, LiteModel):
         head = (model.record or {}).get("head")
         if not isinstance(head, dict):
             raise KeyError("the TensorFlow Lite twin's record has no head weights")
-        return np.asarray(head["kernel"], dtype=np.float32), np.asarray(head["bias"], dtype=np.float32)
+        kernel = read_array(head.get("kernel"), source, f"{LITE_RECORD}.head.kernel", (len(AU_COLUMNS), None))
+        bias = read_array(head.get("bias"), source, f"{LITE_RECORD}.head.bias", (None,))
+        return kernel.astype(np.float32), bias.astype(np.float32)
     kernel, bias = model.get_layer(HEAD_LAYER).get_weights()
     return kernel, bias
 
@@ -136,9 +140,9 @@ def export_lite_twin(path: Path) -> Path:
 
 
 def head_as_au_model(model, classes: Sequence[str], mean: np.ndarray, std: np.ndarray, info: dict | None = None,
-                     ) -> AUModel:
+                     source: str = "model") -> AUModel:
     """The emotion head as the AU logistic regression it is: ``logits = W . (AU - mean) / std + b``."""
-    kernel, bias = head_weights(model)
+    kernel, bias = head_weights(model, source)
     return AUModel(kind="au-logreg", classes=tuple(classes), au_columns=tuple(AU_COLUMNS),
                    mean=np.asarray(mean, float), scale=np.asarray(std, float),
                    weights=[np.asarray(kernel, float).T.copy()], biases=[np.asarray(bias, float).copy()],
@@ -155,6 +159,15 @@ def au_units(model, x: np.ndarray, batch_size: int = 256, tta: str = "mirror",
 
 
 # ----------------------------------------------------------------------------- the predictor
+
+def _sidecar_count(metadata: Mapping[str, Any], key: str, sidecar: str) -> int:
+    """A face count of the sidecar (0 when absent), or one line naming the field."""
+    value = metadata.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 2**53 \
+            or not float(value).is_integer():
+        raise field_error(sidecar, key, "is not a whole number of at least 0")
+    return int(value)
+
 
 class AUBottleneckPredictor(Predictor):
     """Face crops in; the AUs the network reads from the pixels, and the head's emotion over them."""
@@ -178,24 +191,31 @@ class AUBottleneckPredictor(Predictor):
         self.classes = read_classes(self.metadata.get("classes"), sidecar)
         self.mean = read_array(self.metadata.get("au_mean"), sidecar, "au_mean", (len(AU_COLUMNS),))
         self.std = read_array(self.metadata.get("au_std"), sidecar, "au_std", (len(AU_COLUMNS),))
-        if (self.std <= 0).any():
-            raise field_error(sidecar, "au_std", "has zeros or negative values")
+        if (self.std < MIN_SCALE).any():  # training puts 1 for an AU that barely varied
+            raise field_error(sidecar, "au_std", f"has zeros, negative values or values below {MIN_SCALE:g}")
+        # The head's record, checked before the network is loaded: the AU model page shows it.
+        head_metrics = self.metadata.get("head_metrics")
+        if head_metrics is not None and not isinstance(head_metrics, dict):
+            raise field_error(sidecar, "head_metrics", "is not an object")
+        rows = sum(_sidecar_count(self.metadata, key, sidecar) for key in ("n_train", "n_selection"))
+        # the faces that fitted the emotion layer, plus those held out to choose its penalty
+        # (scored, never refitted on)
+        head_info = {"metrics": head_metrics or {}, "data": {"rows": rows, "network_head": True}}
+        check_info(head_info, sidecar, "head_metrics")
         self.network, self.runtime = load_network(self.path, self.metadata, runtime, keras_sha256)
         self.name = name or self.path.stem
         self.batch_size = batch_size
         try:
-            self.head = head_as_au_model(self.network, self.classes, self.mean, self.std,
-                                         {"metrics": self.metadata.get("head_metrics") or {},
-                                          # the faces that fitted the emotion layer, plus those held
-                                          # out to choose its penalty (scored, never refitted on)
-                                          "data": {"rows": int(self.metadata.get("n_train") or 0)
-                                                   + int(self.metadata.get("n_selection") or 0),
-                                                   "network_head": True}})
+            self.head = head_as_au_model(self.network, self.classes, self.mean, self.std, head_info, source=sidecar)
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelFileError(f"{self.path}: not an AU-bottleneck network ({one_line(exc, 120)}); "
                                  "retrain the model") from None
-        if len(self.head.biases[0]) != len(self.classes) or len(self.mean) != len(AU_COLUMNS):
+        kernel = self.head.weights[0]
+        if kernel.shape != (len(self.classes), len(AU_COLUMNS)) or len(self.head.biases[0]) != len(self.classes):
             raise ModelFileError(f"{self.path}: the network's layers do not match its metadata; retrain it")
+        if not all(np.isfinite(a).all() and (np.abs(a) <= MAX_MODEL_VALUE).all() for a in (kernel, self.head.biases[0])):
+            raise ModelFileError(f"{self.path}: the emotion layer's weights are not finite numbers of a trained "
+                                 "network (training diverged?); retrain the model")
 
     def network_aus(self, faces: Sequence[FaceInput | np.ndarray], progress: Progress | None = None) -> np.ndarray:
         """(n, 17) AU intensities on OpenFace's 0-5 scale as the network reads them from the crop."""
@@ -382,6 +402,31 @@ class _BestEpoch:
         return BestEpoch()
 
 
+def check_training_settings(*, lam: float, holdout: float, epochs: int, batch_size: int, learning_rate: float,
+                            limit_per_class: int | None, warm_start: bool) -> None:
+    """Refuse settings that cannot train (one line each), before TensorFlow starts or a face is read."""
+    def whole(value: Any, least: int) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= least
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value)
+
+    if not number(lam) or lam < 0:
+        raise FerError(f"lambda {lam!r}: give the AU loss's weight, 0 or more")
+    if not number(holdout) or not 0 < holdout < 1:
+        raise FerError(f"holdout {holdout!r}: give the share of training images that picks the epoch, e.g. 0.1")
+    if not whole(epochs, 0):
+        raise FerError(f"epochs {epochs!r}: give a whole number, 0 or more (0 keeps the warm start)")
+    if epochs == 0 and not warm_start:
+        raise FerError("0 epochs without the warm start leaves the network untrained; train for an epoch or more")
+    if not whole(batch_size, 1):
+        raise FerError(f"batch size {batch_size!r}: give a whole number of at least 1")
+    if not number(learning_rate) or learning_rate <= 0:
+        raise FerError(f"learning rate {learning_rate!r}: give a number above 0, e.g. 1e-4")
+    if limit_per_class is not None and not whole(limit_per_class, 1):
+        raise FerError(f"limit per class {limit_per_class!r}: give a whole number of at least 1")
+
+
 def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str] | None = None, *,
                         out: str | os.PathLike[str], classes: Sequence[str] = SIX_EMOTIONS, recipe: str = "joint",
                         lam: float = 1.0, init: str | os.PathLike[str] | None = None, preset: str = "strong",
@@ -408,8 +453,8 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     started = time.perf_counter()
     if recipe not in RECIPES:
         raise FerError(f"unknown recipe {recipe!r}: use one of {', '.join(RECIPES)}")
-    if lam < 0:
-        raise FerError("lambda must be 0 or more")
+    check_training_settings(lam=lam, holdout=holdout, epochs=epochs, batch_size=batch_size,
+                            learning_rate=learning_rate, limit_per_class=limit_per_class, warm_start=warm_start)
     training = training or Recipe(schedule="cosine")
     if training.soft_labels:
         raise FerError("label smoothing, mixup and cutmix blend emotion labels but not AU targets: the AU "

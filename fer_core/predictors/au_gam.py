@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ class GamTerm:
     """One additive term: a shape function of one AU, or a surface over two."""
 
     features: tuple[int, ...]  # indices into au_columns
-    cuts: list[np.ndarray]  # bin cut points per feature (bin i: cuts[i-1] < x <= cuts[i])
+    cuts: list[np.ndarray]  # bin cut points per feature (bin i: cuts[i-1] <= x < cuts[i], as interpret bins)
     scores: np.ndarray  # (bins_1 [, bins_2], k): index 0 = missing, last = unseen
 
     def lookup(self, X: np.ndarray) -> np.ndarray:
@@ -217,6 +218,22 @@ class AUGam:
         return cls(tuple(classes), tuple(au_columns), intercept, terms, info or {})
 
 
+def check_interactions(value: Any) -> int | float | None:
+    """``interactions`` as interpret takes it, checked before any fit: None (its default), a whole
+    number of AU pairs, or a share of the AUs below 1. interpret refuses the rest only inside the
+    fit (said there as a table problem), and a share such as 2.5 would silently become 2 pairs."""
+    if value is None:
+        return None
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is not None and math.isfinite(number) and number >= 0:
+        if float(number).is_integer():
+            return int(number)
+        if number < 1:
+            return float(number)
+    raise FerError(f"interactions {value!r}: give a whole number of AU pairs (0, 1, 2, …) or a share of the AUs "
+                   "below 1 (such as 0.5)")
+
+
 def _make_ebm(seed: int, interactions: float | int | None, outer_bags: int, n_jobs: int,
               bag_progress: Progress | None = None):
     try:
@@ -258,6 +275,7 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
     ``bag_progress(bag, bags)``: each bag as it starts (a fit can take minutes), when ``n_jobs`` is 1."""
     import warnings
 
+    interactions = check_interactions(interactions)
     classes = tuple(classes)
     name = description or au_table.table_name(table)
     ts = au_table.training_set(table, classes, name=name, min_per_class=au_table.MIN_FACES_PER_CLASS)

@@ -37,6 +37,8 @@ DEFAULT_CS = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 MAX_MODEL_JSON_BYTES = 32 * 2**20  # AU models are a few KB (an AU GAM a few MB); reading stays far below 1 GB
 LOAD_HINT = "pick a .json file saved by this workbench"
 RETRAIN_HINT = "retrain the model"
+MIN_SCALE = 1e-6  # a fitted scale is at least this (scikit-learn and the AU bottleneck put 1 for a constant AU)
+MAX_MODEL_VALUE = 1e6  # fitted weights, means and scores are far smaller; larger ones overflow the logits to NaN
 
 
 def softmax_rows(z: np.ndarray) -> np.ndarray:
@@ -145,6 +147,8 @@ class AUModel:
             raise field_error(name, "scale", "has zeros")
         if (scale < 0).any():
             raise field_error(name, "scale", "has negative values")
+        if (scale < MIN_SCALE).any():  # dividing by it would send a measured AU to infinity
+            raise field_error(name, "scale", f"has values below {MIN_SCALE:g}")
         weights = [read_array(w, name, f"weights[{i}]", (None, None)) for i, w in enumerate(_list(d, "weights", name))]
         biases = [read_array(b, name, f"biases[{i}]", (None,)) for i, b in enumerate(_list(d, "biases", name))]
         if len(biases) != len(weights):
@@ -197,12 +201,19 @@ def _dims(a: np.ndarray) -> str:
     return "×".join(map(str, a.shape)) if a.ndim else "a single number"
 
 
-def read_array(value: Any, source: str, field: str, shape: tuple[int | None, ...]) -> np.ndarray:
-    """A finite float array of ``shape`` (None: any length) from a JSON list."""
+def read_array(value: Any, source: str, field: str, shape: tuple[int | None, ...],
+               limit: float = MAX_MODEL_VALUE) -> np.ndarray:
+    """A finite float array of ``shape`` (None: any length) from a JSON list, every value within
+    ±``limit`` (a larger one is no fitted value, and overflows the scores to NaN)."""
     if not isinstance(value, list):
         raise field_error(source, field, "is missing" if value is None else "is not a list of numbers")
     try:
-        array = np.array(value, dtype=float)
+        raw = np.asarray(value)
+        if raw.dtype.kind in "USb":  # numpy would read "1.5" and true as numbers; JSON says they are not
+            raise field_error(source, field, "holds text or true/false where numbers belong")
+        array = np.asarray(raw, dtype=float)
+    except OverflowError:  # an integer literal of hundreds of digits
+        raise field_error(source, field, "holds a number too large to be a model value") from None
     except (ValueError, TypeError):
         raise field_error(source, field, "is not a rectangular array of numbers") from None
     if array.ndim != len(shape):
@@ -216,6 +227,8 @@ def read_array(value: Any, source: str, field: str, shape: tuple[int | None, ...
         raise field_error(source, field, f"is {_dims(array)}, expected {expected}")
     if not np.isfinite(array).all():
         raise field_error(source, field, "holds NaN or infinite values")
+    if (np.abs(array) > limit).any():
+        raise field_error(source, field, f"holds values beyond ±{limit:g}, which no fitted model has")
     return array
 
 
@@ -255,14 +268,90 @@ def read_au_columns(value: Any, source: str) -> tuple[str, ...]:
 
 
 def check_holdout(model: Any, source: str) -> None:
-    """The held-out scores in ``info`` must be readable (the dashboard shows them)."""
-    metrics = model.info.get("metrics")
+    """``check_info`` of a model's ``info``."""
+    check_info(model.info, source)
+
+
+def check_info(info: dict, source: str, metrics_field: str = "info.metrics") -> None:
+    """The training record and held-out scores in ``info`` must be what the AU model page reads
+    (numbers where it formats numbers, a k×k confusion matrix): a registered model with a damaged
+    record would otherwise blank that page, or show nonsense. ``metrics_field``: how the file
+    names ``info["metrics"]`` (an AU-bottleneck sidecar calls it ``head_metrics``)."""
+    for key in ("data", "settings"):
+        if info.get(key) is not None and not isinstance(info[key], dict):
+            raise field_error(source, f"info.{key}", "is not an object")
+    _check_entries(info.get("data") or {}, source, "info.data", {
+        "rows": (_is_count, COUNT), "sample": (_is_text, "is not text"), "left_out": (_is_counts, COUNTS)})
+    _check_entries(info.get("settings") or {}, source, "info.settings", {"holdout": (_is_share, SHARE)})
+    metrics = info.get("metrics")
     if metrics is not None and not isinstance(metrics, dict):
-        raise field_error(source, "info.metrics", "is not an object")
+        raise field_error(source, metrics_field, "is not an object")
+    holdout = (metrics or {}).get("holdout")
+    if holdout is None or holdout == {}:
+        return
+    where = f"{metrics_field}.holdout"
+    if not isinstance(holdout, dict):
+        raise field_error(source, where, "is not an object")
+    _check_entries(holdout, source, where, {
+        "n": (_is_count, COUNT), "no_face": (_is_count, COUNT), "accuracy": (_is_share, SHARE),
+        "macro_f1": (_is_share, SHARE),
+        "accuracy_ci95": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_share(x) for x in v),
+                          "is not two shares from 0 to 1"),
+        "labels": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "is not a list of emotions"),
+        "per_class": (lambda v: isinstance(v, dict) and all(
+            isinstance(c, dict) and _is_count(c.get("n", 0)) and (c.get("accuracy") is None or _is_share(c["accuracy"]))
+            for c in v.values()), "is not a count and an accuracy per emotion"),
+        "skipped": (_is_counts, COUNTS), "left_out": (_is_counts, COUNTS)}, inside=True)
+    k = len(holdout.get("labels") or holdout.get("per_class") or [])
+    _check_entries(holdout, source, where, {
+        "confusion": (lambda v: isinstance(v, list) and len(v) == k and all(_is_count_list(row, k) for row in v),
+                      f"is not a {k}×{k} matrix of counts (one row and column per emotion)"),
+        "no_face_per_class": (lambda v: _is_count_list(v, k), f"is not {k} counts, one per emotion"),
+        "other_per_class": (lambda v: _is_count_list(v, k), f"is not {k} counts, one per emotion")}, inside=True)
     try:
-        _ = model.holdout
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError):
-        raise field_error(source, "info.metrics.holdout", "is malformed") from None
+        EvaluationReport.from_dict(holdout)  # what ``holdout`` gives the page
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError):
+        raise field_error(source, where, "is malformed") from None
+
+
+COUNT, COUNTS, SHARE = "is not a whole number of at least 0", "is not counts by name", "is not a share from 0 to 1"
+
+
+def _check_entries(d: dict, source: str, where: str, checks: dict[str, tuple[Any, str]], inside: bool = False
+                   ) -> None:
+    """Each entry of ``d`` named in ``checks`` (absent is fine) passes its test, else one line
+    names the field and what it should be (``inside``: the field is ``where``, malformed in that entry)."""
+    for key, (ok, problem) in checks.items():
+        if key in d and not ok(d[key]):
+            if inside:
+                raise field_error(source, where, f"is malformed: its {key!r} {problem}")
+            raise field_error(source, f"{where}.{key}", problem)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_count(v: Any) -> bool:
+    """A whole number of faces (JSON may write it as 12.0)."""
+    return _is_number(v) and math.isfinite(v) and v >= 0 and float(v).is_integer()
+
+
+def _is_share(v: Any) -> bool:
+    """An accuracy or share: 0 to 1, or NaN (no faces to score)."""
+    return _is_number(v) and (math.isnan(v) or 0 <= v <= 1)
+
+
+def _is_text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_counts(v: Any) -> bool:
+    return isinstance(v, dict) and all(_is_count(x) for x in v.values())
+
+
+def _is_count_list(v: Any, k: int) -> bool:
+    return isinstance(v, list) and len(v) == k and all(_is_count(x) for x in v)
 
 
 def explanation_from(classes: Sequence[str], au_columns: Sequence[str], x: np.ndarray, proba: np.ndarray,
@@ -575,14 +664,15 @@ class AUPredictor(Predictor):
         return np.array(rows, dtype=float).reshape(len(rows), len(AU_COLUMNS))
 
     def proba_from_aus(self, X: np.ndarray) -> np.ndarray:
-        """Probabilities from (n, 17) AUs in the schema's order. A row with no AU at all is a face
-        that was not measured (NaN row); single unknown AUs (hidden by a mask) are left to the
-        model, which treats them as uninformative."""
-        X = np.asarray(X, dtype=float)
+        """Probabilities from (n, 17) AUs in the schema's order. A row with none of the model's
+        own AUs known (no face measured, or a mask hides every AU a subset model uses) cannot be
+        judged: a NaN row, counted wrong, not the intercept's guess counted as judged. Single
+        unknown AUs (hidden by a mask) are left to the model, which treats them as uninformative."""
+        X = np.asarray(X, dtype=float).reshape(-1, len(AU_COLUMNS))[:, self._columns]
         out = np.full((len(X), len(self.classes)), np.nan)
         ok = ~np.isnan(X).all(axis=1)
         if ok.any():
-            out[ok] = self.model.predict_proba(X[ok][:, self._columns])
+            out[ok] = self.model.predict_proba(X[ok])
         return out
 
     def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
@@ -598,6 +688,10 @@ class AUPredictor(Predictor):
         x = self.au_matrix([face])[0]
         if np.isnan(x).all():
             raise FerError(f"{self.name}: no face was measured, so there is nothing to explain")
+        if np.isnan(x[self._columns]).all():  # as proba_from_aus: no evidence, so no judgement to explain
+            used = ", ".join(au_code(AU_COLUMNS[j]) for j in self._columns)
+            raise FerError(f"{self.name}: none of the AUs this model uses ({used}) is known on this face, "
+                           "so it cannot judge it")
         explanation = self.model.explain(x[self._columns], top)
         unknown = [au_code(AU_COLUMNS[j]) for j in self._columns if np.isnan(x[j])]
         if unknown:  # hidden by a mask: not evidence either way, and said so
