@@ -225,7 +225,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--models", nargs="+", default=None,
                    help="names or files, spaced or comma-separated (default: every model in the manifest)")
     s.add_argument("--classes", default=None, help="default: the classes the models share")
-    s.add_argument("--csv", help="write per-image predictions here (.csv, .csv.gz or .parquet)")
+    s.add_argument("--csv", help="write per-image predictions here (.csv, .csv.gz or .parquet), as the dashboard's "
+                   "download: file relative to --images, label, each model's answer ('no face' where it could not "
+                   "judge), whether it was right, and its probability of the true emotion")
     s.add_argument("--report", help="write one self-contained HTML report here (figures, tables, wrong images)")
     s.add_argument("--lang", default="en", choices=["en", "ko"], help="language of the report (default: en)")
     s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
@@ -808,13 +810,11 @@ def cmd_compare(args) -> int:
     for report in comparison.reports.values():
         _print_report(report)
     if comparison.mcnemar:
-        from .evaluation.metrics import holm_adjusted
-        from .figures.compare import p_text
+        from .evaluation.metrics import p_text
 
-        adjusted = holm_adjusted([pair.p_value for pair in comparison.mcnemar])
-        for pair, p_holm in zip(comparison.mcnemar, adjusted):
+        for pair in comparison.mcnemar:
             print(f"McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
-                  f"p = {p_text(pair.p_value)}, Holm-adjusted p = {p_text(p_holm)}")
+                  f"p = {p_text(pair.p_value)}, Holm-adjusted p = {p_text(pair.p_holm)}")
     return status
 
 

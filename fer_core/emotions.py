@@ -50,13 +50,20 @@ def emotion_in_name(name: str) -> str | None:
 
 
 def emotion_from_filename(stem: str) -> str | None:
-    """Emotion from a flat-folder file name such as ``angry001`` or ``Happy_12`` (longest alias wins)."""
+    """Emotion from a flat-folder file name such as ``angry001`` or ``Happy_12`` (longest alias wins).
+    An alias followed by more Hangul is another word ("보통사진", "우는아이"), not an emotion label."""
     low = unicodedata.normalize("NFC", stem).lower()
     best = None
     for alias, emotion in _ALIASES.items():
-        if low.startswith(alias) and (best is None or len(alias) > len(best[0])):
+        if not low.startswith(alias) or _hangul(low[len(alias):len(alias) + 1]):
+            continue
+        if best is None or len(alias) > len(best[0]):
             best = (alias, emotion)
     return best[1] if best else None
+
+
+def _hangul(char: str) -> bool:
+    return bool(char) and unicodedata.name(char, "").startswith("HANGUL")
 
 
 def parse_classes(spec: str | None) -> tuple[str, ...]:

@@ -213,7 +213,7 @@ def test_compare_json_keys(capsys, fer_sample):
     report = json.loads(out)
     assert list(report) == ["n", "classes", "models", "mcnemar", "wrong", "no_face", "skipped", "skipped_classes",
                             "several_faces", "failed_models"]
-    assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value"]
+    assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value", "p_holm"]
     assert list(report["models"]["au-logreg-fer2013"]) == REPORT_KEYS
 
 

@@ -158,6 +158,8 @@ def test_compare_cli_on_fer_sample(capsys, tmp_path, fer_sample):
     assert list(plain.columns) == ["file", "label", "au-logreg-fer2013", "au-logreg-fer2013 correct",
                                    "au-logreg-fer2013 p(true)"]
     assert plain["file"].str.match(r"^(angry|disgust|happy|neutral|sad|surprise)/").all()
+    p_true = plain["au-logreg-fer2013 p(true)"].dropna()
+    assert (p_true.round(4) != p_true).any()  # whole, not rounded: scripts take logs of it
     for name in ("p.csv.gz", "p.parquet"):  # the extension says the format, as for extract --out
         assert main(["compare", "--images", str(fer_sample), "--models", "au-logreg-fer2013",
                      "--csv", str(tmp_path / name), "--json"]) == 0

@@ -128,6 +128,9 @@ def test_emotion_names_and_aliases():
     assert emotion_from_filename("angry001") == "angry"
     assert emotion_from_filename("Surprised_3") == "surprise"
     assert emotion_from_filename("img_001") is None
+    assert emotion_from_filename("슬픔_03") == "sad" and emotion_from_filename("웃는얼굴1") == "happy"
+    # a Korean alias that only begins a longer word is no label ("normal photo", "crying child")
+    assert emotion_from_filename("보통사진_01") is None and emotion_from_filename("우는아이") is None
     assert parse_classes("six") == ("angry", "disgust", "happy", "neutral", "sad", "surprise")
     assert "fear" in parse_classes("seven")
     assert parse_classes("Happy,anger") == ("angry", "happy")

@@ -589,6 +589,9 @@ def test_a_saved_models_labels_txt_put_in_another_order_is_refused(exports, face
     labels.write_text("0 Anger\n1 Happiness\n2 sadness\n")
     np.testing.assert_allclose(load_predictor("tm-order").predict_proba(faces[:2]), tm.predict_proba(faces[:2]),
                                atol=1e-6)
+    # the saved folder's files, all selected and uploaded again, are one model (the record is no second one)
+    again = load_upload(sort_upload([(p.name, p.read_bytes()) for p in sorted(entry.file.parent.iterdir())]))
+    np.testing.assert_allclose(again.predict_proba(faces[:2]), tm.predict_proba(faces[:2]), atol=1e-6)
 
 
 def test_a_failed_save_leaves_nothing_behind_and_the_name_free(exports, models_dir, monkeypatch):
@@ -631,8 +634,13 @@ def test_model_json_values_of_the_wrong_type_are_one_line(exports):
               "is quantized as"),
              (lambda s: s["modelTopology"]["config"][1]["config"][0].update(class_name={"x": 1}),
               "class_name that is not text")]
+    from fer_core import i18n
+
     for change, match in cases:
-        _one_line_refusal(load_upload, changed(change), match=match, name="model.json")
+        english = _one_line_refusal(load_upload, changed(change), match=match, name="model.json")
+        with i18n.using_language("ko"):
+            korean = i18n.message(english)
+        assert match not in korean and "download it" not in korean and re.search("[가-힣]", korean), korean
 
 
 def test_upload_mistakes_read_in_korean_and_utf16_labels_load(exports):

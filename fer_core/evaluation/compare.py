@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from ..i18n import t
 from ..images import LabeledImage
 from ..predictors.base import Explanation, Predictor, predicted_labels
 from ..predictors.ensemble import EnsemblePredictor, predict_reusing
-from .metrics import EvaluationReport, McNemarResult, evaluation_report, mcnemar, report_from_codes
+from .metrics import EvaluationReport, McNemarResult, evaluation_report, holm_adjusted, mcnemar, report_from_codes
 
 log = logging.getLogger("fer_core")
 FractionProgress = Callable[[float, str], None]
@@ -90,6 +90,7 @@ class Comparison:
             r.skipped = dict(fields.get("skipped") or {})
         correct = {m: (table[m] == table["label"]).to_numpy() for m in names}
         pairs = [mcnemar(correct[a], correct[b], a, b) for a, b in combinations(list(names), 2)]
+        pairs = [replace(pair, p_holm=p) for pair, p in zip(pairs, holm_adjusted([q.p_value for q in pairs]))]
         return cls(table=table, reports=reports, mcnemar=pairs, classes=tuple(classes), **fields)
 
     def per_emotion_frame(self) -> pd.DataFrame:

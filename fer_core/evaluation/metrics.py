@@ -214,10 +214,14 @@ class McNemarResult:
     only_a_correct: int
     only_b_correct: int
     p_value: float
+    p_holm: float | None = None  # adjusted for the other pairs of its comparison (``holm_adjusted``)
 
     def to_dict(self) -> dict:
-        return {"a": self.a, "b": self.b, "only_a_correct": self.only_a_correct,
-                "only_b_correct": self.only_b_correct, "p_value": self.p_value}
+        out = {"a": self.a, "b": self.b, "only_a_correct": self.only_a_correct,
+               "only_b_correct": self.only_b_correct, "p_value": self.p_value}
+        if self.p_holm is not None:
+            out["p_holm"] = self.p_holm
+        return out
 
 
 def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool], a: str = "a", b: str = "b") -> McNemarResult:
@@ -247,3 +251,14 @@ def holm_adjusted(p_values: Sequence[float]) -> list[float]:
     adjusted = np.empty(m)
     adjusted[order] = np.minimum(np.maximum.accumulate((m - np.arange(m)) * p[order]), 1.0)
     return adjusted.tolist()
+
+
+P_SHOWN_MIN = 1e-4  # four decimals: anything smaller would print as 0.0000
+
+
+def p_text(p: float) -> str:
+    """A p-value as people read it: four decimals, ``< 0.0001`` below that (not ``0.0000``, which
+    reads as impossible); the CSVs and JSON keep the number itself."""
+    if p is None or p != p:
+        return "–"
+    return f"< {P_SHOWN_MIN:.4f}" if p < P_SHOWN_MIN else f"{p:.4f}"

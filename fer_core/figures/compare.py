@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 
 from ..emotions import SEVEN_EMOTIONS
 from ..evaluation.compare import Comparison
-from ..evaluation.metrics import EvaluationReport, holm_adjusted
+from ..evaluation.metrics import EvaluationReport, p_text
 from ..i18n import FONT_FAMILY, emotion_label, emotion_labels, t
 from ..images import relative_file
 from ..predictors.base import Explanation
@@ -86,9 +86,9 @@ def mcnemar_frame(comparison: Comparison, alpha: float = 0.05) -> pd.DataFrame:
     tests, and unadjusted some pair would be "better" by chance. The better model is the one right
     on more of the images only one of the two got right (what the test counts), not the one with
     the higher rounded accuracy: a difference under the fourth decimal ties, and a tie named B."""
-    adjusted = holm_adjusted([pair.p_value for pair in comparison.mcnemar])
     rows = []
-    for pair, p_holm in zip(comparison.mcnemar, adjusted):
+    for pair in comparison.mcnemar:
+        p_holm = pair.p_holm if pair.p_holm is not None else pair.p_value  # a lone pair needs no adjusting
         if p_holm >= alpha or pair.only_a_correct == pair.only_b_correct:
             verdict = t("compare.verdict_none")
         else:
@@ -133,7 +133,7 @@ def predictions_frame(table: pd.DataFrame, model_names: Sequence[str], root: str
         out[name] = [NO_FACE if pd.isna(v) else v for v in predicted]
         out[f"{name} correct"] = (predicted == table["label"]).to_numpy()
         if f"{name} p(true)" in table.columns:
-            out[f"{name} p(true)"] = table[f"{name} p(true)"].round(4)
+            out[f"{name} p(true)"] = table[f"{name} p(true)"]  # whole: a log-loss of a rounded 0 is infinite
     return out
 
 
@@ -207,15 +207,6 @@ def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
         if column in out.columns:
             out[column] = [p_text(v) for v in out[column]]
     return out.rename(columns=column_titles())
-
-
-P_SHOWN_MIN = 1e-4  # four decimals: anything smaller would print as 0.0000
-
-
-def p_text(p: float) -> str:
-    """A p-value as people read it: four decimals, ``< 0.0001`` below that (not ``0.0000``, which
-    reads as impossible); the CSVs and JSON keep the number itself."""
-    return f"< {P_SHOWN_MIN:.4f}" if p < P_SHOWN_MIN else f"{p:.4f}"
 
 
 def csv_bytes(frame: pd.DataFrame) -> bytes:

@@ -210,6 +210,8 @@ def _size_text(limit: int) -> str:
 def _role(name: str) -> str:
     """What a file of an export is, by its name."""
     base = posixpath.basename(name).lower()
+    if base == SAVED_RECORD:  # what saving writes beside the model: a saved folder's files upload as they are
+        return "record"
     if base == METADATA_NAME or re.fullmatch(r"metadata[ _-]?(\(\d+\))?\.json", base):  # "metadata (1).json"
         return "metadata"
     return {".h5": "keras", ".hdf5": "keras", ".json": "tfjs", ".tflite": "tflite", ".bin": "shard",
