@@ -48,6 +48,9 @@ def main() -> None:
             t = time.perf_counter()
             result = mask_and_measure(analyzer, rgb, args.style, seed=0)
             seconds.append(time.perf_counter() - t)
+            if isinstance(result, MaskedMeasure) and 0 in result.bare:  # the largest face refused its mask
+                refused += 1
+                continue
             if not isinstance(result, MaskedMeasure):
                 refused += result == MASK_NOT_PLACED_REASON
                 no_face += result != MASK_NOT_PLACED_REASON

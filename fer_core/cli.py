@@ -653,7 +653,7 @@ def cmd_mask(args) -> int:
     print(f"{written} of {total} images masked ({args.style}, seed {args.seed}) -> {out}"
           + (f"; {len(failures)} not masked, listed in {failures_csv}" if failures else ""), file=sys.stderr)
     if bare:
-        print(f"  {bare} images hold a smaller face the mask could not be placed on; it was left bare",
+        print(f"  {bare} images hold a face the mask could not be placed on; it was left bare",
               file=sys.stderr)
     if shrunk:
         print(f"  {shrunk} images over {MAX_DECODE_SIDE} pixels a side were decoded, masked and written at a "

@@ -6,10 +6,11 @@ on the same faces with and without it, and an AU model shows what is still reada
 
 The mask is one polygon: its top edge runs from one side of the face over the cheeks to the nose
 bridge (mesh points below the eyes, never on them), its lower edge follows the jaw line, pushed a
-little outwards so the chin is covered. It is filled opaque in one of a few styles, drawn at 4-8x
-resolution and shrunk, so its edge is anti-aliased; the seed only varies the shade and the folds,
-so the same seed gives the same picture. A face whose mesh is fitted badly (``misplaced``) gets no
-mask: drawn from wrong landmarks, it would leave the mouth visible and still count as masked.
+little outwards so the chin is covered. It is filled opaque in one of a few styles; its outline is
+drawn at 2-8x resolution and shrunk, so its edge is anti-aliased on any face; the seed only varies
+the shade and the folds, so the same seed gives the same picture. A face whose mesh is fitted
+badly (``misplaced``) gets no mask: drawn from wrong landmarks, it would leave the mouth visible
+and still count as masked.
 """
 
 from __future__ import annotations
@@ -76,21 +77,25 @@ def _region(polygon: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int,
     x0, y0 = np.floor(polygon.min(axis=0)).astype(int) - 2
     x1, y1 = np.ceil(polygon.max(axis=0)).astype(int) + 2
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-    # Small faces are drawn finer (a 48-pixel crop's mask at 8x); a box of 400 pixels or more is
-    # drawn at its own size: at 2x a 4k photo's mask took 15 s and 1.8 GB for no visible gain.
+    # Small faces are drawn finer (a 48-pixel crop's mask at 8x); the fabric of a box of 400 pixels
+    # or more is drawn at its own size: at 2x a 4k photo's mask took 15 s and 1.8 GB for no visible
+    # gain. Its outline (``_alpha``, one channel) is still drawn at least MIN_EDGE_SCALE times finer.
     scale = int(np.clip(np.ceil(400 / max(x1 - x0, y1 - y0, 1)), 1, 8))
     return x0, y0, x1, y1, scale
 
 
+MIN_EDGE_SCALE = 2  # the outline of a large face drawn 2x finer: its edge pixels partly covered, not 0 or 1
+
+
 def _alpha(polygon: np.ndarray, region: tuple[int, int, int, int, int]) -> np.ndarray:
-    """Share of each pixel of the region the polygon covers (0-255): drawn ``scale`` times finer,
-    then averaged (an anti-aliased edge without ringing)."""
+    """Share of each pixel of the region the polygon covers (0-255): drawn ``scale`` (at least
+    MIN_EDGE_SCALE) times finer, then averaged (an anti-aliased edge without ringing, on any face;
+    one 8-bit channel, so a large face's costs a few MB)."""
     x0, y0, x1, y1, scale = region
+    scale = max(scale, MIN_EDGE_SCALE)
     alpha = Image.new("L", ((x1 - x0) * scale, (y1 - y0) * scale), 0)
     ImageDraw.Draw(alpha).polygon([tuple(p) for p in (polygon - [x0, y0]) * scale], fill=255)
-    if scale > 1:
-        alpha = alpha.resize((x1 - x0, y1 - y0), Image.Resampling.BOX)
-    return np.asarray(alpha)
+    return np.asarray(alpha.resize((x1 - x0, y1 - y0), Image.Resampling.BOX))
 
 
 STRIP_ROWS = 256  # a large face is shaded and blended this many rows at a time (bounded memory)
@@ -231,22 +236,9 @@ def crop_share(shape: tuple[int, ...], landmarks: np.ndarray) -> float | None:
 
 
 def face_presence(analyzer, rgb: np.ndarray, landmarks: np.ndarray) -> float:
-    """The landmark model's probability that a face is in the square around ``landmarks`` (1.4 x
-    their box, eyes level; zeros outside the image), as the analyzer's crop landmarker gives it."""
-    pts = np.asarray(landmarks, dtype=np.float64)
-    (x0, y0), (x1, y1) = pts[:, :2].min(axis=0), pts[:, :2].max(axis=0)
-    angle = float(np.arctan2(pts[263, 1] - pts[33, 1], pts[263, 0] - pts[33, 0]))
-    side = 1.4 * max(x1 - x0, y1 - y0, 1.0)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    half = int(np.ceil(side * 0.75)) + 2  # the turned square lies within side * sqrt(2)
-    ox, oy = int(np.floor(cx)) - half, int(np.floor(cy)) - half
-    patch = np.zeros((2 * half, 2 * half, 3), np.uint8)  # only the square, with zeros beyond the image
-    h, w = rgb.shape[:2]
-    sx0, sy0, sx1, sy1 = max(ox, 0), max(oy, 0), min(ox + 2 * half, w), min(oy + 2 * half, h)
-    if sx1 > sx0 and sy1 > sy0:
-        patch[sy0 - oy:sy1 - oy, sx0 - ox:sx1 - ox] = rgb[sy0:sy1, sx0:sx1, :3]
-    _, presence = analyzer._crop.landmarks_roi(patch, cx - ox, cy - oy, side, angle)
-    return float(presence)
+    """The landmark model's probability that a face is in the square around ``landmarks``
+    (``FaceAnalyzer.presence_around``: the sampling MIN_FACE_PRESENCE was tuned on)."""
+    return analyzer.presence_around(rgb, landmarks)
 
 
 def misplaced(analyzer, rgb: np.ndarray, landmarks: np.ndarray) -> str | None:
@@ -279,7 +271,7 @@ class MaskedMeasure:
     image: np.ndarray  # the masked image
     original: list  # FaceMeasurement of each face, largest first, unmasked
     masked: list  # FaceMeasurement of the same faces under the mask (same order)
-    bare: list[int] = field(default_factory=list)  # faces after the first left unmasked (``misplaced``)
+    bare: list[int] = field(default_factory=list)  # faces left unmasked (``misplaced``): never all of them
 
     def masked_aus(self, face: int = 0) -> np.ndarray:
         """The 17 AUs of a masked face with those the mask hides unknown (NaN)."""
@@ -299,9 +291,10 @@ def mask_and_measure(analyzer, rgb: np.ndarray, style: str = DEFAULT_STYLE, seed
     """Measure every face, draw a mask on each (seed + face index), and measure the masked image
     the usual way. A masked face the usual way misses (the detector misses about one in ten on
     FER2013 crops) is measured where it was before the mask (``FaceAnalyzer.measure_at``).
-    Returns the one-line reason when no face is found in the unmasked image, or when the mask
-    cannot be placed on its largest face (``misplaced``: scored as masked, it would not be); a
-    smaller face it cannot be placed on is left bare and listed in ``bare``."""
+    A face the mask cannot be placed on (``misplaced``: scored as masked, it would not be) is left
+    bare and listed in ``bare``, the largest too: the others are still masked and measured. Returns
+    the one-line reason when no face is found in the unmasked image, or when no face can take a
+    mask (then nothing was masked, and no copy should be written or scored as masked)."""
     from .measure.landmarker import iou
     from .measure.tasks import NO_FACE_REASON, measure_faces, measurement_of
 
@@ -309,7 +302,7 @@ def mask_and_measure(analyzer, rgb: np.ndarray, style: str = DEFAULT_STYLE, seed
     if not faces:
         return NO_FACE_REASON
     bare = [i for i, face in enumerate(faces) if misplaced(analyzer, rgb, face.landmarks)]
-    if 0 in bare:
+    if len(bare) == len(faces):
         return MASK_NOT_PLACED_REASON
     masked = rgb
     for i, face in enumerate(faces):

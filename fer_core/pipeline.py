@@ -105,7 +105,8 @@ def analyze_masked(rgb: np.ndarray, model: Predictor | None = None, style: str =
                    top: int = 3) -> tuple[np.ndarray, list[FaceResult | None]]:
     """The same photo with a mask drawn on every face: (the masked image, its faces measured and
     explained under the mask, in the order of the unmasked faces; None for a face the mask could
-    not be placed on, which stays bare and must not be shown as masked)."""
+    not be placed on, the largest too, which stays bare and must not be shown as masked). Raises
+    ImageError ("image: " and the reason) when no face was found or none could take a mask."""
     from .measure.extract import measure_masked_image
 
     measure = measure_masked_image(rgb, style, seed)

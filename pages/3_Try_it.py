@@ -28,7 +28,7 @@ import streamlit as st
 from fer_core.errors import FerError, one_line
 from fer_core.figures import plots
 from fer_core.i18n import FONT_FAMILY, current_language, emotion_label, message, t
-from fer_core.masks import STYLES
+from fer_core.masks import MASK_NOT_PLACED_REASON, STYLES
 from fer_core.pipeline import (
     NO_FACE_MESSAGE,
     ModelOutput,
@@ -245,14 +245,18 @@ def show_other_output(column, out: ModelOutput, i: int, slot: int, charts: list)
 
 
 def masked_result(result, model, model_key: str, style: str) -> tuple | str:
-    """(masked image, its faces) for a result, kept in session state; or the one-line error."""
+    """(masked image, its faces) for a result, kept in session state; or the one-line error,
+    naming the upload. When no face could take a mask, each face says so, as one left bare among
+    masked faces does."""
     masked = kept_for(result, "try_masked", (model_key, style))
     if masked is None:
         with st.spinner(t("try_it.masking", name=result.name)):
             try:
                 masked = analyze_masked(result.image, model, style)
             except FerError as exc:
-                masked = one_line(exc)
+                problem = one_line(exc).removeprefix("image: ")
+                masked = ((result.image, [None] * len(result.faces)) if problem == MASK_NOT_PLACED_REASON
+                          else f"{result.name}: {problem}")
         keep_for(result, "try_masked", (model_key, style), masked, MAX_KEPT_RESULTS)
     return masked
 

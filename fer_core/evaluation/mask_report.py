@@ -46,7 +46,8 @@ class MaskReport:
     masked: Comparison
     style: str
     seed: int
-    unmaskable: list[str] = field(default_factory=list)  # "happy/001.jpg: reason": no face, or the mask misses it
+    unmaskable: list[str] = field(default_factory=list)  # "happy/001.jpg: reason": no face, the mask misses
+    # the largest, or its measuring crashed, timed out or failed
     reasons: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # model -> condition -> AU -> share
     examples: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)  # (file, face, masked)
     reasons_failed: list[str] = field(default_factory=list)  # faces an explaining model could not explain
@@ -124,12 +125,27 @@ def _answers(comparison: Comparison, name: str, true: str) -> dict[str, float]:
     return {k: float(v) for k, v in (answers.value_counts() / len(rows)).items()}
 
 
-def _face_reason(reason: str) -> bool:
-    """Whether a worker's failure is about the face (no face, the mask misses it, the detector
-    crashed) rather than about reading the file."""
-    from ..measure.tasks import CRASH_REASON, NO_FACE_REASON
+def _about_the_face(measure: object) -> bool:
+    """Whether a mask task's failure is about the face or its measuring (no face, the mask misses
+    it, the worker crashed, timed out or failed: a ``WorkerFailure``, whatever its text) rather than
+    about reading the file, which the task answers with the reason in a plain str."""
+    from ..measure.tasks import NO_FACE_REASON
+    from ..measure.workers import WorkerFailure
 
-    return reason in (NO_FACE_REASON, MASK_NOT_PLACED_REASON, CRASH_REASON, "not measured")
+    return measure is None or isinstance(measure, WorkerFailure) or measure in (NO_FACE_REASON, MASK_NOT_PLACED_REASON)
+
+
+def _nothing_masked(total: int, unmaskable: Sequence[str], unreadable: int) -> str:
+    """Why no image of ``total`` was left to score, with each cause counted (the lines listed)."""
+    from ..measure.tasks import NO_FACE_REASON
+
+    no_face = sum(line.endswith(f": {NO_FACE_REASON}") for line in unmaskable)
+    if no_face == total:
+        return f"no face found to put a mask on in {total} images"
+    not_placed = sum(line.endswith(f": {MASK_NOT_PLACED_REASON}") for line in unmaskable)
+    failed = len(unmaskable) - no_face - not_placed
+    return (f"none of {total} images could be masked: {no_face} without a face, {not_placed} with no face the "
+            f"mask could be placed on, {failed} whose measuring failed, {unreadable} unreadable")
 
 
 def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Sequence[str] | None = None,
@@ -166,10 +182,13 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
         it = chosen[i]
         if not isinstance(measure, MaskedMeasure):
             reason = str(measure or "not measured")
-            if _face_reason(reason):
+            if _about_the_face(measure):
                 faces[i] = f"{name_of(it)}: {reason}"
             else:  # the file could not be read: skipped, as compare skips it
                 unreadable[i] = f"{name_of(it)}: {reason}"
+            continue
+        if 0 in measure.bare:  # the largest face, the one scored, got no mask (others may have)
+            faces[i] = f"{name_of(it)}: {MASK_NOT_PLACED_REASON}"
             continue
         first, again = measure.original[0], measure.masked[0]
         try:
@@ -200,7 +219,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
         if len(shown) < examples and it.label not in {s[0].split("/")[0] for s in shown}:
             shown.append((f"{it.label}/{it.path.name}", pair[0].pixels, pair[1].pixels))
     if not kept:
-        raise DatasetError(f"no face found to put a mask on in {len(chosen)} images")
+        raise DatasetError(_nothing_masked(len(chosen), unmaskable, len(unreadable)))
 
     skipped_files = [unreadable[i] for i in sorted(unreadable)]
     several_faces = [several[i] for i in sorted(several)]

@@ -159,12 +159,14 @@ def _content_key(path: Path, crop: bool = False, settings: str | None = None) ->
 
 def run_tasks(args: Sequence, workers: int = 1, progress: Progress | None = None) -> dict[int, object]:
     """Results of worker tasks (see ``_measure_task``) by index; a crashed task gives its reason."""
-    return dict(iter_tasks(args, workers, progress))
+    return {i: str(r) if isinstance(r, WorkerFailure) else r for i, r in iter_tasks(args, workers, progress)}
 
 
 def iter_tasks(args: Sequence, workers: int = 1, progress: Progress | None = None) -> Iterator[tuple[int, object]]:
     """(index, result) of worker tasks as they finish, so a caller can write and drop each large
-    result (a masked photo) instead of holding them all; a crashed task gives its reason."""
+    result (a masked photo) instead of holding them all. A task whose worker crashed, timed out or
+    failed gives its reason as a ``WorkerFailure`` (a str), so that a caller can tell it from a
+    file the task could not read (the mask report files them apart)."""
     if not args:
         return
     pool = _pool("measure", workers)
@@ -172,7 +174,7 @@ def iter_tasks(args: Sequence, workers: int = 1, progress: Progress | None = Non
         for done, (i, result) in enumerate(pool.imap_unordered(list(args)), 1):
             if progress:
                 progress(done, len(args))
-            yield i, str(result) if isinstance(result, WorkerFailure) else result
+            yield i, result
 
 
 def measurements_of(cached: list[dict] | str) -> list[FaceMeasurement] | str:

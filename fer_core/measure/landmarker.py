@@ -515,6 +515,26 @@ class FaceAnalyzer:
         return Face(box=(float(x0), float(y0), float(x1 - x0), float(y1 - y0)), confidence=0.0, landmarks=pts,
                     blendshapes=shapes, method="given", low_confidence=True)
 
+    def presence_around(self, rgb: np.ndarray, landmarks: np.ndarray) -> float:
+        """The landmark model's probability that a face is in the square around ``landmarks``
+        (1.4 x their box, eyes level; zeros outside the image): whether a mesh lies on a face
+        (``masks.misplaced``, whose thresholds were tuned on exactly this sampling)."""
+        pts = np.asarray(landmarks, dtype=np.float64)
+        (x0, y0), (x1, y1) = pts[:, :2].min(axis=0), pts[:, :2].max(axis=0)
+        angle = float(np.arctan2(pts[263, 1] - pts[33, 1], pts[263, 0] - pts[33, 0]))
+        side = 1.4 * max(x1 - x0, y1 - y0, 1.0)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        half = int(np.ceil(side * 0.75)) + 2  # the turned square lies within side * sqrt(2)
+        ox, oy = int(np.floor(cx)) - half, int(np.floor(cy)) - half
+        # only the square, zeros beyond the image (landmarks_roi would replicate its edge pixels)
+        patch = np.zeros((2 * half, 2 * half, 3), np.uint8)
+        h, w = rgb.shape[:2]
+        sx0, sy0, sx1, sy1 = max(ox, 0), max(oy, 0), min(ox + 2 * half, w), min(oy + 2 * half, h)
+        if sx1 > sx0 and sy1 > sy0:
+            patch[sy0 - oy:sy1 - oy, sx0 - ox:sx1 - ox] = rgb[sy0:sy1, sx0:sx1, :3]
+        _, presence = self._crop.landmarks_roi(patch, cx - ox, cy - oy, side, angle)
+        return float(presence)
+
     def _measure_crop(self, rgb: np.ndarray) -> list[Face]:
         """The whole image as one face, when the landmark model says a face is there."""
         landmarks, blendshapes, presence = self._crop.measure(np.ascontiguousarray(rgb), CROP_MIN_PRESENCE)
