@@ -81,25 +81,23 @@ def _manifest_shown() -> str:
     return relative_to_repo(manifest_path())
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(least: int, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least {least}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(1, text)
 
 
 def _whole_number(text: str) -> int:
     """A count that may be 0 (--epochs 0: the warm start is the model)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
-    return value
+    return _int_at_least(0, text)
 
 
 def _finite(text: str) -> float:
