@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from model_edits import set_at as _set
 
 from fer_core.au_table import AU_COLUMNS
 from fer_core.emotions import SIX_EMOTIONS
@@ -204,17 +205,6 @@ def test_both_au_table_scorers_agree_on_a_subset_model(lower_model):
 
 def base_model_dict(logreg: AUModel) -> dict:
     return json.loads(json.dumps(logreg.to_dict()))
-
-
-def _set(path: str, value):
-    """An edit of a model dict: ``path`` is dotted keys and list indices."""
-    def edit(d: dict) -> None:
-        *parents, last = path.split(".")
-        node = d
-        for key in parents:
-            node = node[int(key)] if isinstance(node, list) else node[key]
-        node[int(last) if isinstance(node, list) else last] = value
-    return edit
 
 
 @pytest.mark.parametrize("edit, field", [

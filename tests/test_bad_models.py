@@ -21,6 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from model_edits import set_at as _set
 
 from fer_core.au_table import AU_COLUMNS
 from fer_core.config import REPO_ROOT
@@ -77,17 +78,6 @@ def changed(make: Callable[[], dict], *edits: Callable[[dict], None], **fields) 
     for edit in edits:
         edit(d)
     return json.dumps(d).encode()  # NaN and Infinity are written as JSON's common extension
-
-
-def _set(path: str, value) -> Callable[[dict], None]:
-    """An edit setting one nested value: ``_set("weights.0.2.3", nan)``."""
-    def edit(d: dict) -> None:
-        *parents, last = path.split(".")
-        node = d
-        for key in parents:
-            node = node[int(key)] if isinstance(node, list) else node[key]
-        node[int(last) if isinstance(node, list) else last] = value
-    return edit
 
 
 DEEP = "[" * 100_000 + "]" * 100_000
