@@ -283,15 +283,15 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--limit-per-class", type=_positive_int, default=None,
                    help="at most this many images per emotion, of the training and of the --val folder (quick runs)")
     s.add_argument("--class-weighting", action="store_true", help="weight classes by inverse frequency")
-    s.add_argument("--holdout", type=float, default=None,
+    s.add_argument("--holdout", type=_share, default=None,
                    help="share of --data held out to choose the best epoch; --val is then scored once at the "
                         "end, never used for a choice (default: --val chooses the epoch)")
     s.add_argument("--init", help="trained CNN that starts the network (manifest name or .keras path, same "
                    "--preset): its trunk and the head of the emotions both class sets share, e.g. cnn-fer2013 "
                    "for a seven-emotion CNN")
-    s.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's starting rate (default 1e-3; "
+    s.add_argument("--learning-rate", type=_positive, default=1e-3, help="Adam's starting rate (default 1e-3; "
                    "3e-4 suits fine-tuning from --init)")
-    s.add_argument("--max-minutes", type=float, default=None, help="stop after this long, keeping the best epoch")
+    s.add_argument("--max-minutes", type=_positive, default=None, help="stop after this long, keeping the best epoch")
     s.add_argument("--name", help="register in models/manifest.json under this name")
     add_recipe_arguments(s)
     s.set_defaults(func=cmd_train_cnn)

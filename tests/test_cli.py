@@ -383,6 +383,17 @@ def test_train_au_bottleneck_refuses_bad_options_before_loading_anything(capsys,
     assert f"{option}: '{value}' {message}" in err
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--holdout", "1.5", "is not a share above 0 and below 1"),
+    ("--learning-rate", "nan", "is not a number"),
+    ("--max-minutes", "-1", "is not a number above 0"),
+])
+def test_train_cnn_refuses_the_options_train_au_bottleneck_refuses(capsys, tmp_path, option, value, message):
+    """The two trainers share these options; train-cnn took them as any float."""
+    err = option_error(capsys, "train-cnn", "--data", tmp_path / "missing", "--out", tmp_path / "c.keras", option, value)
+    assert f"{option}: '{value}' {message}" in err
+
+
 def test_train_au_bottleneck_needs_epochs_or_the_warm_start(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train-au-bottleneck", "--data", tmp_path / "missing", "--out",
                            tmp_path / "b.keras", "--init", "none", "--epochs", "0", "--no-warm-start")
