@@ -240,3 +240,37 @@ def test_a_sound_model_file_still_loads_with_its_holdout(logreg, tmp_path):
     logreg.save(path)
     again = AUModel.load(path)
     assert again.holdout.n == logreg.holdout.n and len(again.holdout.confusion) == 6
+
+
+def test_the_ranked_contributions_add_up_to_the_centred_logit_of_the_predicted_emotion(logreg):
+    """What the contribution bars and the sentence claim: each AU's share of how far the predicted
+    emotion's logit stands above the emotions' mean (the intercepts' part aside), an unknown AU
+    (hidden by a mask) contributing nothing."""
+    rng = np.random.default_rng(2)
+    b = logreg.biases[0]
+    for x in rng.uniform(0, 5, size=(20, len(AU_COLUMNS))):
+        x[rng.integers(0, len(AU_COLUMNS))] = np.nan
+        e = logreg.explain(x)
+        k = logreg.classes.index(e.emotion)
+        logits = logreg.logits(x[None])[0]
+        total = sum(c.contribution for c in e.ranked)
+        assert total == pytest.approx(logits[k] - logits.mean() - (b[k] - b.mean()), abs=len(AU_COLUMNS) * 5e-5)
+        assert [c.contribution for c in e.ranked if np.isnan(c.intensity)] == [0.0]
+
+
+FACS = {"AU01": "inner brow raiser", "AU02": "outer brow raiser", "AU04": "brow lowerer", "AU05": "upper lid raiser",
+        "AU06": "cheek raiser", "AU07": "lid tightener", "AU09": "nose wrinkler", "AU10": "upper lip raiser",
+        "AU12": "lip corner puller", "AU14": "dimpler", "AU15": "lip corner depressor", "AU17": "chin raiser",
+        "AU20": "lip stretcher", "AU23": "lip tightener", "AU25": "lips part", "AU26": "jaw drop", "AU45": "blink"}
+
+
+def test_au_names_are_facs_and_a_mask_hides_the_lower_face():
+    """Ekman and Friesen's names for OpenFace's 17 AUs, and the upper/lower face split: a mask
+    hides AU9 and below (nose, lips, chin, jaw) and leaves the brows, lids and cheeks."""
+    from fer_core.au_codes import AU_CODES
+    from fer_core.au_table import au_label
+    from fer_core.masks import HIDDEN_AUS, VISIBLE_AUS
+
+    assert tuple(FACS) == AU_CODES and [au_label(f"{c}_r") for c in AU_CODES] == [f"{c} {n}" for c, n in FACS.items()]
+    assert set(VISIBLE_AUS) == {"AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU45"}
+    assert set(HIDDEN_AUS) == set(AU_CODES) - set(VISIBLE_AUS) and not set(HIDDEN_AUS) & set(VISIBLE_AUS)

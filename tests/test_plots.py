@@ -205,3 +205,19 @@ def test_mask_shift_shows_answers_outside_the_scored_emotions():
     heat = shift_heatmap(report, "m").data[0]
     assert list(heat.x) == ["happy", "sad", "fear", "no face"]
     assert np.array(heat.z)[0].tolist() == [-50.0, 0.0, 50.0, 0.0]
+
+
+def test_contribution_bars_say_their_unit():
+    """The bars are logit contributions centred over the emotions; the axis read only
+    "contribution towards happy", which a reader takes for a share of probability."""
+    from fer_core.figures.compare import au_contribution_bars
+    from fer_core.i18n import using_language
+    from fer_core.predictors.base import AUContribution, Explanation
+
+    ranked = (AUContribution("AU12", "AU12 lip corner puller", 3.8, 1.2),
+              AUContribution("AU04", "AU04 brow lowerer", 0.0, -0.4))
+    ex = Explanation("happy", {"happy": 0.8, "sad": 0.2}, ranked)
+    fig = au_contribution_bars(ex)
+    assert list(fig.data[0].x) == [-0.4, 1.2] and "log-odds" in fig.layout.xaxis.title.text
+    with using_language("ko"):
+        assert "로그 오즈" in au_contribution_bars(ex).layout.xaxis.title.text

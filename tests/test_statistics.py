@@ -64,3 +64,108 @@ def test_a_p_value_below_four_decimals_is_shown_as_such_and_kept_in_the_csv():
                        ).loc[0, "p-value"] == "0.2500"
     parsed = pd.read_csv(io.BytesIO(csv_bytes(frame)))
     assert parsed.loc[0, "p-value"] > 0 and parsed.loc[0, "p-value"] == pytest.approx(2 * 0.5**40, rel=1e-6)
+
+
+# -- the numbers against reference implementations (scipy, scikit-learn) ------------------------
+
+def _wilson_formula(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson (1927) in closed form, as statsmodels' proportion_confint(method='wilson') writes it."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize("k,n", [(0, 1), (1, 1), (0, 10), (10, 10), (59, 60), (30, 60), (17, 56), (2173, 3093)])
+def test_wilson_interval_is_the_closed_form_one(k, n):
+    from fer_core.evaluation.metrics import wilson_ci, wilson_counts
+
+    assert wilson_counts(k, n) == pytest.approx(_wilson_formula(k, n), abs=1e-12)
+    assert wilson_ci([True] * k + [False] * (n - k)) == pytest.approx(_wilson_formula(k, n), abs=1e-12)
+
+
+def test_mcnemar_is_the_exact_binomial_test_and_holm_the_step_down_procedure():
+    """Small discordant counts (a 60-image study set gives a handful): the exact conditional test,
+    not the chi-square approximation; Holm as statsmodels' multipletests(method='holm') computes it."""
+    from scipy.stats import binomtest
+
+    from fer_core.evaluation.metrics import holm_adjusted, mcnemar
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a, b = rng.random(60) < rng.uniform(0.3, 0.9), rng.random(60) < rng.uniform(0.3, 0.9)
+        r = mcnemar(a, b)
+        m = r.only_a_correct + r.only_b_correct
+        assert (r.only_a_correct, r.only_b_correct) == (int((a & ~b).sum()), int((~a & b).sum()))
+        assert r.p_value == pytest.approx(binomtest(r.only_a_correct, m).pvalue if m else 1.0, rel=1e-12)
+    for _ in range(200):
+        p = rng.random(int(rng.integers(1, 10))) ** 3
+        order = np.argsort(p)
+        steps = np.minimum(np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order]), 1)
+        expected = np.empty(len(p))
+        expected[order] = steps
+        assert holm_adjusted(p) == pytest.approx(expected.tolist(), abs=1e-15)
+
+
+def test_scores_agree_with_scikit_learn_whatever_the_answers():
+    """Accuracy, per-emotion recall, confusion (rows true) and macro-F1 over the emotions tested or
+    answered, with no-face (None) and out-of-set (fear) answers counted wrong."""
+    from sklearn.metrics import confusion_matrix, f1_score, recall_score
+
+    from fer_core.evaluation.metrics import evaluation_report
+
+    classes = ["angry", "disgust", "happy", "sad"]
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        n = int(rng.integers(1, 50))
+        truth = list(rng.choice(rng.choice(classes, int(rng.integers(1, 5)), replace=False), n))
+        pool = list(rng.choice(classes, int(rng.integers(1, 5)))) + [None, "fear"]
+        pred = [pool[i] for i in rng.integers(0, len(pool), n)]
+        r = evaluation_report(truth, pred, classes)
+        named = ["(none)" if p is None else p for p in pred]
+        scored = [c for c in classes if c in truth or c in named]
+        assert r.accuracy == pytest.approx(np.mean([t == p for t, p in zip(truth, pred)]), abs=5e-5)
+        assert r.macro_f1 == pytest.approx(f1_score(truth, named, labels=scored, average="macro", zero_division=0),
+                                           abs=5e-5)
+        assert r.confusion == confusion_matrix(truth, named, labels=classes).tolist()
+        recall = recall_score(truth, named, labels=classes, average=None, zero_division=0)
+        for c, expected in zip(classes, recall):
+            assert r.per_class[c].accuracy == (pytest.approx(expected, abs=5e-5) if c in truth else None)
+
+
+def test_an_emotion_never_answered_has_no_precision_not_a_precision_of_zero():
+    """A model that never says disgust was listed with disgust precision 0.0, which reads "every
+    disgust answer was wrong"; there were none, so it is unknown (as recall is without images)."""
+    from fer_core.figures.compare import precision_recall_frame
+
+    table = pd.DataFrame({"file": ["a", "b", "c", "d"], "label": ["disgust", "happy", "happy", "sad"],
+                          "A": ["happy", "happy", "sad", "sad"]})
+    frame = precision_recall_frame(Comparison.from_table(table, ["A"], ["disgust", "happy", "sad"]))
+    frame = frame.set_index("emotion")
+    assert np.isnan(frame.loc["disgust", "precision"])
+    assert frame.loc["disgust", "recall"] == 0.0 and frame.loc["disgust", "f1"] == 0.0  # tested, never found
+    assert frame.loc["happy", "precision"] == 0.5 and frame.loc["sad", "precision"] == 0.5
+    parsed = pd.read_csv(io.BytesIO(csv_bytes(frame.reset_index())))
+    assert parsed["precision"].isna().sum() == 1  # an empty cell in the CSV, not 0
+
+
+def test_each_emotion_of_the_summary_has_its_wilson_interval():
+    """The per-emotion rows of the summary (CSV, report) had empty interval columns, so a recall on
+    56 disgust images read as firmly as one on 895 happy ones."""
+    from scipy.stats import binomtest
+
+    from fer_core.figures.compare import summary_frame
+
+    labels = ["disgust"] * 5 + ["happy"] * 50
+    answers = ["disgust"] * 2 + ["happy"] * 3 + ["happy"] * 45 + [None] * 5
+    frame = summary_frame(Comparison.from_table(
+        pd.DataFrame({"file": [f"f{i}" for i in range(55)], "label": labels, "A": answers}), ["A"],
+        ["disgust", "happy", "sad"])).set_index("emotion")
+    for emotion, k, n in (("disgust", 2, 5), ("happy", 45, 50)):
+        ci = binomtest(k, n).proportion_ci(method="wilson")
+        assert (frame.loc[emotion, "ci95_low"], frame.loc[emotion, "ci95_high"]) == (
+            pytest.approx(ci.low, abs=5e-5), pytest.approx(ci.high, abs=5e-5))
+    assert frame.loc["disgust", "ci95_high"] - frame.loc["disgust", "ci95_low"] > 0.5  # five images: wide
+    assert pd.isna(frame.loc["sad", "ci95_low"]) and pd.isna(frame.loc["sad", "ci95_high"])  # no images
+    overall = binomtest(47, 55).proportion_ci(method="wilson")
+    assert frame.loc["overall", "ci95_low"] == pytest.approx(overall.low, abs=5e-5)

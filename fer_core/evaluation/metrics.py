@@ -197,12 +197,16 @@ def wilson_ci(correct: Sequence[bool] | np.ndarray, level: float = 0.95) -> tupl
     wrong (10 of 10 read 100–100 %) and is too narrow near the ends (59 of 60: 95–100 %); Wilson's
     stays honest there (10 of 10: 72–100 %) and needs no resampling at any test-set size.
     """
+    return wilson_counts(int(np.count_nonzero(np.asarray(correct))), int(np.size(correct)), level)
+
+
+def wilson_counts(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """``wilson_ci`` of ``k`` right answers out of ``n`` (e.g. a confusion matrix's diagonal cell
+    and its row: one emotion's recall); (0, 0) when there is nothing to count."""
     from scipy.stats import binomtest  # ~0.25 s: paid when something is scored, not on import
 
-    n = int(np.size(correct))
     if n == 0:
         return (0.0, 0.0)
-    k = int(np.count_nonzero(np.asarray(correct)))
     ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
     return float(ci.low), float(ci.high)
 

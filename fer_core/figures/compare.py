@@ -111,13 +111,18 @@ def left_out_frame(comparison: Comparison) -> pd.DataFrame:
 
 
 def summary_frame(comparison: Comparison) -> pd.DataFrame:
-    """The per-emotion summary for download: per model, one row per emotion and an ``overall`` row
-    (with the Wilson interval)."""
+    """The per-emotion summary for download: per model, one row per emotion and an ``overall`` row,
+    each with its Wilson interval (an emotion's is of its recall, the diagonal count of its row of
+    all its images: 56 disgust images leave a wide one; none without images)."""
+    from ..evaluation.metrics import wilson_counts
+
     rows = []
     for name, r in comparison.reports.items():
-        for emotion, v in r.per_class.items():
+        for i, (emotion, v) in enumerate(r.per_class.items()):
+            lo, hi = wilson_counts(int(r.confusion[i][i]), v.n) if v.n else (None, None)
             rows.append({"model": name, "emotion": emotion, "n": v.n, "accuracy": v.accuracy,
-                         "ci95_low": None, "ci95_high": None, "macro_f1": None})
+                         "ci95_low": None if lo is None else round(lo, 4),
+                         "ci95_high": None if hi is None else round(hi, 4), "macro_f1": None})
         lo, hi = r.accuracy_ci95
         rows.append({"model": name, "emotion": "overall", "n": r.n, "accuracy": r.accuracy,
                      "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1})
@@ -162,7 +167,8 @@ def probabilities_frame(comparison: Comparison, root: str | Path | None = None) 
 def precision_recall_frame(comparison: Comparison) -> pd.DataFrame:
     """Precision, recall and F1 per model and emotion (scikit-learn's, no face counted wrong as in
     every other score here), with the number of test images of the emotion (``support``); an
-    emotion without test images has no recall, nor an F1 unless it was answered (NaN, not 0)."""
+    emotion without test images has no recall, nor an F1 unless it was answered, and an emotion
+    never answered has no precision (NaN, not 0: a 0 would read "every such answer was wrong")."""
     from sklearn.metrics import precision_recall_fscore_support
 
     rows = []
@@ -173,7 +179,7 @@ def precision_recall_frame(comparison: Comparison) -> pd.DataFrame:
         precision, recall, f1, support = precision_recall_fscore_support(
             truth, predicted, labels=classes, average=None, zero_division=0)
         answered = {e: bool((predicted == e).any()) for e in classes}
-        rows += [{"model": name, "emotion": e, "precision": round(float(p), 4),
+        rows += [{"model": name, "emotion": e, "precision": round(float(p), 4) if answered[e] else np.nan,
                   "recall": round(float(r), 4) if n else np.nan,
                   "f1": round(float(f), 4) if n or answered[e] else np.nan,  # as macro-F1 counts it
                   "support": int(n)}
@@ -323,6 +329,6 @@ def au_contribution_bars(explanation: Explanation, title: str | None = None) -> 
         customdata=[[c.intensity] for c in ranked],
         hovertemplate=t("compare.hover_contribution") + "<extra></extra>",
     ))
-    fig.update_xaxes(title=t("compare.axis_contribution", emotion=emotion_label(explanation.emotion)),
+    fig.update_xaxes(title=t("compare.axis_contribution_logit", emotion=emotion_label(explanation.emotion)),
                      zeroline=True)
     return _font_layout(fig, title or t("compare.fig_contributions"), height=80 + 24 * max(len(ranked), 3))
