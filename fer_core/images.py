@@ -84,9 +84,9 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
+                # multi-page TIFF, animated GIF/WebP: the first page is the image, where Pillow opens them;
+                # never ask for ``n_frames``: a GIF's is counted by walking every frame (millions in 50 MB)
                 _check_size(im.width, im.height, label, _pixel_limit(im))
-                if getattr(im, "n_frames", 1) > 1:
-                    im.seek(0)  # multi-page TIFF, animated GIF/WebP: the first page is the image
                 decode_side = int(_limit("MAX_DECODE_SIDE", MAX_DECODE_SIDE))
                 if max(im.size) > decode_side:
                     # JPEG: decode at 1/2, 1/4 or 1/8 scale, keeping at least half the target size
@@ -275,7 +275,8 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
     for entry in entries:
         if _is_folder(entry):
             label = normalize_emotion(entry.name)
-            if label is None:
+            if label is None:  # not an emotion's folder; one named like an image ("x.jpg") is said
+                take(entry, emotion_from_filename(entry.stem))
                 continue
             try:
                 files = sorted(entry.iterdir())

@@ -458,6 +458,65 @@ def test_a_video_codec_without_a_decoder_is_one_line(tmp_path):
         video.probe_video(clip, "odd.avi")
 
 
+def test_a_header_that_claims_days_is_refused_before_any_chunk_is_planned(tmp_path, monkeypatch):
+    """One byte of an AVI's frame-rate field (found by fuzzing) made 2 s of frames last 233 years:
+    ``extract`` planned 600 million chunks, a hang and an out-of-memory kill before one frame was
+    read. A video over ``MAX_VIDEO_HOURS`` is now one line, and no worker is started for it."""
+    import struct
+
+    clip = write_video(tmp_path / "odd.avi", 2, rate=25, codec="mpeg4", size=(64, 48))
+    data = bytearray(clip.read_bytes())
+    scale = data.index(b"strh") + 8 + 20  # AVISTREAMHEADER.dwScale: a frame lasts dwScale / dwRate s
+    data[scale:scale + 4] = struct.pack("<I", 100_000)  # 50 frames of 4,000 s each: 55.6 hours
+    clip.write_bytes(bytes(data))
+    assert video.probe_video(clip).duration_s == pytest.approx(200_000, rel=0.01)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started for a video that is refused")
+
+    monkeypatch.setattr(video, "shared_pool", no_pool)
+    with pytest.raises(video.VideoError, match=r"^odd.avi: the video says it lasts 55.6 hours, over the limit of 24 "
+                                               r"hours; cut the video first \(or re-save it: its header may be damaged\)$"):
+        video.extract_video(clip, fps=10, name="odd.avi")
+    monkeypatch.setenv("FER_MAX_VIDEO_HOURS", "0.0001")  # a limit one sets holds for any video
+    with pytest.raises(video.VideoError, match="over the limit of 0.0001 hours"):
+        video.extract_video(write_video(tmp_path / "short.mp4", 1, size=(64, 48)), fps=10)
+    from fer_core.i18n import message, using_language
+
+    with using_language("ko"):
+        assert message("odd.avi: the video says it lasts 55.6 hours, over the limit of 24 hours; cut the video "
+                       "first (or re-save it: its header may be damaged)").startswith("odd.avi: 동영상 길이가 55.6시간")
+
+
+def test_a_video_that_opens_but_gives_no_frame_is_one_line_not_an_empty_table(tmp_path):
+    """A one-frame WebM cut in its frame (found by fuzzing) opened and probed fine, then gave an
+    empty table: no row said the file was unusable ("0 frames" in the CLI, nothing in Try it)."""
+    clip = write_video(tmp_path / "one.webm", 0.1, rate=10, codec="libvpx", size=(64, 48))
+    whole = clip.read_bytes()
+    clip.write_bytes(whole[:len(whole) // 2])
+    assert video.probe_video(clip).duration_s == pytest.approx(0.1, abs=0.01)
+    with pytest.raises(video.VideoError, match=r"^one.webm: no frame of it could be decoded; the video is empty or "
+                                               r"damaged, re-save it$"):
+        video.extract_video(clip, fps=10, name="one.webm")
+    from fer_core.i18n import message, using_language
+
+    with using_language("ko"):
+        assert message("one.webm: no frame of it could be decoded; the video is empty or damaged, re-save it") \
+            == "one.webm: 프레임을 하나도 읽을 수 없습니다. 동영상이 비어 있거나 손상되었으니 다시 저장하세요"
+
+
+def test_a_refused_video_is_named_as_given_and_ffmpeg_says_why_without_the_path(tmp_path):
+    """FFmpeg's errors end in the file's path: Try it's refusal of a damaged upload read
+    "clip.mp4: not a readable video (InvalidDataError: [Errno 1094995529] Invalid data found when
+    processing input: '/tmp/fer-video-…"; cut at 80 characters, the reason itself was lost."""
+    temp = tmp_path / "fer-video-x1y2.mp4"
+    temp.write_bytes(b"not a video\n" * 100)
+    with pytest.raises(video.VideoError) as caught:
+        video.probe_video(temp, "clip.mp4")
+    assert str(caught.value) == ("clip.mp4: not a readable video (InvalidDataError: Invalid data found when processing "
+                                 "input); use MP4, MOV, AVI or WebM")
+
+
 def test_reasons_name_the_file_the_person_gave_not_a_temporary_one(tmp_path):
     """Try it measures a temporary copy: a damaged upload's row said
     "/tmp/fer-video-…mp4: video is corrupt …"; it now names no path (the row's file is the name)."""

@@ -49,7 +49,9 @@ log = logging.getLogger(__name__)
 # mp-9: a large image measured as a crop (--crops) is gated and re-measured as the full search does
 #       (small crops measure as in mp-8); 16-bit files scaled by their bit depth, transparent
 #       colours of gray and RGB PNGs on white, images with a damaged EXIF block turned.
-MEASURE_VERSION = "mp-9"
+# mp-10: the pages after an animation's or a multi-page TIFF's first are no longer read (a damaged
+#        later page failed the whole file before).
+MEASURE_VERSION = "mp-10"
 SOURCE = "mediapipe"
 
 Progress = Callable[[int, int], None]

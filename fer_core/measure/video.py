@@ -32,7 +32,7 @@ import pandas as pd
 
 from .. import au_table
 from ..errors import FerError, ImageError, one_line, printable
-from ..images import MAX_DECODE_SIDE, _check_size, _fit
+from ..images import MAX_DECODE_SIDE, _check_size, _fit, _limit
 from .extract import measurement_of, measurements_of, rows_for_image
 from .workers import TIMEOUT_ADVICE, WorkerFailure, shared_pool
 
@@ -46,6 +46,9 @@ VIDEO_MAX_SIDE = min(1280, MAX_DECODE_SIDE)
 CHUNK_FRAMES = 120
 CHUNK_MAX_S = 60.0
 MAX_VIDEO_BYTES = int(os.environ.get("FER_MAX_VIDEO_BYTES", 4 << 30))
+# Longest video measured (FER_MAX_VIDEO_HOURS): a damaged header can claim centuries (one byte of an
+# AVI's rate field), which would be planned as hundreds of millions of chunks before a frame is read.
+MAX_VIDEO_HOURS = 24.0
 # Packets in a row that fail to decode before a chunk gives up on the rest of itself: a damaged
 # stretch is skipped, a file of garbage is not read to its end packet by packet.
 MAX_BAD_PACKETS = 50
@@ -108,13 +111,20 @@ def _open(path: str | os.PathLike[str], label: str):
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise VideoError(f"{label}: not a readable video ({one_line(exc, 80)}); use MP4, MOV, AVI or WebM") from None
+        raise VideoError(f"{label}: not a readable video ({_detail(exc)}); use MP4, MOV, AVI or WebM") from None
     try:
         _video_stream(container, label)
     except VideoError:
         container.close()
         raise
     return container
+
+
+def _detail(exc: Exception) -> str:
+    """Why FFmpeg failed, in short and without the file's path: the label names the file, and in
+    Try it the path is a temporary one the person never gave."""
+    reason = getattr(exc, "strerror", None)
+    return one_line(f"{type(exc).__name__}: {reason}" if reason else exc, 80)
 
 
 def _video_stream(container, label: str):
@@ -135,6 +145,14 @@ def _check_frame(width: int, height: int, label: str) -> None:
         _check_size(width, height, label)
     except ImageError as exc:
         raise VideoError(str(exc).replace(": image is", ": frames are", 1)) from None
+
+
+def _check_length(info: VideoInfo, label: str) -> None:
+    """Refuse, before planning chunks, a video longer than ``MAX_VIDEO_HOURS`` (as its header says)."""
+    limit = _limit("MAX_VIDEO_HOURS", MAX_VIDEO_HOURS)
+    if not info.duration_s / 3600 <= limit:  # NaN too
+        raise VideoError(f"{label}: the video says it lasts {info.duration_s / 3600:,.1f} hours, over the limit "
+                         f"of {limit:g} hours; cut the video first (or re-save it: its header may be damaged)")
 
 
 def _check_fps(fps: float | None) -> None:
@@ -201,7 +219,7 @@ def probe_video(path: str | os.PathLike[str], label: str | None = None) -> Video
         return VideoInfo(max(0.0, end - start), fps, width, height, stream.codec_context.name or "", own,
                          start, expected)
     except av.FFmpegError as exc:
-        raise VideoError(f"{label}: video is corrupt ({one_line(exc, 80)})") from None
+        raise VideoError(f"{label}: video is corrupt ({_detail(exc)})") from None
     finally:
         container.close()
 
@@ -212,7 +230,7 @@ def _seek(container, stream, start_s: float, label: str) -> None:
     try:
         container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
     except av.FFmpegError as exc:  # the file may be whole: it cannot be entered midway
-        raise VideoError(f"{label}: cannot seek in this video ({one_line(exc, 80)})") from None
+        raise VideoError(f"{label}: cannot seek in this video ({_detail(exc)})") from None
 
 
 def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS, start_s: float = 0.0,
@@ -251,7 +269,7 @@ def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS
             try:
                 frames = packet.decode()
             except av.FFmpegError as exc:
-                bad, error, since_error = bad + 1, f"video is corrupt ({one_line(exc, 80)})", 0
+                bad, error, since_error = bad + 1, f"video is corrupt ({_detail(exc)})", 0
                 if bad >= MAX_BAD_PACKETS:
                     raise VideoError(f"{label}: {error}") from None
                 continue
@@ -289,7 +307,7 @@ def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS
         if error is not None:
             seen["error"] = error
     except av.FFmpegError as exc:
-        raise VideoError(f"{label}: video is corrupt ({one_line(exc, 80)})") from None
+        raise VideoError(f"{label}: video is corrupt ({_detail(exc)})") from None
     finally:
         container.close()
 
@@ -411,6 +429,7 @@ def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, worker
     file = printable(name or os.fsdecode(path))
     info = probe_video(path, file)
     _check_fps(fps or 0.0)  # every frame (None) is for frame_at, not for a table
+    _check_length(info, file)
     chunks = chunks_of(info.duration_s, fps, info.start_s)
     pool = shared_pool("video", max(1, workers), _measure_chunk, _init_worker,
                        crash_message="the face detector crashed on this part of the video")
@@ -442,6 +461,8 @@ def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, worker
         finally:
             results.close()
     table = au_table.concat(parts)
+    if table.empty and done == len(chunks):  # not one frame, nor a stretch said missing: not a silent table
+        raise VideoError(f"{file}: no frame of it could be decoded; the video is empty or damaged, re-save it")
     return table.sort_values(["time_s", "face"], kind="stable").reset_index(drop=True)
 
 
