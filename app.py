@@ -171,8 +171,8 @@ def show_models() -> None:
 
 def show_data() -> None:
     st.subheader(t("home.data"))
-    for what, where in env_summary().items():
-        st.markdown(f"- **{what}**: `{where}`")
+    for what, (where, note) in env_summary().items():
+        st.markdown(f"- **{what}**: `{where}` {note}".rstrip())
     fer_root = config.datasets_dir() / "fer2013"
     if fer_root.is_dir():
         splits = sorted(p.name for p in fer_root.iterdir() if p.is_dir())

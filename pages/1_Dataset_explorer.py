@@ -145,6 +145,13 @@ def show_balance(counts: dict[str, int], found: dict[str, float] | None = None) 
         st.caption(t("explorer.imbalanced", ratio=f"{ratio:.1f}"))
 
 
+def _short_name(path: Path, most: int = 20) -> str:
+    """A thumbnail's caption: the file name without its extension (cut at 18 characters, it wrapped
+    as 'Training_11820' over '572.'), shortened with an ellipsis past ``most`` characters."""
+    stem = path.stem
+    return stem if len(stem) <= most else stem[:most - 1] + "…"
+
+
 def show_samples(items: list) -> None:
     st.subheader(t("explorer.samples"))
     c1, c2 = st.columns([3, 1])
@@ -163,7 +170,7 @@ def show_samples(items: list) -> None:
         for it in chosen:
             try:
                 thumbs.append(thumbnail(str(it.path)))
-                captions.append(it.path.name[:18])
+                captions.append(_short_name(it.path))
             except FerError as exc:
                 failed.append(message(str(exc)))
         st.markdown(t("explorer.sample_row", emotion=_emotion(emotion), n=f"{counts.get(emotion, 0):,}"))

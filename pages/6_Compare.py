@@ -29,7 +29,7 @@ from fer_core.figures.compare import (
     summary_frame,
 )
 from fer_core.i18n import current_language, emotion_label, message, t
-from fer_core.images import png_data_uri
+from fer_core.images import png_data_uri, relative_file
 from fer_core.measure.extract import default_workers
 from ui.common import (
     choose_models,
@@ -172,8 +172,9 @@ def _thumb_grid(res: Comparison, rows: pd.DataFrame, name: str) -> None:
         st.caption(t("compare.thumbs_failed", n=failed))
 
 
-def _thumb_table(res: Comparison, rows: pd.DataFrame, name: str) -> str | None:
-    """The wrong images as a table of thumbnails; a click on a row picks that face (its file)."""
+def _thumb_table(res: Comparison, rows: pd.DataFrame, name: str, root: str | None) -> str | None:
+    """The wrong images as a table of thumbnails; a click on a row picks that face (its file). Files are
+    named relative to the test set's folder, as in the downloads (a drawn set's folder is a temporary one)."""
     shown = rows.head(MAX_THUMBS)
     records, failed = [], 0
     for _, row in shown.iterrows():
@@ -185,7 +186,7 @@ def _thumb_table(res: Comparison, rows: pd.DataFrame, name: str) -> str | None:
         pred = row[name]
         records.append({"face": image, "true": emotion_label(row["label"]),
                         "answer": t("compare.no_face") if pd.isna(pred) else emotion_label(pred),
-                        "file": str(row["file"])})
+                        "file": relative_file(row["file"], root)})
     frame = pd.DataFrame(records, columns=["face", "true", "answer", "file"])
     event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row", row_height=78,
                          key=f"cmp_wrong_table_{name}", column_config={
@@ -198,7 +199,7 @@ def _thumb_table(res: Comparison, rows: pd.DataFrame, name: str) -> str | None:
     if failed:
         st.caption(t("compare.thumbs_failed", n=failed))
     picked = list(getattr(getattr(event, "selection", None), "rows", None) or [])
-    return frame["file"].iloc[picked[0]] if picked and picked[0] < len(frame) else None
+    return str(shown["file"].iloc[picked[0]]) if picked and picked[0] < len(frame) else None
 
 
 def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer, clicked: str | None) -> None:
@@ -254,7 +255,7 @@ def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer, 
                                             title=t("compare.fig_intensities")), key=f"cmp_aus_{name}")
 
 
-def show_wrong(res: Comparison, explainer) -> None:
+def show_wrong(res: Comparison, explainer, root: str | None) -> None:
     st.subheader(t("compare.wrong_heading"))
     table = res.table
     labels = shown_as(res.classes, everything=t("compare.all_emotions"))
@@ -271,7 +272,7 @@ def show_wrong(res: Comparison, explainer) -> None:
                            else t("compare.none_wrong_of", emotion=emotion_label(focus)))
                 continue
             st.caption(t("compare.thumbs_caption"))
-            clicked = _thumb_table(res, wrong, name)
+            clicked = _thumb_table(res, wrong, name, root)
             show_explanation(res, wrong, name, explainer, clicked)
 
 
@@ -367,7 +368,7 @@ def show_results(saved: dict, current: str | None) -> None:
             explainer = first if hasattr(first, "predict_proba") else load_predictor(first)
         except FerError as exc:
             show_error(exc, warning=True)
-    show_wrong(res, explainer)
+    show_wrong(res, explainer, saved.get("root"))
     show_no_face(res)
     show_downloads(saved)
 

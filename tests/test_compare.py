@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -325,7 +326,9 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     assert list(table.value.columns) == ["face", "true", "answer", "file"]
     assert all(str(u).startswith("data:image/png;base64,") for u in table.value["face"])
     other = next(f for f in judged_wrong[1:] + judged_wrong[:1] if f != judged_wrong[0])
-    row = list(table.value["file"]).index(other)
+    root = Path(saved["root"])  # a drawn set's temporary folder: files are named inside it, as in the downloads
+    assert all(not Path(f).is_absolute() and (root / f).is_file() for f in table.value["file"]), table.value["file"]
+    row = list(table.value["file"]).index(Path(other).relative_to(root).as_posix())
     at.session_state[f"cmp_wrong_table_{BUNDLED_AU_MODEL}"] = {"selection": {"rows": [row], "columns": []}}
     run_app(at, T)
     assert at.selectbox(key=f"cmp_explain_{BUNDLED_AU_MODEL}").value == other

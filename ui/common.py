@@ -290,13 +290,14 @@ def digest(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-def env_summary() -> dict[str, str]:
-    """Where the app reads from, for the home page."""
+def env_summary() -> dict[str, tuple[str, str]]:
+    """Where the app reads from, for the home page: each folder and a note to show beside it (apart,
+    so that the note is not set in the path's code font, which has no Hangul)."""
     return {
-        t("home.env_datasets"): str(config.datasets_dir())
-        + ("" if os.environ.get("FER_DATA_DIR") else "  " + t("home.env_default")),
-        t("home.env_models"): str(config.models_dir()),
-        t("home.env_derived"): str(config.data_dir()),
+        t("home.env_datasets"): (str(config.datasets_dir()),
+                                 "" if os.environ.get("FER_DATA_DIR") else t("home.env_default")),
+        t("home.env_models"): (str(config.models_dir()), ""),
+        t("home.env_derived"): (str(config.data_dir()), ""),
     }
 
 
