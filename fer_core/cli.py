@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import FerError, one_line
+from .errors import FerError, one_line, printable
 
 DEFAULT_MODEL = "au-logreg-fer2013"
 
@@ -22,25 +22,78 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     args.command_line = "python -m fer_core " + " ".join(sys.argv[1:] if argv is None else argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
+    if not getattr(args, "func", None):  # a usage error, as a wrong option is: help on stderr, status 2
+        parser.print_help(sys.stderr)
+        return 2
     try:
-        return args.func(args) or 0
+        status = args.func(args) or 0
+        sys.stdout.flush()  # a reader that has gone (| head) is met here, not in Python's exit
+        return status
+    except BrokenPipeError as exc:
+        if _stdout_gone():
+            return _reader_gone()
+        return _unexpected(exc)
     except FerError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted", file=sys.stderr)
-        return 130
+        return _interrupted_status(exc)
     except MemoryError:
         print("error: out of memory; use a smaller input or a machine with more memory", file=sys.stderr)
         return 2
-    except Exception as exc:  # a bug, not the user's fault: one line here, the traceback on request
-        if os.environ.get("FER_DEBUG"):
-            raise
-        print(f"error: unexpected {one_line(exc)} (a bug; FER_DEBUG=1 shows the details)", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        return _unexpected(exc)
+
+
+def _unexpected(exc: Exception) -> int:
+    """A bug, not the user's fault: one line here, the traceback on request."""
+    if os.environ.get("FER_DEBUG"):
+        raise exc
+    print(f"error: unexpected {one_line(exc)} (a bug; FER_DEBUG=1 shows the details)", file=sys.stderr)
+    return 2
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler or container stopping the run): ended as Ctrl-C ends it, so
+    an output being written is removed whole, worker processes are stopped and a Ray run keeps
+    its rows, instead of the process vanishing mid-write."""
+
+
+def on_terminate(signum: int, frame: object) -> NoReturn:
+    """The command line's SIGTERM handler (``python -m fer_core`` installs it)."""
+    raise Terminated
+
+
+def _interrupted_status(exc: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM: what a shell reports for a command those signals ended."""
+    return 143 if isinstance(exc, Terminated) else 130
+
+
+SIGPIPE_STATUS = 141  # what a shell reports for a command a closed pipe ended (128 + SIGPIPE)
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (not some other pipe of the run's)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a test's capture), or no poll
+        return False
+
+
+def _reader_gone() -> int:
+    """``... | head -1``: the reader took what it wanted and closed the pipe. That is no error of
+    the command's: nothing is printed, and the rest of the output goes nowhere (Python would
+    otherwise complain again when it flushes stdout at exit)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return SIGPIPE_STATUS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -234,8 +287,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("draw-testset", help="copy a reproducible N-per-emotion test set")
     s.add_argument("source", help="a split folder, e.g. ../shared/datasets/fer2013/val")
-    s.add_argument("out")
-    s.add_argument("--per-class", type=int, default=10)
+    s.add_argument("out", help="a new or empty folder to copy the images into")
+    s.add_argument("--per-class", type=_positive_int, default=10)
     s.add_argument("--classes", default="six")
     s.add_argument("--seed", type=_seed, default=0)
     s.set_defaults(func=cmd_draw_testset)
@@ -347,7 +400,6 @@ def _add_cnn_commands(sub) -> None:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
-    from .errors import printable
     from .images import LabeledImage, load_image
     from .measure.extract import default_workers, measure_items
     from .pipeline import NO_FACE_MESSAGE, faces_from_measurements
@@ -400,11 +452,10 @@ def cmd_predict(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from . import fileio
     from .emotions import parse_classes
     from .images import scan_images
 
-    fileio.output_path(args.out)  # a bad --out is said before measuring, not after
+    _table_output(args.out)  # a bad --out is said before measuring, not after
     from .measure.video import is_video
 
     if is_video(args.folder) and not Path(args.folder).is_dir():
@@ -435,10 +486,20 @@ def cmd_extract(args) -> int:
         table = OpenFaceDocker().extract(items, progress=_tqdm_progress("OpenFace"), root=args.folder,
                                          skipped=listing.skipped)
     elif args.engine == "ray":
-        from .measure.ray_engine import extract_on_ray
+        from . import fileio
+        from .measure.ray_engine import extract_on_ray, parts_dir
 
-        run = extract_on_ray(items, args.out, root=args.folder, skipped=listing.skipped, address=args.ray_address,
-                             workers=args.workers or None, classes=args.classes, progress=_tqdm_progress("images"))
+        try:
+            run = extract_on_ray(items, args.out, root=args.folder, skipped=listing.skipped,
+                                 address=args.ray_address, workers=args.workers or None, classes=args.classes,
+                                 progress=_tqdm_progress("images"))
+        except KeyboardInterrupt as exc:  # the rows measured so far are kept: say how to go on
+            parts = parts_dir(fileio.output_path(args.out))
+            if not any(parts.glob("*.parquet")):
+                raise
+            print(f"interrupted; the images measured so far are kept in {printable(str(parts))}: the same command "
+                  "measures only the rest", file=sys.stderr)
+            return _interrupted_status(exc)
         table = run.table
         print(f"Ray: {run.measured} images measured by {run.workers} actors in {run.seconds:.1f} s"
               + (f"; {run.resumed} already in {args.out}, skipped" if run.resumed else ""), file=sys.stderr)
@@ -466,6 +527,22 @@ def _write_local_table(table, out: str) -> None:
 
     au_table.write(table, out)
     record_path(fileio.output_path(out)).unlink(missing_ok=True)
+
+
+TABLE_ENDINGS = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".parquet")  # the formats fileio.write_frame writes
+
+
+def _table_output(path: str, option: str = "--out") -> Path:
+    """A table's output, checked before any work (``fileio.output_path``), with an ending that
+    names its format: write_frame writes CSV for any other, so au.xlsx or au.pq would be a CSV
+    that the program the name promises cannot open."""
+    from . import fileio
+
+    target = fileio.output_path(path)
+    if not target.name.lower().endswith(TABLE_ENDINGS):
+        raise FerError(f"{printable(path)}: {option} must end with {', '.join(TABLE_ENDINGS)} (the ending "
+                       "chooses the format: CSV, compressed CSV or Parquet)")
+    return target
 
 
 def _print_reasons(failed) -> None:
@@ -510,10 +587,10 @@ def _ray_options_usable(args) -> None:
 
 
 def cmd_import_openface(args) -> int:
-    from . import au_table, fileio
+    from . import au_table
     from .measure.openface_csv import import_openface_dir
 
-    fileio.output_path(args.out)
+    _table_output(args.out)
     _return_freed_memory()
     source = Path(args.source)
     table = import_openface_dir(source, skip=args.out) if source.is_dir() else au_table.read(source)
@@ -599,7 +676,6 @@ def _au_columns(spec: str) -> tuple[str, ...]:
 def cmd_mask(args) -> int:
     from PIL import Image
 
-    from .errors import printable
     from .images import MAX_DECODE_SIDE, relative_file, scan_images
     from .masks import MaskedMeasure, style_of
     from .measure.extract import default_workers, iter_tasks
@@ -783,9 +859,13 @@ def cmd_compare(args) -> int:
     from .measure.extract import default_workers
 
     refs, classes, items = _models_and_test_set(args)
-    for out in (args.csv, args.report):  # a bad path fails now, not after every model has run
-        if out:
-            fileio.output_path(out)
+    if args.csv:  # a bad path fails now, not after every model has run
+        _table_output(args.csv, "--csv")
+    if args.report:
+        fileio.output_path(args.report)
+        if Path(args.report).suffix.lower() not in (".html", ".htm"):  # a report.pdf would be HTML inside
+            raise FerError(f"{printable(args.report)}: the report is one HTML page; give --report a name "
+                           "ending in .html (print it to PDF from the browser)")
     comparison = run_comparison(refs, items, classes=classes, workers=args.workers or default_workers(),
                                 progress=_fraction_progress("predicting"))
     for line in comparison.failed_models:  # the others' results are kept; the exit status says it (2)
@@ -833,7 +913,20 @@ def cmd_draw_testset(args) -> int:
     from .emotions import parse_classes
     from .images import draw_test_set
 
-    chosen = draw_test_set(args.source, args.out, args.per_class, parse_classes(args.classes), args.seed)
+    out = Path(args.out)
+    if (out.is_dir() and any(out.iterdir())) or (out.exists() and not out.is_dir()):
+        # Drawn into a folder with images, the set would be N per emotion plus whatever was there
+        # (another seed's draw, or the source itself).
+        what = "already holds files" if out.is_dir() else "is a file"
+        raise FerError(f"{printable(args.out)}: {what}; give draw-testset a new or empty folder, so the set "
+                       f"is exactly {args.per_class} per emotion")
+    classes = parse_classes(args.classes)
+    try:
+        chosen = draw_test_set(args.source, out, args.per_class, classes, args.seed)
+    except OSError as exc:  # a folder that cannot be written, a full disk: some images may be copied
+        where = printable(os.fsdecode(exc.filename or out))
+        raise FerError(f"{where}: {exc.strerror or exc}; the test set was not copied whole: draw it into a "
+                       f"folder you can write to (remove {printable(args.out)} first if it was made)") from None
     print(f"{len(chosen)} images ({args.per_class} per emotion, seed {args.seed}) -> {args.out}")
     return 0
 

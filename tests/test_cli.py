@@ -398,3 +398,116 @@ def test_train_au_bottleneck_needs_epochs_or_the_warm_start(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train-au-bottleneck", "--data", tmp_path / "missing", "--out",
                            tmp_path / "b.keras", "--init", "none", "--epochs", "0", "--no-warm-start")
     assert code == 2 and "--epochs 0" in err and "--no-warm-start" in err and err.count("\n") == 1
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
+    """``python -m fer_core models | head -1``: Python's complaint about the closed pipe
+    ("Exception ignored ... BrokenPipeError", or "error: unexpected BrokenPipeError ... a bug")
+    came after the lines the reader wanted. Now nothing is said, with a shell's status for it."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "fer_core", "models"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line is written
+    _, err = proc.communicate(timeout=120)
+    assert err.decode() == "" and proc.returncode == 128 + signal.SIGPIPE  # as a shell says of `yes | head -1`
+
+
+def test_no_command_is_a_usage_error_like_a_wrong_option(capsys):
+    """Exit status 1 here, 2 for every other usage error; the help went to stdout."""
+    code, out, err = run_cli(capsys)
+    assert code == 2 and out == "" and "usage: python -m fer_core" in err
+
+
+def _tiny_split(root):
+    """A split folder of a few small images of two emotions (draw-testset copies, never decodes)."""
+    from PIL import Image
+
+    for emotion in ("happy", "sad"):
+        (root / emotion).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (48, 48), 40 * i).save(root / emotion / f"{emotion}{i}.png")
+    return root
+
+
+def test_draw_testset_wants_a_new_or_empty_folder(capsys, tmp_path):
+    """A second draw (another seed) into the same folder mixed the two sets: 2 per emotion was
+    asked and said, up to 4 were there. Drawing into the source itself was 'unexpected
+    SameFileError (a bug)', into a path under a file 'unexpected NotADirectoryError'."""
+    source = _tiny_split(tmp_path / "split")
+    out = tmp_path / "set"
+    assert run_cli(capsys, "draw-testset", source, out, "--per-class", "2", "--classes", "happy,sad")[0] == 0
+    drawn = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    assert len(drawn) == 4
+    (tmp_path / "note.txt").write_text("keep me")
+    for target, said in ((out, "already holds files"), (source, "already holds files"),
+                         (tmp_path / "note.txt", "is a file"), (tmp_path / "note.txt" / "set", "Not a directory")):
+        code, _, err = run_cli(capsys, "draw-testset", source, target, "--per-class", "2", "--classes", "happy,sad",
+                               "--seed", "5")
+        assert code == 2 and said in err and err.count("\n") == 1 and "unexpected" not in err, err
+    assert sorted(p.relative_to(out) for p in out.rglob("*.png")) == drawn
+    assert len(list(source.rglob("*.png"))) == 8 and (tmp_path / "note.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_draw_testset_refuses_a_count_below_one(capsys, tmp_path, value):
+    """-3 was 'unexpected ValueError: negative dimensions (a bug)'; 0 copied every image."""
+    source = _tiny_split(tmp_path / "split")
+    err = option_error(capsys, "draw-testset", source, tmp_path / "set", "--per-class", value)
+    assert f"--per-class: '{value}' is not a whole number of at least 1" in err
+    assert not (tmp_path / "set").exists()
+
+
+@pytest.mark.parametrize("args, option", [
+    (["extract", "{tmp}/missing", "--out", "{tmp}/au.xlsx"], "--out"),
+    (["extract", "{tmp}/missing", "--out", "{tmp}/au"], "--out"),
+    (["import-openface", "tests/fixtures/openface/happy001.csv", "--out", "{tmp}/au.txt"], "--out"),
+    (["compare", "--images", "{tmp}/faces", "--models", "au-logreg-fer2013", "--csv", "{tmp}/p.xlsx"], "--csv"),
+])
+def test_a_table_output_whose_ending_names_no_format_is_refused_before_any_work(capsys, tmp_path, args, option):
+    """au.xlsx, au.txt or au were written as CSV under that name (Excel cannot open such a file);
+    the ending chooses the format, so an ending it does not know is said first."""
+    from PIL import Image
+
+    (tmp_path / "faces").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "faces" / "happy001.jpg")
+    argv = [a.format(tmp=tmp_path) for a in args]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and f"{option} must end with .csv" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces"]
+
+
+def test_compare_report_must_be_an_html_file(capsys, tmp_path, monkeypatch):
+    """--report r.pdf wrote an HTML page named .pdf, after every model had run."""
+    from PIL import Image
+
+    import fer_core.evaluation.compare as compare
+
+    ran = []
+    monkeypatch.setattr(compare, "run_comparison", lambda *a, **k: ran.append(a))
+    (tmp_path / "faces").mkdir()
+    Image.new("RGB", (64, 64)).save(tmp_path / "faces" / "happy001.jpg")
+    code, _, err = run_cli(capsys, "compare", "--images", tmp_path / "faces", "--models", "au-logreg-fer2013",
+                           "--report", tmp_path / "r.pdf")
+    assert code == 2 and "ending in .html" in err and err.count("\n") == 1 and ran == []
+
+
+def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path, fer_sample):
+    """``kill`` (or a scheduler stopping the job) ended the process where it stood: no word said,
+    status -15, and an output being written at that moment was left as a temporary file. It now
+    ends as Ctrl-C does: "interrupted", status 143, nothing written, no worker left running."""
+    import signal
+    import time
+
+    out = tmp_path / "out" / "au.csv"
+    env = {**os.environ, "FER_CACHE_DIR": str(tmp_path / "cache"), "FER_PROGRESS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "fer_core", "extract", str(fer_sample), "--out", str(out),
+                             "--workers", "1", "--no-cache"], cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE)
+    proc.stderr.read(1)  # the progress bar is drawn: measuring has begun
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "interrupted" in err.decode().splitlines()
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+    time.sleep(1)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout
+    assert children == ""

@@ -202,6 +202,24 @@ def test_cli_joins_a_running_cluster_by_address(cluster, folder, local_table, tm
     assert ray.is_initialized()  # the cluster it joined is still up
 
 
+def test_cli_takes_a_folder_whose_name_is_not_utf8(cluster, folder, local_table, tmp_path):
+    """Ray reads the command line back from the system and hands it to its core as UTF-8: a folder
+    named in Latin-1 (``caf\\xe9``) on it stopped every Ray run with "could not start or join ...
+    UnicodeEncodeError"."""
+    latin1 = tmp_path / os.fsdecode(b"caf\xe9 photos")
+    (latin1 / "happy").mkdir(parents=True)
+    for name in ("astronaut.jpg", "small.png"):
+        (latin1 / "happy" / name).write_bytes((folder / "happy" / name).read_bytes())
+    out = tmp_path / "au.parquet"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "fer_core", "extract", str(latin1), "--engine", "ray",
+                           "--ray-address", cluster, "--workers", "1", "--out", str(out)],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected = local_table[local_table["file"].isin(["happy/astronaut.jpg", "happy/small.png"])]
+    _same_rows(au_table.read(out), expected.reset_index(drop=True))
+
+
 def test_cli_engine_options_are_checked_before_measuring(capsys, tmp_path, folder):
     for args, message in ((["--ray-address", "127.0.0.1:6379"], "--ray-address needs --engine ray"),
                           (["--engine", "ray", "--mask", "surgical"], "--mask works with --engine local only"),
@@ -385,3 +403,42 @@ def test_the_same_class_filter_written_another_way_resumes(tmp_path):
     _record(out, tmp_path, classes=ray_engine.run_record(tmp_path, "happy,sad")["classes"])
     run = extract_on_ray([LabeledImage(tmp_path / "happy" / "a.jpg", "happy")], out, root=tmp_path, classes="Sad, happy")
     assert run.resumed == 1 and run.measured == 0
+
+
+def test_ray_init_leaves_the_command_lines_sigterm_handler_in_place():
+    """ray.init puts its own SIGTERM handler (sys.exit) in place: a ``kill`` of a Ray run then
+    ended it without a word and without the rows it had not yet written to its parts. The
+    command line's handler (ended as Ctrl-C is) is put back once Ray has started."""
+    import signal
+
+    def on_terminate(signum, frame) -> None:  # the command line's (fer_core.cli.on_terminate) or any other
+        raise KeyboardInterrupt
+
+    class StartingRay:  # ray.init's effect on the handler, without starting Ray
+        def is_initialized(self) -> bool:
+            return False
+
+        def init(self, **kwargs) -> None:
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+    before = signal.signal(signal.SIGTERM, on_terminate)
+    try:
+        assert ray_engine._connect(StartingRay(), None, 1) is True
+        assert signal.getsignal(signal.SIGTERM) is on_terminate
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_an_interrupted_cli_run_says_its_rows_wait_for_the_next(tmp_path, folder, capsys, monkeypatch):
+    """Ctrl-C said "interrupted" only: not that the rows so far were kept, nor how to go on."""
+    out = tmp_path / "au.parquet"
+
+    def interrupted(items, target, **kwargs):
+        au_table.write(_happy_rows("happy/astronaut.jpg"), ray_engine.parts_dir(target) / "part-x-00000.parquet")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray_engine, "extract_on_ray", interrupted)
+    code = main(["extract", str(folder), "--engine", "ray", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 130 and err.count("\n") == 1
+    assert f"kept in {ray_engine.parts_dir(out)}" in err and "measures only the rest" in err

@@ -17,13 +17,16 @@ Ray is optional (``requirements-ray.txt``): only this module imports it, and onl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,15 +242,40 @@ def _connect(ray, address: str | None, workers: int | None) -> bool:
     import logging
 
     quiet = {"runtime_env": runtime_env(), "logging_level": logging.WARNING, "log_to_driver": False}
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     try:  # MediaPipe's start-up lines stay in the workers' logs: a failure is a row with its reason
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, **quiet)
+        with _utf8_entrypoint():
+            if address:
+                ray.init(address=address, **quiet)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise FerError(f"could not start or join {where} ({one_line(exc, 160)})") from None
+    finally:  # ray.init puts its own SIGTERM handler (sys.exit) in place of the command line's
+        if threading.current_thread() is threading.main_thread() and on_sigterm is not None:
+            signal.signal(signal.SIGTERM, on_sigterm)
     return True
+
+
+@contextlib.contextmanager
+def _utf8_entrypoint() -> Iterator[None]:
+    """While Ray starts: the command line it records for its job list, escaped. Ray reads it back
+    from the system and hands it to its core as UTF-8, so a folder name that is not UTF-8 on the
+    command line (``extract $'photos\\xff'``) stopped ``ray.init`` with a UnicodeEncodeError."""
+    try:
+        from ray._private import utils
+    except ImportError:
+        utils = None
+    original = getattr(utils, "get_entrypoint_name", None)
+    if original is None:  # another Ray version: nothing to escape here
+        yield
+        return
+    utils.get_entrypoint_name = lambda: printable(original())
+    try:
+        yield
+    finally:
+        utils.get_entrypoint_name = original
 
 
 class _Parts:
