@@ -502,7 +502,7 @@ def cmd_extract(args) -> int:
             return _interrupted_status(exc)
         table = run.table
         print(f"Ray: {run.measured} images measured by {run.workers} actors in {run.seconds:.1f} s"
-              + (f"; {run.resumed} already in {args.out}, skipped" if run.resumed else ""), file=sys.stderr)
+              + (f"; {run.resumed} already in {printable(args.out)}, skipped" if run.resumed else ""), file=sys.stderr)
     else:
         from .measure.extract import default_workers, extract_table
 
@@ -514,7 +514,7 @@ def cmd_extract(args) -> int:
     ok = int(table["success"].sum())
     images = table["file"].nunique()
     failed = table[table["success"] == 0]
-    print(f"{images} images, {ok} faces -> {args.out}; {len(failed)} without a face or unreadable", file=sys.stderr)
+    print(f"{images} images, {ok} faces -> {printable(args.out)}; {len(failed)} without a face or unreadable", file=sys.stderr)
     _print_reasons(failed)
     return 0
 
@@ -566,7 +566,7 @@ def _extract_video(args) -> int:
     frames = table.loc[decoded, "time_s"].nunique()
     failed = table[table["success"] == 0]
     unread = int((~decoded).sum())
-    print(f"{frames} frames at {fps:g} fps, {int(table['success'].sum())} faces -> {args.out}; "
+    print(f"{frames} frames at {fps:g} fps, {int(table['success'].sum())} faces -> {printable(args.out)}; "
           f"{len(failed) - unread} frames without a face or unreadable"
           + (f"; {unread} {'stretch' if unread == 1 else 'stretches'} of the video without frames" if unread else ""),
           file=sys.stderr)
@@ -595,7 +595,7 @@ def cmd_import_openface(args) -> int:
     source = Path(args.source)
     table = import_openface_dir(source, skip=args.out) if source.is_dir() else au_table.read(source)
     au_table.write(table, args.out)
-    print(f"{len(table)} rows -> {args.out}", file=sys.stderr)
+    print(f"{len(table)} rows -> {printable(args.out)}", file=sys.stderr)
     return 0
 
 
@@ -609,7 +609,7 @@ def cmd_train_au(args) -> int:
 
     fileio.output_path(args.out)  # a bad --out is said before the fit, not after
     if Path(args.out).suffix.lower() != ".json":  # the model is found by its ending when loaded by path
-        raise FerError(f"{args.out}: the AU model file must end with .json")
+        raise FerError(f"{printable(args.out)}: the AU model file must end with .json")
     kind = {"logreg": "au-logreg", "mlp": "au-mlp", "gam": "au-gam"}[args.kind]
     _name_free(args.name, kind)
     columns = _au_columns(args.aus)  # a wrong --aus is said before a large table is read
@@ -639,11 +639,11 @@ def cmd_train_au(args) -> int:
     data = model.info["data"]
     if data.get("left_out"):
         total = data["rows"] + sum(data["left_out"].values())
-        print(f"{args.table}: {au_table.left_out_summary(data['left_out'], total)}", file=sys.stderr)
+        print(f"{printable(args.table)}: {au_table.left_out_summary(data['left_out'], total)}", file=sys.stderr)
     if data.get("sample"):
         print(f"fitted on {data['sample']}; --max-rows changes the cap", file=sys.stderr)
     if data.get("held_out_duplicates"):
-        print(f"{args.table}: {data['held_out_duplicates']}", file=sys.stderr)
+        print(f"{printable(args.table)}: {data['held_out_duplicates']}", file=sys.stderr)
     m = model.holdout
     evaluated_on = f"{holdout:.0%} of {args.table} held out from fitting (stratified, seed {args.seed})"
     if args.name:
@@ -653,7 +653,7 @@ def cmd_train_au(args) -> int:
     else:
         model.save(args.out)
     print(f"{kind} on {data['rows']} faces; held-out accuracy {m.accuracy:.3f} "
-          f"(95% CI {m.accuracy_ci95[0]:.3f}-{m.accuracy_ci95[1]:.3f}), macro-F1 {m.macro_f1:.3f} -> {args.out}")
+          f"(95% CI {m.accuracy_ci95[0]:.3f}-{m.accuracy_ci95[1]:.3f}), macro-F1 {m.macro_f1:.3f} -> {printable(args.out)}")
     if args.name:
         print(f"registered as {args.name!r} in {_manifest_shown()} (sha256 {entry.sha256[:12]}…)")
     return 0
@@ -724,8 +724,9 @@ def cmd_mask(args) -> int:
     else:
         failures_csv.unlink(missing_ok=True)  # an earlier run's list would no longer be true
     total = len(items) + len(listing.skipped)  # files the listing skipped count too: the totals add up
-    print(f"{written} of {total} images masked ({args.style}, seed {args.seed}) -> {out}"
-          + (f"; {len(failures)} not masked, listed in {failures_csv}" if failures else ""), file=sys.stderr)
+    print(f"{written} of {total} images masked ({args.style}, seed {args.seed}) -> {printable(str(out))}"
+          + (f"; {len(failures)} not masked, listed in {printable(str(failures_csv))}" if failures else ""),
+          file=sys.stderr)
     if bare:
         print(f"  {bare} images hold a face the mask could not be placed on; it was left bare",
               file=sys.stderr)
@@ -767,6 +768,7 @@ def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list]
 
 def cmd_mask_report(args) -> int:
     from .evaluation.mask_report import run_mask_report
+    from .evaluation.metrics import p_text
     from .measure.extract import default_workers
 
     refs, classes, items = _models_and_test_set(args)
@@ -795,7 +797,8 @@ def cmd_mask_report(args) -> int:
         a, b = report.original.reports[name], report.masked.reports[name]
         per = ", ".join(f"{e} {a.per_class[e].accuracy or 0:.2f}->{b.per_class[e].accuracy or 0:.2f}"
                         for e in report.original.classes if a.per_class[e].n)
-        print(f"{name:28s} {a.accuracy:9.3f} {b.accuracy:7.3f} {report.paired_test(name).p_value:9.4f}  {per}")
+        p = p_text(report.paired_test(name).p_value)  # "< 0.0001", as the dashboard says it, not 0.0000
+        print(f"{name:28s} {a.accuracy:9.3f} {b.accuracy:7.3f} {p:>9s}  {per}")
     if report.empty_classes:
         print(f"no images of {', '.join(report.empty_classes)} could be masked", file=sys.stderr)
     return 0
@@ -826,7 +829,7 @@ def cmd_evaluate(args) -> int:
                            "use --images with a folder of labelled images")
         report = evaluate_au_table(predictor, au_table.read(args.au_table))
         for reason, n in report.left_out.items():
-            print(f"{args.au_table}: left out {n:,} rows {reason}", file=sys.stderr)
+            print(f"{printable(args.au_table)}: left out {n:,} rows {reason}", file=sys.stderr)
         if report.skipped:
             print(f"left out {', '.join(f'{n:,} {e}' for e, n in report.skipped.items())} row(s): "
                   f"{predictor.name} does not predict {'that emotion' if len(report.skipped) == 1 else 'those emotions'}",
@@ -906,7 +909,7 @@ def _write_compare_report(args, comparison, refs: list[str] | None = None) -> No
     entries = registered_entries(refs, comparison.names)
     settings = ReportSettings.now(f"{args.images} (python -m fer_core compare)", args.images)
     path = write_report(args.report, comparison_report_html(comparison, settings, entries, lang=args.lang))
-    print(f"report: {path}", file=sys.stderr)
+    print(f"report: {printable(str(path))}", file=sys.stderr)
 
 
 def cmd_draw_testset(args) -> int:
@@ -927,7 +930,7 @@ def cmd_draw_testset(args) -> int:
         where = printable(os.fsdecode(exc.filename or out))
         raise FerError(f"{where}: {exc.strerror or exc}; the test set was not copied whole: draw it into a "
                        f"folder you can write to (remove {printable(args.out)} first if it was made)") from None
-    print(f"{len(chosen)} images ({args.per_class} per emotion, seed {args.seed}) -> {args.out}")
+    print(f"{len(chosen)} images ({args.per_class} per emotion, seed {args.seed}) -> {printable(args.out)}")
     return 0
 
 
@@ -969,7 +972,7 @@ def cmd_train_cnn(args) -> int:
           f"{ev.accuracy:.3f} (95% CI {ev.accuracy_ci95[0]:.3f}-{ev.accuracy_ci95[1]:.3f}), "
           f"macro-F1 {ev.macro_f1:.3f} on {result.evaluated_on}"
           + (f"; {result.selection.accuracy:.3f} on {result.selected_on}, which chose the epoch"
-             if args.holdout is not None else "") + f" -> {args.out}")
+             if args.holdout is not None else "") + f" -> {printable(args.out)}")
     warning = degenerate_model_warning(ev)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
@@ -1054,7 +1057,7 @@ def cmd_train_au_bottleneck(args) -> int:
           f"accuracy {sel.accuracy:.3f} on {result.selected_on}"
           + (f"; {ev.accuracy:.3f} (95% CI {ev.accuracy_ci95[0]:.3f}-{ev.accuracy_ci95[1]:.3f}), macro-F1 "
              f"{ev.macro_f1:.3f} on {result.evaluated_on}" if ev else "")
-          + f"; AU fidelity mean r {result.fidelity['mean']:.3f} -> {args.out}")
+          + f"; AU fidelity mean r {result.fidelity['mean']:.3f} -> {printable(args.out)}")
     if args.name:
         save_and_register(result, name=args.name, kind="au-bottleneck", classes=classes, metrics=result.metrics,
                           command=args.command_line, path=args.out, replace=True)
@@ -1075,7 +1078,7 @@ def cmd_export_lite(args) -> int:
     entry.verify_checksum()
     twin = kind.export_lite(entry.file)
     record = lite_record(read_cnn_metadata(entry.file)) or {}
-    print(f"{twin} ({twin.stat().st_size / 2**20:.1f} MB, sha256 {record.get('sha256', '?')[:12]}…, made from "
+    print(f"{printable(str(twin))} ({twin.stat().st_size / 2**20:.1f} MB, sha256 {record.get('sha256', '?')[:12]}…, made from "
           f"{entry.file.name} sha256 {record.get('keras_sha256', '?')[:12]}…; max abs difference to Keras on test "
           f"inputs {record.get('max_abs_diff_check', float('nan')):.1g})")
     return 0

@@ -511,3 +511,47 @@ def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path, fer_sample):
     time.sleep(1)
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout
     assert children == ""
+
+
+def test_mask_report_says_a_tiny_p_value_as_below_not_as_zero(capsys, tmp_path, monkeypatch):
+    """A real drop under the mask has a McNemar p of 1e-9: the table printed 0.0000, which reads as
+    impossible; the dashboard and compare say "< 0.0001"."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    import fer_core.evaluation.mask_report as mask_report
+    from fer_core.evaluation.metrics import McNemarResult
+
+    (tmp_path / "faces" / "happy").mkdir(parents=True)
+    Image.new("RGB", (64, 64)).save(tmp_path / "faces" / "happy" / "a.png")
+    scores = {"happy": SimpleNamespace(n=40, accuracy=0.9)}
+    original = SimpleNamespace(failed_models=[], unreadable=[], skipped={}, n=40, classes=("happy",),
+                               reports={"tiny-p": SimpleNamespace(accuracy=0.9, per_class=scores),
+                                        "large-p": SimpleNamespace(accuracy=0.9, per_class=scores)})
+    masked_scores = {"happy": SimpleNamespace(n=40, accuracy=0.3)}
+    masked = SimpleNamespace(reports={name: SimpleNamespace(accuracy=0.3, per_class=masked_scores)
+                                      for name in original.reports})
+    p_values = {"tiny-p": 1e-9, "large-p": 0.25}
+    report = SimpleNamespace(original=original, masked=masked, unmaskable=[], not_placed=0, reasons_failed=[],
+                             names=list(p_values), empty_classes=[],
+                             paired_test=lambda name: McNemarResult("original", "masked", 24, 0, p_values[name]))
+    monkeypatch.setattr(mask_report, "run_mask_report", lambda *a, **k: report)
+    code, out, _ = run_cli(capsys, "mask-report", "--images", tmp_path / "faces", "--models", "tiny-p,large-p")
+    rows = {line.split()[0]: line for line in out.splitlines()}
+    assert code == 0 and "< 0.0001" in rows["tiny-p"] and "0.0000" not in out
+    assert rows["large-p"].split()[1:4] == ["0.900", "0.300", "0.2500"]
+    assert "happy 0.90->0.30" in rows["tiny-p"]
+
+
+def test_summaries_name_an_output_that_is_not_utf8_as_escapes(capsys, tmp_path, study_table):
+    """An --out named in Latin-1 (au\\xff.csv) was printed with Python's stand-in \\udcff, as no
+    other message of the program names such a file; now as \\xff, as the errors do."""
+    table = tmp_path / os.fsdecode(b"au\xff.csv")
+    code, _, err = run_cli(capsys, "import-openface", study_table, "--out", table)
+    assert code == 0 and table.is_file()
+    assert "au\\xff.csv" in err and "\udcff" not in err
+    source = _tiny_split(tmp_path / "split")
+    code, out, _ = run_cli(capsys, "draw-testset", source, tmp_path / os.fsdecode(b"set\xff"), "--per-class", "1",
+                           "--classes", "happy,sad")
+    assert code == 0 and out.rstrip().endswith("set\\xff") and "\udcff" not in out

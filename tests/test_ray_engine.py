@@ -442,3 +442,47 @@ def test_an_interrupted_cli_run_says_its_rows_wait_for_the_next(tmp_path, folder
     err = capsys.readouterr().err
     assert code == 130 and err.count("\n") == 1
     assert f"kept in {ray_engine.parts_dir(out)}" in err and "measures only the rest" in err
+
+
+def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(cluster, folder, local_table, tmp_path,
+                                                                          capsys):
+    """Two runs into one output at once both measured every file, and the first to finish removed
+    the parts folder the second was still writing. The second is now refused at once, in one line,
+    and the first finishes as if alone; its lock file is gone with it."""
+    from fer_core.errors import FerError
+
+    out = tmp_path / "au.parquet"
+    refused: list[str] = []
+
+    def second_run(done: int, total: int) -> None:
+        if 0 < done < total and not refused:
+            with pytest.raises(FerError, match="another run is writing") as second:
+                _run(folder, out, workers=1)
+            refused.append(str(second.value))
+            assert main(["extract", str(folder), "--engine", "ray", "--out", str(out)]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and f"another run is writing {out}; wait for it or choose another --out" in err
+
+    run = _run(folder, out, workers=1, batch_size=2, progress=second_run)
+    assert refused and not run.cancelled and run.measured == len(scan_images(folder).items)
+    _same_rows(au_table.read(out), local_table)
+    assert not ray_engine.lock_path(out).exists() and not ray_engine.parts_dir(out).exists()
+
+
+def test_a_cli_run_prints_only_its_own_lines(folder, tmp_path):
+    """Each Ray run added Ray's own warnings to stderr: token authentication being on and "Progress
+    bars disabled". (The line Ray's C++ core writes about the actors' arguments is past Python's
+    logging and stays.)"""
+    out = tmp_path / "au.csv"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    proc = subprocess.run([sys.executable, "-m", "fer_core", "extract", str(folder / "neutral"), "--engine", "ray",
+                           "--workers", "1", "--out", str(out)],
+                          cwd=REPO_ROOT, env={**env, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for chatter in ("Token authentication", "Progress bars"):
+        assert chatter not in proc.stderr
+    ray_line, summary, *reasons = [line for line in proc.stderr.splitlines() if "constructor arguments" not in line]  # then the commonest reasons of failure, indented
+    assert ray_line.startswith("Ray: ") and "faces ->" in summary and all(r.startswith("  ") for r in reasons), \
+        proc.stderr
+    assert au_table.read(out)["file"].nunique() == len(scan_images(folder / "neutral").items)

@@ -11,6 +11,7 @@ if it still does, becomes a failure row. Finished rows are written to part files
 whose rows are already in the output or its parts. A record beside the output
 (``<out>.ray.json``: the folder, the class filter and the measuring code's version) makes sure
 those rows are this folder's: a run into an output another folder or version wrote is refused.
+One run at a time writes an output: a lock file beside it (``<out>.lock``) refuses a second.
 
 Ray is optional (``requirements-ray.txt``): only this module imports it, and only when called.
 """
@@ -183,6 +184,47 @@ def _claim(out: Path, record: dict[str, str]) -> None:
     record_path(out).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
+def lock_path(out: str | os.PathLike[str]) -> Path:
+    """The lock file beside the output that the run writing it holds (``_one_run``)."""
+    out = Path(out)
+    return out.with_name(out.name + ".lock")
+
+
+@contextlib.contextmanager
+def _one_run(out: Path) -> Iterator[None]:
+    """Hold the output's lock for the whole run, or refuse at once: two runs into one output both
+    measured every file, and the first to finish removed the parts the other was still writing.
+    The lock file is removed by its holder; a run that opened it just before that takes the new one."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: one run per output is the user's to ensure
+        yield
+        return
+    lock = lock_path(out)
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a folder that cannot be written: said before any measuring
+            raise fileio.write_error(out, exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FerError(f"another run is writing {printable(str(out))}; wait for it or choose another "
+                           "--out") from None
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(lock)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its holder removed it between our open and our lock: take the file there now
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # while still held, so no one locks a removed file unseen
+        os.close(fd)
+
+
 def forget(out: str | os.PathLike[str]) -> None:
     """Remove an output with its parts and its record."""
     out = Path(out)
@@ -241,7 +283,8 @@ def _connect(ray, address: str | None, workers: int | None) -> bool:
         return False
     import logging
 
-    quiet = {"runtime_env": runtime_env(), "logging_level": logging.WARNING, "log_to_driver": False}
+    # Ray's warnings (token authentication on by default, ...) are no news to the user: errors only.
+    quiet = {"runtime_env": runtime_env(), "logging_level": logging.ERROR, "log_to_driver": False}
     on_sigterm = signal.getsignal(signal.SIGTERM)
     try:  # MediaPipe's start-up lines stay in the workers' logs: a failure is a row with its reason
         with _utf8_entrypoint():
@@ -311,7 +354,9 @@ def _measure_pass(ray, todo: list[dict], workers: int, batch_size: int, actor: t
 
     from ray.data import ActorPoolStrategy, DataContext
 
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our progress bar says it
+    # Our progress bar says how it goes; Ray Data's warnings ("Progress bars disabled") are about
+    # its own settings, which this pass chose: errors only.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     ctx = DataContext.get_current()
     saved = ctx.max_errored_blocks, ctx.enable_progress_bars
     ctx.max_errored_blocks, ctx.enable_progress_bars = -1, False
@@ -348,7 +393,8 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
     batch in hand: the rows so far are returned and kept for a rerun, ``out`` is not written.
     ``classes``: the listing's emotion filter, as given, for the record (``run_record``): rows
     another folder, filter or measuring version wrote into ``out`` raise ``FerError`` instead of
-    being resumed. ``actor``: the measuring class (``MeasuringActor``)."""
+    being resumed, and so does another run writing ``out`` at the same time (``_one_run``).
+    ``actor``: the measuring class (``MeasuringActor``)."""
     try:
         import ray
     except ImportError:
@@ -357,49 +403,50 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
         raise FerError(f"no Ray cluster answers at {address}; start one there (ray start --head) or check "
                        "--ray-address")
     target = fileio.output_path(out)
-    _claim(target, run_record(root, classes))
-    previous = _finished(target)
-    done_files = _done_files(previous)
-    names = [printable(relative_file(it.path, root)) for it in items]
-    todo = [{"path": str(it.path), "file": f, "label": it.label or ""}
-            for it, f in zip(items, names, strict=True) if f not in done_files]
-    total, count = len(items), len(items) - len(todo)
-    if progress:
-        progress(count, total)
-
-    def on_files(n: int) -> None:
-        nonlocal count
-        count += n
+    with _one_run(target):
+        _claim(target, run_record(root, classes))
+        previous = _finished(target)
+        done_files = _done_files(previous)
+        names = [printable(relative_file(it.path, root)) for it in items]
+        todo = [{"path": str(it.path), "file": f, "label": it.label or ""}
+                for it, f in zip(items, names, strict=True) if f not in done_files]
+        total, count = len(items), len(items) - len(todo)
         if progress:
             progress(count, total)
 
-    parts = _Parts(parts_dir(target))
-    started = _connect(ray, address, workers) if todo else False
-    start = time.perf_counter()
-    n_workers, finished = 0, True
-    try:
-        if todo:
-            n_workers = min(workers or max(1, int(ray.cluster_resources().get("CPU", 1))), len(todo))
-            finished = _measure_pass(ray, todo, n_workers, batch_size, actor, parts, on_files, should_stop)
-        lost = [t for t in todo if t["file"] not in parts.files] if finished else []
-        if lost:  # batches whose actor died on every try: each file on its own, to find the culprit
-            _measure_pass(ray, lost, min(n_workers, len(lost)), 1, actor, parts, on_files)
-        crashed = [t for t in lost if t["file"] not in parts.files]
-        if crashed:
-            on_files(parts.add(au_table.from_rows(
-                r for t in crashed for r in extract.rows_for_image(t["file"], t["label"] or None, CRASH_REASON))))
-    except ray.exceptions.RayError as exc:  # the cluster, not an image: the rows so far are kept
-        raise FerError(f"the Ray run stopped ({one_line(exc, 160)}); run it again to measure the rest") from None
-    finally:
-        parts.flush()
-        if started:
-            ray.shutdown()
-    seconds = time.perf_counter() - start
-    table = _assemble(_finished(target), names, skipped, skipped_rows=finished)
-    if finished:
-        au_table.write(table, target)
-        shutil.rmtree(parts_dir(target), ignore_errors=True)
-    return RayRun(table, len(parts.files), total - len(todo), n_workers, seconds, cancelled=not finished)
+        def on_files(n: int) -> None:
+            nonlocal count
+            count += n
+            if progress:
+                progress(count, total)
+
+        parts = _Parts(parts_dir(target))
+        started = _connect(ray, address, workers) if todo else False
+        start = time.perf_counter()
+        n_workers, finished = 0, True
+        try:
+            if todo:
+                n_workers = min(workers or max(1, int(ray.cluster_resources().get("CPU", 1))), len(todo))
+                finished = _measure_pass(ray, todo, n_workers, batch_size, actor, parts, on_files, should_stop)
+            lost = [t for t in todo if t["file"] not in parts.files] if finished else []
+            if lost:  # batches whose actor died on every try: each file on its own, to find the culprit
+                _measure_pass(ray, lost, min(n_workers, len(lost)), 1, actor, parts, on_files)
+            crashed = [t for t in lost if t["file"] not in parts.files]
+            if crashed:
+                on_files(parts.add(au_table.from_rows(
+                    r for t in crashed for r in extract.rows_for_image(t["file"], t["label"] or None, CRASH_REASON))))
+        except ray.exceptions.RayError as exc:  # the cluster, not an image: the rows so far are kept
+            raise FerError(f"the Ray run stopped ({one_line(exc, 160)}); run it again to measure the rest") from None
+        finally:
+            parts.flush()
+            if started:
+                ray.shutdown()
+        seconds = time.perf_counter() - start
+        table = _assemble(_finished(target), names, skipped, skipped_rows=finished)
+        if finished:
+            au_table.write(table, target)
+            shutil.rmtree(parts_dir(target), ignore_errors=True)
+        return RayRun(table, len(parts.files), total - len(todo), n_workers, seconds, cancelled=not finished)
 
 
 def _assemble(tables: list[pd.DataFrame], names: list[str], skipped: Sequence[SkippedFile],
