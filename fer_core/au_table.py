@@ -360,7 +360,7 @@ def read_frame(src: PathOrBuffer, display: str | None = None) -> tuple[pd.DataFr
         raise AUTableError(f"{display}: could not be read ({one_line(exc, 100)})") from None
     except pd.errors.EmptyDataError:
         raise AUTableError(f"{display}: file is empty; pick a CSV with AU columns (AU01_r … AU45_r)") from None
-    except (pd.errors.ParserError, ValueError) as exc:
+    except (pd.errors.ParserError, ValueError, csv.Error) as exc:
         raise AUTableError(f"{display}: not a readable CSV ({one_line(exc, 120)}); "
                            "check the file is an AU table or OpenFace output") from None
 
@@ -379,11 +379,14 @@ def _read_parquet(source: _TableBytes, display: str) -> tuple[pd.DataFrame, np.n
         if pf.metadata.num_rows > MAX_ROWS:
             raise AUTableError(f"{display}: more than {MAX_ROWS:,} rows; split or subsample the table")
         frame = pf.read(columns=list(dict.fromkeys(n for n in names if n in _USABLE_COLUMNS))).to_pandas()
-    except (pa.ArrowException, OSError, ValueError) as exc:
+    except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as exc:  # Key/TypeError: damaged pandas metadata
         raise AUTableError(f"{display}: not a readable Parquet file ({one_line(exc, 120)}); "
                            "write the table again") from None
     finally:
         source._close(fh)
+    for c in frame.columns:
+        if c not in AU_COLUMNS and c not in _TEXT_INPUT and pd.api.types.is_float_dtype(frame[c]):
+            frame[c] = _bookkeeping_numbers(frame[c].to_numpy(dtype=np.float64, na_value=np.nan))
     text_rows = np.zeros(len(frame), dtype=bool)
     for c in (c for c in AU_COLUMNS if c in frame.columns):
         values, bad = _au_floats(frame[c])
@@ -436,7 +439,7 @@ def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], displ
                     text_rows[rows:end] |= bad
                     example.setdefault(c, str(chunk[c][bad].iloc[0]))
             for c, column in numbers.items():
-                column[rows:end] = pd.to_numeric(chunk[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+                column[rows:end] = _bookkeeping_numbers(_floats(chunk[c]))
             for c, parts in texts.items():
                 parts.append(chunk[c].astype("str"))
             rows = end
@@ -460,13 +463,38 @@ def _au_floats(col: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
         values = col.to_numpy(dtype=np.float64, na_value=np.nan)
         bad = None
     else:
-        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        values = _floats(col)
         bad = np.isnan(values) & col.notna().to_numpy()
         if bad.any():
             idx = np.flatnonzero(bad)
             bad[idx] = (col.iloc[idx].astype(str).str.strip() != "").to_numpy()
     with np.errstate(over="ignore"):
         return values.astype(np.float32), bad
+
+
+def _floats(col: pd.Series) -> np.ndarray:
+    """float64 values of a parsed column, text and blanks NaN. The CSV parser keeps an integer too
+    large for 64 bits as a Python int, which ``pd.to_numeric`` refuses when it is too large for a
+    float too: it becomes ±inf, as the same digits written with a decimal point do."""
+    try:
+        return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    except OverflowError:
+        return pd.to_numeric(col.map(_huge_int_as_inf), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _bookkeeping_numbers(values: np.ndarray) -> np.ndarray:
+    """A face number, frame, success flag, confidence or time that is infinite (inf, 1e400) says
+    nothing: it is unknown (NaN), as a blank is, and later whole-number casts need not meet it."""
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def _huge_int_as_inf(v: object) -> object:
+    if isinstance(v, int) and not isinstance(v, bool):
+        try:
+            float(v)
+        except OverflowError:
+            return math.inf if v > 0 else -math.inf
+    return v
 
 
 def mark_text_rows(table: pd.DataFrame, text_rows: np.ndarray) -> pd.DataFrame:
@@ -584,8 +612,9 @@ def _label_value(v) -> str | None:
     text = str(v).strip()
     if not text:
         return None
-    if re.fullmatch(r"[+-]?\d+(\.0*)?", text):
-        return OPENFACE_STUDY_CODES.get(int(float(text)), "?")
+    if re.fullmatch(r"[+-]?\d+(\.0*)?", text):  # 400 digits read as a float are inf: no code
+        number = float(text)
+        return OPENFACE_STUDY_CODES.get(int(number), "?") if math.isfinite(number) else "?"
     return normalize_emotion(text) or "?"
 
 

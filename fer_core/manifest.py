@@ -79,7 +79,13 @@ class Metrics:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A JSON number as a float; None for anything else, an integer of hundreds of digits included."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 _KNOWN = ("name", "kind", "path", "classes", "metrics", "command", "origin", "description", "mapping", "sha256")
@@ -167,7 +173,7 @@ class ModelEntry:
         """Refuse a registered model whose file changed since it was registered (or that is no
         longer a regular file: a FIFO or a link to a device would never finish hashing)."""
         path = self.file
-        if not path.exists():
+        if not os.path.exists(path):  # a name too long to exist is missing, not an OSError
             raise ModelFileError(f"{path}: model file of {self.name!r} is missing; restore it or retrain")
         if self.sha256 and sha256_file(path) != self.sha256:
             raise ModelFileError(f"{path}: checksum does not match models/manifest.json; restore it or retrain")
@@ -293,7 +299,7 @@ def resolve_path(path: str | os.PathLike[str], base: Path | None = None) -> Path
         return p
     if base is not None:
         inside = base / Path(*p.parts[1:]) if len(p.parts) > 1 and p.parts[0] == "models" else base / p
-        if inside.exists():
+        if os.path.exists(inside):  # False, not OSError, for a name too long to exist
             return inside
     return config.REPO_ROOT / p
 

@@ -131,6 +131,13 @@ AU_FILES = {
     "gam-nan-intercept": (changed(gam_dict, _set("intercept.2", float("nan"))), "field 'intercept' holds NaN"),
     "gam-no-terms": (changed(gam_dict, terms=[]), "field 'terms' is missing or empty"),
     "gam-one-emotion": (changed(gam_dict, classes=["sad", "sad"]), "field 'classes' names 'sad' more than once"),
+    # an integer of 400 digits: math.isfinite raised OverflowError (a traceback) in the metrics check
+    "huge-count": (changed(logreg_dict, info={"metrics": {"holdout": {"n": 10**400}}}),
+                   "field 'info.metrics.holdout' is malformed"),
+    "huge-share": (changed(logreg_dict, info={"metrics": {"holdout": {"accuracy": 10**400}}}),
+                   "field 'info.metrics.holdout' is malformed"),
+    "long-text-among-weights": (changed(mlp_dict, _set("weights.0.3.2", "x" * 1000)),
+                                r"field 'weights\[0\]' holds text or true/false where numbers belong"),
 }
 
 
@@ -151,6 +158,24 @@ def test_bad_au_model_files_are_refused_naming_file_and_field(tmp_path, models_d
     path.write_bytes(data)
     refused(load_predictor, str(path), match=match, names=path)
     refused(AUGam.load if case.startswith("gam") else AUModel.load, path, match=match, names=path)
+
+
+def test_one_long_text_in_a_weight_matrix_costs_no_gigabytes(tmp_path):
+    """numpy made a text array as wide as the longest string for every value of the matrix: one
+    100,000-character string among a GAM's 6,000 scores asked for 2.4 GB before the refusal."""
+    import tracemalloc
+
+    path = tmp_path / "wide.json"
+    path.write_bytes(changed(mlp_dict, _set("weights.0", np.ones((17, 300)).tolist()),
+                             _set("biases.0", [0.0] * 300), _set("weights.1", np.ones((300, 6)).tolist()),
+                             _set("weights.0.5.7", "x" * 100_000)))
+    tracemalloc.start()
+    try:
+        refused(AUModel.load, path, match=r"'weights\[0\]' holds text", names=path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 * 2**20, f"{peak / 2**20:.0f} MB"  # was 2 GB (17 x 300 cells of 400 KB)
 
 
 # ----------------------------------------------------------------------------- special files
@@ -241,6 +266,20 @@ def test_odd_metrics_are_ignored_not_fatal(tmp_path):
         "accuracy": "high", "accuracy_ci95": ["a", "b"], "n": True, "evaluated_on": 3}}]))
     entry = read_manifest(tmp_path)[0]
     assert entry.metrics.accuracy is None and entry.metrics.accuracy_ci95 is None and entry.metrics.n is None
+
+
+def test_huge_metrics_and_overlong_paths_do_not_break_the_manifest(tmp_path, models_dir):
+    """A metric written as a 400-digit integer raised OverflowError; a path with a name longer
+    than the file system allows raised OSError (File name too long) from ``Path.exists`` when the
+    entry, or a model given by such a path, was looked up."""
+    long_name = "x" * 300 + ".json"
+    (tmp_path / "manifest.json").write_text(json.dumps([
+        {"name": "a", "kind": "au-logreg", "path": long_name, "metrics": {"accuracy": 10**400, "macro_f1": 0.5,
+                                                                          "accuracy_ci95": [0, 10**400]}}]))
+    entry = read_manifest(tmp_path)[0]
+    assert entry.metrics.accuracy is None and entry.metrics.macro_f1 == 0.5 and entry.metrics.accuracy_ci95 is None
+    refused(load_predictor, "a", tmp_path, match="model file of 'a' is missing")
+    refused(load_predictor, str(tmp_path / long_name), match="not found: give a file path or one of")
 
 
 # ----------------------------------------------------------------------------- Teachable Machine HDF5
@@ -385,6 +424,59 @@ def test_bad_teachable_files_are_refused_before_keras(tmp_path, case):
             zf.write(path, "keras_model.h5")
             zf.write(path.parent / "labels.txt", "labels.txt")
         refused(load_teachable, zipped, match=match, names=zipped)
+
+
+def _nan_kernel(f: h5py.File) -> None:
+    f["model_weights/dense/dense/kernel:0"][0, 1] = np.nan  # one flipped bit of a float32 can make NaN
+
+
+def _linear_head(f: h5py.File) -> None:
+    f["model_weights/dense/dense/kernel:0"][...] = 1000.0
+
+
+def test_teachable_files_that_would_answer_nan_or_no_probabilities_are_refused(tmp_path):
+    """A NaN weight loaded, and every face then scored NaN; so did a model whose weights are all
+    numbers but whose answers are not probabilities (the fuzzer's batch-norm epsilon of -9e18):
+    each is refused at load, naming the file. The same model with sound weights loads."""
+    good = write_tm_h5(tmp_path / "good" / "keras_model.h5")
+    assert load_teachable(good.parent).classes == ("happy", "sad")
+    path = write_tm_h5(tmp_path / "nan" / "keras_model.h5", edit=_nan_kernel)
+    refused(load_teachable, path.parent, match="weight dense/kernel holds NaN or infinite values", names=path)
+    linear = [{"class_name": "Dense", "config": {"name": "dense", "units": 2, "activation": "linear", "dtype": "float32"}}]
+    path = write_tm_h5(tmp_path / "linear" / "keras_model.h5", tm_config(linear), edit=_linear_head)
+    refused(load_teachable, path.parent, match="answers .* for a plain gray image, not class probabilities", names=path)
+
+
+def test_tfjs_weights_that_are_nan_are_refused():
+    from fer_core.predictors.teachable_formats import tfjs_weights
+
+    def spec(scale: float) -> dict:
+        return {"weightsManifest": [{"paths": ["weights.bin"], "weights": [
+            {"name": "dense/kernel", "shape": [2], "dtype": "float32"},
+            {"name": "dense/bias", "shape": [2], "dtype": "float32",
+             "quantization": {"dtype": "uint8", "scale": scale, "min": 0.0}}]}]}
+
+    def load(scale: float, data: bytes):
+        return tfjs_weights(spec(scale), {"weights.bin": data}, "model.json", "model.json", "hint")
+
+    good = np.array([1.0, 2.0], np.float32).tobytes() + b"\x01\x02"
+    assert load(0.5, good)["dense"]["kernel"].tolist() == [1, 2] and load(0.5, good)["dense"]["bias"].tolist() == [0.5, 1]
+    refused(load, 0.5, np.array([1.0, np.nan], np.float32).tobytes() + b"\x01\x02",
+            match="weight dense/kernel holds NaN or infinite values")
+    refused(load, 1e300, good, match="weight dense/bias holds NaN or infinite values")  # 1e300 is inf in float32
+
+
+def test_a_zip_whose_member_offsets_point_before_it_is_one_line(tmp_path):
+    """Bytes cut from the middle of a zip move its directory: zipfile then seeks to a negative
+    offset and raised a bare ValueError."""
+    path = write_tm_h5(tmp_path / "keras_model.h5")
+    zipped = tmp_path / "cut.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.write(path, "keras_model.h5")
+        zf.write(path.parent / "labels.txt", "labels.txt")
+    data = zipped.read_bytes()
+    zipped.write_bytes(data[:200] + data[600:])
+    refused(read_export, zipped, match="damaged zip", names=zipped)
 
 
 def test_zip_members_that_declare_too_much(tmp_path):

@@ -673,3 +673,64 @@ def test_a_file_name_with_spaces_at_its_ends_reads_back_as_written(tmp_path):
     aus = ", ".join(au_table.AU_COLUMNS)
     openface.write_text(f"face, confidence, {aus}\n0, 0.98, {', '.join(['1.5'] * 17)}\n")
     assert au_table.read(openface)["AU01_r"].tolist() == [1.5]
+
+
+def _with_cells(table: pd.DataFrame, cells: dict[tuple[int, str], str]) -> pd.DataFrame:
+    """``table`` as text with some cells replaced, as a hand-edited or damaged CSV has them."""
+    text = table.astype(str)
+    for (row, column), value in cells.items():
+        text.loc[row, column] = value
+    return text
+
+
+def test_integers_too_large_for_a_float_are_infinite_not_a_crash(tmp_path):
+    """A column of whole numbers holding one of 400 digits is parsed as Python ints, which
+    ``pd.to_numeric`` refused with OverflowError (a traceback, not a line): it is infinite, as the
+    same digits with a decimal point are, so its row is left out as invalid; in ``face`` it is no
+    number (0), and as a label no study code."""
+    huge = "9" * 400
+    table = synthetic_table(12).assign(face=0)
+    table["AU07_r"] = table["AU07_r"].round().astype(int)  # whole numbers: read as integers
+    path = tmp_path / "huge.csv"
+    _with_cells(table, {(0, "AU07_r"): huge, (1, "AU07_r"): "-" + huge, (2, "face"): huge}).to_csv(path, index=False)
+    read = au_table.read(path)
+    assert read["AU07_r"].tolist()[:2] == [np.inf, -np.inf] and read["face"].tolist()[:3] == [0, 0, 0]
+    assert au_table.select(read).left_out == {AU_INVALID: 2}
+    _with_cells(table, {(3, "label"): huge}).to_csv(path, index=False)
+    with pytest.raises(AUTableError, match=r"huge\.csv: unknown labels '9999"):
+        au_table.read(path)
+
+
+def test_an_infinite_face_or_success_in_openface_output_is_unknown_not_a_crash(tmp_path):
+    """OpenFace's bookkeeping columns (face, success, frame) are cast to whole numbers; 'inf'
+    there raised pandas' IntCastingNaNError. An infinite bookkeeping number is unknown, as a blank is."""
+    aus = ", ".join(AU_COLUMNS)
+    path = tmp_path / "happy001.csv"
+    path.write_text(f"face, success, confidence, {aus}\ninf, 1, 0.98, {', '.join(['1.5'] * 17)}\n"
+                    f"1, -inf, 0.9, {', '.join(['0.5'] * 17)}\n")
+    read = au_table.read(path)
+    assert read["face"].tolist() == [0, 1] and read["success"].tolist() == [1, 0]
+
+
+def test_a_header_with_a_lone_carriage_return_is_one_line(tmp_path):
+    """The header line goes through ``csv.reader``, whose own ``csv.Error`` escaped."""
+    path = tmp_path / "cr.csv"
+    path.write_bytes(b"file,AU01_r\rx," + ",".join(AU_COLUMNS[1:]).encode() + b"\na,1\n")
+    with pytest.raises(AUTableError, match=r"cr\.csv: not a readable CSV"):
+        au_table.read(path)
+
+
+def test_a_parquet_file_with_damaged_pandas_metadata_is_one_line(tmp_path):
+    """pyarrow reads the pandas metadata Parquet keeps beside the data; a damaged entry raised a
+    bare KeyError from deep inside ``to_pandas``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = pa.Table.from_pandas(synthetic_table(2))
+    meta = json.loads(arrow.schema.metadata[b"pandas"])
+    for column in meta["columns"]:
+        column.pop("numpy_type")
+    path = tmp_path / "damaged.parquet"
+    pq.write_table(arrow.replace_schema_metadata({b"pandas": json.dumps(meta).encode()}), path)
+    with pytest.raises(AUTableError, match=r"damaged\.parquet: not a readable Parquet file"):
+        au_table.read(path)

@@ -217,6 +217,10 @@ def test_a_map_whose_source_and_target_share_a_name_is_applied_once(synthetic):
     (lambda d: d.update(n_quantiles=float("inf")), False),  # int(inf): OverflowError escaped
     (lambda d: d["au"]["AU01_r"].update(x=["0", "1"]), False),  # text read as numbers
     (None, "[" * 100000 + "]" * 100000),  # RecursionError escaped
+    # knots off the AU scale loaded and mapped silently: every AU to the first target knot, or to 5
+    (lambda d: d["au"]["AU04_r"].update(x=[v * 1e300 for v in d["au"]["AU04_r"]["x"]]), False),
+    (lambda d: d["au"]["AU12_r"].update(y=[v * 1e6 for v in d["au"]["AU12_r"]["y"]]), False),
+    (lambda d: d["au"]["AU45_r"].update(x=[-50.0] + d["au"]["AU45_r"]["x"][1:]), False),
 ])
 def test_damaged_calibration_files_are_one_line(tmp_path, synthetic, edit, raw):
     path = tmp_path / "cal.json"

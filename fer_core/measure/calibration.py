@@ -200,8 +200,8 @@ class AUCalibration:
             for c in AU_COLUMNS:
                 x = _knot_values(d["au"][c]["x"])
                 y = _knot_values(d["au"][c]["y"])
-                if x.ndim != 1 or len(x) < 1 or x.shape != y.shape or not np.all(np.isfinite(x)) \
-                        or not np.all(np.isfinite(y)) or np.any(np.diff(x) <= 0) or np.any(np.diff(y) < 0):
+                if x.ndim != 1 or len(x) < 1 or x.shape != y.shape or not _on_au_scale(x) \
+                        or not _on_au_scale(y) or np.any(np.diff(x) <= 0) or np.any(np.diff(y) < 0):
                     raise ValueError
                 knots[c] = (x, y)
             n_quantiles = d.get("n_quantiles", 101)
@@ -224,6 +224,13 @@ class AUCalibration:
         path = Path(path)
         d = read_json_file(path, MAX_CALIBRATION_BYTES, LOAD_HINT, what="AU calibration")
         return cls.from_dict(d, name=str(path))
+
+
+def _on_au_scale(values: np.ndarray) -> bool:
+    """Knots are AU values of usable rows (``au_table.AU_VALID_RANGE``): x knots of 1e300 would
+    send every AU to the first target knot, y knots of 1e6 to the scale's top, silently."""
+    lo, hi = au_table.AU_VALID_RANGE
+    return bool(np.all(np.isfinite(values)) and np.all((values >= lo) & (values <= hi)))
 
 
 def _knot_values(values) -> np.ndarray:

@@ -208,10 +208,12 @@ def read_array(value: Any, source: str, field: str, shape: tuple[int | None, ...
     if not isinstance(value, list):
         raise field_error(source, field, "is missing" if value is None else "is not a list of numbers")
     try:
-        raw = np.asarray(value)
-        if raw.dtype.kind in "USb":  # numpy would read "1.5" and true as numbers; JSON says they are not
+        # As objects first: numpy would read "1.5" and true as numbers (JSON says they are not),
+        # and one long string would make a text array of that width for every value (gigabytes).
+        raw = np.asarray(value, dtype=object)
+        if any(isinstance(v, (str, bool)) for v in raw.flat):
             raise field_error(source, field, "holds text or true/false where numbers belong")
-        array = np.asarray(raw, dtype=float)
+        array = raw.astype(float)
     except OverflowError:  # an integer literal of hundreds of digits
         raise field_error(source, field, "holds a number too large to be a model value") from None
     except (ValueError, TypeError):
@@ -329,7 +331,14 @@ def _check_entries(d: dict, source: str, where: str, checks: dict[str, tuple[Any
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A JSON number a float can hold: an integer of hundreds of digits is none (``math`` refuses it)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        float(v)
+    except OverflowError:
+        return False
+    return True
 
 
 def _is_count(v: Any) -> bool:

@@ -83,9 +83,20 @@ def read_dataset(dataset: Any, source: str, name: str, hint: str):
     if dataset.dtype.kind not in "fiu" or dataset.dtype.fields is not None:
         raise ModelFileError(f"{source}: weight {name} holds {dataset.dtype} values, not numbers; {hint}")
     try:
-        return np.asarray(dataset[()])
+        values = np.asarray(dataset[()])
     except (OSError, ValueError, TypeError) as exc:  # damaged chunks, failed checksums
         raise ModelFileError(f"{source}: unreadable weight {name} ({one_line(exc, 160)}); {hint}") from None
+    return finite_weight(values, source, name, hint)
+
+
+def finite_weight(values: Any, source: str, name: str, hint: str):
+    """``values`` if every one is a finite number: a flipped bit in a float32 makes NaN or
+    infinity, which no trained network holds and which turns every answer into NaN."""
+    import numpy as np
+
+    if not np.isfinite(values).all():
+        raise ModelFileError(f"{source}: weight {name} holds NaN or infinite values (a damaged file); {hint}")
+    return values
 
 
 def build_deferred(build: Callable[[], Any], check: Callable[[Any], None], source: str, hint: str,

@@ -9,6 +9,7 @@ A kind is declared once, in its own module, as ``ModelKind`` records returned by
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import threading
 from collections.abc import Callable, Sequence
@@ -126,7 +127,7 @@ def find_entry(ref: str | ModelEntry, models_dir: Path | None = None) -> ModelEn
         if entry.name == ref:
             return entry
     path = Path(ref)
-    if path.exists() or path.is_symlink():
+    if os.path.lexists(path):  # False, not OSError, for a name too long to exist
         if not path.is_dir():  # a folder may be a Teachable Machine export; else only regular files
             check_regular_file(path, MODEL_FILE_HINT)
         return ModelEntry(name=path.stem, kind=kind_for_path(path), path=str(path.resolve()), classes=())

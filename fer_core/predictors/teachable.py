@@ -379,7 +379,8 @@ def _read_zip(data: bytes, name: str, labels) -> ExportFiles:
     except (RuntimeError, NotImplementedError) as exc:  # a password or a compression zipfile cannot read
         raise ModelFileError(f"{name}: the zip is encrypted or uses a compression this cannot read "
                              f"({one_line(exc, 120)}); zip the export again without a password") from None
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError) as exc:  # ValueError: a member's
+        # offset pointing before the archive ("negative seek value")
         raise ModelFileError(f"{name}: damaged zip ({one_line(exc, 160)}); download the export again") from None
 
 
@@ -780,8 +781,21 @@ def predictor_from_export(files: ExportFiles, mapping: Mapping[str, str | None] 
     else:
         model, fmt = load_teachable_model(files.model_bytes, files.model_name), "keras"
     labels_name = METADATA_NAME if (files.labels_name or "").endswith(METADATA_NAME) else LABELS_NAME
-    return TeachablePredictor(model, files.labels, mapping, name=name, source=files.model_name, format=fmt,
-                              labels_name=labels_name, require_emotion=require_emotion)
+    predictor = TeachablePredictor(model, files.labels, mapping, name=name, source=files.model_name, format=fmt,
+                                   labels_name=labels_name, require_emotion=require_emotion)
+    _check_answers(predictor)
+    return predictor
+
+
+def _check_answers(predictor: TeachablePredictor) -> None:
+    """One plain gray image through the network at load: a damaged or edited file whose weights
+    all look like numbers (a TensorFlow Lite buffer, a batch-norm epsilon of -1e19) can answer NaN
+    or no probabilities for every face; refused here, not shown as NaN scores later."""
+    raw = predictor.raw_proba([np.full((*predictor.input_size, 3), 128, np.uint8)])
+    if not np.isfinite(raw).all() or (raw < -0.01).any() or (raw > 1.01).any():
+        shown = ", ".join(f"{v:.3g}" for v in raw[0][:4])
+        raise ModelFileError(f"{predictor.source}: the model answers {shown} for a plain gray image, not class "
+                             f"probabilities (a damaged or edited file); {EXPORT_HINT}")
 
 
 def load_teachable(source: str | os.PathLike[str] | bytes,

@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import ModelFileError, one_line
 from ..safe_files import parse_json
 from .base import Progress
-from .keras_safety import MAX_PARAMETERS
+from .keras_safety import MAX_PARAMETERS, finite_weight
 
 TFJS_NAME = "model.json"
 METADATA_NAME = "metadata.json"
@@ -134,11 +134,13 @@ def _decode(buffer: bytes, offset: int, weight: dict, shape: tuple[int, ...], na
                              f"{offset + size:,}); download the export again")
     raw = np.frombuffer(buffer, stored, count, offset).reshape(shape)
     if quant is None or qtype == "float16":
-        return raw.astype(np.float32), size
+        return finite_weight(raw.astype(np.float32), source, name, hint), size
     scale, low = quant.get("scale"), quant.get("min")
     if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (scale, low)):
         raise ModelFileError(f"{source}: weight {name} is {qtype}-quantized without a numeric scale and min; {hint}")
-    return (raw.astype(np.float32) * np.float32(scale) + np.float32(low)).astype(np.float32), size
+    with np.errstate(over="ignore", invalid="ignore"):  # a scale beyond float32: refused as infinite below
+        values = (raw.astype(np.float32) * np.float32(scale) + np.float32(low)).astype(np.float32)
+    return finite_weight(values, source, name, hint), size
 
 
 def tfjs_weights(spec: dict, files: Mapping[str, bytes], model_key: str, source: str,
