@@ -15,20 +15,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from .emotions import emotion_from_filename, normalize_emotion
 from .errors import DatasetError, ImageError, printable
 from .safe_files import read_regular_file
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+def _pillow_decodes(feature: str) -> bool:
+    """Whether the installed Pillow was built to decode this format (AVIF: Pillow 11.2+ with
+    libavif); an older Pillow that does not know the name does not decode it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Unknown feature" from a Pillow that predates it
+        return bool(features.check(feature))
+
+
+# Formats read only where the installed Pillow decodes them; elsewhere they are listed as skipped.
+_OPTIONAL_SUFFIXES = {".avif": ("avif", "AVIF is not supported")}
+_DECODED = {suffix for suffix, (feature, _) in _OPTIONAL_SUFFIXES.items() if _pillow_decodes(feature)}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", *sorted(_DECODED))
 # Image formats people keep beside their photos that this workbench cannot decode: listed as
 # skipped (with what to do) rather than passed over without a word.
 UNSUPPORTED_SUFFIXES = {".svg": "SVG is a vector drawing", ".svgz": "SVG is a vector drawing",
                         ".heic": "HEIC is not supported", ".heif": "HEIF is not supported",
-                        ".avif": "AVIF is not supported", ".jxl": "JPEG XL is not supported",
+                        ".jxl": "JPEG XL is not supported",
                         ".cr2": "camera raw files are not supported", ".nef": "camera raw files are not supported",
-                        ".dng": "camera raw files are not supported", ".psd": "Photoshop files are not supported"}
+                        ".dng": "camera raw files are not supported", ".psd": "Photoshop files are not supported",
+                        **{suffix: why for suffix, (_, why) in _OPTIONAL_SUFFIXES.items() if suffix not in _DECODED}}
 # Decompression-bomb guard: larger images are refused before decoding (~ 8000 x 5000).
 MAX_PIXELS = int(os.environ.get("FER_MAX_PIXELS", 40_000_000))
 MAX_FILE_BYTES = int(os.environ.get("FER_MAX_FILE_BYTES", 50 * 1024 * 1024))
@@ -86,7 +99,7 @@ def load_image(source, name: str | None = None) -> np.ndarray:
             with Image.open(io.BytesIO(data)) as im:
                 # multi-page TIFF, animated GIF/WebP: the first page is the image, where Pillow opens them;
                 # never ask for ``n_frames``: a GIF's is counted by walking every frame (millions in 50 MB)
-                _check_size(im.width, im.height, label, _pixel_limit(im))
+                _check_size(im.width, im.height, label, _pixel_limit(im.format))
                 decode_side = int(_limit("MAX_DECODE_SIDE", MAX_DECODE_SIDE))
                 if max(im.size) > decode_side:
                     # JPEG: decode at 1/2, 1/4 or 1/8 scale, keeping at least half the target size
@@ -102,8 +115,9 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         # Pillow's own guard, before ``_check_size`` could read the size: still a size problem
         found = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(found.group(1)):,}" if found else "too many"
-        limit = min(MAX_PIXELS, Image.MAX_IMAGE_PIXELS or MAX_PIXELS) if "FER_MAX_PIXELS" in os.environ \
-            else Image.MAX_IMAGE_PIXELS or MAX_PIXELS  # the limit that fired (a JPEG's; others' is lower)
+        # the limit that holds for this file: ours where it is below Pillow's (every format but JPEG)
+        fmt = "JPEG" if data[:3] == b"\xff\xd8\xff" else None  # how Pillow tells a JPEG (and MPO)
+        limit = min(_pixel_limit(fmt), Image.MAX_IMAGE_PIXELS or MAX_PIXELS)
         raise ImageError(f"{label}: image has {size} pixels, over the limit of {limit:,}; resize it first") from None
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not a readable image (use JPEG or PNG)") from None
@@ -111,12 +125,12 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         raise ImageError(f"{label}: image is corrupt or truncated ({exc.__class__.__name__}); re-export it") from None
 
 
-def _pixel_limit(im: Image.Image) -> int:
-    """How many pixels an opened image may have. A large JPEG is decoded at 1/2, 1/4 or 1/8 of its
-    size (``draft``), so one up to Pillow's own bomb limit (89 MP: a 48-64 MP phone photo) costs no
-    more than a 40 MP image (MPO: a JPEG with more pictures after it, as phones write); other
-    formats are decoded whole."""
-    if im.format in ("JPEG", "MPO") and Image.MAX_IMAGE_PIXELS and "FER_MAX_PIXELS" not in os.environ:
+def _pixel_limit(fmt: str | None) -> int:
+    """How many pixels an image of Pillow's format ``fmt`` may have. A large JPEG is decoded at 1/2,
+    1/4 or 1/8 of its size (``draft``), so one up to Pillow's own bomb limit (89 MP: a 48-64 MP
+    phone photo) costs no more than a 40 MP image (MPO: a JPEG with more pictures after it, as
+    phones write); other formats are decoded whole."""
+    if fmt in ("JPEG", "MPO") and Image.MAX_IMAGE_PIXELS and "FER_MAX_PIXELS" not in os.environ:
         return max(MAX_PIXELS, int(Image.MAX_IMAGE_PIXELS))
     return MAX_PIXELS  # a limit the user set holds for every format
 

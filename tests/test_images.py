@@ -250,3 +250,48 @@ def test_a_phone_photo_of_48_megapixels_loads():
     Image.new("1", (8064, 6048)).save(buf, format="PNG")
     with pytest.raises(ImageError, match="over the limit of 40,000,000"):
         load_image(buf.getvalue(), name="big.png")
+
+
+def test_pillows_guard_quotes_the_limit_that_holds_for_the_format(monkeypatch):
+    """A PNG over Pillow's bomb guard (89 MP) was told Pillow's limit, 89,478,485 pixels, while a
+    PNG is refused from 40,000,000 (only a JPEG, decoded scaled down, goes up to Pillow's)."""
+    buf = io.BytesIO()
+    Image.new("1", (10_000, 9_000)).save(buf, format="PNG")  # 90 MP, 1 bit a pixel: small to write
+    with pytest.raises(ImageError, match=r"^big.png: image has 90,000,000 pixels, over the limit of 40,000,000; "):
+        load_image(buf.getvalue(), name="big.png")
+    import fer_core.images as images
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50 * 50)  # the guard at 2,500, ours below it
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
+    for fmt, limit in (("PNG", "1,000"), ("JPEG", "2,500")):  # a JPEG goes up to Pillow's guard
+        buf = io.BytesIO()
+        Image.new("L", (100, 100)).save(buf, format=fmt)
+        with pytest.raises(ImageError, match=rf"^x: image has 10,000 pixels, over the limit of {limit}; "):
+            load_image(buf.getvalue(), name="x")
+
+
+def test_an_avif_is_an_image_wherever_pillow_decodes_it(tmp_path):
+    """Pillow decodes AVIF (11.2+, built with libavif): an .avif photo was listed as "AVIF is not
+    supported" and the upload widget refused it, while the same file renamed .jpg loaded. One rule,
+    the installed Pillow's, now decides for the folder listing, the zip upload and the widget."""
+    from PIL import features
+
+    import fer_core.images as images
+    from ui.common import IMAGE_TYPES
+
+    decodes = features.check("avif")
+    assert (".avif" in images.IMAGE_SUFFIXES) == ("avif" in IMAGE_TYPES) == decodes
+    assert (".avif" in images.UNSUPPORTED_SUFFIXES) != decodes
+    photo = tmp_path / "happy" / "smile.avif"
+    photo.parent.mkdir()
+    if decodes:
+        Image.new("RGB", (64, 48), (200, 30, 30)).save(photo, format="AVIF", quality=90)
+    else:
+        photo.write_bytes(b"\x00\x00\x00\x1cftypavif")
+    listing = images.scan_images(tmp_path)
+    if decodes:
+        assert [it.name for it in listing.items] == ["smile.avif"] and not listing.skipped
+        rgb = load_image(photo)
+        assert rgb.shape == (48, 64, 3) and np.abs(rgb.astype(int) - (200, 30, 30)).max() < 20
+    else:
+        assert listing.skipped_lines == ["happy/smile.avif: AVIF is not supported; convert it to PNG or JPEG"]

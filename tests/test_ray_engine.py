@@ -16,7 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -r requirements-ray.txt)")
 
-from fer_core import au_table  # noqa: E402
+from fer_core import au_table, i18n  # noqa: E402
 from fer_core.cli import main  # noqa: E402
 from fer_core.config import REPO_ROOT, fer_split_dir  # noqa: E402
 from fer_core.images import scan_images  # noqa: E402
@@ -274,8 +274,6 @@ def _extraction_form(lang: str | None = None):
     from apptest_helpers import run_app
     from streamlit.testing.v1 import AppTest
 
-    from fer_core import i18n
-
     at = AppTest.from_file(AU_PAGE)
     if lang:
         at.query_params["lang"] = lang
@@ -465,6 +463,8 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(clust
 
     run = _run(folder, out, workers=1, batch_size=2, progress=second_run)
     assert refused and not run.cancelled and run.measured == len(scan_images(folder).items)
+    with i18n.using_language("ko"):  # as the AU page shows it to a second session
+        assert i18n.message(refused[0]).startswith("다른 실행이 ")
     _same_rows(au_table.read(out), local_table)
     assert not ray_engine.lock_path(out).exists() and not ray_engine.parts_dir(out).exists()
 

@@ -451,6 +451,44 @@ def test_a_cut_video_whose_times_start_late_says_it_was_cut(tmp_path):
     assert info.start_s == pytest.approx(3.0) and info.expected_end_s == pytest.approx(9.0, abs=0.01)
 
 
+def patch_box(path: Path, box: bytes, offset: int, value: int, name: str) -> Path:
+    """A copy of an MP4 with 4 bytes of its first ``box`` (``mdhd``: the video track's header)
+    at ``offset`` past the box's name overwritten, as one damaged run of bytes leaves it."""
+    data = bytearray(path.read_bytes())
+    at = data.index(box) + 4 + offset
+    data[at:at + 4] = value.to_bytes(4, "big")
+    out = path.with_name(name)
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_a_frame_that_says_it_outlasts_the_video_does_not_hide_the_frames_after_it(tmp_path):
+    """An MP4 whose track timescale is damaged (1 where 90,000 was written) decodes 1 of its 50
+    frames: the first says it lasts an hour of a 2 s video and the demuxer drops the rest. The
+    table was that one frame, without a word; a row now says the frames after it are missing, in
+    a chunk as at the end. The video whole, or ended early by its edit list, has no such row."""
+    whole = write_frames(tmp_path / "whole.mp4", [i / 25 for i in range(50)], rate=25)
+    version = whole.read_bytes()[whole.read_bytes().index(b"mdhd") + 4]
+    damaged = patch_box(whole, b"mdhd", 4 + (16 if version == 1 else 8), 1, "damaged.mp4")  # the timescale
+    with av.open(str(damaged)) as container:
+        assert container.streams.video[0].frames == 50
+    table = video.extract_video(damaged, fps=10)
+    assert video.frame_rows(table).sum() == 1
+    (reason,) = gaps(table)["reason"]
+    assert reason == ("a frame at 0.00 s says it lasts 3,600.00 s, past the video's end at 2.00 s (its header may be "
+                      "damaged; re-save it); no frames from 0.05 s to the end")
+    seen: dict = {}
+    sampled = [t for t, _ in video.sampled_frames(damaged, 10, 0.0, 1.2, seen=seen)]
+    (row,) = video._gap_rows(video.ChunkTask(str(damaged), 0.0, 1.2, 10, 2.0, "damaged.mp4"), sampled, seen, None)
+    assert row[1].endswith("(its header may be damaged; re-save it); no frames from 0.05 s to 1.20 s")
+    assert gaps(video.extract_video(whole, fps=10)).empty
+    trimmed = patch_box(whole, b"elst", 8, 1000, "trimmed.mp4")  # its edit list shows the first 1 s (of 1000)
+    info = video.probe_video(trimmed)
+    assert info.duration_s == pytest.approx(1.0) and info.expected_end_s == pytest.approx(1.0)
+    table = video.extract_video(trimmed, fps=10)
+    assert gaps(table).empty and video.frame_rows(table).sum() == 10
+
+
 def test_a_video_codec_without_a_decoder_is_one_line(tmp_path):
     clip = write_video(tmp_path / "odd.avi", 1, rate=10, codec="mpeg4", size=(64, 48))
     clip.write_bytes(clip.read_bytes().replace(b"FMP4", b"ZQZQ"))  # a codec tag FFmpeg has no decoder for
@@ -576,6 +614,10 @@ def test_video_messages_read_in_korean(face_video, tmp_path):
         "clip.mp4: cannot seek in this video (x)",
         "the video ends at 2.30 s of its 6.00 s (cut short?); no frames from 2.25 s to the end",
         "frames are missing; no frames from 2.97 s to 12.00 s",
+        "a frame at 0.00 s says it lasts 3,600.00 s, past the video's end at 2.00 s (its header may be damaged; "
+        "re-save it); no frames from 0.05 s to the end",
+        "a frame at 0.00 s says it lasts 512.00 s, past the video's end at 2.00 s (its header may be damaged; "
+        "re-save it); no frames from 0.05 s to 1.20 s",
         "video is corrupt (x); no frames from 9.75 s to 12.00 s",
         "video is corrupt (x); no frames from 9.75 s to the end",
         "the face detector crashed on this part of the video (signal 9); it was skipped (frames from 4.0 s to 8.0 s)",

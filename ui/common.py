@@ -29,7 +29,7 @@ from fer_core import config, i18n
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import DatasetError, FerError, one_line
 from fer_core.i18n import t
-from fer_core.images import unpack_image_zip
+from fer_core.images import IMAGE_SUFFIXES, unpack_image_zip
 from fer_core.manifest import ModelEntry
 
 log = logging.getLogger("fer_dashboard")
@@ -47,7 +47,7 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("pages/6_Compare.py", "nav.compare", ":material/compare_arrows:"),
     ("pages/7_Masks.py", "nav.masks", ":material/masks:"),
 )
-IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "webp", "gif", "tif", "tiff"]
+IMAGE_TYPES = [suffix.lstrip(".") for suffix in IMAGE_SUFFIXES]  # what load_image decodes here
 TABLE_TYPES = ["csv", "gz", "bz2", "xz", "parquet"]  # what au_table.read reads (it goes by the bytes)
 
 

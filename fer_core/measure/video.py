@@ -14,8 +14,9 @@ failure row carrying the chunk's start time; a frame without a face (or any erro
 is a failure row with its ``time_s``. Packets are decoded one at a time, so a damaged stretch
 costs its own frames: a row says which stretch has none, as does a row after the last frame of
 a file cut short (compared with where the video stream should end, not the container's longest
-stream). Memory stays flat however long the video: one decoded frame at a time per worker,
-and rows of numbers in the caller.
+stream), and after a frame that says it lasts far past the video's end (a damaged header: the
+frames after it never come). Memory stays flat however long the video: one decoded frame at a
+time per worker, and rows of numbers in the caller.
 """
 
 from __future__ import annotations
@@ -168,6 +169,14 @@ def _slack(stream) -> float:
     return min(0.5 * base + _EPS, 1e-3) if base else 1e-3
 
 
+def _header_span(stream) -> tuple[float | None, float | None]:
+    """(first time, length) of the video stream as its header gives them; None where it does not."""
+    base = stream.time_base
+    start = float(stream.start_time * base) if stream.start_time is not None and base else None
+    own = float(stream.duration * base) if stream.duration and base else None
+    return start, own
+
+
 def _scan(container, stream) -> tuple[float | None, float, float]:
     """(first time, end) of the video stream's packets and the end of the file's last packet of
     any stream, read without decoding: for containers (WebM) whose video stream has no length
@@ -203,9 +212,7 @@ def probe_video(path: str | os.PathLike[str], label: str | None = None) -> Video
         width, height = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
         _check_frame(width or 1, height or 1, label)
         fps = float(stream.average_rate or stream.guessed_rate or 0)
-        base = stream.time_base
-        start = float(stream.start_time * base) if stream.start_time is not None and base else None
-        own = float(stream.duration * base) if stream.duration and base else None
+        start, own = _header_span(stream)
         if own is not None:
             start = start or 0.0
             end = expected = start + own
@@ -246,8 +253,14 @@ def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS
     ``MAX_BAD_PACKETS`` in a row), so a damaged stretch costs its own frames, not the rest.
     ``seen`` (a dict) gets ``"until"``, where the last frame decoded ends (sampled or not),
     ``"reached_end"``, whether a frame reached ``end_s``, ``"next_t"``, the next time to sample,
-    ``"damaged"``, (from, to, why) of each stretch lost to packets that failed, and ``"error"``,
-    why the packets after the last frame decoded failed (frames lost up to the end)."""
+    ``"damaged"``, (from, to, why) of each stretch lost to packets that failed, ``"error"``,
+    why the packets after the last frame decoded failed (frames lost up to the end), and
+    ``"too_long"``, why the last frame decoded cannot be as long as it says.
+
+    A frame that says it runs on past the stream's end (its header's) by more than
+    ``_too_long_slack`` is not believed: an MP4 whose timescale is damaged gives its first frame
+    512 s in a 2 s video, and its demuxer drops the 49 frames after it. It is taken to last one
+    frame of the header's (length / frame count), so the frames missing after it are said."""
     import av
 
     label = label or printable(os.fsdecode(path))
@@ -264,6 +277,9 @@ def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS
         seen["next_t"] = next_t
         fallback_t = 0.0
         step = 1 / float(stream.average_rate or fps or 25)  # a frame's length when it does not say
+        first, own = _header_span(stream)
+        header_end = (first or 0.0) + own if own is not None else None
+        header_step = own / stream.frames if own and stream.frames else step
         bad, error, since_error, last_end, last_time = 0, None, 0, None, None
         for packet in container.demux(stream):
             try:
@@ -290,7 +306,14 @@ def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS
                     seen["reached_end"] = True
                     return
                 lasts = float(frame.duration * stream.time_base) if frame.duration and stream.time_base else 0.0
-                last_end = seen["until"] = t + (lasts or step)
+                lasts = lasts or step
+                if header_end is not None and t < header_end < t + lasts - _too_long_slack(header_step):
+                    seen["too_long"] = (f"a frame at {t:.2f} s says it lasts {lasts:,.2f} s, past the video's end at "
+                                        f"{header_end:.2f} s (its header may be damaged; re-save it)")
+                    lasts = header_step
+                else:
+                    seen.pop("too_long", None)  # a frame came after it: it was not the last
+                last_end = seen["until"] = t + lasts
                 if t < next_t - slack:
                     continue
                 if fps:
@@ -310,6 +333,12 @@ def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS
         raise VideoError(f"{label}: video is corrupt ({_detail(exc)})") from None
     finally:
         container.close()
+
+
+def _too_long_slack(header_step: float) -> float:
+    """How far past the stream's end a last frame may say it lasts: an edit list may end the
+    video within its last frame (a slideshow's lasts seconds), never many frames past it."""
+    return max(CUT_SLACK_S, 2 * header_step)
 
 
 def _upright(rgb: np.ndarray, frame) -> np.ndarray:
@@ -386,7 +415,8 @@ def _unlabelled(text: str, label: str) -> str:
 def _gap_rows(task: ChunkTask, sampled: list[float], seen: dict, broke: str | None) -> list[tuple[float, str]]:
     """Rows for the stretches of a chunk whose frames did not come: damaged packets skipped
     (where a whole sampling step went missing), and frames missing after the last one decoded
-    (decoding broke off, the file is cut short, or it stopped quietly before the chunk's end)."""
+    (decoding broke off, the file is cut short, it stopped quietly before the chunk's end, or
+    its last frame says it lasts far past the video's end)."""
     fps, start, end = task.fps, task.start, task.end
     rows = []
     for a, b, why in seen.get("damaged", []):
@@ -396,9 +426,11 @@ def _gap_rows(task: ChunkTask, sampled: list[float], seen: dict, broke: str | No
     limit = end if end is not None else task.expected_end
     until = seen.get("until", start)
     why = broke
-    if why is None and not seen.get("reached_end") and limit is not None and limit - until > max(2 / fps, 1.0):
-        why = (seen.get("error") or (f"the video ends at {until:.2f} s of its {limit:.2f} s (cut short?)"
-                                     if end is None else "frames are missing"))
+    too_long = seen.get("too_long")  # no slack: its header says frames follow that never came
+    if why is None and not seen.get("reached_end") and limit is not None and (
+            too_long or limit - until > max(2 / fps, 1.0)):
+        why = (seen.get("error") or too_long or (f"the video ends at {until:.2f} s of its {limit:.2f} s (cut short?)"
+                                                 if end is None else "frames are missing"))
     next_t = seen.get("next_t", start)
     if why is not None and (limit is None or next_t < limit - 1e-3):  # a sampling point was lost
         at = round((sampled[-1] + next_t) / 2 if sampled else start, 3)  # between sampled frames
