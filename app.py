@@ -117,6 +117,9 @@ def show_scores_table(entries, classes) -> None:
     st.dataframe(frame, hide_index=True, column_config={
         t("home.col_accuracy"): st.column_config.TextColumn(help=t("home.col_accuracy_help")),
         t("home.col_macro_f1"): st.column_config.NumberColumn(format="%.3f"),
+        # counts with thousands separators, "3,093" as in the captions
+        t("home.col_n"): st.column_config.NumberColumn(format="localized"),
+        t("home.col_no_face"): st.column_config.NumberColumn(format="localized"),
         t("home.col_val_chose"): st.column_config.TextColumn(help=t("home.col_val_chose_help")),
         t("home.col_recorded"): st.column_config.TextColumn(help=t("home.col_recorded_help")),
     })

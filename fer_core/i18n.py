@@ -22,10 +22,16 @@ from pathlib import Path
 LANGUAGES: dict[str, str] = {"en": "English", "ko": "한국어"}
 DEFAULT_LANGUAGE = "en"
 LOCALES_DIR = Path(__file__).parent / "locales"
-# Fonts that draw Hangul, in the order a browser should try them (NanumGothic is served by the
-# dashboard and bundled with the Python package that ships it; the rest are common system fonts).
-FONT_FAMILY = ("NanumGothic, 'Source Sans', 'Noto Sans KR', 'Noto Sans CJK KR', 'Malgun Gothic', "
-               "'Apple SD Gothic Neo', sans-serif")
+# The fonts of figures and reports, in the order a browser tries them for each character: the
+# dashboard's own (its theme's "Source Sans, NanumGothic"), then common system fonts. Source Sans
+# draws digits and points: NanumGothic's point reads as a comma at screen size ("0,42"). It has no
+# Hangul, so Korean falls to NanumGothic (served by the dashboard; cut into a report, limited to
+# Hangul there so that its digits come from the Latin system fonts after it). NanumGothic stays
+# before those: Chromium left Hangul as empty boxes when a system font came before a web font
+# still loading.
+HANGUL_CHARACTERS = "U+3131-318E, U+AC00-D7A3"  # compatibility jamo and syllables
+FONT_FAMILY = ("'Source Sans', NanumGothic, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, 'Liberation Sans', "
+               "'Noto Sans KR', 'Noto Sans CJK KR', 'Malgun Gothic', 'Apple SD Gothic Neo', sans-serif")
 
 _current: contextvars.ContextVar[str] = contextvars.ContextVar("fer_language", default=DEFAULT_LANGUAGE)
 
@@ -158,11 +164,12 @@ def hangul_font_path() -> Path | None:
 
 
 def embedded_font_css(text: str, family: str = "NanumGothic") -> str:
-    """An ``@font-face`` rule carrying NanumGothic cut down to the characters of ``text``.
+    """An ``@font-face`` rule carrying NanumGothic cut down to the Hangul of ``text``.
 
     For files opened offline (the HTML report): Hangul then renders on machines without a Korean
-    font, for a few hundred kB rather than the whole 4.7 MB font. Empty when the font is missing
-    or ``text`` holds no Hangul.
+    font, for a few hundred kB rather than the whole 4.7 MB font. Only Hangul (``unicode-range``):
+    digits and Latin letters go on to the Latin fonts of ``FONT_FAMILY``. Empty when the font is
+    missing or ``text`` holds no Hangul.
     """
     import base64
     import io
@@ -180,13 +187,14 @@ def embedded_font_css(text: str, family: str = "NanumGothic") -> str:
     # stderr for each ("TSI0 NOT subset") on every Korean report.
     options.drop_tables += [tag for tag in sorted(font.keys()) if tag.startswith("TSI")]
     subsetter = subset.Subsetter(options)
-    subsetter.populate(text="".join(sorted(hangul | set(string.printable))))
+    subsetter.populate(text="".join(sorted(hangul)))
     subsetter.subset(font)
     _web_safe(font)
     out = io.BytesIO()
     font.save(out)
     data = base64.b64encode(out.getvalue()).decode("ascii")
-    return (f"@font-face {{font-family: '{family}'; src: url(data:font/ttf;base64,{data}) format('truetype');}}")
+    return (f"@font-face {{font-family: '{family}'; src: url(data:font/ttf;base64,{data}) format('truetype'); "
+            f"unicode-range: {HANGUL_CHARACTERS};}}")
 
 
 def install_browser_font(static_dir: Path) -> Path | None:

@@ -136,6 +136,7 @@ def show_balance(counts: dict[str, int], found: dict[str, float] | None = None) 
         "emotion": t("explorer.col_emotion"), "images": t("explorer.col_images"),
         "percent": t("explorer.col_percent"), "faces found": t("explorer.col_found")})
     left.dataframe(shown, hide_index=True, column_config={
+        t("explorer.col_images"): st.column_config.NumberColumn(format="localized"),  # 3,093 as in the captions
         t("explorer.col_percent"): st.column_config.NumberColumn(format="%.1f %%")})
     left.download_button(t("explorer.download_balance"), table.to_csv(index=False).encode("utf-8"),
                          "class_balance.csv", "text/csv", key="explorer_balance_csv")

@@ -65,8 +65,15 @@ def engine_name(engine: str) -> str:
 
 
 def kind_name(kind: str) -> str:
+    """A kind as the choice offers it, with what sets it apart ("explainable, the default")."""
     return {"au-logreg": t("au_model.kind_logreg"), "au-gam": t("au_model.kind_gam"),
             "au-mlp": t("au_model.kind_mlp")}[kind]
+
+
+def kind_short_name(kind: str) -> str:
+    """A kind named in a sentence about a trained model: the choice above already said the rest."""
+    return {"au-logreg": t("au_model.short_logreg"), "au-gam": t("au_model.short_gam"),
+            "au-mlp": t("au_model.short_mlp")}.get(kind, kind)
 
 
 def _ordered(labels) -> list[str]:
@@ -317,7 +324,7 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
     st.subheader(t("au_model.result_header"))
     if table is not None and result.get("table") != table_key(table, origin):  # hashed only with a result
         st.info(t("au_model.other_table", origin=result["origin"]), icon=":material/history:")
-    st.caption(t("au_model.result_caption", kind=kind_name(model.kind), origin=result["origin"],
+    st.caption(t("au_model.result_caption", kind=kind_short_name(model.kind), origin=result["origin"],
                  emotions=", ".join(emotion_labels(model.classes)), seconds=f"{result['seconds']:.1f}"))
     data = model.info.get("data", {})
     if data.get("left_out") or data.get("sample"):

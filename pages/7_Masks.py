@@ -11,6 +11,7 @@ from fer_core.au_table import au_label
 from fer_core.emotions import shared_classes
 from fer_core.errors import FerError
 from fer_core.evaluation.mask_report import MaskReport, run_mask_report
+from fer_core.evaluation.metrics import p_text
 from fer_core.figures.masks import (
     masked_vs_original_bars,
     per_emotion_frame,
@@ -60,16 +61,20 @@ def choose_mask() -> tuple[str, int]:
 def show_summary(report: MaskReport) -> None:
     st.subheader(t("masks.costs"))
     frame = summary_frame(report)
-    st.dataframe(frame, hide_index=True, column_config={
+    # shares as percentages with one decimal each ("41.7%", "25.0%": the "percent" format wrote
+    # "41.67%" beside "25%"), p as text ("< 0.0001", not a 0.0000 that reads as impossible)
+    shares = ("original", "masked", "drop")
+    shown = frame.assign(**{c: frame[c] * 100 for c in shares}, **{"McNemar p": frame["McNemar p"].map(p_text)})
+    st.dataframe(shown, hide_index=True, column_config={
         "model": st.column_config.TextColumn(t("masks.col_model")),
         "kind": st.column_config.TextColumn(t("masks.col_kind")),
-        "original": st.column_config.NumberColumn(t("masks.col_original"), format="percent"),
-        "masked": st.column_config.NumberColumn(t("masks.col_masked"), format="percent"),
-        "drop": st.column_config.NumberColumn(t("masks.col_drop"), format="percent"),
+        "original": st.column_config.NumberColumn(t("masks.col_original"), format="%.1f%%"),
+        "masked": st.column_config.NumberColumn(t("masks.col_masked"), format="%.1f%%"),
+        "drop": st.column_config.NumberColumn(t("masks.col_drop"), format="%.1f%%"),
         "original macro F1": st.column_config.NumberColumn(t("masks.col_original_f1"), format="%.3f"),
         "masked macro F1": st.column_config.NumberColumn(t("masks.col_masked_f1"), format="%.3f"),
-        "McNemar p": st.column_config.NumberColumn(t("masks.col_mcnemar"), format="%.4f",
-                                                   help=t("masks.col_mcnemar_help"))})
+        "McNemar p": st.column_config.TextColumn(t("masks.col_mcnemar"), help=t("masks.col_mcnemar_help")),
+        "n": st.column_config.NumberColumn(t("compare.col_n"), format="localized")})
     st.plotly_chart(masked_vs_original_bars(report), key="mask_bars")
 
 

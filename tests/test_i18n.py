@@ -123,3 +123,23 @@ def test_page_problems_of_tables_folders_and_names_read_in_korean():
     with i18n.using_language("ko"):
         for english, korean in lines.items():
             assert i18n.message(english).startswith(korean), english
+
+
+def _families(stack: str) -> list[str]:
+    return [f.strip().strip("'\"") for f in stack.split(",")]
+
+
+def test_figures_draw_digits_in_the_pages_latin_font_and_hangul_after_it():
+    """NanumGothic came first, so it drew every digit and point too: at screen size its point reads
+    as a comma ("0,42", "overall 55,7%"). Figures use the page's fonts in the page's order (the
+    theme's Source Sans, which has no Hangul, then NanumGothic), and a report's cut of NanumGothic
+    holds Hangul only, so its digits go on to the Latin fonts listed after it."""
+    import tomllib
+
+    theme = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))["theme"]
+    page_fonts = [f for f in _families(theme["font"]) if f != "sans-serif"]
+    families = _families(i18n.FONT_FAMILY)
+    assert families[:len(page_fonts)] == page_fonts == ["Source Sans", "NanumGothic"]
+    assert {"Arial", "Helvetica Neue", "Segoe UI"} <= set(families) and families[-1] == "sans-serif"
+    css = i18n.embedded_font_css("전체 55.7%")
+    assert "unicode-range: U+3131-318E, U+AC00-D7A3;" in css

@@ -129,6 +129,10 @@ def test_au_page_trains_offers_downloads_and_the_unsaved_model(models_dir, downl
     unsaved = at.session_state["_unsaved_models"]
     assert isinstance(unsaved["au-logreg-clear"], AUPredictor) and unsaved["au-logreg-clear"].model is model
     assert any("Compare page offers it as au-logreg-clear" in c for c in texts(at.caption))
+    # the result line names the kind once; "(explainable, the default)" is the choice's, above it
+    shown = page_texts(at) + list(at.radio(key="au_kind").options)
+    assert any(c.startswith("Logistic regression on clear.csv") for c in texts(at.caption))
+    assert sum(s.count("explainable, the default") for s in shown) == 1, shown
     at.text_input(key="au_save_name").set_value("au-clear")
     at.button(key="au_save").click()
     run_app(at, T)

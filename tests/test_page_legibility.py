@@ -71,3 +71,12 @@ def test_explorer_captions_sample_images_by_their_whole_name(models_dir, fer_val
     names = {p.stem for p in (fer_val).rglob("*") if p.is_file()}
     assert all(c in names or (c.endswith("…") and len(c) == 20) for c in captions), captions[:8]
     assert not any(c.endswith(".") or re.search(r"\.[a-z]{1,3}$", c) for c in captions), captions[:8]
+
+
+def test_no_page_text_names_a_raw_table_column_for_a_missing_face():
+    """The explorer said "(success 0)": OpenFace's column as it is in the table, not words."""
+    for lang in ("en", "ko"):
+        texts = catalogue(lang)
+        assert [k for k, v in texts.items() if re.search(r"\bsuccess\s*[=:]?\s*0\b", v)] == [], lang
+    assert "the face tracker did not succeed" in catalogue("en")["explorer.no_face_rows"]
+    assert "얼굴 추적기" in catalogue("ko")["explorer.no_face_rows"]

@@ -221,3 +221,67 @@ def test_contribution_bars_say_their_unit():
     assert list(fig.data[0].x) == [-0.4, 1.2] and "log-odds" in fig.layout.xaxis.title.text
     with using_language("ko"):
         assert "로그 오즈" in au_contribution_bars(ex).layout.xaxis.title.text
+
+
+def _summary(models: int) -> pd.DataFrame:
+    """Rows as ``accuracy_summary`` gives them, for ``models`` made-up models."""
+    acc = np.linspace(0.3, 0.7, models)
+    return pd.DataFrame({"model": [f"model-{i}" for i in range(models)], "kind": "cnn", "accuracy": acc,
+                         "ci95_low": acc - 0.03, "ci95_high": acc + 0.03, "macro_f1": acc, "no_face": 0, "n": 3093})
+
+
+def test_many_models_overall_bars_are_labelled_by_name_slanted():
+    """Nine models' three-line labels (name, accuracy, interval) piled on each other under the
+    bars; past four the label is the name alone, slanted, the numbers in the table and the hover."""
+    from fer_core.figures.compare import accuracy_ci_bars
+
+    many = accuracy_ci_bars(_summary(9))
+    assert list(many.data[0].x) == [f"model-{i}" for i in range(9)]
+    assert many.layout.xaxis.tickangle not in (None, 0)
+    assert "model-" in many.data[0].customdata[0][3] and "%{y:.1%}" in many.data[0].hovertemplate
+    few = accuracy_ci_bars(_summary(4))
+    assert all("<br>" in label and "%" in label for label in few.data[0].x) and few.layout.xaxis.tickangle == 0
+
+
+def test_many_models_per_emotion_bars_keep_their_values_in_the_hover_only():
+    """With many models the bars' values were rotated text too small to read."""
+    from fer_core.figures.compare import per_emotion_grouped_bars
+
+    def frame(models: int) -> pd.DataFrame:
+        return pd.DataFrame([{"model": f"m{i}", "emotion": e, "accuracy": 0.5, "n": 3}
+                             for i in range(models) for e in ("happy", "sad")])
+
+    bars = [d for d in per_emotion_grouped_bars(frame(5)).data if d.type == "bar"]
+    assert len(bars) == 5 and all(b.text is None and b.textposition == "none" for b in bars)
+    assert all("%{y:.1%}" in b.hovertemplate for b in bars)
+    four = [d for d in per_emotion_grouped_bars(frame(4)).data if d.type == "bar"]
+    assert all(list(b.text) == ["50.0%", "50.0%"] for b in four)
+
+
+def _alpha(color: str) -> float:
+    """The opacity of a ``#rrggbb`` or ``rgba(…)`` colour."""
+    return float(color.rsplit(",", 1)[1].rstrip(")")) if color.startswith("rgba") else 1.0
+
+
+def test_mask_bars_legend_is_pale_and_solid_like_the_bars():
+    """The legend showed "no mask" and "masked" as the same blue square while the bars are pale
+    and solid: a bar's swatch ignores its marker opacity."""
+    from fer_core.evaluation.compare import Comparison
+    from fer_core.evaluation.mask_report import MaskReport
+    from fer_core.figures.masks import masked_vs_original_bars
+
+    def comparison(answers):
+        table = pd.DataFrame({"file": list("abcd"), "label": ["happy", "happy", "sad", "sad"],
+                              "m1": answers, "m2": answers[::-1]})
+        return Comparison.from_table(table, ["m1", "m2"], ("happy", "sad"))
+
+    report = MaskReport(comparison(["happy", "happy", "sad", "sad"]), comparison(["happy", "sad", "sad", "happy"]),
+                        "surgical", 0)
+    fig = masked_vs_original_bars(report)
+    legend = {d.name: d for d in fig.data if d.showlegend is not False}
+    assert set(legend) == {"no mask", "masked"}
+    swatch = {name: d.marker.color for name, d in legend.items()}  # what the legend draws, opacity aside
+    assert swatch["no mask"] != swatch["masked"] and _alpha(swatch["no mask"]) < _alpha(swatch["masked"])
+    assert fig.layout.xaxis.type == fig.layout.xaxis2.type == "category"  # the keys' empty points aside
+    for bar in (d for d in fig.data if d.type == "bar"):  # every panel's bars shade as their legend key
+        assert bar.marker.opacity in (None, 1) and _alpha(bar.marker.color) == _alpha(swatch[bar.name])

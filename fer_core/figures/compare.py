@@ -27,6 +27,8 @@ from .plots import _layout, emotion_color, with_unscored_columns
 MODEL_COLORS: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
                                  "#17becf", "#bcbd22", "#7f7f7f", "#d62728")
 NO_FACE = "no face"
+# Up to this many models, the comparison bars carry their numbers; past it they would pile up.
+MAX_LABELLED_MODELS = 4
 
 
 def model_color(i: int) -> str:
@@ -237,19 +239,24 @@ def accuracy_ci_bars(summary: pd.DataFrame, title: str | None = None) -> go.Figu
     acc = summary["accuracy"].astype(float)
     lo = summary["ci95_low"].astype(float)
     hi = summary["ci95_high"].astype(float)
-    # The numbers go under each bar (an error bar would cross a label printed on the bar).
-    labels = [f"{m}<br><b>{percent(a)}</b> ({percent(lo_)}–{percent(hi_)})"
-              for m, a, lo_, hi_ in zip(summary["model"], acc, lo, hi)]
+    crowded = len(summary) > MAX_LABELLED_MODELS
+    # The numbers go under each bar (an error bar would cross a label printed on the bar); past four
+    # models three-line labels pile on each other, so only the names, slanted (the table beside has
+    # the numbers, the hover too).
+    labels = (list(summary["model"].astype(str)) if crowded else
+              [f"{m}<br><b>{percent(a)}</b> ({percent(lo_)}–{percent(hi_)})"
+               for m, a, lo_, hi_ in zip(summary["model"], acc, lo, hi)])
     fig = go.Figure(go.Bar(
         x=labels, y=acc, marker_color=[model_color(i) for i in range(len(summary))],
         error_y=dict(type="data", symmetric=False, array=(hi - acc).clip(lower=0), arrayminus=(acc - lo).clip(lower=0),
                      thickness=1.5, width=8),
-        customdata=list(zip(lo, hi, summary["n"])),
-        hovertemplate=t("compare.hover_overall") + "<extra></extra>",
+        customdata=list(zip(lo, hi, summary["n"], summary["model"].astype(str))),
+        hovertemplate="%{customdata[3]}: " + t("compare.hover_overall") + "<extra></extra>",
     ))
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title=t("compare.axis_accuracy"),
                      tickvals=[0, .2, .4, .6, .8, 1])
-    fig.update_xaxes(tickangle=0)  # the labels wrap at <br>; slanted ones ran into each other
+    # a few labels wrap at <br> and stand level (slanted, they ran into each other); many names slant
+    fig.update_xaxes(tickangle=-35 if crowded else 0, automargin=True)
     return _font_layout(fig, title or t("compare.fig_overall"), height=360)
 
 
@@ -263,14 +270,18 @@ def per_emotion_grouped_bars(frame: pd.DataFrame, title: str | None = None,
     """
     emotions = list(order) if order else list(dict.fromkeys(frame["emotion"]))
     shown = emotion_labels(emotions)
-    upright = frame["model"].nunique() > 3  # side by side, more than three labels per group would overlap
+    models = frame["model"].nunique()
+    upright = models > 3  # side by side, more than three labels per group would overlap
+    # past four models even upright labels are too small to read: the values stay in the hover
+    labelled = models <= MAX_LABELLED_MODELS
     fig = go.Figure()
     for i, (name, sub) in enumerate(frame.groupby("model", sort=False)):
         by = sub.set_index("emotion").reindex(emotions)
         acc = by["accuracy"].astype(float)
         fig.add_trace(go.Bar(
             name=str(name), x=shown, y=acc.fillna(0), marker_color=model_color(i), legendgroup=str(name),
-            text=[percent(a) for a in acc], textposition="outside", textangle=-90 if upright else 0,
+            text=[percent(a) for a in acc] if labelled else None,
+            textposition="outside" if labelled else "none", textangle=-90 if upright else 0,
             cliponaxis=False, customdata=by["n"].fillna(0).astype(int),
             hovertemplate=f"{name}<br>" + t("compare.hover_emotion") + "<extra></extra>",
         ))
@@ -283,7 +294,7 @@ def per_emotion_grouped_bars(frame: pd.DataFrame, title: str | None = None,
                 + "<extra></extra>"))
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.2))
     fig.update_xaxes(tickfont=dict(size=13))
-    fig.update_yaxes(range=[0, 1.2 if upright else 1.1], tickformat=".0%", title=t("compare.axis_accuracy"),
+    fig.update_yaxes(range=[0, 1.2 if upright and labelled else 1.1], tickformat=".0%", title=t("compare.axis_accuracy"),
                      tickvals=[0, .2, .4, .6, .8, 1])
     for j, emotion in enumerate(emotions):  # a thin emotion-coloured strip under each group
         fig.add_shape(type="rect", xref="x", yref="paper", x0=j - 0.45, x1=j + 0.45, y0=-0.012, y1=0.0,

@@ -16,7 +16,7 @@ from .plots import _layout
 
 def summary_frame(report: MaskReport) -> pd.DataFrame:
     """One row per model: accuracy and macro-F1 without and with the mask, the drop, and McNemar's
-    p on the same images (is the drop more than chance?)."""
+    p on the same images (is the change, a drop or a rise, more than chance?)."""
     rows = []
     for name in report.names:
         a, b = report.original.reports[name], report.masked.reports[name]
@@ -38,6 +38,15 @@ def per_emotion_frame(report: MaskReport) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "emotion", "condition", "accuracy", "n"])
 
 
+LEGEND_GREY = "#595959"
+
+
+def _shade(color: str, opacity: float) -> str:
+    """``#rrggbb`` at an opacity, as one ``rgba()`` colour (what a legend swatch shows too)."""
+    r, g, b = (int(color[k:k + 2], 16) for k in (1, 3, 5))
+    return f"rgba({r},{g},{b},{opacity})"
+
+
 def masked_vs_original_bars(report: MaskReport, title: str | None = None,
                             per_row: int = 3) -> go.Figure:
     """One panel per model (``per_row`` to a row): per emotion, a pale bar without and a solid bar
@@ -48,20 +57,28 @@ def masked_vs_original_bars(report: MaskReport, title: str | None = None,
     rows = max(1, -(-len(names) // cols))
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_yaxes=True, horizontal_spacing=0.05,
                         vertical_spacing=0.32 / rows)
+    conditions = (("original", 0.35), ("masked", 1.0))
+    for condition, opacity in conditions:
+        # The legend's swatch of a bar ignores its opacity (both read as the first model's solid
+        # colour), and each panel has its own colour: the key is a grey pale and solid square.
+        shown = t("figures.original") if condition == "original" else t("figures.masked")
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=shown, legendgroup=condition,
+                                 marker=dict(symbol="square", size=14, color=_shade(LEGEND_GREY, opacity)),
+                                 hoverinfo="skip"), row=1, col=1)
     for i, name in enumerate(names):
-        for condition, opacity in (("original", 0.35), ("masked", 1.0)):
+        for condition, opacity in conditions:
             part = frame[(frame["model"] == name) & (frame["condition"] == condition)]
             shown = t("figures.original") if condition == "original" else t("figures.masked")
             fig.add_trace(go.Bar(x=emotion_labels(part["emotion"]), y=part["accuracy"], name=shown,
-                                 legendgroup=condition, showlegend=i == 0,
-                                 marker=dict(color=model_color(i), opacity=opacity),
+                                 legendgroup=condition, showlegend=False,
+                                 marker=dict(color=_shade(model_color(i), opacity)),
                                  hovertemplate=t("figures.mask_bar_hover", model=name, condition=shown)
                                  + "<extra></extra>"),
                           row=i // cols + 1, col=i % cols + 1)
     fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
     for r in range(1, rows + 1):
         fig.update_yaxes(title=t("figures.accuracy_recall"), row=r, col=1)
-    fig.update_xaxes(tickangle=-40)
+    fig.update_xaxes(tickangle=-40, type="category")  # the legend keys' empty points would make it numbers
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.12 if rows > 1 else -0.3))
     return _layout(fig, title or t("figures.mask_bars_title"), height=120 + 300 * rows, top=70)
 
