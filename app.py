@@ -144,10 +144,11 @@ def show_scores_table(entries, classes) -> None:
     if current:  # a model retrained since it was scored is "not measured" above, so not here either
         with st.expander(t("home.recall_title_seven" if seven else "home.recall_title")):
             recall = pd.DataFrame([{t("home.col_model"): m.name,
-                                    **{emotion_label(e): m.recall.get(e) for e in scores.test_set.classes}}
+                                    **{emotion_label(e): None if m.recall.get(e) is None else 100 * m.recall[e]
+                                       for e in scores.test_set.classes}}
                                    for m in current])
-            st.dataframe(recall, hide_index=True, column_config={
-                emotion_label(e): st.column_config.NumberColumn(format="percent") for e in scores.test_set.classes})
+            st.dataframe(recall, hide_index=True, column_config={  # "41.7%", "25.0%": one decimal for every share
+                emotion_label(e): st.column_config.NumberColumn(format="%.1f%%") for e in scores.test_set.classes})
             st.caption(t("home.recall_caption"))
     c1, c2 = st.columns(2)
     stem = Path(scores_file(classes)).stem.replace("scores_", "models_")

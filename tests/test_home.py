@@ -246,6 +246,8 @@ def test_home_says_not_measured_for_a_retrained_model(shipped_models):
     assert "`python bench/bundled_scores.py`" in warning
     recall = at.dataframe[1].value  # the per-emotion recall, under the table: only what is measured now
     assert "happy" in recall.columns and "au-logreg-fer2013" in set(recall["model"])
+    column = at.dataframe[1].proto.columns  # percent, one decimal for every share ("25.0%", not "25%")
+    assert '"%.1f%%"' in str(column) and recall["happy"].between(0, 100).all() and recall["happy"].max() > 1
     assert not {"cnn-fer2013", "cnn-ensemble-fer2013"} & set(recall["model"])
 
 

@@ -39,6 +39,7 @@ def test_balance_table_and_imbalance_ratio():
     fig = plots.class_balance_bar(counts, SIX_EMOTIONS)
     assert isinstance(fig, go.Figure) and list(fig.data[0].y) == [30, 300, 150]
     assert "%" in fig.data[0].text[0]
+    assert fig.layout.yaxis.tickformat == ","  # "8,000" on the axis as on the bars, not "8000"
 
 
 def test_confusion_heatmap_normalises_rows_and_prints_counts():

@@ -72,7 +72,8 @@ def class_balance_bar(counts: Mapping[str, int], order: Sequence[str] | None = N
         textposition="outside", textangle=0, cliponaxis=False,
         hovertemplate="%{x}: %{y:,} " + t("figures.images") + "<extra></extra>",
     ))
-    fig.update_yaxes(title=t("figures.images"), range=[0, 1.15 * max(table["images"].max(), 1)])
+    fig.update_yaxes(title=t("figures.images"), range=[0, 1.15 * max(table["images"].max(), 1)],
+                     tickformat=",")  # "8,000" as on the bars
     return _layout(fig, title or t("figures.images_per_emotion"), height=360)
 
 
