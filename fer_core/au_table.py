@@ -108,13 +108,13 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     handful of distinct string objects, not millions.
     """
     frame = frame.reindex(columns=list(TABLE_COLUMNS))
-    frame["face"] = _whole(frame["face"])
-    frame["success"] = _whole(frame["success"])
+    frame["face"] = whole_numbers(frame["face"])
+    frame["success"] = whole_numbers(frame["success"])
     frame["confidence"] = pd.to_numeric(frame["confidence"], errors="coerce").astype(float)
     frame["label"] = _shared_text(frame["label"], None)
     frame["source"] = _shared_text(frame["source"], "")
     frame["reason"] = _shared_text(frame["reason"], "")
-    frame["masked"] = _whole(frame["masked"])
+    frame["masked"] = whole_numbers(frame["masked"])
     frame["time_s"] = pd.to_numeric(frame["time_s"], errors="coerce").astype(float)
     with np.errstate(over="ignore"):  # 1e308 becomes inf in float32: unusable either way (select)
         for c in AU_COLUMNS:
@@ -123,10 +123,21 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _whole(values: pd.Series) -> np.ndarray:
-    """Whole numbers of a column; what is missing, text or not finite (inf, 1e400) becomes 0."""
-    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    return np.clip(np.where(np.isfinite(v), v, 0), -(2**31), 2**31 - 1).astype(np.int64)
+# A face number, success flag or mask flag is a whole number of this size; anything else is no count.
+WHOLE_RANGE: tuple[int, int] = (-(2**31), 2**31 - 1)
+
+
+def whole_numbers(values: pd.Series, unknown: int = 0) -> np.ndarray:
+    """The bookkeeping numbers of a column (face, success, masked) as int64: the one cast every
+    source uses, so a corrupt cell never becomes an integer made up by a cast (1e300 one platform's
+    -2**63, 2.7 a face 2). What is missing, text, not finite (inf, 1e400), not whole (2.7) or
+    outside ``WHOLE_RANGE`` (1e300) says nothing: it becomes ``unknown``, by default 0 as a blank
+    does (a success of 0 leaves its row out as without a measured face)."""
+    v = _floats(pd.Series(values, copy=False))
+    lo, hi = WHOLE_RANGE
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(v) & (v == np.trunc(v)) & (v >= lo) & (v <= hi)
+    return np.where(ok, v, unknown).astype(np.int64)
 
 
 def _shared_text(values: pd.Series, missing: str | None) -> pd.Series:
@@ -583,16 +594,21 @@ def au_values(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
+SHOWN_LABEL_CHARS = 40  # an unknown label is shown cut: a 100,000-character cell is not repeated in the message
+
+
 def parse_labels(values: pd.Series, display: str, column: str) -> np.ndarray:
     """Emotion names from names/aliases or the study's codes 0..5 (an object array, None where
-    unlabelled); unknown values raise. Each distinct value is looked at once."""
+    unlabelled); unknown values raise, each shown cut to ``SHOWN_LABEL_CHARS``. Each distinct
+    value is looked at once."""
     codes, uniques = pd.factorize(pd.Series(values, copy=False), use_na_sentinel=True)
     pool = np.empty(len(uniques) + 1, dtype=object)
     unknown: list[str] = []
     for i, v in enumerate(uniques):
         pool[i] = _label_value(v)
         if pool[i] == "?":
-            unknown.append(repr(printable(v) if isinstance(v, str) else v.item() if hasattr(v, "item") else v))
+            unknown.append(repr(one_line(v, SHOWN_LABEL_CHARS)) if isinstance(v, str)
+                           else one_line(repr(v.item() if hasattr(v, "item") else v), SHOWN_LABEL_CHARS))
     pool[-1] = None
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")

@@ -529,20 +529,12 @@ def _write_local_table(table, out: str) -> None:
     record_path(fileio.output_path(out)).unlink(missing_ok=True)
 
 
-TABLE_ENDINGS = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".parquet")  # the formats fileio.write_frame writes
-
-
 def _table_output(path: str, option: str = "--out") -> Path:
-    """A table's output, checked before any work (``fileio.output_path``), with an ending that
-    names its format: write_frame writes CSV for any other, so au.xlsx or au.pq would be a CSV
-    that the program the name promises cannot open."""
+    """A table's output, checked before any work (``fileio.table_output_path``: a writable place
+    and an ending that names the format)."""
     from . import fileio
 
-    target = fileio.output_path(path)
-    if not target.name.lower().endswith(TABLE_ENDINGS):
-        raise FerError(f"{printable(path)}: {option} must end with {', '.join(TABLE_ENDINGS)} (the ending "
-                       "chooses the format: CSV, compressed CSV or Parquet)")
-    return target
+    return fileio.table_output_path(path, option)
 
 
 def _print_reasons(failed) -> None:

@@ -71,7 +71,18 @@ def output_path(path: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         raise OutputFileError(f"{name}: cannot create the folder {printable(str(target.parent))} "
                               f"({exc.strerror or exc}); choose another path") from None
+    if not os.access(target.parent, os.W_OK | os.X_OK):  # said now, not after the measuring or fitting
+        raise write_error(target, OSError(errno.EROFS if _read_only_mount(target.parent) else errno.EACCES,
+                                          "not writable"))
     return target
+
+
+def _read_only_mount(folder: Path) -> bool:
+    """Whether ``folder`` is on a file system mounted read-only (``write_error`` says so, not "permission")."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def _file_ancestor(path: Path) -> Path:
@@ -145,16 +156,40 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def write_frame(frame, path: str | os.PathLike[str]) -> Path:
-    """A pandas table as CSV (``.gz``, ``.bz2``, ``.xz`` compress) or Parquet (``.parquet``), by the
-    extension, whole or not at all (``atomic_output``), creating the folder. Raises ``OutputFileError``."""
+# The tables ``write_frame`` writes, by the name's ending (which chooses the format): CSV, CSV
+# compressed with gzip, bzip2 or xz, or Parquet.
+TABLE_FORMATS: dict[str, str] = {".csv": "csv", ".csv.gz": "gzip", ".csv.bz2": "bz2", ".csv.xz": "xz",
+                                 ".parquet": "parquet"}
+TABLE_ENDINGS: tuple[str, ...] = tuple(TABLE_FORMATS)
+
+
+def table_output_path(path: str | os.PathLike[str], what: str = "a table's name") -> Path:
+    """``output_path`` for a table, whose ending must name its format (``TABLE_ENDINGS``): au.xlsx
+    or au.pq written as CSV would be a file the program the name promises cannot open. ``what``
+    names the path in the message (the CLI's option). Raises ``OutputFileError``."""
     target = output_path(path)
-    suffix = target.suffix.lower()
-    method = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}.get(suffix)
+    if _table_format(target) is None:
+        raise OutputFileError(f"{printable(os.fsdecode(path))}: {what} must end with {', '.join(TABLE_ENDINGS)} "
+                              "(the ending chooses the format: CSV, compressed CSV or Parquet)")
+    return target
+
+
+def _table_format(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((fmt for ending, fmt in TABLE_FORMATS.items() if name.endswith(ending)), None)
+
+
+def write_frame(frame, path: str | os.PathLike[str]) -> Path:
+    """A pandas table as CSV (``.csv.gz``, ``.csv.bz2``, ``.csv.xz`` compress) or Parquet
+    (``.parquet``), by the ending (``table_output_path``), whole or not at all (``atomic_output``),
+    creating the folder. Raises ``OutputFileError``."""
+    target = table_output_path(path)
+    fmt = _table_format(target)
     with atomic_output(target) as fh:
-        if suffix == ".parquet":
+        if fmt == "parquet":
             frame.to_parquet(fh, index=False)
         else:
+            method = None if fmt == "csv" else fmt
             frame.to_csv(fh, index=False, encoding="utf-8",
                          compression={"method": method, "mtime": 0} if method == "gzip" else method)
     return target

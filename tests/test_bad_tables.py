@@ -109,12 +109,17 @@ def test_a_table_with_nothing_usable_is_one_line(tmp_path):
 
 
 def test_bookkeeping_columns_with_odd_values_do_not_crash(tmp_path):
+    """A face, success or mask number that is no whole number of 32 bits (inf, 1e400, -9e99, 2.7)
+    is unknown, as a blank is (``au_table.whole_numbers``): -9e99 was clipped to a face -2**31 and
+    2.7 cut to 2 (a success), numbers the file never said."""
     table = synthetic_table(12).astype({"face": object, "success": object})
     table.loc[0, "face"], table.loc[1, "success"], table.loc[2, "face"] = "inf", "1e400", "-9e99"
-    table["masked"] = ["x"] + [0] * (len(table) - 1)
+    table.loc[3, "face"], table.loc[4, "success"], table.loc[5, "success"] = "2.7", "2.7", "1e300"
+    table["masked"] = ["x", "0.5"] + [0] * (len(table) - 2)
     read = au_table.read(write_csv(table, tmp_path / "odd.csv"))
-    assert read["face"].tolist()[:3] == [0, 0, -(2**31)] and read["success"].tolist()[:2] == [1, 0]
-    assert au_table.select(read, SIX_EMOTIONS).left_out == {au_table.NOT_FIRST_FACE: 1, au_table.NO_FACE: 1}
+    assert read["face"].tolist()[:6] == [0] * 6 and read["success"].tolist()[:6] == [1, 0, 1, 1, 0, 0]
+    assert read["masked"].tolist()[:2] == [0, 0]
+    assert au_table.select(read, SIX_EMOTIONS).left_out == {au_table.NO_FACE: 3}
 
 
 def test_masked_faces_count_for_models_of_the_aus_they_show():
@@ -699,6 +704,22 @@ def test_integers_too_large_for_a_float_are_infinite_not_a_crash(tmp_path):
     _with_cells(table, {(3, "label"): huge}).to_csv(path, index=False)
     with pytest.raises(AUTableError, match=r"huge\.csv: unknown labels '9999"):
         au_table.read(path)
+
+
+def test_an_unknown_label_of_100000_characters_is_shown_cut(tmp_path):
+    """Each unknown label was repeated whole: a 100,000-character cell made a 100 KB "one line"
+    error. Each is cut to ``SHOWN_LABEL_CHARS``, and the message still names what to do."""
+    table = synthetic_table(2)
+    table.loc[0, "label"] = "x" * 100_000
+    table.loc[1, "label"] = "y" * 100_000
+    path = write_csv(table, tmp_path / "long.csv")
+    with pytest.raises(AUTableError) as caught:
+        au_table.read(path)
+    message = str(caught.value)
+    assert len(message) < 400 and "\n" not in message, message[:500]
+    assert "'" + "x" * (au_table.SHOWN_LABEL_CHARS - 1) + "…'" in message and "use emotion names" in message
+    with pytest.raises(AUTableError, match=r"unknown labels 'surprised\?!' in column 'label'"):
+        au_table.parse_labels(pd.Series(["surprised?!"]), "t.csv", "label")  # a short one stays whole
 
 
 def test_an_infinite_face_or_success_in_openface_output_is_unknown_not_a_crash(tmp_path):

@@ -238,3 +238,29 @@ def test_damaged_calibration_files_are_one_line(tmp_path, synthetic, edit, raw):
 def test_a_calibration_path_that_is_not_a_regular_file_is_not_read(tmp_path):
     with pytest.raises(ModelFileError, match="is a folder, not a regular file"):
         AUCalibration.load(tmp_path)
+
+
+@pytest.mark.parametrize("info, problem", [(None, None), ("missing", None), ({}, None),
+                                           ("fitted today", "field 'info' is not an object"),
+                                           ([["a", "b"]], "field 'info' is not an object")])
+def test_info_is_notes_a_null_one_loads_and_a_wrong_one_is_named(tmp_path, synthetic, info, problem):
+    """``info`` (when and how a map was fitted) is never used to map: ``"info": null`` refused the
+    whole file as "not an AU calibration file"; now it loads as no notes (as an AU model's info
+    does). Another type is still refused, naming the field rather than calling the file no calibration."""
+    source, _, cal = synthetic
+    d = json.loads(json.dumps(cal.to_dict()))
+    if info == "missing":
+        del d["info"]
+    else:
+        d["info"] = info
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps(d))
+    if problem is None:
+        back = AUCalibration.load(path)
+        assert back.info == {} and back.label == cal.label
+        np.testing.assert_allclose(back.apply(source.head(20))["AU12_r"], cal.apply(source.head(20))["AU12_r"],
+                                   atol=1e-4)
+        return
+    with pytest.raises(ModelFileError) as caught:
+        AUCalibration.load(path)
+    assert str(caught.value).startswith(f"{path}: {problem}") and "not an AU calibration file" not in str(caught.value)

@@ -593,3 +593,25 @@ def test_docker_messages_read_in_korean(tmp_path, images):
     keep = (*engine_says, "algebr/openface:latest", "algebr/openface", "happy001", "x.jpg",
             "`sudo usermod -aG docker $USER`", "`docker info`")
     assert len(lines) == 7 and english_left(korean, keep) == [], list(zip(lines, korean))
+
+
+def test_a_face_or_success_that_is_no_whole_number_is_unknown_not_a_made_up_integer(tmp_path):
+    """``face``/``success`` were cast with ``fillna(0).astype(int)``: 1e300 became whatever the
+    platform's cast gives (-2**63 here, then clipped) and 2.7 became 2, with no word. They go through
+    ``au_table.whole_numbers`` now: such a face number is unknown (0, as a blank), and a success that
+    is not 0 or 1 leaves its row out with a reason that says so, not "OpenFace found no face"."""
+    from fer_core.measure.openface_csv import BAD_SUCCESS
+
+    ones = ", ".join(["1.5"] * 17)
+    path = tmp_path / "happy001.csv"
+    path.write_text(f"frame, face, success, confidence, {', '.join(AU_COLUMNS)}\n"
+                    f"1, 0, 1, 0.98, {ones}\n2, 1e300, 1, 0.9, {ones}\n3, 2.7, 1, 0.9, {ones}\n"
+                    f"4, 0, 2.7, 0.9, {ones}\n5, 0, 1e300, 0.9, {ones}\n6, 0, 0, 0.9, {ones}\n"
+                    f"1e300, 0, 1, 0.9, {ones}\n")
+    table = read_openface_csv(path, label="happy")
+    assert table["face"].tolist() == [0] * 7
+    assert table["success"].tolist() == [1, 1, 1, 0, 0, 0, 1]
+    assert table["reason"].tolist() == ["", "", "", BAD_SUCCESS, BAD_SUCCESS, NO_FACE, ""]
+    assert table["file"].tolist()[-1] == "happy001#1e+300"  # not 301 digits
+    assert table.loc[table["success"] == 0, list(AU_COLUMNS)].isna().all().all()
+    assert au_table.select(table).left_out == {au_table.NO_FACE: 3}

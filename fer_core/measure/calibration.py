@@ -210,10 +210,17 @@ class AUCalibration:
                 raise ValueError  # 1e999 is read as infinity, which int() cannot take
             if not isinstance(d["source"], str) or not isinstance(d["target"], str):
                 raise TypeError
-            return cls(source=d["source"], target=d["target"], knots=knots,
-                       n_quantiles=int(n_quantiles), info=dict(d.get("info", {})))
         except (ValueError, KeyError, TypeError, OverflowError):
             raise bad from None
+        # ``info`` is notes (when and how it was fitted), never read to map: missing or null is no
+        # notes, as an AU model's info is; any other non-object is named, not the whole file refused
+        # as if it were no calibration.
+        info = d.get("info")
+        if info is not None and not isinstance(info, dict):
+            raise ModelFileError(f"{name}: field 'info' is not an object (the calibration's notes); "
+                                 "make it null or {}, or fit the calibration again")
+        return cls(source=d["source"], target=d["target"], knots=knots,
+                   n_quantiles=int(n_quantiles), info=dict(info or {}))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "AUCalibration":

@@ -31,6 +31,7 @@ from ..images import LabeledImage, list_images
 
 SOURCE = "openface"
 NO_FACE = "OpenFace found no face"
+BAD_SUCCESS = "OpenFace's success value is not 0 or 1"
 
 
 def read_openface_csv(path_or_buffer: au_table.PathOrBuffer, name: str | None = None,
@@ -134,13 +135,15 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
     if frame.empty:
         return failure_rows([(file, label)], NO_FACE)
     n = len(frame)
-    if "success" in frame.columns:
-        success = pd.to_numeric(frame["success"], errors="coerce").fillna(0).astype(int).clip(0, 1).to_numpy()
+    bad = np.zeros(n, dtype=bool)
+    if "success" in frame.columns:  # OpenFace writes 0 or 1; anything else (2.7, 1e300, blank) says nothing
+        flags = au_table.whole_numbers(frame["success"], unknown=-1)
+        bad = (flags != 0) & (flags != 1)
+        success = np.where(bad, 0, flags)
     else:
-        success = np.ones(n, dtype=int)  # FaceLandmarkImg writes a row only for a detected face
+        success = np.ones(n, dtype=np.int64)  # FaceLandmarkImg writes a row only for a detected face
     face_col = "face" if "face" in frame.columns else "face_id" if "face_id" in frame.columns else None
-    faces = (pd.to_numeric(frame[face_col], errors="coerce").fillna(0).astype(int).to_numpy()
-             if face_col else np.zeros(n, dtype=int))
+    faces = au_table.whole_numbers(frame[face_col]) if face_col else np.zeros(n, dtype=np.int64)
     files = [file] * n
     times = np.full(n, np.nan)
     if "frame" in frame.columns and frame["frame"].nunique() > 1:
@@ -163,16 +166,19 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
     aus.loc[success == 0, :] = np.nan  # OpenFace writes 0 for failed frames: not a measurement
     out = pd.DataFrame({"file": files, "face": faces, "label": labels, "success": success,
                         "confidence": conf, "source": SOURCE,
-                        "reason": np.where(success == 1, "", NO_FACE), "time_s": times})
+                        "reason": np.where(success == 1, "", np.where(bad, BAD_SUCCESS, NO_FACE)), "time_s": times})
     return au_table.normalise(pd.concat([out.reset_index(drop=True), aus.reset_index(drop=True)], axis=1))
 
 
 def _frame_id(v) -> str:
+    """A frame number as written (1.0 -> "1"); one that is no whole number of ``au_table.WHOLE_RANGE``
+    stays as read ("1e+300", not 301 digits)."""
+    lo, hi = au_table.WHOLE_RANGE
     try:
         f = float(v)
-        return str(int(f)) if f.is_integer() else str(v)
-    except (TypeError, ValueError):
-        return str(v)
+        return str(int(f)) if f.is_integer() and lo <= f <= hi else printable(str(v))
+    except (TypeError, ValueError, OverflowError):
+        return printable(str(v))
 
 
 def _from_merged(frame: pd.DataFrame, display: str) -> pd.DataFrame:

@@ -1,0 +1,112 @@
+"""Output paths are checked before any work: a folder the user cannot write to is said at once
+(not after all the measuring or fitting), and a table's name must end with a format
+``write_frame`` writes, from the one list in ``fileio``."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fer_core import au_table, fileio
+from fer_core.cli import main
+from fer_core.errors import OutputFileError
+
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _deny_writing(monkeypatch, folder: Path) -> None:
+    """``os.access`` says ``folder`` cannot be written, as it does for a user without the right
+    (root may write anywhere, so a test run as root cannot meet a read-only folder for real)."""
+    real = os.access
+
+    def access(path, mode, *args, **kwargs):
+        if Path(path) == folder and mode & os.W_OK:
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(fileio.os, "access", access)
+
+
+def test_a_folder_that_cannot_be_written_is_refused_by_output_path(tmp_path, monkeypatch):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    _deny_writing(monkeypatch, folder)
+    with pytest.raises(OutputFileError, match=r"au\.csv: permission denied; write to a folder you can write to"):
+        fileio.output_path(folder / "au.csv")
+    with pytest.raises(OutputFileError, match="permission denied"):
+        fileio.atomic_write_text(folder / "m.json", "{}")  # every writer goes through output_path
+    assert list(folder.iterdir()) == []
+    fileio.output_path(tmp_path / "au.csv")  # the folder beside it is fine
+
+
+def test_a_read_only_file_system_is_said_as_such(tmp_path, monkeypatch):
+    _deny_writing(monkeypatch, tmp_path)
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(fileio.os, "statvfs", lambda path: ReadOnly())
+    with pytest.raises(OutputFileError, match=r"au\.csv: the file system is read-only; write elsewhere"):
+        fileio.output_path(tmp_path / "au.csv")
+
+
+@pytest.mark.parametrize("command", ["extract", "train-au"])
+def test_extract_and_train_au_say_a_read_only_out_folder_before_any_work(capsys, tmp_path, monkeypatch, command):
+    """Seen as a non-root user: extract measured every image and train-au fitted the model, then
+    failed to write. The input here does not exist: the out folder is said first."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    _deny_writing(monkeypatch, folder)
+    out = folder / ("au.csv" if command == "extract" else "m.json")
+    code = main([command, str(tmp_path / "no_such_input"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "permission denied" in err and err.count("\n") == 1, err
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.skipif(AS_ROOT, reason="root may write into a read-only folder; the monkeypatched tests above "
+                                    "cover this when run as root")
+def test_a_really_read_only_folder_is_refused(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(OutputFileError, match="permission denied"):
+            fileio.output_path(folder / "au.csv")
+    finally:
+        folder.chmod(0o755)
+
+
+_MAGIC = {"gzip": b"\x1f\x8b", "bz2": b"BZh", "xz": b"\xfd7zXZ\x00", "parquet": b"PAR1"}
+
+
+def test_every_table_ending_is_written_in_its_format_and_reads_back(tmp_path):
+    """``TABLE_ENDINGS`` and ``write_frame`` are one list: each ending the CLI accepts is written
+    as the format it names."""
+    table = au_table.failure_rows([("a.jpg", "happy"), ("b.jpg", None)], "no face found", "mediapipe")
+    assert set(fileio.TABLE_ENDINGS) == {".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".parquet"}
+    for ending in fileio.TABLE_ENDINGS:
+        path = fileio.write_frame(table, tmp_path / f"AU{ending.upper()}")
+        fmt = fileio.TABLE_FORMATS[ending]
+        head = path.read_bytes()[:6]
+        assert head.startswith(_MAGIC[fmt]) if fmt in _MAGIC else head.startswith(b"file,"), (ending, head)
+        assert au_table.read(path)["file"].tolist() == ["a.jpg", "b.jpg"]
+    assert gzip.decompress((tmp_path / "AU.CSV.GZ").read_bytes()) == bz2.decompress(
+        (tmp_path / "AU.CSV.BZ2").read_bytes()) == lzma.decompress((tmp_path / "AU.CSV.XZ").read_bytes())
+
+
+@pytest.mark.parametrize("name", ["au.gz", "au.xlsx", "au.txt", "au"])
+def test_write_frame_refuses_an_ending_that_names_no_format_it_writes(tmp_path, name):
+    """au.gz was written as gzip CSV and au.xlsx as plain CSV, while the CLI refused both: the
+    check and the writer now read the same list."""
+    with pytest.raises(OutputFileError, match=rf"{name}: a table's name must end with \.csv, \.csv\.gz"):
+        fileio.write_frame(pd.DataFrame({"x": [1]}), tmp_path / name)
+    with pytest.raises(OutputFileError, match=rf"{name}: --csv must end with \.csv"):
+        fileio.table_output_path(tmp_path / name, "--csv")
+    assert list(tmp_path.iterdir()) == []
