@@ -38,18 +38,18 @@ class CNNSettings:
 
     def describe(self) -> str:
         """For records (the manifest's command and description): always English."""
-        limit = f", {self.limit_per_class} images per emotion" if self.limit_per_class else ""
-        val = Path(self.val_dir).name if self.val_dir else "10% of train held out"
-        recipe = "" if self.recipe.is_default else f"; recipe: {self.recipe.describe()}"
-        return (f"{self.preset} preset, {len(self.classes)} emotions, {self.epochs} epochs, batch {self.batch_size}"
-                f"{limit}; train {Path(self.train_dir).name}, validation {val}{recipe}")
+        from .i18n import using_language
+
+        with using_language("en"):
+            return self.summary()
 
     def summary(self) -> str:
-        """The same for people, in the dashboard's language."""
+        """The settings for people, in the dashboard's language."""
         from .i18n import t
 
         limit = t("cnn.settings_limit", n=self.limit_per_class) if self.limit_per_class else ""
-        val = Path(self.val_dir).name if self.val_dir else t("cnn.settings_held_out")
+        val = (t("cnn.settings_val_folder", folder=Path(self.val_dir).name) if self.val_dir
+               else t("cnn.settings_held_out"))
         recipe = "" if self.recipe.is_default else t("cnn.settings_recipe", recipe=self.recipe.describe())
         return t("cnn.settings_summary", preset=self.preset, k=len(self.classes), epochs=self.epochs,
                  batch=self.batch_size, limit=limit, train=Path(self.train_dir).name, val=val) + recipe

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -150,14 +151,15 @@ def try_section(predictor) -> None:
     unique = len(set(predictor.labels)) == len(predictor.labels)
     outputs = {label if unique else f"{i}: {label}": p for i, (label, p) in enumerate(zip(predictor.labels, raw))}
     c2.plotly_chart(bars(outputs, t("teachable.chart_raw"), emotions=False), key="tm_raw")
-    rows = [{"output": "class", "name": label, "probability": float(p)} for label, p in zip(predictor.labels, raw)]
+    # float32, the precision the network computes in: no float64 noise digits (0.0022416228894144297)
+    rows = [{"output": "class", "name": label, "probability": np.float32(p)} for label, p in zip(predictor.labels, raw)]
     if pd.isna(proba).any():
         c3.warning(t("teachable.all_ignored"))
     else:
         best = predictor.classes[int(proba.argmax())]
         title = t("teachable.chart_emotions", best=emotion_label(best), p=f"{proba.max():.0%}")
         c3.plotly_chart(bars(dict(zip(predictor.classes, proba)), title, emotions=True), key="tm_emotions")
-        rows += [{"output": "emotion", "name": e, "probability": float(p)} for e, p in zip(predictor.classes, proba)]
+        rows += [{"output": "emotion", "name": e, "probability": np.float32(p)} for e, p in zip(predictor.classes, proba)]
     c1.download_button(t("teachable.download_proba"), pd.DataFrame(rows).to_csv(index=False).encode("utf8"),
                        file_name=f"{Path(up.name).stem}_teachable.csv", mime="text/csv", key="tm_dl_proba")
 

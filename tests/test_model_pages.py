@@ -304,3 +304,21 @@ def test_cnn_page_in_korean_with_a_saved_cnn_and_its_evaluation(models_dir, fer_
         run_app(at, T)
     assert f"{fer_small.name} 폴더에서의 정확도" in _metrics(at)
     assert english_left(page_texts(at), ("tiny-cnn",)) == []
+
+
+def test_cnn_training_settings_read_as_settings_in_both_languages():
+    """The settings line under a training's status and result: 'epochs 1' (not '1 epochs'), the
+    folders said as folders (not 'train train, validation val'); the record is English whatever
+    the page's language."""
+    from fer_core.training import CNNSettings
+
+    one = CNNSettings("/data/fer/train", "/data/fer/val", SIX_EMOTIONS, "tiny", 1, 64, 4)
+    held_out = CNNSettings("/data/fer/train", None, SIX_EMOTIONS, "tiny", 3, 64, None)
+    english = one.summary()
+    assert english == ("tiny preset, 6 emotions, epochs 1, batch 64, images per emotion 4; "
+                       "training folder train, validation folder val")
+    assert held_out.summary().endswith("; training folder train, validation: 10% of the training images held out")
+    with i18n.using_language("ko"):
+        assert one.summary() == "tiny 프리셋, 감정 6개, 에포크 1, 배치 64, 감정당 이미지 4장; 학습 폴더 train, 검증 폴더 val"
+        assert held_out.summary().endswith("; 학습 폴더 train, 검증: 학습 이미지의 10% 떼어 둠")
+        assert one.describe() == english

@@ -300,3 +300,31 @@ def test_a_damaged_h5_that_makes_h5py_raise_system_error_is_one_line(export, mon
     with pytest.raises(ModelFileError, match="unreadable HDF5 file") as info:
         load_teachable(export.folder)
     assert "\n" not in str(info.value) and "keras_model.h5" in str(info.value) and "0x7f" not in str(info.value)
+
+
+def test_page_probabilities_download_has_no_float64_noise(export, models_dir, astronaut_jpeg, downloads):
+    """The try-a-photo CSV writes each probability at the precision the network computes in (float32,
+    7 digits), not float64 noise such as 0.0022416228894144297; the emotions still sum to 1."""
+    import io
+    import re
+
+    import pandas as pd
+    from apptest_helpers import run_app
+    from streamlit.testing.v1 import AppTest
+
+    from fer_core import config
+
+    at = AppTest.from_file(str(config.REPO_ROOT / "pages" / "5_Teachable_Machine.py"), default_timeout=240)
+    run_app(at, 240)
+    zipped = export.zip()
+    at.file_uploader(key="tm_upload").set_value([(zipped.name, zipped.read_bytes(), "application/zip")])
+    run_app(at, 240)
+    at.file_uploader(key="tm_image").set_value(("astronaut.jpg", astronaut_jpeg.read_bytes(), "image/jpeg"))
+    run_app(at, 240)
+    text = downloads["astronaut_teachable.csv"].decode()
+    numbers = [row.rsplit(",", 1)[1] for row in text.splitlines()[1:]]
+    assert len(numbers) == 2 * len(LABELS)
+    digits = [len(re.sub(r"e.*|[^0-9]", "", n).lstrip("0")) for n in numbers]
+    assert max(digits) <= 9, numbers
+    proba = pd.read_csv(io.StringIO(text))
+    assert proba.loc[proba["output"] == "emotion", "probability"].sum() == pytest.approx(1.0, abs=1e-6)
