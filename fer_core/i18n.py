@@ -15,7 +15,7 @@ import importlib.util
 import json
 import re
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 
@@ -33,7 +33,9 @@ HANGUL_CHARACTERS = "U+3131-318E, U+AC00-D7A3"  # compatibility jamo and syllabl
 FONT_FAMILY = ("'Source Sans', NanumGothic, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, 'Liberation Sans', "
                "'Noto Sans KR', 'Noto Sans CJK KR', 'Malgun Gothic', 'Apple SD Gothic Neo', sans-serif")
 
-_current: contextvars.ContextVar[str] = contextvars.ContextVar("fer_language", default=DEFAULT_LANGUAGE)
+# None: no run has set it in this context (a fresh thread); then ``_language_source`` answers.
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar("fer_language", default=None)
+_language_source: Callable[[], str | None] | None = None
 
 
 def normalise(lang: str | None) -> str:
@@ -57,7 +59,19 @@ def catalogue(lang: str) -> Mapping[str, str]:
 
 
 def current_language() -> str:
-    return _current.get()
+    code = _current.get()
+    if code is None and _language_source is not None:
+        code = _language_source()
+    return normalise(code) if code else DEFAULT_LANGUAGE
+
+
+def follow_language(source: Callable[[], str | None] | None) -> None:
+    """Where the language comes from in a thread that has not set one: the dashboard's current
+    session (``ui.common``). Streamlit runs a fragment's rerun (the CNN page's live view) and a
+    widget's callback in a fresh thread, before the page sets its language: without this they
+    wrote English in a Korean session. ``source`` returns None outside a session."""
+    global _language_source
+    _language_source = source
 
 
 def set_language(lang: str | None) -> str:
@@ -72,7 +86,7 @@ def using_language(lang: str | None) -> Iterator[str]:
     """Write in this language inside the block (reports, CLI output), then go back."""
     token = _current.set(normalise(lang))
     try:
-        yield _current.get()
+        yield current_language()
     finally:
         _current.reset(token)
 

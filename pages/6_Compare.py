@@ -36,6 +36,7 @@ from ui.common import (
     choose_test_set,
     default_unless_chosen,
     fraction_bar,
+    held_folder,
     keep_for,
     kept_for,
     load_predictor,
@@ -397,9 +398,12 @@ def main() -> None:
                                                     workers=default_workers())
                     finally:
                         bar.empty()
+                    # "folder": a drawn set's or a zip's temporary folder, kept while these results
+                    # show (their thumbnails, explanations and report read its images)
                     previous = {"comparison": comparison, "root": root, "description": description,
                                 "signature": current, "models": list(models),
-                                "settings": ReportSettings.now(description, root)}
+                                "settings": ReportSettings.now(description, root),
+                                "folder": held_folder("cmp", root)}
                     st.session_state["cmp_result"] = previous
     except FerError as exc:
         show_error(exc)

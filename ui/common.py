@@ -62,6 +62,17 @@ def _wanted_language() -> str:
     return i18n.normalise(st.query_params.get("lang") or st.session_state.get("_lang"))
 
 
+def _session_language() -> str | None:
+    """This session's language when called from its script thread (a fragment's rerun, a widget's
+    callback), else None: the download of a report runs outside any session and passes its own."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    return _wanted_language() if get_script_run_ctx(suppress_warning=True) is not None else None
+
+
+i18n.follow_language(_session_language)
+
+
 def choose_language() -> str:
     """The sidebar's language selector, kept in the address (``?lang=ko``) and the session.
 
@@ -244,13 +255,15 @@ def thumbnail(path: str, side: int = 96) -> np.ndarray:
 
 @dataclass
 class TempFolder:
-    """A temporary folder shared through a cache entry. It is removed when nothing holds it any
-    more (``TemporaryDirectory`` removes itself then), not when the shared cache lets it go: the
-    sessions using it hold it too (``held``), so another session's uploads cannot remove the
-    folder a comparison is reading."""
+    """A temporary folder removed when nothing holds it any more (``TemporaryDirectory`` removes
+    itself then): a drawn test set is shared through a cache entry and held by the sessions using
+    it too (``held``), so another session's choices cannot remove the folder a comparison is
+    reading; an unpacked zip is its session's alone. ``key``: what it was made from (an upload's
+    digest), to find it again on the next run."""
     tmp: tempfile.TemporaryDirectory
     root: Path
     count: int = 0
+    key: str = ""
 
 
 def held(slot: str, folder: TempFolder) -> TempFolder:
@@ -261,12 +274,25 @@ def held(slot: str, folder: TempFolder) -> TempFolder:
     return folder
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
-def unpacked_zip(digest: str, _data: bytes) -> TempFolder:
-    """The uploaded zip unpacked once into a temporary folder."""
+def held_folder(slot: str, root: str | Path) -> TempFolder | None:
+    """The temporary folder at ``root`` this session holds in ``slot``, if any: results made from
+    it keep it, so they still read their images after two other choices (and other sessions'
+    draws) let it go."""
+    return next((f for f in st.session_state.get("_held_folders", {}).get(slot, []) if str(f.root) == str(root)),
+                None)
+
+
+def unpacked_zip(digest: str, data: bytes) -> TempFolder:
+    """The uploaded zip unpacked into a temporary folder of this session, once per content (a
+    folder the session holds for it is reused). Not shared through a cache: a researcher's photos
+    stayed on the server after their session ended, until two other uploads pushed them out."""
+    for folders in st.session_state.get("_held_folders", {}).values():
+        for folder in folders:
+            if folder.key == digest:
+                return folder
     tmp = tempfile.TemporaryDirectory(prefix="fer_zip_")
     try:
-        return TempFolder(tmp, unpack_image_zip(_data, Path(tmp.name)))
+        return TempFolder(tmp, unpack_image_zip(data, Path(tmp.name)), key=digest)
     except BaseException:
         tmp.cleanup()
         raise
