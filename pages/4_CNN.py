@@ -112,7 +112,8 @@ def saved_section() -> None:
         show_error(exc, warning=True)
         meta = {}
     ev = EvaluationReport.from_dict(meta["evaluation"]) if meta.get("evaluation") else None
-    details = {t("cnn.preset"): str(meta.get("preset", "?")),
+    preset = str(meta.get("preset", "?"))
+    details = {t("cnn.preset"): preset_names().get(preset, preset),  # the training form's label
                t("cnn.epochs_run"): str(meta.get("epochs_run", "?")),
                t("cnn.training_images"): f"{meta['n_train']:,}" if isinstance(meta.get("n_train"), int) else "?"}
     if ev:
@@ -181,6 +182,9 @@ def evaluate_section(entry) -> None:
         if go:
             if not folder:
                 show_error(t("cnn.type_folder", layout=data_layout_help()))
+                return
+            if not Path(folder).expanduser().exists():  # typed: the data-folder advice does not fit
+                show_error(t("cnn.eval_missing", folder=folder))
                 return
             bar, progress = fraction_bar(t("cnn.starting"))
             try:

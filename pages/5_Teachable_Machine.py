@@ -57,7 +57,7 @@ def choose_upload() -> tuple[TeachableUpload, str] | None:
 
 def upload_stem(upload: TeachableUpload) -> str:
     """A file-name-safe stem of the uploaded zip or model file (not a labels.txt picked first), for
-    default model names."""
+    default model names and the mapping download."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", Path(upload.model_file).stem).strip("-_") or "model"
 
 
@@ -99,14 +99,14 @@ def mapping_table(predictor) -> pd.DataFrame:
                          "emotion": [e or "" for e in predictor.mapping.emotions]})
 
 
-def show_mapping(predictor) -> None:
+def show_mapping(predictor, upload: TeachableUpload) -> None:
     rows = [{t("teachable.col_class"): f"{i}: {label}",
              t("teachable.col_counts_as"): emotion_label(emotion) if emotion else t("teachable.ignored_cell")}
             for i, (label, emotion) in enumerate(zip(predictor.labels, predictor.mapping.emotions))]
     left, right = st.columns([2, 3])
     left.dataframe(pd.DataFrame(rows), hide_index=True)
     left.download_button(t("teachable.download_mapping"), mapping_table(predictor).to_csv(index=False).encode("utf8"),
-                         file_name="teachable_mapping.csv", mime="text/csv", key="tm_dl_mapping")
+                         file_name=f"{upload_stem(upload)}_mapping.csv", mime="text/csv", key="tm_dl_mapping")
     with right:
         st.markdown(t("teachable.scores_as", emotions=", ".join(emotion_labels(predictor.classes))))
         if predictor.unmapped:
@@ -240,7 +240,7 @@ def main() -> None:
         return
     remember_unsaved(predictor)
     st.caption(t("teachable.unsaved_note", name=unsaved))
-    show_mapping(predictor)
+    show_mapping(predictor, upload)
     try_section(predictor)
     save_section(upload, predictor, key)
 

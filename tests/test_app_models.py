@@ -224,7 +224,7 @@ def test_cnn_page_inspects_and_evaluates_a_saved_cnn(models_dir, fer_small, tiny
     at = _run(AppTest.from_file(CNN_PAGE))
     assert at.selectbox(key="cnn_model").value == "tiny-cnn"
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Preset"] == "tiny" and metrics["Epochs run"] == "1"
+    assert metrics["Preset"] == "tiny (pipeline check only)" and metrics["Epochs run"] == "1"
     assert "tiny-cnn: training curves" in _titles(at)  # from the sidecar: no TensorFlow needed to show it
     at.text_input(key="cnn_eval_folder").set_value(str(fer_small))
     at.number_input(key="cnn_eval_per").set_value(0)

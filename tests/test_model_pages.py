@@ -306,6 +306,26 @@ def test_cnn_page_in_korean_with_a_saved_cnn_and_its_evaluation(models_dir, fer_
     assert english_left(page_texts(at), ("tiny-cnn",)) == []
 
 
+def test_cnn_page_names_the_preset_as_the_form_does_and_a_typo_folder_gets_path_advice(models_dir, fer_small,
+                                                                                         tiny_cnn):
+    """The saved CNN's preset showed the raw "tiny" while the form says "tiny (…)"; a mistyped
+    evaluation folder was told to set FER_DATA_DIR, which has nothing to do with a typed path."""
+    _register_cnn(models_dir, tiny_cnn)
+    typo = str(fer_small) + "-typo"
+    for lang in ("en", "ko"):
+        at = AppTest.from_file(CNN_PAGE)
+        at.query_params["lang"] = lang
+        with i18n.using_language(lang):
+            run_app(at, T)
+            assert _metrics(at)[i18n.t("cnn.preset")] == i18n.t("cnn.preset_tiny") != "tiny"
+            at.text_input(key="cnn_eval_folder").set_value(typo)
+            at.button(key="cnn_eval_button").click()
+            run_app(at, T)
+            assert texts(at.error) == [i18n.t("cnn.eval_missing", folder=typo)]
+        assert "FER_DATA_DIR" not in texts(at.error)[0]
+    assert texts(at.error) == [f"{typo}: 폴더가 없습니다. 경로를 확인하세요"]
+
+
 def test_cnn_training_settings_read_as_settings_in_both_languages():
     """The settings line under a training's status and result: 'epochs 1' (not '1 epochs'), the
     folders said as folders (not 'train train, validation val'); the record is English whatever

@@ -147,6 +147,15 @@ def test_one_face_charts():
     assert plots.strongest_aus(aus, n=3) == ["AU12", "AU06"]  # AU25 is below 0.5
 
 
+def test_probability_bars_label_tiny_bars_outside():
+    """Plotly drops the text of a sub-pixel bar placed "auto": a 6e-7 class showed no "0%" label."""
+    fig = plots.probability_bars({"happy": 0.9979994, "sad": 6e-7, "neutral": 0.002})
+    bar = fig.data[0]
+    placed = dict(zip(bar.y, zip(bar.text, bar.textposition)))
+    assert placed == {"sad": ("0%", "outside"), "neutral": ("0%", "outside"), "happy": ("100%", "inside")}
+    assert bar.cliponaxis is False  # the outside label may reach past the plot area
+
+
 def test_overlay_marks_the_landmarks_of_the_chosen_aus():
     rgb = np.full((400, 400, 3), 90, dtype=np.uint8)
     landmarks = np.zeros((478, 3))

@@ -326,7 +326,7 @@ def test_page_imports_a_tfjs_zip_and_offers_it_unsaved(exports, models_dir, astr
 
     at = _import_tfjs_zip(exports)
     assert not at.error, texts(at.error)
-    assert any(s == "Loaded **converted_tfjs.zip** (TensorFlow.js (model.json)): 3 classes, input 224×224 RGB."
+    assert any(s == "Loaded **converted_tfjs.zip** · TensorFlow.js (model.json) · 3 classes, input 224×224 RGB."
                for s in texts(at.success))
     unsaved = at.session_state["_unsaved_models"]
     (name,) = unsaved
@@ -334,7 +334,7 @@ def test_page_imports_a_tfjs_zip_and_offers_it_unsaved(exports, models_dir, astr
     assert unsaved[name].format == "tfjs"
     _, name, data = recorded_downloads["tm_dl_mapping"]
     mapping = pd.read_csv(io.BytesIO(data))
-    assert name == "teachable_mapping.csv" and list(mapping["class"]) == list(LABELS)
+    assert name == "converted_tfjs_mapping.csv" and list(mapping["class"]) == list(LABELS)
     assert list(mapping["emotion"]) == ["angry", "happy", "sad"]
     at.file_uploader(key="tm_image").set_value(("astronaut.jpg", astronaut_jpeg.read_bytes(), "image/jpeg"))
     run_app(at, T)

@@ -224,13 +224,20 @@ def mean_au_heatmap(table: pd.DataFrame, classes: Sequence[str], au_columns: Seq
 
 
 # -- one face ----------------------------------------------------------------------------------
+# Below this probability a bar's label goes outside it: Plotly drops the text of a bar under a
+# pixel wide ("auto" placement), so a 6e-7 class showed no "0%" while a 0.2% one did.
+INSIDE_LABEL_MIN = 0.15
+
+
 def probability_bars(probabilities: Mapping[str, float], title: str | None = None) -> go.Figure:
-    """Horizontal bars, most likely emotion on top."""
+    """Horizontal bars, most likely emotion on top; every bar labelled, tiny ones beside the bar."""
     items = sorted(probabilities.items(), key=lambda kv: kv[1])
+    values = [float(v) for _, v in items]
     fig = go.Figure(go.Bar(
-        y=emotion_labels(k for k, _ in items), x=[float(v) for _, v in items], orientation="h",
+        y=emotion_labels(k for k, _ in items), x=values, orientation="h",
         marker_color=[emotion_color(k) for k, _ in items],
-        text=[f"{float(v):.0%}" for _, v in items], textposition="auto", textangle=0,
+        text=[f"{v:.0%}" for v in values], textangle=0, cliponaxis=False,
+        textposition=["inside" if v >= INSIDE_LABEL_MIN else "outside" for v in values],
         hovertemplate="%{y}: %{x:.1%}<extra></extra>",
     ))
     fig.update_xaxes(range=[0, 1], tickformat=".0%")

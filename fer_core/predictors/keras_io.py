@@ -26,6 +26,9 @@ def import_keras():
 
     The backend is TensorFlow unless ``KERAS_BACKEND`` names another: training also runs on JAX
     or PyTorch (a GPU machine without TensorFlow), while TensorFlow Lite twins need TensorFlow.
+    TensorFlow's Python logger is set to ERROR: its warnings (tf.function retracing after a few
+    trainings in one server, deprecations) are nothing a user can act on, and its errors and all
+    raised exceptions still show.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -35,7 +38,9 @@ def import_keras():
         import keras
 
         if keras.backend.backend() == "tensorflow":
-            import tensorflow  # noqa: F401  (its start-up happens here, not at the first model call)
+            import tensorflow  # its start-up happens here, not at the first model call
+
+            tensorflow.get_logger().setLevel("ERROR")
 
     return keras
 
