@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -255,30 +256,45 @@ def write_manifest(entries: Sequence[ModelEntry], models_dir: Path | None = None
     fileio.atomic_write_text(manifest_path(models_dir), json.dumps([e.to_dict() for e in entries], indent=2) + "\n")
 
 
+_held = threading.local()  # the manifest locks this thread holds (by lock file), so that they nest
+
+
 @contextlib.contextmanager
-def _one_writer(models_dir: Path | None = None):
+def one_writer(models_dir: Path | None = None):
     """Hold the manifest's lock (``manifest.json.lock`` beside it) while it is read and written
     back: two saves at once (two dashboard sessions, a page and a CLI training) each read the
-    list before the other wrote it, and one entry was lost."""
+    list before the other wrote it, and one entry was lost. Held by a thread, it nests (a save
+    holds it across its name check, its files and ``register``); other threads and processes wait."""
     try:
         import fcntl
     except ImportError:  # not a POSIX system: one writer is the user's to ensure
         yield
         return
     lock = manifest_path(models_dir).with_name(MANIFEST + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)  # a models folder not made yet (the first save)
-    with open(lock, "a") as fh:
+    key = os.path.abspath(lock)
+    held: set[str] = _held.__dict__.setdefault("locks", set())
+    if key in held:
+        yield
+        return
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)  # a models folder not made yet (the first save)
+        fh = open(lock, "a")  # noqa: SIM115 (closed by the with below; its OSError is said here)
+    except OSError as exc:  # a read-only models folder: one line, before anything is written
+        raise fileio.write_error(lock, exc) from None
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
+        held.add(key)
         try:
             yield
         finally:
+            held.discard(key)
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def register(entry: ModelEntry, models_dir: Path | None = None) -> ModelEntry:
     """Add or replace (by name, in its place) an entry, filling its sha256 from the file."""
     entry.sha256 = sha256_file(entry.file)
-    with _one_writer(models_dir):
+    with one_writer(models_dir):
         entries = read_manifest(models_dir)
         names = [e.name for e in entries]
         if entry.name in names:

@@ -205,3 +205,43 @@ def test_the_first_save_into_a_new_models_folder_registers(tmp_path, monkeypatch
     register(ModelEntry(name="mine", kind="au-logreg", path=str(REPO_ROOT / "models" / "au_logreg_fer2013.json"),
                         classes=()))
     assert [e.name for e in read_manifest()] == ["mine"]
+
+
+def test_two_saves_under_one_new_name_keep_the_first_and_refuse_the_second(models_dir, always_kind, monkeypatch):
+    """Two sessions saving under the same new name both passed the name check, wrote the same file,
+    and the first was told "saved" while the name held the other's model."""
+    import threading
+
+    barrier = threading.Barrier(2)
+
+    def save_when_both_checked(artefact: dict, path: Path) -> list[Path]:
+        try:  # both saves meet here if both passed the name check (the old race); else time out
+            barrier.wait(timeout=1.5)
+        except threading.BrokenBarrierError:
+            pass
+        return _save(artefact, path)
+
+    monkeypatch.setitem(registry._kinds, "always", registry.ModelKind(
+        "always", always_kind.describe, "pixels", False, _load, save_when_both_checked, "{name}.always", _claims))
+    classes = ["happy", "sad"]
+    saved: dict[str, object] = {}
+
+    def save(emotion: str) -> None:
+        try:
+            saved[emotion] = registry.save_and_register({"emotion": emotion, "classes": classes}, name="shared",
+                                                        kind="always", classes=classes, metrics=Metrics(),
+                                                        command="pytest")
+        except FerError as exc:
+            saved[emotion] = exc
+
+    threads = [threading.Thread(target=save, args=(e,)) for e in ("happy", "sad")]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    refused = [e for e, r in saved.items() if isinstance(r, FerError)]
+    assert len(refused) == 1, saved
+    assert str(saved[refused[0]]) == "a model named 'shared' already exists; choose another name"
+    (winner,) = set(saved) - set(refused)
+    assert [e.name for e in read_manifest(models_dir)].count("shared") == 1
+    assert registry.load_predictor("shared").emotion == winner  # the file holds the model of the one told "saved"

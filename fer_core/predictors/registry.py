@@ -23,6 +23,7 @@ from ..errors import FerError, ModelFileError, OutputFileError, one_line
 from ..manifest import (
     Metrics,
     ModelEntry,
+    one_writer,
     read_manifest,
     refuse_other_kind,
     register,
@@ -166,31 +167,36 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
     be new; with
     ``path`` (the CLI's ``--out``) it is written there and registered, replacing an entry of the
     same name. Files written are removed again if registering fails. ``extra``: further keys of
-    the manifest entry (a Teachable Machine import's ``format``).
+    the manifest entry (a Teachable Machine import's ``format``). Saves wait for each other (the
+    manifest's lock), so of two saves under one new name the second is refused, in one line.
     """
     spec = get_kind(kind)
     folder = Path(models_dir or config.models_dir())
-    existing = read_manifest(folder)
-    if path is None:
-        validate_model_name(name, existing)
-        target = folder / spec.file_pattern.format(name=name)
-        if target.exists():
-            raise FerError(f"{target.name} already exists in {folder}; choose another name")
-    else:
-        validate_model_name(name, [] if replace else [e for e in existing if e.name != name])
-        refuse_other_kind(name, kind, existing)
-        target = Path(path)
-    written = spec.save(artefact, target)
-    entry = ModelEntry(name=name, kind=kind, path=relative_to_repo(written[0]), classes=tuple(classes),
-                       metrics=metrics, command=command, origin=origin, description=description,
-                       mapping=mapping, extra=dict(extra or {}))
-    try:
-        return register(entry, folder)
-    except (OSError, ValueError, OutputFileError) as exc:
+    # The name check, the files and the entry are one step under the manifest's lock: two sessions
+    # saving under the same new name both passed the check, wrote the same file, and the first was
+    # told "saved" while the name held the other's model. The second now waits, then is refused.
+    with one_writer(folder):
+        existing = read_manifest(folder)
         if path is None:
-            for f in written:
-                shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
-        raise FerError(f"could not register {name} in the manifest ({one_line(exc)})") from None
+            validate_model_name(name, existing)
+            target = folder / spec.file_pattern.format(name=name)
+            if target.exists():
+                raise FerError(f"{target.name} already exists in {folder}; choose another name")
+        else:
+            validate_model_name(name, [] if replace else [e for e in existing if e.name != name])
+            refuse_other_kind(name, kind, existing)
+            target = Path(path)
+        written = spec.save(artefact, target)
+        entry = ModelEntry(name=name, kind=kind, path=relative_to_repo(written[0]), classes=tuple(classes),
+                           metrics=metrics, command=command, origin=origin, description=description,
+                           mapping=mapping, extra=dict(extra or {}))
+        try:
+            return register(entry, folder)
+        except (OSError, ValueError, OutputFileError) as exc:
+            if path is None:
+                for f in written:
+                    shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
+            raise FerError(f"could not register {name} in the manifest ({one_line(exc)})") from None
 
 
 def needs_tensorflow(entry: ModelEntry) -> bool:
