@@ -413,3 +413,78 @@ def test_compare_page_marks_its_results_stale_after_a_retrain_or_a_cleared_choic
     at.text_input(key="cmp_folder").set_value("")
     run_app(at, T)
     assert any("previous choice" in s for s in texts(at.info))
+
+
+class AnswersInTwoPasses(Predictor):
+    """An AU model that counts its answers as an ensemble of two members does (2 x faces)."""
+
+    kind, inputs = "test", "aus"
+
+    def __init__(self, classes):
+        self.name, self.classes = "two-pass", tuple(classes)
+
+    def predict_proba(self, faces, progress=None):
+        for done in range(2 * len(faces) + 1):
+            if progress:
+                progress(done, 2 * len(faces))
+        return np.full((len(faces), len(self.classes)), 1 / len(self.classes))
+
+
+def test_compare_progress_counts_images_and_faces_not_passes(six_images, monkeypatch):
+    """The bar read "Measuring faces: 5,052 / 6,186" for 3,093 images: the face pipeline counts a
+    pass reading every image and one measuring each, and an ensemble counts each member's answers."""
+    from fer_core.measure import extract
+
+    def no_faces(items, workers=1, use_cache=True, progress=None, should_stop=None, crops=False):
+        for done in range(len(items) + 1):
+            if progress:
+                progress(done, len(items))
+        return {i: "no face found" for i in range(len(items))}
+
+    monkeypatch.setattr(extract, "measure_items", no_faces)
+    labels: list[str] = []
+    comparison = run_comparison([AnswersInTwoPasses(["angry", "happy", "sad"])], list_images(six_images),
+                                progress=lambda fraction, text: labels.append(text))
+    assert comparison.n == 6  # 7 images chosen, one of them unreadable
+    counted = [re.search(r"([\d,]+) of ([\d,]+) (images|faces)", text) for text in labels]
+    assert "Measuring faces: 7 of 7 images" in labels and "two-pass: 6 of 6 faces" in labels
+    assert all(int(m[1]) <= int(m[2]) and int(m[2]) == (7 if m[3] == "images" else 6) for m in counted if m), labels
+    assert any(text.startswith("Reading images: ") for text in labels)
+
+
+def test_a_comparison_waiting_for_another_runs_measuring_says_so(six_images, monkeypatch, tmp_path):
+    """A second session's Compare waited on the shared measuring workers with its bar frozen, unexplained."""
+    import threading
+
+    from fer_core.i18n import t
+    from fer_core.measure import extract
+    from fer_core.measure.workers import IsolatedPool
+
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    pool = IsolatedPool(1, int)  # int of a task fails: every image a failure row, no MediaPipe
+    monkeypatch.setattr(extract, "_pool", lambda key, workers: pool)
+    pool.lock.acquire()  # another session's batch holds the workers
+    released = threading.Lock()
+
+    def other_run_done() -> None:
+        if released.acquire(blocking=False):
+            pool.lock.release()
+
+    timer = threading.Timer(5.0, other_run_done)  # the old code waits without a word: fail, do not hang
+    timer.start()
+    labels: list[str] = []
+
+    def progress(fraction: float, text: str) -> None:
+        labels.append(text)
+        if text == t("loading.waiting_for_pool"):
+            other_run_done()
+
+    try:
+        comparison = run_comparison([AnswersInTwoPasses(["angry", "happy", "sad"])], list_images(six_images),
+                                    progress=progress)
+    finally:
+        timer.cancel()
+        pool.close()
+    assert t("loading.waiting_for_pool") in labels, labels
+    waited = labels.index(t("loading.waiting_for_pool"))
+    assert labels[waited + 1].startswith("Measuring faces: ") and comparison.n == 6  # then measured, as usual

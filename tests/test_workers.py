@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,3 +101,30 @@ def test_a_worker_that_died_idle_hands_its_task_to_another_and_the_batch_goes_on
     pool.close()
     assert results == {0: 3, 1: 4, 2: 5, 3: 6}
     assert not any(isinstance(r, WorkerFailure) for r in results.values())
+
+
+def test_asking_a_shared_pool_for_another_size_reuses_its_processes_not_a_second_pool():
+    """A batch with 3 workers, then with 1, then with 2 (the CLI's --workers, a notebook, a long
+    lived server): one pool of the last size, not a pool per size whose MediaPipe processes
+    (hundreds of MB each) stay alive for the process's life."""
+    from fer_core.measure import workers
+
+    key = "test-sizes"
+    alive: list[set[int]] = []
+    try:
+        for n in (3, 1, 2):
+            pool = workers.shared_pool(key, n, abs, timeout_s=60)
+            with pool.lock:
+                assert sorted(r for _, r in pool.imap_unordered([-1, -2, -3])) == [1, 2, 3]
+            alive.append({w.process.pid for w in pool._workers if w.process.is_alive()})
+        pools = [p for k, p in workers._pools.items() if k[0] == key]
+        assert pools == [pool] and [len(s) for s in alive] == [3, 1, 2]
+        assert alive[1] < alive[0] and alive[1] < alive[2]  # the same process kept, not started again
+        assert {w.process.pid for w in pool._workers} == alive[2]
+        for pid in alive[0] - alive[2]:  # the workers let go were stopped and reaped
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        with workers._pools_lock:
+            for k in [k for k in workers._pools if k[0] == key]:
+                workers._pools.pop(k).close()

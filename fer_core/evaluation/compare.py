@@ -22,6 +22,7 @@ from ..emotions import shared_classes
 from ..errors import DatasetError, FerError, one_line, printable
 from ..i18n import t
 from ..images import LabeledImage
+from ..measure.workers import telling_waits
 from ..predictors.base import Explanation, Predictor, predicted_labels
 from ..predictors.ensemble import EnsemblePredictor, predict_reusing
 from .metrics import EvaluationReport, McNemarResult, evaluation_report, holm_adjusted, mcnemar, report_from_codes
@@ -148,6 +149,15 @@ def scored_images(predictors: Sequence[Predictor], items: Sequence[LabeledImage]
     return classes, chosen, skipped
 
 
+def preparing_label(done: int, total: int, images: int) -> str:
+    """What ``prepare_faces``'s progress counts, in images: it reads every image (``total`` =
+    ``images``), then, for AU models, measures each (``total`` = 2 x ``images``). Shown as one
+    count of steps, 6,186 for 3,093 images read a user as "of 6,186 images"."""
+    if total > images and done > images:
+        return t("loading.measuring_faces", done=f"{min(done - images, images):,}", total=f"{images:,}")
+    return t("loading.reading_images", done=f"{min(done, images):,}", total=f"{images:,}")
+
+
 def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Sequence[str] | None = None,
                    workers: int = 1, progress: FractionProgress | None = None,
                    loader: Callable | None = None, prepare: Callable | None = None) -> Comparison:
@@ -171,9 +181,16 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     need_aus = any(p.inputs == "aus" for p in predictors)
     need_pixels = any(p.inputs == "pixels" for p in predictors)
     share = 1.0 / (len(predictors) + 1)
-    prepared = (prepare or prepare_faces)(
-        chosen, need_aus, need_pixels, workers=workers,
-        progress=lambda d, n: report(share * d / max(n, 1), t("loading.measuring_faces", done=f"{d:,}", total=f"{n:,}")))
+    shown = [0.0]  # where the bar stands, for a wait on another run's measuring
+
+    def preparing(done: int, total: int) -> None:
+        shown[0] = share * done / max(total, 1)
+        report(shown[0], preparing_label(done, total, len(chosen)))
+
+    # The measuring workers are shared by the server's sessions: when another run holds them,
+    # say so instead of a bar that stands still without a word.
+    with telling_waits(lambda: report(shown[0], t("loading.waiting_for_pool"))):
+        prepared = (prepare or prepare_faces)(chosen, need_aus, need_pixels, workers=workers, progress=preparing)
     if not prepared.items:
         raise DatasetError(f"none of the {len(chosen)} test images could be read")
     files = [printable(str(it.path)) for it in prepared.items]
@@ -188,9 +205,11 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
                                            key=lambda i: isinstance(predictors[i], EnsemblePredictor))):
         p = predictors[i]
 
-        def step(done: int, total: int, k=done_models, name=p.name) -> None:
-            report(share * (1 + k + done / max(total, 1)), t("loading.model_progress", name=name, done=f"{done:,}",
-                                                                 total=f"{total:,}"))
+        def step(done: int, total: int, k=done_models, name=p.name, faces=len(prepared.faces)) -> None:
+            # an ensemble counts each member's answers (members x faces): shown as faces answered
+            report(share * (1 + k + done / max(total, 1)), t("loading.model_progress", name=name,
+                                                             done=f"{done * faces // max(total, 1):,}",
+                                                             total=f"{faces:,}"))
 
         report(share * (1 + done_models), t("loading.model_running", name=p.name))
         try:

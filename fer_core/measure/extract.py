@@ -172,7 +172,7 @@ def iter_tasks(args: Sequence, workers: int = 1, progress: Progress | None = Non
     if not args:
         return
     pool = _pool("measure", workers)
-    with pool.lock:
+    with pool.held():
         for done, (i, result) in enumerate(pool.imap_unordered(list(args)), 1):
             if progress:
                 progress(done, len(args))
@@ -278,7 +278,7 @@ def _run_measurements(paths: list, indices: list[int], workers: int):
     if not paths:
         return
     pool = _pool("measure", workers)
-    with pool.lock:
+    with pool.held():
         for j, measured in pool.imap_unordered(paths):
             yield indices[j], measured
 

@@ -24,6 +24,7 @@ import time
 import types
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -35,6 +36,22 @@ TIMEOUT_ADVICE = "try a smaller image"
 MAX_FAILED_STARTS = 3
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                "TF_NUM_INTEROP_THREADS")
+
+
+# What a batch calls when it finds its pool busy with another run's batch, before it waits (see
+# ``telling_waits``); a context variable, so each dashboard session's run has its own.
+_on_wait: ContextVar[Callable[[], None] | None] = ContextVar("pool_wait_notice", default=None)
+
+
+@contextlib.contextmanager
+def telling_waits(notice: Callable[[], None]) -> Iterator[None]:
+    """While inside, a batch that finds its shared pool busy (another dashboard session's run)
+    calls ``notice()`` before it waits: its progress bar would otherwise stand still, unexplained."""
+    token = _on_wait.set(notice)
+    try:
+        yield
+    finally:
+        _on_wait.reset(token)
 
 
 class WorkerFailure(str):
@@ -142,6 +159,10 @@ class IsolatedPool:
         for w in [w for w in self._workers if not w.process.is_alive() and w.job is None]:
             w.stop()
             self._workers.remove(w)
+        idle = [w for w in reversed(self._workers) if w.job is None]
+        for w in idle[:max(0, len(self._workers) - self.size)]:  # the pool was made smaller (``shared_pool``)
+            w.stop()
+            self._workers.remove(w)
         while len(self._workers) < self.size:
             self._workers.append(_Worker(self._ctx, self._initializer, self._task))
 
@@ -153,6 +174,20 @@ class IsolatedPool:
                 self._fill()
             finally:
                 self.lock.release()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the pool for one batch. When another batch holds it, the caller's notice (see
+        ``telling_waits``) is called first, then this waits for the pool."""
+        if not self.lock.acquire(blocking=False):
+            notice = _on_wait.get()
+            if notice is not None:
+                notice()
+            self.lock.acquire()
+        try:
+            yield
+        finally:
+            self.lock.release()
 
     def close(self) -> None:
         for w in self._workers:
@@ -234,17 +269,22 @@ class IsolatedPool:
                 self._workers.remove(w)
 
 
-_pools: dict[tuple, IsolatedPool] = {}
+_pools: dict[tuple[str, int], IsolatedPool] = {}
 _pools_lock = threading.Lock()
 
 
 def shared_pool(key: str, workers: int, task: Callable[[Any], Any], initializer: Callable[[], None] | None = None,
                 **options) -> IsolatedPool:
-    """The process's pool for ``key`` with ``workers`` processes (made once, closed at exit)."""
+    """The process's pool for ``key`` (made once, closed at exit), sized to ``workers`` processes.
+    One pool per key, resized when asked for another size: a pool per size kept every size's
+    MediaPipe processes (hundreds of MB each) alive for the process's life."""
     with _pools_lock:
         pool = _pools.get((key, workers))
         if pool is None:
-            pool = _pools[(key, workers)] = IsolatedPool(workers, task, initializer, **options)
+            other = next((k for k in _pools if k[0] == key), None)
+            pool = _pools.pop(other) if other else IsolatedPool(workers, task, initializer, **options)
+            pool.size = max(1, int(workers))  # workers are added or stopped as its next batch starts
+            _pools[(key, workers)] = pool
         return pool
 
 
