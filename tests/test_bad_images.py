@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,9 +59,13 @@ def corpus(tmp_path_factory, astronaut) -> Path:
     return root
 
 
+# The CLI's measurement cache for these runs: removed when the test process ends (a folder named
+# by the pid stayed in /tmp after every run).
+_CLI_CACHE = tempfile.TemporaryDirectory(prefix="fer-bad-")
+
+
 def _cli(args: list[str], env_extra: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FER_CACHE_DIR": str(Path(os.environ.get("TMPDIR", "/tmp")) / f"fer-bad-{os.getpid()}"),
-           **(env_extra or {})}
+    env = {**os.environ, "FER_CACHE_DIR": _CLI_CACHE.name, **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "fer_core", *args], cwd=config.REPO_ROOT, env=env,
                           capture_output=True, timeout=timeout)
 
