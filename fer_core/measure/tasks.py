@@ -153,7 +153,7 @@ def measure_image(rgb: np.ndarray) -> list[FaceMeasurement]:
     crash-isolated worker (the dashboard's server never runs MediaPipe itself). A single photo
     has its own worker, so it does not wait behind a long extraction."""
     pool = _pool("photo", 1)
-    with pool.lock:
+    with pool.held():
         for _, result in pool.imap_unordered([np.ascontiguousarray(rgb)]):
             if isinstance(result, str):
                 raise ImageError(f"image: {result}")
@@ -164,7 +164,7 @@ def measure_image(rgb: np.ndarray) -> list[FaceMeasurement]:
 def measure_masked_image(rgb: np.ndarray, style: str, seed: int = 0):
     """``masks.mask_and_measure`` on one decoded image, in Try it's crash-isolated worker."""
     pool = _pool("photo", 1)
-    with pool.lock:
+    with pool.held():
         for _, result in pool.imap_unordered([("mask", np.ascontiguousarray(rgb), style, seed)]):
             if isinstance(result, str):
                 raise ImageError(f"image: {result}")

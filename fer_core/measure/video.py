@@ -469,7 +469,7 @@ def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, worker
     done = 0
     if progress:
         progress(0, len(chunks))
-    with pool.lock:
+    with pool.held():
         results = pool.imap_unordered([ChunkTask(os.fspath(path), s, e, fps, info.expected_end_s, file)
                                        for s, e in chunks])
         try:
