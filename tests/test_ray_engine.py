@@ -190,12 +190,17 @@ def test_stop_keeps_the_rows_for_a_rerun(cluster, folder, local_table, tmp_path)
     _same_rows(rest.table, local_table)
 
 
-def test_cli_joins_a_running_cluster_by_address(cluster, folder, local_table, tmp_path):
-    out = tmp_path / "au.parquet"
+def _extract_on_cluster(folder, cluster: str, out) -> subprocess.CompletedProcess:
+    """``python -m fer_core extract FOLDER --engine ray --ray-address CLUSTER`` with one actor."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "fer_core", "extract", str(folder), "--engine", "ray",
+    return subprocess.run([sys.executable, "-m", "fer_core", "extract", str(folder), "--engine", "ray",
                            "--ray-address", cluster, "--workers", "1", "--out", str(out)],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_joins_a_running_cluster_by_address(cluster, folder, local_table, tmp_path):
+    out = tmp_path / "au.parquet"
+    proc = _extract_on_cluster(folder, cluster, out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "measured by 1 actors" in proc.stderr
     _same_rows(au_table.read(out), local_table)
@@ -211,10 +216,7 @@ def test_cli_takes_a_folder_whose_name_is_not_utf8(cluster, folder, local_table,
     for name in ("astronaut.jpg", "small.png"):
         (latin1 / "happy" / name).write_bytes((folder / "happy" / name).read_bytes())
     out = tmp_path / "au.parquet"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "fer_core", "extract", str(latin1), "--engine", "ray",
-                           "--ray-address", cluster, "--workers", "1", "--out", str(out)],
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = _extract_on_cluster(latin1, cluster, out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     expected = local_table[local_table["file"].isin(["happy/astronaut.jpg", "happy/small.png"])]
     _same_rows(au_table.read(out), expected.reset_index(drop=True))
