@@ -143,3 +143,14 @@ def test_figures_draw_digits_in_the_pages_latin_font_and_hangul_after_it():
     assert {"Arial", "Helvetica Neue", "Segoe UI"} <= set(families) and families[-1] == "sans-serif"
     css = i18n.embedded_font_css("전체 55.7%")
     assert "unicode-range: U+3131-318E, U+AC00-D7A3;" in css
+
+
+def test_teachable_refusals_of_damaged_weights_read_in_korean():
+    """Two refusals a Korean session's Teachable page shows when an upload's weights are damaged."""
+    hint = "download it from Teachable Machine with Export model"
+    with i18n.using_language("ko"):
+        gray = i18n.message(f"m.tflite: the model answers nan, 0.5 for a plain gray image, not class probabilities "
+                            f"(a damaged or edited file); {hint}")
+        weight = i18n.message(f"keras_model.h5: weight dense/kernel holds NaN or infinite values (a damaged file); {hint}")
+    assert gray.startswith("m.tflite: 이 모델은 회색 이미지에 nan, 0.5(으)로 답합니다") and gray.endswith(hint)
+    assert weight.startswith("keras_model.h5: 가중치 dense/kernel에 NaN이나") and weight.endswith(hint)

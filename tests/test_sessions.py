@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from apptest_helpers import run_app
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -163,3 +164,22 @@ def test_a_comparison_keeps_reading_its_images_after_later_choices(models_dir):
     run_app(at, 120)
     assert at.session_state["cmp_result"]["root"] == str(root)
     assert not any("no longer available" in c.value for c in at.caption)
+
+
+def test_a_second_sessions_ray_run_on_the_same_images_is_told_in_the_sessions_words(monkeypatch):
+    """The Ray engine's refusal names an --out and a cache file a dashboard user never chose; the
+    AU page says another session is measuring these images instead, in the session's language."""
+    from fer_core.errors import FerError
+    from fer_core.i18n import using_language
+    from fer_core.measure import ray_engine
+    from ui import common
+
+    def busy(items, out, **_):
+        raise ray_engine.OutputInUse(f"another run is writing {out}; wait for it or choose another --out")
+
+    monkeypatch.setattr(ray_engine, "extract_on_ray", busy)
+    for lang, words in (("en", "Another session is measuring these images"), ("ko", "다른 세션이 Ray")):
+        with using_language(lang), pytest.raises(FerError) as refused:
+            common._keep_ray_run([], lambda table, cancelled: None, lambda done, total: None, lambda: False,
+                                 "127.0.0.1:6379", None, [])
+        assert str(refused.value).startswith(words) and "--out" not in str(refused.value)

@@ -128,3 +128,30 @@ def test_asking_a_shared_pool_for_another_size_reuses_its_processes_not_a_second
         with workers._pools_lock:
             for k in [k for k in workers._pools if k[0] == key]:
                 workers._pools.pop(k).close()
+
+
+def test_a_batch_keeps_its_size_when_another_caller_asks_for_another():
+    """A session's batch on 3 workers, another session asking for 1 meanwhile: when one of the
+    batch's workers dies and is replaced, the batch goes on with 3 (it had been cut to 1); the
+    size asked for is taken by the next batch."""
+    from fer_core.measure import workers
+
+    key = "test-batch-size"
+    try:
+        pool = workers.shared_pool(key, 3, abs, timeout_s=60)
+        with pool.lock:
+            assert sorted(r for _, r in pool.imap_unordered([-1, -2, -3])) == [1, 2, 3]  # all three ready
+            batch = pool.imap_unordered(list(range(-1, -31, -1)))
+            answers = [next(batch)]
+            assert workers.shared_pool(key, 1, abs, timeout_s=60) is pool  # another session's wish
+            pool._workers[0].process.kill()
+            answers += list(batch)
+            during = len(pool._workers)
+        assert len(answers) == 30 and during == 3
+        with pool.lock:
+            assert [r for _, r in pool.imap_unordered([-7])] == [7]
+            assert len(pool._workers) == 1
+    finally:
+        with workers._pools_lock:
+            for k in [k for k in workers._pools if k[0] == key]:
+                workers._pools.pop(k).close()

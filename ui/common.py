@@ -443,13 +443,23 @@ def _keep_ray_run(items: list, keep: Callable[[pd.DataFrame, bool], None], progr
                   should_stop: Callable[[], bool], address: str, root: str | None, skipped: Sequence) -> None:
     """``extract_with_cancel`` on a Ray cluster: the table is kept in the session, its file only
     while a cancelled run waits to be resumed."""
-    from fer_core.measure.ray_engine import extract_on_ray, foreign_rows, forget, resume_path, run_record
+    from fer_core.measure.ray_engine import (
+        OutputInUse,
+        extract_on_ray,
+        foreign_rows,
+        forget,
+        resume_path,
+        run_record,
+    )
 
     out = resume_path(items)
     if foreign_rows(out, run_record(root)):  # a cancelled run's rows the measuring code has changed since
         forget(out)
-    run = extract_on_ray(items, out, root=root, skipped=skipped, address=address, progress=progress,
-                         should_stop=should_stop)
+    try:
+        run = extract_on_ray(items, out, root=root, skipped=skipped, address=address, progress=progress,
+                             should_stop=should_stop)
+    except OutputInUse:  # the same images, another session: its resume file, not an --out of the user's
+        raise FerError(t("common.ray_other_session")) from None
     if not run.cancelled:
         forget(out)
     keep(run.table, run.cancelled)

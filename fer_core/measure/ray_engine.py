@@ -52,6 +52,10 @@ FLUSH_ROWS = 256  # rows kept in memory before they are written to a part file
 TASK_RETRIES = 2  # tries of a batch after its actor died, before its files are tried one by one
 
 
+class OutputInUse(FerError):
+    """Another run holds the output's lock (``_one_run``): the dashboard says it in its own words."""
+
+
 @dataclass
 class RayRun:
     """What a Ray extraction did: the whole table (resumed rows included) and its counts."""
@@ -210,8 +214,8 @@ def _one_run(out: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise FerError(f"another run is writing {printable(str(out))}; wait for it or choose another "
-                           "--out") from None
+            raise OutputInUse(f"another run is writing {printable(str(out))}; wait for it or choose another "
+                              "--out") from None
         try:
             if os.path.samestat(os.fstat(fd), os.stat(lock)):
                 break

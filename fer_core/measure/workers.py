@@ -147,6 +147,7 @@ class IsolatedPool:
     def __init__(self, workers: int, task: Callable[[Any], Any], initializer: Callable[[], None] | None = None,
                  timeout_s: float | None = DEFAULT_TIMEOUT_S, crash_message: str = "the worker crashed on this input"):
         self.size = max(1, int(workers))
+        self.wanted = self.size  # the size asked for last (``shared_pool``); taken when a batch starts
         self._task, self._initializer = task, initializer
         self._ctx = mp.get_context("spawn")  # MediaPipe hangs or crashes under fork
         self._workers: list[_Worker] = []
@@ -171,6 +172,7 @@ class IsolatedPool:
         caller does other things); a no-op while a batch holds the pool."""
         if self.lock.acquire(blocking=False):
             try:
+                self.size = self.wanted
                 self._fill()
             finally:
                 self.lock.release()
@@ -207,6 +209,7 @@ class IsolatedPool:
         Closing the iterator early stops the workers still busy (their answers would be stale)."""
         pending = deque(enumerate(args))
         failed_starts = 0
+        self.size = self.wanted  # a batch keeps its size: another caller's size waits for the next
         self._fill()
         try:
             while pending or any(w.job is not None for w in self._workers):
@@ -283,7 +286,7 @@ def shared_pool(key: str, workers: int, task: Callable[[Any], Any], initializer:
         if pool is None:
             other = next((k for k in _pools if k[0] == key), None)
             pool = _pools.pop(other) if other else IsolatedPool(workers, task, initializer, **options)
-            pool.size = max(1, int(workers))  # workers are added or stopped as its next batch starts
+            pool.wanted = max(1, int(workers))  # workers are added or stopped as its next batch starts
             _pools[(key, workers)] = pool
         return pool
 
