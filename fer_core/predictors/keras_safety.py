@@ -13,6 +13,7 @@ parameters and compare their shapes with the file; only then are the variables a
 
 from __future__ import annotations
 
+import gc
 import math
 import threading
 from collections.abc import Callable
@@ -134,9 +135,19 @@ def build_deferred(build: Callable[[], Any], check: Callable[[Any], None], sourc
             outcome["error"] = exc
 
     thread = threading.Thread(target=work, name="keras-deferred-build", daemon=True)
-    with quiet_native_logs():  # TensorFlow's device set-up lines (CLI only: see its doc)
-        thread.start()
-        thread.join()
+    # Garbage is freed here, not in the build thread: an h5py object freed there (a traceback's
+    # frames still holding a file's dataset) waits for h5py's lock, which the thread waiting in
+    # join() can hold, and the load hung for good. The build thread runs with collection paused.
+    gc.collect()
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with quiet_native_logs():  # TensorFlow's device set-up lines (CLI only: see its doc)
+            thread.start()
+            thread.join()
+    finally:
+        if collecting:
+            gc.enable()
     error = outcome.get("error")
     if isinstance(error, ModelFileError) or (error is not None and not isinstance(error, Exception)):
         raise error
