@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from . import fileio
 from .errors import FerError, one_line, printable
 
 DEFAULT_MODEL = "au-logreg-fer2013"
@@ -455,7 +456,7 @@ def cmd_extract(args) -> int:
     from .emotions import parse_classes
     from .images import scan_images
 
-    _table_output(args.out)  # a bad --out is said before measuring, not after
+    fileio.table_output_path(args.out, "--out")  # a bad --out is said before measuring, not after
     from .measure.video import is_video
 
     if is_video(args.folder) and not Path(args.folder).is_dir():
@@ -486,7 +487,6 @@ def cmd_extract(args) -> int:
         table = OpenFaceDocker().extract(items, progress=_tqdm_progress("OpenFace"), root=args.folder,
                                          skipped=listing.skipped)
     elif args.engine == "ray":
-        from . import fileio
         from .measure.ray_engine import extract_on_ray, parts_dir
 
         try:
@@ -522,19 +522,11 @@ def cmd_extract(args) -> int:
 def _write_local_table(table, out: str) -> None:
     """``extract --out`` of the local engine: the table, and no Ray record left beside it (these
     rows are no Ray run's, so a later Ray run must not resume them)."""
-    from . import au_table, fileio
+    from . import au_table
     from .measure.ray_engine import record_path
 
     au_table.write(table, out)
     record_path(fileio.output_path(out)).unlink(missing_ok=True)
-
-
-def _table_output(path: str, option: str = "--out") -> Path:
-    """A table's output, checked before any work (``fileio.table_output_path``: a writable place
-    and an ending that names the format)."""
-    from . import fileio
-
-    return fileio.table_output_path(path, option)
 
 
 def _print_reasons(failed) -> None:
@@ -582,7 +574,7 @@ def cmd_import_openface(args) -> int:
     from . import au_table
     from .measure.openface_csv import import_openface_dir
 
-    _table_output(args.out)
+    fileio.table_output_path(args.out, "--out")
     _return_freed_memory()
     source = Path(args.source)
     table = import_openface_dir(source, skip=args.out) if source.is_dir() else au_table.read(source)
@@ -592,7 +584,7 @@ def cmd_import_openface(args) -> int:
 
 
 def cmd_train_au(args) -> int:
-    from . import au_table, fileio
+    from . import au_table
     from .au_table import AU_COLUMNS
     from .emotions import parse_classes
     from .manifest import Metrics
@@ -849,13 +841,12 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from . import fileio
     from .evaluation.compare import run_comparison
     from .measure.extract import default_workers
 
     refs, classes, items = _models_and_test_set(args)
     if args.csv:  # a bad path fails now, not after every model has run
-        _table_output(args.csv, "--csv")
+        fileio.table_output_path(args.csv, "--csv")
     if args.report:
         fileio.output_path(args.report)
         if Path(args.report).suffix.lower() not in (".html", ".htm"):  # a report.pdf would be HTML inside
