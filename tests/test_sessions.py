@@ -110,13 +110,16 @@ class GrayLookup(Predictor):
 
 
 def _zip(offset: int) -> bytes:
-    """Six labelled gray squares; ``offset`` makes each zip's bytes (not its answers) differ."""
+    """Six labelled gray squares; ``offset`` makes each zip's bytes (not its answers) differ. The
+    members carry a fixed date: a name alone takes the clock's (2 s steps), so the same zip built
+    twice could differ and be unpacked twice (a flaky failure in CI)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for value, label in enumerate(LABELS):
             image = io.BytesIO()
             Image.new("L", (48 + offset, 48), value).save(image, format="PNG")
-            zf.writestr(f"{label}/{value}.png", image.getvalue())
+            zf.writestr(zipfile.ZipInfo(f"{label}/{value}.png", date_time=(2020, 1, 1, 0, 0, 0)),
+                        image.getvalue())
     return buf.getvalue()
 
 
