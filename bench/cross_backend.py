@@ -1,5 +1,5 @@
 """Cross-backend check: does an AU model trained on one AU backend work on the other's AUs, and
-does a per-AU quantile calibration (``fer_core.calibration``) close the gap?
+does a per-AU quantile calibration (``fer_core.measure.calibration``) close the gap?
 
 Backends: "embedded" = this project's MediaPipe extractor (``data/fer2013_{train,val}_au.csv.gz``),
 "OpenFace" = the original study's OpenFace 2 table (``seed-openface-au/emotion.csv``). Six emotions,
