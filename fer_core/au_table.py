@@ -9,8 +9,11 @@ Reading is bounded: only regular files up to ``MAX_TABLE_BYTES`` are opened, com
 recognised by its magic bytes (gzip, bzip2, xz; Parquet by ``PAR1``), only the columns a table can use are parsed, in
 chunks, into compact types (AUs as float32), no line may exceed ``MAX_LINE_BYTES`` and no table
 ``MAX_ROWS``. Text is UTF-8 (with or without BOM); UTF-16 is read when a BOM or its zero bytes say
-so; bytes that are not valid UTF-8 are read as Latin-1. Every failure is one ``AUTableError`` line
-naming the file.
+so; bytes that are not valid UTF-8 are read as CP949 (Korean Excel's "CSV") when all of them decode
+so and give Hangul, else as Latin-1. Fields are separated by commas, tabs or semicolons; with tabs
+or semicolons, AU cells written "1,25" (Excel in a locale with decimal commas) are read as 1.25.
+Spreadsheet workbooks (.xlsx, .xls, .ods), zip archives and AU scores without ``_r`` (py-feat's
+0-1 ``AU01``) are refused, saying what to do. Every failure is one ``AUTableError`` line naming the file.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ AU_VALID_RANGE: tuple[float, float] = (-1.0, 10.0)
 MIN_FACES_PER_CLASS = 10  # to train: a quarter is held out, the rest is cross-validated 5 ways
 
 _CODES_HINT = ", ".join(f"{k} {v}" for k, v in OPENFACE_STUDY_CODES.items())
+# FER2013's label numbers (its CSV's "emotion" column): not read, only named when a table uses them
+_FER2013_HINT = "0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral"
 
 
 def au_code(column: str) -> str:
@@ -187,6 +192,7 @@ _TEXT_INPUT = frozenset(TEXT_COLUMNS) | {"emotion"}
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
 _AU_NOT_NUMBER = "an AU value is not a number"
 _TABLE_HINT = "pick an AU table CSV (this workbench's or OpenFace output)"
+_ZIP_MAGIC, _OLE2_MAGIC = b"PK\x03\x04", bytes.fromhex("d0cf11e0a1b11ae1")  # .xlsx/.ods/.zip; .xls
 
 
 class _LineGuard(io.RawIOBase):
@@ -244,7 +250,9 @@ class _TableBytes:
                                        f"({MAX_TABLE_BYTES >> 20} MB); split or subsample it")
         first, _ = self._raw()
         try:
-            magic = first.read(6)
+            magic = first.read(8)
+            if magic.startswith((_ZIP_MAGIC, _OLE2_MAGIC)):
+                _refuse_archive(first, magic, display)
         finally:
             self._close(first)
         if not magic:
@@ -281,6 +289,25 @@ class _TableBytes:
         return io.BufferedReader(_LineGuard(raw, self.display, closables), buffer_size=1 << 18)
 
 
+def _refuse_archive(fh: IO[bytes], magic: bytes, display: str) -> None:
+    """A spreadsheet workbook (.xlsx and .ods are zips of XML, .xls an OLE2 file) or another zip is
+    no table this workbench parses: say how to get the CSV out of it."""
+    workbook = magic.startswith(_OLE2_MAGIC)
+    if not workbook:
+        import zipfile
+
+        try:
+            fh.seek(0)
+            names = zipfile.ZipFile(fh).namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            names = []
+        workbook = any(n.startswith("xl/") or n in ("content.xml", "mimetype") for n in names)
+    if workbook:
+        raise AUTableError(f"{display}: a spreadsheet workbook (Excel .xlsx/.xls or .ods), not a CSV; save it as "
+                           "CSV UTF-8 (Excel: File › Save As › CSV UTF-8) and pick that file")
+    raise AUTableError(f"{display}: a zip archive, not a table; unzip it and pick the CSV inside")
+
+
 def _encoding(head: bytes, display: str, complete: bool) -> str:
     """The text encoding the first bytes show (see the module docstring)."""
     if head.startswith(codecs.BOM_UTF8):
@@ -300,6 +327,48 @@ def _encoding(head: bytes, display: str, complete: bool) -> str:
         return "utf-8-sig"
     except UnicodeDecodeError:
         return "latin-1"
+
+
+def _eight_bit_encoding(source: "_TableBytes") -> str:
+    """The encoding of text that is not UTF-8: CP949, as Excel on Korean Windows saves "CSV", when
+    every byte decodes as CP949 and the Hangul it gives is all in KS X 1001 (the syllables Korean
+    text is written in; Latin-1 letters such as "Ä" before an ASCII letter decode only to rarer
+    ones); else Latin-1. Only text (labels, file names) depends on it, never a number."""
+    decoder = codecs.getincrementaldecoder("cp949")()
+    hangul = re.compile("[\uac00-\ud7a3]")
+    syllables: set[str] = set()
+    try:
+        with source.open() as stream:
+            while block := stream.read(1 << 20):
+                syllables.update(hangul.findall(decoder.decode(block)))
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "cp949" if syllables and all(_ks_x_1001(ch.encode("cp949")) for ch in syllables) else "latin-1"
+
+
+def _ks_x_1001(code: bytes) -> bool:
+    """A Hangul syllable's CP949 bytes are in KS X 1001's block (rows 0xB0-0xC8, cells from 0xA1)."""
+    return len(code) == 2 and 0xB0 <= code[0] <= 0xC8 and code[1] >= 0xA1
+
+
+_DECIMAL_COMMA = re.compile(r"\s*[+-]?\d*,\d+\s*")
+_DECIMAL_SAMPLE_LINES = 200
+
+
+def _decimal_mark(head: bytes, encoding: str, sep: str, names: list[str], spaced: bool) -> str:
+    """"," when the AU cells of the first lines are written with a decimal comma ("1,25"), as Excel
+    saves numbers in locales that write them so (separating fields by ";" or, as "Unicode text",
+    by tabs); else ".". A comma cannot be a thousands mark here: AUs run from 0 to 5."""
+    positions = [i for i, n in enumerate(names) if n in AU_COLUMNS]
+    lines = head.decode(encoding, errors="replace").lstrip("\ufeff").splitlines()[1:_DECIMAL_SAMPLE_LINES + 1]
+    try:
+        for row in csv.reader(lines, delimiter=sep, skipinitialspace=spaced):
+            if any(i < len(row) and _DECIMAL_COMMA.fullmatch(row[i]) for i in positions):
+                return ","
+    except csv.Error:
+        pass  # the parser says what is wrong with the file
+    return "."
 
 
 def _holds_utf8_text(source: "_TableBytes") -> bool:
@@ -348,10 +417,13 @@ def read_frame(src: PathOrBuffer, display: str | None = None) -> tuple[pd.DataFr
         if not head.strip(b"\r\n\t ,;\x00\xef\xbb\xbf\xff\xfe"):
             raise AUTableError(f"{display}: file is empty; pick a CSV with AU columns (AU01_r … AU45_r)")
         encoding = _encoding(head, display, complete)
+        if encoding == "latin-1":
+            encoding = _eight_bit_encoding(source)
         names, sep, spaced = _header(head, encoding, display, complete)
         missing_aus(names, display)
+        decimal = _decimal_mark(head, encoding, sep, names, spaced)
         try:
-            return _parse(source, encoding, sep, names, display, spaced=spaced)
+            return _parse(source, encoding, sep, names, display, spaced=spaced, decimal=decimal)
         except UnicodeDecodeError:
             if encoding != "utf-8-sig":
                 raise AUTableError(f"{display}: not a text CSV; pick a CSV of AU values") from None
@@ -359,8 +431,8 @@ def read_frame(src: PathOrBuffer, display: str | None = None) -> tuple[pd.DataFr
         # written as one byte) is read as Latin-1; a UTF-8 file with a stray byte stays UTF-8, the
         # stray bytes kept escaped (caf\xff.jpg), rather than every name read again as Latin-1.
         if _holds_utf8_text(source):
-            return _parse(source, encoding, sep, names, display, "backslashreplace", spaced=spaced)
-        return _parse(source, "latin-1", sep, names, display, spaced=spaced)
+            return _parse(source, encoding, sep, names, display, "backslashreplace", spaced=spaced, decimal=decimal)
+        return _parse(source, _eight_bit_encoding(source), sep, names, display, spaced=spaced, decimal=decimal)
     except AUTableError:
         raise
     except (zlib.error, EOFError, lzma.LZMAError, OSError) as exc:
@@ -421,7 +493,8 @@ def _count_lines(source: _TableBytes, display: str) -> int:
 
 
 def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], display: str,
-           encoding_errors: str = "strict", spaced: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
+           encoding_errors: str = "strict", spaced: bool = True, decimal: str = ".",
+           ) -> tuple[pd.DataFrame, np.ndarray]:
     wanted = list(dict.fromkeys(n for n in names if n in _USABLE_COLUMNS))
     capacity = _count_lines(source, display)
     au_cols = [c for c in AU_COLUMNS if c in wanted]
@@ -434,11 +507,16 @@ def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], displ
     rows = 0
     with source.open() as stream:
         reader = pd.read_csv(stream, sep=sep, skipinitialspace=spaced, encoding=encoding,
+                             decimal=decimal if sep != decimal else ".",
                              encoding_errors=encoding_errors, dtype={n: "str" for n in texts}, usecols=lambda c: str(c).strip() in _USABLE_COLUMNS,
                              chunksize=READ_CHUNK_ROWS)
         for chunk in reader:
             chunk.columns = [str(c).strip() for c in chunk.columns]
             chunk = chunk.loc[:, ~chunk.columns.duplicated()]
+            if decimal == ",":  # a column the parser left as text (a text cell in it; quoted "1,25")
+                for c in chunk.columns:
+                    if c not in _TEXT_INPUT and not pd.api.types.is_numeric_dtype(chunk[c]):
+                        chunk[c] = chunk[c].str.replace(",", ".", regex=False)
             end = rows + len(chunk)
             if end > capacity:  # cannot happen: a row ends at a newline or at the end
                 raise AUTableError(f"{display}: more rows than lines; check the file is a plain CSV")
@@ -549,7 +627,7 @@ def from_project_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     files = frame["file"].astype("str")
     out = pd.DataFrame({"file": files.fillna("") if files.hasnans else files})
     out["face"] = frame["face"] if "face" in frame.columns else 0
-    out["label"] = (pd.Series(parse_labels(frame["label"], display, "label"), dtype=object)
+    out["label"] = (pd.Series(parse_labels(frame["label"], display, "label", study_codes=False), dtype=object)
                     if "label" in frame.columns else pd.Series([None] * n, dtype=object))
     out["success"] = (frame["success"] if "success" in frame.columns
                       else aus.notna().all(axis=1).astype(int).to_numpy())
@@ -572,10 +650,31 @@ def missing_aus(columns: Iterable[str], display: str) -> None:
     """Raise ``AUTableError`` naming the AU intensity columns ``columns`` lacks."""
     present = set(columns)
     missing = [c for c in AU_COLUMNS if c not in present]
+    if len(missing) == len(AU_COLUMNS):
+        _refuse_other_au_scales([str(c) for c in columns], display)
     if missing:
         what = "all 17 AU intensity columns" if len(missing) == len(AU_COLUMNS) else f"{len(missing)} AU columns"
         raise AUTableError(f"{display}: missing {what} ({', '.join(missing)}); "
                            f"use OpenFace output with AU intensities (-aus) or a table with AU01_r … AU45_r")
+
+
+def _refuse_other_au_scales(columns: list[str], display: str) -> None:
+    """AU columns without OpenFace's ``_r``: py-feat's ``AU01`` (0-1 scores) or OpenFace's
+    presence ``AU01_c`` (0 or 1) alone. Read as 0-5 intensities they would mean other faces, so
+    they are refused, saying which columns are needed."""
+    plain = [c for c in columns if re.fullmatch(r"AU\d+", c)]
+    presence = [c for c in columns if re.fullmatch(r"AU\d+_c", c)]
+    if plain:
+        raise AUTableError(f"{display}: AU columns without _r ({_first_few(plain)}) are not read: they are scores such "
+                           "as py-feat's, from 0 to 1, and this workbench needs OpenFace's intensities from 0 to 5 "
+                           "(AU01_r … AU45_r); measure the images with extract or OpenFace -aus")
+    if presence:
+        raise AUTableError(f"{display}: only AU presence columns ({_first_few(presence)}, 0 or 1) and no "
+                           "intensities; use OpenFace's AU01_r … AU45_r columns (OpenFace -aus writes both)")
+
+
+def _first_few(names: list[str], k: int = 3) -> str:
+    return ", ".join(names[:k]) + (" …" if len(names) > k else "")
 
 
 def au_values(frame: pd.DataFrame, display: str) -> pd.DataFrame:
@@ -597,24 +696,47 @@ def au_values(frame: pd.DataFrame, display: str) -> pd.DataFrame:
 SHOWN_LABEL_CHARS = 40  # an unknown label is shown cut: a 100,000-character cell is not repeated in the message
 
 
-def parse_labels(values: pd.Series, display: str, column: str) -> np.ndarray:
-    """Emotion names from names/aliases or the study's codes 0..5 (an object array, None where
-    unlabelled); unknown values raise, each shown cut to ``SHOWN_LABEL_CHARS``. Each distinct
-    value is looked at once."""
+def parse_labels(values: pd.Series, display: str, column: str, study_codes: bool = True) -> np.ndarray:
+    """Emotion names from names/aliases or (``study_codes``: a table like the study's) its codes
+    0..5 (an object array, None where unlabelled); unknown values raise, each shown cut to
+    ``SHOWN_LABEL_CHARS``. Numbers are no labels elsewhere, as an image folder named "2" is no
+    emotion: FER2013 numbers emotions otherwise, and a table without its 6 could not tell. Each
+    distinct value is looked at once."""
     codes, uniques = pd.factorize(pd.Series(values, copy=False), use_na_sentinel=True)
     pool = np.empty(len(uniques) + 1, dtype=object)
     unknown: list[str] = []
+    unknown_codes: set[int | None] = set()
     for i, v in enumerate(uniques):
-        pool[i] = _label_value(v)
+        pool[i] = _label_value(v) if study_codes or _label_code(v) is None else "?"
         if pool[i] == "?":
+            unknown_codes.add(_label_code(v))
             unknown.append(repr(one_line(v, SHOWN_LABEL_CHARS)) if isinstance(v, str)
                            else one_line(repr(v.item() if hasattr(v, "item") else v), SHOWN_LABEL_CHARS))
     pool[-1] = None
+    if unknown and not study_codes and None not in unknown_codes:
+        raise AUTableError(f"{display}: numbers as labels (such as {min(unknown_codes)}) in column {column!r} are read "
+                           "only in a table like the study's (17 AU columns and a label); the study "
+                           f"({_CODES_HINT}) and FER2013 ({_FER2013_HINT}) number emotions differently; "
+                           "write emotion names in the column")
+    if unknown_codes == {6}:  # 0-6: FER2013's numbering, which gives 2..5 other emotions than the study's
+        raise AUTableError(f"{display}: label code 6 in column {column!r} is not one of the study's codes "
+                           f"({_CODES_HINT}); FER2013 numbers its emotions differently ({_FER2013_HINT}), so the "
+                           "codes are not read; write emotion names in the column")
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise AUTableError(f"{display}: unknown labels {shown} in column {column!r}; "
                            f"use emotion names ({', '.join(SIX_EMOTIONS)}) or the study's codes ({_CODES_HINT})")
     return pool[codes]
+
+
+def _label_code(v) -> int | None:
+    """A label written as a whole number (6, 6.0, "6"), else None."""
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    text = str(v).strip()
+    if re.fullmatch(r"[+-]?\d{1,9}(\.0*)?", text):
+        return int(float(text))
+    return None
 
 
 def _label_value(v) -> str | None:

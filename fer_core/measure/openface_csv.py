@@ -159,8 +159,8 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
         files = [printable(str(v)) if isinstance(v, str) and v.strip() else f for v, f in zip(frame["file"], files)]
     labels = [label] * n
     column = next((c for c in ("label", "emotion") if c in frame.columns), None)
-    if label is None and column is not None:
-        labels = [_clean_label(v) for v in frame[column]]
+    if label is None and column is not None:  # names or aliases; numbers only in a table like the study's
+        labels = list(au_table.parse_labels(frame[column], display, column, study_codes=False))
     conf = (pd.to_numeric(frame["confidence"], errors="coerce").to_numpy(dtype=float)
             if "confidence" in frame.columns else np.full(n, np.nan))
     aus.loc[success == 0, :] = np.nan  # OpenFace writes 0 for failed frames: not a measurement
