@@ -298,11 +298,25 @@ def _connect(ray, address: str | None, workers: int | None) -> bool:
                 ray.init(num_cpus=workers, include_dashboard=False, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        if address and _asks_for_token(exc):  # Ray says only "Failed to connect to Ray cluster"
+            raise FerError(f"{where} asks for its token (Ray's token authentication): run with RAY_AUTH_MODE=token "
+                           "and the head's token in ~/.ray/auth_token or RAY_AUTH_TOKEN") from None
         raise FerError(f"could not start or join {where} ({one_line(exc, 160)})") from None
     finally:  # ray.init puts its own SIGTERM handler (sys.exit) in place of the command line's
         if threading.current_thread() is threading.main_thread() and on_sigterm is not None:
             signal.signal(signal.SIGTERM, on_sigterm)
     return True
+
+
+def _asks_for_token(exc: BaseException | None) -> bool:
+    """Whether joining failed because the cluster wants a token this machine did not send: a head
+    started with token authentication (``ray start --head`` turns it on when a token exists there),
+    joined by its address, which never turns it on here."""
+    while exc is not None:
+        if type(exc).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 @contextlib.contextmanager
@@ -412,7 +426,9 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
         previous = _finished(target)
         done_files = _done_files(previous)
         names = [printable(relative_file(it.path, root)) for it in items]
-        todo = [{"path": str(it.path), "file": f, "label": it.label or ""}
+        # Absolute: an actor reads from its node's working directory, not the driver's (a folder
+        # given as ``photos`` was "file not found" for every file on a cluster started elsewhere).
+        todo = [{"path": os.path.abspath(it.path), "file": f, "label": it.label or ""}
                 for it, f in zip(items, names, strict=True) if f not in done_files]
         total, count = len(items), len(items) - len(todo)
         if progress:
