@@ -862,9 +862,11 @@ def cmd_compare(args) -> int:
         print(f"several faces: {line}", file=sys.stderr)
     _print_left_out(comparison, chosen=bool(classes))
     if args.csv:  # the table the dashboard's predictions download gives: files relative to --images
-        from .figures.compare import predictions_frame
+        from .figures.compare import predictions_frame, spreadsheet_safe
 
-        fileio.write_frame(predictions_frame(comparison.table, comparison.names, args.images), args.csv)
+        # spreadsheet_safe: a file or model name like =HYPERLINK(...) stays text in Excel (OWASP)
+        fileio.write_frame(spreadsheet_safe(predictions_frame(comparison.table, comparison.names, args.images)),
+                           args.csv)
     if args.report:
         _write_compare_report(args, comparison, refs)
     status = 2 if comparison.failed_models else 0  # the others' results are given, the failure said

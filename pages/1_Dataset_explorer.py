@@ -12,6 +12,7 @@ from fer_core.au_table import AU_COLUMNS, au_label
 from fer_core.emotions import SEVEN_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.figures import plots
+from fer_core.figures.compare import csv_bytes
 from fer_core.i18n import emotion_label, message, t
 from fer_core.images import class_counts, sample_per_class
 from ui.common import (
@@ -27,6 +28,7 @@ from ui.common import (
     page_setup,
     run_page,
     show_error,
+    shown_literally,
     thumbnail,
     unpacked_zip,
 )
@@ -138,7 +140,7 @@ def show_balance(counts: dict[str, int], found: dict[str, float] | None = None) 
     left.dataframe(shown, hide_index=True, column_config={
         t("explorer.col_images"): st.column_config.NumberColumn(format="localized"),  # 3,093 as in the captions
         t("explorer.col_percent"): st.column_config.NumberColumn(format="%.1f %%")})
-    left.download_button(t("explorer.download_balance"), table.to_csv(index=False).encode("utf-8"),
+    left.download_button(t("explorer.download_balance"), csv_bytes(table),
                          "class_balance.csv", "text/csv", key="explorer_balance_csv")
     right.plotly_chart(plots.class_balance_bar(counts, order, title=t("explorer.chart_balance")),
                        key="balance_chart")
@@ -178,7 +180,7 @@ def show_samples(items: list) -> None:
         if thumbs:
             st.image(thumbs, caption=captions, width=96)
     if failed:
-        st.warning(t("explorer.unreadable_samples", n=len(failed), example=failed[0]))
+        st.warning(t("explorer.unreadable_samples", n=len(failed), example=shown_literally(failed[0])))
 
 
 def show_aus(table: pd.DataFrame, origin: str) -> None:
@@ -191,10 +193,10 @@ def show_aus(table: pd.DataFrame, origin: str) -> None:
         st.warning(t("explorer.no_labelled"))
         return
     if selection.left_out:
-        st.caption(t("explorer.au_origin_left_out", origin=origin, n=f"{len(rows):,}",
+        st.caption(t("explorer.au_origin_left_out", origin=shown_literally(origin), n=f"{len(rows):,}",
                      left_out=au_table.left_out_summary(selection.left_out, selection.total)))
     else:
-        st.caption(t("explorer.au_origin", origin=origin, n=f"{len(rows):,}"))
+        st.caption(t("explorer.au_origin", origin=shown_literally(origin), n=f"{len(rows):,}"))
     present = _ordered(labels)
     default_unless_chosen("explorer_classes", present, present)
     classes = st.multiselect(t("explorer.emotions"), present, format_func={e: _emotion(e) for e in present}.__getitem__,
@@ -208,7 +210,7 @@ def show_aus(table: pd.DataFrame, origin: str) -> None:
     st.plotly_chart(plots.mean_au_heatmap(table, classes, chosen, title=t("explorer.chart_mean")), key="au_mean")
     st.caption(t("explorer.au_caption"))
     st.download_button(t("explorer.download_means"),
-                       plots.mean_au_profile(table, classes, chosen).to_csv().encode("utf-8"),
+                       csv_bytes(plots.mean_au_profile(table, classes, chosen), index=True),
                        "mean_au_profile.csv", "text/csv", key="explorer_means_csv")
 
 

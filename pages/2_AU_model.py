@@ -14,6 +14,7 @@ from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.evaluation.metrics import degenerate_model_warning
 from fer_core.figures import plots
+from fer_core.figures.compare import csv_bytes
 from fer_core.i18n import emotion_label, emotion_labels, t
 from fer_core.images import sample_per_class
 from fer_core.measure import ray_engine
@@ -34,6 +35,7 @@ from ui.common import (
     remember_unsaved,
     run_page,
     show_error,
+    shown_literally,
     wait_for_extraction,
 )
 
@@ -140,7 +142,7 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
             st.dataframe(failed[["file", "label", "reason"]].rename(columns={
                 "file": t("au_model.col_file"), "label": t("au_model.col_label"), "reason": t("au_model.col_reason")}),
                 hide_index=True)
-    st.download_button(t("au_model.download_table"), table.to_csv(index=False).encode(),
+    st.download_button(t("au_model.download_table"), csv_bytes(table),
                        file_name=f"{Path(folder).name or 'images'}_au.csv", mime="text/csv", key="au_table_csv",
                        help=t("au_model.download_table_help"))
     return table, folder
@@ -323,8 +325,8 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
     model = result["model"]
     st.subheader(t("au_model.result_header"))
     if table is not None and result.get("table") != table_key(table, origin):  # hashed only with a result
-        st.info(t("au_model.other_table", origin=result["origin"]), icon=":material/history:")
-    st.caption(t("au_model.result_caption", kind=kind_short_name(model.kind), origin=result["origin"],
+        st.info(t("au_model.other_table", origin=shown_literally(result["origin"])), icon=":material/history:")
+    st.caption(t("au_model.result_caption", kind=kind_short_name(model.kind), origin=shown_literally(result["origin"]),
                  emotions=", ".join(emotion_labels(model.classes)), seconds=f"{result['seconds']:.1f}"))
     data = model.info.get("data", {})
     if data.get("left_out") or data.get("sample"):
@@ -346,7 +348,7 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
     if result.get("saved_as"):
         st.success(t("au_model.saved_as", name=result["saved_as"]))
         return
-    st.caption(t("au_model.compare_unsaved", name=name))
+    st.caption(t("au_model.compare_unsaved", name=shown_literally(name)))
     c1, c2 = st.columns([3, 1])
     name = c1.text_input(t("au_model.model_name"), value=name, key="au_save_name", help=t("au_model.model_name_help"))
     if c2.button(t("au_model.save"), key="au_save"):

@@ -27,6 +27,7 @@ import streamlit as st
 
 from fer_core.errors import FerError, one_line
 from fer_core.figures import plots
+from fer_core.figures.compare import csv_bytes
 from fer_core.i18n import FONT_FAMILY, current_language, emotion_label, message, t
 from fer_core.masks import MASK_NOT_PLACED_REASON, STYLES
 from fer_core.pipeline import (
@@ -329,7 +330,7 @@ def show_downloads(photo: dict, image, slot: int, file_stem: str | None = None) 
     default the photo's name without its extension)."""
     stem = file_stem or photo["photo"].rsplit(".", 1)[0] or "photo"
     c1, c2, c3 = st.columns(3)
-    c1.download_button(t("try_it.download_csv"), photo_rows(photo).to_csv(index=False).encode(),
+    c1.download_button(t("try_it.download_csv"), csv_bytes(photo_rows(photo)),
                        file_name=f"{stem}_faces.csv", mime="text/csv", key=f"try_csv_{slot}",
                        help=t("try_it.download_csv_help"))
     c2.download_button(t("try_it.download_json"),
@@ -587,11 +588,11 @@ def video_downloads(name: str, table: pd.DataFrame, probs: pd.DataFrame | None) 
     """The per-frame AU table (the CLI's format, with time_s) and the emotions over time, as CSV."""
     stem = Path(name).stem or "video"
     c1, c2 = st.columns(2)
-    c1.download_button(t("try_it.video_download_aus"), table.to_csv(index=False).encode(),
+    c1.download_button(t("try_it.video_download_aus"), csv_bytes(table),
                        file_name=f"{stem}_au.csv", mime="text/csv", key="try_video_csv",
                        help=t("try_it.video_download_aus_help"))
     if probs is not None:
-        c2.download_button(t("try_it.video_download_emotions"), probs.to_csv(index=False).encode(),
+        c2.download_button(t("try_it.video_download_emotions"), csv_bytes(probs),
                            file_name=f"{stem}_emotions.csv", mime="text/csv", key="try_video_emotions_csv",
                            help=t("try_it.video_download_emotions_help"))
 

@@ -19,7 +19,7 @@ from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.evaluation.metrics import EvaluationReport, degenerate_model_warning
 from fer_core.figures import plots
-from fer_core.figures.compare import predictions_frame, training_curves
+from fer_core.figures.compare import csv_bytes, predictions_frame, training_curves
 from fer_core.i18n import emotion_label, message, t
 from fer_core.images import sample_per_class
 from fer_core.predictors.cnn import PRESETS
@@ -35,6 +35,7 @@ from ui.common import (
     remember_unsaved,
     run_page,
     show_error,
+    shown_literally,
 )
 
 page_setup("nav.cnn", ":material/memory:")
@@ -165,7 +166,7 @@ def evaluation_files(ev: EvaluationReport, comparison, name: str, folder: str) -
         frame[f"p_{emotion}"] = proba[:, j].round(4)
     metrics = {"model": name, "folder": folder, **ev.to_dict(), "unreadable": list(comparison.unreadable),
                "left_out": dict(comparison.skipped)}
-    return frame.to_csv(index=False).encode(), json.dumps(metrics, indent=1).encode()
+    return csv_bytes(frame), json.dumps(metrics, indent=1).encode()
 
 
 def evaluate_section(entry) -> None:
@@ -208,7 +209,7 @@ def evaluate_section(entry) -> None:
         ev, (csv, metrics), unreadable, left_out = done
         metric_row(ev, {t("cnn.images"): f"{ev.n:,}"}, label=t("cnn.accuracy_on", folder=folder_label(folder)))
         if unreadable:
-            st.warning(t("compare.unreadable", n=len(unreadable), example=message(unreadable[0])))
+            st.warning(t("compare.unreadable", n=len(unreadable), example=shown_literally(message(unreadable[0]))))
         if left_out:
             st.caption(t("compare.skipped", n=sum(left_out.values()),
                          per_emotion=", ".join(f"{emotion_label(e)} {n:,}" for e, n in left_out.items())))
@@ -378,7 +379,7 @@ def result_downloads(result, name: str) -> None:
                        file_name=f"{name}.meta.json", mime="application/json", key="cnn_dl_record",
                        icon=":material/download:", help=t("cnn.download_record_help"))
     if result.skipped:
-        skipped = pd.DataFrame({"problem": [str(s) for s in result.skipped]}).to_csv(index=False).encode()
+        skipped = csv_bytes(pd.DataFrame({"problem": [str(s) for s in result.skipped]}))
         c3.download_button(t("cnn.download_skipped"), skipped, file_name=f"{name}_skipped.csv", mime="text/csv",
                            key="cnn_dl_skipped", icon=":material/download:")
 
@@ -401,7 +402,7 @@ def result_view(job: CNNTrainingJob) -> None:
                     t("cnn.training_time"): t("cnn.minutes", minutes=f"{result.seconds / 60:.1f}")})
     st.caption(t("cnn.result_caption", settings=job.settings.summary(), how=how))
     if result.skipped:
-        st.warning(t("cnn.skipped_images", n=len(result.skipped), example=message(str(result.skipped[0]))))
+        st.warning(t("cnn.skipped_images", n=len(result.skipped), example=shown_literally(message(str(result.skipped[0])))))
     st.plotly_chart(training_curves(result.history, title=t("cnn.curves_title")), key="cnn_result_curves")
     show_evaluation(ev, "cnn_result", warn=False)
     result_downloads(result, default_model_name(job.settings))
@@ -413,7 +414,7 @@ def result_view(job: CNNTrainingJob) -> None:
         st.success(t("cnn.saved_as", name=job.saved_as))
         return
     offer_unsaved(job)
-    st.caption(t("cnn.compare_unsaved", name=default_model_name(job.settings)))
+    st.caption(t("cnn.compare_unsaved", name=shown_literally(default_model_name(job.settings))))
     c1, c2 = st.columns([3, 1])
     name = c1.text_input(t("cnn.model_name"), value=default_model_name(job.settings), key="cnn_save_name",
                          help=t("cnn.model_name_help"))

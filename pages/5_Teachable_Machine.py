@@ -13,6 +13,7 @@ import streamlit as st
 from fer_core.emotions import SEVEN_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.figures import plots
+from fer_core.figures.compare import csv_bytes
 from fer_core.i18n import FONT_FAMILY, emotion_label, emotion_labels, t
 from fer_core.predictors.teachable import TeachableImport, TeachableUpload, sort_upload
 from ui.common import (
@@ -25,6 +26,7 @@ from ui.common import (
     remember_unsaved,
     run_page,
     show_error,
+    shown_literally,
 )
 
 page_setup("nav.teachable", ":material/school:")
@@ -85,7 +87,7 @@ def mapping_editor(base, key: str) -> dict[str, str | None]:
         for col, (label, indices) in zip(cols, names[row:row + per_row]):
             guess = auto.get(label) or IGNORE
             i = indices[0]
-            choice = col.selectbox(f"{', '.join(map(str, indices))}: {label}", CHOICES, index=CHOICES.index(guess),
+            choice = col.selectbox(f"{', '.join(map(str, indices))}: {shown_literally(label)}", CHOICES, index=CHOICES.index(guess),
                                    key=f"tm_map_{key[:12]}_{i}",
                                    format_func=shown.__getitem__,
                                    help=t("teachable.guessed_help") if auto.get(label) else t("teachable.unknown_help"))
@@ -105,17 +107,17 @@ def show_mapping(predictor, upload: TeachableUpload) -> None:
             for i, (label, emotion) in enumerate(zip(predictor.labels, predictor.mapping.emotions))]
     left, right = st.columns([2, 3])
     left.dataframe(pd.DataFrame(rows), hide_index=True)
-    left.download_button(t("teachable.download_mapping"), mapping_table(predictor).to_csv(index=False).encode("utf8"),
+    left.download_button(t("teachable.download_mapping"), csv_bytes(mapping_table(predictor)),
                          file_name=f"{upload_stem(upload)}_mapping.csv", mime="text/csv", key="tm_dl_mapping")
     with right:
         st.markdown(t("teachable.scores_as", emotions=", ".join(emotion_labels(predictor.classes))))
         if predictor.unmapped:
-            st.markdown(t("teachable.ignored", names=", ".join(predictor.unmapped)))
+            st.markdown(t("teachable.ignored", names=", ".join(map(shown_literally, predictor.unmapped))))
         merged = {e: [lab for lab, m in zip(predictor.labels, predictor.mapping.emotions) if m == e]
                   for e in predictor.classes}
         for emotion, labs in merged.items():
             if len(labs) > 1:
-                st.markdown(f"**{emotion_label(emotion)}** = {' + '.join(labs)}")
+                st.markdown(f"**{emotion_label(emotion)}** = {' + '.join(map(shown_literally, labs))}")
         missing = [e for e in SEVEN_EMOTIONS if e not in predictor.classes]
         if missing:
             st.caption(t("teachable.never_predicts", emotions=", ".join(emotion_labels(missing))))
@@ -139,7 +141,7 @@ def try_section(predictor) -> None:
     with st.spinner(t("teachable.predicting")):
         photo = analyze_photo(up.getvalue(), up.name, None)
         if photo.image is None:
-            show_error(photo.error or t("teachable.unreadable_image", name=up.name))
+            show_error(photo.error or t("teachable.unreadable_image", name=shown_literally(up.name)))
             return
         crop = photo.faces[0].face.pixels if photo.faces else photo.image
         raw = predictor.raw_proba([crop])[0]
@@ -160,7 +162,7 @@ def try_section(predictor) -> None:
         title = t("teachable.chart_emotions", best=emotion_label(best), p=f"{proba.max():.0%}")
         c3.plotly_chart(bars(dict(zip(predictor.classes, proba)), title, emotions=True), key="tm_emotions")
         rows += [{"output": "emotion", "name": e, "probability": np.float32(p)} for e, p in zip(predictor.classes, proba)]
-    c1.download_button(t("teachable.download_proba"), pd.DataFrame(rows).to_csv(index=False).encode("utf8"),
+    c1.download_button(t("teachable.download_proba"), csv_bytes(pd.DataFrame(rows)),
                        file_name=f"{Path(up.name).stem}_teachable.csv", mime="text/csv", key="tm_dl_proba")
 
 
@@ -224,7 +226,7 @@ def main() -> None:
     with st.spinner(t("teachable.loading")):
         base = load_teachable_upload(key, upload)
     h, w = base.input_size
-    st.success(t("teachable.loaded", source=upload.source, format=format_label(base.format), n=len(base.labels),
+    st.success(t("teachable.loaded", source=shown_literally(upload.source), format=format_label(base.format), n=len(base.labels),
                  w=w, h=h))
     mapping = mapping_editor(base, key)
     unsaved = unsaved_name(upload, key)

@@ -43,6 +43,7 @@ from ui.common import (
     page_setup,
     run_page,
     show_error,
+    shown_literally,
     thumbnail,
 )
 
@@ -133,7 +134,7 @@ def show_per_emotion(res: Comparison) -> None:
 def show_confusions(res: Comparison) -> None:
     st.subheader(t("compare.confusion_heading"))
     st.caption(t("compare.confusion_caption"))
-    for tab, name in zip(st.tabs(res.names), res.names):
+    for tab, name in zip(st.tabs([shown_literally(n) for n in res.names]), res.names):
         with tab:
             st.plotly_chart(confusion_figure(res.reports[name]), key=f"cmp_confusion_{name}")
 
@@ -264,7 +265,7 @@ def show_wrong(res: Comparison, explainer, root: str | None) -> None:
                          format_func=labels.__getitem__)
     if focus != "all":
         table = table[table["label"] == focus]
-    tabs = st.tabs([f"{n} ({int((table[n] != table['label']).sum())})" for n in res.names])
+    tabs = st.tabs([f"{shown_literally(n)} ({int((table[n] != table['label']).sum())})" for n in res.names])
     for tab, name in zip(tabs, res.names):
         with tab:
             wrong = table[table[name] != table["label"]]
@@ -348,12 +349,12 @@ def show_results(saved: dict, current: str | None) -> None:
     for problem in res.failed_models:
         show_error(problem, prefix=t("compare.left_out"), warning=True)
     if res.unreadable:
-        st.warning(t("compare.unreadable", n=len(res.unreadable), example=message(res.unreadable[0])))
+        st.warning(t("compare.unreadable", n=len(res.unreadable), example=shown_literally(message(res.unreadable[0]))))
         if len(res.unreadable) > 1:
             with st.expander(t("compare.unreadable_all", n=len(res.unreadable))):
                 st.dataframe(pd.DataFrame({t("compare.col_problem"): res.unreadable}), hide_index=True)
     if res.several_faces:
-        st.caption(t("compare.several_faces", n=len(res.several_faces), example=message(res.several_faces[0])))
+        st.caption(t("compare.several_faces", n=len(res.several_faces), example=shown_literally(message(res.several_faces[0]))))
     if res.skipped:
         st.caption(t("compare.skipped", n=sum(res.skipped.values()),
                      per_emotion=", ".join(f"{emotion_label(e)} {n:,}" for e, n in res.skipped.items())))

@@ -12,6 +12,7 @@ from fer_core.emotions import shared_classes
 from fer_core.errors import FerError
 from fer_core.evaluation.mask_report import MaskReport, run_mask_report
 from fer_core.evaluation.metrics import p_text
+from fer_core.figures.compare import csv_bytes
 from fer_core.figures.masks import (
     masked_vs_original_bars,
     per_emotion_frame,
@@ -30,6 +31,7 @@ from ui.common import (
     page_setup,
     run_page,
     show_error,
+    shown_literally,
 )
 
 page_setup("nav.masks", ":material/masks:")
@@ -98,7 +100,7 @@ def show_people(report: MaskReport) -> None:
 
 def show_shift(report: MaskReport) -> None:
     st.subheader(t("masks.turns_into"))
-    tabs = st.tabs(report.names)
+    tabs = st.tabs([shown_literally(n) for n in report.names])
     for tab, name in zip(tabs, report.names):
         tab.plotly_chart(shift_heatmap(report, name), key=f"mask_shift_{name}")
     st.caption(t("masks.shift_caption"))
@@ -111,7 +113,7 @@ def show_aus(report: MaskReport) -> None:
     c2.warning(t("masks.hidden", aus=", ".join(au_label(c) for c in HIDDEN_AUS)))
     st.caption(t("masks.aus_caption"))
     if report.reasons:
-        tabs = st.tabs(list(report.reasons))
+        tabs = st.tabs([shown_literally(n) for n in report.reasons])
         for tab, name in zip(tabs, report.reasons):
             tab.plotly_chart(reasons_bars(report, name), key=f"mask_reasons_{name}")
 
@@ -132,10 +134,10 @@ def show_downloads(report: MaskReport) -> None:
     c1.download_button(t("masks.download_json"), json.dumps(report.to_dict(), indent=1).encode(),
                        file_name="mask_report.json", mime="application/json", key="mask_download_json",
                        icon=":material/download:")
-    c2.download_button(t("masks.download_csv"), per_emotion_frame(report).to_csv(index=False).encode(),
+    c2.download_button(t("masks.download_csv"), csv_bytes(per_emotion_frame(report)),
                        file_name="mask_per_emotion.csv", mime="text/csv", key="mask_download_csv",
                        icon=":material/download:")
-    st.download_button(t("masks.download_images_csv"), report.per_image_frame().to_csv(index=False).encode(),
+    st.download_button(t("masks.download_images_csv"), csv_bytes(report.per_image_frame()),
                        file_name="mask_per_image.csv", mime="text/csv", key="mask_download_images_csv",
                        icon=":material/download:")
 
@@ -150,9 +152,9 @@ def show_results(saved: dict, current: str | None) -> None:
     for problem in report.original.failed_models:
         show_error(problem, prefix=t("masks.left_out"), warning=True)
     for problem in report.reasons_failed:
-        st.warning(t("masks.reasons_failed", problem=message(problem)))
+        st.warning(t("masks.reasons_failed", problem=shown_literally(message(problem))))
     if report.unmaskable:
-        st.warning(t("masks.unmaskable", n=len(report.unmaskable), example=message(report.unmaskable[0])))
+        st.warning(t("masks.unmaskable", n=len(report.unmaskable), example=shown_literally(message(report.unmaskable[0]))))
         if report.not_placed:
             st.caption(t("masks.not_placed", n=report.not_placed))
         with st.expander(t("masks.unmaskable_all", n=len(report.unmaskable))):
@@ -160,10 +162,10 @@ def show_results(saved: dict, current: str | None) -> None:
                          hide_index=True)
     unreadable = report.original.unreadable
     if unreadable:
-        st.warning(t("compare.unreadable", n=len(unreadable), example=message(unreadable[0])))
+        st.warning(t("compare.unreadable", n=len(unreadable), example=shown_literally(message(unreadable[0]))))
     if report.original.several_faces:
         st.caption(t("compare.several_faces", n=len(report.original.several_faces),
-                     example=message(report.original.several_faces[0])))
+                     example=shown_literally(message(report.original.several_faces[0]))))
     if report.empty_classes:
         st.caption(t("masks.empty_classes", emotions=", ".join(emotion_label(e) for e in report.empty_classes)))
     if report.original.skipped:

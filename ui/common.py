@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -102,9 +103,31 @@ def page_setup(title: str, icon: str) -> None:
     st.set_page_config(page_title=f"{shown} · FER workbench", page_icon=icon, layout="wide")
 
 
+# What Streamlit's Markdown turns into something other than the text itself: links and images
+# ("[x](url)", "![x](url)": an image is fetched from its server when the page opens), autolinks and
+# tags ("<...>"), math ("$"), code, emphasis and strike-through, and the backslash that escapes them.
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*~\[\]<>$])")
+
+
+def shown_literally(text: object) -> str:
+    """``text`` someone else chose (a file, folder or class name, an error naming one) for a
+    Markdown-interpreting call (``st.markdown``, ``st.caption``, ``st.success``, widget labels):
+    shown as typed on one line, never as a link, an image, math or formatting."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(text).splitlines()))
+
+
+def shown_in_code(text: object) -> str:
+    """``text`` someone else chose, for a Markdown code span (`` `{name}` ``), where nothing is
+    interpreted but a backtick, which would end the span: that one becomes a quote."""
+    return " ".join(str(text).splitlines()).replace("`", "'")
+
+
 def show_error(exc: BaseException | str, prefix: str | None = None, warning: bool = False) -> None:
-    """Show a failure as one readable line (``st.error`` or ``st.warning``), never a traceback."""
+    """Show a failure as one readable line (``st.error`` or ``st.warning``), never a traceback.
+    An exception's text names files and classes as uploaded: it is shown literally."""
     text = i18n.message(one_line(exc))
+    if isinstance(exc, BaseException):
+        text = shown_literally(text)
     if prefix and not text.startswith(prefix):
         text = f"{prefix}: {text}"
     (st.warning if warning else st.error)(text, icon=":material/warning:" if warning else ":material/error:")
@@ -122,7 +145,7 @@ def run_page(body: Callable[[], None]) -> None:
         show_error(exc)
     except Exception as exc:
         log.exception("unexpected error in page")
-        show_error(t("common.unexpected", error=one_line(exc)))
+        show_error(t("common.unexpected", error=shown_literally(one_line(exc))))
 
 
 # -- what a page keeps for one result in session state -------------------------------------
@@ -518,7 +541,7 @@ def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
             st.info(t("common.folder_hint", layout=data_layout_help()))
             return None
         folder = Path(path).expanduser()
-        return dataset_items(str(folder)), str(folder), t("common.folder_description", folder=folder)
+        return dataset_items(str(folder)), str(folder), t("common.folder_description", folder=shown_in_code(folder))
     if source == ZIP:
         up = st.file_uploader(t("common.zip_input"), type=["zip"], key=f"{prefix}_zip", help=data_layout_help())
         if up is None:
@@ -527,7 +550,7 @@ def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
         data = up.getvalue()
         with st.spinner(t("common.unpacking")):
             unpacked = held(prefix, unpacked_zip(digest(data), data))
-        return dataset_items(str(unpacked.root)), str(unpacked.root), t("common.zip_description", name=up.name)
+        return dataset_items(str(unpacked.root)), str(unpacked.root), t("common.zip_description", name=shown_in_code(up.name))
     split = st.selectbox(t("common.split"), splits, index=splits.index("val") if "val" in splits else 0,
                          key=f"{prefix}_split")
     if split == "train":

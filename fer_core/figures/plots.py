@@ -8,6 +8,7 @@ words ("AU12 lip corner puller"), because the point of the AU model is that peop
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -230,11 +231,13 @@ INSIDE_LABEL_MIN = 0.15
 
 
 def probability_bars(probabilities: Mapping[str, float], title: str | None = None) -> go.Figure:
-    """Horizontal bars, most likely emotion on top; every bar labelled, tiny ones beside the bar."""
+    """Horizontal bars, most likely emotion on top; every bar labelled, tiny ones beside the bar.
+    A key that is no emotion (a Teachable Machine class name, as its author wrote it) is shown as
+    text: Plotly would draw ``<a href=...>`` or ``<span style=...>`` in it as a link or styling."""
     items = sorted(probabilities.items(), key=lambda kv: kv[1])
     values = [float(v) for _, v in items]
     fig = go.Figure(go.Bar(
-        y=emotion_labels(k for k, _ in items), x=values, orientation="h",
+        y=[html.escape(label, quote=False) for label in emotion_labels(k for k, _ in items)], x=values, orientation="h",
         marker_color=[emotion_color(k) for k, _ in items],
         text=[f"{v:.0%}" for v in values], textangle=0, cliponaxis=False,
         textposition=["inside" if v >= INSIDE_LABEL_MIN else "outside" for v in values],

@@ -1,0 +1,125 @@
+"""Names other people chose (file, folder and Teachable Machine class names) stay text everywhere
+they are shown: Streamlit's Markdown, Plotly labels and CSV downloads opened in a spreadsheet.
+
+Markdown is checked by rendering what the page sent with a CommonMark renderer (markdown-it, which
+keras's ``rich`` brings): Streamlit escapes raw HTML itself, but draws Markdown links and images,
+and an image is fetched from its server as soon as someone opens the page.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pandas as pd
+import pytest
+
+markdown_it = pytest.importorskip("markdown_it")
+
+HOSTILE_IMAGE = "![x](https://evil.example/track.png)"
+HOSTILE_LINK = "[click](javascript:alert(1))"
+HOSTILE_FORMULA = '=HYPERLINK("http://evil.example","x")'
+
+
+def rendered(markdown: str) -> str:
+    """The HTML a CommonMark renderer makes of ``markdown`` (with strike-through, as GFM)."""
+    return markdown_it.MarkdownIt("commonmark").enable("strikethrough").render(markdown)
+
+
+def plain(markdown: str) -> str:
+    """The text a reader sees: the rendered HTML without tags and entities."""
+    import html
+
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered(markdown))).strip()
+
+
+def test_shown_literally_keeps_names_as_text():
+    from ui.common import shown_literally
+
+    for name in (HOSTILE_IMAGE, HOSTILE_LINK, "$x^2$ `code` *em* ~~gone~~ <b>", "a\\[b]", "two\nlines"):
+        shown = shown_literally(name)
+        assert not re.search(r"<(a|img|code|em|del|b)\b", rendered(shown)), (name, rendered(shown))
+        assert plain(shown) == name.replace("\n", " ")
+    assert shown_literally("keras_model.h5: not an image") == "keras_model.h5: not an image"
+
+
+def test_show_error_shows_a_hostile_file_name_as_text():
+    """A file's name inside an error (a shared folder, a zip) is shown as typed, not fetched as an image."""
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        from fer_core.errors import DatasetError
+        from ui.common import show_error
+
+        show_error(DatasetError("angry/![x](https://evil.example/track.png).jpg: not an image"))
+
+    at = AppTest.from_function(page).run(timeout=60)
+    (error,) = at.error
+    assert "<img" not in rendered(error.value), error.value
+    assert plain(error.value) == "angry/![x](https://evil.example/track.png).jpg: not an image"
+
+
+def test_csv_bytes_neutralises_formulas_only_in_text_cells():
+    from fer_core.figures.compare import csv_bytes
+
+    frame = pd.DataFrame({"file": [HOSTILE_FORMULA, "+cmd", "@SUM(A1)", "-2+3", "\tx", "angry/a.jpg", "-0.5"],
+                          "delta": [-1.5, 2.0, -3.0, 0.0, 1.0, 2.0, 3.0]})
+    frame[HOSTILE_FORMULA] = 1
+    back = pd.read_csv(io.BytesIO(csv_bytes(frame)), dtype={"file": str}, keep_default_na=False)
+    assert back["file"].tolist() == ["'" + HOSTILE_FORMULA, "'+cmd", "'@SUM(A1)", "'-2+3", "'\tx", "angry/a.jpg", "-0.5"]
+    assert back["delta"].tolist() == [-1.5, 2.0, -3.0, 0.0, 1.0, 2.0, 3.0]  # numbers stay numbers
+    assert list(back.columns) == ["file", "delta", "'" + HOSTILE_FORMULA]
+
+
+def test_compare_predictions_download_keeps_a_formula_file_name_as_text(tmp_path):
+    """Compare's per-image CSV: a zip's wrapping folder named like a formula starts the file cell."""
+    from fer_core.figures.compare import csv_bytes, predictions_frame
+
+    root = tmp_path / "set"
+    table = pd.DataFrame({"file": [str(root / f"{HOSTILE_FORMULA}/angry/a.jpg"), str(root / "happy/b.jpg")],
+                          "label": ["angry", "happy"], "m": ["angry", "sad"]})
+    text = csv_bytes(predictions_frame(table, ["m"], root)).decode()
+    cells = [row.split(",")[0] for row in text.splitlines()[1:]]
+    assert cells[0].lstrip('"').startswith("'="), text
+    assert cells[1] == "happy/b.jpg"
+
+
+def test_probability_bars_draw_class_names_as_text():
+    """Plotly draws <a href>, <b> and <span style> in labels; a class name must show as written."""
+    from fer_core.figures import plots
+
+    name = '<a href="https://evil.example">Anger</a>'
+    fig = plots.probability_bars({name: 0.6, "happy": 0.4})
+    assert '&lt;a href="https://evil.example"&gt;Anger&lt;/a&gt;' in list(fig.data[0].y)
+    assert not any("<a" in label for label in fig.data[0].y)
+
+
+def test_teachable_page_shows_hostile_class_names_as_text(tmp_path, models_dir, downloads):
+    """Class names of a Teachable Machine export (labels.txt) and the upload's file name are shown
+    as typed in every Markdown element and widget label of the page, and the mapping CSV keeps a
+    formula-like class name as text."""
+    from apptest_helpers import run_app
+    from streamlit.testing.v1 import AppTest
+
+    from fer_core import config
+    from fer_core.predictors.teachable_example import write_teachable_export
+
+    labels = ("Anger", "Happiness", HOSTILE_LINK, HOSTILE_IMAGE, HOSTILE_FORMULA)
+    export = write_teachable_export(tmp_path / "export", labels)
+    zipped = export.zip("![pix](https:evil.example) x.zip")
+    at = AppTest.from_file(str(config.REPO_ROOT / "pages" / "5_Teachable_Machine.py"), default_timeout=240)
+    run_app(at, 240)
+    at.file_uploader(key="tm_upload").set_value([(zipped.name, zipped.read_bytes(), "application/zip")])
+    run_app(at, 240)
+    shown = [str(e.value) for kind in ("markdown", "caption", "success", "warning", "info")
+             for e in at.get(kind)] + [e.label for e in at.get("selectbox")]
+    hostile = [s for s in shown if "evil" in s or "javascript" in s]
+    assert len(hostile) >= 5, shown  # the labels' selectboxes, the ignored line, the loaded line
+    for text in hostile:
+        assert not re.search(r"<(a|img)\b", rendered(text)), (text, rendered(text))
+    seen = " ".join(plain(s) for s in hostile)
+    for name in (HOSTILE_LINK, HOSTILE_IMAGE, "![pix](https:evil.example) x.zip"):
+        assert name in seen, seen
+    (csv,) = [data for name, data in downloads.items() if name.endswith("_mapping.csv")]
+    mapping = pd.read_csv(io.BytesIO(csv))
+    assert mapping["class"].tolist()[-1] == "'" + HOSTILE_FORMULA
