@@ -311,3 +311,14 @@ def test_new_refusals_read_in_korean(tmp_path):
         for path, korean in ((fex, "_r이 없는 AU 열"), (study, "FER2013은"), (numbers, "숫자 레이블"),
                              (book, "스프레드시트"), (archive, "압축을 풀고"), (presence, "존재 여부 열")):
             assert korean in i18n.message(refusal(path))
+
+
+def test_the_dashboards_table_uploaders_let_through_every_file_the_reader_reads_or_explains():
+    """The browser refuses an upload whose ending is not in the uploader's list before the reader
+    sees it: Excel's "Unicode text" (.txt) and a .tsv were refused though they read, and a workbook
+    got Streamlit's bare "file type not allowed" instead of the reader's "save it as CSV UTF-8"."""
+    from ui.common import TABLE_TYPES
+
+    for name in ("au.csv", "au.tsv", "au.txt", "au.csv.gz", "au.csv.bz2", "au.csv.xz", "au.parquet",
+                 "au.xlsx", "au.xls", "au.ods"):
+        assert name.rsplit(".", 1)[1] in TABLE_TYPES, name

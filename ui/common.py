@@ -49,7 +49,9 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("pages/7_Masks.py", "nav.masks", ":material/masks:"),
 )
 IMAGE_TYPES = [suffix.lstrip(".") for suffix in IMAGE_SUFFIXES]  # what load_image decodes here
-TABLE_TYPES = ["csv", "gz", "bz2", "xz", "parquet"]  # what au_table.read reads (it goes by the bytes)
+# What au_table.read reads (it goes by the bytes): Excel's "Unicode text" is a .txt, a TSV a .tsv; a
+# workbook is accepted here so that the reader says how to save it as CSV, not the uploader "wrong type"
+TABLE_TYPES = ["csv", "tsv", "txt", "gz", "bz2", "xz", "parquet", "xlsx", "xls", "ods"]
 
 
 def data_layout_help() -> str:
