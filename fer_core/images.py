@@ -263,6 +263,8 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
     folders whose file names start with the emotion (``angry001.jpg``). Files whose emotion is not
     in ``classes`` are left out; unlabelled flat files get label None. Only regular files are
     taken: a named pipe or a link to a device would hang a reader, a symlink loop has no end.
+    Hidden files (``is_hidden_name``) are passed over unsaid. The order is the sorted one whatever
+    order the file system lists in, so a seed draws the same images from a copy on another disk.
     """
     root = Path(root)
     if not root.exists():
@@ -278,7 +280,7 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
     wanted = set(classes) if classes is not None else None
 
     def take(path: Path, label: str | None) -> None:
-        if wanted is not None and label not in wanted:
+        if (wanted is not None and label not in wanted) or is_hidden_name(path.name):
             return
         reason = _skip_reason(path)
         if reason is None:
@@ -287,6 +289,8 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
             skipped.append(SkippedFile(printable(relative_file(path, root)), label, reason))
 
     for entry in entries:
+        if is_hidden_name(entry.name):
+            continue
         if _is_folder(entry):
             label = normalize_emotion(entry.name)
             if label is None:  # not an emotion's folder; one named like an image ("x.jpg") is said
@@ -302,6 +306,13 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
         else:
             take(entry, emotion_from_filename(entry.stem))
     return ImageListing(items, skipped)
+
+
+def is_hidden_name(name: str) -> bool:
+    """Dot files and folders and macOS's ``__MACOSX``: metadata, never a dataset's images. macOS
+    writes a ``._name.jpg`` copy beside each file it puts on a network share or a FAT drive; listed
+    as an image, it became a failure row, or a drawn test image that is none, on that disk only."""
+    return name.startswith((".", "__MACOSX"))
 
 
 def _is_folder(path: Path) -> bool:
@@ -416,7 +427,7 @@ def unpack_image_zip(data: bytes, dest: Path) -> Path:
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()
                    and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
-                   and not any(part.startswith(("__MACOSX", ".")) for part in Path(m.filename).parts)]
+                   and not any(is_hidden_name(part) for part in Path(m.filename).parts)]
         if not members:
             raise DatasetError("the zip holds no images; zip a folder with <emotion>/*.jpg subfolders or emotion-prefixed files (angry001.jpg)")
         if len(members) > MAX_ZIP_FILES or sum(m.file_size for m in members) > MAX_ZIP_BYTES:

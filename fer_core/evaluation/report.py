@@ -50,9 +50,12 @@ class ReportSettings:
     root: str | None = None
     created: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    # ``root`` is a folder of the session (a drawn set's, an unpacked zip's), named at random and
+    # gone when the session ends: not shown, so two reports of the same set read the same.
+    temporary: bool = False
 
     @classmethod
-    def now(cls, test_set: str, root: str | Path | None = None) -> "ReportSettings":
+    def now(cls, test_set: str, root: str | Path | None = None, temporary: bool = False) -> "ReportSettings":
         """The settings of a comparison run just now: the time (UTC) and the installed versions."""
         versions = {"python": platform.python_version()}
         for package in VERSIONS_OF:
@@ -61,7 +64,7 @@ class ReportSettings:
             except metadata.PackageNotFoundError:
                 continue
         return cls(test_set=test_set, root=str(root) if root is not None else None,
-                   created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), versions=versions)
+                   created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), versions=versions, temporary=temporary)
 
 
 def registered_entries(refs: Sequence[str], names: Sequence[str]) -> dict[str, ModelEntry | None]:
@@ -142,7 +145,11 @@ def _model_section(name: str, kind: str, entry: ModelEntry | None) -> str:
     return f"<h3>{_e(name)}</h3>" + _key_values(rows)
 
 
-def _wrong_section(comparison: Comparison, name: str) -> str:
+def _wrong_section(comparison: Comparison, name: str, root: str | None = None) -> str:
+    """The images ``name`` got wrong, as thumbnails titled with their file relative to ``root``
+    (a drawn set's random temporary folder, or where the set lies, is no part of the result)."""
+    from ..images import relative_file
+
     wrong = comparison.table[~comparison.correct(name)]
     if wrong.empty:
         return f"<h3>{_e(name)}</h3><p>{_e(t('report.none_wrong'))}</p>"
@@ -157,7 +164,7 @@ def _wrong_section(comparison: Comparison, name: str) -> str:
         caption = (f"{emotion_label(row['label'])} → "
                    f"{t('report.no_face') if pd.isna(pred) else emotion_label(pred)}")
         cells.append(f'<figure class="thumb"><img src="{uri}" alt="{_e(Path(str(row["file"])).name)}" '
-                     f'title="{_e(row["file"])}"><figcaption>{_e(caption)}</figcaption></figure>')
+                     f'title="{_e(relative_file(row["file"], root))}"><figcaption>{_e(caption)}</figcaption></figure>')
     notes = []
     if len(wrong) > MAX_THUMBS_PER_MODEL:
         notes.append(t("report.thumbs_first", shown=MAX_THUMBS_PER_MODEL, total=len(wrong)))
@@ -206,7 +213,7 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
                          (t("report.images"), f"{comparison.n:,}"),
                          (t("report.emotions"), ", ".join(emotion_label(e) for e in comparison.classes)),
                          (t("report.created"), settings.created)]
-        if settings.root:
+        if settings.root and not settings.temporary:
             settings_rows.insert(1, (t("report.folder"), settings.root))
         if comparison.skipped:
             settings_rows.append((t("report.skipped"),
@@ -219,7 +226,7 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
         failed = "".join(f'<p class="note">{_e(line)}</p>' for line in comparison.failed_models)
         mcnemar = (_table(mcnemar_frame(comparison)) if len(comparison.names) > 1
                    else f"<p>{_e(t('report.mcnemar_one'))}</p>")
-        wrong = "".join(_wrong_section(comparison, name) for name in comparison.names)
+        wrong = "".join(_wrong_section(comparison, name, settings.root) for name in comparison.names)
         body = f"""
 <h1>{_e(t("report.title"))}</h1>
 <p class="note">{_e(t("report.intro"))}</p>

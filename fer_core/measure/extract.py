@@ -15,7 +15,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -195,7 +195,8 @@ def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bo
     drawn mask first and is measured under it (``masked`` = 1, hidden AUs empty; not cached).
     ``crops``: every image is a face crop, measured in face-crop mode whatever its size (images
     under ``landmarker.SMALL_IMAGE_SIDE`` always are). Cancelling (``should_stop`` returning
-    True) returns the rows finished so far.
+    True) returns the rows finished so far. Rows are in ``file_order_key`` order, each image's
+    faces largest first: the same table whatever the order of ``items`` or the number of workers.
     """
     items = list(items)
     if mask:
@@ -207,14 +208,21 @@ def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bo
         bare = {i: r.bare for i, r in done.items() if isinstance(r, MaskedMeasure)}
     else:
         results = measure_items(items, workers, use_cache, progress, should_stop, crops=crops)
-    rows = []
+    listed: list[tuple[str, list[dict]]] = []
     for i, it in enumerate(items):
         if i in results:
-            rows.extend(rows_for_image(printable(relative_file(it.path, root)), it.label, results[i], bool(mask),
-                                       bare.get(i, ()) if mask else ()))
-    for s in skipped:
-        rows.extend(rows_for_image(s.file, s.label, s.reason))
-    return au_table.from_rows(rows)
+            file = printable(relative_file(it.path, root))
+            listed.append((file, rows_for_image(file, it.label, results[i], bool(mask), bare.get(i, ()) if mask else ())))
+    listed += [(s.file, rows_for_image(s.file, s.label, s.reason)) for s in skipped]
+    listed.sort(key=lambda entry: file_order_key(entry[0]))
+    return au_table.from_rows([row for _, image_rows in listed for row in image_rows])
+
+
+def file_order_key(file: str) -> tuple[str, ...]:
+    """Where a table's ``file`` goes: sorted by its folders, then its name, as a listing sorts
+    them, so the rows of a folder (skipped files' rows among them) come in the same order
+    whatever order the caller or the file system gave the files in."""
+    return PurePosixPath(file).parts
 
 
 def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bool = True,
