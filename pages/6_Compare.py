@@ -312,7 +312,8 @@ def report_html(saved: dict, lang: str) -> bytes:
     server's download request, outside this run: so the language is passed, not read)."""
     from fer_core.evaluation.report import ReportSettings, comparison_report_html
 
-    settings = saved.get("settings") or ReportSettings.now(saved["description"], saved["root"])
+    settings = saved.get("settings") or ReportSettings.now(saved["description"], saved["root"],
+                                                           temporary=saved.get("folder") is not None)
     entries = [m for m in saved.get("models", []) if not hasattr(m, "predict_proba")]
     return comparison_report_html(saved["comparison"], settings, entries, lang=lang).encode("utf-8")
 
@@ -401,10 +402,11 @@ def main() -> None:
                         bar.empty()
                     # "folder": a drawn set's or a zip's temporary folder, kept while these results
                     # show (their thumbnails, explanations and report read its images)
+                    folder = held_folder("cmp", root)
                     previous = {"comparison": comparison, "root": root, "description": description,
                                 "signature": current, "models": list(models),
-                                "settings": ReportSettings.now(description, root),
-                                "folder": held_folder("cmp", root)}
+                                "settings": ReportSettings.now(description, root, temporary=folder is not None),
+                                "folder": folder}
                     st.session_state["cmp_result"] = previous
     except FerError as exc:
         show_error(exc)

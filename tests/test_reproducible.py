@@ -113,6 +113,19 @@ def test_extract_rows_come_in_file_order_whatever_order_the_images_are_given_in(
         assert table["file"].tolist() == expected
 
 
+def test_the_ray_engine_orders_rows_as_the_local_engine_does(tmp_path):
+    """The Ray engine put skipped files' rows last: its table listed files in another order than
+    the local engine's for the same folder."""
+    from fer_core import au_table
+    from fer_core.measure import extract, ray_engine
+
+    names = ["sad/b.jpg", "angry/a.jpg"]  # as the actors' parts came back
+    skipped = [SkippedFile("happy/drawing.svg", "happy", "SVG is a vector drawing; convert it to PNG or JPEG")]
+    parts = au_table.from_rows([r for f in names for r in extract.rows_for_image(f, f.split("/")[0], "no face found")])
+    table = ray_engine._assemble([parts], names, skipped)
+    assert table["file"].tolist() == ["angry/a.jpg", "happy/drawing.svg", "sad/b.jpg"]
+
+
 @pytest.fixture(scope="module")
 def twelve_faces(tmp_path_factory, fer_val) -> Path:
     """Two real FER2013 val faces per emotion."""

@@ -471,9 +471,10 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
 
 def _assemble(tables: list[pd.DataFrame], names: list[str], skipped: Sequence[SkippedFile],
               skipped_rows: bool = True) -> pd.DataFrame:
-    """One table in the listing's order, with (``skipped_rows``) a failure row for each skipped
-    file not already there; rows of files no longer in the folder are dropped, as the local engine
-    would not write them (the table is the folder's)."""
+    """One table in the local engine's order (``extract.file_order_key``: skipped files' rows among
+    the others, not after them), with (``skipped_rows``) a failure row for each skipped file not
+    already there; rows of files no longer in the folder are dropped, as the local engine would not
+    write them (the table is the folder's)."""
     table = au_table.concat(tables)
     listed = set(names) | {s.file for s in skipped}
     table = table[table["file"].isin(listed)]
@@ -481,6 +482,5 @@ def _assemble(tables: list[pd.DataFrame], names: list[str], skipped: Sequence[Sk
     extra = [r for s in skipped if skipped_rows and s.file not in present
              for r in extract.rows_for_image(s.file, s.label, s.reason)]
     table = au_table.concat([table, au_table.from_rows(extra)])
-    position = {f: i for i, f in enumerate(names)}
-    order = table["file"].map(position).fillna(len(names) + table.index.to_series())
-    return au_table.normalise(table.iloc[order.argsort(kind="stable")])
+    keys = [extract.file_order_key(f) for f in table["file"]]
+    return au_table.normalise(table.iloc[sorted(range(len(keys)), key=keys.__getitem__)])
