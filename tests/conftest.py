@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
+
+# Before numpy is imported: its BLAS reads the thread count once, when it loads (``make test`` sets the
+# same; a plain ``pytest`` ran numpy on every core, with other rounding than the suite's).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from fer_core.config import fer_split_dir, openface_study_table
 from fer_core.emotions import SIX_EMOTIONS
+
+# This run's measurement cache (and the dashboard's Ray parts): a folder of its own, removed when the
+# run ends. The checkout's .cache/ held what earlier runs (and other runs going on in the same
+# checkout) had measured, so a test could be served another run's measurements; set here, before the
+# test modules are imported, so the environments they build for the CLI carry it too.
+_RUN_CACHE = tempfile.TemporaryDirectory(prefix="fer-test-cache-", ignore_cleanup_errors=True)
+os.environ["FER_CACHE_DIR"] = _RUN_CACHE.name
 
 SHARED_REASON = "../shared datasets not present (set FER_DATA_DIR to run this test)"
 BUNDLED_AU_MODEL = "au-logreg-fer2013"

@@ -123,7 +123,7 @@ def test_explorer_bundled_au_table_shows_balance_and_au_plots(models_dir):
     assert "AU12 lip corner puller" in box["data"][0]["x"]
 
 
-def test_explorer_gives_a_new_tables_emotions_their_default(models_dir):
+def test_explorer_gives_a_new_tables_emotions_their_default(models_dir, study_table):
     """Streamlit kept the emotions chosen for one table, cut to the next table's: after the study's
     six-emotion table, FER2013's fear started unselected (and its faces were left out unasked)."""
     at = _run(AppTest.from_file(EXPLORER))
@@ -345,9 +345,14 @@ def test_au_model_extracts_a_folder_with_the_embedded_extractor(models_dir, fer_
 
 def test_au_model_docker_backend_says_why_it_is_unavailable(models_dir, monkeypatch, tmp_path):
     """No Docker engine runs here: the selector must say so, with the fix, and not offer to run."""
+    from ui.common import forget_docker_status
+
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    forget_docker_status()  # the page keeps the engine's answer for 30 s: an earlier test's, for another engine
     at = _run(AppTest.from_file(AU_PAGE))
     at.radio(key="au_source").set_value(EXTRACT)
+    _run(at)
+    at.text_input(key="au_folder").set_value(str(tmp_path))  # a folder: the choice shows without the datasets
     _run(at)
     at.radio(key="au_backend").set_value("openface-docker")
     _run(at)

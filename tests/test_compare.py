@@ -300,6 +300,7 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     report = files["compare_report.html"]()  # built on click
     text = report.decode("utf-8") if isinstance(report, bytes) else report
     assert "모델 비교 보고서" in text and text.count('class="plotly-graph-div"') == 4
+    assert "fer_testset_" not in text  # a drawn set's temporary folder is no part of the result
     assert text.count('<img src="data:image/png;base64,') == 2 * len(res.wrong_files(BUNDLED_AU_MODEL))
     labels = {b.label for b in at.get("download_button")}
     assert "보고서 (HTML)" in labels and "McNemar 검정 (CSV)" in labels
@@ -470,7 +471,9 @@ def test_a_comparison_waiting_for_another_runs_measuring_says_so(six_images, mon
         if released.acquire(blocking=False):
             pool.lock.release()
 
-    timer = threading.Timer(5.0, other_run_done)  # the old code waits without a word: fail, do not hang
+    # The old code waits without a word: fail, do not hang. Long enough that a loaded machine reaches
+    # the pool first (5 s raced the reading of the images before it; 0.3 s on a busy 2-core machine).
+    timer = threading.Timer(60.0, other_run_done)
     timer.start()
     labels: list[str] = []
 

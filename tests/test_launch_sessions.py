@@ -22,6 +22,18 @@ from ui import launch
 TTL_S = 0.2
 
 
+class StoreClock:
+    """The session store's clock, moved by the test only: building the tabs is no time to reconnect.
+    On the real clock a pause of the test's own (a garbage collection of a large test process, a
+    loaded machine) of over ``TTL_S`` between storing the tabs and taking one back expired them early."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def storage_class(monkeypatch):
     """The session store ``ui.launch`` installs; Streamlit's own is put back after the test."""
@@ -58,6 +70,7 @@ def test_closed_tabs_let_their_uploads_go_when_nobody_else_comes(storage_class):
     their uploads are gone; a third tab that reconnected in time keeps its own."""
     files = MemoryUploadedFileManager("/_stcore/upload_file")
     storage = storage_class(maxsize=8, ttl_seconds=TTL_S)
+    clock = storage._cache._timer = StoreClock()
     kept: dict = {}
 
     async def visit() -> SessionInfo:
@@ -66,7 +79,8 @@ def test_closed_tabs_let_their_uploads_go_when_nobody_else_comes(storage_class):
         assert _held(files) == {"tab-0", "tab-1", "tab-2"}
         back = storage.get("tab-1")
         storage.delete("tab-1")  # tab-1 reconnected: its session lives on, with its upload
-        await asyncio.sleep(TTL_S + 1.5)  # an idle server: no other session comes or goes
+        clock.now += TTL_S + 1  # the time to reconnect runs out for the others
+        await asyncio.sleep(TTL_S + 1.5)  # an idle server: no other session comes or goes; its timer reaps
         return back
 
     back = asyncio.run(visit())

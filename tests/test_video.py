@@ -118,34 +118,40 @@ def test_a_crash_costs_one_chunk(tmp_path, monkeypatch):
     import signal
     import threading
 
+    from fer_core.measure import workers
+
     path = write_video(tmp_path / "crash.mp4", 12, rate=10)
     monkeypatch.setattr(video, "CHUNK_FRAMES", 40)  # chunks of 4 s at 10 fps: 0-4, 4-8, 8-12 s
 
-    def reader_of(target: Path) -> int | None:
-        """The process of this test that has the video open (the worker decoding it)."""
-        import multiprocessing
+    def reading(pid: int) -> bool:
+        """Whether process ``pid`` has the video open (it is decoding it)."""
+        try:
+            return any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path) for fd in os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            return False
 
-        for child in multiprocessing.active_children():
-            try:
-                if any(os.readlink(f"/proc/{child.pid}/fd/{fd}") == str(target)
-                       for fd in os.listdir(f"/proc/{child.pid}/fd")):
-                    return child.pid
-            except OSError:
-                continue
-        return None
+    finished = threading.Event()
+
+    def kill() -> None:
+        """Kill the worker given the second chunk (task 1) once it reads the video. Found by its task,
+        with no timer: a timer of 0.3 s and 2 s to find a reader missed a worker that a loaded
+        machine started late, and the whole video was measured."""
+        pool = workers._pools[("video", 1)]
+        while not finished.is_set():
+            holder = next((w for w in list(pool._workers) if w.job is not None and w.job[0] == 1), None)
+            if holder is not None and reading(holder.process.pid):
+                os.kill(holder.process.pid, signal.SIGKILL)
+                return
+            finished.wait(0.01)
 
     def kill_second_chunk(done: int, total: int) -> None:
-        if done == 1:  # the first chunk is in; the worker has just been given the second
-            def kill() -> None:
-                for _ in range(100):
-                    pid = reader_of(path)
-                    if pid:
-                        os.kill(pid, signal.SIGKILL)
-                        return
-                    threading.Event().wait(0.02)
-            threading.Timer(0.3, kill).start()
+        if done == 1:  # the first chunk is in; the worker is given the second next
+            threading.Thread(target=kill, daemon=True).start()
 
-    table = video.extract_video(path, fps=10, progress=kill_second_chunk)
+    try:
+        table = video.extract_video(path, fps=10, progress=kill_second_chunk)
+    finally:
+        finished.set()
     crashed = table[table["reason"].str.contains("crashed")]
     assert len(crashed) == 1 and crashed["time_s"].iloc[0] == pytest.approx(4.0)
     assert crashed["reason"].iloc[0] == ("the face detector crashed on this part of the video (signal 9); "
@@ -579,10 +585,17 @@ def test_a_chunk_that_runs_out_of_time_says_what_to_do_for_a_video(face_video, m
     """The pool's timeout advice is for an image ("try a smaller image"); a video's chunk says
     to measure fewer frames per second or cut the video, in both languages."""
     from fer_core.i18n import message, using_language
-    from fer_core.measure.workers import shared_pool
 
-    pool = shared_pool("video", 1, video._measure_chunk, video._init_worker)
-    monkeypatch.setattr(pool, "timeout_s", 0.05)
+    real_pool = video.shared_pool
+
+    def pool_with_a_short_timeout(*args, **options):
+        """The pool extract_video asks for, made with its own options: made here first, it kept the
+        test's (the crash message of any input) for every later video in this process."""
+        pool = real_pool(*args, **options)
+        monkeypatch.setattr(pool, "timeout_s", 0.05)
+        return pool
+
+    monkeypatch.setattr(video, "shared_pool", pool_with_a_short_timeout)
     table = video.extract_video(face_video, fps=25)
     (reason,) = table["reason"]
     assert reason == ("took over 0.05 s and was stopped; measure fewer frames per second or cut the video "
