@@ -35,22 +35,34 @@ def main(argv: list[str] | None = None) -> int:
             return _reader_gone()
         return _unexpected(exc)
     except FerError as exc:
+        _end_progress_bars()
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
+        _end_progress_bars()
         print("interrupted", file=sys.stderr)
         return _interrupted_status(exc)
     except MemoryError:
+        _end_progress_bars()
         print("error: out of memory; use a smaller input or a machine with more memory", file=sys.stderr)
         return 2
     except Exception as exc:
         return _unexpected(exc)
 
 
+def _end_progress_bars() -> None:
+    """Close the progress bars still drawn, so that the line said next starts a line of its own
+    ("interrupted" was written on the end of the bar's line, and the bar drawn again after it)."""
+    bars = getattr(getattr(sys.modules.get("tqdm"), "tqdm", None), "_instances", ())
+    for bar in list(bars):
+        bar.close()
+
+
 def _unexpected(exc: Exception) -> int:
     """A bug, not the user's fault: one line here, the traceback on request."""
     if os.environ.get("FER_DEBUG"):
         raise exc
+    _end_progress_bars()
     print(f"error: unexpected {one_line(exc)} (a bug; FER_DEBUG=1 shows the details)", file=sys.stderr)
     return 2
 
@@ -497,6 +509,7 @@ def cmd_extract(args) -> int:
             parts = parts_dir(fileio.output_path(args.out))
             if not any(parts.glob("*.parquet")):
                 raise
+            _end_progress_bars()
             print(f"interrupted; the images measured so far are kept in {printable(str(parts))}: the same command "
                   "measures only the rest", file=sys.stderr)
             return _interrupted_status(exc)

@@ -218,13 +218,23 @@ def install_browser_font(static_dir: Path) -> Path | None:
         return None
     target = static_dir / "NanumGothic.ttf"
     if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
+        import tempfile
+
         from fontTools.ttLib import TTFont
 
         static_dir.mkdir(parents=True, exist_ok=True)
         font = _web_safe(TTFont(str(source)))
-        tmp = target.with_suffix(".tmp")
-        font.save(str(tmp))
-        tmp.replace(target)
+        # A temporary name of its own: two servers (or sessions) starting at once on a fresh checkout
+        # wrote one NanumGothic.tmp, and the second to rename it found it gone.
+        fd, tmp_name = tempfile.mkstemp(dir=static_dir, prefix=".NanumGothic-", suffix=".tmp")
+        tmp = Path(tmp_name)
+        try:
+            with open(fd, "wb") as fh:
+                font.save(fh)
+            tmp.chmod(0o644)
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
     return target
 
 

@@ -154,3 +154,30 @@ def test_teachable_refusals_of_damaged_weights_read_in_korean():
         weight = i18n.message(f"keras_model.h5: weight dense/kernel holds NaN or infinite values (a damaged file); {hint}")
     assert gray.startswith("m.tflite: 이 모델은 회색 이미지에 nan, 0.5(으)로 답합니다") and gray.endswith(hint)
     assert weight.startswith("keras_model.h5: 가중치 dense/kernel에 NaN이나") and weight.endswith(hint)
+
+
+def test_two_servers_installing_the_browser_font_at_once_both_succeed(tmp_path, monkeypatch):
+    """Both wrote one NanumGothic.tmp: when the second had written it and the first renamed it, the
+    second's rename found nothing and its server failed to start."""
+    from fer_core import i18n
+
+    if i18n.hangul_font_path() is None:
+        pytest.skip("no Hangul font installed (koreanize-matplotlib)")
+    web_safe, nested = i18n._web_safe, []
+
+    def second_server_meanwhile(font):  # the other server writes its copy between this one's save and rename
+        font = web_safe(font)
+        save = font.save
+
+        def save_then_interleave(file):
+            save(file)
+            if not nested:
+                nested.append(None)
+                nested[0] = i18n.install_browser_font(tmp_path)
+        font.save = save_then_interleave
+        return font
+
+    monkeypatch.setattr(i18n, "_web_safe", second_server_meanwhile)
+    target = i18n.install_browser_font(tmp_path)
+    assert target == nested[0] == tmp_path / "NanumGothic.ttf" and target.stat().st_size > 100_000
+    assert [p.name for p in tmp_path.iterdir()] == ["NanumGothic.ttf"]  # no temporary file left

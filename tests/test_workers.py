@@ -103,6 +103,33 @@ def test_a_worker_that_died_idle_hands_its_task_to_another_and_the_batch_goes_on
     assert not any(isinstance(r, WorkerFailure) for r in results.values())
 
 
+def test_an_answer_that_came_while_the_parent_stalled_is_not_a_timeout(monkeypatch):
+    """The parent (a busy server) stalls past the time limit between its wait and its look at the
+    clock while the worker's answer already sits in the pipe: the task was failed as "took over
+    N s", though it had finished in time."""
+    import time
+
+    from fer_core.measure import workers
+
+    pool = workers.IsolatedPool(1, abs, timeout_s=60)
+    with pool.lock:
+        assert [r for _, r in pool.imap_unordered([-1])] == [1]  # the worker is ready
+        real_wait, stalls = workers.wait, []
+
+        def stalled_wait(objects, timeout=None):
+            if not stalls:  # once: the answer arrives, the parent sees nothing until after the limit
+                stalls.append(1)
+                time.sleep(0.5)
+                pool.timeout_s = 0.2
+                return []
+            return real_wait(objects, timeout)
+
+        monkeypatch.setattr(workers, "wait", stalled_wait)
+        results = dict(pool.imap_unordered([-7]))
+    pool.close()
+    assert results == {0: 7}
+
+
 def test_asking_a_shared_pool_for_another_size_reuses_its_processes_not_a_second_pool():
     """A batch with 3 workers, then with 1, then with 2 (the CLI's --workers, a notebook, a long
     lived server): one pool of the last size, not a pool per size whose MediaPipe processes

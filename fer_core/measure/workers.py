@@ -234,7 +234,8 @@ class IsolatedPool:
                             kind, payload = "died", None
                     elif w.process.sentinel in ready:
                         kind, payload = "died", None
-                    elif w.job is not None and self.timeout_s and time.monotonic() - w.job[1] > self.timeout_s:
+                    elif (w.job is not None and self.timeout_s and time.monotonic() - w.job[1] > self.timeout_s
+                          and not w.conn.poll()):  # an answer that came while this process stalled is taken next
                         kind, payload = "timeout", None
                     else:
                         continue
