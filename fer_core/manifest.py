@@ -177,6 +177,10 @@ class ModelEntry:
         if not os.path.exists(path):  # a name too long to exist is missing, not an OSError
             raise ModelFileError(f"{path}: model file of {self.name!r} is missing; restore it or retrain")
         if self.sha256 and sha256_file(path) != self.sha256:
+            kept = previous_path(path)
+            if os.path.isfile(kept) and sha256_file(kept) == self.sha256:  # a save stopped between file and manifest
+                raise ModelFileError(f"{path}: replaced by a save that did not finish; the registered version is "
+                                     f"kept as {kept.name}: move it back to {path.name}, or run the save again")
             raise ModelFileError(f"{path}: checksum does not match models/manifest.json; restore it or retrain")
 
 
@@ -213,6 +217,13 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc}); restore it or retrain") from None
     return h.hexdigest()
+
+
+def previous_path(model_file: str | os.PathLike[str]) -> Path:
+    """Where a save keeps the registered version of a model file while it replaces it (a hard link,
+    ``registry.save_and_register``): left behind only when the process was killed in between."""
+    path = Path(model_file)
+    return path.with_name(f".{path.name}.previous")
 
 
 def manifest_path(models_dir: Path | None = None) -> Path:

@@ -8,6 +8,7 @@ A kind is declared once, in its own module, as ``ModelKind`` records returned by
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -20,14 +21,17 @@ from typing import Any
 from .. import config
 from ..emotions import normalize_emotion
 from ..errors import FerError, ModelFileError, OutputFileError, one_line
+from ..fileio import write_error
 from ..manifest import (
     Metrics,
     ModelEntry,
     one_writer,
+    previous_path,
     read_manifest,
     refuse_other_kind,
     register,
     relative_to_repo,
+    sha256_file,
     validate_model_name,
 )
 from ..safe_files import check_regular_file, read_json_file
@@ -180,23 +184,77 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
         if path is None:
             validate_model_name(name, existing)
             target = folder / spec.file_pattern.format(name=name)
-            if target.exists():
-                raise FerError(f"{target.name} already exists in {folder}; choose another name")
+            if os.path.lexists(target):
+                listed = any(e.file.resolve() == target.resolve() for e in existing)
+                raise FerError(f"{target.name} already exists in {folder}"
+                               + ("" if listed else " but is not in the manifest (left by a save that did not "
+                                  "finish, or put there by hand): remove it or") + " choose another name")
         else:
             validate_model_name(name, [] if replace else [e for e in existing if e.name != name])
             refuse_other_kind(name, kind, existing)
             target = Path(path)
-        written = spec.save(artefact, target)
-        entry = ModelEntry(name=name, kind=kind, path=relative_to_repo(written[0]), classes=tuple(classes),
-                           metrics=metrics, command=command, origin=origin, description=description,
-                           mapping=mapping, extra=dict(extra or {}))
+        # The file a registered entry may name is replaced before the manifest says so: until then its
+        # old version is kept (a hard link, no copying), put back if the save or the registering fails
+        # (a full disk replaced the model and then could not update the manifest: neither loaded).
+        registered_sha = next((e.sha256 for e in existing if e.file.resolve() == target.resolve()), None)
+        kept = _keep_previous(target, registered_sha)
         try:
-            return register(entry, folder)
-        except (OSError, ValueError, OutputFileError) as exc:
-            if path is None:
-                for f in written:
-                    shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
-            raise FerError(f"could not register {name} in the manifest ({one_line(exc)})") from None
+            written = _save_files(spec, artefact, target, new=path is None)
+            entry = ModelEntry(name=name, kind=kind, path=relative_to_repo(written[0]), classes=tuple(classes),
+                               metrics=metrics, command=command, origin=origin, description=description,
+                               mapping=mapping, extra=dict(extra or {}))
+            try:
+                registered = register(entry, folder)
+            except (OSError, ValueError, OutputFileError) as exc:
+                if path is None:
+                    _remove(written)
+                raise FerError(f"could not register {name} in the manifest ({one_line(exc)})"
+                               + ("; the previous model is kept" if kept else "")) from None
+        except BaseException:
+            if kept is not None:
+                with contextlib.suppress(OSError):
+                    os.replace(kept, target)
+            raise
+        finally:
+            if kept is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(kept)
+        return registered
+
+
+def _save_files(spec: ModelKind, artefact: Any, target: Path, new: bool) -> list[Path]:
+    """``spec.save``, whose OSError (a kind that writes without ``fileio``: a full disk) is one line,
+    with the file it left at a ``new`` target removed."""
+    try:
+        return spec.save(artefact, target)
+    except OSError as exc:
+        if new:
+            _remove([target])
+        raise write_error(target, exc) from None
+
+
+def _remove(files: Sequence[Path]) -> None:
+    for f in files:
+        shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
+
+
+def _keep_previous(target: Path, registered_sha: str | None) -> Path | None:
+    """A hard link to the regular file at ``target`` (``previous_path``) that its replacement cannot
+    touch, or None (nothing there, or a file system without hard links: nothing is kept). One
+    already there holding the registered version (``registered_sha``: a save killed after replacing
+    ``target``, or a training that replaced it first) is that version, and stays."""
+    if target.is_symlink() or not target.is_file():
+        return None
+    kept = previous_path(target)
+    try:
+        if registered_sha and kept.is_file() and sha256_file(kept) == registered_sha:
+            return kept
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(kept)
+        os.link(target, kept)
+    except (OSError, FerError):
+        return None
+    return kept
 
 
 def needs_tensorflow(entry: ModelEntry) -> bool:

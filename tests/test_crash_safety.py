@@ -1,0 +1,210 @@
+"""A save stopped half way (kill -9, power loss) or refused by a full disk loses nothing: the
+manifest still parses, the model it lists still loads (or one line says where its registered
+version is), no half-written file sits under a final name, and the same save run again succeeds.
+
+Kills are deterministic: a child process writes part of one file and then dies with
+``os._exit`` (no cleanup, as under SIGKILL); a full disk is ``fileio``'s one seam raising ENOSPC.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fer_core import fileio
+from fer_core.cli import main
+from fer_core.errors import FerError, ModelFileError
+from fer_core.manifest import Metrics, read_manifest, sha256_file
+from fer_core.predictors import registry
+
+REPO = Path(__file__).resolve().parents[1]
+AU_TABLE = REPO / "data" / "fer2013_val_au.csv.gz"
+
+# Run in a child: the CLI, with the write of the temporary file whose name starts with
+# FER_TEST_DIE_IN stopped half way by os._exit (the process dies as under kill -9).
+_DIE_MIDWAY = """
+import os, sys
+from fer_core import fileio
+
+prefix = os.environ["FER_TEST_DIE_IN"]
+real = fileio._open_written
+
+class _DiesHalfWay:
+    def __init__(self, fh):
+        self.fh = fh
+    def write(self, data):
+        self.fh.write(bytes(data)[: len(data) // 2])
+        self.fh.flush()
+        os._exit(137)
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return self.fh.__exit__(*exc)
+
+def _open_written(fd):
+    fh = real(fd)
+    return _DiesHalfWay(fh) if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(prefix) else fh
+
+fileio._open_written = _open_written
+from fer_core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+linux_only = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files through /proc")
+
+
+def _train_au(out: Path, seed: int) -> list[str]:
+    return ["train-au", str(AU_TABLE), "--out", str(out), "--name", "x-model", "--seed", str(seed)]
+
+
+def _run_dying(args: list[str], die_in: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, FER_TEST_DIE_IN=die_in, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-c", _DIE_MIDWAY, *args], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _litter(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith((".part", ".previous")))
+
+
+def _disk_full_for(monkeypatch, prefix: str) -> None:
+    """ENOSPC on the first write to a temporary file named ``prefix``…, as a full disk gives it."""
+    real = fileio._open_written
+
+    class _Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.fh.__exit__(*exc)
+
+    def _open_written(fd):
+        fh = real(fd)
+        return _Full(fh) if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(prefix) else fh
+
+    monkeypatch.setattr(fileio, "_open_written", _open_written)
+
+
+@linux_only
+def test_a_full_disk_while_registering_keeps_the_replaced_model(models_dir, monkeypatch, capsys):
+    """Before: the new model replaced x.json, the manifest could not be written, and x-model no
+    longer loaded ("checksum does not match"): the old model was lost."""
+    out = models_dir / "x.json"
+    assert main(_train_au(out, seed=0)) == 0
+    old_bytes, old_entry = out.read_bytes(), read_manifest(models_dir)[-1]
+    capsys.readouterr()
+    _disk_full_for(monkeypatch, ".manifest.json.")
+    assert main(_train_au(out, seed=3)) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # train-au's notes come first
+    assert out.read_bytes() == old_bytes and read_manifest(models_dir)[-1] == old_entry
+    assert registry.load_predictor("x-model").kind == "au-logreg"
+    assert "Traceback" not in err and len(errors) == 1
+    assert "no space left on the disk" in errors[0] and "previous model is kept" in errors[0]
+    assert _litter(models_dir) == []
+
+
+@linux_only
+def test_a_save_killed_while_writing_the_manifest_loses_nothing(models_dir):
+    """Killed after x.json was replaced but before the manifest said so. Before: the registered
+    version was gone and loading said only "checksum does not match"; now it is kept beside it,
+    the message says where, and the same command run again succeeds."""
+    out = models_dir / "x.json"
+    assert main(_train_au(out, seed=0)) == 0
+    old_bytes, manifest_bytes = out.read_bytes(), (models_dir / "manifest.json").read_bytes()
+    died = _run_dying(_train_au(out, seed=3), die_in=".manifest.json.")
+    assert died.returncode == 137, died.stderr[-2000:]
+    assert (models_dir / "manifest.json").read_bytes() == manifest_bytes  # old, whole: not half a list
+    assert out.read_bytes() != old_bytes and json.loads(out.read_bytes())  # the new model, whole
+    kept = out.with_name(".x.json.previous")  # manifest.previous_path
+    assert kept.read_bytes() == old_bytes and sha256_file(kept) == read_manifest(models_dir)[-1].sha256
+    with pytest.raises(ModelFileError) as refused:
+        registry.load_predictor("x-model")
+    assert "\n" not in str(refused.value) and kept.name in str(refused.value)
+    again = _run_dying(_train_au(out, seed=3), die_in="never")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert registry.load_predictor("x-model").kind == "au-logreg"
+    assert sha256_file(out) == read_manifest(models_dir)[-1].sha256 and not kept.exists()
+
+
+@linux_only
+def test_a_save_killed_while_writing_the_model_leaves_the_old_one(models_dir):
+    """Killed half way through the model file: the name still holds the registered model."""
+    out = models_dir / "x.json"
+    assert main(_train_au(out, seed=0)) == 0
+    old_bytes = out.read_bytes()
+    died = _run_dying(_train_au(out, seed=3), die_in=".x.json.")
+    assert died.returncode == 137, died.stderr[-2000:]
+    assert out.read_bytes() == old_bytes
+    assert registry.load_predictor("x-model").kind == "au-logreg"
+
+
+@linux_only
+def test_the_kept_version_outlives_a_second_failed_save(models_dir, monkeypatch, capsys):
+    """After a save killed between file and manifest, the next save fails on a full disk: the
+    registered version, kept beside the file, is what the name holds afterwards (not the file of
+    the killed save, which the manifest never named)."""
+    out = models_dir / "x.json"
+    assert main(_train_au(out, seed=0)) == 0
+    registered = out.read_bytes()
+    assert _run_dying(_train_au(out, seed=3), die_in=".manifest.json.").returncode == 137
+    _disk_full_for(monkeypatch, ".manifest.json.")
+    assert main(_train_au(out, seed=5)) == 2
+    assert out.read_bytes() == registered and not (models_dir / ".x.json.previous").exists()
+    assert registry.load_predictor("x-model").kind == "au-logreg"
+
+
+# A kind that writes its file itself, as the CNN's save copies one (shutil.copyfile), not via fileio.
+def _save_half_then_full_disk(artefact: dict, path: Path) -> list[Path]:
+    with open(path, "wb") as fh:
+        fh.write(b'{"format": "half')
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.fixture
+def half_writing_kind(monkeypatch):
+    registry.kinds()
+    kind = registry.ModelKind("half", "writes half its file, then the disk is full (a test kind)", "pixels", False,
+                              lambda path, entry: None, _save_half_then_full_disk, "{name}.half",
+                              lambda path: path.suffix == ".half")
+    monkeypatch.setitem(registry._kinds, "half", kind)
+    return kind
+
+
+def test_a_full_disk_in_a_kinds_own_save_is_one_line_and_leaves_no_file(models_dir, half_writing_kind):
+    """Before: the OSError itself came out of save_and_register (a traceback on the page) and the
+    half-written models/x-model.half stayed, refusing the name on the next try."""
+    manifest_bytes = (models_dir / "manifest.json").read_bytes()
+    with pytest.raises(FerError, match="no space left on the disk") as refused:
+        registry.save_and_register({}, name="x-model", kind="half", classes=["happy", "sad"], metrics=Metrics(),
+                                   command="pytest")
+    assert "\n" not in str(refused.value)
+    assert not (models_dir / "x-model.half").exists()
+    assert (models_dir / "manifest.json").read_bytes() == manifest_bytes
+
+
+def test_a_file_left_by_an_unfinished_save_is_named_as_such(models_dir, half_writing_kind):
+    """A save killed after its file was written and before it was registered leaves a file no entry
+    names; the next save under that name was told only "already exists", as if a model had it."""
+    (models_dir / "x-model.half").write_bytes(b"left by a killed save")
+    with pytest.raises(FerError, match="not in the manifest .*remove it or choose another name"):
+        registry.save_and_register({}, name="x-model", kind="half", classes=["happy", "sad"], metrics=Metrics(),
+                                   command="pytest")
+    assert (models_dir / "x-model.half").read_bytes() == b"left by a killed save"  # not the program's to delete
