@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import fileio
-from .errors import FerError, one_line, printable
+from .errors import FerError, OutputFileError, one_line, printable
 
 DEFAULT_MODEL = "au-logreg-fer2013"
 
@@ -701,11 +701,13 @@ def cmd_mask(args) -> int:
             failures.append((rel, str(result or "not measured")))
             continue
         target = out / relative_file(it.path, args.folder)
-        try:
+        try:  # whole or not at all: a kill or a full disk left a cut-off photo under its name
             target.parent.mkdir(parents=True, exist_ok=True)
             image = Image.fromarray(result.image)
-            image.save(target, **({"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}))
-        except OSError as exc:
+            with fileio.atomic_output(target) as fh:
+                image.save(fh, format=Image.registered_extensions().get(target.suffix.lower(), "PNG"),
+                           **({"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}))
+        except (OSError, OutputFileError) as exc:
             failures.append((rel, f"could not be written ({one_line(exc)})"))
             continue
         written += 1
@@ -715,9 +717,11 @@ def cmd_mask(args) -> int:
     failures_csv = out / "mask_failures.csv"
     if failures:
         import csv
+        import io
 
-        with open(failures_csv, "w", newline="") as fh:
-            csv.writer(fh).writerows([("file", "reason"), *failures])
+        listed = io.StringIO(newline="")
+        csv.writer(listed).writerows([("file", "reason"), *failures])
+        fileio.atomic_write_text(failures_csv, listed.getvalue())  # a full disk: one line, no cut-off list
     else:
         failures_csv.unlink(missing_ok=True)  # an earlier run's list would no longer be true
     total = len(items) + len(listing.skipped)  # files the listing skipped count too: the totals add up

@@ -208,3 +208,33 @@ def test_a_file_left_by_an_unfinished_save_is_named_as_such(models_dir, half_wri
         registry.save_and_register({}, name="x-model", kind="half", classes=["happy", "sad"], metrics=Metrics(),
                                    command="pytest")
     assert (models_dir / "x-model.half").read_bytes() == b"left by a killed save"  # not the program's to delete
+
+
+def test_mask_on_a_full_disk_leaves_no_cut_off_photo_and_lists_it(tmp_path, fer_sample, monkeypatch, capsys):
+    """Each masked photo was saved straight under its name: a full disk (or a kill) mid-photo left
+    a cut-off JPEG there, which later read as a damaged photo of the masked set."""
+    from PIL import Image
+
+    real_save, calls = Image.Image.save, []
+
+    def disk_fills_on_the_third(self, fp, *args, **kwargs):
+        calls.append(1)
+        if len(calls) != 3:
+            return real_save(self, fp, *args, **kwargs)
+        if isinstance(fp, (str, os.PathLike)):
+            with open(fp, "wb") as fh:
+                fh.write(b"\xff\xd8\xff\xe0 the first bytes")
+        else:
+            fp.write(b"\xff\xd8\xff\xe0 the first bytes")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", disk_fills_on_the_third)
+    out = tmp_path / "masked"
+    assert main(["mask", str(fer_sample), "--out", str(out), "--workers", "1"]) == 0
+    written = [p for p in out.rglob("*") if p.is_file() and p.name != "mask_failures.csv"]
+    for photo in written:  # every photo under its name is whole
+        with Image.open(photo) as im:
+            im.load()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+    failures = (out / "mask_failures.csv").read_text()
+    assert "could not be written" in failures and "no space left" in failures.lower()
