@@ -186,13 +186,17 @@ def entries_of(explains: bool | None = None, inputs: str | None = None) -> list[
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _predictor(entry_json: str, models_now: str = ""):
+def _predictor(entry_json: str, models_now: str = "", base: str = ""):
     """``models_now``: for an ensemble, every manifest entry's name and SHA-256, so a member
     retrained while the server runs gives a fresh load (which refuses the stale ensemble) instead
-    of the kept one averaging its old weights with the new member's answers elsewhere on the page."""
+    of the kept one averaging its old weights with the new member's answers elsewhere on the page.
+    ``base``: the folder of the manifest that lists the entry (not in its JSON), where its file is:
+    without it a FER_MODELS_DIR elsewhere had its models read from the repository's models/."""
     from fer_core.predictors.registry import load_predictor
 
-    return load_predictor(ModelEntry.from_dict(json.loads(entry_json)))
+    entry = ModelEntry.from_dict(json.loads(entry_json))
+    entry.base = Path(base) if base else None
+    return load_predictor(entry)
 
 
 def load_predictor(entry: ModelEntry):
@@ -209,7 +213,7 @@ def load_predictor(entry: ModelEntry):
 
         models_now = (json.dumps([(e.name, e.sha256) for e in manifest_entries()])
                       if entry.kind == ENSEMBLE_KIND else "")
-        return _predictor(json.dumps(entry.to_dict(), sort_keys=True), models_now)
+        return _predictor(json.dumps(entry.to_dict(), sort_keys=True), models_now, str(entry.base or ""))
 
 
 # -- tables and image folders ------------------------------------------------------------------
