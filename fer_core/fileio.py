@@ -156,6 +156,17 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_copy(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """``source`` copied to ``path`` whole or not at all (see ``atomic_output``): a model saved by
+    copying (a trained CNN, its TensorFlow Lite twin) is never left cut off under its name."""
+    import shutil
+
+    target = output_path(path)
+    with open(source, "rb") as src, atomic_output(target) as fh:
+        shutil.copyfileobj(src, fh, 1 << 20)
+    return target
+
+
 # The tables ``write_frame`` writes, by the name's ending (which chooses the format): CSV, CSV
 # compressed with gzip, bzip2 or xz, or Parquet.
 TABLE_FORMATS: dict[str, str] = {".csv": "csv", ".csv.gz": "gzip", ".csv.bz2": "bz2", ".csv.xz": "xz",

@@ -238,3 +238,35 @@ def test_mask_on_a_full_disk_leaves_no_cut_off_photo_and_lists_it(tmp_path, fer_
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
     failures = (out / "mask_failures.csv").read_text()
     assert "could not be written" in failures and "no space left" in failures.lower()
+
+
+FILE_SIZE_LIMITED_SAVE = """
+import resource, signal, sys
+from pathlib import Path
+from types import SimpleNamespace
+from fer_core.predictors import cnn
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as on a full disk
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+source = Path(sys.argv[1])
+try:
+    cnn._save(SimpleNamespace(path=source, metadata_path=cnn.metadata_path(source)), Path(sys.argv[3]))
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize("limit_mb", [1, 4.99])  # the network cut off; then its TensorFlow Lite twin
+def test_a_cnn_saved_on_a_full_disk_leaves_no_cut_off_file(tmp_path, limit_mb):
+    """The dashboard saves a trained CNN by copying it (and its twin) straight under the model's
+    name: a full disk left a cut-off .keras or .tflite there, which later failed to load."""
+    source = REPO / "models" / "cnn_fer2013.keras"
+    target = tmp_path / "mine.keras"
+    done = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMITED_SAVE, str(source), str(int(limit_mb * 1e6)),
+                           str(target)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert "OutputFileError" in done.stdout, done.stdout + done.stderr[-2000:]
+    for written in (target, target.with_suffix(".tflite")):
+        assert not written.exists() or written.stat().st_size == (source.parent / f"cnn_fer2013{written.suffix}").stat().st_size
+    assert not list(tmp_path.glob(".*.part"))

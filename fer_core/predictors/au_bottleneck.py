@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from ..au_table import AU_COLUMNS, au_code
 from ..emotions import SIX_EMOTIONS
 from ..errors import DatasetError, FerError, ModelFileError, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report
+from ..fileio import atomic_copy
 from .au_models import MAX_MODEL_VALUE, MIN_SCALE, AUModel, check_info, field_error, read_array, read_classes
 from .base import Explanation, FaceInput, Predictor, Progress
 from .cnn import (
@@ -597,7 +597,7 @@ def _save(result: BottleneckTrainResult | Path, path: Path) -> list[Path]:
     source = Path(result) if isinstance(result, (str, os.PathLike)) else Path(result.path)
     if source.resolve() != path.resolve():
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, path)
+        atomic_copy(source, path)
         meta = copy_twin(source, path, json.loads(metadata_path(source).read_text(encoding="utf8")))
         _write_metadata(path, {**meta, "name": path.stem})
     written = [path, metadata_path(path)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +22,7 @@ import numpy as np
 from ..emotions import SIX_EMOTIONS, normalize_emotion
 from ..errors import DatasetError, FerError, ImageError, ModelFileError, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report
+from ..fileio import atomic_copy
 from ..images import list_images, sample_per_class
 from ..safe_files import check_regular_file, read_json_file
 from .base import Predictor, Progress
@@ -736,7 +736,7 @@ def _save(result: CNNTrainResult, path: Path) -> list[Path]:
     meta_target = metadata_path(path)
     if Path(result.path).resolve() != path.resolve():
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(result.path, path)
+        atomic_copy(result.path, path)
         meta = copy_twin(result.path, path, json.loads(Path(result.metadata_path).read_text(encoding="utf8")))
         meta["name"] = path.stem
         _write_metadata(path, meta)

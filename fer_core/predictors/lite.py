@@ -166,13 +166,13 @@ def load_twin(keras_path: str | os.PathLike[str], metadata: Mapping[str, Any] | 
 def copy_twin(source: str | os.PathLike[str], target: str | os.PathLike[str], metadata: dict) -> dict:
     """The sidecar of ``source`` for a copy of it at ``target``: its twin copied beside the copy
     and recorded under the new name, or the record dropped when there is no twin to copy."""
-    import shutil
+    from ..fileio import atomic_copy
 
     record = lite_record(metadata)
     twin = Path(source).parent / record["file"] if record else None
     out = {k: v for k, v in metadata.items() if k != LITE_RECORD}
     if twin is not None and twin.is_file():
-        shutil.copyfile(twin, lite_path(target))
+        atomic_copy(twin, lite_path(target))
         out[LITE_RECORD] = {**record, "file": lite_path(target).name}
     return out
 
