@@ -178,7 +178,8 @@ def show_samples(items: list) -> None:
                 failed.append(message(str(exc)))
         st.markdown(t("explorer.sample_row", emotion=_emotion(emotion), n=f"{counts.get(emotion, 0):,}"))
         if thumbs:
-            st.image(thumbs, caption=captions, width=96)
+            st.image(thumbs, caption=captions, width=96,
+                     alt=[t("explorer.thumb_alt", emotion=_emotion(emotion))] * len(thumbs))
     if failed:
         st.warning(t("explorer.unreadable_samples", n=len(failed), example=shown_literally(failed[0])))
 

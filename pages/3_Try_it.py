@@ -202,7 +202,8 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
                                       label=f"{emotion_label(emotion)} {proba:.0%}", crop_margin=0.35)
     st.markdown(f"##### {t('try_it.face_title', n=number)}")
     c1, c2, c3 = st.columns([1.1, 1, 1.1])
-    c1.image(overlay, caption=t("try_it.overlay_caption", n=number), width="stretch")
+    c1.image(overlay, caption=t("try_it.overlay_caption", n=number), width="stretch",
+             alt=t("try_it.overlay_alt", n=number, emotion=emotion_label(emotion)))
     with c2:
         st.markdown(f"### {t('try_it.predicted', emotion=emotion_label(emotion), p=_percent(proba))}")
         if face.low_confidence:
@@ -283,7 +284,7 @@ def show_masked(result, model, model_key: str, style: str, slot: int) -> None:
         c1.image(plots.draw_face_overlay(image, after.box, None, [],
                                          label=f"{emotion_label(b.emotion)} {b.probabilities[b.emotion]:.0%}",
                                          crop_margin=0.35), caption=t("try_it.masked_caption", n=number),
-                 width="stretch")
+                 width="stretch", alt=t("try_it.masked_alt", n=number, emotion=emotion_label(b.emotion)))
         with c2:
             values = dict(before=emotion_label(a.emotion), p_before=_percent(a.probabilities[a.emotion]),
                           after=emotion_label(b.emotion), p_after=_percent(b.probabilities[b.emotion]))
@@ -359,7 +360,8 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         order = face_order(result.faces)
         image = numbered_image(result, order) if n > 1 else None
         if image is not None:
-            st.image(image, caption=t("try_it.numbered_caption", n=n), width="stretch")
+            st.image(image, caption=t("try_it.numbered_caption", n=n), width="stretch",
+                     alt=t("try_it.numbered_alt", n=n))
         st.markdown(t("try_it.table_title"))
         # The table and the downloads keep their place above the faces but are filled in after them:
         # the predictions show first, and the downloads' encoding (the PNG's, a tenth of a second or

@@ -156,9 +156,16 @@ def _caption(row: pd.Series, name: str) -> str:
     return f"{emotion_label(row['label'])} → {t('compare.no_face') if pd.isna(pred) else emotion_label(pred)}"
 
 
+def _alt_text(row: pd.Series, name: str) -> str:
+    """What a screen reader says for a wrong image's thumbnail (the caption's arrow reads as nothing)."""
+    pred = row[name]
+    return t("compare.thumb_alt", true=emotion_label(row["label"]),
+             answer=t("compare.no_face") if pd.isna(pred) else emotion_label(pred))
+
+
 def _thumb_grid(res: Comparison, rows: pd.DataFrame, name: str) -> None:
     shown = rows.head(MAX_THUMBS)
-    images, captions, failed = [], [], 0
+    images, captions, alts, failed = [], [], [], 0
     for _, row in shown.iterrows():
         try:
             images.append(thumbnail(res.path_of(row["file"]), 72))
@@ -166,8 +173,9 @@ def _thumb_grid(res: Comparison, rows: pd.DataFrame, name: str) -> None:
             failed += 1
             continue
         captions.append(_caption(row, name))
+        alts.append(_alt_text(row, name))
     if images:
-        st.image(images, caption=captions, width=72)
+        st.image(images, caption=captions, width=72, alt=alts)
     if len(rows) > MAX_THUMBS:
         st.caption(t("compare.thumbs_first", shown=MAX_THUMBS, total=len(rows)))
     if failed:
@@ -211,6 +219,7 @@ def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer, 
         return
     files = rows["file"].tolist()[:MAX_THUMBS]
     captions = {f: f"{Path(f).name}: {_caption(row, name)}" for f, (_, row) in zip(files, rows.iterrows())}
+    alts = {f: _alt_text(row, name) for f, (_, row) in zip(files, rows.iterrows())}
     key = f"cmp_explain_{name}"
     if clicked is not None and clicked != st.session_state.get(f"{key}_clicked"):
         st.session_state[f"{key}_clicked"] = clicked  # a new click moves the picker to that face
@@ -236,7 +245,7 @@ def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer, 
         return
     c1, c2, c3 = st.columns([1, 1.3, 1.3])
     try:
-        c1.image(thumbnail(res.path_of(picked), 192), caption=captions[picked])
+        c1.image(thumbnail(res.path_of(picked), 192), caption=captions[picked], alt=alts[picked])
     except FerError as exc:
         c1.caption(one_line(exc))
     ex = found.explanation

@@ -124,8 +124,12 @@ def show_examples(report: MaskReport) -> None:
     st.subheader(t("masks.examples"))
     cols = st.columns(len(report.examples))
     for col, (name, face, masked) in zip(cols, report.examples):
-        col.image([face, masked], width=96, caption=["", ""])
-        col.caption(emotion_label(name.split("/")[0]))
+        # each picture says which it is: a screen reader reads the caption, and no caption read as two
+        # unnamed images
+        emotion = emotion_label(name.split("/")[0])
+        col.image([face, masked], width=96, caption=[t("figures.original"), t("figures.masked")],
+                  alt=[t("masks.example_alt", emotion=emotion), t("masks.example_masked_alt", emotion=emotion)])
+        col.caption(emotion)
 
 
 def show_downloads(report: MaskReport) -> None:

@@ -24,8 +24,14 @@ from ..predictors.base import Explanation
 from .plots import _layout, emotion_color, with_unscored_columns
 
 # One colour per compared model (in the order given); emotions keep their own colours elsewhere.
-MODEL_COLORS: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
-                                 "#17becf", "#bcbd22", "#7f7f7f", "#d62728")
+# Okabe-Ito's eight, then Paul Tol's wine and a grey: every pair stays apart (CIEDE2000 over 10) with
+# protanopia, deuteranopia and tritanopia too; the old second and third model (orange and green)
+# were one colour to a protanope.
+MODEL_COLORS: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9",
+                                 "#882255", "#000000", "#F0E442", "#BBBBBB")
+# An AU's pull for (blue) and against (vermillion) the predicted emotion; green and red were one
+# colour to a deuteranope, and the bar's side of zero says it too.
+FOR_COLOR, AGAINST_COLOR = "#0072B2", "#D55E00"
 NO_FACE = "no face"
 # Up to this many models, the comparison bars carry their numbers; past it they would pile up.
 MAX_LABELLED_MODELS = 4
@@ -365,7 +371,7 @@ def au_contribution_bars(explanation: Explanation, title: str | None = None) -> 
     ranked.sort(key=lambda c: c.contribution)
     fig = go.Figure(go.Bar(
         y=[c.au for c in ranked], x=[c.contribution for c in ranked], orientation="h",
-        marker_color=["#2ca02c" if c.contribution > 0 else "#d62728" for c in ranked],
+        marker_color=[FOR_COLOR if c.contribution > 0 else AGAINST_COLOR for c in ranked],
         customdata=[[c.intensity] for c in ranked],
         hovertemplate=t("compare.hover_contribution") + "<extra></extra>",
     ))

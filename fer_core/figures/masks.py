@@ -39,6 +39,9 @@ def per_emotion_frame(report: MaskReport) -> pd.DataFrame:
 
 
 LEGEND_GREY = "#595959"
+# Masked bars are hatched as well as solid, so "masked" never rests on colour alone: a pale and a
+# solid yellow or grey bar look alike, all the more with a colour-vision deficiency.
+MASKED_PATTERN = "/"
 
 
 def _shade(color: str, opacity: float) -> str:
@@ -57,21 +60,22 @@ def masked_vs_original_bars(report: MaskReport, title: str | None = None,
     rows = max(1, -(-len(names) // cols))
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_yaxes=True, horizontal_spacing=0.05,
                         vertical_spacing=0.32 / rows)
-    conditions = (("original", 0.35), ("masked", 1.0))
-    for condition, opacity in conditions:
+    conditions = (("original", 0.35, ""), ("masked", 1.0, MASKED_PATTERN))
+    for condition, opacity, pattern in conditions:
         # The legend's swatch of a bar ignores its opacity (both read as the first model's solid
-        # colour), and each panel has its own colour: the key is a grey pale and solid square.
+        # colour), and each panel has its own colour: the key is an empty grey bar, pale or solid
+        # and hatched; sharing its condition's offset group, it takes no place beside the bars.
         shown = t("figures.original") if condition == "original" else t("figures.masked")
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=shown, legendgroup=condition,
-                                 marker=dict(symbol="square", size=14, color=_shade(LEGEND_GREY, opacity)),
-                                 hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(go.Bar(x=[None], y=[None], name=shown, legendgroup=condition, offsetgroup=condition,
+                             marker=dict(color=_shade(LEGEND_GREY, opacity), pattern=dict(shape=pattern)),
+                             hoverinfo="skip"), row=1, col=1)
     for i, name in enumerate(names):
-        for condition, opacity in conditions:
+        for condition, opacity, pattern in conditions:
             part = frame[(frame["model"] == name) & (frame["condition"] == condition)]
             shown = t("figures.original") if condition == "original" else t("figures.masked")
             fig.add_trace(go.Bar(x=emotion_labels(part["emotion"]), y=part["accuracy"], name=shown,
-                                 legendgroup=condition, showlegend=False,
-                                 marker=dict(color=_shade(model_color(i), opacity)),
+                                 legendgroup=condition, showlegend=False, offsetgroup=condition,
+                                 marker=dict(color=_shade(model_color(i), opacity), pattern=dict(shape=pattern)),
                                  hovertemplate=t("figures.mask_bar_hover", model=name, condition=shown)
                                  + "<extra></extra>"),
                           row=i // cols + 1, col=i % cols + 1)
@@ -116,9 +120,10 @@ def reasons_frame(report: MaskReport, name: str) -> pd.DataFrame:
 def reasons_bars(report: MaskReport, name: str) -> go.Figure:
     frame = reasons_frame(report, name)
     fig = go.Figure()
-    for condition, color in (("original", "#9ecae1"), ("masked", "#08519c")):
+    for condition, color, pattern in (("original", "#9ecae1", ""), ("masked", "#08519c", MASKED_PATTERN)):
         shown = t("figures.original") if condition == "original" else t("figures.masked")
-        fig.add_trace(go.Bar(y=frame["AU"], x=frame[condition], name=shown, orientation="h", marker_color=color,
+        fig.add_trace(go.Bar(y=frame["AU"], x=frame[condition], name=shown, orientation="h",
+                             marker=dict(color=color, pattern=dict(shape=pattern)),
                              hovertemplate=t("figures.reasons_hover") + "<extra>" + shown + "</extra>"))
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(tickformat=".0%", title=t("figures.reasons_share"))

@@ -22,13 +22,36 @@ from ..evaluation.metrics import ClassScore
 from ..i18n import FONT_FAMILY, emotion_label, emotion_labels, t
 from ..measure.au_mapping import AU_LANDMARKS
 
-# One colour per emotion, used by every chart so "sad" is always the same blue.
+# One colour per emotion, used by every chart so "sad" is always the same blue. Okabe-Ito colours
+# (plus Paul Tol's indigo and the old brown) chosen so that every pair stays apart (CIEDE2000 over
+# 10) with protanopia, deuteranopia and tritanopia too: the old set's fear and sad were one blue to
+# a protanope, angry and surprise one olive to a deuteranope (tests/test_accessibility.py).
 EMOTION_COLORS: dict[str, str] = {
-    "angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#f2b701",
-    "neutral": "#7f7f7f", "sad": "#1f77b4", "surprise": "#2ca02c", "unlabelled": "#bcbd22",
+    "angry": "#D55E00", "disgust": "#8C564B", "fear": "#332288", "happy": "#E69F00",
+    "neutral": "#999999", "sad": "#0072B2", "surprise": "#56B4E9", "unlabelled": "#000000",
 }
-# Colours of the strongest AUs drawn on a face (first = strongest); bright on skin and grey.
-AU_DRAW_COLORS: tuple[str, ...] = ("#00e5ff", "#ff3df2", "#ffe600", "#39ff14", "#ff8c00")
+# Colours of the strongest AUs drawn on a face (first = strongest): bright on skin and grey, legible
+# as text on the legend's dark strip, and apart from each other with colour-vision deficiencies.
+AU_DRAW_COLORS: tuple[str, ...] = ("#00e5ff", "#ffe600", "#D55E00", "#CC79A7", "#009E73")
+
+
+def relative_luminance(color: str) -> float:
+    """WCAG 2 relative luminance of a ``#rrggbb`` colour (0 = black, 1 = white)."""
+    channels = [int(color.lstrip("#")[k:k + 2], 16) / 255 for k in (0, 2, 4)]
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast_ratio(first: str, second: str) -> float:
+    """WCAG 2 contrast ratio of two ``#rrggbb`` colours (1 to 21; text needs 4.5)."""
+    light, dark = sorted((relative_luminance(first), relative_luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def text_color_on(background: str) -> str:
+    """Black or white, whichever reads better on ``background``: Plotly's own choice for a label
+    inside a bar put white on grey, green and purple bars (contrast 3 to 4, under WCAG's 4.5)."""
+    return max(("#000000", "#ffffff"), key=lambda text: contrast_ratio(text, background))
 
 
 def emotion_color(emotion: str) -> str:
@@ -240,6 +263,7 @@ def probability_bars(probabilities: Mapping[str, float], title: str | None = Non
         y=[html.escape(label, quote=False) for label in emotion_labels(k for k, _ in items)], x=values, orientation="h",
         marker_color=[emotion_color(k) for k, _ in items],
         text=[f"{v:.0%}" for v in values], textangle=0, cliponaxis=False,
+        insidetextfont=dict(color=[text_color_on(emotion_color(k)) for k, _ in items]),
         textposition=["inside" if v >= INSIDE_LABEL_MIN else "outside" for v in values],
         hovertemplate="%{y}: %{x:.1%}<extra></extra>",
     ))
@@ -419,6 +443,12 @@ def gam_shape_functions(gam, columns: int = 4, title: str | None = None) -> go.F
 
 
 # -- a video over time -------------------------------------------------------------------------
+# Each line's points get a shape of their own, so a line is found in the legend without telling
+# its colour from the others' (seven emotions or many AUs, with a colour-vision deficiency).
+LINE_SYMBOLS: tuple[str, ...] = ("circle", "square", "diamond", "triangle-up", "x", "cross", "triangle-down",
+                                 "star", "pentagon", "hourglass")
+
+
 def lines_over_time(frame: pd.DataFrame, columns: Sequence[str], names: Sequence[str], title: str,
                     x_title: str, y_title: str, colors: Sequence[str] | None = None,
                     marked: float | None = None) -> go.Figure:
@@ -427,7 +457,8 @@ def lines_over_time(frame: pd.DataFrame, columns: Sequence[str], names: Sequence
     fig = go.Figure()
     for i, (column, name) in enumerate(zip(columns, names)):
         fig.add_trace(go.Scatter(x=frame["time_s"], y=frame[column], mode="lines+markers", name=name,
-                                 marker=dict(size=5), line=dict(color=colors[i]) if colors else None,
+                                 marker=dict(size=6, symbol=LINE_SYMBOLS[i % len(LINE_SYMBOLS)]),
+                                 line=dict(color=colors[i]) if colors else None,
                                  hovertemplate=f"{name}: %{{y:.2f}} (%{{x:.2f}} s)<extra></extra>"))
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title=y_title)

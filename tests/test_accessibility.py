@@ -1,0 +1,247 @@
+"""Accessibility of the dashboard's own colours, labels and pictures.
+
+About 1 in 12 men sees colours with a deficiency: the palettes of a chart must stay apart when
+simulated (Machado, Oliveira & Fernandes 2009, severity 1.0) for protanopia, deuteranopia and
+tritanopia, measured as CIEDE2000 in CIELAB; a label inside a bar needs WCAG's 4.5:1 contrast; a
+meaning carried by colour (masked or not) needs a second cue; a picture needs a caption a screen
+reader can read.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from apptest_helpers import run_app
+from streamlit.testing.v1 import AppTest
+
+from fer_core import config
+from fer_core.emotions import SEVEN_EMOTIONS
+from fer_core.figures import compare, masks, plots
+
+# Under this CIEDE2000 difference two colours are hard to tell apart in a chart.
+MIN_DIFFERENCE = 10.0
+WCAG_TEXT_CONTRAST = 4.5
+
+# Machado et al. (2009), severity 1.0, on linear RGB.
+DEFICIENCIES: dict[str, np.ndarray] = {
+    "protanopia": np.array([[0.152286, 1.052583, -0.204868],
+                            [0.114503, 0.786281, 0.099216],
+                            [-0.003882, -0.048116, 1.051998]]),
+    "deuteranopia": np.array([[0.367322, 0.860646, -0.227968],
+                              [0.280085, 0.672501, 0.047413],
+                              [-0.011820, 0.042940, 0.968881]]),
+    "tritanopia": np.array([[1.255528, -0.076749, -0.178779],
+                            [-0.078411, 0.930809, 0.147602],
+                            [0.004733, 0.691367, 0.303900]]),
+}
+SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+                        [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
+D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+def _linear(color: str) -> np.ndarray:
+    srgb = np.array([int(color.lstrip("#")[k:k + 2], 16) / 255 for k in (0, 2, 4)])
+    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+
+
+def _lab(linear_rgb: np.ndarray) -> np.ndarray:
+    xyz = SRGB_TO_XYZ @ np.clip(linear_rgb, 0, 1) / D65_WHITE
+    f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def _ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> float:
+    """CIEDE2000 colour difference (Sharma, Wu & Dalal 2005)."""
+    (l1, a1, b1), (l2, a2, b2) = lab1, lab2
+    c_mean = (np.hypot(a1, b1) + np.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - np.sqrt(c_mean ** 7 / (c_mean ** 7 + 25 ** 7)))
+    a1, a2 = (1 + g) * a1, (1 + g) * a2
+    c1, c2 = np.hypot(a1, b1), np.hypot(a2, b2)
+    h1, h2 = np.degrees(np.arctan2(b1, a1)) % 360, np.degrees(np.arctan2(b2, a2)) % 360
+    dh = 0.0 if c1 * c2 == 0 else (h2 - h1 + 180) % 360 - 180
+    d_hue = 2 * np.sqrt(c1 * c2) * np.sin(np.radians(dh / 2))
+    l_mean, c_mean = (l1 + l2) / 2, (c1 + c2) / 2
+    if c1 * c2 == 0:
+        h_mean = h1 + h2
+    elif abs(h1 - h2) <= 180:
+        h_mean = (h1 + h2) / 2
+    else:
+        h_mean = (h1 + h2 + 360) / 2 if h1 + h2 < 360 else (h1 + h2 - 360) / 2
+    t = (1 - 0.17 * np.cos(np.radians(h_mean - 30)) + 0.24 * np.cos(np.radians(2 * h_mean))
+         + 0.32 * np.cos(np.radians(3 * h_mean + 6)) - 0.20 * np.cos(np.radians(4 * h_mean - 63)))
+    rotation = (-2 * np.sqrt(c_mean ** 7 / (c_mean ** 7 + 25 ** 7))
+                * np.sin(np.radians(60 * np.exp(-(((h_mean - 275) / 25) ** 2)))))
+    s_l = 1 + 0.015 * (l_mean - 50) ** 2 / np.sqrt(20 + (l_mean - 50) ** 2)
+    s_c, s_h = 1 + 0.045 * c_mean, 1 + 0.015 * c_mean * t
+    dl, dc, dhh = (l2 - l1) / s_l, (c2 - c1) / s_c, d_hue / s_h
+    return float(np.sqrt(dl ** 2 + dc ** 2 + dhh ** 2 + rotation * dc * dhh))
+
+
+def _seen(color: str, deficiency: str | None) -> np.ndarray:
+    """The colour in CIELAB as someone with ``deficiency`` (None: typical vision) sees it."""
+    linear = _linear(color)
+    return _lab(linear if deficiency is None else DEFICIENCIES[deficiency] @ linear)
+
+
+def _pairs_too_close(colors: dict[str, str]) -> list[str]:
+    """Every pair under MIN_DIFFERENCE, for typical vision or any simulated deficiency."""
+    close = []
+    for deficiency in (None, *DEFICIENCIES):
+        for (n1, c1), (n2, c2) in itertools.combinations(colors.items(), 2):
+            difference = _ciede2000(_seen(c1, deficiency), _seen(c2, deficiency))
+            if difference < MIN_DIFFERENCE:
+                close.append(f"{n1}/{n2} ({deficiency or 'typical'}): {difference:.1f}")
+    return close
+
+
+def test_the_colour_difference_matches_sharmas_published_pairs():
+    """The CIEDE2000 here is right (two rows of Sharma et al.'s test data), or the checks below mean nothing."""
+    assert _ciede2000(np.array([50, 2.6772, -79.7751]), np.array([50, 0, -82.7485])) == pytest.approx(2.0425, abs=1e-4)
+    assert _ciede2000(np.array([50, 2.5, 0]), np.array([73, 25, -18])) == pytest.approx(27.1492, abs=1e-4)
+    # and the simulation turns red and green into one colour for a deuteranope
+    assert _ciede2000(_seen("#ff0000", "deuteranopia"), _seen("#00ff00", "deuteranopia")) < \
+        _ciede2000(_seen("#ff0000", None), _seen("#00ff00", None)) / 2
+
+
+def test_emotion_colours_stay_apart_with_colour_vision_deficiencies():
+    """Box plots, shape functions and a video's lines tell emotions apart by colour alone: fear and
+    sad were one blue to a protanope (ΔE 1.9), angry and surprise one olive to a deuteranope (4.6)."""
+    shown = {e: plots.emotion_color(e) for e in (*SEVEN_EMOTIONS, "unlabelled")}
+    assert _pairs_too_close(shown) == []
+
+
+def test_model_colours_stay_apart_with_colour_vision_deficiencies():
+    """Compare's and Masks' charts tell models apart by colour: the second and third were one (ΔE 1.3)."""
+    shown = {f"model {i + 1}": compare.model_color(i) for i in range(len(compare.MODEL_COLORS))}
+    assert _pairs_too_close(shown) == []
+
+
+def test_au_colours_on_a_face_stay_apart_with_colour_vision_deficiencies():
+    """The dots of the strongest AUs on a face are matched to the legend by colour alone."""
+    shown = {f"AU #{i + 1}": c for i, c in enumerate(plots.AU_DRAW_COLORS)}
+    assert _pairs_too_close(shown) == []
+
+
+def test_an_aus_pull_for_and_against_is_not_red_against_green():
+    """Green 'for' and red 'against' bars were one colour to a deuteranope (ΔE 4.6)."""
+    from fer_core.predictors.base import AUContribution, Explanation
+
+    ranked = (AUContribution("AU12", "AU12 lip corner puller", 3.0, 1.5),
+              AUContribution("AU04", "AU04 brow lowerer", 2.0, -0.8))
+    fig = compare.au_contribution_bars(Explanation("happy", {"happy": 0.9, "sad": 0.1}, ranked))
+    bars = dict(zip(fig.data[0].y, fig.data[0].marker.color))
+    assert _pairs_too_close({"for": bars["AU12"], "against": bars["AU04"]}) == []
+
+
+def _plotly_inside_label_color(bar_color: str) -> str:
+    """What Plotly draws a label inside a bar in when given no colour (plotly.js Color.contrast:
+    white on a bar tinycolor calls dark, its default line grey otherwise)."""
+    r, g, b = (int(bar_color.lstrip("#")[k:k + 2], 16) for k in (0, 2, 4))
+    return "#ffffff" if (299 * r + 587 * g + 114 * b) / 1000 < 128 else "#444444"
+
+
+def _contrast(first: str, second: str) -> float:
+    """WCAG 2 contrast ratio, written out here apart from the code under test."""
+    def luminance(color: str) -> float:
+        r, g, b = _linear(color)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_percentages_inside_probability_bars_have_wcag_contrast():
+    """White on the grey, green and purple bars read at 3 to 4:1 (WCAG asks 4.5:1)."""
+    keys = [*SEVEN_EMOTIONS, "a Teachable Machine class"]
+    fig = plots.probability_bars({k: 0.5 for k in keys})
+    bar = fig.data[0]
+    given = bar.insidetextfont.color
+    low = []
+    for i, (position, color) in enumerate(zip(bar.textposition, bar.marker.color)):
+        if position != "inside":
+            continue
+        text = given[i] if isinstance(given, (list, tuple)) else given or _plotly_inside_label_color(color)
+        if _contrast(text, color) < WCAG_TEXT_CONTRAST:
+            low.append(f"{bar.y[i]}: {text} on {color} = {_contrast(text, color):.1f}")
+    assert bar.textposition.count("inside") == len(keys)
+    assert low == []
+
+
+def _mask_report():
+    """A hand-made mask report of two models on four images, with two example faces."""
+    from fer_core.evaluation.compare import Comparison
+    from fer_core.evaluation.mask_report import MaskReport
+
+    def comparison(answers):
+        table = pd.DataFrame({"file": list("abcd"), "label": ["happy", "happy", "sad", "sad"],
+                              "m1": answers, "m2": answers[::-1]})
+        return Comparison.from_table(table, ["m1", "m2"], ("happy", "sad"))
+
+    face = np.full((48, 48, 3), 128, dtype=np.uint8)
+    masked = face.copy()
+    masked[28:, 8:40] = 230
+    examples = [("happy/a.jpg", face, masked), ("sad/c.jpg", face, masked)]
+    return MaskReport(comparison(["happy", "happy", "sad", "sad"]), comparison(["happy", "sad", "sad", "happy"]),
+                      "surgical", 0, examples=examples)
+
+
+def test_masked_bars_are_hatched_not_only_darker():
+    """Masked and unmasked bars differed only in shade (a pale and a solid yellow or grey look alike);
+    now masked bars, and their legend key, are hatched."""
+    report = _mask_report()
+    report.reasons = {"m1": {"original": {"AU12": 0.5}, "masked": {"AU12": 0.1}}}
+    for fig in (masks.masked_vs_original_bars(report), masks.reasons_bars(report, "m1")):
+        bars = [d for d in fig.data if d.type == "bar"]
+        hatch = {d.name: d.marker.pattern.shape or "" for d in bars}
+        assert {d.name for d in bars} == {"no mask", "masked"}
+        assert all((d.marker.pattern.shape or "") == hatch[d.name] for d in bars)  # one look per condition
+        assert hatch["masked"] and not hatch["no mask"]
+        legend = [d for d in fig.data if d.showlegend is not False]
+        assert {d.name: d.marker.pattern.shape or "" for d in legend} == hatch  # the key shows the hatch
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_masks_page_names_every_example_picture(lang):
+    """The example faces had empty captions and no alternative text: a screen reader met two
+    unnamed pictures per emotion."""
+    at = AppTest.from_file(str(config.REPO_ROOT / "pages" / "7_Masks.py"))
+    at.query_params["lang"] = lang
+    at.session_state["mask_result"] = {"report": _mask_report(), "description": "four images", "signature": "-"}
+    run_app(at, 60)
+    pictures = [img for element in at.image for img in element.proto.imgs]
+    assert len(pictures) == 4
+    assert all(p.caption.strip() and p.alt.strip() for p in pictures), pictures
+    happy = {"en": "happy", "ko": "행복"}[lang]
+    assert all(happy in p.alt for p in pictures[:2]) and pictures[0].alt != pictures[1].alt
+
+
+def _image_calls(path: Path) -> list[ast.Call]:
+    """The ``st.image`` / ``column.image`` calls in a page's source."""
+    return [node for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "image"]
+
+
+def test_every_picture_on_every_page_has_a_caption_and_alternative_text():
+    """Streamlit gives an image no accessible name unless ``alt`` is passed (a caption is only text
+    below it): every face thumbnail, overlay and numbered photo was an unnamed image to a screen
+    reader (axe: image-alt, 56 on the Dataset explorer alone)."""
+    scripts = [config.REPO_ROOT / "app.py", *sorted((config.REPO_ROOT / "pages").glob("*.py"))]
+    calls = {f"{path.name}:{call.lineno}": {k.arg for k in call.keywords} for path in scripts
+             for call in _image_calls(path)}
+    assert len(calls) >= 8  # the pages' pictures are all found
+    assert [where for where, given in calls.items() if not {"caption", "alt"} <= given] == []
+
+
+def test_each_line_over_a_video_has_its_own_marker_shape():
+    """A video's emotion and AU lines differed by colour alone (seven emotions, or up to 17 AUs
+    in Plotly's default colours); now each line's points have a shape of their own too."""
+    frame = pd.DataFrame({"time_s": [0.0, 0.5, 1.0], **{e: [0.1, 0.2, 0.3] for e in SEVEN_EMOTIONS}})
+    fig = plots.lines_over_time(frame, list(SEVEN_EMOTIONS), list(SEVEN_EMOTIONS), "emotions", "s", "p",
+                                [plots.emotion_color(e) for e in SEVEN_EMOTIONS])
+    symbols = [d.marker.symbol or "circle" for d in fig.data]
+    assert len(symbols) == len(set(symbols)) == len(SEVEN_EMOTIONS)
