@@ -181,7 +181,13 @@ class ModelEntry:
             if os.path.isfile(kept) and sha256_file(kept) == self.sha256:  # a save stopped between file and manifest
                 raise ModelFileError(f"{path}: replaced by a save that did not finish; the registered version is "
                                      f"kept as {kept.name}: move it back to {path.name}, or run the save again")
-            raise ModelFileError(f"{path}: checksum does not match models/manifest.json; restore it or retrain")
+            listing = self.base / MANIFEST if self.base is not None else Path("models") / MANIFEST
+            if (self.base is not None and not Path(self.path).is_absolute() and not _inside(path, self.base)
+                    and _inside(path, config.REPO_ROOT)):  # the repository's file, found in its stead
+                raise ModelFileError(f"{path}: not the file {listing} registered as {self.name!r} (that folder has no "
+                                     "copy of it, and this version's bundled file differs): copy the entry from "
+                                     "the repository's models/manifest.json, or put the registered file beside it")
+            raise ModelFileError(f"{path}: checksum does not match {listing}; restore it or retrain")
 
 
 def validate_model_name(name: str, existing: Sequence[ModelEntry]) -> str:
@@ -329,6 +335,13 @@ def resolve_path(path: str | os.PathLike[str], base: Path | None = None) -> Path
         if os.path.exists(inside):  # False, not OSError, for a name too long to exist
             return inside
     return config.REPO_ROOT / p
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    except OSError:
+        return False
 
 
 def relative_to_repo(path: str | os.PathLike[str]) -> str:

@@ -157,3 +157,37 @@ def test_dashboard_loads_the_old_folders_own_model(old_models, monkeypatch):
     (entry,) = read_manifest()
     predictor = ui.common.load_predictor(entry)
     assert list(predictor.classes) == OLD_CLASSES
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_an_old_folder_without_its_bundled_file_says_the_repositorys_file_differs(old_models, lang):
+    """The folder's manifest names a bundled file it has no copy of, and this version's file of that
+    name differs: the message named the repository's models/manifest.json (not the folder's) and
+    said only "restore it or retrain"."""
+    from fer_core import i18n
+    from fer_core.errors import ModelFileError
+
+    (old_models / "au_logreg_fer2013.json").unlink()  # the repository's newer file is found instead
+    (entry,) = read_manifest()
+    with pytest.raises(ModelFileError) as refused:
+        entry.verify_checksum()
+    text = str(refused.value)
+    assert str(old_models / "manifest.json") in text and "copy the entry from the repository's" in text
+    with i18n.using_language(lang):
+        shown = i18n.message(text)
+    assert lang == "en" or ("저장소의 models/manifest.json에서 항목을 복사" in shown and str(old_models) in shown)
+
+
+def test_a_model_replaced_by_an_unfinished_save_reads_in_korean(old_models):
+    from fer_core import i18n
+    from fer_core.errors import ModelFileError
+    from fer_core.manifest import previous_path
+
+    model = old_models / "au_logreg_fer2013.json"
+    previous_path(model).write_bytes(model.read_bytes())  # the registered version, kept by the save
+    model.write_text("{}")  # the new one the killed save had put in place
+    (entry,) = read_manifest()
+    with pytest.raises(ModelFileError) as refused:
+        entry.verify_checksum()
+    with i18n.using_language("ko"):
+        assert "끝나지 않은 저장이 파일을 바꿨습니다" in i18n.message(str(refused.value))
