@@ -263,7 +263,8 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
     folders whose file names start with the emotion (``angry001.jpg``). Files whose emotion is not
     in ``classes`` are left out; unlabelled flat files get label None. Only regular files are
     taken: a named pipe or a link to a device would hang a reader, a symlink loop has no end.
-    Hidden files (``is_hidden_name``) are passed over unsaid. The order is the sorted one whatever
+    Metadata files (``is_hidden_name``) are passed over unsaid; an image whose name starts with a
+    dot is listed as skipped, said, as hidden (a file manager does not show it). The order is the sorted one whatever
     order the file system lists in, so a seed draws the same images from a copy on another disk.
     """
     root = Path(root)
@@ -283,6 +284,8 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
         if (wanted is not None and label not in wanted) or is_hidden_name(path.name):
             return
         reason = _skip_reason(path)
+        if reason is None and path.name.startswith("."):
+            reason = HIDDEN_IMAGE
         if reason is None:
             items.append(LabeledImage(path, label))
         elif reason:
@@ -308,11 +311,16 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
     return ImageListing(items, skipped)
 
 
+HIDDEN_IMAGE = "a hidden file (its name starts with a dot); rename it to measure it"
+
+
 def is_hidden_name(name: str) -> bool:
-    """Dot files and folders and macOS's ``__MACOSX``: metadata, never a dataset's images. macOS
-    writes a ``._name.jpg`` copy beside each file it puts on a network share or a FAT drive; listed
-    as an image, it became a failure row, or a drawn test image that is none, on that disk only."""
-    return name.startswith((".", "__MACOSX"))
+    """The metadata file systems and macOS leave among photos, never a dataset's images: macOS
+    writes a ``._name.jpg`` copy beside each file it puts on a network share or a FAT drive (listed
+    as an image, it became a failure row, or a drawn test image that is none, on that disk only),
+    ``.DS_Store`` files and ``__MACOSX`` folders in zips. Other dot files are a researcher's own:
+    an image among them is said as skipped, not dropped unsaid."""
+    return name.startswith(("._", "__MACOSX")) or name in (".DS_Store", ".Spotlight-V100", ".Trashes", ".fseventsd")
 
 
 def _is_folder(path: Path) -> bool:
@@ -427,7 +435,8 @@ def unpack_image_zip(data: bytes, dest: Path) -> Path:
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()
                    and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
-                   and not any(is_hidden_name(part) for part in Path(m.filename).parts)]
+                   # metadata (is_hidden_name) and any other dot path (``..`` climbs out) stay packed
+                   and not any(part.startswith(".") or is_hidden_name(part) for part in Path(m.filename).parts)]
         if not members:
             raise DatasetError("the zip holds no images; zip a folder with <emotion>/*.jpg subfolders or emotion-prefixed files (angry001.jpg)")
         if len(members) > MAX_ZIP_FILES or sum(m.file_size for m in members) > MAX_ZIP_BYTES:

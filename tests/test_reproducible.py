@@ -205,3 +205,19 @@ def test_training_an_au_model_twice_with_a_seed_gives_the_same_file(tmp_path):
         files.append(tmp_path / f"model{i}.json")
         model.save(files[-1])
     assert files[0].read_bytes() == files[1].read_bytes()
+
+
+def test_an_image_whose_name_starts_with_a_dot_is_said_as_skipped(tmp_path):
+    """Dropping every dot file unsaid lost a researcher's ``.x.jpg`` without a word (a count short
+    by one); only the metadata file systems leave (``._*``, ``.DS_Store``) goes unsaid."""
+    from fer_core import i18n
+    from fer_core.images import HIDDEN_IMAGE
+
+    split = _made_up_split(tmp_path / "val", per_class=2)
+    shutil.copy(next((split / "happy").iterdir()), split / "happy" / ".mine.jpg")
+    (split / "happy" / "._mine.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    listed = scan_images(split)
+    assert [(s.file, s.reason) for s in listed.skipped] == [("happy/.mine.jpg", HIDDEN_IMAGE)]
+    assert ".mine.jpg" not in {it.path.name for it in listed.items}
+    with i18n.using_language("ko"):
+        assert i18n.reason(HIDDEN_IMAGE) != HIDDEN_IMAGE
