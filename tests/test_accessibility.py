@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from apptest_helpers import run_app
+from skimage.color import deltaE_ciede2000, rgb2lab
 from streamlit.testing.v1 import AppTest
 
 from fer_core import config
@@ -39,54 +40,22 @@ DEFICIENCIES: dict[str, np.ndarray] = {
                             [-0.078411, 0.930809, 0.147602],
                             [0.004733, 0.691367, 0.303900]]),
 }
-SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                        [0.2126729, 0.7151522, 0.0721750],
-                        [0.0193339, 0.1191920, 0.9503041]])
-D65_WHITE = np.array([0.95047, 1.0, 1.08883])
-
-
 def _linear(color: str) -> np.ndarray:
     srgb = np.array([int(color.lstrip("#")[k:k + 2], 16) / 255 for k in (0, 2, 4)])
     return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
 
 
-def _lab(linear_rgb: np.ndarray) -> np.ndarray:
-    xyz = SRGB_TO_XYZ @ np.clip(linear_rgb, 0, 1) / D65_WHITE
-    f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
-    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
-
-
 def _ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> float:
-    """CIEDE2000 colour difference (Sharma, Wu & Dalal 2005)."""
-    (l1, a1, b1), (l2, a2, b2) = lab1, lab2
-    c_mean = (np.hypot(a1, b1) + np.hypot(a2, b2)) / 2
-    g = 0.5 * (1 - np.sqrt(c_mean ** 7 / (c_mean ** 7 + 25 ** 7)))
-    a1, a2 = (1 + g) * a1, (1 + g) * a2
-    c1, c2 = np.hypot(a1, b1), np.hypot(a2, b2)
-    h1, h2 = np.degrees(np.arctan2(b1, a1)) % 360, np.degrees(np.arctan2(b2, a2)) % 360
-    dh = 0.0 if c1 * c2 == 0 else (h2 - h1 + 180) % 360 - 180
-    d_hue = 2 * np.sqrt(c1 * c2) * np.sin(np.radians(dh / 2))
-    l_mean, c_mean = (l1 + l2) / 2, (c1 + c2) / 2
-    if c1 * c2 == 0:
-        h_mean = h1 + h2
-    elif abs(h1 - h2) <= 180:
-        h_mean = (h1 + h2) / 2
-    else:
-        h_mean = (h1 + h2 + 360) / 2 if h1 + h2 < 360 else (h1 + h2 - 360) / 2
-    t = (1 - 0.17 * np.cos(np.radians(h_mean - 30)) + 0.24 * np.cos(np.radians(2 * h_mean))
-         + 0.32 * np.cos(np.radians(3 * h_mean + 6)) - 0.20 * np.cos(np.radians(4 * h_mean - 63)))
-    rotation = (-2 * np.sqrt(c_mean ** 7 / (c_mean ** 7 + 25 ** 7))
-                * np.sin(np.radians(60 * np.exp(-(((h_mean - 275) / 25) ** 2)))))
-    s_l = 1 + 0.015 * (l_mean - 50) ** 2 / np.sqrt(20 + (l_mean - 50) ** 2)
-    s_c, s_h = 1 + 0.045 * c_mean, 1 + 0.015 * c_mean * t
-    dl, dc, dhh = (l2 - l1) / s_l, (c2 - c1) / s_c, d_hue / s_h
-    return float(np.sqrt(dl ** 2 + dc ** 2 + dhh ** 2 + rotation * dc * dhh))
+    """CIEDE2000 colour difference (Sharma, Wu & Dalal 2005), scikit-image's."""
+    return float(deltaE_ciede2000(np.asarray(lab1, float), np.asarray(lab2, float)))
 
 
 def _seen(color: str, deficiency: str | None) -> np.ndarray:
-    """The colour in CIELAB as someone with ``deficiency`` (None: typical vision) sees it."""
+    """The colour in CIELAB (D65) as someone with ``deficiency`` (None: typical vision) sees it."""
     linear = _linear(color)
-    return _lab(linear if deficiency is None else DEFICIENCIES[deficiency] @ linear)
+    simulated = np.clip(linear if deficiency is None else DEFICIENCIES[deficiency] @ linear, 0, 1)
+    srgb = np.where(simulated <= 0.0031308, 12.92 * simulated, 1.055 * simulated ** (1 / 2.4) - 0.055)
+    return rgb2lab(srgb.reshape(1, 1, 3)).reshape(3)
 
 
 def _pairs_too_close(colors: dict[str, str]) -> list[str]:
