@@ -725,7 +725,8 @@ def parse_labels(values: pd.Series, display: str, column: str, study_codes: bool
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise AUTableError(f"{display}: unknown labels {shown} in column {column!r}; "
-                           f"use emotion names ({', '.join(SIX_EMOTIONS)}) or the study's codes ({_CODES_HINT})")
+                           f"use emotion names ({', '.join(SIX_EMOTIONS)})"
+                           + (f" or the study's codes ({_CODES_HINT})" if study_codes else ""))
     return pool[codes]
 
 

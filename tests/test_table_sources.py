@@ -267,6 +267,26 @@ def test_numbers_as_labels_beside_file_names_are_refused(tmp_path):
     assert "numbers as labels (such as 0)" in message and "2 fear" in message and "2 happy" in message
 
 
+def test_numbers_as_labels_beside_file_names_alone_are_refused(tmp_path):
+    """A ``file,label,AU01_r…`` table (no success column: another program's merge) with FER2013's
+    codes was still read as the study's: 2 (fear) as happy, 3 (happy) as neutral."""
+    expected = project_table().assign(label=lambda f: ["fear", "happy", "sad", "angry"] * (len(f) // 4))
+    path = tmp_path / "au.csv"
+    expected.assign(label=expected["label"].map(FER2013_CODES))[["file", "label", *AU_COLUMNS]].to_csv(path, index=False)
+    message = refusal(path)
+    assert "numbers as labels (such as 0)" in message and "2 fear" in message
+
+
+def test_the_studys_table_still_reads_its_codes():
+    from fer_core.config import openface_study_table
+
+    study = openface_study_table()
+    if not study.is_file():
+        pytest.skip("../shared datasets not present (set FER_DATA_DIR to run this test)")
+    labels = au_table.read(study)["label"]
+    assert labels.notna().all() and set(labels) <= set(SIX_EMOTIONS) and len(set(labels)) == 6
+
+
 def test_openface_rows_with_a_label_column_read_labels_as_every_table(tmp_path):
     """A label column beside OpenFace's per-face columns: names as people write them are read, a
     number is refused (it was left out as unlabelled, without a word), as in the project's tables."""

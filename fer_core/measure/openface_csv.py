@@ -185,7 +185,10 @@ def _from_merged(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     aus = au_table.au_values(frame, display)
     n = len(frame)
     column = "label" if "label" in frame.columns else "emotion" if "emotion" in frame.columns else None
-    labels = au_table.parse_labels(frame[column], display, column) if column else [None] * n
+    # The study's codes only in a table shaped like the study's: one naming files is another
+    # program's, whose numbers (FER2013's 2 is fear) would be read as other emotions
+    labels = (au_table.parse_labels(frame[column], display, column, study_codes="file" not in frame.columns)
+              if column else [None] * n)
     complete = aus.notna().all(axis=1).to_numpy()
     base = Path(display).name
     files = (frame["file"].astype("str").fillna("").reset_index(drop=True) if "file" in frame.columns
