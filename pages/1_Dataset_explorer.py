@@ -28,6 +28,7 @@ from ui.common import (
     page_setup,
     run_page,
     show_error,
+    shown_in_code,
     shown_literally,
     thumbnail,
     unpacked_zip,
@@ -87,7 +88,7 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
         items = dataset_items(str(folder))
         table_path = config.data_dir() / f"fer2013_{split}_au.csv.gz"
         if table_path.is_file():
-            return f"FER2013 {split}", items, load_au_table(table_path), f"`data/{table_path.name}`"
+            return f"FER2013 {split}", items, load_au_table(table_path), f"`data/{shown_in_code(table_path.name)}`"
         return f"FER2013 {split}", items, extracted(folder), t("explorer.extracted_origin")
     if source == FOLDER:
         default = str(config.fer_split_dir("val")) if config.fer_split_dir("val").is_dir() else ""
@@ -116,10 +117,10 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
         if up is None:
             st.info(t("explorer.csv_info"))
             return "", None, None, ""
-        return up.name, None, au_table_from_bytes(up.getvalue(), up.name), f"`{up.name}`"
+        return up.name, None, au_table_from_bytes(up.getvalue(), up.name), f"`{shown_in_code(up.name)}`"
     if choice == STUDY:
-        return t("explorer.study_name"), None, load_au_table(study), f"`{study}`"
-    return choice, None, load_au_table(derived_tables()[choice]), f"`data/{choice}`"
+        return t("explorer.study_name"), None, load_au_table(study), f"`{shown_in_code(study)}`"
+    return choice, None, load_au_table(derived_tables()[choice]), f"`data/{shown_in_code(choice)}`"
 
 
 def show_balance(counts: dict[str, int], found: dict[str, float] | None = None) -> None:
@@ -194,10 +195,10 @@ def show_aus(table: pd.DataFrame, origin: str) -> None:
         st.warning(t("explorer.no_labelled"))
         return
     if selection.left_out:
-        st.caption(t("explorer.au_origin_left_out", origin=shown_literally(origin), n=f"{len(rows):,}",
+        st.caption(t("explorer.au_origin_left_out", origin=origin, n=f"{len(rows):,}",
                      left_out=au_table.left_out_summary(selection.left_out, selection.total)))
     else:
-        st.caption(t("explorer.au_origin", origin=shown_literally(origin), n=f"{len(rows):,}"))
+        st.caption(t("explorer.au_origin", origin=origin, n=f"{len(rows):,}"))
     present = _ordered(labels)
     default_unless_chosen("explorer_classes", present, present)
     classes = st.multiselect(t("explorer.emotions"), present, format_func={e: _emotion(e) for e in present}.__getitem__,

@@ -53,6 +53,7 @@ from ui.common import (
     page_setup,
     run_page,
     show_error,
+    shown_literally,
 )
 
 page_setup("nav.try_it", ":material/photo_camera:")
@@ -345,12 +346,14 @@ def show_downloads(photo: dict, image, slot: int, file_stem: str | None = None) 
 def show_result(result, others: list, slot: int, model=None, model_key: str = "", model_name: str = "",
                 mask: str | None = None, file_stem: str | None = None) -> None:
     with st.container(border=True):
-        st.markdown(f"#### {result.name}")
+        st.markdown(f"#### {shown_literally(result.name)}")
         if result.error:
             # A file that is not an image is an error; a photo without a face is a warning.
             no_face = result.image is not None and result.error.endswith(NO_FACE_MESSAGE)
-            show_error(t("try_it.no_face", name=result.name) if no_face else result.error,
-                       warning=result.image is not None)
+            if no_face:
+                show_error(t("try_it.no_face", name=shown_literally(result.name)), warning=True)
+            else:
+                show_error(result.error, warning=result.image is not None, literal=True)
             return
         n = len(result.faces)
         found = (t("try_it.found_one", s=f"{result.seconds:.2f}") if n == 1

@@ -141,7 +141,10 @@ def try_section(predictor) -> None:
     with st.spinner(t("teachable.predicting")):
         photo = analyze_photo(up.getvalue(), up.name, None)
         if photo.image is None:
-            show_error(photo.error or t("teachable.unreadable_image", name=shown_literally(up.name)))
+            if photo.error:
+                show_error(photo.error, literal=True)
+            else:
+                show_error(t("teachable.unreadable_image", name=shown_literally(up.name)))
             return
         crop = photo.faces[0].face.pixels if photo.faces else photo.image
         raw = predictor.raw_proba([crop])[0]

@@ -119,6 +119,8 @@ def test_explorer_bundled_au_table_shows_balance_and_au_plots(models_dir):
     assert float(metrics["Imbalance ratio (largest / smallest)"]) > 5  # disgust is rare in FER2013
     titles = [c["layout"]["title"]["text"] for c in _charts(at)]
     assert titles == ["Images per emotion", "AU intensity per emotion", "Mean AU profile per emotion"]
+    # the table's name in code font, not escaped to literal backticks
+    assert any("`data/fer2013_train_au.csv.gz`" in c.value and "\\`" not in c.value for c in at.caption)
     box = _charts(at)[1]
     assert "AU12 lip corner puller" in box["data"][0]["x"]
 

@@ -123,3 +123,20 @@ def test_teachable_page_shows_hostile_class_names_as_text(tmp_path, models_dir, 
     (csv,) = [data for name, data in downloads.items() if name.endswith("_mapping.csv")]
     mapping = pd.read_csv(io.BytesIO(csv))
     assert mapping["class"].tolist()[-1] == "'" + HOSTILE_FORMULA
+
+
+def test_try_it_shows_an_uploads_name_as_text_in_its_heading_and_error(models_dir):
+    """Try it's panel heading and the error of an upload that is no image showed the upload's name
+    as Markdown: ``![x](https://…).jpg`` made the viewer's browser fetch that image."""
+    from apptest_helpers import run_app
+    from streamlit.testing.v1 import AppTest
+
+    from fer_core.config import REPO_ROOT
+
+    at = run_app(AppTest.from_file(str(REPO_ROOT / "pages" / "3_Try_it.py")), 120)
+    name = f"{HOSTILE_IMAGE}.jpg"
+    at.file_uploader(key="try_upload").set_value((name, b"not an image at all", "image/jpeg"))
+    run_app(at, 120)
+    shown = [m.value for m in at.markdown if name in plain(m.value)] + [e.value for e in at.error]
+    assert shown and all("<img" not in rendered(v) for v in shown), shown
+    assert any(plain(e.value).startswith(name) for e in at.error), [e.value for e in at.error]

@@ -124,11 +124,13 @@ def shown_in_code(text: object) -> str:
     return " ".join(str(text).splitlines()).replace("`", "'")
 
 
-def show_error(exc: BaseException | str, prefix: str | None = None, warning: bool = False) -> None:
+def show_error(exc: BaseException | str, prefix: str | None = None, warning: bool = False,
+               literal: bool = False) -> None:
     """Show a failure as one readable line (``st.error`` or ``st.warning``), never a traceback.
-    An exception's text names files and classes as uploaded: it is shown literally."""
+    An exception's text (or ``literal`` text: an error kept from one) names files and classes as
+    uploaded: it is shown literally."""
     text = i18n.message(one_line(exc))
-    if isinstance(exc, BaseException):
+    if literal or isinstance(exc, BaseException):
         text = shown_literally(text)
     if prefix and not text.startswith(prefix):
         text = f"{prefix}: {text}"
