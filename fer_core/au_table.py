@@ -624,7 +624,9 @@ def from_project_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     aus = au_values(frame, display)
     n = len(frame)
     frame = frame.reset_index(drop=True)
-    files = frame["file"].astype("str")
+    # A download's ' before a name a spreadsheet would run as a formula (figures.compare.formula_safe)
+    # is taken off, so a table downloaded from the dashboard reads back with its files' own names.
+    files = frame["file"].astype("str").str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
     out = pd.DataFrame({"file": files.fillna("") if files.hasnans else files})
     out["face"] = frame["face"] if "face" in frame.columns else 0
     out["label"] = (pd.Series(parse_labels(frame["label"], display, "label", study_codes=False), dtype=object)

@@ -140,3 +140,19 @@ def test_try_it_shows_an_uploads_name_as_text_in_its_heading_and_error(models_di
     shown = [m.value for m in at.markdown if name in plain(m.value)] + [e.value for e in at.error]
     assert shown and all("<img" not in rendered(v) for v in shown), shown
     assert any(plain(e.value).startswith(name) for e in at.error), [e.value for e in at.error]
+
+
+def test_an_au_table_downloaded_from_the_dashboard_reads_back_with_its_file_names(tmp_path):
+    """The download puts a ' before a file name a spreadsheet would run (-01.jpg, @2x.jpg): read
+    back (the AU model page, train-au-bottleneck --au-table), the rows no longer matched their files."""
+    from fer_core import au_table
+    from fer_core.au_table import AU_COLUMNS
+    from fer_core.figures.compare import csv_bytes
+
+    names = ["-01.jpg", "@2x_happy.jpg", "=a.jpg", "happy/+45.jpg", "plain.jpg"]
+    table = pd.DataFrame({"file": names, "face": 0, "label": "happy", "success": 1,
+                          **{c: 1.5 for c in AU_COLUMNS}})
+    path = tmp_path / "au.csv"
+    path.write_bytes(csv_bytes(table))
+    assert "'-01.jpg" in path.read_text()
+    assert au_table.read(path)["file"].tolist() == names
