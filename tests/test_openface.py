@@ -390,6 +390,10 @@ def test_extract_names_files_like_the_other_engines_and_reports_skipped_files_as
     assert set(table["source"]) == {"openface"}
     row = table.set_index("file").loc["sad/huge.tif"]
     assert (row["success"], row["reason"], row["label"]) == (0, "too large to read safely", "sad")
+    from fer_core.measure.extract import file_order_key  # the local engine's order (skipped rows came last)
+
+    files = table["file"].tolist()
+    assert files == sorted(files, key=file_order_key) and table.index.tolist() == list(range(len(files)))
 
 
 def test_extract_container_exits_non_zero(tmp_path, images):

@@ -158,7 +158,11 @@ class OpenFaceDocker:
         table = self._extract(list(items), progress)
         if root is not None:
             table["file"] = [printable(relative_file(f, root)) for f in table["file"]]
-        return au_table.concat([table, *(failure_rows([(s.file, s.label)], s.reason) for s in skipped)])
+        table = au_table.concat([table, *(failure_rows([(s.file, s.label)], s.reason) for s in skipped)])
+        from .extract import file_order_key  # the local engine's row order: skipped files among the rest
+
+        keys = [file_order_key(str(f)) for f in table["file"]]
+        return au_table.normalise(table.iloc[sorted(range(len(keys)), key=keys.__getitem__)])
 
     def _extract(self, items: list[LabeledImage], progress: Progress | None) -> pd.DataFrame:
         import docker
