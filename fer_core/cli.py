@@ -420,8 +420,8 @@ def cmd_predict(args) -> int:
 
     predictor = load_predictor(args.model)
     if not predictor.explains:
-        raise FerError(f"{args.model}: predict explains with an AU model; use evaluate/compare for CNN or "
-                       "Teachable Machine")
+        raise FerError(f"{args.model}: predict explains with an AU model or an AU-bottleneck network; use evaluate/compare for "
+                       "CNN, ensemble or Teachable Machine models")
     results: list[dict | None] = [None] * len(args.images)
     status = 0
     # Faces are measured in worker processes first (a native crash, or a file that is not an image,
