@@ -331,20 +331,26 @@ def _encoding(head: bytes, display: str, complete: bool) -> str:
 
 def _eight_bit_encoding(source: "_TableBytes") -> str:
     """The encoding of text that is not UTF-8: CP949, as Excel on Korean Windows saves "CSV", when
-    every byte decodes as CP949 and the Hangul it gives is all in KS X 1001 (the syllables Korean
+    every byte decodes as CP949, the Hangul it gives is all in KS X 1001 (the syllables Korean
     text is written in; Latin-1 letters such as "Ä" before an ASCII letter decode only to rarer
-    ones); else Latin-1. Only text (labels, file names) depends on it, never a number."""
+    ones) and some of it comes as a word of two syllables or more (a pair of Latin-1 capitals such
+    as the "ÇÃ" of INFORMAÇÃO decodes to one common syllable standing alone); else Latin-1. Only
+    text (labels, file names) depends on it, never a number."""
     decoder = codecs.getincrementaldecoder("cp949")()
-    hangul = re.compile("[\uac00-\ud7a3]")
+    hangul = re.compile("[\uac00-\ud7a3]+")
     syllables: set[str] = set()
+    word = False
     try:
         with source.open() as stream:
             while block := stream.read(1 << 20):
-                syllables.update(hangul.findall(decoder.decode(block)))
+                runs = hangul.findall(decoder.decode(block))
+                word = word or any(len(run) > 1 for run in runs)
+                syllables.update(ch for run in runs for ch in run)
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return "latin-1"
-    return "cp949" if syllables and all(_ks_x_1001(ch.encode("cp949")) for ch in syllables) else "latin-1"
+    korean = word and all(_ks_x_1001(ch.encode("cp949")) for ch in syllables)
+    return "cp949" if korean else "latin-1"
 
 
 def _ks_x_1001(code: bytes) -> bool:

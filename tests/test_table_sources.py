@@ -124,9 +124,11 @@ def test_excel_on_korean_windows_saves_csv_in_cp949(tmp_path):
     assert_same_table(au_table.read(path), expected)
 
 
-def test_latin_1_text_stays_latin_1(tmp_path):
-    """A Latin-1 name that happens to decode as CP949 ("Ä" then a letter) is not read as Korean."""
-    expected = project_table().assign(file="Ärger.jpg")
+@pytest.mark.parametrize("name", ["Ärger.jpg", "INFORMAÇÃO.jpg", "AÇÃO.jpg"])
+def test_latin_1_text_stays_latin_1(tmp_path, name):
+    """A Latin-1 name that happens to decode as CP949 ("Ä" then a letter; "ÇÃ", one common Hangul
+    syllable standing alone) is not read as Korean: INFORMAÇÃO.jpg read as INFORMA플O.jpg."""
+    expected = project_table().assign(file=name)
     path = tmp_path / "au.csv"
     path.write_bytes(excel_csv(spreadsheet_lines(expected), "latin-1"))
     assert au_table.read(path)["file"].tolist() == expected["file"].tolist()
