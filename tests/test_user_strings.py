@@ -41,6 +41,9 @@ def test_shown_literally_keeps_names_as_text():
         assert not re.search(r"<(a|img|code|em|del|b)\b", rendered(shown)), (name, rendered(shown))
         assert plain(shown) == name.replace("\n", " ")
     assert shown_literally("keras_model.h5: not an image") == "keras_model.h5: not an image"
+    for name in ("__init__.jpg", "_x_.jpg", "# big.jpg", "x__"):  # bold and a heading, before
+        assert not re.search(r"<(em|strong|h1)\b", rendered(shown_literally(name))), name
+        assert plain(shown_literally(name)) == name
 
 
 def test_show_error_shows_a_hostile_file_name_as_text():

@@ -109,13 +109,18 @@ def page_setup(title: str, icon: str) -> None:
 # ("[x](url)", "![x](url)": an image is fetched from its server when the page opens), autolinks and
 # tags ("<...>"), math ("$"), code, emphasis and strike-through, and the backslash that escapes them.
 _MARKDOWN_ACTIVE = re.compile(r"([\\`*~\[\]<>$])")
+# "_" emphasises only at a word's edge (__init__.jpg read as a bold "init"); inside a word
+# (keras_model.h5) it is text and stays as typed. A leading "#" makes a heading.
+_UNDERSCORES_AT_EDGE = re.compile(r"(?<![^\W_])_+|_+(?![^\W_])")
 
 
 def shown_literally(text: object) -> str:
     """``text`` someone else chose (a file, folder or class name, an error naming one) for a
     Markdown-interpreting call (``st.markdown``, ``st.caption``, ``st.success``, widget labels):
     shown as typed on one line, never as a link, an image, math or formatting."""
-    return _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(text).splitlines()))
+    escaped = _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(text).splitlines()))
+    escaped = _UNDERSCORES_AT_EDGE.sub(lambda run: "\\_" * len(run.group()), escaped)
+    return re.sub(r"^(\s*)#", r"\1\\#", escaped)
 
 
 def shown_in_code(text: object) -> str:
