@@ -159,3 +159,82 @@ def test_an_au_table_downloaded_from_the_dashboard_reads_back_with_its_file_name
     path.write_bytes(csv_bytes(table))
     assert "'-01.jpg" in path.read_text()
     assert au_table.read(path)["file"].tolist() == names
+
+
+def test_shown_literally_keeps_a_leading_list_quote_or_rule_marker_as_text():
+    """A name at the start of a message (an error begins with the file's name) started a list, a
+    numbered list, a rule or a quote: '-01.jpg: not an image' is text, '- 01.jpg' was a bullet."""
+    from ui.common import shown_literally
+
+    for name in ("- a.jpg", "+ a.jpg", "1. a.jpg", "2024) a.jpg", "---", "-", "> a.jpg", "  - a.jpg"):
+        html = rendered(shown_literally(name))
+        assert not re.search(r"<(ul|ol|li|hr|blockquote|h\d)\b", html), (name, html)
+        assert plain(shown_literally(name)) == name.strip()
+    assert shown_literally("3.5 s: 2024.01.05.jpg") == "3.5 s: 2024.01.05.jpg"  # no marker: as typed
+
+
+class _RefusingDocker:
+    """A Docker engine that answers and then refuses: looking up the image (``lookup``), pulling
+    it, or starting a container."""
+
+    def __init__(self, lookup: bool = True):
+        self.lookup, self.images, self.containers = lookup, self, self
+
+    def ping(self):
+        return True
+
+    def get(self, name):
+        import docker
+
+        if not self.lookup:
+            raise docker.errors.APIError("500 Server Error: Internal Server Error")
+        return object()
+
+    def pull(self, repo, tag=None):
+        import docker
+
+        raise docker.errors.APIError(f"pull access denied for {repo}")
+
+    def create(self, *args, **kwargs):
+        import docker
+
+        raise docker.errors.APIError("Mounts denied: the path is not shared from the host")
+
+
+def test_errors_that_name_a_command_show_no_literal_backticks(tmp_path):
+    """An error is shown as text (``show_error``), so a command written as a code span in it showed
+    its backticks: "check the engine with `docker info`". The command is plain text now, and the
+    Korean templates of these messages still match them."""
+    from PIL import Image
+
+    from fer_core import i18n
+    from fer_core.au_table import AU_COLUMNS
+    from fer_core.errors import FerError
+    from fer_core.images import LabeledImage
+    from fer_core.measure.openface_docker import OpenFaceDocker
+    from fer_core.predictors.au_bottleneck import _au_targets
+    from fer_core.predictors.cnn import load_network
+
+    photo = tmp_path / "happy" / "a.jpg"
+    photo.parent.mkdir()
+    Image.new("RGB", (8, 8)).save(photo)
+    docker_lines = [OpenFaceDocker(client=_RefusingDocker(lookup=False)).status()[1]]
+    for call in (lambda: OpenFaceDocker(client=_RefusingDocker()).pull(),
+                 lambda: OpenFaceDocker(client=_RefusingDocker(), work_dir=tmp_path).extract([LabeledImage(photo, "happy")])):
+        with pytest.raises(FerError) as caught:
+            call()
+        docker_lines.append(str(caught.value))
+    other_lines = []
+    table = pd.DataFrame({"file": ["elsewhere.jpg"], "face": 0, "label": "happy", "success": 1,
+                          **{c: 1.0 for c in AU_COLUMNS}})
+    for call in (lambda: _au_targets([photo], tmp_path, table, None),
+                 lambda: load_network(tmp_path / "model.keras", {}, runtime="litert")):
+        with pytest.raises(FerError) as caught:
+            call()
+        other_lines.append(str(caught.value))
+    assert ["docker info" in docker_lines[0], "docker pull" in docker_lines[1], "docker info" in docker_lines[2],
+            "fer_core extract" in other_lines[0], "export-lite" in other_lines[1]] == [True] * 5
+    for line in docker_lines + other_lines:
+        assert "`" not in line, line
+    with i18n.using_language("ko"):
+        assert all("확인하" in i18n.message(line) for line in docker_lines), docker_lines

@@ -110,8 +110,11 @@ def page_setup(title: str, icon: str) -> None:
 # tags ("<...>"), math ("$"), code, emphasis and strike-through, and the backslash that escapes them.
 _MARKDOWN_ACTIVE = re.compile(r"([\\`*~\[\]<>$])")
 # "_" emphasises only at a word's edge (__init__.jpg read as a bold "init"); inside a word
-# (keras_model.h5) it is text and stays as typed. A leading "#" makes a heading.
+# (keras_model.h5) it is text and stays as typed.
 _UNDERSCORES_AT_EDGE = re.compile(r"(?<![^\W_])_+|_+(?![^\W_])")
+# At the start of the text "#" makes a heading, "-" and "+" a list item or a rule ("- x.jpg", "---")
+# and "1." or "1)" before a space a numbered item ("1. x.jpg"); "*" and ">" are escaped everywhere.
+_BLOCK_MARKER_AT_START = re.compile(r"^(\s*)([#+-]|\d{1,9}[.)](?=\s|$))")
 
 
 def shown_literally(text: object) -> str:
@@ -120,7 +123,7 @@ def shown_literally(text: object) -> str:
     shown as typed on one line, never as a link, an image, math or formatting."""
     escaped = _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(text).splitlines()))
     escaped = _UNDERSCORES_AT_EDGE.sub(lambda run: "\\_" * len(run.group()), escaped)
-    return re.sub(r"^(\s*)#", r"\1\\#", escaped)
+    return _BLOCK_MARKER_AT_START.sub(lambda start: f"{start[1]}{start[2][:-1]}\\{start[2][-1]}", escaped)
 
 
 def shown_in_code(text: object) -> str:

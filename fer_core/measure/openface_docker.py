@@ -122,7 +122,7 @@ class OpenFaceDocker:
             raise DockerUnavailable(self._image_message()) from None
         except docker.errors.DockerException as exc:
             raise DockerUnavailable(f"Docker cannot look up image {self.image}: {one_line(exc)[:150]}; "
-                                    f"check the engine with `docker info`") from None
+                                    f"check the engine with docker info") from None
 
     def status(self) -> tuple[bool, str]:
         """(ready, one-line message) — for the dashboard to show before offering this backend."""
@@ -143,7 +143,7 @@ class OpenFaceDocker:
             self.client.images.pull(repo, tag=tag)
         except docker.errors.DockerException as exc:
             raise DockerUnavailable(f"could not pull {self.image}: {one_line(exc)[:150]}; "
-                                    f"check the network and run `docker pull {self.image}`") from None
+                                    f"check the network and run docker pull {self.image}") from None
 
     # -- extraction ---------------------------------------------------------------------------
     def extract(self, items: Sequence[LabeledImage], progress: Progress | None = None, *,
@@ -192,7 +192,7 @@ class OpenFaceDocker:
                     raise DockerUnavailable(self._image_message()) from None
                 except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
                     raise DockerUnavailable(f"Docker could not start {self.image}: {one_line(exc)[:150]}; "
-                                            f"check `docker info` and that {tmp.parent} may be shared with containers") from None
+                                            f"check docker info and that {tmp.parent} may be shared with containers") from None
                 run_reason = self._wait(container, out_dir, total, progress, self.limit_for(len(stems)))
             rows = self._collect(items, stems, failed, out_dir, run_reason)
             if progress:

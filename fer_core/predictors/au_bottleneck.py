@@ -304,7 +304,7 @@ def _au_targets(paths: Sequence[Path], root: str | os.PathLike[str], table, prog
     found = sum(k in by_file for k in keys)
     if found < 0.5 * len(keys):
         raise DatasetError(f"the AU table names only {found} of the {len(keys)} training images; give the table "
-                           f"that `python -m fer_core extract {root}` wrote (file names relative to that folder)")
+                           f"that python -m fer_core extract {root} wrote (file names relative to that folder)")
     return np.array([by_file.get(k, np.full(len(AU_COLUMNS), np.nan)) for k in keys], dtype=float)
 
 

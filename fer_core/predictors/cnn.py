@@ -647,7 +647,7 @@ def load_network(path: Path, metadata: Mapping[str, Any], runtime: str = "auto",
             return twin, "litert"
         if runtime == "litert":
             raise ModelFileError(f"{path}: has no up-to-date TensorFlow Lite twin; make one with "
-                                 f"`python -m fer_core export-lite --model {path}`")
+                                 f"python -m fer_core export-lite --model {path}")
     return load_keras_file(path), "keras"
 
 
