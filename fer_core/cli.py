@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -21,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, which knows the options meant
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.command_line = "python -m fer_core " + " ".join(sys.argv[1:] if argv is None else argv)
     if not getattr(args, "func", None):  # a usage error, as a wrong option is: help on stderr, status 2
         parser.print_help(sys.stderr)
@@ -110,10 +113,37 @@ def _reader_gone() -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a wrong option is one ``error:`` line (exit status 2) like every other error."""
+    """argparse, but a wrong option is one ``error:`` line (exit status 2) like every other error,
+    with the command or option meant when a typo is close to one (Python 3.11's argparse has none)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {message}{_did_you_mean(message, self)} (see {self.prog} --help)\n")
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+
+
+def _did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
+    """"; did you mean 'extract'?" for ``extrct`` or ``--wokers``: the closest command, choice or
+    option of ``parser`` to the word argparse refused, or nothing when none is close."""
+    import difflib
+
+    refused = _INVALID_CHOICE.search(message)
+    if refused:
+        word, known = refused[1], re.findall(r"'([^']*)'", refused[2])
+    elif message.startswith("unrecognized arguments: "):
+        word = next((w.split("=")[0] for w in message.split(": ", 1)[1].split() if w.startswith("--")), "")
+        known = [option for action in parser._actions for option in action.option_strings]
+    else:
+        return ""
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6) if word else []
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the command ``args`` ran (the whole parser when there is none)."""
+    commands = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    return commands.choices.get(getattr(args, "command", None), parser) if commands else parser
 
 
 def _seed(text: str) -> int:
@@ -216,8 +246,11 @@ def _interactions(text: str) -> int | float:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = _Parser(prog="python -m fer_core", description="Explainable facial-emotion workbench")
-    sub = p.add_subparsers(metavar="COMMAND")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(metavar="COMMAND", dest="command")
 
     s = sub.add_parser("predict", help="AUs and an explained emotion for each face in images "
                        "(--json: one object for one image, a list for several)")

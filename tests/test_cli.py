@@ -419,6 +419,43 @@ def test_no_command_is_a_usage_error_like_a_wrong_option(capsys):
     assert code == 2 and out == "" and "usage: python -m fer_core" in err
 
 
+def test_version_is_printed_without_loading_the_models(capsys):
+    """`--version` was an unrecognized argument; a report or a bug report needs it."""
+    from fer_core import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    out, _ = capsys.readouterr()
+    assert exit_.value.code == 0 and out.strip() == f"python -m fer_core {__version__}"
+    script = ("import sys\nfrom fer_core.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+              "print(sorted(m for m in ('tensorflow', 'mediapipe', 'keras') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert loaded.stdout.strip().splitlines()[-1] == "[]", loaded.stdout + loaded.stderr
+
+
+@pytest.mark.parametrize(("args", "meant"), [
+    (["extrct", "x"], "'extract'"),
+    (["predict", "x.jpg", "--jsn"], "'--json'"),
+    (["extract", "d", "--out", "o.csv", "--wokers", "2"], "'--workers'"),
+    (["extract", "d", "--out", "o.csv", "--backend", "openfac"], "'openface-docker'"),
+])
+def test_a_typo_in_a_command_or_option_names_the_one_meant(capsys, args, meant):
+    """argparse listed every command (or said only "unrecognized arguments") for a typo; the one
+    error line now ends with the closest command, option or choice."""
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    _, err = capsys.readouterr()
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert f"did you mean {meant}?" in err and err.startswith("error: ")
+
+
+def test_a_word_close_to_nothing_gets_no_guess(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "x.jpg", "--zzzzzz"])
+    _, err = capsys.readouterr()
+    assert "unrecognized arguments: --zzzzzz" in err and "did you mean" not in err
+
+
 def _tiny_split(root):
     """A split folder of a few small images of two emotions (draw-testset copies, never decodes)."""
     from PIL import Image
