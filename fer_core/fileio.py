@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -118,10 +120,11 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     and the old ``path`` (if any) is untouched; OS errors become ``OutputFileError``."""
     target = output_path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=PART_SUFFIX)
     except OSError as exc:
         raise write_error(target, exc) from None
     try:
+        _hold(fd)
         with _open_written(fd) as fh:
             yield fh
             fh.flush()
@@ -134,6 +137,55 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         if isinstance(exc, OSError):
             raise write_error(target, exc) from None
         raise
+
+
+PART_SUFFIX = ".part"  # atomic_output's temporary files: .<name>.<8 random characters>.part
+STALE_PART_SECONDS = 3600  # a temporary file unchanged this long, and held by no writer, was left by a killed one
+
+
+def _hold(fd: int) -> None:
+    """Lock the temporary file while it is written (released when it is closed, or its writer dies),
+    so that ``remove_stale_parts`` can tell a live writer's file from one a killed writer left."""
+    with suppress(ImportError, OSError):
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def remove_stale_parts(path: str | os.PathLike[str], older_than: float = STALE_PART_SECONDS) -> list[Path]:
+    """Remove the temporary files that writes of ``path`` left when they were killed half way
+    (``atomic_output`` removes its own on any error it lives to see, but not after kill -9 or a
+    power loss): those beside ``path`` named as its writes name them, unchanged for ``older_than``
+    seconds and locked by no writer (a live one holds its lock). Returns the files removed; a file
+    it cannot check is left (tidying never fails a save; without ``fcntl`` nothing is removed)."""
+    try:
+        import fcntl
+    except ImportError:
+        return []
+    target = Path(os.fsdecode(path))
+    own = re.compile(re.escape(f".{target.name}.") + r"[a-z0-9_]{8}" + re.escape(PART_SUFFIX))
+    removed: list[Path] = []
+    try:
+        candidates = [entry.name for entry in os.scandir(target.parent) if own.fullmatch(entry.name)]
+    except OSError:
+        return removed
+    for name in candidates:
+        part = target.parent / name
+        try:
+            fd = os.open(part, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime >= older_than:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a writer holds it
+                os.unlink(part)
+                removed.append(part)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _mode_for(target: Path) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config, fileio
-from .errors import FerError, ModelFileError
+from .errors import FerError, ModelFileError, printable
 from .safe_files import check_regular_file, read_json_file
 
 MANIFEST = "manifest.json"
@@ -180,7 +180,8 @@ class ModelEntry:
             kept = previous_path(path)
             if os.path.isfile(kept) and sha256_file(kept) == self.sha256:  # a save stopped between file and manifest
                 raise ModelFileError(f"{path}: replaced by a save that did not finish; the registered version is "
-                                     f"kept as {kept.name}: move it back to {path.name}, or run the save again")
+                                     f"kept as {kept.name}: run the save again, or move it back to {path.name} (and its "
+                                     "sidecars' .previous files back to their names)")
             listing = self.base / MANIFEST if self.base is not None else Path("models") / MANIFEST
             if (self.base is not None and not Path(self.path).is_absolute() and not _inside(path, self.base)
                     and _inside(path, config.REPO_ROOT)):  # the repository's file, found in its stead
@@ -210,6 +211,18 @@ def refuse_other_kind(name: str, kind: str, existing: Sequence[ModelEntry]) -> N
     if same is not None and same.kind != kind:
         raise FerError(f"a {same.kind} model named {name!r} exists; a {kind} model cannot replace it, "
                        "choose another name")
+
+
+def refuse_registered_file(name: str | None, target: str | os.PathLike[str], existing: Sequence[ModelEntry]) -> None:
+    """The file a registered model loads from is written only under that model's name: a training
+    with ``--out`` on it and no ``--name`` (or another name) replaced the model, and the entry then
+    failed its checksum, with its own model gone."""
+    where = Path(target).resolve()
+    owner = next((e for e in existing if e.file.resolve() == where), None)
+    if owner is not None and owner.name != name:
+        raise FerError(f"{printable(str(target))} is the file of the registered model {owner.name!r}; "
+                       + (f"give --name {owner.name} to replace it" if not name else f"it cannot hold {name!r} too")
+                       + ", or choose another --out")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 AU_TABLE = REPO / "data" / "fer2013_val_au.csv.gz"
 
 # Run in a child: the CLI, with the write of the temporary file whose name starts with
-# FER_TEST_DIE_IN stopped half way by os._exit (the process dies as under kill -9).
+# FER_TEST_DIE_IN (a shell pattern) stopped half way by os._exit (the process dies as under kill -9).
 _DIE_MIDWAY = """
-import os, sys
+import fnmatch, os, sys
 from fer_core import fileio
 
 prefix = os.environ["FER_TEST_DIE_IN"]
@@ -51,7 +51,7 @@ class _DiesHalfWay:
 
 def _open_written(fd):
     fh = real(fd)
-    return _DiesHalfWay(fh) if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(prefix) else fh
+    return _DiesHalfWay(fh) if fnmatch.fnmatch(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")), prefix + "*") else fh
 
 fileio._open_written = _open_written
 from fer_core.cli import main
@@ -270,3 +270,52 @@ def test_a_cnn_saved_on_a_full_disk_leaves_no_cut_off_file(tmp_path, limit_mb):
     for written in (target, target.with_suffix(".tflite")):
         assert not written.exists() or written.stat().st_size == (source.parent / f"cnn_fer2013{written.suffix}").stat().st_size
     assert not list(tmp_path.glob(".*.part"))
+
+
+def _save_cnn(source: str, out: Path, classes: tuple[str, ...]) -> None:
+    from types import SimpleNamespace
+
+    from fer_core.predictors import cnn
+
+    source_path = REPO / "models" / f"{source}.keras"
+    registry.save_and_register(SimpleNamespace(path=source_path, metadata_path=cnn.metadata_path(source_path)),
+                               name="x-cnn", kind="cnn", classes=classes, metrics=Metrics(), command="test",
+                               path=out, replace=True)
+
+
+@linux_only
+@pytest.mark.parametrize("fails_in", [".x.meta.json.", ".manifest.json."])  # the new sidecar; the manifest
+def test_a_failed_save_over_a_cnn_puts_back_its_sidecar_and_twin_too(models_dir, monkeypatch, fails_in):
+    """Saving over a registered CNN on a full disk put back the old .keras but left the new
+    model's .tflite (and, failing at the manifest, its .meta.json) beside it: the twin no longer
+    matched the network, so predictions fell back to Keras with the other model's sidecar."""
+    from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
+
+    out = models_dir / "x.keras"
+    _save_cnn("cnn_fer2013", out, SIX_EMOTIONS)
+    files = [out, out.with_suffix(".meta.json"), out.with_suffix(".tflite")]
+    before = [f.read_bytes() for f in files]
+    _disk_full_for(monkeypatch, fails_in)
+    with pytest.raises(FerError):
+        _save_cnn("cnn_fer2013_7_scratch", out, SEVEN_EMOTIONS)
+    assert [f.read_bytes() for f in files] == before
+    loaded = registry.load_predictor("x-cnn")
+    assert loaded.classes == tuple(SIX_EMOTIONS) and loaded.runtime == "litert"  # its own twin, no TensorFlow
+    assert _litter(models_dir) == []
+
+
+@linux_only
+def test_a_training_killed_before_it_is_registered_keeps_the_registered_network(models_dir, fer_sample):
+    """train-cnn --out X --name N over the registered X: the finished network replaced X first, then
+    its TensorFlow Lite twin was made (seconds) and only then was it registered. Killed in between,
+    X held the new network under the old checksum and the registered one was gone."""
+    from fer_core.emotions import SIX_EMOTIONS
+
+    out = models_dir / "x.keras"
+    _save_cnn("cnn_fer2013", out, SIX_EMOTIONS)
+    registered = [f.read_bytes() for f in (out, out.with_suffix(".meta.json"), out.with_suffix(".tflite"))]
+    died = _run_dying(["train-cnn", "--data", str(fer_sample), "--val", str(fer_sample), "--out", str(out),
+                       "--name", "x-cnn", "--preset", "tiny", "--epochs", "1"], die_in="*.tflite.")
+    assert died.returncode == 137, died.stderr[-2000:]
+    assert [f.read_bytes() for f in (out, out.with_suffix(".meta.json"), out.with_suffix(".tflite"))] == registered
+    assert registry.load_predictor("x-cnn").runtime == "litert"

@@ -110,3 +110,70 @@ def test_write_frame_refuses_an_ending_that_names_no_format_it_writes(tmp_path, 
     with pytest.raises(OutputFileError, match=rf"{name}: --csv must end with \.csv"):
         fileio.table_output_path(tmp_path / name, "--csv")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- temporary files left by killed writes ------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+_KILLED_WRITE = """
+import os, sys
+from fer_core import fileio
+
+with fileio.atomic_output(sys.argv[1]) as fh:
+    fh.write(b'{"half": ')
+    fh.flush()
+    os._exit(137)  # as under kill -9: nothing removes the temporary file
+"""
+
+
+def _killed_write(target: Path, hours_ago: float = 2) -> Path:
+    """The temporary file of a write of ``target`` killed half way, last changed ``hours_ago``."""
+    import subprocess
+    import sys
+
+    before = set(target.parent.iterdir())
+    died = subprocess.run([sys.executable, "-c", _KILLED_WRITE, str(target)], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert died.returncode == 137, died.stderr[-2000:]
+    (part,) = [p for p in set(target.parent.iterdir()) - before if p.name.startswith(f".{target.name}.")]
+    then = os.stat(part).st_mtime - hours_ago * 3600
+    os.utime(part, (then, then))
+    return part
+
+
+def test_a_save_removes_what_killed_saves_of_that_model_left_and_nothing_else(models_dir, capsys):
+    """Before: every kill mid-save left a hidden .x.json.*.part (a model's size each) in models/
+    for good; nothing ever removed them."""
+    out = models_dir / "x.json"
+    left = [_killed_write(out), _killed_write(models_dir / "manifest.json")]
+    recent = _killed_write(out, hours_ago=0)  # perhaps a writer that is still at it: not touched
+    other = _killed_write(models_dir / "other.json")  # another model's: its own save tidies it
+    table = REPO / "data" / "fer2013_val_au.csv.gz"
+    assert main(["train-au", str(table), "--out", str(out), "--name", "x-model"]) == 0
+    assert not any(p.exists() for p in left)
+    assert recent.exists() and other.exists()
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_part_file_a_live_writer_holds_is_never_removed(tmp_path):
+    """Its writer is at it (however long since it last wrote): the lock it holds keeps it."""
+    target = tmp_path / "m.json"
+    with fileio.atomic_output(target) as fh:
+        fh.write(b'{"a": 1}')
+        fh.flush()
+        (part,) = tmp_path.iterdir()
+        os.utime(part, (0, 0))  # unchanged for decades, yet held
+        assert fileio.remove_stale_parts(target, older_than=0) == [] and part.exists()
+    assert target.read_text() == '{"a": 1}' and list(tmp_path.iterdir()) == [target]
+
+
+def test_only_the_targets_own_part_files_are_removed(tmp_path):
+    """A name that merely starts like the target's (x.json.bak's writes, a user's .part file) stays."""
+    target = tmp_path / "x.json"
+    own = _killed_write(target)
+    look_alikes = [tmp_path / ".x.json.bak.abcd1234.part", tmp_path / ".x.json.notes.part",
+                   tmp_path / "x.json.abcd1234.part"]
+    for p in look_alikes:
+        p.write_bytes(b"someone else's")
+        os.utime(p, (0, 0))
+    assert fileio.remove_stale_parts(target) == [own] and not own.exists()
+    assert all(p.exists() for p in look_alikes)

@@ -182,3 +182,15 @@ def test_resnet_preset_loads_safely_and_its_twin_agrees(tmp_path, astronaut):
     assert lite.runtime == "litert" and keras.runtime == "keras"
     face = [astronaut[30:210, 150:330], astronaut]
     assert np.abs(lite.predict_proba(face) - keras.predict_proba(face)).max() < TOLERANCE
+
+
+def test_a_damaged_twin_names_the_command_that_remakes_it_without_backticks():
+    """The dashboard shows errors as text, where backticks around the command showed literally."""
+    from fer_core.predictors.lite import LiteModel
+
+    with pytest.raises(ModelFileError) as refused:
+        LiteModel(b"not a TensorFlow Lite model" * 8, "x.tflite")
+    message = str(refused.value)
+    assert message.startswith("x.tflite: cannot load this TensorFlow Lite twin") and "\n" not in message
+    assert "`" not in message
+    assert message.endswith("remake it with: python -m fer_core export-lite --model <the .keras file>")

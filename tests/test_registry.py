@@ -245,3 +245,39 @@ def test_two_saves_under_one_new_name_keep_the_first_and_refuse_the_second(model
     (winner,) = set(saved) - set(refused)
     assert [e.name for e in read_manifest(models_dir)].count("shared") == 1
     assert registry.load_predictor("shared").emotion == winner  # the file holds the model of the one told "saved"
+
+
+AU_TABLE = Path(__file__).resolve().parents[1] / "data" / "fer2013_val_au.csv.gz"
+
+
+@pytest.fixture
+def registered_au_file(models_dir, capsys) -> Path:
+    out = models_dir / "x.json"
+    assert main(["train-au", str(AU_TABLE), "--out", str(out), "--name", "x-model"]) == 0
+    capsys.readouterr()
+    return out
+
+
+@pytest.mark.parametrize("name", [None, "my-au"])
+def test_a_training_never_writes_over_another_registered_models_file(models_dir, registered_au_file, capsys, name):
+    """train-au (or train-cnn) with --out on a registered model's file, without --name or under
+    another name, replaced that model: its entry then failed the checksum and its model was gone.
+    Now refused before training, naming the model and the way to replace it."""
+    before, manifest = registered_au_file.read_bytes(), (models_dir / "manifest.json").read_bytes()
+    code = main(["train-au", str(AU_TABLE), "--out", str(registered_au_file), "--seed", "3",
+                 *(["--name", name] if name else [])])
+    err = capsys.readouterr().err
+    assert code == 2 and "registered model 'x-model'" in err and "choose another --out" in err
+    assert ("give --name x-model" in err) == (name is None)
+    assert registered_au_file.read_bytes() == before and (models_dir / "manifest.json").read_bytes() == manifest
+    assert registry.load_predictor("x-model").kind == "au-logreg"
+
+
+def test_saving_at_another_models_file_is_refused(registered_au_file, always_kind):
+    before = registered_au_file.read_bytes()
+    with pytest.raises(FerError, match="registered model 'x-model'"):
+        registry.save_and_register({"emotion": "happy", "classes": ["happy", "sad"]}, name="mine", kind="always",
+                                   classes=["happy", "sad"], metrics=Metrics(), command="test",
+                                   path=registered_au_file)
+    assert registered_au_file.read_bytes() == before
+    assert registry.load_predictor("x-model").kind == "au-logreg"

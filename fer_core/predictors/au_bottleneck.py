@@ -58,6 +58,7 @@ from .cnn import (
     put_in_place,
     read_cnn_metadata,
     require_every_emotion,
+    sidecar_files,
     sidecar_folder,
     stratified_split,
     training_path,
@@ -435,7 +436,8 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
                         warm_start: bool = True, tap: str = "dense",
                         limit_per_class: int | None = None, progress: EpochProgress | None = None,
                         should_stop: Callable[[], bool] | None = None, load_progress: Progress | None = None,
-                        command: str | None = None, training: Recipe | None = None) -> BottleneckTrainResult:
+                        command: str | None = None, training: Recipe | None = None,
+                        in_place: bool = True) -> BottleneckTrainResult:
     """Train an AU-bottleneck network on a labelled folder and save the best epoch to ``out``.
 
     ``init``: a ``.keras`` CNN whose trunk starts the network (the bundled cnn-fer2013 works);
@@ -566,7 +568,8 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     inference.set_weights(model.get_weights())
     inference.save(work)
     seconds = time.perf_counter() - started
-    result = BottleneckTrainResult(out, metadata_path(out), hist, selection, evaluation, fidelity,
+    final = out if in_place else work  # in_place=False: left for save_and_register, as train_cnn's
+    result = BottleneckTrainResult(final, metadata_path(final), hist, selection, evaluation, fidelity,
                                    len(hist.get("loss", [])), best.stopped_by_user, seconds, classes,
                                    selected_on, evaluated_on, tuple(skipped))
     head_metrics = {"holdout": {k: v for k, v in selection.to_dict().items()
@@ -578,8 +581,9 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
                     selection_fidelity=selection_fidelity,
                     head_metrics=head_metrics, history=hist)
     _write_metadata(work, metadata)
-    put_in_place(work, out)
-    write_twin(export_lite_twin, out)
+    if in_place:
+        put_in_place(work, out)
+    write_twin(export_lite_twin, final)
     return result
 
 
@@ -614,4 +618,5 @@ def _kinds():
     from .registry import ModelKind
 
     return (ModelKind(KIND, "CNN trunk -> the 17 AUs -> one linear layer: pixel accuracy, explained like the "
-                      "logistic regression", "pixels", True, _load, _save, "{name}.keras", _claims, export_lite_twin),)
+                      "logistic regression", "pixels", True, _load, _save, "{name}.keras", _claims, export_lite_twin,
+                      companions=sidecar_files),)

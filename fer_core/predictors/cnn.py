@@ -398,7 +398,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
               class_weighting: bool = False, augment: bool = True, patience: int = 10,
               learning_rate: float = 1e-3, command: str | None = None,
               holdout: float | None = None, init: str | os.PathLike[str] | None = None,
-              recipe: Recipe | None = None) -> CNNTrainResult:
+              recipe: Recipe | None = None, in_place: bool = True) -> CNNTrainResult:
     """Train a CNN on a labelled folder and save the best epoch (by validation accuracy) to ``out``.
 
     Without ``val_dir`` a stratified 10 % of the training images is held out. With ``holdout`` a
@@ -413,6 +413,9 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     seven-emotion one, which then only has to learn fear: on two CPU cores, an hour instead of many.
     ``recipe``: schedule, label smoothing, weight averaging and batch augmentation (``recipe.Recipe``;
     default: Adam halved on a plateau, hard labels, as the bundled CNNs were trained).
+    ``in_place=False``: the finished model (and twin) stays at ``training_path(out)`` for a caller
+    that puts it in place itself (``save_and_register``, which keeps a registered ``out`` until the
+    manifest names the new model: replaced here first, a kill before registering lost both).
     """
     from .. import config
 
@@ -540,15 +543,17 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     inference.set_weights(model.get_weights())
     inference.save(work)
     seconds = time.perf_counter() - started
-    result = CNNTrainResult(out, metadata_path(out), hist, evaluation, len(hist.get("loss", [])),
+    final = out if in_place else work
+    result = CNNTrainResult(final, metadata_path(final), hist, evaluation, len(hist.get("loss", [])),
                             reporter.stopped_by_user, seconds, skipped, inference, evaluated_on, classes,
                             selected_on, selection)
     metadata.update(status="done", epochs_run=result.epochs_run, stopped_by_user=reporter.stopped_by_user,
                     seconds=round(seconds, 1), metrics=result.metrics.to_dict(),
                     evaluation=evaluation.to_dict(), selection=selection.to_dict(), history=hist)
     _write_metadata(work, metadata)
-    put_in_place(work, out)
-    write_twin(export_lite, out)
+    if in_place:
+        put_in_place(work, out)
+    write_twin(export_lite, final)
     return result
 
 
@@ -556,6 +561,12 @@ def training_path(out: Path) -> Path:
     """Where a training keeps its checkpoint and sidecar until it is done: beside ``out``, so a run
     that is interrupted or fails leaves ``out`` (often its own ``--init`` model) as it was."""
     return out.with_name(f"{out.stem}.training{out.suffix}")
+
+
+def remove_training(work: Path) -> None:
+    """A finished training left at ``training_path`` (``in_place=False``) once it has been saved elsewhere."""
+    for path in (work, *sidecar_files(work)):
+        path.unlink(missing_ok=True)
 
 
 def put_in_place(work: Path, out: Path) -> None:
@@ -744,6 +755,11 @@ def _save(result: CNNTrainResult, path: Path) -> list[Path]:
     return written + [lite_path(path)] if lite_record(read_cnn_metadata(path)) else written
 
 
+def sidecar_files(path: Path) -> tuple[Path, ...]:
+    """The files a saved network has beside its ``.keras``: the sidecar and the TensorFlow Lite twin."""
+    return metadata_path(path), lite_path(path)
+
+
 def _claims(path: Path) -> bool:
     if path.suffix.lower() != ".keras" or path.is_dir():
         return False
@@ -755,4 +771,5 @@ def _kinds():
     from .registry import ModelKind
 
     return (ModelKind("cnn", "convolutional network on the 48x48 gray face crop (accurate, no reasons)",
-                      "pixels", False, _load, _save, "{name}.keras", _claims, export_lite),)
+                      "pixels", False, _load, _save, "{name}.keras", _claims, export_lite,
+                      companions=sidecar_files),)

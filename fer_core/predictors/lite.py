@@ -71,7 +71,7 @@ class LiteModel:
         self.record = dict(record or {})  # the sidecar's record of this twin
 
         self._data = bytes(data)  # the interpreter reads the buffer it was given
-        hint = "remake it with `python -m fer_core export-lite --model <the .keras file>`"
+        hint = "remake it with: python -m fer_core export-lite --model <the .keras file>"  # no backticks: shown as typed
         try:
             self._interpreter = Interpreter(model_content=self._data, num_threads=lite_threads())
             self._runner = self._interpreter.get_signature_runner()

@@ -21,14 +21,16 @@ from typing import Any
 from .. import config
 from ..emotions import normalize_emotion
 from ..errors import FerError, ModelFileError, OutputFileError, one_line
-from ..fileio import write_error
+from ..fileio import remove_stale_parts, write_error
 from ..manifest import (
     Metrics,
     ModelEntry,
+    manifest_path,
     one_writer,
     previous_path,
     read_manifest,
     refuse_other_kind,
+    refuse_registered_file,
     register,
     relative_to_repo,
     sha256_file,
@@ -58,13 +60,17 @@ class ModelKind:
     inputs: Inputs  # "aus" or "pixels"
     explains: bool  # predictions come with per-AU reasons
     load: Callable[[Path, ModelEntry], Predictor]
-    save: Callable[[Any, Path], list[Path]]  # write the artefact at path; return the files written
+    # Write the artefact at path and return the files written; through ``fileio`` (a file is replaced,
+    # never rewritten in place: the versions a save keeps to put back are hard links to the old files).
+    save: Callable[[Any, Path], list[Path]]
     file_pattern: str  # where save_and_register puts a model, in the models folder: "{name}.json"
     claims: Callable[[Path], bool]  # does this file (given by path, not by name) hold this kind?
     # (Re)make the model file's TensorFlow Lite twin (``lite``) and return its path; None: no twins.
     export_lite: Callable[[Path], Path] | None = None
     # Will loading this entry start TensorFlow, when the kind itself cannot say (an ensemble asks its members)?
     needs_tensorflow: Callable[[ModelEntry], bool] | None = None
+    # The files a save at a path writes beside it (a CNN's sidecar and twin): kept and put back with it.
+    companions: Callable[[Path], Sequence[Path]] | None = None
 
 
 _kinds: dict[str, ModelKind] = {}
@@ -192,44 +198,46 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
         else:
             validate_model_name(name, [] if replace else [e for e in existing if e.name != name])
             refuse_other_kind(name, kind, existing)
+            refuse_registered_file(name, path, existing)
             target = Path(path)
-        # The file a registered entry may name is replaced before the manifest says so: until then its
-        # old version is kept (a hard link, no copying), put back if the save or the registering fails
-        # (a full disk replaced the model and then could not update the manifest: neither loaded).
+        # The files a registered entry may name (the model file and its kind's sidecars) are replaced before
+        # the manifest says so: until then their old versions are kept (hard links, no copying), put back if
+        # the save or the registering fails (a full disk replaced the model and then could not update the
+        # manifest: neither loaded; a .keras put back beside the new model's sidecar lost its twin), and
+        # files the failed save created are removed.
+        files = [target, *(spec.companions(target) if spec.companions else ())]
+        for file in (*files, manifest_path(folder)):
+            remove_stale_parts(file)
+        existed = {f for f in files if os.path.lexists(f)}
         registered_sha = next((e.sha256 for e in existing if e.file.resolve() == target.resolve()), None)
-        kept = _keep_previous(target, registered_sha)
+        kept = _keep_previous(files, registered_sha)
+        written: list[Path] = []
         try:
-            written = _save_files(spec, artefact, target, new=path is None)
+            written = _save_files(spec, artefact, target)
             entry = ModelEntry(name=name, kind=kind, path=relative_to_repo(written[0]), classes=tuple(classes),
                                metrics=metrics, command=command, origin=origin, description=description,
                                mapping=mapping, extra=dict(extra or {}))
             try:
                 registered = register(entry, folder)
             except (OSError, ValueError, OutputFileError) as exc:
-                if path is None:
-                    _remove(written)
                 raise FerError(f"could not register {name} in the manifest ({one_line(exc)})"
-                               + ("; the previous model is kept" if kept else "")) from None
+                               + ("; the previous model is kept" if target in kept else "")) from None
         except BaseException:
-            if kept is not None:
-                with contextlib.suppress(OSError):
-                    os.replace(kept, target)
+            created = [*files, *(written if path is None else ())]  # --out: the file may be the training's own
+            _put_back(kept, [f for f in created if f not in kept and f not in existed])
             raise
         finally:
-            if kept is not None:
+            for previous in kept.values():
                 with contextlib.suppress(OSError):
-                    os.unlink(kept)
+                    os.unlink(previous)
         return registered
 
 
-def _save_files(spec: ModelKind, artefact: Any, target: Path, new: bool) -> list[Path]:
-    """``spec.save``, whose OSError (a kind that writes without ``fileio``: a full disk) is one line,
-    with the file it left at a ``new`` target removed."""
+def _save_files(spec: ModelKind, artefact: Any, target: Path) -> list[Path]:
+    """``spec.save``, whose OSError (a kind that writes without ``fileio``: a full disk) is one line."""
     try:
         return spec.save(artefact, target)
     except OSError as exc:
-        if new:
-            _remove([target])
         raise write_error(target, exc) from None
 
 
@@ -238,23 +246,41 @@ def _remove(files: Sequence[Path]) -> None:
         shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink(missing_ok=True)
 
 
-def _keep_previous(target: Path, registered_sha: str | None) -> Path | None:
-    """A hard link to the regular file at ``target`` (``previous_path``) that its replacement cannot
-    touch, or None (nothing there, or a file system without hard links: nothing is kept). One
-    already there holding the registered version (``registered_sha``: a save killed after replacing
-    ``target``, or a training that replaced it first) is that version, and stays."""
-    if target.is_symlink() or not target.is_file():
-        return None
-    kept = previous_path(target)
-    try:
-        if registered_sha and kept.is_file() and sha256_file(kept) == registered_sha:
-            return kept
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(kept)
-        os.link(target, kept)
-    except (OSError, FerError):
-        return None
-    return kept
+def _put_back(kept: dict[Path, Path], created: Sequence[Path]) -> None:
+    """After a failed save: the kept versions back under their names, the files it created removed."""
+    for file, previous in kept.items():
+        with contextlib.suppress(OSError):
+            os.replace(previous, file)
+    with contextlib.suppress(OSError):
+        _remove(created)
+
+
+def _keep_previous(files: Sequence[Path], registered_sha: str | None) -> dict[Path, Path]:
+    """Hard links (``previous_path``), which their replacements cannot touch, to the regular files
+    among ``files`` (the model file first, then its sidecars), by file; none for a file that is not
+    there, nor on a file system without hard links. When the model file's link is already there
+    holding the registered version (``registered_sha``: a save killed after replacing the files, or
+    a training that replaced it first), the links already there are that version's, and stay."""
+    reuse = False
+    with contextlib.suppress(OSError, FerError):
+        kept = previous_path(files[0])
+        reuse = bool(registered_sha) and kept.is_file() and sha256_file(kept) == registered_sha
+    links: dict[Path, Path] = {}
+    for file in files:
+        kept = previous_path(file)
+        try:
+            if reuse and kept.is_file() and not kept.is_symlink():
+                links[file] = kept
+                continue
+            if file.is_symlink() or not file.is_file():
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(kept)
+            os.link(file, kept)
+        except OSError:
+            continue
+        links[file] = kept
+    return links
 
 
 def needs_tensorflow(entry: ModelEntry) -> bool:
