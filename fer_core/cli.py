@@ -116,8 +116,16 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a wrong option is one ``error:`` line (exit status 2) like every other error,
     with the command or option meant when a typo is close to one (Python 3.11's argparse has none)."""
 
+    def parse_known_args(self, args=None, namespace=None):
+        """Kept: the words given, for a typo argparse reports only as a required option missing."""
+        self.given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message}{_did_you_mean(message, self)} (see {self.prog} --help)\n")
+        guess = _did_you_mean(message, self)
+        if guess:  # the one meant, instead of every command after which it came last, unseen
+            message = _INVALID_CHOICE.sub(lambda refused: f"invalid choice: '{refused[1]}'", message)
+        self.exit(2, f"error: {message}{guess} (see {self.prog} --help)\n")
 
 
 _INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
@@ -134,6 +142,12 @@ def _did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
     elif message.startswith("unrecognized arguments: "):
         word = next((w.split("=")[0] for w in message.split(": ", 1)[1].split() if w.startswith("--")), "")
         known = [option for action in parser._actions for option in action.option_strings]
+    elif message.startswith("the following arguments are required: "):  # --ouut: --out is missing
+        known = [option for action in parser._actions for option in action.option_strings]
+        unknown = [w.split("=")[0] for w in getattr(parser, "given", ()) if w.startswith("--")]
+        word = next((w for w in unknown if not any(option.startswith(w) for option in known)), "")
+        close = difflib.get_close_matches(word, known, n=1, cutoff=0.6) if word else []
+        return f"; did you mean {close[0]!r} for {word!r}?" if close else ""
     else:
         return ""
     close = difflib.get_close_matches(word, known, n=1, cutoff=0.6) if word else []
@@ -159,13 +173,16 @@ def _seed(text: str) -> int:
     return value
 
 
-def _name_free(name: str | None, kind: str) -> None:
-    """Before training: ``--name`` is a valid model name, and not that of a model of another kind
-    (which registering refuses, after minutes or hours of training)."""
+def _name_free(name: str | None, kind: str, out: str | None = None) -> None:
+    """Before training: ``--name`` is a valid model name, and not that of a model of another kind,
+    and ``--out`` is no other registered model's file (which registering refuses, or the training
+    would break, after minutes or hours of training)."""
+    from .manifest import read_manifest, refuse_other_kind, refuse_registered_file, validate_model_name
+
+    if out is not None:
+        refuse_registered_file(name, out, read_manifest())
     if not name:
         return
-    from .manifest import read_manifest, refuse_other_kind, validate_model_name
-
     validate_model_name(name, [])
     refuse_other_kind(name, kind, read_manifest())
 
@@ -245,33 +262,57 @@ def _interactions(text: str) -> int | float:
                                      "AUs below 1 (such as 0.5)")
 
 
+EXIT_STATUSES = """exit status:
+  0    done
+  2    an error, said in one line on stderr, or a wrong command line; also when predict could not
+       read an image, or compare or mask-report could not run a model (the rest is still done)
+  130  interrupted by Ctrl-C: nothing is left half-written
+  143  stopped by kill (SIGTERM), as Ctrl-C stops it
+  141  the reader of the output closed it (... | head); nothing is said
+
+FER_DEBUG=1 shows the traceback of an unexpected error. `python -m fer_core COMMAND --help`
+describes a command."""
+JSON_HELP = "print JSON on stdout instead of text (errors stay one line each on stderr)"
+CLASSES_HELP = "emotions: six, seven or a comma list such as happy,sad,neutral (default: six)"
+TABLE_OUT_HELP = "AU table to write; its ending chooses the format: .csv, .csv.gz, .csv.bz2, .csv.xz or .parquet"
+MASK_STYLE_HELP = "surgical (light blue), white or cloth (black) (default: surgical)"
+BATCH_HELP = "images per training step (default: 64)"
+MAX_MINUTES_HELP = "stop after this many minutes, keeping the best epoch (default: no limit)"
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = _Parser(prog="python -m fer_core", description="Explainable facial-emotion workbench")
+    p = _Parser(prog="python -m fer_core", description="Explainable facial-emotion workbench",
+                epilog=EXIT_STATUSES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(metavar="COMMAND", dest="command")
 
     s = sub.add_parser("predict", help="AUs and an explained emotion for each face in images "
                        "(--json: one object for one image, a list for several)")
-    s.add_argument("images", nargs="+")
+    s.add_argument("images", nargs="+", help="image files; one that cannot be read or has no face is said, the rest "
+                   "are done")
     s.add_argument("--model", default=DEFAULT_MODEL,
-                   help="an explaining model: an AU model or an AU-bottleneck network (manifest name or file path)")
-    s.add_argument("--top", type=_positive_int, default=3, help="how many AUs to give as reasons")
-    s.add_argument("--json", action="store_true")
+                   help="an explaining model: an AU model or an AU-bottleneck network (manifest name or file path; "
+                        f"default: {DEFAULT_MODEL})")
+    s.add_argument("--top", type=_positive_int, default=3, help="how many AUs to give as reasons (default: 3)")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("extract", help="AU table (CSV, CSV.gz or Parquet by extension) of a folder of images, "
                                        "or of a video (MP4, MOV, AVI, WebM)")
     s.add_argument("folder", help="a folder of images, or a video file: one row per sampled frame and face (time_s)")
     s.add_argument("--fps", type=float, default=None,
-                   help="videos: frames measured per second of video, by their time (default 10)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--backend", choices=("mediapipe", "openface-docker"), default="mediapipe")
+                   help="videos: frames measured per second of video, by their time, above 0 and at most 60 "
+                        "(default: 10)")
+    s.add_argument("--out", required=True, help=TABLE_OUT_HELP)
+    s.add_argument("--backend", choices=("mediapipe", "openface-docker"), default="mediapipe",
+                   help="mediapipe: the embedded face mesh; openface-docker: OpenFace 2 in Docker (default: mediapipe)")
     s.add_argument("--workers", type=_positive_int, default=None,
                    help="processes (default: up to 2); with --engine ray, measuring actors (default: one per CPU)")
     s.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: worker processes here; ray: a Ray Data pipeline, resumable (requirements-ray.txt)")
+                   help="local: worker processes here; ray: a Ray Data pipeline, resumable (requirements-ray.txt) "
+                        "(default: local)")
     s.add_argument("--ray-address", default=None, metavar="ADDRESS",
                    help="with --engine ray: join this cluster (host:6379, auto or ray://...; default: start Ray here)")
     s.add_argument("--classes", default=None,
@@ -285,68 +326,75 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_extract)
 
     s = sub.add_parser("import-openface", help="AU table from OpenFace 2 CSV output (file or folder)")
-    s.add_argument("source")
-    s.add_argument("--out", required=True)
+    s.add_argument("source", help="an OpenFace 2 CSV file, or a folder of them")
+    s.add_argument("--out", required=True, help=TABLE_OUT_HELP)
     s.set_defaults(func=cmd_import_openface)
 
     s = sub.add_parser("train-au", help="fit an AU model (logistic regression, the study's MLP or the GAM)")
     s.add_argument("table", help="AU table CSV (this workbench's, or OpenFace output)")
     s.add_argument("--out", required=True, help="model .json to write")
     s.add_argument("--kind", choices=("logreg", "mlp", "gam"), default="logreg",
-                   help="logreg: logistic regression; mlp: the study's MLP; gam: additive glass-box (EBM)")
+                   help="logreg: logistic regression; mlp: the study's MLP; gam: additive glass-box (EBM) "
+                        "(default: logreg)")
     s.add_argument("--interactions", type=_interactions, default=None,
                    help="gam: AU pairs it may use, a count or a share of the number of AUs "
                         "(default: interpret's, up to three per AU)")
     s.add_argument("--workers", type=_positive_int, default=None, help="gam: processes (default: up to 2)")
-    s.add_argument("--classes", default="six")
-    s.add_argument("--class-weight", choices=("none", "balanced"), default="none")
-    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--classes", default="six", help=CLASSES_HELP)
+    s.add_argument("--class-weight", choices=("none", "balanced"), default="none",
+                   help="balanced: weigh each emotion's faces by the inverse of its count (default: none)")
+    s.add_argument("--seed", type=_seed, default=0, help="seed of the held-out split and the fit (default: 0)")
     s.add_argument("--aus", default="all",
-                   help="AUs the model may use: all, upper (those a mask leaves visible) or a comma list (AU01,AU04)")
+                   help="AUs the model may use: all, upper (those a mask leaves visible) or a comma list (AU01,AU04) "
+                        "(default: all)")
     s.add_argument("--max-rows", type=_positive_int, default=None,
-                   help="fit on at most this many faces, a stratified sample above it (default 100,000)")
+                   help="fit on at most this many faces, a stratified sample above it (default: 100,000)")
     s.add_argument("--name", help="register in models/manifest.json under this name")
     s.set_defaults(func=cmd_train_au)
 
     s = sub.add_parser("evaluate", help="score a model on labelled images or an AU table")
-    s.add_argument("--model", default=DEFAULT_MODEL)
+    s.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"manifest name or file path of the model to score (default: {DEFAULT_MODEL})")
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="folder: <emotion>/*.jpg or emotion-prefixed names")
     src.add_argument("--au-table", help="AU table CSV with labels (AU models only)")
     s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("compare", help="several models on the same labelled images")
-    s.add_argument("--images", required=True)
+    s.add_argument("--images", required=True, help="folder: <emotion>/*.jpg or emotion-prefixed names")
     s.add_argument("--models", nargs="+", default=None,
                    help="names or files, spaced or comma-separated (default: every model in the manifest)")
-    s.add_argument("--classes", default=None, help="default: the classes the models share")
+    s.add_argument("--classes", default=None,
+                   help="emotions scored: six, seven or a comma list (default: those every model predicts)")
     s.add_argument("--csv", help="write per-image predictions here (.csv, .csv.gz or .parquet), as the dashboard's "
                    "download: file relative to --images, label, each model's answer ('no face' where it could not "
                    "judge), whether it was right, and its probability of the true emotion")
     s.add_argument("--report", help="write one self-contained HTML report here (figures, tables, wrong images)")
     s.add_argument("--lang", default="en", choices=["en", "ko"], help="language of the report (default: en)")
     s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("draw-testset", help="copy a reproducible N-per-emotion test set")
     s.add_argument("source", help="a split folder, e.g. ../shared/datasets/fer2013/val")
     s.add_argument("out", help="a new or empty folder to copy the images into")
-    s.add_argument("--per-class", type=_positive_int, default=10)
-    s.add_argument("--classes", default="six")
-    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--per-class", type=_positive_int, default=10, help="images copied of each emotion (default: 10)")
+    s.add_argument("--classes", default="six", help=CLASSES_HELP)
+    s.add_argument("--seed", type=_seed, default=0,
+                   help="which images are drawn; the same seed, the same set (default: 0)")
     s.set_defaults(func=cmd_draw_testset)
 
     s = sub.add_parser("models", help="list the models in models/manifest.json")
     s.set_defaults(func=cmd_models)
 
     s = sub.add_parser("mask", help="masked copies of a folder of faces (same layout; failures listed)")
-    s.add_argument("folder")
+    s.add_argument("folder", help="a folder of face images (<emotion>/*.jpg, emotion-prefixed or plain names)")
     s.add_argument("--out", required=True, help="folder to write the masked images to")
-    s.add_argument("--style", default="surgical", help="surgical (light blue), white or cloth (black)")
-    s.add_argument("--seed", type=_seed, default=0, help="varies shade and folds; the same seed, the same masks")
+    s.add_argument("--style", default="surgical", help=MASK_STYLE_HELP)
+    s.add_argument("--seed", type=_seed, default=0,
+                   help="varies shade and folds; the same seed, the same masks (default: 0)")
     s.add_argument("--workers", type=_positive_int, default=None, help="processes (default: up to 2)")
     s.set_defaults(func=cmd_mask)
 
@@ -354,11 +402,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--images", required=True, help="folder: <emotion>/*.jpg or emotion-prefixed names")
     s.add_argument("--models", nargs="+", default=None,
                    help="names or files, spaced or comma-separated (default: every model in the manifest)")
-    s.add_argument("--classes", default=None, help="default: the classes the models share")
-    s.add_argument("--style", default="surgical")
-    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--classes", default=None,
+                   help="emotions scored: six, seven or a comma list (default: those every model predicts)")
+    s.add_argument("--style", default="surgical", help=MASK_STYLE_HELP)
+    s.add_argument("--seed", type=_seed, default=0,
+                   help="varies shade and folds; the same seed, the same masks (default: 0)")
     s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_mask_report)
 
     _add_cnn_commands(sub)
@@ -371,16 +421,19 @@ def _add_cnn_commands(sub) -> None:
 
     s = sub.add_parser("train-cnn", help="train a CNN on FER2013-style 48x48 images")
     s.add_argument("--data", required=True, help="train folder (Kaggle layout)")
-    s.add_argument("--val", help="validation folder (default: 10%% of train held out)")
+    s.add_argument("--val", help="validation folder (default: none: a share of --data held out, --holdout or "
+                   "10%%, chooses the epoch)")
     s.add_argument("--out", required=True, help="model .keras to write")
     s.add_argument("--preset", choices=PRESETS, default="strong",
                    help="architecture: strong (VGG-style, 1.2 M weights), resnet (deeper, residual, 2.9 M), "
-                        "original (the study's), tiny (pipeline check)")
-    s.add_argument("--epochs", type=_positive_int, default=30)
-    s.add_argument("--batch-size", type=_positive_int, default=64)
-    s.add_argument("--classes", default="six")
+                        "original (the study's), tiny (pipeline check) (default: strong)")
+    s.add_argument("--epochs", type=_positive_int, default=30,
+                   help="at most this many epochs; training stops sooner after 10 without a better one (default: 30)")
+    s.add_argument("--batch-size", type=_positive_int, default=64, help=BATCH_HELP)
+    s.add_argument("--classes", default="six", help=CLASSES_HELP)
     s.add_argument("--limit-per-class", type=_positive_int, default=None,
-                   help="at most this many images per emotion, of the training and of the --val folder (quick runs)")
+                   help="at most this many images per emotion, of the training and of the --val folder (quick runs; "
+                        "default: all)")
     s.add_argument("--class-weighting", action="store_true", help="weight classes by inverse frequency")
     s.add_argument("--holdout", type=_share, default=None,
                    help="share of --data held out to choose the best epoch; --val is then scored once at the "
@@ -388,9 +441,9 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--init", help="trained CNN that starts the network (manifest name or .keras path, same "
                    "--preset): its trunk and the head of the emotions both class sets share, e.g. cnn-fer2013 "
                    "for a seven-emotion CNN")
-    s.add_argument("--learning-rate", type=_positive, default=1e-3, help="Adam's starting rate (default 1e-3; "
+    s.add_argument("--learning-rate", type=_positive, default=1e-3, help="Adam's starting rate (default: 1e-3; "
                    "3e-4 suits fine-tuning from --init)")
-    s.add_argument("--max-minutes", type=_positive, default=None, help="stop after this long, keeping the best epoch")
+    s.add_argument("--max-minutes", type=_positive, default=None, help=MAX_MINUTES_HELP)
     s.add_argument("--name", help="register in models/manifest.json under this name")
     add_recipe_arguments(s)
     s.set_defaults(func=cmd_train_cnn)
@@ -402,36 +455,43 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--out", required=True, help="model .keras to write (+ .meta.json)")
     s.add_argument("--train-au-table", help="AU table of --data (extract output; default: measure now, cached)")
     s.add_argument("--val-au-table", help="AU table of --val, for the AU fidelity (default: measure now, cached)")
-    s.add_argument("--recipe", choices=("joint", "sequential", "independent"), default="joint")
+    s.add_argument("--recipe", choices=("joint", "sequential", "independent"), default="joint",
+                   help="joint: AU and emotion losses at once; sequential: the AUs first, then the head on the "
+                        "network's AUs; independent: the AUs first, then the head on the measured AUs (default: joint)")
     s.add_argument("--lam", type=_non_negative, default=1.0,
-                   help="weight of the AU loss against the emotion loss (joint); 0 or more")
+                   help="weight of the AU loss against the emotion loss (joint); 0 or more (default: 1)")
     s.add_argument("--init", default="cnn-fer2013", help="CNN whose trunk starts the network: manifest name, "
-                   ".keras path, or 'none'")
+                   ".keras path, or 'none' (default: cnn-fer2013)")
     s.add_argument("--preset", choices=PRESETS, default="strong",
-                   help="trunk architecture (must match --init)")
+                   help="trunk architecture, as --init's (default: strong)")
     s.add_argument("--tap", choices=("dense", "gap"), default="dense",
-                   help="AU units read the CNN's last hidden layer (dense) or its pooled features (gap)")
+                   help="AU units read the CNN's last hidden layer (dense) or its pooled features (gap) "
+                        "(default: dense)")
     s.add_argument("--epochs", type=_whole_number, default=10,
-                   help="fine-tuning epochs after the warm start; 0 keeps the trunk frozen (the warm start is the model)")
-    s.add_argument("--batch-size", type=_positive_int, default=64)
-    s.add_argument("--learning-rate", type=_positive, default=1e-4, help="start of the cosine decay (default 1e-4)")
+                   help="fine-tuning epochs after the warm start; 0 keeps the trunk frozen (the warm start is the "
+                        "model) (default: 10)")
+    s.add_argument("--batch-size", type=_positive_int, default=64, help=BATCH_HELP)
+    s.add_argument("--learning-rate", type=_positive, default=1e-4,
+                   help="starting learning rate of the fine-tuning (default: 1e-4)")
     s.add_argument("--no-warm-start", action="store_true",
                    help="start the AU units and head at random instead of ridge / logistic fits on the trunk")
-    s.add_argument("--classes", default="six")
-    s.add_argument("--limit-per-class", type=_positive_int, default=None)
+    s.add_argument("--classes", default="six", help=CLASSES_HELP)
+    s.add_argument("--limit-per-class", type=_positive_int, default=None,
+                   help="at most this many images per emotion, of --data and of --val (quick runs; default: all)")
     s.add_argument("--no-augment", action="store_true", help="no flips, rotations, shifts or zoom")
     s.add_argument("--holdout", type=_share, default=0.1,
-                   help="share of --data held out from fitting to choose the best epoch (default 0.1)")
-    s.add_argument("--seed", type=_seed, default=0)
-    s.add_argument("--max-minutes", type=_positive, default=None, help="stop after this long, keeping the best epoch")
+                   help="share of --data held out from fitting to choose the best epoch (default: 0.1)")
+    s.add_argument("--seed", type=_seed, default=0, help="seed of the held-out split, augmentation and starting weights "
+                   "(default: 0)")
+    s.add_argument("--max-minutes", type=_positive, default=None, help=MAX_MINUTES_HELP)
     s.add_argument("--name", help="register in models/manifest.json under this name")
     add_recipe_arguments(s, schedule="cosine", soft_labels=False)
     s.set_defaults(func=cmd_train_au_bottleneck)
 
     s = sub.add_parser("ensemble", help="register the mean of several pixel models (CNNs, AU bottleneck, "
                        "Teachable Machine) as one model, optionally scored on a labelled folder")
-    s.add_argument("--models", required=True, help="comma list of manifest names or model files, e.g. "
-                   "cnn-fer2013,au-bottleneck-fer2013")
+    s.add_argument("--models", required=True, help="comma list of manifest names, e.g. "
+                   "cnn-fer2013,au-bottleneck-fer2013 (members are found by name: register a model file first)")
     s.add_argument("--name", required=True, help="register in models/manifest.json under this name")
     s.add_argument("--classes", default=None, help="emotions it predicts (default: those every member predicts)")
     s.add_argument("--val", help="labelled folder to score it on (its accuracy goes into the manifest)")
@@ -478,6 +538,9 @@ def cmd_predict(args) -> int:
             entry_out["error"] = f"{path}: {NO_FACE_MESSAGE}"
         results[i] = entry_out
     if args.json:
+        for r in results:  # in the JSON, and said on stderr as without --json: a script sees why it failed
+            if r.get("error"):
+                print(r["error"], file=sys.stderr)
         print(json.dumps(results if len(results) > 1 else results[0], indent=1, default=_jsonable))
         return status
     for r in results:
@@ -641,7 +704,7 @@ def cmd_train_au(args) -> int:
     if Path(args.out).suffix.lower() != ".json":  # the model is found by its ending when loaded by path
         raise FerError(f"{printable(args.out)}: the AU model file must end with .json")
     kind = {"logreg": "au-logreg", "mlp": "au-mlp", "gam": "au-gam"}[args.kind]
-    _name_free(args.name, kind)
+    _name_free(args.name, kind, args.out)
     columns = _au_columns(args.aus)  # a wrong --aus is said before a large table is read
     if args.kind == "gam" and columns != AU_COLUMNS:
         raise FerError("--aus: the GAM uses all AUs; use --kind logreg or mlp for a subset")
@@ -822,9 +885,10 @@ def cmd_mask_report(args) -> int:
     for line in report.reasons_failed:
         print(f"reasons left out: {line}", file=sys.stderr)
     _print_left_out(report.original, chosen=bool(classes))
+    status = 2 if report.original.failed_models else 0  # as compare: the others' results given, the failure said
     if args.json:
         print(json.dumps(report.to_dict()))
-        return 0
+        return status
     print(f"{report.original.n} faces, with and without a {args.style} mask")
     print(f"{'model':28s} {'original':>9s} {'masked':>7s} {'McNemar p':>9s}  per emotion (original -> masked)")
     for name in report.names:
@@ -835,7 +899,7 @@ def cmd_mask_report(args) -> int:
         print(f"{name:28s} {a.accuracy:9.3f} {b.accuracy:7.3f} {p:>9s}  {per}")
     if report.empty_classes:
         print(f"no images of {', '.join(report.empty_classes)} could be masked", file=sys.stderr)
-    return 0
+    return status
 
 
 def _print_left_out(comparison, chosen: bool = False) -> None:
@@ -972,12 +1036,20 @@ def cmd_draw_testset(args) -> int:
 def cmd_models(args) -> int:
     from .manifest import read_manifest
 
-    for e in read_manifest():
+    entries = read_manifest()
+    if not entries:  # an empty listing read as a command that did nothing
+        print(f"no models in {_manifest_shown()}; train-au, train-cnn or ensemble with --name registers one",
+              file=sys.stderr)
+        return 0
+    # Columns as wide as their longest cell: an au-bottleneck kind or a long path shifted the rest
+    name_width, kind_width = max(len(e.name) for e in entries), max(len(e.kind) for e in entries)
+    path_width = max(len(str(e.path)) for e in entries)
+    for e in entries:
         m = e.metrics
         score = (f"accuracy {m.accuracy:.3f}, macro-F1 {m.macro_f1:.3f}" if m.accuracy is not None and m.macro_f1 is not None
                  else "not evaluated")
         where = f" on {m.evaluated_on}" if m.evaluated_on else ""
-        print(f"{e.name:28s} {e.kind:10s} {e.path}  {score}{where}")
+        print(f"{e.name:{name_width}s}  {e.kind:{kind_width}s}  {e.path!s:{path_width}s}  {score}{where}")
     return 0
 
 
@@ -988,9 +1060,9 @@ def cmd_train_cnn(args) -> int:
     from .evaluation.metrics import degenerate_model_warning
     from .predictors.cnn import train_cnn
     from .predictors.recipe import recipe_from_args
-    from .predictors.registry import find_entry, save_and_register
+    from .predictors.registry import find_entry
 
-    _name_free(args.name, "cnn")
+    _name_free(args.name, "cnn", args.out)
     classes = parse_classes(args.classes)
     recipe = recipe_from_args(args)
     init = find_entry(args.init).file if args.init else None
@@ -1001,7 +1073,8 @@ def cmd_train_cnn(args) -> int:
                        class_weighting=args.class_weighting, command=args.command_line, holdout=args.holdout,
                        init=init, learning_rate=args.learning_rate, recipe=recipe,
                        progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
-                       should_stop=(lambda: time.monotonic() > deadline) if deadline else None)
+                       should_stop=(lambda: time.monotonic() > deadline) if deadline else None,
+                       in_place=not args.name)  # registering: --out is replaced by the save that registers it
     ev = result.evaluation
     print(f"{args.preset} CNN, {result.epochs_run} epochs in {result.seconds / 60:.1f} min: accuracy "
           f"{ev.accuracy:.3f} (95% CI {ev.accuracy_ci95[0]:.3f}-{ev.accuracy_ci95[1]:.3f}), "
@@ -1012,9 +1085,8 @@ def cmd_train_cnn(args) -> int:
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     if args.name:
-        save_and_register(result, name=args.name, kind="cnn", classes=classes, metrics=result.metrics,
-                          command=args.command_line, path=args.out, replace=True)
-        print(f"registered as {args.name!r} in {_manifest_shown()}")
+        _register_training(result, name=args.name, kind="cnn", classes=classes, command=args.command_line,
+                           out=args.out)
     return 0
 
 
@@ -1068,12 +1140,12 @@ def cmd_train_au_bottleneck(args) -> int:
     from .emotions import parse_classes
     from .predictors.au_bottleneck import train_au_bottleneck
     from .predictors.recipe import recipe_from_args
-    from .predictors.registry import find_entry, save_and_register
+    from .predictors.registry import find_entry
 
     if args.epochs == 0 and args.no_warm_start:  # nothing would train the network: random weights
         raise FerError("--epochs 0 keeps the warm start as the model, and --no-warm-start leaves none; "
                        "give --epochs 1 or more, or drop --no-warm-start")
-    _name_free(args.name, "au-bottleneck")
+    _name_free(args.name, "au-bottleneck", args.out)
     classes = parse_classes(args.classes)
     init = None if args.init.lower() == "none" else find_entry(args.init).file
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
@@ -1085,7 +1157,8 @@ def cmd_train_au_bottleneck(args) -> int:
         holdout=args.holdout, warm_start=not args.no_warm_start, tap=args.tap,
         limit_per_class=args.limit_per_class, command=args.command_line, training=recipe_from_args(args),
         progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
-        should_stop=(lambda: time.monotonic() > deadline) if deadline else None)
+        should_stop=(lambda: time.monotonic() > deadline) if deadline else None,
+        in_place=not args.name)  # registering: --out is replaced by the save that registers it
     sel, ev = result.selection, result.evaluation
     how = f"lambda {args.lam:g}, " if args.recipe == "joint" else ""
     print(f"{args.recipe} AU bottleneck ({how}tap {args.tap}), {result.epochs_run} epochs in {result.seconds / 60:.1f} min: "
@@ -1094,10 +1167,25 @@ def cmd_train_au_bottleneck(args) -> int:
              f"{ev.macro_f1:.3f} on {result.evaluated_on}" if ev else "")
           + f"; AU fidelity mean r {result.fidelity['mean']:.3f} -> {printable(args.out)}")
     if args.name:
-        save_and_register(result, name=args.name, kind="au-bottleneck", classes=classes, metrics=result.metrics,
-                          command=args.command_line, path=args.out, replace=True)
-        print(f"registered as {args.name!r} in {_manifest_shown()}")
+        _register_training(result, name=args.name, kind="au-bottleneck", classes=classes,
+                           command=args.command_line, out=args.out)
     return 0
+
+
+def _register_training(result, *, name: str, kind: str, classes, command: str, out: str) -> None:
+    """A training left at its training path (``in_place=False``) saved to ``out`` and registered:
+    a registered ``out`` keeps its version until the manifest names the new one. Should that
+    fail, the trained network stays where it is and the error says where."""
+    from .predictors.cnn import remove_training
+    from .predictors.registry import save_and_register
+
+    try:
+        save_and_register(result, name=name, kind=kind, classes=classes, metrics=result.metrics, command=command,
+                          path=out, replace=True)
+    except FerError as exc:
+        raise FerError(f"{one_line(exc)}; the trained model is kept in {printable(str(result.path))}") from None
+    remove_training(Path(result.path))
+    print(f"registered as {name!r} in {_manifest_shown()}")
 
 
 def cmd_export_lite(args) -> int:

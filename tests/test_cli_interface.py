@@ -1,0 +1,166 @@
+"""The command line as one interface: help that says each option's meaning and default, the exit
+statuses documented, and errors on stderr with the same status whatever the output format."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from fer_core.cli import _parser, main
+from fer_core.config import REPO_ROOT
+
+# predictors/recipe.py's own options (train-cnn, train-au-bottleneck): that module writes their help
+RECIPE_GROUP = "training recipe"
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(commands.choices)
+
+
+def _own_actions(command: argparse.ArgumentParser) -> list[argparse.Action]:
+    recipe = {id(a) for g in command._action_groups if g.title and g.title.startswith(RECIPE_GROUP)
+              for a in g._group_actions}
+    return [a for a in command._actions
+            if id(a) not in recipe and not isinstance(a, (argparse._HelpAction, argparse._VersionAction))]
+
+
+def test_every_option_says_what_it_is_and_its_default():
+    """`draw-testset --help` listed --per-class, --classes and --seed with nothing beside them, and
+    `predict --help` did not say which model or how many AUs it uses unless told."""
+    silent, default_unsaid = [], []
+    for name, command in _commands().items():
+        for action in _own_actions(command):
+            label = f"{name} {action.option_strings[0] if action.option_strings else action.dest}"
+            if not action.help:
+                silent.append(label)
+            elif action.default not in (None, False) and "default" not in action.help:
+                default_unsaid.append(f"{label} (default {action.default!r})")
+    assert silent == [], f"options with no help: {silent}"
+    assert default_unsaid == [], f"options whose help does not say their default: {default_unsaid}"
+
+
+def test_the_help_names_the_exit_statuses(capsys):
+    """A script must tell an error from an interrupted run; `--help` said nothing of the statuses."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    out, _ = capsys.readouterr()
+    assert exit_.value.code == 0
+    statuses = out.split("exit status:", 1)[1]
+    for status, meaning in (("0", "done"), ("2", "error"), ("130", "Ctrl-C"), ("143", "SIGTERM"), ("141", "head")):
+        line = next((line for line in statuses.splitlines() if status in line.split()[:2]), "")
+        assert meaning in line, f"status {status}: {line!r}"
+
+
+def test_predict_json_says_each_failed_image_on_stderr_too(tmp_path):
+    """`predict a.jpg b.jpg --json > out.json` ended with status 2 and an empty stderr: why it
+    failed was only inside the JSON. Now each failed image is one line on stderr as well, and
+    stdout is the JSON alone."""
+    missing, not_image = tmp_path / "gone.jpg", tmp_path / "notes.jpg"
+    not_image.write_text("hello")
+    run = subprocess.run([sys.executable, "-m", "fer_core", "predict", str(missing), str(not_image), "--json"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    results = json.loads(run.stdout)
+    assert run.returncode == 2 and [r["file"] for r in results] == [str(missing), str(not_image)]
+    lines = run.stderr.strip().splitlines()
+    assert lines == [r["error"] for r in results], run.stderr
+    assert lines[0].startswith(str(missing)) and lines[1].startswith(str(not_image))
+
+
+def _mask_report_with_a_failed_model(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import fer_core.evaluation.mask_report as mask_report
+    from fer_core.evaluation.metrics import McNemarResult
+
+    (tmp_path / "faces" / "happy").mkdir(parents=True)
+    Image.new("RGB", (64, 64)).save(tmp_path / "faces" / "happy" / "a.png")
+    scores = {"happy": SimpleNamespace(n=40, accuracy=0.9)}
+    failed = "broken: model 'broken' not found"
+    original = SimpleNamespace(failed_models=[failed], unreadable=[], skipped={}, n=40, classes=("happy",),
+                               reports={"fine": SimpleNamespace(accuracy=0.9, per_class=scores)})
+    masked = SimpleNamespace(reports={"fine": SimpleNamespace(accuracy=0.5, per_class=scores)})
+    report = SimpleNamespace(original=original, masked=masked, unmaskable=[], not_placed=0, reasons_failed=[],
+                             names=["fine"], empty_classes=[], to_dict=lambda: {"failed_models": [failed]},
+                             paired_test=lambda name: McNemarResult("original", "masked", 16, 0, 0.001))
+    monkeypatch.setattr(mask_report, "run_mask_report", lambda *a, **k: report)
+    return tmp_path / "faces", failed
+
+
+@pytest.mark.parametrize("output", [[], ["--json"]])
+def test_mask_report_ends_with_status_2_when_a_model_could_not_run(capsys, tmp_path, monkeypatch, output):
+    """compare ends with 2 when a model could not run (the others' results are given);
+    mask-report said the same failure and ended with 0, so a script took the table as whole."""
+    faces, failed = _mask_report_with_a_failed_model(tmp_path, monkeypatch)
+    code = main(["mask-report", "--images", str(faces), "--models", "fine,broken", *output])
+    out, err = capsys.readouterr()
+    assert code == 2 and f"model left out: {failed}" in err
+    if output:
+        assert json.loads(out)["failed_models"] == [failed]
+    else:
+        assert out.splitlines()[-1].split()[:3] == ["fine", "0.900", "0.500"]
+
+
+def test_ensemble_help_promises_only_what_it_takes(capsys, tmp_path, monkeypatch):
+    """`ensemble --help` offered "manifest names or model files"; a model file was refused
+    ("not in models/manifest.json ... register them first")."""
+    monkeypatch.setenv("FER_MODELS_DIR", str(tmp_path / "models"))
+    model_file = REPO_ROOT / "models" / "au_logreg_fer2013.json"
+    code = main(["ensemble", "--models", f"{model_file},{model_file}", "--name", "my-ensemble"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "register them first" in err
+    models_help = next(a.help for a in _commands()["ensemble"]._actions if a.dest == "models")
+    assert "file" not in models_help.split("(")[0] and "register" in models_help
+
+
+def test_a_typo_gets_the_one_meant_not_every_command(capsys):
+    """`extrct` listed all fourteen commands before "did you mean 'extract'?", which came last, past
+    the width of a terminal. With a close guess the list is left out; without one it stays."""
+    for args, kept_list in ((["extrct", "d"], False), (["zzz"], True)):
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        _, err = capsys.readouterr()
+        assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
+        assert ("choose from" in err) is kept_list and ("did you mean 'extract'?" in err) is not kept_list
+        assert len(err) < 120 or kept_list, err
+
+
+def test_models_lists_in_columns_and_says_when_there_are_none(capsys, tmp_path, monkeypatch):
+    """The kind column was 10 wide: an au-bottleneck entry pushed its path one column right of the
+    others'. An empty manifest printed nothing at all, as if the command had not run."""
+    from fer_core.manifest import write_manifest
+    from fer_core.predictors.registry import find_entry
+
+    entries = [find_entry("au-logreg-fer2013"), find_entry("au-bottleneck-fer2013")]
+    folder = tmp_path / "models"
+    folder.mkdir()
+    write_manifest(entries, folder)
+    monkeypatch.setenv("FER_MODELS_DIR", str(folder))
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["au-logreg", "au-bottleneck"]
+    path_columns = {line.index(line.split()[2]) for line in lines}
+    assert len(path_columns) == 1, lines
+
+    monkeypatch.setenv("FER_MODELS_DIR", str(tmp_path / "none"))
+    assert main(["models"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("no models in ") and "--name" in err and err.count("\n") == 1
+
+
+def test_a_misspelled_required_option_is_named_not_only_said_missing(capsys):
+    """`train-au t.csv --ouut m.json` said only "required: --out", which the user thought given;
+    the line now names the word meant for it."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["train-au", "t.csv", "--ouut", "m.json"])
+    _, err = capsys.readouterr()
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "required: --out" in err and "did you mean '--out' for '--ouut'?" in err
+    with pytest.raises(SystemExit):  # an abbreviation argparse takes is no typo
+        main(["extract", "d", "--work", "2"])
+    assert "did you mean" not in capsys.readouterr().err
