@@ -14,9 +14,6 @@ import pytest
 from fer_core.cli import _parser, main
 from fer_core.config import REPO_ROOT
 
-# predictors/recipe.py's own options (train-cnn, train-au-bottleneck): that module writes their help
-RECIPE_GROUP = "training recipe"
-
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
     commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
@@ -24,10 +21,7 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
 
 
 def _own_actions(command: argparse.ArgumentParser) -> list[argparse.Action]:
-    recipe = {id(a) for g in command._action_groups if g.title and g.title.startswith(RECIPE_GROUP)
-              for a in g._group_actions}
-    return [a for a in command._actions
-            if id(a) not in recipe and not isinstance(a, (argparse._HelpAction, argparse._VersionAction))]
+    return [a for a in command._actions if not isinstance(a, (argparse._HelpAction, argparse._VersionAction))]
 
 
 def test_every_option_says_what_it_is_and_its_default():

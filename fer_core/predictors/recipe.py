@@ -253,13 +253,13 @@ def add_recipe_arguments(parser, schedule: str = "plateau", soft_labels: bool = 
     g = parser.add_argument_group("training recipe (bench/train_cnn_bench.py measures them)")
     other = "cosine decay over --epochs" if schedule == "plateau" else "halve on a validation-loss plateau"
     g.add_argument("--schedule", choices=SCHEDULES, default=schedule,
-                   help=f"learning rate: {schedule} (default) or {other}")
-    g.add_argument("--warmup-epochs", type=int, default=0, help="cosine: epochs of linear warm-up (default 0)")
+                   help=f"learning rate: {schedule} or {other} (default: {schedule})")
+    g.add_argument("--warmup-epochs", type=int, default=0, help="cosine: epochs of linear warm-up (default: 0)")
     g.add_argument("--ema", type=float, default=0.0, metavar="MOMENTUM",
-                   help="keep an exponential moving average of the weights and pick/save it, e.g. 0.999 (default off)")
+                   help="keep an exponential moving average of the weights and pick/save it, e.g. 0.999 (default: 0, off)")
     g.add_argument("--erasing", type=float, default=0.0, metavar="P",
-                   help="random erasing of a face patch with probability up to P, e.g. 0.5")
+                   help="random erasing of a face patch with probability up to P, e.g. 0.5 (default: 0, off)")
     if soft_labels:
-        g.add_argument("--label-smoothing", type=float, default=0.0, help="e.g. 0.1 (default 0: hard labels)")
-        g.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup of image pairs, e.g. 0.2")
-        g.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="cutmix of image pairs, e.g. 1.0")
+        g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing, e.g. 0.1 (default: 0, hard labels)")
+        g.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup of image pairs, e.g. 0.2 (default: 0, off)")
+        g.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="cutmix of image pairs, e.g. 1.0 (default: 0, off)")
