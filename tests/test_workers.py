@@ -89,8 +89,8 @@ def test_a_worker_that_died_idle_hands_its_task_to_another_and_the_batch_goes_on
         assert sorted(r for _, r in pool.imap_unordered([-1, -2])) == [1, 2]  # both workers ready
         fill = pool._fill
 
-        def fill_then_kill_one() -> None:  # dies after the pool last looked, before it sends
-            fill()
+        def fill_then_kill_one(needed=None) -> None:  # dies after the pool last looked, before it sends
+            fill(needed)
             pool._fill = fill  # once
             victim = pool._workers[0]
             victim.process.kill()
@@ -182,3 +182,21 @@ def test_a_batch_keeps_its_size_when_another_caller_asks_for_another():
         with workers._pools_lock:
             for k in [k for k in workers._pools if k[0] == key]:
                 workers._pools.pop(k).close()
+
+
+def test_a_batch_smaller_than_the_pool_starts_only_the_workers_it_needs():
+    """--workers 6 on one image started six MediaPipe processes on two cores: 4.1 s against 1.7 s
+    with one. A batch starts no more workers than it has arguments; running ones stay for later."""
+    from fer_core.measure.workers import IsolatedPool
+
+    pool = IsolatedPool(4, abs, timeout_s=60)
+    try:
+        with pool.lock:
+            assert [r for _, r in pool.imap_unordered([-5])] == [5]
+            assert len(pool._workers) == 1
+            assert sorted(r for _, r in pool.imap_unordered([-1, -2, -3])) == [1, 2, 3]
+            assert len(pool._workers) == 3
+            assert [r for _, r in pool.imap_unordered([-6])] == [6]
+            assert len(pool._workers) == 3  # kept, not stopped and started again
+    finally:
+        pool.close()

@@ -156,7 +156,10 @@ class IsolatedPool:
         self.lock = threading.Lock()  # one batch at a time (dashboard sessions share the pool)
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def _fill(self) -> None:
+    def _fill(self, needed: int | None = None) -> None:
+        """Workers up to the pool's size, or up to ``needed`` (a batch's arguments) when fewer:
+        ``--workers 6`` on one image started six MediaPipe processes (4.1 s against 1.7 with one).
+        Workers already running stay (a later, larger batch uses them)."""
         for w in [w for w in self._workers if not w.process.is_alive() and w.job is None]:
             w.stop()
             self._workers.remove(w)
@@ -164,7 +167,7 @@ class IsolatedPool:
         for w in idle[:max(0, len(self._workers) - self.size)]:  # the pool was made smaller (``shared_pool``)
             w.stop()
             self._workers.remove(w)
-        while len(self._workers) < self.size:
+        while len(self._workers) < min(self.size, self.size if needed is None else max(1, needed)):
             self._workers.append(_Worker(self._ctx, self._initializer, self._task))
 
     def start(self) -> None:
@@ -210,7 +213,7 @@ class IsolatedPool:
         pending = deque(enumerate(args))
         failed_starts = 0
         self.size = self.wanted  # a batch keeps its size: another caller's size waits for the next
-        self._fill()
+        self._fill(needed=len(pending))
         try:
             while pending or any(w.job is not None for w in self._workers):
                 for w in self._workers:
@@ -265,7 +268,7 @@ class IsolatedPool:
                             how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                             yield job[0], WorkerFailure(f"{self.crash_message} ({how}); it was skipped")
                 if replaced:
-                    self._fill()
+                    self._fill(needed=len(pending) + sum(w.job is not None for w in self._workers))
         finally:
             for w in [w for w in self._workers if w.job is not None]:
                 w.job = None
