@@ -181,3 +181,13 @@ def test_two_servers_installing_the_browser_font_at_once_both_succeed(tmp_path, 
     target = i18n.install_browser_font(tmp_path)
     assert target == nested[0] == tmp_path / "NanumGothic.ttf" and target.stat().st_size > 100_000
     assert [p.name for p in tmp_path.iterdir()] == ["NanumGothic.ttf"]  # no temporary file left
+
+
+@pytest.mark.parametrize("language", ["en", "ko"])
+def test_error_messages_name_commands_without_backticks(language):
+    """Errors reach the dashboard escaped as literal text (``ui.common.shown_literally``), where a
+    command in backticks (`docker pull X`) showed its backticks; messages.json holds the errors."""
+    import json
+
+    messages = json.loads((Path(i18n.__file__).parent / "locales" / language / "messages.json").read_text("utf8"))
+    assert [key for key, text in messages.items() if "`" in text] == []

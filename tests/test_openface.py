@@ -234,7 +234,7 @@ def test_real_sdk_without_engine_reports_how_to_start_it(tmp_path, monkeypatch):
     ok, message = backend.status()
     assert not ok
     assert message == (f"Docker engine not reachable at unix://{tmp_path}/no-docker.sock: "
-                       "start Docker Desktop / `sudo systemctl start docker`")
+                       "start Docker Desktop, or run: sudo systemctl start docker")
     with pytest.raises(DockerUnavailable):
         backend.extract([LabeledImage(tmp_path / "x.jpg", None)])
 
@@ -474,7 +474,7 @@ def test_missing_image(tmp_path, images):
     work = tmp_path / "work"
     work.mkdir()
     backend = OpenFaceDocker(client=FakeClient(image=False), work_dir=work)
-    assert backend.status() == (False, "image algebr/openface not present: run `docker pull algebr/openface`")
+    assert backend.status() == (False, "image algebr/openface not present; pull it with: docker pull algebr/openface")
     with pytest.raises(DockerUnavailable, match="docker pull algebr/openface"):
         backend.extract(images)
     assert backend.client.runs == []
@@ -595,7 +595,7 @@ def test_docker_messages_read_in_korean(tmp_path, images):
     engine_says = ("APIError: 500 Server Error: Internal Server Error", "APIError: Mounts denied: the path is not "
                    "shared from the host", "APIError: pull access denied for algebr/openface, repository does not exist")
     keep = (*engine_says, "algebr/openface:latest", "algebr/openface", "happy001", "x.jpg",
-            "`sudo usermod -aG docker $USER`", "`docker info`")
+            "sudo usermod -aG docker $USER", "docker info")
     assert len(lines) == 7 and english_left(korean, keep) == [], list(zip(lines, korean))
 
 

@@ -88,11 +88,11 @@ class OpenFaceDocker:
         host = _default_docker_host()
         if "permission denied" in str(exc).lower():
             return (f"no permission to use the Docker engine at {host}: add your user to the docker "
-                    f"group (`sudo usermod -aG docker $USER`, then log in again)")
-        return f"Docker engine not reachable at {host}: start Docker Desktop / `sudo systemctl start docker`"
+                    f"group with: sudo usermod -aG docker $USER (then log in again)")
+        return f"Docker engine not reachable at {host}: start Docker Desktop, or run: sudo systemctl start docker"
 
     def _image_message(self) -> str:
-        return f"image {self.image_repo} not present: run `docker pull {self.image_repo}`"
+        return f"image {self.image_repo} not present; pull it with: docker pull {self.image_repo}"
 
     @property
     def client(self):
