@@ -238,3 +238,19 @@ def test_errors_that_name_a_command_show_no_literal_backticks(tmp_path):
         assert "`" not in line, line
     with i18n.using_language("ko"):
         assert all("확인하" in i18n.message(line) for line in docker_lines), docker_lines
+
+
+def test_shown_literally_keeps_emoji_icon_and_colour_codes_as_text():
+    """Streamlit's Markdown made a class or file named ":smile:" an emoji, ":material/home:" an icon
+    and ":red[x]" red text. Both colons of a shortcode (and an icon's "/") and a directive's colon
+    are escaped: checked in headless Chromium that each then shows as typed (an escaped opening colon
+    alone still made the emoji); CommonMark reads the escapes back to the name."""
+    from ui.common import shown_literally
+
+    for name in (":smile: x.jpg", "a:smile:b", ":material/home:", ":red[x]", "x:blue-background[y]", "12:30:45"):
+        shown = shown_literally(name)
+        assert plain(shown) == name
+        assert not re.search(r"(?<!\\):[\w+\-]", shown), shown  # no colon left to open a code or directive
+        assert not re.search(r"[\w+\-](?<!\\):", shown.replace("\\:", "")), shown
+    assert "\\/" in shown_literally(":material/home:")
+    assert shown_literally("keras_model.h5: not an image") == "keras_model.h5: not an image"

@@ -115,14 +115,24 @@ _UNDERSCORES_AT_EDGE = re.compile(r"(?<![^\W_])_+|_+(?![^\W_])")
 # At the start of the text "#" makes a heading, "-" and "+" a list item or a rule ("- x.jpg", "---")
 # and "1." or "1)" before a space a numbered item ("1. x.jpg"); "*" and ">" are escaped everywhere.
 _BLOCK_MARKER_AT_START = re.compile(r"^(\s*)([#+-]|\d{1,9}[.)](?=\s|$))")
+# Streamlit's own Markdown: ":smile:" (and ":material/home:") becomes an icon, ":red[x]" coloured text.
+# Both colons of such a shortcode, and the colon of a directive, are escaped (checked in Chromium:
+# an escaped opening colon alone still made the emoji, and an icon's "/" is escaped too); a colon
+# before a space stays as typed.
+_SHORTCODE_OPENING = re.compile(r":(?=[\w+\-/]+:)")
+_SHORTCODE_CLOSING = re.compile(r"(\\:[\w+\-/]+):")
+_DIRECTIVE = re.compile(r":(?=[A-Za-z][\w-]*\\\[)")
 
 
 def shown_literally(text: object) -> str:
     """``text`` someone else chose (a file, folder or class name, an error naming one) for a
     Markdown-interpreting call (``st.markdown``, ``st.caption``, ``st.success``, widget labels):
-    shown as typed on one line, never as a link, an image, math or formatting."""
+    shown as typed on one line, never as a link, an image, an icon, math or formatting."""
     escaped = _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(text).splitlines()))
     escaped = _UNDERSCORES_AT_EDGE.sub(lambda run: "\\_" * len(run.group()), escaped)
+    escaped = _SHORTCODE_CLOSING.sub(lambda code: code[1].replace("/", "\\/") + "\\:",
+                                     _SHORTCODE_OPENING.sub(r"\\:", escaped))
+    escaped = _DIRECTIVE.sub(r"\\:", escaped)
     return _BLOCK_MARKER_AT_START.sub(lambda start: f"{start[1]}{start[2][:-1]}\\{start[2][-1]}", escaped)
 
 
