@@ -161,7 +161,7 @@ def show_scores_table(entries, classes) -> None:
 
 
 def show_models() -> None:
-    st.subheader(t("home.models"))
+    st.header(t("home.models"))
     entries = manifest_entries()
     if not entries:
         st.warning(t("home.no_models"))
@@ -174,7 +174,7 @@ def show_models() -> None:
 
 
 def show_data() -> None:
-    st.subheader(t("home.data"))
+    st.header(t("home.data"))
     for what, (where, note) in env_summary().items():
         st.markdown(f"- **{what}**: `{where}` {note}".rstrip())
     fer_root = config.datasets_dir() / "fer2013"
@@ -190,14 +190,14 @@ def main() -> None:
     st.title(t("home.title"))
     st.markdown(t("home.intro"))
 
-    st.subheader(t("home.start_here"))
+    st.header(t("home.start_here"))
     for path, label, icon in (
             ("pages/1_Dataset_explorer.py", t("home.step_explore"), ":material/bar_chart:"),
             ("pages/3_Try_it.py", t("home.step_try"), ":material/photo_camera:"),
             ("pages/6_Compare.py", t("home.step_compare"), ":material/compare_arrows:")):
         st.page_link(path, label=label, icon=icon)
 
-    st.subheader(t("home.pages"))
+    st.header(t("home.pages"))
     for path, label, icon in PAGES:
         st.page_link(path, label=t(label), icon=icon)
     st.caption(t("home.pages_caption"))

@@ -124,7 +124,7 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
 
 
 def show_balance(counts: dict[str, int], found: dict[str, float] | None = None) -> None:
-    st.subheader(t("explorer.balance"))
+    st.header(t("explorer.balance"))
     order = _ordered(counts)
     table = plots.balance_table(counts, order)
     if found:
@@ -157,7 +157,7 @@ def _short_name(path: Path, most: int = 20) -> str:
 
 
 def show_samples(items: list) -> None:
-    st.subheader(t("explorer.samples"))
+    st.header(t("explorer.samples"))
     c1, c2 = st.columns([3, 1])
     per = c1.slider(t("explorer.per_emotion"), 4, 16, 8, key="explorer_per")
     if c2.button(t("explorer.shuffle"), key="explorer_shuffle"):
@@ -186,7 +186,7 @@ def show_samples(items: list) -> None:
 
 
 def show_aus(table: pd.DataFrame, origin: str) -> None:
-    st.subheader(t("explorer.aus"))
+    st.header(t("explorer.aus"))
     shown = au_table.columns_with_values(table) or list(AU_COLUMNS)  # under a mask: the AUs it leaves
     selection = au_table.require_usable(table, columns=shown)  # none usable: the CLI's line, in red
     rows = table.iloc[selection.index]

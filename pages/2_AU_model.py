@@ -233,7 +233,7 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
     if len(present) < 2:
         st.warning(t("au_model.too_few_labels"))
         return
-    st.subheader(t("au_model.train_header"))
+    st.header(t("au_model.train_header"))
     default_unless_chosen("au_classes", present, [e for e in SIX_EMOTIONS if e in present] or present)
     classes = st.multiselect(t("au_model.emotions"), present, format_func=emotion_label, key="au_classes")
     kind = st.radio(t("au_model.kind"), KINDS, format_func=kind_name, horizontal=True, key="au_kind")
@@ -323,7 +323,7 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
     if not result:
         return
     model = result["model"]
-    st.subheader(t("au_model.result_header"))
+    st.header(t("au_model.result_header"))
     if table is not None and result.get("table") != table_key(table, origin):  # hashed only with a result
         st.info(t("au_model.other_table", origin=shown_literally(result["origin"])), icon=":material/history:")
     st.caption(t("au_model.result_caption", kind=kind_short_name(model.kind), origin=shown_literally(result["origin"]),
@@ -336,7 +336,7 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
         text = "; ".join(notes)
         st.caption(text[0].upper() + text[1:] + ".")
     show_model(model, "trained")
-    st.subheader(t("au_model.save_header"))
+    st.header(t("au_model.save_header"))
     warning = degenerate_model_warning(model.holdout) if model.holdout else None
     if warning:
         st.warning(warning, icon=":material/warning:")

@@ -201,12 +201,12 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
     reasons = [c.au for c in ex.reasons if c.present]
     overlay = plots.draw_face_overlay(result.image, face.box, face.landmarks, reasons,
                                       label=f"{emotion_label(emotion)} {proba:.0%}", crop_margin=0.35)
-    st.markdown(f"##### {t('try_it.face_title', n=number)}")
+    st.markdown(f"### {t('try_it.face_title', n=number)}")
     c1, c2, c3 = st.columns([1.1, 1, 1.1])
     c1.image(overlay, caption=t("try_it.overlay_caption", n=number), width="stretch",
              alt=t("try_it.overlay_alt", n=number, emotion=emotion_label(emotion)))
     with c2:
-        st.markdown(f"### {t('try_it.predicted', emotion=emotion_label(emotion), p=_percent(proba))}")
+        st.markdown(f"#### {t('try_it.predicted', emotion=emotion_label(emotion), p=_percent(proba))}")
         if face.low_confidence:
             how = (t("try_it.low_no_face") if face.method == "crop"
                    else t("try_it.low_unsure", p=_percent(face.confidence)))
@@ -346,7 +346,7 @@ def show_downloads(photo: dict, image, slot: int, file_stem: str | None = None) 
 def show_result(result, others: list, slot: int, model=None, model_key: str = "", model_name: str = "",
                 mask: str | None = None, file_stem: str | None = None) -> None:
     with st.container(border=True):
-        st.markdown(f"#### {shown_literally(result.name)}")
+        st.markdown(f"## {shown_literally(result.name)}")
         if result.error:
             # A file that is not an image is an error; a photo without a face is a warning.
             no_face = result.image is not None and result.error.endswith(NO_FACE_MESSAGE)
@@ -614,7 +614,7 @@ def photos_part(model, model_key: str, model_name: str, others: list) -> None:
         st.info(t("try_it.empty"))
         last = [r for r, key in st.session_state.get("try_last", []) if key == model_key]
         if last:  # the uploader forgets its files when you visit another page; the results stay
-            st.subheader(t("try_it.last_results"))
+            st.header(t("try_it.last_results"))
             for slot, result in enumerate(last):
                 show_result(result, others, slot, model, model_key, model_name, mask)
         return

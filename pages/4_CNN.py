@@ -92,7 +92,7 @@ def metric_row(ev: EvaluationReport, extra: dict[str, str], label: str | None = 
 def saved_section() -> None:
     from fer_core.predictors.cnn import read_cnn_metadata
 
-    st.subheader(t("cnn.saved_header"))
+    st.header(t("cnn.saved_header"))
     entries = [e for e in manifest_entries() if e.kind == "cnn"]
     registered = {e.file.resolve() for e in entries}
     loose = [p.name for p in sorted(config.models_dir().glob("*.keras"))
@@ -274,7 +274,7 @@ def emotions_to_train(train_dir: str, wanted: tuple[str, ...]) -> tuple[str, ...
 
 
 def training_form(job: CNNTrainingJob | None) -> None:
-    st.subheader(t("cnn.train_header"))
+    st.header(t("cnn.train_header"))
     running = job is not None and job.running
     other = active_training()
     c1, c2 = st.columns(2)
@@ -324,7 +324,7 @@ def live_view(job: CNNTrainingJob, polling: bool) -> None:
     """Status, progress and the growing curves of a running job (a fragment re-run every second)."""
     if polling and not job.running:
         st.rerun()  # finished: redraw the whole page (results, save, the form enabled again)
-    st.subheader(t("cnn.training_header"))
+    st.header(t("cnn.training_header"))
     # A click re-runs only this fragment; the flag is read by train_cnn after every batch.
     if st.button(t("cnn.stop"), key="cnn_stop", disabled=job.stop_event.is_set(), help=t("cnn.stop_help")):
         job.stop()
@@ -394,7 +394,7 @@ def result_view(job: CNNTrainingJob) -> None:
     result = job.result
     if result is None:
         return
-    st.subheader(t("cnn.result_header"))
+    st.header(t("cnn.result_header"))
     ev = result.evaluation
     how = (t("cnn.how_stopped") if result.stopped_by_user
            else t("cnn.how_early") if result.epochs_run < job.settings.epochs else t("cnn.how_all"))
@@ -406,7 +406,7 @@ def result_view(job: CNNTrainingJob) -> None:
     st.plotly_chart(training_curves(result.history, title=t("cnn.curves_title")), key="cnn_result_curves")
     show_evaluation(ev, "cnn_result", warn=False)
     result_downloads(result, default_model_name(job.settings))
-    st.subheader(t("cnn.save_header"))
+    st.header(t("cnn.save_header"))
     warning = degenerate_model_warning(ev)
     if warning:
         st.warning(warning, icon=":material/warning:")

@@ -72,7 +72,7 @@ def unsaved_name(upload: TeachableUpload, key: str) -> str:
 def mapping_editor(base, key: str) -> dict[str, str | None]:
     """One selectbox per class name of the model: an emotion, or ignore (dropped, the rest
     renormalised). The mapping is kept by name, so classes sharing a name share one box."""
-    st.subheader(t("teachable.classes_title"))
+    st.header(t("teachable.classes_title"))
     st.caption(t("teachable.classes_caption"))
     auto = base.mapping.as_dict()
     shown = {choice: choice_label(choice) for choice in CHOICES}  # fixed now: called later, maybe in another thread
@@ -134,7 +134,7 @@ def bars(probabilities: dict[str, float], title: str, emotions: bool):
 def try_section(predictor) -> None:
     from fer_core.pipeline import analyze_photo
 
-    st.subheader(t("teachable.try_title"))
+    st.header(t("teachable.try_title"))
     up = st.file_uploader(t("teachable.photo_label"), type=IMAGE_TYPES, key="tm_image")
     if up is None:
         return
@@ -170,7 +170,7 @@ def try_section(predictor) -> None:
 
 
 def save_section(upload: TeachableUpload, predictor, key: str) -> None:
-    st.subheader(t("teachable.save_title"))
+    st.header(t("teachable.save_title"))
     saved: dict = st.session_state.setdefault("tm_saved", {})
     save_key = (key, tuple(predictor.mapping.emotions))
     if save_key in saved:

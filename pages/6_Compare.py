@@ -105,7 +105,7 @@ def _titles(*columns: str) -> dict:
 
 
 def show_overall(res: Comparison) -> None:
-    st.subheader(t("compare.overall_heading"))
+    st.header(t("compare.overall_heading"))
     summary = accuracy_summary(res)
     shown = summary.assign(accuracy=summary["accuracy"] * 100,
                            ci95=[f"{percent(lo)} – {percent(hi)}" for lo, hi in zip(summary["ci95_low"],
@@ -124,7 +124,7 @@ def show_overall(res: Comparison) -> None:
 
 
 def show_per_emotion(res: Comparison) -> None:
-    st.subheader(t("compare.per_emotion_heading"))
+    st.header(t("compare.per_emotion_heading"))
     overall = {name: r.accuracy for name, r in res.reports.items()}
     st.plotly_chart(per_emotion_grouped_bars(res.per_emotion_frame(), order=res.classes, overall=overall),
                     key="cmp_per_emotion")
@@ -132,7 +132,7 @@ def show_per_emotion(res: Comparison) -> None:
 
 
 def show_confusions(res: Comparison) -> None:
-    st.subheader(t("compare.confusion_heading"))
+    st.header(t("compare.confusion_heading"))
     st.caption(t("compare.confusion_caption"))
     for tab, name in zip(st.tabs([shown_literally(n) for n in res.names]), res.names):
         with tab:
@@ -140,7 +140,7 @@ def show_confusions(res: Comparison) -> None:
 
 
 def show_mcnemar(res: Comparison) -> None:
-    st.subheader(t("compare.mcnemar_heading"))
+    st.header(t("compare.mcnemar_heading"))
     if len(res.names) < 2:
         st.info(t("compare.mcnemar_one"))
         return
@@ -200,7 +200,11 @@ def _thumb_table(res: Comparison, rows: pd.DataFrame, name: str, root: str | Non
     frame = pd.DataFrame(records, columns=["face", "true", "answer", "file"])
     event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="single-row", row_height=78,
                          key=f"cmp_wrong_table_{name}", column_config={
-                             "face": st.column_config.ImageColumn(t("compare.wrong_face"), width="small"),
+                             # The grid draws on a canvas and an image cell takes no alt text: the
+                             # column's help says what the pictures are and which columns name them.
+                             "face": st.column_config.ImageColumn(t("compare.wrong_face"), width="small", help=t(
+                                 "compare.wrong_face_help", true=t("compare.wrong_true"),
+                                 answer=t("compare.wrong_answer"), file=t("compare.wrong_file"))),
                              "true": st.column_config.TextColumn(t("compare.wrong_true")),
                              "answer": st.column_config.TextColumn(t("compare.wrong_answer")),
                              "file": st.column_config.TextColumn(t("compare.wrong_file"))})
@@ -267,7 +271,7 @@ def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer, 
 
 
 def show_wrong(res: Comparison, explainer, root: str | None) -> None:
-    st.subheader(t("compare.wrong_heading"))
+    st.header(t("compare.wrong_heading"))
     table = res.table
     labels = shown_as(res.classes, everything=t("compare.all_emotions"))
     focus = st.selectbox(t("compare.true_emotion"), list(labels), key="cmp_wrong_emotion",
@@ -291,7 +295,7 @@ def show_no_face(res: Comparison) -> None:
     missing = {n: res.no_face_files(n) for n in res.names if res.no_face_files(n)}
     if not missing:
         return
-    st.subheader(t("compare.no_face_heading"))
+    st.header(t("compare.no_face_heading"))
     for name, files in missing.items():
         st.warning(t("compare.no_face_warning", model=name, n=len(files), total=res.n),
                    icon=":material/face_retouching_off:")
@@ -329,7 +333,7 @@ def report_html(saved: dict, lang: str) -> bytes:
 
 def show_downloads(saved: dict) -> None:
     res: Comparison = saved["comparison"]
-    st.subheader(t("compare.download_heading"))
+    st.header(t("compare.download_heading"))
     files = download_files(res, saved["root"])
     labels = {"compare_predictions.csv": t("compare.dl_predictions"),
               "compare_probabilities.csv": t("compare.dl_probabilities"),

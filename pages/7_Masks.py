@@ -61,7 +61,7 @@ def choose_mask() -> tuple[str, int]:
 
 
 def show_summary(report: MaskReport) -> None:
-    st.subheader(t("masks.costs"))
+    st.header(t("masks.costs"))
     frame = summary_frame(report)
     # shares as percentages with one decimal each ("41.7%", "25.0%": the "percent" format wrote
     # "41.67%" beside "25%"), p as text ("< 0.0001", not a 0.0000 that reads as impossible)
@@ -81,7 +81,7 @@ def show_summary(report: MaskReport) -> None:
 
 
 def show_people(report: MaskReport) -> None:
-    st.subheader(t("masks.beside_people"))
+    st.header(t("masks.beside_people"))
     st.info(t("masks.people_line", source=HUMAN_FINDINGS["source"], summary=people_finding("summary")),
             icon=":material/groups:")
     rows = []
@@ -99,7 +99,7 @@ def show_people(report: MaskReport) -> None:
 
 
 def show_shift(report: MaskReport) -> None:
-    st.subheader(t("masks.turns_into"))
+    st.header(t("masks.turns_into"))
     tabs = st.tabs([shown_literally(n) for n in report.names])
     for tab, name in zip(tabs, report.names):
         tab.plotly_chart(shift_heatmap(report, name), key=f"mask_shift_{name}")
@@ -107,7 +107,7 @@ def show_shift(report: MaskReport) -> None:
 
 
 def show_aus(report: MaskReport) -> None:
-    st.subheader(t("masks.which_aus"))
+    st.header(t("masks.which_aus"))
     c1, c2 = st.columns(2)
     c1.success(t("masks.visible", aus=", ".join(au_label(c) for c in VISIBLE_AUS)))
     c2.warning(t("masks.hidden", aus=", ".join(au_label(c) for c in HIDDEN_AUS)))
@@ -121,7 +121,7 @@ def show_aus(report: MaskReport) -> None:
 def show_examples(report: MaskReport) -> None:
     if not report.examples:
         return
-    st.subheader(t("masks.examples"))
+    st.header(t("masks.examples"))
     cols = st.columns(len(report.examples))
     for col, (name, face, masked) in zip(cols, report.examples):
         # each picture says which it is: a screen reader reads the caption, and no caption read as two
@@ -133,7 +133,7 @@ def show_examples(report: MaskReport) -> None:
 
 
 def show_downloads(report: MaskReport) -> None:
-    st.subheader(t("masks.download"))
+    st.header(t("masks.download"))
     c1, c2 = st.columns(2)  # the per-image label is long: on a row of its own it is not cut off
     c1.download_button(t("masks.download_json"), json.dumps(report.to_dict(), indent=1).encode(),
                        file_name="mask_report.json", mime="application/json", key="mask_download_json",

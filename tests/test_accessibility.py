@@ -10,13 +10,16 @@ reader can read.
 from __future__ import annotations
 
 import ast
+import io
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from apptest_helpers import run_app
+from PIL import Image
 from skimage.color import deltaE_ciede2000, rgb2lab
 from streamlit.testing.v1 import AppTest
 
@@ -228,3 +231,90 @@ def test_captions_are_dark_enough_to_read():
     text = theme["textColor"].lstrip("#")
     faded = "#" + "".join(f"{round(0.6 * int(text[k:k + 2], 16) + 0.4 * 255):02x}" for k in (0, 2, 4))
     assert contrast_ratio(faded, "#ffffff") >= 4.5
+
+
+_MARKDOWN_HEADING = re.compile(r"^(#{1,6})\s")
+
+
+def _heading_levels(block) -> list[tuple[int, str]]:
+    """(level, text) of every heading under ``block`` in page order: st.title/header/subheader by
+    their HTML tag, and a Markdown element whose first line starts with ``#``."""
+    found: list[tuple[int, str]] = []
+    for _, node in sorted(getattr(block, "children", {}).items()):
+        if node.type in ("title", "header", "subheader"):
+            found.append((int(node.proto.tag.lstrip("h")), node.value))
+        elif node.type == "markdown" and (marker := _MARKDOWN_HEADING.match(node.value)):
+            found.append((len(marker[1]), node.value))
+        else:
+            found.extend(_heading_levels(node))
+    return found
+
+
+def _skipped_levels(headings: list[tuple[int, str]]) -> list[str]:
+    """Headings that go down more than one level (h1 then h3), or a first heading that is not h1."""
+    skipped, previous = [], 0
+    for level, text in headings:
+        if level > previous + 1:
+            skipped.append(f"h{previous} -> h{level} {text!r}")
+        previous = level
+    return skipped
+
+
+def test_the_skip_check_sees_a_skip():
+    assert _skipped_levels([(1, "a"), (2, "b"), (3, "c"), (2, "d"), (3, "e")]) == []
+    assert _skipped_levels([(1, "a"), (3, "b")]) == ["h1 -> h3 'b'"]
+    assert _skipped_levels([(2, "a")]) == ["h0 -> h2 'a'"]
+
+
+@pytest.mark.parametrize("script", ["app.py", *sorted(p.name for p in (config.REPO_ROOT / "pages").glob("*.py"))])
+def test_every_page_s_headings_go_down_one_level_at_a_time(script, models_dir):
+    """Screen-reader users move through a page by its headings: every page went from its h1 title
+    straight to h3 (st.subheader), and Try it's results to h4 and h5."""
+    path = config.REPO_ROOT / ("app.py" if script == "app.py" else f"pages/{script}")
+    at = run_app(AppTest.from_file(str(path)), 120)
+    headings = _heading_levels(at.main)
+    assert headings and headings[0][0] == 1, headings
+    assert _skipped_levels(headings) == []
+
+
+def test_try_it_results_headings_go_down_one_level_at_a_time(models_dir, astronaut):
+    """A photo's name, each face and its prediction: h2, h3, h4 under the page's h1 (were h4, h5, h3)."""
+    buffer = io.BytesIO()
+    Image.fromarray(astronaut).save(buffer, format="PNG")
+    at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "3_Try_it.py")), 120)
+    at.file_uploader(key="try_upload").set_value(("astronaut.png", buffer.getvalue(), "image/png"))
+    headings = _heading_levels(run_app(at, 120).main)
+    assert [level for level, text in headings if text.startswith(("## ", "### ", "#### "))] == [2, 3, 4]
+    assert _skipped_levels(headings) == []
+
+
+def test_compare_results_headings_go_down_one_level_at_a_time(models_dir, fer_val):
+    """The results' sections (overall, per emotion, confusion, McNemar, wrong answers, downloads)
+    were h3 straight under the page's h1."""
+    at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "6_Compare.py")), 120)
+    at.number_input(key="cmp_draw_per").set_value(2)
+    at.button(key="cmp_run").click()
+    headings = _heading_levels(run_app(at, 120).main)
+    assert len(headings) >= 5, headings
+    assert _skipped_levels(headings) == []
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+def test_compare_s_wrong_face_thumbnails_say_what_they_show(models_dir, fer_val, lang):
+    """A picture in a table cell takes no alt text in Streamlit (its grid draws on a canvas): the
+    thumbnail column of wrong answers had only the word "face"; its help now says what the pictures
+    are and which columns of the row name the image, in the page's language."""
+    import json
+
+    at = AppTest.from_file(str(config.REPO_ROOT / "pages" / "6_Compare.py"))
+    at.query_params["lang"] = lang
+    run_app(at, 120)
+    at.number_input(key="cmp_draw_per").set_value(2)
+    at.button(key="cmp_run").click()
+    run_app(at, 120)
+    tables = [columns for frame in at.dataframe if "face" in (columns := json.loads(frame.proto.columns or "{}"))]
+    assert tables, "no table of wrong answers was shown"
+    for columns in tables:
+        face, named_by = columns["face"], [columns[c]["label"] for c in ("true", "answer", "file")]
+        assert face["type_config"]["type"] == "image"
+        assert all(label and label in face.get("help", "") for label in named_by), face

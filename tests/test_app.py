@@ -372,8 +372,8 @@ def test_try_it_upload_of_a_real_face_gives_an_explained_prediction(models_dir, 
     assert uploader.accept_multiple_files and ".jpg" in uploader.allowed_type
     uploader.set_value(("astronaut.jpg", jpeg, "image/jpeg"))
     _run(at)
-    predicted = [m for m in _texts(at.markdown) if m.startswith("### Predicted: ")]
-    assert predicted == ["### Predicted: happy (" + predicted[0].split("(")[1]]  # she smiles
+    predicted = [m for m in _texts(at.markdown) if m.startswith("#### Predicted: ")]
+    assert predicted == ["#### Predicted: happy (" + predicted[0].split("(")[1]]  # she smiles
     assert any("mostly because of" in m and "AU12 lip corner puller" in m for m in _texts(at.markdown))
     assert len(at.image) == 1
     titles = [c["layout"]["title"]["text"] for c in _charts(at)]
@@ -401,7 +401,7 @@ def test_try_it_batch_reports_bad_files_and_keeps_the_rest(models_dir, jpeg):
     errors, warnings = _texts(at.error), _texts(at.warning)
     assert len(errors) == 1 and errors[0].startswith("corrupt.jpg:") and "\n" not in errors[0]
     assert len(warnings) == 1 and warnings[0].startswith("blank.png: no face found")
-    assert any(m.startswith("### Predicted: ") for m in _texts(at.markdown))
+    assert any(m.startswith("#### Predicted: ") for m in _texts(at.markdown))
 
 
 def test_try_it_camera_photo(models_dir, jpeg):
@@ -411,8 +411,8 @@ def test_try_it_camera_photo(models_dir, jpeg):
     _run(at)
     at.camera_input(key="try_camera").set_value(("shot.jpg", jpeg, "image/jpeg"))
     _run(at)
-    assert any(m.startswith("#### camera photo") for m in _texts(at.markdown))
-    assert any(m.startswith("### Predicted: ") for m in _texts(at.markdown))
+    assert any(m.startswith("## camera photo") for m in _texts(at.markdown))
+    assert any(m.startswith("#### Predicted: ") for m in _texts(at.markdown))
 
 
 def test_try_it_results_survive_a_page_switch_without_recomputing(models_dir, jpeg):
@@ -427,7 +427,7 @@ def test_try_it_results_survive_a_page_switch_without_recomputing(models_dir, jp
     at.switch_page("pages/3_Try_it.py")
     _run(at)
     assert at.session_state["try_last"][0][0] is first  # same object: not analysed again
-    assert any(m.startswith("### Predicted: ") for m in _texts(at.markdown))
+    assert any(m.startswith("#### Predicted: ") for m in _texts(at.markdown))
 
 
 def test_try_it_without_any_au_model_says_how_to_get_one(models_dir):
@@ -451,7 +451,7 @@ def test_try_it_shows_a_cnn_beside_the_au_model(models_dir, jpeg):
     assert at.multiselect(key="try_others").value == ["tiny-cnn"]
     at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg, "image/jpeg"))
     _run(at, timeout=240)
-    assert any(m.startswith("### Predicted: ") for m in _texts(at.markdown))
+    assert any(m.startswith("#### Predicted: ") for m in _texts(at.markdown))
     line = next(m for m in _texts(at.markdown) if m.startswith("tiny-cnn (cnn): **"))
     assert line.split("**")[1] in classes
     assert "tiny-cnn" in [c["layout"]["title"]["text"] for c in _charts(at)]

@@ -122,7 +122,7 @@ def test_try_it_shows_what_the_network_read_beside_what_the_landmarks_measured(m
     titles = [c["layout"]["title"]["text"] for c in charts(at)]
     assert "What the network read from the pixels (orange: the reasons)" in titles
     assert "What the landmarks measured" in titles
-    assert any(m.startswith("### Predicted: ") for m in texts(at.markdown))
+    assert any(m.startswith("#### Predicted: ") for m in texts(at.markdown))
     page = run_app(AppTest.from_file(str(REPO_ROOT / "pages" / "2_AU_model.py")), 120)
     page.selectbox(key="au_inspect").set_value("bn-test")
     run_app(page, 120)

@@ -220,7 +220,7 @@ def test_home_shows_every_bundled_model_on_the_same_images(shipped_models, downl
 
 def test_home_start_here_links_the_three_steps(shipped_models):
     at = _home()
-    assert texts(at.subheader)[0] == "Start here"
+    assert texts(at.header)[0] == "Start here"
     links = [(e.proto.label, e.proto.page) for e in at.get("page_link")]
     steps = links[:3]
     assert [label[:2] for label, _ in steps] == ["1.", "2.", "3."]

@@ -209,10 +209,10 @@ def test_cnn_page_in_korean_has_no_english_left(models_dir):
     at.query_params["lang"] = "ko"
     with i18n.using_language("ko"):
         run_app(at, T)
-    assert at.subheader[0].value == "저장된 CNN"
+    assert at.header[0].value == "저장된 CNN"
     assert english_left(page_texts(at)) == []
     english = run_app(AppTest.from_file(CNN_PAGE), T)
-    assert [s.value for s in english.subheader] == ["Saved CNNs", "Train a CNN"]
+    assert [s.value for s in english.header] == ["Saved CNNs", "Train a CNN"]
 
 
 def test_cnn_page_mentions_starting_tensorflow_only_when_it_is_not_loaded(models_dir, fer_small, tiny_cnn,

@@ -355,7 +355,7 @@ def test_page_in_korean(exports, models_dir, astronaut_jpeg):
     assert any("TensorFlow.js (model.json)" in s and "클래스 3개" in s for s in texts(at.success))
     assert english_left(shown, ("Teachable Machine", "converted_tfjs.zip", *at.session_state["_unsaved_models"],
                                 *LABELS)) == []
-    assert at.title[0].value == "Teachable Machine" and any("클래스와 감정" in s for s in texts(at.subheader))
+    assert at.title[0].value == "Teachable Machine" and any("클래스와 감정" in s for s in texts(at.header))
     titles = [c["layout"]["title"]["text"] for c in charts(at)]
     assert titles[0] == "모델 자체의 클래스" and titles[1].startswith("감정으로 보면: ")
     emotions = charts(at)[1]["data"][0]["y"]

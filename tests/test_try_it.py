@@ -135,8 +135,8 @@ def test_try_it_group_photo_numbered_table_and_downloads(models_dir, group_png, 
     result, _ = at.session_state["try_last"][0]
     assert len(result.faces) == 3
     assert len(at.image) == 1 + 3, "the whole photo numbered, then one panel per face"
-    heads = [m for m in texts(at.markdown) if m.startswith("##### Face ")]
-    assert heads == ["##### Face 1", "##### Face 2", "##### Face 3"]
+    heads = [m for m in texts(at.markdown) if m.startswith("### Face ")]
+    assert heads == ["### Face 1", "### Face 2", "### Face 3"]
     table = at.dataframe[0].value
     assert list(table["face"]) == [1, 2, 3]
     xs = [float(b.split(",")[0]) for b in table["box (x, y, w, h; pixels)"]]
@@ -192,7 +192,7 @@ def test_try_it_in_korean_and_english(models_dir, group_png):
     assert texts(at.title) == ["직접 해보기"]
     assert english_left(page_texts(at), names) == []
     _upload_group(at, group_png)
-    assert any(m.startswith("### 예측: ") for m in texts(at.markdown))
+    assert any(m.startswith("#### 예측: ") for m in texts(at.markdown))
     assert english_left(page_texts(at), names) == []
     assert list(at.dataframe[0].value.columns[:3]) == ["얼굴", "상자 (x, y, w, h; 픽셀)", "검출 점수"]
     assert [b.proto.label for b in at.get("download_button")] == ["얼굴 (CSV)", "얼굴 (JSON)", "번호 붙은 이미지 (PNG)"]
@@ -210,7 +210,7 @@ def test_try_it_in_korean_and_english(models_dir, group_png):
     en = run_app(AppTest.from_file(TRY_IT), T)
     assert texts(en.title) == ["Try it"]
     _upload_group(en, group_png)
-    assert any(m.startswith("### Predicted: ") for m in texts(en.markdown))
+    assert any(m.startswith("#### Predicted: ") for m in texts(en.markdown))
     assert english_left(page_texts(en), names), "the English page is in English"
 
 
@@ -258,9 +258,9 @@ def test_other_models_fill_in_under_each_face_and_a_broken_one_is_one_line(model
     at.file_uploader(key="try_upload").set_value(("group.png", group_png, "image/png"))
     run_app(at, 240)
 
-    lines = [m for m in texts(at.markdown) if m.startswith(("##### Face ", "#### ", f"{SEVEN_CNN} (cnn): **"))]
-    assert [m.split(" (")[0] if m.startswith(SEVEN_CNN) else m for m in lines if not m.startswith("#### ")] == [
-        "##### Face 1", SEVEN_CNN, "##### Face 2", SEVEN_CNN, "##### Face 3", SEVEN_CNN]
+    lines = [m for m in texts(at.markdown) if m.startswith(("### Face ", "## ", f"{SEVEN_CNN} (cnn): **"))]
+    assert [m.split(" (")[0] if m.startswith(SEVEN_CNN) else m for m in lines if not m.startswith("## ")] == [
+        "### Face 1", SEVEN_CNN, "### Face 2", SEVEN_CNN, "### Face 3", SEVEN_CNN]
     warnings = [w.value for w in at.warning]
     assert len(warnings) == 3 and all(w.startswith("broken-cnn: could not run (") and "\n" not in w
                                       for w in warnings)

@@ -757,21 +757,21 @@ def test_try_it_video_lines_frame_and_downloads(models_dir, face_video, served, 
     assert [tr["name"] for tr in aus["data"]] == ["AU06 cheek raiser", "AU12 lip corner puller", "AU04 brow lowerer",
                                                   "AU01 inner brow raiser"]
     # the chosen frame is explained like a photo: the first sampled frame, then the one the slider picks
-    assert "#### face.mp4 at 0.00 s" in texts(at.markdown)
-    assert any(m.startswith("### Predicted: ") for m in texts(at.markdown))
+    assert "## face.mp4 at 0.00 s" in texts(at.markdown)
+    assert any(m.startswith("#### Predicted: ") for m in texts(at.markdown))
     at.select_slider(key="try_video_time").set_value(1.52)
     run_app(at, T)
-    assert "#### face.mp4 at 1.52 s" in texts(at.markdown) and "#### face.mp4 at 0.00 s" not in texts(at.markdown)
+    assert "## face.mp4 at 1.52 s" in texts(at.markdown) and "## face.mp4 at 0.00 s" not in texts(at.markdown)
     marked = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Emotion probabilities"))
     assert marked["layout"]["shapes"][0]["x0"] == pytest.approx(1.52)
     # a click on a chart picks the nearest sampled frame, once: the slider moved later wins
     at.session_state["try_video_emotions"] = {"selection": {"points": [{"x": 2.1, "y": 0.5}], "point_indices": [4],
                                                             "box": [], "lasso": []}}
     run_app(at, T)
-    assert "#### face.mp4 at 2.00 s" in texts(at.markdown)
+    assert "## face.mp4 at 2.00 s" in texts(at.markdown)
     at.select_slider(key="try_video_time").set_value(0.52)
     run_app(at, T)
-    assert "#### face.mp4 at 0.52 s" in texts(at.markdown)
+    assert "## face.mp4 at 0.52 s" in texts(at.markdown)
     # the downloads parse back: the AU table in the CLI's format, the emotions per frame
     _, raw = download(at, served, "try_video_csv")
     table = au_table.read(io.BytesIO(raw))
@@ -785,7 +785,7 @@ def test_try_it_video_lines_frame_and_downloads(models_dir, face_video, served, 
     # the upload is one temporary file, replaced (not added to) by the next video
     assert len(list(uploads_dir.iterdir())) == 1
     _upload_video(at, write_video(uploads_dir.parent / "other.mp4", 1, rate=10))
-    assert len(list(uploads_dir.iterdir())) == 1 and "#### other.mp4 at 0.00 s" in texts(at.markdown)
+    assert len(list(uploads_dir.iterdir())) == 1 and "## other.mp4 at 0.00 s" in texts(at.markdown)
 
 
 def test_try_it_video_too_long_and_not_a_video(models_dir, tmp_path, uploads_dir):
@@ -832,7 +832,7 @@ def test_try_it_offers_only_frames_it_decoded_to_explain(models_dir, tmp_path, u
     assert f"초당 2장씩 {len(frames)}개 프레임을 추출했고" in " ".join(texts(at.caption))
     slider.set_value(frames[-1])
     run_app(at, T)
-    assert f"#### cut.mp4, {frames[-1]:.2f}초" in texts(at.markdown) and not at.error
+    assert f"## cut.mp4, {frames[-1]:.2f}초" in texts(at.markdown) and not at.error
 
 
 def test_try_it_keeps_two_videos_of_one_name_apart_and_says_why_a_video_is_unreadable(models_dir, tmp_path,
@@ -881,7 +881,7 @@ def test_try_it_video_renamed_removed_and_forgotten(models_dir, face_video, uplo
     renamed = uploads_dir.parent / "participant_B.mp4"
     renamed.write_bytes(face_video.read_bytes())
     _upload_video(at, renamed)
-    assert "#### participant_B.mp4 at 0.00 s" in texts(at.markdown)
+    assert "## participant_B.mp4 at 0.00 s" in texts(at.markdown)
     table = au_table.read(io.BytesIO(downloads["participant_B_au.csv"]))
     assert set(table["file"]) == {"participant_B.mp4"}
     assert {"participant_B_0.00s_faces.csv", "participant_B_0.00s_faces.json"} <= set(downloads)
