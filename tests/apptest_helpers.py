@@ -24,6 +24,34 @@ def charts(at: AppTest) -> list[dict]:
     return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
 
 
+# Screen-reader users move through a page by its headings: none may skip a level (h1 then h3).
+MARKDOWN_HEADING = re.compile(r"^(#{1,6})\s")
+
+
+def heading_levels(block) -> list[tuple[int, str]]:
+    """(level, text) of every heading under ``block`` in page order: st.title/header/subheader by
+    their HTML tag, and a Markdown element whose first line starts with ``#``."""
+    found: list[tuple[int, str]] = []
+    for _, node in sorted(getattr(block, "children", {}).items()):
+        if node.type in ("title", "header", "subheader"):
+            found.append((int(node.proto.tag.lstrip("h")), node.value))
+        elif node.type == "markdown" and (marker := MARKDOWN_HEADING.match(node.value)):
+            found.append((len(marker[1]), node.value))
+        else:
+            found.extend(heading_levels(node))
+    return found
+
+
+def skipped_heading_levels(headings: list[tuple[int, str]]) -> list[str]:
+    """Headings that go down more than one level (h1 then h3), or a first heading that is not h1."""
+    skipped, previous = [], 0
+    for level, text in headings:
+        if level > previous + 1:
+            skipped.append(f"h{previous} -> h{level} {text!r}")
+        previous = level
+    return skipped
+
+
 # Words that stay as they are on Korean pages: names of models, tools, datasets, units and codes.
 KEEP_IN_KOREAN = {
     "au", "aus", "cnn", "fer2013", "openface", "mediapipe", "teachable", "machine", "keras", "tensorflow",

@@ -12,13 +12,12 @@ from __future__ import annotations
 import ast
 import io
 import itertools
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from apptest_helpers import run_app
+from apptest_helpers import heading_levels, run_app, skipped_heading_levels
 from PIL import Image
 from skimage.color import deltaE_ciede2000, rgb2lab
 from streamlit.testing.v1 import AppTest
@@ -233,37 +232,10 @@ def test_captions_are_dark_enough_to_read():
     assert contrast_ratio(faded, "#ffffff") >= 4.5
 
 
-_MARKDOWN_HEADING = re.compile(r"^(#{1,6})\s")
-
-
-def _heading_levels(block) -> list[tuple[int, str]]:
-    """(level, text) of every heading under ``block`` in page order: st.title/header/subheader by
-    their HTML tag, and a Markdown element whose first line starts with ``#``."""
-    found: list[tuple[int, str]] = []
-    for _, node in sorted(getattr(block, "children", {}).items()):
-        if node.type in ("title", "header", "subheader"):
-            found.append((int(node.proto.tag.lstrip("h")), node.value))
-        elif node.type == "markdown" and (marker := _MARKDOWN_HEADING.match(node.value)):
-            found.append((len(marker[1]), node.value))
-        else:
-            found.extend(_heading_levels(node))
-    return found
-
-
-def _skipped_levels(headings: list[tuple[int, str]]) -> list[str]:
-    """Headings that go down more than one level (h1 then h3), or a first heading that is not h1."""
-    skipped, previous = [], 0
-    for level, text in headings:
-        if level > previous + 1:
-            skipped.append(f"h{previous} -> h{level} {text!r}")
-        previous = level
-    return skipped
-
-
 def test_the_skip_check_sees_a_skip():
-    assert _skipped_levels([(1, "a"), (2, "b"), (3, "c"), (2, "d"), (3, "e")]) == []
-    assert _skipped_levels([(1, "a"), (3, "b")]) == ["h1 -> h3 'b'"]
-    assert _skipped_levels([(2, "a")]) == ["h0 -> h2 'a'"]
+    assert skipped_heading_levels([(1, "a"), (2, "b"), (3, "c"), (2, "d"), (3, "e")]) == []
+    assert skipped_heading_levels([(1, "a"), (3, "b")]) == ["h1 -> h3 'b'"]
+    assert skipped_heading_levels([(2, "a")]) == ["h0 -> h2 'a'"]
 
 
 @pytest.mark.parametrize("script", ["app.py", *sorted(p.name for p in (config.REPO_ROOT / "pages").glob("*.py"))])
@@ -272,9 +244,9 @@ def test_every_page_s_headings_go_down_one_level_at_a_time(script, models_dir):
     straight to h3 (st.subheader), and Try it's results to h4 and h5."""
     path = config.REPO_ROOT / ("app.py" if script == "app.py" else f"pages/{script}")
     at = run_app(AppTest.from_file(str(path)), 120)
-    headings = _heading_levels(at.main)
+    headings = heading_levels(at.main)
     assert headings and headings[0][0] == 1, headings
-    assert _skipped_levels(headings) == []
+    assert skipped_heading_levels(headings) == []
 
 
 def test_try_it_results_headings_go_down_one_level_at_a_time(models_dir, astronaut):
@@ -283,9 +255,9 @@ def test_try_it_results_headings_go_down_one_level_at_a_time(models_dir, astrona
     Image.fromarray(astronaut).save(buffer, format="PNG")
     at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "3_Try_it.py")), 120)
     at.file_uploader(key="try_upload").set_value(("astronaut.png", buffer.getvalue(), "image/png"))
-    headings = _heading_levels(run_app(at, 120).main)
+    headings = heading_levels(run_app(at, 120).main)
     assert [level for level, text in headings if text.startswith(("## ", "### ", "#### "))] == [2, 3, 4]
-    assert _skipped_levels(headings) == []
+    assert skipped_heading_levels(headings) == []
 
 
 def test_compare_results_headings_go_down_one_level_at_a_time(models_dir, fer_val):
@@ -294,9 +266,35 @@ def test_compare_results_headings_go_down_one_level_at_a_time(models_dir, fer_va
     at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "6_Compare.py")), 120)
     at.number_input(key="cmp_draw_per").set_value(2)
     at.button(key="cmp_run").click()
-    headings = _heading_levels(run_app(at, 120).main)
+    headings = heading_levels(run_app(at, 120).main)
     assert len(headings) >= 5, headings
-    assert _skipped_levels(headings) == []
+    assert skipped_heading_levels(headings) == []
+
+
+def test_masks_results_headings_go_down_one_level_at_a_time(models_dir, fer_sample):
+    """The report's sections (costs, beside people, what turns into what, which AUs, examples,
+    downloads) were h3 straight under the page's h1."""
+    at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "7_Masks.py")), 90)
+    at.radio(key="mask_source").set_value("A folder on this machine")
+    run_app(at, 90)
+    at.text_input(key="mask_folder").set_value(str(fer_sample))
+    run_app(at, 90)
+    at.button(key="mask_run").click()
+    headings = heading_levels(run_app(at, 240).main)
+    assert [level for level, _ in headings].count(2) >= 5, headings
+    assert skipped_heading_levels(headings) == []
+
+
+def test_teachable_headings_after_an_upload_go_down_one_level_at_a_time(models_dir, tmp_path):
+    """Once an export is uploaded its sections (classes, try a photo, save) were h3 under the h1."""
+    from fer_core.predictors.teachable_example import write_teachable_export
+
+    zipped = write_teachable_export(tmp_path / "export", ("Anger", "Happiness", "sadness")).zip()
+    at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "5_Teachable_Machine.py")), 240)
+    at.file_uploader(key="tm_upload").set_value([(zipped.name, zipped.read_bytes(), "application/zip")])
+    headings = heading_levels(run_app(at, 240).main)
+    assert [level for level, _ in headings].count(2) >= 3, headings
+    assert skipped_heading_levels(headings) == []
 
 
 @pytest.mark.parametrize("lang", ["en", "ko"])

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import test_app_models
-from apptest_helpers import english_left, page_texts, run_app, texts
+from apptest_helpers import english_left, heading_levels, page_texts, run_app, skipped_heading_levels, texts
 from conftest import BUNDLED_AU_MODEL
 from streamlit.testing.v1 import AppTest
 
@@ -120,6 +120,9 @@ def test_au_page_trains_offers_downloads_and_the_unsaved_model(models_dir, downl
     usable = [m for m in at.metric if m.label == "Usable faces in the table (all)"][-1]  # the first: the inspected
     assert "90 were fitted and 30 held out" in usable.proto.help and "refitted on all of them" in usable.proto.help
     assert not at.warning  # a model that learned gets no warning
+    # the result and save sections are h2 under the page's h1 (were h3: a skipped level)
+    headings = heading_levels(at.main)
+    assert skipped_heading_levels(headings) == [] and [level for level, _ in headings].count(2) >= 3, headings
     # the model file, exactly what saving writes, loads back and predicts as the trained model does
     saved = AUModel.from_dict(json.loads(downloads["au-logreg-clear.json"]))
     x = np.random.default_rng(1).uniform(0, 4, (5, len(AU_COLUMNS)))
@@ -283,6 +286,8 @@ def test_cnn_training_result_is_checked_and_offered_to_compare(models_dir, fer_s
     assert isinstance(predictor, CNNPredictor) and predictor.classes == SIX_EMOTIONS
     assert predictor.predict_proba([np.zeros((48, 48, 3), np.uint8)]).shape == (1, 6)
     assert any(f"Compare page offers it as {name}" in c for c in texts(at.caption))
+    headings = heading_levels(at.main)  # the result and save sections: h2 under the h1 (were h3)
+    assert skipped_heading_levels(headings) == [] and [level for level, _ in headings].count(2) >= 3, headings
     # the result can be downloaded: the network and its record
     network, record = downloads[f"{name}.keras"], downloads[f"{name}.meta.json"]
     network, record = (f() if callable(f) else f for f in (network, record))
