@@ -274,13 +274,9 @@ def test_compare_results_headings_go_down_one_level_at_a_time(models_dir, fer_va
 def test_masks_results_headings_go_down_one_level_at_a_time(models_dir, fer_sample):
     """The report's sections (costs, beside people, what turns into what, which AUs, examples,
     downloads) were h3 straight under the page's h1."""
-    at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "7_Masks.py")), 90)
-    at.radio(key="mask_source").set_value("A folder on this machine")
-    run_app(at, 90)
-    at.text_input(key="mask_folder").set_value(str(fer_sample))
-    run_app(at, 90)
-    at.button(key="mask_run").click()
-    headings = heading_levels(run_app(at, 240).main)
+    from test_masks import _masks_page_run_on
+
+    headings = heading_levels(_masks_page_run_on(fer_sample).main)
     assert [level for level, _ in headings].count(2) >= 5, headings
     assert skipped_heading_levels(headings) == []
 
