@@ -171,6 +171,27 @@ def test_the_kept_version_outlives_a_second_failed_save(models_dir, monkeypatch,
     assert registry.load_predictor("x-model").kind == "au-logreg"
 
 
+def test_a_stop_just_after_the_manifest_was_written_keeps_the_model_it_names(models_dir, monkeypatch, capsys):
+    """SIGTERM (or Ctrl-C) as the manifest had just taken the new model: the failed save's clean-up
+    put the old x.json back under the new entry's checksum and deleted the new one: neither loaded."""
+    from fer_core import manifest
+    from fer_core.cli import Terminated
+
+    out = models_dir / "x.json"
+    assert main(_train_au(out, seed=0)) == 0
+    old_sha, written = sha256_file(out), manifest.write_manifest
+
+    def written_then_stopped(*args, **kwargs):
+        written(*args, **kwargs)
+        raise Terminated()
+
+    monkeypatch.setattr(manifest, "write_manifest", written_then_stopped)
+    assert main(_train_au(out, seed=3)) == 143
+    assert sha256_file(out) == read_manifest(models_dir)[-1].sha256 != old_sha  # the new model, as listed
+    assert registry.load_predictor("x-model").kind == "au-logreg"
+    assert _litter(models_dir) == []
+
+
 # A kind that writes its file itself, as the CNN's save copies one (shutil.copyfile), not via fileio.
 def _save_half_then_full_disk(artefact: dict, path: Path) -> list[Path]:
     with open(path, "wb") as fh:
@@ -308,14 +329,24 @@ def test_a_failed_save_over_a_cnn_puts_back_its_sidecar_and_twin_too(models_dir,
 def test_a_training_killed_before_it_is_registered_keeps_the_registered_network(models_dir, fer_sample):
     """train-cnn --out X --name N over the registered X: the finished network replaced X first, then
     its TensorFlow Lite twin was made (seconds) and only then was it registered. Killed in between,
-    X held the new network under the old checksum and the registered one was gone."""
+    X held the new network under the old checksum and the registered one was gone. The next run
+    registers its network and removes the cut-off twin the killed one left (no save tidied the
+    training's own files: megabytes for good, per kill)."""
     from fer_core.emotions import SIX_EMOTIONS
 
     out = models_dir / "x.keras"
     _save_cnn("cnn_fer2013", out, SIX_EMOTIONS)
     registered = [f.read_bytes() for f in (out, out.with_suffix(".meta.json"), out.with_suffix(".tflite"))]
-    died = _run_dying(["train-cnn", "--data", str(fer_sample), "--val", str(fer_sample), "--out", str(out),
-                       "--name", "x-cnn", "--preset", "tiny", "--epochs", "1"], die_in="*.tflite.")
+    train = ["train-cnn", "--data", str(fer_sample), "--val", str(fer_sample), "--out", str(out), "--name", "x-cnn",
+             "--preset", "tiny", "--epochs", "1"]
+    died = _run_dying(train, die_in="*.tflite.")
     assert died.returncode == 137, died.stderr[-2000:]
     assert [f.read_bytes() for f in (out, out.with_suffix(".meta.json"), out.with_suffix(".tflite"))] == registered
     assert registry.load_predictor("x-cnn").runtime == "litert"
+    (cut_off,) = models_dir.glob(".x.training.tflite.*.part")
+    os.utime(cut_off, (os.stat(cut_off).st_mtime - 7200,) * 2)  # its writer long gone
+    again = _run_dying(train, die_in="never")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert sha256_file(out) == read_manifest(models_dir)[-1].sha256 and out.read_bytes() != registered[0]
+    assert registry.load_predictor("x-cnn").runtime == "litert"  # the new network's own twin
+    assert _litter(models_dir) == [] and not list(models_dir.glob("x.training*"))

@@ -89,3 +89,17 @@ def test_after_a_killed_save_a_failed_one_puts_back_the_registered_files(models_
     with pytest.raises(FerError):
         _save({"model": b"model 3", "side": b"side 3", "fail": True}, out)
     assert _state(out) == registered and _litter(models_dir) == []
+
+
+def test_after_a_killed_save_a_sidecar_the_registered_model_lacked_goes_too(models_dir, two_file_kind):
+    """The registered model had no sidecar; a killed save left its model and its sidecar. A later
+    failed save put back the registered model but kept the killed save's sidecar beside it."""
+    out = models_dir / "x.two"
+    _save({"model": b"model 1"}, out)
+    os.link(out, previous_path(out))  # what the killed save left: the registered file kept aside,
+    out.unlink()
+    out.write_bytes(b"model 2")  # and its own under the names
+    _side(out).write_bytes(b"side 2")
+    with pytest.raises(FerError):
+        _save({"model": b"model 3", "side": b"side 3", "fail": True}, out)
+    assert out.read_bytes() == b"model 1" and not _side(out).exists() and _litter(models_dir) == []

@@ -57,6 +57,7 @@ from .cnn import (
     picked_on_split,
     put_in_place,
     read_cnn_metadata,
+    remove_killed_training_parts,
     require_every_emotion,
     sidecar_files,
     sidecar_folder,
@@ -518,6 +519,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     work = training_path(out)  # out (perhaps the --init model) stays as it is until the end
+    remove_killed_training_parts(work)
     _write_metadata(work, metadata)
     hist: dict[str, list[float]] = {}
     if epochs > 0:  # 0: the warm start is the model (AU units and head fitted on the frozen trunk)

@@ -22,7 +22,7 @@ import numpy as np
 from ..emotions import SIX_EMOTIONS, normalize_emotion
 from ..errors import DatasetError, FerError, ImageError, ModelFileError, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report
-from ..fileio import atomic_copy
+from ..fileio import atomic_copy, remove_stale_parts
 from ..images import list_images, sample_per_class
 from ..safe_files import check_regular_file, read_json_file
 from .base import Predictor, Progress
@@ -508,6 +508,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     work = training_path(out)
+    remove_killed_training_parts(work)
     _write_metadata(work, metadata)
     reporter = _progress_callback(progress, should_stop)
     callbacks = [
@@ -561,6 +562,13 @@ def training_path(out: Path) -> Path:
     """Where a training keeps its checkpoint and sidecar until it is done: beside ``out``, so a run
     that is interrupted or fails leaves ``out`` (often its own ``--init`` model) as it was."""
     return out.with_name(f"{out.stem}.training{out.suffix}")
+
+
+def remove_killed_training_parts(work: Path) -> None:
+    """The part files that killed writes of an earlier training at ``work`` left (its sidecar, its
+    TensorFlow Lite twin: megabytes): no save writes these names, so no save's tidying removed them."""
+    for path in (work, *sidecar_files(work)):
+        remove_stale_parts(path)
 
 
 def remove_training(work: Path) -> None:

@@ -208,10 +208,11 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
         files = [target, *(spec.companions(target) if spec.companions else ())]
         for file in (*files, manifest_path(folder)):
             remove_stale_parts(file)
-        existed = {f for f in files if os.path.lexists(f)}
         registered_sha = next((e.sha256 for e in existing if e.file.resolve() == target.resolve()), None)
         kept = _keep_previous(files, registered_sha)
+        existed = {f for f in files if os.path.lexists(f)}
         written: list[Path] = []
+        entry: ModelEntry | None = None
         try:
             written = _save_files(spec, artefact, target)
             entry = ModelEntry(name=name, kind=kind, path=relative_to_repo(written[0]), classes=tuple(classes),
@@ -223,14 +224,27 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
                 raise FerError(f"could not register {name} in the manifest ({one_line(exc)})"
                                + ("; the previous model is kept" if target in kept else "")) from None
         except BaseException:
-            created = [*files, *(written if path is None else ())]  # --out: the file may be the training's own
-            _put_back(kept, [f for f in created if f not in kept and f not in existed])
+            if not _manifest_took(entry, folder):
+                created = [*files, *(written if path is None else ())]  # --out: the file may be the training's own
+                _put_back(kept, [f for f in created if f not in kept and f not in existed])
             raise
         finally:
             for previous in kept.values():
                 with contextlib.suppress(OSError):
                     os.unlink(previous)
         return registered
+
+
+def _manifest_took(entry: ModelEntry | None, folder: Path) -> bool:
+    """Whether the manifest names ``entry`` (by its checksum, filled by ``register``) after all: an
+    interrupt (Ctrl-C, SIGTERM) as ``register`` returned put the old files back under the new
+    entry's checksum, and neither model loaded. Then the new files stay."""
+    if entry is None or not entry.sha256:
+        return False
+    try:
+        return any((e.name, e.path, e.sha256) == (entry.name, entry.path, entry.sha256) for e in read_manifest(folder))
+    except (OSError, FerError):
+        return False
 
 
 def _save_files(spec: ModelKind, artefact: Any, target: Path) -> list[Path]:
@@ -260,7 +274,8 @@ def _keep_previous(files: Sequence[Path], registered_sha: str | None) -> dict[Pa
     among ``files`` (the model file first, then its sidecars), by file; none for a file that is not
     there, nor on a file system without hard links. When the model file's link is already there
     holding the registered version (``registered_sha``: a save killed after replacing the files, or
-    a training that replaced it first), the links already there are that version's, and stay."""
+    a training that replaced it first), the links already there are that version's, and stay; a
+    sidecar without one is the killed save's (the registered version had none), and is removed."""
     reuse = False
     with contextlib.suppress(OSError, FerError):
         kept = previous_path(files[0])
@@ -269,8 +284,11 @@ def _keep_previous(files: Sequence[Path], registered_sha: str | None) -> dict[Pa
     for file in files:
         kept = previous_path(file)
         try:
-            if reuse and kept.is_file() and not kept.is_symlink():
-                links[file] = kept
+            if reuse:
+                if kept.is_file() and not kept.is_symlink():
+                    links[file] = kept
+                else:  # the killed save's own sidecar: the registered version had none
+                    file.unlink(missing_ok=True)
                 continue
             if file.is_symlink() or not file.is_file():
                 continue
