@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
-    if unknown:  # said by the command's own parser, which knows the options meant
-        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # said by the parser whose options were meant: the command's, unless before it
+        _parser_of(unknown[0], parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.command_line = "python -m fer_core " + " ".join(sys.argv[1:] if argv is None else argv)
     if not getattr(args, "func", None):  # a usage error, as a wrong option is: help on stderr, status 2
         parser.print_help(sys.stderr)
@@ -154,10 +154,17 @@ def _did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
-    """The parser of the command ``args`` ran (the whole parser when there is none)."""
+def _parser_of(word: str, parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser ``word`` was given to: the command's, or the whole parser's for a word before the
+    command (``--jsn models`` is no option of ``models``) or when there is no command."""
     commands = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
-    return commands.choices.get(getattr(args, "command", None), parser) if commands else parser
+    command = getattr(args, "command", None)
+    if commands is None or command not in commands.choices:
+        return parser
+    given = getattr(parser, "given", [])
+    if word in given and command in given and given.index(word) < given.index(command):
+        return parser
+    return commands.choices[command]
 
 
 def _seed(text: str) -> int:
@@ -180,7 +187,13 @@ def _name_free(name: str | None, kind: str, out: str | None = None) -> None:
     from .manifest import read_manifest, refuse_other_kind, refuse_registered_file, validate_model_name
 
     if out is not None:
-        refuse_registered_file(name, out, read_manifest())
+        try:
+            registered = read_manifest()
+        except FerError:
+            if name:  # registering needs the manifest: said now, not after the training
+                raise
+            registered = []  # a model kept out of the manifest needs none
+        refuse_registered_file(name, out, registered)
     if not name:
         return
     validate_model_name(name, [])

@@ -158,3 +158,13 @@ def test_a_misspelled_required_option_is_named_not_only_said_missing(capsys):
     with pytest.raises(SystemExit):  # an abbreviation argparse takes is no typo
         main(["extract", "d", "--work", "2"])
     assert "did you mean" not in capsys.readouterr().err
+
+
+def test_an_unknown_option_before_the_command_is_not_blamed_on_the_command(capsys):
+    """`--jsn models` said "see python -m fer_core models --help", though the option came before
+    `models` and was never one of its options."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["--jsn", "models"])
+    _, err = capsys.readouterr()
+    assert exit_.value.code == 2 and "unrecognized arguments: --jsn" in err
+    assert "(see python -m fer_core --help)" in err

@@ -281,3 +281,13 @@ def test_saving_at_another_models_file_is_refused(registered_au_file, always_kin
                                    path=registered_au_file)
     assert registered_au_file.read_bytes() == before
     assert registry.load_predictor("x-model").kind == "au-logreg"
+
+
+def test_a_training_that_registers_nothing_does_not_need_a_readable_manifest(models_dir, tmp_path, capsys):
+    """Checking --out against the registered files made train-au without --name stop on a broken
+    manifest.json, which it never reads; with --name the manifest is needed, and said before fitting."""
+    (models_dir / "manifest.json").write_text("{broken")
+    out = tmp_path / "private.json"
+    assert main(["train-au", str(AU_TABLE), "--out", str(out)]) == 0 and out.is_file()
+    assert main(["train-au", str(AU_TABLE), "--out", str(tmp_path / "named.json"), "--name", "mine"]) == 2
+    assert "manifest" in capsys.readouterr().err and not (tmp_path / "named.json").exists()
