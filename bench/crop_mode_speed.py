@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENCV_FOR_THREADS_NUM", "1")  # --interleaved runs here: one thread, as in a worker
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's fer_core, here and in workers
 
 import numpy as np

@@ -55,6 +55,44 @@ def test_worker_with_a_task_of_the_main_script_still_gets_it(tmp_path):
 
 
 
+OPENCV_SCRIPT = """
+import sys
+
+if sys.argv[1] == "early":
+    import cv2  # imported again in the child as spawn re-runs this script, before the worker's own code
+
+
+def opencv_threads(_):
+    import cv2
+
+    return cv2.getNumThreads()
+
+
+if __name__ == "__main__":
+    from fer_core.measure.workers import IsolatedPool
+
+    pool = IsolatedPool(1, opencv_threads, timeout_s=60)
+    with pool.lock:
+        print([r for _, r in pool.imap_unordered([0])])
+    pool.close()
+"""
+
+
+@pytest.mark.parametrize("imported", ["early", "in the task"])
+def test_a_worker_runs_opencv_on_one_thread(tmp_path, imported):
+    """OpenCV's thread pool ignores OMP_NUM_THREADS; with a thread per core, every warp of
+    face-crop mode ran on both cores of a two-worker pool: more CPU per image, the same result."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: OpenCV uses one thread anyway")
+    script = tmp_path / "opencv_script.py"
+    script.write_text(OPENCV_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), "early" if imported == "early" else "late"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[1]"
+
+
 def test_the_measuring_worker_side_imports_no_pandas():
     """A spawned worker imports its task's module before its first task, and Try it starts its
     worker before the page's own imports: that module (and what its tasks import: the landmarker,

@@ -38,14 +38,14 @@ from ..errors import FerError, one_line, printable
 from ..images import LabeledImage, SkippedFile, relative_file
 from . import extract
 from .tasks import CRASH_REASON
+from .workers import THREAD_VARS as WORKER_THREAD_VARS
 
 Progress = Callable[[int, int], None]
 ShouldStop = Callable[[], bool]
 
 # One thread each: an actor per CPU, so libraries that size their pools to the machine would
-# otherwise run CPUs x CPUs threads.
-THREAD_VARS: dict[str, str] = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                               "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+# otherwise run CPUs x CPUs threads (the variables the local engine's workers set).
+THREAD_VARS: dict[str, str] = dict.fromkeys(WORKER_THREAD_VARS, "1")
 INSTALL_HINT = "the Ray engine needs Ray: pip install -r requirements-ray.txt"
 BATCH_SIZE = 16  # files per actor call: enough to hide Ray's per-task cost, small enough to retry
 FLUSH_ROWS = 256  # rows kept in memory before they are written to a part file

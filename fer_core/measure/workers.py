@@ -34,8 +34,11 @@ DEFAULT_TIMEOUT_S = 300.0
 # What a timed-out task's reason advises; a caller whose tasks are not images says its own.
 TIMEOUT_ADVICE = "try a smaller image"
 MAX_FAILED_STARTS = 3
+# OpenCV's own thread pool (pthreads in its wheels) ignores OMP_NUM_THREADS: left at a thread per
+# core, each warp of face-crop mode was split over both cores, for the same pixels and more CPU time
+# (FER2013 val: 0.1 CPU ms a crop with both cores busy, 0.5-0.8 with one idle).
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
-               "TF_NUM_INTEROP_THREADS")
+               "TF_NUM_INTEROP_THREADS", "OPENCV_FOR_THREADS_NUM")
 
 
 # What a batch calls when it finds its pool busy with another run's batch, before it waits (see
@@ -158,7 +161,7 @@ class IsolatedPool:
     # -- lifecycle ------------------------------------------------------------------------------
     def _fill(self, needed: int | None = None) -> None:
         """Workers up to the pool's size, or up to ``needed`` (a batch's arguments) when fewer:
-        ``--workers 6`` on one image started six MediaPipe processes (4.1 s against 1.7 with one).
+        ``extract --workers 6`` on one image started six MediaPipe processes (3.3 s; 1.3-1.7 s now).
         Workers already running stay (a later, larger batch uses them)."""
         for w in [w for w in self._workers if not w.process.is_alive() and w.job is None]:
             w.stop()
@@ -167,7 +170,8 @@ class IsolatedPool:
         for w in idle[:max(0, len(self._workers) - self.size)]:  # the pool was made smaller (``shared_pool``)
             w.stop()
             self._workers.remove(w)
-        while len(self._workers) < min(self.size, self.size if needed is None else max(1, needed)):
+        wanted = self.size if needed is None else min(self.size, max(1, needed))
+        while len(self._workers) < wanted:
             self._workers.append(_Worker(self._ctx, self._initializer, self._task))
 
     def start(self) -> None:
