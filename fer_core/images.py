@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
+from .config import datasets_dir
 from .emotions import emotion_from_filename, normalize_emotion
 from .errors import DatasetError, ImageError, printable
 from .safe_files import read_regular_file
@@ -269,7 +270,9 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
     """
     root = Path(root)
     if not root.exists():
-        raise DatasetError(f"{root}: folder does not exist; set FER_DATA_DIR or pick another folder")
+        if root.resolve().is_relative_to(datasets_dir().resolve()):  # a default folder: the datasets are elsewhere
+            raise DatasetError(f"{root}: folder does not exist; set FER_DATA_DIR or pick another folder")
+        raise DatasetError(f"{root}: folder does not exist")
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder")
     try:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fer_core.config import fer_split_dir
 from fer_core.emotions import emotion_from_filename, normalize_emotion, parse_classes
 from fer_core.errors import DatasetError, FerError, ImageError
 from fer_core.images import draw_test_set, list_images, load_image
@@ -191,9 +192,14 @@ def test_a_folder_named_like_an_image_is_reported_at_the_top_too(tmp_path):
         ("happy/inner.jpg", "happy", "a folder"), ("link.png", None, "a folder"), ("sad002.jpg", "sad", "a folder")]
 
 
-def test_missing_dataset_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(DatasetError, match="does not exist"):
+def test_missing_folder_is_a_clear_error_with_the_dataset_hint_only_for_the_datasets(tmp_path, monkeypatch):
+    """A folder the user typed wrong is just missing; only a default dataset folder that is
+    missing points at FER_DATA_DIR (the datasets live somewhere else)."""
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "datasets"))
+    with pytest.raises(DatasetError, match=r"absent: folder does not exist\Z"):
         list_images(tmp_path / "absent")
+    with pytest.raises(DatasetError, match="val: folder does not exist; set FER_DATA_DIR"):
+        list_images(fer_split_dir("val"))
 
 
 def test_draw_test_set_is_reproducible(tmp_path):
