@@ -302,14 +302,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(metavar="COMMAND", dest="command")
 
     s = sub.add_parser("predict", help="AUs and an explained emotion for each face in images "
-                       "(--json: one object for one image, a list for several)")
+                       "(--json: one object for one image, a list for several; --jsonl: one line per image)")
     s.add_argument("images", nargs="+", help="image files; one that cannot be read or has no face is said, the rest "
                    "are done")
     s.add_argument("--model", default=DEFAULT_MODEL,
                    help="an explaining model: an AU model or an AU-bottleneck network (manifest name or file path; "
                         f"default: {DEFAULT_MODEL})")
     s.add_argument("--top", type=_positive_int, default=3, help="how many AUs to give as reasons (default: 3)")
-    s.add_argument("--json", action="store_true", help=JSON_HELP)
+    shape = s.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help=JSON_HELP)
+    shape.add_argument("--jsonl", action="store_true",
+                       help="JSON Lines on stdout: one object per image, in the order given, the same shape for one "
+                            "image or many (what a shell glob matched does not change it)")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("extract", help="AU table (CSV, CSV.gz or Parquet by extension) of a folder of images, "
@@ -550,11 +554,14 @@ def cmd_predict(args) -> int:
         if not faces:
             entry_out["error"] = f"{path}: {NO_FACE_MESSAGE}"
         results[i] = entry_out
-    if args.json:
+    if args.json or args.jsonl:
         for r in results:  # in the JSON, and said on stderr as without --json: a script sees why it failed
             if r.get("error"):
                 print(r["error"], file=sys.stderr)
-        print(json.dumps(results if len(results) > 1 else results[0], indent=1, default=_jsonable))
+        if args.jsonl:
+            print("\n".join(json.dumps(r, default=_jsonable) for r in results))
+        else:
+            print(json.dumps(results if len(results) > 1 else results[0], indent=1, default=_jsonable))
         return status
     for r in results:
         if r.get("error"):

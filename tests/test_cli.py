@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -49,6 +50,24 @@ def test_predict_reports_bad_files_and_no_faces_and_keeps_the_rest(capsys, tmp_p
     assert "not a readable image" in results[0]["error"]
     assert "no face found" in results[1]["error"]
     assert results[2]["faces"][0]["emotion"] == "happy"
+
+
+def test_predict_jsonl_gives_one_object_per_image_whatever_their_number(capsys, tmp_path, astronaut_jpeg):
+    """--json gives an object for one image and a list for several, so a glob matching one file
+    changed the shape a script reads; --jsonl is one line per image, in the order given."""
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("hello")
+    code, out, _ = run_cli(capsys, "predict", astronaut_jpeg, "--jsonl")
+    one = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(one) == 1 and one[0]["faces"][0]["emotion"] == "happy"
+    code, out, err = run_cli(capsys, "predict", bad, astronaut_jpeg, "--jsonl")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 2 and [Path(r["file"]).name for r in lines] == ["notes.jpg", Path(astronaut_jpeg).name]
+    assert "not a readable image" in lines[0]["error"] and lines[0]["error"] in err
+    assert lines[1] == one[0]
+    with pytest.raises(SystemExit):
+        main(["predict", str(astronaut_jpeg), "--json", "--jsonl"])
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_unknown_model_is_one_line_error(capsys, astronaut_jpeg):
