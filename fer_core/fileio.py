@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import stat
 import tempfile
 import time
@@ -124,7 +125,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     except OSError as exc:
         raise write_error(target, exc) from None
     try:
-        _hold(fd)
+        hold_while_written(fd)
         with _open_written(fd) as fh:
             yield fh
             fh.flush()
@@ -143,8 +144,8 @@ PART_SUFFIX = ".part"  # atomic_output's temporary files: .<name>.<8 random char
 STALE_PART_SECONDS = 3600  # a temporary file unchanged this long, and held by no writer, was left by a killed one
 
 
-def _hold(fd: int) -> None:
-    """Lock the temporary file while it is written (released when it is closed, or its writer dies),
+def hold_while_written(fd: int) -> None:
+    """Lock the temporary file (or folder) while it is written (released when it is closed, or its writer dies),
     so that ``remove_stale_parts`` can tell a live writer's file from one a killed writer left."""
     with suppress(ImportError, OSError):
         import fcntl
@@ -177,15 +178,28 @@ def remove_stale_parts(path: str | os.PathLike[str], older_than: float = STALE_P
             continue
         try:
             info = os.fstat(fd)
-            if stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime >= older_than:
+            folder = stat.S_ISDIR(info.st_mode)  # a folder written whole, then renamed (a Teachable import)
+            if (folder or stat.S_ISREG(info.st_mode)) and time.time() - _last_change(part, info) >= older_than:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a writer holds it
-                os.unlink(part)
+                if folder:
+                    shutil.rmtree(part)
+                else:
+                    os.unlink(part)
                 removed.append(part)
         except OSError:
             pass
         finally:
             os.close(fd)
     return removed
+
+
+def _last_change(part: Path, info: os.stat_result) -> float:
+    """When ``part`` last changed: a folder's own time moves only when its entries come and go,
+    so a file in it still being written counts too."""
+    if not stat.S_ISDIR(info.st_mode):
+        return info.st_mtime
+    with os.scandir(part) as entries:
+        return max([info.st_mtime, *(entry.stat(follow_symlinks=False).st_mtime for entry in entries)])
 
 
 def _mode_for(target: Path) -> int:

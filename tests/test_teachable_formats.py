@@ -8,6 +8,7 @@ import codecs
 import errno
 import io
 import json
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -614,6 +615,39 @@ def test_a_failed_save_leaves_nothing_behind_and_the_name_free(exports, models_d
     assert "tm-full" not in [e.name for e in read_manifest(models_dir)]
     _save(upload, tm, "tm-full")
     assert load_predictor("tm-full").classes == tm.classes
+
+
+def test_a_killed_imports_hidden_folder_is_removed_by_the_next_save_of_that_name(exports, models_dir, monkeypatch):
+    """A kill (-9, power loss) while an import was written left ``.name.xxxxxxxx.part/`` in the
+    models folder for good; the next save of that name removes it, and never a live save's."""
+    from fer_core import fileio
+
+    upload = sort_upload([("converted_tflite.zip", exports["zips"]["tflite"].read_bytes())])
+    tm = load_upload(upload)
+    folder = models_dir / "teachable"
+    killed = folder / ".tm-again.0badf00d.part"
+    (killed / "sub").mkdir(parents=True)
+    (killed / "sub" / "model.tflite").write_bytes(b"half")
+    for p in (killed / "sub" / "model.tflite", killed / "sub", killed):
+        os.utime(p, (0, 0))
+    recent = folder / ".tm-again.1badf00d.part"  # an hour has not passed: perhaps still being written
+    recent.mkdir()
+    seen_live: list[list[Path]] = []
+    removing = fileio.remove_stale_parts
+
+    def write_and_try_to_remove(self, *args, **kwargs):  # while the save writes, its own folder is held
+        (live,) = [p for p in folder.glob(".tm-again.*.part") if p not in (killed, recent)]
+        os.utime(live, (0, 0))
+        seen_live.append(removing(folder / "tm-again", older_than=0))
+        return real_write_text(self, *args, **kwargs)
+
+    real_write_text = Path.write_text
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", write_and_try_to_remove)
+        _save(upload, tm, "tm-again")
+    assert seen_live and all(removed in ([], [recent]) for removed in seen_live)
+    assert not killed.exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["tm-again"]
 
 
 def test_model_json_values_of_the_wrong_type_are_one_line(exports):

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..emotions import SEVEN_EMOTIONS, emotion_in_name, normalize_emotion
 from ..errors import FerError, ModelFileError, one_line
-from ..fileio import write_error
+from ..fileio import hold_while_written, write_error
 from ..safe_files import check_zip_members, parse_json, read_json_file, read_regular_file
 from .base import Predictor, Progress
 from .keras_io import fit_images, import_keras, predict_in_batches
@@ -894,9 +894,11 @@ def _save(artefact: TeachableImport, path: Path) -> list[Path]:
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         part.mkdir()
+        held = os.open(part, os.O_RDONLY)  # locked while written: a later save removes it only if a kill left it
     except OSError as exc:
         raise write_error(folder, exc) from None
     try:
+        hold_while_written(held)
         if files.format == "tfjs":
             predictor.model.save(part / name)  # HDF5, read back by load_teachable_model
         else:
@@ -911,6 +913,8 @@ def _save(artefact: TeachableImport, path: Path) -> list[Path]:
         if isinstance(exc, OSError):
             raise write_error(folder, exc) from None
         raise
+    finally:
+        os.close(held)
     return [folder / name, folder / LABELS_NAME, folder / SAVED_RECORD, folder]
 
 
