@@ -339,9 +339,12 @@ def resolve_path(path: str | os.PathLike[str], base: Path | None = None) -> Path
     """Manifest paths are relative to the repository (``models/x.keras``). With ``base``, the
     folder of the manifest that lists the path, the file is looked for there first (``models/``
     meaning that folder, whatever its name), so a copy of the models folder uses its own files;
-    a manifest listing bundled models without copies of their files still finds them."""
+    a manifest listing bundled models without copies of their files still finds them. (Loading
+    checks the file's checksum, so a look-alike found this way is refused, not used.)"""
     p = Path(path)
     if p.is_absolute():
+        if base is not None and not os.path.lexists(p) and os.path.lexists(base / p.name):
+            return base / p.name  # a moved models folder, saved before its paths were "models/..."
         return p
     if base is not None:
         inside = base / Path(*p.parts[1:]) if len(p.parts) > 1 and p.parts[0] == "models" else base / p
@@ -355,6 +358,19 @@ def _inside(path: Path, folder: Path) -> bool:
         return Path(path).resolve().is_relative_to(Path(folder).resolve())
     except OSError:
         return False
+
+
+def stored_path(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> str:
+    """How the manifest in ``folder`` names a model file: ``models/...`` for one in that folder
+    (read as "this manifest's folder", so the folder can be copied or moved with its models; an
+    absolute path pointed a copy at the original's files, and a moved folder at nothing), else
+    relative to the repository, or absolute."""
+    resolved = Path(path).resolve()
+    try:
+        inside = resolved.relative_to(Path(folder).resolve())
+    except ValueError:
+        return relative_to_repo(resolved)
+    return f"models/{inside.as_posix()}"
 
 
 def relative_to_repo(path: str | os.PathLike[str]) -> str:

@@ -195,6 +195,37 @@ def test_a_copied_models_folder_uses_its_own_files(models_dir):
     assert entry.file == other / entry.file.name
 
 
+def test_a_models_folder_moved_or_copied_keeps_its_saved_models(tmp_path, monkeypatch, capsys):
+    """A model saved into FER_MODELS_DIR was listed by its absolute path: a copy of the folder (sent
+    to a colleague) used the original's files, and a moved folder found none. It is now listed as
+    models/<file>, the manifest's own folder; a manifest saved before still loads after a move."""
+    import shutil
+
+    from fer_core.config import REPO_ROOT
+
+    first = tmp_path / "mine" / "models"
+    first.mkdir(parents=True)
+    monkeypatch.setenv("FER_MODELS_DIR", str(first))
+    table = REPO_ROOT / "data" / "fer2013_val_au.csv.gz"
+    assert main(["train-au", str(table), "--out", str(first / "x.json"), "--name", "x-model"]) == 0
+    (entry,) = read_manifest()
+    assert entry.path == "models/x.json" and entry.file == first / "x.json"
+    copy = tmp_path / "colleague"
+    shutil.copytree(first, copy)
+    assert registry.find_entry("x-model", copy).file == copy / "x.json"
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    monkeypatch.setenv("FER_MODELS_DIR", str(moved))
+    assert registry.load_predictor("x-model").classes == entry.classes
+    # a manifest written before names the file by its absolute path, gone with the move
+    manifest = moved / "manifest.json"
+    saved = json.loads(manifest.read_text())
+    saved[0]["path"] = str(first / "x.json")
+    manifest.write_text(json.dumps(saved))
+    assert registry.find_entry("x-model").file == moved / "x.json"
+    assert registry.load_predictor("x-model").classes == entry.classes
+
+
 def test_the_first_save_into_a_new_models_folder_registers(tmp_path, monkeypatch):
     """The manifest's lock was opened before anything made the folder: the first save failed."""
     from fer_core.config import REPO_ROOT

@@ -32,8 +32,8 @@ from ..manifest import (
     refuse_other_kind,
     refuse_registered_file,
     register,
-    relative_to_repo,
     sha256_file,
+    stored_path,
     validate_model_name,
 )
 from ..safe_files import check_regular_file, read_json_file
@@ -215,9 +215,9 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
         entry: ModelEntry | None = None
         try:
             written = _save_files(spec, artefact, target)
-            entry = ModelEntry(name=name, kind=kind, path=relative_to_repo(written[0]), classes=tuple(classes),
+            entry = ModelEntry(name=name, kind=kind, path=stored_path(written[0], folder), classes=tuple(classes),
                                metrics=metrics, command=command, origin=origin, description=description,
-                               mapping=mapping, extra=dict(extra or {}))
+                               mapping=mapping, extra=dict(extra or {}), base=folder)
             try:
                 registered = register(entry, folder)
             except (OSError, ValueError, OutputFileError) as exc:
