@@ -65,6 +65,35 @@ def test_an_ensemble_is_scored_on_a_labelled_folder(members, models_dir, fer_sam
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["accuracy"] == pytest.approx(metrics.accuracy)
 
 
+def test_an_ensemble_in_another_models_folder_takes_its_members_from_there(members, models_dir, tmp_path,
+                                                                            monkeypatch, astronaut, capsys):
+    """A copied (or second) models folder: its ensemble, loaded by path, looked its members up in the
+    default folder's manifest, which does not have them ("model 'tiny-six' not found")."""
+    import shutil
+
+    for name in members:  # the members' files in the folder, as a models folder's own models are
+        entry = find_entry(name)
+        inside = models_dir / entry.file.name
+        for suffix in (".keras", ".meta.json"):
+            shutil.copy(entry.file.with_suffix(suffix), inside.with_suffix(suffix))
+        register(replace(entry, path=f"models/{inside.name}", base=models_dir), models_dir)
+    assert main(["ensemble", "--models", ",".join(members), "--name", "tiny-pair"]) == 0
+    expected = load_predictor("tiny-pair").predict_proba([astronaut])
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(models_dir, elsewhere)
+    monkeypatch.setenv("FER_MODELS_DIR", str(tmp_path / "empty"))
+    copied = elsewhere / "tiny-pair.ensemble.json"
+    assert needs_tensorflow(find_entry(str(copied)))
+    ensemble = load_predictor(str(copied))
+    np.testing.assert_allclose(ensemble.predict_proba([astronaut]), expected, atol=1e-6)
+    # beside the first folder's model of a member's name (another file), that model's answer is not taken
+    namesake = load_predictor(find_entry("tiny-six", models_dir))
+    known = {"tiny-six": (namesake, np.eye(1, len(namesake.classes)))}
+    np.testing.assert_allclose(ensemble.predict_proba([astronaut], known=known), expected, atol=1e-6)
+    assert main(["predict", "x.jpg", "--model", str(copied)]) == 2  # not an explaining model, but it loaded
+    assert "predict explains with an AU model" in capsys.readouterr().err
+
+
 def test_bad_ensembles_are_refused_with_one_line(members, models_dir, capsys):
     cases = [
         (["--models", "tiny-six,nowhere"], "nowhere: not in models/manifest.json"),

@@ -144,12 +144,26 @@ def _known_proba(member: Predictor, n: int, known: Mapping[str, tuple[Predictor,
     emotions, one row per face), else None."""
     model, proba = known.get(member.name, (None, None))
     if (model is None or model.kind != member.kind or tuple(model.classes) != tuple(member.classes)
-            or np.shape(proba) != (n, len(member.classes))):
+            or np.shape(proba) != (n, len(member.classes)) or _other_file(model, member)):
         return None
     return np.asarray(proba, dtype=float)
 
 
+def _other_file(model: Predictor, member: Predictor) -> bool:
+    """Whether two models of one name were loaded from different files (an ensemble of another
+    models folder beside this folder's model of that name)."""
+    paths = [getattr(m, "path", None) for m in (model, member)]
+    return None not in paths and Path(paths[0]).resolve() != Path(paths[1]).resolve()
+
+
 # ----------------------------------------------------------------------------- registry
+
+def members_folder(path: str | Path) -> Path | None:
+    """The models folder whose manifest names an ensemble's members: the one the ensemble file is
+    in (a copied or second models folder brings its own), else the default (None)."""
+    folder = Path(path).parent
+    return folder if (folder / "manifest.json").is_file() else None
+
 
 def _load(path: Path, entry) -> EnsemblePredictor:
     from .registry import find_entry, load_predictor
@@ -157,7 +171,7 @@ def _load(path: Path, entry) -> EnsemblePredictor:
     spec = EnsembleSpec.read(Path(path))
     members = []
     for k, member in enumerate(spec.members):
-        entry_k = find_entry(member)
+        entry_k = find_entry(member, members_folder(path))
         if entry_k.kind == KIND:
             raise ModelFileError(f"{path}: member {member!r} is itself an ensemble; list its models instead")
         made_with = spec.member_sha256[k] if spec.member_sha256 else None
@@ -196,7 +210,8 @@ def members_need_tensorflow(entry) -> bool:
     from .registry import find_entry, needs_tensorflow
 
     try:
-        return any(needs_tensorflow(find_entry(m)) for m in EnsembleSpec.read(entry.file).members)
+        return any(needs_tensorflow(find_entry(m, members_folder(entry.file)))
+                   for m in EnsembleSpec.read(entry.file).members)
     except (OSError, FerError):
         return True
 
