@@ -1087,7 +1087,9 @@ def training_set(table: pd.DataFrame, classes: Sequence[str], columns: Sequence[
     counts = np.bincount(y, minlength=len(classes))
     absent = [c for i, c in enumerate(classes) if counts[i] == 0]
     if absent:
-        raise AUTableError(f"{name}: no usable rows of {', '.join(absent)}; choose emotions present in the table")
+        present = sorted({str(label) for label in labels_of(usable(table, None, columns)).dropna()})
+        raise AUTableError(f"{name}: no usable rows of {', '.join(absent)}; choose emotions present in the table "
+                           f"(it has {', '.join(present)})")
     few = [f"{c} {counts[i]}" for i, c in enumerate(classes) if counts[i] < min_per_class]  # read in any language
     if few:
         raise AUTableError(f"{name}: training needs at least {min_per_class} usable faces of each emotion; "

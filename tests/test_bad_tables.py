@@ -153,7 +153,8 @@ def _one_angry() -> pd.DataFrame:
 @pytest.mark.parametrize("table, classes, message", [
     (_one_angry(), SIX_EMOTIONS, "training needs at least 10 usable faces of each emotion; angry 1;"),
     (synthetic_table(2), SIX_EMOTIONS, "angry 2, disgust 2, happy 2, neutral 2, sad 2, surprise 2"),
-    (synthetic_table(20, classes=("happy",)), SIX_EMOTIONS, "no usable rows of angry, disgust, neutral, sad, surprise"),
+    (synthetic_table(20, classes=("happy",)), SIX_EMOTIONS, "no usable rows of angry, disgust, neutral, sad, surprise; "
+                                                          "choose emotions present in the table (it has happy)"),
     (synthetic_table(20).assign(success=0), SIX_EMOTIONS, "no usable rows labelled angry"),
     (synthetic_table(20).iloc[:0], SIX_EMOTIONS, "no usable rows labelled angry, disgust, happy, neutral, sad, surprise "
                                                  "(it has no rows)"),
