@@ -302,9 +302,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(metavar="COMMAND", dest="command")
 
     s = sub.add_parser("predict", help="AUs and an explained emotion for each face in images "
-                       "(--json: one object for one image, a list for several; --jsonl: one line per image)")
-    s.add_argument("images", nargs="+", help="image files; one that cannot be read or has no face is said, the rest "
+                       "(--json: one object for one image, a list for several; --jsonl: one line per image), "
+                       "or for each row of an AU table (--au-table)")
+    s.add_argument("images", nargs="*", help="image files; one that cannot be read or has no face is said, the rest "
                    "are done")
+    s.add_argument("--au-table", help="instead of images: an AU table (extract's, of a folder or a long video, or "
+                   "OpenFace's); every row's emotion, probabilities and AU contributions go to --out, no image "
+                   "is read again (an AU model only)")
+    s.add_argument("--out", help="with --au-table: the table to write (.csv, .csv.gz or .parquet)")
     s.add_argument("--model", default=DEFAULT_MODEL,
                    help="an explaining model: an AU model or an AU-bottleneck network (manifest name or file path; "
                         f"default: {DEFAULT_MODEL})")
@@ -528,6 +533,10 @@ def cmd_predict(args) -> int:
     from .pipeline import NO_FACE_MESSAGE, faces_from_measurements
     from .predictors.registry import load_predictor
 
+    if args.au_table or args.out:
+        return _predict_table(args)
+    if not args.images:
+        raise FerError("predict needs image files, or --au-table TABLE --out OUT")
     predictor = load_predictor(args.model)
     if not predictor.explains:
         raise FerError(f"{args.model}: predict explains with an AU model or an AU-bottleneck network; use evaluate/compare for "
@@ -578,6 +587,28 @@ def cmd_predict(args) -> int:
             else:
                 print(f"  AUs: {aus}")
     return status
+
+
+def _predict_table(args) -> int:
+    """``predict --au-table``: an AU model's answer for every row of a table, written to --out."""
+    from . import au_table
+    from .figures.compare import spreadsheet_safe
+    from .pipeline import predict_table
+    from .predictors.registry import load_predictor
+
+    if args.images or not args.au_table or not args.out or args.json or args.jsonl:
+        raise FerError("predict --au-table TABLE --out OUT: the table's rows are the faces (no images), and the "
+                       "answers go to --out (not --json or --jsonl)")
+    fileio.table_output_path(args.out, "--out")  # a bad --out is said before the work, not after
+    predictor = load_predictor(args.model)
+    answers = predict_table(au_table.read(args.au_table), predictor, top=args.top,
+                            progress=_tqdm_progress("faces"))
+    target = fileio.write_frame(spreadsheet_safe(answers), args.out)
+    judged = answers["emotion"].notna()
+    counts = answers.loc[judged, "emotion"].value_counts()
+    print(f"{len(answers):,} rows, {int(judged.sum()):,} faces judged by {predictor.name} -> {printable(str(target))}"
+          + (": " + ", ".join(f"{e} {n:,}" for e, n in counts.items()) if len(counts) else ""))
+    return 0
 
 
 def cmd_extract(args) -> int:

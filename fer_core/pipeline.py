@@ -20,7 +20,7 @@ from . import au_table
 from .au_table import AU_COLUMNS
 from .errors import FerError, one_line, printable
 from .images import LabeledImage, load_image
-from .predictors.base import Explanation, FaceInput, Predictor
+from .predictors.base import Explanation, FaceInput, Predictor, predicted_labels
 from .predictors.ensemble import predict_reusing
 
 SMALL_IMAGE_SIDE = 160  # images smaller than this are face crops themselves
@@ -262,6 +262,54 @@ def photo_rows(photo: dict) -> pd.DataFrame:
                 row["sentence"] = explanation["sentence"]
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+# -- an AU table, however long ------------------------------------------------------------------
+TABLE_KEYS = ("file", "face", "time_s", "label")  # what says which face a row is, where the table has it
+
+
+def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = True, top: int = 3,
+                  progress: Progress | None = None) -> pd.DataFrame:
+    """An AU model's answer for every row of an AU table (``extract``'s of a folder or of a long
+    video): the row's ``file``, ``face``, ``time_s`` and ``label`` where the table has them, the
+    ``emotion``, ``p_<emotion>`` columns and, with ``explain``, ``contribution_<AU>`` columns and
+    the sentence (naming ``top`` AUs), as Try it's download has them. A row without a face (or that the model cannot
+    judge) keeps its place with an empty emotion and its ``reason``, so a video's time line shows
+    its gaps. AUs come from the table, so no image is read again."""
+    if predictor.inputs != "aus":
+        raise FerError(f"{predictor.name}: a {predictor.kind} model reads face images, not an AU table; "
+                       "pick an AU model (au-logreg-fer2013, au-logreg-upper-fer2013, ...)")
+    au_table.require_columns(table, AU_COLUMNS, what=au_table.table_name(table))
+    found = np.flatnonzero(au_table.face_found(table).to_numpy())
+    aus = au_table.values(table, found)
+    proba = np.full((len(table), len(predictor.classes)), np.nan)
+    if len(found):
+        proba[found] = np.asarray(predictor.predict_proba([FaceInput(aus=row) for row in aus]), dtype=float)
+    out = table[[c for c in TABLE_KEYS if c in table.columns and table[c].notna().any()]].reset_index(drop=True)
+    out["emotion"] = predicted_labels(predictor.classes, proba)
+    for c, column in zip(predictor.classes, proba.T):
+        out[f"p_{c}"] = column
+    reasons = (table["reason"].fillna("").astype(str).to_numpy(dtype=object) if "reason" in table.columns
+               else np.full(len(table), "", dtype=object))
+    judged = ~np.isnan(proba).any(axis=1)
+    reasons[found[~judged[found]]] = f"{predictor.name}: could not judge this face (the AUs it uses are unknown)"
+    out["reason"] = np.where(judged, "", reasons)
+    if explain:
+        contributions = np.full((len(table), len(AU_COLUMNS)), np.nan)
+        sentences = np.full(len(table), "", dtype=object)
+        positions = {au_table.au_code(c): j for j, c in enumerate(AU_COLUMNS)}
+        rows = [(i, row) for i, row in zip(found, aus) if judged[i]]
+        for done, (i, row) in enumerate(rows, start=1):
+            explanation = predictor.explain(FaceInput(aus=row), top)
+            for c in explanation.ranked:
+                contributions[i, positions[c.au]] = c.contribution
+            sentences[i] = explanation.sentence
+            if progress and (done % 500 == 0 or done == len(rows)):
+                progress(done, len(rows))
+        for j, c in enumerate(AU_COLUMNS):
+            out[f"contribution_{au_table.au_code(c)}"] = contributions[:, j]
+        out["sentence"] = sentences
+    return out
 
 
 # -- many labelled images ----------------------------------------------------------------------

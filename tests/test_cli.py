@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from conftest import BUNDLED_AU_MODEL
 
 from fer_core.au_table import AU_COLUMNS, TABLE_COLUMNS
 from fer_core.cli import main
@@ -73,6 +75,48 @@ def test_predict_jsonl_gives_one_object_per_image_whatever_their_number(capsys, 
 def test_unknown_model_is_one_line_error(capsys, astronaut_jpeg):
     code, _, err = run_cli(capsys, "predict", astronaut_jpeg, "--model", "nope")
     assert code == 2 and err.startswith("error: model 'nope' not found") and err.count("\n") == 1
+
+
+def test_predict_au_table_answers_every_row_in_place_without_reading_images(capsys, tmp_path):
+    """A long video's or a big folder's AU table: the CLI stopped at AUs (emotions over time only
+    in the dashboard, for five minutes). Every row gets the model's emotion, probabilities and AU
+    contributions, in the table's order; a row without a face keeps its place and its reason."""
+    from fer_core import au_table
+    from fer_core.predictors.base import FaceInput
+    from fer_core.predictors.registry import load_predictor
+
+    table = au_table.read(REPO_ROOT / "data" / "fer2013_val_au.csv.gz").iloc[:40].reset_index(drop=True)
+    table.loc[3, "success"] = 0
+    table.loc[3, list(AU_COLUMNS)] = np.nan
+    table.loc[3, "reason"] = "no face found"
+    table["file"] = "=" + table["file"]  # a name Excel would run as a formula
+    source = tmp_path / "faces.csv"
+    au_table.write(table, source)
+    out = tmp_path / "answers.parquet"
+    code, said, _ = run_cli(capsys, "predict", "--au-table", source, "--out", out, "--model", BUNDLED_AU_MODEL)
+    found = int((table["success"] == 1).sum())
+    assert 30 < found < 40 and code == 0 and said.startswith(f"40 rows, {found} faces judged by au-logreg-fer2013 ->")
+    answers = pd.read_parquet(out)
+    model = load_predictor(BUNDLED_AU_MODEL)
+    assert len(answers) == 40 and list(answers["label"]) == list(table["label"])
+    assert pd.isna(answers.loc[3, "emotion"]) and answers.loc[3, "reason"] == "no face found"
+    assert answers.loc[3, [f"p_{c}" for c in model.classes]].isna().all()
+    row = 7
+    expected = model.predict_proba([FaceInput(aus=table.loc[row, list(AU_COLUMNS)].to_numpy(dtype=float))])[0]
+    np.testing.assert_allclose(answers.loc[row, [f"p_{c}" for c in model.classes]].to_numpy(dtype=float), expected,
+                               atol=1e-9)
+    assert answers.loc[row, "emotion"] == model.classes[int(np.argmax(expected))]
+    explained = model.explain(FaceInput(aus=table.loc[row, list(AU_COLUMNS)].to_numpy(dtype=float)))
+    assert answers.loc[row, "sentence"] == explained.sentence
+    assert answers.loc[row, f"contribution_{explained.reasons[0].au}"] == pytest.approx(explained.reasons[0].contribution)
+    csv_out = tmp_path / "answers.csv"
+    assert run_cli(capsys, "predict", "--au-table", source, "--out", csv_out)[0] == 0
+    assert pd.read_csv(csv_out)["file"].str.startswith("'").all()  # text cells safe to open in Excel
+    for args, message in [(["--model", "cnn-fer2013"], "reads face images, not an AU table"),
+                          (["--json"], "not --json"), ([str(source)], "no images")]:
+        code, _, err = run_cli(capsys, "predict", "--au-table", source, "--out", tmp_path / "x.csv", *args)
+        assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_extract_train_evaluate_on_fer_sample(capsys, tmp_path, fer_sample):

@@ -505,16 +505,12 @@ def is_video(name: str | os.PathLike[str]) -> bool:
 def emotion_over_time(table: pd.DataFrame, predictor) -> pd.DataFrame:
     """Per sampled frame: ``time_s`` and the AU model's probability of each emotion (its class
     names as columns) for the frame's first face; empty where no face was measured."""
-    from ..predictors.base import FaceInput
+    from ..pipeline import predict_table
 
     if getattr(predictor, "inputs", "") != "aus":
         raise FerError(f"{predictor.name}: reads pixels, not AUs; pick an AU model for the emotion over time")
     frames = table[table["face"] == 0].reset_index(drop=True)
-    measured = (frames["success"] == 1).to_numpy()
-    proba = np.full((len(frames), len(predictor.classes)), np.nan)
-    aus = frames.loc[measured, list(au_table.AU_COLUMNS)].to_numpy(dtype=float)
-    if len(aus):
-        proba[measured] = np.asarray(predictor.predict_proba([FaceInput(aus=v) for v in aus]), dtype=float)
-    out = pd.DataFrame(proba, columns=list(predictor.classes))
+    answers = predict_table(frames, predictor, explain=False)
+    out = pd.DataFrame({c: answers[f"p_{c}"].to_numpy() for c in predictor.classes})
     out.insert(0, "time_s", frames["time_s"].to_numpy())
     return out
