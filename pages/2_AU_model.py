@@ -386,6 +386,50 @@ def inspect_section() -> None:
             show_error(exc)
 
 
+def apply_section(table: pd.DataFrame, origin: str) -> None:
+    """Every row of the chosen table through a saved AU model, as ``predict --au-table`` does: the
+    emotions of a video's or an unlabelled folder's faces, drawn over time and for download."""
+    from fer_core.pipeline import predict_table
+
+    entries = entries_of(inputs="aus")
+    if not entries:
+        return
+    st.header(t("au_model.apply_header"))
+    st.caption(t("au_model.apply_caption"))
+    names = [e.name for e in entries]
+    name = st.selectbox(t("au_model.model"), names, key="au_apply_model")
+    if st.button(t("au_model.apply_button"), key="au_apply_button"):
+        bar = st.progress(0.0, text=t("au_model.applying"))
+        try:
+            answers = predict_table(table, load_predictor(entries[names.index(name)]),
+                                    progress=lambda done, total: bar.progress(done / total, text=t("au_model.applying")))
+        except FerError as exc:
+            bar.empty()
+            show_error(exc)
+            return
+        bar.empty()
+        st.session_state["au_applied"] = {"table": table_key(table, origin), "model": name, "answers": answers}
+    applied = st.session_state.get("au_applied")
+    if not applied or applied["model"] != name or applied["table"] != table_key(table, origin):
+        return
+    answers = applied["answers"]
+    judged = answers["emotion"].notna()
+    counts = answers.loc[judged, "emotion"].value_counts()
+    st.caption(t("au_model.applied_caption", rows=f"{len(answers):,}", judged=f"{int(judged.sum()):,}",
+                 counts=", ".join(f"{emotion_label(e)} {n:,}" for e, n in counts.items()) or "-"))
+    classes = [c[2:] for c in answers.columns if c.startswith("p_")]
+    if "time_s" in answers.columns:  # a video's table: the first face's emotions over time
+        firsts = answers[answers["face"] == 0] if "face" in answers.columns else answers
+        st.plotly_chart(plots.lines_over_time(firsts, [f"p_{c}" for c in classes], emotion_labels(classes),
+                                              t("au_model.applied_over_time", model=name),
+                                              t("try_it.video_time_axis"), t("try_it.video_probability_axis"),
+                                              [plots.emotion_color(c) for c in classes]),
+                        key="au_applied_chart")
+    st.download_button(t("au_model.apply_download"), csv_bytes(answers),
+                       file_name=f"{Path(origin).name.split('.')[0] or 'table'}_{name}_emotions.csv",
+                       mime="text/csv", key="au_apply_download", help=t("au_model.apply_download_help"))
+
+
 def main() -> None:
     st.title(t("au_model.title"))
     st.caption(t("au_model.intro"))
@@ -396,6 +440,7 @@ def main() -> None:
         note = "" if not selection.left_out else f" ({selection.summary()})"
         st.caption(t("au_model.table_caption", rows=f"{len(table):,}", usable=f"{selection.n:,}", note=note))
         train_section(table, origin)
+        apply_section(table, origin)
     result_section(table, origin)
 
 

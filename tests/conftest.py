@@ -172,3 +172,27 @@ def seven_cnn_entry(path: Path, name: str = SEVEN_CNN):
                       evaluated_on="val (3,589 images, 7 emotions; not used for any choice)")
     return ModelEntry(name=name, kind="cnn", path=str(path), classes=SEVEN_EMOTIONS, metrics=metrics,
                       sha256=sha256_file(path))
+
+
+@pytest.fixture
+def recorded_downloads(monkeypatch) -> dict:
+    """What the page hands to ``download_button``, by key (AppTest keeps no media files): in a
+    column or container, and as ``st.download_button`` (bound to the main area when Streamlit was
+    imported, so patching the class does not reach it)."""
+    import streamlit
+    from streamlit.delta_generator import DeltaGenerator
+
+    seen: dict = {}
+    original, original_main = DeltaGenerator.download_button, streamlit.download_button
+
+    def record(self, label, data, *args, **kwargs):
+        seen[kwargs.get("key")] = (label, kwargs.get("file_name"), data)
+        return original(self, label, data, *args, **kwargs)
+
+    def record_main(label, data, *args, **kwargs):
+        seen[kwargs.get("key")] = (label, kwargs.get("file_name"), data)
+        return original_main(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", record)
+    monkeypatch.setattr(streamlit, "download_button", record_main)
+    return seen

@@ -276,6 +276,41 @@ def test_au_model_openface_csv_without_au_columns_is_an_error(models_dir):
     assert not [b for b in at.button if b.key == "au_train_button"]
 
 
+def test_au_model_page_predicts_every_row_of_an_unlabelled_video_table(models_dir, recorded_downloads):
+    """A video's AU table (no labels, so nothing to train): every row through a saved AU model,
+    drawn over time and downloaded, a frame without a face kept in its place; as the CLI's
+    predict --au-table, which the page could not do."""
+    import pandas as pd
+
+    from fer_core import au_table
+
+    rows = au_table.read(ROOT / "data" / "fer2013_val_au.csv.gz").iloc[:12].reset_index(drop=True)
+    rows = rows.assign(file="clip.mp4", label=None, time_s=[i / 10 for i in range(12)])
+    rows.loc[5, ["success", "reason"]] = (0, "no face found")
+    data = au_table.normalise(rows).to_csv(index=False).encode()
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value("Import an OpenFace CSV")
+    _run(at)
+    at.radio(key="au_openface").set_value("Upload a CSV")
+    _run(at)
+    at.file_uploader(key="au_csv").set_value(("clip_au.csv", data, "text/csv"))
+    _run(at)
+    assert not [b for b in at.button if b.key == "au_train_button"]  # nothing labelled to train on
+    at.selectbox(key="au_apply_model").set_value(BUNDLED)
+    at.button(key="au_apply_button").click()
+    _run(at)
+    assert not at.error
+    _, file_name, csv = recorded_downloads["au_apply_download"]
+    answers = pd.read_csv(io.BytesIO(csv))
+    assert file_name == f"clip_au_{BUNDLED}_emotions.csv" and len(answers) == 12
+    assert list(answers["time_s"]) == [i / 10 for i in range(12)]
+    assert pd.isna(answers.loc[5, "emotion"]) and answers.loc[5, "reason"] == "no face found"
+    assert list(answers["emotion"].notna()) == list(rows["success"].eq(1))
+    found = int(rows["success"].eq(1).sum())
+    assert any(c.startswith(f"12 rows, {found} faces judged") for c in _texts(at.caption))
+    assert any(c["layout"]["title"]["text"].startswith("Emotion probabilities over time") for c in _charts(at))
+
+
 def test_au_model_imports_an_openface_table_and_trains_the_mlp(models_dir):
     from fer_core.au_table import AU_COLUMNS
 

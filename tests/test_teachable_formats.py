@@ -296,22 +296,6 @@ def test_saved_imports_reload_with_their_format(exports, faces, models_dir):
 
 # ----------------------------------------------------------------------------- the page
 
-@pytest.fixture
-def recorded_downloads(monkeypatch) -> dict:
-    """What the page hands to ``download_button``, by key (AppTest keeps no media files)."""
-    from streamlit.delta_generator import DeltaGenerator
-
-    seen: dict = {}
-    original = DeltaGenerator.download_button
-
-    def record(self, label, data, *args, **kwargs):
-        seen[kwargs.get("key")] = (label, kwargs.get("file_name"), data)
-        return original(self, label, data, *args, **kwargs)
-
-    monkeypatch.setattr(DeltaGenerator, "download_button", record)
-    return seen
-
-
 def _import_tfjs_zip(exports, lang: str | None = None) -> AppTest:
     at = AppTest.from_file(TM_PAGE, default_timeout=T)
     if lang:
