@@ -43,6 +43,9 @@ UNSUPPORTED_SUFFIXES = {".svg": "SVG is a vector drawing", ".svgz": "SVG is a ve
                         ".cr2": "camera raw files are not supported", ".nef": "camera raw files are not supported",
                         ".dng": "camera raw files are not supported", ".psd": "Photoshop files are not supported",
                         **{suffix: why for suffix, (_, why) in _OPTIONAL_SUFFIXES.items() if suffix not in _DECODED}}
+# Videos are measured on their own (``measure.video``), never as one of a folder's images.
+VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".avi", ".webm")
+VIDEO_IN_FOLDER = "a video, not read with the images; extract it on its own"
 # Decompression-bomb guard: larger images are refused before decoding (~ 8000 x 5000).
 MAX_PIXELS = int(os.environ.get("FER_MAX_PIXELS", 40_000_000))
 MAX_FILE_BYTES = int(os.environ.get("FER_MAX_FILE_BYTES", 50 * 1024 * 1024))
@@ -294,13 +297,22 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
         elif reason:
             skipped.append(SkippedFile(printable(relative_file(path, root)), label, reason))
 
+    def passed_over(folder: Path, reason: str, label: str | None) -> None:
+        """A folder this layout does not read: said when it holds images, which would be lost unsaid
+        (a hidden one, .git or .thumbnails, is no one's dataset)."""
+        if not folder.name.startswith(".") and _images_inside(folder):
+            skipped.append(SkippedFile(printable(relative_file(folder, root)) + "/", label, reason))
+
     for entry in entries:
         if is_hidden_name(entry.name):
             continue
         if _is_folder(entry):
             label = normalize_emotion(entry.name)
-            if label is None:  # not an emotion's folder; one named like an image ("x.jpg") is said
+            if label is None and entry.suffix.lower() in IMAGE_SUFFIXES:  # a folder named like an image is said
                 take(entry, emotion_from_filename(entry.stem))
+                continue
+            if label is None:
+                passed_over(entry, NOT_EMOTION_FOLDER, None)
                 continue
             try:
                 files = sorted(entry.iterdir())
@@ -308,10 +320,28 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
                 skipped.append(SkippedFile(printable(entry.name) + "/", label, f"cannot read folder ({exc.strerror})"))
                 continue
             for path in files:
-                take(path, label)
+                if (_is_folder(path) and path.suffix.lower() not in IMAGE_SUFFIXES and not is_hidden_name(path.name)
+                        and (wanted is None or label in wanted)):
+                    passed_over(path, NESTED_FOLDER, label)
+                else:
+                    take(path, label)
         else:
             take(entry, emotion_from_filename(entry.stem))
     return ImageListing(items, skipped)
+
+
+NOT_EMOTION_FOLDER = ("a folder not named after an emotion, whose images are not read; rename it (angry, sad, ...) "
+                      "or move them up")
+NESTED_FOLDER = "a folder inside an emotion's folder, whose images are not read; move them up into the emotion's folder"
+
+
+def _images_inside(folder: Path) -> bool:
+    """Whether an image file lies anywhere under ``folder`` (links to folders not followed)."""
+    for _dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if any(os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES for name in filenames if not is_hidden_name(name)):
+            return True
+    return False
 
 
 HIDDEN_IMAGE = "a hidden file (its name starts with a dot); rename it to measure it"
@@ -339,6 +369,8 @@ def _skip_reason(path: Path) -> str | None:
     suffix = path.suffix.lower()
     if suffix in UNSUPPORTED_SUFFIXES:
         return f"{UNSUPPORTED_SUFFIXES[suffix]}; convert it to PNG or JPEG"
+    if suffix in VIDEO_SUFFIXES:
+        return VIDEO_IN_FOLDER
     if suffix not in IMAGE_SUFFIXES:
         return ""
     try:

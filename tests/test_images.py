@@ -192,6 +192,31 @@ def test_a_folder_named_like_an_image_is_reported_at_the_top_too(tmp_path):
         ("happy/inner.jpg", "happy", "a folder"), ("link.png", None, "a folder"), ("sad002.jpg", "sad", "a folder")]
 
 
+def test_images_in_folders_this_layout_does_not_read_are_said_not_lost(tmp_path):
+    """Images in a folder not named after an emotion ("Sad Faces/"), in a folder inside an emotion's
+    folder (happy/day1/) or videos among the photos were passed over without a word: evaluate scored
+    the rest as if they were all. They are now listed as skipped, with what to do; a folder with
+    no image in it (notes, models) and hidden ones stay unremarked."""
+    from fer_core.images import NESTED_FOLDER, NOT_EMOTION_FOLDER, VIDEO_IN_FOLDER, scan_images
+
+    _write(tmp_path / "angry" / "a.jpg")
+    _write(tmp_path / "Sad Faces" / "s.jpg")
+    _write(tmp_path / "happy" / "h.jpg")
+    _write(tmp_path / "happy" / "day1" / "deeper" / "h2.JPG")
+    _write(tmp_path / "sessions" / "one" / "x.png")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no images")
+    _write(tmp_path / ".thumbnails" / "t.jpg")
+    (tmp_path / "clip.MOV").write_bytes(b"\0" * 64)
+    listing = scan_images(tmp_path)
+    assert [(i.name, i.label) for i in listing.items] == [("a.jpg", "angry"), ("h.jpg", "happy")]
+    assert sorted((s.file, s.label, s.reason) for s in listing.skipped) == [
+        ("Sad Faces/", None, NOT_EMOTION_FOLDER), ("clip.MOV", None, VIDEO_IN_FOLDER),
+        ("happy/day1/", "happy", NESTED_FOLDER), ("sessions/", None, NOT_EMOTION_FOLDER)]
+    only_angry = scan_images(tmp_path, classes=["angry"])  # happy/ is not wanted: nor is what it holds
+    assert "happy/day1/" not in [s.file for s in only_angry.skipped] and "Sad Faces/" in [s.file for s in only_angry.skipped]
+
+
 def test_missing_folder_is_a_clear_error_with_the_dataset_hint_only_for_the_datasets(tmp_path, monkeypatch):
     """A folder the user typed wrong is just missing; only a default dataset folder that is
     missing points at FER_DATA_DIR (the datasets live somewhere else)."""

@@ -33,11 +33,11 @@ import pandas as pd
 
 from .. import au_table
 from ..errors import FerError, ImageError, one_line, printable
-from ..images import MAX_DECODE_SIDE, _check_size, _fit, _limit
+from ..images import MAX_DECODE_SIDE, VIDEO_SUFFIXES, _check_size, _fit, _limit
 from .extract import measurement_of, measurements_of, rows_for_image
 from .workers import TIMEOUT_ADVICE, WorkerFailure, shared_pool
 
-VIDEO_TYPES: tuple[str, ...] = ("mp4", "mov", "avi", "webm")
+VIDEO_TYPES: tuple[str, ...] = tuple(suffix[1:] for suffix in VIDEO_SUFFIXES)
 DEFAULT_FPS = 10.0
 MAX_FPS = 60.0
 # Faces in a video fill much of the frame; 720p keeps them large and measures 1080p in half the time.
