@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -25,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the parser whose options were meant: the command's, unless before it
         _parser_of(unknown[0], parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
-    args.command_line = "python -m fer_core " + " ".join(sys.argv[1:] if argv is None else argv)
+    # as a shell reads it again: a path with a space or a quote stays one argument
+    args.command_line = "python -m fer_core " + shlex.join(sys.argv[1:] if argv is None else argv)
     if not getattr(args, "func", None):  # a usage error, as a wrong option is: help on stderr, status 2
         parser.print_help(sys.stderr)
         return 2
@@ -528,7 +530,7 @@ def _add_cnn_commands(sub) -> None:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
-    from .images import LabeledImage, load_image
+    from .images import VIDEO_SUFFIXES, LabeledImage, load_image
     from .measure.extract import default_workers, measure_items
     from .pipeline import NO_FACE_MESSAGE, faces_from_measurements
     from .predictors.registry import load_predictor
@@ -551,6 +553,9 @@ def cmd_predict(args) -> int:
     for i, source in enumerate(args.images):
         path = printable(source)
         found = measured.get(i, "not measured")
+        if isinstance(found, str) and Path(source).suffix.lower() in VIDEO_SUFFIXES:
+            found = (f"a video: measure it with extract {shlex.quote(path)} --out au.csv, then predict --au-table au.csv "
+                     "--out emotions.csv")
         try:
             if isinstance(found, str):
                 raise FerError(f"{path}: {found}")
@@ -589,25 +594,35 @@ def cmd_predict(args) -> int:
     return status
 
 
+def _refuse_writing_over(source: str, target: Path) -> None:
+    """--out naming the table being read would replace what was measured with what was made of it."""
+    with contextlib.suppress(OSError):
+        if target.exists() and os.path.samefile(source, target):
+            raise FerError(f"{printable(str(target))}: --out is the table being read; choose another file")
+
+
 def _predict_table(args) -> int:
     """``predict --au-table``: an AU model's answer for every row of a table, written to --out."""
     from . import au_table
     from .figures.compare import spreadsheet_safe
-    from .pipeline import predict_table
+    from .pipeline import masked_note, predict_table
     from .predictors.registry import load_predictor
 
     if args.images or not args.au_table or not args.out or args.json or args.jsonl:
         raise FerError("predict --au-table TABLE --out OUT: the table's rows are the faces (no images), and the "
                        "answers go to --out (not --json or --jsonl)")
-    fileio.table_output_path(args.out, "--out")  # a bad --out is said before the work, not after
+    _refuse_writing_over(args.au_table, fileio.table_output_path(args.out, "--out"))  # said before the work
     predictor = load_predictor(args.model)
     answers = predict_table(au_table.read(args.au_table), predictor, top=args.top,
                             progress=_tqdm_progress("faces"))
-    target = fileio.write_frame(spreadsheet_safe(answers), args.out)
+    target = fileio.write_frame(spreadsheet_safe(answers) if fileio.writes_csv(args.out) else answers, args.out)
     judged = answers["emotion"].notna()
     counts = answers.loc[judged, "emotion"].value_counts()
     print(f"{len(answers):,} rows, {int(judged.sum()):,} faces judged by {predictor.name} -> {printable(str(target))}"
           + (": " + ", ".join(f"{e} {n:,}" for e, n in counts.items()) if len(counts) else ""))
+    note = masked_note(answers["unknown_aus"])
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 
@@ -689,10 +704,14 @@ def _write_local_table(table, out: str) -> None:
     record_path(fileio.output_path(out)).unlink(missing_ok=True)
 
 
-def _print_reasons(failed) -> None:
-    """The five commonest reasons of failure rows, with their counts."""
+def _print_reasons(failed, name_single: bool = True) -> None:
+    """The five commonest reasons of failure rows, with their counts; with ``name_single``, a
+    reason of one row names its file (a folder passed over, the one corrupt photo)."""
     for reason, n in failed["reason"].value_counts().head(5).items():
-        print(f"  {n} x {reason}", file=sys.stderr)
+        if n == 1 and name_single:
+            print(f"  {failed.loc[failed['reason'] == reason, 'file'].iloc[0]}: {reason}", file=sys.stderr)
+        else:
+            print(f"  {n} x {reason}", file=sys.stderr)
 
 
 def _extract_video(args) -> int:
@@ -714,7 +733,7 @@ def _extract_video(args) -> int:
           f"{len(failed) - unread} frames without a face or unreadable"
           + (f"; {unread} {'stretch' if unread == 1 else 'stretches'} of the video without frames" if unread else ""),
           file=sys.stderr)
-    _print_reasons(failed)
+    _print_reasons(failed, name_single=False)  # every row is the video: its times are in the table
     return 0
 
 
@@ -732,12 +751,18 @@ def _ray_options_usable(args) -> None:
 
 def cmd_import_openface(args) -> int:
     from . import au_table
-    from .measure.openface_csv import import_openface_dir
+    from .measure.openface_csv import import_openface_dir, label_from_path
 
-    fileio.table_output_path(args.out, "--out")
+    _refuse_writing_over(args.source, fileio.table_output_path(args.out, "--out"))
     _return_freed_memory()
     source = Path(args.source)
-    table = import_openface_dir(source, skip=args.out) if source.is_dir() else au_table.read(source)
+    if source.is_dir():
+        table = import_openface_dir(source, skip=args.out)
+    else:
+        table = au_table.read(source)
+        named = label_from_path(Path(source.name))  # one file is labelled by its name, as in a folder
+        if named and table["label"].isna().all():
+            table["label"] = named
     au_table.write(table, args.out)
     print(f"{len(table)} rows -> {printable(args.out)}", file=sys.stderr)
     return 0
@@ -976,7 +1001,14 @@ def cmd_evaluate(args) -> int:
         if predictor.inputs != "aus":  # say so before reading a table that may be large
             raise FerError(f"{args.model}: a {predictor.kind} model scores images, not an AU table; "
                            "use --images with a folder of labelled images")
-        report = evaluate_au_table(predictor, au_table.read(args.au_table))
+        table = au_table.read(args.au_table)
+        report = evaluate_au_table(predictor, table)
+        if predictor.inputs == "aus":
+            from .pipeline import masked_note, unknown_aus
+
+            note = masked_note(unknown_aus(au_table.first_faces(table), predictor))
+            if note:
+                print(f"note: {note}", file=sys.stderr)
         for reason, n in report.left_out.items():
             print(f"{printable(args.au_table)}: left out {n:,} rows {reason}", file=sys.stderr)
         if report.skipped:
@@ -1030,8 +1062,8 @@ def cmd_compare(args) -> int:
         from .figures.compare import predictions_frame, spreadsheet_safe
 
         # spreadsheet_safe: a file or model name like =HYPERLINK(...) stays text in Excel (OWASP)
-        fileio.write_frame(spreadsheet_safe(predictions_frame(comparison.table, comparison.names, args.images)),
-                           args.csv)
+        predictions = predictions_frame(comparison.table, comparison.names, args.images)
+        fileio.write_frame(spreadsheet_safe(predictions) if fileio.writes_csv(args.csv) else predictions, args.csv)
     if args.report:
         _write_compare_report(args, comparison, refs)
     status = 2 if comparison.failed_models else 0  # the others' results are given, the failure said

@@ -251,6 +251,12 @@ def table_output_path(path: str | os.PathLike[str], what: str = "a table's name"
     return target
 
 
+def writes_csv(path: str | os.PathLike[str]) -> bool:
+    """Whether a table written to ``path`` is CSV (compressed or not), which spreadsheets open:
+    text that looks like a formula is made safe there only, not in Parquet (``spreadsheet_safe``)."""
+    return _table_format(Path(path)) not in (None, "parquet")
+
+
 def _table_format(path: Path) -> str | None:
     name = path.name.lower()
     return next((fmt for ending, fmt in TABLE_FORMATS.items() if name.endswith(ending)), None)

@@ -266,13 +266,35 @@ def photo_rows(photo: dict) -> pd.DataFrame:
 
 # -- an AU table, however long ------------------------------------------------------------------
 TABLE_KEYS = ("file", "face", "time_s", "label")  # what says which face a row is, where the table has it
+MASKED_NOTE = ("{n} faces lack AUs this model uses ({aus}: hidden by a mask, or unmeasured); it reads them as "
+               "uninformative. An upper-face model (au-logreg-upper-fer2013) uses only what a mask leaves visible")
+
+
+def unknown_aus(table: pd.DataFrame, predictor: Predictor) -> pd.Series:
+    """Per row with a face: the AUs ``predictor`` uses that the row lacks (a masked face's lower
+    face), space-separated; "" where it has them all or has no face."""
+    model = predictor.au_model()
+    used = [c for c in (model.au_columns if model is not None else AU_COLUMNS) if c in table.columns]
+    missing = table[used].isna().to_numpy() & au_table.face_found(table).to_numpy()[:, None]
+    codes = np.array([au_table.au_code(c) for c in used], dtype=object)
+    return pd.Series([" ".join(codes[row]) for row in missing], index=table.index, dtype=object)
+
+
+def masked_note(unknown: pd.Series) -> str | None:
+    """One line for the faces that lacked AUs the model uses (``unknown_aus``), or None."""
+    lacking = unknown[unknown != ""]
+    if lacking.empty:
+        return None
+    aus = sorted({au for row in lacking for au in row.split()})
+    return MASKED_NOTE.format(n=f"{len(lacking):,}", aus=", ".join(aus))
 
 
 def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = True, top: int = 3,
                   progress: Progress | None = None) -> pd.DataFrame:
     """An AU model's answer for every row of an AU table (``extract``'s of a folder or of a long
     video): the row's ``file``, ``face``, ``time_s`` and ``label`` where the table has them, the
-    ``emotion``, ``p_<emotion>`` columns and, with ``explain``, ``contribution_<AU>`` columns and
+    ``emotion``, ``p_<emotion>`` columns, ``unknown_aus`` (AUs it uses that the row lacks: a
+    masked face's; read as uninformative) and, with ``explain``, ``contribution_<AU>`` columns and
     the sentence (naming ``top`` AUs), as Try it's download has them. A row without a face (or that the model cannot
     judge) keeps its place with an empty emotion and its ``reason``, so a video's time line shows
     its gaps. AUs come from the table, so no image is read again."""
@@ -294,6 +316,7 @@ def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = Tru
     judged = ~np.isnan(proba).any(axis=1)
     reasons[found[~judged[found]]] = f"{predictor.name}: could not judge this face (the AUs it uses are unknown)"
     out["reason"] = np.where(judged, "", reasons)
+    out["unknown_aus"] = np.where(judged, unknown_aus(table, predictor).to_numpy(), "")
     if explain:
         contributions = np.full((len(table), len(AU_COLUMNS)), np.nan)
         sentences = np.full(len(table), "", dtype=object)

@@ -119,6 +119,62 @@ def test_predict_au_table_answers_every_row_in_place_without_reading_images(caps
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_what_the_review_found_a_researcher_would_lose(capsys, tmp_path, astronaut_jpeg, monkeypatch):
+    """predict --au-table --out naming its own table replaced the measurement; a video given to
+    predict was "not a readable image"; Parquet answers had a quote put before names like -take1;
+    a model registered from paths with spaces recorded a command a shell splits wrongly."""
+    import shlex
+
+    from fer_core import au_table
+    from fer_core.manifest import read_manifest
+
+    table = au_table.read(REPO_ROOT / "data" / "fer2013_val_au.csv.gz")
+    table = table.groupby("label").head(20).reset_index(drop=True)
+    table.loc[0, "file"] = "-take1.jpg"
+    source = tmp_path / "내 표.csv"
+    au_table.write(table, source)
+    before = source.read_bytes()
+    code, _, err = run_cli(capsys, "predict", "--au-table", source, "--out", source)
+    assert code == 2 and "--out is the table being read" in err and source.read_bytes() == before
+    assert run_cli(capsys, "predict", "--au-table", source, "--out", tmp_path / "a.parquet")[0] == 0
+    assert pd.read_parquet(tmp_path / "a.parquet").loc[0, "file"] == "-take1.jpg"  # joins with the AU table
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\0" * 100)
+    code, _, err = run_cli(capsys, "predict", video, astronaut_jpeg)
+    assert code == 2 and "a video: measure it with extract" in err and "predict --au-table" in err
+
+    monkeypatch.setenv("FER_MODELS_DIR", str(tmp_path / "models"))
+    out = tmp_path / "내 모델.json"
+    assert run_cli(capsys, "train-au", source, "--out", out, "--name", "spaced", "--classes", "angry,happy")[0] == 0
+    (entry,) = read_manifest()
+    assert shlex.split(entry.command)[4:7] == [str(source), "--out", str(out)]
+
+
+def test_a_model_scoring_masked_faces_says_which_aus_it_lacked(capsys, tmp_path):
+    """evaluate and predict --au-table scored masked faces with an all-AU model without a word
+    (the hidden AUs read as uninformative); they now say how many faces lacked which AUs, and
+    name them per row; a model of the visible AUs has nothing to say."""
+    from fer_core import au_table
+    from fer_core.au_table import AU_COLUMNS
+
+    table = au_table.read(REPO_ROOT / "data" / "fer2013_val_au.csv.gz")
+    table = table[table["success"] == 1].groupby("label").head(5).reset_index(drop=True)
+    lower = [c for c in AU_COLUMNS if c not in ("AU01_r", "AU02_r", "AU04_r", "AU05_r", "AU06_r", "AU07_r", "AU45_r")]
+    table.loc[:9, lower] = np.nan
+    source = tmp_path / "masked.csv"
+    au_table.write(table, source)
+    code, _, err = run_cli(capsys, "predict", "--au-table", source, "--out", tmp_path / "p.csv")
+    assert code == 0 and "note: 10 faces lack AUs this model uses (AU09, AU10, AU12" in err
+    answers = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert answers.loc[0, "unknown_aus"].split() == [c[:4] for c in lower] and (answers.loc[10:, "unknown_aus"] == "").all()
+    code, _, err = run_cli(capsys, "evaluate", "--au-table", source)
+    assert code == 0 and "note: 10 faces lack AUs" in err
+    code, _, err = run_cli(capsys, "predict", "--au-table", source, "--out", tmp_path / "u.csv", "--model",
+                           "au-logreg-upper-fer2013")
+    assert code == 0 and "note:" not in err
+
+
 def test_extract_train_evaluate_on_fer_sample(capsys, tmp_path, fer_sample):
     table_path = tmp_path / "au.csv"
     code, _, _ = run_cli(capsys, "extract", fer_sample, "--out", table_path, "--workers", "1")

@@ -491,3 +491,13 @@ def test_a_comparison_waiting_for_another_runs_measuring_says_so(six_images, mon
     assert t("loading.waiting_for_pool") in labels, labels
     waited = labels.index(t("loading.waiting_for_pool"))
     assert labels[waited + 1].startswith("Measuring faces: ") and comparison.n == 6  # then measured, as usual
+
+
+def test_a_folder_without_labels_is_said_as_such_not_as_models_sharing_no_emotion(tmp_path, capsys):
+    """compare and mask-report on unlabelled photos said "the models share no emotion with the test
+    set's labels", sending people to pick other models; evaluate said what was wrong."""
+    for name in ("IMG_0001.jpg", "IMG_0002.jpg"):
+        Image.new("RGB", (48, 48), (120, 120, 120)).save(tmp_path / name)
+    assert main(["compare", "--images", str(tmp_path), "--models", BUNDLED_AU_MODEL, "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "no labelled images" in err and "share no emotion" not in err and len(err.strip().splitlines()) == 1

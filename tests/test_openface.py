@@ -537,6 +537,25 @@ def test_import_openface_refuses_an_empty_folder_and_skips_its_own_output(tmp_pa
     assert len(au_table.read(out)) == 1
 
 
+def test_import_openface_reads_upper_case_csvs_labels_one_file_by_name_and_keeps_its_input(tmp_path, capsys):
+    """HAPPY004.CSV was left out of a folder import unsaid; happy001.csv imported on its own had no
+    label (in its folder it had one); --out naming the CSV being read replaced OpenFace's own file."""
+    from fer_core.cli import main
+
+    folder = tmp_path / "processed"
+    folder.mkdir()
+    (folder / "happy001.csv").write_bytes((FIXTURES / "happy001.csv").read_bytes())
+    (folder / "HAPPY004.CSV").write_bytes((FIXTURES / "happy001.csv").read_bytes())
+    assert main(["import-openface", str(folder), "--out", str(tmp_path / "all.csv")]) == 0
+    assert set(au_table.read(tmp_path / "all.csv")["file"]) == {"happy001", "HAPPY004"}
+    assert main(["import-openface", str(folder / "happy001.csv"), "--out", str(tmp_path / "one.csv")]) == 0
+    assert set(au_table.read(tmp_path / "one.csv")["label"]) == {"happy"}
+    before = (folder / "happy001.csv").read_bytes()
+    assert main(["import-openface", str(folder / "happy001.csv"), "--out", str(folder / "happy001.csv")]) == 2
+    assert "--out is the table being read" in capsys.readouterr().err
+    assert (folder / "happy001.csv").read_bytes() == before
+
+
 def test_openface_cannot_measure_under_a_drawn_mask(tmp_path, capsys):
     from fer_core.cli import main
 

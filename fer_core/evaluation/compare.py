@@ -136,6 +136,8 @@ def scored_images(predictors: Sequence[Predictor], items: Sequence[LabeledImage]
     """The emotions scored (``classes``, else those every model predicts and the images hold),
     the images of them, and how many images of each other emotion are left out."""
     present = {it.label for it in items if it.label}
+    if not present:  # not "no shared emotion": nothing to score any model on
+        raise DatasetError("no labelled images: put them in <emotion>/ folders or name them like angry001.jpg")
     classes = tuple(classes) if classes else shared_classes([p.classes for p in predictors], present)
     if not classes:
         raise DatasetError("the models share no emotion with the test set's labels; pick other models or images")

@@ -76,8 +76,8 @@ def import_openface_dir(folder: str | os.PathLike[str],
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder; pick the folder OpenFace wrote with -out_dir")
     skipped = Path(skip).resolve() if skip is not None else None
-    csvs = sorted(p for p in folder.rglob("*.csv")
-                  if p.is_file() and p.resolve() != skipped
+    csvs = sorted(p for p in folder.rglob("*")  # HAPPY004.CSV too: endings are not case-sensitive here
+                  if p.suffix.lower() == ".csv" and p.is_file() and p.resolve() != skipped
                   and not any(part.endswith("_aligned") or part.startswith(".")
                               for part in p.relative_to(folder).parts))
     images: list[LabeledImage] = []
@@ -98,9 +98,9 @@ def import_openface_dir(folder: str | os.PathLike[str],
             image = stems[csv.stem][0]
         if image is not None:
             matched.add(image.path)
-            file, label = str(image.path), image.label or _label_from_path(rel)
+            file, label = str(image.path), image.label or label_from_path(rel)
         else:
-            file, label = rel.with_suffix("").as_posix(), _label_from_path(rel)
+            file, label = rel.with_suffix("").as_posix(), label_from_path(rel)
         try:
             parts.append(read_openface_csv(csv, name=file, label=label))
         except FerError as exc:
@@ -199,7 +199,9 @@ def _from_merged(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     return au_table.normalise(pd.concat([out, aus.reset_index(drop=True)], axis=1))
 
 
-def _label_from_path(rel: Path) -> str | None:
+def label_from_path(rel: Path) -> str | None:
+    """The emotion of an OpenFace CSV by where it lies: its emotion folder, else an emotion-prefixed
+    name (``angry001.csv``); as the images' own labels are read."""
     if len(rel.parts) > 1:
         label = normalize_emotion(rel.parent.name)
         if label:
