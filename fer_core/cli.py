@@ -1077,7 +1077,7 @@ def cmd_compare(args) -> int:
 
         for pair in comparison.mcnemar:
             print(f"McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
-                  f"p = {p_text(pair.p_value)}, Holm-adjusted p = {p_text(pair.p_holm)}")
+                  f"p {_equals(p_text(pair.p_value))}, Holm-adjusted p {_equals(p_text(pair.p_holm))}")
     return status
 
 
@@ -1116,6 +1116,11 @@ def cmd_draw_testset(args) -> int:
     return 0
 
 
+def _equals(shown: str) -> str:
+    """"= 0.0312" or "< 0.0001" (not "= < 0.0001")."""
+    return shown if shown.startswith("<") else f"= {shown}"
+
+
 def cmd_models(args) -> int:
     from .manifest import read_manifest
 
@@ -1132,7 +1137,8 @@ def cmd_models(args) -> int:
         score = (f"accuracy {m.accuracy:.3f}, macro-F1 {m.macro_f1:.3f}" if m.accuracy is not None and m.macro_f1 is not None
                  else "not evaluated")
         where = f" on {m.evaluated_on}" if m.evaluated_on else ""
-        print(f"{e.name:{name_width}s}  {e.kind:{kind_width}s}  {e.path!s:{path_width}s}  {score}{where}")
+        missing = "" if os.path.lexists(e.file) else f"  (file missing: {printable(str(e.file))})"
+        print(f"{e.name:{name_width}s}  {e.kind:{kind_width}s}  {e.path!s:{path_width}s}  {score}{where}{missing}")
     return 0
 
 

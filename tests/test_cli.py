@@ -724,3 +724,24 @@ def test_summaries_name_an_output_that_is_not_utf8_as_escapes(capsys, tmp_path, 
     code, out, _ = run_cli(capsys, "draw-testset", source, tmp_path / os.fsdecode(b"set\xff"), "--per-class", "1",
                            "--classes", "happy,sad")
     assert code == 0 and out.rstrip().endswith("set\\xff") and "\udcff" not in out
+
+
+def test_compare_says_a_tiny_mcnemar_p_as_below_not_as_equal_to_below(capsys, tmp_path, monkeypatch):
+    """compare printed "p = < 0.0001" for a McNemar p of 1e-9."""
+    from types import SimpleNamespace
+
+    import fer_core.evaluation.compare as compare
+
+    pairs = [SimpleNamespace(a="m1", b="m2", only_a_correct=30, only_b_correct=0, p_value=1e-9, p_holm=2e-9),
+             SimpleNamespace(a="m1", b="m3", only_a_correct=3, only_b_correct=2, p_value=0.5, p_holm=1.0)]
+    comparison = SimpleNamespace(failed_models=[], unreadable=[], several_faces=[], skipped={}, reports={}, names=[],
+                                 mcnemar=pairs, to_dict=lambda: {})
+    monkeypatch.setattr(compare, "run_comparison", lambda *a, **k: comparison)
+    from PIL import Image
+
+    (tmp_path / "happy").mkdir()
+    Image.new("RGB", (48, 48)).save(tmp_path / "happy" / "a.png")
+    code, out, _ = run_cli(capsys, "compare", "--images", tmp_path, "--models", BUNDLED_AU_MODEL)
+    lines = [line for line in out.splitlines() if line.startswith("McNemar")]
+    assert code == 0 and "p < 0.0001, Holm-adjusted p < 0.0001" in lines[0] and "= <" not in out
+    assert "p = 0.5000, Holm-adjusted p = 1.0000" in lines[1]

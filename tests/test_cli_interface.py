@@ -140,6 +140,13 @@ def test_models_lists_in_columns_and_says_when_there_are_none(capsys, tmp_path, 
     assert [line.split()[1] for line in lines] == ["au-logreg", "au-bottleneck"]
     path_columns = {line.index(line.split()[2]) for line in lines}
     assert len(path_columns) == 1, lines
+    assert not any("file missing" in line for line in lines)
+    from dataclasses import replace
+
+    write_manifest([replace(entries[0], path=str(tmp_path / "gone.json")), entries[1]], folder)
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()  # a moved or deleted file is said where it is listed
+    assert lines[0].endswith(f"(file missing: {tmp_path / 'gone.json'})") and "file missing" not in lines[1]
 
     monkeypatch.setenv("FER_MODELS_DIR", str(tmp_path / "none"))
     assert main(["models"]) == 0
