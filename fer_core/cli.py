@@ -619,7 +619,8 @@ def _predict_table(args) -> int:
     judged = answers["emotion"].notna()
     counts = answers.loc[judged, "emotion"].value_counts()
     print(f"{len(answers):,} rows, {int(judged.sum()):,} faces judged by {predictor.name} -> {printable(str(target))}"
-          + (": " + ", ".join(f"{e} {n:,}" for e, n in counts.items()) if len(counts) else ""))
+          + (": " + ", ".join(f"{e} {n:,}" for e, n in counts.items()) if len(counts) else ""),
+          file=sys.stderr)  # as extract's and import-openface's summaries: the result is the file
     note = masked_note(answers["unknown_aus"])
     if note:
         print(f"note: {note}", file=sys.stderr)

@@ -93,7 +93,7 @@ def test_predict_au_table_answers_every_row_in_place_without_reading_images(caps
     source = tmp_path / "faces.csv"
     au_table.write(table, source)
     out = tmp_path / "answers.parquet"
-    code, said, _ = run_cli(capsys, "predict", "--au-table", source, "--out", out, "--model", BUNDLED_AU_MODEL)
+    code, _, said = run_cli(capsys, "predict", "--au-table", source, "--out", out, "--model", BUNDLED_AU_MODEL)
     found = int((table["success"] == 1).sum())
     assert 30 < found < 40 and code == 0 and said.startswith(f"40 rows, {found} faces judged by au-logreg-fer2013 ->")
     answers = pd.read_parquet(out)
