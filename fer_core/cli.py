@@ -718,7 +718,7 @@ def _print_reasons(failed, name_single: bool = True) -> None:
 def _extract_video(args) -> int:
     """``extract video.mp4 --fps 10``: a row per sampled frame and face, with ``time_s``."""
     from .measure.extract import default_workers
-    from .measure.video import DEFAULT_FPS, extract_video, frame_rows
+    from .measure.video import DEFAULT_FPS, extract_video, frame_rows, probe_video
 
     if args.backend != "mediapipe" or args.mask:
         raise FerError(f"{args.folder}: videos are measured with the embedded MediaPipe, without --mask or --backend")
@@ -730,7 +730,12 @@ def _extract_video(args) -> int:
     frames = table.loc[decoded, "time_s"].nunique()
     failed = table[table["success"] == 0]
     unread = int((~decoded).sum())
-    print(f"{frames} frames at {fps:g} fps, {int(table['success'].sum())} faces -> {printable(args.out)}; "
+    rate = f"{fps:g} fps"
+    with contextlib.suppress(FerError, OSError):  # more than the video has: every frame was taken
+        own = probe_video(args.folder).fps
+        if 0 < own < fps:
+            rate += f" (every frame: the video has {own:.3g} fps)"
+    print(f"{frames} frames at {rate}, {int(table['success'].sum())} faces -> {printable(args.out)}; "
           f"{len(failed) - unread} frames without a face or unreadable"
           + (f"; {unread} {'stretch' if unread == 1 else 'stretches'} of the video without frames" if unread else ""),
           file=sys.stderr)

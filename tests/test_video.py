@@ -270,6 +270,15 @@ def test_cli_extract_video_writes_time_s(face_video, tmp_path):
     assert au_table.read(tmp_path / "img.csv")["time_s"].isna().all()
 
 
+def test_cli_extract_video_says_when_it_took_every_frame(tmp_path, capsys):
+    """--fps 60 on a 5 fps clip said "5 frames at 60 fps", a rate the clip does not have."""
+    from fer_core.cli import main
+
+    path = write_video(tmp_path / "slow.mp4", 1, rate=5)
+    assert main(["extract", str(path), "--fps", "60", "--out", str(tmp_path / "au.csv"), "--workers", "1"]) == 0
+    assert "5 frames at 60 fps (every frame: the video has 5 fps)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name, codec", [("clip.webm", "libvpx"), ("clip.avi", "mpeg4"), ("clip.mov", "mpeg4")])
 def test_other_containers(tmp_path, name, codec):
     path = write_video(tmp_path / name, 2, rate=10, codec=codec)
