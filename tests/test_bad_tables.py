@@ -385,7 +385,8 @@ def test_the_fit_cap_keeps_every_emotion():
     table = table.drop(rare).reset_index(drop=True)  # 12 disgust among 2,012 faces
     model = fit_au_model(table, max_rows=300)
     data = model.info["data"]
-    assert data["sample"].startswith("a stratified sample of ") and "of 2,012 usable faces (at most 300" in data["sample"]
+    assert data["sample"].startswith("a stratified sample of ") and "of 2,012 usable faces (about 300" in data["sample"]
+    assert "at least 10 of each emotion" in data["sample"]  # "at most 300" while fitting more contradicted itself
     assert data["fitted_rows"] <= 310 and model.info["settings"]["max_rows"] == 300
     assert model.weights[0].shape == (6, 17)  # disgust kept although its share of 300 is under 2
 

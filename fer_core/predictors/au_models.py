@@ -434,8 +434,9 @@ class FitPlan:
                                           "score flatters the model")
         if self.sampled:
             out["fitted_rows"] = int(len(self.final))
-            out["sample"] = (f"a stratified sample of {len(self.final):,} of {self.rows:,} usable faces (at most "
-                             f"{self.max_rows:,} are fitted; seed {self.seed})")
+            out["sample"] = (f"a stratified sample of {len(self.final):,} of {self.rows:,} usable faces (about "
+                             f"{self.max_rows:,} are fitted, and at least {au_table.MIN_FACES_PER_CLASS} of each "
+                             f"emotion; seed {self.seed})")
         return out
 
 
