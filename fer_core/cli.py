@@ -635,8 +635,8 @@ def cmd_extract(args) -> int:
     from .measure.video import is_video
 
     if is_video(args.folder) and not Path(args.folder).is_dir():
-        if args.engine == "ray" or args.crops:
-            raise FerError(f"{args.folder}: --engine ray and --crops are for folders of images, not a video")
+        if args.engine == "ray" or args.crops or args.classes:
+            raise FerError(f"{args.folder}: --engine ray, --crops and --classes are for folders of images, not a video")
         return _extract_video(args)
     if Path(args.folder).is_file():  # a video of another format (MKV, M4V) is not a folder either
         raise FerError(f"{args.folder}: not a folder of images or a video this reads; give a folder, or a video "

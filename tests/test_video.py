@@ -277,6 +277,9 @@ def test_cli_extract_video_says_when_it_took_every_frame(tmp_path, capsys):
     path = write_video(tmp_path / "slow.mp4", 1, rate=5)
     assert main(["extract", str(path), "--fps", "60", "--out", str(tmp_path / "au.csv"), "--workers", "1"]) == 0
     assert "5 frames at 60 fps (every frame: the video has 5 fps)" in capsys.readouterr().err
+    for option in (["--classes", "happy"], ["--crops"], ["--engine", "ray"]):  # --classes was ignored unsaid
+        assert main(["extract", str(path), "--out", str(tmp_path / "x.csv"), *option]) == 2
+        assert "are for folders of images, not a video" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name, codec", [("clip.webm", "libvpx"), ("clip.avi", "mpeg4"), ("clip.mov", "mpeg4")])
