@@ -690,7 +690,8 @@ def cmd_extract(args) -> int:
     ok = int(table["success"].sum())
     images = table["file"].nunique()
     failed = table[table["success"] == 0]
-    print(f"{images} images, {ok} faces -> {printable(args.out)}; {len(failed)} without a face or unreadable", file=sys.stderr)
+    print(f"{_counted(images, 'image')}, {_counted(ok, 'face')} -> {printable(args.out)}; {len(failed):,} without a face "
+          "or unreadable", file=sys.stderr)
     _print_reasons(failed)
     return 0
 
@@ -703,6 +704,11 @@ def _write_local_table(table, out: str) -> None:
 
     au_table.write(table, out)
     record_path(fileio.output_path(out)).unlink(missing_ok=True)
+
+
+def _counted(n: int, noun: str) -> str:
+    """"1 image", "2,000 images"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _print_reasons(failed, name_single: bool = True) -> None:
