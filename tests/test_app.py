@@ -172,6 +172,26 @@ def test_explorer_missing_folder_and_empty_folder_are_errors(models_dir, tmp_pat
     assert any("no images found" in e for e in _texts(at.error))
 
 
+def test_explorer_says_what_it_does_not_read_from_a_folder(models_dir, tmp_path):
+    """A folder holding happy/ and "Sad Faces/" showed the happy images as the whole dataset; what
+    is passed over is now said above it, and a folder of nothing readable says why."""
+    for folder in ("happy", "Sad Faces"):
+        (tmp_path / "set" / folder).mkdir(parents=True)
+        Image.new("L", (48, 48), 128).save(tmp_path / "set" / folder / "a.png")
+    at = _run(AppTest.from_file(EXPLORER))
+    at.radio(key="explorer_source").set_value("A folder on this machine")
+    _run(at)
+    at.text_input[0].set_value(str(tmp_path / "set"))
+    _run(at)
+    warned = [w for w in _texts(at.warning) if w.startswith("Not read from this folder (1)")]
+    assert len(warned) == 1 and "Sad Faces/: a folder not named after an emotion" in warned[0], _texts(at.warning)
+    (tmp_path / "set" / "happy").rename(tmp_path / "happy")
+    (tmp_path / "set").rename(tmp_path / "only sad")  # another path: the listing is not the cached one
+    at.text_input[0].set_value(str(tmp_path / "only sad"))
+    _run(at)
+    assert any("no readable images found. Sad Faces/: a folder not named" in e for e in _texts(at.error)), _texts(at.error)
+
+
 def test_explorer_uploaded_zip_and_a_bad_zip(models_dir, astronaut):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

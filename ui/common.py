@@ -288,10 +288,18 @@ def _listing_of(root: str, classes: tuple[str, ...] | None = None):
 
 
 def dataset_items(root: str, classes: tuple[str, ...] | None = None):
-    items = dataset_listing(root, classes).items
-    if not items:
-        raise DatasetError(f"{root}: no readable images found. {data_layout_help()}")
-    return items
+    """The folder's images; what it passes over (a folder not named after an emotion, a video) is
+    said above the page's results, else a researcher reads the rest as the whole dataset."""
+    listing = dataset_listing(root, classes)
+    if not listing.items:  # show_error escapes the names
+        first = listing.skipped[0] if listing.skipped else None
+        raise DatasetError(f"{root}: no readable images found. " + (f"{first.file}: {first.reason}. " if first else "")
+                           + data_layout_help())
+    if listing.skipped:
+        examples = [f"{shown_literally(s.file)}: {i18n.reason(s.reason)}" for s in listing.skipped[:3]]
+        st.warning(t("common.passed_over", n=f"{len(listing.skipped):,}", examples="; ".join(examples)
+                     + ("; …" if len(listing.skipped) > 3 else "")), icon=":material/folder_off:")
+    return listing.items
 
 
 @st.cache_data(max_entries=2000, show_spinner=False)
