@@ -1002,6 +1002,7 @@ def cmd_evaluate(args) -> int:
     from .evaluation.compare import evaluate_au_table, evaluate_images
     from .images import scan_images
     from .measure.extract import default_workers
+    from .predictors.base import model_of_kind
     from .predictors.registry import load_predictor
 
     predictor = load_predictor(args.model)
@@ -1011,7 +1012,7 @@ def cmd_evaluate(args) -> int:
     if args.au_table:
         _return_freed_memory()
         if predictor.inputs != "aus":  # say so before reading a table that may be large
-            raise FerError(f"{args.model}: a {predictor.kind} model scores images, not an AU table; "
+            raise FerError(f"{args.model}: {model_of_kind(predictor.kind)} scores images, not an AU table; "
                            "use --images with a folder of labelled images")
         table = au_table.read(args.au_table)
         report = evaluate_au_table(predictor, table)

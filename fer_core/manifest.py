@@ -209,7 +209,7 @@ def refuse_other_kind(name: str, kind: str, existing: Sequence[ModelEntry]) -> N
     it in the manifest (a model of the same kind is replaced, as retraining in place does)."""
     same = next((e for e in existing if e.name == name), None)
     if same is not None and same.kind != kind:
-        raise FerError(f"a {same.kind} model named {name!r} exists; a {kind} model cannot replace it, "
+        raise FerError(f"a model named {name!r} of kind {same.kind} exists; a model of kind {kind} cannot replace it, "
                        "choose another name")
 
 

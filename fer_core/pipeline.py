@@ -20,7 +20,7 @@ from . import au_table
 from .au_table import AU_COLUMNS
 from .errors import FerError, one_line, printable
 from .images import LabeledImage, load_image
-from .predictors.base import Explanation, FaceInput, Predictor, predicted_labels
+from .predictors.base import Explanation, FaceInput, Predictor, model_of_kind, predicted_labels
 from .predictors.ensemble import predict_reusing
 
 SMALL_IMAGE_SIDE = 160  # images smaller than this are face crops themselves
@@ -299,7 +299,7 @@ def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = Tru
     judge) keeps its place with an empty emotion and its ``reason``, so a video's time line shows
     its gaps. AUs come from the table, so no image is read again."""
     if predictor.inputs != "aus":
-        raise FerError(f"{predictor.name}: a {predictor.kind} model reads face images, not an AU table; "
+        raise FerError(f"{predictor.name}: {model_of_kind(predictor.kind)} reads face images, not an AU table; "
                        "pick an AU model (au-logreg-fer2013, au-logreg-upper-fer2013, ...)")
     au_table.require_columns(table, AU_COLUMNS, what=au_table.table_name(table))
     found = np.flatnonzero(au_table.face_found(table).to_numpy())

@@ -96,7 +96,7 @@ def test_evaluated_on_images_and_refused_on_an_au_table(capsys, bottleneck, fer_
     report = json.loads(capsys.readouterr().out)
     assert report["n"] == 24 and report["no_face"] == 0  # it reads every crop, face found or not
     assert main(["evaluate", "--model", str(bottleneck), "--au-table", "data/fer2013_val_au.csv.gz"]) == 2
-    assert "scores images, not an AU table" in capsys.readouterr().err
+    assert "an au-bottleneck model scores images, not an AU table" in capsys.readouterr().err
 
 
 def test_try_it_shows_what_the_network_read_beside_what_the_landmarks_measured(models_dir, bottleneck, astronaut_jpeg):

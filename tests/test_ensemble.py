@@ -97,7 +97,7 @@ def test_an_ensemble_in_another_models_folder_takes_its_members_from_there(membe
 def test_bad_ensembles_are_refused_with_one_line(members, models_dir, capsys):
     cases = [
         (["--models", "tiny-six,nowhere"], "nowhere: not in models/manifest.json"),
-        (["--models", f"tiny-six,{BUNDLED_AU_MODEL}"], "reads AU tables"),
+        (["--models", f"tiny-six,{BUNDLED_AU_MODEL}"], "an au-logreg model reads AU tables"),
         (["--models", "tiny-six,tiny-seven", "--classes", "fear,happy"], "tiny-six lacks fear"),
         (["--models", "tiny-six"], "at least two models"),
     ]

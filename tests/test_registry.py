@@ -125,7 +125,7 @@ def test_the_manifest_and_the_loaded_model_must_agree(models_dir):
     assert registry.load_predictor(cnn.name).classes == cnn.classes
     cases = [(cnn, {"classes": tuple(reversed(cnn.classes))}, "differ from those its training recorded"),
              (au, {"classes": ("happy", "sad")}, "differ from those the manifest lists for 'au-logreg-fer2013'"),
-             (au, {"kind": "au-mlp"}, "is a au-logreg model, but the manifest lists 'au-logreg-fer2013' as au-mlp")]
+             (au, {"kind": "au-mlp"}, "the model's kind is au-logreg, but the manifest lists 'au-logreg-fer2013' as au-mlp")]
     for entry, change, expected in cases:
         changed = registry.find_entry(entry.name, REPO_ROOT / "models")
         for key, value in change.items():
@@ -144,13 +144,13 @@ def test_a_model_of_another_kind_or_an_ensembles_member_keeps_its_name(models_di
     table = REPO_ROOT / "data" / "fer2013_val_au.csv.gz"
     assert main(["train-au", str(table), "--out", str(tmp_path / "x.json"), "--name", "au-logreg-fer2013",
                  "--kind", "mlp"]) == 2
-    assert "a au-logreg model named 'au-logreg-fer2013' exists; a au-mlp model cannot replace it" in \
+    assert "a model named 'au-logreg-fer2013' of kind au-logreg exists; a model of kind au-mlp cannot replace it" in \
         capsys.readouterr().err
     assert [(e.name, e.kind) for e in read_manifest()] == [("au-logreg-fer2013", "au-logreg")]
     # training says so before it starts (it trained for minutes, then refused to register)
     assert main(["train-cnn", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c.keras"),
                  "--name", "au-logreg-fer2013"]) == 2
-    assert "a au-logreg model named 'au-logreg-fer2013' exists; a cnn model" in capsys.readouterr().err
+    assert "a model named 'au-logreg-fer2013' of kind au-logreg exists; a model of kind cnn" in capsys.readouterr().err
     assert main(["ensemble", "--models", "au-logreg-fer2013", "--name", "au-logreg-fer2013"]) == 2
     assert "cannot take the name of one of its members" in capsys.readouterr().err
     assert main(["ensemble", "--models", "au-logreg-fer2013", "--name", "bad name!"]) == 2

@@ -23,7 +23,7 @@ from ..errors import DatasetError, FerError, one_line, printable
 from ..i18n import t
 from ..images import LabeledImage
 from ..measure.workers import telling_waits
-from ..predictors.base import Explanation, Predictor, predicted_labels
+from ..predictors.base import Explanation, Predictor, model_of_kind, predicted_labels
 from ..predictors.ensemble import EnsemblePredictor, predict_reusing
 from .metrics import EvaluationReport, McNemarResult, evaluation_report, holm_adjusted, mcnemar, report_from_codes
 
@@ -264,7 +264,7 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
     from ..predictors.base import FaceInput
 
     if predictor.inputs != "aus":
-        raise FerError(f"{predictor.name}: a {predictor.kind} model scores images, not an AU table; "
+        raise FerError(f"{predictor.name}: {model_of_kind(predictor.kind)} scores images, not an AU table; "
                        "use --images with a folder of labelled images")
     classes = list(predictor.classes)
     # The rule on AU values applies to the AUs the model uses (README), as ``evaluate_on_table``
@@ -312,7 +312,7 @@ def explain_image(path: str | Path, label: str | None, predictor: Predictor) -> 
     from ..pipeline import prepare_faces
 
     if not predictor.explains:
-        raise FerError(f"{predictor.name}: a {predictor.kind} model does not explain its predictions")
+        raise FerError(f"{predictor.name}: {model_of_kind(predictor.kind)} does not explain its predictions")
     prepared = prepare_faces([LabeledImage(Path(path), label)], need_aus=True,
                              need_pixels=predictor.inputs == "pixels")
     if not prepared.faces:

@@ -25,6 +25,11 @@ Progress = Callable[[int, int], None]
 ACTIVE_INTENSITY = 0.5  # below this an AU reads as "absent"
 
 
+def model_of_kind(kind: str) -> str:
+    """"an au-logreg model", "a cnn model": messages name a model by its kind with the right article."""
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind} model"
+
+
 @dataclass
 class FaceInput:
     """One face as models see it. ``pixels``: RGB uint8 crop around the face (FER-style crops
@@ -142,7 +147,7 @@ class Predictor(ABC):
         """(n, len(classes)) probabilities; NaN rows for faces the model could not judge."""
 
     def explain(self, face: FaceInput | np.ndarray, top: int = 3) -> Explanation:
-        raise FerError(f"{self.name}: a {self.kind} model does not explain its predictions; "
+        raise FerError(f"{self.name}: {model_of_kind(self.kind)} does not explain its predictions; "
                        "use an AU model for reasons")
 
     def au_model(self):
@@ -158,7 +163,7 @@ class Predictor(ABC):
         for face in faces:
             pixels = face.pixels if isinstance(face, FaceInput) else face
             if pixels is None:
-                raise FerError(f"{self.name}: a {self.kind} model scores face images, not an AU table; "
+                raise FerError(f"{self.name}: {model_of_kind(self.kind)} scores face images, not an AU table; "
                                "give it images (--images)")
             out.append(pixels)
         return out

@@ -21,7 +21,7 @@ import numpy as np
 from ..emotions import SEVEN_EMOTIONS, normalize_emotion
 from ..errors import FerError, ModelFileError
 from ..safe_files import json_format_claims, read_json_file
-from .base import Predictor, Progress
+from .base import Predictor, Progress, model_of_kind
 
 KIND = "ensemble"
 FORMAT = "fer_core.ensemble/1"
@@ -100,7 +100,7 @@ class EnsemblePredictor(Predictor):
             raise FerError("an ensemble needs at least two models")
         for member in members:
             if member.inputs != "pixels":
-                raise FerError(f"{member.name}: a {member.kind} model reads AU tables; an ensemble averages models "
+                raise FerError(f"{member.name}: {model_of_kind(member.kind)} reads AU tables; an ensemble averages models "
                                "that take face images (CNN, AU bottleneck, Teachable Machine)")
         self.members = tuple(members)
         self.classes = shared_classes(self.members, classes)

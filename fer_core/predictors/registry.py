@@ -156,7 +156,7 @@ def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Pre
     # What the manifest says must be what was loaded: its classes label the outputs everywhere
     # (a class list in another order named every face wrongly), its kind decides the pages' use.
     if predictor.kind != entry.kind:
-        raise ModelFileError(f"{entry.file}: is a {predictor.kind} model, but the manifest lists {entry.name!r} as "
+        raise ModelFileError(f"{entry.file}: the model's kind is {predictor.kind}, but the manifest lists {entry.name!r} as "
                              f"{entry.kind}; fix its kind in manifest.json")
     if entry.classes and tuple(normalize_emotion(c) or c for c in entry.classes) != tuple(predictor.classes):
         raise ModelFileError(f"{entry.file}: the model's classes ({', '.join(predictor.classes)}) differ from "
