@@ -322,3 +322,21 @@ def test_a_training_that_registers_nothing_does_not_need_a_readable_manifest(mod
     assert main(["train-au", str(AU_TABLE), "--out", str(out)]) == 0 and out.is_file()
     assert main(["train-au", str(AU_TABLE), "--out", str(tmp_path / "named.json"), "--name", "mine"]) == 2
     assert "manifest" in capsys.readouterr().err and not (tmp_path / "named.json").exists()
+
+
+def test_a_registered_model_given_by_path_is_reported_by_its_name(tmp_path, capsys):
+    """``evaluate --model models/au_logreg_fer2013.json`` reported 'au_logreg_fer2013', so one
+    model had two names in a researcher's results; a copy elsewhere is its own file."""
+    import shutil
+
+    from fer_core.config import REPO_ROOT
+
+    bundled = REPO_ROOT / "models" / "au_logreg_fer2013.json"
+    copy = tmp_path / "my_logreg.json"
+    shutil.copyfile(bundled, copy)
+    table = str(REPO_ROOT / "data" / "fer2013_val_au.csv.gz")
+    names = []
+    for given in (bundled, bundled.relative_to(REPO_ROOT), copy):
+        assert main(["evaluate", "--model", str(given), "--au-table", table, "--json"]) == 0
+        names.append(json.loads(capsys.readouterr().out)["model"])
+    assert names == ["au-logreg-fer2013", "au-logreg-fer2013", "my_logreg"]

@@ -141,9 +141,24 @@ def find_entry(ref: str | ModelEntry, models_dir: Path | None = None) -> ModelEn
     if os.path.lexists(path):  # False, not OSError, for a name too long to exist
         if not path.is_dir():  # a folder may be a Teachable Machine export; else only regular files
             check_regular_file(path, MODEL_FILE_HINT)
-        return ModelEntry(name=path.stem, kind=kind_for_path(path), path=str(path.resolve()), classes=())
+        return _registered_as(path, entries) or ModelEntry(name=path.stem, kind=kind_for_path(path),
+                                                           path=str(path.resolve()), classes=())
     names = ", ".join(e.name for e in entries) or "none"
     raise ModelFileError(f"model {ref!r} not found: give a file path or one of: {names}")
+
+
+def _registered_as(path: Path, entries: Sequence[ModelEntry]) -> ModelEntry | None:
+    """The manifest's entry for a model file given by path, unchanged since it was registered: a
+    result then names the model as every other one does ('cnn-fer2013', not 'cnn_fer2013'). A
+    file changed since is loaded as the file the user named, under its file's name."""
+    resolved = path.resolve()
+    for entry in entries:
+        try:
+            if entry.file.resolve() == resolved and (not entry.sha256 or sha256_file(resolved) == entry.sha256):
+                return entry
+        except OSError:  # a folder (Teachable Machine export) or an unreadable file: not this entry
+            continue
+    return None
 
 
 def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Predictor:
