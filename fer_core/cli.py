@@ -1081,7 +1081,7 @@ def cmd_compare(args) -> int:
         _write_compare_report(args, comparison, refs)
     status = 2 if comparison.failed_models else 0  # the others' results are given, the failure said
     if args.json:
-        print(json.dumps(comparison.to_dict()))
+        print(json.dumps(comparison.to_dict(root=args.images)))
         return status
     for report in comparison.reports.values():
         _print_report(report)

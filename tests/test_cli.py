@@ -325,11 +325,16 @@ def test_extract_through_symlinked_emotion_folders_writes_relative_paths(capsys,
     assert files.str.match(r"^(happy|sad)/[^/]+\.jpg$").all(), files.tolist()
 
 
-def test_compare_json_keys(capsys, fer_sample):
+def test_compare_json_keys(capsys, fer_sample, tmp_path):
+    predictions = tmp_path / "predictions.csv"
     code, out, _ = run_cli(capsys, "compare", "--images", fer_sample, "--models", "au-logreg-fer2013",
-                           "au-logreg-fer2013-balanced", "--json", "--workers", "1")
+                           "au-logreg-fer2013-balanced", "--json", "--workers", "1", "--csv", predictions)
     assert code == 0
     report = json.loads(out)
+    # its files are named as in the CSV (relative to --images), not by where the shell stood
+    table = pd.read_csv(predictions)
+    wrong = table.loc[~table["au-logreg-fer2013 correct"], "file"].tolist()
+    assert wrong and report["wrong"]["au-logreg-fer2013"] == wrong
     assert list(report) == ["n", "classes", "models", "mcnemar", "wrong", "no_face", "skipped", "skipped_classes",
                             "several_faces", "failed_models"]
     assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value", "p_holm"]

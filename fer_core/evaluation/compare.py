@@ -21,7 +21,7 @@ import pandas as pd
 from ..emotions import shared_classes
 from ..errors import DatasetError, FerError, one_line, printable
 from ..i18n import t
-from ..images import LabeledImage
+from ..images import LabeledImage, relative_file
 from ..measure.workers import telling_waits
 from ..predictors.base import Explanation, Predictor, model_of_kind, predicted_labels
 from ..predictors.ensemble import EnsemblePredictor, predict_reusing
@@ -71,13 +71,17 @@ class Comparison:
     def no_face_files(self, name: str) -> list[str]:
         return self.table.loc[self.table[name].isna(), "file"].tolist()
 
-    def to_dict(self) -> dict:
-        """The ``compare --json`` output."""
+    def to_dict(self, root: str | Path | None = None) -> dict:
+        """The ``compare --json`` output; ``root``: the test set's folder, to which its files are
+        given relative, as in the predictions CSV (``--csv``), so the two can be joined."""
+        def relative(files: list[str]) -> list[str]:
+            return [relative_file(f, root) for f in files]
+
         return {"n": self.n, "classes": list(self.classes),
                 "models": {m: r.to_dict() for m, r in self.reports.items()},
                 "mcnemar": [p.to_dict() for p in self.mcnemar],
-                "wrong": {m: self.wrong_files(m) for m in self.names},
-                "no_face": {m: self.no_face_files(m) for m in self.names},
+                "wrong": {m: relative(self.wrong_files(m)) for m in self.names},
+                "no_face": {m: relative(self.no_face_files(m)) for m in self.names},
                 "skipped": list(self.unreadable), "skipped_classes": dict(self.skipped),
                 "several_faces": list(self.several_faces), "failed_models": list(self.failed_models)}
 
