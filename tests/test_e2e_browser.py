@@ -6,6 +6,7 @@ comparison's HTML report from disk with the network cut off."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -21,6 +22,7 @@ from test_report import hand_made_comparison
 
 from fer_core.config import REPO_ROOT
 from fer_core.emotions import SEVEN_EMOTIONS
+from fer_core.i18n import catalogue
 
 CHROMIUM = os.environ.get("FER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -171,6 +173,15 @@ def test_korean_pages_render_hangul_and_the_language_is_kept_in_the_address(serv
                 page.wait_for_function(loaded, timeout=30_000)
             page.evaluate("document.fonts.load('16px NanumGothic', '\ud55c\uae00')")  # the word Hangul
             assert page.evaluate(loaded), "NanumGothic was loaded for the Korean text"
+
+            # Streamlit's upload button has no language option: it says "Upload" in Korean pages unless
+            # drawn over (ui.common); the words a browser shows are the ::after content then
+            nav.get_by_text("직접 해보기").click()
+            button = '[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p'
+            page.locator(button).first.wait_for(timeout=60_000)
+            shown = f"getComputedStyle(document.querySelector('{button}'), '::after').content"
+            label = json.dumps(catalogue("ko")["common.upload_button"], ensure_ascii=False)
+            page.wait_for_function(f"{shown} === {json.dumps(label, ensure_ascii=False)}", timeout=30_000)
 
             nav.get_by_text("모델 비교").click()
             page.wait_for_url("**/Compare*lang=ko*", timeout=30_000)

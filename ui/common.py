@@ -91,7 +91,15 @@ def choose_language() -> str:
     st.session_state["_lang"] = lang
     if st.query_params.get("lang") != lang:
         st.query_params["lang"] = lang
+    if lang != "en":
+        st.html(f"<style>{_UPLOAD_BUTTON_CSS % json.dumps(t('common.upload_button'), ensure_ascii=False)}</style>")
     return lang
+
+
+# Streamlit's upload button says "Upload" whatever the page's language, and has no option for
+# it: its text is drawn over in the page's language (checked in Chromium, tests/test_e2e_browser.py).
+_UPLOAD_BUTTON = '[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p'
+_UPLOAD_BUTTON_CSS = _UPLOAD_BUTTON + " {font-size: 0} " + _UPLOAD_BUTTON + "::after {content: %s; font-size: 0.875rem}"
 
 
 # -- page frame and errors ---------------------------------------------------------------------
