@@ -113,6 +113,24 @@ def test_the_mediapipe_worker_is_loading_before_the_first_page_opens(server):
     assert any("spawn_main" in command for command in children), children
 
 
+def test_a_pages_address_opened_first_runs_the_whole_app(server):
+    """A bookmark of /Compare opened first on a fresh server (this test must open the server's
+    first page): Streamlit ran pages/6_Compare.py by itself, with a sidebar of file names ("app")
+    and no language selector, until some visitor had opened Home."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.goto(server + "/Compare", wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Compare").first.wait_for(timeout=60_000)
+            sidebar = page.locator('[data-testid="stSidebar"]')
+            sidebar.locator('[data-testid="stSelectbox"]').wait_for(timeout=30_000)  # the language
+            assert sidebar.get_by_text("Home", exact=True).count() == 1
+            assert sidebar.get_by_text("app", exact=True).count() == 0
+        finally:
+            browser.close()
+
+
 def test_upload_a_face_in_the_browser_and_read_the_prediction(server, astronaut, tmp_path):
     photo = tmp_path / "astronaut.jpg"
     Image.fromarray(astronaut).save(photo, quality=92)
