@@ -56,14 +56,15 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The dashboard as a user runs it, on a free localhost port; killed (by its pid) afterwards."""
+@contextlib.contextmanager
+def _dashboard(log_path: Path, *launch: str):
+    """The dashboard started with ``launch`` (``-m ui.launch`` as `make run` does, or streamlit's own
+    ``run app.py``) on a free localhost port, until healthy: (its url, its process); killed after."""
     port = _free_port()
-    log = (tmp_path_factory.mktemp("streamlit") / "server.log").open("w")
+    log = log_path.open("w")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ui.launch", "--server.headless", "true",
+        [sys.executable, *launch, "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
          "--browser.gatherUsageStats", "false"],
         cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -75,8 +76,7 @@ def server(tmp_path_factory):
                 log.flush()
                 pytest.fail(f"streamlit did not become healthy: {Path(log.name).read_text()[-2000:]}")
             time.sleep(0.3)
-        _AT_START["children"] = _child_commands(proc.pid)  # before any page is opened
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
@@ -85,6 +85,14 @@ def server(tmp_path_factory):
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The dashboard as a user runs it (`make run`)."""
+    with _dashboard(tmp_path_factory.mktemp("streamlit") / "server.log", "-m", "ui.launch") as (url, proc):
+        _AT_START["children"] = _child_commands(proc.pid)  # before any page is opened
+        yield url
 
 
 _AT_START: dict[str, list[str] | None] = {}
@@ -117,12 +125,23 @@ def test_a_pages_address_opened_first_runs_the_whole_app(server):
     """A bookmark of /Compare opened first on a fresh server (this test must open the server's
     first page): Streamlit ran pages/6_Compare.py by itself, with a sidebar of file names ("app")
     and no language selector, until some visitor had opened Home."""
+    _page_opened_first_has_the_apps_sidebar(server, "Compare")
+
+
+def test_a_pages_address_opened_first_on_plain_streamlit_runs_the_whole_app(tmp_path):
+    """The same on `streamlit run app.py` (the README's other way to start it): the page, run by
+    itself, runs again through app.py."""
+    with _dashboard(tmp_path / "server.log", "-m", "streamlit", "run", "app.py") as (url, _proc):
+        _page_opened_first_has_the_apps_sidebar(url, "Masks")
+
+
+def _page_opened_first_has_the_apps_sidebar(url: str, title: str) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 900})
-            page.goto(server + "/Compare", wait_until="domcontentloaded")
-            page.get_by_role("heading", name="Compare").first.wait_for(timeout=60_000)
+            page.goto(f"{url}/{title}", wait_until="domcontentloaded")
+            page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
             sidebar = page.locator('[data-testid="stSidebar"]')
             sidebar.locator('[data-testid="stSelectbox"]').wait_for(timeout=30_000)  # the language
             assert sidebar.get_by_text("Home", exact=True).count() == 1

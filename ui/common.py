@@ -108,9 +108,21 @@ def page_setup(title: str, icon: str) -> None:
 
     ``title`` is a catalogue key (``nav.compare``) or, for old callers, the English title.
     """
+    _run_through_the_app()
     i18n.set_language(_wanted_language())
     shown = t(title) if title.startswith("nav.") else title
     st.set_page_config(page_title=f"{shown} · FER workbench", page_icon=icon, layout="wide")
+
+
+def _run_through_the_app() -> None:
+    """A page run by itself, as Streamlit does with a ``pages/`` folder for an address opened before
+    any session ran app.py (a plain ``streamlit run app.py``; ``make run`` avoids it, see
+    ``ui.launch``), is run again through app.py: its sidebar, language and workers."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 # What Streamlit's Markdown turns into something other than the text itself: links and images
