@@ -74,7 +74,8 @@ def registered_entries(refs: Sequence[str], names: Sequence[str]) -> dict[str, M
     Never by the file's name alone: ``other/au-logreg-fer2013.json`` is not the bundled model of
     that name, and its record (path, checksum, accuracy) would describe another file. No ``refs``:
     the manifest's models, as ``compare`` without --models runs them."""
-    from ..manifest import read_manifest, sha256_file
+    from ..manifest import read_manifest
+    from ..predictors.registry import registered_as
 
     entries = read_manifest()
     by_name = {e.name: e for e in entries}
@@ -86,13 +87,8 @@ def registered_entries(refs: Sequence[str], names: Sequence[str]) -> dict[str, M
         path = Path(ref)
         if not path.exists():
             continue  # it could not be loaded, so it is not compared
-        entry = next((e for e in entries if e.file.resolve() == path.resolve()), None)
-        if entry is not None and entry.sha256:
-            try:
-                entry = entry if sha256_file(path) == entry.sha256 else None
-            except FerError:
-                entry = None
-        found[path.stem] = entry  # a model loaded from a file is named after it
+        entry = registered_as(path, entries)
+        found[entry.name if entry else path.stem] = entry  # named as the registry loads it
     return {name: found.get(name) for name in names}
 
 

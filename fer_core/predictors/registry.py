@@ -141,13 +141,13 @@ def find_entry(ref: str | ModelEntry, models_dir: Path | None = None) -> ModelEn
     if os.path.lexists(path):  # False, not OSError, for a name too long to exist
         if not path.is_dir():  # a folder may be a Teachable Machine export; else only regular files
             check_regular_file(path, MODEL_FILE_HINT)
-        return _registered_as(path, entries) or ModelEntry(name=path.stem, kind=kind_for_path(path),
+        return registered_as(path, entries) or ModelEntry(name=path.stem, kind=kind_for_path(path),
                                                            path=str(path.resolve()), classes=())
     names = ", ".join(e.name for e in entries) or "none"
     raise ModelFileError(f"model {ref!r} not found: give a file path or one of: {names}")
 
 
-def _registered_as(path: Path, entries: Sequence[ModelEntry]) -> ModelEntry | None:
+def registered_as(path: Path, entries: Sequence[ModelEntry]) -> ModelEntry | None:
     """The manifest's entry for a model file given by path, unchanged since it was registered: a
     result then names the model as every other one does ('cnn-fer2013', not 'cnn_fer2013'). A
     file changed since is loaded as the file the user named, under its file's name."""
@@ -156,7 +156,7 @@ def _registered_as(path: Path, entries: Sequence[ModelEntry]) -> ModelEntry | No
         try:
             if entry.file.resolve() == resolved and (not entry.sha256 or sha256_file(resolved) == entry.sha256):
                 return entry
-        except OSError:  # a folder (Teachable Machine export) or an unreadable file: not this entry
+        except (OSError, FerError):  # a folder (Teachable Machine export), an unreadable file: not this one
             continue
     return None
 
