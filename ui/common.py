@@ -89,6 +89,7 @@ def choose_language() -> str:
                                   help=i18n.catalogue(lang)["nav.language_help"])
     lang = i18n.set_language(choice)
     st.session_state["_lang"] = lang
+    st.session_state[_RAN_APP] = True
     if st.query_params.get("lang") != lang:
         st.query_params["lang"] = lang
     if lang != "en":
@@ -114,13 +115,16 @@ def page_setup(title: str, icon: str) -> None:
     st.set_page_config(page_title=f"{shown} · FER workbench", page_icon=icon, layout="wide")
 
 
+_RAN_APP = "_ran_app"  # this session has run app.py (its navigation), set by choose_language
+
+
 def _run_through_the_app() -> None:
     """A page run by itself, as Streamlit does with a ``pages/`` folder for an address opened before
     any session ran app.py (a plain ``streamlit run app.py``; ``make run`` avoids it, see
     ``ui.launch``), is run again through app.py: its sidebar, language and workers."""
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    if PagesManager.uses_pages_directory and not st.session_state.get(_RAN_APP):
         PagesManager.uses_pages_directory = False
         st.rerun()
 
