@@ -51,19 +51,16 @@ def emotion_in_name(name: str) -> str | None:
 
 def emotion_from_filename(stem: str) -> str | None:
     """Emotion from a flat-folder file name such as ``angry001`` or ``Happy_12`` (longest alias wins).
-    An alias followed by more Hangul is another word ("보통사진", "우는아이"), not an emotion label."""
+    An alias followed by more letters is another word, not an emotion label: "madison_beach" is
+    not angry, "sadie" not sad, "보통사진" and "우는아이" not neutral and sad."""
     low = unicodedata.normalize("NFC", stem).lower()
     best = None
     for alias, emotion in _ALIASES.items():
-        if not low.startswith(alias) or _hangul(low[len(alias):len(alias) + 1]):
+        if not low.startswith(alias) or low[len(alias):len(alias) + 1].isalpha():
             continue
         if best is None or len(alias) > len(best[0]):
             best = (alias, emotion)
     return best[1] if best else None
-
-
-def _hangul(char: str) -> bool:
-    return bool(char) and unicodedata.name(char, "").startswith("HANGUL")
 
 
 def parse_classes(spec: str | None) -> tuple[str, ...]:

@@ -148,6 +148,10 @@ def test_emotion_names_and_aliases():
     assert emotion_from_filename("슬픔_03") == "sad" and emotion_from_filename("웃는얼굴1") == "happy"
     # a Korean alias that only begins a longer word is no label ("normal photo", "crying child")
     assert emotion_from_filename("보통사진_01") is None and emotion_from_filename("우는아이") is None
+    # an alias at the start of another word is that word (a happy photo "madison_beach" was scored as angry)
+    for other_word in ("madison_beach", "made_1", "sadie", "joyce2", "calmer", "fearless", "smiley_face"):
+        assert emotion_from_filename(other_word) is None, other_word
+    assert emotion_from_filename("mad_03") == "angry" and emotion_from_filename("Happy-7") == "happy"
     assert parse_classes("six") == ("angry", "disgust", "happy", "neutral", "sad", "surprise")
     assert "fear" in parse_classes("seven")
     assert parse_classes("Happy,anger") == ("angry", "happy")
