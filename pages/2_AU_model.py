@@ -116,7 +116,8 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
         items = sample_per_class(listing.items, int(per))
 
         def keep(table: pd.DataFrame, cancelled: bool) -> None:
-            tables[key] = {"table": table, "cancelled": cancelled, "total": len(items)}
+            # the folder's skipped files have rows too (with their reason): counted among its images
+            tables[key] = {"table": table, "cancelled": cancelled, "total": len(items) + len(listing.skipped)}
             if not cancelled and not per and backend == "mediapipe":
                 tables[folder] = tables[key]  # full folders are shown on the explorer page too
 

@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 from apptest_helpers import charts, run_app, texts
-from conftest import BUNDLED_AU_MODEL
+from conftest import BUNDLED_AU_MODEL, copy_fer_sample
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -371,6 +371,24 @@ def test_au_model_on_a_fresh_clone_without_images(models_dir, monkeypatch, tmp_p
     at.button(key="au_extract").click()
     _run(at)
     assert any("does not exist" in e for e in _texts(at.error))
+
+
+def test_au_model_extraction_counts_a_skipped_folders_images_among_the_folders(models_dir, fer_val, tmp_path):
+    """A folder not named after an emotion has rows of its own (with their reason): the summary said
+    '2 faces measured in 3 of 2 images'."""
+    import shutil
+
+    folder = copy_fer_sample(fer_val, tmp_path / "set", per_class=1, classes=("happy", "sad"))
+    (folder / "Sad Faces").mkdir()
+    shutil.copy(next((folder / "sad").glob("*.jpg")), folder / "Sad Faces" / "x.jpg")
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value(EXTRACT)
+    _run(at)
+    at.text_input(key="au_folder").set_value(str(folder))
+    at.number_input(key="au_per").set_value(0)
+    at.button(key="au_extract").click()
+    _run(at, timeout=180)
+    assert any("measured in 3 of 3 images" in s for s in _texts(at.success)), _texts(at.success)
 
 
 def test_au_model_extracts_a_folder_with_the_embedded_extractor(models_dir, fer_sample):
