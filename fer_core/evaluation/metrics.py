@@ -153,9 +153,11 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
             warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
             confusion = confusion_matrix(truth, pred, labels=labels)
         recall = recall_score(truth, pred, labels=labels, average=None, zero_division=0)
-        # Macro-F1 over the emotions tested or answered (scikit-learn's default): an emotion with
-        # no test images that is never answered has no F1, and a 0 for it would only lower the mean.
-        scored = [i for i in labels if sizes[i] or np.any(pred == i)]
+        # Macro-F1 over the emotions the test images show: the same figure for the same model on
+        # the same images whether scored alone (``evaluate``, the model's emotions) or in a
+        # comparison (the test set's emotions). An answer of an emotion not tested is wrong in the
+        # recall of the emotion shown; its own F1 (0) lowered evaluate's mean and not compare's.
+        scored = [i for i in labels if sizes[i]]
         macro_f1 = float(f1_score(truth, pred, labels=scored, average="macro", zero_division=0)) if scored else 0.0
     else:
         confusion, recall, macro_f1 = np.zeros((k, k), dtype=int), np.zeros(k), 0.0
