@@ -85,7 +85,10 @@ def _scores_csv(entries, scores: BundledScores | None) -> bytes:
         row.update({"val_chose_it": val_role(e.metrics.evaluated_on), "recorded_accuracy": e.metrics.accuracy,
                     "recorded_on": e.metrics.evaluated_on})
         rows.append(row)
-    return pd.DataFrame(rows).to_csv(index=False).encode("utf-8")
+    frame = pd.DataFrame(rows)
+    # counts stay whole numbers where a model has none (a blank): not 3093.0
+    frame[["n", "no_face"]] = frame[["n", "no_face"]].astype("Int64")
+    return frame.to_csv(index=False).encode("utf-8")
 
 
 def _read_scores(classes=SIX_EMOTIONS) -> BundledScores | None:

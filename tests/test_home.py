@@ -228,12 +228,15 @@ def test_home_start_here_links_the_three_steps(shipped_models):
     assert "Explore the data" in steps[0][0] and "Try a photo" in steps[1][0] and "Compare the models" in steps[2][0]
 
 
-def test_home_says_not_measured_for_a_retrained_model(shipped_models):
+def test_home_says_not_measured_for_a_retrained_model(shipped_models, downloads):
     entries = read_manifest()
     retrained = next(e for e in entries if e.name == "cnn-fer2013")
     retrained.sha256 = "0" * 64  # as register() writes it after retraining: the file is another one
     write_manifest(entries)
     at = _home()
+    # the download's counts stay whole numbers beside a model without them (they read 3093.0)
+    raw = downloads["models_fer2013_val.csv"].decode()
+    assert ",3093," in raw and "3093.0" not in raw
     table = at.dataframe[0].value.set_index("model")
     assert table.loc["cnn-fer2013", "accuracy (95 % CI)"] == NOT_MEASURED
     assert pd.isna(table.loc["cnn-fer2013", "images"])
