@@ -40,6 +40,7 @@ from ui.common import (
     keep_for,
     kept_for,
     load_predictor,
+    model_version,
     page_setup,
     run_page,
     show_error,
@@ -70,22 +71,6 @@ def shown_as(emotions, everything: str | None = None) -> dict[str, str]:
     if everything is not None:
         labels = {"all": everything, **labels}
     return labels
-
-
-def _name(model) -> str:
-    return getattr(model, "name", str(model))
-
-
-def _version(model) -> str:
-    """A chosen model's name with what can change under it: a manifest entry's checksum; for an
-    unsaved model (a Predictor) which object it is, since a retrained one keeps its default name,
-    and a Teachable model's class mapping (remapped on its page under the same name). The
-    results keep the models they ran, so an object's id is not reused while they show."""
-    if hasattr(model, "predict_proba"):
-        # the network or fitted model it wraps: a page may wrap the same one anew on every rerun
-        mapping = getattr(getattr(model, "mapping", None), "emotions", None)
-        return f"{_name(model)}:{id(getattr(model, 'model', model))}:{mapping or ''}"
-    return f"{_name(model)}:{getattr(model, 'sha256', '') or ''}"
 
 
 def _explains(model) -> bool:
@@ -400,7 +385,7 @@ def main() -> None:
         if chosen is not None and models:
             items, root, description = chosen
             classes = choose_classes(items, models)
-            current = f"{root}|{len(items)}|{[_version(m) for m in models]}|{classes}"
+            current = f"{root}|{len(items)}|{[model_version(m) for m in models]}|{classes}"
             if st.button(t("compare.run"), type="primary", key="cmp_run"):
                 if not classes:
                     show_error(t("compare.no_classes"))

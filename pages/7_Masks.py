@@ -28,6 +28,7 @@ from ui.common import (
     choose_test_set,
     fraction_bar,
     load_predictor,
+    model_version,
     page_setup,
     run_page,
     show_error,
@@ -203,7 +204,7 @@ def main() -> None:
             items, root, description = chosen
             # None when the models share no emotion with the images: the report says so in one line
             classes = list(shared_classes([e.classes for e in entries if e.classes], {it.label for it in items})) or None
-            current = f"{root}|{len(items)}|{[e.name for e in entries]}|{style}|{seed}"
+            current = f"{root}|{len(items)}|{[model_version(e) for e in entries]}|{style}|{seed}"
             if st.button(t("masks.run"), type="primary", key="mask_run"):
                 bar, progress = fraction_bar()
                 try:

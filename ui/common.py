@@ -129,6 +129,20 @@ def _run_through_the_app() -> None:
         st.rerun()
 
 
+def model_version(model) -> str:
+    """A chosen model's name with what can change under it: a manifest entry's checksum; for an
+    unsaved model (a Predictor) which object it is, since a retrained one keeps its default name,
+    and a Teachable model's class mapping (remapped on its page under the same name). The
+    results keep the models they ran, so an object's id is not reused while they show. Compare
+    and Masks mark their results as the previous choice's when a chosen model's version changed."""
+    name = getattr(model, "name", str(model))
+    if hasattr(model, "predict_proba"):
+        # the network or fitted model it wraps: a page may wrap the same one anew on every rerun
+        mapping = getattr(getattr(model, "mapping", None), "emotions", None)
+        return f"{name}:{id(getattr(model, 'model', model))}:{mapping or ''}"
+    return f"{name}:{getattr(model, 'sha256', '') or ''}"
+
+
 # What Streamlit's Markdown turns into something other than the text itself: links and images
 # ("[x](url)", "![x](url)": an image is fetched from its server when the page opens), autolinks and
 # tags ("<...>"), math ("$"), code, emphasis and strike-through, and the backslash that escapes them.
