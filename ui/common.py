@@ -119,9 +119,11 @@ _RAN_APP = "_ran_app"  # this session has run app.py (its navigation), set by ch
 
 
 def _run_through_the_app() -> None:
-    """A page run by itself, as Streamlit does with a ``pages/`` folder for an address opened before
-    any session ran app.py (a plain ``streamlit run app.py``; ``make run`` avoids it, see
-    ``ui.launch``), is run again through app.py: its sidebar, language and workers."""
+    """A page run by itself is run again through app.py: its sidebar, language and workers.
+
+    With a ``pages/`` folder, Streamlit (1.67) runs a page's script alone for an address opened
+    before any session has run app.py's ``st.navigation`` (a bookmark of /Compare on a fresh
+    server): its sidebar listed file names ("app", no Home) and had no language selector."""
     from streamlit.runtime.pages_manager import PagesManager
 
     if PagesManager.uses_pages_directory and not st.session_state.get(_RAN_APP):

@@ -141,24 +141,11 @@ def end_dropped_sessions() -> bool:
     return True
 
 
-def route_every_address_through_the_app() -> None:
-    """A page's address opened first on a fresh server (a bookmark of /Compare) runs app.py.
-
-    With a ``pages/`` folder, Streamlit (1.67) runs the folder's page scripts by themselves until
-    some session has run app.py's ``st.navigation``: the first visitors of a deep link got a
-    sidebar of file names ("app", no Home), no language selector, and no early MediaPipe worker.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    PagesManager.uses_pages_directory = False
-
-
 def main(argv: list[str] | None = None) -> None:
     from streamlit.web import cli
 
     warm_imports()
     end_dropped_sessions()
-    route_every_address_through_the_app()
     from fer_core.measure.tasks import start_photo_worker
 
     start_photo_worker()
