@@ -24,6 +24,7 @@ from ui.common import (
     derived_tables,
     digest,
     held,
+    kept_choice,
     load_au_table,
     page_setup,
     run_page,
@@ -69,7 +70,7 @@ def _ordered(labels) -> list[str]:
 def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
     """(name, image items or None, AU table or None, where the AUs come from)."""
     source = st.radio(t("explorer.dataset"), (FER_SPLIT, FOLDER, ZIP, TABLE), horizontal=True,
-                      format_func=_source_labels().__getitem__, key="explorer_source")
+                      format_func=_source_labels().__getitem__, key=kept_choice("explorer_source"))
     au_tables: dict = st.session_state.get("au_tables", {})
 
     def extracted(folder: Path) -> pd.DataFrame | None:
@@ -83,7 +84,8 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
         if not splits:
             st.warning(t("explorer.no_fer", root=root, layout=data_layout_help()))
             return "", None, None, ""
-        split = st.selectbox(t("explorer.split"), splits, index=splits.index("train") if "train" in splits else 0)
+        split = st.selectbox(t("explorer.split"), splits, index=splits.index("train") if "train" in splits else 0,
+                             key=kept_choice("explorer_split"))
         folder = root / split
         items = dataset_items(str(folder))
         table_path = config.data_dir() / f"fer2013_{split}_au.csv.gz"
@@ -92,7 +94,7 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
         return f"FER2013 {split}", items, extracted(folder), t("explorer.extracted_origin")
     if source == FOLDER:
         default = str(config.fer_split_dir("val")) if config.fer_split_dir("val").is_dir() else ""
-        path = st.text_input(t("explorer.folder"), value=default, help=data_layout_help()).strip()
+        path = st.text_input(t("explorer.folder"), value=default, help=data_layout_help(), key=kept_choice("explorer_folder")).strip()
         if not path:
             st.info(t("explorer.folder_info", layout=data_layout_help()))
             return "", None, None, ""
@@ -111,7 +113,7 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
     study = config.openface_study_table()
     if study.is_file():
         options.insert(len(options) - 1, STUDY)
-    choice = st.selectbox(t("explorer.au_table"), options, format_func=_table_labels(options).__getitem__, key="explorer_table")
+    choice = st.selectbox(t("explorer.au_table"), options, format_func=_table_labels(options).__getitem__, key=kept_choice("explorer_table"))
     if choice == UPLOAD_CSV:
         up = st.file_uploader(t("explorer.csv"), type=TABLE_TYPES, key="explorer_csv")
         if up is None:
@@ -159,7 +161,7 @@ def _short_name(path: Path, most: int = 20) -> str:
 def show_samples(items: list) -> None:
     st.header(t("explorer.samples"))
     c1, c2 = st.columns([3, 1])
-    per = c1.slider(t("explorer.per_emotion"), 4, 16, 8, key="explorer_per")
+    per = c1.slider(t("explorer.per_emotion"), 4, 16, 8, key=kept_choice("explorer_per"))
     if c2.button(t("explorer.shuffle"), key="explorer_shuffle"):
         st.session_state["explorer_seed"] = st.session_state.get("explorer_seed", 0) + 1
     seed = st.session_state.get("explorer_seed", 0)
@@ -202,9 +204,9 @@ def show_aus(table: pd.DataFrame, origin: str) -> None:
     present = _ordered(labels)
     default_unless_chosen("explorer_classes", present, present)
     classes = st.multiselect(t("explorer.emotions"), present, format_func={e: _emotion(e) for e in present}.__getitem__,
-                             key="explorer_classes")
+                             key=kept_choice("explorer_classes"))
     chosen = st.multiselect(t("explorer.au_pick"), shown, default=shown,
-                            format_func={c: au_label(c) for c in shown}.__getitem__, key="explorer_aus")
+                            format_func={c: au_label(c) for c in shown}.__getitem__, key=kept_choice("explorer_aus"))
     if not classes or not chosen:
         st.info(t("explorer.pick_one"))
         return

@@ -29,6 +29,7 @@ from ui.common import (
     entries_of,
     extract_with_cancel,
     forget_docker_status,
+    kept_choice,
     load_au_table,
     load_predictor,
     page_setup,
@@ -86,18 +87,18 @@ def _ordered(labels) -> list[str]:
 def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
     root = config.fer_split_dir("val")
     path = st.text_input(t("au_model.image_folder"), value=str(root) if root.is_dir() else "",
-                         help=data_layout_help(), key="au_folder").strip()
+                         help=data_layout_help(), key=kept_choice("au_folder")).strip()
     if not path:
         st.info(t("au_model.type_folder", layout=data_layout_help()))
         return None, ""
     folder = str(Path(path).expanduser())
-    per = st.number_input(t("au_model.per_emotion"), min_value=0, value=100, step=50, key="au_per",
+    per = st.number_input(t("au_model.per_emotion"), min_value=0, value=100, step=50, key=kept_choice("au_per"),
                           help=t("au_model.per_emotion_help"))
     backend = st.radio(t("au_model.extractor"), BACKENDS, format_func=backend_name, horizontal=True,
-                       key="au_backend")
+                       key=kept_choice("au_backend"))
     ray_address = None
     if backend == "mediapipe" and (address := ray_engine.cluster_address()):
-        engine = st.radio(t("au_model.engine"), ENGINES, format_func=engine_name, horizontal=True, key="au_engine",
+        engine = st.radio(t("au_model.engine"), ENGINES, format_func=engine_name, horizontal=True, key=kept_choice("au_engine"),
                           help=t("au_model.engine_help", address=address))
         ray_address = address if engine == "ray" else None
     ready = True
@@ -163,7 +164,7 @@ def pull_openface_image() -> None:
 
 
 def choose_table() -> tuple[pd.DataFrame | None, str]:
-    source = st.radio(t("au_model.source"), (BUNDLED, EXTRACT, OPENFACE), format_func=source_name, key="au_source")
+    source = st.radio(t("au_model.source"), (BUNDLED, EXTRACT, OPENFACE), format_func=source_name, key=kept_choice("au_source"))
     if source == BUNDLED:
         tables = derived_tables()
         if not tables:
@@ -171,13 +172,13 @@ def choose_table() -> tuple[pd.DataFrame | None, str]:
             return None, ""
         names = list(tables)
         choice = st.selectbox(t("au_model.table"), names, index=names.index("fer2013_train_au.csv.gz")
-                              if "fer2013_train_au.csv.gz" in names else 0, key="au_table")
+                              if "fer2013_train_au.csv.gz" in names else 0, key=kept_choice("au_table"))
         return load_au_table(tables[choice]), f"data/{choice}"
     if source == EXTRACT:
         return source_from_extraction()
     study = config.openface_study_table()
     options = [UPLOAD] + ([STUDY] if study.is_file() else [])
-    pick = st.radio(t("au_model.openface_table"), options, horizontal=True, key="au_openface",
+    pick = st.radio(t("au_model.openface_table"), options, horizontal=True, key=kept_choice("au_openface"),
                     format_func=lambda o: t("au_model.upload_csv") if o == UPLOAD else t("au_model.study_table",
                                                                                          path=str(study)))
     if pick != UPLOAD:
@@ -236,12 +237,12 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
         return
     st.header(t("au_model.train_header"))
     default_unless_chosen("au_classes", present, [e for e in SIX_EMOTIONS if e in present] or present)
-    classes = st.multiselect(t("au_model.emotions"), present, format_func=emotion_label, key="au_classes")
-    kind = st.radio(t("au_model.kind"), KINDS, format_func=kind_name, horizontal=True, key="au_kind")
+    classes = st.multiselect(t("au_model.emotions"), present, format_func=emotion_label, key=kept_choice("au_classes"))
+    kind = st.radio(t("au_model.kind"), KINDS, format_func=kind_name, horizontal=True, key=kept_choice("au_kind"))
     with st.expander(t("au_model.settings")):
-        balanced = st.checkbox(t("au_model.balanced"), value=False, key="au_balanced", help=t("au_model.balanced_help"))
-        holdout = st.slider(t("au_model.holdout_share"), 0.1, 0.5, 0.25, 0.05, key="au_holdout")
-        seed = st.number_input(t("au_model.seed"), 0, 10_000, 0, key="au_seed")
+        balanced = st.checkbox(t("au_model.balanced"), value=False, key=kept_choice("au_balanced"), help=t("au_model.balanced_help"))
+        holdout = st.slider(t("au_model.holdout_share"), 0.1, 0.5, 0.25, 0.05, key=kept_choice("au_holdout"))
+        seed = st.number_input(t("au_model.seed"), 0, 10_000, 0, key=kept_choice("au_seed"))
     if st.button(t("au_model.train"), type="primary", key="au_train_button"):
         if len(classes) < 2:
             show_error(t("au_model.two_emotions"))
@@ -379,7 +380,7 @@ def inspect_section() -> None:
         return
     with st.expander(t("au_model.inspect")):
         names = [e.name for e in entries]
-        name = st.selectbox(t("au_model.model"), names, key="au_inspect")
+        name = st.selectbox(t("au_model.model"), names, key=kept_choice("au_inspect"))
         entry = entries[names.index(name)]
         try:
             show_model(load_predictor(entry).au_model(), f"saved_{name}")
@@ -398,7 +399,7 @@ def apply_section(table: pd.DataFrame, origin: str) -> None:
     st.header(t("au_model.apply_header"))
     st.caption(t("au_model.apply_caption"))
     names = [e.name for e in entries]
-    name = st.selectbox(t("au_model.model"), names, key="au_apply_model")
+    name = st.selectbox(t("au_model.model"), names, key=kept_choice("au_apply_model"))
     if st.button(t("au_model.apply_button"), key="au_apply_button"):
         bar = st.progress(0.0, text=t("au_model.applying"))
         try:

@@ -47,6 +47,7 @@ from ui.common import (
     digest,
     entries_of,
     keep_for,
+    kept_choice,
     kept_for,
     load_predictor,
     log,
@@ -75,12 +76,12 @@ def choose_models() -> tuple[object | None, str, str, list]:
     default = names.index("au-logreg-fer2013") if "au-logreg-fer2013" in names else 0
     others = entries_of(explains=False)
     c1, c2 = st.columns(2)
-    name = c1.selectbox(t("try_it.au_model"), names, index=default, key="try_model",
+    name = c1.selectbox(t("try_it.au_model"), names, index=default, key=kept_choice("try_model"),
                         format_func={n: t("try_it.session_model") if n == SESSION_MODEL else n for n in names}.__getitem__)
     chosen: list[str] = []
     if others:
         other_names = [e.name for e in others]
-        chosen = c2.multiselect(t("try_it.others"), other_names, default=other_names, key="try_others",
+        chosen = c2.multiselect(t("try_it.others"), other_names, default=other_names, key=kept_choice("try_others"),
                                 help=t("try_it.others_help"))
     picked = [e for e in others if e.name in chosen]
     if name == SESSION_MODEL:
@@ -481,7 +482,7 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
     upload = st.file_uploader(t("try_it.video_upload"), type=list(VIDEO_TYPES), key="try_video",
                               help=t("try_it.video_upload_help", max=f"{VIDEO_MAX_S / 60:.0f}",
                                      mb=st.get_option("server.maxUploadSize")))
-    fps = st.select_slider(t("try_it.video_fps"), VIDEO_FPS_CHOICES, value=2, key="try_video_fps",
+    fps = st.select_slider(t("try_it.video_fps"), VIDEO_FPS_CHOICES, value=2, key=kept_choice("try_video_fps"),
                            help=t("try_it.video_fps_help"))
     if upload is None:
         forget_video()
@@ -527,7 +528,7 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
         st.info(t("try_it.video_needs_au_model", model=model_name))
     au_choices = list(AU_COLUMNS)
     default = [c for c in ("AU06_r", "AU12_r", "AU04_r", "AU01_r") if c in au_choices]
-    shown = st.multiselect(t("try_it.video_aus"), au_choices, default=default, key="try_video_aus",
+    shown = st.multiselect(t("try_it.video_aus"), au_choices, default=default, key=kept_choice("try_video_aus"),
                            format_func=au_label)
     if shown:
         fig = plots.lines_over_time(firsts, shown, [au_label(c) for c in shown], t("try_it.video_aus_title"),
@@ -605,11 +606,11 @@ def video_downloads(name: str, table: pd.DataFrame, probs: pd.DataFrame | None) 
 def photos_part(model, model_key: str, model_name: str, others: list) -> None:
     inputs = collect_inputs()
     mask = None
-    if st.toggle(t("try_it.mask_on"), key="try_mask", help=t("try_it.mask_help")):
+    if st.toggle(t("try_it.mask_on"), key=kept_choice("try_mask"), help=t("try_it.mask_help")):
         labels = {"surgical": t("try_it.mask_surgical"), "white": t("try_it.mask_white"),
                   "cloth": t("try_it.mask_cloth")}
         mask = st.selectbox(t("try_it.mask_style"), list(STYLES), format_func=lambda s: labels.get(s, s),
-                            key="try_mask_style")
+                            key=kept_choice("try_mask_style"))
     if not inputs:
         st.info(t("try_it.empty"))
         last = [r for r, key in st.session_state.get("try_last", []) if key == model_key]

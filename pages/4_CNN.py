@@ -29,6 +29,7 @@ from ui.common import (
     data_layout_help,
     dataset_items,
     fraction_bar,
+    kept_choice,
     load_predictor,
     manifest_entries,
     page_setup,
@@ -105,7 +106,7 @@ def saved_section() -> None:
         return
     names = [e.name for e in entries]
     default = names.index("cnn-fer2013") if "cnn-fer2013" in names else 0
-    name = st.selectbox(t("cnn.model"), names, index=default, key="cnn_model")
+    name = st.selectbox(t("cnn.model"), names, index=default, key=kept_choice("cnn_model"))
     entry = entries[names.index(name)]
     try:
         meta = read_cnn_metadata(entry.file) or {}
@@ -173,9 +174,9 @@ def evaluate_section(entry) -> None:
     with st.expander(t("cnn.evaluate_expander"), expanded=False):
         c1, c2, c3 = st.columns([4, 1.3, 1])
         default = config.fer_split_dir("val")
-        folder = c1.text_input(t("cnn.folder"), value=str(default) if default.is_dir() else "", key="cnn_eval_folder",
+        folder = c1.text_input(t("cnn.folder"), value=str(default) if default.is_dir() else "", key=kept_choice("cnn_eval_folder"),
                                help=data_layout_help()).strip()
-        per = c2.number_input(t("cnn.per_emotion"), 0, 100_000, 100, step=50, key="cnn_eval_per")
+        per = c2.number_input(t("cnn.per_emotion"), 0, 100_000, 100, step=50, key=kept_choice("cnn_eval_per"))
         c3.write("")
         go = c3.button(t("cnn.evaluate"), key="cnn_eval_button")
         results: dict = st.session_state.setdefault("cnn_eval", {})
@@ -243,15 +244,15 @@ def recipe_form(running: bool) -> dict:
     with st.expander(t("cnn.recipe_expander"), expanded=False):
         st.caption(t("cnn.recipe_caption"))
         c1, c2, c3, c4, c5 = st.columns([1.6, 1, 1.2, 1, 1])
-        schedule = c1.radio(t("cnn.schedule"), list(SCHEDULES), key="cnn_schedule", horizontal=True,
+        schedule = c1.radio(t("cnn.schedule"), list(SCHEDULES), key=kept_choice("cnn_schedule"), horizontal=True,
                             format_func=lambda s: t(f"cnn.schedule_{s}"), disabled=running, help=t("cnn.schedule_help"))
-        smoothing = c2.number_input(t("cnn.label_smoothing"), 0.0, 0.5, 0.0, step=0.05, key="cnn_label_smoothing",
+        smoothing = c2.number_input(t("cnn.label_smoothing"), 0.0, 0.5, 0.0, step=0.05, key=kept_choice("cnn_label_smoothing"),
                                     disabled=running, help=t("cnn.label_smoothing_help"))
         c3.write("")
-        ema = c3.checkbox(t("cnn.ema"), key="cnn_ema", disabled=running, help=t("cnn.ema_help"))
-        mixup = c4.number_input(t("cnn.mixup"), 0.0, 1.0, 0.0, step=0.1, key="cnn_mixup", disabled=running,
+        ema = c3.checkbox(t("cnn.ema"), key=kept_choice("cnn_ema"), disabled=running, help=t("cnn.ema_help"))
+        mixup = c4.number_input(t("cnn.mixup"), 0.0, 1.0, 0.0, step=0.1, key=kept_choice("cnn_mixup"), disabled=running,
                                 help=t("cnn.mixup_help"))
-        erasing = c5.number_input(t("cnn.erasing"), 0.0, 1.0, 0.0, step=0.1, key="cnn_erasing", disabled=running,
+        erasing = c5.number_input(t("cnn.erasing"), 0.0, 1.0, 0.0, step=0.1, key=kept_choice("cnn_erasing"), disabled=running,
                                   help=t("cnn.erasing_help"))
     return {"schedule": schedule, "label_smoothing": float(smoothing), "ema": 0.999 if ema else 0.0,
             "mixup": float(mixup), "erasing": float(erasing)}
@@ -280,18 +281,18 @@ def training_form(job: CNNTrainingJob | None) -> None:
     c1, c2 = st.columns(2)
     train_default, val_default = config.fer_split_dir("train"), config.fer_split_dir("val")
     train_dir = c1.text_input(t("cnn.train_folder"), value=str(train_default) if train_default.is_dir() else "",
-                              key="cnn_train_dir", help=data_layout_help(), disabled=running).strip()
+                              key=kept_choice("cnn_train_dir"), help=data_layout_help(), disabled=running).strip()
     val_dir = c2.text_input(t("cnn.val_folder"), value=str(val_default) if val_default.is_dir() else "",
-                            key="cnn_val_dir", help=t("cnn.val_folder_help"), disabled=running).strip()
+                            key=kept_choice("cnn_val_dir"), help=t("cnn.val_folder_help"), disabled=running).strip()
     c1, c2, c3, c4, c5 = st.columns([1.6, 1.2, 1, 1, 1.3])
-    preset = c1.selectbox(t("cnn.architecture"), list(PRESETS), format_func=preset_names().__getitem__, key="cnn_preset",
+    preset = c1.selectbox(t("cnn.architecture"), list(PRESETS), format_func=preset_names().__getitem__, key=kept_choice("cnn_preset"),
                           disabled=running, help=t("cnn.preset_help"))
-    classes = c2.radio(t("cnn.emotions"), list(CLASS_SETS), key="cnn_classes", horizontal=True, disabled=running,
+    classes = c2.radio(t("cnn.emotions"), list(CLASS_SETS), key=kept_choice("cnn_classes"), horizontal=True, disabled=running,
                        format_func=class_set_names().__getitem__, help=t("cnn.classes_help"))
-    epochs = c3.number_input(t("cnn.epochs"), 1, 300, 20, key="cnn_epochs", disabled=running,
+    epochs = c3.number_input(t("cnn.epochs"), 1, 300, 20, key=kept_choice("cnn_epochs"), disabled=running,
                              help=t("cnn.epochs_help"))
-    batch = c4.selectbox(t("cnn.batch_size"), [16, 32, 64, 128, 256], index=2, key="cnn_batch", disabled=running)
-    limit = c5.number_input(t("cnn.per_emotion"), 0, 100_000, 0, step=100, key="cnn_limit",
+    batch = c4.selectbox(t("cnn.batch_size"), [16, 32, 64, 128, 256], index=2, key=kept_choice("cnn_batch"), disabled=running)
+    limit = c5.number_input(t("cnn.per_emotion"), 0, 100_000, 0, step=100, key=kept_choice("cnn_limit"),
                             disabled=running, help=t("cnn.limit_help"))
     st.caption(t("cnn.speed_caption"))
     recipe_options = recipe_form(running)

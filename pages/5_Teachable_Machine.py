@@ -20,6 +20,7 @@ from ui.common import (
     IMAGE_TYPES,
     digest,
     forget_unsaved,
+    kept_choice,
     load_teachable_upload,
     manifest_entries,
     page_setup,
@@ -47,14 +48,30 @@ def choice_label(choice: str) -> str:
     return t("teachable.ignore") if choice == IGNORE else emotion_label(choice)
 
 
+SHOWN_UPLOAD = "tm_shown_upload"  # (upload, key) of the export this page shows
+UPLOADER_HAD_FILES = "tm_uploader_had_files"  # on the last run: an emptied uploader clears the page
+
+
 def choose_upload() -> tuple[TeachableUpload, str] | None:
+    """The uploaded export, or the one shown before a visit to another page: Streamlit forgets an
+    uploader's files on a run that does not draw it (its key is then gone from the session)."""
+    came_back = "tm_upload" not in st.session_state
     files = st.file_uploader(t("teachable.upload_label"), type=UPLOAD_TYPES, accept_multiple_files=True,
                              key="tm_upload", help=t("teachable.upload_help"))
-    if not files:
-        st.info(t("teachable.how_to_export"))
-        return None
-    upload = sort_upload([(f.name, f.getvalue()) for f in files])
-    return upload, digest(b"\0".join(name.encode("utf8") + b"\0" + data for name, data in upload.files))
+    if files:
+        upload = sort_upload([(f.name, f.getvalue()) for f in files])
+        key = digest(b"\0".join(name.encode("utf8") + b"\0" + data for name, data in upload.files))
+        st.session_state[SHOWN_UPLOAD] = upload, key
+        st.session_state[UPLOADER_HAD_FILES] = True
+        return upload, key
+    if st.session_state.pop(UPLOADER_HAD_FILES, False) and not came_back:  # emptied by the person
+        st.session_state.pop(SHOWN_UPLOAD, None)
+    if SHOWN_UPLOAD in st.session_state:
+        upload, key = st.session_state[SHOWN_UPLOAD]
+        st.info(t("teachable.shown_from_before", source=shown_literally(upload.source)))
+        return upload, key
+    st.info(t("teachable.how_to_export"))
+    return None
 
 
 def upload_stem(upload: TeachableUpload) -> str:
@@ -88,7 +105,7 @@ def mapping_editor(base, key: str) -> dict[str, str | None]:
             guess = auto.get(label) or IGNORE
             i = indices[0]
             choice = col.selectbox(f"{', '.join(map(str, indices))}: {shown_literally(label)}", CHOICES, index=CHOICES.index(guess),
-                                   key=f"tm_map_{key[:12]}_{i}",
+                                   key=kept_choice(f"tm_map_{key[:12]}_{i}"),
                                    format_func=shown.__getitem__,
                                    help=t("teachable.guessed_help") if auto.get(label) else t("teachable.unknown_help"))
             mapping[label] = None if choice == IGNORE else choice

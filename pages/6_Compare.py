@@ -38,6 +38,7 @@ from ui.common import (
     fraction_bar,
     held_folder,
     keep_for,
+    kept_choice,
     kept_for,
     load_predictor,
     model_version,
@@ -60,7 +61,7 @@ def choose_classes(items: list, models: list) -> list[str]:
     present = list(shared_classes([], {it.label for it in items}))
     common = list(shared_classes([m.classes for m in models if m.classes], present))
     default_unless_chosen("cmp_classes", present, common or present)
-    return st.multiselect(t("compare.emotions_scored"), present, key="cmp_classes",
+    return st.multiselect(t("compare.emotions_scored"), present, key=kept_choice("cmp_classes"),
                           format_func=shown_as(present).__getitem__, help=t("compare.emotions_scored_help"))
 
 
@@ -112,7 +113,7 @@ def show_per_emotion(res: Comparison) -> None:
     st.header(t("compare.per_emotion_heading"))
     overall = {name: r.accuracy for name, r in res.reports.items()}
     st.plotly_chart(per_emotion_grouped_bars(res.per_emotion_frame(), order=res.classes, overall=overall),
-                    key="cmp_per_emotion")
+                    key=kept_choice("cmp_per_emotion"))
     st.caption(t("compare.per_emotion_caption"))
 
 
@@ -259,7 +260,7 @@ def show_wrong(res: Comparison, explainer, root: str | None) -> None:
     st.header(t("compare.wrong_heading"))
     table = res.table
     labels = shown_as(res.classes, everything=t("compare.all_emotions"))
-    focus = st.selectbox(t("compare.true_emotion"), list(labels), key="cmp_wrong_emotion",
+    focus = st.selectbox(t("compare.true_emotion"), list(labels), key=kept_choice("cmp_wrong_emotion"),
                          format_func=labels.__getitem__)
     if focus != "all":
         table = table[table["label"] == focus]

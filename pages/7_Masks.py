@@ -27,6 +27,7 @@ from ui.common import (
     choose_models,
     choose_test_set,
     fraction_bar,
+    kept_choice,
     load_predictor,
     model_version,
     page_setup,
@@ -56,8 +57,8 @@ def choose_mask() -> tuple[str, int]:
     c1, c2 = st.columns(2)
     # labels made during the run: AppTest formats options outside it, in the default language
     style = c1.selectbox(t("masks.mask"), list(STYLES), format_func={s: style_label(s) for s in STYLES}.__getitem__,
-                         key="mask_style")
-    seed = int(c2.number_input(t("masks.seed"), 0, 1_000_000, 0, key="mask_draw_seed", help=t("masks.seed_help")))
+                         key=kept_choice("mask_style"))
+    seed = int(c2.number_input(t("masks.seed"), 0, 1_000_000, 0, key=kept_choice("mask_draw_seed"), help=t("masks.seed_help")))
     return style, seed
 
 

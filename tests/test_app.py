@@ -284,6 +284,51 @@ def test_au_model_inspects_the_bundled_model(models_dir):
     assert "What the model looks at: AU × emotion coefficients" in titles
 
 
+def test_choices_survive_a_visit_to_another_page(models_dir, tmp_path):
+    """Streamlit forgets a widget's value on a run that does not draw it: a researcher's source,
+    folder, split and mask choices were back at their defaults after a look at another page."""
+    at = _run(AppTest.from_file(HOME))
+    at.switch_page("pages/1_Dataset_explorer.py")
+    _run(at)
+    at.radio(key="explorer_source").set_value("A folder on this machine")
+    _run(at)
+    at.text_input(key="explorer_folder").set_value(str(tmp_path))
+    _run(at)
+    at.switch_page("pages/2_AU_model.py")
+    _run(at)
+    at.radio(key="au_source").set_value("Import an OpenFace CSV")
+    _run(at)
+    at.switch_page("pages/7_Masks.py")
+    _run(at)
+    at.selectbox(key="mask_style").set_value("cloth")
+    at.radio(key="mask_source").set_value("A folder on this machine")
+    _run(at)
+    at.text_input(key="mask_folder").set_value(str(tmp_path))
+    _run(at)
+    at.switch_page("app.py")
+    _run(at)
+
+    at.switch_page("pages/1_Dataset_explorer.py")
+    _run(at)
+    assert at.radio(key="explorer_source").value == "A folder on this machine"
+    assert at.text_input(key="explorer_folder").value == str(tmp_path)
+    at.switch_page("pages/2_AU_model.py")
+    _run(at)
+    assert at.radio(key="au_source").value == "Import an OpenFace CSV"
+    at.switch_page("pages/7_Masks.py")
+    _run(at)
+    assert at.selectbox(key="mask_style").value == "cloth"
+    assert at.radio(key="mask_source").value == "A folder on this machine"
+    assert at.text_input(key="mask_folder").value == str(tmp_path)
+    # a choice drawn only for one source is kept while another source is shown
+    at.radio(key="mask_source").set_value("60-image test set (drawn from a split)")
+    _run(at)
+    at.radio(key="mask_source").set_value("A folder on this machine")
+    _run(at)
+    assert at.text_input(key="mask_folder").value == str(tmp_path)
+    assert not at.exception
+
+
 def test_au_model_openface_csv_without_au_columns_is_an_error(models_dir):
     at = _run(AppTest.from_file(AU_PAGE))
     at.radio(key="au_source").set_value("Import an OpenFace CSV")

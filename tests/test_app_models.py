@@ -262,6 +262,38 @@ def tm_export(tmp_path_factory):
     return write_teachable_export(tmp_path_factory.mktemp("tm") / "export", ("Anger", "Happiness", "background"))
 
 
+def test_teachable_import_and_its_mapping_survive_a_visit_to_another_page(models_dir, tm_export):
+    """Streamlit forgets an uploader's files on a page that does not draw it: back from Compare, the
+    page asked for the export again, and uploading it again undid the edited mapping, for Compare too."""
+    at = _run(AppTest.from_file(str(config.REPO_ROOT / "app.py")))
+    at.switch_page("pages/5_Teachable_Machine.py")
+    _run(at)
+    zipped = tm_export.zip()
+    at.file_uploader(key="tm_upload").set_value([(zipped.name, zipped.read_bytes(), "application/zip")])
+    _run(at)
+    [box] = [b for b in at.selectbox if str(b.key).startswith("tm_map_") and b.label == "2: background"]
+    box.set_value("sad")
+    _run(at)
+    at.switch_page("app.py")
+    _run(at)
+    at.switch_page("pages/5_Teachable_Machine.py")
+    _run(at)
+    assert any("3 classes, input 224×224 RGB" in s for s in _texts(at.success))
+    assert [b.value for b in at.selectbox if str(b.key).startswith("tm_map_")] == ["angry", "happy", "sad"]
+    assert any(zipped.name in i for i in _texts(at.info))  # says which upload it shows
+    [unsaved] = at.session_state["_unsaved_models"].values()
+    assert unsaved.classes == ("angry", "happy", "sad")
+    # the same export uploaded again keeps the edited mapping
+    at.file_uploader(key="tm_upload").set_value([(zipped.name, zipped.read_bytes(), "application/zip")])
+    _run(at)
+    assert [b.value for b in at.selectbox if str(b.key).startswith("tm_map_")] == ["angry", "happy", "sad"]
+    # emptied by the person, the uploader shows nothing again
+    at.file_uploader(key="tm_upload").set_value([])
+    _run(at)
+    assert not [b for b in at.selectbox if str(b.key).startswith("tm_map_")]
+    assert any("Export Model" in i for i in _texts(at.info))
+
+
 def test_teachable_page_imports_a_zip_maps_tries_and_saves(models_dir, tm_export, face_jpeg):
     at = _run(AppTest.from_file(TM_PAGE))
     assert any("Export Model" in i for i in _texts(at.info))

@@ -110,9 +110,31 @@ def page_setup(title: str, icon: str) -> None:
     ``title`` is a catalogue key (``nav.compare``) or, for old callers, the English title.
     """
     _run_through_the_app()
+    _keep_choices()
     i18n.set_language(_wanted_language())
     shown = t(title) if title.startswith("nav.") else title
     st.set_page_config(page_title=f"{shown} · FER workbench", page_icon=icon, layout="wide")
+
+
+_KEPT = "_kept_choices"  # the keys of widgets made with kept_choice()
+
+
+def kept_choice(key: str) -> str:
+    """``key``, for a widget whose choice should still be there when the person comes back to it.
+
+    Streamlit forgets a widget's value on a run that does not draw it: a folder typed on one page
+    was gone after a look at another page, or after switching the test set's source and back.
+    page_setup hands these values back to Streamlit as session state on every run (the way its
+    documentation keeps a widget's value across pages). Not for buttons and uploaders, whose
+    values session state cannot set."""
+    st.session_state.setdefault(_KEPT, {})[key] = True
+    return key
+
+
+def _keep_choices() -> None:
+    for key in st.session_state.get(_KEPT, {}):
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
 
 
 _RAN_APP = "_ran_app"  # this session has run app.py (its navigation), set by choose_language
@@ -590,7 +612,7 @@ def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
     None with a message shown. Widget keys start with ``prefix``; a drawn set holds ``drawn_classes``."""
     shown = {DRAWN: t("common.source_drawn"), FOLDER: t("common.source_folder"), ZIP: t("common.source_zip"),
              SPLIT: t("common.source_split")}
-    source = st.radio(t("common.test_set"), (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key=f"{prefix}_source",
+    source = st.radio(t("common.test_set"), (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key=kept_choice(f"{prefix}_source"),
                       format_func=shown.__getitem__)
     fer_root, splits = _fer_splits()
     if source in (DRAWN, SPLIT) and not splits:
@@ -599,9 +621,9 @@ def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
     if source == DRAWN:
         c1, c2, c3 = st.columns(3)
         split = c1.selectbox(t("common.drawn_from"), splits, index=splits.index("val") if "val" in splits else 0,
-                             key=f"{prefix}_draw_split", help=t("common.drawn_from_help"))
-        per = int(c2.number_input(t("common.per_emotion"), 1, 500, 10, key=f"{prefix}_draw_per"))
-        seed = int(c3.number_input(t("common.seed"), 0, 1_000_000, 0, key=f"{prefix}_seed",
+                             key=kept_choice(f"{prefix}_draw_split"), help=t("common.drawn_from_help"))
+        per = int(c2.number_input(t("common.per_emotion"), 1, 500, 10, key=kept_choice(f"{prefix}_draw_per")))
+        seed = int(c3.number_input(t("common.seed"), 0, 1_000_000, 0, key=kept_choice(f"{prefix}_seed"),
                                    help=t("common.seed_help")))
         if split == "train":
             st.warning(t("common.train_optimistic"))
@@ -610,7 +632,7 @@ def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
         return (dataset_items(str(drawn.root)), str(drawn.root),
                 t("common.drawn_description", count=drawn.count, per=per, split=split, seed=seed))
     if source == FOLDER:
-        path = st.text_input(t("common.folder_input"), key=f"{prefix}_folder", help=data_layout_help()).strip()
+        path = st.text_input(t("common.folder_input"), key=kept_choice(f"{prefix}_folder"), help=data_layout_help()).strip()
         if not path:
             st.info(t("common.folder_hint", layout=data_layout_help()))
             return None
@@ -626,7 +648,7 @@ def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
             unpacked = held(prefix, unpacked_zip(digest(data), data))
         return dataset_items(str(unpacked.root)), str(unpacked.root), t("common.zip_description", name=shown_in_code(up.name))
     split = st.selectbox(t("common.split"), splits, index=splits.index("val") if "val" in splits else 0,
-                         key=f"{prefix}_split")
+                         key=kept_choice(f"{prefix}_split"))
     if split == "train":
         st.warning(t("common.train_optimistic"))
     items = dataset_items(str(fer_root / split))
@@ -653,7 +675,7 @@ def choose_models(prefix: str, unsaved: bool = True) -> list:
             predictor.name = t("compare.unsaved_name", name=name)
         options[predictor.name] = predictor
         labels[predictor.name] = t("compare.unsaved_label", name=predictor.name, kind=predictor.kind)
-    chosen = st.multiselect(t("compare.models"), list(options), default=list(options), key=f"{prefix}_models",
+    chosen = st.multiselect(t("compare.models"), list(options), default=list(options), key=kept_choice(f"{prefix}_models"),
                             format_func=lambda n: labels.get(n, n), help=t("compare.models_help"))
     return [options[n] for n in chosen if n in options]
 
