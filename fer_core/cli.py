@@ -991,10 +991,14 @@ def cmd_mask_report(args) -> int:
 
 
 def _print_left_out(comparison, chosen: bool = False) -> None:
-    """The test images of emotions not scored, counted per emotion; ``chosen``: --classes chose them."""
+    """The test images of emotions not scored, counted per emotion (``chosen``: --classes chose
+    them), and the emotions scored that a model never answers."""
     if comparison.skipped:
         why = "not in --classes" if chosen else "not predicted by every model"
         print(f"left out ({why}): " + ", ".join(f"{n} {e}" for e, n in comparison.skipped.items()), file=sys.stderr)
+    for name, emotions in comparison.cannot_predict.items():
+        print(f"note: {name} never predicts {', '.join(emotions)}: its images of "
+              f"{'that emotion' if len(emotions) == 1 else 'those emotions'} all count as wrong", file=sys.stderr)
 
 
 def cmd_evaluate(args) -> int:

@@ -45,6 +45,7 @@ from ui.common import (
     page_setup,
     run_page,
     show_error,
+    show_scoring_notes,
     shown_literally,
     thumbnail,
 )
@@ -353,11 +354,7 @@ def show_results(saved: dict, current: str | None) -> None:
         if len(res.unreadable) > 1:
             with st.expander(t("compare.unreadable_all", n=len(res.unreadable))):
                 st.dataframe(pd.DataFrame({t("compare.col_problem"): res.unreadable}), hide_index=True)
-    if res.several_faces:
-        st.caption(t("compare.several_faces", n=len(res.several_faces), example=shown_literally(message(res.several_faces[0]))))
-    if res.skipped:
-        st.caption(t("compare.skipped", n=sum(res.skipped.values()),
-                     per_emotion=", ".join(f"{emotion_label(e)} {n:,}" for e, n in res.skipped.items())))
+    show_scoring_notes(res)
     show_overall(res)
     show_per_emotion(res)
     show_confusions(res)

@@ -33,6 +33,7 @@ from ui.common import (
     page_setup,
     run_page,
     show_error,
+    show_scoring_notes,
     shown_literally,
 )
 
@@ -169,14 +170,9 @@ def show_results(saved: dict, current: str | None) -> None:
     unreadable = report.original.unreadable
     if unreadable:
         st.warning(t("compare.unreadable", n=len(unreadable), example=shown_literally(message(unreadable[0]))))
-    if report.original.several_faces:
-        st.caption(t("compare.several_faces", n=len(report.original.several_faces),
-                     example=shown_literally(message(report.original.several_faces[0]))))
     if report.empty_classes:
         st.caption(t("masks.empty_classes", emotions=", ".join(emotion_label(e) for e in report.empty_classes)))
-    if report.original.skipped:
-        st.caption(t("compare.skipped", n=sum(report.original.skipped.values()),
-                     per_emotion=", ".join(f"{emotion_label(e)} {n:,}" for e, n in report.original.skipped.items())))
+    show_scoring_notes(report.original)
     show_summary(report)
     show_people(report)
     show_shift(report)

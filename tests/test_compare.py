@@ -206,8 +206,13 @@ def test_compare_cli_scores_seven_emotions_when_asked(capsys, tmp_path, fer_val,
     assert mixed["classes"] == list(SIX_EMOTIONS) and mixed["n"] == 12 and mixed["skipped_classes"] == {"fear": 2}
     assert "left out (not predicted by every model): 2 fear" in out.err
     assert main(["compare", "--images", str(sample), "--models", models, "--classes", "seven", "--json"]) == 0
-    seven = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr()
+    seven = json.loads(out.out)
     assert seven["classes"] == list(SEVEN_EMOTIONS) and seven["n"] == 14 and seven["skipped_classes"] == {}
+    # a fear accuracy of 0 for a model that cannot answer fear is said, not left to be misread
+    assert seven["cannot_predict"] == {BUNDLED_AU_MODEL: ["fear"]}
+    assert (f"note: {BUNDLED_AU_MODEL} never predicts fear: its images of that emotion all count as wrong"
+            in out.err)
     assert list(seven["models"]) == [BUNDLED_AU_MODEL, "tiny_cnn_7"]
     assert seven["models"]["tiny_cnn_7"]["per_class"]["fear"]["n"] == 2
     assert seven["models"][BUNDLED_AU_MODEL]["per_class"]["fear"]["accuracy"] == 0.0
@@ -383,6 +388,15 @@ def test_compare_page_reports_and_downloads_every_image_it_left_out(models_dir, 
     assert sorted(any(name in line for line in unreadable) for name in ("broken.jpg", "empty.jpg")) == [True, True]
     assert left_out[left_out["left_out"] == "emotion not scored"][["emotion", "images"]].values.tolist() == [["fear", 2]]
     assert not at.exception and not at.error
+    # fear scored by choice: the AU model's 0 on it is said to be a question it cannot answer
+    assert not any("never predicts" in w for w in texts(at.warning))
+    at.multiselect(key="cmp_classes").set_value(["happy", "sad", "fear"])
+    run_app(at, T)
+    at.button(key="cmp_run").click()
+    run_app(at, T)
+    assert at.session_state["cmp_result"]["comparison"].n == 6
+    assert any(f"{BUNDLED_AU_MODEL}** never predicts fear: its answers on those images all count as wrong" in w
+               for w in texts(at.warning))
 
 
 def test_compare_page_marks_its_results_stale_after_a_retrain_or_a_cleared_choice(models_dir, six_images):

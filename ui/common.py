@@ -684,6 +684,20 @@ def choose_models(prefix: str, unsaved: bool = True) -> list:
 _UNSAVED = "_unsaved_models"
 
 
+def show_scoring_notes(res) -> None:
+    """What a reader of a comparison's accuracy must know (Compare and Masks): images of several
+    faces, test images of emotions not scored, and emotions scored that a model never answers."""
+    if res.several_faces:
+        st.caption(t("compare.several_faces", n=len(res.several_faces),
+                     example=shown_literally(i18n.message(res.several_faces[0]))))
+    if res.skipped:
+        st.caption(t("compare.skipped", n=sum(res.skipped.values()),
+                     per_emotion=", ".join(f"{i18n.emotion_label(e)} {n:,}" for e, n in res.skipped.items())))
+    for name, emotions in res.cannot_predict.items():
+        st.warning(t("compare.cannot_predict", model=shown_literally(name),
+                     emotions=", ".join(i18n.emotion_labels(emotions))), icon=":material/block:")
+
+
 def default_unless_chosen(key: str, options: Sequence, default: Sequence) -> None:
     """Before the multiselect ``key`` over ``options`` is drawn (without a ``default`` of its own):
     put ``default`` in it when the default changed (another table, other models) or the kept

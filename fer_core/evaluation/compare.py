@@ -71,6 +71,14 @@ class Comparison:
     def no_face_files(self, name: str) -> list[str]:
         return self.table.loc[self.table[name].isna(), "file"].tolist()
 
+    @property
+    def cannot_predict(self) -> dict[str, list[str]]:
+        """Per model, the emotions scored that it never answers (``--classes`` or the page chose
+        them): each of their images counts as wrong for it, which a reader must be told."""
+        missing = {m: [e for e in self.classes if e not in self.model_classes[m]]
+                   for m in self.names if m in self.model_classes}
+        return {m: emotions for m, emotions in missing.items() if emotions}
+
     def to_dict(self, root: str | Path | None = None) -> dict:
         """The ``compare --json`` output; ``root``: the test set's folder, to which its files are
         given relative, as in the predictions CSV (``--csv``), so the two can be joined."""
@@ -83,7 +91,8 @@ class Comparison:
                 "wrong": {m: relative(self.wrong_files(m)) for m in self.names},
                 "no_face": {m: relative(self.no_face_files(m)) for m in self.names},
                 "skipped": list(self.unreadable), "skipped_classes": dict(self.skipped),
-                "several_faces": list(self.several_faces), "failed_models": list(self.failed_models)}
+                "several_faces": list(self.several_faces), "failed_models": list(self.failed_models),
+                "cannot_predict": self.cannot_predict}
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, names: Sequence[str], classes: Sequence[str], **fields) -> "Comparison":
