@@ -990,12 +990,19 @@ def cmd_mask_report(args) -> int:
     return status
 
 
+def _print_unlabelled(comparison) -> None:
+    if comparison.unlabelled:
+        print(f"left out {comparison.unlabelled:,} image(s) whose file names name no emotion "
+              "(put them in <emotion>/ folders or name them like angry001.jpg)", file=sys.stderr)
+
+
 def _print_left_out(comparison, chosen: bool = False) -> None:
     """The test images of emotions not scored, counted per emotion (``chosen``: --classes chose
     them), and the emotions scored that a model never answers."""
     if comparison.skipped:
         why = "not in --classes" if chosen else "not predicted by every model"
         print(f"left out ({why}): " + ", ".join(f"{n} {e}" for e, n in comparison.skipped.items()), file=sys.stderr)
+    _print_unlabelled(comparison)
     for name, emotions in comparison.cannot_predict.items():
         print(f"note: {name} never predicts {', '.join(emotions)}: its images of "
               f"{'that emotion' if len(emotions) == 1 else 'those emotions'} all count as wrong", file=sys.stderr)
@@ -1043,6 +1050,7 @@ def cmd_evaluate(args) -> int:
                                              progress=_fraction_progress("images"))
         for line in comparison.unreadable:
             print(f"skipped: {line}", file=sys.stderr)
+        _print_unlabelled(comparison)
         if report.skipped:
             left_out = ", ".join(f"{n} {emotion}" for emotion, n in report.skipped.items())
             print(f"left out {left_out} image(s): {predictor.name} does not predict "

@@ -303,7 +303,8 @@ def download_files(res: Comparison, root: str) -> dict[str, bytes]:
         "compare_summary.csv": csv_bytes(summary_frame(res)),
         "compare_precision_recall_f1.csv": csv_bytes(precision_recall_frame(res)),
         "compare_mcnemar.csv": csv_bytes(mcnemar_frame(res)),
-        **({"compare_left_out.csv": csv_bytes(left_out_frame(res))} if res.unreadable or res.skipped else {}),
+        **({"compare_left_out.csv": csv_bytes(left_out_frame(res))} if res.unreadable or res.skipped or res.unlabelled
+           else {}),
     }
 
 

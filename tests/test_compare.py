@@ -199,12 +199,15 @@ def test_compare_cli_scores_seven_emotions_when_asked(capsys, tmp_path, fer_val,
     """compare --models a,b: the classes both predict by default (six, fear left out and counted);
     --classes seven scores fear too (the six-emotion AU model is then wrong on every fear image)."""
     sample = copy_fer_sample(fer_val, tmp_path / "val7", per_class=2, classes=SEVEN_EMOTIONS)
+    # a loose photo whose name names no emotion: nothing to score it on, and said so
+    (sample / "holiday.jpg").write_bytes(next((sample / "happy").iterdir()).read_bytes())
     models = f"{BUNDLED_AU_MODEL},{tiny_seven_cnn}"
     assert main(["compare", "--images", str(sample), "--models", models, "--json"]) == 0
     out = capsys.readouterr()
     mixed = json.loads(out.out)
     assert mixed["classes"] == list(SIX_EMOTIONS) and mixed["n"] == 12 and mixed["skipped_classes"] == {"fear": 2}
     assert "left out (not predicted by every model): 2 fear" in out.err
+    assert mixed["unlabelled"] == 1 and "left out 1 image(s) whose file names name no emotion" in out.err
     assert main(["compare", "--images", str(sample), "--models", models, "--classes", "seven", "--json"]) == 0
     out = capsys.readouterr()
     seven = json.loads(out.out)
@@ -372,6 +375,7 @@ def test_compare_page_reports_and_downloads_every_image_it_left_out(models_dir, 
     folder = copy_fer_sample(fer_val, tmp_path / "test", per_class=2, classes=("happy", "sad", "fear"))
     (folder / "happy" / "broken.jpg").write_bytes(b"not a jpeg")
     (folder / "sad" / "empty.jpg").write_bytes(b"")
+    (folder / "IMG_0001.jpg").write_bytes(next((folder / "happy").iterdir()).read_bytes())  # no label
     at = _page()
     at.radio(key="cmp_source").set_value(FOLDER)
     run_app(at, T)
@@ -387,6 +391,8 @@ def test_compare_page_reports_and_downloads_every_image_it_left_out(models_dir, 
     unreadable = left_out[left_out["left_out"] == "unreadable"]["problem"].tolist()
     assert sorted(any(name in line for line in unreadable) for name in ("broken.jpg", "empty.jpg")) == [True, True]
     assert left_out[left_out["left_out"] == "emotion not scored"][["emotion", "images"]].values.tolist() == [["fear", 2]]
+    assert left_out[left_out["left_out"] == "unlabelled"]["images"].tolist() == [1]
+    assert any("1 image(s) whose file names name no emotion were left out" in c for c in texts(at.caption))
     assert not at.exception and not at.error
     # fear scored by choice: the AU model's 0 on it is said to be a question it cannot answer
     assert not any("never predicts" in w for w in texts(at.warning))

@@ -686,13 +686,16 @@ _UNSAVED = "_unsaved_models"
 
 def show_scoring_notes(res) -> None:
     """What a reader of a comparison's accuracy must know (Compare and Masks): images of several
-    faces, test images of emotions not scored, and emotions scored that a model never answers."""
+    faces, test images of emotions not scored or without a label, and emotions scored that a
+    model never answers."""
     if res.several_faces:
         st.caption(t("compare.several_faces", n=len(res.several_faces),
                      example=shown_literally(i18n.message(res.several_faces[0]))))
     if res.skipped:
         st.caption(t("compare.skipped", n=sum(res.skipped.values()),
                      per_emotion=", ".join(f"{i18n.emotion_label(e)} {n:,}" for e, n in res.skipped.items())))
+    if res.unlabelled:
+        st.caption(t("compare.unlabelled", n=f"{res.unlabelled:,}"))
     for name, emotions in res.cannot_predict.items():
         st.warning(t("compare.cannot_predict", model=shown_literally(name),
                      emotions=", ".join(i18n.emotion_labels(emotions))), icon=":material/block:")

@@ -45,6 +45,7 @@ class Comparison:
     several_faces: list[str] = field(default_factory=list)  # images of several faces (the largest scored)
     failed_models: list[str] = field(default_factory=list)  # models that could not run, one line each
     skipped: dict[str, int] = field(default_factory=dict)  # test images of emotions not scored
+    unlabelled: int = 0  # loose images whose file names name no emotion: nothing to score them on
     probabilities: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # full (n, k) per model
     model_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     seconds: float = 0.0
@@ -91,6 +92,7 @@ class Comparison:
                 "wrong": {m: relative(self.wrong_files(m)) for m in self.names},
                 "no_face": {m: relative(self.no_face_files(m)) for m in self.names},
                 "skipped": list(self.unreadable), "skipped_classes": dict(self.skipped),
+                "unlabelled": self.unlabelled,
                 "several_faces": list(self.several_faces), "failed_models": list(self.failed_models),
                 "cannot_predict": self.cannot_predict}
 
@@ -145,9 +147,10 @@ def check_model_names(predictors: Sequence[Predictor]) -> None:
 
 
 def scored_images(predictors: Sequence[Predictor], items: Sequence[LabeledImage], classes: Sequence[str] | None
-                  ) -> tuple[tuple[str, ...], list[LabeledImage], dict[str, int]]:
+                  ) -> tuple[tuple[str, ...], list[LabeledImage], dict[str, int], int]:
     """The emotions scored (``classes``, else those every model predicts and the images hold),
-    the images of them, and how many images of each other emotion are left out."""
+    the images of them, how many images of each other emotion are left out, and how many
+    images have no label at all (loose files whose names name no emotion)."""
     present = {it.label for it in items if it.label}
     if not present:  # not "no shared emotion": nothing to score any model on
         raise DatasetError("no labelled images: put them in <emotion>/ folders or name them like angry001.jpg")
@@ -161,7 +164,7 @@ def scored_images(predictors: Sequence[Predictor], items: Sequence[LabeledImage]
             skipped[it.label] = skipped.get(it.label, 0) + 1
     if not chosen:
         raise DatasetError(f"the test set has no images of {', '.join(classes)}")
-    return classes, chosen, skipped
+    return classes, chosen, skipped, sum(1 for it in items if not it.label)
 
 
 def preparing_label(done: int, total: int, images: int) -> str:
@@ -192,7 +195,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     if not predictors:
         raise FerError("no model could be run: " + "; ".join(failed) if failed else "no models to compare")
     check_model_names(predictors)
-    classes, chosen, skipped = scored_images(predictors, items, classes)
+    classes, chosen, skipped, unlabelled = scored_images(predictors, items, classes)
     need_aus = any(p.inputs == "aus" for p in predictors)
     need_pixels = any(p.inputs == "pixels" for p in predictors)
     share = 1.0 / (len(predictors) + 1)
@@ -251,7 +254,8 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     report(1.0, t("loading.done"))
     return Comparison.from_table(table, list(kinds), classes, kinds=kinds, unreadable=prepared.unreadable,
                                  several_faces=prepared.several_faces,
-                                 failed_models=failed, skipped=skipped, probabilities=probabilities,
+                                 failed_models=failed, skipped=skipped, unlabelled=unlabelled,
+                                 probabilities=probabilities,
                                  model_classes=model_classes, seconds=time.perf_counter() - start, paths=paths)
 
 

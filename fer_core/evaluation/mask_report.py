@@ -112,7 +112,8 @@ class MaskReport:
                 "hidden_aus": list(HIDDEN_AUS), "visible_aus": list(VISIBLE_AUS), "models": models,
                 "no_images": self.empty_classes, "unmaskable": list(self.unmaskable),
                 "mask_not_placed": self.not_placed, "skipped": list(self.original.unreadable),
-                "skipped_classes": dict(self.original.skipped), "several_faces": list(self.original.several_faces),
+                "skipped_classes": dict(self.original.skipped), "unlabelled": self.original.unlabelled,
+                "several_faces": list(self.original.several_faces),
                 "failed_models": list(self.original.failed_models), "reasons_failed": list(self.reasons_failed),
                 "human_findings": dict(HUMAN_FINDINGS)}
 
@@ -165,7 +166,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     if not predictors:
         raise FerError("no model could be run: " + "; ".join(failed) if failed else "no models to compare")
     check_model_names(predictors)  # before minutes of masking, not after
-    classes, chosen, skipped = scored_images(predictors, items, classes)
+    classes, chosen, skipped, unlabelled = scored_images(predictors, items, classes)
     if root is None:
         root = os.path.commonpath([str(it.path.parent) for it in chosen])
 
@@ -235,6 +236,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     before.failed_models.extend(f"{problem} (on the masked faces)" for problem in after.failed_models
                                 if problem not in before.failed_models)
     before.skipped = after.skipped = skipped
+    before.unlabelled = after.unlabelled = unlabelled
     out = MaskReport(before, after, style, seed, unmaskable, examples=shown, root=str(root))
     explaining = [p for p in predictors if p.explains and p.name in after.reports]
     for j, p in enumerate(explaining):

@@ -110,11 +110,14 @@ def mcnemar_frame(comparison: Comparison, alpha: float = 0.05) -> pd.DataFrame:
 
 def left_out_frame(comparison: Comparison) -> pd.DataFrame:
     """What the comparison left out, for download: every unreadable image with its one-line reason,
-    and per emotion not scored, how many test images it had."""
+    per emotion not scored how many test images it had, and how many had no label."""
     rows = [{"left_out": "unreadable", "emotion": None, "images": 1, "problem": line}
             for line in comparison.unreadable]
     rows += [{"left_out": "emotion not scored", "emotion": emotion, "images": n, "problem": None}
              for emotion, n in comparison.skipped.items()]
+    if comparison.unlabelled:
+        rows.append({"left_out": "unlabelled", "emotion": None, "images": comparison.unlabelled,
+                     "problem": "the file name names no emotion"})
     return pd.DataFrame(rows, columns=["left_out", "emotion", "images", "problem"])
 
 
