@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from fer_core.emotions import shared_classes
 from fer_core.errors import FerError, one_line
 from fer_core.evaluation.compare import Comparison, explain_image, run_comparison
 from fer_core.figures import plots
@@ -33,8 +32,8 @@ from fer_core.images import png_data_uri, relative_file
 from fer_core.measure.extract import default_workers
 from ui.common import (
     choose_models,
+    choose_scored_emotions,
     choose_test_set,
-    default_unless_chosen,
     fraction_bar,
     held_folder,
     keep_for,
@@ -53,17 +52,6 @@ from ui.common import (
 page_setup("nav.compare", ":material/compare_arrows:")
 
 MAX_THUMBS = 120  # wrong images shown per model; the CSV has them all
-
-
-def choose_classes(items: list, models: list) -> list[str]:
-    """The emotions to score: by default those every chosen model predicts and the test set holds
-    (seven with fear when every model predicts it). A change of models or images that changes that
-    default puts it back; otherwise the person's own choice stays."""
-    present = list(shared_classes([], {it.label for it in items}))
-    common = list(shared_classes([m.classes for m in models if m.classes], present))
-    default_unless_chosen("cmp_classes", present, common or present)
-    return st.multiselect(t("compare.emotions_scored"), present, key=kept_choice("cmp_classes"),
-                          format_func=shown_as(present).__getitem__, help=t("compare.emotions_scored_help"))
 
 
 def shown_as(emotions, everything: str | None = None) -> dict[str, str]:
@@ -383,10 +371,10 @@ def main() -> None:
         models = choose_models("cmp") if chosen is not None else []
         if chosen is not None and models:
             items, root, description = chosen
-            classes = choose_classes(items, models)
+            classes = choose_scored_emotions("cmp", items, models)
             current = f"{root}|{len(items)}|{[model_version(m) for m in models]}|{classes}"
             if st.button(t("compare.run"), type="primary", key="cmp_run"):
-                if not classes:
+                if classes is not None and not classes:
                     show_error(t("compare.no_classes"))
                 else:
                     from fer_core.evaluation.report import ReportSettings

@@ -8,7 +8,6 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.au_table import au_label
-from fer_core.emotions import shared_classes
 from fer_core.errors import FerError
 from fer_core.evaluation.mask_report import MaskReport, run_mask_report
 from fer_core.evaluation.metrics import p_text
@@ -25,6 +24,7 @@ from fer_core.masks import HIDDEN_AUS, HUMAN_FINDINGS, STYLES, VISIBLE_AUS
 from fer_core.measure.extract import default_workers
 from ui.common import (
     choose_models,
+    choose_scored_emotions,
     choose_test_set,
     fraction_bar,
     kept_choice,
@@ -200,17 +200,20 @@ def main() -> None:
         if chosen is not None and entries:
             items, root, description = chosen
             # None when the models share no emotion with the images: the report says so in one line
-            classes = list(shared_classes([e.classes for e in entries if e.classes], {it.label for it in items})) or None
-            current = f"{root}|{len(items)}|{[model_version(e) for e in entries]}|{style}|{seed}"
+            classes = choose_scored_emotions("mask", items, entries)
+            current = f"{root}|{len(items)}|{[model_version(e) for e in entries]}|{style}|{seed}|{classes}"
             if st.button(t("masks.run"), type="primary", key="mask_run"):
-                bar, progress = fraction_bar()
-                try:
-                    report = run_mask_report(entries, items, classes, style=style, seed=seed, progress=progress,
-                                             loader=load_predictor, workers=default_workers(), root=root)
-                finally:
-                    bar.empty()
-                saved = {"report": report, "description": description, "signature": current}
-                st.session_state["mask_result"] = saved
+                if classes is not None and not classes:
+                    show_error(t("compare.no_classes"))
+                else:
+                    bar, progress = fraction_bar()
+                    try:
+                        report = run_mask_report(entries, items, classes, style=style, seed=seed, progress=progress,
+                                                 loader=load_predictor, workers=default_workers(), root=root)
+                    finally:
+                        bar.empty()
+                    saved = {"report": report, "description": description, "signature": current}
+                    st.session_state["mask_result"] = saved
     except FerError as exc:
         show_error(exc)
     if saved is not None:

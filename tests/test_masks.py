@@ -289,6 +289,33 @@ def test_masks_page_says_in_one_line_when_the_models_answer_no_emotion_of_the_im
     assert [e.value for e in at.error if "share no emotion" in e.value]
 
 
+def test_masks_page_scores_the_emotions_chosen(models_dir, fer_val, tmp_path):
+    """Masks had no "emotions scored" choice: the models' shared emotions were scored, so one
+    two-emotion model among the defaults narrowed every model's test without a way to widen it."""
+    from conftest import copy_fer_sample
+
+    folder = copy_fer_sample(fer_val, tmp_path / "three", per_class=2, classes=("angry", "happy", "sad"))
+    at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "7_Masks.py")), 90)
+    at.radio(key="mask_source").set_value("A folder on this machine")
+    run_app(at, 90)
+    at.text_input(key="mask_folder").set_value(str(folder))
+    run_app(at, 90)
+    chooser = at.multiselect(key="mask_classes")
+    assert chooser.value == ["angry", "happy", "sad"] and chooser.label == "Emotions scored"
+    chooser.set_value(["happy", "sad"])
+    run_app(at, 90)
+    at.button(key="mask_run").click()
+    run_app(at, 240)
+    report = at.session_state["mask_result"]["report"]
+    assert report.original.classes == ("happy", "sad") and report.original.skipped == {"angry": 2}
+    at.multiselect(key="mask_classes").set_value([])
+    run_app(at, 90)
+    assert any("previous choice" in s for s in texts(at.info))
+    at.button(key="mask_run").click()
+    run_app(at, 90)
+    assert any("pick at least one emotion to score" in e for e in texts(at.error)) and not at.exception
+
+
 def test_the_no_face_to_mask_message_is_korean_in_the_korean_dashboard():
     from fer_core import i18n
 

@@ -701,6 +701,25 @@ def show_scoring_notes(res) -> None:
                      emotions=", ".join(i18n.emotion_labels(emotions))), icon=":material/block:")
 
 
+def choose_scored_emotions(prefix: str, items: list, models: list) -> list[str] | None:
+    """Compare's and Masks' "emotions scored": by default those every chosen model predicts and
+    the test set holds (seven with fear when every model predicts it). A change of models or
+    images that changes that default puts it back; otherwise the person's own choice stays.
+    None, and nothing drawn, when the models share no emotion with the images: the run then says
+    so in one line instead of scoring answers none of them can give."""
+    from fer_core.emotions import shared_classes
+
+    present = list(shared_classes([], {it.label for it in items}))
+    common = list(shared_classes([m.classes for m in models if m.classes], present))
+    if not common:
+        return None
+    key = kept_choice(f"{prefix}_classes")
+    default_unless_chosen(key, present, common)
+    shown = {e: i18n.emotion_label(e) for e in present}  # now: format_func may run outside the run
+    return st.multiselect(t("compare.emotions_scored"), present, key=key, format_func=shown.__getitem__,
+                          help=t("compare.emotions_scored_help"))
+
+
 def default_unless_chosen(key: str, options: Sequence, default: Sequence) -> None:
     """Before the multiselect ``key`` over ``options`` is drawn (without a ``default`` of its own):
     put ``default`` in it when the default changed (another table, other models) or the kept
