@@ -157,17 +157,22 @@ def folder_label(folder: str) -> str:
     return Path(folder).name or folder
 
 
-def evaluation_files(ev: EvaluationReport, comparison, name: str, folder: str) -> tuple[bytes, bytes]:
+def evaluation_files(ev: EvaluationReport, comparison, name: str, folder: str,
+                     sample: dict) -> tuple[bytes, bytes]:
     """The folder evaluation as downloads: per image (file, true, predicted, right or not, one
-    probability per emotion) as CSV, and the scores as JSON (the ``evaluate --json`` report)."""
+    probability per emotion) as CSV, and the scores as JSON (the ``evaluate --json`` report, with
+    ``sample``: the images per emotion drawn, the seed and the folder's labelled images)."""
     frame = predictions_frame(comparison.table, [name], folder).drop(columns=f"{name} p(true)", errors="ignore")
     frame = frame.rename(columns={"label": "true", name: "predicted", f"{name} correct": "correct"})
     proba = comparison.probabilities[name]
     for j, emotion in enumerate(comparison.model_classes[name]):
         frame[f"p_{emotion}"] = proba[:, j].round(4)
-    metrics = {"model": name, "folder": folder, **ev.to_dict(), "unreadable": list(comparison.unreadable),
+    metrics = {"model": name, "folder": folder, **sample, **ev.to_dict(), "unreadable": list(comparison.unreadable),
                "left_out": dict(comparison.skipped)}
     return csv_bytes(frame), json.dumps(metrics, indent=1).encode()
+
+
+EVAL_SEED = 0  # the evaluation's sample per emotion is drawn the same way each time
 
 
 def evaluate_section(entry) -> None:
@@ -194,10 +199,14 @@ def evaluate_section(entry) -> None:
 
                 root = str(Path(folder).expanduser())
                 # every emotion listed: those the model lacks are counted and said, not dropped unseen
-                items = sample_per_class(dataset_items(root), int(per))
+                listed = dataset_items(root)
+                items = sample_per_class(listed, int(per), seed=EVAL_SEED)
+                labelled = sum(1 for it in listed if it.label)
+                sample = {"per_emotion": int(per) or None, "seed": EVAL_SEED if per else None,
+                          "images_in_folder": labelled, "sampled": len(items) < len(listed)}
                 ev, comparison = evaluate_images(load_predictor(entry), items, progress=progress)
-                results[key] = (ev, evaluation_files(ev, comparison, entry.name, root),
-                                list(comparison.unreadable), dict(comparison.skipped))
+                results[key] = (ev, evaluation_files(ev, comparison, entry.name, root, sample),
+                                list(comparison.unreadable), dict(comparison.skipped), sample)
             except FerError as exc:
                 show_error(exc)
                 return
@@ -207,8 +216,14 @@ def evaluate_section(entry) -> None:
         if done is None:
             st.caption(t("cnn.evaluate_caption", tf=tensorflow_note(entry)))
             return
-        ev, (csv, metrics), unreadable, left_out = done
-        metric_row(ev, {t("cnn.images"): f"{ev.n:,}"}, label=t("cnn.accuracy_on", folder=folder_label(folder)))
+        ev, (csv, metrics), unreadable, left_out, sample = done
+        if sample["sampled"]:  # a figure on a sample must not read as the folder's (Home's is on all)
+            metric_row(ev, {t("cnn.images"): f"{ev.n:,}"},
+                       label=t("cnn.accuracy_on_sample", folder=folder_label(folder), per=sample["per_emotion"]))
+            st.caption(t("cnn.sample_caption", per=sample["per_emotion"], seed=sample["seed"],
+                         total=f"{sample['images_in_folder']:,}"))
+        else:
+            metric_row(ev, {t("cnn.images"): f"{ev.n:,}"}, label=t("cnn.accuracy_on", folder=folder_label(folder)))
         if unreadable:
             st.warning(t("compare.unreadable", n=len(unreadable), example=shown_literally(message(unreadable[0]))))
         if left_out:

@@ -234,6 +234,17 @@ def test_cnn_page_inspects_and_evaluates_a_saved_cnn(models_dir, fer_small, tiny
     assert metrics["Images"] == "18"
     titles = _titles(at)
     assert titles.count("Accuracy per emotion (recall)") == 2  # saved scores and this evaluation
+    assert f"Accuracy on {fer_small.name}" in metrics
+    # on a sample the figure says so, and its scores file says how it was drawn
+    at.number_input(key="cnn_eval_per").set_value(2)
+    at.button(key="cnn_eval_button").click()
+    _run(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "12" and f"Accuracy on {fer_small.name} (2 per emotion)" in metrics
+    assert any("up to 2 images per emotion of the folder's 18 labelled images" in c for c in _texts(at.caption))
+    sampled = json.loads(next(v for k, v in at.session_state["cnn_eval"].items() if k[3] == 2)[1][1])
+    assert (sampled["per_emotion"], sampled["seed"], sampled["images_in_folder"], sampled["sampled"]) == (2, 0, 18, True)
+    at.number_input(key="cnn_eval_per").set_value(0)
     # an unreadable image and an emotion the model lacks are said, on the page and in the scores file
     mixed = fer_small.parent / "mixed_for_cnn"
     shutil.copytree(fer_small / "happy", mixed / "happy", dirs_exist_ok=True)
