@@ -6,7 +6,11 @@ import re
 
 
 class FerError(Exception):
-    """Base class: the message is shown to the user as is (no traceback)."""
+    """Base class: the message is shown to the user as is (no traceback). ``advice``: what to do
+    about it as trusted Markdown (a layout with `code`), which the dashboard shows as written
+    after the message; the message itself names files as typed, so it is shown literally."""
+
+    advice: str | None = None
 
 
 class ImageError(FerError):

@@ -190,6 +190,9 @@ def test_explorer_says_what_it_does_not_read_from_a_folder(models_dir, tmp_path)
     at.text_input[0].set_value(str(tmp_path / "only sad"))
     _run(at)
     assert any("no readable images found. Sad Faces/: a folder not named" in e for e in _texts(at.error)), _texts(at.error)
+    # the layout advice is Markdown shown as written, not with its backticks escaped into the text
+    [error] = [e for e in _texts(at.error) if "no readable images found" in e]
+    assert "`<folder>/<emotion>/*.jpg`" in error and "\\`" not in error, error
 
 
 def test_explorer_uploaded_zip_and_a_bad_zip(models_dir, astronaut):

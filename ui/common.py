@@ -214,6 +214,8 @@ def show_error(exc: BaseException | str, prefix: str | None = None, warning: boo
         text = shown_literally(text)
     if prefix and not text.startswith(prefix):
         text = f"{prefix}: {text}"
+    if getattr(exc, "advice", None):
+        text = f"{text} {exc.advice}"
     (st.warning if warning else st.error)(text, icon=":material/warning:" if warning else ":material/error:")
 
 
@@ -353,10 +355,11 @@ def dataset_items(root: str, classes: tuple[str, ...] | None = None):
     """The folder's images; what it passes over (a folder not named after an emotion, a video) is
     said above the page's results, else a researcher reads the rest as the whole dataset."""
     listing = dataset_listing(root, classes)
-    if not listing.items:  # show_error escapes the names
+    if not listing.items:  # show_error escapes the names, not the layout advice
         first = listing.skipped[0] if listing.skipped else None
-        raise DatasetError(f"{root}: no readable images found. " + (f"{first.file}: {first.reason}. " if first else "")
-                           + data_layout_help())
+        error = DatasetError(f"{root}: no readable images found." + (f" {first.file}: {first.reason}." if first else ""))
+        error.advice = data_layout_help()
+        raise error
     if listing.skipped:
         examples = [f"{shown_literally(s.file)}: {i18n.reason(s.reason)}" for s in listing.skipped[:3]]
         st.warning(t("common.passed_over", n=f"{len(listing.skipped):,}", examples="; ".join(examples)
