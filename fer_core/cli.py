@@ -1047,7 +1047,7 @@ def cmd_evaluate(args) -> int:
         if not any(it.label in predictor.classes for it in items):
             raise FerError(f"{args.images}: no labelled images of {', '.join(predictor.classes)} found")
         report, comparison = evaluate_images(predictor, items, workers=args.workers or default_workers(),
-                                             progress=_fraction_progress("images"))
+                                             progress=_fraction_progress("images"), root=args.images)
         for line in comparison.unreadable:
             print(f"skipped: {line}", file=sys.stderr)
         _print_unlabelled(comparison)
@@ -1075,7 +1075,7 @@ def cmd_compare(args) -> int:
             raise FerError(f"{printable(args.report)}: the report is one HTML page; give --report a name "
                            "ending in .html (print it to PDF from the browser)")
     comparison = run_comparison(refs, items, classes=classes, workers=args.workers or default_workers(),
-                                progress=_fraction_progress("predicting"))
+                                progress=_fraction_progress("predicting"), root=args.images)
     for line in comparison.failed_models:  # the others' results are kept; the exit status says it (2)
         print(f"model left out: {line}", file=sys.stderr)
     for line in comparison.unreadable:

@@ -8,6 +8,7 @@ whole; in larger images the largest face is cropped with a margin, as FER2013's 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from PIL import Image
 from . import au_table
 from .au_table import AU_COLUMNS
 from .errors import FerError, one_line, printable
-from .images import LabeledImage, load_image
+from .images import LabeledImage, load_image, relative_file
 from .predictors.base import Explanation, FaceInput, Predictor, model_of_kind, predicted_labels
 from .predictors.ensemble import predict_reusing
 
@@ -347,10 +348,12 @@ class PreparedFaces:
 
 
 def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bool, workers: int = 1,
-                  progress: Progress | None = None, use_cache: bool = True) -> PreparedFaces:
+                  progress: Progress | None = None, use_cache: bool = True,
+                  root: str | os.PathLike[str] | None = None) -> PreparedFaces:
     """Decode every image (unreadable ones are reported and left out, for every model alike),
     measure faces where AU models need them or a large image must be cropped, and build the
-    ``FaceInput`` of each: AUs of the largest face (NaN without one) and its crop."""
+    ``FaceInput`` of each: AUs of the largest face (NaN without one) and its crop. Reports name
+    files relative to ``root``, the test set's folder (not a server's temporary folder)."""
     from .measure.extract import measure_items
 
     items = list(items)
@@ -361,7 +364,7 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
     large: list[int] = []
     for i, it in enumerate(items):
         try:
-            rgb = load_image(it.path)
+            rgb = load_image(it.path, name=printable(relative_file(it.path, root)))
         except FerError as exc:
             unreadable.append(one_line(exc))
             continue
@@ -384,7 +387,7 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
         m = measured.get(i)
         first = m[0] if isinstance(m, list) and m else None
         if isinstance(m, list) and len(m) > 1:
-            several.append(f"{printable(str(it.path))}: {len(m)} faces found; the largest was scored")
+            several.append(f"{printable(relative_file(it.path, root))}: {len(m)} faces found; the largest was scored")
         aus = None
         if need_aus:
             aus = first.au_vector() if first is not None else np.full(len(AU_COLUMNS), np.nan)

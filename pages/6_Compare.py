@@ -382,7 +382,7 @@ def main() -> None:
                     bar, progress = fraction_bar(t("compare.starting"))
                     try:
                         comparison = run_comparison(models, items, classes, progress=progress, loader=load_predictor,
-                                                    workers=default_workers())
+                                                    workers=default_workers(), root=root)
                     finally:
                         bar.empty()
                     # "folder": a drawn set's or a zip's temporary folder, kept while these results

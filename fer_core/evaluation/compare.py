@@ -178,12 +178,14 @@ def preparing_label(done: int, total: int, images: int) -> str:
 
 def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Sequence[str] | None = None,
                    workers: int = 1, progress: FractionProgress | None = None,
-                   loader: Callable | None = None, prepare: Callable | None = None) -> Comparison:
+                   loader: Callable | None = None, prepare: Callable | None = None,
+                   root: str | Path | None = None) -> Comparison:
     """Every model (Predictors, manifest entries or names) on exactly the same readable images.
 
     A model that fails to load or run is reported in ``failed_models`` and left out; the others
     go on. ``progress(fraction, text)`` follows loading, measuring and each model. ``prepare``
     replaces the face pipeline (same arguments as ``prepare_faces``), e.g. with masked faces.
+    ``root``: the test set's folder, to which the files left out are named relative.
     """
     from ..pipeline import prepare_faces
     from ..predictors.registry import load_predictor
@@ -208,7 +210,8 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     # The measuring workers are shared by the server's sessions: when another run holds them,
     # say so instead of a bar that stands still without a word.
     with telling_waits(lambda: report(shown[0], t("loading.waiting_for_pool"))):
-        prepared = (prepare or prepare_faces)(chosen, need_aus, need_pixels, workers=workers, progress=preparing)
+        prepared = (prepare or prepare_faces)(chosen, need_aus, need_pixels, workers=workers, progress=preparing,
+                                              root=root)
     if not prepared.items:
         raise DatasetError(f"none of the {len(chosen)} test images could be read")
     files = [printable(str(it.path)) for it in prepared.items]
@@ -260,9 +263,11 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
 
 
 def evaluate_images(predictor: Predictor, items: Sequence[LabeledImage], workers: int = 1,
-                    progress: FractionProgress | None = None) -> tuple[EvaluationReport, Comparison]:
+                    progress: FractionProgress | None = None,
+                    root: str | Path | None = None) -> tuple[EvaluationReport, Comparison]:
     """One model on labelled images of its own emotions (others are counted in ``skipped``)."""
-    comparison = run_comparison([predictor], items, classes=predictor.classes, workers=workers, progress=progress)
+    comparison = run_comparison([predictor], items, classes=predictor.classes, workers=workers, progress=progress,
+                                root=root)
     if comparison.failed_models:
         raise FerError(comparison.failed_models[0])
     return comparison.reports[predictor.name], comparison
