@@ -167,7 +167,9 @@ def try_section(predictor) -> None:
         raw = predictor.raw_proba([crop])[0]
         proba = predictor.predict_proba([crop])[0]
     c1, c2, c3 = st.columns([1, 1.4, 1.4])
-    seen = t("teachable.sees_face") if photo.faces else t("teachable.sees_whole")
+    # a group photo: the largest face, as Compare scores it (Try it shows each face)
+    seen = (t("teachable.sees_largest", n=len(photo.faces)) if len(photo.faces) > 1
+            else t("teachable.sees_face") if photo.faces else t("teachable.sees_whole"))
     c1.image(crop, caption=f"{up.name}: {seen}", width="stretch", alt=t("teachable.crop_alt", name=up.name))
     # one bar per output: where class names repeat, they are told apart by their output number
     unique = len(set(predictor.labels)) == len(predictor.labels)

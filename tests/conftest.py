@@ -58,6 +58,20 @@ def astronaut() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def group_photo(astronaut) -> np.ndarray:
+    """A real group photo: the astronaut's face three times, at three sizes (one mirrored), pasted
+    so that the largest face is in the middle: size order and left-to-right order differ."""
+    from PIL import Image, ImageOps
+
+    face = Image.fromarray(astronaut).crop((130, 10, 330, 230))
+    canvas = Image.new("RGB", (900, 340), (200, 200, 200))
+    for size, x, mirror in ((150, 20, False), (280, 250, True), (240, 610, False)):
+        im = face.resize((size, round(size * 1.1)))
+        canvas.paste(ImageOps.mirror(im) if mirror else im, (x, 20))
+    return np.asarray(canvas)
+
+
+@pytest.fixture(scope="session")
 def astronaut_jpeg(tmp_path_factory, astronaut) -> Path:
     from PIL import Image
 

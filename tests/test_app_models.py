@@ -305,7 +305,7 @@ def test_teachable_import_and_its_mapping_survive_a_visit_to_another_page(models
     assert any("Export Model" in i for i in _texts(at.info))
 
 
-def test_teachable_page_imports_a_zip_maps_tries_and_saves(models_dir, tm_export, face_jpeg):
+def test_teachable_page_imports_a_zip_maps_tries_and_saves(models_dir, tm_export, face_jpeg, group_photo):
     at = _run(AppTest.from_file(TM_PAGE))
     assert any("Export Model" in i for i in _texts(at.info))
     zipped = tm_export.zip()
@@ -331,6 +331,13 @@ def test_teachable_page_imports_a_zip_maps_tries_and_saves(models_dir, tm_export
     emotions = next(c for t, c in charts.items() if t.startswith("As emotions: "))
     assert sorted(emotions["data"][0]["y"]) == ["angry", "happy", "sad"]
     assert sum(emotions["data"][0]["x"]) == pytest.approx(1.0, abs=1e-6)
+    # a group photo: the face the model sees is said to be the largest of them
+    png = io.BytesIO()
+    Image.fromarray(group_photo).save(png, format="PNG")
+    at.file_uploader(key="tm_image").set_value(("group.png", png.getvalue(), "image/png"))
+    _run(at)
+    captions = [img.caption for el in at.image for img in el.proto.imgs]
+    assert "group.png: the largest of 3 faces, the one it sees (Try it shows each face)" in captions, captions
 
     at.text_input(key="tm_save_name").set_value("tm-test")
     at.button(key="tm_save").click()

@@ -12,24 +12,12 @@ import pandas as pd
 import pytest
 from apptest_helpers import charts, english_left, page_texts, run_app, texts
 from conftest import BUNDLED_AU_MODEL, SEVEN_CNN, seven_cnn_entry
-from PIL import Image, ImageOps
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 TRY_IT = str(ROOT / "pages" / "3_Try_it.py")
 T = 120  # the first analysis starts MediaPipe's worker process
-
-
-@pytest.fixture(scope="session")
-def group_photo(astronaut) -> np.ndarray:
-    """A real group photo: the astronaut's face three times, at three sizes (one mirrored), pasted
-    so that the largest face is in the middle: size order and left-to-right order differ."""
-    face = Image.fromarray(astronaut).crop((130, 10, 330, 230))
-    canvas = Image.new("RGB", (900, 340), (200, 200, 200))
-    for size, x, mirror in ((150, 20, False), (280, 250, True), (240, 610, False)):
-        im = face.resize((size, round(size * 1.1)))
-        canvas.paste(ImageOps.mirror(im) if mirror else im, (x, 20))
-    return np.asarray(canvas)
 
 
 @pytest.fixture(scope="session")
