@@ -211,7 +211,9 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
         if face.low_confidence:
             how = (t("try_it.low_no_face") if face.method == "crop"
                    else t("try_it.low_unsure", p=_percent(face.confidence)))
-            st.badge(t("try_it.low_confidence", how=how), icon=":material/help:", color="orange")
+            # a badge does not wrap: the reason goes below it, where a narrow column cut it off
+            st.badge(t("try_it.low_confidence_badge"), icon=":material/help:", color="orange")
+            st.caption(t("try_it.low_confidence", how=how))
         st.markdown(ex.sentence[0].upper() + ex.sentence[1:])
         if ex.against:
             st.caption(absent_against(ex))

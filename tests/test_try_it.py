@@ -315,3 +315,19 @@ def test_compare_says_which_test_images_hold_several_faces(group_photo, astronau
     assert comparison.to_dict()["several_faces"] == comparison.several_faces
     with using_language("ko"):
         assert message(comparison.several_faces[0]).endswith("group.png: 얼굴 3개를 찾았습니다. 가장 큰 얼굴로 채점했습니다")
+
+
+def test_try_it_says_in_full_why_a_face_is_low_confidence(models_dir, fer_val):
+    """A FER2013 crop the detector misses is measured whole and flagged: the badge says "Low
+    confidence" and the reason is written below it (in the badge, a narrow column cut it off)."""
+    from fer_core.config import data_dir
+
+    table = pd.read_csv(data_dir() / "fer2013_val_au.csv.gz")
+    crop = table[(table.success == 1) & (table.confidence == 0)].file.iloc[0]  # measured whole
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    at.file_uploader(key="try_upload").set_value([(Path(crop).name, (fer_val / crop).read_bytes(), "image/jpeg")])
+    run_app(at, T)
+    badges = [m for m in texts(at.markdown) if "badge[" in m]
+    assert badges == [":orange-badge[:material/help: Low confidence]"], badges
+    assert any(c == "Low confidence: the detector found no face; the whole image was measured as one"
+               for c in texts(at.caption)), texts(at.caption)
