@@ -44,6 +44,7 @@ from fer_core.pipeline import (
 from fer_core.predictors.ensemble import KIND as ENSEMBLE_KIND
 from ui.common import (
     IMAGE_TYPES,
+    add_new_options,
     digest,
     entries_of,
     keep_for,
@@ -81,7 +82,8 @@ def choose_models() -> tuple[object | None, str, str, list]:
     chosen: list[str] = []
     if others:
         other_names = [e.name for e in others]
-        chosen = c2.multiselect(t("try_it.others"), other_names, default=other_names, key=kept_choice("try_others"),
+        add_new_options(kept_choice("try_others"), other_names)
+        chosen = c2.multiselect(t("try_it.others"), other_names, default=other_names, key="try_others",
                                 help=t("try_it.others_help"))
     picked = [e for e in others if e.name in chosen]
     if name == SESSION_MODEL:

@@ -203,7 +203,8 @@ def evaluate_section(entry) -> None:
                 items = sample_per_class(listed, int(per), seed=EVAL_SEED)
                 labelled = sum(1 for it in listed if it.label)
                 sample = {"per_emotion": int(per) or None, "seed": EVAL_SEED if per else None,
-                          "images_in_folder": labelled, "sampled": len(items) < len(listed)}
+                          "images_in_folder": labelled,
+                          "sampled": sum(1 for it in items if it.label) < labelled}
                 ev, comparison = evaluate_images(load_predictor(entry), items, progress=progress, root=root)
                 results[key] = (ev, evaluation_files(ev, comparison, entry.name, root, sample),
                                 list(comparison.unreadable), dict(comparison.skipped), sample)

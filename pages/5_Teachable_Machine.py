@@ -68,8 +68,11 @@ def choose_upload() -> tuple[TeachableUpload, str] | None:
         st.session_state.pop(SHOWN_UPLOAD, None)
     if SHOWN_UPLOAD in st.session_state:
         upload, key = st.session_state[SHOWN_UPLOAD]
-        st.info(t("teachable.shown_from_before", source=shown_literally(upload.source)))
-        return upload, key
+        c1, c2 = st.columns([5, 1])
+        c1.info(t("teachable.shown_from_before", source=shown_literally(upload.source)))
+        if not c2.button(t("teachable.close_shown"), key="tm_close_shown"):
+            return upload, key
+        st.session_state.pop(SHOWN_UPLOAD, None)
     st.info(t("teachable.how_to_export"))
     return None
 
@@ -245,8 +248,12 @@ def main() -> None:
     if chosen is None:
         return
     upload, key = chosen
-    with st.spinner(t("teachable.loading")):
-        base = load_teachable_upload(key, upload)
+    try:
+        with st.spinner(t("teachable.loading")):
+            base = load_teachable_upload(key, upload)
+    except FerError:  # not kept to be shown again after a visit to another page
+        st.session_state.pop(SHOWN_UPLOAD, None)
+        raise
     h, w = base.input_size
     st.success(t("teachable.loaded", source=shown_literally(upload.source), format=format_label(base.format), n=len(base.labels),
                  w=w, h=h))

@@ -102,7 +102,7 @@ def show_per_emotion(res: Comparison) -> None:
     st.header(t("compare.per_emotion_heading"))
     overall = {name: r.accuracy for name, r in res.reports.items()}
     st.plotly_chart(per_emotion_grouped_bars(res.per_emotion_frame(), order=res.classes, overall=overall),
-                    key=kept_choice("cmp_per_emotion"))
+                    key="cmp_per_emotion")
     st.caption(t("compare.per_emotion_caption"))
 
 

@@ -303,6 +303,26 @@ def test_teachable_import_and_its_mapping_survive_a_visit_to_another_page(models
     _run(at)
     assert not [b for b in at.selectbox if str(b.key).startswith("tm_map_")]
     assert any("Export Model" in i for i in _texts(at.info))
+    # shown from before, it can be closed
+    at.file_uploader(key="tm_upload").set_value([(zipped.name, zipped.read_bytes(), "application/zip")])
+    _run(at)
+    at.switch_page("app.py")
+    _run(at)
+    at.switch_page("pages/5_Teachable_Machine.py")
+    _run(at)
+    at.button(key="tm_close_shown").click()
+    _run(at)
+    assert not [b for b in at.selectbox if str(b.key).startswith("tm_map_")]
+    assert any("Export Model" in i for i in _texts(at.info))
+    # an upload that fails to load is not shown again after a visit to another page
+    at.file_uploader(key="tm_upload").set_value([("converted_keras.zip", b"not a zip at all", "application/zip")])
+    _run(at)
+    assert at.error
+    at.switch_page("app.py")
+    _run(at)
+    at.switch_page("pages/5_Teachable_Machine.py")
+    _run(at)
+    assert not at.error and not any("uploaded earlier" in i for i in _texts(at.info))
 
 
 def test_teachable_page_imports_a_zip_maps_tries_and_saves(models_dir, tm_export, face_jpeg, group_photo):

@@ -261,6 +261,62 @@ def test_compare_page_speaks_korean_before_a_run(models_dir, fer_val):
     assert en.button(key="cmp_run").label == "Compare"
 
 
+def test_compare_page_chooses_a_model_added_since_its_last_visit(models_dir, fer_val):
+    """A model trained or imported on another page joins the models chosen, as on a first visit;
+    a model the person unticked stays unticked."""
+    at = AppTest.from_file(str(REPO_ROOT / "app.py"))
+    at.session_state["_unsaved_models"] = {UNSAVED: _unsaved_au_model()}
+    run_app(at, T)
+    at.switch_page("pages/6_Compare.py")
+    run_app(at, T)
+    assert at.multiselect(key="cmp_models").value == [BUNDLED_AU_MODEL, UNSAVED]
+    at.multiselect(key="cmp_models").set_value([BUNDLED_AU_MODEL])  # the person unticks one
+    run_app(at, T)
+    at.switch_page("app.py")
+    run_app(at, T)
+    second = _unsaved_au_model()
+    second.name = "au-unsaved-2"  # trained on the AU model page meanwhile
+    at.session_state["_unsaved_models"] = {UNSAVED: _unsaved_au_model(), second.name: second}
+    at.switch_page("pages/6_Compare.py")
+    run_app(at, T)
+    assert at.multiselect(key="cmp_models").value == [BUNDLED_AU_MODEL, "au-unsaved-2"]
+
+
+def test_scored_emotions_of_models_sharing_none_are_those_some_model_predicts():
+    """Two models of disjoint emotions on images of both: their emotions are offered and scored
+    (each model wrong on the other's), not refused as sharing no emotion; only when no model
+    predicts an emotion of the images is there nothing to choose."""
+    def page():
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        import streamlit as st
+
+        from fer_core.images import LabeledImage
+        from ui.common import choose_scored_emotions
+
+        items = [LabeledImage(Path(f"{e}.jpg"), e) for e in ("angry", "happy", "sad", "surprise", "fear")]
+        models = [SimpleNamespace(classes=("happy", "sad")), SimpleNamespace(classes=("angry", "surprise"))]
+        st.session_state["both"] = choose_scored_emotions("both", items, models)
+        st.session_state["none"] = choose_scored_emotions("none", items[-1:], models)
+
+    at = AppTest.from_function(page).run(timeout=T)
+    assert not at.exception
+    assert at.session_state["both"] == ["angry", "happy", "sad", "surprise"]
+    assert at.session_state["none"] is None and len(at.multiselect) == 1
+
+
+def test_cannot_predict_names_only_emotions_the_images_hold():
+    """compare --classes happy,sad,fear on images without fear: no note about fear."""
+    from fer_core.evaluation.compare import Comparison
+
+    table = pd.DataFrame({"file": ["a.jpg", "b.jpg"], "label": ["happy", "sad"], "m": ["happy", "happy"]})
+    untested = Comparison.from_table(table, ["m"], ("happy", "sad", "fear"), model_classes={"m": ("happy", "sad")})
+    assert untested.cannot_predict == {}
+    tested = Comparison.from_table(table, ["m"], ("happy", "sad"), model_classes={"m": ("happy",)})
+    assert tested.cannot_predict == {"m": ["sad"]}
+
+
 def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir, fer_val, downloads):
     at = AppTest.from_file(COMPARE_PAGE)
     at.query_params["lang"] = "ko"

@@ -678,7 +678,9 @@ def choose_models(prefix: str, unsaved: bool = True) -> list:
             predictor.name = t("compare.unsaved_name", name=name)
         options[predictor.name] = predictor
         labels[predictor.name] = t("compare.unsaved_label", name=predictor.name, kind=predictor.kind)
-    chosen = st.multiselect(t("compare.models"), list(options), default=list(options), key=kept_choice(f"{prefix}_models"),
+    key = kept_choice(f"{prefix}_models")
+    add_new_options(key, list(options))
+    chosen = st.multiselect(t("compare.models"), list(options), default=list(options), key=key,
                             format_func=lambda n: labels.get(n, n), help=t("compare.models_help"))
     return [options[n] for n in chosen if n in options]
 
@@ -706,21 +708,36 @@ def show_scoring_notes(res) -> None:
 
 def choose_scored_emotions(prefix: str, items: list, models: list) -> list[str] | None:
     """Compare's and Masks' "emotions scored": by default those every chosen model predicts and
-    the test set holds (seven with fear when every model predicts it). A change of models or
-    images that changes that default puts it back; otherwise the person's own choice stays.
-    None, and nothing drawn, when the models share no emotion with the images: the run then says
-    so in one line instead of scoring answers none of them can give."""
+    the test set holds (seven with fear when every model predicts it), else, for models that
+    share none, those some model predicts. A change of models or images that changes that
+    default puts it back; otherwise the person's own choice stays. None, and nothing drawn, when
+    no model predicts any emotion of the images: the run then says so in one line instead of
+    scoring answers none of them can give."""
     from fer_core.emotions import shared_classes
 
     present = list(shared_classes([], {it.label for it in items}))
     common = list(shared_classes([m.classes for m in models if m.classes], present))
-    if not common:
+    answered = [e for e in present if any(e in (m.classes or ()) for m in models)]
+    if not answered:
         return None
     key = kept_choice(f"{prefix}_classes")
-    default_unless_chosen(key, present, common)
+    default_unless_chosen(key, present, common or answered)
     shown = {e: i18n.emotion_label(e) for e in present}  # now: format_func may run outside the run
     return st.multiselect(t("compare.emotions_scored"), present, key=key, format_func=shown.__getitem__,
                           help=t("compare.emotions_scored_help"))
+
+
+def add_new_options(key: str, options: Sequence) -> None:
+    """Before the multiselect ``key``, every option chosen by default, is drawn: options added since
+    it was last drawn (a model trained, imported or saved meanwhile) join the kept choice, as they
+    would have joined a fresh one; the person's unticking of older options stays."""
+    marker = f"_{key}_offered"
+    offered, kept = st.session_state.get(marker), st.session_state.get(key)
+    if offered is not None and kept is not None:
+        new = [o for o in options if o not in offered]
+        if new:
+            st.session_state[key] = [o for o in options if o in kept or o in new]
+    st.session_state[marker] = list(options)
 
 
 def default_unless_chosen(key: str, options: Sequence, default: Sequence) -> None:

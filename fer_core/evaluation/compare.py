@@ -74,9 +74,10 @@ class Comparison:
 
     @property
     def cannot_predict(self) -> dict[str, list[str]]:
-        """Per model, the emotions scored that it never answers (``--classes`` or the page chose
-        them): each of their images counts as wrong for it, which a reader must be told."""
-        missing = {m: [e for e in self.classes if e not in self.model_classes[m]]
+        """Per model, the emotions scored and tested that it never answers (``--classes`` or the
+        page chose them): each of their images counts as wrong for it, which a reader must be told."""
+        tested = set(self.table["label"])  # --classes may name emotions the images do not hold
+        missing = {m: [e for e in self.classes if e in tested and e not in self.model_classes[m]]
                    for m in self.names if m in self.model_classes}
         return {m: emotions for m, emotions in missing.items() if emotions}
 
