@@ -40,6 +40,7 @@ from . import fileio
 from .au_codes import AU_CODES, AU_COLUMNS  # noqa: F401  (AU_CODES: re-exported, as before)
 from .emotions import OPENFACE_STUDY_CODES, SIX_EMOTIONS, normalize_emotion
 from .errors import AUTableError, one_line, printable
+from .i18n import emotion_labels
 from .safe_files import open_regular_file
 
 AU_NAMES: dict[str, str] = {
@@ -1085,12 +1086,14 @@ def training_set(table: pd.DataFrame, classes: Sequence[str], columns: Sequence[
     labels = labels_of(table).to_numpy()[selection.index]
     y = pd.Categorical(labels, categories=list(classes)).codes.astype(np.int64)
     counts = np.bincount(y, minlength=len(classes))
+    # Emotions are named in the current language (English in the CLI): the dashboard translates the
+    # rest of these lines (``i18n.message``), but a list of names is not a template's words.
     absent = [c for i, c in enumerate(classes) if counts[i] == 0]
     if absent:
         present = sorted({str(label) for label in labels_of(usable(table, None, columns)).dropna()})
-        raise AUTableError(f"{name}: no usable rows of {', '.join(absent)}; choose emotions present in the table "
-                           f"(it has {', '.join(present)})")
-    few = [f"{c} {counts[i]}" for i, c in enumerate(classes) if counts[i] < min_per_class]  # read in any language
+        raise AUTableError(f"{name}: no usable rows of {', '.join(emotion_labels(absent))}; choose emotions present "
+                           f"in the table (it has {', '.join(emotion_labels(present))})")
+    few = [f"{label} {counts[i]}" for i, label in enumerate(emotion_labels(classes)) if counts[i] < min_per_class]
     if few:
         raise AUTableError(f"{name}: training needs at least {min_per_class} usable faces of each emotion; "
                            f"{', '.join(few)}; add faces or choose other emotions")

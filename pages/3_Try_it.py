@@ -104,7 +104,7 @@ def collect_inputs() -> list[tuple[str, bytes]]:
     if st.toggle(t("try_it.camera_on"), key="try_camera_on"):
         shot = st.camera_input(t("try_it.camera"), key="try_camera")
         if shot is not None:
-            inputs.append(("camera photo", shot.getvalue()))
+            inputs.append((t("try_it.camera_photo"), shot.getvalue()))
     return inputs
 
 
@@ -130,14 +130,14 @@ def run_other(entry, result, said: list[dict]) -> ModelOutput:
         predictor = load_predictor(entry)
     except Exception as exc:
         log.exception("model %s failed to load", entry.name)
-        failed = t("try_it.model_failed", name=entry.name, reason=one_line(exc))
+        failed = t("try_it.model_failed", name=entry.name, reason=message(one_line(exc)))
         return ModelOutput(entry.name, entry.kind, [failed] * len(result.faces))
     for face, known in zip(result.faces, said):
         try:
             per_face.append(probabilities_for(predictor, face.face, known))
         except Exception as exc:
             log.exception("model %s failed", entry.name)
-            per_face.append(t("try_it.model_failed", name=entry.name, reason=one_line(exc)))
+            per_face.append(t("try_it.model_failed", name=entry.name, reason=message(one_line(exc))))
     return ModelOutput(entry.name, entry.kind, per_face)
 
 

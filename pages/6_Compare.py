@@ -278,7 +278,8 @@ def show_no_face(res: Comparison) -> None:
             rows = res.table[res.table["file"].isin(files)]
             _thumb_grid(res, rows, name)
             st.dataframe(pd.DataFrame({"file": [Path(f).name for f in files],
-                                       "label": rows.set_index("file").reindex(files)["label"].tolist()}),
+                                       "label": [emotion_label(label) for label in
+                                                 rows.set_index("file").reindex(files)["label"]]}),
                          hide_index=True, column_config={"file": st.column_config.Column(t("compare.wrong_file")),
                                                          "label": st.column_config.Column(t("compare.col_label"))})
 
