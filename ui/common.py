@@ -685,10 +685,6 @@ def choose_models(prefix: str, unsaved: bool = True) -> list:
     return [options[n] for n in chosen if n in options]
 
 
-# -- models made in this session and not saved yet ---------------------------------------------
-_UNSAVED = "_unsaved_models"
-
-
 def show_scoring_notes(res) -> None:
     """What a reader of a comparison's accuracy must know (Compare and Masks): images of several
     faces, test images of emotions not scored or without a label, and emotions scored that a
@@ -750,6 +746,10 @@ def default_unless_chosen(key: str, options: Sequence, default: Sequence) -> Non
     if kept is None or st.session_state.get(marker) != list(default) or not set(kept) <= set(options):
         st.session_state[marker] = list(default)
         st.session_state[key] = list(default)
+
+
+# -- models made in this session and not saved yet ---------------------------------------------
+_UNSAVED = "_unsaved_models"
 
 
 def remember_unsaved(predictor) -> None:
