@@ -203,7 +203,7 @@ def evaluate_section(entry) -> None:
                 items = sample_per_class(listed, int(per), seed=EVAL_SEED)
                 labelled = sum(1 for it in listed if it.label)
                 sample = {"per_emotion": int(per) or None, "seed": EVAL_SEED if per else None,
-                          "images_in_folder": labelled,
+                          "images_in_folder": labelled, "unlabelled": len(listed) - labelled,
                           "sampled": sum(1 for it in items if it.label) < labelled}
                 ev, comparison = evaluate_images(load_predictor(entry), items, progress=progress, root=root)
                 results[key] = (ev, evaluation_files(ev, comparison, entry.name, root, sample),
@@ -230,6 +230,8 @@ def evaluate_section(entry) -> None:
         if left_out:
             st.caption(t("compare.skipped", n=sum(left_out.values()),
                          per_emotion=", ".join(f"{emotion_label(e)} {n:,}" for e, n in left_out.items())))
+        if sample["unlabelled"]:
+            st.caption(t("compare.unlabelled", n=f"{sample['unlabelled']:,}"))
         show_evaluation(ev, "cnn_eval")
         stem = f"{entry.name}_{folder_label(folder)}"
         c1, c2, _ = st.columns([1, 1, 2])

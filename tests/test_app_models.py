@@ -251,6 +251,7 @@ def test_cnn_page_inspects_and_evaluates_a_saved_cnn(models_dir, fer_small, tiny
     (mixed / "happy" / "broken.jpg").write_bytes(b"not a jpeg")
     (mixed / "fear").mkdir(exist_ok=True)
     shutil.copy(next((fer_small / "sad").glob("*.jpg")), mixed / "fear" / "f.jpg")
+    shutil.copy(next((fer_small / "sad").glob("*.jpg")), mixed / "IMG_0001.jpg")  # no label
     at.text_input(key="cnn_eval_folder").set_value(str(mixed))
     at.button(key="cnn_eval_button").click()
     _run(at)
@@ -258,6 +259,8 @@ def test_cnn_page_inspects_and_evaluates_a_saved_cnn(models_dir, fer_small, tiny
     assert any("image(s) of emotions not scored were left out: fear 1" in c for c in _texts(at.caption))
     scores = json.loads(next(v for k, v in at.session_state["cnn_eval"].items() if k[2] == str(mixed))[1][1])
     assert scores["left_out"] == {"fear": 1} and len(scores["unreadable"]) == 1
+    assert scores["unlabelled"] == 1 and scores["images_in_folder"] == 5  # 3 happy, 1 broken, 1 fear
+    assert any("1 image(s) whose file names name no emotion were left out" in c for c in _texts(at.caption))
     at.text_input(key="cnn_eval_folder").set_value(str(fer_small / "nothing-here"))
     at.button(key="cnn_eval_button").click()
     _run(at)
