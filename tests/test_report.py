@@ -193,7 +193,7 @@ def _compare_report(monkeypatch, tmp_path, models: str, lang: str = "en") -> str
         Image.new("L", (48, 48), 40 * i).save(folder / f"{label}{i:03d}.png")
     rng = np.random.default_rng(0)
 
-    def prepare(chosen, need_aus, need_pixels, workers=1, progress=None):
+    def prepare(chosen, need_aus, need_pixels, workers=1, progress=None, root=None):
         return PreparedFaces([FaceInput(aus=rng.uniform(0, 3, 17)) for _ in chosen], list(chosen), [])
 
     run = compare.run_comparison
