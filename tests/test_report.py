@@ -88,6 +88,20 @@ ENTRY = ModelEntry(name="A", kind="au-logreg", path="models/a.json", classes=("h
                    sha256="ab" * 32, origin="cli")
 
 
+def test_report_says_what_a_reader_of_its_accuracies_must_know(hand_comparison, tmp_path):
+    """A shared report says, as the page does, how many images had no label and which emotions
+    scored a model never predicts (its 0 % on them is no measurement)."""
+    from dataclasses import replace
+
+    told = replace(hand_comparison, unlabelled=3, model_classes={"A": ("happy",), "B": ("happy", "sad")})
+    words = " ".join(parse(comparison_report_html(told, ReportSettings.now("hand-made", tmp_path), [ENTRY])).text)
+    assert "Images without a label left out (their file names name no emotion) 3" in words
+    assert "Emotions A never predicts (its answers on them all count as wrong) sad" in words
+    plain = " ".join(parse(comparison_report_html(hand_comparison, ReportSettings.now("hand-made", tmp_path),
+                                                  [ENTRY])).text)
+    assert "never predicts" not in plain and "without a label" not in plain
+
+
 def test_report_is_self_contained_with_every_figure_table_and_wrong_image(hand_comparison, tmp_path):
     settings = ReportSettings.now("six hand-made images", tmp_path)
     text = comparison_report_html(hand_comparison, settings, [ENTRY])

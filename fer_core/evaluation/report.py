@@ -216,6 +216,10 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
                                   ", ".join(f"{n} {emotion_label(e)}" for e, n in comparison.skipped.items())))
         if comparison.unreadable:
             settings_rows.append((t("report.unreadable"), str(len(comparison.unreadable))))
+        if comparison.unlabelled:
+            settings_rows.append((t("report.unlabelled"), f"{comparison.unlabelled:,}"))
+        for name, emotions in comparison.cannot_predict.items():  # its 0 on them is no measurement
+            settings_rows.append((t("report.cannot_predict", model=name), ", ".join(map(emotion_label, emotions))))
         settings_rows.append((t("report.versions"), ", ".join(f"{k} {v}" for k, v in settings.versions.items())))
         models = "".join(_model_section(name, comparison.kinds.get(name, ""), by_name.get(name))
                          for name in comparison.names)
