@@ -156,11 +156,11 @@ def show_scores_table(entries, classes) -> None:
     c1, c2 = st.columns(2)
     stem = Path(scores_file(classes)).stem.replace("scores_", "models_")
     c1.download_button(t("home.download_csv_seven" if seven else "home.download_csv"), _scores_csv(entries, scores),
-                       f"{stem}.csv", "text/csv", key="home_csv_seven" if seven else "home_csv")
+                       f"{stem}.csv", "text/csv", key="home_csv_seven" if seven else "home_csv", on_click="ignore")
     if scores is not None:
         c2.download_button(t("home.download_json_seven" if seven else "home.download_json"),
                            json.dumps(scores.to_dict(), indent=2).encode("utf-8"), scores_file(classes),
-                           "application/json", key="home_json_seven" if seven else "home_json")
+                           "application/json", key="home_json_seven" if seven else "home_json", on_click="ignore")
 
 
 def show_models() -> None:

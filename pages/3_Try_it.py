@@ -339,13 +339,13 @@ def show_downloads(photo: dict, image, slot: int, file_stem: str | None = None) 
     c1, c2, c3 = st.columns(3)
     c1.download_button(t("try_it.download_csv"), csv_bytes(photo_rows(photo)),
                        file_name=f"{stem}_faces.csv", mime="text/csv", key=f"try_csv_{slot}",
-                       help=t("try_it.download_csv_help"))
+                       help=t("try_it.download_csv_help"), on_click="ignore")
     c2.download_button(t("try_it.download_json"),
                        json.dumps(photo, ensure_ascii=False, indent=2, default=float).encode("utf-8"),
                        file_name=f"{stem}_faces.json", mime="application/json", key=f"try_json_{slot}",
-                       help=t("try_it.download_json_help"))
+                       help=t("try_it.download_json_help"), on_click="ignore")
     c3.download_button(t("try_it.download_png"), png_bytes(image), file_name=f"{stem}_faces.png",
-                       mime="image/png", key=f"try_png_{slot}")
+                       mime="image/png", key=f"try_png_{slot}", on_click="ignore")
 
 
 def show_result(result, others: list, slot: int, model=None, model_key: str = "", model_name: str = "",
@@ -600,11 +600,11 @@ def video_downloads(name: str, table: pd.DataFrame, probs: pd.DataFrame | None) 
     c1, c2 = st.columns(2)
     c1.download_button(t("try_it.video_download_aus"), csv_bytes(table),
                        file_name=f"{stem}_au.csv", mime="text/csv", key="try_video_csv",
-                       help=t("try_it.video_download_aus_help"))
+                       help=t("try_it.video_download_aus_help"), on_click="ignore")
     if probs is not None:
         c2.download_button(t("try_it.video_download_emotions"), csv_bytes(probs),
                            file_name=f"{stem}_emotions.csv", mime="text/csv", key="try_video_emotions_csv",
-                           help=t("try_it.video_download_emotions_help"))
+                           help=t("try_it.video_download_emotions_help"), on_click="ignore")
 
 
 def photos_part(model, model_key: str, model_name: str, others: list) -> None:

@@ -236,9 +236,9 @@ def evaluate_section(entry) -> None:
         stem = f"{entry.name}_{folder_label(folder)}"
         c1, c2, _ = st.columns([1, 1, 2])
         c1.download_button(t("cnn.download_predictions"), csv, file_name=f"{stem}_predictions.csv",
-                           mime="text/csv", key="cnn_eval_csv")
+                           mime="text/csv", key="cnn_eval_csv", on_click="ignore")
         c2.download_button(t("cnn.download_metrics"), metrics, file_name=f"{stem}_metrics.json",
-                           mime="application/json", key="cnn_eval_json")
+                           mime="application/json", key="cnn_eval_json", on_click="ignore")
 
 
 # -- training --------------------------------------------------------------------------------
@@ -393,14 +393,14 @@ def result_downloads(result, name: str) -> None:
     scores) and the images training skipped, as files; read when clicked."""
     c1, c2, c3 = st.columns(3)
     c1.download_button(t("cnn.download_model"), lambda: result.path.read_bytes(), file_name=f"{name}.keras",
-                       mime="application/octet-stream", key="cnn_dl_model", icon=":material/download:")
+                       mime="application/octet-stream", key="cnn_dl_model", icon=":material/download:", on_click="ignore")
     c2.download_button(t("cnn.download_record"), lambda: result.metadata_path.read_bytes(),
                        file_name=f"{name}.meta.json", mime="application/json", key="cnn_dl_record",
-                       icon=":material/download:", help=t("cnn.download_record_help"))
+                       icon=":material/download:", help=t("cnn.download_record_help"), on_click="ignore")
     if result.skipped:
         skipped = csv_bytes(pd.DataFrame({"problem": [str(s) for s in result.skipped]}))
         c3.download_button(t("cnn.download_skipped"), skipped, file_name=f"{name}_skipped.csv", mime="text/csv",
-                           key="cnn_dl_skipped", icon=":material/download:")
+                           key="cnn_dl_skipped", icon=":material/download:", on_click="ignore")
 
 
 def result_view(job: CNNTrainingJob) -> None:

@@ -128,7 +128,7 @@ def show_mapping(predictor, upload: TeachableUpload) -> None:
     left, right = st.columns([2, 3])
     left.dataframe(pd.DataFrame(rows), hide_index=True)
     left.download_button(t("teachable.download_mapping"), csv_bytes(mapping_table(predictor)),
-                         file_name=f"{upload_stem(upload)}_mapping.csv", mime="text/csv", key="tm_dl_mapping")
+                         file_name=f"{upload_stem(upload)}_mapping.csv", mime="text/csv", key="tm_dl_mapping", on_click="ignore")
     with right:
         st.markdown(t("teachable.scores_as", emotions=", ".join(emotion_labels(predictor.classes))))
         if predictor.unmapped:
@@ -188,7 +188,7 @@ def try_section(predictor) -> None:
         c3.plotly_chart(bars(dict(zip(predictor.classes, proba)), title, emotions=True), key="tm_emotions")
         rows += [{"output": "emotion", "name": e, "probability": np.float32(p)} for e, p in zip(predictor.classes, proba)]
     c1.download_button(t("teachable.download_proba"), csv_bytes(pd.DataFrame(rows)),
-                       file_name=f"{Path(up.name).stem}_teachable.csv", mime="text/csv", key="tm_dl_proba")
+                       file_name=f"{Path(up.name).stem}_teachable.csv", mime="text/csv", key="tm_dl_proba", on_click="ignore")
 
 
 def save_section(upload: TeachableUpload, predictor, key: str) -> None:

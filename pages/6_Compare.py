@@ -321,12 +321,12 @@ def show_downloads(saved: dict) -> None:
     columns = st.columns(3)
     for i, (file_name, data) in enumerate(files.items()):
         columns[i % 3].download_button(labels[file_name], data, file_name=file_name, mime="text/csv",
-                                       key=f"cmp_download_{Path(file_name).stem}", icon=":material/download:")
+                                       key=f"cmp_download_{Path(file_name).stem}", icon=":material/download:", on_click="ignore")
     lang = current_language()
     columns[len(files) % 3].download_button(
         t("compare.dl_report"), lambda: report_html(saved, lang), file_name="compare_report.html", mime="text/html",
         key="cmp_download_report", icon=":material/description:", help=t("compare.dl_report_help"),
-        type="primary")
+        type="primary", on_click="ignore")
 
 
 def show_results(saved: dict, current: str | None) -> None:

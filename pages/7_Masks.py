@@ -140,13 +140,13 @@ def show_downloads(report: MaskReport) -> None:
     c1, c2 = st.columns(2)  # the per-image label is long: on a row of its own it is not cut off
     c1.download_button(t("masks.download_json"), json.dumps(report.to_dict(), indent=1).encode(),
                        file_name="mask_report.json", mime="application/json", key="mask_download_json",
-                       icon=":material/download:")
+                       icon=":material/download:", on_click="ignore")
     c2.download_button(t("masks.download_csv"), csv_bytes(per_emotion_frame(report)),
                        file_name="mask_per_emotion.csv", mime="text/csv", key="mask_download_csv",
-                       icon=":material/download:")
+                       icon=":material/download:", on_click="ignore")
     st.download_button(t("masks.download_images_csv"), csv_bytes(report.per_image_frame()),
                        file_name="mask_per_image.csv", mime="text/csv", key="mask_download_images_csv",
-                       icon=":material/download:")
+                       icon=":material/download:", on_click="ignore")
 
 
 def show_results(saved: dict, current: str | None) -> None:
