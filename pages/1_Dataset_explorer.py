@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ from fer_core.errors import FerError
 from fer_core.figures import plots
 from fer_core.figures.compare import csv_bytes
 from fer_core.i18n import emotion_label, message, t
-from fer_core.images import class_counts, sample_per_class
+from fer_core.images import class_counts, relative_file, sample_per_class
 from ui.common import (
     TABLE_TYPES,
     au_table_from_bytes,
@@ -144,7 +145,7 @@ def show_balance(counts: dict[str, int], found: dict[str, float] | None = None) 
         t("explorer.col_images"): st.column_config.NumberColumn(format="localized"),  # 3,093 as in the captions
         t("explorer.col_percent"): st.column_config.NumberColumn(format="%.1f %%")})
     left.download_button(t("explorer.download_balance"), csv_bytes(table),
-                         "class_balance.csv", "text/csv", key="explorer_balance_csv")
+                         "class_balance.csv", "text/csv", key="explorer_balance_csv", on_click="ignore")
     right.plotly_chart(plots.class_balance_bar(counts, order, title=t("explorer.chart_balance")),
                        key="balance_chart")
     if ratio > 3:
@@ -170,6 +171,7 @@ def show_samples(items: list) -> None:
     for it in sample_per_class(items, per, seed):
         by_label.setdefault(it.label or "unlabelled", []).append(it)
     failed: list[str] = []
+    root = os.path.commonpath([str(it.path.parent) for it in items]) if items else None
     for emotion in _ordered(by_label):
         chosen = by_label[emotion]
         thumbs, captions = [], []
@@ -177,8 +179,8 @@ def show_samples(items: list) -> None:
             try:
                 thumbs.append(thumbnail(str(it.path)))
                 captions.append(_short_name(it.path))
-            except FerError as exc:
-                failed.append(message(str(exc)))
+            except FerError as exc:  # named within the dataset, not by a zip's temporary folder
+                failed.append(message(str(exc)).replace(str(it.path), relative_file(it.path, root), 1))
         st.markdown(t("explorer.sample_row", emotion=_emotion(emotion), n=f"{counts.get(emotion, 0):,}"))
         if thumbs:
             st.image(thumbs, caption=captions, width=96,
@@ -215,7 +217,7 @@ def show_aus(table: pd.DataFrame, origin: str) -> None:
     st.caption(t("explorer.au_caption"))
     st.download_button(t("explorer.download_means"),
                        csv_bytes(plots.mean_au_profile(table, classes, chosen), index=True),
-                       "mean_au_profile.csv", "text/csv", key="explorer_means_csv")
+                       "mean_au_profile.csv", "text/csv", key="explorer_means_csv", on_click="ignore")
 
 
 def main() -> None:

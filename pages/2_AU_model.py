@@ -117,8 +117,10 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
         items = sample_per_class(listing.items, int(per))
 
         def keep(table: pd.DataFrame, cancelled: bool) -> None:
-            # the folder's skipped files have rows too (with their reason): counted among its images
-            tables[key] = {"table": table, "cancelled": cancelled, "total": len(items) + len(listing.skipped)}
+            # the folder's skipped files have rows too (with their reason): counted among its images;
+            # a folder passed over has a row too ("Sad Faces/"), but is no image
+            files = [f for f in listing.skipped if not f.file.endswith("/")]
+            tables[key] = {"table": table, "cancelled": cancelled, "total": len(items) + len(files)}
             if not cancelled and not per and backend == "mediapipe":
                 tables[folder] = tables[key]  # full folders are shown on the explorer page too
 
@@ -132,12 +134,19 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
         return None, ""
     table = done["table"]
     ok = int((table["success"] > 0).sum())
-    msg = t("au_model.measured", faces=f"{ok:,}", images=f"{table['file'].nunique():,}", total=f"{done['total']:,}")
+    folders = table["file"].astype(str).str.endswith("/")  # a folder passed over, with its reason
+    msg = t("au_model.measured", faces=f"{ok:,}", images=f"{table.loc[~folders, 'file'].nunique():,}",
+            total=f"{done['total']:,}")
     if done["cancelled"]:
         st.warning(t("au_model.cancelled", message=msg))
     else:
         st.success(msg)
-    failed = table[table["success"] == 0]
+    if folders.any():
+        examples = [f"{shown_literally(f)}: {i18n.reason(str(r))}"
+                    for f, r in table.loc[folders, ["file", "reason"]].head(3).itertuples(index=False)]
+        st.warning(t("common.passed_over", n=f"{int(folders.sum()):,}", examples="; ".join(examples)
+                     + ("; …" if folders.sum() > 3 else "")), icon=":material/folder_off:")
+    failed = table[(table["success"] == 0) & ~folders]
     if not failed.empty:
         with st.expander(t("au_model.without_face", n=f"{len(failed):,}")):
             failed = failed.assign(reason=failed["reason"].map(lambda r: i18n.message(str(r))))
@@ -146,7 +155,7 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
                 hide_index=True)
     st.download_button(t("au_model.download_table"), csv_bytes(table),
                        file_name=f"{Path(folder).name or 'images'}_au.csv", mime="text/csv", key="au_table_csv",
-                       help=t("au_model.download_table_help"))
+                       help=t("au_model.download_table_help"), on_click="ignore")
     return table, folder
 
 
@@ -346,7 +355,7 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
     if "json" not in result:
         result["json"] = model_json(model, str(result["origin"]))
     st.download_button(t("au_model.download_model"), result["json"], file_name=f"{name}.json",
-                       mime="application/json", key="au_model_json", help=t("au_model.download_model_help"))
+                       mime="application/json", key="au_model_json", help=t("au_model.download_model_help"), on_click="ignore")
     if result.get("saved_as"):
         st.success(t("au_model.saved_as", name=result["saved_as"]))
         return
@@ -429,7 +438,7 @@ def apply_section(table: pd.DataFrame, origin: str) -> None:
                         key="au_applied_chart")
     st.download_button(t("au_model.apply_download"), csv_bytes(answers),
                        file_name=f"{Path(origin).name.split('.')[0] or 'table'}_{name}_emotions.csv",
-                       mime="text/csv", key="au_apply_download", help=t("au_model.apply_download_help"))
+                       mime="text/csv", key="au_apply_download", help=t("au_model.apply_download_help"), on_click="ignore")
 
 
 def main() -> None:

@@ -134,6 +134,19 @@ def test_mean_au_heatmap_matches_the_data():
     assert profile.loc["happy", "AU12 lip corner puller"] > profile.loc["sad", "AU12 lip corner puller"]
     fig = plots.mean_au_heatmap(table, ["happy", "sad", "neutral"])
     assert "AU15 lip corner depressor" in fig.data[0].y
+    # AUs measured as float32 (the AU model page's extraction) print as two decimals, not float noise
+    measured = table.astype({c: np.float32 for c in AU_COLUMNS})
+    # (a browser reads float32 0.11 as 0.10999999940395355; the cells are sent as float64)
+    cells = np.asarray(plots.mean_au_heatmap(measured, ["happy", "sad", "neutral"]).data[0].text)
+    assert cells.dtype == np.float64 and np.array_equal(cells, np.round(cells, 2))
+
+
+def test_the_unlabelled_bar_is_named_in_the_pages_language():
+    from fer_core.i18n import using_language
+
+    with using_language("ko"):
+        fig = plots.class_balance_bar({"happy": 3, "unlabelled": 2}, SIX_EMOTIONS)
+    assert list(fig.data[0].x) == ["행복", "레이블 없음"]
 
 
 def test_one_face_charts():

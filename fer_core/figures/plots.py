@@ -239,7 +239,8 @@ def mean_au_heatmap(table: pd.DataFrame, classes: Sequence[str], au_columns: Seq
     means = mean_au_profile(table, classes, au_columns)
     fig = go.Figure(go.Heatmap(
         z=means.to_numpy().T, x=emotion_labels(means.index), y=list(means.columns), colorscale="Viridis",
-        zmin=0, text=np.round(means.to_numpy().T, 2), texttemplate="%{text}",
+        # float64 before rounding: float32 AUs rounded print as 0.10999999940395355
+        zmin=0, text=np.round(means.to_numpy(dtype=float).T, 2), texttemplate="%{text}",
         colorbar=dict(title=t("figures.mean_intensity")), hovertemplate="%{y}, %{x}: %{z:.2f}<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed")
