@@ -75,6 +75,12 @@ def choose_models() -> tuple[object | None, str, str, list]:
         st.warning(t("try_it.no_au_model"))
         return None, "", "", []
     default = names.index("au-logreg-fer2013") if "au-logreg-fer2013" in names else 0
+    # the model trained on the AU page this session (or saved from there) is the one to try, once
+    newest = (trained.get("saved_as") or SESSION_MODEL) if trained else None
+    offered = st.session_state.get("_try_model_offered")
+    if newest in names and (offered is None or newest not in offered):
+        st.session_state["try_model"] = newest
+    st.session_state["_try_model_offered"] = names
     others = entries_of(explains=False)
     c1, c2 = st.columns(2)
     name = c1.selectbox(t("try_it.au_model"), names, index=default, key=kept_choice("try_model"),
