@@ -283,7 +283,8 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
             return
         bar.empty()
         st.session_state["au_train"] = {"model": model, "origin": origin, "seconds": time.perf_counter() - start,
-                                        "saved_as": None, "table": table_key(table, origin)}
+                                        "saved_as": None, "table": table_key(table, origin),
+                                        "settings": training_settings()}
         from fer_core.predictors.au_models import AUPredictor
 
         remember_unsaved(AUPredictor(model, name=default_name(model, origin)))
@@ -323,6 +324,12 @@ def model_json(model, origin: str) -> bytes:
         return path.read_bytes()
 
 
+def training_settings() -> tuple:
+    """The training choices as drawn on this run (emotions, kind, balanced, hold-out, seed): a
+    result of other choices says so, rather than read as the current ones'."""
+    return tuple(str(st.session_state.get(k)) for k in ("au_classes", "au_kind", "au_balanced", "au_holdout", "au_seed"))
+
+
 def table_key(table: pd.DataFrame, origin: str) -> str:
     """What names a table's content: a model trained on one is told apart from the table chosen
     now, even under the same file name."""
@@ -337,6 +344,8 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
     st.header(t("au_model.result_header"))
     if table is not None and result.get("table") != table_key(table, origin):  # hashed only with a result
         st.info(t("au_model.other_table", origin=shown_literally(result["origin"])), icon=":material/history:")
+    elif table is not None and result.get("settings") not in (None, training_settings()):
+        st.info(t("au_model.other_settings"), icon=":material/history:")
     st.caption(t("au_model.result_caption", kind=kind_short_name(model.kind), origin=shown_literally(result["origin"]),
                  emotions=", ".join(emotion_labels(model.classes)), seconds=f"{result['seconds']:.1f}"))
     data = model.info.get("data", {})

@@ -255,6 +255,14 @@ def test_au_model_trains_on_bundled_table_shows_heatmaps_and_saves(models_dir):
     assert "AU12 lip corner puller" in coef["y"] and coef["x"] == list(model.classes)
     assert any(t.startswith("Confusion matrix") for t in charts)
     assert "Accuracy per emotion (recall)" in charts
+    # a setting changed after training: the result says it is of the settings before
+    assert not any("other emotions or settings" in i for i in _texts(at.info))
+    at.checkbox(key="au_balanced").check()
+    _run(at)
+    assert any("trained with other emotions or settings than those chosen above" in i for i in _texts(at.info))
+    at.checkbox(key="au_balanced").uncheck()
+    _run(at)
+    assert not any("other emotions or settings" in i for i in _texts(at.info))
 
     at.text_input(key="au_save_name").set_value("../../etc/evil")
     at.button(key="au_save").click()
