@@ -498,9 +498,10 @@ def unpack_image_zip(data: bytes, dest: Path) -> Path:
             return root
 
 
-def thumbnail(source, side: int = 96) -> np.ndarray:
-    """An image scaled so its longest side is ``side`` (48 px FER crops are enlarged, crisply)."""
-    im = Image.fromarray(load_image(source))
+def thumbnail(source, side: int = 96, name: str | None = None) -> np.ndarray:
+    """An image scaled so its longest side is ``side`` (48 px FER crops are enlarged, crisply);
+    ``name``: how an error names it (``load_image``)."""
+    im = Image.fromarray(load_image(source, name=name))
     scale = side / max(im.size)
     method = Image.NEAREST if scale > 1 else Image.LANCZOS
     return np.asarray(im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), method))

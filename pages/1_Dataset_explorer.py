@@ -176,11 +176,11 @@ def show_samples(items: list) -> None:
         chosen = by_label[emotion]
         thumbs, captions = [], []
         for it in chosen:
-            try:
-                thumbs.append(thumbnail(str(it.path)))
+            try:  # an unreadable one is named within the dataset, not by a zip's temporary folder
+                thumbs.append(thumbnail(str(it.path), name=relative_file(it.path, root)))
                 captions.append(_short_name(it.path))
-            except FerError as exc:  # named within the dataset, not by a zip's temporary folder
-                failed.append(message(str(exc)).replace(str(it.path), relative_file(it.path, root), 1))
+            except FerError as exc:
+                failed.append(message(str(exc)))
         st.markdown(t("explorer.sample_row", emotion=_emotion(emotion), n=f"{counts.get(emotion, 0):,}"))
         if thumbs:
             st.image(thumbs, caption=captions, width=96,

@@ -368,11 +368,12 @@ def dataset_items(root: str, classes: tuple[str, ...] | None = None):
 
 
 @st.cache_data(max_entries=2000, show_spinner=False)
-def thumbnail(path: str, side: int = 96) -> np.ndarray:
-    """An image scaled so its longest side is ``side`` (48 px FER crops are enlarged, crisply)."""
+def thumbnail(path: str, side: int = 96, name: str | None = None) -> np.ndarray:
+    """An image scaled so its longest side is ``side`` (48 px FER crops are enlarged, crisply);
+    ``name``: how an error names it (within its dataset, not by a zip's temporary folder)."""
     from fer_core.images import thumbnail as scaled
 
-    return scaled(path, side)
+    return scaled(path, side, name=name)
 
 
 @dataclass
