@@ -38,7 +38,7 @@ import pandas as pd
 
 from . import fileio
 from .au_codes import AU_CODES, AU_COLUMNS  # noqa: F401  (AU_CODES: re-exported, as before)
-from .emotions import OPENFACE_STUDY_CODES, SIX_EMOTIONS, normalize_emotion
+from .emotions import OPENFACE_STUDY_CODES, SEVEN_EMOTIONS, normalize_emotion, unmodelled_emotion
 from .errors import AUTableError, one_line, printable
 from .i18n import emotion_labels
 from .safe_files import open_regular_file
@@ -734,7 +734,7 @@ def parse_labels(values: pd.Series, display: str, column: str, study_codes: bool
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise AUTableError(f"{display}: unknown labels {shown} in column {column!r}; "
-                           f"use emotion names ({', '.join(SIX_EMOTIONS)})"
+                           f"use emotion names ({', '.join(SEVEN_EMOTIONS)})"
                            + (f" or the study's codes ({_CODES_HINT})" if study_codes else ""))
     return pool[codes]
 
@@ -763,7 +763,7 @@ def _label_value(v) -> str | None:
     if re.fullmatch(r"[+-]?\d+(\.0*)?", text):  # 400 digits read as a float are inf: no code
         number = float(text)
         return OPENFACE_STUDY_CODES.get(int(number), "?") if math.isfinite(number) else "?"
-    return normalize_emotion(text) or "?"
+    return normalize_emotion(text) or unmodelled_emotion(text) or "?"
 
 
 # -- which rows count ------------------------------------------------------------------------
@@ -981,7 +981,7 @@ def labels_of(table: pd.DataFrame) -> pd.Series:
         return pd.Series([None] * len(table), index=table.index, dtype=object)
     codes, uniques = pd.factorize(table["label"], use_na_sentinel=True)
     pool = np.empty(len(uniques) + 1, dtype=object)
-    pool[:-1] = [normalize_emotion(v) if isinstance(v, str) else None for v in uniques]
+    pool[:-1] = [(normalize_emotion(v) or unmodelled_emotion(v)) if isinstance(v, str) else None for v in uniques]
     pool[-1] = None
     return pd.Series(pool[codes], index=table.index, dtype=object)
 

@@ -35,11 +35,24 @@ _ALIASES: dict[str, str] = {
 }
 
 
+# Emotions some datasets label (CK+ and AffectNet: contempt) that no model here predicts: such a
+# label is read as what it is, so its rows are left out as another emotion's, not refused as unknown.
+_UNMODELLED_ALIASES: dict[str, str] = {"contempt": "contempt", "contemptuous": "contempt", "경멸": "contempt"}
+
+
+def _alias_key(name: str) -> str:
+    key = unicodedata.normalize("NFC", str(name)).lower()  # NFC: macOS writes Korean file names decomposed (NFD)
+    return "".join(key.split()).replace("-", "").replace("_", "")
+
+
+def unmodelled_emotion(name: str) -> str | None:
+    """An emotion a dataset may label that no model here predicts ("Contempt" → ``contempt``), or None."""
+    return _UNMODELLED_ALIASES.get(_alias_key(name))
+
+
 def normalize_emotion(name: str) -> str | None:
     """Map a label as people write it ("Happiness", " ANGER ") to this project's name, or None."""
-    key = unicodedata.normalize("NFC", str(name)).lower()
-    key = "".join(key.split()).replace("-", "").replace("_", "")
-    return _ALIASES.get(key)  # NFC: macOS writes Korean file names decomposed (NFD)
+    return _ALIASES.get(_alias_key(name))
 
 
 def emotion_in_name(name: str) -> str | None:

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from .config import datasets_dir
-from .emotions import emotion_from_filename, normalize_emotion
+from .emotions import emotion_from_filename, normalize_emotion, unmodelled_emotion
 from .errors import DatasetError, ImageError, printable
 from .safe_files import read_regular_file
 
@@ -312,7 +312,8 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
                 take(entry, emotion_from_filename(entry.stem))
                 continue
             if label is None:
-                passed_over(entry, NOT_EMOTION_FOLDER, None)
+                passed_over(entry, UNMODELLED_EMOTION_FOLDER if unmodelled_emotion(entry.name) else NOT_EMOTION_FOLDER,
+                            None)
                 continue
             try:
                 files = sorted(entry.iterdir())
@@ -332,6 +333,9 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
 
 NOT_EMOTION_FOLDER = ("a folder not named after an emotion, whose images are not read; rename it (angry, sad, ...) "
                       "or move them up")
+# CK+ and AffectNet label contempt; renaming that folder to another emotion would mislabel its faces.
+UNMODELLED_EMOTION_FOLDER = ("an emotion no model here predicts (they predict angry, disgust, fear, happy, neutral, sad "
+                             "and surprise), whose images are not read")
 NESTED_FOLDER = "a folder inside an emotion's folder, whose images are not read; move them up into the emotion's folder"
 
 

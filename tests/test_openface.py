@@ -133,7 +133,7 @@ def test_unknown_labels_are_named():
     with pytest.raises(AUTableError) as err:
         read_au_table(FIXTURES / "merged_unknown.csv")
     message = str(err.value)
-    assert "merged_unknown.csv" in message and "6" in message and "'contempt'" in message
+    assert "merged_unknown.csv" in message and "6" in message and "'bored'" in message
     assert "'emotion'" in message and "\n" not in message
 
 
