@@ -29,6 +29,7 @@ from ui.common import (
     entries_of,
     extract_with_cancel,
     forget_docker_status,
+    forget_unsaved,
     kept_choice,
     load_au_table,
     load_predictor,
@@ -378,6 +379,7 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
             show_error(exc)
         else:
             result["saved_as"] = entry.name
+            forget_unsaved(default_name(model, result["origin"]))  # Compare lists the saved model alone
             st.rerun()
 
 

@@ -28,6 +28,7 @@ from fer_core.training import CNNSettings, CNNTrainingJob, active_training, last
 from ui.common import (
     data_layout_help,
     dataset_items,
+    forget_unsaved,
     fraction_bar,
     kept_choice,
     load_predictor,
@@ -444,6 +445,7 @@ def result_view(job: CNNTrainingJob) -> None:
         except FerError as exc:
             show_error(exc)
         else:
+            forget_unsaved(default_model_name(job.settings))  # Compare lists the saved model alone
             st.rerun()
 
 

@@ -193,10 +193,9 @@ def try_section(predictor) -> None:
 
 def save_section(upload: TeachableUpload, predictor, key: str) -> None:
     st.header(t("teachable.save_title"))
-    saved: dict = st.session_state.setdefault("tm_saved", {})
-    save_key = (key, tuple(predictor.mapping.emotions))
-    if save_key in saved:
-        st.success(t("teachable.saved", name=saved[save_key]))
+    saved_as = saved_name(predictor, key)
+    if saved_as:
+        st.success(t("teachable.saved", name=saved_as))
         return
     if predictor.format == "tfjs":
         st.caption(t("teachable.tfjs_saved_as_keras"))
@@ -210,8 +209,20 @@ def save_section(upload: TeachableUpload, predictor, key: str) -> None:
         except FerError as exc:
             show_error(exc)
         else:
-            saved[save_key] = entry.name
+            st.session_state.setdefault(SAVED, {})[_save_key(predictor, key)] = entry.name
             st.rerun()
+
+
+SAVED = "tm_saved"  # the name each import and mapping was saved under in this session
+
+
+def _save_key(predictor, key: str) -> tuple:
+    return key, tuple(predictor.mapping.emotions)
+
+
+def saved_name(predictor, key: str) -> str | None:
+    """The name this import with this mapping was saved under in this session, if it was."""
+    return st.session_state.get(SAVED, {}).get(_save_key(predictor, key))
 
 
 def save_teachable(upload: TeachableUpload, predictor, name: str):
@@ -269,8 +280,11 @@ def main() -> None:
         forget_unsaved(unsaved)
         show_error(exc)
         return
-    remember_unsaved(predictor)
-    st.caption(t("teachable.unsaved_note", name=unsaved))
+    if saved_name(predictor, key):
+        forget_unsaved(unsaved)  # Compare lists the saved model alone, not a copy of it "(not saved)"
+    else:
+        remember_unsaved(predictor)
+        st.caption(t("teachable.unsaved_note", name=unsaved))
     show_mapping(predictor, upload)
     try_section(predictor)
     save_section(upload, predictor, key)

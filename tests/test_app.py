@@ -272,10 +272,12 @@ def test_au_model_trains_on_bundled_table_shows_heatmaps_and_saves(models_dir):
     at.button(key="au_save").click()
     _run(at)
     assert any("already exists" in e for e in _texts(at.error))
+    assert len(at.session_state["_unsaved_models"]) == 1  # Compare offers it unsaved
     at.text_input(key="au_save_name").set_value("au-logreg-test")
     at.button(key="au_save").click()
     _run(at)
     assert any("Saved as **au-logreg-test**" in s for s in _texts(at.success))
+    assert not at.session_state["_unsaved_models"]  # saved: not listed again beside it as "(not saved)"
     assert (models_dir / "au-logreg-test.json").is_file()
     entry = next(e for e in read_manifest(models_dir) if e.name == "au-logreg-test")
     assert entry.origin == "dashboard" and entry.sha256

@@ -145,10 +145,12 @@ def test_cnn_page_trains_shows_curves_and_evaluation_and_saves(models_dir, fer_s
     at.button(key="cnn_save").click()
     _run(at)
     assert any("is not allowed" in e for e in _texts(at.error))
+    assert len(at.session_state["_unsaved_models"]) == 1  # Compare offers it unsaved
     at.text_input(key="cnn_save_name").set_value("cnn-test")
     at.button(key="cnn_save").click()
     _run(at)
     assert any("Saved as **cnn-test**" in s for s in _texts(at.success))
+    assert not at.session_state["_unsaved_models"]  # saved: not listed again beside it as "(not saved)"
     assert (models_dir / "cnn-test.keras").is_file() and (models_dir / "cnn-test.meta.json").is_file()
     meta = json.loads((models_dir / "cnn-test.meta.json").read_text())
     assert meta["recipe"] == job.settings.recipe.to_dict() and "recipe: cosine, label smoothing 0.1" in meta["command"]
@@ -362,10 +364,12 @@ def test_teachable_page_imports_a_zip_maps_tries_and_saves(models_dir, tm_export
     captions = [img.caption for el in at.image for img in el.proto.imgs]
     assert "group.png: the largest of 3 faces, the one it sees (Try it shows each face)" in captions, captions
 
+    assert len(at.session_state["_unsaved_models"]) == 1  # Compare offers it unsaved
     at.text_input(key="tm_save_name").set_value("tm-test")
     at.button(key="tm_save").click()
     _run(at)
     assert any("Saved as **tm-test**" in s for s in _texts(at.success))
+    assert not at.session_state["_unsaved_models"]  # saved: not listed again beside it as "(not saved)"
     entry = next(e for e in read_manifest(models_dir) if e.name == "tm-test")
     assert entry.kind == "teachable" and entry.classes == ("angry", "happy", "sad")
     assert entry.mapping == {"Anger": "angry", "Happiness": "happy", "background": "sad"}
@@ -379,6 +383,7 @@ def test_teachable_page_imports_a_zip_maps_tries_and_saves(models_dir, tm_export
     boxes[2].set_value("ignore")
     _run(at)
     assert at.expander[0].label == "Imported Teachable Machine models (1)"
+    assert len(at.session_state["_unsaved_models"]) == 1  # another mapping, not saved: offered again
     at.text_input(key="tm_save_name").set_value("tm-test")
     at.button(key="tm_save").click()
     _run(at)

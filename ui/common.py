@@ -756,15 +756,17 @@ _UNSAVED = "_unsaved_models"
 def remember_unsaved(predictor) -> None:
     """Offer a model trained or imported on a page, not yet saved to models/, to Compare and Masks.
 
-    Kept per browser session under its name (a newer model of the same name replaces it); saving it
-    on its page does not remove it, Compare then lists the saved copy and this one.
+    Kept per browser session under its name (a newer model of the same name replaces it). Saving it
+    on its page withdraws it (``forget_unsaved``): Compare then lists the saved model alone, not a
+    copy of it as "(not saved)" beside it.
     """
     st.session_state.setdefault(_UNSAVED, {})[predictor.name] = predictor
 
 
 def forget_unsaved(name: str) -> None:
-    """Withdraw an unsaved model from Compare and Masks when its page can no longer make it (a
-    Teachable Machine mapping that leaves no emotion), so they do not run an older version of it."""
+    """Withdraw an unsaved model from Compare and Masks once it is saved, or when its page can no
+    longer make it (a Teachable Machine mapping that leaves no emotion), so they do not run an
+    older version of it."""
     st.session_state.get(_UNSAVED, {}).pop(name, None)
 
 
