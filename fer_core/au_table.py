@@ -970,6 +970,14 @@ def columns_with_values(table: pd.DataFrame) -> list[str]:
     return [c for c in AU_COLUMNS if c in table.columns and table[c].notna().any()]
 
 
+def passed_over_folders(table: pd.DataFrame) -> pd.Series:
+    """Per row: a folder the extraction passed over ("Sad Faces/", with its reason), which has a
+    row so that nothing is lost unsaid, but is no image: counted apart from images and faces."""
+    if "file" not in table.columns:
+        return pd.Series(False, index=table.index)
+    return table["file"].astype(str).str.endswith("/")
+
+
 def first_faces(table: pd.DataFrame) -> pd.DataFrame:
     """One row per image: its first (largest) face, or its failure row."""
     return table[first_face_mask(table)]

@@ -39,6 +39,7 @@ from ui.common import (
     show_error,
     shown_literally,
     wait_for_extraction,
+    warn_passed_over_folders,
 )
 
 page_setup("nav.au_model", ":material/tune:")
@@ -135,18 +136,14 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
         return None, ""
     table = done["table"]
     ok = int((table["success"] > 0).sum())
-    folders = table["file"].astype(str).str.endswith("/")  # a folder passed over, with its reason
+    folders = au_table.passed_over_folders(table)
     msg = t("au_model.measured", faces=f"{ok:,}", images=f"{table.loc[~folders, 'file'].nunique():,}",
             total=f"{done['total']:,}")
     if done["cancelled"]:
         st.warning(t("au_model.cancelled", message=msg))
     else:
         st.success(msg)
-    if folders.any():
-        examples = [f"{shown_literally(f)}: {i18n.reason(str(r))}"
-                    for f, r in table.loc[folders, ["file", "reason"]].head(3).itertuples(index=False)]
-        st.warning(t("common.passed_over", n=f"{int(folders.sum()):,}", examples="; ".join(examples)
-                     + ("; …" if folders.sum() > 3 else "")), icon=":material/folder_off:")
+    warn_passed_over_folders(table)
     failed = table[(table["success"] == 0) & ~folders]
     if not failed.empty:
         with st.expander(t("au_model.without_face", n=f"{len(failed):,}")):

@@ -233,6 +233,33 @@ def test_explorer_csv_without_au_columns_is_an_error(models_dir):
     assert any("missing all 17 AU intensity columns" in e for e in _texts(at.error))
 
 
+def test_explorer_counts_an_extracted_tables_passed_over_folder_apart(models_dir):
+    """An extracted table has a row for each folder its extraction passed over ("Sad Faces/"): the
+    Explorer counted it as an image without a measured face. Contempt's faces are an emotion of
+    their own there (CK+ and AffectNet label it), not unlabelled."""
+    import pandas as pd
+    from test_au_model import synthetic_table
+
+    from fer_core.images import NOT_EMOTION_FOLDER
+
+    table = synthetic_table(n_per_class=5, classes=("happy", "sad", "contempt"))
+    folder = {"file": "Sad Faces/", "face": 0, "label": None, "success": 0, "reason": NOT_EMOTION_FOLDER}
+    data = pd.concat([table, pd.DataFrame([folder])], ignore_index=True).to_csv(index=False).encode()
+    at = _run(AppTest.from_file(EXPLORER))
+    at.radio(key="explorer_source").set_value("AU table (CSV)")
+    _run(at)
+    at.selectbox(key="explorer_table").set_value("Upload a CSV…")
+    _run(at)
+    at.file_uploader(key="explorer_csv").set_value(("extracted_au.csv", data, "text/csv"))
+    _run(at)
+    assert not at.error, _texts(at.error)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "15" and metrics["Emotions"] == "3"
+    assert any("Not read from this folder (1): Sad Faces/: a folder not named" in w for w in _texts(at.warning))
+    assert not any("have no measured face" in c for c in _texts(at.caption))
+    assert at.multiselect(key="explorer_classes").value == ["happy", "sad", "contempt"]
+
+
 # -- AU model ---------------------------------------------------------------------------------
 def test_au_model_trains_on_bundled_table_shows_heatmaps_and_saves(models_dir):
     at = _run(AppTest.from_file(HOME))

@@ -367,6 +367,20 @@ def dataset_items(root: str, classes: tuple[str, ...] | None = None):
     return listing.items
 
 
+def warn_passed_over_folders(table: pd.DataFrame) -> pd.Series:
+    """Say which folders an extracted table's extraction passed over (``au_table.passed_over_folders``,
+    as ``dataset_items`` says them for a folder), and return the mask of their rows."""
+    from fer_core import au_table
+
+    folders = au_table.passed_over_folders(table)
+    if folders.any():
+        examples = [f"{shown_literally(f)}: {i18n.reason(str(r))}"
+                    for f, r in table.loc[folders, ["file", "reason"]].head(3).itertuples(index=False)]
+        st.warning(t("common.passed_over", n=f"{int(folders.sum()):,}", examples="; ".join(examples)
+                     + ("; …" if folders.sum() > 3 else "")), icon=":material/folder_off:")
+    return folders
+
+
 @st.cache_data(max_entries=2000, show_spinner=False)
 def thumbnail(path: str, side: int = 96, name: str | None = None) -> np.ndarray:
     """An image scaled so its longest side is ``side`` (48 px FER crops are enlarged, crisply);
