@@ -85,6 +85,9 @@ def parse_classes(spec: str | None) -> tuple[str, ...]:
     out = []
     for part in spec.split(","):
         emotion = normalize_emotion(part)
+        if emotion is None and unmodelled_emotion(part):
+            raise FerError(f"{part.strip()!r}: no model here learns {unmodelled_emotion(part)}; "
+                           f"use names from {', '.join(SEVEN_EMOTIONS)}")
         if emotion is None:
             raise FerError(f"unknown emotion {part.strip()!r}: use names from {', '.join(SEVEN_EMOTIONS)}")
         if emotion not in out:

@@ -16,7 +16,8 @@ from test_au_model import synthetic_table
 
 from fer_core import au_table, i18n
 from fer_core.au_table import OTHER_LABEL
-from fer_core.emotions import normalize_emotion, unmodelled_emotion
+from fer_core.emotions import normalize_emotion, parse_classes, unmodelled_emotion
+from fer_core.errors import FerError
 from fer_core.evaluation.compare import evaluate_au_table
 from fer_core.images import UNMODELLED_EMOTION_FOLDER, scan_images
 from fer_core.predictors.au_models import AUPredictor, fit_au_model
@@ -39,6 +40,8 @@ def test_contempt_is_a_known_label_that_no_model_predicts():
     assert unmodelled_emotion("경멸") == "contempt"
     assert normalize_emotion("contempt") is None  # not one of the emotions models learn
     assert unmodelled_emotion("happy") is None and unmodelled_emotion("bored") is None
+    with pytest.raises(FerError, match="^'Contempt': no model here learns contempt; use names from angry, "):
+        parse_classes("happy,Contempt")  # train-au --classes: not called an unknown emotion
 
 
 def test_a_table_labelled_contempt_is_read_and_evaluated_without_those_rows(tmp_path):
