@@ -88,6 +88,11 @@ MIN_FACES_PER_CLASS = 10  # to train: a quarter is held out, the rest is cross-v
 _CODES_HINT = ", ".join(f"{k} {v}" for k, v in OPENFACE_STUDY_CODES.items())
 # FER2013's label numbers (its CSV's "emotion" column): not read, only named when a table uses them
 _FER2013_HINT = "0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral"
+# Said whenever a table's numbers were read as labels: a FER2013 table without its 6 (neutral)
+# cannot be told from the study's, and would be read with fear as happy, happy as neutral, ...
+STUDY_CODES_NOTE = (f"labels written as numbers were read as the original study's codes ({_CODES_HINT}); "
+                    f"FER2013 numbers its emotions otherwise ({_FER2013_HINT}): if the table is not the "
+                    "study's, write emotion names in its label column")
 
 
 def au_code(column: str) -> str:
@@ -188,8 +193,13 @@ def display_name(src: PathOrBuffer) -> str:
 
 
 # Columns any table format can use; the rest (OpenFace's landmarks, gaze, pose, AU_c) are not parsed.
-_USABLE_COLUMNS = frozenset(TABLE_COLUMNS) | {"frame", "face_id", "timestamp", "emotion"}
-_TEXT_INPUT = frozenset(TEXT_COLUMNS) | {"emotion"}
+# OpenFace's own columns, and what researchers add to its output: a label, and when they join
+# several videos' FeatureExtraction CSVs into one table, the video each row is from
+_USABLE_COLUMNS = frozenset(TABLE_COLUMNS) | {"frame", "face_id", "timestamp", "emotion", "video"}
+_TEXT_INPUT = frozenset(TEXT_COLUMNS) | {"emotion", "video"}
+# The bookkeeping columns in any case ("Label", "EMOTION", "File"): tables from other programs and
+# hand-edited ones capitalise them; AU columns keep OpenFace's exact names.
+_BOOKKEEPING_BY_LOWER = {c.lower(): c for c in _USABLE_COLUMNS if c not in AU_COLUMNS}
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
 _AU_NOT_NUMBER = "an AU value is not a number"
 _TABLE_HINT = "pick an AU table CSV (this workbench's or OpenFace output)"
@@ -406,6 +416,12 @@ def _header(head: bytes, encoding: str, display: str, complete: bool) -> tuple[l
     return [n.strip() for n in names], sep, (sep + " ") in line
 
 
+def _column_name(name: object) -> str:
+    """A header as this module names its column: stripped, a bookkeeping column in any case."""
+    text = str(name).strip()
+    return _BOOKKEEPING_BY_LOWER.get(text.lower(), text)
+
+
 def read_frame(src: PathOrBuffer, display: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """The usable columns of a CSV (header names stripped; OpenFace 2.0 writes ``", "``) and, per
     row, whether an AU cell held text instead of a number (that cell is NaN).
@@ -464,11 +480,15 @@ def _read_parquet(source: _TableBytes, display: str) -> tuple[pd.DataFrame, np.n
     fh, _ = source._raw()
     try:
         pf = pq.ParquetFile(fh)
-        names = [str(n).strip() for n in pf.schema_arrow.names]
-        missing_aus(names, display)
+        names = {str(n): _column_name(n) for n in pf.schema_arrow.names}
+        missing_aus(names.values(), display)
         if pf.metadata.num_rows > MAX_ROWS:
             raise AUTableError(f"{display}: more than {MAX_ROWS:,} rows; split or subsample the table")
-        frame = pf.read(columns=list(dict.fromkeys(n for n in names if n in _USABLE_COLUMNS))).to_pandas()
+        wanted = {}  # the first column of each usable name
+        for original, name in names.items():
+            if name in _USABLE_COLUMNS and name not in wanted.values():
+                wanted[original] = name
+        frame = pf.read(columns=list(wanted)).to_pandas().rename(columns=wanted)
     except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as exc:  # Key/TypeError: damaged pandas metadata
         raise AUTableError(f"{display}: not a readable Parquet file ({one_line(exc, 120)}); "
                            "write the table again") from None
@@ -502,7 +522,7 @@ def _count_lines(source: _TableBytes, display: str) -> int:
 def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], display: str,
            encoding_errors: str = "strict", spaced: bool = True, decimal: str = ".",
            ) -> tuple[pd.DataFrame, np.ndarray]:
-    wanted = list(dict.fromkeys(n for n in names if n in _USABLE_COLUMNS))
+    wanted = list(dict.fromkeys(_column_name(n) for n in names if _column_name(n) in _USABLE_COLUMNS))
     capacity = _count_lines(source, display)
     au_cols = [c for c in AU_COLUMNS if c in wanted]
     block = np.full((capacity, len(au_cols)), np.nan, dtype=np.float32)  # all AUs, one allocation
@@ -515,10 +535,10 @@ def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], displ
     with source.open() as stream:
         reader = pd.read_csv(stream, sep=sep, skipinitialspace=spaced, encoding=encoding,
                              decimal=decimal if sep != decimal else ".",
-                             encoding_errors=encoding_errors, dtype={n: "str" for n in texts}, usecols=lambda c: str(c).strip() in _USABLE_COLUMNS,
-                             chunksize=READ_CHUNK_ROWS)
+                             encoding_errors=encoding_errors, dtype={n: "str" for n in names if _column_name(n) in texts},
+                             usecols=lambda c: _column_name(c) in _USABLE_COLUMNS, chunksize=READ_CHUNK_ROWS)
         for chunk in reader:
-            chunk.columns = [str(c).strip() for c in chunk.columns]
+            chunk.columns = [_column_name(c) for c in chunk.columns]
             chunk = chunk.loc[:, ~chunk.columns.duplicated()]
             if decimal == ",":  # a column the parser left as text (a text cell in it; quoted "1,25")
                 for c in chunk.columns:
@@ -604,8 +624,10 @@ def mark_text_rows(table: pd.DataFrame, text_rows: np.ndarray) -> pd.DataFrame:
 
 
 def is_project_table(frame: pd.DataFrame) -> bool:
-    """This project's own table (``file`` plus ``success`` or ``source``)."""
-    return "file" in frame.columns and ("success" in frame.columns or "source" in frame.columns)
+    """This project's own table (``file`` plus ``success`` or ``source``; OpenFace's ``frame``
+    numbers a video's rows, which this project's tables time in ``time_s``)."""
+    return ("file" in frame.columns and ("success" in frame.columns or "source" in frame.columns)
+            and "frame" not in frame.columns)
 
 
 def read(path_or_buffer: PathOrBuffer) -> pd.DataFrame:
@@ -636,8 +658,9 @@ def from_project_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     files = frame["file"].astype("str").str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
     out = pd.DataFrame({"file": files.fillna("") if files.hasnans else files})
     out["face"] = frame["face"] if "face" in frame.columns else 0
-    out["label"] = (pd.Series(parse_labels(frame["label"], display, "label", study_codes=False), dtype=object)
-                    if "label" in frame.columns else pd.Series([None] * n, dtype=object))
+    column = next((c for c in ("label", "emotion") if c in frame.columns), None)  # as OpenFace tables are read
+    out["label"] = (pd.Series(parse_labels(frame[column], display, column, study_codes=False), dtype=object)
+                    if column else pd.Series([None] * n, dtype=object))
     out["success"] = (frame["success"] if "success" in frame.columns
                       else aus.notna().all(axis=1).astype(int).to_numpy())
     out["confidence"] = (pd.to_numeric(frame["confidence"], errors="coerce")
@@ -739,6 +762,16 @@ def parse_labels(values: pd.Series, display: str, column: str, study_codes: bool
     return pool[codes]
 
 
+def holds_label_codes(values: pd.Series) -> bool:
+    """Whether some label is written as a whole number (read as a study code, ``STUDY_CODES_NOTE``)."""
+    return any(_label_code(v) is not None for v in pd.unique(pd.Series(values, copy=False).dropna()))
+
+
+def read_with_study_codes(table: pd.DataFrame) -> bool:
+    """Whether ``read`` took this table's numeric labels for the study's codes (say ``STUDY_CODES_NOTE``)."""
+    return bool(table.attrs.get("study_codes"))
+
+
 def _label_code(v) -> int | None:
     """A label written as a whole number (6, 6.0, "6"), else None."""
     if isinstance(v, (bool, np.bool_)):
@@ -769,6 +802,7 @@ def _label_value(v) -> str | None:
 # -- which rows count ------------------------------------------------------------------------
 NOT_FIRST_FACE = "later faces of an image"
 OTHER_LABEL = "unlabelled or of other emotions"
+UNLABELLED = "without a label"  # evaluation: OTHER_LABEL's unlabelled part (other emotions are counted by name)
 NO_FACE = "without a measured face"
 AU_HIDDEN = "measured under a mask that hides AUs the model needs"
 AU_MISSING = "with AU values missing or not numbers"
@@ -809,6 +843,7 @@ def reason_text(reason: str) -> str:
     from .i18n import t
 
     return {NOT_FIRST_FACE: t("table_rows.not_first_face"), OTHER_LABEL: t("table_rows.other_label"),
+            UNLABELLED: t("table_rows.unlabelled"),
             NO_FACE: t("table_rows.no_face"), AU_HIDDEN: t("table_rows.au_hidden"),
             AU_MISSING: t("table_rows.au_missing"),
             AU_INVALID: t("table_rows.au_invalid", lo=f"{AU_VALID_RANGE[0]:g}", hi=f"{AU_VALID_RANGE[1]:g}"),

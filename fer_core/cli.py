@@ -603,7 +603,6 @@ def _refuse_writing_over(source: str, target: Path) -> None:
 
 def _predict_table(args) -> int:
     """``predict --au-table``: an AU model's answer for every row of a table, written to --out."""
-    from . import au_table
     from .figures.compare import spreadsheet_safe
     from .pipeline import masked_note, predict_table
     from .predictors.registry import load_predictor
@@ -613,7 +612,7 @@ def _predict_table(args) -> int:
                        "answers go to --out (not --json or --jsonl)")
     _refuse_writing_over(args.au_table, fileio.table_output_path(args.out, "--out"))  # said before the work
     predictor = load_predictor(args.model)
-    answers = predict_table(au_table.read(args.au_table), predictor, top=args.top,
+    answers = predict_table(_read_au_table(args.au_table), predictor, top=args.top,
                             progress=_tqdm_progress("faces"))
     target = fileio.write_frame(spreadsheet_safe(answers) if fileio.writes_csv(args.out) else answers, args.out)
     judged = answers["emotion"].notna()
@@ -687,12 +686,16 @@ def cmd_extract(args) -> int:
                               mask=args.mask, crops=args.crops)
     if args.engine != "ray":  # the Ray engine has written it (and removed its part files)
         _write_local_table(table, args.out)
+    from . import au_table
+
     ok = int(table["success"].sum())
-    images = table["file"].nunique()
-    failed = table[table["success"] == 0]
+    folders = au_table.passed_over_folders(table)  # a row each, said below with its reason, but no image
+    images = table.loc[~folders, "file"].nunique()
+    failed = table[(table["success"] == 0) & ~folders]
     print(f"{_counted(images, 'image')}, {_counted(ok, 'face')} -> {printable(args.out)}; {len(failed):,} without a face "
-          "or unreadable", file=sys.stderr)
-    _print_reasons(failed)
+          "or unreadable" + (f"; {_counted(int(folders.sum()), 'folder')} passed over" if folders.any() else ""),
+          file=sys.stderr)
+    _print_reasons(table[table["success"] == 0])
     return 0
 
 
@@ -706,19 +709,35 @@ def _write_local_table(table, out: str) -> None:
     record_path(fileio.output_path(out)).unlink(missing_ok=True)
 
 
+def _read_au_table(path: str):
+    """An AU table to score, train on or predict: read, with a note on stderr when its numeric
+    labels were taken for the original study's codes (a FER2013 table would be mislabelled)."""
+    from . import au_table
+
+    table = au_table.read(path)
+    if au_table.read_with_study_codes(table):
+        print(f"note: {printable(path)}: {au_table.STUDY_CODES_NOTE}", file=sys.stderr)
+    return table
+
+
 def _counted(n: int, noun: str) -> str:
     """"1 image", "2,000 images"."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _print_reasons(failed, name_single: bool = True) -> None:
-    """The five commonest reasons of failure rows, with their counts; with ``name_single``, a
-    reason of one row names its file (a folder passed over, the one corrupt photo)."""
-    for reason, n in failed["reason"].value_counts().head(5).items():
+    """The five commonest reasons of failure rows, with their counts, and how many rows the
+    others cover; with ``name_single``, a reason of one row names its file (a folder passed over,
+    the one corrupt photo)."""
+    counts = failed["reason"].value_counts()
+    for reason, n in counts.head(5).items():
         if n == 1 and name_single:
             print(f"  {failed.loc[failed['reason'] == reason, 'file'].iloc[0]}: {reason}", file=sys.stderr)
         else:
             print(f"  {n} x {reason}", file=sys.stderr)
+    if len(counts) > 5:
+        print(f"  and {_counted(int(counts.iloc[5:].sum()), 'row')} with {len(counts) - 5:,} other reason(s) "
+              "(the table's reason column has them all)", file=sys.stderr)
 
 
 def _extract_video(args) -> int:
@@ -771,7 +790,7 @@ def cmd_import_openface(args) -> int:
     if source.is_dir():
         table = import_openface_dir(source, skip=args.out)
     else:
-        table = au_table.read(source)
+        table = _read_au_table(str(source))
         named = label_from_path(Path(source.name))  # one file is labelled by its name, as in a folder
         if named and table["label"].isna().all():
             table["label"] = named
@@ -799,7 +818,7 @@ def cmd_train_au(args) -> int:
     _return_freed_memory()
     classes = parse_classes(args.classes)
     max_rows = args.max_rows or MAX_FIT_ROWS
-    table = au_table.read(args.table)
+    table = _read_au_table(args.table)
     holdout = 0.25
     if kind == "au-gam":
         from .measure.extract import default_workers
@@ -932,9 +951,10 @@ def _model_refs(values: list[str]) -> list[str]:
     return refs
 
 
-def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list]:
-    """compare and mask-report: the models (--models, else the manifest), the classes (--classes)
-    and the labelled images of --images, with skipped files said on stderr."""
+def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list, list[str]]:
+    """compare and mask-report: the models (--models, else the manifest), the classes (--classes),
+    the labelled images of --images and what the listing passed over (said on stderr, and kept
+    for the JSON: every file is accounted for there too)."""
     from .emotions import parse_classes
     from .images import scan_images
     from .manifest import read_manifest
@@ -948,7 +968,7 @@ def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list]
         print(f"skipped: {line}", file=sys.stderr)
     if not listing.items:
         raise FerError(f"{args.images}: no labelled images found; expected <emotion>/*.jpg or emotion-prefixed names")
-    return refs, classes, listing.items
+    return refs, classes, listing.items, listing.skipped_lines
 
 
 def cmd_mask_report(args) -> int:
@@ -956,7 +976,7 @@ def cmd_mask_report(args) -> int:
     from .evaluation.metrics import p_text
     from .measure.extract import default_workers
 
-    refs, classes, items = _models_and_test_set(args)
+    refs, classes, items, passed_over = _models_and_test_set(args)
     report = run_mask_report(refs, items, classes=classes, style=args.style, seed=args.seed,
                              workers=args.workers or default_workers(), progress=_fraction_progress("mask report"),
                              root=args.images)
@@ -975,7 +995,7 @@ def cmd_mask_report(args) -> int:
     _print_left_out(report.original, chosen=bool(classes))
     status = 2 if report.original.failed_models else 0  # as compare: the others' results given, the failure said
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print(json.dumps({**report.to_dict(), "passed_over": passed_over}))
         return status
     print(f"{report.original.n} faces, with and without a {args.style} mask")
     print(f"{'model':28s} {'original':>9s} {'masked':>7s} {'McNemar p':>9s}  per emotion (original -> masked)")
@@ -1020,12 +1040,13 @@ def cmd_evaluate(args) -> int:
     if getattr(predictor, "unmapped", ()):  # a Teachable Machine class whose name is no emotion
         print(f"{predictor.name}: classes {', '.join(predictor.unmapped)} are no emotion and are ignored "
               "(map them on the dashboard's Teachable Machine page and save the model)", file=sys.stderr)
+    extra: dict = {}
     if args.au_table:
         _return_freed_memory()
         if predictor.inputs != "aus":  # say so before reading a table that may be large
             raise FerError(f"{args.model}: {model_of_kind(predictor.kind)} scores images, not an AU table; "
                            "use --images with a folder of labelled images")
-        table = au_table.read(args.au_table)
+        table = _read_au_table(args.au_table)
         report = evaluate_au_table(predictor, table)
         if predictor.inputs == "aus":
             from .pipeline import masked_note, unknown_aus
@@ -1034,7 +1055,8 @@ def cmd_evaluate(args) -> int:
             if note:
                 print(f"note: {note}", file=sys.stderr)
         for reason, n in report.left_out.items():
-            print(f"{printable(args.au_table)}: left out {n:,} rows {reason}", file=sys.stderr)
+            why = {au_table.NOT_FIRST_FACE: "that are later faces of an image (its first face is scored)"}.get(reason, reason)
+            print(f"{printable(args.au_table)}: left out {n:,} rows {why}", file=sys.stderr)
         if report.skipped:
             print(f"left out {', '.join(f'{n:,} {e}' for e, n in report.skipped.items())} row(s): "
                   f"{predictor.name} does not predict {'that emotion' if len(report.skipped) == 1 else 'those emotions'}",
@@ -1055,8 +1077,11 @@ def cmd_evaluate(args) -> int:
             left_out = ", ".join(f"{n} {emotion}" for emotion, n in report.skipped.items())
             print(f"left out {left_out} image(s): {predictor.name} does not predict "
                   f"{'that emotion' if len(report.skipped) == 1 else 'those emotions'}", file=sys.stderr)
+        # every file accounted for, as compare's JSON does it
+        extra = {"unreadable": list(comparison.unreadable), "unlabelled": comparison.unlabelled,
+                 "passed_over": listing.skipped_lines}
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print(json.dumps({**report.to_dict(), **extra}))
     else:
         _print_report(report)
     return 0
@@ -1066,7 +1091,7 @@ def cmd_compare(args) -> int:
     from .evaluation.compare import run_comparison
     from .measure.extract import default_workers
 
-    refs, classes, items = _models_and_test_set(args)
+    refs, classes, items, passed_over = _models_and_test_set(args)
     if args.csv:  # a bad path fails now, not after every model has run
         fileio.table_output_path(args.csv, "--csv")
     if args.report:
@@ -1093,7 +1118,7 @@ def cmd_compare(args) -> int:
         _write_compare_report(args, comparison, refs)
     status = 2 if comparison.failed_models else 0  # the others' results are given, the failure said
     if args.json:
-        print(json.dumps(comparison.to_dict(root=args.images)))
+        print(json.dumps({**comparison.to_dict(root=args.images), "passed_over": passed_over}))
         return status
     for report in comparison.reports.values():
         _print_report(report)

@@ -336,7 +336,7 @@ def test_compare_json_keys(capsys, fer_sample, tmp_path):
     wrong = table.loc[~table["au-logreg-fer2013 correct"], "file"].tolist()
     assert wrong and report["wrong"]["au-logreg-fer2013"] == wrong
     assert list(report) == ["n", "classes", "models", "mcnemar", "wrong", "no_face", "skipped", "skipped_classes",
-                            "unlabelled", "several_faces", "failed_models", "cannot_predict"]
+                            "unlabelled", "several_faces", "failed_models", "cannot_predict", "passed_over"]
     assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value", "p_holm"]
     assert list(report["models"]["au-logreg-fer2013"]) == REPORT_KEYS
 

@@ -135,13 +135,7 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
     if frame.empty:
         return failure_rows([(file, label)], NO_FACE)
     n = len(frame)
-    bad = np.zeros(n, dtype=bool)
-    if "success" in frame.columns:  # OpenFace writes 0 or 1; anything else (2.7, 1e300, blank) says nothing
-        flags = au_table.whole_numbers(frame["success"], unknown=-1)
-        bad = (flags != 0) & (flags != 1)
-        success = np.where(bad, 0, flags)
-    else:
-        success = np.ones(n, dtype=np.int64)  # FaceLandmarkImg writes a row only for a detected face
+    success, bad = _success_flags(frame)
     face_col = "face" if "face" in frame.columns else "face_id" if "face_id" in frame.columns else None
     faces = au_table.whole_numbers(frame[face_col]) if face_col else np.zeros(n, dtype=np.int64)
     files = [file] * n
@@ -150,13 +144,16 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
         files = [f"{file}#{_frame_id(v)}" for v in frame["frame"]]
         if "timestamp" in frame.columns:  # FeatureExtraction's seconds into the video, as our time_s
             times = pd.to_numeric(frame["timestamp"], errors="coerce").round(3).to_numpy(dtype=float)
-    elif "file" not in frame.columns and (faces == 0).sum() > 1:
+    elif "file" not in frame.columns and "video" not in frame.columns and (faces == 0).sum() > 1:
         # face 0 again: not one image's faces but a merged table of many images, each starting at
         # its face 0 (read as one image, all but its first row were left out as later faces)
         images = np.maximum(np.cumsum(faces == 0), 1)
         files = [f"{file}#{k}" for k in images]
-    if "file" in frame.columns:  # a table of many images (not one OpenFace CSV): its own names
-        files = [printable(str(v)) if isinstance(v, str) and v.strip() else f for v, f in zip(frame["file"], files)]
+    named = next((c for c in ("file", "video") if c in frame.columns), None)
+    if named:  # a table of many images or videos (not one OpenFace CSV): their own names
+        untimed = "frame" in frame.columns and np.isnan(times).all()  # the frame tells a video's rows apart
+        files = [(printable(str(v)) + (f"#{_frame_id(k)}" if untimed else "")) if isinstance(v, str) and v.strip()
+                 else f for v, f, k in zip(frame[named], files, frame["frame"] if untimed else files)]
     labels = [label] * n
     column = next((c for c in ("label", "emotion") if c in frame.columns), None)
     if label is None and column is not None:  # names or aliases; numbers only in a table like the study's
@@ -168,6 +165,17 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
                         "confidence": conf, "source": SOURCE,
                         "reason": np.where(success == 1, "", np.where(bad, BAD_SUCCESS, NO_FACE)), "time_s": times})
     return au_table.normalise(pd.concat([out.reset_index(drop=True), aus.reset_index(drop=True)], axis=1))
+
+
+def _success_flags(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(success 0/1, whether the written value was no flag) per row. OpenFace writes 0 or 1;
+    anything else (2.7, 1e300, blank) says nothing and counts as no face. Without the column every
+    row is a face: FaceLandmarkImg writes a row only for a detected face."""
+    if "success" not in frame.columns:
+        return np.ones(len(frame), dtype=np.int64), np.zeros(len(frame), dtype=bool)
+    flags = au_table.whole_numbers(frame["success"], unknown=-1)
+    bad = (flags != 0) & (flags != 1)
+    return np.where(bad, 0, flags), bad
 
 
 def _frame_id(v) -> str:
@@ -190,13 +198,22 @@ def _from_merged(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     labels = (au_table.parse_labels(frame[column], display, column, study_codes="file" not in frame.columns)
               if column else [None] * n)
     complete = aus.notna().all(axis=1).to_numpy()
+    # a success column is OpenFace's word on each row: its failed frames hold AU values of 0, not
+    # measurements (they were scored and trained on as faces)
+    flagged, bad = _success_flags(frame)
+    aus.loc[flagged == 0, :] = np.nan
+    success = complete & (flagged == 1)
     base = Path(display).name
     files = (frame["file"].astype("str").fillna("").reset_index(drop=True) if "file" in frame.columns
              else [f"{base}#{i}" for i in range(1, n + 1)])
+    reason = np.where(success, "", np.where(bad, BAD_SUCCESS, np.where(flagged == 0, NO_FACE,
+                                                                        "AU values missing in this row")))
     out = pd.DataFrame({"file": files, "face": 0, "label": pd.Series(labels, dtype=object),
-                        "success": complete.astype(int), "confidence": np.nan, "source": SOURCE,
-                        "reason": np.where(complete, "", "AU values missing in this row")})
-    return au_table.normalise(pd.concat([out, aus.reset_index(drop=True)], axis=1))
+                        "success": success.astype(int), "confidence": np.nan, "source": SOURCE,
+                        "reason": reason})
+    table = au_table.normalise(pd.concat([out, aus.reset_index(drop=True)], axis=1))
+    table.attrs["study_codes"] = bool(column) and "file" not in frame.columns and au_table.holds_label_codes(frame[column])
+    return table
 
 
 def label_from_path(rel: Path) -> str | None:

@@ -1,0 +1,143 @@
+"""Tables and folders as researchers bring them (found by a review that used the command line with
+its own data): every row read as what it is, and every row or file left out said, on stderr and in
+the JSON. Before, OpenFace's failed frames were scored as faces in a table without file names,
+joined FeatureExtraction CSVs lost every video but one, a capitalised label column was not read,
+FER2013's numbers were taken for the study's codes without a word, and `evaluate` dropped
+unlabelled rows, later faces and passed-over folders silently."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_au_model import synthetic_table
+
+from fer_core import au_table
+from fer_core.au_table import AU_COLUMNS, NOT_FIRST_FACE, UNLABELLED
+from fer_core.cli import _print_reasons
+from fer_core.emotions import SIX_EMOTIONS
+from fer_core.evaluation.compare import evaluate_au_table
+from fer_core.images import NOT_EMOTION_FOLDER
+from fer_core.measure.openface_csv import NO_FACE
+from fer_core.predictors.au_models import AUPredictor, fit_au_model
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "FER_PROGRESS": "0"}
+
+
+def _cli(*args, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fer_core", *map(str, args)], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def predictor() -> AUPredictor:
+    return AUPredictor(fit_au_model(synthetic_table(), kind="au-logreg"), name="m")
+
+
+def _aus_and_labels(n_per_class: int = 5) -> pd.DataFrame:
+    return synthetic_table(n_per_class=n_per_class)[["label", *AU_COLUMNS]]
+
+
+def test_a_success_column_marks_openface_failed_frames_in_a_table_without_file_names(tmp_path):
+    frame = _aus_and_labels()
+    frame["success"] = 1
+    frame.loc[:9, "success"] = 0
+    frame.loc[:9, AU_COLUMNS] = 0.0  # what OpenFace writes for a frame it could not track
+    frame.to_csv(tmp_path / "merged.csv", index=False)
+    table = au_table.read(tmp_path / "merged.csv")
+    assert table["success"].tolist() == [0] * 10 + [1] * 20
+    assert table.loc[:9, AU_COLUMNS].isna().all().all() and set(table.loc[:9, "reason"]) == {NO_FACE}
+
+
+def test_joined_feature_extraction_csvs_keep_every_videos_frames(tmp_path, predictor):
+    videos = []
+    for k, emotion in enumerate(SIX_EMOTIONS):
+        frames = synthetic_table(n_per_class=4, classes=(emotion,), seed=k)
+        videos.append(pd.DataFrame({"video": f"clip{k}", "frame": range(1, 5), "face_id": 0,
+                                    "timestamp": np.arange(4) / 30, "confidence": 0.98, "success": 1,
+                                    "label": emotion, **{c: frames[c] for c in AU_COLUMNS}}))
+    joined = pd.concat(videos, ignore_index=True)
+    joined.to_csv(tmp_path / "videos.csv", index=False)
+    assert evaluate_au_table(predictor, au_table.read(tmp_path / "videos.csv")).n == 24
+    # named in a file column with OpenFace's frame and success: still OpenFace's frames, not one per file
+    joined.rename(columns={"video": "file"}).to_csv(tmp_path / "files.csv", index=False)
+    report = evaluate_au_table(predictor, au_table.read(tmp_path / "files.csv"))
+    assert report.n == 24 and not report.left_out
+    # without timestamps the frame number tells the frames apart
+    joined.rename(columns={"video": "file"}).drop(columns="timestamp").to_csv(tmp_path / "untimed.csv", index=False)
+    assert evaluate_au_table(predictor, au_table.read(tmp_path / "untimed.csv")).n == 24
+
+
+@pytest.mark.parametrize("column", ["Label", "EMOTION", "emotion"])
+def test_the_label_column_is_read_in_any_case_and_as_emotion(tmp_path, column):
+    project = synthetic_table(n_per_class=3).rename(columns={"label": column})
+    project.to_csv(tmp_path / "project.csv", index=False)  # this workbench's columns (file, success, ...)
+    assert au_table.labels_of(au_table.read(tmp_path / "project.csv")).tolist() == project[column].tolist()
+    merged = _aus_and_labels(3).rename(columns={"label": column})
+    merged.to_parquet(tmp_path / "merged.parquet")
+    assert au_table.labels_of(au_table.read(tmp_path / "merged.parquet")).tolist() == merged[column].tolist()
+
+
+def test_numbers_read_as_the_studys_codes_are_said(tmp_path):
+    codes = _aus_and_labels().assign(label=lambda f: f["label"].map(SIX_EMOTIONS.index))  # 0..5, no 6
+    codes.to_csv(tmp_path / "codes.csv", index=False)
+    assert au_table.read_with_study_codes(au_table.read(tmp_path / "codes.csv"))
+    _aus_and_labels().to_csv(tmp_path / "names.csv", index=False)
+    assert not au_table.read_with_study_codes(au_table.read(tmp_path / "names.csv"))
+    for args in (["evaluate", "--au-table", tmp_path / "codes.csv"],
+                 ["train-au", tmp_path / "codes.csv", "--out", tmp_path / "m.json", "--max-rows", "1000"]):
+        done = _cli(*args)
+        assert "read as the original study's codes (0 angry, 1 disgust, 2 happy" in done.stderr, done.stderr
+    assert "study's codes" not in _cli("evaluate", "--au-table", tmp_path / "names.csv").stderr
+
+
+def test_evaluate_counts_every_au_table_row_it_does_not_score(tmp_path, predictor):
+    table = synthetic_table(n_per_class=5)
+    table.loc[:3, "label"] = None  # four rows without a label
+    second = table.iloc[[10, 11]].assign(face=1)  # two images' second faces
+    folder = pd.DataFrame([{"file": "Sad Faces/", "face": 0, "success": 0, "reason": NOT_EMOTION_FOLDER}])
+    path = tmp_path / "extracted.csv"
+    pd.concat([table, second, folder], ignore_index=True).to_csv(path, index=False)
+    report = evaluate_au_table(predictor, au_table.read(path))
+    assert report.n == 26 and report.left_out == {NOT_FIRST_FACE: 2, UNLABELLED: 4}
+    done = _cli("evaluate", "--au-table", path, "--json")
+    assert json.loads(done.stdout)["left_out"] == {NOT_FIRST_FACE: 2, UNLABELLED: 4}
+    assert "left out 4 rows without a label" in done.stderr
+    assert "left out 2 rows that are later faces of an image" in done.stderr
+
+
+def test_extracts_failure_reasons_beyond_the_five_commonest_are_counted(capsys):
+    failed = pd.DataFrame({"file": [f"f{i}.jpg" for i in range(8)],
+                           "reason": ["a", "a", "b", "c", "d", "e", "f", "g"]})
+    _print_reasons(failed)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "  2 x a" and len(lines) == 6
+    assert lines[-1].startswith("  and 2 rows with 2 other reason(s)")
+
+
+def test_the_json_accounts_for_every_file_and_extract_counts_no_folder_as_an_image(fer_sample, tmp_path):
+    root = tmp_path / "set"
+    for emotion in ("happy", "sad"):
+        (root / emotion).mkdir(parents=True)
+        for src in sorted((fer_sample / emotion).glob("*.jpg"))[:1]:
+            (root / emotion / src.name).write_bytes(src.read_bytes())
+    (root / "misc").mkdir()
+    (root / "misc" / "x.jpg").write_bytes(next((fer_sample / "happy").glob("*.jpg")).read_bytes())
+    (root / "happy" / "broken.jpg").write_bytes(b"not a jpeg")
+    (root / "IMG_0001.jpg").write_bytes(next((fer_sample / "sad").glob("*.jpg")).read_bytes())
+    done = _cli("evaluate", "--images", root, "--json")
+    out = json.loads(done.stdout)
+    assert out["n"] == 2 and out["unlabelled"] == 1
+    assert [line.split(":")[0] for line in out["unreadable"]] == ["happy/broken.jpg"]
+    assert [line.split(":")[0] for line in out["passed_over"]] == ["misc/"]
+    compared = json.loads(_cli("compare", "--images", root, "--models", "au-logreg-fer2013", "--json").stdout)
+    assert [line.split(":")[0] for line in compared["passed_over"]] == ["misc/"]
+    done = _cli("extract", root, "--out", tmp_path / "au.csv")
+    assert "4 images, 3 faces" in done.stderr and "1 without a face or unreadable; 1 folder passed over" in done.stderr
