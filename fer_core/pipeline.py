@@ -204,14 +204,20 @@ def _number(v: float) -> float | None:
 
 
 def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
-                  others: Sequence[ModelOutput] = ()) -> dict:
+                  others: Sequence[ModelOutput] = (), digits: int | None = 4) -> dict:
     """A photo's faces for download, numbered left to right: box, detection score, the 17 AUs,
     and per model its emotion and probabilities; the explaining model adds its explanation (the
     sentence, the reasons, what speaks against, and every AU's contribution). Emotion names are
     the models' class names (English), so the file reads the same whatever the page language.
     Boxes, ``width`` and ``height`` are in the uploaded photo's pixels, also when a large photo
     was analysed scaled down (``scaled_for_analysis``, at ``analysed_width`` x ``analysed_height``),
-    so they match the CLI's and Compare's boxes for the same photo."""
+    so they match the CLI's and Compare's boxes for the same photo. Probabilities are rounded to
+    ``digits`` for the file; a page that shows them as percentages takes them unrounded (None), so
+    that 0.894959 is 89 % there as in its charts, not 90 % from 0.895."""
+
+    def rounded(p: float) -> float:
+        return float(p) if digits is None else round(float(p), digits)
+
     height, width = result.image.shape[:2] if result.image is not None else (0, 0)
     original_width, original_height = result.original_size or (width, height)
     scale = original_width / width if width else 1.0
@@ -225,7 +231,7 @@ def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
             explanation = {k: v for k, v in ex.to_dict().items() if k not in ("emotion", "probabilities")}
             explanation["contributions"] = {c.au: round(float(c.contribution), 4) for c in ex.ranked}
             models[explainer] = {"kind": explainer_kind, "emotion": ex.emotion,
-                                 "probabilities": {c: round(float(p), 4) for c, p in ex.probabilities.items()},
+                                 "probabilities": {c: rounded(p) for c, p in ex.probabilities.items()},
                                  "explanation": explanation}
         for out in others:
             probs = out.per_face[i]
@@ -233,7 +239,7 @@ def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
                 models[out.name] = {"kind": out.kind, "error": probs}
             else:
                 models[out.name] = {"kind": out.kind, "emotion": max(probs, key=probs.get),
-                                    "probabilities": {c: round(float(p), 4) for c, p in probs.items()}}
+                                    "probabilities": {c: rounded(p) for c, p in probs.items()}}
         faces.append({"face": number, "box": {"x": x, "y": y, "w": w, "h": h},
                       "detection_score": round(float(face.confidence), 4), "low_confidence": face.low_confidence,
                       "method": face.method, "aus": {au_table.au_code(k): _number(v) for k, v in face.aus.items()},

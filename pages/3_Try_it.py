@@ -311,7 +311,8 @@ def show_masked(result, model, model_key: str, style: str, slot: int) -> None:
 
 
 def face_table(photo: dict) -> pd.DataFrame:
-    """The face table a person reads: number, box, detection score, each model's emotion."""
+    """The face table a person reads: number, box, detection score, each model's emotion (``photo``:
+    ``photo_to_dict`` unrounded, so its percentages are those of the panels)."""
     rows = []
     for face in photo["faces"]:
         box = face["box"]
@@ -393,7 +394,8 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         for target, figure, key in charts:
             chart(target, figure(), key)
         photo = photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs)
-        table.dataframe(face_table(photo), hide_index=True)
+        table.dataframe(face_table(photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs, digits=None)),
+                        hide_index=True)
         with downloads:
             show_downloads(photo, image if image is not None else numbered_image(result, order), slot, file_stem)
         if mask and model is not None:

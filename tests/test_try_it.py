@@ -229,6 +229,22 @@ def test_try_it_shows_a_seven_emotion_cnn_in_both_languages(models_dir, jpeg_byt
             assert "fear" in bars["y"]
 
 
+def test_the_face_table_gives_the_percentage_the_panel_gives(models_dir, jpeg_bytes, tiny_seven_cnn, monkeypatch):
+    """The table rounded the download's 4-decimal probability again: 0.894959 was 90 % there (from
+    0.895) and 89 % in the model's panel under the face."""
+    from fer_core import pipeline
+    from fer_core.manifest import read_manifest, write_manifest
+
+    write_manifest(read_manifest(models_dir) + [seven_cnn_entry(tiny_seven_cnn)], models_dir)
+    answer = {"happy": 0.894959, "sad": 0.105041}
+    monkeypatch.setattr(pipeline, "probabilities_for", lambda *a, **k: dict(answer))
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg_bytes, "image/jpeg"))
+    run_app(at, 240)
+    assert f"{SEVEN_CNN} (cnn): **happy** (89%)" in texts(at.markdown)
+    assert list(at.dataframe[0].value[SEVEN_CNN]) == ["happy (89%)"]
+
+
 def test_other_models_fill_in_under_each_face_and_a_broken_one_is_one_line(models_dir, group_png, tiny_seven_cnn,
                                                                            tmp_path):
     """The other models' columns are filled in one model at a time, after every face's explained
