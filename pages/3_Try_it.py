@@ -45,6 +45,7 @@ from fer_core.predictors.ensemble import KIND as ENSEMBLE_KIND
 from ui.common import (
     IMAGE_TYPES,
     add_new_options,
+    against_text,
     digest,
     entries_of,
     keep_for,
@@ -183,22 +184,6 @@ def _percent(p: float) -> str:
     return f"{p:.0%}"
 
 
-def absent_against(ex) -> str:
-    """'Speaking against it': AUs that are present with their intensity, then the ones below the
-    'present' threshold called absent (not 'AU12 (0.0)'), and masked ones unknown."""
-    from fer_core.au_table import au_label
-
-    present = [f"{au_label(a.au)} ({a.intensity:.1f})" for a in ex.against if a.present]
-    absent = [au_label(a.au) for a in ex.against if not a.present and a.intensity == a.intensity]
-    unknown = [au_label(a.au) for a in ex.against if a.intensity != a.intensity]  # NaN: hidden by a mask
-    parts = present[:]
-    if absent:
-        parts.append(t("try_it.absent_list", aus=", ".join(absent)))
-    if unknown:
-        parts.append(t("try_it.unknown_list", aus=", ".join(unknown)))
-    return t("try_it.against", aus="; ".join(parts))
-
-
 def show_face(result, number: int, i: int, others: list, slot: int, charts: list) -> list:
     """The face's panel; returns one empty column per model in ``others``, filled in as each
     model's output is ready (``show_other_output``). Its charts keep their places but are only
@@ -224,7 +209,7 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
             st.caption(t("try_it.low_confidence", how=how))
         st.markdown(ex.sentence[0].upper() + ex.sentence[1:])
         if ex.against:
-            st.caption(absent_against(ex))
+            st.caption(against_text(ex))
         charts.append((st.empty(), lambda: plots.probability_bars(ex.probabilities, title=t("try_it.proba_title")),
                        f"proba_{slot}_{i}"))
     network = ex.extra.get("aus_network")

@@ -31,6 +31,7 @@ from fer_core.i18n import current_language, emotion_label, message, t
 from fer_core.images import png_data_uri, relative_file
 from fer_core.measure.extract import default_workers
 from ui.common import (
+    against_text,
     choose_models,
     choose_scored_emotions,
     choose_test_set,
@@ -232,14 +233,12 @@ def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer, 
         c2.warning(t("compare.explain_no_face"))
         return
     reasons = [c for c in ex.reasons if c.present]
-    with c1:
+    with c1:  # the sentence and what speaks against it, as Try it gives them for the same face
         st.markdown(t("compare.explain_reads", model=explainer.name, emotion=emotion_label(ex.emotion),
                       p=percent(ex.probabilities[ex.emotion])))
-        if reasons:
-            st.markdown(t("compare.explain_because", aus=", ".join(f"{c.au} ({c.intensity:.1f})" for c in reasons)))
-        against = [c for c in ex.against if c.present]
-        if against:
-            st.caption(t("compare.explain_against", aus=", ".join(f"{c.au} ({c.intensity:.1f})" for c in against)))
+        st.markdown(ex.sentence[0].upper() + ex.sentence[1:])
+        if ex.against:
+            st.caption(against_text(ex))
     c2.plotly_chart(au_contribution_bars(ex), key=f"cmp_contrib_{name}")
     c3.plotly_chart(plots.au_intensity_bars(found.aus, highlight=[c.au for c in reasons],
                                             title=t("compare.fig_intensities")), key=f"cmp_aus_{name}")

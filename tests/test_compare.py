@@ -385,6 +385,15 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     from fer_core.i18n import catalogue
 
     assert any(catalogue("ko")[f"emotions.{predicted}"] in m for m in texts(at.markdown))
+    # the sentence Try it gives for the same face (Compare wrote its own, with AU codes alone,
+    # leaving out the absent AUs that were among the strongest reasons)
+    from fer_core.evaluation.compare import explain_image
+    from fer_core.i18n import using_language
+
+    label = res.table.set_index("file").loc[judged_wrong[0], "label"]
+    explained = explain_image(res.path_of(judged_wrong[0]), label, load_predictor(BUNDLED_AU_MODEL)).explanation
+    with using_language("ko"):
+        assert explained.sentence in texts(at.markdown)
     assert english_left(page_texts(at), (BUNDLED_AU_MODEL, UNSAVED)) == []
 
     # the wrong images are a table of thumbnails: clicking a row picks that face for the explanation

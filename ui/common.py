@@ -367,6 +367,23 @@ def dataset_items(root: str, classes: tuple[str, ...] | None = None):
     return listing.items
 
 
+def against_text(ex) -> str:
+    """'Speaking against it' under an explanation (Try it, Compare): AUs that are present with their
+    intensity, then the ones below the 'present' threshold called absent (not 'AU12 (0.0)'), and
+    masked ones unknown."""
+    from fer_core.au_table import au_label
+
+    present = [f"{au_label(a.au)} ({a.intensity:.1f})" for a in ex.against if a.present]
+    absent = [au_label(a.au) for a in ex.against if not a.present and a.intensity == a.intensity]
+    unknown = [au_label(a.au) for a in ex.against if a.intensity != a.intensity]  # NaN: hidden by a mask
+    parts = present[:]
+    if absent:
+        parts.append(t("try_it.absent_list", aus=", ".join(absent)))
+    if unknown:
+        parts.append(t("try_it.unknown_list", aus=", ".join(unknown)))
+    return t("try_it.against", aus="; ".join(parts))
+
+
 def warn_passed_over_folders(table: pd.DataFrame) -> pd.Series:
     """Say which folders an extracted table's extraction passed over (``au_table.passed_over_folders``,
     as ``dataset_items`` says them for a folder), and return the mask of their rows."""
