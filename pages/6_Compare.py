@@ -48,6 +48,7 @@ from ui.common import (
     show_scoring_notes,
     shown_literally,
     thumbnail,
+    without_code_spans,
 )
 
 page_setup("nav.compare", ":material/compare_arrows:")
@@ -301,7 +302,7 @@ def report_html(saved: dict, lang: str) -> bytes:
     server's download request, outside this run: so the language is passed, not read)."""
     from fer_core.evaluation.report import ReportSettings, comparison_report_html
 
-    settings = saved.get("settings") or ReportSettings.now(saved["description"], saved["root"],
+    settings = saved.get("settings") or ReportSettings.now(without_code_spans(saved["description"]), saved["root"],
                                                            temporary=saved.get("folder") is not None)
     entries = [m for m in saved.get("models", []) if not hasattr(m, "predict_proba")]
     return comparison_report_html(saved["comparison"], settings, entries, lang=lang).encode("utf-8")
@@ -390,7 +391,8 @@ def main() -> None:
                     folder = held_folder("cmp", root)
                     previous = {"comparison": comparison, "root": root, "description": description,
                                 "signature": current, "models": list(models),
-                                "settings": ReportSettings.now(description, root, temporary=folder is not None),
+                                "settings": ReportSettings.now(without_code_spans(description), root,
+                                                               temporary=folder is not None),
                                 "folder": folder}
                     st.session_state["cmp_result"] = previous
     except FerError as exc:

@@ -462,6 +462,10 @@ def test_compare_page_reports_and_downloads_every_image_it_left_out(models_dir, 
     assert left_out[left_out["left_out"] == "unlabelled"]["images"].tolist() == [1]
     assert any("1 image(s) whose file names name no emotion were left out" in c for c in texts(at.caption))
     assert not at.exception and not at.error
+    # the report names the folder as text: the page's Markdown backticks were written into it
+    report = downloads["compare_report.html"]()
+    text = report.decode("utf-8") if isinstance(report, bytes) else report
+    assert f"folder {folder}" in text and "`" not in text.split("<body", 1)[1].split("<script", 1)[0]
     # fear scored by choice: the AU model's 0 on it is said to be a question it cannot answer
     assert not any("never predicts" in w for w in texts(at.warning))
     at.multiselect(key="cmp_classes").set_value(["happy", "sad", "fear"])

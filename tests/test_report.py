@@ -17,7 +17,7 @@ from PIL import Image
 
 from fer_core.cli import main
 from fer_core.evaluation.compare import Comparison
-from fer_core.evaluation.report import ReportSettings, comparison_report_html, write_report
+from fer_core.evaluation.report import ReportSettings, comparison_report_html, report_figures, write_report
 from fer_core.figures.compare import precision_recall_frame, probabilities_frame
 from fer_core.manifest import Metrics, ModelEntry
 
@@ -110,6 +110,9 @@ def test_report_is_self_contained_with_every_figure_table_and_wrong_image(hand_c
     assert "@font-face" not in text  # no Hangul, no font to embed
     assert text.count("Plotly.newPlot") == 4 and text.count("<script") == 1 + 4  # plotly.js once, 4 figures
     assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2", "figure-3"]  # overall, per emotion, 2 matrices
+    # outside Streamlit the axes make room for their labels themselves: the matrices' emotion names
+    # fell outside the 10 px margins
+    assert all(fig.layout.yaxis.automargin and fig.layout.xaxis.automargin for fig in report_figures(hand_comparison))
     # wrong images: A wrong on img2 and img5 (no face), B on img1, img2 and img4
     titles = [Path(title).name for _, title in parts.images]
     assert titles == ["img2.png", "img5.png", "img1.png", "img2.png", "img4.png"]
@@ -132,11 +135,12 @@ def test_report_is_self_contained_with_every_figure_table_and_wrong_image(hand_c
 
 
 def test_report_in_korean(hand_comparison, tmp_path):
-    text = comparison_report_html(hand_comparison, ReportSettings.now("손으로 만든 이미지"), [], lang="ko")
+    text = comparison_report_html(hand_comparison, ReportSettings.now("손으로 만든 이미지"), [ENTRY], lang="ko")
     parts = parse(text)
     assert '<html lang="ko">' in text and "모델 비교 보고서" in parts.text
     words = " ".join(parts.text)
     assert "행복 → 슬픔" in words and "슬픔 → 얼굴 없음" in words and "Settings" not in parts.text
+    assert "행복, 슬픔" in words and "happy, sad" not in words  # the emotions a saved model predicts, too
     assert "@font-face {font-family: 'NanumGothic'" in text  # the Hangul it uses, inline (a cut of the font)
     assert len(text) < len(comparison_report_html(hand_comparison, ReportSettings.now("x"), [])) + 400_000
     assert json.dumps("전체 정확도와 95% Wilson 구간") in text  # the figures too (plotly escapes non-ASCII)

@@ -204,6 +204,12 @@ def shown_in_code(text: object) -> str:
     return " ".join(str(text).splitlines()).replace("`", "'")
 
 
+def without_code_spans(markdown: str) -> str:
+    """Text made with ``shown_in_code`` for a page, as plain text for a file (an HTML report):
+    its backticks are the spans' ends, the names' own having become quotes."""
+    return markdown.replace("`", "")
+
+
 def show_error(exc: BaseException | str, prefix: str | None = None, warning: bool = False,
                literal: bool = False) -> None:
     """Show a failure as one readable line (``st.error`` or ``st.warning``), never a traceback.

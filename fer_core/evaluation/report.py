@@ -125,7 +125,7 @@ def _model_section(name: str, kind: str, entry: ModelEntry | None) -> str:
         rows.append((t("report.manifest"), t("report.not_saved")))
     else:
         m = entry.metrics
-        rows += [(t("report.classes"), ", ".join(entry.classes)), (t("report.path"), entry.path)]
+        rows += [(t("report.classes"), ", ".join(emotion_label(c) for c in entry.classes)), (t("report.path"), entry.path)]
         if m.accuracy is not None:
             ci = f" ({m.accuracy_ci95[0]:.1%}–{m.accuracy_ci95[1]:.1%})" if m.accuracy_ci95 else ""
             rows.append((t("report.manifest_accuracy"), f"{m.accuracy:.1%}{ci}"))

@@ -59,9 +59,13 @@ def emotion_color(emotion: str) -> str:
 
 
 def _layout(fig: go.Figure, title: str, height: int | None = None, top: int = 50) -> go.Figure:
-    """Title, margins and a font stack that draws Hangul (figures follow the page's language)."""
+    """Title, margins and a font stack that draws Hangul (figures follow the page's language).
+    The axes widen the margins for their labels (automargin): Streamlit does it on a page, but
+    outside it (an HTML report) a confusion matrix's emotion names fell outside the 10 px."""
     fig.update_layout(title=title, margin=dict(l=10, r=10, t=top, b=10), height=height,
                       font=dict(family=FONT_FAMILY))
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     return fig
 
 
