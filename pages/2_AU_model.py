@@ -282,7 +282,7 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
         bar.empty()
         st.session_state["au_train"] = {"model": model, "origin": origin, "seconds": time.perf_counter() - start,
                                         "saved_as": None, "table": table_key(table, origin),
-                                        "settings": training_settings()}
+                                        "settings": training_settings(), "name": default_name(model, origin)}
         from fer_core.predictors.au_models import AUPredictor
 
         remember_unsaved(AUPredictor(model, name=default_name(model, origin)))

@@ -83,9 +83,11 @@ def choose_models() -> tuple[object | None, str, str, list]:
         st.session_state["try_model"] = newest
     st.session_state["_try_model_offered"] = names
     others = entries_of(explains=False)
+    # named as Compare and Masks name it, with where it comes from
+    session_label = t("try_it.session_model", name=trained.get("name", "")) if trained else ""
     c1, c2 = st.columns(2)
     name = c1.selectbox(t("try_it.au_model"), names, index=default, key=kept_choice("try_model"),
-                        format_func={n: t("try_it.session_model") if n == SESSION_MODEL else n for n in names}.__getitem__)
+                        format_func={n: session_label if n == SESSION_MODEL else n for n in names}.__getitem__)
     chosen: list[str] = []
     if others:
         other_names = [e.name for e in others]
@@ -96,7 +98,7 @@ def choose_models() -> tuple[object | None, str, str, list]:
     if name == SESSION_MODEL:
         from fer_core.predictors.au_models import AUPredictor
 
-        label = t("try_it.session_model")
+        label = trained.get("name") or session_label  # in tables and downloads, the name Compare gives it
         # A token made once per training (not id(), which a later model can reuse): results kept
         # for the model trained before must not be shown for the one trained after it.
         token = trained.setdefault("try_key", uuid.uuid4().hex)
@@ -610,11 +612,14 @@ def photos_part(model, model_key: str, model_name: str, others: list) -> None:
                             key=kept_choice("try_mask_style"))
     if not inputs:
         st.info(t("try_it.empty"))
-        last = [r for r, key in st.session_state.get("try_last", []) if key == model_key]
+        kept = st.session_state.get("try_last", [])
+        last = [r for r, key in kept if key == model_key]
         if last:  # the uploader forgets its files when you visit another page; the results stay
             st.header(t("try_it.last_results"))
             for slot, result in enumerate(last):
                 show_result(result, others, slot, model, model_key, model_name, mask)
+        elif kept:  # made by another model (the one chosen before, or before a model was just trained)
+            st.info(t("try_it.last_other_model", n=len(kept), name=st.session_state.get("try_last_model", "")))
         return
     shown = []
     for slot, (name, data) in enumerate(inputs):
@@ -626,6 +631,7 @@ def photos_part(model, model_key: str, model_name: str, others: list) -> None:
             log.exception("analysis of %s failed", name)
             show_error(exc, prefix=name)
     st.session_state["try_last"] = shown
+    st.session_state["try_last_model"] = model_name
 
 
 def main() -> None:

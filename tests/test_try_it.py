@@ -245,6 +245,31 @@ def test_the_face_table_gives_the_percentage_the_panel_gives(models_dir, jpeg_by
     assert list(at.dataframe[0].value[SEVEN_CNN]) == ["happy (89%)"]
 
 
+def test_a_model_just_trained_is_named_as_compare_names_it_and_earlier_photos_are_said(models_dir, jpeg_bytes):
+    """Coming back from the AU page, Try it explains with the model just trained: the photos
+    explained before by another model vanished without a word, and the model was "model trained
+    in this session" here but au-logreg-…_train in Compare."""
+    from test_au_model import synthetic_table
+
+    from fer_core.predictors.au_models import fit_au_model
+
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg_bytes, "image/jpeg"))
+    run_app(at, 240)
+    assert len(at.session_state["try_last"]) == 1
+    at.session_state["au_train"] = {"model": fit_au_model(synthetic_table(), kind="au-logreg"), "saved_as": None,
+                                    "name": "au-logreg-mine_train", "origin": "mine_train_au.csv"}
+    at.file_uploader(key="try_upload").set_value([])  # gone, as after a visit to another page
+    run_app(at, T)
+    box = at.selectbox(key="try_model")
+    assert box.value == "__session_model__"
+    assert "au-logreg-mine_train (trained in this session, not saved)" in box.options
+    assert any(f"Your last 1 photo(s) were explained by {BUNDLED_AU_MODEL}" in i for i in texts(at.info)), texts(at.info)
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg_bytes, "image/jpeg"))
+    run_app(at, 240)
+    assert "au-logreg-mine_train" in at.dataframe[0].value.columns  # the face table names it so too
+
+
 def test_other_models_fill_in_under_each_face_and_a_broken_one_is_one_line(models_dir, group_png, tiny_seven_cnn,
                                                                            tmp_path):
     """The other models' columns are filled in one model at a time, after every face's explained
