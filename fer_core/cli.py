@@ -748,6 +748,7 @@ def _extract_video(args) -> int:
     if args.backend != "mediapipe" or args.mask:
         raise FerError(f"{args.folder}: videos are measured with the embedded MediaPipe, without --mask or --backend")
     fps = DEFAULT_FPS if args.fps is None else args.fps
+    own = probe_video(args.folder).fps  # a bad path or file is said as typed ("clips/a.mp4: not a file")
     table = extract_video(args.folder, fps=fps, workers=args.workers or default_workers(),
                           name=Path(args.folder).name, progress=_tqdm_progress("video chunks"))
     _write_local_table(table, args.out)
@@ -756,10 +757,8 @@ def _extract_video(args) -> int:
     failed = table[table["success"] == 0]
     unread = int((~decoded).sum())
     rate = f"{fps:g} fps"
-    with contextlib.suppress(FerError, OSError):  # more than the video has: every frame was taken
-        own = probe_video(args.folder).fps
-        if 0 < own < fps:
-            rate += f" (every frame: the video has {own:.3g} fps)"
+    if 0 < own < fps:  # more than the video has on average: each of its frames taken once
+        rate += f" (the video has {own:.3g} fps on average: at most every frame)"
     print(f"{frames} frames at {rate}, {int(table['success'].sum())} faces -> {printable(args.out)}; "
           f"{len(failed) - unread} frames without a face or unreadable"
           + (f"; {unread} {'stretch' if unread == 1 else 'stretches'} of the video without frames" if unread else ""),

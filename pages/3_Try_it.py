@@ -502,6 +502,8 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
     decoded = firsts[frame_rows(firsts)].reset_index(drop=True)
     measured = int((firsts["success"] == 1).sum())
     st.caption(t("try_it.video_found", frames=len(decoded), faces=measured, fps=f"{fps:g}"))
+    for reason in firsts.loc[~frame_rows(firsts), "reason"].head(3):  # cut short, or a part that crashed
+        show_error(message(str(reason)), prefix=name, warning=True)
     if not measured:
         reasons = firsts["reason"].fillna("").astype(str)
         other = reasons[~reasons.str.startswith(NO_FACE_REASON)]

@@ -276,7 +276,10 @@ def test_cli_extract_video_says_when_it_took_every_frame(tmp_path, capsys):
 
     path = write_video(tmp_path / "slow.mp4", 1, rate=5)
     assert main(["extract", str(path), "--fps", "60", "--out", str(tmp_path / "au.csv"), "--workers", "1"]) == 0
-    assert "5 frames at 60 fps (every frame: the video has 5 fps)" in capsys.readouterr().err
+    assert "5 frames at 60 fps (the video has 5 fps on average: at most every frame)" in capsys.readouterr().err
+    # a wrong path is said as typed, folder included (it said "clip.mp4: not a file")
+    assert main(["extract", str(tmp_path / "nosuch" / "clip.mp4"), "--out", str(tmp_path / "y.csv")]) == 2
+    assert f"{tmp_path / 'nosuch' / 'clip.mp4'}: not a file" in capsys.readouterr().err
     for option in (["--classes", "happy"], ["--crops"], ["--engine", "ray"]):  # --classes was ignored unsaid
         assert main(["extract", str(path), "--out", str(tmp_path / "x.csv"), *option]) == 2
         assert "are for folders of images, not a video" in capsys.readouterr().err
@@ -842,6 +845,13 @@ def test_try_it_offers_only_frames_it_decoded_to_explain(models_dir, tmp_path, u
     slider = at.select_slider(key="try_video_time")
     assert slider.options == [f"{v:.2f} s" for v in frames] and f"{gap:.2f} s" not in slider.options
     assert f"초당 2장씩 {len(frames)}개 프레임을 추출했고" in " ".join(texts(at.caption))
+    # where its frames end is said, as the command line says it (the page said nothing)
+    assert texts(at.warning) == ["cut.mp4: 동영상이 6.00초 가운데 2.30초에서 끝납니다 (잘린 파일일까요?). "
+                                 "2.25초부터 끝까지 프레임이 없습니다"]
+    # nor is the missing stretch a row of the emotions download, where it read as a frame without a face
+    from fer_core.predictors.registry import load_predictor
+
+    assert sorted(video.emotion_over_time(table, load_predictor(BUNDLED_AU_MODEL))["time_s"]) == frames
     slider.set_value(frames[-1])
     run_app(at, T)
     assert f"## cut.mp4, {frames[-1]:.2f}초" in texts(at.markdown) and not at.error

@@ -504,12 +504,14 @@ def is_video(name: str | os.PathLike[str]) -> bool:
 
 def emotion_over_time(table: pd.DataFrame, predictor) -> pd.DataFrame:
     """Per sampled frame: ``time_s`` and the AU model's probability of each emotion (its class
-    names as columns) for the frame's first face; empty where no face was measured."""
+    names as columns) for the frame's first face; empty where no face was measured. A stretch of
+    the video never decoded has no row (it looked like a frame without a face)."""
     from ..pipeline import predict_table
 
     if getattr(predictor, "inputs", "") != "aus":
         raise FerError(f"{predictor.name}: reads pixels, not AUs; pick an AU model for the emotion over time")
-    frames = table[table["face"] == 0].reset_index(drop=True)
+    frames = table[table["face"] == 0]
+    frames = frames[frame_rows(frames)].reset_index(drop=True)  # a stretch never decoded is no frame
     answers = predict_table(frames, predictor, explain=False)
     out = pd.DataFrame({c: answers[f"p_{c}"].to_numpy() for c in predictor.classes})
     out.insert(0, "time_s", frames["time_s"].to_numpy())
