@@ -26,17 +26,22 @@ WRITER = textwrap.dedent('''
     from PIL import Image
 
     def write_video(path, seconds, rate=25, size=(320, 240), codec="libx264", face_until=None, sideways=False,
-                    faststart=False):
+                    faststart=False, wide_pixels=None):
         """A face photo (scikit-image's astronaut, cropped to the face) drifting and breathing in
         size on a plain background; from ``face_until`` seconds on, the background alone.
         ``sideways``: stored turned a quarter counter-clockwise with a display rotation that turns
-        it back, as phones store portrait video. ``faststart``: the index first, as for streaming."""
+        it back, as phones store portrait video. ``faststart``: the index first, as for streaming.
+        ``wide_pixels`` (a Fraction): stored that much narrower, with pixels that much wider than
+        high, as camcorders store HD video."""
         from skimage import data
 
         face = Image.fromarray(data.astronaut()[10:250, 130:370])
         with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
             stream = out.add_stream(codec, rate=rate)
             stream.width, stream.height = size[::-1] if sideways else size
+            if wide_pixels:
+                stream.width = round(size[0] / wide_pixels)
+                stream.codec_context.sample_aspect_ratio = wide_pixels
             stream.pix_fmt = "yuv420p"
             if sideways:
                 stream.set_display_rotation(-90)
@@ -48,6 +53,8 @@ WRITER = textwrap.dedent('''
                     canvas.paste(face.resize((side, side)), (x, (size[1] - side) // 2))
                 if sideways:
                     canvas = canvas.rotate(90, expand=True)
+                if wide_pixels:
+                    canvas = canvas.resize((stream.width, stream.height), Image.BICUBIC)
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.asarray(canvas), format="rgb24")):
                     out.mux(packet)
             for packet in stream.encode():
@@ -200,6 +207,19 @@ def test_decoding_that_breaks_off_after_a_chunks_last_frame_loses_nothing(face_v
     at, reason = out[-1]
     assert reason == f"damaged video data; no frames from {at:.2f} s to the end", "no file name: the row names it"
     assert at == round(at, 3) and out[-2][0] < at < 4.0
+
+
+def test_a_video_of_wide_pixels_is_measured_as_shown(tmp_path):
+    """Stored 240 x 240 with pixels 4:3 wide, a 320 x 240 video was measured squeezed: AUs off by
+    up to 2 from the same video stored with square pixels."""
+    import fractions
+
+    square = write_video(tmp_path / "square.mp4", 1, rate=10)
+    wide = write_video(tmp_path / "wide.mp4", 1, rate=10, wide_pixels=fractions.Fraction(4, 3))
+    (_, a), (_, b) = video.frame_at(square, 0.5), video.frame_at(wide, 0.5)
+    assert a.shape == b.shape == (240, 320, 3)
+    aus = [video.extract_video(p, fps=2)[list(au_table.AU_COLUMNS)].to_numpy() for p in (square, wide)]
+    assert np.nanmax(np.abs(aus[0] - aus[1])) < 0.5
 
 
 def test_a_phone_video_stored_sideways_is_measured_upright(tmp_path):

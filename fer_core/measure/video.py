@@ -271,6 +271,7 @@ def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS
         stream = _video_stream(container, label)
         stream.thread_type = "AUTO"
         slack = _slack(stream)
+        widen = _pixel_aspect(stream)
         if start_s > 0:
             _seek(container, stream, start_s, label)
         next_t = math.ceil(start_s * fps - _EPS) / fps if fps else start_s
@@ -319,7 +320,7 @@ def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS
                 if fps:
                     next_t = seen["next_t"] = (math.floor((t + slack) * fps + _EPS) + 1) / fps
                 _check_frame(frame.width, frame.height, f"{label} at {t:.2f} s")
-                w, h = (frame.width, frame.height)
+                w, h = (max(1, round(frame.width * widen)), frame.height)  # as shown: square pixels
                 if max(w, h) > max_side:
                     w, h = _fit((w, h), max_side)
                 at = round(t, 3)
@@ -339,6 +340,16 @@ def _too_long_slack(header_step: float) -> float:
     """How far past the stream's end a last frame may say it lasts: an edit list may end the
     video within its last frame (a slideshow's lasts seconds), never many frames past it."""
     return max(CUT_SLACK_S, 2 * header_step)
+
+
+def _pixel_aspect(stream) -> float:
+    """How much wider than high the stream's pixels are (its sample aspect ratio; 1 unknown). A
+    camcorder stores 1280 x 720 video as 960 x 720 with pixels 4:3 wide, which players widen: read
+    as stored, its faces were squeezed and their AUs off by up to 2 (AU26 1.4 -> 3.6)."""
+    for ratio in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if ratio and ratio.numerator > 0 and ratio.denominator > 0:
+            return float(ratio)
+    return 1.0
 
 
 def _upright(rgb: np.ndarray, frame) -> np.ndarray:
