@@ -247,6 +247,18 @@ def test_a_cut_off_video_says_where_its_frames_end(tmp_path):
     assert not (video.extract_video(whole, fps=2)["reason"].str.contains("no frames from")).any()
 
 
+def test_an_avi_cut_short_says_where_its_frames_end(tmp_path):
+    """An AVI cut short loses its index, and FFmpeg then gives the length of the frames it finds:
+    it was measured as a whole, shorter video. Its header still counts every frame."""
+    whole = write_video(tmp_path / "whole.avi", 4, rate=25, codec="mpeg4")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    last = video.extract_video(cut, fps=2).iloc[-1]
+    assert last["success"] == 0 and " of its 4.00 s (cut short?)" in last["reason"], last["reason"]
+    assert not video.extract_video(whole, fps=2)["reason"].str.contains("no frames from").any()
+
+
 def test_a_slideshow_video_is_not_taken_for_a_cut_off_one(tmp_path):
     """A frame every 2 s: the last one lasts to the end, so no frames are missing."""
     import fractions

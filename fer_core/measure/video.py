@@ -216,6 +216,11 @@ def probe_video(path: str | os.PathLike[str], label: str | None = None) -> Video
         if own is not None:
             start = start or 0.0
             end = expected = start + own
+            # An AVI cut short (a copy stopped midway) loses its index, and FFmpeg then gives the
+            # length of the frames it finds; its header still counts them all (100 at 25 fps: 4 s)
+            counted = stream.frames / fps if stream.frames and fps else 0.0
+            if counted > own + max(1.0, 2 / fps):
+                expected = start + counted
         else:
             first, end, file_end = _scan(container, stream)
             start = start if start is not None else (first or 0.0)
