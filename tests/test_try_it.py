@@ -91,6 +91,19 @@ def test_group_photo_faces_are_numbered_left_to_right(group_photo, analyzer):
         assert (pixels[max(0, y - 8), x + 4] == 255).all() or (pixels[y + 8, x + 4] == 255).all()
 
 
+def test_a_face_box_does_not_strike_through_another_faces_tag():
+    """Face 2's box was drawn after face 1's tag, so its line crossed "1 angry" (a review's group
+    photo): every box is drawn first, then the tags."""
+    from fer_core.figures import plots
+
+    black = np.zeros((400, 400, 3), np.uint8)
+    alone = np.asarray(plots.draw_numbered_faces(black, [(50, 100, 100, 100)], ["angry"], min_side=0))
+    both = np.asarray(plots.draw_numbered_faces(black, [(50, 100, 100, 100), (20, 85, 300, 300)], ["angry", None],
+                                                min_side=0))
+    tag = (slice(80, 98), slice(52, 75))  # face 1's tag, above its box, where face 2's top edge runs (y 85)
+    assert (alone[tag] == 0).any() and np.array_equal(alone[tag], both[tag])
+
+
 def test_a_photo_analysed_scaled_down_gives_boxes_in_its_own_pixels(group_photo, analyzer):
     """A photo over the analysis size is measured scaled down; its downloads give boxes in the
     uploaded photo's pixels (they were in the smaller copy's, with its size as the photo's)."""

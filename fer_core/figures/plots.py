@@ -335,9 +335,10 @@ def draw_numbered_faces(rgb: np.ndarray, boxes: Sequence[Sequence[float]],
         image = image.resize((round(image.width * factor), round(image.height * factor)), Image.BICUBIC)
     draw = ImageDraw.Draw(image)
     line = max(2, round(max(image.size) / 300))
-    for number, box in enumerate(boxes, start=1):
-        x, y, w, h = (float(v) * factor for v in box)
+    scaled = [[float(v) * factor for v in box] for box in boxes]
+    for x, y, w, h in scaled:  # every box first: a later box's line no longer strikes through a tag
         draw.rectangle([x, y, x + w, y + h], outline=box_color, width=line)
+    for number, (x, y, w, h) in enumerate(scaled, start=1):
         size = int(max(18, min(0.22 * max(w, h), max(image.size) / 16)))
         label = labels[number - 1] if number - 1 < len(labels) else None
         text = f"{number}" + (f"  {label}" if label else "")
