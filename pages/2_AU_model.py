@@ -459,8 +459,9 @@ def main() -> None:
         note = "" if not selection.left_out else f" ({selection.summary()})"
         st.caption(t("au_model.table_caption", rows=f"{len(table):,}", usable=f"{selection.n:,}", note=note))
         train_section(table, origin)
+    result_section(table, origin)  # right under the button that made it
+    if table is not None:
         apply_section(table, origin)
-    result_section(table, origin)
 
 
 run_page(main)

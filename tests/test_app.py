@@ -275,6 +275,8 @@ def test_au_model_trains_on_bundled_table_shows_heatmaps_and_saves(models_dir):
     _run(at, timeout=240)
     model = at.session_state["au_train"]["model"]
     assert model.kind == "au-logreg" and model.weights[0].shape == (6, 17)
+    headers = [h.value for h in at.header]  # the result right under its button, before the table's emotions
+    assert headers.index("Train") + 1 == headers.index("Result") < headers.index("Emotions of this table's faces")
     metrics = {m.label: m.value for m in at.metric}
     assert 0.4 < float(metrics["Held-out accuracy"].rstrip("%")) / 100 < 0.9
     charts = {c["layout"]["title"]["text"]: c for c in _charts(at)}

@@ -116,8 +116,8 @@ def test_au_page_trains_offers_downloads_and_the_unsaved_model(models_dir, downl
     run_app(at, T)
     model = at.session_state["au_train"]["model"]
     metrics = _metrics(at)
-    assert metrics["Usable faces in the table (all)"] == "120" and metrics["Held-out faces"] == "30"
-    usable = [m for m in at.metric if m.label == "Usable faces in the table (all)"][-1]  # the first: the inspected
+    assert metrics["Usable faces of these emotions (all)"] == "120" and metrics["Held-out faces"] == "30"
+    usable = [m for m in at.metric if m.label == "Usable faces of these emotions (all)"][-1]  # the first: the inspected
     assert "90 were fitted and 30 held out" in usable.proto.help and "refitted on all of them" in usable.proto.help
     assert not at.warning  # a model that learned gets no warning
     # the result and save sections are h2 under the page's h1 (were h3: a skipped level)
