@@ -899,7 +899,7 @@ def test_try_it_keeps_two_videos_of_one_name_apart_and_says_why_a_video_is_unrea
     second = write_video(tmp_path / "b" / "clip.mp4", 1, rate=10, size=(256, 256))
     at = run_app(AppTest.from_file(TRY_IT), T)
     _upload_video(at, first)
-    assert any(c.startswith("The charts follow face 1 of this frame") for c in texts(at.caption))
+    assert any(c.startswith("The charts follow the largest face of each frame, here face 1: with several people") for c in texts(at.caption))
     _upload_video(at, second)
     shown = [r.image.shape[:2] for r, _ in at.session_state["try_video_frames"].values()]
     assert (256, 256) in shown, "the second clip.mp4's frame is analysed, not the first's"
