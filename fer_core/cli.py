@@ -876,7 +876,7 @@ def cmd_mask(args) -> int:
     from PIL import Image
 
     from .images import MAX_DECODE_SIDE, relative_file, scan_images
-    from .masks import MaskedMeasure, style_of
+    from .masks import MASK_NOT_PLACED_REASON, MaskedMeasure, style_of
     from .measure.extract import default_workers, iter_tasks
 
     style_of(args.style)
@@ -893,6 +893,7 @@ def cmd_mask(args) -> int:
         raise FerError(f"{printable(str(out))}: cannot be made a folder ({one_line(exc)}); give --out a folder") from None
     failures = [(s.file, s.reason) for s in listing.skipped]
     written, shrunk, bare = 0, 0, 0
+    bare_faces: list[tuple[str, str]] = []  # a masked image's face left bare: named, as a failure is
     # Each masked photo is written as it arrives and dropped: a folder of large photos never
     # waits in memory.
     for i, result in iter_tasks([("mask", str(it.path), args.style, args.seed) for it in items],
@@ -914,15 +915,17 @@ def cmd_mask(args) -> int:
             continue
         written += 1
         bare += bool(result.bare)
+        bare_faces += [(rel, f"face {k + 1} of {len(result.original)} left bare: {MASK_NOT_PLACED_REASON}")
+                       for k in result.bare]
         with contextlib.suppress(OSError), Image.open(it.path) as source:  # turned by EXIF: same sides
             shrunk += sorted(source.size) != sorted(image.size)
     failures_csv = out / "mask_failures.csv"
-    if failures:
+    if failures or bare_faces:
         import csv
         import io
 
         listed = io.StringIO(newline="")
-        csv.writer(listed).writerows([("file", "reason"), *failures])
+        csv.writer(listed).writerows([("file", "reason"), *failures, *bare_faces])
         fileio.atomic_write_text(failures_csv, listed.getvalue())  # a full disk: one line, no cut-off list
     else:
         failures_csv.unlink(missing_ok=True)  # an earlier run's list would no longer be true
@@ -931,8 +934,10 @@ def cmd_mask(args) -> int:
           + (f"; {len(failures)} not masked, listed in {printable(str(failures_csv))}" if failures else ""),
           file=sys.stderr)
     if bare:
-        print(f"  {bare} images hold a face the mask could not be placed on; it was left bare",
-              file=sys.stderr)
+        print(f"  {_counted(bare, 'image')} {'holds' if bare == 1 else 'hold'} a face the mask could not be placed on, "
+              f"left bare (listed in {printable(str(failures_csv))})", file=sys.stderr)
+        for file, reason in bare_faces[:5]:
+            print(f"  {file}: {reason}", file=sys.stderr)
     if shrunk:
         print(f"  {shrunk} images over {MAX_DECODE_SIDE} pixels a side were decoded, masked and written at a "
               "reduced size", file=sys.stderr)
@@ -984,6 +989,8 @@ def cmd_mask_report(args) -> int:
             print(f"model left out: {line}", file=sys.stderr)
     for line in report.original.unreadable:
         print(f"skipped: {line}", file=sys.stderr)
+    for line in report.original.several_faces:  # as compare says it
+        print(f"several faces: {line}", file=sys.stderr)
     for line in report.unmaskable:
         print(f"not masked: {line}", file=sys.stderr)
     if report.not_placed:

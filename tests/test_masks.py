@@ -603,6 +603,30 @@ def test_a_refused_largest_face_leaves_the_other_faces_masked(analyzer, astronau
     assert rows.loc[1, "masked"] == 1 and not np.isnan(rows.loc[1, "AU04_r"]) and np.isnan(rows.loc[1, "AU12_r"])
 
 
+def test_mask_and_mask_report_name_the_face_left_bare_and_the_image_of_several_faces(
+        astronaut, fer_val, group_photo, tmp_path, models_dir, capsys):
+    """``mask`` said "1 images hold a face the mask could not be placed on" without naming it, and
+    its failures list left it out; ``mask-report`` said nothing of an image of several faces, which
+    its JSON and the page name."""
+    from fer_core.cli import main
+
+    path = tmp_path / "set" / "happy" / "group.png"
+    path.parent.mkdir(parents=True)
+    Image.fromarray(_refused_beside_the_astronaut(astronaut, fer_val)).save(path)
+    out = tmp_path / "masked"
+    assert main(["mask", str(tmp_path / "set"), "--out", str(out), "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "1 image holds a face the mask could not be placed on" in err
+    assert f"happy/group.png: face 1 of 2 left bare: {masks.MASK_NOT_PLACED_REASON}" in err
+    assert "face 1 of 2 left bare" in (out / "mask_failures.csv").read_text()
+    people = tmp_path / "people" / "happy" / "three.png"
+    people.parent.mkdir(parents=True)
+    Image.fromarray(group_photo).save(people)
+    assert main(["mask-report", "--images", str(tmp_path / "people"), "--models", "au-logreg-fer2013",
+                 "--workers", "1"]) == 0
+    assert "several faces: happy/three.png: 3 faces found" in capsys.readouterr().err
+
+
 def test_try_it_says_per_face_where_the_mask_could_not_be_placed(models_dir, astronaut, fer_val):
     """Try it's mask switch: beside a refused largest face the astronaut is shown masked; on a photo
     where no face takes a mask each face says so. Before, both photos gave one warning "image: …"."""
