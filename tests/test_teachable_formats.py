@@ -432,9 +432,10 @@ def test_teachable_errors_read_in_korean():
 
 
 def test_classes_sharing_a_name_share_one_box_on_the_page(exports, models_dir, tmp_path, astronaut_jpeg):
-    """Two outputs named "happy": one box for both (the mapping is kept by name), so ignoring it
-    ignores both, as the table and the saved model say; the chart of the model's own outputs shows
-    all three (it dropped one of the two named alike)."""
+    """Two outputs named "happy": one box for both (the mapping is kept by name), so mapping it maps
+    both, as the table and the saved model say; the chart of the model's own outputs shows all three
+    (it dropped one of the two named alike). Ignoring both leaves one emotion: refused in one line
+    (every face would be sad at 100 %)."""
     h5 = (exports["folders"]["keras"] / "keras_model.h5").read_bytes()
     at = run_app(AppTest.from_file(TM_PAGE, default_timeout=T), T)
     at.file_uploader(key="tm_upload").set_value([("keras_model.h5", h5, "application/octet-stream"),
@@ -442,14 +443,18 @@ def test_classes_sharing_a_name_share_one_box_on_the_page(exports, models_dir, t
     run_app(at, T)
     boxes = [b for b in at.selectbox if b.key and b.key.startswith("tm_map_")]
     assert [b.label for b in boxes] == ["0, 1: happy", "2: sad"]
-    boxes[0].set_value("ignore")
+    boxes[0].set_value("angry")
     run_app(at, T)
     (unsaved,) = at.session_state["_unsaved_models"].values()
-    assert unsaved.mapping.emotions == (None, None, "sad")
+    assert unsaved.mapping.emotions == ("angry", "angry", "sad")
     at.file_uploader(key="tm_image").set_value(("astronaut.jpg", astronaut_jpeg.read_bytes(), "image/jpeg"))
     run_app(at, T)
     raw = charts(at)[0]["data"][0]
     assert sorted(raw["y"]) == ["0: happy", "1: happy", "2: sad"] and sum(raw["x"]) == pytest.approx(1.0, abs=1e-5)
+    [b for b in at.selectbox if b.key and b.key.startswith("tm_map_")][0].set_value("ignore")
+    run_app(at, T)
+    assert [e for e in texts(at.error) if "only sad counts as an emotion, and the model would give it to every face" in e]
+    assert not at.session_state["_unsaved_models"]  # Compare is not handed a model of one emotion
 
 
 def test_compare_says_its_results_are_stale_when_an_unsaved_model_is_remapped(exports, models_dir, fer_sample):

@@ -712,12 +712,19 @@ class TeachablePredictor(Predictor):
         self._merge = np.array([[float(e == c) for c in self.classes] for e in self.mapping.emotions])
 
     def check_usable(self) -> None:
-        """Refuse to predict, save or evaluate with no class counting as an emotion: there would be
-        nothing to score."""
+        """Refuse to predict, save or evaluate with fewer than two classes counting as emotions:
+        with none there is nothing to score, and with one ("Happy" beside "Background", which is
+        dropped and the rest renormalised) every face is that emotion at 100 %, a trivial score
+        that also narrows a comparison to that one emotion."""
         if not self.mapping.classes:
             raise ModelFileError(f"{self.source}: none of the classes ({', '.join(self.mapping.labels)}) is an "
                                  "emotion; map them on the dashboard's Teachable Machine page and save the model, "
                                  f"or name them like {', '.join(SEVEN_EMOTIONS[:3])}")
+        if len(self.mapping.classes) < 2:
+            (only,) = self.mapping.classes
+            raise ModelFileError(f"{self.source}: only {only} counts as an emotion, and the model would give it to "
+                                 "every face; map a second class to an emotion on the dashboard's Teachable Machine "
+                                 "page (a model of one emotion cannot be scored or compared)")
 
     @property
     def labels(self) -> tuple[str, ...]:
