@@ -451,7 +451,7 @@ def test_classes_sharing_a_name_share_one_box_on_the_page(exports, models_dir, t
     run_app(at, T)
     raw = charts(at)[0]["data"][0]
     assert sorted(raw["y"]) == ["0: happy", "1: happy", "2: sad"] and sum(raw["x"]) == pytest.approx(1.0, abs=1e-5)
-    [b for b in at.selectbox if b.key and b.key.startswith("tm_map_")][0].set_value("ignore")
+    next(b for b in at.selectbox if b.key and b.key.startswith("tm_map_")).set_value("ignore")
     run_app(at, T)
     assert [e for e in texts(at.error) if "only sad counts as an emotion, and the model would give it to every face" in e]
     assert not at.session_state["_unsaved_models"]  # Compare is not handed a model of one emotion
