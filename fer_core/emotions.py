@@ -59,7 +59,15 @@ def emotion_in_name(name: str) -> str | None:
     """``normalize_emotion``, also past what people add to a class name ("Happy :)", "Angry 1",
     "Surprised!"): the name's letters alone are tried when the whole name is not an emotion."""
     core = re.sub(r"^[\W\d_]+|[\W\d_]+$", "", str(name))
-    return normalize_emotion(name) or (normalize_emotion(core) if core else None)
+    found = normalize_emotion(name) or (normalize_emotion(core) if core else None)
+    # "Happy face", "Surprised faces", "Angry expression": Teachable Machine classes named for the picture
+    words = core.split()
+    if found is None and len(words) > 1 and words[-1].lower() in _PICTURE_WORDS:
+        found = normalize_emotion(" ".join(words[:-1]))
+    return found
+
+
+_PICTURE_WORDS = frozenset({"face", "faces", "expression", "expressions", "look"})
 
 
 def emotion_from_filename(stem: str) -> str | None:

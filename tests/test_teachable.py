@@ -114,6 +114,9 @@ def test_map_labels_aliases_and_bad_overrides():
     mapping = map_labels(["ANGER", " happiness ", "Sadness", "Class 4"])
     assert mapping.emotions == ("angry", "happy", "sad", None)
     assert mapping.unmapped == ("Class 4",)
+    # classes named for the picture, as Teachable Machine users name them (they all started on "ignore")
+    named = map_labels(["Happy face", "Sad faces", "Surprised expression", "Neutral face", "Bored face", "Face"])
+    assert named.emotions == ("happy", "sad", "surprise", "neutral", None, None)
     assert map_labels(["Class 4"], {"Class 4": "fear"}).classes == ("fear",)
     with pytest.raises(FerError, match="unknown emotion"):
         map_labels(["Class 4"], {"Class 4": "bored"})
