@@ -66,6 +66,20 @@ def test_predict_json_says_each_failed_image_on_stderr_too(tmp_path):
     assert lines[0].startswith(str(missing)) and lines[1].startswith(str(not_image))
 
 
+def test_a_cnn_run_keeps_litert_chatter_off_stderr(fer_sample, tmp_path):
+    """`evaluate --model cnn-fer2013 --json` wrote "INFO: Created TensorFlow Lite XNNPACK delegate
+    for CPU." on stderr, where a script reads only the workbench's own notes and errors."""
+    folder = tmp_path / "two"
+    for emotion in ("happy", "sad"):
+        (folder / emotion).mkdir(parents=True)
+        src = next((fer_sample / emotion).glob("*.jpg"))
+        (folder / emotion / src.name).write_bytes(src.read_bytes())
+    run = subprocess.run([sys.executable, "-m", "fer_core", "evaluate", "--model", "cnn-fer2013", "--images",
+                          str(folder), "--json"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and json.loads(run.stdout)["n"] == 2
+    assert "INFO" not in run.stderr and "XNNPACK" not in run.stderr, run.stderr
+
+
 def _mask_report_with_a_failed_model(tmp_path, monkeypatch):
     from PIL import Image
 

@@ -68,6 +68,8 @@ class LiteModel:
     def __init__(self, data: bytes, source: str, record: Mapping[str, Any] | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
+        from ..measure.landmarker import quiet_native_logs
+
         self.record = dict(record or {})  # the sidecar's record of this twin
 
         self._data = bytes(data)  # the interpreter reads the buffer it was given
@@ -85,7 +87,8 @@ class LiteModel:
         self.input_shape: tuple[int | None, ...] = (None, *(int(s) for s in info["shape"][1:]))
         self.output_names = tuple(sorted(self._runner.get_output_details()))
         self._lock = threading.Lock()
-        out = self.run(np.zeros((1, *self.input_shape[1:]), np.float32))
+        with quiet_native_logs():  # the first run applies the XNNPACK delegate, which says so on stderr
+            out = self.run(np.zeros((1, *self.input_shape[1:]), np.float32))
         self.output_shapes = {k: (None, *v.shape[1:]) for k, v in out.items()}
 
     @property

@@ -207,10 +207,13 @@ class TFLiteModel:
             raise ModelFileError(f"{source}: not a TensorFlow Lite model file; {hint}")
         from ai_edge_litert.interpreter import Interpreter
 
+        from ..measure.landmarker import quiet_native_logs
+
         self._data = bytes(data)  # the interpreter reads the buffer it was given
         try:
-            self._interpreter = Interpreter(model_content=self._data, num_threads=2)
-            self._interpreter.allocate_tensors()
+            with quiet_native_logs():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" on stderr
+                self._interpreter = Interpreter(model_content=self._data, num_threads=2)
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{source}: cannot load this TensorFlow Lite model ({one_line(exc, 160)}); "
                                  f"{hint}") from None
