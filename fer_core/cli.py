@@ -1043,8 +1043,9 @@ def cmd_evaluate(args) -> int:
     from .predictors.registry import load_predictor
 
     predictor = load_predictor(args.model)
-    if getattr(predictor, "unmapped", ()):  # a Teachable Machine class whose name is no emotion
-        print(f"{predictor.name}: classes {', '.join(predictor.unmapped)} are no emotion and are ignored "
+    unasked = getattr(getattr(predictor, "mapping", None), "unmapped_unasked", ())
+    if unasked:  # a Teachable Machine class whose name is no emotion, not ignored by a saved mapping
+        print(f"{predictor.name}: classes {', '.join(unasked)} are no emotion and are ignored "
               "(map them on the dashboard's Teachable Machine page and save the model)", file=sys.stderr)
     extra: dict = {}
     if args.au_table:

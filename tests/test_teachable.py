@@ -117,6 +117,10 @@ def test_map_labels_aliases_and_bad_overrides():
     # classes named for the picture, as Teachable Machine users name them (they all started on "ignore")
     named = map_labels(["Happy face", "Sad faces", "Surprised expression", "Neutral face", "Bored face", "Face"])
     assert named.emotions == ("happy", "sad", "surprise", "neutral", None, None)
+    # a class ignored by a saved mapping is no longer said to need mapping (evaluate said so)
+    assert map_labels(["angry", "happy", "Background"]).unmapped_unasked == ("Background",)
+    saved = map_labels(["angry", "happy", "Background"], {"Background": None})
+    assert saved.unmapped == ("Background",) and saved.unmapped_unasked == ()
     assert map_labels(["Class 4"], {"Class 4": "fear"}).classes == ("fear",)
     with pytest.raises(FerError, match="unknown emotion"):
         map_labels(["Class 4"], {"Class 4": "bored"})

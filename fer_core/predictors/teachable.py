@@ -103,6 +103,7 @@ class LabelMapping:
     """Teachable Machine class names (model output order) and the emotion each one stands for."""
     labels: tuple[str, ...]
     emotions: tuple[str | None, ...]  # None: not an emotion, dropped from predictions
+    chosen: frozenset[str] = frozenset()  # labels whose emotion (or None) was given, not read from the name
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -113,6 +114,12 @@ class LabelMapping:
     @property
     def unmapped(self) -> tuple[str, ...]:
         return tuple(label for label, e in zip(self.labels, self.emotions) if e is None)
+
+    @property
+    def unmapped_unasked(self) -> tuple[str, ...]:
+        """Classes dropped because their name is no emotion, not because someone chose to ignore
+        them (a saved mapping's "Background": None): the ones worth a note."""
+        return tuple(label for label in self.unmapped if label not in self.chosen)
 
     def as_dict(self) -> dict[str, str | None]:
         return dict(zip(self.labels, self.emotions))
@@ -143,6 +150,7 @@ def map_labels(labels: Sequence[str], override: Mapping[str, str | None] | None 
     """
     labels = tuple(labels)
     emotions: list[str | None] = [emotion_in_name(label) for label in labels]
+    chosen: set[str] = set()
     for key, value in (override or {}).items():
         matches = [i for i, label in enumerate(labels) if label == key] or \
                   [i for i, label in enumerate(labels) if label.strip().lower() == str(key).strip().lower()]
@@ -157,7 +165,8 @@ def map_labels(labels: Sequence[str], override: Mapping[str, str | None] | None 
                                f"{', '.join(SEVEN_EMOTIONS)} or leave it empty to drop the class")
         for i in matches:
             emotions[i] = emotion
-    return LabelMapping(labels, tuple(emotions))
+            chosen.add(labels[i])
+    return LabelMapping(labels, tuple(emotions), frozenset(chosen))
 
 
 # ----------------------------------------------------------------------------- reading an export
