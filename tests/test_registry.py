@@ -340,3 +340,16 @@ def test_a_registered_model_given_by_path_is_reported_by_its_name(tmp_path, caps
         assert main(["evaluate", "--model", str(given), "--au-table", table, "--json"]) == 0
         names.append(json.loads(capsys.readouterr().out)["model"])
     assert names == ["au-logreg-fer2013", "au-logreg-fer2013", "my_logreg"]
+
+
+def test_teachable_downloads_given_by_path_are_named_after_their_folders(tmp_path, models_dir):
+    """Every Teachable Machine download names its file keras_model.h5 (or model.json, model.tflite):
+    two exports given to compare by path were both "keras_model", refused as one model named twice."""
+    names = []
+    for folder, file in (("two", "keras_model.h5"), ("dup", "keras_model.h5"), ("web", "model.json"),
+                         ("mine", "my_model.h5")):
+        path = tmp_path / folder / file
+        path.parent.mkdir()
+        path.write_bytes(b"not read here")
+        names.append(registry.find_entry(str(path), models_dir).name)
+    assert names == ["two", "dup", "web", "my_model"]

@@ -141,10 +141,24 @@ def find_entry(ref: str | ModelEntry, models_dir: Path | None = None) -> ModelEn
     if os.path.lexists(path):  # False, not OSError, for a name too long to exist
         if not path.is_dir():  # a folder may be a Teachable Machine export; else only regular files
             check_regular_file(path, MODEL_FILE_HINT)
-        return registered_as(path, entries) or ModelEntry(name=path.stem, kind=kind_for_path(path),
+        return registered_as(path, entries) or ModelEntry(name=name_for_path(path), kind=kind_for_path(path),
                                                            path=str(path.resolve()), classes=())
     names = ", ".join(e.name for e in entries) or "none"
     raise ModelFileError(f"model {ref!r} not found: give a file path or one of: {names}")
+
+
+# The names every Teachable Machine download gives its files: two exports given by path were
+# both "keras_model" (refused as one model named twice); their folders tell them apart.
+_EXPORT_FILE_STEMS = frozenset({"keras_model", "model", "model_unquant", "converted_keras", "converted_tfjs",
+                                "converted_tflite"})
+
+
+def name_for_path(path: Path) -> str:
+    """The name a model given by path is shown under: its file's, or for a Teachable Machine
+    download's own file name (``two/keras_model.h5``) its folder's (``two``)."""
+    if path.stem.lower() in _EXPORT_FILE_STEMS and path.resolve().parent.name:
+        return path.resolve().parent.name
+    return path.stem
 
 
 def registered_as(path: Path, entries: Sequence[ModelEntry]) -> ModelEntry | None:
