@@ -229,7 +229,8 @@ def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
         ex = face.explanation
         if ex is not None:
             explanation = {k: v for k, v in ex.to_dict().items() if k not in ("emotion", "probabilities")}
-            explanation["contributions"] = {c.au: round(float(c.contribution), 4) for c in ex.ranked}
+            explanation["contributions"] = {c.au: round(float(c.contribution), 4) if c.intensity == c.intensity
+                                            else None for c in ex.ranked}  # a masked, unknown AU: null, not 0
             models[explainer] = {"kind": explainer_kind, "emotion": ex.emotion,
                                  "probabilities": {c: rounded(p) for c, p in ex.probabilities.items()},
                                  "explanation": explanation}
@@ -332,7 +333,8 @@ def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = Tru
         for done, (i, row) in enumerate(rows, start=1):
             explanation = predictor.explain(FaceInput(aus=row), top)
             for c in explanation.ranked:
-                contributions[i, positions[c.au]] = c.contribution
+                if c.intensity == c.intensity:  # an AU the face lacks (masked) weighed nothing: unknown, not 0
+                    contributions[i, positions[c.au]] = c.contribution
             sentences[i] = explanation.sentence
             if progress and (done % 500 == 0 or done == len(rows)):
                 progress(done, len(rows))

@@ -168,6 +168,9 @@ def test_a_model_scoring_masked_faces_says_which_aus_it_lacked(capsys, tmp_path)
     assert code == 0 and "note: 10 faces lack AUs this model uses (AU09, AU10, AU12" in err
     answers = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     assert answers.loc[0, "unknown_aus"].split() == [c[:4] for c in lower] and (answers.loc[10:, "unknown_aus"] == "").all()
+    # a hidden AU's contribution is unknown (empty), not a 0 that reads as "measured and weighed nothing"
+    assert (answers.loc[:9, [f"contribution_{c[:4]}" for c in lower]] == "").all().all()
+    assert (answers.loc[:9, "contribution_AU04"] != "").all() and (answers.loc[10:, "contribution_AU12"] != "").all()
     code, _, err = run_cli(capsys, "evaluate", "--au-table", source)
     assert code == 0 and "note: 10 faces lack AUs" in err
     code, _, err = run_cli(capsys, "predict", "--au-table", source, "--out", tmp_path / "u.csv", "--model",
