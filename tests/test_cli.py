@@ -703,7 +703,7 @@ def test_mask_report_says_a_tiny_p_value_as_below_not_as_zero(capsys, tmp_path, 
     (tmp_path / "faces" / "happy").mkdir(parents=True)
     Image.new("RGB", (64, 64)).save(tmp_path / "faces" / "happy" / "a.png")
     scores = {"happy": SimpleNamespace(n=40, accuracy=0.9)}
-    original = SimpleNamespace(failed_models=[], unreadable=[], skipped={}, unlabelled=0, cannot_predict={}, n=40, classes=("happy",),
+    original = SimpleNamespace(failed_models=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, n=40, classes=("happy",),
                                reports={"tiny-p": SimpleNamespace(accuracy=0.9, per_class=scores),
                                         "large-p": SimpleNamespace(accuracy=0.9, per_class=scores)})
     masked_scores = {"happy": SimpleNamespace(n=40, accuracy=0.3)}
