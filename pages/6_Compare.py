@@ -48,7 +48,6 @@ from ui.common import (
     show_scoring_notes,
     shown_literally,
     thumbnail,
-    without_code_spans,
 )
 
 page_setup("nav.compare", ":material/compare_arrows:")
@@ -302,7 +301,7 @@ def report_html(saved: dict, lang: str) -> bytes:
     server's download request, outside this run: so the language is passed, not read)."""
     from fer_core.evaluation.report import ReportSettings, comparison_report_html
 
-    settings = saved.get("settings") or ReportSettings.now(without_code_spans(saved["description"]), saved["root"],
+    settings = saved.get("settings") or ReportSettings.now(saved["description"].plain(), saved["root"],
                                                            temporary=saved.get("folder") is not None)
     entries = [m for m in saved.get("models", []) if not hasattr(m, "predict_proba")]
     return comparison_report_html(saved["comparison"], settings, entries, lang=lang).encode("utf-8")
@@ -391,7 +390,7 @@ def main() -> None:
                     folder = held_folder("cmp", root)
                     previous = {"comparison": comparison, "root": root, "description": description,
                                 "signature": current, "models": list(models),
-                                "settings": ReportSettings.now(without_code_spans(description), root,
+                                "settings": ReportSettings.now(description.plain(), root,
                                                                temporary=folder is not None),
                                 "folder": folder}
                     st.session_state["cmp_result"] = previous

@@ -222,6 +222,8 @@ def test_masks_page_runs_the_report(models_dir, fer_sample):
     at.query_params["lang"] = "ko"
     run_app(at, 90)
     assert at.title[0].value == "마스크"
+    # the test set kept with the result is said in Korean too (it stayed "folder `…`")
+    assert any(c.startswith(f"테스트 세트: 폴더 `{fer_sample}`") for c in texts(at.caption)), texts(at.caption)
     korean = page_texts(at)
     assert any("Carbon" in s and "마스크를 쓰면" in s for s in korean)
     assert english_left(korean, (*report.names, masks.HUMAN_FINDINGS["source"])) == []

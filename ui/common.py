@@ -204,10 +204,28 @@ def shown_in_code(text: object) -> str:
     return " ".join(str(text).splitlines()).replace("`", "'")
 
 
-def without_code_spans(markdown: str) -> str:
-    """Text made with ``shown_in_code`` for a page, as plain text for a file (an HTML report):
-    its backticks are the spans' ends, the names' own having become quotes."""
-    return markdown.replace("`", "")
+@dataclass(frozen=True)
+class Described:
+    """A text kept with a result and said in the reader's language whenever it is shown (``str``),
+    not in the language it was made in: Compare's and Masks' test-set line stayed English after
+    a switch to Korean. ``plain()``: the same text without its Markdown code spans, for a file
+    (an HTML report is built in its own language, so it is said there too)."""
+
+    key: str
+    args: tuple[tuple[str, Any], ...] = ()
+    code_spans: bool = True
+
+    @classmethod
+    def of(cls, key: str, **args: Any) -> "Described":
+        return cls(key, tuple(args.items()))
+
+    def plain(self) -> "Described":
+        return Described(self.key, self.args, code_spans=False)
+
+    def __str__(self) -> str:
+        text = t(self.key, **dict(self.args))
+        # shown_in_code made the names' own backticks quotes: those left are the spans' ends
+        return text if self.code_spans else text.replace("`", "")
 
 
 def show_error(exc: BaseException | str, prefix: str | None = None, warning: bool = False,
@@ -648,7 +666,7 @@ def drawn_classes(prefix: str) -> tuple[str, ...]:
     return SEVEN_EMOTIONS if sets and all(set(SEVEN_EMOTIONS) <= set(c) for c in sets) else SIX_EMOTIONS
 
 
-def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
+def choose_test_set(prefix: str) -> tuple[list, str, Described] | None:
     """The test-set chooser of Compare and Masks: (labelled images, their folder, a description), or
     None with a message shown. Widget keys start with ``prefix``; a drawn set holds ``drawn_classes``."""
     shown = {DRAWN: t("common.source_drawn"), FOLDER: t("common.source_folder"), ZIP: t("common.source_zip"),
@@ -671,14 +689,15 @@ def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
         with st.spinner(t("common.drawing")):
             drawn = held(prefix, drawn_test_set(str(fer_root / split), per, seed, drawn_classes(prefix)))
         return (dataset_items(str(drawn.root)), str(drawn.root),
-                t("common.drawn_description", count=drawn.count, per=per, split=split, seed=seed))
+                Described.of("common.drawn_description", count=drawn.count, per=per, split=split, seed=seed))
     if source == FOLDER:
         path = st.text_input(t("common.folder_input"), key=kept_choice(f"{prefix}_folder"), help=data_layout_help()).strip()
         if not path:
             st.info(t("common.folder_hint", layout=data_layout_help()))
             return None
         folder = Path(path).expanduser()
-        return dataset_items(str(folder)), str(folder), t("common.folder_description", folder=shown_in_code(folder))
+        return dataset_items(str(folder)), str(folder), Described.of("common.folder_description",
+                                                                     folder=shown_in_code(folder))
     if source == ZIP:
         up = st.file_uploader(t("common.zip_input"), type=["zip"], key=f"{prefix}_zip", help=data_layout_help())
         if up is None:
@@ -687,14 +706,15 @@ def choose_test_set(prefix: str) -> tuple[list, str, str] | None:
         data = up.getvalue()
         with st.spinner(t("common.unpacking")):
             unpacked = held(prefix, unpacked_zip(digest(data), data))
-        return dataset_items(str(unpacked.root)), str(unpacked.root), t("common.zip_description", name=shown_in_code(up.name))
+        return (dataset_items(str(unpacked.root)), str(unpacked.root),
+                Described.of("common.zip_description", name=shown_in_code(up.name)))
     split = st.selectbox(t("common.split"), splits, index=splits.index("val") if "val" in splits else 0,
                          key=kept_choice(f"{prefix}_split"))
     if split == "train":
         st.warning(t("common.train_optimistic"))
     items = dataset_items(str(fer_root / split))
     st.caption(t("common.split_caption", n=f"{len(items):,}"))
-    return items, str(fer_root / split), t("common.split_description", split=split, n=f"{len(items):,}")
+    return items, str(fer_root / split), Described.of("common.split_description", split=split, n=f"{len(items):,}")
 
 
 def choose_models(prefix: str, unsaved: bool = True) -> list:
