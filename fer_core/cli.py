@@ -691,8 +691,9 @@ def cmd_extract(args) -> int:
     ok = int(table["success"].sum())
     folders = au_table.passed_over_folders(table)  # a row each, said below with its reason, but no image
     images = table.loc[~folders, "file"].nunique()
-    failed = table[(table["success"] == 0) & ~folders]
-    print(f"{_counted(images, 'image')}, {_counted(ok, 'face')} -> {printable(args.out)}; {len(failed):,} without a face "
+    # images, not rows: a face left bare by --mask is a failure row of an image whose other face counts
+    failed = int((table[~folders].groupby("file", sort=False)["success"].max() == 0).sum())
+    print(f"{_counted(images, 'image')}, {_counted(ok, 'face')} -> {printable(args.out)}; {failed:,} without a face "
           "or unreadable" + (f"; {_counted(int(folders.sum()), 'folder')} passed over" if folders.any() else ""),
           file=sys.stderr)
     _print_reasons(table[table["success"] == 0])

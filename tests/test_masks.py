@@ -603,6 +603,7 @@ def test_a_refused_largest_face_leaves_the_other_faces_masked(analyzer, astronau
     rows = table.set_index("face")
     assert list(rows["success"]) == [0, 1] and rows.loc[0, "reason"] == masks.MASK_NOT_PLACED_REASON
     assert rows.loc[1, "masked"] == 1 and not np.isnan(rows.loc[1, "AU04_r"]) and np.isnan(rows.loc[1, "AU12_r"])
+    assert rows.loc[0, "masked"] == 0  # no mask was drawn on the face left bare
 
 
 def test_mask_and_mask_report_name_the_face_left_bare_and_the_image_of_several_faces(
@@ -621,6 +622,10 @@ def test_mask_and_mask_report_name_the_face_left_bare_and_the_image_of_several_f
     assert "1 image holds a face the mask could not be placed on" in err
     assert f"happy/group.png: face 1 of 2 left bare: {masks.MASK_NOT_PLACED_REASON}" in err
     assert "face 1 of 2 left bare" in (out / "mask_failures.csv").read_text()
+    # extract --mask counts the image as one with a face: its bare face is a failure row, not an image
+    assert main(["extract", str(tmp_path / "set"), "--out", str(tmp_path / "au.csv"), "--mask", "surgical",
+                 "--workers", "1"]) == 0
+    assert "1 image, 1 face -> " in (err := capsys.readouterr().err) and "; 0 without a face or unreadable" in err
     people = tmp_path / "people" / "happy" / "three.png"
     people.parent.mkdir(parents=True)
     Image.fromarray(group_photo).save(people)

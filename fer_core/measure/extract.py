@@ -62,8 +62,9 @@ def rows_for_image(file: str, label: str | None, measured: list[FaceMeasurement]
                    masked: bool = False, bare: Sequence[int] = ()) -> list[dict]:
     """Table rows of one image: one per face, or one failure row carrying the reason. ``masked``:
     the faces were measured under a mask, so the AUs it hides are left empty (unknown); faces in
-    ``bare`` got no mask (it could not be placed on them) and are failure rows, not masked faces."""
-    base = {"file": file, "label": label, "source": SOURCE, "masked": int(masked)}
+    ``bare`` got no mask (it could not be placed on them) and are failure rows, not masked faces.
+    ``masked`` is 1 on the rows of faces a mask was drawn on, and only there."""
+    base = {"file": file, "label": label, "source": SOURCE, "masked": 0}
     if isinstance(measured, str) or not measured:
         reason = measured if isinstance(measured, str) else NO_FACE_REASON
         return [{**base, "face": 0, "success": 0, "confidence": 0.0, "reason": reason,
@@ -74,7 +75,7 @@ def rows_for_image(file: str, label: str | None, measured: list[FaceMeasurement]
         hidden = {f"{code}_r" for code in HIDDEN_AUS}
         return [{**base, "face": i, "success": 0, "confidence": 0.0, "reason": MASK_NOT_PLACED_REASON,
                  **{c: np.nan for c in AU_COLUMNS}} if i in bare else
-                {**base, "face": i, "success": 1, "confidence": m.confidence, "reason": "",
+                {**base, "masked": 1, "face": i, "success": 1, "confidence": m.confidence, "reason": "",
                  **{c: (np.nan if c in hidden else v) for c, v in m.aus().items()}} for i, m in enumerate(measured)]
     return [{**base, "face": i, "success": 1, "confidence": m.confidence, "reason": "",
              **m.aus()} for i, m in enumerate(measured)]
