@@ -174,6 +174,9 @@ def test_masked_bars_are_hatched_not_only_darker():
         assert hatch["masked"] and not hatch["no mask"]
         legend = [d for d in fig.data if d.showlegend is not False]
         assert {d.name: d.marker.pattern.shape or "" for d in legend} == hatch  # the key shows the hatch
+    # an AU the mask hides is said so where its 0 % under the mask is read (it read as a measured 0)
+    labels = list(masks.reasons_bars(report, "m1").data[0].y)
+    assert "AU12 lip corner puller (hidden by the mask)" in labels and "AU06 cheek raiser" in labels
 
 
 @pytest.mark.parametrize("lang", ["en", "ko"])

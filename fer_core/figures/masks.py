@@ -118,11 +118,16 @@ def reasons_frame(report: MaskReport, name: str) -> pd.DataFrame:
 
 
 def reasons_bars(report: MaskReport, name: str) -> go.Figure:
+    """The share of faces whose explanation names each AU, without and with the mask. An AU the
+    mask hides is marked so on its axis label: its 0 under the mask is an AU the model could not
+    see, not one that stopped mattering."""
     frame = reasons_frame(report, name)
+    labels = [t("figures.reasons_hidden", au=au) if hidden else au
+              for au, hidden in zip(frame["AU"], frame["hidden by the mask"])]
     fig = go.Figure()
     for condition, color, pattern in (("original", "#9ecae1", ""), ("masked", "#08519c", MASKED_PATTERN)):
         shown = t("figures.original") if condition == "original" else t("figures.masked")
-        fig.add_trace(go.Bar(y=frame["AU"], x=frame[condition], name=shown, orientation="h",
+        fig.add_trace(go.Bar(y=labels, x=frame[condition], name=shown, orientation="h",
                              marker=dict(color=color, pattern=dict(shape=pattern)),
                              hovertemplate=t("figures.reasons_hover") + "<extra>" + shown + "</extra>"))
     fig.update_yaxes(autorange="reversed")
