@@ -13,6 +13,7 @@ from fer_core.evaluation.mask_report import MaskReport, run_mask_report
 from fer_core.evaluation.metrics import p_text
 from fer_core.figures.compare import csv_bytes
 from fer_core.figures.masks import (
+    left_out_images_frame,
     masked_vs_original_bars,
     per_emotion_frame,
     reasons_bars,
@@ -147,6 +148,11 @@ def show_downloads(report: MaskReport) -> None:
     st.download_button(t("masks.download_images_csv"), csv_bytes(report.per_image_frame()),
                        file_name="mask_per_image.csv", mime="text/csv", key="mask_download_images_csv",
                        icon=":material/download:", on_click="ignore")
+    left_out = left_out_images_frame(report)
+    if not left_out.empty:  # the images the page warns about, each with why, as Compare offers them
+        st.download_button(t("masks.download_left_out"), csv_bytes(left_out), file_name="mask_left_out.csv",
+                           mime="text/csv", key="mask_download_left_out", icon=":material/download:",
+                           on_click="ignore")
 
 
 def show_results(saved: dict, current: str | None) -> None:

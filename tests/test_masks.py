@@ -3,6 +3,7 @@ the Masks page and Try it's mask switch."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -486,7 +487,7 @@ def test_mask_command_counts_the_files_its_listing_skipped(fer_val, tmp_path, ca
     assert "2 of 3 images masked" in err and "1 not masked" in err
 
 
-def test_masks_page_keeps_choices_says_what_was_left_out_and_offers_every_result(models_dir, mixed_test_set):
+def test_masks_page_keeps_choices_says_what_was_left_out_and_offers_every_result(models_dir, mixed_test_set, downloads):
     at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "7_Masks.py")), 90)
     at.selectbox(key="mask_style").set_value("cloth")
     at.number_input(key="mask_draw_seed").set_value(7)
@@ -510,6 +511,10 @@ def test_masks_page_keeps_choices_says_what_was_left_out_and_offers_every_result
         "Mask report (JSON)", "Per image, each model's answer with and without the mask (CSV)"}
     summary = next(df.value for df in at.dataframe if "McNemar p" in df.value.columns)
     assert all(p.startswith("< ") or 0 <= float(p) <= 1 for p in summary["McNemar p"])  # p as text
+    # the images the warnings name can be downloaded, each with why (they were on the page only)
+    left_out = pd.read_csv(io.BytesIO(downloads["mask_left_out.csv"]))
+    assert "happy/broken.jpg" in " ".join(left_out.loc[left_out["left_out"] == "unreadable", "problem"])
+    assert len(left_out[left_out["left_out"] == "not masked"]) == len(report.unmaskable) > 0
 
     at.query_params["lang"] = "ko"  # the reasons are said in Korean too
     run_app(at, 90)

@@ -10,7 +10,7 @@ from ..au_table import AU_CODES, au_label
 from ..evaluation.mask_report import MaskReport
 from ..i18n import emotion_labels, t
 from ..masks import HIDDEN_AUS
-from .compare import model_color
+from .compare import left_out_frame, model_color
 from .plots import _layout
 
 
@@ -106,6 +106,15 @@ def shift_heatmap(report: MaskReport, name: str) -> go.Figure:
     fig.update_yaxes(autorange="reversed", title=t("figures.true_emotion"))
     fig.update_xaxes(title=t("figures.answer"))
     return _layout(fig, t("figures.shift_title", model=name), height=380)
+
+
+def left_out_images_frame(report: MaskReport) -> pd.DataFrame:
+    """Every image the report left out, for download: Compare's left-out rows (unreadable files,
+    emotions not scored, unlabelled images) and each image that could not be masked, with why."""
+    unmaskable = pd.DataFrame([{"left_out": "not masked", "emotion": None, "images": 1, "problem": line}
+                               for line in report.unmaskable], columns=["left_out", "emotion", "images", "problem"])
+    frames = [f for f in (left_out_frame(report.original), unmaskable) if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else unmaskable
 
 
 def reasons_frame(report: MaskReport, name: str) -> pd.DataFrame:
