@@ -262,8 +262,10 @@ def masked_result(result, model, model_key: str, style: str) -> tuple | str:
     return masked
 
 
-def show_masked(result, model, model_key: str, style: str, slot: int) -> None:
-    """The same faces under a mask: what the prediction and its explanation become."""
+def show_masked(result, model, model_key: str, style: str, slot: int, others: list | None = None) -> None:
+    """The same faces under a mask: what the prediction and its explanation become, and what each
+    other model (``others``: its entry and its output for the unmasked faces) answers on the same
+    masked face, as the Masks page runs every model on it."""
     masked = masked_result(result, model, model_key, style)
     if isinstance(masked, str):
         show_error(masked, warning=True)
@@ -293,8 +295,30 @@ def show_masked(result, model, model_key: str, style: str, slot: int) -> None:
             unknown = b.extra.get("unknown_aus", [])
             if unknown:
                 st.caption(t("try_it.hidden_by_mask", aus=", ".join(unknown)))
+            for entry, out in others or []:
+                st.markdown(masked_other_line(result, entry, out, i, after.face, (model_key, style)))
             chart(st, plots.probability_bars(b.probabilities, title=t("try_it.masked_proba_title")),
                   f"masked_proba_{slot}_{i}")
+
+
+def masked_other_line(result, entry, out: ModelOutput, i: int, face, masked_key: tuple) -> str:
+    """'cnn-fer2013: happy (88%) → sad (41%)': another model on face ``i`` without and with the
+    mask (its masked answer computed once and kept with the result)."""
+    key = (*masked_key, entry.name, entry.sha256 or "", i)
+    after = kept_for(result, "try_masked_other", key)
+    if after is None:
+        try:
+            after = probabilities_for(load_predictor(entry), face)
+        except Exception as exc:  # a model that cannot load here said so above the mask, in its column
+            log.exception("model %s failed on a masked face", entry.name)
+            after = t("try_it.model_failed", name=entry.name, reason=message(one_line(exc)))
+        keep_for(result, "try_masked_other", key, after, MAX_KEPT_RESULTS * 8)
+    before = out.per_face[i]
+    if isinstance(before, str) or isinstance(after, str):
+        return shown_literally(message(after if isinstance(after, str) else before))
+    a, b = max(before, key=before.get), max(after, key=after.get)
+    return t("try_it.mask_other", model=shown_literally(entry.name), before=emotion_label(a), p_before=_percent(before[a]),
+             after=emotion_label(b), p_after=_percent(after[b]))
 
 
 def face_table(photo: dict) -> pd.DataFrame:
@@ -386,7 +410,7 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         with downloads:
             show_downloads(photo, image if image is not None else numbered_image(result, order), slot, file_stem)
         if mask and model is not None:
-            show_masked(result, model, model_key, mask, slot)
+            show_masked(result, model, model_key, mask, slot, list(zip(others, outputs)))
 
 
 # -- a video ------------------------------------------------------------------------------------

@@ -639,10 +639,16 @@ def test_mask_and_mask_report_name_the_face_left_bare_and_the_image_of_several_f
     assert "several faces: happy/three.png: 3 faces found" in capsys.readouterr().err
 
 
-def test_try_it_says_per_face_where_the_mask_could_not_be_placed(models_dir, astronaut, fer_val):
+def test_try_it_says_per_face_where_the_mask_could_not_be_placed(models_dir, astronaut, fer_val, tiny_seven_cnn):
     """Try it's mask switch: beside a refused largest face the astronaut is shown masked; on a photo
     where no face takes a mask each face says so. Before, both photos gave one warning "image: …"."""
     import io
+
+    from conftest import seven_cnn_entry
+
+    from fer_core.manifest import read_manifest, write_manifest
+
+    write_manifest(read_manifest(models_dir) + [seven_cnn_entry(tiny_seven_cnn)], models_dir)
 
     def png(rgb: np.ndarray) -> bytes:
         buf = io.BytesIO()
@@ -661,6 +667,11 @@ def test_try_it_says_per_face_where_the_mask_could_not_be_placed(models_dir, ast
     assert sum(m.startswith("**With a mask**") for m in texts(at.markdown)) == 2
     shown = [c for img in at.image for c in (i.caption for i in img.proto.imgs)]
     assert "Face 2 masked" in shown and "Face 1 masked" not in shown, shown
+    # every other model's answer on the same masked face, beside its answer without the mask (only
+    # the explaining model was run on it)
+    others = at.multiselect(key="try_others").value
+    lines = [m for m in texts(at.markdown) if " without a mask → **" in m]
+    assert others and sorted(m.split(":")[0] for m in lines) == sorted(others), lines
 
 
 def test_mask_report_files_worker_crashes_as_unmaskable_and_counts_why_nothing_was_masked(
