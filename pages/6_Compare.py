@@ -35,6 +35,7 @@ from ui.common import (
     choose_models,
     choose_scored_emotions,
     choose_test_set,
+    dataset_listing,
     fraction_bar,
     held_folder,
     keep_for,
@@ -283,7 +284,7 @@ def show_no_face(res: Comparison) -> None:
                                                          "label": st.column_config.Column(t("compare.col_label"))})
 
 
-def download_files(res: Comparison, root: str) -> dict[str, bytes]:
+def download_files(res: Comparison, root: str, passed_over: list[str] | tuple = ()) -> dict[str, bytes]:
     """The CSVs of Compare by file name: what the buttons give and the tests parse back."""
     return {
         "compare_predictions.csv": csv_bytes(predictions_frame(res.table, res.names, root)),
@@ -291,8 +292,8 @@ def download_files(res: Comparison, root: str) -> dict[str, bytes]:
         "compare_summary.csv": csv_bytes(summary_frame(res)),
         "compare_precision_recall_f1.csv": csv_bytes(precision_recall_frame(res)),
         "compare_mcnemar.csv": csv_bytes(mcnemar_frame(res)),
-        **({"compare_left_out.csv": csv_bytes(left_out_frame(res))} if res.unreadable or res.skipped or res.unlabelled
-           else {}),
+        **({"compare_left_out.csv": csv_bytes(left_out_frame(res, passed_over))}
+           if passed_over or res.unreadable or res.skipped or res.unlabelled else {}),
     }
 
 
@@ -310,7 +311,7 @@ def report_html(saved: dict, lang: str) -> bytes:
 def show_downloads(saved: dict) -> None:
     res: Comparison = saved["comparison"]
     st.header(t("compare.download_heading"))
-    files = download_files(res, saved["root"])
+    files = download_files(res, saved["root"], saved.get("passed_over", ()))
     labels = {"compare_predictions.csv": t("compare.dl_predictions"),
               "compare_probabilities.csv": t("compare.dl_probabilities"),
               "compare_summary.csv": t("compare.dl_summary"),
@@ -389,6 +390,7 @@ def main() -> None:
                     # show (their thumbnails, explanations and report read its images)
                     folder = held_folder("cmp", root)
                     previous = {"comparison": comparison, "root": root, "description": description,
+                                "passed_over": dataset_listing(root).skipped_lines,  # for the left-out CSV
                                 "signature": current, "models": list(models),
                                 "settings": ReportSettings.now(description.plain(), root,
                                                                temporary=folder is not None),

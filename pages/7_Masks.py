@@ -27,6 +27,7 @@ from ui.common import (
     choose_models,
     choose_scored_emotions,
     choose_test_set,
+    dataset_listing,
     fraction_bar,
     kept_choice,
     load_predictor,
@@ -136,10 +137,12 @@ def show_examples(report: MaskReport) -> None:
         col.caption(emotion)
 
 
-def show_downloads(report: MaskReport) -> None:
+def show_downloads(report: MaskReport, passed_over: list[str] | tuple = ()) -> None:
+    """Every result as a file; the JSON as ``mask-report --json`` writes it (``passed_over`` too)."""
     st.header(t("masks.download"))
     c1, c2 = st.columns(2)  # the per-image label is long: on a row of its own it is not cut off
-    c1.download_button(t("masks.download_json"), json.dumps(report.to_dict(), indent=1).encode(),
+    document = {**report.to_dict(), "passed_over": list(passed_over)}
+    c1.download_button(t("masks.download_json"), json.dumps(document, indent=1).encode(),
                        file_name="mask_report.json", mime="application/json", key="mask_download_json",
                        icon=":material/download:", on_click="ignore")
     c2.download_button(t("masks.download_csv"), csv_bytes(per_emotion_frame(report)),
@@ -148,7 +151,7 @@ def show_downloads(report: MaskReport) -> None:
     st.download_button(t("masks.download_images_csv"), csv_bytes(report.per_image_frame()),
                        file_name="mask_per_image.csv", mime="text/csv", key="mask_download_images_csv",
                        icon=":material/download:", on_click="ignore")
-    left_out = left_out_images_frame(report)
+    left_out = left_out_images_frame(report, passed_over)
     if not left_out.empty:  # the images the page warns about, each with why, as Compare offers them
         st.download_button(t("masks.download_left_out"), csv_bytes(left_out), file_name="mask_left_out.csv",
                            mime="text/csv", key="mask_download_left_out", icon=":material/download:",
@@ -184,7 +187,7 @@ def show_results(saved: dict, current: str | None) -> None:
     show_shift(report)
     show_aus(report)
     show_examples(report)
-    show_downloads(report)
+    show_downloads(report, saved.get("passed_over", ()))
 
 
 def main() -> None:
@@ -218,7 +221,8 @@ def main() -> None:
                                                  loader=load_predictor, workers=default_workers(), root=root)
                     finally:
                         bar.empty()
-                    saved = {"report": report, "description": description, "signature": current}
+                    saved = {"report": report, "description": description, "signature": current,
+                             "passed_over": dataset_listing(root).skipped_lines}  # for the downloads
                     st.session_state["mask_result"] = saved
     except FerError as exc:
         show_error(exc)

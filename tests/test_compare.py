@@ -441,6 +441,8 @@ def test_compare_page_reports_and_downloads_every_image_it_left_out(models_dir, 
     (folder / "happy" / "broken.jpg").write_bytes(b"not a jpeg")
     (folder / "sad" / "empty.jpg").write_bytes(b"")
     (folder / "IMG_0001.jpg").write_bytes(next((folder / "happy").iterdir()).read_bytes())  # no label
+    (folder / "notes").mkdir()  # a folder not named after an emotion: passed over, said in the CSV too
+    (folder / "notes" / "x.jpg").write_bytes(next((folder / "sad").glob("*.jpg")).read_bytes())
     at = _page()
     at.radio(key="cmp_source").set_value(FOLDER)
     run_app(at, T)
@@ -460,6 +462,7 @@ def test_compare_page_reports_and_downloads_every_image_it_left_out(models_dir, 
     assert sorted(any(name in line for line in unreadable) for name in ("broken.jpg", "empty.jpg")) == [True, True]
     assert left_out[left_out["left_out"] == "emotion not scored"][["emotion", "images"]].values.tolist() == [["fear", 2]]
     assert left_out[left_out["left_out"] == "unlabelled"]["images"].tolist() == [1]
+    assert [p.split(":")[0] for p in left_out.loc[left_out["left_out"] == "passed over", "problem"]] == ["notes/"]
     assert any("1 image(s) whose file names name no emotion were left out" in c for c in texts(at.caption))
     assert not at.exception and not at.error
     # the report names the folder as text: the page's Markdown backticks were written into it

@@ -494,6 +494,8 @@ def test_masks_page_keeps_choices_says_what_was_left_out_and_offers_every_result
     run_app(at, 90)
     at.radio(key="mask_source").set_value("A folder on this machine")
     run_app(at, 90)  # no folder typed yet: the style and seed must not snap back
+    (mixed_test_set / "notes").mkdir()  # a folder not named after an emotion, with an image in it
+    (mixed_test_set / "notes" / "x.jpg").write_bytes((mixed_test_set / "happy" / "several.png").read_bytes())
     at.text_input(key="mask_folder").set_value(str(mixed_test_set))
     run_app(at, 90)
     assert at.selectbox(key="mask_style").value == "cloth" and at.number_input(key="mask_draw_seed").value == 7
@@ -511,10 +513,13 @@ def test_masks_page_keeps_choices_says_what_was_left_out_and_offers_every_result
         "Mask report (JSON)", "Per image, each model's answer with and without the mask (CSV)"}
     summary = next(df.value for df in at.dataframe if "McNemar p" in df.value.columns)
     assert all(p.startswith("< ") or 0 <= float(p) <= 1 for p in summary["McNemar p"])  # p as text
-    # the images the warnings name can be downloaded, each with why (they were on the page only)
+    # the images the warnings name can be downloaded, each with why (they were on the page only), and
+    # the page's JSON says what the listing passed over, as mask-report --json does
     left_out = pd.read_csv(io.BytesIO(downloads["mask_left_out.csv"]))
     assert "happy/broken.jpg" in " ".join(left_out.loc[left_out["left_out"] == "unreadable", "problem"])
     assert len(left_out[left_out["left_out"] == "not masked"]) == len(report.unmaskable) > 0
+    assert [p.split(":")[0] for p in left_out.loc[left_out["left_out"] == "passed over", "problem"]] == ["notes/"]
+    assert [p.split(":")[0] for p in json.loads(downloads["mask_report.json"])["passed_over"]] == ["notes/"]
 
     at.query_params["lang"] = "ko"  # the reasons are said in Korean too
     run_app(at, 90)

@@ -108,11 +108,13 @@ def mcnemar_frame(comparison: Comparison, alpha: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=MCNEMAR_COLUMNS)
 
 
-def left_out_frame(comparison: Comparison) -> pd.DataFrame:
+def left_out_frame(comparison: Comparison, passed_over: Sequence[str] = ()) -> pd.DataFrame:
     """What the comparison left out, for download: every unreadable image with its one-line reason,
-    per emotion not scored how many test images it had, and how many had no label."""
-    rows = [{"left_out": "unreadable", "emotion": None, "images": 1, "problem": line}
-            for line in comparison.unreadable]
+    per emotion not scored how many test images it had, how many had no label, and (``passed_over``:
+    the listing's lines) each folder or file the test set's listing did not read."""
+    rows = [{"left_out": "passed over", "emotion": None, "images": None, "problem": line} for line in passed_over]
+    rows += [{"left_out": "unreadable", "emotion": None, "images": 1, "problem": line}
+             for line in comparison.unreadable]
     rows += [{"left_out": "emotion not scored", "emotion": emotion, "images": n, "problem": None}
              for emotion, n in comparison.skipped.items()]
     if comparison.unlabelled:

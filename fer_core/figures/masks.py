@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -108,12 +110,13 @@ def shift_heatmap(report: MaskReport, name: str) -> go.Figure:
     return _layout(fig, t("figures.shift_title", model=name), height=380)
 
 
-def left_out_images_frame(report: MaskReport) -> pd.DataFrame:
-    """Every image the report left out, for download: Compare's left-out rows (unreadable files,
-    emotions not scored, unlabelled images) and each image that could not be masked, with why."""
+def left_out_images_frame(report: MaskReport, passed_over: Sequence[str] = ()) -> pd.DataFrame:
+    """Every image the report left out, for download: Compare's left-out rows (what the listing
+    passed over, unreadable files, emotions not scored, unlabelled images) and each image that
+    could not be masked, with why."""
     unmaskable = pd.DataFrame([{"left_out": "not masked", "emotion": None, "images": 1, "problem": line}
                                for line in report.unmaskable], columns=["left_out", "emotion", "images", "problem"])
-    frames = [f for f in (left_out_frame(report.original), unmaskable) if not f.empty]
+    frames = [f for f in (left_out_frame(report.original, passed_over), unmaskable) if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else unmaskable
 
 
