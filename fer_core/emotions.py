@@ -55,6 +55,9 @@ def normalize_emotion(name: str) -> str | None:
     return _ALIASES.get(_alias_key(name))
 
 
+_PICTURE_WORDS = frozenset({"face", "faces", "expression", "expressions", "look"})  # "Happy face"
+
+
 def emotion_in_name(name: str) -> str | None:
     """``normalize_emotion``, also past what people add to a class name ("Happy :)", "Angry 1",
     "Surprised!"): the name's letters alone are tried when the whole name is not an emotion."""
@@ -65,9 +68,6 @@ def emotion_in_name(name: str) -> str | None:
     if found is None and len(words) > 1 and words[-1].lower() in _PICTURE_WORDS:
         found = normalize_emotion(" ".join(words[:-1]))
     return found
-
-
-_PICTURE_WORDS = frozenset({"face", "faces", "expression", "expressions", "look"})
 
 
 def emotion_from_filename(stem: str) -> str | None:

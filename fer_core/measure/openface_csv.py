@@ -152,8 +152,9 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
     named = next((c for c in ("file", "video") if c in frame.columns), None)
     if named:  # a table of many images or videos (not one OpenFace CSV): their own names
         untimed = "frame" in frame.columns and np.isnan(times).all()  # the frame tells a video's rows apart
-        files = [(printable(str(v)) + (f"#{_frame_id(k)}" if untimed else "")) if isinstance(v, str) and v.strip()
-                 else f for v, f, k in zip(frame[named], files, frame["frame"] if untimed else files)]
+        suffixes = [f"#{_frame_id(k)}" for k in frame["frame"]] if untimed else [""] * n
+        files = [printable(str(v)) + suffix if isinstance(v, str) and v.strip() else f
+                 for v, f, suffix in zip(frame[named], files, suffixes)]
     labels = [label] * n
     column = next((c for c in ("label", "emotion") if c in frame.columns), None)
     if label is None and column is not None:  # names or aliases; numbers only in a table like the study's
