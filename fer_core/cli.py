@@ -182,10 +182,13 @@ def _seed(text: str) -> int:
     return value
 
 
-def _name_free(name: str | None, kind: str, out: str | None = None) -> None:
+def _name_free(name: str | None, kind: str, out: str | None = None, replace: bool = False) -> str:
     """Before training: ``--name`` is a valid model name, and not that of a model of another kind,
-    and ``--out`` is no other registered model's file (which registering refuses, or the training
-    would break, after minutes or hours of training)."""
+    nor (without ``--replace``) of a registered model in another file, and ``--out`` is no other
+    registered model's file (which registering refuses, or the training would break, after
+    minutes or hours of training). Retraining a model into its own file replaces it, as
+    ``make au-model`` does; another file under its name dropped it from the manifest unsaid, the
+    bundled default included. Returns what the "registered" line adds: the model it replaces."""
     from .manifest import read_manifest, refuse_other_kind, refuse_registered_file, validate_model_name
 
     if out is not None:
@@ -197,9 +200,16 @@ def _name_free(name: str | None, kind: str, out: str | None = None) -> None:
             registered = []  # a model kept out of the manifest needs none
         refuse_registered_file(name, out, registered)
     if not name:
-        return
+        return ""
     validate_model_name(name, [])
-    refuse_other_kind(name, kind, read_manifest())
+    registered = read_manifest()
+    refuse_other_kind(name, kind, registered)
+    same = next((e for e in registered if e.name == name), None)
+    if (same is not None and not replace and out is not None
+            and same.file.resolve() != Path(out).resolve()):
+        raise FerError(f"a model named {name!r} is already registered (file {printable(str(same.file))}); choose "
+                       "another --name, or add --replace to register this one in its place")
+    return "" if same is None else f", in place of the model of that name in {printable(str(same.file))}"
 
 
 def _manifest_shown() -> str:
@@ -374,6 +384,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-rows", type=_positive_int, default=None,
                    help="fit on at most this many faces, a stratified sample above it (default: 100,000)")
     s.add_argument("--name", help="register in models/manifest.json under this name")
+    s.add_argument("--replace", action="store_true",
+                   help="with --name: register in place of a model of that name in another file")
     s.set_defaults(func=cmd_train_au)
 
     s = sub.add_parser("evaluate", help="score a model on labelled images or an AU table")
@@ -469,6 +481,8 @@ def _add_cnn_commands(sub) -> None:
                    "3e-4 suits fine-tuning from --init)")
     s.add_argument("--max-minutes", type=_positive, default=None, help=MAX_MINUTES_HELP)
     s.add_argument("--name", help="register in models/manifest.json under this name")
+    s.add_argument("--replace", action="store_true",
+                   help="with --name: register in place of a model of that name in another file")
     add_recipe_arguments(s)
     s.set_defaults(func=cmd_train_cnn)
 
@@ -509,6 +523,8 @@ def _add_cnn_commands(sub) -> None:
                    "(default: 0)")
     s.add_argument("--max-minutes", type=_positive, default=None, help=MAX_MINUTES_HELP)
     s.add_argument("--name", help="register in models/manifest.json under this name")
+    s.add_argument("--replace", action="store_true",
+                   help="with --name: register in place of a model of that name in another file")
     add_recipe_arguments(s, schedule="cosine", soft_labels=False)
     s.set_defaults(func=cmd_train_au_bottleneck)
 
@@ -530,9 +546,9 @@ def _add_cnn_commands(sub) -> None:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
-    from .images import VIDEO_SUFFIXES, LabeledImage, load_image
+    from .images import VIDEO_SUFFIXES, LabeledImage, load_image, shown_size
     from .measure.extract import default_workers, measure_items
-    from .pipeline import NO_FACE_MESSAGE, faces_from_measurements
+    from .pipeline import NO_FACE_MESSAGE, face_order, faces_from_measurements
     from .predictors.registry import load_predictor
 
     if args.au_table or args.out:
@@ -559,12 +575,19 @@ def cmd_predict(args) -> int:
         try:
             if isinstance(found, str):
                 raise FerError(f"{path}: {found}")
-            faces = faces_from_measurements(load_image(source, name=path), found, predictor, top=args.top)
+            rgb = load_image(source, name=path)
+            faces = faces_from_measurements(rgb, found, predictor, top=args.top)
         except FerError as exc:
             results[i] = {"file": path, "error": one_line(exc), "faces": []}
             status = 2
             continue
-        entry_out = {"file": path, "model": predictor.name, "faces": [f.to_dict() for f in faces]}
+        # boxes in the file's own pixels (a photo over 4,096 px was decoded smaller), and faces
+        # numbered left to right as Try it numbers them
+        width, height = shown_size(source) or (rgb.shape[1], rgb.shape[0])
+        scale = width / rgb.shape[1]
+        entry_out = {"file": path, "model": predictor.name, "width": int(width), "height": int(height),
+                     "faces": [{"face": number, **faces[k].to_dict(scale)}
+                               for number, k in enumerate(face_order(faces), start=1)]}
         if not faces:
             entry_out["error"] = f"{path}: {NO_FACE_MESSAGE}"
         results[i] = entry_out
@@ -581,10 +604,10 @@ def cmd_predict(args) -> int:
         if r.get("error"):
             print(r["error"], file=sys.stderr)  # an error, one line naming the file, on stderr as every error
             continue
-        for i, f in enumerate(r["faces"]):
+        for f in r["faces"]:
             probs = ", ".join(f"{k} {v:.2f}" for k, v in sorted(f["probabilities"].items(), key=lambda kv: -kv[1]))
             aus = " ".join(f"{k[:4]}={v:.1f}" for k, v in f["aus"].items())
-            print(f"{r['file']} face {i + 1} box {[round(v) for v in f['box']]} conf {f['confidence']:.2f}")
+            print(f"{r['file']} face {f['face']} box {[round(v) for v in f['box']]} conf {f['confidence']:.2f}")
             print(f"  {f['sentence']}\n  probabilities: {probs}")
             if "aus_network" in f:  # the AU-bottleneck network explains with the AUs it reads itself
                 network = " ".join(f"{k[:4]}={v:.1f}" for k, v in f["aus_network"].items())
@@ -804,14 +827,14 @@ def cmd_train_au(args) -> int:
     from .au_table import AU_COLUMNS
     from .emotions import parse_classes
     from .manifest import Metrics
-    from .predictors.au_models import MAX_FIT_ROWS, fit_au_model
+    from .predictors.au_models import MAX_FIT_ROWS, fit_au_model, held_out_description
     from .predictors.registry import save_and_register
 
     fileio.output_path(args.out)  # a bad --out is said before the fit, not after
     if Path(args.out).suffix.lower() != ".json":  # the model is found by its ending when loaded by path
         raise FerError(f"{printable(args.out)}: the AU model file must end with .json")
     kind = {"logreg": "au-logreg", "mlp": "au-mlp", "gam": "au-gam"}[args.kind]
-    _name_free(args.name, kind, args.out)
+    replacing = _name_free(args.name, kind, args.out, args.replace)
     columns = _au_columns(args.aus)  # a wrong --aus is said before a large table is read
     if args.kind == "gam" and columns != AU_COLUMNS:
         raise FerError("--aus: the GAM uses all AUs; use --kind logreg or mlp for a subset")
@@ -845,7 +868,7 @@ def cmd_train_au(args) -> int:
     if data.get("held_out_duplicates"):
         print(f"{printable(args.table)}: {data['held_out_duplicates']}", file=sys.stderr)
     m = model.holdout
-    evaluated_on = f"{holdout:.0%} of {args.table} held out from fitting (stratified, seed {args.seed})"
+    evaluated_on = held_out_description(args.table, holdout, args.seed)
     if args.name:
         entry = save_and_register(model, name=args.name, kind=kind, classes=model.classes,
                                   metrics=Metrics.from_report(m, evaluated_on), command=args.command_line,
@@ -855,7 +878,7 @@ def cmd_train_au(args) -> int:
     print(f"{kind} on {data['rows']} faces; held-out accuracy {m.accuracy:.3f} "
           f"(95% CI {m.accuracy_ci95[0]:.3f}-{m.accuracy_ci95[1]:.3f}), macro-F1 {m.macro_f1:.3f} -> {printable(args.out)}")
     if args.name:
-        print(f"registered as {args.name!r} in {_manifest_shown()} (sha256 {entry.sha256[:12]}…)")
+        print(f"registered as {args.name!r} in {_manifest_shown()} (sha256 {entry.sha256[:12]}…){replacing}")
     return 0
 
 
@@ -930,10 +953,13 @@ def cmd_mask(args) -> int:
         fileio.atomic_write_text(failures_csv, listed.getvalue())  # a full disk: one line, no cut-off list
     else:
         failures_csv.unlink(missing_ok=True)  # an earlier run's list would no longer be true
-    total = len(items) + len(listing.skipped)  # files the listing skipped count too: the totals add up
+    # files the listing skipped count too, so the totals add up; a folder passed over is no image
+    folders = sum(s.file.endswith("/") for s in listing.skipped)
+    total = len(items) + len(listing.skipped) - folders
     print(f"{written} of {total} images masked ({args.style}, seed {args.seed}) -> {printable(str(out))}"
-          + (f"; {len(failures)} not masked, listed in {printable(str(failures_csv))}" if failures else ""),
-          file=sys.stderr)
+          + (f"; {len(failures) - folders} not masked" if len(failures) > folders else "")
+          + (f"; {_counted(folders, 'folder')} passed over" if folders else "")
+          + (f"; listed in {printable(str(failures_csv))}" if failures else ""), file=sys.stderr)
     if bare:
         print(f"  {_counted(bare, 'image')} {'holds' if bare == 1 else 'hold'} a face the mask could not be placed on, "
               f"left bare (listed in {printable(str(failures_csv))})", file=sys.stderr)
@@ -1209,7 +1235,7 @@ def cmd_train_cnn(args) -> int:
     from .predictors.recipe import recipe_from_args
     from .predictors.registry import find_entry
 
-    _name_free(args.name, "cnn", args.out)
+    replacing = _name_free(args.name, "cnn", args.out, args.replace)
     classes = parse_classes(args.classes)
     recipe = recipe_from_args(args)
     init = find_entry(args.init).file if args.init else None
@@ -1233,7 +1259,7 @@ def cmd_train_cnn(args) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if args.name:
         _register_training(result, name=args.name, kind="cnn", classes=classes, command=args.command_line,
-                           out=args.out)
+                           out=args.out, replacing=replacing)
     return 0
 
 
@@ -1292,7 +1318,7 @@ def cmd_train_au_bottleneck(args) -> int:
     if args.epochs == 0 and args.no_warm_start:  # nothing would train the network: random weights
         raise FerError("--epochs 0 keeps the warm start as the model, and --no-warm-start leaves none; "
                        "give --epochs 1 or more, or drop --no-warm-start")
-    _name_free(args.name, "au-bottleneck", args.out)
+    replacing = _name_free(args.name, "au-bottleneck", args.out, args.replace)
     classes = parse_classes(args.classes)
     init = None if args.init.lower() == "none" else find_entry(args.init).file
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
@@ -1315,11 +1341,11 @@ def cmd_train_au_bottleneck(args) -> int:
           + f"; AU fidelity mean r {result.fidelity['mean']:.3f} -> {printable(args.out)}")
     if args.name:
         _register_training(result, name=args.name, kind="au-bottleneck", classes=classes,
-                           command=args.command_line, out=args.out)
+                           command=args.command_line, out=args.out, replacing=replacing)
     return 0
 
 
-def _register_training(result, *, name: str, kind: str, classes, command: str, out: str) -> None:
+def _register_training(result, *, name: str, kind: str, classes, command: str, out: str, replacing: str = "") -> None:
     """A training left at its training path (``in_place=False``) saved to ``out`` and registered:
     a registered ``out`` keeps its version until the manifest names the new one. Should that
     fail, the trained network stays where it is and the error says where."""
@@ -1332,7 +1358,7 @@ def _register_training(result, *, name: str, kind: str, classes, command: str, o
     except FerError as exc:
         raise FerError(f"{one_line(exc)}; the trained model is kept in {printable(str(result.path))}") from None
     remove_training(Path(result.path))
-    print(f"registered as {name!r} in {_manifest_shown()}")
+    print(f"registered as {name!r} in {_manifest_shown()}{replacing}")
 
 
 def cmd_export_lite(args) -> int:

@@ -175,6 +175,20 @@ def _upright(im: Image.Image) -> Image.Image:
         return im.transpose(method) if method is not None else im
 
 
+def shown_size(source: bytes | str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(width, height) of an image file as it is shown (EXIF orientation applied), from its
+    header: ``load_image`` decodes a large photo smaller (``MAX_DECODE_SIDE``; a JPEG at 1/2 to
+    1/8), and boxes given back in the file's own pixels are scaled by it. None where the header
+    cannot be read."""
+    try:
+        with Image.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else source) as im:
+            width, height = im.size
+            turned = im.getexif().get(0x0112) in (5, 6, 7, 8)  # a quarter turn: sides swap
+    except Exception:  # any decoder's failure: the caller keeps the decoded size
+        return None
+    return (height, width) if turned else (width, height)
+
+
 def _pil_to_rgb(im: Image.Image, label: str) -> np.ndarray:
     im = _upright(im)
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -273,7 +287,11 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
     """
     root = Path(root)
     if not root.exists():
-        if root.resolve().is_relative_to(datasets_dir().resolve()):  # a default folder: the datasets are elsewhere
+        try:
+            resolved = root.resolve()
+        except (RuntimeError, OSError):  # a link that leads back to itself has no end to resolve
+            raise DatasetError(f"{root}: symbolic link loop; fix or remove the link") from None
+        if resolved.is_relative_to(datasets_dir().resolve()):  # a default folder: the datasets are elsewhere
             raise DatasetError(f"{root}: folder does not exist; set FER_DATA_DIR or pick another folder")
         raise DatasetError(f"{root}: folder does not exist")
     if not root.is_dir():

@@ -249,16 +249,21 @@ def manifest_path(models_dir: Path | None = None) -> Path:
     return Path(models_dir or config.models_dir()) / MANIFEST
 
 
+# A damaged manifest is mended where it is: it lists the models a researcher registered, which a copy
+# from version control (the advice before) does not.
+MANIFEST_HINT = "mend it where it says, or put back a copy of it (one from git lists only the bundled models)"
+
+
 def read_manifest(models_dir: Path | None = None) -> list[ModelEntry]:
     """The entries of ``manifest.json`` ([] if there is none), or one ModelFileError line naming
     the file and the entry that is wrong."""
     path = manifest_path(models_dir)
     if not os.path.lexists(path):
         return []
-    entries = read_json_file(path, MAX_MANIFEST_BYTES, "restore it with git checkout", what="manifest")
+    entries = read_json_file(path, MAX_MANIFEST_BYTES, MANIFEST_HINT, what="manifest")
     if not isinstance(entries, list):
         raise ModelFileError(f"{path}: manifest must be a JSON list of model entries, not {_json_type(entries)}; "
-                             "restore it with git checkout")
+                             + MANIFEST_HINT)
     out = [ModelEntry.from_dict(e, str(path), i) for i, e in enumerate(entries, 1)]
     for entry in out:
         entry.base = path.parent

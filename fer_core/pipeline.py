@@ -20,7 +20,7 @@ from PIL import Image
 from . import au_table
 from .au_table import AU_COLUMNS
 from .errors import FerError, one_line, printable
-from .images import LabeledImage, load_image, relative_file
+from .images import LabeledImage, load_image, relative_file, shown_size
 from .predictors.base import Explanation, FaceInput, Predictor, model_of_kind, predicted_labels
 from .predictors.ensemble import predict_reusing
 
@@ -67,9 +67,10 @@ class FaceResult:
     low_confidence: bool = False  # the face-quality gate let it through, but only just
     method: str = "detector"  # or "crop": measured on the whole crop, the detector found nothing
 
-    def to_dict(self) -> dict:
-        """The per-face JSON of ``predict --json``."""
-        out = {"box": [round(float(v), 1) for v in self.box], "confidence": round(float(self.confidence), 4),
+    def to_dict(self, scale: float = 1.0) -> dict:
+        """The per-face JSON of ``predict --json``; ``scale``: the file's pixels per pixel of the
+        image measured (a large photo is decoded smaller), so the box is in the file's pixels."""
+        out = {"box": [round(float(v) * scale, 1) for v in self.box], "confidence": round(float(self.confidence), 4),
                "low_confidence": self.low_confidence, "aus": dict(self.aus)}
         if self.explanation is not None:
             out.update(self.explanation.to_dict())
@@ -136,7 +137,10 @@ def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, 
         rgb = load_image(data, name=name)
     except FerError as exc:
         return PhotoResult(name, None, [], one_line(exc))
-    scaled, size = False, (int(rgb.shape[1]), int(rgb.shape[0]))
+    decoded = (int(rgb.shape[1]), int(rgb.shape[0]))
+    # a photo over MAX_DECODE_SIDE was decoded smaller: its boxes are given in the file's pixels
+    size = (shown_size(data) if isinstance(data, (bytes, bytearray)) else None) or decoded
+    scaled = size != decoded
     if max(rgb.shape[:2]) > max_side:
         im = Image.fromarray(rgb)
         im.thumbnail((max_side, max_side), Image.LANCZOS)
@@ -370,16 +374,18 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
     pixels: list[np.ndarray | None] = []
     unreadable: list[str] = []
     large: list[int] = []
+    crops: list[bool] = []  # per kept image: a face crop itself
     for i, it in enumerate(items):
         try:
             rgb = load_image(it.path, name=printable(relative_file(it.path, root)))
         except FerError as exc:
             unreadable.append(one_line(exc))
             continue
-        if need_pixels and not is_face_crop(rgb):
+        crops.append(is_face_crop(rgb))
+        if need_pixels and not crops[-1]:
             large.append(len(kept))
         kept.append(it)
-        pixels.append(rgb if need_pixels and is_face_crop(rgb) else None)
+        pixels.append(rgb if need_pixels and crops[-1] else None)
         if progress and (i % 64 == 0 or i == len(items) - 1):
             progress(i + 1, total)
     to_measure = list(range(len(kept))) if need_aus else large
@@ -402,7 +408,8 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
         crop = pixels[i]
         if need_pixels and crop is None:  # a large image: its largest face, or the whole image
             crop = face_crop(load_image(it.path), first.box if first is not None else None)
-        faces.append(FaceInput(pixels=crop, aus=aus, name=str(it.path)))
+        # a face crop (under SMALL_IMAGE_SIDE) is the face itself, found or not; a photo needs one found
+        faces.append(FaceInput(pixels=crop, aus=aus, name=str(it.path), found=first is not None or crops[i]))
     if progress:
         progress(total, total)
     return PreparedFaces(faces, kept, unreadable, several)

@@ -382,12 +382,14 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
 
 def save_au_model(model, name: str, origin: str):
     from fer_core.manifest import Metrics
+    from fer_core.predictors.au_models import held_out_description
     from fer_core.predictors.registry import save_and_register
 
-    holdout = model.info.get("settings", {}).get("holdout", 0.25)
+    settings = model.info.get("settings", {})
     stamp(model, origin)
+    held_out = held_out_description(origin, settings.get("holdout", 0.25), settings.get("seed"))
     return save_and_register(model, name=name, kind=model.kind, classes=model.classes,
-                             metrics=Metrics.from_report(model.holdout, f"{holdout:.0%} of {origin} held out"),
+                             metrics=Metrics.from_report(model.holdout, held_out),
                              command=model.info["command"], origin="dashboard", description=origin)
 
 

@@ -230,3 +230,17 @@ def test_au_model_page_survives_a_crashing_image(corpus, models_dir, monkeypatch
         assert au_table.usable(table).shape[0] >= 5
     finally:
         workers._close_pools()
+
+
+def test_a_folder_given_as_a_symlink_loop_is_one_line(tmp_path):
+    """A loop inside a folder was said; the folder given itself being one raised "unexpected
+    RuntimeError (a bug)" on the CLI and a traceback on Compare."""
+    from fer_core.errors import DatasetError
+    from fer_core.images import scan_images
+
+    os.symlink(tmp_path / "b", tmp_path / "a")
+    os.symlink(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(DatasetError, match="symbolic link loop; fix or remove the link"):
+        scan_images(tmp_path / "a")
+    done = _cli(["evaluate", "--images", str(tmp_path / "a")])
+    assert done.returncode == 2 and _no_traceback(done).strip().endswith("symbolic link loop; fix or remove the link")

@@ -261,6 +261,29 @@ def test_bad_manifests_name_the_file_and_entry(tmp_path, case):
     refused(read_manifest, tmp_path, match=match, names=tmp_path / "manifest.json")
 
 
+def test_a_damaged_manifest_is_mended_not_reset_and_a_model_file_still_loads_by_path(tmp_path, capsys):
+    """The advice was "restore it with git checkout": that drops every model the researcher
+    registered (and a FER_MODELS_DIR copy has no git). A model given by its path needs no manifest,
+    yet was refused with it."""
+    from fer_core import i18n
+    from fer_core.cli import main
+    from fer_core.config import REPO_ROOT
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "manifest.json").write_text('[{"name": "mine", "kind": "au-logreg",')
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FER_MODELS_DIR", str(models))
+        with pytest.raises(ModelFileError) as info:
+            read_manifest()
+        assert "git checkout" not in str(info.value) and "mend it where it says" in str(info.value)
+        with i18n.using_language("ko"):
+            assert "알려 준 위치를 고치거나" in i18n.message(str(info.value))
+        bundled = REPO_ROOT / "models" / "au_logreg_fer2013.json"
+        assert main(["evaluate", "--model", str(bundled), "--au-table", "data/fer2013_val_au.csv.gz"]) == 0
+        assert "accuracy" in capsys.readouterr().out
+
+
 def test_odd_metrics_are_ignored_not_fatal(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps([{"name": "a", "kind": "cnn", "path": "a.keras", "metrics": {
         "accuracy": "high", "accuracy_ci95": ["a", "b"], "n": True, "evaluated_on": 3}}]))

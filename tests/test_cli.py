@@ -39,6 +39,47 @@ def test_predict_json_explains_the_astronaut(capsys, astronaut_jpeg):
     assert len(face["box"]) == 4 and face["confidence"] > 0.5
 
 
+def test_predict_gives_boxes_in_the_files_own_pixels_for_a_photo_over_4096_px(capsys, tmp_path, astronaut):
+    """A 6000 x 4000 photo is decoded smaller (a JPEG at half size, a PNG at 4,096 px): its box was
+    given at that size, a different one per format, and nothing in the JSON said so."""
+    from PIL import Image
+
+    from fer_core.pipeline import analyze_photo
+
+    canvas = Image.new("RGB", (6000, 4000), (120, 130, 140))
+    canvas.paste(Image.fromarray(astronaut).resize((2048, 2048)), (3000, 1500))
+    small = tmp_path / "small.png"
+    canvas.resize((1500, 1000)).save(small)  # decoded as it is: the reference box, x 4
+    for name in ("big.jpg", "big.png"):
+        canvas.save(tmp_path / name)
+    _, out, _ = run_cli(capsys, "predict", small, tmp_path / "big.jpg", tmp_path / "big.png", "--json")
+    reference, *big = json.loads(out)
+    expected = np.array(reference["faces"][0]["box"]) * 4
+    for result in big:
+        assert (result["width"], result["height"]) == (6000, 4000)
+        assert np.allclose(result["faces"][0]["box"], expected, atol=0.03 * expected[2]), result["file"]
+    shown = analyze_photo((tmp_path / "big.jpg").read_bytes(), "big.jpg", None)
+    assert shown.original_size == (6000, 4000) and shown.scaled
+
+
+def test_predict_numbers_a_group_photos_faces_left_to_right_as_try_it_does(capsys, tmp_path, group_photo):
+    """The CLI's "face 2" was the second largest face, Try it's the second from the left."""
+    from PIL import Image
+
+    from fer_core.pipeline import analyze_photo, photo_to_dict
+
+    path = tmp_path / "group.png"
+    Image.fromarray(group_photo).save(path)
+    _, out, _ = run_cli(capsys, "predict", path, "--json")
+    faces = json.loads(out)["faces"]
+    assert [f["face"] for f in faces] == [1, 2, 3]
+    shown = photo_to_dict(analyze_photo(path.read_bytes(), "group.png", None), "m", "au-logreg")["faces"]
+    assert [round(f["box"][0]) for f in faces] == [round(f["box"]["x"]) for f in shown]
+    assert [f["box"][0] for f in faces] == sorted(f["box"][0] for f in faces)
+    _, text, _ = run_cli(capsys, "predict", path)
+    assert [line.split(" box ")[0].rsplit(" ", 1)[1] for line in text.splitlines() if " box " in line] == ["1", "2", "3"]
+
+
 def test_predict_reports_bad_files_and_no_faces_and_keeps_the_rest(capsys, tmp_path, astronaut_jpeg):
     bad = tmp_path / "notes.jpg"
     bad.write_text("hello")
@@ -257,7 +298,7 @@ def test_extract_with_openface_docker_says_why_it_cannot_run(capsys, tmp_path, m
 
 
 # -- issue 8: bugs fixed on the way, and the JSON shapes users rely on ---------------------------
-PREDICT_FACE_KEYS = ["box", "confidence", "low_confidence", "aus", "emotion", "probabilities", "top_aus", "against",
+PREDICT_FACE_KEYS = ["face", "box", "confidence", "low_confidence", "aus", "emotion", "probabilities", "top_aus", "against",
                      "sentence"]
 REPORT_KEYS = ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels", "confusion",
                "no_face_per_class"]

@@ -207,6 +207,8 @@ def test_real_fer2013_sample(fer_train, fer_val, tmp_path):
                        out=tmp_path / "fer.keras", limit_per_class=10, class_weighting=True, seed=0)
     meta = json.loads(result.metadata_path.read_text())
     assert meta["n_train"] == 60 and meta["n_val"] == 60 and recorded_folder(meta["val_dir"]) == fer_val.resolve()
+    # the figure is on a draw of val, and says so: "val (60 images)" read as all of val's 3,000
+    assert result.evaluated_on == "val, at most 10 per emotion (60 images; it also picked the best epoch)"
     predictor = CNNPredictor(result.path)
     images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((fer_val / "happy").glob("*.jpg"))[:4]]
     proba = predictor.predict_proba(images)

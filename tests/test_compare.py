@@ -512,6 +512,27 @@ def test_compare_page_marks_its_results_stale_after_a_retrain_or_a_cleared_choic
     assert any("previous choice" in s for s in texts(at.info))
 
 
+def test_compare_page_says_which_model_narrows_the_emotions_scored(models_dir, six_images):
+    """A model of three emotions beside the bundled six narrowed the default to those three, and
+    only the (?) tooltip said why: every accuracy then read as if on all six."""
+    at = AppTest.from_file(COMPARE_PAGE)
+    at.session_state["_unsaved_models"] = {"mine": LookupPredictor("mine", ["happy", "sad"], ["happy"] * 6)}
+    run_app(at, T)
+    at.radio(key="cmp_source").set_value(FOLDER)
+    run_app(at, T)
+    at.text_input(key="cmp_folder").set_value(str(six_images))
+    run_app(at, T)
+    assert at.multiselect(key="cmp_models").value == [BUNDLED_AU_MODEL, "mine"]
+    assert at.multiselect(key="cmp_classes").value == ["happy", "sad"]
+    said = [c for c in texts(at.caption) if "Scored by default" in c]
+    assert said == ["Scored by default: happy, sad, the emotions every chosen model predicts. Fewer than the test "
+                    "set's, because of mine (happy, sad). Leave such a model out, or add emotions here (a model is "
+                    "then wrong on those it never answers)."]
+    at.multiselect(key="cmp_classes").set_value(["angry", "happy", "sad"])  # the person's own choice: nothing to say
+    run_app(at, T)
+    assert not any("Scored by default" in c for c in texts(at.caption))
+
+
 class AnswersInTwoPasses(Predictor):
     """An AU model that counts its answers as an ensemble of two members does (2 x faces)."""
 

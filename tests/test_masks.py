@@ -485,6 +485,12 @@ def test_mask_command_counts_the_files_its_listing_skipped(fer_val, tmp_path, ca
     assert main(["mask", str(src), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
     err = capsys.readouterr().err
     assert "2 of 3 images masked" in err and "1 not masked" in err
+    # a folder not named after an emotion is passed over and said, but is not an image: "2 of 3", not "2 of 4"
+    (src / "notes").mkdir()
+    (src / "notes" / "a.jpg").write_bytes((src / "happy" / next(iter(sorted(os.listdir(src / "happy"))))).read_bytes())
+    assert main(["mask", str(src), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "2 of 3 images masked" in err and "; 1 not masked; 1 folder passed over" in err
 
 
 def test_masks_page_keeps_choices_says_what_was_left_out_and_offers_every_result(models_dir, mixed_test_set, downloads):

@@ -21,6 +21,7 @@ from fer_core import config, i18n
 from fer_core.au_table import AU_COLUMNS
 from fer_core.emotions import SIX_EMOTIONS
 from fer_core.evaluation.metrics import degenerate_model_warning, evaluation_report
+from fer_core.manifest import read_manifest
 
 ROOT = config.REPO_ROOT
 AU_PAGE = str(ROOT / "pages" / "2_AU_model.py")
@@ -140,6 +141,9 @@ def test_au_page_trains_offers_downloads_and_the_unsaved_model(models_dir, downl
     at.button(key="au_save").click()
     run_app(at, T)
     assert (models_dir / "au-clear.json").read_bytes() == downloads["au-logreg-clear.json"]
+    # recorded as train-au records it, the seed that chose the held-out faces included
+    (entry,) = [e for e in read_manifest(models_dir) if e.name == "au-clear"]
+    assert entry.metrics.evaluated_on == "25% of clear.csv held out from fitting (stratified, seed 0)"
 
 
 def test_au_page_shows_the_mlps_epochs_while_it_trains(models_dir, monkeypatch):

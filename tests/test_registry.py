@@ -4,9 +4,11 @@ works everywhere a model is named (the model list, evaluate, the comparison)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fer_core.cli import main
@@ -79,6 +81,27 @@ def test_a_registered_kind_is_evaluated_and_compared(capsys, models_dir, always_
                  "--json", "--workers", "1"]) == 0
     both = json.loads(capsys.readouterr().out)
     assert list(both["models"]) == ["au-logreg-fer2013", "always-happy"] and both["n"] == 24
+
+
+def test_a_photo_without_a_face_is_no_face_for_a_pixel_model_too(capsys, models_dir, always_happy, tmp_path,
+                                                                 astronaut_jpeg, fer_sample):
+    """A 300 px photo with no face went whole to the pixel models: "always happy" was right on a
+    blank "happy" wall, while the AU model counted it as no face. A face crop stays the face itself."""
+    from PIL import Image
+
+    folder = tmp_path / "set"
+    (folder / "happy").mkdir(parents=True)
+    Image.new("RGB", (300, 300), (180, 180, 180)).save(folder / "happy" / "wall.png")
+    shutil.copy(astronaut_jpeg, folder / "happy" / "astronaut.jpg")
+    crop = next((fer_sample / "happy").iterdir())
+    shutil.copy(crop, folder / "happy" / "crop.jpg")
+    assert main(["compare", "--images", str(folder), "--models", "au-logreg-fer2013", "always-happy",
+                 "--json", "--workers", "1", "--csv", str(tmp_path / "p.csv")]) == 0
+    both = json.loads(capsys.readouterr().out)["models"]
+    assert both["always-happy"]["no_face"] == 1 and both["always-happy"]["accuracy"] == pytest.approx(2 / 3, abs=1e-4)
+    answers = pd.read_csv(tmp_path / "p.csv", keep_default_na=False).set_index("file")
+    assert answers.filter(like="wall.png", axis=0)["always-happy"].tolist() == ["no face"]
+    assert answers.filter(like="crop.jpg", axis=0)["always-happy"].tolist() == ["happy"]
 
 
 def test_a_pixel_kind_on_an_au_table_says_it_scores_images(capsys, models_dir, always_happy):
@@ -155,6 +178,29 @@ def test_a_model_of_another_kind_or_an_ensembles_member_keeps_its_name(models_di
     assert "cannot take the name of one of its members" in capsys.readouterr().err
     assert main(["ensemble", "--models", "au-logreg-fer2013", "--name", "bad name!"]) == 2
     assert "is not allowed" in capsys.readouterr().err
+
+
+def test_a_registered_name_in_another_file_needs_replace(models_dir, tmp_path, capsys):
+    """``train-au --name au-logreg-fer2013 --out mine.json`` dropped the bundled default from the
+    manifest unsaid: evaluate and Try it then used a model fitted on a few faces."""
+    from fer_core.config import REPO_ROOT
+
+    table = REPO_ROOT / "data" / "fer2013_val_au.csv.gz"
+    before = read_manifest()[0]
+    mine = tmp_path / "mine.json"
+    args = ["train-au", str(table), "--out", str(mine), "--name", before.name, "--classes", "happy,sad"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"a model named '{before.name}' is already registered" in err and "--replace" in err
+    assert read_manifest()[0].sha256 == before.sha256 and not mine.exists()
+    # retraining a model into its own file replaces it, as make au-model does (here a model of the
+    # test's own: the bundled entry's file is the repository's)
+    own = ["train-au", str(table), "--out", str(tmp_path / "own.json"), "--name", "own", "--classes", "happy,sad"]
+    assert main(own) == 0 and "in place of" not in capsys.readouterr().out
+    assert main(own) == 0 and "in place of the model of that name" in capsys.readouterr().out
+    assert main([*args, "--replace"]) == 0
+    assert [(e.name, e.classes, e.file) for e in read_manifest()] == [(before.name, ("happy", "sad"), mine),
+                                                                       ("own", ("happy", "sad"), tmp_path / "own.json")]
 
 
 def test_saves_at_the_same_time_keep_every_entry(models_dir):

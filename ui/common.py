@@ -777,8 +777,15 @@ def choose_scored_emotions(prefix: str, items: list, models: list) -> list[str] 
     key = kept_choice(f"{prefix}_classes")
     default_unless_chosen(key, present, common or answered)
     shown = {e: i18n.emotion_label(e) for e in present}  # now: format_func may run outside the run
-    return st.multiselect(t("compare.emotions_scored"), present, key=key, format_func=shown.__getitem__,
-                          help=t("compare.emotions_scored_help"))
+    chosen = st.multiselect(t("compare.emotions_scored"), present, key=key, format_func=shown.__getitem__,
+                            help=t("compare.emotions_scored_help"))
+    # the default narrowed to what every model predicts: said where it is seen, naming who narrows it
+    narrowing = [m for m in models if m.classes and not set(present) <= set(m.classes)]
+    if common and len(common) < len(present) and narrowing and list(chosen) == common:
+        st.caption(t("compare.emotions_narrowed", emotions=", ".join(i18n.emotion_labels(common)),
+                     models="; ".join(f"{shown_literally(m.name)} ({', '.join(i18n.emotion_labels(m.classes))})"
+                                      for m in narrowing[:3]) + ("; …" if len(narrowing) > 3 else "")))
+    return chosen
 
 
 def add_new_options(key: str, options: Sequence) -> None:

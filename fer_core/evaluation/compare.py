@@ -235,7 +235,9 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
 
         report(share * (1 + done_models), t("loading.model_running", name=p.name))
         try:
-            known[p.name] = (p, np.asarray(predict_reusing(p, prepared.faces, known, progress=step), dtype=float))
+            proba = np.asarray(predict_reusing(p, prepared.faces, known, progress=step), dtype=float)
+            proba[[not f.found for f in prepared.faces]] = np.nan  # a photo without a face: no face for all
+            known[p.name] = (p, proba)
         except FerError as exc:
             failed.append(one_line(exc))
         except Exception as exc:

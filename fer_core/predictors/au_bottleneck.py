@@ -50,6 +50,7 @@ from .cnn import (
     build_cnn,
     check_keras_path,
     copy_trunk,
+    drawn_name,
     load_dataset,
     load_keras_file,
     load_network,
@@ -559,8 +560,9 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         val = load_dataset(val_dir, classes, load_progress, limit_per_class, seed)
         evaluation, val_aus = scores(val.x, val.y, out.stem)
         fidelity = au_fidelity(val_aus, _au_targets(val.paths, val_dir, read_table(val_au_table), load_progress))
-        evaluated_on = f"{Path(val_dir).name} ({len(val.y):,} images, six emotions; not used for any choice)" \
-            if len(classes) == 6 else f"{Path(val_dir).name} ({len(val.y):,} images; not used for any choice)"
+        scored = drawn_name(val_dir, limit_per_class)
+        evaluated_on = f"{scored} ({len(val.y):,} images, six emotions; not used for any choice)" \
+            if len(classes) == 6 else f"{scored} ({len(val.y):,} images; not used for any choice)"
         if init is not None and picked_on_split(init, val_dir):  # honest about the trunk's past
             evaluated_on = evaluated_on[:-1] + f" of this model, but its trunk is {Path(init).stem}'s, " \
                                                "whose best epoch this split picked)"

@@ -526,6 +526,13 @@ def fitting(name: str, kind: str) -> Iterator[None]:
                            "add faces of each emotion or choose other emotions") from None
 
 
+def held_out_description(source: str, holdout: float, seed: int | None) -> str:
+    """What a fitted AU model's figures were measured on, as the manifest records it: the same
+    words from ``train-au`` and the dashboard, the seed included (it decides which faces)."""
+    how = "stratified" + (f", seed {seed}" if seed is not None else "")
+    return f"{holdout:.0%} of {source} held out from fitting ({how})"
+
+
 def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kind: str = "au-logreg",
                  class_weight: str | None = None, holdout: float = 0.25, seed: int = 0,
                  Cs: Sequence[float] = DEFAULT_CS, description: str = "",

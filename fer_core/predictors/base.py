@@ -40,6 +40,9 @@ class FaceInput:
     aus: np.ndarray | None = None
     name: str = ""
     masked: bool = False  # the face wears a (drawn) mask: the AUs it hides are unknown to every AU model
+    # False: a photo in which no face was found. ``pixels`` is then the whole photo, which a pixel
+    # model would still answer (a coffee cup "angry"); a comparison counts it as no face for every model.
+    found: bool = True
 
 
 

@@ -224,6 +224,13 @@ def fitted_among(init: str | os.PathLike[str], train_dir: str | os.PathLike[str]
     return sum(Path(p).resolve() in seen for p in held)
 
 
+def drawn_name(folder: str | os.PathLike[str], limit_per_class: int | None) -> str:
+    """A validation folder as a record names it: with ``--limit-per-class`` the draw of it that was
+    scored ("val, at most 10 per emotion"), so its figure is not read as the whole folder's."""
+    name = Path(folder).name
+    return f"{name}, at most {limit_per_class:,} per emotion" if limit_per_class else name
+
+
 def picked_on_split(init: str | os.PathLike[str], val_dir: str | os.PathLike[str]) -> bool:
     """Did the CNN that starts a network choose its epoch on ``val_dir``, or did the network it
     started from (``init_picked_on_val``: on the same folder, its own validation folder)? Its
@@ -444,11 +451,11 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         skipped += test.skipped
         if holdout is None:  # the old way: the validation folder picks the epoch and is scored
             x_val, y_val = test.x, test.y
-            selected_on = f"{Path(val_dir).name} ({len(y_val):,} images)"
+            selected_on = f"{drawn_name(val_dir, limit_per_class)} ({len(y_val):,} images)"
     if len(y_val) == 0:
         raise DatasetError(f"{train_dir}: too few images to hold out a validation set; give a val folder")
     if test is not None and holdout is not None:
-        evaluated_on = (f"{Path(val_dir).name} ({len(test.y):,} images, {len(classes)} emotions; "
+        evaluated_on = (f"{drawn_name(val_dir, limit_per_class)} ({len(test.y):,} images, {len(classes)} emotions; "
                         "not used for any choice)")
     else:
         evaluated_on = f"{selected_on.split(' (')[0]} ({len(y_val):,} images; it also picked the best epoch)"

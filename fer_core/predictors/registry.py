@@ -133,7 +133,12 @@ def find_entry(ref: str | ModelEntry, models_dir: Path | None = None) -> ModelEn
     """A model by manifest name, or an ad-hoc entry for a model file path."""
     if isinstance(ref, ModelEntry):
         return ref
-    entries = read_manifest(models_dir)
+    try:
+        entries = read_manifest(models_dir)
+    except ModelFileError:
+        if not os.path.lexists(ref):  # a model file given by path loads without a manifest
+            raise
+        entries = []
     for entry in entries:
         if entry.name == ref:
             return entry
