@@ -82,7 +82,9 @@ def _scores_csv(entries, scores: BundledScores | None) -> bytes:
                "ci95_low": s.accuracy_ci95[0] if s else None, "ci95_high": s.accuracy_ci95[1] if s else None,
                "macro_f1": s.macro_f1 if s else None, "n": s.n if s else None, "no_face": s.no_face if s else None}
         row.update({f"recall_{c}": (s.recall.get(c) if s else None) for c in classes})
+        recorded_ci = e.metrics.accuracy_ci95 or (None, None)  # the interval Home shows beside it
         row.update({"val_chose_it": val_role(e.metrics.evaluated_on), "recorded_accuracy": e.metrics.accuracy,
+                    "recorded_ci95_low": recorded_ci[0], "recorded_ci95_high": recorded_ci[1],
                     "recorded_on": e.metrics.evaluated_on})
         rows.append(row)
     frame = pd.DataFrame(rows)

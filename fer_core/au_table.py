@@ -1000,6 +1000,12 @@ def face_found(table: pd.DataFrame) -> pd.Series:
     return table[present].notna().any(axis=1) if present else pd.Series(False, index=table.index)
 
 
+def invalid_values(table: pd.DataFrame, columns: Sequence[str] = AU_COLUMNS) -> np.ndarray:
+    """Per row: some AU is infinite or outside ``AU_VALID_RANGE`` (``AU_INVALID``): no measurement,
+    so no model judges the row (``select`` leaves it out; ``predict --au-table`` gives its reason)."""
+    return _value_masks(table, columns)[2]
+
+
 def columns_with_values(table: pd.DataFrame) -> list[str]:
     """The AU columns holding at least one value (a masked table's upper-face AUs)."""
     return [c for c in AU_COLUMNS if c in table.columns and table[c].notna().any()]

@@ -354,7 +354,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-cache", action="store_true", help="recompute even files seen before")
     s.add_argument("--crops", action="store_true",
                    help="the images are face crops: measure each whole, without searching it for faces "
-                        "(automatic for images under 160 px, e.g. FER2013)")
+                        "(automatic for images under 160 px, e.g. FER2013; the local mediapipe engine, without --mask)")
     s.add_argument("--mask", default=None, metavar="STYLE",
                    help="measure each face under a drawn mask (surgical, white or cloth): masked = 1, hidden AUs empty")
     s.set_defaults(func=cmd_extract)
@@ -422,7 +422,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="which images are drawn; the same seed, the same set (default: 0)")
     s.set_defaults(func=cmd_draw_testset)
 
-    s = sub.add_parser("models", help="list the models in models/manifest.json")
+    s = sub.add_parser("models", help="list the models in models/manifest.json (FER_MODELS_DIR's, where set)")
     s.set_defaults(func=cmd_models)
 
     s = sub.add_parser("mask", help="masked copies of a folder of faces (same layout; failures listed)")
@@ -626,6 +626,7 @@ def _refuse_writing_over(source: str, target: Path) -> None:
 
 def _predict_table(args) -> int:
     """``predict --au-table``: an AU model's answer for every row of a table, written to --out."""
+    from . import au_table
     from .figures.compare import spreadsheet_safe
     from .pipeline import masked_note, predict_table
     from .predictors.registry import load_predictor
@@ -646,6 +647,10 @@ def _predict_table(args) -> int:
     note = masked_note(answers["unknown_aus"])
     if note:
         print(f"note: {note}", file=sys.stderr)
+    invalid = int(answers["reason"].astype(str).str.startswith("not judged: AU values").sum())
+    if invalid:
+        print(f"note: {_counted(invalid, 'row')} not judged, {au_table.AU_INVALID} (said in their reason)",
+              file=sys.stderr)
     return 0
 
 
@@ -674,7 +679,7 @@ def cmd_extract(args) -> int:
     if args.mask and args.backend != "mediapipe":  # OpenFace would measure the faces unmasked
         raise FerError("--mask draws masks for the embedded MediaPipe; use --backend mediapipe, or mask the "
                        "images first (python -m fer_core mask) and measure those with OpenFace")
-    listing = scan_images(args.folder, parse_classes(args.classes) if args.classes else None)
+    listing = scan_images(args.folder, parse_classes(args.classes, least=1) if args.classes else None)
     items = listing.items
     if not items and not listing.skipped:
         raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg, emotion-prefixed file names or plain images")
@@ -716,9 +721,10 @@ def cmd_extract(args) -> int:
     images = table.loc[~folders, "file"].nunique()
     # images, not rows: a face left bare by --mask is a failure row of an image whose other face counts
     failed = int((table[~folders].groupby("file", sort=False)["success"].max() == 0).sum())
+    # with --mask, a face the mask could not be placed on is not measured either: said among the reasons
     print(f"{_counted(images, 'image')}, {_counted(ok, 'face')} -> {printable(args.out)}; {failed:,} without a face "
-          "or unreadable" + (f"; {_counted(int(folders.sum()), 'folder')} passed over" if folders.any() else ""),
-          file=sys.stderr)
+          + ("measured under a mask" if args.mask else "or unreadable")
+          + (f"; {_counted(int(folders.sum()), 'folder')} passed over" if folders.any() else ""), file=sys.stderr)
     _print_reasons(table[table["success"] == 0])
     return 0
 

@@ -84,8 +84,9 @@ def emotion_from_filename(stem: str) -> str | None:
     return best[1] if best else None
 
 
-def parse_classes(spec: str | None) -> tuple[str, ...]:
-    """Parse a class-set option: "six", "seven" or a comma list of emotion names."""
+def parse_classes(spec: str | None, least: int = 2) -> tuple[str, ...]:
+    """Parse a class-set option: "six", "seven" or a comma list of emotion names, at least
+    ``least`` (a model tells two emotions apart; ``extract --classes happy`` measures one)."""
     if spec is None or spec.strip().lower() in ("", "six", "6"):
         return SIX_EMOTIONS
     if spec.strip().lower() in ("seven", "7"):
@@ -100,7 +101,7 @@ def parse_classes(spec: str | None) -> tuple[str, ...]:
             raise FerError(f"unknown emotion {part.strip()!r}: use names from {', '.join(SEVEN_EMOTIONS)}")
         if emotion not in out:
             out.append(emotion)
-    if len(out) < 2:
+    if len(out) < least:
         raise FerError("a class set needs at least two emotions")
     return tuple(e for e in SEVEN_EMOTIONS if e in out)
 

@@ -314,7 +314,9 @@ def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = Tru
         raise FerError(f"{predictor.name}: {model_of_kind(predictor.kind)} reads face images, not an AU table; "
                        "pick an AU model (au-logreg-fer2013, au-logreg-upper-fer2013, ...)")
     au_table.require_columns(table, AU_COLUMNS, what=au_table.table_name(table))
-    found = np.flatnonzero(au_table.face_found(table).to_numpy())
+    face = au_table.face_found(table).to_numpy()
+    invalid = au_table.invalid_values(table)  # AU12 = 99 is no measurement: "happy" at 100 % was its answer
+    found = np.flatnonzero(face & ~invalid)
     aus = au_table.values(table, found)
     proba = np.full((len(table), len(predictor.classes)), np.nan)
     if len(found):
@@ -327,6 +329,7 @@ def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = Tru
                else np.full(len(table), "", dtype=object))
     judged = ~np.isnan(proba).any(axis=1)
     reasons[found[~judged[found]]] = f"{predictor.name}: could not judge this face (the AUs it uses are unknown)"
+    reasons[face & invalid] = f"not judged: {au_table.AU_INVALID.removeprefix('with ')}"
     out["reason"] = np.where(judged, "", reasons)
     out["unknown_aus"] = np.where(judged, unknown_aus(table, predictor).to_numpy(), "")
     if explain:

@@ -26,6 +26,11 @@ _SPECIAL_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block 
                   (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
 
 
+def _article(noun: str) -> str:
+    """ "a" or "an" before ``noun`` ("an image file", "a manifest"), by its first letter."""
+    return "an" if noun[:1].lower() in "aeiou" else "a"
+
+
 def _mb(n: int) -> str:
     return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{max(1, round(n / 2**10))} KB"
 
@@ -61,7 +66,7 @@ def _check_mode(path, info: os.stat_result, hint: str, max_bytes: int | None, wh
     if special:
         raise error(f"{path}: is {special}, not a regular file, so it is not read; {hint}")
     if max_bytes is not None and info.st_size > max_bytes:
-        raise error(f"{path}: {_mb(info.st_size)} is larger than a {what} can be ({_mb(max_bytes)}); {hint}")
+        raise error(f"{path}: {_mb(info.st_size)} is larger than {_article(what)} {what} can be ({_mb(max_bytes)}); {hint}")
 
 
 def open_regular_file(path: str | os.PathLike[str], hint: str, max_bytes: int | None = None, what: str = "file",
@@ -99,7 +104,7 @@ def read_regular_file(path: str | os.PathLike[str], max_bytes: int, hint: str, w
         except OSError as exc:
             raise error(f"{name}: cannot be read ({exc.strerror or exc}); {hint}") from None
     if len(data) > max_bytes:
-        raise error(f"{name}: larger than a {what} can be ({_mb(max_bytes)}); {hint}")
+        raise error(f"{name}: larger than {_article(what)} {what} can be ({_mb(max_bytes)}); {hint}")
     return data
 
 

@@ -192,6 +192,25 @@ def test_what_the_review_found_a_researcher_would_lose(capsys, tmp_path, astrona
     assert shlex.split(entry.command)[4:7] == [str(source), "--out", str(out)]
 
 
+def test_predict_au_table_does_not_judge_a_row_of_impossible_au_values(capsys, tmp_path):
+    """A row with AU12 = 99 was answered "happy" at 100 % "because of AU12 (99.0)", though evaluate
+    and training leave such rows out: it keeps its place, unjudged, with the reason."""
+    from fer_core import au_table
+
+    table = au_table.read(REPO_ROOT / "data" / "fer2013_val_au.csv.gz")
+    table = table[table["success"] == 1].head(6).reset_index(drop=True)
+    table.loc[2, "AU12_r"] = 99.0
+    source = tmp_path / "spoilt.csv"
+    au_table.write(table, source)
+    code, _, err = run_cli(capsys, "predict", "--au-table", source, "--out", tmp_path / "p.csv")
+    answers = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert code == 0 and "6 rows, 5 faces judged" in err
+    assert "note: 1 row not judged, with AU values that are infinite or outside -1 to 10" in err
+    assert answers.loc[2, "emotion"] == "" and answers.loc[2, "sentence"] == ""
+    assert answers.loc[2, "reason"] == "not judged: AU values that are infinite or outside -1 to 10"
+    assert (answers.drop(index=2)["emotion"] != "").all()
+
+
 def test_a_model_scoring_masked_faces_says_which_aus_it_lacked(capsys, tmp_path):
     """evaluate and predict --au-table scored masked faces with an all-AU model without a word
     (the hidden AUs read as uninformative); they now say how many faces lacked which AUs, and
@@ -217,6 +236,15 @@ def test_a_model_scoring_masked_faces_says_which_aus_it_lacked(capsys, tmp_path)
     code, _, err = run_cli(capsys, "predict", "--au-table", source, "--out", tmp_path / "u.csv", "--model",
                            "au-logreg-upper-fer2013")
     assert code == 0 and "note:" not in err
+
+
+def test_extract_measures_one_emotions_images_when_asked(capsys, tmp_path, fer_sample):
+    """--classes happy was refused ("a class set needs at least two emotions"): that rule is a
+    model's, and measuring one emotion's images is a fair request."""
+    out = tmp_path / "happy.csv"
+    code, _, _ = run_cli(capsys, "extract", fer_sample, "--out", out, "--workers", "1", "--classes", "happy")
+    files = pd.read_csv(out)["file"]
+    assert code == 0 and len(files) == 4 and files.str.startswith("happy/").all()
 
 
 def test_extract_train_evaluate_on_fer_sample(capsys, tmp_path, fer_sample):

@@ -215,6 +215,10 @@ def test_home_shows_every_bundled_model_on_the_same_images(shipped_models, downl
         assert (row["accuracy"], row["ci95_low"], row["ci95_high"], row["n"]) == (
             s.accuracy, *s.accuracy_ci95, s.n)
         assert row["recall_happy"] == s.recall["happy"]
+    # the recorded figure comes with the interval the table shows beside it
+    recorded_row = csv.set_index("model").loc["au-logreg-fer2013"]
+    assert (recorded_row["recorded_accuracy"], recorded_row["recorded_ci95_low"], recorded_row["recorded_ci95_high"]) \
+        == (held_out.accuracy, *held_out.accuracy_ci95)
     assert BundledScores.from_dict(json.loads(downloads[SCORES_FILE])) == scores
 
 

@@ -641,7 +641,7 @@ def test_mask_and_mask_report_name_the_face_left_bare_and_the_image_of_several_f
     # extract --mask counts the image as one with a face: its bare face is a failure row, not an image
     assert main(["extract", str(tmp_path / "set"), "--out", str(tmp_path / "au.csv"), "--mask", "surgical",
                  "--workers", "1"]) == 0
-    assert "1 image, 1 face -> " in (err := capsys.readouterr().err) and "; 0 without a face or unreadable" in err
+    assert "1 image, 1 face -> " in (err := capsys.readouterr().err) and "; 0 without a face measured under a mask" in err
     people = tmp_path / "people" / "happy" / "three.png"
     people.parent.mkdir(parents=True)
     Image.fromarray(group_photo).save(people)
