@@ -45,7 +45,7 @@ import pandas as pd  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 from fer_core import au_table  # noqa: E402
 from fer_core.au_table import AU_COLUMNS  # noqa: E402
-from fer_core.config import DATA_DIR, openface_study_table  # noqa: E402
+from fer_core.config import data_dir, openface_study_table  # noqa: E402
 from fer_core.emotions import SIX_EMOTIONS  # noqa: E402
 from fer_core.errors import FerError  # noqa: E402
 from fer_core.evaluation.metrics import evaluation_report, mcnemar  # noqa: E402
@@ -263,8 +263,8 @@ def print_report(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train-au", type=Path, default=DATA_DIR / "fer2013_train_au.csv.gz")
-    parser.add_argument("--val-au", type=Path, default=DATA_DIR / "fer2013_val_au.csv.gz")
+    parser.add_argument("--train-au", type=Path, default=data_dir() / "fer2013_train_au.csv.gz")
+    parser.add_argument("--val-au", type=Path, default=data_dir() / "fer2013_val_au.csv.gz")
     parser.add_argument("--openface-table", type=Path, default=openface_study_table())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-quantiles", type=int, default=101)

@@ -233,8 +233,9 @@ def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
         ex = face.explanation
         if ex is not None:
             explanation = {k: v for k, v in ex.to_dict().items() if k not in ("emotion", "probabilities")}
+            # in AU order (columns of the CSV, whatever the face's ranking); a masked, unknown AU: null, not 0
             explanation["contributions"] = {c.au: round(float(c.contribution), 4) if c.intensity == c.intensity
-                                            else None for c in ex.ranked}  # a masked, unknown AU: null, not 0
+                                            else None for c in sorted(ex.ranked, key=lambda c: c.au)}
             models[explainer] = {"kind": explainer_kind, "emotion": ex.emotion,
                                  "probabilities": {c: rounded(p) for c, p in ex.probabilities.items()},
                                  "explanation": explanation}

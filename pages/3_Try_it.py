@@ -194,7 +194,7 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
     face = result.faces[i]
     ex = face.explanation
     emotion, proba = ex.emotion, ex.probabilities[ex.emotion]
-    reasons = [c.au for c in ex.reasons if c.present]
+    reasons = [c.au for c in ex.active_reasons]  # the AUs the face shows as reasons, drawn on it
     overlay = plots.draw_face_overlay(result.image, face.box, face.landmarks, reasons,
                                       label=f"{emotion_label(emotion)} {proba:.0%}", crop_margin=0.35)
     st.markdown(f"### {t('try_it.face_title', n=number)}")

@@ -233,7 +233,7 @@ def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer, 
     if ex is None:
         c2.warning(t("compare.explain_no_face"))
         return
-    reasons = [c for c in ex.reasons if c.present]
+    reasons = ex.active_reasons  # the AUs the face shows as reasons, highlighted
     with c1:  # the sentence and what speaks against it, as Try it gives them for the same face
         st.markdown(t("compare.explain_reads", model=explainer.name, emotion=emotion_label(ex.emotion),
                       p=percent(ex.probabilities[ex.emotion])))

@@ -280,7 +280,7 @@ def test_au_model_trains_on_bundled_table_shows_heatmaps_and_saves(models_dir):
     metrics = {m.label: m.value for m in at.metric}
     assert 0.4 < float(metrics["Held-out accuracy"].rstrip("%")) / 100 < 0.9
     charts = {c["layout"]["title"]["text"]: c for c in _charts(at)}
-    coef = charts["What the model looks at: AU × emotion coefficients"]["data"][0]
+    coef = charts["How each AU weighs on each emotion: AU × emotion coefficients"]["data"][0]
     assert "AU12 lip corner puller" in coef["y"] and coef["x"] == list(model.classes)
     assert any(t.startswith("Confusion matrix") for t in charts)
     assert "Accuracy per emotion (recall)" in charts
@@ -327,7 +327,7 @@ def test_au_model_inspects_the_bundled_model(models_dir):
     at = _run(AppTest.from_file(AU_PAGE))
     assert at.selectbox(key="au_inspect").value == BUNDLED
     titles = [c["layout"]["title"]["text"] for c in _charts(at)]
-    assert "What the model looks at: AU × emotion coefficients" in titles
+    assert "How each AU weighs on each emotion: AU × emotion coefficients" in titles
 
 
 def test_choices_survive_a_visit_to_another_page(models_dir, tmp_path):

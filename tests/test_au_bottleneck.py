@@ -126,7 +126,7 @@ def test_try_it_shows_what_the_network_read_beside_what_the_landmarks_measured(m
     page = run_app(AppTest.from_file(str(REPO_ROOT / "pages" / "2_AU_model.py")), 120)
     page.selectbox(key="au_inspect").set_value("bn-test")
     run_app(page, 120)
-    assert any(c["layout"]["title"]["text"].startswith("What the model looks at") for c in charts(page))
+    assert any(c["layout"]["title"]["text"].startswith("How each AU weighs on each emotion") for c in charts(page))
     # its emotion layer's faces: those that fitted it and those held out, not "refitted on all of them"
     meta = json.loads(bottleneck.with_suffix(".meta.json").read_text())
     faces = next(m for m in page.metric if m.label == "Training faces")

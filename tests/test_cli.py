@@ -337,7 +337,7 @@ def test_predict_json_keys_and_one_source_of_reasons(capsys, astronaut_jpeg):
     _, out, _ = run_cli(capsys, "predict", astronaut_jpeg, "--json")
     face = json.loads(out)["faces"][0]
     assert list(face) == PREDICT_FACE_KEYS
-    assert list(face["top_aus"][0]) == ["au", "name", "intensity", "contribution"]
+    assert list(face["top_aus"][0]) == ["au", "name", "intensity", "contribution", "usual"]
     for reason in face["top_aus"]:
         assert reason["name"] in face["sentence"] and reason["contribution"] > 0
         if reason["intensity"] < 0.5:

@@ -277,7 +277,7 @@ def test_the_au_model_page_draws_the_upper_face_models_weights(models_dir):
     at.selectbox(key="au_inspect").set_value("au-logreg-upper-fer2013")
     run_app(at, 90)
     heatmap = next(c for c in (json.loads(e.proto.spec) for e in at.get("plotly_chart"))
-                   if c["layout"]["title"]["text"] == "What the model looks at: AU × emotion coefficients")
+                   if c["layout"]["title"]["text"] == "How each AU weighs on each emotion: AU × emotion coefficients")
     assert len(heatmap["data"][0]["y"]) == len(masks.VISIBLE_AUS)
 
 

@@ -33,7 +33,33 @@ def test_explanation_reasons_are_what_the_sentence_names(astronaut, au_model):
     assert ex.reasons and all(c.contribution > 0 for c in ex.reasons)
     for c in ex.reasons:
         assert c.name in ex.sentence
-    assert [c.au for c in ex.reasons if c.present] == [c.au for c in ex.active_reasons]
+    assert [c.au for c in ex.reasons if c.stronger] == [c.au for c in ex.active_reasons]
+
+
+def _two_emotion_model(weights: list[float]):
+    """A logistic regression over AU06, AU12 and AU25 whose training faces averaged 0.9, 1.0 and 1.0."""
+    from fer_core.predictors.au_models import AUModel
+
+    w = np.array(weights, dtype=float)
+    return AUModel(kind="au-logreg", classes=("happy", "neutral"), au_columns=("AU06_r", "AU12_r", "AU25_r"),
+                   mean=np.array([0.9, 1.0, 1.0]), scale=np.ones(3), weights=[np.stack([w, -w])],
+                   biases=[np.zeros(2)])
+
+
+def test_an_au_weaker_than_usual_is_not_given_as_the_reason_by_being_there():
+    """A linear model's evidence is an AU above or below its training mean. AU06 at 0.7, below the
+    mean 0.9, favoured neutral: "neutral, mostly because of AU06 cheek raiser (0.7)" named a slight
+    push first and said the cheek raise was the reason, and AU12's absence, the real one, came after."""
+    model = _two_emotion_model([1.0, 2.0, 1.0])
+    ex = model.explain(np.array([0.7, 0.0, 0.0]))
+    assert ex.emotion == "neutral" and [c.au for c in ex.ranked] == ["AU12", "AU25", "AU06"]
+    assert ex.sentence == "neutral, because AU12 lip corner puller is absent."
+    assert ex.active_reasons == [] and ex.ranked[2].usual == 0.9 and ex.ranked[2].to_dict()["usual"] == 0.9
+    ex = _two_emotion_model([5.0, 2.0, 1.0]).explain(np.array([0.7, 1.0, 1.0]))
+    assert ex.sentence == "neutral, because AU06 cheek raiser is weaker than usual (0.7)."
+    # a push a tenth the size of the strongest is not among "mostly because of"
+    ex = _two_emotion_model([0.05, 2.0, 0.0]).explain(np.array([3.0, 3.0, 1.0]))
+    assert ex.sentence == "happy, mostly because of AU12 lip corner puller (3.0)."
 
 
 def test_fer_style_crops_are_passed_whole_and_unreadable_files_left_out(tmp_path, fer_sample):

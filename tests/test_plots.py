@@ -158,6 +158,10 @@ def test_one_face_charts():
     assert colors[list(aus).index("AU12_r")] != colors[list(aus).index("AU06_r")]
     assert "AU06 cheek raiser" in fig.data[0].y
     assert plots.strongest_aus(aus, n=3) == ["AU12", "AU06"]  # AU25 is below 0.5
+    assert tuple(fig.layout.xaxis.range) == (0, 5.6)
+    # the AU-bottleneck network's AU15 of -0.1 got no bar and no number on a 0-5.6 axis
+    fig = plots.au_intensity_bars(aus | {"AU15_r": -0.1})
+    assert fig.layout.xaxis.range[0] < -0.1
 
 
 def test_probability_bars_label_tiny_bars_outside():

@@ -82,6 +82,9 @@ def test_group_photo_faces_are_numbered_left_to_right(group_photo, analyzer):
     au_rows = table[table["model"] == "au"]
     assert np.allclose(au_rows[[c for c in table.columns if c.startswith("p_")]].sum(axis=1), 1, atol=1e-3)
     assert au_rows["contribution_AU12"].notna().all() and table[table["model"] == "other"]["contribution_AU12"].isna().all()
+    # the contribution columns in AU order, not in the first face's ranking of them
+    contributions = [c for c in table.columns if c.startswith("contribution_")]
+    assert contributions == sorted(contributions) and len(contributions) == 17
     image = plots.draw_numbered_faces(result.image, [result.faces[i].box for i in order], ["행복", None, "happy"])
     assert image.size == (900, 340)
     # the numbers' tags are drawn (white) on the grey background just above each box
@@ -385,3 +388,19 @@ def test_try_it_says_in_full_why_a_face_is_low_confidence(models_dir, fer_val):
     assert badges == [":orange-badge[:material/help: Low confidence]"], badges
     assert any(c == "Low confidence: the detector found no face; the whole image was measured as one"
                for c in texts(at.caption)), texts(at.caption)
+
+
+def test_speaking_against_says_an_au_weaker_than_usual_as_such():
+    """An AU above the 'present' threshold but below the model's usual value speaks against an
+    emotion by being weak: 'Speaking against it: AU06 cheek raiser (0.7)' read as the cheek raise
+    itself speaking against."""
+    from fer_core.predictors.base import AUContribution, Explanation
+    from ui.common import against_text
+
+    against = (AUContribution("AU06", "AU06 cheek raiser", 0.7, -0.4, usual=0.9),
+               AUContribution("AU04", "AU04 brow lowerer", 2.0, -0.3, usual=0.5),
+               AUContribution("AU12", "AU12 lip corner puller", 0.1, -0.2, usual=1.0))
+    ex = Explanation("sad", {"sad": 0.6, "happy": 0.4}, (AUContribution("AU15", "AU15 lip corner depressor", 2.0,
+                                                                          0.9, usual=0.3), *reversed(against)))
+    assert against_text(ex) == ("Speaking against it: AU04 brow lowerer (2.0); weaker than usual: AU06 cheek raiser "
+                                "(0.7); absent: AU12 lip corner puller")

@@ -392,15 +392,20 @@ def dataset_items(root: str, classes: tuple[str, ...] | None = None):
 
 
 def against_text(ex) -> str:
-    """'Speaking against it' under an explanation (Try it, Compare): AUs that are present with their
-    intensity, then the ones below the 'present' threshold called absent (not 'AU12 (0.0)'), and
-    masked ones unknown."""
+    """'Speaking against it' under an explanation (Try it, Compare): AUs that count by being there,
+    with their intensity, then those that count by being weaker than the model's usual value:
+    below the 'present' threshold called absent (not 'AU12 (0.0)'), above it "weaker than usual"
+    (not 'AU06 (0.7)', read as its presence speaking against), and masked ones unknown."""
     from fer_core.au_table import au_label
 
-    present = [f"{au_label(a.au)} ({a.intensity:.1f})" for a in ex.against if a.present]
-    absent = [au_label(a.au) for a in ex.against if not a.present and a.intensity == a.intensity]
+    known = [a for a in ex.against if a.intensity == a.intensity]
+    present = [f"{au_label(a.au)} ({a.intensity:.1f})" for a in known if a.stronger]
+    weak = [f"{au_label(a.au)} ({a.intensity:.1f})" for a in known if not a.stronger and a.present]
+    absent = [au_label(a.au) for a in known if not a.stronger and not a.present]
     unknown = [au_label(a.au) for a in ex.against if a.intensity != a.intensity]  # NaN: hidden by a mask
     parts = present[:]
+    if weak:
+        parts.append(t("try_it.weak_list", aus=", ".join(weak)))
     if absent:
         parts.append(t("try_it.absent_list", aus=", ".join(absent)))
     if unknown:

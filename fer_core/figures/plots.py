@@ -289,7 +289,11 @@ def au_intensity_bars(aus: Mapping[str, float], highlight: Sequence[str] = (),
         text=[f"{v:.1f}" for v in values], textposition="outside", textangle=0, cliponaxis=False,
         hovertemplate="%{y}: %{x:.2f}<extra></extra>",
     ))
-    fig.update_xaxes(range=[0, 5.6], title=t("figures.intensity"), tickvals=[0, 1, 2, 3, 4, 5])
+    # the AU-bottleneck network's reading can dip below 0 (AU15 -0.1), as its JSON and the CLI say:
+    # the axis shows it rather than drawing no bar and no number
+    low = min([0.0, *[v for v in values if v == v]])
+    fig.update_xaxes(range=[low - 0.6 if low < 0 else 0, 5.6], title=t("figures.intensity"),
+                     tickvals=[0, 1, 2, 3, 4, 5])
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, title or t("figures.au_intensities_title"), height=80 + 24 * len(columns))
 

@@ -108,7 +108,7 @@ class AUModel:
         """
         x = np.asarray(x, dtype=np.float64)
         return explanation_from(self.classes, self.au_columns, x, self.predict_proba(x.reshape(1, -1))[0],
-                                self.contributions(x), top)
+                                self.contributions(x), top, usual=self.mean)
 
     @property
     def holdout(self) -> EvaluationReport | None:
@@ -364,16 +364,19 @@ def _is_count_list(v: Any, k: int) -> bool:
 
 
 def explanation_from(classes: Sequence[str], au_columns: Sequence[str], x: np.ndarray, proba: np.ndarray,
-                     contrib: np.ndarray, top: int = 3) -> Explanation:
+                     contrib: np.ndarray, top: int = 3, usual: np.ndarray | None = None) -> Explanation:
     """The explanation of any additive AU model from its (k, d) per-AU logit contributions.
 
     Contributions are centred over classes (softmax ignores a shift common to all classes),
     so a positive value means "this AU favours the predicted emotion over the others".
+    ``usual``: the AU values the model weighs a face against (a linear model's training mean),
+    so that an AU counting by being weaker than usual is not said to be the reason by being there.
     """
     k = int(np.argmax(proba))
     centred = contrib[k] - contrib.mean(axis=0)
     ranked = tuple(AUContribution(au_code(au_columns[d]), au_label(au_columns[d]), round(float(x[d]), 3),
-                                  round(float(centred[d]), 4)) for d in np.argsort(-centred, kind="stable"))
+                                  round(float(centred[d]), 4), None if usual is None else float(usual[d]))
+                   for d in np.argsort(-centred, kind="stable"))
     return Explanation(classes[k], dict(zip(classes, map(float, proba))), ranked, top)
 
 

@@ -23,6 +23,9 @@ Inputs = Literal["aus", "pixels"]
 Progress = Callable[[int, int], None]
 
 ACTIVE_INTENSITY = 0.5  # below this an AU reads as "absent"
+# The sentence names a reason only when it weighs at least this share of the strongest one: "mostly
+# because of" AU06 at 0.02 logit beside an absent AU25 at 0.34 put the slight one first.
+REASON_FLOOR = 0.1
 
 
 def model_of_kind(kind: str) -> str:
@@ -54,15 +57,31 @@ class AUContribution:
     name: str  # "AU12 lip corner puller"
     intensity: float  # 0-5, as the model read it
     contribution: float  # centred logit contribution towards the predicted emotion
+    # The intensity the model weighs this face's against (its training faces' mean): a linear
+    # model's evidence is the AU being stronger or weaker than that, not merely present. None
+    # where the model has no such reference (a GAM reads each value on its own curve).
+    usual: float | None = None
 
     @property
     def present(self) -> bool:
         return self.intensity >= ACTIVE_INTENSITY  # False for an unknown (NaN) AU
 
+    @property
+    def stronger(self) -> bool:
+        """Whether the AU counts by being there: at or above its usual value (present, where the
+        model has no usual value). An AU below it counts by being absent or weaker than usual,
+        and is said so, not "because of" it."""
+        if self.usual is None:
+            return self.present
+        return bool(self.intensity >= self.usual)  # False for an unknown (NaN) AU
+
     def to_dict(self) -> dict:
         known = not np.isnan(self.intensity)
-        return {"au": self.au, "name": self.name, "intensity": round(float(self.intensity), 3) if known else None,
-                "contribution": round(float(self.contribution), 4)}
+        out = {"au": self.au, "name": self.name, "intensity": round(float(self.intensity), 3) if known else None,
+               "contribution": round(float(self.contribution), 4)}
+        if self.usual is not None:
+            out["usual"] = round(float(self.usual), 3)
+        return out
 
 
 @dataclass(frozen=True)
@@ -70,9 +89,10 @@ class Explanation:
     """A prediction and its reasons in muscle movements.
 
     ``ranked`` holds every AU, strongest support for the predicted emotion first. ``reasons``
-    are the AUs the sentence gives (active ones first; an absent AU only when its absence is
-    among the strongest reasons): the one list every surface (JSON ``top_aus``, the sentence,
-    the highlighted bars) shows as "the reasons".
+    are the AUs the sentence gives, taken from the ``top`` strongest supports (each at least
+    ``REASON_FLOOR`` of the strongest): those there at or above their usual value ("because of"),
+    then the strongest of those below it, said as absent or weaker than usual: the one list every
+    surface (JSON ``top_aus``, the sentence, the highlighted bars) shows as "the reasons".
     """
 
     emotion: str
@@ -82,15 +102,20 @@ class Explanation:
     extra: dict = field(default_factory=dict)  # kind-specific fields for the JSON (e.g. measured AUs)
 
     @property
+    def _strongest(self) -> list[AUContribution]:
+        """The ``top`` strongest supports of the emotion, each a fair share of the strongest."""
+        support = [c for c in self.ranked if c.contribution > 0][:self.top]
+        return [c for c in support if c.contribution >= REASON_FLOOR * support[0].contribution]
+
+    @property
     def active_reasons(self) -> list[AUContribution]:
-        return [c for c in self.ranked if c.contribution > 0 and c.present][:self.top]
+        """The reasons the face shows ("because of"): among the strongest, AUs at or above usual."""
+        return [c for c in self._strongest if c.stronger]
 
     @property
     def absent_reason(self) -> AUContribution | None:
-        for c in [c for c in self.ranked if c.contribution > 0][:self.top]:
-            if not c.present:
-                return c
-        return None
+        """The strongest reason the face lacks: an AU absent, or weaker than usual."""
+        return next((c for c in self._strongest if not c.stronger), None)
 
     @property
     def reasons(self) -> list[AUContribution]:
@@ -118,9 +143,12 @@ class Explanation:
                    else t("explain.list_and", first=", ".join(parts[:-1]), last=parts[-1]) if parts else "")
         if absent is None:
             return t("explain.because", emotion=emotion, reasons=reasons)
+        weak = absent.present  # there, but below what the model weighs it against
+        values = {"absent": au_label(absent.au), "intensity": f"{absent.intensity:.1f}"}
         if not parts:
-            return t("explain.only_absent", emotion=emotion, absent=au_label(absent.au))
-        return t("explain.because_absent", emotion=emotion, reasons=reasons, absent=au_label(absent.au))
+            return t("explain.only_weak" if weak else "explain.only_absent", emotion=emotion, **values)
+        return t("explain.because_weak" if weak else "explain.because_absent", emotion=emotion, reasons=reasons,
+                 **values)
 
     def to_dict(self) -> dict:
         return {
