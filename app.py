@@ -28,6 +28,7 @@ from fer_core.evaluation.scores import (
 from fer_core.i18n import emotion_label, install_browser_font, t
 from ui.common import (
     HOME_ICON,
+    MISSING,
     PAGES,
     choose_language,
     data_layout_help,
@@ -119,7 +120,7 @@ def show_scores_table(entries, classes) -> None:
     seven = tuple(classes) == SEVEN_EMOTIONS
     scores = _read_scores(classes)
     frame = _models_frame(entries, scores)
-    st.dataframe(frame, hide_index=True, column_config={
+    st.dataframe(frame, hide_index=True, placeholder=MISSING, column_config={
         t("home.col_accuracy"): st.column_config.TextColumn(help=t("home.col_accuracy_help")),
         t("home.col_macro_f1"): st.column_config.NumberColumn(format="%.3f"),
         # counts with thousands separators, "3,093" as in the captions
@@ -152,7 +153,7 @@ def show_scores_table(entries, classes) -> None:
                                     **{emotion_label(e): None if m.recall.get(e) is None else 100 * m.recall[e]
                                        for e in scores.test_set.classes}}
                                    for m in current])
-            st.dataframe(recall, hide_index=True, column_config={  # "41.7%", "25.0%": one decimal for every share
+            st.dataframe(recall, hide_index=True, placeholder=MISSING, column_config={  # "41.7%", "25.0%": one decimal for every share
                 emotion_label(e): st.column_config.NumberColumn(format="%.1f%%") for e in scores.test_set.classes})
             st.caption(t("home.recall_caption"))
     c1, c2 = st.columns(2)

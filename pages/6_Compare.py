@@ -31,6 +31,7 @@ from fer_core.i18n import current_language, emotion_label, message, t
 from fer_core.images import png_data_uri, relative_file
 from fer_core.measure.extract import default_workers
 from ui.common import (
+    MISSING,
     against_text,
     choose_models,
     choose_scored_emotions,
@@ -88,7 +89,7 @@ def show_overall(res: Comparison) -> None:
                            ci95=[f"{percent(lo)} – {percent(hi)}" for lo, hi in zip(summary["ci95_low"],
                                                                                 summary["ci95_high"])])
     titles = column_titles()
-    st.dataframe(shown[["model", "kind", "accuracy", "ci95", "macro_f1", "no_face", "n"]], hide_index=True,
+    st.dataframe(shown[["model", "kind", "accuracy", "ci95", "macro_f1", "no_face", "n"]], hide_index=True, placeholder=MISSING,
                  column_config={
                      **_titles("model", "kind", "n"),
                      "accuracy": st.column_config.NumberColumn(titles["accuracy"], format="%.1f%%"),
@@ -124,7 +125,7 @@ def show_mcnemar(res: Comparison) -> None:
     shown = mcnemar_frame(res)
     for column in ("p-value", "p (Holm)"):  # "< 0.0001", not a 0.0000 that reads as impossible
         shown[column] = [p_text(p) for p in shown[column]]
-    st.dataframe(shown, hide_index=True, column_config=_titles(*shown.columns))
+    st.dataframe(shown, hide_index=True, placeholder=MISSING, column_config=_titles(*shown.columns))
     st.caption(t("compare.mcnemar_caption"))
 
 

@@ -24,6 +24,7 @@ from fer_core.i18n import emotion_label, message, t
 from fer_core.masks import HIDDEN_AUS, HUMAN_FINDINGS, STYLES, VISIBLE_AUS
 from fer_core.measure.extract import default_workers
 from ui.common import (
+    MISSING,
     choose_models,
     choose_scored_emotions,
     choose_test_set,
@@ -72,7 +73,7 @@ def show_summary(report: MaskReport) -> None:
     # "41.67%" beside "25%"), p as text ("< 0.0001", not a 0.0000 that reads as impossible)
     shares = ("original", "masked", "drop")
     shown = frame.assign(**{c: frame[c] * 100 for c in shares}, **{"McNemar p": frame["McNemar p"].map(p_text)})
-    st.dataframe(shown, hide_index=True, column_config={
+    st.dataframe(shown, hide_index=True, placeholder=MISSING, column_config={
         "model": st.column_config.TextColumn(t("masks.col_model")),
         "kind": st.column_config.TextColumn(t("masks.col_kind")),
         "original": st.column_config.NumberColumn(t("masks.col_original"), format="%.1f%%"),

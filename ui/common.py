@@ -391,6 +391,11 @@ def dataset_items(root: str, classes: tuple[str, ...] | None = None):
     return listing.items
 
 
+# What a table shows where it has no number (a model not measured, an emotion without images):
+# Streamlit's own placeholder is the word "None".
+MISSING = "–"
+
+
 def against_text(ex) -> str:
     """'Speaking against it' under an explanation (Try it, Compare): AUs that count by being there,
     with their intensity, then those that count by being weaker than the model's usual value:
