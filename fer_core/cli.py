@@ -705,7 +705,9 @@ def cmd_extract(args) -> int:
             return _interrupted_status(exc)
         table = run.table
         print(f"Ray: {run.measured} images measured by {run.workers} actors in {run.seconds:.1f} s"
-              + (f"; {run.resumed} already in {printable(args.out)}, skipped" if run.resumed else ""), file=sys.stderr)
+              + (f"; {run.resumed} already in {printable(args.out)}, skipped" if run.resumed else "")
+              + (f"; the rows of {_counted(run.dropped, 'image')} no longer in {printable(args.folder)} left out"
+                 if run.dropped else ""), file=sys.stderr)
     else:
         from .measure.extract import default_workers, extract_table
 
@@ -730,13 +732,20 @@ def cmd_extract(args) -> int:
 
 
 def _write_local_table(table, out: str) -> None:
-    """``extract --out`` of the local engine: the table, and no Ray record left beside it (these
-    rows are no Ray run's, so a later Ray run must not resume them)."""
-    from . import au_table
-    from .measure.ray_engine import record_path
+    """``extract --out`` of the local engine: the table, and no Ray record or parts left beside it
+    (these rows are no Ray run's, so a later Ray run must not resume them). Written under the
+    output's lock: a Ray run writing it meanwhile finished after this one and was then refused
+    as the local engine's (the measurements are cached, so a refused run costs little to repeat)."""
+    import shutil
 
-    au_table.write(table, out)
-    record_path(fileio.output_path(out)).unlink(missing_ok=True)
+    from . import au_table
+    from .measure.ray_engine import one_run, parts_dir, record_path
+
+    target = fileio.output_path(out)
+    with one_run(target):
+        au_table.write(table, out)
+        record_path(target).unlink(missing_ok=True)
+        shutil.rmtree(parts_dir(target), ignore_errors=True)  # an interrupted Ray run's, replaced by these rows
 
 
 def _read_au_table(path: str):
@@ -1044,8 +1053,14 @@ def cmd_mask_report(args) -> int:
                         for e in report.original.classes if a.per_class[e].n)
         p = p_text(report.paired_test(name).p_value)  # "< 0.0001", as the dashboard says it, not 0.0000
         print(f"{name:28s} {a.accuracy:9.3f} {b.accuracy:7.3f} {p:>9s}  {per}")
-    if report.empty_classes:
-        print(f"no images of {', '.join(report.empty_classes)} could be masked", file=sys.stderr)
+    if report.empty_classes:  # an emotion the folder never held was not lost to masking
+        held = {it.label for it in items}
+        absent = [e for e in report.empty_classes if e not in held]
+        lost = [e for e in report.empty_classes if e in held]
+        if absent:
+            print(f"the test set has no images of {', '.join(absent)}", file=sys.stderr)
+        if lost:
+            print(f"no images of {', '.join(lost)} could be masked", file=sys.stderr)
     return status
 
 
@@ -1059,7 +1074,8 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
     """The test images of emotions not scored, counted per emotion (``chosen``: --classes chose
     them), and the emotions scored that a model never answers."""
     if comparison.skipped:
-        why = "not in --classes" if chosen else "not predicted by every model"
+        why = ("not in --classes" if chosen else "not predicted by the model" if len(comparison.names) == 1
+               else "not predicted by every model")
         print(f"left out ({why}): " + ", ".join(f"{n} {e}" for e, n in comparison.skipped.items()), file=sys.stderr)
     _print_unlabelled(comparison)
     for name, emotions in comparison.cannot_predict.items():

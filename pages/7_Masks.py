@@ -78,7 +78,8 @@ def show_summary(report: MaskReport) -> None:
         "kind": st.column_config.TextColumn(t("masks.col_kind")),
         "original": st.column_config.NumberColumn(t("masks.col_original"), format="%.1f%%"),
         "masked": st.column_config.NumberColumn(t("masks.col_masked"), format="%.1f%%"),
-        "drop": st.column_config.NumberColumn(t("masks.col_drop"), format="%.1f%%"),
+        # percentage points, signed: a rise reads "-8.3 pp", not a "-8.3%" share
+        "drop": st.column_config.NumberColumn(t("masks.col_drop"), format="%.1f pp", help=t("masks.col_drop_help")),
         "original macro F1": st.column_config.NumberColumn(t("masks.col_original_f1"), format="%.3f"),
         "masked macro F1": st.column_config.NumberColumn(t("masks.col_masked_f1"), format="%.3f"),
         "McNemar p": st.column_config.TextColumn(t("masks.col_mcnemar"), help=t("masks.col_mcnemar_help")),

@@ -173,7 +173,7 @@ def test_mask_report_counts_images_of_emotions_it_does_not_score(fer_val, tmp_pa
     captured = capsys.readouterr()
     report = json.loads(captured.out.splitlines()[-1])
     assert report["classes"] == ["happy"] and report["skipped_classes"] == {"fear": 2}
-    assert "left out (not predicted by every model): 2 fear" in captured.err
+    assert "left out (not predicted by the model): 2 fear" in captured.err
     fear = copy_fer_sample(fer_val, tmp_path / "fear", per_class=2, classes=("fear",))
     assert main(["mask-report", "--images", str(fear), "--models", "au-logreg-fer2013", "--workers", "1"]) == 2
     err = capsys.readouterr().err
@@ -763,5 +763,20 @@ def test_masks_summary_writes_a_tiny_p_as_text_and_every_share_with_one_decimal(
         assert (row["original"], row["masked"], row["drop"]) == pytest.approx((100.0, 37.5, 62.5))
         columns = json.loads(table.proto.columns)
         assert {c: columns[c]["type_config"]["format"] for c in ("original", "masked", "drop", "n")} == {
-            "original": "%.1f%%", "masked": "%.1f%%", "drop": "%.1f%%", "n": "localized"}
+            "original": "%.1f%%", "masked": "%.1f%%", "drop": "%.1f pp", "n": "localized"}  # points, not a share
         assert both_ways in columns["McNemar p"]["help"]
+        assert ("not adjusted" if lang == "en" else "보정하지 않습니다") in columns["McNemar p"]["help"]
+
+
+def test_mask_report_does_not_blame_the_mask_for_an_emotion_the_folder_never_held(fer_val, tmp_path, capsys,
+                                                                                   models_dir):
+    """"no images of fear could be masked" was said of a folder without fear images."""
+    from conftest import copy_fer_sample
+
+    from fer_core.cli import main
+
+    src = copy_fer_sample(fer_val, tmp_path / "src", per_class=2, classes=("happy", "sad"))
+    assert main(["mask-report", "--images", str(src), "--models", "au-logreg-fer2013", "--classes", "happy,sad,fear",
+                 "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "the test set has no images of fear" in err and "could be masked" not in err

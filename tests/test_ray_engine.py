@@ -19,10 +19,14 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -r re
 from fer_core import au_table, i18n  # noqa: E402
 from fer_core.cli import main  # noqa: E402
 from fer_core.config import REPO_ROOT, fer_split_dir  # noqa: E402
+from fer_core.errors import FerError  # noqa: E402
 from fer_core.images import scan_images  # noqa: E402
 from fer_core.measure import ray_engine  # noqa: E402
 from fer_core.measure.extract import extract_table  # noqa: E402
 from fer_core.measure.ray_engine import CRASH_REASON, MeasuringActor, extract_on_ray  # noqa: E402
+
+# a face as this engine writes one: every AU measured (a row missing some was cut short)
+ALL_AUS = {c: 2.0 if c == "AU12_r" else 0.1 for c in au_table.AU_COLUMNS}
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +161,7 @@ def test_a_rerun_measures_a_file_that_could_not_be_read_and_drops_files_gone(clu
     _record(out, folder)
     again = _run(folder, out, workers=1)
     assert again.measured == 1 and "happy/gone.jpg" not in set(again.table["file"])
+    assert again.dropped == 1  # said: a half-mounted share would shrink the table unsaid
     _same_rows(au_table.read(out), local_table)
 
 
@@ -239,6 +244,14 @@ def test_an_address_where_no_cluster_answers_is_one_line(tmp_path, folder, capsy
     err = capsys.readouterr().err
     assert code == 2 and "no Ray cluster answers at 127.0.0.1:1" in err and err.count("\n") == 1
     assert not out.exists() and not ray_engine.record_path(out).exists()
+    # the dashboard says Ray's errors in the page's language (they were English on ?lang=ko)
+    with i18n.using_language("ko"):
+        said = [i18n.message(m) for m in (err.strip().removeprefix("error: "),
+                                          "the Ray cluster at h:1 asks for its token (Ray's token authentication): run "
+                                          "with RAY_AUTH_MODE=token and the head's token in ~/.ray/auth_token or "
+                                          "RAY_AUTH_TOKEN", "the Ray run stopped (x); run it again to measure the rest")]
+    assert said[0].startswith("127.0.0.1:1에서 응답하는 Ray 클러스터가 없습니다")
+    assert said[1].startswith("h:1의 Ray 클러스터가 토큰을 요구합니다") and said[2].startswith("Ray 실행이 멈췄습니다")
 
 
 def test_reachable_says_whether_a_cluster_answers(cluster):
@@ -250,6 +263,20 @@ def test_reachable_says_whether_a_cluster_answers(cluster):
         free = s.getsockname()[1]
     assert not ray_engine.reachable(f"127.0.0.1:{free}")
     assert not ray_engine.reachable("") and not ray_engine.reachable("no-port")
+    # a web server on the port: ray.init retried for ever there, printing Ray's logs
+    import http.server
+    import threading
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert not ray_engine.reachable(f"127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
 
 
 def test_parquet_table_round_trip_and_corrupt_parquet_is_one_line(tmp_path):
@@ -335,7 +362,7 @@ def test_rows_in_both_the_output_and_left_over_parts_count_once(tmp_path):
 
     def rows(*files: str) -> pd.DataFrame:
         return au_table.from_rows({"file": f, "face": 0, "label": "happy", "success": 1, "confidence": 0.9,
-                                   "source": "mediapipe", "reason": "", "AU12_r": 2.0} for f in files)
+                                   "source": "mediapipe", "reason": "", **ALL_AUS} for f in files)
 
     out = tmp_path / "au.csv"
     au_table.write(rows("happy/a.jpg", "happy/b.jpg"), out)
@@ -348,9 +375,53 @@ def test_rows_in_both_the_output_and_left_over_parts_count_once(tmp_path):
     assert not ray_engine.parts_dir(out).exists()
 
 
+def test_a_file_that_could_not_be_decoded_is_measured_again_once_it_decodes(tmp_path, astronaut_jpeg):
+    """A corrupt photo re-exported, as its error says, kept its failure row on a Ray rerun ("0 images
+    measured ... already in"); the local engine measures it again. One still broken is not retried
+    (no Ray start for it)."""
+    from fer_core.measure.extract import rows_for_image
+
+    reasons = {"happy/cut.jpg": "image is corrupt or truncated (OSError); re-export it", "happy/empty.jpg": "file is empty",
+               "happy/text.jpg": "not a readable image (use JPEG or PNG)", "happy/wall.jpg": "no face found"}
+    for name in reasons:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "happy" / "cut.jpg").write_bytes(astronaut_jpeg.read_bytes())  # re-exported since
+    table = au_table.concat([au_table.from_rows(rows_for_image(f, "happy", why)) for f, why in reasons.items()])
+    paths = {f: str(tmp_path / f) for f in reasons}
+    assert ray_engine._mended_files([table], paths) == {"happy/cut.jpg"}
+    assert ray_engine._done_files([table]) == set(reasons)
+
+
+def test_another_table_copied_over_a_ray_output_is_not_resumed_into(tmp_path):
+    """With the run's record still beside it, the study's 4,473-row table copied over the output
+    was replaced by the rerun's rows without a word."""
+    out = tmp_path / "au.csv"
+    au_table.write(_happy_rows("happy/a.jpg"), out)
+    record = ray_engine.run_record(tmp_path)
+    ray_engine._write_record(out, record)  # as a finished run leaves it
+    assert ray_engine.foreign_rows(out, record) is None
+    ray_engine._claim(out, record)  # a rerun's claim keeps the stamp of the output it found
+    assert ray_engine.foreign_rows(out, record) is None
+    au_table.write(_happy_rows("happy/a.jpg", "happy/other.jpg"), out)  # another table over it
+    assert "changed since the Ray run wrote it" in ray_engine.foreign_rows(out, record)
+    with pytest.raises(FerError, match="already holds a table changed since the Ray run wrote it"):
+        ray_engine._claim(out, record)
+
+
+def test_a_row_cut_off_mid_way_is_measured_again(tmp_path):
+    """A CSV output cut off mid-row was resumed as whole: the cut row kept success 1 with 12 of its
+    17 AUs empty, unsaid."""
+    whole = {"file": "happy/a.jpg", "face": 0, "label": "happy", "success": 1, "source": "mediapipe", **ALL_AUS}
+    cut = {**whole, "file": "happy/b.jpg", **{c: np.nan for c in au_table.AU_COLUMNS[5:]}}
+    masked = {**cut, "file": "happy/c.jpg", "masked": 1}  # a mask hides AUs: not cut
+    table = au_table.from_rows([whole, cut, masked])
+    assert ray_engine._done_files([table]) == {"happy/a.jpg", "happy/c.jpg"}
+
+
 def _happy_rows(*files: str) -> pd.DataFrame:
     return au_table.from_rows({"file": f, "face": 0, "label": "happy", "success": 1, "confidence": 0.9,
-                               "source": "mediapipe", "reason": "", "AU12_r": 2.0} for f in files)
+                               "source": "mediapipe", "reason": "", **ALL_AUS} for f in files)
 
 
 def test_an_output_of_another_folder_is_refused_not_mixed_in(tmp_path, capsys):
@@ -391,8 +462,15 @@ def test_the_local_engine_leaves_no_ray_record_for_its_output(tmp_path, folder):
     """An output the local engine overwrote is no Ray run's: a Ray run into it must not resume it."""
     out = tmp_path / "au.csv"
     _record(out, folder)
+    (ray_engine.parts_dir(out) / "part-x-00000.parquet").parent.mkdir(parents=True)
+    au_table.write(_happy_rows("happy/a.jpg"), ray_engine.parts_dir(out) / "part-x-00000.parquet")
+    # a Ray run writing the output holds its lock: the local engine waits for no one, it refuses
+    with ray_engine.one_run(out):
+        assert main(["extract", str(folder / "neutral"), "--out", str(out), "--workers", "1"]) == 2
+    assert not out.exists()
     assert main(["extract", str(folder / "neutral"), "--out", str(out), "--no-cache", "--workers", "1"]) == 0
-    assert not ray_engine.record_path(out).exists()
+    # no record, and no parts of an interrupted Ray run that a later Ray run would stumble on
+    assert not ray_engine.record_path(out).exists() and not ray_engine.parts_dir(out).exists()
 
 
 def test_the_same_class_filter_written_another_way_resumes(tmp_path):

@@ -194,7 +194,9 @@ def precision_recall_frame(comparison: Comparison) -> pd.DataFrame:
         answered = {e: bool((predicted == e).any()) for e in classes}
         rows += [{"model": name, "emotion": e, "precision": round(float(p), 4) if answered[e] else np.nan,
                   "recall": round(float(r), 4) if n else np.nan,
-                  "f1": round(float(f), 4) if n or answered[e] else np.nan,  # as macro-F1 counts it
+                  # no images of it: no F1, as macro-F1 (the mean over emotions tested) leaves it out;
+                  # its precision still says how often answering it was wrong
+                  "f1": round(float(f), 4) if n else np.nan,
                   "support": int(n)}
                  for e, p, r, f, n in zip(classes, precision, recall, f1, support)]
     return pd.DataFrame(rows, columns=["model", "emotion", "precision", "recall", "f1", "support"])

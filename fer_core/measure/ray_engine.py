@@ -53,7 +53,7 @@ TASK_RETRIES = 2  # tries of a batch after its actor died, before its files are 
 
 
 class OutputInUse(FerError):
-    """Another run holds the output's lock (``_one_run``): the dashboard says it in its own words."""
+    """Another run holds the output's lock (``one_run``): the dashboard says it in its own words."""
 
 
 @dataclass
@@ -66,6 +66,7 @@ class RayRun:
     workers: int  # measuring actors
     seconds: float  # wall time of the measuring, actors' start included (starting or joining Ray excluded)
     cancelled: bool = False  # stopped early: the output is not written, its rows wait in the parts
+    dropped: int = 0  # files no longer in the folder whose rows the output held, left out of it
 
 
 class MeasuringActor:
@@ -99,9 +100,16 @@ def runtime_env() -> dict:
     return {"py_modules": [str(package)], "env_vars": dict(THREAD_VARS), "excludes": ["__pycache__", "*.pyc"]}
 
 
+# HTTP/2's connection preface and an empty SETTINGS frame: a gRPC server, as Ray's GCS is, answers
+# with a SETTINGS frame of its own (frame type 4, the fourth byte of its 9-byte header).
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
 def reachable(address: str, timeout_s: float = 1.0) -> bool:
     """Whether a Ray cluster answers at ``address`` (``host:port`` of its GCS; ``ray://`` clients
-    and ``auto`` are assumed to), checked with a socket so nothing imports Ray."""
+    and ``auto`` are assumed to), checked with a socket so nothing imports Ray. The port must
+    speak gRPC: ``ray.init`` on a port where something else listens (a web server) retried for
+    ever, printing Ray's own logs."""
     import socket
 
     address = address.strip()
@@ -109,8 +117,16 @@ def reachable(address: str, timeout_s: float = 1.0) -> bool:
         return bool(address)
     host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
-            return True
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s) as conn:
+            conn.settimeout(timeout_s)
+            conn.sendall(_HTTP2_HELLO)
+            header = b""
+            while len(header) < 9:
+                chunk = conn.recv(9 - len(header))
+                if not chunk:
+                    break
+                header += chunk
+            return len(header) == 9 and header[3] == 4
     except (OSError, ValueError):
         return False
 
@@ -168,6 +184,10 @@ def foreign_rows(out: Path, record: dict[str, str]) -> str | None:
         previous = None
     if not isinstance(previous, dict) or not previous:
         return f"rows whose record {printable(record_path(out).name)} cannot be read"
+    written = previous.pop("written", None)
+    if written is not None and out.exists() and written != _stamp(out):
+        # another table copied over it, or it was edited: resuming would replace it unsaid
+        return "a table changed since the Ray run wrote it (another table written over it, or edited)"
     if previous == record:
         return None
     differs = {"folder": "of another folder", "classes": "listed with other --classes",
@@ -185,17 +205,38 @@ def _claim(out: Path, record: dict[str, str]) -> None:
         raise FerError(f"{printable(str(out))} already holds {why}; give this run its own --out, "
                        f"or remove {names} to measure afresh")
     out.parent.mkdir(parents=True, exist_ok=True)
+    _write_record(out, record, keep_stamp=True)
+
+
+def _stamp(out: Path) -> dict[str, int]:
+    """The output as the run that wrote it left it (size, modification time), for ``foreign_rows``."""
+    info = out.stat()
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+
+
+def _write_record(out: Path, record: dict, keep_stamp: bool = False) -> None:
+    """The run's record beside ``out``, stamped with the output when it is written (or, with
+    ``keep_stamp``, with the stamp of the output a finished run left, while this one measures)."""
+    record = dict(record)
+    if out.exists():
+        if keep_stamp:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                previous = json.loads(record_path(out).read_text(encoding="utf-8")).get("written")
+                if previous is not None:
+                    record["written"] = previous
+        else:
+            record["written"] = _stamp(out)
     record_path(out).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
 def lock_path(out: str | os.PathLike[str]) -> Path:
-    """The lock file beside the output that the run writing it holds (``_one_run``)."""
+    """The lock file beside the output that the run writing it holds (``one_run``)."""
     out = Path(out)
     return out.with_name(out.name + ".lock")
 
 
 @contextlib.contextmanager
-def _one_run(out: Path) -> Iterator[None]:
+def one_run(out: Path) -> Iterator[None]:
     """Hold the output's lock for the whole run, or refuse at once: two runs into one output both
     measured every file, and the first to finish removed the parts the other was still writing.
     The lock file is removed by its holder; a run that opened it just before that takes the new one."""
@@ -242,6 +283,10 @@ def forget(out: str | os.PathLike[str]) -> None:
 # measures such files again too (its cache keeps no answer that was not read from the file's bytes).
 _UNSETTLED = (CRASH_REASON, "cannot read", "cannot be read", "file not found", "symbolic link loop", "a folder",
               "not a regular file")
+# Reasons of a file that was read but could not be decoded as an image: settled while it stays so,
+# measured again once it decodes (re-exported, as its error asks; ``_mended_files``).
+_UNDECODED = ("file is empty", "image is ", "image has ", "not a readable image", "file is larger than",
+              "is larger than")
 
 
 def _unsettled(reasons: pd.Series) -> pd.Series:
@@ -272,11 +317,43 @@ def _finished(out: Path) -> list[pd.DataFrame]:
     return [table[table["file"].map(chosen).eq(k)] for k, table in enumerate(sources)]
 
 
+def _cut_short(table: pd.DataFrame) -> pd.Series:
+    """Per row: a face measured without a mask whose AUs are not all there. This engine writes
+    all 17 for such a face, so the row was cut (a CSV output cut off mid-row, a copy stopped
+    early): its file is measured again rather than kept with AUs missing."""
+    masked = pd.to_numeric(table["masked"], errors="coerce").fillna(0) > 0 if "masked" in table.columns \
+        else pd.Series(False, index=table.index)
+    measured = pd.to_numeric(table["success"], errors="coerce").fillna(0) > 0
+    columns = [c for c in au_table.AU_COLUMNS if c in table.columns]
+    missing = table[columns].isna().any(axis=1) if len(columns) == len(au_table.AU_COLUMNS) \
+        else pd.Series(True, index=table.index)
+    return measured & ~masked & missing
+
+
+def _mended_files(tables: list[pd.DataFrame], paths: dict[str, str]) -> set[str]:
+    """Files whose rows say they could not be decoded and that decode now (``paths``: file ->
+    its path): measured again. Checked here, where the folder was listed, so that a file still
+    broken costs no Ray start; a corrupt photo replaced by a good one kept its failure row."""
+    from ..errors import FerError
+    from ..images import load_image
+
+    undecoded = {f for t in tables
+                 for f in t.loc[t["reason"].fillna("").astype(str).str.startswith(_UNDECODED), "file"]}
+    mended = set()
+    for file in sorted(undecoded & set(paths)):
+        try:
+            load_image(paths[file])
+        except FerError:
+            continue
+        mended.add(file)
+    return mended
+
+
 def _done_files(tables: list[pd.DataFrame]) -> set[str]:
     """Files a rerun skips: those with rows, except the ones whose rows leave them unsettled
-    (``_unsettled``: they crashed, or could not be read or listed)."""
+    (``_unsettled``: they crashed, or could not be read or listed; ``_cut_short``: a row lost AUs)."""
     done = {f for t in tables for f in t["file"]}
-    unsettled = {f for t in tables for f in t.loc[_unsettled(t["reason"]), "file"]}
+    unsettled = {f for t in tables for f in t.loc[_unsettled(t["reason"]) | _cut_short(t), "file"]}
     return done - unsettled
 
 
@@ -411,7 +488,7 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
     batch in hand: the rows so far are returned and kept for a rerun, ``out`` is not written.
     ``classes``: the listing's emotion filter, as given, for the record (``run_record``): rows
     another folder, filter or measuring version wrote into ``out`` raise ``FerError`` instead of
-    being resumed, and so does another run writing ``out`` at the same time (``_one_run``).
+    being resumed, and so does another run writing ``out`` at the same time (``one_run``).
     ``actor``: the measuring class (``MeasuringActor``)."""
     try:
         import ray
@@ -421,11 +498,13 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
         raise FerError(f"no Ray cluster answers at {address}; start one there (ray start --head) or check "
                        "--ray-address")
     target = fileio.output_path(out)
-    with _one_run(target):
+    with one_run(target):
         _claim(target, run_record(root, classes))
         previous = _finished(target)
-        done_files = _done_files(previous)
         names = [printable(relative_file(it.path, root)) for it in items]
+        done_files = _done_files(previous) - _mended_files(previous, {f: it.path for it, f in zip(items, names)})
+        listed = set(names) | {s.file for s in skipped}
+        dropped = len({f for t in previous for f in t["file"]} - listed)  # said: the table is the folder's
         # Absolute: an actor reads from its node's working directory, not the driver's (a folder
         # given as ``photos`` was "file not found" for every file on a cluster started elsewhere).
         todo = [{"path": os.path.abspath(it.path), "file": f, "label": it.label or ""}
@@ -465,8 +544,10 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
         table = _assemble(_finished(target), names, skipped, skipped_rows=finished)
         if finished:
             au_table.write(table, target)
+            _write_record(target, run_record(root, classes))  # stamped: a table copied over it is not resumed
             shutil.rmtree(parts_dir(target), ignore_errors=True)
-        return RayRun(table, len(parts.files), total - len(todo), n_workers, seconds, cancelled=not finished)
+        return RayRun(table, len(parts.files), total - len(todo), n_workers, seconds, cancelled=not finished,
+                      dropped=dropped)
 
 
 def _assemble(tables: list[pd.DataFrame], names: list[str], skipped: Sequence[SkippedFile],
