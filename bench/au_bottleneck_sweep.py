@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from fer_core.config import REPO_ROOT, fer_split_dir
+from fer_core.config import REPO_ROOT, fer_split_dir, models_dir
 
 MIN_R = 0.6
 
@@ -100,7 +100,7 @@ def main() -> int:
           f"{best['lam']:g}: val accuracy {best['val_accuracy']:.3f}, macro-F1 {best['val_macro_f1']:.3f}, "
           f"mean r {best['val_mean_r']:.3f}\n  {best['command']}")
     if args.register:
-        target = REPO_ROOT / "models" / "au_bottleneck_fer2013.keras"
+        target = models_dir() / "au_bottleneck_fer2013.keras"  # the folder whose manifest registers it
         command = best["command"].replace(best["path"], "models/au_bottleneck_fer2013.keras") + " --name au-bottleneck-fer2013"
         from fer_core.manifest import Metrics
         from fer_core.predictors.registry import save_and_register

@@ -97,11 +97,15 @@ def _print(scores: BundledScores, path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--split", default="val", help="FER2013 split under $FER_DATA_DIR/fer2013 (default val)")
+    parser.add_argument("--split", default="val", help="FER2013 split under $FER_DATA_DIR/fer2013 (default val; "
+                        "Home's scores are val's, so another split needs --models-dir, a folder of its own)")
     parser.add_argument("--workers", type=int, default=2, help="processes measuring faces (default 2)")
     parser.add_argument("--models-dir", type=Path, default=None, help="folder of manifest.json (default: models/)")
     args = parser.parse_args()
 
+    if args.split != "val" and args.models_dir is None:  # it wrote train's scores as Home's val ones
+        raise FerError(f"--split {args.split}: Home reads its scores file as FER2013 val's; give --models-dir, a "
+                       "copy of the models folder, so val's scores stay as they are")
     root = config.fer_split_dir(args.split)
     listing = scan_images(root)  # every emotion: run_comparison counts the left-out ones (fear)
     entries = read_manifest(args.models_dir)

@@ -1,4 +1,4 @@
-"""Print the (lo, hi) calibration of every AU source in fer_core.au_mapping.
+"""Print the (lo, hi) calibration of every AU source in fer_core.measure.au_mapping.
 
 lo = median over FER2013 train faces, hi = 99.5th percentile (0.5th for features that shrink
 with the movement). Run: python bench/calibrate_au_mapping.py [--per-class 400]
@@ -13,9 +13,9 @@ import random
 import numpy as np
 from tqdm import tqdm
 
-from fer_core import au_mapping
 from fer_core.config import fer_split_dir
 from fer_core.images import list_images, load_image
+from fer_core.measure import au_mapping
 from fer_core.measure.landmarker import FaceAnalyzer
 
 # Geometry features that get *smaller* as the muscle acts.

@@ -5,7 +5,7 @@ Run: python bench/crop_mode_speed.py [--limit 500] [--workers 1 2] [--interleave
 On a shared machine the wall-clock rate depends on what else runs, so the CPU time each
 worker spends per image is printed too (1000 / CPU ms = images/s per free core).
 
-The sample is every k-th image of the split (all seven emotions). Both routes run in the same
+The sample is spread evenly over the split (all seven emotions in proportion). Both routes run in the same
 crash-isolated worker processes as extraction, images decoded in the worker, no cache:
 - "full search": ``FaceAnalyzer._detect``, the route every FER2013 crop took before face-crop
   mode (MediaPipe's graph with up to four upscaled retries, then the turned whole-crop starts);
@@ -23,6 +23,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -30,6 +31,7 @@ os.environ.setdefault("OPENCV_FOR_THREADS_NUM", "1")  # --interleaved runs here:
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's fer_core, here and in workers
 
 import numpy as np
+from ray_extract_speed import spread  # bench/ is this script's folder
 
 from fer_core.au_table import AU_CODES
 from fer_core.config import fer_split_dir
@@ -104,13 +106,15 @@ def main() -> None:
                         help="only CPU time, in this one process, each image through both routes in turn "
                              "(both see the same load: the fairest comparison on a shared machine)")
     args = parser.parse_args()
-    items = list_images(fer_split_dir(args.split))
-    items = items[:: max(1, len(items) // args.limit)][: args.limit]
+    every = list_images(fer_split_dir(args.split))
+    # spread evenly over the sorted split (every 3rd, cut at 900, held no surprise and few sad faces)
+    items = spread(every, args.limit)
     paths = [str(it.path) for it in items]
     if args.interleaved:
         _interleaved(paths)
         return
-    print(f"FER2013 {args.split}: {len(paths)} images (every {max(1, len(list_images(fer_split_dir(args.split))) // args.limit)}th); "
+    per = ", ".join(f"{e} {n}" for e, n in sorted(Counter(it.label for it in items).items()))
+    print(f"FER2013 {args.split}: {len(paths)} of {len(every)} images, spread evenly ({per}); "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
     results: dict[str, list] = {}
     for route in ("full", "crop"):

@@ -61,10 +61,10 @@ def usable(table: pd.DataFrame) -> pd.DataFrame:
     return au_table.to_xy(table, CLASSES)[2]
 
 
-def score(model, rows: pd.DataFrame, name: str, n_boot: int) -> dict:
+def score(model, rows: pd.DataFrame, name: str) -> dict:
     X = rows[list(AU_COLUMNS)].to_numpy(dtype=float)
     pred = model.predict(X)
-    rep = evaluation_report(rows["label"].tolist(), pred, CLASSES, model=name, n_boot=n_boot).to_dict()
+    rep = evaluation_report(rows["label"].tolist(), pred, CLASSES, model=name).to_dict()
     return {"name": name, "n": rep["n"], "accuracy": rep["accuracy"], "accuracy_ci95": rep["accuracy_ci95"],
             "macro_f1": rep["macro_f1"],
             "recall": {c: rep["per_class"][c]["accuracy"] for c in CLASSES},
@@ -120,7 +120,7 @@ def cross_fitted(rows: pd.DataFrame, fit_map, seed: int) -> pd.DataFrame:
 
 
 def run(train_path: Path, val_path: Path, openface_path: Path, seed: int, n_quantiles: int,
-        n_boot: int, log=print) -> dict:
+        log=print) -> dict:
     t0 = time.time()
     emb_train_all = pd.read_csv(train_path)
     emb_val_all = pd.read_csv(val_path)
@@ -151,21 +151,21 @@ def run(train_path: Path, val_path: Path, openface_path: Path, seed: int, n_quan
     log("fitting LR on embedded train …")
     m_emb = fit_au_model(emb_train, CLASSES, seed=seed, description=str(train_path))
 
-    forward = [score(m_emb, emb_val, "within embedded: train -> val (reference)", n_boot),
-               score(m_of, emb_val, "raw", n_boot)]
+    forward = [score(m_emb, emb_val, "within embedded: train -> val (reference)"),
+               score(m_of, emb_val, "raw")]
     for name, f in e2o.items():
-        forward.append(score(m_of, f(emb_val), name, n_boot))
+        forward.append(score(m_of, f(emb_val), name))
 
     h = m_of.info["metrics"]["holdout"]
     reverse = [{"name": "within OpenFace: 25% hold-out (reference)", "n": h["n"], "accuracy": h["accuracy"],
                 "accuracy_ci95": h["accuracy_ci95"], "macro_f1": h["macro_f1"],
                 "recall": {c: h["per_class"][c]["accuracy"] for c in CLASSES}, "_correct": None},
-               score(m_emb, of, "raw", n_boot)]
+               score(m_emb, of, "raw")]
     o2e_fitters = {"quantile": lambda part: quantile(part, emb_train, False),
                    "quantile, class-balanced": lambda part: quantile(part, emb_train, True),
                    "mean/sd match": lambda part: mean_sd_map(part, emb_train)}
     for name, fit_map in o2e_fitters.items():
-        reverse.append(score(m_emb, cross_fitted(of, fit_map, seed), name + " (2-fold cross-fitted map)", n_boot))
+        reverse.append(score(m_emb, cross_fitted(of, fit_map, seed), name + " (2-fold cross-fitted map)"))
 
     # (c) is it scale or meaning? Keep only AUs whose class profiles agree across the two training
     # tables (profile r from (a), computed on embedded train and OpenFace, never on val) and redo
@@ -175,10 +175,10 @@ def run(train_path: Path, val_path: Path, openface_path: Path, seed: int, n_quan
     log(f"fitting both LRs on the {len(agree)} AUs with profile r >= {AGREE_R} …")
     m_of_s = fit_au_model(zero_out(of, drop), CLASSES, seed=seed)
     m_emb_s = fit_au_model(zero_out(emb_train, drop), CLASSES, seed=seed)
-    subset = [score(m_emb_s, zero_out(emb_val, drop), "within embedded: train -> val (reference)", n_boot),
-              score(m_of_s, zero_out(emb_val, drop), "raw", n_boot)]
+    subset = [score(m_emb_s, zero_out(emb_val, drop), "within embedded: train -> val (reference)"),
+              score(m_of_s, zero_out(emb_val, drop), "raw")]
     for name in ("quantile", "quantile, class-balanced"):
-        subset.append(score(m_of_s, zero_out(e2o[name](emb_val), drop), name, n_boot))
+        subset.append(score(m_of_s, zero_out(e2o[name](emb_val), drop), name))
 
     return {"rows": {"embedded_train": len(emb_train), "embedded_val": len(emb_val), "openface": len(of)},
             "inputs": {"embedded_train": str(train_path), "embedded_val": str(val_path),
@@ -268,7 +268,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--openface-table", type=Path, default=openface_study_table())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-quantiles", type=int, default=101)
-    parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--save-map", type=Path, help="write the embedded->OpenFace map (fitted on train) here")
     parser.add_argument("--map-kind", choices=("quantile", "balanced"), default="balanced",
@@ -279,8 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in (args.train_au, args.val_au, args.openface_table):
             if not p.is_file():
                 raise FerError(f"{p}: not found; extract the AU tables / set FER_DATA_DIR")
-        result = run(args.train_au, args.val_au, args.openface_table, args.seed, args.n_quantiles,
-                     args.n_boot, log=log)
+        result = run(args.train_au, args.val_au, args.openface_table, args.seed, args.n_quantiles, log=log)
         result["conclusion"] = conclusion(result)
         if args.save_map:
             emb_train = usable(pd.read_csv(args.train_au))

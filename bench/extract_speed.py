@@ -12,6 +12,8 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from ray_extract_speed import spread  # bench/ is this script's folder
+
 from fer_core.config import fer_split_dir
 from fer_core.images import list_images
 from fer_core.measure.extract import extract_table
@@ -20,10 +22,10 @@ from fer_core.measure.extract import extract_table
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--split", default="val")
-    parser.add_argument("--limit", type=int, default=None, help="first N images only")
+    parser.add_argument("--limit", type=int, default=None, help="N images spread evenly over the split")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    items = list_images(fer_split_dir(args.split))[: args.limit]
+    items = spread(list_images(fer_split_dir(args.split)), args.limit)  # the first N were all angry
     print(f"FER2013 {args.split}: {len(items)} images")
     print(f"{'workers':>7} {'img/s':>8} {'detected':>9}  per emotion")
     for workers in args.workers:

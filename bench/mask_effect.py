@@ -29,7 +29,7 @@ from fer_core.au_table import AU_CODES
 from fer_core.config import fer_split_dir
 from fer_core.emotions import SIX_EMOTIONS
 from fer_core.images import list_images, load_image, sample_per_class
-from fer_core.masks import HIDDEN_AUS, MASK_NOT_PLACED_REASON, MaskedMeasure, mask_and_measure
+from fer_core.masks import HIDDEN_AUS, MASK_NOT_PLACED_REASON, STYLES, MaskedMeasure, mask_and_measure
 from fer_core.measure.landmarker import FaceAnalyzer
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", default="val")
     parser.add_argument("--per-class", type=int, default=100)
-    parser.add_argument("--style", default="surgical")
+    parser.add_argument("--style", default="surgical", choices=sorted(STYLES))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     items = sample_per_class(list_images(fer_split_dir(args.split), SIX_EMOTIONS), args.per_class, seed=0)

@@ -52,6 +52,12 @@ def main() -> None:
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     path = Path(args.video)
+    if path.is_file():  # an earlier run's video serves only if it is the one asked for
+        info = video.probe_video(path)
+        if abs(info.duration_s - args.minutes * 60) > 1 or (info.width, info.height) != size:
+            print(f"{path} is {info.duration_s:.0f} s at {info.width}x{info.height}, not the one asked for: "
+                  "writing it again", flush=True)
+            path.unlink()
     if not path.is_file():
         from test_video import write_video
 
