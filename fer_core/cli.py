@@ -189,7 +189,13 @@ def _name_free(name: str | None, kind: str, out: str | None = None, replace: boo
     minutes or hours of training). Retraining a model into its own file replaces it, as
     ``make au-model`` does; another file under its name dropped it from the manifest unsaid, the
     bundled default included. Returns what the "registered" line adds: the model it replaces."""
-    from .manifest import read_manifest, refuse_other_kind, refuse_registered_file, validate_model_name
+    from .manifest import (
+        read_manifest,
+        refuse_other_kind,
+        refuse_registered_file,
+        relative_to_repo,
+        validate_model_name,
+    )
 
     if out is not None:
         try:
@@ -207,9 +213,9 @@ def _name_free(name: str | None, kind: str, out: str | None = None, replace: boo
     same = next((e for e in registered if e.name == name), None)
     if (same is not None and not replace and out is not None
             and same.file.resolve() != Path(out).resolve()):
-        raise FerError(f"a model named {name!r} is already registered (file {printable(str(same.file))}); choose "
-                       "another --name, or add --replace to register this one in its place")
-    return "" if same is None else f", in place of the model of that name in {printable(str(same.file))}"
+        raise FerError(f"a model named {name!r} is already registered (file {printable(relative_to_repo(same.file))}); "
+                       "choose another --name, or add --replace to register this one in its place")
+    return "" if same is None else f", in place of the model of that name in {printable(relative_to_repo(same.file))}"
 
 
 def _manifest_shown() -> str:
