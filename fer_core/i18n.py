@@ -100,7 +100,27 @@ def t(key: str, /, **values: object) -> str:
     text = catalogue(current_language()).get(key)
     if text is None:
         text = catalogue(DEFAULT_LANGUAGE).get(key, key)
-    return text.format(**values) if values else text
+    return attach_particles(text.format(**values)) if values else text
+
+
+# A Korean particle written for either word ending ("은(는)": 은 after a final consonant, 는 after a
+# vowel), as a template must write it before a name it does not know.
+_PARTICLES = re.compile(r"(?<=[가-힣])(은\(는\)|이\(가\)|을\(를\)|과\(와\))")
+
+
+def attach_particles(text: str) -> str:
+    """Korean text with each "은(는)", "이(가)", "을(를)", "과(와)" after a Hangul syllable written as
+    the one that syllable takes ("AU26 턱 내림은", "AU14 보조개는"); other text unchanged."""
+    if "(" not in text:
+        return text
+
+    def pick(found: re.Match) -> str:
+        last = text[found.start() - 1]
+        batchim = (ord(last) - 0xAC00) % 28 != 0
+        first, second = found.group(1)[0], found.group(1)[2]
+        return first if batchim else second
+
+    return _PARTICLES.sub(pick, text)
 
 
 def placeholders(text: str) -> set[str]:
@@ -144,7 +164,7 @@ def message(text: str) -> str:
     for pattern, translated in _message_patterns(current_language()):
         found = pattern.match(text)
         if found:
-            return translated.format(**{k: reason(v) for k, v in found.groupdict().items()})
+            return attach_particles(translated.format(**{k: reason(v) for k, v in found.groupdict().items()}))
     return reason(text)
 
 

@@ -341,7 +341,7 @@ def test_predict_json_keys_and_one_source_of_reasons(capsys, astronaut_jpeg):
     for reason in face["top_aus"]:
         assert reason["name"] in face["sentence"] and reason["contribution"] > 0
         if reason["intensity"] < 0.5:
-            assert f"{reason['name']} is absent" in face["sentence"]
+            assert reason["name"] in face["sentence"].split(";")[-1] and "absent" in face["sentence"]
 
 
 def test_evaluate_a_pixel_model_on_an_au_table_is_a_one_line_error(capsys):

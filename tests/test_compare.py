@@ -525,9 +525,9 @@ def test_compare_page_says_which_model_narrows_the_emotions_scored(models_dir, s
     assert at.multiselect(key="cmp_models").value == [BUNDLED_AU_MODEL, "mine"]
     assert at.multiselect(key="cmp_classes").value == ["happy", "sad"]
     said = [c for c in texts(at.caption) if "Scored by default" in c]
-    assert said == ["Scored by default: happy, sad, the emotions every chosen model predicts. Fewer than the test "
-                    "set's, because of mine (happy, sad). Leave such a model out, or add emotions here (a model is "
-                    "then wrong on those it never answers)."]
+    assert said == ["Scored by default: happy, sad, those every chosen model predicts. Not scored: angry, which mine "
+                    "cannot answer. Leave such a model out, or add the emotion here (a model is then wrong on the "
+                    "images it cannot answer)."]
     at.multiselect(key="cmp_classes").set_value(["angry", "happy", "sad"])  # the person's own choice: nothing to say
     run_app(at, T)
     assert not any("Scored by default" in c for c in texts(at.caption))

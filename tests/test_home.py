@@ -379,7 +379,7 @@ def test_korean_home_has_no_english_left(shipped_models, monkeypatch, tmp_path):
     assert texts(at.title) == ["설명 가능한 얼굴 감정 인식 워크벤치"]
     table = at.dataframe[0].value
     assert list(table.columns[:3]) == ["모델", "종류", "정확도 (95 % 신뢰구간)"]
-    assert set(table["val로도 선택됨"]) <= {"예", "트렁크만", "아니요", "기록 없음"}
+    assert set(table["val로도 선택됨"]) <= {"예", "바탕 신경망(몸통)만", "아니요", "기록 없음"}
     assert any("화남 467" in c for c in texts(at.caption))
     labels = [e.proto.label for e in at.get("page_link")]
     assert labels[0].startswith("1. 데이터 살펴보기")

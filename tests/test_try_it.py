@@ -404,3 +404,8 @@ def test_speaking_against_says_an_au_weaker_than_usual_as_such():
                                                                           0.9, usual=0.3), *reversed(against)))
     assert against_text(ex) == ("Speaking against it: AU04 brow lowerer (2.0); weaker than usual: AU06 cheek raiser "
                                 "(0.7); absent: AU12 lip corner puller")
+    # the AUs of one group are separated by commas, the groups by semicolons
+    two = Explanation("sad", ex.probabilities, (*ex.ranked[:3], AUContribution("AU02", "AU02 outer brow raiser", 2.0,
+                                                                                 -0.35, usual=0.5), *ex.ranked[3:]))
+    assert against_text(two) == ("Speaking against it: AU02 outer brow raiser (2.0), AU04 brow lowerer (2.0); weaker "
+                                 "than usual: AU06 cheek raiser (0.7)")

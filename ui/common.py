@@ -408,7 +408,7 @@ def against_text(ex) -> str:
     weak = [f"{au_label(a.au)} ({a.intensity:.1f})" for a in known if not a.stronger and a.present]
     absent = [au_label(a.au) for a in known if not a.stronger and not a.present]
     unknown = [au_label(a.au) for a in ex.against if a.intensity != a.intensity]  # NaN: hidden by a mask
-    parts = present[:]
+    parts = [", ".join(present)] if present else []  # "; " only between the groups
     if weak:
         parts.append(t("try_it.weak_list", aus=", ".join(weak)))
     if absent:
@@ -789,12 +789,16 @@ def choose_scored_emotions(prefix: str, items: list, models: list) -> list[str] 
     shown = {e: i18n.emotion_label(e) for e in present}  # now: format_func may run outside the run
     chosen = st.multiselect(t("compare.emotions_scored"), present, key=key, format_func=shown.__getitem__,
                             help=t("compare.emotions_scored_help"))
-    # the default narrowed to what every model predicts: said where it is seen, naming who narrows it
-    narrowing = [m for m in models if m.classes and not set(present) <= set(m.classes)]
-    if common and len(common) < len(present) and narrowing and list(chosen) == common:
+    # the default narrowed to what every model predicts: said where it is seen, naming what is left
+    # out and which models cannot answer it
+    dropped = [e for e in present if e not in common]
+    if common and dropped and list(chosen) == common:
+        narrowing = [m.name for m in models if m.classes and not set(dropped) <= set(m.classes)]
+        names = ", ".join(shown_literally(n) for n in narrowing[:3])
+        if len(narrowing) > 3:
+            names = t("compare.models_and_more", names=names, n=len(narrowing) - 3)
         st.caption(t("compare.emotions_narrowed", emotions=", ".join(i18n.emotion_labels(common)),
-                     models="; ".join(f"{shown_literally(m.name)} ({', '.join(i18n.emotion_labels(m.classes))})"
-                                      for m in narrowing[:3]) + ("; …" if len(narrowing) > 3 else "")))
+                     dropped=", ".join(i18n.emotion_labels(dropped)), models=names))
     return chosen
 
 

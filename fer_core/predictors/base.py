@@ -113,14 +113,24 @@ class Explanation:
         return [c for c in self._strongest if c.stronger]
 
     @property
+    def lacking(self) -> list[AUContribution]:
+        """The reasons the face lacks, said after those it shows: the strongest AU below its usual
+        value, and when that one is absent, every absent one among the strongest ("AU25 lips part
+        and AU26 jaw drop are absent": one named alone hid the others that outweighed it)."""
+        lows = [c for c in self._strongest if not c.stronger]
+        if not lows or lows[0].present:  # weaker than usual: said alone, with its value
+            return lows[:1]
+        return [c for c in lows if not c.present]
+
+    @property
     def absent_reason(self) -> AUContribution | None:
         """The strongest reason the face lacks: an AU absent, or weaker than usual."""
-        return next((c for c in self._strongest if not c.stronger), None)
+        lacking = self.lacking
+        return lacking[0] if lacking else None
 
     @property
     def reasons(self) -> list[AUContribution]:
-        absent = self.absent_reason
-        return self.active_reasons + ([absent] if absent else [])
+        return self.active_reasons + self.lacking
 
     @property
     def against(self) -> list[AUContribution]:
@@ -134,21 +144,21 @@ class Explanation:
         from ..au_table import au_label
         from ..i18n import emotion_label, t
 
+        def listed(items: list[str]) -> str:
+            return items[0] if len(items) == 1 else t("explain.list_and", first=", ".join(items[:-1]), last=items[-1])
+
         emotion = emotion_label(self.emotion)
-        active, absent = self.active_reasons, self.absent_reason
-        if not active and absent is None:
+        active, lacking = self.active_reasons, self.lacking
+        if not active and not lacking:
             return t("explain.no_single", emotion=emotion)
         parts = [f"{au_label(c.au)} ({c.intensity:.1f})" for c in active]
-        reasons = (parts[0] if len(parts) == 1
-                   else t("explain.list_and", first=", ".join(parts[:-1]), last=parts[-1]) if parts else "")
-        if absent is None:
+        reasons = listed(parts) if parts else ""
+        if not lacking:
             return t("explain.because", emotion=emotion, reasons=reasons)
-        weak = absent.present  # there, but below what the model weighs it against
-        values = {"absent": au_label(absent.au), "intensity": f"{absent.intensity:.1f}"}
-        if not parts:
-            return t("explain.only_weak" if weak else "explain.only_absent", emotion=emotion, **values)
-        return t("explain.because_weak" if weak else "explain.because_absent", emotion=emotion, reasons=reasons,
-                 **values)
+        weak = lacking[0].present  # there, but below what the model weighs it against
+        key = ("because_" if parts else "only_") + ("weak" if weak else "absent") + ("_many" if len(lacking) > 1 else "")
+        return t(f"explain.{key}", emotion=emotion, reasons=reasons, absent=listed([au_label(c.au) for c in lacking]),
+                 intensity=f"{lacking[0].intensity:.1f}")
 
     def to_dict(self) -> dict:
         return {
