@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         _end_progress_bars()
-        print("interrupted", file=sys.stderr)
+        print("interrupted" + _resume_hint(args), file=sys.stderr)
         return _interrupted_status(exc)
     except MemoryError:
         _end_progress_bars()
@@ -53,6 +53,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:
         return _unexpected(exc)
+
+
+def _resume_hint(args) -> str:
+    """What an interrupted command keeps: faces measured locally with MediaPipe are cached by
+    file content (written when the run stops), so the same command goes on from there."""
+    measures_folder = (args.func is cmd_extract and Path(args.folder).is_dir()
+                       or args.func in (cmd_evaluate, cmd_compare) and getattr(args, "images", None))
+    local = getattr(args, "engine", "local") == "local" and getattr(args, "backend", "mediapipe") == "mediapipe"
+    if measures_folder and local and not getattr(args, "no_cache", False):
+        return "; the faces measured so far are cached, so the same command goes on from there"
+    return ""
 
 
 def _end_progress_bars() -> None:

@@ -725,6 +725,22 @@ def test_compare_report_must_be_an_html_file(capsys, tmp_path, monkeypatch):
     assert code == 2 and "ending in .html" in err and err.count("\n") == 1 and ran == []
 
 
+def test_ctrl_c_in_a_local_extract_says_the_measurements_are_kept(capsys, tmp_path, fer_sample, monkeypatch):
+    """Ctrl-C said "interrupted" only, though every face measured so far is in the cache and the
+    same command goes on from there; with --no-cache nothing is kept, and nothing is promised."""
+    from fer_core.measure import extract
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(extract, "extract_table", stopped)
+    code, _, err = run_cli(capsys, "extract", fer_sample, "--out", tmp_path / "au.csv")
+    assert code == 130 and err.strip() == ("interrupted; the faces measured so far are cached, so the same command "
+                                           "goes on from there")
+    code, _, err = run_cli(capsys, "extract", fer_sample, "--out", tmp_path / "au.csv", "--no-cache")
+    assert code == 130 and err.strip() == "interrupted"
+
+
 def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path, fer_sample):
     """``kill`` (or a scheduler stopping the job) ended the process where it stood: no word said,
     status -15, and an output being written at that moment was left as a temporary file. It now
