@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 def _resume_hint(args) -> str:
     """What an interrupted command keeps: faces measured locally with MediaPipe are cached by
     file content (written when the run stops), so the same command goes on from there."""
-    measures_folder = (args.func is cmd_extract and Path(args.folder).is_dir()
-                       or args.func in (cmd_evaluate, cmd_compare) and getattr(args, "images", None))
+    measures_folder = ((args.func is cmd_extract and Path(args.folder).is_dir())
+                       or (args.func in (cmd_evaluate, cmd_compare) and getattr(args, "images", None)))
     local = getattr(args, "engine", "local") == "local" and getattr(args, "backend", "mediapipe") == "mediapipe"
     if measures_folder and local and not getattr(args, "no_cache", False):
         return "; the faces measured so far are cached, so the same command goes on from there"
