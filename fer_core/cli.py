@@ -217,6 +217,8 @@ def _name_free(name: str | None, kind: str, out: str | None = None, replace: boo
             registered = []  # a model kept out of the manifest needs none
         refuse_registered_file(name, out, registered)
     if not name:
+        if replace:
+            raise FerError("--replace replaces a registered model by --name; give the --name to register under")
         return ""
     validate_model_name(name, [])
     registered = read_manifest()
@@ -700,6 +702,12 @@ def cmd_extract(args) -> int:
     items = listing.items
     if not items and not listing.skipped:
         raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg, emotion-prefixed file names or plain images")
+    target = fileio.output_path(args.out)
+    if args.engine != "ray" and target.parent.is_dir():  # a Ray run writing it now: said before measuring
+        from .measure.ray_engine import one_run
+
+        with one_run(target):
+            pass
     if args.backend == "openface-docker":
         from .measure.openface_docker import OpenFaceDocker
 
@@ -752,7 +760,7 @@ def _write_local_table(table, out: str) -> None:
     """``extract --out`` of the local engine: the table, and no Ray record or parts left beside it
     (these rows are no Ray run's, so a later Ray run must not resume them). Written under the
     output's lock: a Ray run writing it meanwhile finished after this one and was then refused
-    as the local engine's (the measurements are cached, so a refused run costs little to repeat)."""
+    as the local engine's (checked before measuring too, so a run is refused before its work)."""
     import shutil
 
     from . import au_table
@@ -1274,7 +1282,7 @@ def cmd_train_cnn(args) -> int:
     from .predictors.recipe import recipe_from_args
     from .predictors.registry import find_entry
 
-    replacing = _name_free(args.name, "cnn", args.out, args.replace)
+    _name_free(args.name, "cnn", args.out, args.replace)  # before the training: said now, not hours later
     classes = parse_classes(args.classes)
     recipe = recipe_from_args(args)
     init = find_entry(args.init).file if args.init else None
@@ -1298,7 +1306,7 @@ def cmd_train_cnn(args) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if args.name:
         _register_training(result, name=args.name, kind="cnn", classes=classes, command=args.command_line,
-                           out=args.out, replacing=replacing)
+                           out=args.out, replace=args.replace)
     return 0
 
 
@@ -1357,7 +1365,7 @@ def cmd_train_au_bottleneck(args) -> int:
     if args.epochs == 0 and args.no_warm_start:  # nothing would train the network: random weights
         raise FerError("--epochs 0 keeps the warm start as the model, and --no-warm-start leaves none; "
                        "give --epochs 1 or more, or drop --no-warm-start")
-    replacing = _name_free(args.name, "au-bottleneck", args.out, args.replace)
+    _name_free(args.name, "au-bottleneck", args.out, args.replace)  # before the training, and again after it
     classes = parse_classes(args.classes)
     init = None if args.init.lower() == "none" else find_entry(args.init).file
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
@@ -1380,18 +1388,22 @@ def cmd_train_au_bottleneck(args) -> int:
           + f"; AU fidelity mean r {result.fidelity['mean']:.3f} -> {printable(args.out)}")
     if args.name:
         _register_training(result, name=args.name, kind="au-bottleneck", classes=classes,
-                           command=args.command_line, out=args.out, replacing=replacing)
+                           command=args.command_line, out=args.out, replace=args.replace)
     return 0
 
 
-def _register_training(result, *, name: str, kind: str, classes, command: str, out: str, replacing: str = "") -> None:
+def _register_training(result, *, name: str, kind: str, classes, command: str, out: str,
+                       replace: bool = False) -> None:
     """A training left at its training path (``in_place=False``) saved to ``out`` and registered:
     a registered ``out`` keeps its version until the manifest names the new one. Should that
-    fail, the trained network stays where it is and the error says where."""
+    fail, the trained network stays where it is and the error says where. The name is checked
+    again (``_name_free``): a model registered under it during hours of training is not replaced
+    without ``--replace``."""
     from .predictors.cnn import remove_training
     from .predictors.registry import save_and_register
 
     try:
+        replacing = _name_free(name, kind, out, replace)
         save_and_register(result, name=name, kind=kind, classes=classes, metrics=result.metrics, command=command,
                           path=out, replace=True)
     except FerError as exc:

@@ -105,20 +105,22 @@ def t(key: str, /, **values: object) -> str:
 
 # A Korean particle written for either word ending ("은(는)": 은 after a final consonant, 는 after a
 # vowel), as a template must write it before a name it does not know.
-_PARTICLES = re.compile(r"(?<=[가-힣])(은\(는\)|이\(가\)|을\(를\)|과\(와\))")
+_PARTICLES = re.compile(r"(?<=[가-힣])(은\(는\)|이\(가\)|을\(를\)|과\(와\)|\(으\)로)")
 
 
 def attach_particles(text: str) -> str:
-    """Korean text with each "은(는)", "이(가)", "을(를)", "과(와)" after a Hangul syllable written as
-    the one that syllable takes ("AU26 턱 내림은", "AU14 보조개는"); other text unchanged."""
+    """Korean text with each "은(는)", "이(가)", "을(를)", "과(와)", "(으)로" after a Hangul syllable
+    written as the one that syllable takes ("AU26 턱 내림은", "AU14 보조개는", "행복으로", "놀람으로",
+    "화남으로", "슬픔으로"); other text unchanged."""
     if "(" not in text:
         return text
 
     def pick(found: re.Match) -> str:
-        last = text[found.start() - 1]
-        batchim = (ord(last) - 0xAC00) % 28 != 0
+        final = (ord(text[found.start() - 1]) - 0xAC00) % 28  # 0: no final consonant, 8: ㄹ
+        if found.group(1) == "(으)로":  # 으로 after a final consonant other than ㄹ
+            return "으로" if final not in (0, 8) else "로"
         first, second = found.group(1)[0], found.group(1)[2]
-        return first if batchim else second
+        return first if final else second
 
     return _PARTICLES.sub(pick, text)
 

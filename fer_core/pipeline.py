@@ -21,7 +21,7 @@ from . import au_table
 from .au_table import AU_COLUMNS
 from .errors import FerError, one_line, printable
 from .images import LabeledImage, load_image, relative_file, shown_size
-from .predictors.base import Explanation, FaceInput, Predictor, model_of_kind, predicted_labels
+from .predictors.base import Explanation, FaceInput, Predictor, au_columns_used, model_of_kind, predicted_labels
 from .predictors.ensemble import predict_reusing
 
 SMALL_IMAGE_SIDE = 160  # images smaller than this are face crops themselves
@@ -286,8 +286,7 @@ MASKED_NOTE = ("{n} faces lack AUs this model uses ({aus}: hidden by a mask, or 
 def unknown_aus(table: pd.DataFrame, predictor: Predictor) -> pd.Series:
     """Per row with a face: the AUs ``predictor`` uses that the row lacks (a masked face's lower
     face), space-separated; "" where it has them all or has no face."""
-    model = predictor.au_model()
-    used = [c for c in (model.au_columns if model is not None else AU_COLUMNS) if c in table.columns]
+    used = [c for c in au_columns_used(predictor) if c in table.columns]
     missing = table[used].isna().to_numpy() & au_table.face_found(table).to_numpy()[:, None]
     codes = np.array([au_table.au_code(c) for c in used], dtype=object)
     return pd.Series([" ".join(codes[row]) for row in missing], index=table.index, dtype=object)
@@ -316,7 +315,8 @@ def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = Tru
                        "pick an AU model (au-logreg-fer2013, au-logreg-upper-fer2013, ...)")
     au_table.require_columns(table, AU_COLUMNS, what=au_table.table_name(table))
     face = au_table.face_found(table).to_numpy()
-    invalid = au_table.invalid_values(table)  # AU12 = 99 is no measurement: "happy" at 100 % was its answer
+    # AU12 = 99 is no measurement ("happy" at 100 % was its answer), in the AUs this model reads
+    invalid = au_table.invalid_values(table, au_columns_used(predictor))
     found = np.flatnonzero(face & ~invalid)
     aus = au_table.values(table, found)
     proba = np.full((len(table), len(predictor.classes)), np.nan)

@@ -382,14 +382,16 @@ def test_a_file_that_could_not_be_decoded_is_measured_again_once_it_decodes(tmp_
     from fer_core.measure.extract import rows_for_image
 
     reasons = {"happy/cut.jpg": "image is corrupt or truncated (OSError); re-export it", "happy/empty.jpg": "file is empty",
-               "happy/text.jpg": "not a readable image (use JPEG or PNG)", "happy/wall.jpg": "no face found"}
+               "happy/text.jpg": "not a readable image (use JPEG or PNG)", "happy/wall.jpg": "no face found",
+               "happy/huge.jpg": "51 MB is larger than an image file can be (50 MB); give a JPEG or PNG image file"}
     for name in reasons:
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(b"")
-    (tmp_path / "happy" / "cut.jpg").write_bytes(astronaut_jpeg.read_bytes())  # re-exported since
+    for name in ("cut.jpg", "huge.jpg"):  # re-exported since
+        (tmp_path / "happy" / name).write_bytes(astronaut_jpeg.read_bytes())
     table = au_table.concat([au_table.from_rows(rows_for_image(f, "happy", why)) for f, why in reasons.items()])
     paths = {f: str(tmp_path / f) for f in reasons}
-    assert ray_engine._mended_files([table], paths) == {"happy/cut.jpg"}
+    assert ray_engine._mended_files([table], paths) == {"happy/cut.jpg", "happy/huge.jpg"}
     assert ray_engine._done_files([table]) == set(reasons)
 
 
@@ -402,6 +404,8 @@ def test_another_table_copied_over_a_ray_output_is_not_resumed_into(tmp_path):
     ray_engine._write_record(out, record)  # as a finished run leaves it
     assert ray_engine.foreign_rows(out, record) is None
     ray_engine._claim(out, record)  # a rerun's claim keeps the stamp of the output it found
+    assert ray_engine.foreign_rows(out, record) is None
+    os.utime(out, (0, 0))  # a copy or a restore gives it another time: the same table
     assert ray_engine.foreign_rows(out, record) is None
     au_table.write(_happy_rows("happy/a.jpg", "happy/other.jpg"), out)  # another table over it
     assert "changed since the Ray run wrote it" in ray_engine.foreign_rows(out, record)
@@ -465,9 +469,11 @@ def test_the_local_engine_leaves_no_ray_record_for_its_output(tmp_path, folder):
     (ray_engine.parts_dir(out) / "part-x-00000.parquet").parent.mkdir(parents=True)
     au_table.write(_happy_rows("happy/a.jpg"), ray_engine.parts_dir(out) / "part-x-00000.parquet")
     # a Ray run writing the output holds its lock: the local engine waits for no one, it refuses
-    with ray_engine.one_run(out):
-        assert main(["extract", str(folder / "neutral"), "--out", str(out), "--workers", "1"]) == 2
-    assert not out.exists()
+    measured = []
+    with ray_engine.one_run(out), pytest.MonkeyPatch.context() as mp:
+        mp.setattr("fer_core.measure.extract.extract_table", lambda *a, **k: measured.append(1))
+        assert main(["extract", str(folder / "neutral"), "--out", str(out), "--workers", "1", "--no-cache"]) == 2
+    assert not out.exists() and measured == []  # refused before measuring: --no-cache keeps nothing
     assert main(["extract", str(folder / "neutral"), "--out", str(out), "--no-cache", "--workers", "1"]) == 0
     # no record, and no parts of an interrupted Ray run that a later Ray run would stumble on
     assert not ray_engine.record_path(out).exists() and not ray_engine.parts_dir(out).exists()

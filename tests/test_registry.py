@@ -198,6 +198,8 @@ def test_a_registered_name_in_another_file_needs_replace(models_dir, tmp_path, c
     own = ["train-au", str(table), "--out", str(tmp_path / "own.json"), "--name", "own", "--classes", "happy,sad"]
     assert main(own) == 0 and "in place of" not in capsys.readouterr().out
     assert main(own) == 0 and "in place of the model of that name" in capsys.readouterr().out
+    assert main(["train-au", str(table), "--out", str(tmp_path / "x.json"), "--replace"]) == 2  # replace what?
+    assert "--replace replaces a registered model by --name" in capsys.readouterr().err
     assert main([*args, "--replace"]) == 0
     assert [(e.name, e.classes, e.file) for e in read_manifest()] == [(before.name, ("happy", "sad"), mine),
                                                                        ("own", ("happy", "sad"), tmp_path / "own.json")]

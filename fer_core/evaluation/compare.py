@@ -23,7 +23,7 @@ from ..errors import DatasetError, FerError, one_line, printable
 from ..i18n import t
 from ..images import LabeledImage, relative_file
 from ..measure.workers import telling_waits
-from ..predictors.base import Explanation, Predictor, model_of_kind, predicted_labels
+from ..predictors.base import Explanation, Predictor, au_columns_used, model_of_kind, predicted_labels
 from ..predictors.ensemble import EnsemblePredictor, predict_reusing
 from .metrics import EvaluationReport, McNemarResult, evaluation_report, holm_adjusted, mcnemar, report_from_codes
 
@@ -295,7 +295,7 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
     # The rule on AU values applies to the AUs the model uses (README), as ``evaluate_on_table``
     # applies it: a bad value in an AU a subset model ignores does not leave the face out, and a
     # face with none of its AUs known is not measured for it (counted wrong, no face).
-    columns = tuple(getattr(predictor.au_model(), "au_columns", None) or au_table.AU_COLUMNS)
+    columns = au_columns_used(predictor)
     used = [au_table.AU_COLUMNS.index(c) for c in columns]
     selection = au_table.scoring_selection(table, classes, columns)
     labels = au_table.labels_of(table).to_numpy()

@@ -22,6 +22,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import threading
@@ -208,10 +209,16 @@ def _claim(out: Path, record: dict[str, str]) -> None:
     _write_record(out, record, keep_stamp=True)
 
 
-def _stamp(out: Path) -> dict[str, int]:
-    """The output as the run that wrote it left it (size, modification time), for ``foreign_rows``."""
-    info = out.stat()
-    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+def _stamp(out: Path) -> dict[str, int | str]:
+    """The output as the run that wrote it left it (size and content digest), for ``foreign_rows``:
+    a copy, a restore or ``touch`` keeps it; another table over it, or an edit, does not."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(out, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": out.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def _write_record(out: Path, record: dict, keep_stamp: bool = False) -> None:
@@ -285,8 +292,8 @@ _UNSETTLED = (CRASH_REASON, "cannot read", "cannot be read", "file not found", "
               "not a regular file")
 # Reasons of a file that was read but could not be decoded as an image: settled while it stays so,
 # measured again once it decodes (re-exported, as its error asks; ``_mended_files``).
-_UNDECODED = ("file is empty", "image is ", "image has ", "not a readable image", "file is larger than",
-              "is larger than")
+_UNDECODED = re.compile(r"(file is empty|image is |image has |not a readable image|file is larger than"
+                        r"|[\d.,]+ [KMGT]?B is larger than)")  # the last: "51 MB is larger than an image file can be"
 
 
 def _unsettled(reasons: pd.Series) -> pd.Series:
@@ -338,7 +345,7 @@ def _mended_files(tables: list[pd.DataFrame], paths: dict[str, str]) -> set[str]
     from ..images import load_image
 
     undecoded = {f for t in tables
-                 for f in t.loc[t["reason"].fillna("").astype(str).str.startswith(_UNDECODED), "file"]}
+                 for f in t.loc[t["reason"].fillna("").astype(str).str.match(_UNDECODED), "file"]}
     mended = set()
     for file in sorted(undecoded & set(paths)):
         try:

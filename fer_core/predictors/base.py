@@ -91,8 +91,9 @@ class Explanation:
     ``ranked`` holds every AU, strongest support for the predicted emotion first. ``reasons``
     are the AUs the sentence gives, taken from the ``top`` strongest supports (each at least
     ``REASON_FLOOR`` of the strongest): those there at or above their usual value ("because of"),
-    then the strongest of those below it, said as absent or weaker than usual: the one list every
-    surface (JSON ``top_aus``, the sentence, the highlighted bars) shows as "the reasons".
+    then what it lacks (``lacking``), said as absent or weaker than usual: the one list the JSON's
+    ``top_aus`` and the sentence give as "the reasons"; the charts highlight those the face shows
+    (``active_reasons``).
     """
 
     emotion: str
@@ -121,12 +122,6 @@ class Explanation:
         if not lows or lows[0].present:  # weaker than usual: said alone, with its value
             return lows[:1]
         return [c for c in lows if not c.present]
-
-    @property
-    def absent_reason(self) -> AUContribution | None:
-        """The strongest reason the face lacks: an AU absent, or weaker than usual."""
-        lacking = self.lacking
-        return lacking[0] if lacking else None
 
     @property
     def reasons(self) -> list[AUContribution]:
@@ -208,6 +203,15 @@ class Predictor(ABC):
                                "give it images (--images)")
             out.append(pixels)
         return out
+
+
+def au_columns_used(predictor: Predictor) -> tuple[str, ...]:
+    """The AU columns an AU model reads (an upper-face model: seven), all 17 when it does not
+    say: what decides which of a table's values it needs, and which bad values concern it."""
+    from ..au_table import AU_COLUMNS
+
+    model = predictor.au_model()
+    return tuple(getattr(model, "au_columns", None) or AU_COLUMNS)
 
 
 def predicted_labels(classes: Sequence[str], proba: np.ndarray) -> list[str | None]:
