@@ -231,6 +231,13 @@ def _name_free(name: str | None, kind: str, out: str | None = None, replace: boo
     return "" if same is None else f", in place of the model of that name in {printable(relative_to_repo(same.file))}"
 
 
+def _add_register_arguments(s) -> None:
+    """--name and --replace of the training commands (checked by ``_name_free``)."""
+    s.add_argument("--name", help="register in models/manifest.json under this name")
+    s.add_argument("--replace", action="store_true",
+                   help="with --name: register in place of a model of that name in another file")
+
+
 def _manifest_shown() -> str:
     """The manifest written, as a person names it: models/manifest.json, or FER_MODELS_DIR's."""
     from .manifest import manifest_path, relative_to_repo
@@ -402,9 +409,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: all)")
     s.add_argument("--max-rows", type=_positive_int, default=None,
                    help="fit on at most this many faces, a stratified sample above it (default: 100,000)")
-    s.add_argument("--name", help="register in models/manifest.json under this name")
-    s.add_argument("--replace", action="store_true",
-                   help="with --name: register in place of a model of that name in another file")
+    _add_register_arguments(s)
     s.set_defaults(func=cmd_train_au)
 
     s = sub.add_parser("evaluate", help="score a model on labelled images or an AU table")
@@ -499,9 +504,7 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--learning-rate", type=_positive, default=1e-3, help="Adam's starting rate (default: 1e-3; "
                    "3e-4 suits fine-tuning from --init)")
     s.add_argument("--max-minutes", type=_positive, default=None, help=MAX_MINUTES_HELP)
-    s.add_argument("--name", help="register in models/manifest.json under this name")
-    s.add_argument("--replace", action="store_true",
-                   help="with --name: register in place of a model of that name in another file")
+    _add_register_arguments(s)
     add_recipe_arguments(s)
     s.set_defaults(func=cmd_train_cnn)
 
@@ -541,9 +544,7 @@ def _add_cnn_commands(sub) -> None:
     s.add_argument("--seed", type=_seed, default=0, help="seed of the held-out split, augmentation and starting weights "
                    "(default: 0)")
     s.add_argument("--max-minutes", type=_positive, default=None, help=MAX_MINUTES_HELP)
-    s.add_argument("--name", help="register in models/manifest.json under this name")
-    s.add_argument("--replace", action="store_true",
-                   help="with --name: register in place of a model of that name in another file")
+    _add_register_arguments(s)
     add_recipe_arguments(s, schedule="cosine", soft_labels=False)
     s.set_defaults(func=cmd_train_au_bottleneck)
 

@@ -41,6 +41,12 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _KERAS_WRAPPER = "Exception encountered when calling"
 
 
+def article(noun: str) -> str:
+    """ "a" or "an" before ``noun`` in a message ("an image file", "an au-logreg model", "a manifest"),
+    by its first letter."""
+    return "an" if noun[:1].lower() in "aeiou" else "a"
+
+
 def printable(text: str) -> str:
     """``text`` safe to print, write and show: a file name that is not valid UTF-8 reaches Python
     with its bad bytes as lone surrogates, which no encoder accepts; they become ``\\xff``."""

@@ -17,18 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import FerError, ModelFileError
+from .errors import FerError, ModelFileError, article
 
 MAX_ZIP_MEMBERS = 1000  # a Teachable Machine export or a .keras file holds 2-3 files
 MAX_JSON_DEPTH = 64  # model files nest about 15 levels (a Keras config); 100,000 overflows the parser
 
 _SPECIAL_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                   (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"))
-
-
-def _article(noun: str) -> str:
-    """ "a" or "an" before ``noun`` ("an image file", "a manifest"), by its first letter."""
-    return "an" if noun[:1].lower() in "aeiou" else "a"
 
 
 def _mb(n: int) -> str:
@@ -66,7 +61,7 @@ def _check_mode(path, info: os.stat_result, hint: str, max_bytes: int | None, wh
     if special:
         raise error(f"{path}: is {special}, not a regular file, so it is not read; {hint}")
     if max_bytes is not None and info.st_size > max_bytes:
-        raise error(f"{path}: {_mb(info.st_size)} is larger than {_article(what)} {what} can be ({_mb(max_bytes)}); {hint}")
+        raise error(f"{path}: {_mb(info.st_size)} is larger than {article(what)} {what} can be ({_mb(max_bytes)}); {hint}")
 
 
 def open_regular_file(path: str | os.PathLike[str], hint: str, max_bytes: int | None = None, what: str = "file",
@@ -104,7 +99,7 @@ def read_regular_file(path: str | os.PathLike[str], max_bytes: int, hint: str, w
         except OSError as exc:
             raise error(f"{name}: cannot be read ({exc.strerror or exc}); {hint}") from None
     if len(data) > max_bytes:
-        raise error(f"{name}: larger than {_article(what)} {what} can be ({_mb(max_bytes)}); {hint}")
+        raise error(f"{name}: larger than {article(what)} {what} can be ({_mb(max_bytes)}); {hint}")
     return data
 
 

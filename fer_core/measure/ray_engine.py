@@ -212,13 +212,9 @@ def _claim(out: Path, record: dict[str, str]) -> None:
 def _stamp(out: Path) -> dict[str, int | str]:
     """The output as the run that wrote it left it (size and content digest), for ``foreign_rows``:
     a copy, a restore or ``touch`` keeps it; another table over it, or an edit, does not."""
-    import hashlib
+    from ..manifest import sha256_file
 
-    digest = hashlib.sha256()
-    with open(out, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return {"size": out.stat().st_size, "sha256": digest.hexdigest()}
+    return {"size": out.stat().st_size, "sha256": sha256_file(out)}
 
 
 def _write_record(out: Path, record: dict, keep_stamp: bool = False) -> None:
@@ -328,20 +324,16 @@ def _cut_short(table: pd.DataFrame) -> pd.Series:
     """Per row: a face measured without a mask whose AUs are not all there. This engine writes
     all 17 for such a face, so the row was cut (a CSV output cut off mid-row, a copy stopped
     early): its file is measured again rather than kept with AUs missing."""
-    masked = pd.to_numeric(table["masked"], errors="coerce").fillna(0) > 0 if "masked" in table.columns \
-        else pd.Series(False, index=table.index)
-    measured = pd.to_numeric(table["success"], errors="coerce").fillna(0) > 0
-    columns = [c for c in au_table.AU_COLUMNS if c in table.columns]
-    missing = table[columns].isna().any(axis=1) if len(columns) == len(au_table.AU_COLUMNS) \
-        else pd.Series(True, index=table.index)
-    return measured & ~masked & missing
+    full = table.reindex(columns=["success", "masked", *au_table.AU_COLUMNS])  # a lost column: all missing
+    measured = pd.to_numeric(full["success"], errors="coerce").fillna(0) > 0
+    masked = pd.to_numeric(full["masked"], errors="coerce").fillna(0) > 0
+    return measured & ~masked & full[list(au_table.AU_COLUMNS)].isna().any(axis=1)
 
 
 def _mended_files(tables: list[pd.DataFrame], paths: dict[str, str]) -> set[str]:
     """Files whose rows say they could not be decoded and that decode now (``paths``: file ->
     its path): measured again. Checked here, where the folder was listed, so that a file still
     broken costs no Ray start; a corrupt photo replaced by a good one kept its failure row."""
-    from ..errors import FerError
     from ..images import load_image
 
     undecoded = {f for t in tables

@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from ..errors import FerError
+from ..errors import FerError, article
 
 Inputs = Literal["aus", "pixels"]
 Progress = Callable[[int, int], None]
@@ -30,7 +30,7 @@ REASON_FLOOR = 0.1
 
 def model_of_kind(kind: str) -> str:
     """"an au-logreg model", "a cnn model": messages name a model by its kind with the right article."""
-    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind} model"
+    return f"{article(kind)} {kind} model"
 
 
 @dataclass
