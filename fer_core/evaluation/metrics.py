@@ -119,24 +119,21 @@ def degenerate_model_warning(report: EvaluationReport, share: float = COLLAPSE_S
 
 
 def evaluation_report(y_true: Sequence[str], y_pred: Sequence[str | None], classes: Sequence[str],
-                      model: str = "", n_boot: int = 2000, seed: int = 0) -> EvaluationReport:
+                      model: str = "") -> EvaluationReport:
     """Score predictions (None = no face, counted wrong) against the true labels.
 
-    Labels are turned into integer codes first (``report_from_codes``). ``n_boot`` and ``seed`` are
-    still accepted from callers written for the earlier bootstrap interval; the Wilson interval
-    (``wilson_ci``) draws nothing, so they change nothing."""
+    Labels are turned into integer codes first (``report_from_codes``)."""
     if len(y_true) != len(y_pred):
         raise ValueError("y_true and y_pred differ in length")
     truth, pred = _codes(y_true, y_pred, list(classes))
-    return report_from_codes(truth, pred, classes, model=model, n_boot=n_boot, seed=seed)
+    return report_from_codes(truth, pred, classes, model=model)
 
 
-def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str], model: str = "",
-                      n_boot: int = 2000, seed: int = 0) -> EvaluationReport:
+def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str],
+                      model: str = "") -> EvaluationReport:
     """``evaluation_report`` of integer codes: ``classes`` are 0..k-1, other labels k and above
     (the same code for the same label in both arrays), no prediction -1. A million predictions cost
-    megabytes, not the Python strings of a label list; the counting is scikit-learn's. ``n_boot``
-    and ``seed``: as in ``evaluation_report``, unused."""
+    megabytes, not the Python strings of a label list; the counting is scikit-learn's."""
     from sklearn.metrics import confusion_matrix, f1_score, recall_score
 
     classes = list(classes)

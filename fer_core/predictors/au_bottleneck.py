@@ -548,7 +548,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         au = mean + std * au_units(model, x)
         proba = head_as_au_model(model, classes, mean, std).predict_proba(au)
         report = evaluation_report([classes[i] for i in y], [classes[i] for i in proba.argmax(1)], classes,
-                                   model=name, n_boot=1000, seed=seed)
+                                   model=name)
         return report, au
 
     selection, sel_aus = scores(train.x[sel_idx], train.y[sel_idx], out.stem)

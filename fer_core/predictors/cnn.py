@@ -542,7 +542,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     def score(x: np.ndarray, y: np.ndarray) -> EvaluationReport:
         proba = predict_views(model, x, "mirror")
         return evaluation_report([classes[i] for i in y], [classes[i] for i in proba.argmax(1)],
-                                 classes, model=out.stem, n_boot=1000, seed=seed)
+                                 classes, model=out.stem)
 
     selection = score(x_val, y_val)
     evaluation = score(test.x, test.y) if test is not None and holdout is not None else selection
