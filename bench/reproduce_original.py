@@ -74,9 +74,10 @@ def _scores(y_true: np.ndarray, pred: np.ndarray, classes) -> dict:
 
 def reproduce(table: pd.DataFrame, splits: int = 10, seed: int = 0,
               progress=None, gam: bool = False, workers: int = 2) -> dict:
-    """Both models on ``splits`` stratified 75/25 splits (seeds seed..seed+splits-1).
+    """The MLP and logistic regression (with ``gam``, also a GAM and gradient boosting) on ``splits``
+    stratified 75/25 splits (seeds seed..seed+splits-1).
 
-    Both see the identical split: it is drawn exactly as ``fit_au_model`` draws its hold-out
+    All see the identical split: it is drawn exactly as ``fit_au_model`` draws its hold-out
     (``held_out_split``: stratified, ``random_state = seed``, held-out copies of training rows
     trained on instead of scored).
     """
@@ -136,7 +137,7 @@ def reproduce(table: pd.DataFrame, splits: int = 10, seed: int = 0,
         for metric in ("accuracy", "macro_f1"):
             values = np.array([r[key][metric] for r in runs])
             out[f"{metric}_mean"] = round(float(values.mean()), 4)
-            out[f"{metric}_sd"] = round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 4)
+            out[f"{metric}_sd"] = round(float(values.std(ddof=1)), 4) if len(values) > 1 else None  # one split: no spread
         out["recall_mean"] = {c: round(float(np.mean([r[key]["recall"][c] for r in runs])), 4) for c in classes}
         return out
 
@@ -155,13 +156,14 @@ def reproduce(table: pd.DataFrame, splits: int = 10, seed: int = 0,
 
 
 def format_report(result: dict, table_name: str = "emotion.csv") -> str:
-    """The printed table: both models beside the original's single-split number."""
+    """The printed table: every model beside the original's single-split number."""
     s, d = result["summary"], result["duplicates"]
     n = result["splits"]
     lines = [
         f"{table_name}: {result['rows']} rows, "
         + ", ".join(f"{c} {k}" for c, k in result["class_counts"].items()),
-        f"{n} stratified 75/25 splits (seeds {result['seeds'][0]}..{result['seeds'][1]}), held-out scores, mean ± sd",
+        (f"{n} stratified 75/25 splits (seeds {result['seeds'][0]}..{result['seeds'][1]}), held-out scores, mean ± sd"
+         if n > 1 else f"one stratified 75/25 split (seed {result['seeds'][0]}), held-out scores"),
         "",
         f"{'model':<40} {'accuracy':>16} {'macro-F1':>16}",
         f"{'original study: MLP, one split':<40} {ORIGINAL['accuracy']:>16.3f} {'-':>16}",
@@ -186,14 +188,15 @@ def format_report(result: dict, table_name: str = "emotion.csv") -> str:
         f"duplicates: {d['duplicate_rows']} rows repeat an earlier row exactly (AUs and label); "
         f"{d['conflicting_vectors']} AU vectors carry two labels",
         f"duplicates across train/test: {d['across_split_mean']:g} test rows per split had an exact copy in "
-        f"train (min {d['across_split_min']}, max {d['across_split_max']}); both models train on them instead "
+        f"train (min {d['across_split_min']}, max {d['across_split_max']}); every model trains on them instead "
         "of scoring them",
     ]
     return "\n".join(lines)
 
 
 def _pm(summary: dict, metric: str) -> str:
-    return f"{summary[metric + '_mean']:.3f} ± {summary[metric + '_sd']:.3f}"
+    sd = summary[metric + "_sd"]
+    return f"{summary[metric + '_mean']:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
 
 
 def main(argv: list[str] | None = None) -> int:

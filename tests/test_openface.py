@@ -510,6 +510,19 @@ def test_reproduce_two_splits():
     assert "0.755" in module.format_report(result)
 
 
+@needs_study
+def test_reproduce_one_split_claims_no_spread():
+    """One split has no standard deviation: it printed "0.707 ± 0.000", as if ten splits agreed."""
+    spec = importlib.util.spec_from_file_location("reproduce_original", REPO / "bench" / "reproduce_original.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = read_au_table(openface_study_table())
+    result = module.reproduce(table.groupby("label").head(80), splits=1, seed=3)
+    report = module.format_report(result)
+    assert "±" not in report and "one stratified 75/25 split (seed 3)" in report
+    assert result["summary"]["logreg"]["accuracy_sd"] is None
+
+
 def test_a_table_with_its_own_file_and_label_columns_keeps_them(tmp_path):
     """A merged table in OpenFace's columns (face, confidence) but with a file and label per row:
     each row kept its image and emotion (they all became one unlabelled image)."""
