@@ -166,8 +166,16 @@ def message(text: str) -> str:
     for pattern, translated in _message_patterns(current_language()):
         found = pattern.match(text)
         if found:
-            return attach_particles(translated.format(**{k: reason(v) for k, v in found.groupdict().items()}))
+            return attach_particles(translated.format(**{k: _placeholder(k, v) for k, v in found.groupdict().items()}))
     return reason(text)
+
+
+def _placeholder(name: str, value: str) -> str:
+    """A message's placeholder in the current language: a JSON type's name ("an object", area
+    ``json_types``) as a whole, anything else through :func:`reason`."""
+    if name == "json_type":
+        return catalogue(current_language()).get(f"json_types.{value}", value)
+    return reason(value)
 
 
 def reason(text: str) -> str:

@@ -102,6 +102,19 @@ def test_templates_split_their_placeholders_where_the_words_are():
             "a.mp4: 동영상이 손상되었습니다 (bad). 4.25초부터 끝까지 프레임이 없습니다"
 
 
+def test_a_damaged_manifest_names_what_it_found_in_korean(tmp_path):
+    """A manifest holding one object, not a list: the Korean message embedded "an object"."""
+    from fer_core.errors import ModelFileError
+    from fer_core.manifest import read_manifest
+
+    (tmp_path / "manifest.json").write_text('{"name": "x"}', encoding="utf-8")
+    with pytest.raises(ModelFileError) as caught:
+        read_manifest(tmp_path)
+    with i18n.using_language("ko"):
+        korean = i18n.message(str(caught.value))
+    assert "목록이어야 하는데 객체입니다" in korean and "an object" not in korean
+
+
 def test_reports_carry_a_small_font_for_their_hangul():
     css = i18n.embedded_font_css("감정별 정확도 happy 행복")
     assert css.startswith("@font-face") and "NanumGothic" in css
