@@ -64,6 +64,13 @@ def test_an_au_weaker_than_usual_is_not_given_as_the_reason_by_being_there():
     assert ex.active_reasons == [] and ex.ranked[2].usual == 0.9 and ex.ranked[2].to_dict()["usual"] == 0.9
     ex = _two_emotion_model([5.0, 2.0, 1.0]).explain(np.array([0.7, 1.0, 1.0]))
     assert ex.sentence == "neutral, because AU06 cheek raiser is weaker than usual (0.7)."
+    # a weaker-than-usual AU first does not hide the absent ones after it
+    ex = _two_emotion_model([10.0, 2.0, 1.0]).explain(np.array([0.6, 0.0, 1.0]))
+    assert [c.au for c in ex.lacking] == ["AU06", "AU12"]
+    assert ex.sentence == ("neutral, because AU06 cheek raiser is weaker than usual (0.6) and AU12 lip corner "
+                           "puller is absent.")
+    with i18n.using_language("ko"):
+        assert ex.sentence == "무표정: AU06 뺨 올림이 평소보다 약하고(0.6) AU12 입꼬리 당김이 나타나지 않기 때문입니다."
     # a push a tenth the size of the strongest is not among "mostly because of"
     ex = _two_emotion_model([0.05, 2.0, 0.0]).explain(np.array([3.0, 3.0, 1.0]))
     assert ex.sentence == "happy, mostly because of AU12 lip corner puller (3.0)."

@@ -116,12 +116,12 @@ class Explanation:
     @property
     def lacking(self) -> list[AUContribution]:
         """The reasons the face lacks, said after those it shows: the strongest AU below its usual
-        value, and when that one is absent, every absent one among the strongest ("AU25 lips part
-        and AU26 jaw drop are absent": one named alone hid the others that outweighed it)."""
+        value when it is there but weaker than usual (said with its value), then every absent one
+        among the strongest ("AU25 lips part and AU26 jaw drop are absent": one named alone hid
+        the others that outweighed it)."""
         lows = [c for c in self._strongest if not c.stronger]
-        if not lows or lows[0].present:  # weaker than usual: said alone, with its value
-            return lows[:1]
-        return [c for c in lows if not c.present]
+        weak = lows[:1] if lows and lows[0].present else []
+        return weak + [c for c in lows if not c.present]
 
     @property
     def reasons(self) -> list[AUContribution]:
@@ -150,10 +150,13 @@ class Explanation:
         reasons = listed(parts) if parts else ""
         if not lacking:
             return t("explain.because", emotion=emotion, reasons=reasons)
-        weak = lacking[0].present  # there, but below what the model weighs it against
-        key = ("because_" if parts else "only_") + ("weak" if weak else "absent") + ("_many" if len(lacking) > 1 else "")
-        return t(f"explain.{key}", emotion=emotion, reasons=reasons, absent=listed([au_label(c.au) for c in lacking]),
-                 intensity=f"{lacking[0].intensity:.1f}")
+        weak = lacking[:1] if lacking[0].present else []  # there, but below what the model weighs it against
+        absent = lacking[len(weak):]
+        key = ("because_" if parts else "only_") + ("weak" if weak else "") + ("_" if weak and absent else "") \
+            + ("absent" if absent else "") + ("_many" if len(absent) > 1 else "")
+        return t(f"explain.{key}", emotion=emotion, reasons=reasons, weak=au_label(weak[0].au) if weak else "",
+                 absent=listed([au_label(c.au) for c in absent]) if absent else "",
+                 intensity=f"{weak[0].intensity:.1f}" if weak else "")
 
     def to_dict(self) -> dict:
         return {
