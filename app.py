@@ -25,6 +25,7 @@ from fer_core.evaluation.scores import (
     statuses,
     val_role,
 )
+from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, install_browser_font, t
 from ui.common import (
     HOME_ICON,
@@ -91,7 +92,7 @@ def _scores_csv(entries, scores: BundledScores | None) -> bytes:
     frame = pd.DataFrame(rows)
     # counts stay whole numbers where a model has none (a blank): not 3093.0
     frame[["n", "no_face"]] = frame[["n", "no_face"]].astype("Int64")
-    return frame.to_csv(index=False).encode("utf-8")
+    return csv_bytes(frame)
 
 
 def _read_scores(classes=SIX_EMOTIONS) -> BundledScores | None:

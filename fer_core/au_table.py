@@ -653,7 +653,7 @@ def from_project_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     aus = au_values(frame, display)
     n = len(frame)
     frame = frame.reset_index(drop=True)
-    # A download's ' before a name a spreadsheet would run as a formula (figures.compare.formula_safe)
+    # A download's ' before a name a spreadsheet would run as a formula (fileio.formula_safe)
     # is taken off, so a table downloaded from the dashboard reads back with its files' own names.
     files = frame["file"].astype("str").str.replace(r"^'(?=[=+\-@\t\r])", "", regex=True)
     out = pd.DataFrame({"file": files.fillna("") if files.hasnans else files})

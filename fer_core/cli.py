@@ -647,7 +647,6 @@ def _refuse_writing_over(source: str, target: Path) -> None:
 def _predict_table(args) -> int:
     """``predict --au-table``: an AU model's answer for every row of a table, written to --out."""
     from . import au_table
-    from .figures.compare import spreadsheet_safe
     from .pipeline import masked_note, predict_table
     from .predictors.registry import load_predictor
 
@@ -658,7 +657,7 @@ def _predict_table(args) -> int:
     predictor = load_predictor(args.model)
     answers = predict_table(_read_au_table(args.au_table), predictor, top=args.top,
                             progress=_tqdm_progress("faces"))
-    target = fileio.write_frame(spreadsheet_safe(answers) if fileio.writes_csv(args.out) else answers, args.out)
+    target = fileio.write_frame(answers, args.out)
     judged = answers["emotion"].notna()
     counts = answers.loc[judged, "emotion"].value_counts()
     print(f"{len(answers):,} rows, {int(judged.sum()):,} faces judged by {predictor.name} -> {printable(str(target))}"
@@ -1191,11 +1190,10 @@ def cmd_compare(args) -> int:
         print(f"several faces: {line}", file=sys.stderr)
     _print_left_out(comparison, chosen=bool(classes))
     if args.csv:  # the table the dashboard's predictions download gives: files relative to --images
-        from .figures.compare import predictions_frame, spreadsheet_safe
+        from .figures.compare import predictions_frame
 
-        # spreadsheet_safe: a file or model name like =HYPERLINK(...) stays text in Excel (OWASP)
         predictions = predictions_frame(comparison.table, comparison.names, args.images)
-        fileio.write_frame(spreadsheet_safe(predictions) if fileio.writes_csv(args.csv) else predictions, args.csv)
+        fileio.write_frame(predictions, args.csv)
     if args.report:
         _write_compare_report(args, comparison, refs)
     status = 2 if comparison.failed_models else 0  # the others' results are given, the failure said

@@ -19,9 +19,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import OutputFileError, printable
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _umask() -> int:
@@ -251,21 +254,52 @@ def table_output_path(path: str | os.PathLike[str], what: str = "a table's name"
     return target
 
 
-def writes_csv(path: str | os.PathLike[str]) -> bool:
-    """Whether a table written to ``path`` is CSV (compressed or not), which spreadsheets open:
-    text that looks like a formula is made safe there only, not in Parquet (``spreadsheet_safe``)."""
-    return _table_format(Path(path)) not in (None, "parquet")
-
-
 def _table_format(path: Path) -> str | None:
     name = path.name.lower()
     return next((fmt for ending, fmt in TABLE_FORMATS.items() if name.endswith(ending)), None)
 
 
+# A spreadsheet (Excel, LibreOffice, Google Sheets) runs a cell that begins with one of these as a
+# formula (OWASP "CSV injection"): a file or class name such as =HYPERLINK(...) must stay text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_safe(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula, with a leading ``'`` (shown as text, the
+    OWASP remedy); numbers, and text that is a plain number (``-0.5``), are left as they are."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``formula_safe`` text cells and column names (a copy; numeric columns untouched)."""
+    import pandas as pd
+
+    out = frame.copy()
+    for column in out.columns:
+        dtype = out[column].dtype
+        if pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype):
+            out[column] = out[column].map(formula_safe)
+    out.columns = [formula_safe(c) for c in out.columns]
+    return out
+
+
+def csv_bytes(frame: pd.DataFrame, index: bool = False) -> bytes:
+    """A table as the UTF-8 CSV every download of the dashboard gives, safe to open in a
+    spreadsheet (``spreadsheet_safe``): user-chosen names are data there, never formulas."""
+    return spreadsheet_safe(frame).to_csv(index=index).encode("utf-8")
+
+
 def write_frame(frame, path: str | os.PathLike[str]) -> Path:
-    """A pandas table as CSV (``.csv.gz``, ``.csv.bz2``, ``.csv.xz`` compress) or Parquet
-    (``.parquet``), by the ending (``table_output_path``), whole or not at all (``atomic_output``),
-    creating the folder. Raises ``OutputFileError``."""
+    """A pandas table as CSV (``.csv.gz``, ``.csv.bz2``, ``.csv.xz`` compress; text a spreadsheet
+    would run as a formula made safe, ``spreadsheet_safe``) or Parquet (``.parquet``), by the
+    ending (``table_output_path``), whole or not at all (``atomic_output``), creating the folder.
+    Raises ``OutputFileError``."""
     target = table_output_path(path)
     fmt = _table_format(target)
     with atomic_output(target) as fh:
@@ -273,6 +307,6 @@ def write_frame(frame, path: str | os.PathLike[str]) -> Path:
             frame.to_parquet(fh, index=False)
         else:
             method = None if fmt == "csv" else fmt
-            frame.to_csv(fh, index=False, encoding="utf-8",
+            spreadsheet_safe(frame).to_csv(fh, index=False, encoding="utf-8",
                          compression={"method": method, "mtime": 0} if method == "gzip" else method)
     return target

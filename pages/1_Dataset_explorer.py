@@ -13,7 +13,7 @@ from fer_core.au_table import AU_COLUMNS, au_label
 from fer_core.emotions import SEVEN_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.figures import plots
-from fer_core.figures.compare import csv_bytes
+from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, message, t
 from fer_core.images import class_counts, relative_file, sample_per_class
 from ui.common import (

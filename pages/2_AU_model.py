@@ -14,7 +14,7 @@ from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.evaluation.metrics import degenerate_model_warning
 from fer_core.figures import plots
-from fer_core.figures.compare import csv_bytes
+from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, emotion_labels, t
 from fer_core.images import sample_per_class
 from fer_core.measure import ray_engine

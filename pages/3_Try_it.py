@@ -27,7 +27,7 @@ import streamlit as st
 
 from fer_core.errors import FerError, one_line
 from fer_core.figures import plots
-from fer_core.figures.compare import csv_bytes
+from fer_core.fileio import csv_bytes
 from fer_core.i18n import FONT_FAMILY, current_language, emotion_label, message, t
 from fer_core.masks import MASK_NOT_PLACED_REASON, STYLES
 from fer_core.pipeline import (

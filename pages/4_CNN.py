@@ -19,7 +19,8 @@ from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.evaluation.metrics import EvaluationReport, degenerate_model_warning
 from fer_core.figures import plots
-from fer_core.figures.compare import csv_bytes, predictions_frame, training_curves
+from fer_core.figures.compare import predictions_frame, training_curves
+from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, message, t
 from fer_core.images import sample_per_class
 from fer_core.predictors.cnn import PRESETS

@@ -13,7 +13,7 @@ import streamlit as st
 from fer_core.emotions import SEVEN_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.figures import plots
-from fer_core.figures.compare import csv_bytes
+from fer_core.fileio import csv_bytes
 from fer_core.i18n import FONT_FAMILY, emotion_label, emotion_labels, t
 from fer_core.predictors.teachable import TeachableImport, TeachableUpload, sort_upload
 from ui.common import (

@@ -16,7 +16,6 @@ from fer_core.figures.compare import (
     au_contribution_bars,
     column_titles,
     confusion_figure,
-    csv_bytes,
     left_out_frame,
     mcnemar_frame,
     p_text,
@@ -27,6 +26,7 @@ from fer_core.figures.compare import (
     probabilities_frame,
     summary_frame,
 )
+from fer_core.fileio import csv_bytes
 from fer_core.i18n import current_language, emotion_label, message, t
 from fer_core.images import png_data_uri, relative_file
 from fer_core.measure.extract import default_workers

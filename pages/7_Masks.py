@@ -11,7 +11,6 @@ from fer_core.au_table import au_label
 from fer_core.errors import FerError
 from fer_core.evaluation.mask_report import MaskReport, run_mask_report
 from fer_core.evaluation.metrics import p_text
-from fer_core.figures.compare import csv_bytes
 from fer_core.figures.masks import (
     left_out_images_frame,
     masked_vs_original_bars,
@@ -20,6 +19,7 @@ from fer_core.figures.masks import (
     shift_heatmap,
     summary_frame,
 )
+from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, message, t
 from fer_core.masks import HIDDEN_AUS, HUMAN_FINDINGS, STYLES, VISIBLE_AUS
 from fer_core.measure.extract import default_workers

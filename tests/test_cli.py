@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 from conftest import BUNDLED_AU_MODEL
 
+from fer_core import au_table
 from fer_core.au_table import AU_COLUMNS, TABLE_COLUMNS
 from fer_core.cli import main
 from fer_core.config import REPO_ROOT
@@ -250,6 +252,21 @@ def test_extract_measures_one_emotions_images_when_asked(capsys, tmp_path, fer_s
     code, _, _ = run_cli(capsys, "extract", fer_sample, "--out", out, "--workers", "1", "--classes", "happy")
     files = pd.read_csv(out)["file"]
     assert code == 0 and len(files) == 4 and files.str.startswith("happy/").all()
+
+
+def test_extract_to_csv_keeps_a_formula_file_name_as_text_and_reads_it_back(capsys, tmp_path, fer_sample):
+    """A spreadsheet ran a CSV cell "=2+5+cmd|..." as a formula: extract's CSV writes it with a
+    leading ', as every download does, and the table reads back with the file's own name."""
+    folder = tmp_path / "set"  # unlabelled photos, named by the file alone
+    folder.mkdir()
+    source = sorted((fer_sample / "happy").glob("*.jpg"))[0]
+    shutil.copy(source, folder / "=2+5+cmd.jpg")
+    shutil.copy(source, folder / "plain.jpg")
+    code, _, _ = run_cli(capsys, "extract", tmp_path / "set", "--out", tmp_path / "au.csv", "--workers", "1")
+    assert code == 0
+    raw = (tmp_path / "au.csv").read_text(encoding="utf-8")
+    assert "\n'=2+5+cmd.jpg," in raw.replace("\r", "") and "\n=2+5" not in raw
+    assert sorted(au_table.read(tmp_path / "au.csv")["file"]) == ["=2+5+cmd.jpg", "plain.jpg"]
 
 
 def test_extract_train_evaluate_on_fer_sample(capsys, tmp_path, fer_sample):

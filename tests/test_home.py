@@ -222,6 +222,17 @@ def test_home_shows_every_bundled_model_on_the_same_images(shipped_models, downl
     assert BundledScores.from_dict(json.loads(downloads[SCORES_FILE])) == scores
 
 
+def test_home_models_download_keeps_a_formula_name_as_text(shipped_models, downloads):
+    """A received manifest naming a model "=2+5+cmd|..." (nothing checks names as a manifest is
+    read): Home's CSV wrote it as a formula a spreadsheet runs, unlike every other download."""
+    entries = read_manifest()
+    hostile = replace(next(e for e in entries if e.name == "au-logreg-fer2013"), name="=2+5+cmd|' /C calc'!A0")
+    write_manifest(entries + [hostile])
+    _home()
+    raw = downloads["models_fer2013_val.csv"].decode()
+    assert "\n'=2+5+cmd|" in raw and "\n=2+5" not in raw
+
+
 def test_home_start_here_links_the_three_steps(shipped_models):
     at = _home()
     assert texts(at.header)[0] == "Start here"

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from fer_core.evaluation.compare import Comparison
-from fer_core.figures.compare import csv_bytes, mcnemar_frame, shown_table
+from fer_core.figures.compare import mcnemar_frame, shown_table
+from fer_core.fileio import csv_bytes
 from fer_core.i18n import using_language
 
 

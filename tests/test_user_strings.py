@@ -63,7 +63,7 @@ def test_show_error_shows_a_hostile_file_name_as_text():
 
 
 def test_csv_bytes_neutralises_formulas_only_in_text_cells():
-    from fer_core.figures.compare import csv_bytes
+    from fer_core.fileio import csv_bytes
 
     frame = pd.DataFrame({"file": [HOSTILE_FORMULA, "+cmd", "@SUM(A1)", "-2+3", "\tx", "angry/a.jpg", "-0.5"],
                           "delta": [-1.5, 2.0, -3.0, 0.0, 1.0, 2.0, 3.0]})
@@ -76,7 +76,8 @@ def test_csv_bytes_neutralises_formulas_only_in_text_cells():
 
 def test_compare_predictions_download_keeps_a_formula_file_name_as_text(tmp_path):
     """Compare's per-image CSV: a zip's wrapping folder named like a formula starts the file cell."""
-    from fer_core.figures.compare import csv_bytes, predictions_frame
+    from fer_core.figures.compare import predictions_frame
+    from fer_core.fileio import csv_bytes
 
     root = tmp_path / "set"
     table = pd.DataFrame({"file": [str(root / f"{HOSTILE_FORMULA}/angry/a.jpg"), str(root / "happy/b.jpg")],
@@ -150,7 +151,7 @@ def test_an_au_table_downloaded_from_the_dashboard_reads_back_with_its_file_name
     back (the AU model page, train-au-bottleneck --au-table), the rows no longer matched their files."""
     from fer_core import au_table
     from fer_core.au_table import AU_COLUMNS
-    from fer_core.figures.compare import csv_bytes
+    from fer_core.fileio import csv_bytes
 
     names = ["-01.jpg", "@2x_happy.jpg", "=a.jpg", "happy/+45.jpg", "plain.jpg"]
     table = pd.DataFrame({"file": names, "face": 0, "label": "happy", "success": 1,

@@ -230,40 +230,6 @@ def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns=column_titles())
 
 
-# A spreadsheet (Excel, LibreOffice, Google Sheets) runs a cell that begins with one of these as a
-# formula (OWASP "CSV injection"): a file or class name such as =HYPERLINK(...) must stay text.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def formula_safe(value: object) -> object:
-    """A text cell a spreadsheet would run as a formula, with a leading ``'`` (shown as text, the
-    OWASP remedy); numbers, and text that is a plain number (``-0.5``), are left as they are."""
-    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
-        return value
-    try:
-        float(value)
-        return value
-    except ValueError:
-        return "'" + value
-
-
-def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with ``formula_safe`` text cells and column names (a copy; numeric columns untouched)."""
-    out = frame.copy()
-    for column in out.columns:
-        dtype = out[column].dtype
-        if pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype):
-            out[column] = out[column].map(formula_safe)
-    out.columns = [formula_safe(c) for c in out.columns]
-    return out
-
-
-def csv_bytes(frame: pd.DataFrame, index: bool = False) -> bytes:
-    """A table as the UTF-8 CSV every download of the dashboard gives, safe to open in a
-    spreadsheet (``spreadsheet_safe``): user-chosen names are data there, never formulas."""
-    return spreadsheet_safe(frame).to_csv(index=index).encode("utf-8")
-
-
 # -- comparison figures --------------------------------------------------------------------------
 def percent(value: float | None) -> str:
     """The one way Compare and its report write a share: one decimal, ``51.7%`` (``–`` if unknown)."""
