@@ -27,10 +27,11 @@ def rendered(markdown: str) -> str:
 
 
 def plain(markdown: str) -> str:
-    """The text a reader sees: the rendered HTML without tags and entities."""
+    """The text a reader sees: the rendered HTML without tags and entities (and without the
+    invisible word joiner that keeps a web address from becoming a link)."""
     import html
 
-    return html.unescape(re.sub(r"<[^>]+>", "", rendered(markdown))).strip()
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered(markdown))).replace("\u2060", "").strip()
 
 
 def test_shown_literally_keeps_names_as_text():
@@ -255,3 +256,17 @@ def test_shown_literally_keeps_emoji_icon_and_colour_codes_as_text():
         assert not re.search(r"[\w+\-](?<!\\):", shown.replace("\\:", "")), shown
     assert "\\/" in shown_literally(":material/home:")
     assert shown_literally("keras_model.h5: not an image") == "keras_model.h5: not an image"
+
+
+def test_shown_literally_keeps_a_bare_web_address_or_email_from_becoming_a_link():
+    """A Teachable Machine class named "see http://x.example/l" showed a live link: GitHub's
+    autolinks ignore backslash escapes. A word joiner after the scheme or "www" and before "@"
+    stops them (checked in headless Chromium: no <a> left); the text reads as typed."""
+    from ui.common import shown_literally
+
+    for name in ("see http://127.0.0.1:9999/l", "(https://q.example)", "HTTP://Z.example", "www.x.example",
+                 "me@x.example", "[link](http://x.example/a)"):
+        shown = shown_literally(name)
+        assert plain(shown) == name
+        assert not re.search(r"(?i)(https?://|www\.|[^\u2060]@)", shown), shown
+    assert shown_literally("shttp_model.h5") == "shttp_model.h5"  # no joiner where nothing would link

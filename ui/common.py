@@ -184,13 +184,20 @@ _BLOCK_MARKER_AT_START = re.compile(r"^(\s*)([#+-]|\d{1,9}[.)](?=\s|$))")
 _SHORTCODE_OPENING = re.compile(r":(?=[\w+\-/]+:)")
 _SHORTCODE_CLOSING = re.compile(r"(\\:[\w+\-/]+):")
 _DIRECTIVE = re.compile(r":(?=[A-Za-z][\w-]*\\\[)")
+# GitHub's autolinks: "http://x", "https://x", "www.x" and "a@b.example" become links, and no
+# backslash escape stops them (checked in Chromium). An invisible word joiner (U+2060) after
+# "http"/"https"/"www" and before "@" does: the text shows as typed, as plain text.
+_AUTOLINK = re.compile(r"(?i)(?<![a-z0-9])(https?(?=://)|www(?=\.))|(?=@)")
+_WORD_JOINER = "\u2060"
 
 
 def shown_literally(text: object) -> str:
     """``text`` someone else chose (a file, folder or class name, an error naming one) for a
     Markdown-interpreting call (``st.markdown``, ``st.caption``, ``st.success``, widget labels):
-    shown as typed on one line, never as a link, an image, an icon, math or formatting."""
-    escaped = _MARKDOWN_ACTIVE.sub(r"\\\1", " ".join(str(text).splitlines()))
+    shown as typed on one line, never as a link (a bare URL included), an image, an icon, math
+    or formatting."""
+    escaped = _AUTOLINK.sub(lambda start: start.group() + _WORD_JOINER, " ".join(str(text).splitlines()))
+    escaped = _MARKDOWN_ACTIVE.sub(r"\\\1", escaped)
     escaped = _UNDERSCORES_AT_EDGE.sub(lambda run: "\\_" * len(run.group()), escaped)
     escaped = _SHORTCODE_CLOSING.sub(lambda code: code[1].replace("/", "\\/") + "\\:",
                                      _SHORTCODE_OPENING.sub(r"\\:", escaped))
