@@ -629,6 +629,12 @@ def huge_declared_models(folder: Path) -> dict[Path, str]:
                {"class_name": "Dense", "config": {"name": "dense", "units": 1000}}]
     huge_input = tm_config()
     huge_input["config"]["layers"][0]["config"]["batch_input_shape"] = [None, 50_000, 50_000, 3]
+    # few parameters, but 224x224 enlarged 150 times: 3.4 G values per image (the dashboard grew to 14 GB)
+    enlarged = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "UpSampling2D", "config": {"name": "up", "batch_input_shape": [None, 224, 224, 3],
+                                                   "size": [150, 150]}},
+        *tm_config()["config"]["layers"]]}}
+    enlarged["config"]["layers"][1]["config"].pop("batch_input_shape")
     return {
         write_tm_h5(folder / "gigabyte" / "keras_model.h5", edit=_compressed_gigabyte_kernel): "declares 1,024 MB",
         write_tm_h5(folder / "huge_tm" / "keras_model.h5",  # 224*224*3*1000 + 1000
@@ -639,12 +645,14 @@ def huge_declared_models(folder: Path) -> dict[Path, str]:
             "weight dense/bias has shape (7,), the architecture needs (2,)",
         write_tm_h5(folder / "huge_input" / "keras_model.h5", config=huge_input):  # each image: 7.5 GB
             "model input 50000x50000 is larger than an image model takes here",
+        write_tm_h5(folder / "enlarged" / "keras_model.h5", config=enlarged):
+            "its layer 'up' computes 3,386,880,000 values for each image",
     }
 
 
 def test_huge_declared_models_stay_under_1_gb(tmp_path):
-    """Architectures declaring 150 M+ parameters or 50,000 x 50,000 inputs and a dataset declaring
-    1 GiB: refused before anything is allocated, in one process (one TensorFlow import) whose
+    """Architectures declaring 150 M+ parameters, 50,000 x 50,000 inputs or a 3.4 G-value layer, and
+    a dataset declaring 1 GiB: refused before anything is allocated, in one process (one TensorFlow import) whose
     peak memory stays under 1 GB."""
     cases = huge_declared_models(tmp_path)
     result = subprocess.run([sys.executable, "-c", MEASURED_RUN, str(tmp_path / "peak_kb"), sys.executable, "-c",

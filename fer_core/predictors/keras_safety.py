@@ -16,13 +16,18 @@ from __future__ import annotations
 import gc
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import ModelFileError, one_line
 
 CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "__lambda__"})  # layers that carry Python code
 MAX_PARAMETERS = 8_000_000  # Teachable Machine's MobileNetV2 (alpha 0.35) has 0.4 M, our CNNs 1.3 M
+# Values one image makes a layer compute, and all layers together: a model of few parameters can
+# still ask for gigabytes (a 1.3 KB export whose UpSampling2D made 3.4 G values took the dashboard
+# to 14 GB). Teachable Machine's MobileNetV2 computes at most 0.6 M in a layer and 9.6 M in all.
+MAX_LAYER_VALUES = 16_000_000  # 64 MB of float32 per image
+MAX_MODEL_VALUES = 160_000_000
 _SAFE_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 32000: "lzf"}  # built into HDF5 / h5py
 
 
@@ -126,6 +131,7 @@ def build_deferred(build: Callable[[], Any], check: Callable[[Any], None], sourc
                 if parameters > max_parameters:
                     raise ModelFileError(f"{source}: the architecture declares {parameters:,} parameters, more "
                                          f"than a model here may have ({max_parameters:,}); {hint}")
+                check_activation_sizes(model, source, hint)
                 check(model)
             if keep:
                 with keras.StatelessScope():  # closing it allocates the variables created above
@@ -154,6 +160,30 @@ def build_deferred(build: Callable[[], Any], check: Callable[[Any], None], sourc
     if error is not None:  # Keras raises many types for configs it cannot build
         raise ModelFileError(f"{source}: {failure} ({one_line(error, 160)}); {hint}") from None
     return outcome.get("model")
+
+
+def _layer_outputs(model: Any) -> Iterator[tuple[str, int]]:
+    """(layer name, values it computes per image) for every output of every layer, nested models'
+    layers included, from the shapes Keras inferred while building (nothing is computed)."""
+    for layer in getattr(model, "layers", ()):
+        for node in getattr(layer, "_inbound_nodes", ()):
+            for tensor in getattr(node, "output_tensors", None) or ():
+                yield layer.name, math.prod(int(d) for d in tuple(tensor.shape)[1:] if d is not None)
+        yield from _layer_outputs(layer)
+
+
+def check_activation_sizes(model: Any, source: str, hint: str) -> None:
+    """Refuse a model whose layers would compute more values per image than ``MAX_LAYER_VALUES``
+    (one layer) or ``MAX_MODEL_VALUES`` (all): said before anything runs, not as memory lost."""
+    total = 0
+    for name, values in _layer_outputs(model):
+        if values > MAX_LAYER_VALUES:
+            raise ModelFileError(f"{source}: its layer {name!r} computes {values:,} values for each image, more than "
+                                 f"a model here may ({MAX_LAYER_VALUES:,}; about {_mb(4 * values)}); {hint}")
+        total += values
+        if total > MAX_MODEL_VALUES:
+            raise ModelFileError(f"{source}: its layers compute more than {MAX_MODEL_VALUES:,} values for each "
+                                 f"image, more than a model here may; {hint}")
 
 
 def check_keras_archive(path: str, max_bytes: int, max_json_bytes: int, hint: str) -> dict:
