@@ -1477,9 +1477,12 @@ def _print_report(r) -> None:
     lo, hi = r.accuracy_ci95
     print(f"{r.model}: n {r.n}, accuracy {r.accuracy:.3f} (95% CI {lo:.3f}-{hi:.3f}), "
           f"macro-F1 {r.macro_f1:.3f}, no face {r.no_face}")
-    for emotion, v in r.per_class.items():
-        acc = "-" if v.accuracy is None else f"{v.accuracy:.2f}"
-        print(f"  {emotion:9s} n {v.n:5d}  accuracy {acc}")
+    def figure(value: float | None) -> str:
+        return "   -" if value is None else f"{value:.2f}"
+
+    for emotion, v in r.per_class.items():  # accuracy is the emotion's recall
+        print(f"  {emotion:9s} n {v.n:5d}  accuracy {figure(v.accuracy)}  precision {figure(v.precision)}  "
+              f"F1 {figure(v.f1)}")
 
 
 def _jsonable(obj):

@@ -19,9 +19,13 @@ def test_report_on_a_hand_computed_example():
     assert r["model"] == "m" and r["labels"] == ["angry", "happy", "sad"]
     assert r["n"] == 6 and r["no_face"] == 1
     assert r["accuracy"] == pytest.approx(3 / 6, abs=1e-4)
-    assert r["per_class"]["happy"] == {"n": 3, "accuracy": pytest.approx(2 / 3, abs=1e-4)}
-    assert r["per_class"]["sad"] == {"n": 2, "accuracy": 0.5}
-    assert r["per_class"]["angry"]["accuracy"] == 0.0
+    # accuracy is the emotion's recall; precision and F1 beside it (the compare --json a study reports)
+    assert r["per_class"]["happy"] == {"n": 3, "accuracy": pytest.approx(2 / 3, abs=1e-4), "precision": 1.0,
+                                       "f1": 0.8}
+    assert r["per_class"]["sad"] == {"n": 2, "accuracy": 0.5, "precision": pytest.approx(1 / 3, abs=1e-4),
+                                     "f1": 0.4}
+    # never answered: no precision (not 0); no images of it would leave F1 empty too
+    assert r["per_class"]["angry"] == {"n": 1, "accuracy": 0.0, "precision": None, "f1": 0.0}
     # rows: true angry/happy/sad; columns: predicted angry/happy/sad
     assert r["confusion"] == [[0, 0, 1], [0, 2, 1], [0, 0, 1]]
     assert r["no_face_per_class"] == [0, 0, 1]
@@ -38,10 +42,12 @@ def test_macro_f1_leaves_out_an_emotion_neither_tested_nor_answered():
     (that made evaluate's figure differ from compare's for the same model and images)."""
     classes = ["angry", "disgust", "happy"]
     right = evaluation_report(["angry", "happy", "happy"], ["angry", "happy", "happy"], classes).to_dict()
-    assert right["macro_f1"] == 1.0 and right["per_class"]["disgust"] == {"n": 0, "accuracy": None}
+    assert right["macro_f1"] == 1.0 and right["per_class"]["disgust"] == {"n": 0, "accuracy": None, "precision": None,
+                                                                  "f1": None}
     answered = evaluation_report(["angry", "happy", "happy"], ["angry", "happy", "disgust"], classes).to_dict()
     # angry 1; happy P=1 R=1/2 -> 2/3; disgust, answered once but never tested, is not averaged
     assert answered["macro_f1"] == pytest.approx((1 + 2 / 3) / 2, abs=1e-4)
+    assert answered["per_class"]["disgust"] == {"n": 0, "accuracy": None, "precision": 0.0, "f1": None}
 
 
 def test_accuracy_interval_narrows_with_more_data():

@@ -184,3 +184,11 @@ def test_each_emotion_of_the_summary_has_its_wilson_interval():
     assert pd.isna(frame.loc["sad", "ci95_low"]) and pd.isna(frame.loc["sad", "ci95_high"])  # no images
     overall = binomtest(47, 55).proportion_ci(method="wilson")
     assert frame.loc["overall", "ci95_low"] == pytest.approx(overall.low, abs=5e-5)
+
+
+def test_report_tables_write_precision_recall_and_f1_one_way():
+    """The report printed recall 0.6 beside precision 0.4000 (pandas chose each column's digits)."""
+    frame = pd.DataFrame({"model": ["m", "m"], "emotion": ["happy", "sad"], "precision": [0.4, float("nan")],
+                          "recall": [0.6, 0.7], "f1": [0.48, 0.4286], "support": [10, 10]})
+    shown = shown_table(frame)
+    assert shown.iloc[:, 2:5].values.tolist() == [["0.400", "0.600", "0.480"], ["–", "0.700", "0.429"]]

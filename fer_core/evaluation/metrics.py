@@ -20,9 +20,13 @@ import numpy as np
 class ClassScore:
     n: int
     accuracy: float | None  # recall; None when the class has no images
+    # None, not 0, where undefined: precision when the emotion was never answered (a 0 would read
+    # "every such answer was wrong"), F1 when it has no images (macro-F1 leaves it out too)
+    precision: float | None = None
+    f1: float | None = None
 
     def to_dict(self) -> dict:
-        return {"n": self.n, "accuracy": self.accuracy}
+        return {"n": self.n, "accuracy": self.accuracy, "precision": self.precision, "f1": self.f1}
 
 
 @dataclass
@@ -74,7 +78,7 @@ class EvaluationReport:
             accuracy=float(d.get("accuracy", 0.0)),
             accuracy_ci95=tuple(d.get("accuracy_ci95") or (float("nan"), float("nan"))),
             macro_f1=float(d.get("macro_f1", 0.0)),
-            per_class={c: ClassScore(int(v.get("n", 0)), v.get("accuracy"))
+            per_class={c: ClassScore(int(v.get("n", 0)), v.get("accuracy"), v.get("precision"), v.get("f1"))
                        for c, v in (d.get("per_class") or {}).items()},
             labels=labels, confusion=d.get("confusion") or [[0] * len(labels) for _ in labels],
             no_face_per_class=d.get("no_face_per_class") or [0] * len(labels),
@@ -134,7 +138,7 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
     """``evaluation_report`` of integer codes: ``classes`` are 0..k-1, other labels k and above
     (the same code for the same label in both arrays), no prediction -1. A million predictions cost
     megabytes, not the Python strings of a label list; the counting is scikit-learn's."""
-    from sklearn.metrics import confusion_matrix, f1_score, recall_score
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
     classes = list(classes)
     truth, pred = np.asarray(truth, dtype=np.int64), np.asarray(pred, dtype=np.int64)
@@ -149,7 +153,8 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
         with warnings.catch_warnings():  # one emotion scored is a choice, and labels= gives the shape
             warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
             confusion = confusion_matrix(truth, pred, labels=labels)
-        recall = recall_score(truth, pred, labels=labels, average=None, zero_division=0)
+        precision, recall, f1, _ = precision_recall_fscore_support(truth, pred, labels=labels, average=None,
+                                                                   zero_division=0)
         # Macro-F1 over the emotions the test images show: the same figure for the same model on
         # the same images whether scored alone (``evaluate``, the model's emotions) or in a
         # comparison (the test set's emotions). An answer of an emotion not tested is wrong in the
@@ -157,7 +162,9 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
         scored = [i for i in labels if sizes[i]]
         macro_f1 = float(f1_score(truth, pred, labels=scored, average="macro", zero_division=0)) if scored else 0.0
     else:
-        confusion, recall, macro_f1 = np.zeros((k, k), dtype=int), np.zeros(k), 0.0
+        confusion, macro_f1 = np.zeros((k, k), dtype=int), 0.0
+        precision = recall = f1 = np.zeros(k)
+    answered = np.bincount(pred[(pred >= 0) & (pred < k)], minlength=k)
     no_face_per_class = np.bincount(truth[in_classes & (pred == -1)], minlength=k)
     other_per_class = np.bincount(truth[in_classes & (pred >= k)], minlength=k)
     lo, hi = wilson_ci(correct)
@@ -166,7 +173,9 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
         accuracy=round(float(correct.mean()) if n else 0.0, 4),
         accuracy_ci95=(round(lo, 4), round(hi, 4)),
         macro_f1=round(macro_f1, 4),
-        per_class={c: ClassScore(int(sizes[i]), round(float(recall[i]), 4) if sizes[i] else None)
+        per_class={c: ClassScore(int(sizes[i]), round(float(recall[i]), 4) if sizes[i] else None,
+                                 precision=round(float(precision[i]), 4) if answered[i] else None,
+                                 f1=round(float(f1[i]), 4) if sizes[i] else None)
                    for i, c in enumerate(classes)},
         labels=classes, confusion=confusion.astype(int).tolist(),
         no_face_per_class=[int(v) for v in no_face_per_class],
