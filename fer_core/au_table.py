@@ -1055,9 +1055,12 @@ def require_usable(table: pd.DataFrame, classes: Sequence[str] | None = None, co
         labelled = f" labelled {', '.join(classes)}" if classes is not None else ""
         what = selection.summary() if selection.total else "it has no rows"
         if AU_HIDDEN in selection.left_out:  # a masked table: the way out is a model of fewer AUs
-            raise AUTableError(f"{name}: no usable rows{labelled} ({what}); the faces were measured under a mask, "
-                               "which hides AUs a model of all AUs needs: train on the AUs above the mask "
-                               "(train-au --aus upper)")
+            from .masks import HIDDEN_AUS
+
+            hidden = [c.split("_")[0] for c in columns if c.split("_")[0] in HIDDEN_AUS] or ["AUs"]
+            hidden = ", ".join(hidden) if len(hidden) <= 3 else f"{hidden[0]}, {hidden[1]}, … {hidden[-1]}"
+            raise AUTableError(f"{name}: no usable rows{labelled} ({what}); the mask hides {hidden}, which the "
+                               "model needs: train on the AUs above the mask (train-au --aus upper)")
         raise AUTableError(f"{name}: no usable rows{labelled} ({what}); use a table of measured faces "
                            "with AU values from 0 to 5")
     return selection

@@ -105,18 +105,22 @@ def t(key: str, /, **values: object) -> str:
 
 # A Korean particle written for either word ending ("은(는)": 은 after a final consonant, 는 after a
 # vowel), as a template must write it before a name it does not know.
-_PARTICLES = re.compile(r"(?<=[가-힣])(은\(는\)|이\(가\)|을\(를\)|과\(와\)|\(으\)로)")
+_PARTICLES = re.compile(r"(?<=[가-힣0-9])(은\(는\)|이\(가\)|을\(를\)|과\(와\)|\(으\)로)")
+# The final consonant of a number's last digit as read aloud (영 일 이 삼 사 오 육 칠 팔 구; a
+# number ending in 0 reads 십, 백, 천, 만 or 영: a final consonant, never ㄹ), as ``pick`` counts it.
+_DIGIT_FINALS = {"0": 21, "1": 8, "2": 0, "3": 16, "4": 0, "5": 0, "6": 1, "7": 8, "8": 8, "9": 0}
 
 
 def attach_particles(text: str) -> str:
     """Korean text with each "은(는)", "이(가)", "을(를)", "과(와)", "(으)로" after a Hangul syllable
-    written as the one that syllable takes ("AU26 턱 내림은", "AU14 보조개는", "행복으로", "놀람으로",
-    "화남으로", "슬픔으로"); other text unchanged."""
+    or a digit written as the one it takes ("AU26 턱 내림은", "AU14 보조개는", "행복으로", "놀람으로",
+    "AU12가", "AU17이"); other text unchanged."""
     if "(" not in text:
         return text
 
     def pick(found: re.Match) -> str:
-        final = (ord(text[found.start() - 1]) - 0xAC00) % 28  # 0: no final consonant, 8: ㄹ
+        before = text[found.start() - 1]
+        final = _DIGIT_FINALS[before] if before.isascii() else (ord(before) - 0xAC00) % 28  # 0: none, 8: ㄹ
         if found.group(1) == "(으)로":  # 으로 after a final consonant other than ㄹ
             return "으로" if final not in (0, 8) else "로"
         first, second = found.group(1)[0], found.group(1)[2]

@@ -166,7 +166,7 @@ def test_teachable_refusals_of_damaged_weights_read_in_korean():
         gray = i18n.message(f"m.tflite: the model answers nan, 0.5 for a plain gray image, not class probabilities "
                             f"(a damaged or edited file); {hint}")
         weight = i18n.message(f"keras_model.h5: weight dense/kernel holds NaN or infinite values (a damaged file); {hint}")
-    assert gray.startswith("m.tflite: 이 모델은 회색 이미지에 nan, 0.5(으)로 답합니다") and gray.endswith(hint)
+    assert gray.startswith("m.tflite: 이 모델은 회색 이미지에 nan, 0.5로 답합니다") and gray.endswith(hint)
     assert weight.startswith("keras_model.h5: 가중치 dense/kernel에 NaN이나") and weight.endswith(hint)
 
 

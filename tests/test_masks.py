@@ -469,7 +469,7 @@ def test_training_all_aus_on_a_masked_table_points_to_the_upper_face_aus(tmp_pat
     table.to_csv(path, index=False)
     assert main(["train-au", str(path), "--out", str(tmp_path / "m.json")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--aus upper" in err and "hides AUs" in err
+    assert len(err.splitlines()) == 1 and "--aus upper" in err and "the mask hides AU09, AU10, … AU26" in err
     with i18n.using_language("ko"):
         assert "마스크 위의 AU로 학습하세요" in i18n.message(err.removeprefix("error: "))
 
@@ -780,3 +780,22 @@ def test_mask_report_does_not_blame_the_mask_for_an_emotion_the_folder_never_hel
                  "--workers", "1"]) == 0
     err = capsys.readouterr().err
     assert "the test set has no images of fear" in err and "could be masked" not in err
+
+
+def test_training_on_masked_faces_names_the_hidden_aus_the_chosen_ones_need():
+    """train-au --aus AU01,AU12 on masked faces said "a model of all AUs needs" the hidden AUs:
+    it names AU12, the one the mask hides of those asked for."""
+    from fer_core.errors import AUTableError
+
+    rows = []
+    for i, emotion in enumerate(["happy", "sad"] * 10):
+        aus = {c: (np.nan if c.split("_")[0] in masks.HIDDEN_AUS else 1.0 + i % 3) for c in AU_COLUMNS}
+        rows.append({"file": f"{emotion}/{i}.jpg", "face": 0, "label": emotion, "success": 1, "masked": 1, **aus})
+    table = au_table.normalise(pd.DataFrame(rows))
+    with pytest.raises(AUTableError) as caught:
+        au_table.require_usable(table, ["happy", "sad"], ["AU01_r", "AU12_r"], name="masked.csv")
+    assert "the mask hides AU12, which the model needs" in str(caught.value) and "all AUs" not in str(caught.value)
+    from fer_core import i18n
+
+    with i18n.using_language("ko"):
+        assert "마스크가 모델에 필요한 AU12를 가립니다" in i18n.message(str(caught.value))

@@ -61,6 +61,9 @@ def test_an_au_weaker_than_usual_is_not_given_as_the_reason_by_being_there():
         assert ex.sentence == "무표정: AU12 입꼬리 당김 및 AU25 입술 벌림이 나타나지 않기 때문입니다."
         assert i18n.attach_particles("AU14 보조개은(는), AU26 턱 내림은(는), (0.7)은(는)") == \
             "AU14 보조개는, AU26 턱 내림은, (0.7)은(는)"
+        # a number takes the particle of its last digit read aloud (이, 칠, 십)
+        assert i18n.attach_particles("AU12이(가), AU17이(가), AU10을(를), AU45(으)로, AU23(으)로") == \
+            "AU12가, AU17이, AU10을, AU45로, AU23으로"
     assert ex.active_reasons == [] and ex.ranked[2].usual == 0.9 and ex.ranked[2].to_dict()["usual"] == 0.9
     ex = _two_emotion_model([5.0, 2.0, 1.0]).explain(np.array([0.7, 1.0, 1.0]))
     assert ex.sentence == "neutral, because AU06 cheek raiser is weaker than usual (0.7)."
