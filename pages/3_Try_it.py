@@ -537,8 +537,9 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
             show_error(message(other.value_counts().index[0]), prefix=name)
         return
     times = decoded["time_s"].round(3).tolist()
-    chosen = st.session_state.get("try_video_time")
-    marked = chosen if chosen in times else None
+    # The charts stay the same figure whatever time is chosen (no line marking it): Streamlit names
+    # a chart by its figure, so a changed figure was a new chart and the click that changed it was
+    # dropped (every other click did nothing). The slider and the panel's heading say the time.
     events = []
     x_title = t("try_it.video_time_axis")
     if getattr(model, "inputs", "") == "aus":
@@ -546,7 +547,7 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
         fig = plots.lines_over_time(probs, list(model.classes), [emotion_label(c) for c in model.classes],
                                     t("try_it.video_emotions_title", model=model_name), x_title,
                                     t("try_it.video_probability_axis"),
-                                    [plots.emotion_color(c) for c in model.classes], marked)
+                                    [plots.emotion_color(c) for c in model.classes])
         events.append(st.plotly_chart(fig, key="try_video_emotions", on_select="rerun", selection_mode="points"))
     else:
         probs = None
@@ -557,7 +558,7 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
                            format_func=au_label)
     if shown:
         fig = plots.lines_over_time(firsts, shown, [au_label(c) for c in shown], t("try_it.video_aus_title"),
-                                    x_title, t("try_it.video_intensity_axis"), marked=marked)
+                                    x_title, t("try_it.video_intensity_axis"))
         events.append(st.plotly_chart(fig, key="try_video_au_lines", on_select="rerun", selection_mode="points"))
     video_downloads(name, table, probs)
     when = pick_time(times, events)

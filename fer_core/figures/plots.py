@@ -460,10 +460,9 @@ LINE_SYMBOLS: tuple[str, ...] = ("circle", "square", "diamond", "triangle-up", "
 
 
 def lines_over_time(frame: pd.DataFrame, columns: Sequence[str], names: Sequence[str], title: str,
-                    x_title: str, y_title: str, colors: Sequence[str] | None = None,
-                    marked: float | None = None) -> go.Figure:
+                    x_title: str, y_title: str, colors: Sequence[str] | None = None) -> go.Figure:
     """One line per column over ``frame["time_s"]`` (a video's AUs or emotion probabilities); a
-    missing value (a frame without a face) leaves a gap; ``marked``: the chosen time, dotted."""
+    missing value (a frame without a face) leaves a gap."""
     fig = go.Figure()
     for i, (column, name) in enumerate(zip(columns, names)):
         fig.add_trace(go.Scatter(x=frame["time_s"], y=frame[column], mode="lines+markers", name=name,
@@ -472,6 +471,4 @@ def lines_over_time(frame: pd.DataFrame, columns: Sequence[str], names: Sequence
                                  hovertemplate=f"{name}: %{{y:.2f}} (%{{x:.2f}} s)<extra></extra>"))
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title=y_title)
-    if marked is not None:
-        fig.add_vline(x=marked, line_dash="dot", line_color="#444")
     return _layout(fig, title, height=340)
