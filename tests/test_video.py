@@ -418,8 +418,13 @@ def test_a_webm_is_as_long_as_its_video_not_its_audio(tmp_path):
     whole = write_frames(tmp_path / "whole.webm", [i / 10 for i in range(60)], codec="libvpx", audio_s=6)
     table = video.extract_video(cut(whole, 0.6, "cut.webm"), fps=2)
     (reason,) = gaps(table)["reason"]
-    assert reason.startswith("the video ends at ") and " of its 6.01 s (cut short?); no frames from " in reason
+    assert reason.startswith("the video ends at ") and " of its 6.00 s (cut short?); no frames from " in reason
     assert table["time_s"].iloc[-1] < 4 and gaps(video.extract_video(whole, fps=2)).empty
+    # cut short beside a longer audio track: measured against the video's own length (its track's
+    # DURATION tag), not the audio's ("ends at 3.5 s of its 8.01 s" for 6 s of video)
+    longer = write_frames(tmp_path / "longer.webm", [i / 10 for i in range(60)], codec="libvpx", audio_s=8)
+    (reason,) = gaps(video.extract_video(cut(longer, 0.6, "cut_longer.webm"), fps=2))["reason"]
+    assert " of its 6.00 s (cut short?)" in reason, reason
 
 
 def test_an_audio_file_with_cover_art_is_not_a_video(tmp_path):
@@ -444,7 +449,7 @@ def test_an_audio_file_with_cover_art_is_not_a_video(tmp_path):
                 out.mux(packet)
         for packet in audio.encode():
             out.mux(packet)
-    with pytest.raises(video.VideoError, match="^song.mp4: holds no video stream; use MP4"):
+    with pytest.raises(video.VideoError, match="^song.mp4: holds no video stream, only sound or pictures; choose a file"):
         video.probe_video(song, "song.mp4")
     with av.open(str(song)) as container, pytest.raises(video.VideoError) as caught:
         video._seek(container, container.streams.video[0], 1.0, "song.mp4")

@@ -133,7 +133,7 @@ def _video_stream(container, label: str):
     "video" stream (attached picture) that would be measured as a long still video."""
     streams = [s for s in container.streams.video if not int(getattr(s, "disposition", 0) or 0) & _ATTACHED_PIC]
     if not streams:
-        raise VideoError(f"{label}: holds no video stream; use MP4, MOV, AVI or WebM")
+        raise VideoError(f"{label}: holds no video stream, only sound or pictures; choose a file with video in it")
     decodable = [s for s in streams if s.codec_context is not None]
     if not decodable:  # FFmpeg has no decoder for it: PyAV gives the stream no codec context
         raise VideoError(f"{label}: its video codec is not supported; convert it to MP4 (H.264)")
@@ -175,6 +175,19 @@ def _header_span(stream) -> tuple[float | None, float | None]:
     start = float(stream.start_time * base) if stream.start_time is not None and base else None
     own = float(stream.duration * base) if stream.duration and base else None
     return start, own
+
+
+def _tagged_length(stream) -> float | None:
+    """The length a Matroska/WebM muxer writes in the video track's ``DURATION`` tag
+    ("00:00:08.000000000"); the container's length is its longest track's (often the audio)."""
+    parts = (stream.metadata or {}).get("DURATION", "").split(":")
+    if len(parts) != 3:
+        return None
+    try:
+        length = float(parts[0]) * 3600 + float(parts[1]) * 60 + float(parts[2])
+    except ValueError:
+        return None
+    return length if length > 0 else None
 
 
 def _scan(container, stream) -> tuple[float | None, float, float]:
@@ -224,9 +237,13 @@ def probe_video(path: str | os.PathLike[str], label: str | None = None) -> Video
         else:
             first, end, file_end = _scan(container, stream)
             start = start if start is not None else (first or 0.0)
-            header = container.duration / 1_000_000 if container.duration else None
-            # the whole file (audio too) ends before its header says: cut off, not a short video track
-            expected = header if header is not None and file_end < header - CUT_SLACK_S else end
+            tagged = _tagged_length(stream)
+            if tagged is not None:  # a WebM's video track says its own length: cut off before it
+                expected = start + tagged if end < start + tagged - CUT_SLACK_S else end
+            else:
+                header = container.duration / 1_000_000 if container.duration else None
+                # the whole file (audio too) ends before its header says: cut off, not a short video track
+                expected = header if header is not None and file_end < header - CUT_SLACK_S else end
         start = max(0.0, start)
         return VideoInfo(max(0.0, end - start), fps, width, height, stream.codec_context.name or "", own,
                          start, expected)
