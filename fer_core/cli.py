@@ -1110,7 +1110,7 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
 
 def cmd_evaluate(args) -> int:
     from . import au_table
-    from .evaluation.compare import evaluate_au_table, evaluate_images
+    from .evaluation.compare import evaluate_au_table, evaluate_images, training_table_note
     from .images import scan_images
     from .measure.extract import default_workers
     from .predictors.base import model_of_kind
@@ -1135,6 +1135,10 @@ def cmd_evaluate(args) -> int:
             note = masked_note(unknown_aus(au_table.first_faces(table), predictor))
             if note:
                 print(f"note: {note}", file=sys.stderr)
+            trained_on = training_table_note(predictor, table)
+            if trained_on:
+                print(f"note: {trained_on}", file=sys.stderr)
+                extra["note"] = trained_on
         for reason, n in report.left_out.items():
             why = {au_table.NOT_FIRST_FACE: "that are later faces of an image (its first face is scored)"}.get(reason, reason)
             print(f"{printable(args.au_table)}: left out {n:,} rows {why}", file=sys.stderr)

@@ -299,6 +299,19 @@ def test_evaluate_bundled_model_on_au_table(capsys):
     assert report["model"] == "au-logreg-fer2013"
     assert report["labels"] == ["angry", "disgust", "happy", "neutral", "sad", "surprise"]
     assert report["accuracy"] > 0.45, "the bundled model fell well below its measured 0.53"
+    assert "note" not in report  # val is not the table it was fitted on
+
+
+def test_evaluate_on_the_table_a_model_was_fitted_on_says_so(capsys):
+    """A replication scored the study's model on its own table: 0.887 with no word that the model
+    was refitted on every one of those rows (its held-out score was 0.781)."""
+    code, out, err = run_cli(capsys, "evaluate", "--au-table", "data/fer2013_train_au.csv.gz", "--json")
+    assert code == 0
+    note = json.loads(out)["note"]
+    assert note.startswith("data/fer2013_train_au.csv.gz has as many faces of each emotion as au-logreg-fer2013 was "
+                           "fitted on (data/fer2013_train_au.csv.gz): if it is that table, this scores the faces "
+                           "the model learned from, not a test; its held-out score was 0.")
+    assert f"note: {note}" in err
 
 
 def test_import_openface_study_table(capsys, tmp_path, study_table):

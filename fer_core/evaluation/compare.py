@@ -279,6 +279,31 @@ def evaluate_images(predictor: Predictor, items: Sequence[LabeledImage], workers
 SCORE_CHUNK_ROWS = 20_000  # faces predicted at once when scoring an AU table
 
 
+def training_table_note(predictor: Predictor, table: pd.DataFrame) -> str | None:
+    """A note when ``table`` has exactly the usable faces per emotion that the AU model recorded
+    fitting on: most likely its training table, on which the score is what it learned, not a test
+    (the model is refitted on every row after its held-out score). None otherwise."""
+    from .. import au_table
+
+    info = getattr(getattr(predictor, "model", None), "info", None) or {}
+    data = info.get("data") if isinstance(info, dict) else None
+    recorded = data.get("class_counts") if isinstance(data, dict) else None
+    if not isinstance(recorded, dict) or not recorded:
+        return None
+    try:
+        counts = au_table.training_set(table, predictor.classes, au_columns_used(predictor)).class_counts
+    except FerError:
+        return None
+    if counts != recorded:
+        return None
+    held = (info.get("metrics") or {}).get("holdout") or {}
+    named = f" ({data['description']})" if data.get("description") else ""
+    score = (f"; its held-out score was {held['accuracy']:.3f} on {held['n']:,} faces"
+             if isinstance(held.get("accuracy"), float) and isinstance(held.get("n"), int) else "")
+    return (f"{au_table.table_name(table)} has as many faces of each emotion as {predictor.name} was fitted on"
+            f"{named}: if it is that table, this scores the faces the model learned from, not a test{score}")
+
+
 def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationReport:
     """An AU model on a labelled AU table: the first face of each image labelled with one of its
     emotions (``au_table.select``); unmeasured faces count wrong, rows with invalid AU values are
