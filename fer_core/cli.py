@@ -390,6 +390,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help=TABLE_OUT_HELP)
     s.set_defaults(func=cmd_import_openface)
 
+    s = sub.add_parser("import-teachable", help="register a Teachable Machine export (zip, folder or model file), "
+                                                "as the dashboard's Teachable Machine page saves one")
+    s.add_argument("export", help="the export's zip, its folder, or its model file (keras_model.h5, model.json, "
+                                  ".tflite) with labels.txt / metadata.json / weights beside it")
+    s.add_argument("--name", required=True, help="register in models/manifest.json under this (new) name")
+    s.add_argument("--map", action="append", default=[], metavar="CLASS=EMOTION",
+                   help="the emotion a class stands for where its name does not say it ('Class 1=happy'); "
+                        "'Background=' leaves a class out; repeat for each class (default: read from the class names)")
+    s.set_defaults(func=cmd_import_teachable)
+
     s = sub.add_parser("train-au", help="fit an AU model (logistic regression, the study's MLP or the GAM)")
     s.add_argument("table", help="AU table CSV (this workbench's, or OpenFace output)")
     s.add_argument("--out", required=True, help="model .json to write")
@@ -841,6 +851,31 @@ def _ray_options_usable(args) -> None:
         raise FerError("--mask works with --engine local only")
     if not available():
         raise FerError(INSTALL_HINT)
+
+
+def cmd_import_teachable(args) -> int:
+    from .i18n import emotion_label
+    from .manifest import read_manifest, validate_model_name
+    from .predictors.teachable import load_upload, register_teachable, upload_from_path
+
+    mapping: dict[str, str | None] = {}
+    for pair in args.map:
+        label, sep, emotion = pair.partition("=")
+        if not sep or not label.strip():
+            raise FerError(f"--map {pair!r}: write CLASS=EMOTION ('Class 1=happy'), or CLASS= to leave it out")
+        mapping[label.strip()] = emotion.strip() or None
+    validate_model_name(args.name, read_manifest())  # before loading TensorFlow
+    upload = upload_from_path(args.export)
+    predictor = load_upload(upload, args.name)
+    if mapping:
+        predictor = predictor.remapped(mapping)
+    predictor.check_usable()
+    for label, emotion in predictor.mapping.as_dict().items():
+        print(f"  {label} -> {emotion_label(emotion) if emotion else 'left out (not an emotion)'}")
+    entry = register_teachable(upload, predictor, args.name, command=args.command_line)
+    print(f"registered {printable(upload.source)} as {entry.name!r} in {_manifest_shown()} "
+          f"({', '.join(predictor.classes)}; {predictor.format})")
+    return 0
 
 
 def cmd_import_openface(args) -> int:

@@ -15,7 +15,7 @@ from fer_core.errors import FerError
 from fer_core.figures import plots
 from fer_core.fileio import csv_bytes
 from fer_core.i18n import FONT_FAMILY, emotion_label, emotion_labels, t
-from fer_core.predictors.teachable import TeachableImport, TeachableUpload, sort_upload
+from fer_core.predictors.teachable import TeachableUpload, register_teachable, sort_upload
 from ui.common import (
     IMAGE_TYPES,
     digest,
@@ -226,14 +226,8 @@ def saved_name(predictor, key: str) -> str | None:
 
 
 def save_teachable(upload: TeachableUpload, predictor, name: str):
-    from fer_core.manifest import Metrics
-    from fer_core.predictors.registry import save_and_register
-
-    return save_and_register(TeachableImport(upload, predictor), name=name, kind="teachable",
-                             classes=predictor.classes, metrics=Metrics(), mapping=predictor.mapping.as_dict(),
-                             command=f"dashboard: Teachable Machine page (import of {upload.source})",
-                             origin="imported", description=f"Teachable Machine export {upload.source}",
-                             extra={"format": predictor.format})
+    return register_teachable(upload, predictor, name,
+                              command=f"dashboard: Teachable Machine page (import of {upload.source})")
 
 
 def imported_list() -> None:

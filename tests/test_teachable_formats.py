@@ -294,6 +294,40 @@ def test_saved_imports_reload_with_their_format(exports, faces, models_dir):
         np.testing.assert_allclose(again.predict_proba(faces[:4]), tm.predict_proba(faces[:4]), atol=1e-5)
 
 
+def test_import_teachable_registers_a_zip_a_folder_or_a_model_file_from_the_command_line(exports, faces, models_dir,
+                                                                                          capsys):
+    """A replication had no way to register an export without the dashboard: ``import-teachable``
+    keeps it as the page's Save does (same files, mapping and format), from any of the downloads."""
+    from fer_core.cli import main
+    from fer_core.manifest import read_manifest
+    from fer_core.predictors.registry import load_predictor
+
+    sources = {"tfjs": exports["zips"]["tfjs"], "tflite": exports["folders"]["tflite"],
+               "keras": exports["folders"]["keras"] / "keras_model.h5"}
+    for fmt, source in sources.items():
+        assert main(["import-teachable", str(source), "--name", f"cli-{fmt}", "--map", "sadness="]) == 0
+        out = capsys.readouterr().out
+        assert "  sadness -> left out (not an emotion)" in out and f"as 'cli-{fmt}' in " in out
+        entry = next(e for e in read_manifest(models_dir) if e.name == f"cli-{fmt}")
+        assert entry.kind == "teachable" and entry.extra == {"format": fmt} and entry.origin == "imported"
+        assert entry.mapping == {"Anger": "angry", "Happiness": "happy", "sadness": None}
+        assert entry.command.startswith("python -m fer_core import-teachable ")
+        reloaded = load_predictor(f"cli-{fmt}")
+        assert reloaded.classes == ("angry", "happy")
+        page_way = load_upload(sort_upload([(exports["zips"][fmt].name, exports["zips"][fmt].read_bytes())]))
+        np.testing.assert_allclose(reloaded.predict_proba(faces[:4]),
+                                   page_way.remapped({"sadness": None}).predict_proba(faces[:4]), atol=1e-5)
+    # one line each, and nothing registered: a taken name (said before loading), a bad --map
+    for args, said in ((["--name", "cli-tfjs"], "a model named 'cli-tfjs' already exists"),
+                       (["--name", "cli-new", "--map", "sadness"], "--map 'sadness': write CLASS=EMOTION"),
+                       (["--name", "cli-new", "--map", "Joy=happy"], "mapping names class 'Joy', which the model "
+                                                                     "does not have")):
+        assert main(["import-teachable", str(sources["tfjs"]), *args]) == 2
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1, err
+    assert "cli-new" not in {e.name for e in read_manifest(models_dir)}
+
+
 # ----------------------------------------------------------------------------- the page
 
 def _import_tfjs_zip(exports, lang: str | None = None) -> AppTest:

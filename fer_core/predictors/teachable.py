@@ -883,6 +883,39 @@ def load_upload(upload: TeachableUpload, name: str = "teachable") -> TeachablePr
     return predictor_from_export(read_upload(upload), name=name, require_emotion=False)
 
 
+def upload_from_path(path: str | os.PathLike[str]) -> TeachableUpload:
+    """An export on disk as the dashboard receives one (``import-teachable``): a zip alone, the
+    export files of a folder, or a model file with the export files beside it (labels.txt,
+    metadata.json, weight shards)."""
+    path = Path(path)
+    beside = ("labels", "metadata", "shard", "record")
+    try:
+        if path.is_dir():
+            files = [p for p in sorted(path.iterdir()) if _role(p.name) not in ("other", "zip")]
+        elif _role(path.name) == "zip":
+            files = [path]
+        else:
+            files = [path] + [p for p in sorted(path.parent.iterdir()) if p != path and _role(p.name) in beside]
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc}); {EXPORT_HINT}") from None
+    files = [p for p in files if not _hidden(p.name) and (p == path or p.is_file())]
+    if not files:
+        raise ModelFileError(f"{path}: holds no Teachable Machine export files; {EXPORT_HINT}")
+    return sort_upload([(p.name, _read_bytes(p)) for p in files])
+
+
+def register_teachable(upload: TeachableUpload, predictor: TeachablePredictor, name: str, command: str):
+    """Save an import (``_save``) and register it under ``name`` with its label mapping: the one
+    way the Teachable Machine page and ``import-teachable`` keep a model. Returns the entry."""
+    from ..manifest import Metrics
+    from .registry import save_and_register
+
+    return save_and_register(TeachableImport(upload, predictor), name=name, kind="teachable",
+                             classes=predictor.classes, metrics=Metrics(), mapping=predictor.mapping.as_dict(),
+                             command=command, origin="imported", description=f"Teachable Machine export {upload.source}",
+                             extra={"format": predictor.format})
+
+
 @dataclass(frozen=True)
 class TeachableImport:
     """What ``save_and_register`` stores for a Teachable Machine model: the upload and the
