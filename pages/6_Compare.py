@@ -16,6 +16,7 @@ from fer_core.figures.compare import (
     au_contribution_bars,
     column_titles,
     confusion_figure,
+    confusion_frame,
     left_out_frame,
     mcnemar_frame,
     p_text,
@@ -292,6 +293,7 @@ def download_files(res: Comparison, root: str, passed_over: list[str] | tuple = 
         "compare_probabilities.csv": csv_bytes(probabilities_frame(res, root)),
         "compare_summary.csv": csv_bytes(summary_frame(res)),
         "compare_precision_recall_f1.csv": csv_bytes(precision_recall_frame(res)),
+        "compare_confusion.csv": csv_bytes(confusion_frame(res)),
         "compare_mcnemar.csv": csv_bytes(mcnemar_frame(res)),
         **({"compare_left_out.csv": csv_bytes(left_out_frame(res, passed_over))}
            if passed_over or res.unreadable or res.skipped or res.unlabelled else {}),
@@ -317,6 +319,7 @@ def show_downloads(saved: dict) -> None:
               "compare_probabilities.csv": t("compare.dl_probabilities"),
               "compare_summary.csv": t("compare.dl_summary"),
               "compare_precision_recall_f1.csv": t("compare.dl_precision_recall"),
+              "compare_confusion.csv": t("compare.dl_confusion"),
               "compare_mcnemar.csv": t("compare.dl_mcnemar"),
               "compare_left_out.csv": t("compare.dl_left_out")}
     columns = st.columns(3)

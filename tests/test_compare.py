@@ -351,7 +351,15 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     # downloads: every CSV parses back
     files = {name: data for name, data in downloads.items() if name.startswith("compare_")}
     assert set(files) == {"compare_predictions.csv", "compare_probabilities.csv", "compare_summary.csv",
-                          "compare_precision_recall_f1.csv", "compare_mcnemar.csv", "compare_report.html"}
+                          "compare_precision_recall_f1.csv", "compare_confusion.csv", "compare_mcnemar.csv",
+                          "compare_report.html"}
+    # the confusion matrices' numbers as a table: each model's counts are its report's matrix
+    confusion = pd.read_csv(io.BytesIO(files["compare_confusion.csv"]))
+    for name in res.names:
+        report, mine = res.reports[name], confusion[confusion["model"] == name]
+        scored = mine[mine["answer"].isin(report.labels)].pivot(index="emotion", columns="answer", values="count")
+        assert scored.loc[report.labels, report.labels].to_numpy().tolist() == report.confusion
+        assert mine["count"].sum() == report.n  # no face and other answers included: every image once
     probs = pd.read_csv(io.BytesIO(files["compare_probabilities.csv"]))
     assert len(probs) == 24 and set(probs["model"]) == {BUNDLED_AU_MODEL, UNSAVED}
     assert {"file", "label", "predicted", *SIX_EMOTIONS} <= set(probs.columns)

@@ -177,6 +177,24 @@ def probabilities_frame(comparison: Comparison, root: str | Path | None = None) 
     return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
+def confusion_frame(comparison: Comparison) -> pd.DataFrame:
+    """Every model's confusion counts as a table (the matrices' numbers, for a paper's tables): per
+    model, true emotion and answer, the number of images; the answer is the emotion given, an
+    emotion not scored included (a seven-emotion model's fear among six), or ``no face``."""
+    table = comparison.table
+    rows = []
+    for name in comparison.names:
+        answers = [NO_FACE if pd.isna(v) else str(v) for v in table[name]]
+        counts = pd.crosstab(table["label"].astype(str).to_numpy(), np.array(answers, dtype=object))
+        order = [*comparison.classes, *sorted(set(counts.columns) - {*comparison.classes, NO_FACE}), NO_FACE]
+        for emotion in comparison.classes:
+            for answer in order:
+                count = int(counts.at[emotion, answer]) if emotion in counts.index and answer in counts.columns else 0
+                if count or answer in comparison.classes:  # every scored cell, and other answers that occur
+                    rows.append({"model": name, "emotion": emotion, "answer": answer, "count": count})
+    return pd.DataFrame(rows, columns=["model", "emotion", "answer", "count"])
+
+
 def precision_recall_frame(comparison: Comparison) -> pd.DataFrame:
     """Precision, recall and F1 per model and emotion (each model's report: scikit-learn's, no
     face counted wrong as in every other score here), with the number of test images of the
