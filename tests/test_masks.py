@@ -799,3 +799,22 @@ def test_training_on_masked_faces_names_the_hidden_aus_the_chosen_ones_need():
 
     with i18n.using_language("ko"):
         assert "마스크가 모델에 필요한 AU12를 가립니다" in i18n.message(str(caught.value))
+
+
+def test_a_masked_face_an_au_model_cannot_read_is_not_judged_not_no_face():
+    """A lower-face AU model under the mask found no AU left on faces that were all found: the
+    shift said "no face +100", which is untrue; it is "not judged"."""
+    from fer_core.evaluation.compare import Comparison
+    from fer_core.evaluation.mask_report import NOT_JUDGED, MaskReport
+    from fer_core.figures.masks import shift_heatmap
+
+    labels = ["happy"] * 4 + ["sad"] * 4
+
+    def comparison(answers):
+        table = pd.DataFrame({"file": [f"/t/{label}/{i}.png" for i, label in enumerate(labels)], "label": labels,
+                              "m": answers})
+        return Comparison.from_table(table, ["m"], ("happy", "sad"))
+
+    report = MaskReport(comparison(labels), comparison([None] * 8), "surgical", 0)
+    assert report.shift("m")["happy"] == {"happy": -1.0, NOT_JUDGED: 1.0}
+    assert list(shift_heatmap(report, "m").data[0].x)[-1] == "not judged (its AUs hidden)"

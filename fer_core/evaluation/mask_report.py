@@ -40,6 +40,11 @@ log = logging.getLogger("fer_core")
 FractionProgress = Callable[[float, str], None]
 
 
+# A masked face's missing answer: every masked face was found (a face without one is not masked),
+# so a model without an answer is an AU model whose AUs the mask all hides, not "no face".
+NOT_JUDGED = "not judged"
+
+
 @dataclass
 class MaskReport:
     original: Comparison
@@ -70,12 +75,13 @@ class MaskReport:
 
     def shift(self, name: str) -> dict[str, dict[str, float]]:
         """For each true emotion with images: masked share minus original share of each answer
-        (rows of the row-normalised confusion matrices; "no face" is the last answer)."""
+        (rows of the row-normalised confusion matrices; "no face" is the last answer, and under the
+        mask ``NOT_JUDGED``: the face was found, but an AU model had none of its AUs left to read)."""
         out = {}
         for true in self.original.classes:
             if true in self.empty_classes:
                 continue
-            before, after = _answers(self.original, name, true), _answers(self.masked, name, true)
+            before, after = _answers(self.original, name, true), _answers(self.masked, name, true, NOT_JUDGED)
             out[true] = {k: round(after.get(k, 0.0) - before.get(k, 0.0), 4) for k in sorted(set(before) | set(after))}
         return out
 
@@ -118,11 +124,11 @@ class MaskReport:
                 "human_findings": dict(HUMAN_FINDINGS)}
 
 
-def _answers(comparison: Comparison, name: str, true: str) -> dict[str, float]:
+def _answers(comparison: Comparison, name: str, true: str, missing: str = "no face") -> dict[str, float]:
     rows = comparison.table[comparison.table["label"] == true]
     if rows.empty:
         return {}
-    answers = rows[name].fillna("no face")
+    answers = rows[name].fillna(missing)
     return {k: float(v) for k, v in (answers.value_counts() / len(rows)).items()}
 
 

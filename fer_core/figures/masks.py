@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..au_table import AU_CODES, au_label
-from ..evaluation.mask_report import MaskReport
+from ..evaluation.mask_report import NOT_JUDGED, MaskReport
 from ..i18n import emotion_labels, t
 from ..masks import HIDDEN_AUS
 from .compare import left_out_frame, model_color
@@ -91,13 +91,13 @@ def masked_vs_original_bars(report: MaskReport, title: str | None = None,
 
 def shift_heatmap(report: MaskReport, name: str) -> go.Figure:
     """Rows: true emotion; columns: the answer (an emotion not scored, such as a seven-emotion
-    model's fear, and "no face" too, when given); colour: how much more (red) or less (blue) often
+    model's fear, and "no face" or "not judged" too, when given); colour: how much more (red) or less (blue) often
     that answer is given once the face is masked, in points of the row's share."""
     shift = report.shift(name)  # emotions left without images (all unmaskable) have no row
     classes = list(report.original.classes)
     given = {answer for row in shift.values() for answer in row}
-    answers = (classes + sorted(given - set(classes) - {"no face"})
-               + (["no face"] if "no face" in given else []))
+    missing = ["no face", NOT_JUDGED]  # last, after the emotions
+    answers = (classes + sorted(given - set(classes) - set(missing)) + [a for a in missing if a in given])
     rows = [true for true in classes if true in shift]
     z = [[100 * shift[true].get(a, 0.0) for a in answers] for true in rows]
     top = max(1.0, max((abs(v) for row in z for v in row), default=0.0))
