@@ -977,6 +977,7 @@ def cmd_mask(args) -> int:
     from .images import MAX_DECODE_SIDE, relative_file, scan_images
     from .masks import MASK_NOT_PLACED_REASON, MaskedMeasure, style_of
     from .measure.extract import default_workers, iter_tasks
+    from .pipeline import face_order
 
     style_of(args.style)
     listing = scan_images(args.folder)
@@ -1014,8 +1015,9 @@ def cmd_mask(args) -> int:
             continue
         written += 1
         bare += bool(result.bare)
-        bare_faces += [(rel, f"face {k + 1} of {len(result.original)} left bare: {MASK_NOT_PLACED_REASON}")
-                       for k in result.bare]
+        from_left = face_order(result.original)  # numbered as predict and Try it number them
+        bare_faces += [(rel, f"face {from_left.index(k) + 1} of {len(result.original)} (from the left) left bare: "
+                             f"{MASK_NOT_PLACED_REASON}") for k in sorted(result.bare, key=from_left.index)]
         with contextlib.suppress(OSError), Image.open(it.path) as source:  # turned by EXIF: same sides
             shrunk += sorted(source.size) != sorted(image.size)
     failures_csv = out / "mask_failures.csv"

@@ -636,8 +636,17 @@ def test_mask_and_mask_report_name_the_face_left_bare_and_the_image_of_several_f
     assert main(["mask", str(tmp_path / "set"), "--out", str(out), "--workers", "1"]) == 0
     err = capsys.readouterr().err
     assert "1 image holds a face the mask could not be placed on" in err
-    assert f"happy/group.png: face 1 of 2 left bare: {masks.MASK_NOT_PLACED_REASON}" in err
-    assert "face 1 of 2 left bare" in (out / "mask_failures.csv").read_text()
+    assert f"happy/group.png: face 1 of 2 (from the left) left bare: {masks.MASK_NOT_PLACED_REASON}" in err
+    assert "face 1 of 2 (from the left) left bare" in (out / "mask_failures.csv").read_text()
+    # numbered from the left as predict and Try it number faces: moved right, the refused (largest) face is 2
+    mirrored = tmp_path / "mirrored" / "happy" / "group.png"
+    mirrored.parent.mkdir(parents=True)
+    photo = _refused_beside_the_astronaut(astronaut, fer_val)
+    swapped = np.full_like(photo, 200)
+    swapped[150:390, 20:240], swapped[20:320, 560:860] = photo[150:390, 500:720], photo[20:320, 20:320]
+    Image.fromarray(swapped).save(mirrored)
+    assert main(["mask", str(tmp_path / "mirrored"), "--out", str(tmp_path / "mirrored_out"), "--workers", "1"]) == 0
+    assert "happy/group.png: face 2 of 2 (from the left) left bare" in capsys.readouterr().err
     # extract --mask counts the image as one with a face: its bare face is a failure row, not an image
     assert main(["extract", str(tmp_path / "set"), "--out", str(tmp_path / "au.csv"), "--mask", "surgical",
                  "--workers", "1"]) == 0
