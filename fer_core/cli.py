@@ -477,6 +477,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--style", default="surgical", help=MASK_STYLE_HELP)
     s.add_argument("--seed", type=_seed, default=0,
                    help="varies shade and folds; the same seed, the same masks (default: 0)")
+    s.add_argument("--csv", help="write per-image answers here (.csv, .csv.gz or .parquet), as the Masks page's "
+                   "download: file relative to --images, label, each model's answer without and with the mask")
     s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_mask_report)
@@ -1085,6 +1087,8 @@ def cmd_mask_report(args) -> int:
     from .measure.extract import default_workers
 
     refs, classes, items, passed_over = _models_and_test_set(args)
+    if args.csv:  # a bad path fails now, not after every face is masked and measured
+        fileio.table_output_path(args.csv, "--csv")
     report = run_mask_report(refs, items, classes=classes, style=args.style, seed=args.seed,
                              workers=args.workers or default_workers(), progress=_fraction_progress("mask report"),
                              root=args.images)
@@ -1104,6 +1108,8 @@ def cmd_mask_report(args) -> int:
         print(f"reasons left out: {line}", file=sys.stderr)
     _print_left_out(report.original, chosen=bool(classes))
     status = 2 if report.original.failed_models else 0  # as compare: the others' results given, the failure said
+    if args.csv:
+        fileio.write_frame(report.per_image_frame(), args.csv)
     if args.json:
         print(json.dumps({**report.to_dict(), "passed_over": passed_over}))
         return status

@@ -786,9 +786,13 @@ def test_mask_report_does_not_blame_the_mask_for_an_emotion_the_folder_never_hel
 
     src = copy_fer_sample(fer_val, tmp_path / "src", per_class=2, classes=("happy", "sad"))
     assert main(["mask-report", "--images", str(src), "--models", "au-logreg-fer2013", "--classes", "happy,sad,fear",
-                 "--workers", "1"]) == 0
+                 "--workers", "1", "--csv", str(tmp_path / "per_image.csv")]) == 0
     err = capsys.readouterr().err
     assert "the test set has no images of fear" in err and "could be masked" not in err
+    # the per-image answers, as the page's download (a replication checks McNemar from them)
+    per_image = pd.read_csv(tmp_path / "per_image.csv")
+    assert list(per_image.columns) == ["file", "label", "au-logreg-fer2013 original", "au-logreg-fer2013 masked"]
+    assert sorted(per_image["file"]) == sorted(f"{e}/{p.name}" for e in ("happy", "sad") for p in (src / e).iterdir())
 
 
 def test_training_on_masked_faces_names_the_hidden_aus_the_chosen_ones_need():
