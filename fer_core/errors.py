@@ -33,6 +33,10 @@ class OutputFileError(FerError):
     """A result cannot be written where asked (a folder, a path under a file, no permission, disk full)."""
 
 
+class StoppedBeforeAnEpoch(FerError):
+    """A training's Stop came before its first epoch finished: no trained network to keep."""
+
+
 class DockerUnavailable(FerError):
     """The Docker engine or the OpenFace image cannot be used."""
 

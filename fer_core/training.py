@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import FerError, one_line
+from .errors import FerError, StoppedBeforeAnEpoch, one_line
 from .predictors.recipe import Recipe
 
 log = logging.getLogger("fer_core")
@@ -154,7 +154,7 @@ class CNNTrainingJob:
                 progress=self._on_epoch, should_stop=self.stop_event.is_set, load_progress=self._on_load,
                 recipe=s.recipe, command=f"dashboard: CNN page ({s.describe()})")
             self.phase = "done"
-        except _Cancelled:
+        except (_Cancelled, StoppedBeforeAnEpoch):  # Stop while reading, or in the first epoch
             self.phase = "cancelled"
         except FerError as exc:
             self.error, self.phase = one_line(exc), "failed"

@@ -116,6 +116,32 @@ def test_training_reports_stops_and_saves(trained):
     assert meta["lite"]["keras_sha256"] == sha256_file(result.path)
 
 
+def test_a_stop_within_an_epoch_keeps_no_part_of_it(kaggle_dir, tmp_path):
+    """Stop pressed during the first epoch gave a "model" of one batch, shown as "1 of 20" epochs
+    and offered for saving; during a later epoch, that cut-short epoch counted as run and could be
+    kept as the best. Now the first is nothing to save, and the second ends at the last whole epoch."""
+    from fer_core.errors import StoppedBeforeAnEpoch
+    from fer_core.predictors.cnn import training_path
+
+    asked = []
+
+    def stop_after(calls: int):
+        asked.clear()
+        return lambda: asked.append(1) or len(asked) > calls
+
+    out = tmp_path / "first.keras"
+    with pytest.raises(StoppedBeforeAnEpoch, match="stopped before the first epoch finished"):
+        train_cnn(kaggle_dir, classes=CLASSES, preset="tiny", epochs=3, batch_size=8, out=out,
+                  should_stop=stop_after(1), seed=1)
+    assert not out.exists() and not training_path(out).exists()
+    # 27 images, batches of 8: four batches an epoch, then the epoch's own check; Stop in epoch 2's second batch
+    epochs_seen: list[int] = []
+    result = train_cnn(kaggle_dir, classes=CLASSES, preset="tiny", epochs=3, batch_size=8, out=tmp_path / "second.keras",
+                       progress=lambda epoch, logs: epochs_seen.append(epoch), should_stop=stop_after(6), seed=1)
+    assert result.stopped_by_user and result.epochs_run == 1 and epochs_seen == [0]
+    assert len(result.history["val_accuracy"]) == 1 and np.isfinite(result.history["val_accuracy"]).all()
+
+
 def test_reloaded_predictor_gives_same_probabilities(trained, kaggle_dir):
     result, _ = trained
     predictor = CNNPredictor(result.path)

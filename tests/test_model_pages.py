@@ -351,3 +351,17 @@ def test_cnn_training_settings_read_as_settings_in_both_languages():
         assert one.summary() == "tiny 프리셋, 감정 6개, 에포크 1, 배치 64, 감정당 이미지 4장; 학습 폴더 train, 검증 폴더 val"
         assert held_out.summary().endswith("; 학습 폴더 train, 검증: 학습 이미지의 10% 떼어 둠")
         assert one.describe() == english
+
+
+def test_a_dashboard_training_stopped_in_its_first_epoch_is_cancelled_not_done():
+    """The CNN page offered a network of one batch for saving after a Stop in the first epoch."""
+    from fer_core.errors import StoppedBeforeAnEpoch
+    from fer_core.training import CNNSettings, CNNTrainingJob
+
+    def stopped(*args, **kwargs):
+        raise StoppedBeforeAnEpoch("training was stopped before the first epoch finished: there is nothing to save")
+
+    job = CNNTrainingJob(CNNSettings("/data/fer/train", None, SIX_EMOTIONS, "tiny", 3, 64, None), train=stopped)
+    job.start()
+    job.thread.join(30)
+    assert job.phase == "cancelled" and job.result is None and job.error is None

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..emotions import SIX_EMOTIONS, normalize_emotion
-from ..errors import DatasetError, FerError, ImageError, ModelFileError, one_line
+from ..errors import DatasetError, FerError, ImageError, ModelFileError, StoppedBeforeAnEpoch, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report
 from ..fileio import atomic_copy, remove_stale_parts
 from ..images import list_images, sample_per_class
@@ -375,24 +375,33 @@ def metadata_path(model_path: str | os.PathLike[str]) -> Path:
 
 
 def _progress_callback(progress: ProgressFn | None, should_stop: Callable[[], bool] | None):
-    """A Keras callback that reports each epoch and stops training (at the next batch) on request."""
+    """A Keras callback that reports each epoch and stops training (at the next batch) on request.
+
+    An epoch stopped midway is no epoch run: Keras still scores and checkpoints it, so it goes
+    first among the callbacks and gives that epoch a validation accuracy of minus infinity (never
+    the best, never kept; ``partial_epoch`` says to drop it from the history). Stopped in the
+    first epoch, the "model" had seen one batch, and was offered as a trained one."""
     keras = import_keras()
 
     class _Progress(keras.callbacks.Callback):
         stopped_by_user = False
+        partial_epoch = False
 
-        def _check(self) -> None:
+        def on_train_batch_end(self, batch, logs=None):
+            if not self.stopped_by_user and should_stop is not None and should_stop():
+                self.stopped_by_user = self.partial_epoch = True
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.partial_epoch:
+                if logs is not None:
+                    logs["val_accuracy"] = float("-inf")
+                return
+            if progress is not None:
+                progress(epoch, {k: float(v) for k, v in (logs or {}).items()})
             if should_stop is not None and should_stop():
                 self.stopped_by_user = True
                 self.model.stop_training = True
-
-        def on_train_batch_end(self, batch, logs=None):
-            self._check()
-
-        def on_epoch_end(self, epoch, logs=None):
-            if progress is not None:
-                progress(epoch, {k: float(v) for k, v in (logs or {}).items()})
-            self._check()
 
     return _Progress()
 
@@ -519,12 +528,12 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     _write_metadata(work, metadata)
     reporter = _progress_callback(progress, should_stop)
     callbacks = [
+        reporter,  # first: an epoch Stop cut short is given no validation score the others could keep
         *recipe.callbacks(),  # EMA: swap the averaged weights in before the epoch is judged and saved
         keras.callbacks.ModelCheckpoint(work, monitor="val_accuracy", mode="max", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience,
                                       restore_best_weights=True),
         *recipe.plateau_callbacks(max(2, patience // 3)),
-        reporter,
     ]
     try:
         history = model.fit(data, validation_data=(x_val, recipe.labels(y_val, len(classes))), epochs=epochs,
@@ -538,6 +547,11 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
             logging.getLogger(__name__).warning("%s is unchanged; the best epoch so far is in %s", out, work)
         raise
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if reporter.partial_epoch:  # the epoch Stop cut short is no epoch run
+        hist = {k: vals[:-1] for k, vals in hist.items()}
+    if not hist.get("loss"):
+        remove_training(work)
+        raise StoppedBeforeAnEpoch("training was stopped before the first epoch finished: there is nothing to save")
 
     def score(x: np.ndarray, y: np.ndarray) -> EvaluationReport:
         proba = predict_views(model, x, "mirror")
