@@ -8,6 +8,7 @@ lists the files in ``pages/`` under readable titles (the sidebar would otherwise
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -162,8 +163,13 @@ def show_scores_table(entries, classes) -> None:
     c1.download_button(t("home.download_csv_seven" if seven else "home.download_csv"), _scores_csv(entries, scores),
                        f"{stem}.csv", "text/csv", key="home_csv_seven" if seven else "home_csv", on_click="ignore")
     if scores is not None:
+        # as the table: a score of a file no longer registered (retrained, or an ensemble's member) is
+        # not given as the model's; its name is listed instead
+        changed = sorted(name for name, s in state.items() if s.state == "stale")
+        kept = replace(scores, models=tuple(m for m in scores.models if m.name not in changed))
+        document = {**kept.to_dict(), **({"changed_since_scored": changed} if changed else {})}
         c2.download_button(t("home.download_json_seven" if seven else "home.download_json"),
-                           json.dumps(scores.to_dict(), indent=2).encode("utf-8"), scores_file(classes),
+                           json.dumps(document, indent=2).encode("utf-8"), scores_file(classes),
                            "application/json", key="home_json_seven" if seven else "home_json", on_click="ignore")
 
 

@@ -268,6 +268,11 @@ def test_home_says_not_measured_for_a_retrained_model(shipped_models, downloads)
     column = at.dataframe[1].proto.columns  # percent, one decimal for every share ("25.0%", not "25%")
     assert '"%.1f%%"' in str(column) and recall["happy"].between(0, 100).all() and recall["happy"].max() > 1
     assert not {"cnn-fer2013", "cnn-ensemble-fer2013"} & set(recall["model"])
+    # nor does the scores download give them as the models' scores: it names them instead
+    document = json.loads(downloads[SCORES_FILE])
+    assert not {"cnn-fer2013", "cnn-ensemble-fer2013"} & {m["name"] for m in document["models"]}
+    assert document["changed_since_scored"] == ["cnn-ensemble-fer2013", "cnn-fer2013"]
+    assert "au-logreg-fer2013" in {m["name"] for m in document["models"]}
 
 
 def test_home_without_or_with_a_damaged_scores_file(shipped_models):
