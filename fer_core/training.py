@@ -87,6 +87,7 @@ class CNNTrainingJob:
         self.stop_event = threading.Event()
         self.history: dict[str, list[float]] = {}
         self.loaded = (0, 0)
+        self.folders_read = 0  # folders read whole: the training folder, then the validation folder
         self.phase = "loading"
         self.error: str | None = None
         self.result: Any = None
@@ -103,6 +104,17 @@ class CNNTrainingJob:
     @property
     def running(self) -> bool:
         return self.thread.is_alive()
+
+    @property
+    def reading(self) -> str | None:
+        """Which images are being read ("train", then "val"), or None once the last folder is read
+        and the first epoch runs (the phase turns "training" only when that epoch ends)."""
+        if self.phase != "loading":
+            return None
+        n, of = self.loaded
+        if self.folders_read == (1 if self.settings.val_dir else 0) and of and n >= of:
+            return None
+        return "val" if self.folders_read else "train"
 
     @property
     def epochs_done(self) -> int:
@@ -137,6 +149,8 @@ class CNNTrainingJob:
             self.phase = "training"
 
     def _on_load(self, done: int, total: int) -> None:
+        if done < self.loaded[0]:  # the next folder began: validation images after the training images
+            self.folders_read += 1
         self.loaded = (done, total)
         if self.stop_event.is_set():
             raise _Cancelled()

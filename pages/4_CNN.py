@@ -354,15 +354,16 @@ def live_view(job: CNNTrainingJob, polling: bool) -> None:
     done, total = job.epochs_done, s.epochs
     minutes = f"{job.elapsed() / 60:.1f}"
     if job.stop_event.is_set():
-        status.warning(t("cnn.stopping", minutes=minutes))
-    elif job.phase == "loading" and done == 0:
+        status.warning(t("cnn.stopping" if done else "cnn.stopping_first", minutes=minutes))
+    elif job.reading is not None and done == 0:
         n, of = job.loaded
-        text = t("cnn.reading_of", n=f"{n:,}", of=f"{of:,}") if of else t("cnn.reading")
+        text = (t("cnn.reading_val_of" if job.reading == "val" else "cnn.reading_of", n=f"{n:,}", of=f"{of:,}")
+                if of else t("cnn.reading"))
         status.info(text + tensorflow_note())
         bar.progress(n / of if of else 0.0)
     else:
-        status.info(t("cnn.epoch_running", epoch=min(done + 1, total), total=total, minutes=minutes,
-                      settings=s.summary()))
+        status.info(t("cnn.epoch_running", epoch=done + 1, total=total, minutes=minutes, settings=s.summary())
+                    if done < total else t("cnn.finishing", minutes=minutes))
         bar.progress(done / total, text=t("cnn.epochs_done", done=done, total=total))
     history = job.snapshot()
     if history:

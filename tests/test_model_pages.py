@@ -365,3 +365,28 @@ def test_a_dashboard_training_stopped_in_its_first_epoch_is_cancelled_not_done()
     job.start()
     job.thread.join(30)
     assert job.phase == "cancelled" and job.result is None and job.error is None
+
+
+def test_a_dashboard_training_says_which_images_it_reads_and_when_the_first_epoch_runs():
+    """The status read "Reading images: 2,738 of 2,738…" through the whole first epoch, and the
+    counter ran twice (training, then validation images) with nothing saying which."""
+    from fer_core.errors import FerError
+    from fer_core.training import CNNSettings, CNNTrainingJob
+
+    seen: list[str | None] = []
+
+    def reads(*args, load_progress, **kwargs):
+        for n in (1, 2, 3):
+            load_progress(n, 3)
+            seen.append(job.reading)
+        for n in (1, 2):
+            load_progress(n, 2)
+            seen.append(job.reading)
+        raise FerError("stop here")
+
+    job = CNNTrainingJob(CNNSettings("/data/fer/train", "/data/fer/val", SIX_EMOTIONS, "tiny", 3, 64, None),
+                         train=reads)
+    job.start()
+    job.thread.join(30)
+    assert seen == ["train", "train", "train", "val", None]  # None: all read, the first epoch runs
+    assert job.phase == "failed" and job.error == "stop here"
