@@ -1334,15 +1334,23 @@ def cmd_train_cnn(args) -> int:
     init = find_entry(args.init).file if args.init else None
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
     bar = _tqdm_progress("epochs", total=args.epochs)
+    started = time.monotonic()
+
+    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+        bar(epoch + 1, args.epochs)
+        if not sys.stderr.isatty():  # a log file, as a long run writes to: one line an epoch, not silence
+            scores = ", ".join(f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_accuracy") if k in logs)
+            print(f"epoch {epoch + 1}/{args.epochs}: {scores} ({(time.monotonic() - started) / 60:.1f} min)",
+                  file=sys.stderr, flush=True)
+
     result = train_cnn(args.data, args.val, classes=classes, preset=args.preset, epochs=args.epochs,
                        batch_size=args.batch_size, out=args.out, limit_per_class=args.limit_per_class,
                        class_weighting=args.class_weighting, command=args.command_line, holdout=args.holdout,
                        init=init, learning_rate=args.learning_rate, recipe=recipe,
-                       progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
-                       should_stop=(lambda: time.monotonic() > deadline) if deadline else None,
+                       progress=on_epoch, should_stop=(lambda: time.monotonic() > deadline) if deadline else None,
                        in_place=not args.name)  # registering: --out is replaced by the save that registers it
     ev = result.evaluation
-    print(f"{args.preset} CNN, {result.epochs_run} epochs in {result.seconds / 60:.1f} min: accuracy "
+    print(f"{args.preset} CNN, epochs {result.epochs_run} in {result.seconds / 60:.1f} min: accuracy "
           f"{ev.accuracy:.3f} (95% CI {ev.accuracy_ci95[0]:.3f}-{ev.accuracy_ci95[1]:.3f}), "
           f"macro-F1 {ev.macro_f1:.3f} on {result.evaluated_on}"
           + (f"; {result.selection.accuracy:.3f} on {result.selected_on}, which chose the epoch"

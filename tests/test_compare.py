@@ -185,7 +185,11 @@ def test_train_cnn_then_evaluate_and_compare_all_kinds(capsys, tmp_path, fer_sam
     cnn = tmp_path / "tiny.keras"
     assert main(["train-cnn", "--data", str(fer_sample), "--val", str(fer_sample), "--out", str(cnn),
                  "--preset", "tiny", "--epochs", "1"]) == 0
-    assert "it also picked the best epoch" in capsys.readouterr().out  # --val both picked and scored
+    trained = capsys.readouterr()
+    assert "it also picked the best epoch" in trained.out  # --val both picked and scored
+    # written to a log (not a terminal): a line an epoch, where a long run said nothing for hours
+    assert re.search(r"^epoch 1/1: loss [\d.]+, accuracy [\d.]+, val_accuracy [\d.]+ \([\d.]+ min\)$", trained.err, re.M)
+    assert "tiny CNN, epochs 1 in " in trained.out
     assert main(["evaluate", "--model", str(cnn), "--images", str(fer_sample), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["n"] == 24 and report["no_face"] == 0

@@ -544,7 +544,8 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         if work.is_file():
             import logging
 
-            logging.getLogger(__name__).warning("%s is unchanged; the best epoch so far is in %s", out, work)
+            logging.getLogger(__name__).warning("%s %s; the best epoch so far is in %s", out,
+                                                "is unchanged" if out.exists() else "was not written", work)
         raise
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     if reporter.partial_epoch:  # the epoch Stop cut short is no epoch run
