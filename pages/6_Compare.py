@@ -115,7 +115,8 @@ def show_confusions(res: Comparison) -> None:
     st.caption(t("compare.confusion_caption"))
     for tab, name in zip(st.tabs([shown_literally(n) for n in res.names]), res.names):
         with tab:
-            st.plotly_chart(confusion_figure(res.reports[name]), key=f"cmp_confusion_{name}")
+            st.plotly_chart(confusion_figure(res.reports[name], unscored=res.unscored_answers(name)),
+                            key=f"cmp_confusion_{name}")
 
 
 def show_mcnemar(res: Comparison) -> None:

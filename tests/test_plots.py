@@ -68,6 +68,9 @@ def test_confusion_heatmap_shares_are_of_every_image_of_the_emotion():
     assert [z[i, i] for i in range(2)] == [report.per_class[e].accuracy for e in report.labels] == [0.8, 0.5]
     assert z.sum(axis=1).tolist() == [1.0, 1.0] and fig.data[0].text[0][3] == "20%<br>2"
     assert np.array_equal(z, np.array(confusion_figure(report).data[0].z))  # Compare's matrix: the same shares
+    # a seven-emotion model among six: its extra column says what it answered, not "other emotion"
+    assert list(confusion_figure(report, unscored=["fear"]).data[0].x) == ["happy", "sad", "fear (not scored)",
+                                                                            "no face"]
     with using_language("ko"):
         korean = plots.confusion_heatmap(report.confusion, report.labels, no_face=report.no_face_per_class)
     assert list(korean.data[0].x) == ["행복", "슬픔", "얼굴 없음"]  # nothing other: no empty column
@@ -230,7 +233,7 @@ def test_mask_shift_shows_answers_outside_the_scored_emotions():
     report = MaskReport(comparison(["happy", "happy", "sad", "sad"]), comparison(["fear", "happy", None, "sad"]),
                         "surgical", 0)
     heat = shift_heatmap(report, "m").data[0]
-    assert list(heat.x) == ["happy", "sad", "fear", "no face"]
+    assert list(heat.x) == ["happy", "sad", "fear", "not judged (its AUs hidden)"]  # masked faces are all found
     assert np.array(heat.z)[0].tolist() == [-50.0, 0.0, 50.0, 0.0]
 
 

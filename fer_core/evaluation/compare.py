@@ -110,6 +110,11 @@ class Comparison:
         pairs = [replace(pair, p_holm=p) for pair, p in zip(pairs, holm_adjusted([q.p_value for q in pairs]))]
         return cls(table=table, reports=reports, mcnemar=pairs, classes=tuple(classes), **fields)
 
+    def unscored_answers(self, name: str) -> list[str]:
+        """The emotions model ``name`` answers that this comparison does not score (a seven-emotion
+        model's fear among six): what its confusion matrix's extra column holds."""
+        return [c for c in self.model_classes.get(name, ()) if c not in self.classes]
+
     def per_emotion_frame(self) -> pd.DataFrame:
         """Long table (model, emotion, accuracy, n) for grouped bar charts and CSV download."""
         rows = [{"model": m, "emotion": e, "accuracy": s.accuracy, "n": s.n}

@@ -178,7 +178,7 @@ def report_figures(comparison: Comparison) -> list:
     overall = {name: r.accuracy for name, r in comparison.reports.items()}
     figures = [accuracy_ci_bars(accuracy_summary(comparison)),
                per_emotion_grouped_bars(comparison.per_emotion_frame(), order=comparison.classes, overall=overall)]
-    figures += [confusion_figure(r, title=t("report.confusion_of", model=name))
+    figures += [confusion_figure(r, title=t("report.confusion_of", model=name), unscored=comparison.unscored_answers(name))
                 for name, r in comparison.reports.items()]
     return figures
 

@@ -321,13 +321,15 @@ def per_emotion_grouped_bars(frame: pd.DataFrame, title: str | None = None,
 CONFUSION_TEXT_PX = 14  # cell text; the matrices get a tab (or a report section) each, so it fits
 
 
-def confusion_figure(report: EvaluationReport, title: str | None = None) -> go.Figure:
+def confusion_figure(report: EvaluationReport, title: str | None = None, unscored: Sequence[str] = ()) -> go.Figure:
     """A model's confusion matrix with room: the colour is the share of the true emotion's images on
     one fixed 0–100% scale (the same for every model, so tabs compare by colour) and each cell prints
     share and count. Images the model gave an emotion not scored here (a seven-emotion model's fear
     among six) or found no face in get columns of their own when there are any, so every row adds
-    up to all images of its emotion and the diagonal is the per-emotion accuracy."""
-    counts, extra = with_unscored_columns(report.confusion, report.other_per_class, report.no_face_per_class)
+    up to all images of its emotion and the diagonal is the per-emotion accuracy. ``unscored``: the
+    emotions the model answers that are not scored, which name that column ("fear (not scored)")."""
+    counts, extra = with_unscored_columns(report.confusion, report.other_per_class, report.no_face_per_class,
+                                          unscored)
     columns = emotion_labels(report.labels) + extra
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)

@@ -107,9 +107,11 @@ def class_balance_bar(counts: Mapping[str, int], order: Sequence[str] | None = N
 
 # -- model quality -----------------------------------------------------------------------------
 def with_unscored_columns(confusion: Sequence[Sequence[int]], other: Sequence[int] | None = None,
-                          no_face: Sequence[int] | None = None) -> tuple[np.ndarray, list[str]]:
+                          no_face: Sequence[int] | None = None, unscored: Sequence[str] = (),
+                          ) -> tuple[np.ndarray, list[str]]:
     """The confusion counts plus a column of answers outside the scored emotions (a seven-emotion
-    model's fear among six) and one of faces not found, each only when there are any.
+    model's fear among six: named by ``unscored``, the emotions the model answers that are not
+    scored, else "other emotion") and one of faces not found, each only when there are any.
 
     A report's confusion matrix leaves both out, so its rows fall short of the emotion's images and
     a row share computed from it overstates the accuracy; with the columns every row adds up to all
@@ -118,7 +120,9 @@ def with_unscored_columns(confusion: Sequence[Sequence[int]], other: Sequence[in
     """
     counts = np.asarray(confusion, dtype=float)
     titles: list[str] = []
-    for extra, title in ((other, t("figures.col_other_emotion")), (no_face, t("figures.col_no_face"))):
+    other_title = (t("figures.col_unscored", emotions=", ".join(emotion_labels(unscored))) if unscored
+                   else t("figures.col_other_emotion"))
+    for extra, title in ((other, other_title), (no_face, t("figures.col_no_face"))):
         if extra is not None and any(extra):
             counts = np.column_stack([counts, np.asarray(extra, dtype=float)])
             titles.append(title)
