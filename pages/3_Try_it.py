@@ -560,7 +560,7 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
         fig = plots.lines_over_time(firsts, shown, [au_label(c) for c in shown], t("try_it.video_aus_title"),
                                     x_title, t("try_it.video_intensity_axis"))
         events.append(st.plotly_chart(fig, key="try_video_au_lines", on_select="rerun", selection_mode="points"))
-    video_downloads(name, table, probs)
+    video_downloads(name, table, f"{digest(data)}:{fps}", model, model_key)
     when = pick_time(times, events)
     try:
         at, rgb = decoded_frame(path, digest(data), when, name)
@@ -616,15 +616,25 @@ def frame_result(name: str, video: str, at: float, rgb, model, model_key: str):
     return results[key]
 
 
-def video_downloads(name: str, table: pd.DataFrame, probs: pd.DataFrame | None) -> None:
-    """The per-frame AU table (the CLI's format, with time_s) and the emotions over time, as CSV."""
+@st.cache_data(max_entries=4, show_spinner=False)
+def emotions_csv(_table: pd.DataFrame, video_key: str, _model, model_key: str) -> bytes:
+    """``predict --au-table``'s table of a measured video (``video_key``: its digest and rate), once
+    per video and model, not on every click on its charts."""
+    from fer_core.pipeline import predict_table
+
+    return csv_bytes(predict_table(_table, _model))
+
+
+def video_downloads(name: str, table: pd.DataFrame, video_key: str, model, model_key: str) -> None:
+    """The per-frame AU table and the AU model's answer for every frame and face, as CSV: what
+    ``extract video --fps`` and ``predict --au-table`` write, so page and CLI results line up."""
     stem = Path(name).stem or "video"
     c1, c2 = st.columns(2)
     c1.download_button(t("try_it.video_download_aus"), csv_bytes(table),
                        file_name=f"{stem}_au.csv", mime="text/csv", key="try_video_csv",
                        help=t("try_it.video_download_aus_help"), on_click="ignore")
-    if probs is not None:
-        c2.download_button(t("try_it.video_download_emotions"), csv_bytes(probs),
+    if getattr(model, "inputs", "") == "aus":
+        c2.download_button(t("try_it.video_download_emotions"), emotions_csv(table, video_key, model, model_key),
                            file_name=f"{stem}_emotions.csv", mime="text/csv", key="try_video_emotions_csv",
                            help=t("try_it.video_download_emotions_help"), on_click="ignore")
 
