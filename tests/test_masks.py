@@ -523,7 +523,10 @@ def test_masks_page_keeps_choices_says_what_was_left_out_and_offers_every_result
     # the page's JSON says what the listing passed over, as mask-report --json does
     left_out = pd.read_csv(io.BytesIO(downloads["mask_left_out.csv"]))
     assert "happy/broken.jpg" in " ".join(left_out.loc[left_out["left_out"] == "unreadable", "problem"])
-    assert len(left_out[left_out["left_out"] == "not masked"]) == len(report.unmaskable) > 0
+    not_masked = left_out[left_out["left_out"] == "not masked"]
+    assert len(not_masked) == len(report.unmaskable) > 0
+    # each with its emotion (it was empty), the folder's label of the file named in its problem
+    assert [e for e in not_masked["emotion"]] == [p.split("/")[0] for p in not_masked["problem"]]
     assert [p.split(":")[0] for p in left_out.loc[left_out["left_out"] == "passed over", "problem"]] == ["notes/"]
     assert [p.split(":")[0] for p in json.loads(downloads["mask_report.json"])["passed_over"]] == ["notes/"]
 

@@ -53,6 +53,7 @@ class MaskReport:
     seed: int
     unmaskable: list[str] = field(default_factory=list)  # "happy/001.jpg: reason": no face, the mask misses
     # the largest, or its measuring crashed, timed out or failed
+    unmaskable_emotions: list[str | None] = field(default_factory=list)  # the label of each, in order
     reasons: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # model -> condition -> AU -> share
     examples: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)  # (file, face, masked)
     reasons_failed: list[str] = field(default_factory=list)  # faces an explaining model could not explain
@@ -212,6 +213,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     original: list[FaceInput] = []
     masked: list[FaceInput] = []
     unmaskable: list[str] = []
+    unmaskable_emotions: list[str | None] = []
     shown: list[tuple[str, np.ndarray, np.ndarray]] = []
     for i, it in enumerate(chosen):
         if i in unreadable:
@@ -219,6 +221,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
         pair = faces.get(i, f"{name_of(it)}: not measured")
         if isinstance(pair, str):
             unmaskable.append(pair)
+            unmaskable_emotions.append(it.label)
             continue
         kept.append(it)
         original.append(pair[0])
@@ -243,7 +246,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
                                 if problem not in before.failed_models)
     before.skipped = after.skipped = skipped
     before.unlabelled = after.unlabelled = unlabelled
-    out = MaskReport(before, after, style, seed, unmaskable, examples=shown, root=str(root))
+    out = MaskReport(before, after, style, seed, unmaskable, unmaskable_emotions, examples=shown, root=str(root))
     explaining = [p for p in predictors if p.explains and p.name in after.reports]
     for j, p in enumerate(explaining):
         report(0.9 + 0.1 * j / max(len(explaining), 1), t("loading.which_aus", name=p.name))

@@ -114,8 +114,10 @@ def left_out_images_frame(report: MaskReport, passed_over: Sequence[str] = ()) -
     """Every image the report left out, for download: Compare's left-out rows (what the listing
     passed over, unreadable files, emotions not scored, unlabelled images) and each image that
     could not be masked, with why."""
-    unmaskable = pd.DataFrame([{"left_out": "not masked", "emotion": None, "images": 1, "problem": line}
-                               for line in report.unmaskable], columns=["left_out", "emotion", "images", "problem"])
+    emotions = report.unmaskable_emotions or [None] * len(report.unmaskable)
+    unmaskable = pd.DataFrame([{"left_out": "not masked", "emotion": emotion, "images": 1, "problem": line}
+                               for line, emotion in zip(report.unmaskable, emotions)],
+                              columns=["left_out", "emotion", "images", "problem"])
     frames = [f for f in (left_out_frame(report.original, passed_over), unmaskable) if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else unmaskable
 
