@@ -81,14 +81,16 @@ def show_evaluation(ev: EvaluationReport, key: str, warn: bool = True) -> None:
         st.warning(warning)
 
 
+METRICS_PER_ROW = 3  # five side by side were cut to "Validati…" and "70.…" in an 800 px window
+
+
 def metric_row(ev: EvaluationReport, extra: dict[str, str], label: str | None = None) -> None:
-    cols = st.columns(2 + len(extra))
     lo, hi = ev.accuracy_ci95
-    cols[0].metric(label or t("cnn.val_accuracy"), f"{ev.accuracy:.1%}",
-                   help=t("cnn.ci_help", lo=f"{lo:.1%}", hi=f"{hi:.1%}"))
-    cols[1].metric(t("cnn.macro_f1"), f"{ev.macro_f1:.3f}")
-    for col, (name, value) in zip(cols[2:], extra.items()):
-        col.metric(name, value)
+    shown = [(label or t("cnn.val_accuracy"), f"{ev.accuracy:.1%}", t("cnn.ci_help", lo=f"{lo:.1%}", hi=f"{hi:.1%}")),
+             (t("cnn.macro_f1"), f"{ev.macro_f1:.3f}", None), *((name, value, None) for name, value in extra.items())]
+    for start in range(0, len(shown), METRICS_PER_ROW):
+        for col, (name, value, help_text) in zip(st.columns(METRICS_PER_ROW), shown[start:start + METRICS_PER_ROW]):
+            col.metric(name, value, help=help_text)
 
 
 # -- saved models ----------------------------------------------------------------------------
