@@ -127,7 +127,8 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
     return choice, None, load_au_table(derived_tables()[choice]), f"`data/{shown_in_code(choice)}`"
 
 
-def show_balance(counts: dict[str, int], found: dict[str, float] | None = None) -> None:
+def show_balance(counts: dict[str, int], found: dict[str, float] | None = None, files: bool = False) -> None:
+    """``files``: the counts are of a folder's image files, counted by name (not decoded)."""
     st.header(t("explorer.balance"))
     order = _ordered(counts)
     table = plots.balance_table(counts, order)
@@ -151,6 +152,8 @@ def show_balance(counts: dict[str, int], found: dict[str, float] | None = None) 
                        key="balance_chart")
     if ratio > 3:
         st.caption(t("explorer.imbalanced", ratio=f"{ratio:.1f}"))
+    if files:  # a damaged file counts until something reads it
+        st.caption(t("explorer.counted_by_name"))
 
 
 def _short_name(path: Path, most: int = 20) -> str:
@@ -228,7 +231,7 @@ def main() -> None:
     if items is None and table is None:
         return
     if items is not None:
-        show_balance(class_counts(items))
+        show_balance(class_counts(items), files=True)
     else:
         first = au_table.first_faces(table)
         first = first[~warn_passed_over_folders(first)]  # no image: not counted as one without a face

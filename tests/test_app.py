@@ -150,6 +150,8 @@ def test_explorer_fer_split_shows_sample_images(models_dir, fer_val):
     assert len(at.image) >= 6  # one row of thumbnails per emotion
     assert any(m.startswith("**happy**") for m in _texts(at.markdown))
     assert len(_charts(at)) == 3  # balance + AU plots from data/fer2013_val_au.csv.gz
+    # the counts are of files by name: a damaged one counts until it is read, and the page says so
+    assert any(c.startswith("Image files are counted by their names, not opened") for c in _texts(at.caption))
 
 
 def test_explorer_without_datasets_explains_the_layout(models_dir, monkeypatch, tmp_path):
