@@ -219,6 +219,12 @@ def test_korean_pages_render_hangul_and_the_language_is_kept_in_the_address(serv
             shown = f"getComputedStyle(document.querySelector('{button}'), '::after').content"
             label = json.dumps(catalogue("ko")["common.upload_button"], ensure_ascii=False)
             page.wait_for_function(f"{shown} === {json.dumps(label, ensure_ascii=False)}", timeout=30_000)
+            # and for a screen reader: the page is Korean (its voice is chosen by lang; Streamlit
+            # left "en"), and the button is named in Korean, not "Upload파일 올리기"
+            assert page.evaluate("document.documentElement.lang") == "ko"
+            name = catalogue("ko")["common.upload_button"]
+            page.locator('[data-testid="stFileUploaderDropzone"]').get_by_role("button", name=name, exact=True) \
+                .first.wait_for(timeout=30_000)
 
             nav.get_by_text("모델 비교").click()
             page.wait_for_url("**/Compare*lang=ko*", timeout=30_000)
@@ -226,6 +232,7 @@ def test_korean_pages_render_hangul_and_the_language_is_kept_in_the_address(serv
             page.get_by_role("option", name="English").click()
             nav.get_by_text("Compare", exact=True).wait_for(timeout=30_000)
             page.wait_for_url("**lang=en*", timeout=30_000)
+            page.wait_for_function("document.documentElement.lang === 'en'", timeout=30_000)
             assert page.locator('[data-testid="stException"]').count() == 0
         finally:
             browser.close()

@@ -94,7 +94,30 @@ def choose_language() -> str:
         st.query_params["lang"] = lang
     if lang != "en":
         st.html(f"<style>{_UPLOAD_BUTTON_CSS % json.dumps(t('common.upload_button'), ensure_ascii=False)}</style>")
+    st.sidebar.html(_PAGE_LANGUAGE_SCRIPT % (json.dumps(lang), json.dumps(t("common.upload_button") if lang != "en" else "",
+                                                                         ensure_ascii=False)),
+                    unsafe_allow_javascript=True)
     return lang
+
+
+# Screen readers choose their voice by the page's lang attribute, which Streamlit leaves "en": a
+# Korean page was read in an English voice. The upload buttons, whose word is drawn over in the
+# page's language (_UPLOAD_BUTTON_CSS), are named in it too: they were read "Upload파일 올리기".
+# Checked in Chromium (lang, and each button's accessible name).
+_PAGE_LANGUAGE_SCRIPT = """<script>
+(() => {
+  document.documentElement.lang = %s;
+  window.ferUploadName = %s;
+  const name = () => document.querySelectorAll('[data-testid="stFileUploaderDropzone"] button').forEach(b => {
+    if (window.ferUploadName) b.setAttribute("aria-label", window.ferUploadName); else b.removeAttribute("aria-label");
+  });
+  name();
+  if (!window.ferUploadNamer) {
+    window.ferUploadNamer = new MutationObserver(name);
+    window.ferUploadNamer.observe(document.body, {childList: true, subtree: true});
+  }
+})();
+</script>"""
 
 
 # Streamlit's upload button says "Upload" whatever the page's language, and has no option for
