@@ -105,9 +105,16 @@ def show_overall(res: Comparison) -> None:
 def show_per_emotion(res: Comparison) -> None:
     st.header(t("compare.per_emotion_heading"))
     overall = {name: r.accuracy for name, r in res.reports.items()}
-    st.plotly_chart(per_emotion_grouped_bars(res.per_emotion_frame(), order=res.classes, overall=overall),
-                    key="cmp_per_emotion")
+    frame = res.per_emotion_frame()
+    st.plotly_chart(per_emotion_grouped_bars(frame, order=res.classes, overall=overall), key="cmp_per_emotion")
     st.caption(t("compare.per_emotion_caption"))
+    with st.expander(t("compare.per_emotion_table")):  # the chart's numbers, for a screen reader or a keyboard
+        table = frame.pivot(index="model", columns="emotion", values="accuracy").reindex(
+            index=res.names, columns=list(res.classes)) * 100
+        st.dataframe(table.rename(columns=emotion_label).rename_axis(t("compare.col_model")).reset_index(),
+                     hide_index=True, placeholder=MISSING,
+                     column_config={emotion_label(e): st.column_config.NumberColumn(format="%.1f%%")
+                                    for e in res.classes})
 
 
 def show_confusions(res: Comparison) -> None:

@@ -474,7 +474,13 @@ def test_compare_runs_au_model_and_cnn_on_the_same_folder(models_dir, fer_small,
         lo, hi = r.accuracy_ci95
         assert lo <= r.accuracy <= hi
         assert summary.set_index("model").loc[name, "ci95"] == f"{lo:.1%} – {hi:.1%}"
-    mcnemar = at.dataframe[1].value
+    # the per-emotion chart's numbers as a table too (for a screen reader or a keyboard: the chart has none)
+    per_emotion = at.dataframe[1].value.set_index("model")
+    for name in res.names:
+        for emotion, score in res.reports[name].per_class.items():
+            if score.n:
+                assert per_emotion.loc[name, emotion] == pytest.approx(100 * score.accuracy)
+    mcnemar = at.dataframe[2].value
     assert list(mcnemar.columns[:4]) == ["model A", "model B", "only A right", "only B right"] and len(mcnemar) == 1
     wrong = res.to_dict()["wrong"]
     assert len(at.tabs) == 4 and at.tabs[3].label == f"tiny-cnn ({len(wrong['tiny-cnn'])})"  # 2 matrices, 2 wrong
