@@ -186,6 +186,13 @@ def _percent(p: float) -> str:
     return f"{p:.0%}"
 
 
+def probabilities_text(probs: dict[str, float]) -> str:
+    """Every emotion's probability in words, most likely first, under its chart: the chart's numbers
+    were in its hover alone, out of reach of a screen reader or a keyboard."""
+    ranked = sorted(probs.items(), key=lambda kv: -kv[1])
+    return t("try_it.proba_text", probabilities=", ".join(f"{emotion_label(e)} {_percent(p)}" for e, p in ranked))
+
+
 def show_face(result, number: int, i: int, others: list, slot: int, charts: list) -> list:
     """The face's panel; returns one empty column per model in ``others``, filled in as each
     model's output is ready (``show_other_output``). Its charts keep their places but are only
@@ -214,6 +221,7 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
             st.caption(against_text(ex))
         charts.append((st.empty(), lambda: plots.probability_bars(ex.probabilities, title=t("try_it.proba_title")),
                        f"proba_{slot}_{i}"))
+        st.caption(probabilities_text(ex.probabilities))
     network = ex.extra.get("aus_network")
     if network is None:
         charts.append((c3.empty(), lambda: plots.au_intensity_bars(face.aus, highlight=reasons,
@@ -243,6 +251,7 @@ def show_other_output(column, out: ModelOutput, i: int, slot: int, charts: list)
         st.markdown(f"{out.name} ({out.kind}): **{emotion_label(best)}** ({probs[best]:.0%})")
         charts.append((st.empty(), lambda: plots.probability_bars(probs, title=out.name),
                        f"other_{slot}_{i}_{out.name}"))
+        st.caption(probabilities_text(probs))
 
 
 def masked_result(result, model, model_key: str, style: str) -> tuple | str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +217,9 @@ def test_try_it_in_korean_and_english(models_dir, group_png):
     _upload_group(en, group_png)
     assert any(m.startswith("#### Predicted: ") for m in texts(en.markdown))
     assert english_left(page_texts(en), names), "the English page is in English"
+    # each face's probabilities also in words under their chart (its numbers were in the hover alone)
+    said = [c for c in texts(en.caption) if c.startswith("Probabilities: ")]
+    assert len(said) >= 3 and all(re.fullmatch(r"Probabilities: (\w+ \d+%, )+\w+ \d+%\.", c) for c in said), said
 
 
 def test_try_it_shows_a_seven_emotion_cnn_in_both_languages(models_dir, jpeg_bytes, tiny_seven_cnn):
