@@ -24,6 +24,7 @@ from pathlib import Path
 
 from fer_core.config import fer_split_dir
 from fer_core.emotions import parse_classes
+from fer_core.errors import StoppedBeforeAnEpoch
 from fer_core.predictors.cnn import build_cnn, train_cnn
 from fer_core.predictors.recipe import Recipe, add_recipe_arguments, recipe_from_args
 
@@ -68,11 +69,16 @@ def main() -> None:
                 print(f"  {label} epoch {epoch + 1}: acc {logs.get('accuracy', 0):.3f} "
                       f"val_acc {logs.get('val_accuracy', 0):.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
 
-            result = train_cnn(fer_split_dir("train"), fer_split_dir("val"), classes=classes, preset=preset,
-                               epochs=args.epochs, batch_size=args.batch_size, out=out, progress=report,
-                               seed=args.seed, limit_per_class=args.limit_per_class, learning_rate=args.learning_rate,
-                               holdout=args.holdout or None, recipe=recipe, command=command,
-                               should_stop=(lambda d=deadline: time.perf_counter() > d) if deadline else None)
+            try:
+                result = train_cnn(fer_split_dir("train"), fer_split_dir("val"), classes=classes, preset=preset,
+                                   epochs=args.epochs, batch_size=args.batch_size, out=out, progress=report,
+                                   seed=args.seed, limit_per_class=args.limit_per_class,
+                                   learning_rate=args.learning_rate, holdout=args.holdout or None, recipe=recipe,
+                                   command=command,
+                                   should_stop=(lambda d=deadline: time.perf_counter() > d) if deadline else None)
+            except StoppedBeforeAnEpoch:  # --max-minutes ran out first: this row has nothing, the others go on
+                print(f"  {preset}/{name}: --max-minutes ran out before the first epoch finished", flush=True)
+                continue
             picked = result.history.get("val_accuracy", [])
             rows.append({
                 "preset": preset, "recipe": name, "settings": recipe.describe(), "classes": len(classes),

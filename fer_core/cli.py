@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import fileio
-from .errors import FerError, OutputFileError, one_line, printable
+from .errors import FerError, OutputFileError, StoppedBeforeAnEpoch, one_line, printable
 
 DEFAULT_MODEL = "au-logreg-fer2013"
 
@@ -1024,12 +1024,10 @@ def cmd_mask(args) -> int:
             shrunk += sorted(source.size) != sorted(image.size)
     failures_csv = out / "mask_failures.csv"
     if failures or bare_faces:
-        import csv
-        import io
+        import pandas as pd
 
-        listed = io.StringIO(newline="")
-        csv.writer(listed).writerows([("file", "reason"), *failures, *bare_faces])
-        fileio.atomic_write_text(failures_csv, listed.getvalue())  # a full disk: one line, no cut-off list
+        # whole or not at all (a full disk: one line, no cut-off list), names like formulas kept as text
+        fileio.write_frame(pd.DataFrame([*failures, *bare_faces], columns=["file", "reason"]), failures_csv)
     else:
         failures_csv.unlink(missing_ok=True)  # an earlier run's list would no longer be true
     # files the listing skipped count too, so the totals add up; a folder passed over is no image
@@ -1343,12 +1341,18 @@ def cmd_train_cnn(args) -> int:
             print(f"epoch {epoch + 1}/{args.epochs}: {scores} ({(time.monotonic() - started) / 60:.1f} min)",
                   file=sys.stderr, flush=True)
 
-    result = train_cnn(args.data, args.val, classes=classes, preset=args.preset, epochs=args.epochs,
-                       batch_size=args.batch_size, out=args.out, limit_per_class=args.limit_per_class,
-                       class_weighting=args.class_weighting, command=args.command_line, holdout=args.holdout,
-                       init=init, learning_rate=args.learning_rate, recipe=recipe,
-                       progress=on_epoch, should_stop=(lambda: time.monotonic() > deadline) if deadline else None,
-                       in_place=not args.name)  # registering: --out is replaced by the save that registers it
+    try:
+        result = train_cnn(args.data, args.val, classes=classes, preset=args.preset, epochs=args.epochs,
+                           batch_size=args.batch_size, out=args.out, limit_per_class=args.limit_per_class,
+                           class_weighting=args.class_weighting, command=args.command_line, holdout=args.holdout,
+                           init=init, learning_rate=args.learning_rate, recipe=recipe,
+                           progress=on_epoch, should_stop=(lambda: time.monotonic() > deadline) if deadline else None,
+                           in_place=not args.name)  # registering: --out is replaced by the save that registers it
+    except StoppedBeforeAnEpoch:
+        if deadline is None:
+            raise
+        raise FerError(f"--max-minutes {args.max_minutes:g} ran out before the first epoch finished: there is "
+                       "nothing to save; give it more minutes") from None
     ev = result.evaluation
     print(f"{args.preset} CNN, epochs {result.epochs_run} in {result.seconds / 60:.1f} min: accuracy "
           f"{ev.accuracy:.3f} (95% CI {ev.accuracy_ci95[0]:.3f}-{ev.accuracy_ci95[1]:.3f}), "

@@ -834,3 +834,17 @@ def test_a_masked_face_an_au_model_cannot_read_is_not_judged_not_no_face():
     report = MaskReport(comparison(labels), comparison([None] * 8), "surgical", 0)
     assert report.shift("m")["happy"] == {"happy": -1.0, NOT_JUDGED: 1.0}
     assert list(shift_heatmap(report, "m").data[0].x)[-1] == "not judged (its AUs hidden)"
+
+
+def test_mask_failures_keep_a_formula_like_file_name_as_text(fer_val, tmp_path, capsys):
+    """mask_failures.csv was written with a plain csv writer: a file named "=2+5.jpg" became a formula."""
+    from fer_core.cli import main
+
+    src = tmp_path / "flat"
+    src.mkdir()
+    (src / "=2+5.jpg").write_bytes(b"not an image")
+    (src / "face.jpg").write_bytes(next((fer_val / "happy").glob("*.jpg")).read_bytes())
+    assert main(["mask", str(src), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    capsys.readouterr()
+    text = (tmp_path / "out" / "mask_failures.csv").read_text(encoding="utf-8")
+    assert "\n'=2+5.jpg," in text and "\n=2+5" not in text

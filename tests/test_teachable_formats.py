@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -295,7 +296,7 @@ def test_saved_imports_reload_with_their_format(exports, faces, models_dir):
 
 
 def test_import_teachable_registers_a_zip_a_folder_or_a_model_file_from_the_command_line(exports, faces, models_dir,
-                                                                                          capsys):
+                                                                                          capsys, tmp_path):
     """A replication had no way to register an export without the dashboard: ``import-teachable``
     keeps it as the page's Save does (same files, mapping and format), from any of the downloads."""
     from fer_core.cli import main
@@ -317,6 +318,14 @@ def test_import_teachable_registers_a_zip_a_folder_or_a_model_file_from_the_comm
         page_way = load_upload(sort_upload([(exports["zips"][fmt].name, exports["zips"][fmt].read_bytes())]))
         np.testing.assert_allclose(reloaded.predict_proba(faces[:4]),
                                    page_way.remapped({"sadness": None}).predict_proba(faces[:4]), atol=1e-5)
+    # a model file among other downloads: only its export's files are taken (a stray .txt was
+    # "more than one labels.txt")
+    downloads = tmp_path / "Downloads"
+    shutil.copytree(exports["folders"]["keras"], downloads)
+    (downloads / "shopping list.txt").write_text("milk\n")
+    (downloads / "backup.bin").write_bytes(b"\0" * 64)
+    assert main(["import-teachable", str(downloads / "keras_model.h5"), "--name", "cli-downloads"]) == 0
+    capsys.readouterr()
     # one line each, and nothing registered: a taken name (said before loading), a bad --map
     for args, said in ((["--name", "cli-tfjs"], "a model named 'cli-tfjs' already exists"),
                        (["--name", "cli-new", "--map", "sadness"], "--map 'sadness': write CLASS=EMOTION"),

@@ -389,7 +389,10 @@ def _progress_callback(progress: ProgressFn | None, should_stop: Callable[[], bo
 
         def on_train_batch_end(self, batch, logs=None):
             if not self.stopped_by_user and should_stop is not None and should_stop():
-                self.stopped_by_user = self.partial_epoch = True
+                self.stopped_by_user = True
+                # after the epoch's last batch the epoch is whole: judged and kept as any other
+                steps = (self.params or {}).get("steps")
+                self.partial_epoch = steps is None or batch + 1 < steps
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):

@@ -888,14 +888,16 @@ def upload_from_path(path: str | os.PathLike[str]) -> TeachableUpload:
     export files of a folder, or a model file with the export files beside it (labels.txt,
     metadata.json, weight shards)."""
     path = Path(path)
-    beside = ("labels", "metadata", "shard", "record")
     try:
         if path.is_dir():
             files = [p for p in sorted(path.iterdir()) if _role(p.name) not in ("other", "zip")]
         elif _role(path.name) == "zip":
             files = [path]
-        else:
-            files = [path] + [p for p in sorted(path.parent.iterdir()) if p != path and _role(p.name) in beside]
+        else:  # the export's own files only: a Downloads folder holds other .txt and .bin files
+            own = {LABELS_NAME, METADATA_NAME, SAVED_RECORD}
+            tfjs = _role(path.name) == "tfjs"
+            files = [path] + [p for p in sorted(path.parent.iterdir())
+                              if p != path and (p.name in own or (tfjs and _role(p.name) == "shard"))]
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc}); {EXPORT_HINT}") from None
     files = [p for p in files if not _hidden(p.name) and (p == path or p.is_file())]
