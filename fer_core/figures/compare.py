@@ -193,18 +193,17 @@ def confusion_frame(comparison: Comparison) -> pd.DataFrame:
     """Every model's confusion counts as a table (the matrices' numbers, for a paper's tables): per
     model, true emotion and answer, the number of images; the answer is the emotion given, an
     emotion not scored included (a seven-emotion model's fear among six), or ``no face``."""
-    table = comparison.table
-    rows = []
+    classes, parts = list(comparison.classes), []
     for name in comparison.names:
-        answers = [NO_FACE if pd.isna(v) else str(v) for v in table[name]]
-        counts = pd.crosstab(table["label"].astype(str).to_numpy(), np.array(answers, dtype=object))
-        order = [*comparison.classes, *sorted(set(counts.columns) - {*comparison.classes, NO_FACE}), NO_FACE]
-        for emotion in comparison.classes:
-            for answer in order:
-                count = int(counts.at[emotion, answer]) if emotion in counts.index and answer in counts.columns else 0
-                if count or answer in comparison.classes:  # every scored cell, and other answers that occur
-                    rows.append({"model": name, "emotion": emotion, "answer": answer, "count": count})
-    return pd.DataFrame(rows, columns=["model", "emotion", "answer", "count"])
+        answers = comparison.table[name].astype(object).where(comparison.table[name].notna(), NO_FACE)
+        counts = pd.crosstab(comparison.table["label"].astype(str), answers.astype(str))
+        others = sorted(set(counts.columns) - {*classes, NO_FACE})
+        counts = counts.reindex(index=classes, columns=[*classes, *others, NO_FACE], fill_value=0)
+        long = counts.stack().rename("count").rename_axis(["emotion", "answer"]).reset_index()
+        # every scored cell, and the other answers where they occur
+        parts.append(long[long["answer"].isin(classes) | (long["count"] > 0)].assign(model=name))
+    columns = ["model", "emotion", "answer", "count"]
+    return pd.concat(parts, ignore_index=True)[columns].astype({"count": int}) if parts else pd.DataFrame(columns=columns)
 
 
 def precision_recall_frame(comparison: Comparison) -> pd.DataFrame:
