@@ -1341,18 +1341,13 @@ def cmd_train_cnn(args) -> int:
             print(f"epoch {epoch + 1}/{args.epochs}: {scores} ({(time.monotonic() - started) / 60:.1f} min)",
                   file=sys.stderr, flush=True)
 
-    try:
+    with _deadline_explained(args.max_minutes):
         result = train_cnn(args.data, args.val, classes=classes, preset=args.preset, epochs=args.epochs,
                            batch_size=args.batch_size, out=args.out, limit_per_class=args.limit_per_class,
                            class_weighting=args.class_weighting, command=args.command_line, holdout=args.holdout,
                            init=init, learning_rate=args.learning_rate, recipe=recipe,
                            progress=on_epoch, should_stop=(lambda: time.monotonic() > deadline) if deadline else None,
                            in_place=not args.name)  # registering: --out is replaced by the save that registers it
-    except StoppedBeforeAnEpoch:
-        if deadline is None:
-            raise
-        raise FerError(f"--max-minutes {args.max_minutes:g} ran out before the first epoch finished: there is "
-                       "nothing to save; give it more minutes") from None
     ev = result.evaluation
     print(f"{args.preset} CNN, epochs {result.epochs_run} in {result.seconds / 60:.1f} min: accuracy "
           f"{ev.accuracy:.3f} (95% CI {ev.accuracy_ci95[0]:.3f}-{ev.accuracy_ci95[1]:.3f}), "
@@ -1428,15 +1423,16 @@ def cmd_train_au_bottleneck(args) -> int:
     init = None if args.init.lower() == "none" else find_entry(args.init).file
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else None
     bar = _tqdm_progress("epochs", total=args.epochs)
-    result = train_au_bottleneck(
-        args.data, args.val, out=args.out, classes=classes, recipe=args.recipe, lam=args.lam, init=init,
-        preset=args.preset, train_au_table=args.train_au_table, val_au_table=args.val_au_table, epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, augment=not args.no_augment, seed=args.seed,
-        holdout=args.holdout, warm_start=not args.no_warm_start, tap=args.tap,
-        limit_per_class=args.limit_per_class, command=args.command_line, training=recipe_from_args(args),
-        progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
-        should_stop=(lambda: time.monotonic() > deadline) if deadline else None,
-        in_place=not args.name)  # registering: --out is replaced by the save that registers it
+    with _deadline_explained(args.max_minutes):
+        result = train_au_bottleneck(
+            args.data, args.val, out=args.out, classes=classes, recipe=args.recipe, lam=args.lam, init=init,
+            preset=args.preset, train_au_table=args.train_au_table, val_au_table=args.val_au_table, epochs=args.epochs,
+            batch_size=args.batch_size, learning_rate=args.learning_rate, augment=not args.no_augment, seed=args.seed,
+            holdout=args.holdout, warm_start=not args.no_warm_start, tap=args.tap,
+            limit_per_class=args.limit_per_class, command=args.command_line, training=recipe_from_args(args),
+            progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
+            should_stop=(lambda: time.monotonic() > deadline) if deadline else None,
+            in_place=not args.name)  # registering: --out is replaced by the save that registers it
     sel, ev = result.selection, result.evaluation
     how = f"lambda {args.lam:g}, " if args.recipe == "joint" else ""
     print(f"{args.recipe} AU bottleneck ({how}tap {args.tap}), {result.epochs_run} epochs in {result.seconds / 60:.1f} min: "
@@ -1448,6 +1444,18 @@ def cmd_train_au_bottleneck(args) -> int:
         _register_training(result, name=args.name, kind="au-bottleneck", classes=classes,
                            command=args.command_line, out=args.out, replace=args.replace)
     return 0
+
+
+@contextlib.contextmanager
+def _deadline_explained(max_minutes: float | None):
+    """A training that ``--max-minutes`` stopped before its first epoch ended says so, in those words."""
+    try:
+        yield
+    except StoppedBeforeAnEpoch:
+        if not max_minutes:
+            raise
+        raise FerError(f"--max-minutes {max_minutes:g} ran out before the first epoch finished: there is "
+                       "nothing to save; give it more minutes") from None
 
 
 def _register_training(result, *, name: str, kind: str, classes, command: str, out: str,

@@ -226,3 +226,40 @@ def test_training_settings_are_refused_before_tensorflow_starts(tmp_path, monkey
     monkeypatch.setattr(au_bottleneck, "import_keras", lambda: pytest.fail("Keras started"))
     with pytest.raises(FerError, match=re.escape(message)):
         au_bottleneck.train_au_bottleneck(tmp_path / "missing", out=tmp_path / "b.keras", **settings)
+
+
+def test_a_stop_keeps_only_whole_epochs(tmp_path, fer_sample, capsys):
+    """The bottleneck kept the epoch a Stop (or --max-minutes) cut short: counted as run, in the
+    history, and kept if its score was the best, a "model" of one batch when stopped in the first.
+    Now it trains under the CNN's own epoch guard: the first is nothing to save, a later one ends
+    at the last whole epoch, and the CLI says --max-minutes ran out."""
+    from fer_core.errors import StoppedBeforeAnEpoch
+    from fer_core.predictors.au_bottleneck import train_au_bottleneck
+    from fer_core.predictors.cnn import training_path
+
+    asked = []
+
+    def stop_after(calls: int):
+        asked.clear()
+        return lambda: asked.append(1) or len(asked) > calls
+
+    settings = dict(init=None, preset="tiny", epochs=3, batch_size=8, holdout=0.25, seed=1)
+    out = tmp_path / "first.keras"
+    with pytest.raises(StoppedBeforeAnEpoch, match="stopped before the first epoch finished"):
+        train_au_bottleneck(fer_sample, out=out, should_stop=stop_after(1), **settings)
+    assert not out.exists() and not training_path(out).exists()
+    # 18 fitted faces in batches of 8: three batches an epoch, then the epoch's own check; Stop in epoch 2's second batch
+    epochs_seen: list[int] = []
+    out = tmp_path / "second.keras"
+    result = train_au_bottleneck(fer_sample, out=out, should_stop=stop_after(5),
+                                 progress=lambda epoch, logs: epochs_seen.append(epoch), **settings)
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert result.stopped_by_user and result.epochs_run == 1 and epochs_seen == [0]
+    assert meta["epochs_run"] == 1 and meta["best_epoch"] == 1 and len(meta["history"]["loss"]) == 1
+    assert np.isfinite(meta["history"]["val_emotion_accuracy"]).all()
+
+    code = main(["train-au-bottleneck", "--data", str(fer_sample), "--out", str(tmp_path / "cli.keras"),
+                 "--init", "none", "--preset", "tiny", "--epochs", "2", "--batch-size", "8", "--holdout", "0.25",
+                 "--max-minutes", "0.0001"])
+    assert code != 0 and "--max-minutes 0.0001 ran out before the first epoch finished" in capsys.readouterr().err
+    assert not (tmp_path / "cli.keras").exists()

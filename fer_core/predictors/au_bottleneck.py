@@ -38,7 +38,7 @@ import numpy as np
 
 from ..au_table import AU_COLUMNS, au_code
 from ..emotions import SIX_EMOTIONS
-from ..errors import DatasetError, FerError, ModelFileError, one_line
+from ..errors import DatasetError, FerError, ModelFileError, StoppedBeforeAnEpoch, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report
 from ..fileio import atomic_copy
 from .au_models import MAX_MODEL_VALUE, MIN_SCALE, AUModel, check_info, field_error, read_array, read_classes
@@ -51,6 +51,7 @@ from .cnn import (
     check_keras_path,
     copy_trunk,
     drawn_name,
+    epoch_guard,
     load_dataset,
     load_keras_file,
     load_network,
@@ -59,11 +60,13 @@ from .cnn import (
     put_in_place,
     read_cnn_metadata,
     remove_killed_training_parts,
+    remove_training,
     require_every_emotion,
     sidecar_files,
     sidecar_folder,
     stratified_split,
     training_path,
+    whole_epochs,
     write_twin,
 )
 from .keras_io import fit_images, import_keras, predict_views, sidecar_tta
@@ -372,39 +375,6 @@ def _warm_start(model, fit: tuple, sel: tuple, k: int, mean: np.ndarray, std: np
              "selection_mean_r": g["selection_mean_r"], "chosen": g is best} for g in grid]
 
 
-class _BestEpoch:
-    """Keeps the weights of the best epoch by a monitored value; stops on request or deadline."""
-
-    def __new__(cls, monitor: str, mode: str, progress: EpochProgress | None, should_stop):
-        keras = import_keras()
-
-        class BestEpoch(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.best, self.best_weights, self.best_epoch = None, None, -1
-                self.stopped_by_user = False
-
-            def on_train_batch_end(self, batch, logs=None):
-                if should_stop is not None and should_stop():
-                    self.stopped_by_user = True
-                    self.model.stop_training = True
-
-            def on_epoch_end(self, epoch, logs=None):
-                logs = {k: float(v) for k, v in (logs or {}).items()}
-                value = logs.get(monitor)
-                if value is not None and (self.best is None or (value > self.best if mode == "max" else value < self.best)):
-                    self.best, self.best_epoch = value, epoch
-                    self.best_weights = self.model.get_weights()
-                if progress is not None:
-                    progress(epoch, logs)
-
-            def on_train_end(self, logs=None):
-                if self.best_weights is not None:
-                    self.model.set_weights(self.best_weights)
-
-        return BestEpoch()
-
-
 def check_training_settings(*, lam: float, holdout: float, epochs: int, batch_size: int, learning_rate: float,
                             limit_per_class: int | None, warm_start: bool) -> None:
     """Refuse settings that cannot train (one line each), before TensorFlow starts or a face is read."""
@@ -451,6 +421,8 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     ``train_au_table`` / ``val_au_table``: AU tables of the two folders (``extract`` output), else
     the AUs are measured now (cached). ``lam`` weighs the AU loss against the emotion loss
     (``joint``); ``lam = 0`` trains an unnamed bottleneck, the reference of the lambda sweep.
+    ``should_stop`` is asked after every batch; a Stop ends training at the last whole epoch
+    (``StoppedBeforeAnEpoch`` in the first), as ``train_cnn``'s.
     """
     from .. import au_table as aut
 
@@ -505,8 +477,10 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
             batch_size=batch_size, seed=seed, augmenter=_augmenter(seed) if fitting and augment else None,
             train=fitting)
 
-    monitor = f"val_{HEAD_LAYER}_accuracy" if joint else f"val_{AU_LAYER}_loss"
-    best = _BestEpoch(monitor, "max" if joint else "min", progress, should_stop)
+    monitor, mode = (f"val_{HEAD_LAYER}_accuracy", "max") if joint else (f"val_{AU_LAYER}_loss", "min")
+    guard = epoch_guard(progress, should_stop, monitor, mode)  # first: a cut-short epoch is never the best
+    keep_best = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=max(epochs, 1),
+                                              restore_best_weights=True)  # no early stop: the best epoch's weights
     metadata: dict[str, Any] = {
         "format": "fer_core.au_bottleneck/1", "kind": KIND, "preset": preset, "recipe": recipe, "lambda": lam,
         "classes": list(classes), "au_columns": list(AU_COLUMNS), "au_mean": mean.tolist(), "au_std": std.tolist(),
@@ -525,9 +499,12 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     hist: dict[str, list[float]] = {}
     if epochs > 0:  # 0: the warm start is the model (AU units and head fitted on the frozen trunk)
         history = model.fit(dataset(fit_idx, True), validation_data=dataset(sel_idx, False), epochs=epochs,
-                            callbacks=[*training.callbacks(), best, *training.plateau_callbacks(2)],
+                            callbacks=[guard, *training.callbacks(), keep_best, *training.plateau_callbacks(2)],
                             shuffle=False, verbose=0)
-        hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        hist = whole_epochs(history, guard)
+        if not hist.get("loss"):
+            remove_training(work)
+            raise StoppedBeforeAnEpoch("training was stopped before the first epoch finished: there is nothing to save")
 
     if not joint and epochs > 0:  # the head, fitted on the regressor's AUs (sequential) or on the measured ones
         from sklearn.linear_model import LogisticRegressionCV
@@ -574,12 +551,12 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     seconds = time.perf_counter() - started
     final = out if in_place else work  # in_place=False: left for save_and_register, as train_cnn's
     result = BottleneckTrainResult(final, metadata_path(final), hist, selection, evaluation, fidelity,
-                                   len(hist.get("loss", [])), best.stopped_by_user, seconds, classes,
+                                   len(hist.get("loss", [])), guard.stopped_by_user, seconds, classes,
                                    selected_on, evaluated_on, tuple(skipped))
     head_metrics = {"holdout": {k: v for k, v in selection.to_dict().items()
                                 if k in ("n", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels", "confusion")}}
-    metadata.update(status="done", epochs_run=result.epochs_run, best_epoch=best.best_epoch + 1,
-                    stopped_by_user=best.stopped_by_user, seconds=round(seconds, 1), selected_on=selected_on,
+    metadata.update(status="done", epochs_run=result.epochs_run, best_epoch=keep_best.best_epoch + 1 if hist else 0,
+                    stopped_by_user=guard.stopped_by_user, seconds=round(seconds, 1), selected_on=selected_on,
                     evaluated_on=evaluated_on, metrics=result.metrics.to_dict(), selection=selection.to_dict(),
                     evaluation=None if evaluation is None else evaluation.to_dict(), au_fidelity=fidelity,
                     selection_fidelity=selection_fidelity,

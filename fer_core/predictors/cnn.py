@@ -374,16 +374,19 @@ def metadata_path(model_path: str | os.PathLike[str]) -> Path:
     return Path(model_path).with_suffix(".meta.json")
 
 
-def _progress_callback(progress: ProgressFn | None, should_stop: Callable[[], bool] | None):
-    """A Keras callback that reports each epoch and stops training (at the next batch) on request.
+def epoch_guard(progress: ProgressFn | None, should_stop: Callable[[], bool] | None,
+                monitor: str = "val_accuracy", mode: str = "max"):
+    """A Keras callback that reports each epoch and stops training (at the next batch) on request;
+    the CNN and the AU-bottleneck network both train under it.
 
     An epoch stopped midway is no epoch run: Keras still scores and checkpoints it, so it goes
-    first among the callbacks and gives that epoch a validation accuracy of minus infinity (never
-    the best, never kept; ``partial_epoch`` says to drop it from the history). Stopped in the
-    first epoch, the "model" had seen one batch, and was offered as a trained one."""
+    first among the callbacks and gives that epoch the worst possible ``monitor`` value (never the
+    best, never kept; ``partial_epoch`` says to drop it from the history). Stopped in the first
+    epoch, the "model" had seen one batch, and was offered as a trained one."""
     keras = import_keras()
+    worst = float("-inf") if mode == "max" else float("inf")
 
-    class _Progress(keras.callbacks.Callback):
+    class _EpochGuard(keras.callbacks.Callback):
         stopped_by_user = False
         partial_epoch = False
 
@@ -398,7 +401,7 @@ def _progress_callback(progress: ProgressFn | None, should_stop: Callable[[], bo
         def on_epoch_end(self, epoch, logs=None):
             if self.partial_epoch:
                 if logs is not None:
-                    logs["val_accuracy"] = float("-inf")
+                    logs[monitor] = worst
                 return
             if progress is not None:
                 progress(epoch, {k: float(v) for k, v in (logs or {}).items()})
@@ -406,7 +409,13 @@ def _progress_callback(progress: ProgressFn | None, should_stop: Callable[[], bo
                 self.stopped_by_user = True
                 self.model.stop_training = True
 
-    return _Progress()
+    return _EpochGuard()
+
+
+def whole_epochs(history, guard) -> dict[str, list[float]]:
+    """A ``fit``'s history as plain lists, without the epoch a Stop cut short (``epoch_guard``)."""
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return {k: vals[:-1] for k, vals in hist.items()} if guard.partial_epoch else hist
 
 
 def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str] | None = None, *,
@@ -529,7 +538,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     work = training_path(out)
     remove_killed_training_parts(work)
     _write_metadata(work, metadata)
-    reporter = _progress_callback(progress, should_stop)
+    reporter = epoch_guard(progress, should_stop)
     callbacks = [
         reporter,  # first: an epoch Stop cut short is given no validation score the others could keep
         *recipe.callbacks(),  # EMA: swap the averaged weights in before the epoch is judged and saved
@@ -550,9 +559,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
             logging.getLogger(__name__).warning("%s %s; the best epoch so far is in %s", out,
                                                 "is unchanged" if out.exists() else "was not written", work)
         raise
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    if reporter.partial_epoch:  # the epoch Stop cut short is no epoch run
-        hist = {k: vals[:-1] for k, vals in hist.items()}
+    hist = whole_epochs(history, reporter)
     if not hist.get("loss"):
         remove_training(work)
         raise StoppedBeforeAnEpoch("training was stopped before the first epoch finished: there is nothing to save")
