@@ -647,12 +647,26 @@ def huge_declared_models(folder: Path) -> dict[Path, str]:
             "model input 50000x50000 is larger than an image model takes here",
         write_tm_h5(folder / "enlarged" / "keras_model.h5", config=enlarged):
             "its layer 'up' computes 3,386,880,000 values for each image",
+        _enlarging_tflite(folder / "enlarged_tflite"): "values for each image, more than a model here may",
     }
 
 
+def _enlarging_tflite(folder: Path) -> Path:
+    """A 3 KB TensorFlow Lite export whose upsampling makes 241 M values per image: LiteRT's
+    ``allocate_tensors`` took 2.6 GB for it before anything checked the declared shapes."""
+    from fer_core.predictors.keras_io import import_keras
+    from fer_core.predictors.teachable_example import write_tflite_export
+
+    keras = import_keras()
+    image = keras.Input((224, 224, 3), batch_size=1)
+    enlarged = keras.layers.UpSampling2D(size=(40, 40))(image)
+    output = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(enlarged))
+    return write_tflite_export(folder, keras.Model(image, output), ["happy", "sad"])
+
+
 def test_huge_declared_models_stay_under_1_gb(tmp_path):
-    """Architectures declaring 150 M+ parameters, 50,000 x 50,000 inputs or a 3.4 G-value layer, and
-    a dataset declaring 1 GiB: refused before anything is allocated, in one process (one TensorFlow import) whose
+    """Architectures declaring 150 M+ parameters, 50,000 x 50,000 inputs or a 3.4 G-value layer (a
+    Keras file or TensorFlow Lite), and a dataset declaring 1 GiB: refused before anything is allocated, in one process (one TensorFlow import) whose
     peak memory stays under 1 GB."""
     cases = huge_declared_models(tmp_path)
     result = subprocess.run([sys.executable, "-c", MEASURED_RUN, str(tmp_path / "peak_kb"), sys.executable, "-c",

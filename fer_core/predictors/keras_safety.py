@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import ModelFileError, one_line
@@ -173,17 +173,30 @@ def _layer_outputs(model: Any) -> Iterator[tuple[str, int]]:
 
 
 def check_activation_sizes(model: Any, source: str, hint: str) -> None:
-    """Refuse a model whose layers would compute more values per image than ``MAX_LAYER_VALUES``
-    (one layer) or ``MAX_MODEL_VALUES`` (all): said before anything runs, not as memory lost."""
+    """Refuse a Keras model whose layers would compute more values per image than
+    ``MAX_LAYER_VALUES`` (one layer) or ``MAX_MODEL_VALUES`` (all): said before anything runs,
+    not as memory lost."""
+    check_value_counts(_layer_outputs(model), source, hint, "layer", "computes")
+
+
+def check_lite_tensor_sizes(interpreter: Any, source: str, hint: str) -> None:
+    """The same limits for a TensorFlow Lite model, from the tensor shapes its file declares, read
+    before ``allocate_tensors`` (which would take the memory: 1.5 GB for a 3 KB file)."""
+    counts = ((str(d.get("name", "?")), math.prod(int(n) for n in d.get("shape", ())))
+              for d in interpreter.get_tensor_details())
+    check_value_counts(counts, source, hint, "tensor", "holds")
+
+
+def check_value_counts(counts: Iterable[tuple[str, int]], source: str, hint: str, part: str, verb: str) -> None:
     total = 0
-    for name, values in _layer_outputs(model):
+    for name, values in counts:
         if values > MAX_LAYER_VALUES:
-            raise ModelFileError(f"{source}: its layer {name!r} computes {values:,} values for each image, more than "
-                                 f"a model here may ({MAX_LAYER_VALUES:,}; about {_mb(4 * values)}); {hint}")
+            raise ModelFileError(f"{source}: its {part} {name!r} {verb} {values:,} values for each image, more "
+                                 f"than a model here may ({MAX_LAYER_VALUES:,}; about {_mb(4 * values)}); {hint}")
         total += values
         if total > MAX_MODEL_VALUES:
-            raise ModelFileError(f"{source}: its layers compute more than {MAX_MODEL_VALUES:,} values for each "
-                                 f"image, more than a model here may; {hint}")
+            raise ModelFileError(f"{source}: its {part}s {verb.removesuffix('s')} more than {MAX_MODEL_VALUES:,} "
+                                 f"values for each image, more than a model here may; {hint}")
 
 
 def check_keras_archive(path: str, max_bytes: int, max_json_bytes: int, hint: str) -> dict:

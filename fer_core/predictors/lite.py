@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FerError, ModelFileError, one_line
+from .keras_safety import check_lite_tensor_sizes
 
 LITE_SUFFIX = ".tflite"
 LITE_RECORD = "lite"  # the sidecar key of the twin's record
@@ -76,6 +77,7 @@ class LiteModel:
         hint = "remake it with: python -m fer_core export-lite --model <the .keras file>"  # no backticks: shown as typed
         try:
             self._interpreter = Interpreter(model_content=self._data, num_threads=lite_threads())
+            check_lite_tensor_sizes(self._interpreter, source, hint)
             self._runner = self._interpreter.get_signature_runner()
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{source}: cannot load this TensorFlow Lite twin ({one_line(exc, 160)}); "

@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import ModelFileError, one_line
 from ..safe_files import parse_json
 from .base import Progress
-from .keras_safety import MAX_PARAMETERS, finite_weight
+from .keras_safety import MAX_PARAMETERS, check_lite_tensor_sizes, finite_weight
 
 TFJS_NAME = "model.json"
 METADATA_NAME = "metadata.json"
@@ -213,6 +213,7 @@ class TFLiteModel:
         try:
             with quiet_native_logs():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" on stderr
                 self._interpreter = Interpreter(model_content=self._data, num_threads=2)
+                check_lite_tensor_sizes(self._interpreter, source, hint)
                 self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{source}: cannot load this TensorFlow Lite model ({one_line(exc, 160)}); "
