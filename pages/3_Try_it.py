@@ -54,6 +54,7 @@ from ui.common import (
     load_predictor,
     log,
     page_setup,
+    reading_notes,
     run_page,
     show_error,
     shown_literally,
@@ -219,6 +220,8 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
         st.markdown(ex.sentence[0].upper() + ex.sentence[1:])
         if ex.against:
             st.caption(against_text(ex))
+        for note in reading_notes(ex):
+            st.caption(note)
         charts.append((st.empty(), lambda: plots.probability_bars(ex.probabilities, title=t("try_it.proba_title")),
                        f"proba_{slot}_{i}"))
         st.caption(probabilities_text(ex.probabilities))
@@ -232,6 +235,7 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
         charts.append((c3.empty(), lambda: plots.au_intensity_bars(face.aus, title=t("try_it.measured_title")),
                        f"aus_measured_{slot}_{i}"))
         c3.caption(t("try_it.network_caption"))
+    c3.caption(t("try_it.scale_caption"))
     columns = []
     if others:
         st.markdown(t("try_it.other_models", n=number))

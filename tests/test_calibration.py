@@ -264,3 +264,19 @@ def test_info_is_notes_a_null_one_loads_and_a_wrong_one_is_named(tmp_path, synth
     with pytest.raises(ModelFileError) as caught:
         AUCalibration.load(path)
     assert str(caught.value).startswith(f"{path}: {problem}") and "not an AU calibration file" not in str(caught.value)
+
+
+def test_the_aus_try_it_cautions_on_are_those_whose_profiles_disagree_with_openface(study_table):
+    """``LOW_PROFILE_AGREEMENT`` (Try it's "read with care") is what bench/cross_backend.py measures:
+    the AUs whose mean per emotion on the bundled FER2013 train table correlates below 0.7 with the
+    original study's OpenFace table, with that r."""
+    from fer_core import au_table
+    from fer_core.config import REPO_ROOT
+    from fer_core.emotions import SIX_EMOTIONS
+    from fer_core.measure.au_mapping import LOW_PROFILE_AGREEMENT
+
+    embedded = au_table.to_xy(au_table.read(REPO_ROOT / "data" / "fer2013_train_au.csv.gz"), SIX_EMOTIONS)[2]
+    openface = au_table.to_xy(au_table.read(study_table), SIX_EMOTIONS)[2]
+    r = scale_report(embedded, openface, classes=SIX_EMOTIONS)["profile_r"]
+    low = {column.split("_")[0]: round(float(value), 2) for column, value in r.items() if value < 0.7}
+    assert low == LOW_PROFILE_AGREEMENT

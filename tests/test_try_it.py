@@ -182,6 +182,31 @@ def test_speaking_against_calls_absent_aus_absent(models_dir, jpeg_bytes):
     assert len(at.get("download_button")) == 3 and len(at.image) == 1
 
 
+def test_the_aus_a_sentence_names_come_with_how_to_read_them(models_dir, jpeg_bytes):
+    """A FACS coder read "happy, mostly because of AU23 lip tightener" and "sad, because of AU45
+    blink" as FACS codes, with no word of what the AUs are here: AU23 is lips pressed, AU45 on a
+    photo closed eyes, AU15 does not follow OpenFace's; nor of what 0, 5, absent and usual mean."""
+    from fer_core.predictors.base import AUContribution, Explanation
+    from ui.common import reading_notes
+
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg_bytes, "image/jpeg"))
+    run_app(at, T)
+    result, _ = at.session_state["try_last"][0]
+    named = [c.au for c in result.faces[0].explanation.reasons]
+    captions = texts(at.caption)
+    assert "AU23" in named  # "happy, mostly because of AU12 lip corner puller (4.8) and AU23 lip tightener (2.0)"
+    assert any(c.startswith("AU23 here is lips pressed together") for c in captions), captions
+    assert any("0 is a typical face there (the median), 5 the strongest 0.5 %" in c for c in captions)
+    assert not any(c.startswith("Read with care") for c in captions)  # AU12 and AU23 follow OpenFace's
+
+    ranked = (AUContribution("AU15", "AU15 lip corner depressor", 3.1, 0.9, 0.8),
+              AUContribution("AU45", "AU45 blink", 2.0, 0.5, 0.7), AUContribution("AU12", "AU12 lip corner puller", 0.1, 0.3, 1.0))
+    notes = reading_notes(Explanation("sad", {"sad": 0.7, "happy": 0.3}, ranked))
+    assert notes[0].startswith("Read with care") and "AU15 lip corner depressor (r 0.20)" in notes[0]
+    assert "AU12" not in notes[0] and notes[1].startswith("AU45 on a photo is how closed the eyes are")
+
+
 @pytest.fixture(scope="session")
 def jpeg_bytes(astronaut) -> bytes:
     buf = io.BytesIO()

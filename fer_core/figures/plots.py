@@ -182,8 +182,8 @@ def per_class_accuracy_bars(per_class: Mapping[str, ClassScore], title: str | No
 
 def coefficient_heatmap(coef: np.ndarray, classes: Sequence[str], au_columns: Sequence[str] = AU_COLUMNS,
                         title: str | None = None) -> go.Figure:
-    """The logistic regression's explanation: one cell per (AU, emotion), red = the AU makes the
-    emotion more likely, blue = less likely. Coefficients are on standardised AUs, so cells are
+    """The logistic regression's explanation: one cell per (AU, emotion), red = the AU raises the
+    emotion's score against the others', blue = lowers it. Coefficients are on standardised AUs, so cells are
     comparable across AUs."""
     coef = np.asarray(coef, dtype=float)
     if coef.shape != (len(classes), len(au_columns)):

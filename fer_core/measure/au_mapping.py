@@ -52,6 +52,18 @@ def geometry_features(landmarks: np.ndarray) -> dict[str, float]:
     }
 
 
+# Each AU's mean per emotion (its "profile", six emotions) on FER2013 train against the original
+# study's OpenFace table: Pearson r from ``bench/cross_backend.py`` part (a) (``scale_report``).
+# The other 11 AUs agree at r >= 0.7; a reason resting on one of these is read with care.
+LOW_PROFILE_AGREEMENT: dict[str, float] = {
+    "AU04": 0.32, "AU09": 0.42, "AU14": 0.06, "AU15": 0.20, "AU17": 0.67, "AU20": 0.27,
+}
+# AUs whose source is not quite what the OpenFace name says (README, "How close these AUs are"):
+# AU23 is MediaPipe's mouthPress, lips pressed together (nearer FACS AU24 lip pressor); AU45 on a
+# still photo is how closed the eyes are, not the movement FACS calls a blink.
+READ_AS: tuple[str, ...] = ("AU23", "AU45")
+
+
 # (AU, source name, log scale): the mapping table. Its (lo, hi) numbers are in _CALIBRATION.
 AU_SOURCE_NAMES: tuple[tuple[str, str, bool], ...] = (
     ("AU01", "browInnerUp", False),
