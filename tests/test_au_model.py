@@ -79,7 +79,17 @@ def test_mlp_kind_trains_saves_and_explains(tmp_path):
     again = AUModel.load(tmp_path / "mlp.json")
     X = np.random.default_rng(3).uniform(0, 5, size=(10, len(AU_COLUMNS)))
     np.testing.assert_allclose(again.predict_proba(X), model.predict_proba(X))
-    assert again.explain(X[0]).emotion in SIX_EMOTIONS
+    explanation = again.explain(X[0])
+    assert explanation.emotion in SIX_EMOTIONS
+    # its reasons are occlusion estimates, and say so in the JSON and under the sentence (a logistic
+    # regression's add up to its logits exactly, and say nothing)
+    from ui.common import reading_notes
+
+    assert explanation.to_dict()["contribution_method"].startswith("occlusion")
+    assert any(note.startswith("This MLP's reasons are estimates") for note in reading_notes(explanation))
+    logreg = fit_au_model(synthetic_table(40), kind="au-logreg").explain(X[0])
+    assert "contribution_method" not in logreg.to_dict()
+    assert not any("MLP" in note for note in reading_notes(logreg))
 
 
 def test_two_classes_still_give_a_softmax_per_class():
