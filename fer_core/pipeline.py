@@ -77,12 +77,14 @@ class FaceResult:
         return out
 
 
-def analyze_image(rgb: np.ndarray, model: Predictor | None = None, analyzer=None, top: int = 3) -> list[FaceResult]:
+def analyze_image(image, model: Predictor | None = None, analyzer=None, top: int = 3) -> list[FaceResult]:
     """Every face of an image (largest first) measured, cropped and, with an explaining
     ``model``, explained. Measured in a crash-isolated worker process, or in this process with
-    ``analyzer`` when one is given."""
+    ``analyzer`` when one is given. ``image``: anything ``load_image`` takes (an RGB, gray, RGBA
+    or float array, a PIL image, a path or bytes); a FER2013 file reads as a gray array."""
     from .measure.extract import measure_faces, measure_image
 
+    rgb = load_image(image)
     measured = measure_image(rgb) if analyzer is None else measure_faces(analyzer, rgb, keep_landmarks=True)
     return faces_from_measurements(rgb, measured, model, top)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,27 @@ def test_a_photo_without_a_face_says_so(au_model):
     assert photo.faces == [] and photo.error.startswith("wall.png: no face found")
     broken = analyze_photo(b"not an image", "x.jpg", au_model)
     assert broken.image is None and "not a readable image" in broken.error
+
+
+def test_an_au_model_takes_what_the_cnn_takes(fer_val, au_model):
+    """A FER2013 file opened with PIL is a gray 48x48 array: the CNN read it, an AU model failed on
+    it with LiteRT's "Dimension mismatch" (RGBA, float, PIL image and path inputs alike), an empty
+    array with OpenCV's assertion, and a 20,000 px array went to the worker whole. Every input
+    ``load_image`` takes is now shaped and size-checked by it before it is measured."""
+    from PIL import Image
+
+    from fer_core.errors import ImageError
+
+    path = sorted((fer_val / "happy").glob("*.jpg"))[0]
+    gray = np.asarray(Image.open(path))
+    assert gray.shape == (48, 48)
+    expected = au_model.predict_proba([load_image(path)])
+    rgba = np.dstack([np.stack([gray] * 3, axis=-1), np.full(gray.shape, 255, np.uint8)])
+    for image in (gray, rgba, gray.astype(np.float32) / 255, Image.open(path), str(path)):
+        np.testing.assert_allclose(au_model.predict_proba([image]), expected, atol=1e-6)
+        assert [f.explanation.emotion for f in analyze_image(image, au_model)] == ["happy"]
+    for image, message in ((np.zeros((0, 0, 3), np.uint8), "image: not an image array (shape (0, 0, 3))"),
+                           ("/nope/x.jpg", "/nope/x.jpg: file not found"),
+                           (np.zeros((20_000, 20_000), np.uint8), "over the limit of 40,000,000; resize it first")):
+        with pytest.raises(ImageError, match=re.escape(message)):
+            analyze_image(image, au_model)

@@ -148,24 +148,28 @@ def start_photo_worker() -> None:
     _pool("photo", 1).start()
 
 
-def measure_image(rgb: np.ndarray) -> list[FaceMeasurement]:
-    """Every face of one decoded image, largest first, with landmarks, measured in a
-    crash-isolated worker (the dashboard's server never runs MediaPipe itself). A single photo
-    has its own worker, so it does not wait behind a long extraction."""
+def measure_image(image) -> list[FaceMeasurement]:
+    """Every face of one image, largest first, with landmarks, measured in a crash-isolated worker
+    (the dashboard's server never runs MediaPipe itself). A single photo has its own worker, so it
+    does not wait behind a long extraction. ``image``: anything ``load_image`` takes (an RGB, gray,
+    RGBA or float array, a PIL image, a path or bytes), shaped and size-checked as it does."""
+    rgb = load_image(image)
     pool = _pool("photo", 1)
     with pool.held():
-        for _, result in pool.imap_unordered([np.ascontiguousarray(rgb)]):
+        for _, result in pool.imap_unordered([rgb]):
             if isinstance(result, str):
                 raise ImageError(f"image: {result}")
             return result
     return []
 
 
-def measure_masked_image(rgb: np.ndarray, style: str, seed: int = 0):
-    """``masks.mask_and_measure`` on one decoded image, in Try it's crash-isolated worker."""
+def measure_masked_image(image, style: str, seed: int = 0):
+    """``masks.mask_and_measure`` on one image (anything ``load_image`` takes), in Try it's
+    crash-isolated worker."""
+    rgb = load_image(image)
     pool = _pool("photo", 1)
     with pool.held():
-        for _, result in pool.imap_unordered([("mask", np.ascontiguousarray(rgb), style, seed)]):
+        for _, result in pool.imap_unordered([("mask", rgb, style, seed)]):
             if isinstance(result, str):
                 raise ImageError(f"image: {result}")
             return result
