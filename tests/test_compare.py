@@ -630,3 +630,23 @@ def test_a_folder_without_labels_is_said_as_such_not_as_models_sharing_no_emotio
     assert main(["compare", "--images", str(tmp_path), "--models", BUNDLED_AU_MODEL, "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert "no labelled images" in err and "share no emotion" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_fitted_au_model_handed_to_a_comparison_is_one_line_and_the_library_exports_resolve(six_images, caplog):
+    """The object fit_au_model returns, given to run_comparison, logged 60 lines of its arrays and
+    a TypeError traceback; AUPredictor, which it needs, and the types the exported functions take
+    and return (LabeledImage, FaceResult, ...) were not exported from fer_core."""
+    import fer_core
+    from test_au_model import synthetic_table
+
+    from fer_core.predictors.au_models import fit_au_model
+
+    classes = ["angry", "happy", "sad"]
+    fitted = fit_au_model(synthetic_table(20, classes=classes), classes=classes)
+    comparison = run_comparison([LookupPredictor("A", classes, ["happy"] * 6), fitted], list_images(six_images), classes)
+    assert comparison.failed_models == ["AUModel: not a model name, model file or Predictor; wrap a fitted AU model "
+                                        "as AUPredictor(model, name='my-model')"]
+    assert "Traceback" not in caplog.text and "array(" not in caplog.text
+    assert all(getattr(fer_core, name) is not None for name in fer_core.__all__)
+    wrapped = fer_core.AUPredictor(fitted, name="my-model")
+    assert run_comparison([wrapped], list_images(six_images), classes).reports["my-model"].n == 6

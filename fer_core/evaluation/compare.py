@@ -9,6 +9,7 @@ Every model sees the same faces, prepared once by the face pipeline.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ from ..emotions import shared_classes
 from ..errors import DatasetError, FerError, one_line, printable
 from ..i18n import t
 from ..images import LabeledImage, relative_file
+from ..manifest import ModelEntry
 from ..measure.workers import telling_waits
 from ..predictors.base import Explanation, Predictor, au_columns_used, model_of_kind, predicted_labels
 from ..predictors.ensemble import EnsemblePredictor, predict_reusing
@@ -127,6 +129,10 @@ def _load_all(models: Sequence, loader: Callable) -> tuple[list[Predictor], list
     for ref in models:
         if isinstance(ref, Predictor):
             predictors.append(ref)
+            continue
+        if not isinstance(ref, (str, os.PathLike, ModelEntry)):  # an AUModel from fit_au_model, say
+            failed.append(f"{type(ref).__name__}: not a model name, model file or Predictor; wrap a fitted AU "
+                          "model as AUPredictor(model, name='my-model')")
             continue
         name = getattr(ref, "name", str(ref))
         try:
