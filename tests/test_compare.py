@@ -636,9 +636,9 @@ def test_a_fitted_au_model_handed_to_a_comparison_is_one_line_and_the_library_ex
     """The object fit_au_model returns, given to run_comparison, logged 60 lines of its arrays and
     a TypeError traceback; AUPredictor, which it needs, and the types the exported functions take
     and return (LabeledImage, FaceResult, ...) were not exported from fer_core."""
-    import fer_core
     from test_au_model import synthetic_table
 
+    import fer_core
     from fer_core.predictors.au_models import fit_au_model
 
     classes = ["angry", "happy", "sad"]

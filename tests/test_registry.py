@@ -401,3 +401,25 @@ def test_teachable_downloads_given_by_path_are_named_after_their_folders(tmp_pat
         path.write_bytes(b"not read here")
         names.append(registry.find_entry(str(path), models_dir).name)
     assert names == ["two", "dup", "web", "my_model"]
+
+
+def test_a_save_contradicting_the_model_is_refused_before_anything_is_written(models_dir):
+    """A six-emotion AUModel saved with classes happy, sad was registered, and its entry then never
+    loaded ("the model's classes differ from those the manifest lists"); saved as kind cnn it failed
+    on an AttributeError inside the CNN's save."""
+    from test_au_model import synthetic_table
+
+    from fer_core.predictors.au_models import fit_au_model
+
+    model = fit_au_model(synthetic_table(20))
+    before = sorted(p.name for p in models_dir.iterdir())
+    with pytest.raises(FerError, match="this model predicts angry, disgust, happy, neutral, sad, surprise, not happy, sad"):
+        registry.save_and_register(model, name="mine", kind="au-logreg", classes=["happy", "sad"], metrics=Metrics(),
+                                   command="pytest")
+    with pytest.raises(FerError, match="this model is of kind au-logreg, not cnn; register it as au-logreg"):
+        registry.save_and_register(model, name="mine", kind="cnn", classes=model.classes, metrics=Metrics(),
+                                   command="pytest")
+    assert sorted(p.name for p in models_dir.iterdir()) == before
+    entry = registry.save_and_register(model, name="mine", kind="au-logreg", classes=[c.upper() for c in model.classes],
+                                       metrics=Metrics(), command="pytest")
+    assert registry.load_predictor(entry.name).classes == model.classes  # names in any case are the same classes

@@ -215,6 +215,7 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
     manifest's lock), so of two saves under one new name the second is refused, in one line.
     """
     spec = get_kind(kind)
+    refuse_contradiction(artefact, kind, classes)
     folder = Path(models_dir or config.models_dir())
     # The name check, the files and the entry are one step under the manifest's lock: two sessions
     # saving under the same new name both passed the check, wrote the same file, and the first was
@@ -267,6 +268,20 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
                 with contextlib.suppress(OSError):
                     os.unlink(previous)
         return registered
+
+
+def refuse_contradiction(artefact: Any, kind: str, classes: Sequence[str]) -> None:
+    """Refuse a save whose kind or classes contradict the artefact's own (an AUModel and a trained
+    network know theirs): registered as given, the entry never loaded ("the model's classes differ
+    from those the manifest lists"), or the save failed on an AttributeError deep in the kind."""
+    own_kind = getattr(artefact, "kind", None)
+    if isinstance(own_kind, str) and own_kind != kind:
+        raise FerError(f"this model is of kind {own_kind}, not {kind}; register it as {own_kind}")
+    own = getattr(artefact, "classes", None)
+    if own is not None and tuple(normalize_emotion(c) or c for c in own) != \
+            tuple(normalize_emotion(c) or c for c in classes):
+        raise FerError(f"this model predicts {', '.join(own)}, not {', '.join(classes)}; register it with its own "
+                       "classes")
 
 
 def _manifest_took(entry: ModelEntry | None, folder: Path) -> bool:
