@@ -192,3 +192,17 @@ def test_report_tables_write_precision_recall_and_f1_one_way():
                           "recall": [0.6, 0.7], "f1": [0.48, 0.4286], "support": [10, 10]})
     shown = shown_table(frame)
     assert shown.iloc[:, 2:5].values.tolist() == [["0.400", "0.600", "0.480"], ["–", "0.700", "0.429"]]
+
+
+def test_emotion_names_are_read_as_people_write_them():
+    """"Happy" against classes happy, sad counted as a third, unnamed class (wrong, in no confusion
+    cell); classes "Happy", "Sad" against lower-case labels ended in scikit-learn's "At least one
+    label specified must be in y_true"."""
+    from fer_core.evaluation.metrics import evaluation_report
+
+    report = evaluation_report(["Happy", "Sad", "happy"], ["happy", "sad", "happy"], ["happy", "sad"])
+    assert report.accuracy == 1.0 and report.confusion == [[2, 0], [0, 1]]
+    report = evaluation_report(["happy", "sad"], ["happy", "sad"], ["Happy", "Sad"])
+    assert report.accuracy == 1.0 and report.confusion == [[1, 0], [0, 1]]
+    report = evaluation_report(["happiness", "fear"], ["Happy", "sad"], ["happy", "sad"])  # fear: in no cell
+    assert report.n == 2 and report.accuracy == 0.5 and report.confusion == [[1, 0], [0, 0]]

@@ -126,10 +126,13 @@ def evaluation_report(y_true: Sequence[str], y_pred: Sequence[str | None], class
                       model: str = "") -> EvaluationReport:
     """Score predictions (None = no face, counted wrong) against the true labels.
 
-    Labels are turned into integer codes first (``report_from_codes``)."""
+    Labels are turned into integer codes first (``report_from_codes``); emotion names are read as
+    people write them ("Happy", "happiness"), in the labels and in ``classes``. A true label that
+    is not among ``classes`` counts in ``n`` (right only when answered with the same label) and in
+    no confusion cell: leave such rows out first to score only ``classes``."""
     if len(y_true) != len(y_pred):
         raise ValueError("y_true and y_pred differ in length")
-    truth, pred = _codes(y_true, y_pred, list(classes))
+    truth, pred = _codes(y_true, y_pred, [_emotion(c) for c in classes])
     return report_from_codes(truth, pred, classes, model=model)
 
 
@@ -191,11 +194,18 @@ def _codes(y_true: Sequence[str], y_pred: Sequence[str | None], classes: list[st
     both[:len(y_true)], both[len(y_true):] = list(y_true), list(y_pred)
     codes, uniques = pd.factorize(both, use_na_sentinel=True)
     index = {c: i for i, c in enumerate(classes)}
-    for u in uniques:
-        index.setdefault(u if isinstance(u, str) else str(u), len(index))
-    remap = np.array([index[u if isinstance(u, str) else str(u)] for u in uniques] + [-1], dtype=np.int64)
+    names = [_emotion(u if isinstance(u, str) else str(u)) for u in uniques]
+    for name in names:
+        index.setdefault(name, len(index))
+    remap = np.array([index[name] for name in names] + [-1], dtype=np.int64)
     codes = remap[codes]
     return codes[:len(y_true)], codes[len(y_true):]
+
+
+def _emotion(label: str) -> str:
+    from ..emotions import normalize_emotion
+
+    return normalize_emotion(label) or label
 
 
 def wilson_ci(correct: Sequence[bool] | np.ndarray, level: float = 0.95) -> tuple[float, float]:
