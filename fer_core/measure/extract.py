@@ -51,7 +51,9 @@ log = logging.getLogger(__name__)
 #       colours of gray and RGB PNGs on white, images with a damaged EXIF block turned.
 # mp-10: the pages after an animation's or a multi-page TIFF's first are no longer read (a damaged
 #        later page failed the whole file before).
-MEASURE_VERSION = "mp-10"
+# mp-11: a --crops image of 160 px or more in which nothing found a face is measured once more
+#        shrunk to 144 px through the small-crop path.
+MEASURE_VERSION = "mp-11"
 SOURCE = "mediapipe"
 
 Progress = Callable[[int, int], None]

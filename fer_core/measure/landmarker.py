@@ -31,6 +31,11 @@ MODEL_ENV = "FER_LANDMARKER_MODEL"
 # Small inputs (FER2013's tight 48x48 crops) are retried with these (scale, border) variants; the
 # first that finds a face wins. Measured on FER2013 val: see bench/extract_speed.py.
 SMALL_IMAGE_SIDE = 160
+# A crop given as one (``--crops``) too large for the small-crop path, in which nothing finds a face
+# (a 224 px crop the face fills, which the detector misses unpadded), is measured once more shrunk
+# to this side, through the small-crop path and its retries. Not without ``--crops``: that path takes
+# any face the landmark model sees, and in photos up to 480 px it saw faces in grass and the moon.
+SHRUNK_CROP_SIDE = 144
 RETRY_VARIANTS: tuple[tuple[int, int], ...] = ((1, 0), (4, 48), (2, 24), (4, 96))
 
 # The face-quality gate, measured on scikit-image's sample photos and FER2013 val (bench/face_quality.py):
@@ -404,7 +409,8 @@ class FaceAnalyzer:
         A large crop's face then passes the full search's quality gate and is re-measured on a
         ROI of its own, as the full search measures a large image's faces (one pass on the
         detector's ROI moved its AUs by up to 4); where none is found, or none passes, the full
-        search itself runs. Measured in ``bench/crop_mode_speed.py``.
+        search itself runs, and where that finds none either, the crop shrunk to a small one
+        (``_measure_shrunk_crop``). Measured in ``bench/crop_mode_speed.py``.
         """
         with self._lock:
             small = max(rgb.shape[:2]) < SMALL_IMAGE_SIDE
@@ -416,7 +422,24 @@ class FaceAnalyzer:
                 faces = self._gate_and_refine(rgb, faces)
                 if faces:
                     return faces
-            return self._detect(rgb)
+            faces = self._detect(rgb)
+            if faces or not crop:
+                return faces
+            return self._measure_shrunk_crop(rgb)
+
+    def _measure_shrunk_crop(self, rgb: np.ndarray) -> list[Face]:
+        """A larger crop in which neither face-crop mode nor the full search finds a face, measured
+        as a small crop (``SHRUNK_CROP_SIDE``; its retries pad and upscale, which a crop the face
+        fills needs), its landmarks and box scaled back to the image's pixels. Of 60 FER2013 val
+        faces upscaled to 240 px, ``--crops`` lost 9; now 1."""
+        h, w = rgb.shape[:2]
+        factor = SHRUNK_CROP_SIDE / max(h, w)
+        size = (max(1, round(w * factor)), max(1, round(h * factor)))
+        small = np.ascontiguousarray(np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS)))
+        faces = self._measure_as_crop(small) or self._measure_small_crop(small)
+        for face in faces:
+            _to_original(face, size[0] / w, 0)
+        return faces
 
     def _measure_small_crop(self, rgb: np.ndarray) -> list[Face]:
         """Face-crop mode's fallback for a small crop in which the direct pass finds no face: the
