@@ -374,7 +374,10 @@ def stored_path(path: str | os.PathLike[str], folder: str | os.PathLike[str]) ->
     try:
         inside = resolved.relative_to(Path(folder).resolve())
     except ValueError:
-        return relative_to_repo(resolved)
+        stored = relative_to_repo(resolved)
+        # the repository's models/ while the manifest is elsewhere (FER_MODELS_DIR): "models/..." would
+        # read as the manifest's own folder, and the entry broke when that folder was copied or moved
+        return str(resolved) if Path(stored).parts[:1] == ("models",) else stored
     return f"models/{inside.as_posix()}"
 
 

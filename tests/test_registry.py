@@ -423,3 +423,23 @@ def test_a_save_contradicting_the_model_is_refused_before_anything_is_written(mo
     entry = registry.save_and_register(model, name="mine", kind="au-logreg", classes=[c.upper() for c in model.classes],
                                        metrics=Metrics(), command="pytest")
     assert registry.load_predictor(entry.name).classes == model.classes  # names in any case are the same classes
+
+
+def test_a_model_saved_in_the_repositorys_models_is_named_absolutely_by_another_manifest(tmp_path, monkeypatch):
+    """With FER_MODELS_DIR elsewhere, train-au --out models/x.json wrote the repository's models/
+    and the other manifest named it "models/x.json", which reads as its own folder: the entry broke
+    once that folder was copied, or the command run from another checkout."""
+    from fer_core import config
+    from fer_core.manifest import resolve_path, stored_path
+
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    (repo / "models").mkdir(parents=True)
+    elsewhere.mkdir()
+    monkeypatch.setattr(config, "REPO_ROOT", repo)
+    model = repo / "models" / "x.json"
+    model.write_text("{}")
+    assert stored_path(model, elsewhere) == str(model.resolve())
+    assert resolve_path(stored_path(model, elsewhere), elsewhere) == model.resolve()
+    assert stored_path(model, repo / "models") == "models/x.json"  # the bundled manifest's own folder
+    (repo / "runs").mkdir()
+    assert stored_path(repo / "runs" / "y.json", elsewhere) == "runs/y.json"  # elsewhere in the repository
