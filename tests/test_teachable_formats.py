@@ -330,7 +330,11 @@ def test_import_teachable_registers_a_zip_a_folder_or_a_model_file_from_the_comm
     for args, said in ((["--name", "cli-tfjs"], "a model named 'cli-tfjs' already exists"),
                        (["--name", "cli-new", "--map", "sadness"], "--map 'sadness': write CLASS=EMOTION"),
                        (["--name", "cli-new", "--map", "Joy=happy"], "mapping names class 'Joy', which the model "
-                                                                     "does not have")):
+                                                                     "does not have"),
+                       # the command line's own way out, not only the dashboard's
+                       (["--name", "cli-new", "--map", "Anger=", "--map", "sadness="], "only happy counts as an emotion, and the model would "
+                                                                  "give it to every face; map a second class to an "
+                                                                  "emotion (import-teachable --map, or the")):
         assert main(["import-teachable", str(sources["tfjs"]), *args]) == 2
         err = capsys.readouterr().err
         assert said in err and err.count("\n") == 1, err
@@ -550,7 +554,7 @@ def test_a_model_whose_classes_are_no_emotions_loads_to_be_mapped(exports, faces
     an export loaded from disk (the CLI) says where to map them."""
     base = load_upload(sort_upload(_tflite_with(CLASS_NAMES, exports)))
     assert base.labels == ("Class 1", "Class 2", "Class 3") and base.classes == () and base.unmapped == base.labels
-    _one_line_refusal(base.predict_proba, faces[:1], match="none of the classes .*map them on the dashboard",
+    _one_line_refusal(base.predict_proba, faces[:1], match=r"none of the classes .*map them \(import-teachable --map, or the dashboard",
                       name="model_unquant.tflite")
     mapped = base.remapped({"Class 1": "happy", "Class 2": "sad"})
     assert mapped.classes == ("happy", "sad") and mapped.predict_proba(faces[:2]).shape == (2, 2)

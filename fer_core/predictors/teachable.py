@@ -727,13 +727,14 @@ class TeachablePredictor(Predictor):
         that also narrows a comparison to that one emotion."""
         if not self.mapping.classes:
             raise ModelFileError(f"{self.source}: none of the classes ({', '.join(self.mapping.labels)}) is an "
-                                 "emotion; map them on the dashboard's Teachable Machine page and save the model, "
-                                 f"or name them like {', '.join(SEVEN_EMOTIONS[:3])}")
+                                 "emotion; map them (import-teachable --map, or the dashboard's Teachable Machine "
+                                 f"page) and save the model, or name them like {', '.join(SEVEN_EMOTIONS[:3])}")
         if len(self.mapping.classes) < 2:
             (only,) = self.mapping.classes
             raise ModelFileError(f"{self.source}: only {only} counts as an emotion, and the model would give it to "
-                                 "every face; map a second class to an emotion on the dashboard's Teachable Machine "
-                                 "page (a model of one emotion cannot be scored or compared)")
+                                 "every face; map a second class to an emotion (import-teachable --map, or the "
+                                 "dashboard's Teachable Machine page): a model of one emotion cannot be scored or "
+                                 "compared")
 
     @property
     def labels(self) -> tuple[str, ...]:
