@@ -98,7 +98,13 @@ def parse_classes(spec: str | None, least: int = 2) -> tuple[str, ...]:
             raise FerError(f"{part.strip()!r}: no model here learns {unmodelled_emotion(part)}; "
                            f"use names from {', '.join(SEVEN_EMOTIONS)}")
         if emotion is None:
-            raise FerError(f"unknown emotion {part.strip()!r}: use names from {', '.join(SEVEN_EMOTIONS)}")
+            import difflib
+
+            word = part.strip().lower()
+            close = difflib.get_close_matches(word, ["six", "seven", *SEVEN_EMOTIONS], n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise FerError(f"unknown emotion {part.strip()!r}: use names from {', '.join(SEVEN_EMOTIONS)}, or six "
+                           f"or seven{hint}")
         if emotion not in out:
             out.append(emotion)
     if len(out) < least:

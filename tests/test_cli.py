@@ -681,6 +681,14 @@ def test_a_typo_in_a_command_or_option_names_the_one_meant(capsys, args, meant):
     assert f"did you mean {meant}?" in err and err.startswith("error: ")
 
 
+@pytest.mark.parametrize(("spec", "meant"), [("sevn", "'seven'"), ("hapy,sad", "'happy'")])
+def test_a_typo_in_a_class_set_names_the_one_meant(capsys, tmp_path, spec, meant):
+    """`--classes sevn` got no guess, though the README says a typo in a choice ends with one."""
+    assert main(["compare", "--images", str(tmp_path), "--classes", spec]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown emotion") and err.strip().endswith(f"did you mean {meant}?")
+
+
 def test_a_word_close_to_nothing_gets_no_guess(capsys):
     with pytest.raises(SystemExit):
         main(["predict", "x.jpg", "--zzzzzz"])
