@@ -57,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _resume_hint(args) -> str:
     """What an interrupted command keeps: faces measured locally with MediaPipe are cached by
-    file content (written when the run stops), so the same command goes on from there."""
-    measures_folder = ((args.func is cmd_extract and Path(args.folder).is_dir())
+    file content (written when the run stops; a video's by each finished part of it), so the same
+    command goes on from there."""
+    from .measure.video import is_video
+
+    measures_folder = ((args.func is cmd_extract and (Path(args.folder).is_dir() or is_video(args.folder)))
                        or (args.func in (cmd_evaluate, cmd_compare) and getattr(args, "images", None)))
     local = getattr(args, "engine", "local") == "local" and getattr(args, "backend", "mediapipe") == "mediapipe"
     if measures_folder and local and not getattr(args, "no_cache", False):
@@ -826,7 +829,8 @@ def _extract_video(args) -> int:
     fps = DEFAULT_FPS if args.fps is None else args.fps
     own = probe_video(args.folder).fps  # a bad path or file is said as typed ("clips/a.mp4: not a file")
     table = extract_video(args.folder, fps=fps, workers=args.workers or default_workers(),
-                          name=Path(args.folder).name, progress=_tqdm_progress("video chunks"))
+                          name=Path(args.folder).name, progress=_tqdm_progress("video chunks"),
+                          use_cache=not args.no_cache)
     _write_local_table(table, args.out)
     decoded = frame_rows(table)  # rows of stretches never decoded are no frames
     frames = table.loc[decoded, "time_s"].nunique()

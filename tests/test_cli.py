@@ -783,6 +783,14 @@ def test_ctrl_c_in_a_local_extract_says_the_measurements_are_kept(capsys, tmp_pa
                                            "goes on from there")
     code, _, err = run_cli(capsys, "extract", fer_sample, "--out", tmp_path / "au.csv", "--no-cache")
     assert code == 130 and err.strip() == "interrupted"
+    # a video's finished parts are cached too (tests/test_video.py): said for it as well
+    from fer_core.measure import video
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    monkeypatch.setattr(video, "probe_video", stopped)
+    code, _, err = run_cli(capsys, "extract", clip, "--out", tmp_path / "clip.csv")
+    assert code == 130 and err.strip().endswith("the same command goes on from there")
 
 
 def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path, fer_sample):

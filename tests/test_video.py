@@ -167,6 +167,26 @@ def test_a_crash_costs_one_chunk(tmp_path, monkeypatch):
     assert len(measured[measured < 4]) == 40 and len(measured[measured >= 8]) == 40
 
 
+def test_a_video_cut_off_goes_on_where_it_stopped_and_a_rerun_measures_nothing(tmp_path, monkeypatch):
+    """A video was measured whole on every run: Ctrl-C 58 s into a minute's video kept nothing, and
+    the README's "a rerun is instant" did not hold for videos. Each chunk is now cached as it ends."""
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    path = write_video(tmp_path / "resume.mp4", 12, rate=10)
+    monkeypatch.setattr(video, "CHUNK_FRAMES", 40)  # three chunks: 0-4, 4-8, 8-12 s
+    stopped = video.extract_video(path, fps=10, should_stop=lambda: True)  # as Cancel after the first chunk
+    assert stopped["time_s"].max() < 4
+    seen: list[tuple[int, int]] = []
+    table = video.extract_video(path, fps=10, progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (1, 3) and seen[-1] == (3, 3)  # the first chunk came from the cache
+    assert len(table) == 120 and table["success"].all()  # every sampled frame, once
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("a cached video was measured again")
+
+    monkeypatch.setattr(video, "shared_pool", no_measuring)
+    pd.testing.assert_frame_equal(video.extract_video(path, fps=10), table)
+
+
 def test_decoding_that_breaks_off_mid_chunk_is_one_row_where_it_broke(face_video, monkeypatch):
     """The frames decoded before a damaged stretch are kept; the failure row sits after the last of
     them (not at the chunk's start, on a frame already measured) and says which stretch is missing."""

@@ -34,7 +34,7 @@ import pandas as pd
 from .. import au_table
 from ..errors import FerError, ImageError, one_line, printable
 from ..images import MAX_DECODE_SIDE, VIDEO_SUFFIXES, _check_size, _fit, _limit
-from .extract import measurement_of, measurements_of, rows_for_image
+from .extract import MEASURE_VERSION, MeasureCache, measure_settings, measurement_of, measurements_of, rows_for_image
 from .workers import TIMEOUT_ADVICE, WorkerFailure, shared_pool
 
 VIDEO_TYPES: tuple[str, ...] = tuple(suffix[1:] for suffix in VIDEO_SUFFIXES)
@@ -484,47 +484,80 @@ def frame_rows(table: pd.DataFrame) -> pd.Series:
     return ~(reasons.str.contains(GAP_MARK, regex=False) | reasons.str.contains(SKIPPED_MARK, regex=False))
 
 
+def video_key(path: str | os.PathLike[str], fps: float) -> str:
+    """The measurement cache's name of a video sampled at ``fps``: its bytes (read in blocks: a
+    video may be gigabytes), the measuring code's version and settings."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    settings = measure_settings()
+    return MEASURE_VERSION + (f"+{settings}" if settings else "") + f":video:{fps:g}:{digest.hexdigest()}"
+
+
 def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, workers: int = 1,
                   name: str | None = None, label: str | None = None, progress: Progress | None = None,
-                  should_stop: ShouldStop | None = None) -> pd.DataFrame:
+                  should_stop: ShouldStop | None = None, use_cache: bool = True) -> pd.DataFrame:
     """AU table of a video: a row per sampled frame and face (``time_s``), ordered by time; a
     frame without a face, and every frame of a chunk whose worker crashed, as failure rows.
     ``name`` is the ``file`` of every row (default: the path), and names the file in reasons.
-    Cancelling returns the chunks finished so far."""
+    Cancelling returns the chunks finished so far. Each chunk's frames are cached as it is
+    measured (by the video's bytes, the rate and the chunk): a rerun is instant, and a run cut off
+    (Ctrl-C, a lost session) goes on where it stopped; a crashed chunk is tried again. With
+    ``use_cache=False`` every chunk is measured afresh, and the new measurements cached."""
     file = printable(name or os.fsdecode(path))
     info = probe_video(path, file)
     _check_fps(fps or 0.0)  # every frame (None) is for frame_at, not for a table
     _check_length(info, file)
     chunks = chunks_of(info.duration_s, fps, info.start_s)
-    pool = shared_pool("video", max(1, workers), _measure_chunk, _init_worker,
-                       crash_message="the face detector crashed on this part of the video")
-    parts: list[pd.DataFrame] = []
-    done = 0
-    if progress:
-        progress(0, len(chunks))
-    with pool.held():
-        results = pool.imap_unordered([ChunkTask(os.fspath(path), s, e, fps, info.expected_end_s, file)
-                                       for s, e in chunks])
-        try:
-            for index, result in results:
-                rows: list[dict] = []
-                if isinstance(result, WorkerFailure):
-                    start, end = chunks[index]
-                    until = f"{end:.1f} s" if end is not None else "the end"
-                    why = str(result).replace(TIMEOUT_ADVICE, VIDEO_TIMEOUT_ADVICE)
-                    rows = rows_for_frame(file, round(start, 3), f"{why}{SKIPPED_MARK}{start:.1f} s to {until})",
-                                          label)
-                else:
-                    for t, measured in result:
-                        rows.extend(rows_for_frame(file, t, measurements_of(measured), label))
-                parts.append(au_table.from_rows(rows))
-                done += 1
-                if progress:
-                    progress(done, len(chunks))
-                if should_stop and should_stop():
-                    break
-        finally:
-            results.close()
+    cache = MeasureCache()
+    try:
+        keys = [f"{video_key(path, fps)}:{s:.3f}:" + ("end" if e is None else f"{e:.3f}") for s, e in chunks]
+        cached = cache.get_many(keys) if use_cache else {}
+        parts: list[pd.DataFrame] = []
+
+        def add(rows: list[dict]) -> None:
+            parts.append(au_table.from_rows(rows))
+
+        def frames(result) -> list[dict]:
+            return [row for t, measured in result for row in rows_for_frame(file, t, measurements_of(measured), label)]
+
+        for key in keys:
+            if key in cached:
+                add(frames(cached[key]))
+        todo = [i for i, key in enumerate(keys) if key not in cached]
+        done = len(chunks) - len(todo)
+        if progress:
+            progress(done, len(chunks))
+        if todo:
+            pool = shared_pool("video", max(1, workers), _measure_chunk, _init_worker,
+                               crash_message="the face detector crashed on this part of the video")
+            with pool.held():
+                results = pool.imap_unordered([ChunkTask(os.fspath(path), *chunks[i], fps, info.expected_end_s, file)
+                                               for i in todo])
+                try:
+                    for index, result in results:
+                        chunk = todo[index]
+                        if isinstance(result, WorkerFailure):  # not cached: the next run tries it again
+                            start, end = chunks[chunk]
+                            until = f"{end:.1f} s" if end is not None else "the end"
+                            why = str(result).replace(TIMEOUT_ADVICE, VIDEO_TIMEOUT_ADVICE)
+                            add(rows_for_frame(file, round(start, 3), f"{why}{SKIPPED_MARK}{start:.1f} s to {until})",
+                                               label))
+                        else:
+                            add(frames(result))
+                            cache.put_many({keys[chunk]: result})
+                        done += 1
+                        if progress:
+                            progress(done, len(chunks))
+                        if should_stop and should_stop():
+                            break
+                finally:
+                    results.close()
+    finally:
+        cache.close()
     table = au_table.concat(parts)
     if table.empty and done == len(chunks):  # not one frame, nor a stretch said missing: not a silent table
         raise VideoError(f"{file}: no frame of it could be decoded; the video is empty or damaged, re-save it")
