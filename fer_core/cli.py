@@ -744,7 +744,7 @@ def cmd_extract(args) -> int:
                   "measures only the rest", file=sys.stderr)
             return _interrupted_status(exc)
         table = run.table
-        print(f"Ray: {run.measured} images measured by {run.workers} actors in {run.seconds:.1f} s"
+        print(f"Ray: {_counted(run.measured, 'image')} measured by {_counted(run.workers, 'actor')} in {run.seconds:.1f} s"
               + (f"; {run.resumed} already in {printable(args.out)}, skipped" if run.resumed else "")
               + (f"; the rows of {_counted(run.dropped, 'image')} no longer in {printable(args.folder)} left out"
                  if run.dropped else ""), file=sys.stderr)
