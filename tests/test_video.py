@@ -630,7 +630,19 @@ def test_a_refused_video_is_named_as_given_and_ffmpeg_says_why_without_the_path(
     with pytest.raises(video.VideoError) as caught:
         video.probe_video(temp, "clip.mp4")
     assert str(caught.value) == ("clip.mp4: not a readable video (InvalidDataError: Invalid data found when processing "
-                                 "input); use MP4, MOV, AVI or WebM")
+                                 "input); it is damaged or cut short; re-save or copy it again")
+
+
+def test_an_mp4_cut_before_its_index_is_called_cut_short_not_the_wrong_kind(tmp_path):
+    """An MP4 cut off before the index at its end was told "use MP4, MOV, AVI or WebM": it is one."""
+    whole = write_frames(tmp_path / "clip.mp4", [i / 10 for i in range(30)])  # the index (moov) last
+    with pytest.raises(video.VideoError, match=r"^half\.mp4: not a readable video \(.*\); it is damaged or cut "
+                                               r"short; re-save or copy it again$"):
+        video.probe_video(cut(whole, 0.5, "half.mp4"), "half.mp4")
+    other = tmp_path / "clip.bin"
+    other.write_bytes(b"not a video\n" * 100)
+    with pytest.raises(video.VideoError, match="use MP4, MOV, AVI or WebM$"):
+        video.probe_video(other)
 
 
 def test_reasons_name_the_file_the_person_gave_not_a_temporary_one(tmp_path):

@@ -112,7 +112,11 @@ def _open(path: str | os.PathLike[str], label: str):
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise VideoError(f"{label}: not a readable video ({_detail(exc)}); use MP4, MOV, AVI or WebM") from None
+        # a file named as one of the videos it takes is damaged or cut short (an MP4 cut off before
+        # the index at its end), not of the wrong kind
+        advice = "it is damaged or cut short; re-save or copy it again" if is_video(path) else \
+            "use MP4, MOV, AVI or WebM"
+        raise VideoError(f"{label}: not a readable video ({_detail(exc)}); {advice}") from None
     try:
         _video_stream(container, label)
     except VideoError:
