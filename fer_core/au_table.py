@@ -1019,6 +1019,16 @@ def passed_over_folders(table: pd.DataFrame) -> pd.Series:
     return table["file"].astype(str).str.endswith("/")
 
 
+def passed_over_videos(table: pd.DataFrame) -> pd.Series:
+    """Per row: a video in a folder of images, passed over with its reason (it is extracted on its
+    own, a row per frame): no image, so not counted as one without a face."""
+    from .images import VIDEO_IN_FOLDER
+
+    if "reason" not in table.columns:
+        return pd.Series(False, index=table.index)
+    return table["reason"].astype(str).eq(VIDEO_IN_FOLDER) & ~passed_over_folders(table)
+
+
 def first_faces(table: pd.DataFrame) -> pd.DataFrame:
     """One row per image: its first (largest) face, or its failure row."""
     return table[first_face_mask(table)]

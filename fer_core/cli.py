@@ -760,13 +760,16 @@ def cmd_extract(args) -> int:
 
     ok = int(table["success"].sum())
     folders = au_table.passed_over_folders(table)  # a row each, said below with its reason, but no image
-    images = table.loc[~folders, "file"].nunique()
+    videos = au_table.passed_over_videos(table)  # likewise: "2 images, 0 faces" was two videos
+    images = table.loc[~folders & ~videos, "file"].nunique()
     # images, not rows: a face left bare by --mask is a failure row of an image whose other face counts
-    failed = int((table[~folders].groupby("file", sort=False)["success"].max() == 0).sum())
+    failed = int((table[~folders & ~videos].groupby("file", sort=False)["success"].max() == 0).sum())
     # with --mask, a face the mask could not be placed on is not measured either: said among the reasons
     print(f"{_counted(images, 'image')}, {_counted(ok, 'face')} -> {printable(args.out)}; {failed:,} without a face "
           + ("measured under a mask" if args.mask else "or unreadable")
-          + (f"; {_counted(int(folders.sum()), 'folder')} passed over" if folders.any() else ""), file=sys.stderr)
+          + (f"; {_counted(int(folders.sum()), 'folder')} passed over" if folders.any() else "")
+          + (f"; {_counted(int(videos.sum()), 'video')} passed over (extract each on its own: extract VIDEO --fps 10)"
+             if videos.any() else ""), file=sys.stderr)
     _print_reasons(table[table["success"] == 0])
     return 0
 

@@ -890,3 +890,19 @@ def test_compare_says_a_tiny_mcnemar_p_as_below_not_as_equal_to_below(capsys, tm
     lines = [line for line in out.splitlines() if line.startswith("McNemar")]
     assert code == 0 and "p < 0.0001, Holm-adjusted p < 0.0001" in lines[0] and "= <" not in out
     assert "p = 0.5000, Holm-adjusted p = 1.0000" in lines[1]
+
+
+def test_videos_among_the_images_are_counted_apart(capsys, tmp_path, fer_sample):
+    """Two videos in a folder read "2 images, 0 faces; 2 without a face or unreadable", status 0:
+    they are passed over (a video is extracted on its own), not images without a face."""
+    import shutil
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(next((fer_sample / "happy").glob("*.jpg")), folder / "happy_1.jpg")
+    for name in ("p01.mp4", "p02.MOV"):
+        (folder / name).write_bytes(b"\0" * 64)
+    code, _, err = run_cli(capsys, "extract", folder, "--out", tmp_path / "au.csv", "--workers", "1")
+    assert code == 0
+    assert err.splitlines()[0] == (f"1 image, 1 face -> {tmp_path / 'au.csv'}; 0 without a face or unreadable; 2 videos "
+                                   "passed over (extract each on its own: extract VIDEO --fps 10)")
