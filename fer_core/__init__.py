@@ -39,6 +39,7 @@ _EXPORTS = {
     "FaceResult": "fer_core.pipeline",
     "prepare_faces": "fer_core.pipeline",
     "extract_table": "fer_core.measure.extract",
+    "close_workers": "fer_core.measure.workers",
     "list_images": "fer_core.images",
     "LabeledImage": "fer_core.images",
     "load_image": "fer_core.images",

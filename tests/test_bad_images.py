@@ -213,7 +213,7 @@ def test_au_model_page_survives_a_crashing_image(corpus, models_dir, monkeypatch
 
     for key, value in CRASH_ENV.items():
         monkeypatch.setenv(key, value)
-    workers._close_pools()  # new workers inherit the raised limits
+    workers.close_workers()  # new workers inherit the raised limits
     try:
         at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "2_AU_model.py")), 90)
         at.radio(key="au_source").set_value(
@@ -229,7 +229,7 @@ def test_au_model_page_survives_a_crashing_image(corpus, models_dir, monkeypatch
         assert reasons["sad/crash_strip.png"].startswith("the face detector crashed")
         assert au_table.usable(table).shape[0] >= 5
     finally:
-        workers._close_pools()
+        workers.close_workers()
 
 
 def test_a_folder_given_as_a_symlink_loop_is_one_line(tmp_path):

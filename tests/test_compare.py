@@ -648,5 +648,6 @@ def test_a_fitted_au_model_handed_to_a_comparison_is_one_line_and_the_library_ex
                                         "as AUPredictor(model, name='my-model')"]
     assert "Traceback" not in caplog.text and "array(" not in caplog.text
     assert all(getattr(fer_core, name) is not None for name in fer_core.__all__)
+    fer_core.close_workers()  # the measuring processes stop (a notebook's kernel kept them), and start again below
     wrapped = fer_core.AUPredictor(fitted, name="my-model")
     assert run_comparison([wrapped], list_images(six_images), classes).reports["my-model"].n == 6

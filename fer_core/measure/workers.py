@@ -300,7 +300,10 @@ def shared_pool(key: str, workers: int, task: Callable[[Any], Any], initializer:
 
 
 @atexit.register
-def _close_pools() -> None:
+def close_workers() -> None:
+    """Stop every measuring worker process (MediaPipe loaded in each): a notebook or a long-lived
+    program that has measured what it needed frees them here, not only at exit. The next
+    measurement starts them again."""
     with _pools_lock:
         for pool in _pools.values():
             pool.close()
