@@ -26,6 +26,7 @@ from ui.common import (
     default_unless_chosen,
     derived_tables,
     docker_status,
+    embedded_au_caveat,
     entries_of,
     extract_with_cancel,
     forget_docker_status,
@@ -235,6 +236,8 @@ def show_model(model, key: str) -> None:
         st.caption(t("au_model.gam_caption_pairs", pairs=pairs) if pairs else t("au_model.gam_caption"))
     else:
         st.info(t("au_model.mlp_info"))
+    if "mediapipe" in ((getattr(model, "info", None) or {}).get("data") or {}).get("source", ()):
+        st.caption(embedded_au_caveat())
 
 
 def train_section(table: pd.DataFrame, origin: str) -> None:

@@ -330,6 +330,9 @@ def test_au_model_inspects_the_bundled_model(models_dir):
     assert at.selectbox(key="au_inspect").value == BUNDLED
     titles = [c["layout"]["title"]["text"] for c in _charts(at)]
     assert "How each AU weighs on each emotion: AU × emotion coefficients" in titles
+    # it learned from the embedded AUs: the weights come with which of them do not follow OpenFace's
+    caveat = next(c for c in _texts(at.caption) if c.startswith("This model learned from the embedded extractor"))
+    assert "AU15 lip corner depressor (r 0.20)" in caveat and "AU12" not in caveat
 
 
 def test_choices_survive_a_visit_to_another_page(models_dir, tmp_path):

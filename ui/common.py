@@ -465,6 +465,16 @@ def reading_notes(ex) -> list[str]:
     return notes + [t(f"try_it.read_{au}") for au in named if au in READ_AS]
 
 
+def embedded_au_caveat() -> str:
+    """Under an AU model's weights when it learned from the embedded extractor's AUs: which of them
+    do not follow OpenFace's, and the two whose source is not what their name says."""
+    from fer_core.au_table import au_label
+    from fer_core.measure.au_mapping import LOW_PROFILE_AGREEMENT
+
+    return t("au_model.embedded_caveat",
+             aus=", ".join(f"{au_label(au)} (r {r:.2f})" for au, r in LOW_PROFILE_AGREEMENT.items()))
+
+
 def warn_passed_over_folders(table: pd.DataFrame) -> pd.Series:
     """Say which folders an extracted table's extraction passed over (``au_table.passed_over_folders``,
     as ``dataset_items`` says them for a folder), and return the mask of their rows."""
