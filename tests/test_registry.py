@@ -423,6 +423,19 @@ def test_a_save_contradicting_the_model_is_refused_before_anything_is_written(mo
     entry = registry.save_and_register(model, name="mine", kind="au-logreg", classes=[c.upper() for c in model.classes],
                                        metrics=Metrics(), command="pytest")
     assert registry.load_predictor(entry.name).classes == model.classes  # names in any case are the same classes
+    # the README's AUPredictor(fit_au_model(...)) saves its model (the wrapper failed on an AttributeError);
+    # a loaded predictor of another kind is refused in one line
+    from fer_core.predictors.au_models import AUPredictor
+
+    wrapped = AUPredictor(model, name="wrapped")
+    entry = registry.save_and_register(wrapped, name="wrapped", kind=wrapped.kind, classes=wrapped.classes,
+                                       metrics=Metrics(), command="pytest")
+    np.testing.assert_allclose(registry.load_predictor("wrapped").proba_from_aus(np.ones((1, 17))),
+                               wrapped.proba_from_aus(np.ones((1, 17))))
+    loaded = AlwaysOneEmotion("happy", ["happy", "sad"], "always-happy")
+    with pytest.raises(FerError, match="always-happy: a loaded always model is saved already"):
+        registry.save_and_register(loaded, name="again", kind="cnn", classes=loaded.classes, metrics=Metrics(),
+                                   command="pytest")
 
 
 def test_a_model_saved_in_the_repositorys_models_is_named_absolutely_by_another_manifest(tmp_path, monkeypatch):

@@ -183,8 +183,13 @@ def test_a_video_cut_off_goes_on_where_it_stopped_and_a_rerun_measures_nothing(t
     def no_measuring(*args, **kwargs):
         raise AssertionError("a cached video was measured again")
 
+    real_key = video.video_key
+
+    hashed = []
+    monkeypatch.setattr(video, "video_key", lambda *args: hashed.append(args) or real_key(*args))
     monkeypatch.setattr(video, "shared_pool", no_measuring)
     pd.testing.assert_frame_equal(video.extract_video(path, fps=10), table)
+    assert len(hashed) == 1  # the file is read once, not once a chunk (300 times for an hour at 10 fps)
 
 
 def test_decoding_that_breaks_off_mid_chunk_is_one_row_where_it_broke(face_video, monkeypatch):

@@ -51,9 +51,11 @@ log = logging.getLogger(__name__)
 #       colours of gray and RGB PNGs on white, images with a damaged EXIF block turned.
 # mp-10: the pages after an animation's or a multi-page TIFF's first are no longer read (a damaged
 #        later page failed the whole file before).
-# mp-11: a --crops image of 160 px or more in which nothing found a face is measured once more
-#        shrunk to 144 px through the small-crop path.
-MEASURE_VERSION = "mp-11"
+MEASURE_VERSION = "mp-10"
+# --crops keys: a --crops image of 160 px or more in which nothing found a face is now measured once
+# more shrunk to 144 px (the small-crop path). Only those keys change ("crops2"): every other cached
+# measurement, and a Ray run's resume record, stay as they were.
+CROPS_KEY = "crops2"
 SOURCE = "mediapipe"
 
 Progress = Callable[[int, int], None]
@@ -159,7 +161,7 @@ def _content_key(path: Path, crop: bool = False, settings: str | None = None) ->
     data = read_regular_file(path, MAX_FILE_BYTES, "give an image file", what="image file", error=ImageError)
     settings = measure_settings() if settings is None else settings
     version = MEASURE_VERSION + (f"+{settings}" if settings else "")
-    return version + (":crops:" if crop else ":") + content_digest(data)
+    return version + (f":{CROPS_KEY}:" if crop else ":") + content_digest(data)
 
 
 def run_tasks(args: Sequence, workers: int = 1, progress: Progress | None = None) -> dict[int, object]:

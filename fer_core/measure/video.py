@@ -510,16 +510,17 @@ def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, worker
     Cancelling returns the chunks finished so far. Each chunk's frames are cached as it is
     measured (by the video's bytes, the rate and the chunk): a rerun is instant, and a run cut off
     (Ctrl-C, a lost session) goes on where it stopped; a crashed chunk is tried again. With
-    ``use_cache=False`` every chunk is measured afresh, and the new measurements cached."""
+    ``use_cache=False`` the cache is neither read nor written, as for images."""
     file = printable(name or os.fsdecode(path))
     info = probe_video(path, file)
     _check_fps(fps or 0.0)  # every frame (None) is for frame_at, not for a table
     _check_length(info, file)
     chunks = chunks_of(info.duration_s, fps, info.start_s)
-    cache = MeasureCache()
+    cache = MeasureCache() if use_cache else None
     try:
-        keys = [f"{video_key(path, fps)}:{s:.3f}:" + ("end" if e is None else f"{e:.3f}") for s, e in chunks]
-        cached = cache.get_many(keys) if use_cache else {}
+        base = video_key(path, fps) if use_cache else ""  # the whole file read once, not once a chunk
+        keys = [f"{base}:{s:.3f}:" + ("end" if e is None else f"{e:.3f}") for s, e in chunks]
+        cached = cache.get_many(keys) if cache is not None else {}
         parts: list[pd.DataFrame] = []
 
         def add(rows: list[dict]) -> None:
@@ -552,7 +553,8 @@ def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, worker
                                                label))
                         else:
                             add(frames(result))
-                            cache.put_many({keys[chunk]: result})
+                            if cache is not None:
+                                cache.put_many({keys[chunk]: result})
                         done += 1
                         if progress:
                             progress(done, len(chunks))
@@ -561,7 +563,8 @@ def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, worker
                 finally:
                     results.close()
     finally:
-        cache.close()
+        if cache is not None:
+            cache.close()
     table = au_table.concat(parts)
     if table.empty and done == len(chunks):  # not one frame, nor a stretch said missing: not a silent table
         raise VideoError(f"{file}: no frame of it could be decoded; the video is empty or damaged, re-save it")

@@ -215,6 +215,8 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
     manifest's lock), so of two saves under one new name the second is refused, in one line.
     """
     spec = get_kind(kind)
+    if isinstance(artefact, Predictor):
+        artefact = saved_form(artefact)
     refuse_contradiction(artefact, kind, classes)
     folder = Path(models_dir or config.models_dir())
     # The name check, the files and the entry are one step under the manifest's lock: two sessions
@@ -268,6 +270,17 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
                 with contextlib.suppress(OSError):
                     os.unlink(previous)
         return registered
+
+
+def saved_form(predictor: Predictor) -> Any:
+    """What ``save_and_register`` saves for a predictor: an AU predictor's fitted model (the README's
+    ``AUPredictor(fit_au_model(table), name=...)``; saving the wrapper failed on an AttributeError).
+    Another loaded predictor is a file already: register that file instead, in one line."""
+    model = getattr(predictor, "model", None)
+    if getattr(predictor, "inputs", None) == "aus" and hasattr(model, "save"):
+        return model
+    raise FerError(f"{predictor.name}: a loaded {predictor.kind} model is saved already; register its file "
+                   "(python -m fer_core models lists them), or save the model it was made from")
 
 
 def refuse_contradiction(artefact: Any, kind: str, classes: Sequence[str]) -> None:
