@@ -1029,6 +1029,12 @@ def passed_over_videos(table: pd.DataFrame) -> pd.Series:
     return table["reason"].astype(str).eq(VIDEO_IN_FOLDER) & ~passed_over_folders(table)
 
 
+def passed_over(table: pd.DataFrame) -> pd.Series:
+    """Per row: what an extraction passed over, a folder or a video among the images: a row with
+    its reason, so nothing is lost unsaid, but no image, counted apart from images and faces."""
+    return passed_over_folders(table) | passed_over_videos(table)
+
+
 def first_faces(table: pd.DataFrame) -> pd.DataFrame:
     """One row per image: its first (largest) face, or its failure row."""
     return table[first_face_mask(table)]

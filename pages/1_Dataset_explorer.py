@@ -34,7 +34,7 @@ from ui.common import (
     shown_literally,
     thumbnail,
     unpacked_zip,
-    warn_passed_over_folders,
+    warn_passed_over,
 )
 
 page_setup("nav.dataset_explorer", ":material/bar_chart:")
@@ -234,7 +234,7 @@ def main() -> None:
         show_balance(class_counts(items), files=True)
     else:
         first = au_table.first_faces(table)
-        first = first[~warn_passed_over_folders(first)]  # no image: not counted as one without a face
+        first = first[~warn_passed_over(first)]  # no image: not counted as one without a face
         labels = au_table.labels_of(first).fillna("unlabelled")
         counts = {str(k): int(v) for k, v in labels.value_counts().items()}
         ok = au_table.face_found(first)

@@ -16,7 +16,7 @@ from fer_core.evaluation.metrics import degenerate_model_warning
 from fer_core.figures import plots
 from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, emotion_labels, t
-from fer_core.images import sample_per_class
+from fer_core.images import VIDEO_IN_FOLDER, sample_per_class
 from fer_core.measure import ray_engine
 from ui.common import (
     TABLE_TYPES,
@@ -40,7 +40,7 @@ from ui.common import (
     show_error,
     shown_literally,
     wait_for_extraction,
-    warn_passed_over_folders,
+    warn_passed_over,
 )
 
 page_setup("nav.au_model", ":material/tune:")
@@ -121,8 +121,8 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
 
         def keep(table: pd.DataFrame, cancelled: bool) -> None:
             # the folder's skipped files have rows too (with their reason): counted among its images;
-            # a folder passed over has a row too ("Sad Faces/"), but is no image
-            files = [f for f in listing.skipped if not f.file.endswith("/")]
+            # a folder or a video passed over has a row too ("Sad Faces/", "clip.mp4"), but is no image
+            files = [f for f in listing.skipped if not f.file.endswith("/") and f.reason != VIDEO_IN_FOLDER]
             tables[key] = {"table": table, "cancelled": cancelled, "total": len(items) + len(files)}
             if not cancelled and not per and backend == "mediapipe":
                 tables[folder] = tables[key]  # full folders are shown on the explorer page too
@@ -137,14 +137,14 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
         return None, ""
     table = done["table"]
     ok = int((table["success"] > 0).sum())
-    folders = au_table.passed_over_folders(table)
+    folders = au_table.passed_over(table)  # and videos: no images
     msg = t("au_model.measured", faces=f"{ok:,}", images=f"{table.loc[~folders, 'file'].nunique():,}",
             total=f"{done['total']:,}")
     if done["cancelled"]:
         st.warning(t("au_model.cancelled", message=msg))
     else:
         st.success(msg)
-    warn_passed_over_folders(table)
+    warn_passed_over(table)
     failed = table[(table["success"] == 0) & ~folders]
     if not failed.empty:
         with st.expander(t("au_model.without_face", n=f"{len(failed):,}")):

@@ -242,11 +242,12 @@ def test_explorer_counts_an_extracted_tables_passed_over_folder_apart(models_dir
     import pandas as pd
     from test_au_model import synthetic_table
 
-    from fer_core.images import NOT_EMOTION_FOLDER
+    from fer_core.images import NOT_EMOTION_FOLDER, VIDEO_IN_FOLDER
 
     table = synthetic_table(n_per_class=5, classes=("happy", "sad", "contempt"))
     folder = {"file": "Sad Faces/", "face": 0, "label": None, "success": 0, "reason": NOT_EMOTION_FOLDER}
-    data = pd.concat([table, pd.DataFrame([folder])], ignore_index=True).to_csv(index=False).encode()
+    clip = {"file": "clip.mp4", "face": 0, "label": None, "success": 0, "reason": VIDEO_IN_FOLDER}  # nor a video
+    data = pd.concat([table, pd.DataFrame([folder, clip])], ignore_index=True).to_csv(index=False).encode()
     at = _run(AppTest.from_file(EXPLORER))
     at.radio(key="explorer_source").set_value("AU table (CSV)")
     _run(at)
@@ -257,7 +258,8 @@ def test_explorer_counts_an_extracted_tables_passed_over_folder_apart(models_dir
     assert not at.error, _texts(at.error)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == "15" and metrics["Emotions"] == "3"
-    assert any("Not read from this folder (1): Sad Faces/: a folder not named" in w for w in _texts(at.warning))
+    assert any("Not read from this folder (2): Sad Faces/: a folder not named" in w and "clip.mp4: a video" in w
+               for w in _texts(at.warning)), _texts(at.warning)
     assert not any("have no measured face" in c for c in _texts(at.caption))
     assert at.multiselect(key="explorer_classes").value == ["happy", "sad", "contempt"]
 

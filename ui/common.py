@@ -475,18 +475,18 @@ def embedded_au_caveat() -> str:
              aus=", ".join(f"{au_label(au)} (r {r:.2f})" for au, r in LOW_PROFILE_AGREEMENT.items()))
 
 
-def warn_passed_over_folders(table: pd.DataFrame) -> pd.Series:
-    """Say which folders an extracted table's extraction passed over (``au_table.passed_over_folders``,
-    as ``dataset_items`` says them for a folder), and return the mask of their rows."""
+def warn_passed_over(table: pd.DataFrame) -> pd.Series:
+    """Say which folders and videos an extracted table's extraction passed over (``au_table.passed_over``,
+    as ``dataset_items`` says them for a folder), and return the mask of their rows: no images."""
     from fer_core import au_table
 
-    folders = au_table.passed_over_folders(table)
-    if folders.any():
+    passed = au_table.passed_over(table)
+    if passed.any():
         examples = [f"{shown_literally(f)}: {i18n.reason(str(r))}"
-                    for f, r in table.loc[folders, ["file", "reason"]].head(3).itertuples(index=False)]
-        st.warning(t("common.passed_over", n=f"{int(folders.sum()):,}", examples="; ".join(examples)
-                     + ("; …" if folders.sum() > 3 else "")), icon=":material/folder_off:")
-    return folders
+                    for f, r in table.loc[passed, ["file", "reason"]].head(3).itertuples(index=False)]
+        st.warning(t("common.passed_over", n=f"{int(passed.sum()):,}", examples="; ".join(examples)
+                     + ("; …" if passed.sum() > 3 else "")), icon=":material/folder_off:")
+    return passed
 
 
 @st.cache_data(max_entries=2000, show_spinner=False)

@@ -354,7 +354,7 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
     report.skipped = {str(k): int(v) for k, v in other.value_counts().items()}
     # every row not scored is counted (a table joined wrongly loses most of its rows here): later
     # faces, rows without a label (a folder the extraction passed over is no image), bad AU values
-    unlabelled = int(np.count_nonzero(first & pd.isna(labels) & ~au_table.passed_over_folders(table).to_numpy()))
+    unlabelled = int(np.count_nonzero(first & pd.isna(labels) & ~au_table.passed_over(table).to_numpy()))
     counts = {au_table.NOT_FIRST_FACE: selection.left_out.get(au_table.NOT_FIRST_FACE, 0),
               au_table.UNLABELLED: unlabelled, au_table.AU_INVALID: selection.left_out.get(au_table.AU_INVALID, 0)}
     report.left_out = {reason: n for reason, n in counts.items() if n}
