@@ -204,5 +204,10 @@ def test_emotion_names_are_read_as_people_write_them():
     assert report.accuracy == 1.0 and report.confusion == [[2, 0], [0, 1]]
     report = evaluation_report(["happy", "sad"], ["happy", "sad"], ["Happy", "Sad"])
     assert report.accuracy == 1.0 and report.confusion == [[1, 0], [0, 1]]
+    assert report.labels == ["happy", "sad"] and report.per_class["happy"].n == 1  # named as this project does
+    from fer_core.errors import FerError
+
+    with pytest.raises(FerError, match="classes happy, joy name an emotion twice"):  # they were merged into one
+        evaluation_report(["happy", "joy"], ["happy", "happy"], ["happy", "joy"])
     report = evaluation_report(["happiness", "fear"], ["Happy", "sad"], ["happy", "sad"])  # fear: in no cell
     assert report.n == 2 and report.accuracy == 0.5 and report.confusion == [[1, 0], [0, 0]]

@@ -127,13 +127,19 @@ def evaluation_report(y_true: Sequence[str], y_pred: Sequence[str | None], class
     """Score predictions (None = no face, counted wrong) against the true labels.
 
     Labels are turned into integer codes first (``report_from_codes``); emotion names are read as
-    people write them ("Happy", "happiness"), in the labels and in ``classes``. A true label that
+    people write them ("Happy", "happiness"), in the labels and in ``classes``, and the report names
+    them as this project does ("happy"); two classes naming one emotion are refused. A true label that
     is not among ``classes`` counts in ``n`` (right only when answered with the same label) and in
     no confusion cell: leave such rows out first to score only ``classes``."""
     if len(y_true) != len(y_pred):
         raise ValueError("y_true and y_pred differ in length")
-    truth, pred = _codes(y_true, y_pred, [_emotion(c) for c in classes])
-    return report_from_codes(truth, pred, classes, model=model)
+    names = [_emotion(c) for c in classes]  # the report names them so too ("Happy" -> "happy")
+    if len(set(names)) < len(names):
+        from ..errors import FerError
+
+        raise FerError(f"classes {', '.join(map(str, classes))} name an emotion twice; give each once")
+    truth, pred = _codes(y_true, y_pred, names)
+    return report_from_codes(truth, pred, names, model=model)
 
 
 def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str],

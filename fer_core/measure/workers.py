@@ -299,11 +299,22 @@ def shared_pool(key: str, workers: int, task: Callable[[Any], Any], initializer:
         return pool
 
 
-@atexit.register
 def close_workers() -> None:
     """Stop every measuring worker process (MediaPipe loaded in each): a notebook or a long-lived
-    program that has measured what it needed frees them here, not only at exit. The next
-    measurement starts them again."""
+    program that has measured what it needed frees them here, not only at exit. A batch another
+    thread is measuring ends first (its workers are not killed under it); the next measurement
+    starts new ones."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        with pool.held():
+            pool.close()
+
+
+@atexit.register
+def _close_pools_at_exit() -> None:
+    """At exit no batch is waited for (a daemon thread's may never end): every worker stops."""
     with _pools_lock:
         for pool in _pools.values():
             pool.close()

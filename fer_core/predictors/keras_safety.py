@@ -181,7 +181,9 @@ def check_activation_sizes(model: Any, source: str, hint: str) -> None:
 
 def check_lite_tensor_sizes(interpreter: Any, source: str, hint: str) -> None:
     """The same limits for a TensorFlow Lite model, from the tensor shapes its file declares, read
-    before ``allocate_tensors`` (which would take the memory: 1.5 GB for a 3 KB file)."""
+    before ``allocate_tensors`` (which would take the memory: 2.6 GB for a 3 KB file). Only declared
+    shapes are checked: a tensor whose size LiteRT works out while allocating (a dynamic reshape)
+    declares a placeholder and is not caught here."""
     counts = ((str(d.get("name", "?")), math.prod(int(n) for n in d.get("shape", ())))
               for d in interpreter.get_tensor_details())
     check_value_counts(counts, source, hint, "tensor", "holds")
