@@ -99,7 +99,7 @@ def test_a_fake_video_says_why_in_korean_not_in_pyavs_words(models_dir, tmp_path
     at.file_uploader(key="try_video").set_value(("x.mp4", fake, "video/mp4"))
     run_app(at, T)
     assert texts(at.error) == ["x.mp4: 읽을 수 있는 동영상이 아닙니다 (동영상 파일이 아니거나 데이터가 손상되었습니다). "
-                               "MP4, MOV, AVI 또는 WebM을 쓰세요"]
+                               "손상되었거나 잘린 파일입니다. 다시 저장하거나 다시 복사하세요"]
 
 
 def test_compare_names_the_emotions_of_images_without_a_face_in_korean(models_dir, tmp_path):

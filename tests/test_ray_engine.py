@@ -207,7 +207,7 @@ def test_cli_joins_a_running_cluster_by_address(cluster, folder, local_table, tm
     out = tmp_path / "au.parquet"
     proc = _extract_on_cluster(folder, cluster, out)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "measured by 1 actors" in proc.stderr
+    assert "measured by 1 actor in" in proc.stderr
     _same_rows(au_table.read(out), local_table)
     assert ray.is_initialized()  # the cluster it joined is still up
 
