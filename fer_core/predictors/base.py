@@ -115,13 +115,13 @@ class Explanation:
 
     @property
     def lacking(self) -> list[AUContribution]:
-        """The reasons the face lacks, said after those it shows: the strongest AU below its usual
-        value when it is there but weaker than usual (said with its value), then every absent one
+        """The reasons the face lacks, said after those it shows, strongest first: every absent one
         among the strongest ("AU25 lips part and AU26 jaw drop are absent": one named alone hid
-        the others that outweighed it)."""
+        the others that outweighed it), and the strongest AU that is there but weaker than usual
+        (said with its value; behind an absent one it had been in neither the sentence nor the JSON)."""
         lows = [c for c in self._strongest if not c.stronger]
-        weak = lows[:1] if lows and lows[0].present else []
-        return weak + [c for c in lows if not c.present]
+        weak = next((c for c in lows if c.present), None)
+        return [c for c in lows if c is weak or not c.present]
 
     @property
     def reasons(self) -> list[AUContribution]:
@@ -150,10 +150,11 @@ class Explanation:
         reasons = listed(parts) if parts else ""
         if not lacking:
             return t("explain.because", emotion=emotion, reasons=reasons)
-        weak = lacking[:1] if lacking[0].present else []  # there, but below what the model weighs it against
-        absent = lacking[len(weak):]
-        key = ("because_" if parts else "only_") + ("weak" if weak else "") + ("_" if weak and absent else "") \
-            + ("absent" if absent else "") + ("_many" if len(absent) > 1 else "")
+        weak = [c for c in lacking if c.present]  # there, but below what the model weighs it against
+        absent = [c for c in lacking if not c.present]
+        said = ["weak", "absent"] if lacking[0].present else ["absent", "weak"]  # the stronger first
+        key = ("because_" if parts else "only_") + "_".join(w for w in said if {"weak": weak, "absent": absent}[w]) \
+            + ("_many" if len(absent) > 1 else "")
         return t(f"explain.{key}", emotion=emotion, reasons=reasons, weak=au_label(weak[0].au) if weak else "",
                  absent=listed([au_label(c.au) for c in absent]) if absent else "",
                  intensity=f"{weak[0].intensity:.1f}" if weak else "")
