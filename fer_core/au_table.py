@@ -1026,7 +1026,7 @@ def passed_over_videos(table: pd.DataFrame) -> pd.Series:
 
     if "reason" not in table.columns:
         return pd.Series(False, index=table.index)
-    return table["reason"].astype(str).eq(VIDEO_IN_FOLDER) & ~passed_over_folders(table)
+    return table["reason"].astype(str).eq(VIDEO_IN_FOLDER)
 
 
 def passed_over(table: pd.DataFrame) -> pd.Series:

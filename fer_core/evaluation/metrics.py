@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import FerError
+
 
 @dataclass(frozen=True)
 class ClassScore:
@@ -135,8 +137,6 @@ def evaluation_report(y_true: Sequence[str], y_pred: Sequence[str | None], class
         raise ValueError("y_true and y_pred differ in length")
     names = [_emotion(c) for c in classes]  # the report names them so too ("Happy" -> "happy")
     if len(set(names)) < len(names):
-        from ..errors import FerError
-
         raise FerError(f"classes {', '.join(map(str, classes))} name an emotion twice; give each once")
     truth, pred = _codes(y_true, y_pred, names)
     return report_from_codes(truth, pred, names, model=model)

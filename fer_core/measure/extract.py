@@ -153,15 +153,20 @@ def measure_settings() -> str:
     return "+".join(p for p in parts if p)
 
 
+def cache_version(settings: str | None = None) -> str:
+    """The start of every cache key, an image's or a video's: the measuring code's version and
+    ``measure_settings()``."""
+    settings = measure_settings() if settings is None else settings
+    return MEASURE_VERSION + (f"+{settings}" if settings else "")
+
+
 def _content_key(path: Path, crop: bool = False, settings: str | None = None) -> str:
     """The cache key of a file: its bytes (a regular file within the image size limit only),
     whether it was measured as a face crop whatever its size, and ``measure_settings()``."""
     from ..images import MAX_FILE_BYTES
 
     data = read_regular_file(path, MAX_FILE_BYTES, "give an image file", what="image file", error=ImageError)
-    settings = measure_settings() if settings is None else settings
-    version = MEASURE_VERSION + (f"+{settings}" if settings else "")
-    return version + (f":{CROPS_KEY}:" if crop else ":") + content_digest(data)
+    return cache_version(settings) + (f":{CROPS_KEY}:" if crop else ":") + content_digest(data)
 
 
 def run_tasks(args: Sequence, workers: int = 1, progress: Progress | None = None) -> dict[int, object]:

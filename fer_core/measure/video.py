@@ -34,7 +34,7 @@ import pandas as pd
 from .. import au_table
 from ..errors import FerError, ImageError, one_line, printable
 from ..images import MAX_DECODE_SIDE, VIDEO_SUFFIXES, _check_size, _fit, _limit
-from .extract import MEASURE_VERSION, MeasureCache, measure_settings, measurement_of, measurements_of, rows_for_image
+from .extract import MeasureCache, cache_version, measurement_of, measurements_of, rows_for_image
 from .workers import TIMEOUT_ADVICE, WorkerFailure, shared_pool
 
 VIDEO_TYPES: tuple[str, ...] = tuple(suffix[1:] for suffix in VIDEO_SUFFIXES)
@@ -497,8 +497,7 @@ def video_key(path: str | os.PathLike[str], fps: float) -> str:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    settings = measure_settings()
-    return MEASURE_VERSION + (f"+{settings}" if settings else "") + f":video:{fps:g}:{digest.hexdigest()}"
+    return f"{cache_version()}:video:{fps:g}:{digest.hexdigest()}"
 
 
 def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, workers: int = 1,
