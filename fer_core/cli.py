@@ -362,12 +362,13 @@ def _parser() -> argparse.ArgumentParser:
                             "image or many (what a shell glob matched does not change it)")
     s.set_defaults(func=cmd_predict)
 
-    s = sub.add_parser("extract", help="AU table (CSV, CSV.gz or Parquet by extension) of a folder of images, "
-                                       "or of a video (MP4, MOV, AVI, WebM)")
-    s.add_argument("folder", help="a folder of images, or a video file: one row per sampled frame and face (time_s)")
+    s = sub.add_parser("extract", help="AU table (CSV, CSV.gz or Parquet by extension) of a folder of images "
+                                       "and videos, or of a video (MP4, MOV, AVI, WebM)")
+    s.add_argument("folder", help="a folder of images (and videos), or a video file; a video gives one row per "
+                                  "sampled frame and face (time_s)")
     s.add_argument("--fps", type=float, default=None,
-                   help="videos: frames measured per second of video, by their time, above 0 and at most 60 "
-                        "(default: 10)")
+                   help="videos, alone or in the folder: frames measured per second of video, by their time, above 0 "
+                        "and at most 60 (default: 10)")
     s.add_argument("--out", required=True, help=TABLE_OUT_HELP)
     s.add_argument("--backend", choices=("mediapipe", "openface-docker"), default="mediapipe",
                    help="mediapipe: the embedded face mesh; openface-docker: OpenFace 2 in Docker (default: mediapipe)")
@@ -702,8 +703,6 @@ def cmd_extract(args) -> int:
     if Path(args.folder).is_file():  # a video of another format (MKV, M4V) is not a folder either
         raise FerError(f"{args.folder}: not a folder of images or a video this reads; give a folder, or a video "
                        "file (MP4, MOV, AVI or WebM; convert others to MP4)")
-    if args.fps is not None:
-        raise FerError(f"{args.folder}: --fps is for a video file (MP4, MOV, AVI or WebM), not a folder of images")
     if args.engine == "ray":
         _ray_options_usable(args)
     elif args.ray_address:
@@ -717,6 +716,15 @@ def cmd_extract(args) -> int:
     items = listing.items
     if not items and not listing.skipped:
         raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg, emotion-prefixed file names or plain images")
+    from .measure.video import DEFAULT_FPS, extract_videos, videos_in
+
+    videos = videos_in(listing.skipped)
+    videos_kept_out = _videos_kept_out(args)
+    if args.fps is not None and (not videos or videos_kept_out):
+        raise FerError(f"{args.folder}: --fps is for videos (MP4, MOV, AVI or WebM), " + (
+            f"and with {videos_kept_out} a folder's videos are passed over" if videos else "and this folder holds none"))
+    measured_videos = videos if not videos_kept_out else []
+    skipped = [s for s in listing.skipped if s not in measured_videos]  # those are measured below
     target = fileio.output_path(args.out)
     if args.engine != "ray" and target.parent.is_dir():  # a Ray run writing it now: said before measuring
         from .measure.ray_engine import one_run
@@ -727,12 +735,12 @@ def cmd_extract(args) -> int:
         from .measure.openface_docker import OpenFaceDocker
 
         table = OpenFaceDocker().extract(items, progress=_tqdm_progress("OpenFace"), root=args.folder,
-                                         skipped=listing.skipped)
+                                         skipped=skipped)
     elif args.engine == "ray":
         from .measure.ray_engine import extract_on_ray, parts_dir
 
         try:
-            run = extract_on_ray(items, args.out, root=args.folder, skipped=listing.skipped,
+            run = extract_on_ray(items, args.out, root=args.folder, skipped=skipped,
                                  address=args.ray_address, workers=args.workers or None, classes=args.classes,
                                  progress=_tqdm_progress("images"))
         except KeyboardInterrupt as exc:  # the rows measured so far are kept: say how to go on
@@ -752,26 +760,66 @@ def cmd_extract(args) -> int:
         from .measure.extract import default_workers, extract_table
 
         table = extract_table(items, workers=args.workers or default_workers(), use_cache=not args.no_cache,
-                              progress=_tqdm_progress("faces"), root=args.folder, skipped=listing.skipped,
+                              progress=_tqdm_progress("faces"), root=args.folder, skipped=skipped,
                               mask=args.mask, crops=args.crops)
+        if measured_videos:
+            from . import au_table
+
+            fps = DEFAULT_FPS if args.fps is None else args.fps
+            table = au_table.concat([table, extract_videos(
+                measured_videos, fps=fps, workers=args.workers or default_workers(), use_cache=not args.no_cache,
+                progress_for=lambda name: _tqdm_progress(f"{printable(name)}: video chunks"))])
     if args.engine != "ray":  # the Ray engine has written it (and removed its part files)
         _write_local_table(table, args.out)
-    from . import au_table
+    _say_extracted(table, args, measured_videos, videos_kept_out)
+    return 0
 
-    ok = int(table["success"].sum())
+
+def _videos_kept_out(args) -> str:
+    """The option that keeps a folder's videos from being measured ("" when none does): videos
+    are measured by the local engine's MediaPipe, unmasked, frame by frame."""
+    for given, option in ((args.engine == "ray", "--engine ray"), (args.backend != "mediapipe", f"--backend {args.backend}"),
+                          (args.mask, "--mask"), (args.crops, "--crops")):
+        if given:
+            return option
+    return ""
+
+
+def _say_extracted(table, args, measured_videos, videos_kept_out: str) -> None:
+    """extract's summary of a folder: images and faces, its videos' frames and faces, what was
+    passed over and the commonest reasons of failure."""
+    from . import au_table
+    from .measure.video import DEFAULT_FPS, frame_rows
+
+    of_video = table["file"].isin({v.file for v in measured_videos})
     folders = au_table.passed_over_folders(table)  # a row each, said below with its reason, but no image
     videos = au_table.passed_over_videos(table)  # likewise: "2 images, 0 faces" was two videos
-    images = table.loc[~folders & ~videos, "file"].nunique()
+    photos = table[~folders & ~videos & ~of_video]
     # images, not rows: a face left bare by --mask is a failure row of an image whose other face counts
-    failed = int((table[~folders & ~videos].groupby("file", sort=False)["success"].max() == 0).sum())
+    failed = int((photos.groupby("file", sort=False)["success"].max() == 0).sum())
+    said = [f"{_counted(photos['file'].nunique(), 'image')}, {_counted(int(photos['success'].sum()), 'face')}"]
+    if measured_videos:
+        clips = table[of_video]
+        frames = clips[frame_rows(clips) & clips["time_s"].notna()]
+        fps = DEFAULT_FPS if args.fps is None else args.fps
+        said = said if len(photos) else []  # a folder of videos alone: "0 images, 0 faces" says nothing
+        said.append(f"{_counted(len(measured_videos), 'video')}: {_counted(len(frames.groupby(['file', 'time_s'])), 'frame')} "
+                    f"at {fps:g} fps, {_counted(int(clips['success'].sum()), 'face')}")
     # with --mask, a face the mask could not be placed on is not measured either: said among the reasons
-    print(f"{_counted(images, 'image')}, {_counted(ok, 'face')} -> {printable(args.out)}; {failed:,} without a face "
-          + ("measured under a mask" if args.mask else "or unreadable")
-          + (f"; {_counted(int(folders.sum()), 'folder')} passed over" if folders.any() else "")
-          + (f"; {_counted(int(videos.sum()), 'video')} passed over (extract each on its own: extract VIDEO --fps 10)"
-             if videos.any() else ""), file=sys.stderr)
+    line = f"{'; '.join(said)} -> {printable(args.out)}"
+    if len(photos) or not measured_videos:
+        line += f"; {failed:,} without a face " + ("measured under a mask" if args.mask else "or unreadable")
+    if measured_videos:
+        unreadable = int(clips.loc[clips["time_s"].isna(), "file"].nunique())
+        line += (f"; {_counted(int((frames['success'] == 0).sum()), 'frame')} of videos without a face"
+                 + (f"; {_counted(unreadable, 'video')} unreadable" if unreadable else ""))
+    if folders.any():
+        line += f"; {_counted(int(folders.sum()), 'folder')} passed over"
+    if videos.any():
+        line += (f"; {_counted(int(videos.sum()), 'video')} passed over ({videos_kept_out} is for images; "
+                 f"extract {shlex.quote(args.folder)} without it measures them too, or extract VIDEO --fps 10 each)")
+    print(line, file=sys.stderr)
     _print_reasons(table[table["success"] == 0])
-    return 0
 
 
 def _write_local_table(table, out: str) -> None:

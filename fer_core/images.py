@@ -11,7 +11,7 @@ import stat
 import warnings
 import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -266,6 +266,7 @@ class SkippedFile:
     file: str  # relative to the folder listed, printable
     label: str | None
     reason: str
+    path: Path | None = field(default=None, compare=False, repr=False)  # where it is (a video is measured apart)
 
 
 def list_images(root: str | os.PathLike[str], classes: Sequence[str] | None = None) -> list[LabeledImage]:
@@ -313,7 +314,7 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
         if reason is None:
             items.append(LabeledImage(path, label))
         elif reason:
-            skipped.append(SkippedFile(printable(relative_file(path, root)), label, reason))
+            skipped.append(SkippedFile(printable(relative_file(path, root)), label, reason, path))
 
     def passed_over(folder: Path, reason: str, label: str | None) -> None:
         """A folder this layout does not read: said when it holds images, which would be lost unsaid

@@ -894,7 +894,8 @@ def test_compare_says_a_tiny_mcnemar_p_as_below_not_as_equal_to_below(capsys, tm
 
 def test_videos_among_the_images_are_counted_apart(capsys, tmp_path, fer_sample):
     """Two videos in a folder read "2 images, 0 faces; 2 without a face or unreadable", status 0:
-    they are passed over (a video is extracted on its own), not images without a face."""
+    they are videos (measured frame by frame, here unreadable ones), not images without a face;
+    with an option that is for images, they are passed over and the line says which."""
     import shutil
 
     folder = tmp_path / "mixed"
@@ -904,5 +905,10 @@ def test_videos_among_the_images_are_counted_apart(capsys, tmp_path, fer_sample)
         (folder / name).write_bytes(b"\0" * 64)
     code, _, err = run_cli(capsys, "extract", folder, "--out", tmp_path / "au.csv", "--workers", "1")
     assert code == 0
+    assert err.splitlines()[0] == (f"1 image, 1 face; 2 videos: 0 frames at 10 fps, 0 faces -> {tmp_path / 'au.csv'}; "
+                                   "0 without a face or unreadable; 0 frames of videos without a face; 2 videos unreadable")
+    code, _, err = run_cli(capsys, "extract", folder, "--out", tmp_path / "au.csv", "--workers", "1", "--crops")
+    assert code == 0
     assert err.splitlines()[0] == (f"1 image, 1 face -> {tmp_path / 'au.csv'}; 0 without a face or unreadable; 2 videos "
-                                   "passed over (extract each on its own: extract VIDEO --fps 10)")
+                                   f"passed over (--crops is for images; extract {folder} without it measures them "
+                                   "too, or extract VIDEO --fps 10 each)")

@@ -752,6 +752,56 @@ def test_extract_counts_frames_not_rows_and_names_the_video_formats_it_reads(tmp
     assert err.startswith(f"error: {mkv}: not a folder of images or a video this reads") and "MP4, MOV, AVI or WebM" in err
 
 
+def test_a_folder_of_videos_is_extracted_in_one_command(tmp_path, capsys):
+    """A researcher's folder of sessions, happy/session.mp4 and sad/session.mp4 beside a photo: one
+    command measures every video frame by frame into one table, each row named by the video's
+    path in the folder (the two session.mp4 stay apart) and labelled by its emotion folder; a
+    damaged video is one row saying why, and the rest is kept. They had been passed over ("extract
+    each on its own"). A rerun reads the videos from the cache."""
+    from PIL import Image
+
+    from fer_core.cli import main
+
+    folder = tmp_path / "sessions"
+    for emotion, seconds in (("happy", 2), ("sad", 1)):
+        (folder / emotion).mkdir(parents=True)
+        write_video(folder / emotion / "session.mp4", seconds, rate=10, size=(160, 120))
+    (folder / "sad" / "broken.mp4").write_bytes(b"\0" * 64)
+    from skimage import data
+
+    Image.fromarray(data.astronaut()[10:250, 130:370]).save(folder / "happy" / "still.jpg")
+    out = tmp_path / "au.csv"
+    assert main(["extract", str(folder), "--fps", "2", "--out", str(out), "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == (f"1 image, 1 face; 3 videos: 6 frames at 2 fps, 6 faces -> {out}; 0 without a face "
+                                   "or unreadable; 0 frames of videos without a face; 1 video unreadable")
+    assert "sad/broken.mp4: not a readable video" in err
+    table = au_table.read(out)
+    clips = table[table["time_s"].notna()]
+    assert clips.groupby("file")["time_s"].apply(list).to_dict() == {
+        "happy/session.mp4": pytest.approx([0.0, 0.5, 1.0, 1.5]), "sad/session.mp4": pytest.approx([0.0, 0.5])}
+    assert clips.groupby("file")["label"].unique().map(list).to_dict() == {"happy/session.mp4": ["happy"],
+                                                                           "sad/session.mp4": ["sad"]}
+    broken = table[table["file"] == "sad/broken.mp4"]
+    assert broken[["label", "success"]].values.tolist() == [["sad", 0]] and broken["time_s"].isna().all()
+    assert table.loc[table["file"] == "happy/still.jpg", "success"].tolist() == [1]
+
+    def measured_again(*args, **kwargs):
+        raise AssertionError("a cached video was measured again")
+
+    with pytest.MonkeyPatch.context() as patch:  # the rerun measures nothing: every chunk is cached
+        patch.setattr(video, "shared_pool", measured_again)
+        assert main(["extract", str(folder), "--fps", "2", "--out", str(tmp_path / "again.csv"), "--workers", "1"]) == 0
+    assert au_table.read(tmp_path / "again.csv").equals(table)
+    # --fps on a folder of images alone, or with an option that passes videos over, is said
+    assert main(["extract", str(folder / "happy"), "--fps", "2", "--crops", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "with --crops a folder's videos are passed over" in capsys.readouterr().err
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(data.astronaut()).save(tmp_path / "photos" / "a.jpg")
+    assert main(["extract", str(tmp_path / "photos"), "--fps", "2", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "--fps is for videos (MP4, MOV, AVI or WebM), and this folder holds none" in capsys.readouterr().err
+
+
 MEMORY_PROBE = WRITER + textwrap.dedent('''
     import json, resource, sys
     from fer_core.measure import video

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -33,7 +33,7 @@ import pandas as pd
 
 from .. import au_table
 from ..errors import FerError, ImageError, one_line, printable
-from ..images import MAX_DECODE_SIDE, VIDEO_SUFFIXES, _check_size, _fit, _limit
+from ..images import MAX_DECODE_SIDE, VIDEO_IN_FOLDER, VIDEO_SUFFIXES, SkippedFile, _check_size, _fit, _limit
 from .extract import MeasureCache, cache_version, measurement_of, measurements_of, rows_for_image
 from .workers import TIMEOUT_ADVICE, WorkerFailure, shared_pool
 
@@ -568,6 +568,32 @@ def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, worker
     if table.empty and done == len(chunks):  # not one frame, nor a stretch said missing: not a silent table
         raise VideoError(f"{file}: no frame of it could be decoded; the video is empty or damaged, re-save it")
     return table.sort_values(["time_s", "face"], kind="stable").reset_index(drop=True)
+
+
+def extract_videos(videos: Sequence[SkippedFile], fps: float = DEFAULT_FPS, workers: int = 1,
+                   progress_for: Callable[[str], Progress] | None = None, use_cache: bool = True) -> pd.DataFrame:
+    """The videos among a folder's images (``scan_images`` lists them apart), each measured as
+    ``extract_video`` measures one, in one table: a video's rows are named by its path in the
+    folder (two folders' ``session.mp4`` stay apart) and labelled by its emotion folder. A video
+    that cannot be read is one failure row saying why, and the others go on. ``progress_for``
+    gives each video's progress callback, by its name."""
+    parts: list[pd.DataFrame] = []
+    for video in videos:
+        if video.path is None:
+            raise ValueError(f"{video.file}: a listed video has its path (scan_images)")
+        try:
+            parts.append(extract_video(video.path, fps=fps, workers=workers, name=video.file, label=video.label,
+                                       progress=progress_for(video.file) if progress_for else None,
+                                       use_cache=use_cache))
+        except FerError as exc:  # this video's reason, then the next one
+            reason = one_line(exc).removeprefix(f"{video.file}: ")
+            parts.append(au_table.from_rows(rows_for_frame(video.file, np.nan, reason, video.label)))
+    return au_table.concat(parts)
+
+
+def videos_in(skipped: Sequence[SkippedFile]) -> list[SkippedFile]:
+    """The videos a folder's listing passed over among its images."""
+    return [s for s in skipped if s.reason == VIDEO_IN_FOLDER]
 
 
 def is_video(name: str | os.PathLike[str]) -> bool:
