@@ -174,9 +174,16 @@ def test_cnn_page_trains_on_the_emotions_the_folder_has(models_dir, fer_small, t
     assert job.phase == "done", job.error
 
 
-def test_cnn_page_live_curves_and_stop_button(models_dir, fer_small):
+def test_cnn_page_live_curves_and_stop_button(models_dir, fer_small, monkeypatch):
     """A longer run: while it trains the page shows the growing curves and a Stop button; Stop ends
     it after the current batch, and the best epoch so far is the result."""
+    import functools
+
+    from fer_core.predictors import cnn
+
+    # early stopping (patience 10 on 18 val images) could end the run by itself from epoch 11, before
+    # a slow machine's page got to click Stop; with no early stop, only Stop ends it before 200 epochs
+    monkeypatch.setattr(cnn, "train_cnn", functools.partial(cnn.train_cnn, patience=1000))
     train = config.fer_split_dir("train")
     at = _run(AppTest.from_file(CNN_PAGE))
     job = _start_training(at, train, fer_small, epochs=200, limit=150)

@@ -97,7 +97,7 @@ def _stalling_on(node_id: str, marks: Path) -> type:
             if here == node_id:
                 (marks / "stalled").touch()
                 time.sleep(300)
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 180  # a fresh node's actor can take long to start on a loaded machine
             while not (marks / "stalled").exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
             return super().__call__(batch)
@@ -117,7 +117,7 @@ def test_a_worker_node_lost_mid_run_loses_no_row_and_doubles_none(
     marks.mkdir()
 
     def remove_worker_when_it_measures() -> None:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 200
         while not (marks / "stalled").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         cluster.remove_node(worker, allow_graceful=False)  # as a node that is switched off
