@@ -768,7 +768,7 @@ def cmd_extract(args) -> int:
             fps = DEFAULT_FPS if args.fps is None else args.fps
             table = au_table.concat([table, extract_videos(
                 measured_videos, fps=fps, workers=args.workers or default_workers(), use_cache=not args.no_cache,
-                progress_for=lambda name: _tqdm_progress(f"{printable(name)}: video chunks"))])
+                progress=_tqdm_progress("video chunks"))])
     if args.engine != "ray":  # the Ray engine has written it (and removed its part files)
         _write_local_table(table, args.out)
     _say_extracted(table, args, measured_videos, videos_kept_out)

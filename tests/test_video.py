@@ -802,6 +802,21 @@ def test_a_folder_of_videos_is_extracted_in_one_command(tmp_path, capsys):
     assert "--fps is for videos (MP4, MOV, AVI or WebM), and this folder holds none" in capsys.readouterr().err
 
 
+def test_a_folder_of_short_clips_keeps_both_workers_busy(tmp_path):
+    """A dataset of short clips (a chunk each) was measured one clip after another, one worker
+    idle: the chunks of all the folder's videos now share the workers in one batch."""
+    from fer_core.images import scan_images
+    from fer_core.measure import workers
+
+    for name in ("a.mp4", "b.mp4"):
+        write_video(tmp_path / name, 1, rate=10, size=(160, 120))
+    workers.close_workers()  # no worker left from another test
+    table = video.extract_videos(video.videos_in(scan_images(tmp_path).skipped), fps=2, workers=2, use_cache=False)
+    assert table.groupby("file")["time_s"].apply(list).to_dict() == {"a.mp4": [0.0, 0.5], "b.mp4": [0.0, 0.5]}
+    assert table["success"].all()
+    assert len(workers.shared_pool("video", 2, video._measure_chunk)._workers) == 2
+
+
 MEMORY_PROBE = WRITER + textwrap.dedent('''
     import json, resource, sys
     from fer_core.measure import video

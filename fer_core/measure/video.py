@@ -510,85 +510,135 @@ def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, worker
     measured (by the video's bytes, the rate and the chunk): a rerun is instant, and a run cut off
     (Ctrl-C, a lost session) goes on where it stopped; a crashed chunk is tried again. With
     ``use_cache=False`` the cache is neither read nor written, as for images."""
-    file = printable(name or os.fsdecode(path))
-    info = probe_video(path, file)
-    _check_fps(fps or 0.0)  # every frame (None) is for frame_at, not for a table
-    _check_length(info, file)
-    chunks = chunks_of(info.duration_s, fps, info.start_s)
-    cache = MeasureCache() if use_cache else None
-    try:
-        base = video_key(path, fps) if use_cache else ""  # the whole file read once, not once a chunk
-        keys = [f"{base}:{s:.3f}:" + ("end" if e is None else f"{e:.3f}") for s, e in chunks]
-        cached = cache.get_many(keys) if cache is not None else {}
-        parts: list[pd.DataFrame] = []
-
-        def add(rows: list[dict]) -> None:
-            parts.append(au_table.from_rows(rows))
-
-        def frames(result) -> list[dict]:
-            return [row for t, measured in result for row in rows_for_frame(file, t, measurements_of(measured), label)]
-
-        for key in keys:
-            if key in cached:
-                add(frames(cached[key]))
-        todo = [i for i, key in enumerate(keys) if key not in cached]
-        done = len(chunks) - len(todo)
-        if progress:
-            progress(done, len(chunks))
-        if todo:
-            pool = shared_pool("video", max(1, workers), _measure_chunk, _init_worker,
-                               crash_message="the face detector crashed on this part of the video")
-            with pool.held():
-                results = pool.imap_unordered([ChunkTask(os.fspath(path), *chunks[i], fps, info.expected_end_s, file)
-                                               for i in todo])
-                try:
-                    for index, result in results:
-                        chunk = todo[index]
-                        if isinstance(result, WorkerFailure):  # not cached: the next run tries it again
-                            start, end = chunks[chunk]
-                            until = f"{end:.1f} s" if end is not None else "the end"
-                            why = str(result).replace(TIMEOUT_ADVICE, VIDEO_TIMEOUT_ADVICE)
-                            add(rows_for_frame(file, round(start, 3), f"{why}{SKIPPED_MARK}{start:.1f} s to {until})",
-                                               label))
-                        else:
-                            add(frames(result))
-                            if cache is not None:
-                                cache.put_many({keys[chunk]: result})
-                        done += 1
-                        if progress:
-                            progress(done, len(chunks))
-                        if should_stop and should_stop():
-                            break
-                finally:
-                    results.close()
-    finally:
-        if cache is not None:
-            cache.close()
-    table = au_table.concat(parts)
-    if table.empty and done == len(chunks):  # not one frame, nor a stretch said missing: not a silent table
-        raise VideoError(f"{file}: no frame of it could be decoded; the video is empty or damaged, re-save it")
-    return table.sort_values(["time_s", "face"], kind="stable").reset_index(drop=True)
+    plan = _VideoPlan.of(path, fps, printable(name or os.fsdecode(path)), label, use_cache)
+    _measure_plans([plan], fps, workers, use_cache, progress, should_stop)
+    return plan.table()
 
 
 def extract_videos(videos: Sequence[SkippedFile], fps: float = DEFAULT_FPS, workers: int = 1,
-                   progress_for: Callable[[str], Progress] | None = None, use_cache: bool = True) -> pd.DataFrame:
+                   progress: Progress | None = None, should_stop: ShouldStop | None = None,
+                   use_cache: bool = True) -> pd.DataFrame:
     """The videos among a folder's images (``scan_images`` lists them apart), each measured as
     ``extract_video`` measures one, in one table: a video's rows are named by its path in the
     folder (two folders' ``session.mp4`` stay apart) and labelled by its emotion folder. A video
-    that cannot be read is one failure row saying why, and the others go on. ``progress_for``
-    gives each video's progress callback, by its name."""
-    parts: list[pd.DataFrame] = []
+    that cannot be read is one failure row saying why, and the others go on. The chunks of all
+    the videos share the workers, so a folder of short clips (a chunk each) keeps every worker
+    busy; ``progress`` counts them."""
+    planned: list[tuple[SkippedFile, _VideoPlan]] = []
+    tables: dict[str, pd.DataFrame] = {}
+
+    def failure(video: SkippedFile, exc: FerError) -> pd.DataFrame:
+        reason = one_line(exc).removeprefix(f"{video.file}: ")
+        return au_table.from_rows(rows_for_frame(video.file, np.nan, reason, video.label))
+
     for video in videos:
         if video.path is None:
             raise ValueError(f"{video.file}: a listed video has its path (scan_images)")
         try:
-            parts.append(extract_video(video.path, fps=fps, workers=workers, name=video.file, label=video.label,
-                                       progress=progress_for(video.file) if progress_for else None,
-                                       use_cache=use_cache))
+            planned.append((video, _VideoPlan.of(video.path, fps, video.file, video.label, use_cache)))
         except FerError as exc:  # this video's reason, then the next one
-            reason = one_line(exc).removeprefix(f"{video.file}: ")
-            parts.append(au_table.from_rows(rows_for_frame(video.file, np.nan, reason, video.label)))
-    return au_table.concat(parts)
+            tables[video.file] = failure(video, exc)
+    _measure_plans([plan for _, plan in planned], fps, workers, use_cache, progress, should_stop)
+    for video, plan in planned:
+        try:
+            tables[video.file] = plan.table()
+        except FerError as exc:  # not one frame decoded
+            tables[video.file] = failure(video, exc)
+    return au_table.concat([tables[v.file] for v in videos])
+
+
+@dataclass
+class _VideoPlan:
+    """One video's chunks, their cache keys, and the rows measured so far."""
+
+    path: str
+    file: str
+    label: str | None
+    chunks: list[tuple[float, float | None]]
+    keys: list[str]
+    expected_end_s: float | None
+    parts: list[pd.DataFrame]
+    done: int = 0  # chunks finished: cached, measured or crashed
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str], fps: float, file: str, label: str | None, use_cache: bool) -> _VideoPlan:
+        info = probe_video(path, file)
+        _check_fps(fps or 0.0)  # every frame (None) is for frame_at, not for a table
+        _check_length(info, file)
+        chunks = chunks_of(info.duration_s, fps, info.start_s)
+        base = video_key(path, fps) if use_cache else ""  # the whole file read once, not once a chunk
+        keys = [f"{base}:{s:.3f}:" + ("end" if e is None else f"{e:.3f}") for s, e in chunks]
+        return cls(os.fspath(path), file, label, chunks, keys, info.expected_end_s, [])
+
+    def task(self, chunk: int, fps: float) -> ChunkTask:
+        return ChunkTask(self.path, *self.chunks[chunk], fps, self.expected_end_s, self.file)
+
+    def add(self, result) -> None:
+        """A chunk's frames, as measured or cached."""
+        self.parts.append(au_table.from_rows(
+            [row for t, measured in result for row in rows_for_frame(self.file, t, measurements_of(measured), self.label)]))
+        self.done += 1
+
+    def add_failure(self, chunk: int, failure: WorkerFailure) -> None:
+        """A chunk whose worker crashed or ran out of time: one row for its stretch (not cached:
+        the next run tries it again)."""
+        start, end = self.chunks[chunk]
+        until = f"{end:.1f} s" if end is not None else "the end"
+        why = str(failure).replace(TIMEOUT_ADVICE, VIDEO_TIMEOUT_ADVICE)
+        self.parts.append(au_table.from_rows(
+            rows_for_frame(self.file, round(start, 3), f"{why}{SKIPPED_MARK}{start:.1f} s to {until})", self.label)))
+        self.done += 1
+
+    def table(self) -> pd.DataFrame:
+        table = au_table.concat(self.parts)
+        if table.empty and self.done == len(self.chunks):  # not one frame, nor a stretch said missing
+            raise VideoError(f"{self.file}: no frame of it could be decoded; the video is empty or damaged, re-save it")
+        return table.sort_values(["time_s", "face"], kind="stable").reset_index(drop=True)
+
+
+def _measure_plans(plans: Sequence[_VideoPlan], fps: float, workers: int, use_cache: bool,
+                   progress: Progress | None, should_stop: ShouldStop | None) -> None:
+    """Every chunk of ``plans``: cached ones read, the others measured in one batch of the video
+    workers (each cached as it ends); cancelling keeps the chunks finished so far."""
+    cache = MeasureCache() if use_cache else None
+    try:
+        cached = cache.get_many([key for plan in plans for key in plan.keys]) if cache is not None else {}
+        todo: list[tuple[_VideoPlan, int]] = []
+        for plan in plans:
+            for chunk, key in enumerate(plan.keys):
+                if key in cached:
+                    plan.add(cached[key])
+                else:
+                    todo.append((plan, chunk))
+        total = sum(len(plan.chunks) for plan in plans)
+        done = total - len(todo)
+        if progress:
+            progress(done, total)
+        if not todo:
+            return
+        pool = shared_pool("video", max(1, workers), _measure_chunk, _init_worker,
+                           crash_message="the face detector crashed on this part of the video")
+        with pool.held():
+            results = pool.imap_unordered([plan.task(chunk, fps) for plan, chunk in todo])
+            try:
+                for index, result in results:
+                    plan, chunk = todo[index]
+                    if isinstance(result, WorkerFailure):
+                        plan.add_failure(chunk, result)
+                    else:
+                        plan.add(result)
+                        if cache is not None:
+                            cache.put_many({plan.keys[chunk]: result})
+                    done += 1
+                    if progress:
+                        progress(done, total)
+                    if should_stop and should_stop():
+                        break
+            finally:
+                results.close()
+    finally:
+        if cache is not None:
+            cache.close()
 
 
 def videos_in(skipped: Sequence[SkippedFile]) -> list[SkippedFile]:
