@@ -716,13 +716,14 @@ def cmd_extract(args) -> int:
     items = listing.items
     if not items and not listing.skipped:
         raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg, emotion-prefixed file names or plain images")
-    from .measure.video import DEFAULT_FPS, extract_videos, videos_in
+    from .measure.video import DEFAULT_FPS, check_fps, extract_videos, videos_in
 
     videos = videos_in(listing.skipped)
     videos_kept_out = _videos_kept_out(args)
     if args.fps is not None and (not videos or videos_kept_out):
         raise FerError(f"{args.folder}: --fps is for videos (MP4, MOV, AVI or WebM), " + (
             f"and with {videos_kept_out} a folder's videos are passed over" if videos else "and this folder holds none"))
+    check_fps(args.fps)  # before the images are measured, not as every video's failure after them
     measured_videos = videos if not videos_kept_out else []
     skipped = [s for s in listing.skipped if s not in measured_videos]  # those are measured below
     target = fileio.output_path(args.out)
@@ -1011,8 +1012,9 @@ def cmd_train_au(args) -> int:
         print(f"{printable(args.table)}: {au_table.left_out_summary(data['left_out'], total)}", file=sys.stderr)
     if data.get("sample"):
         print(f"fitted on {data['sample']}; --max-rows changes the cap", file=sys.stderr)
-    if data.get("held_out_duplicates"):
-        print(f"{printable(args.table)}: {data['held_out_duplicates']}", file=sys.stderr)
+    for note in ("held_out_duplicates", "held_out_videos"):
+        if data.get(note):
+            print(f"{printable(args.table)}: {data[note]}", file=sys.stderr)
     m = model.holdout
     evaluated_on = held_out_description(args.table, holdout, args.seed)
     if args.name:
@@ -1220,7 +1222,7 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
 
 def cmd_evaluate(args) -> int:
     from . import au_table
-    from .evaluation.compare import evaluate_au_table, evaluate_images, training_table_note
+    from .evaluation.compare import evaluate_au_table, evaluate_images, training_table_note, video_frames_note
     from .images import scan_images
     from .measure.extract import default_workers
     from .predictors.base import model_of_kind
@@ -1245,10 +1247,11 @@ def cmd_evaluate(args) -> int:
             note = masked_note(unknown_aus(au_table.first_faces(table), predictor))
             if note:
                 print(f"note: {note}", file=sys.stderr)
-            trained_on = training_table_note(predictor, table)
-            if trained_on:
-                print(f"note: {trained_on}", file=sys.stderr)
-                extra["note"] = trained_on
+            notes = [n for n in (training_table_note(predictor, table), video_frames_note(table)) if n]
+            for n in notes:
+                print(f"note: {n}", file=sys.stderr)
+            if notes:
+                extra["note"] = "; ".join(notes)
         for reason, n in report.left_out.items():
             why = {au_table.NOT_FIRST_FACE: "that are later faces of an image (its first face is scored)"}.get(reason, reason)
             print(f"{printable(args.au_table)}: left out {n:,} rows {why}", file=sys.stderr)

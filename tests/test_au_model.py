@@ -157,6 +157,44 @@ def test_rows_repeated_in_a_table_are_not_scored_on_a_copy_of_themselves():
     assert "were fitted instead of scored" in model.info["data"]["held_out_duplicates"]
 
 
+def _video_table(videos: int = 36, frames: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Frames of videos whose emotion has nothing to do with their faces: each video a face of its
+    own (random AUs, a little noise from frame to frame) and an emotion drawn at random."""
+    from fer_core import au_table as tables
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for v in range(videos):
+        face, label = rng.uniform(0, 4, len(AU_COLUMNS)), ("happy", "sad", "neutral")[v % 3]
+        for f in range(frames):
+            rows.append({"file": f"{label}/v{v:02d}.mp4", "face": 0, "label": label, "success": 1,
+                         "time_s": f / 10, **dict(zip(AU_COLUMNS, face + rng.normal(0, 0.05, len(AU_COLUMNS))))})
+    return tables.from_rows(rows)
+
+
+def test_a_table_of_video_frames_holds_out_whole_videos():
+    """A folder of videos is a table of near copies: frames 0.1 s apart. Split by rows, a model
+    that only remembers each video's face scored 1.000 held out on emotions drawn at random (a
+    researcher's review); split by video, it scores what it knows, and says how it was split."""
+    from fer_core import au_table as tables
+    from fer_core.predictors.au_models import plan_fit
+
+    table = _video_table()
+    classes = ("happy", "neutral", "sad")
+    plan = plan_fit(tables.training_set(table, classes, name="t"), 0.25, 0)
+    files = table["file"].to_numpy()
+    assert not set(files[plan.fit]) & set(files[plan.test]) and len(set(files[plan.test])) >= 6
+    model = fit_au_model(table, classes=classes, Cs=(1.0, 100.0))
+    assert model.holdout.accuracy < 0.7  # chance is 1/3; row by row it was 1.000
+    assert model.info["data"]["held_out_videos"].startswith("whole videos held out: ")
+    # too few videos to hold out whole ones of every emotion: split by rows, and said
+    few = _video_table(videos=3, frames=40)
+    model = fit_au_model(few, classes=classes, Cs=(1.0,))
+    assert "the held-out score flatters the model" in model.info["data"]["held_out_videos"]
+    # a table of pictures is split as before, without a note
+    assert "held_out_videos" not in fit_au_model(synthetic_table(20), Cs=(1.0,)).info["data"]
+
+
 LOWER = ("AU12_r", "AU25_r", "AU26_r")  # a subset model of lower-face AUs, all hidden by a mask
 
 

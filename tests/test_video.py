@@ -699,7 +699,7 @@ def test_video_messages_read_in_korean(face_video, tmp_path):
     from fer_core.i18n import message, using_language
 
     lines = []
-    for call in (lambda: video.probe_video(tmp_path, "clip.mp4"), lambda: video._check_fps(0),
+    for call in (lambda: video.probe_video(tmp_path, "clip.mp4"), lambda: video.check_fps(0),
                  lambda: video.frame_at(face_video, 99.0)):
         with pytest.raises(video.VideoError) as caught:
             call()
@@ -793,6 +793,14 @@ def test_a_folder_of_videos_is_extracted_in_one_command(tmp_path, capsys):
         patch.setattr(video, "shared_pool", measured_again)
         assert main(["extract", str(folder), "--fps", "2", "--out", str(tmp_path / "again.csv"), "--workers", "1"]) == 0
     assert au_table.read(tmp_path / "again.csv").equals(table)
+    # scoring the frames says they are not independent faces
+    assert main(["evaluate", "--au-table", str(out)]) == 0
+    assert "note: 6 of the faces scored are frames of 2 videos: a video's frames are near copies" in \
+        capsys.readouterr().err
+    # a rate no video can be measured at is refused before anything is measured, not each video's failure
+    assert main(["extract", str(folder), "--fps", "0", "--out", str(tmp_path / "zero.csv"), "--workers", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --fps must be above 0 and at most 60"
+    assert not (tmp_path / "zero.csv").exists()
     # --fps on a folder of images alone, or with an option that passes videos over, is said
     assert main(["extract", str(folder / "happy"), "--fps", "2", "--crops", "--out", str(tmp_path / "x.csv")]) == 2
     assert "with --crops a folder's videos are passed over" in capsys.readouterr().err

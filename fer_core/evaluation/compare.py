@@ -315,6 +315,22 @@ def training_table_note(predictor: Predictor, table: pd.DataFrame) -> str | None
             f"{named}: if it is that table, this scores the faces the model learned from, not a test{score}")
 
 
+def video_frames_note(table: pd.DataFrame) -> str | None:
+    """A note when the table's labelled pictures are mostly frames of a few videos: frames a tenth
+    of a second apart are near copies, so the accuracy's interval, which takes every face for an
+    independent one, is narrower than the evidence. None for a table of pictures."""
+    from .. import au_table
+
+    if "time_s" not in table.columns:
+        return None
+    first = table[au_table.first_face_mask(table) & au_table.labels_of(table).notna() & table["time_s"].notna()]
+    videos = first["file"].nunique()
+    if not videos or len(first) <= videos:
+        return None
+    return (f"{len(first):,} of the faces scored are frames of {videos:,} videos: a video's frames are near copies, "
+            "not independent faces, so the accuracy's 95% interval is narrower than the evidence")
+
+
 def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationReport:
     """An AU model on a labelled AU table: the first face of each image labelled with one of its
     emotions (``au_table.select``); unmeasured faces count wrong, rows with invalid AU values are

@@ -160,7 +160,8 @@ def _check_length(info: VideoInfo, label: str) -> None:
                          f"of {limit:g} hours; cut the video first (or re-save it: its header may be damaged)")
 
 
-def _check_fps(fps: float | None) -> None:
+def check_fps(fps: float | None) -> None:
+    """A sampling rate a table can be measured at (None: every frame, for ``frame_at``)."""
     if fps is not None and not (0 < fps <= MAX_FPS):
         raise VideoError(f"--fps must be above 0 and at most {MAX_FPS:g}")
 
@@ -290,7 +291,7 @@ def sampled_frames(path: str | os.PathLike[str], fps: float | None = DEFAULT_FPS
     import av
 
     label = label or printable(os.fsdecode(path))
-    _check_fps(fps)
+    check_fps(fps)
     seen = {} if seen is None else seen
     container = _open(path, label)
     try:
@@ -524,6 +525,7 @@ def extract_videos(videos: Sequence[SkippedFile], fps: float = DEFAULT_FPS, work
     that cannot be read is one failure row saying why, and the others go on. The chunks of all
     the videos share the workers, so a folder of short clips (a chunk each) keeps every worker
     busy; ``progress`` counts them."""
+    check_fps(fps or 0.0)  # the option's fault, not each video's
     planned: list[tuple[SkippedFile, _VideoPlan]] = []
     tables: dict[str, pd.DataFrame] = {}
 
@@ -563,7 +565,7 @@ class _VideoPlan:
     @classmethod
     def of(cls, path: str | os.PathLike[str], fps: float, file: str, label: str | None, use_cache: bool) -> _VideoPlan:
         info = probe_video(path, file)
-        _check_fps(fps or 0.0)  # every frame (None) is for frame_at, not for a table
+        check_fps(fps or 0.0)  # every frame (None) is for frame_at, not for a table
         _check_length(info, file)
         chunks = chunks_of(info.duration_s, fps, info.start_s)
         base = video_key(path, fps) if use_cache else ""  # the whole file read once, not once a chunk

@@ -427,6 +427,8 @@ class FitPlan:
     seed: int
     duplicates_moved: int = 0  # held-out rows equal to a fitting row, fitted instead of scored
     duplicates_scored: int = 0  # such rows left held out: too many to move (a table of repeats)
+    groups: np.ndarray | None = None  # per training row, its video (``video_groups``); None: pictures
+    videos_note: str = ""  # how a table of video frames was split
 
     @property
     def sampled(self) -> bool:
@@ -444,6 +446,8 @@ class FitPlan:
             out["held_out_duplicates"] = (f"{self.duplicates_scored:,} held-out rows have the same AUs and emotion as a "
                                           "fitting row and were scored anyway (too many to hold out): the held-out "
                                           "score flatters the model")
+        if self.videos_note:
+            out["held_out_videos"] = self.videos_note
         if self.sampled:
             out["fitted_rows"] = int(len(self.final))
             out["sample"] = (f"a stratified sample of {len(self.final):,} of {self.rows:,} usable faces (about "
@@ -467,9 +471,64 @@ def plan_fit(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int 
         raise AUTableError(f"{ts.name}: {holdout:.0%} of {n:,} usable faces holds out {n_test}, too few for one face "
                            f"of each of the {k} emotions; hold out a larger share or add faces")
     every = np.arange(n)
-    fit, test, moved, scored = held_out_split(ts.y, _row_keys(ts), holdout, seed)
+    groups = video_groups(ts)
+    split = grouped_split(ts.y, groups, holdout, seed) if groups is not None else None
+    if groups is not None:
+        sizes = np.bincount(groups)
+        videos = sizes > 1  # a group of one row is a picture
+
+    if split is not None:  # whole videos held out: a video's frames, 0.1 s apart, are near copies
+        fit, test = split
+        moved = scored = 0
+        held = np.unique(groups[test])
+        note = (f"whole videos held out: {int(videos[held].sum()):,} of {int(videos.sum()):,} videos "
+                f"({int(videos[groups[test]].sum()):,} frames), none with frames on both sides")
+    else:
+        fit, test, moved, scored = held_out_split(ts.y, _row_keys(ts), holdout, seed)
+        note = "" if groups is None else (
+            f"frames of the same videos are both fitted and held out ({int(videos.sum()):,} videos, too few to "
+            "hold out whole videos of every emotion): the held-out score flatters the model")
     return FitPlan(stratified_cap(fit, ts.y, max_rows, seed), test, stratified_cap(every, ts.y, max_rows, seed),
-                   n, max_rows, seed, moved, scored)
+                   n, max_rows, seed, moved, scored, groups, note)
+
+
+def video_groups(ts: au_table.TrainingSet) -> np.ndarray | None:
+    """Per training row, a number for the file it comes from, where rows share files (a video's
+    frames, an OpenFace video's rows); None for a table of pictures, a row each."""
+    if "file" not in ts.table.columns:
+        return None
+    codes, uniques = pd.factorize(ts.table["file"].iloc[ts.index].astype(str))
+    return None if len(uniques) == len(codes) else codes
+
+
+def grouped_split(y: np.ndarray, groups: np.ndarray, holdout: float, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(fitting rows, held-out rows) with each group (video) wholly on one side, stratified by
+    emotion as far as the groups allow (scikit-learn's ``StratifiedGroupKFold``: its first fold
+    of about ``holdout``); None when the groups are too few for every emotion on both sides."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_splits = max(2, round(1 / holdout))
+    if len(np.unique(groups)) < n_splits:
+        return None
+    cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
+    fit, test = next(cv.split(np.zeros(len(y)), y, groups))
+    every = len(np.unique(y))
+    if len(np.unique(y[test])) < every or len(np.unique(y[fit])) < every:
+        return None
+    return np.sort(fit), np.sort(test)
+
+
+def cv_folds(y: np.ndarray, groups: np.ndarray | None, seed: int, n_splits: int = 5):
+    """Cross-validation folds for choosing a model's settings: stratified, and with a table of
+    videos, each video in one fold (its frames would otherwise pick the setting that best
+    remembers them) where every emotion has at least two videos."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if groups is not None and len(np.unique(groups)) >= n_splits and all(
+            len(np.unique(groups[y == c])) >= 2 for c in np.unique(y)):
+        return list(StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
+    return StratifiedKFold(n_splits, shuffle=True, random_state=seed)
 
 
 def held_out_split(y: np.ndarray, keys: np.ndarray, holdout: float, seed: int
@@ -561,7 +620,6 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
     Unusable tables raise one ``AUTableError`` line naming ``description`` (or the table's file):
     no usable rows, fewer than ``MIN_FACES_PER_CLASS`` faces of an emotion, and the like."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -582,7 +640,7 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
     step(0)
     with fitting(name, kind):
         if kind == "au-logreg":
-            cv = StratifiedKFold(5, shuffle=True, random_state=seed)
+            cv = cv_folds(y_fit, None if plan.groups is None else plan.groups[plan.fit], seed)
             search = make_pipeline(StandardScaler(), LogisticRegressionCV(
                 Cs=list(Cs), cv=cv, class_weight=class_weight, max_iter=2000, scoring="accuracy",
                 l1_ratios=(0.0,), use_legacy_attributes=False))
