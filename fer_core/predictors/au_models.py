@@ -497,8 +497,10 @@ def video_groups(ts: au_table.TrainingSet) -> np.ndarray | None:
     frames, an OpenFace video's rows); None for a table of pictures, a row each."""
     if "file" not in ts.table.columns:
         return None
-    codes, uniques = pd.factorize(ts.table["file"].iloc[ts.index].astype(str))
-    return None if len(uniques) == len(codes) else codes
+    codes, uniques = pd.factorize(ts.table["file"].iloc[ts.index])
+    unnamed = codes < 0  # a row without a file name is a picture of its own
+    codes[unnamed] = len(uniques) + np.arange(int(unnamed.sum()))
+    return None if len(uniques) + int(unnamed.sum()) == len(codes) else codes
 
 
 def grouped_split(y: np.ndarray, groups: np.ndarray, holdout: float, seed: int
