@@ -1021,12 +1021,12 @@ def passed_over_folders(table: pd.DataFrame) -> pd.Series:
 
 def passed_over_videos(table: pd.DataFrame) -> pd.Series:
     """Per row: a video in a folder of images, passed over with its reason (it is extracted on its
-    own, a row per frame): no image, so not counted as one without a face."""
-    from .images import VIDEO_IN_FOLDER
+    own, a row per frame, or is of a format not read): no image, so not counted as one without a face."""
+    from .images import OTHER_VIDEO, VIDEO_IN_FOLDER
 
     if "reason" not in table.columns:
         return pd.Series(False, index=table.index)
-    return table["reason"].astype(str).eq(VIDEO_IN_FOLDER)
+    return table["reason"].astype(str).isin((VIDEO_IN_FOLDER, OTHER_VIDEO))
 
 
 def passed_over(table: pd.DataFrame) -> pd.Series:

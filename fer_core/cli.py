@@ -722,7 +722,8 @@ def cmd_extract(args) -> int:
     videos_kept_out = _videos_kept_out(args)
     if args.fps is not None and (not videos or videos_kept_out):
         raise FerError(f"{args.folder}: --fps is for videos (MP4, MOV, AVI or WebM), " + (
-            f"and with {videos_kept_out} a folder's videos are passed over" if videos else "and this folder holds none"))
+            f"and with {videos_kept_out} a folder's videos are passed over" if videos
+            else _why_no_video_is_read(args.folder, listing.skipped, args.fps)))
     check_fps(args.fps)  # before the images are measured, not as every video's failure after them
     measured_videos = videos if not videos_kept_out else []
     skipped = [s for s in listing.skipped if s not in measured_videos]  # those are measured below
@@ -776,6 +777,18 @@ def cmd_extract(args) -> int:
     return 0
 
 
+def _why_no_video_is_read(folder: str, skipped, fps: float) -> str:
+    """What ``--fps`` on a folder without a video it reads is told: a folder per participant
+    (p01/session.mp4) is no emotion's, so its videos are passed over; each is extracted alone."""
+    folders = [s.file for s in skipped if s.file.endswith("/")]
+    if not folders:
+        return "and this folder holds none"
+    others = f" and {_counted(len(folders) - 1, 'other folder')}" if len(folders) > 1 else ""
+    are, lie, each = ("are", "lie", "each") if others else ("is", "lies", "it")
+    return (f"and none is read here: {folders[0]}{others} {are} not named after an emotion or {lie} too deep; "
+            f"extract {each} on its own (extract {shlex.quote(str(Path(folder) / folders[0]))} --fps {fps:g})")
+
+
 def _videos_kept_out(args) -> str:
     """The option that keeps a folder's videos from being measured ("" when none does): videos
     are measured by the local engine's MediaPipe, unmasked, frame by frame."""
@@ -816,9 +829,15 @@ def _say_extracted(table, args, measured_videos, videos_kept_out: str) -> None:
                  + (f"; {_counted(unreadable, 'video')} unreadable" if unreadable else ""))
     if folders.any():
         line += f"; {_counted(int(folders.sum()), 'folder')} passed over"
-    if videos.any():
-        line += (f"; {_counted(int(videos.sum()), 'video')} passed over ({videos_kept_out} is for images; "
-                 f"extract {shlex.quote(args.folder)} without it measures them too, or extract VIDEO --fps 10 each)")
+    from .images import OTHER_VIDEO
+
+    other_format = videos & table["reason"].astype(str).eq(OTHER_VIDEO)
+    if (videos & ~other_format).any():
+        line += (f"; {_counted(int((videos & ~other_format).sum()), 'video')} passed over ({videos_kept_out} is for "
+                 f"images; extract {shlex.quote(args.folder)} without it measures them too, or extract VIDEO --fps 10 "
+                 "each)")
+    if other_format.any():
+        line += f"; {_counted(int(other_format.sum()), 'video')} of another format passed over (convert to MP4)"
     print(line, file=sys.stderr)
     _print_reasons(table[table["success"] == 0])
 

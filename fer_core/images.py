@@ -46,6 +46,9 @@ UNSUPPORTED_SUFFIXES = {".svg": "SVG is a vector drawing", ".svgz": "SVG is a ve
 # Videos are measured on their own (``measure.video``), never as one of a folder's images.
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".avi", ".webm")
 VIDEO_IN_FOLDER = "a video, not read with the images; extract it on its own"
+# Video formats people record in that this workbench does not decode: said, not dropped unsaid.
+OTHER_VIDEO_SUFFIXES: tuple[str, ...] = (".mkv", ".m4v", ".mts", ".m2ts", ".3gp", ".wmv", ".flv", ".mpg", ".mpeg")
+OTHER_VIDEO = "a video of a format not read here; convert it to MP4 (MP4, MOV, AVI and WebM are read)"
 # Decompression-bomb guard: larger images are refused before decoding (~ 8000 x 5000).
 MAX_PIXELS = int(os.environ.get("FER_MAX_PIXELS", 40_000_000))
 MAX_FILE_BYTES = int(os.environ.get("FER_MAX_FILE_BYTES", 50 * 1024 * 1024))
@@ -358,11 +361,15 @@ UNMODELLED_EMOTION_FOLDER = ("an emotion no model here predicts (they predict an
 NESTED_FOLDER = "a folder inside an emotion's folder, whose images are not read; move them up into the emotion's folder"
 
 
+_MEDIA_SUFFIXES = frozenset(IMAGE_SUFFIXES + VIDEO_SUFFIXES + OTHER_VIDEO_SUFFIXES)
+
+
 def _images_inside(folder: Path) -> bool:
-    """Whether an image file lies anywhere under ``folder`` (links to folders not followed)."""
+    """Whether an image or video file lies anywhere under ``folder`` (links to folders not
+    followed): a folder of a participant's videos was passed over without a word."""
     for _dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if any(os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES for name in filenames if not is_hidden_name(name)):
+        if any(os.path.splitext(name)[1].lower() in _MEDIA_SUFFIXES for name in filenames if not is_hidden_name(name)):
             return True
     return False
 
@@ -394,6 +401,8 @@ def _skip_reason(path: Path) -> str | None:
         return f"{UNSUPPORTED_SUFFIXES[suffix]}; convert it to PNG or JPEG"
     if suffix in VIDEO_SUFFIXES:
         return VIDEO_IN_FOLDER
+    if suffix in OTHER_VIDEO_SUFFIXES:
+        return OTHER_VIDEO
     if suffix not in IMAGE_SUFFIXES:
         return ""
     try:

@@ -442,8 +442,12 @@ def apply_section(table: pd.DataFrame, origin: str) -> None:
     st.caption(t("au_model.applied_caption", rows=f"{len(answers):,}", judged=f"{int(judged.sum()):,}",
                  counts=", ".join(f"{emotion_label(e)} {n:,}" for e, n in counts.items()) or "-"))
     classes = [c[2:] for c in answers.columns if c.startswith("p_")]
-    if "time_s" in answers.columns:  # a video's table: the first face's emotions over time
-        firsts = answers[answers["face"] == 0] if "face" in answers.columns else answers
+    videos = answers.loc[answers["time_s"].notna(), "file"].unique() if "time_s" in answers.columns else []
+    if len(videos):  # a video's table: the first face's emotions over time, one video at a time
+        video = videos[0] if len(videos) == 1 else st.selectbox(
+            t("au_model.applied_video", n=f"{len(videos):,}"), list(videos), key=kept_choice("au_applied_video"))
+        firsts = answers[(answers["file"] == video) & answers["time_s"].notna()]
+        firsts = firsts[firsts["face"] == 0] if "face" in firsts.columns else firsts
         st.plotly_chart(plots.lines_over_time(firsts, [f"p_{c}" for c in classes], emotion_labels(classes),
                                               t("au_model.applied_over_time", model=name),
                                               t("try_it.video_time_axis"), t("try_it.video_probability_axis"),

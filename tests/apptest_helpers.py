@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 
@@ -22,6 +23,15 @@ def texts(elements) -> list[str]:
 def charts(at: AppTest) -> list[dict]:
     """The plotly figure specs the page rendered."""
     return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+
+
+def plotly_values(v) -> np.ndarray:
+    """A plotly spec's array: a list, or plotly 6's typed array ({"dtype", "bdata"})."""
+    if isinstance(v, dict):
+        import base64
+
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+    return np.asarray(v, dtype=float)
 
 
 # Screen-reader users move through a page by its headings: none may skip a level (h1 then h3).

@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from apptest_helpers import charts, run_app, texts
+from apptest_helpers import charts, plotly_values, run_app, texts
 from conftest import BUNDLED_AU_MODEL, copy_fer_sample
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -427,6 +427,36 @@ def test_au_model_page_predicts_every_row_of_an_unlabelled_video_table(models_di
     found = int(rows["success"].eq(1).sum())
     assert any(c.startswith(f"12 rows, {found} faces judged") for c in _texts(at.caption))
     assert any(c["layout"]["title"]["text"].startswith("Emotion probabilities over time") for c in _charts(at))
+
+
+def test_au_model_page_draws_one_video_at_a_time_of_a_folders_table(models_dir):
+    """extract FOLDER puts several videos in one table: their frames were drawn as one line that
+    ran to the end of one video and jumped back to 0 s for the next. Now a video is picked."""
+    from fer_core import au_table
+
+    rows = au_table.read(ROOT / "data" / "fer2013_val_au.csv.gz").iloc[:12].reset_index(drop=True)
+    rows = rows.assign(file=["happy/a.mp4"] * 6 + ["sad/b.mp4"] * 5 + ["happy/still.jpg"], label=None,
+                       time_s=[i / 10 for i in range(6)] + [i / 10 for i in range(5)] + [None])
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value("Import an OpenFace CSV")
+    _run(at)
+    at.radio(key="au_openface").set_value("Upload a CSV")
+    _run(at)
+    at.file_uploader(key="au_csv").set_value(("folder_au.csv", au_table.normalise(rows).to_csv(index=False).encode(),
+                                              "text/csv"))
+    _run(at)
+    at.selectbox(key="au_apply_model").set_value(BUNDLED)
+    at.button(key="au_apply_button").click()
+    _run(at)
+    def over_time() -> dict:
+        (chart,) = [c for c in _charts(at) if c["layout"]["title"]["text"].startswith("Emotion probabilities over time")]
+        return chart
+
+    assert not at.error and at.selectbox(key="au_applied_video").options == ["happy/a.mp4", "sad/b.mp4"]
+    assert all(list(plotly_values(trace["x"])) == [i / 10 for i in range(6)] for trace in over_time()["data"])
+    at.selectbox(key="au_applied_video").set_value("sad/b.mp4")
+    _run(at)
+    assert all(list(plotly_values(trace["x"])) == [i / 10 for i in range(5)] for trace in over_time()["data"])
 
 
 def test_au_model_imports_an_openface_table_and_trains_the_mlp(models_dir):

@@ -221,6 +221,21 @@ def test_images_in_folders_this_layout_does_not_read_are_said_not_lost(tmp_path)
     assert "happy/day1/" not in [s.file for s in only_angry.skipped] and "Sad Faces/" in [s.file for s in only_angry.skipped]
 
 
+def test_folders_of_videos_and_videos_of_other_formats_are_said_not_dropped(tmp_path):
+    """A folder per participant (p01/session.mp4), a video in a folder inside an emotion's, and
+    an MKV or camcorder MTS beside the photos vanished from the listing without a word (only image
+    files made a folder worth saying); now each is listed as skipped with what to do."""
+    from fer_core.images import NESTED_FOLDER, NOT_EMOTION_FOLDER, OTHER_VIDEO, scan_images
+
+    for path in ("p01/session.mp4", "happy/extra/deep.mov", "happy/c.mkv", "take.MTS"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"\0" * 64)
+    _write(tmp_path / "happy" / "h.jpg")
+    assert sorted((s.file, s.label, s.reason) for s in scan_images(tmp_path).skipped) == [
+        ("happy/c.mkv", "happy", OTHER_VIDEO), ("happy/extra/", "happy", NESTED_FOLDER),
+        ("p01/", None, NOT_EMOTION_FOLDER), ("take.MTS", None, OTHER_VIDEO)]
+
+
 def test_missing_folder_is_a_clear_error_with_the_dataset_hint_only_for_the_datasets(tmp_path, monkeypatch):
     """A folder the user typed wrong is just missing; only a default dataset folder that is
     missing points at FER_DATA_DIR (the datasets live somewhere else)."""

@@ -808,6 +808,17 @@ def test_a_folder_of_videos_is_extracted_in_one_command(tmp_path, capsys):
     Image.fromarray(data.astronaut()).save(tmp_path / "photos" / "a.jpg")
     assert main(["extract", str(tmp_path / "photos"), "--fps", "2", "--out", str(tmp_path / "x.csv")]) == 2
     assert "--fps is for videos (MP4, MOV, AVI or WebM), and this folder holds none" in capsys.readouterr().err
+    # a folder per participant is no emotion's: --fps says to extract each, an MKV is counted as a video
+    (tmp_path / "participants" / "p01").mkdir(parents=True)
+    (folder / "happy" / "session.mp4").rename(tmp_path / "participants" / "p01" / "session.mp4")
+    (tmp_path / "participants" / "p02.mkv").write_bytes(b"\0" * 64)
+    assert main(["extract", str(tmp_path / "participants"), "--fps", "2", "--out", str(tmp_path / "x.csv")]) == 2
+    assert ("and none is read here: p01/ is not named after an emotion or lies too deep; extract it on its own "
+            f"(extract {tmp_path / 'participants' / 'p01'} --fps 2)") in capsys.readouterr().err
+    assert main(["extract", str(tmp_path / "participants"), "--out", str(tmp_path / "x.csv")]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"0 images, 0 faces -> {tmp_path / 'x.csv'}; 0 without a face or unreadable; 1 folder passed over; "
+        "1 video of another format passed over (convert to MP4)")
 
 
 def test_a_folder_of_short_clips_keeps_both_workers_busy(tmp_path):
@@ -874,20 +885,12 @@ def test_memory_stays_flat_on_a_ten_minute_video(tmp_path):
 
 # -- Try it's video tab ---------------------------------------------------------------------------
 from apptest_helpers import charts, english_left, page_texts, run_app, texts  # noqa: E402
+from apptest_helpers import plotly_values as _values  # noqa: E402
 from conftest import BUNDLED_AU_MODEL  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 from test_try_it import TRY_IT, download, served  # noqa: E402, F401 (served: the fixture)
 
 T = 240  # the first video starts the measuring worker (MediaPipe)
-
-
-def _values(v) -> np.ndarray:
-    """A plotly spec's array: a list, or plotly 6's typed array ({"dtype", "bdata"})."""
-    if isinstance(v, dict):
-        import base64
-
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
-    return np.asarray(v, dtype=float)
 
 
 @pytest.fixture
