@@ -1241,7 +1241,13 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
 
 def cmd_evaluate(args) -> int:
     from . import au_table
-    from .evaluation.compare import evaluate_au_table, evaluate_images, training_table_note, video_frames_note
+    from .evaluation.compare import (
+        evaluate_au_table,
+        evaluate_images,
+        evaluate_videos,
+        training_table_note,
+        video_frames_note,
+    )
     from .images import scan_images
     from .measure.extract import default_workers
     from .predictors.base import model_of_kind
@@ -1271,6 +1277,9 @@ def cmd_evaluate(args) -> int:
                 print(f"note: {n}", file=sys.stderr)
             if notes:
                 extra["note"] = "; ".join(notes)
+        per_video = evaluate_videos(predictor, table)
+        if per_video is not None:
+            extra["per_video"] = per_video.to_dict()
         for reason, n in report.left_out.items():
             why = {au_table.NOT_FIRST_FACE: "that are later faces of an image (its first face is scored)"}.get(reason, reason)
             print(f"{printable(args.au_table)}: left out {n:,} rows {why}", file=sys.stderr)
@@ -1301,6 +1310,11 @@ def cmd_evaluate(args) -> int:
         print(json.dumps({**report.to_dict(), **extra}))
     else:
         _print_report(report)
+        if "per_video" in extra:
+            v = extra["per_video"]
+            lo, hi = v["accuracy_ci95"]
+            print(f"per video (the emotion of its frames' highest mean probability): n {v['n']}, accuracy "
+                  f"{v['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}), macro-F1 {v['macro_f1']:.3f}, no face {v['no_face']}")
     return 0
 
 

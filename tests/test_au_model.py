@@ -195,6 +195,27 @@ def test_a_table_of_video_frames_holds_out_whole_videos():
     assert "held_out_videos" not in fit_au_model(synthetic_table(20), Cs=(1.0,)).info["data"]
 
 
+def test_a_table_of_videos_is_scored_once_per_video_too(logreg):
+    """evaluate --au-table counts every frame as a face; a researcher with labelled videos also
+    wants each video scored once: its answer the emotion of the highest mean probability over its
+    frames with a face, a video without one unanswered."""
+    from fer_core.evaluation.compare import evaluate_videos
+    from fer_core.predictors.au_models import AUPredictor
+
+    rows = synthetic_table(10)
+    happy, sad = rows[rows["label"] == "happy"].iloc[:3], rows[rows["label"] == "sad"].iloc[:4]
+    frames = pd.concat([happy.assign(file="a.mp4"),  # happy: three happy frames and a sad one
+                        sad.iloc[:1].assign(file="a.mp4", label="happy"),
+                        sad.iloc[1:].assign(file="b.mp4", success=0, reason="no face found"),  # sad: no face
+                        rows[rows["label"] == "angry"].iloc[:1].assign(file="still.jpg")], ignore_index=True)
+    frames["time_s"] = [0.0, 0.1, 0.2, 0.3, 0.0, 0.1, 0.2, None]
+    report = evaluate_videos(AUPredictor(logreg, name="m"), frames)
+    assert (report.n, report.accuracy, report.no_face) == (2, 0.5, 1)
+    assert report.confusion[report.labels.index("happy")][report.labels.index("happy")] == 1
+    assert report.no_face_per_class[report.labels.index("sad")] == 1
+    assert evaluate_videos(AUPredictor(logreg, name="m"), rows) is None  # pictures only: nothing to add
+
+
 LOWER = ("AU12_r", "AU25_r", "AU26_r")  # a subset model of lower-face AUs, all hidden by a mask
 
 

@@ -795,8 +795,9 @@ def test_a_folder_of_videos_is_extracted_in_one_command(tmp_path, capsys):
     assert au_table.read(tmp_path / "again.csv").equals(table)
     # scoring the frames says they are not independent faces
     assert main(["evaluate", "--au-table", str(out)]) == 0
-    assert "note: 6 of the faces scored are frames of 2 videos: a video's frames are near copies" in \
-        capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "note: 6 of the faces scored are frames of 2 videos: a video's frames are near copies" in said.err
+    assert "\nper video (the emotion of its frames' highest mean probability): n 2, accuracy " in said.out
     # a rate no video can be measured at is refused before anything is measured, not each video's failure
     assert main(["extract", str(folder), "--fps", "0", "--out", str(tmp_path / "zero.csv"), "--workers", "1"]) == 2
     assert capsys.readouterr().err.strip() == "error: --fps must be above 0 and at most 60"

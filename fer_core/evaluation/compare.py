@@ -328,7 +328,8 @@ def video_frames_note(table: pd.DataFrame) -> str | None:
     if not videos or len(first) <= videos:
         return None
     return (f"{len(first):,} of the faces scored are frames of {videos:,} videos: a video's frames are near copies, "
-            "not independent faces, so the accuracy's 95% interval is narrower than the evidence")
+            "not independent faces, so the accuracy's 95% interval is narrower than the evidence (the per-video "
+            "score counts each video once)")
 
 
 def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationReport:
@@ -338,7 +339,6 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
     scored on AUs and say so. Rows are predicted in chunks and scored as integer codes, so memory
     stays bounded however long the table."""
     from .. import au_table
-    from ..predictors.base import FaceInput
 
     if predictor.inputs != "aus":
         raise FerError(f"{predictor.name}: {model_of_kind(predictor.kind)} scores images, not an AU table; "
@@ -352,15 +352,8 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
     selection = au_table.scoring_selection(table, classes, columns)
     labels = au_table.labels_of(table).to_numpy()
     truth = pd.Categorical(labels[selection.index], categories=classes).codes.astype(np.int64)
-    proba_from_aus = getattr(predictor, "proba_from_aus", None)
     predicted = np.empty(selection.n, dtype=np.int64)
-    for start in range(0, selection.n, SCORE_CHUNK_ROWS):
-        rows = selection.index[start:start + SCORE_CHUNK_ROWS]
-        X = np.full((len(rows), len(au_table.AU_COLUMNS)), np.nan)  # AUs the model does not use stay unknown
-        X[:, used] = au_table.values(table, rows, columns)
-        X[~selection.measured[start:start + SCORE_CHUNK_ROWS]] = np.nan
-        proba = np.asarray(proba_from_aus(X) if proba_from_aus is not None
-                           else predictor.predict_proba([FaceInput(aus=x) for x in X]), dtype=float)
+    for start, proba in _scored_chunks(predictor, table, selection, used, columns):
         codes = proba.argmax(axis=1) if len(proba) else np.zeros(0, dtype=np.int64)
         codes[np.isnan(proba).any(axis=1)] = -1  # no face measured: no prediction
         predicted[start:start + len(codes)] = codes
@@ -375,6 +368,51 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
               au_table.UNLABELLED: unlabelled, au_table.AU_INVALID: selection.left_out.get(au_table.AU_INVALID, 0)}
     report.left_out = {reason: n for reason, n in counts.items() if n}
     return report
+
+
+def _scored_chunks(predictor: Predictor, table: pd.DataFrame, selection, used: list[int], columns: Sequence[str]):
+    """(first position, probabilities) of the selection's rows a chunk at a time; NaN rows where
+    no face was measured."""
+    from .. import au_table
+    from ..predictors.base import FaceInput
+
+    proba_from_aus = getattr(predictor, "proba_from_aus", None)
+    for start in range(0, selection.n, SCORE_CHUNK_ROWS):
+        rows = selection.index[start:start + SCORE_CHUNK_ROWS]
+        X = np.full((len(rows), len(au_table.AU_COLUMNS)), np.nan)  # AUs the model does not use stay unknown
+        X[:, used] = au_table.values(table, rows, columns)
+        X[~selection.measured[start:start + SCORE_CHUNK_ROWS]] = np.nan
+        yield start, np.asarray(proba_from_aus(X) if proba_from_aus is not None
+                                else predictor.predict_proba([FaceInput(aus=x) for x in X]), dtype=float)
+
+
+def evaluate_videos(predictor: Predictor, table: pd.DataFrame) -> EvaluationReport | None:
+    """Each labelled video of a table of frames scored once, as its frames are no independent
+    faces: its answer the emotion of the highest mean probability over its frames with a face (no
+    face in any frame: no answer), its label its frames' commonest. None for a table without
+    video frames. Pictures in the table are left to ``evaluate_au_table``."""
+    from .. import au_table
+
+    if "time_s" not in table.columns or predictor.inputs != "aus":
+        return None
+    classes = list(predictor.classes)
+    columns = au_columns_used(predictor)
+    selection = au_table.scoring_selection(table, classes, columns)
+    frames = table["time_s"].to_numpy()[selection.index]
+    if not pd.notna(frames).any():
+        return None
+    used = [au_table.AU_COLUMNS.index(c) for c in columns]
+    proba = np.concatenate([p for _, p in _scored_chunks(predictor, table, selection, used, columns)])
+    labels = au_table.labels_of(table).to_numpy()[selection.index]
+    video = pd.notna(frames)
+    scored = pd.DataFrame(proba[video], columns=classes)
+    scored["file"] = table["file"].to_numpy()[selection.index][video]
+    scored["truth"] = pd.Categorical(labels[video], categories=classes).codes
+    by_video = scored.groupby("file", sort=False)
+    truth = by_video["truth"].agg(lambda codes: codes.mode().iloc[0]).to_numpy(dtype=np.int64)
+    mean = by_video[classes].mean().to_numpy()  # frames without a face (NaN) are not counted
+    answer = np.where(np.isnan(mean).any(axis=1), -1, np.nan_to_num(mean, nan=-1).argmax(axis=1))
+    return report_from_codes(truth, answer.astype(np.int64), classes, model=predictor.name)
 
 
 @dataclass
