@@ -825,7 +825,10 @@ def _say_extracted(table, args, measured_videos, videos_kept_out: str) -> None:
         line += f"; {failed:,} without a face " + ("measured under a mask" if args.mask else "or unreadable")
     if measured_videos:
         unreadable = int(clips.loc[clips["time_s"].isna(), "file"].nunique())
+        stretches = int((~frame_rows(clips) & clips["time_s"].notna()).sum())  # as extract VIDEO says them
         line += (f"; {_counted(int((frames['success'] == 0).sum()), 'frame')} of videos without a face"
+                 + (f"; {stretches} {'stretch' if stretches == 1 else 'stretches'} of videos without frames"
+                    if stretches else "")
                  + (f"; {_counted(unreadable, 'video')} unreadable" if unreadable else ""))
     if folders.any():
         line += f"; {_counted(int(folders.sum()), 'folder')} passed over"

@@ -745,6 +745,11 @@ def test_extract_counts_frames_not_rows_and_names_the_video_formats_it_reads(tmp
     err = capsys.readouterr().err
     assert f"{frames} frames at 2 fps, 0 faces" in err and f"; {frames} frames without a face or unreadable; " \
         "1 stretch of the video without frames" in err
+    (tmp_path / "folder").mkdir()  # in a folder, the summary counts the stretch too
+    (tmp_path / "folder" / "cut.mp4").write_bytes(clip.read_bytes())
+    assert main(["extract", str(tmp_path / "folder"), "--fps", "2", "--out", str(tmp_path / "f.csv"), "--workers", "1"]) == 0
+    assert (f"1 video: {frames} frames at 2 fps, 0 faces -> {tmp_path / 'f.csv'}; {frames} frames of videos without a "
+            "face; 1 stretch of videos without frames") in capsys.readouterr().err
     mkv = tmp_path / "clip.mkv"
     mkv.write_bytes(whole.read_bytes())
     assert main(["extract", str(mkv), "--out", str(tmp_path / "x.csv")]) == 2
