@@ -1029,6 +1029,23 @@ def passed_over_videos(table: pd.DataFrame) -> pd.Series:
     return table["reason"].astype(str).isin((VIDEO_IN_FOLDER, OTHER_VIDEO))
 
 
+_FRAME_SUFFIX = re.compile(r"#\d+$")
+VIDEO_SOURCE = "mediapipe-video"  # the ``source`` of a video's rows (``measure.video``)
+
+
+def video_names(table: pd.DataFrame) -> pd.Series:
+    """Per row, the video it is a frame of, NaN for a picture: the ``file`` of a row with a
+    ``time_s`` (an OpenFace FeatureExtraction frame's ``clip#12`` read as ``clip``), or of a video
+    ``extract`` could not read (its one row has no time). One home for what makes rows one video:
+    train-au's split, the per-video score and the AU page's chart."""
+    if "file" not in table.columns:
+        return pd.Series(np.nan, index=table.index, dtype=object)
+    timed = table["time_s"].notna() if "time_s" in table.columns else pd.Series(False, index=table.index)
+    unread = table["source"].astype(str).eq(VIDEO_SOURCE) if "source" in table.columns else False
+    files = table["file"].astype(str).str.replace(_FRAME_SUFFIX, "", regex=True)
+    return files.where((timed | unread) & table["file"].notna(), np.nan).astype(object)
+
+
 def passed_over(table: pd.DataFrame) -> pd.Series:
     """Per row: what an extraction passed over, a folder or a video among the images: a row with
     its reason, so nothing is lost unsaid, but no image, counted apart from images and faces."""

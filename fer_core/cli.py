@@ -691,7 +691,7 @@ def _predict_table(args) -> int:
 
 def cmd_extract(args) -> int:
     from .emotions import parse_classes
-    from .images import scan_images
+    from .images import VIDEO_IN_FOLDER, scan_images
 
     fileio.table_output_path(args.out, "--out")  # a bad --out is said before measuring, not after
     from .measure.video import is_video
@@ -726,7 +726,9 @@ def cmd_extract(args) -> int:
             else _why_no_video_is_read(args.folder, listing.skipped, args.fps)))
     check_fps(args.fps)  # before the images are measured, not as every video's failure after them
     measured_videos = videos if not videos_kept_out else []
-    skipped = [s for s in listing.skipped if s not in measured_videos]  # those are measured below
+    # the videos measured below are not passed over (all of them or none: a list filter was quadratic)
+    skipped = [s for s in listing.skipped if s.reason != VIDEO_IN_FOLDER] if measured_videos else listing.skipped
+    fps = DEFAULT_FPS if args.fps is None else args.fps
     target = fileio.output_path(args.out)
     if args.engine != "ray" and target.parent.is_dir():  # a Ray run writing it now: said before measuring
         from .measure.ray_engine import one_run
@@ -767,22 +769,25 @@ def cmd_extract(args) -> int:
         if measured_videos:
             from . import au_table
 
-            fps = DEFAULT_FPS if args.fps is None else args.fps
             table = au_table.concat([table, extract_videos(
                 measured_videos, fps=fps, workers=args.workers or default_workers(), use_cache=not args.no_cache,
                 progress=_tqdm_progress("video chunks"))])
     if args.engine != "ray":  # the Ray engine has written it (and removed its part files)
         _write_local_table(table, args.out)
-    _say_extracted(table, args, measured_videos, videos_kept_out)
+    _say_extracted(table, args, measured_videos, videos_kept_out, fps)
     return 0
 
 
 def _why_no_video_is_read(folder: str, skipped, fps: float) -> str:
     """What ``--fps`` on a folder without a video it reads is told: a folder per participant
     (p01/session.mp4) is no emotion's, so its videos are passed over; each is extracted alone."""
-    folders = [s.file for s in skipped if s.file.endswith("/")]
+    from .images import OTHER_VIDEO, videos_inside
+
+    folders = [s.file for s in skipped if s.file.endswith("/") and videos_inside(Path(folder) / s.file)]
     if not folders:
-        return "and this folder holds none"
+        other = [s.file for s in skipped if s.reason == OTHER_VIDEO]
+        return (f"and none is read here: {other[0]} is of a format not read; convert it to MP4" if other
+                else "and this folder holds none")
     others = f" and {_counted(len(folders) - 1, 'other folder')}" if len(folders) > 1 else ""
     are, lie, each = ("are", "lie", "each") if others else ("is", "lies", "it")
     return (f"and none is read here: {folders[0]}{others} {are} not named after an emotion or {lie} too deep; "
@@ -799,11 +804,11 @@ def _videos_kept_out(args) -> str:
     return ""
 
 
-def _say_extracted(table, args, measured_videos, videos_kept_out: str) -> None:
+def _say_extracted(table, args, measured_videos, videos_kept_out: str, fps: float) -> None:
     """extract's summary of a folder: images and faces, its videos' frames and faces, what was
     passed over and the commonest reasons of failure."""
     from . import au_table
-    from .measure.video import DEFAULT_FPS, frame_rows
+    from .measure.video import frame_rows
 
     of_video = table["file"].isin({v.file for v in measured_videos})
     folders = au_table.passed_over_folders(table)  # a row each, said below with its reason, but no image
@@ -815,7 +820,6 @@ def _say_extracted(table, args, measured_videos, videos_kept_out: str) -> None:
     if measured_videos:
         clips = table[of_video]
         frames = clips[frame_rows(clips) & clips["time_s"].notna()]
-        fps = DEFAULT_FPS if args.fps is None else args.fps
         said = said if len(photos) else []  # a folder of videos alone: "0 images, 0 faces" says nothing
         said.append(f"{_counted(len(measured_videos), 'video')}: {_counted(len(frames.groupby(['file', 'time_s'])), 'frame')} "
                     f"at {fps:g} fps, {_counted(int(clips['success'].sum()), 'face')}")
@@ -1038,7 +1042,7 @@ def cmd_train_au(args) -> int:
         if data.get(note):
             print(f"{printable(args.table)}: {data[note]}", file=sys.stderr)
     m = model.holdout
-    evaluated_on = held_out_description(args.table, holdout, args.seed)
+    evaluated_on = held_out_description(args.table, holdout, args.seed, data.get("videos"))
     if args.name:
         entry = save_and_register(model, name=args.name, kind=kind, classes=model.classes,
                                   metrics=Metrics.from_report(m, evaluated_on), command=args.command_line,

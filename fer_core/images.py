@@ -364,14 +364,19 @@ NESTED_FOLDER = "a folder inside an emotion's folder, whose images are not read;
 _MEDIA_SUFFIXES = frozenset(IMAGE_SUFFIXES + VIDEO_SUFFIXES + OTHER_VIDEO_SUFFIXES)
 
 
-def _images_inside(folder: Path) -> bool:
-    """Whether an image or video file lies anywhere under ``folder`` (links to folders not
-    followed): a folder of a participant's videos was passed over without a word."""
+def _images_inside(folder: Path, suffixes: frozenset[str] = _MEDIA_SUFFIXES) -> bool:
+    """Whether an image or video file (one of ``suffixes``) lies anywhere under ``folder`` (links
+    to folders not followed): a folder of a participant's videos was passed over without a word."""
     for _dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if any(os.path.splitext(name)[1].lower() in _MEDIA_SUFFIXES for name in filenames if not is_hidden_name(name)):
+        if any(os.path.splitext(name)[1].lower() in suffixes for name in filenames if not is_hidden_name(name)):
             return True
     return False
+
+
+def videos_inside(folder: str | os.PathLike[str]) -> bool:
+    """Whether a video this workbench reads lies anywhere under ``folder``."""
+    return _images_inside(Path(folder), frozenset(VIDEO_SUFFIXES))
 
 
 HIDDEN_IMAGE = "a hidden file (its name starts with a dot); rename it to measure it"

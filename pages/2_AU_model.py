@@ -356,6 +356,12 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
         notes += [t("au_model.fitted_on", sample=data["sample"])] if data.get("sample") else []
         text = "; ".join(notes)
         st.caption(text[0].upper() + text[1:] + ".")
+    videos = data.get("videos")
+    if isinstance(videos, dict) and videos.get("whole"):
+        st.caption(t("au_model.videos_whole", held=f"{videos['held_out']:,}", videos=f"{videos['videos']:,}",
+                     share=f"{videos['held_out_share']:.0%}"))
+    elif isinstance(videos, dict):
+        st.warning(t("au_model.videos_by_rows", videos=f"{videos['videos']:,}"), icon=":material/warning:")
     show_model(model, "trained")
     st.header(t("au_model.save_header"))
     warning = degenerate_model_warning(model.holdout) if model.holdout else None
@@ -390,7 +396,8 @@ def save_au_model(model, name: str, origin: str):
 
     settings = model.info.get("settings", {})
     stamp(model, origin)
-    held_out = held_out_description(origin, settings.get("holdout", 0.25), settings.get("seed"))
+    held_out = held_out_description(origin, settings.get("holdout", 0.25), settings.get("seed"),
+                                    model.info.get("data", {}).get("videos"))
     return save_and_register(model, name=name, kind=model.kind, classes=model.classes,
                              metrics=Metrics.from_report(model.holdout, held_out),
                              command=model.info["command"], origin="dashboard", description=origin)
@@ -442,11 +449,12 @@ def apply_section(table: pd.DataFrame, origin: str) -> None:
     st.caption(t("au_model.applied_caption", rows=f"{len(answers):,}", judged=f"{int(judged.sum()):,}",
                  counts=", ".join(f"{emotion_label(e)} {n:,}" for e, n in counts.items()) or "-"))
     classes = [c[2:] for c in answers.columns if c.startswith("p_")]
-    videos = answers.loc[answers["time_s"].notna(), "file"].unique() if "time_s" in answers.columns else []
+    names = au_table.video_names(answers)
+    videos = names.dropna().unique() if "time_s" in answers.columns else []
     if len(videos):  # a video's table: the first face's emotions over time, one video at a time
         video = videos[0] if len(videos) == 1 else st.selectbox(
             t("au_model.applied_video", n=f"{len(videos):,}"), list(videos), key=kept_choice("au_applied_video"))
-        firsts = answers[(answers["file"] == video) & answers["time_s"].notna()]
+        firsts = answers[(names == video) & answers["time_s"].notna()]
         firsts = firsts[firsts["face"] == 0] if "face" in firsts.columns else firsts
         st.plotly_chart(plots.lines_over_time(firsts, [f"p_{c}" for c in classes], emotion_labels(classes),
                                               t("au_model.applied_over_time", model=name),

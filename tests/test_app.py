@@ -487,6 +487,30 @@ def test_au_model_imports_an_openface_table_and_trains_the_mlp(models_dir):
     assert any(t.startswith("Confusion matrix") for t in (c["layout"]["title"]["text"] for c in _charts(at)))
 
 
+def test_au_model_page_says_how_a_table_of_videos_was_split(models_dir):
+    """train-au says whether whole videos were held out (or that the score flatters); the page
+    trained on a folder's table of frames said nothing about it."""
+    from fer_core import au_table
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for v in range(12):
+        face, label = rng.uniform(0, 4, len(au_table.AU_COLUMNS)), ("happy", "sad", "neutral")[v % 3]
+        rows += [{"file": f"{label}/v{v:02d}.mp4", "face": 0, "label": label, "success": 1, "time_s": f / 10,
+                  **dict(zip(au_table.AU_COLUMNS, face + rng.normal(0, 0.05, len(face))))} for f in range(12)]
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value("Import an OpenFace CSV")
+    _run(at)
+    at.radio(key="au_openface").set_value("Upload a CSV")
+    _run(at)
+    data = au_table.normalise(au_table.from_rows(rows)).to_csv(index=False).encode()
+    at.file_uploader(key="au_csv").set_value(("folder_au.csv", data, "text/csv"))
+    _run(at)
+    at.button(key="au_train_button").click()
+    _run(at, timeout=120)
+    assert any(c.startswith("Whole videos were held out: ") for c in _texts(at.caption)), _texts(at.caption)
+
+
 def test_au_model_on_a_fresh_clone_without_images(models_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "nowhere"))
     at = _run(AppTest.from_file(AU_PAGE))

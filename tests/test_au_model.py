@@ -177,7 +177,7 @@ def test_a_table_of_video_frames_holds_out_whole_videos():
     that only remembers each video's face scored 1.000 held out on emotions drawn at random (a
     researcher's review); split by video, it scores what it knows, and says how it was split."""
     from fer_core import au_table as tables
-    from fer_core.predictors.au_models import plan_fit
+    from fer_core.predictors.au_models import held_out_description, plan_fit, video_groups
 
     table = _video_table()
     classes = ("happy", "neutral", "sad")
@@ -191,8 +191,18 @@ def test_a_table_of_video_frames_holds_out_whole_videos():
     few = _video_table(videos=3, frames=40)
     model = fit_au_model(few, classes=classes, Cs=(1.0,))
     assert "the held-out score flatters the model" in model.info["data"]["held_out_videos"]
-    # a table of pictures is split as before, without a note
-    assert "held_out_videos" not in fit_au_model(synthetic_table(20), Cs=(1.0,)).info["data"]
+    # a table of pictures is split as before, without a note, blank file names too (they were one "video")
+    photos = synthetic_table(20)
+    photos.loc[::2, "file"] = ""
+    ts = tables.training_set(photos, SIX_EMOTIONS, name="t")
+    assert video_groups(ts) is None and "held_out_videos" not in fit_au_model(photos, Cs=(1.0,)).info["data"]
+    # one long video makes the folds uneven: the share held out is the fold's, recorded as such
+    uneven = pd.concat([_video_table(videos=1, frames=300).assign(file="happy/long.mp4"), _video_table()])
+    model = fit_au_model(uneven, classes=classes, Cs=(1.0,))
+    videos = model.info["data"]["videos"]
+    assert videos["whole"] and videos["held_out_share"] == round(model.holdout.n / len(uneven), 3)
+    assert held_out_description("t.csv", 0.25, 0, videos).startswith(
+        f"{videos['held_out_share']:.0%} of t.csv held out from fitting as whole videos")
 
 
 def test_a_table_of_videos_is_scored_once_per_video_too(logreg):

@@ -72,6 +72,17 @@ def test_header_only_csv_is_a_no_face_row():
     assert table.loc[0, "label"] == "sad"
 
 
+def test_a_feature_extraction_videos_frames_are_one_video():
+    """OpenFace names a FeatureExtraction frame clip#12; the per-video score, train-au's split and
+    the AU page's chart took each frame for a video of its own (a 50-entry video picker, a
+    point each). ``video_names`` reads them as the video they are; a photo is none."""
+    from fer_core import au_table
+
+    table = au_table.concat([read_openface_csv(FIXTURES / "clip.csv", name="happy/clip", label="happy"),
+                             read_openface_csv(FIXTURES / "angry002.csv", name="angry002.jpg", label="angry")])
+    assert au_table.video_names(table).tolist()[:3] == ["happy/clip"] * 3 and pd.isna(au_table.video_names(table)[3])
+
+
 def test_feature_extraction_failed_frame_has_nan_aus():
     table = read_openface_csv(FIXTURES / "clip.csv")
     assert_schema(table)

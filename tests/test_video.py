@@ -802,7 +802,9 @@ def test_a_folder_of_videos_is_extracted_in_one_command(tmp_path, capsys):
     assert main(["evaluate", "--au-table", str(out)]) == 0
     said = capsys.readouterr()
     assert "note: 6 of the faces scored are frames of 2 videos: a video's frames are near copies" in said.err
-    assert "\nper video (the emotion of its frames' highest mean probability): n 2, accuracy " in said.out
+    # each video once, the unreadable one unanswered (as a frame without a face is)
+    assert "\nper video (the emotion of its frames' highest mean probability): n 3, accuracy " in said.out
+    assert said.out.rstrip().endswith(", no face 1")
     # a rate no video can be measured at is refused before anything is measured, not each video's failure
     assert main(["extract", str(folder), "--fps", "0", "--out", str(tmp_path / "zero.csv"), "--workers", "1"]) == 2
     assert capsys.readouterr().err.strip() == "error: --fps must be above 0 and at most 60"
@@ -810,8 +812,9 @@ def test_a_folder_of_videos_is_extracted_in_one_command(tmp_path, capsys):
     # --fps on a folder of images alone, or with an option that passes videos over, is said
     assert main(["extract", str(folder / "happy"), "--fps", "2", "--crops", "--out", str(tmp_path / "x.csv")]) == 2
     assert "with --crops a folder's videos are passed over" in capsys.readouterr().err
-    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "misc").mkdir(parents=True)  # a folder of photos is not named as holding videos
     Image.fromarray(data.astronaut()).save(tmp_path / "photos" / "a.jpg")
+    Image.fromarray(data.astronaut()).save(tmp_path / "photos" / "misc" / "b.jpg")
     assert main(["extract", str(tmp_path / "photos"), "--fps", "2", "--out", str(tmp_path / "x.csv")]) == 2
     assert "--fps is for videos (MP4, MOV, AVI or WebM), and this folder holds none" in capsys.readouterr().err
     # a folder per participant is no emotion's: --fps says to extract each, an MKV is counted as a video

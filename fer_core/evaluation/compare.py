@@ -323,11 +323,13 @@ def video_frames_note(table: pd.DataFrame) -> str | None:
 
     if "time_s" not in table.columns:
         return None
-    first = table[au_table.first_face_mask(table) & au_table.labels_of(table).notna() & table["time_s"].notna()]
-    videos = first["file"].nunique()
-    if not videos or len(first) <= videos:
+    names = au_table.video_names(table)[au_table.first_face_mask(table) & au_table.labels_of(table).notna()
+                                        & table["time_s"].notna()].dropna()  # frames (not an unread video's row)
+    videos = names.nunique()
+    if not videos or len(names) <= videos:
         return None
-    return (f"{len(first):,} of the faces scored are frames of {videos:,} videos: a video's frames are near copies, "
+    return (f"{len(names):,} of the faces scored are frames of {videos:,} video{'' if videos == 1 else 's'}: "
+            "a video's frames are near copies, "
             "not independent faces, so the accuracy's 95% interval is narrower than the evidence (the per-video "
             "score counts each video once)")
 
@@ -389,24 +391,25 @@ def _scored_chunks(predictor: Predictor, table: pd.DataFrame, selection, used: l
 def evaluate_videos(predictor: Predictor, table: pd.DataFrame) -> EvaluationReport | None:
     """Each labelled video of a table of frames scored once, as its frames are no independent
     faces: its answer the emotion of the highest mean probability over its frames with a face (no
-    face in any frame: no answer), its label its frames' commonest. None for a table without
-    video frames. Pictures in the table are left to ``evaluate_au_table``."""
+    face in any frame, or a video that could not be read: no answer), its label its frames'
+    commonest. None for a table without videos (``au_table.video_names``). Pictures in the table
+    are left to ``evaluate_au_table``."""
     from .. import au_table
 
-    if "time_s" not in table.columns or predictor.inputs != "aus":
+    if predictor.inputs != "aus":
         return None
     classes = list(predictor.classes)
     columns = au_columns_used(predictor)
     selection = au_table.scoring_selection(table, classes, columns)
-    frames = table["time_s"].to_numpy()[selection.index]
-    if not pd.notna(frames).any():
+    names = au_table.video_names(table).to_numpy()[selection.index]
+    video = pd.notna(names)
+    if not video.any():
         return None
     used = [au_table.AU_COLUMNS.index(c) for c in columns]
     proba = np.concatenate([p for _, p in _scored_chunks(predictor, table, selection, used, columns)])
     labels = au_table.labels_of(table).to_numpy()[selection.index]
-    video = pd.notna(frames)
     scored = pd.DataFrame(proba[video], columns=classes)
-    scored["file"] = table["file"].to_numpy()[selection.index][video]
+    scored["file"] = names[video]
     scored["truth"] = pd.Categorical(labels[video], categories=classes).codes
     by_video = scored.groupby("file", sort=False)
     truth = by_video["truth"].agg(lambda codes: codes.mode().iloc[0]).to_numpy(dtype=np.int64)

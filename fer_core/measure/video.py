@@ -58,7 +58,7 @@ CUT_SLACK_S = 0.5
 # Frames decoded after a failed packet within which the frames it cost show up as a hole in the
 # frame times (decoder threads and B-frame reordering delay them); none by then: the decoder hid it.
 FRAMES_AFTER_ERROR = 100
-SOURCE = "mediapipe-video"
+SOURCE = au_table.VIDEO_SOURCE
 # How rows of frames that never came say so (``frame_rows`` tells them from sampled frames).
 GAP_MARK = "; no frames from "
 SKIPPED_MARK = " (frames from "

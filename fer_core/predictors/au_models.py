@@ -429,6 +429,7 @@ class FitPlan:
     duplicates_scored: int = 0  # such rows left held out: too many to move (a table of repeats)
     groups: np.ndarray | None = None  # per training row, its video (``video_groups``); None: pictures
     videos_note: str = ""  # how a table of video frames was split
+    videos: dict | None = None  # the same in numbers (the dashboard says it in its language)
 
     @property
     def sampled(self) -> bool:
@@ -448,6 +449,7 @@ class FitPlan:
                                           "score flatters the model")
         if self.videos_note:
             out["held_out_videos"] = self.videos_note
+            out["videos"] = self.videos
         if self.sampled:
             out["fitted_rows"] = int(len(self.final))
             out["sample"] = (f"a stratified sample of {len(self.final):,} of {self.rows:,} usable faces (about "
@@ -477,47 +479,56 @@ def plan_fit(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int 
         sizes = np.bincount(groups)
         videos = sizes > 1  # a group of one row is a picture
 
+    numbers = None
     if split is not None:  # whole videos held out: a video's frames, 0.1 s apart, are near copies
         fit, test = split
         moved = scored = 0
-        held = np.unique(groups[test])
-        note = (f"whole videos held out: {int(videos[held].sum()):,} of {int(videos.sum()):,} videos "
-                f"({int(videos[groups[test]].sum()):,} frames), none with frames on both sides")
+        numbers = {"whole": True, "videos": int(videos.sum()), "held_out": int(videos[np.unique(groups[test])].sum()),
+                   "frames_held_out": int(videos[groups[test]].sum()), "held_out_share": round(len(test) / n, 3)}
+        note = (f"whole videos held out: {numbers['held_out']:,} of {numbers['videos']:,} videos "
+                f"({numbers['frames_held_out']:,} frames; {len(test) / n:.0%} of the rows held out), none "
+                "with frames on both sides; the interval still counts each frame as a face")
     else:
         fit, test, moved, scored = held_out_split(ts.y, _row_keys(ts), holdout, seed)
-        note = "" if groups is None else (
-            f"frames of the same videos are both fitted and held out ({int(videos.sum()):,} videos, too few to "
-            "hold out whole videos of every emotion): the held-out score flatters the model")
+        note = ""
+        if groups is not None:
+            numbers = {"whole": False, "videos": int(videos.sum())}
+            note = (f"frames of the same videos are both fitted and held out ({numbers['videos']:,} "
+                    f"video{'' if numbers['videos'] == 1 else 's'}, too few to hold out whole videos of every "
+                    "emotion): the held-out score flatters the model")
     return FitPlan(stratified_cap(fit, ts.y, max_rows, seed), test, stratified_cap(every, ts.y, max_rows, seed),
-                   n, max_rows, seed, moved, scored, groups, note)
+                   n, max_rows, seed, moved, scored, groups, note, numbers)
 
 
 def video_groups(ts: au_table.TrainingSet) -> np.ndarray | None:
-    """Per training row, a number for the file it comes from, where rows share files (a video's
-    frames, an OpenFace video's rows); None for a table of pictures, a row each."""
-    if "file" not in ts.table.columns:
+    """Per training row, a number for the video it is a frame of (``au_table.video_names``: an
+    ``extract`` video's frames, an OpenFace FeatureExtraction video's), each picture a number of
+    its own; None when no video has two rows (a table of pictures splits as it always did)."""
+    codes, uniques = pd.factorize(au_table.video_names(ts.table).iloc[ts.index])
+    pictures = codes < 0
+    if len(uniques) == len(codes) - int(pictures.sum()):  # no video with two frames
         return None
-    codes, uniques = pd.factorize(ts.table["file"].iloc[ts.index])
-    unnamed = codes < 0  # a row without a file name is a picture of its own
-    codes[unnamed] = len(uniques) + np.arange(int(unnamed.sum()))
-    return None if len(uniques) + int(unnamed.sum()) == len(codes) else codes
+    codes[pictures] = len(uniques) + np.arange(int(pictures.sum()))
+    return codes
 
 
 def grouped_split(y: np.ndarray, groups: np.ndarray, holdout: float, seed: int
                   ) -> tuple[np.ndarray, np.ndarray] | None:
     """(fitting rows, held-out rows) with each group (video) wholly on one side, stratified by
-    emotion as far as the groups allow (scikit-learn's ``StratifiedGroupKFold``: its first fold
-    of about ``holdout``); None when the groups are too few for every emotion on both sides."""
+    emotion as far as the groups allow: of the folds of scikit-learn's ``StratifiedGroupKFold``
+    (about ``holdout`` each), the one nearest ``holdout`` of the rows with every emotion on both
+    sides (one video of many frames makes the folds uneven); None when no fold has them."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     n_splits = max(2, round(1 / holdout))
     if len(np.unique(groups)) < n_splits:
         return None
-    cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
-    fit, test = next(cv.split(np.zeros(len(y)), y, groups))
     every = len(np.unique(y))
-    if len(np.unique(y[test])) < every or len(np.unique(y[fit])) < every:
+    folds = [(fit, test) for fit, test in StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(
+        np.zeros(len(y)), y, groups) if len(np.unique(y[test])) == every and len(np.unique(y[fit])) == every]
+    if not folds:
         return None
+    fit, test = min(folds, key=lambda fold: abs(len(fold[1]) - holdout * len(y)))
     return np.sort(fit), np.sort(test)
 
 
@@ -599,10 +610,16 @@ def fitting(name: str, kind: str) -> Iterator[None]:
                            "add faces of each emotion or choose other emotions") from None
 
 
-def held_out_description(source: str, holdout: float, seed: int | None) -> str:
+def held_out_description(source: str, holdout: float, seed: int | None, videos: dict | None = None) -> str:
     """What a fitted AU model's figures were measured on, as the manifest records it: the same
-    words from ``train-au`` and the dashboard, the seed included (it decides which faces)."""
+    words from ``train-au`` and the dashboard, the seed included (it decides which faces), and for
+    a table of videos (``FitPlan.videos``) how they were split."""
     how = "stratified" + (f", seed {seed}" if seed is not None else "")
+    if isinstance(videos, dict) and videos.get("whole"):
+        return (f"{videos['held_out_share']:.0%} of {source} held out from fitting as whole videos ({videos['held_out']:,} "
+                f"of {videos['videos']:,}; {how})")
+    if isinstance(videos, dict):
+        how += "; frames of the same videos on both sides"
     return f"{holdout:.0%} of {source} held out from fitting ({how})"
 
 
