@@ -771,7 +771,7 @@ def cmd_extract(args) -> int:
 
             table = au_table.concat([table, extract_videos(
                 measured_videos, fps=fps, workers=args.workers or default_workers(), use_cache=not args.no_cache,
-                progress=_tqdm_progress("video chunks"))])
+                reading=_tqdm_progress("videos read"), progress=_tqdm_progress("video chunks"))])
     if args.engine != "ray":  # the Ray engine has written it (and removed its part files)
         _write_local_table(table, args.out)
     _say_extracted(table, args, measured_videos, videos_kept_out, fps)

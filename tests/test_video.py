@@ -839,7 +839,11 @@ def test_a_folder_of_short_clips_keeps_both_workers_busy(tmp_path):
     for name in ("a.mp4", "b.mp4"):
         write_video(tmp_path / name, 1, rate=10, size=(160, 120))
     workers.close_workers()  # no worker left from another test
-    table = video.extract_videos(video.videos_in(scan_images(tmp_path).skipped), fps=2, workers=2, use_cache=False)
+    said = []  # the videos are read (hashed whole) first: that is said too, before the first chunk
+    table = video.extract_videos(video.videos_in(scan_images(tmp_path).skipped), fps=2, workers=2, use_cache=False,
+                                 reading=lambda done, total: said.append(("read", done, total)),
+                                 progress=lambda done, total: said.append(("chunks", done, total)))
+    assert said == [("read", 0, 2), ("read", 1, 2), ("read", 2, 2), ("chunks", 0, 2), ("chunks", 1, 2), ("chunks", 2, 2)]
     assert table.groupby("file")["time_s"].apply(list).to_dict() == {"a.mp4": [0.0, 0.5], "b.mp4": [0.0, 0.5]}
     assert table["success"].all()
     assert len(workers.shared_pool("video", 2, video._measure_chunk)._workers) == 2

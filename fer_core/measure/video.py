@@ -518,13 +518,14 @@ def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, worker
 
 def extract_videos(videos: Sequence[SkippedFile], fps: float = DEFAULT_FPS, workers: int = 1,
                    progress: Progress | None = None, should_stop: ShouldStop | None = None,
-                   use_cache: bool = True) -> pd.DataFrame:
+                   use_cache: bool = True, reading: Progress | None = None) -> pd.DataFrame:
     """The videos among a folder's images (``scan_images`` lists them apart), each measured as
     ``extract_video`` measures one, in one table: a video's rows are named by its path in the
     folder (two folders' ``session.mp4`` stay apart) and labelled by its emotion folder. A video
     that cannot be read is one failure row saying why, and the others go on. The chunks of all
     the videos share the workers, so a folder of short clips (a chunk each) keeps every worker
-    busy; ``progress`` counts them."""
+    busy; ``progress`` counts them. ``reading`` counts the videos read first (each is hashed
+    whole for the cache: gigabytes of video take a while before the first chunk)."""
     check_fps(fps or 0.0)  # the option's fault, not each video's
     planned: list[tuple[SkippedFile, _VideoPlan]] = []
     tables: dict[str, pd.DataFrame] = {}
@@ -533,13 +534,19 @@ def extract_videos(videos: Sequence[SkippedFile], fps: float = DEFAULT_FPS, work
         reason = one_line(exc).removeprefix(f"{video.file}: ")
         return au_table.from_rows(rows_for_frame(video.file, np.nan, reason, video.label))
 
-    for video in videos:
+    for done, video in enumerate(videos):
+        if reading:
+            reading(done, len(videos))
+        if should_stop and should_stop():
+            return au_table.concat([])
         if video.path is None:
             raise ValueError(f"{video.file}: a listed video has its path (scan_images)")
         try:
             planned.append((video, _VideoPlan.of(video.path, fps, video.file, video.label, use_cache)))
         except FerError as exc:  # this video's reason, then the next one
             tables[video.file] = failure(video, exc)
+    if reading:
+        reading(len(videos), len(videos))
     _measure_plans([plan for _, plan in planned], fps, workers, use_cache, progress, should_stop)
     for video, plan in planned:
         try:
