@@ -187,6 +187,14 @@ def test_a_table_of_video_frames_holds_out_whole_videos():
     model = fit_au_model(table, classes=classes, Cs=(1.0, 100.0))
     assert model.holdout.accuracy < 0.7  # chance is 1/3; row by row it was 1.000
     assert model.info["data"]["held_out_videos"].startswith("whole videos held out: ")
+    # photos beside the videos, some under two names: a copy is not scored on its twin
+    photos = synthetic_table(20, classes=classes).iloc[::2]
+    mixed = pd.concat([table, photos, photos.iloc[::2].assign(file=lambda f: f["file"] + ".copy")], ignore_index=True)
+    ts = tables.training_set(mixed, classes, name="t")
+    plan = plan_fit(ts, 0.25, 0)
+    X = ts.X()
+    fitted = {tuple(X[i]) + (ts.y[i],) for i in plan.fit}
+    assert plan.duplicates_moved > 0 and not any(tuple(X[i]) + (ts.y[i],) in fitted for i in plan.test)
     # too few videos to hold out whole ones of every emotion: split by rows, and said
     few = _video_table(videos=3, frames=40)
     model = fit_au_model(few, classes=classes, Cs=(1.0,))

@@ -481,8 +481,8 @@ def plan_fit(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int 
 
     numbers = None
     if split is not None:  # whole videos held out: a video's frames, 0.1 s apart, are near copies
-        fit, test = split
-        moved = scored = 0
+        # a picture repeated beside them (a photo under two names) is not scored on its copy either
+        fit, test, moved, scored = without_repeats(*split, ts.y, _row_keys(ts), movable=~videos[groups])
         numbers = {"whole": True, "videos": int(videos.sum()), "held_out": int(videos[np.unique(groups[test])].sum()),
                    "frames_held_out": int(videos[groups[test]].sum()), "held_out_share": round(len(test) / n, 3)}
         note = (f"whole videos held out: {numbers['held_out']:,} of {numbers['videos']:,} videos "
@@ -553,7 +553,17 @@ def held_out_split(y: np.ndarray, keys: np.ndarray, holdout: float, seed: int
     from sklearn.model_selection import train_test_split
 
     fit, test = train_test_split(np.arange(len(y)), test_size=holdout, stratify=y, random_state=seed)
+    return without_repeats(fit, test, y, keys)
+
+
+def without_repeats(fit: np.ndarray, test: np.ndarray, y: np.ndarray, keys: np.ndarray,
+                    movable: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """``held_out_split``'s second step: held-out rows equal to a fitting row (same ``keys``) join
+    the fitting share, when that leaves most of the held-out share and every emotion in it;
+    ``movable`` (per row): only those may move (a video's frame stays with its video)."""
     seen = np.isin(keys[test], keys[fit])
+    if movable is not None:
+        seen &= movable[test]
     left = test[~seen]
     if seen.any() and 2 * len(left) >= len(test) and len(np.unique(y[left])) == len(np.unique(y[test])):
         return np.sort(np.concatenate([fit, test[seen]])), left, int(seen.sum()), 0
