@@ -801,6 +801,7 @@ def _label_value(v) -> str | None:
 
 # -- which rows count ------------------------------------------------------------------------
 NOT_FIRST_FACE = "later faces of an image"
+PASSED_OVER = "passed over by the extraction (a folder or a video, no picture)"
 OTHER_LABEL = "unlabelled or of other emotions"
 UNLABELLED = "without a label"  # evaluation: OTHER_LABEL's unlabelled part (other emotions are counted by name)
 NO_FACE = "without a measured face"
@@ -842,7 +843,8 @@ def reason_text(reason: str) -> str:
     """A reason of ``select`` (its English constant) in the current language."""
     from .i18n import t
 
-    return {NOT_FIRST_FACE: t("table_rows.not_first_face"), OTHER_LABEL: t("table_rows.other_label"),
+    return {NOT_FIRST_FACE: t("table_rows.not_first_face"), PASSED_OVER: t("table_rows.passed_over"),
+            OTHER_LABEL: t("table_rows.other_label"),
             UNLABELLED: t("table_rows.unlabelled"),
             NO_FACE: t("table_rows.no_face"), AU_HIDDEN: t("table_rows.au_hidden"),
             AU_MISSING: t("table_rows.au_missing"),
@@ -955,6 +957,8 @@ def select(table: pd.DataFrame, classes: Sequence[str] | None = None, columns: S
             keep[hit] = False
 
     leave_out(NOT_FIRST_FACE, ~first_face_mask(table))
+    # a passed-over folder or video keeps its emotion folder's label, but is no face to fit or score
+    leave_out(PASSED_OVER, passed_over(table).to_numpy())
     if classes is not None:
         leave_out(OTHER_LABEL, ~labels_of(table).isin(list(classes)).to_numpy())
     missing, none, invalid = _value_masks(table, columns)

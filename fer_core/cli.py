@@ -882,14 +882,20 @@ def _counted(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
+NAMED_FILES = 3  # a reason of at most this many files names them
+
+
 def _print_reasons(failed, name_single: bool = True) -> None:
     """The five commonest reasons of failure rows, with their counts, and how many rows the
     others cover; with ``name_single``, a reason of one row names its file (a folder passed over,
     the one corrupt photo)."""
     counts = failed["reason"].value_counts()
     for reason, n in counts.head(5).items():
+        files = failed.loc[failed["reason"] == reason, "file"].astype(str)
         if n == 1 and name_single:
-            print(f"  {failed.loc[failed['reason'] == reason, 'file'].iloc[0]}: {reason}", file=sys.stderr)
+            print(f"  {files.iloc[0]}: {reason}", file=sys.stderr)
+        elif n <= NAMED_FILES and name_single:  # which two recordings to copy again, not only that two are bad
+            print(f"  {n} x {reason}: {', '.join(files)}", file=sys.stderr)
         else:
             print(f"  {n} x {reason}", file=sys.stderr)
     if len(counts) > 5:
@@ -1049,8 +1055,12 @@ def cmd_train_au(args) -> int:
                                   path=args.out, replace=True)
     else:
         model.save(args.out)
+    per_video = (data.get("videos") or {}).get("per_video")
     print(f"{kind} on {data['rows']} faces; held-out accuracy {m.accuracy:.3f} "
-          f"(95% CI {m.accuracy_ci95[0]:.3f}-{m.accuracy_ci95[1]:.3f}), macro-F1 {m.macro_f1:.3f} -> {printable(args.out)}")
+          f"(95% CI {m.accuracy_ci95[0]:.3f}-{m.accuracy_ci95[1]:.3f}), macro-F1 {m.macro_f1:.3f}"
+          + (f"; per held-out video {per_video['accuracy']:.3f} on {per_video['n']} videos (95% CI "
+             f"{per_video['accuracy_ci95'][0]:.3f}-{per_video['accuracy_ci95'][1]:.3f})" if per_video else "")
+          + f" -> {printable(args.out)}")
     if args.name:
         print(f"registered as {args.name!r} in {_manifest_shown()} (sha256 {entry.sha256[:12]}…){replacing}")
     return 0

@@ -360,6 +360,10 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
     if isinstance(videos, dict) and videos.get("whole"):
         st.caption(t("au_model.videos_whole", held=f"{videos['held_out']:,}", videos=f"{videos['videos']:,}",
                      share=f"{videos['held_out_share']:.0%}"))
+        if isinstance(per := videos.get("per_video"), dict):
+            lo, hi = per["accuracy_ci95"]
+            st.caption(t("au_model.videos_per_video", accuracy=f"{per['accuracy']:.1%}", n=f"{per['n']:,}",
+                         lo=f"{lo:.1%}", hi=f"{hi:.1%}"))
     elif isinstance(videos, dict):
         st.warning(t("au_model.videos_by_rows", videos=f"{videos['videos']:,}"), icon=":material/warning:")
     show_model(model, "trained")

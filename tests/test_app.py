@@ -509,6 +509,7 @@ def test_au_model_page_says_how_a_table_of_videos_was_split(models_dir):
     at.button(key="au_train_button").click()
     _run(at, timeout=120)
     assert any(c.startswith("Whole videos were held out: ") for c in _texts(at.caption)), _texts(at.caption)
+    assert any(c.startswith("Each held-out video scored once ") for c in _texts(at.caption))
 
 
 def test_au_model_on_a_fresh_clone_without_images(models_dir, monkeypatch, tmp_path):

@@ -172,7 +172,7 @@ def _video_table(videos: int = 36, frames: int = 20, seed: int = 0) -> pd.DataFr
     return tables.from_rows(rows)
 
 
-def test_a_table_of_video_frames_holds_out_whole_videos():
+def test_a_table_of_video_frames_holds_out_whole_videos(tmp_path):
     """A folder of videos is a table of near copies: frames 0.1 s apart. Split by rows, a model
     that only remembers each video's face scored 1.000 held out on emotions drawn at random (a
     researcher's review); split by video, it scores what it knows, and says how it was split."""
@@ -187,6 +187,11 @@ def test_a_table_of_video_frames_holds_out_whole_videos():
     model = fit_au_model(table, classes=classes, Cs=(1.0, 100.0))
     assert model.holdout.accuracy < 0.7  # chance is 1/3; row by row it was 1.000
     assert model.info["data"]["held_out_videos"].startswith("whole videos held out: ")
+    per_video = model.info["data"]["videos"]["per_video"]  # each held-out video once, as a paper reports clips
+    assert per_video["n"] == model.info["data"]["videos"]["held_out"] == len(set(files[plan.test]))
+    saved = tmp_path / "m.json"
+    model.save(saved)
+    assert AUModel.load(saved).info["data"]["videos"]["per_video"] == per_video
     # photos beside the videos, some under two names: a copy is not scored on its twin
     photos = synthetic_table(20, classes=classes).iloc[::2]
     mixed = pd.concat([table, photos, photos.iloc[::2].assign(file=lambda f: f["file"] + ".copy")], ignore_index=True)

@@ -19,7 +19,7 @@ import pytest
 from test_au_model import synthetic_table
 
 from fer_core import au_table
-from fer_core.au_table import AU_COLUMNS, NOT_FIRST_FACE, UNLABELLED
+from fer_core.au_table import AU_COLUMNS, NOT_FIRST_FACE, PASSED_OVER, UNLABELLED
 from fer_core.cli import _print_reasons
 from fer_core.emotions import SIX_EMOTIONS
 from fer_core.evaluation.compare import evaluate_au_table
@@ -106,9 +106,10 @@ def test_evaluate_counts_every_au_table_row_it_does_not_score(tmp_path, predicto
     path = tmp_path / "extracted.csv"
     pd.concat([table, second, folder], ignore_index=True).to_csv(path, index=False)
     report = evaluate_au_table(predictor, au_table.read(path))
-    assert report.n == 26 and report.left_out == {NOT_FIRST_FACE: 2, UNLABELLED: 4}
+    # the folder passed over is counted apart (had it carried a label, it was scored as a face not found)
+    assert report.n == 26 and report.left_out == {NOT_FIRST_FACE: 2, PASSED_OVER: 1, UNLABELLED: 4}
     done = _cli("evaluate", "--au-table", path, "--json")
-    assert json.loads(done.stdout)["left_out"] == {NOT_FIRST_FACE: 2, UNLABELLED: 4}
+    assert json.loads(done.stdout)["left_out"] == {NOT_FIRST_FACE: 2, PASSED_OVER: 1, UNLABELLED: 4}
     assert "left out 4 rows without a label" in done.stderr
     assert "left out 2 rows that are later faces of an image" in done.stderr
 
@@ -118,7 +119,7 @@ def test_extracts_failure_reasons_beyond_the_five_commonest_are_counted(capsys):
                            "reason": ["a", "a", "b", "c", "d", "e", "f", "g"]})
     _print_reasons(failed)
     lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == "  2 x a" and len(lines) == 6
+    assert lines[0] == "  2 x a: f0.jpg, f1.jpg" and len(lines) == 6  # which files, when they are few
     assert lines[-1].startswith("  and 2 rows with 2 other reason(s)")
 
 

@@ -801,7 +801,7 @@ def test_a_folder_of_videos_is_extracted_in_one_command(tmp_path, capsys):
     # scoring the frames says they are not independent faces
     assert main(["evaluate", "--au-table", str(out)]) == 0
     said = capsys.readouterr()
-    assert "note: 6 of the faces scored are frames of 2 videos: a video's frames are near copies" in said.err
+    assert "note: 6 of the rows scored are frames of 2 videos: a video's frames are near copies" in said.err
     # each video once, the unreadable one unanswered (as a frame without a face is)
     assert "\nper video (the emotion of its frames' highest mean probability): n 3, accuracy " in said.out
     assert said.out.rstrip().endswith(", no face 1")

@@ -27,7 +27,15 @@ from ..manifest import ModelEntry
 from ..measure.workers import telling_waits
 from ..predictors.base import Explanation, Predictor, au_columns_used, model_of_kind, predicted_labels
 from ..predictors.ensemble import EnsemblePredictor, predict_reusing
-from .metrics import EvaluationReport, McNemarResult, evaluation_report, holm_adjusted, mcnemar, report_from_codes
+from .metrics import (
+    EvaluationReport,
+    McNemarResult,
+    evaluation_report,
+    holm_adjusted,
+    mcnemar,
+    per_video_report,
+    report_from_codes,
+)
 
 log = logging.getLogger("fer_core")
 FractionProgress = Callable[[float, str], None]
@@ -328,10 +336,9 @@ def video_frames_note(table: pd.DataFrame) -> str | None:
     videos = names.nunique()
     if not videos or len(names) <= videos:
         return None
-    return (f"{len(names):,} of the faces scored are frames of {videos:,} video{'' if videos == 1 else 's'}: "
-            "a video's frames are near copies, "
-            "not independent faces, so the accuracy's 95% interval is narrower than the evidence (the per-video "
-            "score counts each video once)")
+    return (f"{len(names):,} of the rows scored are frames of {videos:,} video{'' if videos == 1 else 's'}: "
+            "a video's frames are near copies, not independent faces, so the accuracy weighs each video by its "
+            "length and its 95% interval is narrower than the evidence; the per-video score counts each video once")
 
 
 def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationReport:
@@ -367,6 +374,7 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
     # faces, rows without a label (a folder the extraction passed over is no image), bad AU values
     unlabelled = int(np.count_nonzero(first & pd.isna(labels) & ~au_table.passed_over(table).to_numpy()))
     counts = {au_table.NOT_FIRST_FACE: selection.left_out.get(au_table.NOT_FIRST_FACE, 0),
+              au_table.PASSED_OVER: selection.left_out.get(au_table.PASSED_OVER, 0),
               au_table.UNLABELLED: unlabelled, au_table.AU_INVALID: selection.left_out.get(au_table.AU_INVALID, 0)}
     report.left_out = {reason: n for reason, n in counts.items() if n}
     return report
@@ -408,14 +416,8 @@ def evaluate_videos(predictor: Predictor, table: pd.DataFrame) -> EvaluationRepo
     used = [au_table.AU_COLUMNS.index(c) for c in columns]
     proba = np.concatenate([p for _, p in _scored_chunks(predictor, table, selection, used, columns)])
     labels = au_table.labels_of(table).to_numpy()[selection.index]
-    scored = pd.DataFrame(proba[video], columns=classes)
-    scored["file"] = names[video]
-    scored["truth"] = pd.Categorical(labels[video], categories=classes).codes
-    by_video = scored.groupby("file", sort=False)
-    truth = by_video["truth"].agg(lambda codes: codes.mode().iloc[0]).to_numpy(dtype=np.int64)
-    mean = by_video[classes].mean().to_numpy()  # frames without a face (NaN) are not counted
-    answer = np.where(np.isnan(mean).any(axis=1), -1, np.nan_to_num(mean, nan=-1).argmax(axis=1))
-    return report_from_codes(truth, answer.astype(np.int64), classes, model=predictor.name)
+    truth = pd.Categorical(labels[video], categories=classes).codes
+    return per_video_report(names[video], truth, proba[video], classes, model=predictor.name)
 
 
 @dataclass

@@ -142,6 +142,23 @@ def evaluation_report(y_true: Sequence[str], y_pred: Sequence[str | None], class
     return report_from_codes(truth, pred, names, model=model)
 
 
+def per_video_report(videos: np.ndarray, truth: np.ndarray, proba: np.ndarray, classes: Sequence[str],
+                     model: str = "") -> EvaluationReport:
+    """Each video scored once from its frames: its answer the emotion of the highest mean
+    probability over its frames with a face (rows of NaN: none; no face in any frame: no answer),
+    its label its frames' commonest (``truth``: codes into ``classes``)."""
+    import pandas as pd
+
+    k = len(classes)
+    frames = pd.DataFrame(np.asarray(proba, dtype=float).reshape(len(videos), k), columns=range(k))
+    frames["video"], frames["truth"] = videos, truth
+    by_video = frames.groupby("video", sort=False)
+    answers = by_video[list(range(k))].mean().to_numpy()  # NaN frames are not counted
+    codes = np.where(np.isnan(answers).all(axis=1), -1, np.nan_to_num(answers, nan=-np.inf).argmax(axis=1))
+    return report_from_codes(by_video["truth"].agg(lambda c: c.mode().iloc[0]).to_numpy(dtype=np.int64),
+                             codes.astype(np.int64), classes, model=model)
+
+
 def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str],
                       model: str = "") -> EvaluationReport:
     """``evaluation_report`` of integer codes: ``classes`` are 0..k-1, other labels k and above

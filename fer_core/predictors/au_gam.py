@@ -289,6 +289,7 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
             ts.X(plan.fit), y_fit, **balanced_weights(y_fit, class_weight)), classes)
         predicted = predict_rows(lambda X: held_out.predict_proba(X).argmax(axis=1), ts, plan.test)
         report = report_from_codes(ts.y[plan.test], predicted, classes)
+        plan.score_videos(held_out.predict_proba, ts, classes)
         if progress:
             progress(1, 2)
         y_final = ts.y[plan.final]

@@ -435,6 +435,21 @@ class FitPlan:
     def sampled(self) -> bool:
         return len(self.final) < self.rows
 
+    def score_videos(self, predict_proba, ts: au_table.TrainingSet, classes: Sequence[str]) -> None:
+        """With whole videos held out, each held-out video scored once too (``per_video_report``):
+        the number to report for clips, as ``evaluate`` gives it; its frames weigh by length."""
+        if not (self.videos and self.videos.get("whole")):
+            return
+        from ..evaluation.metrics import per_video_report
+
+        sizes = np.bincount(self.groups)
+        rows = self.test[sizes[self.groups[self.test]] > 1]  # the held-out frames (not pictures)
+        proba = np.concatenate([np.asarray(predict_proba(ts.X(rows[i:i + PREDICT_CHUNK_ROWS])))
+                                for i in range(0, len(rows), PREDICT_CHUNK_ROWS)])
+        report = per_video_report(self.groups[rows], ts.y[rows], proba, classes)
+        self.videos["per_video"] = {"n": report.n, "accuracy": report.accuracy,
+                                    "accuracy_ci95": list(report.accuracy_ci95)}
+
     def data_info(self, ts: au_table.TrainingSet, description: str) -> dict:
         """The ``info["data"]`` of a model fitted by this plan."""
         out = {"description": description, "rows": self.rows, "class_counts": ts.class_counts, "source": ts.sources}
@@ -687,6 +702,7 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
         del X_fit
         predicted = predict_rows(held_out.predict, ts, plan.test)
         report = report_from_codes(ts.y[plan.test], predicted, classes)
+        plan.score_videos(held_out.predict_proba, ts, classes)
         step(2)
         final = _fit_weighted(make_pipeline(StandardScaler(), final_estimator), ts.X(plan.final), ts.y[plan.final],
                               None if kind == "au-logreg" else class_weight)  # logreg weighs by its class_weight
