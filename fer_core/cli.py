@@ -894,8 +894,8 @@ def _print_reasons(failed, name_single: bool = True) -> None:
         files = failed.loc[failed["reason"] == reason, "file"].astype(str)
         if n == 1 and name_single:
             print(f"  {files.iloc[0]}: {reason}", file=sys.stderr)
-        elif n <= NAMED_FILES and name_single:  # which two recordings to copy again, not only that two are bad
-            print(f"  {n} x {reason}: {', '.join(files)}", file=sys.stderr)
+        elif n <= NAMED_FILES and name_single and files.is_unique:  # which recordings to copy again (a file each,
+            print(f"  {n} x {reason}: {', '.join(files)}", file=sys.stderr)  # not a video's frames)
         else:
             print(f"  {n} x {reason}", file=sys.stderr)
     if len(counts) > 5:
@@ -1058,7 +1058,7 @@ def cmd_train_au(args) -> int:
     per_video = (data.get("videos") or {}).get("per_video")
     print(f"{kind} on {data['rows']} faces; held-out accuracy {m.accuracy:.3f} "
           f"(95% CI {m.accuracy_ci95[0]:.3f}-{m.accuracy_ci95[1]:.3f}), macro-F1 {m.macro_f1:.3f}"
-          + (f"; per held-out video {per_video['accuracy']:.3f} on {per_video['n']} videos (95% CI "
+          + (f"; per held-out video {per_video['accuracy']:.3f} on {_counted(per_video['n'], 'video')} (95% CI "
              f"{per_video['accuracy_ci95'][0]:.3f}-{per_video['accuracy_ci95'][1]:.3f})" if per_video else "")
           + f" -> {printable(args.out)}")
     if args.name:

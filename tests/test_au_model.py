@@ -200,6 +200,11 @@ def test_a_table_of_video_frames_holds_out_whole_videos(tmp_path):
     X = ts.X()
     fitted = {tuple(X[i]) + (ts.y[i],) for i in plan.fit}
     assert plan.duplicates_moved > 0 and not any(tuple(X[i]) + (ts.y[i],) in fitted for i in plan.test)
+    # one short clip among many photos: a fold of photos alone was chosen, and scoring its videos crashed
+    base = synthetic_table(20)
+    clip = base[base["label"] == "happy"].iloc[:3].assign(file="happy/c.mp4", time_s=[0.0, 0.1, 0.2])
+    model = fit_au_model(pd.concat([base, clip], ignore_index=True), seed=11, Cs=(1.0,))
+    assert model.info["data"]["videos"]["held_out"] == 1  # a fold that holds the video, not "0 of 1 videos"
     # too few videos to hold out whole ones of every emotion: split by rows, and said
     few = _video_table(videos=3, frames=40)
     model = fit_au_model(few, classes=classes, Cs=(1.0,))

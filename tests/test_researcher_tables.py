@@ -23,7 +23,7 @@ from fer_core.au_table import AU_COLUMNS, NOT_FIRST_FACE, PASSED_OVER, UNLABELLE
 from fer_core.cli import _print_reasons
 from fer_core.emotions import SIX_EMOTIONS
 from fer_core.evaluation.compare import evaluate_au_table
-from fer_core.images import NOT_EMOTION_FOLDER
+from fer_core.images import NOT_EMOTION_FOLDER, OTHER_VIDEO
 from fer_core.measure.openface_csv import NO_FACE
 from fer_core.predictors.au_models import AUPredictor, fit_au_model
 
@@ -102,14 +102,17 @@ def test_evaluate_counts_every_au_table_row_it_does_not_score(tmp_path, predicto
     table = synthetic_table(n_per_class=5)
     table.loc[:3, "label"] = None  # four rows without a label
     second = table.iloc[[10, 11]].assign(face=1)  # two images' second faces
-    folder = pd.DataFrame([{"file": "Sad Faces/", "face": 0, "success": 0, "reason": NOT_EMOTION_FOLDER}])
+    folder = pd.DataFrame([{"file": "Sad Faces/", "face": 0, "success": 0, "reason": NOT_EMOTION_FOLDER},
+                           # passed over under an emotion's folder: counted once, not also as an unscored emotion
+                           {"file": "fear/x.mkv", "face": 0, "label": "fear", "success": 0, "reason": OTHER_VIDEO}])
     path = tmp_path / "extracted.csv"
     pd.concat([table, second, folder], ignore_index=True).to_csv(path, index=False)
     report = evaluate_au_table(predictor, au_table.read(path))
     # the folder passed over is counted apart (had it carried a label, it was scored as a face not found)
-    assert report.n == 26 and report.left_out == {NOT_FIRST_FACE: 2, PASSED_OVER: 1, UNLABELLED: 4}
+    assert report.n == 26 and report.left_out == {NOT_FIRST_FACE: 2, PASSED_OVER: 2, UNLABELLED: 4}
+    assert "fear" not in report.skipped
     done = _cli("evaluate", "--au-table", path, "--json")
-    assert json.loads(done.stdout)["left_out"] == {NOT_FIRST_FACE: 2, PASSED_OVER: 1, UNLABELLED: 4}
+    assert json.loads(done.stdout)["left_out"] == {NOT_FIRST_FACE: 2, PASSED_OVER: 2, UNLABELLED: 4}
     assert "left out 4 rows without a label" in done.stderr
     assert "left out 2 rows that are later faces of an image" in done.stderr
 
@@ -121,6 +124,9 @@ def test_extracts_failure_reasons_beyond_the_five_commonest_are_counted(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "  2 x a: f0.jpg, f1.jpg" and len(lines) == 6  # which files, when they are few
     assert lines[-1].startswith("  and 2 rows with 2 other reason(s)")
+    frames = pd.DataFrame({"file": ["clip.mp4", "clip.mp4", "a.png"], "reason": ["no face found"] * 3})
+    _print_reasons(frames)  # a video's frames share its name: counted, not named three times
+    assert capsys.readouterr().err == "  3 x no face found\n"
 
 
 def test_the_json_accounts_for_every_file_and_extract_counts_no_folder_as_an_image(fer_sample, tmp_path):

@@ -368,11 +368,12 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
         predicted[start:start + len(codes)] = codes
     report = report_from_codes(truth, predicted, classes, model=predictor.name)
     first = au_table.first_face_mask(table)
-    other = pd.Series(labels[first & pd.notna(labels) & ~np.isin(labels, classes)], dtype=object)
+    passed = au_table.passed_over(table).to_numpy()  # counted in left_out, not as another emotion's image
+    other = pd.Series(labels[first & pd.notna(labels) & ~np.isin(labels, classes) & ~passed], dtype=object)
     report.skipped = {str(k): int(v) for k, v in other.value_counts().items()}
     # every row not scored is counted (a table joined wrongly loses most of its rows here): later
     # faces, rows without a label (a folder the extraction passed over is no image), bad AU values
-    unlabelled = int(np.count_nonzero(first & pd.isna(labels) & ~au_table.passed_over(table).to_numpy()))
+    unlabelled = int(np.count_nonzero(first & pd.isna(labels) & ~passed))
     counts = {au_table.NOT_FIRST_FACE: selection.left_out.get(au_table.NOT_FIRST_FACE, 0),
               au_table.PASSED_OVER: selection.left_out.get(au_table.PASSED_OVER, 0),
               au_table.UNLABELLED: unlabelled, au_table.AU_INVALID: selection.left_out.get(au_table.AU_INVALID, 0)}

@@ -444,6 +444,8 @@ class FitPlan:
 
         sizes = np.bincount(self.groups)
         rows = self.test[sizes[self.groups[self.test]] > 1]  # the held-out frames (not pictures)
+        if not len(rows):
+            return
         proba = np.concatenate([np.asarray(predict_proba(ts.X(rows[i:i + PREDICT_CHUNK_ROWS])))
                                 for i in range(0, len(rows), PREDICT_CHUNK_ROWS)])
         report = per_video_report(self.groups[rows], ts.y[rows], proba, classes)
@@ -532,15 +534,19 @@ def grouped_split(y: np.ndarray, groups: np.ndarray, holdout: float, seed: int
     """(fitting rows, held-out rows) with each group (video) wholly on one side, stratified by
     emotion as far as the groups allow: of the folds of scikit-learn's ``StratifiedGroupKFold``
     (about ``holdout`` each), the one nearest ``holdout`` of the rows with every emotion on both
-    sides (one video of many frames makes the folds uneven); None when no fold has them."""
+    sides and a video held out (one video of many frames makes the folds uneven); None when no
+    fold has them."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     n_splits = max(2, round(1 / holdout))
     if len(np.unique(groups)) < n_splits:
         return None
     every = len(np.unique(y))
+    in_video = np.bincount(groups)[groups] > 1  # a group of one row is a picture
+    # every emotion on both sides, and a video held out (a fold of pictures alone says nothing of videos)
     folds = [(fit, test) for fit, test in StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(
-        np.zeros(len(y)), y, groups) if len(np.unique(y[test])) == every and len(np.unique(y[fit])) == every]
+        np.zeros(len(y)), y, groups) if len(np.unique(y[test])) == every and len(np.unique(y[fit])) == every
+        and in_video[test].any()]
     if not folds:
         return None
     fit, test = min(folds, key=lambda fold: abs(len(fold[1]) - holdout * len(y)))
