@@ -20,6 +20,7 @@ from fer_core.images import VIDEO_IN_FOLDER, sample_per_class
 from fer_core.measure import ray_engine
 from ui.common import (
     TABLE_TYPES,
+    VIDEO_FPS_CHOICES,
     au_table_from_bytes,
     data_layout_help,
     dataset_listing,
@@ -104,13 +105,17 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
         engine = st.radio(t("au_model.engine"), ENGINES, format_func=engine_name, horizontal=True, key=kept_choice("au_engine"),
                           help=t("au_model.engine_help", address=address))
         ray_address = address if engine == "ray" else None
+    video_fps = None
+    if backend == "mediapipe" and ray_address is None:  # the folder's videos, as extract FOLDER measures them
+        video_fps = st.select_slider(t("au_model.video_fps"), VIDEO_FPS_CHOICES, value=2, key=kept_choice("au_video_fps"),
+                                     help=t("au_model.video_fps_help"))
     ready = True
     if backend == "openface-docker":
         ready, message = docker_status()
         (st.success if ready else st.warning)(i18n.message(message))
         if not ready and "not present" in message and st.button(t("au_model.pull"), key="au_pull"):
             pull_openface_image()
-    key = f"{folder}|{per}|{backend}"
+    key = f"{folder}|{per}|{backend}|{video_fps}"
     tables: dict = st.session_state.setdefault("au_tables", {})
     c1, c2, _ = st.columns([1, 1, 3])
     start = c1.button(t("au_model.extract"), type="primary", key="au_extract", disabled=not ready)
@@ -123,12 +128,12 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
             # the folder's skipped files have rows too (with their reason): counted among its images;
             # a folder or a video passed over has a row too ("Sad Faces/", "clip.mp4"), but is no image
             files = [f for f in listing.skipped if not f.file.endswith("/") and f.reason != VIDEO_IN_FOLDER]
-            tables[key] = {"table": table, "cancelled": cancelled, "total": len(items) + len(files)}
+            tables[key] = {"table": table, "cancelled": cancelled, "total": len(items) + len(files), "fps": video_fps}
             if not cancelled and not per and backend == "mediapipe":
                 tables[folder] = tables[key]  # full folders are shown on the explorer page too
 
         extract_with_cancel(items, t("au_model.extracting"), keep, backend=backend, root=folder, skipped=listing.skipped,
-                            ray_address=ray_address)
+                            ray_address=ray_address, video_fps=video_fps)
     else:
         wait_for_extraction()  # a run stopped by a click may still be handing over its rows
     done = tables.get(key)
@@ -136,10 +141,16 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
         st.info(t("au_model.press_extract"))
         return None, ""
     table = done["table"]
-    ok = int((table["success"] > 0).sum())
     folders = au_table.passed_over(table)  # and videos: no images
-    msg = t("au_model.measured", faces=f"{ok:,}", images=f"{table.loc[~folders, 'file'].nunique():,}",
+    clips = au_table.video_names(table).notna()
+    photos = table[~folders & ~clips]
+    msg = t("au_model.measured", faces=f"{int((photos['success'] > 0).sum()):,}", images=f"{photos['file'].nunique():,}",
             total=f"{done['total']:,}")
+    if clips.any():
+        frames = table[clips & table["time_s"].notna()]
+        msg += " " + t("au_model.measured_videos", videos=f"{au_table.video_names(table)[clips].nunique():,}",
+                       frames=f"{len(frames.groupby(['file', 'time_s'])):,}", faces=f"{int((frames['success'] > 0).sum()):,}",
+                       fps=f"{done.get('fps') or 0:g}")
     if done["cancelled"]:
         st.warning(t("au_model.cancelled", message=msg))
     else:

@@ -44,6 +44,7 @@ from fer_core.pipeline import (
 from fer_core.predictors.ensemble import KIND as ENSEMBLE_KIND
 from ui.common import (
     IMAGE_TYPES,
+    VIDEO_FPS_CHOICES,
     add_new_options,
     against_text,
     digest,
@@ -428,7 +429,6 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
 
 # -- a video ------------------------------------------------------------------------------------
 VIDEO_MAX_S = 300.0  # "a short video": five minutes at 5 fps is 1,500 frames, a few minutes to measure
-VIDEO_FPS_CHOICES = (1, 2, 5, 10)
 VIDEO_SLOT = 1000  # widget keys of the chosen frame's panel, apart from the photos' slots
 
 

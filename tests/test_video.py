@@ -1088,3 +1088,36 @@ def test_try_it_video_renamed_removed_and_forgotten(models_dir, face_video, uplo
     del at
     gc.collect()
     assert not list(uploads_dir.iterdir()), "a session's video goes with the session"
+
+
+def test_au_model_page_measures_a_folders_videos_and_trains_on_whole_videos(models_dir, tmp_path):
+    """The dashboard's folder extraction passed videos over (only the command line measured them):
+    the AU model page now measures them too, at the rate chosen, its summary counting the videos'
+    frames apart from the images, and a model trained on the table holds out whole videos."""
+    from PIL import Image
+    from skimage import data
+
+    folder = tmp_path / "sessions"
+    for emotion in ("happy", "sad"):
+        (folder / emotion).mkdir(parents=True)
+        for i in range(3):
+            write_video(folder / emotion / f"c{i}.mp4", 1, rate=10, size=(160, 120))
+    Image.fromarray(data.astronaut()[10:250, 130:370]).save(folder / "happy" / "still.jpg")
+    at = run_app(AppTest.from_file(str(ROOT / "pages" / "2_AU_model.py")), T)
+    at.radio(key="au_source").set_value("Extract AUs from an image folder (embedded MediaPipe or OpenFace in Docker)")
+    run_app(at, T)
+    at.text_input(key="au_folder").set_value(str(folder))
+    at.number_input(key="au_per").set_value(0)
+    at.select_slider(key="au_video_fps").set_value(5)
+    at.button(key="au_extract").click()
+    run_app(at, T)
+    said = texts(at.success)
+    assert any("1 faces measured in 1 of 1 images. Its 6 videos: 30 frames at 5 fps, 30 faces measured." in s
+               for s in said), said
+    table = next(v["table"] for k, v in at.session_state["au_tables"].items() if k.endswith("|5"))
+    assert sorted(table.loc[table["time_s"].notna(), "file"].unique()) == [f"{e}/c{i}.mp4" for e in ("happy", "sad")
+                                                                          for i in range(3)]
+    at.multiselect(key="au_classes").set_value(["happy", "sad"])
+    at.button(key="au_train_button").click()
+    run_app(at, T)
+    assert any(c.startswith("Whole videos were held out: ") for c in texts(at.caption)), texts(at.caption)

@@ -625,9 +625,12 @@ def _docker_status() -> tuple[bool, str]:
     return OpenFaceDocker().status()
 
 
+VIDEO_FPS_CHOICES = (1, 2, 5, 10)  # frames per second of video the dashboard offers (Try it, AU model page)
+
+
 def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, bool], None],
                         backend: str = "mediapipe", root: str | None = None, skipped: Sequence = (),
-                        ray_address: str | None = None) -> None:
+                        ray_address: str | None = None, video_fps: float | None = None) -> None:
     """Run an AU extractor on ``items`` with a progress bar; ``keep(table, cancelled)``
     receives the finished rows (it must not touch ``st`` - the run may be stopping).
 
@@ -643,6 +646,9 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
 
     ``ray_address``: measure on that Ray cluster instead (``measure.ray_engine``); a cancelled run's
     rows wait on disk and the next click on the same images measures only the rest.
+
+    ``video_fps``: the folder's videos (``skipped`` lists them) are measured too, after its images,
+    at that rate, as ``extract FOLDER`` measures them (the local MediaPipe engine only).
     """
     from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
@@ -676,12 +682,43 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
         if ray_address:
             _keep_ray_run(items, keep, progress, lambda: state["stop"] is not None, ray_address, root, skipped)
         else:
+            from fer_core.images import VIDEO_IN_FOLDER
+            from fer_core.measure.video import videos_in
+
+            videos = videos_in(skipped) if video_fps else []
             table = extract_table(items, workers=default_workers(), use_cache=True, progress=progress,
-                                  should_stop=lambda: state["stop"] is not None, root=root, skipped=skipped)
+                                  should_stop=lambda: state["stop"] is not None, root=root,
+                                  skipped=[s for s in skipped if s.reason != VIDEO_IN_FOLDER] if videos else skipped)
+            if videos and state["stop"] is None:
+                table = _with_videos(table, videos, video_fps, label, bar, state)
             keep(table, state["stop"] is not None)
     if state["stop"] is not None:
         raise state["stop"]
     bar.empty()
+
+
+def _with_videos(table: pd.DataFrame, videos: list, fps: float, label: str, bar, state: dict) -> pd.DataFrame:
+    """``table`` and the rows of the folder's ``videos`` (``extract_videos``), their progress on
+    the same bar; a click stops them as it stops the images (the parts measured are cached)."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
+
+    from fer_core import au_table
+    from fer_core.measure.extract import default_workers
+    from fer_core.measure.video import extract_videos
+
+    def said(key: str):
+        def progress(done: int, total: int) -> None:
+            if state["stop"] is not None:
+                return
+            try:
+                bar.progress(done / max(total, 1), text=t(key, label=label, done=f"{done:,}", total=f"{total:,}"))
+            except ScriptControlException as exc:
+                state["stop"] = exc
+        return progress
+
+    return au_table.concat([table, extract_videos(videos, fps=fps, workers=default_workers(),
+                                                  reading=said("common.videos_read"), progress=said("common.video_parts_done"),
+                                                  should_stop=lambda: state["stop"] is not None)])
 
 
 def _keep_ray_run(items: list, keep: Callable[[pd.DataFrame, bool], None], progress: Callable[[int, int], None],
