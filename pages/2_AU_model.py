@@ -40,6 +40,7 @@ from ui.common import (
     run_page,
     show_error,
     shown_literally,
+    translated_reason,
     wait_for_extraction,
     warn_passed_over,
 )
@@ -129,8 +130,9 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
             # a folder or a video passed over has a row too ("Sad Faces/", "clip.mp4"), but is no image
             files = [f for f in listing.skipped if not f.file.endswith("/") and f.reason != VIDEO_IN_FOLDER]
             tables[key] = {"table": table, "cancelled": cancelled, "total": len(items) + len(files), "fps": video_fps}
-            if not cancelled and not per and backend == "mediapipe":
-                tables[folder] = tables[key]  # full folders are shown on the explorer page too
+            if not cancelled and not per and backend == "mediapipe":  # full folders are shown on the explorer too,
+                pictures = au_table.video_names(table).isna()  # as it lists them: images (its videos are not read there)
+                tables[folder] = {**tables[key], "table": table[pictures].reset_index(drop=True)}
 
         extract_with_cancel(items, t("au_model.extracting"), keep, backend=backend, root=folder, skipped=listing.skipped,
                             ray_address=ray_address, video_fps=video_fps)
@@ -144,25 +146,34 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
     folders = au_table.passed_over(table)  # and videos: no images
     clips = au_table.video_names(table).notna()
     photos = table[~folders & ~clips]
-    msg = t("au_model.measured", faces=f"{int((photos['success'] > 0).sum()):,}", images=f"{photos['file'].nunique():,}",
-            total=f"{done['total']:,}")
+    said = []
+    if len(photos) or not clips.any():  # a folder of videos alone: "0 faces measured in 0 of 0 images" says nothing
+        said.append(t("au_model.measured", faces=f"{int((photos['success'] > 0).sum()):,}",
+                      images=f"{photos['file'].nunique():,}", total=f"{done['total']:,}"))
     if clips.any():
         frames = table[clips & table["time_s"].notna()]
-        msg += " " + t("au_model.measured_videos", videos=f"{au_table.video_names(table)[clips].nunique():,}",
-                       frames=f"{len(frames.groupby(['file', 'time_s'])):,}", faces=f"{int((frames['success'] > 0).sum()):,}",
-                       fps=f"{done.get('fps') or 0:g}")
+        unreadable = int(au_table.video_names(table)[clips & table["time_s"].isna()].nunique())
+        said.append(t("au_model.measured_videos", videos=f"{au_table.video_names(table)[clips].nunique():,}",
+                      frames=f"{len(frames.groupby(['file', 'time_s'])):,}", faces=f"{int((frames['success'] > 0).sum()):,}",
+                      fps=f"{done.get('fps') or 0:g}")
+                    + (" " + t("au_model.videos_unreadable", n=f"{unreadable:,}") if unreadable else ""))
+    msg = " ".join(said)
     if done["cancelled"]:
         st.warning(t("au_model.cancelled", message=msg))
     else:
         st.success(msg)
     warn_passed_over(table)
-    failed = table[(table["success"] == 0) & ~folders]
-    if not failed.empty:
-        with st.expander(t("au_model.without_face", n=f"{len(failed):,}")):
-            failed = failed.assign(reason=failed["reason"].map(lambda r: i18n.message(str(r))))
-            st.dataframe(failed[["file", "label", "reason"]].rename(columns={
-                "file": t("au_model.col_file"), "label": t("au_model.col_label"), "reason": t("au_model.col_reason")}),
-                hide_index=True)
+    unmeasured = (table["success"] == 0) & ~folders
+    for rows, title, columns in ((table[unmeasured & ~clips], "au_model.without_face", ["file", "label", "reason"]),
+                                 (table[unmeasured & clips], "au_model.frames_without_face",
+                                  ["file", "time_s", "label", "reason"])):
+        if rows.empty:  # images apart from a video's frames (and a video that could not be read)
+            continue
+        with st.expander(t(title, n=f"{len(rows):,}")):
+            rows = rows.assign(reason=[translated_reason(f, r) for f, r in zip(rows["file"], rows["reason"])])
+            st.dataframe(rows[columns].rename(columns={
+                "file": t("au_model.col_file"), "label": t("au_model.col_label"), "reason": t("au_model.col_reason"),
+                "time_s": t("au_model.col_time")}), hide_index=True)
     st.download_button(t("au_model.download_table"), csv_bytes(table),
                        file_name=f"{Path(folder).name or 'images'}_au.csv", mime="text/csv", key="au_table_csv",
                        help=t("au_model.download_table_help"), on_click="ignore")

@@ -1103,6 +1103,7 @@ def test_au_model_page_measures_a_folders_videos_and_trains_on_whole_videos(mode
         for i in range(3):
             write_video(folder / emotion / f"c{i}.mp4", 1, rate=10, size=(160, 120))
     Image.fromarray(data.astronaut()[10:250, 130:370]).save(folder / "happy" / "still.jpg")
+    (folder / "sad" / "broken.mp4").write_bytes(b"not a video")
     at = run_app(AppTest.from_file(str(ROOT / "pages" / "2_AU_model.py")), T)
     at.radio(key="au_source").set_value("Extract AUs from an image folder (embedded MediaPipe or OpenFace in Docker)")
     run_app(at, T)
@@ -1112,11 +1113,22 @@ def test_au_model_page_measures_a_folders_videos_and_trains_on_whole_videos(mode
     at.button(key="au_extract").click()
     run_app(at, T)
     said = texts(at.success)
-    assert any("1 faces measured in 1 of 1 images. Its 6 videos: 30 frames at 5 fps, 30 faces measured." in s
-               for s in said), said
+    assert any("1 faces measured in 1 of 1 images. Videos (7): 30 frames at 5 fps, 30 faces measured. Unreadable "
+               "videos: 1." in s for s in said), said
+    # the one that failed is listed apart from the images, its reason in the page's language
+    assert [e.label for e in at.expander if "without a measured face" in e.label] == [
+        "1 video frame(s) or video(s) without a measured face"]
     table = next(v["table"] for k, v in at.session_state["au_tables"].items() if k.endswith("|5"))
     assert sorted(table.loc[table["time_s"].notna(), "file"].unique()) == [f"{e}/c{i}.mp4" for e in ("happy", "sad")
                                                                           for i in range(3)]
+    # the explorer, which lists the folder's images and passes its videos over, gets the images' rows
+    assert at.session_state["au_tables"][str(folder)]["table"]["file"].tolist() == ["happy/still.jpg"]
+    from fer_core import i18n
+    from ui.common import translated_reason
+
+    broken = table.loc[table["file"] == "sad/broken.mp4", "reason"].iloc[0]
+    with i18n.using_language("ko"):
+        assert translated_reason("sad/broken.mp4", broken).startswith("읽을 수 있는 동영상이 아닙니다")
     at.multiselect(key="au_classes").set_value(["happy", "sad"])
     at.button(key="au_train_button").click()
     run_app(at, T)

@@ -625,6 +625,15 @@ def _docker_status() -> tuple[bool, str]:
     return OpenFaceDocker().status()
 
 
+def translated_reason(file: str, reason: str) -> str:
+    """A failure row's reason in the current language. A reason of a whole file (a video that
+    could not be read) is the message about that file without its name, and its template in the
+    catalogue starts with the name: it is matched with it, then shown without it."""
+    named = f"{file}: "
+    whole = i18n.message(named + str(reason))
+    return whole.removeprefix(named) if whole.startswith(named) else i18n.message(str(reason))
+
+
 VIDEO_FPS_CHOICES = (1, 2, 5, 10)  # frames per second of video the dashboard offers (Try it, AU model page)
 
 
