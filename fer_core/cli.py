@@ -691,7 +691,7 @@ def _predict_table(args) -> int:
 
 def cmd_extract(args) -> int:
     from .emotions import parse_classes
-    from .images import VIDEO_IN_FOLDER, scan_images
+    from .images import scan_images
 
     fileio.table_output_path(args.out, "--out")  # a bad --out is said before measuring, not after
     from .measure.video import is_video
@@ -716,7 +716,7 @@ def cmd_extract(args) -> int:
     items = listing.items
     if not items and not listing.skipped:
         raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg, emotion-prefixed file names or plain images")
-    from .measure.video import DEFAULT_FPS, check_fps, extract_videos, videos_in
+    from .measure.video import DEFAULT_FPS, check_fps, extract_videos, videos_apart, videos_in
 
     videos = videos_in(listing.skipped)
     videos_kept_out = _videos_kept_out(args)
@@ -725,9 +725,7 @@ def cmd_extract(args) -> int:
             f"and with {videos_kept_out} a folder's videos are passed over" if videos
             else _why_no_video_is_read(args.folder, listing.skipped, args.fps)))
     check_fps(args.fps)  # before the images are measured, not as every video's failure after them
-    measured_videos = videos if not videos_kept_out else []
-    # the videos measured below are not passed over (all of them or none: a list filter was quadratic)
-    skipped = [s for s in listing.skipped if s.reason != VIDEO_IN_FOLDER] if measured_videos else listing.skipped
+    measured_videos, skipped = videos_apart(listing.skipped, measured=not videos_kept_out)
     fps = DEFAULT_FPS if args.fps is None else args.fps
     target = fileio.output_path(args.out)
     if args.engine != "ray" and target.parent.is_dir():  # a Ray run writing it now: said before measuring

@@ -144,7 +144,8 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
         return None, ""
     table = done["table"]
     folders = au_table.passed_over(table)  # and videos: no images
-    clips = au_table.video_names(table).notna()
+    names = au_table.video_names(table)
+    clips = names.notna()
     photos = table[~folders & ~clips]
     said = []
     if len(photos) or not clips.any():  # a folder of videos alone: "0 faces measured in 0 of 0 images" says nothing
@@ -152,8 +153,8 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
                       images=f"{photos['file'].nunique():,}", total=f"{done['total']:,}"))
     if clips.any():
         frames = table[clips & table["time_s"].notna()]
-        unreadable = int(au_table.video_names(table)[clips & table["time_s"].isna()].nunique())
-        said.append(t("au_model.measured_videos", videos=f"{au_table.video_names(table)[clips].nunique():,}",
+        unreadable = int(names[clips & table["time_s"].isna()].nunique())
+        said.append(t("au_model.measured_videos", videos=f"{names[clips].nunique():,}",
                       frames=f"{len(frames.groupby(['file', 'time_s'])):,}", faces=f"{int((frames['success'] > 0).sum()):,}",
                       fps=f"{done.get('fps') or 0:g}")
                     + (" " + t("au_model.videos_unreadable", n=f"{unreadable:,}") if unreadable else ""))

@@ -659,22 +659,13 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
     ``video_fps``: the folder's videos (``skipped`` lists them) are measured too, after its images,
     at that rate, as ``extract FOLDER`` measures them (the local MediaPipe engine only).
     """
-    from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
     from fer_core.measure.extract import default_workers, extract_table
 
     lock = _extraction_lock()
     bar = st.progress(0.0, text=t("common.starting_landmarker", label=label))
     state: dict[str, Any] = {"stop": None}
-
-    def progress(done: int, total: int) -> None:
-        if state["stop"] is not None:
-            return
-        try:
-            bar.progress(done / max(total, 1), text=t("common.images_done", label=label, done=f"{done:,}",
-                                                      total=f"{total:,}"))
-        except ScriptControlException as exc:  # rerun or stop requested by a click
-            state["stop"] = exc
+    progress = _stoppable_progress(bar, state, "common.images_done", label)
 
     if backend == "openface-docker":
         from fer_core.measure.openface_docker import OpenFaceDocker
@@ -691,13 +682,11 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
         if ray_address:
             _keep_ray_run(items, keep, progress, lambda: state["stop"] is not None, ray_address, root, skipped)
         else:
-            from fer_core.images import VIDEO_IN_FOLDER
-            from fer_core.measure.video import videos_in
+            from fer_core.measure.video import videos_apart
 
-            videos = videos_in(skipped) if video_fps else []
+            videos, passed_over = videos_apart(skipped, measured=bool(video_fps))
             table = extract_table(items, workers=default_workers(), use_cache=True, progress=progress,
-                                  should_stop=lambda: state["stop"] is not None, root=root,
-                                  skipped=[s for s in skipped if s.reason != VIDEO_IN_FOLDER] if videos else skipped)
+                                  should_stop=lambda: state["stop"] is not None, root=root, skipped=passed_over)
             if videos and state["stop"] is None:
                 table = _with_videos(table, videos, video_fps, label, bar, state)
             keep(table, state["stop"] is not None)
@@ -706,28 +695,33 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
     bar.empty()
 
 
+def _stoppable_progress(bar, state: dict, key: str, label: str) -> Callable[[int, int], None]:
+    """A progress callback drawing ``bar`` with text ``key``. A click makes Streamlit stop the run at
+    this UI call: the stop is kept in ``state["stop"]`` (the measuring code's ``should_stop``), and
+    nothing more is drawn."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
+
+    def progress(done: int, total: int) -> None:
+        if state["stop"] is not None:
+            return
+        try:
+            bar.progress(done / max(total, 1), text=t(key, label=label, done=f"{done:,}", total=f"{total:,}"))
+        except ScriptControlException as exc:  # rerun or stop requested by a click
+            state["stop"] = exc
+    return progress
+
+
 def _with_videos(table: pd.DataFrame, videos: list, fps: float, label: str, bar, state: dict) -> pd.DataFrame:
     """``table`` and the rows of the folder's ``videos`` (``extract_videos``), their progress on
     the same bar; a click stops them as it stops the images (the parts measured are cached)."""
-    from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
-
     from fer_core import au_table
     from fer_core.measure.extract import default_workers
     from fer_core.measure.video import extract_videos
 
-    def said(key: str):
-        def progress(done: int, total: int) -> None:
-            if state["stop"] is not None:
-                return
-            try:
-                bar.progress(done / max(total, 1), text=t(key, label=label, done=f"{done:,}", total=f"{total:,}"))
-            except ScriptControlException as exc:
-                state["stop"] = exc
-        return progress
-
-    return au_table.concat([table, extract_videos(videos, fps=fps, workers=default_workers(),
-                                                  reading=said("common.videos_read"), progress=said("common.video_parts_done"),
-                                                  should_stop=lambda: state["stop"] is not None)])
+    return au_table.concat([table, extract_videos(
+        videos, fps=fps, workers=default_workers(), should_stop=lambda: state["stop"] is not None,
+        reading=_stoppable_progress(bar, state, "common.videos_read", label),
+        progress=_stoppable_progress(bar, state, "common.video_parts_done", label))])
 
 
 def _keep_ray_run(items: list, keep: Callable[[pd.DataFrame, bool], None], progress: Callable[[int, int], None],

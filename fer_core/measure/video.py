@@ -655,6 +655,14 @@ def videos_in(skipped: Sequence[SkippedFile]) -> list[SkippedFile]:
     return [s for s in skipped if s.reason == VIDEO_IN_FOLDER]
 
 
+def videos_apart(skipped: Sequence[SkippedFile], measured: bool) -> tuple[list[SkippedFile], list[SkippedFile]]:
+    """(the videos to measure, the files still passed over) of a folder's listing: with
+    ``measured``, its videos are measured (``extract_videos``) and no longer passed over."""
+    if not measured:
+        return [], list(skipped)
+    return videos_in(skipped), [s for s in skipped if s.reason != VIDEO_IN_FOLDER]
+
+
 def is_video(name: str | os.PathLike[str]) -> bool:
     return Path(os.fsdecode(name)).suffix.lower().lstrip(".") in VIDEO_TYPES
 

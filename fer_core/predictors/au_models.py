@@ -442,8 +442,7 @@ class FitPlan:
             return
         from ..evaluation.metrics import per_video_report
 
-        sizes = np.bincount(self.groups)
-        rows = self.test[sizes[self.groups[self.test]] > 1]  # the held-out frames (not pictures)
+        rows = self.test[in_video(self.groups)[self.test]]  # the held-out frames (not pictures)
         if not len(rows):
             return
         proba = np.concatenate([np.asarray(predict_proba(ts.X(rows[i:i + PREDICT_CHUNK_ROWS])))
@@ -492,16 +491,14 @@ def plan_fit(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int 
     every = np.arange(n)
     groups = video_groups(ts)
     split = grouped_split(ts.y, groups, holdout, seed) if groups is not None else None
-    if groups is not None:
-        sizes = np.bincount(groups)
-        videos = sizes > 1  # a group of one row is a picture
-
     numbers = None
     if split is not None:  # whole videos held out: a video's frames, 0.1 s apart, are near copies
+        frame = in_video(groups)
         # a picture repeated beside them (a photo under two names) is not scored on its copy either
-        fit, test, moved, scored = without_repeats(*split, ts.y, _row_keys(ts), movable=~videos[groups])
-        numbers = {"whole": True, "videos": int(videos.sum()), "held_out": int(videos[np.unique(groups[test])].sum()),
-                   "frames_held_out": int(videos[groups[test]].sum()), "held_out_share": round(len(test) / n, 3)}
+        fit, test, moved, scored = without_repeats(*split, ts.y, _row_keys(ts), movable=~frame)
+        numbers = {"whole": True, "videos": len(np.unique(groups[frame])),
+                   "held_out": len(np.unique(groups[test][frame[test]])), "frames_held_out": int(frame[test].sum()),
+                   "held_out_share": round(len(test) / n, 3)}
         note = (f"whole videos held out: {numbers['held_out']:,} of {numbers['videos']:,} videos "
                 f"({numbers['frames_held_out']:,} frames; {len(test) / n:.0%} of the rows held out), none "
                 "with frames on both sides; the interval still counts each frame as a face")
@@ -509,7 +506,7 @@ def plan_fit(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int 
         fit, test, moved, scored = held_out_split(ts.y, _row_keys(ts), holdout, seed)
         note = ""
         if groups is not None:
-            numbers = {"whole": False, "videos": int(videos.sum())}
+            numbers = {"whole": False, "videos": len(np.unique(groups[in_video(groups)]))}
             note = (f"frames of the same videos are both fitted and held out ({numbers['videos']:,} "
                     f"video{'' if numbers['videos'] == 1 else 's'}, too few to hold out whole videos of every "
                     "emotion): the held-out score flatters the model")
@@ -529,6 +526,12 @@ def video_groups(ts: au_table.TrainingSet) -> np.ndarray | None:
     return codes
 
 
+def in_video(groups: np.ndarray) -> np.ndarray:
+    """Per row of ``video_groups``' numbering, whether it is a video's frame (a group of one row is
+    a picture)."""
+    return np.bincount(groups)[groups] > 1
+
+
 def grouped_split(y: np.ndarray, groups: np.ndarray, holdout: float, seed: int
                   ) -> tuple[np.ndarray, np.ndarray] | None:
     """(fitting rows, held-out rows) with each group (video) wholly on one side, stratified by
@@ -542,11 +545,11 @@ def grouped_split(y: np.ndarray, groups: np.ndarray, holdout: float, seed: int
     if len(np.unique(groups)) < n_splits:
         return None
     every = len(np.unique(y))
-    in_video = np.bincount(groups)[groups] > 1  # a group of one row is a picture
+    frame = in_video(groups)
     # every emotion on both sides, and a video held out (a fold of pictures alone says nothing of videos)
     folds = [(fit, test) for fit, test in StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(
         np.zeros(len(y)), y, groups) if len(np.unique(y[test])) == every and len(np.unique(y[fit])) == every
-        and in_video[test].any()]
+        and frame[test].any()]
     if not folds:
         return None
     fit, test = min(folds, key=lambda fold: abs(len(fold[1]) - holdout * len(y)))
