@@ -371,3 +371,34 @@ def test_au_names_are_facs_and_a_mask_hides_the_lower_face():
     assert tuple(FACS) == AU_CODES and [au_label(f"{c}_r") for c in AU_CODES] == [f"{c} {n}" for c, n in FACS.items()]
     assert set(VISIBLE_AUS) == {"AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU45"}
     assert set(HIDDEN_AUS) == set(AU_CODES) - set(VISIBLE_AUS) and not set(HIDDEN_AUS) & set(VISIBLE_AUS)
+
+
+def test_the_mlp_and_the_gam_stop_early_on_whole_videos():
+    """Their own early stopping split a table of videos by rows: the MLP validated at 1.000 on
+    near copies of the frames it fitted, for emotions drawn at random, and kept fitting. It and
+    each of the GAM's bags now validate on videos they do not fit, and the model file says so."""
+    from fer_core import au_table as tables
+    from fer_core.predictors.au_gam import fit_au_gam, video_bags
+    from fer_core.predictors.au_models import _make_mlp, video_groups
+
+    table, classes = _video_table(), ("happy", "neutral", "sad")
+    ts = tables.training_set(table, classes, name="t")
+    groups = video_groups(ts)
+    assert _make_mlp(0).fit(ts.X(), ts.y).best_validation_score_ > 0.95  # by rows: what it remembers
+    epochs = []
+    by_videos = _make_mlp(0, lambda epoch, most: epochs.append(epoch)).fit(ts.X(), ts.y, groups=groups)
+    assert by_videos.best_validation_score_ < 0.75  # chance is 1/3
+    assert epochs == list(range(1, by_videos.n_iter_ + 1)) and 8 <= by_videos.n_iter_ < 300  # patience 7
+    model = fit_au_model(table, classes=classes, kind="au-mlp")
+    assert model.info["settings"]["early_stopping"] == "whole videos"
+    bags = video_bags(ts.y, groups, 3, 0)
+    for bag in range(3):
+        validated = bags[:, bag] == -1
+        assert validated.any() and not set(groups[validated]) & set(groups[~validated])
+    assert not np.array_equal(bags[:, 0], bags[:, 1])  # each bag its own videos
+    assert fit_au_gam(table, classes=classes, interactions=0, outer_bags=2).info["settings"][
+        "early_stopping"] == "whole videos"
+    # pictures: their own splits, as before
+    photos = synthetic_table(20)
+    assert fit_au_model(photos, kind="au-mlp").info["settings"]["early_stopping"] == "rows"
+    assert fit_au_gam(photos, interactions=0, outer_bags=1).info["settings"]["early_stopping"] == "rows"

@@ -43,6 +43,7 @@ from .au_models import (
     explanation_from,
     field_error,
     fitting,
+    inner_validation,
     plan_fit,
     predict_rows,
     read_array,
@@ -54,6 +55,7 @@ from .base import Explanation, Progress
 
 FORMAT = "fer-au-gam/1"
 KIND = "au-gam"
+EBM_VALIDATION_SHARE = 0.15  # interpret's validation_size, kept for the bags of a table of videos
 
 
 @dataclass
@@ -262,6 +264,20 @@ def _bag_callback(bag_progress: Progress, bags: int):
     return callback
 
 
+def video_bags(y: np.ndarray, groups: np.ndarray | None, outer_bags: int, seed: int) -> np.ndarray | None:
+    """interpret's ``bags`` for a table of videos: each outer bag's boosting stops on whole videos it
+    does not fit (``inner_validation``, interpret's share of 15 %, another split per bag), not on
+    frames a tenth of a second from those it fits. None: pictures, or too few videos (interpret
+    splits by rows)."""
+    bags = np.ones((len(y), outer_bags), dtype=np.int8)
+    for bag in range(outer_bags):
+        split = inner_validation(y, groups, EBM_VALIDATION_SHARE, seed + bag)
+        if split is None:
+            return None
+        bags[split[1], bag] = -1
+    return bags
+
+
 def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdout: float = 0.25, seed: int = 0,
                interactions: float | int | None = None, outer_bags: int = 14, n_jobs: int = 1, description: str = "",
                progress: Progress | None = None, max_rows: int = MAX_FIT_ROWS,
@@ -286,15 +302,17 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
         warnings.simplefilter("ignore", UserWarning)
         y_fit = ts.y[plan.fit]
         held_out = AUGam.from_ebm(_make_ebm(seed, interactions, outer_bags, n_jobs, bag_progress).fit(
-            ts.X(plan.fit), y_fit, **balanced_weights(y_fit, class_weight)), classes)
+            ts.X(plan.fit), y_fit, **balanced_weights(y_fit, class_weight),
+            bags=video_bags(y_fit, plan.groups_of(plan.fit), outer_bags, seed)), classes)
         predicted = predict_rows(lambda X: held_out.predict_proba(X).argmax(axis=1), ts, plan.test)
         report = report_from_codes(ts.y[plan.test], predicted, classes)
         plan.score_videos(held_out.predict_proba, ts, classes)
         if progress:
             progress(1, 2)
         y_final = ts.y[plan.final]
-        final = _make_ebm(seed, interactions, outer_bags, n_jobs, bag_progress).fit(ts.X(plan.final), y_final,
-                                                                      **balanced_weights(y_final, class_weight))
+        bags = video_bags(y_final, plan.groups_of(plan.final), outer_bags, seed)
+        final = _make_ebm(seed, interactions, outer_bags, n_jobs, bag_progress).fit(
+            ts.X(plan.final), y_final, **balanced_weights(y_final, class_weight), bags=bags)
     if progress:
         progress(2, 2)
     held = report.to_dict()
@@ -303,7 +321,8 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
         "data": plan.data_info(ts, description),
         "settings": {"interactions": "interpret default" if interactions is None else interactions,
                      "outer_bags": outer_bags, "holdout": holdout, "seed": seed, "max_rows": max_rows,
-                     "class_weight": class_weight, "learner": "interpret ExplainableBoostingClassifier"},
+                     "class_weight": class_weight, "learner": "interpret ExplainableBoostingClassifier",
+                     "early_stopping": "rows" if bags is None else "whole videos"},
         "metrics": {"holdout": {k: held[k] for k in ("n", "accuracy", "accuracy_ci95", "macro_f1", "per_class",
                                                       "labels", "confusion")}},
     }

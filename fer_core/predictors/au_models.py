@@ -435,6 +435,10 @@ class FitPlan:
     def sampled(self) -> bool:
         return len(self.final) < self.rows
 
+    def groups_of(self, rows: np.ndarray) -> np.ndarray | None:
+        """Each of ``rows``' video (``video_groups``), for a learner's inner validation; None: pictures."""
+        return None if self.groups is None else self.groups[rows]
+
     def score_videos(self, predict_proba, ts: au_table.TrainingSet, classes: Sequence[str]) -> None:
         """With whole videos held out, each held-out video scored once too (``per_video_report``):
         the number to report for clips, as ``evaluate`` gives it; its frames weigh by length."""
@@ -705,7 +709,7 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
         else:
             chosen_C = None
             held_out = _fit_weighted(make_pipeline(StandardScaler(), _make_mlp(seed, epoch_progress)),
-                                     X_fit, y_fit, class_weight)
+                                     X_fit, y_fit, class_weight, plan.groups_of(plan.fit))
             step(1)
             final_estimator = _make_mlp(seed, epoch_progress)
         del X_fit
@@ -714,7 +718,8 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
         plan.score_videos(held_out.predict_proba, ts, classes)
         step(2)
         final = _fit_weighted(make_pipeline(StandardScaler(), final_estimator), ts.X(plan.final), ts.y[plan.final],
-                              None if kind == "au-logreg" else class_weight)  # logreg weighs by its class_weight
+                              None if kind == "au-logreg" else class_weight,  # logreg weighs by its class_weight
+                              None if kind == "au-logreg" else plan.groups_of(plan.final))
     step(3)
     scaler, estimator = final[0], final[-1]
     if kind == "au-logreg":
@@ -730,7 +735,8 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
         "trained": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "data": plan.data_info(ts, description),
         "settings": {"C": chosen_C, "class_weight": class_weight, "holdout": holdout, "seed": seed,
-                     "max_rows": max_rows, **({"hidden_layers": list(MLP_LAYERS)} if kind == "au-mlp" else {})},
+                     "max_rows": max_rows, **({"hidden_layers": list(MLP_LAYERS),
+                                               "early_stopping": final[-1].early_stopping_} if kind == "au-mlp" else {})},
         "metrics": {"holdout": {k: held[k] for k in ("n", "accuracy", "accuracy_ci95", "macro_f1",
                                                       "per_class", "labels", "confusion")}},
     }
@@ -748,10 +754,23 @@ def balanced_weights(y: np.ndarray, class_weight: str | None) -> dict[str, np.nd
     return {"sample_weight": compute_sample_weight("balanced", y)}
 
 
-def _fit_weighted(pipeline, X: np.ndarray, y: np.ndarray, class_weight: str | None):
-    """``pipeline.fit``, its last step given ``balanced_weights``."""
+def _fit_weighted(pipeline, X: np.ndarray, y: np.ndarray, class_weight: str | None,
+                  groups: np.ndarray | None = None):
+    """``pipeline.fit``, its last step given ``balanced_weights`` (and ``groups``: the MLP's videos)."""
     step = pipeline.steps[-1][0]
-    return pipeline.fit(X, y, **{f"{step}__{k}": v for k, v in balanced_weights(y, class_weight).items()})
+    extra = balanced_weights(y, class_weight) | ({} if groups is None else {"groups": groups})
+    return pipeline.fit(X, y, **{f"{step}__{k}": v for k, v in extra.items()})
+
+
+def inner_validation(y: np.ndarray, groups: np.ndarray | None, share: float, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    """For a learner's own early stopping on a table of videos: (rows it fits, rows it validates
+    on), whole videos on one side (``grouped_split``). Its own split by rows validates on near
+    copies of the frames it fits, so it keeps fitting long after it has stopped learning anything
+    that carries to another video. None: no video, or too few to split so (it splits by rows)."""
+    if groups is None or not in_video(groups).any():
+        return None
+    return grouped_split(np.asarray(y), groups, share, seed)
 
 
 def _make_mlp(seed: int, epoch_progress: Progress | None = None):
@@ -766,7 +785,36 @@ def _make_mlp(seed: int, epoch_progress: Progress | None = None):
         def _update_no_improvement_count(self, *args, **kwargs):
             super()._update_no_improvement_count(*args, **kwargs)
             if epoch_progress is not None:
-                epoch_progress(self.n_iter_, self.max_iter)
+                epoch_progress(len(self.loss_curve_), self.max_iter)  # n_iter_ restarts with each partial_fit
+
+        def fit(self, X, y, sample_weight=None, groups=None):
+            """scikit-learn's fit; with ``groups`` (a table of videos, ``inner_validation``), its
+            early stopping validates on whole videos: the same rule (best validation accuracy
+            kept, stop after ``n_iter_no_change`` epochs without a gain of ``tol``), one
+            ``partial_fit`` epoch at a time on the fitting videos."""
+            split = inner_validation(y, groups, self.validation_fraction, seed)
+            if split is None:
+                self.early_stopping_ = "rows"
+                return super().fit(X, y, sample_weight=sample_weight)
+            self.early_stopping_ = "whole videos"
+            X, y = np.asarray(X), np.asarray(y)
+            fit, val = split
+            weights = {} if sample_weight is None else {"sample_weight": np.asarray(sample_weight)[fit]}
+            # one RandomState for every epoch (an int seed would shuffle each epoch the same way)
+            self.set_params(early_stopping=False, random_state=np.random.RandomState(seed))
+            best, stale, kept = -np.inf, 0, None
+            for _ in range(self.max_iter):
+                self.partial_fit(X[fit], y[fit], classes=np.unique(y), **weights)
+                score = self.score(X[val], y[val], None if sample_weight is None else np.asarray(sample_weight)[val])
+                stale = stale + 1 if score < best + self.tol else 0
+                if score > best:
+                    best, kept = score, ([c.copy() for c in self.coefs_], [b.copy() for b in self.intercepts_])
+                if stale > self.n_iter_no_change:
+                    break
+            self.coefs_, self.intercepts_ = kept
+            self.best_validation_score_, self.n_iter_ = best, len(self.loss_curve_)
+            self.set_params(early_stopping=True, random_state=seed)
+            return self
 
     return EpochReportingMLP(hidden_layer_sizes=MLP_LAYERS, batch_size=50, early_stopping=True,
                              validation_fraction=1 / 3, n_iter_no_change=7, max_iter=300, random_state=seed)
