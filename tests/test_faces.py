@@ -73,6 +73,19 @@ def test_two_faces_give_two_entries_largest_first(analyzer, astronaut):
     assert faces[0].box[0] < 512 < faces[1].box[0]
 
 
+@pytest.mark.parametrize("file", ["angry/PublicTest_10116449.jpg", "disgust/PublicTest_30164595.jpg",
+                                  "disgust/PublicTest_42217610.jpg", "surprise/PublicTest_12795179.jpg"])
+def test_a_part_of_a_face_is_not_a_second_face(analyzer, fer_val, file):
+    """A FER2013 face enlarged on a grey page: an eye and its brow, or a mouth, inside it was
+    measured as a second face with its own row and emotion (a reviewer's 4 of 150)."""
+    from PIL import Image
+
+    page = Image.new("RGB", (320, 240), (90, 90, 90))
+    page.paste(Image.open(fer_val / file).convert("RGB").resize((200, 200), Image.Resampling.BICUBIC), (60, 20))
+    faces = analyzer.detect(np.asarray(page))
+    assert len(faces) == 1 and faces[0].box[2] > 140
+
+
 def test_fer2013_crop_is_found_after_upscaling(analyzer, fer_val):
     from fer_core.images import list_images, load_image
 

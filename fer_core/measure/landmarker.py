@@ -526,7 +526,7 @@ class FaceAnalyzer:
             face.landmarks, face.blendshapes, _presence = self._crop.refine(rgb, face.landmarks)
             (x0, y0), (x1, y1) = face.landmarks[:, :2].min(axis=0), face.landmarks[:, :2].max(axis=0)
             face.box = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
-        return faces
+        return _drop_duplicates(_largest_first(faces))  # a refined face can come to lie on another
 
     def measure_at(self, rgb: np.ndarray, landmarks: np.ndarray) -> Face:
         """The face whose landmarks were found before (e.g. before a mask was drawn on it),
@@ -729,13 +729,24 @@ def _to_original(face: Face, scale: int, border: int) -> None:
     face.box = ((x - border) / scale, (y - border) / scale, w / scale, h / scale)
 
 
-def _drop_duplicates(faces: list[Face], max_overlap: float = 0.4) -> list[Face]:
-    """The landmarker sometimes reports one face twice; keep the larger of overlapping boxes."""
+def _drop_duplicates(faces: list[Face], max_overlap: float = 0.4, max_inside: float = 0.7) -> list[Face]:
+    """The landmarker sometimes reports one face twice, or a part of a face (an eye and its brow, a
+    mouth) as a small face of its own; keep the larger of overlapping boxes, and drop a box lying
+    mostly (``max_inside`` of its area) within a larger face's box. ``faces``: largest first. Such
+    a part had its own row and emotion (4 of 150 FER2013 faces enlarged on a grey page)."""
     kept: list[Face] = []
     for face in faces:
-        if all(_iou(face.box, k.box) <= max_overlap for k in kept):
+        if all(_iou(face.box, k.box) <= max_overlap and _inside(face.box, k.box) <= max_inside for k in kept):
             kept.append(face)
     return kept
+
+
+def _inside(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """The share of box ``a``'s area within box ``b``."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    area = a[2] * a[3]
+    return ix * iy / area if area > 0 else 0.0
 
 
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
