@@ -756,6 +756,8 @@ def cmd_extract(args) -> int:
         table = run.table
         print(f"Ray: {_counted(run.measured, 'image')} measured by {_counted(run.workers, 'actor')} in {run.seconds:.1f} s"
               + (f"; {run.resumed} already in {printable(args.out)}, skipped" if run.resumed else "")
+              + (f"; {_counted(run.changed, 'image')} changed since {'it was' if run.changed == 1 else 'they were'} "
+                 "measured, measured again" if run.changed else "")
               + (f"; the rows of {_counted(run.dropped, 'image')} no longer in {printable(args.folder)} left out"
                  if run.dropped else ""), file=sys.stderr)
     else:

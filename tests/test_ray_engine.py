@@ -187,6 +187,53 @@ def test_resume_after_an_interrupted_run_measures_only_the_rest(cluster, folder,
     _same_rows(au_table.read(out), local_table)
 
 
+def test_a_photo_changed_under_the_same_name_is_measured_again(cluster, folder, tmp_path, capsys):
+    """Rows are matched by name: a photo copied over another kept the old one's AUs on a Ray rerun
+    ("0 images measured"), where the local engine (its cache is by content) measures it anew."""
+    import shutil
+
+    root = tmp_path / "photos"
+    (root / "happy").mkdir(parents=True)
+    shutil.copy(folder / "happy" / "astronaut.jpg", root / "happy" / "astronaut.jpg")
+    shutil.copy(folder / "neutral" / "wall.png", root / "happy" / "second.png")
+    out = tmp_path / "au.csv"
+    first = _run(root, out, workers=1)
+    assert first.measured == 2 and not first.table.set_index("file").loc["happy/second.png", "success"]
+    from PIL import Image
+
+    Image.open(folder / "happy" / "small.png").save(root / "happy" / "second.png")  # a face now
+    assert main(["extract", str(root), "--engine", "ray", "--ray-address", cluster, "--workers", "1",
+                 "--out", str(out)]) == 0
+    said = capsys.readouterr().err
+    assert "1 image measured by 1 actor" in said and "1 image changed since it was measured, measured again" in said
+    again = au_table.read(out).set_index("file")
+    assert again.loc["happy/second.png", "success"] == 1 and again.loc["happy/astronaut.jpg", "success"] == 1
+    assert _run(root, out, workers=1).measured == 0  # unchanged since: skipped
+
+
+def test_a_file_measured_again_after_an_interrupted_run_keeps_its_newest_rows(tmp_path):
+    """Parts are named by run, not in time order: a file changed and measured again by a later,
+    interrupted run has rows in an older and a newer part, and the newer are the photo's."""
+    from fer_core.images import LabeledImage
+
+    def rows(face: float) -> pd.DataFrame:
+        return au_table.from_rows([{"file": "happy/a.jpg", "face": 0, "label": "happy", "success": 1,
+                                    "confidence": 0.9, "source": "mediapipe", "reason": "",
+                                    **ALL_AUS, "AU12_r": face}])
+
+    out = tmp_path / "au.csv"
+    parts = ray_engine.parts_dir(out)
+    au_table.write(rows(4.0), parts / "part-ffff-00000.parquet")  # the newer run, sorted first by name
+    au_table.write(rows(1.0), parts / "part-0000-00000.parquet")
+    os.utime(parts / "part-0000-00000.parquet", ns=(1_000_000_000, 1_000_000_000))
+    _record(out, tmp_path)
+    (tmp_path / "happy").mkdir()
+    (tmp_path / "happy" / "a.jpg").write_bytes(b"")
+    os.utime(tmp_path / "happy" / "a.jpg", ns=(2_000_000_000, 2_000_000_000))  # changed after the old part
+    run = extract_on_ray([LabeledImage(tmp_path / "happy" / "a.jpg", "happy")], out, root=tmp_path)
+    assert run.measured == 0 and run.changed == 0 and au_table.read(out)["AU12_r"].tolist() == [4.0]
+
+
 def test_stop_keeps_the_rows_for_a_rerun(cluster, folder, local_table, tmp_path):
     out = tmp_path / "au.csv"
     run = _run(folder, out, workers=1, batch_size=2, should_stop=lambda: True)

@@ -68,6 +68,7 @@ class RayRun:
     seconds: float  # wall time of the measuring, actors' start included (starting or joining Ray excluded)
     cancelled: bool = False  # stopped early: the output is not written, its rows wait in the parts
     dropped: int = 0  # files no longer in the folder whose rows the output held, left out of it
+    changed: int = 0  # files with rows in the output, changed since they were written: measured again
 
 
 class MeasuringActor:
@@ -299,15 +300,19 @@ def _unsettled(reasons: pd.Series) -> pd.Series:
     return text.str.startswith(_UNSETTLED) | text.str.endswith("convert it to PNG or JPEG")
 
 
-def _finished(out: Path) -> list[pd.DataFrame]:
+def _finished(out: Path, written: dict[str, int] | None = None) -> list[pd.DataFrame]:
     """Rows already written: the parts of an unfinished run and the output (when there is one),
-    each file's rows from one source only (a run stopped between writing the output and removing
-    its parts left both). A file whose measuring process crashed is measured again by the next run,
-    as the local engine does (a crash may not repeat), so a source that measured it wins over one
-    that holds only its crash row."""
+    each file's rows from one source only, the newest (a run stopped between writing the output and
+    removing its parts left both; a file changed since it was measured has rows in an older and a
+    newer source). A file whose measuring process crashed is measured again by the next run, as the
+    local engine does (a crash may not repeat), so a source that measured it wins over one that
+    holds only its crash row. ``written``, when given, gets each file's source's time (ns)."""
     parts = parts_dir(out)
-    sources = [au_table.read(path) for path in sorted(parts.glob("part-*.parquet"))] if parts.is_dir() else []
-    sources += [au_table.read(out)] if out.is_file() else []
+    paths = sorted(parts.glob("part-*.parquet")) if parts.is_dir() else []
+    paths += [out] if out.is_file() else []
+    times = [path.stat().st_mtime_ns for path in paths]
+    order = sorted(range(len(paths)), key=lambda k: -times[k])  # newest first; ties: parts, then the output
+    sources = [au_table.read(paths[k]) for k in order]
     crash_only = []  # per source, the files it holds only an unsettled row for (a crash, unreadable)
     for table in sources:
         crashed = _unsettled(table["reason"])
@@ -317,7 +322,24 @@ def _finished(out: Path) -> list[pd.DataFrame]:
         for file in set(table["file"]):
             if file not in chosen or (file in crash_only[chosen[file]] and file not in crash_only[k]):
                 chosen[file] = k
+    if written is not None:
+        written.update((file, times[order[k]]) for file, k in chosen.items())
     return [table[table["file"].map(chosen).eq(k)] for k, table in enumerate(sources)]
+
+
+def _changed_files(written: dict[str, int], paths: dict[str, str]) -> set[str]:
+    """Files modified after the rows a rerun would keep were written (``paths``: file -> its path):
+    measured again. Rows are matched by name, so a photo copied over another under the same name
+    kept the old photo's AUs, where the local engine (its cache is by content) measures it anew."""
+    changed, now = set(), time.time_ns()
+    for file in sorted(set(written) & set(paths)):
+        try:
+            modified = os.stat(paths[file]).st_mtime_ns
+        except OSError:  # gone since it was listed: nothing to tell
+            continue
+        if written[file] < modified <= now:  # a time ahead of the clock (a camera's) says nothing
+            changed.add(file)
+    return changed
 
 
 def _cut_short(table: pd.DataFrame) -> pd.Series:
@@ -499,9 +521,12 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
     target = fileio.output_path(out)
     with one_run(target):
         _claim(target, run_record(root, classes))
-        previous = _finished(target)
+        written: dict[str, int] = {}
+        previous = _finished(target, written)
         names = [printable(relative_file(it.path, root)) for it in items]
-        done_files = _done_files(previous) - _mended_files(previous, {f: it.path for it, f in zip(items, names)})
+        paths = {f: it.path for it, f in zip(items, names)}
+        changed = _changed_files(written, paths) & _done_files(previous)
+        done_files = _done_files(previous) - _mended_files(previous, paths) - changed
         listed = set(names) | {s.file for s in skipped}
         dropped = len({f for t in previous for f in t["file"]} - listed)  # said: the table is the folder's
         # Absolute: an actor reads from its node's working directory, not the driver's (a folder
@@ -546,7 +571,7 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
             _write_record(target, run_record(root, classes))  # stamped: a table copied over it is not resumed
             shutil.rmtree(parts_dir(target), ignore_errors=True)
         return RayRun(table, len(parts.files), total - len(todo), n_workers, seconds, cancelled=not finished,
-                      dropped=dropped)
+                      dropped=dropped, changed=len(changed))
 
 
 def _assemble(tables: list[pd.DataFrame], names: list[str], skipped: Sequence[SkippedFile],
