@@ -805,6 +805,7 @@ PASSED_OVER = "passed over by the extraction (a folder or a video, no picture)"
 OTHER_LABEL = "unlabelled or of other emotions"
 UNLABELLED = "without a label"  # evaluation: OTHER_LABEL's unlabelled part (other emotions are counted by name)
 NO_FACE = "without a measured face"
+UNREADABLE = "unreadable (not an image or a video, damaged, empty or too large)"
 AU_HIDDEN = "measured under a mask that hides AUs the model needs"
 AU_MISSING = "with AU values missing or not numbers"
 AU_INVALID = f"with AU values that are infinite or outside {AU_VALID_RANGE[0]:g} to {AU_VALID_RANGE[1]:g}"
@@ -846,7 +847,7 @@ def reason_text(reason: str) -> str:
     return {NOT_FIRST_FACE: t("table_rows.not_first_face"), PASSED_OVER: t("table_rows.passed_over"),
             OTHER_LABEL: t("table_rows.other_label"),
             UNLABELLED: t("table_rows.unlabelled"),
-            NO_FACE: t("table_rows.no_face"), AU_HIDDEN: t("table_rows.au_hidden"),
+            NO_FACE: t("table_rows.no_face"), UNREADABLE: t("table_rows.unreadable"), AU_HIDDEN: t("table_rows.au_hidden"),
             AU_MISSING: t("table_rows.au_missing"),
             AU_INVALID: t("table_rows.au_invalid", lo=f"{AU_VALID_RANGE[0]:g}", hi=f"{AU_VALID_RANGE[1]:g}"),
             }.get(reason, reason)
@@ -939,7 +940,8 @@ def select(table: pd.DataFrame, classes: Sequence[str] | None = None, columns: S
     """The one rule for which rows count. A row is used when it is the first face of its image,
     (with ``classes``) labelled with one of them, its face was measured (``success``) and every AU
     in ``columns`` is a finite number from -1 to 10 (``AU_VALID_RANGE``); a face measured under a
-    mask lacks the AUs the mask hides, so it counts only for models of the visible ones.
+    mask lacks the AUs the mask hides, so it counts only for models of the visible ones. A file
+    the extraction could not read (``unreadable_files``) never counts.
 
     ``scoring``: rows without a measured face are kept (a model that cannot judge a face is wrong;
     ``Selection.measured`` says which), and so are single unknown AUs (the models treat them as
@@ -961,8 +963,10 @@ def select(table: pd.DataFrame, classes: Sequence[str] | None = None, columns: S
     leave_out(PASSED_OVER, passed_over(table).to_numpy())
     if classes is not None:
         leave_out(OTHER_LABEL, ~labels_of(table).isin(list(classes)).to_numpy())
-    missing, none, invalid = _value_masks(table, columns)
     success = _success(table)
+    # as evaluate --images leaves out a file it cannot read, for every model alike: one accuracy
+    leave_out(UNREADABLE, ~success & unreadable_files(table).to_numpy())
+    missing, none, invalid = _value_masks(table, columns)
     leave_out(AU_INVALID, invalid)
     if not scoring:
         leave_out(NO_FACE, ~success)
@@ -1048,6 +1052,22 @@ def video_names(table: pd.DataFrame) -> pd.Series:
     unread = table["source"].astype(str).eq(VIDEO_SOURCE) if "source" in table.columns else False
     files = table["file"].astype(str).str.replace(_FRAME_SUFFIX, "", regex=True)
     return files.where((timed | unread) & table["file"].notna(), np.nan).astype(object)
+
+
+def unreadable_files(table: pd.DataFrame) -> pd.Series:
+    """Per row: its reason says the extraction could not read the file (``images.UNREAD_REASON``:
+    not an image, damaged, empty, too large, gone), or it is the one row of a video it could not
+    read: no face looked for and not found, so left out of scoring as ``evaluate --images``
+    leaves such a file out (it scored 0.441 on a table and 0.454 on the same folder)."""
+    from .images import UNREAD_REASON
+
+    if "reason" not in table.columns:
+        return pd.Series(False, index=table.index)
+    unread = table["reason"].fillna("").astype(str).str.match(UNREAD_REASON)
+    if "source" in table.columns:  # a video's one row without a time: it could not be read
+        timed = table["time_s"].notna() if "time_s" in table.columns else False
+        unread |= table["source"].astype(str).eq(VIDEO_SOURCE) & ~timed
+    return unread
 
 
 def passed_over(table: pd.DataFrame) -> pd.Series:

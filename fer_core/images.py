@@ -381,6 +381,15 @@ def videos_inside(folder: str | os.PathLike[str]) -> bool:
 
 HIDDEN_IMAGE = "a hidden file (its name starts with a dot); rename it to measure it"
 
+# The reason an extraction's row gives (without the file's name) for a file read but not decoded as
+# an image (``load_image``): empty, damaged, not an image, too large.
+UNDECODED_REASON = re.compile(r"(file is empty|image is |image has |not a readable image|file is larger than"
+                              r"|[\d.,]+ [KMGT]?B is larger than)")  # the last: "51 MB is larger than an image file can be"
+# ... and for any file it could not read as an image, those and the listing's skips (gone, a link
+# loop, a folder, a pipe, hidden, a format not read): no face that was looked for and not found.
+UNREAD_REASON = re.compile(UNDECODED_REASON.pattern + r"|(cannot read|cannot be read|file not found|symbolic link loop"
+                           r"|a folder|not a regular file|a hidden file)|.*convert it to PNG or JPEG$")
+
 
 def is_hidden_name(name: str) -> bool:
     """The metadata file systems and macOS leave among photos, never a dataset's images: macOS

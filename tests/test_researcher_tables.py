@@ -113,8 +113,8 @@ def test_evaluate_counts_every_au_table_row_it_does_not_score(tmp_path, predicto
     assert "fear" not in report.skipped
     done = _cli("evaluate", "--au-table", path, "--json")
     assert json.loads(done.stdout)["left_out"] == {NOT_FIRST_FACE: 2, PASSED_OVER: 2, UNLABELLED: 4}
-    assert "left out 4 rows without a label" in done.stderr
-    assert "left out 2 rows that are later faces of an image" in done.stderr
+    assert "left out 4 rows: without a label" in done.stderr
+    assert "left out 2 rows: later faces of an image" in done.stderr
 
 
 def test_extracts_failure_reasons_beyond_the_five_commonest_are_counted(capsys):

@@ -343,8 +343,8 @@ def video_frames_note(table: pd.DataFrame) -> str | None:
 
 def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationReport:
     """An AU model on a labelled AU table: the first face of each image labelled with one of its
-    emotions (``au_table.select``); unmeasured faces count wrong, rows with invalid AU values are
-    left out and counted in ``left_out``, other emotions in ``skipped``. Pixel models cannot be
+    emotions (``au_table.select``); unmeasured faces count wrong, rows of unreadable files or with
+    invalid AU values are left out and counted in ``left_out``, other emotions in ``skipped``. Pixel models cannot be
     scored on AUs and say so. Rows are predicted in chunks and scored as integer codes, so memory
     stays bounded however long the table."""
     from .. import au_table
@@ -372,11 +372,13 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
     other = pd.Series(labels[first & pd.notna(labels) & ~np.isin(labels, classes) & ~passed], dtype=object)
     report.skipped = {str(k): int(v) for k, v in other.value_counts().items()}
     # every row not scored is counted (a table joined wrongly loses most of its rows here): later
-    # faces, rows without a label (a folder the extraction passed over is no image), bad AU values
+    # faces, rows without a label (a folder the extraction passed over is no image), files the
+    # extraction could not read (as evaluate --images leaves them out), bad AU values
     unlabelled = int(np.count_nonzero(first & pd.isna(labels) & ~passed))
     counts = {au_table.NOT_FIRST_FACE: selection.left_out.get(au_table.NOT_FIRST_FACE, 0),
               au_table.PASSED_OVER: selection.left_out.get(au_table.PASSED_OVER, 0),
-              au_table.UNLABELLED: unlabelled, au_table.AU_INVALID: selection.left_out.get(au_table.AU_INVALID, 0)}
+              au_table.UNLABELLED: unlabelled, au_table.UNREADABLE: selection.left_out.get(au_table.UNREADABLE, 0),
+              au_table.AU_INVALID: selection.left_out.get(au_table.AU_INVALID, 0)}
     report.left_out = {reason: n for reason, n in counts.items() if n}
     return report
 
@@ -400,8 +402,8 @@ def _scored_chunks(predictor: Predictor, table: pd.DataFrame, selection, used: l
 def evaluate_videos(predictor: Predictor, table: pd.DataFrame) -> EvaluationReport | None:
     """Each labelled video of a table of frames scored once, as its frames are no independent
     faces: its answer the emotion of the highest mean probability over its frames with a face (no
-    face in any frame, or a video that could not be read: no answer), its label its frames'
-    commonest. None for a table without videos (``au_table.video_names``). Pictures in the table
+    face in any frame: no answer; a video that could not be read is left out, as an unreadable
+    image is), its label its frames' commonest. None for a table without videos (``au_table.video_names``). Pictures in the table
     are left to ``evaluate_au_table``."""
     from .. import au_table
 

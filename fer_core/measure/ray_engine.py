@@ -22,7 +22,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import threading
@@ -36,7 +35,7 @@ import pandas as pd
 
 from .. import au_table, fileio
 from ..errors import FerError, one_line, printable
-from ..images import LabeledImage, SkippedFile, relative_file
+from ..images import UNDECODED_REASON, LabeledImage, SkippedFile, relative_file
 from . import extract
 from .tasks import CRASH_REASON
 from .workers import THREAD_VARS as WORKER_THREAD_VARS
@@ -287,11 +286,8 @@ def forget(out: str | os.PathLike[str]) -> None:
 # measures such files again too (its cache keeps no answer that was not read from the file's bytes).
 _UNSETTLED = (CRASH_REASON, "cannot read", "cannot be read", "file not found", "symbolic link loop", "a folder",
               "not a regular file")
-# Reasons of a file that was read but could not be decoded as an image: settled while it stays so,
+# A file read but not decoded as an image (``UNDECODED_REASON``) is settled while it stays so, and
 # measured again once it decodes (re-exported, as its error asks; ``_mended_files``).
-_UNDECODED = re.compile(r"(file is empty|image is |image has |not a readable image|file is larger than"
-                        r"|[\d.,]+ [KMGT]?B is larger than)")  # the last: "51 MB is larger than an image file can be"
-
 
 def _unsettled(reasons: pd.Series) -> pd.Series:
     """Per row, whether its reason leaves the file to be measured again (``_UNSETTLED``; a format
@@ -359,7 +355,7 @@ def _mended_files(tables: list[pd.DataFrame], paths: dict[str, str]) -> set[str]
     from ..images import load_image
 
     undecoded = {f for t in tables
-                 for f in t.loc[t["reason"].fillna("").astype(str).str.match(_UNDECODED), "file"]}
+                 for f in t.loc[t["reason"].fillna("").astype(str).str.match(UNDECODED_REASON), "file"]}
     mended = set()
     for file in sorted(undecoded & set(paths)):
         try:
