@@ -9,6 +9,7 @@ import os
 import re
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -363,7 +364,8 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("extract", help="AU table (CSV, CSV.gz or Parquet by extension) of a folder of images "
-                                       "and videos, or of a video (MP4, MOV, AVI, WebM)")
+                                       "and videos, or of a video (MP4, MOV, AVI, WebM)",
+                       epilog="Progress bars show on a terminal; FER_PROGRESS=1 keeps them when stderr goes to a file.")
     s.add_argument("folder", help="a folder of images (and videos), or a video file; a video gives one row per "
                                   "sampled frame and face (time_s)")
     s.add_argument("--fps", type=float, default=None,
@@ -713,8 +715,13 @@ def cmd_extract(args) -> int:
         raise FerError("--mask draws masks for the embedded MediaPipe; use --backend mediapipe, or mask the "
                        "images first (python -m fer_core mask) and measure those with OpenFace")
     listing = scan_images(args.folder, parse_classes(args.classes, least=1) if args.classes else None)
+    # said in the summary: images of emotions --classes leaves out are not measured
+    other_emotions = len(scan_images(args.folder).items) - len(listing.items) if args.classes else 0
     items = listing.items
     if not items and not listing.skipped:
+        if other_emotions:
+            raise FerError(f"{args.folder}: no images of {args.classes} (--classes); its {_counted(other_emotions, 'image')} "
+                           "are of other emotions or unlabelled")
         raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg, emotion-prefixed file names or plain images")
     from .measure.video import DEFAULT_FPS, check_fps, extract_videos, videos_apart, videos_in
 
@@ -733,6 +740,7 @@ def cmd_extract(args) -> int:
 
         with one_run(target):
             pass
+    took: list[tuple[int, str, float]] = []  # (count, what, seconds) of the local engine's measuring
     if args.backend == "openface-docker":
         from .measure.openface_docker import OpenFaceDocker
 
@@ -755,7 +763,8 @@ def cmd_extract(args) -> int:
             return _interrupted_status(exc)
         table = run.table
         print(f"Ray: {_counted(run.measured, 'image')} measured by {_counted(run.workers, 'actor')} in {run.seconds:.1f} s"
-              + (f"; {run.resumed} already in {printable(args.out)}, skipped" if run.resumed else "")
+              + (f"; {run.resumed} measured before (in {printable(args.out)} or its .parts folder), skipped"
+                 if run.resumed else "")
               + (f"; {_counted(run.changed, 'image')} changed since {'it was' if run.changed == 1 else 'they were'} "
                  "measured, measured again" if run.changed else "")
               + (f"; the rows of {_counted(run.dropped, 'image')} no longer in {printable(args.folder)} left out"
@@ -763,18 +772,29 @@ def cmd_extract(args) -> int:
     else:
         from .measure.extract import default_workers, extract_table
 
+        start = time.perf_counter()
         table = extract_table(items, workers=args.workers or default_workers(), use_cache=not args.no_cache,
-                              progress=_tqdm_progress("faces"), root=args.folder, skipped=skipped,
+                              progress=_tqdm_progress("images"), root=args.folder, skipped=skipped,
                               mask=args.mask, crops=args.crops)
+        took = [(len(items), "image", time.perf_counter() - start)] if items else []
         if measured_videos:
             from . import au_table
 
-            table = au_table.concat([table, extract_videos(
-                measured_videos, fps=fps, workers=args.workers or default_workers(), use_cache=not args.no_cache,
-                reading=_tqdm_progress("videos read"), progress=_tqdm_progress("video chunks"))])
+            start = time.perf_counter()
+            clips = extract_videos(measured_videos, fps=fps, workers=args.workers or default_workers(),
+                                   use_cache=not args.no_cache, reading=_tqdm_progress("videos read"),
+                                   progress=_tqdm_progress("video chunks"))
+            frames = clips[clips["time_s"].notna()].groupby(["file", "time_s"]).ngroups
+            took.append((frames, "frame", time.perf_counter() - start))
+            table = au_table.concat([table, clips])
     if args.engine != "ray":  # the Ray engine has written it (and removed its part files)
         _write_local_table(table, args.out)
-    _say_extracted(table, args, measured_videos, videos_kept_out, fps)
+    _say_extracted(table, args, measured_videos, videos_kept_out, fps, other_emotions)
+    if took:  # the local engine's speed (Ray says its own)
+        print("took " + "; ".join(f"{seconds:.1f} s for {_counted(n, what)} ({n / max(seconds, 1e-9):.1f} {what}s/s)"
+                                  for n, what, seconds in took)
+              + ("; cached ones are not measured again (--no-cache measures every one)" if not args.no_cache else ""),
+              file=sys.stderr)
     return 0
 
 
@@ -804,9 +824,9 @@ def _videos_kept_out(args) -> str:
     return ""
 
 
-def _say_extracted(table, args, measured_videos, videos_kept_out: str, fps: float) -> None:
+def _say_extracted(table, args, measured_videos, videos_kept_out: str, fps: float, other_emotions: int = 0) -> None:
     """extract's summary of a folder: images and faces, its videos' frames and faces, what was
-    passed over and the commonest reasons of failure."""
+    passed over (``other_emotions``: images --classes left out) and the commonest reasons of failure."""
     from . import au_table
     from .measure.video import frame_rows
 
@@ -836,6 +856,8 @@ def _say_extracted(table, args, measured_videos, videos_kept_out: str, fps: floa
                  + (f"; {_counted(unreadable, 'video')} unreadable" if unreadable else ""))
     if folders.any():
         line += f"; {_counted(int(folders.sum()), 'folder')} passed over"
+    if other_emotions:
+        line += f"; {_counted(other_emotions, 'image')} of other emotions or unlabelled left out (--classes)"
     from .images import OTHER_VIDEO
 
     other_format = videos & table["reason"].astype(str).eq(OTHER_VIDEO)
@@ -923,8 +945,8 @@ def _extract_video(args) -> int:
     rate = f"{fps:g} fps"
     if 0 < own < fps:  # more than the video has on average: each of its frames taken once
         rate += f" (the video has {own:.3g} fps on average: at most every frame)"
-    print(f"{frames} frames at {rate}, {int(table['success'].sum())} faces -> {printable(args.out)}; "
-          f"{len(failed) - unread} frames without a face or unreadable"
+    print(f"{_counted(frames, 'frame')} at {rate}, {_counted(int(table['success'].sum()), 'face')} -> "
+          f"{printable(args.out)}; {_counted(len(failed) - unread, 'frame')} without a face or unreadable"
           + (f"; {unread} {'stretch' if unread == 1 else 'stretches'} of the video without frames" if unread else ""),
           file=sys.stderr)
     _print_reasons(failed, name_single=False)  # every row is the video: its times are in the table
@@ -1298,8 +1320,8 @@ def cmd_evaluate(args) -> int:
         if per_video is not None:
             extra["per_video"] = per_video.to_dict()
         for reason, n in report.left_out.items():
-            why = {au_table.NOT_FIRST_FACE: "that are later faces of an image (its first face is scored)"}.get(reason, reason)
-            print(f"{printable(args.au_table)}: left out {n:,} rows {why}", file=sys.stderr)
+            why = {au_table.NOT_FIRST_FACE: "later faces of an image (its first face is scored)"}.get(reason, reason)
+            print(f"{printable(args.au_table)}: left out {_counted(n, 'row')}: {why}", file=sys.stderr)
         if report.skipped:
             print(f"left out {', '.join(f'{n:,} {e}' for e, n in report.skipped.items())} row(s): "
                   f"{predictor.name} does not predict {'that emotion' if len(report.skipped) == 1 else 'those emotions'}",
