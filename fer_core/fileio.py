@@ -291,8 +291,11 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 def csv_bytes(frame: pd.DataFrame, index: bool = False) -> bytes:
     """A table as the UTF-8 CSV every download of the dashboard gives, safe to open in a
-    spreadsheet (``spreadsheet_safe``): user-chosen names are data there, never formulas."""
-    return spreadsheet_safe(frame).to_csv(index=index).encode("utf-8")
+    spreadsheet (``spreadsheet_safe``): user-chosen names are data there, never formulas. It
+    starts with a byte-order mark: without one, Excel reads a CSV in the system's code page (CP949
+    on a Korean Windows), and Korean file names and emotion words came out garbled. pandas, R's
+    readr and this workbench read it as plain UTF-8."""
+    return spreadsheet_safe(frame).to_csv(index=index).encode("utf-8-sig")
 
 
 def write_frame(frame, path: str | os.PathLike[str]) -> Path:

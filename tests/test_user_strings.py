@@ -270,3 +270,19 @@ def test_shown_literally_keeps_a_bare_web_address_or_email_from_becoming_a_link(
         assert plain(shown) == name
         assert not re.search(r"(?i)(https?://|www\.|[^\u2060]@)", shown), shown
     assert shown_literally("shttp_model.h5") == "shttp_model.h5"  # no joiner where nothing would link
+
+
+def test_dashboard_downloads_open_in_a_korean_excel_and_read_back_everywhere(tmp_path):
+    """Without a byte-order mark, Excel reads a CSV in the system's code page (CP949 on a Korean
+    Windows): a reviewer's Korean file names would come out garbled. pandas and this workbench's
+    table reader read the download back with its first column named as written."""
+    from fer_core import au_table
+    from fer_core.fileio import csv_bytes
+
+    frame = au_table.from_rows([{"file": "surprise/놀람_사진.jpg", "face": 0, "label": "surprise", "success": 0,
+                                 "reason": "no face found"}])
+    data = csv_bytes(frame)
+    assert data.startswith(b"\xef\xbb\xbffile,")
+    assert pd.read_csv(io.BytesIO(data)).columns[0] == "file"
+    (tmp_path / "down.csv").write_bytes(data)
+    assert au_table.read(tmp_path / "down.csv")["file"].tolist() == ["surprise/놀람_사진.jpg"]
