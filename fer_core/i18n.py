@@ -104,8 +104,9 @@ def t(key: str, /, **values: object) -> str:
 
 
 # A Korean particle written for either word ending ("은(는)": 은 after a final consonant, 는 after a
-# vowel), as a template must write it before a name it does not know.
-_PARTICLES = re.compile(r"(?<=[가-힣0-9])(은\(는\)|이\(가\)|을\(를\)|과\(와\)|\(으\)로)")
+# vowel), as a template must write it before a name it does not know; a number in brackets between
+# them is the word's value ("AU06 뺨 올림(0.7)이"), and the particle goes by the word.
+_PARTICLES = re.compile(r"(?<=[가-힣0-9])(\([0-9][0-9.,]*\))?(은\(는\)|이\(가\)|을\(를\)|과\(와\)|\(으\)로)")
 # The final consonant of a number's last digit as read aloud (영 일 이 삼 사 오 육 칠 팔 구; a
 # number ending in 0 reads 십, 백, 천, 만 or 영: a final consonant, never ㄹ), as ``pick`` counts it.
 _DIGIT_FINALS = {"0": 21, "1": 8, "2": 0, "3": 16, "4": 0, "5": 0, "6": 1, "7": 8, "8": 8, "9": 0}
@@ -114,17 +115,17 @@ _DIGIT_FINALS = {"0": 21, "1": 8, "2": 0, "3": 16, "4": 0, "5": 0, "6": 1, "7": 
 def attach_particles(text: str) -> str:
     """Korean text with each "은(는)", "이(가)", "을(를)", "과(와)", "(으)로" after a Hangul syllable
     or a digit written as the one it takes ("AU26 턱 내림은", "AU14 보조개는", "행복으로", "놀람으로",
-    "AU12가", "AU17이"); other text unchanged."""
+    "AU12가", "AU17이", "AU06 뺨 올림(0.7)이"); other text unchanged."""
     if "(" not in text:
         return text
 
     def pick(found: re.Match) -> str:
         before = text[found.start() - 1]
         final = _DIGIT_FINALS[before] if before.isascii() else (ord(before) - 0xAC00) % 28  # 0: none, 8: ㄹ
-        if found.group(1) == "(으)로":  # 으로 after a final consonant other than ㄹ
-            return "으로" if final not in (0, 8) else "로"
-        first, second = found.group(1)[0], found.group(1)[2]
-        return first if final else second
+        value, particle = found.group(1) or "", found.group(2)
+        if particle == "(으)로":  # 으로 after a final consonant other than ㄹ
+            return value + ("으로" if final not in (0, 8) else "로")
+        return value + (particle[0] if final else particle[2])
 
     return _PARTICLES.sub(pick, text)
 

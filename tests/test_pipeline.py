@@ -64,7 +64,7 @@ def test_an_au_weaker_than_usual_is_not_given_as_the_reason_by_being_there():
     from fer_core import i18n
 
     with i18n.using_language("ko"):  # the particle the last name takes, not "이(가)"
-        assert ex.sentence == "무표정: AU12 입꼬리 당김 및 AU25 입술 벌림이 나타나지 않고 AU06 뺨 올림이 평소보다 약하기 때문입니다 (0.7)."
+        assert ex.sentence == "무표정: AU12 입꼬리 당김 및 AU25 입술 벌림이 나타나지 않고 AU06 뺨 올림(0.7)이 평소보다 약하기 때문입니다."
         assert i18n.attach_particles("AU14 보조개은(는), AU26 턱 내림은(는), (0.7)은(는)") == \
             "AU14 보조개는, AU26 턱 내림은, (0.7)은(는)"
         # a number takes the particle of its last digit read aloud (이, 칠, 십)
@@ -79,7 +79,7 @@ def test_an_au_weaker_than_usual_is_not_given_as_the_reason_by_being_there():
     assert ex.sentence == ("neutral, because AU06 cheek raiser is weaker than usual (0.6) and AU12 lip corner "
                            "puller is absent.")
     with i18n.using_language("ko"):
-        assert ex.sentence == "무표정: AU06 뺨 올림이 평소보다 약하고(0.6) AU12 입꼬리 당김이 나타나지 않기 때문입니다."
+        assert ex.sentence == "무표정: AU06 뺨 올림(0.6)이 평소보다 약하고 AU12 입꼬리 당김이 나타나지 않기 때문입니다."
     # a push a tenth the size of the strongest is not among "mostly because of"
     ex = _two_emotion_model([0.05, 2.0, 0.0]).explain(np.array([3.0, 3.0, 1.0]))
     assert ex.sentence == "happy, mostly because of AU12 lip corner puller (3.0)."
