@@ -198,13 +198,23 @@ def test_the_aus_a_sentence_names_come_with_how_to_read_them(models_dir, jpeg_by
     assert "AU23" in named  # "happy, mostly because of AU12 lip corner puller (4.8) and AU23 lip tightener (2.0)"
     assert any(c.startswith("AU23 here is lips pressed together") for c in captions), captions
     assert any("0 is a typical face there (the median), 5 the strongest 0.5 %" in c for c in captions)
-    assert not any(c.startswith("Read with care") for c in captions)  # AU12 and AU23 follow OpenFace's
+    against = {c.au for c in result.faces[0].explanation.against}
+    for caption in (c for c in captions if c.startswith("Read with care")):  # AU12 and AU23 follow OpenFace's
+        assert "AU12" not in caption and "AU23" not in caption and any(au in caption for au in against)
 
     ranked = (AUContribution("AU15", "AU15 lip corner depressor", 3.1, 0.9, 0.8),
               AUContribution("AU45", "AU45 blink", 2.0, 0.5, 0.7), AUContribution("AU12", "AU12 lip corner puller", 0.1, 0.3, 1.0))
     notes = reading_notes(Explanation("sad", {"sad": 0.7, "happy": 0.3}, ranked))
     assert notes[0].startswith("Read with care") and "AU15 lip corner depressor (r 0.20)" in notes[0]
     assert "AU12" not in notes[0] and notes[1].startswith("AU45 on a photo is how closed the eyes are")
+    # an AU named only in "Speaking against it" (AU23 absent, AU17 against sad) is read with the same care
+    ranked = (AUContribution("AU12", "AU12 lip corner puller", 3.1, 2.0, 1.0),
+              AUContribution("AU17", "AU17 chin raiser", 0.9, -0.3, 0.5), AUContribution("AU23", "AU23 lip tightener", 0.1, -0.5, 0.8))
+    explanation = Explanation("happy", {"happy": 0.8, "sad": 0.2}, ranked)
+    assert [c.au for c in explanation.reasons] == ["AU12"] and {"AU17", "AU23"} <= {c.au for c in explanation.against}
+    notes = reading_notes(explanation)
+    assert notes[0].startswith("Read with care") and "AU17 chin raiser (r 0.67)" in notes[0]
+    assert any(n.startswith("AU23 here is lips pressed together") for n in notes)
 
 
 @pytest.fixture(scope="session")

@@ -449,15 +449,16 @@ def against_text(ex) -> str:
 
 
 def reading_notes(ex) -> list[str]:
-    """Cautions on the AUs a sentence names, as this workbench measures them from the face landmarks
-    (Try it): an AU whose mean per emotion disagrees with OpenFace's (a teacher read "sad, because
-    of AU15" with no word that the embedded AU15 does not follow OpenFace's), and the two AUs whose
-    source is not what their name says (AU23 is lips pressed; AU45 on a photo is closed eyes); and an
-    MLP's reasons being estimates."""
+    """Cautions on the AUs a sentence and its "speaking against it" line name, as this workbench
+    measures them from the face landmarks (Try it): an AU whose mean per emotion disagrees with
+    OpenFace's (a teacher read "sad, because of AU15" with no word that the embedded AU15 does not
+    follow OpenFace's), and the two AUs whose source is not what their name says (AU23 is lips
+    pressed; AU45 on a photo is closed eyes: "AU23 lip tightener absent" against happy was read at
+    face value); and an MLP's reasons being estimates."""
     from fer_core.au_table import au_label
     from fer_core.measure.au_mapping import LOW_PROFILE_AGREEMENT, READ_AS
 
-    named = list(dict.fromkeys(c.au for c in ex.reasons))
+    named = list(dict.fromkeys(c.au for c in (*ex.reasons, *ex.against)))
     low = [f"{au_label(au)} (r {LOW_PROFILE_AGREEMENT[au]:.2f})" for au in named if au in LOW_PROFILE_AGREEMENT]
     notes = [t("try_it.low_agreement", aus=", ".join(low))] if low else []
     if ex.extra.get("contribution_method", "").startswith("occlusion"):
