@@ -28,7 +28,7 @@ from fer_core.figures.compare import (
     summary_frame,
 )
 from fer_core.fileio import csv_bytes
-from fer_core.i18n import current_language, emotion_label, message, t
+from fer_core.i18n import current_language, emotion_label, message, t, using_language
 from fer_core.images import png_data_uri, relative_file
 from fer_core.measure.extract import default_workers
 from ui.common import (
@@ -295,14 +295,18 @@ def show_no_face(res: Comparison) -> None:
 
 
 def download_files(res: Comparison, root: str, passed_over: list[str] | tuple = ()) -> dict[str, bytes]:
-    """The CSVs of Compare by file name: what the buttons give and the tests parse back."""
+    """The CSVs of Compare by file name: what the buttons give and the tests parse back. In English
+    on a Korean page too, headers and cells alike (for scripts; the McNemar verdicts were Korean under
+    English headers)."""
+    with using_language("en"):
+        mcnemar = mcnemar_frame(res)
     return {
         "compare_predictions.csv": csv_bytes(predictions_frame(res.table, res.names, root)),
         "compare_probabilities.csv": csv_bytes(probabilities_frame(res, root)),
         "compare_summary.csv": csv_bytes(summary_frame(res)),
         "compare_precision_recall_f1.csv": csv_bytes(precision_recall_frame(res)),
         "compare_confusion.csv": csv_bytes(confusion_frame(res)),
-        "compare_mcnemar.csv": csv_bytes(mcnemar_frame(res)),
+        "compare_mcnemar.csv": csv_bytes(mcnemar),
         **({"compare_left_out.csv": csv_bytes(left_out_frame(res, passed_over))}
            if passed_over or res.unreadable or res.skipped or res.unlabelled else {}),
     }

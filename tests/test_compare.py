@@ -373,10 +373,12 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     assert list(prf.columns) == ["model", "emotion", "precision", "recall", "f1", "support"] and len(prf) == 12
     mcnemar = pd.read_csv(io.BytesIO(files["compare_mcnemar.csv"]))
     assert mcnemar.loc[0, "only A right"] == 0 and mcnemar.loc[0, "p-value"] == 1.0
+    assert mcnemar.loc[0, "verdict"] == "no significant difference"  # English cells under English headers
     assert len(pd.read_csv(io.BytesIO(files["compare_predictions.csv"]))) == 12
     report = files["compare_report.html"]()  # built on click
     text = report.decode("utf-8") if isinstance(report, bytes) else report
     assert "모델 비교 보고서" in text and text.count('class="plotly-graph-div"') == 4
+    assert "매크로 F1" in text and "macro F1" not in text
     assert "fer_testset_" not in text  # a drawn set's temporary folder is no part of the result
     assert text.count('<img src="data:image/png;base64,') == 2 * len(res.wrong_files(BUNDLED_AU_MODEL))
     labels = {b.label for b in at.get("download_button")}
@@ -481,6 +483,7 @@ def test_compare_page_reports_and_downloads_every_image_it_left_out(models_dir, 
     report = downloads["compare_report.html"]()
     text = report.decode("utf-8") if isinstance(report, bytes) else report
     assert f"folder {folder}" in text and "`" not in text.split("<body", 1)[1].split("<script", 1)[0]
+    assert text.count(f"<td>folder {folder}</td>") == 1 and f"<td>{folder}</td>" not in text  # named once
     # fear scored by choice: the AU model's 0 on it is said to be a question it cannot answer
     assert not any("never predicts" in w for w in texts(at.warning))
     at.multiselect(key="cmp_classes").set_value(["happy", "sad", "fear"])

@@ -130,7 +130,7 @@ def _model_section(name: str, kind: str, entry: ModelEntry | None) -> str:
             ci = f" ({m.accuracy_ci95[0]:.1%}–{m.accuracy_ci95[1]:.1%})" if m.accuracy_ci95 else ""
             rows.append((t("report.manifest_accuracy"), f"{m.accuracy:.1%}{ci}"))
         if m.macro_f1 is not None:
-            rows.append(("macro F1", f"{m.macro_f1:.3f}"))
+            rows.append((t("compare.col_macro_f1"), f"{m.macro_f1:.3f}"))
         if m.evaluated_on:
             rows.append((t("report.evaluated_on"), m.evaluated_on + (f" (n = {m.n:,})" if m.n else "")))
         for key, label in (("origin", t("report.origin")), ("command", t("report.command")),
@@ -209,7 +209,7 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
                          (t("report.images"), f"{comparison.n:,}"),
                          (t("report.emotions"), ", ".join(emotion_label(e) for e in comparison.classes)),
                          (t("report.created"), settings.created)]
-        if settings.root and not settings.temporary:
+        if settings.root and not settings.temporary and str(settings.root) not in str(settings.test_set):  # named once
             settings_rows.insert(1, (t("report.folder"), settings.root))
         if comparison.skipped:
             settings_rows.append((t("report.skipped"),

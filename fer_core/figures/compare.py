@@ -224,7 +224,7 @@ def column_titles() -> dict[str, str]:
     return {"model": t("compare.col_model"), "kind": t("compare.col_kind"), "emotion": t("compare.col_emotion"),
             "accuracy": t("compare.col_accuracy"), "ci95": t("compare.col_ci95"),
             "ci95_low": t("compare.col_ci95_low"), "ci95_high": t("compare.col_ci95_high"),
-            "macro_f1": "macro F1", "no_face": t("compare.col_no_face"), "n": t("compare.col_n"),
+            "macro_f1": t("compare.col_macro_f1"), "no_face": t("compare.col_no_face"), "n": t("compare.col_n"),
             "precision": t("compare.col_precision"), "recall": t("compare.col_recall"), "f1": "F1",
             "support": t("compare.col_support"), "model A": t("compare.col_model_a"),
             "model B": t("compare.col_model_b"), "only A right": t("compare.col_only_a"),
