@@ -77,15 +77,18 @@ class FaceResult:
         return out
 
 
-def analyze_image(image, model: Predictor | None = None, analyzer=None, top: int = 3) -> list[FaceResult]:
+def analyze_image(image, model: Predictor | None = None, analyzer=None, top: int = 3,
+                  crop: bool = False) -> list[FaceResult]:
     """Every face of an image (largest first) measured, cropped and, with an explaining
     ``model``, explained. Measured in a crash-isolated worker process, or in this process with
     ``analyzer`` when one is given. ``image``: anything ``load_image`` takes (an RGB, gray, RGBA
-    or float array, a PIL image, a path or bytes); a FER2013 file reads as a gray array."""
+    or float array, a PIL image, a path or bytes); a FER2013 file reads as a gray array. ``crop``:
+    the image is a face crop whatever its size (face-crop mode, as ``extract --crops``)."""
     from .measure.extract import measure_faces, measure_image
 
     rgb = load_image(image)
-    measured = measure_image(rgb) if analyzer is None else measure_faces(analyzer, rgb, keep_landmarks=True)
+    measured = (measure_image(rgb, crop=crop) if analyzer is None
+                else measure_faces(analyzer, rgb, keep_landmarks=True, crop=crop))
     return faces_from_measurements(rgb, measured, model, top)
 
 
@@ -132,8 +135,9 @@ class PhotoResult:
 
 
 def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, analyzer=None,
-                  max_side: int = MAX_ANALYSIS_SIDE) -> PhotoResult:
-    """Decode an upload, scale a huge photo down, find and explain every face."""
+                  max_side: int = MAX_ANALYSIS_SIDE, crop: bool = False) -> PhotoResult:
+    """Decode an upload, scale a huge photo down, find and explain every face (``crop``: the
+    upload is a face crop, ``analyze_image``)."""
     start = time.perf_counter()
     try:
         rgb = load_image(data, name=name)
@@ -148,7 +152,7 @@ def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, 
         im.thumbnail((max_side, max_side), Image.LANCZOS)
         rgb, scaled = np.asarray(im), True
     try:
-        faces = analyze_image(rgb, model, analyzer)
+        faces = analyze_image(rgb, model, analyzer, crop=crop)
     except FerError as exc:
         return PhotoResult(name, rgb, [], f"{name}: {one_line(exc).removeprefix('image: ')}", scaled,
                            time.perf_counter() - start, size)

@@ -119,15 +119,16 @@ def collect_inputs() -> list[tuple[str, bytes]]:
     return inputs
 
 
-def result_for(name: str, data: bytes, model, model_key: str, keep: int = MAX_KEPT_RESULTS) -> dict:
+def result_for(name: str, data: bytes, model, model_key: str, keep: int = MAX_KEPT_RESULTS,
+               crop: bool = False) -> dict:
     """Kept in session state, so revisiting the page (or another rerun) does not recompute.
     ``keep``: how many results to keep, at least the photos on the page (with fewer kept, every
-    rerun analysed them all again, each evicting the next)."""
+    rerun analysed them all again, each evicting the next). ``crop``: measured as a face crop."""
     results: dict = st.session_state.setdefault("try_results", {})
-    key = (digest(data), name, model_key)
+    key = (digest(data), name, model_key, crop)
     if key not in results:
         with st.spinner(t("try_it.analysing", name=name)):
-            results[key] = (analyze_photo(data, name, model), model_key)
+            results[key] = (analyze_photo(data, name, model, crop=crop), model_key)
         while len(results) > max(keep, MAX_KEPT_RESULTS):
             results.pop(next(iter(results)))
     return results[key]
@@ -389,6 +390,8 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
             no_face = result.image is not None and result.error.endswith(NO_FACE_MESSAGE)
             if no_face:
                 show_error(t("try_it.no_face", name=shown_literally(result.name)), warning=True)
+                if not st.session_state.get("try_crops"):  # a face filling the picture can be missed
+                    st.caption(t("try_it.no_face_crop_hint"))
             else:
                 show_error(result.error, warning=result.image is not None, literal=True)
             return
@@ -660,6 +663,7 @@ def photos_part(model, model_key: str, model_name: str, others: list) -> None:
                   "cloth": t("try_it.mask_cloth")}
         mask = st.selectbox(t("try_it.mask_style"), list(STYLES), format_func=lambda s: labels.get(s, s),
                             key=kept_choice("try_mask_style"))
+    crop = st.toggle(t("try_it.crops_on"), key=kept_choice("try_crops"), help=t("try_it.crops_help"))
     if not inputs:
         st.info(t("try_it.empty"))
         kept = st.session_state.get("try_last", [])
@@ -674,7 +678,7 @@ def photos_part(model, model_key: str, model_name: str, others: list) -> None:
     shown = []
     for slot, (name, data) in enumerate(inputs):
         try:
-            result, key = result_for(name, data, model, model_key, keep=len(inputs))
+            result, key = result_for(name, data, model, model_key, keep=len(inputs), crop=crop)
             shown.append((result, key))
             show_result(result, others, slot, model, model_key, model_name, mask)
         except Exception as exc:

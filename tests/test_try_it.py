@@ -448,3 +448,22 @@ def test_speaking_against_says_an_au_weaker_than_usual_as_such():
                                                                                  -0.35, usual=0.5), *ex.ranked[3:]))
     assert against_text(two) == ("Speaking against it: AU02 outer brow raiser (2.0), AU04 brow lowerer (2.0); weaker "
                                  "than usual: AU06 cheek raiser (0.7)")
+
+
+def test_a_face_crop_the_photo_search_misses_is_measured_with_face_crops_on(models_dir, fer_val):
+    """A FER2013 face enlarged to 320 px: "no face found; ... at least ~48 pixels wide" of a face
+    320 px wide (a reviewer's), with no word of the face-crop mode ``extract --crops`` has. The page
+    says to turn on Face crops, and with it on the face is measured and explained."""
+    buf = io.BytesIO()
+    Image.open(fer_val / "surprise" / "PublicTest_13980595.jpg").convert("RGB").resize(
+        (320, 320), Image.Resampling.BICUBIC).save(buf, format="JPEG", quality=95)
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    at.file_uploader(key="try_upload").set_value(("big.jpg", buf.getvalue(), "image/jpeg"))
+    run_app(at, T)
+    assert any(w.startswith("big.jpg: no face found") for w in texts(at.warning))
+    assert any("turn on **Face crops** above" in c for c in texts(at.caption))
+    at.toggle(key="try_crops").set_value(True)
+    run_app(at, T)
+    result, _ = at.session_state["try_last"][0]
+    assert result.error is None and len(result.faces) == 1 and result.faces[0].explanation is not None
+    assert result.faces[0].box[2] > 160 and not any("no face found" in w for w in texts(at.warning))

@@ -51,7 +51,9 @@ log = logging.getLogger(__name__)
 #       colours of gray and RGB PNGs on white, images with a damaged EXIF block turned.
 # mp-10: the pages after an animation's or a multi-page TIFF's first are no longer read (a damaged
 #        later page failed the whole file before).
-MEASURE_VERSION = "mp-10"
+# mp-11: a face whose box lies mostly within a larger face's (an eye and brow, a mouth) is no face of
+#        its own; in a large crop (--crops) a face spanning under a third of it is a part of the face.
+MEASURE_VERSION = "mp-11"
 # --crops keys: a --crops image of 160 px or more in which nothing found a face is now measured once
 # more shrunk to 144 px (the small-crop path). Only those keys change ("crops2"): every other cached
 # measurement, and a Ray run's resume record, stay as they were.

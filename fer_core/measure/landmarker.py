@@ -36,6 +36,11 @@ SMALL_IMAGE_SIDE = 160
 # to this side, through the small-crop path and its retries. Not without ``--crops``: that path takes
 # any face the landmark model sees, and in photos up to 480 px it saw faces in grass and the moon.
 SHRUNK_CROP_SIDE = 144
+# The face of a crop given as one (``--crops``, Try it's Face crops) spans at least this share of the
+# crop's shorter side (FER2013's faces 25-35 px of 48); a face the direct pass finds that is smaller
+# is a part of it (a FER2013 face enlarged to 320 px gave a 64 px "face" on the mouth), so the
+# whole-crop measurement is taken instead.
+CROP_FACE_MIN_SHARE = 1 / 3
 RETRY_VARIANTS: tuple[tuple[int, int], ...] = ((1, 0), (4, 48), (2, 24), (4, 96))
 
 # The face-quality gate, measured on scikit-image's sample photos and FER2013 val (bench/face_quality.py):
@@ -419,13 +424,13 @@ class FaceAnalyzer:
                 faces = self._measure_as_crop(rgb)
                 if small:
                     return faces or self._measure_small_crop(rgb)
-                faces = self._gate_and_refine(rgb, faces)
+                faces = self._gate_and_refine(rgb, _filling(faces, rgb))
                 if faces:
                     return faces
             faces = self._detect(rgb)
-            if faces or not crop:
+            if not crop:
                 return faces
-            return self._measure_shrunk_crop(rgb)
+            return _filling(faces, rgb) or self._measure_shrunk_crop(rgb)
 
     def _measure_shrunk_crop(self, rgb: np.ndarray) -> list[Face]:
         """A larger crop in which neither face-crop mode nor the full search finds a face, measured
@@ -436,7 +441,7 @@ class FaceAnalyzer:
         factor = SHRUNK_CROP_SIDE / max(h, w)
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
         small = np.ascontiguousarray(np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS)))
-        faces = self._measure_as_crop(small) or self._measure_small_crop(small)
+        faces = _filling(self._measure_as_crop(small), small) or self._measure_small_crop(small)
         for face in faces:
             _to_original(face, size[0] / w, 0)
         return faces
@@ -727,6 +732,12 @@ def _to_original(face: Face, scale: int, border: int) -> None:
     face.landmarks[:, 2] /= scale
     x, y, w, h = face.box
     face.box = ((x - border) / scale, (y - border) / scale, w / scale, h / scale)
+
+
+def _filling(faces: list[Face], crop: np.ndarray) -> list[Face]:
+    """The faces that can be a face crop's own face (``CROP_FACE_MIN_SHARE``), not a part of it."""
+    side = CROP_FACE_MIN_SHARE * min(crop.shape[:2])
+    return [f for f in faces if max(f.box[2], f.box[3]) >= side]
 
 
 def _drop_duplicates(faces: list[Face], max_overlap: float = 0.4, max_inside: float = 0.7) -> list[Face]:

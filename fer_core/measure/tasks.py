@@ -116,10 +116,12 @@ def _measure_keyed(path: str, crop: bool, digest: str | None = None) -> tuple[bo
 def _measure_task(arg):
     """Worker task: a file by path (measurements as cached), ``("keyed", path, crop, digest)`` (the
     same, and whether it may be cached: ``_measure_keyed``), an image array (measurements with
-    landmarks, for drawing), or ``("mask", path, style, seed)`` (the face masked and measured
+    landmarks, for drawing; ``("crop", array)`` measured as a face crop), or ``("mask", path, style, seed)`` (the face masked and measured
     again, ``fer_core.masks.mask_and_measure``)."""
     if isinstance(arg, np.ndarray):
         return measure_faces(_worker_analyzer, arg, keep_landmarks=True)
+    if isinstance(arg, tuple) and arg[0] == "crop":  # a face crop, whatever its size (Try it's Face crops)
+        return measure_faces(_worker_analyzer, arg[1], keep_landmarks=True, crop=True)
     if isinstance(arg, tuple) and arg[0] == "keyed":
         return _measure_keyed(*arg[1:])
     if isinstance(arg, tuple) and arg[0] == "mask":
@@ -148,15 +150,16 @@ def start_photo_worker() -> None:
     _pool("photo", 1).start()
 
 
-def measure_image(image) -> list[FaceMeasurement]:
+def measure_image(image, crop: bool = False) -> list[FaceMeasurement]:
     """Every face of one image, largest first, with landmarks, measured in a crash-isolated worker
     (the dashboard's server never runs MediaPipe itself). A single photo has its own worker, so it
     does not wait behind a long extraction. ``image``: anything ``load_image`` takes (an RGB, gray,
-    RGBA or float array, a PIL image, a path or bytes), shaped and size-checked as it does."""
+    RGBA or float array, a PIL image, a path or bytes), shaped and size-checked as it does.
+    ``crop``: the image is a face crop whatever its size (face-crop mode, as ``extract --crops``)."""
     rgb = load_image(image)
     pool = _pool("photo", 1)
     with pool.held():
-        for _, result in pool.imap_unordered([rgb]):
+        for _, result in pool.imap_unordered([("crop", rgb) if crop else rgb]):
             if isinstance(result, str):
                 raise ImageError(f"image: {result}")
             return result
