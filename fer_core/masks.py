@@ -287,18 +287,20 @@ def hide(aus: np.ndarray) -> np.ndarray:
     return out
 
 
-def mask_and_measure(analyzer, rgb: np.ndarray, style: str = DEFAULT_STYLE, seed: int = 0) -> MaskedMeasure | str:
+def mask_and_measure(analyzer, rgb: np.ndarray, style: str = DEFAULT_STYLE, seed: int = 0,
+                     crop: bool = False) -> MaskedMeasure | str:
     """Measure every face, draw a mask on each (seed + face index), and measure the masked image
     the usual way. A masked face the usual way misses (the detector misses about one in ten on
     FER2013 crops) is measured where it was before the mask (``FaceAnalyzer.measure_at``).
     A face the mask cannot be placed on (``misplaced``: scored as masked, it would not be) is left
     bare and listed in ``bare``, the largest too: the others are still masked and measured. Returns
     the one-line reason when no face is found in the unmasked image, or when no face can take a
-    mask (then nothing was masked, and no copy should be written or scored as masked)."""
+    mask (then nothing was masked, and no copy should be written or scored as masked). ``crop``:
+    the image is a face crop whatever its size (face-crop mode, Try it's Face crops)."""
     from .measure.landmarker import iou
     from .measure.tasks import NO_FACE_REASON, measure_faces, measurement_of
 
-    faces = measure_faces(analyzer, rgb, keep_landmarks=True)
+    faces = measure_faces(analyzer, rgb, keep_landmarks=True, crop=crop)
     if not faces:
         return NO_FACE_REASON
     bare = [i for i, face in enumerate(faces) if misplaced(analyzer, rgb, face.landmarks)]
@@ -308,7 +310,7 @@ def mask_and_measure(analyzer, rgb: np.ndarray, style: str = DEFAULT_STYLE, seed
     for i, face in enumerate(faces):
         if i not in bare:
             masked = draw_mask(masked, face.landmarks, style, seed + i)
-    found = measure_faces(analyzer, masked)
+    found = measure_faces(analyzer, masked, crop=crop)
     again = []
     for face in faces:
         match = max(found, key=lambda m: iou(m.box, face.box), default=None)

@@ -109,14 +109,15 @@ def faces_from_measurements(rgb: np.ndarray, measured, model: Predictor | None =
 
 
 def analyze_masked(rgb: np.ndarray, model: Predictor | None = None, style: str = "surgical", seed: int = 0,
-                   top: int = 3) -> tuple[np.ndarray, list[FaceResult | None]]:
+                   top: int = 3, crop: bool = False) -> tuple[np.ndarray, list[FaceResult | None]]:
     """The same photo with a mask drawn on every face: (the masked image, its faces measured and
     explained under the mask, in the order of the unmasked faces; None for a face the mask could
     not be placed on, the largest too, which stays bare and must not be shown as masked). Raises
-    ImageError ("image: " and the reason) when no face was found or none could take a mask."""
+    ImageError ("image: " and the reason) when no face was found or none could take a mask.
+    ``crop``: a face crop, measured in face-crop mode (``analyze_image``)."""
     from .measure.extract import measure_masked_image
 
-    measure = measure_masked_image(rgb, style, seed)
+    measure = measure_masked_image(rgb, style, seed, crop=crop)
     faces = faces_from_measurements(measure.image, measure.masked, model, top, masked=True)
     return measure.image, [None if i in measure.bare else face for i, face in enumerate(faces)]
 

@@ -264,16 +264,17 @@ def masked_result(result, model, model_key: str, style: str) -> tuple | str:
     """(masked image, its faces) for a result, kept in session state; or the one-line error,
     naming the upload. When no face could take a mask, each face says so, as one left bare among
     masked faces does."""
-    masked = kept_for(result, "try_masked", (model_key, style))
+    crop = bool(st.session_state.get("try_crops"))  # measured as the unmasked photo was
+    masked = kept_for(result, "try_masked", (model_key, style, crop))
     if masked is None:
         with st.spinner(t("try_it.masking", name=result.name)):
             try:
-                masked = analyze_masked(result.image, model, style)
+                masked = analyze_masked(result.image, model, style, crop=crop)
             except FerError as exc:
                 problem = one_line(exc).removeprefix("image: ")
                 masked = ((result.image, [None] * len(result.faces)) if problem == MASK_NOT_PLACED_REASON
                           else f"{result.name}: {problem}")
-        keep_for(result, "try_masked", (model_key, style), masked, MAX_KEPT_RESULTS)
+        keep_for(result, "try_masked", (model_key, style, crop), masked, MAX_KEPT_RESULTS)
     return masked
 
 

@@ -467,3 +467,7 @@ def test_a_face_crop_the_photo_search_misses_is_measured_with_face_crops_on(mode
     result, _ = at.session_state["try_last"][0]
     assert result.error is None and len(result.faces) == 1 and result.faces[0].explanation is not None
     assert result.faces[0].box[2] > 160 and not any("no face found" in w for w in texts(at.warning))
+    at.toggle(key="try_mask").set_value(True)  # the mask goes on the face the crop mode found
+    run_app(at, T)
+    assert not any("no face found" in e for e in texts(at.warning) + texts(at.error))
+    assert any(m.startswith("Without a mask: **") for m in texts(at.markdown))

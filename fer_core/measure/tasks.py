@@ -116,8 +116,8 @@ def _measure_keyed(path: str, crop: bool, digest: str | None = None) -> tuple[bo
 def _measure_task(arg):
     """Worker task: a file by path (measurements as cached), ``("keyed", path, crop, digest)`` (the
     same, and whether it may be cached: ``_measure_keyed``), an image array (measurements with
-    landmarks, for drawing; ``("crop", array)`` measured as a face crop), or ``("mask", path, style, seed)`` (the face masked and measured
-    again, ``fer_core.masks.mask_and_measure``)."""
+    landmarks, for drawing; ``("crop", array)`` measured as a face crop), or ``("mask", path, style, seed[, crop])`` (the face masked and
+    measured again, ``fer_core.masks.mask_and_measure``)."""
     if isinstance(arg, np.ndarray):
         return measure_faces(_worker_analyzer, arg, keep_landmarks=True)
     if isinstance(arg, tuple) and arg[0] == "crop":  # a face crop, whatever its size (Try it's Face crops)
@@ -127,10 +127,10 @@ def _measure_task(arg):
     if isinstance(arg, tuple) and arg[0] == "mask":
         from ..masks import mask_and_measure
 
-        _, source, style, seed = arg
+        _, source, style, seed, *crop = arg
         try:
             rgb = source if isinstance(source, np.ndarray) else load_image(source, name="image")
-            return mask_and_measure(_worker_analyzer, rgb, style, seed)
+            return mask_and_measure(_worker_analyzer, rgb, style, seed, crop=bool(crop and crop[0]))
         except FerError as exc:
             return str(exc).removeprefix("image: ")
     return _measure_path(arg)
@@ -166,13 +166,13 @@ def measure_image(image, crop: bool = False) -> list[FaceMeasurement]:
     return []
 
 
-def measure_masked_image(image, style: str, seed: int = 0):
+def measure_masked_image(image, style: str, seed: int = 0, crop: bool = False):
     """``masks.mask_and_measure`` on one image (anything ``load_image`` takes), in Try it's
-    crash-isolated worker."""
+    crash-isolated worker (``crop``: a face crop, as ``measure_image``)."""
     rgb = load_image(image)
     pool = _pool("photo", 1)
     with pool.held():
-        for _, result in pool.imap_unordered([("mask", rgb, style, seed)]):
+        for _, result in pool.imap_unordered([("mask", rgb, style, seed, crop)]):
             if isinstance(result, str):
                 raise ImageError(f"image: {result}")
             return result
