@@ -385,8 +385,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="only these emotions: six, seven or a comma list (default: every image, labelled or not)")
     s.add_argument("--no-cache", action="store_true", help="recompute even files seen before")
     s.add_argument("--crops", action="store_true",
-                   help="the images are face crops: measure each whole, without searching it for faces "
-                        "(automatic for images under 160 px, e.g. FER2013; the local mediapipe engine, without --mask)")
+                   help="the images are face crops (e.g. 224 px, the face filling each): face-crop mode, a direct "
+                        "pass on the whole image first, then the full search, then the image shrunk and measured as "
+                        "one face, which it takes for a face whatever it shows (automatic for images under 160 px, "
+                        "e.g. FER2013; the local mediapipe engine, without --mask)")
     s.add_argument("--mask", default=None, metavar="STYLE",
                    help="measure each face under a drawn mask (surgical, white or cloth): masked = 1, hidden AUs empty")
     s.set_defaults(func=cmd_extract)
@@ -784,7 +786,9 @@ def cmd_extract(args) -> int:
             clips = extract_videos(measured_videos, fps=fps, workers=args.workers or default_workers(),
                                    use_cache=not args.no_cache, reading=_tqdm_progress("videos read"),
                                    progress=_tqdm_progress("video chunks"))
-            frames = clips[clips["time_s"].notna()].groupby(["file", "time_s"]).ngroups
+            from .measure.video import frame_rows
+
+            frames = clips[frame_rows(clips) & clips["time_s"].notna()].groupby(["file", "time_s"]).ngroups
             took.append((frames, "frame", time.perf_counter() - start))
             table = au_table.concat([table, clips])
     if args.engine != "ray":  # the Ray engine has written it (and removed its part files)

@@ -71,6 +71,8 @@ def test_two_faces_give_two_entries_largest_first(analyzer, astronaut):
     assert len(faces) == 2
     assert faces[0].box[2] * faces[0].box[3] > faces[1].box[2] * faces[1].box[3]
     assert faces[0].box[0] < 512 < faces[1].box[0]
+    # given as a face crop (Try it's Face crops left on): the full search's faces, not a shrunk crop's
+    assert [f.box for f in analyzer.detect(canvas, crop=True)] == [f.box for f in faces]
 
 
 @pytest.mark.parametrize("file", ["angry/PublicTest_10116449.jpg", "disgust/PublicTest_30164595.jpg",

@@ -199,9 +199,7 @@ def test_a_photo_changed_under_the_same_name_is_measured_again(cluster, folder, 
     out = tmp_path / "au.csv"
     first = _run(root, out, workers=1)
     assert first.measured == 2 and not first.table.set_index("file").loc["happy/second.png", "success"]
-    from PIL import Image
-
-    Image.open(folder / "happy" / "small.png").save(root / "happy" / "second.png")  # a face now
+    shutil.copy2(folder / "happy" / "small.png", root / "happy" / "second.png")  # a face now, its old time kept (cp -p)
     assert main(["extract", str(root), "--engine", "ray", "--ray-address", cluster, "--workers", "1",
                  "--out", str(out)]) == 0
     said = capsys.readouterr().err
@@ -221,15 +219,15 @@ def test_a_file_measured_again_after_an_interrupted_run_keeps_its_newest_rows(tm
                                     "confidence": 0.9, "source": "mediapipe", "reason": "",
                                     **ALL_AUS, "AU12_r": face}])
 
+    (tmp_path / "happy").mkdir()
+    (tmp_path / "happy" / "a.jpg").write_bytes(b"")
+    os.utime(tmp_path / "happy" / "a.jpg", ns=(2_000_000_000, 2_000_000_000))  # changed after the old part
     out = tmp_path / "au.csv"
     parts = ray_engine.parts_dir(out)
     au_table.write(rows(4.0), parts / "part-ffff-00000.parquet")  # the newer run, sorted first by name
     au_table.write(rows(1.0), parts / "part-0000-00000.parquet")
     os.utime(parts / "part-0000-00000.parquet", ns=(1_000_000_000, 1_000_000_000))
     _record(out, tmp_path)
-    (tmp_path / "happy").mkdir()
-    (tmp_path / "happy" / "a.jpg").write_bytes(b"")
-    os.utime(tmp_path / "happy" / "a.jpg", ns=(2_000_000_000, 2_000_000_000))  # changed after the old part
     run = extract_on_ray([LabeledImage(tmp_path / "happy" / "a.jpg", "happy")], out, root=tmp_path)
     assert run.measured == 0 and run.changed == 0 and au_table.read(out)["AU12_r"].tolist() == [4.0]
 

@@ -804,7 +804,7 @@ def test_a_folder_of_videos_is_extracted_in_one_command(tmp_path, capsys):
     assert "note: 6 of the rows scored are frames of 2 videos: a video's frames are near copies" in said.err
     # each video once; the unreadable one left out, as evaluate --images leaves out an unreadable image
     assert "\nper video (the emotion of its frames' highest mean probability): n 2, accuracy " in said.out
-    assert "left out 1 row: unreadable (not an image or a video, damaged, empty or too large)" in said.err
+    assert "left out 1 row: unreadable (not an image or a video, damaged, empty, too large, or of a format not read)" in said.err
     # a rate no video can be measured at is refused before anything is measured, not each video's failure
     assert main(["extract", str(folder), "--fps", "0", "--out", str(tmp_path / "zero.csv"), "--workers", "1"]) == 2
     assert capsys.readouterr().err.strip() == "error: --fps must be above 0 and at most 60"

@@ -41,6 +41,8 @@ SHRUNK_CROP_SIDE = 144
 # is a part of it (a FER2013 face enlarged to 320 px gave a 64 px "face" on the mouth), so the
 # whole-crop measurement is taken instead.
 CROP_FACE_MIN_SHARE = 1 / 3
+# A face whose box lies this much (share of its area) within a larger face's is a part of it.
+PART_INSIDE = 0.7
 RETRY_VARIANTS: tuple[tuple[int, int], ...] = ((1, 0), (4, 48), (2, 24), (4, 96))
 
 # The face-quality gate, measured on scikit-image's sample photos and FER2013 val (bench/face_quality.py):
@@ -430,18 +432,25 @@ class FaceAnalyzer:
             faces = self._detect(rgb)
             if not crop:
                 return faces
-            return _filling(faces, rgb) or self._measure_shrunk_crop(rgb)
+            if faces and not _filling(faces, rgb):  # only small faces: a part of the crop's, or a photo's
+                return self._measure_shrunk_crop(rgb, whole=False) or faces
+            return faces or self._measure_shrunk_crop(rgb)
 
-    def _measure_shrunk_crop(self, rgb: np.ndarray) -> list[Face]:
+    def _measure_shrunk_crop(self, rgb: np.ndarray, whole: bool = True) -> list[Face]:
         """A larger crop in which neither face-crop mode nor the full search finds a face, measured
         as a small crop (``SHRUNK_CROP_SIDE``; its retries pad and upscale, which a crop the face
         fills needs), its landmarks and box scaled back to the image's pixels. Of 60 FER2013 val
-        faces upscaled to 240 px, ``--crops`` lost 9; now 1."""
+        faces upscaled to 240 px, ``--crops`` lost 9; now 1. ``whole=False``: where the full search
+        found only small faces, which are kept unless a face filling the crop is found here (not the
+        whole crop measured as one face, which a photo with small faces in it is not)."""
         h, w = rgb.shape[:2]
         factor = SHRUNK_CROP_SIDE / max(h, w)
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
         small = np.ascontiguousarray(np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS)))
-        faces = _filling(self._measure_as_crop(small), small) or self._measure_small_crop(small)
+        # each route's face must fill the crop (a part of it is no measure of the face), but the whole
+        # crop measured as one face is taken as it comes: the crop is the face
+        faces = (_filling(self._measure_as_crop(small), small) or _filling(self._measure_retries(small), small)
+                 or (self._measure_crop(small) if whole else []) or _filling(self._graph_retries(small), small))
         for face in faces:
             _to_original(face, size[0] / w, 0)
         return faces
@@ -454,13 +463,18 @@ class FaceAnalyzer:
         borderline crops that decides whether a face is found (FER2013 train: 16 of 28,709 only
         the graph finds), so where all of that finds nothing, the graph's retries
         (``_graph_retries``) run last: no face the full search finds is lost."""
+        return self._measure_retries(rgb) or self._measure_crop(rgb) or self._graph_retries(rgb)
+
+    def _measure_retries(self, rgb: np.ndarray) -> list[Face]:
+        """The full search's retries of a small crop (``RETRY_VARIANTS``: upscaled, edge-padded), run
+        directly: the first that finds a face wins, its face in the crop's pixels; [] when none does."""
         for scale, border in RETRY_VARIANTS[1:]:  # (1, 0), the crop as given, is the direct pass
             faces = self._measure_as_crop(_prepare(rgb, scale, border))
             if faces:
                 for face in faces:
                     _to_original(face, scale, border)
                 return faces
-        return self._measure_crop(rgb) or self._graph_retries(rgb)
+        return []
 
     def _measure_as_crop(self, rgb: np.ndarray) -> list[Face]:
         """Face-crop mode: the crop's one face from one detector, one landmark and one blendshape
@@ -525,13 +539,14 @@ class FaceAnalyzer:
 
     def _gate_and_refine(self, rgb: np.ndarray, faces: list[Face]) -> list[Face]:
         """The face-quality gate (PHOTO_MIN_SCORE), then each face re-measured on a ROI of its own."""
-        faces = _drop_duplicates(_largest_first([f for f in faces if f.confidence >= PHOTO_MIN_SCORE]))
+        sure = [f for f in faces if f.confidence >= PHOTO_MIN_SCORE]
+        faces = _drop_duplicates(_largest_first(sure), max_inside=PART_INSIDE)
         for face in faces:
             face.low_confidence = face.confidence < PHOTO_SURE_SCORE
             face.landmarks, face.blendshapes, _presence = self._crop.refine(rgb, face.landmarks)
             (x0, y0), (x1, y1) = face.landmarks[:, :2].min(axis=0), face.landmarks[:, :2].max(axis=0)
             face.box = (float(x0), float(y0), float(x1 - x0), float(y1 - y0))
-        return _drop_duplicates(_largest_first(faces))  # a refined face can come to lie on another
+        return _drop_duplicates(_largest_first(faces), max_inside=PART_INSIDE)  # a refined face can move onto another
 
     def measure_at(self, rgb: np.ndarray, landmarks: np.ndarray) -> Face:
         """The face whose landmarks were found before (e.g. before a mask was drawn on it),
@@ -740,14 +755,17 @@ def _filling(faces: list[Face], crop: np.ndarray) -> list[Face]:
     return [f for f in faces if max(f.box[2], f.box[3]) >= side]
 
 
-def _drop_duplicates(faces: list[Face], max_overlap: float = 0.4, max_inside: float = 0.7) -> list[Face]:
-    """The landmarker sometimes reports one face twice, or a part of a face (an eye and its brow, a
-    mouth) as a small face of its own; keep the larger of overlapping boxes, and drop a box lying
-    mostly (``max_inside`` of its area) within a larger face's box. ``faces``: largest first. Such
-    a part had its own row and emotion (4 of 150 FER2013 faces enlarged on a grey page)."""
+def _drop_duplicates(faces: list[Face], max_overlap: float = 0.4, max_inside: float | None = None) -> list[Face]:
+    """The landmarker sometimes reports one face twice; keep the larger of overlapping boxes
+    (``faces``: largest first). With ``max_inside``, also drop a box lying mostly (that share of
+    its area) within a larger face's: a part of a face (an eye and its brow, a mouth) taken for a
+    face of its own had its own row and emotion (4 of 150 FER2013 faces enlarged on a grey page).
+    Only among faces that passed the quality gate: a large, doubtful box must not take a real face
+    inside it down with it."""
     kept: list[Face] = []
     for face in faces:
-        if all(_iou(face.box, k.box) <= max_overlap and _inside(face.box, k.box) <= max_inside for k in kept):
+        if all(_iou(face.box, k.box) <= max_overlap
+               and (max_inside is None or _inside(face.box, k.box) <= max_inside) for k in kept):
             kept.append(face)
     return kept
 

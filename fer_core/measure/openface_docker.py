@@ -222,10 +222,10 @@ class OpenFaceDocker:
 
                     Image.fromarray(rgb).save(in_dir / f"{stem}.png")
                 stems[i] = stem
-            except FerError as exc:
-                failed[i] = one_line(exc)
+            except FerError as exc:  # the row names the file: its reason is said as the local engine's is
+                failed[i] = one_line(exc).removeprefix(f"{it.path}: ")
             except OSError as exc:
-                failed[i] = f"{it.path}: cannot copy image for OpenFace ({exc.strerror or exc})"
+                failed[i] = f"cannot copy image for OpenFace ({exc.strerror or exc})"
         return stems, failed
 
     def _wait(self, container, out_dir: Path, total: int, progress: Progress | None, limit_s: float) -> str:

@@ -324,15 +324,17 @@ def _finished(out: Path, written: dict[str, int] | None = None) -> list[pd.DataF
 
 
 def _changed_files(written: dict[str, int], paths: dict[str, str]) -> set[str]:
-    """Files modified after the rows a rerun would keep were written (``paths``: file -> its path):
-    measured again. Rows are matched by name, so a photo copied over another under the same name
+    """Files modified or replaced after the rows a rerun would keep were written (``paths``: file ->
+    its path): measured again. Rows are matched by name, so a photo copied over another under the same name
     kept the old photo's AUs, where the local engine (its cache is by content) measures it anew."""
     changed, now = set(), time.time_ns()
     for file in sorted(set(written) & set(paths)):
         try:
-            modified = os.stat(paths[file]).st_mtime_ns
+            st = os.stat(paths[file])
         except OSError:  # gone since it was listed: nothing to tell
             continue
+        # the change time too: cp -p, mv, rsync -a and unzip keep the old modification time
+        modified = max(st.st_mtime_ns, st.st_ctime_ns)
         if written[file] < modified <= now:  # a time ahead of the clock (a camera's) says nothing
             changed.add(file)
     return changed
