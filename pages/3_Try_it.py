@@ -95,7 +95,7 @@ def choose_models() -> tuple[object | None, str, str, list]:
         other_names = [e.name for e in others]
         add_new_options(kept_choice("try_others"), other_names)
         chosen = c2.multiselect(t("try_it.others"), other_names, default=other_names, key="try_others",
-                                help=t("try_it.others_help"))
+                                help=t("try_it.others_help"), placeholder=t("common.choose_options"))
     picked = [e for e in others if e.name in chosen]
     if name == SESSION_MODEL:
         from fer_core.predictors.au_models import AUPredictor
@@ -213,12 +213,12 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
              alt=t("try_it.overlay_alt", n=number, emotion=emotion_label(emotion)))
     with c2:
         st.markdown(f"#### {t('try_it.predicted', emotion=emotion_label(emotion), p=_percent(proba))}")
-        if face.low_confidence:
-            how = (t("try_it.low_no_face") if face.method == "crop"
-                   else t("try_it.low_unsure", p=_percent(face.confidence)))
+        if face.method == "crop":  # no detection: a cup or the moon measured whole reads as a face too
+            st.warning(t("try_it.whole_picture"), icon=":material/help:")
+        elif face.low_confidence:
             # a badge does not wrap: the reason goes below it, where a narrow column cut it off
             st.badge(t("try_it.low_confidence_badge"), icon=":material/help:", color="orange")
-            st.caption(t("try_it.low_confidence", how=how))
+            st.caption(t("try_it.low_confidence", how=t("try_it.low_unsure", p=_percent(face.confidence))))
         st.markdown(ex.sentence[0].upper() + ex.sentence[1:])
         if ex.against:
             st.caption(against_text(ex))
@@ -391,8 +391,8 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
             no_face = result.image is not None and result.error.endswith(NO_FACE_MESSAGE)
             if no_face:
                 show_error(t("try_it.no_face", name=shown_literally(result.name)), warning=True)
-                if not st.session_state.get("try_crops"):  # a face filling the picture can be missed
-                    st.caption(t("try_it.no_face_crop_hint"))
+                # a face filling the picture can be missed; a photo searched as a face crop too
+                st.caption(t("try_it.no_face_crops_on" if st.session_state.get("try_crops") else "try_it.no_face_crop_hint"))
             else:
                 show_error(result.error, warning=result.image is not None, literal=True)
             return
@@ -400,7 +400,8 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         found = (t("try_it.found_one", s=f"{result.seconds:.2f}") if n == 1
                  else t("try_it.found_many", n=n, s=f"{result.seconds:.2f}"))
         st.caption(found
-                   + (t("try_it.scaled") if result.scaled else ""))
+                   + (t("try_it.scaled") if result.scaled else "")
+                   + (t("try_it.as_crop") if st.session_state.get("try_crops") else ""))
         order = face_order(result.faces)
         image = numbered_image(result, order) if n > 1 else None
         if image is not None:
@@ -572,7 +573,7 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
     au_choices = list(AU_COLUMNS)
     default = [c for c in ("AU06_r", "AU12_r", "AU04_r", "AU01_r") if c in au_choices]
     shown = st.multiselect(t("try_it.video_aus"), au_choices, default=default, key=kept_choice("try_video_aus"),
-                           format_func=au_label)
+                           format_func=au_label, placeholder=t("common.choose_options"))
     if shown:
         fig = plots.lines_over_time(firsts, shown, [au_label(c) for c in shown], t("try_it.video_aus_title"),
                                     x_title, t("try_it.video_intensity_axis"))

@@ -414,8 +414,9 @@ def test_compare_says_which_test_images_hold_several_faces(group_photo, astronau
 
 
 def test_try_it_says_in_full_why_a_face_is_low_confidence(models_dir, fer_val):
-    """A FER2013 crop the detector misses is measured whole and flagged: the badge says "Low
-    confidence" and the reason is written below it (in the badge, a narrow column cut it off)."""
+    """A FER2013 crop the detector misses is measured whole and flagged: "Low confidence" and the
+    reason written in full (in a badge, a narrow column cut it off), as a warning: a cup or the moon
+    measured whole reads as a face too (a reviewer's, with Face crops on)."""
     from fer_core.config import data_dir
 
     table = pd.read_csv(data_dir() / "fer2013_val_au.csv.gz")
@@ -423,10 +424,8 @@ def test_try_it_says_in_full_why_a_face_is_low_confidence(models_dir, fer_val):
     at = run_app(AppTest.from_file(TRY_IT), T)
     at.file_uploader(key="try_upload").set_value([(Path(crop).name, (fer_val / crop).read_bytes(), "image/jpeg")])
     run_app(at, T)
-    badges = [m for m in texts(at.markdown) if "badge[" in m]
-    assert badges == [":orange-badge[:material/help: Low confidence]"], badges
-    assert any(c == "Low confidence: the detector found no face; the whole image was measured as one"
-               for c in texts(at.caption)), texts(at.caption)
+    assert texts(at.warning) == ["Low confidence: no face was detected, so the whole picture was measured as one "
+                                 "face. If the picture shows no face, this reading means nothing."]
 
 
 def test_speaking_against_says_an_au_weaker_than_usual_as_such():
@@ -467,7 +466,17 @@ def test_a_face_crop_the_photo_search_misses_is_measured_with_face_crops_on(mode
     result, _ = at.session_state["try_last"][0]
     assert result.error is None and len(result.faces) == 1 and result.faces[0].explanation is not None
     assert result.faces[0].box[2] > 160 and not any("no face found" in w for w in texts(at.warning))
+    # found by no detector, measured whole (as a cup would be): said plainly, not in a small badge
+    assert result.faces[0].method == "crop" and any("Measured as a face crop (Face crops is on)." in c
+                                                    for c in texts(at.caption))
+    assert any(w.startswith("Low confidence: no face was detected, so the whole picture") for w in texts(at.warning))
     at.toggle(key="try_mask").set_value(True)  # the mask goes on the face the crop mode found
     run_app(at, T)
     assert not any("no face found" in e for e in texts(at.warning) + texts(at.error))
     assert any(m.startswith("Without a mask: **") for m in texts(at.markdown))
+    blank = io.BytesIO()  # a picture without a face, Face crops still on: said, with how to turn it off
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(blank, format="PNG")
+    at.file_uploader(key="try_upload").set_value(("blank.png", blank.getvalue(), "image/png"))
+    run_app(at, T)
+    assert any(w.startswith("blank.png: no face found") for w in texts(at.warning))
+    assert any(c.startswith("**Face crops** is on") for c in texts(at.caption))
