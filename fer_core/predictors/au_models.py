@@ -735,8 +735,9 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
         "trained": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "data": plan.data_info(ts, description),
         "settings": {"C": chosen_C, "class_weight": class_weight, "holdout": holdout, "seed": seed,
-                     "max_rows": max_rows, **({"hidden_layers": list(MLP_LAYERS),
-                                               "early_stopping": final[-1].early_stopping_} if kind == "au-mlp" else {})},
+                     "max_rows": max_rows, **({"hidden_layers": list(MLP_LAYERS), "early_stopping": early_stopping_note(
+                         held_out[-1].early_stopping_ == "whole videos", final[-1].early_stopping_ == "whole videos")}
+                                              if kind == "au-mlp" else {})},
         "metrics": {"holdout": {k: held[k] for k in ("n", "accuracy", "accuracy_ci95", "macro_f1",
                                                       "per_class", "labels", "confusion")}},
     }
@@ -760,6 +761,15 @@ def _fit_weighted(pipeline, X: np.ndarray, y: np.ndarray, class_weight: str | No
     step = pipeline.steps[-1][0]
     extra = balanced_weights(y, class_weight) | ({} if groups is None else {"groups": groups})
     return pipeline.fit(X, y, **{f"{step}__{k}": v for k, v in extra.items()})
+
+
+def early_stopping_note(held_out: bool, final: bool) -> str:
+    """What the model file says of a learner's early stopping (``settings.early_stopping``): on
+    "whole videos" or on "rows", for the held-out fit and the final one (the held-out fit has fewer
+    videos, so the two can differ)."""
+    if held_out == final:
+        return "whole videos" if final else "rows"
+    return f"{'whole videos' if final else 'rows'} (the held-out fit's: {'whole videos' if held_out else 'rows'})"
 
 
 def inner_validation(y: np.ndarray, groups: np.ndarray | None, share: float, seed: int
