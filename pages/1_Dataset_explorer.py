@@ -210,9 +210,10 @@ def show_aus(table: pd.DataFrame, origin: str) -> None:
     present = _ordered(labels)
     default_unless_chosen("explorer_classes", present, present)
     classes = st.multiselect(t("explorer.emotions"), present, format_func={e: _emotion(e) for e in present}.__getitem__,
-                             key=kept_choice("explorer_classes"))
+                             key=kept_choice("explorer_classes"), placeholder=t("common.choose_options"))
     chosen = st.multiselect(t("explorer.au_pick"), shown, default=shown,
-                            format_func={c: au_label(c) for c in shown}.__getitem__, key=kept_choice("explorer_aus"))
+                            format_func={c: au_label(c) for c in shown}.__getitem__, key=kept_choice("explorer_aus"),
+                            placeholder=t("common.choose_options"))
     if not classes or not chosen:
         st.info(t("explorer.pick_one"))
         return

@@ -270,7 +270,8 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
         return
     st.header(t("au_model.train_header"))
     default_unless_chosen("au_classes", present, [e for e in SIX_EMOTIONS if e in present] or present)
-    classes = st.multiselect(t("au_model.emotions"), present, format_func=emotion_label, key=kept_choice("au_classes"))
+    classes = st.multiselect(t("au_model.emotions"), present, format_func=emotion_label, key=kept_choice("au_classes"),
+                             placeholder=t("common.choose_options"))
     kind = st.radio(t("au_model.kind"), KINDS, format_func=kind_name, horizontal=True, key=kept_choice("au_kind"))
     with st.expander(t("au_model.settings")):
         balanced = st.checkbox(t("au_model.balanced"), value=False, key=kept_choice("au_balanced"), help=t("au_model.balanced_help"))

@@ -260,6 +260,7 @@ def test_compare_page_speaks_korean_before_a_run(models_dir, fer_val):
     assert ko.title[0].value == "모델 비교"
     assert english_left(page_texts(ko), (BUNDLED_AU_MODEL,)) == []
     assert ko.radio(key="cmp_source").options[0] == "분할에서 뽑은 테스트 세트 (기본값: 감정별 10장)"
+    assert ko.multiselect(key="cmp_models").proto.placeholder == "항목을 고르세요"  # Streamlit's own: English
     en = _page("en")
     assert en.title[0].value == "Compare" and en.radio(key="cmp_source").label == "Test set"
     assert en.button(key="cmp_run").label == "Compare"

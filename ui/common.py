@@ -847,7 +847,8 @@ def choose_models(prefix: str, unsaved: bool = True) -> list:
     key = kept_choice(f"{prefix}_models")
     add_new_options(key, list(options))
     chosen = st.multiselect(t("compare.models"), list(options), default=list(options), key=key,
-                            format_func=lambda n: labels.get(n, n), help=t("compare.models_help"))
+                            format_func=lambda n: labels.get(n, n), help=t("compare.models_help"),
+                            placeholder=t("common.choose_options"))
     return [options[n] for n in chosen if n in options]
 
 
@@ -886,7 +887,7 @@ def choose_scored_emotions(prefix: str, items: list, models: list) -> list[str] 
     default_unless_chosen(key, present, common or answered)
     shown = {e: i18n.emotion_label(e) for e in present}  # now: format_func may run outside the run
     chosen = st.multiselect(t("compare.emotions_scored"), present, key=key, format_func=shown.__getitem__,
-                            help=t("compare.emotions_scored_help"))
+                            help=t("compare.emotions_scored_help"), placeholder=t("common.choose_options"))
     # the default narrowed to what every model predicts: said where it is seen, naming what is left
     # out and which models cannot answer it
     dropped = [e for e in present if e not in common]
