@@ -335,6 +335,11 @@ BATCH_HELP = "images per training step (default: 64)"
 MAX_MINUTES_HELP = "stop after this many minutes, keeping the best epoch (default: no limit)"
 
 
+CROPS_EVAL_HELP = ("the images are face crops (e.g. 224 px, the face filling each), measured in face-crop mode as "
+                   "extract --crops measures them and given whole to pixel models, as FER2013's are (images under "
+                   "160 px always are)")
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -356,6 +361,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="an explaining model: an AU model or an AU-bottleneck network (manifest name or file path; "
                         f"default: {DEFAULT_MODEL})")
     s.add_argument("--top", type=_positive_int, default=3, help="how many AUs to give as reasons (default: 3)")
+    s.add_argument("--crops", action="store_true", help="the images are face crops (e.g. 224 px, the face filling "
+                   "each), measured in face-crop mode as extract --crops measures them (images under 160 px always are)")
     shape = s.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help=JSON_HELP)
     shape.add_argument("--jsonl", action="store_true",
@@ -436,6 +443,7 @@ def _parser() -> argparse.ArgumentParser:
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="folder: <emotion>/*.jpg or emotion-prefixed names")
     src.add_argument("--au-table", help="AU table CSV with labels (AU models only)")
+    s.add_argument("--crops", action="store_true", help=CROPS_EVAL_HELP + "; with --images")
     s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_evaluate)
@@ -451,6 +459,7 @@ def _parser() -> argparse.ArgumentParser:
                    "judge), whether it was right, and its probability of the true emotion")
     s.add_argument("--report", help="write one self-contained HTML report here (figures, tables, wrong images)")
     s.add_argument("--lang", default="en", choices=["en", "ko"], help="language of the report (default: en)")
+    s.add_argument("--crops", action="store_true", help=CROPS_EVAL_HELP)
     s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_compare)
@@ -592,6 +601,9 @@ def cmd_predict(args) -> int:
     from .predictors.registry import load_predictor
 
     if args.au_table or args.out:
+        if args.crops:
+            raise FerError("--crops is for image files: an AU table's faces were measured when it was extracted "
+                           "(extract --crops)")
         return _predict_table(args)
     if not args.images:
         raise FerError("predict needs image files, or --au-table TABLE --out OUT")
@@ -605,7 +617,7 @@ def cmd_predict(args) -> int:
     # costs that image only); then each photo is decoded here just for its own faces and dropped,
     # so a few hundred phone photos do not all sit in memory at once.
     measured = measure_items([LabeledImage(Path(p), None) for p in args.images],
-                             workers=min(default_workers(), len(args.images)) or 1)
+                             workers=min(default_workers(), len(args.images)) or 1, crops=args.crops)
     for i, source in enumerate(args.images):
         path = printable(source)
         found = measured.get(i, "not measured")
@@ -1296,6 +1308,9 @@ def cmd_evaluate(args) -> int:
     from .predictors.base import model_of_kind
     from .predictors.registry import load_predictor
 
+    if args.crops and args.au_table:
+        raise FerError("--crops is for --images: an AU table's faces were measured when it was extracted "
+                       "(extract --crops)")
     predictor = load_predictor(args.model)
     unasked = getattr(getattr(predictor, "mapping", None), "unmapped_unasked", ())
     if unasked:  # a Teachable Machine class whose name is no emotion, not ignored by a saved mapping
@@ -1338,7 +1353,7 @@ def cmd_evaluate(args) -> int:
         if not any(it.label in predictor.classes for it in items):
             raise FerError(f"{args.images}: no labelled images of {', '.join(predictor.classes)} found")
         report, comparison = evaluate_images(predictor, items, workers=args.workers or default_workers(),
-                                             progress=_fraction_progress("images"), root=args.images)
+                                             progress=_fraction_progress("images"), root=args.images, crops=args.crops)
         for line in comparison.unreadable:
             print(f"skipped: {line}", file=sys.stderr)
         _print_unlabelled(comparison)
@@ -1374,7 +1389,7 @@ def cmd_compare(args) -> int:
             raise FerError(f"{printable(args.report)}: the report is one HTML page; give --report a name "
                            "ending in .html (print it to PDF from the browser)")
     comparison = run_comparison(refs, items, classes=classes, workers=args.workers or default_workers(),
-                                progress=_fraction_progress("predicting"), root=args.images)
+                                progress=_fraction_progress("predicting"), root=args.images, crops=args.crops)
     for line in comparison.failed_models:  # the others' results are kept; the exit status says it (2)
         print(f"model left out: {line}", file=sys.stderr)
     for line in comparison.unreadable:

@@ -372,11 +372,13 @@ class PreparedFaces:
 
 def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bool, workers: int = 1,
                   progress: Progress | None = None, use_cache: bool = True,
-                  root: str | os.PathLike[str] | None = None) -> PreparedFaces:
+                  root: str | os.PathLike[str] | None = None, crops: bool = False) -> PreparedFaces:
     """Decode every image (unreadable ones are reported and left out, for every model alike),
     measure faces where AU models need them or a large image must be cropped, and build the
     ``FaceInput`` of each: AUs of the largest face (NaN without one) and its crop. Reports name
-    files relative to ``root``, the test set's folder (not a server's temporary folder)."""
+    files relative to ``root``, the test set's folder (not a server's temporary folder). ``crops``:
+    every image is a face crop whatever its size (``--crops``): measured in face-crop mode, and
+    given whole to pixel models, as FER2013's 48 px crops are."""
     from .measure.extract import measure_items
 
     items = list(items)
@@ -385,18 +387,18 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
     pixels: list[np.ndarray | None] = []
     unreadable: list[str] = []
     large: list[int] = []
-    crops: list[bool] = []  # per kept image: a face crop itself
+    whole: list[bool] = []  # per kept image: a face crop itself
     for i, it in enumerate(items):
         try:
             rgb = load_image(it.path, name=printable(relative_file(it.path, root)))
         except FerError as exc:
             unreadable.append(one_line(exc))
             continue
-        crops.append(is_face_crop(rgb))
-        if need_pixels and not crops[-1]:
+        whole.append(crops or is_face_crop(rgb))
+        if need_pixels and not whole[-1]:
             large.append(len(kept))
         kept.append(it)
-        pixels.append(rgb if need_pixels and crops[-1] else None)
+        pixels.append(rgb if need_pixels and whole[-1] else None)
         if progress and (i % 64 == 0 or i == len(items) - 1):
             progress(i + 1, total)
     to_measure = list(range(len(kept))) if need_aus else large
@@ -404,7 +406,8 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
     if to_measure:
         offset = len(items)
         part = (lambda d, t: progress(offset + d * len(items) // max(t, 1), total)) if progress and need_aus else None
-        found = measure_items([kept[i] for i in to_measure], workers=workers, use_cache=use_cache, progress=part)
+        found = measure_items([kept[i] for i in to_measure], workers=workers, use_cache=use_cache, progress=part,
+                              crops=crops)
         measured = {to_measure[j]: m for j, m in found.items()}
     faces = []
     several: list[str] = []
@@ -420,7 +423,7 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
         if need_pixels and crop is None:  # a large image: its largest face, or the whole image
             crop = face_crop(load_image(it.path), first.box if first is not None else None)
         # a face crop (under SMALL_IMAGE_SIDE) is the face itself, found or not; a photo needs one found
-        faces.append(FaceInput(pixels=crop, aus=aus, name=str(it.path), found=first is not None or crops[i]))
+        faces.append(FaceInput(pixels=crop, aus=aus, name=str(it.path), found=first is not None or whole[i]))
     if progress:
         progress(total, total)
     return PreparedFaces(faces, kept, unreadable, several)

@@ -227,7 +227,7 @@ def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer, 
         with st.spinner(t("compare.explain_running")):
             try:
                 label = rows.set_index("file").loc[picked, "label"]
-                found = explain_image(res.path_of(picked), label, explainer)
+                found = explain_image(res.path_of(picked), label, explainer, crops=res.crops)
             except FerError as exc:
                 found = one_line(exc)
         keep_for(res, "cmp_explained", (picked, explainer.name), found)
@@ -389,7 +389,8 @@ def main() -> None:
         if chosen is not None and models:
             items, root, description = chosen
             classes = choose_scored_emotions("cmp", items, models)
-            current = f"{root}|{len(items)}|{[model_version(m) for m in models]}|{classes}"
+            crops = st.toggle(t("compare.crops_on"), key=kept_choice("cmp_crops"), help=t("compare.crops_help"))
+            current = f"{root}|{len(items)}|{[model_version(m) for m in models]}|{classes}|{crops}"
             if st.button(t("compare.run"), type="primary", key="cmp_run"):
                 if classes is not None and not classes:
                     show_error(t("compare.no_classes"))
@@ -399,7 +400,7 @@ def main() -> None:
                     bar, progress = fraction_bar(t("compare.starting"))
                     try:
                         comparison = run_comparison(models, items, classes, progress=progress, loader=load_predictor,
-                                                    workers=default_workers(), root=root)
+                                                    workers=default_workers(), root=root, crops=crops)
                     finally:
                         bar.empty()
                     # "folder": a drawn set's or a zip's temporary folder, kept while these results

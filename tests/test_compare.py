@@ -655,3 +655,34 @@ def test_a_fitted_au_model_handed_to_a_comparison_is_one_line_and_the_library_ex
     fer_core.close_workers()  # the measuring processes stop (a notebook's kernel kept them), and start again below
     wrapped = fer_core.AUPredictor(fitted, name="my-model")
     assert run_comparison([wrapped], list_images(six_images), classes).reports["my-model"].n == 6
+
+
+def test_compare_page_measures_a_folder_of_large_face_crops_as_crops(models_dir, fer_val, tmp_path):
+    """Face crops of 320 px the photo search misses: every model scored them wrong ("no face");
+    with Face crops on they are measured as crops, as compare --crops does, and an AU model's
+    explanation of one measures it the same way."""
+    folder = tmp_path / "crops" / "surprise"
+    folder.mkdir(parents=True)
+    for name in ("PublicTest_13980595.jpg", "PublicTest_1597600.jpg"):
+        Image.open(fer_val / "surprise" / name).convert("RGB").resize((320, 320), Image.BICUBIC).save(folder / name)
+    at = _page()
+    at.radio(key="cmp_source").set_value(FOLDER)
+    run_app(at, T)
+    at.text_input(key="cmp_folder").set_value(str(tmp_path / "crops"))
+    run_app(at, T)
+    at.multiselect(key="cmp_models").set_value([BUNDLED_AU_MODEL])
+    run_app(at, T)
+    at.button(key="cmp_run").click()
+    run_app(at, T)
+    assert at.session_state["cmp_result"]["comparison"].reports[BUNDLED_AU_MODEL].no_face == 2
+    at.toggle(key="cmp_crops").set_value(True)
+    run_app(at, T)
+    at.button(key="cmp_run").click()
+    run_app(at, T)
+    res = at.session_state["cmp_result"]["comparison"]
+    assert res.crops and res.reports[BUNDLED_AU_MODEL].no_face == 0 and res.reports[BUNDLED_AU_MODEL].n == 2
+    from fer_core.evaluation.compare import explain_image
+    from fer_core.predictors.registry import load_predictor
+
+    shown = explain_image(folder / "PublicTest_13980595.jpg", "surprise", load_predictor(BUNDLED_AU_MODEL), crops=True)
+    assert shown.explanation is not None

@@ -221,3 +221,36 @@ def test_compare_page_measures_in_the_shared_pool_on_every_core(models_dir, fer_
     assert used == [("measure", n)]
     pool = workers._pools[("measure", n)]
     assert len({w.process.pid for w in pool._workers if w.process.is_alive()}) == n
+
+
+def test_evaluate_compare_and_predict_take_crops_too(tmp_path, fer_val, monkeypatch, capsys):
+    """A folder of 320 px face crops (AffectNet's are 224 px): evaluate and compare found no face in
+    some, which counted as wrong for every model (a reviewer's 6 of 48 at 224 px), and predict said
+    "no face found ... at least ~48 pixels wide" of a face 320 px wide; extract had --crops, they
+    had none. With --crops they measure the crops as extract --crops does."""
+    import json
+
+    from fer_core.cli import main
+
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "crops" / "surprise"
+    folder.mkdir(parents=True)
+    for name in ("PublicTest_13980595.jpg", "PublicTest_1597600.jpg", "PublicTest_17484027.jpg"):
+        Image.open(fer_val / "surprise" / name).convert("RGB").resize((320, 320), Image.BICUBIC).save(folder / name)
+    models = ["--models", "au-logreg-fer2013,cnn-fer2013", "--workers", "1", "--json"]
+    reports = {}
+    for crops in ([], ["--crops"]):
+        assert main(["compare", "--images", str(tmp_path / "crops"), *models, *crops]) == 0
+        reports[bool(crops)] = json.loads(capsys.readouterr().out)["models"]
+    assert all(r["no_face"] == 3 for r in reports[False].values())  # the full search finds none of them
+    assert all(r["no_face"] == 0 and r["n"] == 3 for r in reports[True].values())
+    assert main(["evaluate", "--images", str(tmp_path / "crops"), "--crops", "--workers", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["no_face"] == 0
+    one = str(folder / "PublicTest_13980595.jpg")
+    assert main(["predict", one, "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["faces"] == [] and "no face found" in said["error"]
+    assert main(["predict", one, "--crops", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["faces"]) == 1
+    assert main(["evaluate", "--au-table", "data/fer2013_val_au.csv.gz", "--crops"]) == 2
+    assert "--crops is for --images" in capsys.readouterr().err

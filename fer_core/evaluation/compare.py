@@ -60,6 +60,7 @@ class Comparison:
     model_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     seconds: float = 0.0
     paths: dict[str, Path] = field(default_factory=dict, repr=False)  # table "file" -> the file to open
+    crops: bool = False  # the images were measured as face crops (--crops): an explanation measures them so too
 
     def path_of(self, file: str) -> Path:
         """The image behind a ``file`` of the table (file names that are not UTF-8 are shown escaped)."""
@@ -199,13 +200,14 @@ def preparing_label(done: int, total: int, images: int) -> str:
 def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Sequence[str] | None = None,
                    workers: int = 1, progress: FractionProgress | None = None,
                    loader: Callable | None = None, prepare: Callable | None = None,
-                   root: str | Path | None = None) -> Comparison:
+                   root: str | Path | None = None, crops: bool = False) -> Comparison:
     """Every model (Predictors, manifest entries or names) on exactly the same readable images.
 
     A model that fails to load or run is reported in ``failed_models`` and left out; the others
     go on. ``progress(fraction, text)`` follows loading, measuring and each model. ``prepare``
     replaces the face pipeline (same arguments as ``prepare_faces``), e.g. with masked faces.
-    ``root``: the test set's folder, to which the files left out are named relative.
+    ``root``: the test set's folder, to which the files left out are named relative. ``crops``:
+    the images are face crops whatever their size (``prepare_faces``).
     """
     from ..pipeline import prepare_faces
     from ..predictors.registry import load_predictor
@@ -231,7 +233,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     # say so instead of a bar that stands still without a word.
     with telling_waits(lambda: report(shown[0], t("loading.waiting_for_pool"))):
         prepared = (prepare or prepare_faces)(chosen, need_aus, need_pixels, workers=workers, progress=preparing,
-                                              root=root)
+                                              root=root, **({"crops": True} if crops else {}))
     if not prepared.items:
         raise DatasetError(f"none of the {len(chosen)} test images could be read")
     files = [printable(str(it.path)) for it in prepared.items]
@@ -281,15 +283,17 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
                                  several_faces=prepared.several_faces,
                                  failed_models=failed, skipped=skipped, unlabelled=unlabelled,
                                  probabilities=probabilities,
-                                 model_classes=model_classes, seconds=time.perf_counter() - start, paths=paths)
+                                 model_classes=model_classes, seconds=time.perf_counter() - start, paths=paths,
+                                 crops=crops)
 
 
 def evaluate_images(predictor: Predictor, items: Sequence[LabeledImage], workers: int = 1,
-                    progress: FractionProgress | None = None,
-                    root: str | Path | None = None) -> tuple[EvaluationReport, Comparison]:
-    """One model on labelled images of its own emotions (others are counted in ``skipped``)."""
+                    progress: FractionProgress | None = None, root: str | Path | None = None,
+                    crops: bool = False) -> tuple[EvaluationReport, Comparison]:
+    """One model on labelled images of its own emotions (others are counted in ``skipped``;
+    ``crops``: the images are face crops, ``run_comparison``)."""
     comparison = run_comparison([predictor], items, classes=predictor.classes, workers=workers, progress=progress,
-                                root=root)
+                                root=root, crops=crops)
     if comparison.failed_models:
         raise FerError(comparison.failed_models[0])
     return comparison.reports[predictor.name], comparison
@@ -432,15 +436,16 @@ class ImageExplanation:
     explanation: Explanation | None
 
 
-def explain_image(path: str | Path, label: str | None, predictor: Predictor) -> ImageExplanation:
+def explain_image(path: str | Path, label: str | None, predictor: Predictor, crops: bool = False) -> ImageExplanation:
     """Why an explaining (AU) model reads a compared image as it does: the face prepared exactly as
-    the comparison prepared it (``prepare_faces``, measurements cached), then ``predictor.explain``."""
+    the comparison prepared it (``prepare_faces``, measurements cached; ``crops``: as a face crop,
+    as ``Comparison.crops`` says), then ``predictor.explain``."""
     from ..au_table import AU_COLUMNS
     from ..pipeline import prepare_faces
 
     if not predictor.explains:
         raise FerError(f"{predictor.name}: {model_of_kind(predictor.kind)} does not explain its predictions")
-    prepared = prepare_faces([LabeledImage(Path(path), label)], need_aus=True,
+    prepared = prepare_faces([LabeledImage(Path(path), label)], need_aus=True, crops=crops,
                              need_pixels=predictor.inputs == "pixels")
     if not prepared.faces:
         raise FerError(prepared.unreadable[0] if prepared.unreadable else f"{printable(str(path))}: cannot be read")
