@@ -408,6 +408,14 @@ def test_the_mlp_and_the_gam_stop_early_on_whole_videos():
         assert not set(mixed[validated & ~pictures]) & set(mixed[~validated & ~pictures])
     assert fit_au_gam(table, classes=classes, interactions=0, outer_bags=2).info["settings"][
         "early_stopping"] == "whole videos"
+    # an emotion with few videos: a bag that validated on all of them could not fit that emotion, and
+    # interpret crashed ("could not broadcast input array from shape (2,) into shape (3,)")
+    few = table[~table["file"].isin([f"neutral/v{v:02d}.mp4" for v in range(2, 36, 3)][1:])]
+    ts = tables.training_set(few, classes, name="t")
+    bags = video_bags(ts.y, video_groups(ts), 14, 0)
+    assert all(len(np.unique(ts.y[bags[:, b] == 1])) == 3 for b in range(14))
+    assert fit_au_gam(few, classes=classes, interactions=0, outer_bags=3).info["settings"]["early_stopping"] in (
+        "whole videos", "rows (the held-out fit's: whole videos)", "whole videos (the held-out fit's: rows)", "rows")
     # pictures: their own splits, as before
     photos = synthetic_table(20)
     assert fit_au_model(photos, kind="au-mlp").info["settings"]["early_stopping"] == "rows"

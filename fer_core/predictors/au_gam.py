@@ -266,31 +266,38 @@ def _bag_callback(bag_progress: Progress, bags: int):
 
 
 def video_bags(y: np.ndarray, groups: np.ndarray | None, outer_bags: int, seed: int) -> np.ndarray | None:
-    """interpret's ``bags`` for a table of videos: each outer bag's boosting stops on whole videos it
-    does not fit (a fold of scikit-learn's ``StratifiedGroupKFold``, interpret's share of 15 %, each
-    bag another fold), not on frames a tenth of a second from those it fits. None: pictures, or too
-    few videos (interpret splits by rows)."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    n_splits = max(2, round(1 / EBM_VALIDATION_SHARE))
+    """interpret's ``bags`` for a table of videos: each outer bag's boosting stops on rows it does
+    not fit, whole videos among them, never on frames a tenth of a second from frames it fits. Each
+    bag draws its own: interpret's share of 15 % of the pictures at random, and videos in random
+    order until about 15 % of the video frames, a video whose emotion would then be missing from
+    the fitting rows put back (interpret cannot fit a bag without an emotion). None: pictures only,
+    or no bag left anything to validate on (interpret splits by rows)."""
     if groups is None:
         return None
     frame = in_video(groups)
-    videos, pictures = np.flatnonzero(frame), np.flatnonzero(~frame)
-    if len(np.unique(groups[videos])) < n_splits:
+    pictures = np.flatnonzero(~frame)
+    videos, first, sizes = np.unique(groups[frame], return_index=True, return_counts=True)
+    if not len(videos):
         return None
+    video_class = y[np.flatnonzero(frame)[first]]
+    target = EBM_VALIDATION_SHARE * int(frame.sum())
     bags = np.ones((len(y), outer_bags), dtype=np.int8)
-    folds: list[np.ndarray] = []
     for bag in range(outer_bags):
-        if not folds:  # one split serves n_splits bags, then a new shuffle
-            # the videos split by video, the pictures (each its own group) at random beside them: a
-            # grouped split of 75,000 pictures took 15 s, and interpret fits two models of 14 bags
-            rng = np.random.default_rng(seed + bag)
-            picked = np.array_split(rng.permutation(pictures), n_splits)
-            folds = [np.sort(np.concatenate([videos[test], picked[k]])) for k, (_, test) in enumerate(
-                StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed + bag).split(
-                    np.zeros(len(videos)), y[videos], groups[videos]))]
-        bags[folds.pop(0), bag] = -1
+        rng = np.random.default_rng(seed + bag)
+        held = np.zeros(len(y), dtype=bool)
+        held[rng.choice(pictures, size=round(EBM_VALIDATION_SHARE * len(pictures)), replace=False)] = True
+        taken = 0
+        for k in rng.permutation(len(videos)):
+            if taken >= target:
+                break
+            held[groups == videos[k]] = True
+            if not np.isin(video_class[k], y[~held]):  # its emotion's only video left to fit on: back
+                held[groups == videos[k]] = False
+                continue
+            taken += sizes[k]
+        if not held.any() or len(np.unique(y[~held])) < len(np.unique(y)):
+            return None
+        bags[held, bag] = -1
     return bags
 
 
