@@ -133,6 +133,7 @@ class PhotoResult:
     scaled: bool = False
     seconds: float = 0.0
     original_size: tuple[int, int] | None = None  # (width, height) of the upload, before scaling
+    crop: bool = False  # measured as a face crop (Try it's Face crops): said with it, masked so too
 
 
 def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, analyzer=None,
@@ -156,9 +157,9 @@ def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, 
         faces = analyze_image(rgb, model, analyzer, crop=crop)
     except FerError as exc:
         return PhotoResult(name, rgb, [], f"{name}: {one_line(exc).removeprefix('image: ')}", scaled,
-                           time.perf_counter() - start, size)
+                           time.perf_counter() - start, size, crop)
     error = None if faces else f"{name}: {NO_FACE_MESSAGE}"
-    return PhotoResult(name, rgb, faces, error, scaled, time.perf_counter() - start, size)
+    return PhotoResult(name, rgb, faces, error, scaled, time.perf_counter() - start, size, crop)
 
 
 def probabilities_for(predictor: Predictor, face: FaceInput,

@@ -264,7 +264,7 @@ def masked_result(result, model, model_key: str, style: str) -> tuple | str:
     """(masked image, its faces) for a result, kept in session state; or the one-line error,
     naming the upload. When no face could take a mask, each face says so, as one left bare among
     masked faces does."""
-    crop = bool(st.session_state.get("try_crops"))  # measured as the unmasked photo was
+    crop = getattr(result, "crop", False)  # masked as the unmasked photo was measured
     masked = kept_for(result, "try_masked", (model_key, style, crop))
     if masked is None:
         with st.spinner(t("try_it.masking", name=result.name)):
@@ -392,7 +392,7 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
             if no_face:
                 show_error(t("try_it.no_face", name=shown_literally(result.name)), warning=True)
                 # a face filling the picture can be missed; a photo searched as a face crop too
-                st.caption(t("try_it.no_face_crops_on" if st.session_state.get("try_crops") else "try_it.no_face_crop_hint"))
+                st.caption(t("try_it.no_face_crops_on" if getattr(result, "crop", False) else "try_it.no_face_crop_hint"))
             else:
                 show_error(result.error, warning=result.image is not None, literal=True)
             return
@@ -401,7 +401,7 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
                  else t("try_it.found_many", n=n, s=f"{result.seconds:.2f}"))
         st.caption(found
                    + (t("try_it.scaled") if result.scaled else "")
-                   + (t("try_it.as_crop") if st.session_state.get("try_crops") else ""))
+                   + (t("try_it.as_crop") if getattr(result, "crop", False) else ""))
         order = face_order(result.faces)
         image = numbered_image(result, order) if n > 1 else None
         if image is not None:

@@ -480,3 +480,16 @@ def test_a_face_crop_the_photo_search_misses_is_measured_with_face_crops_on(mode
     run_app(at, T)
     assert any(w.startswith("blank.png: no face found") for w in texts(at.warning))
     assert any(c.startswith("**Face crops** is on") for c in texts(at.caption))
+
+
+def test_last_results_say_how_they_were_measured_not_how_the_switch_stands(models_dir, jpeg_bytes):
+    """A photo measured with Face crops off, shown again under "Last results" after the switch went
+    on, said "Measured as a face crop" (the switch's state, not the result's: a second review)."""
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg_bytes, "image/jpeg"))
+    run_app(at, T)
+    at.file_uploader(key="try_upload").set_value([])
+    at.toggle(key="try_crops").set_value(True)
+    run_app(at, T)
+    assert any(h == "Last results" for h in texts(at.header)), texts(at.header)
+    assert not any("Measured as a face crop" in c for c in texts(at.caption))
