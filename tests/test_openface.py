@@ -664,3 +664,18 @@ def test_a_face_or_success_that_is_no_whole_number_is_unknown_not_a_made_up_inte
     assert table["file"].tolist()[-1] == "happy001#1e+300"  # not 301 digits
     assert table.loc[table["success"] == 0, list(AU_COLUMNS)].isna().all().all()
     assert au_table.select(table).left_out == {au_table.NO_FACE: 3}
+
+
+def test_an_unreadable_file_with_spaces_in_its_name_is_said_without_its_path(tmp_path):
+    """The reason was the one-line error with the file's path in front, cut only where the path
+    read the same after one_line (two spaces in a name are folded to one): such a file kept its
+    path in the reason, was not seen as unreadable, and was scored as a face not found."""
+    folder = tmp_path / "happy"
+    folder.mkdir()
+    (folder / "a  b.jpg").write_bytes(b"not an image")
+    (folder / "c.jpg").write_bytes(b"")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _, failed = OpenFaceDocker(client=FakeClient())._prepare(
+        [LabeledImage(folder / "a  b.jpg", "happy"), LabeledImage(folder / "c.jpg", "happy")], inputs)
+    assert failed == {0: "not a readable image (use JPEG or PNG)", 1: "file is empty"}

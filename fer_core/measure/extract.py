@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 #        later page failed the whole file before).
 # mp-11: a face whose box lies mostly within a larger face's (an eye and brow, a mouth) is no face of
 #        its own; in a large crop (--crops) a face spanning under a third of it is a part of the face.
-MEASURE_VERSION = "mp-11"
+# mp-12: crop mode keeps the full search's faces; a part of a face is dropped after the quality gate only.
+MEASURE_VERSION = "mp-12"
 # --crops keys: a --crops image of 160 px or more in which nothing found a face is now measured once
 # more shrunk to 144 px (the small-crop path). Only those keys change ("crops2"): every other cached
 # measurement, and a Ray run's resume record, stay as they were.

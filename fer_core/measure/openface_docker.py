@@ -223,7 +223,7 @@ class OpenFaceDocker:
                     Image.fromarray(rgb).save(in_dir / f"{stem}.png")
                 stems[i] = stem
             except FerError as exc:  # the row names the file: its reason is said as the local engine's is
-                failed[i] = one_line(exc).removeprefix(f"{it.path}: ")
+                failed[i] = one_line(str(exc).removeprefix(f"{it.path}: "))  # before one_line folds its spaces
             except OSError as exc:
                 failed[i] = f"cannot copy image for OpenFace ({exc.strerror or exc})"
         return stems, failed
