@@ -496,6 +496,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="varies shade and folds; the same seed, the same masks (default: 0)")
     s.add_argument("--csv", help="write per-image answers here (.csv, .csv.gz or .parquet), as the Masks page's "
                    "download: file relative to --images, label, each model's answer without and with the mask")
+    s.add_argument("--crops", action="store_true", help=CROPS_EVAL_HELP)
     s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_mask_report)
@@ -1234,7 +1235,7 @@ def cmd_mask_report(args) -> int:
         fileio.table_output_path(args.csv, "--csv")
     report = run_mask_report(refs, items, classes=classes, style=args.style, seed=args.seed,
                              workers=args.workers or default_workers(), progress=_fraction_progress("mask report"),
-                             root=args.images)
+                             root=args.images, crops=args.crops)
     if report.original.failed_models:
         for line in report.original.failed_models:
             print(f"model left out: {line}", file=sys.stderr)

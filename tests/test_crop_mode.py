@@ -252,5 +252,11 @@ def test_evaluate_compare_and_predict_take_crops_too(tmp_path, fer_val, monkeypa
     assert said["faces"] == [] and "no face found" in said["error"]
     assert main(["predict", one, "--crops", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["faces"]) == 1
+    root = str(tmp_path / "crops")
+    assert main(["mask-report", "--images", root, "--models", "au-logreg-fer2013", "--workers", "1"]) == 2
+    assert "no face found to put a mask on in 3 images" in capsys.readouterr().err
+    assert main(["mask-report", "--images", root, "--models", "au-logreg-fer2013", "--crops", "--workers", "1",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 3
     assert main(["evaluate", "--au-table", "data/fer2013_val_au.csv.gz", "--crops"]) == 2
     assert "--crops is for --images" in capsys.readouterr().err

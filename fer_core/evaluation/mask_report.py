@@ -159,9 +159,10 @@ def _nothing_masked(total: int, unmaskable: Sequence[str], unreadable: int) -> s
 def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Sequence[str] | None = None,
                     style: str = DEFAULT_STYLE, seed: int = 0, workers: int = 1,
                     progress: FractionProgress | None = None, loader: Callable | None = None,
-                    examples: int = 6, root: str | os.PathLike[str] | None = None) -> MaskReport:
+                    examples: int = 6, root: str | os.PathLike[str] | None = None, crops: bool = False) -> MaskReport:
     """Every model (names, entries or Predictors) on the same images, original and masked. Files
-    are named relative to ``root`` (else to the folder holding them all)."""
+    are named relative to ``root`` (else to the folder holding them all). ``crops``: the images are
+    face crops, measured in face-crop mode and given whole to pixel models (``prepare_faces``)."""
     from ..measure.extract import iter_tasks
     from ..pipeline import PreparedFaces, face_crop
     from ..predictors.registry import load_predictor
@@ -184,7 +185,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     faces: dict[int, tuple[FaceInput, FaceInput] | str] = {}
     unreadable: dict[int, str] = {}
     several: dict[int, str] = {}
-    for i, measure in iter_tasks([("mask", str(it.path), style, seed) for it in chosen], workers,
+    for i, measure in iter_tasks([("mask", str(it.path), style, seed, crops) for it in chosen], workers,
                                  progress=lambda d, n: report(0.4 * d / max(n, 1), t(
                                      "loading.masking_faces", done=f"{d:,}", total=f"{n:,}"))):
         it = chosen[i]
@@ -200,14 +201,17 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
             continue
         first, again = measure.original[0], measure.masked[0]
         try:
-            face = face_crop(load_image(it.path, name=name_of(it)), first.box)
+            image = load_image(it.path, name=name_of(it))
         except FerError as exc:  # changed or removed since it was masked
             unreadable[i] = one_line(exc)
             continue
+        # a face crop is given whole, as compare --crops gives it; a photo is cut to its face
+        face = image if crops else face_crop(image, first.box)
         if len(measure.original) > 1:
             several[i] = f"{name_of(it)}: {len(measure.original)} faces found; the largest was scored"
         faces[i] = (FaceInput(pixels=face, aus=first.au_vector(), name=str(it.path)),
-                    FaceInput(pixels=face_crop(measure.image, first.box), aus=hide(again.au_vector()),
+                    FaceInput(pixels=measure.image if crops else face_crop(measure.image, first.box),
+                              aus=hide(again.au_vector()),
                               name=str(it.path), masked=True))
     kept: list[LabeledImage] = []
     original: list[FaceInput] = []
