@@ -660,7 +660,9 @@ def cmd_predict(args) -> int:
         for f in r["faces"]:
             probs = ", ".join(f"{k} {v:.2f}" for k, v in sorted(f["probabilities"].items(), key=lambda kv: -kv[1]))
             aus = " ".join(f"{k[:4]}={v:.1f}" for k, v in f["aus"].items())
-            print(f"{r['file']} face {f['face']} box {[round(v) for v in f['box']]} conf {f['confidence']:.2f}")
+            print(f"{r['file']} face {f['face']} box {[round(v) for v in f['box']]} conf {f['confidence']:.2f}"
+                  # no detector's score: measured whole, as a picture without a face would be too
+                  + (" (no face detected: the whole picture was measured as one face)" if not f["confidence"] else ""))
             print(f"  {f['sentence']}\n  probabilities: {probs}")
             if "aus_network" in f:  # the AU-bottleneck network explains with the AUs it reads itself
                 network = " ".join(f"{k[:4]}={v:.1f}" for k, v in f["aus_network"].items())

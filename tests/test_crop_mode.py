@@ -241,9 +241,15 @@ def test_evaluate_compare_and_predict_take_crops_too(tmp_path, fer_val, monkeypa
     reports = {}
     for crops in ([], ["--crops"]):
         assert main(["compare", "--images", str(tmp_path / "crops"), *models, *crops]) == 0
-        reports[bool(crops)] = json.loads(capsys.readouterr().out)["models"]
+        said = json.loads(capsys.readouterr().out)
+        assert said.get("crops", False) is bool(crops)
+        reports[bool(crops)] = said["models"]
     assert all(r["no_face"] == 3 for r in reports[False].values())  # the full search finds none of them
     assert all(r["no_face"] == 0 and r["n"] == 3 for r in reports[True].values())
+    report = tmp_path / "r.html"  # the report and the JSON say how the images were measured
+    assert main(["compare", "--images", str(tmp_path / "crops"), *models, "--crops", "--report", str(report)]) == 0
+    assert json.loads(capsys.readouterr().out)["crops"] is True
+    assert "<th>Measured as</th><td>face crops (--crops / Face crops)" in report.read_text()
     assert main(["evaluate", "--images", str(tmp_path / "crops"), "--crops", "--workers", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["no_face"] == 0
     one = str(folder / "PublicTest_13980595.jpg")
@@ -252,6 +258,8 @@ def test_evaluate_compare_and_predict_take_crops_too(tmp_path, fer_val, monkeypa
     assert said["faces"] == [] and "no face found" in said["error"]
     assert main(["predict", one, "--crops", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["faces"]) == 1
+    assert main(["predict", one, "--crops"]) == 0  # found by no detector: said, as Try it says it
+    assert "conf 0.00 (no face detected: the whole picture was measured as one face)" in capsys.readouterr().out
     root = str(tmp_path / "crops")
     assert main(["mask-report", "--images", root, "--models", "au-logreg-fer2013", "--workers", "1"]) == 2
     assert "no face found to put a mask on in 3 images" in capsys.readouterr().err

@@ -106,7 +106,7 @@ class Comparison:
                 "skipped": list(self.unreadable), "skipped_classes": dict(self.skipped),
                 "unlabelled": self.unlabelled,
                 "several_faces": list(self.several_faces), "failed_models": list(self.failed_models),
-                "cannot_predict": self.cannot_predict}
+                "cannot_predict": self.cannot_predict, **({"crops": True} if self.crops else {})}
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, names: Sequence[str], classes: Sequence[str], **fields) -> "Comparison":

@@ -211,6 +211,8 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
                          (t("report.created"), settings.created)]
         if settings.root and not settings.temporary and str(settings.root) not in str(settings.test_set):  # named once
             settings_rows.insert(1, (t("report.folder"), settings.root))
+        if comparison.crops:  # the same folder scores otherwise without it
+            settings_rows.append((t("report.crops"), t("report.crops_yes")))
         if comparison.skipped:
             settings_rows.append((t("report.skipped"),
                                   ", ".join(f"{n} {emotion_label(e)}" for e, n in comparison.skipped.items())))
