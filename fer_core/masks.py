@@ -310,13 +310,17 @@ def mask_and_measure(analyzer, rgb: np.ndarray, style: str = DEFAULT_STYLE, seed
     for i, face in enumerate(faces):
         if i not in bare:
             masked = draw_mask(masked, face.landmarks, style, seed + i)
-    found = measure_faces(analyzer, masked, crop=crop)
-    again = []
-    for face in faces:
-        match = max(found, key=lambda m: iou(m.box, face.box), default=None)
-        if match is None or iou(match.box, face.box) < 0.3:
-            match = measurement_of(analyzer.measure_at(masked, face.landmarks))
-        again.append(match)
+    if crop:  # a crop's face is where it was: searched again under the mask, another route of face-crop
+        # mode could take it (a 320 px crop measured whole came back from the detector with its eyes shut)
+        again = [measurement_of(analyzer.measure_at(masked, face.landmarks)) for face in faces]
+    else:
+        found = measure_faces(analyzer, masked)
+        again = []
+        for face in faces:
+            match = max(found, key=lambda m: iou(m.box, face.box), default=None)
+            if match is None or iou(match.box, face.box) < 0.3:
+                match = measurement_of(analyzer.measure_at(masked, face.landmarks))
+            again.append(match)
     for face in faces:
         face.landmarks = None  # not sent back from a worker: large, and the mask is drawn already
     return MaskedMeasure(masked, faces, again, bare)

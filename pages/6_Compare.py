@@ -99,7 +99,7 @@ def show_overall(res: Comparison) -> None:
                      "no_face": st.column_config.NumberColumn(titles["no_face"], help=t("compare.no_face_help")),
                  })
     st.plotly_chart(accuracy_ci_bars(summary), key="cmp_overall")
-    st.caption(t("compare.overall_caption"))
+    st.caption(t("compare.overall_caption") + (" " + t("compare.crops_caption") if res.crops else ""))
 
 
 def show_per_emotion(res: Comparison) -> None:

@@ -681,6 +681,7 @@ def test_compare_page_measures_a_folder_of_large_face_crops_as_crops(models_dir,
     run_app(at, T)
     res = at.session_state["cmp_result"]["comparison"]
     assert res.crops and res.reports[BUNDLED_AU_MODEL].no_face == 0 and res.reports[BUNDLED_AU_MODEL].n == 2
+    assert any(c.endswith("so only the AU models can have found no face in one.") for c in texts(at.caption))
     from fer_core.evaluation.compare import explain_image
     from fer_core.predictors.registry import load_predictor
 
