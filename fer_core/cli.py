@@ -335,9 +335,10 @@ BATCH_HELP = "images per training step (default: 64)"
 MAX_MINUTES_HELP = "stop after this many minutes, keeping the best epoch (default: no limit)"
 
 
-CROPS_EVAL_HELP = ("the images are face crops (e.g. 224 px, the face filling each), measured in face-crop mode as "
-                   "extract --crops measures them and given whole to pixel models, as FER2013's are (images under "
-                   "160 px always are)")
+CROPS_HELP = ("the images are face crops (e.g. 224 px, the face filling each), measured in face-crop mode as "
+              "extract --crops measures them (images under 160 px always are)")
+CROPS_EVAL_HELP = CROPS_HELP + "; a pixel model is given each whole, as FER2013's crops are"
+CROPS_NOT_FOR_TABLES = "an AU table's faces were measured when it was extracted (extract --crops)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -361,8 +362,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="an explaining model: an AU model or an AU-bottleneck network (manifest name or file path; "
                         f"default: {DEFAULT_MODEL})")
     s.add_argument("--top", type=_positive_int, default=3, help="how many AUs to give as reasons (default: 3)")
-    s.add_argument("--crops", action="store_true", help="the images are face crops (e.g. 224 px, the face filling "
-                   "each), measured in face-crop mode as extract --crops measures them (images under 160 px always are)")
+    s.add_argument("--crops", action="store_true", help=CROPS_HELP)
     shape = s.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help=JSON_HELP)
     shape.add_argument("--jsonl", action="store_true",
@@ -603,8 +603,7 @@ def cmd_predict(args) -> int:
 
     if args.au_table or args.out:
         if args.crops:
-            raise FerError("--crops is for image files: an AU table's faces were measured when it was extracted "
-                           "(extract --crops)")
+            raise FerError(f"--crops is for image files: {CROPS_NOT_FOR_TABLES}")
         return _predict_table(args)
     if not args.images:
         raise FerError("predict needs image files, or --au-table TABLE --out OUT")
@@ -1312,8 +1311,7 @@ def cmd_evaluate(args) -> int:
     from .predictors.registry import load_predictor
 
     if args.crops and args.au_table:
-        raise FerError("--crops is for --images: an AU table's faces were measured when it was extracted "
-                       "(extract --crops)")
+        raise FerError(f"--crops is for --images: {CROPS_NOT_FOR_TABLES}")
     predictor = load_predictor(args.model)
     unasked = getattr(getattr(predictor, "mapping", None), "unmapped_unasked", ())
     if unasked:  # a Teachable Machine class whose name is no emotion, not ignored by a saved mapping

@@ -385,10 +385,15 @@ HIDDEN_IMAGE = "a hidden file (its name starts with a dot); rename it to measure
 # an image (``load_image``): empty, damaged, not an image, too large.
 UNDECODED_REASON = re.compile(r"(file is empty|image is |image has |not a readable image|file is larger than"
                               r"|[\d.,]+ [KMGT]?B is larger than)")  # the last: "51 MB is larger than an image file can be"
-# ... and for any file it could not read as an image, those and the listing's skips (gone, a link
-# loop, a folder, a pipe, hidden, a format not read): no face that was looked for and not found.
-UNREAD_REASON = re.compile(UNDECODED_REASON.pattern + r"|(cannot read|cannot be read|file not found|symbolic link loop"
-                           r"|a folder|not a regular file|a hidden file)|.*convert it to PNG or JPEG$")
+# How the reason of a file that could not be listed or opened begins (gone, a link loop, a folder, a
+# pipe): the file may be back, or readable, by the next run.
+UNOPENED_REASONS = ("cannot read", "cannot be read", "file not found", "symbolic link loop", "a folder",
+                    "not a regular file")
+CONVERT_ADVICE = "convert it to PNG or JPEG"  # how the reason of a format not read ends
+# ... and for any file it could not read as an image, those, the undecoded and the listing's other
+# skips (hidden, a format not read): no face that was looked for and not found.
+UNREAD_REASON = re.compile(UNDECODED_REASON.pattern + "|(" + "|".join(map(re.escape, (*UNOPENED_REASONS, "a hidden file")))
+                           + ")|.*" + re.escape(CONVERT_ADVICE) + "$")
 
 
 def is_hidden_name(name: str) -> bool:
@@ -412,7 +417,7 @@ def _skip_reason(path: Path) -> str | None:
     else why this image-like file is passed over."""
     suffix = path.suffix.lower()
     if suffix in UNSUPPORTED_SUFFIXES:
-        return f"{UNSUPPORTED_SUFFIXES[suffix]}; convert it to PNG or JPEG"
+        return f"{UNSUPPORTED_SUFFIXES[suffix]}; {CONVERT_ADVICE}"
     if suffix in VIDEO_SUFFIXES:
         return VIDEO_IN_FOLDER
     if suffix in OTHER_VIDEO_SUFFIXES:

@@ -35,7 +35,7 @@ import pandas as pd
 
 from .. import au_table, fileio
 from ..errors import FerError, one_line, printable
-from ..images import UNDECODED_REASON, LabeledImage, SkippedFile, relative_file
+from ..images import CONVERT_ADVICE, UNDECODED_REASON, UNOPENED_REASONS, LabeledImage, SkippedFile, relative_file
 from . import extract
 from .tasks import CRASH_REASON
 from .workers import THREAD_VARS as WORKER_THREAD_VARS
@@ -284,8 +284,7 @@ def forget(out: str | os.PathLike[str]) -> None:
 # Reasons that do not settle a file: its measuring process crashed (a crash may not repeat), or it
 # could not be read or listed (it may be back, or readable, by the next run). The local engine
 # measures such files again too (its cache keeps no answer that was not read from the file's bytes).
-_UNSETTLED = (CRASH_REASON, "cannot read", "cannot be read", "file not found", "symbolic link loop", "a folder",
-              "not a regular file")
+_UNSETTLED = (CRASH_REASON, *UNOPENED_REASONS)
 # A file read but not decoded as an image (``UNDECODED_REASON``) is settled while it stays so, and
 # measured again once it decodes (re-exported, as its error asks; ``_mended_files``).
 
@@ -293,7 +292,7 @@ def _unsettled(reasons: pd.Series) -> pd.Series:
     """Per row, whether its reason leaves the file to be measured again (``_UNSETTLED``; a format
     the listing skipped, "...; convert it to PNG or JPEG", too: the file may have been converted)."""
     text = reasons.fillna("").astype(str)
-    return text.str.startswith(_UNSETTLED) | text.str.endswith("convert it to PNG or JPEG")
+    return text.str.startswith(_UNSETTLED) | text.str.endswith(CONVERT_ADVICE)
 
 
 def _finished(out: Path, written: dict[str, int] | None = None) -> list[pd.DataFrame]:

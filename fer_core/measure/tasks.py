@@ -116,8 +116,8 @@ def _measure_keyed(path: str, crop: bool, digest: str | None = None) -> tuple[bo
 def _measure_task(arg):
     """Worker task: a file by path (measurements as cached), ``("keyed", path, crop, digest)`` (the
     same, and whether it may be cached: ``_measure_keyed``), an image array (measurements with
-    landmarks, for drawing; ``("crop", array)`` measured as a face crop), or ``("mask", path, style, seed[, crop])`` (the face masked and
-    measured again, ``fer_core.masks.mask_and_measure``)."""
+    landmarks, for drawing; ``("crop", array)`` measured as a face crop), or ``("mask", path, style,
+    seed[, crop])`` (the face masked and measured again, ``fer_core.masks.mask_and_measure``)."""
     if isinstance(arg, np.ndarray):
         return measure_faces(_worker_analyzer, arg, keep_landmarks=True)
     if isinstance(arg, tuple) and arg[0] == "crop":  # a face crop, whatever its size (Try it's Face crops)

@@ -275,27 +275,31 @@ def video_bags(y: np.ndarray, groups: np.ndarray | None, outer_bags: int, seed: 
     if groups is None:
         return None
     frame = in_video(groups)
-    pictures = np.flatnonzero(~frame)
-    videos, first, sizes = np.unique(groups[frame], return_index=True, return_counts=True)
+    pictures, frames = np.flatnonzero(~frame), np.flatnonzero(frame)
+    videos, inverse = np.unique(groups[frames], return_inverse=True)
     if not len(videos):
         return None
-    video_class = y[np.flatnonzero(frame)[first]]
-    target = EBM_VALIDATION_SHARE * int(frame.sum())
+    # each video's rows, found once (a bag takes many videos of a table of thousands of clips)
+    rows_of = np.split(frames[np.argsort(inverse, kind="stable")], np.cumsum(np.bincount(inverse))[:-1])
+    n_classes = int(y.max()) + 1
+    target = EBM_VALIDATION_SHARE * len(frames)
     bags = np.ones((len(y), outer_bags), dtype=np.int8)
     for bag in range(outer_bags):
         rng = np.random.default_rng(seed + bag)
         held = np.zeros(len(y), dtype=bool)
         held[rng.choice(pictures, size=round(EBM_VALIDATION_SHARE * len(pictures)), replace=False)] = True
+        fitting = np.bincount(y, minlength=n_classes) - np.bincount(y[held], minlength=n_classes)
         taken = 0
         for k in rng.permutation(len(videos)):
             if taken >= target:
                 break
-            held[groups == videos[k]] = True
-            if not np.isin(video_class[k], y[~held]):  # its emotion's only video left to fit on: back
-                held[groups == videos[k]] = False
+            counts = np.bincount(y[rows_of[k]], minlength=n_classes)
+            if np.any((counts > 0) & (counts >= fitting)):  # its emotion's last rows to fit on: left to fit
                 continue
-            taken += sizes[k]
-        if not held.any() or len(np.unique(y[~held])) < len(np.unique(y)):
+            held[rows_of[k]] = True
+            fitting -= counts
+            taken += len(rows_of[k])
+        if not held.any() or np.any((fitting == 0) & (np.bincount(y, minlength=n_classes) > 0)):
             return None
         bags[held, bag] = -1
     return bags
