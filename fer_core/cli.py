@@ -1246,6 +1246,7 @@ def cmd_mask_report(args) -> int:
         print(f"several faces: {line}", file=sys.stderr)
     for line in report.unmaskable:
         print(f"not masked: {line}", file=sys.stderr)
+    _suggest_crops(report.crop_like_no_face)
     if report.not_placed:
         print(f"{report.not_placed} of them: the face mesh was fitted badly, so a mask drawn from it would have "
               "left the mouth visible", file=sys.stderr)
@@ -1275,6 +1276,23 @@ def cmd_mask_report(args) -> int:
         if lost:
             print(f"no images of {', '.join(lost)} could be masked", file=sys.stderr)
     return status
+
+
+def _suggest_crops(names: list[str]) -> None:
+    """A hint when images that look like face crops (``names``, as the output names them) had no
+    face found without ``--crops``."""
+    from .pipeline import SMALL_IMAGE_SIDE
+
+    if names:
+        print(f"note: no face found in {_counted(len(names), 'square image')} of {SMALL_IMAGE_SIDE} px or more "
+              f"(e.g. {printable(names[0])}); if they are face crops, the face filling each, rerun with --crops",
+              file=sys.stderr)
+
+
+def _crop_like_in(comparison, root) -> list[str]:
+    from .images import relative_file
+
+    return [relative_file(f, root) for f in comparison.crop_like_no_face()]
 
 
 def _print_unlabelled(comparison) -> None:
@@ -1358,6 +1376,7 @@ def cmd_evaluate(args) -> int:
         for line in comparison.unreadable:
             print(f"skipped: {line}", file=sys.stderr)
         _print_unlabelled(comparison)
+        _suggest_crops(_crop_like_in(comparison, args.images))
         if report.skipped:
             left_out = ", ".join(f"{n} {emotion}" for emotion, n in report.skipped.items())
             print(f"left out {left_out} image(s): {predictor.name} does not predict "
@@ -1398,6 +1417,7 @@ def cmd_compare(args) -> int:
     for line in comparison.several_faces:
         print(f"several faces: {line}", file=sys.stderr)
     _print_left_out(comparison, chosen=bool(classes))
+    _suggest_crops(_crop_like_in(comparison, args.images))
     if args.csv:  # the table the dashboard's predictions download gives: files relative to --images
         from .figures.compare import predictions_frame
 

@@ -106,8 +106,11 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
         engine = st.radio(t("au_model.engine"), ENGINES, format_func=engine_name, horizontal=True, key=kept_choice("au_engine"),
                           help=t("au_model.engine_help", address=address))
         ray_address = address if engine == "ray" else None
+    crops = False
+    if backend == "mediapipe" and ray_address is None:  # as extract --crops (the local engine only)
+        crops = st.toggle(t("au_model.crops_on"), key=kept_choice("au_crops"), help=t("au_model.crops_help"))
     video_fps = None
-    if backend == "mediapipe" and ray_address is None:  # the folder's videos, as extract FOLDER measures them
+    if backend == "mediapipe" and ray_address is None and not crops:  # its videos, as extract FOLDER measures them
         video_fps = st.select_slider(t("au_model.video_fps"), VIDEO_FPS_CHOICES, value=2, key=kept_choice("au_video_fps"),
                                      help=t("au_model.video_fps_help"))
     ready = True
@@ -116,7 +119,7 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
         (st.success if ready else st.warning)(i18n.message(message))
         if not ready and "not present" in message and st.button(t("au_model.pull"), key="au_pull"):
             pull_openface_image()
-    key = f"{folder}|{per}|{backend}|{video_fps}"
+    key = f"{folder}|{per}|{backend}|{video_fps}|{crops}"
     tables: dict = st.session_state.setdefault("au_tables", {})
     c1, c2, _ = st.columns([1, 1, 3])
     start = c1.button(t("au_model.extract"), type="primary", key="au_extract", disabled=not ready)
@@ -130,12 +133,13 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
             # a folder or a video passed over has a row too ("Sad Faces/", "clip.mp4"), but is no image
             files = [f for f in listing.skipped if not f.file.endswith("/") and f.reason != VIDEO_IN_FOLDER]
             tables[key] = {"table": table, "cancelled": cancelled, "total": len(items) + len(files), "fps": video_fps}
-            if not cancelled and not per and backend == "mediapipe":  # full folders are shown on the explorer too,
+            # full folders are shown on the explorer too, measured as it measures them (not as crops),
+            if not cancelled and not per and backend == "mediapipe" and not crops:
                 pictures = au_table.video_names(table).isna()  # as it lists them: images (its videos are not read there)
                 tables[folder] = {**tables[key], "table": table[pictures].reset_index(drop=True)}
 
         extract_with_cancel(items, t("au_model.extracting"), keep, backend=backend, root=folder, skipped=listing.skipped,
-                            ray_address=ray_address, video_fps=video_fps)
+                            ray_address=ray_address, video_fps=video_fps, crops=crops)
     else:
         wait_for_extraction()  # a run stopped by a click may still be handing over its rows
     done = tables.get(key)

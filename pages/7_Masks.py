@@ -23,6 +23,7 @@ from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, message, t
 from fer_core.masks import HIDDEN_AUS, HUMAN_FINDINGS, STYLES, VISIBLE_AUS
 from fer_core.measure.extract import default_workers
+from fer_core.pipeline import SMALL_IMAGE_SIDE
 from ui.common import (
     MISSING,
     choose_models,
@@ -55,15 +56,17 @@ def people_finding(key: str) -> str:
             "fear": t("masks.human_fear")}.get(key, t("masks.not_studied"))
 
 
-def choose_mask() -> tuple[str, int]:
-    """The mask's style and seed; drawn on every run (also before a test set is chosen), so
-    Streamlit keeps the person's choice while they switch the test set's source."""
+def choose_mask() -> tuple[str, int, bool]:
+    """The mask's style and seed, and whether the images are face crops; drawn on every run (also
+    before a test set is chosen), so Streamlit keeps the person's choice while they switch the
+    test set's source."""
     c1, c2 = st.columns(2)
     # labels made during the run: AppTest formats options outside it, in the default language
     style = c1.selectbox(t("masks.mask"), list(STYLES), format_func={s: style_label(s) for s in STYLES}.__getitem__,
                          key=kept_choice("mask_style"))
     seed = int(c2.number_input(t("masks.seed"), 0, 1_000_000, 0, key=kept_choice("mask_draw_seed"), help=t("masks.seed_help")))
-    return style, seed
+    crops = st.toggle(t("masks.crops_on"), key=kept_choice("mask_crops"), help=t("masks.crops_help"))
+    return style, seed, crops
 
 
 def show_summary(report: MaskReport) -> None:
@@ -166,7 +169,8 @@ def show_results(saved: dict, current: str | None) -> None:
     if current != saved["signature"]:  # another choice, or none made yet (no test set)
         st.info(t("masks.stale"))
     st.caption(t("masks.result_line", description=saved["description"], n=f"{report.original.n:,}",
-                 style=style_label(report.style), seed=report.seed))
+                 style=style_label(report.style), seed=report.seed)
+               + (" · " + t("masks.crops_caption") if report.crops else ""))
     for problem in report.original.failed_models:
         show_error(problem, prefix=t("masks.left_out"), warning=True)
     for problem in report.reasons_failed:
@@ -175,6 +179,9 @@ def show_results(saved: dict, current: str | None) -> None:
         st.warning(t("masks.unmaskable", n=len(report.unmaskable), example=shown_literally(message(report.unmaskable[0]))))
         if report.not_placed:
             st.caption(t("masks.not_placed", n=report.not_placed))
+        if report.crop_like_no_face:  # the Face crops switch above measures such pictures as crops
+            st.info(t("masks.no_face_crops_hint", n=f"{len(report.crop_like_no_face):,}", side=SMALL_IMAGE_SIDE),
+                    icon=":material/crop_free:")
         with st.expander(t("masks.unmaskable_all", n=len(report.unmaskable))):
             st.dataframe(pd.DataFrame({t("masks.col_problem"): [message(line) for line in report.unmaskable]}),
                          hide_index=True)
@@ -205,14 +212,14 @@ def main() -> None:
         # Drawn on every run, with or without a test set: a widget not drawn on a run loses its
         # value, so switching the source would reset the models, the style and the seed.
         entries = choose_models("mask")
-        style, seed = choose_mask()
+        style, seed, crops = choose_mask()
         if problem is not None:
             raise problem
         if chosen is not None and entries:
             items, root, description = chosen
             # None when the models share no emotion with the images: the report says so in one line
             classes = choose_scored_emotions("mask", items, entries)
-            current = f"{root}|{len(items)}|{[model_version(e) for e in entries]}|{style}|{seed}|{classes}"
+            current = f"{root}|{len(items)}|{[model_version(e) for e in entries]}|{style}|{seed}|{classes}|{crops}"
             if st.button(t("masks.run"), type="primary", key="mask_run"):
                 if classes is not None and not classes:
                     show_error(t("compare.no_classes"))
@@ -220,7 +227,8 @@ def main() -> None:
                     bar, progress = fraction_bar()
                     try:
                         report = run_mask_report(entries, items, classes, style=style, seed=seed, progress=progress,
-                                                 loader=load_predictor, workers=default_workers(), root=root)
+                                                 loader=load_predictor, workers=default_workers(), root=root,
+                                                 crops=crops)
                     finally:
                         bar.empty()
                     saved = {"report": report, "description": description, "signature": current,

@@ -573,6 +573,38 @@ def test_au_model_extracts_a_folder_with_the_embedded_extractor(models_dir, fer_
         "AU intensity per emotion", "Mean AU profile per emotion"]
 
 
+def test_au_model_page_extracts_large_face_crops_with_face_crops_on(models_dir, fer_val, tmp_path):
+    """A folder of 320 px face crops (AffectNet-like): the photo search misses them ("no face"),
+    extract --crops measures them, and the page had no such switch. Face crops measures them as
+    crops, passes the folder's videos over (no frame rate asked), and keeps the table from the
+    explorer, which measures a folder as photos."""
+    from PIL import Image
+
+    folder = tmp_path / "crops"
+    for emotion, name in (("surprise", "PublicTest_13980595.jpg"), ("surprise", "PublicTest_1597600.jpg")):
+        (folder / emotion).mkdir(parents=True, exist_ok=True)
+        Image.open(fer_val / emotion / name).convert("RGB").resize((320, 320), Image.BICUBIC).save(folder / emotion / name)
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value(EXTRACT)
+    _run(at)
+    at.text_input(key="au_folder").set_value(str(folder))
+    at.number_input(key="au_per").set_value(0)
+    at.button(key="au_extract").click()
+    _run(at, timeout=180)
+    assert any("0 faces measured in 2 of 2 images" in s for s in _texts(at.success)), _texts(at.success)
+    assert at.select_slider(key="au_video_fps")  # videos measured: their rate is asked
+    at.toggle(key="au_crops").set_value(True)
+    _run(at)
+    assert not [s for s in at.select_slider if s.key == "au_video_fps"]  # face crops pass videos over
+    assert any("Press **Extract AUs**" in s for s in _texts(at.info)), _texts(at.info)  # another table to make
+    at.button(key="au_extract").click()
+    _run(at, timeout=180)
+    assert any("2 faces measured in 2 of 2 images" in s for s in _texts(at.success)), _texts(at.success)
+    crops = next(v["table"] for k, v in at.session_state["au_tables"].items() if k.endswith("|True"))
+    assert (crops["success"] == 1).all() and crops["AU26_r"].notna().all()
+    assert at.session_state["au_tables"][str(folder)]["table"]["success"].sum() == 0  # the explorer's: as photos
+
+
 def test_au_model_docker_backend_says_why_it_is_unavailable(models_dir, monkeypatch, tmp_path):
     """No Docker engine runs here: the selector must say so, with the fix, and not offer to run."""
     from ui.common import forget_docker_status

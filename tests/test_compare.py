@@ -675,6 +675,9 @@ def test_compare_page_measures_a_folder_of_large_face_crops_as_crops(models_dir,
     at.button(key="cmp_run").click()
     run_app(at, T)
     assert at.session_state["cmp_result"]["comparison"].reports[BUNDLED_AU_MODEL].no_face == 2
+    hint = ("2 of the images without a face found are square pictures of 160 px or more. If they are face crops, "
+            "the face filling each, turn on **Face crops** above and compare again.")
+    assert hint in texts(at.info)
     at.toggle(key="cmp_crops").set_value(True)
     run_app(at, T)
     at.button(key="cmp_run").click()
@@ -682,6 +685,7 @@ def test_compare_page_measures_a_folder_of_large_face_crops_as_crops(models_dir,
     res = at.session_state["cmp_result"]["comparison"]
     assert res.crops and res.reports[BUNDLED_AU_MODEL].no_face == 0 and res.reports[BUNDLED_AU_MODEL].n == 2
     assert any(c.endswith("so only the AU models can have found no face in one.") for c in texts(at.caption))
+    assert hint not in texts(at.info)
     from fer_core.evaluation.compare import explain_image
     from fer_core.predictors.registry import load_predictor
 

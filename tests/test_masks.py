@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -231,6 +232,35 @@ def test_masks_page_runs_the_report(models_dir, fer_sample):
     chart = json.dumps(charts(at), ensure_ascii=False)
     names = {d.get("name") for c in charts(at) for d in c["data"]}
     assert "마스크 착용" in names and "masked" not in names and "행복" in chart
+
+
+def test_masks_page_masks_large_face_crops_with_face_crops_on(models_dir, fer_val, tmp_path):
+    """320 px face crops the photo search misses could not be masked on the page (mask-report had
+    --crops, the page no switch): it says so and points to Face crops, which masks and scores them."""
+    folder = tmp_path / "crops" / "surprise"
+    folder.mkdir(parents=True)
+    names = ("PublicTest_13980595.jpg", "PublicTest_1597600.jpg")
+    for name in names:
+        Image.open(fer_val / "surprise" / name).convert("RGB").resize((320, 320), Image.BICUBIC).save(folder / name)
+    shutil.copy(fer_val / "surprise" / "PublicTest_17484027.jpg", folder)  # 48 px: a crop whatever the switch
+    at = _masks_page_run_on(tmp_path / "crops")
+    report = at.session_state["mask_result"]["report"]
+    assert report.original.n == 1 and len(report.unmaskable) == 2 and not report.crops
+    assert sorted(report.crop_like_no_face) == [f"surprise/{n}" for n in sorted(names)]
+    hint = ("2 of the images without a face found are square pictures of 160 px or more. If they are face crops, "
+            "the face filling each, turn on **Face crops** above and run again.")
+    assert hint in texts(at.info)
+    at.toggle(key="mask_crops").set_value(True)
+    run_app(at, 90)
+    assert any("previous choice" in s for s in texts(at.info))  # the switch is part of the choice
+    at.button(key="mask_run").click()
+    run_app(at, 240)
+    report = at.session_state["mask_result"]["report"]
+    assert report.crops and report.original.n == report.masked.n == 3 and not report.unmaskable
+    assert hint not in texts(at.info)
+    assert any(c.endswith("Measured as face crops (Face crops): each image, masked and not, went whole to the CNNs.")
+               for c in texts(at.caption))
+    assert report.to_dict()["crops"] is True
 
 
 def test_try_it_mask_switch_shows_how_the_prediction_changes(models_dir, astronaut):

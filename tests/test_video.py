@@ -1118,7 +1118,7 @@ def test_au_model_page_measures_a_folders_videos_and_trains_on_whole_videos(mode
     # the one that failed is listed apart from the images, its reason in the page's language
     assert [e.label for e in at.expander if "without a measured face" in e.label] == [
         "1 video frame(s) or video(s) without a measured face"]
-    table = next(v["table"] for k, v in at.session_state["au_tables"].items() if k.endswith("|5"))
+    table = next(v["table"] for k, v in at.session_state["au_tables"].items() if k.endswith("|5|False"))
     assert sorted(table.loc[table["time_s"].notna(), "file"].unique()) == [f"{e}/c{i}.mp4" for e in ("happy", "sad")
                                                                           for i in range(3)]
     # the explorer, which lists the folder's images and passes its videos over, gets the images' rows

@@ -640,7 +640,8 @@ VIDEO_FPS_CHOICES = (1, 2, 5, 10)  # frames per second of video the dashboard of
 
 def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, bool], None],
                         backend: str = "mediapipe", root: str | None = None, skipped: Sequence = (),
-                        ray_address: str | None = None, video_fps: float | None = None) -> None:
+                        ray_address: str | None = None, video_fps: float | None = None,
+                        crops: bool = False) -> None:
     """Run an AU extractor on ``items`` with a progress bar; ``keep(table, cancelled)``
     receives the finished rows (it must not touch ``st`` - the run may be stopping).
 
@@ -659,6 +660,8 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
 
     ``video_fps``: the folder's videos (``skipped`` lists them) are measured too, after its images,
     at that rate, as ``extract FOLDER`` measures them (the local MediaPipe engine only).
+
+    ``crops``: the images are face crops, measured in face-crop mode (``extract --crops``).
     """
 
     from fer_core.measure.extract import default_workers, extract_table
@@ -687,7 +690,8 @@ def extract_with_cancel(items: list, label: str, keep: Callable[[pd.DataFrame, b
 
             videos, passed_over = videos_apart(skipped, measured=bool(video_fps))
             table = extract_table(items, workers=default_workers(), use_cache=True, progress=progress,
-                                  should_stop=lambda: state["stop"] is not None, root=root, skipped=passed_over)
+                                  should_stop=lambda: state["stop"] is not None, root=root, skipped=passed_over,
+                                  crops=crops)
             if videos and state["stop"] is None:
                 table = _with_videos(table, videos, video_fps, label, bar, state)
             keep(table, state["stop"] is not None)

@@ -39,6 +39,22 @@ from .metrics import (
 
 log = logging.getLogger("fer_core")
 FractionProgress = Callable[[float, str], None]
+CROP_ASPECT = 1.25  # a picture this close to square may be a face crop (AffectNet's are square)
+
+
+def crop_like(paths: Sequence[str | os.PathLike[str]]) -> list[bool]:
+    """For each image, whether it looks like a face crop larger than FER2013's (square, at least
+    ``SMALL_IMAGE_SIDE`` px): the search for faces in a photo misses some faces that fill the
+    picture, which face-crop mode (``--crops``, Face crops) measures. False where it cannot be read."""
+    from ..images import shown_size
+    from ..pipeline import SMALL_IMAGE_SIDE
+
+    def like(path) -> bool:
+        size = shown_size(path)
+        return bool(size and min(size) > 0 and max(size) >= SMALL_IMAGE_SIDE
+                    and max(size) / min(size) <= CROP_ASPECT)
+
+    return [like(p) for p in paths]
 
 
 @dataclass
@@ -82,6 +98,15 @@ class Comparison:
 
     def no_face_files(self, name: str) -> list[str]:
         return self.table.loc[self.table[name].isna(), "file"].tolist()
+
+    def crop_like_no_face(self) -> list[str]:
+        """Files some model found no face in that look like face crops (``crop_like``); none when
+        they were measured as crops."""
+        if self.crops:
+            return []
+        missed = set().union(*(self.no_face_files(m) for m in self.names)) if self.names else set()
+        files = [f for f in self.table["file"] if f in missed]  # in the table's order
+        return [f for f, like in zip(files, crop_like([self.path_of(f) for f in files])) if like]
 
     @property
     def cannot_predict(self) -> dict[str, list[str]]:

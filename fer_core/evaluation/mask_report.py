@@ -33,7 +33,7 @@ from ..masks import (
     style_of,
 )
 from ..predictors.base import FaceInput, Predictor
-from .compare import Comparison, _load_all, check_model_names, run_comparison, scored_images
+from .compare import Comparison, _load_all, check_model_names, crop_like, run_comparison, scored_images
 from .metrics import McNemarResult, mcnemar
 
 log = logging.getLogger("fer_core")
@@ -58,6 +58,9 @@ class MaskReport:
     examples: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)  # (file, face, masked)
     reasons_failed: list[str] = field(default_factory=list)  # faces an explaining model could not explain
     root: str | None = None  # the test set's folder: files are named relative to it
+    crops: bool = False  # the images were measured as face crops (--crops / Face crops)
+    # unmaskable images without a face found that look like face crops (``compare.crop_like``)
+    crop_like_no_face: list[str] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
@@ -122,7 +125,7 @@ class MaskReport:
                 "skipped_classes": dict(self.original.skipped), "unlabelled": self.original.unlabelled,
                 "several_faces": list(self.original.several_faces),
                 "failed_models": list(self.original.failed_models), "reasons_failed": list(self.reasons_failed),
-                "human_findings": dict(HUMAN_FINDINGS)}
+                "human_findings": dict(HUMAN_FINDINGS), **({"crops": True} if self.crops else {})}
 
 
 def _answers(comparison: Comparison, name: str, true: str, missing: str = "no face") -> dict[str, float]:
@@ -143,12 +146,17 @@ def _about_the_face(measure: object) -> bool:
     return measure is None or isinstance(measure, WorkerFailure) or measure in (NO_FACE_REASON, MASK_NOT_PLACED_REASON)
 
 
-def _nothing_masked(total: int, unmaskable: Sequence[str], unreadable: int) -> str:
-    """Why no image of ``total`` was left to score, with each cause counted (the lines listed)."""
+def _nothing_masked(total: int, unmaskable: Sequence[str], unreadable: int, crop_like_no_face: int = 0) -> str:
+    """Why no image of ``total`` was left to score, with each cause counted (the lines listed);
+    ``crop_like_no_face``: how many without a face look like face crops (``--crops`` would help)."""
     from ..measure.tasks import NO_FACE_REASON
+    from ..pipeline import SMALL_IMAGE_SIDE
 
     no_face = sum(line.endswith(f": {NO_FACE_REASON}") for line in unmaskable)
     if no_face == total:
+        if crop_like_no_face:
+            return (f"no face found to put a mask on in {total} images, {crop_like_no_face} of them square pictures "
+                    f"of {SMALL_IMAGE_SIDE} px or more; if they are face crops, measure them as such (--crops, Face crops)")
         return f"no face found to put a mask on in {total} images"
     not_placed = sum(line.endswith(f": {MASK_NOT_PLACED_REASON}") for line in unmaskable)
     failed = len(unmaskable) - no_face - not_placed
@@ -164,6 +172,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     are named relative to ``root`` (else to the folder holding them all). ``crops``: the images are
     face crops, measured in face-crop mode and given whole to pixel models (``prepare_faces``)."""
     from ..measure.extract import iter_tasks
+    from ..measure.tasks import NO_FACE_REASON
     from ..pipeline import PreparedFaces, face_crop
     from ..predictors.registry import load_predictor
 
@@ -219,6 +228,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     unmaskable: list[str] = []
     unmaskable_emotions: list[str | None] = []
     shown: list[tuple[str, np.ndarray, np.ndarray]] = []
+    no_face: list[LabeledImage] = []
     for i, it in enumerate(chosen):
         if i in unreadable:
             continue
@@ -226,14 +236,17 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
         if isinstance(pair, str):
             unmaskable.append(pair)
             unmaskable_emotions.append(it.label)
+            if not crops and pair.endswith(f": {NO_FACE_REASON}"):
+                no_face.append(it)
             continue
         kept.append(it)
         original.append(pair[0])
         masked.append(pair[1])
         if len(shown) < examples and it.label not in {s[0].split("/")[0] for s in shown}:
             shown.append((f"{it.label}/{it.path.name}", pair[0].pixels, pair[1].pixels))
+    crop_like_names = [name_of(it) for it, like in zip(no_face, crop_like([it.path for it in no_face])) if like]
     if not kept:
-        raise DatasetError(_nothing_masked(len(chosen), unmaskable, len(unreadable)))
+        raise DatasetError(_nothing_masked(len(chosen), unmaskable, len(unreadable), len(crop_like_names)))
 
     skipped_files = [unreadable[i] for i in sorted(unreadable)]
     several_faces = [several[i] for i in sorted(several)]
@@ -249,8 +262,10 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     before.failed_models.extend(f"{problem} (on the masked faces)" for problem in after.failed_models
                                 if problem not in before.failed_models)
     before.skipped = after.skipped = skipped
+    before.crops = after.crops = crops
     before.unlabelled = after.unlabelled = unlabelled
-    out = MaskReport(before, after, style, seed, unmaskable, unmaskable_emotions, examples=shown, root=str(root))
+    out = MaskReport(before, after, style, seed, unmaskable, unmaskable_emotions, examples=shown, root=str(root),
+                     crops=crops, crop_like_no_face=crop_like_names)
     explaining = [p for p in predictors if p.explains and p.name in after.reports]
     for j, p in enumerate(explaining):
         report(0.9 + 0.1 * j / max(len(explaining), 1), t("loading.which_aus", name=p.name))
