@@ -186,6 +186,11 @@ class Predictor(ABC):
                       progress: Progress | None = None) -> np.ndarray:
         """(n, len(classes)) probabilities; NaN rows for faces the model could not judge."""
 
+    def predict(self, faces: Sequence[FaceInput | np.ndarray], progress: Progress | None = None) -> list[str | None]:
+        """The emotion of each face (scikit-learn's ``predict``: the most probable class), None
+        where the model could not judge it (no face, AUs it needs missing)."""
+        return predicted_labels(self.classes, self.predict_proba(faces, progress=progress))
+
     def explain(self, face: FaceInput | np.ndarray, top: int = 3) -> Explanation:
         raise FerError(f"{self.name}: {model_of_kind(self.kind)} does not explain its predictions; "
                        "use an AU model for reasons")
