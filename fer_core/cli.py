@@ -338,6 +338,8 @@ MAX_MINUTES_HELP = "stop after this many minutes, keeping the best epoch (defaul
 CROPS_HELP = ("the images are face crops (e.g. 224 px, the face filling each), measured in face-crop mode as "
               "extract --crops measures them (images under 160 px always are)")
 CROPS_EVAL_HELP = CROPS_HELP + "; a pixel model is given each whole, as FER2013's crops are"
+# predict's "no face" for a picture that looks like a face crop (``images.looks_like_face_crop``)
+CROP_NO_FACE_MESSAGE = "no face found; if the picture is a face crop, the face filling it, add --crops to measure it as one"
 CROPS_NOT_FOR_TABLES = "an AU table's faces were measured when it was extracted (extract --crops)"
 
 
@@ -596,7 +598,7 @@ def _add_cnn_commands(sub) -> None:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
-    from .images import VIDEO_SUFFIXES, LabeledImage, load_image, shown_size
+    from .images import VIDEO_SUFFIXES, LabeledImage, load_image, looks_like_face_crop, shown_size
     from .measure.extract import default_workers, measure_items
     from .pipeline import NO_FACE_MESSAGE, face_order, faces_from_measurements
     from .predictors.registry import load_predictor
@@ -640,8 +642,9 @@ def cmd_predict(args) -> int:
         entry_out = {"file": path, "model": predictor.name, "width": int(width), "height": int(height),
                      "faces": [{"face": number, **faces[k].to_dict(scale)}
                                for number, k in enumerate(face_order(faces), start=1)]}
-        if not faces:
-            entry_out["error"] = f"{path}: {NO_FACE_MESSAGE}"
+        if not faces:  # the advice for a photo; a face crop the search missed is measured with --crops
+            entry_out["error"] = f"{path}: " + (CROP_NO_FACE_MESSAGE if not args.crops and looks_like_face_crop(source)
+                                                 else NO_FACE_MESSAGE)
         results[i] = entry_out
     if args.json or args.jsonl:
         for r in results:  # in the JSON, and said on stderr as without --json: a script sees why it failed
@@ -808,6 +811,10 @@ def cmd_extract(args) -> int:
     if args.engine != "ray":  # the Ray engine has written it (and removed its part files)
         _write_local_table(table, args.out)
     _say_extracted(table, args, measured_videos, videos_kept_out, fps, other_emotions)
+    if not (args.crops or args.mask or args.engine == "ray" or args.backend != "mediapipe"):  # --crops works alone
+        from .measure.extract import crop_like_no_face
+
+        _suggest_crops(crop_like_no_face(table, args.folder))
     if took:  # the local engine's speed (Ray says its own)
         print("took " + "; ".join(f"{seconds:.1f} s for {_counted(n, what)} ({n / max(seconds, 1e-9):.1f} {what}s/s)"
                                   for n, what, seconds in took)
@@ -1246,10 +1253,10 @@ def cmd_mask_report(args) -> int:
         print(f"several faces: {line}", file=sys.stderr)
     for line in report.unmaskable:
         print(f"not masked: {line}", file=sys.stderr)
-    _suggest_crops(report.crop_like_no_face)
     if report.not_placed:
         print(f"{report.not_placed} of them: the face mesh was fitted badly, so a mask drawn from it would have "
               "left the mouth visible", file=sys.stderr)
+    _suggest_crops(report.crop_like_no_face)
     for line in report.reasons_failed:
         print(f"reasons left out: {line}", file=sys.stderr)
     _print_left_out(report.original, chosen=bool(classes))
@@ -1284,15 +1291,15 @@ def _suggest_crops(names: list[str]) -> None:
     from .pipeline import SMALL_IMAGE_SIDE
 
     if names:
-        print(f"note: no face found in {_counted(len(names), 'square image')} of {SMALL_IMAGE_SIDE} px or more "
-              f"(e.g. {printable(names[0])}); if they are face crops, the face filling each, rerun with --crops",
-              file=sys.stderr)
+        print(f"note: no face found in {_counted(len(names), 'image')} that {'is' if len(names) == 1 else 'are'} "
+              f"square or nearly square, {SMALL_IMAGE_SIDE} px or more (e.g. {printable(names[0])}); if they are "
+              "face crops, the face filling each, rerun with --crops", file=sys.stderr)
 
 
 def _crop_like_in(comparison, root) -> list[str]:
     from .images import relative_file
 
-    return [relative_file(f, root) for f in comparison.crop_like_no_face()]
+    return [relative_file(f, root) for f in comparison.crop_like_no_face]
 
 
 def _print_unlabelled(comparison) -> None:
@@ -1376,14 +1383,16 @@ def cmd_evaluate(args) -> int:
         for line in comparison.unreadable:
             print(f"skipped: {line}", file=sys.stderr)
         _print_unlabelled(comparison)
-        _suggest_crops(_crop_like_in(comparison, args.images))
+        crop_like = _crop_like_in(comparison, args.images)
+        _suggest_crops(crop_like)
         if report.skipped:
             left_out = ", ".join(f"{n} {emotion}" for emotion, n in report.skipped.items())
             print(f"left out {left_out} image(s): {predictor.name} does not predict "
                   f"{'that emotion' if len(report.skipped) == 1 else 'those emotions'}", file=sys.stderr)
         # every file accounted for, as compare's JSON does it
         extra = {"unreadable": list(comparison.unreadable), "unlabelled": comparison.unlabelled,
-                 "passed_over": listing.skipped_lines}
+                 "passed_over": listing.skipped_lines, **({"crops": True} if args.crops else {}),
+                 **({"crop_like_no_face": crop_like} if crop_like else {})}
     if args.json:
         print(json.dumps({**report.to_dict(), **extra}))
     else:

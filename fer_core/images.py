@@ -192,6 +192,26 @@ def shown_size(source: bytes | str | os.PathLike[str]) -> tuple[int, int] | None
     return (height, width) if turned else (width, height)
 
 
+CROP_ASPECT = 1.25  # a picture this close to square may be a face crop (AffectNet's are square)
+
+
+def looks_like_face_crop(path: str | os.PathLike[str]) -> bool:
+    """Whether an image file looks like a face crop larger than FER2013's: square or nearly
+    (``CROP_ASPECT``), ``SMALL_IMAGE_SIDE`` px or more. The search for faces in a photo misses
+    some faces that fill the picture, which face-crop mode (``--crops``, Face crops) measures: what
+    a "no face found" of such a picture is told. Reads the header only (an EXIF turn changes
+    neither the larger side nor the aspect); False where it cannot be read."""
+    from .pipeline import SMALL_IMAGE_SIDE
+
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except Exception:  # any decoder's failure: not read, so nothing to advise
+        return False
+    return min(width, height) > 0 and max(width, height) >= SMALL_IMAGE_SIDE and \
+        max(width, height) / min(width, height) <= CROP_ASPECT
+
+
 def _pil_to_rgb(im: Image.Image, label: str) -> np.ndarray:
     im = _upright(im)
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):

@@ -18,6 +18,7 @@ from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, emotion_labels, t
 from fer_core.images import VIDEO_IN_FOLDER, sample_per_class
 from fer_core.measure import ray_engine
+from fer_core.measure.extract import crop_like_no_face
 from ui.common import (
     TABLE_TYPES,
     VIDEO_FPS_CHOICES,
@@ -38,6 +39,7 @@ from ui.common import (
     page_setup,
     remember_unsaved,
     run_page,
+    show_crops_hint,
     show_error,
     shown_literally,
     translated_reason,
@@ -132,7 +134,11 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
             # the folder's skipped files have rows too (with their reason): counted among its images;
             # a folder or a video passed over has a row too ("Sad Faces/", "clip.mp4"), but is no image
             files = [f for f in listing.skipped if not f.file.endswith("/") and f.reason != VIDEO_IN_FOLDER]
-            tables[key] = {"table": table, "cancelled": cancelled, "total": len(items) + len(files), "fps": video_fps}
+            # images without a face that Face crops could measure (the local MediaPipe engine's switch)
+            crop_like = (crop_like_no_face(table, folder) if backend == "mediapipe" and ray_address is None
+                         and not crops else [])
+            tables[key] = {"table": table, "cancelled": cancelled, "total": len(items) + len(files), "fps": video_fps,
+                           "crop_like": len(crop_like)}
             # full folders are shown on the explorer too, measured as it measures them (not as crops),
             if not cancelled and not per and backend == "mediapipe" and not crops:
                 pictures = au_table.video_names(table).isna()  # as it lists them: images (its videos are not read there)
@@ -168,6 +174,7 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
     else:
         st.success(msg)
     warn_passed_over(table)
+    show_crops_hint(done.get("crop_like", 0))
     unmeasured = (table["success"] == 0) & ~folders
     for rows, title, columns in ((table[unmeasured & ~clips], "au_model.without_face", ["file", "label", "reason"]),
                                  (table[unmeasured & clips], "au_model.frames_without_face",

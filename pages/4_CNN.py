@@ -37,6 +37,7 @@ from ui.common import (
     page_setup,
     remember_unsaved,
     run_page,
+    show_crops_hint,
     show_error,
     shown_literally,
 )
@@ -172,7 +173,7 @@ def evaluation_files(ev: EvaluationReport, comparison, name: str, folder: str,
     for j, emotion in enumerate(comparison.model_classes[name]):
         frame[f"p_{emotion}"] = proba[:, j].round(4)
     metrics = {"model": name, "folder": folder, **sample, **ev.to_dict(), "unreadable": list(comparison.unreadable),
-               "left_out": dict(comparison.skipped)}
+               "left_out": dict(comparison.skipped), **({"crops": True} if comparison.crops else {})}
     return csv_bytes(frame), json.dumps(metrics, indent=1).encode()
 
 
@@ -188,8 +189,9 @@ def evaluate_section(entry) -> None:
         per = c2.number_input(t("cnn.per_emotion"), 0, 100_000, 100, step=50, key=kept_choice("cnn_eval_per"))
         c3.write("")
         go = c3.button(t("cnn.evaluate"), key="cnn_eval_button")
+        crops = st.toggle(t("cnn.crops_on"), key=kept_choice("cnn_eval_crops"), help=t("cnn.crops_help"))
         results: dict = st.session_state.setdefault("cnn_eval", {})
-        key = (entry.name, entry.sha256 or "", folder, int(per))
+        key = (entry.name, entry.sha256 or "", folder, int(per), crops)
         if go:
             if not folder:
                 show_error(t("cnn.type_folder", layout=data_layout_help()))
@@ -209,9 +211,11 @@ def evaluate_section(entry) -> None:
                 sample = {"per_emotion": int(per) or None, "seed": EVAL_SEED if per else None,
                           "images_in_folder": labelled, "unlabelled": len(listed) - labelled,
                           "sampled": sum(1 for it in items if it.label) < labelled}
-                ev, comparison = evaluate_images(load_predictor(entry), items, progress=progress, root=root)
+                ev, comparison = evaluate_images(load_predictor(entry), items, progress=progress, root=root,
+                                                 crops=crops)
                 results[key] = (ev, evaluation_files(ev, comparison, entry.name, root, sample),
-                                list(comparison.unreadable), dict(comparison.skipped), sample)
+                                list(comparison.unreadable), dict(comparison.skipped), sample,
+                                len(comparison.crop_like_no_face))
             except FerError as exc:
                 show_error(exc)
                 return
@@ -221,7 +225,7 @@ def evaluate_section(entry) -> None:
         if done is None:
             st.caption(t("cnn.evaluate_caption", tf=tensorflow_note(entry)))
             return
-        ev, (csv, metrics), unreadable, left_out, sample = done
+        ev, (csv, metrics), unreadable, left_out, sample, crop_like = done
         if sample["sampled"]:  # a figure on a sample must not read as the folder's (Home's is on all)
             metric_row(ev, {t("cnn.images"): f"{ev.n:,}"},
                        label=t("cnn.accuracy_on_sample", folder=folder_label(folder), per=sample["per_emotion"]))
@@ -236,6 +240,9 @@ def evaluate_section(entry) -> None:
                          per_emotion=", ".join(f"{emotion_label(e)} {n:,}" for e, n in left_out.items())))
         if sample["unlabelled"]:
             st.caption(t("compare.unlabelled", n=f"{sample['unlabelled']:,}"))
+        if crops:
+            st.caption(t("cnn.crops_caption"))
+        show_crops_hint(crop_like)
         show_evaluation(ev, "cnn_eval")
         stem = f"{entry.name}_{folder_label(folder)}"
         c1, c2, _ = st.columns([1, 1, 2])

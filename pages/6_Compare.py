@@ -31,7 +31,6 @@ from fer_core.fileio import csv_bytes
 from fer_core.i18n import current_language, emotion_label, message, t, using_language
 from fer_core.images import png_data_uri, relative_file
 from fer_core.measure.extract import default_workers
-from fer_core.pipeline import SMALL_IMAGE_SIDE
 from ui.common import (
     MISSING,
     against_text,
@@ -48,6 +47,7 @@ from ui.common import (
     model_version,
     page_setup,
     run_page,
+    show_crops_hint,
     show_error,
     show_scoring_notes,
     shown_literally,
@@ -282,9 +282,7 @@ def show_no_face(res: Comparison) -> None:
     if not missing:
         return
     st.header(t("compare.no_face_heading"))
-    crop_like = res.crop_like_no_face()
-    if crop_like:  # the Face crops switch above measures such pictures as crops
-        st.info(t("compare.no_face_crops_hint", n=f"{len(crop_like):,}", side=SMALL_IMAGE_SIDE), icon=":material/crop_free:")
+    show_crops_hint(len(res.crop_like_no_face))
     for name, files in missing.items():
         st.warning(t("compare.no_face_warning", model=name, n=len(files), total=res.n),
                    icon=":material/face_retouching_off:")

@@ -23,7 +23,6 @@ from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, message, t
 from fer_core.masks import HIDDEN_AUS, HUMAN_FINDINGS, STYLES, VISIBLE_AUS
 from fer_core.measure.extract import default_workers
-from fer_core.pipeline import SMALL_IMAGE_SIDE
 from ui.common import (
     MISSING,
     choose_models,
@@ -36,6 +35,7 @@ from ui.common import (
     model_version,
     page_setup,
     run_page,
+    show_crops_hint,
     show_error,
     show_scoring_notes,
     shown_literally,
@@ -179,9 +179,7 @@ def show_results(saved: dict, current: str | None) -> None:
         st.warning(t("masks.unmaskable", n=len(report.unmaskable), example=shown_literally(message(report.unmaskable[0]))))
         if report.not_placed:
             st.caption(t("masks.not_placed", n=report.not_placed))
-        if report.crop_like_no_face:  # the Face crops switch above measures such pictures as crops
-            st.info(t("masks.no_face_crops_hint", n=f"{len(report.crop_like_no_face):,}", side=SMALL_IMAGE_SIDE),
-                    icon=":material/crop_free:")
+        show_crops_hint(len(report.crop_like_no_face))
         with st.expander(t("masks.unmaskable_all", n=len(report.unmaskable))):
             st.dataframe(pd.DataFrame({t("masks.col_problem"): [message(line) for line in report.unmaskable]}),
                          hide_index=True)

@@ -592,6 +592,9 @@ def test_au_model_page_extracts_large_face_crops_with_face_crops_on(models_dir, 
     at.button(key="au_extract").click()
     _run(at, timeout=180)
     assert any("0 faces measured in 2 of 2 images" in s for s in _texts(at.success)), _texts(at.success)
+    hint = ("2 of the images without a face found are square or nearly square pictures of 160 px or more. If they "
+            "are face crops, the face filling each, turn on **Face crops** above and run it again.")
+    assert hint in _texts(at.info)
     assert at.select_slider(key="au_video_fps")  # videos measured: their rate is asked
     at.toggle(key="au_crops").set_value(True)
     _run(at)
@@ -602,6 +605,7 @@ def test_au_model_page_extracts_large_face_crops_with_face_crops_on(models_dir, 
     assert any("2 faces measured in 2 of 2 images" in s for s in _texts(at.success)), _texts(at.success)
     crops = next(v["table"] for k, v in at.session_state["au_tables"].items() if k.endswith("|True"))
     assert (crops["success"] == 1).all() and crops["AU26_r"].notna().all()
+    assert hint not in _texts(at.info)
     assert at.session_state["au_tables"][str(folder)]["table"]["success"].sum() == 0  # the explorer's: as photos
 
 

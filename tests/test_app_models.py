@@ -277,6 +277,36 @@ def test_cnn_page_inspects_and_evaluates_a_saved_cnn(models_dir, fer_small, tiny
     assert at.button(key="cnn_start")  # the rest of the page is still there
 
 
+def test_cnn_page_evaluates_large_face_crops_whole_with_face_crops_on(models_dir, fer_val, tiny_cnn, tmp_path):
+    """320 px face crops the photo search misses counted as wrong for the CNN (evaluate --crops gives
+    them whole; the page had no switch): it says so, and Face crops gives each whole to the network."""
+    from PIL import Image
+
+    _register_tiny_cnn(models_dir, tiny_cnn)
+    folder = tmp_path / "crops"
+    (folder / "surprise").mkdir(parents=True)
+    for name in ("PublicTest_13980595.jpg", "PublicTest_1597600.jpg"):
+        Image.open(fer_val / "surprise" / name).convert("RGB").resize((320, 320), Image.BICUBIC).save(
+            folder / "surprise" / name)
+    at = _run(AppTest.from_file(CNN_PAGE))
+    at.text_input(key="cnn_eval_folder").set_value(str(folder))
+    at.number_input(key="cnn_eval_per").set_value(0)
+    at.button(key="cnn_eval_button").click()
+    _run(at)
+    hint = ("2 of the images without a face found are square or nearly square pictures of 160 px or more. If they "
+            "are face crops, the face filling each, turn on **Face crops** above and run it again.")
+    assert hint in _texts(at.info)
+    [(ev, *_)] = at.session_state["cnn_eval"].values()
+    assert ev.no_face == 2
+    at.toggle(key="cnn_eval_crops").set_value(True)
+    at.button(key="cnn_eval_button").click()
+    _run(at)
+    ev, (_, metrics), *_ = next(v for k, v in at.session_state["cnn_eval"].items() if k[-1] is True)
+    assert ev.no_face == 0 and ev.n == 2 and json.loads(metrics)["crops"] is True
+    assert hint not in _texts(at.info)
+    assert "Evaluated as face crops (Face crops): each image went whole to the network." in _texts(at.caption)
+
+
 # -- Teachable Machine ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tm_export(tmp_path_factory):

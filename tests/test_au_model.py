@@ -274,9 +274,10 @@ def test_a_subset_model_cannot_judge_a_face_without_its_own_aus(lower_model):
     with i18n.using_language("ko"):  # Try it's masked view and the mask report show it
         assert i18n.message(str(caught.value)).startswith("lower: 이 얼굴에서 이 모델이 쓰는 AU(AU12, AU25, AU26)")
     assert predictor.explain(FaceInput(aus=X[1])).extra["unknown_aus"] == ["AU12"]
-    # predict, as scikit-learn's: the most probable emotion, None for the face it cannot judge
-    faces = [FaceInput(aus=x) for x in X]
-    assert predictor.predict(faces) == [None, *(predictor.classes[int(k)] for k in proba[1:].argmax(axis=1))]
+    # predict, as scikit-learn's: the most probable emotion, None for the face it cannot judge and
+    # for a photo in which no face was found (compare scores it so, whatever a model would answer)
+    faces = [FaceInput(aus=x) for x in X] + [FaceInput(aus=X[2], found=False)]
+    assert predictor.predict(faces) == [None, *(predictor.classes[int(k)] for k in proba[1:].argmax(axis=1)), None]
 
 
 def test_both_au_table_scorers_agree_on_a_subset_model(lower_model):

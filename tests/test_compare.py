@@ -675,8 +675,8 @@ def test_compare_page_measures_a_folder_of_large_face_crops_as_crops(models_dir,
     at.button(key="cmp_run").click()
     run_app(at, T)
     assert at.session_state["cmp_result"]["comparison"].reports[BUNDLED_AU_MODEL].no_face == 2
-    hint = ("2 of the images without a face found are square pictures of 160 px or more. If they are face crops, "
-            "the face filling each, turn on **Face crops** above and compare again.")
+    hint = ("2 of the images without a face found are square or nearly square pictures of 160 px or more. If they "
+            "are face crops, the face filling each, turn on **Face crops** above and run it again.")
     assert hint in texts(at.info)
     at.toggle(key="cmp_crops").set_value(True)
     run_app(at, T)

@@ -239,13 +239,14 @@ def test_evaluate_compare_and_predict_take_crops_too(tmp_path, fer_val, monkeypa
         Image.open(fer_val / "surprise" / name).convert("RGB").resize((320, 320), Image.BICUBIC).save(folder / name)
     models = ["--models", "au-logreg-fer2013,cnn-fer2013", "--workers", "1", "--json"]
     reports = {}
-    hint = ("note: no face found in 3 square images of 160 px or more (e.g. surprise/PublicTest_13980595.jpg); "
-            "if they are face crops, the face filling each, rerun with --crops")
+    hint = ("note: no face found in 3 images that are square or nearly square, 160 px or more (e.g. "
+            "surprise/PublicTest_13980595.jpg); if they are face crops, the face filling each, rerun with --crops")
     for crops in ([], ["--crops"]):
         assert main(["compare", "--images", str(tmp_path / "crops"), *models, *crops]) == 0
         out, err = capsys.readouterr()
         said = json.loads(out)
         assert said.get("crops", False) is bool(crops)
+        assert len(said.get("crop_like_no_face", [])) == (0 if crops else 3)
         assert (hint in err) is not bool(crops)  # the way out is said where it helps, not once taken
         reports[bool(crops)] = said["models"]
     assert all(r["no_face"] == 3 for r in reports[False].values())  # the full search finds none of them
@@ -255,21 +256,33 @@ def test_evaluate_compare_and_predict_take_crops_too(tmp_path, fer_val, monkeypa
     assert json.loads(capsys.readouterr().out)["crops"] is True
     assert "<th>Measured as</th><td>face crops (--crops / Face crops)" in report.read_text()
     assert main(["evaluate", "--images", str(tmp_path / "crops"), "--workers", "1", "--json"]) == 0
-    assert hint in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert hint in err and "crops" not in json.loads(out) and len(json.loads(out)["crop_like_no_face"]) == 3
     assert main(["evaluate", "--images", str(tmp_path / "crops"), "--crops", "--workers", "1", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["no_face"] == 0
+    said = json.loads(capsys.readouterr().out)  # a saved report says how its images were measured
+    assert said["no_face"] == 0 and said["crops"] is True and "crop_like_no_face" not in said
+    assert main(["extract", str(tmp_path / "crops"), "--out", str(tmp_path / "au.csv"), "--workers", "1"]) == 0
+    assert hint in capsys.readouterr().err
+    assert main(["extract", str(tmp_path / "crops"), "--out", str(tmp_path / "au.csv"), "--crops"]) == 0
+    assert "rerun with --crops" not in capsys.readouterr().err
     one = str(folder / "PublicTest_13980595.jpg")
     assert main(["predict", one, "--json"]) == 0
     said = json.loads(capsys.readouterr().out)
-    assert said["faces"] == [] and "no face found" in said["error"]
+    assert said["faces"] == [] and said["error"].endswith(
+        "no face found; if the picture is a face crop, the face filling it, add --crops to measure it as one")
     assert main(["predict", one, "--crops", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["faces"]) == 1
     assert main(["predict", one, "--crops"]) == 0  # found by no detector: said, as Try it says it
     assert "conf 0.00 (no face detected: the whole picture was measured as one face)" in capsys.readouterr().out
     root = str(tmp_path / "crops")
     assert main(["mask-report", "--images", root, "--models", "au-logreg-fer2013", "--workers", "1"]) == 2
-    assert ("no face found to put a mask on in 3 images, 3 of them square pictures of 160 px or more; if they are "
-            "face crops, measure them as such (--crops, Face crops)") in capsys.readouterr().err
+    assert ("no face found to put a mask on in 3 images; 3 of the images without a face are square or nearly square "
+            "pictures of 160 px or more; if they are face crops, the face filling each, measure them as such (--crops, "
+            "Face crops)") in capsys.readouterr().err
+    (folder / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # an unreadable file beside them keeps the advice
+    assert main(["mask-report", "--images", root, "--models", "au-logreg-fer2013", "--workers", "1"]) == 2
+    assert "1 unreadable; 3 of the images without a face are square or nearly square" in capsys.readouterr().err
+    (folder / "cut.png").unlink()
     assert main(["mask-report", "--images", root, "--models", "au-logreg-fer2013", "--crops", "--workers", "1",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 3
@@ -278,16 +291,16 @@ def test_evaluate_compare_and_predict_take_crops_too(tmp_path, fer_val, monkeypa
 
 
 def test_only_square_pictures_of_160_px_or_more_look_like_face_crops(tmp_path):
-    """The --crops hint's test: a square 224 px picture may be a face crop; a wide photo, a FER2013-
+    """The --crops hint's test: a (nearly) square 224 px picture may be a face crop; a wide photo, a FER2013-
     sized crop (measured as a crop already) and a file that is no image are not."""
-    from fer_core.evaluation.compare import crop_like
+    from fer_core.images import looks_like_face_crop
 
     sizes = {"square.png": (224, 224), "almost.png": (240, 200), "wide.png": (480, 240), "small.png": (48, 48)}
     for name, size in sizes.items():
         Image.new("RGB", size, (90, 90, 90)).save(tmp_path / name)
     (tmp_path / "text.png").write_text("not an image")
     names = [*sizes, "text.png", "missing.png"]
-    assert crop_like([tmp_path / n for n in names]) == [True, True, False, False, False, False]
+    assert [looks_like_face_crop(tmp_path / n) for n in names] == [True, True, False, False, False, False]
 
 
 def test_a_masked_face_crop_is_measured_where_its_face_was(analyzer, fer_val):

@@ -247,8 +247,8 @@ def test_masks_page_masks_large_face_crops_with_face_crops_on(models_dir, fer_va
     report = at.session_state["mask_result"]["report"]
     assert report.original.n == 1 and len(report.unmaskable) == 2 and not report.crops
     assert sorted(report.crop_like_no_face) == [f"surprise/{n}" for n in sorted(names)]
-    hint = ("2 of the images without a face found are square pictures of 160 px or more. If they are face crops, "
-            "the face filling each, turn on **Face crops** above and run again.")
+    hint = ("2 of the images without a face found are square or nearly square pictures of 160 px or more. If they "
+            "are face crops, the face filling each, turn on **Face crops** above and run it again.")
     assert hint in texts(at.info)
     at.toggle(key="mask_crops").set_value(True)
     run_app(at, 90)

@@ -142,6 +142,15 @@ def page_setup(title: str, icon: str) -> None:
 _KEPT = "_kept_choices"  # the keys of widgets made with kept_choice()
 
 
+def show_crops_hint(n: int) -> None:
+    """Where ``n`` images without a face found look like face crops (``images.looks_like_face_crop``):
+    the page's Face crops switch measures them as crops."""
+    if n:
+        from fer_core.pipeline import SMALL_IMAGE_SIDE
+
+        st.info(t("common.no_face_crops_hint", n=f"{n:,}", side=SMALL_IMAGE_SIDE), icon=":material/crop_free:")
+
+
 def kept_choice(key: str) -> str:
     """``key``, for a widget whose choice should still be there when the person comes back to it.
 

@@ -22,10 +22,10 @@ import pandas as pd
 from ..emotions import shared_classes
 from ..errors import DatasetError, FerError, one_line, printable
 from ..i18n import t
-from ..images import LabeledImage, relative_file
+from ..images import LabeledImage, looks_like_face_crop, relative_file
 from ..manifest import ModelEntry
 from ..measure.workers import telling_waits
-from ..predictors.base import Explanation, Predictor, au_columns_used, model_of_kind, predicted_labels
+from ..predictors.base import Explanation, Predictor, au_columns_used, judged_only, model_of_kind, predicted_labels
 from ..predictors.ensemble import EnsemblePredictor, predict_reusing
 from .metrics import (
     EvaluationReport,
@@ -39,22 +39,6 @@ from .metrics import (
 
 log = logging.getLogger("fer_core")
 FractionProgress = Callable[[float, str], None]
-CROP_ASPECT = 1.25  # a picture this close to square may be a face crop (AffectNet's are square)
-
-
-def crop_like(paths: Sequence[str | os.PathLike[str]]) -> list[bool]:
-    """For each image, whether it looks like a face crop larger than FER2013's (square, at least
-    ``SMALL_IMAGE_SIDE`` px): the search for faces in a photo misses some faces that fill the
-    picture, which face-crop mode (``--crops``, Face crops) measures. False where it cannot be read."""
-    from ..images import shown_size
-    from ..pipeline import SMALL_IMAGE_SIDE
-
-    def like(path) -> bool:
-        size = shown_size(path)
-        return bool(size and min(size) > 0 and max(size) >= SMALL_IMAGE_SIDE
-                    and max(size) / min(size) <= CROP_ASPECT)
-
-    return [like(p) for p in paths]
 
 
 @dataclass
@@ -77,6 +61,9 @@ class Comparison:
     seconds: float = 0.0
     paths: dict[str, Path] = field(default_factory=dict, repr=False)  # table "file" -> the file to open
     crops: bool = False  # the images were measured as face crops (--crops): an explanation measures them so too
+    # images no face was found in that look like face crops (``images.looks_like_face_crop``), as
+    # the table names them: measured without --crops, they could be measured as crops
+    crop_like_no_face: list[str] = field(default_factory=list)
 
     def path_of(self, file: str) -> Path:
         """The image behind a ``file`` of the table (file names that are not UTF-8 are shown escaped)."""
@@ -98,15 +85,6 @@ class Comparison:
 
     def no_face_files(self, name: str) -> list[str]:
         return self.table.loc[self.table[name].isna(), "file"].tolist()
-
-    def crop_like_no_face(self) -> list[str]:
-        """Files some model found no face in that look like face crops (``crop_like``); none when
-        they were measured as crops."""
-        if self.crops:
-            return []
-        missed = set().union(*(self.no_face_files(m) for m in self.names)) if self.names else set()
-        files = [f for f in self.table["file"] if f in missed]  # in the table's order
-        return [f for f, like in zip(files, crop_like([self.path_of(f) for f in files])) if like]
 
     @property
     def cannot_predict(self) -> dict[str, list[str]]:
@@ -131,7 +109,8 @@ class Comparison:
                 "skipped": list(self.unreadable), "skipped_classes": dict(self.skipped),
                 "unlabelled": self.unlabelled,
                 "several_faces": list(self.several_faces), "failed_models": list(self.failed_models),
-                "cannot_predict": self.cannot_predict, **({"crops": True} if self.crops else {})}
+                "cannot_predict": self.cannot_predict, **({"crops": True} if self.crops else {}),
+                **({"crop_like_no_face": relative(self.crop_like_no_face)} if self.crop_like_no_face else {})}
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, names: Sequence[str], classes: Sequence[str], **fields) -> "Comparison":
@@ -262,6 +241,8 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     if not prepared.items:
         raise DatasetError(f"none of the {len(chosen)} test images could be read")
     files = [printable(str(it.path)) for it in prepared.items]
+    crop_like_no_face = [] if crops else [f for f, it, face in zip(files, prepared.items, prepared.faces)
+                                          if not face.found and looks_like_face_crop(it.path)]
     paths = {f: it.path for f, it in zip(files, prepared.items)}
     table = pd.DataFrame({"file": files, "label": [it.label for it in prepared.items]})
     kinds: dict[str, str] = {}
@@ -281,8 +262,8 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
 
         report(share * (1 + done_models), t("loading.model_running", name=p.name))
         try:
-            proba = np.asarray(predict_reusing(p, prepared.faces, known, progress=step), dtype=float)
-            proba[[not f.found for f in prepared.faces]] = np.nan  # a photo without a face: no face for all
+            # a photo without a face: no face for every model
+            proba = judged_only(prepared.faces, predict_reusing(p, prepared.faces, known, progress=step))
             known[p.name] = (p, proba)
         except FerError as exc:
             failed.append(one_line(exc))
@@ -309,7 +290,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
                                  failed_models=failed, skipped=skipped, unlabelled=unlabelled,
                                  probabilities=probabilities,
                                  model_classes=model_classes, seconds=time.perf_counter() - start, paths=paths,
-                                 crops=crops)
+                                 crops=crops, crop_like_no_face=crop_like_no_face)
 
 
 def evaluate_images(predictor: Predictor, items: Sequence[LabeledImage], workers: int = 1,

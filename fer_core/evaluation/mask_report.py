@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..errors import DatasetError, FerError, one_line, printable
 from ..i18n import t
-from ..images import LabeledImage, load_image, relative_file
+from ..images import LabeledImage, load_image, looks_like_face_crop, relative_file
 from ..masks import (
     DEFAULT_STYLE,
     HIDDEN_AUS,
@@ -33,7 +33,7 @@ from ..masks import (
     style_of,
 )
 from ..predictors.base import FaceInput, Predictor
-from .compare import Comparison, _load_all, check_model_names, crop_like, run_comparison, scored_images
+from .compare import Comparison, _load_all, check_model_names, run_comparison, scored_images
 from .metrics import McNemarResult, mcnemar
 
 log = logging.getLogger("fer_core")
@@ -59,7 +59,7 @@ class MaskReport:
     reasons_failed: list[str] = field(default_factory=list)  # faces an explaining model could not explain
     root: str | None = None  # the test set's folder: files are named relative to it
     crops: bool = False  # the images were measured as face crops (--crops / Face crops)
-    # unmaskable images without a face found that look like face crops (``compare.crop_like``)
+    # unmaskable images without a face found that look like face crops (``images.looks_like_face_crop``)
     crop_like_no_face: list[str] = field(default_factory=list)
 
     @property
@@ -125,7 +125,8 @@ class MaskReport:
                 "skipped_classes": dict(self.original.skipped), "unlabelled": self.original.unlabelled,
                 "several_faces": list(self.original.several_faces),
                 "failed_models": list(self.original.failed_models), "reasons_failed": list(self.reasons_failed),
-                "human_findings": dict(HUMAN_FINDINGS), **({"crops": True} if self.crops else {})}
+                "human_findings": dict(HUMAN_FINDINGS), **({"crops": True} if self.crops else {}),
+                **({"crop_like_no_face": list(self.crop_like_no_face)} if self.crop_like_no_face else {})}
 
 
 def _answers(comparison: Comparison, name: str, true: str, missing: str = "no face") -> dict[str, float]:
@@ -146,22 +147,28 @@ def _about_the_face(measure: object) -> bool:
     return measure is None or isinstance(measure, WorkerFailure) or measure in (NO_FACE_REASON, MASK_NOT_PLACED_REASON)
 
 
+def crops_advice(n: int) -> str:
+    """What the mask report's refusal adds of ``n`` pictures without a face that look like face
+    crops (``images.looks_like_face_crop``)."""
+    from ..pipeline import SMALL_IMAGE_SIDE
+
+    return (f"{n} of the images without a face are square or nearly square pictures of {SMALL_IMAGE_SIDE} px or "
+            "more; if they are face crops, the face filling each, measure them as such (--crops, Face crops)")
+
+
 def _nothing_masked(total: int, unmaskable: Sequence[str], unreadable: int, crop_like_no_face: int = 0) -> str:
     """Why no image of ``total`` was left to score, with each cause counted (the lines listed);
     ``crop_like_no_face``: how many without a face look like face crops (``--crops`` would help)."""
     from ..measure.tasks import NO_FACE_REASON
-    from ..pipeline import SMALL_IMAGE_SIDE
 
     no_face = sum(line.endswith(f": {NO_FACE_REASON}") for line in unmaskable)
+    advice = f"; {crops_advice(crop_like_no_face)}" if crop_like_no_face else ""
     if no_face == total:
-        if crop_like_no_face:
-            return (f"no face found to put a mask on in {total} images, {crop_like_no_face} of them square pictures "
-                    f"of {SMALL_IMAGE_SIDE} px or more; if they are face crops, measure them as such (--crops, Face crops)")
-        return f"no face found to put a mask on in {total} images"
+        return f"no face found to put a mask on in {total} images" + advice
     not_placed = sum(line.endswith(f": {MASK_NOT_PLACED_REASON}") for line in unmaskable)
     failed = len(unmaskable) - no_face - not_placed
     return (f"none of {total} images could be masked: {no_face} without a face, {not_placed} with no face the "
-            f"mask could be placed on, {failed} whose measuring failed, {unreadable} unreadable")
+            f"mask could be placed on, {failed} whose measuring failed, {unreadable} unreadable" + advice)
 
 
 def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Sequence[str] | None = None,
@@ -244,7 +251,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
         masked.append(pair[1])
         if len(shown) < examples and it.label not in {s[0].split("/")[0] for s in shown}:
             shown.append((f"{it.label}/{it.path.name}", pair[0].pixels, pair[1].pixels))
-    crop_like_names = [name_of(it) for it, like in zip(no_face, crop_like([it.path for it in no_face])) if like]
+    crop_like_names = [name_of(it) for it in no_face if looks_like_face_crop(it.path)]
     if not kept:
         raise DatasetError(_nothing_masked(len(chosen), unmaskable, len(unreadable), len(crop_like_names)))
 

@@ -88,6 +88,18 @@ def rows_for_image(file: str, label: str | None, measured: list[FaceMeasurement]
              **m.aus()} for i, m in enumerate(measured)]
 
 
+def crop_like_no_face(table: pd.DataFrame, root: str | os.PathLike[str]) -> list[str]:
+    """The images of an AU table (files relative to ``root``, a folder or the one image) with no
+    face found that look like face crops (``images.looks_like_face_crop``): extracted without
+    ``--crops``, they could be measured as crops."""
+    from ..images import looks_like_face_crop
+
+    rows = table[(table["success"] == 0) & (table["reason"] == NO_FACE_REASON) & table["time_s"].isna()]
+    base = Path(root)
+    folder = base.is_dir()
+    return [f for f in dict.fromkeys(rows["file"]) if looks_like_face_crop(base / f if folder else base)]
+
+
 class MeasureCache:
     """SQLite cache of face measurements keyed by the file's content hash. A cache that cannot be
     opened, read or written (a read-only or full disk, a damaged or locked file) is a speed-up lost,

@@ -188,8 +188,10 @@ class Predictor(ABC):
 
     def predict(self, faces: Sequence[FaceInput | np.ndarray], progress: Progress | None = None) -> list[str | None]:
         """The emotion of each face (scikit-learn's ``predict``: the most probable class), None
-        where the model could not judge it (no face, AUs it needs missing)."""
-        return predicted_labels(self.classes, self.predict_proba(faces, progress=progress))
+        where there is nothing to judge: a photo without a face found (``FaceInput.found``; a pixel
+        model would answer its whole picture), or no AU the model needs (as ``compare`` scores).
+        Arrays are taken as face crops; for photos use ``analyze_image``."""
+        return predicted_labels(self.classes, judged_only(faces, self.predict_proba(faces, progress=progress)))
 
     def explain(self, face: FaceInput | np.ndarray, top: int = 3) -> Explanation:
         raise FerError(f"{self.name}: {model_of_kind(self.kind)} does not explain its predictions; "
@@ -221,6 +223,14 @@ def au_columns_used(predictor: Predictor) -> tuple[str, ...]:
 
     model = predictor.au_model()
     return tuple(getattr(model, "au_columns", None) or AU_COLUMNS)
+
+
+def judged_only(faces: Sequence[FaceInput | np.ndarray], proba: np.ndarray) -> np.ndarray:
+    """``proba`` with NaN rows for photos in which no face was found (``FaceInput.found``): what
+    every model is scored on, a pixel model's answer to the whole picture counting for nothing."""
+    proba = np.array(proba, dtype=float)
+    proba[[isinstance(f, FaceInput) and not f.found for f in faces]] = np.nan
+    return proba
 
 
 def predicted_labels(classes: Sequence[str], proba: np.ndarray) -> list[str | None]:
