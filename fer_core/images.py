@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from .config import datasets_dir
-from .emotions import emotion_from_filename, normalize_emotion, unmodelled_emotion
+from .emotions import emotion_from_filename, normalize_emotion, parse_classes, unmodelled_emotion
 from .errors import DatasetError, ImageError, printable
 from .safe_files import read_regular_file
 
@@ -93,6 +93,8 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         return _pil_to_rgb(source, label)
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
+    elif not isinstance(source, (str, os.PathLike)):  # None, a list: no image a script meant to give
+        raise ImageError(f"{type(source).__name__} is no image: give a path, bytes, a PIL image or an array")
     else:
         data = read_regular_file(source, MAX_FILE_BYTES, "give a JPEG or PNG image file", what="image file",
                                  error=ImageError, label=label)
@@ -326,7 +328,8 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
         raise DatasetError(f"{root}: cannot read folder ({exc.strerror})") from None
     items: list[LabeledImage] = []
     skipped: list[str] = []
-    wanted = set(classes) if classes is not None else None
+    # read as --classes is: "Happy" is happy, "hapy" a one-line error, not an empty listing
+    wanted = None if classes is None else set(parse_classes(",".join(classes), least=1)) if classes else set()
 
     def take(path: Path, label: str | None) -> None:
         if (wanted is not None and label not in wanted) or is_hidden_name(path.name):

@@ -56,7 +56,7 @@ def is_face_crop(rgb: np.ndarray) -> bool:
 @dataclass
 class FaceResult:
     """One face of a photo: where it is, its AUs, the input every model gets, and the explaining
-    model's explanation."""
+    model's explanation (a model that does not explain gives its ``probabilities`` only)."""
 
     box: tuple[float, float, float, float]
     confidence: float
@@ -66,6 +66,16 @@ class FaceResult:
     landmarks: np.ndarray | None = field(default=None, repr=False)
     low_confidence: bool = False  # the face-quality gate let it through, but only just
     method: str = "detector"  # or "crop": measured on the whole crop, the detector found nothing
+    probabilities: dict[str, float] | None = None  # a model's that does not explain (a CNN's)
+
+    @property
+    def emotion(self) -> str | None:
+        """The model's emotion for this face (None without a model, or where it could not judge)."""
+        if self.explanation is not None:
+            return self.explanation.emotion
+        if not self.probabilities or any(np.isnan(v) for v in self.probabilities.values()):
+            return None
+        return max(self.probabilities, key=self.probabilities.get)
 
     def to_dict(self, scale: float = 1.0) -> dict:
         """The per-face JSON of ``predict --json``; ``scale``: the file's pixels per pixel of the
@@ -74,6 +84,8 @@ class FaceResult:
                "low_confidence": self.low_confidence, "aus": dict(self.aus)}
         if self.explanation is not None:
             out.update(self.explanation.to_dict())
+        elif self.probabilities is not None:
+            out.update(emotion=self.emotion, probabilities=dict(self.probabilities))
         return out
 
 
@@ -83,9 +95,14 @@ def analyze_image(image, model: Predictor | None = None, analyzer=None, top: int
     ``model``, explained. Measured in a crash-isolated worker process, or in this process with
     ``analyzer`` when one is given. ``image``: anything ``load_image`` takes (an RGB, gray, RGBA
     or float array, a PIL image, a path or bytes); a FER2013 file reads as a gray array. ``crop``:
-    the image is a face crop whatever its size (face-crop mode, as ``extract --crops``)."""
+    the image is a face crop whatever its size (face-crop mode, as ``extract --crops``). ``model``:
+    a Predictor or a registered model's name; one that does not explain gives probabilities."""
     from .measure.extract import measure_faces, measure_image
 
+    if isinstance(model, str):
+        from .predictors.registry import load_predictor
+
+        model = load_predictor(model)
     rgb = load_image(image)
     measured = (measure_image(rgb, crop=crop) if analyzer is None
                 else measure_faces(analyzer, rgb, keep_landmarks=True, crop=crop))
@@ -103,8 +120,11 @@ def faces_from_measurements(rgb: np.ndarray, measured, model: Predictor | None =
         aus = hide(m.au_vector()) if masked else m.au_vector()
         face = FaceInput(pixels=face_crop(rgb, m.box), aus=aus, masked=masked)
         explanation = model.explain(face, top=top) if model is not None and model.explains else None
+        probabilities = None
+        if model is not None and not model.explains:
+            probabilities = dict(zip(model.classes, map(float, model.predict_proba([face])[0])))
         out.append(FaceResult(m.box, m.confidence, dict(zip(AU_COLUMNS, map(float, aus))), face, explanation,
-                              m.landmarks, m.low_confidence, m.method))
+                              m.landmarks, m.low_confidence, m.method, probabilities))
     return out
 
 

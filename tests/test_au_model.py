@@ -280,6 +280,29 @@ def test_a_subset_model_cannot_judge_a_face_without_its_own_aus(lower_model):
     assert predictor.predict(faces) == [None, *(predictor.classes[int(k)] for k in proba[1:].argmax(axis=1)), None]
 
 
+def test_a_fitted_au_model_used_directly_does_not_judge_a_face_it_never_measured(lower_model):
+    """``fit_au_model`` hands a script an AUModel: on a "no face found" row (every AU empty) its
+    predict said "happy", the intercept's guess. It now answers as AUPredictor scores: None, a NaN
+    row; it reads a table's AU columns by name, and a wrong shape is a one-line FerError."""
+    from fer_core.errors import FerError
+
+    table = synthetic_table(2)
+    table.loc[0, list(AU_COLUMNS)] = np.nan  # a row of a face not found
+    rows = table[list(LOWER)].to_numpy(dtype=float)
+    proba = lower_model.predict_proba(rows)
+    assert np.isnan(proba[0]).all() and np.allclose(proba[1:].sum(axis=1), 1)
+    said = lower_model.predict(rows)
+    assert said[0] is None and said[1:] == [lower_model.classes[int(k)] for k in proba[1:].argmax(axis=1)]
+    np.testing.assert_array_equal(lower_model.predict_proba(table), proba)  # the whole table, columns by name
+    assert lower_model.predict(rows[1]) == said[1:2]  # one face as a 1-D row
+    with pytest.raises(FerError, match=r"reads 3 AUs per face \(AU12, AU25, AU26\), in that order; got an array"):
+        lower_model.predict(table[list(AU_COLUMNS)].to_numpy())
+    with pytest.raises(FerError, match="the table lacks AU columns this model reads: AU26_r"):
+        lower_model.predict(table.drop(columns=["AU26_r"]))
+    with pytest.raises(FerError, match="nothing to explain"):
+        lower_model.explain(rows[0])
+
+
 def test_both_au_table_scorers_agree_on_a_subset_model(lower_model):
     """`evaluate --au-table` (evaluate_au_table) and evaluate_on_table (bench) score a subset model
     alike: masked faces without its AUs count wrong as no face, and a bad value in an AU it does not

@@ -205,6 +205,20 @@ def test_a_registered_name_in_another_file_needs_replace(models_dir, tmp_path, c
                                                                        ("own", ("happy", "sad"), tmp_path / "own.json")]
 
 
+def test_a_script_saving_again_under_one_name_replaces_with_replace(models_dir, always_happy):
+    """A notebook refitting a model under its name was refused ("already exists") with replace=True
+    too, which worked only beside a path: now the model is replaced, in its kind's own file."""
+    classes = list(always_happy.classes)
+    again = {"emotion": "sad", "classes": classes}
+    with pytest.raises(FerError, match="already exists"):
+        registry.save_and_register(again, name="always-happy", kind="always", classes=classes,
+                                   metrics=Metrics(evaluated_on="nothing"), command="pytest")
+    entry = registry.save_and_register(again, name="always-happy", kind="always", classes=classes,
+                                       metrics=Metrics(evaluated_on="nothing"), command="pytest", replace=True)
+    assert entry.file == always_happy.file and [e.name for e in read_manifest()].count("always-happy") == 1
+    assert registry.load_predictor("always-happy").emotion == "sad"
+
+
 def test_saves_at_the_same_time_keep_every_entry(models_dir):
     """Two saves at once each read the manifest before the other wrote it: one entry was lost."""
     from concurrent.futures import ThreadPoolExecutor

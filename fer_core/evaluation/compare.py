@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..emotions import shared_classes
+from ..emotions import parse_classes, shared_classes
 from ..errors import DatasetError, FerError, one_line, printable
 from ..i18n import t
 from ..images import LabeledImage, looks_like_face_crop, relative_file
@@ -43,8 +43,9 @@ FractionProgress = Callable[[float, str], None]
 
 @dataclass
 class Comparison:
-    """Per-image predictions (``table``: file, label, then per model its prediction, None = no
-    face, and its probability of the true label), one report per model and the pairwise tests."""
+    """Per-image predictions (``table``: file, label, then per model its prediction, missing (NaN)
+    where it found no face, and its probability of the true label), one report per model and the
+    pairwise tests."""
 
     table: pd.DataFrame
     reports: dict[str, EvaluationReport]
@@ -179,7 +180,9 @@ def scored_images(predictors: Sequence[Predictor], items: Sequence[LabeledImage]
     present = {it.label for it in items if it.label}
     if not present:  # not "no shared emotion": nothing to score any model on
         raise DatasetError("no labelled images: put them in <emotion>/ folders or name them like angry001.jpg")
-    classes = tuple(classes) if classes else shared_classes([p.classes for p in predictors], present)
+    # a script's classes are read as --classes is ("Happy" is happy, "hapy" a one-line error)
+    classes = parse_classes(",".join(classes), least=1) if classes else shared_classes(
+        [p.classes for p in predictors], present)
     if not classes:
         raise DatasetError("the models share no emotion with the test set's labels; pick other models or images")
     chosen = [it for it in items if it.label in set(classes)]
@@ -201,11 +204,12 @@ def preparing_label(done: int, total: int, images: int) -> str:
     return t("loading.reading_images", done=f"{min(done, images):,}", total=f"{images:,}")
 
 
-def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Sequence[str] | None = None,
-                   workers: int = 1, progress: FractionProgress | None = None,
+def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.PathLike[str],
+                   classes: Sequence[str] | None = None, workers: int = 1, progress: FractionProgress | None = None,
                    loader: Callable | None = None, prepare: Callable | None = None,
                    root: str | Path | None = None, crops: bool = False) -> Comparison:
-    """Every model (Predictors, manifest entries or names) on exactly the same readable images.
+    """Every model (Predictors, manifest entries or names) on exactly the same readable images
+    (``items``: ``list_images``'s, or the folder itself).
 
     A model that fails to load or run is reported in ``failed_models`` and left out; the others
     go on. ``progress(fraction, text)`` follows loading, measuring and each model. ``prepare``
@@ -217,6 +221,11 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage], classes: Seq
     from ..predictors.registry import load_predictor
 
     start = time.perf_counter()
+    if isinstance(items, (str, os.PathLike)):  # a script's folder, read as the CLI's --images
+        from ..images import list_images
+
+        root = items if root is None else root
+        items = list_images(items)
     report = progress or (lambda fraction, text: None)
     report(0.0, t("loading.models"))
     predictors, failed = _load_all(models, loader or load_predictor)

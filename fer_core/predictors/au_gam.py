@@ -38,6 +38,7 @@ from .au_models import (
     MAX_FIT_ROWS,
     MAX_MODEL_JSON_BYTES,
     AUPredictor,
+    AURowsModel,
     balanced_weights,
     check_holdout,
     early_stopping_note,
@@ -50,7 +51,6 @@ from .au_models import (
     read_array,
     read_au_columns,
     read_classes,
-    softmax_rows,
 )
 from .base import Explanation, Progress
 
@@ -110,8 +110,9 @@ class GamTerm:
 
 
 @dataclass
-class AUGam:
-    """A fitted additive AU model; ``predict_proba`` takes an (n, 17) array of AU intensities."""
+class AUGam(AURowsModel):
+    """A fitted additive AU model; ``predict_proba`` takes AU intensities in the order of
+    ``au_columns``, or a table holding them (``AURowsModel``)."""
 
     classes: tuple[str, ...]
     au_columns: tuple[str, ...]
@@ -128,12 +129,6 @@ class AUGam:
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         return self.intercept + sum(self.term_scores(X), np.zeros((len(X), len(self.classes))))
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return softmax_rows(self.logits(X))
-
-    def predict(self, X: np.ndarray) -> list[str]:
-        return [self.classes[i] for i in self.predict_proba(X).argmax(axis=1)]
-
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """(k, d) per-AU contributions for one face: its main-effect scores, plus half of each
         pairwise term it is part of. With the intercept they sum to the logits exactly."""
@@ -145,9 +140,8 @@ class AUGam:
         return out
 
     def explain(self, x: np.ndarray, top: int = 3) -> Explanation:
-        x = np.asarray(x, dtype=np.float64)
-        return explanation_from(self.classes, self.au_columns, x, self.predict_proba(x.reshape(1, -1))[0],
-                                self.contributions(x), top)
+        x = self.au_rows(x)[0]
+        return explanation_from(self.classes, self.au_columns, x, self.known_proba(x), self.contributions(x), top)
 
     def shape_function(self, au: int) -> tuple[np.ndarray, np.ndarray]:
         """The main effect of one AU: (bin edges, (bins, k) scores), for drawing it."""

@@ -28,7 +28,7 @@ from ..emotions import SEVEN_EMOTIONS, SIX_EMOTIONS, normalize_emotion
 from ..errors import AUTableError, FerError, ModelFileError, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report, report_from_codes
 from ..safe_files import json_format_claims, read_json_file
-from .base import AUContribution, Explanation, FaceInput, Predictor, Progress
+from .base import AUContribution, Explanation, FaceInput, Predictor, Progress, predicted_labels
 
 FORMAT = "fer-au-model/1"
 KINDS = ("au-logreg", "au-mlp")
@@ -47,9 +47,63 @@ def softmax_rows(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+class AURowsModel:
+    """``predict_proba`` and ``predict`` of the fitted AU models (``AUModel``, ``AUGam``), given
+    their ``logits``, ``classes`` and ``au_columns``: scikit-learn's, with what a table of AUs
+    needs. A face none of whose AUs is known (no face measured, a mask hiding them all) is not
+    judged: a NaN row and None, not the intercept's guess (as ``AUPredictor`` scores it)."""
+
+    classes: tuple[str, ...]
+    au_columns: tuple[str, ...]
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def au_rows(self, X) -> np.ndarray:
+        """(n, len(au_columns)) AU values: an array of the model's AUs, one face or many, or a table
+        (a DataFrame) holding its AU columns by name; anything else a one-line FerError."""
+        if isinstance(X, pd.DataFrame):
+            missing = [c for c in self.au_columns if c not in X.columns]
+            if missing:
+                raise FerError(f"the table lacks AU columns this model reads: {', '.join(missing)}")
+            X = X[list(self.au_columns)].apply(pd.to_numeric, errors="coerce")
+        try:
+            rows = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise FerError(f"AU values must be numbers ({one_line(exc)})") from None
+        rows = rows.reshape(1, -1) if rows.ndim == 1 else rows
+        if rows.ndim != 2 or rows.shape[1] != len(self.au_columns):
+            raise FerError(f"this model reads {len(self.au_columns)} AUs per face "
+                           f"({', '.join(au_code(c) for c in self.au_columns)}), in that order; got an array of shape "
+                           f"{tuple(np.shape(X))} (a table's AU columns are chosen by name)")
+        return rows
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(n, len(classes)) probabilities; NaN rows for faces with none of the model's AUs known."""
+        X = self.au_rows(X)
+        out = np.full((len(X), len(self.classes)), np.nan)
+        known = ~np.isnan(X).all(axis=1)
+        if known.any():
+            out[known] = softmax_rows(self.logits(X[known]))
+        return out
+
+    def predict(self, X) -> list[str | None]:
+        """The most probable emotion of each face; None where none of its AUs is known."""
+        return predicted_labels(self.classes, self.predict_proba(X))
+
+    def known_proba(self, x: np.ndarray) -> np.ndarray:
+        """One face's probabilities, for its explanation: a face none of whose AUs is known has no
+        judgement to explain (a one-line FerError)."""
+        proba = self.predict_proba(x)[0]
+        if np.isnan(proba).any():
+            raise FerError("none of the AUs this model reads is known for this face; there is nothing to explain")
+        return proba
+
+
 @dataclass
-class AUModel:
-    """A fitted AU model; ``predict_proba`` takes an (n, 17) array of AU intensities."""
+class AUModel(AURowsModel):
+    """A fitted AU model; ``predict_proba`` takes AU intensities in the order of ``au_columns``
+    (all 17, or a subset model's own), or a table holding them."""
 
     kind: str
     classes: tuple[str, ...]
@@ -74,12 +128,6 @@ class AUModel:
         for W, b in zip(self.weights[:-1], self.biases[:-1]):
             h = np.maximum(h @ W + b, 0.0)
         return h @ self.weights[-1] + self.biases[-1]
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return softmax_rows(self.logits(X))
-
-    def predict(self, X: np.ndarray) -> list[str]:
-        return [self.classes[i] for i in self.predict_proba(X).argmax(axis=1)]
 
     # -- explanation ------------------------------------------------------------------------
     def contributions(self, x: np.ndarray) -> np.ndarray:
@@ -106,8 +154,8 @@ class AUModel:
         Contributions are centred over classes (softmax ignores a shift common to all classes),
         so a positive value means "this AU favours the predicted emotion over the others".
         """
-        x = np.asarray(x, dtype=np.float64)
-        explanation = explanation_from(self.classes, self.au_columns, x, self.predict_proba(x.reshape(1, -1))[0],
+        x = self.au_rows(x)[0]
+        explanation = explanation_from(self.classes, self.au_columns, x, self.known_proba(x),
                                        self.contributions(x), top, usual=self.mean)
         if self.kind == "au-logreg":
             return explanation
@@ -681,7 +729,7 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
     from sklearn.preprocessing import StandardScaler
 
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}")
+        raise FerError(f"kind {kind!r}: must be one of {', '.join(KINDS)}")
     classes = tuple(classes)
     columns = tuple(columns)
     name = description or au_table.table_name(table)
@@ -867,12 +915,7 @@ class AUPredictor(Predictor):
         own AUs known (no face measured, or a mask hides every AU a subset model uses) cannot be
         judged: a NaN row, counted wrong, not the intercept's guess counted as judged. Single
         unknown AUs (hidden by a mask) are left to the model, which treats them as uninformative."""
-        X = np.asarray(X, dtype=float).reshape(-1, len(AU_COLUMNS))[:, self._columns]
-        out = np.full((len(X), len(self.classes)), np.nan)
-        ok = ~np.isnan(X).all(axis=1)
-        if ok.any():
-            out[ok] = self.model.predict_proba(X[ok])
-        return out
+        return self.model.predict_proba(np.asarray(X, dtype=float).reshape(-1, len(AU_COLUMNS))[:, self._columns])
 
     def predict_proba(self, faces, progress: Progress | None = None) -> np.ndarray:
         proba = self.proba_from_aus(self.au_matrix(faces))

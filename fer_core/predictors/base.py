@@ -181,6 +181,10 @@ class Predictor(ABC):
     kind: str
     classes: tuple[str, ...]
 
+    def __repr__(self) -> str:  # what a notebook shows of a loaded model
+        name, kind = getattr(self, "name", "?"), getattr(self, "kind", "?")
+        return f"<{type(self).__name__} {name!r}: {kind}, {', '.join(getattr(self, 'classes', ()))}>"
+
     @abstractmethod
     def predict_proba(self, faces: Sequence[FaceInput | np.ndarray],
                       progress: Progress | None = None) -> np.ndarray:

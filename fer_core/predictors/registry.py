@@ -199,7 +199,7 @@ def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Pre
     return predictor
 
 
-def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[str], metrics: Metrics,
+def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[str], metrics: Metrics | dict | None,
                       command: str, origin: str | None = None, description: str | None = None,
                       mapping: dict | None = None, path: str | Path | None = None,
                       models_dir: Path | None = None, replace: bool = False,
@@ -208,17 +208,23 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
     Teachable Machine import) and register it under ``name``.
 
     Without ``path`` it goes to the kind's ``file_pattern`` in the models folder and the name must
-    be new; with
-    ``path`` (the CLI's ``--out``) it is written there and registered, replacing an entry of the
-    same name. Files written are removed again if registering fails. ``extra``: further keys of
+    be new, unless ``replace``: then a model registered under it is replaced (a script fitting
+    again under one name); with ``path`` (the CLI's ``--out``) it is written there and registered,
+    replacing an entry of the same name. Files written are removed again if registering fails. ``extra``: further keys of
     the manifest entry (a Teachable Machine import's ``format``). Saves wait for each other (the
     manifest's lock), so of two saves under one new name the second is refused, in one line.
     """
     spec = get_kind(kind)
+    if metrics is None or isinstance(metrics, dict):  # a script's {"accuracy": ...} (or none) reads as the manifest does
+        metrics = Metrics.from_dict(metrics)
+    if not isinstance(metrics, Metrics):
+        raise FerError(f"metrics: give a Metrics (or a dict of its fields), not {type(metrics).__name__}")
     if isinstance(artefact, Predictor):
         artefact = saved_form(artefact)
     refuse_contradiction(artefact, kind, classes)
     folder = Path(models_dir or config.models_dir())
+    if path is None and replace:  # the kind's own file name, written over as --out writes over its path
+        path = folder / spec.file_pattern.format(name=name)
     # The name check, the files and the entry are one step under the manifest's lock: two sessions
     # saving under the same new name both passed the check, wrote the same file, and the first was
     # told "saved" while the name held the other's model. The second now waits, then is refused.

@@ -1,0 +1,53 @@
+"""The library as a notebook uses it (a reviewer's session): what a script gives the functions of
+the README's Python API is read as the command line reads it, and a mistake is one FerError line,
+not a numpy or attribute traceback."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import copy_fer_sample
+
+import fer_core
+from fer_core.errors import FerError
+from fer_core.manifest import read_manifest
+
+
+def test_analyze_image_takes_a_model_by_name_and_gives_a_cnns_emotion(astronaut):
+    """A CNN does not explain: its faces had no emotion anywhere (``explanation`` None), and a name
+    instead of a loaded model was an AttributeError."""
+    [face] = fer_core.analyze_image(astronaut, "cnn-fer2013")
+    assert face.explanation is None and face.emotion == "happy"
+    assert set(face.probabilities) == set(fer_core.load_predictor("cnn-fer2013").classes)
+    assert face.to_dict()["emotion"] == "happy" and face.to_dict()["probabilities"]["happy"] > 0.9
+    [explained] = fer_core.analyze_image(astronaut, "au-logreg-fer2013")
+    assert explained.emotion == explained.explanation.emotion == "happy" and explained.probabilities is None
+    for nothing in (None, [1, 2, 3]):
+        with pytest.raises(FerError, match="is no image: give a path, bytes, a PIL image or an array"):
+            fer_core.analyze_image(nothing)
+
+
+def test_emotions_given_by_a_script_are_read_as_classes_is(fer_val, tmp_path):
+    """``classes=["hapy", "sad"]`` scored sad alone and reported 'hapy' with no images; ``Happy``
+    listed nothing. A folder given as the images is listed as the CLI lists --images."""
+    folder = copy_fer_sample(fer_val, tmp_path / "set", per_class=2, classes=("happy", "sad", "angry"))
+    assert {it.label for it in fer_core.list_images(folder, classes=["Happy", "SAD"])} == {"happy", "sad"}
+    with pytest.raises(FerError, match="unknown emotion 'hapy'.*did you mean 'happy'"):
+        fer_core.list_images(folder, classes=["hapy"])
+    with pytest.raises(FerError, match="unknown emotion 'hapy'.*did you mean 'happy'"):
+        fer_core.run_comparison(["cnn-fer2013"], fer_core.list_images(folder), classes=["hapy", "sad"])
+    result = fer_core.run_comparison(["cnn-fer2013"], str(folder), classes=["Happy", "sad"])
+    assert result.classes == ("happy", "sad") and result.n == 4 and result.skipped == {"angry": 2}
+
+
+def test_fitting_and_saving_mistakes_are_one_line_and_metrics_may_be_a_dict(models_dir):
+    table = fer_core.au_table.read("data/fer2013_val_au.csv.gz").sample(1500, random_state=0)
+    with pytest.raises(FerError, match="kind 'svm': must be one of au-logreg, au-mlp"):
+        fer_core.fit_au_model(table, kind="svm")
+    model = fer_core.fit_au_model(table, Cs=(1.0,))
+    entry = fer_core.save_and_register(model, name="mine", kind=model.kind, classes=model.classes,
+                                       metrics={"accuracy": 0.5, "evaluated_on": "a notebook"}, command="notebook")
+    assert next(e for e in read_manifest() if e.name == "mine").metrics.accuracy == 0.5 == entry.metrics.accuracy
+    with pytest.raises(FerError, match="metrics: give a Metrics"):
+        fer_core.save_and_register(model, name="mine2", kind=model.kind, classes=model.classes, metrics=0.5,
+                                   command="notebook")
+    assert repr(fer_core.load_predictor("mine")).startswith("<AUPredictor 'mine': au-logreg, angry, disgust")
