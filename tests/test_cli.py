@@ -848,7 +848,7 @@ def test_mask_report_says_a_tiny_p_value_as_below_not_as_zero(capsys, tmp_path, 
     masked = SimpleNamespace(reports={name: SimpleNamespace(accuracy=0.3, per_class=masked_scores)
                                       for name in original.reports})
     p_values = {"tiny-p": 1e-9, "large-p": 0.25}
-    report = SimpleNamespace(original=original, masked=masked, unmaskable=[], not_placed=0, reasons_failed=[],
+    report = SimpleNamespace(original=original, masked=masked, unmaskable=[], not_placed=0, reasons_failed=[], crop_like_no_face=[],
                              names=list(p_values), empty_classes=[],
                              paired_test=lambda name: McNemarResult("original", "masked", 24, 0, p_values[name]))
     monkeypatch.setattr(mask_report, "run_mask_report", lambda *a, **k: report)
@@ -880,7 +880,7 @@ def test_compare_says_a_tiny_mcnemar_p_as_below_not_as_equal_to_below(capsys, tm
 
     pairs = [SimpleNamespace(a="m1", b="m2", only_a_correct=30, only_b_correct=0, p_value=1e-9, p_holm=2e-9),
              SimpleNamespace(a="m1", b="m3", only_a_correct=3, only_b_correct=2, p_value=0.5, p_holm=1.0)]
-    comparison = SimpleNamespace(failed_models=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, reports={}, names=[],
+    comparison = SimpleNamespace(failed_models=[], crop_like_no_face=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, reports={}, names=[],
                                  mcnemar=pairs, to_dict=lambda: {})
     monkeypatch.setattr(compare, "run_comparison", lambda *a, **k: comparison)
     from PIL import Image
