@@ -112,6 +112,17 @@ def parse_classes(spec: str | None, least: int = 2) -> tuple[str, ...]:
     return tuple(e for e in SEVEN_EMOTIONS if e in out)
 
 
+def classes_given(classes: str | Sequence[str]) -> tuple[str, ...]:
+    """A script's emotions, read as ``--classes`` reads them: "six", "happy,sad" or a list of names
+    ("Happy" is happy; "hapy" or an empty name a one-line error), at least one."""
+    if isinstance(classes, str):
+        return parse_classes(classes, least=1)
+    names = [str(c) for c in classes]
+    if any(not name.strip() or "," in name for name in names):
+        raise FerError(f"classes: {names!r} holds an empty name or a comma; give one emotion per item")
+    return parse_classes(",".join(names), least=1)
+
+
 def shared_classes(class_sets: Iterable[Sequence[str]], present: Iterable[str] | None = None) -> tuple[str, ...]:
     """The emotions every model in ``class_sets`` predicts (and, if given, that occur in
     ``present``, e.g. the test set's labels), in the canonical order: the one rule by which a

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from .config import datasets_dir
-from .emotions import emotion_from_filename, normalize_emotion, parse_classes, unmodelled_emotion
+from .emotions import classes_given, emotion_from_filename, normalize_emotion, unmodelled_emotion
 from .errors import DatasetError, ImageError, printable
 from .safe_files import read_regular_file
 
@@ -329,7 +329,7 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
     items: list[LabeledImage] = []
     skipped: list[str] = []
     # read as --classes is: "Happy" is happy, "hapy" a one-line error, not an empty listing
-    wanted = None if classes is None else set(parse_classes(",".join(classes), least=1)) if classes else set()
+    wanted = None if classes is None else set(classes_given(classes)) if len(classes) else set()
 
     def take(path: Path, label: str | None) -> None:
         if (wanted is not None and label not in wanted) or is_hidden_name(path.name):

@@ -294,6 +294,15 @@ def test_a_fitted_au_model_used_directly_does_not_judge_a_face_it_never_measured
     said = lower_model.predict(rows)
     assert said[0] is None and said[1:] == [lower_model.classes[int(k)] for k in proba[1:].argmax(axis=1)]
     np.testing.assert_array_equal(lower_model.predict_proba(table), proba)  # the whole table, columns by name
+    # a table is read as predict --au-table reads it: a face not found (OpenFace writes its AUs as 0),
+    # an AU out of range or a cell that is no number is no judgement, not a guess on the rest
+    odd = table.head(4).copy()
+    odd.loc[1, "success"] = 0
+    odd.loc[1, list(AU_COLUMNS)] = 0.0
+    odd.loc[2, "AU12_r"] = 99.0
+    odd = odd.astype({"AU25_r": object})
+    odd.loc[3, "AU25_r"] = "0,5"
+    assert lower_model.predict(odd) == [None, None, None, None]
     assert lower_model.predict(rows[1]) == said[1:2]  # one face as a 1-D row
     with pytest.raises(FerError, match=r"reads 3 AUs per face \(AU12, AU25, AU26\), in that order; got an array"):
         lower_model.predict(table[list(AU_COLUMNS)].to_numpy())

@@ -47,7 +47,13 @@ def test_fitting_and_saving_mistakes_are_one_line_and_metrics_may_be_a_dict(mode
     entry = fer_core.save_and_register(model, name="mine", kind=model.kind, classes=model.classes,
                                        metrics={"accuracy": 0.5, "evaluated_on": "a notebook"}, command="notebook")
     assert next(e for e in read_manifest() if e.name == "mine").metrics.accuracy == 0.5 == entry.metrics.accuracy
-    with pytest.raises(FerError, match="metrics: give a Metrics"):
-        fer_core.save_and_register(model, name="mine2", kind=model.kind, classes=model.classes, metrics=0.5,
-                                   command="notebook")
+    for wrong in (0.5, {"holdout": {}}):  # not a Metrics, a dict naming none of its fields
+        with pytest.raises(FerError, match="metrics: give a Metrics"):
+            fer_core.save_and_register(model, name="mine2", kind=model.kind, classes=model.classes, metrics=wrong,
+                                       command="notebook")
+    # no metrics given: a fitted AU model's held-out scores are its metrics, not "not evaluated"
+    fer_core.save_and_register(model, name="mine3", kind=model.kind, classes=model.classes, metrics=None,
+                               command="notebook")
+    saved = next(e for e in read_manifest() if e.name == "mine3").metrics
+    assert saved.accuracy == pytest.approx(model.holdout.accuracy) and saved.evaluated_on
     assert repr(fer_core.load_predictor("mine")).startswith("<AUPredictor 'mine': au-logreg, angry, disgust")

@@ -217,6 +217,16 @@ def test_a_script_saving_again_under_one_name_replaces_with_replace(models_dir, 
                                        metrics=Metrics(evaluated_on="nothing"), command="pytest", replace=True)
     assert entry.file == always_happy.file and [e.name for e in read_manifest()].count("always-happy") == 1
     assert registry.load_predictor("always-happy").emotion == "sad"
+    # a bundled model is not written over, nor a file the manifest does not list
+    with pytest.raises(FerError, match="au-logreg-fer2013 is registered with the file .*au_logreg_fer2013.json; give "
+                                       "that file as path to replace it, or save under another name"):
+        registry.save_and_register(again, name="au-logreg-fer2013", kind="always", classes=classes,
+                                   metrics=Metrics(evaluated_on="nothing"), command="pytest", replace=True)
+    (models_dir / "stray.always").write_text("put there by hand")
+    with pytest.raises(FerError, match="stray.always already exists .* but is not in the manifest"):
+        registry.save_and_register(again, name="stray", kind="always", classes=classes,
+                                   metrics=Metrics(evaluated_on="nothing"), command="pytest", replace=True)
+    assert (models_dir / "stray.always").read_text() == "put there by hand"
 
 
 def test_saves_at_the_same_time_keep_every_entry(models_dir):

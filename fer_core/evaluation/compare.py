@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..emotions import parse_classes, shared_classes
+from ..emotions import classes_given, shared_classes
 from ..errors import DatasetError, FerError, one_line, printable
 from ..i18n import t
 from ..images import LabeledImage, looks_like_face_crop, relative_file
@@ -181,7 +181,7 @@ def scored_images(predictors: Sequence[Predictor], items: Sequence[LabeledImage]
     if not present:  # not "no shared emotion": nothing to score any model on
         raise DatasetError("no labelled images: put them in <emotion>/ folders or name them like angry001.jpg")
     # a script's classes are read as --classes is ("Happy" is happy, "hapy" a one-line error)
-    classes = parse_classes(",".join(classes), least=1) if classes else shared_classes(
+    classes = classes_given(classes) if classes else shared_classes(
         [p.classes for p in predictors], present)
     if not classes:
         raise DatasetError("the models share no emotion with the test set's labels; pick other models or images")

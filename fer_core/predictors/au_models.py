@@ -60,13 +60,20 @@ class AURowsModel:
         raise NotImplementedError
 
     def au_rows(self, X) -> np.ndarray:
-        """(n, len(au_columns)) AU values: an array of the model's AUs, one face or many, or a table
-        (a DataFrame) holding its AU columns by name; anything else a one-line FerError."""
+        """(n, len(au_columns)) AU values: an array of the model's AUs, one face or many, or an AU
+        table (a DataFrame) holding its AU columns by name, read as ``predict --au-table`` reads it:
+        a row without a face found (``success`` 0), or with an AU out of range or not a number, has
+        no AU known. Anything else a one-line FerError."""
         if isinstance(X, pd.DataFrame):
             missing = [c for c in self.au_columns if c not in X.columns]
             if missing:
                 raise FerError(f"the table lacks AU columns this model reads: {', '.join(missing)}")
-            X = X[list(self.au_columns)].apply(pd.to_numeric, errors="coerce")
+            given = X[list(self.au_columns)]
+            numbers = given.apply(pd.to_numeric, errors="coerce")
+            unread = (au_table.invalid_values(X, self.au_columns) | ~au_table.face_found(X).to_numpy()
+                      | (numbers.isna() & given.notna()).any(axis=1).to_numpy())  # text such as "0,5"
+            X = numbers.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+            X[unread] = np.nan
         try:
             rows = np.asarray(X, dtype=np.float64)
         except (TypeError, ValueError) as exc:

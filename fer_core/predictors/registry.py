@@ -15,12 +15,13 @@ import shutil
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
 from .. import config
 from ..emotions import normalize_emotion
-from ..errors import FerError, ModelFileError, OutputFileError, one_line
+from ..errors import FerError, ModelFileError, OutputFileError, one_line, printable
 from ..fileio import remove_stale_parts, write_error
 from ..manifest import (
     Metrics,
@@ -199,6 +200,40 @@ def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Pre
     return predictor
 
 
+def _metrics_given(metrics, artefact) -> Metrics:
+    """A script's metrics: a Metrics, a dict of its fields, or None (an AU model's held-out scores
+    when it has them, else "not evaluated"); a dict naming none of its fields is refused."""
+    if isinstance(metrics, Metrics):
+        return metrics
+    if metrics is None:
+        holdout = getattr(artefact, "holdout", None)
+        return (Metrics.from_report(holdout, "held out from its training table") if holdout is not None
+                else Metrics())
+    known = {f.name for f in dataclass_fields(Metrics)}
+    if isinstance(metrics, dict) and known & set(metrics):
+        return Metrics.from_dict(metrics)
+    raise FerError(f"metrics: give a Metrics, e.g. Metrics.from_report(report, evaluated_on=...), or a dict of its "
+                   f"fields ({', '.join(sorted(known))}), not {type(metrics).__name__}"
+                   + (f" with {', '.join(map(str, metrics))}" if isinstance(metrics, dict) and metrics else ""))
+
+
+def _replaced_file(name: str, own: Path, existing: Sequence[ModelEntry], folder: Path) -> Path:
+    """Where ``replace`` without a path writes: the kind's own file name for ``name`` in the models
+    folder, over a model registered under it there (a script saving again). A model registered
+    with another file (a bundled one, one saved with a path) is not written over, nor a file the
+    manifest does not list."""
+    current = next((e for e in existing if e.name == name), None)
+    if current is not None:
+        if os.path.abspath(current.file) != os.path.abspath(own):
+            raise FerError(f"{name} is registered with the file {printable(str(current.file))}; give that file as "
+                           "path to replace it, or save under another name")
+        return own
+    if os.path.lexists(own):
+        raise FerError(f"{own.name} already exists in {folder} but is not in the manifest (left by a save that did "
+                       "not finish, or put there by hand): remove it or choose another name")
+    return own
+
+
 def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[str], metrics: Metrics | dict | None,
                       command: str, origin: str | None = None, description: str | None = None,
                       mapping: dict | None = None, path: str | Path | None = None,
@@ -215,21 +250,18 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
     manifest's lock), so of two saves under one new name the second is refused, in one line.
     """
     spec = get_kind(kind)
-    if metrics is None or isinstance(metrics, dict):  # a script's {"accuracy": ...} (or none) reads as the manifest does
-        metrics = Metrics.from_dict(metrics)
-    if not isinstance(metrics, Metrics):
-        raise FerError(f"metrics: give a Metrics (or a dict of its fields), not {type(metrics).__name__}")
+    metrics = _metrics_given(metrics, artefact)
     if isinstance(artefact, Predictor):
         artefact = saved_form(artefact)
     refuse_contradiction(artefact, kind, classes)
     folder = Path(models_dir or config.models_dir())
-    if path is None and replace:  # the kind's own file name, written over as --out writes over its path
-        path = folder / spec.file_pattern.format(name=name)
     # The name check, the files and the entry are one step under the manifest's lock: two sessions
     # saving under the same new name both passed the check, wrote the same file, and the first was
     # told "saved" while the name held the other's model. The second now waits, then is refused.
     with one_writer(folder):
         existing = read_manifest(folder)
+        if path is None and replace:  # a script saving again under a name: the model registered under it
+            path = _replaced_file(name, folder / spec.file_pattern.format(name=name), existing, folder)
         if path is None:
             validate_model_name(name, existing)
             target = folder / spec.file_pattern.format(name=name)
