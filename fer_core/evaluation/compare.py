@@ -370,7 +370,7 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
 
     if predictor.inputs != "aus":
         raise FerError(f"{predictor.name}: {model_of_kind(predictor.kind)} scores images, not an AU table; "
-                       "use --images with a folder of labelled images")
+                       "score it on a folder of labelled images (--images; evaluate_images in Python)")
     classes = list(predictor.classes)
     # The rule on AU values applies to the AUs the model uses (README), as ``evaluate_on_table``
     # applies it: a bad value in an AU a subset model ignores does not leave the face out, and a

@@ -215,7 +215,7 @@ class Predictor(ABC):
             pixels = face.pixels if isinstance(face, FaceInput) else face
             if pixels is None:
                 raise FerError(f"{self.name}: {model_of_kind(self.kind)} scores face images, not an AU table; "
-                               "give it images (--images)")
+                               "give it images (--images; FaceInput pixels in Python)")
             out.append(pixels)
         return out
 
