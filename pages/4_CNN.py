@@ -8,6 +8,7 @@ button stays clickable and the rest of the page does not re-run.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -204,13 +205,23 @@ def evaluate_section(entry) -> None:
                 from fer_core.evaluation.compare import evaluate_images
 
                 root = str(Path(folder).expanduser())
-                # every emotion listed: those the model lacks are counted and said, not dropped unseen
+                # every emotion listed: those the model lacks are counted and said, not dropped unseen.
+                # The model's own emotions are drawn apart from the rest, as draw-testset draws them
+                # (a fear folder drew from the same generator first, and the set was another one)
                 listed = dataset_items(root)
-                items = sample_per_class(listed, int(per), seed=EVAL_SEED)
+                drawn = {id(it) for it in sample_per_class(listed, int(per), seed=EVAL_SEED, classes=entry.classes)
+                         + sample_per_class([it for it in listed if it.label not in entry.classes], int(per),
+                                            seed=EVAL_SEED)}
+                items = [it for it in listed if id(it) in drawn]  # in the folder's order
                 labelled = sum(1 for it in listed if it.label)
                 sample = {"per_emotion": int(per) or None, "seed": EVAL_SEED if per else None,
                           "images_in_folder": labelled, "unlabelled": len(listed) - labelled,
                           "sampled": sum(1 for it in items if it.label) < labelled}
+                if sample["sampled"]:  # the same images from the command line
+                    sample["reproduce"] = (
+                        f"python -m fer_core draw-testset {shlex.quote(root)} TEST --per-class {int(per)} --seed "
+                        f"{EVAL_SEED} --classes {','.join(entry.classes)} && python -m fer_core evaluate --model "
+                        f"{shlex.quote(entry.name)} --images TEST" + (" --crops" if crops else ""))
                 ev, comparison = evaluate_images(load_predictor(entry), items, progress=progress, root=root,
                                                  crops=crops)
                 results[key] = (ev, evaluation_files(ev, comparison, entry.name, root, sample),
@@ -231,6 +242,8 @@ def evaluate_section(entry) -> None:
                        label=t("cnn.accuracy_on_sample", folder=folder_label(folder), per=sample["per_emotion"]))
             st.caption(t("cnn.sample_caption", per=sample["per_emotion"], seed=sample["seed"],
                          total=f"{sample['images_in_folder']:,}"))
+            if sample.get("reproduce"):
+                st.caption(t("cnn.sample_reproduce", command=sample["reproduce"]))
         else:
             metric_row(ev, {t("cnn.images"): f"{ev.n:,}"}, label=t("cnn.accuracy_on", folder=folder_label(folder)))
         if unreadable:

@@ -307,6 +307,31 @@ def test_cnn_page_evaluates_large_face_crops_whole_with_face_crops_on(models_dir
     assert "Evaluated as face crops (Face crops): each image went whole to the network." in _texts(at.caption)
 
 
+def test_cnn_page_sample_is_the_set_draw_testset_draws(models_dir, fer_val, tiny_cnn, tmp_path):
+    """'20 per emotion, seed 0' on the page was another set than draw-testset's with the same numbers
+    (43 of 120 images alike, a reviewer's): the folder's fear images drew from the same generator
+    first. The model's emotions are now drawn as draw-testset draws them, and the page says how."""
+    import pandas as pd
+
+    from fer_core.emotions import SEVEN_EMOTIONS
+    from fer_core.images import draw_test_set
+
+    _register_tiny_cnn(models_dir, tiny_cnn)
+    folder = copy_fer_sample(fer_val, tmp_path / "seven", per_class=5, classes=SEVEN_EMOTIONS)
+    at = _run(AppTest.from_file(CNN_PAGE))
+    at.text_input(key="cnn_eval_folder").set_value(str(folder))
+    at.number_input(key="cnn_eval_per").set_value(2)
+    at.button(key="cnn_eval_button").click()
+    _run(at)
+    [(ev, (csv, metrics), *_)] = at.session_state["cnn_eval"].values()
+    shown = sorted(pd.read_csv(io.BytesIO(csv), encoding="utf-8-sig")["file"])
+    drawn = sorted(f"{it.label}/{it.path.name}" for it in draw_test_set(folder, tmp_path / "test", 2, seed=0))
+    assert shown == drawn and ev.n == 12
+    command = json.loads(metrics)["reproduce"]
+    assert command.startswith(f"python -m fer_core draw-testset {folder} TEST --per-class 2 --seed 0 --classes angry,")
+    assert any(command in c for c in _texts(at.caption))
+
+
 # -- Teachable Machine ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tm_export(tmp_path_factory):

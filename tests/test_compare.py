@@ -549,6 +549,26 @@ def test_compare_page_says_which_model_narrows_the_emotions_scored(models_dir, s
     assert not any("Scored by default" in c for c in texts(at.caption))
 
 
+
+def test_compare_page_names_per_emotion_the_models_that_cannot_answer_it(models_dir, six_images):
+    """"Not scored: disgust, fear, neutral, surprise, which cnn-fer2013, ... cannot answer" named
+    every model lacking any of them: cnn-fer2013 answers all but fear (a reviewer's). Each emotion
+    left out names the models that cannot answer it."""
+    at = AppTest.from_file(COMPARE_PAGE)
+    at.session_state["_unsaved_models"] = {"mine": LookupPredictor("mine", ["happy", "sad"], ["happy"] * 6),
+                                           "other": LookupPredictor("other", ["angry", "happy"], ["happy"] * 6)}
+    run_app(at, T)
+    at.radio(key="cmp_source").set_value(FOLDER)
+    run_app(at, T)
+    at.text_input(key="cmp_folder").set_value(str(six_images))
+    run_app(at, T)
+    assert at.multiselect(key="cmp_classes").value == ["happy"]
+    said = [c for c in texts(at.caption) if "Scored by default" in c]
+    assert said == ["Scored by default: happy, those every chosen model predicts. Not scored: angry, which mine cannot "
+                    "answer; sad, which other cannot answer. Leave such a model out, or add the emotion here (a model "
+                    "is then wrong on the images it cannot answer)."]
+
+
 class AnswersInTwoPasses(Predictor):
     """An AU model that counts its answers as an ensemble of two members does (2 x faces)."""
 

@@ -905,12 +905,18 @@ def choose_scored_emotions(prefix: str, items: list, models: list) -> list[str] 
     # out and which models cannot answer it
     dropped = [e for e in present if e not in common]
     if common and dropped and list(chosen) == common:
-        narrowing = [m.name for m in models if m.classes and not set(dropped) <= set(m.classes)]
-        names = ", ".join(shown_literally(n) for n in narrowing[:3])
-        if len(narrowing) > 3:
-            names = t("compare.models_and_more", names=names, n=len(narrowing) - 3)
+        # per emotion left out, the models that cannot answer it (not every model lacking any of them)
+        lacking: dict[tuple[str, ...], list[str]] = {}
+        for e in dropped:
+            lacking.setdefault(tuple(m.name for m in models if m.classes and e not in m.classes), []).append(e)
+        groups = []
+        for narrowing, emotions in lacking.items():
+            names = ", ".join(shown_literally(n) for n in narrowing[:3])
+            if len(narrowing) > 3:
+                names = t("compare.models_and_more", names=names, n=len(narrowing) - 3)
+            groups.append(t("compare.dropped_by", emotions=", ".join(i18n.emotion_labels(emotions)), models=names))
         st.caption(t("compare.emotions_narrowed", emotions=", ".join(i18n.emotion_labels(common)),
-                     dropped=", ".join(i18n.emotion_labels(dropped)), models=names))
+                     dropped="; ".join(groups)))
     return chosen
 
 
