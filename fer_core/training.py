@@ -11,6 +11,7 @@ training runs per process at a time (two would halve each other's speed on a sma
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 import threading
 import time
@@ -94,6 +95,9 @@ class CNNTrainingJob:
         self.saved_as: str | None = None
         self.started = time.time()
         self.finished: float | None = None
+        # TensorFlow is imported after the images are read: the first epoch of a server's first run
+        # starts it (seconds the page says, not an epoch standing still)
+        self.starts_tensorflow = "tensorflow" not in sys.modules
         self._tmp = tempfile.TemporaryDirectory(prefix="fer_cnn_")  # removed with the job
         self.out = Path(self._tmp.name) / "cnn.keras"
         self._train = train

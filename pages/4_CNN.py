@@ -316,9 +316,23 @@ def emotions_to_train(train_dir: str, wanted: tuple[str, ...]) -> tuple[str, ...
     return kept
 
 
+def show_running_settings(settings: CNNSettings) -> None:
+    """A running training's settings in the (disabled) form: another tab or a reload drew its own
+    choices there, the defaults, under a status line naming the run's (a reviewer went to stop a
+    'strong, all images' run that was a tiny one)."""
+    r = settings.recipe
+    st.session_state.update({
+        "cnn_train_dir": settings.train_dir, "cnn_val_dir": settings.val_dir or "", "cnn_preset": settings.preset,
+        "cnn_classes": "seven" if "fear" in settings.classes else "six", "cnn_epochs": settings.epochs,
+        "cnn_batch": settings.batch_size, "cnn_limit": settings.limit_per_class or 0, "cnn_schedule": r.schedule,
+        "cnn_label_smoothing": r.label_smoothing, "cnn_ema": r.ema > 0, "cnn_mixup": r.mixup, "cnn_erasing": r.erasing})
+
+
 def training_form(job: CNNTrainingJob | None) -> None:
     st.header(t("cnn.train_header"))
     running = job is not None and job.running
+    if running:
+        show_running_settings(job.settings)
     other = active_training()
     c1, c2 = st.columns(2)
     train_default, val_default = config.fer_split_dir("train"), config.fer_split_dir("val")
@@ -381,10 +395,11 @@ def live_view(job: CNNTrainingJob, polling: bool) -> None:
         n, of = job.loaded
         text = (t("cnn.reading_val_of" if job.reading == "val" else "cnn.reading_of", n=f"{n:,}", of=f"{of:,}")
                 if of else t("cnn.reading"))
-        status.info(text + tensorflow_note())
+        status.info(text + (t("cnn.tf_first") if job.starts_tensorflow else ""))
         bar.progress(n / of if of else 0.0)
     else:
-        status.info(t("cnn.epoch_running", epoch=done + 1, total=total, minutes=minutes, settings=s.summary())
+        first = t("cnn.tf_first") if done == 0 and job.starts_tensorflow else ""
+        status.info(t("cnn.epoch_running", epoch=done + 1, total=total, minutes=minutes, settings=s.summary()) + first
                     if done < total else t("cnn.finishing", minutes=minutes))
         bar.progress(done / total, text=t("cnn.epochs_done", done=done, total=total))
     history = job.snapshot()

@@ -332,6 +332,39 @@ def test_cnn_page_sample_is_the_set_draw_testset_draws(models_dir, fer_val, tiny
     assert any(command in c for c in _texts(at.caption))
 
 
+def test_cnn_page_of_a_running_training_shows_its_settings(models_dir, fer_small):
+    """Another tab (or a reload) during a training showed the form's defaults (strong, 20 epochs,
+    every image) under a status line naming the run's (tiny, 40 epochs, 300 per emotion)."""
+    import threading
+
+    from fer_core.emotions import SIX_EMOTIONS
+    from fer_core.errors import FerError
+    from fer_core.predictors.recipe import Recipe
+    from fer_core.training import CNNSettings, CNNTrainingJob
+
+    release = threading.Event()
+
+    def waits(*args, **kwargs):
+        release.wait(60)
+        raise FerError("stopped by the test")
+
+    settings = CNNSettings(str(fer_small), None, SIX_EMOTIONS, "tiny", 40, 32, 300, Recipe(schedule="cosine", mixup=0.2))
+    job = CNNTrainingJob(settings, train=waits)
+    job.starts_tensorflow = True  # as a server's first run: its first epoch starts TensorFlow, which is said
+    job.start()
+    try:
+        at = _run(AppTest.from_file(CNN_PAGE))
+        assert any(i.endswith("(the first run starts TensorFlow, ~15 s)") for i in _texts(at.info)), _texts(at.info)
+        shown = {k: at.session_state[k] for k in ("cnn_preset", "cnn_epochs", "cnn_batch", "cnn_limit", "cnn_schedule",
+                                                 "cnn_mixup", "cnn_train_dir")}
+        assert shown == {"cnn_preset": "tiny", "cnn_epochs": 40, "cnn_batch": 32, "cnn_limit": 300,
+                         "cnn_schedule": "cosine", "cnn_mixup": 0.2, "cnn_train_dir": str(fer_small)}
+        assert at.number_input(key="cnn_epochs").value == 40 and at.number_input(key="cnn_epochs").disabled
+    finally:
+        release.set()
+        job.thread.join(60)
+
+
 # -- Teachable Machine ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tm_export(tmp_path_factory):
