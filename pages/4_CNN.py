@@ -133,6 +133,7 @@ def saved_section() -> None:
     made_by = t("cnn.made_by", command=entry.command) if entry.command else ""
     st.caption(t("cnn.saved_caption", emotions=", ".join(emotion_label(c) for c in entry.classes),
                  path=entry.path) + made_by)
+    saved_downloads(entry)
     if meta.get("history"):
         st.plotly_chart(training_curves(meta["history"], title=t("cnn.saved_curves_title", name=name)),
                         key="cnn_saved_curves")
@@ -426,6 +427,20 @@ def offer_unsaved(job: CNNTrainingJob) -> None:
         show_error(exc, warning=True)
         return
     st.session_state["cnn_offered"] = job
+
+
+def saved_downloads(entry) -> None:
+    """A saved CNN's network and record as files, as a fresh training's are offered (read when
+    clicked; a file missing is left out, the load error above says why)."""
+    from fer_core.predictors.cnn import metadata_path
+
+    c1, c2, _ = st.columns([1, 1, 2])
+    for col, path, label, mime, key in ((c1, entry.file, "cnn.download_model", "application/octet-stream", "cnn_dl_saved"),
+                                        (c2, metadata_path(entry.file), "cnn.download_record", "application/json",
+                                         "cnn_dl_saved_record")):
+        if path.is_file():
+            col.download_button(t(label), lambda path=path: path.read_bytes(), file_name=path.name, mime=mime, key=key,
+                                icon=":material/download:", on_click="ignore")
 
 
 def result_downloads(result, name: str) -> None:

@@ -235,6 +235,9 @@ def test_cnn_page_inspects_and_evaluates_a_saved_cnn(models_dir, fer_small, tiny
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Preset"] == "tiny (pipeline check only)" and metrics["Epochs run"] == "1"
     assert "tiny-cnn: training curves" in _titles(at)  # from the sidecar: no TensorFlow needed to show it
+    # the saved network and its record are files to take away, as a fresh training's are
+    offered = {b.proto.label: b.proto.url for b in at.get("download_button")}
+    assert {"Network (.keras)", "Training record (JSON)"} <= set(offered)
     at.text_input(key="cnn_eval_folder").set_value(str(fer_small))
     at.number_input(key="cnn_eval_per").set_value(0)
     at.button(key="cnn_eval_button").click()
