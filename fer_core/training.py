@@ -44,6 +44,30 @@ class CNNSettings:
         with using_language("en"):
             return self.summary()
 
+    def train_command(self, out: str = "cnn.keras") -> str:
+        """The ``train-cnn`` command that trains this way (the record's re-runnable form: the page
+        calls the same ``train_cnn`` with the same defaults)."""
+        import shlex
+
+        r = self.recipe
+        parts = ["python -m fer_core train-cnn --data", shlex.quote(self.train_dir)]
+        if self.val_dir:
+            parts += ["--val", shlex.quote(self.val_dir)]
+        parts += ["--out", shlex.quote(out), "--preset", self.preset, "--epochs", str(self.epochs), "--batch-size",
+                  str(self.batch_size), "--classes", ",".join(self.classes)]
+        if self.limit_per_class:
+            parts += ["--limit-per-class", str(self.limit_per_class)]
+        parts += ["--schedule", r.schedule]
+        for option, value in (("--warmup-epochs", r.warmup_epochs), ("--label-smoothing", r.label_smoothing),
+                              ("--ema", r.ema), ("--mixup", r.mixup), ("--cutmix", r.cutmix), ("--erasing", r.erasing)):
+            if value:
+                parts += [option, f"{value:g}"]
+        return " ".join(parts)
+
+    def record(self, out: str = "cnn.keras") -> str:
+        """What the model's record says made it: the page, and the command that trains the same way."""
+        return f"dashboard: CNN page; the same training: {self.train_command(out)}"
+
     def summary(self) -> str:
         """The settings for people, in the dashboard's language."""
         from .i18n import t
@@ -170,7 +194,7 @@ class CNNTrainingJob:
                 s.train_dir, s.val_dir, classes=s.classes, preset=s.preset, epochs=s.epochs,
                 batch_size=s.batch_size, out=self.out, limit_per_class=s.limit_per_class,
                 progress=self._on_epoch, should_stop=self.stop_event.is_set, load_progress=self._on_load,
-                recipe=s.recipe, command=f"dashboard: CNN page ({s.describe()})")
+                recipe=s.recipe, command=s.record())
             self.phase = "done"
         except (_Cancelled, StoppedBeforeAnEpoch):  # Stop while reading, or in the first epoch
             self.phase = "cancelled"
@@ -190,7 +214,7 @@ class CNNTrainingJob:
         if result is None:
             raise FerError("there is no trained model to save; train one first")
         entry = save_and_register(result, name=name, kind="cnn", classes=self.settings.classes,
-                                  metrics=result.metrics, command=f"dashboard: CNN page ({self.settings.describe()})",
+                                  metrics=result.metrics, command=self.settings.record(f"{name}.keras"),
                                   origin="dashboard", description=self.settings.describe(), models_dir=models_dir)
         self.saved_as = entry.name
         return entry

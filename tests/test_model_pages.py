@@ -353,6 +353,28 @@ def test_cnn_training_settings_read_as_settings_in_both_languages():
         assert one.describe() == english
 
 
+def test_a_dashboard_training_records_the_command_that_trains_the_same_way():
+    """A CNN trained on the page recorded 'dashboard: CNN page (... training folder train ...)':
+    folder names only, nothing a reader could run again. Its record now holds the train-cnn
+    command whose options are the page's settings."""
+    import shlex
+
+    from fer_core.cli import _parser
+    from fer_core.predictors.recipe import Recipe, recipe_from_args
+    from fer_core.training import CNNSettings
+
+    settings = CNNSettings("/data/my fer/train", "/data/fer/val", SIX_EMOTIONS, "tiny", 3, 32, 40,
+                           Recipe(schedule="cosine", warmup_epochs=1, label_smoothing=0.1, ema=0.999, erasing=0.25))
+    command = settings.train_command("mine.keras")
+    args = _parser().parse_args(shlex.split(command)[3:])
+    assert (args.data, args.val, args.out, args.preset, args.epochs, args.batch_size, args.limit_per_class) == (
+        "/data/my fer/train", "/data/fer/val", "mine.keras", "tiny", 3, 32, 40)
+    assert args.classes == ",".join(SIX_EMOTIONS) and recipe_from_args(args) == settings.recipe
+    assert settings.record("mine.keras") == f"dashboard: CNN page; the same training: {command}"
+    held_out = CNNSettings("/data/fer/train", None, SIX_EMOTIONS, "strong", 20, 64, None)
+    assert _parser().parse_args(shlex.split(held_out.train_command())[3:]).val is None
+
+
 def test_a_dashboard_training_stopped_in_its_first_epoch_is_cancelled_not_done():
     """The CNN page offered a network of one batch for saving after a Stop in the first epoch."""
     from fer_core.errors import StoppedBeforeAnEpoch
