@@ -44,7 +44,7 @@ class CNNSettings:
         with using_language("en"):
             return self.summary()
 
-    def train_command(self, out: str = "cnn.keras") -> str:
+    def train_command(self, out: str = "MODEL.keras") -> str:
         """The ``train-cnn`` command that trains this way (the record's re-runnable form: the page
         calls the same ``train_cnn`` with the same defaults)."""
         import shlex
@@ -64,7 +64,7 @@ class CNNSettings:
                 parts += [option, f"{value:g}"]
         return " ".join(parts)
 
-    def record(self, out: str = "cnn.keras") -> str:
+    def record(self, out: str = "MODEL.keras") -> str:
         """What the model's record says made it: the page, and the command that trains the same way."""
         return f"dashboard: CNN page; the same training: {self.train_command(out)}"
 
@@ -132,6 +132,12 @@ class CNNTrainingJob:
     @property
     def running(self) -> bool:
         return self.thread.is_alive()
+
+    @property
+    def tensorflow_starting(self) -> bool:
+        """This run imports TensorFlow and Keras has not finished loading (its module is there from
+        the import's start, its ``Sequential`` only at the end): the first epoch waits on it."""
+        return self.starts_tensorflow and not hasattr(sys.modules.get("keras"), "Sequential")
 
     @property
     def reading(self) -> str | None:

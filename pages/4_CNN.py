@@ -8,6 +8,7 @@ button stays clickable and the rest of the page does not re-run.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -182,6 +183,24 @@ def evaluation_files(ev: EvaluationReport, comparison, name: str, folder: str,
 EVAL_SEED = 0  # the evaluation's sample per emotion is drawn the same way each time
 
 
+def reproducing_command(listed: list, entry, per: int, root: str, crops: bool) -> str | None:
+    """The commands that score the images a sample of ``per`` per emotion drew: draw-testset over
+    the model's emotions the folder holds (the page draws them so), then evaluate. None when no
+    command gives that set: nothing was sampled, or an emotion has fewer than ``per`` images (the
+    page takes them all, draw-testset refuses)."""
+    from fer_core.images import class_counts
+
+    counts = class_counts(listed)
+    held = [c for c in entry.classes if counts.get(c, 0)]
+    if not per or len(held) < 2 or any(counts[c] < per for c in held) or all(counts[c] == per for c in held):
+        return None
+    models = os.environ.get("FER_MODELS_DIR")  # the server's models folder, where the model is registered
+    where = f"FER_MODELS_DIR={shlex.quote(str(Path(models).resolve()))} " if models else ""
+    return (f"python -m fer_core draw-testset {shlex.quote(str(Path(root).resolve()))} TEST --per-class {per} "
+            f"--seed {EVAL_SEED} --classes {','.join(held)} && {where}python -m fer_core evaluate --model "
+            f"{shlex.quote(entry.name)} --images TEST" + (" --crops" if crops else ""))
+
+
 def evaluate_section(entry) -> None:
     with st.expander(t("cnn.evaluate_expander"), expanded=False):
         c1, c2, c3 = st.columns([4, 1.3, 1])
@@ -218,11 +237,9 @@ def evaluate_section(entry) -> None:
                 sample = {"per_emotion": int(per) or None, "seed": EVAL_SEED if per else None,
                           "images_in_folder": labelled, "unlabelled": len(listed) - labelled,
                           "sampled": sum(1 for it in items if it.label) < labelled}
-                if sample["sampled"]:  # the same images from the command line
-                    sample["reproduce"] = (
-                        f"python -m fer_core draw-testset {shlex.quote(root)} TEST --per-class {int(per)} --seed "
-                        f"{EVAL_SEED} --classes {','.join(entry.classes)} && python -m fer_core evaluate --model "
-                        f"{shlex.quote(entry.name)} --images TEST" + (" --crops" if crops else ""))
+                command = reproducing_command(listed, entry, int(per), root, crops)
+                if command:
+                    sample["reproduce"] = command
                 ev, comparison = evaluate_images(load_predictor(entry), items, progress=progress, root=root,
                                                  crops=crops)
                 results[key] = (ev, evaluation_files(ev, comparison, entry.name, root, sample),
@@ -317,10 +334,23 @@ def emotions_to_train(train_dir: str, wanted: tuple[str, ...]) -> tuple[str, ...
     return kept
 
 
-def show_running_settings(settings: CNNSettings) -> None:
-    """A running training's settings in the (disabled) form: another tab or a reload drew its own
-    choices there, the defaults, under a status line naming the run's (a reviewer went to stop a
-    'strong, all images' run that was a tiny one)."""
+FORM_KEYS = ("cnn_train_dir", "cnn_val_dir", "cnn_preset", "cnn_classes", "cnn_epochs", "cnn_batch", "cnn_limit",
+             "cnn_schedule", "cnn_label_smoothing", "cnn_ema", "cnn_mixup", "cnn_erasing")
+OWN_CHOICES = "_cnn_form_own"  # this tab's own form choices, put aside while a training's are shown
+
+
+def show_running_settings(settings: CNNSettings | None) -> None:
+    """While a training runs, its settings in the (disabled) form: another tab or a reload drew its
+    own choices there, the defaults, under a status line naming the run's (a reviewer went to stop
+    a 'strong, all images' run that was a tiny one). This tab's own choices are put aside and come
+    back when no training runs (``settings`` None)."""
+    if settings is None:
+        own = st.session_state.pop(OWN_CHOICES, None)
+        if own is not None:
+            st.session_state.update(own)
+        return
+    if OWN_CHOICES not in st.session_state:
+        st.session_state[OWN_CHOICES] = {k: st.session_state[k] for k in FORM_KEYS if k in st.session_state}
     r = settings.recipe
     st.session_state.update({
         "cnn_train_dir": settings.train_dir, "cnn_val_dir": settings.val_dir or "", "cnn_preset": settings.preset,
@@ -332,8 +362,7 @@ def show_running_settings(settings: CNNSettings) -> None:
 def training_form(job: CNNTrainingJob | None) -> None:
     st.header(t("cnn.train_header"))
     running = job is not None and job.running
-    if running:
-        show_running_settings(job.settings)
+    show_running_settings(job.settings if running else None)
     other = active_training()
     c1, c2 = st.columns(2)
     train_default, val_default = config.fer_split_dir("train"), config.fer_split_dir("val")
@@ -390,16 +419,17 @@ def live_view(job: CNNTrainingJob, polling: bool) -> None:
     s = job.settings
     done, total = job.epochs_done, s.epochs
     minutes = f"{job.elapsed() / 60:.1f}"
-    if job.stop_event.is_set():
-        status.warning(t("cnn.stopping" if done else "cnn.stopping_first", minutes=minutes))
+    if job.stop_event.is_set():  # while images are read no epoch can be kept; in the first one, it may
+        status.warning(t("cnn.stopping" if done else "cnn.stopping_reading" if job.reading is not None
+                         else "cnn.stopping_first", minutes=minutes))
     elif job.reading is not None and done == 0:
         n, of = job.loaded
         text = (t("cnn.reading_val_of" if job.reading == "val" else "cnn.reading_of", n=f"{n:,}", of=f"{of:,}")
                 if of else t("cnn.reading"))
-        status.info(text + (t("cnn.tf_first") if job.starts_tensorflow else ""))
+        status.info(text + (t("cnn.tf_first") if job.starts_tensorflow else ""))  # after the reading
         bar.progress(n / of if of else 0.0)
     else:
-        first = t("cnn.tf_first") if done == 0 and job.starts_tensorflow else ""
+        first = t("cnn.tf_first") if done == 0 and job.tensorflow_starting else ""
         status.info(t("cnn.epoch_running", epoch=done + 1, total=total, minutes=minutes, settings=s.summary()) + first
                     if done < total else t("cnn.finishing", minutes=minutes))
         bar.progress(done / total, text=t("cnn.epochs_done", done=done, total=total))
@@ -431,7 +461,7 @@ def offer_unsaved(job: CNNTrainingJob) -> None:
 
 def saved_downloads(entry) -> None:
     """A saved CNN's network and record as files, as a fresh training's are offered (read when
-    clicked; a file missing is left out, the load error above says why)."""
+    clicked; a file missing is not offered)."""
     from fer_core.predictors.cnn import metadata_path
 
     c1, c2, _ = st.columns([1, 1, 2])

@@ -153,7 +153,7 @@ def test_cnn_page_trains_shows_curves_and_evaluation_and_saves(models_dir, fer_s
     assert not at.session_state["_unsaved_models"]  # saved: not listed again beside it as "(not saved)"
     assert (models_dir / "cnn-test.keras").is_file() and (models_dir / "cnn-test.meta.json").is_file()
     meta = json.loads((models_dir / "cnn-test.meta.json").read_text())
-    assert meta["recipe"] == job.settings.recipe.to_dict() and "recipe: cosine, label smoothing 0.1" in meta["command"]
+    assert meta["recipe"] == job.settings.recipe.to_dict() and "--schedule cosine --label-smoothing 0.1" in meta["command"]
     entry = next(e for e in read_manifest(models_dir) if e.name == "cnn-test")
     assert entry.kind == "cnn" and entry.classes == SIX_EMOTIONS and entry.origin == "dashboard"
     assert load_predictor(entry).predict_proba([np.zeros((48, 48, 3), np.uint8)]).shape == (1, 6)
@@ -333,6 +333,18 @@ def test_cnn_page_sample_is_the_set_draw_testset_draws(models_dir, fer_val, tiny
     command = json.loads(metrics)["reproduce"]
     assert command.startswith(f"python -m fer_core draw-testset {folder} TEST --per-class 2 --seed 0 --classes angry,")
     assert any(command in c for c in _texts(at.caption))
+    # an emotion with fewer images than asked: the page takes them all, draw-testset would refuse,
+    # so no command is offered for a set it cannot draw
+    fewer = tmp_path / "fewer"
+    shutil.copytree(folder, fewer)
+    for extra in sorted((fewer / "disgust").glob("*.jpg"))[1:]:
+        extra.unlink()
+    at.text_input(key="cnn_eval_folder").set_value(str(fewer))
+    at.number_input(key="cnn_eval_per").set_value(3)
+    at.button(key="cnn_eval_button").click()
+    _run(at)
+    metrics = next(v for k, v in at.session_state["cnn_eval"].items() if k[2] == str(fewer))[1][1]
+    assert "reproduce" not in json.loads(metrics) and json.loads(metrics)["sampled"]
 
 
 def test_cnn_page_of_a_running_training_shows_its_settings(models_dir, fer_small):
@@ -352,11 +364,14 @@ def test_cnn_page_of_a_running_training_shows_its_settings(models_dir, fer_small
         raise FerError("stopped by the test")
 
     settings = CNNSettings(str(fer_small), None, SIX_EMOTIONS, "tiny", 40, 32, 300, Recipe(schedule="cosine", mixup=0.2))
+    at = _run(AppTest.from_file(CNN_PAGE))
+    at.number_input(key="cnn_epochs").set_value(55)  # this tab's own choice, before another's training starts
+    _run(at)
     job = CNNTrainingJob(settings, train=waits)
     job.starts_tensorflow = True  # as a server's first run: its first epoch starts TensorFlow, which is said
     job.start()
     try:
-        at = _run(AppTest.from_file(CNN_PAGE))
+        _run(at)
         assert any(i.endswith("(the first run starts TensorFlow, ~15 s)") for i in _texts(at.info)), _texts(at.info)
         shown = {k: at.session_state[k] for k in ("cnn_preset", "cnn_epochs", "cnn_batch", "cnn_limit", "cnn_schedule",
                                                  "cnn_mixup", "cnn_train_dir")}
@@ -366,6 +381,8 @@ def test_cnn_page_of_a_running_training_shows_its_settings(models_dir, fer_small
     finally:
         release.set()
         job.thread.join(60)
+    _run(at)  # the training over: this tab's own choices come back, not the other run's
+    assert at.number_input(key="cnn_epochs").value == 55 and at.session_state["cnn_preset"] != "tiny"
 
 
 # -- Teachable Machine ------------------------------------------------------------------------
