@@ -685,7 +685,10 @@ def missing_aus(columns: Iterable[str], display: str) -> None:
     if len(missing) == len(AU_COLUMNS):
         _refuse_other_au_scales([str(c) for c in columns], display)
     if missing:
-        what = "all 17 AU intensity columns" if len(missing) == len(AU_COLUMNS) else f"{len(missing)} AU columns"
+        if len(missing) == len(AU_COLUMNS):
+            what = "all 17 AU intensity columns"
+        else:
+            what = "1 AU column" if len(missing) == 1 else f"{len(missing)} AU columns"
         raise AUTableError(f"{display}: missing {what} ({', '.join(missing)}); "
                            f"use OpenFace output with AU intensities (-aus) or a table with AU01_r … AU45_r")
 
@@ -1118,6 +1121,10 @@ def require_usable(table: pd.DataFrame, classes: Sequence[str] | None = None, co
             hidden = ", ".join(hidden) if len(hidden) <= 3 else f"{hidden[0]}, {hidden[1]}, … {hidden[-1]}"
             raise AUTableError(f"{name}: no usable rows{labelled} ({what}); the mask hides {hidden}, which the "
                                "model needs: train on the AUs above the mask (train-au --aus upper)")
+        unlabelled = all(c not in table.columns or table[c].isna().all() for c in ("label", "emotion"))
+        if set(selection.left_out) == {OTHER_LABEL} and unlabelled:
+            raise AUTableError(f"{name}: no usable rows{labelled} ({what}); training needs labels: add a label "
+                               "(or emotion) column naming each row's emotion")
         raise AUTableError(f"{name}: no usable rows{labelled} ({what}); use a table of measured faces "
                            "with AU values from 0 to 5")
     return selection

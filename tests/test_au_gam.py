@@ -55,6 +55,21 @@ def test_explanation_and_holdout(gam):
     assert gam.holdout.accuracy > 0.8
 
 
+def test_a_weak_au_the_gam_rewards_is_a_reason_by_being_there_not_absent():
+    """A reviewer's GAM: 'surprise, because ... AU05 upper lid raiser ... is absent' of an AU05 of
+    0.48 that its shape function scored above AU05 at 0 (p(surprise) 0.31 at 0, 0.48 as it was).
+    A value scored above the AU's absence is said as there; one scored as at 0 stays absent."""
+    from fer_core.predictors.au_models import explanation_from
+
+    classes, columns = ("happy", "surprise"), ("AU05_r", "AU23_r", "AU12_r")
+    x = np.array([0.48, 0.0, 0.1])
+    contrib = np.array([[-0.4, -0.2, 0.0], [0.4, 0.2, 0.0]])  # AU05 and AU23 favour surprise
+    absent = np.array([[-0.1, -0.2, 0.0], [0.1, 0.2, 0.0]])  # AU05 at 0 would favour it less; AU23 is at 0
+    ex = explanation_from(classes, columns, x, np.array([0.3, 0.7]), contrib, contrib_absent=absent)
+    assert [c.au for c in ex.active_reasons] == ["AU05"] and [c.au for c in ex.lacking] == ["AU23"]
+    assert ex.sentence == "surprise, mostly because of AU05 upper lid raiser (0.5); AU23 lip tightener is absent."
+
+
 def test_saved_loaded_and_registered(tmp_path, gam):
     path = tmp_path / "gam.json"
     gam.save(path)

@@ -456,3 +456,23 @@ def test_the_mlp_and_the_gam_stop_early_on_whole_videos():
     photos = synthetic_table(20)
     assert fit_au_model(photos, kind="au-mlp").info["settings"]["early_stopping"] == "rows"
     assert fit_au_gam(photos, interactions=0, outer_bags=1).info["settings"]["early_stopping"] == "rows"
+
+
+def test_a_table_without_labels_or_an_au_column_is_told_what_it_lacks(tmp_path, capsys):
+    """An OpenFace CSV of a video (no label column) was told to 'use a table of measured faces with AU
+    values from 0 to 5', as if its AUs were wrong; a table lacking AU12_r read 'missing 1 AU columns',
+    and in Korean '1 AU columns이(가) 없습니다'."""
+    from fer_core import au_table, i18n
+    from fer_core.cli import main
+
+    unlabelled = tmp_path / "video.csv"
+    synthetic_table(5).drop(columns=["label", "file"]).to_csv(unlabelled, index=False)
+    assert main(["train-au", str(unlabelled), "--out", str(tmp_path / "m.json")]) == 2
+    assert "training needs labels: add a label (or emotion) column naming each row's emotion" in capsys.readouterr().err
+    lacking = tmp_path / "lacking.csv"
+    synthetic_table(5).drop(columns=["AU12_r"]).to_csv(lacking, index=False)
+    with pytest.raises(AUTableError) as caught:
+        au_table.read(lacking)
+    assert "missing 1 AU column (AU12_r)" in str(caught.value)
+    with i18n.using_language("ko"):
+        assert "AU 열 1개가 없습니다 (AU12_r)" in i18n.message(str(caught.value))

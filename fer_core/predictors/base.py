@@ -61,6 +61,9 @@ class AUContribution:
     # model's evidence is the AU being stronger or weaker than that, not merely present. None
     # where the model has no such reference (a GAM reads each value on its own curve).
     usual: float | None = None
+    # Where the model scores each value on a curve of its own (a GAM): whether this value counts
+    # for the emotion more than the AU's absence (0) would. None: decided by ``usual``.
+    above_absence: bool | None = None
 
     @property
     def present(self) -> bool:
@@ -68,9 +71,11 @@ class AUContribution:
 
     @property
     def stronger(self) -> bool:
-        """Whether the AU counts by being there: at or above its usual value (present, where the
-        model has no usual value). An AU below it counts by being absent or weaker than usual,
-        and is said so, not "because of" it."""
+        """Whether the AU counts by being there: at or above its usual value (for a GAM, scored
+        above its absence; present, where the model has neither). An AU below it counts by being
+        absent or weaker than usual, and is said so, not "because of" it."""
+        if self.above_absence is not None:
+            return self.above_absence
         if self.usual is None:
             return self.present
         return bool(self.intensity >= self.usual)  # False for an unknown (NaN) AU
