@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -36,11 +37,13 @@ from ui.common import (
     kept_choice,
     load_au_table,
     load_predictor,
+    metric_row,
     page_setup,
     remember_unsaved,
     run_page,
     show_crops_hint,
     show_error,
+    show_evaluation,
     shown_literally,
     translated_reason,
     wait_for_extraction,
@@ -471,14 +474,17 @@ def apply_section(table: pd.DataFrame, origin: str) -> None:
     if st.button(t("au_model.apply_button"), key="au_apply_button"):
         bar = st.progress(0.0, text=t("au_model.applying"))
         try:
-            answers = predict_table(table, load_predictor(entries[names.index(name)]),
+            predictor = load_predictor(entries[names.index(name)])
+            answers = predict_table(table, predictor,
                                     progress=lambda done, total: bar.progress(done / total, text=t("au_model.applying")))
+            scores = scored_on(table, predictor)
         except FerError as exc:
             bar.empty()
             show_error(exc)
             return
         bar.empty()
-        st.session_state["au_applied"] = {"table": table_key(table, origin), "model": name, "answers": answers}
+        st.session_state["au_applied"] = {"table": table_key(table, origin), "model": name, "answers": answers,
+                                          "scores": scores}
     applied = st.session_state.get("au_applied")
     if not applied or applied["model"] != name or applied["table"] != table_key(table, origin):
         return
@@ -503,6 +509,36 @@ def apply_section(table: pd.DataFrame, origin: str) -> None:
     st.download_button(t("au_model.apply_download"), csv_bytes(answers),
                        file_name=f"{Path(origin).name.split('.')[0] or 'table'}_{name}_emotions.csv",
                        mime="text/csv", key="au_apply_download", help=t("au_model.apply_download_help"), on_click="ignore")
+    if applied.get("scores") is not None:
+        show_scores(applied["scores"], name, f"{Path(origin).name.split('.')[0] or 'table'}_{name}")
+
+
+def scored_on(table: pd.DataFrame, predictor):
+    """The model scored on the table's labels, as ``evaluate --au-table`` scores it; None for a
+    table without labels of the model's emotions (a video's, an unlabelled folder's)."""
+    from fer_core.evaluation.compare import evaluate_au_table
+
+    if not au_table.labels_of(table).isin(predictor.classes).any():
+        return None
+    return evaluate_au_table(predictor, table)
+
+
+def show_scores(report, name: str, stem: str) -> None:
+    """The scores of a model on a labelled table: accuracy, per emotion, confusion, as files too."""
+    from fer_core.figures.compare import report_frames
+
+    st.subheader(t("au_model.applied_scores", model=name))
+    metric_row(report, {t("au_model.applied_scored_faces"): f"{report.n:,}"}, label=t("au_model.applied_accuracy"))
+    show_evaluation(report, "au_applied_eval")
+    per_emotion, confusion = report_frames(report)
+    c1, c2, c3 = st.columns(3)
+    c1.download_button(t("au_model.download_scores"), json.dumps(report.to_dict(), indent=1).encode(),
+                       file_name=f"{stem}_scores.json", mime="application/json", key="au_applied_scores",
+                       icon=":material/download:", on_click="ignore")
+    c2.download_button(t("au_model.download_per_emotion"), csv_bytes(per_emotion), file_name=f"{stem}_per_emotion.csv",
+                       mime="text/csv", key="au_applied_per_emotion", icon=":material/download:", on_click="ignore")
+    c3.download_button(t("au_model.download_confusion"), csv_bytes(confusion), file_name=f"{stem}_confusion.csv",
+                       mime="text/csv", key="au_applied_confusion", icon=":material/download:", on_click="ignore")
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ from fer_core import config
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError
 from fer_core.evaluation.metrics import EvaluationReport, degenerate_model_warning
-from fer_core.figures import plots
 from fer_core.figures.compare import predictions_frame, training_curves
 from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, message, t
@@ -36,11 +35,13 @@ from ui.common import (
     kept_choice,
     load_predictor,
     manifest_entries,
+    metric_row,
     page_setup,
     remember_unsaved,
     run_page,
     show_crops_hint,
     show_error,
+    show_evaluation,
     shown_literally,
 )
 
@@ -68,32 +69,6 @@ def tensorflow_note(entry=None) -> str:
     if "tensorflow" in sys.modules or (entry is not None and not needs_tensorflow(entry)):
         return ""
     return t("cnn.tf_first")
-
-
-def show_evaluation(ev: EvaluationReport, key: str, warn: bool = True) -> None:
-    """Per-emotion accuracy bars and the confusion matrix of an evaluation (and, with ``warn``,
-    a warning when the model has not learned to tell the emotions apart)."""
-    left, right = st.columns(2)
-    left.plotly_chart(plots.per_class_accuracy_bars(ev.per_class, overall=ev.accuracy, title=t("cnn.per_class_title")),
-                      key=f"{key}_bars")
-    right.plotly_chart(plots.confusion_heatmap(ev.confusion, ev.labels, title=t("cnn.confusion_title"),
-                                               other=ev.other_per_class, no_face=ev.no_face_per_class),
-                       key=f"{key}_confusion")
-    warning = degenerate_model_warning(ev) if warn else None
-    if warning:
-        st.warning(warning)
-
-
-METRICS_PER_ROW = 3  # five side by side were cut to "Validati…" and "70.…" in an 800 px window
-
-
-def metric_row(ev: EvaluationReport, extra: dict[str, str], label: str | None = None) -> None:
-    lo, hi = ev.accuracy_ci95
-    shown = [(label or t("cnn.val_accuracy"), f"{ev.accuracy:.1%}", t("cnn.ci_help", lo=f"{lo:.1%}", hi=f"{hi:.1%}")),
-             (t("cnn.macro_f1"), f"{ev.macro_f1:.3f}", None), *((name, value, None) for name, value in extra.items())]
-    for start in range(0, len(shown), METRICS_PER_ROW):
-        for col, (name, value, help_text) in zip(st.columns(METRICS_PER_ROW), shown[start:start + METRICS_PER_ROW]):
-            col.metric(name, value, help=help_text)
 
 
 # -- saved models ----------------------------------------------------------------------------

@@ -429,6 +429,44 @@ def test_au_model_page_predicts_every_row_of_an_unlabelled_video_table(models_di
     assert any(c["layout"]["title"]["text"].startswith("Emotion probabilities over time") for c in _charts(at))
 
 
+def test_au_model_page_scores_a_model_on_a_labelled_tables_labels(models_dir, recorded_downloads, tmp_path, capsys):
+    """Applying a model to a labelled table gave only its answers' counts: its accuracy on the
+    table was evaluate --au-table's alone (a reviewer's). The page now scores it as that command
+    does, draws the per-emotion bars and the confusion matrix, and gives each as a file."""
+    import json
+
+    import pandas as pd
+
+    from fer_core import au_table
+    from fer_core.cli import main
+
+    rows = au_table.read(ROOT / "data" / "fer2013_val_au.csv.gz").sample(200, random_state=1).reset_index(drop=True)
+    path = tmp_path / "labelled_au.csv"
+    au_table.write(rows, path)
+    assert main(["evaluate", "--model", BUNDLED, "--au-table", str(path), "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value("Import an OpenFace CSV")
+    _run(at)
+    at.radio(key="au_openface").set_value("Upload a CSV")
+    _run(at)
+    at.file_uploader(key="au_csv").set_value(("labelled_au.csv", path.read_bytes(), "text/csv"))
+    _run(at)
+    at.selectbox(key="au_apply_model").set_value(BUNDLED)
+    at.button(key="au_apply_button").click()
+    _run(at)
+    assert not at.error
+    page = json.loads(recorded_downloads["au_applied_scores"][2])
+    assert (page["n"], page["accuracy"], page["confusion"]) == (cli["n"], cli["accuracy"], cli["confusion"])
+    assert {m.label: m.value for m in at.metric}["Accuracy on the table's labels"] == f"{cli['accuracy']:.1%}"
+    per_emotion = pd.read_csv(io.BytesIO(recorded_downloads["au_applied_per_emotion"][2]), encoding="utf-8-sig")
+    assert list(per_emotion.columns) == ["emotion", "precision", "recall", "f1", "support"]
+    assert per_emotion["support"].sum() == cli["n"]
+    confusion = pd.read_csv(io.BytesIO(recorded_downloads["au_applied_confusion"][2]), encoding="utf-8-sig")
+    assert confusion["count"].sum() == cli["n"]
+    assert any(c["layout"]["title"]["text"].startswith("Confusion matrix") for c in _charts(at))
+
+
 def test_au_model_page_draws_one_video_at_a_time_of_a_folders_table(models_dir):
     """extract FOLDER puts several videos in one table: their frames were drawn as one line that
     ran to the end of one video and jumped back to 0 s for the next. Now a video is picked."""

@@ -151,6 +151,36 @@ def show_crops_hint(n: int) -> None:
         st.info(t("common.no_face_crops_hint", n=f"{n:,}", side=SMALL_IMAGE_SIDE), icon=":material/crop_free:")
 
 
+def show_evaluation(ev, key: str, warn: bool = True) -> None:
+    """Per-emotion accuracy bars and the confusion matrix of an evaluation (and, with ``warn``,
+    a warning when the model has not learned to tell the emotions apart)."""
+    from fer_core.evaluation.metrics import degenerate_model_warning
+    from fer_core.figures import plots
+
+    left, right = st.columns(2)
+    left.plotly_chart(plots.per_class_accuracy_bars(ev.per_class, overall=ev.accuracy, title=t("cnn.per_class_title")),
+                      key=f"{key}_bars")
+    right.plotly_chart(plots.confusion_heatmap(ev.confusion, ev.labels, title=t("cnn.confusion_title"),
+                                               other=ev.other_per_class, no_face=ev.no_face_per_class),
+                       key=f"{key}_confusion")
+    warning = degenerate_model_warning(ev) if warn else None
+    if warning:
+        st.warning(warning)
+
+
+METRICS_PER_ROW = 3  # five side by side were cut to "Validati…" and "70.…" in an 800 px window
+
+
+def metric_row(ev, extra: dict[str, str], label: str | None = None) -> None:
+    """The accuracy (with its 95% interval), macro F1 and ``extra`` figures of an evaluation, in rows."""
+    lo, hi = ev.accuracy_ci95
+    shown = [(label or t("cnn.val_accuracy"), f"{ev.accuracy:.1%}", t("cnn.ci_help", lo=f"{lo:.1%}", hi=f"{hi:.1%}")),
+             (t("cnn.macro_f1"), f"{ev.macro_f1:.3f}", None), *((name, value, None) for name, value in extra.items())]
+    for start in range(0, len(shown), METRICS_PER_ROW):
+        for col, (name, value, help_text) in zip(st.columns(METRICS_PER_ROW), shown[start:start + METRICS_PER_ROW]):
+            col.metric(name, value, help=help_text)
+
+
 def kept_choice(key: str) -> str:
     """``key``, for a widget whose choice should still be there when the person comes back to it.
 

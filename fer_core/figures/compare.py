@@ -206,6 +206,22 @@ def confusion_frame(comparison: Comparison) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)[columns].astype({"count": int}) if parts else pd.DataFrame(columns=columns)
 
 
+def report_frames(report) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One evaluation's numbers as tables (an AU model scored on a labelled table): per emotion its
+    precision, recall, F1 and support, and the confusion counts (true emotion, answer, count; the
+    answers an emotion not scored and ``no face`` included), as Compare's downloads give them."""
+    per = pd.DataFrame([{"emotion": e, "precision": s.precision, "recall": s.accuracy, "f1": s.f1, "support": s.n}
+                        for e, s in report.per_class.items()], columns=["emotion", "precision", "recall", "f1", "support"])
+    rows = []
+    for i, emotion in enumerate(report.labels):
+        rows += [{"emotion": emotion, "answer": answer, "count": int(report.confusion[i][j])}
+                 for j, answer in enumerate(report.labels)]
+        for answer, counts in (("other emotion", report.other_per_class), (NO_FACE, report.no_face_per_class)):
+            if counts and counts[i]:
+                rows.append({"emotion": emotion, "answer": answer, "count": int(counts[i])})
+    return per, pd.DataFrame(rows, columns=["emotion", "answer", "count"])
+
+
 def precision_recall_frame(comparison: Comparison) -> pd.DataFrame:
     """Precision, recall and F1 per model and emotion (each model's report: scikit-learn's, no
     face counted wrong as in every other score here), with the number of test images of the
