@@ -431,6 +431,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--class-weight", choices=("none", "balanced"), default="none",
                    help="balanced: weigh each emotion's faces by the inverse of its count (default: none)")
     s.add_argument("--seed", type=_seed, default=0, help="seed of the held-out split and the fit (default: 0)")
+    s.add_argument("--holdout", type=_share, default=0.25,
+                   help="share of the table held out from fitting for the model's score (default: 0.25, as the "
+                        "dashboard's slider)")
     s.add_argument("--aus", default="all",
                    help="AUs the model may use: all, upper (those a mask leaves visible) or a comma list (AU01,AU04) "
                         "(default: all)")
@@ -1054,7 +1057,7 @@ def cmd_train_au(args) -> int:
     classes = parse_classes(args.classes)
     max_rows = args.max_rows or MAX_FIT_ROWS
     table = _read_au_table(args.table)
-    holdout = 0.25
+    holdout = args.holdout
     if kind == "au-gam":
         import time
 

@@ -350,8 +350,11 @@ def default_name(model, origin: str) -> str:
 
 
 def stamp(model, origin: str) -> None:
-    """Record how the model was made, as its saved file and its download both carry it."""
-    model.info.setdefault("command", f"dashboard: AU model page ({origin})")
+    """Record how the model was made, as its saved file and its download both carry it: the page,
+    and the train-au command that fits the same way on that table (TABLE: the table trained on)."""
+    from fer_core.predictors.au_models import train_au_command
+
+    model.info.setdefault("command", f"dashboard: AU model page ({origin}); the same fit: {train_au_command(model)}")
 
 
 def model_json(model, origin: str) -> bytes:

@@ -476,3 +476,25 @@ def test_a_table_without_labels_or_an_au_column_is_told_what_it_lacks(tmp_path, 
     assert "missing 1 AU column (AU12_r)" in str(caught.value)
     with i18n.using_language("ko"):
         assert "AU 열 1개가 없습니다 (AU12_r)" in i18n.message(str(caught.value))
+
+
+def test_a_model_fitted_on_the_page_records_the_train_au_command_that_fits_it_again(tmp_path, capsys):
+    """A model trained on the AU model page recorded 'dashboard: AU model page (val20_au.csv)' and
+    its held-out share had no train-au option (a reviewer's). The command it now records fits the
+    same model: the same held-out score."""
+    import shlex
+
+    from fer_core.cli import main
+    from fer_core.predictors.au_models import train_au_command
+
+    table = synthetic_table(20)
+    path = tmp_path / "table.csv"
+    table.to_csv(path, index=False)
+    fitted = fit_au_model(table, ("angry", "happy", "sad"), class_weight="balanced", holdout=0.3, seed=2)
+    command = train_au_command(fitted)
+    args = shlex.split(command.replace("TABLE", str(path)).replace("MODEL.json", str(tmp_path / "again.json")))
+    assert main(args[3:]) == 0
+    capsys.readouterr()
+    again = AUModel.load(tmp_path / "again.json")
+    assert again.info["settings"]["holdout"] == 0.3 and again.holdout.accuracy == fitted.holdout.accuracy
+    np.testing.assert_allclose(again.weights[0], fitted.weights[0], atol=1e-9)

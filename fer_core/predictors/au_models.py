@@ -453,6 +453,15 @@ def explanation_from(classes: Sequence[str], au_columns: Sequence[str], x: np.nd
     return Explanation(classes[k], dict(zip(classes, map(float, proba))), ranked, top)
 
 
+def train_au_command(model) -> str:
+    """The ``train-au`` command that fits ``model``'s kind with its settings (emotions, class
+    weights, hold-out, seed) on its table (TABLE): a model fitted on the dashboard records it."""
+    settings = model.info.get("settings", {})
+    return (f"python -m fer_core train-au TABLE --out MODEL.json --kind {model.kind.removeprefix('au-')} --classes "
+            f"{','.join(model.classes)} --class-weight {'balanced' if settings.get('class_weight') == 'balanced' else 'none'} "
+            f"--holdout {settings.get('holdout', 0.25):g} --seed {settings.get('seed', 0)}")
+
+
 def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> EvaluationReport:
     """The evaluate report of an AU model on a labelled AU table (first face of each image);
     images whose face was not measured count as wrong and in ``no_face``."""
