@@ -1122,7 +1122,7 @@ def require_usable(table: pd.DataFrame, classes: Sequence[str] | None = None, co
             raise AUTableError(f"{name}: no usable rows{labelled} ({what}); the mask hides {hidden}, which the "
                                "model needs: train on the AUs above the mask (train-au --aus upper)")
         unlabelled = all(c not in table.columns or table[c].isna().all() for c in ("label", "emotion"))
-        if set(selection.left_out) == {OTHER_LABEL} and unlabelled:
+        if OTHER_LABEL in selection.left_out and unlabelled:
             raise AUTableError(f"{name}: no usable rows{labelled} ({what}); training needs labels: add a label "
                                "(or emotion) column naming each row's emotion")
         raise AUTableError(f"{name}: no usable rows{labelled} ({what}); use a table of measured faces "

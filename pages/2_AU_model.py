@@ -12,7 +12,7 @@ import streamlit as st
 
 from fer_core import au_table, config, i18n
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
-from fer_core.errors import FerError
+from fer_core.errors import FerError, one_line
 from fer_core.evaluation.metrics import degenerate_model_warning
 from fer_core.figures import plots
 from fer_core.fileio import csv_bytes
@@ -332,6 +332,11 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
 def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress, epoch_progress, bag_progress=None):
     from fer_core.predictors.au_models import fit_au_model
 
+    # in the emotions' own order, whatever order they were picked in: train-au --classes reads them
+    # so, and the stratified split, hence the held-out score, follows the order
+    classes = [c for c in SEVEN_EMOTIONS if c in set(classes)]
+    holdout = round(float(holdout), 4)  # the slider's 0.05 x 6 is 0.30000000000000004, the command's 0.3
+
     if kind == "au-gam":
         from fer_core.predictors.au_gam import fit_au_gam
 
@@ -480,12 +485,15 @@ def apply_section(table: pd.DataFrame, origin: str) -> None:
             predictor = load_predictor(entries[names.index(name)])
             answers = predict_table(table, predictor,
                                     progress=lambda done, total: bar.progress(done / total, text=t("au_model.applying")))
-            scores = scored_on(table, predictor)
         except FerError as exc:
             bar.empty()
             show_error(exc)
             return
         bar.empty()
+        try:  # the answers stand whether or not the table's labels can score them
+            scores = scored_on(table, predictor)
+        except FerError as exc:
+            scores = one_line(exc)
         st.session_state["au_applied"] = {"table": table_key(table, origin), "model": name, "answers": answers,
                                           "scores": scores}
     applied = st.session_state.get("au_applied")
@@ -512,17 +520,23 @@ def apply_section(table: pd.DataFrame, origin: str) -> None:
     st.download_button(t("au_model.apply_download"), csv_bytes(answers),
                        file_name=f"{Path(origin).name.split('.')[0] or 'table'}_{name}_emotions.csv",
                        mime="text/csv", key="au_apply_download", help=t("au_model.apply_download_help"), on_click="ignore")
-    if applied.get("scores") is not None:
-        show_scores(applied["scores"], name, f"{Path(origin).name.split('.')[0] or 'table'}_{name}")
+    scores = applied.get("scores")
+    if isinstance(scores, str):  # labelled, but no row could be scored: said, the answers kept
+        st.caption(t("au_model.not_scored", reason=shown_literally(i18n.message(scores))))
+    elif scores is not None:
+        show_scores(scores, name, f"{Path(origin).name.split('.')[0] or 'table'}_{name}")
 
 
 def scored_on(table: pd.DataFrame, predictor):
     """The model scored on the table's labels, as ``evaluate --au-table`` scores it; None for a
-    table without labels of the model's emotions (a video's, an unlabelled folder's)."""
+    table without labels (a video's, an unlabelled folder's), a FerError where none can be scored."""
     from fer_core.evaluation.compare import evaluate_au_table
 
-    if not au_table.labels_of(table).isin(predictor.classes).any():
+    labels = au_table.labels_of(table).dropna()
+    if labels.empty:
         return None
+    if not labels.isin(predictor.classes).any():
+        raise FerError(f"{predictor.name} predicts none of the table's labels ({', '.join(sorted(set(labels)))})")
     return evaluate_au_table(predictor, table)
 
 

@@ -467,6 +467,27 @@ def test_au_model_page_scores_a_model_on_a_labelled_tables_labels(models_dir, re
     assert any(c["layout"]["title"]["text"].startswith("Confusion matrix") for c in _charts(at))
 
 
+def test_au_model_page_keeps_the_answers_when_the_labels_cannot_score_them(models_dir, recorded_downloads):
+    """A table labelled only with an emotion the model lacks (fear for a six-emotion model): the
+    answers stand, and the page says why they were not scored (an error had lost them)."""
+    from fer_core import au_table
+
+    rows = au_table.read(ROOT / "data" / "fer2013_val_au.csv.gz").iloc[:8].reset_index(drop=True).assign(label="fear")
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value("Import an OpenFace CSV")
+    _run(at)
+    at.radio(key="au_openface").set_value("Upload a CSV")
+    _run(at)
+    at.file_uploader(key="au_csv").set_value(("fear_au.csv", au_table.normalise(rows).to_csv(index=False).encode(),
+                                              "text/csv"))
+    _run(at)
+    at.selectbox(key="au_apply_model").set_value(BUNDLED)
+    at.button(key="au_apply_button").click()
+    _run(at)
+    assert not at.error and "au_apply_download" in recorded_downloads
+    assert f"Not scored on the table's labels: {BUNDLED} predicts none of the table's labels (fear)" in _texts(at.caption)
+
+
 def test_au_model_page_draws_one_video_at_a_time_of_a_folders_table(models_dir):
     """extract FOLDER puts several videos in one table: their frames were drawn as one line that
     ran to the end of one video and jumped back to 0 s for the next. Now a video is picked."""

@@ -70,6 +70,20 @@ def test_a_weak_au_the_gam_rewards_is_a_reason_by_being_there_not_absent():
     assert ex.sentence == "surprise, mostly because of AU05 upper lid raiser (0.5); AU23 lip tightener is absent."
 
 
+def test_a_gam_with_pairs_gives_no_au_at_zero_as_a_reason_it_shows(gam):
+    """Weighed against every AU at 0 at once, a GAM's pairwise terms made AUs of 0.0 reasons 'because
+    of' them (a code review: 653 of 1,500 faces' reasons). Each AU is weighed against itself alone
+    absent; one reading 0.0 is never a reason by its value, and the JSON says which ones are."""
+    X = synthetic_table(4, seed=9)[list(AU_COLUMNS)].to_numpy(float).copy()
+    X[:, ::3] = 0.0  # a third of the AUs absent, beside partners that are not
+    assert gam.pairs
+    for x in X:
+        ex = gam.explain(x)
+        assert all(c.intensity >= 0.05 for c in ex.active_reasons), ex.sentence
+        assert "weaker than usual" not in ex.sentence  # a GAM has no usual value
+        assert all("by_value" in c for c in ex.to_dict()["top_aus"])
+
+
 def test_saved_loaded_and_registered(tmp_path, gam):
     path = tmp_path / "gam.json"
     gam.save(path)

@@ -466,7 +466,9 @@ def test_a_table_without_labels_or_an_au_column_is_told_what_it_lacks(tmp_path, 
     from fer_core.cli import main
 
     unlabelled = tmp_path / "video.csv"
-    synthetic_table(5).drop(columns=["label", "file"]).to_csv(unlabelled, index=False)
+    frames = synthetic_table(5).drop(columns=["label"]).assign(file="clip.mp4", time_s=lambda f: f.index / 10)
+    two_faces = pd.concat([frames, frames.assign(face=1)])  # a second face in every frame: left out too
+    two_faces.to_csv(unlabelled, index=False)
     assert main(["train-au", str(unlabelled), "--out", str(tmp_path / "m.json")]) == 2
     assert "training needs labels: add a label (or emotion) column naming each row's emotion" in capsys.readouterr().err
     lacking = tmp_path / "lacking.csv"

@@ -474,7 +474,7 @@ def against_text(ex) -> str:
 
     known = [a for a in ex.against if a.intensity == a.intensity]
     present = [f"{au_label(a.au)} ({a.intensity:.1f})" for a in known if a.stronger]
-    weak = [f"{au_label(a.au)} ({a.intensity:.1f})" for a in known if not a.stronger and a.present]
+    weak = [f"{au_label(a.au)} ({a.intensity:.1f})" for a in known if a.weaker_than_usual]
     absent = [au_label(a.au) for a in known if not a.stronger and not a.present]
     unknown = [au_label(a.au) for a in ex.against if a.intensity != a.intensity]  # NaN: hidden by a mask
     parts = [", ".join(present)] if present else []  # "; " only between the groups

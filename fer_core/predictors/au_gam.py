@@ -139,10 +139,23 @@ class AUGam(AURowsModel):
                 out[:, f] += score[0] / len(term.features)
         return out
 
+    def contributions_without(self, x: np.ndarray) -> np.ndarray:
+        """(k, d): each AU's own contribution were it alone absent (0), the others as they are:
+        its main effect at 0, half of each pairwise term at (0, its partner's value). What the
+        explanation weighs its value against: that value, not its absence, is the reason."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        rows = np.repeat(x[None], len(x), axis=0)
+        rows[np.arange(len(x)), np.arange(len(x))] = 0.0  # row f: the face with AU f alone at 0
+        out = np.zeros((len(self.classes), len(x)))
+        for term in self.terms:
+            for f in term.features:
+                out[:, f] += term.lookup(rows[f:f + 1])[0] / len(term.features)
+        return out
+
     def explain(self, x: np.ndarray, top: int = 3) -> Explanation:
         x = self.au_rows(x)[0]
         return explanation_from(self.classes, self.au_columns, x, self.known_proba(x), self.contributions(x), top,
-                                contrib_absent=self.contributions(np.zeros_like(x)))
+                                contrib_absent=self.contributions_without(x))
 
     def shape_function(self, au: int) -> tuple[np.ndarray, np.ndarray]:
         """The main effect of one AU: (bin edges, (bins, k) scores), for drawing it."""

@@ -427,6 +427,9 @@ def _is_count_list(v: Any, k: int) -> bool:
 OCCLUSION = "occlusion: the change in each emotion's score with the AU set to its training mean (approximate)"
 
 
+SHOWN_INTENSITY = 0.05  # the least intensity a sentence shows as more than "(0.0)"
+
+
 def explanation_from(classes: Sequence[str], au_columns: Sequence[str], x: np.ndarray, proba: np.ndarray,
                      contrib: np.ndarray, top: int = 3, usual: np.ndarray | None = None,
                      contrib_absent: np.ndarray | None = None) -> Explanation:
@@ -436,19 +439,22 @@ def explanation_from(classes: Sequence[str], au_columns: Sequence[str], x: np.nd
     so a positive value means "this AU favours the predicted emotion over the others".
     ``usual``: the AU values the model weighs a face against (a linear model's training mean),
     so that an AU counting by being weaker than usual is not said to be the reason by being there.
-    ``contrib_absent``: the contributions with every AU at 0 (a GAM, which reads each value on its
-    own curve): an AU whose value scores above its absence counts by being there, even a weak one
-    ("surprise, because AU05 ... is absent" of an AU05 of 0.48 the model rewarded).
+    ``contrib_absent``: each AU's contribution were it alone absent (a GAM, which reads each value
+    on its own curve): an AU whose value speaks for (or against) the emotion more than its absence
+    would counts by its value, even a weak one ("surprise, because AU05 ... is absent" of an AU05
+    of 0.48 the model rewarded); one that reads 0.0 never does.
     """
     k = int(np.argmax(proba))
     centred = contrib[k] - contrib.mean(axis=0)
-    above = None
+    by_value = None
     if contrib_absent is not None:
         absent = contrib_absent[k] - contrib_absent.mean(axis=0)
-        above = ~np.isnan(np.asarray(x, dtype=float)) & (centred > absent + 1e-9)
+        values = np.asarray(x, dtype=float)
+        shown = ~np.isnan(values) & (values >= SHOWN_INTENSITY)  # "because of AU12 (0.0)" says nothing
+        by_value = shown & (np.sign(centred) * (centred - absent) > 1e-9)
     ranked = tuple(AUContribution(au_code(au_columns[d]), au_label(au_columns[d]), round(float(x[d]), 3),
                                   round(float(centred[d]), 4), None if usual is None else float(usual[d]),
-                                  None if above is None else bool(above[d]))
+                                  None if by_value is None else bool(by_value[d]))
                    for d in np.argsort(-centred, kind="stable"))
     return Explanation(classes[k], dict(zip(classes, map(float, proba))), ranked, top)
 

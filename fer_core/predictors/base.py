@@ -61,9 +61,10 @@ class AUContribution:
     # model's evidence is the AU being stronger or weaker than that, not merely present. None
     # where the model has no such reference (a GAM reads each value on its own curve).
     usual: float | None = None
-    # Where the model scores each value on a curve of its own (a GAM): whether this value counts
-    # for the emotion more than the AU's absence (0) would. None: decided by ``usual``.
-    above_absence: bool | None = None
+    # Where the model scores each value on a curve of its own (a GAM): whether the AU counts by
+    # its value, speaking for (or against) the emotion more than its absence (0) would. None:
+    # decided by ``usual``.
+    by_value: bool | None = None
 
     @property
     def present(self) -> bool:
@@ -71,14 +72,21 @@ class AUContribution:
 
     @property
     def stronger(self) -> bool:
-        """Whether the AU counts by being there: at or above its usual value (for a GAM, scored
-        above its absence; present, where the model has neither). An AU below it counts by being
-        absent or weaker than usual, and is said so, not "because of" it."""
-        if self.above_absence is not None:
-            return self.above_absence
+        """Whether the AU counts by being there: at or above its usual value (for a GAM, by its
+        value rather than its absence; present, where the model has neither). An AU below it counts
+        by being absent or weaker than usual, and is said so, not "because of" it."""
+        if self.by_value is not None:
+            return self.by_value
         if self.usual is None:
             return self.present
         return bool(self.intensity >= self.usual)  # False for an unknown (NaN) AU
+
+    @property
+    def weaker_than_usual(self) -> bool:
+        """There, but counting by being below the model's usual value. A GAM has no usual value: an
+        AU there whose value speaks less than its absence would is no reason either way, and is not
+        said "weaker than usual"."""
+        return self.present and not self.stronger and self.by_value is None
 
     def to_dict(self) -> dict:
         known = not np.isnan(self.intensity)
@@ -86,6 +94,8 @@ class AUContribution:
                "contribution": round(float(self.contribution), 4)}
         if self.usual is not None:
             out["usual"] = round(float(self.usual), 3)
+        if self.by_value is not None:  # a GAM's: the value, not the absence, is what counts
+            out["by_value"] = self.by_value
         return out
 
 
@@ -125,7 +135,7 @@ class Explanation:
         the others that outweighed it), and the strongest AU that is there but weaker than usual
         (said with its value; behind an absent one it had been in neither the sentence nor the JSON)."""
         lows = [c for c in self._strongest if not c.stronger]
-        weak = next((c for c in lows if c.present), None)
+        weak = next((c for c in lows if c.weaker_than_usual), None)
         return [c for c in lows if c is weak or not c.present]
 
     @property
