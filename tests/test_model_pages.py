@@ -128,7 +128,9 @@ def test_au_page_trains_offers_downloads_and_the_unsaved_model(models_dir, downl
     saved = AUModel.from_dict(json.loads(downloads["au-logreg-clear.json"]))
     x = np.random.default_rng(1).uniform(0, 4, (5, len(AU_COLUMNS)))
     np.testing.assert_allclose(saved.predict_proba(x), model.predict_proba(x))
-    assert saved.info["command"] == "dashboard: AU model page (clear.csv)"
+    assert saved.info["command"] == ("dashboard: AU model page (clear.csv); the same fit: python -m fer_core train-au "
+                                     f"TABLE --out MODEL.json --kind logreg --classes {','.join(model.classes)} "
+                                     "--class-weight none --holdout 0.25 --seed 0")
     # Compare can use it before it is saved
     unsaved = at.session_state["_unsaved_models"]
     assert isinstance(unsaved["au-logreg-clear"], AUPredictor) and unsaved["au-logreg-clear"].model is model
