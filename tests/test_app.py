@@ -429,6 +429,20 @@ def test_au_model_page_predicts_every_row_of_an_unlabelled_video_table(models_di
     assert any(c["layout"]["title"]["text"].startswith("Emotion probabilities over time") for c in _charts(at))
 
 
+def _applied_to_upload(name: str, data: bytes) -> AppTest:
+    """The AU model page with the AU table ``data`` uploaded and the bundled model applied to it."""
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value("Import an OpenFace CSV")
+    _run(at)
+    at.radio(key="au_openface").set_value("Upload a CSV")
+    _run(at)
+    at.file_uploader(key="au_csv").set_value((name, data, "text/csv"))
+    _run(at)
+    at.selectbox(key="au_apply_model").set_value(BUNDLED)
+    at.button(key="au_apply_button").click()
+    return _run(at)
+
+
 def test_au_model_page_scores_a_model_on_a_labelled_tables_labels(models_dir, recorded_downloads, tmp_path, capsys):
     """Applying a model to a labelled table gave only its answers' counts: its accuracy on the
     table was evaluate --au-table's alone (a reviewer's). The page now scores it as that command
@@ -445,16 +459,7 @@ def test_au_model_page_scores_a_model_on_a_labelled_tables_labels(models_dir, re
     au_table.write(rows, path)
     assert main(["evaluate", "--model", BUNDLED, "--au-table", str(path), "--json"]) == 0
     cli = json.loads(capsys.readouterr().out)
-    at = _run(AppTest.from_file(AU_PAGE))
-    at.radio(key="au_source").set_value("Import an OpenFace CSV")
-    _run(at)
-    at.radio(key="au_openface").set_value("Upload a CSV")
-    _run(at)
-    at.file_uploader(key="au_csv").set_value(("labelled_au.csv", path.read_bytes(), "text/csv"))
-    _run(at)
-    at.selectbox(key="au_apply_model").set_value(BUNDLED)
-    at.button(key="au_apply_button").click()
-    _run(at)
+    at = _applied_to_upload("labelled_au.csv", path.read_bytes())
     assert not at.error
     page = json.loads(recorded_downloads["au_applied_scores"][2])
     assert (page["n"], page["accuracy"], page["confusion"]) == (cli["n"], cli["accuracy"], cli["confusion"])
@@ -473,17 +478,7 @@ def test_au_model_page_keeps_the_answers_when_the_labels_cannot_score_them(model
     from fer_core import au_table
 
     rows = au_table.read(ROOT / "data" / "fer2013_val_au.csv.gz").iloc[:8].reset_index(drop=True).assign(label="fear")
-    at = _run(AppTest.from_file(AU_PAGE))
-    at.radio(key="au_source").set_value("Import an OpenFace CSV")
-    _run(at)
-    at.radio(key="au_openface").set_value("Upload a CSV")
-    _run(at)
-    at.file_uploader(key="au_csv").set_value(("fear_au.csv", au_table.normalise(rows).to_csv(index=False).encode(),
-                                              "text/csv"))
-    _run(at)
-    at.selectbox(key="au_apply_model").set_value(BUNDLED)
-    at.button(key="au_apply_button").click()
-    _run(at)
+    at = _applied_to_upload("fear_au.csv", au_table.normalise(rows).to_csv(index=False).encode())
     assert not at.error and "au_apply_download" in recorded_downloads
     assert f"Not scored on the table's labels: {BUNDLED} predicts none of the table's labels (fear)" in _texts(at.caption)
 
@@ -496,17 +491,7 @@ def test_au_model_page_draws_one_video_at_a_time_of_a_folders_table(models_dir):
     rows = au_table.read(ROOT / "data" / "fer2013_val_au.csv.gz").iloc[:12].reset_index(drop=True)
     rows = rows.assign(file=["happy/a.mp4"] * 6 + ["sad/b.mp4"] * 5 + ["happy/still.jpg"], label=None,
                        time_s=[i / 10 for i in range(6)] + [i / 10 for i in range(5)] + [None])
-    at = _run(AppTest.from_file(AU_PAGE))
-    at.radio(key="au_source").set_value("Import an OpenFace CSV")
-    _run(at)
-    at.radio(key="au_openface").set_value("Upload a CSV")
-    _run(at)
-    at.file_uploader(key="au_csv").set_value(("folder_au.csv", au_table.normalise(rows).to_csv(index=False).encode(),
-                                              "text/csv"))
-    _run(at)
-    at.selectbox(key="au_apply_model").set_value(BUNDLED)
-    at.button(key="au_apply_button").click()
-    _run(at)
+    at = _applied_to_upload("folder_au.csv", au_table.normalise(rows).to_csv(index=False).encode())
     def over_time() -> dict:
         (chart,) = [c for c in _charts(at) if c["layout"]["title"]["text"].startswith("Emotion probabilities over time")]
         return chart
@@ -585,6 +570,17 @@ def test_au_model_on_a_fresh_clone_without_images(models_dir, monkeypatch, tmp_p
     assert any("does not exist" in e for e in _texts(at.error))
 
 
+def _extracted_whole(folder) -> AppTest:
+    """The AU model page after extracting every image of ``folder`` with the embedded extractor."""
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value(EXTRACT)
+    _run(at)
+    at.text_input(key="au_folder").set_value(str(folder))
+    at.number_input(key="au_per").set_value(0)
+    at.button(key="au_extract").click()
+    return _run(at, timeout=180)
+
+
 def test_au_model_extraction_counts_a_skipped_folders_images_among_the_folders(models_dir, fer_val, tmp_path):
     """A folder not named after an emotion has a row of its own (with its reason): the summary said
     '2 faces measured in 3 of 2 images', then counted the folder as an image; it is said apart."""
@@ -593,13 +589,7 @@ def test_au_model_extraction_counts_a_skipped_folders_images_among_the_folders(m
     folder = copy_fer_sample(fer_val, tmp_path / "set", per_class=1, classes=("happy", "sad"))
     (folder / "Sad Faces").mkdir()
     shutil.copy(next((folder / "sad").glob("*.jpg")), folder / "Sad Faces" / "x.jpg")
-    at = _run(AppTest.from_file(AU_PAGE))
-    at.radio(key="au_source").set_value(EXTRACT)
-    _run(at)
-    at.text_input(key="au_folder").set_value(str(folder))
-    at.number_input(key="au_per").set_value(0)
-    at.button(key="au_extract").click()
-    _run(at, timeout=180)
+    at = _extracted_whole(folder)
     assert any("2 faces measured in 2 of 2 images" in s for s in _texts(at.success)), _texts(at.success)
     assert any("Sad Faces/: a folder not named after an emotion" in w for w in _texts(at.warning)), _texts(at.warning)
     assert not any("without a measured face" in e.label for e in at.expander)
@@ -643,13 +633,7 @@ def test_au_model_page_extracts_large_face_crops_with_face_crops_on(models_dir, 
     for emotion, name in (("surprise", "PublicTest_13980595.jpg"), ("surprise", "PublicTest_1597600.jpg")):
         (folder / emotion).mkdir(parents=True, exist_ok=True)
         Image.open(fer_val / emotion / name).convert("RGB").resize((320, 320), Image.BICUBIC).save(folder / emotion / name)
-    at = _run(AppTest.from_file(AU_PAGE))
-    at.radio(key="au_source").set_value(EXTRACT)
-    _run(at)
-    at.text_input(key="au_folder").set_value(str(folder))
-    at.number_input(key="au_per").set_value(0)
-    at.button(key="au_extract").click()
-    _run(at, timeout=180)
+    at = _extracted_whole(folder)
     assert any("0 faces measured in 2 of 2 images" in s for s in _texts(at.success)), _texts(at.success)
     hint = ("2 of the images without a face found are square or nearly square pictures of 160 px or more. If they "
             "are face crops, the face filling each, turn on **Face crops** above and run it again.")
