@@ -1039,10 +1039,9 @@ def cmd_import_openface(args) -> int:
 
 def cmd_train_au(args) -> int:
     from . import au_table
-    from .au_table import AU_COLUMNS
     from .emotions import parse_classes
     from .manifest import Metrics
-    from .predictors.au_models import MAX_FIT_ROWS, fit_au_model, held_out_description
+    from .predictors.au_models import MAX_FIT_ROWS, au_columns_from, fit_au_model, held_out_description
     from .predictors.registry import save_and_register
 
     fileio.output_path(args.out)  # a bad --out is said before the fit, not after
@@ -1050,9 +1049,7 @@ def cmd_train_au(args) -> int:
         raise FerError(f"{printable(args.out)}: the AU model file must end with .json")
     kind = {"logreg": "au-logreg", "mlp": "au-mlp", "gam": "au-gam"}[args.kind]
     replacing = _name_free(args.name, kind, args.out, args.replace)
-    columns = _au_columns(args.aus)  # a wrong --aus is said before a large table is read
-    if args.kind == "gam" and columns != AU_COLUMNS:
-        raise FerError("--aus: the GAM uses all AUs; use --kind logreg or mlp for a subset")
+    columns = au_columns_from(args.aus)  # a wrong --aus is said before a large table is read
     _return_freed_memory()
     classes = parse_classes(args.classes)
     max_rows = args.max_rows or MAX_FIT_ROWS
@@ -1080,7 +1077,7 @@ def cmd_train_au(args) -> int:
                            interactions=args.interactions,
                            n_jobs=args.workers or default_workers(), max_rows=max_rows,
                            class_weight=None if args.class_weight == "none" else args.class_weight,
-                           description=au_table.table_name(table), progress=on_fit)
+                           description=au_table.table_name(table), progress=on_fit, columns=columns)
     else:
         model = fit_au_model(table, classes, kind=kind, seed=args.seed, holdout=holdout, max_rows=max_rows,
                              class_weight=None if args.class_weight == "none" else args.class_weight,
@@ -1114,20 +1111,6 @@ def cmd_train_au(args) -> int:
     if args.name:
         print(f"registered as {args.name!r} in {_manifest_shown()} (sha256 {entry.sha256[:12]}…){replacing}")
     return 0
-
-
-def _au_columns(spec: str) -> tuple[str, ...]:
-    """--aus: all, upper, or a comma list of AU codes."""
-    from .au_table import AU_CODES, AU_COLUMNS
-    from .masks import VISIBLE_AUS
-
-    if spec == "all":
-        return AU_COLUMNS
-    codes = VISIBLE_AUS if spec == "upper" else tuple(c.strip().upper().removesuffix("_R") for c in spec.split(","))
-    unknown = [c for c in codes if c not in AU_CODES]
-    if unknown or not codes:
-        raise FerError(f"--aus: unknown AU {', '.join(unknown) or spec!r}; use all, upper or codes like AU01,AU04")
-    return tuple(f"{c}_r" for c in AU_CODES if c in codes)
 
 
 def cmd_mask(args) -> int:

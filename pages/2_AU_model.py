@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from fer_core import au_table, config, i18n
+from fer_core.au_table import AU_CODES, AU_COLUMNS
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError, one_line
 from fer_core.evaluation.metrics import degenerate_model_warning
@@ -62,6 +63,7 @@ STUDY = "The original study's table"
 BACKENDS = ("mediapipe", "openface-docker")
 ENGINES = ("local", "ray")  # offered only when RAY_ADDRESS names a cluster that answers
 KINDS = ("au-logreg", "au-gam", "au-mlp")
+AU_CHOICES = ("all", "upper", "chosen")
 
 
 def source_name(source: str) -> str:
@@ -263,6 +265,9 @@ def show_model(model, key: str) -> None:
         right.plotly_chart(plots.confusion_heatmap(m.confusion, m.labels, title=t("au_model.confusion_title"),
                                                      other=m.other_per_class, no_face=m.no_face_per_class),
                            key=f"{key}_confusion")
+    columns = tuple(getattr(model, "au_columns", AU_COLUMNS))
+    if set(columns) != set(AU_COLUMNS):
+        st.caption(t("au_model.uses_aus", n=len(columns), aus=", ".join(au_table.au_code(c) for c in columns)))
     if model.kind == "au-logreg":
         st.plotly_chart(plots.coefficient_heatmap(model.weights[0], model.classes, model.au_columns,
                                                   title=t("au_model.coef_title")), key=f"{key}_coef")
@@ -291,9 +296,18 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
         balanced = st.checkbox(t("au_model.balanced"), value=False, key=kept_choice("au_balanced"), help=t("au_model.balanced_help"))
         holdout = st.slider(t("au_model.holdout_share"), 0.1, 0.5, 0.25, 0.05, key=kept_choice("au_holdout"))
         seed = st.number_input(t("au_model.seed"), 0, 10_000, 0, key=kept_choice("au_seed"))
+        columns = choose_aus()
+        pairs = None
+        if kind == "au-gam":
+            pairs = st.number_input(t("au_model.pairs"), min_value=0, max_value=max(0, len(columns) * (len(columns) - 1) // 2),
+                                    value=None, step=1, placeholder=t("au_model.pairs_default"),
+                                    key=kept_choice("au_pairs"), help=t("au_model.pairs_help"))
     if st.button(t("au_model.train"), type="primary", key="au_train_button"):
         if len(classes) < 2:
             show_error(t("au_model.two_emotions"))
+            return
+        if not columns:
+            show_error(t("au_model.one_au"))
             return
         bar = st.progress(0.0, text=t("au_model.training"))
         start = time.perf_counter()
@@ -314,7 +328,8 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
                                                                bags=bags, seconds=f"{time.perf_counter() - start:.0f}"))
 
         try:
-            model = fit_model(table, classes, kind, balanced, holdout, int(seed), origin, on_step, on_epoch, on_bag)
+            model = fit_model(table, classes, kind, balanced, holdout, int(seed), origin, on_step, on_epoch, on_bag,
+                              columns=columns, pairs=pairs)
         except FerError as exc:  # an unusable table: the same line the CLI's train-au prints
             bar.empty()
             st.session_state.pop("au_train", None)
@@ -329,7 +344,24 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
         remember_unsaved(AUPredictor(model, name=default_name(model, origin)))
 
 
-def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress, epoch_progress, bag_progress=None):
+def choose_aus() -> tuple[str, ...]:
+    """The AU columns the model may use, as train-au's --aus: all, those a mask leaves visible
+    (a model for masked faces), or the person's own choice."""
+    from fer_core.masks import VISIBLE_AUS
+    from fer_core.predictors.au_models import au_columns_from
+
+    choice = st.radio(t("au_model.aus"), AU_CHOICES, format_func=lambda c: t(f"au_model.aus_{c}"), horizontal=True,
+                      key=kept_choice("au_aus"), help=t("au_model.aus_help", upper=", ".join(VISIBLE_AUS)))
+    if choice != "chosen":
+        return au_columns_from(choice)
+    default_unless_chosen("au_aus_list", AU_CODES, list(VISIBLE_AUS))
+    codes = st.multiselect(t("au_model.aus_list"), AU_CODES, format_func=au_table.au_label, key=kept_choice("au_aus_list"),
+                           placeholder=t("common.choose_options"))
+    return au_columns_from(",".join(codes)) if codes else ()
+
+
+def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress, epoch_progress, bag_progress=None,
+              columns=AU_COLUMNS, pairs=None):
     from fer_core.predictors.au_models import fit_au_model
 
     # in the emotions' own order, whatever order they were picked in: train-au --classes reads them
@@ -341,10 +373,11 @@ def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress, e
         from fer_core.predictors.au_gam import fit_au_gam
 
         return fit_au_gam(table, classes, holdout=holdout, seed=seed, description=origin, progress=progress,
-                          class_weight="balanced" if balanced else None, bag_progress=bag_progress)
+                          class_weight="balanced" if balanced else None, bag_progress=bag_progress, columns=columns,
+                          interactions=None if pairs is None else int(pairs))
     return fit_au_model(table, classes, kind=kind, class_weight="balanced" if balanced else None,
                         holdout=holdout, seed=seed, description=origin, progress=progress,
-                        epoch_progress=epoch_progress)
+                        epoch_progress=epoch_progress, columns=columns)
 
 
 def default_name(model, origin: str) -> str:
@@ -374,7 +407,8 @@ def model_json(model, origin: str) -> bytes:
 def training_settings() -> tuple:
     """The training choices as drawn on this run (emotions, kind, balanced, hold-out, seed): a
     result of other choices says so, rather than read as the current ones'."""
-    return tuple(str(st.session_state.get(k)) for k in ("au_classes", "au_kind", "au_balanced", "au_holdout", "au_seed"))
+    return tuple(str(st.session_state.get(k)) for k in ("au_classes", "au_kind", "au_balanced", "au_holdout", "au_seed",
+                                                         "au_aus", "au_aus_list", "au_pairs"))
 
 
 def table_key(table: pd.DataFrame, origin: str) -> str:

@@ -838,3 +838,32 @@ def test_a_download_does_not_rerun_the_page():
                 if not (isinstance(on_click, ast.Constant) and on_click.value == "ignore"):
                     rerunning.append(f"{path.name}:{node.lineno}")
     assert rerunning == []
+
+
+def test_au_model_page_fits_a_model_on_the_aus_a_mask_leaves_visible(models_dir):
+    """A researcher of masked faces fits a model on the upper face's AUs on the page (train-au
+    --aus had no twin there), or on AUs of their own choosing; a GAM's AU pairs can be set."""
+    at = _run(AppTest.from_file(HOME))
+    at.switch_page("pages/2_AU_model.py")
+    _run(at)
+    assert at.radio(key="au_aus").value == "all" and not [n for n in at.number_input if n.key == "au_pairs"]
+    at.radio(key="au_aus").set_value("chosen")
+    _run(at)
+    assert at.multiselect(key="au_aus_list").value == ["AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU45"]
+    at.multiselect(key="au_aus_list").set_value([])
+    at.button(key="au_train_button").click()
+    _run(at)
+    assert "pick at least one AU" in _texts(at.error) and "au_train" not in at.session_state
+    at.radio(key="au_kind").set_value("au-gam")
+    _run(at)
+    assert at.number_input(key="au_pairs").value is None  # interpret's default unless a number is given
+    at.radio(key="au_kind").set_value("au-logreg")
+    at.radio(key="au_aus").set_value("upper")
+    at.button(key="au_train_button").click()
+    _run(at, timeout=240)
+    model = at.session_state["au_train"]["model"]
+    assert model.au_columns == ("AU01_r", "AU02_r", "AU04_r", "AU05_r", "AU06_r", "AU07_r", "AU45_r")
+    assert "This model reads 7 of the 17 AUs: AU01, AU02, AU04, AU05, AU06, AU07, AU45." in _texts(at.caption)
+    rows = [len(c["data"][0]["y"]) for c in _charts(at) if c["layout"]["title"]["text"].startswith("How each AU weighs")]
+    assert 7 in rows  # the trained model's coefficients (beside the inspected bundled model's 17)
+    assert "--aus upper" in model.info["command"]

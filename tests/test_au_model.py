@@ -500,3 +500,38 @@ def test_a_model_fitted_on_the_page_records_the_train_au_command_that_fits_it_ag
     again = AUModel.load(tmp_path / "again.json")
     assert again.info["settings"]["holdout"] == 0.3 and again.holdout.accuracy == fitted.holdout.accuracy
     np.testing.assert_allclose(again.weights[0], fitted.weights[0], atol=1e-9)
+
+
+@pytest.mark.parametrize("kind, columns, pairs", [
+    ("au-logreg", ("AU01_r", "AU02_r", "AU04_r", "AU05_r", "AU06_r", "AU07_r", "AU45_r"), None),
+    ("au-gam", ("AU01_r", "AU02_r", "AU04_r", "AU06_r"), 1),
+])
+def test_a_model_of_some_aus_records_the_command_that_fits_it_on_those_aus(tmp_path, capsys, kind, columns, pairs):
+    """The AU model page can fit a model on the AUs a mask leaves visible (or the person's own
+    choice), a GAM with a chosen number of AU pairs: the recorded train-au command says --aus and
+    --interactions, and fits the same model again. A GAM of some AUs was refused by train-au."""
+    import shlex
+
+    from fer_core.cli import main
+    from fer_core.predictors.au_gam import AUGam, fit_au_gam
+    from fer_core.predictors.au_models import train_au_command
+
+    table = synthetic_table(20, classes=("angry", "disgust", "happy"))
+    path = tmp_path / "table.csv"
+    table.to_csv(path, index=False)
+    classes = ("angry", "disgust", "happy")
+    if kind == "au-gam":
+        fitted = fit_au_gam(table, classes, seed=1, columns=columns, interactions=pairs, outer_bags=14)
+        assert fitted.au_columns == columns and len(fitted.pairs) == pairs
+    else:
+        fitted = fit_au_model(table, classes, seed=1, columns=columns)
+    command = train_au_command(fitted)
+    assert ("--aus upper" in command) == (kind == "au-logreg")
+    assert ("--interactions 1" in command) == (kind == "au-gam")
+    args = shlex.split(command.replace("TABLE", str(path)).replace("MODEL.json", str(tmp_path / "again.json")))
+    assert main(args[3:]) == 0
+    capsys.readouterr()
+    again = (AUGam if kind == "au-gam" else AUModel).load(tmp_path / "again.json")
+    assert again.au_columns == columns and again.holdout.accuracy == fitted.holdout.accuracy
+    X = table[list(columns)].to_numpy(float)[:5]
+    np.testing.assert_allclose(again.predict_proba(X), fitted.predict_proba(X), atol=1e-9)

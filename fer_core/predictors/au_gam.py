@@ -246,7 +246,7 @@ def check_interactions(value: Any) -> int | float | None:
 
 
 def _make_ebm(seed: int, interactions: float | int | None, outer_bags: int, n_jobs: int,
-              bag_progress: Progress | None = None):
+              bag_progress: Progress | None = None, columns: Sequence[str] = AU_COLUMNS):
     try:
         from interpret.glassbox import ExplainableBoostingClassifier
     except ImportError:
@@ -255,7 +255,7 @@ def _make_ebm(seed: int, interactions: float | int | None, outer_bags: int, n_jo
     if bag_progress is not None and n_jobs == 1:  # in this process only: loky workers report nowhere
         settings["callback"] = _bag_callback(bag_progress, outer_bags)
     return ExplainableBoostingClassifier(outer_bags=outer_bags, random_state=seed, n_jobs=n_jobs,
-                                         feature_names=[c.split("_")[0] for c in AU_COLUMNS], **settings)
+                                         feature_names=[c.split("_")[0] for c in columns], **settings)
 
 
 def _bag_callback(bag_progress: Progress, bags: int):
@@ -316,20 +316,23 @@ def video_bags(y: np.ndarray, groups: np.ndarray | None, outer_bags: int, seed: 
 def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdout: float = 0.25, seed: int = 0,
                interactions: float | int | None = None, outer_bags: int = 14, n_jobs: int = 1, description: str = "",
                progress: Progress | None = None, max_rows: int = MAX_FIT_ROWS,
-               class_weight: str | None = None, bag_progress: Progress | None = None) -> AUGam:
+               class_weight: str | None = None, bag_progress: Progress | None = None,
+               columns: Sequence[str] = AU_COLUMNS) -> AUGam:
     """Fit on a stratified (1 - holdout) share, report on the held-out rest, refit on all rows
     (at most ``max_rows`` per fit, as ``fit_au_model``; unusable tables raise one line the same way).
 
     ``interactions`` (None: interpret's default, up to three AU pairs per AU, chosen by the learner)
     and ``outer_bags`` (14 bagged fits averaged) are interpret's defaults, not tuned here.
     ``class_weight="balanced"`` weights each face by the inverse of its emotion's frequency.
-    ``bag_progress(bag, bags)``: each bag as it starts (a fit can take minutes), when ``n_jobs`` is 1."""
+    ``bag_progress(bag, bags)``: each bag as it starts (a fit can take minutes), when ``n_jobs`` is 1.
+    ``columns``: the AUs it may use (e.g. only those a mask leaves visible), as ``fit_au_model``."""
     import warnings
 
     interactions = check_interactions(interactions)
     classes = tuple(classes)
+    columns = tuple(columns)
     name = description or au_table.table_name(table)
-    ts = au_table.training_set(table, classes, name=name, min_per_class=au_table.MIN_FACES_PER_CLASS)
+    ts = au_table.training_set(table, classes, columns, name=name, min_per_class=au_table.MIN_FACES_PER_CLASS)
     plan = plan_fit(ts, holdout, seed, max_rows)
     if progress:
         progress(0, 2)
@@ -337,8 +340,8 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
         warnings.simplefilter("ignore", UserWarning)
         y_fit = ts.y[plan.fit]
         held_out_bags = video_bags(y_fit, plan.groups_of(plan.fit), outer_bags, seed)
-        held_out = AUGam.from_ebm(_make_ebm(seed, interactions, outer_bags, n_jobs, bag_progress).fit(
-            ts.X(plan.fit), y_fit, **balanced_weights(y_fit, class_weight), bags=held_out_bags), classes)
+        held_out = AUGam.from_ebm(_make_ebm(seed, interactions, outer_bags, n_jobs, bag_progress, columns).fit(
+            ts.X(plan.fit), y_fit, **balanced_weights(y_fit, class_weight), bags=held_out_bags), classes, columns)
         predicted = predict_rows(lambda X: held_out.predict_proba(X).argmax(axis=1), ts, plan.test)
         report = report_from_codes(ts.y[plan.test], predicted, classes)
         plan.score_videos(held_out.predict_proba, ts, classes)
@@ -346,7 +349,7 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
             progress(1, 2)
         y_final = ts.y[plan.final]
         bags = video_bags(y_final, plan.groups_of(plan.final), outer_bags, seed)
-        final = _make_ebm(seed, interactions, outer_bags, n_jobs, bag_progress).fit(
+        final = _make_ebm(seed, interactions, outer_bags, n_jobs, bag_progress, columns).fit(
             ts.X(plan.final), y_final, **balanced_weights(y_final, class_weight), bags=bags)
     if progress:
         progress(2, 2)
@@ -361,7 +364,7 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
         "metrics": {"holdout": {k: held[k] for k in ("n", "accuracy", "accuracy_ci95", "macro_f1", "per_class",
                                                       "labels", "confusion")}},
     }
-    return AUGam.from_ebm(final, classes, info=info)
+    return AUGam.from_ebm(final, classes, columns, info=info)
 
 
 # -- registry -------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import au_table, fileio
-from ..au_table import AU_COLUMNS, au_code, au_label
+from ..au_table import AU_CODES, AU_COLUMNS, au_code, au_label
 from ..emotions import SEVEN_EMOTIONS, SIX_EMOTIONS, normalize_emotion
 from ..errors import AUTableError, FerError, ModelFileError, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report, report_from_codes
@@ -461,11 +461,43 @@ def explanation_from(classes: Sequence[str], au_columns: Sequence[str], x: np.nd
 
 def train_au_command(model) -> str:
     """The ``train-au`` command that fits ``model``'s kind with its settings (emotions, class
-    weights, hold-out, seed) on its table (TABLE): a model fitted on the dashboard records it."""
+    weights, hold-out, seed, the AUs it may use, a GAM's pairs) on its table (TABLE): a model
+    fitted on the dashboard records it."""
     settings = model.info.get("settings", {})
-    return (f"python -m fer_core train-au TABLE --out MODEL.json --kind {model.kind.removeprefix('au-')} --classes "
-            f"{','.join(model.classes)} --class-weight {'balanced' if settings.get('class_weight') == 'balanced' else 'none'} "
-            f"--holdout {settings.get('holdout', 0.25):g} --seed {settings.get('seed', 0)}")
+    command = (f"python -m fer_core train-au TABLE --out MODEL.json --kind {model.kind.removeprefix('au-')} --classes "
+               f"{','.join(model.classes)} --class-weight "
+               f"{'balanced' if settings.get('class_weight') == 'balanced' else 'none'} "
+               f"--holdout {settings.get('holdout', 0.25):g} --seed {settings.get('seed', 0)}")
+    if tuple(model.au_columns) != AU_COLUMNS:
+        command += f" --aus {aus_option(model.au_columns)}"
+    if isinstance(pairs := settings.get("interactions"), (int, float)) and not isinstance(pairs, bool):
+        command += f" --interactions {pairs:g}"
+    return command
+
+
+def aus_option(columns: Sequence[str]) -> str:
+    """What ``--aus`` says for these AU columns (``au_columns_from`` reads it back): all, upper
+    (those a mask leaves visible) or a comma list."""
+    from ..masks import VISIBLE_AUS
+
+    codes = tuple(au_code(c) for c in columns)
+    if set(codes) == set(AU_CODES):
+        return "all"
+    return "upper" if set(codes) == set(VISIBLE_AUS) else ",".join(codes)
+
+
+def au_columns_from(spec: str) -> tuple[str, ...]:
+    """The AU columns ``--aus`` names: all, upper (those a mask leaves visible), or a comma list of
+    AU codes (AU01,AU04), in the table's order whatever order they are given in."""
+    from ..masks import VISIBLE_AUS
+
+    if spec == "all":
+        return AU_COLUMNS
+    codes = VISIBLE_AUS if spec == "upper" else tuple(c.strip().upper().removesuffix("_R") for c in spec.split(","))
+    unknown = [c for c in codes if c not in AU_CODES]
+    if unknown or not codes:
+        raise FerError(f"--aus: unknown AU {', '.join(unknown) or spec!r}; use all, upper or codes like AU01,AU04")
+    return tuple(f"{c}_r" for c in AU_CODES if c in codes)
 
 
 def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> EvaluationReport:
