@@ -276,10 +276,24 @@ def show_model(model, key: str) -> None:
         st.plotly_chart(plots.gam_shape_functions(model, title=t("au_model.gam_title")), key=f"{key}_shapes")
         pairs = ", ".join(f"{a.split('_')[0]} × {b.split('_')[0]}" for a, b in model.pairs)
         st.caption(t("au_model.gam_caption_pairs", pairs=pairs) if pairs else t("au_model.gam_caption"))
+        if model.pairs:
+            show_gam_pair(model, key)
     else:
         st.info(t("au_model.mlp_info"))
     if "mediapipe" in ((getattr(model, "info", None) or {}).get("data") or {}).get("source", ()):
         st.caption(embedded_au_caveat())
+
+
+def show_gam_pair(model, key: str) -> None:
+    """One of a GAM's pairwise terms for one emotion, as a surface over the two AUs' intensities:
+    the part of its explanation the shape functions do not draw."""
+    c1, c2 = st.columns(2)
+    pair = c1.selectbox(t("au_model.pair_choice"), model.pairs, key=f"{key}_gam_pair",
+                        format_func=lambda p: f"{au_table.au_label(p[0])} × {au_table.au_label(p[1])}")
+    emotion = c2.selectbox(t("au_model.pair_emotion"), model.classes, format_func=emotion_label,
+                           key=f"{key}_gam_pair_emotion")
+    st.plotly_chart(plots.gam_pair_surface(model, *pair, emotion), key=f"{key}_pair_surface")
+    st.caption(t("au_model.pair_caption"))
 
 
 def train_section(table: pd.DataFrame, origin: str) -> None:

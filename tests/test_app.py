@@ -17,6 +17,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from fer_core import config
+from fer_core.au_table import au_label
 from fer_core.manifest import ModelEntry, read_manifest, register, write_manifest
 
 ROOT = config.REPO_ROOT
@@ -867,3 +868,29 @@ def test_au_model_page_fits_a_model_on_the_aus_a_mask_leaves_visible(models_dir)
     rows = [len(c["data"][0]["y"]) for c in _charts(at) if c["layout"]["title"]["text"].startswith("How each AU weighs")]
     assert 7 in rows  # the trained model's coefficients (beside the inspected bundled model's 17)
     assert "--aus upper" in model.info["command"]
+
+
+def test_au_model_page_draws_a_gams_pairwise_terms(models_dir):
+    """A GAM's pairs were only named under its shape functions; the page draws each one chosen,
+    for the emotion chosen, as a surface over the two AUs' intensities."""
+    pytest.importorskip("interpret", reason="interpret-core is not installed")
+    from test_au_model import synthetic_table
+
+    from fer_core.predictors.au_gam import fit_au_gam
+    from fer_core.predictors.registry import save_and_register
+
+    gam = fit_au_gam(synthetic_table(30), interactions=2, outer_bags=2)
+    save_and_register(gam, name="au-gam-pairs", kind="au-gam", classes=gam.classes, metrics=None, command="test",
+                      models_dir=models_dir)
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.selectbox(key="au_inspect").set_value("au-gam-pairs")
+    _run(at)
+    pairs = at.selectbox(key="saved_au-gam-pairs_gam_pair")
+    assert pairs.options == [f"{au_label(a)} × {au_label(b)}" for a, b in gam.pairs]
+    at.selectbox(key="saved_au-gam-pairs_gam_pair_emotion").set_value("sad")
+    pairs.set_value(gam.pairs[1])
+    _run(at)
+    first, second = (au_label(c).split()[0] for c in gam.pairs[1])
+    surface = next(c for c in _charts(at) if c["layout"]["title"]["text"].startswith(f"{first} × {second} together"))
+    assert surface["data"][0]["type"] == "heatmap" and "for sad:" in surface["layout"]["title"]["text"]
+    assert not at.exception

@@ -142,3 +142,26 @@ def test_a_whole_number_of_interactions_written_as_a_float_is_a_count():
 
     assert check_interactions(2.0) == 2 and isinstance(check_interactions(2.0), int)
     assert check_interactions(0.25) == 0.25 and check_interactions(None) is None
+
+
+def test_the_pair_surface_drawn_is_what_the_pair_adds_to_a_face(gam):
+    """The AU model page draws each of a GAM's pairwise terms (it only named them): the cell a
+    face's two AUs fall in holds what that term adds to its score, centred over emotions as the
+    shape functions are, whichever order the pair is asked in."""
+    from fer_core.figures.plots import gam_pair_surface
+
+    first, second = gam.pairs[0]
+    i, j = AU_COLUMNS.index(first), AU_COLUMNS.index(second)
+    term = next(t for t in gam.terms if set(t.features) == {i, j})
+    rng = np.random.default_rng(4)
+    for emotion in gam.classes[:3]:
+        for a, b in rng.random((5, 2)) * 5:
+            for shown_first, shown_second, y_value, x_value in ((first, second, a, b), (second, first, b, a)):
+                heat = gam_pair_surface(gam, shown_first, shown_second, emotion).data[0]
+                row = np.searchsorted(heat.y, y_value, side="right") - 1
+                col = np.searchsorted(heat.x, x_value, side="right") - 1
+                x = np.full((1, len(AU_COLUMNS)), np.nan)
+                x[0, i], x[0, j] = a, b
+                added = term.lookup(x)[0]
+                k = gam.classes.index(emotion)
+                assert heat.z[row][col] == pytest.approx(added[k] - added.mean(), abs=1e-9)

@@ -456,6 +456,29 @@ def gam_shape_functions(gam, columns: int = 4, title: str | None = None) -> go.F
     return _layout(fig, title or t("figures.gam_title"), height=190 * rows + 80, top=70)
 
 
+def gam_pair_surface(gam, first: str, second: str, emotion: str, title: str | None = None) -> go.Figure:
+    """One of the GAM's pairwise terms for one emotion: what the two AUs' intensities together add
+    to its score beyond their own curves (centred over emotions as the curves are; red favours it)."""
+    cuts_1, cuts_2, scores = gam.pair_surface(first, second)
+    centred = scores - scores.mean(axis=2, keepdims=True)
+    z = centred[:, :, list(gam.classes).index(emotion)]
+    bound = float(np.abs(centred).max()) or 1.0
+
+    def edges(cuts: np.ndarray) -> np.ndarray:
+        return np.concatenate([[0.0], np.clip(cuts, 0, 5), [5.0]])
+
+    fig = go.Figure(go.Heatmap(
+        z=z, x=edges(cuts_2), y=edges(cuts_1), zmid=0, zmin=-bound, zmax=bound, colorscale="RdBu_r",
+        colorbar=dict(title=t("figures.score")),
+        hovertemplate=(f"{au_code(first)} %{{y:.2f}}, {au_code(second)} %{{x:.2f}}: {emotion_label(emotion)} "
+                       "%{z:+.2f}<extra></extra>"),
+    ))
+    fig.update_xaxes(title=au_label(second), range=[0, 5])
+    fig.update_yaxes(title=au_label(first), range=[0, 5])
+    return _layout(fig, title or t("figures.gam_pair_title", first=au_code(first), second=au_code(second),
+                                   emotion=emotion_label(emotion)), height=420)
+
+
 # -- a video over time -------------------------------------------------------------------------
 # Each line's points get a shape of their own, so a line is found in the legend without telling
 # its colour from the others' (seven emotions or many AUs, with a colour-vision deficiency).

@@ -164,6 +164,18 @@ class AUGam(AURowsModel):
             return np.array([]), np.zeros((0, len(self.classes)))
         return term.cuts[0], term.scores[1:-1]
 
+    def pair_surface(self, first: str, second: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pairwise term of two AU columns: (first's bin cuts, second's, (bins_1, bins_2, k)
+        scores), for drawing it; what it adds to the two AUs' own curves."""
+        features = (self.au_columns.index(first), self.au_columns.index(second))
+        term = next((t for t in self.terms if t.features in (features, features[::-1])), None)
+        if term is None:
+            raise ValueError(f"no pairwise term of {first} and {second}")
+        scores = term.scores[1:-1, 1:-1]
+        if term.features != features:
+            return term.cuts[1], term.cuts[0], scores.transpose(1, 0, 2)
+        return term.cuts[0], term.cuts[1], scores
+
     @property
     def pairs(self) -> list[tuple[str, str]]:
         return [tuple(self.au_columns[f] for f in t.features) for t in self.terms if len(t.features) == 2]
