@@ -180,6 +180,9 @@ def _placeholder(name: str, value: str) -> str:
     ``json_types``) as a whole, anything else through :func:`reason`."""
     if name == "json_type":
         return catalogue(current_language()).get(f"json_types.{value}", value)
+    if name == "labelled" and value.startswith(" labelled "):  # " labelled angry, happy": the emotions asked for
+        emotions = [emotion_label(e.strip()) for e in value.removeprefix(" labelled ").split(",")]
+        return t("table_rows.labelled_as", emotions=", ".join(emotions))
     return reason(value)
 
 

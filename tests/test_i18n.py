@@ -133,6 +133,9 @@ def test_page_problems_of_tables_folders_and_names_read_in_korean():
             "/d/train: fear의 학습 이미지가 없습니다",
         "t.csv: no usable rows (it has no rows); use a table of measured faces with AU values from 0 to 5":
             "t.csv: 쓸 수 있는 행이 없습니다 (행이 하나도 없습니다)",
+        # the emotions asked for stood in English in the Korean line
+        "t.csv: no usable rows labelled angry, happy (it has no rows); training needs labels: add a label (or emotion) "
+        "column naming each row's emotion": "t.csv: 화남, 행복 레이블의 행 중 쓸 수 있는 행이 없습니다 (행이 하나도 없습니다)",
     }
     with i18n.using_language("ko"):
         for english, korean in lines.items():
