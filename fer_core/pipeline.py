@@ -8,10 +8,12 @@ whole; in larger images the largest face is cropped with a margin, as FER2013's 
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,13 +102,35 @@ def analyze_image(image, model: Predictor | None = None, analyzer=None, top: int
     from .measure.extract import measure_faces, measure_image
 
     if isinstance(model, str):
-        from .predictors.registry import load_predictor
-
-        model = load_predictor(model)
+        model = model_named(model)
     rgb = load_image(image)
     measured = (measure_image(rgb, crop=crop) if analyzer is None
                 else measure_faces(analyzer, rgb, keep_landmarks=True, crop=crop))
     return faces_from_measurements(rgb, measured, model, top)
+
+
+def model_named(ref: str) -> Predictor:
+    """A registered model's name (or a model file) loaded once and kept, while the manifest and the
+    file named are unchanged: a script's loop over images with ``analyze_image(img, "cnn-fer2013")``
+    reloaded the network for every image."""
+    from .manifest import manifest_path
+
+    def stamp(path: Path) -> tuple[int, int] | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    manifest = manifest_path()
+    return _loaded(ref, str(manifest.parent), stamp(manifest), stamp(Path(ref)))
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(ref: str, models_dir: str, manifest_stamp, file_stamp) -> Predictor:
+    from .predictors.registry import load_predictor
+
+    return load_predictor(ref, Path(models_dir))
 
 
 def faces_from_measurements(rgb: np.ndarray, measured, model: Predictor | None = None, top: int = 3,

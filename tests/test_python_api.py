@@ -57,3 +57,25 @@ def test_fitting_and_saving_mistakes_are_one_line_and_metrics_may_be_a_dict(mode
     saved = next(e for e in read_manifest() if e.name == "mine3").metrics
     assert saved.accuracy == pytest.approx(model.holdout.accuracy) and saved.evaluated_on
     assert repr(fer_core.load_predictor("mine")).startswith("<AUPredictor 'mine': au-logreg, angry, disgust")
+
+
+def test_a_model_given_by_name_is_loaded_once_while_the_manifest_is_unchanged(models_dir, astronaut, monkeypatch):
+    """A notebook's loop ``for img in images: analyze_image(img, "cnn-fer2013")`` loaded the network
+    again for every image (seconds each). The model is kept until the manifest changes."""
+    import os
+
+    from fer_core import pipeline
+    from fer_core.predictors import registry
+
+    loads = []
+    real = registry.load_predictor
+    monkeypatch.setattr(registry, "load_predictor", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    pipeline._loaded.cache_clear()
+    first = pipeline.model_named("au-logreg-fer2013")
+    for _ in range(3):
+        fer_core.analyze_image(astronaut, "au-logreg-fer2013")
+    assert loads == ["au-logreg-fer2013"] and pipeline.model_named("au-logreg-fer2013") is first
+    manifest = models_dir / "manifest.json"
+    stat = manifest.stat()
+    os.utime(manifest, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a model saved or replaced since
+    assert pipeline.model_named("au-logreg-fer2013") is not first and len(loads) == 2
