@@ -1309,13 +1309,7 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
 
 def cmd_evaluate(args) -> int:
     from . import au_table
-    from .evaluation.compare import (
-        evaluate_au_table,
-        evaluate_images,
-        evaluate_videos,
-        training_table_note,
-        video_frames_note,
-    )
+    from .evaluation.compare import evaluate_images, score_au_table
     from .images import scan_images
     from .measure.extract import default_workers
     from .predictors.base import model_of_kind
@@ -1335,21 +1329,11 @@ def cmd_evaluate(args) -> int:
             raise FerError(f"{args.model}: {model_of_kind(predictor.kind)} scores images, not an AU table; "
                            "use --images with a folder of labelled images")
         table = _read_au_table(args.au_table)
-        report = evaluate_au_table(predictor, table)
-        if predictor.inputs == "aus":
-            from .pipeline import masked_note, unknown_aus
-
-            note = masked_note(unknown_aus(au_table.first_faces(table), predictor))
-            if note:
-                print(f"note: {note}", file=sys.stderr)
-            notes = [n for n in (training_table_note(predictor, table), video_frames_note(table)) if n]
-            for n in notes:
-                print(f"note: {n}", file=sys.stderr)
-            if notes:
-                extra["note"] = "; ".join(notes)
-        per_video = evaluate_videos(predictor, table)
-        if per_video is not None:
-            extra["per_video"] = per_video.to_dict()
+        scores = score_au_table(predictor, table)
+        report = scores.report
+        for note in filter(None, [scores.masked, *scores.notes]):
+            print(f"note: {note}", file=sys.stderr)
+        extra = {k: v for k, v in scores.to_dict().items() if k in ("note", "per_video")}
         for reason, n in report.left_out.items():
             why = {au_table.NOT_FIRST_FACE: "later faces of an image (its first face is scored)"}.get(reason, reason)
             print(f"{printable(args.au_table)}: left out {_counted(n, 'row')}: {why}", file=sys.stderr)

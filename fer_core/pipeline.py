@@ -331,8 +331,6 @@ def photo_rows(photo: dict) -> pd.DataFrame:
 
 # -- an AU table, however long ------------------------------------------------------------------
 TABLE_KEYS = ("file", "face", "time_s", "label")  # what says which face a row is, where the table has it
-MASKED_NOTE = ("{n} faces lack AUs this model uses ({aus}: hidden by a mask, or unmeasured); it reads them as "
-               "uninformative. An upper-face model (au-logreg-upper-fer2013) uses only what a mask leaves visible")
 
 
 def unknown_aus(table: pd.DataFrame, predictor: Predictor) -> pd.Series:
@@ -345,12 +343,15 @@ def unknown_aus(table: pd.DataFrame, predictor: Predictor) -> pd.Series:
 
 
 def masked_note(unknown: pd.Series) -> str | None:
-    """One line for the faces that lacked AUs the model uses (``unknown_aus``), or None."""
+    """One line for the faces that lacked AUs the model uses (``unknown_aus``), or None; in the
+    current language (English in the CLI)."""
+    from .i18n import t
+
     lacking = unknown[unknown != ""]
     if lacking.empty:
         return None
     aus = sorted({au for row in lacking for au in row.split()})
-    return MASKED_NOTE.format(n=f"{len(lacking):,}", aus=", ".join(aus))
+    return t("notes.masked", n=f"{len(lacking):,}", aus=", ".join(aus))
 
 
 def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = True, top: int = 3,

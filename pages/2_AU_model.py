@@ -576,28 +576,37 @@ def apply_section(table: pd.DataFrame, origin: str) -> None:
 
 
 def scored_on(table: pd.DataFrame, predictor):
-    """The model scored on the table's labels, as ``evaluate --au-table`` scores it; None for a
-    table without labels (a video's, an unlabelled folder's), a FerError where none can be scored."""
-    from fer_core.evaluation.compare import evaluate_au_table
+    """The model scored on the table's labels (``TableScores``), as ``evaluate --au-table`` scores
+    it; None for a table without labels (a video's, an unlabelled folder's), a FerError where none
+    can be scored."""
+    from fer_core.evaluation.compare import score_au_table
 
     labels = au_table.labels_of(table).dropna()
     if labels.empty:
         return None
     if not labels.isin(predictor.classes).any():
         raise FerError(f"{predictor.name} predicts none of the table's labels ({', '.join(sorted(set(labels)))})")
-    return evaluate_au_table(predictor, table)
+    return score_au_table(predictor, table)
 
 
-def show_scores(report, name: str, stem: str) -> None:
-    """The scores of a model on a labelled table: accuracy, per emotion, confusion, as files too."""
+def show_scores(scores, name: str, stem: str) -> None:
+    """The scores of a model on a labelled table: accuracy, per emotion, confusion, each video
+    scored once and the notes that qualify them (as ``evaluate --au-table``), as files too."""
     from fer_core.figures.compare import report_frames
 
+    report = scores.report
     st.subheader(t("au_model.applied_scores", model=name))
+    for note in filter(None, [scores.masked, *scores.notes]):
+        st.info(note, icon=":material/info:")
     metric_row(report, {t("au_model.applied_scored_faces"): f"{report.n:,}"}, label=t("au_model.applied_accuracy"))
-    show_evaluation(report, "au_applied_eval")
+    if scores.per_video is not None:
+        metric_row(scores.per_video, {t("au_model.applied_videos"): f"{scores.per_video.n:,}"},
+                   label=t("au_model.applied_video_accuracy"))
+        st.caption(t("au_model.applied_video_caption"))
+    show_evaluation(report, "au_applied_eval", advice=False)
     per_emotion, confusion = report_frames(report)
     c1, c2, c3 = st.columns(3)
-    c1.download_button(t("au_model.download_scores"), json.dumps(report.to_dict(), indent=1).encode(),
+    c1.download_button(t("au_model.download_scores"), json.dumps(scores.to_dict(), indent=1).encode(),
                        file_name=f"{stem}_scores.json", mime="application/json", key="au_applied_scores",
                        icon=":material/download:", on_click="ignore")
     c2.download_button(t("au_model.download_per_emotion"), csv_bytes(per_emotion), file_name=f"{stem}_per_emotion.csv",

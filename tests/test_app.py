@@ -10,13 +10,14 @@ import sys
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pytest
 from apptest_helpers import charts, plotly_values, run_app, texts
 from conftest import BUNDLED_AU_MODEL, copy_fer_sample
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from fer_core import config
+from fer_core import config, i18n
 from fer_core.au_table import au_label
 from fer_core.manifest import ModelEntry, read_manifest, register, write_manifest
 
@@ -894,3 +895,43 @@ def test_au_model_page_draws_a_gams_pairwise_terms(models_dir):
     surface = next(c for c in _charts(at) if c["layout"]["title"]["text"].startswith(f"{first} × {second} together"))
     assert surface["data"][0]["type"] == "heatmap" and "for sad:" in surface["layout"]["title"]["text"]
     assert not at.exception
+
+
+def test_au_model_page_scores_a_table_of_videos_once_per_video_as_evaluate_does(models_dir, recorded_downloads,
+                                                                                 tmp_path, capsys):
+    """A labelled table of video frames was scored on the page frame by frame: an interval far too
+    narrow, no per-video score, and "train longer" said of a saved model (a reviewer's). The page
+    now says what evaluate --au-table says: the near-copies note and each video scored once."""
+    import json
+
+    from fer_core import au_table
+    from fer_core.cli import main
+
+    rows = au_table.read(ROOT / "data" / "fer2013_val_au.csv.gz")
+    frames = []
+    for emotion, clips in (("happy", 3), ("sad", 2), ("surprise", 2)):
+        faces = rows[rows["label"] == emotion].iloc[:clips * 6]
+        for clip in range(clips):
+            part = faces.iloc[clip * 6:(clip + 1) * 6].copy()
+            part["file"] = f"{emotion}/clip{clip}.mp4"
+            part["time_s"] = [0.5 * i for i in range(len(part))]
+            frames.append(part)
+    table = au_table.normalise(pd.concat(frames, ignore_index=True))
+    path = tmp_path / "clips_au.csv"
+    au_table.write(table, path)
+    assert main(["evaluate", "--model", BUNDLED, "--au-table", str(path), "--json"]) == 0
+    said = capsys.readouterr()
+    cli = json.loads(said.out)
+    assert cli["per_video"]["n"] == 7 and "frames of 7 videos" in cli["note"]
+    at = _applied_to_upload("clips_au.csv", path.read_bytes())
+    assert not at.error
+    page = json.loads(recorded_downloads["au_applied_scores"][2])
+    assert page["per_video"] == cli["per_video"] and page["note"] == cli["note"]
+    assert cli["note"] in _texts(at.info)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Accuracy per video"] == f"{cli['per_video']['accuracy']:.1%}" and metrics["Videos scored"] == "7"
+    assert not any("Train longer" in w for w in _texts(at.warning))  # a saved model is scored, not trained here
+    with i18n.using_language("ko"):  # the note is read in the page's language
+        from fer_core.evaluation.compare import video_frames_note
+
+        assert video_frames_note(table).startswith("점수를 매긴 행 중 42개는 동영상 7개의 프레임입니다")

@@ -151,9 +151,10 @@ def show_crops_hint(n: int) -> None:
         st.info(t("common.no_face_crops_hint", n=f"{n:,}", side=SMALL_IMAGE_SIDE), icon=":material/crop_free:")
 
 
-def show_evaluation(ev, key: str, warn: bool = True) -> None:
+def show_evaluation(ev, key: str, warn: bool = True, advice: bool = True) -> None:
     """Per-emotion accuracy bars and the confusion matrix of an evaluation (and, with ``warn``,
-    a warning when the model has not learned to tell the emotions apart)."""
+    a warning when the model has not learned to tell the emotions apart; ``advice``: with how to
+    train a better one)."""
     from fer_core.evaluation.metrics import degenerate_model_warning
     from fer_core.figures import plots
 
@@ -163,7 +164,7 @@ def show_evaluation(ev, key: str, warn: bool = True) -> None:
     right.plotly_chart(plots.confusion_heatmap(ev.confusion, ev.labels, title=t("cnn.confusion_title"),
                                                other=ev.other_per_class, no_face=ev.no_face_per_class),
                        key=f"{key}_confusion")
-    warning = degenerate_model_warning(ev) if warn else None
+    warning = degenerate_model_warning(ev, advice=advice) if warn else None
     if warning:
         st.warning(warning)
 

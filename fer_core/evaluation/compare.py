@@ -336,10 +336,9 @@ def training_table_note(predictor: Predictor, table: pd.DataFrame) -> str | None
         return None
     held = (info.get("metrics") or {}).get("holdout") or {}
     named = f" ({data['description']})" if data.get("description") else ""
-    score = (f"; its held-out score was {held['accuracy']:.3f} on {held['n']:,} faces"
+    score = (t("notes.training_table_score", accuracy=f"{held['accuracy']:.3f}", n=f"{held['n']:,}")
              if isinstance(held.get("accuracy"), float) and isinstance(held.get("n"), int) else "")
-    return (f"{au_table.table_name(table)} has as many faces of each emotion as {predictor.name} was fitted on"
-            f"{named}: if it is that table, this scores the faces the model learned from, not a test{score}")
+    return t("notes.training_table", table=au_table.table_name(table), model=predictor.name, named=named, score=score)
 
 
 def video_frames_note(table: pd.DataFrame) -> str | None:
@@ -355,9 +354,36 @@ def video_frames_note(table: pd.DataFrame) -> str | None:
     videos = names.nunique()
     if not videos or len(names) <= videos:
         return None
-    return (f"{len(names):,} of the rows scored are frames of {videos:,} video{'' if videos == 1 else 's'}: "
-            "a video's frames are near copies, not independent faces, so the accuracy weighs each video by its "
-            "length and its 95% interval is narrower than the evidence; the per-video score counts each video once")
+    return t("notes.video_frames_one" if videos == 1 else "notes.video_frames", n=f"{len(names):,}", videos=f"{videos:,}")
+
+
+@dataclass
+class TableScores:
+    """An AU model scored on a labelled AU table, as ``evaluate --au-table`` and the AU model page
+    score it: the report (a face per row), each video scored once (None without videos), and the
+    notes that qualify them (masked faces, the model's own training table, frames of few videos),
+    in the current language."""
+
+    report: EvaluationReport
+    per_video: EvaluationReport | None
+    masked: str | None
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        """``evaluate --au-table --json``'s object: the report, ``per_video`` and ``note``."""
+        return {**self.report.to_dict(), **({"note": "; ".join(self.notes)} if self.notes else {}),
+                **({"per_video": self.per_video.to_dict()} if self.per_video is not None else {})}
+
+
+def score_au_table(predictor: Predictor, table: pd.DataFrame) -> TableScores:
+    """``evaluate_au_table`` with each video scored once and the notes a reader needs beside it."""
+    from .. import au_table
+    from ..pipeline import masked_note, unknown_aus
+
+    report = evaluate_au_table(predictor, table)
+    notes = [n for n in (training_table_note(predictor, table), video_frames_note(table)) if n]
+    return TableScores(report, evaluate_videos(predictor, table),
+                       masked_note(unknown_aus(au_table.first_faces(table), predictor)), notes)
 
 
 def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationReport:

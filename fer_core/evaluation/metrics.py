@@ -100,12 +100,13 @@ class EvaluationReport:
 COLLAPSE_SHARE = 0.8  # one emotion given to this share of the images: a model that has not learned
 
 
-def degenerate_model_warning(report: EvaluationReport, share: float = COLLAPSE_SHARE) -> str | None:
+def degenerate_model_warning(report: EvaluationReport, share: float = COLLAPSE_SHARE, advice: bool = True) -> str | None:
     """One line, in the reader's language, when the scores say the model has not learned to tell
     the emotions apart: it gives one emotion to at least ``share`` of the images it judged, or its
     accuracy is no better than guessing (1/k for the k emotions the test images show). A training
     page shows it next to the save button, so such a model is not kept without a word; None when
-    the model looks healthy (or there is nothing to judge)."""
+    the model looks healthy (or there is nothing to judge). ``advice``: end with how to train a
+    better one (not where a saved model is only scored)."""
     from ..i18n import emotion_label, t
 
     present = sum(1 for s in report.per_class.values() if s.n > 0) or len(report.labels)
@@ -121,7 +122,7 @@ def degenerate_model_warning(report: EvaluationReport, share: float = COLLAPSE_S
     if round(report.accuracy, 4) <= round(chance, 4):  # reports keep 4 decimals: 1/6 is 0.1667
         parts.append(t("model_check.below_chance", accuracy=f"{report.accuracy:.1%}", chance=f"{chance:.1%}",
                        k=present))
-    return " ".join(parts + [t("model_check.advice")]) if parts else None
+    return " ".join(parts + ([t("model_check.advice")] if advice else [])) if parts else None
 
 
 def evaluation_report(y_true: Sequence[str], y_pred: Sequence[str | None], classes: Sequence[str],
