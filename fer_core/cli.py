@@ -425,7 +425,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: logreg)")
     s.add_argument("--interactions", type=_interactions, default=None,
                    help="gam: AU pairs it may use, a count or a share of the number of AUs "
-                        "(default: interpret's, up to three per AU)")
+                        "(default: interpret's, three times as many pairs as AUs, all pairs for 7 AUs or fewer)")
     s.add_argument("--workers", type=_positive_int, default=None, help="gam: processes (default: up to 2)")
     s.add_argument("--classes", default="six", help=CLASSES_HELP)
     s.add_argument("--class-weight", choices=("none", "balanced"), default="none",

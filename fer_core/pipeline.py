@@ -8,8 +8,9 @@ whole; in larger images the largest face is cropped with a margin, as FER2013's 
 
 from __future__ import annotations
 
-import functools
+import glob
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -110,27 +111,51 @@ def analyze_image(image, model: Predictor | None = None, analyzer=None, top: int
 
 
 def model_named(ref: str) -> Predictor:
-    """A registered model's name (or a model file) loaded once and kept, while the manifest and the
-    file named are unchanged: a script's loop over images with ``analyze_image(img, "cnn-fer2013")``
-    reloaded the network for every image."""
-    from .manifest import manifest_path
+    """A registered model's name (or a model file) loaded once and kept while no file it could be
+    loaded from changed (the models folder's files, the file or folder named): a script's loop
+    over images with ``analyze_image(img, "cnn-fer2013")`` reloaded the network for every image.
+    A changed file is loaded again, so its checksum is checked again; a changed model replaces
+    its stale copy (up to ``NAMED_MODELS_KEPT`` models are kept)."""
+    from . import config
 
-    def stamp(path: Path) -> tuple[int, int] | None:
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        return st.st_mtime_ns, st.st_size
-
-    manifest = manifest_path()
-    return _loaded(ref, str(manifest.parent), stamp(manifest), stamp(Path(ref)))
-
-
-@functools.lru_cache(maxsize=4)
-def _loaded(ref: str, models_dir: str, manifest_stamp, file_stamp) -> Predictor:
+    folder = Path(config.models_dir())
+    key = (ref, str(folder))
+    stamp = _files_stamp(folder) + _files_stamp(Path(ref))
+    with _named_lock:
+        kept = _named_models.get(key)
+        if kept is not None and kept[0] == stamp:
+            _named_models[key] = _named_models.pop(key)  # most recently used last
+            return kept[1]
     from .predictors.registry import load_predictor
 
-    return load_predictor(ref, Path(models_dir))
+    predictor = load_predictor(ref, folder)
+    with _named_lock:
+        _named_models.pop(key, None)
+        _named_models[key] = (stamp, predictor)
+        while len(_named_models) > NAMED_MODELS_KEPT:
+            _named_models.pop(next(iter(_named_models)))
+    return predictor
+
+
+NAMED_MODELS_KEPT = 4
+_named_models: dict[tuple[str, str], tuple[tuple, Predictor]] = {}
+_named_lock = threading.Lock()
+
+
+def _files_stamp(path: Path) -> tuple:
+    """(path, mtime, size) of the regular files a model could be read from at ``path``: a
+    folder's files (the models folder, a Teachable Machine export), or a file and its sidecars
+    (files beside it starting with its name's stem); () for what does not exist or cannot be read."""
+    try:
+        if path.is_dir():
+            files = [p for p in path.rglob("*") if p.is_file()]
+        elif path.is_file():
+            files = [p for p in path.parent.glob(glob.escape(path.stem) + "*") if p.is_file()]
+        else:
+            return ()
+        return tuple(sorted((str(p), st.st_mtime_ns, st.st_size) for p in files for st in [p.stat()]))
+    except (OSError, ValueError):  # a vanished file, a name with a NUL byte: loading says what is wrong
+        return ()
 
 
 def faces_from_measurements(rgb: np.ndarray, measured, model: Predictor | None = None, top: int = 3,

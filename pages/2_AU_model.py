@@ -419,10 +419,14 @@ def model_json(model, origin: str) -> bytes:
 
 
 def training_settings() -> tuple:
-    """The training choices as drawn on this run (emotions, kind, balanced, hold-out, seed): a
-    result of other choices says so, rather than read as the current ones'."""
-    return tuple(str(st.session_state.get(k)) for k in ("au_classes", "au_kind", "au_balanced", "au_holdout", "au_seed",
-                                                         "au_aus", "au_aus_list", "au_pairs"))
+    """The training choices as drawn on this run (emotions, kind, balanced, hold-out, seed, AUs, a
+    GAM's pairs): a result of other choices says so, rather than read as the current ones'. A
+    choice the fit does not read (the AU list unless "Choose…", the pairs unless a GAM) is kept for
+    when it is drawn again, so it is not compared."""
+    state = st.session_state
+    return tuple(str(state.get(k)) for k in ("au_classes", "au_kind", "au_balanced", "au_holdout", "au_seed", "au_aus")) + (
+        str(state.get("au_aus_list")) if state.get("au_aus") == "chosen" else "",
+        str(state.get("au_pairs")) if state.get("au_kind") == "au-gam" else "")
 
 
 def table_key(table: pd.DataFrame, origin: str) -> str:

@@ -869,6 +869,13 @@ def test_au_model_page_fits_a_model_on_the_aus_a_mask_leaves_visible(models_dir)
     rows = [len(c["data"][0]["y"]) for c in _charts(at) if c["layout"]["title"]["text"].startswith("How each AU weighs")]
     assert 7 in rows  # the trained model's coefficients (beside the inspected bundled model's 17)
     assert "--aus upper" in model.info["command"]
+    # the AU list drawn once and kept is no setting of an "upper" fit: back to "upper", nothing changed
+    at.radio(key="au_aus").set_value("chosen")
+    _run(at)
+    assert any("other emotions or settings" in i for i in _texts(at.info))
+    at.radio(key="au_aus").set_value("upper")
+    _run(at)
+    assert not any("other emotions or settings" in i for i in _texts(at.info))
 
 
 def test_au_model_page_draws_a_gams_pairwise_terms(models_dir):

@@ -535,3 +535,18 @@ def test_a_model_of_some_aus_records_the_command_that_fits_it_on_those_aus(tmp_p
     assert again.au_columns == columns and again.holdout.accuracy == fitted.holdout.accuracy
     X = table[list(columns)].to_numpy(float)[:5]
     np.testing.assert_allclose(again.predict_proba(X), fitted.predict_proba(X), atol=1e-9)
+
+
+def test_aus_given_in_any_order_are_fitted_in_the_tables_order():
+    """A GAM fitted on ("AU04_r", "AU01_r", ...) recorded --aus AU04,AU01,..., which train-au reads
+    in the table's order: it fitted other pairs (a code review). Both fits now take the table's order."""
+    from fer_core.predictors.au_gam import fit_au_gam
+    from fer_core.predictors.au_models import train_au_command
+
+    table = synthetic_table(15, classes=("angry", "happy"))
+    given = ("AU04_r", "AU01_r", "AU12_r", "AU02_r")
+    logreg = fit_au_model(table, ("angry", "happy"), columns=given)
+    gam = fit_au_gam(table, ("angry", "happy"), columns=given, interactions=1, outer_bags=2)
+    for model in (logreg, gam):
+        assert model.au_columns == ("AU01_r", "AU02_r", "AU04_r", "AU12_r")
+        assert "--aus AU01,AU02,AU04,AU12" in train_au_command(model)

@@ -59,18 +59,20 @@ def test_fitting_and_saving_mistakes_are_one_line_and_metrics_may_be_a_dict(mode
     assert repr(fer_core.load_predictor("mine")).startswith("<AUPredictor 'mine': au-logreg, angry, disgust")
 
 
-def test_a_model_given_by_name_is_loaded_once_while_the_manifest_is_unchanged(models_dir, astronaut, monkeypatch):
+def test_a_model_given_by_name_is_loaded_once_while_its_files_are_unchanged(models_dir, astronaut, monkeypatch):
     """A notebook's loop ``for img in images: analyze_image(img, "cnn-fer2013")`` loaded the network
-    again for every image (seconds each). The model is kept until the manifest changes."""
+    again for every image (seconds each). The model is kept until a file it is read from changes;
+    a replaced model file is loaded (and its checksum checked) again, not answered from the cache."""
     import os
 
     from fer_core import pipeline
+    from fer_core.errors import ModelFileError
     from fer_core.predictors import registry
 
     loads = []
     real = registry.load_predictor
     monkeypatch.setattr(registry, "load_predictor", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
-    pipeline._loaded.cache_clear()
+    pipeline._named_models.clear()
     first = pipeline.model_named("au-logreg-fer2013")
     for _ in range(3):
         fer_core.analyze_image(astronaut, "au-logreg-fer2013")
@@ -78,4 +80,14 @@ def test_a_model_given_by_name_is_loaded_once_while_the_manifest_is_unchanged(mo
     manifest = models_dir / "manifest.json"
     stat = manifest.stat()
     os.utime(manifest, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a model saved or replaced since
-    assert pipeline.model_named("au-logreg-fer2013") is not first and len(loads) == 2
+    again = pipeline.model_named("au-logreg-fer2013")
+    assert again is not first and len(loads) == 2 and len(pipeline._named_models) == 1  # no stale copy kept
+    mine = fer_core.save_and_register(again.au_model(), name="mine", kind="au-logreg", classes=again.classes,
+                                      metrics=None, command="test", models_dir=models_dir)
+    assert mine.file.parent == models_dir  # the script's own file, not the bundled one the manifest points to
+    fer_core.analyze_image(astronaut, "mine")
+    mine.file.write_text(mine.file.read_text().replace('"info": {', '"info": {"edited": 1, ', 1))
+    with pytest.raises(ModelFileError, match="checksum does not match"):  # the manifest itself is unchanged
+        fer_core.analyze_image(astronaut, "mine")
+    with pytest.raises(ModelFileError, match="not found"):  # a NUL byte in a name is one FerError line
+        pipeline.model_named("a\x00b")

@@ -45,6 +45,7 @@ from .au_models import (
     explanation_from,
     field_error,
     fitting,
+    in_table_order,
     in_video,
     plan_fit,
     predict_rows,
@@ -333,7 +334,8 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
     """Fit on a stratified (1 - holdout) share, report on the held-out rest, refit on all rows
     (at most ``max_rows`` per fit, as ``fit_au_model``; unusable tables raise one line the same way).
 
-    ``interactions`` (None: interpret's default, up to three AU pairs per AU, chosen by the learner)
+    ``interactions`` (None: interpret's default, three times as many AU pairs as AUs, all pairs for 7 AUs or
+    fewer, chosen by the learner)
     and ``outer_bags`` (14 bagged fits averaged) are interpret's defaults, not tuned here.
     ``class_weight="balanced"`` weights each face by the inverse of its emotion's frequency.
     ``bag_progress(bag, bags)``: each bag as it starts (a fit can take minutes), when ``n_jobs`` is 1.
@@ -342,7 +344,7 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
 
     interactions = check_interactions(interactions)
     classes = tuple(classes)
-    columns = tuple(columns)
+    columns = in_table_order(columns)
     name = description or au_table.table_name(table)
     ts = au_table.training_set(table, classes, columns, name=name, min_per_class=au_table.MIN_FACES_PER_CLASS)
     plan = plan_fit(ts, holdout, seed, max_rows)

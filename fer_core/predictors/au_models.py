@@ -486,6 +486,15 @@ def aus_option(columns: Sequence[str]) -> str:
     return "upper" if set(codes) == set(VISIBLE_AUS) else ",".join(codes)
 
 
+def in_table_order(columns: Sequence[str]) -> tuple[str, ...]:
+    """AU columns in the table's order (AU01 … AU45), as ``--aus`` gives them whatever order they
+    are named in: a model fitted on them is the one its recorded train-au command fits again (a
+    GAM's pairs and splits follow the order). Names that are no AU column stay, after them, for
+    ``training_set`` to refuse."""
+    known = set(AU_COLUMNS)
+    return tuple(c for c in AU_COLUMNS if c in set(columns)) + tuple(c for c in columns if c not in known)
+
+
 def au_columns_from(spec: str) -> tuple[str, ...]:
     """The AU columns ``--aus`` names: all, upper (those a mask leaves visible), or a comma list of
     AU codes (AU01,AU04), in the table's order whatever order they are given in."""
@@ -794,7 +803,7 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
     if kind not in KINDS:
         raise FerError(f"kind {kind!r}: must be one of {', '.join(KINDS)}")
     classes = tuple(classes)
-    columns = tuple(columns)
+    columns = in_table_order(columns)
     name = description or au_table.table_name(table)
     ts = au_table.training_set(table, classes, columns, name=name, min_per_class=au_table.MIN_FACES_PER_CLASS)
     plan = plan_fit(ts, holdout, seed, max_rows)
