@@ -819,11 +819,16 @@ def cmd_extract(args) -> int:
 
         _suggest_crops(crop_like_no_face(table, args.folder))
     if took:  # the local engine's speed (Ray says its own)
-        print("took " + "; ".join(f"{seconds:.1f} s for {_counted(n, what)} ({n / max(seconds, 1e-9):.1f} {what}s/s)"
-                                  for n, what, seconds in took)
-              + ("; cached ones are not measured again (--no-cache measures every one)" if not args.no_cache else ""),
-              file=sys.stderr)
+        _say_took(took, args.no_cache)
     return 0
+
+
+def _say_took(took: list[tuple[int, str, float]], no_cache: bool) -> None:
+    """How long extraction took and its speed: (count, "image" or "frame", seconds) per part."""
+    print("took " + "; ".join(f"{seconds:.1f} s for {_counted(n, what)} ({n / max(seconds, 1e-9):.1f} {what}s/s)"
+                              for n, what, seconds in took)
+          + ("; cached ones are not measured again (--no-cache measures every one)" if not no_cache else ""),
+          file=sys.stderr)
 
 
 def _why_no_video_is_read(folder: str, skipped, fps: float) -> str:
@@ -962,6 +967,7 @@ def _extract_video(args) -> int:
         raise FerError(f"{args.folder}: videos are measured with the embedded MediaPipe, without --mask or --backend")
     fps = DEFAULT_FPS if args.fps is None else args.fps
     own = probe_video(args.folder).fps  # a bad path or file is said as typed ("clips/a.mp4: not a file")
+    start = time.perf_counter()
     table = extract_video(args.folder, fps=fps, workers=args.workers or default_workers(),
                           name=Path(args.folder).name, progress=_tqdm_progress("video chunks"),
                           use_cache=not args.no_cache)
@@ -978,6 +984,8 @@ def _extract_video(args) -> int:
           + (f"; {unread} {'stretch' if unread == 1 else 'stretches'} of the video without frames" if unread else ""),
           file=sys.stderr)
     _print_reasons(failed, name_single=False)  # every row is the video: its times are in the table
+    if frames:
+        _say_took([(frames, "frame", time.perf_counter() - start)], args.no_cache)
     return 0
 
 

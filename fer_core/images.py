@@ -346,6 +346,8 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
         """A folder this layout does not read: said when it holds images, which would be lost unsaid
         (a hidden one, .git or .thumbnails, is no one's dataset)."""
         if not folder.name.startswith(".") and _images_inside(folder):
+            if reason == NOT_EMOTION_FOLDER and not _images_inside(folder, frozenset(IMAGE_SUFFIXES)):
+                reason = NOT_EMOTION_FOLDER_OF_VIDEOS  # a participant's videos: renaming is no advice
             skipped.append(SkippedFile(printable(relative_file(folder, root)) + "/", label, reason))
 
     for entry in entries:
@@ -378,6 +380,8 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
 
 NOT_EMOTION_FOLDER = ("a folder not named after an emotion, whose images are not read; rename it (angry, sad, ...) "
                       "or move them up")
+NOT_EMOTION_FOLDER_OF_VIDEOS = ("a folder not named after an emotion, whose videos are not read; measure it on its own "
+                                "(extract that folder --fps 10), or move each video into the folder of its emotion")
 # CK+ and AffectNet label contempt; renaming that folder to another emotion would mislabel its faces.
 UNMODELLED_EMOTION_FOLDER = ("an emotion no model here predicts (they predict angry, disgust, fear, happy, neutral, sad "
                              "and surprise), whose images are not read")

@@ -225,7 +225,7 @@ def test_folders_of_videos_and_videos_of_other_formats_are_said_not_dropped(tmp_
     """A folder per participant (p01/session.mp4), a video in a folder inside an emotion's, and
     an MKV or camcorder MTS beside the photos vanished from the listing without a word (only image
     files made a folder worth saying); now each is listed as skipped with what to do."""
-    from fer_core.images import NESTED_FOLDER, NOT_EMOTION_FOLDER, OTHER_VIDEO, scan_images
+    from fer_core.images import NESTED_FOLDER, NOT_EMOTION_FOLDER_OF_VIDEOS, OTHER_VIDEO, scan_images
 
     for path in ("p01/session.mp4", "happy/extra/deep.mov", "happy/c.mkv", "take.MTS"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
@@ -233,7 +233,9 @@ def test_folders_of_videos_and_videos_of_other_formats_are_said_not_dropped(tmp_
     _write(tmp_path / "happy" / "h.jpg")
     assert sorted((s.file, s.label, s.reason) for s in scan_images(tmp_path).skipped) == [
         ("happy/c.mkv", "happy", OTHER_VIDEO), ("happy/extra/", "happy", NESTED_FOLDER),
-        ("p01/", None, NOT_EMOTION_FOLDER), ("take.MTS", None, OTHER_VIDEO)]
+        ("p01/", None, NOT_EMOTION_FOLDER_OF_VIDEOS), ("take.MTS", None, OTHER_VIDEO)]
+    # a participant's folder of videos is measured on its own, not renamed (a reviewer's p01/)
+    assert "measure it on its own (extract that folder --fps 10)" in NOT_EMOTION_FOLDER_OF_VIDEOS
 
 
 def test_missing_folder_is_a_clear_error_with_the_dataset_hint_only_for_the_datasets(tmp_path, monkeypatch):

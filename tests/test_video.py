@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -318,6 +319,9 @@ def test_cli_extract_video_writes_time_s(face_video, tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "4 frames at 1 fps, 3 faces" in done.stderr and "1 x no face found" in done.stderr
+    # its speed, as a folder's extraction says it (a reviewer sizing a long batch found none)
+    assert re.search(r"\ntook [\d.]+ s for 4 frames \([\d.]+ frames/s\); cached ones are not measured again",
+                     done.stderr), done.stderr
     back = au_table.read(out)
     assert back["time_s"].tolist() == pytest.approx([0.0, 1.0, 2.0, 3.0], abs=1e-6)
     assert back["success"].tolist() == [1, 1, 1, 0]
@@ -1015,7 +1019,7 @@ def test_try_it_offers_only_frames_it_decoded_to_explain(models_dir, tmp_path, u
     (gap,) = gaps(table)["time_s"]
     frames = sorted(set(table["time_s"]) - {gap})
     slider = at.select_slider(key="try_video_time")
-    assert slider.options == [f"{v:.2f} s" for v in frames] and f"{gap:.2f} s" not in slider.options
+    assert slider.options == [f"{v:.2f}초" for v in frames] and f"{gap:.2f}초" not in slider.options  # Korean (was "s")
     assert f"초당 2장씩 {len(frames)}개 프레임을 추출했고" in " ".join(texts(at.caption))
     # where its frames end is said, as the command line says it (the page said nothing)
     assert texts(at.warning) == ["cut.mp4: 동영상이 6.00초 가운데 2.30초에서 끝납니다 (잘린 파일일까요?). "
