@@ -509,7 +509,8 @@ def pick_time(times: list[float], events: list) -> float:
             st.session_state["try_video_time"] = min(times, key=lambda v: abs(v - clicked))
     if st.session_state.get("try_video_time") not in times:
         st.session_state["try_video_time"] = times[0]
-    return st.select_slider(t("try_it.video_time"), times, key="try_video_time", format_func=lambda v: t("try_it.video_seconds", s=f"{v:.2f}"),
+    shown = {v: t("try_it.video_seconds", s=f"{v:.2f}") for v in times}  # in the page's language, read when drawn
+    return st.select_slider(t("try_it.video_time"), times, key="try_video_time", format_func=shown.__getitem__,
                             help=t("try_it.video_time_help"))
 
 
