@@ -82,7 +82,7 @@ def show_summary(report: MaskReport) -> None:
         "original": st.column_config.NumberColumn(t("masks.col_original"), format="%.1f%%"),
         "masked": st.column_config.NumberColumn(t("masks.col_masked"), format="%.1f%%"),
         # percentage points, signed: a rise reads "-8.3 pp", not a "-8.3%" share
-        "drop": st.column_config.NumberColumn(t("masks.col_drop"), format="%.1f pp", help=t("masks.col_drop_help")),
+        "drop": st.column_config.NumberColumn(t("masks.col_drop"), format=t("masks.points_format"), help=t("masks.col_drop_help")),
         "original macro F1": st.column_config.NumberColumn(t("masks.col_original_f1"), format="%.3f"),
         "masked macro F1": st.column_config.NumberColumn(t("masks.col_masked_f1"), format="%.3f"),
         "McNemar p": st.column_config.TextColumn(t("masks.col_mcnemar"), help=t("masks.col_mcnemar_help")),
@@ -99,11 +99,10 @@ def show_people(report: MaskReport) -> None:
     for emotion in report.original.classes:
         row = {t("masks.col_emotion"): emotion_label(emotion), t("masks.col_people"): people_finding(emotion)}
         for name in report.names:
-            shift = report.shift(name).get(emotion, {})
-            gained = {k: v for k, v in shift.items() if k != emotion and v > 0}
+            tied, most = report.most_gained(name, emotion)
             row[name] = (t("masks.no_images") if emotion in empty else
-                         t("masks.read_as", emotion=emotion_label(max(gained, key=gained.get)),
-                           points=f"{100 * max(gained.values()):.0f}") if gained else t("masks.no_new_confusion"))
+                         t("masks.read_as", emotion=" / ".join(emotion_label(k) for k in tied),
+                           points=f"{100 * most:.0f}") if tied else t("masks.no_new_confusion"))
         rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True)
 

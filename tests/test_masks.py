@@ -552,7 +552,9 @@ def test_masks_page_keeps_choices_says_what_was_left_out_and_offers_every_result
     # the images the warnings name can be downloaded, each with why (they were on the page only), and
     # the page's JSON says what the listing passed over, as mask-report --json does
     left_out = pd.read_csv(io.BytesIO(downloads["mask_left_out.csv"]))
-    assert "happy/broken.jpg" in " ".join(left_out.loc[left_out["left_out"] == "unreadable", "problem"])
+    unreadable = left_out[left_out["left_out"] == "unreadable"]
+    assert "happy/broken.jpg" in " ".join(unreadable["problem"])
+    assert set(unreadable["emotion"]) == {"happy"}  # its folder's emotion (it was blank)
     not_masked = left_out[left_out["left_out"] == "not masked"]
     assert len(not_masked) == len(report.unmaskable) > 0
     # each with its emotion (it was empty), the folder's label of the file named in its problem
@@ -805,7 +807,7 @@ def test_masks_summary_writes_a_tiny_p_as_text_and_every_share_with_one_decimal(
         assert (row["original"], row["masked"], row["drop"]) == pytest.approx((100.0, 37.5, 62.5))
         columns = json.loads(table.proto.columns)
         assert {c: columns[c]["type_config"]["format"] for c in ("original", "masked", "drop", "n")} == {
-            "original": "%.1f%%", "masked": "%.1f%%", "drop": "%.1f pp", "n": "localized"}  # points, not a share
+            "original": "%.1f%%", "masked": "%.1f%%", "drop": "%.1f pp" if lang == "en" else "%.1f%%p", "n": "localized"}  # points
         assert both_ways in columns["McNemar p"]["help"]
         assert ("not adjusted" if lang == "en" else "보정하지 않습니다") in columns["McNemar p"]["help"]
 
@@ -866,6 +868,20 @@ def test_a_masked_face_an_au_model_cannot_read_is_not_judged_not_no_face():
     report = MaskReport(comparison(labels), comparison([None] * 8), "surgical", 0)
     assert report.shift("m")["happy"] == {"happy": -1.0, NOT_JUDGED: 1.0}
     assert list(shift_heatmap(report, "m").data[0].x)[-1] == "not judged (its AUs hidden)"
+    # two answers gaining alike are both named beside people's findings (the table named one)
+    files = [f"/t/{label}/{i}.png" for i, label in enumerate(labels)]
+
+    def of_three(answers):
+        table = pd.DataFrame({"file": files, "label": labels, "m": answers})
+        return Comparison.from_table(table, ["m"], ("happy", "sad", "surprise"))
+
+    tied = MaskReport(of_three(labels), of_three(["sad", "surprise", "happy", "happy"] + ["sad"] * 3 + [None]),
+                      "surgical", 0)
+    assert tied.most_gained("m", "happy") == (["sad", "surprise"], 0.25)
+    assert tied.most_gained("m", "sad") == ([NOT_JUDGED], 0.25)
+    # and the JSON: the masked faces were all found (a reviewer read "no_face": 41 as the detector failing)
+    masked = report.to_dict()["models"]["m"]["masked"]
+    assert (masked["not_judged"], masked["not_judged_per_class"]) == (8, [4, 4]) and "no_face" not in masked
 
 
 def test_mask_failures_keep_a_formula_like_file_name_as_text(fer_val, tmp_path, capsys):
@@ -880,3 +896,20 @@ def test_mask_failures_keep_a_formula_like_file_name_as_text(fer_val, tmp_path, 
     capsys.readouterr()
     text = (tmp_path / "out" / "mask_failures.csv").read_text(encoding="utf-8")
     assert "\n'=2+5.jpg," in text and "\n=2+5" not in text
+
+
+def test_every_emotion_scored_gets_an_example_face(fer_val, tmp_path, models_dir):
+    """Examples stopped at six: with seven emotions scored, surprise had none (a reviewer's)."""
+    from conftest import copy_fer_sample
+    from test_au_model import synthetic_table
+
+    from fer_core.emotions import SEVEN_EMOTIONS
+    from fer_core.evaluation.mask_report import run_mask_report
+    from fer_core.images import list_images
+    from fer_core.predictors.au_models import AUPredictor, fit_au_model
+
+    seven = AUPredictor(fit_au_model(synthetic_table(12, classes=SEVEN_EMOTIONS), SEVEN_EMOTIONS), name="seven")
+    src = copy_fer_sample(fer_val, tmp_path / "seven", per_class=2, classes=SEVEN_EMOTIONS)
+    report = run_mask_report([seven], list_images(src), classes=SEVEN_EMOTIONS, workers=1)
+    masked_emotions = {it.split("/")[0] for it in report.per_image_frame()["file"]}
+    assert {file.split("/")[0] for file, _, _ in report.examples} == masked_emotions and len(masked_emotions) == 7

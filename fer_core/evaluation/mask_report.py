@@ -89,6 +89,14 @@ class MaskReport:
             out[true] = {k: round(after.get(k, 0.0) - before.get(k, 0.0), 4) for k in sorted(set(before) | set(after))}
         return out
 
+    def most_gained(self, name: str, emotion: str) -> tuple[list[str], float]:
+        """The answers other than ``emotion`` its images gained most under the mask, and by how
+        much (a share): every answer tied for the most (a table naming one of two equal gains hid
+        the other), ([], 0.0) when none gained."""
+        gained = {k: v for k, v in self.shift(name).get(emotion, {}).items() if k != emotion and v > 0}
+        most = max(gained.values(), default=0.0)
+        return [k for k, v in gained.items() if v >= most - 1e-9], most
+
     def paired_test(self, name: str) -> McNemarResult:
         """McNemar on the same images: right without the mask against right with it."""
         return mcnemar(self.original.correct(name), self.masked.correct(name), "original", "masked")
@@ -113,7 +121,7 @@ class MaskReport:
         the decisions; every image left out, and why."""
         models = {}
         for name in self.names:
-            entry = {"original": self.original.reports[name].to_dict(), "masked": self.masked.reports[name].to_dict(),
+            entry = {"original": self.original.reports[name].to_dict(), "masked": _not_judged(self.masked.reports[name]),
                      "shift": self.shift(name), "mcnemar": self.paired_test(name).to_dict()}
             if name in self.reasons:
                 entry["reasons"] = self.reasons[name]
@@ -127,6 +135,15 @@ class MaskReport:
                 "failed_models": list(self.original.failed_models), "reasons_failed": list(self.reasons_failed),
                 "human_findings": dict(HUMAN_FINDINGS), **({"crops": True} if self.crops else {}),
                 **({"crop_like_no_face": list(self.crop_like_no_face)} if self.crop_like_no_face else {})}
+
+
+def _not_judged(report) -> dict:
+    """A masked report's fields: every masked face was found (a face is masked only once found),
+    so a face without an answer was not judged (an AU model with none of its AUs left to read):
+    ``not_judged`` and ``not_judged_per_class``, where ``no_face`` read as the detector failing."""
+    d = report.to_dict()
+    d["not_judged"], d["not_judged_per_class"] = d.pop("no_face"), d.pop("no_face_per_class")
+    return d
 
 
 def _answers(comparison: Comparison, name: str, true: str, missing: str = "no face") -> dict[str, float]:
@@ -174,10 +191,13 @@ def _nothing_masked(total: int, unmaskable: Sequence[str], unreadable: int, crop
 def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Sequence[str] | None = None,
                     style: str = DEFAULT_STYLE, seed: int = 0, workers: int = 1,
                     progress: FractionProgress | None = None, loader: Callable | None = None,
-                    examples: int = 6, root: str | os.PathLike[str] | None = None, crops: bool = False) -> MaskReport:
+                    examples: int | None = None, root: str | os.PathLike[str] | None = None,
+                    crops: bool = False) -> MaskReport:
     """Every model (names, entries or Predictors) on the same images, original and masked. Files
     are named relative to ``root`` (else to the folder holding them all). ``crops``: the images are
-    face crops, measured in face-crop mode and given whole to pixel models (``prepare_faces``)."""
+    face crops, measured in face-crop mode and given whole to pixel models (``prepare_faces``).
+    ``examples``: how many emotions get an example face (None: every emotion scored; six left
+    seven emotions' surprise without one)."""
     from ..measure.extract import iter_tasks
     from ..measure.tasks import NO_FACE_REASON
     from ..pipeline import PreparedFaces, face_crop
@@ -249,7 +269,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
         kept.append(it)
         original.append(pair[0])
         masked.append(pair[1])
-        if len(shown) < examples and it.label not in {s[0].split("/")[0] for s in shown}:
+        if (examples is None or len(shown) < examples) and it.label not in {s[0].split("/")[0] for s in shown}:
             shown.append((f"{it.label}/{it.path.name}", pair[0].pixels, pair[1].pixels))
     crop_like_names = [name_of(it) for it in no_face if looks_like_face_crop(it.path)]
     if not kept:

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..emotions import SEVEN_EMOTIONS
+from ..emotions import SEVEN_EMOTIONS, emotion_from_filename, normalize_emotion
 from ..evaluation.compare import Comparison
 from ..evaluation.metrics import EvaluationReport, p_text
 from ..i18n import FONT_FAMILY, emotion_label, emotion_labels, t
@@ -125,7 +125,7 @@ def left_out_frame(comparison: Comparison, passed_over: Sequence[str] = ()) -> p
     per emotion not scored how many test images it had, how many had no label, and (``passed_over``:
     the listing's lines) each folder or file the test set's listing did not read."""
     rows = [{"left_out": "passed over", "emotion": None, "images": None, "problem": line} for line in passed_over]
-    rows += [{"left_out": "unreadable", "emotion": None, "images": 1, "problem": line}
+    rows += [{"left_out": "unreadable", "emotion": _emotion_of_line(line), "images": 1, "problem": line}
              for line in comparison.unreadable]
     rows += [{"left_out": "emotion not scored", "emotion": emotion, "images": n, "problem": None}
              for emotion, n in comparison.skipped.items()]
@@ -133,6 +133,13 @@ def left_out_frame(comparison: Comparison, passed_over: Sequence[str] = ()) -> p
         rows.append({"left_out": "unlabelled", "emotion": None, "images": comparison.unlabelled,
                      "problem": "the file name names no emotion"})
     return pd.DataFrame(rows, columns=["left_out", "emotion", "images", "problem"])
+
+
+def _emotion_of_line(line: str) -> str | None:
+    """The emotion of an unreadable image's line ("happy/x.jpg: not a readable image"), from its
+    folder or its file name as the listing labels it: the download's emotion column had it blank."""
+    file = Path(line.split(": ", 1)[0])
+    return normalize_emotion(file.parent.name) or emotion_from_filename(file.stem)
 
 
 def summary_frame(comparison: Comparison) -> pd.DataFrame:
