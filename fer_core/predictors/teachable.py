@@ -22,6 +22,7 @@ Several labels mapping to one emotion are merged (their probabilities summed).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -952,7 +953,8 @@ def _save(artefact: TeachableImport, path: Path) -> list[Path]:
     try:
         hold_while_written(held)
         if files.format == "tfjs":
-            predictor.model.save(part / name)  # HDF5, read back by load_teachable_model
+            with _quiet_absl():  # Keras calls HDF5 "legacy" on every save: a student read it as a failure
+                predictor.model.save(part / name)  # HDF5, read back by load_teachable_model
         else:
             (part / name).write_bytes(files.model_bytes)
         (part / LABELS_NAME).write_text("".join(f"{i} {label}\n" for i, label in enumerate(predictor.labels)),
@@ -968,6 +970,20 @@ def _save(artefact: TeachableImport, path: Path) -> list[Path]:
     finally:
         os.close(held)
     return [folder / name, folder / LABELS_NAME, folder / SAVED_RECORD, folder]
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """absl's (Keras's) warnings held back for a moment; errors still shown."""
+    import logging
+
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl.setLevel(level)
 
 
 def _check_saved_order(path: Path, files: ExportFiles) -> None:
