@@ -1313,6 +1313,8 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
     for name, emotions in comparison.cannot_predict.items():
         print(f"note: {name} never predicts {', '.join(emotions)}: its images of "
               f"{'that emotion' if len(emotions) == 1 else 'those emotions'} all count as wrong", file=sys.stderr)
+    for note in comparison.tie_notes():
+        print(f"note: {note}", file=sys.stderr)
 
 
 def cmd_evaluate(args) -> int:
@@ -1361,6 +1363,8 @@ def cmd_evaluate(args) -> int:
         for line in comparison.unreadable:
             print(f"skipped: {line}", file=sys.stderr)
         _print_unlabelled(comparison)
+        for note in comparison.tie_notes():
+            print(f"note: {note}", file=sys.stderr)
         crop_like = _crop_like_in(comparison, args.images)
         _suggest_crops(crop_like)
         if report.skipped:
@@ -1369,6 +1373,7 @@ def cmd_evaluate(args) -> int:
                   f"{'that emotion' if len(report.skipped) == 1 else 'those emotions'}", file=sys.stderr)
         # every file accounted for, as compare's JSON does it
         extra = {"unreadable": list(comparison.unreadable), "unlabelled": comparison.unlabelled,
+                 **({"tied": comparison.tied} if comparison.tied else {}),
                  "passed_over": listing.skipped_lines, **({"crops": True} if args.crops else {}),
                  **({"crop_like_no_face": crop_like} if crop_like else {})}
     if args.json:

@@ -711,3 +711,22 @@ def test_compare_page_measures_a_folder_of_large_face_crops_as_crops(models_dir,
 
     shown = explain_image(folder / "PublicTest_13980595.jpg", "surprise", load_predictor(BUNDLED_AU_MODEL), crops=True)
     assert shown.explanation is not None
+
+
+def test_a_model_answering_every_face_alike_is_said_to_tie(six_images):
+    """An untrained Teachable Machine model gives each class exactly 1/k: every answer went to the
+    first emotion (angry) and Compare showed it 100 % on angry without a word (a reviewer's)."""
+    classes = ["angry", "happy", "sad"]
+
+    class Uniform(LookupPredictor):
+        def predict_proba(self, faces, progress=None):
+            return np.full((len(self.pixels_of(faces)), len(self.classes)), 1 / len(self.classes))
+
+    uniform = Uniform("untrained", classes, [])
+    half = LookupPredictor("fine", classes, ["happy", "happy", "sad", "sad", None, "sad"])
+    comparison = run_comparison([uniform, half], list_images(six_images), classes)
+    assert comparison.tied == {"untrained": 6}  # one-hot answers and a face not found are no ties
+    assert comparison.reports["untrained"].per_class["angry"].accuracy == 1.0  # what the note explains
+    [note] = comparison.tie_notes()
+    assert note.startswith("untrained gave 6 of 6 images the same highest probability for two or more emotions")
+    assert comparison.to_dict()["tied"] == {"untrained": 6}

@@ -911,6 +911,8 @@ def show_scoring_notes(res) -> None:
     for name, emotions in res.cannot_predict.items():
         st.warning(t("compare.cannot_predict", model=shown_literally(name),
                      emotions=", ".join(i18n.emotion_labels(emotions))), icon=":material/block:")
+    for note in res.tie_notes():
+        st.warning(note, icon=":material/balance:")
 
 
 def choose_scored_emotions(prefix: str, items: list, models: list) -> list[str] | None:

@@ -96,6 +96,28 @@ class Comparison:
                    for m in self.names if m in self.model_classes}
         return {m: emotions for m, emotions in missing.items() if emotions}
 
+    @property
+    def tied(self) -> dict[str, int]:
+        """Per model, the images whose highest probability two or more of its emotions share
+        exactly (an untrained model answers every face alike): the arg-max gives the first of them,
+        so one emotion collects those answers and scores well by chance. Models without ties are
+        absent."""
+        out = {}
+        for name, proba in self.probabilities.items():
+            p = np.asarray(proba, dtype=float)
+            if p.ndim != 2 or not p.size:
+                continue
+            judged = ~np.isnan(p).any(axis=1)
+            top = np.where(judged, np.nan_to_num(p).max(axis=1), np.inf)[:, None]
+            n = int(np.count_nonzero(judged & ((np.abs(p - top) <= 1e-9).sum(axis=1) >= 2)))
+            if n:
+                out[name] = n
+        return out
+
+    def tie_notes(self) -> list[str]:
+        """``tied`` as lines for the reader, in the current language (English in the CLI)."""
+        return [t("notes.tied", model=name, n=f"{n:,}", total=f"{self.n:,}") for name, n in self.tied.items()]
+
     def to_dict(self, root: str | Path | None = None) -> dict:
         """The ``compare --json`` output; ``root``: the test set's folder, to which its files are
         given relative, as in the predictions CSV (``--csv``), so the two can be joined."""
@@ -110,7 +132,8 @@ class Comparison:
                 "skipped": list(self.unreadable), "skipped_classes": dict(self.skipped),
                 "unlabelled": self.unlabelled,
                 "several_faces": list(self.several_faces), "failed_models": list(self.failed_models),
-                "cannot_predict": self.cannot_predict, **({"crops": True} if self.crops else {}),
+                "cannot_predict": self.cannot_predict, **({"tied": self.tied} if self.tied else {}),
+                **({"crops": True} if self.crops else {}),
                 **({"crop_like_no_face": relative(self.crop_like_no_face)} if self.crop_like_no_face else {})}
 
     @classmethod
