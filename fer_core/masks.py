@@ -190,7 +190,8 @@ def covered_points(shape: tuple[int, ...], landmarks: np.ndarray, points: Sequen
 # chosen on 1,492 faces of FER2013 *train* looked at one by one (tests check val crops and photos):
 # together they refuse 44 faces (2.9 %): 26 of the 37 misplaced masks seen, 11 folded ones, 6 that
 # were placed well (mostly faces behind hands, whose mouth is hidden anyway) and 1 unclear. On all of
-# val (bench/mask_effect.py) they refuse 81 of 3,074 faces (2.6 %).
+# val (bench/mask_effect.py) they refused 81 of 3,074 faces (2.6 %); with the lips' check below,
+# 43 of the 551 faces of 556 val images (7.8 %; bench/mask_effect.py, 100 per emotion).
 MASK_NOT_PLACED_REASON = "the mask could not be placed on this face"
 MIN_FACE_PRESENCE = 0.05  # the landmark model's face presence on the region around the mesh
 MIN_CROP_SHARE = 0.15  # a face crop (FER2013's 48 x 48) is its face: the mesh covers this much of it,
