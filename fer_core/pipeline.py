@@ -8,7 +8,7 @@ whole; in larger images the largest face is cropped with a margin, as FER2013's 
 
 from __future__ import annotations
 
-import glob
+import itertools
 import os
 import threading
 import time
@@ -112,22 +112,27 @@ def analyze_image(image, model: Predictor | None = None, analyzer=None, top: int
 
 def model_named(ref: str) -> Predictor:
     """A registered model's name (or a model file) loaded once and kept while no file it could be
-    loaded from changed (the models folder's files, the file or folder named): a script's loop
-    over images with ``analyze_image(img, "cnn-fer2013")`` reloaded the network for every image.
-    A changed file is loaded again, so its checksum is checked again; a changed model replaces
-    its stale copy (up to ``NAMED_MODELS_KEPT`` models are kept)."""
+    loaded from changed (the models folder's files; the folder named, or the files beside the file
+    named: a Teachable Machine export's labels.txt): a script's loop over images with
+    ``analyze_image(img, "cnn-fer2013")`` reloaded the network for every image. A changed file is
+    loaded again, so its checksum is checked again; a changed model replaces its stale copy (up
+    to ``NAMED_MODELS_KEPT`` are kept). Where the files cannot all be looked at (one unreadable,
+    more than ``MAX_STAMPED_FILES``), it is loaded every time, never kept unchecked."""
     from . import config
+    from .predictors.registry import load_predictor
 
     folder = Path(config.models_dir())
     key = (ref, str(folder))
-    stamp = _files_stamp(folder) + _files_stamp(Path(ref))
+    stamp = _files_stamp(folder, recursive=True)
+    named = _files_stamp(Path(ref), recursive=False)
+    if stamp is None or named is None:
+        return load_predictor(ref, folder)
+    stamp += named
     with _named_lock:
         kept = _named_models.get(key)
         if kept is not None and kept[0] == stamp:
             _named_models[key] = _named_models.pop(key)  # most recently used last
             return kept[1]
-    from .predictors.registry import load_predictor
-
     predictor = load_predictor(ref, folder)
     with _named_lock:
         _named_models.pop(key, None)
@@ -138,24 +143,29 @@ def model_named(ref: str) -> Predictor:
 
 
 NAMED_MODELS_KEPT = 4
+MAX_STAMPED_FILES = 2000  # a models folder holds tens; a folder given by mistake is not walked whole
 _named_models: dict[tuple[str, str], tuple[tuple, Predictor]] = {}
 _named_lock = threading.Lock()
 
 
-def _files_stamp(path: Path) -> tuple:
-    """(path, mtime, size) of the regular files a model could be read from at ``path``: a
-    folder's files (the models folder, a Teachable Machine export), or a file and its sidecars
-    (files beside it starting with its name's stem); () for what does not exist or cannot be read."""
+def _files_stamp(path: Path, recursive: bool) -> tuple | None:
+    """(path, mtime, size) of the regular files a model could be read from at ``path``: a folder's
+    files (all under it with ``recursive``), or a file and the files beside it; () where nothing
+    is (a name, not a path); None where they cannot all be looked at (an unreadable entry, more
+    than ``MAX_STAMPED_FILES``), which must not read as unchanged."""
     try:
-        if path.is_dir():
-            files = [p for p in path.rglob("*") if p.is_file()]
-        elif path.is_file():
-            files = [p for p in path.parent.glob(glob.escape(path.stem) + "*") if p.is_file()]
-        else:
+        if not path.exists():
             return ()
-        return tuple(sorted((str(p), st.st_mtime_ns, st.st_size) for p in files for st in [p.stat()]))
-    except (OSError, ValueError):  # a vanished file, a name with a NUL byte: loading says what is wrong
+        folder = path if path.is_dir() else path.parent
+        entries = list(itertools.islice(folder.rglob("*") if recursive and path.is_dir() else folder.iterdir(),
+                                        MAX_STAMPED_FILES + 1))
+        if len(entries) > MAX_STAMPED_FILES:
+            return None
+        return tuple(sorted((str(p), st.st_mtime_ns, st.st_size) for p in entries if p.is_file() for st in [p.stat()]))
+    except ValueError:  # a NUL byte in a name: no such file (loading says so)
         return ()
+    except OSError:
+        return None
 
 
 def faces_from_measurements(rgb: np.ndarray, measured, model: Predictor | None = None, top: int = 3,

@@ -371,7 +371,7 @@ def choose_aus() -> tuple[str, ...]:
     default_unless_chosen("au_aus_list", AU_CODES, list(VISIBLE_AUS))
     codes = st.multiselect(t("au_model.aus_list"), AU_CODES, format_func=au_table.au_label, key=kept_choice("au_aus_list"),
                            placeholder=t("common.choose_options"))
-    return au_columns_from(",".join(codes)) if codes else ()
+    return au_columns_from(",".join(c for c in AU_CODES if c in codes)) if codes else ()  # in the table's order
 
 
 def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress, epoch_progress, bag_progress=None,

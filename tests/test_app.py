@@ -17,7 +17,7 @@ from conftest import BUNDLED_AU_MODEL, copy_fer_sample
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from fer_core import config, i18n
+from fer_core import config
 from fer_core.au_table import au_label
 from fer_core.manifest import ModelEntry, read_manifest, register, write_manifest
 
@@ -938,7 +938,8 @@ def test_au_model_page_scores_a_table_of_videos_once_per_video_as_evaluate_does(
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Accuracy per video"] == f"{cli['per_video']['accuracy']:.1%}" and metrics["Videos scored"] == "7"
     assert not any("Train longer" in w for w in _texts(at.warning))  # a saved model is scored, not trained here
-    with i18n.using_language("ko"):  # the note is read in the page's language
-        from fer_core.evaluation.compare import video_frames_note
-
-        assert video_frames_note(table).startswith("점수를 매긴 행 중 42개는 동영상 7개의 프레임입니다")
+    # the note is read in the page's language, switched after the click too; the JSON stays English
+    at.query_params["lang"] = "ko"
+    _run(at)
+    assert any(i.startswith("점수를 매긴 행 중 42개는 동영상 7개의 프레임입니다") for i in _texts(at.info))
+    assert json.loads(recorded_downloads["au_applied_scores"][2])["note"] == cli["note"]

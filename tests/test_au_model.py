@@ -537,16 +537,29 @@ def test_a_model_of_some_aus_records_the_command_that_fits_it_on_those_aus(tmp_p
     np.testing.assert_allclose(again.predict_proba(X), fitted.predict_proba(X), atol=1e-9)
 
 
-def test_aus_given_in_any_order_are_fitted_in_the_tables_order():
-    """A GAM fitted on ("AU04_r", "AU01_r", ...) recorded --aus AU04,AU01,..., which train-au reads
-    in the table's order: it fitted other pairs (a code review). Both fits now take the table's order."""
-    from fer_core.predictors.au_gam import fit_au_gam
-    from fer_core.predictors.au_models import train_au_command
+def test_aus_given_in_any_order_are_kept_in_that_order_and_fitted_again_so(tmp_path, capsys):
+    """A GAM fitted on ("AU04_r", "AU01_r", ...) recorded --aus AU04,AU01,..., which train-au read
+    in the table's order: it fitted other pairs (a code review). Reordering the fit's columns broke
+    a script's X built in its own order (a second review). The order given is kept everywhere."""
+    import shlex
+
+    from fer_core.cli import main
+    from fer_core.predictors.au_gam import AUGam, fit_au_gam
+    from fer_core.predictors.au_models import au_columns_from, train_au_command
 
     table = synthetic_table(15, classes=("angry", "happy"))
+    path = tmp_path / "table.csv"
+    table.to_csv(path, index=False)
     given = ("AU04_r", "AU01_r", "AU12_r", "AU02_r")
+    assert au_columns_from("AU04,au01,AU12_r,AU02,AU04") == given
     logreg = fit_au_model(table, ("angry", "happy"), columns=given)
-    gam = fit_au_gam(table, ("angry", "happy"), columns=given, interactions=1, outer_bags=2)
+    gam = fit_au_gam(table, ("angry", "happy"), columns=given, interactions=2)
+    X = table[list(given)].to_numpy(float)[:6]
     for model in (logreg, gam):
-        assert model.au_columns == ("AU01_r", "AU02_r", "AU04_r", "AU12_r")
-        assert "--aus AU01,AU02,AU04,AU12" in train_au_command(model)
+        assert model.au_columns == given and "--aus AU04,AU01,AU12,AU02" in train_au_command(model)
+    command = train_au_command(gam).replace("TABLE", str(path)).replace("MODEL.json", str(tmp_path / "again.json"))
+    assert main(shlex.split(command)[3:] + ["--workers", "1"]) == 0
+    capsys.readouterr()
+    again = AUGam.load(tmp_path / "again.json")
+    assert again.au_columns == given and again.pairs == gam.pairs
+    np.testing.assert_allclose(again.predict_proba(X), gam.predict_proba(X), atol=1e-9)

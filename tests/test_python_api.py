@@ -91,3 +91,8 @@ def test_a_model_given_by_name_is_loaded_once_while_its_files_are_unchanged(mode
         fer_core.analyze_image(astronaut, "mine")
     with pytest.raises(ModelFileError, match="not found"):  # a NUL byte in a name is one FerError line
         pipeline.model_named("a\x00b")
+    # files that cannot all be looked at never read as unchanged: loaded (and checked) every time
+    loads.clear()
+    monkeypatch.setattr(pipeline, "MAX_STAMPED_FILES", 1)
+    assert pipeline.model_named("au-logreg-fer2013") is not pipeline.model_named("au-logreg-fer2013")
+    assert loads == ["au-logreg-fer2013"] * 2

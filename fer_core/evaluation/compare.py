@@ -385,28 +385,50 @@ class TableScores:
     """An AU model scored on a labelled AU table, as ``evaluate --au-table`` and the AU model page
     score it: the report (a face per row), each video scored once (None without videos), and the
     notes that qualify them (masked faces, the model's own training table, frames of few videos),
-    in the current language."""
+    written in the reader's language when asked for (a page switched to Korean kept the English
+    of the click), in English in the JSON as the CLI writes it."""
 
     report: EvaluationReport
     per_video: EvaluationReport | None
-    masked: str | None
-    notes: list[str]
+    predictor: Predictor = field(repr=False)
+    table: pd.DataFrame = field(repr=False)
+    _said: dict[str, tuple[str | None, list[str]]] = field(default_factory=dict, repr=False)
+
+    def _notes(self) -> tuple[str | None, list[str]]:
+        from .. import au_table
+        from ..i18n import current_language
+        from ..pipeline import masked_note, unknown_aus
+
+        lang = current_language()
+        if lang not in self._said:
+            self._said[lang] = (masked_note(unknown_aus(au_table.first_faces(self.table), self.predictor)),
+                                [n for n in (training_table_note(self.predictor, self.table),
+                                             video_frames_note(self.table)) if n])
+        return self._said[lang]
+
+    @property
+    def masked(self) -> str | None:
+        """The faces that lacked AUs the model uses (a mask's), or None."""
+        return self._notes()[0]
+
+    @property
+    def notes(self) -> list[str]:
+        """The model's own training table, frames of few videos."""
+        return self._notes()[1]
 
     def to_dict(self) -> dict:
-        """``evaluate --au-table --json``'s object: the report, ``per_video`` and ``note``."""
-        return {**self.report.to_dict(), **({"note": "; ".join(self.notes)} if self.notes else {}),
+        """``evaluate --au-table --json``'s object: the report, ``per_video`` and ``note`` (English)."""
+        from ..i18n import using_language
+
+        with using_language("en"):
+            notes = self.notes
+        return {**self.report.to_dict(), **({"note": "; ".join(notes)} if notes else {}),
                 **({"per_video": self.per_video.to_dict()} if self.per_video is not None else {})}
 
 
 def score_au_table(predictor: Predictor, table: pd.DataFrame) -> TableScores:
     """``evaluate_au_table`` with each video scored once and the notes a reader needs beside it."""
-    from .. import au_table
-    from ..pipeline import masked_note, unknown_aus
-
-    report = evaluate_au_table(predictor, table)
-    notes = [n for n in (training_table_note(predictor, table), video_frames_note(table)) if n]
-    return TableScores(report, evaluate_videos(predictor, table),
-                       masked_note(unknown_aus(au_table.first_faces(table), predictor)), notes)
+    return TableScores(evaluate_au_table(predictor, table), evaluate_videos(predictor, table), predictor, table)
 
 
 def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationReport:

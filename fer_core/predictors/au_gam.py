@@ -45,7 +45,6 @@ from .au_models import (
     explanation_from,
     field_error,
     fitting,
-    in_table_order,
     in_video,
     plan_fit,
     predict_rows,
@@ -344,7 +343,7 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
 
     interactions = check_interactions(interactions)
     classes = tuple(classes)
-    columns = in_table_order(columns)
+    columns = tuple(columns)
     name = description or au_table.table_name(table)
     ts = au_table.training_set(table, classes, columns, name=name, min_per_class=au_table.MIN_FACES_PER_CLASS)
     plan = plan_fit(ts, holdout, seed, max_rows)

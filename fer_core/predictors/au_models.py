@@ -481,23 +481,16 @@ def aus_option(columns: Sequence[str]) -> str:
     from ..masks import VISIBLE_AUS
 
     codes = tuple(au_code(c) for c in columns)
-    if set(codes) == set(AU_CODES):
+    if codes == AU_CODES:
         return "all"
-    return "upper" if set(codes) == set(VISIBLE_AUS) else ",".join(codes)
-
-
-def in_table_order(columns: Sequence[str]) -> tuple[str, ...]:
-    """AU columns in the table's order (AU01 … AU45), as ``--aus`` gives them whatever order they
-    are named in: a model fitted on them is the one its recorded train-au command fits again (a
-    GAM's pairs and splits follow the order). Names that are no AU column stay, after them, for
-    ``training_set`` to refuse."""
-    known = set(AU_COLUMNS)
-    return tuple(c for c in AU_COLUMNS if c in set(columns)) + tuple(c for c in columns if c not in known)
+    return "upper" if codes == VISIBLE_AUS else ",".join(codes)
 
 
 def au_columns_from(spec: str) -> tuple[str, ...]:
     """The AU columns ``--aus`` names: all, upper (those a mask leaves visible), or a comma list of
-    AU codes (AU01,AU04), in the table's order whatever order they are given in."""
+    AU codes (AU01,AU04) in the order given, each once: a model's inputs are in that order, and
+    the ``--aus`` its recorded command carries (``aus_option``) fits the same model again (a GAM's
+    pairs follow the order)."""
     from ..masks import VISIBLE_AUS
 
     if spec == "all":
@@ -506,7 +499,7 @@ def au_columns_from(spec: str) -> tuple[str, ...]:
     unknown = [c for c in codes if c not in AU_CODES]
     if unknown or not codes:
         raise FerError(f"--aus: unknown AU {', '.join(unknown) or spec!r}; use all, upper or codes like AU01,AU04")
-    return tuple(f"{c}_r" for c in AU_CODES if c in codes)
+    return tuple(dict.fromkeys(f"{c}_r" for c in codes))
 
 
 def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> EvaluationReport:
@@ -803,7 +796,7 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
     if kind not in KINDS:
         raise FerError(f"kind {kind!r}: must be one of {', '.join(KINDS)}")
     classes = tuple(classes)
-    columns = in_table_order(columns)
+    columns = tuple(columns)
     name = description or au_table.table_name(table)
     ts = au_table.training_set(table, classes, columns, name=name, min_per_class=au_table.MIN_FACES_PER_CLASS)
     plan = plan_fit(ts, holdout, seed, max_rows)
