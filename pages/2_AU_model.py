@@ -281,7 +281,9 @@ def show_model(model, key: str) -> None:
     else:
         st.info(t("au_model.mlp_info"))
     if "mediapipe" in ((getattr(model, "info", None) or {}).get("data") or {}).get("source", ()):
-        st.caption(embedded_au_caveat())
+        caveat = embedded_au_caveat(getattr(model, "au_columns", None))
+        if caveat:
+            st.caption(caveat)
 
 
 def show_gam_pair(model, key: str) -> None:
@@ -607,6 +609,8 @@ def show_scores(scores, name: str, stem: str) -> None:
         metric_row(scores.per_video, {t("au_model.applied_videos"): f"{scores.per_video.n:,}"},
                    label=t("au_model.applied_video_accuracy"))
         st.caption(t("au_model.applied_video_caption"))
+        with st.expander(t("au_model.applied_video_details")):  # the figure to report, per emotion too
+            show_evaluation(scores.per_video, "au_applied_videos", advice=False)
     show_evaluation(report, "au_applied_eval", advice=False)
     per_emotion, confusion = report_frames(report)
     c1, c2, c3 = st.columns(3)
@@ -625,9 +629,13 @@ def main() -> None:
     inspect_section()
     table, origin = choose_table()
     if table is not None:
-        selection = au_table.select(table)
+        measured = au_table.columns_with_values(table) or list(AU_COLUMNS)  # a masked table's: those above the mask
+        selection = au_table.select(table, columns=measured)
         note = "" if not selection.left_out else f" ({selection.summary()})"
         st.caption(t("au_model.table_caption", rows=f"{len(table):,}", usable=f"{selection.n:,}", note=note))
+        if len(measured) < len(AU_COLUMNS):
+            st.caption(t("au_model.table_some_aus", n=len(measured),
+                         aus=", ".join(au_table.au_code(c) for c in measured)))
         train_section(table, origin)
     result_section(table, origin)  # right under the button that made it
     if table is not None:

@@ -288,6 +288,11 @@ def show_masked(result, model, model_key: str, style: str, slot: int, others: li
         return
     image, faces = masked
     st.markdown(t("try_it.with_mask"))
+    if model is not None and getattr(model, "inputs", None) == "aus":
+        from fer_core.predictors.base import au_columns_used
+
+        if {"AU06_r", "AU07_r"} & set(au_columns_used(model)):  # seen above the mask, but read low
+            st.caption(t("try_it.cheeks_under_mask"))
     pairs = list(zip(result.faces, faces))  # the masked faces come in the order of the unmasked ones
     for number, i in enumerate(face_order(result.faces), start=1):
         if i >= len(pairs):  # a face the landmarker did not find again under the mask
@@ -382,6 +387,17 @@ def show_downloads(photo: dict, image, slot: int, file_stem: str | None = None) 
                        mime="image/png", key=f"try_png_{slot}", on_click="ignore")
 
 
+def reads_some_aus(model) -> list[str]:
+    """The AU codes an AU model reads when it reads fewer than all 17 (an upper-face model), else []."""
+    from fer_core.au_table import AU_COLUMNS, au_code
+    from fer_core.predictors.base import au_columns_used
+
+    if model is None or getattr(model, "inputs", None) != "aus":
+        return []
+    columns = au_columns_used(model)
+    return [au_code(c) for c in columns] if len(columns) < len(AU_COLUMNS) else []
+
+
 def show_result(result, others: list, slot: int, model=None, model_key: str = "", model_name: str = "",
                 mask: str | None = None, file_stem: str | None = None) -> None:
     with st.container(border=True):
@@ -402,6 +418,9 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         st.caption(found
                    + (t("try_it.scaled") if result.scaled else "")
                    + (t("try_it.as_crop") if getattr(result, "crop", False) else ""))
+        reads = reads_some_aus(model)
+        if reads:  # an upper-face model: which AUs its sentence can name, the others shown beside it
+            st.caption(t("au_model.uses_aus", n=len(reads), aus=", ".join(reads)))
         order = face_order(result.faces)
         image = numbered_image(result, order) if n > 1 else None
         if image is not None:

@@ -869,6 +869,9 @@ def test_au_model_page_fits_a_model_on_the_aus_a_mask_leaves_visible(models_dir)
     rows = [len(c["data"][0]["y"]) for c in _charts(at) if c["layout"]["title"]["text"].startswith("How each AU weighs")]
     assert 7 in rows  # the trained model's coefficients (beside the inspected bundled model's 17)
     assert "--aus upper" in model.info["command"]
+    # the embedded extractor's caveat names the AUs this model reads (it named mouth AUs it never reads)
+    caveat = [c for c in _texts(at.caption) if c.startswith("This model learned from the embedded extractor")]
+    assert any("AU04 brow lowerer (r 0.32)" in c and "AU09" not in c for c in caveat)
     # the AU list drawn once and kept is no setting of an "upper" fit: back to "upper", nothing changed
     at.radio(key="au_aus").set_value("chosen")
     _run(at)
@@ -938,8 +941,28 @@ def test_au_model_page_scores_a_table_of_videos_once_per_video_as_evaluate_does(
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Accuracy per video"] == f"{cli['per_video']['accuracy']:.1%}" and metrics["Videos scored"] == "7"
     assert not any("Train longer" in w for w in _texts(at.warning))  # a saved model is scored, not trained here
+    # the per-video confusion matrix too, beside the per-frame one (and the inspected model's)
+    assert sum(c["layout"]["title"]["text"].startswith("Confusion matrix") for c in _charts(at)) == 3
     # the note is read in the page's language, switched after the click too; the JSON stays English
     at.query_params["lang"] = "ko"
     _run(at)
     assert any(i.startswith("점수를 매긴 행 중 42개는 동영상 7개의 프레임입니다") for i in _texts(at.info))
     assert json.loads(recorded_downloads["au_applied_scores"][2])["note"] == cli["note"]
+
+
+def test_au_model_page_counts_a_masked_tables_faces_on_the_aus_it_holds(models_dir, recorded_downloads):
+    """A masked table (hidden AUs empty, masked = 1) was captioned "0 usable faces" on the page,
+    which then trained an upper-face model on all of them (a FACS reviewer)."""
+    from fer_core import au_table
+    from fer_core.masks import HIDDEN_AUS
+
+    rows = au_table.read(ROOT / "data" / "fer2013_val_au.csv.gz").iloc[:60].reset_index(drop=True)
+    rows[[f"{c}_r" for c in HIDDEN_AUS]] = np.nan
+    rows["masked"] = 1
+    at = _applied_to_upload("masked_au.csv", au_table.normalise(rows).to_csv(index=False).encode())
+    usable = int(au_table.select(rows, columns=au_table.columns_with_values(rows)).n)
+    assert usable > 50
+    captions = _texts(at.caption)
+    assert any(c.startswith(f"60 rows, {usable} usable faces with measured AUs") for c in captions)
+    assert ("The table holds values of 7 of the 17 AUs (AU01, AU02, AU04, AU05, AU06, AU07, AU45): a model for it "
+            "reads those") in " ".join(captions)

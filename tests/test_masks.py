@@ -913,3 +913,25 @@ def test_every_emotion_scored_gets_an_example_face(fer_val, tmp_path, models_dir
     report = run_mask_report([seven], list_images(src), classes=SEVEN_EMOTIONS, workers=1)
     masked_emotions = {it.split("/")[0] for it in report.per_image_frame()["file"]}
     assert {file.split("/")[0] for file, _, _ in report.examples} == masked_emotions and len(masked_emotions) == 7
+
+
+def test_try_it_says_what_an_upper_face_model_reads_and_that_the_cheeks_read_low_under_a_mask(models_dir, astronaut):
+    """A FACS reviewer: under a mask the upper-face model called the astronaut's AU06 "absent"
+    (the mask's edge lies on the cheeks, and AU06 reads low), and Try it never said the model
+    reads 7 of the 17 AUs shown."""
+    import io
+
+    from fer_core.manifest import read_manifest, write_manifest
+
+    upper = next(e for e in read_manifest(config.REPO_ROOT / "models") if e.name == "au-logreg-upper-fer2013")
+    write_manifest(read_manifest(models_dir) + [upper], models_dir)
+    buf = io.BytesIO()
+    Image.fromarray(astronaut).save(buf, format="JPEG", quality=90)
+    at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "3_Try_it.py")), 90)
+    at.selectbox(key="try_model").set_value("au-logreg-upper-fer2013")
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", buf.getvalue(), "image/jpeg"))
+    at.toggle(key="try_mask").set_value(True)
+    run_app(at, 120)
+    captions = texts(at.caption)
+    assert "This model reads 7 of the 17 AUs: AU01, AU02, AU04, AU05, AU06, AU07, AU45." in captions
+    assert any(c.startswith("Under a mask AU06 cheek raiser and AU07 lid tightener read lower") for c in captions)

@@ -506,14 +506,17 @@ def reading_notes(ex) -> list[str]:
     return notes + [t(f"try_it.read_{au}") for au in named if au in READ_AS]
 
 
-def embedded_au_caveat() -> str:
+def embedded_au_caveat(columns=None) -> str | None:
     """Under an AU model's weights when it learned from the embedded extractor's AUs: which of them
-    do not follow OpenFace's, and the two whose source is not what their name says."""
-    from fer_core.au_table import au_label
+    do not follow OpenFace's, and the two whose source is not what their name says. ``columns``:
+    the AUs the model reads (an upper-face model's caveat named mouth AUs it never reads); None
+    when it reads none of those listed."""
+    from fer_core.au_table import au_code, au_label
     from fer_core.measure.au_mapping import LOW_PROFILE_AGREEMENT
 
-    return t("au_model.embedded_caveat",
-             aus=", ".join(f"{au_label(au)} (r {r:.2f})" for au, r in LOW_PROFILE_AGREEMENT.items()))
+    read = None if columns is None else {au_code(c) for c in columns}
+    listed = [f"{au_label(au)} (r {r:.2f})" for au, r in LOW_PROFILE_AGREEMENT.items() if read is None or au in read]
+    return t("au_model.embedded_caveat", aus=", ".join(listed)) if listed else None
 
 
 def warn_passed_over(table: pd.DataFrame) -> pd.Series:
