@@ -582,7 +582,7 @@ def test_page_maps_a_model_whose_classes_are_no_emotions(exports, models_dir, fa
     boxes = [b for b in at.selectbox if b.key and b.key.startswith("tm_map_")]
     assert [(b.label, b.value) for b in boxes] == [("0: Class 1", "ignore"), ("1: Class 2", "ignore"),
                                                    ("2: Class 3", "ignore")]
-    assert any("at least one" in s for s in texts(at.warning)) and _unsaved(at) == {}
+    assert any("at least two of them" in s for s in texts(at.warning)) and _unsaved(at) == {}
     boxes[0].set_value("happy")
     boxes[2].set_value("sad")
     run_app(at, T)
@@ -601,7 +601,7 @@ def test_page_maps_a_model_whose_classes_are_no_emotions(exports, models_dir, fa
     for box in (b for b in at.selectbox if b.key and b.key.startswith("tm_map_")):
         box.set_value("ignore")
     run_app(at, T)
-    assert any("at least one" in s for s in texts(at.warning)) and _unsaved(at) == {}
+    assert any("at least two of them" in s for s in texts(at.warning)) and _unsaved(at) == {}
 
 
 def test_two_downloads_of_the_same_name_are_both_offered_to_compare(exports, models_dir):
