@@ -935,3 +935,18 @@ def test_try_it_says_what_an_upper_face_model_reads_and_that_the_cheeks_read_low
     captions = texts(at.caption)
     assert "This model reads 7 of the 17 AUs: AU01, AU02, AU04, AU05, AU06, AU07, AU45." in captions
     assert any(c.startswith("Under a mask AU06 cheek raiser and AU07 lid tightener read lower") for c in captions)
+
+
+def test_a_mask_that_leaves_the_mouth_showing_is_refused(analyzer, fer_val):
+    """A turned face's mask, drawn from its mesh, left half its open mouth in sight, and the face
+    counted as masked (a reviewer's tilted face). Five or more of the lips' 20 outline points
+    outside the mask refuse it, as a misplaced mask is refused; a frontal face passes."""
+    profile = np.ascontiguousarray(load_image(fer_val / "disgust" / "PublicTest_1274561.jpg"))
+    [face] = measure_faces(analyzer, profile, keep_landmarks=True)[:1]
+    bare = np.count_nonzero(~masks.covered_points(profile.shape, face.landmarks, masks.OUTER_LIP_POINTS))
+    assert bare > masks.MAX_BARE_LIP_POINTS
+    assert masks.misplaced(analyzer, profile, face.landmarks) == masks.MOUTH_SHOWING_REASON
+    frontal = np.ascontiguousarray(load_image(fer_val / "happy" / sorted(p.name for p in (fer_val / "happy").glob("*.jpg"))[0]))
+    [face] = measure_faces(analyzer, frontal, keep_landmarks=True)[:1]
+    assert masks.covered_points(frontal.shape, face.landmarks, masks.OUTER_LIP_POINTS).all()
+    assert masks.misplaced(analyzer, frontal, face.landmarks) is None
