@@ -13,6 +13,7 @@ import pytest
 from fer_core.au_table import AU_COLUMNS
 from fer_core.cli import main
 from fer_core.predictors.base import FaceInput
+from fer_core.predictors.cnn import picked_on_split
 from fer_core.predictors.registry import load_predictor
 
 pytest.importorskip("keras", reason="keras is not installed")
@@ -28,12 +29,16 @@ def bottleneck(tmp_path_factory, fer_sample):
     return out
 
 
-def test_training_writes_the_model_its_scale_and_fidelity(bottleneck):
+def test_training_writes_the_model_its_scale_and_fidelity(bottleneck, fer_sample):
     meta = json.loads(bottleneck.with_suffix(".meta.json").read_text())
     assert meta["kind"] == "au-bottleneck" and meta["status"] == "done" and meta["recipe"] == "joint"
     assert len(meta["au_mean"]) == len(AU_COLUMNS) == len(meta["au_std"])
     assert set(meta["au_fidelity"]) == {c.split("_")[0] for c in AU_COLUMNS} | {"mean"}
     assert "not used for any choice" in meta["metrics"]["evaluated_on"] and meta["selected_on"]
+    # Its held-out share is recorded (test-time views are chosen on it), and with it that --val chose
+    # nothing: an ensemble of it does not say its member picked an epoch on val.
+    assert meta["holdout"] == 0.25 and meta["init_picked_on_val"] is False
+    assert not picked_on_split(bottleneck, fer_sample)
     # The TensorFlow Lite twin, with the head's weights the explanation reads.
     assert meta["lite"]["file"] == "bn.tflite" and bottleneck.with_suffix(".tflite").is_file()
     assert np.shape(meta["lite"]["head"]["kernel"]) == (len(AU_COLUMNS), 6)

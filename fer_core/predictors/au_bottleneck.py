@@ -457,6 +457,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     fit_idx, sel_idx = stratified_split(train.y, holdout, seed)
 
     init_model = load_keras_file(init) if init else None
+    trunk_picked_on_val = init is not None and val_dir is not None and picked_on_split(init, val_dir)
     model = build_bottleneck(len(classes), preset, seed=seed, init_from=init_model, tap=tap)
     warm_grid: list[dict] = []
     if warm_start:
@@ -487,6 +488,9 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         "input_shape": [CNN_SIZE, CNN_SIZE, 1], "input_scale": "gray 0..1", "init": None if init is None else str(init),
         "train_dir": sidecar_folder(train_dir), "val_dir": None if val_dir is None else sidecar_folder(val_dir),
         "n_train": int(len(fit_idx)), "n_selection": int(len(sel_idx)), "faces_with_aus": int(has_au.sum()),
+        # the share that chose the head's fit (its slice, drawn again, scores test-time views: bench/tta_bench.py)
+        # and whether the trunk's epoch was chosen on --val, so ``picked_on_split`` reads this network right
+        "holdout": holdout, "init_picked_on_val": trunk_picked_on_val,
         "seed": seed, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
         "warm_start": warm_start, "tap": tap, "warm_start_grid": warm_grid, "training_recipe": training.to_dict(),
         "augment": augment, "limit_per_class": limit_per_class, "command": command,
@@ -540,7 +544,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         scored = drawn_name(val_dir, limit_per_class)
         evaluated_on = f"{scored} ({len(val.y):,} images, six emotions; not used for any choice)" \
             if len(classes) == 6 else f"{scored} ({len(val.y):,} images; not used for any choice)"
-        if init is not None and picked_on_split(init, val_dir):  # honest about the trunk's past
+        if trunk_picked_on_val:  # honest about the trunk's past
             evaluated_on = evaluated_on[:-1] + f" of this model, but its trunk is {Path(init).stem}'s, " \
                                                "whose best epoch this split picked)"
         skipped = skipped + val.skipped
