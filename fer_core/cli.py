@@ -396,7 +396,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--crops", action="store_true",
                    help="the images are face crops (e.g. 224 px, the face filling each): face-crop mode, a direct "
                         "pass on the whole image first, then the full search, then the image shrunk and measured as "
-                        "one face, which it takes for a face whatever it shows (automatic for images under 160 px, "
+                        "one face, where it can see a face that is not there (automatic for images under 160 px, "
                         "e.g. FER2013; the local mediapipe engine, without --mask)")
     s.add_argument("--mask", default=None, metavar="STYLE",
                    help="measure each face under a drawn mask (surgical, white or cloth): masked = 1, hidden AUs empty")
