@@ -133,6 +133,50 @@ def test_every_built_in_kind_declares_how_it_is_used():
         "au-logreg": ("aus", True), "cnn": ("pixels", False)}
 
 
+def test_a_second_caller_waits_for_every_built_in_kind(monkeypatch):
+    """Two dashboard sessions on a fresh server ask for the kinds at once: the second must not get
+    the first's half-loaded list ("unknown model kind 'cnn'; known kinds: " with none named)."""
+    import importlib
+    import threading
+    import time
+
+    slow_import = importlib.import_module
+
+    def import_slowly(name):
+        time.sleep(0.05)
+        return slow_import(name)
+
+    monkeypatch.setattr(registry, "_kinds", {})
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry.importlib, "import_module", import_slowly)
+    first = threading.Thread(target=registry.kinds)
+    first.start()
+    time.sleep(0.02)  # the first caller is importing the kind modules now
+    seen = set(registry.kinds())
+    first.join()
+    assert {"au-logreg", "cnn", "au-bottleneck", "ensemble"} <= seen
+    assert seen == set(registry.kinds())
+
+
+def test_a_kind_module_failing_to_import_is_tried_again(monkeypatch):
+    import importlib
+
+    real_import = importlib.import_module
+    failing = {"left": 1}
+
+    def import_once_failing(name):
+        if failing["left"] and name == registry.KIND_MODULES[0]:
+            failing["left"] -= 1
+            raise ImportError("a half-installed dependency")
+        return real_import(name)
+
+    monkeypatch.setattr(registry, "_kinds", {})
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry.importlib, "import_module", import_once_failing)
+    with pytest.raises(ImportError):
+        registry.kinds()
+    assert {"au-logreg", "cnn", "au-bottleneck", "ensemble"} <= set(registry.kinds())
+
 def test_the_manifest_and_the_loaded_model_must_agree(models_dir):
     """A manifest entry whose classes or kind are not the model's: refused in one line (a class
     list in another order labelled every face wrongly; a logreg loaded as an MLP)."""

@@ -77,6 +77,10 @@ class ModelKind:
 _kinds: dict[str, ModelKind] = {}
 _lock = threading.Lock()
 _loaded = False
+# Held while the built-in kinds are imported, so that a second caller (another dashboard session on a
+# fresh server) waits for all of them instead of seeing a part; re-entrant for the importing thread.
+_load_lock = threading.RLock()
+_loading = threading.local()
 
 
 def register_kind(kind: ModelKind) -> ModelKind:
@@ -87,15 +91,23 @@ def register_kind(kind: ModelKind) -> ModelKind:
 
 
 def _load_builtin() -> None:
+    """Import the built-in kinds once; marked loaded only when every module has registered, so a
+    module that fails to import is tried again by the next caller, not left out for good."""
     global _loaded
-    with _lock:
+    if _loaded or getattr(_loading, "active", False):  # done, or this thread is importing them now
+        return
+    with _load_lock:
         if _loaded:
             return
-        _loaded = True
-    for module in KIND_MODULES:
-        for kind in importlib.import_module(module)._kinds():
-            with _lock:
-                _kinds.setdefault(kind.name, kind)
+        _loading.active = True
+        try:
+            for module in KIND_MODULES:
+                for kind in importlib.import_module(module)._kinds():
+                    with _lock:
+                        _kinds.setdefault(kind.name, kind)
+            _loaded = True
+        finally:
+            _loading.active = False
 
 
 def kinds() -> dict[str, ModelKind]:
