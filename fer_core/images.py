@@ -514,12 +514,27 @@ def draw_test_set(source: str | os.PathLike[str], out: str | os.PathLike[str], p
             raise DatasetError(f"{source}: only {counts.get(emotion, 0)} {emotion} images, {per_class} needed")
     out = Path(out)
     chosen: list[LabeledImage] = []
+    taken: set[Path] = set()
     for it in sample_per_class(items, per_class, seed):
-        dest = out / str(it.label) / it.path.name
+        dest = _unused_name(out / str(it.label), it.path, taken)
+        taken.add(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(it.path, dest)
         chosen.append(LabeledImage(dest, it.label))
     return chosen
+
+
+def _unused_name(folder: Path, source: Path, taken: set[Path]) -> Path:
+    """``folder/<source's name>``, unless an image drawn before took it (``happy/img0.png`` and
+    ``happiness/img0.png``, or a loose ``happy001.jpg`` beside ``happy/happy001.jpg``): then the name
+    after its source folder's, then numbered. A drawn image never replaces another."""
+    for name in (source.name, f"{source.parent.name}_{source.name}"):
+        if folder / name not in taken:
+            return folder / name
+    n = 2
+    while (dest := folder / f"{source.parent.name}_{source.stem}_{n}{source.suffix}") in taken:
+        n += 1
+    return dest
 
 
 def class_counts(items: Iterable[LabeledImage]) -> dict[str, int]:

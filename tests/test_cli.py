@@ -337,6 +337,23 @@ def test_draw_testset(capsys, tmp_path, fer_val):
         ["angry", "disgust", "happy", "neutral", "sad", "surprise"])
 
 
+def test_draw_testset_keeps_images_that_share_a_name(capsys, tmp_path):
+    """happy/img0.png and happiness/img0.png are both happy: both drawn, neither written over."""
+    from PIL import Image
+
+    source = tmp_path / "source"
+    colours = {}
+    for i, folder in enumerate(("happy", "happiness", "sad", "sadness")):
+        (source / folder).mkdir(parents=True)
+        for j in range(2):
+            colours[(folder, j)] = (40 * i + 10 * j, 100, 200)
+            Image.new("RGB", (48, 48), colours[(folder, j)]).save(source / folder / f"img{j}.png")
+    code, out, _ = run_cli(capsys, "draw-testset", source, tmp_path / "t4", "--per-class", "4", "--classes", "happy,sad")
+    assert code == 0 and out.startswith("8 images")
+    drawn = sorted((tmp_path / "t4").glob("*/*.png"))
+    assert len(drawn) == 8
+    assert sorted(Image.open(p).getpixel((0, 0)) for p in drawn) == sorted(colours.values())
+
 def test_module_entry_point_with_two_workers(tmp_path, fer_sample):
     """`python -m fer_core extract --workers 2` in a real process (worker processes need one)."""
     env = {**os.environ, "FER_CACHE_DIR": str(tmp_path / "cache")}
