@@ -19,12 +19,14 @@ import pandas as pd
 
 from fer_core.config import data_dir
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
-from fer_core.predictors.au_models import AUModel, evaluate_on_table, fit_au_model
+from fer_core.evaluation.compare import evaluate_au_table
+from fer_core.predictors.au_models import AUModel, AUPredictor, fit_au_model
 from fer_core.predictors.registry import find_entry
 
 
 def score(model: AUModel, val: pd.DataFrame) -> dict:
-    return evaluate_on_table(model, val, name=model.kind).to_dict()
+    """The model on the table as ``evaluate --au-table`` scores it."""
+    return evaluate_au_table(AUPredictor(model, name=model.kind), val).to_dict()
 
 
 def main() -> None:
@@ -56,7 +58,7 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             gam = AUGam.from_ebm(_make_ebm(0, None, 14, 2).fit(X, y), SIX_EMOTIONS)
-        results["GAM six (au-gam)"] = evaluate_on_table(gam, val, name="au-gam").to_dict()
+        results["GAM six (au-gam)"] = score(gam, val)
     if args.json:
         print(json.dumps(results))
         return

@@ -1130,19 +1130,6 @@ def require_usable(table: pd.DataFrame, classes: Sequence[str] | None = None, co
     return selection
 
 
-def scored_rows(table: pd.DataFrame, classes: Sequence[str], columns: Sequence[str] = AU_COLUMNS,
-                ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    """The rows a model is scored on: the first face of every image labelled with one of
-    ``classes``, measured or not; ``X`` has NaN rows where no face was measured (counted wrong),
-    and single NaN values where an AU is unknown (hidden by a mask; the model copes). Rows with
-    invalid AU values are left out (``select``). Returns (rows, X, labels)."""
-    selection = scoring_selection(table, classes, columns)
-    X = values(table, selection.index, columns)
-    X[~selection.measured] = np.nan
-    rows = table.iloc[selection.index]
-    return rows, X, labels_of(rows).tolist()
-
-
 def scoring_selection(table: pd.DataFrame, classes: Sequence[str], columns: Sequence[str] = AU_COLUMNS,
                       name: str | None = None) -> Selection:
     """``select(scoring=True)``, raising one line when the table has no label or no such rows."""

@@ -509,9 +509,3 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
         progress(total, total)
     return PreparedFaces(faces, kept, unreadable, several)
 
-
-def faces_from_au_table(table: pd.DataFrame, classes: Sequence[str]) -> tuple[list[FaceInput], list[str], list[str]]:
-    """The scored rows of a labelled AU table as faces without pixels: (faces, labels, files)."""
-    rows, X, labels = au_table.scored_rows(table, classes)
-    files = rows["file"].astype(str).tolist() if "file" in rows.columns else [""] * len(labels)
-    return [FaceInput(aus=x, name=f) for x, f in zip(X, files)], labels, files

@@ -443,9 +443,9 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
         raise FerError(f"{predictor.name}: {model_of_kind(predictor.kind)} scores images, not an AU table; "
                        "score it on a folder of labelled images (--images; evaluate_images in Python)")
     classes = list(predictor.classes)
-    # The rule on AU values applies to the AUs the model uses (README), as ``evaluate_on_table``
-    # applies it: a bad value in an AU a subset model ignores does not leave the face out, and a
-    # face with none of its AUs known is not measured for it (counted wrong, no face).
+    # The rule on AU values applies to the AUs the model uses (README): a bad value in an AU a subset
+    # model ignores does not leave the face out, and a face with none of its AUs known is not
+    # measured for it (counted wrong, no face).
     columns = au_columns_used(predictor)
     used = [au_table.AU_COLUMNS.index(c) for c in columns]
     selection = au_table.scoring_selection(table, classes, columns)

@@ -26,7 +26,7 @@ from .. import au_table, fileio
 from ..au_table import AU_CODES, AU_COLUMNS, au_code, au_label
 from ..emotions import SEVEN_EMOTIONS, SIX_EMOTIONS, normalize_emotion
 from ..errors import AUTableError, FerError, ModelFileError, one_line
-from ..evaluation.metrics import EvaluationReport, evaluation_report, report_from_codes
+from ..evaluation.metrics import EvaluationReport, report_from_codes
 from ..safe_files import json_format_claims, read_json_file
 from .base import AUContribution, Explanation, FaceInput, Predictor, Progress, predicted_labels
 
@@ -500,18 +500,6 @@ def au_columns_from(spec: str) -> tuple[str, ...]:
     if unknown or not codes:
         raise FerError(f"--aus: unknown AU {', '.join(unknown) or spec!r}; use all, upper or codes like AU01,AU04")
     return tuple(dict.fromkeys(f"{c}_r" for c in codes))
-
-
-def evaluate_on_table(model: AUModel, table: pd.DataFrame, name: str = "") -> EvaluationReport:
-    """The evaluate report of an AU model on a labelled AU table (first face of each image);
-    images whose face was not measured count as wrong and in ``no_face``."""
-    _, X, labels = au_table.scored_rows(table, model.classes, model.au_columns)
-    found = ~np.isnan(X).all(axis=1)  # single unknown AUs (masked faces): the model copes
-    predicted: list[str | None] = [None] * len(labels)
-    if found.any():
-        for i, label in zip(np.flatnonzero(found), model.predict(X[found])):
-            predicted[i] = label
-    return evaluation_report(labels, predicted, model.classes, model=name)
 
 
 # -- training -------------------------------------------------------------------------------
