@@ -61,10 +61,11 @@ import pandas as pd  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from fer_core.au_codes import AU_COLUMNS as AU_COLS  # noqa: E402
+from fer_core.emotions import SIX_EMOTIONS as EMOTIONS  # noqa: E402
+
 DATA_DIR = Path(os.environ.get("FER_DATA_DIR", ROOT.parent / "shared" / "datasets")) / "fer2013"
-EMOTIONS = ("angry", "disgust", "happy", "neutral", "sad", "surprise")
-AU_COLS = ("AU01_r", "AU02_r", "AU04_r", "AU05_r", "AU06_r", "AU07_r", "AU09_r", "AU10_r", "AU12_r",
-           "AU14_r", "AU15_r", "AU17_r", "AU20_r", "AU23_r", "AU25_r", "AU26_r", "AU45_r")
 CNN_BASELINE = 0.7026
 
 

@@ -116,15 +116,6 @@ class ModelEntry:
     def file(self) -> Path:
         return resolve_path(self.path, self.base)
 
-    @property
-    def origin_label(self) -> str:
-        """bundled / trained in the dashboard / imported, for model lists."""
-        if self.origin == "dashboard":
-            return "trained in the dashboard"
-        if self.origin == "imported" or self.kind == "teachable":
-            return "imported"
-        return self.origin or "bundled"
-
     def to_dict(self) -> dict:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "path": self.path,
                                "classes": list(self.classes), "metrics": self.metrics.to_dict()}

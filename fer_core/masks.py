@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from .au_codes import AU_CODES
+
 # Mesh points of the mask's outline, image-left to image-right along the top (cheek, cheekbone,
 # below the eyes, the nose bridge), then back along the jaw under the chin.
 MASK_TOP: tuple[int, ...] = (93, 137, 123, 50, 101, 100, 47, 197, 277, 329, 330, 280, 352, 366, 323)
@@ -283,7 +285,7 @@ def misplaced(analyzer, rgb: np.ndarray, landmarks: np.ndarray) -> str | None:
 # are invented (they change most and lose their correlation with the unmasked face), so on masked
 # faces they are unknown, not zero.
 HIDDEN_AUS: tuple[str, ...] = ("AU09", "AU10", "AU12", "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26")
-VISIBLE_AUS: tuple[str, ...] = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU45")
+VISIBLE_AUS: tuple[str, ...] = tuple(c for c in AU_CODES if c not in HIDDEN_AUS)  # the upper face
 
 
 @dataclass
@@ -295,15 +297,9 @@ class MaskedMeasure:
     masked: list  # FaceMeasurement of the same faces under the mask (same order)
     bare: list[int] = field(default_factory=list)  # faces left unmasked (``misplaced``): never all of them
 
-    def masked_aus(self, face: int = 0) -> np.ndarray:
-        """The 17 AUs of a masked face with those the mask hides unknown (NaN)."""
-        return hide(self.masked[face].au_vector())
-
 
 def hide(aus: np.ndarray) -> np.ndarray:
     """AUs of a masked face: those in HIDDEN_AUS become unknown (NaN), the rest are kept."""
-    from .au_codes import AU_CODES
-
     out = np.asarray(aus, dtype=float).copy()
     out[[AU_CODES.index(c) for c in HIDDEN_AUS]] = np.nan
     return out

@@ -302,12 +302,6 @@ def au_intensity_bars(aus: Mapping[str, float], highlight: Sequence[str] = (),
     return _layout(fig, title or t("figures.au_intensities_title"), height=80 + 24 * len(columns))
 
 
-def strongest_aus(aus: Mapping[str, float], n: int = 3, min_intensity: float = 0.5) -> list[str]:
-    """Codes of the ``n`` most intense AUs at or above ``min_intensity`` ('AU12', …)."""
-    ranked = sorted(aus.items(), key=lambda kv: -float(kv[1]))
-    return [au_code(k) for k, v in ranked[:n] if float(v) >= min_intensity]
-
-
 def _font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)

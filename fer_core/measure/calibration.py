@@ -283,11 +283,6 @@ def fit_quantile_map(source_table: pd.DataFrame, target_table: pd.DataFrame, n_q
                          knots=knots, n_quantiles=int(n_quantiles), info=info)
 
 
-def calibrate_table(table: pd.DataFrame, calibration_path: str | os.PathLike[str]) -> pd.DataFrame:
-    """``table`` mapped with the calibration saved at ``calibration_path`` (for the CLI/dashboard)."""
-    return AUCalibration.load(calibration_path).apply(table)
-
-
 # -- how far apart are two backends? -----------------------------------------------------------
 def scale_report(table_a: pd.DataFrame, table_b: pd.DataFrame, classes: Sequence[str] | None = None) -> pd.DataFrame:
     """Per-AU summary of two AU tables' scales (successful rows; with ``classes`` only those labels).
