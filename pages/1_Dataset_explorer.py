@@ -131,9 +131,7 @@ def show_balance(counts: dict[str, int], found: dict[str, float] | None = None, 
     """``files``: the counts are of a folder's image files, counted by name (not decoded)."""
     st.header(t("explorer.balance"))
     order = _ordered(counts)
-    table = plots.balance_table(counts, order)
-    if found:
-        table["faces found"] = [f"{found.get(e, float('nan')):.0%}" for e in table["emotion"]]
+    table = plots.balance_table(counts, order, found)
     ratio = plots.imbalance_ratio(counts)
     c1, c2, c3 = st.columns(3)
     c1.metric(t("explorer.images"), f"{sum(counts.values()):,}")
@@ -142,10 +140,11 @@ def show_balance(counts: dict[str, int], found: dict[str, float] | None = None, 
     left, right = st.columns([1, 2])
     shown = table.assign(emotion=[_emotion(e) for e in table["emotion"]]).rename(columns={
         "emotion": t("explorer.col_emotion"), "images": t("explorer.col_images"),
-        "percent": t("explorer.col_percent"), "faces found": t("explorer.col_found")})
+        "percent": t("explorer.col_percent"), "faces found percent": t("explorer.col_found")})
     left.dataframe(shown, hide_index=True, column_config={
         t("explorer.col_images"): st.column_config.NumberColumn(format="localized"),  # 3,093 as in the captions
-        t("explorer.col_percent"): st.column_config.NumberColumn(format="%.1f %%")})
+        t("explorer.col_percent"): st.column_config.NumberColumn(format="%.1f %%"),
+        t("explorer.col_found"): st.column_config.NumberColumn(format="%.0f %%")})
     left.download_button(t("explorer.download_balance"), csv_bytes(table),
                          "class_balance.csv", "text/csv", key="explorer_balance_csv", on_click="ignore")
     right.plotly_chart(plots.class_balance_bar(counts, order, title=t("explorer.chart_balance")),

@@ -444,7 +444,9 @@ def test_korean_explorer_without_datasets_and_english_explorer(shipped_models, m
     assert english_left(page_texts(english))  # still English
     assert texts(english.title) == ["Dataset explorer"]
     balance = pd.read_csv(io.BytesIO(downloads["class_balance.csv"]))
-    assert list(balance.columns) == ["emotion", "images", "percent", "faces found"]
+    assert list(balance.columns) == ["emotion", "images", "percent", "faces found percent"]
     assert balance["images"].sum() > 20000 and "disgust" in set(balance["emotion"])
+    # numbers, as the percent beside it (it was text such as "99%")
+    assert balance["faces found percent"].dtype == float and balance["faces found percent"].between(90, 100).all()
     means = pd.read_csv(io.BytesIO(downloads["mean_au_profile.csv"]), index_col=0)
     assert "happy" in means.index and means.shape[1] == 17

@@ -70,15 +70,21 @@ def _layout(fig: go.Figure, title: str, height: int | None = None, top: int = 50
 
 
 # -- class balance -----------------------------------------------------------------------------
-def balance_table(counts: Mapping[str, int], order: Sequence[str] | None = None) -> pd.DataFrame:
-    """Counts and percentages per emotion, in ``order`` (unknown labels last)."""
+def balance_table(counts: Mapping[str, int], order: Sequence[str] | None = None,
+                  found: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Counts and percentages per emotion, in ``order`` (unknown labels last); with ``found`` (each
+    emotion's share of images with a face found, 0..1) a ``faces found percent`` column too, a number
+    as ``percent`` is, so a downloaded table sorts and sums."""
     labels = [c for c in (order or []) if c in counts] + sorted(c for c in counts if c not in (order or []))
     total = sum(counts.values()) or 1
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "emotion": labels,
         "images": [int(counts[c]) for c in labels],
         "percent": [round(100.0 * counts[c] / total, 1) for c in labels],
     })
+    if found is not None:
+        table["faces found percent"] = [round(100.0 * found[c], 1) if c in found else float("nan") for c in labels]
+    return table
 
 
 def imbalance_ratio(counts: Mapping[str, int]) -> float:
