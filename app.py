@@ -190,9 +190,9 @@ def show_data() -> None:
     st.header(t("home.data"))
     for what, (where, note) in env_summary().items():
         st.markdown(f"- **{what}**: `{where}` {note}".rstrip())
-    fer_root = config.datasets_dir() / "fer2013"
+    fer_root = config.fer_root()
     if fer_root.is_dir():
-        splits = sorted(p.name for p in fer_root.iterdir() if p.is_dir())
+        splits = config.fer_splits()
         st.success(t("home.fer_found", root=fer_root, splits=", ".join(f"`{s}`" for s in splits) or t("home.nothing")))
     else:
         st.info(t("home.fer_missing", root=fer_root, layout=data_layout_help(),

@@ -38,7 +38,18 @@ def datasets_dir() -> Path:
 
 def fer_split_dir(split: str) -> Path:
     """A FER2013 split folder in the Kaggle layout, e.g. ``fer_split_dir("val")``."""
-    return datasets_dir() / "fer2013" / split
+    return fer_root() / split
+
+
+def fer_root() -> Path:
+    """Where the FER2013 splits are looked for (``datasets/fer2013``)."""
+    return datasets_dir() / "fer2013"
+
+
+def fer_splits() -> list[str]:
+    """The FER2013 splits present (folders under ``fer_root()``: "train", "val"), sorted; none without it."""
+    root = fer_root()
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
 def openface_study_table() -> Path:

@@ -81,8 +81,7 @@ def choose_dataset() -> tuple[str, list | None, pd.DataFrame | None, str]:
         return kept.get("table") if isinstance(kept, dict) else kept
 
     if source == FER_SPLIT:
-        root = config.datasets_dir() / "fer2013"
-        splits = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        root, splits = config.fer_root(), config.fer_splits()
         if not splits:
             st.warning(t("explorer.no_fer", root=root, layout=data_layout_help()))
             return "", None, None, ""

@@ -805,11 +805,6 @@ ZIP = "Upload a zip of images"
 SPLIT = "A whole FER2013 split"
 
 
-def _fer_splits() -> tuple[Path, list[str]]:
-    root = config.datasets_dir() / "fer2013"
-    return root, sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-
-
 def drawn_classes(prefix: str) -> tuple[str, ...]:
     """The emotions a drawn test set holds: the six, and fear too when every model to be compared
     predicts it (the models chosen on the page's last run, or all of them before any choice), so
@@ -828,7 +823,7 @@ def choose_test_set(prefix: str) -> tuple[list, str, Described] | None:
              SPLIT: t("common.source_split")}
     source = st.radio(t("common.test_set"), (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key=kept_choice(f"{prefix}_source"),
                       format_func=shown.__getitem__)
-    fer_root, splits = _fer_splits()
+    fer_root, splits = config.fer_root(), config.fer_splits()
     if source in (DRAWN, SPLIT) and not splits:
         st.warning(t("common.no_fer_images", root=fer_root, layout=data_layout_help()))
         return None
