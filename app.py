@@ -23,8 +23,8 @@ from fer_core.evaluation.scores import (
     predicts_all_seven,
     read_scores,
     scores_file,
+    scores_table,
     statuses,
-    val_role,
 )
 from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, install_browser_font, t
@@ -45,55 +45,32 @@ from ui.common import (
 BENCH_COMMAND = "python bench/bundled_scores.py"
 
 
-def _val_role_text(evaluated_on: str) -> str:
-    role = val_role(evaluated_on)
+def _val_role_text(role: str) -> str:
     return {"yes": t("home.val_yes"), "trunk": t("home.val_trunk"), "no": t("home.val_no")}.get(
         role, t("home.val_unknown"))
 
 
-def _models_frame(entries, scores: BundledScores | None) -> pd.DataFrame:
-    """One row per manifest entry: its figures on the shared images (or why there are none), and
-    apart from them, clearly labelled, the figure recorded when it was made and on what."""
-    state = statuses(entries, scores)
+def _models_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """``scores_table`` as people read it: each model's figures on the shared images (or that there
+    are none), and apart from them, clearly labelled, the figure recorded when it was made and on what."""
+    def interval(accuracy, low, high):
+        return accuracy_text(accuracy, None if pd.isna(low) else (low, high))
+
     rows = []
-    for e in entries:
-        s = state[e.name].score
-        recorded = (accuracy_text(e.metrics.accuracy, e.metrics.accuracy_ci95)
-                    if e.metrics.accuracy is not None else "")
+    for r in table.itertuples(index=False):
         rows.append({
-            t("home.col_model"): e.name, t("home.col_kind"): e.kind,
-            t("home.col_accuracy"): accuracy_text(s.accuracy, s.accuracy_ci95) if s else t("home.not_measured"),
-            t("home.col_macro_f1"): s.macro_f1 if s else None,
-            t("home.col_n"): s.n if s else None,
-            t("home.col_no_face"): s.no_face if s else None,
-            t("home.col_val_chose"): _val_role_text(e.metrics.evaluated_on),
-            t("home.col_recorded"): recorded,
-            t("home.col_recorded_on"): e.metrics.evaluated_on,
+            t("home.col_model"): r.model, t("home.col_kind"): r.kind,
+            t("home.col_accuracy"): t("home.not_measured") if pd.isna(r.accuracy)
+            else interval(r.accuracy, r.ci95_low, r.ci95_high),
+            t("home.col_macro_f1"): None if pd.isna(r.macro_f1) else r.macro_f1,
+            t("home.col_n"): None if pd.isna(r.n) else int(r.n),
+            t("home.col_no_face"): None if pd.isna(r.no_face) else int(r.no_face),
+            t("home.col_val_chose"): _val_role_text(r.val_chose_it),
+            t("home.col_recorded"): "" if pd.isna(r.recorded_accuracy)
+            else interval(r.recorded_accuracy, r.recorded_ci95_low, r.recorded_ci95_high),
+            t("home.col_recorded_on"): r.recorded_on,
         })
     return pd.DataFrame(rows)
-
-
-def _scores_csv(entries, scores: BundledScores | None) -> bytes:
-    """The models table for download, with plain English column names and numbers a program reads."""
-    state = statuses(entries, scores)
-    classes = scores.test_set.classes if scores else ()
-    rows = []
-    for e in entries:
-        s = state[e.name].score
-        row = {"model": e.name, "kind": e.kind, "state": state[e.name].state,
-               "accuracy": s.accuracy if s else None,
-               "ci95_low": s.accuracy_ci95[0] if s else None, "ci95_high": s.accuracy_ci95[1] if s else None,
-               "macro_f1": s.macro_f1 if s else None, "n": s.n if s else None, "no_face": s.no_face if s else None}
-        row.update({f"recall_{c}": (s.recall.get(c) if s else None) for c in classes})
-        recorded_ci = e.metrics.accuracy_ci95 or (None, None)  # the interval Home shows beside it
-        row.update({"val_chose_it": val_role(e.metrics.evaluated_on), "recorded_accuracy": e.metrics.accuracy,
-                    "recorded_ci95_low": recorded_ci[0], "recorded_ci95_high": recorded_ci[1],
-                    "recorded_on": e.metrics.evaluated_on})
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    # counts stay whole numbers where a model has none (a blank): not 3093.0
-    frame[["n", "no_face"]] = frame[["n", "no_face"]].astype("Int64")
-    return csv_bytes(frame)
 
 
 def _read_scores(classes=SIX_EMOTIONS) -> BundledScores | None:
@@ -121,7 +98,9 @@ def show_scores_table(entries, classes) -> None:
     its captions, what is not measured, the per-emotion recall and the downloads."""
     seven = tuple(classes) == SEVEN_EMOTIONS
     scores = _read_scores(classes)
-    frame = _models_frame(entries, scores)
+    state = statuses(entries, scores)  # reads the manifest for the ensembles: once per table
+    table = scores_table(entries, scores, state)
+    frame = _models_frame(table)
     st.dataframe(frame, hide_index=True, placeholder=MISSING, column_config={
         t("home.col_accuracy"): st.column_config.TextColumn(help=t("home.col_accuracy_help")),
         t("home.col_macro_f1"): st.column_config.NumberColumn(format="%.3f"),
@@ -138,7 +117,6 @@ def show_scores_table(entries, classes) -> None:
         st.caption(t("home.fear_counts_wrong", names=", ".join(fear)))
     if seven:
         st.caption(t("home.seven_references"))
-    state = statuses(entries, scores)
     unmeasured = [name for name, s in state.items() if s.score is None]
     if unmeasured:
         st.warning(t("home.not_measured_seven" if seven else "home.not_measured_models",
@@ -160,7 +138,7 @@ def show_scores_table(entries, classes) -> None:
             st.caption(t("home.recall_caption"))
     c1, c2 = st.columns(2)
     stem = Path(scores_file(classes)).stem.replace("scores_", "models_")
-    c1.download_button(t("home.download_csv_seven" if seven else "home.download_csv"), _scores_csv(entries, scores),
+    c1.download_button(t("home.download_csv_seven" if seven else "home.download_csv"), csv_bytes(table),
                        f"{stem}.csv", "text/csv", key="home_csv_seven" if seven else "home_csv", on_click="ignore")
     if scores is not None:
         # as the table: a score of a file no longer registered (retrained, or an ensemble's member) is

@@ -1049,7 +1049,7 @@ def cmd_train_au(args) -> int:
     from . import au_table
     from .emotions import parse_classes
     from .manifest import Metrics
-    from .predictors.au_models import MAX_FIT_ROWS, au_columns_from, fit_au_model, held_out_description
+    from .predictors.au_models import MAX_FIT_ROWS, au_columns_from, fit_au, held_out_description
     from .predictors.registry import save_and_register
 
     fileio.output_path(args.out)  # a bad --out is said before the fit, not after
@@ -1063,34 +1063,28 @@ def cmd_train_au(args) -> int:
     max_rows = args.max_rows or MAX_FIT_ROWS
     table = _read_au_table(args.table)
     holdout = args.holdout
+    progress = _tqdm_progress("fitting")
     if kind == "au-gam":
         import time
-
-        from .measure.extract import default_workers
-        from .predictors.au_gam import fit_au_gam
 
         # minutes, not seconds, on a real table: said first, and each of its two fits as it ends where no bar shows
         if len(table) >= 2000:
             print("fitting a GAM: 14 bagged boosting fits, twice (the held-out score, then all rows); this takes "
                   "minutes (FER2013 val's 3,567 faces, seven emotions: 8.5 min with --workers 1)", file=sys.stderr)
-        bar, started = _tqdm_progress("fitting"), time.monotonic()
+        bar, started = progress, time.monotonic()
 
-        def on_fit(done: int, total: int) -> None:
+        def progress(done: int, total: int) -> None:
             bar(done, total)
             if done and not sys.stderr.isatty():
                 print(f"GAM fit {done} of {total} done ({(time.monotonic() - started) / 60:.1f} min)",
                       file=sys.stderr, flush=True)
 
-        model = fit_au_gam(table, classes, holdout=holdout, seed=args.seed,
-                           interactions=args.interactions,
-                           n_jobs=args.workers or default_workers(), max_rows=max_rows,
-                           class_weight=None if args.class_weight == "none" else args.class_weight,
-                           description=au_table.table_name(table), progress=on_fit, columns=columns)
-    else:
-        model = fit_au_model(table, classes, kind=kind, seed=args.seed, holdout=holdout, max_rows=max_rows,
-                             class_weight=None if args.class_weight == "none" else args.class_weight,
-                             description=au_table.table_name(table), progress=_tqdm_progress("fitting"),
-                             columns=columns)
+    from .measure.extract import default_workers
+
+    model = fit_au(table, classes, kind=kind, seed=args.seed, holdout=holdout, max_rows=max_rows,
+                   class_weight=None if args.class_weight == "none" else args.class_weight,
+                   description=au_table.table_name(table), progress=progress, columns=columns,
+                   interactions=args.interactions, n_jobs=args.workers or default_workers())
     del table
     model.info["command"] = args.command_line
     data = model.info["data"]

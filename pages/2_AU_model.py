@@ -21,6 +21,7 @@ from fer_core.i18n import emotion_label, emotion_labels, t
 from fer_core.images import VIDEO_IN_FOLDER, sample_per_class
 from fer_core.measure import ray_engine
 from fer_core.measure.extract import crop_like_no_face
+from fer_core.predictors.au_models import TRAINABLE_KINDS
 from ui.common import (
     TABLE_TYPES,
     VIDEO_FPS_CHOICES,
@@ -62,7 +63,7 @@ UPLOAD = "Upload a CSV"
 STUDY = "The original study's table"
 BACKENDS = ("mediapipe", "openface-docker")
 ENGINES = ("local", "ray")  # offered only when RAY_ADDRESS names a cluster that answers
-KINDS = ("au-logreg", "au-gam", "au-mlp")
+KINDS = TRAINABLE_KINDS
 AU_CHOICES = ("all", "upper", "chosen")
 
 
@@ -378,22 +379,17 @@ def choose_aus() -> tuple[str, ...]:
 
 def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress, epoch_progress, bag_progress=None,
               columns=AU_COLUMNS, pairs=None):
-    from fer_core.predictors.au_models import fit_au_model
+    from fer_core.predictors.au_models import fit_au
 
     # in the emotions' own order, whatever order they were picked in: train-au --classes reads them
     # so, and the stratified split, hence the held-out score, follows the order
     classes = [c for c in SEVEN_EMOTIONS if c in set(classes)]
     holdout = round(float(holdout), 4)  # the slider's 0.05 x 6 is 0.30000000000000004, the command's 0.3
 
-    if kind == "au-gam":
-        from fer_core.predictors.au_gam import fit_au_gam
-
-        return fit_au_gam(table, classes, holdout=holdout, seed=seed, description=origin, progress=progress,
-                          class_weight="balanced" if balanced else None, bag_progress=bag_progress, columns=columns,
-                          interactions=None if pairs is None else int(pairs))
-    return fit_au_model(table, classes, kind=kind, class_weight="balanced" if balanced else None,
-                        holdout=holdout, seed=seed, description=origin, progress=progress,
-                        epoch_progress=epoch_progress, columns=columns)
+    # the GAM's bags in this process (n_jobs 1), so that its bar moves
+    return fit_au(table, classes, kind=kind, class_weight="balanced" if balanced else None, holdout=holdout,
+                  seed=seed, description=origin, progress=progress, columns=columns, epoch_progress=epoch_progress,
+                  bag_progress=bag_progress, interactions=None if pairs is None else int(pairs))
 
 
 def default_name(model, origin: str) -> str:

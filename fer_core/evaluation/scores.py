@@ -215,6 +215,35 @@ def statuses(entries: Sequence, scores: BundledScores | None) -> dict[str, Score
     return out
 
 
+def scores_table(entries: Sequence, scores: BundledScores | None, state: dict[str, ScoreStatus]):
+    """The models table Home shows and offers as CSV: per manifest entry its state (``statuses``),
+    its figures on the shared images (blank where it has none) with the recall of each emotion, and
+    apart from them the figure recorded when it was made, on what, and whether val chose it. English
+    column names and numbers a program reads; Home words and formats them for people."""
+    import pandas as pd
+
+    classes = scores.test_set.classes if scores else ()
+    rows = []
+    for e in entries:
+        s = state[e.name].score
+        row = {"model": e.name, "kind": e.kind, "state": state[e.name].state,
+               "accuracy": s.accuracy if s else None,
+               "ci95_low": s.accuracy_ci95[0] if s else None, "ci95_high": s.accuracy_ci95[1] if s else None,
+               "macro_f1": s.macro_f1 if s else None, "n": s.n if s else None, "no_face": s.no_face if s else None}
+        row.update({f"recall_{c}": (s.recall.get(c) if s else None) for c in classes})
+        recorded_ci = e.metrics.accuracy_ci95 or (None, None)  # the interval Home shows beside it
+        row.update({"val_chose_it": val_role(e.metrics.evaluated_on), "recorded_accuracy": e.metrics.accuracy,
+                    "recorded_ci95_low": recorded_ci[0], "recorded_ci95_high": recorded_ci[1],
+                    "recorded_on": e.metrics.evaluated_on})
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=["model", "kind", "state", "accuracy", "ci95_low", "ci95_high", "macro_f1",
+                                        "n", "no_face", *(f"recall_{c}" for c in classes), "val_chose_it",
+                                        "recorded_accuracy", "recorded_ci95_low", "recorded_ci95_high", "recorded_on"])
+    # counts stay whole numbers where a model has none (a blank): not 3093.0
+    frame[["n", "no_face"]] = frame[["n", "no_face"]].astype("Int64")
+    return frame
+
+
 def val_role(evaluated_on: str) -> str:
     """Whether FER2013 val also chose the model, read from the manifest's ``evaluated_on`` words:
     "yes" (val picked it, e.g. its best epoch: its figure on val is optimistic), "trunk" (only the

@@ -762,6 +762,27 @@ def held_out_description(source: str, holdout: float, seed: int | None, videos: 
     return f"{holdout:.0%} of {source} held out from fitting ({how})"
 
 
+# The AU model kinds a table trains (``train-au --kind``, the AU model page), in the page's order.
+TRAINABLE_KINDS: tuple[str, ...] = ("au-logreg", "au-gam", "au-mlp")
+
+
+def fit_au(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kind: str = "au-logreg", *,
+           interactions: float | int | None = None, n_jobs: int = 1, bag_progress: Progress | None = None,
+           epoch_progress: Progress | None = None, **common: Any):
+    """An AU model of ``kind`` fitted on ``table``, as ``train-au`` and the AU model page fit it: the
+    GAM by ``fit_au_gam`` (``interactions``, ``n_jobs``, ``bag_progress``), the others by
+    ``fit_au_model`` (``epoch_progress``); ``common``: what both take (holdout, seed, class_weight,
+    description, progress, max_rows, columns)."""
+    if kind not in TRAINABLE_KINDS:
+        raise FerError(f"{kind!r} is not an AU model kind a table trains; use one of {', '.join(TRAINABLE_KINDS)}")
+    if kind == "au-gam":
+        from .au_gam import fit_au_gam
+
+        return fit_au_gam(table, classes, interactions=interactions, n_jobs=n_jobs, bag_progress=bag_progress,
+                          **common)
+    return fit_au_model(table, classes, kind=kind, epoch_progress=epoch_progress, **common)
+
+
 def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kind: str = "au-logreg",
                  class_weight: str | None = None, holdout: float = 0.25, seed: int = 0,
                  Cs: Sequence[float] = DEFAULT_CS, description: str = "",
