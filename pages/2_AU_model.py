@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -408,12 +407,9 @@ def stamp(model, origin: str) -> None:
 
 
 def model_json(model, origin: str) -> bytes:
-    """The model file exactly as saving writes it (the model's own ``save``), as bytes."""
+    """The model file exactly as saving writes it, stamped with how it was made as a save stamps it."""
     stamp(model, origin)
-    with tempfile.TemporaryDirectory(prefix="fer_au_model_") as tmp:
-        path = Path(tmp) / "model.json"
-        model.save(path)
-        return path.read_bytes()
+    return model.to_bytes()
 
 
 def training_settings() -> tuple:

@@ -190,9 +190,13 @@ class AUGam(AURowsModel):
         return {"format": FORMAT, "kind": KIND, "classes": list(self.classes), "au_columns": list(self.au_columns),
                 "intercept": self.intercept.tolist(), "terms": [t.to_dict() for t in self.terms], "info": self.info}
 
+    def to_bytes(self) -> bytes:
+        """The model file's bytes, as ``save`` writes them (a download of it is the file)."""
+        return json.dumps(self.to_dict()).encode()
+
     def save(self, path: str | os.PathLike[str]) -> str:
         """Write JSON, whole or not at all (``fileio``); returns the file's sha256."""
-        data = json.dumps(self.to_dict()).encode()
+        data = self.to_bytes()
         fileio.atomic_write_bytes(path, data)
         return hashlib.sha256(data).hexdigest()
 

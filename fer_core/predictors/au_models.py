@@ -184,9 +184,13 @@ class AUModel(AURowsModel):
             "info": self.info,
         }
 
+    def to_bytes(self) -> bytes:
+        """The model file's bytes, as ``save`` writes them (a download of it is the file)."""
+        return json.dumps(self.to_dict(), indent=1).encode()
+
     def save(self, path: str | os.PathLike[str]) -> str:
         """Write JSON, whole or not at all (``fileio``); returns the file's sha256."""
-        data = json.dumps(self.to_dict(), indent=1).encode()
+        data = self.to_bytes()
         fileio.atomic_write_bytes(path, data)
         return hashlib.sha256(data).hexdigest()
 
