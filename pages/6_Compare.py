@@ -258,16 +258,14 @@ def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer, 
 
 def show_wrong(res: Comparison, explainer, root: str | None) -> None:
     st.header(t("compare.wrong_heading"))
-    table = res.table
     labels = shown_as(res.classes, everything=t("compare.all_emotions"))
     focus = st.selectbox(t("compare.true_emotion"), list(labels), key=kept_choice("cmp_wrong_emotion"),
                          format_func=labels.__getitem__)
-    if focus != "all":
-        table = table[table["label"] == focus]
-    tabs = st.tabs([f"{shown_literally(n)} ({int((table[n] != table['label']).sum())})" for n in res.names])
+    wrong_of = {name: res.wrong_rows(name, None if focus == "all" else focus) for name in res.names}
+    tabs = st.tabs([f"{shown_literally(n)} ({len(wrong_of[n])})" for n in res.names])
     for tab, name in zip(tabs, res.names):
         with tab:
-            wrong = table[table[name] != table["label"]]
+            wrong = wrong_of[name]
             if wrong.empty:
                 st.success(t("compare.none_wrong") if focus == "all"
                            else t("compare.none_wrong_of", emotion=emotion_label(focus)))

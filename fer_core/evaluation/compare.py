@@ -84,6 +84,11 @@ class Comparison:
     def wrong_files(self, name: str) -> list[str]:
         return self.table.loc[~self.correct(name), "file"].tolist()
 
+    def wrong_rows(self, name: str, emotion: str | None = None) -> pd.DataFrame:
+        """The rows ``name`` got wrong (no face included), of images of ``emotion`` if given."""
+        wrong = self.table[~self.correct(name)]
+        return wrong if emotion is None else wrong[wrong["label"] == emotion]
+
     def no_face_files(self, name: str) -> list[str]:
         return self.table.loc[self.table[name].isna(), "file"].tolist()
 
