@@ -730,3 +730,17 @@ def test_a_model_answering_every_face_alike_is_said_to_tie(six_images):
     [note] = comparison.tie_notes()
     assert note.startswith("untrained gave 6 of 6 images the same highest probability for two or more emotions")
     assert comparison.to_dict()["tied"] == {"untrained": 6}
+
+
+def test_wrong_rows_are_a_models_wrong_answers_no_face_included():
+    import numpy as np
+    import pandas as pd
+
+    from fer_core.evaluation.compare import Comparison
+
+    table = pd.DataFrame({"file": ["a", "b", "c", "d"], "label": ["happy", "happy", "sad", "sad"],
+                          "m": ["happy", np.nan, "happy", "sad"]})
+    comparison = Comparison(table, {"m": None}, [], ("happy", "sad"))
+    assert comparison.wrong_rows("m")["file"].tolist() == ["b", "c"]  # no face counts wrong
+    assert comparison.wrong_rows("m", "sad")["file"].tolist() == ["c"]
+    assert comparison.wrong_rows("m", "happy")["file"].tolist() == ["b"]
