@@ -132,11 +132,11 @@ def show_examples(report: MaskReport) -> None:
         return
     st.header(t("masks.examples"))
     cols = st.columns(len(report.examples))
-    for col, (name, face, masked) in zip(cols, report.examples):
+    for col, example in zip(cols, report.examples):
         # each picture says which it is: a screen reader reads the caption, and no caption read as two
         # unnamed images
-        emotion = emotion_label(name.split("/")[0])
-        col.image([face, masked], width=96, caption=[t("figures.original"), t("figures.masked")],
+        emotion = emotion_label(example.emotion)
+        col.image([example.face, example.masked], width=96, caption=[t("figures.original"), t("figures.masked")],
                   alt=[t("masks.example_alt", emotion=emotion), t("masks.example_masked_alt", emotion=emotion)])
         col.caption(emotion)
 

@@ -912,7 +912,7 @@ def test_every_emotion_scored_gets_an_example_face(fer_val, tmp_path, models_dir
     src = copy_fer_sample(fer_val, tmp_path / "seven", per_class=2, classes=SEVEN_EMOTIONS)
     report = run_mask_report([seven], list_images(src), classes=SEVEN_EMOTIONS, workers=1)
     masked_emotions = {it.split("/")[0] for it in report.per_image_frame()["file"]}
-    assert {file.split("/")[0] for file, _, _ in report.examples} == masked_emotions and len(masked_emotions) == 7
+    assert {example.emotion for example in report.examples} == masked_emotions and len(masked_emotions) == 7
 
 
 def test_try_it_says_what_an_upper_face_model_reads_and_that_the_cheeks_read_low_under_a_mask(models_dir, astronaut):

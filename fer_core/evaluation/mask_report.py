@@ -45,6 +45,16 @@ FractionProgress = Callable[[float, str], None]
 NOT_JUDGED = "not judged"
 
 
+@dataclass(frozen=True)
+class MaskExample:
+    """One emotion's example face, before and under the mask (the face as each model saw it)."""
+
+    emotion: str
+    file: str  # the image's file name
+    face: np.ndarray = field(repr=False)
+    masked: np.ndarray = field(repr=False)
+
+
 @dataclass
 class MaskReport:
     original: Comparison
@@ -55,7 +65,7 @@ class MaskReport:
     # the largest, or its measuring crashed, timed out or failed
     unmaskable_emotions: list[str | None] = field(default_factory=list)  # the label of each, in order
     reasons: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # model -> condition -> AU -> share
-    examples: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)  # (file, face, masked)
+    examples: list[MaskExample] = field(default_factory=list, repr=False)  # one face per emotion
     reasons_failed: list[str] = field(default_factory=list)  # faces an explaining model could not explain
     root: str | None = None  # the test set's folder: files are named relative to it
     crops: bool = False  # the images were measured as face crops (--crops / Face crops)
@@ -269,8 +279,8 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
         kept.append(it)
         original.append(pair[0])
         masked.append(pair[1])
-        if (examples is None or len(shown) < examples) and it.label not in {s[0].split("/")[0] for s in shown}:
-            shown.append((f"{it.label}/{it.path.name}", pair[0].pixels, pair[1].pixels))
+        if (examples is None or len(shown) < examples) and it.label not in {s.emotion for s in shown}:
+            shown.append(MaskExample(str(it.label), it.path.name, pair[0].pixels, pair[1].pixels))
     crop_like_names = [name_of(it) for it in no_face if looks_like_face_crop(it.path)]
     if not kept:
         raise DatasetError(_nothing_masked(len(chosen), unmaskable, len(unreadable), len(crop_like_names)))
