@@ -11,6 +11,7 @@ training runs per process at a time (two would halve each other's speed on a sma
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 import tempfile
 import threading
@@ -109,6 +110,9 @@ class CNNTrainingJob:
 
     def __init__(self, settings: CNNSettings, train: Callable[..., Any] | None = None) -> None:
         self.settings = settings
+        # Whoever holds it may stop and save this run: the session that started it, and a reload of
+        # its page (the address carries it). Other people's sessions on a shared server see it only.
+        self.token = secrets.token_urlsafe(9)
         self.stop_event = threading.Event()
         self.history: dict[str, list[float]] = {}
         self.loaded = (0, 0)

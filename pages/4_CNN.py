@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -156,6 +157,7 @@ def evaluation_files(ev: EvaluationReport, comparison, name: str, folder: str,
 
 
 EVAL_SEED = 0  # the evaluation's sample per emotion is drawn the same way each time
+TRAINING_PARAM = "training"  # the page address's key for the training this browser started
 
 
 def reproducing_command(listed: list, entry, per: int, root: str, crops: bool) -> str | None:
@@ -364,6 +366,8 @@ def training_form(job: CNNTrainingJob | None) -> None:
         return
     if job is not None and job.result is not None and not job.saved_as:
         st.toast(t("cnn.previous_discarded"))
+    elif unsaved(last_training()) and last_training() is not job:
+        st.toast(t("cnn.others_discarded"))
     try:
         recipe = Recipe(**recipe_options)
     except FerError as exc:
@@ -379,6 +383,7 @@ def training_form(job: CNNTrainingJob | None) -> None:
         show_error(exc)
         return
     st.session_state["cnn_job"] = new_job
+    st.query_params[TRAINING_PARAM] = new_job.token  # a reload of this page keeps the run (and only this page's)
     st.rerun()
 
 
@@ -508,16 +513,24 @@ def result_view(job: CNNTrainingJob) -> None:
             st.rerun()
 
 
+def unsaved(job: CNNTrainingJob | None) -> bool:
+    return job is not None and job.result is not None and not job.saved_as
+
+
 def main() -> None:
     st.title(t("cnn.title"))
     st.caption(t("cnn.intro"))
     saved_section()
     job: CNNTrainingJob | None = st.session_state.get("cnn_job")
     last = last_training() if job is None else None
-    if last is not None and (last.running or (last.result is not None and not last.saved_as)):
-        # A reload (or another tab) takes up the server's training: it can be stopped, and its
-        # result saved, from here instead of being lost with the session that started it.
-        job = st.session_state["cnn_job"] = last
+    if last is not None and (last.running or unsaved(last)):
+        if st.query_params.get(TRAINING_PARAM) == last.token:
+            # A reload of the page that started it takes up the server's training: it can be stopped,
+            # and its result saved, from here instead of being lost with the session that started it.
+            job = st.session_state["cnn_job"] = last
+        elif unsaved(last):  # someone else's (a shared server): said, not taken, neither saved nor dropped here
+            st.info(t("cnn.others_unsaved", settings=last.settings.summary(),
+                      minutes=f"{(time.time() - (last.finished or last.started)) / 60:.0f}"))
     training_form(job)
     if job is None:
         return

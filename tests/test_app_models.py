@@ -348,8 +348,9 @@ def test_cnn_page_sample_is_the_set_draw_testset_draws(models_dir, fer_val, tiny
 
 
 def test_cnn_page_of_a_running_training_shows_its_settings(models_dir, fer_small):
-    """Another tab (or a reload) during a training showed the form's defaults (strong, 20 epochs,
-    every image) under a status line naming the run's (tiny, 40 epochs, 300 per emotion)."""
+    """A reload of the page that started a training showed the form's defaults (strong, 20 epochs,
+    every image) under a status line naming the run's (tiny, 40 epochs, 300 per emotion). Another
+    person's session on the server is told it runs, and cannot stop it."""
     import threading
 
     from fer_core.emotions import SIX_EMOTIONS
@@ -371,6 +372,11 @@ def test_cnn_page_of_a_running_training_shows_its_settings(models_dir, fer_small
     job.starts_tensorflow = True  # as a server's first run: its first epoch starts TensorFlow, which is said
     job.start()
     try:
+        other = _run(AppTest.from_file(CNN_PAGE))  # someone else's browser: no Stop, no start
+        assert "cnn_job" not in other.session_state and not [b for b in other.button if b.key == "cnn_stop"]
+        assert other.button(key="cnn_start").disabled
+        assert any("Another browser session is training a CNN" in w for w in _texts(other.warning))
+        at.query_params["training"] = job.token  # this tab started it: its address carries the run
         _run(at)
         assert any(i.endswith("(the first run starts TensorFlow, ~15 s)") for i in _texts(at.info)), _texts(at.info)
         shown = {k: at.session_state[k] for k in ("cnn_preset", "cnn_epochs", "cnn_batch", "cnn_limit", "cnn_schedule",

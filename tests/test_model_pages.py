@@ -298,9 +298,17 @@ def test_cnn_training_result_is_checked_and_offered_to_compare(models_dir, fer_s
     network, record = downloads[f"{name}.keras"], downloads[f"{name}.meta.json"]
     network, record = (f() if callable(f) else f for f in (network, record))
     assert network[:2] == b"PK" and json.loads(record)["status"] == "done"
-    # a reload (a new session) takes up the finished, unsaved training instead of losing it
-    again = run_app(AppTest.from_file(CNN_PAGE), T)
+    # a reload (a new session at the page's address) takes up the finished, unsaved training instead of losing it
+    assert at.query_params["training"] == job.token
+    again = AppTest.from_file(CNN_PAGE)
+    again.query_params["training"] = job.token
+    run_app(again, T)
     assert again.session_state["cnn_job"] is job and again.button(key="cnn_save") is not None
+    # another person's session on the same server is told of it, and can neither save nor stop it
+    other = run_app(AppTest.from_file(CNN_PAGE), T)
+    assert "cnn_job" not in other.session_state
+    assert not [b for b in other.button if b.key in ("cnn_save", "cnn_stop")]
+    assert any("another browser session trained" in i for i in texts(other.info))
 
 
 def test_cnn_page_in_korean_with_a_saved_cnn_and_its_evaluation(models_dir, fer_small, tiny_cnn):
