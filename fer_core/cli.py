@@ -1101,7 +1101,7 @@ def cmd_train_au(args) -> int:
     if args.name:
         entry = save_and_register(model, name=args.name, kind=kind, classes=model.classes,
                                   metrics=Metrics.from_report(m, evaluated_on), command=args.command_line,
-                                  path=args.out, replace=True)
+                                  path=args.out, replace=args.replace)  # checked again: a run in parallel
     else:
         model.save(args.out)
     per_video = (data.get("videos") or {}).get("per_video")
@@ -1641,7 +1641,7 @@ def _register_training(result, *, name: str, kind: str, classes, command: str, o
     try:
         replacing = _name_free(name, kind, out, replace)
         save_and_register(result, name=name, kind=kind, classes=classes, metrics=result.metrics, command=command,
-                          path=out, replace=True)
+                          path=out, replace=replace)
     except FerError as exc:
         raise FerError(f"{one_line(exc)}; the trained model is kept in {printable(str(result.path))}") from None
     remove_training(Path(result.path))

@@ -290,6 +290,32 @@ def test_saves_at_the_same_time_keep_every_entry(models_dir):
     assert len(read_manifest()) == 41
 
 
+def test_two_train_au_runs_under_one_new_name_keep_the_first_and_refuse_the_second(models_dir, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """Both runs passed the name check before fitting, then both were told "registered" and the
+    first's model was dropped from the manifest unsaid. The second run is now refused when it saves
+    (the manifest's lock), as it would have been before fitting."""
+    from fer_core.predictors import au_models
+
+    fit = au_models.fit_au
+    first = tmp_path / "first.json"
+
+    def the_other_run_registers_meanwhile(*args, **kwargs):
+        monkeypatch.setattr(au_models, "fit_au", fit)  # the other run fits as usual
+        model = fit(*args, **kwargs)
+        assert main(["train-au", str(AU_TABLE), "--out", str(first), "--name", "lab-same", "--classes", "happy,sad"]) == 0
+        return model
+
+    monkeypatch.setattr(au_models, "fit_au", the_other_run_registers_meanwhile)
+    second = tmp_path / "second.json"
+    args = ["train-au", str(AU_TABLE), "--out", str(second), "--name", "lab-same", "--classes", "happy,sad"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "a model named 'lab-same' is already registered" in err and "--replace" in err
+    assert [e.file for e in read_manifest() if e.name == "lab-same"] == [first] and not second.exists()
+    assert main([*args, "--replace"]) == 0  # replacing it is asked for
+    assert [e.file for e in read_manifest() if e.name == "lab-same"] == [second]
+
 def test_a_copied_models_folder_uses_its_own_files(models_dir):
     """FER_MODELS_DIR pointing at a copy of models/: its relative paths (models/x.json) are read in
     the copy, so exporting or retraining there never writes into the repository; a manifest

@@ -33,6 +33,7 @@ from ..manifest import (
     refuse_other_kind,
     refuse_registered_file,
     register,
+    relative_to_repo,
     sha256_file,
     stored_path,
     validate_model_name,
@@ -257,7 +258,9 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
     Without ``path`` it goes to the kind's ``file_pattern`` in the models folder and the name must
     be new, unless ``replace``: then a model registered under it is replaced (a script fitting
     again under one name); with ``path`` (the CLI's ``--out``) it is written there and registered,
-    replacing an entry of the same name. Files written are removed again if registering fails. ``extra``: further keys of
+    replacing an entry of the same name in that file, or, with ``replace``, in another file (two
+    runs under one new name: the second is refused, as the CLI's check before training would have
+    refused it). Files written are removed again if registering fails. ``extra``: further keys of
     the manifest entry (a Teachable Machine import's ``format``). Saves wait for each other (the
     manifest's lock), so of two saves under one new name the second is refused, in one line.
     """
@@ -284,6 +287,11 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
                                   "finish, or put there by hand): remove it or") + " choose another name")
         else:
             validate_model_name(name, [] if replace else [e for e in existing if e.name != name])
+            same = next((e for e in existing if e.name == name), None)
+            if same is not None and not replace and same.file.resolve() != Path(path).resolve():
+                raise FerError(f"a model named {name!r} is already registered (file "
+                               f"{printable(relative_to_repo(same.file))}); choose another name, or replace it "
+                               "(--replace)")
             refuse_other_kind(name, kind, existing)
             refuse_registered_file(name, path, existing)
             target = Path(path)
