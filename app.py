@@ -5,6 +5,7 @@ opens in a few seconds; the pages load what they need when they are visited. ``s
 lists the files in ``pages/`` under readable titles (the sidebar would otherwise say "app").
 """
 
+# ruff: noqa: E402 (the code-change check runs before the workbench's imports)
 from __future__ import annotations
 
 import json
@@ -13,6 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+
+from ui.freshness import stop_if_code_changed
+
+stop_if_code_changed()  # before the imports below, which an update's new names would break
 
 from fer_core import config
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS

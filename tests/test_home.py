@@ -450,3 +450,17 @@ def test_korean_explorer_without_datasets_and_english_explorer(shipped_models, m
     assert balance["faces found percent"].dtype == float and balance["faces found percent"].between(90, 100).all()
     means = pd.read_csv(io.BytesIO(downloads["mean_au_profile.csv"]), index_col=0)
     assert "happy" in means.index and means.shape[1] == 17
+
+
+def test_a_dashboard_whose_code_changed_since_it_started_says_to_restart(shipped_models, monkeypatch):
+    """A git pull under a running server: the pages imported new names from the old, still loaded
+    modules and failed for everyone with Streamlit's redacted error. Now one line says to restart."""
+    from ui import freshness
+
+    at = run_app(AppTest.from_file(HOME), T)
+    assert not at.error and texts(at.title)
+    stamps = list(freshness.LOADED)
+    stamps[0] = (stamps[0][0], stamps[0][1] - 1, stamps[0][2])  # a file the server loaded, since changed
+    monkeypatch.setattr(freshness, "LOADED", tuple(stamps))
+    at = run_app(AppTest.from_file(HOME), T)
+    assert [e.value for e in at.error] == [freshness.RESTART] and not texts(at.title)

@@ -26,6 +26,7 @@ APP = Path(__file__).resolve().parents[1] / "app.py"
 # What Home and Try it import beyond Streamlit itself, slowest first; nothing that starts TensorFlow
 # or MediaPipe (those stay lazy, in their own processes or on first use).
 WARM_MODULES: tuple[str, ...] = (
+    "ui.freshness",  # first: the code's stamps as the server starts (a later update is then seen)
     "pandas",
     "plotly.graph_objects",
     "fer_core.evaluation.scores",
