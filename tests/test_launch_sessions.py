@@ -104,3 +104,36 @@ def test_a_full_session_store_shuts_down_the_session_it_pushes_out(storage_class
     tabs = asyncio.run(visit())  # still referenced here: shut down by the store, not by the collector
     assert _held(files) == {"tab-1", "tab-2"}
     assert [info.session.id for info in storage.list()] == ["tab-1", "tab-2"] and len(tabs) == 3
+
+
+def test_a_closed_tabs_websocket_error_is_not_logged_as_a_crash_and_a_real_one_is(caplog):
+    """A tab closed mid-message logged ~40 lines of "Exception in ASGI application" per tab."""
+    import logging
+
+    from starlette.websockets import WebSocketDisconnected
+
+    from ui.launch import ClosedTabNoise
+
+    log = logging.getLogger("test.uvicorn.error")
+    log.addFilter(ClosedTabNoise())
+
+    def logged(make):
+        caplog.clear()
+        try:
+            make()
+        except Exception as exc:
+            log.error("Exception in ASGI application", exc_info=exc)
+        return [r.getMessage() for r in caplog.records]
+
+    def gone_in_context():
+        try:
+            raise WebSocketDisconnected('WebSocket is not connected. Need to call "accept" first.')
+        except WebSocketDisconnected:
+            raise RuntimeError('Cannot call "send" once a close message has been sent.')  # noqa: B904 (as logged)
+
+    def a_bug():
+        raise ValueError("a real error")
+
+    with caplog.at_level(logging.ERROR, logger="test.uvicorn.error"):
+        assert logged(gone_in_context) == []
+        assert logged(a_bug) == ["Exception in ASGI application"]

@@ -142,9 +142,28 @@ def end_dropped_sessions() -> bool:
     return True
 
 
+class ClosedTabNoise(logging.Filter):
+    """Drops uvicorn's "Exception in ASGI application" where the exception arose from the browser
+    having gone (starlette's ``WebSocketDisconnected`` in its chain): Streamlit 1.67's websocket
+    endpoint raises when a tab closes mid-message, and an admin read ~40 lines of traceback per
+    closed tab as a crash. Nothing is lost; any other exception is logged as before."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() != "Exception in ASGI application" or not record.exc_info:
+            return True
+        exc, seen = record.exc_info[1], set()
+        while exc is not None and id(exc) not in seen:
+            if type(exc).__name__ in ("WebSocketDisconnected", "WebSocketDisconnect"):
+                return False
+            seen.add(id(exc))
+            exc = exc.__cause__ or exc.__context__
+        return True
+
+
 def main(argv: list[str] | None = None) -> None:
     from streamlit.web import cli
 
+    logging.getLogger("uvicorn.error").addFilter(ClosedTabNoise())
     warm_imports()
     end_dropped_sessions()
     from fer_core.measure.tasks import start_photo_worker
