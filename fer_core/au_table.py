@@ -1033,11 +1033,11 @@ def passed_over_folders(table: pd.DataFrame) -> pd.Series:
 def passed_over_videos(table: pd.DataFrame) -> pd.Series:
     """Per row: a video in a folder of images, passed over with its reason (it is extracted on its
     own, a row per frame, or is of a format not read): no image, so not counted as one without a face."""
-    from .images import OTHER_VIDEO, VIDEO_IN_FOLDER
+    from .images import OTHER_VIDEO, VIDEO_IN_FOLDER, VIDEO_IN_FOLDER_BEFORE
 
     if "reason" not in table.columns:
         return pd.Series(False, index=table.index)
-    return table["reason"].astype(str).isin((VIDEO_IN_FOLDER, OTHER_VIDEO))
+    return table["reason"].astype(str).isin((VIDEO_IN_FOLDER, VIDEO_IN_FOLDER_BEFORE, OTHER_VIDEO))
 
 
 _FRAME_SUFFIX = re.compile(r"#\d+$")

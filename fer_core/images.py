@@ -45,7 +45,9 @@ UNSUPPORTED_SUFFIXES = {".svg": "SVG is a vector drawing", ".svgz": "SVG is a ve
                         **{suffix: why for suffix, (_, why) in _OPTIONAL_SUFFIXES.items() if suffix not in _DECODED}}
 # Videos are measured on their own (``measure.video``), never as one of a folder's images.
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".mov", ".avi", ".webm")
-VIDEO_IN_FOLDER = "a video, not read with the images; extract it on its own"
+VIDEO_IN_FOLDER = "a video, not read with the images; extract measures videos, frame by frame"
+# ... as tables written before 2026-12 say it (still a video passed over when read)
+VIDEO_IN_FOLDER_BEFORE = "a video, not read with the images; extract it on its own"
 # Video formats people record in that this workbench does not decode: said, not dropped unsaid.
 OTHER_VIDEO_SUFFIXES: tuple[str, ...] = (".mkv", ".m4v", ".mts", ".m2ts", ".3gp", ".wmv", ".flv", ".mpg", ".mpeg")
 OTHER_VIDEO = "a video of a format not read here; convert it to MP4 (MP4, MOV, AVI and WebM are read)"

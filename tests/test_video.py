@@ -1137,3 +1137,16 @@ def test_au_model_page_measures_a_folders_videos_and_trains_on_whole_videos(mode
     at.button(key="au_train_button").click()
     run_app(at, T)
     assert any(c.startswith("Whole videos were held out: ") for c in texts(at.caption)), texts(at.caption)
+
+
+def test_a_video_passed_over_in_a_folder_says_extract_measures_it_and_old_tables_still_read_so():
+    """The reason said "extract it on its own" where `extract FOLDER` measures a folder's videos too;
+    tables written with the old words still count such a row as a video passed over, not a face missed."""
+    import pandas as pd
+
+    from fer_core import au_table
+    from fer_core.images import VIDEO_IN_FOLDER, VIDEO_IN_FOLDER_BEFORE
+
+    assert "extract measures videos" in VIDEO_IN_FOLDER
+    rows = pd.DataFrame({"reason": [VIDEO_IN_FOLDER_BEFORE, VIDEO_IN_FOLDER, "no face found"]})
+    assert au_table.passed_over_videos(rows).tolist() == [True, True, False]
