@@ -1099,9 +1099,18 @@ def cmd_train_au(args) -> int:
     m = model.holdout
     evaluated_on = held_out_description(args.table, holdout, args.seed, data.get("videos"))
     if args.name:
-        entry = save_and_register(model, name=args.name, kind=kind, classes=model.classes,
-                                  metrics=Metrics.from_report(m, evaluated_on), command=args.command_line,
-                                  path=args.out, replace=args.replace)  # checked again: a run in parallel
+        try:
+            entry = save_and_register(model, name=args.name, kind=kind, classes=model.classes,
+                                      metrics=Metrics.from_report(m, evaluated_on), command=args.command_line,
+                                      path=args.out, replace=args.replace)  # checked again: a run in parallel
+        except FerError as exc:  # the fit (minutes for a GAM) is kept, as a training's network is
+            kept = Path(args.out).with_suffix(".unregistered.json")
+            try:
+                model.save(kept)
+            except (OSError, FerError):  # a full disk: its own error says what matters
+                raise exc from None
+            raise FerError(f"{one_line(exc)}; the fitted model is kept, unregistered, in {printable(str(kept))} "
+                           "(usable by path: --model)") from None
     else:
         model.save(args.out)
     per_video = (data.get("videos") or {}).get("per_video")

@@ -171,7 +171,7 @@ class CNNTrainingJob:
             other = _active.get("job")
             if other is not None and other.running:
                 raise FerError("another CNN training is running on this server; wait for it to finish "
-                               "or stop it on the CNN page")
+                               "(the session that started it can stop it on the CNN page)")
             _active["job"] = self
             self.thread.start()
 

@@ -522,8 +522,8 @@ def main() -> None:
     st.caption(t("cnn.intro"))
     saved_section()
     job: CNNTrainingJob | None = st.session_state.get("cnn_job")
-    last = last_training() if job is None else None
-    if last is not None and (last.running or unsaved(last)):
+    last = last_training()
+    if last is not None and last is not job and (last.running or unsaved(last)):
         if st.query_params.get(TRAINING_PARAM) == last.token:
             # A reload of the page that started it takes up the server's training: it can be stopped,
             # and its result saved, from here instead of being lost with the session that started it.
@@ -531,6 +531,10 @@ def main() -> None:
         elif unsaved(last):  # someone else's (a shared server): said, not taken, neither saved nor dropped here
             st.info(t("cnn.others_unsaved", settings=last.settings.summary(),
                       minutes=f"{(time.time() - (last.finished or last.started)) / 60:.0f}"))
+    if job is not None and (job.running or unsaved(job)) and st.query_params.get(TRAINING_PARAM) != job.token:
+        # the address carries the run while it is this session's to stop or save: Streamlit clears it
+        # when another page is visited, and a reload after coming back would have lost it
+        st.query_params[TRAINING_PARAM] = job.token
     training_form(job)
     if job is None:
         return

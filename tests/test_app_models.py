@@ -719,3 +719,25 @@ def test_comparison_tables_and_figures_from_a_hand_made_report():
         ko = training_curves({"loss": [1.2], "val_loss": [1.3], "accuracy": [0.3], "val_accuracy": [0.25]})
     assert {d.name for d in ko.data} == {"학습", "검증"} and ko.layout.xaxis.title.text == "에포크"
     assert [a.text for a in ko.layout.annotations] == ["손실", "정확도"] and ko.layout.title.text == "학습 곡선"
+
+
+def test_cnn_page_tells_a_session_with_its_own_run_of_another_sessions_unsaved_training(models_dir, fer_small):
+    """The notice was shown only to sessions without a run of their own: one whose own run had ended
+    could start a training over another person's unsaved result unwarned."""
+    import time
+
+    from fer_core import training
+    from fer_core.emotions import SIX_EMOTIONS
+    from fer_core.training import CNNSettings, CNNTrainingJob
+
+    settings = CNNSettings(str(fer_small), None, SIX_EMOTIONS, "tiny", 1, 16, None)
+    mine = CNNTrainingJob(settings)
+    mine.phase = "cancelled"  # this session's own run, over
+    theirs = CNNTrainingJob(settings)
+    theirs.result, theirs.finished = object(), time.time()  # another person's, finished and not saved
+    training._active["job"] = theirs
+    at = AppTest.from_file(CNN_PAGE)
+    at.session_state["cnn_job"] = mine
+    _run(at)
+    assert any("another browser session trained" in i for i in _texts(at.info))
+    assert at.session_state["cnn_job"] is mine and "training" not in at.query_params

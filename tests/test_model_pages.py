@@ -300,6 +300,9 @@ def test_cnn_training_result_is_checked_and_offered_to_compare(models_dir, fer_s
     assert network[:2] == b"PK" and json.loads(record)["status"] == "done"
     # a reload (a new session at the page's address) takes up the finished, unsaved training instead of losing it
     assert at.query_params["training"] == job.token
+    del at.query_params["training"]  # a visit to another page clears the address's parameters ...
+    run_app(at, T)
+    assert at.query_params["training"] == job.token  # ... and coming back puts the run in it again
     again = AppTest.from_file(CNN_PAGE)
     again.query_params["training"] = job.token
     run_app(again, T)

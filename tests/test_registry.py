@@ -313,6 +313,9 @@ def test_two_train_au_runs_under_one_new_name_keep_the_first_and_refuse_the_seco
     err = capsys.readouterr().err
     assert "a model named 'lab-same' is already registered" in err and "--replace" in err
     assert [e.file for e in read_manifest() if e.name == "lab-same"] == [first] and not second.exists()
+    kept = tmp_path / "second.unregistered.json"  # the fit is not thrown away
+    assert f"the fitted model is kept, unregistered, in {kept}" in err and au_models.AUModel.load(kept).classes == (
+        "happy", "sad")
     assert main([*args, "--replace"]) == 0  # replacing it is asked for
     assert [e.file for e in read_manifest() if e.name == "lab-same"] == [second]
 

@@ -291,7 +291,7 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
             if same is not None and not replace and same.file.resolve() != Path(path).resolve():
                 raise FerError(f"a model named {name!r} is already registered (file "
                                f"{printable(relative_to_repo(same.file))}); choose another name, or replace it "
-                               "(--replace)")
+                               "(--replace; replace=True in Python)")
             refuse_other_kind(name, kind, existing)
             refuse_registered_file(name, path, existing)
             target = Path(path)
