@@ -4,11 +4,15 @@ The server does not watch files (``.streamlit/config.toml``), so modules it impo
 were while ``app.py`` and the pages are read again on each run: new code calling old code failed on
 every page, for everyone, with Streamlit's redacted error. Each run compares the code's file stamps
 with those taken when this module was first imported (``ui.launch`` imports it before the server
-listens) and, where they differ, says to restart instead.
+listens), and looks for a file changed after the server process started (an update that brought this
+module along: the server had imported the old code before this module existed), and where either
+holds, says to restart instead.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +35,19 @@ def code_stamp() -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
+def process_started() -> float:
+    """When this process started (seconds since the epoch, Linux's /proc); now where that cannot be read."""
+    try:
+        ticks = int(Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
 LOADED = code_stamp()
+STARTED = process_started()
 # In both languages: the translations are among what changed, and old code reads them.
 RESTART = ("The workbench's code has changed since this dashboard started (an update?): restart it (`make run`) "
            "to use the new version. / 대시보드가 시작된 뒤 코드가 바뀌었습니다(업데이트?): 새 버전을 쓰려면 "
@@ -39,7 +55,9 @@ RESTART = ("The workbench's code has changed since this dashboard started (an up
 
 
 def code_changed() -> bool:
-    return code_stamp() != LOADED
+    now = code_stamp()
+    # a second of slack: /proc's start time counts in clock ticks, a file's time in nanoseconds
+    return now != LOADED or any(mtime / 1e9 > STARTED + 1.0 for _, mtime, _ in now)
 
 
 def stop_if_code_changed() -> None:
