@@ -146,7 +146,7 @@ def test_percentages_inside_probability_bars_have_wcag_contrast():
 def _mask_report():
     """A hand-made mask report of two models on four images, with two example faces."""
     from fer_core.evaluation.compare import Comparison
-    from fer_core.evaluation.mask_report import MaskReport
+    from fer_core.evaluation.mask_report import MaskExample, MaskReport
 
     def comparison(answers):
         table = pd.DataFrame({"file": list("abcd"), "label": ["happy", "happy", "sad", "sad"],
@@ -156,7 +156,7 @@ def _mask_report():
     face = np.full((48, 48, 3), 128, dtype=np.uint8)
     masked = face.copy()
     masked[28:, 8:40] = 230
-    examples = [("happy/a.jpg", face, masked), ("sad/c.jpg", face, masked)]
+    examples = [MaskExample("happy", "a.jpg", face, masked), MaskExample("sad", "c.jpg", face, masked)]
     return MaskReport(comparison(["happy", "happy", "sad", "sad"]), comparison(["happy", "sad", "sad", "happy"]),
                       "surgical", 0, examples=examples)
 
