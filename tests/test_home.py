@@ -471,3 +471,12 @@ def test_a_dashboard_whose_code_changed_since_it_started_says_to_restart(shipped
     monkeypatch.setattr(freshness, "STARTED", min(m for _, m, _ in freshness.LOADED) / 1e9 - 60)
     at = run_app(AppTest.from_file(HOME), T)
     assert [e.value for e in at.error] == [freshness.RESTART]
+    # a checkout dated in the future (a clock ahead where it was copied from) is no update: a restart
+    # could not clear it
+    import time
+
+    future = tuple((f, int((time.time() + 600) * 1e9), size) for f, _, size in freshness.LOADED)
+    monkeypatch.setattr(freshness, "code_stamp", lambda: future)
+    monkeypatch.setattr(freshness, "LOADED", future)
+    monkeypatch.setattr(freshness, "STARTED", time.time())
+    assert not freshness.code_changed()

@@ -1150,3 +1150,9 @@ def test_a_video_passed_over_in_a_folder_says_extract_measures_it_and_old_tables
     assert "extract measures videos" in VIDEO_IN_FOLDER
     rows = pd.DataFrame({"reason": [VIDEO_IN_FOLDER_BEFORE, VIDEO_IN_FOLDER, "no face found"]})
     assert au_table.passed_over_videos(rows).tolist() == [True, True, False]
+    from fer_core import i18n
+
+    with i18n.using_language("ko"):  # both read in Korean, the old words too
+        assert [i18n.reason(f"clip.mp4: {r}") for r in (VIDEO_IN_FOLDER_BEFORE, VIDEO_IN_FOLDER)] == [
+            "clip.mp4: 동영상이라 이미지와 함께 읽지 않습니다. 따로 추출하세요",
+            "clip.mp4: 동영상이라 이미지와 함께 읽지 않습니다. 동영상은 extract가 프레임마다 측정합니다"]

@@ -55,9 +55,11 @@ RESTART = ("The workbench's code has changed since this dashboard started (an up
 
 
 def code_changed() -> bool:
-    now = code_stamp()
-    # a second of slack: /proc's start time counts in clock ticks, a file's time in nanoseconds
-    return now != LOADED or any(mtime / 1e9 > STARTED + 1.0 for _, mtime, _ in now)
+    now, clock = code_stamp(), time.time()
+    # a second of slack: /proc's start time is in whole seconds. A file dated in the future (copied
+    # from a machine whose clock is ahead) is not taken for an update: a restart could not clear it;
+    # a change to it after this module's import still differs from LOADED.
+    return now != LOADED or any(STARTED + 1.0 < mtime / 1e9 <= clock + 1.0 for _, mtime, _ in now)
 
 
 def stop_if_code_changed() -> None:
