@@ -503,6 +503,18 @@ def sample_per_class(items: Sequence[LabeledImage], per_class: int | None, seed:
     return [items[i] for i in sorted(keep)]
 
 
+def sample_as_drawn(items: Sequence[LabeledImage], classes: Sequence[str], per_class: int | None,
+                    seed: int = 0) -> list[LabeledImage]:
+    """``per_class`` images of each of ``classes`` as ``draw_test_set`` draws them from the same folder
+    (the same seeded generator over the same emotions: its copy holds these files, so a command can
+    reproduce the sample), and as many of every other label, drawn apart so that they do not change
+    that draw (a fear folder drawn from the same generator first gave another set); in the listing's
+    order. All items when ``per_class`` is falsy."""
+    drawn = {id(it) for it in sample_per_class(items, per_class, seed=seed, classes=classes)
+             + sample_per_class([it for it in items if it.label not in classes], per_class, seed=seed)}
+    return [it for it in items if id(it) in drawn]
+
+
 def draw_test_set(source: str | os.PathLike[str], out: str | os.PathLike[str], per_class: int = 10,
                   classes: Sequence[str] | None = None, seed: int = 0) -> list[LabeledImage]:
     """Copy a reproducible sample of ``per_class`` images per emotion into ``out/<emotion>/``."""

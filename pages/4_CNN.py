@@ -24,7 +24,7 @@ from fer_core.evaluation.metrics import EvaluationReport, degenerate_model_warni
 from fer_core.figures.compare import predictions_frame, training_curves
 from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, message, t
-from fer_core.images import sample_per_class
+from fer_core.images import sample_as_drawn
 from fer_core.predictors.cnn import PRESETS
 from fer_core.predictors.recipe import SCHEDULES, Recipe
 from fer_core.training import CNNSettings, CNNTrainingJob, active_training, last_training
@@ -202,14 +202,9 @@ def evaluate_section(entry) -> None:
                 from fer_core.evaluation.compare import evaluate_images
 
                 root = str(Path(folder).expanduser())
-                # every emotion listed: those the model lacks are counted and said, not dropped unseen.
-                # The model's own emotions are drawn apart from the rest, as draw-testset draws them
-                # (a fear folder drew from the same generator first, and the set was another one)
+                # every emotion listed: those the model lacks are counted and said, not dropped unseen
                 listed = dataset_items(root)
-                drawn = {id(it) for it in sample_per_class(listed, int(per), seed=EVAL_SEED, classes=entry.classes)
-                         + sample_per_class([it for it in listed if it.label not in entry.classes], int(per),
-                                            seed=EVAL_SEED)}
-                items = [it for it in listed if id(it) in drawn]  # in the folder's order
+                items = sample_as_drawn(listed, entry.classes, int(per), seed=EVAL_SEED)
                 labelled = sum(1 for it in listed if it.label)
                 sample = {"per_emotion": int(per) or None, "seed": EVAL_SEED if per else None,
                           "images_in_folder": labelled, "unlabelled": len(listed) - labelled,
