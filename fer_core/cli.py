@@ -1063,7 +1063,7 @@ def cmd_train_au(args) -> int:
     max_rows = args.max_rows or MAX_FIT_ROWS
     table = _read_au_table(args.table)
     holdout = args.holdout
-    progress = _tqdm_progress("fitting")
+    bar = progress = _tqdm_progress("fitting")
     if kind == "au-gam":
         import time
 
@@ -1071,13 +1071,15 @@ def cmd_train_au(args) -> int:
         if len(table) >= 2000:
             print("fitting a GAM: 14 bagged boosting fits, twice (the held-out score, then all rows); this takes "
                   "minutes (FER2013 val's 3,567 faces, seven emotions: 8.5 min with --workers 1)", file=sys.stderr)
-        bar, started = progress, time.monotonic()
+        started = time.monotonic()
 
-        def progress(done: int, total: int) -> None:
+        def on_gam_fit(done: int, total: int) -> None:
             bar(done, total)
             if done and not sys.stderr.isatty():
                 print(f"GAM fit {done} of {total} done ({(time.monotonic() - started) / 60:.1f} min)",
                       file=sys.stderr, flush=True)
+
+        progress = on_gam_fit
 
     from .measure.extract import default_workers
 

@@ -25,6 +25,7 @@ from ui.common import (
     TABLE_TYPES,
     VIDEO_FPS_CHOICES,
     au_table_from_bytes,
+    caption_aus_read,
     data_layout_help,
     dataset_listing,
     default_unless_chosen,
@@ -265,9 +266,7 @@ def show_model(model, key: str) -> None:
         right.plotly_chart(plots.confusion_heatmap(m.confusion, m.labels, title=t("au_model.confusion_title"),
                                                      other=m.other_per_class, no_face=m.no_face_per_class),
                            key=f"{key}_confusion")
-    columns = tuple(getattr(model, "au_columns", AU_COLUMNS))
-    if set(columns) != set(AU_COLUMNS):
-        st.caption(t("au_model.uses_aus", n=len(columns), aus=", ".join(au_table.au_code(c) for c in columns)))
+    caption_aus_read(model)
     if model.kind == "au-logreg":
         st.plotly_chart(plots.coefficient_heatmap(model.weights[0], model.classes, model.au_columns,
                                                   title=t("au_model.coef_title")), key=f"{key}_coef")

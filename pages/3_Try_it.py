@@ -47,6 +47,7 @@ from ui.common import (
     VIDEO_FPS_CHOICES,
     add_new_options,
     against_text,
+    caption_aus_read,
     digest,
     entries_of,
     keep_for,
@@ -387,17 +388,6 @@ def show_downloads(photo: dict, image, slot: int, file_stem: str | None = None) 
                        mime="image/png", key=f"try_png_{slot}", on_click="ignore")
 
 
-def reads_some_aus(model) -> list[str]:
-    """The AU codes an AU model reads when it reads fewer than all 17 (an upper-face model), else []."""
-    from fer_core.au_table import AU_COLUMNS, au_code
-    from fer_core.predictors.base import au_columns_used
-
-    if model is None or getattr(model, "inputs", None) != "aus":
-        return []
-    columns = au_columns_used(model)
-    return [au_code(c) for c in columns] if len(columns) < len(AU_COLUMNS) else []
-
-
 def show_result(result, others: list, slot: int, model=None, model_key: str = "", model_name: str = "",
                 mask: str | None = None, file_stem: str | None = None) -> None:
     with st.container(border=True):
@@ -418,9 +408,7 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         st.caption(found
                    + (t("try_it.scaled") if result.scaled else "")
                    + (t("try_it.as_crop") if getattr(result, "crop", False) else ""))
-        reads = reads_some_aus(model)
-        if reads:  # an upper-face model: which AUs its sentence can name, the others shown beside it
-            st.caption(t("au_model.uses_aus", n=len(reads), aus=", ".join(reads)))
+        caption_aus_read(model)  # an upper-face model: which AUs its sentence can name
         order = face_order(result.faces)
         image = numbered_image(result, order) if n > 1 else None
         if image is not None:

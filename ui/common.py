@@ -172,6 +172,16 @@ def show_evaluation(ev, key: str, warn: bool = True, advice: bool = True) -> Non
 METRICS_PER_ROW = 3  # five side by side were cut to "Validati…" and "70.…" in an 800 px window
 
 
+def caption_aus_read(model) -> None:
+    """"This model reads N of the 17 AUs: …" under a model that reads fewer (an upper-face model):
+    its sentence can name only those (the AU model page and Try it)."""
+    from fer_core.predictors.base import some_aus_read
+
+    reads = some_aus_read(model)
+    if reads:
+        st.caption(t("au_model.uses_aus", n=len(reads), aus=", ".join(reads)))
+
+
 def metric_row(ev, extra: dict[str, str], label: str | None = None) -> None:
     """The accuracy (with its 95% interval), macro F1 and ``extra`` figures of an evaluation, in rows."""
     lo, hi = ev.accuracy_ci95

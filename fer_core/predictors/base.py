@@ -244,6 +244,20 @@ def au_columns_used(predictor: Predictor) -> tuple[str, ...]:
     return tuple(getattr(model, "au_columns", None) or AU_COLUMNS)
 
 
+def some_aus_read(model) -> list[str]:
+    """The AU codes a model reads when it reads fewer than all 17 (an upper-face model), else []:
+    of a fitted AU model (``au_columns``) or a loaded predictor (a pixel model's: [])."""
+    from ..au_table import AU_COLUMNS, au_code
+
+    if isinstance(model, Predictor):
+        if model.inputs != "aus":
+            return []
+        columns = au_columns_used(model)
+    else:
+        columns = tuple(getattr(model, "au_columns", None) or AU_COLUMNS)
+    return [au_code(c) for c in columns] if len(set(columns)) < len(AU_COLUMNS) else []
+
+
 def judged_only(faces: Sequence[FaceInput | np.ndarray], proba: np.ndarray) -> np.ndarray:
     """``proba`` with NaN rows for photos in which no face was found (``FaceInput.found``): what
     every model is scored on, a pixel model's answer to the whole picture counting for nothing."""
