@@ -263,8 +263,7 @@ def show_model(model, key: str) -> None:
         left, right = st.columns(2)
         left.plotly_chart(plots.per_class_accuracy_bars(m.per_class, overall=m.accuracy,
                                                         title=t("au_model.per_class_title")), key=f"{key}_per_class")
-        right.plotly_chart(plots.confusion_heatmap(m.confusion, m.labels, title=t("au_model.confusion_title"),
-                                                     other=m.other_per_class, no_face=m.no_face_per_class),
+        right.plotly_chart(plots.confusion_heatmap(m, title=t("au_model.confusion_title"), compact=True),
                            key=f"{key}_confusion")
     caption_aus_read(model)
     if model.kind == "au-logreg":

@@ -15,7 +15,6 @@ from fer_core.figures.compare import (
     accuracy_summary,
     au_contribution_bars,
     column_titles,
-    confusion_figure,
     confusion_frame,
     left_out_frame,
     mcnemar_frame,
@@ -123,7 +122,7 @@ def show_confusions(res: Comparison) -> None:
     st.caption(t("compare.confusion_caption"))
     for tab, name in zip(st.tabs([shown_literally(n) for n in res.names]), res.names):
         with tab:
-            st.plotly_chart(confusion_figure(res.reports[name], unscored=res.unscored_answers(name)),
+            st.plotly_chart(plots.confusion_heatmap(res.reports[name], unscored=res.unscored_answers(name)),
                             key=f"cmp_confusion_{name}")
 
 

@@ -43,10 +43,14 @@ def test_balance_table_and_imbalance_ratio():
 
 
 def test_confusion_heatmap_normalises_rows_and_prints_counts():
-    fig = plots.confusion_heatmap([[8, 2], [0, 0]], ["happy", "sad"])
+    from fer_core.evaluation.metrics import evaluation_report
+
+    report = evaluation_report(["happy"] * 10, ["happy"] * 8 + ["sad"] * 2, ["happy", "sad"])
+    fig = plots.confusion_heatmap(report)
     z = np.array(fig.data[0].z)
     assert z[0].tolist() == [0.8, 0.2] and z[1].tolist() == [0.0, 0.0]  # empty row: no division by zero
-    assert "8" in fig.data[0].text[0][0]
+    assert fig.data[0].text[0][0] == "80.0%<br>8"
+    assert plots.confusion_heatmap(report, compact=True).data[0].text[0][0] == "80%<br>8"  # half a page wide
 
 
 def test_confusion_heatmap_shares_are_of_every_image_of_the_emotion():
@@ -55,24 +59,22 @@ def test_confusion_heatmap_shares_are_of_every_image_of_the_emotion():
     With the report's no-face and other-emotion counts they get columns and the diagonal is the
     per-emotion accuracy shown beside the matrix."""
     from fer_core.evaluation.metrics import evaluation_report
-    from fer_core.figures.compare import confusion_figure
     from fer_core.i18n import using_language
 
     truth = ["happy"] * 10 + ["sad"] * 10
     answers = ["happy"] * 8 + [None] * 2 + ["sad"] * 5 + ["happy"] * 4 + ["fear"]
     report = evaluation_report(truth, answers, ["happy", "sad"])
-    fig = plots.confusion_heatmap(report.confusion, report.labels, other=report.other_per_class,
-                                  no_face=report.no_face_per_class)
+    fig = plots.confusion_heatmap(report, compact=True)
     z = np.array(fig.data[0].z)
     assert list(fig.data[0].x) == ["happy", "sad", "other emotion", "no face"]
     assert [z[i, i] for i in range(2)] == [report.per_class[e].accuracy for e in report.labels] == [0.8, 0.5]
     assert z.sum(axis=1).tolist() == [1.0, 1.0] and fig.data[0].text[0][3] == "20%<br>2"
-    assert np.array_equal(z, np.array(confusion_figure(report).data[0].z))  # Compare's matrix: the same shares
     # a seven-emotion model among six: its extra column says what it answered, not "other emotion"
-    assert list(confusion_figure(report, unscored=["fear"]).data[0].x) == ["happy", "sad", "fear (not scored)",
-                                                                            "no face"]
+    assert list(plots.confusion_heatmap(report, unscored=["fear"]).data[0].x) == ["happy", "sad", "fear (not scored)",
+                                                                                   "no face"]
+    nothing_other = evaluation_report(["happy", "sad"], [None, "sad"], ["happy", "sad"])
     with using_language("ko"):
-        korean = plots.confusion_heatmap(report.confusion, report.labels, no_face=report.no_face_per_class)
+        korean = plots.confusion_heatmap(nothing_other)
     assert list(korean.data[0].x) == ["행복", "슬픔", "얼굴 없음"]  # nothing other: no empty column
 
 
@@ -105,12 +107,12 @@ def test_per_class_accuracy_bars():
 
 
 def test_figures_speak_korean():
-    from fer_core.evaluation.metrics import ClassScore
+    from fer_core.evaluation.metrics import ClassScore, evaluation_report
     from fer_core.i18n import using_language
 
     with using_language("ko"):
         fig = plots.per_class_accuracy_bars({"happy": ClassScore(10, 0.9), "sad": ClassScore(4, 0.5)}, overall=0.8)
-        heat = plots.confusion_heatmap([[3, 1], [0, 4]], ["happy", "sad"])
+        heat = plots.confusion_heatmap(evaluation_report(["happy", "sad"], ["happy", "sad"], ["happy", "sad"]))
         aus = plots.au_intensity_bars({"AU12_r": 2.0, "AU04_r": 0.1})
     assert list(fig.data[0].x) == ["행복", "슬픔"] and fig.layout.title.text == "감정별 정확도 (재현율)"
     assert [d.name for d in fig.data if d.showlegend] == ["전체 80.0%"]
@@ -203,19 +205,18 @@ def test_confusion_rows_count_every_image_of_the_emotion():
     their own: each row adds up to all images of its emotion, so the diagonal is the model's
     per-emotion accuracy, not the share of the answers that happened to be scored emotions."""
     from fer_core.evaluation.metrics import EvaluationReport, evaluation_report
-    from fer_core.figures.compare import confusion_figure
 
     report = evaluation_report(["happy", "happy", "happy", "happy", "sad", "sad"],
                                ["fear", "happy", "happy", None, "sad", "happy"], ["happy", "sad"], model="m")
     assert report.other_per_class == [1, 0] and report.no_face_per_class == [1, 0]
-    heat = confusion_figure(report).data[0]
+    heat = plots.confusion_heatmap(report).data[0]
     assert list(heat.x) == ["happy", "sad", "other emotion", "no face"]
     z = np.array(heat.z)
     assert z[0].tolist() == [0.5, 0.0, 0.25, 0.25] and z[0, 0] == report.per_class["happy"].accuracy
     assert z[1].tolist() == [0.5, 0.5, 0.0, 0.0]
     assert EvaluationReport.from_dict(report.to_dict()).other_per_class == [1, 0]
     plain = evaluation_report(["happy", "sad"], ["happy", "happy"], ["happy", "sad"], model="m")
-    assert list(confusion_figure(plain).data[0].x) == ["happy", "sad"]  # nothing outside: no extra columns
+    assert list(plots.confusion_heatmap(plain).data[0].x) == ["happy", "sad"]  # nothing outside: no extra columns
 
 
 def test_mask_shift_shows_answers_outside_the_scored_emotions():

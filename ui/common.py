@@ -161,8 +161,7 @@ def show_evaluation(ev, key: str, warn: bool = True, advice: bool = True) -> Non
     left, right = st.columns(2)
     left.plotly_chart(plots.per_class_accuracy_bars(ev.per_class, overall=ev.accuracy, title=t("cnn.per_class_title")),
                       key=f"{key}_bars")
-    right.plotly_chart(plots.confusion_heatmap(ev.confusion, ev.labels, title=t("cnn.confusion_title"),
-                                               other=ev.other_per_class, no_face=ev.no_face_per_class),
+    right.plotly_chart(plots.confusion_heatmap(ev, title=t("cnn.confusion_title"), compact=True),
                        key=f"{key}_confusion")
     warning = degenerate_model_warning(ev, advice=advice) if warn else None
     if warning:

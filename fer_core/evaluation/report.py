@@ -173,12 +173,13 @@ def _wrong_section(comparison: Comparison, name: str, root: str | None = None) -
 
 def report_figures(comparison: Comparison) -> list:
     """The figures of the report, in order: overall accuracy, per emotion, one confusion matrix per model."""
-    from ..figures.compare import accuracy_ci_bars, accuracy_summary, confusion_figure, per_emotion_grouped_bars
+    from ..figures.compare import accuracy_ci_bars, accuracy_summary, per_emotion_grouped_bars
+    from ..figures.plots import confusion_heatmap
 
     overall = {name: r.accuracy for name, r in comparison.reports.items()}
     figures = [accuracy_ci_bars(accuracy_summary(comparison)),
                per_emotion_grouped_bars(comparison.per_emotion_frame(), order=comparison.classes, overall=overall)]
-    figures += [confusion_figure(r, title=t("report.confusion_of", model=name), unscored=comparison.unscored_answers(name))
+    figures += [confusion_heatmap(r, title=t("report.confusion_of", model=name), unscored=comparison.unscored_answers(name))
                 for name, r in comparison.reports.items()]
     return figures
 

@@ -17,11 +17,11 @@ from plotly.subplots import make_subplots
 
 from ..emotions import SEVEN_EMOTIONS, emotion_from_filename, normalize_emotion
 from ..evaluation.compare import Comparison
-from ..evaluation.metrics import EvaluationReport, p_text
-from ..i18n import FONT_FAMILY, emotion_label, emotion_labels, t
+from ..evaluation.metrics import p_text
+from ..i18n import emotion_label, emotion_labels, t
 from ..images import relative_file
 from ..predictors.base import Explanation
-from .plots import _layout, emotion_color, with_unscored_columns
+from .plots import _layout, emotion_color
 
 # One colour per compared model (in the order given); emotions keep their own colours elsewhere.
 # Okabe-Ito's eight, then Paul Tol's wine and a grey: every pair stays apart (CIEDE2000 over 10) with
@@ -278,12 +278,6 @@ def percent(value: float | None) -> str:
     return "–" if value is None or pd.isna(value) else f"{float(value):.1%}"
 
 
-def _font_layout(fig: go.Figure, title: str, height: int, top: int = 50) -> go.Figure:
-    """``plots._layout`` plus a font that draws Hangul, so Korean titles and labels render."""
-    fig.update_layout(font=dict(family=FONT_FAMILY))
-    return _layout(fig, title, height=height, top=top)
-
-
 def accuracy_ci_bars(summary: pd.DataFrame, title: str | None = None) -> go.Figure:
     """One bar per model with its Wilson interval as an error bar (``accuracy_summary`` rows)."""
     acc = summary["accuracy"].astype(float)
@@ -307,7 +301,7 @@ def accuracy_ci_bars(summary: pd.DataFrame, title: str | None = None) -> go.Figu
                      tickvals=[0, .2, .4, .6, .8, 1])
     # a few labels wrap at <br> and stand level (slanted, they ran into each other); many names slant
     fig.update_xaxes(tickangle=-35 if crowded else 0, automargin=True)
-    return _font_layout(fig, title or t("compare.fig_overall"), height=360)
+    return _layout(fig, title or t("compare.fig_overall"), height=360)
 
 
 def per_emotion_grouped_bars(frame: pd.DataFrame, title: str | None = None,
@@ -350,36 +344,7 @@ def per_emotion_grouped_bars(frame: pd.DataFrame, title: str | None = None,
     for j, emotion in enumerate(emotions):  # a thin emotion-coloured strip under each group
         fig.add_shape(type="rect", xref="x", yref="paper", x0=j - 0.45, x1=j + 0.45, y0=-0.012, y1=0.0,
                       fillcolor=emotion_color(emotion), line_width=0)
-    return _font_layout(fig, title or t("compare.fig_per_emotion"), height=440)
-
-
-CONFUSION_TEXT_PX = 14  # cell text; the matrices get a tab (or a report section) each, so it fits
-
-
-def confusion_figure(report: EvaluationReport, title: str | None = None, unscored: Sequence[str] = ()) -> go.Figure:
-    """A model's confusion matrix with room: the colour is the share of the true emotion's images on
-    one fixed 0–100% scale (the same for every model, so tabs compare by colour) and each cell prints
-    share and count. Images the model gave an emotion not scored here (a seven-emotion model's fear
-    among six) or found no face in get columns of their own when there are any, so every row adds
-    up to all images of its emotion and the diagonal is the per-emotion accuracy. ``unscored``: the
-    emotions the model answers that are not scored, which name that column ("fear (not scored)")."""
-    counts, extra = with_unscored_columns(report.confusion, report.other_per_class, report.no_face_per_class,
-                                          unscored)
-    columns = emotion_labels(report.labels) + extra
-    totals = counts.sum(axis=1, keepdims=True)
-    share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    labels = emotion_labels(report.labels)
-    text = [[f"{percent(share[i, j])}<br>{int(counts[i, j])}" for j in range(counts.shape[1])]
-            for i in range(counts.shape[0])]
-    fig = go.Figure(go.Heatmap(
-        z=share, x=columns, y=labels, text=text, texttemplate="%{text}",
-        textfont=dict(size=CONFUSION_TEXT_PX), colorscale="Blues", zmin=0, zmax=1,
-        colorbar=dict(title=t("compare.colour_share"), tickformat=".0%"),
-        hovertemplate=t("compare.hover_confusion") + "<extra></extra>",
-    ))
-    fig.update_xaxes(title=t("compare.axis_predicted"), side="bottom", tickfont=dict(size=13))
-    fig.update_yaxes(title=t("compare.axis_true"), autorange="reversed", tickfont=dict(size=13))
-    return _font_layout(fig, title or report.model, height=160 + 62 * len(labels))
+    return _layout(fig, title or t("compare.fig_per_emotion"), height=440)
 
 
 def au_contribution_bars(explanation: Explanation, title: str | None = None) -> go.Figure:
@@ -395,4 +360,4 @@ def au_contribution_bars(explanation: Explanation, title: str | None = None) -> 
     ))
     fig.update_xaxes(title=t("compare.axis_contribution_logit", emotion=emotion_label(explanation.emotion)),
                      zeroline=True)
-    return _font_layout(fig, title or t("compare.fig_contributions"), height=80 + 24 * max(len(ranked), 3))
+    return _layout(fig, title or t("compare.fig_contributions"), height=80 + 24 * max(len(ranked), 3))

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .. import au_table
 from ..au_table import AU_COLUMNS, au_code, au_label
-from ..evaluation.metrics import ClassScore
+from ..evaluation.metrics import ClassScore, EvaluationReport
 from ..i18n import FONT_FAMILY, emotion_label, emotion_labels, t
 from ..measure.au_mapping import AU_LANDMARKS
 
@@ -135,29 +135,36 @@ def with_unscored_columns(confusion: Sequence[Sequence[int]], other: Sequence[in
     return counts, titles
 
 
-def confusion_heatmap(confusion: Sequence[Sequence[int]], labels: Sequence[str], normalize: bool = True,
-                      title: str | None = None, *, other: Sequence[int] | None = None,
-                      no_face: Sequence[int] | None = None) -> go.Figure:
-    """Confusion matrix as a heatmap; colour is the row share so small classes stay readable,
-    and each cell prints both the share and the count. Pass a report's ``other_per_class`` and
-    ``no_face_per_class`` as ``other`` and ``no_face``: they get columns of their own
-    (``with_unscored_columns``), so the shares are of all the emotion's images."""
-    counts, extra = with_unscored_columns(confusion, other, no_face)
+CONFUSION_TEXT_PX = 14  # cell text where a matrix has the page's width (a tab, a report section)
+
+
+def confusion_heatmap(report: EvaluationReport, title: str | None = None, unscored: Sequence[str] = (), *,
+                      compact: bool = False) -> go.Figure:
+    """A model's confusion matrix: the colour is the share of the true emotion's images on one fixed
+    0–100% scale (the same for every model, so matrices compare by colour) and each cell prints share
+    and count. Images the model gave an emotion not scored here (a seven-emotion model's fear among
+    six) or found no face in get columns of their own when there are any (``with_unscored_columns``),
+    so every row adds up to all images of its emotion and the diagonal is the per-emotion accuracy.
+    ``unscored``: the emotions the model answers that are not scored, which name that column ("fear
+    (not scored)"). ``compact``: for half a page's width (whole percents, smaller text and rows)."""
+    counts, extra = with_unscored_columns(report.confusion, report.other_per_class, report.no_face_per_class,
+                                          unscored)
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-    z = share if normalize else counts
-    text = [[f"{share[i, j]:.0%}<br>{int(counts[i, j])}" for j in range(counts.shape[1])]
+    share_format = ".0%" if compact else ".1%"
+    text = [[f"{share[i, j]:{share_format}}<br>{int(counts[i, j])}" for j in range(counts.shape[1])]
             for i in range(counts.shape[0])]
-    shown = emotion_labels(labels)
+    labels = emotion_labels(report.labels)
     fig = go.Figure(go.Heatmap(
-        z=z, x=shown + extra, y=shown, text=text, texttemplate="%{text}",
-        colorscale="Blues", zmin=0, zmax=1 if normalize else None,
-        colorbar=dict(title=t("figures.share") if normalize else t("figures.count")),
-        hovertemplate=t("figures.confusion_hover") + "<br>%{text}<extra></extra>",
+        z=share, x=labels + extra, y=labels, text=text, texttemplate="%{text}",
+        textfont=dict(size=12 if compact else CONFUSION_TEXT_PX), colorscale="Blues", zmin=0, zmax=1,
+        colorbar=dict(title=t("figures.colour_share"), tickformat=".0%"),
+        hovertemplate=t("figures.hover_confusion") + "<extra></extra>",
     ))
-    fig.update_xaxes(title=t("figures.predicted"), side="bottom")
-    fig.update_yaxes(title=t("figures.true"), autorange="reversed")
-    return _layout(fig, title or t("figures.confusion_title"), height=80 + 55 * len(labels))
+    fig.update_xaxes(title=t("figures.predicted"), side="bottom", tickfont=dict(size=13))
+    fig.update_yaxes(title=t("figures.true"), autorange="reversed", tickfont=dict(size=13))
+    height = 80 + 55 * len(labels) if compact else 160 + 62 * len(labels)
+    return _layout(fig, title or report.model or t("figures.confusion_title"), height=height)
 
 
 def per_class_accuracy_bars(per_class: Mapping[str, ClassScore], title: str | None = None,
