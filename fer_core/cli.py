@@ -10,6 +10,7 @@ import re
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -319,14 +320,21 @@ def _interactions(text: str) -> int | float:
 
 EXIT_STATUSES = """exit status:
   0    done
-  2    an error, said in one line on stderr, or a wrong command line; also when predict could not
-       read an image, or compare or mask-report could not run a model (the rest is still done)
+  2    an error, said in one line on stderr, or a wrong command line; also when predict gave no
+       answer for an image (unreadable, or no face found), extract measured no face at all (its
+       table is written, a row per file saying why), or compare or mask-report could not run a
+       model (the rest is still done). A batch where some files fail is done (0): each failure is
+       a row of the output or a line on stderr
   130  interrupted by Ctrl-C: nothing is left half-written
   143  stopped by kill (SIGTERM), as Ctrl-C stops it
   141  the reader of the output closed it (... | head); nothing is said
 
 FER_DEBUG=1 shows the traceback of an unexpected error. `python -m fer_core COMMAND --help`
-describes a command."""
+describes a command.
+
+environment: FER_MODELS_DIR (models folder, default models/), FER_CACHE_DIR (measurement cache,
+default .cache/), FER_DATA_DIR (datasets, default ../shared/datasets), FER_PROGRESS=1 (progress
+bars into a log file); the README's "Environment variables" lists every one."""
 JSON_HELP = "print JSON on stdout instead of text (errors stay one line each on stderr)"
 CLASSES_HELP = "emotions: six, seven or a comma list such as happy,sad,neutral (default: six)"
 TABLE_OUT_HELP = "AU table to write; its ending chooses the format: .csv, .csv.gz, .csv.bz2, .csv.xz or .parquet"
@@ -618,6 +626,9 @@ def cmd_predict(args) -> int:
                        "CNN, ensemble or Teachable Machine models")
     results: list[dict | None] = [None] * len(args.images)
     status = 0
+    from .provenance import models_sha256
+
+    sha256 = next(iter(models_sha256([args.model]).values()), None)  # the name alone may be another file later
     # Faces are measured in worker processes first (a native crash, or a file that is not an image,
     # costs that image only); then each photo is decoded here just for its own faces and dropped,
     # so a few hundred phone photos do not all sit in memory at once.
@@ -642,12 +653,13 @@ def cmd_predict(args) -> int:
         # numbered left to right as Try it numbers them
         width, height = shown_size(source) or (rgb.shape[1], rgb.shape[0])
         scale = width / rgb.shape[1]
-        entry_out = {"file": path, "model": predictor.name, "width": int(width), "height": int(height),
+        entry_out = {"file": path, "model": predictor.name, "model_sha256": sha256, "width": int(width), "height": int(height),
                      "faces": [{"face": number, **faces[k].to_dict(scale)}
                                for number, k in enumerate(face_order(faces), start=1)]}
         if not faces:  # the advice for a photo; a face crop the search missed is measured with --crops
             entry_out["error"] = f"{path}: " + (CROP_NO_FACE_MESSAGE if not args.crops and looks_like_face_crop(source)
                                                  else NO_FACE_MESSAGE)
+            status = 2  # no answer for it, as for a file that could not be read
         results[i] = entry_out
     if args.json or args.jsonl:
         for r in results:  # in the JSON, and said on stderr as without --json: a script sees why it failed
@@ -820,6 +832,15 @@ def cmd_extract(args) -> int:
         _suggest_crops(crop_like_no_face(table, args.folder))
     if took:  # the local engine's speed (Ray says its own)
         _say_took(took, args.no_cache)
+    return _no_face_status(table, args.out)
+
+
+def _no_face_status(table, out: str) -> int:
+    """extract's exit status: 2 when no face at all was measured, so that a pipeline stops there
+    rather than at the next step's "needs at least 10 usable faces"; the table is still written."""
+    if len(table) and not int(table["success"].sum()):
+        print(f"error: no face was measured; {printable(out)} says why for each file", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -986,7 +1007,7 @@ def _extract_video(args) -> int:
     _print_reasons(failed, name_single=False)  # every row is the video: its times are in the table
     if frames:
         _say_took([(frames, "frame", time.perf_counter() - start)], args.no_cache)
-    return 0
+    return _no_face_status(table, args.out)
 
 
 def _ray_options_usable(args) -> None:
@@ -1263,7 +1284,7 @@ def cmd_mask_report(args) -> int:
     if args.csv:
         fileio.write_frame(report.per_image_frame(), args.csv)
     if args.json:
-        print(json.dumps({**report.to_dict(), "passed_over": passed_over}))
+        print(json.dumps({**report.to_dict(), "passed_over": passed_over, **_provenance(args, refs)}))
         return status
     print(f"{report.original.n} faces, with and without a {args.style} mask")
     print(f"{'model':28s} {'original':>9s} {'masked':>7s} {'McNemar p':>9s}  per emotion (original -> masked)")
@@ -1320,6 +1341,14 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
               f"{'that emotion' if len(emotions) == 1 else 'those emotions'} all count as wrong", file=sys.stderr)
     for note in comparison.tie_notes():
         print(f"note: {note}", file=sys.stderr)
+
+
+def _provenance(args, refs: Sequence[str]) -> dict:
+    """A JSON result's ``provenance``: the workbench's version and commit, the command, the
+    libraries and each model file's SHA-256, so that a result kept for a paper says what made it."""
+    from .provenance import models_sha256, provenance
+
+    return {"provenance": provenance(args.command_line, models_sha256(refs))}
 
 
 def cmd_evaluate(args) -> int:
@@ -1382,7 +1411,7 @@ def cmd_evaluate(args) -> int:
                  "passed_over": listing.skipped_lines, **({"crops": True} if args.crops else {}),
                  **({"crop_like_no_face": crop_like} if crop_like else {})}
     if args.json:
-        print(json.dumps({**report.to_dict(), **extra}))
+        print(json.dumps({**report.to_dict(), **extra, **_provenance(args, [args.model])}))
     else:
         _print_report(report)
         if "per_video" in extra:
@@ -1424,7 +1453,7 @@ def cmd_compare(args) -> int:
         _write_compare_report(args, comparison, refs)
     status = 2 if comparison.failed_models else 0  # the others' results are given, the failure said
     if args.json:
-        print(json.dumps({**comparison.to_dict(root=args.images), "passed_over": passed_over}))
+        print(json.dumps({**comparison.to_dict(root=args.images), "passed_over": passed_over, **_provenance(args, refs)}))
         return status
     for report in comparison.reports.values():
         _print_report(report)
@@ -1482,8 +1511,10 @@ def cmd_models(args) -> int:
 
     entries = read_manifest()
     if not entries:  # an empty listing read as a command that did nothing
-        print(f"no models in {_manifest_shown()}; train-au, train-cnn or ensemble with --name registers one",
-              file=sys.stderr)
+        from .config import models_dir_unusable
+
+        print(f"no models in {_manifest_shown()}" + (f": {models_dir_unusable()}" if models_dir_unusable() else "")
+              + "; train-au, train-cnn or ensemble with --name registers one", file=sys.stderr)
         return 0
     # Columns as wide as their longest cell: an au-bottleneck kind or a long path shifted the rest
     name_width, kind_width = max(len(e.name) for e in entries), max(len(e.kind) for e in entries)

@@ -18,6 +18,16 @@ def models_dir() -> Path:
     return Path(os.environ.get("FER_MODELS_DIR") or REPO_ROOT / "models").expanduser()
 
 
+def models_dir_unusable() -> str:
+    """Why $FER_MODELS_DIR holds no models ("" when it is unset or a folder): said where a listing
+    was empty without a word, as if the folder were merely new."""
+    env = os.environ.get("FER_MODELS_DIR")
+    if not env or Path(env).expanduser().is_dir():
+        return ""
+    return f"FER_MODELS_DIR={env} " + ("is not a folder" if os.path.lexists(Path(env).expanduser())
+                                       else "does not exist (a training with --name creates it)")
+
+
 def data_dir() -> Path:
     """The derived tables this project ships (``data/``)."""
     return REPO_ROOT / "data"

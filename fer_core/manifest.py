@@ -306,6 +306,10 @@ def one_writer(models_dir: Path | None = None):
         lock.parent.mkdir(parents=True, exist_ok=True)  # a models folder not made yet (the first save)
         fh = open(lock, "a")  # noqa: SIM115 (closed by the with below; its OSError is said here)
     except OSError as exc:  # a read-only models folder: one line, before anything is written
+        if os.path.lexists(lock.parent) and not lock.parent.is_dir():
+            raise FerError(f"{lock.parent}: not a folder, so no model can be registered there"
+                           + (" (FER_MODELS_DIR)" if models_dir is None and os.environ.get("FER_MODELS_DIR") else "")
+                           ) from None
         raise fileio.write_error(lock, exc) from None
     with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -189,3 +190,63 @@ def test_an_unknown_option_before_the_command_is_not_blamed_on_the_command(capsy
     _, err = capsys.readouterr()
     assert exit_.value.code == 2 and "unrecognized arguments: --jsn" in err
     assert "(see python -m fer_core --help)" in err
+
+
+def test_a_step_that_measured_no_face_fails_the_pipeline(tmp_path, astronaut_jpeg):
+    """`extract` of a folder where no file gave a face exited 0 ("2 images, 0 faces"), so a Makefile
+    went on to `train-au`'s puzzling "needs at least 10 usable faces"; and `predict` of a photo with
+    no face exited 0 where an unreadable one exited 2. Both are now status 2; the table is still
+    written (a row per file saying why), and a batch where some files fail stays 0."""
+    from PIL import Image
+
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "notes.jpg").write_text("not an image")
+    blank = folder / "blank.png"
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
+    out = tmp_path / "au.csv"
+    run = subprocess.run([sys.executable, "-m", "fer_core", "extract", str(folder), "--out", str(out), "--no-cache"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("error: no face was measured"), run.stderr
+    import pandas as pd
+
+    assert len(pd.read_csv(out)) == 2  # written all the same, a row per file
+    (folder / "face.jpg").write_bytes(astronaut_jpeg.read_bytes())  # one face among them: done, failures as rows
+    run = subprocess.run([sys.executable, "-m", "fer_core", "extract", str(folder), "--out", str(out), "--no-cache"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+
+    run = subprocess.run([sys.executable, "-m", "fer_core", "predict", str(blank), "--json"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "no face" in json.loads(run.stdout)["error"], run.stderr
+
+
+def test_a_keras_run_says_nothing_of_a_missing_gpu_driver():
+    """`export-lite` and a Keras prediction ended well with "E0000 ... failed call to cuInit" on stderr
+    (TensorFlow probing a GPU at the first model call, after its import was quietened): a CI job that
+    takes an "E" line on stderr for a failure stopped. The devices are probed inside the quiet import."""
+    code = ("import numpy as np\nfrom fer_core.predictors.keras_io import import_keras\nkeras = import_keras()\n"
+            "model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])\n"
+            "print(model.predict(np.zeros((1, 2)), verbose=0).shape)")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                         env=env)
+    assert run.returncode == 0 and run.stdout.strip() == "(1, 1)", run.stderr
+    assert run.stderr.strip() == "", run.stderr
+
+
+def test_every_environment_variable_read_is_in_the_readme_table():
+    """FER_LITE_THREADS, FER_NATIVE_LOGS and the video and decoding limits were read by the code and
+    written nowhere a user would look: the README's table lists every one the code reads."""
+    import re
+
+    read: set[str] = set()
+    for path in [REPO_ROOT / "app.py", *(REPO_ROOT / d for d in ("fer_core", "ui", "pages"))]:
+        for source in ([path] if path.is_file() else path.rglob("*.py")):
+            text = source.read_text(encoding="utf-8")
+            read |= set(re.findall(r"""["'](FER_[A-Z_]+)["']""", text))
+            read |= {f"FER_{name}" for name in re.findall(r"""_limit\(["']([A-Z_]+)["']""", text)}
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("**Environment variables**", 1)[1].split("\n\n")[1]  # the table after its line
+    assert len(read) > 10 and sorted(v for v in read if f"`{v}" not in table) == []

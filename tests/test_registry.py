@@ -13,7 +13,7 @@ import pytest
 
 from fer_core.cli import main
 from fer_core.errors import FerError, ModelFileError
-from fer_core.manifest import Metrics, read_manifest
+from fer_core.manifest import Metrics, one_writer, read_manifest
 from fer_core.predictors import registry
 from fer_core.predictors.base import Predictor
 
@@ -553,3 +553,23 @@ def test_a_model_saved_in_the_repositorys_models_is_named_absolutely_by_another_
     assert stored_path(model, repo / "models") == "models/x.json"  # the bundled manifest's own folder
     (repo / "runs").mkdir()
     assert stored_path(repo / "runs" / "y.json", elsewhere) == "runs/y.json"  # elsewhere in the repository
+
+
+def test_a_models_folder_that_is_not_there_is_named(tmp_path, monkeypatch, capsys):
+    """A mistyped FER_MODELS_DIR listed no models without a word and predict said "not found: give a
+    file path or one of: none"; one naming a file failed a save on "manifest.json.lock: could not be
+    written (File exists)". Each now names the variable and what is wrong with it."""
+    missing = tmp_path / "modles"
+    monkeypatch.setenv("FER_MODELS_DIR", str(missing))
+    assert main(["models"]) == 0
+    assert f"FER_MODELS_DIR={missing} does not exist" in capsys.readouterr().err
+    with pytest.raises(ModelFileError, match=r"one of: none \(FER_MODELS_DIR=.* does not exist"):
+        registry.find_entry("au-logreg-fer2013")
+    a_file = tmp_path / "models.txt"
+    a_file.write_text("")
+    monkeypatch.setenv("FER_MODELS_DIR", str(a_file))
+    with pytest.raises(ModelFileError, match="is not a folder"):
+        registry.find_entry("au-logreg-fer2013")
+    with (pytest.raises(FerError, match=r"models.txt: not a folder, so no model can be registered there \(FER_MODELS_DIR\)"),
+          one_writer()):
+        pass

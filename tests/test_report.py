@@ -258,3 +258,9 @@ def test_korean_report_names_this_workbench_version_and_warns_nothing(tmp_path, 
     assert "@font-face" in text  # Hangul: the font was cut
     assert [r.getMessage() for r in caplog.records if r.name.startswith("fontTools")] == []
     assert f'<meta name="generator" content="fer_core {metadata.version("fer-workbench")}">' in text
+    # the versions row names the workbench's own too, with its commit in a git checkout
+    from fer_core.provenance import source_commit
+
+    own = ReportSettings.now("x").versions["fer_core"]
+    assert own == metadata.version("fer-workbench") + (f" ({source_commit()})" if source_commit() else "")
+    assert f"fer_core {own}" in comparison_report_html(hand_made_comparison(tmp_path), ReportSettings.now("x"), [])

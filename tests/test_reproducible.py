@@ -221,3 +221,33 @@ def test_an_image_whose_name_starts_with_a_dot_is_said_as_skipped(tmp_path):
     assert ".mine.jpg" not in {it.path.name for it in listed.items}
     with i18n.using_language("ko"):
         assert i18n.reason(HIDDEN_IMAGE) != HIDDEN_IMAGE
+
+
+def test_a_json_result_says_what_produced_it(tmp_path, capsys):
+    """`evaluate --json` (and compare's, mask-report's) named its model and nothing else: a name may
+    be another file after `train-au --name X --replace`, and neither the workbench's version nor the
+    command was recorded. A `provenance` block now gives them, the model file's SHA-256 as the
+    manifest checks it, and nothing that differs between two runs of the same command."""
+    import json
+
+    from fer_core import config
+    from fer_core.cli import main
+    from fer_core.manifest import read_manifest
+
+    source = config.data_dir() / "fer2013_val_au.csv.gz"
+    if not source.is_file():
+        pytest.skip(f"{source} not present")
+    table = tmp_path / "some faces.csv"
+    pd.read_csv(source).head(300).to_csv(table, index=False)
+    runs = []
+    for _ in range(2):
+        assert main(["evaluate", "--model", BUNDLED_AU_MODEL, "--au-table", str(table), "--json"]) == 0
+        runs.append(capsys.readouterr().out)
+    assert runs[0] == runs[1]  # a pipeline may compare two runs' files
+    made = json.loads(runs[0])["provenance"]
+    sha256 = next(e.sha256 for e in read_manifest() if e.name == BUNDLED_AU_MODEL)
+    assert made["models"] == {BUNDLED_AU_MODEL: sha256}
+    assert made["command"] == f"python -m fer_core evaluate --model {BUNDLED_AU_MODEL} --au-table '{table}' --json"
+    assert made["workbench"] and made["versions"]["numpy"] and made["cwd"] == os.getcwd()
+    if (config.REPO_ROOT / ".git").exists() and shutil.which("git"):
+        assert re.fullmatch(r"[0-9a-f]{40}(\+modified)?", made["commit"]), made["commit"]

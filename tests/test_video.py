@@ -742,16 +742,18 @@ def test_extract_counts_frames_not_rows_and_names_the_video_formats_it_reads(tmp
 
     whole = write_frames(tmp_path / "whole.mp4", [i / 10 for i in range(60)], noise=True, faststart=True)
     clip = cut(whole, 0.6, "cut.mp4")
-    assert main(["extract", str(clip), "--fps", "2", "--out", str(tmp_path / "au.csv"), "--workers", "1"]) == 0
+    # a video without a face: the table is written, and the status says nothing was measured (2)
+    assert main(["extract", str(clip), "--fps", "2", "--out", str(tmp_path / "au.csv"), "--workers", "1"]) == 2
     table = au_table.read(tmp_path / "au.csv")
     frames = len(table) - len(gaps(table))
     assert len(gaps(table)) == 1 and frames >= 5
     err = capsys.readouterr().err
     assert f"{frames} frames at 2 fps, 0 faces" in err and f"; {frames} frames without a face or unreadable; " \
         "1 stretch of the video without frames" in err
+    assert err.strip().splitlines()[-1] == f"error: no face was measured; {tmp_path / 'au.csv'} says why for each file"
     (tmp_path / "folder").mkdir()  # in a folder, the summary counts the stretch too
     (tmp_path / "folder" / "cut.mp4").write_bytes(clip.read_bytes())
-    assert main(["extract", str(tmp_path / "folder"), "--fps", "2", "--out", str(tmp_path / "f.csv"), "--workers", "1"]) == 0
+    assert main(["extract", str(tmp_path / "folder"), "--fps", "2", "--out", str(tmp_path / "f.csv"), "--workers", "1"]) == 2
     assert (f"1 video: {frames} frames at 2 fps, 0 faces -> {tmp_path / 'f.csv'}; {frames} frames of videos without a "
             "face; 1 stretch of videos without frames") in capsys.readouterr().err
     mkv = tmp_path / "clip.mkv"
@@ -828,7 +830,7 @@ def test_a_folder_of_videos_is_extracted_in_one_command(tmp_path, capsys):
     assert main(["extract", str(tmp_path / "participants"), "--fps", "2", "--out", str(tmp_path / "x.csv")]) == 2
     assert ("and none is read here: p01/ is not named after an emotion or lies too deep; extract it on its own "
             f"(extract {tmp_path / 'participants' / 'p01'} --fps 2)") in capsys.readouterr().err
-    assert main(["extract", str(tmp_path / "participants"), "--out", str(tmp_path / "x.csv")]) == 0
+    assert main(["extract", str(tmp_path / "participants"), "--out", str(tmp_path / "x.csv")]) == 2  # nothing measured
     assert capsys.readouterr().err.splitlines()[0] == (
         f"0 images, 0 faces -> {tmp_path / 'x.csv'}; 0 without a face or unreadable; 1 folder passed over; "
         "1 video of another format passed over (convert to MP4)")

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import html
 import json
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -23,23 +21,11 @@ import pandas as pd
 from ..errors import FerError
 from ..i18n import FONT_FAMILY, embedded_font_css, emotion_label, t, using_language
 from ..manifest import ModelEntry
+from ..provenance import installed_versions, source_commit, workbench_version
 from .compare import Comparison
 
 THUMB_PX = 64  # thumbnails: FER crops are 48 px, shown a little larger
 MAX_THUMBS_PER_MODEL = 300  # the predictions CSV lists every wrong image; the file stays a few MB
-VERSIONS_OF = ("numpy", "pandas", "scikit-learn", "plotly", "mediapipe", "tensorflow", "streamlit")
-DISTRIBUTION = "fer-workbench"  # pyproject.toml's [project] name
-
-
-def workbench_version() -> str:
-    """This workbench's version for the report's ``generator`` tag: the installed distribution's,
-    else the package's own ``__version__`` (a source tree run without ``pip install -e .``)."""
-    try:
-        return metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        from .. import __version__
-
-        return __version__
 
 
 @dataclass
@@ -57,12 +43,8 @@ class ReportSettings:
     @classmethod
     def now(cls, test_set: str, root: str | Path | None = None, temporary: bool = False) -> "ReportSettings":
         """The settings of a comparison run just now: the time (UTC) and the installed versions."""
-        versions = {"python": platform.python_version()}
-        for package in VERSIONS_OF:
-            try:
-                versions[package] = metadata.version(package)
-            except metadata.PackageNotFoundError:
-                continue
+        commit = source_commit()
+        versions = {"fer_core": workbench_version() + (f" ({commit})" if commit else ""), **installed_versions()}
         return cls(test_set=test_set, root=str(root) if root is not None else None,
                    created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), versions=versions, temporary=temporary)
 

@@ -41,6 +41,9 @@ def import_keras():
             import tensorflow  # its start-up happens here, not at the first model call
 
             tensorflow.get_logger().setLevel("ERROR")
+            # its devices are probed here too: on a machine without a GPU driver the first model
+            # call printed "E0000 ... failed call to cuInit" on stderr of a run that went well
+            tensorflow.config.list_physical_devices()
 
     return keras
 

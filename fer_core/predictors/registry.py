@@ -162,7 +162,8 @@ def find_entry(ref: str | ModelEntry, models_dir: Path | None = None) -> ModelEn
             check_regular_file(path, MODEL_FILE_HINT)
         return registered_as(path, entries) or ModelEntry(name=name_for_path(path), kind=kind_for_path(path),
                                                            path=str(path.resolve()), classes=())
-    names = ", ".join(e.name for e in entries) or "none"
+    unusable = config.models_dir_unusable() if models_dir is None else ""
+    names = ", ".join(e.name for e in entries) or ("none" + (f" ({unusable})" if unusable else ""))
     raise ModelFileError(f"model {ref!r} not found: give a file path or one of: {names}")
 
 

@@ -1,0 +1,89 @@
+"""What produced a result: the workbench's version and source commit, the libraries, the command
+and each model file's checksum, so that a JSON result kept for a paper can be traced to what made
+it. A model's name is not enough: ``train-au --name X --replace`` puts another file behind it.
+
+No time stamp: two runs of one command on the same files give byte-identical JSON (a pipeline
+compares them), and the file's own time says when it was written.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+from . import config
+from .errors import FerError
+
+DISTRIBUTION = "fer-workbench"  # pyproject.toml's [project] name
+VERSIONS_OF = ("numpy", "pandas", "scikit-learn", "plotly", "mediapipe", "tensorflow", "streamlit")
+
+
+def workbench_version() -> str:
+    """The installed distribution's version, else the package's own ``__version__`` (a source tree
+    run without ``pip install -e .``)."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+def installed_versions() -> dict[str, str]:
+    """Python's version and those of the libraries a result depends on (the ones installed)."""
+    versions = {"python": platform.python_version()}
+    for package in VERSIONS_OF:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@lru_cache(maxsize=1)
+def source_commit() -> str | None:
+    """The git commit of the checkout this code runs from, with ``+modified`` when tracked files
+    differ from it; None outside a git checkout (an installed copy) or without git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(config.REPO_ROOT), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
+    if not (config.REPO_ROOT / ".git").exists():
+        return None
+    try:
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+modified" if changed else "")
+
+
+def provenance(command: str, models: Mapping[str, str | None] = ()) -> dict:
+    """The ``provenance`` block of a JSON result: ``models`` maps each model's name to its file's
+    SHA-256 (None for one that is no single file, such as a Teachable Machine folder)."""
+    return {"workbench": workbench_version(), "commit": source_commit(), "command": command, "cwd": os.getcwd(),
+            "versions": installed_versions(), "models": dict(models)}
+
+
+def models_sha256(refs: Sequence[str]) -> dict[str, str | None]:
+    """Each model's name, as it loads, and the SHA-256 of its file: the manifest's (checked against
+    the file when the model loads) for a registered name, else the file's own; None for a folder (a
+    Teachable Machine export) or a model that could not be found (said where it failed)."""
+    from .manifest import sha256_file
+    from .predictors.registry import find_entry
+
+    found: dict[str, str | None] = {}
+    for ref in refs:
+        try:
+            entry = find_entry(ref)
+        except FerError:
+            found[ref] = None
+            continue
+        path = Path(entry.file)
+        found[entry.name] = entry.sha256 or (sha256_file(path) if path.is_file() else None)
+    return found
