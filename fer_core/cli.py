@@ -487,6 +487,8 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_draw_testset)
 
     s = sub.add_parser("models", help="list the models in models/manifest.json (FER_MODELS_DIR's, where set)")
+    s.add_argument("--json", action="store_true", help="print the entries as JSON (a list: name, kind, path, file, "
+                   "file_present, classes, metrics, sha256, command, ...) instead of text")
     s.set_defaults(func=cmd_models)
 
     s = sub.add_parser("mask", help="masked copies of a folder of faces (same layout; failures listed)")
@@ -728,6 +730,9 @@ def _predict_table(args) -> int:
 def cmd_extract(args) -> int:
     from .emotions import parse_classes
     from .images import scan_images
+    from .measure.extract import MeasureCache
+
+    MeasureCache.gave_up.clear()  # this run's cache, said in its summary
 
     fileio.table_output_path(args.out, "--out")  # a bad --out is said before measuring, not after
     from .measure.video import is_video
@@ -845,10 +850,14 @@ def _no_face_status(table, out: str) -> int:
 
 
 def _say_took(took: list[tuple[int, str, float]], no_cache: bool) -> None:
-    """How long extraction took and its speed: (count, "image" or "frame", seconds) per part."""
+    """How long extraction took and its speed: (count, "image" or "frame", seconds) per part; the
+    cache's part in it unsaid where the cache could not be used (its warning said so)."""
+    from .measure.extract import MeasureCache
+
+    cached = not no_cache and not MeasureCache.gave_up
     print("took " + "; ".join(f"{seconds:.1f} s for {_counted(n, what)} ({n / max(seconds, 1e-9):.1f} {what}s/s)"
                               for n, what, seconds in took)
-          + ("; cached ones are not measured again (--no-cache measures every one)" if not no_cache else ""),
+          + ("; cached ones are not measured again (--no-cache measures every one)" if cached else ""),
           file=sys.stderr)
 
 
@@ -1515,6 +1524,12 @@ def cmd_models(args) -> int:
 
         print(f"no models in {_manifest_shown()}" + (f": {models_dir_unusable()}" if models_dir_unusable() else "")
               + "; train-au, train-cnn or ensemble with --name registers one", file=sys.stderr)
+        if args.json:
+            print("[]")
+        return 0
+    if args.json:  # a script's listing: no columns to parse
+        print(json.dumps([{**e.to_dict(), "file": str(e.file), "file_present": os.path.lexists(e.file)} for e in entries],
+                         indent=1))
         return 0
     # Columns as wide as their longest cell: an au-bottleneck kind or a long path shifted the rest
     name_width, kind_width = max(len(e.name) for e in entries), max(len(e.kind) for e in entries)
@@ -1728,13 +1743,14 @@ def _return_freed_memory() -> None:
             continue
 
 
-def _tqdm_progress(desc: str, total: int | None = None):
+def _tqdm_progress(desc: str, total: int | None = None, bar_format: str | None = None):
     from tqdm import tqdm
 
     # No monitor thread: while a second thread runs, TensorFlow's C++ start-up lines cannot be
     # kept off stderr (measure.landmarker.quiet_native_logs), and errors must stay one line.
     tqdm.monitor_interval = 0
-    bar = tqdm(total=total, desc=desc, disable=not sys.stderr.isatty() and os.environ.get("FER_PROGRESS") != "1")
+    bar = tqdm(total=total, desc=desc, bar_format=bar_format,
+               disable=not sys.stderr.isatty() and os.environ.get("FER_PROGRESS") != "1")
 
     def update(done: int, total_now: int) -> None:
         bar.total = total_now
@@ -1747,8 +1763,9 @@ def _tqdm_progress(desc: str, total: int | None = None):
 
 
 def _fraction_progress(desc: str):
-    """A (fraction, text) progress, as the comparison reports it, on a tqdm bar."""
-    bar = _tqdm_progress(desc, 1000)
+    """A (fraction, text) progress, as the comparison reports it, on a tqdm bar of percents (a count
+    of a made-up 1000 "it" and its rate read as images in a log)."""
+    bar = _tqdm_progress(desc, 1000, bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
     return lambda fraction, text: bar(int(round(1000 * min(max(fraction, 0.0), 1.0))), 1000)
 
 

@@ -973,3 +973,17 @@ def test_extract_says_its_speed_and_the_images_classes_left_out(capsys, tmp_path
     code, _, err = run_cli(capsys, "extract", fer_sample / "happy", "--classes", "sad", "--out", tmp_path / "x.csv")
     assert code == 2 and err == (f"error: {fer_sample / 'happy'}: no images of sad (--classes); its 4 images are of "
                                  "other emotions or unlabelled\n")
+
+
+def test_extract_does_not_promise_a_cache_it_could_not_use(capsys, caplog, tmp_path, monkeypatch, astronaut_jpeg):
+    """With the cache unusable, extract warned "measurement cache ... not used" and ended with
+    "cached ones are not measured again" all the same."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(astronaut_jpeg.read_bytes())
+    blocked = tmp_path / "cache-is-a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("FER_CACHE_DIR", str(blocked))
+    code, _, err = run_cli(capsys, "extract", folder, "--out", tmp_path / "au.csv", "--workers", "1")
+    assert code == 0 and "not used" in caplog.text  # the warning (on stderr from python -m fer_core)
+    assert err.splitlines()[-1].startswith("took ") and "cached ones" not in err, err

@@ -250,3 +250,28 @@ def test_every_environment_variable_read_is_in_the_readme_table():
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     table = readme.split("**Environment variables**", 1)[1].split("\n\n")[1]  # the table after its line
     assert len(read) > 10 and sorted(v for v in read if f"`{v}" not in table) == []
+
+
+def test_models_lists_as_json_for_a_script(capsys):
+    """`models` printed columns only, so a script parsed them or read manifest.json itself."""
+    from fer_core.manifest import read_manifest
+
+    assert main(["models", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    entries = read_manifest()
+    assert [m["name"] for m in listed] == [e.name for e in entries]
+    assert all(m["file_present"] and m["sha256"] == e.sha256 and m["file"] == str(e.file)
+               for m, e in zip(listed, entries))
+
+
+def test_a_logged_comparison_shows_percents_not_a_made_up_count(monkeypatch, capsys):
+    """With FER_PROGRESS=1 into a log, compare's bar read "1000/1000 [... 3697.14it/s]" for 24 images."""
+    from fer_core.cli import _fraction_progress
+
+    monkeypatch.setenv("FER_PROGRESS", "1")
+    progress = _fraction_progress("predicting")
+    progress(0.5, "")
+    progress(1.0, "")
+    err = capsys.readouterr().err
+    assert "predicting:  50%" in err and "100%" in err
+    assert "1000" not in err and "it/s" not in err, err

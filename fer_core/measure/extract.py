@@ -16,6 +16,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -105,6 +106,8 @@ class MeasureCache:
     opened, read or written (a read-only or full disk, a damaged or locked file) is a speed-up lost,
     not a batch: one warning, and measuring goes on without it."""
 
+    gave_up: ClassVar[set[str]] = set()  # the caches this process could not use (a command's summary says so)
+
     def __init__(self, path: Path | None = None):
         self.path = Path(path or config.cache_dir() / "measurements.sqlite")
         self.db: sqlite3.Connection | None = None
@@ -116,6 +119,7 @@ class MeasureCache:
             self._give_up(exc)
 
     def _give_up(self, exc: Exception) -> None:
+        MeasureCache.gave_up.add(str(self.path))
         log.warning("measurement cache %s not used: %s", printable(str(self.path)), one_line(exc))
         self.close()
 
