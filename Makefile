@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+# Who can open the dashboard: this machine only. A lab server sets ADDRESS=0.0.0.0 (README: anyone who
+# reaches the port then uses it, its folder boxes included), best behind a proxy that asks for a login.
+ADDRESS ?= localhost
 export OMP_NUM_THREADS ?= 1
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export GLOG_minloglevel ?= 2
@@ -27,7 +30,7 @@ dev-venv: $(VENV)/.dev
 ## Start the dashboard on the bundled models (installs what it needs on first run).
 run: $(VENV)/.runtime
 	$(PY) -c "from pathlib import Path; from fer_core.i18n import install_browser_font; install_browser_font(Path('static'))"
-	$(PY) -m ui.launch --server.port $(PORT) --server.headless true
+	$(PY) -m ui.launch --server.port $(PORT) --server.address $(ADDRESS) --server.headless true
 
 ## Run the whole test suite: lint, then pytest (installs test dependencies and Debian's chromium when missing).
 test: $(VENV)/.dev browser

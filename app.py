@@ -34,7 +34,6 @@ from fer_core.evaluation.scores import (
 from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, install_browser_font, t
 from ui.common import (
-    HOME_ICON,
     MISSING,
     PAGES,
     choose_language,
@@ -203,15 +202,17 @@ def main() -> None:
 
 
 def home() -> None:
-    page_setup("nav.home", HOME_ICON)
+    page_setup("nav.home")
     run_page(main)
 
 
 def run_app() -> None:
     install_browser_font(Path(__file__).parent / "static")
     choose_language()
-    pages = {path: st.Page(path, title=t(label), icon=icon) for path, label, icon in PAGES}
-    page = st.navigation([st.Page(home, title=t("nav.home"), icon=HOME_ICON, default=True)] + list(pages.values()))
+    # no icons in the sidebar: st.navigation makes a page's icon the tab's, and a material one is
+    # fetched from outside (ui.common.favicon draws the tab's)
+    pages = {path: st.Page(path, title=t(label)) for path, label, _icon in PAGES}
+    page = st.navigation([st.Page(home, title=t("nav.home"), default=True)] + list(pages.values()))
     from fer_core.measure.tasks import start_photo_worker
 
     # Try it's MediaPipe worker (a process of its own, seconds to start) starts before any page's

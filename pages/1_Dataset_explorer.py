@@ -37,7 +37,7 @@ from ui.common import (
     warn_passed_over,
 )
 
-page_setup("nav.dataset_explorer", ":material/bar_chart:")
+page_setup("nav.dataset_explorer")
 
 # Widget values, shown through _source_labels / _table_labels in the reader's language (they are
 # the English labels, so scripts and tests that pick an option by value keep working).

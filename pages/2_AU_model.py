@@ -52,7 +52,7 @@ from ui.common import (
     warn_passed_over,
 )
 
-page_setup("nav.au_model", ":material/tune:")
+page_setup("nav.au_model")
 
 # The AU sources and the OpenFace choice keep their English names as widget values (tests and
 # bookmarks name them); people read them through the format functions below.

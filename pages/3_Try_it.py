@@ -62,7 +62,7 @@ from ui.common import (
     shown_literally,
 )
 
-page_setup("nav.try_it", ":material/photo_camera:")
+page_setup("nav.try_it")
 
 SESSION_MODEL = "__session_model__"  # the selectbox value of the model trained in this session
 MAX_KEPT_RESULTS = 64

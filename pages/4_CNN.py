@@ -46,7 +46,7 @@ from ui.common import (
     shown_literally,
 )
 
-page_setup("nav.cnn", ":material/memory:")
+page_setup("nav.cnn")
 
 CLASS_SETS = {"six": SIX_EMOTIONS, "seven": SEVEN_EMOTIONS}
 POLL_SECONDS = 1.0

@@ -30,7 +30,7 @@ from ui.common import (
     shown_literally,
 )
 
-page_setup("nav.teachable", ":material/school:")
+page_setup("nav.teachable")
 
 IGNORE = "ignore"  # the mapping choice that drops a Teachable Machine class
 CHOICES = list(SEVEN_EMOTIONS) + [IGNORE]

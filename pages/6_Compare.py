@@ -53,7 +53,7 @@ from ui.common import (
     thumbnail,
 )
 
-page_setup("nav.compare", ":material/compare_arrows:")
+page_setup("nav.compare")
 
 MAX_THUMBS = 120  # wrong images shown per model; the CSV has them all
 

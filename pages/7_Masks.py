@@ -41,7 +41,7 @@ from ui.common import (
     shown_literally,
 )
 
-page_setup("nav.masks", ":material/masks:")
+page_setup("nav.masks")
 
 
 def style_label(style: str) -> str:

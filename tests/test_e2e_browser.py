@@ -170,6 +170,10 @@ def test_upload_a_face_in_the_browser_and_read_the_prediction(server, astronaut,
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            # nothing is fetched from outside the dashboard: the pages' material icons, given to
+            # st.navigation, made the browser fetch each tab's icon from Google's font servers
+            outside: list[str] = []
+            page.on("request", lambda r: None if r.url.startswith((server, "data:", "blob:")) else outside.append(r.url))
             page.goto(server, wait_until="domcontentloaded")
             page.get_by_role("heading", name="Explainable facial-emotion workbench").wait_for(timeout=60_000)
             # the model list (a canvas grid: its cells exist but are not "visible")
@@ -194,6 +198,7 @@ def test_upload_a_face_in_the_browser_and_read_the_prediction(server, astronaut,
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
             print(f"screenshot: {shot}")
+            assert outside == [], outside
         finally:
             browser.close()
 

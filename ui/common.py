@@ -8,6 +8,7 @@ readable line instead of a traceback, and long work reports into progress bars. 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image, ImageDraw
 
 from fer_core import config, i18n
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
@@ -36,8 +38,8 @@ from fer_core.manifest import ModelEntry
 log = logging.getLogger("fer_dashboard")
 
 # Pages, in the order of the sidebar; used for links. Material icons ship with Streamlit (emoji
-# need a colour-emoji font, which many Linux machines lack).
-HOME_ICON = ":material/home:"
+# need a colour-emoji font, which many Linux machines lack), but only for links and messages: given
+# to st.navigation, the page's icon became the tab's, fetched from Google's font servers.
 # The middle field is the page's title key in the ``nav`` catalogue (shown in the chosen language).
 PAGES: tuple[tuple[str, str, str], ...] = (
     ("pages/1_Dataset_explorer.py", "nav.dataset_explorer", ":material/bar_chart:"),
@@ -127,7 +129,21 @@ _UPLOAD_BUTTON_CSS = _UPLOAD_BUTTON + " {font-size: 0} " + _UPLOAD_BUTTON + "::a
 
 
 # -- page frame and errors ---------------------------------------------------------------------
-def page_setup(title: str, icon: str) -> None:
+@functools.lru_cache(maxsize=1)
+def favicon() -> Image.Image:
+    """The tab's icon, a face drawn here and served by the dashboard itself: a ":material/...:" icon
+    as a page's (set_page_config, or st.navigation's page icon) was fetched from Google's font
+    servers on every page view, and an emoji needs a colour-emoji font many Linux machines lack."""
+    icon = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(icon)
+    draw.ellipse((2, 2, 61, 61), fill="#1f77b4")
+    for x in (20, 38):
+        draw.ellipse((x, 20, x + 7, 28), fill="white")
+    draw.arc((16, 22, 47, 48), start=20, end=160, fill="white", width=5)
+    return icon
+
+
+def page_setup(title: str) -> None:
     """Same page config everywhere (wide layout: heatmaps need the room).
 
     ``title`` is a catalogue key (``nav.compare``) or, for old callers, the English title.
@@ -136,7 +152,7 @@ def page_setup(title: str, icon: str) -> None:
     _keep_choices()
     i18n.set_language(_wanted_language())
     shown = t(title) if title.startswith("nav.") else title
-    st.set_page_config(page_title=f"{shown} · FER workbench", page_icon=icon, layout="wide")
+    st.set_page_config(page_title=f"{shown} · FER workbench", page_icon=favicon(), layout="wide")
 
 
 _KEPT = "_kept_choices"  # the keys of widgets made with kept_choice()

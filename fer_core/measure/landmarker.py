@@ -97,6 +97,26 @@ BLENDSHAPE_NAMES: tuple[str, ...] = (
 )
 
 
+# MediaPipe's tasks library uploads usage logs to Google from a thread of its own, through a libcurl
+# built into it, with no switch to turn that off (a data-protection review saw its DNS lookups with
+# strace on every measuring run). libcurl takes its proxy from the environment at each request, so
+# the processes that run MediaPipe (the measuring workers, Ray's actors) point it at a local port
+# nothing listens on: the upload fails there, before any name is looked up or byte leaves the machine.
+# gRPC (Ray's own traffic) reads grpc_proxy before https_proxy, and an empty one is no proxy.
+CLOSED_PROXY = "http://127.0.0.1:9"
+PROXY_VARS = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
+
+
+def keep_mediapipe_offline() -> None:
+    """Point this process's HTTP(S) proxy at ``CLOSED_PROXY`` (see there); for processes that
+    measure faces only, never for one that serves or fetches anything."""
+    for var in PROXY_VARS:
+        os.environ[var] = CLOSED_PROXY
+    for var in ("no_proxy", "NO_PROXY"):
+        os.environ.pop(var, None)
+    os.environ["grpc_proxy"] = ""  # noqa: SIM112 (gRPC reads it in lower case)
+
+
 def _import_mediapipe():
     """Import MediaPipe Tasks without dragging TensorFlow in.
 
