@@ -470,7 +470,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--csv", help="write per-image predictions here (.csv, .csv.gz or .parquet), as the dashboard's "
                    "download: file relative to --images, label, each model's answer ('no face' where it could not "
                    "judge), whether it was right, and its probability of the true emotion")
-    s.add_argument("--report", help="write one self-contained HTML report here (figures, tables, wrong images)")
+    s.add_argument("--report", help="write one self-contained HTML report here (figures, tables, and the faces "
+                   "each model got wrong, with their file names)")
+    s.add_argument("--no-faces", action="store_true", help="a --report to share outside the study: no face, "
+                   "file name or folder of the test set in it")
     s.add_argument("--lang", default="en", choices=["en", "ko"], help="language of the report (default: en)")
     s.add_argument("--crops", action="store_true", help=CROPS_EVAL_HELP)
     s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
@@ -485,6 +488,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_seed, default=0,
                    help="which images are drawn; the same seed, the same set (default: 0)")
     s.set_defaults(func=cmd_draw_testset)
+
+    s = sub.add_parser("cache", help="the measurement cache (FER_CACHE_DIR): what it holds, or forget a study's "
+                       "measurements for good")
+    s.add_argument("action", nargs="?", choices=("info", "forget", "clear"), default="info",
+                   help="info: where it is and how many measurements it holds; forget PATH ...: the "
+                        "measurements of these files, or of every file in these folders (deleted files are "
+                        "no longer there to name: forget before deleting, or clear); clear: every measurement "
+                        "(default: info)")
+    s.add_argument("paths", nargs="*", help="files or folders (with forget)")
+    s.set_defaults(func=cmd_cache)
 
     s = sub.add_parser("models", help="list the models in models/manifest.json (FER_MODELS_DIR's, where set)")
     s.add_argument("--json", action="store_true", help="print the entries as JSON (a list: name, kind, path, file, "
@@ -1484,7 +1497,8 @@ def _write_compare_report(args, comparison, refs: list[str] | None = None) -> No
         refs = _model_refs(getattr(args, "models", None) or [])
     entries = registered_entries(refs, comparison.names)
     settings = ReportSettings.now(f"{args.images} (python -m fer_core compare)", args.images)
-    path = write_report(args.report, comparison_report_html(comparison, settings, entries, lang=args.lang))
+    path = write_report(args.report, comparison_report_html(comparison, settings, entries, lang=args.lang,
+                                                            faces=not args.no_faces))
     print(f"report: {printable(str(path))}", file=sys.stderr)
 
 
@@ -1513,6 +1527,47 @@ def cmd_draw_testset(args) -> int:
 def _equals(shown: str) -> str:
     """"= 0.0312" or "< 0.0001" (not "= < 0.0001")."""
     return shown if shown.startswith("<") else f"= {shown}"
+
+
+def cmd_cache(args) -> int:
+    """The measurement cache holds derived data about the people photographed (face boxes,
+    blendshapes; no pixels or file names), kept after the photos are deleted: said and removable."""
+    from .measure.extract import MeasureCache
+    from .measure.tasks import file_digest
+
+    if args.paths and args.action != "forget":
+        raise FerError(f"cache {args.action} takes no paths; cache forget PATH ... forgets those files' measurements")
+    cache = MeasureCache()
+    if cache.db is None:
+        raise FerError(f"{printable(str(cache.path))}: the measurement cache could not be opened")
+    shown = printable(str(cache.path))
+    if args.action == "info":
+        size = cache.path.stat().st_size if cache.path.exists() else 0
+        print(f"{shown}: {_counted(cache.count(), 'measurement')} ({size / 2**20:.1f} MB), of faces only (boxes, "
+              "blendshapes, AUs; no pixels or file names), found again by each file's contents")
+        return 0
+    if args.action == "clear":
+        print(f"{shown}: {_counted(cache.clear(), 'measurement')} removed", file=sys.stderr)
+        return 0
+    if not args.paths:
+        raise FerError("cache forget needs the files or folders whose measurements to forget")
+    files: list[Path] = []
+    for given in args.paths:
+        path = Path(given)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            files.append(path)
+        else:  # a typo would otherwise forget nothing, said as done
+            raise FerError(f"{printable(given)}: no such file or folder (a deleted file's measurements are "
+                           "forgotten by cache clear, or by forgetting a copy of it)")
+    digests = set()
+    for path in files:
+        with contextlib.suppress(OSError):  # an unreadable file has nothing in the cache to name it by
+            digests.add(file_digest(path))
+    removed = cache.forget(sorted(digests))
+    print(f"{shown}: {_counted(removed, 'measurement')} of {_counted(len(files), 'file')} removed", file=sys.stderr)
+    return 0
 
 
 def cmd_models(args) -> int:

@@ -311,15 +311,15 @@ def download_files(res: Comparison, root: str, passed_over: list[str] | tuple = 
     }
 
 
-def report_html(saved: dict, lang: str) -> bytes:
+def report_html(saved: dict, lang: str, faces: bool = True) -> bytes:
     """The self-contained HTML report of this comparison, built when the button is pressed (in the
-    server's download request, outside this run: so the language is passed, not read)."""
+    server's download request, outside this run: so the language and the faces switch are passed)."""
     from fer_core.evaluation.report import ReportSettings, comparison_report_html
 
     settings = saved.get("settings") or ReportSettings.now(saved["description"].plain(), saved["root"],
                                                            temporary=saved.get("folder") is not None)
     entries = [m for m in saved.get("models", []) if not hasattr(m, "predict_proba")]
-    return comparison_report_html(saved["comparison"], settings, entries, lang=lang).encode("utf-8")
+    return comparison_report_html(saved["comparison"], settings, entries, lang=lang, faces=faces).encode("utf-8")
 
 
 def show_downloads(saved: dict) -> None:
@@ -338,9 +338,11 @@ def show_downloads(saved: dict) -> None:
         columns[i % 3].download_button(labels[file_name], data, file_name=file_name, mime="text/csv",
                                        key=f"cmp_download_{Path(file_name).stem}", icon=":material/download:", on_click="ignore")
     lang = current_language()
-    columns[len(files) % 3].download_button(
-        t("compare.dl_report"), lambda: report_html(saved, lang), file_name="compare_report.html", mime="text/html",
-        key="cmp_download_report", icon=":material/description:", help=t("compare.dl_report_help"),
+    spot = columns[len(files) % 3]
+    faces = spot.toggle(t("compare.report_faces"), value=True, key="cmp_report_faces", help=t("compare.report_faces_help"))
+    spot.download_button(
+        t("compare.dl_report"), lambda: report_html(saved, lang, faces), file_name="compare_report.html",
+        mime="text/html", key="cmp_download_report", icon=":material/description:", help=t("compare.dl_report_help"),
         type="primary", on_click="ignore")
 
 

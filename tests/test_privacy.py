@@ -91,3 +91,76 @@ def test_the_dashboard_serves_this_machine_only_unless_told(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _fer_faces(fer_sample, folder, n: int = 2):
+    """``n`` FER2013 faces copied into ``folder`` (48 px crops, measured quickly)."""
+    folder.mkdir(parents=True)
+    for i, src in enumerate(sorted((fer_sample / "happy").glob("*.jpg"))[:n]):
+        (folder / f"child_{i}.jpg").write_bytes(src.read_bytes())
+    return folder
+
+
+def test_a_studys_measurements_can_be_forgotten_and_only_their_owner_reads_them(fer_sample, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """The measurement cache (face boxes, blendshapes and AUs of every photo measured) was readable
+    by every user of the machine and outlived the photos, with no way to remove a study's rows but
+    deleting the whole file by hand. `cache forget FOLDER` removes those files' measurements, and
+    the space they took (VACUUM: deleted rows stay in SQLite's free pages otherwise), `cache clear`
+    all of them; the file is its owner's alone."""
+    import os
+    import stat
+
+    from fer_core.cli import main
+    from fer_core.measure.tasks import file_digest
+
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    study, other = _fer_faces(fer_sample, tmp_path / "study"), _fer_faces(fer_sample, tmp_path / "other", 3)
+    (other / "child_0.jpg").unlink()  # its child_1 is the study's child_1: one measurement of the same bytes
+    for folder in (study, other):
+        assert main(["extract", str(folder), "--out", str(tmp_path / f"{folder.name}.csv"), "--workers", "1"]) == 0
+    database = tmp_path / "cache" / "measurements.sqlite"
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    assert stat.S_IMODE(database.parent.stat().st_mode) == 0o700
+    capsys.readouterr()
+    assert main(["cache"]) == 0 and "3 measurements" in capsys.readouterr().out
+
+    forgotten = file_digest(study / "child_0.jpg")
+    assert forgotten.encode() in database.read_bytes()
+    assert main(["cache", "forget", str(study)]) == 0
+    assert "2 measurements of 2 files removed" in capsys.readouterr().err
+    assert forgotten.encode() not in database.read_bytes()  # not left in the file's free pages
+    assert main(["cache"]) == 0 and "1 measurement " in capsys.readouterr().out  # the other study's
+    assert main(["cache", "forget", str(tmp_path / "gone")]) == 2  # a typo is said, not "0 removed"
+    assert main(["cache", "clear"]) == 0 and main(["cache"]) == 0
+    assert "0 measurements" in capsys.readouterr().out
+
+    database.chmod(0o644)  # a cache made before: tightened when next opened by its owner
+    assert main(["cache"]) == 0
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600 or os.getuid() != database.stat().st_uid
+
+
+def test_a_photo_deleted_from_a_study_is_not_shown_to_the_next_session(models_dir, tmp_path):
+    """The folder listing was cached for every session for two minutes (and each thumbnail until the
+    server stopped): photos deleted from a study were still counted, and shown, to a new session
+    opening the folder. A deletion changes the folder's stamp, which the listing is cached under."""
+    from apptest_helpers import run_app
+    from PIL import Image
+    from streamlit.testing.v1 import AppTest
+
+    study = tmp_path / "study" / "happy"
+    study.mkdir(parents=True)
+    for i in range(3):
+        Image.new("L", (48, 48), 60 * i).save(study / f"child_{i}.png")
+
+    def images_shown() -> str:
+        at = run_app(AppTest.from_file(str(REPO_ROOT / "pages" / "1_Dataset_explorer.py")), 120)
+        at.radio(key="explorer_source").set_value("A folder on this machine")
+        run_app(at, 120)
+        at.text_input[0].set_value(str(tmp_path / "study"))
+        run_app(at, 120)
+        return next(m.value for m in at.metric if m.label == "Images")
+
+    assert images_shown() == "3"
+    (study / "child_2.png").unlink()
+    assert images_shown() == "2"  # a new session, at once

@@ -178,6 +178,11 @@ def test_compare_cli_writes_the_report(tmp_path, fer_sample, capsys):
     assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2"]
     assert "au-logreg-fer2013" in parts.text  # its manifest entry
     assert len(parts.images) >= 1  # the bundled AU model gets some of 24 FER images wrong
+    shared = tmp_path / "shared.html"  # --no-faces: none of them, nor the folder's name
+    assert main(["compare", "--images", str(fer_sample), "--models", "au-logreg-fer2013", "--report", str(shared),
+                 "--no-faces"]) == 0
+    text = shared.read_text(encoding="utf-8")
+    assert parse(text).images == [] and str(fer_sample) not in text
 
 
 def test_compare_cli_refuses_a_report_path_that_is_a_folder(tmp_path, fer_sample, capsys):
@@ -264,3 +269,24 @@ def test_korean_report_names_this_workbench_version_and_warns_nothing(tmp_path, 
     own = ReportSettings.now("x").versions["fer_core"]
     assert own == metadata.version("fer-workbench") + (f" ({source_commit()})" if source_commit() else "")
     assert f"fer_core {own}" in comparison_report_html(hand_made_comparison(tmp_path), ReportSettings.now("x"), [])
+
+
+def test_a_report_to_share_outside_the_study_shows_no_face_name_or_folder(hand_comparison, tmp_path):
+    """The report embedded a thumbnail of every face a model got wrong, titled with its file name,
+    and named the test set's folder ("participant_P017_Smith.jpg" under /data/study): no report of a
+    study whose ethics approval keeps its photos in could leave it. Without faces it has the same
+    figures and numbers and none of those."""
+    study = tmp_path / "study_P017"
+    study.mkdir()
+    comparison = hand_made_comparison(study)
+    settings = ReportSettings.now(f"{study} (python -m fer_core compare)", study)
+    shared = comparison_report_html(comparison, settings, [ENTRY], faces=False)
+    parts = parse(shared)
+    assert parts.images == [] and "<img" not in shared
+    assert "study_P017" not in shared and "img2.png" not in shared
+    words = " ".join(parts.text)
+    assert "A: 2 of 6 wrong" in words and "B: 3 of 6 wrong" in words  # the counts stay
+    assert "Left out: this report shows no face, file name or folder of the test set" in words
+    assert parts.plotly_divs == parse(comparison_report_html(comparison, settings, [ENTRY])).plotly_divs
+    with_faces = comparison_report_html(comparison, settings, [ENTRY])
+    assert "study_P017" in with_faces and len(parse(with_faces).images) == 5

@@ -8,6 +8,7 @@ readable line instead of a traceback, and long work reports into progress bars. 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -457,11 +458,26 @@ def _au_table_of(data: bytes, name: str) -> pd.DataFrame:
 def dataset_listing(root: str, classes: tuple[str, ...] | None = None):
     """The folder's images and the image-like files it skips (with why)."""
     with st.spinner(t("common.listing_images")):
-        return _listing_of(root, classes)
+        return _listing_of(root, classes, _folder_stamp(root))
+
+
+def _folder_stamp(root: str) -> tuple[int, ...]:
+    """The modification times of a folder and of the folders in it: a file deleted, added or renamed
+    changes its folder's, so the listing (cached for every session) is made again at once. Photos
+    deleted from a study were still listed, and shown, to a new session for two minutes."""
+    stamps = []
+    with contextlib.suppress(OSError):
+        stamps.append(os.stat(root).st_mtime_ns)
+        with os.scandir(root) as entries:
+            for entry in entries:
+                with contextlib.suppress(OSError):
+                    if entry.is_dir():
+                        stamps.append(entry.stat().st_mtime_ns)
+    return tuple(stamps)
 
 
 @st.cache_data(show_spinner=False, ttl=120, max_entries=8)
-def _listing_of(root: str, classes: tuple[str, ...] | None = None):
+def _listing_of(root: str, classes: tuple[str, ...] | None = None, stamp: tuple[int, ...] = ()):
     from fer_core.images import scan_images
 
     listing = scan_images(root, classes)
@@ -558,10 +574,20 @@ def warn_passed_over(table: pd.DataFrame) -> pd.Series:
     return passed
 
 
-@st.cache_data(max_entries=2000, show_spinner=False)
 def thumbnail(path: str, side: int = 96, name: str | None = None) -> np.ndarray:
     """An image scaled so its longest side is ``side`` (48 px FER crops are enlarged, crisply);
-    ``name``: how an error names it (within its dataset, not by a zip's temporary folder)."""
+    ``name``: how an error names it (within its dataset, not by a zip's temporary folder). Cached
+    for every session by the file's path and stamp: a photo deleted or replaced is not shown again."""
+    try:
+        info = os.stat(path)
+        stamp = (info.st_mtime_ns, info.st_size)
+    except OSError:
+        stamp = None  # said by the reading, not cached
+    return _thumbnail(path, side, name, stamp)
+
+
+@st.cache_data(max_entries=2000, show_spinner=False)
+def _thumbnail(path: str, side: int, name: str | None, stamp: tuple[int, int] | None) -> np.ndarray:
     from fer_core.images import thumbnail as scaled
 
     return scaled(path, side, name=name)

@@ -123,14 +123,18 @@ def _model_section(name: str, kind: str, entry: ModelEntry | None) -> str:
     return f"<h3>{_e(name)}</h3>" + _key_values(rows)
 
 
-def _wrong_section(comparison: Comparison, name: str, root: str | None = None) -> str:
+def _wrong_section(comparison: Comparison, name: str, root: str | None = None, faces: bool = True) -> str:
     """The images ``name`` got wrong, as thumbnails titled with their file relative to ``root``
-    (a drawn set's random temporary folder, or where the set lies, is no part of the result)."""
+    (a drawn set's random temporary folder, or where the set lies, is no part of the result);
+    without ``faces``, their count only."""
     from ..images import relative_file
 
     wrong = comparison.table[~comparison.correct(name)]
     if wrong.empty:
         return f"<h3>{_e(name)}</h3><p>{_e(t('report.none_wrong'))}</p>"
+    heading = t("report.wrong_of", model=name, wrong=len(wrong), n=comparison.n)
+    if not faces:
+        return f"<h3>{_e(heading)}</h3>"
     cells, failed = [], 0
     for _, row in wrong.head(MAX_THUMBS_PER_MODEL).iterrows():
         try:
@@ -149,7 +153,6 @@ def _wrong_section(comparison: Comparison, name: str, root: str | None = None) -
     if failed:
         notes.append(t("report.thumbs_failed", n=failed))
     note = "".join(f'<p class="note">{_e(n)}</p>' for n in notes)
-    heading = t("report.wrong_of", model=name, wrong=len(wrong), n=comparison.n)
     return f'<h3>{_e(heading)}</h3>{note}<div class="thumbs">{"".join(cells)}</div>'
 
 
@@ -168,11 +171,13 @@ def report_figures(comparison: Comparison) -> list:
 
 def comparison_report_html(comparison: Comparison, settings: ReportSettings,
                            entries: Sequence[ModelEntry] | Mapping[str, ModelEntry | None] = (),
-                           lang: str = "en") -> str:
+                           lang: str = "en", faces: bool = True) -> str:
     """The whole report as one HTML string (a few MB: plotly.js is inline, once).
 
     ``entries`` are the manifest entries of the compared models (by name); a model without one
-    (trained in this session, or loaded from a file) is listed as not saved.
+    (trained in this session, or loaded from a file) is listed as not saved. ``faces=False``: a
+    report to share outside a study (an ethics board may allow no photo of a participant to leave
+    it): no thumbnails, no file names, no folder, the counts of wrong answers kept.
     """
     from ..figures.compare import (
         accuracy_summary,
@@ -188,11 +193,13 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
             f'<div class="figure">{fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{i}")}</div>'
             for i, fig in enumerate(figures))
         summary = accuracy_summary(comparison)
-        settings_rows = [(t("report.test_set"), settings.test_set),
+        settings_rows = [(t("report.test_set"), settings.test_set if faces else t("report.test_set_withheld")),
                          (t("report.images"), f"{comparison.n:,}"),
                          (t("report.emotions"), ", ".join(emotion_label(e) for e in comparison.classes)),
                          (t("report.created"), settings.created)]
-        if settings.root and not settings.temporary and str(settings.root) not in str(settings.test_set):  # named once
+        if not faces:
+            settings_rows.append((t("report.faces"), t("report.faces_left_out")))
+        elif settings.root and not settings.temporary and str(settings.root) not in str(settings.test_set):  # named once
             settings_rows.insert(1, (t("report.folder"), settings.root))
         if comparison.crops:  # the same folder scores otherwise without it
             settings_rows.append((t("report.crops"), t("report.crops_yes")))
@@ -211,7 +218,7 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
         failed = "".join(f'<p class="note">{_e(line)}</p>' for line in comparison.failed_models)
         mcnemar = (_table(mcnemar_frame(comparison)) if len(comparison.names) > 1
                    else f"<p>{_e(t('report.mcnemar_one'))}</p>")
-        wrong = "".join(_wrong_section(comparison, name, settings.root) for name in comparison.names)
+        wrong = "".join(_wrong_section(comparison, name, settings.root, faces) for name in comparison.names)
         body = f"""
 <h1>{_e(t("report.title"))}</h1>
 <p class="note">{_e(t("report.intro"))}</p>
@@ -224,7 +231,7 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
 <h3>{_e(t("report.precision_recall"))}</h3>{_table(precision_recall_frame(comparison))}
 <h3>{_e(t("report.mcnemar"))}</h3>{mcnemar}
 <p class="note">{_e(t("report.mcnemar_note"))}</p>
-<h2>{_e(t("report.wrong"))}</h2><p class="note">{_e(t("report.wrong_note"))}</p>{wrong}
+<h2>{_e(t("report.wrong"))}</h2><p class="note">{_e(t("report.wrong_note" if faces else "report.faces_left_out"))}</p>{wrong}
 """
         title = t("report.title")
         shown_text = body + "".join(json.dumps(fig.to_plotly_json(), ensure_ascii=False, default=str)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
@@ -104,7 +105,11 @@ def crop_like_no_face(table: pd.DataFrame, root: str | os.PathLike[str]) -> list
 class MeasureCache:
     """SQLite cache of face measurements keyed by the file's content hash. A cache that cannot be
     opened, read or written (a read-only or full disk, a damaged or locked file) is a speed-up lost,
-    not a batch: one warning, and measuring goes on without it."""
+    not a batch: one warning, and measuring goes on without it.
+
+    What it holds is derived data about the people photographed (face boxes, blendshapes, AUs; no
+    pixels, no file names), so its file is its owner's alone (mode 0600, a new folder 0700), and
+    ``forget`` and ``clear`` remove a study's measurements for good (``python -m fer_core cache``)."""
 
     gave_up: ClassVar[set[str]] = set()  # the caches this process could not use (a command's summary says so)
 
@@ -112,11 +117,39 @@ class MeasureCache:
         self.path = Path(path or config.cache_dir() / "measurements.sqlite")
         self.db: sqlite3.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.db = sqlite3.connect(str(self.path))
             self.db.execute("CREATE TABLE IF NOT EXISTS m (key TEXT PRIMARY KEY, value TEXT)")
+            _owner_only(self.path)
         except (sqlite3.Error, OSError) as exc:
             self._give_up(exc)
+
+    def count(self) -> int:
+        """How many measurements it holds (not ``__len__``: an empty cache is still a cache)."""
+        return 0 if self.db is None else int(self.db.execute("SELECT COUNT(*) FROM m").fetchone()[0])
+
+    def forget(self, digests: Iterable[str]) -> int:
+        """Remove every measurement of the files whose contents ``content_digest`` names (an image's,
+        as a face crop or masked too, and each part of a video's), and the space they took; how many."""
+        if self.db is None:
+            return 0
+        removed = 0
+        for digest in digests:
+            if not re.fullmatch(r"[0-9a-f]{40}", digest):
+                raise ValueError(f"not a content digest: {digest!r}")
+            removed += self.db.execute("DELETE FROM m WHERE instr(key, ?) > 0", (digest,)).rowcount
+        self.db.commit()
+        self.db.execute("VACUUM")  # deleted rows' bytes would stay in the file's free pages
+        return removed
+
+    def clear(self) -> int:
+        """Remove every measurement, and the space they took; how many there were."""
+        if self.db is None:
+            return 0
+        removed = self.db.execute("DELETE FROM m").rowcount
+        self.db.commit()
+        self.db.execute("VACUUM")
+        return removed
 
     def _give_up(self, exc: Exception) -> None:
         MeasureCache.gave_up.add(str(self.path))
@@ -177,6 +210,14 @@ def cache_version(settings: str | None = None) -> str:
     ``measure_settings()``."""
     settings = measure_settings() if settings is None else settings
     return MEASURE_VERSION + (f"+{settings}" if settings else "")
+
+
+def _owner_only(path: Path) -> None:
+    """Make a file this process owns readable and writable by its owner alone (a cache made before
+    this rule, or under a loose umask, was readable by every user of the machine)."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
 
 
 def _content_key(path: Path, crop: bool = False, settings: str | None = None) -> str:

@@ -8,6 +8,7 @@ that does), unlike ``extract``, which re-exports these names. ``tests/test_worke
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,6 +94,15 @@ def _measure_path(path: str, crop: bool = False) -> list[dict] | str:
 def content_digest(data: bytes) -> str:
     """What names a file's bytes in the measurement cache's keys."""
     return hashlib.sha1(data).hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """``content_digest`` of a file, read in blocks (a video may be gigabytes)."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _measure_keyed(path: str, crop: bool, digest: str | None = None) -> tuple[bool, list[dict] | str]:

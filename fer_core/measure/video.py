@@ -492,13 +492,9 @@ def frame_rows(table: pd.DataFrame) -> pd.Series:
 def video_key(path: str | os.PathLike[str], fps: float) -> str:
     """The measurement cache's name of a video sampled at ``fps``: its bytes (read in blocks: a
     video may be gigabytes), the measuring code's version and settings."""
-    import hashlib
+    from .tasks import file_digest
 
-    digest = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return f"{cache_version()}:video:{fps:g}:{digest.hexdigest()}"
+    return f"{cache_version()}:video:{fps:g}:{file_digest(path)}"
 
 
 def extract_video(path: str | os.PathLike[str], fps: float = DEFAULT_FPS, workers: int = 1,
