@@ -825,10 +825,16 @@ def cmd_extract(args) -> int:
         from .measure.extract import default_workers, extract_table
 
         start = time.perf_counter()
+        bar, at_start = _tqdm_progress("images"), []
+
+        def progress(done: int, total: int) -> None:
+            at_start[:] = at_start or [done]  # the first call's count: those found in the cache (or unreadable)
+            bar(done, total)
+
         table = extract_table(items, workers=args.workers or default_workers(), use_cache=not args.no_cache,
-                              progress=_tqdm_progress("images"), root=args.folder, skipped=skipped,
-                              mask=args.mask, crops=args.crops)
-        took = [(len(items), "image", time.perf_counter() - start)] if items else []
+                              progress=progress, root=args.folder, skipped=skipped, mask=args.mask, crops=args.crops)
+        ready = at_start[0] if at_start and not args.mask else 0  # masked faces are measured afresh
+        took = [(len(items), "image", time.perf_counter() - start, ready)] if items else []
         if measured_videos:
             from . import au_table
 
@@ -862,14 +868,21 @@ def _no_face_status(table, out: str) -> int:
     return 0
 
 
-def _say_took(took: list[tuple[int, str, float]], no_cache: bool) -> None:
-    """How long extraction took and its speed: (count, "image" or "frame", seconds) per part; the
-    cache's part in it unsaid where the cache could not be used (its warning said so)."""
+def _say_took(took: list[tuple], no_cache: bool) -> None:
+    """How long extraction took and its speed: (count, "image" or "frame", seconds[, how many of
+    them were ready before it: cached or unreadable]) per part, the speed of those measured (a
+    rerun after an interrupt counted the cached ones as measured); the cache's part unsaid where the
+    cache could not be used (its warning said so)."""
     from .measure.extract import MeasureCache
 
+    def said(n: int, what: str, seconds: float, ready: int = 0) -> str:
+        if not ready:
+            return f"{seconds:.1f} s for {_counted(n, what)} ({n / max(seconds, 1e-9):.1f} {what}s/s)"
+        return (f"{seconds:.1f} s for {_counted(n, what)}: {n - ready:,} measured ({(n - ready) / max(seconds, 1e-9):.1f} "
+                f"{what}s/s), {ready:,} from the cache or unreadable")
+
     cached = not no_cache and not MeasureCache.gave_up
-    print("took " + "; ".join(f"{seconds:.1f} s for {_counted(n, what)} ({n / max(seconds, 1e-9):.1f} {what}s/s)"
-                              for n, what, seconds in took)
+    print("took " + "; ".join(said(*part) for part in took)
           + ("; cached ones are not measured again (--no-cache measures every one)" if cached else ""),
           file=sys.stderr)
 
@@ -1798,19 +1811,24 @@ def _return_freed_memory() -> None:
             continue
 
 
+LOGGED_PROGRESS_S = 10.0  # a progress bar written to a log (FER_PROGRESS=1) draws a line this often
+
+
 def _tqdm_progress(desc: str, total: int | None = None, bar_format: str | None = None):
     from tqdm import tqdm
 
     # No monitor thread: while a second thread runs, TensorFlow's C++ start-up lines cannot be
     # kept off stderr (measure.landmarker.quiet_native_logs), and errors must stay one line.
     tqdm.monitor_interval = 0
-    bar = tqdm(total=total, desc=desc, bar_format=bar_format,
-               disable=not sys.stderr.isatty() and os.environ.get("FER_PROGRESS") != "1")
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=total, desc=desc, bar_format=bar_format, disable=not tty and os.environ.get("FER_PROGRESS") != "1",
+               mininterval=0.1 if tty else LOGGED_PROGRESS_S)
 
-    def update(done: int, total_now: int) -> None:
+    def update(done: int, total_now: int, text: str | None = None) -> None:
         bar.total = total_now
-        bar.n = done
-        bar.refresh()
+        if text is not None:  # what runs now ("model 5 of 9, cnn-fer2013: 1,152 of 3,000 faces")
+            bar.set_postfix_str(text, refresh=False)
+        bar.update(done - bar.n)  # drawn at most every mininterval: a log got a line per image
         if done >= total_now:
             bar.close()
 
@@ -1820,8 +1838,8 @@ def _tqdm_progress(desc: str, total: int | None = None, bar_format: str | None =
 def _fraction_progress(desc: str):
     """A (fraction, text) progress, as the comparison reports it, on a tqdm bar of percents (a count
     of a made-up 1000 "it" and its rate read as images in a log)."""
-    bar = _tqdm_progress(desc, 1000, bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
-    return lambda fraction, text: bar(int(round(1000 * min(max(fraction, 0.0), 1.0))), 1000)
+    bar = _tqdm_progress(desc, 1000, bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}")
+    return lambda fraction, text: bar(int(round(1000 * min(max(fraction, 0.0), 1.0))), 1000, text)
 
 
 def _print_report(r) -> None:

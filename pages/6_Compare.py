@@ -398,6 +398,8 @@ def main() -> None:
                 else:
                     from fer_core.evaluation.report import ReportSettings
 
+                    # any click stops a run; this one says so (leaving the page did, unsaid)
+                    st.button(t("compare.stop"), key="cmp_stop", help=t("compare.stop_help"))
                     bar, progress = fraction_bar(t("compare.starting"))
                     try:
                         comparison = run_comparison(models, items, classes, progress=progress, loader=load_predictor,
@@ -416,6 +418,8 @@ def main() -> None:
                     st.session_state["cmp_result"] = previous
     except FerError as exc:
         show_error(exc)
+    if st.session_state.get("cmp_stop"):  # the run the Stop click ended
+        st.info(t("compare.stopped"))
     if previous is not None:
         show_results(previous, current)
 

@@ -987,3 +987,19 @@ def test_extract_does_not_promise_a_cache_it_could_not_use(capsys, caplog, tmp_p
     code, _, err = run_cli(capsys, "extract", folder, "--out", tmp_path / "au.csv", "--workers", "1")
     assert code == 0 and "not used" in caplog.text  # the warning (on stderr from python -m fer_core)
     assert err.splitlines()[-1].startswith("took ") and "cached ones" not in err, err
+
+
+def test_extract_speed_counts_the_images_it_measured_not_the_cached(capsys, tmp_path, fer_sample):
+    """A rerun after an interrupt said "took 77.7 s for 3,589 images (46.2 images/s)" where 576 came
+    from the cache: the speed of the 3,013 measured was 39 images/s."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    happy = sorted((fer_sample / "happy").glob("*.jpg"))
+    (folder / "a.jpg").write_bytes(happy[0].read_bytes())
+    code, _, _ = run_cli(capsys, "extract", folder, "--out", tmp_path / "au.csv", "--workers", "1")
+    (folder / "b.jpg").write_bytes(happy[1].read_bytes())
+    (folder / "c.jpg").write_bytes(happy[2].read_bytes())
+    code, _, err = run_cli(capsys, "extract", folder, "--out", tmp_path / "au.csv", "--workers", "1")
+    assert code == 0
+    assert re.match(r"took \d+\.\d s for 3 images: 2 measured \(\d+\.\d images/s\), 1 from the cache or "
+                    r"unreadable", err.splitlines()[-1]), err

@@ -293,11 +293,15 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
 
         def step(done: int, total: int, k=done_models, name=p.name, faces=len(prepared.faces)) -> None:
             # an ensemble counts each member's answers (members x faces): shown as faces answered
-            report(share * (1 + k + done / max(total, 1)), t("loading.model_progress", name=name,
+            report(share * (1 + k + done / max(total, 1)), t("loading.model_progress", name=name, k=k + 1,
+                                                             n=len(predictors),
                                                              done=f"{done * faces // max(total, 1):,}",
                                                              total=f"{faces:,}"))
 
-        report(share * (1 + done_models), t("loading.model_running", name=p.name))
+        # "model 5 of 9": each model takes an equal share of the bar, though a CNN with ten test-time
+        # crops takes a minute where an AU model takes a second
+        report(share * (1 + done_models), t("loading.model_running", name=p.name, k=done_models + 1,
+                                            n=len(predictors)))
         try:
             # a photo without a face: no face for every model
             proba = judged_only(prepared.faces, predict_reusing(p, prepared.faces, known, progress=step))
