@@ -617,6 +617,12 @@ def test_compare_runs_au_model_and_cnn_on_the_same_folder(models_dir, fer_small,
     csv = predictions_frame(res.table, res.names, saved["root"])
     assert csv["file"].iloc[0].split("/")[0] in SIX_EMOTIONS and "tiny-cnn correct" in csv.columns
     assert set(summary_frame(res)["emotion"]) == set(SIX_EMOTIONS) | {"overall"}
+    # the report's faces switch, on by default (a report to share outside the study is one click away)
+    assert at.toggle(key="cmp_report_faces").value is True
+    # the run had a Stop button (any click stops a run; this one says that nothing of it is kept)
+    at.button(key="cmp_stop").click()
+    _run(at)
+    assert any("Comparison stopped: nothing of it was kept" in i for i in _texts(at.info)), _texts(at.info)
 
 
 def test_compare_on_a_zip_with_flat_emotion_names(models_dir, fer_small):
