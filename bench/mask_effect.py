@@ -86,4 +86,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from fer_core.measure.landmarker import keep_mediapipe_offline
+
+    keep_mediapipe_offline()  # MediaPipe runs in this process too (README: Data protection)
     main()

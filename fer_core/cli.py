@@ -320,11 +320,12 @@ def _interactions(text: str) -> int | float:
 
 EXIT_STATUSES = """exit status:
   0    done
-  2    an error, said in one line on stderr, or a wrong command line; also when predict gave no
-       answer for an image (unreadable, or no face found), extract measured no face at all (its
-       table is written, a row per file saying why), or compare or mask-report could not run a
-       model (the rest is still done). A batch where some files fail is done (0): each failure is
-       a row of the output or a line on stderr
+  2    an error, said in one line on stderr, or a wrong command line; also when extract measured
+       no face at all (its table is written, a row per file saying why), compare or mask-report
+       could not run a model (the rest is still done), or predict gave no answer for one of its
+       images (unreadable, or no face found; the others' answers are still given: each image
+       named is a question). Otherwise a batch where some files fail is done (0): each failure
+       is a row of the output or a line on stderr
   130  interrupted by Ctrl-C: nothing is left half-written
   143  stopped by kill (SIGTERM), as Ctrl-C stops it
   141  the reader of the output closed it (... | head); nothing is said
@@ -1461,6 +1462,8 @@ def cmd_compare(args) -> int:
     from .evaluation.compare import run_comparison
     from .measure.extract import default_workers
 
+    if args.no_faces and not args.report:
+        raise FerError("--no-faces is for the HTML report: add --report REPORT.html")
     refs, classes, items, passed_over = _models_and_test_set(args)
     if args.csv:  # a bad path fails now, not after every model has run
         fileio.table_output_path(args.csv, "--csv")
@@ -1544,43 +1547,88 @@ def _equals(shown: str) -> str:
 
 def cmd_cache(args) -> int:
     """The measurement cache holds derived data about the people photographed (face boxes,
-    blendshapes; no pixels or file names), kept after the photos are deleted: said and removable."""
+    blendshapes; no pixels or file names), kept after the photos are deleted: said and removable;
+    so are the dashboard's Ray runs waiting to be resumed (AU tables with file names)."""
+    from . import config
     from .measure.extract import MeasureCache
-    from .measure.tasks import file_digest
 
     if args.paths and args.action != "forget":
         raise FerError(f"cache {args.action} takes no paths; cache forget PATH ... forgets those files' measurements")
-    cache = MeasureCache()
-    if cache.db is None:
-        raise FerError(f"{printable(str(cache.path))}: the measurement cache could not be opened")
-    shown = printable(str(cache.path))
+    resumable = sorted((config.cache_dir() / "ray").glob("*.parquet"))
+    database = config.cache_dir() / "measurements.sqlite"
+    shown = printable(str(database))
     if args.action == "info":
-        size = cache.path.stat().st_size if cache.path.exists() else 0
-        print(f"{shown}: {_counted(cache.count(), 'measurement')} ({size / 2**20:.1f} MB), of faces only (boxes, "
-              "blendshapes, AUs; no pixels or file names), found again by each file's contents")
+        if not database.exists():
+            print(f"{shown}: no measurement cache yet")
+        else:
+            cache = MeasureCache()
+            print(f"{shown}: {_counted(cache.count(), 'measurement')} "
+                  f"({database.stat().st_size / 2**20:.1f} MB), of faces only (boxes, blendshapes, AUs; no pixels or "
+                  "file names), found again by each file's contents")
+        if resumable:
+            print(f"{printable(str(resumable[0].parent))}: {_counted(len(resumable), 'Ray run')} of the dashboard "
+                  "waiting to be resumed (AU tables with file names; cache clear removes them)")
         return 0
     if args.action == "clear":
-        print(f"{shown}: {_counted(cache.clear(), 'measurement')} removed", file=sys.stderr)
+        removed = MeasureCache().clear() if database.exists() else 0
+        for path in resumable:
+            path.unlink(missing_ok=True)
+        print(f"{shown}: {_counted(removed, 'measurement')} removed"
+              + (f"; {_counted(len(resumable), 'Ray run')} waiting to be resumed removed" if resumable else ""),
+              file=sys.stderr)
         return 0
     if not args.paths:
         raise FerError("cache forget needs the files or folders whose measurements to forget")
-    files: list[Path] = []
-    for given in args.paths:
+    digests, files = _contents_of(args.paths)
+    if not files:
+        raise FerError(f"{', '.join(map(printable, args.paths))}: no files in it to forget (a deleted file's "
+                       "measurements are forgotten by cache clear, or by forgetting a copy of it)")
+    removed = MeasureCache().forget(digests) if database.exists() else 0
+    print(f"{shown}: {_counted(removed, 'measurement')} of {_counted(files, 'file')} removed", file=sys.stderr)
+    return 0
+
+
+def _contents_of(paths: Sequence[str]) -> tuple[set[str], int]:
+    """The content digests of the files given and of every file in the folders given (through
+    symbolic links to folders, as a folder's images are listed; each real folder once), a zip's
+    members too (the dashboard measures an uploaded zip's images); and how many files they were."""
+    import zipfile
+
+    from .measure.tasks import content_digest, file_digest
+
+    digests: set[str] = set()
+    files = 0
+
+    def take(path: Path) -> None:
+        nonlocal files
+        files += 1
+        with contextlib.suppress(OSError):  # an unreadable file has nothing in the cache to name it by
+            digests.add(file_digest(path))
+            if zipfile.is_zipfile(path):
+                with zipfile.ZipFile(path) as archive:
+                    for member in archive.infolist():
+                        if not member.is_dir() and member.file_size <= 64 << 20:
+                            digests.add(content_digest(archive.read(member)))
+
+    for given in paths:
         path = Path(given)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file())
-        elif path.is_file():
-            files.append(path)
+        if path.is_file():
+            take(path)
+        elif path.is_dir():
+            seen: set[str] = set()
+            for folder, subfolders, names in os.walk(path, followlinks=True):
+                real = os.path.realpath(folder)
+                if real in seen:  # a link back up the tree
+                    subfolders.clear()
+                    continue
+                seen.add(real)
+                for name in names:
+                    if os.path.isfile(os.path.join(folder, name)):
+                        take(Path(folder, name))
         else:  # a typo would otherwise forget nothing, said as done
             raise FerError(f"{printable(given)}: no such file or folder (a deleted file's measurements are "
                            "forgotten by cache clear, or by forgetting a copy of it)")
-    digests = set()
-    for path in files:
-        with contextlib.suppress(OSError):  # an unreadable file has nothing in the cache to name it by
-            digests.add(file_digest(path))
-    removed = cache.forget(sorted(digests))
-    print(f"{shown}: {_counted(removed, 'measurement')} of {_counted(len(files), 'file')} removed", file=sys.stderr)
-    return 0
+    return digests, files
 
 
 def cmd_models(args) -> int:

@@ -338,12 +338,16 @@ def show_downloads(saved: dict) -> None:
         columns[i % 3].download_button(labels[file_name], data, file_name=file_name, mime="text/csv",
                                        key=f"cmp_download_{Path(file_name).stem}", icon=":material/download:", on_click="ignore")
     lang = current_language()
-    spot = columns[len(files) % 3]
-    faces = spot.toggle(t("compare.report_faces"), value=True, key="cmp_report_faces", help=t("compare.report_faces_help"))
-    spot.download_button(
-        t("compare.dl_report"), lambda: report_html(saved, lang, faces), file_name="compare_report.html",
-        mime="text/html", key="cmp_download_report", icon=":material/description:", help=t("compare.dl_report_help"),
+    columns[len(files) % 3].download_button(
+        t("compare.dl_report"), lambda: report_html(saved, lang), file_name="compare_report.html", mime="text/html",
+        key="cmp_download_report", icon=":material/description:", help=t("compare.dl_report_help"),
         type="primary", on_click="ignore")
+    # a button of its own, under a name of its own: a switch left the other file one click away, and
+    # both were compare_report.html
+    columns[(len(files) + 1) % 3].download_button(
+        t("compare.dl_report_no_faces"), lambda: report_html(saved, lang, faces=False),
+        file_name="compare_report_no_faces.html", mime="text/html", key="cmp_download_report_no_faces",
+        icon=":material/face_retouching_off:", help=t("compare.dl_report_no_faces_help"), on_click="ignore")
 
 
 def show_results(saved: dict, current: str | None) -> None:

@@ -610,15 +610,15 @@ def test_compare_runs_au_model_and_cnn_on_the_same_folder(models_dir, fer_small,
     if no_face:
         assert any(f"{BUNDLED}: no face found in {len(no_face)} of 18" in w for w in _texts(at.warning))
     downloads = at.get("download_button")
-    assert len(downloads) == 7  # 6 CSVs and the HTML report (tests/test_compare.py parses them)
+    assert len(downloads) == 8  # 6 CSVs and the HTML report with and without faces (tests/test_compare.py parses them)
     # the CSVs: per-image predictions with relative names, and the per-emotion summary
     from fer_core.figures.compare import predictions_frame, summary_frame
 
     csv = predictions_frame(res.table, res.names, saved["root"])
     assert csv["file"].iloc[0].split("/")[0] in SIX_EMOTIONS and "tiny-cnn correct" in csv.columns
     assert set(summary_frame(res)["emotion"]) == set(SIX_EMOTIONS) | {"overall"}
-    # the report's faces switch, on by default (a report to share outside the study is one click away)
-    assert at.toggle(key="cmp_report_faces").value is True
+    # and one report to share outside the study, a button of its own
+    assert "Report without faces (HTML)" in [b.proto.label for b in downloads]
     # the run had a Stop button (any click stops a run; this one says that nothing of it is kept)
     at.button(key="cmp_stop").click()
     _run(at)

@@ -280,7 +280,12 @@ def test_a_report_to_share_outside_the_study_shows_no_face_name_or_folder(hand_c
     study.mkdir()
     comparison = hand_made_comparison(study)
     settings = ReportSettings.now(f"{study} (python -m fer_core compare)", study)
-    shared = comparison_report_html(comparison, settings, [ENTRY], faces=False)
+    from dataclasses import replace
+
+    # a model trained on the study names it in its record: where it was measured, its command, its file
+    trained = replace(ENTRY, path="models/study_P017.json", command=f"python -m fer_core train-au {study}_au.csv",
+                      metrics=replace(ENTRY.metrics, evaluated_on=f"25% of {study}_au.csv held out"))
+    shared = comparison_report_html(comparison, settings, [trained], faces=False)
     parts = parse(shared)
     assert parts.images == [] and "<img" not in shared
     assert "study_P017" not in shared and "img2.png" not in shared

@@ -101,22 +101,28 @@ def _thumbnail_uri(path: Path) -> str:
     return png_data_uri(thumbnail(path, THUMB_PX))
 
 
-def _model_section(name: str, kind: str, entry: ModelEntry | None) -> str:
+def _model_section(name: str, kind: str, entry: ModelEntry | None, faces: bool = True) -> str:
+    """A model's manifest record; without ``faces`` (a report to share outside a study) none of its
+    paths: where its file lies, what it was measured on and its command name the study's folders."""
     rows: list[tuple[str, object]] = [(t("report.kind"), kind)]
     if entry is None:
         rows.append((t("report.manifest"), t("report.not_saved")))
     else:
         m = entry.metrics
-        rows += [(t("report.classes"), ", ".join(emotion_label(c) for c in entry.classes)), (t("report.path"), entry.path)]
+        rows.append((t("report.classes"), ", ".join(emotion_label(c) for c in entry.classes)))
+        if faces:
+            rows.append((t("report.path"), entry.path))
         if m.accuracy is not None:
             ci = f" ({m.accuracy_ci95[0]:.1%}–{m.accuracy_ci95[1]:.1%})" if m.accuracy_ci95 else ""
             rows.append((t("report.manifest_accuracy"), f"{m.accuracy:.1%}{ci}"))
         if m.macro_f1 is not None:
             rows.append((t("compare.col_macro_f1"), f"{m.macro_f1:.3f}"))
-        if m.evaluated_on:
+        if m.evaluated_on and faces:
             rows.append((t("report.evaluated_on"), m.evaluated_on + (f" (n = {m.n:,})" if m.n else "")))
         for key, label in (("origin", t("report.origin")), ("command", t("report.command")),
                            ("sha256", "SHA-256")):
+            if key == "command" and not faces:
+                continue
             value = getattr(entry, key)
             if value:
                 rows.append((label, value))
@@ -213,7 +219,7 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
         for name, emotions in comparison.cannot_predict.items():  # its 0 on them is no measurement
             settings_rows.append((t("report.cannot_predict", model=name), ", ".join(map(emotion_label, emotions))))
         settings_rows.append((t("report.versions"), ", ".join(f"{k} {v}" for k, v in settings.versions.items())))
-        models = "".join(_model_section(name, comparison.kinds.get(name, ""), by_name.get(name))
+        models = "".join(_model_section(name, comparison.kinds.get(name, ""), by_name.get(name), faces)
                          for name in comparison.names)
         failed = "".join(f'<p class="note">{_e(line)}</p>' for line in comparison.failed_models)
         mcnemar = (_table(mcnemar_frame(comparison)) if len(comparison.names) > 1

@@ -24,7 +24,7 @@ import pandas as pd
 
 from .. import au_table, config
 from ..au_table import AU_COLUMNS
-from ..errors import ImageError, one_line, printable
+from ..errors import FerError, ImageError, one_line, printable
 from ..images import LabeledImage, SkippedFile, relative_file
 from ..safe_files import read_regular_file
 from .tasks import (  # noqa: F401  (the worker side lives there, without pandas; re-exported)
@@ -108,8 +108,9 @@ class MeasureCache:
     not a batch: one warning, and measuring goes on without it.
 
     What it holds is derived data about the people photographed (face boxes, blendshapes, AUs; no
-    pixels, no file names), so its file is its owner's alone (mode 0600, a new folder 0700), and
-    ``forget`` and ``clear`` remove a study's measurements for good (``python -m fer_core cache``)."""
+    pixels, no file names), so no user outside its file's owner and group can read it (a lab sharing
+    one gives the folder a group of its own), and ``forget`` and ``clear`` remove a study's
+    measurements for good (``python -m fer_core cache``)."""
 
     gave_up: ClassVar[set[str]] = set()  # the caches this process could not use (a command's summary says so)
 
@@ -117,39 +118,63 @@ class MeasureCache:
         self.path = Path(path or config.cache_dir() / "measurements.sqlite")
         self.db: sqlite3.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
             self.db = sqlite3.connect(str(self.path))
             self.db.execute("CREATE TABLE IF NOT EXISTS m (key TEXT PRIMARY KEY, value TEXT)")
-            _owner_only(self.path)
+            _private_to_group(self.path)
         except (sqlite3.Error, OSError) as exc:
             self._give_up(exc)
 
     def count(self) -> int:
         """How many measurements it holds (not ``__len__``: an empty cache is still a cache)."""
-        return 0 if self.db is None else int(self.db.execute("SELECT COUNT(*) FROM m").fetchone()[0])
+        return int(self._read("SELECT COUNT(*) FROM m")[0][0])
 
     def forget(self, digests: Iterable[str]) -> int:
         """Remove every measurement of the files whose contents ``content_digest`` names (an image's,
-        as a face crop or masked too, and each part of a video's), and the space they took; how many."""
-        if self.db is None:
-            return 0
-        removed = 0
-        for digest in digests:
-            if not re.fullmatch(r"[0-9a-f]{40}", digest):
-                raise ValueError(f"not a content digest: {digest!r}")
-            removed += self.db.execute("DELETE FROM m WHERE instr(key, ?) > 0", (digest,)).rowcount
-        self.db.commit()
-        self.db.execute("VACUUM")  # deleted rows' bytes would stay in the file's free pages
-        return removed
+        as a face crop too, and each part of a video's), their bytes overwritten in the file; how
+        many. One pass over the keys, whatever the number of files."""
+        wanted = set(digests)
+        doomed = [key for (key,) in self._read("SELECT key FROM m")
+                  if any(part in wanted for part in _DIGEST_IN_KEY.findall(key))]
+        for start in range(0, len(doomed), 500):
+            chunk = doomed[start:start + 500]
+            self._write(f"DELETE FROM m WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+        self._compact()
+        return len(doomed)
 
     def clear(self) -> int:
-        """Remove every measurement, and the space they took; how many there were."""
+        """Remove every measurement, their bytes overwritten in the file; how many there were."""
+        count = self.count()
+        self._write("DELETE FROM m")
+        self._compact()
+        return count
+
+    def _read(self, sql: str) -> list[tuple]:
+        return self._said(lambda db: db.execute(sql).fetchall())
+
+    def _write(self, sql: str, args: Sequence = ()) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            db.execute("PRAGMA secure_delete = ON")  # a deleted row's bytes are zeroed, not left in free pages
+            db.execute(sql, args)
+            db.commit()
+
+        self._said(run)
+
+    def _compact(self) -> None:
+        """Shrink the file (VACUUM); the deleted rows are already overwritten if another run holds it."""
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("VACUUM")
+
+    def _said(self, work):
+        """``work(db)``, or a one-line FerError: a cache another run is writing is busy, not a bug."""
         if self.db is None:
-            return 0
-        removed = self.db.execute("DELETE FROM m").rowcount
-        self.db.commit()
-        self.db.execute("VACUUM")
-        return removed
+            raise FerError(f"{printable(str(self.path))}: the measurement cache could not be opened; delete the "
+                           "file to start an empty one")
+        try:
+            return work(self.db)
+        except sqlite3.OperationalError as exc:
+            raise FerError(f"{printable(str(self.path))}: {one_line(exc)}; another run may be using the cache: "
+                           "try again when it has finished") from None
 
     def _give_up(self, exc: Exception) -> None:
         MeasureCache.gave_up.add(str(self.path))
@@ -212,12 +237,18 @@ def cache_version(settings: str | None = None) -> str:
     return MEASURE_VERSION + (f"+{settings}" if settings else "")
 
 
-def _owner_only(path: Path) -> None:
-    """Make a file this process owns readable and writable by its owner alone (a cache made before
-    this rule, or under a loose umask, was readable by every user of the machine)."""
+# The content digests in a cache key ("mp-12:crops2:<sha1>", "mp-12:video:10:<sha1>:0.000:60.000").
+_DIGEST_IN_KEY = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
+
+
+def _private_to_group(path: Path) -> None:
+    """Take the other users' access away from a file this process owns (a cache made before this
+    rule, or under the usual umask, was readable by every user of the machine); its owner's and
+    group's are left as they are, so a lab that shares a cache through a group keeps it."""
     with contextlib.suppress(OSError):
-        if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
-            path.chmod(0o600)
+        info = path.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o007:
+            path.chmod(info.st_mode & 0o770)
 
 
 def _content_key(path: Path, crop: bool = False, settings: str | None = None) -> str:

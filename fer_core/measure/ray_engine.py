@@ -553,7 +553,15 @@ def extract_on_ray(items: Sequence[LabeledImage], out: str | os.PathLike[str], *
                 finished = _measure_pass(ray, todo, n_workers, batch_size, actor, parts, on_files, should_stop)
             lost = [t for t in todo if t["file"] not in parts.files] if finished else []
             if lost:  # batches whose actor died on every try: each file on its own, to find the culprit
-                _measure_pass(ray, lost, min(n_workers, len(lost)), 1, actor, parts, on_files)
+                if started:
+                    # A fresh job: an actor of the first pass's pool that Ray restarted after its node
+                    # was lost (max_restarts) outlived the pool and held the last CPU, and the second
+                    # pass waited for it for ever (a lost node, on a loaded machine). The first job's
+                    # actors end with it.
+                    ray.shutdown()
+                    started = _connect(ray, address, workers)
+                cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))  # a lost node's are gone
+                _measure_pass(ray, lost, min(n_workers, cpus, len(lost)), 1, actor, parts, on_files)
             crashed = [t for t in lost if t["file"] not in parts.files]
             if crashed:
                 on_files(parts.add(au_table.from_rows(
