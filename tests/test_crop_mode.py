@@ -261,12 +261,13 @@ def test_evaluate_compare_and_predict_take_crops_too(tmp_path, fer_val, monkeypa
     assert main(["evaluate", "--images", str(tmp_path / "crops"), "--crops", "--workers", "1", "--json"]) == 0
     said = json.loads(capsys.readouterr().out)  # a saved report says how its images were measured
     assert said["no_face"] == 0 and said["crops"] is True and "crop_like_no_face" not in said
-    assert main(["extract", str(tmp_path / "crops"), "--out", str(tmp_path / "au.csv"), "--workers", "1"]) == 0
+    # no face in any of them without --crops: status 2 (nothing measured), the hint said
+    assert main(["extract", str(tmp_path / "crops"), "--out", str(tmp_path / "au.csv"), "--workers", "1"]) == 2
     assert hint in capsys.readouterr().err
     assert main(["extract", str(tmp_path / "crops"), "--out", str(tmp_path / "au.csv"), "--crops"]) == 0
     assert "rerun with --crops" not in capsys.readouterr().err
     one = str(folder / "PublicTest_13980595.jpg")
-    assert main(["predict", one, "--json"]) == 0
+    assert main(["predict", one, "--json"]) == 2  # no answer for it: status 2, the advice in the JSON
     said = json.loads(capsys.readouterr().out)
     assert said["faces"] == [] and said["error"].endswith(
         "no face found; if the picture is a face crop, the face filling it, add --crops to measure it as one")

@@ -184,3 +184,21 @@ def test_a_photo_deleted_from_a_study_is_not_shown_to_the_next_session(models_di
     assert images_shown() == "3"
     (study / "child_2.png").unlink()
     assert images_shown() == "2"  # a new session, at once
+
+
+def test_a_labs_group_shared_cache_lets_every_member_forget(fer_sample, tmp_path, monkeypatch):
+    """A lab sharing one cache through a group (a folder with group write and setgid) got a file its
+    other members could read but not change: only its maker could forget a child's measurements. In
+    such a folder the file gets group write; other users still get nothing."""
+    import stat
+
+    from fer_core.cli import main
+
+    shared = tmp_path / "lab-cache"
+    shared.mkdir()
+    shared.chmod(0o2770)
+    monkeypatch.setenv("FER_CACHE_DIR", str(shared))
+    study = _fer_faces(fer_sample, tmp_path / "study", 1)
+    assert main(["extract", str(study), "--out", str(tmp_path / "au.csv"), "--workers", "1"]) == 0
+    mode = stat.S_IMODE((shared / "measurements.sqlite").stat().st_mode)
+    assert mode & 0o060 == 0o060 and mode & 0o007 == 0, oct(mode)

@@ -173,6 +173,9 @@ class MeasureCache:
         try:
             return work(self.db)
         except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc):  # not busy: this user may read it but not change it
+                raise FerError(f"{printable(str(self.path))}: this user may not change the measurement cache (its "
+                               "owner, or a member of its group with write access, can)") from None
             raise FerError(f"{printable(str(self.path))}: {one_line(exc)}; another run may be using the cache: "
                            "try again when it has finished") from None
 
@@ -243,12 +246,17 @@ _DIGEST_IN_KEY = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
 
 def _private_to_group(path: Path) -> None:
     """Take the other users' access away from a file this process owns (a cache made before this
-    rule, or under the usual umask, was readable by every user of the machine); its owner's and
-    group's are left as they are, so a lab that shares a cache through a group keeps it."""
+    rule, or under the usual umask, was readable by every user of the machine). In a folder its
+    group may write (a lab's shared cache: ``chmod 2770``), the group may write the file too, else
+    its other members could read every measurement and forget none."""
     with contextlib.suppress(OSError):
         info = path.stat()
-        if info.st_uid == os.getuid() and info.st_mode & 0o007:
-            path.chmod(info.st_mode & 0o770)
+        if info.st_uid != os.getuid():
+            return
+        shared = path.parent.stat().st_mode & 0o020
+        wanted = (info.st_mode & 0o770) | (0o060 if shared else 0)
+        if wanted != info.st_mode & 0o777:
+            path.chmod(wanted)
 
 
 def _content_key(path: Path, crop: bool = False, settings: str | None = None) -> str:
