@@ -879,6 +879,8 @@ def _say_took(took: list[tuple], no_cache: bool) -> None:
     def said(n: int, what: str, seconds: float, ready: int = 0) -> str:
         if not ready:
             return f"{seconds:.1f} s for {_counted(n, what)} ({n / max(seconds, 1e-9):.1f} {what}s/s)"
+        if ready == n:  # nothing measured: no speed to give
+            return f"{seconds:.1f} s for {_counted(n, what)}, all from the cache or unreadable"
         return (f"{seconds:.1f} s for {_counted(n, what)}: {n - ready:,} measured ({(n - ready) / max(seconds, 1e-9):.1f} "
                 f"{what}s/s), {ready:,} from the cache or unreadable")
 

@@ -462,7 +462,7 @@ def test_compare_json_keys(capsys, fer_sample, tmp_path):
     wrong = table.loc[~table["au-logreg-fer2013 correct"], "file"].tolist()
     assert wrong and report["wrong"]["au-logreg-fer2013"] == wrong
     assert list(report) == ["n", "classes", "models", "mcnemar", "wrong", "no_face", "skipped", "skipped_classes",
-                            "unlabelled", "several_faces", "failed_models", "cannot_predict", "passed_over"]
+                            "unlabelled", "several_faces", "failed_models", "cannot_predict", "passed_over", "provenance"]
     assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value", "p_holm"]
     assert list(report["models"]["au-logreg-fer2013"]) == REPORT_KEYS
 
@@ -959,9 +959,10 @@ def test_a_folder_scores_the_same_from_its_images_and_from_its_table(capsys, tmp
     assert by_table["left_out"] == {au_table.UNREADABLE: 5}  # said: the 3 images, the HEIC and the video
 
 
-def test_extract_says_its_speed_and_the_images_classes_left_out(capsys, tmp_path, fer_sample):
+def test_extract_says_its_speed_and_the_images_classes_left_out(capsys, tmp_path, fer_sample, monkeypatch):
     """A data engineer's review: a long run said nothing of its speed, and --classes left the
     fear images out unsaid ("179 images"), or said "no images found" of a folder full of them."""
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))  # measured here, not by an earlier test
     code, _, err = run_cli(capsys, "extract", fer_sample, "--classes", "happy,sad", "--out", tmp_path / "au.csv",
                            "--workers", "1")
     assert code == 0
@@ -989,9 +990,10 @@ def test_extract_does_not_promise_a_cache_it_could_not_use(capsys, caplog, tmp_p
     assert err.splitlines()[-1].startswith("took ") and "cached ones" not in err, err
 
 
-def test_extract_speed_counts_the_images_it_measured_not_the_cached(capsys, tmp_path, fer_sample):
+def test_extract_speed_counts_the_images_it_measured_not_the_cached(capsys, tmp_path, fer_sample, monkeypatch):
     """A rerun after an interrupt said "took 77.7 s for 3,589 images (46.2 images/s)" where 576 came
     from the cache: the speed of the 3,013 measured was 39 images/s."""
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))  # this test's cache: an earlier one measured them
     folder = tmp_path / "faces"
     folder.mkdir()
     happy = sorted((fer_sample / "happy").glob("*.jpg"))
@@ -1003,3 +1005,5 @@ def test_extract_speed_counts_the_images_it_measured_not_the_cached(capsys, tmp_
     assert code == 0
     assert re.match(r"took \d+\.\d s for 3 images: 2 measured \(\d+\.\d images/s\), 1 from the cache or "
                     r"unreadable", err.splitlines()[-1]), err
+    code, _, err = run_cli(capsys, "extract", folder, "--out", tmp_path / "au.csv", "--workers", "1")
+    assert re.match(r"took \d+\.\d s for 3 images, all from the cache or unreadable", err.splitlines()[-1]), err

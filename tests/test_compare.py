@@ -357,7 +357,7 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     files = {name: data for name, data in downloads.items() if name.startswith("compare_")}
     assert set(files) == {"compare_predictions.csv", "compare_probabilities.csv", "compare_summary.csv",
                           "compare_precision_recall_f1.csv", "compare_confusion.csv", "compare_mcnemar.csv",
-                          "compare_report.html"}
+                          "compare_report.html", "compare_report_no_faces.html"}
     # the confusion matrices' numbers as a table: each model's counts are its report's matrix
     confusion = pd.read_csv(io.BytesIO(files["compare_confusion.csv"]))
     for name in res.names:
