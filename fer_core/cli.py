@@ -1604,7 +1604,8 @@ def _contents_of(paths: Sequence[str]) -> tuple[set[str], int]:
     def take(path: Path) -> None:
         nonlocal files
         files += 1
-        with contextlib.suppress(OSError):  # an unreadable file has nothing in the cache to name it by
+        # an unreadable file has nothing in the cache to name it by, nor a damaged zip's members
+        with contextlib.suppress(OSError, zipfile.BadZipFile):
             digests.add(file_digest(path))
             if zipfile.is_zipfile(path):
                 with zipfile.ZipFile(path) as archive:

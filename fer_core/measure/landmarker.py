@@ -100,8 +100,9 @@ BLENDSHAPE_NAMES: tuple[str, ...] = (
 # MediaPipe's tasks library uploads usage logs to Google from a thread of its own, through a libcurl
 # built into it, with no switch to turn that off (a data-protection review saw its DNS lookups with
 # strace on every measuring run). libcurl takes its proxy from the environment at each request, so
-# the processes that run MediaPipe (the measuring workers, Ray's actors) point it at a local port
-# nothing listens on: the upload fails there, before any name is looked up or byte leaves the machine.
+# the processes that run MediaPipe (the measuring workers' initializers, which Ray's actors share)
+# point it at a local port nothing listens on: the upload fails there, before any name is looked up
+# or byte leaves the machine.
 # gRPC (Ray's own traffic) reads grpc_proxy before https_proxy, and an empty one is no proxy.
 CLOSED_PROXY = "http://127.0.0.1:9"
 PROXY_VARS = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")

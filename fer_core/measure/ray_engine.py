@@ -77,10 +77,7 @@ class MeasuringActor:
     def __init__(self) -> None:
         for name, value in THREAD_VARS.items():
             os.environ.setdefault(name, value)
-        from .landmarker import keep_mediapipe_offline
-
-        keep_mediapipe_offline()
-        extract._init_worker()
+        extract._init_worker()  # MediaPipe kept offline there, as in a local worker
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows: list[dict] = []

@@ -80,8 +80,9 @@ _worker_analyzer = None
 def _init_worker() -> None:
     """Each process measures with its one analyzer (started once, closed at exit)."""
     global _worker_analyzer
-    from .landmarker import shared_analyzer
+    from .landmarker import keep_mediapipe_offline, shared_analyzer
 
+    keep_mediapipe_offline()  # a worker (or Ray actor) measures faces and fetches nothing
     _worker_analyzer = shared_analyzer()
 
 

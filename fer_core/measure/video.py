@@ -409,8 +409,9 @@ _analyzer = None
 
 def _init_worker() -> None:
     global _analyzer
-    from .landmarker import shared_analyzer
+    from .landmarker import keep_mediapipe_offline, shared_analyzer
 
+    keep_mediapipe_offline()  # a worker measures faces and fetches nothing
     _analyzer = shared_analyzer()
 
 

@@ -65,9 +65,6 @@ class WorkerFailure(str):
 def _worker_main(conn: Connection, initializer: Callable[[], None] | None, task: Callable[[Any], Any]) -> None:
     for var in THREAD_VARS:  # one core per worker; the pool is the parallelism
         os.environ[var] = "1"
-    from .landmarker import keep_mediapipe_offline
-
-    keep_mediapipe_offline()  # a worker measures faces and talks to its parent through a pipe only
     if not os.environ.get("FER_NATIVE_LOGS"):  # native chatter and abort messages: the parent reports
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
