@@ -346,6 +346,8 @@ MAX_MINUTES_HELP = "stop after this many minutes, keeping the best epoch (defaul
 
 CROPS_HELP = ("the images are face crops (e.g. 224 px, the face filling each), measured in face-crop mode as "
               "extract --crops measures them (images under 160 px always are)")
+NO_CACHE_EVAL_HELP = ("measure every face and run every model again (by default, measurements and the networks' "
+                      "answers kept from an earlier run on the same files, models and code are reused)")
 CROPS_EVAL_HELP = CROPS_HELP + "; a pixel model is given each whole, as FER2013's crops are"
 # predict's "no face" for a picture that looks like a face crop (``images.looks_like_face_crop``)
 CROP_NO_FACE_MESSAGE = "no face found; if the picture is a face crop, the face filling it, add --crops to measure it as one"
@@ -459,6 +461,7 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--au-table", help="AU table CSV with labels (AU models only)")
     s.add_argument("--crops", action="store_true", help=CROPS_EVAL_HELP + "; with --images")
     s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
+    s.add_argument("--no-cache", action="store_true", help=NO_CACHE_EVAL_HELP)
     s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_evaluate)
 
@@ -478,6 +481,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--lang", default="en", choices=["en", "ko"], help="language of the report (default: en)")
     s.add_argument("--crops", action="store_true", help=CROPS_EVAL_HELP)
     s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
+    s.add_argument("--no-cache", action="store_true", help=NO_CACHE_EVAL_HELP)
     s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_compare)
 
@@ -1431,7 +1435,9 @@ def cmd_evaluate(args) -> int:
         if not any(it.label in predictor.classes for it in items):
             raise FerError(f"{args.images}: no labelled images of {', '.join(predictor.classes)} found")
         report, comparison = evaluate_images(predictor, items, workers=args.workers or default_workers(),
-                                             progress=_fraction_progress("images"), root=args.images, crops=args.crops)
+                                             progress=_fraction_progress("images"), root=args.images, crops=args.crops,
+                                             use_cache=not args.no_cache)
+        _say_answers_kept(comparison)
         for line in comparison.unreadable:
             print(f"skipped: {line}", file=sys.stderr)
         _print_unlabelled(comparison)
@@ -1475,7 +1481,9 @@ def cmd_compare(args) -> int:
             raise FerError(f"{printable(args.report)}: the report is one HTML page; give --report a name "
                            "ending in .html (print it to PDF from the browser)")
     comparison = run_comparison(refs, items, classes=classes, workers=args.workers or default_workers(),
-                                progress=_fraction_progress("predicting"), root=args.images, crops=args.crops)
+                                progress=_fraction_progress("predicting"), root=args.images, crops=args.crops,
+                                use_cache=not args.no_cache)
+    _say_answers_kept(comparison)
     for line in comparison.failed_models:  # the others' results are kept; the exit status says it (2)
         print(f"model left out: {line}", file=sys.stderr)
     for line in comparison.unreadable:
@@ -1504,6 +1512,14 @@ def cmd_compare(args) -> int:
             print(f"McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
                   f"p {_equals(p_text(pair.p_value))}, Holm-adjusted p {_equals(p_text(pair.p_holm))}")
     return status
+
+
+def _say_answers_kept(comparison) -> None:
+    """Which models' answers came from the cache, so a rerun's speed is not taken for the models'."""
+    if comparison.answers_from_cache:
+        kept = ", ".join(f"{name} {n:,} of {comparison.n:,}" for name, n in comparison.answers_from_cache.items())
+        print(f"answers kept from an earlier run on the same files: {kept} (--no-cache runs every model again)",
+              file=sys.stderr)
 
 
 def _write_compare_report(args, comparison, refs: list[str] | None = None) -> None:
@@ -1564,18 +1580,18 @@ def cmd_cache(args) -> int:
             print(f"{shown}: no measurement cache yet")
         else:
             cache = MeasureCache()
-            print(f"{shown}: {_counted(cache.count(), 'measurement')} "
-                  f"({database.stat().st_size / 2**20:.1f} MB), of faces only (boxes, blendshapes, AUs; no pixels or "
-                  "file names), found again by each file's contents")
+            print(f"{shown}: {_held(cache.count(), cache.count_answers())} "
+                  f"({database.stat().st_size / 2**20:.1f} MB), of faces only (boxes, blendshapes, AUs, emotion "
+                  "probabilities; no pixels or file names), found again by each file's contents")
         if resumable:
             print(f"{printable(str(resumable[0].parent))}: {_counted(len(resumable), 'Ray run')} of the dashboard "
                   "waiting to be resumed (AU tables with file names; cache clear removes them)")
         return 0
     if args.action == "clear":
-        removed = MeasureCache().clear() if database.exists() else 0
+        removed = MeasureCache().clear() if database.exists() else (0, 0)
         for path in resumable:
             path.unlink(missing_ok=True)
-        print(f"{shown}: {_counted(removed, 'measurement')} removed"
+        print(f"{shown}: {_held(*removed)} removed"
               + (f"; {_counted(len(resumable), 'Ray run')} waiting to be resumed removed" if resumable else ""),
               file=sys.stderr)
         return 0
@@ -1585,9 +1601,15 @@ def cmd_cache(args) -> int:
     if not files:
         raise FerError(f"{', '.join(map(printable, args.paths))}: no files in it to forget (a deleted file's "
                        "measurements are forgotten by cache clear, or by forgetting a copy of it)")
-    removed = MeasureCache().forget(digests) if database.exists() else 0
-    print(f"{shown}: {_counted(removed, 'measurement')} of {_counted(files, 'file')} removed", file=sys.stderr)
+    removed = MeasureCache().forget(digests) if database.exists() else (0, 0)
+    print(f"{shown}: {_held(*removed)} of {_counted(files, 'file')} removed", file=sys.stderr)
     return 0
+
+
+def _held(measurements: int, answers: int) -> str:
+    """"2 measurements", "2 measurements and 18 models' answers": what the cache holds of faces."""
+    return _counted(measurements, "measurement") + (f" and {answers:,} models' answer{'s' * (answers != 1)}"
+                                                     if answers else "")
 
 
 def _contents_of(paths: Sequence[str]) -> tuple[set[str], int]:

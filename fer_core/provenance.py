@@ -8,6 +8,7 @@ compares them), and the file's own time says when it was written.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -61,6 +62,18 @@ def source_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+modified" if changed else "")
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """SHA-256 of the workbench's own code (every ``fer_core`` source file): a cached answer of a
+    model was given by this code, whatever git says (an installed copy, a tree with edits)."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(f"{path.relative_to(package)}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def provenance(command: str, models: Mapping[str, str | None] = ()) -> dict:

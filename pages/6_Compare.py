@@ -357,7 +357,10 @@ def show_results(saved: dict, current: str | None) -> None:
         st.info(t("compare.stale"))
     st.caption(t("compare.run_caption", description=saved["description"], n=f"{res.n:,}",
                  emotions=", ".join(emotion_label(e) for e in res.classes), models=len(res.names),
-                 seconds=f"{res.seconds:.1f}"))
+                 seconds=f"{res.seconds:.1f}")
+               + (t("compare.run_caption_kept", kept=", ".join(map(shown_literally, res.answers_from_cache)))
+                  if res.answers_from_cache
+                  else ""))
     for problem in res.failed_models:
         show_error(problem, prefix=t("compare.left_out"), warning=True)
     if res.unreadable:

@@ -509,7 +509,7 @@ def test_a_file_not_measured_from_its_hashed_bytes_is_not_cached(tmp_path, astro
     photo = folder / "a.jpg"
     photo.write_bytes(astronaut_jpeg.read_bytes())
     away = tmp_path / "away.jpg"
-    real_key = extract._content_key
+    real_key = extract.content_key
     keys = []
 
     def key_then(change):
@@ -526,19 +526,19 @@ def test_a_file_not_measured_from_its_hashed_bytes_is_not_cached(tmp_path, astro
         finally:
             cache.close()
 
-    monkeypatch.setattr(extract, "_content_key", key_then(lambda p: p.rename(away)))
+    monkeypatch.setattr(extract, "content_key", key_then(lambda p: p.rename(away)))
     (vanished,) = extract.measure_items(list_images(folder.parent), workers=1).values()
     assert isinstance(vanished, str) and "not found" in vanished
     assert cached(keys[-1]) == {}
     away.rename(photo)
     grey = tmp_path / "grey.png"
     Image.new("RGB", (64, 64), (128, 128, 128)).save(grey)
-    monkeypatch.setattr(extract, "_content_key", key_then(lambda p: p.write_bytes(grey.read_bytes())))
+    monkeypatch.setattr(extract, "content_key", key_then(lambda p: p.write_bytes(grey.read_bytes())))
     (changed,) = extract.measure_items(list_images(folder.parent), workers=1).values()
     assert changed == [] and cached(keys[-1]) == {}  # the grey square: no face; not cached
     photo.write_bytes(astronaut_jpeg.read_bytes())
     (folder / "copy.jpg").write_bytes(astronaut_jpeg.read_bytes())
-    monkeypatch.setattr(extract, "_content_key", real_key)
+    monkeypatch.setattr(extract, "content_key", real_key)
     measured = extract.measure_items(list_images(folder.parent), workers=1)
     assert [len(r) for r in measured.values()] == [1, 1]
     assert len(cached(keys[0])) == 1  # measured from those bytes now: cached
@@ -549,23 +549,23 @@ def test_measurements_under_other_settings_are_cached_apart(tmp_path, astronaut_
     the cache does not serve measurements made without them."""
     from fer_core.measure import extract
 
-    default = extract._content_key(astronaut_jpeg)
+    default = extract.content_key(astronaut_jpeg)
     monkeypatch.setenv("FER_MAX_DECODE_SIDE", "1024")
-    smaller = extract._content_key(astronaut_jpeg)
+    smaller = extract.content_key(astronaut_jpeg)
     model = tmp_path / "mine.task"
     model.write_bytes(b"a landmarker of one's own")
     monkeypatch.setenv("FER_LANDMARKER_MODEL", str(model))
-    own = extract._content_key(astronaut_jpeg)
+    own = extract.content_key(astronaut_jpeg)
     model.write_bytes(b"another landmarker")
-    other = extract._content_key(astronaut_jpeg)
+    other = extract.content_key(astronaut_jpeg)
     monkeypatch.setenv("FER_MAX_PIXELS", "4000000")
     monkeypatch.setattr("fer_core.images.MAX_PIXELS", 4_000_000)
-    assert len({default, smaller, own, other, extract._content_key(astronaut_jpeg)}) == 5
+    assert len({default, smaller, own, other, extract.content_key(astronaut_jpeg)}) == 5
     monkeypatch.delenv("FER_MAX_PIXELS")
     monkeypatch.setattr("fer_core.images.MAX_PIXELS", 40_000_000)
     monkeypatch.delenv("FER_MAX_DECODE_SIDE")
     monkeypatch.delenv("FER_LANDMARKER_MODEL")
-    assert extract._content_key(astronaut_jpeg) == default and default.startswith(extract.MEASURE_VERSION + ":")
+    assert extract.content_key(astronaut_jpeg) == default and default.startswith(extract.MEASURE_VERSION + ":")
 
 
 def test_predict_text_names_a_bad_file_once_and_refuses_a_negative_top(capsys, tmp_path, astronaut_jpeg):
@@ -897,7 +897,7 @@ def test_compare_says_a_tiny_mcnemar_p_as_below_not_as_equal_to_below(capsys, tm
 
     pairs = [SimpleNamespace(a="m1", b="m2", only_a_correct=30, only_b_correct=0, p_value=1e-9, p_holm=2e-9),
              SimpleNamespace(a="m1", b="m3", only_a_correct=3, only_b_correct=2, p_value=0.5, p_holm=1.0)]
-    comparison = SimpleNamespace(failed_models=[], crop_like_no_face=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, tie_notes=list, reports={}, names=[],
+    comparison = SimpleNamespace(failed_models=[], crop_like_no_face=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, tie_notes=list, reports={}, names=[], answers_from_cache={},
                                  mcnemar=pairs, to_dict=lambda: {})
     monkeypatch.setattr(compare, "run_comparison", lambda *a, **k: comparison)
     from PIL import Image

@@ -187,7 +187,7 @@ def test_extract_crops_option(tmp_path, fer_val, monkeypatch):
     for i, it in enumerate(list_images(fer_val, ["happy"])[:3]):
         Image.open(it.path).convert("RGB").resize((200, 200), Image.BICUBIC).save(folder / f"{i}.png")
     path = folder / "0.png"
-    assert extract._content_key(path, True) != extract._content_key(path)
+    assert extract.content_key(path, True) != extract.content_key(path)
     out = tmp_path / "aus.csv"
     assert main(["extract", str(tmp_path / "faces"), "--out", str(out), "--crops", "--workers", "1"]) == 0
     table = au_table.read(out)

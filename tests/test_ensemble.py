@@ -144,21 +144,22 @@ def cnn_runs(monkeypatch) -> list[str]:
 def test_a_comparison_runs_each_member_once_beside_its_ensemble(members, models_dir, fer_sample, cnn_runs):
     """Compared beside its members, the ensemble takes their probabilities instead of running them
     again: each network sees the images once, the ensemble's column equals what it predicts on its
-    own, and the columns keep the order given."""
+    own, and the columns keep the order given (answers kept from an earlier run are not used here:
+    tests/test_answers_cache.py)."""
     from fer_core.emotions import SIX_EMOTIONS as SIX
     from fer_core.evaluation.compare import run_comparison
     from fer_core.images import list_images
 
     assert main(["ensemble", "--models", ",".join(members), "--name", "tiny-pair"]) == 0
     items = list_images(fer_sample, SIX)
-    alone = run_comparison(["tiny-pair"], items)
+    alone = run_comparison(["tiny-pair"], items, use_cache=False)
     cnn_runs.clear()
-    both = run_comparison(["tiny-pair", *members], items)
+    both = run_comparison(["tiny-pair", *members], items, use_cache=False)
     assert sorted(cnn_runs) == sorted(members), "each member ran once, not again inside the ensemble"
     assert both.names == ["tiny-pair", *members]
     np.testing.assert_allclose(both.probabilities["tiny-pair"], alone.probabilities["tiny-pair"], atol=1e-6)
     cnn_runs.clear()
-    run_comparison(["tiny-pair", members[0]], items)  # the member not compared runs inside the ensemble
+    run_comparison(["tiny-pair", members[0]], items, use_cache=False)  # the member not compared runs inside it
     assert sorted(cnn_runs) == sorted(members)
 
 

@@ -85,7 +85,7 @@ def test_cache_entries_of_an_older_measure_version_are_measured_again(tmp_path, 
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
     image = _png(tmp_path / "happy" / "a.png")
     digest = tasks.content_digest(image.read_bytes())
-    current = extract._content_key(image)
+    current = extract.content_key(image)
     settings = current.split(":", 1)[0].removeprefix(extract.MEASURE_VERSION)  # "" or "+<settings>"
     old = {f"{version}{suffix}:{digest}": f"answer of {version}" for version in ("mp-3", "mp-4", "mp-6", "mp-9")
            for suffix in ("", settings)}

@@ -24,9 +24,11 @@ from ..errors import DatasetError, FerError, one_line, printable
 from ..i18n import t
 from ..images import LabeledImage, looks_like_face_crop, relative_file
 from ..manifest import ModelEntry
+from ..measure.extract import MeasureCache
 from ..measure.workers import telling_waits
 from ..predictors.base import Explanation, Predictor, au_columns_used, judged_only, model_of_kind, predicted_labels
 from ..predictors.ensemble import EnsemblePredictor, predict_reusing
+from .answers import cached_answers, face_keys
 from .metrics import (
     EvaluationReport,
     McNemarResult,
@@ -65,6 +67,8 @@ class Comparison:
     # images no face was found in that look like face crops (``images.looks_like_face_crop``), as
     # the table names them: measured without --crops, they could be measured as crops
     crop_like_no_face: list[str] = field(default_factory=list)
+    # per model, how many of its answers were kept from an earlier run on the same files (``answers``)
+    answers_from_cache: dict[str, int] = field(default_factory=dict)
 
     def path_of(self, file: str) -> Path:
         """The image behind a ``file`` of the table (file names that are not UTF-8 are shown escaped)."""
@@ -235,7 +239,7 @@ def preparing_label(done: int, total: int, images: int) -> str:
 def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.PathLike[str],
                    classes: Sequence[str] | None = None, workers: int = 1, progress: FractionProgress | None = None,
                    loader: Callable | None = None, prepare: Callable | None = None,
-                   root: str | Path | None = None, crops: bool = False) -> Comparison:
+                   root: str | Path | None = None, crops: bool = False, use_cache: bool = True) -> Comparison:
     """Every model (Predictors, manifest entries or names) on exactly the same readable images
     (``items``: ``list_images``'s, or the folder itself).
 
@@ -243,7 +247,9 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
     go on. ``progress(fraction, text)`` follows loading, measuring and each model. ``prepare``
     replaces the face pipeline (same arguments as ``prepare_faces``), e.g. with masked faces.
     ``root``: the test set's folder, to which the files left out are named relative. ``crops``:
-    the images are face crops whatever their size (``prepare_faces``).
+    the images are face crops whatever their size (``prepare_faces``). ``use_cache``: take the
+    measurements and the networks' answers kept from an earlier run (``answers``) and keep new ones;
+    a ``prepare`` of one's own (masked faces) keeps no answers.
     """
     from ..pipeline import prepare_faces
     from ..predictors.registry import load_predictor
@@ -274,7 +280,8 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
     # say so instead of a bar that stands still without a word.
     with telling_waits(lambda: report(shown[0], t("loading.waiting_for_pool"))):
         prepared = (prepare or prepare_faces)(chosen, need_aus, need_pixels, workers=workers, progress=preparing,
-                                              root=root, **({"crops": True} if crops else {}))
+                                              root=root, **({"crops": True} if crops else {}),
+                                              **({} if use_cache else {"use_cache": False}))
     if not prepared.items:
         raise DatasetError(f"none of the {len(chosen)} test images could be read")
     files = [printable(str(it.path)) for it in prepared.items]
@@ -287,6 +294,9 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
     model_classes: dict[str, tuple[str, ...]] = {}
     # Ensembles run last and reuse the probabilities of their members compared beside them.
     known: dict[str, tuple[Predictor, np.ndarray]] = {}
+    cache = MeasureCache() if use_cache and prepare is None and need_pixels else None
+    keys = face_keys(prepared, crops) if cache is not None else []
+    from_cache: dict[str, int] = {}
     for done_models, i in enumerate(sorted(range(len(predictors)),
                                            key=lambda i: isinstance(predictors[i], EnsemblePredictor))):
         p = predictors[i]
@@ -302,9 +312,15 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
         # crops takes a minute where an AU model takes a second
         report(share * (1 + done_models), t("loading.model_running", name=p.name, k=done_models + 1,
                                             n=len(predictors)))
+        def answer(rows: list[int], progress, p=p) -> np.ndarray:
+            return predict_reusing(p, [prepared.faces[i] for i in rows],
+                                   {name: (model, proba[rows]) for name, (model, proba) in known.items()},
+                                   progress=progress)
+
         try:
+            raw, from_cache[p.name] = cached_answers(p, prepared.faces, keys, answer, cache, progress=step)
             # a photo without a face: no face for every model
-            proba = judged_only(prepared.faces, predict_reusing(p, prepared.faces, known, progress=step))
+            proba = judged_only(prepared.faces, raw)
             known[p.name] = (p, proba)
         except FerError as exc:
             failed.append(one_line(exc))
@@ -323,6 +339,8 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
         kinds[p.name] = p.kind
         probabilities[p.name] = proba
         model_classes[p.name] = tuple(p.classes)
+    if cache is not None:
+        cache.close()
     if not kinds:
         raise FerError("no model could be run: " + "; ".join(failed))
     report(1.0, t("loading.done"))
@@ -331,16 +349,17 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
                                  failed_models=failed, skipped=skipped, unlabelled=unlabelled,
                                  probabilities=probabilities,
                                  model_classes=model_classes, seconds=time.perf_counter() - start, paths=paths,
-                                 crops=crops, crop_like_no_face=crop_like_no_face)
+                                 crops=crops, crop_like_no_face=crop_like_no_face,
+                                 answers_from_cache={k: v for k, v in from_cache.items() if v and k in kinds})
 
 
 def evaluate_images(predictor: Predictor, items: Sequence[LabeledImage], workers: int = 1,
                     progress: FractionProgress | None = None, root: str | Path | None = None,
-                    crops: bool = False) -> tuple[EvaluationReport, Comparison]:
+                    crops: bool = False, use_cache: bool = True) -> tuple[EvaluationReport, Comparison]:
     """One model on labelled images of its own emotions (others are counted in ``skipped``;
-    ``crops``: the images are face crops, ``run_comparison``)."""
+    ``crops`` and ``use_cache``: ``run_comparison``'s)."""
     comparison = run_comparison([predictor], items, classes=predictor.classes, workers=workers, progress=progress,
-                                root=root, crops=crops)
+                                root=root, crops=crops, use_cache=use_cache)
     if comparison.failed_models:
         raise FerError(comparison.failed_models[0])
     return comparison.reports[predictor.name], comparison

@@ -107,10 +107,11 @@ class MeasureCache:
     opened, read or written (a read-only or full disk, a damaged or locked file) is a speed-up lost,
     not a batch: one warning, and measuring goes on without it.
 
-    What it holds is derived data about the people photographed (face boxes, blendshapes, AUs; no
-    pixels, no file names), so no user outside its file's owner and group can read it (a lab sharing
-    one gives the folder a group of its own), and ``forget`` and ``clear`` remove a study's
-    measurements for good (``python -m fer_core cache``)."""
+    What it holds is derived data about the people photographed (face boxes, blendshapes, AUs, and
+    the models' answers on them: ``evaluation.answers``; no pixels, no file names), so no user
+    outside its file's owner and group can read it (a lab sharing one gives the folder a group of
+    its own), and ``forget`` and ``clear`` remove a study's measurements and answers for good
+    (``python -m fer_core cache``)."""
 
     gave_up: ClassVar[set[str]] = set()  # the caches this process could not use (a command's summary says so)
 
@@ -127,12 +128,16 @@ class MeasureCache:
 
     def count(self) -> int:
         """How many measurements it holds (not ``__len__``: an empty cache is still a cache)."""
-        return int(self._read("SELECT COUNT(*) FROM m")[0][0])
+        return int(self._read(f"SELECT COUNT(*) FROM m WHERE key NOT LIKE '{ANSWER_KEY}:%'")[0][0])
 
-    def forget(self, digests: Iterable[str]) -> int:
+    def count_answers(self) -> int:
+        """How many models' answers on faces it holds (``evaluation.answers``)."""
+        return int(self._read(f"SELECT COUNT(*) FROM m WHERE key LIKE '{ANSWER_KEY}:%'")[0][0])
+
+    def forget(self, digests: Iterable[str]) -> tuple[int, int]:
         """Remove every measurement of the files whose contents ``content_digest`` names (an image's,
-        as a face crop too, and each part of a video's), their bytes overwritten in the file; how
-        many. One pass over the keys, whatever the number of files."""
+        as a face crop too, and each part of a video's) and every model's answer on them, their
+        bytes overwritten in the file; how many. One pass over the keys, whatever the number of files."""
         wanted = set(digests)
         doomed = [key for (key,) in self._read("SELECT key FROM m")
                   if any(part in wanted for part in _DIGEST_IN_KEY.findall(key))]
@@ -140,14 +145,14 @@ class MeasureCache:
             chunk = doomed[start:start + 500]
             self._write(f"DELETE FROM m WHERE key IN ({','.join('?' * len(chunk))})", chunk)
         self._compact()
-        return len(doomed)
+        return _measurements_and_answers(doomed)
 
-    def clear(self) -> int:
-        """Remove every measurement, their bytes overwritten in the file; how many there were."""
-        count = self.count()
+    def clear(self) -> tuple[int, int]:
+        """Remove every measurement and answer, their bytes overwritten in the file; how many of each."""
+        counts = self.count(), self.count_answers()
         self._write("DELETE FROM m")
         self._compact()
-        return count
+        return counts
 
     def _read(self, sql: str) -> list[tuple]:
         return self._said(lambda db: db.execute(sql).fetchall())
@@ -240,8 +245,16 @@ def cache_version(settings: str | None = None) -> str:
     return MEASURE_VERSION + (f"+{settings}" if settings else "")
 
 
+# The start of a model's answer's key ("answer:<model>:<the face's measurement key>"): beside the
+# measurements, so that forgetting a file's measurements forgets what models said of it too.
+ANSWER_KEY = "answer"
 # The content digests in a cache key ("mp-12:crops2:<sha1>", "mp-12:video:10:<sha1>:0.000:60.000").
 _DIGEST_IN_KEY = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
+
+
+def _measurements_and_answers(keys: Sequence[str]) -> tuple[int, int]:
+    answers = sum(1 for key in keys if key.startswith(f"{ANSWER_KEY}:"))
+    return len(keys) - answers, answers
 
 
 def _private_to_group(path: Path) -> None:
@@ -259,7 +272,7 @@ def _private_to_group(path: Path) -> None:
             path.chmod(wanted)
 
 
-def _content_key(path: Path, crop: bool = False, settings: str | None = None) -> str:
+def content_key(path: Path, crop: bool = False, settings: str | None = None) -> str:
     """The cache key of a file: its bytes (a regular file within the image size limit only),
     whether it was measured as a face crop whatever its size, and ``measure_settings()``."""
     from ..images import MAX_FILE_BYTES
@@ -347,7 +360,7 @@ def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bo
     settings = measure_settings()
     for i, it in enumerate(items):
         try:
-            keys.append(_content_key(it.path, crops, settings))
+            keys.append(content_key(it.path, crops, settings))
         except ImageError as exc:
             keys.append(None)
             failed[i] = str(exc).removeprefix(f"{it.path}: ")

@@ -195,6 +195,9 @@ class Predictor(ABC):
     name: str
     kind: str
     classes: tuple[str, ...]
+    # The checksum of the files it was loaded from (``registry.load_predictor``): with the code's,
+    # what keys its cached answers (``evaluation.answers``). None for a model made in code: not cached.
+    source_digest: str | None = None
 
     def __repr__(self) -> str:  # what a notebook shows of a loaded model
         name, kind = getattr(self, "name", "?"), getattr(self, "kind", "?")

@@ -9,6 +9,7 @@ A kind is declared once, in its own module, as ``ModelKind`` records returned by
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import os
 import shutil
@@ -202,6 +203,8 @@ def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Pre
     kind = get_kind(entry.kind)
     entry.verify_checksum()
     predictor = kind.load(entry.file, entry)
+    predictor.source_digest = files_digest([Path(entry.file), *(kind.companions(Path(entry.file))
+                                                                 if kind.companions else ())])
     # What the manifest says must be what was loaded: its classes label the outputs everywhere
     # (a class list in another order named every face wrongly), its kind decides the pages' use.
     if predictor.kind != entry.kind:
@@ -212,6 +215,22 @@ def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Pre
                              f"those the manifest lists for {entry.name!r} ({', '.join(entry.classes)}); fix "
                              "manifest.json or retrain")
     return predictor
+
+
+def files_digest(paths: Sequence[Path]) -> str | None:
+    """One SHA-256 of the bytes of ``paths`` (those that exist; a folder's files, a Teachable
+    Machine export's, by their names inside it): what a model's answers depend on. None where one
+    cannot be read (its answers are then not cached; the model itself has loaded)."""
+    digest = hashlib.sha256()
+    try:
+        for path in paths:
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            for file in files:
+                if file.is_file():
+                    digest.update(f"{file.relative_to(path) if path.is_dir() else ''}\0{sha256_file(file)}".encode())
+    except (FerError, OSError):
+        return None
+    return digest.hexdigest()
 
 
 def _metrics_given(metrics, artefact) -> Metrics:

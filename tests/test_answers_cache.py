@@ -1,0 +1,122 @@
+"""A second comparison on the same files takes the networks' answers from the cache: a researcher
+comparing FER2013 val again (another class set, one model added, the report remade) waited about
+4 minutes each time for answers already given. What keys an answer (the file's bytes, the model's
+files and settings, the code) must make a changed model or setting run again, and what the cache
+keeps must be forgotten with the measurements."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_core.cli import main
+
+CNN = "cnn-fer2013"
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch) -> Path:
+    """An empty cache: what an earlier test measured or answered must not serve this one."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("FER_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def test_set(fer_sample, astronaut_jpeg, tmp_path) -> Path:
+    """FER2013 crops, one photo of a face and one photo without a face (a grey 400 px picture)."""
+    root = tmp_path / "set"
+    shutil.copytree(fer_sample, root)
+    shutil.copy(astronaut_jpeg, root / "happy" / "astronaut.jpg")
+    Image.new("RGB", (400, 300), (128, 128, 128)).save(root / "sad" / "grey.png")
+    return root
+
+
+def test_a_second_comparison_takes_the_networks_answers_from_the_cache(own_cache, test_set):
+    from fer_core.evaluation.compare import run_comparison
+    from fer_core.measure.extract import MeasureCache
+    from fer_core.predictors.registry import load_predictor
+
+    cnn, au = load_predictor(CNN), load_predictor("au-logreg-fer2013")
+    first = run_comparison([cnn, au], test_set, workers=1)
+    assert first.answers_from_cache == {}
+    n = first.n
+    # the grey picture has no face: no network answers it; AU models' answers are not kept
+    assert MeasureCache().count_answers() == n - 1
+
+    answered: list[int] = []
+    original = cnn.predict_proba
+
+    def refuse(faces, progress=None):
+        raise AssertionError(f"ran again on {len(faces)} faces")
+
+    cnn.predict_proba = refuse
+    second = run_comparison([cnn, au], test_set, workers=1)
+    assert second.answers_from_cache == {CNN: n - 1}
+    assert second.failed_models == []
+    np.testing.assert_array_equal(second.probabilities[CNN], first.probabilities[CNN])
+    assert second.table.equals(first.table)
+
+    # one image more: only it is answered
+    with Image.open(next((test_set / "angry").glob("*.jpg"))) as image:
+        image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(test_set / "angry" / "flipped.png")
+    cnn.predict_proba = lambda faces, progress=None: answered.append(len(faces)) or original(faces, progress)
+    third = run_comparison([cnn, au], test_set, workers=1)
+    assert answered == [1]
+    assert third.answers_from_cache == {CNN: n - 1}
+
+    # asked not to use the cache, the network runs on every face (but the picture without one)
+    answered.clear()
+    run_comparison([cnn, au], test_set, workers=1, use_cache=False)
+    assert answered == [n]
+
+
+def test_a_changed_model_or_setting_is_not_served_the_old_answers(tmp_path):
+    """The answers are keyed by the model's files (the sidecar with its test-time views too), its
+    runtime and views as loaded, and the code; a model made in code and AU models are not cached."""
+    from fer_core.evaluation.answers import model_identity
+    from fer_core.predictors.registry import find_entry, load_predictor
+
+    entry = find_entry(CNN)
+    copy = tmp_path / Path(entry.file).name
+    for source in Path(entry.file).parent.glob(Path(entry.file).stem + ".*"):  # .keras, .meta.json, .tflite
+        shutil.copy(source, tmp_path / source.name)
+    bundled, copied = load_predictor(CNN), load_predictor(str(copy))
+    assert copied.runtime == bundled.runtime == "litert"
+    assert model_identity(bundled) == model_identity(copied), "the same bytes give the same answers"
+    sidecar = next(tmp_path.glob("*.meta.json"))
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "note": "edited"}))
+    assert model_identity(load_predictor(str(copy))) not in (None, model_identity(bundled))
+    copied.tta = "none"  # views set in code, after loading
+    assert model_identity(copied) != model_identity(bundled)
+    copied.source_digest = None  # a model made or changed in code says nothing of its files
+    assert model_identity(copied) is None
+    assert model_identity(load_predictor("au-logreg-fer2013")) is None
+
+
+def test_the_cache_command_counts_and_forgets_the_answers(own_cache, test_set, capsys):
+    assert main(["compare", "--images", str(test_set), "--models", f"{CNN},au-logreg-fer2013", "--workers", "1",
+                 "--json"]) == 0
+    first = capsys.readouterr()
+    assert "answers kept" not in first.err
+    assert main(["compare", "--images", str(test_set), "--models", f"{CNN},au-logreg-fer2013", "--workers", "1",
+                 "--json"]) == 0
+    second = capsys.readouterr()
+    n = json.loads(first.out)["n"]
+    assert f"answers kept from an earlier run on the same files: {CNN} {n - 1:,} of {n:,}" in second.err
+    assert second.out == first.out, "the same JSON, whether answered now or kept"
+    assert main(["compare", "--images", str(test_set), "--models", CNN, "--workers", "1", "--no-cache"]) == 0
+    assert "answers kept" not in capsys.readouterr().err
+
+    assert main(["cache"]) == 0
+    assert f"{n:,} measurements and {n - 1:,} models' answers" in capsys.readouterr().out
+    assert main(["cache", "forget", str(test_set / "happy")]) == 0
+    happy = len(list((test_set / "happy").iterdir()))
+    assert f"{happy} measurements and {happy} models' answers of {happy} files removed" in capsys.readouterr().err
+    assert main(["cache", "clear"]) == 0
+    assert f"{n - happy:,} measurements and {n - 1 - happy:,} models' answers removed" in capsys.readouterr().err
