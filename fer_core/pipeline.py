@@ -344,8 +344,10 @@ def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
 
 def photo_rows(photo: dict) -> pd.DataFrame:
     """``photo_to_dict`` as one CSV row per face and model: the face's number, box (the uploaded
-    photo's pixels), detection score, how it was measured and AUs (repeated on each model's row), the model's emotion and ``p_<emotion>`` columns, and for
-    the explaining model ``contribution_<AU>`` columns and its sentence (empty for the others)."""
+    photo's pixels), detection score, how it was measured and AUs (repeated on each model's row),
+    the model's emotion and ``p_<emotion>`` columns, and for the explaining model
+    ``contribution_<AU>`` columns and its sentence (empty for the others); an AU-bottleneck
+    network's ``network_<AU>`` columns too, the AUs its contributions and sentence come from."""
     rows = []
     for face in photo["faces"]:
         base = {"photo": photo["photo"], "face": face["face"], **face["box"],
@@ -358,7 +360,11 @@ def photo_rows(photo: dict) -> pd.DataFrame:
             row.update(face["aus"])
             explanation = out.get("explanation")
             if explanation:
+                # an AU-bottleneck network explains with the AUs it reads itself: beside the measured ones
+                row.update({f"network_{au_table.au_code(c)}": v for c, v in explanation.get("aus_network", {}).items()})
                 row.update({f"contribution_{au}": c for au, c in explanation["contributions"].items()})
+                if "baseline" in explanation:
+                    row["baseline"] = explanation["baseline"]
                 row["sentence"] = explanation["sentence"]
             rows.append(row)
     return pd.DataFrame(rows)
@@ -423,6 +429,7 @@ def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = Tru
     out["unknown_aus"] = np.where(judged, unknown_aus(table, predictor).to_numpy(), "")
     if explain:
         contributions = np.full((len(table), len(AU_COLUMNS)), np.nan)
+        baselines = np.full(len(table), np.nan)  # with the contributions, the emotion's centred logit
         sentences = np.full(len(table), "", dtype=object)
         positions = {au_table.au_code(c): j for j, c in enumerate(AU_COLUMNS)}
         rows = [(i, row) for i, row in zip(found, aus) if judged[i]]
@@ -432,10 +439,14 @@ def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = Tru
                 if c.intensity == c.intensity:  # an AU the face lacks (masked) weighed nothing: unknown, not 0
                     contributions[i, positions[c.au]] = c.contribution
             sentences[i] = explanation.sentence
+            if explanation.baseline is not None:
+                baselines[i] = explanation.baseline
             if progress and (done % 500 == 0 or done == len(rows)):
                 progress(done, len(rows))
         for j, c in enumerate(AU_COLUMNS):
             out[f"contribution_{au_table.au_code(c)}"] = contributions[:, j]
+        if not np.isnan(baselines).all():  # an additive model's (not an MLP's estimates)
+            out["baseline"] = baselines
         out["sentence"] = sentences
     return out
 

@@ -251,8 +251,11 @@ def show_explanation(res: Comparison, rows: pd.DataFrame, name: str, explainer, 
         if ex.against:
             st.caption(against_text(ex))
     c2.plotly_chart(au_contribution_bars(ex), key=f"cmp_contrib_{name}")
-    c3.plotly_chart(plots.au_intensity_bars(found.aus, highlight=[c.au for c in reasons],
-                                            title=t("compare.fig_intensities")), key=f"cmp_aus_{name}")
+    network = ex.extra.get("aus_network")  # an AU-bottleneck network reasons from its own AU reading
+    c3.plotly_chart(plots.au_intensity_bars(network if network is not None else found.aus,
+                                            highlight=[c.au for c in reasons],
+                                            title=t("try_it.network_title") if network is not None
+                                            else t("compare.fig_intensities")), key=f"cmp_aus_{name}")
 
 
 def show_wrong(res: Comparison, explainer, root: str | None) -> None:

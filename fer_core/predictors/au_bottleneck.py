@@ -175,6 +175,11 @@ def _sidecar_count(metadata: Mapping[str, Any], key: str, sidecar: str) -> int:
     return int(value)
 
 
+# An AU unit whose correlation with the measured AU on val is below this is "read loosely" (its
+# sidecar's ``au_fidelity``; the bundled networks' AU14, AU15, AU17 and AU23, r 0.33-0.44).
+LOOSE_FIDELITY = 0.5
+
+
 class AUBottleneckPredictor(Predictor):
     """Face crops in; the AUs the network reads from the pixels, and the head's emotion over them."""
 
@@ -258,7 +263,16 @@ class AUBottleneckPredictor(Predictor):
         unknown = [au_code(c) for c, v in zip(AU_COLUMNS, au) if np.isnan(v)]
         if unknown:
             extra["unknown_aus"] = unknown
-        return Explanation(ex.emotion, ex.probabilities, ex.ranked, ex.top, extra)
+        # How closely its AU units follow the measured AUs on val (its sidecar's ``au_fidelity``),
+        # for the AUs the sentence and its "against" line name that it reads only loosely: a reason
+        # resting on one of those says less than its number suggests.
+        fidelity = self.metadata.get("au_fidelity") or {}
+        named = dict.fromkeys(c.au for c in (*ex.reasons, *ex.against))
+        loose = {au: float(fidelity[au]) for au in named
+                 if isinstance(fidelity.get(au), (int, float)) and fidelity[au] < LOOSE_FIDELITY}
+        if loose:
+            extra["loosely_read"] = loose
+        return Explanation(ex.emotion, ex.probabilities, ex.ranked, ex.top, extra, baseline=ex.baseline)
 
     def au_model(self) -> AUModel:
         return self.head

@@ -155,7 +155,7 @@ class AUGam(AURowsModel):
     def explain(self, x: np.ndarray, top: int = 3) -> Explanation:
         x = self.au_rows(x)[0]
         return explanation_from(self.classes, self.au_columns, x, self.known_proba(x), self.contributions(x), top,
-                                contrib_absent=self.contributions_without(x))
+                                contrib_absent=self.contributions_without(x), intercept=self.intercept)
 
     def shape_function(self, au: int) -> tuple[np.ndarray, np.ndarray]:
         """The main effect of one AU: (bin edges, (bins, k) scores), for drawing it."""

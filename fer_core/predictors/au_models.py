@@ -163,7 +163,8 @@ class AUModel(AURowsModel):
         """
         x = self.au_rows(x)[0]
         explanation = explanation_from(self.classes, self.au_columns, x, self.known_proba(x),
-                                       self.contributions(x), top, usual=self.mean)
+                                       self.contributions(x), top, usual=self.mean,
+                                       intercept=self.biases[0] if self.kind == "au-logreg" else None)
         if self.kind == "au-logreg":
             return explanation
         # said in the JSON and under the sentence: an MLP's reasons are estimates
@@ -436,7 +437,7 @@ SHOWN_INTENSITY = 0.05  # the least intensity a sentence shows as more than "(0.
 
 def explanation_from(classes: Sequence[str], au_columns: Sequence[str], x: np.ndarray, proba: np.ndarray,
                      contrib: np.ndarray, top: int = 3, usual: np.ndarray | None = None,
-                     contrib_absent: np.ndarray | None = None) -> Explanation:
+                     contrib_absent: np.ndarray | None = None, intercept: np.ndarray | None = None) -> Explanation:
     """The explanation of any additive AU model from its (k, d) per-AU logit contributions.
 
     Contributions are centred over classes (softmax ignores a shift common to all classes),
@@ -446,7 +447,8 @@ def explanation_from(classes: Sequence[str], au_columns: Sequence[str], x: np.nd
     ``contrib_absent``: each AU's contribution were it alone absent (a GAM, which reads each value
     on its own curve): an AU whose value speaks for (or against) the emotion more than its absence
     would counts by its value, even a weak one ("surprise, because AU05 ... is absent" of an AU05
-    of 0.48 the model rewarded); one that reads 0.0 never does.
+    of 0.48 the model rewarded); one that reads 0.0 never does. ``intercept``: (k,) an additive
+    model's, whose contributions sum with it to the logits: the explanation's ``baseline``.
     """
     k = int(np.argmax(proba))
     centred = contrib[k] - contrib.mean(axis=0)
@@ -460,7 +462,8 @@ def explanation_from(classes: Sequence[str], au_columns: Sequence[str], x: np.nd
                                   round(float(centred[d]), 4), None if usual is None else float(usual[d]),
                                   None if by_value is None else bool(by_value[d]))
                    for d in np.argsort(-centred, kind="stable"))
-    return Explanation(classes[k], dict(zip(classes, map(float, proba))), ranked, top)
+    baseline = None if intercept is None else float(intercept[k] - np.mean(intercept))
+    return Explanation(classes[k], dict(zip(classes, map(float, proba))), ranked, top, baseline=baseline)
 
 
 def train_au_command(model) -> str:

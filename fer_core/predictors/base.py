@@ -116,6 +116,17 @@ class Explanation:
     ranked: tuple[AUContribution, ...]
     top: int = 3
     extra: dict = field(default_factory=dict)  # kind-specific fields for the JSON (e.g. measured AUs)
+    # An additive model's leaning to the emotion before any AU (its intercept, centred as the
+    # contributions are): with them it sums to the emotion's centred logit. None where the
+    # contributions are estimates (an MLP's) and nothing sums.
+    baseline: float | None = None
+
+    @property
+    def baseline_decided(self) -> bool:
+        """Whether the AUs together speak against the emotion, so the baseline decided it (8.8 % of
+        FER2013 val faces had an intercept outweighing the AUs; 11 got "mostly because of" unsaid)."""
+        total = float(np.nansum([c.contribution for c in self.ranked]))
+        return self.baseline is not None and total <= 0 < self.baseline
 
     @property
     def _strongest(self) -> list[AUContribution]:
@@ -151,13 +162,19 @@ class Explanation:
         """'happy, mostly because of AU12 lip corner puller (3.8) and AU06 cheek raiser (2.9);
         AU04 brow lowerer is absent.' In the current language (catalogue area ``explain``), the
         emotion and AU names included, so a page shows it in the reader's language."""
-        from ..au_table import au_label
         from ..i18n import emotion_label, t
+
+        emotion = emotion_label(self.emotion)
+        return self._reasons_sentence(emotion) + (t("explain.baseline_decided", emotion=emotion)
+                                                  if self.baseline_decided else "")
+
+    def _reasons_sentence(self, emotion: str) -> str:
+        from ..au_table import au_label
+        from ..i18n import t
 
         def listed(items: list[str]) -> str:
             return items[0] if len(items) == 1 else t("explain.list_and", first=", ".join(items[:-1]), last=items[-1])
 
-        emotion = emotion_label(self.emotion)
         active, lacking = self.active_reasons, self.lacking
         if not active and not lacking:
             return t("explain.no_single", emotion=emotion)
@@ -181,6 +198,7 @@ class Explanation:
             "top_aus": [c.to_dict() for c in self.reasons],
             "against": [c.to_dict() for c in self.against],
             "sentence": self.sentence,
+            **({"baseline": round(float(self.baseline), 4)} if self.baseline is not None else {}),
             **self.extra,
         }
 
