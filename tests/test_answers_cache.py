@@ -120,3 +120,21 @@ def test_the_cache_command_counts_and_forgets_the_answers(own_cache, test_set, c
     assert f"{happy} measurements and {happy} models' answers of {happy} files removed" in capsys.readouterr().err
     assert main(["cache", "clear"]) == 0
     assert f"{n - happy:,} measurements and {n - 1 - happy:,} models' answers removed" in capsys.readouterr().err
+
+
+def test_a_stopped_comparison_keeps_the_answers_of_the_networks_that_finished(own_cache, fer_sample):
+    """Compare's Stop (or leaving the page) ends a run by an exception that is no error (Streamlit's,
+    like Ctrl-C's): the answers of the networks that had finished are kept for the next run."""
+    from fer_core.evaluation.compare import run_comparison
+    from fer_core.predictors.registry import load_predictor
+
+    cnn, seven = load_predictor(CNN), load_predictor("cnn-fer2013-7")
+
+    def stopped(faces, progress=None):
+        raise KeyboardInterrupt
+
+    seven.predict_proba = stopped
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison([cnn, seven], fer_sample, workers=1)
+    again = run_comparison([cnn], fer_sample, workers=1)
+    assert again.answers_from_cache == {CNN: again.n}

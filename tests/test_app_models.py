@@ -619,10 +619,11 @@ def test_compare_runs_au_model_and_cnn_on_the_same_folder(models_dir, fer_small,
     assert set(summary_frame(res)["emotion"]) == set(SIX_EMOTIONS) | {"overall"}
     # and one report to share outside the study, a button of its own
     assert "Report without faces (HTML)" in [b.proto.label for b in downloads]
-    # the run had a Stop button (any click stops a run; this one says that nothing of it is kept)
+    # the run had a Stop button (any click stops a run; this one says what of it is kept)
     at.button(key="cmp_stop").click()
     _run(at)
-    assert any("Comparison stopped: nothing of it was kept" in i for i in _texts(at.info)), _texts(at.info)
+    assert any("Comparison stopped: no results to show. The faces measured so far and the answers of the networks "
+               "that finished are kept" in i for i in _texts(at.info)), _texts(at.info)
 
 
 def test_compare_on_a_zip_with_flat_emotion_names(models_dir, fer_small):

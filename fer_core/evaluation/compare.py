@@ -297,36 +297,41 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
     cache = MeasureCache() if use_cache and prepare is None and need_pixels else None
     keys = face_keys(prepared, crops) if cache is not None else []
     from_cache: dict[str, int] = {}
-    for done_models, i in enumerate(sorted(range(len(predictors)),
-                                           key=lambda i: isinstance(predictors[i], EnsemblePredictor))):
-        p = predictors[i]
+    try:  # the answers of each model that finished are kept, also when a click on the page stops the run
+        for done_models, i in enumerate(sorted(range(len(predictors)),
+                                               key=lambda i: isinstance(predictors[i], EnsemblePredictor))):
+            p = predictors[i]
 
-        def step(done: int, total: int, k=done_models, name=p.name, faces=len(prepared.faces)) -> None:
-            # an ensemble counts each member's answers (members x faces): shown as faces answered
-            report(share * (1 + k + done / max(total, 1)), t("loading.model_progress", name=name, k=k + 1,
-                                                             n=len(predictors),
-                                                             done=f"{done * faces // max(total, 1):,}",
-                                                             total=f"{faces:,}"))
+            def step(done: int, total: int, k=done_models, name=p.name, faces=len(prepared.faces)) -> None:
+                # an ensemble counts each member's answers (members x faces): shown as faces answered
+                report(share * (1 + k + done / max(total, 1)), t("loading.model_progress", name=name, k=k + 1,
+                                                                 n=len(predictors),
+                                                                 done=f"{done * faces // max(total, 1):,}",
+                                                                 total=f"{faces:,}"))
 
-        # "model 5 of 9": each model takes an equal share of the bar, though a CNN with ten test-time
-        # crops takes a minute where an AU model takes a second
-        report(share * (1 + done_models), t("loading.model_running", name=p.name, k=done_models + 1,
-                                            n=len(predictors)))
-        def answer(rows: list[int], progress, p=p) -> np.ndarray:
-            return predict_reusing(p, [prepared.faces[i] for i in rows],
-                                   {name: (model, proba[rows]) for name, (model, proba) in known.items()},
-                                   progress=progress)
+            # "model 5 of 9": each model takes an equal share of the bar, though a CNN with ten test-time
+            # crops takes a minute where an AU model takes a second
+            report(share * (1 + done_models), t("loading.model_running", name=p.name, k=done_models + 1,
+                                                n=len(predictors)))
 
-        try:
-            raw, from_cache[p.name] = cached_answers(p, prepared.faces, keys, answer, cache, progress=step)
-            # a photo without a face: no face for every model
-            proba = judged_only(prepared.faces, raw)
-            known[p.name] = (p, proba)
-        except FerError as exc:
-            failed.append(one_line(exc))
-        except Exception as exc:
-            log.exception("model %s failed in the comparison", p.name)
-            failed.append(f"{p.name}: could not run ({one_line(exc)})")
+            def answer(rows: list[int], progress, p=p) -> np.ndarray:
+                return predict_reusing(p, [prepared.faces[i] for i in rows],
+                                       {name: (model, proba[rows]) for name, (model, proba) in known.items()},
+                                       progress=progress)
+
+            try:
+                raw, from_cache[p.name] = cached_answers(p, prepared.faces, keys, answer, cache, progress=step)
+                # a photo without a face: no face for every model
+                proba = judged_only(prepared.faces, raw)
+                known[p.name] = (p, proba)
+            except FerError as exc:
+                failed.append(one_line(exc))
+            except Exception as exc:
+                log.exception("model %s failed in the comparison", p.name)
+                failed.append(f"{p.name}: could not run ({one_line(exc)})")
+    finally:
+        if cache is not None:
+            cache.close()
     for p in predictors:  # the columns in the order the models were given
         if p.name not in known:
             continue
@@ -339,8 +344,6 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
         kinds[p.name] = p.kind
         probabilities[p.name] = proba
         model_classes[p.name] = tuple(p.classes)
-    if cache is not None:
-        cache.close()
     if not kinds:
         raise FerError("no model could be run: " + "; ".join(failed))
     report(1.0, t("loading.done"))
