@@ -335,3 +335,16 @@ def test_page_probabilities_download_has_no_float64_noise(export, models_dir, as
     assert max(digits) <= 9, numbers
     proba = pd.read_csv(io.StringIO(text))
     assert proba.loc[proba["output"] == "emotion", "probability"].sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_saved_mapping_keys_the_answers_kept(predictor):
+    """Two mappings of one export's labels give the same emotions in the same order and different
+    answers: the answers a comparison keeps (``evaluation.answers``) are keyed by the mapping too,
+    and a remapping made on the page, not loaded from files, keeps none."""
+    from fer_core.evaluation.answers import model_identity
+
+    plain = TeachablePredictor(predictor.model, list(LABELS))
+    swapped = plain.remapped({"Anger": "happy", "Happiness": "angry"})
+    assert plain.classes == swapped.classes and model_identity(swapped) is None
+    plain.source_digest = swapped.source_digest = "the same files"
+    assert None is not model_identity(plain) != model_identity(swapped) is not None

@@ -4,8 +4,8 @@ FER2013 val, nine models took about 4 minutes again, the networks' ten test-time
 
 An answer is keyed by the face's measurement key (the file's bytes, face-crop mode and the
 measuring settings: what decides the face a model is shown) and the model's identity: the bytes
-of the files it was loaded from, its emotions, runtime and test-time views, and the workbench's
-code. A model made in code (no files) and AU models (their answers take milliseconds) are not
+of the files it was loaded from, its emotions, runtime and test-time views, a Teachable Machine
+model's label mapping, and the workbench's code. A model made in code (no files) and AU models (their answers take milliseconds) are not
 cached, nor a face that was not found (a crashed measurement is not cached either, and a later
 one may find it). ``cache forget`` and ``cache clear`` remove the answers with the measurements.
 """
@@ -13,6 +13,7 @@ one may find it). ``cache forget`` and ``cache clear`` remove the answers with t
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -34,8 +35,10 @@ def model_identity(predictor: Predictor) -> str | None:
     code, an AU model, an ensemble with such a member."""
     if predictor.inputs != "pixels" or not predictor.source_digest:
         return None
+    mapping = getattr(predictor, "mapping", None)  # a Teachable Machine model's labels -> emotions (the manifest's)
     parts = [predictor.source_digest, predictor.kind, ",".join(predictor.classes),
-             str(getattr(predictor, "runtime", "")), str(getattr(predictor, "tta", "")), code_digest()]
+             str(getattr(predictor, "runtime", "")), str(getattr(predictor, "tta", "")), code_digest(),
+             json.dumps(mapping.as_dict(), sort_keys=True) if hasattr(mapping, "as_dict") else ""]
     if isinstance(predictor, EnsemblePredictor):
         members = [model_identity(m) for m in predictor.members]
         if None in members:
