@@ -866,19 +866,23 @@ def require_columns(table: pd.DataFrame, columns: Sequence[str] = AU_COLUMNS, wh
 
 
 def first_face_mask(table: pd.DataFrame) -> np.ndarray:
-    """Per row: the first face of its image (``face`` 0, first row of its ``file``; for a video,
-    of its ``file`` and ``time_s``: each frame is a picture of its own). Rows without a file
-    name are each kept."""
-    keep = np.ones(len(table), dtype=bool)
-    if "face" in table.columns:
-        face = pd.to_numeric(table["face"], errors="coerce").fillna(0).to_numpy(dtype=float)
-        keep = np.abs(face) < 1
-    if "file" in table.columns:
-        # A row without a file name names no image: it is a face of its own, not a later face
-        # of one nameless image (which would keep one row of a table without names).
-        named = (table["file"].notna() & table["file"].astype(str).str.strip().ne("")).to_numpy(dtype=bool)
-        idx = np.flatnonzero(keep & named)
-        keep[idx[_duplicated(_frame_key(table), idx)]] = False
+    """Per row: the first face of its picture, its lowest ``face`` number (of its ``file``; for a
+    video, of its ``file`` and ``time_s``: each frame is a picture of its own), the first row among
+    equals. Face 0 where there is one: this extractor numbers an image's faces largest first, but
+    OpenFace's ``face_id`` is a tracker's slot, and a frame whose face 0 has left the video has
+    face 1 first (its frames had been dropped, said as "later faces"). Rows without a file name
+    are each a picture of their own (face 0 only)."""
+    face = (np.abs(pd.to_numeric(table["face"], errors="coerce").fillna(0).to_numpy(dtype=float))
+            if "face" in table.columns else np.zeros(len(table)))
+    if "file" not in table.columns:
+        return face < 1
+    # A row without a file name names no image: it is a face of its own, not a later face
+    # of one nameless image (which would keep one row of a table without names).
+    named = (table["file"].notna() & table["file"].astype(str).str.strip().ne("")).to_numpy(dtype=bool)
+    keep = ~named & (face < 1)
+    idx = np.flatnonzero(named)
+    idx = idx[np.argsort(face[idx], kind="stable")]  # each picture's lowest face number comes first
+    keep[idx[~_duplicated(_frame_key(table), idx)]] = True
     return keep
 
 
@@ -894,7 +898,7 @@ def _frame_key(table: pd.DataFrame) -> pd.Series:
 
 
 def _duplicated(values: pd.Series, positions: np.ndarray) -> np.ndarray:
-    """Per position: an earlier position holds the same value. Arrow strings are sorted (a stable
+    """Per position: an earlier one (in the order given) holds the same value. Arrow strings are sorted (a stable
     sort keeps the first) rather than hashed: a hash table of millions of file names costs
     hundreds of megabytes."""
     if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow" and len(positions) > 1:
@@ -902,7 +906,7 @@ def _duplicated(values: pd.Series, positions: np.ndarray) -> np.ndarray:
         import pyarrow.compute as pc
 
         data = values.array.__arrow_array__()
-        if len(positions) < len(values):
+        if not np.array_equal(positions, np.arange(len(values))):  # a part, or another order
             data = pc.take(data, pa.array(positions))
         order = pc.sort_indices(data).to_numpy()
         dup = np.zeros(len(positions), dtype=bool)

@@ -554,8 +554,7 @@ def apply_section(table: pd.DataFrame, origin: str) -> None:
     if len(videos):  # a video's table: the first face's emotions over time, one video at a time
         video = videos[0] if len(videos) == 1 else st.selectbox(
             t("au_model.applied_video", n=f"{len(videos):,}"), list(videos), key=kept_choice("au_applied_video"))
-        firsts = answers[(names == video) & answers["time_s"].notna()]
-        firsts = firsts[firsts["face"] == 0] if "face" in firsts.columns else firsts
+        firsts = answers[(names == video) & answers["time_s"].notna() & au_table.first_face_mask(answers)]
         st.plotly_chart(plots.lines_over_time(firsts, [f"p_{c}" for c in classes], emotion_labels(classes),
                                               t("au_model.applied_over_time", model=name),
                                               t("try_it.video_time_axis"), t("try_it.video_probability_axis"),

@@ -679,3 +679,22 @@ def test_an_unreadable_file_with_spaces_in_its_name_is_said_without_its_path(tmp
     _, failed = OpenFaceDocker(client=FakeClient())._prepare(
         [LabeledImage(folder / "a  b.jpg", "happy"), LabeledImage(folder / "c.jpg", "happy")], inputs)
     assert failed == {0: "not a readable image (use JPEG or PNG)", 1: "file is empty"}
+
+
+def test_a_tracked_videos_frames_without_face_0_keep_their_first_face():
+    """OpenFace's face_id is a tracker's slot: in a FaceLandmarkVidMulti CSV where person 0 leaves
+    and a new face is tracked, frames 5-8 have faces 1 and 2. Those frames were dropped whole,
+    said as "later faces of an image" (an OpenFace researcher's review); their lowest face is now
+    their first."""
+    codes = [c.removesuffix("_r") for c in AU_COLUMNS]
+    header = ", ".join(["frame", "face_id", "timestamp", "confidence", "success", *(f"{c}_r" for c in codes)])
+    lines = [header]
+    for frame in range(1, 9):
+        for face in ((0, 1) if frame <= 4 else (1, 2)):
+            values = [f"{face + 1:.2f}"] * len(codes)  # each face's AUs name it: face 1 reads 2.00
+            lines.append(", ".join([str(frame), str(face), f"{(frame - 1) / 30:.3f}", "0.98", "1", *values]))
+    table = read_openface_csv(io.StringIO("\n".join(lines) + "\n"), name="happy/multi", label="happy")
+    first = table[au_table.first_face_mask(table)]
+    assert len(first) == 8, "one face per frame"
+    assert first["face"].tolist() == [0] * 4 + [1] * 4 and first["AU12_r"].tolist() == [1.0] * 4 + [2.0] * 4
+    assert au_table.first_faces(table)["file"].nunique() == 8
