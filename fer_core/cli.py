@@ -719,6 +719,7 @@ def _refuse_writing_over(source: str, target: Path) -> None:
 def _predict_table(args) -> int:
     """``predict --au-table``: an AU model's answer for every row of a table, written to --out."""
     from . import au_table
+    from .evaluation.compare import au_source_note, table_sources
     from .pipeline import masked_note, predict_table
     from .predictors.registry import load_predictor
 
@@ -727,16 +728,15 @@ def _predict_table(args) -> int:
                        "answers go to --out (not --json or --jsonl)")
     _refuse_writing_over(args.au_table, fileio.table_output_path(args.out, "--out"))  # said before the work
     predictor = load_predictor(args.model)
-    answers = predict_table(_read_au_table(args.au_table), predictor, top=args.top,
-                            progress=_tqdm_progress("faces"))
+    table = _read_au_table(args.au_table)
+    answers = predict_table(table, predictor, top=args.top, progress=_tqdm_progress("faces"))
     target = fileio.write_frame(answers, args.out)
     judged = answers["emotion"].notna()
     counts = answers.loc[judged, "emotion"].value_counts()
     print(f"{len(answers):,} rows, {int(judged.sum()):,} faces judged by {predictor.name} -> {printable(str(target))}"
           + (": " + ", ".join(f"{e} {n:,}" for e, n in counts.items()) if len(counts) else ""),
           file=sys.stderr)  # as extract's and import-openface's summaries: the result is the file
-    note = masked_note(answers["unknown_aus"])
-    if note:
+    for note in filter(None, [masked_note(answers["unknown_aus"]), au_source_note(predictor, table_sources(table))]):
         print(f"note: {note}", file=sys.stderr)
     invalid = int(answers["reason"].astype(str).str.startswith("not judged: AU values").sum())
     if invalid:
@@ -1381,7 +1381,7 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
     for name, emotions in comparison.cannot_predict.items():
         print(f"note: {name} never predicts {', '.join(emotions)}: its images of "
               f"{'that emotion' if len(emotions) == 1 else 'those emotions'} all count as wrong", file=sys.stderr)
-    for note in comparison.tie_notes():
+    for note in comparison.tie_notes() + comparison.source_notes():
         print(f"note: {note}", file=sys.stderr)
 
 
@@ -1441,7 +1441,7 @@ def cmd_evaluate(args) -> int:
         for line in comparison.unreadable:
             print(f"skipped: {line}", file=sys.stderr)
         _print_unlabelled(comparison)
-        for note in comparison.tie_notes():
+        for note in comparison.tie_notes() + comparison.source_notes():
             print(f"note: {note}", file=sys.stderr)
         crop_like = _crop_like_in(comparison, args.images)
         _suggest_crops(crop_like)

@@ -599,3 +599,35 @@ def test_contributions_sum_with_the_baseline_to_the_logit_and_a_baseline_decisio
         assert "모델의 기준값" in ex.sentence
     balanced = load_predictor("au-logreg-fer2013-balanced")  # its AUs decide every face of val
     assert balanced.explain(face).baseline is not None
+
+
+def test_a_model_given_another_sources_aus_is_said_so(capsys, tmp_path, fer_sample):
+    """A model learned from OpenFace's AUs scored 0.461 on this extractor's, and the bundled one
+    0.559 on OpenFace's, with no word (an OpenFace researcher's review); the README says such a
+    model does not carry over. evaluate, predict --au-table and compare now say so."""
+    from fer_core import au_table
+    from fer_core.cli import main
+    from fer_core.config import REPO_ROOT
+    from fer_core.evaluation.compare import run_comparison, score_au_table
+    from fer_core.predictors.au_models import AUPredictor
+    from fer_core.predictors.registry import load_predictor
+
+    embedded = au_table.read(REPO_ROOT / "data" / "fer2013_val_au.csv.gz")
+    openface = embedded.copy()
+    openface["source"] = "openface"  # as import-openface writes it
+    study = AUPredictor(fit_au_model(openface, holdout=0.25), name="study")
+    assert study.model.info["data"]["source"] == ["openface"]
+    note = score_au_table(study, embedded).notes[0]  # then: the faces it was fitted on (the same table here)
+    assert note.startswith("study learned from OpenFace's AUs, and these are this workbench's extractor "
+                           "(MediaPipe)'s: their scales differ")
+    assert not any(n.startswith("study learned") for n in score_au_table(study, openface).notes)  # one source
+    bundled = load_predictor("au-logreg-fer2013")
+    assert score_au_table(bundled, openface).notes[0].startswith("au-logreg-fer2013 learned from this "
+                                                                  "workbench's extractor (MediaPipe)'s AUs")
+    assert not any(n.startswith("au-logreg-fer2013 learned") for n in score_au_table(bundled, embedded).notes)
+
+    openface.head(50).to_csv(tmp_path / "of.csv", index=False)
+    assert main(["predict", "--au-table", str(tmp_path / "of.csv"), "--out", str(tmp_path / "out.csv")]) == 0
+    assert "note: au-logreg-fer2013 learned from this workbench's extractor" in capsys.readouterr().err
+    comparison = run_comparison([study, bundled], fer_sample, workers=1)
+    assert [n.split(" learned")[0] for n in comparison.source_notes()] == ["study"]

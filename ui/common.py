@@ -968,6 +968,8 @@ def show_scoring_notes(res) -> None:
                      emotions=", ".join(i18n.emotion_labels(emotions))), icon=":material/block:")
     for note in res.tie_notes():
         st.warning(note, icon=":material/balance:")
+    for note in res.source_notes():
+        st.warning(note, icon=":material/swap_horiz:")
 
 
 def choose_scored_emotions(prefix: str, items: list, models: list) -> list[str] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
@@ -24,6 +24,7 @@ from ..errors import DatasetError, FerError, one_line, printable
 from ..i18n import t
 from ..images import LabeledImage, looks_like_face_crop, relative_file
 from ..manifest import ModelEntry
+from ..measure.extract import SOURCE as MEASURED_SOURCE
 from ..measure.extract import MeasureCache
 from ..measure.workers import telling_waits
 from ..predictors.base import Explanation, Predictor, au_columns_used, judged_only, model_of_kind, predicted_labels
@@ -69,6 +70,8 @@ class Comparison:
     crop_like_no_face: list[str] = field(default_factory=list)
     # per model, how many of its answers were kept from an earlier run on the same files (``answers``)
     answers_from_cache: dict[str, int] = field(default_factory=dict)
+    # the AU models that learned from another source's AUs than the images were measured with
+    other_au_source: list[Predictor] = field(default_factory=list, repr=False)
 
     def path_of(self, file: str) -> Path:
         """The image behind a ``file`` of the table (file names that are not UTF-8 are shown escaped)."""
@@ -126,6 +129,11 @@ class Comparison:
     def tie_notes(self) -> list[str]:
         """``tied`` as lines for the reader, in the current language (English in the CLI)."""
         return [t("notes.tied", model=name, n=f"{n:,}", total=f"{self.n:,}") for name, n in self.tied.items()]
+
+    def source_notes(self) -> list[str]:
+        """For each AU model that learned from OpenFace's AUs, scored here on this extractor's
+        (``au_source_note``), in the current language."""
+        return [note for p in self.other_au_source if (note := au_source_note(p, [MEASURED_SOURCE]))]
 
     def to_dict(self, root: str | Path | None = None) -> dict:
         """The ``compare --json`` output; ``root``: the test set's folder, to which its files are
@@ -353,7 +361,9 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
                                  probabilities=probabilities,
                                  model_classes=model_classes, seconds=time.perf_counter() - start, paths=paths,
                                  crops=crops, crop_like_no_face=crop_like_no_face,
-                                 answers_from_cache={k: v for k, v in from_cache.items() if v and k in kinds})
+                                 answers_from_cache={k: v for k, v in from_cache.items() if v and k in kinds},
+                                 other_au_source=[p for p in predictors if p.name in kinds
+                                                  and au_source_note(p, [MEASURED_SOURCE])])
 
 
 def evaluate_images(predictor: Predictor, items: Sequence[LabeledImage], workers: int = 1,
@@ -395,6 +405,42 @@ def training_table_note(predictor: Predictor, table: pd.DataFrame) -> str | None
     return t("notes.training_table", table=au_table.table_name(table), model=predictor.name, named=named, score=score)
 
 
+def au_source(source: object) -> str | None:
+    """The family of an AU table's ``source`` (a model's training sources too): "openface",
+    "embedded" (this workbench's MediaPipe extractor, photos and videos), or None (a table of
+    one's own, a calibrated one: unknown)."""
+    text = str(source)
+    return "openface" if text.startswith("openface") else "embedded" if text.startswith("mediapipe") else None
+
+
+def au_source_note(predictor: Predictor, sources: Iterable[object]) -> str | None:
+    """A note when an AU model learned from one source's AUs (OpenFace's, or this extractor's) and
+    is given only the other's: their scales differ, so its score or answer there says little of it
+    (an OpenFace researcher scored a study model on FER2013's embedded AUs: 0.461, unsaid)."""
+    if predictor.inputs != "aus":
+        return None
+    info = getattr(getattr(predictor, "model", None), "info", None) or {}
+    data = info.get("data") if isinstance(info, dict) else None
+    recorded = data.get("source") if isinstance(data, dict) else None
+    learned = {au_source(s) for s in recorded} - {None} if isinstance(recorded, list) else set()
+    given = {au_source(s) for s in sources} - {None}
+    if not learned or not given or learned & given or len(learned) > 1 or len(given) > 1:
+        return None
+    (was,), (now,) = learned, given
+    return t("notes.other_au_source", model=predictor.name, learned=t(f"notes.source_{was}"),
+             given=t(f"notes.source_{now}"))
+
+
+def table_sources(table: pd.DataFrame) -> set[str]:
+    """The ``source`` of an AU table's measured first faces (empty without the column)."""
+    from .. import au_table
+
+    if "source" not in table.columns:
+        return set()
+    used = au_table.first_face_mask(table) & au_table.face_found(table).to_numpy()
+    return {str(s) for s in table.loc[used, "source"].dropna().unique()}
+
+
 def video_frames_note(table: pd.DataFrame) -> str | None:
     """A note when the table's labelled pictures are mostly frames of a few videos: frames a tenth
     of a second apart are near copies, so the accuracy's interval, which takes every face for an
@@ -433,7 +479,8 @@ class TableScores:
         lang = current_language()
         if lang not in self._said:
             self._said[lang] = (masked_note(unknown_aus(au_table.first_faces(self.table), self.predictor)),
-                                [n for n in (training_table_note(self.predictor, self.table),
+                                [n for n in (au_source_note(self.predictor, table_sources(self.table)),
+                                             training_table_note(self.predictor, self.table),
                                              video_frames_note(self.table)) if n])
         return self._said[lang]
 
