@@ -529,6 +529,9 @@ def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], displ
     numbers = {c: np.full(capacity, np.nan) for c in wanted if c not in AU_COLUMNS and c not in _TEXT_INPUT}
     texts: dict[str, list[pd.Series]] = {c: [] for c in wanted if c in _TEXT_INPUT}
     text_rows = np.zeros(capacity, dtype=bool)
+    # A line repeating the header: per-image CSVs joined with `cat` carry one per file (each had
+    # been read as a face whose AU values are not numbers, and scored); such lines are left out.
+    header_rows = np.zeros(capacity, dtype=bool)
     found = dict.fromkeys(au_cols, 0)
     example: dict[str, str] = {}
     rows = 0
@@ -547,13 +550,19 @@ def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], displ
             end = rows + len(chunk)
             if end > capacity:  # cannot happen: a row ends at a newline or at the end
                 raise AUTableError(f"{display}: more rows than lines; check the file is a plain CSV")
+            repeated = np.ones(len(chunk), dtype=bool)
             for j, c in enumerate(au_cols):
                 values, bad = _au_floats(chunk[c])
                 block[rows:end, j] = values
                 found[c] += int(np.count_nonzero(~np.isnan(values)))
                 if bad is not None and bad.any():
                     text_rows[rows:end] |= bad
-                    example.setdefault(c, str(chunk[c][bad].iloc[0]))
+                    repeated &= bad & (chunk[c].astype("str").str.strip() == c).to_numpy(dtype=bool)
+                    example.setdefault(c, str(chunk[c][bad & ~repeated].iloc[0]) if (bad & ~repeated).any()
+                                       else c)
+                else:
+                    repeated[:] = False
+            header_rows[rows:end] = repeated
             for c, column in numbers.items():
                 column[rows:end] = _bookkeeping_numbers(_floats(chunk[c]))
             for c, parts in texts.items():
@@ -567,7 +576,11 @@ def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], displ
                             for c, parts in texts.items()},
                          **{c: column[:rows] for c, column in numbers.items()}})
     aus = pd.DataFrame(block[:rows], columns=au_cols, copy=False)
-    return pd.concat([meta, aus], axis=1), text_rows[:rows]
+    table, text_rows = pd.concat([meta, aus], axis=1), text_rows[:rows]
+    if header_rows[:rows].any():
+        kept = ~header_rows[:rows]
+        table, text_rows = table[kept].reset_index(drop=True), text_rows[kept]
+    return table, text_rows
 
 
 def _au_floats(col: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
@@ -613,11 +626,15 @@ def _huge_int_as_inf(v: object) -> object:
     return v
 
 
+# An OpenFace row lacking some AU values (OpenFace writes them all for a face it found): cut short
+AU_ROW_CUT = "AU values missing in this row (the file cut short?)"
+
+
 def mark_text_rows(table: pd.DataFrame, text_rows: np.ndarray) -> pd.DataFrame:
     """Say in ``reason`` which rows had text in an AU cell (read as missing, so never used)."""
     if len(text_rows) == len(table) and text_rows.any():
         reason = table["reason"].to_numpy(dtype=object).copy()
-        hit = text_rows & (table["reason"].fillna("").to_numpy(dtype=object) == "")
+        hit = text_rows & np.isin(table["reason"].fillna("").to_numpy(dtype=object), ["", AU_ROW_CUT])
         reason[hit] = _AU_NOT_NUMBER
         table["reason"] = pd.Series(reason, index=table.index, dtype=object)
     return table

@@ -719,7 +719,7 @@ def _refuse_writing_over(source: str, target: Path) -> None:
 def _predict_table(args) -> int:
     """``predict --au-table``: an AU model's answer for every row of a table, written to --out."""
     from . import au_table
-    from .evaluation.compare import au_source_note, table_sources
+    from .evaluation.compare import au_source_note, table_sources, zero_to_one_note
     from .pipeline import masked_note, predict_table
     from .predictors.registry import load_predictor
 
@@ -736,7 +736,8 @@ def _predict_table(args) -> int:
     print(f"{len(answers):,} rows, {int(judged.sum()):,} faces judged by {predictor.name} -> {printable(str(target))}"
           + (": " + ", ".join(f"{e} {n:,}" for e, n in counts.items()) if len(counts) else ""),
           file=sys.stderr)  # as extract's and import-openface's summaries: the result is the file
-    for note in filter(None, [masked_note(answers["unknown_aus"]), au_source_note(predictor, table_sources(table))]):
+    for note in filter(None, [masked_note(answers["unknown_aus"]), zero_to_one_note(table),
+                              au_source_note(predictor, table_sources(table))]):
         print(f"note: {note}", file=sys.stderr)
     invalid = int(answers["reason"].astype(str).str.startswith("not judged: AU values").sum())
     if invalid:

@@ -631,3 +631,23 @@ def test_a_model_given_another_sources_aus_is_said_so(capsys, tmp_path, fer_samp
     assert "note: au-logreg-fer2013 learned from this workbench's extractor" in capsys.readouterr().err
     comparison = run_comparison([study, bundled], fer_sample, workers=1)
     assert [n.split(" learned")[0] for n in comparison.source_notes()] == ["study"]
+
+
+def test_a_table_on_a_zero_to_one_scale_is_said_so(capsys, tmp_path):
+    """AUs divided by 5 (a common normalisation) scored 0.192 instead of 0.707, every face read as
+    nearly neutral, with no word (an OpenFace researcher's review)."""
+    from fer_core import au_table
+    from fer_core.cli import main
+    from fer_core.config import REPO_ROOT
+    from fer_core.evaluation.compare import score_au_table
+    from fer_core.predictors.registry import load_predictor
+
+    table = au_table.read(REPO_ROOT / "data" / "fer2013_val_au.csv.gz").head(400)
+    scaled = table.copy()
+    scaled[list(AU_COLUMNS)] = scaled[list(AU_COLUMNS)] / 5
+    predictor = load_predictor("au-logreg-fer2013")
+    assert any(n.startswith("every AU value of") and "0-1 scale" in n for n in score_au_table(predictor, scaled).notes)
+    assert not any("0-1 scale" in n for n in score_au_table(predictor, table).notes)
+    scaled.to_csv(tmp_path / "scaled.csv", index=False)
+    assert main(["evaluate", "--au-table", str(tmp_path / "scaled.csv")]) == 0
+    assert "multiply the AU columns by 5" in capsys.readouterr().err

@@ -698,3 +698,27 @@ def test_a_tracked_videos_frames_without_face_0_keep_their_first_face():
     assert len(first) == 8, "one face per frame"
     assert first["face"].tolist() == [0] * 4 + [1] * 4 and first["AU12_r"].tolist() == [1.0] * 4 + [2.0] * 4
     assert au_table.first_faces(table)["file"].nunique() == 8
+
+
+def test_csvs_joined_with_cat_lose_their_repeated_headers_and_a_cut_row_is_no_face():
+    """`cat imgs/*/*.csv > all.csv` (a common way to join FaceLandmarkImg's per-image CSVs) carries
+    one header line per file: each had become a face with success 1 whose AUs are "not a number",
+    scored as wrong and said as masked. A file cut short mid-row gave a face with empty AUs and no
+    reason. Header lines are left out; a cut row is a failure row that says why."""
+    codes = [c.removesuffix("_r") for c in AU_COLUMNS]
+    header = ", ".join(["face", "confidence", *(f"{c}_r" for c in codes), *(f"{c}_c" for c in codes)])
+
+    def face(number: int, value: float) -> str:
+        return ", ".join([str(number), "0.95", *[f"{value:.2f}"] * len(codes), *["1.00"] * len(codes)])
+
+    text = "\n".join([header, face(0, 1), header, face(0, 2), header, face(0, 3), face(1, 4), header,
+                      "0, 0.95, 1.00, 2.00"]) + "\n"
+    table = read_openface_csv(io.StringIO(text), name="all")
+    assert table["file"].tolist() == ["all#1", "all#2", "all#3", "all#3", "all#4"]
+    assert table["AU12_r"].tolist()[:4] == [1.0, 2.0, 3.0, 4.0]
+    assert table["success"].tolist() == [1, 1, 1, 1, 0]
+    assert table.loc[4, "reason"] == au_table.AU_ROW_CUT
+    # a value that is text is said so, and is no face either
+    text_cell = read_openface_csv(io.StringIO("\n".join([header, face(0, 1), face(0, 1).replace("1.00", "abc", 1)])
+                                              + "\n"), name="one")
+    assert text_cell["success"].tolist() == [1, 0] and text_cell.loc[1, "reason"] == "an AU value is not a number"

@@ -431,6 +431,26 @@ def au_source_note(predictor: Predictor, sources: Iterable[object]) -> str | Non
              given=t(f"notes.source_{now}"))
 
 
+ZERO_TO_ONE_ROWS = 20  # fewer faces may all read low by chance
+
+
+def zero_to_one_note(table: pd.DataFrame) -> str | None:
+    """A note when every AU value of a table's measured faces is at most 1 (at least
+    ``ZERO_TO_ONE_ROWS`` of them): AUs on a 0-1 scale, which the models, on OpenFace's 0-5, read
+    as nearly absent (an OpenFace researcher's table divided by 5 scored 0.192 unsaid)."""
+    from .. import au_table
+
+    used = np.flatnonzero(au_table.first_face_mask(table) & au_table.face_found(table).to_numpy())
+    present = [c for c in au_table.AU_COLUMNS if c in table.columns]
+    if len(used) < ZERO_TO_ONE_ROWS or not present:
+        return None
+    values = au_table.values(table, used, present)
+    finite = values[np.isfinite(values)]
+    if not finite.size or finite.max() > 1.0 or finite.max() <= 0:
+        return None
+    return t("notes.zero_to_one", table=au_table.table_name(table))
+
+
 def table_sources(table: pd.DataFrame) -> set[str]:
     """The ``source`` of an AU table's measured first faces (empty without the column)."""
     from .. import au_table
@@ -479,7 +499,8 @@ class TableScores:
         lang = current_language()
         if lang not in self._said:
             self._said[lang] = (masked_note(unknown_aus(au_table.first_faces(self.table), self.predictor)),
-                                [n for n in (au_source_note(self.predictor, table_sources(self.table)),
+                                [n for n in (zero_to_one_note(self.table),
+                                             au_source_note(self.predictor, table_sources(self.table)),
                                              training_table_note(self.predictor, self.table),
                                              video_frames_note(self.table)) if n])
         return self._said[lang]

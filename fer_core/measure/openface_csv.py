@@ -162,9 +162,13 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
     conf = (pd.to_numeric(frame["confidence"], errors="coerce").to_numpy(dtype=float)
             if "confidence" in frame.columns else np.full(n, np.nan))
     aus.loc[success == 0, :] = np.nan  # OpenFace writes 0 for failed frames: not a measurement
+    # OpenFace writes every AU of a face it found: a row lacking some was cut short (a file copied
+    # while being written), not a face to score as one lacking AUs (a mask's)
+    cut = (success == 1) & ~aus.notna().all(axis=1).to_numpy()
+    reason = np.where(cut, au_table.AU_ROW_CUT, np.where(success == 1, "", np.where(bad, BAD_SUCCESS, NO_FACE)))
+    success = np.where(cut, 0, success)
     out = pd.DataFrame({"file": files, "face": faces, "label": labels, "success": success,
-                        "confidence": conf, "source": SOURCE,
-                        "reason": np.where(success == 1, "", np.where(bad, BAD_SUCCESS, NO_FACE)), "time_s": times})
+                        "confidence": conf, "source": SOURCE, "reason": reason, "time_s": times})
     return au_table.normalise(pd.concat([out.reset_index(drop=True), aus.reset_index(drop=True)], axis=1))
 
 
