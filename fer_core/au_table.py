@@ -202,7 +202,9 @@ _TEXT_INPUT = frozenset(TEXT_COLUMNS) | {"emotion", "video"}
 _BOOKKEEPING_BY_LOWER = {c.lower(): c for c in _USABLE_COLUMNS if c not in AU_COLUMNS}
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
 _AU_NOT_NUMBER = "an AU value is not a number"
-_TABLE_HINT = "pick an AU table CSV (this workbench's or OpenFace output)"
+# (a folder of OpenFace's per-image CSVs, as FaceLandmarkImg -out_dir writes them, is imported first)
+_TABLE_HINT = ("pick an AU table CSV (this workbench's or OpenFace output; for a folder of OpenFace's per-image "
+               "CSVs, run python -m fer_core import-openface FOLDER --out table.csv first)")
 _ZIP_MAGIC, _OLE2_MAGIC = b"PK\x03\x04", bytes.fromhex("d0cf11e0a1b11ae1")  # .xlsx/.ods/.zip; .xls
 
 

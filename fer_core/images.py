@@ -570,20 +570,30 @@ def unpack_image_zip(data: bytes, dest: Path) -> Path:
     unpacked size is capped, so a hostile zip cannot write elsewhere or fill the disk. A single
     wrapping folder (``fer2013/…``) is stepped into.
     """
+    return unpack_zip(data, dest, IMAGE_SUFFIXES,
+                      "the zip holds no images; zip a folder with <emotion>/*.jpg subfolders or emotion-prefixed "
+                      "files (angry001.jpg)",
+                      f"the zip is too large to unpack (over {MAX_ZIP_FILES:,} images or 1 GB); point the explorer "
+                      "at the folder instead")
+
+
+def unpack_zip(data: bytes, dest: Path, suffixes: Iterable[str], none_found: str, too_large: str) -> Path:
+    """``unpack_image_zip`` for the files of any of ``suffixes`` (an OpenFace ``-out_dir``'s CSVs),
+    with the messages for a zip without them and one too large."""
+    wanted = {s.lower() for s in suffixes}
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
         raise DatasetError("the upload is not a zip file; zip a folder with emotion subfolders") from None
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()
-                   and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
+                   and Path(m.filename).suffix.lower() in wanted
                    # metadata (is_hidden_name) and any other dot path (``..`` climbs out) stay packed
                    and not any(part.startswith(".") or is_hidden_name(part) for part in Path(m.filename).parts)]
         if not members:
-            raise DatasetError("the zip holds no images; zip a folder with <emotion>/*.jpg subfolders or emotion-prefixed files (angry001.jpg)")
+            raise DatasetError(none_found)
         if len(members) > MAX_ZIP_FILES or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-            raise DatasetError(f"the zip is too large to unpack (over {MAX_ZIP_FILES:,} images or 1 GB); "
-                               "point the explorer at the folder instead")
+            raise DatasetError(too_large)
         dest = dest.resolve()
         for m in members:
             target = (dest / m.filename).resolve()

@@ -40,6 +40,7 @@ from ui.common import (
     load_au_table,
     load_predictor,
     metric_row,
+    openface_uploads_table,
     page_setup,
     remember_unsaved,
     run_page,
@@ -231,11 +232,15 @@ def choose_table() -> tuple[pd.DataFrame | None, str]:
                                                                                          path=str(study)))
     if pick != UPLOAD:
         return load_au_table(study), str(study.name)
-    up = st.file_uploader(t("au_model.openface_uploader"), type=TABLE_TYPES, key="au_csv")
-    if up is None:
+    ups = st.file_uploader(t("au_model.openface_uploader"), type=[*TABLE_TYPES, "zip"], key="au_csv",
+                           accept_multiple_files=True)
+    if not ups:
         st.info(t("au_model.upload_info"))
         return None, ""
-    return au_table_from_bytes(up.getvalue(), up.name), up.name
+    if len(ups) == 1 and not ups[0].name.lower().endswith(".zip"):
+        return au_table_from_bytes(ups[0].getvalue(), ups[0].name), ups[0].name
+    return openface_uploads_table([(up.name, up.getvalue()) for up in ups]), (
+        ups[0].name if len(ups) == 1 else t("au_model.uploads_name", n=len(ups)))
 
 
 def show_model(model, key: str) -> None:

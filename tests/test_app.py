@@ -966,3 +966,36 @@ def test_au_model_page_counts_a_masked_tables_faces_on_the_aus_it_holds(models_d
     assert any(c.startswith(f"60 rows, {usable} usable faces with measured AUs") for c in captions)
     assert ("The table holds values of 7 of the 17 AUs (AU01, AU02, AU04, AU05, AU06, AU07, AU45): a model for it "
             "reads those") in " ".join(captions)
+
+
+def test_au_model_page_takes_several_openface_csvs_and_a_zip_of_an_out_dir(models_dir):
+    """FaceLandmarkImg writes one CSV per image, and the page took one file: a study's -out_dir
+    could only come in through the CLI (an OpenFace researcher's review). Several CSVs, or a zip
+    of the folder, are read as import-openface reads a folder: labels from emotion folders or
+    emotion-prefixed names, a header-only CSV a face not found."""
+    import zipfile
+
+    from fer_core.au_table import AU_COLUMNS
+
+    header = ", ".join(["face", "confidence", *AU_COLUMNS])
+
+    def csv(value: float) -> bytes:
+        return (header + "\n" + ", ".join(["0", "0.95", *[f"{value:.2f}"] * len(AU_COLUMNS)]) + "\n").encode()
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("out_dir/happy/img1.csv", csv(2.0))
+        zf.writestr("out_dir/sad/img2.csv", csv(1.0))
+        zf.writestr("out_dir/sad/img3.csv", (header + "\n").encode())  # OpenFace found no face
+        zf.writestr("out_dir/img1.jpg", b"not read")
+    at = _run(AppTest.from_file(AU_PAGE))
+    at.radio(key="au_source").set_value("Import an OpenFace CSV")
+    _run(at)
+    at.radio(key="au_openface").set_value("Upload a CSV")
+    _run(at)
+    at.file_uploader(key="au_csv").set_value([("out_dir.zip", buf.getvalue(), "application/zip"),
+                                              ("angry004.csv", csv(3.0), "text/csv"),
+                                              ("surprise005.csv", csv(4.0), "text/csv")])
+    _run(at)
+    assert not at.exception and not at.error, _texts(at.error)
+    assert any(c.startswith("5 rows, 4 usable faces") for c in _texts(at.caption)), _texts(at.caption)

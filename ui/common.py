@@ -455,6 +455,37 @@ def _au_table_of(data: bytes, name: str) -> pd.DataFrame:
     return au_table.read(buf)
 
 
+def openface_uploads_table(files: list[tuple[str, bytes]]) -> pd.DataFrame:
+    """Several OpenFace per-image CSVs, or zips of the folder OpenFace wrote (``-out_dir``), as
+    ``import-openface`` reads a folder: each upload on its own, labelled by its emotion folder or
+    an emotion-prefixed name."""
+    with st.spinner(t("common.reading_upload")):
+        return _openface_uploads_of(tuple(files))
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _openface_uploads_of(files: tuple[tuple[str, bytes], ...]) -> pd.DataFrame:
+    from fer_core import au_table
+    from fer_core.images import unpack_zip
+    from fer_core.measure.openface_csv import import_openface_dir
+
+    with tempfile.TemporaryDirectory(prefix="fer_openface_") as tmp:
+        loose, parts = Path(tmp, "files"), []
+        loose.mkdir()
+        for k, (name, data) in enumerate(files):
+            if name.lower().endswith(".zip"):
+                root = unpack_zip(data, Path(tmp, f"zip{k}"), {".csv"},
+                                  f"{name}: the zip holds no CSV files; zip the folder OpenFace wrote (-out_dir)",
+                                  f"{name}: the zip is too large to unpack; run python -m fer_core import-openface "
+                                  "on the folder instead")
+                parts.append(import_openface_dir(root))
+            else:  # the name only: an upload's name is no path to follow
+                (loose / Path(name).name).write_bytes(data)
+        if any(loose.iterdir()):
+            parts.append(import_openface_dir(loose))
+        return au_table.concat(parts)
+
+
 def dataset_listing(root: str, classes: tuple[str, ...] | None = None):
     """The folder's images and the image-like files it skips (with why)."""
     with st.spinner(t("common.listing_images")):
