@@ -416,7 +416,17 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("import-openface", help="AU table from OpenFace 2 CSV output (file or folder)")
     s.add_argument("source", help="an OpenFace 2 CSV file, or a folder of them")
     s.add_argument("--out", required=True, help=TABLE_OUT_HELP)
+    s.add_argument("--images", help="the image folder OpenFace read (with a folder of CSVs): each CSV joins its "
+                   "image, named as extract names it, with its label; an image without a CSV is a no-face row")
     s.set_defaults(func=cmd_import_openface)
+
+    s = sub.add_parser("au-agreement", help="how well two AU tables of the same images agree, per AU (e.g. "
+                                            "extract's against import-openface's)")
+    s.add_argument("table_a", help="an AU table (extract's, or any the workbench reads)")
+    s.add_argument("table_b", help="another AU table of the same images, joined by file name")
+    s.add_argument("--out", help="write the per-AU table here (.csv, .csv.gz or .parquet)")
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
+    s.set_defaults(func=cmd_au_agreement)
 
     s = sub.add_parser("import-teachable", help="register a Teachable Machine export (zip, folder or model file), "
                                                 "as the dashboard's Teachable Machine page saves one")
@@ -1097,8 +1107,12 @@ def cmd_import_openface(args) -> int:
     _refuse_writing_over(args.source, fileio.table_output_path(args.out, "--out"))
     _return_freed_memory()
     source = Path(args.source)
+    if args.images and not source.is_dir():
+        raise FerError("--images joins a folder of OpenFace's per-image CSVs to the images; give the folder")
+    if args.images and not Path(args.images).is_dir():
+        raise FerError(f"{printable(args.images)}: not a folder; give the image folder OpenFace read")
     if source.is_dir():
-        table = import_openface_dir(source, skip=args.out)
+        table = import_openface_dir(source, labels_from=args.images, skip=args.out)
     else:
         table = _read_au_table(str(source))
         named = label_from_path(Path(source.name))  # one file is labelled by its name, as in a folder
@@ -1106,6 +1120,25 @@ def cmd_import_openface(args) -> int:
             table["label"] = named
     au_table.write(table, args.out)
     print(f"{len(table)} rows -> {printable(args.out)}", file=sys.stderr)
+    return 0
+
+
+def cmd_au_agreement(args) -> int:
+    from .measure.agreement import au_agreement
+
+    if args.out:
+        fileio.table_output_path(args.out, "--out")
+    agreement = au_agreement(_read_au_table(args.table_a), _read_au_table(args.table_b))
+    if args.out:
+        fileio.write_frame(agreement, args.out)
+    if args.json:
+        print(agreement.to_json(orient="records"))
+        return 0
+    print(f"{int(agreement['n'].max()):,} faces in both tables; per AU: Pearson r, Spearman r, mean A, mean B, "
+          "mean |A - B|")
+    for row in agreement.itertuples(index=False):
+        print(f"{row.au}  n {row.n:,}  r {row.pearson_r:.2f}  rho {row.spearman_r:.2f}  mean {row.mean_a:.2f} / "
+              f"{row.mean_b:.2f}  |diff| {row.mean_abs_diff:.2f}")
     return 0
 
 

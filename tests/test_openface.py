@@ -219,7 +219,7 @@ def test_import_openface_dir_maps_csvs_to_images(tmp_path):
     table = import_openface_dir(out, labels_from=images)
     by_file = {Path(f).name: g for f, g in table.groupby("file")}
     assert set(by_file) == {"happy001.jpg", "angry002.jpg", "lost.jpg"}
-    assert by_file["happy001.jpg"]["file"].iloc[0] == str(images / "happy" / "happy001.jpg")
+    assert by_file["happy001.jpg"]["file"].iloc[0] == "happy/happy001.jpg"  # as extract names it: they join
     assert by_file["angry002.jpg"]["label"].tolist() == ["angry"]
     assert by_file["lost.jpg"]["success"].tolist() == [0]
     assert by_file["lost.jpg"]["label"].tolist() == ["sad"]
@@ -722,3 +722,51 @@ def test_csvs_joined_with_cat_lose_their_repeated_headers_and_a_cut_row_is_no_fa
     text_cell = read_openface_csv(io.StringIO("\n".join([header, face(0, 1), face(0, 1).replace("1.00", "abc", 1)])
                                               + "\n"), name="one")
     assert text_cell["success"].tolist() == [1, 0] and text_cell.loc[1, "reason"] == "an AU value is not a number"
+
+
+def test_au_agreement_joins_extracts_and_openfaces_tables_of_the_same_images(tmp_path, capsys):
+    """An OpenFace researcher could not compare the embedded AUs with OpenFace's on the same images:
+    no command joined them (extract names angry/x.jpg, import-openface angry/x). import-openface
+    --images names each CSV's row as extract does, and au-agreement gives each AU's r and means."""
+    from fer_core.cli import main
+    from fer_core.measure.agreement import au_agreement
+
+    rng = np.random.default_rng(0)
+    files = [f"{e}/img{i}.jpg" for e in ("angry", "happy") for i in range(20)]
+    ours = pd.DataFrame({"file": files, "face": 0, "label": [f.split("/")[0] for f in files], "success": 1,
+                         "source": "mediapipe", **{c: rng.uniform(0, 3, len(files)) for c in AU_COLUMNS}})
+    theirs = ours.assign(file=[f.removesuffix(".jpg") for f in files], source="openface")
+    theirs[list(AU_COLUMNS)] = 1.5 * ours[list(AU_COLUMNS)] + 0.2  # another scale, the same order
+    theirs.loc[0, "AU12_r"] = np.nan  # a face OpenFace did not measure that AU of
+    theirs = pd.concat([theirs, theirs.iloc[:1].assign(file="angry/other", success=1)], ignore_index=True)
+    agreement = au_agreement(au_table.normalise(ours), au_table.normalise(theirs)).set_index("au")
+    assert agreement["pearson_r"].round(6).eq(1.0).all() and agreement.loc["AU12", "n"] == 39
+    assert agreement.loc["AU01", "n"] == 40
+    assert agreement.loc["AU01", "mean_b"] == pytest.approx(1.5 * agreement.loc["AU01", "mean_a"] + 0.2, abs=1e-4)
+    au_table.write(au_table.normalise(ours), tmp_path / "ours.csv")
+    au_table.write(au_table.normalise(theirs), tmp_path / "theirs.csv")
+    assert main(["au-agreement", str(tmp_path / "ours.csv"), str(tmp_path / "theirs.csv"),
+                 "--out", str(tmp_path / "agreement.csv")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("40 faces in both tables") and "AU12  n 39  r 1.00" in out
+    assert len(pd.read_csv(tmp_path / "agreement.csv")) == len(AU_COLUMNS)
+    assert main(["au-agreement", str(tmp_path / "ours.csv"), str(FIXTURES / "happy001.csv")]) == 2
+    assert "share 0 measured faces by file name" in capsys.readouterr().err
+
+
+def test_import_openface_images_names_rows_as_extract_does(tmp_path, capsys):
+    from fer_core.cli import main
+
+    images = tmp_path / "input"
+    (images / "happy").mkdir(parents=True)
+    Image.new("L", (48, 48), 128).save(images / "happy" / "happy001.jpg")
+    Image.new("L", (48, 48), 128).save(images / "happy" / "lost.jpg")
+    out = tmp_path / "processed"
+    out.mkdir()
+    (out / "happy001.csv").write_bytes((FIXTURES / "happy001.csv").read_bytes())
+    assert main(["import-openface", str(out), "--images", str(images), "--out", str(tmp_path / "of.csv")]) == 0
+    table = read_au_table(tmp_path / "of.csv")
+    assert sorted(set(table["file"])) == ["happy/happy001.jpg", "happy/lost.jpg"]
+    assert main(["import-openface", str(out / "happy001.csv"), "--images", str(images),
+                 "--out", str(tmp_path / "x.csv")]) == 2
+    assert "give the folder" in capsys.readouterr().err

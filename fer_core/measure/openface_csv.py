@@ -27,7 +27,7 @@ import pandas as pd
 from .. import au_table
 from ..emotions import emotion_from_filename, normalize_emotion
 from ..errors import DatasetError, FerError, one_line, printable
-from ..images import LabeledImage, list_images
+from ..images import LabeledImage, list_images, relative_file
 
 SOURCE = "openface"
 NO_FACE = "OpenFace found no face"
@@ -66,8 +66,8 @@ def import_openface_dir(folder: str | os.PathLike[str],
     """AU table of an OpenFace ``-out_dir``: one CSV per image, possibly in emotion subfolders.
 
     ``labels_from`` (the image folder OpenFace read, or its ``LabeledImage`` list) maps each CSV to
-    its image by stem, giving ``file`` the image path and its label; images without a CSV become
-    failure rows. Without it, labels come from the CSV's emotion subfolder or an emotion-prefixed
+    its image by stem, giving ``file`` the image path (relative to that folder, as ``extract``
+    names it, so the two tables join) and its label; images without a CSV become failure rows. Without it, labels come from the CSV's emotion subfolder or an emotion-prefixed
     stem (``angry001``). Non-CSV files are skipped; a bad CSV becomes a failure row, never an
     exception, so the batch is kept. ``skip``: a file not to read (the output of an earlier import
     written into the same folder).
@@ -81,9 +81,13 @@ def import_openface_dir(folder: str | os.PathLike[str],
                   and not any(part.endswith("_aligned") or part.startswith(".")
                               for part in p.relative_to(folder).parts))
     images: list[LabeledImage] = []
+    root = labels_from if isinstance(labels_from, (str, os.PathLike)) else None
     if labels_from is not None:
-        images = (list_images(labels_from) if isinstance(labels_from, (str, os.PathLike))
-                  else list(labels_from))
+        images = list_images(labels_from) if root is not None else list(labels_from)
+
+    def named(image: LabeledImage) -> str:  # as extract names it, relative to the images' folder
+        return relative_file(image.path, root)
+
     by_dir_stem = {(it.path.parent.name.lower(), it.path.stem): it for it in images}
     stems: dict[str, list[LabeledImage]] = {}
     for it in images:
@@ -98,7 +102,7 @@ def import_openface_dir(folder: str | os.PathLike[str],
             image = stems[csv.stem][0]
         if image is not None:
             matched.add(image.path)
-            file, label = str(image.path), image.label or label_from_path(rel)
+            file, label = named(image), image.label or label_from_path(rel)
         else:
             file, label = rel.with_suffix("").as_posix(), label_from_path(rel)
         try:
@@ -107,7 +111,7 @@ def import_openface_dir(folder: str | os.PathLike[str],
             parts.append(failure_rows([(file, label)], one_line(exc)))
     if not csvs and not images:
         raise DatasetError(f"{folder}: no OpenFace CSVs found; pick the folder OpenFace wrote with -out_dir")
-    missing = [(str(it.path), it.label) for it in images if it.path not in matched]
+    missing = [(named(it), it.label) for it in images if it.path not in matched]
     if missing:
         parts.append(failure_rows(missing, "OpenFace wrote no CSV for this image (no face found or not processed)"))
     return au_table.concat(parts)
