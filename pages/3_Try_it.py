@@ -705,6 +705,12 @@ def main() -> None:
     model, model_key, model_name, others = choose_models()
     if model is None:
         return
+    from fer_core.evaluation.compare import au_source_note
+    from fer_core.measure.extract import SOURCE
+
+    learned_elsewhere = au_source_note(model, [SOURCE])  # an OpenFace-trained model reads this extractor's AUs
+    if learned_elsewhere:
+        st.warning(shown_literally(learned_elsewhere), icon=":material/swap_horiz:")
     photos, clip = st.tabs([t("try_it.tab_photos"), t("try_it.tab_video")])
     with photos:
         photos_part(model, model_key, model_name, others)

@@ -493,3 +493,21 @@ def test_last_results_say_how_they_were_measured_not_how_the_switch_stands(model
     run_app(at, T)
     assert any(h == "Last results" for h in texts(at.header)), texts(at.header)
     assert not any("Measured as a face crop" in c for c in texts(at.caption))
+
+
+def test_try_it_says_when_the_model_learned_from_openfaces_aus(models_dir):
+    """Try it explains with the AUs this workbench measures; a model trained on OpenFace's (another
+    scale) gave an ordinary sentence with no word that it does not carry over."""
+    from fer_core import au_table
+    from fer_core.predictors.au_models import fit_au_model
+    from fer_core.predictors.registry import save_and_register
+
+    table = au_table.read(ROOT / "data" / "fer2013_val_au.csv.gz").sample(900, random_state=0).assign(source="openface")
+    model = fit_au_model(table, holdout=0.25)
+    save_and_register(model, name="study-openface", kind="au-logreg", classes=model.classes, metrics=None,
+                      command="test", models_dir=models_dir)
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    assert not any("learned from" in w for w in texts(at.warning))
+    at.selectbox(key="try_model").set_value("study-openface")
+    at = run_app(at, T)
+    assert any(w.startswith("study-openface learned from OpenFace's AUs") for w in texts(at.warning)), texts(at.warning)
