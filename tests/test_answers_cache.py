@@ -138,3 +138,55 @@ def test_a_stopped_comparison_keeps_the_answers_of_the_networks_that_finished(ow
         run_comparison([cnn, seven], fer_sample, workers=1)
     again = run_comparison([cnn], fer_sample, workers=1)
     assert again.answers_from_cache == {CNN: again.n}
+
+
+def test_a_large_set_is_compared_in_parts_with_the_same_answers(own_cache, fer_sample, tmp_path):
+    """A comparison decodes and answers its images a part at a time (``CHUNK_IMAGES``), so memory
+    holds one part's faces, not the set's (28,709 crops of 224 px held 4.3 GB). In parts it gives
+    what one pass gives: the same answers, files, unreadable images and failed models."""
+    import fer_core.evaluation.compare as compare
+    from fer_core.predictors.registry import load_predictor
+
+    root = tmp_path / "set"
+    shutil.copytree(fer_sample, root)
+    (root / "sad" / "broken.jpg").write_bytes(b"not a jpeg")
+    models = [load_predictor(CNN), load_predictor("au-logreg-fer2013"), load_predictor("cnn-ensemble-fer2013")]
+    whole = compare.run_comparison(models, root, workers=1, use_cache=False)
+    seen: list[int] = []
+    original = models[0].predict_proba
+    models[0].predict_proba = lambda faces, progress=None: seen.append(len(faces)) or original(faces, progress)
+    chunk, compare.CHUNK_IMAGES = compare.CHUNK_IMAGES, 5
+    try:
+        parts = compare.run_comparison(models, root, workers=1, use_cache=False)
+    finally:
+        compare.CHUNK_IMAGES = chunk
+    assert max(seen) <= 5 and sum(seen) == parts.n
+    assert parts.table.equals(whole.table) and parts.unreadable == whole.unreadable and len(parts.unreadable) == 1
+    for name in parts.names:
+        np.testing.assert_allclose(parts.probabilities[name], whole.probabilities[name], atol=1e-6)
+
+
+def test_a_model_failing_on_a_later_part_is_left_out_whole(own_cache, fer_sample):
+    import fer_core.evaluation.compare as compare
+    from fer_core.errors import FerError
+    from fer_core.predictors.registry import load_predictor
+
+    cnn, au = load_predictor(CNN), load_predictor("au-logreg-fer2013")
+    calls = [0]
+    original = cnn.predict_proba
+
+    def second_part_fails(faces, progress=None):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise FerError(f"{CNN}: could not judge this part")
+        return original(faces, progress)
+
+    cnn.predict_proba = second_part_fails
+    chunk, compare.CHUNK_IMAGES = compare.CHUNK_IMAGES, 10
+    try:
+        result = compare.run_comparison([cnn, au], fer_sample, workers=1, use_cache=False)
+    finally:
+        compare.CHUNK_IMAGES = chunk
+    assert result.names == ["au-logreg-fer2013"] and result.failed_models == [f"{CNN}: could not judge this part"]
+    assert calls[0] == 2, "not run again on the parts after it failed"
+    assert result.n == 24

@@ -212,6 +212,9 @@ def check_model_names(predictors: Sequence[Predictor]) -> None:
                        "register it under another name (or rename its file)")
 
 
+CHUNK_IMAGES = 4096  # images a comparison decodes and answers at once (``run_comparison``)
+
+
 def scored_images(predictors: Sequence[Predictor], items: Sequence[LabeledImage], classes: Sequence[str] | None
                   ) -> tuple[tuple[str, ...], list[LabeledImage], dict[str, int], int]:
     """The emotions scored (``classes``, else those every model predicts and the images hold),
@@ -235,13 +238,15 @@ def scored_images(predictors: Sequence[Predictor], items: Sequence[LabeledImage]
     return classes, chosen, skipped, sum(1 for it in items if not it.label)
 
 
-def preparing_label(done: int, total: int, images: int) -> str:
+def preparing_label(done: int, total: int, images: int, before: int = 0, overall: int | None = None) -> str:
     """What ``prepare_faces``'s progress counts, in images: it reads every image (``total`` =
     ``images``), then, for AU models, measures each (``total`` = 2 x ``images``). Shown as one
-    count of steps, 6,186 for 3,093 images read a user as "of 6,186 images"."""
+    count of steps, 6,186 for 3,093 images read a user as "of 6,186 images". A part of a larger
+    set (``run_comparison``'s chunks) counts on from the ``before`` images of the ``overall``."""
+    shown = f"{overall if overall is not None else images:,}"
     if total > images and done > images:
-        return t("loading.measuring_faces", done=f"{min(done - images, images):,}", total=f"{images:,}")
-    return t("loading.reading_images", done=f"{min(done, images):,}", total=f"{images:,}")
+        return t("loading.measuring_faces", done=f"{before + min(done - images, images):,}", total=shown)
+    return t("loading.reading_images", done=f"{before + min(done, images):,}", total=shown)
 
 
 def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.PathLike[str],
@@ -259,7 +264,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
     measurements and the networks' answers kept from an earlier run (``answers``) and keep new ones;
     a ``prepare`` of one's own (masked faces) keeps no answers.
     """
-    from ..pipeline import prepare_faces
+    from ..pipeline import PreparedFaces, prepare_faces
     from ..predictors.registry import load_predictor
 
     start = time.perf_counter()
@@ -279,71 +284,108 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
     need_pixels = any(p.inputs == "pixels" for p in predictors)
     share = 1.0 / (len(predictors) + 1)
     shown = [0.0]  # where the bar stands, for a wait on another run's measuring
-
-    def preparing(done: int, total: int) -> None:
-        shown[0] = share * done / max(total, 1)
-        report(shown[0], preparing_label(done, total, len(chosen)))
-
-    # The measuring workers are shared by the server's sessions: when another run holds them,
-    # say so instead of a bar that stands still without a word.
-    with telling_waits(lambda: report(shown[0], t("loading.waiting_for_pool"))):
-        prepared = (prepare or prepare_faces)(chosen, need_aus, need_pixels, workers=workers, progress=preparing,
-                                              root=root, **({"crops": True} if crops else {}),
-                                              **({} if use_cache else {"use_cache": False}))
-    if not prepared.items:
-        raise DatasetError(f"none of the {len(chosen)} test images could be read")
-    files = [printable(str(it.path)) for it in prepared.items]
-    crop_like_no_face = [] if crops else [f for f, it, face in zip(files, prepared.items, prepared.faces)
-                                          if not face.found and looks_like_face_crop(it.path)]
-    paths = {f: it.path for f, it in zip(files, prepared.items)}
-    table = pd.DataFrame({"file": files, "label": [it.label for it in prepared.items]})
-    kinds: dict[str, str] = {}
-    probabilities: dict[str, np.ndarray] = {}
-    model_classes: dict[str, tuple[str, ...]] = {}
-    # Ensembles run last and reuse the probabilities of their members compared beside them.
-    known: dict[str, tuple[Predictor, np.ndarray]] = {}
-    cache = MeasureCache() if use_cache and prepare is None and need_pixels else None
-    keys = face_keys(prepared, crops) if cache is not None else []
+    # Images in parts: each part's decoded faces are dropped once every model has answered them,
+    # so memory holds one part, not the set (28,709 crops of 224 px held 4.3 GB). A ``prepare``
+    # of one's own gives every face at once: one part.
+    parts = [chosen] if prepare is not None else [chosen[i:i + CHUNK_IMAGES]
+                                                  for i in range(0, len(chosen), CHUNK_IMAGES)]
+    order = sorted(range(len(predictors)), key=lambda i: isinstance(predictors[i], EnsemblePredictor))
+    items_kept: list[LabeledImage] = []
+    found: list[bool] = []
+    unreadable: list[str] = []
+    several_faces: list[str] = []
+    answers: dict[str, list[np.ndarray]] = {}
     from_cache: dict[str, int] = {}
-    try:  # the answers of each model that finished are kept, also when a click on the page stops the run
-        for done_models, i in enumerate(sorted(range(len(predictors)),
-                                               key=lambda i: isinstance(predictors[i], EnsemblePredictor))):
+    gave_up: set[str] = set()  # models that failed on a part: left out of every part
+    width = 1.0 / len(parts)
+    cache = MeasureCache() if use_cache and prepare is None and need_pixels else None
+
+    def answer_part(c: int, prepared: PreparedFaces, faces_before: int) -> None:
+        """Every model on one part's faces (their answers added to ``answers``); its closures
+        die with it, so the part's decoded faces go when the caller lets them go."""
+        keys = face_keys(prepared, crops) if cache is not None else []
+        # Ensembles run last and reuse the probabilities of their members compared beside them.
+        known: dict[str, tuple[Predictor, np.ndarray]] = {}
+        for k, i in enumerate(order):
             p = predictors[i]
+            if p.name in gave_up:
+                continue
 
-            def step(done: int, total: int, k=done_models, name=p.name, faces=len(prepared.faces)) -> None:
+            def step(done: int, total: int, k=k, name=p.name, faces=len(prepared.faces), c=c,
+                     faces_before=faces_before) -> None:
                 # an ensemble counts each member's answers (members x faces): shown as faces answered
-                report(share * (1 + k + done / max(total, 1)), t("loading.model_progress", name=name, k=k + 1,
-                                                                 n=len(predictors),
-                                                                 done=f"{done * faces // max(total, 1):,}",
-                                                                 total=f"{faces:,}"))
+                report(width * (c + share * (1 + k + done / max(total, 1))),
+                       t("loading.model_progress", name=name, k=k + 1, n=len(predictors),
+                         done=f"{faces_before + done * faces // max(total, 1):,}",
+                         total=f"{faces_before + faces:,}" if len(parts) == 1 else f"{len(chosen):,}"))
 
-            # "model 5 of 9": each model takes an equal share of the bar, though a CNN with ten test-time
-            # crops takes a minute where an AU model takes a second
-            report(share * (1 + done_models), t("loading.model_running", name=p.name, k=done_models + 1,
-                                                n=len(predictors)))
+            # "model 5 of 9": each model takes an equal share of the bar, though a CNN with ten
+            # test-time crops takes a minute where an AU model takes a second
+            report(width * (c + share * (1 + k)), t("loading.model_running", name=p.name, k=k + 1,
+                                                    n=len(predictors)))
 
-            def answer(rows: list[int], progress, p=p) -> np.ndarray:
+            def answer(rows: list[int], progress, p=p, prepared=prepared, known=known) -> np.ndarray:
                 return predict_reusing(p, [prepared.faces[i] for i in rows],
                                        {name: (model, proba[rows]) for name, (model, proba) in known.items()},
                                        progress=progress)
 
             try:
-                raw, from_cache[p.name] = cached_answers(p, prepared.faces, keys, answer, cache, progress=step)
+                raw, n = cached_answers(p, prepared.faces, keys, answer, cache, progress=step)
                 # a photo without a face: no face for every model
                 proba = judged_only(prepared.faces, raw)
                 known[p.name] = (p, proba)
+                answers.setdefault(p.name, []).append(proba)
+                from_cache[p.name] = from_cache.get(p.name, 0) + n
             except FerError as exc:
                 failed.append(one_line(exc))
+                gave_up.add(p.name)
             except Exception as exc:
                 log.exception("model %s failed in the comparison", p.name)
                 failed.append(f"{p.name}: could not run ({one_line(exc)})")
+                gave_up.add(p.name)
+
+    try:  # the answers of each model that finished are kept, also when a click on the page stops the run
+        for c, part in enumerate(parts):
+            before = sum(len(q) for q in parts[:c])
+            faces_before = len(found)
+
+            def preparing(done: int, total: int, c=c, part=part, before=before) -> None:
+                shown[0] = width * (c + share * done / max(total, 1))
+                report(shown[0], preparing_label(done, total, len(part), before, len(chosen)))
+
+            # The measuring workers are shared by the server's sessions: when another run holds them,
+            # say so instead of a bar that stands still without a word.
+            with telling_waits(lambda: report(shown[0], t("loading.waiting_for_pool"))):
+                prepared = (prepare or prepare_faces)(part, need_aus, need_pixels, workers=workers,
+                                                      progress=preparing, root=root,
+                                                      **({"crops": True} if crops else {}),
+                                                      **({} if use_cache else {"use_cache": False}))
+            items_kept += prepared.items
+            found += [face.found for face in prepared.faces]
+            unreadable += prepared.unreadable
+            several_faces += prepared.several_faces
+            if not prepared.items:
+                continue
+            answer_part(c, prepared, faces_before)
+            del prepared  # this part's decoded faces
     finally:
         if cache is not None:
             cache.close()
+    if not items_kept:
+        raise DatasetError(f"none of the {len(chosen)} test images could be read")
+    files = [printable(str(it.path)) for it in items_kept]
+    crop_like_no_face = [] if crops else [f for f, it, face_found in zip(files, items_kept, found)
+                                          if not face_found and looks_like_face_crop(it.path)]
+    paths = {f: it.path for f, it in zip(files, items_kept)}
+    table = pd.DataFrame({"file": files, "label": [it.label for it in items_kept]})
+    kinds: dict[str, str] = {}
+    probabilities: dict[str, np.ndarray] = {}
+    model_classes: dict[str, tuple[str, ...]] = {}
     for p in predictors:  # the columns in the order the models were given
-        if p.name not in known:
+        chunks = answers.get(p.name) or []
+        if p.name in gave_up or not chunks:
             continue
-        proba = known[p.name][1]
+        proba = np.concatenate(chunks)
         table[p.name] = predicted_labels(p.classes, proba)
         index = {c: j for j, c in enumerate(p.classes)}
         table[f"{p.name} p(true)"] = [
@@ -355,8 +397,8 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
     if not kinds:
         raise FerError("no model could be run: " + "; ".join(failed))
     report(1.0, t("loading.done"))
-    return Comparison.from_table(table, list(kinds), classes, kinds=kinds, unreadable=prepared.unreadable,
-                                 several_faces=prepared.several_faces,
+    return Comparison.from_table(table, list(kinds), classes, kinds=kinds, unreadable=unreadable,
+                                 several_faces=several_faces,
                                  failed_models=failed, skipped=skipped, unlabelled=unlabelled,
                                  probabilities=probabilities,
                                  model_classes=model_classes, seconds=time.perf_counter() - start, paths=paths,
