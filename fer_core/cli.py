@@ -640,6 +640,7 @@ def _add_cnn_commands(sub) -> None:
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
     from .images import VIDEO_SUFFIXES, LabeledImage, load_image, looks_like_face_crop, shown_size
+    from .masks import drawn_mask_of
     from .measure.extract import default_workers, measure_items
     from .pipeline import NO_FACE_MESSAGE, face_order, faces_from_measurements
     from .predictors.registry import load_predictor
@@ -674,7 +675,8 @@ def cmd_predict(args) -> int:
             if isinstance(found, str):
                 raise FerError(f"{path}: {found}")
             rgb = load_image(source, name=path)
-            faces = faces_from_measurements(rgb, found, predictor, top=args.top)
+            faces = faces_from_measurements(rgb, found, predictor, top=args.top,
+                                            masked=drawn_mask_of(source) is not None)  # a file mask wrote
         except FerError as exc:
             results[i] = {"file": path, "error": one_line(exc), "faces": []}
             status = 2
@@ -1227,7 +1229,7 @@ def cmd_mask(args) -> int:
     from PIL import Image
 
     from .images import MAX_DECODE_SIDE, relative_file, scan_images
-    from .masks import MASK_NOT_PLACED_REASON, MaskedMeasure, style_of
+    from .masks import ALREADY_MASKED, MASK_NOT_PLACED_REASON, MaskedMeasure, drawn_mask_of, mark_options, style_of
     from .measure.extract import default_workers, iter_tasks
     from .pipeline import face_order
 
@@ -1244,6 +1246,10 @@ def cmd_mask(args) -> int:
     except OSError as exc:
         raise FerError(f"{printable(str(out))}: cannot be made a folder ({one_line(exc)}); give --out a folder") from None
     failures = [(s.file, s.reason) for s in listing.skipped]
+    # an image this command masked already: a second mask would be drawn over the first
+    marked = [it for it in items if drawn_mask_of(it.path)]
+    failures += [(printable(relative_file(it.path, args.folder)), ALREADY_MASKED) for it in marked]
+    items = [it for it in items if it not in marked]
     written, shrunk, bare = 0, 0, 0
     bare_faces: list[tuple[str, str]] = []  # a masked image's face left bare: named, as a failure is
     # Each masked photo is written as it arrives and dropped: a folder of large photos never
@@ -1259,9 +1265,10 @@ def cmd_mask(args) -> int:
         try:  # whole or not at all: a kill or a full disk left a cut-off photo under its name
             target.parent.mkdir(parents=True, exist_ok=True)
             image = Image.fromarray(result.image)
-            with fileio.atomic_output(target) as fh:
+            with fileio.atomic_output(target) as fh:  # marked as masked, for every later use of the file
                 image.save(fh, format=Image.registered_extensions().get(target.suffix.lower(), "PNG"),
-                           **({"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}))
+                           **({"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}),
+                           **mark_options(target.suffix, args.style, args.seed))
         except (OSError, OutputFileError) as exc:
             failures.append((rel, f"could not be written ({one_line(exc)})"))
             continue
@@ -1282,7 +1289,7 @@ def cmd_mask(args) -> int:
         failures_csv.unlink(missing_ok=True)  # an earlier run's list would no longer be true
     # files the listing skipped count too, so the totals add up; a folder passed over is no image
     folders = sum(s.file.endswith("/") for s in listing.skipped)
-    total = len(items) + len(listing.skipped) - folders
+    total = len(items) + len(marked) + len(listing.skipped) - folders
     print(f"{written} of {total} images masked ({args.style}, seed {args.seed}) -> {printable(str(out))}"
           + (f"; {len(failures) - folders} not masked" if len(failures) > folders else "")
           + (f"; {_counted(folders, 'folder')} passed over" if folders else "")

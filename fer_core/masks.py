@@ -298,6 +298,50 @@ class MaskedMeasure:
     bare: list[int] = field(default_factory=list)  # faces left unmasked (``misplaced``): never all of them
 
 
+# What ``mask`` writes into each image it masks (a JPEG comment, a PNG text chunk), so that every
+# later use of the file knows its faces wear a drawn mask: the AUs it hides are then unknown, not
+# read off the cloth (a stimulus folder scored with compare read AU17 1.2 off the mask). A mask of
+# one's own, or a file saved again by another program, carries no mark.
+DRAWN_MASK_KEY = "fer-workbench"
+DRAWN_MASK_TEXT = "drawn mask"
+
+
+ALREADY_MASKED = "already wears a mask drawn by mask (its file says so); mask the original"
+
+
+def drawn_mask_mark(style: str, seed: int) -> str:
+    return f"{DRAWN_MASK_TEXT}: {style}, seed {seed}"
+
+
+def mark_options(suffix: str, style: str, seed: int) -> dict:
+    """``Image.save`` options that mark a masked image as one, for the formats that keep a note
+    (JPEG's comment, PNG's text); {} for the others."""
+    mark = drawn_mask_mark(style, seed)
+    if suffix.lower() in (".jpg", ".jpeg"):
+        return {"comment": mark.encode()}
+    if suffix.lower() == ".png":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text(DRAWN_MASK_KEY, mark)
+        return {"pnginfo": info}
+    return {}
+
+
+def drawn_mask_of(source) -> str | None:
+    """The mark ``mask`` left in an image file (a path or its bytes), or None: no mark, not an
+    image, unreadable. Reads the header only."""
+    import io
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as image:
+            note = image.info.get("comment") or image.info.get(DRAWN_MASK_KEY) or ""
+    except Exception:  # any unreadable file simply carries no mark (decoding it says why)
+        return None
+    text = note.decode("utf-8", "replace") if isinstance(note, bytes) else str(note)
+    return text if text.startswith(DRAWN_MASK_TEXT) else None
+
+
 def hide(aus: np.ndarray) -> np.ndarray:
     """AUs of a masked face: those in HIDDEN_AUS become unknown (NaN), the rest are kept."""
     out = np.asarray(aus, dtype=float).copy()

@@ -84,7 +84,7 @@ class FaceResult:
         """The per-face JSON of ``predict --json``; ``scale``: the file's pixels per pixel of the
         image measured (a large photo is decoded smaller), so the box is in the file's pixels."""
         out = {"box": [round(float(v) * scale, 1) for v in self.box], "confidence": round(float(self.confidence), 4),
-               "low_confidence": self.low_confidence, "aus": dict(self.aus)}
+               "low_confidence": self.low_confidence, "aus": {k: _number(v) for k, v in self.aus.items()}}  # masked: null
         if self.explanation is not None:
             out.update(self.explanation.to_dict())
         elif self.probabilities is not None:
@@ -93,21 +93,25 @@ class FaceResult:
 
 
 def analyze_image(image, model: Predictor | None = None, analyzer=None, top: int = 3,
-                  crop: bool = False) -> list[FaceResult]:
+                  crop: bool = False, masked: bool | None = None) -> list[FaceResult]:
     """Every face of an image (largest first) measured, cropped and, with an explaining
     ``model``, explained. Measured in a crash-isolated worker process, or in this process with
     ``analyzer`` when one is given. ``image``: anything ``load_image`` takes (an RGB, gray, RGBA
     or float array, a PIL image, a path or bytes); a FER2013 file reads as a gray array. ``crop``:
     the image is a face crop whatever its size (face-crop mode, as ``extract --crops``). ``model``:
-    a Predictor or a registered model's name; one that does not explain gives probabilities."""
+    a Predictor or a registered model's name; one that does not explain gives probabilities.
+    ``masked``: the faces wear a drawn mask (None: as the file says, ``masks.drawn_mask_of``)."""
+    from .masks import drawn_mask_of
     from .measure.extract import measure_faces, measure_image
 
     if isinstance(model, str):
         model = model_named(model)
+    if masked is None:
+        masked = isinstance(image, (str, os.PathLike, bytes, bytearray)) and drawn_mask_of(image) is not None
     rgb = load_image(image)
     measured = (measure_image(rgb, crop=crop) if analyzer is None
                 else measure_faces(analyzer, rgb, keep_landmarks=True, crop=crop))
-    return faces_from_measurements(rgb, measured, model, top)
+    return faces_from_measurements(rgb, measured, model, top, masked=masked)
 
 
 def model_named(ref: str) -> Predictor:
@@ -232,8 +236,11 @@ def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, 
         im = Image.fromarray(rgb)
         im.thumbnail((max_side, max_side), Image.LANCZOS)
         rgb, scaled = np.asarray(im), True
+    from .masks import drawn_mask_of
+
+    masked = isinstance(data, (bytes, bytearray)) and drawn_mask_of(data) is not None  # a file mask wrote
     try:
-        faces = analyze_image(rgb, model, analyzer, crop=crop)
+        faces = analyze_image(rgb, model, analyzer, crop=crop, masked=masked)
     except FerError as exc:
         return PhotoResult(name, rgb, [], f"{name}: {one_line(exc).removeprefix('image: ')}", scaled,
                            time.perf_counter() - start, size, crop)
@@ -471,6 +478,7 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
     files relative to ``root``, the test set's folder (not a server's temporary folder). ``crops``:
     every image is a face crop whatever its size (``--crops``): measured in face-crop mode, and
     given whole to pixel models, as FER2013's 48 px crops are."""
+    from .masks import drawn_mask_of, hide
     from .measure.extract import measure_items
 
     items = list(items)
@@ -508,14 +516,17 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
         first = m[0] if isinstance(m, list) and m else None
         if isinstance(m, list) and len(m) > 1:
             several.append(f"{printable(relative_file(it.path, root))}: {len(m)} faces found; the largest was scored")
+        masked = drawn_mask_of(it.path) is not None  # an image mask wrote: what it hides is unknown
         aus = None
         if need_aus:
             aus = first.au_vector() if first is not None else np.full(len(AU_COLUMNS), np.nan)
+            aus = hide(aus) if masked else aus
         crop = pixels[i]
         if need_pixels and crop is None:  # a large image: its largest face, or the whole image
             crop = face_crop(load_image(it.path), first.box if first is not None else None)
         # a face crop (under SMALL_IMAGE_SIDE) is the face itself, found or not; a photo needs one found
-        faces.append(FaceInput(pixels=crop, aus=aus, name=str(it.path), found=first is not None or whole[i]))
+        faces.append(FaceInput(pixels=crop, aus=aus, name=str(it.path), found=first is not None or whole[i],
+                               masked=masked))
     if progress:
         progress(total, total)
     return PreparedFaces(faces, kept, unreadable, several)

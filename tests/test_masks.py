@@ -950,3 +950,47 @@ def test_a_mask_that_leaves_the_mouth_showing_is_refused(analyzer, fer_val):
     [face] = measure_faces(analyzer, frontal, keep_landmarks=True)[:1]
     assert masks.covered_points(frontal.shape, face.landmarks, masks.OUTER_LIP_POINTS).all()
     assert masks.misplaced(analyzer, frontal, face.landmarks) is None
+
+
+def test_images_mask_wrote_are_read_as_masked_everywhere(fer_sample, astronaut_jpeg, tmp_path, capsys):
+    """A mask researcher made stimuli with mask, then scored them with compare and predict: the
+    drawn mask was read as a bare face (AU17 1.2 off the cloth; au-logreg 0.196 where mask-report
+    said 0.250 on the same faces). mask now marks each file it writes, and predict, compare,
+    evaluate and extract read what the mask hides as unknown; a file masked already is not masked
+    again."""
+    from fer_core.cli import main
+    from fer_core.images import LabeledImage
+    from fer_core.masks import HIDDEN_AUS, drawn_mask_of
+    from fer_core.pipeline import prepare_faces
+
+    src = tmp_path / "src"
+    (src / "happy").mkdir(parents=True)
+    shutil.copy(astronaut_jpeg, src / "happy" / "astronaut.jpg")
+    for path in list((fer_sample / "sad").glob("*.jpg"))[:2]:
+        (src / "sad").mkdir(exist_ok=True)
+        Image.open(path).save(src / "sad" / (path.stem + ".png"))
+    out = tmp_path / "masked"
+    assert main(["mask", str(src), "--out", str(out), "--workers", "1", "--seed", "3"]) == 0
+    capsys.readouterr()
+    written = sorted(p for p in out.rglob("*") if p.suffix in (".jpg", ".png"))
+    assert written and all(drawn_mask_of(p) == "drawn mask: surgical, seed 3" for p in written)
+    assert drawn_mask_of(src / "happy" / "astronaut.jpg") is None
+
+    assert main(["predict", str(out / "happy" / "astronaut.jpg"), "--json"]) == 0
+    face = json.loads(capsys.readouterr().out)["faces"][0]
+    assert all(face["aus"][f"{code}_r"] is None for code in HIDDEN_AUS) and face["aus"]["AU01_r"] is not None
+    assert not {c["au"] for c in face["top_aus"]} & set(HIDDEN_AUS)
+
+    prepared = prepare_faces([LabeledImage(p, "happy") for p in written], need_aus=True, need_pixels=True)
+    assert all(f.masked and np.isnan(f.aus[[AU_CODES.index(c) for c in HIDDEN_AUS]]).all()
+               for f in prepared.faces if f.found)
+
+    assert main(["extract", str(out), "--out", str(tmp_path / "au.csv"), "--workers", "1"]) == 0
+    table = au_table.read(tmp_path / "au.csv")
+    found = table[table["success"] == 1]
+    assert len(found) and found["masked"].eq(1).all() and found["AU12_r"].isna().all()
+
+    again = tmp_path / "twice"
+    assert main(["mask", str(out), "--out", str(again), "--workers", "1"]) == 0
+    assert f"0 of {len(list_images(out))} images masked" in capsys.readouterr().err
+    assert "already wears a mask drawn by mask" in (again / "mask_failures.csv").read_text()

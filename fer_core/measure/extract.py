@@ -330,11 +330,15 @@ def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bo
         bare = {i: r.bare for i, r in done.items() if isinstance(r, MaskedMeasure)}
     else:
         results = measure_items(items, workers, use_cache, progress, should_stop, crops=crops)
+    from ..masks import drawn_mask_of
+
     listed: list[tuple[str, list[dict]]] = []
     for i, it in enumerate(items):
         if i in results:
             file = printable(relative_file(it.path, root))
-            listed.append((file, rows_for_image(file, it.label, results[i], bool(mask), bare.get(i, ()) if mask else ())))
+            # an image mask wrote: measured as it is, what the mask hides left unknown
+            masked = bool(mask) or drawn_mask_of(it.path) is not None
+            listed.append((file, rows_for_image(file, it.label, results[i], masked, bare.get(i, ()) if mask else ())))
     listed += [(s.file, rows_for_image(s.file, s.label, s.reason)) for s in skipped]
     listed.sort(key=lambda entry: file_order_key(entry[0]))
     return au_table.from_rows([row for _, image_rows in listed for row in image_rows])

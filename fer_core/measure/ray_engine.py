@@ -36,6 +36,7 @@ import pandas as pd
 from .. import au_table, fileio
 from ..errors import FerError, one_line, printable
 from ..images import CONVERT_ADVICE, UNDECODED_REASON, UNOPENED_REASONS, LabeledImage, SkippedFile, relative_file
+from ..masks import drawn_mask_of
 from . import extract
 from .tasks import CRASH_REASON
 from .workers import THREAD_VARS as WORKER_THREAD_VARS
@@ -83,7 +84,7 @@ class MeasuringActor:
         rows: list[dict] = []
         for path, file, label in zip(batch["path"], batch["file"], batch["label"], strict=True):
             measured = extract.measurements_of(extract._measure_path(path))
-            rows.extend(extract.rows_for_image(file, label or None, measured))
+            rows.extend(extract.rows_for_image(file, label or None, measured, drawn_mask_of(path) is not None))
         return au_table.from_rows(rows)
 
 
