@@ -525,6 +525,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--style", default="surgical", help=MASK_STYLE_HELP)
     s.add_argument("--seed", type=_seed, default=0,
                    help="varies shade and folds; the same seed, the same masks (default: 0)")
+    s.add_argument("--crops", action="store_true", help=CROPS_HELP + " (larger face crops, such as AffectNet's)")
     s.add_argument("--workers", type=_positive_int, default=None, help="processes (default: up to 2)")
     s.set_defaults(func=cmd_mask)
 
@@ -1228,9 +1229,9 @@ def cmd_train_au(args) -> int:
 def cmd_mask(args) -> int:
     from PIL import Image
 
-    from .images import MAX_DECODE_SIDE, relative_file, scan_images
+    from .images import MAX_DECODE_SIDE, looks_like_face_crop, relative_file, scan_images
     from .masks import ALREADY_MASKED, MASK_NOT_PLACED_REASON, MaskedMeasure, drawn_mask_of, mark_options, style_of
-    from .measure.extract import default_workers, iter_tasks
+    from .measure.extract import NO_FACE_REASON, default_workers, iter_tasks
     from .pipeline import face_order
 
     style_of(args.style)
@@ -1251,15 +1252,18 @@ def cmd_mask(args) -> int:
     failures += [(printable(relative_file(it.path, args.folder)), ALREADY_MASKED) for it in marked]
     items = [it for it in items if it not in marked]
     written, shrunk, bare = 0, 0, 0
+    crop_like: list[str] = []  # no face found in what looks like a face crop: --crops would measure it as one
     bare_faces: list[tuple[str, str]] = []  # a masked image's face left bare: named, as a failure is
     # Each masked photo is written as it arrives and dropped: a folder of large photos never
     # waits in memory.
-    for i, result in iter_tasks([("mask", str(it.path), args.style, args.seed) for it in items],
+    for i, result in iter_tasks([("mask", str(it.path), args.style, args.seed, args.crops) for it in items],
                                 args.workers or default_workers(), progress=_tqdm_progress("masking")):
         it = items[i]
         rel = printable(relative_file(it.path, args.folder))
         if not isinstance(result, MaskedMeasure):
             failures.append((rel, str(result or "not measured")))
+            if not args.crops and str(result) == NO_FACE_REASON and looks_like_face_crop(it.path):
+                crop_like.append(rel)
             continue
         target = out / relative_file(it.path, args.folder)
         try:  # whole or not at all: a kill or a full disk left a cut-off photo under its name
@@ -1304,6 +1308,7 @@ def cmd_mask(args) -> int:
               "reduced size", file=sys.stderr)
     for file, reason in failures[:5]:
         print(f"  {file}: {reason}", file=sys.stderr)
+    _suggest_crops(crop_like)
     return 0
 
 

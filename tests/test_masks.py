@@ -994,3 +994,22 @@ def test_images_mask_wrote_are_read_as_masked_everywhere(fer_sample, astronaut_j
     assert main(["mask", str(out), "--out", str(again), "--workers", "1"]) == 0
     assert f"0 of {len(list_images(out))} images masked" in capsys.readouterr().err
     assert "already wears a mask drawn by mask" in (again / "mask_failures.csv").read_text()
+
+
+def test_mask_takes_crops_as_extract_and_mask_report_do(fer_val, tmp_path, capsys):
+    """A 300 px face crop had "no face found" from mask, with no hint and no --crops, though
+    mask-report, extract and predict take one: larger crops could be scored masked but not made
+    into masked pictures (a mask researcher's review: this face, upscaled)."""
+    from fer_core.cli import main
+    from fer_core.masks import drawn_mask_of
+
+    src = tmp_path / "big" / "angry"
+    src.mkdir(parents=True)
+    with Image.open(fer_val / "angry" / "PublicTest_12700974.jpg") as face:
+        face.convert("RGB").resize((300, 300), Image.BICUBIC).save(src / "big.jpg")
+    assert main(["mask", str(src.parent), "--out", str(tmp_path / "plain"), "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "0 of 1 images masked" in err and "rerun with --crops" in err
+    assert main(["mask", str(src.parent), "--out", str(tmp_path / "crops"), "--workers", "1", "--crops"]) == 0
+    assert "1 of 1 images masked" in capsys.readouterr().err
+    assert drawn_mask_of(tmp_path / "crops" / "angry" / "big.jpg")
