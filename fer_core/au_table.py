@@ -891,16 +891,16 @@ def first_face_mask(table: pd.DataFrame) -> np.ndarray:
     OpenFace's ``face_id`` is a tracker's slot, and a frame whose face 0 has left the video has
     face 1 first (its frames had been dropped, said as "later faces"). Rows without a file name
     are each a picture of their own (face 0 only)."""
-    face = (np.abs(pd.to_numeric(table["face"], errors="coerce").fillna(0).to_numpy(dtype=float))
+    face = (pd.to_numeric(table["face"], errors="coerce").fillna(0).to_numpy(dtype=float)
             if "face" in table.columns else np.zeros(len(table)))
     if "file" not in table.columns:
-        return face < 1
+        return np.abs(face) < 1
     # A row without a file name names no image: it is a face of its own, not a later face
     # of one nameless image (which would keep one row of a table without names).
     named = (table["file"].notna() & table["file"].astype(str).str.strip().ne("")).to_numpy(dtype=bool)
-    keep = ~named & (face < 1)
-    idx = np.flatnonzero(named)
-    idx = idx[np.argsort(face[idx], kind="stable")]  # each picture's lowest face number comes first
+    keep = ~named & (np.abs(face) < 1)
+    idx = np.flatnonzero(named & (face > -1))  # a negative number is no face of any program's
+    idx = idx[np.argsort(face[idx], kind="stable")]  # each picture's lowest face number first
     keep[idx[~_duplicated(_frame_key(table), idx)]] = True
     return keep
 

@@ -1382,6 +1382,9 @@ def cmd_mask_report(args) -> int:
                         for e in report.original.classes if a.per_class[e].n)
         p = p_text(report.paired_test(name).p_value)  # "< 0.0001", as the dashboard says it, not 0.0000
         print(f"{name:28s} {a.accuracy:9.3f} {b.accuracy:7.3f} {p:>9s}  {per}")
+    for pair in report.masked.mcnemar:  # which model reads the masked faces better, on the same faces
+        print(f"masked, McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
+              f"p {_equals(p_text(pair.p_value))}, Holm-adjusted p {_equals(p_text(pair.p_holm))}")
     if report.empty_classes:  # an emotion the folder never held was not lost to masking
         held = {it.label for it in items}
         absent = [e for e in report.empty_classes if e not in held]

@@ -274,8 +274,9 @@ def test_a_stop_keeps_only_whole_epochs(tmp_path, fer_sample, capsys):
 def test_try_it_gives_the_network_aus_its_reasons_come_from_and_how_loosely_it_reads_them(astronaut, analyzer):
     """The bundled network's Try it CSV had the landmark AUs beside contributions computed from the
     network's own AUs (AU23 measured 1.9, 0.68 in the CSV, 2.97 recomputed from it), and its "read
-    with care" note gave the extractor's agreement with OpenFace, not how loosely the network reads
-    an AU (AU14 r 0.33 on val). Both now follow the AUs the head read (an explainability review)."""
+    with care" note gave only the extractor's agreement with OpenFace, not how loosely the network
+    reads an AU (AU14 r 0.33 on val). The CSV has the AUs the head read, and the note says both
+    (an explainability review; the network learned the extractor's AUs, so its caveat holds too)."""
     from fer_core.au_table import au_code
     from fer_core.pipeline import analyze_photo, photo_rows, photo_to_dict
     from ui.common import reading_notes
@@ -300,5 +301,8 @@ def test_try_it_gives_the_network_aus_its_reasons_come_from_and_how_loosely_it_r
     loose = predictor.explain(result.faces[0].face)
     assert loose.extra["loosely_read"] == {au: 0.3 for au in named}
     notes = reading_notes(loose)
-    assert any(note.startswith("Read with care: the network reads these AUs only loosely") for note in notes)
-    assert not any("OpenFace" in note for note in notes), "the extractor's agreement says nothing of the network"
+    assert notes[0].startswith("Read with care: the network reads these AUs only loosely")
+    # and, where one is named, the extractor's poor agreement with OpenFace: the network learned its AUs
+    from fer_core.measure.au_mapping import LOW_PROFILE_AGREEMENT
+
+    assert any("agree poorly with OpenFace" in n for n in notes) == bool(set(named) & set(LOW_PROFILE_AGREEMENT))

@@ -631,6 +631,12 @@ def test_a_model_given_another_sources_aus_is_said_so(capsys, tmp_path, fer_samp
     assert "note: au-logreg-fer2013 learned from this workbench's extractor" in capsys.readouterr().err
     comparison = run_comparison([study, bundled], fer_sample, workers=1)
     assert [n.split(" learned")[0] for n in comparison.source_notes()] == ["study"]
+    # a table calibrated from one source to the other (measure.calibration) is on neither's own scale
+    from fer_core.evaluation.compare import au_source
+
+    assert au_source("mediapipe→openface") is None and au_source("openface→mediapipe") is None
+    calibrated = embedded.assign(source="mediapipe→openface")
+    assert not any(n.startswith("study learned") for n in score_au_table(study, calibrated).notes)
 
 
 def test_a_table_on_a_zero_to_one_scale_is_said_so(capsys, tmp_path):

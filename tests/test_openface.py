@@ -770,3 +770,13 @@ def test_import_openface_images_names_rows_as_extract_does(tmp_path, capsys):
     assert main(["import-openface", str(out / "happy001.csv"), "--images", str(images),
                  "--out", str(tmp_path / "x.csv")]) == 2
     assert "give the folder" in capsys.readouterr().err
+
+
+def test_a_masked_row_of_this_workbenchs_table_without_file_names_stays_a_face():
+    """A table in this workbench's columns but without ``file`` is read like OpenFace's; its masked
+    faces (hidden AUs empty, ``masked`` 1) are faces, not rows cut short (a code review)."""
+    row = {"face": 0, "confidence": 0.9, "success": 1, "source": "mediapipe", "masked": 1,
+           **{c: (np.nan if c in ("AU12_r", "AU25_r") else 1.0) for c in AU_COLUMNS}}
+    buf = io.StringIO(pd.DataFrame([row, {**row, "masked": 0}]).to_csv(index=False))
+    table = au_table.read(buf)
+    assert table["success"].tolist() == [1, 0] and table.loc[1, "reason"] == au_table.AU_ROW_CUT

@@ -348,3 +348,22 @@ def test_a_saved_mapping_keys_the_answers_kept(predictor):
     assert plain.classes == swapped.classes and model_identity(swapped) is None
     plain.source_digest = swapped.source_digest = "the same files"
     assert None is not model_identity(plain) != model_identity(swapped) is not None
+
+
+def test_answers_kept_for_a_model_file_follow_the_labels_beside_it(export, tmp_path):
+    """A model given by its file (keras_model.h5) read labels.txt beside it, which its checksum did
+    not cover: reordered, the answers swapped and the kept ones were served (a code review)."""
+    import shutil
+
+    from fer_core.evaluation.answers import model_identity
+    from fer_core.predictors.registry import load_predictor
+
+    folder = tmp_path / "export"
+    shutil.copytree(export.folder, folder)
+    model_file = folder / export.model_path.name
+    before = model_identity(load_predictor(str(model_file)))
+    labels = folder / export.labels_path.name
+    lines = labels.read_text().splitlines()
+    labels.write_text("\n".join([f"0 {lines[1].split(' ', 1)[1]}", f"1 {lines[0].split(' ', 1)[1]}", *lines[2:]]) + "\n")
+    after = model_identity(load_predictor(str(model_file)))
+    assert None not in (before, after) and before != after

@@ -567,18 +567,19 @@ def reading_notes(ex) -> list[str]:
     follow OpenFace's), and the two AUs whose source is not what their name says (AU23 is lips
     pressed; AU45 on a photo is closed eyes: "AU23 lip tightener absent" against happy was read at
     face value); and an MLP's reasons being estimates. An AU-bottleneck network's reasons are its
-    own AU reading: the note names those it follows loosely (``loosely_read``), not the extractor's."""
+    own AU reading: a note names those it follows loosely (``loosely_read``), before the extractor's
+    (which it learned to read)."""
     from fer_core.au_table import au_label
     from fer_core.measure.au_mapping import LOW_PROFILE_AGREEMENT, READ_AS
 
     named = list(dict.fromkeys(c.au for c in (*ex.reasons, *ex.against)))
-    if "aus_network" in ex.extra:  # an AU-bottleneck network: the AUs are its own reading, not the extractor's
-        loose = ex.extra.get("loosely_read", {})
-        low = [f"{au_label(au)} (r {r:.2f})" for au, r in loose.items()]
-        notes = [t("try_it.loosely_read", aus=", ".join(low))] if low else []
-    else:
-        low = [f"{au_label(au)} (r {LOW_PROFILE_AGREEMENT[au]:.2f})" for au in named if au in LOW_PROFILE_AGREEMENT]
-        notes = [t("try_it.low_agreement", aus=", ".join(low))] if low else []
+    notes = []
+    if "aus_network" in ex.extra:  # an AU-bottleneck network: the AUs are its own reading of the extractor's
+        loose = [f"{au_label(au)} (r {r:.2f})" for au, r in ex.extra.get("loosely_read", {}).items()]
+        notes += [t("try_it.loosely_read", aus=", ".join(loose))] if loose else []
+    # the extractor's AUs, which the network learned to read, agree poorly with OpenFace's for these
+    low = [f"{au_label(au)} (r {LOW_PROFILE_AGREEMENT[au]:.2f})" for au in named if au in LOW_PROFILE_AGREEMENT]
+    notes += [t("try_it.low_agreement", aus=", ".join(low))] if low else []
     if ex.extra.get("contribution_method", "").startswith("occlusion"):
         notes.append(t("try_it.occlusion_note"))
     return notes + [t(f"try_it.read_{au}") for au in named if au in READ_AS]

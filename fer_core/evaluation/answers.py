@@ -39,13 +39,32 @@ def model_identity(predictor: Predictor) -> str | None:
     mapping = getattr(predictor, "mapping", None)  # a Teachable Machine model's labels -> emotions (the manifest's)
     parts = [predictor.source_digest, predictor.kind, ",".join(predictor.classes),
              str(getattr(predictor, "runtime", "")), str(getattr(predictor, "tta", "")), code_digest(),
-             json.dumps(mapping.as_dict(), sort_keys=True) if hasattr(mapping, "as_dict") else ""]
+             json.dumps(mapping.as_dict(), sort_keys=True) if hasattr(mapping, "as_dict") else "",
+             ",".join(getattr(mapping, "labels", ()) or ()), _plugin_code(type(predictor))]
     if isinstance(predictor, EnsemblePredictor):
         members = [model_identity(m) for m in predictor.members]
         if None in members:
             return None
         parts += members
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _plugin_code(kind: type) -> str:
+    """The checksum of a model kind's code where it lies outside the workbench (a plugin's
+    ``register_kind``): its answers depend on it as on ``code_digest``'s."""
+    import inspect
+    from pathlib import Path
+
+    try:
+        source = Path(inspect.getfile(kind)).resolve()
+    except (TypeError, OSError):
+        return ""
+    if Path(__file__).resolve().parents[1] in source.parents:
+        return ""
+    try:
+        return hashlib.sha256(source.read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"
 
 
 def face_keys(prepared: PreparedFaces, crops: bool) -> list[str | None]:

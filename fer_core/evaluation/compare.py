@@ -452,6 +452,8 @@ def au_source(source: object) -> str | None:
     "embedded" (this workbench's MediaPipe extractor, photos and videos), or None (a table of
     one's own, a calibrated one: unknown)."""
     text = str(source)
+    if "→" in text:  # calibrated from one to the other (``measure.calibration``): on neither's own scale
+        return None
     return "openface" if text.startswith("openface") else "embedded" if text.startswith("mediapipe") else None
 
 

@@ -128,7 +128,8 @@ class MaskReport:
     def to_dict(self) -> dict:
         """The ``mask-report --json`` output: per model the ``evaluate --json`` fields on the original
         and the masked images, the shift, the paired test, and for explaining models the AUs behind
-        the decisions; every image left out, and why."""
+        the decisions; every image left out, and why; and each pair of models on the masked faces
+        (``masked_pairs``: does the upper-face model read them better than the others?)."""
         models = {}
         for name in self.names:
             entry = {"original": self.original.reports[name].to_dict(), "masked": _not_judged(self.masked.reports[name]),
@@ -143,6 +144,8 @@ class MaskReport:
                 "skipped_classes": dict(self.original.skipped), "unlabelled": self.original.unlabelled,
                 "several_faces": list(self.original.several_faces),
                 "failed_models": list(self.original.failed_models), "reasons_failed": list(self.reasons_failed),
+                # which model reads the masked faces better: each pair on the same masked faces (McNemar, Holm)
+                "masked_pairs": [pair.to_dict() for pair in self.masked.mcnemar],
                 "human_findings": dict(HUMAN_FINDINGS), **({"crops": True} if self.crops else {}),
                 **({"crop_like_no_face": list(self.crop_like_no_face)} if self.crop_like_no_face else {})}
 

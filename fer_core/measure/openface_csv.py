@@ -168,7 +168,9 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
     aus.loc[success == 0, :] = np.nan  # OpenFace writes 0 for failed frames: not a measurement
     # OpenFace writes every AU of a face it found: a row lacking some was cut short (a file copied
     # while being written), not a face to score as one lacking AUs (a mask's)
-    cut = (success == 1) & ~aus.notna().all(axis=1).to_numpy()
+    masked = (pd.to_numeric(frame["masked"], errors="coerce").fillna(0).to_numpy() == 1 if "masked" in frame.columns
+              else np.zeros(n, dtype=bool))  # this workbench's masked faces: their hidden AUs are empty
+    cut = (success == 1) & ~aus.notna().all(axis=1).to_numpy() & ~masked
     reason = np.where(cut, au_table.AU_ROW_CUT, np.where(success == 1, "", np.where(bad, BAD_SUCCESS, NO_FACE)))
     success = np.where(cut, 0, success)
     out = pd.DataFrame({"file": files, "face": faces, "label": labels, "success": success,

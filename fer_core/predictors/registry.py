@@ -203,8 +203,9 @@ def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Pre
     kind = get_kind(entry.kind)
     entry.verify_checksum()
     predictor = kind.load(entry.file, entry)
-    predictor.source_digest = files_digest([Path(entry.file), *(kind.companions(Path(entry.file))
-                                                                 if kind.companions else ())])
+    if predictor.source_digest is None:  # unless the kind's loader knows better what it read (Teachable Machine)
+        predictor.source_digest = files_digest([Path(entry.file), *(kind.companions(Path(entry.file))
+                                                                     if kind.companions else ())])
     # What the manifest says must be what was loaded: its classes label the outputs everywhere
     # (a class list in another order named every face wrongly), its kind decides the pages' use.
     if predictor.kind != entry.kind:

@@ -23,6 +23,7 @@ Several labels mapping to one emotion are merged (their probabilities summed).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import math
@@ -1011,10 +1012,22 @@ def _load(path: Path, entry) -> TeachablePredictor:
     files = read_export(path)
     _check_saved_order(path, files)
     predictor = predictor_from_export(files, entry.mapping, entry.name)
+    predictor.source_digest = export_digest(files)
     imported = (entry.extra or {}).get("format")
     if imported in FORMAT_LABELS:  # a TensorFlow.js import is stored as keras_model.h5
         predictor.format = imported
     return predictor
+
+
+def export_digest(files: ExportFiles) -> str:
+    """SHA-256 of what an export's model is made of: every file read (a TensorFlow.js export's
+    weight shards too) and its class names in their order (the outputs follow it), however it was
+    given (a model file names only itself; labels.txt beside it reordered swaps the answers)."""
+    digest = hashlib.sha256()
+    for key in sorted(files.files):
+        digest.update(f"{key}\0{hashlib.sha256(files.files[key]).hexdigest()}\0".encode())
+    digest.update("\0".join(files.labels or ()).encode())
+    return digest.hexdigest()
 
 
 def _claims(path: Path) -> bool:
