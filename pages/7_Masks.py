@@ -145,7 +145,11 @@ def show_downloads(report: MaskReport, passed_over: list[str] | tuple = ()) -> N
     """Every result as a file; the JSON as ``mask-report --json`` writes it (``passed_over`` too)."""
     st.header(t("masks.download"))
     c1, c2 = st.columns(2)  # the per-image label is long: on a row of its own it is not cut off
-    document = {**report.to_dict(), "passed_over": list(passed_over)}
+    from fer_core.provenance import models_sha256, provenance
+
+    # as mask-report --json ends: what made it (version, commit, libraries, each model file's SHA-256)
+    document = {**report.to_dict(), "passed_over": list(passed_over),
+                "provenance": provenance("the dashboard's Masks page", models_sha256(report.names))}
     c1.download_button(t("masks.download_json"), json.dumps(document, indent=1).encode(),
                        file_name="mask_report.json", mime="application/json", key="mask_download_json",
                        icon=":material/download:", on_click="ignore")

@@ -560,7 +560,13 @@ def test_masks_page_keeps_choices_says_what_was_left_out_and_offers_every_result
     # each with its emotion (it was empty), the folder's label of the file named in its problem
     assert [e for e in not_masked["emotion"]] == [p.split("/")[0] for p in not_masked["problem"]]
     assert [p.split(":")[0] for p in left_out.loc[left_out["left_out"] == "passed over", "problem"]] == ["notes/"]
-    assert [p.split(":")[0] for p in json.loads(downloads["mask_report.json"])["passed_over"]] == ["notes/"]
+    from fer_core.predictors.registry import find_entry
+
+    document = json.loads(downloads["mask_report.json"])
+    assert [p.split(":")[0] for p in document["passed_over"]] == ["notes/"]
+    # and ends, as mask-report --json does, with what made it (a mask researcher's: it had none)
+    assert document["provenance"]["models"]["au-logreg-fer2013"] == find_entry("au-logreg-fer2013").sha256
+    assert document["provenance"]["command"] == "the dashboard's Masks page" and document["provenance"]["workbench"]
 
     at.query_params["lang"] = "ko"  # the reasons are said in Korean too
     run_app(at, 90)
