@@ -505,12 +505,12 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_draw_testset)
 
     s = sub.add_parser("cache", help="the measurement cache (FER_CACHE_DIR): what it holds, or forget a study's "
-                       "measurements for good")
+                       "measurements and the networks' answers on its faces for good")
     s.add_argument("action", nargs="?", choices=("info", "forget", "clear"), default="info",
-                   help="info: where it is and how many measurements it holds; forget PATH ...: the "
-                        "measurements of these files, or of every file in these folders (deleted files are "
-                        "no longer there to name: forget before deleting, or clear); clear: every measurement "
-                        "(default: info)")
+                   help="info: where it is and how many measurements and models' answers it holds; forget PATH "
+                        "...: the measurements and answers of these files, or of every file in these folders "
+                        "(deleted files are no longer there to name: forget before deleting, or clear); clear: "
+                        "every measurement and answer (default: info)")
     s.add_argument("paths", nargs="*", help="files or folders (with forget)")
     s.set_defaults(func=cmd_cache)
 
@@ -519,7 +519,9 @@ def _parser() -> argparse.ArgumentParser:
                    "file_present, classes, metrics, sha256, command, ...) instead of text")
     s.set_defaults(func=cmd_models)
 
-    s = sub.add_parser("mask", help="masked copies of a folder of faces (same layout; failures listed)")
+    s = sub.add_parser("mask", help="masked copies of a folder of faces (same layout; failures listed); each JPEG or "
+                                    "PNG written is marked as masked, so predict, compare, evaluate and extract read "
+                                    "what the mask hides as unknown, and a marked file is not masked again")
     s.add_argument("folder", help="a folder of face images (<emotion>/*.jpg, emotion-prefixed or plain names)")
     s.add_argument("--out", required=True, help="folder to write the masked images to")
     s.add_argument("--style", default="surgical", help=MASK_STYLE_HELP)
@@ -1309,7 +1311,7 @@ def cmd_mask(args) -> int:
     for file, reason in failures[:5]:
         print(f"  {file}: {reason}", file=sys.stderr)
     _suggest_crops(crop_like)
-    return 0
+    return 0 if written or not total else 2  # as extract: a run that masked nothing at all is no success
 
 
 def _model_refs(values: list[str]) -> list[str]:

@@ -997,7 +997,7 @@ def test_images_mask_wrote_are_read_as_masked_everywhere(fer_sample, astronaut_j
     assert len(found) and found["masked"].eq(1).all() and found["AU12_r"].isna().all()
 
     again = tmp_path / "twice"
-    assert main(["mask", str(out), "--out", str(again), "--workers", "1"]) == 0
+    assert main(["mask", str(out), "--out", str(again), "--workers", "1"]) == 2  # nothing masked: as extract says it
     assert f"0 of {len(list_images(out))} images masked" in capsys.readouterr().err
     assert "already wears a mask drawn by mask" in (again / "mask_failures.csv").read_text()
 
@@ -1013,7 +1013,7 @@ def test_mask_takes_crops_as_extract_and_mask_report_do(fer_val, tmp_path, capsy
     src.mkdir(parents=True)
     with Image.open(fer_val / "angry" / "PublicTest_12700974.jpg") as face:
         face.convert("RGB").resize((300, 300), Image.BICUBIC).save(src / "big.jpg")
-    assert main(["mask", str(src.parent), "--out", str(tmp_path / "plain"), "--workers", "1"]) == 0
+    assert main(["mask", str(src.parent), "--out", str(tmp_path / "plain"), "--workers", "1"]) == 2  # nothing masked
     err = capsys.readouterr().err
     assert "0 of 1 images masked" in err and "rerun with --crops" in err
     assert main(["mask", str(src.parent), "--out", str(tmp_path / "crops"), "--workers", "1", "--crops"]) == 0
