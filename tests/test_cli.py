@@ -380,7 +380,7 @@ def test_extract_with_openface_docker_says_why_it_cannot_run(capsys, tmp_path, m
 
 # -- issue 8: bugs fixed on the way, and the JSON shapes users rely on ---------------------------
 PREDICT_FACE_KEYS = ["face", "box", "confidence", "low_confidence", "aus", "emotion", "probabilities", "top_aus", "against",
-                     "sentence"]
+                     "sentence", "baseline"]
 REPORT_KEYS = ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels", "confusion",
                "no_face_per_class"]
 
@@ -863,7 +863,7 @@ def test_mask_report_says_a_tiny_p_value_as_below_not_as_zero(capsys, tmp_path, 
                                         "large-p": SimpleNamespace(accuracy=0.9, per_class=scores)})
     masked_scores = {"happy": SimpleNamespace(n=40, accuracy=0.3)}
     masked = SimpleNamespace(reports={name: SimpleNamespace(accuracy=0.3, per_class=masked_scores)
-                                      for name in original.reports})
+                                      for name in original.reports}, mcnemar=[])
     p_values = {"tiny-p": 1e-9, "large-p": 0.25}
     report = SimpleNamespace(original=original, masked=masked, unmaskable=[], not_placed=0, reasons_failed=[], crop_like_no_face=[],
                              names=list(p_values), empty_classes=[],

@@ -94,7 +94,7 @@ def _mask_report_with_a_failed_model(tmp_path, monkeypatch):
     original = SimpleNamespace(failed_models=[failed], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, tie_notes=list, source_notes=list, n=40,
                                classes=("happy",),
                                reports={"fine": SimpleNamespace(accuracy=0.9, per_class=scores)})
-    masked = SimpleNamespace(reports={"fine": SimpleNamespace(accuracy=0.5, per_class=scores)})
+    masked = SimpleNamespace(reports={"fine": SimpleNamespace(accuracy=0.5, per_class=scores)}, mcnemar=[])
     report = SimpleNamespace(original=original, masked=masked, unmaskable=[], not_placed=0, reasons_failed=[], crop_like_no_face=[],
                              names=["fine"], empty_classes=[], to_dict=lambda: {"failed_models": [failed]},
                              paired_test=lambda name: McNemarResult("original", "masked", 16, 0, 0.001))
