@@ -10,7 +10,6 @@ Run: python bench/compare_memory.py [--images 12000] [--side 224] [--out bench/r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _results import report  # noqa: E402
 
 RUN = """
 import resource, sys, time
@@ -68,10 +69,7 @@ def main() -> None:
                          "peak_rss_mb": int(out[2])})
             print(runs[-1], file=sys.stderr)
     result = {"side": args.side, "images": args.images, "model": "cnn-fer2013", "runs": runs}
-    text = json.dumps(result, indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ Run: python bench/compare_rerun.py [--split val] [--workers 2] [--out bench/resu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -18,6 +17,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _results import report
 
 from fer_core import config
 from fer_core.evaluation.compare import run_comparison
@@ -47,10 +48,7 @@ def main() -> None:
         print(f"{run}: {runs[-1]['seconds']} s, answers kept: {comparison.answers_from_cache}", file=sys.stderr)
     result = {"split": args.split, "images": comparison.n, "models": comparison.names, "workers": args.workers,
               "cpus": os.cpu_count(), "runs": runs}
-    text = json.dumps(result, indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    report(result, args.out)
 
 
 if __name__ == "__main__":
