@@ -711,7 +711,10 @@ def cmd_predict(args) -> int:
             continue
         for f in r["faces"]:
             probs = ", ".join(f"{k} {v:.2f}" for k, v in sorted(f["probabilities"].items(), key=lambda kv: -kv[1]))
-            aus = " ".join(f"{k[:4]}={v:.1f}" for k, v in f["aus"].items())
+            aus = " ".join(f"{k[:4]}={v:.1f}" for k, v in f["aus"].items() if v is not None)
+            unknown = [k[:4] for k, v in f["aus"].items() if v is None]  # hidden by a drawn mask
+            if unknown:
+                aus += f"; unknown (hidden by the mask): {' '.join(unknown)}"
             print(f"{r['file']} face {f['face']} box {[round(v) for v in f['box']]} conf {f['confidence']:.2f}"
                   # no detector's score: measured whole, as a picture without a face would be too
                   + (" (no face detected: the whole picture was measured as one face)" if not f["confidence"] else ""))

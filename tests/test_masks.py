@@ -986,6 +986,8 @@ def test_images_mask_wrote_are_read_as_masked_everywhere(fer_sample, astronaut_j
     face = json.loads(capsys.readouterr().out)["faces"][0]
     assert all(face["aus"][f"{code}_r"] is None for code in HIDDEN_AUS) and face["aus"]["AU01_r"] is not None
     assert not {c["au"] for c in face["top_aus"]} & set(HIDDEN_AUS)
+    assert main(["predict", str(out / "happy" / "astronaut.jpg")]) == 0  # as text too (it raised a TypeError)
+    assert f"unknown (hidden by the mask): {' '.join(HIDDEN_AUS)}" in capsys.readouterr().out
 
     prepared = prepare_faces([LabeledImage(p, "happy") for p in written], need_aus=True, need_pixels=True)
     assert all(f.masked and np.isnan(f.aus[[AU_CODES.index(c) for c in HIDDEN_AUS]]).all()
