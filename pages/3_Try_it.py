@@ -214,6 +214,10 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
              alt=t("try_it.overlay_alt", n=number, emotion=emotion_label(emotion)))
     with c2:
         st.markdown(f"#### {t('try_it.predicted', emotion=emotion_label(emotion), p=_percent(proba))}")
+        if face.face.masked:  # a file the mask command wrote: what the mask hides is unknown, not read off it
+            from fer_core.masks import HIDDEN_AUS
+
+            st.caption(t("try_it.marked_masked") + " " + t("try_it.hidden_by_mask", aus=", ".join(HIDDEN_AUS)))
         if face.method == "crop":  # no detection: a cup or the moon measured whole reads as a face too
             st.warning(t("try_it.whole_picture"), icon=":material/help:")
         elif face.low_confidence:

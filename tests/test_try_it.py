@@ -511,3 +511,21 @@ def test_try_it_says_when_the_model_learned_from_openfaces_aus(models_dir):
     at.selectbox(key="try_model").set_value("study-openface")
     at = run_app(at, T)
     assert any(w.startswith("study-openface learned from OpenFace's AUs") for w in texts(at.warning)), texts(at.warning)
+
+
+def test_try_it_reads_a_file_the_mask_command_wrote_as_masked(astronaut_jpeg, tmp_path, models_dir):
+    """A lab-mate's stimulus made by mask, uploaded to Try it, was explained from AUs read off the
+    drawn cloth; its file says it is masked, so the page reads those AUs as unknown and says why."""
+    from fer_core.cli import main
+    from fer_core.masks import HIDDEN_AUS
+
+    (tmp_path / "in" / "happy").mkdir(parents=True)
+    (tmp_path / "in" / "happy" / "a.jpg").write_bytes(astronaut_jpeg.read_bytes())
+    assert main(["mask", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    at.file_uploader(key="try_upload").set_value(("a.jpg", (tmp_path / "out" / "happy" / "a.jpg").read_bytes(),
+                                                  "image/jpeg"))
+    at = run_app(at, T)
+    said = [c for c in texts(at.caption) if c.startswith("This picture was masked by the workbench's mask command")]
+    assert said and said[0].endswith(", ".join(HIDDEN_AUS))
+    assert not any(au in " ".join(texts(at.markdown)) for au in ("AU12 lip corner puller (", "AU25 lips part ("))
