@@ -645,7 +645,7 @@ def cmd_predict(args) -> int:
     from .images import VIDEO_SUFFIXES, LabeledImage, load_image, looks_like_face_crop, shown_size
     from .masks import drawn_mask_of
     from .measure.extract import default_workers, measure_items
-    from .pipeline import NO_FACE_MESSAGE, face_order, faces_from_measurements
+    from .pipeline import NO_FACE_MESSAGE, face_order, faces_from_measurements, is_face_crop, whole_crop_face
     from .predictors.registry import load_predictor
 
     if args.au_table or args.out:
@@ -678,8 +678,11 @@ def cmd_predict(args) -> int:
             if isinstance(found, str):
                 raise FerError(f"{path}: {found}")
             rgb = load_image(source, name=path)
-            faces = faces_from_measurements(rgb, found, predictor, top=args.top,
-                                            masked=drawn_mask_of(source) is not None)  # a file mask wrote
+            masked = drawn_mask_of(source) is not None  # a file mask wrote
+            faces = faces_from_measurements(rgb, found, predictor, top=args.top, masked=masked)
+            whole = not faces and predictor.inputs == "pixels" and (args.crops or is_face_crop(rgb))
+            if whole:  # as evaluate and compare score it: the crop is the face
+                faces = [whole_crop_face(rgb, predictor, args.top, masked)]
         except FerError as exc:
             results[i] = {"file": path, "error": one_line(exc), "faces": []}
             status = 2
@@ -691,6 +694,9 @@ def cmd_predict(args) -> int:
         entry_out = {"file": path, "model": predictor.name, "model_sha256": sha256, "width": int(width), "height": int(height),
                      "faces": [{"face": number, **faces[k].to_dict(scale)}
                                for number, k in enumerate(face_order(faces), start=1)]}
+        if whole:
+            entry_out["note"] = (f"no face was measured in this face crop: {predictor.name} answered the whole crop, "
+                                 "as evaluate and compare score it; its measured AUs are unknown")
         if not faces:  # the advice for a photo; a face crop the search missed is measured with --crops
             entry_out["error"] = f"{path}: " + (CROP_NO_FACE_MESSAGE if not args.crops and looks_like_face_crop(source)
                                                  else NO_FACE_MESSAGE)
@@ -709,15 +715,18 @@ def cmd_predict(args) -> int:
         if r.get("error"):
             print(r["error"], file=sys.stderr)  # an error, one line naming the file, on stderr as every error
             continue
+        if r.get("note"):
+            print(f"note: {r['note']}", file=sys.stderr)
         for f in r["faces"]:
             probs = ", ".join(f"{k} {v:.2f}" for k, v in sorted(f["probabilities"].items(), key=lambda kv: -kv[1]))
             aus = " ".join(f"{k[:4]}={v:.1f}" for k, v in f["aus"].items() if v is not None)
-            unknown = [k[:4] for k, v in f["aus"].items() if v is None]  # hidden by a drawn mask
+            unknown = [k[:4] for k, v in f["aus"].items() if v is None]  # hidden by a drawn mask, or none measured
             if unknown:
-                aus += f"; unknown (hidden by the mask): {' '.join(unknown)}"
+                aus += (f"; unknown (hidden by the mask): {' '.join(unknown)}" if aus else "none measured")
             print(f"{r['file']} face {f['face']} box {[round(v) for v in f['box']]} conf {f['confidence']:.2f}"
                   # no detector's score: measured whole, as a picture without a face would be too
-                  + (" (no face detected: the whole picture was measured as one face)" if not f["confidence"] else ""))
+                  + ("" if f["confidence"] else " (no face measured: the crop was given whole to the model)"
+                     if r.get("note") else " (no face detected: the whole picture was measured as one face)"))
             print(f"  {f['sentence']}\n  probabilities: {probs}")
             if "aus_network" in f:  # the AU-bottleneck network explains with the AUs it reads itself
                 network = " ".join(f"{k[:4]}={v:.1f}" for k, v in f["aus_network"].items())

@@ -191,6 +191,22 @@ def faces_from_measurements(rgb: np.ndarray, measured, model: Predictor | None =
     return out
 
 
+def whole_crop_face(rgb: np.ndarray, model: Predictor, top: int = 3, masked: bool = False) -> FaceResult:
+    """A face crop in which no face was measured, given whole to a model that reads pixels (an
+    AU-bottleneck network explains from its own AU reading), as ``evaluate`` and ``compare`` score
+    it: predict had refused what they scored. Its measured AUs are unknown."""
+    height, width = rgb.shape[:2]
+    aus = np.full(len(AU_COLUMNS), np.nan)
+    face = FaceInput(pixels=rgb, aus=aus, masked=masked)
+    explanation = model.explain(face, top=top) if model.explains else None
+    probabilities = None if model.explains else dict(zip(model.classes, map(float, model.predict_proba([face])[0])))
+    return FaceResult((0.0, 0.0, float(width), float(height)), 0.0, dict(zip(AU_COLUMNS, aus)), face, explanation,
+                      method=WHOLE_CROP, probabilities=probabilities)
+
+
+WHOLE_CROP = "whole crop"  # a ``FaceResult.method``: no face measured, the crop given whole to a pixel model
+
+
 def analyze_masked(rgb: np.ndarray, model: Predictor | None = None, style: str = "surgical", seed: int = 0,
                    top: int = 3, crop: bool = False) -> tuple[np.ndarray, list[FaceResult | None]]:
     """The same photo with a mask drawn on every face: (the masked image, its faces measured and

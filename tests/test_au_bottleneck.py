@@ -306,3 +306,24 @@ def test_try_it_gives_the_network_aus_its_reasons_come_from_and_how_loosely_it_r
     from fer_core.measure.au_mapping import LOW_PROFILE_AGREEMENT
 
     assert any("agree poorly with OpenFace" in n for n in notes) == bool(set(named) & set(LOW_PROFILE_AGREEMENT))
+
+
+def test_predict_answers_a_face_crop_without_a_measured_face_as_evaluate_scores_it(bottleneck, fer_val, capsys,
+                                                                                  tmp_path):
+    """evaluate and compare give a pixel model a FER2013 crop whole, face measured or not; predict
+    refused the same crop ("no face found", exit 2), so the answer evaluate scored could not be
+    explained (an explainability review). predict now answers the crop whole and says so."""
+    from fer_core.evaluation.compare import run_comparison
+
+    crop = fer_val / "angry" / "PublicTest_11521746.jpg"  # no face measured, even as a crop
+    (tmp_path / "angry").mkdir()
+    (tmp_path / "angry" / crop.name).write_bytes(crop.read_bytes())
+    assert main(["predict", str(crop), "--model", str(bottleneck), "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["note"].startswith("no face was measured in this face crop") and "note:" not in captured.out
+    [face] = out["faces"]
+    assert face["box"] == [0.0, 0.0, 48.0, 48.0] and all(v is None for v in face["aus"].values())
+    scored = run_comparison([load_predictor(str(bottleneck))], tmp_path, workers=1, use_cache=False)
+    assert scored.table[scored.names[0]].iloc[0] == face["emotion"]
+    assert main(["predict", str(crop)]) == 2  # an AU model has no AUs to read there
