@@ -287,6 +287,9 @@ def show_masked(result, model, model_key: str, style: str, slot: int, others: li
     """The same faces under a mask: what the prediction and its explanation become, and what each
     other model (``others``: its entry and its output for the unmasked faces) answers on the same
     masked face, as the Masks page runs every model on it."""
+    if any(face.face.masked for face in result.faces):  # masked by the mask command: a second mask says nothing
+        st.info(t("try_it.masked_already"), icon=":material/masks:")
+        return
     masked = masked_result(result, model, model_key, style)
     if isinstance(masked, str):
         show_error(masked, warning=True)

@@ -361,9 +361,9 @@ def show_results(saved: dict, current: str | None) -> None:
     st.caption(t("compare.run_caption", description=saved["description"], n=f"{res.n:,}",
                  emotions=", ".join(emotion_label(e) for e in res.classes), models=len(res.names),
                  seconds=f"{res.seconds:.1f}")
-               + (t("compare.run_caption_kept", kept=", ".join(map(shown_literally, res.answers_from_cache)))
-                  if res.answers_from_cache
-                  else ""))
+               + (t("compare.run_caption_kept", kept=", ".join(
+                   t("compare.kept_of", model=shown_literally(name), n=f"{n:,}", total=f"{res.n:,}")
+                   for name, n in res.answers_from_cache.items())) if res.answers_from_cache else ""))
     for problem in res.failed_models:
         show_error(problem, prefix=t("compare.left_out"), warning=True)
     if res.unreadable:
@@ -408,14 +408,17 @@ def main() -> None:
                 else:
                     from fer_core.evaluation.report import ReportSettings
 
-                    # any click stops a run; this one says so (leaving the page did, unsaid)
-                    st.button(t("compare.stop"), key="cmp_stop", help=t("compare.stop_help"))
+                    # any click stops a run; this one says so (leaving the page did, unsaid). It goes
+                    # with the run: left under finished results, a click said "stopped" above them.
+                    stop = st.empty()
+                    stop.button(t("compare.stop"), key="cmp_stop", help=t("compare.stop_help"))
                     bar, progress = fraction_bar(t("compare.starting"))
                     try:
                         comparison = run_comparison(models, items, classes, progress=progress, loader=load_predictor,
                                                     workers=default_workers(), root=root, crops=crops)
                     finally:
                         bar.empty()
+                        stop.empty()
                     # "folder": a drawn set's or a zip's temporary folder, kept while these results
                     # show (their thumbnails, explanations and report read its images)
                     folder = held_folder("cmp", root)

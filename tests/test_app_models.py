@@ -619,11 +619,19 @@ def test_compare_runs_au_model_and_cnn_on_the_same_folder(models_dir, fer_small,
     assert set(summary_frame(res)["emotion"]) == set(SIX_EMOTIONS) | {"overall"}
     # and one report to share outside the study, a button of its own
     assert "Report without faces (HTML)" in [b.proto.label for b in downloads]
-    # the run had a Stop button (any click stops a run; this one says what of it is kept)
-    at.button(key="cmp_stop").click()
+    # the run had a Stop button, gone with the run: left under the finished results, a click said
+    # "stopped, no results" above them (a reviewer's); a click during a run says what of it is kept
+    assert not [b for b in at.button if b.key == "cmp_stop"]
+    at.session_state["cmp_stop"] = True  # the state a click on it during the run leaves
     _run(at)
     assert any("Comparison stopped: no results to show. The faces measured so far and the answers of the networks "
                "that finished are kept" in i for i in _texts(at.info)), _texts(at.info)
+    # run again: the network's answers are kept, and the caption says how many of them
+    at.session_state["cmp_stop"] = False
+    at.button(key="cmp_run").click()
+    _run(at)
+    kept = f"answers kept from an earlier run on the same files, models and code: tiny-cnn {res.n:,} of {res.n:,}"
+    assert any(kept in c for c in _texts(at.caption)), _texts(at.caption)
 
 
 def test_compare_on_a_zip_with_flat_emotion_names(models_dir, fer_small):

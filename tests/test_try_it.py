@@ -529,3 +529,8 @@ def test_try_it_reads_a_file_the_mask_command_wrote_as_masked(astronaut_jpeg, tm
     said = [c for c in texts(at.caption) if c.startswith("This picture was masked by the workbench's mask command")]
     assert said and said[0].endswith(", ".join(HIDDEN_AUS))
     assert not any(au in " ".join(texts(at.markdown)) for au in ("AU12 lip corner puller (", "AU25 lips part ("))
+    # "Put a mask on" drew a second mask and called the masked face "without a mask" (a reviewer's)
+    at.toggle(key="try_mask").set_value(True)
+    at = run_app(at, T)
+    assert any(i.startswith("This picture wears a mask already") for i in texts(at.info)), texts(at.info)
+    assert not any("Without a mask" in m for m in texts(at.markdown))

@@ -472,7 +472,7 @@ def au_source_note(predictor: Predictor, sources: Iterable[object]) -> str | Non
         return None
     (was,), (now,) = learned, given
     return t("notes.other_au_source", model=predictor.name, learned=t(f"notes.source_{was}"),
-             given=t(f"notes.source_{now}"))
+             given=t(f"notes.source_{now}"), evidence=t(f"notes.evidence_{was}"))
 
 
 ZERO_TO_ONE_ROWS = 20  # fewer faces may all read low by chance
