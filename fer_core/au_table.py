@@ -1102,6 +1102,11 @@ def passed_over(table: pd.DataFrame) -> pd.Series:
     return passed_over_folders(table) | passed_over_videos(table)
 
 
+def found_first_faces(table: pd.DataFrame) -> np.ndarray:
+    """Per row: the first face of its picture, and a face was found there (``face_found``)."""
+    return first_face_mask(table) & face_found(table).to_numpy()
+
+
 def first_faces(table: pd.DataFrame) -> pd.DataFrame:
     """One row per image: its first (largest) face, or its failure row."""
     return table[first_face_mask(table)]

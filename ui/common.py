@@ -465,25 +465,9 @@ def openface_uploads_table(files: list[tuple[str, bytes]]) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def _openface_uploads_of(files: tuple[tuple[str, bytes], ...]) -> pd.DataFrame:
-    from fer_core import au_table
-    from fer_core.images import unpack_zip
-    from fer_core.measure.openface_csv import import_openface_dir
+    from fer_core.measure.openface_csv import import_openface_uploads
 
-    with tempfile.TemporaryDirectory(prefix="fer_openface_") as tmp:
-        loose, parts = Path(tmp, "files"), []
-        loose.mkdir()
-        for k, (name, data) in enumerate(files):
-            if name.lower().endswith(".zip"):
-                root = unpack_zip(data, Path(tmp, f"zip{k}"), {".csv"},
-                                  f"{name}: the zip holds no CSV files; zip the folder OpenFace wrote (-out_dir)",
-                                  f"{name}: the zip is too large to unpack; run python -m fer_core import-openface "
-                                  "on the folder instead")
-                parts.append(import_openface_dir(root))
-            else:  # the name only: an upload's name is no path to follow
-                (loose / Path(name).name).write_bytes(data)
-        if any(loose.iterdir()):
-            parts.append(import_openface_dir(loose))
-        return au_table.concat(parts)
+    return import_openface_uploads(files)
 
 
 def dataset_listing(root: str, classes: tuple[str, ...] | None = None):

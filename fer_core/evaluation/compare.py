@@ -451,8 +451,10 @@ def au_source(source: object) -> str | None:
     """The family of an AU table's ``source`` (a model's training sources too): "openface",
     "embedded" (this workbench's MediaPipe extractor, photos and videos), or None (a table of
     one's own, a calibrated one: unknown)."""
+    from ..measure.calibration import ARROW
+
     text = str(source)
-    if "→" in text:  # calibrated from one to the other (``measure.calibration``): on neither's own scale
+    if ARROW in text:  # calibrated from one to the other: on neither's own scale
         return None
     return "openface" if text.startswith("openface") else "embedded" if text.startswith("mediapipe") else None
 
@@ -484,7 +486,7 @@ def zero_to_one_note(table: pd.DataFrame) -> str | None:
     as nearly absent (an OpenFace researcher's table divided by 5 scored 0.192 unsaid)."""
     from .. import au_table
 
-    used = np.flatnonzero(au_table.first_face_mask(table) & au_table.face_found(table).to_numpy())
+    used = np.flatnonzero(au_table.found_first_faces(table))
     present = [c for c in au_table.AU_COLUMNS if c in table.columns]
     if len(used) < ZERO_TO_ONE_ROWS or not present:
         return None
@@ -501,8 +503,7 @@ def table_sources(table: pd.DataFrame) -> set[str]:
 
     if "source" not in table.columns:
         return set()
-    used = au_table.first_face_mask(table) & au_table.face_found(table).to_numpy()
-    return {str(s) for s in table.loc[used, "source"].dropna().unique()}
+    return {str(s) for s in table.loc[au_table.found_first_faces(table), "source"].dropna().unique()}
 
 
 def video_frames_note(table: pd.DataFrame) -> str | None:

@@ -30,8 +30,7 @@ def _face_key(file: str) -> str:
 
 def _first_faces(table: pd.DataFrame) -> pd.DataFrame:
     au_table.require_columns(table, ("file", *AU_COLUMNS), what=au_table.table_name(table))
-    used = au_table.first_face_mask(table) & au_table.face_found(table).to_numpy()
-    faces = table.loc[used, ["file", *AU_COLUMNS]].copy()
+    faces = table.loc[au_table.found_first_faces(table), ["file", *AU_COLUMNS]].copy()
     faces["key"] = faces["file"].astype(str).map(_face_key)
     return faces.drop_duplicates("key")
 

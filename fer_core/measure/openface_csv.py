@@ -117,6 +117,31 @@ def import_openface_dir(folder: str | os.PathLike[str],
     return au_table.concat(parts)
 
 
+def import_openface_uploads(files: Sequence[tuple[str, bytes]]) -> pd.DataFrame:
+    """AU table of uploaded files (name, bytes): OpenFace per-image CSVs, read together as a
+    folder of them, and zips of the folder OpenFace wrote (``-out_dir``), each read as
+    ``import_openface_dir`` reads it (labels from emotion folders or emotion-prefixed names)."""
+    import tempfile
+
+    from ..images import unpack_zip
+
+    with tempfile.TemporaryDirectory(prefix="fer_openface_") as tmp:
+        loose, parts = Path(tmp, "files"), []
+        loose.mkdir()
+        for k, (name, data) in enumerate(files):
+            if name.lower().endswith(".zip"):
+                root = unpack_zip(data, Path(tmp, f"zip{k}"), {".csv"},
+                                  f"{name}: the zip holds no CSV files; zip the folder OpenFace wrote (-out_dir)",
+                                  f"{name}: the zip is too large to unpack; run python -m fer_core import-openface "
+                                  "on the folder instead")
+                parts.append(import_openface_dir(root))
+            elif Path(name).name and not Path(name).name.startswith("."):  # the name only: no path to follow
+                (loose / Path(name).name).write_bytes(data)
+        if any(loose.iterdir()):
+            parts.append(import_openface_dir(loose))
+        return au_table.concat(parts)
+
+
 def failure_rows(files: Iterable[tuple[str, str | None]], reason: str) -> pd.DataFrame:
     """One failed OpenFace row per (file, label)."""
     return au_table.failure_rows(files, reason, SOURCE)

@@ -14,7 +14,7 @@ import importlib
 import os
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -205,7 +205,8 @@ def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Pre
     predictor = kind.load(entry.file, entry)
     if predictor.source_digest is None:  # unless the kind's loader knows better what it read (Teachable Machine)
         predictor.source_digest = files_digest([Path(entry.file), *(kind.companions(Path(entry.file))
-                                                                     if kind.companions else ())])
+                                                                     if kind.companions else ())],
+                                               known={Path(entry.file): entry.sha256} if entry.sha256 else {})
     # What the manifest says must be what was loaded: its classes label the outputs everywhere
     # (a class list in another order named every face wrongly), its kind decides the pages' use.
     if predictor.kind != entry.kind:
@@ -218,17 +219,19 @@ def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Pre
     return predictor
 
 
-def files_digest(paths: Sequence[Path]) -> str | None:
+def files_digest(paths: Sequence[Path], known: Mapping[Path, str] | None = None) -> str | None:
     """One SHA-256 of the bytes of ``paths`` (those that exist; a folder's files, a Teachable
-    Machine export's, by their names inside it): what a model's answers depend on. None where one
-    cannot be read (its answers are then not cached; the model itself has loaded)."""
+    Machine export's, by their names inside it): what a model's answers depend on. ``known``: the
+    SHA-256 of a file already checked (the manifest's, just verified), not read again. None where
+    one cannot be read (its answers are then not cached; the model itself has loaded)."""
     digest = hashlib.sha256()
     try:
         for path in paths:
             files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
             for file in files:
                 if file.is_file():
-                    digest.update(f"{file.relative_to(path) if path.is_dir() else ''}\0{sha256_file(file)}".encode())
+                    sha = (known or {}).get(file) or sha256_file(file)
+                    digest.update(f"{file.relative_to(path) if path.is_dir() else ''}\0{sha}".encode())
     except (FerError, OSError):
         return None
     return digest.hexdigest()
