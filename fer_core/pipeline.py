@@ -358,7 +358,8 @@ def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
                                     "probabilities": {c: rounded(p) for c, p in probs.items()}}
         faces.append({"face": number, "box": {"x": x, "y": y, "w": w, "h": h},
                       "detection_score": round(float(face.confidence), 4), "low_confidence": face.low_confidence,
-                      "method": face.method, "aus": {au_table.au_code(k): _number(v) for k, v in face.aus.items()},
+                      "method": face.method, "masked": bool(face.face.masked),
+                      "aus": {au_table.au_code(k): _number(v) for k, v in face.aus.items()},
                       "models": models})
     return {"photo": result.name, "width": int(original_width), "height": int(original_height),
             "scaled_for_analysis": result.scaled, "analysed_width": int(width), "analysed_height": int(height),
@@ -375,7 +376,7 @@ def photo_rows(photo: dict) -> pd.DataFrame:
     for face in photo["faces"]:
         base = {"photo": photo["photo"], "face": face["face"], **face["box"],
                 "detection_score": face["detection_score"], "low_confidence": face["low_confidence"],
-                "method": face["method"], "scaled_for_analysis": photo["scaled_for_analysis"]}
+                "method": face["method"], "masked": face["masked"], "scaled_for_analysis": photo["scaled_for_analysis"]}
         for name, out in face["models"].items():
             row = {**base, "model": name, "kind": out["kind"], "emotion": out.get("emotion", ""),
                    "error": out.get("error", "")}

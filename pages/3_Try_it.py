@@ -24,15 +24,17 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from fer_core.errors import FerError, one_line
 from fer_core.figures import plots
 from fer_core.fileio import csv_bytes
 from fer_core.i18n import FONT_FAMILY, current_language, emotion_label, message, t
-from fer_core.masks import MASK_NOT_PLACED_REASON, STYLES
+from fer_core.masks import MASK_NOT_PLACED_REASON, STYLES, mark_options
 from fer_core.pipeline import (
     NO_FACE_MESSAGE,
     ModelOutput,
+    PhotoResult,
     analyze_masked,
     analyze_photo,
     face_order,
@@ -283,10 +285,11 @@ def masked_result(result, model, model_key: str, style: str) -> tuple | str:
     return masked
 
 
-def show_masked(result, model, model_key: str, style: str, slot: int, others: list | None = None) -> None:
+def show_masked(result, model, model_key: str, style: str, slot: int, others: list | None = None,
+                model_name: str = "", file_stem: str | None = None) -> None:
     """The same faces under a mask: what the prediction and its explanation become, and what each
     other model (``others``: its entry and its output for the unmasked faces) answers on the same
-    masked face, as the Masks page runs every model on it."""
+    masked face, as the Masks page runs every model on it; then the masked faces' downloads."""
     if any(face.face.masked for face in result.faces):  # masked by the mask command: a second mask says nothing
         st.info(t("try_it.masked_already"), icon=":material/masks:")
         return
@@ -328,11 +331,23 @@ def show_masked(result, model, model_key: str, style: str, slot: int, others: li
                 st.markdown(masked_other_line(result, entry, out, i, after.face, (model_key, style)))
             chart(st, plots.probability_bars(b.probabilities, title=t("try_it.masked_proba_title")),
                   f"masked_proba_{slot}_{i}")
+    # A face the mask missed stays bare in the masked picture, and so in its table; one the
+    # landmarker did not find again under the mask is not in it, as in the panels above.
+    faces = [before if after is None else after for before, after in pairs]
+    outputs = [ModelOutput(entry.name, entry.kind,
+                           [out.per_face[i] if after is None
+                            else masked_other_answer(result, entry, i, after.face, (model_key, style))
+                            for i, (_, after) in enumerate(pairs)]) for entry, out in others or []]
+    masked_photo = PhotoResult(result.name, image, faces, scaled=result.scaled, original_size=result.original_size,
+                               crop=getattr(result, "crop", False))
+    st.caption(t("try_it.masked_downloads"))
+    show_downloads(photo_to_dict(masked_photo, model_name, getattr(model, "kind", ""), outputs), None, slot, file_stem,
+                   masked_png=png_bytes(Image.fromarray(image), **mark_options(".png", style, 0)))
 
 
-def masked_other_line(result, entry, out: ModelOutput, i: int, face, masked_key: tuple) -> str:
-    """'cnn-fer2013: happy (88%) → sad (41%)': another model on face ``i`` without and with the
-    mask (its masked answer computed once and kept with the result)."""
+def masked_other_answer(result, entry, i: int, face, masked_key: tuple) -> dict[str, float] | str:
+    """Another model's probabilities for masked face ``i``, or why it could not judge it: computed
+    once and kept with the result, for its line and the downloads."""
     key = (*masked_key, entry.name, entry.sha256 or "", i)
     after = kept_for(result, "try_masked_other", key)
     if after is None:
@@ -342,6 +357,13 @@ def masked_other_line(result, entry, out: ModelOutput, i: int, face, masked_key:
             log.exception("model %s failed on a masked face", entry.name)
             after = t("try_it.model_failed", name=entry.name, reason=message(one_line(exc)))
         keep_for(result, "try_masked_other", key, after, MAX_KEPT_RESULTS * 8)
+    return after
+
+
+def masked_other_line(result, entry, out: ModelOutput, i: int, face, masked_key: tuple) -> str:
+    """'cnn-fer2013: happy (88%) → sad (41%)': another model on face ``i`` without and with the
+    mask."""
+    after = masked_other_answer(result, entry, i, face, masked_key)
     before = out.per_face[i]
     if isinstance(before, str) or isinstance(after, str):
         return shown_literally(message(after if isinstance(after, str) else before))
@@ -373,26 +395,32 @@ def numbered_image(result, order: list[int]):
     return plots.draw_numbered_faces(result.image, [f.box for f in faces], labels)
 
 
-def png_bytes(image) -> bytes:
+def png_bytes(image, **options) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    image.save(buf, format="PNG", **options)
     return buf.getvalue()
 
 
-def show_downloads(photo: dict, image, slot: int, file_stem: str | None = None) -> None:
+def show_downloads(photo: dict, image, slot: int, file_stem: str | None = None, masked_png: bytes | None = None) -> None:
     """The photo's faces as CSV, JSON and the numbered picture, named ``file_stem``_faces.* (by
-    default the photo's name without its extension)."""
-    stem = file_stem or photo["photo"].rsplit(".", 1)[0] or "photo"
+    default the photo's name without its extension). ``masked_png``: the faces under the mask
+    instead, and the masked picture itself, marked as the mask command marks its files."""
+    stem = (file_stem or photo["photo"].rsplit(".", 1)[0] or "photo") + ("_masked" if masked_png else "")
+    key = "try_masked" if masked_png else "try"
     c1, c2, c3 = st.columns(3)
     c1.download_button(t("try_it.download_csv"), csv_bytes(photo_rows(photo)),
-                       file_name=f"{stem}_faces.csv", mime="text/csv", key=f"try_csv_{slot}",
+                       file_name=f"{stem}_faces.csv", mime="text/csv", key=f"{key}_csv_{slot}",
                        help=t("try_it.download_csv_help"), on_click="ignore")
     c2.download_button(t("try_it.download_json"),
                        json.dumps(photo, ensure_ascii=False, indent=2, default=float).encode("utf-8"),
-                       file_name=f"{stem}_faces.json", mime="application/json", key=f"try_json_{slot}",
+                       file_name=f"{stem}_faces.json", mime="application/json", key=f"{key}_json_{slot}",
                        help=t("try_it.download_json_help"), on_click="ignore")
-    c3.download_button(t("try_it.download_png"), png_bytes(image), file_name=f"{stem}_faces.png",
-                       mime="image/png", key=f"try_png_{slot}", on_click="ignore")
+    if masked_png:
+        c3.download_button(t("try_it.download_masked_png"), masked_png, file_name=f"{stem}.png", mime="image/png",
+                           key=f"{key}_png_{slot}", help=t("try_it.download_masked_png_help"), on_click="ignore")
+    else:
+        c3.download_button(t("try_it.download_png"), png_bytes(image), file_name=f"{stem}_faces.png",
+                           mime="image/png", key=f"{key}_png_{slot}", on_click="ignore")
 
 
 def show_result(result, others: list, slot: int, model=None, model_key: str = "", model_name: str = "",
@@ -443,7 +471,7 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         with downloads:
             show_downloads(photo, image if image is not None else numbered_image(result, order), slot, file_stem)
         if mask and model is not None:
-            show_masked(result, model, model_key, mask, slot, list(zip(others, outputs)))
+            show_masked(result, model, model_key, mask, slot, list(zip(others, outputs)), model_name, file_stem)
 
 
 # -- a video ------------------------------------------------------------------------------------

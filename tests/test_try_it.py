@@ -52,6 +52,12 @@ def download(at: AppTest, stores: list, key: str) -> tuple[str, bytes]:
     return button.proto.url, stores[-1].get_file(name).content
 
 
+def file_name(at: AppTest, stores: list, key: str) -> str | None:
+    """The name the download button ``key`` saves its file under."""
+    button = next(b for b in at.get("download_button") if b.proto.id.endswith(key))
+    return stores[-1].get_file(button.proto.url.rsplit("/", 1)[-1]).filename
+
+
 # -- the library side: order, table, downloads ------------------------------------------------
 def test_group_photo_faces_are_numbered_left_to_right(group_photo, analyzer):
     from fer_core.figures import plots
@@ -534,3 +540,41 @@ def test_try_it_reads_a_file_the_mask_command_wrote_as_masked(astronaut_jpeg, tm
     at = run_app(at, T)
     assert any(i.startswith("This picture wears a mask already") for i in texts(at.info)), texts(at.info)
     assert not any("Without a mask" in m for m in texts(at.markdown))
+
+
+def test_try_it_masked_faces_can_be_downloaded(models_dir, jpeg_bytes, tiny_seven_cnn, served, tmp_path):
+    """'Put a mask on' showed the masked faces and answers but gave nothing to take away (a mask
+    researcher's stimuli): their table, and the masked picture marked as the mask command marks
+    its files, so the workbench reads it as masked when it comes back."""
+    from fer_core.manifest import read_manifest, write_manifest
+    from fer_core.masks import HIDDEN_AUS, drawn_mask_of
+
+    write_manifest(read_manifest(models_dir) + [seven_cnn_entry(tiny_seven_cnn)], models_dir)
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg_bytes, "image/jpeg"))
+    run_app(at, 240)
+    at.toggle(key="try_mask").set_value(True)
+    run_app(at, 240)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Faces (CSV)", "Faces (JSON)", "Numbered image (PNG)",
+                      "Faces (CSV)", "Faces (JSON)", "Masked picture (PNG)"], labels
+    _, raw = download(at, served, "try_masked_csv_0")
+    assert file_name(at, served, "try_masked_csv_0") == "astronaut_masked_faces.csv"
+    rows = pd.read_csv(io.BytesIO(raw))
+    assert set(rows["model"]) == {BUNDLED_AU_MODEL, SEVEN_CNN} and rows["masked"].all()
+    hidden = [c for c in rows.columns if c.split("_")[0] in {a.split("_")[0] for a in HIDDEN_AUS}]
+    assert hidden and rows[hidden].isna().all().all(), "what the mask hides is unknown, not 0"
+    _, unmasked = download(at, served, "try_csv_0")
+    assert not pd.read_csv(io.BytesIO(unmasked))["masked"].any()
+    explained = rows[rows["model"] == BUNDLED_AU_MODEL].iloc[0]
+    shown = next(m for m in texts(at.markdown) if m.startswith("Without a mask: **"))
+    assert shown.split("→")[1].split("**")[1] == explained["emotion"]
+    cnn_line = next(m for m in texts(at.markdown) if "without a mask →" in m and m.endswith("with it."))
+    assert cnn_line.split("→")[1].split("**")[1] == rows[rows["model"] == SEVEN_CNN].iloc[0]["emotion"]
+    _, png = download(at, served, "try_masked_png_0")
+    assert file_name(at, served, "try_masked_png_0") == "astronaut_masked.png"
+    path = tmp_path / "astronaut_masked.png"
+    path.write_bytes(png)
+    assert drawn_mask_of(path) is not None, "the picture says it was masked"
+    with Image.open(path) as image:
+        assert image.size == Image.open(io.BytesIO(jpeg_bytes)).size
