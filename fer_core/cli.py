@@ -350,7 +350,8 @@ NO_CACHE_EVAL_HELP = ("measure every face and run every model again (by default,
                       "answers kept from an earlier run on the same files, models and code are reused)")
 CROPS_EVAL_HELP = CROPS_HELP + "; a pixel model is given each whole, as FER2013's crops are"
 # predict's "no face" for a picture that looks like a face crop (``images.looks_like_face_crop``)
-CROP_NO_FACE_MESSAGE = "no face found; if the picture is a face crop, the face filling it, add --crops to measure it as one"
+CROP_NO_FACE_MESSAGE = ("no face found; if the picture is a face crop, the face filling it, add --crops to measure it as "
+                        "one; a face in a wide shot must be a thirtieth of the shorter side or more: crop around it")
 CROPS_NOT_FOR_TABLES = "an AU table's faces were measured when it was extracted (extract --crops)"
 
 
@@ -506,11 +507,12 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("cache", help="the measurement cache (FER_CACHE_DIR): what it holds, or forget a study's "
                        "measurements and the networks' answers on its faces for good")
-    s.add_argument("action", nargs="?", choices=("info", "forget", "clear"), default="info",
+    s.add_argument("action", nargs="?", choices=("info", "forget", "prune", "clear"), default="info",
                    help="info: where it is and how many measurements and models' answers it holds; forget PATH "
                         "...: the measurements and answers of these files, or of every file in these folders "
-                        "(deleted files are no longer there to name: forget before deleting, or clear); clear: "
-                        "every measurement and answer (default: info)")
+                        "(deleted files are no longer there to name: forget before deleting, or clear); prune: "
+                        "those an older version of the measuring code made, never used again after an upgrade; "
+                        "clear: every measurement and answer (default: info)")
     s.add_argument("paths", nargs="*", help="files or folders (with forget)")
     s.set_defaults(func=cmd_cache)
 
@@ -725,7 +727,8 @@ def cmd_predict(args) -> int:
                 aus += (f"; unknown (hidden by the mask): {' '.join(unknown)}" if aus else "none measured")
             print(f"{r['file']} face {f['face']} box {[round(v) for v in f['box']]} conf {f['confidence']:.2f}"
                   # no detector's score: measured whole, as a picture without a face would be too
-                  + ("" if f["confidence"] else " (no face measured: the crop was given whole to the model)"
+                  + ((" (low confidence: the detector is unsure this is a face)" if f.get("low_confidence") else "")
+                     if f["confidence"] else " (no face measured: the crop was given whole to the model)"
                      if r.get("note") else " (no face detected: the whole picture was measured as one face)"))
             print(f"  {f['sentence']}\n  probabilities: {probs}")
             if "aus_network" in f:  # the AU-bottleneck network explains with the AUs it reads itself
@@ -1504,6 +1507,8 @@ def cmd_evaluate(args) -> int:
         for line in comparison.unreadable:
             print(f"skipped: {line}", file=sys.stderr)
         _print_unlabelled(comparison)
+        for line in comparison.several_faces:  # as compare says it: the largest face was scored
+            print(f"several faces: {line}", file=sys.stderr)
         for note in comparison.tie_notes() + comparison.source_notes():
             print(f"note: {note}", file=sys.stderr)
         crop_like = _crop_like_in(comparison, args.images)
@@ -1515,7 +1520,8 @@ def cmd_evaluate(args) -> int:
         # every file accounted for, as compare's JSON does it
         extra = {"unreadable": list(comparison.unreadable), "unlabelled": comparison.unlabelled,
                  **({"tied": comparison.tied} if comparison.tied else {}),
-                 "passed_over": listing.skipped_lines, **({"crops": True} if args.crops else {}),
+                 "passed_over": listing.skipped_lines, "several_faces": list(comparison.several_faces),
+                 **({"crops": True} if args.crops else {}),
                  **({"crop_like_no_face": crop_like} if crop_like else {})}
     if args.json:
         print(json.dumps({**report.to_dict(), **extra, **_provenance(args, [args.model])}))
@@ -1643,12 +1649,19 @@ def cmd_cache(args) -> int:
             print(f"{shown}: no measurement cache yet")
         else:
             cache = MeasureCache()
+            stale = cache.count_stale()
             print(f"{shown}: {_held(cache.count(), cache.count_answers())} "
                   f"({database.stat().st_size / 2**20:.1f} MB), of faces only (boxes, blendshapes, AUs, emotion "
-                  "probabilities; no pixels or file names), found again by each file's contents")
+                  "probabilities; no pixels or file names), found again by each file's contents"
+                  + (f"; {_held(*stale)} of them made by an older version of the measuring code, never used "
+                     "again (cache prune removes them)" if any(stale) else ""))
         if resumable:
             print(f"{printable(str(resumable[0].parent))}: {_counted(len(resumable), 'Ray run')} of the dashboard "
                   "waiting to be resumed (AU tables with file names; cache clear removes them)")
+        return 0
+    if args.action == "prune":
+        removed = MeasureCache().prune() if database.exists() else (0, 0)
+        print(f"{shown}: {_held(*removed)} made by an older version of the measuring code removed", file=sys.stderr)
         return 0
     if args.action == "clear":
         removed = MeasureCache().clear() if database.exists() else (0, 0)

@@ -205,13 +205,18 @@ def looks_like_face_crop(path: str | os.PathLike[str]) -> bool:
     some faces that fill the picture, which face-crop mode (``--crops``, Face crops) measures: what
     a "no face found" of such a picture is told. Reads the header only (an EXIF turn changes
     neither the larger side nor the aspect); False where it cannot be read."""
-    from .pipeline import SMALL_IMAGE_SIDE
-
     try:
         with Image.open(path) as im:
             width, height = im.size
     except Exception:  # any decoder's failure: not read, so nothing to advise
         return False
+    return crop_shaped(width, height)
+
+
+def crop_shaped(width: int, height: int) -> bool:
+    """``looks_like_face_crop`` of a picture's size: square or nearly, ``SMALL_IMAGE_SIDE`` px or more."""
+    from .pipeline import SMALL_IMAGE_SIDE
+
     return min(width, height) > 0 and max(width, height) >= SMALL_IMAGE_SIDE and \
         max(width, height) / min(width, height) <= CROP_ASPECT
 

@@ -28,8 +28,11 @@ from .predictors.base import Explanation, FaceInput, Predictor, au_columns_used,
 from .predictors.ensemble import predict_reusing
 
 SMALL_IMAGE_SIDE = 160  # images smaller than this are face crops themselves
-MAX_ANALYSIS_SIDE = 1600  # larger photos are scaled down before detection (seconds saved, no face lost)
-NO_FACE_MESSAGE = "no face found; use a photo where the face is frontal, well lit and at least ~48 pixels wide"
+# Try it scales larger photos down before detection: seconds and memory saved (a session keeps its last
+# photos), but a face under ~50 px at this size can be lost that the CLI, reading up to 4096 px, finds; said there.
+MAX_ANALYSIS_SIDE = 1600
+NO_FACE_MESSAGE = ("no face found; use a photo where the face is frontal, well lit, at least ~48 pixels wide "
+                   "and not tiny in the picture (a thirtieth of its shorter side or more: crop a wide shot around the face)")
 
 Progress = Callable[[int, int], None]
 

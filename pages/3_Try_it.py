@@ -30,6 +30,7 @@ from fer_core.errors import FerError, one_line
 from fer_core.figures import plots
 from fer_core.fileio import csv_bytes
 from fer_core.i18n import FONT_FAMILY, current_language, emotion_label, message, t
+from fer_core.images import crop_shaped
 from fer_core.masks import MASK_NOT_PLACED_REASON, STYLES, mark_options
 from fer_core.pipeline import (
     NO_FACE_MESSAGE,
@@ -432,8 +433,11 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
             no_face = result.image is not None and result.error.endswith(NO_FACE_MESSAGE)
             if no_face:
                 show_error(t("try_it.no_face", name=shown_literally(result.name)), warning=True)
-                # a face filling the picture can be missed; a photo searched as a face crop too
-                st.caption(t("try_it.no_face_crops_on" if getattr(result, "crop", False) else "try_it.no_face_crop_hint"))
+                # a face filling the picture can be missed (a square one may be a crop); a photo searched as a crop too
+                if getattr(result, "crop", False):
+                    st.caption(t("try_it.no_face_crops_on"))
+                elif crop_shaped(*result.image.shape[1::-1]):
+                    st.caption(t("try_it.no_face_crop_hint"))
             else:
                 show_error(result.error, warning=result.image is not None, literal=True)
             return
@@ -441,7 +445,7 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         found = (t("try_it.found_one", s=f"{result.seconds:.2f}") if n == 1
                  else t("try_it.found_many", n=n, s=f"{result.seconds:.2f}"))
         st.caption(found
-                   + (t("try_it.scaled") if result.scaled else "")
+                   + (t("try_it.scaled", side=max(result.image.shape[:2])) if result.scaled else "")
                    + (t("try_it.as_crop") if getattr(result, "crop", False) else ""))
         caption_aus_read(model)  # an upper-face model: which AUs its sentence can name
         order = face_order(result.faces)

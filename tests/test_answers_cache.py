@@ -190,3 +190,30 @@ def test_a_model_failing_on_a_later_part_is_left_out_whole(own_cache, fer_sample
     assert result.names == ["au-logreg-fer2013"] and result.failed_models == [f"{CNN}: could not judge this part"]
     assert calls[0] == 2, "not run again on the parts after it failed"
     assert result.n == 24
+
+
+def test_cache_prune_removes_what_an_older_measuring_code_left(own_cache, test_set, capsys, monkeypatch):
+    """After an upgrade, ``cache`` counted measurements of the older measuring code as held, though
+    none is served again, and only ``clear`` could remove them (an upgrading user's review)."""
+    from fer_core.measure import extract
+
+    args = ["compare", "--images", str(test_set), "--models", f"{CNN},au-logreg-fer2013", "--workers", "1", "--json"]
+    current = extract.MEASURE_VERSION
+    monkeypatch.setattr(extract, "MEASURE_VERSION", "mp-0")  # the version before the upgrade
+    assert main(args) == 0
+    monkeypatch.setattr(extract, "MEASURE_VERSION", current)
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "answers kept" not in capsys.readouterr().err, "the older code's measurements are not served"
+    assert main(["cache"]) == 0
+    n = len([p for p in test_set.rglob("*") if p.is_file()])
+    said = capsys.readouterr().out
+    assert f"{2 * n:,} measurements and {2 * (n - 1):,} models' answers" in said
+    assert f"; {n:,} measurements and {n - 1:,} models' answers of them made by an older version" in said
+    assert main(["cache", "prune"]) == 0
+    assert f"{n:,} measurements and {n - 1:,} models' answers made by an older version" in capsys.readouterr().err
+    assert main(["cache"]) == 0
+    said = capsys.readouterr().out
+    assert f"{n:,} measurements and {n - 1:,} models' answers" in said and "older version" not in said
+    assert main(args) == 0
+    assert f"answers kept from an earlier run on the same files: {CNN} {n - 1:,} of {n:,}" in capsys.readouterr().err

@@ -83,6 +83,35 @@ def test_predict_numbers_a_group_photos_faces_left_to_right_as_try_it_does(capsy
     assert [line.split(" box ")[0].rsplit(" ", 1)[1] for line in text.splitlines() if " box " in line] == ["1", "2", "3"]
 
 
+def test_predict_text_says_which_faces_the_detector_doubts(capsys, tmp_path, astronaut):
+    """--json had "low_confidence" and Try it a badge; the text output gave "conf 0.64" alone (a
+    photo researcher's review): a reader of the text did not learn that the face may be none."""
+    from PIL import Image
+
+    stretched = tmp_path / "stretched.png"  # the astronaut at 1600 x 1200: her face, and a doubtful one in the suit
+    Image.fromarray(astronaut).resize((1600, 1200)).save(stretched)
+    assert main(["predict", str(stretched), "--json"]) == 0
+    faces = json.loads(capsys.readouterr().out)["faces"]
+    assert sorted(f["low_confidence"] for f in faces) == [False, True]
+    assert main(["predict", str(stretched)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if " face " in line and " conf " in line]
+    assert len(lines) == 2
+    assert sum(line.endswith("(low confidence: the detector is unsure this is a face)") for line in lines) == 1
+
+
+def test_evaluate_says_which_images_had_several_faces_as_compare_does(capsys, tmp_path, group_photo, astronaut_jpeg):
+    """evaluate scored a group photo's largest face without a word, where compare says so."""
+    from PIL import Image
+
+    (tmp_path / "happy").mkdir()
+    Image.fromarray(group_photo).save(tmp_path / "happy" / "three.png")
+    shutil.copy(astronaut_jpeg, tmp_path / "happy" / "one.jpg")
+    assert main(["evaluate", "--model", BUNDLED_AU_MODEL, "--images", str(tmp_path), "--workers", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "several faces: happy/three.png: 3 faces found" in captured.err
+    assert json.loads(captured.out)["several_faces"] == ["happy/three.png: 3 faces found; the largest was scored"]
+
+
 def test_predict_reports_bad_files_and_no_faces_and_keeps_the_rest(capsys, tmp_path, astronaut_jpeg):
     bad = tmp_path / "notes.jpg"
     bad.write_text("hello")

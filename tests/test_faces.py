@@ -167,3 +167,33 @@ def test_tilted_face_crops_are_measured(analyzer, fer_val, monkeypatch):
     assert sum(len(f) == 1 and f[0].method == "crop" and f[0].low_confidence for f in faces) >= 5
     monkeypatch.setattr(landmarker, "CROP_START_ANGLES", (0,))
     assert sum(bool(analyzer.detect(rgb)) for rgb in crops) <= 1, "an upright start alone misses them"
+
+
+def _on_noise(rgb: np.ndarray, width: int, shape: tuple[int, int], at: tuple[int, int], seed: int = 0) -> np.ndarray:
+    from PIL import Image
+
+    page = np.clip(np.random.default_rng(seed).normal(128, 8, (*shape, 3)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(rgb).resize((width, round(rgb.shape[0] * width / rgb.shape[1])), Image.Resampling.LANCZOS)
+    page[at[1]:at[1] + image.height, at[0]:at[0] + image.width] = np.asarray(image)
+    return page
+
+
+def test_a_small_face_in_a_large_photo_is_found(analyzer, astronaut):
+    """A clear 53 px face in a 1600 x 1200 photo (a thirtieth of its shorter side) was not found: the
+    photo search's tiles stopped at half the shorter side (a photo researcher's review)."""
+    faces = analyzer.detect(_on_noise(astronaut, 300, (1200, 1600), (900, 700)))
+    assert len(faces) == 1
+    x, y, w, h = faces[0].box  # her face sits around x 130-260, y 40-200 of the 512 px photo, here at (900, 700)
+    assert 900 + 300 * 130 / 512 < x + w / 2 < 900 + 300 * 260 / 512 and 700 + 300 * 40 / 512 < y + h / 2 < 700 + 300 * 200 / 512
+    assert 40 < w < 70
+    assert faces[0].confidence >= 0.75 and not faces[0].low_confidence
+
+
+def test_large_photos_without_a_person_have_no_face(analyzer):
+    """The smaller tiles that find small faces must not take a cat, a cup or a rocket for one."""
+    from PIL import Image
+    from skimage import data
+
+    for name in ("chelsea", "coffee", "rocket"):
+        rgb = np.asarray(Image.fromarray(getattr(data, name)()).convert("RGB").resize((1600, 1200)))
+        assert analyzer.detect(rgb) == [], name

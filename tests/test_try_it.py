@@ -252,7 +252,8 @@ def test_try_it_in_korean_and_english(models_dir, group_png):
     at.file_uploader(key="try_upload").set_value(("blank.png", blank.getvalue(), "image/png"))
     run_app(at, T)
     assert texts(at.warning) == ["blank.png: 얼굴을 찾지 못했습니다. 얼굴이 정면을 향하고 조명이 밝으며 폭이 약 48픽셀 "
-                                 "이상인 사진을 사용하세요"]
+                                 "이상이고, 사진에서 너무 작지 않은(짧은 변의 30분의 1 이상) 사진을 사용하세요. 멀리서 찍은 "
+                                 "사진은 얼굴 주위를 잘라 내세요"]
     en = run_app(AppTest.from_file(TRY_IT), T)
     assert texts(en.title) == ["Try it"]
     _upload_group(en, group_png)

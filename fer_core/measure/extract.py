@@ -56,7 +56,9 @@ log = logging.getLogger(__name__)
 # mp-11: a face whose box lies mostly within a larger face's (an eye and brow, a mouth) is no face of
 #        its own; in a large crop (--crops) a face spanning under a third of it is a part of the face.
 # mp-12: crop mode keeps the full search's faces; a part of a face is dropped after the quality gate only.
-MEASURE_VERSION = "mp-12"
+# mp-13: photos of 768 px or more on their shorter side are also searched in quarter-side tiles, and a
+#        face's detection score is the best its tiles give (small faces in large photos were missed).
+MEASURE_VERSION = "mp-13"
 # --crops keys: a --crops image of 160 px or more in which nothing found a face is now measured once
 # more shrunk to 144 px (the small-crop path). Only those keys change ("crops2"): every other cached
 # measurement, and a Ray run's resume record, stay as they were.
@@ -141,10 +143,28 @@ class MeasureCache:
         wanted = set(digests)
         doomed = [key for (key,) in self._read("SELECT key FROM m")
                   if any(part in wanted for part in _DIGEST_IN_KEY.findall(key))]
-        for start in range(0, len(doomed), 500):
-            chunk = doomed[start:start + 500]
+        self._delete(doomed)
+        return _measurements_and_answers(doomed)
+
+    def _delete(self, keys: Sequence[str]) -> None:
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
             self._write(f"DELETE FROM m WHERE key IN ({','.join('?' * len(chunk))})", chunk)
         self._compact()
+
+    def stale(self) -> list[str]:
+        """The keys of measurements an older measuring code made (another ``MEASURE_VERSION``: never
+        served again, an upgrade leaves them behind) and of the models' answers on them."""
+        return [key for (key,) in self._read("SELECT key FROM m") if _measured_by(key) != MEASURE_VERSION]
+
+    def count_stale(self) -> tuple[int, int]:
+        """How many ``stale`` measurements and answers it holds."""
+        return _measurements_and_answers(self.stale())
+
+    def prune(self) -> tuple[int, int]:
+        """Remove ``stale`` measurements and answers, their bytes overwritten in the file; how many of each."""
+        doomed = self.stale()
+        self._delete(doomed)
         return _measurements_and_answers(doomed)
 
     def clear(self) -> tuple[int, int]:
@@ -248,8 +268,16 @@ def cache_version(settings: str | None = None) -> str:
 # The start of a model's answer's key ("answer:<model>:<the face's measurement key>"): beside the
 # measurements, so that forgetting a file's measurements forgets what models said of it too.
 ANSWER_KEY = "answer"
-# The content digests in a cache key ("mp-12:crops2:<sha1>", "mp-12:video:10:<sha1>:0.000:60.000").
+# The content digests in a cache key ("mp-13:crops2:<sha1>", "mp-13:video:10:<sha1>:0.000:60.000").
 _DIGEST_IN_KEY = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
+
+
+def _measured_by(key: str) -> str:
+    """The ``MEASURE_VERSION`` that made a cache key's measurement ("mp-13" of "mp-13+limits:crops2:<sha1>"
+    and of an answer on it, "answer:<model>:mp-13:<sha1>")."""
+    if key.startswith(f"{ANSWER_KEY}:"):
+        key = key.split(":", 2)[-1]
+    return key.split(":", 1)[0].split("+", 1)[0]
 
 
 def _measurements_and_answers(keys: Sequence[str]) -> tuple[int, int]:
