@@ -558,6 +558,28 @@ def test_compare_page_widgets_and_no_dataset_message(models_dir, monkeypatch, tm
     assert any("does not exist" in e for e in _texts(at.error))
 
 
+def test_the_drawn_test_set_asks_no_more_per_emotion_than_the_split_holds(models_dir, tmp_path, monkeypatch):
+    """'Images per emotion' went to 500 whatever the split held, and 60 on val failed with "<the
+    server's folder>/val: only 56 disgust images, 60 needed": the box now stops at the rarest
+    emotion's count and says why."""
+    val = config.fer_split_dir("val")
+    if not val.is_dir():
+        pytest.skip(SHARED_REASON)
+    root = tmp_path / "datasets"
+    copy_fer_sample(val, root / "fer2013" / "val", per_class=6)
+    for extra in sorted((root / "fer2013" / "val" / "disgust").iterdir())[4:]:
+        extra.unlink()  # 4 disgust, 6 of each other emotion
+    monkeypatch.setenv("FER_DATA_DIR", str(root))
+    at = _run(AppTest.from_file(COMPARE))
+    box = at.number_input(key="cmp_draw_per")
+    assert box.max == 4 and box.value == 4
+    assert box.help == "At most 4: val holds 4 images of its rarest emotion here (disgust), and each emotion gets the same number."
+    at.button(key="cmp_run").click()
+    _run(at)
+    assert not at.exception and not _texts(at.error)
+    assert at.session_state["cmp_result"]["comparison"].n == 24
+
+
 def test_compare_draws_the_60_image_test_set(models_dir, fer_small):
     at = _run(AppTest.from_file(COMPARE))
     assert at.selectbox(key="cmp_draw_split").value == "val"

@@ -33,7 +33,7 @@ from fer_core import config, i18n
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import DatasetError, FerError, one_line
 from fer_core.i18n import t
-from fer_core.images import IMAGE_SUFFIXES, unpack_image_zip
+from fer_core.images import IMAGE_SUFFIXES, class_counts, unpack_image_zip
 from fer_core.manifest import ModelEntry
 
 log = logging.getLogger("fer_dashboard")
@@ -904,13 +904,20 @@ def choose_test_set(prefix: str) -> tuple[list, str, Described] | None:
         c1, c2, c3 = st.columns(3)
         split = c1.selectbox(t("common.drawn_from"), splits, index=splits.index("val") if "val" in splits else 0,
                              key=kept_choice(f"{prefix}_draw_split"), help=t("common.drawn_from_help"))
-        per = int(c2.number_input(t("common.per_emotion"), 1, 500, 10, key=kept_choice(f"{prefix}_draw_per")))
+        classes = drawn_classes(prefix)
+        counts = class_counts(dataset_listing(str(fer_root / split), classes).items)
+        fewest = min(classes, key=lambda e: counts.get(e, 0))  # no more per emotion than the split holds of each
+        most = max(1, min(500, counts.get(fewest, 0)))
+        if st.session_state.get(f"{prefix}_draw_per", 0) > most:  # a number kept from a larger split
+            st.session_state[f"{prefix}_draw_per"] = most
+        per = int(c2.number_input(t("common.per_emotion"), 1, most, min(10, most), key=kept_choice(f"{prefix}_draw_per"),
+                                  help=t("common.per_emotion_help", most=most, emotion=i18n.emotion_label(fewest), split=split)))
         seed = int(c3.number_input(t("common.seed"), 0, 1_000_000, 0, key=kept_choice(f"{prefix}_seed"),
                                    help=t("common.seed_help")))
         if split == "train":
             st.warning(t("common.train_optimistic"))
         with st.spinner(t("common.drawing")):
-            drawn = held(prefix, drawn_test_set(str(fer_root / split), per, seed, drawn_classes(prefix)))
+            drawn = held(prefix, drawn_test_set(str(fer_root / split), per, seed, classes))
         return (dataset_items(str(drawn.root)), str(drawn.root),
                 Described.of("common.drawn_description", count=drawn.count, per=per, split=split, seed=seed))
     if source == FOLDER:
