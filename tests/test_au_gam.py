@@ -165,3 +165,28 @@ def test_the_pair_surface_drawn_is_what_the_pair_adds_to_a_face(gam):
                 added = term.lookup(x)[0]
                 k = gam.classes.index(emotion)
                 assert heat.z[row][col] == pytest.approx(added[k] - added.mean(), abs=1e-9)
+
+
+def _children() -> set[int]:
+    """This process's child processes (Linux's /proc)."""
+    import os
+    from pathlib import Path
+
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                kids.add(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return kids
+
+
+def test_a_gam_fit_on_two_cores_starts_no_process_a_kill_would_orphan():
+    """The bags ran in loky's worker processes, which outlive the fit for reuse: train-au --kind gam
+    killed with SIGKILL left them running, 200 MB each, holding its stdout, so the script that
+    read its output hung (a reliability review). They run in threads now."""
+    before = _children()
+    model = fit_au_gam(synthetic_table(30), interactions=2, outer_bags=4, n_jobs=2)
+    assert model.classes
+    assert _children() - before == set()

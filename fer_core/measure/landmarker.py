@@ -58,8 +58,8 @@ CROP_SURE_SCORE = 0.5
 # under about a twentieth of its shorter side were not found at all (a photo researcher's review).
 # Photos of 768 px and more on their shorter side are also searched in tiles of a quarter of it (at
 # least DEEP_TILE_MIN_SIDE px), and a face's score is the best its tiles give. That finds faces
-# down to about a thirtieth of the shorter side (90 px in a 12 MP photo) for 0.4 s more per 12 MP
-# photo; an eighth (TILE_DEPTH 4) found 54 px faces there but took 1.8 s more.
+# down to about a thirtieth of the shorter side (90 px in a 12 MP photo) for 0.5 s more per 12 MP
+# photo; an eighth (TILE_DEPTH 4) found 54 px faces there but took 2.2 s more (bench/photo_faces.py).
 TILE_DEPTH = 3
 DEEP_TILE_MIN_SIDE = 192
 # A face crop the detector misses is measured whole when the landmark model says a face is there
