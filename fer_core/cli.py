@@ -811,7 +811,7 @@ def cmd_extract(args) -> int:
             raise FerError(f"{args.folder}: no images of {args.classes} (--classes); its {_counted(other_emotions, 'image')} "
                            "are of other emotions or unlabelled")
         raise FerError(f"{args.folder}: no images found; expected <emotion>/*.jpg, emotion-prefixed file names or plain images")
-    from .measure.video import DEFAULT_FPS, check_fps, extract_videos, videos_apart, videos_in
+    from .measure.video import DEFAULT_FPS, check_fps, videos_apart, videos_in
 
     videos = videos_in(listing.skipped)
     videos_kept_out = _videos_kept_out(args)
@@ -823,11 +823,21 @@ def cmd_extract(args) -> int:
     measured_videos, skipped = videos_apart(listing.skipped, measured=not videos_kept_out)
     fps = DEFAULT_FPS if args.fps is None else args.fps
     target = fileio.output_path(args.out)
-    if args.engine != "ray" and target.parent.is_dir():  # a Ray run writing it now: said before measuring
-        from .measure.ray_engine import one_run
+    locked = args.engine != "ray" and target.parent.is_dir()
+    with contextlib.ExitStack() as held:
+        if locked:
+            # held from before measuring to the table written: another run writing it now (Ray or local) is
+            # said at once; two local runs into one --out both said they wrote it, and one table was lost
+            from .measure.ray_engine import one_run
 
-        with one_run(target):
-            pass
+            held.enter_context(one_run(target))
+        return _extract_folder(args, items, measured_videos, videos_kept_out, skipped, fps, other_emotions, locked)
+
+
+def _extract_folder(args, items, measured_videos, videos_kept_out, skipped, fps, other_emotions, locked: bool) -> int:
+    """``extract DIR``'s measuring and writing, under the output's lock where ``locked``."""
+    from .measure.video import extract_videos
+
     took: list[tuple[int, str, float]] = []  # (count, what, seconds) of the local engine's measuring
     if args.backend == "openface-docker":
         from .measure.openface_docker import OpenFaceDocker
@@ -884,7 +894,7 @@ def cmd_extract(args) -> int:
             took.append((frames, "frame", time.perf_counter() - start))
             table = au_table.concat([table, clips])
     if args.engine != "ray":  # the Ray engine has written it (and removed its part files)
-        _write_local_table(table, args.out)
+        _write_local_table(table, args.out, locked)
     _say_extracted(table, args, measured_videos, videos_kept_out, fps, other_emotions)
     if not (args.crops or args.mask or args.engine == "ray" or args.backend != "mediapipe"):  # --crops works alone
         from .measure.extract import crop_like_no_face
@@ -998,7 +1008,7 @@ def _say_extracted(table, args, measured_videos, videos_kept_out: str, fps: floa
     _print_reasons(table[table["success"] == 0])
 
 
-def _write_local_table(table, out: str) -> None:
+def _write_local_table(table, out: str, locked: bool = False) -> None:
     """``extract --out`` of the local engine: the table, and no Ray record or parts left beside it
     (these rows are no Ray run's, so a later Ray run must not resume them). Written under the
     output's lock: a Ray run writing it meanwhile finished after this one and was then refused
@@ -1009,7 +1019,7 @@ def _write_local_table(table, out: str) -> None:
     from .measure.ray_engine import one_run, parts_dir, record_path
 
     target = fileio.output_path(out)
-    with one_run(target):
+    with contextlib.nullcontext() if locked else one_run(target):  # ``locked``: this run holds it already
         au_table.write(table, out)
         record_path(target).unlink(missing_ok=True)
         shutil.rmtree(parts_dir(target), ignore_errors=True)  # an interrupted Ray run's, replaced by these rows

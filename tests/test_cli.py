@@ -1036,3 +1036,33 @@ def test_extract_speed_counts_the_images_it_measured_not_the_cached(capsys, tmp_
                     r"unreadable", err.splitlines()[-1]), err
     code, _, err = run_cli(capsys, "extract", folder, "--out", tmp_path / "au.csv", "--workers", "1")
     assert re.match(r"took \d+\.\d s for 3 images, all from the cache or unreadable", err.splitlines()[-1]), err
+
+
+def test_a_second_local_extract_into_the_same_output_is_refused_while_the_first_runs(tmp_path, astronaut_jpeg,
+                                                                                    capsys, monkeypatch):
+    """Two local extract runs into one --out both said "-> au.csv" and the last to finish replaced
+    the other's table without a word (a reliability review): the output's lock is now held from
+    before measuring to the table written, as the Ray engine holds it."""
+    from fer_core.measure import extract
+    from fer_core.measure.ray_engine import lock_path
+
+    (tmp_path / "a" / "happy").mkdir(parents=True)
+    (tmp_path / "b" / "sad").mkdir(parents=True)
+    shutil.copy(astronaut_jpeg, tmp_path / "a" / "happy" / "one.jpg")
+    shutil.copy(astronaut_jpeg, tmp_path / "b" / "sad" / "two.jpg")
+    out = tmp_path / "au.csv"
+    measure, second = extract.extract_table, []
+
+    def measuring_while_another_starts(*args, **kwargs):
+        if not second:  # the first run, while it measures
+            second.append(main(["extract", str(tmp_path / "b"), "--out", str(out), "--workers", "1"]))
+            second.append(capsys.readouterr().err)
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(extract, "extract_table", measuring_while_another_starts)
+    assert main(["extract", str(tmp_path / "a"), "--out", str(out), "--workers", "1"]) == 0
+    assert second[0] == 2 and f"another run is writing {out}; wait for it or choose another --out" in second[1]
+    assert list(pd.read_csv(out)["file"]) == ["happy/one.jpg"]
+    assert not lock_path(out).exists(), "its holder removes the lock file"
+    assert main(["extract", str(tmp_path / "b"), "--out", str(out), "--workers", "1"]) == 0  # free once it is done
+    assert list(pd.read_csv(out)["file"]) == ["sad/two.jpg"]
