@@ -89,19 +89,25 @@ def _unexpected(exc: Exception) -> int:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a scheduler or container stopping the run): ended as Ctrl-C ends it, so
-    an output being written is removed whole, worker processes are stopped and a Ray run keeps
-    its rows, instead of the process vanishing mid-write."""
+    """SIGTERM (``kill``, a scheduler or container stopping the run) or SIGHUP (its terminal closed,
+    an SSH session dropped): ended as Ctrl-C ends it, so an output being written is removed whole,
+    worker processes are stopped, the faces measured so far are cached and a Ray run keeps its rows,
+    instead of the process vanishing mid-write."""
+
+    def __init__(self, signum: int = 15) -> None:
+        super().__init__()
+        self.signum = signum
 
 
 def on_terminate(signum: int, frame: object) -> NoReturn:
-    """The command line's SIGTERM handler (``python -m fer_core`` installs it)."""
-    raise Terminated
+    """The command line's SIGTERM and SIGHUP handler (``python -m fer_core`` installs it)."""
+    raise Terminated(signum)
 
 
 def _interrupted_status(exc: KeyboardInterrupt) -> int:
-    """130 for Ctrl-C, 143 for SIGTERM: what a shell reports for a command those signals ended."""
-    return 143 if isinstance(exc, Terminated) else 130
+    """130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP: what a shell reports for a command those
+    signals ended."""
+    return 128 + exc.signum if isinstance(exc, Terminated) else 130
 
 
 SIGPIPE_STATUS = 141  # what a shell reports for a command a closed pipe ended (128 + SIGPIPE)
@@ -327,7 +333,7 @@ EXIT_STATUSES = """exit status:
        named is a question). Otherwise a batch where some files fail is done (0): each failure
        is a row of the output or a line on stderr
   130  interrupted by Ctrl-C: nothing is left half-written
-  143  stopped by kill (SIGTERM), as Ctrl-C stops it
+  143  stopped by kill (SIGTERM), as Ctrl-C stops it (129: its terminal closed, SIGHUP)
   141  the reader of the output closed it (... | head); nothing is said
 
 FER_DEBUG=1 shows the traceback of an unexpected error. `python -m fer_core COMMAND --help`
@@ -1754,9 +1760,10 @@ def cmd_models(args) -> int:
         if args.json:
             print("[]")
         return 0
+    problems = {e.name: _model_file_problem(e) for e in entries}
     if args.json:  # a script's listing: no columns to parse
-        print(json.dumps([{**e.to_dict(), "file": str(e.file), "file_present": os.path.lexists(e.file)} for e in entries],
-                         indent=1))
+        print(json.dumps([{**e.to_dict(), "file": str(e.file), "file_present": os.path.lexists(e.file),
+                           "problem": problems[e.name]} for e in entries], indent=1))
         return 0
     # Columns as wide as their longest cell: an au-bottleneck kind or a long path shifted the rest
     name_width, kind_width = max(len(e.name) for e in entries), max(len(e.kind) for e in entries)
@@ -1766,9 +1773,23 @@ def cmd_models(args) -> int:
         score = (f"accuracy {m.accuracy:.3f}, macro-F1 {m.macro_f1:.3f}" if m.accuracy is not None and m.macro_f1 is not None
                  else "not evaluated")
         where = f" on {m.evaluated_on}" if m.evaluated_on else ""
-        missing = "" if os.path.lexists(e.file) else f"  (file missing: {printable(str(e.file))})"
+        missing = ("" if not problems[e.name] else f"  (cannot be used: {problems[e.name]})" if os.path.lexists(e.file)
+                   else f"  (file missing: {printable(str(e.file))})")
         print(f"{e.name:{name_width}s}  {e.kind:{kind_width}s}  {e.path!s:{path_width}s}  {score}{where}{missing}")
     return 0
+
+
+def _model_file_problem(entry) -> str | None:
+    """Why a listed model cannot be loaded as registered (its file missing, changed, or replaced by
+    a save that did not finish), as loading it would say; None when its file is the registered one.
+    The listing had shown such a model as usable, with the old file's scores and checksum."""
+    from .errors import ModelFileError
+
+    try:
+        entry.verify_checksum()
+    except (ModelFileError, OSError) as exc:
+        return printable(one_line(exc))
+    return None
 
 
 def cmd_train_cnn(args) -> int:

@@ -350,6 +350,8 @@ def resolve_path(path: str | os.PathLike[str], base: Path | None = None) -> Path
         inside = base / Path(*p.parts[1:]) if len(p.parts) > 1 and p.parts[0] == "models" else base / p
         if os.path.exists(inside):  # False, not OSError, for a name too long to exist
             return inside
+        if not os.path.lexists(config.REPO_ROOT / p):  # in neither: said missing where its own folder keeps it
+            return inside
     return config.REPO_ROOT / p
 
 

@@ -840,6 +840,25 @@ def test_ctrl_c_in_a_local_extract_says_the_measurements_are_kept(capsys, tmp_pa
     assert code == 130 and err.strip().endswith("the same command goes on from there")
 
 
+def test_a_closed_terminal_ends_a_run_as_ctrl_c_does(tmp_path, fer_sample):
+    """SIGHUP (the terminal closed, an SSH session dropped) ended extract where it stood, without a
+    word and without caching what it had measured (a reliability review); it now ends as SIGTERM
+    does: "interrupted", status 129 (128 + SIGHUP), the faces measured so far cached."""
+    import signal
+
+    out = tmp_path / "au.csv"
+    env = {**os.environ, "FER_CACHE_DIR": str(tmp_path / "cache"), "FER_PROGRESS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "fer_core", "extract", str(fer_sample), "--out", str(out),
+                             "--workers", "1"], cwd=REPO_ROOT, env=env, stderr=subprocess.PIPE,
+                            # as from a terminal: a test run under nohup would hand its children SIGHUP ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+    proc.stderr.read(1)  # the progress bar is drawn: measuring has begun
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGHUP and any(line.startswith("interrupted") for line in err.decode().splitlines())
+    assert not out.exists()
+
+
 def test_sigterm_ends_a_run_as_ctrl_c_does(tmp_path, fer_sample):
     """``kill`` (or a scheduler stopping the job) ended the process where it stood: no word said,
     status -15, and an output being written at that moment was left as a temporary file. It now

@@ -253,6 +253,41 @@ def test_every_environment_variable_read_is_in_the_readme_table():
     assert len(read) > 10 and sorted(v for v in read if f"`{v}" not in table) == []
 
 
+def test_models_says_which_listed_models_cannot_be_used(capsys, tmp_path, monkeypatch):
+    """A save killed between the model file and the manifest left the new file under the registered
+    name: predict refused it, but models listed it as usable with the old file's scores and checksum,
+    and a model missing from the user's own folder was said missing from the repository's (a
+    reliability review)."""
+    import shutil
+
+    from fer_core.manifest import previous_path, write_manifest
+    from fer_core.predictors.registry import find_entry
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    bundled = find_entry("au-logreg-fer2013")
+    for name in ("mine.json", "gone.json"):
+        shutil.copy(bundled.file, folder / name)
+    from dataclasses import replace
+
+    write_manifest([replace(bundled, name="mine", path="models/mine.json"),
+                    replace(bundled, name="gone", path="models/gone.json")], folder)
+    monkeypatch.setenv("FER_MODELS_DIR", str(folder))
+    (folder / "mine.json").rename(previous_path(folder / "mine.json"))  # the save: the registered file kept aside,
+    (folder / "mine.json").write_text(bundled.file.read_text().replace('"C"', '"C" '))  # the new one in its place
+    (folder / "gone.json").unlink()
+    assert main(["models"]) == 0
+    mine, gone = capsys.readouterr().out.splitlines()
+    assert "(cannot be used: " in mine and "replaced by a save that did not finish" in mine
+    assert gone.endswith(f"(file missing: {folder / 'gone.json'})")
+    assert main(["models", "--json"]) == 0
+    listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
+    assert "did not finish" in listed["mine"]["problem"] and listed["mine"]["file_present"]
+    assert "is missing" in listed["gone"]["problem"] and listed["gone"]["file"] == str(folder / "gone.json")
+    assert main(["predict", "--model", "gone", "x.jpg"]) == 2
+    assert f"{folder / 'gone.json'}: model file of 'gone' is missing" in capsys.readouterr().err
+
+
 def test_models_lists_as_json_for_a_script(capsys):
     """`models` printed columns only, so a script parsed them or read manifest.json itself."""
     from fer_core.manifest import read_manifest
@@ -261,7 +296,7 @@ def test_models_lists_as_json_for_a_script(capsys):
     listed = json.loads(capsys.readouterr().out)
     entries = read_manifest()
     assert [m["name"] for m in listed] == [e.name for e in entries]
-    assert all(m["file_present"] and m["sha256"] == e.sha256 and m["file"] == str(e.file)
+    assert all(m["file_present"] and m["sha256"] == e.sha256 and m["file"] == str(e.file) and m["problem"] is None
                for m, e in zip(listed, entries))
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
@@ -59,6 +60,9 @@ log = logging.getLogger(__name__)
 # mp-13: photos of 768 px or more on their shorter side are also searched in quarter-side tiles, and a
 #        face's detection score is the best its tiles give (small faces in large photos were missed).
 MEASURE_VERSION = "mp-13"
+# New measurements go into the cache every 500 images, and at least this often: a run killed with
+# SIGKILL (the OOM killer) loses at most this much work, not up to 499 images'.
+CACHE_FLUSH_S = 30.0
 # --crops keys: a --crops image of 160 px or more in which nothing found a face is now measured once
 # more shrunk to 144 px (the small-crop path). Only those keys change ("crops2"): every other cached
 # measurement, and a Ray run's resume record, stay as they were.
@@ -410,6 +414,7 @@ def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bo
     if progress:
         progress(done, total)
     fresh: dict[str, object] = {}
+    flushed = time.monotonic()
     try:
         tasks = [("keyed", str(items[i].path), crops, keys[i].rsplit(":", 1)[1]) for i in todo]
         for i, measured in _run_measurements(tasks, todo, workers):
@@ -422,9 +427,9 @@ def measure_items(items: Sequence[LabeledImage], workers: int = 1, use_cache: bo
             done += 1
             if progress:
                 progress(done, total)
-            if cache and len(fresh) >= 500:
+            if cache and (len(fresh) >= 500 or (fresh and time.monotonic() - flushed > CACHE_FLUSH_S)):
                 cache.put_many(fresh)
-                fresh = {}
+                fresh, flushed = {}, time.monotonic()
             if should_stop and should_stop():
                 break
     finally:
