@@ -1577,26 +1577,31 @@ def cmd_compare(args) -> int:
         print(f"several faces: {line}", file=sys.stderr)
     _print_left_out(comparison, chosen=bool(classes))
     _suggest_crops(_crop_like_in(comparison, args.images))
-    if args.csv:  # the table the dashboard's predictions download gives: files relative to --images
-        from .figures.compare import predictions_frame
+    unwritten: OutputFileError | None = None  # a file that could not be written: said last, the results still given
+    try:
+        if args.csv:  # the table the dashboard's predictions download gives: files relative to --images
+            from .figures.compare import predictions_frame
 
-        predictions = predictions_frame(comparison.table, comparison.names, args.images)
-        fileio.write_frame(predictions, args.csv)
-    if args.report:
-        _write_compare_report(args, comparison, refs)
-    status = 2 if comparison.failed_models else 0  # the others' results are given, the failure said
+            predictions = predictions_frame(comparison.table, comparison.names, args.images)
+            fileio.write_frame(predictions, args.csv)
+        if args.report:
+            _write_compare_report(args, comparison, refs)
+    except OutputFileError as exc:  # a full disk or a size limit: the JSON, computed, was lost with it
+        unwritten = exc
     if args.json:
         print(json.dumps({**comparison.to_dict(root=args.images), "passed_over": passed_over, **_provenance(args, refs)}))
-        return status
-    for report in comparison.reports.values():
-        _print_report(report)
-    if comparison.mcnemar:
-        from .evaluation.metrics import p_text
+    else:
+        for report in comparison.reports.values():
+            _print_report(report)
+        if comparison.mcnemar:
+            from .evaluation.metrics import p_text
 
-        for pair in comparison.mcnemar:
-            print(f"McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
-                  f"p {_equals(p_text(pair.p_value))}, Holm-adjusted p {_equals(p_text(pair.p_holm))}")
-    return status
+            for pair in comparison.mcnemar:
+                print(f"McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
+                      f"p {_equals(p_text(pair.p_value))}, Holm-adjusted p {_equals(p_text(pair.p_holm))}")
+    if unwritten is not None:
+        raise unwritten
+    return 2 if comparison.failed_models else 0  # the others' results are given, the failure said
 
 
 def _say_answers_kept(comparison) -> None:

@@ -100,16 +100,17 @@ def _file_ancestor(path: Path) -> Path:
 
 
 def write_error(path: str | os.PathLike[str], exc: OSError) -> OutputFileError:
-    """One line for a failed write; nothing was left behind by the caller."""
+    """One line for a failed write; nothing of it was left behind by the caller ("it was not written":
+    a command writing several outputs has written the others)."""
     name = printable(os.fsdecode(path))
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return OutputFileError(f"{name}: no space left on the disk; free some space or write elsewhere "
-                               "(nothing was written)")
+                               "(it was not written)")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return OutputFileError(f"{name}: permission denied; write to a folder you can write to")
     if exc.errno == errno.EROFS:
         return OutputFileError(f"{name}: the file system is read-only; write elsewhere")
-    return OutputFileError(f"{name}: could not be written ({exc.strerror or exc}); nothing was written")
+    return OutputFileError(f"{name}: could not be written ({exc.strerror or exc}); it was not written")
 
 
 def _open_written(fd: int) -> BinaryIO:

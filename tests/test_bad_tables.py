@@ -508,7 +508,7 @@ def test_a_full_disk_leaves_nothing_half_written(tmp_path, monkeypatch, target):
     (tmp_path / target).write_text("the previous version")
     monkeypatch.setattr(fileio, "_open_written", lambda fd: _FullDisk(fd, "wb"))
     with pytest.raises(OutputFileError, match=f"{target}: no space left on the disk; free some space or write "
-                                              r"elsewhere \(nothing was written\)"):
+                                              r"elsewhere \(it was not written\)"):
         write()
     assert (tmp_path / target).read_text() == "the previous version"
     assert sorted(p.name for p in tmp_path.iterdir()) == [target]

@@ -1085,3 +1085,23 @@ def test_a_second_local_extract_into_the_same_output_is_refused_while_the_first_
     assert not lock_path(out).exists(), "its holder removes the lock file"
     assert main(["extract", str(tmp_path / "b"), "--out", str(out), "--workers", "1"]) == 0  # free once it is done
     assert list(pd.read_csv(out)["file"]) == ["sad/two.jpg"]
+
+
+def test_compare_gives_its_results_when_one_of_its_files_cannot_be_written(tmp_path, fer_sample, capsys, monkeypatch):
+    """--csv, --report and --json: the report hit the file size limit, and the JSON, computed, was
+    never printed, while the error said "nothing was written" of a run that had written its CSV (a
+    reliability review). The results are given, the file that failed is named, and the status is 2."""
+    import errno
+
+    from fer_core import fileio
+    from fer_core.evaluation import report
+
+    def too_large(path, html):
+        raise fileio.write_error(path, OSError(errno.EFBIG, "File too large"))
+
+    monkeypatch.setattr(report, "write_report", too_large)
+    code = main(["compare", "--images", str(fer_sample), "--models", BUNDLED_AU_MODEL, "--workers", "1", "--json",
+                 "--csv", str(tmp_path / "p.csv"), "--report", str(tmp_path / "r.html")])
+    out, err = capsys.readouterr()
+    assert code == 2 and json.loads(out)["n"] > 0 and (tmp_path / "p.csv").exists()
+    assert err.strip().splitlines()[-1] == f"error: {tmp_path / 'r.html'}: could not be written (File too large); it was not written"
