@@ -306,6 +306,7 @@ def write_frame(frame, path: str | os.PathLike[str]) -> Path:
     Raises ``OutputFileError``."""
     target = table_output_path(path)
     fmt = _table_format(target)
+    remove_stale_parts(target)  # a table write killed with SIGKILL left its hidden part file (gigabytes, for a large one)
     with atomic_output(target) as fh:
         if fmt == "parquet":
             frame.to_parquet(fh, index=False)

@@ -177,3 +177,14 @@ def test_only_the_targets_own_part_files_are_removed(tmp_path):
         os.utime(p, (0, 0))
     assert fileio.remove_stale_parts(target) == [own] and not own.exists()
     assert all(p.exists() for p in look_alikes)
+
+
+def test_a_table_written_again_removes_what_a_killed_write_of_it_left(tmp_path, capsys):
+    """extract --out killed with SIGKILL while writing left its hidden .part file, and later runs into
+    the same --out kept it (a reliability review): for a large table, gigabytes nobody sees."""
+    import pandas as pd
+
+    target = tmp_path / "au.csv"
+    left = _killed_write(target)
+    fileio.write_frame(pd.DataFrame({"file": ["a.jpg"]}), target)
+    assert not left.exists() and list(tmp_path.iterdir()) == [target]
