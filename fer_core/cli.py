@@ -1463,6 +1463,9 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
     for name, emotions in comparison.cannot_predict.items():
         print(f"note: {name} never predicts {', '.join(emotions)}: its images of "
               f"{'that emotion' if len(emotions) == 1 else 'those emotions'} all count as wrong", file=sys.stderr)
+    for name, answers in comparison.unscored_answer_counts.items():  # Home and Compare's "other emotion" column say it
+        said = ", ".join(f"{e} on {_counted(n, 'image')}" for e, n in answers.items())
+        print(f"note: {name} answered {said} of the emotions scored: counted as wrong", file=sys.stderr)
     for note in comparison.tie_notes() + comparison.source_notes():
         print(f"note: {note}", file=sys.stderr)
 

@@ -491,7 +491,8 @@ def test_compare_json_keys(capsys, fer_sample, tmp_path):
     wrong = table.loc[~table["au-logreg-fer2013 correct"], "file"].tolist()
     assert wrong and report["wrong"]["au-logreg-fer2013"] == wrong
     assert list(report) == ["n", "classes", "models", "mcnemar", "wrong", "no_face", "skipped", "skipped_classes",
-                            "unlabelled", "several_faces", "failed_models", "cannot_predict", "passed_over", "provenance"]
+                            "unlabelled", "several_faces", "failed_models", "cannot_predict", "unscored_answers", "passed_over",
+                            "provenance"]
     assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value", "p_holm"]
     assert list(report["models"]["au-logreg-fer2013"]) == REPORT_KEYS
 
@@ -906,7 +907,7 @@ def test_mask_report_says_a_tiny_p_value_as_below_not_as_zero(capsys, tmp_path, 
     (tmp_path / "faces" / "happy").mkdir(parents=True)
     Image.new("RGB", (64, 64)).save(tmp_path / "faces" / "happy" / "a.png")
     scores = {"happy": SimpleNamespace(n=40, accuracy=0.9)}
-    original = SimpleNamespace(failed_models=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, tie_notes=list, source_notes=list, n=40, classes=("happy",),
+    original = SimpleNamespace(failed_models=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, unscored_answer_counts={}, tie_notes=list, source_notes=list, n=40, classes=("happy",),
                                reports={"tiny-p": SimpleNamespace(accuracy=0.9, per_class=scores),
                                         "large-p": SimpleNamespace(accuracy=0.9, per_class=scores)})
     masked_scores = {"happy": SimpleNamespace(n=40, accuracy=0.3)}
@@ -945,7 +946,7 @@ def test_compare_says_a_tiny_mcnemar_p_as_below_not_as_equal_to_below(capsys, tm
 
     pairs = [SimpleNamespace(a="m1", b="m2", only_a_correct=30, only_b_correct=0, p_value=1e-9, p_holm=2e-9),
              SimpleNamespace(a="m1", b="m3", only_a_correct=3, only_b_correct=2, p_value=0.5, p_holm=1.0)]
-    comparison = SimpleNamespace(failed_models=[], crop_like_no_face=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, tie_notes=list, source_notes=list, reports={}, names=[], answers_from_cache={},
+    comparison = SimpleNamespace(failed_models=[], crop_like_no_face=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, unscored_answer_counts={}, tie_notes=list, source_notes=list, reports={}, names=[], answers_from_cache={},
                                  mcnemar=pairs, to_dict=lambda: {})
     monkeypatch.setattr(compare, "run_comparison", lambda *a, **k: comparison)
     from PIL import Image

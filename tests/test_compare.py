@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from fer_core.cli import main
 from fer_core.config import REPO_ROOT
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
-from fer_core.evaluation.compare import run_comparison
+from fer_core.evaluation.compare import Comparison, run_comparison
 from fer_core.images import list_images
 from fer_core.manifest import read_manifest, write_manifest
 from fer_core.predictors.base import Predictor
@@ -199,6 +199,21 @@ def test_train_cnn_then_evaluate_and_compare_all_kinds(capsys, tmp_path, fer_sam
     assert both["mcnemar"][0]["a"] == "au-logreg-fer2013" and both["models"]["tiny"]["n"] == 24
 
 
+def test_a_seven_emotion_models_fear_answers_on_six_emotions_are_counted_and_said(capsys):
+    """Scored on six emotions, a seven-emotion model's fear answers count as wrong; compare's text
+    said nothing of them (a seven-emotion researcher's review), where Home and Compare do."""
+    from fer_core.cli import _print_left_out
+
+    table = pd.DataFrame({"file": ["a", "b", "c", "d"], "label": ["angry", "angry", "happy", "sad"],
+                          "m7": ["fear", "angry", "fear", None], "m6": ["angry", "sad", "happy", "sad"]})
+    comparison = Comparison.from_table(table, ["m7", "m6"], SIX_EMOTIONS,
+                                       model_classes={"m7": SEVEN_EMOTIONS, "m6": SIX_EMOTIONS})
+    assert comparison.unscored_answer_counts == {"m7": {"fear": 2}}
+    assert comparison.to_dict()["unscored_answers"] == {"m7": {"fear": 2}}
+    _print_left_out(comparison)
+    assert "note: m7 answered fear on 2 images of the emotions scored: counted as wrong" in capsys.readouterr().err
+
+
 def test_compare_cli_scores_seven_emotions_when_asked(capsys, tmp_path, fer_val, tiny_seven_cnn):
     """compare --models a,b: the classes both predict by default (six, fear left out and counted);
     --classes seven scores fear too (the six-emotion AU model is then wrong on every fear image)."""
@@ -212,6 +227,11 @@ def test_compare_cli_scores_seven_emotions_when_asked(capsys, tmp_path, fer_val,
     assert mixed["classes"] == list(SIX_EMOTIONS) and mixed["n"] == 12 and mixed["skipped_classes"] == {"fear": 2}
     assert "left out (not predicted by every model): 2 fear" in out.err
     assert mixed["unlabelled"] == 1 and "left out 1 image(s) whose file names name no emotion" in out.err
+    # the seven-emotion CNN's fear answers on the six emotions count as wrong: said, as Home and Compare say it
+    # (a seven-emotion researcher's review: three of its angry images answered fear, scored wrong without a word)
+    assert set(mixed["unscored_answers"]) <= {"tiny_cnn_7"} and set(mixed["unscored_answers"].get("tiny_cnn_7", {})) <= {"fear"}
+    for name, answers in mixed["unscored_answers"].items():
+        assert f"note: {name} answered fear on {answers['fear']} image" in out.err
     assert main(["compare", "--images", str(sample), "--models", models, "--classes", "seven", "--json"]) == 0
     out = capsys.readouterr()
     seven = json.loads(out.out)

@@ -109,6 +109,19 @@ class Comparison:
         return {m: emotions for m, emotions in missing.items() if emotions}
 
     @property
+    def unscored_answer_counts(self) -> dict[str, dict[str, int]]:
+        """Per model, how many of its answers named an emotion not scored (a seven-emotion model's
+        fear among six emotions), per emotion: each counts as wrong, which a reader must be told.
+        Models without such answers are absent."""
+        out: dict[str, dict[str, int]] = {}
+        for name in self.names:
+            answers = self.table[name].dropna()
+            other = answers[~answers.isin(self.classes)].value_counts()
+            if len(other):
+                out[name] = {str(e): int(n) for e, n in other.items()}
+        return out
+
+    @property
     def tied(self) -> dict[str, int]:
         """Per model, the images whose highest probability two or more of its emotions share
         exactly (an untrained model answers every face alike): the arg-max gives the first of them,
@@ -149,7 +162,8 @@ class Comparison:
                 "skipped": list(self.unreadable), "skipped_classes": dict(self.skipped),
                 "unlabelled": self.unlabelled,
                 "several_faces": list(self.several_faces), "failed_models": list(self.failed_models),
-                "cannot_predict": self.cannot_predict, **({"tied": self.tied} if self.tied else {}),
+                "cannot_predict": self.cannot_predict, "unscored_answers": self.unscored_answer_counts,
+                **({"tied": self.tied} if self.tied else {}),
                 **({"crops": True} if self.crops else {}),
                 **({"crop_like_no_face": relative(self.crop_like_no_face)} if self.crop_like_no_face else {})}
 

@@ -143,6 +143,8 @@ class MaskReport:
                 "mask_not_placed": self.not_placed, "skipped": list(self.original.unreadable),
                 "skipped_classes": dict(self.original.skipped), "unlabelled": self.original.unlabelled,
                 "several_faces": list(self.original.several_faces),
+                # said on stderr only before: a script reading the JSON lost why a model scored 0 on fear
+                "cannot_predict": self.original.cannot_predict,
                 "failed_models": list(self.original.failed_models), "reasons_failed": list(self.reasons_failed),
                 # which model reads the masked faces better: each pair on the same masked faces (McNemar, Holm)
                 "masked_pairs": [pair.to_dict() for pair in self.masked.mcnemar],
