@@ -470,8 +470,13 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         for target, figure, key in charts:
             chart(target, figure(), key)
         photo = photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs)
-        table.dataframe(face_table(photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs, digits=None)),
-                        hide_index=True)
+        shown = ([(model_name, tuple(model.classes))] if model is not None else []) + [(e.name, tuple(e.classes)) for e in others]
+        no_fear = [name for name, classes in shown if "fear" not in classes]
+        with table.container():
+            st.dataframe(face_table(photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs, digits=None)),
+                         hide_index=True)
+            if no_fear and len(no_fear) < len(shown):  # an "angry" beside "fear" read as a disagreement about the face
+                st.caption(t("try_it.no_fear_models", names=shown_literally(", ".join(no_fear))))
         with downloads:
             show_downloads(photo, image if image is not None else numbered_image(result, order), slot, file_stem)
         if mask and model is not None:

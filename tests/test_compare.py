@@ -452,11 +452,18 @@ def test_compare_page_scores_seven_emotions_when_every_chosen_model_predicts_fea
     at = _page()
     assert at.multiselect(key="cmp_models").value == [BUNDLED_AU_MODEL, SEVEN_CNN]
     assert at.multiselect(key="cmp_classes").value == list(SIX_EMOTIONS)
+    # fear left out of the drawn set is said, with why and what to do (it went without a word: a seven-emotion review)
+    without = [c for c in texts(at.caption) if c.startswith("Drawn without fear: ")]
+    assert without == [f"Drawn without fear: {BUNDLED_AU_MODEL} cannot answer it. To score fear for {SEVEN_CNN}, choose "
+                       "only seven-emotion models, or give a folder with fear images and add fear under the emotions "
+                       "scored (the others then count as wrong there). The six emotions' images also differ from a "
+                       "seven-emotion draw with the same seed."]
     at.number_input(key="cmp_draw_per").set_value(2)
     run_app(at, T)
     at.multiselect(key="cmp_models").set_value([SEVEN_CNN])
     run_app(at, T)
     assert at.multiselect(key="cmp_classes").value == list(SEVEN_EMOTIONS)
+    assert not any(c.startswith("Drawn without fear") for c in texts(at.caption))
     at.button(key="cmp_run").click()
     run_app(at, T)
     res = at.session_state["cmp_result"]["comparison"]

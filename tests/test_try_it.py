@@ -289,6 +289,9 @@ def test_try_it_shows_a_seven_emotion_cnn_in_both_languages(models_dir, jpeg_byt
             assert labels["fear"] == "두려움" and english_left(page_texts(at), names) == []
         else:
             assert "fear" in bars["y"]
+            # the six-emotion AU model beside a seven-emotion one: its answer on a fear face is no other reading
+            assert f"{BUNDLED_AU_MODEL} cannot answer fear: where another model says fear, their answer is the " \
+                   "nearest of the six other emotions, not a different reading of the face." in texts(at.caption)
 
 
 def test_the_face_table_gives_the_percentage_the_panel_gives(models_dir, jpeg_bytes, tiny_seven_cnn, monkeypatch):

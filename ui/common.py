@@ -882,11 +882,19 @@ def drawn_classes(prefix: str) -> tuple[str, ...]:
     """The emotions a drawn test set holds: the six, and fear too when every model to be compared
     predicts it (the models chosen on the page's last run, or all of them before any choice), so
     seven-emotion models can be scored on seven emotions without giving a folder."""
+    fear, six_only = _without_fear(prefix)
+    return SEVEN_EMOTIONS if fear and not six_only else SIX_EMOTIONS
+
+
+def _without_fear(prefix: str) -> tuple[list[str], list[str]]:
+    """(the chosen models that predict fear, those that do not): a drawn set holds fear only when
+    the second list is empty."""
     models = {e.name: e.classes for e in manifest_entries()}
     models.update({p.name: p.classes for p in unsaved_models().values()})
     chosen = st.session_state.get(f"{prefix}_models")
-    sets = [tuple(models[n]) for n in (chosen if chosen is not None else models) if models.get(n)]
-    return SEVEN_EMOTIONS if sets and all(set(SEVEN_EMOTIONS) <= set(c) for c in sets) else SIX_EMOTIONS
+    named = [n for n in (chosen if chosen is not None else models) if models.get(n)]
+    fear = [n for n in named if set(SEVEN_EMOTIONS) <= set(models[n])]
+    return fear, [n for n in named if n not in fear]
 
 
 def choose_test_set(prefix: str) -> tuple[list, str, Described] | None:
@@ -916,6 +924,10 @@ def choose_test_set(prefix: str) -> tuple[list, str, Described] | None:
                                    help=t("common.seed_help")))
         if split == "train":
             st.warning(t("common.train_optimistic"))
+        fear, six_only = _without_fear(prefix)
+        if fear and six_only:  # fear left out of the drawn set without a word (a seven-emotion researcher's review)
+            st.caption(t("common.drawn_without_fear", fear=shown_literally(", ".join(fear)),
+                         six=shown_literally(", ".join(six_only))))
         with st.spinner(t("common.drawing")):
             drawn = held(prefix, drawn_test_set(str(fer_root / split), per, seed, classes))
         return (dataset_items(str(drawn.root)), str(drawn.root),
