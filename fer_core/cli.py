@@ -46,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        _end_progress_bars()
-        print("interrupted" + _resume_hint(args), file=sys.stderr)
+        with contextlib.suppress(OSError):  # a hung-up terminal (SIGHUP) takes no more writes: EIO
+            _end_progress_bars()
+            print("interrupted" + _resume_hint(args), file=sys.stderr)
         return _interrupted_status(exc)
     except MemoryError:
         _end_progress_bars()
@@ -1078,10 +1079,17 @@ def _extract_video(args) -> int:
     fps = DEFAULT_FPS if args.fps is None else args.fps
     own = probe_video(args.folder).fps  # a bad path or file is said as typed ("clips/a.mp4: not a file")
     start = time.perf_counter()
-    table = extract_video(args.folder, fps=fps, workers=args.workers or default_workers(),
-                          name=Path(args.folder).name, progress=_tqdm_progress("video chunks"),
-                          use_cache=not args.no_cache)
-    _write_local_table(table, args.out)
+    target = fileio.output_path(args.out)
+    locked = target.parent.is_dir()
+    with contextlib.ExitStack() as held:
+        if locked:  # held from before measuring to the table written, as for a folder: a second run is refused
+            from .measure.ray_engine import one_run
+
+            held.enter_context(one_run(target))
+        table = extract_video(args.folder, fps=fps, workers=args.workers or default_workers(),
+                              name=Path(args.folder).name, progress=_tqdm_progress("video chunks"),
+                              use_cache=not args.no_cache)
+        _write_local_table(table, args.out, locked)
     decoded = frame_rows(table)  # rows of stretches never decoded are no frames
     frames = table.loc[decoded, "time_s"].nunique()
     failed = table[table["success"] == 0]
@@ -1580,17 +1588,19 @@ def cmd_compare(args) -> int:
         print(f"several faces: {line}", file=sys.stderr)
     _print_left_out(comparison, chosen=bool(classes))
     _suggest_crops(_crop_like_in(comparison, args.images))
-    unwritten: OutputFileError | None = None  # a file that could not be written: said last, the results still given
-    try:
-        if args.csv:  # the table the dashboard's predictions download gives: files relative to --images
-            from .figures.compare import predictions_frame
+    unwritten: list[OutputFileError] = []  # files that could not be written: said last, the results still given
+    if args.csv:  # the table the dashboard's predictions download gives: files relative to --images
+        from .figures.compare import predictions_frame
 
-            predictions = predictions_frame(comparison.table, comparison.names, args.images)
-            fileio.write_frame(predictions, args.csv)
-        if args.report:
+        try:
+            fileio.write_frame(predictions_frame(comparison.table, comparison.names, args.images), args.csv)
+        except OutputFileError as exc:  # a full disk or a size limit: the JSON, computed, was lost with it
+            unwritten.append(exc)
+    if args.report:
+        try:
             _write_compare_report(args, comparison, refs)
-    except OutputFileError as exc:  # a full disk or a size limit: the JSON, computed, was lost with it
-        unwritten = exc
+        except OutputFileError as exc:
+            unwritten.append(exc)
     if args.json:
         print(json.dumps({**comparison.to_dict(root=args.images), "passed_over": passed_over, **_provenance(args, refs)}))
     else:
@@ -1602,8 +1612,10 @@ def cmd_compare(args) -> int:
             for pair in comparison.mcnemar:
                 print(f"McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
                       f"p {_equals(p_text(pair.p_value))}, Holm-adjusted p {_equals(p_text(pair.p_holm))}")
-    if unwritten is not None:
-        raise unwritten
+    for exc in unwritten[:-1]:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+    if unwritten:
+        raise unwritten[-1]
     return 2 if comparison.failed_models else 0  # the others' results are given, the failure said
 
 

@@ -340,7 +340,8 @@ def resolve_path(path: str | os.PathLike[str], base: Path | None = None) -> Path
     folder of the manifest that lists the path, the file is looked for there first (``models/``
     meaning that folder, whatever its name), so a copy of the models folder uses its own files;
     a manifest listing bundled models without copies of their files still finds them. (Loading
-    checks the file's checksum, so a look-alike found this way is refused, not used.)"""
+    checks the file's checksum, so a look-alike found this way is refused, not used.) A file in
+    neither place is given in that folder, so "missing" names where its owner keeps it."""
     p = Path(path)
     if p.is_absolute():
         if base is not None and not os.path.lexists(p) and os.path.lexists(base / p.name):

@@ -339,11 +339,15 @@ def show_masked(result, model, model_key: str, style: str, slot: int, others: li
                            [out.per_face[i] if after is None
                             else masked_other_answer(result, entry, i, after.face, (model_key, style))
                             for i, (_, after) in enumerate(pairs)]) for entry, out in others or []]
-    masked_photo = PhotoResult(result.name, image, faces, scaled=result.scaled, original_size=result.original_size,
-                               crop=getattr(result, "crop", False))
+    # boxes in the masked picture's pixels (a photo over 1,600 px was masked as analysed, scaled down)
+    masked_photo = PhotoResult(result.name, image, faces, scaled=result.scaled, crop=getattr(result, "crop", False))
+    png = kept_for(result, "try_masked_png", (model_key, style))  # encoded once, not on every rerun (0.6 s)
+    if png is None:
+        png = keep_for(result, "try_masked_png", (model_key, style),
+                       png_bytes(Image.fromarray(image), **mark_options(".png", style, 0)), MAX_KEPT_RESULTS)
     st.caption(t("try_it.masked_downloads"))
     show_downloads(photo_to_dict(masked_photo, model_name, getattr(model, "kind", ""), outputs), None, slot, file_stem,
-                   masked_png=png_bytes(Image.fromarray(image), **mark_options(".png", style, 0)))
+                   masked_png=png)
 
 
 def masked_other_answer(result, entry, i: int, face, masked_key: tuple) -> dict[str, float] | str:

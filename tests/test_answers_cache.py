@@ -217,3 +217,20 @@ def test_cache_prune_removes_what_an_older_measuring_code_left(own_cache, test_s
     assert f"{n:,} measurements and {n - 1:,} models' answers" in said and "older version" not in said
     assert main(args) == 0
     assert f"answers kept from an earlier run on the same files: {CNN} {n - 1:,} of {n:,}" in capsys.readouterr().err
+
+
+def test_cache_prune_keeps_what_a_newer_checkout_sharing_the_cache_measured(own_cache, test_set, capsys, monkeypatch):
+    """Another version's measurements were all "older": pruning from an older checkout that shares
+    the cache removed a newer one's (a code review)."""
+    from fer_core.measure import extract
+
+    args = ["extract", str(test_set), "--out", str(own_cache / "au.csv"), "--workers", "1"]
+    current = extract.MEASURE_VERSION
+    monkeypatch.setattr(extract, "MEASURE_VERSION", f"mp-{int(current.split('-')[1]) + 1}")
+    assert main(args) == 0
+    monkeypatch.setattr(extract, "MEASURE_VERSION", current)
+    capsys.readouterr()
+    assert main(["cache"]) == 0
+    assert "older version" not in capsys.readouterr().out
+    assert main(["cache", "prune"]) == 0
+    assert "0 measurements made by an older version" in capsys.readouterr().err

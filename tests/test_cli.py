@@ -1106,3 +1106,39 @@ def test_compare_gives_its_results_when_one_of_its_files_cannot_be_written(tmp_p
     out, err = capsys.readouterr()
     assert code == 2 and json.loads(out)["n"] > 0 and (tmp_path / "p.csv").exists()
     assert err.strip().splitlines()[-1] == f"error: {tmp_path / 'r.html'}: could not be written (File too large); it was not written"
+
+
+def test_compare_names_every_output_file_it_could_not_write(tmp_path, fer_sample, capsys):
+    """A CSV that could not be written made compare skip its report without a word (a code review)."""
+    code = main(["compare", "--images", str(fer_sample), "--models", BUNDLED_AU_MODEL, "--workers", "1", "--json",
+                 "--csv", "/proc/p.csv", "--report", str(tmp_path / "r.html")])
+    out, err = capsys.readouterr()
+    assert code == 2 and json.loads(out)["n"] > 0 and (tmp_path / "r.html").exists()
+    assert "error: /proc/p.csv: could not be written" in err
+
+
+def test_a_closed_terminal_window_ends_a_run_with_129(tmp_path, fer_sample):
+    """The run's own terminal hung up: stderr then takes no more writes (EIO), and saying
+    "interrupted" raised, so the run ended with status 1 (a code review, with a pseudo-terminal)."""
+    import pty
+    import select
+    import signal
+    import time
+
+    env = {**os.environ, "FER_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(REPO_ROOT)}
+    pid, fd = pty.fork()
+    if pid == 0:  # the run, on the terminal's other end, as from a shell
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        os.chdir(REPO_ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "fer_core", "extract", str(fer_sample), "--out",
+                                   str(tmp_path / "au.csv"), "--workers", "1"], env)
+    said, deadline = b"", time.monotonic() + 120
+    while b"images" not in said and time.monotonic() < deadline:  # its progress bar: measuring has begun
+        if select.select([fd], [], [], 1)[0]:
+            try:
+                said += os.read(fd, 4096)
+            except OSError:
+                break
+    os.close(fd)  # the window closed: the kernel hangs the terminal up (SIGHUP)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 128 + signal.SIGHUP, said[-2000:]

@@ -922,6 +922,7 @@ def test_every_emotion_scored_gets_an_example_face(fer_val, tmp_path, models_dir
     assert {example.emotion for example in report.examples} == masked_emotions and len(masked_emotions) == 7
     # why the six-emotion model scores 0 on fear, in the JSON too (it was said on stderr only: a seven-emotion review)
     assert report.to_dict()["cannot_predict"] == {"six": ["fear"]}
+    assert set(report.to_dict()["unscored_answers"]) == {"original", "masked"}
 
 
 def test_try_it_says_what_an_upper_face_model_reads_and_that_the_cheeks_read_low_under_a_mask(models_dir, astronaut):

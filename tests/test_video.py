@@ -1158,3 +1158,25 @@ def test_a_video_passed_over_in_a_folder_says_extract_measures_it_and_old_tables
         assert [i18n.reason(f"clip.mp4: {r}") for r in (VIDEO_IN_FOLDER_BEFORE, VIDEO_IN_FOLDER)] == [
             "clip.mp4: 동영상이라 이미지와 함께 읽지 않습니다. 따로 추출하세요",
             "clip.mp4: 동영상이라 이미지와 함께 읽지 않습니다. 동영상은 extract가 프레임마다 측정합니다"]
+
+
+def test_a_second_extract_of_a_video_into_the_same_output_is_refused_while_the_first_runs(face_video, tmp_path,
+                                                                                         capsys, monkeypatch):
+    """Two extract VIDEO runs into one --out both said they wrote it, and the second's table replaced
+    the first's without a word (a code review): the output's lock is held from before measuring."""
+    from fer_core.cli import main
+    from fer_core.measure import video as video_module
+
+    out = tmp_path / "au.csv"
+    measure, second = video_module.extract_video, []
+
+    def measuring_while_another_starts(*args, **kwargs):
+        if not second:
+            second.append(main(["extract", str(face_video), "--fps", "2", "--out", str(out)]))
+            second.append(capsys.readouterr().err)
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(video_module, "extract_video", measuring_while_another_starts)
+    assert main(["extract", str(face_video), "--fps", "2", "--out", str(out), "--workers", "1"]) == 0
+    assert second[0] == 2 and f"another run is writing {out}; wait for it or choose another --out" in second[1]
+    assert out.exists()

@@ -882,19 +882,17 @@ def drawn_classes(prefix: str) -> tuple[str, ...]:
     """The emotions a drawn test set holds: the six, and fear too when every model to be compared
     predicts it (the models chosen on the page's last run, or all of them before any choice), so
     seven-emotion models can be scored on seven emotions without giving a folder."""
-    fear, six_only = _without_fear(prefix)
-    return SEVEN_EMOTIONS if fear and not six_only else SIX_EMOTIONS
+    sets = list(_chosen_classes(prefix).values())
+    return SEVEN_EMOTIONS if sets and all(set(SEVEN_EMOTIONS) <= set(c) for c in sets) else SIX_EMOTIONS
 
 
-def _without_fear(prefix: str) -> tuple[list[str], list[str]]:
-    """(the chosen models that predict fear, those that do not): a drawn set holds fear only when
-    the second list is empty."""
-    models = {e.name: e.classes for e in manifest_entries()}
-    models.update({p.name: p.classes for p in unsaved_models().values()})
+def _chosen_classes(prefix: str) -> dict[str, tuple[str, ...]]:
+    """The emotions of each model to be compared (those chosen on the page's last run, or all of
+    them before any choice)."""
+    models = {e.name: tuple(e.classes) for e in manifest_entries()}
+    models.update({p.name: tuple(p.classes) for p in unsaved_models().values()})
     chosen = st.session_state.get(f"{prefix}_models")
-    named = [n for n in (chosen if chosen is not None else models) if models.get(n)]
-    fear = [n for n in named if set(SEVEN_EMOTIONS) <= set(models[n])]
-    return fear, [n for n in named if n not in fear]
+    return {n: models[n] for n in (chosen if chosen is not None else models) if models.get(n)}
 
 
 def choose_test_set(prefix: str) -> tuple[list, str, Described] | None:
@@ -924,8 +922,10 @@ def choose_test_set(prefix: str) -> tuple[list, str, Described] | None:
                                    help=t("common.seed_help")))
         if split == "train":
             st.warning(t("common.train_optimistic"))
-        fear, six_only = _without_fear(prefix)
-        if fear and six_only:  # fear left out of the drawn set without a word (a seven-emotion researcher's review)
+        chosen = _chosen_classes(prefix)
+        fear = [n for n, c in chosen.items() if "fear" in c]
+        six_only = [n for n in chosen if n not in fear]
+        if "fear" not in classes and fear and six_only:  # fear left out without a word (a seven-emotion review)
             st.caption(t("common.drawn_without_fear", fear=shown_literally(", ".join(fear)),
                          six=shown_literally(", ".join(six_only))))
         with st.spinner(t("common.drawing")):

@@ -145,6 +145,9 @@ class MaskReport:
                 "several_faces": list(self.original.several_faces),
                 # said on stderr only before: a script reading the JSON lost why a model scored 0 on fear
                 "cannot_predict": self.original.cannot_predict,
+                # answers of an emotion not scored (a seven-emotion model's fear), counted wrong: under a mask too
+                "unscored_answers": {"original": self.original.unscored_answer_counts,
+                                     "masked": self.masked.unscored_answer_counts},
                 "failed_models": list(self.original.failed_models), "reasons_failed": list(self.reasons_failed),
                 # which model reads the masked faces better: each pair on the same masked faces (McNemar, Holm)
                 "masked_pairs": [pair.to_dict() for pair in self.masked.mcnemar],

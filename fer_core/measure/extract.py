@@ -157,9 +157,13 @@ class MeasureCache:
         self._compact()
 
     def stale(self) -> list[str]:
-        """The keys of measurements an older measuring code made (another ``MEASURE_VERSION``: never
-        served again, an upgrade leaves them behind) and of the models' answers on them."""
-        return [key for (key,) in self._read("SELECT key FROM m") if _measured_by(key) != MEASURE_VERSION]
+        """The keys of measurements an older measuring code made (an earlier ``MEASURE_VERSION``: never
+        served again, an upgrade leaves them behind) and of the models' answers on them. A newer
+        version's (another checkout sharing the cache) is kept. Answers of an older workbench on
+        measurements still current are not told apart (their key hashes the code): ``clear`` removes them."""
+        current = _version_number(MEASURE_VERSION)
+        return [key for (key,) in self._read("SELECT key FROM m")
+                if (made := _version_number(_measured_by(key))) is not None and made < current]
 
     def count_stale(self) -> tuple[int, int]:
         """How many ``stale`` measurements and answers it holds."""
@@ -274,6 +278,13 @@ def cache_version(settings: str | None = None) -> str:
 ANSWER_KEY = "answer"
 # The content digests in a cache key ("mp-13:crops2:<sha1>", "mp-13:video:10:<sha1>:0.000:60.000").
 _DIGEST_IN_KEY = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
+
+
+def _version_number(version: str) -> int | None:
+    """12 of "mp-12"; None for what is no measuring code's version (kept by ``prune``: a newer
+    checkout sharing the cache writes versions above this one's, which it must not remove)."""
+    match = re.fullmatch(r"mp-(\d+)", version)
+    return int(match.group(1)) if match else None
 
 
 def _measured_by(key: str) -> str:

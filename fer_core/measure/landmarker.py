@@ -536,8 +536,8 @@ class FaceAnalyzer:
         the padding can make the landmarker see a second, smeared one; when the detector finds
         nothing, the crop is measured whole (``CropLandmarker``) if a face is present. In larger
         images the landmarker's short-range detector misses faces that are small relative to the
-        frame (group photos, wide shots), so square tiles are searched too and each face found
-        there is measured on a crop around it. Then the face-quality gate (see PHOTO_MIN_SCORE),
+        frame (group photos, wide shots), so square tiles are searched too (a quarter of the shorter
+        side in large photos, TILE_DEPTH) and each face found there is measured on a crop around it. Then the face-quality gate (see PHOTO_MIN_SCORE),
         and every face is re-measured on a ROI of its own (``CropLandmarker.refine``), so its AUs
         do not depend on the framing.
         """

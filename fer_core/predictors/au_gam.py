@@ -268,7 +268,7 @@ def _make_ebm(seed: int, interactions: float | int | None, outer_bags: int, n_jo
     except ImportError:
         raise FerError("training an AU GAM needs the 'interpret-core' package: pip install -r requirements.txt") from None
     settings: dict = {} if interactions is None else {"interactions": interactions}
-    if bag_progress is not None and n_jobs == 1:  # in this process only: loky workers report nowhere
+    if bag_progress is not None and n_jobs == 1:  # one bag at a time: bags in parallel threads would interleave
         settings["callback"] = _bag_callback(bag_progress, outer_bags)
     return ExplainableBoostingClassifier(outer_bags=outer_bags, random_state=seed, n_jobs=n_jobs,
                                          feature_names=[c.split("_")[0] for c in columns], **settings)
