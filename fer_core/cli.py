@@ -10,7 +10,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -830,15 +830,23 @@ def cmd_extract(args) -> int:
     measured_videos, skipped = videos_apart(listing.skipped, measured=not videos_kept_out)
     fps = DEFAULT_FPS if args.fps is None else args.fps
     target = fileio.output_path(args.out)
-    locked = args.engine != "ray" and target.parent.is_dir()
-    with contextlib.ExitStack() as held:
-        if locked:
-            # held from before measuring to the table written: another run writing it now (Ray or local) is
-            # said at once; two local runs into one --out both said they wrote it, and one table was lost
-            from .measure.ray_engine import one_run
-
-            held.enter_context(one_run(target))
+    with _output_held(target, local=args.engine != "ray") as locked:
         return _extract_folder(args, items, measured_videos, videos_kept_out, skipped, fps, other_emotions, locked)
+
+
+@contextlib.contextmanager
+def _output_held(target: Path, local: bool = True) -> Iterator[bool]:
+    """The local engine's hold on its output's lock (``one_run``), from before measuring until the
+    table is written: another run writing it (Ray or local) is refused at once, where two local runs
+    into one --out both said they wrote it and one table was lost. Yields whether it is held (not
+    where the output's folder does not exist yet: the write takes the lock then)."""
+    if not (local and target.parent.is_dir()):
+        yield False
+        return
+    from .measure.ray_engine import one_run
+
+    with one_run(target):
+        yield True
 
 
 def _extract_folder(args, items, measured_videos, videos_kept_out, skipped, fps, other_emotions, locked: bool) -> int:
@@ -1079,13 +1087,7 @@ def _extract_video(args) -> int:
     fps = DEFAULT_FPS if args.fps is None else args.fps
     own = probe_video(args.folder).fps  # a bad path or file is said as typed ("clips/a.mp4: not a file")
     start = time.perf_counter()
-    target = fileio.output_path(args.out)
-    locked = target.parent.is_dir()
-    with contextlib.ExitStack() as held:
-        if locked:  # held from before measuring to the table written, as for a folder: a second run is refused
-            from .measure.ray_engine import one_run
-
-            held.enter_context(one_run(target))
+    with _output_held(fileio.output_path(args.out)) as locked:
         table = extract_video(args.folder, fps=fps, workers=args.workers or default_workers(),
                               name=Path(args.folder).name, progress=_tqdm_progress("video chunks"),
                               use_cache=not args.no_cache)

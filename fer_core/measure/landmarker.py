@@ -537,8 +537,8 @@ class FaceAnalyzer:
         nothing, the crop is measured whole (``CropLandmarker``) if a face is present. In larger
         images the landmarker's short-range detector misses faces that are small relative to the
         frame (group photos, wide shots), so square tiles are searched too (a quarter of the shorter
-        side in large photos, TILE_DEPTH) and each face found there is measured on a crop around it. Then the face-quality gate (see PHOTO_MIN_SCORE),
-        and every face is re-measured on a ROI of its own (``CropLandmarker.refine``), so its AUs
+        side in large photos, TILE_DEPTH) and each face found there is measured on a crop around it.
+        Then the face-quality gate (see PHOTO_MIN_SCORE), and every face is re-measured on a ROI of its own (``CropLandmarker.refine``), so its AUs
         do not depend on the framing.
         """
         h, w = rgb.shape[:2]
@@ -628,8 +628,8 @@ class FaceAnalyzer:
 
     def _tile_detections(self, rgb: np.ndarray) -> list[tuple[float, float, float, float, int]]:
         """Squares (x, y, side) twice the size of each face the detector finds in square tiles, with
-        its score there and the tiles' depth: tiles of the picture's shorter side and of half of it, and in large photos
-        of a quarter (TILE_DEPTH)."""
+        its score there and the tiles' depth: tiles of the picture's shorter side and of half of it,
+        and in large photos of a quarter (TILE_DEPTH)."""
         h, w = rgb.shape[:2]
         side = min(h, w)
         found = []
