@@ -25,6 +25,20 @@ from fer_core.emotions import SIX_EMOTIONS
 _RUN_CACHE = tempfile.TemporaryDirectory(prefix="fer-test-cache-", ignore_cleanup_errors=True)
 os.environ["FER_CACHE_DIR"] = _RUN_CACHE.name
 
+
+def _scan_installed_components_once() -> None:
+    """Each new AppTest has Streamlit read the metadata of every installed package, looking for
+    custom components (0.7 s here; a run makes hundreds of AppTests); the installed packages do
+    not change during a run, so the first scan's answer serves them all."""
+    import functools
+
+    from streamlit.components.v2 import manifest_scanner
+
+    manifest_scanner.scan_component_manifests = functools.cache(manifest_scanner.scan_component_manifests)
+
+
+_scan_installed_components_once()
+
 SHARED_REASON = "../shared datasets not present (set FER_DATA_DIR to run this test)"
 BUNDLED_AU_MODEL = "au-logreg-fer2013"
 

@@ -103,9 +103,10 @@ def test_train_au_gam_from_the_cli(capsys, tmp_path):
     synthetic_table(30).to_csv(table, index=False)
     out = tmp_path / "g.json"
     assert main(["train-au", str(table), "--kind", "gam", "--interactions", "2", "--out", str(out),
-                 "--workers", "1"]) == 0
+                 "--workers", "1", "--outer-bags", "2"]) == 0
     out_text, err = capsys.readouterr()
     assert "au-gam on" in out_text and AUGam.load(out).classes
+    assert AUGam.load(out).info["settings"]["outer_bags"] == 2  # 14 took two minutes on these 180 rows
     # each fit is logged, where a real table ran minutes in silence into a log file (8.5 min on FER2013 val's
     # seven emotions, which is also said first); these 180 rows fit in seconds, and are not said to take minutes
     assert "GAM fit 1 of 2 done (" in err and "GAM fit 2 of 2 done (" in err and "takes minutes" not in err

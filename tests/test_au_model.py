@@ -522,13 +522,13 @@ def test_a_model_of_some_aus_records_the_command_that_fits_it_on_those_aus(tmp_p
     table.to_csv(path, index=False)
     classes = ("angry", "disgust", "happy")
     if kind == "au-gam":
-        fitted = fit_au_gam(table, classes, seed=1, columns=columns, interactions=pairs, outer_bags=14)
+        fitted = fit_au_gam(table, classes, seed=1, columns=columns, interactions=pairs, outer_bags=3)
         assert fitted.au_columns == columns and len(fitted.pairs) == pairs
     else:
         fitted = fit_au_model(table, classes, seed=1, columns=columns)
     command = train_au_command(fitted)
     assert ("--aus upper" in command) == (kind == "au-logreg")
-    assert ("--interactions 1" in command) == (kind == "au-gam")
+    assert ("--interactions 1" in command) == ("--outer-bags 3" in command) == (kind == "au-gam")
     args = shlex.split(command.replace("TABLE", str(path)).replace("MODEL.json", str(tmp_path / "again.json")))
     assert main(args[3:]) == 0
     capsys.readouterr()
@@ -554,7 +554,7 @@ def test_aus_given_in_any_order_are_kept_in_that_order_and_fitted_again_so(tmp_p
     given = ("AU04_r", "AU01_r", "AU12_r", "AU02_r")
     assert au_columns_from("AU04,au01,AU12_r,AU02,AU04") == given
     logreg = fit_au_model(table, ("angry", "happy"), columns=given)
-    gam = fit_au_gam(table, ("angry", "happy"), columns=given, interactions=2)
+    gam = fit_au_gam(table, ("angry", "happy"), columns=given, interactions=2, outer_bags=3)
     X = table[list(given)].to_numpy(float)[:6]
     for model in (logreg, gam):
         assert model.au_columns == given and "--aus AU04,AU01,AU12,AU02" in train_au_command(model)

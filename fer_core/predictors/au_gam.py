@@ -245,6 +245,9 @@ class AUGam(AURowsModel):
         return cls(tuple(classes), tuple(au_columns), intercept, terms, info or {})
 
 
+OUTER_BAGS = 14  # interpret's default: bagged boosting fits averaged into one model
+
+
 def check_interactions(value: Any) -> int | float | None:
     """``interactions`` as interpret takes it, checked before any fit: None (its default), a whole
     number of AU pairs, or a share of the AUs below 1. interpret refuses the rest only inside the
@@ -330,8 +333,8 @@ def video_bags(y: np.ndarray, groups: np.ndarray | None, outer_bags: int, seed: 
 
 
 def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdout: float = 0.25, seed: int = 0,
-               interactions: float | int | None = None, outer_bags: int = 14, n_jobs: int = 1, description: str = "",
-               progress: Progress | None = None, max_rows: int = MAX_FIT_ROWS,
+               interactions: float | int | None = None, outer_bags: int = OUTER_BAGS, n_jobs: int = 1,
+               description: str = "", progress: Progress | None = None, max_rows: int = MAX_FIT_ROWS,
                class_weight: str | None = None, bag_progress: Progress | None = None,
                columns: Sequence[str] = AU_COLUMNS) -> AUGam:
     """Fit on a stratified (1 - holdout) share, report on the held-out rest, refit on all rows
@@ -339,7 +342,7 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
 
     ``interactions`` (None: interpret's default, three times as many AU pairs as AUs, all pairs for 7 AUs or
     fewer, chosen by the learner)
-    and ``outer_bags`` (14 bagged fits averaged) are interpret's defaults, not tuned here.
+    and ``outer_bags`` (14 bagged fits averaged; fewer fit faster) are interpret's defaults, not tuned here.
     ``class_weight="balanced"`` weights each face by the inverse of its emotion's frequency.
     ``bag_progress(bag, bags)``: each bag as it starts (a fit can take minutes), when ``n_jobs`` is 1.
     ``columns``: the AUs it may use (e.g. only those a mask leaves visible), as ``fit_au_model``."""

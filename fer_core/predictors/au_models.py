@@ -468,7 +468,7 @@ def explanation_from(classes: Sequence[str], au_columns: Sequence[str], x: np.nd
 
 def train_au_command(model) -> str:
     """The ``train-au`` command that fits ``model``'s kind with its settings (emotions, class
-    weights, hold-out, seed, the AUs it may use, a GAM's pairs) on its table (TABLE): a model
+    weights, hold-out, seed, the AUs it may use, a GAM's pairs and bags) on its table (TABLE): a model
     fitted on the dashboard records it."""
     settings = model.info.get("settings", {})
     command = (f"python -m fer_core train-au TABLE --out MODEL.json --kind {model.kind.removeprefix('au-')} --classes "
@@ -479,6 +479,11 @@ def train_au_command(model) -> str:
         command += f" --aus {aus_option(model.au_columns)}"
     if isinstance(pairs := settings.get("interactions"), (int, float)) and not isinstance(pairs, bool):
         command += f" --interactions {pairs:g}"
+    if model.kind == "au-gam":
+        from .au_gam import OUTER_BAGS
+
+        if (bags := settings.get("outer_bags", OUTER_BAGS)) != OUTER_BAGS:
+            command += f" --outer-bags {bags}"
     return command
 
 
@@ -774,10 +779,10 @@ TRAINABLE_KINDS: tuple[str, ...] = ("au-logreg", "au-gam", "au-mlp")
 
 
 def fit_au(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kind: str = "au-logreg", *,
-           interactions: float | int | None = None, n_jobs: int = 1, bag_progress: Progress | None = None,
-           epoch_progress: Progress | None = None, **common: Any):
+           interactions: float | int | None = None, outer_bags: int | None = None, n_jobs: int = 1,
+           bag_progress: Progress | None = None, epoch_progress: Progress | None = None, **common: Any):
     """An AU model of ``kind`` fitted on ``table``, as ``train-au`` and the AU model page fit it: the
-    GAM by ``fit_au_gam`` (``interactions``, ``n_jobs``, ``bag_progress``), the others by
+    GAM by ``fit_au_gam`` (``interactions``, ``outer_bags``, ``n_jobs``, ``bag_progress``), the others by
     ``fit_au_model`` (``epoch_progress``); ``common``: what both take (holdout, seed, class_weight,
     description, progress, max_rows, columns)."""
     if kind not in TRAINABLE_KINDS:
@@ -785,8 +790,9 @@ def fit_au(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kind: str
     if kind == "au-gam":
         from .au_gam import fit_au_gam
 
+        bags = {} if outer_bags is None else {"outer_bags": outer_bags}
         return fit_au_gam(table, classes, interactions=interactions, n_jobs=n_jobs, bag_progress=bag_progress,
-                          **common)
+                          **bags, **common)
     return fit_au_model(table, classes, kind=kind, epoch_progress=epoch_progress, **common)
 
 
