@@ -66,9 +66,13 @@ AU_NAMES: dict[str, str] = {
 # Columns of an AU table besides the AUs; `reason` is empty when extraction succeeded; `masked` is
 # 1 for a face measured under a (drawn) mask, whose hidden AUs are then empty: unknown, not zero;
 # `time_s` is the time of a video frame in seconds (``measure.video``), empty for images: a
-# video's rows share its `file`, and a frame is told apart by its time.
+# video's rows share its `file`, and a frame is told apart by its time. `box_x`, `box_y`, `box_w`,
+# `box_h`: the face's box in the file's own pixels (left, top, width, height; of a video frame as
+# shown), which tells a group photo's faces apart; empty where no face was found or the source
+# gives none (OpenFace).
+BOX_COLUMNS: tuple[str, ...] = ("box_x", "box_y", "box_w", "box_h")
 META_COLUMNS: tuple[str, ...] = ("file", "face", "label", "success", "confidence", "source", "reason", "masked",
-                                 "time_s")
+                                 "time_s", *BOX_COLUMNS)
 TABLE_COLUMNS: tuple[str, ...] = META_COLUMNS + AU_COLUMNS
 
 TEXT_COLUMNS: tuple[str, ...] = ("file", "label", "source", "reason")
@@ -126,7 +130,8 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     frame["source"] = _shared_text(frame["source"], "")
     frame["reason"] = _shared_text(frame["reason"], "")
     frame["masked"] = whole_numbers(frame["masked"])
-    frame["time_s"] = pd.to_numeric(frame["time_s"], errors="coerce").astype(float)
+    for c in ("time_s", *BOX_COLUMNS):
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
     with np.errstate(over="ignore"):  # 1e308 becomes inf in float32: unusable either way (select)
         for c in AU_COLUMNS:
             if frame[c].dtype != np.float32:
@@ -687,7 +692,8 @@ def from_project_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     out["source"] = frame["source"] if "source" in frame.columns else "csv"
     out["reason"] = frame["reason"] if "reason" in frame.columns else ""
     out["masked"] = frame["masked"] if "masked" in frame.columns else 0
-    out["time_s"] = frame["time_s"] if "time_s" in frame.columns else np.nan
+    for c in ("time_s", *BOX_COLUMNS):  # text there is no number: read as missing by ``normalise``
+        out[c] = frame[c] if c in frame.columns else np.nan
     return normalise(pd.concat([out, aus.reset_index(drop=True)], axis=1))
 
 

@@ -111,10 +111,7 @@ def load_image(source, name: str | None = None) -> np.ndarray:
                 # multi-page TIFF, animated GIF/WebP: the first page is the image, where Pillow opens them;
                 # never ask for ``n_frames``: a GIF's is counted by walking every frame (millions in 50 MB)
                 _check_size(im.width, im.height, label, _pixel_limit(im.format))
-                decode_side = int(_limit("MAX_DECODE_SIDE", MAX_DECODE_SIDE))
-                if max(im.size) > decode_side:
-                    # JPEG: decode at 1/2, 1/4 or 1/8 scale, keeping at least half the target size
-                    im.draft("RGB", _fit(im.size, decode_side // 2))
+                decode_side = _draft(im)
                 im.load()
                 if max(im.size) > decode_side:
                     im = im.copy()
@@ -158,6 +155,28 @@ def _check_size(width: int, height: int, label: str, max_pixels: int | None = No
     if min(width, height) < 1 or max(width, height) / min(width, height) > max_aspect:
         raise ImageError(f"{label}: image is {width}x{height} pixels, more than {max_aspect:g} times longer "
                          "than wide; crop it around the face")
+
+
+def _draft(im: Image.Image) -> int:
+    """Ask a large JPEG's decoder for 1/2, 1/4 or 1/8 of its size, keeping at least half the side
+    ``load_image`` keeps (other formats decode whole); that side, which the image is then cut to."""
+    decode_side = int(_limit("MAX_DECODE_SIDE", MAX_DECODE_SIDE))
+    if max(im.size) > decode_side:
+        im.draft("RGB", _fit(im.size, decode_side // 2))
+    return decode_side
+
+
+def file_pixel_scale(path: str | os.PathLike[str]) -> float:
+    """The file's pixels per pixel of the image ``load_image`` measures (1.0 up to
+    ``MAX_DECODE_SIDE``), read from the header alone: what turns a face's box back into the
+    file's own pixels. 1.0 where the header cannot be read (the image then failed anyway)."""
+    try:
+        with Image.open(path) as im:
+            side = max(im.size)
+            decode_side = _draft(im)  # sets the size the decoder would give, decoding nothing
+            return side / min(max(im.size), decode_side)
+    except Exception:  # any header Pillow cannot read
+        return 1.0
 
 
 def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:

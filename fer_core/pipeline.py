@@ -398,7 +398,8 @@ def photo_rows(photo: dict) -> pd.DataFrame:
 
 
 # -- an AU table, however long ------------------------------------------------------------------
-TABLE_KEYS = ("file", "face", "time_s", "label")  # what says which face a row is, where the table has it
+# what says which face a row is, where the table has it (the box: where in the picture)
+TABLE_KEYS = ("file", "face", "time_s", "label", *au_table.BOX_COLUMNS)
 
 
 def unknown_aus(table: pd.DataFrame, predictor: Predictor) -> pd.Series:
@@ -425,7 +426,7 @@ def masked_note(unknown: pd.Series) -> str | None:
 def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = True, top: int = 3,
                   progress: Progress | None = None) -> pd.DataFrame:
     """An AU model's answer for every row of an AU table (``extract``'s of a folder or of a long
-    video): the row's ``file``, ``face``, ``time_s`` and ``label`` where the table has them, the
+    video): the row's ``file``, ``face``, ``time_s``, ``label`` and box where the table has them, the
     ``emotion``, ``p_<emotion>`` columns, ``unknown_aus`` (AUs it uses that the row lacks: a
     masked face's; read as uninformative) and, with ``explain``, ``contribution_<AU>`` columns and
     the sentence (naming ``top`` AUs), as Try it's download has them. A row without a face (or that the model cannot

@@ -65,6 +65,35 @@ def test_predict_gives_boxes_in_the_files_own_pixels_for_a_photo_over_4096_px(ca
     assert shown.original_size == (6000, 4000) and shown.scaled
 
 
+def test_extract_gives_each_faces_box_in_the_files_own_pixels_as_predict_does(capsys, tmp_path, monkeypatch,
+                                                                               group_photo):
+    """extract's rows had no box: a group photo's rows (largest first) could not be matched to its
+    faces (numbered from the left by predict and Try it), nor a face drawn on a photo decoded smaller."""
+    from PIL import Image
+
+    monkeypatch.setenv("FER_MAX_DECODE_SIDE", "1200")  # 2,700 px decoded at a quarter, as 6,000 px at a half
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(group_photo).save(photos / "group.png")
+    Image.fromarray(group_photo).resize((2700, 1020)).save(photos / "big.jpg", quality=92)
+    code, _, err = run_cli(capsys, "extract", photos, "--out", tmp_path / "t.csv")
+    assert code == 0, err
+    table = au_table.read(tmp_path / "t.csv")
+    _, out, _ = run_cli(capsys, "predict", photos / "group.png", photos / "big.jpg", "--json")
+    boxes = {}
+    for result in json.loads(out):
+        rows = table[table["file"] == Path(result["file"]).name].sort_values("box_x")
+        boxes[Path(result["file"]).name] = found = rows[list(au_table.BOX_COLUMNS)].to_numpy()
+        assert np.allclose(found, [face["box"] for face in result["faces"]], atol=1.0), result["file"]
+    assert len(boxes["group.png"]) == 3
+    for box in boxes["group.png"] * 3:  # each face in the big file's pixels, not in those of its decoded quarter
+        assert np.abs(boxes["big.jpg"] - box).max(axis=1).min() < 0.05 * box[2], box
+    code, _, err = run_cli(capsys, "predict", "--au-table", tmp_path / "t.csv", "--out", tmp_path / "e.csv")
+    assert code == 0, err  # each answer says which face it is, where
+    answers = pd.read_csv(tmp_path / "e.csv")
+    np.testing.assert_allclose(answers[list(au_table.BOX_COLUMNS)], table[list(au_table.BOX_COLUMNS)])
+
+
 def test_predict_numbers_a_group_photos_faces_left_to_right_as_try_it_does(capsys, tmp_path, group_photo):
     """The CLI's "face 2" was the second largest face, Try it's the second from the left."""
     from PIL import Image
@@ -1142,3 +1171,24 @@ def test_a_closed_terminal_window_ends_a_run_with_129(tmp_path, fer_sample):
     os.close(fd)  # the window closed: the kernel hangs the terminal up (SIGHUP)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 128 + signal.SIGHUP, said[-2000:]
+
+
+def test_image_limits_a_script_moves_after_a_first_measurement_hold_in_the_workers_too(capsys, tmp_path, monkeypatch,
+                                                                                     group_photo):
+    """The measuring workers, started by a first extract, kept the image limits they started with:
+    a script that then moved FER_MAX_DECODE_SIDE had its photo measured under the old limit and
+    cached under the new one (its boxes, scaled for the new limit, came out four times too large)."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(group_photo).resize((2700, 1020)).save(photos / "big.jpg", quality=92)
+    boxes = []
+    for limit in (None, "1200"):  # the whole photo, then a quarter of it: the same faces, in the file's pixels
+        if limit:
+            monkeypatch.setenv("FER_MAX_DECODE_SIDE", limit)
+        code, _, err = run_cli(capsys, "extract", photos, "--out", tmp_path / f"{limit}.csv", "--workers", "1")
+        assert code == 0, err
+        boxes.append(au_table.read(tmp_path / f"{limit}.csv")[list(au_table.BOX_COLUMNS)].to_numpy())
+    for box in boxes[0][:3]:  # the three faces, largest first
+        assert np.abs(boxes[1] - box).max(axis=1).min() < 0.06 * box[2], (box, boxes[1])

@@ -248,6 +248,17 @@ def test_a_video_of_wide_pixels_is_measured_as_shown(tmp_path):
     assert np.nanmax(np.abs(aus[0] - aus[1])) < 0.5
 
 
+def test_a_videos_face_boxes_are_in_its_frames_own_pixels(tmp_path):
+    """Each row gives its face's box. A video over 1,280 px is measured scaled down, and its boxes
+    are given in its own frame's pixels: 1,600 x 1,200 here, five times the 320 x 240 one's."""
+    small = write_video(tmp_path / "small.mp4", 1, rate=4)
+    large = write_video(tmp_path / "large.mp4", 1, rate=4, size=(1600, 1200))
+    small_boxes, large_boxes = (video.extract_video(p, fps=2).sort_values("time_s")[list(au_table.BOX_COLUMNS)]
+                                .to_numpy() for p in (small, large))
+    assert small_boxes.shape == (2, 4) and not np.isnan(small_boxes).any()
+    assert np.allclose(large_boxes, small_boxes * 5, atol=0.05 * small_boxes[:, 2:3] * 5)
+
+
 def test_a_phone_video_stored_sideways_is_measured_upright(tmp_path):
     """Phones store portrait video turned, with a display rotation players apply: frames come out
     as shown, so the face is measured upright (it was measured, and shown, on its side)."""

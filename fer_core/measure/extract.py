@@ -26,7 +26,7 @@ import pandas as pd
 from .. import au_table, config
 from ..au_table import AU_COLUMNS
 from ..errors import FerError, ImageError, one_line, printable
-from ..images import LabeledImage, SkippedFile, relative_file
+from ..images import LabeledImage, SkippedFile, file_pixel_scale, relative_file
 from ..safe_files import read_regular_file
 from .tasks import (  # noqa: F401  (the worker side lives there, without pandas; re-exported)
     NO_FACE_REASON,
@@ -74,25 +74,31 @@ ShouldStop = Callable[[], bool]
 
 
 def rows_for_image(file: str, label: str | None, measured: list[FaceMeasurement] | str,
-                   masked: bool = False, bare: Sequence[int] = ()) -> list[dict]:
+                   masked: bool = False, bare: Sequence[int] = (), pixel_scale: float = 1.0) -> list[dict]:
     """Table rows of one image: one per face, or one failure row carrying the reason. ``masked``:
     the faces were measured under a mask, so the AUs it hides are left empty (unknown); faces in
     ``bare`` got no mask (it could not be placed on them) and are failure rows, not masked faces.
-    ``masked`` is 1 on the rows of faces a mask was drawn on, and only there."""
+    ``masked`` is 1 on the rows of faces a mask was drawn on, and only there. Each face's box is
+    given in the file's pixels: ``pixel_scale`` of them to a measured pixel
+    (``images.file_pixel_scale``), so a group photo's rows can be told apart and drawn."""
     base = {"file": file, "label": label, "source": SOURCE, "masked": 0}
     if isinstance(measured, str) or not measured:
         reason = measured if isinstance(measured, str) else NO_FACE_REASON
         return [{**base, "face": 0, "success": 0, "confidence": 0.0, "reason": reason,
                  **{c: np.nan for c in AU_COLUMNS}}]
+
+    def box(m: FaceMeasurement) -> dict[str, float]:
+        return {c: round(float(v) * pixel_scale, 1) for c, v in zip(au_table.BOX_COLUMNS, m.box, strict=True)}
+
     if masked:
         from ..masks import HIDDEN_AUS, MASK_NOT_PLACED_REASON
 
         hidden = {f"{code}_r" for code in HIDDEN_AUS}
-        return [{**base, "face": i, "success": 0, "confidence": 0.0, "reason": MASK_NOT_PLACED_REASON,
+        return [{**base, "face": i, "success": 0, "confidence": 0.0, "reason": MASK_NOT_PLACED_REASON, **box(m),
                  **{c: np.nan for c in AU_COLUMNS}} if i in bare else
-                {**base, "masked": 1, "face": i, "success": 1, "confidence": m.confidence, "reason": "",
+                {**base, "masked": 1, "face": i, "success": 1, "confidence": m.confidence, "reason": "", **box(m),
                  **{c: (np.nan if c in hidden else v) for c, v in m.aus().items()}} for i, m in enumerate(measured)]
-    return [{**base, "face": i, "success": 1, "confidence": m.confidence, "reason": "",
+    return [{**base, "face": i, "success": 1, "confidence": m.confidence, "reason": "", **box(m),
              **m.aus()} for i, m in enumerate(measured)]
 
 
@@ -381,10 +387,16 @@ def extract_table(items: Iterable[LabeledImage], workers: int = 1, use_cache: bo
             file = printable(relative_file(it.path, root))
             # an image mask wrote: measured as it is, what the mask hides left unknown
             masked = bool(mask) or drawn_mask_of(it.path) is not None
-            listed.append((file, rows_for_image(file, it.label, results[i], masked, bare.get(i, ()) if mask else ())))
+            listed.append((file, rows_for_image(file, it.label, results[i], masked, bare.get(i, ()) if mask else (),
+                                                pixel_scale=box_scale(it.path, results[i]))))
     listed += [(s.file, rows_for_image(s.file, s.label, s.reason)) for s in skipped]
     listed.sort(key=lambda entry: file_order_key(entry[0]))
     return au_table.from_rows([row for _, image_rows in listed for row in image_rows])
+
+
+def box_scale(path, measured: list[FaceMeasurement] | str) -> float:
+    """``images.file_pixel_scale`` where a face was found (a header read; no face, no box)."""
+    return file_pixel_scale(path) if measured and not isinstance(measured, str) else 1.0
 
 
 def file_order_key(file: str) -> tuple[str, ...]:

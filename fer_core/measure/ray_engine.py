@@ -84,7 +84,8 @@ class MeasuringActor:
         rows: list[dict] = []
         for path, file, label in zip(batch["path"], batch["file"], batch["label"], strict=True):
             measured = extract.measurements_of(extract._measure_path(path))
-            rows.extend(extract.rows_for_image(file, label or None, measured, drawn_mask_of(path) is not None))
+            rows.extend(extract.rows_for_image(file, label or None, measured, drawn_mask_of(path) is not None,
+                                               pixel_scale=extract.box_scale(path, measured)))
         return au_table.from_rows(rows)
 
 

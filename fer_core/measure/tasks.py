@@ -15,7 +15,7 @@ import numpy as np
 
 from ..au_codes import AU_CODES, AU_COLUMNS
 from ..errors import FerError, ImageError
-from ..images import MAX_FILE_BYTES, load_image
+from ..images import MAX_FILE_BYTES, decode_settings, load_image
 from ..safe_files import read_regular_file
 from . import au_mapping
 from .workers import shared_pool
@@ -151,7 +151,12 @@ CRASH_REASON = "the face detector crashed on this image"  # the row of a file wh
 
 
 def _pool(key: str, workers: int):
-    return shared_pool(key, max(1, workers), _measure_task, _init_worker, crash_message=CRASH_REASON)
+    from .landmarker import MODEL_ENV
+
+    # a worker reads the image limits and loads the landmarker FER_LANDMARKER_MODEL names as it starts
+    settings = f"{decode_settings()}|{os.environ.get(MODEL_ENV, '')}"
+    return shared_pool(key, max(1, workers), _measure_task, _init_worker, settings=settings,
+                       crash_message=CRASH_REASON)
 
 
 def start_photo_worker() -> None:

@@ -86,6 +86,14 @@ class VideoInfo:
     stream_duration_s: float | None = None  # the video stream's own length, when its header gives one
     start_s: float = 0.0  # the time of its first frame (a cut from a longer recording starts later)
     expected_end_s: float | None = None  # where it should end: its header's end, else its last packet's
+    pixel_aspect: float = 1.0  # how much wider than high its pixels are shown (``_pixel_aspect``)
+
+    @property
+    def box_scale(self) -> float:
+        """The shown frame's pixels per measured pixel (frames are measured at most
+        ``VIDEO_MAX_SIDE`` on their long side), which puts a face's box in the frame as shown."""
+        side = max(max(1, round(self.width * self.pixel_aspect)), self.height)
+        return side / VIDEO_MAX_SIDE if side > VIDEO_MAX_SIDE else 1.0
 
 
 class ChunkTask(NamedTuple):
@@ -251,7 +259,7 @@ def probe_video(path: str | os.PathLike[str], label: str | None = None) -> Video
                 expected = header if header is not None and file_end < header - CUT_SLACK_S else end
         start = max(0.0, start)
         return VideoInfo(max(0.0, end - start), fps, width, height, stream.codec_context.name or "", own,
-                         start, expected)
+                         start, expected, _pixel_aspect(stream))
     except av.FFmpegError as exc:
         raise VideoError(f"{label}: video is corrupt ({_detail(exc)})") from None
     finally:
@@ -478,9 +486,12 @@ def _gap_rows(task: ChunkTask, sampled: list[float], seen: dict, broke: str | No
 
 
 # -- the caller's side -----------------------------------------------------------------------------
-def rows_for_frame(file: str, time_s: float, measured, label: str | None = None) -> list[dict]:
-    """Table rows of one frame: ``rows_for_image`` with its time and the video source."""
-    return [{**r, "time_s": time_s, "source": SOURCE} for r in rows_for_image(file, label, measured)]
+def rows_for_frame(file: str, time_s: float, measured, label: str | None = None, box_scale: float = 1.0,
+                   ) -> list[dict]:
+    """Table rows of one frame: ``rows_for_image`` with its time and the video source, boxes in
+    the frame's pixels as shown (``VideoInfo.box_scale``)."""
+    return [{**r, "time_s": time_s, "source": SOURCE}
+            for r in rows_for_image(file, label, measured, pixel_scale=box_scale)]
 
 
 def frame_rows(table: pd.DataFrame) -> pd.Series:
@@ -565,6 +576,7 @@ class _VideoPlan:
     expected_end_s: float | None
     parts: list[pd.DataFrame]
     done: int = 0  # chunks finished: cached, measured or crashed
+    box_scale: float = 1.0  # VideoInfo.box_scale
 
     @classmethod
     def of(cls, path: str | os.PathLike[str], fps: float, file: str, label: str | None, use_cache: bool) -> _VideoPlan:
@@ -574,7 +586,7 @@ class _VideoPlan:
         chunks = chunks_of(info.duration_s, fps, info.start_s)
         base = video_key(path, fps) if use_cache else ""  # the whole file read once, not once a chunk
         keys = [f"{base}:{s:.3f}:" + ("end" if e is None else f"{e:.3f}") for s, e in chunks]
-        return cls(os.fspath(path), file, label, chunks, keys, info.expected_end_s, [])
+        return cls(os.fspath(path), file, label, chunks, keys, info.expected_end_s, [], box_scale=info.box_scale)
 
     def task(self, chunk: int, fps: float) -> ChunkTask:
         return ChunkTask(self.path, *self.chunks[chunk], fps, self.expected_end_s, self.file)
@@ -582,7 +594,8 @@ class _VideoPlan:
     def add(self, result) -> None:
         """A chunk's frames, as measured or cached."""
         self.parts.append(au_table.from_rows(
-            [row for t, measured in result for row in rows_for_frame(self.file, t, measurements_of(measured), self.label)]))
+            [row for t, measured in result
+             for row in rows_for_frame(self.file, t, measurements_of(measured), self.label, self.box_scale)]))
         self.done += 1
 
     def add_failure(self, chunk: int, failure: WorkerFailure) -> None:

@@ -157,6 +157,7 @@ class IsolatedPool:
         self.timeout_s = timeout_s
         self.crash_message = crash_message
         self.lock = threading.Lock()  # one batch at a time (dashboard sessions share the pool)
+        self.settings = ""  # what its workers' environment decided of their results when spawned (shared_pool)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _fill(self, needed: int | None = None) -> None:
@@ -285,18 +286,29 @@ _pools_lock = threading.Lock()
 
 
 def shared_pool(key: str, workers: int, task: Callable[[Any], Any], initializer: Callable[[], None] | None = None,
-                **options) -> IsolatedPool:
+                settings: str = "", **options) -> IsolatedPool:
     """The process's pool for ``key`` (made once, closed at exit), sized to ``workers`` processes.
     One pool per key, resized when asked for another size: a pool per size kept every size's
-    MediaPipe processes (hundreds of MB each) alive for the process's life."""
+    MediaPipe processes (hundreds of MB each) alive for the process's life. ``settings``: what the
+    environment decides of the workers' results (image limits a script moved after the first
+    measurement): a worker keeps the environment it was started with, so a pool started under
+    other settings is closed, once its batch ends, and a new one started. Its workers had measured
+    under the old limits what was then cached under the new ones."""
+    stale = None
     with _pools_lock:
-        pool = _pools.get((key, workers))
+        current = next((k for k in _pools if k[0] == key), None)
+        pool = _pools.pop(current) if current else None
+        if pool is not None and pool.settings != settings:
+            stale, pool = pool, None
         if pool is None:
-            other = next((k for k in _pools if k[0] == key), None)
-            pool = _pools.pop(other) if other else IsolatedPool(workers, task, initializer, **options)
-            pool.wanted = max(1, int(workers))  # workers are added or stopped as its next batch starts
-            _pools[(key, workers)] = pool
-        return pool
+            pool = IsolatedPool(workers, task, initializer, **options)
+            pool.settings = settings
+        pool.wanted = max(1, int(workers))  # workers are added or stopped as its next batch starts
+        _pools[(key, workers)] = pool
+    if stale is not None:
+        with stale.held():
+            stale.close()
+    return pool
 
 
 def close_workers() -> None:
