@@ -67,9 +67,9 @@ AU_NAMES: dict[str, str] = {
 # 1 for a face measured under a (drawn) mask, whose hidden AUs are then empty: unknown, not zero;
 # `time_s` is the time of a video frame in seconds (``measure.video``), empty for images: a
 # video's rows share its `file`, and a frame is told apart by its time. `box_x`, `box_y`, `box_w`,
-# `box_h`: the face's box in the file's own pixels (left, top, width, height; of a video frame as
-# shown), which tells a group photo's faces apart; empty where no face was found or the source
-# gives none (OpenFace).
+# `box_h`: the face's box in the file's own pixels as shown (left, top, width, height; EXIF
+# orientation applied; a video frame's with its pixel shape and rotation applied), which tells a
+# group photo's faces apart; empty where no face was found or the source gives none (OpenFace).
 BOX_COLUMNS: tuple[str, ...] = ("box_x", "box_y", "box_w", "box_h")
 META_COLUMNS: tuple[str, ...] = ("file", "face", "label", "success", "confidence", "source", "reason", "masked",
                                  "time_s", *BOX_COLUMNS)

@@ -1179,6 +1179,9 @@ def cmd_au_agreement(args) -> int:
     if args.out:
         fileio.table_output_path(args.out, "--out")
     agreement = au_agreement(_read_au_table(args.table_a), _read_au_table(args.table_b))
+    if several := agreement.attrs.get("several_faces"):
+        print(f"pictures with several faces: {several:,}; only each one's first face is compared (extract's "
+              "largest, OpenFace's first listed), which may be another person in the other table", file=sys.stderr)
     if args.out:
         fileio.write_frame(agreement, args.out)
     if args.json:

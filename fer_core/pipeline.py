@@ -103,18 +103,30 @@ def analyze_image(image, model: Predictor | None = None, analyzer=None, top: int
     or float array, a PIL image, a path or bytes); a FER2013 file reads as a gray array. ``crop``:
     the image is a face crop whatever its size (face-crop mode, as ``extract --crops``). ``model``:
     a Predictor or a registered model's name; one that does not explain gives probabilities.
-    ``masked``: the faces wear a drawn mask (None: as the file says, ``masks.drawn_mask_of``)."""
+    ``masked``: the faces wear a drawn mask (None: as the file says, ``masks.drawn_mask_of``).
+    Boxes and landmarks are in the file's pixels as it is shown (EXIF orientation applied), also
+    for a photo decoded smaller (over ``MAX_DECODE_SIDE``), as ``predict`` and ``extract`` give them."""
     from .masks import drawn_mask_of
     from .measure.extract import measure_faces, measure_image
 
     if isinstance(model, str):
         model = model_named(model)
+    a_file = isinstance(image, (str, os.PathLike, bytes, bytearray))
     if masked is None:
-        masked = isinstance(image, (str, os.PathLike, bytes, bytearray)) and drawn_mask_of(image) is not None
+        masked = a_file and drawn_mask_of(image) is not None
     rgb = load_image(image)
     measured = (measure_image(rgb, crop=crop) if analyzer is None
                 else measure_faces(analyzer, rgb, keep_landmarks=True, crop=crop))
-    return faces_from_measurements(rgb, measured, model, top, masked=masked)
+    faces = faces_from_measurements(rgb, measured, model, top, masked=masked)
+    size = shown_size(image) if a_file else None
+    scale = size[0] / rgb.shape[1] if size else 1.0
+    if scale != 1.0:  # decoded smaller than the file: its boxes were in the decoded picture's pixels
+        for face in faces:
+            face.box = tuple(float(v) * scale for v in face.box)
+            if face.landmarks is not None:
+                face.landmarks = np.asarray(face.landmarks, dtype=float).copy()
+                face.landmarks[:, :2] *= scale
+    return faces
 
 
 def model_named(ref: str) -> Predictor:
@@ -239,9 +251,12 @@ class PhotoResult:
 
 
 def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, analyzer=None,
-                  max_side: int = MAX_ANALYSIS_SIDE, crop: bool = False) -> PhotoResult:
+                  max_side: int = MAX_ANALYSIS_SIDE, crop: bool = False,
+                  original_size: tuple[int, int] | None = None) -> PhotoResult:
     """Decode an upload, scale a huge photo down, find and explain every face (``crop``: the
-    upload is a face crop, ``analyze_image``)."""
+    upload is a face crop, ``analyze_image``). ``original_size``: (width, height) of the picture
+    an array was scaled down from (a video frame, measured at most 1,280 px), in whose pixels
+    boxes are then given."""
     start = time.perf_counter()
     try:
         rgb = load_image(data, name=name)
@@ -249,7 +264,7 @@ def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, 
         return PhotoResult(name, None, [], one_line(exc))
     decoded = (int(rgb.shape[1]), int(rgb.shape[0]))
     # a photo over MAX_DECODE_SIDE was decoded smaller: its boxes are given in the file's pixels
-    size = (shown_size(data) if isinstance(data, (bytes, bytearray)) else None) or decoded
+    size = original_size or (shown_size(data) if isinstance(data, (bytes, bytearray)) else None) or decoded
     scaled = size != decoded
     if max(rgb.shape[:2]) > max_side:
         im = Image.fromarray(rgb)

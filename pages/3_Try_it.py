@@ -641,7 +641,7 @@ def video_part(model, model_key: str, model_name: str, others: list) -> None:
     except FerError as exc:  # the file changed or broke since it was measured: say so, keep the charts
         show_error(exc)
         return
-    result, _ = frame_result(name, digest(data), at, rgb, model, model_key)
+    result, _ = frame_result(name, digest(data), at, rgb, model, model_key, path)
     followed = charted_face(firsts, at, result.faces)
     if followed is not None:
         st.caption(t("try_it.video_panel_note", face=followed))
@@ -676,15 +676,17 @@ def decoded_frame(path: Path, video: str, when: float, name: str):
     return frames[key]
 
 
-def frame_result(name: str, video: str, at: float, rgb, model, model_key: str):
+def frame_result(name: str, video: str, at: float, rgb, model, model_key: str, path: Path):
     """The chosen frame analysed like a photo (kept, so moving between frames is quick); keyed by
     the video's content, as two uploads can share a name (IMG_0001.MOV)."""
     results: dict = st.session_state.setdefault("try_video_frames", {})
     key = (video, name, at, model_key, current_language())  # the frame's title names the file, translated
     if key not in results:
+        from fer_core.measure.video import shown_frame_size
+
         with st.spinner(t("try_it.analysing", name=f"{name} {at:.2f} s")):
-            results[key] = (analyze_photo(rgb, t("try_it.video_frame_name", name=name, s=f"{at:.2f}"), model),
-                            model_key)
+            results[key] = (analyze_photo(rgb, t("try_it.video_frame_name", name=name, s=f"{at:.2f}"), model,
+                                          original_size=shown_frame_size(path, rgb, name)), model_key)
         while len(results) > MAX_KEPT_RESULTS:
             results.pop(next(iter(results)))
     return results[key]

@@ -88,6 +88,10 @@ def test_extract_gives_each_faces_box_in_the_files_own_pixels_as_predict_does(ca
     assert len(boxes["group.png"]) == 3
     for box in boxes["group.png"] * 3:  # each face in the big file's pixels, not in those of its decoded quarter
         assert np.abs(boxes["big.jpg"] - box).max(axis=1).min() < 0.05 * box[2], box
+    from fer_core import analyze_image  # the Python API's boxes too: they were the decoded quarter's
+
+    api_boxes = sorted(face.box for face in analyze_image(photos / "big.jpg"))
+    np.testing.assert_allclose(api_boxes, boxes["big.jpg"], atol=1.0)
     code, _, err = run_cli(capsys, "predict", "--au-table", tmp_path / "t.csv", "--out", tmp_path / "e.csv")
     assert code == 0, err  # each answer says which face it is, where
     answers = pd.read_csv(tmp_path / "e.csv")

@@ -28,6 +28,7 @@ from fer_core.measure.ray_engine import CRASH_REASON, MeasuringActor, extract_on
 
 # a face as this engine writes one: every AU measured (a row missing some was cut short)
 ALL_AUS = {c: 2.0 if c == "AU12_r" else 0.1 for c in au_table.AU_COLUMNS}
+BOX = dict(zip(au_table.BOX_COLUMNS, (10.0, 12.0, 30.0, 34.0), strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +218,7 @@ def test_a_file_measured_again_after_an_interrupted_run_keeps_its_newest_rows(tm
     def rows(face: float) -> pd.DataFrame:
         return au_table.from_rows([{"file": "happy/a.jpg", "face": 0, "label": "happy", "success": 1,
                                     "confidence": 0.9, "source": "mediapipe", "reason": "",
-                                    **ALL_AUS, "AU12_r": face}])
+                                    **ALL_AUS, "AU12_r": face, **BOX}])
 
     (tmp_path / "happy").mkdir()
     (tmp_path / "happy" / "a.jpg").write_bytes(b"")
@@ -408,7 +409,7 @@ def test_rows_in_both_the_output_and_left_over_parts_count_once(tmp_path):
 
     def rows(*files: str) -> pd.DataFrame:
         return au_table.from_rows({"file": f, "face": 0, "label": "happy", "success": 1, "confidence": 0.9,
-                                   "source": "mediapipe", "reason": "", **ALL_AUS} for f in files)
+                                   "source": "mediapipe", "reason": "", **ALL_AUS, **BOX} for f in files)
 
     out = tmp_path / "au.csv"
     au_table.write(rows("happy/a.jpg", "happy/b.jpg"), out)
@@ -462,16 +463,19 @@ def test_another_table_copied_over_a_ray_output_is_not_resumed_into(tmp_path):
 def test_a_row_cut_off_mid_way_is_measured_again(tmp_path):
     """A CSV output cut off mid-row was resumed as whole: the cut row kept success 1 with 12 of its
     17 AUs empty, unsaid."""
-    whole = {"file": "happy/a.jpg", "face": 0, "label": "happy", "success": 1, "source": "mediapipe", **ALL_AUS}
+    whole = {"file": "happy/a.jpg", "face": 0, "label": "happy", "success": 1, "source": "mediapipe", **ALL_AUS,
+             **BOX}
     cut = {**whole, "file": "happy/b.jpg", **{c: np.nan for c in au_table.AU_COLUMNS[5:]}}
     masked = {**cut, "file": "happy/c.jpg", "masked": 1}  # a mask hides AUs: not cut
-    table = au_table.from_rows([whole, cut, masked])
+    # an older version's row, without the box (a reviewer resumed one: its faces kept no box for good)
+    boxless = {**whole, "file": "happy/d.jpg", **{c: np.nan for c in au_table.BOX_COLUMNS}}
+    table = au_table.from_rows([whole, cut, masked, boxless])
     assert ray_engine._done_files([table]) == {"happy/a.jpg", "happy/c.jpg"}
 
 
 def _happy_rows(*files: str) -> pd.DataFrame:
     return au_table.from_rows({"file": f, "face": 0, "label": "happy", "success": 1, "confidence": 0.9,
-                               "source": "mediapipe", "reason": "", **ALL_AUS} for f in files)
+                               "source": "mediapipe", "reason": "", **ALL_AUS, **BOX} for f in files)
 
 
 def test_an_output_of_another_folder_is_refused_not_mixed_in(tmp_path, capsys):

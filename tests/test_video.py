@@ -257,6 +257,15 @@ def test_a_videos_face_boxes_are_in_its_frames_own_pixels(tmp_path):
                                 .to_numpy() for p in (small, large))
     assert small_boxes.shape == (2, 4) and not np.isnan(small_boxes).any()
     assert np.allclose(large_boxes, small_boxes * 5, atol=0.05 * small_boxes[:, 2:3] * 5)
+    # Try it's frame panel: its downloads gave the box in the 1,280 px frame it analysed
+    from fer_core.pipeline import analyze_photo, photo_to_dict
+
+    _, rgb = video.frame_at(large, 0.0)
+    assert rgb.shape[:2] == (960, 1280) and video.shown_frame_size(large, rgb) == (1600, 1200)
+    shown = photo_to_dict(analyze_photo(rgb, "frame", None, original_size=video.shown_frame_size(large, rgb)), "", "")
+    box = shown["faces"][0]["box"]
+    assert (shown["width"], shown["height"]) == (1600, 1200) and shown["scaled_for_analysis"]
+    assert np.allclose([box["x"], box["y"], box["w"], box["h"]], large_boxes[0], atol=0.05 * large_boxes[0, 2])
 
 
 def test_a_phone_video_stored_sideways_is_measured_upright(tmp_path):

@@ -35,10 +35,19 @@ def _first_faces(table: pd.DataFrame) -> pd.DataFrame:
     return faces.drop_duplicates("key")
 
 
+def _with_several_faces(table: pd.DataFrame) -> set[str]:
+    """The pictures (by ``_face_key``) with more than one measured face."""
+    found = table.loc[au_table.face_found(table), "file"].astype(str).map(_face_key)
+    counts = found.value_counts()
+    return set(counts.index[counts > 1])
+
+
 def au_agreement(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Per AU: ``n`` faces measured in both, ``pearson_r``, ``spearman_r``, ``mean_a``, ``mean_b``
     and ``mean_abs_diff`` (NaN where an AU is constant or lacking in either). A one-line error when
-    the tables share fewer than ``MIN_SHARED_FACES`` faces."""
+    the tables share fewer than ``MIN_SHARED_FACES`` faces. ``attrs["several_faces"]``: how many
+    of the joined pictures hold several faces in either table, of which only the first is
+    compared (extract's largest, OpenFace's first listed: not always the same person)."""
     joined = _first_faces(a).merge(_first_faces(b), on="key", suffixes=("_a", "_b"))
     if len(joined) < MIN_SHARED_FACES:
         raise AUTableError(f"{au_table.table_name(a)} and {au_table.table_name(b)} share {len(joined)} measured "
@@ -56,4 +65,6 @@ def au_agreement(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
                      "spearman_r": float(stats.spearmanr(x, y)[0]) if varied else np.nan,
                      "mean_a": float(x.mean()) if len(x) else np.nan, "mean_b": float(y.mean()) if len(y) else np.nan,
                      "mean_abs_diff": float(np.abs(x - y).mean()) if len(x) else np.nan})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["several_faces"] = len(set(joined["key"]) & (_with_several_faces(a) | _with_several_faces(b)))
+    return out

@@ -342,13 +342,15 @@ def _changed_files(written: dict[str, int], paths: dict[str, str]) -> set[str]:
 
 
 def _cut_short(table: pd.DataFrame) -> pd.Series:
-    """Per row: a face measured without a mask whose AUs are not all there. This engine writes
-    all 17 for such a face, so the row was cut (a CSV output cut off mid-row, a copy stopped
-    early): its file is measured again rather than kept with AUs missing."""
-    full = table.reindex(columns=["success", "masked", *au_table.AU_COLUMNS])  # a lost column: all missing
+    """Per row: a measured face without its box, or measured without a mask and its AUs not all
+    there. This engine writes all 17 and the box for such a face, so the row was cut (a CSV
+    output cut off mid-row, a copy stopped early) or written by a version before boxes: its file
+    is measured again rather than kept with AUs or box missing (its faces could not be matched)."""
+    full = table.reindex(columns=["success", "masked", *au_table.BOX_COLUMNS, *au_table.AU_COLUMNS])  # lost: missing
     measured = pd.to_numeric(full["success"], errors="coerce").fillna(0) > 0
     masked = pd.to_numeric(full["masked"], errors="coerce").fillna(0) > 0
-    return measured & ~masked & full[list(au_table.AU_COLUMNS)].isna().any(axis=1)
+    no_box = full[list(au_table.BOX_COLUMNS)].isna().any(axis=1)
+    return measured & (no_box | (~masked & full[list(au_table.AU_COLUMNS)].isna().any(axis=1)))
 
 
 def _mended_files(tables: list[pd.DataFrame], paths: dict[str, str]) -> set[str]:
@@ -371,7 +373,8 @@ def _mended_files(tables: list[pd.DataFrame], paths: dict[str, str]) -> set[str]
 
 def _done_files(tables: list[pd.DataFrame]) -> set[str]:
     """Files a rerun skips: those with rows, except the ones whose rows leave them unsettled
-    (``_unsettled``: they crashed, or could not be read or listed; ``_cut_short``: a row lost AUs)."""
+    (``_unsettled``: they crashed, or could not be read or listed; ``_cut_short``: a row lost AUs
+    or its box)."""
     done = {f for t in tables for f in t["file"]}
     unsettled = {f for t in tables for f in t.loc[_unsettled(t["reason"]) | _cut_short(t), "file"]}
     return done - unsettled

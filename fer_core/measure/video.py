@@ -394,6 +394,13 @@ def _upright(rgb: np.ndarray, frame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
+def shown_frame_size(path: str | os.PathLike[str], frame: np.ndarray, label: str | None = None) -> tuple[int, int]:
+    """(width, height) of the video's frames as shown, which ``frame`` (``frame_at``'s) was scaled
+    down from where the video is over ``VIDEO_MAX_SIDE``: boxes given in it match the AU table's."""
+    scale = probe_video(path, label).box_scale
+    return round(frame.shape[1] * scale), round(frame.shape[0] * scale)
+
+
 def frame_at(path: str | os.PathLike[str], time_s: float, max_side: int = VIDEO_MAX_SIDE,
              label: str | None = None) -> tuple[float, np.ndarray]:
     """The first frame at or after ``time_s`` (the one a table row of that time was measured on)."""
