@@ -449,7 +449,9 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         found = (t("try_it.found_one", s=f"{result.seconds:.2f}") if n == 1
                  else t("try_it.found_many", n=n, s=f"{result.seconds:.2f}"))
         st.caption(found
-                   + (t("try_it.scaled", side=max(result.image.shape[:2])) if result.scaled else "")
+                   # a video's frames are all measured at 1,280 px, by extract too: no advice to give there
+                   + (t("try_it.scaled", side=max(result.image.shape[:2])) if result.scaled and slot != VIDEO_SLOT
+                      else "")
                    + (t("try_it.as_crop") if getattr(result, "crop", False) else ""))
         caption_aus_read(model)  # an upper-face model: which AUs its sentence can name
         order = face_order(result.faces)

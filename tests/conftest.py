@@ -32,8 +32,10 @@ def _scan_installed_components_once() -> None:
     not change during a run, so the first scan's answer serves them all."""
     import functools
 
-    from streamlit.components.v2 import manifest_scanner
-
+    try:
+        from streamlit.components.v2 import manifest_scanner
+    except ImportError:  # a Streamlit without custom components v2: nothing scanned, nothing to keep
+        return
     manifest_scanner.scan_component_manifests = functools.cache(manifest_scanner.scan_component_manifests)
 
 

@@ -760,6 +760,9 @@ def test_au_agreement_joins_extracts_and_openfaces_tables_of_the_same_images(tmp
     err = capsys.readouterr().err
     assert "pictures with several faces: 1; only each one's first face is compared" in err
     assert au_agreement(au_table.normalise(ours), au_table.normalise(theirs)).attrs["several_faces"] == 0
+    frames = au_table.normalise(pd.concat([ours, ours.assign(time_s=1.0)], ignore_index=True).assign(time_s=lambda
+                                t: t["time_s"].fillna(0.0)))  # each file a video of two frames, a face in each
+    assert au_agreement(frames, au_table.normalise(theirs)).attrs["several_faces"] == 0
 
 
 def test_import_openface_images_names_rows_as_extract_does(tmp_path, capsys):

@@ -268,6 +268,20 @@ def test_a_videos_face_boxes_are_in_its_frames_own_pixels(tmp_path):
     assert np.allclose([box["x"], box["y"], box["w"], box["h"]], large_boxes[0], atol=0.05 * large_boxes[0, 2])
 
 
+def test_a_landmarker_a_script_names_between_two_videos_is_the_one_the_workers_load(tmp_path, monkeypatch):
+    """The video workers kept what they started with: a script that named another landmarker
+    (FER_LANDMARKER_MODEL) after a first video had the next measured by the old one, and cached
+    under the new one's key. Here the new one is no landmarker, so the run must refuse it."""
+    from fer_core.errors import FerError
+
+    clip = write_video(tmp_path / "clip.mp4", 1, rate=4)
+    assert video.extract_video(clip, fps=2, use_cache=False)["success"].eq(1).all()
+    (tmp_path / "other.task").write_bytes(b"not a landmarker")
+    monkeypatch.setenv("FER_LANDMARKER_MODEL", str(tmp_path / "other.task"))
+    with pytest.raises(FerError, match="not a MediaPipe .task bundle"):
+        video.extract_video(clip, fps=2, use_cache=False)
+
+
 def test_a_phone_video_stored_sideways_is_measured_upright(tmp_path):
     """Phones store portrait video turned, with a display rotation players apply: frames come out
     as shown, so the face is measured upright (it was measured, and shown, on its side)."""

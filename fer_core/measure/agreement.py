@@ -36,10 +36,13 @@ def _first_faces(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_several_faces(table: pd.DataFrame) -> set[str]:
-    """The pictures (by ``_face_key``) with more than one measured face."""
-    found = table.loc[au_table.face_found(table), "file"].astype(str).map(_face_key)
-    counts = found.value_counts()
-    return set(counts.index[counts > 1])
+    """The files (by ``_face_key``) with a picture (an image, a video's frame) of more than one
+    measured face."""
+    found = table.loc[au_table.face_found(table)]
+    times = found["time_s"] if "time_s" in found.columns else pd.Series(np.nan, index=found.index)
+    pictures = pd.DataFrame({"key": found["file"].astype(str).map(_face_key), "time": times.fillna(-1.0)})
+    counts = pictures.value_counts()
+    return {key for key, _ in counts.index[counts.to_numpy() > 1]}
 
 
 def au_agreement(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:

@@ -150,12 +150,17 @@ def _measure_task(arg):
 CRASH_REASON = "the face detector crashed on this image"  # the row of a file whose measuring process died
 
 
-def _pool(key: str, workers: int):
+def worker_settings() -> str:
+    """What a measuring worker takes from the environment as it starts: the image limits and the
+    landmarker ``FER_LANDMARKER_MODEL`` names (``shared_pool``'s ``settings``)."""
     from .landmarker import MODEL_ENV
 
-    # a worker reads the image limits and loads the landmarker FER_LANDMARKER_MODEL names as it starts
-    settings = f"{decode_settings()}|{os.environ.get(MODEL_ENV, '')}"
-    return shared_pool(key, max(1, workers), _measure_task, _init_worker, settings=settings,
+    parts = (decode_settings(), os.environ.get(MODEL_ENV, ""))
+    return "|".join(parts) if any(parts) else ""  # "": the defaults
+
+
+def _pool(key: str, workers: int):
+    return shared_pool(key, max(1, workers), _measure_task, _init_worker, settings=worker_settings(),
                        crash_message=CRASH_REASON)
 
 

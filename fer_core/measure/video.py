@@ -35,6 +35,7 @@ from .. import au_table
 from ..errors import FerError, ImageError, one_line, printable
 from ..images import MAX_DECODE_SIDE, VIDEO_IN_FOLDER, VIDEO_SUFFIXES, SkippedFile, _check_size, _fit, _limit
 from .extract import MeasureCache, cache_version, measurement_of, measurements_of, rows_for_image
+from .tasks import worker_settings
 from .workers import TIMEOUT_ADVICE, WorkerFailure, shared_pool
 
 VIDEO_TYPES: tuple[str, ...] = tuple(suffix[1:] for suffix in VIDEO_SUFFIXES)
@@ -642,7 +643,7 @@ def _measure_plans(plans: Sequence[_VideoPlan], fps: float, workers: int, use_ca
             progress(done, total)
         if not todo:
             return
-        pool = shared_pool("video", max(1, workers), _measure_chunk, _init_worker,
+        pool = shared_pool("video", max(1, workers), _measure_chunk, _init_worker, settings=worker_settings(),
                            crash_message="the face detector crashed on this part of the video")
         with pool.held():
             results = pool.imap_unordered([plan.task(chunk, fps) for plan, chunk in todo])
