@@ -1206,6 +1206,10 @@ def cmd_train_au(args) -> int:
     if Path(args.out).suffix.lower() != ".json":  # the model is found by its ending when loaded by path
         raise FerError(f"{printable(args.out)}: the AU model file must end with .json")
     kind = {"logreg": "au-logreg", "mlp": "au-mlp", "gam": "au-gam"}[args.kind]
+    given = [o for o, v in (("--interactions", args.interactions), ("--outer-bags", args.outer_bags)) if v is not None]
+    if given and kind != "au-gam":  # a setting the fit would drop: the person believes it was used
+        raise FerError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for --kind gam; "
+                       f"--kind {args.kind} has no such setting")
     replacing = _name_free(args.name, kind, args.out, args.replace)
     columns = au_columns_from(args.aus)  # a wrong --aus is said before a large table is read
     _return_freed_memory()

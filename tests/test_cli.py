@@ -664,6 +664,16 @@ def test_train_au_refuses_impossible_interactions_before_reading_the_table(capsy
     assert f"--interactions: '{value}' is not a whole number of AU pairs" in err
 
 
+def test_train_au_refuses_gam_settings_for_another_kind_before_reading_the_table(capsys, tmp_path):
+    """--outer-bags 4 (or --interactions) with the default --kind logreg was dropped without a word."""
+    code, _, err = run_cli(capsys, "train-au", tmp_path / "missing.csv", "--out", tmp_path / "m.json",
+                           "--outer-bags", "4")
+    assert code == 2 and err.strip() == "error: --outer-bags is for --kind gam; --kind logreg has no such setting"
+    code, _, err = run_cli(capsys, "train-au", tmp_path / "missing.csv", "--out", tmp_path / "m.json",
+                           "--kind", "mlp", "--interactions", "2", "--outer-bags", "4")
+    assert code == 2 and "--interactions and --outer-bags are for --kind gam" in err
+
+
 def test_train_au_takes_a_share_of_interactions_as_a_number():
     from fer_core.cli import _parser
 
