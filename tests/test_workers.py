@@ -242,3 +242,31 @@ def test_a_batch_smaller_than_the_pool_starts_only_the_workers_it_needs():
             assert len(pool._workers) == 3  # kept, not stopped and started again
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("let_go", ["settings moved", "close_workers"])
+def test_a_batch_on_a_pool_let_go_of_meanwhile_leaves_no_workers_behind(let_go):
+    """A dashboard session got the shared pool; before it held it, a script moved the image limits
+    (a new pool replaced this one) or called ``close_workers``. Its batch still runs on the pool it
+    got, but the workers that batch started stayed alive until the program exited: no one held that
+    pool any more to stop them."""
+    from fer_core.measure import workers
+
+    key = "test-let-go"
+    try:
+        pool = workers.shared_pool(key, 1, abs, settings="old limits", timeout_s=60)
+        if let_go == "close_workers":
+            workers.close_workers()
+        else:
+            assert workers.shared_pool(key, 1, abs, settings="new limits", timeout_s=60) is not pool
+        with pool.held():
+            assert [r for _, r in pool.imap_unordered([-4])] == [4]
+            started = [w.process for w in pool._workers]
+        assert len(started) == 1
+        assert pool._workers == [] and not any(p.is_alive() for p in started)
+        pool.start()  # a page opening on the old pool starts nothing either
+        assert pool._workers == []
+    finally:
+        with workers._pools_lock:
+            for k in [k for k in workers._pools if k[0] == key]:
+                workers._pools.pop(k).close()

@@ -158,6 +158,7 @@ class IsolatedPool:
         self.crash_message = crash_message
         self.lock = threading.Lock()  # one batch at a time (dashboard sessions share the pool)
         self.settings = ""  # what its workers' environment decided of their results when spawned (shared_pool)
+        self.retired = False  # let go of by shared_pool or close_workers: its workers stop when a batch ends
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _fill(self, needed: int | None = None) -> None:
@@ -180,6 +181,8 @@ class IsolatedPool:
         caller does other things); a no-op while a batch holds the pool."""
         if self.lock.acquire(blocking=False):
             try:
+                if self.retired:
+                    return
                 self.size = self.wanted
                 self._fill()
             finally:
@@ -188,7 +191,9 @@ class IsolatedPool:
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         """Hold the pool for one batch. When another batch holds it, the caller's notice (see
-        ``telling_waits``) is called first, then this waits for the pool."""
+        ``telling_waits``) is called first, then this waits for the pool. A caller that got the
+        pool just before ``shared_pool`` or ``close_workers`` let go of it still runs its batch on
+        it; the workers that batch starts are stopped as it ends (no one else would stop them)."""
         if not self.lock.acquire(blocking=False):
             notice = _on_wait.get()
             if notice is not None:
@@ -197,7 +202,11 @@ class IsolatedPool:
         try:
             yield
         finally:
-            self.lock.release()
+            try:
+                if self.retired:
+                    self.close()
+            finally:
+                self.lock.release()
 
     def close(self) -> None:
         for w in self._workers:
@@ -300,6 +309,7 @@ def shared_pool(key: str, workers: int, task: Callable[[Any], Any], initializer:
         pool = _pools.pop(current) if current else None
         if pool is not None and pool.settings != settings:
             stale, pool = pool, None
+            stale.retired = True
         if pool is None:
             pool = IsolatedPool(workers, task, initializer, **options)
             pool.settings = settings
@@ -307,7 +317,7 @@ def shared_pool(key: str, workers: int, task: Callable[[Any], Any], initializer:
         _pools[(key, workers)] = pool
     if stale is not None:
         with stale.held():
-            stale.close()
+            pass  # closed as it is let go (``held``)
     return pool
 
 
@@ -319,9 +329,11 @@ def close_workers() -> None:
     with _pools_lock:
         pools = list(_pools.values())
         _pools.clear()
+        for pool in pools:
+            pool.retired = True
     for pool in pools:
         with pool.held():
-            pool.close()
+            pass  # closed as it is let go (``held``)
 
 
 @atexit.register
