@@ -202,6 +202,12 @@ def display_name(src: PathOrBuffer) -> str:
 # several videos' FeatureExtraction CSVs into one table, the video each row is from
 _USABLE_COLUMNS = frozenset(TABLE_COLUMNS) | {"frame", "face_id", "timestamp", "emotion", "video"}
 _TEXT_INPUT = frozenset(TEXT_COLUMNS) | {"emotion", "video"}
+# OpenFace's 68 2D landmarks, in the pixels of the picture it read: a face's box where a table has
+# none (from brows to chin, so a little shorter than this workbench's mesh box). Read in smaller
+# chunks, reduced to the box as they are read: 136 columns of a million frames are 1 GB.
+OPENFACE_LANDMARKS: tuple[tuple[str, ...], tuple[str, ...]] = (tuple(f"x_{i}" for i in range(68)),
+                                                               tuple(f"y_{i}" for i in range(68)))
+_LANDMARK_CHUNK_ROWS = 10_000
 # The bookkeeping columns in any case ("Label", "EMOTION", "File"): tables from other programs and
 # hand-edited ones capitalise them; AU columns keep OpenFace's exact names.
 _BOOKKEEPING_BY_LOWER = {c.lower(): c for c in _USABLE_COLUMNS if c not in AU_COLUMNS}
@@ -530,10 +536,16 @@ def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], displ
            encoding_errors: str = "strict", spaced: bool = True, decimal: str = ".",
            ) -> tuple[pd.DataFrame, np.ndarray]:
     wanted = list(dict.fromkeys(_column_name(n) for n in names if _column_name(n) in _USABLE_COLUMNS))
+    landmarks = (not any(c in wanted for c in BOX_COLUMNS)
+                 and {c for axis in OPENFACE_LANDMARKS for c in axis} <= {_column_name(n) for n in names})
+    usable = (_USABLE_COLUMNS | set(OPENFACE_LANDMARKS[0]) | set(OPENFACE_LANDMARKS[1]) if landmarks
+              else _USABLE_COLUMNS)
     capacity = _count_lines(source, display)
     au_cols = [c for c in AU_COLUMNS if c in wanted]
     block = np.full((capacity, len(au_cols)), np.nan, dtype=np.float32)  # all AUs, one allocation
     numbers = {c: np.full(capacity, np.nan) for c in wanted if c not in AU_COLUMNS and c not in _TEXT_INPUT}
+    if landmarks:
+        numbers.update({c: np.full(capacity, np.nan) for c in BOX_COLUMNS})
     texts: dict[str, list[pd.Series]] = {c: [] for c in wanted if c in _TEXT_INPUT}
     text_rows = np.zeros(capacity, dtype=bool)
     # A line repeating the header: per-image CSVs joined with `cat` carry one per file (each had
@@ -546,10 +558,13 @@ def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], displ
         reader = pd.read_csv(stream, sep=sep, skipinitialspace=spaced, encoding=encoding,
                              decimal=decimal if sep != decimal else ".",
                              encoding_errors=encoding_errors, dtype={n: "str" for n in names if _column_name(n) in texts},
-                             usecols=lambda c: _column_name(c) in _USABLE_COLUMNS, chunksize=READ_CHUNK_ROWS)
+                             usecols=lambda c: _column_name(c) in usable,
+                             chunksize=_LANDMARK_CHUNK_ROWS if landmarks else READ_CHUNK_ROWS)
         for chunk in reader:
             chunk.columns = [_column_name(c) for c in chunk.columns]
             chunk = chunk.loc[:, ~chunk.columns.duplicated()]
+            if landmarks:
+                chunk = _landmarks_to_box(chunk)
             if decimal == ",":  # a column the parser left as text (a text cell in it; quoted "1,25")
                 for c in chunk.columns:
                     if c not in _TEXT_INPUT and not pd.api.types.is_numeric_dtype(chunk[c]):
@@ -588,6 +603,20 @@ def _parse(source: _TableBytes, encoding: str, sep: str, names: list[str], displ
         kept = ~header_rows[:rows]
         table, text_rows = table[kept].reset_index(drop=True), text_rows[kept]
     return table, text_rows
+
+
+def _landmarks_to_box(chunk: pd.DataFrame) -> pd.DataFrame:
+    """``chunk`` with OpenFace's 2D landmark columns replaced by their box (``BOX_COLUMNS``, one
+    decimal, as ``extract`` writes it); a row lacking any landmark has no box."""
+    xs, ys = (chunk[list(axis)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+              for axis in OPENFACE_LANDMARKS)
+    ok = np.isfinite(xs).all(axis=1) & np.isfinite(ys).all(axis=1)
+    x0, y0 = xs.min(axis=1, initial=np.inf), ys.min(axis=1, initial=np.inf)
+    box = (x0, y0, xs.max(axis=1, initial=-np.inf) - x0, ys.max(axis=1, initial=-np.inf) - y0)
+    rest = chunk.drop(columns=[c for axis in OPENFACE_LANDMARKS for c in axis])
+    for c, values in zip(BOX_COLUMNS, box, strict=True):
+        rest[c] = np.where(ok, np.round(values, 1), np.nan)
+    return rest
 
 
 def _au_floats(col: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:

@@ -1181,7 +1181,11 @@ def cmd_au_agreement(args) -> int:
     agreement = au_agreement(_read_au_table(args.table_a), _read_au_table(args.table_b))
     if several := agreement.attrs.get("several_faces"):
         print(f"pictures with several faces: {several:,}; only each one's first face is compared (extract's "
-              "largest, OpenFace's first listed), which may be another person in the other table", file=sys.stderr)
+              "largest, OpenFace's first listed), which may be another person in the other table: a table "
+              "without face boxes cannot pair them", file=sys.stderr)
+    if by_box := agreement.attrs.get("paired_by_box"):
+        print(f"pictures with several faces paired by box: {by_box:,} ({agreement.attrs['faces_paired_by_box']:,} "
+              f"faces paired; {agreement.attrs['faces_unpaired']:,} found in one table only, left out)", file=sys.stderr)
     if args.out:
         fileio.write_frame(agreement, args.out)
     if args.json:

@@ -791,3 +791,87 @@ def test_a_masked_row_of_this_workbenchs_table_without_file_names_stays_a_face()
     buf = io.StringIO(pd.DataFrame([row, {**row, "masked": 0}]).to_csv(index=False))
     table = au_table.read(buf)
     assert table["success"].tolist() == [1, 0] and table.loc[1, "reason"] == au_table.AU_ROW_CUT
+
+
+def _openface_csv_with_landmarks(faces: list[tuple[float, float, float, float]], aus: list[float],
+                                 spaced: bool = True, drop: str | None = None, success: list[int] | None = None) -> str:
+    """An OpenFace CSV as FeatureExtraction / FaceLandmarkImg write it with every output on: 2D landmarks
+    x_0 … y_67 in pixels, 3D ones X_0 … Z_67 in millimetres, then AU_r and AU_c."""
+    names = ["frame", "face_id", "timestamp", "confidence", "success", *(f"x_{i}" for i in range(68)),
+             *(f"y_{i}" for i in range(68)), *(f"X_{i}" for i in range(68)), *(f"Y_{i}" for i in range(68)),
+             *(f"Z_{i}" for i in range(68)), *AU_COLUMNS, "AU12_c"]
+    rows = []
+    for k, ((x, y, w, h), au) in enumerate(zip(faces, aus, strict=True)):
+        ok = 1 if success is None else success[k]
+        xs = np.linspace(x, x + w, 68) if ok else np.zeros(68)
+        ys = np.linspace(y + h, y, 68) if ok else np.zeros(68)
+        row = [1, k, 0.0, 0.98, ok, *xs, *ys, *np.full(68, -900.0), *np.full(68, 950.0), *np.full(68, 400.0),
+               *[au if ok else 0.0] * len(AU_COLUMNS), 1]
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=names)
+    if drop:
+        frame = frame.drop(columns=[drop])
+    return frame.to_csv(index=False, sep=",", float_format="%.3f").replace(",", ", " if spaced else ",")
+
+
+def test_an_openface_face_has_the_box_of_its_2d_landmarks(tmp_path):
+    """An OpenFace researcher could not tell which face of a group photo an imported row was: the
+    import had no box, though OpenFace writes each face's 68 2D landmarks. Their box is read (not
+    the 3D ones, X_0 … in millimetres), one decimal as extract writes it; a failed frame (landmarks
+    of 0) has none, nor has a CSV lacking a landmark column."""
+    boxes = [(40.0, 30.0, 120.5, 140.0), (300.0, 60.0, 90.0, 100.25)]
+    for spaced in (True, False):  # OpenFace 2.0 writes ", ", 2.2 ","
+        path = tmp_path / f"group{spaced}.csv"
+        path.write_text(_openface_csv_with_landmarks(boxes, [1.0, 2.0], spaced=spaced))
+        table = read_openface_csv(path, name="group.jpg")
+        assert table[list(au_table.BOX_COLUMNS)].to_numpy().tolist() == [[40.0, 30.0, 120.5, 140.0],
+                                                                         [300.0, 60.0, 90.0, 100.2]]
+        assert table["AU12_r"].tolist() == pytest.approx([1.0, 2.0])
+    path.write_text(_openface_csv_with_landmarks(boxes, [1.0, 2.0], success=[1, 0]))
+    table = read_openface_csv(path, name="clip.mp4")
+    assert table["box_x"].tolist()[0] == 40.0 and np.isnan(table["box_x"].tolist()[1])
+    path.write_text(_openface_csv_with_landmarks(boxes, [1.0, 2.0], drop="y_67"))
+    assert read_openface_csv(path, name="group.jpg")[list(au_table.BOX_COLUMNS)].isna().all().all()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "group.csv").write_text(_openface_csv_with_landmarks(boxes, [1.0, 2.0]))
+    imported = import_openface_dir(tmp_path / "out")
+    assert imported["box_w"].tolist() == [120.5, 90.0]
+    assert au_table.read(tmp_path / "out" / "group.csv")["box_h"].tolist() == [140.0, 100.2]
+
+
+def test_au_agreement_pairs_a_group_photos_faces_by_their_boxes(tmp_path, capsys):
+    """A reviewer's OpenFace listed another child first: au-agreement compared extract's largest face
+    with OpenFace's first, two people. With boxes in both tables (extract's; OpenFace's landmarks)
+    each face is compared with the one whose box overlaps it most; a face found in one table only is
+    left out and counted; a table without boxes still compares first faces, and says so."""
+    from fer_core.cli import main
+    from fer_core.measure.agreement import au_agreement
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(12):  # a large face left, a small one right; the right one a third face in some
+        for face, box in enumerate([(10.0, 20.0, 200.0, 220.0), (400.0, 40.0, 100.0, 110.0)]):
+            rows.append({"file": f"group{i}.jpg", "face": face, "success": 1, "source": "mediapipe",
+                         **dict(zip(au_table.BOX_COLUMNS, box, strict=True)),
+                         **{c: rng.uniform(0, 3) for c in AU_COLUMNS}})
+    ours = au_table.normalise(pd.DataFrame(rows))
+    theirs = ours.copy()
+    theirs["file"] = theirs["file"].str.removesuffix(".jpg")
+    theirs["face"] = 1 - theirs["face"]  # OpenFace lists the small face first
+    theirs["box_y"], theirs["box_h"] = theirs["box_y"] + 30.0, theirs["box_h"] - 30.0  # 68 landmarks: from the brows
+    theirs[list(AU_COLUMNS)] = 2 * theirs[list(AU_COLUMNS)]
+    extra = theirs.iloc[:1].assign(face=2, box_x=700.0)  # a face only OpenFace found
+    theirs = au_table.normalise(pd.concat([theirs, extra], ignore_index=True))
+    agreement = au_agreement(ours, theirs)
+    assert agreement["n"].eq(24).all() and agreement["pearson_r"].round(6).eq(1.0).all()
+    assert (agreement.attrs["paired_by_box"], agreement.attrs["faces_paired_by_box"],
+            agreement.attrs["faces_unpaired"], agreement.attrs["several_faces"]) == (12, 24, 1, 0)
+    au_table.write(ours, tmp_path / "ours.csv")
+    au_table.write(theirs, tmp_path / "theirs.csv")
+    assert main(["au-agreement", str(tmp_path / "ours.csv"), str(tmp_path / "theirs.csv")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("24 faces in both tables")
+    assert "paired by box: 12 (24 faces paired; 1 found in one table only, left out)" in captured.err
+    unboxed = au_agreement(ours, au_table.normalise(theirs.drop(columns=list(au_table.BOX_COLUMNS))))
+    assert unboxed["n"].eq(12).all() and unboxed.attrs["several_faces"] == 12
+    assert not (unboxed["pearson_r"] > 0.99).all()  # the first faces are other people

@@ -1,7 +1,7 @@
 """How well two AU sources agree on the same faces: this workbench's extractor against OpenFace
 (``extract`` and ``import-openface --images`` of one image folder), or two settings of one. The
-tables are joined by file (first faces measured in both; a name without its image ending matches
-one with it), then each AU gets Pearson's and Spearman's r, the two means and the mean absolute
+tables are joined by file (a name without its image ending matches one with it; a group photo's
+faces paired by box where both tables have boxes, else its first faces), then each AU gets Pearson's and Spearman's r, the two means and the mean absolute
 difference. ``bench/cross_backend.py`` compares distributions on different images; this compares
 the same faces.
 """
@@ -13,13 +13,17 @@ from pathlib import PurePosixPath
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.optimize import linear_sum_assignment
 
 from .. import au_table
-from ..au_table import AU_COLUMNS
+from ..au_table import AU_COLUMNS, BOX_COLUMNS
 from ..errors import AUTableError
 from ..images import IMAGE_SUFFIXES
 
 MIN_SHARED_FACES = 3  # fewer give no correlation worth a number
+# Two tables' boxes of one face overlap at least this much (intersection over union): OpenFace's box
+# of its 68 landmarks stops at the brows, this workbench's mesh box at the hairline
+MIN_BOX_OVERLAP = 0.3
 
 
 def _face_key(file: str) -> str:
@@ -28,30 +32,71 @@ def _face_key(file: str) -> str:
     return str(path.with_suffix("")) if path.suffix.lower() in IMAGE_SUFFIXES else str(path)
 
 
-def _first_faces(table: pd.DataFrame) -> pd.DataFrame:
+def _found_faces(table: pd.DataFrame) -> pd.DataFrame:
+    """Every face found in each file's first picture (a video's first frame with a face), keyed by
+    ``_face_key``, lowest face number first (the picture's first face), with its box where known."""
     au_table.require_columns(table, ("file", *AU_COLUMNS), what=au_table.table_name(table))
-    faces = table.loc[au_table.found_first_faces(table), ["file", *AU_COLUMNS]].copy()
-    faces["key"] = faces["file"].astype(str).map(_face_key)
-    return faces.drop_duplicates("key")
-
-
-def _with_several_faces(table: pd.DataFrame) -> set[str]:
-    """The files (by ``_face_key``) with a picture (an image, a video's frame) of more than one
-    measured face."""
     found = table.loc[au_table.face_found(table)]
-    times = found["time_s"] if "time_s" in found.columns else pd.Series(np.nan, index=found.index)
-    pictures = pd.DataFrame({"key": found["file"].astype(str).map(_face_key), "time": times.fillna(-1.0)})
-    counts = pictures.value_counts()
-    return {key for key, _ in counts.index[counts.to_numpy() > 1]}
+    missing = pd.Series(np.nan, index=found.index)
+    faces = pd.DataFrame({"key": found["file"].astype(str).map(_face_key),
+                          "time": found.get("time_s", missing).fillna(-1.0),
+                          "face": pd.to_numeric(found.get("face", missing), errors="coerce").fillna(0),
+                          **{c: pd.to_numeric(found.get(c, missing), errors="coerce") for c in BOX_COLUMNS},
+                          **{c: found[c] for c in AU_COLUMNS}})
+    faces = faces[faces["time"].eq(faces.groupby("key", sort=False)["time"].transform("first"))]
+    return faces.sort_values(["key", "face"], kind="stable").reset_index(drop=True)
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over union of every box of ``a`` (n x 4: x, y, w, h) with every box of ``b``."""
+    ax0, ay0, aw, ah = (a[:, [i]] for i in range(4))
+    bx0, by0, bw, bh = b.T
+    w = np.clip(np.minimum(ax0 + aw, bx0 + bw) - np.maximum(ax0, bx0), 0, None)
+    h = np.clip(np.minimum(ay0 + ah, by0 + bh) - np.maximum(ay0, by0), 0, None)
+    inter = w * h
+    union = aw * ah + bw * bh - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _paired_faces(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The faces of ``a`` and ``b`` taken for the same (columns ``<AU>_a``, ``<AU>_b``), and counts
+    of how pictures with several faces were paired. A picture's faces are paired by their boxes'
+    overlap (the most overlap in all, at least ``MIN_BOX_OVERLAP``) where both tables box every
+    face of it; else, and in pictures of one face in both, the first faces are compared (extract's
+    largest, OpenFace's first listed: in a group photo not always the same person)."""
+    fa, fb = _found_faces(a), _found_faces(b)
+    fa, fb = fa[fa["key"].isin(set(fb["key"]))], fb[fb["key"].isin(set(fa["key"]))]
+    several = set(fa.loc[fa["key"].duplicated(), "key"]) | set(fb.loc[fb["key"].duplicated(), "key"])
+    unboxed = (set(fa.loc[fa[list(BOX_COLUMNS)].isna().any(axis=1), "key"])
+               | set(fb.loc[fb[list(BOX_COLUMNS)].isna().any(axis=1), "key"]))
+    by_box = several - unboxed
+    pairs = [fa[~fa["key"].isin(by_box)].drop_duplicates("key").merge(
+        fb[~fb["key"].isin(by_box)].drop_duplicates("key"), on="key", suffixes=("_a", "_b"))]
+    paired = 0
+    groups_b = dict(tuple(fb[fb["key"].isin(by_box)].groupby("key", sort=False)))
+    for key, ga in fa[fa["key"].isin(by_box)].groupby("key", sort=False):
+        gb = groups_b[key]
+        overlap = _overlaps(ga[list(BOX_COLUMNS)].to_numpy(float), gb[list(BOX_COLUMNS)].to_numpy(float))
+        rows, cols = linear_sum_assignment(overlap, maximize=True)
+        kept = overlap[rows, cols] >= MIN_BOX_OVERLAP
+        rows, cols = rows[kept], cols[kept]
+        paired += len(rows)
+        pairs.append(ga.iloc[rows].reset_index(drop=True).merge(
+            gb.iloc[cols].reset_index(drop=True), left_index=True, right_index=True, suffixes=("_a", "_b")))
+    counts = {"several_faces": len(several & unboxed), "paired_by_box": len(by_box), "faces_paired_by_box": paired,
+              "faces_unpaired": int(fa["key"].isin(by_box).sum() + fb["key"].isin(by_box).sum() - 2 * paired)}
+    return pd.concat(pairs, ignore_index=True), counts
 
 
 def au_agreement(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Per AU: ``n`` faces measured in both, ``pearson_r``, ``spearman_r``, ``mean_a``, ``mean_b``
     and ``mean_abs_diff`` (NaN where an AU is constant or lacking in either). A one-line error when
-    the tables share fewer than ``MIN_SHARED_FACES`` faces. ``attrs["several_faces"]``: how many
-    of the joined pictures hold several faces in either table, of which only the first is
-    compared (extract's largest, OpenFace's first listed: not always the same person)."""
-    joined = _first_faces(a).merge(_first_faces(b), on="key", suffixes=("_a", "_b"))
+    the tables share fewer than ``MIN_SHARED_FACES`` faces. Pictures of several faces are paired
+    by box where both tables have boxes (``_paired_faces``); ``attrs``: ``several_faces``, how
+    many of them compare only their first faces (a table without boxes, as OpenFace's without
+    its landmarks); ``paired_by_box``, how many were paired by box, ``faces_paired_by_box`` and
+    ``faces_unpaired`` (a face whose box overlaps none of the other table's)."""
+    joined, counts = _paired_faces(a, b)
     if len(joined) < MIN_SHARED_FACES:
         raise AUTableError(f"{au_table.table_name(a)} and {au_table.table_name(b)} share {len(joined)} measured "
                            "faces by file name; give tables of the same images (extract DIR and "
@@ -69,5 +114,5 @@ def au_agreement(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
                      "mean_a": float(x.mean()) if len(x) else np.nan, "mean_b": float(y.mean()) if len(y) else np.nan,
                      "mean_abs_diff": float(np.abs(x - y).mean()) if len(x) else np.nan})
     out = pd.DataFrame(rows)
-    out.attrs["several_faces"] = len(set(joined["key"]) & (_with_several_faces(a) | _with_several_faces(b)))
+    out.attrs.update(counts)
     return out

@@ -200,6 +200,9 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
     success = np.where(cut, 0, success)
     out = pd.DataFrame({"file": files, "face": faces, "label": labels, "success": success,
                         "confidence": conf, "source": SOURCE, "reason": reason, "time_s": times})
+    for c in au_table.BOX_COLUMNS:  # from its landmarks (``au_table.OPENFACE_LANDMARKS``): a failed frame's are 0
+        if c in frame.columns:
+            out[c] = np.where(success == 1, pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float), np.nan)
     return au_table.normalise(pd.concat([out.reset_index(drop=True), aus.reset_index(drop=True)], axis=1))
 
 
