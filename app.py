@@ -44,6 +44,7 @@ from ui.common import (
     page_setup,
     run_page,
     show_error,
+    warn_manifest_problems,
 )
 
 BENCH_COMMAND = "python bench/bundled_scores.py"
@@ -157,6 +158,7 @@ def show_scores_table(entries, classes) -> None:
 
 def show_models() -> None:
     st.header(t("home.models"))
+    warn_manifest_problems()
     entries = manifest_entries()
     if not entries:
         st.warning(t("home.no_models"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -20,10 +21,26 @@ from .errors import FerError, OutputFileError, StoppedBeforeAnEpoch, one_line, p
 DEFAULT_MODEL = "au-logreg-fer2013"
 
 
+class _NoTracebacks(logging.Filter):
+    """The command line's logs keep their one line: a model that failed to load or run is said by
+    the command in one line, and its traceback (18 lines for a plugin's error, before that line)
+    is logged only with FER_DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.exc_info or bool(os.environ.get("FER_DEBUG"))
+
+
+def _log_in_one_line() -> None:
+    logger = logging.getLogger("fer_core")
+    if not any(isinstance(f, _NoTracebacks) for f in logger.filters):
+        logger.addFilter(_NoTracebacks())
+
+
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 must not end a run
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    _log_in_one_line()
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the parser whose options were meant: the command's, unless before it
@@ -222,7 +239,7 @@ def _name_free(name: str | None, kind: str, out: str | None = None, replace: boo
 
     if out is not None:
         try:
-            registered = read_manifest()
+            registered = read_manifest(strict=bool(name))
         except FerError:
             if name:  # registering needs the manifest: said now, not after the training
                 raise
@@ -233,7 +250,7 @@ def _name_free(name: str | None, kind: str, out: str | None = None, replace: boo
             raise FerError("--replace replaces a registered model by --name; give the --name to register under")
         return ""
     validate_model_name(name, [])
-    registered = read_manifest()
+    registered = read_manifest(strict=True)  # registering writes it back: an entry it cannot read, said now
     refuse_other_kind(name, kind, registered)
     same = next((e for e in registered if e.name == name), None)
     if (same is not None and not replace and out is not None
@@ -531,6 +548,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the entries as JSON (a list: name, kind, path, file, "
                    "file_present, classes, metrics, sha256, command, ...) instead of text")
     s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("register", help="register a model file you already have (a .keras CNN with its .meta.json, "
+                                        "an AU model .json, an ensemble) under a name, with its checksum: then "
+                                        "every command and page lists it, and a file changed since is refused")
+    s.add_argument("model", help="the model file (it stays where it is: keep it there)")
+    s.add_argument("--name", required=True, help="the name to list it under (2-63 letters, digits, '-' or '_')")
+    s.add_argument("--description", help="what it is, shown with it (e.g. the data it was trained on)")
+    s.add_argument("--replace", action="store_true", help="register it in place of a model of that name")
+    s.set_defaults(func=cmd_register)
+
+    s = sub.add_parser("unregister", help="take a model out of the manifest (its files are kept, and said)")
+    s.add_argument("name", help="the model's name, as `models` lists it")
+    s.set_defaults(func=cmd_unregister)
 
     s = sub.add_parser("mask", help="masked copies of a folder of faces (same layout; failures listed); each JPEG or "
                                     "PNG written is marked as masked, so predict, compare, evaluate and extract read "
@@ -1136,7 +1166,7 @@ def cmd_import_teachable(args) -> int:
         if not sep or not label.strip():
             raise FerError(f"--map {pair!r}: write CLASS=EMOTION ('Class 1=happy'), or CLASS= to leave it out")
         mapping[label.strip()] = emotion.strip() or None
-    validate_model_name(args.name, read_manifest())  # before loading TensorFlow
+    validate_model_name(args.name, read_manifest(strict=True))  # before loading TensorFlow
     upload = upload_from_path(args.export)
     predictor = load_upload(upload, args.name)
     if mapping:
@@ -1391,7 +1421,13 @@ def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list,
     from .images import scan_images
     from .manifest import read_manifest
 
-    refs = _model_refs(args.models or []) or [e.name for e in read_manifest()]
+    refs = _model_refs(args.models or [])
+    if not refs:  # the manifest's models, and those of entries it could not read (each then said why)
+        registered = read_manifest()
+        refs = [e.name for e in registered] + list(registered.left_out)
+        for line in registered.problems:
+            if line not in registered.left_out.values():  # an entry without a name
+                print(f"model left out: {printable(line)}", file=sys.stderr)
     if not refs:
         raise FerError("no models: train one or pass --models")
     classes = parse_classes(args.classes) if args.classes else None
@@ -1793,10 +1829,13 @@ def cmd_models(args) -> int:
     from .manifest import read_manifest
 
     entries = read_manifest()
+    for line in entries.problems:  # the rest are listed and load as before
+        print(f"left out: {printable(line)}", file=sys.stderr)
     if not entries:  # an empty listing read as a command that did nothing
         from .config import models_dir_unusable
 
-        print(f"no models in {_manifest_shown()}" + (f": {models_dir_unusable()}" if models_dir_unusable() else "")
+        print(f"no {'usable ' if entries.problems else ''}models in {_manifest_shown()}"
+              + (f": {models_dir_unusable()}" if models_dir_unusable() else "")
               + "; train-au, train-cnn or ensemble with --name registers one", file=sys.stderr)
         if args.json:
             print("[]")
@@ -1820,13 +1859,89 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_register(args) -> int:
+    from . import config
+    from .manifest import ModelEntry, one_writer, read_manifest, register, stored_path
+    from .predictors.registry import find_entry, get_kind, load_predictor
+
+    path = Path(args.model)
+    if not os.path.lexists(path):
+        raise FerError(f"{printable(args.model)}: no such file")
+    given = find_entry(str(path))
+    if given.kind == "teachable":
+        raise FerError(f"{printable(args.model)}: a Teachable Machine export; register it with import-teachable "
+                       f"{printable(args.model)} --name {args.name} (it maps its class names to emotions)")
+    if given.sha256:  # the file of a registered model, unchanged since
+        raise FerError(f"{printable(args.model)} is already registered as {given.name!r}")
+    get_kind(given.kind)
+    # said before the model is loaded (TensorFlow's start): the manifest is written back whole, so an
+    # entry it cannot read would be lost
+    _registerable(args.name, given.kind, read_manifest(strict=True), args.replace)
+    predictor = load_predictor(given)  # refused here, in one line, if it cannot be used as it is
+    folder = config.models_dir()
+    entry = ModelEntry(name=args.name, kind=given.kind, path=stored_path(path, folder),
+                       classes=tuple(predictor.classes), command=args.command_line, origin="cli",
+                       description=args.description or f"registered from {printable(str(path.resolve()))}")
+    with one_writer(folder):
+        _registerable(args.name, given.kind, read_manifest(strict=True), args.replace)
+        register(entry)
+    print(f"registered {args.name} ({given.kind}; {', '.join(entry.classes)}) -> {printable(str(path.resolve()))}; "
+          f"checksum {entry.sha256[:12]}…: a change to the file is refused until it is registered again",
+          file=sys.stderr)
+    return 0
+
+
+def _registerable(name: str, kind: str, existing, replace: bool) -> None:
+    from .manifest import refuse_other_kind, validate_model_name
+
+    validate_model_name(name, [])
+    refuse_other_kind(name, kind, existing)
+    if any(e.name == name for e in existing) and not replace:
+        raise FerError(f"a model named {name!r} is already registered; choose another --name, or add --replace")
+
+
+def cmd_unregister(args) -> int:
+    from .manifest import one_writer, read_manifest, write_manifest
+    from .predictors.registry import get_kind
+
+    with one_writer():
+        entries = read_manifest(strict=True)
+        entry = next((e for e in entries if e.name == args.name), None)
+        if entry is None:
+            raise FerError(f"no model named {args.name!r} in {_manifest_shown()}; `models` lists them")
+        users = [e.name for e in entries if e.kind == "ensemble" and e.name != entry.name
+                 and args.name in _ensemble_members(e)]
+        if users:
+            raise FerError(f"{args.name} is a member of the ensemble {', '.join(users)}: unregister that first")
+        write_manifest([e for e in entries if e.name != args.name])
+    try:
+        companions = get_kind(entry.kind).companions
+        files = [entry.file, *(companions(entry.file) if companions else ())]
+    except FerError:
+        files = [entry.file]
+    kept = ", ".join(printable(str(f)) for f in files if os.path.lexists(f))
+    print(f"unregistered {args.name}" + (f"; its files are kept: {kept}" if kept else ""), file=sys.stderr)
+    return 0
+
+
+def _ensemble_members(entry) -> list[str]:
+    from .predictors.ensemble import EnsembleSpec
+
+    try:
+        return list(EnsembleSpec.read(entry.file).members)
+    except (FerError, OSError):
+        return []
+
+
 def _model_file_problem(entry) -> str | None:
     """Why a listed model cannot be loaded as registered (its file missing, changed, or replaced by
     a save that did not finish), as loading it would say; None when its file is the registered one.
     The listing had shown such a model as usable, with the old file's scores and checksum."""
     from .errors import ModelFileError
+    from .predictors.registry import get_kind
 
     try:
+        get_kind(entry.kind)  # a kind registered by a plugin this process did not load
         entry.verify_checksum()
     except (ModelFileError, OSError) as exc:
         return printable(one_line(exc))

@@ -245,26 +245,55 @@ def manifest_path(models_dir: Path | None = None) -> Path:
 MANIFEST_HINT = "mend it where it says, or put back a copy of it (one from git lists only the bundled models)"
 
 
-def read_manifest(models_dir: Path | None = None) -> list[ModelEntry]:
-    """The entries of ``manifest.json`` ([] if there is none), or one ModelFileError line naming
-    the file and the entry that is wrong."""
+class ManifestEntries(list):
+    """The usable entries of a manifest, and (``problems``) one line for each entry left out as it
+    cannot be read: one entry mistyped by hand had stopped every model, the bundled ones too.
+    ``left_out``: those lines by the model name the entry gives, so asking for it says why."""
+
+    def __init__(self, entries: Sequence[ModelEntry] = (), problems: Sequence[str] = (),
+                 left_out: dict[str, str] | None = None) -> None:
+        super().__init__(entries)
+        self.problems = list(problems)
+        self.left_out = dict(left_out or {})
+
+
+def read_manifest(models_dir: Path | None = None, strict: bool = False) -> ManifestEntries:
+    """The entries of ``manifest.json`` (none if there is none). An entry that cannot be read, and
+    entries that share a name, are left out, each said in ``problems``; ``strict`` (for whatever
+    writes the manifest back, which would drop them) raises the first instead. A file that is no
+    manifest at all is one ModelFileError line either way."""
     path = manifest_path(models_dir)
     if not os.path.lexists(path):
-        return []
+        return ManifestEntries()
     entries = read_json_file(path, MAX_MANIFEST_BYTES, MANIFEST_HINT, what="manifest")
     if not isinstance(entries, list):
         raise ModelFileError(f"{path}: manifest must be a JSON list of model entries, not {_json_type(entries)}; "
                              + MANIFEST_HINT)
-    out = [ModelEntry.from_dict(e, str(path), i) for i, e in enumerate(entries, 1)]
-    for entry in out:
-        entry.base = path.parent
+    out: dict[int, ModelEntry] = {}
+    problems: dict[int, str] = {}
+    left_out: dict[str, str] = {}
+    for i, e in enumerate(entries, 1):
+        try:
+            out[i] = ModelEntry.from_dict(e, str(path), i)
+            out[i].base = path.parent
+        except ModelFileError as exc:
+            if strict:
+                raise
+            problems[i] = str(exc)
+            if isinstance(e, dict) and isinstance(e.get("name"), str) and e["name"]:
+                left_out.setdefault(e["name"], str(exc))
     first: dict[str, int] = {}
-    for i, entry in enumerate(out, 1):
+    for i, entry in out.items():
         if entry.name in first:
-            raise ModelFileError(f"{path}: entries {first[entry.name]} and {i} are both named {entry.name!r}; "
-                                 "rename or remove one")
-        first[entry.name] = i
-    return out
+            message = (f"{path}: entries {first[entry.name]} and {i} are both named {entry.name!r}; "
+                       "rename or remove one")
+            if strict:
+                raise ModelFileError(message)
+            problems[i] = message
+            left_out[entry.name] = message
+        first.setdefault(entry.name, i)
+    kept = [entry for entry in out.values() if entry.name not in left_out]
+    return ManifestEntries(kept, [problems[i] for i in sorted(problems)], left_out)
 
 
 def _json_type(value: Any) -> str:
@@ -325,7 +354,7 @@ def register(entry: ModelEntry, models_dir: Path | None = None) -> ModelEntry:
     """Add or replace (by name, in its place) an entry, filling its sha256 from the file."""
     entry.sha256 = sha256_file(entry.file)
     with one_writer(models_dir):
-        entries = read_manifest(models_dir)
+        entries = read_manifest(models_dir, strict=True)
         names = [e.name for e in entries]
         if entry.name in names:
             entries[names.index(entry.name)] = entry

@@ -63,6 +63,7 @@ from ui.common import (
     run_page,
     show_error,
     shown_literally,
+    warn_manifest_problems,
 )
 
 page_setup("nav.try_it")
@@ -73,6 +74,7 @@ MAX_KEPT_RESULTS = 64
 
 def choose_models() -> tuple[object | None, str, str, list]:
     """(the explaining model, a key naming its version, its name, the other models' entries to show too)."""
+    warn_manifest_problems()
     au_entries = entries_of(explains=True)
     names = [e.name for e in au_entries]
     trained = st.session_state.get("au_train")

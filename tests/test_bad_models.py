@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from fer_core.manifest import read_manifest
 from fer_core.predictors.au_gam import AUGam
 from fer_core.predictors.au_models import AUModel
 from fer_core.predictors.cnn import load_keras_file
-from fer_core.predictors.registry import load_predictor
+from fer_core.predictors.registry import find_entry, load_predictor
 from fer_core.predictors.teachable import load_teachable, read_export
 
 ONE_GB_KB = 2**20  # ru_maxrss is in kilobytes on Linux
@@ -254,11 +255,32 @@ MANIFEST_CASES = {
 }
 
 
+# A manifest that is no list of entries: nothing in it can be read. The rest are one entry's fault.
+WHOLE_MANIFEST_CASES = {"object", "deep", "latin1", "utf16", "syntax"}
+
+
 @pytest.mark.parametrize("case", sorted(MANIFEST_CASES))
 def test_bad_manifests_name_the_file_and_entry(tmp_path, case):
+    """One entry mistyped by hand had stopped every model, the bundled ones too: it is left out,
+    said in ``problems`` (and by name, so asking for it says why), and the others load. Whatever
+    writes the manifest back reads it strictly (it would drop the entry) and is refused."""
     data, match = MANIFEST_CASES[case]
     (tmp_path / "manifest.json").write_bytes(data)
-    refused(read_manifest, tmp_path, match=match, names=tmp_path / "manifest.json")
+    refused(read_manifest, tmp_path, True, match=match, names=tmp_path / "manifest.json")
+    if case in WHOLE_MANIFEST_CASES:
+        refused(read_manifest, tmp_path, match=match, names=tmp_path / "manifest.json")
+        return
+    entries = read_manifest(tmp_path)
+    assert len(entries.problems) == 1 and re.search(match, entries.problems[0])
+    assert str(tmp_path / "manifest.json") in entries.problems[0]
+    readable = [e for e in json.loads(data) if isinstance(e, dict) and isinstance(e.get("kind"), str)
+                and isinstance(e.get("path"), str) and e.get("name") and isinstance(e.get("classes", []), list)
+                and isinstance(e.get("metrics", {}), dict) and isinstance(e.get("mapping", {}), dict)]
+    if case == "duplicate":
+        readable = []  # neither of the two: which one is meant cannot be told
+    assert [e.name for e in entries] == [e["name"] for e in readable]
+    for name in entries.left_out:
+        refused(find_entry, name, tmp_path, match=re.escape(entries.left_out[name]))
 
 
 def test_a_damaged_manifest_is_mended_not_reset_and_a_model_file_still_loads_by_path(tmp_path, capsys):
@@ -580,8 +602,11 @@ def test_cli_bad_files_are_one_line(tmp_path, astronaut_jpeg, labelled_images):
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "manifest.json").write_bytes(MANIFEST_CASES["no-kind"][0])
+    code, err = run_cli("models", env={"FER_MODELS_DIR": str(tmp_path / "models")})
+    assert code == 0 and err.startswith("left out: ") and "manifest.json: entry 3 has no 'kind'" in err
+    (tmp_path / "models" / "manifest.json").write_bytes(MANIFEST_CASES["syntax"][0])
     line = assert_one_line_error(*run_cli("models", env={"FER_MODELS_DIR": str(tmp_path / "models")}))
-    assert "manifest.json: entry 3 has no 'kind'" in line
+    assert "manifest.json: manifest is not valid JSON" in line
 
 
 def _huge_cnn(folder: Path) -> Path:
@@ -612,7 +637,7 @@ sys.exit(code)
 LOAD_EACH = """
 import json, resource, sys
 from fer_core.errors import FerError
-from fer_core.predictors.registry import load_predictor
+from fer_core.predictors.registry import find_entry, load_predictor
 for path in sys.argv[1:]:
     try:
         load_predictor(path)

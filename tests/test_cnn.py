@@ -202,6 +202,12 @@ def test_predictor_errors(trained, tmp_path):
     assert CNNPredictor(bare, classes=["Happiness", "sadness", "surprised"]).classes == CLASSES
     bare.with_suffix(".meta.json").write_text(json.dumps({"classes": list(CLASSES)}))  # as the message says
     assert '{"classes": ["angry", "happy", ...]}' in str(info.value) and CNNPredictor(bare).classes == CLASSES
+    # a sidecar written with another key, and aliases naming one emotion twice: said as the person wrote them
+    bare.with_suffix(".meta.json").write_text(json.dumps({"labels": list(CLASSES)}))
+    with pytest.raises(ModelFileError, match=r'no class list \(bare\.meta\.json has no "classes"\)'):
+        CNNPredictor(bare)
+    with pytest.raises(ModelFileError, match=r"\['happy', 'joy', 'sad'\] names one emotion twice"):
+        CNNPredictor(bare, classes=["happy", "joy", "sad"])
     bare.with_suffix(".meta.json").unlink()
     with pytest.raises(ModelFileError, match="unknown class"):
         CNNPredictor(bare, classes=["happy", "sad", "bored"])

@@ -480,3 +480,16 @@ def test_a_dashboard_whose_code_changed_since_it_started_says_to_restart(shipped
     monkeypatch.setattr(freshness, "LOADED", future)
     monkeypatch.setattr(freshness, "STARTED", time.time())
     assert not freshness.code_changed()
+
+
+def test_home_leaves_out_a_mistyped_manifest_entry_and_lists_the_rest(shipped_models):
+    """A model author added one entry by hand without its "kind": Home (and every page listing
+    models) showed only that line, and no model at all."""
+    entries = json.loads((shipped_models / "manifest.json").read_text())
+    (shipped_models / "manifest.json").write_text(json.dumps(entries + [{"name": "mine", "path": "models/mine.keras"}]))
+    at = _home()
+    assert not at.exception and not at.error
+    warnings = texts(at.warning)
+    assert any("Left out of the model lists" in w and "has no 'kind'" in w for w in warnings)
+    listed = set(at.dataframe[0].value["model"])
+    assert {"au-logreg-fer2013", "cnn-fer2013"} <= listed and "mine" not in listed

@@ -96,3 +96,46 @@ def test_a_model_given_by_name_is_loaded_once_while_its_files_are_unchanged(mode
     monkeypatch.setattr(pipeline, "MAX_STAMPED_FILES", 1)
     assert pipeline.model_named("au-logreg-fer2013") is not pipeline.model_named("au-logreg-fer2013")
     assert loads == ["au-logreg-fer2013"] * 2
+
+
+def test_a_scikit_learn_model_fitted_in_a_notebook_is_registered_and_explained(models_dir, astronaut):
+    """A model author fitted a LogisticRegression on AUs in a notebook: save_and_register raised
+    "'LogisticRegression' object has no attribute 'save'", AUPredictor(clf) "no attribute 'kind'".
+    ``AUModel.from_estimator`` makes it this workbench's AU model, with the same probabilities."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from fer_core.au_table import AU_COLUMNS
+
+    table = fer_core.au_table.read("data/fer2013_val_au.csv.gz").dropna(subset=list(AU_COLUMNS)).sample(
+        1200, random_state=0)
+    aus, labels = table[list(AU_COLUMNS)], table["label"].replace({"happy": "happiness"})  # aliases read as everywhere
+    for wrapped in (LogisticRegression(max_iter=2000), SVC(probability=True)):
+        with pytest.raises(FerError, match="is not an AU model of this workbench.*AUModel.from_estimator"):
+            fer_core.save_and_register(wrapped, name="mine", kind="au-logreg", classes=["happy"], metrics=None,
+                                       command="notebook")
+        with pytest.raises(FerError, match="is not an AU model of this workbench"):
+            fer_core.AUPredictor(wrapped)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(aus, labels)
+    model = fer_core.AUModel.from_estimator(pipe, description="our notebook")
+    assert model.kind == "au-logreg" and "happy" in model.classes and model.au_columns == AU_COLUMNS
+    np.testing.assert_allclose(model.predict_proba(aus.to_numpy()), pipe.predict_proba(aus), atol=1e-6)
+    fer_core.save_and_register(model, name="mine", kind=model.kind, classes=model.classes, metrics=None,
+                               command="notebook")
+    [face] = fer_core.analyze_image(astronaut, "mine")
+    assert face.explanation.emotion == "happy" and "AU12" in face.explanation.sentence
+    upper = ["AU01_r", "AU02_r", "AU04_r", "AU05_r", "AU06_r", "AU07_r", "AU45_r"]
+    two = table["label"].isin(["happy", "sad"])
+    mlp = MLPClassifier((16,), max_iter=2000, random_state=0).fit(table.loc[two, upper].to_numpy(), table.loc[two, "label"])
+    small = fer_core.AUModel.from_estimator(mlp, au_columns=upper)
+    assert small.kind == "au-mlp" and small.classes == ("happy", "sad")
+    np.testing.assert_allclose(small.predict_proba(table.loc[two, upper].to_numpy()),
+                               mlp.predict_proba(table.loc[two, upper].to_numpy()), atol=1e-6)
+    with pytest.raises(FerError, match="reads 7 inputs but 17 AU columns were named"):
+        fer_core.AUModel.from_estimator(mlp)
+    with pytest.raises(FerError, match="SVC: give a LogisticRegression or MLPClassifier"):
+        fer_core.AUModel.from_estimator(SVC().fit(aus[:200], labels[:200]))

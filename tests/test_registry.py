@@ -573,3 +573,121 @@ def test_a_models_folder_that_is_not_there_is_named(tmp_path, monkeypatch, capsy
     with (pytest.raises(FerError, match=r"models.txt: not a folder, so no model can be registered there \(FER_MODELS_DIR\)"),
           one_writer()):
         pass
+
+
+class RaisingPlugin(AlwaysOneEmotion):
+    def predict_proba(self, faces, progress=None):
+        raise RuntimeError("boom in my plugin")
+
+
+def test_a_plugin_authors_mistakes_leave_the_other_models_working(capsys, models_dir, always_kind, fer_sample,
+                                                                   monkeypatch):
+    """A model author's review: one manifest entry mistyped by hand stopped every model (predict,
+    compare of bundled models, every dashboard page); a kind this process does not know was listed
+    as usable; the left-out line named the member or the file, not the model left out; a plugin
+    kind with "happiness" registered but never loaded; a plugin raising printed its traceback."""
+    aliases = ["anger", "disgust", "happiness", "neutral", "sadness", "surprise"]
+    registry.save_and_register({"emotion": "happiness", "classes": aliases}, name="always-glad", kind="always",
+                               classes=aliases, metrics=None, command="pytest")
+    glad = registry.load_predictor("always-glad")  # refused: "(anger, …) differ from (anger, …)"
+    assert glad.classes == ("angry", "disgust", "happy", "neutral", "sad", "surprise")
+    entries = json.loads((models_dir / "manifest.json").read_text())
+    entries.append({"name": "typo", "path": "models/typo.json"})  # no kind
+    entries.append({"name": "ghost", "kind": "bright", "path": "models/ghost.bright"})
+    (models_dir / "ghost.bright").write_text("{}")
+    (models_dir / "manifest.json").write_text(json.dumps(entries))
+
+    assert main(["models"]) == 0
+    captured = capsys.readouterr()
+    assert "left out: " in captured.err and "has no 'kind'" in captured.err
+    assert any(line.startswith("ghost ") and "cannot be used: unknown model kind 'bright'" in line
+               for line in captured.out.splitlines())
+    assert main(["models", "--json"]) == 0
+    listed = {m["name"]: m["problem"] for m in json.loads(capsys.readouterr().out)}
+    assert "typo" not in listed and "unknown model kind" in listed["ghost"] and listed["au-logreg-fer2013"] is None
+
+    monkeypatch.setitem(registry._kinds, "always", registry.ModelKind(
+        "always", always_kind.describe, "pixels", False,
+        lambda path, entry: RaisingPlugin("happy", aliases, entry.name), _save, "{name}.always", _claims))
+    assert main(["compare", "--images", str(fer_sample), "--models", "au-logreg-fer2013,typo,ghost,always-glad",
+                 "--json", "--workers", "1"]) == 2  # the others' results given, the failures said
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert list(report["models"]) == ["au-logreg-fer2013"] and len(report["classes"]) == 6  # "happiness" is happy
+    failed = report["failed_models"]
+    assert failed[0].startswith("typo: left out of the manifest: ") and "has no 'kind'" in failed[0]
+    assert failed[1].startswith("ghost: unknown model kind 'bright'")
+    assert failed[2].startswith("always-glad") and "boom in my plugin" in failed[2]
+    assert "Traceback" not in captured.err
+    with pytest.raises(FerError, match="has no 'kind'"):  # writing the manifest back would drop the entry
+        registry.save_and_register({"emotion": "happy", "classes": aliases}, name="another", kind="always",
+                                   classes=aliases, metrics=None, command="pytest")
+    assert "typo" in (models_dir / "manifest.json").read_text()
+
+
+def test_an_ensemble_left_out_is_named_not_its_missing_member(models_dir, fer_sample, capsys, tmp_path, monkeypatch):
+    """"model left out: model 'cnn-fer2013-7' not found": the ensemble was left out, not that member."""
+    from fer_core.config import REPO_ROOT
+
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))  # no answers kept from an earlier run
+
+    bundled = json.loads((REPO_ROOT / "models" / "manifest.json").read_text())
+    (models_dir / "manifest.json").write_text(json.dumps([e for e in bundled if e["name"] != "cnn-fer2013-7"]))
+    shutil.copy(REPO_ROOT / "models" / "cnn-ensemble-fer2013.ensemble.json", models_dir)  # its members: this manifest's
+    assert main(["compare", "--images", str(fer_sample), "--models", "au-logreg-fer2013,cnn-ensemble-fer2013",
+                 "--json", "--workers", "1"]) == 2
+    (failed,) = json.loads(capsys.readouterr().out)["failed_models"]
+    assert failed.startswith("cnn-ensemble-fer2013: ") and "'cnn-fer2013-7'" in failed
+
+
+def test_a_model_file_you_have_is_registered_then_unregistered(capsys, models_dir, tmp_path):
+    """A model author had no way to register a model file they already had but to write a manifest
+    entry by hand, which had no checksum (a file replaced later was scored under the old name), and
+    no way to take a model out but editing the manifest."""
+    from fer_core.config import REPO_ROOT
+
+    mine = tmp_path / "elsewhere" / "my_model.json"
+    mine.parent.mkdir()
+    shutil.copy(REPO_ROOT / "models" / "au_logreg_fer2013.json", mine)
+    assert main(["register", str(mine), "--name", "mine", "--description", "fitted on our lab's table"]) == 0
+    assert "registered mine (au-logreg; angry, disgust, happy, neutral, sad, surprise)" in capsys.readouterr().err
+    entry = next(e for e in read_manifest(models_dir) if e.name == "mine")
+    assert entry.file == mine.resolve() and entry.sha256 and entry.description == "fitted on our lab's table"
+    assert registry.load_predictor("mine").name == "mine"
+    assert main(["register", str(mine), "--name", "mine2"]) == 2
+    assert "is already registered as 'mine'" in capsys.readouterr().err
+    upper = shutil.copy(REPO_ROOT / "models" / "au_logreg_upper_fer2013.json", tmp_path / "upper.json")
+    assert main(["register", str(upper), "--name", "mine"]) == 2
+    assert "already registered; choose another --name, or add --replace" in capsys.readouterr().err
+    assert main(["register", str(upper), "--name", "au-logreg-fer2013", "--replace"]) == 0
+    assert "registered au-logreg-fer2013" in capsys.readouterr().err
+    assert next(e for e in read_manifest() if e.name == "au-logreg-fer2013").file == Path(upper).resolve()
+
+    mine.write_text(mine.read_text() + "\n")  # changed later (here harmlessly)
+    with pytest.raises(ModelFileError, match="checksum does not match"):
+        registry.load_predictor("mine")
+    bare = tmp_path / "bare.keras"
+    bare.write_bytes(b"PK\x05\x06" + bytes(18))
+    assert main(["register", str(bare), "--name", "bare"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "bare" not in [e.name for e in read_manifest()]
+
+    assert main(["unregister", "mine"]) == 0
+    assert f"unregistered mine; its files are kept: {mine.resolve()}" in capsys.readouterr().err
+    assert "mine" not in [e.name for e in read_manifest()] and mine.is_file()
+    assert main(["unregister", "mine"]) == 2
+    assert "no model named 'mine'" in capsys.readouterr().err
+
+
+def test_an_ensembles_member_is_not_unregistered_under_it(capsys, models_dir):
+    from fer_core.config import REPO_ROOT
+
+    bundled = json.loads((REPO_ROOT / "models" / "manifest.json").read_text())
+    (models_dir / "manifest.json").write_text(json.dumps(bundled))
+    shutil.copy(REPO_ROOT / "models" / "cnn-ensemble-fer2013.ensemble.json", models_dir)
+    assert main(["unregister", "cnn-fer2013-7"]) == 2
+    assert "member of the ensemble cnn-ensemble-fer2013: unregister that first" in capsys.readouterr().err
+    assert main(["unregister", "cnn-ensemble-fer2013"]) == 0
+    assert main(["unregister", "cnn-fer2013-7"]) == 0
+    assert {"cnn-fer2013-7", "cnn-ensemble-fer2013"}.isdisjoint(e.name for e in read_manifest())
+    assert (REPO_ROOT / "models" / "cnn_fer2013_7.keras").is_file()

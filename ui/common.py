@@ -379,6 +379,15 @@ def manifest_entries() -> list[ModelEntry]:
     return read_manifest()
 
 
+def warn_manifest_problems() -> None:
+    """A warning for each manifest entry that could not be read, and so is left out of the lists:
+    one entry mistyped by hand had stopped every page that lists models, the bundled ones too."""
+    from fer_core.manifest import read_manifest
+
+    for line in read_manifest().problems:
+        st.warning(t("common.manifest_left_out", problem=line))
+
+
 def entries_of(explains: bool | None = None, inputs: str | None = None) -> list[ModelEntry]:
     """Manifest entries whose kind explains (or not) / takes these inputs; unknown kinds left out."""
     from fer_core.predictors.registry import kinds
@@ -965,6 +974,7 @@ def choose_models(prefix: str, unsaved: bool = True) -> list:
     renamed "<name> (not saved)" for the run, so both can be compared side by side)."""
     import copy
 
+    warn_manifest_problems()
     entries = manifest_entries()
     pending = unsaved_models() if unsaved else {}
     if not entries and not pending:

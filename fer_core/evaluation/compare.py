@@ -206,11 +206,19 @@ def _load_all(models: Sequence, loader: Callable) -> tuple[list[Predictor], list
         try:
             predictors.append(loader(ref))
         except FerError as exc:
-            failed.append(one_line(exc))
+            failed.append(_naming(name, one_line(exc)))
         except Exception as exc:
             log.exception("model %s failed to load", name)
             failed.append(f"{name}: could not load ({one_line(exc)})")
     return predictors, failed
+
+
+def _naming(name: str, message: str) -> str:
+    """A model's load failure, starting with the model's name where the message does not name it:
+    an ensemble's missing member, a checksum of the file a model loads, or an unknown kind had said
+    only the member, the file or the kind, so another model seemed left out, or none."""
+    name = printable(str(name))
+    return message if message.startswith(name) or repr(name) in message else f"{name}: {message}"
 
 
 def check_model_names(predictors: Sequence[Predictor]) -> None:
@@ -351,7 +359,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
                 answers.setdefault(p.name, []).append(proba)
                 from_cache[p.name] = from_cache.get(p.name, 0) + n
             except FerError as exc:
-                failed.append(one_line(exc))
+                failed.append(_naming(p.name, one_line(exc)))
                 gave_up.add(p.name)
             except Exception as exc:
                 log.exception("model %s failed in the comparison", p.name)

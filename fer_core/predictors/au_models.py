@@ -31,6 +31,8 @@ from ..safe_files import json_format_claims, read_json_file
 from .base import AUContribution, Explanation, FaceInput, Predictor, Progress, predicted_labels
 
 FORMAT = "fer-au-model/1"
+_SKLEARN_HINT = ("{what} is not an AU model of this workbench: fit one with fit_au_model, or make a scikit-learn "
+                 "LogisticRegression or MLPClassifier fitted on AU columns one with AUModel.from_estimator(estimator)")
 KINDS = ("au-logreg", "au-mlp")
 MLP_LAYERS = (300, 200, 100, 50)
 DEFAULT_CS = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -194,6 +196,73 @@ class AUModel(AURowsModel):
         data = self.to_bytes()
         fileio.atomic_write_bytes(path, data)
         return hashlib.sha256(data).hexdigest()
+
+    @classmethod
+    def from_estimator(cls, estimator: Any, au_columns: Sequence[str] | None = None,
+                       description: str = "") -> "AUModel":
+        """A scikit-learn classifier over AUs fitted elsewhere (a notebook), as this workbench's AU
+        model: ``LogisticRegression`` (a softmax over its classes) or ``MLPClassifier`` (relu), alone
+        or after a ``StandardScaler`` in a ``Pipeline``. Its classes are emotion names (aliases read as everywhere); its columns are ``au_columns`` in order (all
+        17 by default), or the AU names it was fitted on from a DataFrame. Its probabilities are
+        checked to be reproduced (1e-6) before it is returned: then ``save_and_register`` keeps it,
+        and Try it and Compare explain it as they explain a model fitted here. A NaN AU (a mask's)
+        is read at the scaler's mean (without a scaler: 0)."""
+        steps = list(getattr(estimator, "steps", None) or [(None, estimator)])
+        scaler, clf = (steps[0][1], steps[1][1]) if len(steps) == 2 else (None, steps[-1][1])
+        what = type(clf).__name__
+        if len(steps) > 2 or (scaler is not None and type(scaler).__name__ != "StandardScaler"):
+            raise FerError(f"a Pipeline of {', '.join(type(st).__name__ for _, st in steps)}: give a "
+                           "LogisticRegression or MLPClassifier, alone or after a StandardScaler")
+        if not hasattr(clf, "classes_"):
+            raise FerError(f"{what} is not fitted (or not a classifier): fit it on AU columns first")
+        names = getattr(estimator, "feature_names_in_", None)
+        columns = tuple(map(str, names)) if names is not None and au_columns is None else tuple(au_columns or AU_COLUMNS)
+        if any(c not in AU_COLUMNS for c in columns):
+            raise FerError(f"{what} reads columns that are not AU intensities ({', '.join(c for c in columns if c not in AU_COLUMNS)[:120]}); "
+                           "give au_columns=[...] naming the AU_r column of each input, in order")
+        n_in = int(getattr(clf, "n_features_in_", len(columns)))
+        if n_in != len(columns):
+            raise FerError(f"{what} reads {n_in} inputs but {len(columns)} AU columns were named; give au_columns=[...] "
+                           "in the order it was fitted on")
+        d = len(columns)
+        mean = np.zeros(d) if scaler is None or getattr(scaler, "mean_", None) is None else np.asarray(scaler.mean_, float)
+        scale = np.ones(d) if scaler is None or getattr(scaler, "scale_", None) is None else np.asarray(scaler.scale_, float)
+        classes = [normalize_emotion(str(c)) or str(c) for c in clf.classes_]
+        k = len(classes)
+
+        def two_sided(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            # one logit for two classes (a sigmoid) as the softmax of -z/2 and z/2
+            return np.concatenate([-w / 2, w / 2], axis=-1), np.concatenate([-b / 2, b / 2])
+
+        if what == "LogisticRegression":
+            coef, intercept = np.asarray(clf.coef_, float), np.asarray(clf.intercept_, float)
+            if k == 2:
+                coef, intercept = two_sided(coef.T, intercept)
+                coef = coef.T
+            kind, weights, biases = "au-logreg", [coef], [intercept]
+        elif what == "MLPClassifier":
+            if clf.activation != "relu":
+                raise FerError(f"an MLPClassifier with activation={clf.activation!r}: this workbench's MLP is relu")
+            weights = [np.asarray(w, float) for w in clf.coefs_]
+            biases = [np.asarray(b, float) for b in clf.intercepts_]
+            if k == 2:
+                weights[-1], biases[-1] = two_sided(weights[-1], biases[-1])
+            kind = "au-mlp"
+        else:
+            raise FerError(f"{what}: give a LogisticRegression or MLPClassifier fitted on AU columns (for another "
+                           "model of AUs, a model kind of its own: see the README's layout section)")
+        info = {"fitted_by": f"scikit-learn {what}" + (" after a StandardScaler" if scaler is not None else ""),
+                "description": description}
+        model = cls.from_dict({"format": FORMAT, "kind": kind, "classes": classes, "au_columns": list(columns),
+                               "mean": mean.tolist(), "scale": np.maximum(scale, MIN_SCALE).tolist(),
+                               "weights": [w.tolist() for w in weights], "biases": [b.tolist() for b in biases],
+                               "info": info}, name=what)
+        probe = np.random.default_rng(0).uniform(0, 5, (64, d))
+        frame = pd.DataFrame(probe, columns=list(names)) if names is not None else probe
+        if not np.allclose(model.predict_proba(probe), estimator.predict_proba(frame), atol=1e-6):
+            raise FerError(f"{what}: its probabilities are not reproduced by this workbench's {kind} (an option it does "
+                           "not have?); fit it with the defaults, or register it as a model kind of its own")
+        return model
 
     @classmethod
     def from_dict(cls, d: Any, name: str = "model") -> "AUModel":
@@ -978,6 +1047,8 @@ class AUPredictor(Predictor):
 
     def __init__(self, model, name: str = "AU model") -> None:
         """``model``: an ``AUModel`` or any additive AU model with its interface (``AUGam``)."""
+        if not all(hasattr(model, a) for a in ("kind", "classes", "au_columns", "explain")):
+            raise FerError(_SKLEARN_HINT.format(what=type(model).__name__))
         self.model = model
         self.name = name
         self.kind = model.kind

@@ -746,9 +746,11 @@ class CNNPredictor(Predictor):
                                  f"({', '.join(map(str, recorded))}); fix manifest.json or retrain")
         raw = classes if classes is not None else recorded
         if raw is None:
-            raise ModelFileError(f"{self.path}: no class list ({metadata_path(self.path).name} is missing); write "
-                                 f'it beside the model as {{"classes": ["angry", "happy", ...]}} in the order '
-                                 "of the model's outputs")
+            sidecar = metadata_path(self.path)
+            where = (f"{sidecar.name} has no \"classes\"" if os.path.lexists(sidecar)
+                     else f"{sidecar.name} is missing")
+            raise ModelFileError(f"{self.path}: no class list ({where}); write it beside the model as "
+                                 '{"classes": ["angry", "happy", ...]} in the order of the model\'s outputs')
         if not isinstance(raw, (list, tuple)) or not all(isinstance(item, str) for item in raw):
             raise ModelFileError(f"{self.path}: the class list must be emotion names, e.g. [\"angry\", \"happy\"]; "
                                  "give the class list the model was trained on")
@@ -759,7 +761,8 @@ class CNNPredictor(Predictor):
                 raise ModelFileError(f"{self.path}: unknown class {item!r}; use emotion names such as angry, happy")
             names.append(emotion)
         if len(set(names)) != len(names):
-            raise ModelFileError(f"{self.path}: class list {names} has duplicates")
+            raise ModelFileError(f"{self.path}: class list {list(raw)} names one emotion twice (as {names}); "
+                                 "give each of the model's outputs its own emotion")
         return tuple(names)
 
     def preprocess(self, images: Sequence[Any]) -> np.ndarray:

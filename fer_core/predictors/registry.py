@@ -157,6 +157,8 @@ def find_entry(ref: str | ModelEntry, models_dir: Path | None = None) -> ModelEn
     for entry in entries:
         if entry.name == ref:
             return entry
+    if ref in getattr(entries, "left_out", {}):  # the manifest's entry of that name could not be read
+        raise ModelFileError(f"{ref}: left out of the manifest: {entries.left_out[ref]}")
     path = Path(ref)
     if os.path.lexists(path):  # False, not OSError, for a name too long to exist
         if not path.is_dir():  # a folder may be a Teachable Machine export; else only regular files
@@ -212,11 +214,21 @@ def load_predictor(ref: str | ModelEntry, models_dir: Path | None = None) -> Pre
     if predictor.kind != entry.kind:
         raise ModelFileError(f"{entry.file}: the model's kind is {predictor.kind}, but the manifest lists {entry.name!r} as "
                              f"{entry.kind}; fix its kind in manifest.json")
-    if entry.classes and tuple(normalize_emotion(c) or c for c in entry.classes) != tuple(predictor.classes):
+    if entry.classes and _emotions(entry.classes) != _emotions(predictor.classes):  # a plugin's "happiness" too
         raise ModelFileError(f"{entry.file}: the model's classes ({', '.join(predictor.classes)}) differ from "
                              f"those the manifest lists for {entry.name!r} ({', '.join(entry.classes)}); fix "
                              "manifest.json or retrain")
+    if _emotions(predictor.classes) != tuple(predictor.classes):  # a plugin's "happiness": named as everywhere
+        try:  # else its answers were scored against no image's label ("happy")
+            predictor.classes = _emotions(predictor.classes)
+        except AttributeError:
+            raise ModelFileError(f"{entry.file}: the model's classes ({', '.join(predictor.classes)}) are not named as "
+                                 f"this workbench names emotions ({', '.join(_emotions(predictor.classes))})") from None
     return predictor
+
+
+def _emotions(classes: Sequence[str]) -> tuple[str, ...]:
+    return tuple(normalize_emotion(c) or c for c in classes)
 
 
 def files_digest(paths: Sequence[Path], known: Mapping[Path, str] | None = None) -> str | None:
@@ -289,6 +301,10 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
     manifest's lock), so of two saves under one new name the second is refused, in one line.
     """
     spec = get_kind(kind)
+    if type(artefact).__module__.startswith("sklearn"):  # saved, it failed on an AttributeError deep in the kind
+        from .au_models import _SKLEARN_HINT
+
+        raise FerError(_SKLEARN_HINT.format(what=type(artefact).__name__))
     metrics = _metrics_given(metrics, artefact)
     if isinstance(artefact, Predictor):
         artefact = saved_form(artefact)
@@ -298,7 +314,7 @@ def save_and_register(artefact: Any, *, name: str, kind: str, classes: Sequence[
     # saving under the same new name both passed the check, wrote the same file, and the first was
     # told "saved" while the name held the other's model. The second now waits, then is refused.
     with one_writer(folder):
-        existing = read_manifest(folder)
+        existing = read_manifest(folder, strict=True)  # written back: an entry it could not read would be lost
         if path is None and replace:  # a script saving again under a name: the model registered under it
             path = _replaced_file(name, folder / spec.file_pattern.format(name=name), existing, folder)
         if path is None:
