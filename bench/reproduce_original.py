@@ -9,6 +9,11 @@ straddle train and test (a copy in train makes its test twin easy). ``--gam`` ad
 AU GAM (``au-gam``, an Explainable Boosting Machine with interpret's default settings, predicted
 from its exported JSON) and, as the black-box reference, scikit-learn's gradient boosting.
 
+For a paper: each model's confusion counts summed over the splits (``confusion``), MLP against
+logistic regression with the corrected resampled t-test (Nadeau & Bengio 2003: the splits share
+rows, so a plain t-test over them is too confident), each mean's 95 % interval with the same
+correction, and ``provenance`` (versions, commit, command, the table's SHA-256).
+
 Run: python bench/reproduce_original.py [--splits 10] [--seed 0] [--table emotion.csv] [--gam] [--json]
 """
 
@@ -23,6 +28,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -36,6 +42,7 @@ from fer_core.config import openface_study_table  # noqa: E402
 from fer_core.emotions import SIX_EMOTIONS  # noqa: E402
 from fer_core.errors import FerError  # noqa: E402
 from fer_core.predictors.au_models import fit_au_model, held_out_split, row_keys  # noqa: E402
+from fer_core.provenance import file_sha256, provenance  # noqa: E402
 
 ORIGINAL = {"model": "MLP 300-200-100-50", "accuracy": 0.755, "splits": 1,
             "source": "Happy-ryan/Face-Emotion-Recognition (one 75/25 split)"}
@@ -81,7 +88,7 @@ def reproduce(table: pd.DataFrame, splits: int = 10, seed: int = 0,
     (``held_out_split``: stratified, ``random_state = seed``, held-out copies of training rows
     trained on instead of scored).
     """
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
     from sklearn.preprocessing import StandardScaler
 
     classes = SIX_EMOTIONS
@@ -100,16 +107,18 @@ def reproduce(table: pd.DataFrame, splits: int = 10, seed: int = 0,
         mlp_result = {"accuracy": float(accuracy_score(y[idx_test], pred)),
                       "macro_f1": float(f1_score(y[idx_test], pred, average="macro")),
                       "recall": {c: float(r) for c, r in zip(classes, recalls)},
-                      "epochs": int(mlp.n_iter_)}
+                      "epochs": int(mlp.n_iter_),
+                      "confusion": confusion_matrix(y[idx_test], pred, labels=range(len(classes))).tolist()}
 
         model = fit_au_model(table, classes=classes, kind="au-logreg", holdout=HOLDOUT, seed=s,
                              description="bench/reproduce_original.py")
         held = model.info["metrics"]["holdout"]
-        if held["n"] != len(idx_test):
+        if held["n"] != len(idx_test) or list(held.get("labels") or classes) != list(classes):
             raise RuntimeError("fit_au_model drew a different hold-out than this benchmark")
         lr_result = {"accuracy": float(held["accuracy"]), "macro_f1": float(held["macro_f1"]),
                      "recall": {c: held["per_class"][c]["accuracy"] for c in classes},
-                     "C": model.info["settings"]["C"]}
+                     "C": model.info["settings"]["C"],
+                     "confusion": [[int(v) for v in row[:len(classes)]] for row in held["confusion"]]}
         run = {"seed": s, "train": int(len(idx_train)), "test": int(len(idx_test)),
                "duplicates_across_split": crossing, "mlp": mlp_result, "logreg": lr_result}
         if gam:
@@ -132,13 +141,20 @@ def reproduce(table: pd.DataFrame, splits: int = 10, seed: int = 0,
         if progress:
             progress(k + 1, splits)
 
+    share = runs[0]["test"] / runs[0]["train"]  # test rows per training row, for the corrected variance
+
     def summary(key: str) -> dict:
         out = {}
         for metric in ("accuracy", "macro_f1"):
             values = np.array([r[key][metric] for r in runs])
             out[f"{metric}_mean"] = round(float(values.mean()), 4)
             out[f"{metric}_sd"] = round(float(values.std(ddof=1)), 4) if len(values) > 1 else None  # one split: no spread
+        if len(runs) > 1:
+            out["accuracy_ci95_corrected"] = [round(v, 4) for v in corrected_interval(
+                np.array([r[key]["accuracy"] for r in runs]), share)]
         out["recall_mean"] = {c: round(float(np.mean([r[key]["recall"][c] for r in runs])), 4) for c in classes}
+        if "confusion" in runs[0][key]:
+            out["confusion"] = np.sum([r[key]["confusion"] for r in runs], axis=0).tolist()  # rows: true, in classes' order
         return out
 
     crossing = [r["duplicates_across_split"] for r in runs]
@@ -148,11 +164,37 @@ def reproduce(table: pd.DataFrame, splits: int = 10, seed: int = 0,
         "splits": splits, "seeds": [seed, seed + splits - 1], "holdout": HOLDOUT,
         "original": ORIGINAL,
         "summary": {key: summary(key) for key in ("mlp", "logreg", "gam", "gbm") if key in runs[0]},
+        "classes": list(classes),
+        **({"mlp_vs_logreg": corrected_t_test(np.array([r["mlp"]["accuracy"] - r["logreg"]["accuracy"] for r in runs]),
+                                              share)} if len(runs) > 1 else {}),
         "duplicates": {**duplicate_summary(rows),
                        "across_split_mean": round(float(np.mean(crossing)), 2),
                        "across_split_min": int(min(crossing)), "across_split_max": int(max(crossing))},
         "runs": runs,
     }
+
+
+def corrected_interval(values: np.ndarray, test_per_train: float, level: float = 0.95) -> tuple[float, float]:
+    """The mean's interval over repeated random splits with Nadeau and Bengio's corrected variance
+    ((1/k + n_test/n_train) s^2): the splits share their rows, so s^2/k alone is too small."""
+    from scipy import stats
+
+    k = len(values)
+    half = stats.t.ppf(0.5 + level / 2, k - 1) * np.sqrt((1 / k + test_per_train) * values.var(ddof=1))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def corrected_t_test(differences: np.ndarray, test_per_train: float) -> dict:
+    """Two models' accuracy differences on the same splits: mean, sd and the corrected resampled
+    t-test's two-sided p (Nadeau & Bengio 2003, k - 1 degrees of freedom)."""
+    from scipy import stats
+
+    k = len(differences)
+    se = np.sqrt((1 / k + test_per_train) * differences.var(ddof=1))
+    t = float(differences.mean() / se) if se > 0 else float("inf")
+    return {"mean_difference": round(float(differences.mean()), 4), "sd": round(float(differences.std(ddof=1)), 4),
+            "t": round(t, 3), "df": k - 1, "p": float(2 * stats.t.sf(abs(t), k - 1)),
+            "test": "corrected resampled t-test (Nadeau & Bengio 2003)"}
 
 
 def format_report(result: dict, table_name: str = "emotion.csv") -> str:
@@ -183,6 +225,10 @@ def format_report(result: dict, table_name: str = "emotion.csv") -> str:
     ]
     if "gam" in s:
         lines.append(f"{'  glass-box GAM':<40} " + " ".join(f"{v:>8.2f}" for v in s["gam"]["recall_mean"].values()))
+    if "mlp_vs_logreg" in result:
+        v = result["mlp_vs_logreg"]
+        lines += ["", f"MLP - logistic regression: {v['mean_difference']:+.3f} accuracy (sd {v['sd']:.3f}), "
+                      f"t({v['df']}) = {v['t']:.2f}, p = {v['p']:.3g} ({v['test']})"]
     lines += [
         "",
         f"duplicates: {d['duplicate_rows']} rows repeat an earlier row exactly (AUs and label); "
@@ -223,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({"table": str(path), **result}, indent=1))
+        command = "python bench/reproduce_original.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+        print(json.dumps({"table": str(path), "table_sha256": file_sha256(path), **result,
+                          "provenance": provenance(command.strip())}, indent=1))
     else:
         print(format_report(result, Path(path).name))
     return 0

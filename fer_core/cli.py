@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the parser whose options were meant: the command's, unless before it
-        _parser_of(unknown[0], parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+        files = [a for a in unknown if a.startswith("-") and os.path.lexists(a)]  # `predict *` met "--help.jpg"
+        hint = (f" ({printable(files[0])} is a file: put -- before the files, or write ./{printable(files[0])})"
+                if files else "")
+        _parser_of(unknown[0], parser, args).error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     # as a shell reads it again: a path with a space or a quote stays one argument
     args.command_line = "python -m fer_core " + shlex.join(sys.argv[1:] if argv is None else argv)
     if not getattr(args, "func", None):  # a usage error, as a wrong option is: help on stderr, status 2
@@ -513,6 +516,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--csv", help="write per-image predictions here (.csv, .csv.gz or .parquet), as the dashboard's "
                    "download: file relative to --images, label, each model's answer ('no face' where it could not "
                    "judge), whether it was right, and its probability of the true emotion")
+    s.add_argument("--tables", metavar="DIR", help="write every table of the comparison into this folder as CSV, "
+                   "as the dashboard's downloads: compare_predictions, _probabilities, _summary (95%% Wilson "
+                   "intervals), _precision_recall_f1, _confusion, _mcnemar (Holm-adjusted) and _left_out")
     s.add_argument("--report", help="write one self-contained HTML report here (figures, tables, and the faces "
                    "each model got wrong, with their file names)")
     s.add_argument("--no-faces", action="store_true", help="a --report to share outside the study: no face, "
@@ -685,10 +691,25 @@ def _add_cnn_commands(sub) -> None:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
-    from .images import VIDEO_SUFFIXES, LabeledImage, load_image, looks_like_face_crop, shown_size
+    from .images import (
+        FIRST_FRAME_ONLY,
+        VIDEO_SUFFIXES,
+        LabeledImage,
+        has_more_frames,
+        load_image,
+        looks_like_face_crop,
+        shown_size,
+    )
     from .masks import drawn_mask_of
     from .measure.extract import default_workers, measure_items
-    from .pipeline import NO_FACE_MESSAGE, face_order, faces_from_measurements, is_face_crop, whole_crop_face
+    from .pipeline import (
+        NO_FACE_MESSAGE,
+        face_order,
+        faces_from_measurements,
+        is_face_crop,
+        whole_crop_face,
+        why_no_face_crop,
+    )
     from .predictors.registry import load_predictor
 
     if args.au_table or args.out:
@@ -723,7 +744,8 @@ def cmd_predict(args) -> int:
             rgb = load_image(source, name=path)
             masked = drawn_mask_of(source) is not None  # a file mask wrote
             faces = faces_from_measurements(rgb, found, predictor, top=args.top, masked=masked)
-            whole = not faces and predictor.inputs == "pixels" and (args.crops or is_face_crop(rgb))
+            whole = (not faces and predictor.inputs == "pixels" and is_face_crop(rgb, args.crops)
+                     and why_no_face_crop(rgb) is None)  # a blank picture: no emotion to explain
             if whole:  # as evaluate and compare score it: the crop is the face
                 faces = [whole_crop_face(rgb, predictor, args.top, masked)]
         except FerError as exc:
@@ -740,9 +762,15 @@ def cmd_predict(args) -> int:
         if whole:
             entry_out["note"] = (f"no face was measured in this face crop: {predictor.name} answered the whole crop, "
                                  "as evaluate and compare score it; its measured AUs are unknown")
+        elif faces and has_more_frames(source):
+            entry_out["note"] = FIRST_FRAME_ONLY
         if not faces:  # the advice for a photo; a face crop the search missed is measured with --crops
-            entry_out["error"] = f"{path}: " + (CROP_NO_FACE_MESSAGE if not args.crops and looks_like_face_crop(source)
-                                                 else NO_FACE_MESSAGE)
+            why = why_no_face_crop(rgb)
+            entry_out["error"] = f"{path}: " + (f"no face found in its first frame{f' ({why})' if why else ''}: "
+                                                 f"{FIRST_FRAME_ONLY}" if has_more_frames(source)
+                                                 else f"no face: {why}" if why
+                                                 else CROP_NO_FACE_MESSAGE if not args.crops
+                                                 and looks_like_face_crop(source) else NO_FACE_MESSAGE)
             status = 2  # no answer for it, as for a file that could not be read
         results[i] = entry_out
     if args.json or args.jsonl:
@@ -770,7 +798,8 @@ def cmd_predict(args) -> int:
                   # no detector's score: measured whole, as a picture without a face would be too
                   + ((" (low confidence: the detector is unsure this is a face)" if f.get("low_confidence") else "")
                      if f["confidence"] else " (no face measured: the crop was given whole to the model)"
-                     if r.get("note") else " (no face detected: the whole picture was measured as one face)"))
+                     if r.get("note") not in (None, FIRST_FRAME_ONLY)
+                     else " (no face detected: the whole picture was measured as one face)"))
             print(f"  {f['sentence']}\n  probabilities: {probs}")
             if "aus_network" in f:  # the AU-bottleneck network explains with the AUs it reads itself
                 network = " ".join(f"{k[:4]}={v:.1f}" for k, v in f["aus_network"].items())
@@ -1470,7 +1499,7 @@ def cmd_mask_report(args) -> int:
     if args.csv:
         fileio.write_frame(report.per_image_frame(), args.csv)
     if args.json:
-        print(json.dumps({**report.to_dict(), "passed_over": passed_over, **_provenance(args, refs)}))
+        print(json.dumps({**report.to_dict(), "passed_over": passed_over, **_provenance(args, refs, items, args.images)}))
         return status
     print(f"{report.original.n} faces, with and without a {args.style} mask")
     print(f"{'model':28s} {'original':>9s} {'masked':>7s} {'McNemar p':>9s}  per emotion (original -> masked)")
@@ -1535,18 +1564,21 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
         print(f"note: {note}", file=sys.stderr)
 
 
-def _provenance(args, refs: Sequence[str]) -> dict:
+def _provenance(args, refs: Sequence[str], items: Sequence | None = None, root=None, measured: bool = True) -> dict:
     """A JSON result's ``provenance``: the workbench's version and commit, the command, the
-    libraries and each model file's SHA-256, so that a result kept for a paper says what made it."""
-    from .provenance import models_sha256, provenance
+    libraries and each model file's SHA-256, so that a result kept for a paper says what made it;
+    with ``items``, the images scored (one SHA-256 of their names and bytes) and how faces were
+    measured."""
+    from .provenance import models_sha256, provenance, test_set_record
 
-    return {"provenance": provenance(args.command_line, models_sha256(refs))}
+    test_set = test_set_record([it.path for it in items], root) if items is not None else None
+    return {"provenance": provenance(args.command_line, models_sha256(refs), test_set=test_set, measured=measured)}
 
 
 def cmd_evaluate(args) -> int:
     from . import au_table
     from .evaluation.compare import evaluate_images, score_au_table
-    from .images import scan_images
+    from .images import LabeledImage, scan_images
     from .measure.extract import default_workers
     from .predictors.base import model_of_kind
     from .predictors.registry import load_predictor
@@ -1608,7 +1640,9 @@ def cmd_evaluate(args) -> int:
                  **({"crops": True} if args.crops else {}),
                  **({"crop_like_no_face": crop_like} if crop_like else {})}
     if args.json:
-        print(json.dumps({**report.to_dict(), **extra, **_provenance(args, [args.model])}))
+        scored = items if args.images else [LabeledImage(Path(args.au_table), None)]  # the images, or the table
+        print(json.dumps({**report.to_dict(), **extra,
+                          **_provenance(args, [args.model], scored, args.images, measured=bool(args.images))}))
     else:
         _print_report(report)
         if "per_video" in extra:
@@ -1628,6 +1662,8 @@ def cmd_compare(args) -> int:
     refs, classes, items, passed_over = _models_and_test_set(args)
     if args.csv:  # a bad path fails now, not after every model has run
         fileio.table_output_path(args.csv, "--csv")
+    if args.tables and os.path.exists(args.tables) and not os.path.isdir(args.tables):
+        raise FerError(f"--tables {printable(args.tables)}: a file, not a folder; give a folder for the CSVs")
     if args.report:
         fileio.output_path(args.report)
         if Path(args.report).suffix.lower() not in (".html", ".htm"):  # a report.pdf would be HTML inside
@@ -1653,13 +1689,23 @@ def cmd_compare(args) -> int:
             fileio.write_frame(predictions_frame(comparison.table, comparison.names, args.images), args.csv)
         except OutputFileError as exc:  # a full disk or a size limit: the JSON, computed, was lost with it
             unwritten.append(exc)
+    if args.tables:
+        from .figures.compare import comparison_tables
+
+        for name, frame in comparison_tables(comparison, args.images, passed_over).items():
+            try:
+                fileio.write_frame(frame, Path(args.tables) / name)
+            except OutputFileError as exc:
+                unwritten.append(exc)
+        print(f"tables -> {printable(args.tables)}", file=sys.stderr)
     if args.report:
         try:
             _write_compare_report(args, comparison, refs)
         except OutputFileError as exc:
             unwritten.append(exc)
     if args.json:
-        print(json.dumps({**comparison.to_dict(root=args.images), "passed_over": passed_over, **_provenance(args, refs)}))
+        print(json.dumps({**comparison.to_dict(root=args.images), "passed_over": passed_over,
+                          **_provenance(args, refs, items, args.images)}))
     else:
         for report in comparison.reports.values():
             _print_report(report)
@@ -1701,6 +1747,7 @@ def _write_compare_report(args, comparison, refs: list[str] | None = None) -> No
 def cmd_draw_testset(args) -> int:
     from .emotions import parse_classes
     from .images import draw_test_set
+    from .provenance import TEST_SET_RECORD, test_set_file_record
 
     out = Path(args.out)
     if (out.is_dir() and any(out.iterdir())) or (out.exists() and not out.is_dir()):
@@ -1716,7 +1763,13 @@ def cmd_draw_testset(args) -> int:
         where = printable(os.fsdecode(exc.filename or out))
         raise FerError(f"{where}: {exc.strerror or exc}; the test set was not copied whole: draw it into a "
                        f"folder you can write to (remove {printable(args.out)} first if it was made)") from None
+    record = test_set_file_record(chosen, out, source=args.source, per_class=args.per_class, classes=classes,
+                                  seed=args.seed, command=args.command_line)
+    # ASCII escapes: a folder named in Latin-1 (set\xff) holds a lone surrogate no UTF-8 file can
+    fileio.atomic_write_text(out / TEST_SET_RECORD, json.dumps(record, indent=1) + "\n")
     print(f"{len(chosen)} images ({args.per_class} per emotion, seed {args.seed}) -> {printable(args.out)}")
+    print(f"what was drawn, from where: {TEST_SET_RECORD} (test set {record['sha256'][:12]}…, as compare's "
+          "provenance names it)", file=sys.stderr)
     return 0
 
 

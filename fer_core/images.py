@@ -227,9 +227,26 @@ def looks_like_face_crop(path: str | os.PathLike[str]) -> bool:
     try:
         with Image.open(path) as im:
             width, height = im.size
+            if getattr(im, "is_animated", False):  # its first frame was measured: --crops is not the advice
+                return False
     except Exception:  # any decoder's failure: not read, so nothing to advise
         return False
     return crop_shaped(width, height)
+
+
+FIRST_FRAME_ONLY = ("an animated or multi-page image is read as its first frame only; save the frame to measure "
+                    "as an image of its own")
+
+
+def has_more_frames(path: str | os.PathLike[str]) -> bool:
+    """Whether an image file holds more frames or pages than the first, which alone is read
+    (animated GIF and WebP, multi-page TIFF): its header and second frame's start, never every
+    frame (``load_image``). False where it cannot be read."""
+    try:
+        with Image.open(path) as im:
+            return bool(getattr(im, "is_animated", False))
+    except Exception:
+        return False
 
 
 def crop_shaped(width: int, height: int) -> bool:
@@ -594,11 +611,36 @@ def unpack_image_zip(data: bytes, dest: Path) -> Path:
     unpacked size is capped, so a hostile zip cannot write elsewhere or fill the disk. A single
     wrapping folder (``fer2013/…``) is stepped into.
     """
-    return unpack_zip(data, dest, IMAGE_SUFFIXES,
+    return unpack_zip(data, dest, (*IMAGE_SUFFIXES, *UNSUPPORTED_SUFFIXES),  # those listed as skipped, with why
                       "the zip holds no images; zip a folder with <emotion>/*.jpg subfolders or emotion-prefixed "
                       "files (angry001.jpg)",
                       f"the zip is too large to unpack (over {MAX_ZIP_FILES:,} images or 1 GB); point the explorer "
                       "at the folder instead")
+
+
+_UTF8_FLAG = 0x800  # a zip member's name is UTF-8 (general purpose bit 11)
+
+
+def zip_member_name(member: zipfile.ZipInfo) -> str:
+    """A member's name as its zip's maker wrote it. Without the UTF-8 flag Python reads the bytes
+    as code page 437, the format's old default; but Linux's ``zip`` writes UTF-8 without the flag,
+    and Korean Windows CP949: a Korean lab's ``행복/`` folder arrived as ``φûëδ│╡/`` (an emotion
+    folder refused) and ``😀`` as ``≡ƒÿÇ``. UTF-8 is tried first, then CP949 where it reads as
+    Korean, else code page 437 as before."""
+    if member.flag_bits & _UTF8_FLAG:
+        return member.filename
+    try:
+        raw = member.filename.encode("cp437")
+    except UnicodeEncodeError:
+        return member.filename
+    for encoding in ("utf-8", "cp949"):
+        try:
+            name = raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if encoding == "utf-8" or any("\uac00" <= ch <= "\ud7a3" for ch in name):  # Hangul syllables
+            return name
+    return member.filename
 
 
 def unpack_zip(data: bytes, dest: Path, suffixes: Iterable[str], none_found: str, too_large: str) -> Path:
@@ -610,6 +652,8 @@ def unpack_zip(data: bytes, dest: Path, suffixes: Iterable[str], none_found: str
     except zipfile.BadZipFile:
         raise DatasetError("the upload is not a zip file; zip a folder with emotion subfolders") from None
     with archive:
+        for m in archive.infolist():
+            m.filename = zip_member_name(m)
         members = [m for m in archive.infolist() if not m.is_dir()
                    and Path(m.filename).suffix.lower() in wanted
                    # metadata (is_hidden_name) and any other dot path (``..`` climbs out) stay packed

@@ -54,8 +54,29 @@ def face_crop(rgb: np.ndarray, box, margin: float = 0.25, small: int = SMALL_IMA
     return np.ascontiguousarray(rgb[y0:y1, x0:x1])
 
 
-def is_face_crop(rgb: np.ndarray) -> bool:
-    return max(rgb.shape[:2]) < SMALL_IMAGE_SIDE
+MIN_FACE_CROP_SIDE = 16  # narrower than this, a picture holds no face a model can read (FER2013's are 48)
+BLANK_RANGE = 8  # grey levels: a picture spanning fewer is blank (one colour)
+
+
+def why_no_face_crop(rgb: np.ndarray) -> str | None:
+    """Why a picture cannot be a face crop, or None: too small, or blank. A 1 px placeholder and a
+    grey thumbnail were given whole to the models that answer a face crop, and ``predict`` gave
+    them a confident emotion with reasons ("happy, mostly because of AU23 ..."). Only the size
+    rules a picture out everywhere (``is_face_crop``): evaluate and compare give a blank face crop
+    to the pixel models as FER2013's published scores do (its val split has one, labelled angry)."""
+    h, w = rgb.shape[:2]
+    if min(h, w) < MIN_FACE_CROP_SIDE:
+        return f"too small to hold a face, {w}×{h} px"
+    if int(rgb.max()) - int(rgb.min()) < BLANK_RANGE:
+        return "a blank picture, one colour"
+    return None
+
+
+def is_face_crop(rgb: np.ndarray, crops: bool = False) -> bool:
+    """Whether a picture is a face crop itself, given whole to the pixel models (and to the
+    AU-bottleneck network where no face is measured in it): under ``SMALL_IMAGE_SIDE``, or any
+    size with ``crops``; never one under ``MIN_FACE_CROP_SIDE``."""
+    return (crops or max(rgb.shape[:2]) < SMALL_IMAGE_SIDE) and min(rgb.shape[:2]) >= MIN_FACE_CROP_SIDE
 
 
 # -- one photo, every face ---------------------------------------------------------------------
@@ -530,7 +551,7 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
         except FerError as exc:
             unreadable.append(one_line(exc))
             continue
-        whole.append(crops or is_face_crop(rgb))
+        whole.append(is_face_crop(rgb, crops))
         if need_pixels and not whole[-1]:
             large.append(len(kept))
         kept.append(it)

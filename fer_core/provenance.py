@@ -76,11 +76,53 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
-def provenance(command: str, models: Mapping[str, str | None] = ()) -> dict:
+def provenance(command: str, models: Mapping[str, str | None] = (), test_set: Mapping | None = None,
+               measured: bool = True) -> dict:
     """The ``provenance`` block of a JSON result: ``models`` maps each model's name to its file's
-    SHA-256 (None for one that is no single file, such as a Teachable Machine folder)."""
-    return {"workbench": workbench_version(), "commit": source_commit(), "command": command, "cwd": os.getcwd(),
-            "versions": installed_versions(), "models": dict(models)}
+    SHA-256 (None for one that is no single file, such as a Teachable Machine folder); with
+    ``test_set`` (``test_set_record``), the images scored (or the AU table) and, ``measured``, how
+    their faces were measured."""
+    out = {"workbench": workbench_version(), "commit": source_commit(), "command": command, "cwd": os.getcwd(),
+           "versions": installed_versions(), "models": dict(models)}
+    if test_set is not None:
+        out["test_set"] = dict(test_set)
+        if measured:
+            out["measurement"] = measurement_record()
+    return out
+
+
+def test_set_record(paths: Sequence[str | os.PathLike[str]], root: str | os.PathLike[str] | None = None) -> dict:
+    """The images a result scored: how many, and one SHA-256 of each one's name (relative to
+    ``root``) and bytes, in name order. A test set with one image swapped changed a result while its
+    provenance stayed the same; ``draw-testset`` records the same digest in the set's testset.json."""
+    from .images import relative_file
+
+    named = sorted((str(relative_file(path, root)).replace(os.sep, "/"), path) for path in paths)
+    digest = hashlib.sha256()
+    for name, path in named:
+        digest.update(f"{name}\0{file_sha256(path)}\n".encode())
+    return {"files": len(named), "sha256": digest.hexdigest()}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return "unreadable"
+    return digest.hexdigest()
+
+
+def measurement_record() -> dict:
+    """How faces were measured: the measuring code's version with any settings moved from their
+    defaults (image limits, a landmarker of one's own), and the face landmarker's SHA-256."""
+    from .measure.extract import cache_version
+    from .measure.landmarker import LANDMARKER_SHA256, MODEL_ENV
+
+    own = os.environ.get(MODEL_ENV)
+    return {"version": cache_version(), "landmarker_sha256": file_sha256(own) if own else LANDMARKER_SHA256}
 
 
 def models_sha256(refs: Sequence[str]) -> dict[str, str | None]:
@@ -100,3 +142,21 @@ def models_sha256(refs: Sequence[str]) -> dict[str, str | None]:
         path = Path(entry.file)
         found[entry.name] = entry.sha256 or (sha256_file(path) if path.is_file() else None)
     return found
+
+
+TEST_SET_RECORD = "testset.json"  # beside a drawn test set's emotion folders (no image: never listed as one)
+
+
+def test_set_file_record(chosen: Sequence, out: str | os.PathLike[str], *, source: str | os.PathLike[str],
+                         per_class: int, classes: Sequence[str], seed: int, command: str) -> dict:
+    """What ``draw-testset`` drew, for a methods section: from which folder, how (seed, numbers,
+    emotions, the workbench and its commit, as a seed draws other files in another version) and
+    each file with its SHA-256; ``sha256`` is ``test_set_record``'s digest, which a comparison's
+    provenance gives while the folder is unchanged."""
+    from .images import relative_file
+
+    files = sorted((relative_file(it.path, out), it.label, file_sha256(it.path)) for it in chosen)
+    return {"source": str(Path(source).resolve()), "per_class": per_class, "classes": list(classes), "seed": seed,
+            "workbench": workbench_version(), "commit": source_commit(), "command": command,
+            **test_set_record([it.path for it in chosen], out),
+            "images": [{"file": f, "label": label, "sha256": sha} for f, label, sha in files]}

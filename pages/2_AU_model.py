@@ -167,7 +167,8 @@ def source_from_extraction() -> tuple[pd.DataFrame | None, str]:
     said = []
     if len(photos) or not clips.any():  # a folder of videos alone: "0 faces measured in 0 of 0 images" says nothing
         said.append(t("au_model.measured", faces=f"{int((photos['success'] > 0).sum()):,}",
-                      images=f"{photos['file'].nunique():,}", total=f"{done['total']:,}"))
+                      # the images with a face: "37 faces measured in 51 of 51 images" when 14 had none
+                      images=f"{photos.loc[photos['success'] > 0, 'file'].nunique():,}", total=f"{done['total']:,}"))
     if clips.any():
         frames = table[clips & table["time_s"].notna()]
         unreadable = int(names[clips & table["time_s"].isna()].nunique())

@@ -15,19 +15,14 @@ from fer_core.figures.compare import (
     accuracy_summary,
     au_contribution_bars,
     column_titles,
-    confusion_frame,
-    left_out_frame,
+    comparison_tables,
     mcnemar_frame,
     p_text,
     per_emotion_grouped_bars,
     percent,
-    precision_recall_frame,
-    predictions_frame,
-    probabilities_frame,
-    summary_frame,
 )
 from fer_core.fileio import csv_bytes
-from fer_core.i18n import current_language, emotion_label, message, t, using_language
+from fer_core.i18n import current_language, emotion_label, message, t
 from fer_core.images import png_data_uri, relative_file
 from fer_core.measure.extract import default_workers
 from ui.common import (
@@ -296,24 +291,6 @@ def show_no_face(res: Comparison) -> None:
                                                          "label": st.column_config.Column(t("compare.col_label"))})
 
 
-def download_files(res: Comparison, root: str, passed_over: list[str] | tuple = ()) -> dict[str, bytes]:
-    """The CSVs of Compare by file name: what the buttons give and the tests parse back. In English
-    on a Korean page too, headers and cells alike (for scripts; the McNemar verdicts were Korean under
-    English headers)."""
-    with using_language("en"):
-        mcnemar = mcnemar_frame(res)
-    return {
-        "compare_predictions.csv": csv_bytes(predictions_frame(res.table, res.names, root)),
-        "compare_probabilities.csv": csv_bytes(probabilities_frame(res, root)),
-        "compare_summary.csv": csv_bytes(summary_frame(res)),
-        "compare_precision_recall_f1.csv": csv_bytes(precision_recall_frame(res)),
-        "compare_confusion.csv": csv_bytes(confusion_frame(res)),
-        "compare_mcnemar.csv": csv_bytes(mcnemar),
-        **({"compare_left_out.csv": csv_bytes(left_out_frame(res, passed_over))}
-           if passed_over or res.unreadable or res.skipped or res.unlabelled else {}),
-    }
-
-
 def report_html(saved: dict, lang: str, faces: bool = True) -> bytes:
     """The self-contained HTML report of this comparison, built when the button is pressed (in the
     server's download request, outside this run: so the language and the faces switch are passed)."""
@@ -328,7 +305,8 @@ def report_html(saved: dict, lang: str, faces: bool = True) -> bytes:
 def show_downloads(saved: dict) -> None:
     res: Comparison = saved["comparison"]
     st.header(t("compare.download_heading"))
-    files = download_files(res, saved["root"], saved.get("passed_over", ()))
+    files = {name: csv_bytes(frame) for name, frame in
+             comparison_tables(res, saved["root"], saved.get("passed_over", ())).items()}
     labels = {"compare_predictions.csv": t("compare.dl_predictions"),
               "compare_probabilities.csv": t("compare.dl_probabilities"),
               "compare_summary.csv": t("compare.dl_summary"),

@@ -607,7 +607,7 @@ def test_au_model_extracts_a_folder_with_the_embedded_extractor(models_dir, fer_
     at.number_input(key="au_per").set_value(0)
     at.button(key="au_extract").click()
     _run(at, timeout=180)
-    assert any("faces measured in 24 of 24 images" in s for s in _texts(at.success))
+    assert any("23 faces measured in 23 of 24 images" in s for s in _texts(at.success)), _texts(at.success)
     table = at.session_state["au_tables"][str(fer_sample)]["table"]
     assert set(table["label"]) == {"angry", "disgust", "happy", "neutral", "sad", "surprise"}
     assert at.multiselect(key="au_classes").value  # ready to train
@@ -636,7 +636,7 @@ def test_au_model_page_extracts_large_face_crops_with_face_crops_on(models_dir, 
         (folder / emotion).mkdir(parents=True, exist_ok=True)
         Image.open(fer_val / emotion / name).convert("RGB").resize((320, 320), Image.BICUBIC).save(folder / emotion / name)
     at = _extracted_whole(folder)
-    assert any("0 faces measured in 2 of 2 images" in s for s in _texts(at.success)), _texts(at.success)
+    assert any("0 faces measured in 0 of 2 images" in s for s in _texts(at.success)), _texts(at.success)
     hint = ("2 of the images without a face found are square or nearly square pictures of 160 px or more. If they "
             "are face crops, the face filling each, turn on **Face crops** above and run it again.")
     assert hint in _texts(at.info)

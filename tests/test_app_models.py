@@ -23,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core import config
 from fer_core.emotions import SIX_EMOTIONS
+from fer_core.evaluation.metrics import wilson_counts
 from fer_core.manifest import ModelEntry, read_manifest, register
 from fer_core.predictors.recipe import Recipe
 from fer_core.predictors.registry import load_predictor
@@ -605,9 +606,16 @@ def test_compare_runs_au_model_and_cnn_on_the_same_folder(models_dir, fer_small,
     charts = {c["layout"]["title"]["text"]: c for c in _charts(at)}
     overall = charts["Overall accuracy with 95% Wilson interval"]["data"][0]
     assert [x.split("<br>")[0] for x in overall["x"]] == [BUNDLED, "tiny-cnn"] and "error_y" in overall
-    grouped = charts["Accuracy per emotion (recall), one bar per model"]["data"]
+    grouped = charts["Accuracy per emotion (recall) with 95% Wilson intervals, one bar per model"]["data"]
     bars = [t for t in grouped if t["type"] == "bar"]  # the dashed lines are each model's overall accuracy
     assert [t["name"] for t in bars] == [BUNDLED, "tiny-cnn"] and bars[0]["x"] == list(SIX_EMOTIONS)
+    # each emotion's interval (three images an emotion: wide), as the summary's, not bars alone
+    for name, trace in zip(res.names, bars):
+        for j, emotion in enumerate(SIX_EMOTIONS):
+            score = res.reports[name].per_class[emotion]
+            lo, hi = wilson_counts(round(score.accuracy * score.n), score.n)
+            assert trace["error_y"]["array"][j] == pytest.approx(hi - score.accuracy)
+            assert trace["error_y"]["arrayminus"][j] == pytest.approx(score.accuracy - lo)
     assert BUNDLED in charts and "tiny-cnn" in charts  # the confusion matrices, one tab each
     assert charts["tiny-cnn"]["data"][0]["type"] == "heatmap"
     summary = at.dataframe[0].value

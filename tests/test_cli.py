@@ -156,7 +156,7 @@ def test_predict_reports_bad_files_and_no_faces_and_keeps_the_rest(capsys, tmp_p
     assert code == 2
     results = json.loads(out)
     assert "not a readable image" in results[0]["error"]
-    assert "no face found" in results[1]["error"]
+    assert "no face: a blank picture, one colour" in results[1]["error"]  # a blank wall, said as such
     assert results[2]["faces"][0]["emotion"] == "happy"
 
 
@@ -393,10 +393,21 @@ def test_table_without_au_columns_is_refused(capsys, tmp_path):
 
 
 def test_draw_testset(capsys, tmp_path, fer_val):
+    """The set's record (a replicator could not say in a methods section which 60 images, from
+    where, drawn how): testset.json beside it, whose digest compare's provenance gives."""
+    from fer_core.images import list_images
+    from fer_core.provenance import test_set_record
+
     code, out, _ = run_cli(capsys, "draw-testset", fer_val, tmp_path / "t60", "--seed", "7")
     assert code == 0 and out.startswith("60 images")
     assert sorted(p.name for p in (tmp_path / "t60").iterdir()) == sorted(
-        ["angry", "disgust", "happy", "neutral", "sad", "surprise"])
+        ["angry", "disgust", "happy", "neutral", "sad", "surprise", "testset.json"])
+    record = json.loads((tmp_path / "t60" / "testset.json").read_text())
+    assert (record["seed"], record["per_class"], record["files"], len(record["images"])) == (7, 10, 60, 60)
+    assert record["source"] == str(fer_val.resolve()) and record["workbench"]
+    items = list_images(tmp_path / "t60")  # the record is no image of the set
+    assert len(items) == 60 and record["sha256"] == test_set_record([it.path for it in items], tmp_path / "t60")["sha256"]
+    assert {(i["file"].split("/")[0], i["label"]) for i in record["images"]} == {(e, e) for e in record["classes"]}
 
 
 def test_draw_testset_keeps_images_that_share_a_name(capsys, tmp_path):
@@ -523,11 +534,39 @@ def test_compare_json_keys(capsys, fer_sample, tmp_path):
     table = pd.read_csv(predictions)
     wrong = table.loc[~table["au-logreg-fer2013 correct"], "file"].tolist()
     assert wrong and report["wrong"]["au-logreg-fer2013"] == wrong
-    assert list(report) == ["n", "classes", "models", "mcnemar", "wrong", "no_face", "skipped", "skipped_classes",
-                            "unlabelled", "several_faces", "failed_models", "cannot_predict", "unscored_answers", "passed_over",
-                            "provenance"]
+    assert list(report) == ["n", "classes", "models", "mcnemar", "mcnemar_correction", "wrong", "no_face", "skipped",
+                            "skipped_classes", "unlabelled", "several_faces", "failed_models", "cannot_predict",
+                            "unscored_answers", "passed_over", "provenance"]
     assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value", "p_holm"]
+    assert report["mcnemar_correction"]["pairs"] == 1 and report["mcnemar_correction"]["method"] == "holm"
     assert list(report["models"]["au-logreg-fer2013"]) == REPORT_KEYS
+
+
+def test_compares_provenance_names_its_test_set_and_tables_go_to_a_folder(capsys, fer_sample, tmp_path):
+    """A replicator swapped one image of the test set for another: the accuracy moved (0.383 ->
+    0.400) and the provenance stayed the same. Its tables, the dashboard's downloads, had no command."""
+    import shutil
+
+    from fer_core.measure.extract import MEASURE_VERSION
+    from fer_core.measure.landmarker import LANDMARKER_SHA256
+
+    folder = shutil.copytree(fer_sample, tmp_path / "set")
+    args = ["compare", "--images", folder, "--models", "au-logreg-fer2013", "au-logreg-fer2013-balanced", "--json",
+            "--workers", "1"]
+    code, out, _ = run_cli(capsys, *args, "--tables", tmp_path / "tables")
+    assert code == 0
+    first = json.loads(out)["provenance"]
+    assert first["test_set"]["files"] == 24 and len(first["test_set"]["sha256"]) == 64
+    assert first["measurement"] == {"version": MEASURE_VERSION, "landmarker_sha256": LANDMARKER_SHA256}
+    written = sorted(p.name for p in (tmp_path / "tables").iterdir())
+    assert written == ["compare_confusion.csv", "compare_mcnemar.csv", "compare_precision_recall_f1.csv",
+                       "compare_predictions.csv", "compare_probabilities.csv", "compare_summary.csv"]
+    summary = pd.read_csv(tmp_path / "tables" / "compare_summary.csv")
+    assert set(summary["model"]) == {"au-logreg-fer2013", "au-logreg-fer2013-balanced"}
+    assert json.loads(run_cli(capsys, *args)[1])["provenance"]["test_set"] == first["test_set"]  # the same set
+    happy = sorted((folder / "happy").iterdir())
+    shutil.copy(happy[0], happy[1])  # one image replaced by another
+    assert json.loads(run_cli(capsys, *args)[1])["provenance"]["test_set"]["sha256"] != first["test_set"]["sha256"]
 
 
 def test_a_cache_that_cannot_be_used_costs_speed_not_the_batch(capsys, tmp_path, astronaut_jpeg, monkeypatch, caplog):

@@ -313,3 +313,60 @@ def test_a_logged_comparison_shows_percents_not_a_made_up_count(monkeypatch, cap
     assert "predicting: 100%" in err and "model 2 of 3, cnn-fer2013: 1,000 of 1,000 faces" in err
     assert "1000/1000" not in err and "it/s" not in err, err
     assert len(err.replace("\r", "\n").splitlines()) <= 4, err  # drawn every 10 s into a log, and at the end
+
+
+def test_a_file_named_like_an_option_says_how_to_give_it(tmp_path, monkeypatch, capsys):
+    """``predict --jsonl *`` in a folder holding "--help.jpg" stopped the whole run with
+    "unrecognized arguments", and nothing said that a file was meant, or how to give it."""
+    from fer_core.cli import main
+
+    (tmp_path / "--help.jpg").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", "--jsonl", "--help.jpg"])
+    assert stop.value.code == 2
+    assert "(--help.jpg is a file: put -- before the files, or write ./--help.jpg)" in capsys.readouterr().err
+
+
+def test_a_blank_or_one_pixel_picture_gets_no_emotion(tmp_path, capsys):
+    """A format reviewer's 1 px PNG and plain grey 48 px PNG: predict with the AU-bottleneck network
+    gave "happy, mostly because of AU23 lip tightener" (0.70), exit 0; in compare a CNN answered the
+    1 px picture "angry"."""
+    from PIL import Image
+
+    from fer_core.cli import main
+
+    Image.new("L", (48, 48), 128).save(tmp_path / "grey.png")
+    Image.new("L", (1, 1), 0).save(tmp_path / "one_px.png")
+    assert main(["predict", "--model", "au-bottleneck-fer2013", "--jsonl", str(tmp_path / "grey.png"),
+                 str(tmp_path / "one_px.png")]) == 2
+    grey, one = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert grey["faces"] == [] and grey["error"].endswith("no face: a blank picture, one colour")
+    assert one["faces"] == [] and one["error"].endswith("no face: too small to hold a face, 1×1 px")
+    (tmp_path / "set" / "angry").mkdir(parents=True)
+    Image.new("L", (1, 1), 0).save(tmp_path / "set" / "angry" / "one_px.png")
+    Image.new("L", (48, 48), 128).save(tmp_path / "set" / "angry" / "grey.png")
+    assert main(["compare", "--images", str(tmp_path / "set"), "--models", "au-bottleneck-fer2013",
+                 "--classes", "angry,happy", "--json", "--csv", str(tmp_path / "answers.csv")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["no_face"]["au-bottleneck-fer2013"] == ["angry/one_px.png"]  # grey.png answered: FER2013's protocol
+
+
+def test_an_animated_pictures_first_frame_alone_is_read_and_predict_says_so(tmp_path, astronaut, capsys):
+    """A two-frame GIF, grey then the face: "no face found … if the picture is a face crop, add
+    --crops", the wrong advice (with it, the grey frame got an emotion); with the face first, nothing
+    said the other frame was not read."""
+    from PIL import Image
+
+    from fer_core.cli import main
+
+    face, grey = Image.fromarray(astronaut), Image.new("RGB", astronaut.shape[1::-1], (128, 128, 128))
+    grey.save(tmp_path / "grey_first.gif", save_all=True, append_images=[face])
+    face.save(tmp_path / "face_first.gif", save_all=True, append_images=[grey])
+    assert main(["predict", "--jsonl", str(tmp_path / "grey_first.gif"), str(tmp_path / "face_first.gif")]) == 2
+    grey_first, face_first = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert grey_first["error"].endswith("no face found in its first frame (a blank picture, one colour): an animated "
+                                        "or multi-page image is read as its first frame only; save the frame to "
+                                        "measure as an image of its own")
+    assert "--crops" not in grey_first["error"]
+    assert len(face_first["faces"]) == 1 and face_first["note"].startswith("an animated or multi-page image is read")

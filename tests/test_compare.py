@@ -362,10 +362,10 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     assert (res.table[BUNDLED_AU_MODEL].fillna("-") == res.table[UNSAVED].fillna("-")).all()
     figs = {c["layout"]["title"]["text"]: c for c in charts(at)}
     assert "전체 정확도와 95% Wilson 구간" in figs
-    bars = figs["감정별 정확도(재현율), 모델마다 막대 하나"]["data"]
+    bars = figs["감정별 정확도(재현율)와 95% Wilson 구간, 모델마다 막대 하나"]["data"]
     assert [d["type"] for d in bars] == ["bar", "scatter", "bar", "scatter"]  # overall as legend lines
     assert bars[1]["name"].startswith(f"{BUNDLED_AU_MODEL} 전체: ") and "annotations" not in \
-        figs["감정별 정확도(재현율), 모델마다 막대 하나"]["layout"]
+        figs["감정별 정확도(재현율)와 95% Wilson 구간, 모델마다 막대 하나"]["layout"]
     labels = [t for d in bars if d["type"] == "bar" for t in d["text"]]
     assert all(re.fullmatch(r"\d+\.\d%|–", t) for t in labels), labels  # one format: 51.7%
     matrices = [figs[name] for name in res.names]  # one per tab, same fixed scale, readable text

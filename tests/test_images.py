@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -347,3 +348,42 @@ def test_an_avif_is_an_image_wherever_pillow_decodes_it(tmp_path):
         assert rgb.shape == (48, 64, 3) and np.abs(rgb.astype(int) - (200, 30, 30)).max() < 20
     else:
         assert listing.skipped_lines == ["happy/smile.avif: AVIF is not supported; convert it to PNG or JPEG"]
+
+
+def _zip_with_raw_names(files: dict[bytes, bytes]) -> bytes:
+    """A zip whose member names are these bytes with no UTF-8 flag, as Linux's zip (UTF-8) and Korean
+    Windows (CP949) write them: written under ASCII stand-ins of the same length, then swapped."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    stand_ins = {}
+    with zipfile.ZipFile(buf, "w") as archive:
+        for i, (raw, data) in enumerate(files.items()):
+            stand_in = (f"Z{i:03d}" + "Q" * len(raw))[:len(raw)].encode()
+            assert len(stand_in) == len(raw) and stand_in not in data
+            stand_ins[stand_in] = raw
+            archive.writestr(stand_in.decode(), data)
+    out = buf.getvalue()
+    for stand_in, raw in stand_ins.items():
+        out = out.replace(stand_in, raw)
+    return out
+
+
+def test_a_zip_without_the_utf8_flag_keeps_its_korean_and_emoji_names(tmp_path, astronaut_jpeg):
+    """A Korean lab's zip (Linux zip: UTF-8 names without the flag; Korean Windows: CP949) was read
+    as code page 437: 행복/ became φûëδ│╡/, an emotion folder refused ("no readable images"), and
+    every name in the tables was garbled. A HEIC photo in it vanished without a word."""
+    from fer_core.images import scan_images, unpack_image_zip
+
+    photo = astronaut_jpeg.read_bytes()
+    for encoding in ("utf-8", "cp949"):
+        data = _zip_with_raw_names({"행복/웃음 1.jpg".encode(encoding): photo, "슬픔/b.jpg".encode(encoding): photo,
+                                    b"happy/caf\x82.jpg": photo, b"happy/p.heic": b"\x00" * 64})
+        root = unpack_image_zip(data, tmp_path / encoding)
+        listing = scan_images(root)
+        assert {(Path(it.path).relative_to(root).as_posix(), it.label) for it in listing.items} == {
+            ("행복/웃음 1.jpg", "happy"), ("슬픔/b.jpg", "sad"), ("happy/café.jpg", "happy")}
+        assert any("p.heic" in line and "HEIC is not supported" in line for line in listing.skipped_lines)
+    data = _zip_with_raw_names({"happy/😀.jpg".encode(): photo})
+    assert [p.name for p in (unpack_image_zip(data, tmp_path / "emoji") / "happy").iterdir()] == ["😀.jpg"]

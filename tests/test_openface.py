@@ -521,6 +521,19 @@ def test_reproduce_two_splits():
         assert run["logreg"]["accuracy"] > 0.714 - 3 * 0.009
         assert run["mlp"]["accuracy"] > 0.766 - 3 * 0.010 - 0.02  # MLP: early stopping adds noise
     assert "0.755" in module.format_report(result)
+    # for a paper (a replicator's review): confusion counts summed over the splits, whose diagonals
+    # give the recalls, the two models tested with the correction for splits sharing rows
+    for key in ("mlp", "logreg"):
+        confusion = np.array(result["summary"][key]["confusion"])
+        assert confusion.sum() == sum(run["test"] for run in result["runs"])
+        recalls = [np.mean([run[key]["recall"][c] for run in result["runs"]]) for c in result["classes"]]
+        per_split = [np.diag(run[key]["confusion"]) / np.sum(run[key]["confusion"], axis=1) for run in result["runs"]]
+        assert np.allclose(np.mean(per_split, axis=0), recalls, atol=1e-4)  # the held-out recalls keep 4 decimals
+        lo, hi = result["summary"][key]["accuracy_ci95_corrected"]
+        assert lo < result["summary"][key]["accuracy_mean"] < hi
+    versus = result["mlp_vs_logreg"]
+    assert versus["df"] == 1 and 0 < versus["p"] <= 1 and "Nadeau" in versus["test"]
+    assert "MLP - logistic regression: " in module.format_report(result)
 
 
 @needs_study

@@ -110,6 +110,9 @@ def test_report_is_self_contained_with_every_figure_table_and_wrong_image(hand_c
     assert "@font-face" not in text  # no Hangul, no font to embed
     assert text.count("Plotly.newPlot") == 4 and text.count("<script") == 1 + 4  # plotly.js once, 4 figures
     assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2", "figure-3"]  # overall, per emotion, 2 matrices
+    # each chart's camera saves an SVG (a manuscript's vector figure), and no button uploads a chart:
+    # plotly.js's "Share chart..." (on by default) sent the report's results to its cloud in two clicks
+    assert text.count('"showSendToCloud": false') == 4 and text.count('"toImageButtonOptions": {"format": "svg"}') == 4
     # outside Streamlit the axes make room for their labels themselves: the matrices' emotion names
     # fell outside the 10 px margins
     assert all(fig.layout.yaxis.automargin and fig.layout.xaxis.automargin for fig in report_figures(hand_comparison))

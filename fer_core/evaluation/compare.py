@@ -157,6 +157,10 @@ class Comparison:
         return {"n": self.n, "classes": list(self.classes),
                 "models": {m: r.to_dict() for m, r in self.reports.items()},
                 "mcnemar": [p.to_dict() for p in self.mcnemar],
+                # what p_holm is adjusted for: every pair of the models compared (pass --models with the
+                # planned ones: with every registered model, another registered later moves the p-values)
+                "mcnemar_correction": {"method": "holm", "test": "exact McNemar (two-sided binomial)",
+                                       "pairs": len(self.mcnemar)},
                 "wrong": {m: relative(self.wrong_files(m)) for m in self.names},
                 "no_face": {m: relative(self.no_face_files(m)) for m in self.names},
                 "skipped": list(self.unreadable), "skipped_classes": dict(self.skipped),

@@ -175,6 +175,13 @@ def report_figures(comparison: Comparison) -> list:
     return figures
 
 
+# The charts' toolbar: the camera saves a chart as SVG (a vector figure for a manuscript), and no
+# button offers to upload the chart (plotly.js's "Share chart...", on by default, sent a report meant
+# to stay in the study, --no-faces included, to its cloud in two clicks).
+CHART_CONFIG = {"showSendToCloud": False, "displaylogo": False,
+                "toImageButtonOptions": {"format": "svg"}}
+
+
 def comparison_report_html(comparison: Comparison, settings: ReportSettings,
                            entries: Sequence[ModelEntry] | Mapping[str, ModelEntry | None] = (),
                            lang: str = "en", faces: bool = True) -> str:
@@ -196,7 +203,7 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
     with using_language(lang) as code:
         figures = report_figures(comparison)
         charts = "".join(
-            f'<div class="figure">{fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{i}")}</div>'
+            f'<div class="figure">{fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{i}", config=CHART_CONFIG)}</div>'
             for i, fig in enumerate(figures))
         summary = accuracy_summary(comparison)
         settings_rows = [(t("report.test_set"), settings.test_set if faces else t("report.test_set_withheld")),

@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 
 from ..emotions import SEVEN_EMOTIONS, emotion_from_filename, normalize_emotion
 from ..evaluation.compare import Comparison
-from ..evaluation.metrics import p_text
+from ..evaluation.metrics import p_text, wilson_counts
 from ..i18n import emotion_label, emotion_labels, t
 from ..images import relative_file
 from ..predictors.base import Explanation
@@ -304,6 +304,9 @@ def accuracy_ci_bars(summary: pd.DataFrame, title: str | None = None) -> go.Figu
     return _layout(fig, title or t("compare.fig_overall"), height=360)
 
 
+ERROR_BAR_COLOR = "rgba(40, 40, 40, 0.75)"  # the intervals over the bars, dark on every model colour
+
+
 def per_emotion_grouped_bars(frame: pd.DataFrame, title: str | None = None,
                              order: Sequence[str] | None = None,
                              overall: Mapping[str, float] | None = None) -> go.Figure:
@@ -322,13 +325,22 @@ def per_emotion_grouped_bars(frame: pd.DataFrame, title: str | None = None,
     for i, (name, sub) in enumerate(frame.groupby("model", sort=False)):
         by = sub.set_index("emotion").reindex(emotions)
         acc = by["accuracy"].astype(float)
+        n = by["n"].fillna(0).astype(int)
+        # each bar's 95 % Wilson interval: ten images an emotion give a bar about ±25 points wide,
+        # which bars alone made look like differences between models
+        low, high = np.array([wilson_counts(round(a * k), k) if k and np.isfinite(a) else (np.nan, np.nan)
+                              for a, k in zip(acc, n)]).reshape(-1, 2).T
         fig.add_trace(go.Bar(
             name=str(name), x=shown, y=acc.fillna(0), legendgroup=str(name),
             marker=dict(color=model_color(i), pattern=dict(shape=model_pattern(i)), line=BAR_OUTLINE),
+            error_y=dict(type="data", symmetric=False, array=np.nan_to_num(high - acc).tolist(),
+                         arrayminus=np.nan_to_num(acc - low).tolist(),
+                         color=ERROR_BAR_COLOR, thickness=1.2, width=3),
+            # inside the bar, at its foot: a label above it would sit on the interval's whisker
             text=[percent(a) for a in acc] if labelled else None,
-            textposition="outside" if labelled else "none", textangle=-90 if upright else 0,
-            cliponaxis=False, customdata=by["n"].fillna(0).astype(int),
-            hovertemplate=f"{name}<br>" + t("compare.hover_emotion") + "<extra></extra>",
+            textposition="auto" if labelled else "none", insidetextanchor="start", textangle=-90 if upright else 0,
+            cliponaxis=False, customdata=np.stack([n, low, high], axis=-1).tolist(),
+            hovertemplate=f"{name}<br>" + t("compare.hover_emotion_ci") + "<extra></extra>",
         ))
         if overall and name in overall:
             fig.add_trace(go.Scatter(
@@ -361,3 +373,26 @@ def au_contribution_bars(explanation: Explanation, title: str | None = None) -> 
     fig.update_xaxes(title=t("compare.axis_contribution_logit", emotion=emotion_label(explanation.emotion)),
                      zeroline=True)
     return _layout(fig, title or t("compare.fig_contributions"), height=80 + 24 * max(len(ranked), 3))
+
+
+def comparison_tables(comparison: Comparison, root: str | Path | None = None,
+                      passed_over: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
+    """Every table of a comparison by its file name, as Compare's buttons and ``compare --tables``
+    write them: per image, probabilities, the summary (95 % Wilson intervals), precision/recall/F1,
+    the confusion counts, McNemar with Holm's correction, and what was left out (when anything
+    was). In English on a Korean page too, headers and cells alike (for scripts; the McNemar
+    verdicts were Korean under English headers)."""
+    from ..i18n import using_language
+
+    with using_language("en"):
+        mcnemar = mcnemar_frame(comparison)
+    return {
+        "compare_predictions.csv": predictions_frame(comparison.table, comparison.names, root),
+        "compare_probabilities.csv": probabilities_frame(comparison, root),
+        "compare_summary.csv": summary_frame(comparison),
+        "compare_precision_recall_f1.csv": precision_recall_frame(comparison),
+        "compare_confusion.csv": confusion_frame(comparison),
+        "compare_mcnemar.csv": mcnemar,
+        **({"compare_left_out.csv": left_out_frame(comparison, passed_over)}
+           if passed_over or comparison.unreadable or comparison.skipped or comparison.unlabelled else {}),
+    }
