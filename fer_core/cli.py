@@ -1311,6 +1311,14 @@ def cmd_train_au(args) -> int:
     del table
     model.info["command"] = args.command_line
     data = model.info["data"]
+    # what a methods section names: the table by its bytes (a relative name says little a year on),
+    # and the code and libraries that fitted it
+    from .provenance import file_sha256, installed_versions, source_commit, workbench_version
+
+    data["table_sha256"] = file_sha256(args.table)
+    model.info["fitted_by"] = {"workbench": workbench_version(), "commit": source_commit(),
+                               "versions": {k: v for k, v in installed_versions().items()
+                                            if k in ("python", "numpy", "scikit-learn", "interpret")}}
     if data.get("left_out"):
         total = data["rows"] + sum(data["left_out"].values())
         print(f"{printable(args.table)}: {au_table.left_out_summary(data['left_out'], total)}", file=sys.stderr)

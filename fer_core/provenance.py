@@ -21,7 +21,7 @@ from . import config
 from .errors import FerError
 
 DISTRIBUTION = "fer-workbench"  # pyproject.toml's [project] name
-VERSIONS_OF = ("numpy", "pandas", "scikit-learn", "plotly", "mediapipe", "tensorflow", "streamlit")
+VERSIONS_OF = ("numpy", "pandas", "scikit-learn", "interpret", "plotly", "mediapipe", "tensorflow", "streamlit")
 
 
 def workbench_version() -> str:

@@ -346,6 +346,12 @@ def test_extract_train_evaluate_on_fer_sample(capsys, tmp_path, fer_sample):
     model_path = tmp_path / "m.json"
     code, out, _ = run_cli(capsys, "train-au", "data/fer2013_val_au.csv.gz", "--out", model_path)
     assert code == 0 and "held-out accuracy" in out
+    # its training table by its bytes, and what fitted it (a replicator found only "of_au.csv")
+    import hashlib
+
+    info = json.loads(model_path.read_text())["info"]
+    assert info["data"]["table_sha256"] == hashlib.sha256(Path("data/fer2013_val_au.csv.gz").read_bytes()).hexdigest()
+    assert info["fitted_by"]["workbench"] and info["fitted_by"]["versions"]["scikit-learn"]
 
     code, out, _ = run_cli(capsys, "evaluate", "--model", model_path, "--images", fer_sample, "--json")
     assert code == 0

@@ -251,7 +251,7 @@ class AUModel(AURowsModel):
         else:
             raise FerError(f"{what}: give a LogisticRegression or MLPClassifier fitted on AU columns (for another "
                            "model of AUs, a model kind of its own: see the README's layout section)")
-        info = {"fitted_by": f"scikit-learn {what}" + (" after a StandardScaler" if scaler is not None else ""),
+        info = {"fitted_with": f"scikit-learn {what}" + (" after a StandardScaler" if scaler is not None else ""),
                 "description": description}
         model = cls.from_dict({"format": FORMAT, "kind": kind, "classes": classes, "au_columns": list(columns),
                                "mean": mean.tolist(), "scale": np.maximum(scale, MIN_SCALE).tolist(),
