@@ -390,7 +390,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(metavar="COMMAND", dest="command")
 
-    s = sub.add_parser("predict", help="AUs and an explained emotion for each face in images "
+    s = sub.add_parser("predict", help="AUs and an explained emotion for each face in images (a CNN, ensemble or "
+                       "Teachable Machine model: its emotion and probabilities, without reasons) "
                        "(--json: one object for one image, a list for several; --jsonl: one line per image), "
                        "or for each row of an AU table (--au-table)")
     s.add_argument("images", nargs="*", help="image files; one that cannot be read or has no face is said, the rest "
@@ -718,10 +719,7 @@ def cmd_predict(args) -> int:
         return _predict_table(args)
     if not args.images:
         raise FerError("predict needs image files, or --au-table TABLE --out OUT")
-    predictor = load_predictor(args.model)
-    if not predictor.explains:
-        raise FerError(f"{args.model}: predict explains with an AU model or an AU-bottleneck network; use evaluate/compare for "
-                       "CNN, ensemble or Teachable Machine models")
+    predictor = load_predictor(args.model)  # a CNN, an ensemble or a Teachable Machine model answers without reasons
     results: list[dict | None] = [None] * len(args.images)
     status = 0
     from .provenance import models_sha256
@@ -800,7 +798,8 @@ def cmd_predict(args) -> int:
                      if f["confidence"] else " (no face measured: the crop was given whole to the model)"
                      if r.get("note") not in (None, FIRST_FRAME_ONLY)
                      else " (no face detected: the whole picture was measured as one face)"))
-            print(f"  {f['sentence']}\n  probabilities: {probs}")
+            print(f"  {f['sentence'] if 'sentence' in f else f['emotion'] + ' (this model gives no reasons)'}\n"
+                  f"  probabilities: {probs}")
             if "aus_network" in f:  # the AU-bottleneck network explains with the AUs it reads itself
                 network = " ".join(f"{k[:4]}={v:.1f}" for k, v in f["aus_network"].items())
                 print(f"  AUs the network read (the sentence's): {network}\n  AUs measured: {aus}")
