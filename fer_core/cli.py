@@ -1910,8 +1910,8 @@ def cmd_models(args) -> int:
     path_width = max(len(str(e.path)) for e in entries)
     for e in entries:
         m = e.metrics
-        score = (f"accuracy {m.accuracy:.3f}, macro-F1 {m.macro_f1:.3f}" if m.accuracy is not None and m.macro_f1 is not None
-                 else "not evaluated")
+        score = ("not evaluated" if m.accuracy is None else f"accuracy {m.accuracy:.3f}"
+                 + (f", macro-F1 {m.macro_f1:.3f}" if m.macro_f1 is not None else ""))  # a script's may give one
         where = f" on {m.evaluated_on}" if m.evaluated_on else ""
         missing = ("" if not problems[e.name] else f"  (cannot be used: {problems[e.name]})" if os.path.lexists(e.file)
                    else f"  (file missing: {printable(str(e.file))})")

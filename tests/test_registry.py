@@ -691,3 +691,26 @@ def test_an_ensembles_member_is_not_unregistered_under_it(capsys, models_dir):
     assert main(["unregister", "cnn-fer2013-7"]) == 0
     assert {"cnn-fer2013-7", "cnn-ensemble-fer2013"}.isdisjoint(e.name for e in read_manifest())
     assert (REPO_ROOT / "models" / "cnn_fer2013_7.keras").is_file()
+
+
+class HalvesPlugin(AlwaysOneEmotion):
+    def predict_proba(self, faces, progress=None):
+        return np.full((len(self.pixels_of(faces)), len(self.classes)), 0.5)
+
+
+def test_a_plugin_whose_answers_are_not_probabilities_is_left_out_and_said(capsys, models_dir, always_kind,
+                                                                            fer_sample, monkeypatch):
+    """A plugin's rows of 0.5 each (summing to 3) were scored without a word."""
+    classes = ["angry", "disgust", "happy", "neutral", "sad", "surprise"]
+    registry.save_and_register({"emotion": "happy", "classes": classes}, name="halves", kind="always",
+                               classes=classes, metrics=None, command="pytest")
+    monkeypatch.setitem(registry._kinds, "always", registry.ModelKind(
+        "always", always_kind.describe, "pixels", False,
+        lambda path, entry: HalvesPlugin("happy", classes, entry.name), _save, "{name}.always", _claims))
+    assert main(["compare", "--images", str(fer_sample), "--models", "au-logreg-fer2013,halves", "--json",
+                 "--workers", "1", "--no-cache"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["models"]) == ["au-logreg-fer2013"]
+    assert report["failed_models"] == ["halves: its answers are not probabilities (each face's should be 0 to 1 and "
+                                       "sum to 1; one face got 0.5, 0.5, 0.5, 0.5, 0.5, 0.5); a model kind's "
+                                       "predict_proba must give them"]

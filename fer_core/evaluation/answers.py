@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..errors import ImageError
+from ..errors import FerError, ImageError
 from ..measure.extract import ANSWER_KEY, MeasureCache, content_key, measure_settings
 from ..pipeline import PreparedFaces
 from ..predictors.base import FaceInput, Predictor, Progress
@@ -80,6 +80,19 @@ def face_keys(prepared: PreparedFaces, crops: bool) -> list[str | None]:
     return keys
 
 
+def _check_probabilities(predictor: Predictor, proba: np.ndarray) -> None:
+    """A model's answers must be probabilities (each face's from 0 to 1, summing to 1; NaN where it
+    does not judge): a plugin kind whose rows were all 0.5 was scored without a word, its argmax
+    taken for answers and its "probability of the true emotion" written to the tables."""
+    judged = proba[np.isfinite(proba).all(axis=1)]
+    if len(judged) and ((judged < -1e-6).any() or (judged > 1 + 1e-6).any()
+                        or not np.allclose(judged.sum(axis=1), 1.0, atol=1e-3)):
+        bad = next(row for row in judged if (row < -1e-6).any() or (row > 1 + 1e-6).any() or abs(row.sum() - 1) > 1e-3)
+        raise FerError(f"{predictor.name}: its answers are not probabilities (each face's should be 0 to 1 and sum "
+                       f"to 1; one face got {', '.join(f'{v:.3g}' for v in bad[:7])}); a model kind's predict_proba "
+                       "must give them")
+
+
 def cached_answers(predictor: Predictor, faces: Sequence[FaceInput], keys: Sequence[str | None],
                    answer: Answer, cache: MeasureCache | None, progress: Progress | None = None
                    ) -> tuple[np.ndarray, int]:
@@ -100,6 +113,7 @@ def cached_answers(predictor: Predictor, faces: Sequence[FaceInput], keys: Seque
             missing.append(i)
     if missing:
         proba[missing] = answer(missing, progress)
+        _check_probabilities(predictor, proba[missing])
         if identity:
             cache.put_many({full[i]: [float(v) for v in proba[i]] for i in missing
                             if full[i] and np.isfinite(proba[i]).all()})
