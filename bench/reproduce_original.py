@@ -191,7 +191,8 @@ def corrected_t_test(differences: np.ndarray, test_per_train: float) -> dict:
 
     k = len(differences)
     se = np.sqrt((1 / k + test_per_train) * differences.var(ddof=1))
-    t = float(differences.mean() / se) if se > 0 else float("inf")
+    mean = float(differences.mean())
+    t = mean / se if se > 0 else (0.0 if mean == 0 else float(np.sign(mean)) * float("inf"))  # no spread: no test
     return {"mean_difference": round(float(differences.mean()), 4), "sd": round(float(differences.std(ddof=1)), 4),
             "t": round(t, 3), "df": k - 1, "p": float(2 * stats.t.sf(abs(t), k - 1)),
             "test": "corrected resampled t-test (Nadeau & Bengio 2003)"}

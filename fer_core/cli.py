@@ -31,9 +31,11 @@ class _NoTracebacks(logging.Filter):
 
 
 def _log_in_one_line() -> None:
-    logger = logging.getLogger("fer_core")
-    if not any(isinstance(f, _NoTracebacks) for f in logger.filters):
-        logger.addFilter(_NoTracebacks())
+    """On the "fer_core" logger (where every traceback is logged), and on Python's last-resort
+    handler, which prints a record no handler took (a module's own child logger's too)."""
+    for where in (logging.getLogger("fer_core"), logging.lastResort):
+        if where is not None and not any(isinstance(f, _NoTracebacks) for f in where.filters):
+            where.addFilter(_NoTracebacks())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -708,6 +710,7 @@ def cmd_predict(args) -> int:
         face_order,
         faces_from_measurements,
         is_face_crop,
+        no_face_message,
         whole_crop_face,
         why_no_face_crop,
     )
@@ -763,10 +766,8 @@ def cmd_predict(args) -> int:
         elif faces and has_more_frames(source):
             entry_out["note"] = FIRST_FRAME_ONLY
         if not faces:  # the advice for a photo; a face crop the search missed is measured with --crops
-            why = why_no_face_crop(rgb)
-            entry_out["error"] = f"{path}: " + (f"no face found in its first frame{f' ({why})' if why else ''}: "
-                                                 f"{FIRST_FRAME_ONLY}" if has_more_frames(source)
-                                                 else f"no face: {why}" if why
+            said = no_face_message(rgb, source)
+            entry_out["error"] = f"{path}: " + (said if said != NO_FACE_MESSAGE
                                                  else CROP_NO_FACE_MESSAGE if not args.crops
                                                  and looks_like_face_crop(source) else NO_FACE_MESSAGE)
             status = 2  # no answer for it, as for a file that could not be read
@@ -1241,6 +1242,9 @@ def cmd_au_agreement(args) -> int:
         print(f"pictures with several faces: {several:,}; only each one's first face is compared (extract's "
               "largest, OpenFace's first listed), which may be another person in the other table: a table "
               "without face boxes cannot pair them", file=sys.stderr)
+    if same := agreement.attrs.get("same_name"):
+        print(f"files that differ only in their image ending (a.jpg, a.png): {same:,}; the first of each is "
+              "compared (OpenFace names its CSV by the stem alone)", file=sys.stderr)
     if by_box := agreement.attrs.get("paired_by_box"):
         print(f"pictures with several faces paired by box: {by_box:,} ({agreement.attrs['faces_paired_by_box']:,} "
               f"faces paired; {agreement.attrs['faces_unpaired']:,} found in one table only, left out)", file=sys.stderr)
@@ -1571,21 +1575,23 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
         print(f"note: {note}", file=sys.stderr)
 
 
-def _provenance(args, refs: Sequence[str], items: Sequence | None = None, root=None, measured: bool = True) -> dict:
+def _provenance(args, refs: Sequence[str], items: Sequence | None = None, root=None, table: str | None = None) -> dict:
     """A JSON result's ``provenance``: the workbench's version and commit, the command, the
     libraries and each model file's SHA-256, so that a result kept for a paper says what made it;
     with ``items``, the images scored (one SHA-256 of their names and bytes) and how faces were
-    measured."""
-    from .provenance import models_sha256, provenance, test_set_record
+    measured; with ``table``, the AU table scored (its file's SHA-256)."""
+    from .provenance import file_sha256, models_sha256, provenance, test_set_record
 
-    test_set = test_set_record([it.path for it in items], root) if items is not None else None
-    return {"provenance": provenance(args.command_line, models_sha256(refs), test_set=test_set, measured=measured)}
+    test_set = (test_set_record([it.path for it in items], root) if items is not None
+                else {"table_sha256": file_sha256(table)} if table else None)
+    return {"provenance": provenance(args.command_line, models_sha256(refs), test_set=test_set,
+                                     measured=items is not None)}
 
 
 def cmd_evaluate(args) -> int:
     from . import au_table
     from .evaluation.compare import evaluate_images, score_au_table
-    from .images import LabeledImage, scan_images
+    from .images import scan_images
     from .measure.extract import default_workers
     from .predictors.base import model_of_kind
     from .predictors.registry import load_predictor
@@ -1647,9 +1653,9 @@ def cmd_evaluate(args) -> int:
                  **({"crops": True} if args.crops else {}),
                  **({"crop_like_no_face": crop_like} if crop_like else {})}
     if args.json:
-        scored = items if args.images else [LabeledImage(Path(args.au_table), None)]  # the images, or the table
         print(json.dumps({**report.to_dict(), **extra,
-                          **_provenance(args, [args.model], scored, args.images, measured=bool(args.images))}))
+                          **_provenance(args, [args.model], items if args.images else None, args.images,
+                                        table=None if args.images else args.au_table)}))
     else:
         _print_report(report)
         if "per_video" in extra:
@@ -1936,51 +1942,75 @@ def cmd_register(args) -> int:
     get_kind(given.kind)
     # said before the model is loaded (TensorFlow's start): the manifest is written back whole, so an
     # entry it cannot read would be lost
-    _registerable(args.name, given.kind, read_manifest(strict=True), args.replace)
+    _registerable(args.name, given.kind, read_manifest(strict=True), args.replace, path)
     predictor = load_predictor(given)  # refused here, in one line, if it cannot be used as it is
     folder = config.models_dir()
     entry = ModelEntry(name=args.name, kind=given.kind, path=stored_path(path, folder),
                        classes=tuple(predictor.classes), command=args.command_line, origin="cli",
-                       description=args.description or f"registered from {printable(str(path.resolve()))}")
+                       description=args.description or f"registered from {printable(str(path.resolve()))}",
+                       base=folder)  # "models/x" is the manifest's own folder (FER_MODELS_DIR), not the repository's
     with one_writer(folder):
-        _registerable(args.name, given.kind, read_manifest(strict=True), args.replace)
+        existing = read_manifest(strict=True)
+        _registerable(args.name, given.kind, existing, args.replace, path)
         register(entry)
+    for ensemble in _ensembles_of(args.name, existing):  # as a retrained member: the ensemble refuses to load
+        print(f"note: {ensemble} has {args.name} as a member; it is refused until made again with the ensemble "
+              "command (its members are fixed)", file=sys.stderr)
     print(f"registered {args.name} ({given.kind}; {', '.join(entry.classes)}) -> {printable(str(path.resolve()))}; "
           f"checksum {entry.sha256[:12]}…: a change to the file is refused until it is registered again",
           file=sys.stderr)
     return 0
 
 
-def _registerable(name: str, kind: str, existing, replace: bool) -> None:
-    from .manifest import refuse_other_kind, validate_model_name
+def _registerable(name: str, kind: str, existing, replace: bool, path: Path) -> None:
+    """``register``'s refusals, said before TensorFlow loads and again under the manifest's lock:
+    a name taken (without --replace) or by another kind, and a file another model is registered
+    under (two names on one file: the first then failed its checksum once the file changed)."""
+    from .manifest import refuse_other_kind, refuse_registered_file, validate_model_name
 
     validate_model_name(name, [])
     refuse_other_kind(name, kind, existing)
     if any(e.name == name for e in existing) and not replace:
         raise FerError(f"a model named {name!r} is already registered; choose another --name, or add --replace")
+    owner = next((e for e in existing if e.file.resolve() == path.resolve()), None)
+    if owner is not None and owner.name != name:
+        raise FerError(f"{printable(str(path))} is the file of the registered model {owner.name!r}; register it "
+                       f"again as --name {owner.name} --replace (a file changed since its registration), or copy it")
+    refuse_registered_file(name, path, existing)
+
+
+def _ensembles_of(name: str, entries) -> list[str]:
+    """The registered ensembles that have ``name`` as a member."""
+    return [e.name for e in entries if e.kind == "ensemble" and e.name != name and name in _ensemble_members(e)]
 
 
 def cmd_unregister(args) -> int:
-    from .manifest import one_writer, read_manifest, write_manifest
+    from .manifest import MANIFEST_HINT, MAX_MANIFEST_BYTES, manifest_path, one_writer, read_manifest
     from .predictors.registry import get_kind
+    from .safe_files import read_json_file
 
     with one_writer():
-        entries = read_manifest(strict=True)
+        entries = read_manifest()  # lenient: an entry that cannot be read is taken out by its name too
         entry = next((e for e in entries if e.name == args.name), None)
-        if entry is None:
+        if entry is None and args.name not in entries.left_out:
             raise FerError(f"no model named {args.name!r} in {_manifest_shown()}; `models` lists them")
-        users = [e.name for e in entries if e.kind == "ensemble" and e.name != entry.name
-                 and args.name in _ensemble_members(e)]
+        users = _ensembles_of(args.name, entries)
         if users:
             raise FerError(f"{args.name} is a member of the ensemble {', '.join(users)}: unregister that first")
-        write_manifest([e for e in entries if e.name != args.name])
-    try:
-        companions = get_kind(entry.kind).companions
-        files = [entry.file, *(companions(entry.file) if companions else ())]
-    except FerError:
-        files = [entry.file]
-    kept = ", ".join(printable(str(f)) for f in files if os.path.lexists(f))
-    print(f"unregistered {args.name}" + (f"; its files are kept: {kept}" if kept else ""), file=sys.stderr)
+        # the list as written, less that name's entries: every other entry is kept as it is, those the
+        # workbench cannot read too (the lenient reading would have dropped them)
+        raw = read_json_file(manifest_path(), MAX_MANIFEST_BYTES, MANIFEST_HINT, what="manifest")
+        kept = [e for e in raw if not (isinstance(e, dict) and e.get("name") == args.name)]
+        fileio.atomic_write_text(manifest_path(), json.dumps(kept, indent=2) + "\n")
+    files = []
+    if entry is not None:
+        try:
+            companions = get_kind(entry.kind).companions
+            files = [entry.file, *(companions(entry.file) if companions else ())]
+        except FerError:
+            files = [entry.file]
+    kept_files = ", ".join(printable(str(f)) for f in files if os.path.lexists(f))
+    print(f"unregistered {args.name}" + (f"; its files are kept: {kept_files}" if kept_files else ""), file=sys.stderr)
     return 0
 
 

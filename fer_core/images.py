@@ -238,12 +238,12 @@ FIRST_FRAME_ONLY = ("an animated or multi-page image is read as its first frame 
                     "as an image of its own")
 
 
-def has_more_frames(path: str | os.PathLike[str]) -> bool:
-    """Whether an image file holds more frames or pages than the first, which alone is read
-    (animated GIF and WebP, multi-page TIFF): its header and second frame's start, never every
-    frame (``load_image``). False where it cannot be read."""
+def has_more_frames(source: str | os.PathLike[str] | bytes) -> bool:
+    """Whether an image file (a path, or an upload's bytes) holds more frames or pages than the
+    first, which alone is read (animated GIF and WebP, multi-page TIFF): its header and second
+    frame's start, never every frame (``load_image``). False where it cannot be read."""
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
             return bool(getattr(im, "is_animated", False))
     except Exception:
         return False
@@ -625,22 +625,36 @@ def zip_member_name(member: zipfile.ZipInfo) -> str:
     """A member's name as its zip's maker wrote it. Without the UTF-8 flag Python reads the bytes
     as code page 437, the format's old default; but Linux's ``zip`` writes UTF-8 without the flag,
     and Korean Windows CP949: a Korean lab's ``행복/`` folder arrived as ``φûëδ│╡/`` (an emotion
-    folder refused) and ``😀`` as ``≡ƒÿÇ``. UTF-8 is tried first, then CP949 where it reads as
-    Korean, else code page 437 as before."""
+    folder refused) and ``😀`` as ``≡ƒÿÇ``. UTF-8 is tried first, then CP949 where every non-ASCII
+    byte pair is a Hangul syllable, else code page 437 as before (a Western Windows zip)."""
     if member.flag_bits & _UTF8_FLAG:
         return member.filename
     try:
         raw = member.filename.encode("cp437")
     except UnicodeEncodeError:
         return member.filename
-    for encoding in ("utf-8", "cp949"):
-        try:
-            name = raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if encoding == "utf-8" or any("\uac00" <= ch <= "\ud7a3" for ch in name):  # Hangul syllables
-            return name
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if _korean_syllables_only(raw):
+        return raw.decode("cp949")
     return member.filename
+
+
+def _korean_syllables_only(raw: bytes) -> bool:
+    """Whether every non-ASCII byte of a name pairs into a KS X 1001 Hangul syllable (lead byte
+    0xB0-0xC8, trail 0xA1-0xFE), as Korean Windows writes ``행복``: CP949's wider range also
+    decodes a Western name's accents (cp437 ``Schäfer`` read as ``Sch꼎er``)."""
+    i, korean = 0, False
+    while i < len(raw):
+        if raw[i] < 0x80:
+            i += 1
+            continue
+        if not (0xB0 <= raw[i] <= 0xC8 and i + 1 < len(raw) and 0xA1 <= raw[i + 1] <= 0xFE):
+            return False
+        korean, i = True, i + 2
+    return korean
 
 
 def unpack_zip(data: bytes, dest: Path, suffixes: Iterable[str], none_found: str, too_large: str) -> Path:

@@ -72,6 +72,18 @@ def why_no_face_crop(rgb: np.ndarray) -> str | None:
     return None
 
 
+def no_face_message(rgb: np.ndarray, source=None) -> str:
+    """Why no face was found, as ``predict`` and Try it say it: an animated or multi-page image's
+    first frame alone was read; a blank or tiny picture (``why_no_face_crop``); else the advice
+    for a photo (``NO_FACE_MESSAGE``)."""
+    from .images import FIRST_FRAME_ONLY, has_more_frames
+
+    why = why_no_face_crop(rgb)
+    if source is not None and not isinstance(source, np.ndarray) and has_more_frames(source):
+        return f"no face found in its first frame{f' ({why})' if why else ''}: {FIRST_FRAME_ONLY}"
+    return f"no face: {why}" if why else NO_FACE_MESSAGE
+
+
 def is_face_crop(rgb: np.ndarray, crops: bool = False) -> bool:
     """Whether a picture is a face crop itself, given whole to the pixel models (and to the
     AU-bottleneck network where no face is measured in it): under ``SMALL_IMAGE_SIDE``, or any
@@ -299,7 +311,7 @@ def analyze_photo(data: bytes | np.ndarray, name: str, model: Predictor | None, 
     except FerError as exc:
         return PhotoResult(name, rgb, [], f"{name}: {one_line(exc).removeprefix('image: ')}", scaled,
                            time.perf_counter() - start, size, crop)
-    error = None if faces else f"{name}: {NO_FACE_MESSAGE}"
+    error = None if faces else f"{name}: {no_face_message(rgb, data)}"
     return PhotoResult(name, rgb, faces, error, scaled, time.perf_counter() - start, size, crop)
 
 

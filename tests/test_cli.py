@@ -369,6 +369,11 @@ def test_evaluate_bundled_model_on_au_table(capsys):
     assert report["labels"] == ["angry", "disgust", "happy", "neutral", "sad", "surprise"]
     assert report["accuracy"] > 0.45, "the bundled model fell well below its measured 0.53"
     assert "note" not in report  # val is not the table it was fitted on
+    # the table by its own SHA-256, however its path was typed; nothing was measured
+    import hashlib
+
+    table_sha = hashlib.sha256(Path("data/fer2013_val_au.csv.gz").read_bytes()).hexdigest()
+    assert report["provenance"]["test_set"] == {"table_sha256": table_sha} and "measurement" not in report["provenance"]
 
 
 def test_evaluate_on_the_table_a_model_was_fitted_on_says_so(capsys):

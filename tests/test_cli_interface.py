@@ -370,3 +370,24 @@ def test_an_animated_pictures_first_frame_alone_is_read_and_predict_says_so(tmp_
                                         "measure as an image of its own")
     assert "--crops" not in grey_first["error"]
     assert len(face_first["faces"]) == 1 and face_first["note"].startswith("an animated or multi-page image is read")
+
+
+def test_try_it_says_why_a_blank_or_animated_upload_has_no_face(astronaut):
+    """Try it gave its photo advice ("use a photo where the face is frontal, well lit ...") for a
+    blank upload and for an animated one whose first frame is blank, as predict no longer does."""
+    import io
+
+    from PIL import Image
+
+    from fer_core.pipeline import analyze_photo
+
+    def png(im: Image.Image, **kw) -> bytes:
+        buf = io.BytesIO()
+        im.save(buf, format=kw.pop("format", "PNG"), **kw)
+        return buf.getvalue()
+
+    grey = Image.new("RGB", (200, 200), (128, 128, 128))
+    assert analyze_photo(png(grey), "grey.png", None).error == "grey.png: no face: a blank picture, one colour"
+    animated = png(grey, format="GIF", save_all=True, append_images=[Image.fromarray(astronaut).resize((200, 200))])
+    assert analyze_photo(animated, "a.gif", None).error.startswith(
+        "a.gif: no face found in its first frame (a blank picture, one colour): an animated or multi-page image")

@@ -387,3 +387,7 @@ def test_a_zip_without_the_utf8_flag_keeps_its_korean_and_emoji_names(tmp_path, 
         assert any("p.heic" in line and "HEIC is not supported" in line for line in listing.skipped_lines)
     data = _zip_with_raw_names({"happy/😀.jpg".encode(): photo})
     assert [p.name for p in (unpack_image_zip(data, tmp_path / "emoji") / "happy").iterdir()] == ["😀.jpg"]
+    # a Western Windows zip (code page 437) keeps its accents: CP949 reads most of them as Hangul
+    western = ["Überraschung/a.jpg", "happy/Schäfer_01.jpg", "sad/Müller_02.jpg", "happy/niño.jpg", "happy/colère.jpg"]
+    root = unpack_image_zip(_zip_with_raw_names({n.encode("cp437"): photo for n in western}), tmp_path / "cp437")
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg")) == sorted(western)

@@ -888,3 +888,9 @@ def test_au_agreement_pairs_a_group_photos_faces_by_their_boxes(tmp_path, capsys
     unboxed = au_agreement(ours, au_table.normalise(theirs.drop(columns=list(au_table.BOX_COLUMNS))))
     assert unboxed["n"].eq(12).all() and unboxed.attrs["several_faces"] == 12
     assert not (unboxed["pearson_r"] > 0.99).all()  # the first faces are other people
+    # group0.jpg and group0.png share the key OpenFace's group0.csv matches: not one picture of four faces
+    twin = ours[ours["file"] == "group0.jpg"].assign(file="group0.png")
+    twin[list(AU_COLUMNS)] = 5 - twin[list(AU_COLUMNS)]
+    both = au_agreement(au_table.normalise(pd.concat([ours, twin], ignore_index=True)), theirs)
+    assert both["pearson_r"].round(6).eq(1.0).all() and both.attrs["same_name"] == 1
+    assert both.attrs["paired_by_box"] == 12 and both.attrs["faces_paired_by_box"] == 24

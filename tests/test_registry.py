@@ -469,10 +469,12 @@ def test_a_training_that_registers_nothing_does_not_need_a_readable_manifest(mod
     assert "manifest" in capsys.readouterr().err and not (tmp_path / "named.json").exists()
 
 
-def test_a_registered_model_given_by_path_is_reported_by_its_name(tmp_path, capsys):
+def test_a_registered_model_given_by_path_is_reported_by_its_name(tmp_path, capsys, monkeypatch):
     """``evaluate --model models/au_logreg_fer2013.json`` reported 'au_logreg_fer2013', so one
     model had two names in a researcher's results; a copy elsewhere is its own file."""
     import shutil
+
+    monkeypatch.delenv("FER_MODELS_DIR", raising=False)  # the repository's manifest names that file
 
     from fer_core.config import REPO_ROOT
 
@@ -666,6 +668,9 @@ def test_a_model_file_you_have_is_registered_then_unregistered(capsys, models_di
     mine.write_text(mine.read_text() + "\n")  # changed later (here harmlessly)
     with pytest.raises(ModelFileError, match="checksum does not match"):
         registry.load_predictor("mine")
+    assert main(["register", str(mine), "--name", "other"]) == 2  # a second name on that file: refused
+    assert "is the file of the registered model 'mine'; register it again as --name mine --replace" in \
+        capsys.readouterr().err
     bare = tmp_path / "bare.keras"
     bare.write_bytes(b"PK\x05\x06" + bytes(18))
     assert main(["register", str(bare), "--name", "bare"]) == 2
@@ -677,6 +682,13 @@ def test_a_model_file_you_have_is_registered_then_unregistered(capsys, models_di
     assert "mine" not in [e.name for e in read_manifest()] and mine.is_file()
     assert main(["unregister", "mine"]) == 2
     assert "no model named 'mine'" in capsys.readouterr().err
+    # an entry the workbench cannot read is taken out by its name too, the rest kept as written
+    entries = json.loads((models_dir / "manifest.json").read_text())
+    (models_dir / "manifest.json").write_text(json.dumps(entries + [{"name": "broken", "kind": "cnn", "path": "b.keras",
+                                                                     "classes": "happy"}, {"path": "nameless"}]))
+    assert main(["unregister", "broken"]) == 0
+    left = json.loads((models_dir / "manifest.json").read_text())
+    assert [e.get("name") for e in left] == [e["name"] for e in entries] + [None]
 
 
 def test_an_ensembles_member_is_not_unregistered_under_it(capsys, models_dir):
@@ -687,6 +699,11 @@ def test_an_ensembles_member_is_not_unregistered_under_it(capsys, models_dir):
     shutil.copy(REPO_ROOT / "models" / "cnn-ensemble-fer2013.ensemble.json", models_dir)
     assert main(["unregister", "cnn-fer2013-7"]) == 2
     assert "member of the ensemble cnn-ensemble-fer2013: unregister that first" in capsys.readouterr().err
+    member = shutil.copy(REPO_ROOT / "models" / "cnn_fer2013_7.keras", models_dir / "other7.keras")
+    shutil.copy(REPO_ROOT / "models" / "cnn_fer2013_7.meta.json", models_dir / "other7.meta.json")
+    assert main(["register", str(member), "--name", "cnn-fer2013-7", "--replace"]) == 0  # said, not refused
+    assert "note: cnn-ensemble-fer2013 has cnn-fer2013-7 as a member; it is refused until made again" in \
+        capsys.readouterr().err
     assert main(["unregister", "cnn-ensemble-fer2013"]) == 0
     assert main(["unregister", "cnn-fer2013-7"]) == 0
     assert {"cnn-fer2013-7", "cnn-ensemble-fer2013"}.isdisjoint(e.name for e in read_manifest())

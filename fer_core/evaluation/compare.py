@@ -222,7 +222,7 @@ def _naming(name: str, message: str) -> str:
     an ensemble's missing member, a checksum of the file a model loads, or an unknown kind had said
     only the member, the file or the kind, so another model seemed left out, or none."""
     name = printable(str(name))
-    return message if message.startswith(name) or repr(name) in message else f"{name}: {message}"
+    return message if message.startswith(f"{name}:") or repr(name) in message else f"{name}: {message}"
 
 
 def check_model_names(predictors: Sequence[Predictor]) -> None:

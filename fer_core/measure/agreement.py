@@ -38,13 +38,20 @@ def _found_faces(table: pd.DataFrame) -> pd.DataFrame:
     au_table.require_columns(table, ("file", *AU_COLUMNS), what=au_table.table_name(table))
     found = table.loc[au_table.face_found(table)]
     missing = pd.Series(np.nan, index=found.index)
-    faces = pd.DataFrame({"key": found["file"].astype(str).map(_face_key),
+    faces = pd.DataFrame({"key": found["file"].astype(str).map(_face_key), "file": found["file"].astype(str),
                           "time": found.get("time_s", missing).fillna(-1.0),
                           "face": pd.to_numeric(found.get("face", missing), errors="coerce").fillna(0),
                           **{c: pd.to_numeric(found.get(c, missing), errors="coerce") for c in BOX_COLUMNS},
                           **{c: found[c] for c in AU_COLUMNS}})
-    faces = faces[faces["time"].eq(faces.groupby("key", sort=False)["time"].transform("first"))]
-    return faces.sort_values(["key", "face"], kind="stable").reset_index(drop=True)
+    # a.jpg and a.png share the key OpenFace's a.csv is matched by: the first file keeps it (they
+    # were paired by box as two faces of one picture); ``attrs["same_name"]`` counts such keys
+    first = faces.groupby("key", sort=False)
+    same_name = int((first["file"].nunique() > 1).sum())
+    faces = faces[faces["file"].eq(first["file"].transform("first"))
+                  & faces["time"].eq(first["time"].transform("first"))]
+    faces = faces.sort_values(["key", "face"], kind="stable").reset_index(drop=True)
+    faces.attrs["same_name"] = same_name
+    return faces
 
 
 def _overlaps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -65,6 +72,7 @@ def _paired_faces(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, dict[
     face of it; else, and in pictures of one face in both, the first faces are compared (extract's
     largest, OpenFace's first listed: in a group photo not always the same person)."""
     fa, fb = _found_faces(a), _found_faces(b)
+    same_name = fa.attrs["same_name"] + fb.attrs["same_name"]
     fa, fb = fa[fa["key"].isin(set(fb["key"]))], fb[fb["key"].isin(set(fa["key"]))]
     several = set(fa.loc[fa["key"].duplicated(), "key"]) | set(fb.loc[fb["key"].duplicated(), "key"])
     unboxed = (set(fa.loc[fa[list(BOX_COLUMNS)].isna().any(axis=1), "key"])
@@ -84,7 +92,8 @@ def _paired_faces(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, dict[
         pairs.append(ga.iloc[rows].reset_index(drop=True).merge(
             gb.iloc[cols].reset_index(drop=True), left_index=True, right_index=True, suffixes=("_a", "_b")))
     counts = {"several_faces": len(several & unboxed), "paired_by_box": len(by_box), "faces_paired_by_box": paired,
-              "faces_unpaired": int(fa["key"].isin(by_box).sum() + fb["key"].isin(by_box).sum() - 2 * paired)}
+              "faces_unpaired": int(fa["key"].isin(by_box).sum() + fb["key"].isin(by_box).sum() - 2 * paired),
+              "same_name": same_name}
     return pd.concat(pairs, ignore_index=True), counts
 
 
