@@ -186,6 +186,7 @@ def show_data() -> None:
 def main() -> None:
     st.title(t("home.title"))
     st.markdown(t("home.intro"))
+    st.info(t("home.limits"), icon=":material/info:")
 
     st.header(t("home.start_here"))
     for path, label, icon in (

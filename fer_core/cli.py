@@ -795,6 +795,7 @@ def cmd_predict(args) -> int:
                 aus += (f"; unknown (hidden by the mask): {' '.join(unknown)}" if aus else "none measured")
             print(f"{r['file']} face {f['face']} box {[round(v) for v in f['box']]} conf {f['confidence']:.2f}"
                   # no detector's score: measured whole, as a picture without a face would be too
+                  + (" (upside down: measured in the photo turned over)" if f.get("turned_upright") else "")
                   + ((" (low confidence: the detector is unsure this is a face)" if f.get("low_confidence") else "")
                      if f["confidence"] else " (no face measured: the crop was given whole to the model)"
                      if r.get("note") not in (None, FIRST_FRAME_ONLY)
@@ -1917,6 +1918,8 @@ def cmd_models(args) -> int:
     for e in entries:
         m = e.metrics
         score = ("not evaluated" if m.accuracy is None else f"accuracy {m.accuracy:.3f}"
+                 + (f" (95% CI {m.accuracy_ci95[0]:.3f}-{m.accuracy_ci95[1]:.3f}" if m.accuracy_ci95 else "")
+                 + (f"{', ' if m.accuracy_ci95 else ' ('}n {m.n:,})" if m.n else ")" if m.accuracy_ci95 else "")
                  + (f", macro-F1 {m.macro_f1:.3f}" if m.macro_f1 is not None else ""))  # a script's may give one
         where = f" on {m.evaluated_on}" if m.evaluated_on else ""
         missing = ("" if not problems[e.name] else f"  (cannot be used: {problems[e.name]})" if os.path.lexists(e.file)
@@ -2275,8 +2278,12 @@ def _print_report(r) -> None:
     def figure(value: float | None) -> str:
         return "   -" if value is None else f"{value:.2f}"
 
-    for emotion, v in r.per_class.items():  # accuracy is the emotion's recall
-        print(f"  {emotion:9s} n {v.n:5d}  accuracy {figure(v.accuracy)}  precision {figure(v.precision)}  "
+    from .evaluation.metrics import wilson_counts
+
+    for emotion, v in r.per_class.items():  # accuracy is the emotion's recall, with its 95% Wilson interval
+        low, high = wilson_counts(round(v.accuracy * v.n), v.n) if v.n and v.accuracy is not None else (None, None)
+        interval = f" ({low:.2f}-{high:.2f})" if low is not None else "            "
+        print(f"  {emotion:9s} n {v.n:5d}  accuracy {figure(v.accuracy)}{interval}  precision {figure(v.precision)}  "
               f"F1 {figure(v.f1)}")
 
 

@@ -360,7 +360,7 @@ def mask_and_measure(analyzer, rgb: np.ndarray, style: str = DEFAULT_STYLE, seed
     mask (then nothing was masked, and no copy should be written or scored as masked). ``crop``:
     the image is a face crop whatever its size (face-crop mode, Try it's Face crops)."""
     from .measure.landmarker import iou
-    from .measure.tasks import NO_FACE_REASON, measure_faces, measurement_of
+    from .measure.tasks import NO_FACE_REASON, TURNED_UPRIGHT, measure_faces, measurement_of, turned_back
 
     faces = measure_faces(analyzer, rgb, keep_landmarks=True, crop=crop)
     if not faces:
@@ -377,9 +377,16 @@ def mask_and_measure(analyzer, rgb: np.ndarray, style: str = DEFAULT_STYLE, seed
         again = [measurement_of(analyzer.measure_at(masked, face.landmarks)) for face in faces]
     else:
         found = measure_faces(analyzer, masked)
+        turned: list | None = None
         again = []
         for face in faces:
-            match = max(found, key=lambda m: iou(m.box, face.box), default=None)
+            pool = found
+            if face.method == TURNED_UPRIGHT:  # upside down: measured masked as it was bare, turned over
+                if turned is None:
+                    h, w = masked.shape[:2]
+                    turned = [turned_back(m, w, h) for m in measure_faces(analyzer, np.ascontiguousarray(masked[::-1, ::-1]))]
+                pool = turned
+            match = max(pool, key=lambda m: iou(m.box, face.box), default=None)
             if match is None or iou(match.box, face.box) < 0.3:
                 match = measurement_of(analyzer.measure_at(masked, face.landmarks))
             again.append(match)

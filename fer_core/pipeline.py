@@ -24,6 +24,7 @@ from . import au_table
 from .au_table import AU_COLUMNS
 from .errors import FerError, one_line, printable
 from .images import LabeledImage, load_image, relative_file, shown_size
+from .measure.tasks import TURNED_UPRIGHT
 from .predictors.base import Explanation, FaceInput, Predictor, au_columns_used, model_of_kind, predicted_labels
 from .predictors.ensemble import predict_reusing
 
@@ -121,6 +122,8 @@ class FaceResult:
         image measured (a large photo is decoded smaller), so the box is in the file's pixels."""
         out = {"box": [round(float(v) * scale, 1) for v in self.box], "confidence": round(float(self.confidence), 4),
                "low_confidence": self.low_confidence, "aus": {k: _number(v) for k, v in self.aus.items()}}  # masked: null
+        if self.method == TURNED_UPRIGHT:  # upside down in the photo: measured in it turned over
+            out["turned_upright"] = True
         if self.explanation is not None:
             out.update(self.explanation.to_dict())
         elif self.probabilities is not None:

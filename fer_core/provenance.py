@@ -100,7 +100,7 @@ def test_set_record(paths: Sequence[str | os.PathLike[str]], root: str | os.Path
     named = sorted((str(relative_file(path, root)).replace(os.sep, "/"), path) for path in paths)
     digest = hashlib.sha256()
     for name, path in named:
-        digest.update(f"{name}\0{file_sha256(path)}\n".encode())
+        digest.update(f"{name}\0{file_sha256(path)}\n".encode("utf-8", "surrogateescape"))  # a name not UTF-8: its bytes
     return {"files": len(named), "sha256": digest.hexdigest()}
 
 

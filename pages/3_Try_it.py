@@ -11,7 +11,7 @@ from __future__ import annotations
 # MediaPipe's worker (a process of its own, seconds to start) starts first thing, before pandas and
 # plotly are imported here, so it is ready sooner after a photo is uploaded: a no-op when it runs
 # already (app.py starts it when people arrive from Home; an address typed in skips app.py).
-from fer_core.measure.tasks import start_photo_worker
+from fer_core.measure.tasks import TURNED_UPRIGHT, start_photo_worker
 
 start_photo_worker()
 
@@ -225,6 +225,8 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
             st.caption(t("try_it.marked_masked") + " " + t("try_it.hidden_by_mask", aus=", ".join(HIDDEN_AUS)))
         if face.method == "crop":  # no detection: a cup or the moon measured whole reads as a face too
             st.warning(t("try_it.whole_picture"), icon=":material/help:")
+        elif face.method == TURNED_UPRIGHT:
+            st.caption(t("try_it.turned_upright"))
         elif face.low_confidence:
             # a badge does not wrap: the reason goes below it, where a narrow column cut it off
             st.badge(t("try_it.low_confidence_badge"), icon=":material/help:", color="orange")

@@ -1256,3 +1256,14 @@ def test_image_limits_a_script_moves_after_a_first_measurement_hold_in_the_worke
         boxes.append(au_table.read(tmp_path / f"{limit}.csv")[list(au_table.BOX_COLUMNS)].to_numpy())
     for box in boxes[0][:3]:  # the three faces, largest first
         assert np.abs(boxes[1] - box).max(axis=1).min() < 0.06 * box[2], (box, boxes[1])
+
+
+def test_accuracies_printed_carry_their_interval(capsys, fer_sample):
+    """An affective scientist's review: `models` printed "accuracy 0.557" with no interval or n, and
+    compare's per-emotion lines "accuracy 0.60" at n 10 (an interval of 31-83 %)."""
+    code, out, _ = run_cli(capsys, "models")
+    line = next(x for x in out.splitlines() if x.startswith("au-logreg-fer2013 "))
+    assert code == 0 and re.search(r"accuracy 0\.\d{3} \(95% CI 0\.\d{3}-0\.\d{3}, n [\d,]+\), macro-F1", line), line
+    code, out, _ = run_cli(capsys, "evaluate", "--model", "au-logreg-fer2013", "--images", fer_sample)
+    happy = next(x for x in out.splitlines() if x.strip().startswith("happy"))
+    assert code == 0 and re.search(r"n +4  accuracy \d\.\d\d \(\d\.\d\d-\d\.\d\d\)", happy), happy

@@ -392,7 +392,7 @@ def test_korean_home_has_no_english_left(shipped_models, monkeypatch, tmp_path):
     at = _home("ko")
     shown = page_texts(at)
     assert english_left(shown, names) == []
-    assert texts(at.title) == ["설명 가능한 얼굴 감정 인식 워크벤치"]
+    assert texts(at.title) == ["설명 가능한 얼굴 감정 워크벤치"]
     table = at.dataframe[0].value
     assert list(table.columns[:3]) == ["모델", "종류", "정확도 (95 % 신뢰구간)"]
     assert set(table["val로도 선택됨"]) <= {"예", "바탕 신경망(몸통)만", "아니요", "기록 없음"}
@@ -407,6 +407,11 @@ def test_korean_home_has_no_english_left(shipped_models, monkeypatch, tmp_path):
     english = _home("en")
     assert texts(english.title) == ["Explainable facial-emotion workbench"]
     assert english_left(page_texts(english), names)
+    # what a prediction is, first (an affective scientist's review: "recognition" of felt emotion claimed
+    # nowhere, the label said to be annotators', nothing validated on children)
+    limits = texts(english.info)[0]
+    assert "not a reading of what the person feels" in limits and "validated on children" in limits
+    assert "어린이 얼굴로 검증되지 않았습니다" in texts(at.info)[0]
 
 
 def test_korean_explorer_has_no_english_left(shipped_models, fer_val):

@@ -363,11 +363,14 @@ MISPLACED_VAL = ("angry/PublicTest_48714314.jpg", "disgust/PublicTest_57583458.j
 
 
 def test_a_mask_that_would_leave_the_mouth_visible_is_refused(analyzer, astronaut, fer_val, faces):
-    """Scored as masked, these faces would not be: the astronaut upside down (the mesh is fitted
-    upright, over her eyes) and val crops with the mesh on a cheek are refused in one line, while
-    the upright astronaut and clear val crops are masked."""
-    upside_down = np.ascontiguousarray(astronaut[::-1, ::-1])
-    assert masks.mask_and_measure(analyzer, upside_down) == masks.MASK_NOT_PLACED_REASON
+    """Scored as masked, these faces would not be: a folded mesh and val crops with the mesh on a
+    cheek are refused in one line, while the upright astronaut and clear val crops are masked. The
+    astronaut upside down (the mesh had been fitted as if upright, over her eyes) is now measured in
+    the photo turned over: masked over her mouth, and measured masked turned over too."""
+    assert masks.mask_and_measure(analyzer, _refused_alone(fer_val)) == masks.MASK_NOT_PLACED_REASON
+    upside_down = masks.mask_and_measure(analyzer, np.ascontiguousarray(astronaut[::-1, ::-1]))
+    assert isinstance(upside_down, masks.MaskedMeasure) and upside_down.bare == []
+    assert [m.method for m in upside_down.original + upside_down.masked] == ["turned upright"] * 2
     for name in MISPLACED_VAL:
         assert masks.mask_and_measure(analyzer, load_image(fer_val / name)) == masks.MASK_NOT_PLACED_REASON, name
     upright = masks.mask_and_measure(analyzer, astronaut)
@@ -616,13 +619,21 @@ def test_face_presence_is_the_analyzers_public_measure(analyzer, astronaut):
     are those the gate was tuned on (checked equal, on 29 faces, to the sampling before the move)."""
     upright = measure_faces(analyzer, astronaut, keep_landmarks=True)[0].landmarks
     upside_down = np.ascontiguousarray(astronaut[::-1, ::-1])
-    turned = measure_faces(analyzer, upside_down, keep_landmarks=True)[0].landmarks
+    fitted_upright = analyzer.detect(upside_down)[0].landmarks  # the mesh as the detector alone fits it
     assert analyzer.presence_around(astronaut, upright) > 0.99
-    assert analyzer.presence_around(upside_down, turned) < masks.MIN_FACE_PRESENCE
+    assert analyzer.presence_around(upside_down, fitted_upright) < masks.MIN_FACE_PRESENCE
     assert masks.face_presence(analyzer, astronaut, upright) == analyzer.presence_around(astronaut, upright)
     import inspect
 
     assert "._crop" not in inspect.getsource(masks)
+
+
+def _refused_alone(fer_val) -> np.ndarray:
+    """A photo of one face the mask cannot be placed on (``_refused_beside_the_astronaut``'s crop)."""
+    crop = load_image(fer_val / "surprise" / "PublicTest_84568132.jpg")
+    out = np.full((500, 900, 3), 200, np.uint8)
+    out[20:320, 20:320] = np.asarray(Image.fromarray(crop).resize((300, 300)))
+    return out
 
 
 def _refused_beside_the_astronaut(astronaut, fer_val) -> np.ndarray:
@@ -719,7 +730,7 @@ def test_try_it_says_per_face_where_the_mask_could_not_be_placed(models_dir, ast
     at = run_app(AppTest.from_file(str(config.REPO_ROOT / "pages" / "3_Try_it.py")), 90)
     at.file_uploader(key="try_upload").set_value([
         ("group.png", png(_refused_beside_the_astronaut(astronaut, fer_val)), "image/png"),
-        ("upside_down.png", png(np.ascontiguousarray(astronaut[::-1, ::-1])), "image/png")])
+        ("refused.png", png(_refused_alone(fer_val)), "image/png")])
     at.toggle(key="try_mask").set_value(True)
     run_app(at, 240)
     captions = texts(at.caption)
@@ -736,7 +747,7 @@ def test_try_it_says_per_face_where_the_mask_could_not_be_placed(models_dir, ast
 
 
 def test_mask_report_files_worker_crashes_as_unmaskable_and_counts_why_nothing_was_masked(
-        astronaut, models_dir, tmp_path):
+        astronaut, models_dir, tmp_path, fer_val):
     """A worker that crashes on a file (a real native crash) is a measuring failure, not an
     unreadable file; when no image is left, the error counts each cause (before: "no face found
     to put a mask on in 3 images", though faces were found and one file could not be read)."""
@@ -746,7 +757,7 @@ def test_mask_report_files_worker_crashes_as_unmaskable_and_counts_why_nothing_w
     (root / "happy").mkdir(parents=True)
     (root / "sad").mkdir()
     Image.new("L", (32767, 64), 128).save(root / "sad" / "crash_strip.png")  # crashes the detector
-    Image.fromarray(np.ascontiguousarray(astronaut[::-1, ::-1])).save(root / "happy" / "upside_down.png")
+    Image.fromarray(_refused_alone(fer_val)).save(root / "happy" / "refused.png")
     (root / "happy" / "broken.jpg").write_bytes(b"not an image")
     env = {**os.environ, "FER_MODELS_DIR": str(models_dir), "FER_CACHE_DIR": str(tmp_path / "cache"),
            "FER_MAX_SIDE": "40000", "FER_MAX_ASPECT": "100000", "FER_MAX_DECODE_SIDE": "40000"}

@@ -251,6 +251,11 @@ def test_try_it_in_korean_and_english(models_dir, group_png):
     Image.new("RGB", (320, 240), (128, 128, 128)).save(blank, format="PNG")
     at.file_uploader(key="try_upload").set_value(("blank.png", blank.getvalue(), "image/png"))
     run_app(at, T)
+    assert texts(at.warning) == ["blank.png: 얼굴 없음: 한 가지 색뿐인 빈 그림입니다"]  # a blank upload, said as such
+    wall = io.BytesIO()  # a picture with no face that is not blank: the photo advice
+    Image.fromarray(np.tile(np.linspace(60, 200, 320, dtype=np.uint8), (240, 1))).convert("RGB").save(wall, format="PNG")
+    at.file_uploader(key="try_upload").set_value(("blank.png", wall.getvalue(), "image/png"))
+    run_app(at, T)
     assert texts(at.warning) == ["blank.png: 얼굴을 찾지 못했습니다. 얼굴이 정면을 향하고 조명이 밝으며 폭이 약 48픽셀 "
                                  "이상이고, 사진에서 너무 작지 않은(짧은 변의 30분의 1 이상) 사진을 사용하세요. 멀리서 찍은 "
                                  "사진은 얼굴 주위를 잘라 내세요"]
@@ -484,8 +489,8 @@ def test_a_face_crop_the_photo_search_misses_is_measured_with_face_crops_on(mode
     run_app(at, T)
     assert not any("no face found" in e for e in texts(at.warning) + texts(at.error))
     assert any(m.startswith("Without a mask: **") for m in texts(at.markdown))
-    blank = io.BytesIO()  # a picture without a face, Face crops still on: said, with how to turn it off
-    Image.new("RGB", (320, 240), (128, 128, 128)).save(blank, format="PNG")
+    blank = io.BytesIO()  # a picture without a face (not blank), Face crops still on: said, with how to turn it off
+    Image.fromarray(np.tile(np.linspace(60, 200, 320, dtype=np.uint8), (240, 1))).convert("RGB").save(blank, format="PNG")
     at.file_uploader(key="try_upload").set_value(("blank.png", blank.getvalue(), "image/png"))
     run_app(at, T)
     assert any(w.startswith("blank.png: no face found") for w in texts(at.warning))

@@ -59,7 +59,9 @@ log = logging.getLogger(__name__)
 # mp-12: crop mode keeps the full search's faces; a part of a face is dropped after the quality gate only.
 # mp-13: photos of 768 px or more on their shorter side are also searched in quarter-side tiles, and a
 #        face's detection score is the best its tiles give (small faces in large photos were missed).
-MEASURE_VERSION = "mp-13"
+# mp-14: a face the detector is unsure of in a photo is looked for in the photo turned over too, and
+#        measured there when found surely (an upside-down face had its mesh fitted as if upright).
+MEASURE_VERSION = "mp-14"
 # New measurements go into the cache every 500 images, and at least this often: a run killed with
 # SIGKILL (the OOM killer) loses at most this much work, not up to 499 images'.
 CACHE_FLUSH_S = 30.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class FaceMeasurement:
     blendshapes: dict[str, float]
     geometry: dict[str, float]
     landmarks: np.ndarray | None = field(default=None, repr=False)
-    method: str = "detector"  # or "crop": the detector missed it, measured on the whole face crop
+    method: str = "detector"  # or "crop": the detector missed it, measured on the whole face crop; or TURNED_UPRIGHT
     low_confidence: bool = False
 
     def aus(self) -> dict[str, float]:
@@ -60,7 +60,48 @@ def measure_faces(analyzer, rgb: np.ndarray, keep_landmarks: bool = False, crop:
     """Every face of an image, largest first, measured for the AU mapping. ``crop``: the image
     is a face crop whatever its size (face-crop mode, ``extract --crops``)."""
     faces = analyzer.detect(rgb, crop=True) if crop else analyzer.detect(rgb)
-    return [measurement_of(face, keep_landmarks) for face in faces]
+    measured = [measurement_of(face, keep_landmarks) for face in faces]
+    if not crop and any(face.low_confidence for face in faces):
+        measured = _turned_upright(analyzer, rgb, measured, keep_landmarks)
+    return measured
+
+
+TURNED_UPRIGHT = "turned upright"  # a ``FaceMeasurement.method``: upside down, measured in the photo turned over
+TURNED_MARGIN = 0.1  # the turned photo's detection must be this much surer, and sure (PHOTO_SURE_SCORE)
+
+
+def _turned_upright(analyzer, rgb: np.ndarray, measured: list[FaceMeasurement],
+                    keep_landmarks: bool) -> list[FaceMeasurement]:
+    """A face the detector is unsure of may be upside down (a child lying down, a photo turned
+    over): the mesh was fitted to it as if upright, and a smile read "angry, mostly because of AU04
+    brow lowerer", the brow's points on the teeth. The photo turned over is searched too; a face
+    found there surely, where the unsure one is, is measured so (its AUs and geometry from the
+    upright face), its box and landmarks turned back into the photo's pixels."""
+    from .landmarker import PHOTO_SURE_SCORE, _iou
+
+    h, w = rgb.shape[:2]
+    turned = [turned_back(measurement_of(face, keep_landmarks), w, h)
+              for face in analyzer.detect(np.ascontiguousarray(rgb[::-1, ::-1]))]
+    out = list(measured)
+    for k, m in enumerate(measured):
+        if not m.low_confidence:
+            continue
+        for t in turned:
+            if t.confidence >= max(PHOTO_SURE_SCORE, m.confidence + TURNED_MARGIN) and _iou(t.box, m.box) > 0.3:
+                out[k] = replace(t, low_confidence=False)
+                break
+    return out
+
+
+def turned_back(m: FaceMeasurement, width: int, height: int) -> FaceMeasurement:
+    """A face measured in a ``width`` x ``height`` picture turned over (180 degrees), with its box
+    and landmarks in the picture's own pixels; its AUs and geometry stay the upright face's."""
+    x, y, bw, bh = m.box
+    landmarks = None
+    if m.landmarks is not None:
+        landmarks = np.array(m.landmarks, dtype=float, copy=True)
+        landmarks[:, 0], landmarks[:, 1] = width - landmarks[:, 0], height - landmarks[:, 1]
+    return replace(m, box=(width - x - bw, height - y - bh, bw, bh), landmarks=landmarks, method=TURNED_UPRIGHT)
 
 
 def measurement_of(face, keep_landmarks: bool = False) -> FaceMeasurement:
