@@ -162,3 +162,15 @@ def test_an_upside_down_face_is_measured_turned_upright(astronaut, tmp_path, cap
     lips = face.landmarks[[13, 14], :2].mean(axis=0)  # the mesh's lips, turned back: above its eyes, as the
     eyes = face.landmarks[[33, 263], :2].mean(axis=0)  # face is upside down (not fitted as if upright)
     assert face.method == TURNED_UPRIGHT and lips[1] < eyes[1]
+    # a face crop (under 160 px, as FER2013's) is measured in face-crop mode, never turned: its
+    # measurements are those the bundled tables hold (bench/crop_identical.py: 300 val crops, unchanged)
+    from fer_core.config import fer_split_dir
+    from fer_core.images import load_image
+    from fer_core.measure.landmarker import FaceAnalyzer
+    from fer_core.measure.tasks import measure_faces
+
+    crop = fer_split_dir("val") / "happy" / "PublicTest_10248771.jpg"  # turned over, it was turned back
+    if crop.is_file():
+        with FaceAnalyzer() as analyzer:
+            turned = np.ascontiguousarray(load_image(crop)[::-1, ::-1])
+            assert all(m.method != TURNED_UPRIGHT for m in measure_faces(analyzer, turned))

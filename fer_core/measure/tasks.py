@@ -61,7 +61,10 @@ def measure_faces(analyzer, rgb: np.ndarray, keep_landmarks: bool = False, crop:
     is a face crop whatever its size (face-crop mode, ``extract --crops``)."""
     faces = analyzer.detect(rgb, crop=True) if crop else analyzer.detect(rgb)
     measured = [measurement_of(face, keep_landmarks) for face in faces]
-    if not crop and any(face.low_confidence for face in faces):
+    from .landmarker import SMALL_IMAGE_SIDE
+
+    # photos only: a face crop (FER2013's 48 px, --crops) is measured in face-crop mode, never turned
+    if not crop and max(rgb.shape[:2]) >= SMALL_IMAGE_SIDE and any(face.low_confidence for face in faces):
         measured = _turned_upright(analyzer, rgb, measured, keep_landmarks)
     return measured
 
