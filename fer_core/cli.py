@@ -518,7 +518,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="emotions scored: six, seven or a comma list (default: those every model predicts)")
     s.add_argument("--csv", help="write per-image predictions here (.csv, .csv.gz or .parquet), as the dashboard's "
                    "download: file relative to --images, label, each model's answer ('no face' where it could not "
-                   "judge), whether it was right, and its probability of the true emotion")
+                   "judge), whether it was right, and its probability of the labelled emotion")
     s.add_argument("--tables", metavar="DIR", help="write every table of the comparison into this folder as CSV, "
                    "as the dashboard's downloads: compare_predictions, _probabilities, _summary (95%% Wilson "
                    "intervals), _precision_recall_f1, _confusion, _mcnemar (Holm-adjusted) and _left_out")

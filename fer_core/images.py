@@ -643,17 +643,19 @@ def zip_member_name(member: zipfile.ZipInfo) -> str:
 
 
 def _korean_syllables_only(raw: bytes) -> bool:
-    """Whether every non-ASCII byte of a name pairs into a KS X 1001 Hangul syllable (lead byte
-    0xB0-0xC8, trail 0xA1-0xFE), as Korean Windows writes ``행복``: CP949's wider range also
-    decodes a Western name's accents (cp437 ``Schäfer`` read as ``Sch꼎er``)."""
+    """Whether every non-ASCII byte of a name pairs into KS X 1001's two-byte region (lead and
+    trail 0xA1-0xFE: its Hangul syllables, jamo such as ㅋ, the middle dot, full-width digits), as
+    Korean Windows writes ``행복``, with at least one Hangul syllable. CP949's extended range also
+    decodes a Western name's accents before a letter (cp437 ``Schäfer`` read as ``Sch꼎er``)."""
     i, korean = 0, False
     while i < len(raw):
         if raw[i] < 0x80:
             i += 1
             continue
-        if not (0xB0 <= raw[i] <= 0xC8 and i + 1 < len(raw) and 0xA1 <= raw[i + 1] <= 0xFE):
+        if not (0xA1 <= raw[i] <= 0xFE and i + 1 < len(raw) and 0xA1 <= raw[i + 1] <= 0xFE):
             return False
-        korean, i = True, i + 2
+        korean = korean or 0xB0 <= raw[i] <= 0xC8
+        i += 2
     return korean
 
 

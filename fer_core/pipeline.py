@@ -59,6 +59,19 @@ MIN_FACE_CROP_SIDE = 16  # narrower than this, a picture holds no face a model c
 BLANK_RANGE = 8  # grey levels: a picture spanning fewer is blank (one colour)
 
 
+def measured_face_crop(rgb: np.ndarray, measured) -> np.ndarray:
+    """``face_crop`` of a measured face (None: the whole image), upright: a face measured in the
+    photo turned over (``TURNED_UPRIGHT``) is cut from it turned over, so the pixel models see it
+    as the AU models did (a CNN read the upside-down astronaut as sad 0.50, upright happy 1.00)."""
+    if measured is None:
+        return face_crop(rgb, None)
+    if getattr(measured, "method", None) == TURNED_UPRIGHT:
+        h, w = rgb.shape[:2]
+        x, y, bw, bh = measured.box
+        return face_crop(np.ascontiguousarray(rgb[::-1, ::-1]), (w - x - bw, h - y - bh, bw, bh))
+    return face_crop(rgb, measured.box)
+
+
 def why_no_face_crop(rgb: np.ndarray) -> str | None:
     """Why a picture cannot be a face crop, or None: too small, or blank. A 1 px placeholder and a
     grey thumbnail were given whole to the models that answer a face crop, and ``predict`` gave
@@ -232,7 +245,7 @@ def faces_from_measurements(rgb: np.ndarray, measured, model: Predictor | None =
     out = []
     for m in measured:
         aus = hide(m.au_vector()) if masked else m.au_vector()
-        face = FaceInput(pixels=face_crop(rgb, m.box), aus=aus, masked=masked)
+        face = FaceInput(pixels=measured_face_crop(rgb, m), aus=aus, masked=masked)
         explanation = model.explain(face, top=top) if model is not None and model.explains else None
         probabilities = None
         if model is not None and not model.explains:
@@ -595,7 +608,7 @@ def prepare_faces(items: Sequence[LabeledImage], need_aus: bool, need_pixels: bo
             aus = hide(aus) if masked else aus
         crop = pixels[i]
         if need_pixels and crop is None:  # a large image: its largest face, or the whole image
-            crop = face_crop(load_image(it.path), first.box if first is not None else None)
+            crop = measured_face_crop(load_image(it.path), first)
         # a face crop (under SMALL_IMAGE_SIDE) is the face itself, found or not; a photo needs one found
         faces.append(FaceInput(pixels=crop, aus=aus, name=str(it.path), found=first is not None or whole[i],
                                masked=masked))

@@ -143,11 +143,11 @@ def folder_label(folder: str) -> str:
 
 def evaluation_files(ev: EvaluationReport, comparison, name: str, folder: str,
                      sample: dict) -> tuple[bytes, bytes]:
-    """The folder evaluation as downloads: per image (file, true, predicted, right or not, one
+    """The folder evaluation as downloads: per image (file, label, predicted, right or not, one
     probability per emotion) as CSV, and the scores as JSON (the ``evaluate --json`` report, with
     ``sample``: the images per emotion drawn, the seed and the folder's labelled images)."""
     frame = predictions_frame(comparison.table, [name], folder).drop(columns=f"{name} p(true)", errors="ignore")
-    frame = frame.rename(columns={"label": "true", name: "predicted", f"{name} correct": "correct"})
+    frame = frame.rename(columns={name: "predicted", f"{name} correct": "correct"})
     proba = comparison.probabilities[name]
     for j, emotion in enumerate(comparison.model_classes[name]):
         frame[f"p_{emotion}"] = proba[:, j].round(4)

@@ -379,11 +379,12 @@ def test_a_zip_without_the_utf8_flag_keeps_its_korean_and_emoji_names(tmp_path, 
     photo = astronaut_jpeg.read_bytes()
     for encoding in ("utf-8", "cp949"):
         data = _zip_with_raw_names({"행복/웃음 1.jpg".encode(encoding): photo, "슬픔/b.jpg".encode(encoding): photo,
+                                    "행복/웃음ㅋㅋ·２.jpg".encode(encoding): photo,  # jamo, middle dot, full-width
                                     b"happy/caf\x82.jpg": photo, b"happy/p.heic": b"\x00" * 64})
         root = unpack_image_zip(data, tmp_path / encoding)
         listing = scan_images(root)
         assert {(Path(it.path).relative_to(root).as_posix(), it.label) for it in listing.items} == {
-            ("행복/웃음 1.jpg", "happy"), ("슬픔/b.jpg", "sad"), ("happy/café.jpg", "happy")}
+            ("행복/웃음 1.jpg", "happy"), ("슬픔/b.jpg", "sad"), ("happy/café.jpg", "happy"), ("행복/웃음ㅋㅋ·２.jpg", "happy")}
         assert any("p.heic" in line and "HEIC is not supported" in line for line in listing.skipped_lines)
     data = _zip_with_raw_names({"happy/😀.jpg".encode(): photo})
     assert [p.name for p in (unpack_image_zip(data, tmp_path / "emoji") / "happy").iterdir()] == ["😀.jpg"]

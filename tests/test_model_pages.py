@@ -254,7 +254,7 @@ def test_cnn_folder_evaluation_names_its_folder_and_downloads(models_dir, fer_sm
     assert "Validation accuracy" in metrics  # the saved scores above are on its validation images
     stem = f"tiny-cnn_{fer_small.name}"
     per_image = pd.read_csv(io.BytesIO(downloads[f"{stem}_predictions.csv"]))
-    assert list(per_image.columns[:4]) == ["file", "true", "predicted", "correct"]
+    assert list(per_image.columns[:4]) == ["file", "label", "predicted", "correct"]
     assert [c for c in per_image.columns if c.startswith("p_")] == [f"p_{e}" for e in SIX_EMOTIONS]
     assert len(per_image) == 18 and per_image["file"].str.split("/").str[0].isin(SIX_EMOTIONS).all()
     probabilities = per_image[[f"p_{e}" for e in SIX_EMOTIONS]].to_numpy()

@@ -894,3 +894,7 @@ def test_au_agreement_pairs_a_group_photos_faces_by_their_boxes(tmp_path, capsys
     both = au_agreement(au_table.normalise(pd.concat([ours, twin], ignore_index=True)), theirs)
     assert both["pearson_r"].round(6).eq(1.0).all() and both.attrs["same_name"] == 1
     assert both.attrs["paired_by_box"] == 12 and both.attrs["faces_paired_by_box"] == 24
+    # two tables naming both files, in other orders: each compares group0.jpg with group0.jpg
+    listed = au_agreement(au_table.normalise(pd.concat([twin, ours], ignore_index=True)),
+                          au_table.normalise(pd.concat([ours, twin], ignore_index=True)))
+    assert listed["pearson_r"].round(6).eq(1.0).all() and listed.attrs["same_name"] == 1

@@ -162,6 +162,11 @@ def test_an_upside_down_face_is_measured_turned_upright(astronaut, tmp_path, cap
     lips = face.landmarks[[13, 14], :2].mean(axis=0)  # the mesh's lips, turned back: above its eyes, as the
     eyes = face.landmarks[[33, 263], :2].mean(axis=0)  # face is upside down (not fitted as if upright)
     assert face.method == TURNED_UPRIGHT and lips[1] < eyes[1]
+    # the pixel models are shown the face upright too (a CNN read it upside down: sad 0.50, upright happy 1.00)
+    (bare,) = analyze_photo((tmp_path / "up.png").read_bytes(), "up.png", None).faces
+    shown, upright_crop = (np.asarray(Image.fromarray(f.face.pixels).convert("L").resize((48, 48)), float)
+                           for f in (face, bare))
+    assert np.corrcoef(shown.ravel(), upright_crop.ravel())[0, 1] > 0.9
     # a face crop (under 160 px, as FER2013's) is measured in face-crop mode, never turned: its
     # measurements are those the bundled tables hold (bench/crop_identical.py: 300 val crops, unchanged)
     from fer_core.config import fer_split_dir
@@ -174,3 +179,30 @@ def test_an_upside_down_face_is_measured_turned_upright(astronaut, tmp_path, cap
         with FaceAnalyzer() as analyzer:
             turned = np.ascontiguousarray(load_image(crop)[::-1, ::-1])
             assert all(m.method != TURNED_UPRIGHT for m in measure_faces(analyzer, turned))
+
+
+def test_a_photo_without_a_face_found_is_searched_turned_over_too():
+    """An upside-down face the detector misses (a reviewer's 5,560 px photo: "no face found"): the
+    photo turned over is searched, and a face found there surely is its face, turned back."""
+    import numpy as np
+
+    from fer_core.measure.landmarker import Face
+    from fer_core.measure.tasks import TURNED_UPRIGHT, measure_faces
+
+    rng = np.random.default_rng(0)
+    marks = np.column_stack([rng.uniform(40, 100, 478), rng.uniform(50, 120, 478), rng.uniform(-5, 5, 478)])
+    upright = Face(box=(40.0, 50.0, 60.0, 70.0), confidence=0.9, landmarks=marks)
+
+    class Analyzer:
+        def detect(self, rgb, crop=False):
+            turned_over = rgb[0, 0, 0] == 1  # the corner pixel marks the photo turned over
+            return [upright] if turned_over else []
+
+    photo = np.zeros((300, 400, 3), np.uint8)
+    photo[-1, -1, 0] = 1
+    (face,) = measure_faces(Analyzer(), photo, keep_landmarks=True)
+    assert face.method == TURNED_UPRIGHT and face.box == (400 - 40 - 60, 300 - 50 - 70, 60.0, 70.0)
+    np.testing.assert_allclose(face.landmarks[:, :2], np.column_stack([400 - marks[:, 0], 300 - marks[:, 1]]))
+    small = np.zeros((120, 120, 3), np.uint8)
+    small[-1, -1, 0] = 1
+    assert measure_faces(Analyzer(), small) == []  # a face crop (under 160 px): never turned

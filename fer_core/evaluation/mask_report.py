@@ -218,7 +218,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     seven emotions' surprise without one)."""
     from ..measure.extract import iter_tasks
     from ..measure.tasks import NO_FACE_REASON
-    from ..pipeline import PreparedFaces, face_crop
+    from ..pipeline import PreparedFaces, measured_face_crop
     from ..predictors.registry import load_predictor
 
     style_of(style)
@@ -260,11 +260,11 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
             unreadable[i] = one_line(exc)
             continue
         # a face crop is given whole, as compare --crops gives it; a photo is cut to its face
-        face = image if crops else face_crop(image, first.box)
+        face = image if crops else measured_face_crop(image, first)
         if len(measure.original) > 1:
             several[i] = f"{name_of(it)}: {len(measure.original)} faces found; the largest was scored"
         faces[i] = (FaceInput(pixels=face, aus=first.au_vector(), name=str(it.path)),
-                    FaceInput(pixels=measure.image if crops else face_crop(measure.image, first.box),
+                    FaceInput(pixels=measure.image if crops else measured_face_crop(measure.image, first),
                               aus=hide(again.au_vector()),
                               name=str(it.path), masked=True))
     kept: list[LabeledImage] = []

@@ -47,8 +47,9 @@ def _found_faces(table: pd.DataFrame) -> pd.DataFrame:
     # were paired by box as two faces of one picture); ``attrs["same_name"]`` counts such keys
     first = faces.groupby("key", sort=False)
     same_name = int((first["file"].nunique() > 1).sum())
-    faces = faces[faces["file"].eq(first["file"].transform("first"))
-                  & faces["time"].eq(first["time"].transform("first"))]
+    # the first by name, not by row: two tables listing a.png and a.jpg in other orders keep the same one
+    faces = faces[faces["file"].eq(first["file"].transform("min"))]
+    faces = faces[faces["time"].eq(faces.groupby("key", sort=False)["time"].transform("first"))]
     faces = faces.sort_values(["key", "face"], kind="stable").reset_index(drop=True)
     faces.attrs["same_name"] = same_name
     return faces
@@ -72,7 +73,7 @@ def _paired_faces(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, dict[
     face of it; else, and in pictures of one face in both, the first faces are compared (extract's
     largest, OpenFace's first listed: in a group photo not always the same person)."""
     fa, fb = _found_faces(a), _found_faces(b)
-    same_name = fa.attrs["same_name"] + fb.attrs["same_name"]
+    same_name = max(fa.attrs["same_name"], fb.attrs["same_name"])  # one pair of names, in either table or both
     fa, fb = fa[fa["key"].isin(set(fb["key"]))], fb[fb["key"].isin(set(fa["key"]))]
     several = set(fa.loc[fa["key"].duplicated(), "key"]) | set(fb.loc[fb["key"].duplicated(), "key"])
     unboxed = (set(fa.loc[fa[list(BOX_COLUMNS)].isna().any(axis=1), "key"])

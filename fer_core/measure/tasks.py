@@ -64,7 +64,7 @@ def measure_faces(analyzer, rgb: np.ndarray, keep_landmarks: bool = False, crop:
     from .landmarker import SMALL_IMAGE_SIDE
 
     # photos only: a face crop (FER2013's 48 px, --crops) is measured in face-crop mode, never turned
-    if not crop and max(rgb.shape[:2]) >= SMALL_IMAGE_SIDE and any(face.low_confidence for face in faces):
+    if not crop and max(rgb.shape[:2]) >= SMALL_IMAGE_SIDE and (not faces or any(f.low_confidence for f in faces)):
         measured = _turned_upright(analyzer, rgb, measured, keep_landmarks)
     return measured
 
@@ -79,12 +79,16 @@ def _turned_upright(analyzer, rgb: np.ndarray, measured: list[FaceMeasurement],
     over): the mesh was fitted to it as if upright, and a smile read "angry, mostly because of AU04
     brow lowerer", the brow's points on the teeth. The photo turned over is searched too; a face
     found there surely, where the unsure one is, is measured so (its AUs and geometry from the
-    upright face), its box and landmarks turned back into the photo's pixels."""
+    upright face), its box and landmarks turned back into the photo's pixels. In a photo where
+    no face was found, the faces found surely turned over are its faces. (An upside-down face
+    missed beside a face found surely is not looked for: that would search every photo twice.)"""
     from .landmarker import PHOTO_SURE_SCORE, _iou
 
     h, w = rgb.shape[:2]
     turned = [turned_back(measurement_of(face, keep_landmarks), w, h)
               for face in analyzer.detect(np.ascontiguousarray(rgb[::-1, ::-1]))]
+    if not measured:  # none found: an upside-down face the detector missed, found surely turned over
+        return [replace(t, low_confidence=False) for t in turned if t.confidence >= PHOTO_SURE_SCORE]
     out = list(measured)
     for k, m in enumerate(measured):
         if not m.low_confidence:
