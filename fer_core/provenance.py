@@ -105,14 +105,14 @@ def test_set_record(paths: Sequence[str | os.PathLike[str]], root: str | os.Path
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
+    """``manifest.sha256_file`` for a record: "unreadable" where the file cannot be read (a record
+    says what it could, it does not stop the result it describes)."""
+    from .manifest import sha256_file
+
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
+        return sha256_file(path)
+    except (FerError, OSError):
         return "unreadable"
-    return digest.hexdigest()
 
 
 def measurement_record() -> dict:

@@ -389,8 +389,7 @@ def refuse_contradiction(artefact: Any, kind: str, classes: Sequence[str]) -> No
     if isinstance(own_kind, str) and own_kind != kind:
         raise FerError(f"this model is of kind {own_kind}, not {kind}; register it as {own_kind}")
     own = getattr(artefact, "classes", None)
-    if own is not None and tuple(normalize_emotion(c) or c for c in own) != \
-            tuple(normalize_emotion(c) or c for c in classes):
+    if own is not None and _emotions(own) != _emotions(classes):
         raise FerError(f"this model predicts {', '.join(own)}, not {', '.join(classes)}; register it with its own "
                        "classes")
 
