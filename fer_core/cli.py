@@ -1514,16 +1514,18 @@ def cmd_mask_report(args) -> int:
         print(json.dumps({**report.to_dict(), "passed_over": passed_over, **_provenance(args, refs, items, args.images)}))
         return status
     print(f"{report.original.n} faces, with and without a {args.style} mask")
-    print(f"{'model':28s} {'original':>9s} {'masked':>7s} {'McNemar p':>9s}  per emotion (original -> masked)")
+    print(f"{'model':28s} {'original':>9s} {'masked':>7s} {'drop, 95% CI':>16s} {'McNemar p':>9s}  "
+          "per emotion (original -> masked)")
     for name in report.names:
         a, b = report.original.reports[name], report.masked.reports[name]
         per = ", ".join(f"{e} {a.per_class[e].accuracy or 0:.2f}->{b.per_class[e].accuracy or 0:.2f}"
                         for e in report.original.classes if a.per_class[e].n)
-        p = p_text(report.paired_test(name).p_value)  # "< 0.0001", as the dashboard says it, not 0.0000
-        print(f"{name:28s} {a.accuracy:9.3f} {b.accuracy:7.3f} {p:>9s}  {per}")
+        paired = report.paired_test(name)
+        p = p_text(paired.p_value)  # "< 0.0001", as the dashboard says it, not 0.0000
+        interval = "-" if paired.difference_ci95 is None else "{:+.3f} to {:+.3f}".format(*paired.difference_ci95)
+        print(f"{name:28s} {a.accuracy:9.3f} {b.accuracy:7.3f} {interval:>16s} {p:>9s}  {per}")
     for pair in report.masked.mcnemar:  # which model reads the masked faces better, on the same faces
-        print(f"masked, McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
-              f"p {_equals(p_text(pair.p_value))}, Holm-adjusted p {_equals(p_text(pair.p_holm))}")
+        print(f"masked, {_mcnemar_line(pair)}")
     if report.empty_classes:  # an emotion the folder never held was not lost to masking
         held = {it.label for it in items}
         absent = [e for e in report.empty_classes if e not in held]
@@ -1723,17 +1725,25 @@ def cmd_compare(args) -> int:
     else:
         for report in comparison.reports.values():
             _print_report(report)
-        if comparison.mcnemar:
-            from .evaluation.metrics import p_text
-
-            for pair in comparison.mcnemar:
-                print(f"McNemar {pair.a} vs {pair.b}: only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
-                      f"p {_equals(p_text(pair.p_value))}, Holm-adjusted p {_equals(p_text(pair.p_holm))}")
+        for pair in comparison.mcnemar:
+            print(_mcnemar_line(pair))
     for exc in unwritten[:-1]:
         print(f"error: {one_line(exc)}", file=sys.stderr)
     if unwritten:
         raise unwritten[-1]
     return 2 if comparison.failed_models else 0  # the others' results are given, the failure said
+
+
+def _mcnemar_line(pair) -> str:
+    """One pair of models: how far apart their accuracies are (with the interval), then McNemar."""
+    from .evaluation.metrics import p_text
+
+    apart = ""
+    if pair.difference is not None:  # None: no images
+        lo, hi = pair.difference_ci95
+        apart = f"accuracy A-B {pair.difference:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}), "
+    return (f"McNemar {pair.a} vs {pair.b}: {apart}only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
+            f"p {_equals(p_text(pair.p_value))}, Holm-adjusted p {_equals(p_text(pair.p_holm))}")
 
 
 def _say_answers_kept(comparison) -> None:

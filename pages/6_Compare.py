@@ -20,6 +20,7 @@ from fer_core.figures.compare import (
     p_text,
     per_emotion_grouped_bars,
     percent,
+    with_difference_text,
 )
 from fer_core.fileio import csv_bytes
 from fer_core.i18n import current_language, emotion_label, message, t
@@ -126,7 +127,7 @@ def show_mcnemar(res: Comparison) -> None:
     if len(res.names) < 2:
         st.info(t("compare.mcnemar_one"))
         return
-    shown = mcnemar_frame(res)
+    shown = with_difference_text(mcnemar_frame(res))
     for column in ("p-value", "p (Holm)"):  # "< 0.0001", not a 0.0000 that reads as impossible
         shown[column] = [p_text(p) for p in shown[column]]
     st.dataframe(shown, hide_index=True, placeholder=MISSING, column_config=_titles(*shown.columns))

@@ -76,6 +76,10 @@ def show_summary(report: MaskReport) -> None:
     # "41.67%" beside "25%"), p as text ("< 0.0001", not a 0.0000 that reads as impossible)
     shares = ("original", "masked", "drop")
     shown = frame.assign(**{c: frame[c] * 100 for c in shares}, **{"McNemar p": frame["McNemar p"].map(p_text)})
+    shown.insert(shown.columns.get_loc("drop") + 1, "drop ci95",
+                 [t("masks.drop_interval", low=f"{100 * lo:+.1f}", high=f"{100 * hi:+.1f}")
+                  for lo, hi in zip(frame["drop ci95_low"], frame["drop ci95_high"])])
+    shown = shown.drop(columns=["drop ci95_low", "drop ci95_high"])
     st.dataframe(shown, hide_index=True, placeholder=MISSING, column_config={
         "model": st.column_config.TextColumn(t("masks.col_model")),
         "kind": st.column_config.TextColumn(t("masks.col_kind")),
@@ -83,6 +87,7 @@ def show_summary(report: MaskReport) -> None:
         "masked": st.column_config.NumberColumn(t("masks.col_masked"), format="%.1f%%"),
         # percentage points, signed: a rise reads "-8.3 pp", not a "-8.3%" share
         "drop": st.column_config.NumberColumn(t("masks.col_drop"), format=t("masks.points_format"), help=t("masks.col_drop_help")),
+        "drop ci95": st.column_config.TextColumn(t("masks.col_drop_ci"), help=t("masks.col_drop_ci_help")),
         "original macro F1": st.column_config.NumberColumn(t("masks.col_original_f1"), format="%.3f"),
         "masked macro F1": st.column_config.NumberColumn(t("masks.col_masked_f1"), format="%.3f"),
         "McNemar p": st.column_config.TextColumn(t("masks.col_mcnemar"), help=t("masks.col_mcnemar_help")),

@@ -632,7 +632,11 @@ def test_compare_runs_au_model_and_cnn_on_the_same_folder(models_dir, fer_small,
             if score.n:
                 assert per_emotion.loc[name, emotion] == pytest.approx(100 * score.accuracy)
     mcnemar = at.dataframe[2].value
-    assert list(mcnemar.columns[:4]) == ["model A", "model B", "only A right", "only B right"] and len(mcnemar) == 1
+    assert list(mcnemar.columns[:5]) == ["model A", "model B", "A - B", "only A right", "only B right"]
+    assert len(mcnemar) == 1
+    pair = res.mcnemar[0]  # by how much A is ahead, with its interval, in words
+    assert mcnemar.iloc[0]["A - B"] == "{:+.1f} ({:+.1f} to {:+.1f}) pp".format(
+        100 * pair.difference, *(100 * v for v in pair.difference_ci95))
     wrong = res.to_dict()["wrong"]
     assert len(at.tabs) == 4 and at.tabs[3].label == f"tiny-cnn ({len(wrong['tiny-cnn'])})"  # 2 matrices, 2 wrong
     no_face = res.no_face_files(BUNDLED)

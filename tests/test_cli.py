@@ -1009,12 +1009,13 @@ def test_mask_report_says_a_tiny_p_value_as_below_not_as_zero(capsys, tmp_path, 
     p_values = {"tiny-p": 1e-9, "large-p": 0.25}
     report = SimpleNamespace(original=original, masked=masked, unmaskable=[], not_placed=0, reasons_failed=[], crop_like_no_face=[],
                              names=list(p_values), empty_classes=[],
-                             paired_test=lambda name: McNemarResult("original", "masked", 24, 0, p_values[name]))
+                             paired_test=lambda name: McNemarResult("original", "masked", 24, 0, p_values[name],
+                                                                    difference=0.6, difference_ci95=(0.45, 0.72)))
     monkeypatch.setattr(mask_report, "run_mask_report", lambda *a, **k: report)
     code, out, _ = run_cli(capsys, "mask-report", "--images", tmp_path / "faces", "--models", "tiny-p,large-p")
     rows = {line.split()[0]: line for line in out.splitlines()}
     assert code == 0 and "< 0.0001" in rows["tiny-p"] and "0.0000" not in out
-    assert rows["large-p"].split()[1:4] == ["0.900", "0.300", "0.2500"]
+    assert rows["large-p"].split()[1:7] == ["0.900", "0.300", "+0.450", "to", "+0.720", "0.2500"]  # drop's CI
     assert "happy 0.90->0.30" in rows["tiny-p"]
 
 
@@ -1037,8 +1038,10 @@ def test_compare_says_a_tiny_mcnemar_p_as_below_not_as_equal_to_below(capsys, tm
 
     import fer_core.evaluation.compare as compare
 
-    pairs = [SimpleNamespace(a="m1", b="m2", only_a_correct=30, only_b_correct=0, p_value=1e-9, p_holm=2e-9),
-             SimpleNamespace(a="m1", b="m3", only_a_correct=3, only_b_correct=2, p_value=0.5, p_holm=1.0)]
+    pairs = [SimpleNamespace(a="m1", b="m2", only_a_correct=30, only_b_correct=0, p_value=1e-9, p_holm=2e-9,
+                             difference=0.5, difference_ci95=(0.37, 0.62)),
+             SimpleNamespace(a="m1", b="m3", only_a_correct=3, only_b_correct=2, p_value=0.5, p_holm=1.0,
+                             difference=0.0167, difference_ci95=(-0.05, 0.08))]
     comparison = SimpleNamespace(failed_models=[], crop_like_no_face=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, unscored_answer_counts={}, tie_notes=list, source_notes=list, reports={}, names=[], answers_from_cache={},
                                  mcnemar=pairs, to_dict=lambda: {})
     monkeypatch.setattr(compare, "run_comparison", lambda *a, **k: comparison)
@@ -1050,6 +1053,7 @@ def test_compare_says_a_tiny_mcnemar_p_as_below_not_as_equal_to_below(capsys, tm
     lines = [line for line in out.splitlines() if line.startswith("McNemar")]
     assert code == 0 and "p < 0.0001, Holm-adjusted p < 0.0001" in lines[0] and "= <" not in out
     assert "p = 0.5000, Holm-adjusted p = 1.0000" in lines[1]
+    assert "accuracy A-B +0.500 (95% CI +0.370 to +0.620)" in lines[0]  # by how much, not only whether
 
 
 def test_videos_among_the_images_are_counted_apart(capsys, tmp_path, fer_sample):

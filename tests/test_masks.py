@@ -822,6 +822,10 @@ def test_masks_summary_writes_a_tiny_p_as_text_and_every_share_with_one_decimal(
         row = table.value.iloc[0]
         assert row["McNemar p"] == "< 0.0001"
         assert (row["original"], row["masked"], row["drop"]) == pytest.approx((100.0, 37.5, 62.5))
+        lo, hi = report.paired_test("m").difference_ci95  # the drop's interval beside it
+        assert 0.3 < lo < 0.625 < hi <= 1
+        interval = f"{100 * lo:+.1f} to {100 * hi:+.1f} pp" if lang == "en" else f"{100 * lo:+.1f} ~ {100 * hi:+.1f} %p"
+        assert row["drop ci95"] == interval
         columns = json.loads(table.proto.columns)
         assert {c: columns[c]["type_config"]["format"] for c in ("original", "masked", "drop", "n")} == {
             "original": "%.1f%%", "masked": "%.1f%%", "drop": "%.1f pp" if lang == "en" else "%.1f%%p", "n": "localized"}  # points

@@ -261,12 +261,19 @@ class McNemarResult:
     only_b_correct: int
     p_value: float
     p_holm: float | None = None  # adjusted for the other pairs of its comparison (``holm_adjusted``)
+    # accuracy of A minus accuracy of B on the same images, with its 95 % interval
+    # (``paired_difference_ci``): how large the difference may be, which a p-value does not say
+    difference: float | None = None
+    difference_ci95: tuple[float, float] | None = None
 
     def to_dict(self) -> dict:
         out = {"a": self.a, "b": self.b, "only_a_correct": self.only_a_correct,
                "only_b_correct": self.only_b_correct, "p_value": self.p_value}
         if self.p_holm is not None:
             out["p_holm"] = self.p_holm
+        if self.difference is not None:
+            out["accuracy_difference"] = self.difference
+            out["accuracy_difference_ci95"] = list(self.difference_ci95)
         return out
 
 
@@ -279,9 +286,43 @@ def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool], a: str = "a", 
     cb = np.asarray(correct_b, dtype=bool)
     only_a = int(np.sum(ca & ~cb))
     only_b = int(np.sum(~ca & cb))
+    both = int(np.sum(ca & cb))
     m = only_a + only_b
     p = 1.0 if m == 0 else float(binomtest(only_a, m, 0.5).pvalue)
-    return McNemarResult(a, b, only_a, only_b, min(1.0, p))  # unrounded: 1e-12 is not 0
+    difference, ci = None, None
+    if ca.size:
+        lo, hi = paired_difference_ci(both, only_a, only_b, ca.size - both - m)
+        difference, ci = round((only_a - only_b) / ca.size, 4), (round(lo, 4), round(hi, 4))
+    return McNemarResult(a, b, only_a, only_b, min(1.0, p), difference=difference,  # p unrounded: 1e-12 is not 0
+                         difference_ci95=ci)
+
+
+def paired_difference_ci(both: int, only_a: int, only_b: int, neither: int,
+                         level: float = 0.95) -> tuple[float, float]:
+    """Interval of accuracy(A) - accuracy(B) when both models answered the same images: Newcombe's
+    (1998, Statistics in Medicine 17:2635, method 10) square-and-add of the two Wilson intervals,
+    corrected for how the two models' right answers go together (phi of the 2x2 table), as
+    Fagerland, Lydersen and Laake recommend for paired proportions.
+
+    Not the Wald interval (it leaves [-1, 1] and collapses to a point when the models agree on
+    every image) and not a bootstrap (no resampling, the same numbers on every run).
+    """
+    n = both + only_a + only_b + neither
+    if n == 0:
+        return (0.0, 0.0)
+    p1, p2 = (both + only_a) / n, (both + only_b) / n
+    l1, u1 = wilson_counts(both + only_a, n, level)
+    l2, u2 = wilson_counts(both + only_b, n, level)
+    margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    # phi with Newcombe's continuity correction: a positive association counts less n/2 (without
+    # it two models agreeing on every image would get a zero-width interval)
+    association = both * neither - only_a * only_b
+    association = association - n / 2 if association > n / 2 else min(association, 0)
+    phi = association / np.sqrt(float(margins)) if margins else 0.0
+    difference = p1 - p2
+    below = np.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
+    above = np.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0.0))
+    return float(max(-1.0, difference - below)), float(min(1.0, difference + above))
 
 
 def holm_adjusted(p_values: Sequence[float]) -> list[float]:

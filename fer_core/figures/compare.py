@@ -96,7 +96,9 @@ def accuracy_summary(comparison: Comparison) -> pd.DataFrame:
                                        "no_face", "n"])
 
 
-MCNEMAR_COLUMNS = ["model A", "model B", "only A right", "only B right", "p-value", "p (Holm)", "verdict"]
+MCNEMAR_COLUMNS = ["model A", "model B", "A - B", "A - B ci95_low", "A - B ci95_high", "only A right",
+                   "only B right", "p-value", "p (Holm)", "verdict"]
+DIFFERENCE_COLUMNS = ("A - B", "A - B ci95_low", "A - B ci95_high")  # accuracy A minus B, shares
 
 
 def mcnemar_frame(comparison: Comparison, alpha: float = 0.05) -> pd.DataFrame:
@@ -105,7 +107,9 @@ def mcnemar_frame(comparison: Comparison, alpha: float = 0.05) -> pd.DataFrame:
     The verdict reads the Holm-adjusted p-value (``p (Holm)``): with k models there are k(k-1)/2
     tests, and unadjusted some pair would be "better" by chance. The better model is the one right
     on more of the images only one of the two got right (what the test counts), not the one with
-    the higher rounded accuracy: a difference under the fourth decimal ties, and a tie named B."""
+    the higher rounded accuracy: a difference under the fourth decimal ties, and a tie named B.
+    ``A - B`` is accuracy A minus accuracy B with its 95 % interval (``paired_difference_ci``): how
+    large the difference may be, where the p-value says only whether there is one."""
     rows = []
     for pair in comparison.mcnemar:
         p_holm = pair.p_holm if pair.p_holm is not None else pair.p_value  # a lone pair needs no adjusting
@@ -114,7 +118,9 @@ def mcnemar_frame(comparison: Comparison, alpha: float = 0.05) -> pd.DataFrame:
         else:
             better = pair.a if pair.only_a_correct > pair.only_b_correct else pair.b
             verdict = t("compare.verdict_better", model=better)
-        rows.append({"model A": pair.a, "model B": pair.b, "only A right": pair.only_a_correct,
+        lo, hi = pair.difference_ci95 or (None, None)
+        rows.append({"model A": pair.a, "model B": pair.b, "A - B": pair.difference, "A - B ci95_low": lo,
+                     "A - B ci95_high": hi, "only A right": pair.only_a_correct,
                      "only B right": pair.only_b_correct, "p-value": pair.p_value, "p (Holm)": p_holm,
                      "verdict": verdict})
     return pd.DataFrame(rows, columns=MCNEMAR_COLUMNS)
@@ -250,14 +256,32 @@ def column_titles() -> dict[str, str]:
             "macro_f1": t("compare.col_macro_f1"), "no_face": t("compare.col_no_face"), "n": t("compare.col_n"),
             "precision": t("compare.col_precision"), "recall": t("compare.col_recall"), "f1": "F1",
             "support": t("compare.col_support"), "model A": t("compare.col_model_a"),
-            "model B": t("compare.col_model_b"), "only A right": t("compare.col_only_a"),
+            "model B": t("compare.col_model_b"), "A - B": t("compare.col_difference"),
+            "only A right": t("compare.col_only_a"),
             "only B right": t("compare.col_only_b"), "p-value": t("compare.col_p"),
             "p (Holm)": t("compare.col_p_holm"), "verdict": t("compare.col_verdict")}
 
 
+def difference_text(difference: float | None, low: float | None, high: float | None) -> str:
+    """An accuracy difference as people read it: ``+18.3 (+3.1 to +30.4) points``."""
+    if difference is None or pd.isna(difference):
+        return "–"
+    return t("compare.difference", d=f"{100 * difference:+.1f}", low=f"{100 * low:+.1f}", high=f"{100 * high:+.1f}")
+
+
+def with_difference_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``mcnemar_frame`` with its three difference columns read as one (``difference_text``)."""
+    if not set(DIFFERENCE_COLUMNS) <= set(frame.columns):
+        return frame
+    text = [difference_text(*row) for row in frame[list(DIFFERENCE_COLUMNS)].itertuples(index=False)]
+    out = frame.drop(columns=list(DIFFERENCE_COLUMNS[1:]))
+    out["A - B"] = text
+    return out
+
+
 def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
     """A table as people read it (report): shares as ``51.7%``, emotions and headers translated."""
-    out = frame.copy()
+    out = with_difference_text(frame)
     for column in ("accuracy", "ci95_low", "ci95_high"):
         if column in out.columns:
             out[column] = [percent(v) for v in out[column]]

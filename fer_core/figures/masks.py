@@ -17,14 +17,18 @@ from .plots import _layout
 
 
 def summary_frame(report: MaskReport) -> pd.DataFrame:
-    """One row per model: accuracy and macro-F1 without and with the mask, the drop, and McNemar's
-    p on the same images (is the change, a drop or a rise, more than chance?)."""
+    """One row per model: accuracy and macro-F1 without and with the mask, the drop with its 95 %
+    interval (paired: the same images), and McNemar's p (is the change, a drop or a rise, more than
+    chance?)."""
     rows = []
     for name in report.names:
         a, b = report.original.reports[name], report.masked.reports[name]
+        paired = report.paired_test(name)  # original against masked: its difference is the drop
+        lo, hi = paired.difference_ci95 or (None, None)
         rows.append({"model": name, "kind": report.original.kinds.get(name, ""), "original": a.accuracy,
-                     "masked": b.accuracy, "drop": a.accuracy - b.accuracy, "original macro F1": a.macro_f1,
-                     "masked macro F1": b.macro_f1, "McNemar p": report.paired_test(name).p_value, "n": a.n})
+                     "masked": b.accuracy, "drop": a.accuracy - b.accuracy, "drop ci95_low": lo, "drop ci95_high": hi,
+                     "original macro F1": a.macro_f1, "masked macro F1": b.macro_f1, "McNemar p": paired.p_value,
+                     "n": a.n})
     return pd.DataFrame(rows)
 
 
