@@ -694,6 +694,7 @@ def _add_cnn_commands(sub) -> None:
 
 # -- commands ------------------------------------------------------------------------------
 def cmd_predict(args) -> int:
+    from .emotions import CLOSE_CALL_MARGIN
     from .images import (
         FIRST_FRAME_ONLY,
         VIDEO_SUFFIXES,
@@ -802,6 +803,9 @@ def cmd_predict(args) -> int:
                      else " (no face detected: the whole picture was measured as one face)"))
             print(f"  {f['sentence'] if 'sentence' in f else f['emotion'] + ' (this model gives no reasons)'}\n"
                   f"  probabilities: {probs}")
+            if f.get("close_call"):
+                print(f"  a close call: {f['runner_up']} is within {CLOSE_CALL_MARGIN:.2f} of {f['emotion']}; "
+                      "the model can hardly tell the two apart here")
             if "aus_network" in f:  # the AU-bottleneck network explains with the AUs it reads itself
                 network = " ".join(f"{k[:4]}={v:.1f}" for k, v in f["aus_network"].items())
                 print(f"  AUs the network read (the sentence's): {network}\n  AUs measured: {aus}")

@@ -132,3 +132,18 @@ def shared_classes(class_sets: Iterable[Sequence[str]], present: Iterable[str] |
     if present is not None:
         wanted &= set(present)
     return tuple(e for e in SEVEN_EMOTIONS if e in wanted)
+
+
+# Two emotions this close in probability (0.30 against 0.29) are about equally the model's answer:
+# the sentence naming the first reads surer than the model is. Fixed beforehand, not fitted to a
+# test set; bench/close_calls.py measures how often such answers are right.
+CLOSE_CALL_MARGIN = 0.10
+
+
+def close_call(probabilities: dict[str, float], margin: float = CLOSE_CALL_MARGIN) -> tuple[str, float] | None:
+    """The runner-up emotion and its probability when it is within ``margin`` of the answer; None
+    when the answer is clear (or there are no numbers to read, e.g. no face)."""
+    known = sorted(((p, e) for e, p in probabilities.items() if p == p), reverse=True)  # NaN: not judged
+    if len(known) < 2 or known[0][0] - known[1][0] >= margin:
+        return None
+    return known[1][1], float(known[1][0])

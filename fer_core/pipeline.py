@@ -141,7 +141,18 @@ class FaceResult:
             out.update(self.explanation.to_dict())
         elif self.probabilities is not None:
             out.update(emotion=self.emotion, probabilities=dict(self.probabilities))
+        if "probabilities" in out:
+            out.update(close_call_fields(out["probabilities"]))
         return out
+
+
+def close_call_fields(probabilities: dict[str, float]) -> dict:
+    """``close_call`` (the runner-up within ``CLOSE_CALL_MARGIN`` of the answer) and, when it is,
+    ``runner_up``: for the JSON and CSVs, so a script can set such answers apart."""
+    from .emotions import close_call
+
+    runner_up = close_call(probabilities)
+    return {"close_call": runner_up is not None, **({"runner_up": runner_up[0]} if runner_up else {})}
 
 
 def analyze_image(image, model: Predictor | None = None, analyzer=None, top: int = 3,
@@ -415,14 +426,15 @@ def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
                                             else None for c in sorted(ex.ranked, key=lambda c: c.au)}
             models[explainer] = {"kind": explainer_kind, "emotion": ex.emotion,
                                  "probabilities": {c: rounded(p) for c, p in ex.probabilities.items()},
-                                 "explanation": explanation}
+                                 **close_call_fields(ex.probabilities), "explanation": explanation}
         for out in others:
             probs = out.per_face[i]
             if isinstance(probs, str):
                 models[out.name] = {"kind": out.kind, "error": probs}
             else:
                 models[out.name] = {"kind": out.kind, "emotion": max(probs, key=probs.get),
-                                    "probabilities": {c: rounded(p) for c, p in probs.items()}}
+                                    "probabilities": {c: rounded(p) for c, p in probs.items()},
+                                    **close_call_fields(probs)}
         faces.append({"face": number, "box": {"x": x, "y": y, "w": w, "h": h},
                       "detection_score": round(float(face.confidence), 4), "low_confidence": face.low_confidence,
                       "method": face.method, "masked": bool(face.face.masked),
@@ -446,6 +458,7 @@ def photo_rows(photo: dict) -> pd.DataFrame:
                 "method": face["method"], "masked": face["masked"], "scaled_for_analysis": photo["scaled_for_analysis"]}
         for name, out in face["models"].items():
             row = {**base, "model": name, "kind": out["kind"], "emotion": out.get("emotion", ""),
+                   "close_call": out.get("close_call"), "runner_up": out.get("runner_up", ""),
                    "error": out.get("error", "")}
             row.update({f"p_{c}": p for c, p in out.get("probabilities", {}).items()})
             row.update(face["aus"])
@@ -492,7 +505,7 @@ def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = Tru
     """An AU model's answer for every row of an AU table (``extract``'s of a folder or of a long
     video): the row's ``file``, ``face``, ``time_s``, ``label`` and box where the table has them, the
     ``emotion``, ``p_<emotion>`` columns, ``unknown_aus`` (AUs it uses that the row lacks: a
-    masked face's; read as uninformative) and, with ``explain``, ``contribution_<AU>`` columns and
+    masked face's; read as uninformative), ``close_call`` and ``runner_up`` (``close_call_fields``) and, with ``explain``, ``contribution_<AU>`` columns and
     the sentence (naming ``top`` AUs), as Try it's download has them. A row without a face (or that the model cannot
     judge) keeps its place with an empty emotion and its ``reason``, so a video's time line shows
     its gaps. AUs come from the table, so no image is read again."""
@@ -519,6 +532,9 @@ def predict_table(table: pd.DataFrame, predictor: Predictor, explain: bool = Tru
     reasons[face & invalid] = f"not judged: {au_table.AU_INVALID.removeprefix('with ')}"
     out["reason"] = np.where(judged, "", reasons)
     out["unknown_aus"] = np.where(judged, unknown_aus(table, predictor).to_numpy(), "")
+    calls = [close_call_fields(dict(zip(predictor.classes, row))) if ok else {} for row, ok in zip(proba, judged)]
+    out["close_call"] = pd.array([c.get("close_call") for c in calls], dtype="boolean")  # empty where not judged
+    out["runner_up"] = [c.get("runner_up", "") for c in calls]
     if explain:
         contributions = np.full((len(table), len(AU_COLUMNS)), np.nan)
         baselines = np.full(len(table), np.nan)  # with the contributions, the emotion's centred logit

@@ -26,6 +26,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from fer_core.emotions import close_call
 from fer_core.errors import FerError, one_line
 from fer_core.figures import plots
 from fer_core.fileio import csv_bytes
@@ -202,6 +203,14 @@ def probabilities_text(probs: dict[str, float]) -> str:
     return t("try_it.proba_text", probabilities=", ".join(f"{emotion_label(e)} {_percent(p)}" for e, p in ranked))
 
 
+def show_close_call(probabilities: dict[str, float]) -> None:
+    """Under an answer whose runner-up is nearly as likely: the headline alone reads surer than the
+    model is."""
+    runner_up = close_call(probabilities)
+    if runner_up:
+        st.caption(t("try_it.close_call", runner=emotion_label(runner_up[0]), p=_percent(runner_up[1])))
+
+
 def show_face(result, number: int, i: int, others: list, slot: int, charts: list) -> list:
     """The face's panel; returns one empty column per model in ``others``, filled in as each
     model's output is ready (``show_other_output``). Its charts keep their places but are only
@@ -219,6 +228,7 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
              alt=t("try_it.overlay_alt", n=number, emotion=emotion_label(emotion)))
     with c2:
         st.markdown(f"#### {t('try_it.predicted', emotion=emotion_label(emotion), p=_percent(proba))}")
+        show_close_call(ex.probabilities)
         if face.face.masked:  # a file the mask command wrote: what the mask hides is unknown, not read off it
             from fer_core.masks import HIDDEN_AUS
 
@@ -267,6 +277,7 @@ def show_other_output(column, out: ModelOutput, i: int, slot: int, charts: list)
             return
         best = max(probs, key=probs.get)
         st.markdown(f"{out.name} ({out.kind}): **{emotion_label(best)}** ({probs[best]:.0%})")
+        show_close_call(probs)
         charts.append((st.empty(), lambda: plots.probability_bars(probs, title=out.name),
                        f"other_{slot}_{i}_{out.name}"))
         st.caption(probabilities_text(probs))

@@ -40,6 +40,25 @@ def test_predict_json_explains_the_astronaut(capsys, astronaut_jpeg):
     assert face["top_aus"] and face["top_aus"][0]["contribution"] > 0
     assert face["top_aus"][0]["name"].startswith(face["top_aus"][0]["au"] + " ")
     assert len(face["box"]) == 4 and face["confidence"] > 0.5
+    assert face["close_call"] is False and "runner_up" not in face  # happy at 0.98: a clear answer
+
+
+def test_predict_says_which_answers_are_close_calls(capsys, fer_sample):
+    """surprise 0.30 beside neutral 0.29 was said as surely as happy at 0.98: an answer whose runner-up
+    is within 0.10 says so, naming it, in the text and the JSON."""
+    images = sorted(str(p) for p in fer_sample.rglob("*.jpg"))
+    _, out, _ = run_cli(capsys, "predict", *images, "--json")
+    faces = [face for result in json.loads(out) for face in result["faces"]]
+    close = []
+    for face in faces:
+        (first, p1), (second, p2) = sorted(face["probabilities"].items(), key=lambda kv: -kv[1])[:2]
+        assert face["close_call"] == (p1 - p2 < 0.10) and face.get("runner_up") == (second if p1 - p2 < 0.10 else None)
+        if face["close_call"]:
+            close.append(f"  a close call: {second} is within 0.10 of {first}; the model can hardly tell the two "
+                         "apart here")
+    assert 0 < len(close) < len(faces)
+    _, text, _ = run_cli(capsys, "predict", *images)
+    assert [line for line in text.splitlines() if "close call" in line] == close
 
 
 def test_predict_gives_boxes_in_the_files_own_pixels_for_a_photo_over_4096_px(capsys, tmp_path, astronaut):
@@ -215,6 +234,16 @@ def test_predict_au_table_answers_every_row_in_place_without_reading_images(caps
     explained = model.explain(FaceInput(aus=table.loc[row, list(AU_COLUMNS)].to_numpy(dtype=float)))
     assert answers.loc[row, "sentence"] == explained.sentence
     assert answers.loc[row, f"contribution_{explained.reasons[0].au}"] == pytest.approx(explained.reasons[0].contribution)
+    # a runner-up within 0.10 of the answer marks a close call, and is named; a face not judged is neither
+    ranked = np.sort(answers[[f"p_{c}" for c in model.classes]].to_numpy(dtype=float), axis=1)
+    close = ranked[:, -1] - ranked[:, -2] < 0.10
+    judged = answers["emotion"].notna().to_numpy()
+    assert 0 < close[judged].sum() < judged.sum()  # both kinds among these 40 val faces
+    assert list(answers["close_call"][judged]) == list(close[judged]) and pd.isna(answers.loc[3, "close_call"])
+    runner_up = [model.classes[int(j)] for j in np.argsort(answers[[f"p_{c}" for c in model.classes]]
+                                                           .to_numpy(dtype=float), axis=1)[:, -2]]
+    assert all(answers.loc[i, "runner_up"] == (runner_up[i] if close[i] and judged[i] else "")
+               for i in range(40))
     csv_out = tmp_path / "answers.csv"
     assert run_cli(capsys, "predict", "--au-table", source, "--out", csv_out)[0] == 0
     assert pd.read_csv(csv_out)["file"].str.startswith("'").all()  # text cells safe to open in Excel

@@ -80,7 +80,7 @@ def test_group_photo_faces_are_numbered_left_to_right(group_photo, analyzer):
         assert face["models"]["au"]["emotion"] == result.faces[i].explanation.emotion
         assert face["models"]["other"] == ({"kind": "cnn", "error": other.per_face[i]} if i == 1 else
                                            {"kind": "cnn", "emotion": max(other.per_face[i], key=other.per_face[i].get),
-                                            "probabilities": other.per_face[i]})
+                                            "probabilities": other.per_face[i], "close_call": False})
         assert set(face["models"]["au"]["explanation"]["contributions"]) == set(face["aus"]) and len(face["aus"]) == 17
     back = json.loads(json.dumps(photo))
     assert back == photo
@@ -441,6 +441,32 @@ def test_try_it_says_in_full_why_a_face_is_low_confidence(models_dir, fer_val):
     run_app(at, T)
     assert texts(at.warning) == ["Low confidence: no face was detected, so the whole picture was measured as one "
                                  "face. If the picture shows no face, this reading means nothing."]
+
+
+def test_try_it_says_when_the_runner_up_is_nearly_as_likely(models_dir, fer_val):
+    """"Predicted: surprise (30%)" over neutral at 29% read as sure as a 98% answer: an answer whose
+    runner-up is within 0.10 says it is a close call, naming the runner-up; a clear one does not."""
+    from fer_core.au_table import AU_COLUMNS
+    from fer_core.config import data_dir
+    from fer_core.predictors.base import FaceInput
+    from fer_core.predictors.registry import load_predictor
+
+    table = pd.read_csv(data_dir() / "fer2013_val_au.csv.gz")
+    table = table[(table.success == 1) & (table.confidence > 0.8)].iloc[:200]
+    model = load_predictor(BUNDLED_AU_MODEL)
+    proba = model.predict_proba([FaceInput(aus=row) for row in table[list(AU_COLUMNS)].to_numpy(float)])
+    ranked = np.sort(proba, axis=1)
+    margins = ranked[:, -1] - ranked[:, -2]
+    close, clear = int(np.argmin(margins)), int(np.argmax(margins))
+    assert margins[close] < 0.03 and margins[clear] > 0.5
+    runner_up = model.classes[int(np.argsort(proba[close])[-2])]
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    at.file_uploader(key="try_upload").set_value([(Path(f).name, (fer_val / f).read_bytes(), "image/jpeg")
+                                                  for f in table.file.iloc[[close, clear]]])
+    run_app(at, T)
+    said = [c for c in texts(at.caption) if c.startswith("A close call: ")]
+    assert said == [f"A close call: {runner_up} ({proba[close].max() - margins[close]:.0%}) is almost "
+                    "as likely. The model can hardly tell the two apart in this face."]
 
 
 def test_speaking_against_says_an_au_weaker_than_usual_as_such():
