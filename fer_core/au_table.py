@@ -200,7 +200,10 @@ def display_name(src: PathOrBuffer) -> str:
 # Columns any table format can use; the rest (OpenFace's landmarks, gaze, pose, AU_c) are not parsed.
 # OpenFace's own columns, and what researchers add to its output: a label, and when they join
 # several videos' FeatureExtraction CSVs into one table, the video each row is from
-_USABLE_COLUMNS = frozenset(TABLE_COLUMNS) | {"frame", "face_id", "timestamp", "emotion", "video"}
+# A model's probabilities, as predict --au-table and Try it write them: read only to tell that such a
+# table's ``emotion`` column is the model's answer, not a label (``holds_answers``)
+ANSWER_COLUMNS = frozenset(f"p_{e}" for e in SEVEN_EMOTIONS)
+_USABLE_COLUMNS = frozenset(TABLE_COLUMNS) | {"frame", "face_id", "timestamp", "emotion", "video"} | ANSWER_COLUMNS
 _TEXT_INPUT = frozenset(TEXT_COLUMNS) | {"emotion", "video"}
 # OpenFace's 68 2D landmarks, in the pixels of the picture it read: a face's box where a table has
 # none (from brows to chin, so a little shorter than this workbench's mesh box). Read in smaller
@@ -698,6 +701,8 @@ def read(path_or_buffer: PathOrBuffer) -> pd.DataFrame:
         table = table_from_openface_frame(frame, display)
     table = mark_text_rows(table, text_rows)
     table.attrs["name"] = display
+    if "emotion" in frame.columns and holds_answers(frame):
+        table.attrs["answers_not_labels"] = True
     return table
 
 
@@ -712,6 +717,8 @@ def from_project_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     out = pd.DataFrame({"file": files.fillna("") if files.hasnans else files})
     out["face"] = frame["face"] if "face" in frame.columns else 0
     column = next((c for c in ("label", "emotion") if c in frame.columns), None)  # as OpenFace tables are read
+    if column == "emotion" and holds_answers(frame):  # a model's answers (predict --au-table, Try it), not labels
+        column = None
     out["label"] = (pd.Series(parse_labels(frame[column], display, column, study_codes=False), dtype=object)
                     if column else pd.Series([None] * n, dtype=object))
     out["success"] = (frame["success"] if "success" in frame.columns
@@ -724,6 +731,17 @@ def from_project_frame(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     for c in ("time_s", *BOX_COLUMNS):  # text there is no number: read as missing by ``normalise``
         out[c] = frame[c] if c in frame.columns else np.nan
     return normalise(pd.concat([out, aus.reset_index(drop=True)], axis=1))
+
+
+ANSWERS_NOT_LABELS = ("its emotion column is a model's answer (the table has p_<emotion> columns, as predict "
+                      "--au-table and Try it write), not a label")
+
+
+def holds_answers(frame: pd.DataFrame) -> bool:
+    """Whether a table's ``emotion`` column is a model's answer: this project's prediction tables
+    give it beside ``p_<emotion>`` columns (``ANSWER_COLUMNS``). Read as labels, a model was scored
+    against itself (accuracy 1.000)."""
+    return "label" not in frame.columns and not ANSWER_COLUMNS.isdisjoint(frame.columns)
 
 
 def write(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
@@ -754,9 +772,10 @@ def _refuse_other_au_scales(columns: list[str], display: str) -> None:
     plain = [c for c in columns if re.fullmatch(r"AU\d+", c)]
     presence = [c for c in columns if re.fullmatch(r"AU\d+_c", c)]
     if plain:
-        raise AUTableError(f"{display}: AU columns without _r ({_first_few(plain)}) are not read: they are scores such "
-                           "as py-feat's, from 0 to 1, and this workbench needs OpenFace's intensities from 0 to 5 "
-                           "(AU01_r … AU45_r); measure the images with extract or OpenFace -aus")
+        raise AUTableError(f"{display}: AU columns without _r ({_first_few(plain)}) are not read: such columns are "
+                           "often scores from 0 to 1 (py-feat's), and this workbench reads intensities from 0 to 5 "
+                           "named as OpenFace names them (AU01_r … AU45_r); measure the images with extract or "
+                           "OpenFace -aus, or rename the columns if they are 0-5 intensities")
     if presence:
         raise AUTableError(f"{display}: only AU presence columns ({_first_few(presence)}, 0 or 1) and no "
                            "intensities; use OpenFace's AU01_r … AU45_r columns (OpenFace -aus writes both)")
@@ -1185,6 +1204,9 @@ def require_usable(table: pd.DataFrame, classes: Sequence[str] | None = None, co
             raise AUTableError(f"{name}: no usable rows{labelled} ({what}); the mask hides {hidden}, which the "
                                "model needs: train on the AUs above the mask (train-au --aus upper)")
         unlabelled = all(c not in table.columns or table[c].isna().all() for c in ("label", "emotion"))
+        if OTHER_LABEL in selection.left_out and table.attrs.get("answers_not_labels"):
+            raise AUTableError(f"{name}: no usable rows{labelled} ({what}); training needs labels: "
+                               f"{ANSWERS_NOT_LABELS}; add a label column")
         if OTHER_LABEL in selection.left_out and unlabelled:
             raise AUTableError(f"{name}: no usable rows{labelled} ({what}); training needs labels: add a label "
                                "(or emotion) column naming each row's emotion")
@@ -1201,6 +1223,8 @@ def scoring_selection(table: pd.DataFrame, classes: Sequence[str], columns: Sequ
     if "label" not in table.columns:
         raise AUTableError(f"{name} has no 'label' column; evaluation needs a labelled table")
     selection = select(table, classes, columns, scoring=True)
+    if selection.n == 0 and table.attrs.get("answers_not_labels"):
+        raise AUTableError(f"{name}: no labels to score against: {ANSWERS_NOT_LABELS}; add a label column")
     if selection.n == 0:
         raise AUTableError(f"{name}: no rows labelled {', '.join(classes)} to score "
                            f"({selection.summary()}); use a table with those emotions")

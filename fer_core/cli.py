@@ -507,6 +507,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--crops", action="store_true", help=CROPS_EVAL_HELP + "; with --images")
     s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
     s.add_argument("--no-cache", action="store_true", help=NO_CACHE_EVAL_HELP)
+    s.add_argument("--csv", help="with --images: write per-image predictions here (.csv, .csv.gz or .parquet), as "
+                   "compare --csv writes them (for an AU table's rows: predict --au-table TABLE --out OUT)")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=cmd_evaluate)
 
@@ -1605,6 +1607,11 @@ def cmd_evaluate(args) -> int:
 
     if args.crops and args.au_table:
         raise FerError(f"--crops is for --images: {CROPS_NOT_FOR_TABLES}")
+    if args.csv and args.au_table:
+        raise FerError("--csv is for --images; an AU table's answers per row: predict --au-table TABLE --out OUT "
+                       "(the label column is kept)")
+    if args.csv:  # a bad path fails now, not after every image is scored
+        fileio.table_output_path(args.csv, "--csv")
     predictor = load_predictor(args.model)
     unasked = getattr(getattr(predictor, "mapping", None), "unmapped_unasked", ())
     if unasked:  # a Teachable Machine class whose name is no emotion, not ignored by a saved mapping
@@ -1653,6 +1660,8 @@ def cmd_evaluate(args) -> int:
             left_out = ", ".join(f"{n} {emotion}" for emotion, n in report.skipped.items())
             print(f"left out {left_out} image(s): {predictor.name} does not predict "
                   f"{'that emotion' if len(report.skipped) == 1 else 'those emotions'}", file=sys.stderr)
+        if args.csv:
+            _write_predictions(comparison, args.images, args.csv)
         # every file accounted for, as compare's JSON does it
         extra = {"unreadable": list(comparison.unreadable), "unlabelled": comparison.unlabelled,
                  **({"tied": comparison.tied} if comparison.tied else {}),
@@ -1702,11 +1711,9 @@ def cmd_compare(args) -> int:
     _print_left_out(comparison, chosen=bool(classes))
     _suggest_crops(_crop_like_in(comparison, args.images))
     unwritten: list[OutputFileError] = []  # files that could not be written: said last, the results still given
-    if args.csv:  # the table the dashboard's predictions download gives: files relative to --images
-        from .figures.compare import predictions_frame
-
+    if args.csv:
         try:
-            fileio.write_frame(predictions_frame(comparison.table, comparison.names, args.images), args.csv)
+            _write_predictions(comparison, args.images, args.csv)
         except OutputFileError as exc:  # a full disk or a size limit: the JSON, computed, was lost with it
             unwritten.append(exc)
     if args.tables:
@@ -1736,6 +1743,14 @@ def cmd_compare(args) -> int:
     if unwritten:
         raise unwritten[-1]
     return 2 if comparison.failed_models else 0  # the others' results are given, the failure said
+
+
+def _write_predictions(comparison, images: str, path: str) -> None:
+    """The table the dashboard's predictions download gives (files relative to ``images``), for
+    compare --csv and evaluate --csv."""
+    from .figures.compare import predictions_frame
+
+    fileio.write_frame(predictions_frame(comparison.table, comparison.names, images), path)
 
 
 def _mcnemar_line(pair) -> str:

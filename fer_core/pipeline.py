@@ -139,8 +139,8 @@ class FaceResult:
             out["turned_upright"] = True
         if self.explanation is not None:
             out.update(self.explanation.to_dict())
-        elif self.probabilities is not None:
-            out.update(emotion=self.emotion, probabilities=dict(self.probabilities))
+        elif self.probabilities is not None:  # to 4 decimals, as an explaining model's
+            out.update(emotion=self.emotion, probabilities={c: _number(p) for c, p in self.probabilities.items()})
         if "probabilities" in out:
             out.update(close_call_fields(out["probabilities"]))
         return out
@@ -397,7 +397,8 @@ def _number(v: float) -> float | None:
 
 def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
                   others: Sequence[ModelOutput] = (), digits: int | None = 4) -> dict:
-    """A photo's faces for download, numbered left to right: box, detection score, the 17 AUs,
+    """A photo's faces for download, numbered left to right: box, detection score (``confidence``),
+    the 17 AUs (``AU01_r`` ...: the names ``extract`` and ``predict --json`` give them),
     and per model its emotion and probabilities; the explaining model adds its explanation (the
     sentence, the reasons, what speaks against, and every AU's contribution). Emotion names are
     the models' class names (English), so the file reads the same whatever the page language.
@@ -435,12 +436,15 @@ def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
                 models[out.name] = {"kind": out.kind, "emotion": max(probs, key=probs.get),
                                     "probabilities": {c: rounded(p) for c, p in probs.items()},
                                     **close_call_fields(probs)}
-        faces.append({"face": number, "box": {"x": x, "y": y, "w": w, "h": h},
-                      "detection_score": round(float(face.confidence), 4), "low_confidence": face.low_confidence,
+        faces.append({"face": number, "box": [x, y, w, h],
+                      "confidence": round(float(face.confidence), 4), "low_confidence": face.low_confidence,
                       "method": face.method, "masked": bool(face.face.masked),
-                      "aus": {au_table.au_code(k): _number(v) for k, v in face.aus.items()},
+                      "aus": {k: _number(v) for k, v in face.aus.items()},
                       "models": models})
-    return {"photo": result.name, "width": int(original_width), "height": int(original_height),
+    from .measure.extract import SOURCE
+
+    return {"file": result.name, "source": SOURCE, "width": int(original_width),
+            "height": int(original_height),
             "scaled_for_analysis": result.scaled, "analysed_width": int(width), "analysed_height": int(height),
             "faces": faces}
 
@@ -453,9 +457,10 @@ def photo_rows(photo: dict) -> pd.DataFrame:
     network's ``network_<AU>`` columns too, the AUs its contributions and sentence come from."""
     rows = []
     for face in photo["faces"]:
-        base = {"photo": photo["photo"], "face": face["face"], **face["box"],
-                "detection_score": face["detection_score"], "low_confidence": face["low_confidence"],
-                "method": face["method"], "masked": face["masked"], "scaled_for_analysis": photo["scaled_for_analysis"]}
+        base = {"file": photo["file"], "face": face["face"], **dict(zip(au_table.BOX_COLUMNS, face["box"])),
+                "confidence": face["confidence"], "low_confidence": face["low_confidence"],
+                "method": face["method"], "masked": face["masked"], "source": photo["source"],
+                "scaled_for_analysis": photo["scaled_for_analysis"]}
         for name, out in face["models"].items():
             row = {**base, "model": name, "kind": out["kind"], "emotion": out.get("emotion", ""),
                    "close_call": out.get("close_call"), "runner_up": out.get("runner_up", ""),

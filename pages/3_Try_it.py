@@ -397,10 +397,8 @@ def face_table(photo: dict) -> pd.DataFrame:
     ``photo_to_dict`` unrounded, so its percentages are those of the panels)."""
     rows = []
     for face in photo["faces"]:
-        box = face["box"]
-        row = {t("try_it.col_face"): face["face"],
-               t("try_it.col_box"): f"{box['x']:.0f}, {box['y']:.0f}, {box['w']:.0f}, {box['h']:.0f}",
-               t("try_it.col_score"): f"{face['detection_score']:.2f}"}
+        row = {t("try_it.col_face"): face["face"], t("try_it.col_box"): ", ".join(f"{v:.0f}" for v in face["box"]),
+               t("try_it.col_score"): f"{face['confidence']:.2f}"}
         for name, out in face["models"].items():
             row[name] = (f"{emotion_label(out['emotion'])} ({out['probabilities'][out['emotion']]:.0%})"
                          if "emotion" in out else message(out.get("error", "")))
@@ -425,7 +423,7 @@ def show_downloads(photo: dict, image, slot: int, file_stem: str | None = None, 
     """The photo's faces as CSV, JSON and the numbered picture, named ``file_stem``_faces.* (by
     default the photo's name without its extension). ``masked_png``: the faces under the mask
     instead, and the masked picture itself, marked as the mask command marks its files."""
-    stem = (file_stem or photo["photo"].rsplit(".", 1)[0] or "photo") + ("_masked" if masked_png else "")
+    stem = (file_stem or photo["file"].rsplit(".", 1)[0] or "photo") + ("_masked" if masked_png else "")
     key = "try_masked" if masked_png else "try"
     c1, c2, c3 = st.columns(3)
     c1.download_button(t("try_it.download_csv"), csv_bytes(photo_rows(photo)),

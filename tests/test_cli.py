@@ -129,7 +129,7 @@ def test_predict_numbers_a_group_photos_faces_left_to_right_as_try_it_does(capsy
     faces = json.loads(out)["faces"]
     assert [f["face"] for f in faces] == [1, 2, 3]
     shown = photo_to_dict(analyze_photo(path.read_bytes(), "group.png", None), "m", "au-logreg")["faces"]
-    assert [round(f["box"][0]) for f in faces] == [round(f["box"]["x"]) for f in shown]
+    assert [round(f["box"][0]) for f in faces] == [round(f["box"][0]) for f in shown]
     assert [f["box"][0] for f in faces] == sorted(f["box"][0] for f in faces)
     _, text, _ = run_cli(capsys, "predict", path)
     assert [line.split(" box ")[0].rsplit(" ", 1)[1] for line in text.splitlines() if " box " in line] == ["1", "2", "3"]
@@ -493,7 +493,7 @@ def test_extract_with_openface_docker_says_why_it_cannot_run(capsys, tmp_path, m
 
 # -- issue 8: bugs fixed on the way, and the JSON shapes users rely on ---------------------------
 PREDICT_FACE_KEYS = ["face", "box", "confidence", "low_confidence", "aus", "emotion", "probabilities", "top_aus", "against",
-                     "sentence", "baseline"]
+                     "sentence", "baseline", "close_call"]
 REPORT_KEYS = ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels", "confusion",
                "no_face_per_class"]
 
@@ -577,7 +577,8 @@ def test_compare_json_keys(capsys, fer_sample, tmp_path):
     assert list(report) == ["n", "classes", "models", "mcnemar", "mcnemar_correction", "wrong", "no_face", "skipped",
                             "skipped_classes", "unlabelled", "several_faces", "failed_models", "cannot_predict",
                             "unscored_answers", "passed_over", "provenance"]
-    assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value", "p_holm"]
+    assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value", "p_holm",
+                                            "accuracy_difference", "accuracy_difference_ci95"]
     assert report["mcnemar_correction"]["pairs"] == 1 and report["mcnemar_correction"]["method"] == "holm"
     assert list(report["models"]["au-logreg-fer2013"]) == REPORT_KEYS
 
@@ -1300,3 +1301,18 @@ def test_accuracies_printed_carry_their_interval(capsys, fer_sample):
     code, out, _ = run_cli(capsys, "evaluate", "--model", "au-logreg-fer2013", "--images", fer_sample)
     happy = next(x for x in out.splitlines() if x.strip().startswith("happy"))
     assert code == 0 and re.search(r"n +4  accuracy \d\.\d\d \(\d\.\d\d-\d\.\d\d\)", happy), happy
+
+
+def test_evaluate_writes_each_images_answer_as_compare_does(capsys, tmp_path, fer_sample):
+    """evaluate gave only totals: a per-image table needed compare with one model. --csv writes the
+    table compare --csv writes; with --au-table it points to predict --au-table."""
+    code, _, _ = run_cli(capsys, "evaluate", "--images", fer_sample, "--csv", tmp_path / "evaluate.csv")
+    assert code == 0
+    assert run_cli(capsys, "compare", "--images", fer_sample, "--models", BUNDLED_AU_MODEL,
+                   "--csv", tmp_path / "compare.csv")[0] == 0
+    answers = pd.read_csv(tmp_path / "evaluate.csv")
+    assert (tmp_path / "evaluate.csv").read_bytes() == (tmp_path / "compare.csv").read_bytes()
+    assert len(answers) == 24 and list(answers.columns[:3]) == ["file", "label", BUNDLED_AU_MODEL]
+    code, _, err = run_cli(capsys, "evaluate", "--au-table", REPO_ROOT / "data" / "fer2013_val_au.csv.gz",
+                           "--csv", tmp_path / "rows.csv")
+    assert code == 2 and "predict --au-table TABLE --out OUT" in err and not (tmp_path / "rows.csv").exists()

@@ -390,6 +390,11 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     assert {"file", "label", "predicted", *SIX_EMOTIONS} <= set(probs.columns)
     judged = probs.dropna(subset=list(SIX_EMOTIONS))
     assert np.allclose(judged[list(SIX_EMOTIONS)].sum(axis=1), 1.0, atol=1e-4)
+    # the same number in both tables (rounded to 6 decimals here, whole there, equality failed)
+    predictions = pd.read_csv(io.BytesIO(files["compare_predictions.csv"]))
+    mine = judged[judged["model"] == BUNDLED_AU_MODEL].set_index("file")
+    p_true = predictions.set_index("file")[f"{BUNDLED_AU_MODEL} p(true)"].dropna()
+    assert len(p_true) > 0 and all(mine.loc[f, mine.loc[f, "label"]] == p for f, p in p_true.items())
     prf = pd.read_csv(io.BytesIO(files["compare_precision_recall_f1.csv"]))
     assert list(prf.columns) == ["model", "emotion", "precision", "recall", "f1", "support"] and len(prf) == 12
     mcnemar = pd.read_csv(io.BytesIO(files["compare_mcnemar.csv"]))

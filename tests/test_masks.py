@@ -594,6 +594,10 @@ def test_a_smaller_face_the_mask_missed_is_a_failure_row_not_a_masked_face(analy
     assert [r["success"] for r in rows[:3]] == [1, 1, 0] and rows[2]["reason"] == masks.MASK_NOT_PLACED_REASON
     assert all(np.isnan(rows[2][c]) for c in AU_COLUMNS) and not np.isnan(rows[0]["AU04_r"])
     assert np.isnan(rows[0]["AU12_r"])  # a masked face's hidden AU stays unknown
+    assert rows[2]["confidence"] == measured[2].confidence > 0  # found, only not masked: its detection score
+    # no face at all: the detection score is empty, not a 0 a face measured whole also has (a reviewer's mean
+    # of the column mixed the two)
+    assert np.isnan(rows_for_image("cup.jpg", None, "no face found")[0]["confidence"])
 
 
 def test_a_large_faces_mask_keeps_an_anti_aliased_edge(analyzer, astronaut):
@@ -841,16 +845,25 @@ def test_mask_report_does_not_blame_the_mask_for_an_emotion_the_folder_never_hel
     from fer_core.cli import main
 
     src = copy_fer_sample(fer_val, tmp_path / "src", per_class=2, classes=("happy", "sad"))
+    Image.fromarray(np.tile(np.linspace(0, 255, 200, dtype=np.uint8), (200, 1))).convert("RGB").save(
+        src / "happy" / "no_face.jpg")  # a gradient: nothing to mask
     assert main(["mask-report", "--images", str(src), "--models", "au-logreg-fer2013", "--classes", "happy,sad,fear",
                  "--workers", "1", "--csv", str(tmp_path / "per_image.csv")]) == 0
     err = capsys.readouterr().err
     assert "the test set has no images of fear" in err and "could be masked" not in err
     # the per-image answers, as the page's download (a replication checks McNemar from them)
-    per_image = pd.read_csv(tmp_path / "per_image.csv")
-    assert list(per_image.columns) == ["file", "label", "au-logreg-fer2013 original", "au-logreg-fer2013 masked"]
+    per_image = pd.read_csv(tmp_path / "per_image.csv", keep_default_na=False)
+    assert list(per_image.columns) == ["file", "label", "au-logreg-fer2013 original", "au-logreg-fer2013 masked",
+                                       "left_out"]
     shown = [f"{e}/{p.name}" for e in ("happy", "sad") for p in (src / e).iterdir()]
     refused = [f for f in shown if f"{f}: the mask could not be placed" in err]  # a child's hand at the mouth
-    assert sorted(per_image["file"]) == sorted(set(shown) - set(refused)) and len(refused) <= 1
+    # every image has its row: one not masked says why, its answers empty (it was dropped without a word)
+    assert sorted(per_image["file"]) == sorted(shown) and len(refused) <= 1
+    left_out = per_image.set_index("file")["left_out"]
+    assert left_out["happy/no_face.jpg"] == "no face found" and per_image.set_index("file").loc[
+        "happy/no_face.jpg", "au-logreg-fer2013 masked"] == ""
+    assert all(left_out[f] == "the mask could not be placed on this face" for f in refused)
+    assert (left_out[[f for f in shown if f not in refused and f != "happy/no_face.jpg"]] == "").all()
 
 
 def test_training_on_masked_faces_names_the_hidden_aus_the_chosen_ones_need():
@@ -1060,4 +1073,6 @@ def test_mask_report_compares_the_models_with_each_other_on_the_masked_faces(fer
     assert (pair["only_a_correct"] - pair["only_b_correct"]) == pytest.approx(round((masked[0] - masked[1]) * n))
     assert main(["mask-report", "--images", str(fer_sample), "--models", f"au-logreg-fer2013,{upper}",
                  "--workers", "1"]) == 0
-    assert f"masked, McNemar {names[0]} vs {names[1]}: only-A {pair['only_a_correct']}" in capsys.readouterr().out
+    lo, hi = pair["accuracy_difference_ci95"]
+    assert (f"masked, McNemar {names[0]} vs {names[1]}: accuracy A-B {pair['accuracy_difference']:+.3f} (95% CI "
+            f"{lo:+.3f} to {hi:+.3f}), only-A {pair['only_a_correct']}") in capsys.readouterr().out

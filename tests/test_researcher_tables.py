@@ -148,3 +148,35 @@ def test_the_json_accounts_for_every_file_and_extract_counts_no_folder_as_an_ima
     assert [line.split(":")[0] for line in compared["passed_over"]] == ["misc/"]
     done = _cli("extract", root, "--out", tmp_path / "au.csv")
     assert "4 images, 3 faces" in done.stderr and "1 without a face or unreadable; 1 folder passed over" in done.stderr
+
+
+def test_try_its_faces_csv_reads_back_as_an_au_table_and_its_answers_are_no_labels(tmp_path, astronaut_jpeg):
+    """Try it's Faces CSV named its AUs AU01 … (not extract's AU01_r) and was refused as py-feat's
+    0-1 scores; with the names fixed, its emotion column (the model's answer) was read as the label
+    and evaluate scored the model against itself: accuracy 1.000."""
+    from fer_core.pipeline import analyze_photo, photo_rows, photo_to_dict
+    from fer_core.predictors.registry import load_predictor
+
+    model = load_predictor("au-logreg-fer2013")
+    photo = photo_to_dict(analyze_photo(astronaut_jpeg.read_bytes(), "astronaut.jpg", model), model.name, model.kind)
+    rows = photo_rows(photo)
+    assert set(AU_COLUMNS) <= set(rows.columns) and {"file", "face", "confidence", "box_x", "box_h"} <= set(rows.columns)
+    faces = tmp_path / "astronaut_faces.csv"
+    rows.to_csv(faces, index=False)
+    out = tmp_path / "again.csv"
+    answered = _cli("predict", "--au-table", faces, "--out", out)
+    assert answered.returncode == 0, answered.stderr
+    again = pd.read_csv(out)
+    assert list(again["emotion"]) == list(rows["emotion"]) and "label" not in again  # no label made up
+    scored = _cli("evaluate", "--au-table", faces)
+    assert scored.returncode == 2 and "accuracy" not in scored.stdout
+    assert scored.stderr.strip().endswith(f"no labels to score against: {au_table.ANSWERS_NOT_LABELS}; add a label "
+                                          "column"), scored.stderr
+    labelled = rows.assign(label="happy")
+    labelled.to_csv(faces, index=False)
+    scored = _cli("evaluate", "--au-table", faces, "--json")
+    assert scored.returncode == 0 and json.loads(scored.stdout)["n"] == 1  # a label column is read as the label
+    plain = rows.rename(columns={c: c.removesuffix("_r") for c in AU_COLUMNS})
+    plain.to_csv(faces, index=False)
+    refused = _cli("predict", "--au-table", faces, "--out", out)
+    assert refused.returncode == 2 and "rename the columns if they are 0-5 intensities" in refused.stderr

@@ -254,3 +254,21 @@ def test_emotion_names_are_read_as_people_write_them():
         evaluation_report(["happy", "joy"], ["happy", "happy"], ["happy", "joy"])
     report = evaluation_report(["happiness", "fear"], ["Happy", "sad"], ["happy", "sad"])  # fear: in no cell
     assert report.n == 2 and report.accuracy == 0.5 and report.confusion == [[1, 0], [0, 0]]
+
+
+def test_every_bundled_models_interval_is_wilsons_as_home_and_compare_give_it():
+    """Five manifest entries kept a percentile bootstrap's interval (cnn-ensemble-fer2013: 0.707-0.738
+    under `models`, 0.706-0.738 on Home, both called 95% CI)."""
+    from fer_core.config import REPO_ROOT
+    from fer_core.evaluation.metrics import wilson_counts
+    from fer_core.manifest import read_manifest
+
+    checked = 0
+    for entry in read_manifest(REPO_ROOT / "models"):
+        m = entry.metrics
+        if m.accuracy is None or not m.n or not m.accuracy_ci95:
+            continue
+        low, high = wilson_counts(round(m.accuracy * m.n), m.n)
+        assert tuple(m.accuracy_ci95) == (round(low, 4), round(high, 4)), entry.name
+        checked += 1
+    assert checked >= 9

@@ -74,14 +74,15 @@ def test_group_photo_faces_are_numbered_left_to_right(group_photo, analyzer):
                                          {"happy": 0.2, "sad": 0.8}])
     photo = photo_to_dict(result, "au", "au-logreg", [other])
     assert [f["face"] for f in photo["faces"]] == [1, 2, 3]
-    assert [f["box"]["x"] for f in photo["faces"]] == [round(float(x), 1) for x in xs]
+    assert [f["box"][0] for f in photo["faces"]] == [round(float(x), 1) for x in xs]
     for number, i in enumerate(order):
         face = photo["faces"][number]
         assert face["models"]["au"]["emotion"] == result.faces[i].explanation.emotion
         assert face["models"]["other"] == ({"kind": "cnn", "error": other.per_face[i]} if i == 1 else
                                            {"kind": "cnn", "emotion": max(other.per_face[i], key=other.per_face[i].get),
                                             "probabilities": other.per_face[i], "close_call": False})
-        assert set(face["models"]["au"]["explanation"]["contributions"]) == set(face["aus"]) and len(face["aus"]) == 17
+        assert {f"{au}_r" for au in face["models"]["au"]["explanation"]["contributions"]} == set(face["aus"])
+        assert len(face["aus"]) == 17
     back = json.loads(json.dumps(photo))
     assert back == photo
     table = pd.read_csv(io.StringIO(photo_rows(photo).to_csv(index=False)))
@@ -129,7 +130,7 @@ def test_a_photo_analysed_scaled_down_gives_boxes_in_its_own_pixels(group_photo,
     assert (half["analysed_width"], half["analysed_height"]) == (450, 170)
     assert len(half["faces"]) == len(whole["faces"]) == 3
     for a, b in zip(half["faces"], whole["faces"]):
-        assert all(abs(a["box"][k] - b["box"][k]) < 0.1 * b["box"]["w"] for k in "xywh")
+        assert all(abs(a["box"][k] - b["box"][k]) < 0.1 * b["box"][2] for k in range(4))
     rows = photo_rows(half)
     assert rows["scaled_for_analysis"].all() and set(rows["method"]) <= {"detector", "crop"}
 
@@ -160,10 +161,10 @@ def test_try_it_group_photo_numbered_table_and_downloads(models_dir, group_png, 
     _, csv = download(at, served, "try_csv_0")
     rows = pd.read_csv(io.BytesIO(csv))
     assert list(rows["face"]) == [1, 2, 3] and set(rows["model"]) == {BUNDLED_AU_MODEL}
-    assert [round(x) for x in rows["x"]] == xs and rows["sentence"].str.len().gt(0).all()
+    assert [round(x) for x in rows["box_x"]] == xs and rows["sentence"].str.len().gt(0).all()
     _, raw = download(at, served, "try_json_0")
     photo = json.loads(raw)
-    assert photo["photo"] == "group.png" and [f["face"] for f in photo["faces"]] == [1, 2, 3]
+    assert photo["file"] == "group.png" and [f["face"] for f in photo["faces"]] == [1, 2, 3]
     assert [f["models"][BUNDLED_AU_MODEL]["emotion"] for f in photo["faces"]] == [
         e.split(" (")[0] for e in table[BUNDLED_AU_MODEL]]
     _, png = download(at, served, "try_png_0")

@@ -71,6 +71,7 @@ class MaskReport:
     crops: bool = False  # the images were measured as face crops (--crops / Face crops)
     # unmaskable images without a face found that look like face crops (``images.looks_like_face_crop``)
     crop_like_no_face: list[str] = field(default_factory=list)
+    unmaskable_files: list[str] = field(default_factory=list)  # the file of each ``unmaskable`` line, in order
 
     @property
     def names(self) -> list[str]:
@@ -117,13 +118,18 @@ class MaskReport:
 
     def per_image_frame(self) -> pd.DataFrame:
         """One row per image: file, label, and each model's answer without and with the mask
-        (empty where it found no face)."""
+        (empty where it found no face); then each image that could not be masked, its answers
+        empty and ``left_out`` saying why (the CSV had dropped them without a word)."""
         frame = pd.DataFrame({"file": [self.file_name(f) for f in self.original.table["file"]],
                               "label": self.original.table["label"].to_numpy()})
         for name in self.names:
             frame[f"{name} original"] = self.original.table[name].to_numpy()
             frame[f"{name} masked"] = self.masked.table[name].to_numpy()
-        return frame
+        frame["left_out"] = ""
+        left_out = pd.DataFrame({"file": self.unmaskable_files, "label": self.unmaskable_emotions,
+                                 "left_out": [line.removeprefix(f"{file}: ") for file, line
+                                              in zip(self.unmaskable_files, self.unmaskable)]})
+        return pd.concat([frame, left_out], ignore_index=True) if len(left_out) else frame
 
     def to_dict(self) -> dict:
         """The ``mask-report --json`` output: per model the ``evaluate --json`` fields on the original
@@ -271,6 +277,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     original: list[FaceInput] = []
     masked: list[FaceInput] = []
     unmaskable: list[str] = []
+    unmaskable_files: list[str] = []
     unmaskable_emotions: list[str | None] = []
     shown: list[tuple[str, np.ndarray, np.ndarray]] = []
     no_face: list[LabeledImage] = []
@@ -280,6 +287,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
         pair = faces.get(i, f"{name_of(it)}: not measured")
         if isinstance(pair, str):
             unmaskable.append(pair)
+            unmaskable_files.append(name_of(it))
             unmaskable_emotions.append(it.label)
             if not crops and pair.endswith(f": {NO_FACE_REASON}"):
                 no_face.append(it)
@@ -310,7 +318,7 @@ def run_mask_report(models: Sequence, items: Sequence[LabeledImage], classes: Se
     before.crops = after.crops = crops
     before.unlabelled = after.unlabelled = unlabelled
     out = MaskReport(before, after, style, seed, unmaskable, unmaskable_emotions, examples=shown, root=str(root),
-                     crops=crops, crop_like_no_face=crop_like_names)
+                     crops=crops, crop_like_no_face=crop_like_names, unmaskable_files=unmaskable_files)
     explaining = [p for p in predictors if p.explains and p.name in after.reports]
     for j, p in enumerate(explaining):
         report(0.9 + 0.1 * j / max(len(explaining), 1), t("loading.which_aus", name=p.name))

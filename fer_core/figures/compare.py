@@ -196,7 +196,7 @@ def probabilities_frame(comparison: Comparison, root: str | Path | None = None) 
         part = pd.DataFrame({"file": files, "label": comparison.table["label"].to_numpy(), "model": name,
                              "predicted": [NO_FACE if pd.isna(v) else v for v in comparison.table[name]]})
         for e in emotions:
-            part[e] = proba[:, classes.index(e)].round(6) if e in classes else np.nan
+            part[e] = proba[:, classes.index(e)] if e in classes else np.nan  # whole, as p(true): equal in both
         parts.append(part)
     columns = ["file", "label", "model", "predicted", *emotions]
     return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)

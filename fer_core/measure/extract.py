@@ -86,7 +86,7 @@ def rows_for_image(file: str, label: str | None, measured: list[FaceMeasurement]
     base = {"file": file, "label": label, "source": SOURCE, "masked": 0}
     if isinstance(measured, str) or not measured:
         reason = measured if isinstance(measured, str) else NO_FACE_REASON
-        return [{**base, "face": 0, "success": 0, "confidence": 0.0, "reason": reason,
+        return [{**base, "face": 0, "success": 0, "confidence": np.nan, "reason": reason,
                  **{c: np.nan for c in AU_COLUMNS}}]
 
     def box(m: FaceMeasurement) -> dict[str, float]:
@@ -96,7 +96,7 @@ def rows_for_image(file: str, label: str | None, measured: list[FaceMeasurement]
         from ..masks import HIDDEN_AUS, MASK_NOT_PLACED_REASON
 
         hidden = {f"{code}_r" for code in HIDDEN_AUS}
-        return [{**base, "face": i, "success": 0, "confidence": 0.0, "reason": MASK_NOT_PLACED_REASON, **box(m),
+        return [{**base, "face": i, "success": 0, "confidence": m.confidence, "reason": MASK_NOT_PLACED_REASON, **box(m),
                  **{c: np.nan for c in AU_COLUMNS}} if i in bare else
                 {**base, "masked": 1, "face": i, "success": 1, "confidence": m.confidence, "reason": "", **box(m),
                  **{c: (np.nan if c in hidden else v) for c, v in m.aus().items()}} for i, m in enumerate(measured)]
