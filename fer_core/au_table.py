@@ -1058,6 +1058,26 @@ def select(table: pd.DataFrame, classes: Sequence[str] | None = None, columns: S
     return Selection(index, len(table), left_out, measured[index] if scoring else None)
 
 
+def other_emotions(table: pd.DataFrame, classes: Sequence[str]) -> dict[str, int]:
+    """Per emotion not among ``classes``, the rows ``select`` leaves out as ``OTHER_LABEL`` for it
+    (first faces only), most first: what "unlabelled or of other emotions" was."""
+    labels = labels_of(table)
+    rows = first_face_mask(table) & ~passed_over(table).to_numpy() & labels.notna().to_numpy() & \
+        ~labels.isin(list(classes)).to_numpy()
+    return {str(k): int(v) for k, v in labels[rows].value_counts().items()}
+
+
+def other_emotions_note(counts: dict[str, int], chosen: str) -> str | None:
+    """One line on the rows of emotions not trained, with how to keep them (``chosen``: the way the
+    reader picks the emotions, e.g. "--classes seven"), in the current language; None without any."""
+    from .i18n import emotion_label, t
+
+    if not counts:
+        return None
+    shown = ", ".join(f"{n:,} {emotion_label(e)}" for e, n in counts.items())
+    return t("table_rows.other_emotions", rows=shown, chosen=chosen)
+
+
 def values(table: pd.DataFrame, positions: np.ndarray, columns: Sequence[str] = AU_COLUMNS) -> np.ndarray:
     """The AUs of the rows at ``positions`` as a float64 (n, len(columns)) array, by column name."""
     out = np.empty((len(positions), len(columns)), dtype=np.float64)

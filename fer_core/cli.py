@@ -1331,7 +1331,11 @@ def cmd_train_au(args) -> int:
                                             if k in ("python", "numpy", "scikit-learn", "interpret")}}
     if data.get("left_out"):
         total = data["rows"] + sum(data["left_out"].values())
-        print(f"{printable(args.table)}: {au_table.left_out_summary(data['left_out'], total)}", file=sys.stderr)
+        others = au_table.other_emotions_note(data.get("other_emotions") or {},
+                                              "--classes seven" if "fear" in data.get("other_emotions", {})
+                                              else "--classes")
+        print(f"{printable(args.table)}: {au_table.left_out_summary(data['left_out'], total)}"
+              + (f"; {others}" if others else ""), file=sys.stderr)
     if data.get("sample"):
         print(f"fitted on {data['sample']}; --max-rows changes the cap", file=sys.stderr)
     for note in ("held_out_duplicates", "held_out_videos"):
@@ -1355,11 +1359,15 @@ def cmd_train_au(args) -> int:
     else:
         model.save(args.out)
     per_video = (data.get("videos") or {}).get("per_video")
-    print(f"{kind} on {data['rows']} faces; held-out accuracy {m.accuracy:.3f} "
-          f"(95% CI {m.accuracy_ci95[0]:.3f}-{m.accuracy_ci95[1]:.3f}), macro-F1 {m.macro_f1:.3f}"
-          + (f"; per held-out video {per_video['accuracy']:.3f} on {_counted(per_video['n'], 'video')} (95% CI "
-             f"{per_video['accuracy_ci95'][0]:.3f}-{per_video['accuracy_ci95'][1]:.3f})" if per_video else "")
+    print(f"{kind} on {data['rows']} faces; held-out accuracy {_score(m.accuracy)} "
+          f"(95% CI {_score(m.accuracy_ci95[0])}-{_score(m.accuracy_ci95[1])}), macro-F1 {_score(m.macro_f1)}"
+          + (f"; per held-out video {_score(per_video['accuracy'])} on {_counted(per_video['n'], 'video')} (95% CI "
+             f"{_score(per_video['accuracy_ci95'][0])}-{_score(per_video['accuracy_ci95'][1])})" if per_video else "")
           + f" -> {printable(args.out)}")
+    from .evaluation.metrics import degenerate_model_warning
+
+    if warning := degenerate_model_warning(m):  # as the AU model page says it beside its save button
+        print(f"warning: {warning}", file=sys.stderr)
     if args.name:
         print(f"registered as {args.name!r} in {_manifest_shown()} (sha256 {entry.sha256[:12]}…){replacing}")
     return 0
@@ -1678,7 +1686,7 @@ def cmd_evaluate(args) -> int:
             v = extra["per_video"]
             lo, hi = v["accuracy_ci95"]
             print(f"per video (the emotion of its frames' highest mean probability): n {v['n']}, accuracy "
-                  f"{v['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}), macro-F1 {v['macro_f1']:.3f}, no face {v['no_face']}")
+                  f"{_score(v['accuracy'])} (95% CI {_score(lo)}-{_score(hi)}), macro-F1 {_score(v['macro_f1'])}, no face {v['no_face']}")
     return 0
 
 
@@ -1751,6 +1759,13 @@ def _write_predictions(comparison, images: str, path: str) -> None:
     from .figures.compare import predictions_frame
 
     fileio.write_frame(predictions_frame(comparison.table, comparison.names, images), path)
+
+
+def _score(value) -> str:
+    """A score to three decimals, rounded as the dashboard and the report round it (``share_text``)."""
+    from .evaluation.metrics import share_text
+
+    return share_text(value)
 
 
 def _mcnemar_line(pair) -> str:
@@ -1946,10 +1961,10 @@ def cmd_models(args) -> int:
     path_width = max(len(str(e.path)) for e in entries)
     for e in entries:
         m = e.metrics
-        score = ("not evaluated" if m.accuracy is None else f"accuracy {m.accuracy:.3f}"
-                 + (f" (95% CI {m.accuracy_ci95[0]:.3f}-{m.accuracy_ci95[1]:.3f}" if m.accuracy_ci95 else "")
+        score = ("not evaluated" if m.accuracy is None else f"accuracy {_score(m.accuracy)}"
+                 + (f" (95% CI {_score(m.accuracy_ci95[0])}-{_score(m.accuracy_ci95[1])}" if m.accuracy_ci95 else "")
                  + (f"{', ' if m.accuracy_ci95 else ' ('}n {m.n:,})" if m.n else ")" if m.accuracy_ci95 else "")
-                 + (f", macro-F1 {m.macro_f1:.3f}" if m.macro_f1 is not None else ""))  # a script's may give one
+                 + (f", macro-F1 {_score(m.macro_f1)}" if m.macro_f1 is not None else ""))  # a script's may give one
         where = f" on {m.evaluated_on}" if m.evaluated_on else ""
         missing = ("" if not problems[e.name] else f"  (cannot be used: {problems[e.name]})" if os.path.lexists(e.file)
                    else f"  (file missing: {printable(str(e.file))})")
@@ -2103,9 +2118,9 @@ def cmd_train_cnn(args) -> int:
                            in_place=not args.name)  # registering: --out is replaced by the save that registers it
     ev = result.evaluation
     print(f"{args.preset} CNN, epochs {result.epochs_run} in {result.seconds / 60:.1f} min: accuracy "
-          f"{ev.accuracy:.3f} (95% CI {ev.accuracy_ci95[0]:.3f}-{ev.accuracy_ci95[1]:.3f}), "
-          f"macro-F1 {ev.macro_f1:.3f} on {result.evaluated_on}"
-          + (f"; {result.selection.accuracy:.3f} on {result.selected_on}, which chose the epoch"
+          f"{_score(ev.accuracy)} (95% CI {_score(ev.accuracy_ci95[0])}-{_score(ev.accuracy_ci95[1])}), "
+          f"macro-F1 {_score(ev.macro_f1)} on {result.evaluated_on}"
+          + (f"; {_score(result.selection.accuracy)} on {result.selected_on}, which chose the epoch"
              if args.holdout is not None else "") + f" -> {printable(args.out)}")
     warning = degenerate_model_warning(ev)
     if warning:
@@ -2150,8 +2165,8 @@ def cmd_ensemble(args) -> int:
         evaluated_on = (f"{Path(args.val).name} ({report.n:,} images, {len(predictor.classes)} emotions; equal "
                         "weights, nothing fitted on it" + (but if picked else ")"))
         metrics = Metrics.from_report(report, evaluated_on)
-        print(f"{args.name}: accuracy {report.accuracy:.3f} (95% CI {report.accuracy_ci95[0]:.3f}-"
-              f"{report.accuracy_ci95[1]:.3f}), macro-F1 {report.macro_f1:.3f} on {evaluated_on}")
+        print(f"{args.name}: accuracy {_score(report.accuracy)} (95% CI {_score(report.accuracy_ci95[0])}-"
+              f"{_score(report.accuracy_ci95[1])}), macro-F1 {_score(report.macro_f1)} on {evaluated_on}")
     spec = EnsembleSpec(tuple(e.name for e in entries), predictor.classes, tuple(e.sha256 for e in entries))
     entry = save_and_register(spec, name=args.name, kind=KIND, classes=predictor.classes, metrics=metrics,
                               command=args.command_line, replace=True,
@@ -2189,9 +2204,9 @@ def cmd_train_au_bottleneck(args) -> int:
     sel, ev = result.selection, result.evaluation
     how = f"lambda {args.lam:g}, " if args.recipe == "joint" else ""
     print(f"{args.recipe} AU bottleneck ({how}tap {args.tap}), {result.epochs_run} epochs in {result.seconds / 60:.1f} min: "
-          f"accuracy {sel.accuracy:.3f} on {result.selected_on}"
-          + (f"; {ev.accuracy:.3f} (95% CI {ev.accuracy_ci95[0]:.3f}-{ev.accuracy_ci95[1]:.3f}), macro-F1 "
-             f"{ev.macro_f1:.3f} on {result.evaluated_on}" if ev else "")
+          f"accuracy {_score(sel.accuracy)} on {result.selected_on}"
+          + (f"; {_score(ev.accuracy)} (95% CI {_score(ev.accuracy_ci95[0])}-{_score(ev.accuracy_ci95[1])}), macro-F1 "
+             f"{_score(ev.macro_f1)} on {result.evaluated_on}" if ev else "")
           + f"; AU fidelity mean r {result.fidelity['mean']:.3f} -> {printable(args.out)}")
     if args.name:
         _register_training(result, name=args.name, kind="au-bottleneck", classes=classes,
@@ -2302,8 +2317,8 @@ def _fraction_progress(desc: str):
 
 def _print_report(r) -> None:
     lo, hi = r.accuracy_ci95
-    print(f"{r.model}: n {r.n}, accuracy {r.accuracy:.3f} (95% CI {lo:.3f}-{hi:.3f}), "
-          f"macro-F1 {r.macro_f1:.3f}, no face {r.no_face}")
+    print(f"{r.model}: n {r.n}, accuracy {_score(r.accuracy)} (95% CI {_score(lo)}-{_score(hi)}), "
+          f"macro-F1 {_score(r.macro_f1)}, no face {r.no_face}")
     def figure(value: float | None) -> str:
         return "   -" if value is None else f"{value:.2f}"
 

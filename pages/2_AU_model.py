@@ -266,6 +266,9 @@ def show_model(model, key: str) -> None:
         c4.metric(t("au_model.usable_faces"), f"{rows:,}", help=t("au_model.usable_faces_help", split=split,
                                                                     sample=sample))
     if m:
+        # the interval in sight, not only in the "?": 40.0 % on 25 held-out faces is 23-59 %
+        st.caption(t("au_model.ci_caption", lo=f"{m.accuracy_ci95[0]:.1%}", hi=f"{m.accuracy_ci95[1]:.1%}",
+                     n=f"{m.n:,}"))
         left, right = st.columns(2)
         left.plotly_chart(plots.per_class_accuracy_bars(m.per_class, overall=m.accuracy,
                                                         title=t("au_model.per_class_title")), key=f"{key}_per_class")
@@ -449,6 +452,8 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
     if data.get("left_out") or data.get("sample"):
         total = data.get("rows", 0) + sum(data.get("left_out", {}).values())
         notes = [au_table.left_out_summary(data["left_out"], total)] if data.get("left_out") else []
+        notes += [note] if (note := au_table.other_emotions_note(data.get("other_emotions") or {},
+                                                                 t("au_model.emotions_choice"))) else []
         notes += [t("au_model.fitted_on", sample=data["sample"])] if data.get("sample") else []
         text = "; ".join(notes)
         st.caption(text[0].upper() + text[1:] + ".")

@@ -432,6 +432,38 @@ def test_table_without_au_columns_is_refused(capsys, tmp_path):
     assert code == 2 and "AU" in err and err.count("\n") == 1
 
 
+def test_train_au_names_the_emotions_it_left_out_and_how_to_keep_them(capsys, tmp_path):
+    """A lab's fearful/ folder, rightly labelled fear, was left out of a six-emotion fit as "18
+    unlabelled or of other emotions": now named, with the option that keeps it."""
+    from test_au_model import synthetic_table
+
+    from fer_core.emotions import SEVEN_EMOTIONS
+
+    table = synthetic_table(14, classes=SEVEN_EMOTIONS)
+    table.loc[table.index[:3], "label"] = None  # unlabelled rows are counted with the others, not as fear
+    source = tmp_path / "lab.csv"
+    au_table.write(table, source)
+    code, _, err = run_cli(capsys, "train-au", source, "--out", tmp_path / "m.json")
+    assert code == 0, err
+    assert "17 unlabelled or of other emotions; 14 fear rows are of emotions not trained (--classes seven keeps " \
+           "them)" in err
+    info = json.loads((tmp_path / "m.json").read_text())["info"]["data"]
+    assert info["other_emotions"] == {"fear": 14}
+
+
+def test_train_au_warns_of_a_model_that_has_not_learned(capsys, tmp_path):
+    """The AU model page flagged a model that never answers some emotions or guesses; train-au said
+    nothing (a lab's seven-emotion MLP on a small table never answered fear, sad or surprise)."""
+    from test_au_model import synthetic_table
+
+    table = synthetic_table(14)
+    table["label"] = np.random.default_rng(0).permutation(table["label"].to_numpy())  # no signal left
+    source = tmp_path / "shuffled.csv"
+    au_table.write(table, source)
+    code, _, err = run_cli(capsys, "train-au", source, "--out", tmp_path / "m.json")
+    assert code == 0 and "warning: " in err and "Train longer" in err
+
+
 def test_draw_testset(capsys, tmp_path, fer_val):
     """The set's record (a replicator could not say in a methods section which 60 images, from
     where, drawn how): testset.json beside it, whose digest compare's provenance gives."""
@@ -604,6 +636,10 @@ def test_compares_provenance_names_its_test_set_and_tables_go_to_a_folder(capsys
                        "compare_predictions.csv", "compare_probabilities.csv", "compare_summary.csv"]
     summary = pd.read_csv(tmp_path / "tables" / "compare_summary.csv")
     assert set(summary["model"]) == {"au-logreg-fer2013", "au-logreg-fer2013-balanced"}
+    # a no-face cell for every model and emotion, 0 too: pivoted, several models' tables read 0, not missing
+    confusion = pd.read_csv(tmp_path / "tables" / "compare_confusion.csv")
+    wide = confusion.pivot_table(index=["model", "emotion"], columns="answer", values="count")
+    assert len(wide) == 12 and "no face" in wide.columns and wide.notna().all().all()
     assert json.loads(run_cli(capsys, *args)[1])["provenance"]["test_set"] == first["test_set"]  # the same set
     happy = sorted((folder / "happy").iterdir())
     shutil.copy(happy[0], happy[1])  # one image replaced by another
@@ -1297,6 +1333,7 @@ def test_accuracies_printed_carry_their_interval(capsys, fer_sample):
     compare's per-emotion lines "accuracy 0.60" at n 10 (an interval of 31-83 %)."""
     code, out, _ = run_cli(capsys, "models")
     line = next(x for x in out.splitlines() if x.startswith("au-logreg-fer2013 "))
+    assert "accuracy 0.558 (" in line  # 0.5575 stored: as the report rounds it (55.8%), not 0.557
     assert code == 0 and re.search(r"accuracy 0\.\d{3} \(95% CI 0\.\d{3}-0\.\d{3}, n [\d,]+\), macro-F1", line), line
     code, out, _ = run_cli(capsys, "evaluate", "--model", "au-logreg-fer2013", "--images", fer_sample)
     happy = next(x for x in out.splitlines() if x.strip().startswith("happy"))

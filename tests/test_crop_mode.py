@@ -173,6 +173,21 @@ def test_a_large_crop_nothing_finds_is_measured_shrunk(analyzer, fer_val):
         assert faces[0].box[2] == pytest.approx(small.box[2] * 240 / side)
 
 
+def test_a_square_picture_whose_only_face_is_small_and_unsure_is_searched_as_a_crop(analyzer, fer_val):
+    """A lab's FER2013 face enlarged to 300 px, given without --crops: the full search found only a
+    small unsure "face" in it (a nose or a chin: "angry, mostly because of AU14 dimpler (5.0)" for a
+    smile), measured as the face. Searched as --crops searches it, the face filling the picture is
+    measured instead. A square picture whose small face is sure, and a wide one, are left alone."""
+    for name in ("angry/PublicTest_79811245.jpg", "neutral/PublicTest_10682784.jpg"):
+        rgb = np.asarray(Image.open(fer_val / name).convert("RGB").resize((300, 300), Image.BICUBIC))
+        full = analyzer._detect(rgb)
+        assert full and all(f.low_confidence and max(f.box[2:]) < 100 for f in full), name  # the case
+        faces = analyzer.detect(rgb)
+        assert len(faces) == 1 and max(faces[0].box[2:]) >= 100, name  # fills a third of the picture or more
+        wide = np.pad(rgb, ((0, 0), (200, 200), (0, 0)), mode="edge")  # not crop-shaped: a photo's small face stays
+        assert [f.box for f in analyzer.detect(wide)] == [f.box for f in analyzer._detect(wide)]
+
+
 def test_extract_crops_option(tmp_path, fer_val, monkeypatch):
     """``extract --crops`` measures large crops whole and caches them apart from the full search;
     with --mask it says it cannot, in one line."""

@@ -88,6 +88,18 @@ def test_a_collapsed_model_is_flagged_and_a_healthy_one_is_not():
     assert below is not None and "0.0%" in below and "predicts" not in below
     with i18n.using_language("ko"):
         assert "혐오" in degenerate_model_warning(collapsed)
+    # above chance and spread, but some emotions the test images show are never answered (a small
+    # table's MLP: 0.400 on seven emotions, never fear, sad or surprise)
+    silent = [e if e in ("angry", "happy", "neutral") else "neutral" if e == "sad" else "happy" for e in truth]
+    report = evaluation_report(truth, silent, SIX_EMOTIONS)
+    assert report.accuracy == 0.5 and report.predicts_one_class(0.8) is None
+    warning = degenerate_model_warning(report)
+    assert "It never answers disgust, sad, surprise, though the test images show them." in warning
+    assert "guessing" not in warning and "predicts" not in warning
+    assert degenerate_model_warning(evaluation_report(truth[:40], silent[:40], SIX_EMOTIONS)) is not None
+    only_shown = evaluation_report([e for e in truth if e != "sad"], [e for e, t in zip(silent, truth) if t != "sad"],
+                                   SIX_EMOTIONS)  # no sad images: never answering sad says nothing
+    assert "sad" not in degenerate_model_warning(only_shown)
     assert degenerate_model_warning(evaluation_report([], [], SIX_EMOTIONS)) is None
 
 
@@ -120,6 +132,9 @@ def test_au_page_trains_offers_downloads_and_the_unsaved_model(models_dir, downl
     assert metrics["Usable faces of these emotions (all)"] == "120" and metrics["Held-out faces"] == "30"
     usable = [m for m in at.metric if m.label == "Usable faces of these emotions (all)"][-1]  # the first: the inspected
     assert "90 were fitted and 30 held out" in usable.proto.help and "refitted on all of them" in usable.proto.help
+    lo, hi = model.holdout.accuracy_ci95  # the interval in sight (it was in the metric's "?" only)
+    assert f"95% interval of the held-out accuracy: {lo:.1%}–{hi:.1%}, on 30 held-out faces" in " ".join(
+        c.value for c in at.caption)
     assert not at.warning  # a model that learned gets no warning
     # the result and save sections are h2 under the page's h1 (were h3: a skipped level)
     headings = heading_levels(at.main)

@@ -98,6 +98,12 @@ def test_per_class_accuracy_bars():
     fig = plots.per_class_accuracy_bars({"happy": ClassScore(10, 0.9), "sad": ClassScore(0, None)}, overall=0.8)
     # no sad images: no accuracy, drawn as no bar with a dash, not as 0 %
     assert list(fig.data[0].y) == [0.9, 0.0] and list(fig.data[0].text) == ["90%", "–"]
+    # each bar's 95 % Wilson interval (9 of 10: 60-98 %): a small table's bars rest on a few faces
+    from fer_core.evaluation.metrics import wilson_counts
+
+    low, high = wilson_counts(9, 10)
+    assert fig.data[0].error_y.array[0] == pytest.approx(high - 0.9)
+    assert fig.data[0].error_y.arrayminus[0] == pytest.approx(0.9 - low) and fig.data[0].error_y.array[1] == 0
     never = plots.per_class_accuracy_bars({"happy": ClassScore(10, 0.0)})
     assert list(never.data[0].text) == ["0%"]  # tested and never right: 0 %
     assert fig.layout.shapes  # the overall line

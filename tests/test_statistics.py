@@ -272,3 +272,13 @@ def test_every_bundled_models_interval_is_wilsons_as_home_and_compare_give_it():
         assert tuple(m.accuracy_ci95) == (round(low, 4), round(high, 4)), entry.name
         checked += 1
     assert checked >= 9
+
+
+def test_a_stored_score_reads_the_same_on_the_command_line_and_in_the_report():
+    """0.5575 read 0.557 under `models` (the binary 0.55749...) and 55.8% in the report."""
+    from fer_core.evaluation.metrics import share_text
+    from fer_core.figures.compare import percent
+
+    assert (share_text(0.5575), percent(0.5575)) == ("0.558", "55.8%")
+    assert (share_text(0.4995), percent(0.4995)) == ("0.500", "50.0%")
+    assert (share_text(0.1234), percent(0.1234), share_text(None)) == ("0.123", "12.3%", "–")

@@ -102,8 +102,9 @@ COLLAPSE_SHARE = 0.8  # one emotion given to this share of the images: a model t
 
 def degenerate_model_warning(report: EvaluationReport, share: float = COLLAPSE_SHARE, advice: bool = True) -> str | None:
     """One line, in the reader's language, when the scores say the model has not learned to tell
-    the emotions apart: it gives one emotion to at least ``share`` of the images it judged, or its
-    accuracy is no better than guessing (1/k for the k emotions the test images show). A training
+    the emotions apart: it gives one emotion to at least ``share`` of the images it judged, its
+    accuracy is no better than guessing (1/k for the k emotions the test images show), or it never
+    answers some emotion the test images show (a small table's MLP never said fear, sad or surprise). A training
     page shows it next to the save button, so such a model is not kept without a word; None when
     the model looks healthy (or there is nothing to judge). ``advice``: end with how to train a
     better one (not where a saved model is only scored)."""
@@ -122,6 +123,14 @@ def degenerate_model_warning(report: EvaluationReport, share: float = COLLAPSE_S
     if round(report.accuracy, 4) <= round(chance, 4):  # reports keep 4 decimals: 1/6 is 0.1667
         parts.append(t("model_check.below_chance", accuracy=f"{report.accuracy:.1%}", chance=f"{chance:.1%}",
                        k=present))
+    if not collapsed:  # emotions the test images show that it never answers (a collapsed model says it already)
+        from ..i18n import emotion_labels
+
+        answered = np.asarray(report.confusion, dtype=float).sum(axis=0)
+        never = [e for e, n in zip(report.labels, answered) if n == 0 and report.per_class.get(e) is not None
+                 and report.per_class[e].n > 0]
+        if never:
+            parts.append(t("model_check.never_answers", emotions=", ".join(emotion_labels(never))))
     return " ".join(parts + ([t("model_check.advice")] if advice else [])) if parts else None
 
 
@@ -338,6 +347,18 @@ def holm_adjusted(p_values: Sequence[float]) -> list[float]:
     adjusted = np.empty(m)
     adjusted[order] = np.minimum(np.maximum.accumulate((m - np.arange(m)) * p[order]), 1.0)
     return adjusted.tolist()
+
+
+def share_text(value: float | None, digits: int = 3, percent: bool = False) -> str:
+    """A score as people read it, rounded half up from the decimal the reports keep (0.5575 reads
+    0.558, and 55.8% as a percentage): Python's own format rounds the binary number (0.55749...) and
+    gave 0.557 under ``models`` beside 55.8% in the report for the same stored score."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    if value is None or value != value:
+        return "–"
+    number = Decimal(repr(float(value))) * (100 if percent else 1)
+    return f"{number.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)}" + ("%" if percent else "")
 
 
 P_SHOWN_MIN = 1e-4  # four decimals: anything smaller would print as 0.0000

@@ -113,8 +113,10 @@ def _model_section(name: str, kind: str, entry: ModelEntry | None, faces: bool =
         if faces:
             rows.append((t("report.path"), entry.path))
         if m.accuracy is not None:
-            ci = f" ({m.accuracy_ci95[0]:.1%}–{m.accuracy_ci95[1]:.1%})" if m.accuracy_ci95 else ""
-            rows.append((t("report.manifest_accuracy"), f"{m.accuracy:.1%}{ci}"))
+            from ..figures.compare import percent
+
+            ci = f" ({percent(m.accuracy_ci95[0])}–{percent(m.accuracy_ci95[1])})" if m.accuracy_ci95 else ""
+            rows.append((t("report.manifest_accuracy"), f"{percent(m.accuracy)}{ci}"))
         if m.macro_f1 is not None:
             rows.append((t("compare.col_macro_f1"), f"{m.macro_f1:.3f}"))
         if m.evaluated_on and faces:

@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 
 from ..emotions import SEVEN_EMOTIONS, emotion_from_filename, normalize_emotion
 from ..evaluation.compare import Comparison
-from ..evaluation.metrics import p_text, wilson_counts
+from ..evaluation.metrics import p_text, share_text, wilson_counts
 from ..i18n import emotion_label, emotion_labels, t
 from ..images import relative_file
 from ..predictors.base import Explanation
@@ -213,8 +213,9 @@ def confusion_frame(comparison: Comparison) -> pd.DataFrame:
         others = sorted(set(counts.columns) - {*classes, NO_FACE})
         counts = counts.reindex(index=classes, columns=[*classes, *others, NO_FACE], fill_value=0)
         long = counts.stack().rename("count").rename_axis(["emotion", "answer"]).reset_index()
-        # every scored cell, and the other answers where they occur
-        parts.append(long[long["answer"].isin(classes) | (long["count"] > 0)].assign(model=name))
+        # every scored cell and no face (0 too: a pivot of several models gives 0, not missing), and the
+        # other answers where they occur
+        parts.append(long[long["answer"].isin([*classes, NO_FACE]) | (long["count"] > 0)].assign(model=name))
     columns = ["model", "emotion", "answer", "count"]
     return pd.concat(parts, ignore_index=True)[columns].astype({"count": int}) if parts else pd.DataFrame(columns=columns)
 
@@ -230,8 +231,8 @@ def report_frames(report) -> tuple[pd.DataFrame, pd.DataFrame]:
         rows += [{"emotion": emotion, "answer": answer, "count": int(report.confusion[i][j])}
                  for j, answer in enumerate(report.labels)]
         for answer, counts in (("other emotion", report.other_per_class), (NO_FACE, report.no_face_per_class)):
-            if counts and counts[i]:
-                rows.append({"emotion": emotion, "answer": answer, "count": int(counts[i])})
+            if answer == NO_FACE or (counts and counts[i]):  # no face always, as compare's table gives it
+                rows.append({"emotion": emotion, "answer": answer, "count": int(counts[i]) if counts else 0})
     return per, pd.DataFrame(rows, columns=["emotion", "answer", "count"])
 
 
@@ -298,8 +299,9 @@ def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 # -- comparison figures --------------------------------------------------------------------------
 def percent(value: float | None) -> str:
-    """The one way Compare and its report write a share: one decimal, ``51.7%`` (``–`` if unknown)."""
-    return "–" if value is None or pd.isna(value) else f"{float(value):.1%}"
+    """The one way Compare and its report write a share: one decimal, ``51.7%`` (``–`` if unknown),
+    rounded as the command line rounds its scores (``share_text``)."""
+    return "–" if value is None or pd.isna(value) else share_text(value, 1, percent=True)
 
 
 def accuracy_ci_bars(summary: pd.DataFrame, title: str | None = None) -> go.Figure:

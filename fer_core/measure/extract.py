@@ -61,7 +61,9 @@ log = logging.getLogger(__name__)
 #        face's detection score is the best its tiles give (small faces in large photos were missed).
 # mp-14: a face the detector is unsure of in a photo is looked for in the photo turned over too, and
 #        measured there when found surely (an upside-down face had its mesh fitted as if upright).
-MEASURE_VERSION = "mp-14"
+# mp-15: a square picture of 160 px or more whose only faces are small and unsure is also searched as
+#        --crops searches a crop, and a face filling it is measured instead (a nose taken for a face).
+MEASURE_VERSION = "mp-15"
 # New measurements go into the cache every 500 images, and at least this often: a run killed with
 # SIGKILL (the OOM killer) loses at most this much work, not up to 499 images'.
 CACHE_FLUSH_S = 30.0

@@ -462,6 +462,11 @@ class FaceAnalyzer:
                     return faces
             faces = self._detect(rgb)
             if not crop:
+                if faces and not _filling(faces, rgb) and all(f.low_confidence for f in faces) and _square(rgb):
+                    # a square picture whose only faces are small and unsure: likely a face crop whose
+                    # nose or chin was taken for a face ("angry, because of AU14 (5.0)" for a smile); a
+                    # face filling it, found as --crops finds one, takes their place
+                    return self._measure_shrunk_crop(rgb, whole=False) or faces
                 return faces
             if faces and not _filling(faces, rgb):  # only small faces: a part of the crop's, or a photo's
                 return self._measure_shrunk_crop(rgb, whole=False) or faces
@@ -789,6 +794,15 @@ def _to_original(face: Face, scale: int, border: int) -> None:
     face.landmarks[:, 2] /= scale
     x, y, w, h = face.box
     face.box = ((x - border) / scale, (y - border) / scale, w / scale, h / scale)
+
+
+def _square(rgb: np.ndarray) -> bool:
+    """``images.crop_shaped`` of an image already decoded (this module loads in the workers, without
+    pandas): square or nearly, ``SMALL_IMAGE_SIDE`` px or more."""
+    from ..images import CROP_ASPECT
+
+    h, w = rgb.shape[:2]
+    return min(h, w) > 0 and max(h, w) >= SMALL_IMAGE_SIDE and max(h, w) / min(h, w) <= CROP_ASPECT
 
 
 def _filling(faces: list[Face], crop: np.ndarray) -> list[Face]:

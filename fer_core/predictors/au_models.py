@@ -416,7 +416,8 @@ def check_info(info: dict, source: str, metrics_field: str = "info.metrics") -> 
         if info.get(key) is not None and not isinstance(info[key], dict):
             raise field_error(source, f"info.{key}", "is not an object")
     _check_entries(info.get("data") or {}, source, "info.data", {
-        "rows": (_is_count, COUNT), "sample": (_is_text, "is not text"), "left_out": (_is_counts, COUNTS)})
+        "rows": (_is_count, COUNT), "sample": (_is_text, "is not text"), "left_out": (_is_counts, COUNTS),
+        "other_emotions": (_is_counts, COUNTS)})
     _check_entries(info.get("settings") or {}, source, "info.settings", {"holdout": (_is_share, SHARE)})
     metrics = info.get("metrics")
     if metrics is not None and not isinstance(metrics, dict):
@@ -642,6 +643,8 @@ class FitPlan:
         out = {"description": description, "rows": self.rows, "class_counts": ts.class_counts, "source": ts.sources}
         if ts.selection.left_out:
             out["left_out"] = dict(ts.selection.left_out)
+        if au_table.OTHER_LABEL in ts.selection.left_out:  # which emotions: 18 fear rows read "unlabelled or other"
+            out["other_emotions"] = au_table.other_emotions(ts.table, ts.classes)
         if self.duplicates_moved:
             out["held_out_duplicates"] = (f"{self.duplicates_moved:,} held-out rows had the same AUs and emotion as a "
                                           "fitting row and were fitted instead of scored")
