@@ -1588,7 +1588,7 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
     for name, answers in comparison.unscored_answer_counts.items():  # Home and Compare's "other emotion" column say it
         said = ", ".join(f"{e} on {_counted(n, 'image')}" for e, n in answers.items())
         print(f"note: {name} answered {said} of the emotions scored: counted as wrong", file=sys.stderr)
-    for note in comparison.tie_notes() + comparison.source_notes():
+    for note in comparison.tie_notes() + comparison.source_notes() + comparison.learned_notes():
         print(f"note: {note}", file=sys.stderr)
 
 
@@ -1660,7 +1660,7 @@ def cmd_evaluate(args) -> int:
         _print_unlabelled(comparison)
         for line in comparison.several_faces:  # as compare says it: the largest face was scored
             print(f"several faces: {line}", file=sys.stderr)
-        for note in comparison.tie_notes() + comparison.source_notes():
+        for note in comparison.tie_notes() + comparison.source_notes() + comparison.learned_notes():
             print(f"note: {note}", file=sys.stderr)
         crop_like = _crop_like_in(comparison, args.images)
         _suggest_crops(crop_like)

@@ -180,3 +180,37 @@ def test_try_its_faces_csv_reads_back_as_an_au_table_and_its_answers_are_no_labe
     plain.to_csv(faces, index=False)
     refused = _cli("predict", "--au-table", faces, "--out", out)
     assert refused.returncode == 2 and "rename the columns if they are 0-5 intensities" in refused.stderr
+
+
+def test_scoring_a_model_on_the_faces_it_was_fitted_on_is_said(tmp_path, fer_val):
+    """A lab trained on its whole folder, then drew a test set from it: evaluate said 0.657 (0.382
+    held out) and compare ranked the model first, without a word. An AU model now keeps a
+    fingerprint of each face it was fitted on, and a test set holding them is said, naming how many."""
+    from conftest import copy_fer_sample
+
+    from fer_core.predictors.au_models import FITTED_FACES_MAX, fitted_fingerprints
+
+    lab = copy_fer_sample(fer_val, tmp_path / "lab", per_class=12, classes=("happy", "sad"))
+    assert _cli("extract", lab, "--out", tmp_path / "lab.csv").returncode == 0
+    table = au_table.read(tmp_path / "lab.csv")
+    fitted = int(au_table.measured(table).sum())
+    trained = _cli("train-au", tmp_path / "lab.csv", "--classes", "happy,sad", "--out", tmp_path / "lab.json")
+    assert trained.returncode == 0, trained.stderr
+    model = AUPredictor(__import__("fer_core.predictors.au_models", fromlist=["AUModel"]).AUModel.load(
+        tmp_path / "lab.json"), name="lab")
+    assert len(fitted_fingerprints(model)) == fitted <= FITTED_FACES_MAX
+    said = f"{fitted} of the {fitted} faces scored are faces lab was fitted on"
+    for command in (["compare", "--images", lab, "--models", tmp_path / "lab.json", "--json"],
+                    ["evaluate", "--images", lab, "--model", tmp_path / "lab.json", "--json"]):
+        done = _cli(*command)
+        assert done.returncode == 0 and said in done.stderr, done.stderr
+    assert json.loads(_cli("compare", "--images", lab, "--models", tmp_path / "lab.json", "--json").stdout)[
+        "learned_from"] == {"lab": fitted}
+    assert said in _cli("evaluate", "--au-table", tmp_path / "lab.csv", "--model", tmp_path / "lab.json").stderr
+    other = tmp_path / "other"  # other faces of the same emotions: nothing to say
+    for emotion in ("happy", "sad"):
+        (other / emotion).mkdir(parents=True)
+        for path in sorted((fer_val / emotion).iterdir())[20:26]:
+            (other / emotion / path.name).write_bytes(path.read_bytes())
+    done = _cli("compare", "--images", other, "--models", tmp_path / "lab.json", "--json")
+    assert done.returncode == 0 and "was fitted on" not in done.stderr and "learned_from" not in json.loads(done.stdout)

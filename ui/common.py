@@ -1015,6 +1015,8 @@ def show_scoring_notes(res) -> None:
         st.warning(note, icon=":material/balance:")
     for note in res.source_notes():
         st.warning(note, icon=":material/swap_horiz:")
+    for note in res.learned_notes():
+        st.warning(note, icon=":material/school:")
 
 
 def choose_scored_emotions(prefix: str, items: list, models: list) -> list[str] | None:

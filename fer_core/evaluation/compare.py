@@ -72,6 +72,8 @@ class Comparison:
     answers_from_cache: dict[str, int] = field(default_factory=dict)
     # the AU models that learned from another source's AUs than the images were measured with
     other_au_source: list[Predictor] = field(default_factory=list, repr=False)
+    # per AU model, how many of the faces scored it was fitted on (``faces_learned_from``), and of how many
+    learned_from: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def path_of(self, file: str) -> Path:
         """The image behind a ``file`` of the table (file names that are not UTF-8 are shown escaped)."""
@@ -143,6 +145,12 @@ class Comparison:
         """``tied`` as lines for the reader, in the current language (English in the CLI)."""
         return [t("notes.tied", model=name, n=f"{n:,}", total=f"{self.n:,}") for name, n in self.tied.items()]
 
+    def learned_notes(self) -> list[str]:
+        """For each AU model fitted on some of the very faces scored: its score there is what it
+        learned, not a test (a lab trained on its whole folder, then drew a test set from it)."""
+        return [t("notes.learned_from", model=name, k=f"{k:,}", n=f"{n:,}")
+                for name, (k, n) in self.learned_from.items() if k]
+
     def source_notes(self) -> list[str]:
         """For each AU model that learned from OpenFace's AUs, scored here on this extractor's
         (``au_source_note``), in the current language."""
@@ -157,6 +165,8 @@ class Comparison:
         return {"n": self.n, "classes": list(self.classes),
                 "models": {m: r.to_dict() for m, r in self.reports.items()},
                 "mcnemar": [p.to_dict() for p in self.mcnemar],
+                **({"learned_from": {m: k for m, (k, _) in self.learned_from.items() if k}}
+                   if any(k for k, _ in self.learned_from.values()) else {}),
                 # what p_holm is adjusted for: every pair of the models compared (pass --models with the
                 # planned ones: with every registered model, another registered later moves the p-values)
                 "mcnemar_correction": {"method": "holm", "test": "exact McNemar (two-sided binomial)",
@@ -370,6 +380,20 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
                 failed.append(f"{p.name}: could not run ({one_line(exc)})")
                 gave_up.add(p.name)
 
+    from ..predictors.au_models import faces_learned_from, fitted_fingerprints
+
+    learned = {p.name: [0, 0] for p in predictors if p.inputs == "aus" and fitted_fingerprints(p) is not None}
+
+    def count_learned(prepared: PreparedFaces) -> None:
+        """Per AU model that keeps its training faces' fingerprints, how many faces measured here it
+        was fitted on (``learned_from``)."""
+        measured = [f.aus for f in prepared.faces
+                    if f.found and f.aus is not None and not np.isnan(f.aus).all()] if learned else []
+        for name in learned:
+            learned[name][0] += faces_learned_from(by_name[name], np.stack(measured)) if measured else 0
+            learned[name][1] += len(measured)
+
+    by_name = {p.name: p for p in predictors}
     try:  # the answers of each model that finished are kept, also when a click on the page stops the run
         for c, part in enumerate(parts):
             before = sum(len(q) for q in parts[:c])
@@ -393,6 +417,7 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
             if not prepared.items:
                 continue
             answer_part(c, prepared, faces_before)
+            count_learned(prepared)
             del prepared  # this part's decoded faces
     finally:
         if cache is not None:
@@ -431,7 +456,8 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
                                  crops=crops, crop_like_no_face=crop_like_no_face,
                                  answers_from_cache={k: v for k, v in from_cache.items() if v and k in kinds},
                                  other_au_source=[p for p in predictors if p.name in kinds
-                                                  and au_source_note(p, [MEASURED_SOURCE])])
+                                                  and au_source_note(p, [MEASURED_SOURCE])],
+                                 learned_from={k: (v[0], v[1]) for k, v in learned.items() if k in kinds})
 
 
 def evaluate_images(predictor: Predictor, items: Sequence[LabeledImage], workers: int = 1,
@@ -447,6 +473,20 @@ def evaluate_images(predictor: Predictor, items: Sequence[LabeledImage], workers
 
 
 SCORE_CHUNK_ROWS = 20_000  # faces predicted at once when scoring an AU table
+
+
+def learned_rows_note(predictor: Predictor, table: pd.DataFrame) -> str | None:
+    """``Comparison.learned_notes`` for an AU table: how many of its measured faces (first faces,
+    as scored) the AU model was fitted on, by their fingerprints; None when none, or when the model
+    keeps none (then ``training_table_note`` guesses from the counts)."""
+    from .. import au_table
+    from ..predictors.au_models import faces_learned_from, fitted_fingerprints
+
+    if fitted_fingerprints(predictor) is None or not set(au_table.AU_COLUMNS) <= set(table.columns):
+        return None
+    rows = np.flatnonzero(au_table.first_face_mask(table) & au_table.measured(table).to_numpy())
+    k = faces_learned_from(predictor, au_table.values(table, rows)) if len(rows) else 0
+    return t("notes.learned_from", model=predictor.name, k=f"{k:,}", n=f"{len(rows):,}") if k else None
 
 
 def training_table_note(predictor: Predictor, table: pd.DataFrame) -> str | None:
@@ -572,7 +612,8 @@ class TableScores:
             self._said[lang] = (masked_note(unknown_aus(au_table.first_faces(self.table), self.predictor)),
                                 [n for n in (zero_to_one_note(self.table),
                                              au_source_note(self.predictor, table_sources(self.table)),
-                                             training_table_note(self.predictor, self.table),
+                                             learned_rows_note(self.predictor, self.table)
+                                             or training_table_note(self.predictor, self.table),
                                              video_frames_note(self.table)) if n])
         return self._said[lang]
 

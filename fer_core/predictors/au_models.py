@@ -596,6 +596,54 @@ def check_seed(seed: int) -> int:
     return int(seed)
 
 
+# A model fitted on at most this many faces keeps a 4-byte fingerprint of each (base64 in its file:
+# 30,000 faces add 160 KB), so a test set that holds its own training pictures is said
+FITTED_FACES_MAX = 30_000
+
+
+def au_fingerprints(values: np.ndarray) -> np.ndarray:
+    """A 32-bit fingerprint of each row of the 17 AUs (``AU_COLUMNS``) to 3 decimals, the precision
+    an ``extract`` table keeps: the same picture measured again gets the same one, another face
+    almost never (one chance in 2**32 per pair). An unknown AU (masked) counts as a value of its own."""
+    rows = np.asarray(values, dtype=np.float64).reshape(len(values), len(AU_COLUMNS))
+    rounded = np.where(np.isnan(rows), -99.0, np.round(rows, 3) + 0.0)  # + 0.0: -0.0 is 0.0
+    return np.fromiter((int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=4).digest(), "little")
+                        for row in rounded), dtype=np.uint32, count=len(rounded))
+
+
+def encode_fingerprints(prints: np.ndarray) -> str:
+    import base64
+
+    return base64.b64encode(np.unique(prints).astype("<u4").tobytes()).decode("ascii")
+
+
+def fitted_fingerprints(predictor: object) -> np.ndarray | None:
+    """The fingerprints of the faces an AU model was fitted on (``info.data.fitted_faces``), or None
+    when it has none (fitted on more than ``FITTED_FACES_MAX`` faces, before 2026-12-07, or not an
+    AU model); a damaged field is none too, not an error (it only adds a note)."""
+    import base64
+    import binascii
+
+    info = getattr(getattr(predictor, "model", predictor), "info", None)
+    text = ((info or {}).get("data") or {}).get("fitted_faces") if isinstance(info, dict) else None
+    if not isinstance(text, str):
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return np.frombuffer(raw, dtype="<u4") if raw and len(raw) % 4 == 0 else None
+
+
+def faces_learned_from(predictor: object, aus: np.ndarray) -> int:
+    """How many rows of ``aus`` (17 AUs each) are faces ``predictor`` was fitted on (0 when it keeps
+    no fingerprints)."""
+    prints = fitted_fingerprints(predictor)
+    if prints is None or not len(aus):
+        return 0
+    return int(np.isin(au_fingerprints(aus), prints).sum())
+
+
 @dataclass(frozen=True)
 class FitPlan:
     """Which training rows (positions into ``TrainingSet.index``) each fit uses: the held-out
@@ -641,6 +689,9 @@ class FitPlan:
     def data_info(self, ts: au_table.TrainingSet, description: str) -> dict:
         """The ``info["data"]`` of a model fitted by this plan."""
         out = {"description": description, "rows": self.rows, "class_counts": ts.class_counts, "source": ts.sources}
+        if len(self.final) <= FITTED_FACES_MAX and set(AU_COLUMNS) <= set(ts.table.columns):
+            # what a test set is checked against (``fitted_fingerprints``)
+            out["fitted_faces"] = encode_fingerprints(au_fingerprints(au_table.values(ts.table, ts.index[self.final])))
         if ts.selection.left_out:
             out["left_out"] = dict(ts.selection.left_out)
         if au_table.OTHER_LABEL in ts.selection.left_out:  # which emotions: 18 fear rows read "unlabelled or other"
