@@ -3,7 +3,7 @@ FER2013 val, and how often close and clear answers are right: the evidence behin
 call" line of predict and Try it. The margin was fixed beforehand (0.10), not fitted here.
 
 Runs ``run_comparison`` on the val folder (measurements and the networks' answers are cached, so a
-rerun is quick); faces not found count as wrong and are no close call.
+rerun is quick); a face not found has no answer and is in neither group (``answered`` counts the rest).
 Run: python bench/close_calls.py [--models au-logreg-fer2013,cnn-fer2013,...] [--limit N] [--out FILE]
 """
 
@@ -48,11 +48,14 @@ def main() -> None:
         proba = np.asarray(comparison.probabilities[name], dtype=float)
         classes = comparison.model_classes[name]
         right = comparison.correct(name)
-        close = np.array([close_call(dict(zip(classes, row))) is not None for row in proba])
+        judged = ~np.isnan(proba).any(axis=1)  # no face found: no answer, neither close nor clear
+        close = np.array([close_call(dict(zip(classes, row))) is not None for row in proba]) & judged
+        clear = judged & ~close
         result["models"][name] = {
-            "accuracy": model.accuracy, "close_share": round(float(close.mean()), 4),
+            "accuracy": model.accuracy, "answered": int(judged.sum()),
+            "close_share": round(float(close.sum() / max(judged.sum(), 1)), 4),
             "close": share(int(np.sum(right & close)), int(close.sum())),
-            "clear": share(int(np.sum(right & ~close)), int((~close).sum()))}
+            "clear": share(int(np.sum(right & clear)), int(clear.sum()))}
     if comparison.failed_models:
         result["failed_models"] = comparison.failed_models
     report(result, args.out)

@@ -192,10 +192,12 @@ def corrected_t_test(differences: np.ndarray, test_per_train: float) -> dict:
     k = len(differences)
     se = np.sqrt((1 / k + test_per_train) * differences.var(ddof=1))
     mean = float(differences.mean())
-    t = mean / se if se > 0 else (0.0 if mean == 0 else float(np.sign(mean)) * float("inf"))  # no spread: no test
-    return {"mean_difference": round(float(differences.mean()), 4), "sd": round(float(differences.std(ddof=1)), 4),
-            "t": round(t, 3), "df": k - 1, "p": float(2 * stats.t.sf(abs(t), k - 1)),
-            "test": "corrected resampled t-test (Nadeau & Bengio 2003)"}
+    out = {"mean_difference": round(float(differences.mean()), 4), "sd": round(float(differences.std(ddof=1)), 4),
+           "df": k - 1, "test": "corrected resampled t-test (Nadeau & Bengio 2003)"}
+    if not se > 0:  # no spread between the splits (or one split): no test, not an infinite t with p = 0
+        return {**out, "t": None, "p": None, "note": "the differences do not vary across the splits: no test"}
+    t = mean / se
+    return {**out, "t": round(t, 3), "p": float(2 * stats.t.sf(abs(t), k - 1))}
 
 
 def format_report(result: dict, table_name: str = "emotion.csv") -> str:
@@ -228,8 +230,9 @@ def format_report(result: dict, table_name: str = "emotion.csv") -> str:
         lines.append(f"{'  glass-box GAM':<40} " + " ".join(f"{v:>8.2f}" for v in s["gam"]["recall_mean"].values()))
     if "mlp_vs_logreg" in result:
         v = result["mlp_vs_logreg"]
-        lines += ["", f"MLP - logistic regression: {v['mean_difference']:+.3f} accuracy (sd {v['sd']:.3f}), "
-                      f"t({v['df']}) = {v['t']:.2f}, p = {v['p']:.3g} ({v['test']})"]
+        test = (f"t({v['df']}) = {v['t']:.2f}, p = {v['p']:.3g} ({v['test']})" if v["t"] is not None
+                else v["note"])
+        lines += ["", f"MLP - logistic regression: {v['mean_difference']:+.3f} accuracy (sd {v['sd']:.3f}), {test}"]
     lines += [
         "",
         f"duplicates: {d['duplicate_rows']} rows repeat an earlier row exactly (AUs and label); "

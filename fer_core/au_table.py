@@ -1067,15 +1067,17 @@ def other_emotions(table: pd.DataFrame, classes: Sequence[str]) -> dict[str, int
     return {str(k): int(v) for k, v in labels[rows].value_counts().items()}
 
 
-def other_emotions_note(counts: dict[str, int], chosen: str) -> str | None:
+def other_emotions_note(counts: dict[str, int], chosen: str | None) -> str | None:
     """One line on the rows of emotions not trained, with how to keep them (``chosen``: the way the
-    reader picks the emotions, e.g. "--classes seven"), in the current language; None without any."""
+    reader picks the emotions, e.g. "--classes seven"; None where no model here predicts them), in
+    the current language; None without any."""
     from .i18n import emotion_label, t
 
     if not counts:
         return None
     shown = ", ".join(f"{n:,} {emotion_label(e)}" for e, n in counts.items())
-    return t("table_rows.other_emotions", rows=shown, chosen=chosen)
+    return t("table_rows.other_emotions", rows=shown, chosen=chosen) if chosen else \
+        t("table_rows.other_emotions_plain", rows=shown)
 
 
 def values(table: pd.DataFrame, positions: np.ndarray, columns: Sequence[str] = AU_COLUMNS) -> np.ndarray:

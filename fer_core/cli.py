@@ -1331,9 +1331,8 @@ def cmd_train_au(args) -> int:
                                             if k in ("python", "numpy", "scikit-learn", "interpret")}}
     if data.get("left_out"):
         total = data["rows"] + sum(data["left_out"].values())
-        others = au_table.other_emotions_note(data.get("other_emotions") or {},
-                                              "--classes seven" if "fear" in data.get("other_emotions", {})
-                                              else "--classes")
+        others = au_table.other_emotions_note(data.get("other_emotions") or {}, _classes_keeping(
+            model.classes, data.get("other_emotions") or {}))
         print(f"{printable(args.table)}: {au_table.left_out_summary(data['left_out'], total)}"
               + (f"; {others}" if others else ""), file=sys.stderr)
     if data.get("sample"):
@@ -1371,6 +1370,17 @@ def cmd_train_au(args) -> int:
     if args.name:
         print(f"registered as {args.name!r} in {_manifest_shown()} (sha256 {entry.sha256[:12]}…){replacing}")
     return 0
+
+
+def _classes_keeping(classes: Sequence[str], others: dict[str, int]) -> str | None:
+    """The --classes that also trains the emotions ``others`` names (those a model here predicts),
+    or None when none of them is one (contempt)."""
+    from .emotions import SEVEN_EMOTIONS
+
+    kept = [e for e in SEVEN_EMOTIONS if e in classes or e in others]
+    if kept == list(classes):
+        return None
+    return "--classes seven" if kept == list(SEVEN_EMOTIONS) else f"--classes {','.join(kept)}"
 
 
 def cmd_mask(args) -> int:
@@ -1528,7 +1538,7 @@ def cmd_mask_report(args) -> int:
         print(json.dumps({**report.to_dict(), "passed_over": passed_over, **_provenance(args, refs, items, args.images)}))
         return status
     print(f"{report.original.n} faces, with and without a {args.style} mask")
-    print(f"{'model':28s} {'original':>9s} {'masked':>7s} {'drop, 95% CI':>16s} {'McNemar p':>9s}  "
+    print(f"{'model':28s} {'original':>9s} {'masked':>7s} {'drop (95% CI)':>27s} {'McNemar p':>9s}  "
           "per emotion (original -> masked)")
     for name in report.names:
         a, b = report.original.reports[name], report.masked.reports[name]
@@ -1536,8 +1546,9 @@ def cmd_mask_report(args) -> int:
                         for e in report.original.classes if a.per_class[e].n)
         paired = report.paired_test(name)
         p = p_text(paired.p_value)  # "< 0.0001", as the dashboard says it, not 0.0000
-        interval = "-" if paired.difference_ci95 is None else "{:+.3f} to {:+.3f}".format(*paired.difference_ci95)
-        print(f"{name:28s} {a.accuracy:9.3f} {b.accuracy:7.3f} {interval:>16s} {p:>9s}  {per}")
+        drop = "-" if paired.difference_ci95 is None else "{} ({} to {})".format(
+            *(_score(v, signed=True) for v in (paired.difference, *paired.difference_ci95)))
+        print(f"{name:28s} {_score(a.accuracy):>9s} {_score(b.accuracy):>7s} {drop:>27s} {p:>9s}  {per}")
     for pair in report.masked.mcnemar:  # which model reads the masked faces better, on the same faces
         print(f"masked, {_mcnemar_line(pair)}")
     if report.empty_classes:  # an emotion the folder never held was not lost to masking
@@ -1588,7 +1599,7 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
     for name, answers in comparison.unscored_answer_counts.items():  # Home and Compare's "other emotion" column say it
         said = ", ".join(f"{e} on {_counted(n, 'image')}" for e, n in answers.items())
         print(f"note: {name} answered {said} of the emotions scored: counted as wrong", file=sys.stderr)
-    for note in comparison.tie_notes() + comparison.source_notes() + comparison.learned_notes():
+    for note in comparison.tie_notes() + comparison.source_notes() + comparison.learned_notes() + comparison.never_notes():
         print(f"note: {note}", file=sys.stderr)
 
 
@@ -1660,7 +1671,7 @@ def cmd_evaluate(args) -> int:
         _print_unlabelled(comparison)
         for line in comparison.several_faces:  # as compare says it: the largest face was scored
             print(f"several faces: {line}", file=sys.stderr)
-        for note in comparison.tie_notes() + comparison.source_notes() + comparison.learned_notes():
+        for note in comparison.tie_notes() + comparison.source_notes() + comparison.learned_notes() + comparison.never_notes():
             print(f"note: {note}", file=sys.stderr)
         crop_like = _crop_like_in(comparison, args.images)
         _suggest_crops(crop_like)
@@ -1746,6 +1757,9 @@ def cmd_compare(args) -> int:
             _print_report(report)
         for pair in comparison.mcnemar:
             print(_mcnemar_line(pair))
+        if len(comparison.mcnemar) > 1:
+            print("(each A-B interval is for its pair alone, not Holm-adjusted as the p-values are; with few images "
+                  "an interval can leave out 0 while the exact McNemar p is above 0.05)")
     for exc in unwritten[:-1]:
         print(f"error: {one_line(exc)}", file=sys.stderr)
     if unwritten:
@@ -1761,21 +1775,21 @@ def _write_predictions(comparison, images: str, path: str) -> None:
     fileio.write_frame(predictions_frame(comparison.table, comparison.names, images), path)
 
 
-def _score(value) -> str:
+def _score(value, signed: bool = False) -> str:
     """A score to three decimals, rounded as the dashboard and the report round it (``share_text``)."""
     from .evaluation.metrics import share_text
 
-    return share_text(value)
+    return share_text(value, signed=signed)
 
 
 def _mcnemar_line(pair) -> str:
     """One pair of models: how far apart their accuracies are (with the interval), then McNemar."""
-    from .evaluation.metrics import p_text
+    from .evaluation.metrics import p_text, share_text
 
     apart = ""
     if pair.difference is not None:  # None: no images
-        lo, hi = pair.difference_ci95
-        apart = f"accuracy A-B {pair.difference:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}), "
+        d, lo, hi = (share_text(v, signed=True) for v in (pair.difference, *pair.difference_ci95))
+        apart = f"accuracy A-B {d} (95% CI {lo} to {hi}), "
     return (f"McNemar {pair.a} vs {pair.b}: {apart}only-A {pair.only_a_correct}, only-B {pair.only_b_correct}, "
             f"p {_equals(p_text(pair.p_value))}, Holm-adjusted p {_equals(p_text(pair.p_holm))}")
 

@@ -142,8 +142,11 @@ CLOSE_CALL_MARGIN = 0.10
 
 def close_call(probabilities: dict[str, float], margin: float = CLOSE_CALL_MARGIN) -> tuple[str, float] | None:
     """The runner-up emotion and its probability when it is within ``margin`` of the answer; None
-    when the answer is clear (or there are no numbers to read, e.g. no face)."""
-    known = sorted(((p, e) for e, p in probabilities.items() if p == p), reverse=True)  # NaN: not judged
-    if len(known) < 2 or known[0][0] - known[1][0] >= margin:
+    when the answer is clear (or there are no numbers to read, e.g. no face). The answer is the
+    first of the highest, as every model's answer is taken; a tie's runner-up is the other one."""
+    known = {e: float(p) for e, p in probabilities.items() if p is not None and p == p}  # NaN, None: not judged
+    if len(known) < 2:
         return None
-    return known[1][1], float(known[1][0])
+    answer = max(known, key=known.get)
+    runner_up = max((e for e in known if e != answer), key=known.get)
+    return None if known[answer] - known[runner_up] >= margin else (runner_up, known[runner_up])

@@ -13,7 +13,7 @@ from fer_core import au_table, config, i18n
 from fer_core.au_table import AU_CODES, AU_COLUMNS
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError, one_line
-from fer_core.evaluation.metrics import degenerate_model_warning
+from fer_core.evaluation.metrics import degenerate_model_warning, share_text
 from fer_core.figures import plots
 from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, emotion_labels, t
@@ -252,8 +252,8 @@ def show_model(model, key: str) -> None:
     rows = int(data.get("rows", 0))
     if m:
         lo, hi = m.accuracy_ci95
-        c1.metric(t("au_model.holdout_accuracy"), f"{m.accuracy:.1%}",
-                  help=t("au_model.ci_help", lo=f"{lo:.1%}", hi=f"{hi:.1%}"))
+        c1.metric(t("au_model.holdout_accuracy"), share_text(m.accuracy, 1, percent=True),
+                  help=t("au_model.ci_help", lo=share_text(lo, 1, percent=True), hi=share_text(hi, 1, percent=True)))
         c2.metric(t("au_model.macro_f1"), f"{m.macro_f1:.3f}")
         c3.metric(t("au_model.holdout_faces"), f"{m.n:,}", help=t("au_model.holdout_faces_help"))
     if data.get("network_head"):  # an AU-bottleneck network's emotion layer: no table, no refit
@@ -267,7 +267,8 @@ def show_model(model, key: str) -> None:
                                                                     sample=sample))
     if m:
         # the interval in sight, not only in the "?": 40.0 % on 25 held-out faces is 23-59 %
-        st.caption(t("au_model.ci_caption", lo=f"{m.accuracy_ci95[0]:.1%}", hi=f"{m.accuracy_ci95[1]:.1%}",
+        st.caption(t("au_model.ci_caption", lo=share_text(m.accuracy_ci95[0], 1, percent=True),
+                     hi=share_text(m.accuracy_ci95[1], 1, percent=True),
                      n=f"{m.n:,}"))
         left, right = st.columns(2)
         left.plotly_chart(plots.per_class_accuracy_bars(m.per_class, overall=m.accuracy,
@@ -463,8 +464,8 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
                      share=f"{videos['held_out_share']:.0%}"))
         if isinstance(per := videos.get("per_video"), dict):
             lo, hi = per["accuracy_ci95"]
-            st.caption(t("au_model.videos_per_video", accuracy=f"{per['accuracy']:.1%}", n=f"{per['n']:,}",
-                         lo=f"{lo:.1%}", hi=f"{hi:.1%}"))
+            st.caption(t("au_model.videos_per_video", accuracy=share_text(per['accuracy'], 1, percent=True), n=f"{per['n']:,}",
+                         lo=share_text(lo, 1, percent=True), hi=share_text(hi, 1, percent=True)))
     elif isinstance(videos, dict):
         st.warning(t("au_model.videos_by_rows", videos=f"{videos['videos']:,}"), icon=":material/warning:")
     show_model(model, "trained")

@@ -20,7 +20,7 @@ import streamlit as st
 from fer_core import config
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import FerError
-from fer_core.evaluation.metrics import EvaluationReport, degenerate_model_warning
+from fer_core.evaluation.metrics import EvaluationReport, degenerate_model_warning, share_text
 from fer_core.figures.compare import predictions_frame, training_curves
 from fer_core.fileio import csv_bytes
 from fer_core.i18n import emotion_label, message, t
@@ -132,7 +132,7 @@ def saved_scores_caption(entry, ev: EvaluationReport) -> str:
     text = t(key, n=f"{ev.n:,}")
     registered = entry.metrics.accuracy if entry.metrics else None
     if registered is not None and abs(registered - ev.accuracy) >= 0.0005:
-        text += " " + t("cnn.saved_scores_registered", accuracy=f"{registered:.1%}")
+        text += " " + t("cnn.saved_scores_registered", accuracy=share_text(registered, 1, percent=True))
     return text
 
 

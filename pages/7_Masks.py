@@ -10,7 +10,7 @@ import streamlit as st
 from fer_core.au_table import au_label
 from fer_core.errors import FerError
 from fer_core.evaluation.mask_report import MaskReport, run_mask_report
-from fer_core.evaluation.metrics import p_text
+from fer_core.evaluation.metrics import p_text, share_text
 from fer_core.figures.masks import (
     left_out_images_frame,
     masked_vs_original_bars,
@@ -77,7 +77,8 @@ def show_summary(report: MaskReport) -> None:
     shares = ("original", "masked", "drop")
     shown = frame.assign(**{c: frame[c] * 100 for c in shares}, **{"McNemar p": frame["McNemar p"].map(p_text)})
     shown.insert(shown.columns.get_loc("drop") + 1, "drop ci95",
-                 [t("masks.drop_interval", low=f"{100 * lo:+.1f}", high=f"{100 * hi:+.1f}")
+                 [t("masks.drop_interval", low=share_text(lo, 1, points=True, signed=True),
+                    high=share_text(hi, 1, points=True, signed=True))
                   for lo, hi in zip(frame["drop ci95_low"], frame["drop ci95_high"])])
     shown = shown.drop(columns=["drop ci95_low", "drop ci95_high"])
     st.dataframe(shown, hide_index=True, placeholder=MISSING, column_config={

@@ -287,7 +287,7 @@ def test_try_it_gives_the_network_aus_its_reasons_come_from_and_how_loosely_it_r
     row = photo_rows(photo_to_dict(result, predictor.name, predictor.kind, [])).iloc[0]
     network = np.array([row[f"network_{au_code(c)}"] for c in AU_COLUMNS])
     np.testing.assert_allclose(network, [ex.extra["aus_network"][c] for c in AU_COLUMNS])
-    assert not np.allclose(network, [row[au_code(c)] for c in AU_COLUMNS], atol=0.05), "not the landmark AUs"
+    assert not np.allclose(network, [row[c] for c in AU_COLUMNS], atol=0.05), "not the landmark AUs"
     head = predictor.au_model()
     k = list(predictor.classes).index(ex.emotion)
     contributions = head.contributions(network)

@@ -1333,7 +1333,7 @@ def test_accuracies_printed_carry_their_interval(capsys, fer_sample):
     compare's per-emotion lines "accuracy 0.60" at n 10 (an interval of 31-83 %)."""
     code, out, _ = run_cli(capsys, "models")
     line = next(x for x in out.splitlines() if x.startswith("au-logreg-fer2013 "))
-    assert "accuracy 0.558 (" in line  # 0.5575 stored: as the report rounds it (55.8%), not 0.557
+    assert "accuracy 0.557 (95% CI 0.545-0.570" in line  # 3,215 of 5,767 = 0.557482 (kept 0.5575, it read 0.558)
     assert code == 0 and re.search(r"accuracy 0\.\d{3} \(95% CI 0\.\d{3}-0\.\d{3}, n [\d,]+\), macro-F1", line), line
     code, out, _ = run_cli(capsys, "evaluate", "--model", "au-logreg-fer2013", "--images", fer_sample)
     happy = next(x for x in out.splitlines() if x.strip().startswith("happy"))
@@ -1353,3 +1353,13 @@ def test_evaluate_writes_each_images_answer_as_compare_does(capsys, tmp_path, fe
     code, _, err = run_cli(capsys, "evaluate", "--au-table", REPO_ROOT / "data" / "fer2013_val_au.csv.gz",
                            "--csv", tmp_path / "rows.csv")
     assert code == 2 and "predict --au-table TABLE --out OUT" in err and not (tmp_path / "rows.csv").exists()
+
+
+def test_train_au_says_which_classes_keep_the_emotions_it_left_out(capsys, tmp_path):
+    """--classes happy,sad on a table with angry rows said "(--classes keeps them)", naming no value."""
+    from test_au_model import synthetic_table
+
+    source = tmp_path / "three.csv"
+    au_table.write(synthetic_table(14, classes=("angry", "happy", "sad")), source)
+    code, _, err = run_cli(capsys, "train-au", source, "--classes", "happy,sad", "--out", tmp_path / "m.json")
+    assert code == 0 and "14 angry rows are of emotions not trained (--classes angry,happy,sad keeps them)" in err

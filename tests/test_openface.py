@@ -549,6 +549,18 @@ def test_reproduce_one_split_claims_no_spread():
     assert result["summary"]["logreg"]["accuracy_sd"] is None
 
 
+def test_the_corrected_t_test_gives_no_test_where_the_splits_do_not_vary():
+    """Differences equal on every split (or one split) gave t = inf and p = 0: a certainty from no
+    spread at all. Now no test is given, and said."""
+    spec = importlib.util.spec_from_file_location("reproduce_original", REPO / "bench" / "reproduce_original.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    flat = module.corrected_t_test(np.full(5, 0.05), 1 / 3)
+    assert flat["t"] is None and flat["p"] is None and "no test" in flat["note"]
+    spread = module.corrected_t_test(np.array([0.04, 0.05, 0.06, 0.05, 0.05]), 1 / 3)
+    assert spread["t"] > 0 and 0 < spread["p"] < 0.05
+
+
 def test_a_table_with_its_own_file_and_label_columns_keeps_them(tmp_path):
     """A merged table in OpenFace's columns (face, confidence) but with a file and label per row:
     each row kept its image and emotion (they all became one unlabelled image)."""

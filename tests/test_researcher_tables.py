@@ -214,3 +214,17 @@ def test_scoring_a_model_on_the_faces_it_was_fitted_on_is_said(tmp_path, fer_val
             (other / emotion / path.name).write_bytes(path.read_bytes())
     done = _cli("compare", "--images", other, "--models", tmp_path / "lab.json", "--json")
     assert done.returncode == 0 and "was fitted on" not in done.stderr and "learned_from" not in json.loads(done.stdout)
+
+
+def test_a_table_of_answers_read_as_openfaces_is_not_scored_against_itself(tmp_path):
+    """A Try it CSV without its source column is read the way OpenFace's tables are, and there its
+    emotion column (the answer) was still taken for the label: accuracy 1.000."""
+    rows = synthetic_table(12)[["label", *AU_COLUMNS]].rename(columns={"label": "emotion"})
+    rows["file"] = [f"{i}.jpg" for i in range(len(rows))]
+    for e in SIX_EMOTIONS:
+        rows[f"p_{e}"] = 1 / 6
+    rows.to_csv(tmp_path / "answers.csv", index=False)
+    table = au_table.read(tmp_path / "answers.csv")
+    assert table["label"].isna().all() and table.attrs.get("answers_not_labels")
+    scored = _cli("evaluate", "--au-table", tmp_path / "answers.csv")
+    assert scored.returncode == 2 and au_table.ANSWERS_NOT_LABELS in scored.stderr

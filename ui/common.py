@@ -200,8 +200,10 @@ def caption_aus_read(model) -> None:
 
 def metric_row(ev, extra: dict[str, str], label: str | None = None) -> None:
     """The accuracy (with its 95% interval), macro F1 and ``extra`` figures of an evaluation, in rows."""
-    lo, hi = ev.accuracy_ci95
-    shown = [(label or t("cnn.val_accuracy"), f"{ev.accuracy:.1%}", t("cnn.ci_help", lo=f"{lo:.1%}", hi=f"{hi:.1%}")),
+    from fer_core.evaluation.metrics import share_text
+
+    lo, hi = (share_text(v, 1, percent=True) for v in ev.accuracy_ci95)
+    shown = [(label or t("cnn.val_accuracy"), share_text(ev.accuracy, 1, percent=True), t("cnn.ci_help", lo=lo, hi=hi)),
              (t("cnn.macro_f1"), f"{ev.macro_f1:.3f}", None), *((name, value, None) for name, value in extra.items())]
     for start in range(0, len(shown), METRICS_PER_ROW):
         for col, (name, value, help_text) in zip(st.columns(METRICS_PER_ROW), shown[start:start + METRICS_PER_ROW]):
@@ -1017,6 +1019,8 @@ def show_scoring_notes(res) -> None:
         st.warning(note, icon=":material/swap_horiz:")
     for note in res.learned_notes():
         st.warning(note, icon=":material/school:")
+    for note in res.never_notes():
+        st.caption(note)
 
 
 def choose_scored_emotions(prefix: str, items: list, models: list) -> list[str] | None:

@@ -36,6 +36,7 @@ from .metrics import (
     evaluation_report,
     holm_adjusted,
     mcnemar,
+    never_answered,
     per_video_report,
     report_from_codes,
 )
@@ -145,6 +146,18 @@ class Comparison:
         """``tied`` as lines for the reader, in the current language (English in the CLI)."""
         return [t("notes.tied", model=name, n=f"{n:,}", total=f"{self.n:,}") for name, n in self.tied.items()]
 
+    def never_answers(self) -> dict[str, list[str]]:
+        """Per model, the emotions scored that the test images show and it can answer but never
+        did (``never_answered``): in its confusion matrix an empty column, said in words."""
+        return {name: never for name, r in self.reports.items()
+                if (never := never_answered(r, self.model_classes.get(name) or r.labels))}
+
+    def never_notes(self) -> list[str]:
+        from ..i18n import emotion_labels
+
+        return [t("notes.never_answers", model=name, emotions=", ".join(emotion_labels(emotions)))
+                for name, emotions in self.never_answers().items()]
+
     def learned_notes(self) -> list[str]:
         """For each AU model fitted on some of the very faces scored: its score there is what it
         learned, not a test (a lab trained on its whole folder, then drew a test set from it)."""
@@ -165,6 +178,7 @@ class Comparison:
         return {"n": self.n, "classes": list(self.classes),
                 "models": {m: r.to_dict() for m, r in self.reports.items()},
                 "mcnemar": [p.to_dict() for p in self.mcnemar],
+                **({"never_answers": never} if (never := self.never_answers()) else {}),
                 **({"learned_from": {m: k for m, (k, _) in self.learned_from.items() if k}}
                    if any(k for k, _ in self.learned_from.values()) else {}),
                 # what p_holm is adjusted for: every pair of the models compared (pass --models with the

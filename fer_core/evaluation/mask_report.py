@@ -126,9 +126,11 @@ class MaskReport:
             frame[f"{name} original"] = self.original.table[name].to_numpy()
             frame[f"{name} masked"] = self.masked.table[name].to_numpy()
         frame["left_out"] = ""
-        left_out = pd.DataFrame({"file": self.unmaskable_files, "label": self.unmaskable_emotions,
-                                 "left_out": [line.removeprefix(f"{file}: ") for file, line
-                                              in zip(self.unmaskable_files, self.unmaskable)]})
+        files = (self.unmaskable_files if len(self.unmaskable_files) == len(self.unmaskable)
+                 else [line.rsplit(": ", 1)[0] for line in self.unmaskable])  # a report built without them
+        left_out = pd.DataFrame({"file": files, "label": list(self.unmaskable_emotions)[:len(files)]
+                                 + [None] * (len(files) - len(self.unmaskable_emotions)),
+                                 "left_out": [line.removeprefix(f"{file}: ") for file, line in zip(files, self.unmaskable)]})
         return pd.concat([frame, left_out], ignore_index=True) if len(left_out) else frame
 
     def to_dict(self) -> dict:

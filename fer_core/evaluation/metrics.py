@@ -97,7 +97,12 @@ class EvaluationReport:
         return self.labels[j] if totals[j] / totals.sum() >= share else None
 
 
-COLLAPSE_SHARE = 0.8  # one emotion given to this share of the images: a model that has not learned
+# Scores are kept to 6 decimals: shown to 3 (0.557) or as a percentage to 1 (55.7 %), a score kept
+# to 4 was rounded twice (3,215 of 5,767 is 0.557482, kept 0.5575, shown 0.558 and 55.8 %)
+DECIMALS = 6
+
+COLLAPSE_SHARE = 0.8
+NEVER_MIN_IMAGES = 5  # an emotion never answered counts against a model from this many of its test images  # one emotion given to this share of the images: a model that has not learned
 
 
 def degenerate_model_warning(report: EvaluationReport, share: float = COLLAPSE_SHARE, advice: bool = True) -> str | None:
@@ -120,18 +125,24 @@ def degenerate_model_warning(report: EvaluationReport, share: float = COLLAPSE_S
         parts.append(t("model_check.one_class", emotion=emotion_label(collapsed),
                        share=f"{totals.max() / totals.sum():.0%}"))
     chance = 1.0 / present
-    if round(report.accuracy, 4) <= round(chance, 4):  # reports keep 4 decimals: 1/6 is 0.1667
-        parts.append(t("model_check.below_chance", accuracy=f"{report.accuracy:.1%}", chance=f"{chance:.1%}",
+    if round(report.accuracy, 4) <= round(chance, 4):  # older reports kept 4 decimals: 1/6 is 0.1667
+        parts.append(t("model_check.below_chance", accuracy=share_text(report.accuracy, 1, percent=True),
+                       chance=share_text(chance, 1, percent=True),
                        k=present))
-    if not collapsed:  # emotions the test images show that it never answers (a collapsed model says it already)
+    # a collapsed model says it already; an emotion of a few images may go unanswered by chance
+    if not collapsed and (never := [e for e in never_answered(report) if report.per_class[e].n >= NEVER_MIN_IMAGES]):
         from ..i18n import emotion_labels
 
-        answered = np.asarray(report.confusion, dtype=float).sum(axis=0)
-        never = [e for e, n in zip(report.labels, answered) if n == 0 and report.per_class.get(e) is not None
-                 and report.per_class[e].n > 0]
-        if never:
-            parts.append(t("model_check.never_answers", emotions=", ".join(emotion_labels(never))))
+        parts.append(t("model_check.never_answers", emotions=", ".join(emotion_labels(never))))
     return " ".join(parts + ([t("model_check.advice")] if advice else [])) if parts else None
+
+
+def never_answered(report: EvaluationReport, can_answer: Sequence[str] | None = None) -> list[str]:
+    """The emotions the test images show that the model never answered (among ``can_answer``, the
+    emotions it predicts, when given): au-logreg-fer2013 never says disgust on FER2013 val."""
+    answered = np.asarray(report.confusion, dtype=float).reshape(len(report.labels), -1).sum(axis=0)
+    return [e for e, k in zip(report.labels, answered) if k == 0 and report.per_class.get(e) is not None
+            and report.per_class[e].n > 0 and (can_answer is None or e in can_answer)]
 
 
 def evaluation_report(y_true: Sequence[str], y_pred: Sequence[str | None], classes: Sequence[str],
@@ -206,12 +217,12 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
     lo, hi = wilson_ci(correct)
     return EvaluationReport(
         model=model, n=n, no_face=int(np.count_nonzero(pred == -1)),
-        accuracy=round(float(correct.mean()) if n else 0.0, 4),
-        accuracy_ci95=(round(lo, 4), round(hi, 4)),
-        macro_f1=round(macro_f1, 4),
-        per_class={c: ClassScore(int(sizes[i]), round(float(recall[i]), 4) if sizes[i] else None,
-                                 precision=round(float(precision[i]), 4) if answered[i] else None,
-                                 f1=round(float(f1[i]), 4) if sizes[i] else None)
+        accuracy=round(float(correct.mean()) if n else 0.0, DECIMALS),
+        accuracy_ci95=(round(lo, DECIMALS), round(hi, DECIMALS)),
+        macro_f1=round(macro_f1, DECIMALS),
+        per_class={c: ClassScore(int(sizes[i]), round(float(recall[i]), DECIMALS) if sizes[i] else None,
+                                 precision=round(float(precision[i]), DECIMALS) if answered[i] else None,
+                                 f1=round(float(f1[i]), DECIMALS) if sizes[i] else None)
                    for i, c in enumerate(classes)},
         labels=classes, confusion=confusion.astype(int).tolist(),
         no_face_per_class=[int(v) for v in no_face_per_class],
@@ -301,7 +312,7 @@ def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool], a: str = "a", 
     difference, ci = None, None
     if ca.size:
         lo, hi = paired_difference_ci(both, only_a, only_b, ca.size - both - m)
-        difference, ci = round((only_a - only_b) / ca.size, 4), (round(lo, 4), round(hi, 4))
+        difference, ci = round((only_a - only_b) / ca.size, DECIMALS), (round(lo, DECIMALS), round(hi, DECIMALS))
     return McNemarResult(a, b, only_a, only_b, min(1.0, p), difference=difference,  # p unrounded: 1e-12 is not 0
                          difference_ci95=ci)
 
@@ -349,16 +360,22 @@ def holm_adjusted(p_values: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def share_text(value: float | None, digits: int = 3, percent: bool = False) -> str:
-    """A score as people read it, rounded half up from the decimal the reports keep (0.5575 reads
-    0.558, and 55.8% as a percentage): Python's own format rounds the binary number (0.55749...) and
-    gave 0.557 under ``models`` beside 55.8% in the report for the same stored score."""
+def share_text(value: float | None, digits: int = 3, percent: bool = False, points: bool = False,
+               signed: bool = False) -> str:
+    """A score as people read it, rounded half up from the decimal the reports keep (to ``DECIMALS``):
+    the one rounding of the command line, the dashboard and the report. Python's own format rounds
+    the binary number, and a score read 0.557 under ``models`` beside 55.8 % in the report.
+    ``percent``: times 100 with "%"; ``points``: times 100 without it (percentage points, a
+    difference); ``signed``: "+" before a number not below 0 (a difference)."""
     from decimal import ROUND_HALF_UP, Decimal
 
     if value is None or value != value:
         return "–"
-    number = Decimal(repr(float(value))) * (100 if percent else 1)
-    return f"{number.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)}" + ("%" if percent else "")
+    number = Decimal(repr(float(value))) * (100 if percent or points else 1)
+    text = f"{number.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)}"
+    if text.startswith("-") and not text.strip("-0."):  # -0.0004 shown to 3 decimals: 0.000, unsigned
+        text = text[1:]
+    return ("+" if signed and not text.startswith("-") else "") + text + ("%" if percent else "")
 
 
 P_SHOWN_MIN = 1e-4  # four decimals: anything smaller would print as 0.0000

@@ -260,6 +260,9 @@ def val_role(evaluated_on: str) -> str:
 
 
 def accuracy_text(accuracy: float, ci95: tuple[float, float] | None) -> str:
-    """``70.3 % (68.7–71.8)``: the accuracy and its 95 % interval, in percent."""
-    out = f"{100 * accuracy:.1f} %"
-    return out if ci95 is None else f"{out} ({100 * ci95[0]:.1f}–{100 * ci95[1]:.1f})"
+    """``70.3 % (68.6–71.8)``: the accuracy and its 95 % interval, in percent, rounded as the command
+    line and the report round them (``share_text``; Home read 63.0 % where they read 63.1 %)."""
+    from .metrics import share_text
+
+    out = f"{share_text(accuracy, 1, points=True)} %"
+    return out if ci95 is None else f"{out} ({share_text(ci95[0], 1, points=True)}–{share_text(ci95[1], 1, points=True)})"

@@ -267,7 +267,8 @@ def difference_text(difference: float | None, low: float | None, high: float | N
     """An accuracy difference as people read it: ``+18.3 (+3.1 to +30.4) points``."""
     if difference is None or pd.isna(difference):
         return "–"
-    return t("compare.difference", d=f"{100 * difference:+.1f}", low=f"{100 * low:+.1f}", high=f"{100 * high:+.1f}")
+    d, low, high = (share_text(v, 1, points=True, signed=True) for v in (difference, low, high))
+    return t("compare.difference", d=d, low=low, high=high)
 
 
 def with_difference_text(frame: pd.DataFrame) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .. import au_table
 from ..au_table import AU_COLUMNS, au_code, au_label
-from ..evaluation.metrics import ClassScore, EvaluationReport
+from ..evaluation.metrics import ClassScore, EvaluationReport, share_text
 from ..i18n import FONT_FAMILY, emotion_label, emotion_labels, t
 from ..measure.au_mapping import AU_LANDMARKS
 
@@ -197,7 +197,7 @@ def per_class_accuracy_bars(per_class: Mapping[str, ClassScore], title: str | No
         # sat on top of the bars' own percentages
         fig.add_hline(y=overall, line_dash="dash", line_color="#444")
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(dash="dash", color="#444"),
-                                 name=t("figures.overall", value=f"{overall:.1%}"), showlegend=True))
+                                 name=t("figures.overall", value=share_text(overall, 1, percent=True)), showlegend=True))
         fig.update_layout(legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"))
     fig.update_yaxes(range=[0, 1.12], tickformat=".0%", title=t("figures.accuracy"), tickvals=[0, .2, .4, .6, .8, 1])
     return _layout(fig, title or t("figures.recall_title"), height=380, top=70)

@@ -186,6 +186,8 @@ def _from_openface(frame: pd.DataFrame, display: str, file: str, label: str | No
                  for v, f, suffix in zip(frame[named], files, suffixes)]
     labels = [label] * n
     column = next((c for c in ("label", "emotion") if c in frame.columns), None)
+    if column == "emotion" and au_table.holds_answers(frame):  # a model's answers (Try it, predict), not labels
+        column = None
     if label is None and column is not None:  # names or aliases; numbers only in a table like the study's
         labels = list(au_table.parse_labels(frame[column], display, column, study_codes=False))
     conf = (pd.to_numeric(frame["confidence"], errors="coerce").to_numpy(dtype=float)
@@ -232,6 +234,8 @@ def _from_merged(frame: pd.DataFrame, display: str) -> pd.DataFrame:
     aus = au_table.au_values(frame, display)
     n = len(frame)
     column = "label" if "label" in frame.columns else "emotion" if "emotion" in frame.columns else None
+    if column == "emotion" and au_table.holds_answers(frame):  # a model's answers (Try it, predict), not labels
+        column = None
     # The study's codes only in a table shaped like the study's: one naming files is another
     # program's, whose numbers (FER2013's 2 is fear) would be read as other emotions
     labels = (au_table.parse_labels(frame[column], display, column, study_codes="file" not in frame.columns)
