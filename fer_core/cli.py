@@ -1078,6 +1078,12 @@ def _say_extracted(table, args, measured_videos, videos_kept_out: str, fps: floa
                  + (f"; {_counted(unreadable, 'video')} unreadable" if unreadable else ""))
     if folders.any():
         line += f"; {_counted(int(folders.sum()), 'folder')} passed over"
+    if len(photos) and "label" in photos.columns:
+        labels = photos.groupby("file", sort=False)["label"].first()
+        unlabelled = int(labels.isna().sum())
+        if 0 < unlabelled < len(labels):  # a labelled folder with some names that name no emotion: said
+            line += (f"; {_counted(unlabelled, 'image')} without a label (the folder or file name names no emotion: "
+                     "put them in emotion folders or name them like happy_001.jpg)")
     if other_emotions:
         line += f"; {_counted(other_emotions, 'image')} of other emotions or unlabelled left out (--classes)"
     from .images import OTHER_VIDEO
@@ -1334,7 +1340,8 @@ def cmd_train_au(args) -> int:
         others = au_table.other_emotions_note(data.get("other_emotions") or {}, _classes_keeping(
             model.classes, data.get("other_emotions") or {}))
         print(f"{printable(args.table)}: {au_table.left_out_summary(data['left_out'], total)}"
-              + (f"; {others}" if others else ""), file=sys.stderr)
+              + (f"; {others}" if others else "") + _too_few_to_train(data.get("other_emotions") or {}),
+              file=sys.stderr)
     if data.get("sample"):
         print(f"fitted on {data['sample']}; --max-rows changes the cap", file=sys.stderr)
     for note in ("held_out_duplicates", "held_out_videos"):
@@ -1365,7 +1372,7 @@ def cmd_train_au(args) -> int:
           + f" -> {printable(args.out)}")
     from .evaluation.metrics import degenerate_model_warning
 
-    if warning := degenerate_model_warning(m):  # as the AU model page says it beside its save button
+    if warning := degenerate_model_warning(m, advice="au"):  # as the AU model page says it beside its save button
         print(f"warning: {warning}", file=sys.stderr)
     if args.name:
         print(f"registered as {args.name!r} in {_manifest_shown()} (sha256 {entry.sha256[:12]}…){replacing}")
@@ -1373,14 +1380,25 @@ def cmd_train_au(args) -> int:
 
 
 def _classes_keeping(classes: Sequence[str], others: dict[str, int]) -> str | None:
-    """The --classes that also trains the emotions ``others`` names (those a model here predicts),
-    or None when none of them is one (contempt)."""
+    """The --classes that also trains the emotions ``others`` names (those a model here predicts,
+    with the faces training needs), or None when none is such (contempt; fear of 8 faces)."""
+    from .au_table import MIN_FACES_PER_CLASS
     from .emotions import SEVEN_EMOTIONS
 
-    kept = [e for e in SEVEN_EMOTIONS if e in classes or e in others]
-    if kept == list(classes):
+    kept = [e for e in SEVEN_EMOTIONS if e in classes or others.get(e, 0) >= MIN_FACES_PER_CLASS]
+    if set(kept) == set(classes):
         return None
     return "--classes seven" if kept == list(SEVEN_EMOTIONS) else f"--classes {','.join(kept)}"
+
+
+def _too_few_to_train(others: dict[str, int]) -> str:
+    """"; fear (8), disgust (6): fewer than 10 faces each, too few to train" for those others."""
+    from .au_table import MIN_FACES_PER_CLASS
+    from .emotions import SEVEN_EMOTIONS
+
+    few = [f"{e} ({n})" for e, n in others.items() if e in SEVEN_EMOTIONS and n < MIN_FACES_PER_CLASS]
+    each = " each" if len(few) > 1 else ""
+    return f"; {', '.join(few)}: fewer than {MIN_FACES_PER_CLASS} faces{each}, too few to train" if few else ""
 
 
 def cmd_mask(args) -> int:

@@ -35,6 +35,14 @@ _ALIASES: dict[str, str] = {
 }
 
 
+# The words a file name may give an emotion by anywhere in it (``emotion_from_filename``): the
+# emotions' own names, not the everyday aliases a name holds for other reasons ("smile", "calm", "mad")
+_NAME_WORDS: dict[str, str] = {w: e for w, e in _ALIASES.items() if w in {
+    "anger", "angry", "disgust", "disgusted", "fear", "fearful", "afraid", "scared", "happy", "happiness",
+    "neutral", "sad", "sadness", "surprise", "surprised", "화남", "분노", "혐오", "두려움", "공포", "행복", "기쁨",
+    "무표정", "중립", "슬픔", "놀람"}}
+
+
 # Emotions some datasets label (CK+ and AffectNet: contempt) that no model here predicts: such a
 # label is read as what it is, so its rows are left out as another emotion's, not refused as unknown.
 _UNMODELLED_ALIASES: dict[str, str] = {"contempt": "contempt", "contemptuous": "contempt", "경멸": "contempt"}
@@ -81,7 +89,13 @@ def emotion_from_filename(stem: str) -> str | None:
             continue
         if best is None or len(alias) > len(best[0]):
             best = (alias, emotion)
-    return best[1] if best else None
+    if best:
+        return best[1]
+    # a lab's names put the participant first ("P07_session2_happy"): one emotion's name as a word of
+    # its own (between _ - . or spaces) labels it, as long as it names one emotion only ("sad_vs_happy"
+    # names none), and only its plain names ("no_smile" is no smile, "mad_max" not angry)
+    named = {_NAME_WORDS[w] for w in re.split(r"[_\-.\s]+", low) if w in _NAME_WORDS}
+    return named.pop() if len(named) == 1 else None
 
 
 def parse_classes(spec: str | None, least: int = 2) -> tuple[str, ...]:

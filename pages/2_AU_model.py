@@ -470,7 +470,7 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
         st.warning(t("au_model.videos_by_rows", videos=f"{videos['videos']:,}"), icon=":material/warning:")
     show_model(model, "trained")
     st.header(t("au_model.save_header"))
-    warning = degenerate_model_warning(model.holdout) if model.holdout else None
+    warning = degenerate_model_warning(model.holdout, advice="au") if model.holdout else None
     if warning:
         st.warning(warning, icon=":material/warning:")
     name = default_name(model, result["origin"])

@@ -461,7 +461,7 @@ def test_train_au_warns_of_a_model_that_has_not_learned(capsys, tmp_path):
     source = tmp_path / "shuffled.csv"
     au_table.write(table, source)
     code, _, err = run_cli(capsys, "train-au", source, "--out", tmp_path / "m.json")
-    assert code == 0 and "warning: " in err and "Train longer" in err
+    assert code == 0 and "warning: " in err and "Add faces of the emotions it misses" in err and "Train longer" not in err
 
 
 def test_draw_testset(capsys, tmp_path, fer_val):
@@ -608,7 +608,7 @@ def test_compare_json_keys(capsys, fer_sample, tmp_path):
     assert wrong and report["wrong"]["au-logreg-fer2013"] == wrong
     assert list(report) == ["n", "classes", "models", "mcnemar", "mcnemar_correction", "wrong", "no_face", "skipped",
                             "skipped_classes", "unlabelled", "several_faces", "failed_models", "cannot_predict",
-                            "unscored_answers", "passed_over", "provenance"]
+                            "never_answers", "unscored_answers", "passed_over", "provenance"]
     assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value", "p_holm",
                                             "accuracy_difference", "accuracy_difference_ci95"]
     assert report["mcnemar_correction"]["pairs"] == 1 and report["mcnemar_correction"]["method"] == "holm"
@@ -1363,3 +1363,36 @@ def test_train_au_says_which_classes_keep_the_emotions_it_left_out(capsys, tmp_p
     au_table.write(synthetic_table(14, classes=("angry", "happy", "sad")), source)
     code, _, err = run_cli(capsys, "train-au", source, "--classes", "happy,sad", "--out", tmp_path / "m.json")
     assert code == 0 and "14 angry rows are of emotions not trained (--classes angry,happy,sad keeps them)" in err
+
+
+def test_train_au_does_not_offer_classes_too_few_faces_would_refuse(capsys, tmp_path):
+    """A lab's 8 fear faces: "(--classes seven keeps them)", and --classes seven was then refused
+    for too few faces. Emotions under 10 faces are named as too few, not offered."""
+    from test_au_model import synthetic_table
+
+    from fer_core.emotions import SEVEN_EMOTIONS
+
+    table = synthetic_table(14, classes=SEVEN_EMOTIONS)
+    table = table[(table["label"] != "fear") | (table.groupby("label").cumcount() < 8)]
+    source = tmp_path / "few_fear.csv"
+    au_table.write(table, source)
+    code, _, err = run_cli(capsys, "train-au", source, "--out", tmp_path / "m.json")
+    assert code == 0 and "8 fear rows are of emotions not trained; fear (8): fewer than 10 faces, too few to train" \
+        in err and "--classes seven" not in err
+
+
+def test_extract_labels_a_labs_file_names_and_says_which_got_none(capsys, tmp_path, fer_sample):
+    """A flat folder of P07_session2_happy.JPG: the emotion after the participant labelled nothing,
+    and extract said nothing of the images left without a label (evaluate did, later)."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    sources = sorted(fer_sample.rglob("*.jpg"))
+    for name, source in zip(["P07_session2_happy.JPG", "P07-sad.jpg", "P08_행복.jpg", "happy_P09.jpg", "P10_s1.jpg"],
+                            sources):
+        (flat / name).write_bytes(source.read_bytes())
+    code, _, err = run_cli(capsys, "extract", flat, "--out", tmp_path / "au.csv")
+    table = au_table.read(tmp_path / "au.csv").set_index("file")
+    assert code == 0 and table["label"].to_dict() == {"P07_session2_happy.JPG": "happy", "P07-sad.jpg": "sad",
+                                                       "P08_행복.jpg": "happy", "happy_P09.jpg": "happy",
+                                                       "P10_s1.jpg": None}
+    assert "1 image without a label (the folder or file name names no emotion" in err

@@ -100,6 +100,11 @@ def test_report_says_what_a_reader_of_its_accuracies_must_know(hand_comparison, 
     plain = " ".join(parse(comparison_report_html(hand_comparison, ReportSettings.now("hand-made", tmp_path),
                                                   [ENTRY])).text)
     assert "never predicts" not in plain and "without a label" not in plain
+    # what a prediction is, as Home says it (a thesis chapter's report said nothing of children), and how
+    # few images its per-emotion figures rest on
+    assert "No model here has been validated on children's faces." in plain and "**" not in plain
+    smallest = min(c.n for r in hand_comparison.reports.values() for c in r.per_class.values() if c.n)
+    assert f"Some emotions have as few as {smallest} test images" in plain
 
 
 def test_report_is_self_contained_with_every_figure_table_and_wrong_image(hand_comparison, tmp_path):

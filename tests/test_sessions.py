@@ -159,7 +159,7 @@ def test_a_comparison_keeps_reading_its_images_after_later_choices(models_dir):
     at.multiselect(key="cmp_models").set_value(["lookup"])
     at.button(key="cmp_run").click()
     run_app(at, 120)
-    assert at.session_state["cmp_result"]["comparison"].reports["lookup"].accuracy == round(4 / 6, 4)
+    assert at.session_state["cmp_result"]["comparison"].reports["lookup"].accuracy == round(4 / 6, 6)
     for offset in (1, 2):  # two other zips looked at since
         _upload(at, offset)
     gc.collect()

@@ -178,9 +178,6 @@ class Comparison:
         return {"n": self.n, "classes": list(self.classes),
                 "models": {m: r.to_dict() for m, r in self.reports.items()},
                 "mcnemar": [p.to_dict() for p in self.mcnemar],
-                **({"never_answers": never} if (never := self.never_answers()) else {}),
-                **({"learned_from": {m: k for m, (k, _) in self.learned_from.items() if k}}
-                   if any(k for k, _ in self.learned_from.values()) else {}),
                 # what p_holm is adjusted for: every pair of the models compared (pass --models with the
                 # planned ones: with every registered model, another registered later moves the p-values)
                 "mcnemar_correction": {"method": "holm", "test": "exact McNemar (two-sided binomial)",
@@ -190,10 +187,13 @@ class Comparison:
                 "skipped": list(self.unreadable), "skipped_classes": dict(self.skipped),
                 "unlabelled": self.unlabelled,
                 "several_faces": list(self.several_faces), "failed_models": list(self.failed_models),
-                "cannot_predict": self.cannot_predict, "unscored_answers": self.unscored_answer_counts,
+                "cannot_predict": self.cannot_predict, "never_answers": self.never_answers(),
+                "unscored_answers": self.unscored_answer_counts,
                 **({"tied": self.tied} if self.tied else {}),
                 **({"crops": True} if self.crops else {}),
-                **({"crop_like_no_face": relative(self.crop_like_no_face)} if self.crop_like_no_face else {})}
+                **({"crop_like_no_face": relative(self.crop_like_no_face)} if self.crop_like_no_face else {}),
+                **({"learned_from": {m: k for m, (k, _) in self.learned_from.items() if k}}
+                   if any(k for k, _ in self.learned_from.values()) else {})}
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, names: Sequence[str], classes: Sequence[str], **fields) -> "Comparison":

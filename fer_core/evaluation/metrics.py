@@ -105,14 +105,16 @@ COLLAPSE_SHARE = 0.8
 NEVER_MIN_IMAGES = 5  # an emotion never answered counts against a model from this many of its test images  # one emotion given to this share of the images: a model that has not learned
 
 
-def degenerate_model_warning(report: EvaluationReport, share: float = COLLAPSE_SHARE, advice: bool = True) -> str | None:
+def degenerate_model_warning(report: EvaluationReport, share: float = COLLAPSE_SHARE, advice: bool | str = True
+                             ) -> str | None:
     """One line, in the reader's language, when the scores say the model has not learned to tell
     the emotions apart: it gives one emotion to at least ``share`` of the images it judged, its
     accuracy is no better than guessing (1/k for the k emotions the test images show), or it never
     answers some emotion the test images show (a small table's MLP never said fear, sad or surprise). A training
     page shows it next to the save button, so such a model is not kept without a word; None when
     the model looks healthy (or there is nothing to judge). ``advice``: end with how to train a
-    better one (not where a saved model is only scored)."""
+    better one (not where a saved model is only scored); "au": as an AU model is made better (more
+    faces of the emotions it misses), not a network (train longer)."""
     from ..i18n import emotion_label, t
 
     present = sum(1 for s in report.per_class.values() if s.n > 0) or len(report.labels)
@@ -134,7 +136,8 @@ def degenerate_model_warning(report: EvaluationReport, share: float = COLLAPSE_S
         from ..i18n import emotion_labels
 
         parts.append(t("model_check.never_answers", emotions=", ".join(emotion_labels(never))))
-    return " ".join(parts + ([t("model_check.advice")] if advice else [])) if parts else None
+    said = [t("model_check.advice_au" if advice == "au" else "model_check.advice")] if advice else []
+    return " ".join(parts + said) if parts else None
 
 
 def never_answered(report: EvaluationReport, can_answer: Sequence[str] | None = None) -> list[str]:

@@ -84,6 +84,9 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+SMALL_EMOTION_N = 20  # per-emotion figures on fewer images than this get a word on how wide they are
+
+
 def _table(frame: pd.DataFrame) -> str:
     from ..figures.compare import shown_table
 
@@ -234,9 +237,16 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
         mcnemar = (_table(mcnemar_frame(comparison)) if len(comparison.names) > 1
                    else f"<p>{_e(t('report.mcnemar_one'))}</p>")
         wrong = "".join(_wrong_section(comparison, name, settings.root, faces) for name in comparison.names)
+        # what a prediction is (as Home says it), and how few images the per-emotion figures rest on
+        notes = [t("home.limits").replace("**", "")]
+        sizes = [s.n for r in comparison.reports.values() for s in r.per_class.values() if s.n]
+        if sizes and min(sizes) < SMALL_EMOTION_N:
+            notes.append(t("report.few_images", n=min(sizes)))
+        notes += comparison.never_notes() + comparison.learned_notes()
+        limits = "".join(f'<p class="note">{_e(note)}</p>' for note in notes)
         body = f"""
 <h1>{_e(t("report.title"))}</h1>
-<p class="note">{_e(t("report.intro"))}</p>
+<p class="note">{_e(t("report.intro"))}</p>{limits}
 <h2>{_e(t("report.settings"))}</h2>{_key_values(settings_rows)}
 <h2>{_e(t("report.models"))}</h2>{failed}{models}
 <h2>{_e(t("report.figures"))}</h2>{charts}

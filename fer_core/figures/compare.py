@@ -152,19 +152,22 @@ def summary_frame(comparison: Comparison) -> pd.DataFrame:
     """The per-emotion summary for download: per model, one row per emotion and an ``overall`` row,
     each with its Wilson interval (an emotion's is of its recall, the diagonal count of its row of
     all its images: 56 disgust images leave a wide one; none without images)."""
-    from ..evaluation.metrics import wilson_counts
+    from ..evaluation.metrics import DECIMALS, wilson_counts
 
     rows = []
     for name, r in comparison.reports.items():
         for i, (emotion, v) in enumerate(r.per_class.items()):
             lo, hi = wilson_counts(int(r.confusion[i][i]), v.n) if v.n else (None, None)
+            no_face = r.no_face_per_class[i] if i < len(r.no_face_per_class) else None
             rows.append({"model": name, "emotion": emotion, "n": v.n, "accuracy": v.accuracy,
-                         "ci95_low": None if lo is None else round(lo, 4),
-                         "ci95_high": None if hi is None else round(hi, 4), "macro_f1": None})
+                         "ci95_low": None if lo is None else round(lo, DECIMALS),
+                         "ci95_high": None if hi is None else round(hi, DECIMALS), "macro_f1": None,
+                         "no_face": no_face})
         lo, hi = r.accuracy_ci95
         rows.append({"model": name, "emotion": "overall", "n": r.n, "accuracy": r.accuracy,
-                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1})
-    return pd.DataFrame(rows, columns=["model", "emotion", "n", "accuracy", "ci95_low", "ci95_high", "macro_f1"])
+                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1, "no_face": r.no_face})
+    return pd.DataFrame(rows, columns=["model", "emotion", "n", "accuracy", "ci95_low", "ci95_high", "macro_f1",
+                                       "no_face"]).astype({"no_face": "Int64"})
 
 
 def predictions_frame(table: pd.DataFrame, model_names: Sequence[str], root: str | Path | None = None) -> pd.DataFrame:
