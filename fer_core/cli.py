@@ -490,6 +490,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--holdout", type=_share, default=0.25,
                    help="share of the table held out from fitting for the model's score (default: 0.25, as the "
                         "dashboard's slider)")
+    s.add_argument("--group-by", metavar="REGEX", default=None,
+                   help="hold out whole participants: a regular expression whose match in each file name (its first "
+                        "group, if it has one) names the participant, e.g. '^(P\\d+)' for P07_session2_happy.jpg; "
+                        "each one's photos are then all fitted or all held out")
     s.add_argument("--aus", default="all",
                    help="AUs the model may use: all, upper (those a mask leaves visible) or a comma list (AU01,AU04) "
                         "(default: all)")
@@ -1323,7 +1327,7 @@ def cmd_train_au(args) -> int:
                    class_weight=None if args.class_weight == "none" else args.class_weight,
                    description=au_table.table_name(table), progress=progress, columns=columns,
                    interactions=args.interactions, outer_bags=args.outer_bags,
-                   n_jobs=args.workers or default_workers())
+                   n_jobs=args.workers or default_workers(), group_by=args.group_by)
     del table
     model.info["command"] = args.command_line
     data = model.info["data"]
@@ -1348,7 +1352,7 @@ def cmd_train_au(args) -> int:
         if data.get(note):
             print(f"{printable(args.table)}: {data[note]}", file=sys.stderr)
     m = model.holdout
-    evaluated_on = held_out_description(args.table, holdout, args.seed, data.get("videos"))
+    evaluated_on = held_out_description(args.table, holdout, args.seed, data.get("videos"), group_by=args.group_by)
     if args.name:
         try:
             entry = save_and_register(model, name=args.name, kind=kind, classes=model.classes,

@@ -1066,7 +1066,7 @@ def test_mask_report_says_a_tiny_p_value_as_below_not_as_zero(capsys, tmp_path, 
     (tmp_path / "faces" / "happy").mkdir(parents=True)
     Image.new("RGB", (64, 64)).save(tmp_path / "faces" / "happy" / "a.png")
     scores = {"happy": SimpleNamespace(n=40, accuracy=0.9)}
-    original = SimpleNamespace(failed_models=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, unscored_answer_counts={}, tie_notes=list, source_notes=list, n=40, classes=("happy",),
+    original = SimpleNamespace(failed_models=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, unscored_answer_counts={}, tie_notes=list, source_notes=list, learned_notes=list, never_notes=list, n=40, classes=("happy",),
                                reports={"tiny-p": SimpleNamespace(accuracy=0.9, per_class=scores),
                                         "large-p": SimpleNamespace(accuracy=0.9, per_class=scores)})
     masked_scores = {"happy": SimpleNamespace(n=40, accuracy=0.3)}
@@ -1081,7 +1081,8 @@ def test_mask_report_says_a_tiny_p_value_as_below_not_as_zero(capsys, tmp_path, 
     code, out, _ = run_cli(capsys, "mask-report", "--images", tmp_path / "faces", "--models", "tiny-p,large-p")
     rows = {line.split()[0]: line for line in out.splitlines()}
     assert code == 0 and "< 0.0001" in rows["tiny-p"] and "0.0000" not in out
-    assert rows["large-p"].split()[1:7] == ["0.900", "0.300", "+0.450", "to", "+0.720", "0.2500"]  # drop's CI
+    assert rows["large-p"].split()[1:7] == ["0.900", "0.300", "+0.600", "(+0.450", "to", "+0.720)"]  # drop, CI
+    assert rows["large-p"].split()[7] == "0.2500"
     assert "happy 0.90->0.30" in rows["tiny-p"]
 
 
@@ -1108,7 +1109,7 @@ def test_compare_says_a_tiny_mcnemar_p_as_below_not_as_equal_to_below(capsys, tm
                              difference=0.5, difference_ci95=(0.37, 0.62)),
              SimpleNamespace(a="m1", b="m3", only_a_correct=3, only_b_correct=2, p_value=0.5, p_holm=1.0,
                              difference=0.0167, difference_ci95=(-0.05, 0.08))]
-    comparison = SimpleNamespace(failed_models=[], crop_like_no_face=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, unscored_answer_counts={}, tie_notes=list, source_notes=list, reports={}, names=[], answers_from_cache={},
+    comparison = SimpleNamespace(failed_models=[], crop_like_no_face=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, unscored_answer_counts={}, tie_notes=list, source_notes=list, learned_notes=list, never_notes=list, reports={}, names=[], answers_from_cache={},
                                  mcnemar=pairs, to_dict=lambda: {})
     monkeypatch.setattr(compare, "run_comparison", lambda *a, **k: comparison)
     from PIL import Image
@@ -1396,3 +1397,28 @@ def test_extract_labels_a_labs_file_names_and_says_which_got_none(capsys, tmp_pa
                                                        "P08_행복.jpg": "happy", "happy_P09.jpg": "happy",
                                                        "P10_s1.jpg": None}
     assert "1 image without a label (the folder or file name names no emotion" in err
+
+
+def test_train_au_holds_out_whole_participants(capsys, tmp_path):
+    """A lab's photos of one child were both fitted and held out (the split is by row): the score
+    flattered the model, and no list said which faces were held out. --group-by keeps each
+    participant's photos on one side, also in the inner cross-validation, and the model lists the
+    files it held out."""
+    from test_au_model import synthetic_table
+
+    table = synthetic_table(24)
+    table["file"] = [f"P{i % 12:02d}_session{i % 3}_{label}_{i}.jpg" for i, label in enumerate(table["label"])]
+    source = tmp_path / "lab.csv"
+    au_table.write(table, source)
+    code, _, err = run_cli(capsys, "train-au", source, "--group-by", r"^(P\d+)", "--out", tmp_path / "m.json")
+    assert code == 0, err
+    assert "whole participants held out (--group-by '^(P\\\\d+)'): " in err and "none with photos on both sides" in err
+    data = json.loads((tmp_path / "m.json").read_text())["info"]["data"]
+    held = {f.split("_")[0] for f in data["held_out_files"]}
+    fitted = {f.split("_")[0] for f in table["file"]} - held
+    assert held and fitted and len(data["held_out_files"]) == sum(f.split("_")[0] in held for f in table["file"])
+    for bad, message in ((r"^(P\d+", "is not a regular expression"), (r"^(Q\d+)", "matches no file name")):
+        code, _, err = run_cli(capsys, "train-au", source, "--group-by", bad, "--out", tmp_path / "x.json")
+        assert code == 2 and message in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, "train-au", source, "--group-by", r"^(P0[01])", "--out", tmp_path / "y.json")
+    assert code == 0 or "cannot hold out whole participants" in err

@@ -167,8 +167,8 @@ def test_probability_and_precision_recall_tables(hand_comparison, tmp_path):
     assert parsed.shape == probs.shape
     prf = precision_recall_frame(hand_comparison).set_index(["model", "emotion"])
     # A: happy predicted for img0, img1 (both right) -> precision 1, recall 2/3; sad predicted 3x, 2 right
-    assert prf.loc[("A", "happy"), "precision"] == 1.0 and prf.loc[("A", "happy"), "recall"] == pytest.approx(0.6667)
-    assert prf.loc[("A", "sad"), "precision"] == pytest.approx(0.6667) and prf.loc[("A", "sad"), "support"] == 3
+    assert prf.loc[("A", "happy"), "precision"] == 1.0 and prf.loc[("A", "happy"), "recall"] == pytest.approx(2 / 3, abs=1e-6)
+    assert prf.loc[("A", "sad"), "precision"] == pytest.approx(2 / 3, abs=1e-6) and prf.loc[("A", "sad"), "support"] == 3
     # recall is the per-emotion accuracy of the comparison
     for (model, emotion), row in prf.iterrows():
         assert row["recall"] == pytest.approx(hand_comparison.reports[model].per_class[emotion].accuracy, abs=1e-4)

@@ -336,7 +336,7 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
                interactions: float | int | None = None, outer_bags: int = OUTER_BAGS, n_jobs: int = 1,
                description: str = "", progress: Progress | None = None, max_rows: int = MAX_FIT_ROWS,
                class_weight: str | None = None, bag_progress: Progress | None = None,
-               columns: Sequence[str] = AU_COLUMNS) -> AUGam:
+               columns: Sequence[str] = AU_COLUMNS, group_by: str | None = None) -> AUGam:
     """Fit on a stratified (1 - holdout) share, report on the held-out rest, refit on all rows
     (at most ``max_rows`` per fit, as ``fit_au_model``; unusable tables raise one line the same way).
 
@@ -353,7 +353,7 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
     columns = tuple(columns)
     name = description or au_table.table_name(table)
     ts = au_table.training_set(table, classes, columns, name=name, min_per_class=au_table.MIN_FACES_PER_CLASS)
-    plan = plan_fit(ts, holdout, seed, max_rows)
+    plan = plan_fit(ts, holdout, seed, max_rows, group_by)
     if progress:
         progress(0, 2)
     # interpret runs its bags through joblib; in threads, not loky's processes: its native code releases

@@ -417,7 +417,9 @@ def check_info(info: dict, source: str, metrics_field: str = "info.metrics") -> 
             raise field_error(source, f"info.{key}", "is not an object")
     _check_entries(info.get("data") or {}, source, "info.data", {
         "rows": (_is_count, COUNT), "sample": (_is_text, "is not text"), "left_out": (_is_counts, COUNTS),
-        "other_emotions": (_is_counts, COUNTS)})
+        "other_emotions": (_is_counts, COUNTS),
+        "held_out_files": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+                           "is not a list of file names")})
     _check_entries(info.get("settings") or {}, source, "info.settings", {"holdout": (_is_share, SHARE)})
     metrics = info.get("metrics")
     if metrics is not None and not isinstance(metrics, dict):
@@ -599,6 +601,7 @@ def check_seed(seed: int) -> int:
 # A model fitted on at most this many faces keeps a 4-byte fingerprint of each (base64 in its file:
 # 30,000 faces add 160 KB), so a test set that holds its own training pictures is said
 FITTED_FACES_MAX = 30_000
+HELD_OUT_FILES_MAX = 5_000  # a held-out share up to this many faces is listed by file (a lab's, to report)
 
 
 def au_fingerprints(values: np.ndarray) -> np.ndarray:
@@ -692,6 +695,8 @@ class FitPlan:
         if len(self.final) <= FITTED_FACES_MAX and set(AU_COLUMNS) <= set(ts.table.columns):
             # what a test set is checked against (``fitted_fingerprints``)
             out["fitted_faces"] = encode_fingerprints(au_fingerprints(au_table.values(ts.table, ts.index[self.final])))
+        if len(self.test) <= HELD_OUT_FILES_MAX and "file" in ts.table.columns:  # which faces were held out
+            out["held_out_files"] = [str(f) for f in ts.table["file"].iloc[ts.index[self.test]]]
         if ts.selection.left_out:
             out["left_out"] = dict(ts.selection.left_out)
         if au_table.OTHER_LABEL in ts.selection.left_out:  # which emotions: 18 fear rows read "unlabelled or other"
@@ -714,10 +719,14 @@ class FitPlan:
         return out
 
 
-def plan_fit(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int = MAX_FIT_ROWS) -> FitPlan:
+def plan_fit(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int = MAX_FIT_ROWS,
+             group_by: str | None = None) -> FitPlan:
     """Split the usable rows into a stratified fitting share and a held-out share, and cap what
     each fit uses at ``max_rows`` (a stratified sample that keeps every emotion), so a table of
-    millions of faces fits in bounded time and memory. Raises one line when the split cannot work."""
+    millions of faces fits in bounded time and memory. ``group_by``: a regular expression whose
+    match in each file name (its first group, if it has one) names the participant: each one's
+    photos are then wholly fitted or wholly held out, as a video's frames are. Raises one line
+    when the split cannot work."""
     seed = check_seed(seed)
     if not 0 < holdout <= 0.5:
         raise FerError(f"held-out share {holdout!r} is out of range: use a share above 0 and at most 0.5")
@@ -729,6 +738,8 @@ def plan_fit(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int 
         raise AUTableError(f"{ts.name}: {holdout:.0%} of {n:,} usable faces holds out {n_test}, too few for one face "
                            f"of each of the {k} emotions; hold out a larger share or add faces")
     every = np.arange(n)
+    if group_by is not None:
+        return _plan_by_participant(ts, holdout, seed, max_rows, group_by)
     groups = video_groups(ts)
     split = grouped_split(ts.y, groups, holdout, seed) if groups is not None else None
     numbers = None
@@ -754,6 +765,51 @@ def plan_fit(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int 
                    n, max_rows, seed, moved, scored, groups, note, numbers)
 
 
+def participant_groups(ts: au_table.TrainingSet, pattern: str) -> tuple[np.ndarray, int]:
+    r"""Per training row, a number for its participant (``pattern``'s match in the file's name, its
+    first group if it has one: r"^(P\d+)" makes P07_session2_happy.jpg participant P07), and how
+    many rows matched no participant (each then a group of its own). One line when the pattern is
+    no regular expression or matches no file name."""
+    import re
+
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise FerError(f"--group-by {pattern!r} is not a regular expression ({exc}); e.g. '^(P\\d+)'") from None
+    names = [os.path.basename(str(f)) for f in ts.table["file"].iloc[ts.index]] if "file" in ts.table.columns \
+        else [""] * len(ts.index)
+    keys = [m.group(1) if m and regex.groups else m.group(0) if m else None for m in map(regex.search, names)]
+    if all(k is None for k in keys):
+        raise FerError(f"--group-by {pattern!r} matches no file name of {ts.name} (such as {names[0]!r}); "
+                       "write it to match the part of each name that names the participant")
+    codes, _ = pd.factorize(pd.Series(keys, dtype=object))
+    alone = codes < 0
+    codes[alone] = codes.max() + 1 + np.arange(int(alone.sum()))
+    return codes, int(alone.sum())
+
+
+def _plan_by_participant(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int,
+                         pattern: str) -> FitPlan:
+    """``plan_fit`` with each participant's photos wholly fitted or wholly held out (``group_by``):
+    a lab's photos of one child on both sides had the held-out score flatter the model, as a
+    video's frames did. Its inner cross-validation keeps participants apart too."""
+    groups, alone = participant_groups(ts, pattern)
+    split = grouped_split(ts.y, groups, holdout, seed, need_group=False)
+    people = len(np.unique(groups))
+    if split is None:
+        raise AUTableError(f"{ts.name}: cannot hold out whole participants (--group-by {pattern!r}, "
+                           f"{people:,} of them) with every emotion on both sides; add participants, hold out a "
+                           "larger share, or train fewer emotions")
+    fit, test = split
+    held = len(np.unique(groups[test]))
+    note = (f"whole participants held out (--group-by {pattern!r}): {held:,} of {people:,}, {len(test):,} of "
+            f"{len(ts.y):,} faces ({len(test) / len(ts.y):.0%}), none with photos on both sides"
+            + (f"; {alone:,} file names matched no participant, each a participant of its own" if alone else ""))
+    every = np.arange(len(ts.y))
+    return FitPlan(stratified_cap(fit, ts.y, max_rows, seed), test, stratified_cap(every, ts.y, max_rows, seed),
+                   len(ts.y), max_rows, seed, 0, 0, groups, note, None)
+
+
 def video_groups(ts: au_table.TrainingSet) -> np.ndarray | None:
     """Per training row, a number for the video it is a frame of (``au_table.video_names``: an
     ``extract`` video's frames, an OpenFace FeatureExtraction video's), each picture a number of
@@ -772,7 +828,7 @@ def in_video(groups: np.ndarray) -> np.ndarray:
     return np.bincount(groups)[groups] > 1
 
 
-def grouped_split(y: np.ndarray, groups: np.ndarray, holdout: float, seed: int
+def grouped_split(y: np.ndarray, groups: np.ndarray, holdout: float, seed: int, need_group: bool = True
                   ) -> tuple[np.ndarray, np.ndarray] | None:
     """(fitting rows, held-out rows) with each group (video) wholly on one side, stratified by
     emotion as far as the groups allow: of the folds of scikit-learn's ``StratifiedGroupKFold``
@@ -789,7 +845,7 @@ def grouped_split(y: np.ndarray, groups: np.ndarray, holdout: float, seed: int
     # every emotion on both sides, and a video held out (a fold of pictures alone says nothing of videos)
     folds = [(fit, test) for fit, test in StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed).split(
         np.zeros(len(y)), y, groups) if len(np.unique(y[test])) == every and len(np.unique(y[fit])) == every
-        and frame[test].any()]
+        and (frame[test].any() or not need_group)]
     if not folds:
         return None
     fit, test = min(folds, key=lambda fold: abs(len(fold[1]) - holdout * len(y)))
@@ -884,11 +940,14 @@ def fitting(name: str, kind: str) -> Iterator[None]:
                            "add faces of each emotion or choose other emotions") from None
 
 
-def held_out_description(source: str, holdout: float, seed: int | None, videos: dict | None = None) -> str:
+def held_out_description(source: str, holdout: float, seed: int | None, videos: dict | None = None,
+                         group_by: str | None = None) -> str:
     """What a fitted AU model's figures were measured on, as the manifest records it: the same
     words from ``train-au`` and the dashboard, the seed included (it decides which faces), and for
-    a table of videos (``FitPlan.videos``) how they were split."""
+    a table of videos (``FitPlan.videos``) or participants (``group_by``) how they were split."""
     how = "stratified" + (f", seed {seed}" if seed is not None else "")
+    if group_by is not None:
+        how += f"; whole participants, --group-by {group_by!r}"
     if isinstance(videos, dict) and videos.get("whole"):
         return (f"{videos['held_out_share']:.0%} of {source} held out from fitting as whole videos ({videos['held_out']:,} "
                 f"of {videos['videos']:,}; {how})")
@@ -923,7 +982,8 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
                  class_weight: str | None = None, holdout: float = 0.25, seed: int = 0,
                  Cs: Sequence[float] = DEFAULT_CS, description: str = "",
                  progress: Progress | None = None, columns: Sequence[str] = AU_COLUMNS,
-                 max_rows: int = MAX_FIT_ROWS, epoch_progress: Progress | None = None) -> AUModel:
+                 max_rows: int = MAX_FIT_ROWS, epoch_progress: Progress | None = None,
+                 group_by: str | None = None) -> AUModel:
     """Fit on a stratified (1 - holdout) share, report metrics on the held-out rest, then refit
     on all rows with the chosen settings. The logistic regression chooses ``C`` by 5-fold
     cross-validation (``LogisticRegressionCV``) on the fitting share. ``columns``: the AUs it
@@ -944,7 +1004,7 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
     columns = tuple(columns)
     name = description or au_table.table_name(table)
     ts = au_table.training_set(table, classes, columns, name=name, min_per_class=au_table.MIN_FACES_PER_CLASS)
-    plan = plan_fit(ts, holdout, seed, max_rows)
+    plan = plan_fit(ts, holdout, seed, max_rows, group_by)
     X_fit, y_fit = ts.X(plan.fit), ts.y[plan.fit]
     steps = 3
 
