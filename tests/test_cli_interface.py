@@ -91,7 +91,7 @@ def _mask_report_with_a_failed_model(tmp_path, monkeypatch):
     Image.new("RGB", (64, 64)).save(tmp_path / "faces" / "happy" / "a.png")
     scores = {"happy": SimpleNamespace(n=40, accuracy=0.9)}
     failed = "broken: model 'broken' not found"
-    original = SimpleNamespace(failed_models=[failed], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, unscored_answer_counts={}, tie_notes=list, source_notes=list, n=40,
+    original = SimpleNamespace(failed_models=[failed], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, unscored_answer_counts={}, tie_notes=list, source_notes=list, learned_notes=list, never_notes=list, n=40,
                                classes=("happy",),
                                reports={"fine": SimpleNamespace(accuracy=0.9, per_class=scores)})
     masked = SimpleNamespace(reports={"fine": SimpleNamespace(accuracy=0.5, per_class=scores)}, mcnemar=[])
