@@ -320,6 +320,8 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
         balanced = st.checkbox(t("au_model.balanced"), value=False, key=kept_choice("au_balanced"), help=t("au_model.balanced_help"))
         holdout = st.slider(t("au_model.holdout_share"), 0.1, 0.5, 0.25, 0.05, key=kept_choice("au_holdout"))
         seed = st.number_input(t("au_model.seed"), 0, 10_000, 0, key=kept_choice("au_seed"))
+        group_by = st.text_input(t("au_model.group_by"), key=kept_choice("au_group_by"), placeholder=r"^(P\d+)",
+                                 help=t("au_model.group_by_help")).strip() or None
         columns = choose_aus()
         pairs = None
         if kind == "au-gam":
@@ -353,7 +355,7 @@ def train_section(table: pd.DataFrame, origin: str) -> None:
 
         try:
             model = fit_model(table, classes, kind, balanced, holdout, int(seed), origin, on_step, on_epoch, on_bag,
-                              columns=columns, pairs=pairs)
+                              columns=columns, pairs=pairs, group_by=group_by)
         except FerError as exc:  # an unusable table: the same line the CLI's train-au prints
             bar.empty()
             st.session_state.pop("au_train", None)
@@ -385,7 +387,7 @@ def choose_aus() -> tuple[str, ...]:
 
 
 def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress, epoch_progress, bag_progress=None,
-              columns=AU_COLUMNS, pairs=None):
+              columns=AU_COLUMNS, pairs=None, group_by=None):
     from fer_core.predictors.au_models import fit_au
 
     # in the emotions' own order, whatever order they were picked in: train-au --classes reads them
@@ -396,7 +398,7 @@ def fit_model(table, classes, kind, balanced, holdout, seed, origin, progress, e
     # the GAM's bags in this process (n_jobs 1), so that its bar moves
     return fit_au(table, classes, kind=kind, class_weight="balanced" if balanced else None, holdout=holdout,
                   seed=seed, description=origin, progress=progress, columns=columns, epoch_progress=epoch_progress,
-                  bag_progress=bag_progress, interactions=None if pairs is None else int(pairs))
+                  bag_progress=bag_progress, interactions=None if pairs is None else int(pairs), group_by=group_by)
 
 
 def default_name(model, origin: str) -> str:
@@ -426,7 +428,8 @@ def training_settings() -> tuple:
     choice the fit does not read (the AU list unless "Choose…", the pairs unless a GAM) is kept for
     when it is drawn again, so it is not compared."""
     state = st.session_state
-    return tuple(str(state.get(k)) for k in ("au_classes", "au_kind", "au_balanced", "au_holdout", "au_seed", "au_aus")) + (
+    return tuple(str(state.get(k)) for k in ("au_classes", "au_kind", "au_balanced", "au_holdout", "au_seed", "au_aus",
+                                             "au_group_by")) + (
         str(state.get("au_aus_list")) if state.get("au_aus") == "chosen" else "",
         str(state.get("au_pairs")) if state.get("au_kind") == "au-gam" else "")
 
@@ -468,6 +471,8 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
                          lo=share_text(lo, 1, percent=True), hi=share_text(hi, 1, percent=True)))
     elif isinstance(videos, dict):
         st.warning(t("au_model.videos_by_rows", videos=f"{videos['videos']:,}"), icon=":material/warning:")
+    elif isinstance(participants := data.get("held_out_videos"), str):  # --group-by's whole participants
+        st.caption(shown_literally(participants))
     show_model(model, "trained")
     st.header(t("au_model.save_header"))
     warning = degenerate_model_warning(model.holdout, advice="au") if model.holdout else None
@@ -503,7 +508,7 @@ def save_au_model(model, name: str, origin: str):
     settings = model.info.get("settings", {})
     stamp(model, origin)
     held_out = held_out_description(origin, settings.get("holdout", 0.25), settings.get("seed"),
-                                    model.info.get("data", {}).get("videos"))
+                                    model.info.get("data", {}).get("videos"), group_by=settings.get("group_by"))
     return save_and_register(model, name=name, kind=model.kind, classes=model.classes,
                              metrics=Metrics.from_report(model.holdout, held_out),
                              command=model.info["command"], origin="dashboard", description=origin)

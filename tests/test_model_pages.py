@@ -440,3 +440,24 @@ def test_a_dashboard_training_says_which_images_it_reads_and_when_the_first_epoc
     job.thread.join(30)
     assert seen == ["train", "train", "train", "val", None]  # None: all read, the first epoch runs
     assert job.phase == "failed" and job.error == "stop here"
+
+
+def test_au_page_holds_out_whole_participants_named_in_the_file_names(models_dir):
+    """The page split a lab's table face by face: photos of one child both fitted and held out. A
+    pattern naming the participant in each file name keeps each child's photos on one side, says
+    so, and the model records it (its train-au command too)."""
+    frame = pd.read_csv(io.BytesIO(_au_csv({"angry": 36, "happy": 36, "sad": 36}, informative=True)))
+    frame.insert(0, "file", [f"P{i % 12:02d}_{label}_{i}.jpg" for i, label in enumerate(frame["label"])])
+    at = _upload(run_app(AppTest.from_file(AU_PAGE), T), frame.to_csv(index=False).encode(), "lab.csv")
+    at.text_input(key="au_group_by").set_value(r"^(P\d+)")
+    at.button(key="au_train_button").click()
+    run_app(at, T)
+    model = at.session_state["au_train"]["model"]
+    assert model.info["settings"]["group_by"] == r"^(P\d+)"
+    held = {f.split("_")[0] for f in model.info["data"]["held_out_files"]}
+    assert held and all(f.split("_")[0] not in held for f in frame["file"] if f not in model.info["data"]["held_out_files"])
+    assert any("whole participants held out" in c.value and "none with photos on both sides" in c.value
+               for c in at.caption)
+    from fer_core.predictors.au_models import train_au_command
+
+    assert train_au_command(model).endswith(r"--group-by '^(P\d+)'")

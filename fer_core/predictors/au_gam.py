@@ -385,6 +385,7 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
         "data": plan.data_info(ts, description),
         "settings": {"interactions": "interpret default" if interactions is None else interactions,
                      "outer_bags": outer_bags, "holdout": holdout, "seed": seed, "max_rows": max_rows,
+                     **({"group_by": group_by} if group_by is not None else {}),
                      "class_weight": class_weight, "learner": "interpret ExplainableBoostingClassifier",
                      "early_stopping": early_stopping_note(held_out_bags is not None, bags is not None)},
         "metrics": {"holdout": {k: held[k] for k in ("n", "accuracy", "accuracy_ci95", "macro_f1", "per_class",

@@ -549,6 +549,10 @@ def train_au_command(model) -> str:
                f"--holdout {settings.get('holdout', 0.25):g} --seed {settings.get('seed', 0)}")
     if tuple(model.au_columns) != AU_COLUMNS:
         command += f" --aus {aus_option(model.au_columns)}"
+    if isinstance(group_by := settings.get("group_by"), str):
+        import shlex
+
+        command += f" --group-by {shlex.quote(group_by)}"
     if isinstance(pairs := settings.get("interactions"), (int, float)) and not isinstance(pairs, bool):
         command += f" --interactions {pairs:g}"
     if model.kind == "au-gam":
@@ -1053,7 +1057,8 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
         "trained": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "data": plan.data_info(ts, description),
         "settings": {"C": chosen_C, "class_weight": class_weight, "holdout": holdout, "seed": seed,
-                     "max_rows": max_rows, **({"hidden_layers": list(MLP_LAYERS), "early_stopping": early_stopping_note(
+                     "max_rows": max_rows, **({"group_by": group_by} if group_by is not None else {}),
+                     **({"hidden_layers": list(MLP_LAYERS), "early_stopping": early_stopping_note(
                          held_out[-1].early_stopping_ == "whole videos", final[-1].early_stopping_ == "whole videos")}
                                               if kind == "au-mlp" else {})},
         "metrics": {"holdout": {k: held[k] for k in ("n", "accuracy", "accuracy_ci95", "macro_f1",
