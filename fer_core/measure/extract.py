@@ -63,7 +63,9 @@ log = logging.getLogger(__name__)
 #        measured there when found surely (an upside-down face had its mesh fitted as if upright).
 # mp-15: a square picture of 160 px or more whose only faces are small and unsure is also searched as
 #        --crops searches a crop, and a face filling it is measured instead (a nose taken for a face).
-MEASURE_VERSION = "mp-15"
+# mp-16: a face lying on its side in a photo (a quarter turn lost with its EXIF) is measured in the photo
+#        turned a quarter, and a photo with no face found is searched so too.
+MEASURE_VERSION = "mp-16"
 # New measurements go into the cache every 500 images, and at least this often: a run killed with
 # SIGKILL (the OOM killer) loses at most this much work, not up to 499 images'.
 CACHE_FLUSH_S = 30.0
