@@ -1084,10 +1084,11 @@ def _say_extracted(table, args, measured_videos, videos_kept_out: str, fps: floa
         line += f"; {_counted(int(folders.sum()), 'folder')} passed over"
     if len(photos) and "label" in photos.columns:
         labels = photos.groupby("file", sort=False)["label"].first()
-        unlabelled = int(labels.isna().sum())
-        if 0 < unlabelled < len(labels):  # a labelled folder with some names that name no emotion: said
-            line += (f"; {_counted(unlabelled, 'image')} without a label (the folder or file name names no emotion: "
-                     "put them in emotion folders or name them like happy_001.jpg)")
+        unlabelled = labels.index[labels.isna()].tolist()
+        if 0 < len(unlabelled) < len(labels):  # a labelled folder with some names that name no emotion: said
+            shown = ", ".join(printable(str(f)) for f in unlabelled[:3]) + (" …" if len(unlabelled) > 3 else "")
+            line += (f"; {_counted(len(unlabelled), 'image')} without a label ({shown}: the folder or file name names "
+                     "no emotion; put them in emotion folders or name them like happy_001.jpg or P07_happy.jpg)")
     if other_emotions:
         line += f"; {_counted(other_emotions, 'image')} of other emotions or unlabelled left out (--classes)"
     from .images import OTHER_VIDEO
@@ -1705,6 +1706,7 @@ def cmd_evaluate(args) -> int:
             _write_predictions(comparison, args.images, args.csv)
         # every file accounted for, as compare's JSON does it
         extra = {"unreadable": list(comparison.unreadable), "unlabelled": comparison.unlabelled,
+                 "never_answers": comparison.never_answers().get(predictor.name, []),
                  **({"tied": comparison.tied} if comparison.tied else {}),
                  "passed_over": listing.skipped_lines, "several_faces": list(comparison.several_faces),
                  **({"crops": True} if args.crops else {}),

@@ -79,9 +79,10 @@ def emotion_in_name(name: str) -> str | None:
 
 
 def emotion_from_filename(stem: str) -> str | None:
-    """Emotion from a flat-folder file name such as ``angry001`` or ``Happy_12`` (longest alias wins).
-    An alias followed by more letters is another word, not an emotion label: "madison_beach" is
-    not angry, "sadie" not sad, "보통사진" and "우는아이" not neutral and sad."""
+    """Emotion from a flat-folder file name such as ``angry001``, ``Happy_12`` (a name that starts with
+    any alias: the longest wins) or ``P07_session2_happy03`` (an emotion's plain name further in). An
+    alias followed by more letters is another word, not an emotion label: "madison_beach" is not
+    angry, "sadie" not sad, "보통사진" and "우는아이" not neutral and sad."""
     low = unicodedata.normalize("NFC", stem).lower()
     best = None
     for alias, emotion in _ALIASES.items():
@@ -91,10 +92,10 @@ def emotion_from_filename(stem: str) -> str | None:
             best = (alias, emotion)
     if best:
         return best[1]
-    # a lab's names put the participant first ("P07_session2_happy"): one emotion's name as a word of
-    # its own (between _ - . or spaces) labels it, as long as it names one emotion only ("sad_vs_happy"
-    # names none), and only its plain names ("no_smile" is no smile, "mad_max" not angry)
-    named = {_NAME_WORDS[w] for w in re.split(r"[_\-.\s]+", low) if w in _NAME_WORDS}
+    # a lab's names put the participant first ("P07_session2_happy03", "P07happy(1)"): further in, one
+    # emotion's plain name as a run of letters of its own labels it, as long as the name names one
+    # emotion only ("P07_sad_vs_happy" names none) and by its plain name ("P07_no_smile" is no smile)
+    named = {_NAME_WORDS[w] for w in re.findall(r"[^\W\d_]+", low) if w in _NAME_WORDS}
     return named.pop() if len(named) == 1 else None
 
 

@@ -498,7 +498,9 @@ def learned_rows_note(predictor: Predictor, table: pd.DataFrame) -> str | None:
 
     if fitted_fingerprints(predictor) is None or not set(au_table.AU_COLUMNS) <= set(table.columns):
         return None
-    rows = np.flatnonzero(au_table.first_face_mask(table) & au_table.measured(table).to_numpy())
+    scored = au_table.labels_of(table).isin(list(predictor.classes)).to_numpy() if "label" in table.columns \
+        else np.ones(len(table), dtype=bool)  # the rows it scores: of the emotions it predicts
+    rows = np.flatnonzero(au_table.first_face_mask(table) & au_table.measured(table).to_numpy() & scored)
     k = faces_learned_from(predictor, au_table.values(table, rows)) if len(rows) else 0
     return t("notes.learned_from", model=predictor.name, k=f"{k:,}", n=f"{len(rows):,}") if k else None
 

@@ -769,27 +769,31 @@ def plan_fit(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int 
                    n, max_rows, seed, moved, scored, groups, note, numbers)
 
 
-def participant_groups(ts: au_table.TrainingSet, pattern: str) -> tuple[np.ndarray, int]:
+def participant_groups(ts: au_table.TrainingSet, pattern: str) -> tuple[np.ndarray, list[str]]:
     r"""Per training row, a number for its participant (``pattern``'s match in the file's name, its
-    first group if it has one: r"^(P\d+)" makes P07_session2_happy.jpg participant P07), and how
-    many rows matched no participant (each then a group of its own). One line when the pattern is
-    no regular expression or matches no file name."""
+    first group if it has one: r"^(P\d+)" makes P07_session2_happy.jpg participant P07), and the
+    participants' names. One line when the pattern is no regular expression or leaves a file name
+    without a participant (its child's other photos could then fall on the other side)."""
     import re
 
     try:
         regex = re.compile(pattern)
     except re.error as exc:
-        raise FerError(f"--group-by {pattern!r} is not a regular expression ({exc}); e.g. '^(P\\d+)'") from None
+        raise FerError(f"--group-by '{pattern}' is not a regular expression ({exc}); e.g. '^(P\\d+)'") from None
     names = [os.path.basename(str(f)) for f in ts.table["file"].iloc[ts.index]] if "file" in ts.table.columns \
         else [""] * len(ts.index)
     keys = [m.group(1) if m and regex.groups else m.group(0) if m else None for m in map(regex.search, names)]
-    if all(k is None for k in keys):
-        raise FerError(f"--group-by {pattern!r} matches no file name of {ts.name} (such as {names[0]!r}); "
+    missed = [name for name, k in zip(names, keys) if k is None]
+    if len(missed) == len(names):
+        raise FerError(f"--group-by '{pattern}' matches no file name of {ts.name} (such as {names[0]!r}); "
                        "write it to match the part of each name that names the participant")
-    codes, _ = pd.factorize(pd.Series(keys, dtype=object))
-    alone = codes < 0
-    codes[alone] = codes.max() + 1 + np.arange(int(alone.sum()))
-    return codes, int(alone.sum())
+    if missed:  # each a participant of its own, a child's other photos could fall on the other side
+        shown = ", ".join(repr(m) for m in missed[:3]) + (f" and {len(missed) - 3:,} more" if len(missed) > 3 else "")
+        raise FerError(f"--group-by '{pattern}' names no participant in {len(missed):,} of {len(names):,} file names "
+                       f"({shown}): their children's photos could be fitted and held out alike; write it to match "
+                       "every name, or leave those files out")
+    codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
+    return codes, [str(u) for u in uniques]
 
 
 def _plan_by_participant(ts: au_table.TrainingSet, holdout: float, seed: int, max_rows: int,
@@ -797,18 +801,20 @@ def _plan_by_participant(ts: au_table.TrainingSet, holdout: float, seed: int, ma
     """``plan_fit`` with each participant's photos wholly fitted or wholly held out (``group_by``):
     a lab's photos of one child on both sides had the held-out score flatter the model, as a
     video's frames did. Its inner cross-validation keeps participants apart too."""
-    groups, alone = participant_groups(ts, pattern)
+    groups, names = participant_groups(ts, pattern)
     split = grouped_split(ts.y, groups, holdout, seed, need_group=False)
-    people = len(np.unique(groups))
+    people = len(names)
     if split is None:
-        raise AUTableError(f"{ts.name}: cannot hold out whole participants (--group-by {pattern!r}, "
-                           f"{people:,} of them) with every emotion on both sides; add participants, hold out a "
-                           "larger share, or train fewer emotions")
+        shown = ", ".join(names[:6]) + (" …" if len(names) > 6 else "")
+        raise AUTableError(f"{ts.name}: cannot hold out whole participants (--group-by '{pattern}': {people:,} of "
+                           f"them, {shown}) with every emotion on both sides; add participants, hold out a larger "
+                           "share, or train fewer emotions")
     fit, test = split
     held = len(np.unique(groups[test]))
-    note = (f"whole participants held out (--group-by {pattern!r}): {held:,} of {people:,}, {len(test):,} of "
-            f"{len(ts.y):,} faces ({len(test) / len(ts.y):.0%}), none with photos on both sides"
-            + (f"; {alone:,} file names matched no participant, each a participant of its own" if alone else ""))
+    note = (f"whole participants held out (--group-by '{pattern}'): {held:,} of {people:,}, {len(test):,} of "
+            f"{len(ts.y):,} faces ({len(test) / len(ts.y):.0%}), none with photos on both sides; the interval "
+            "counts each photo as independent, which photos of one child are not: with few participants it is "
+            "too narrow")
     every = np.arange(len(ts.y))
     return FitPlan(stratified_cap(fit, ts.y, max_rows, seed), test, stratified_cap(every, ts.y, max_rows, seed),
                    len(ts.y), max_rows, seed, 0, 0, groups, note, None)
@@ -951,7 +957,7 @@ def held_out_description(source: str, holdout: float, seed: int | None, videos: 
     a table of videos (``FitPlan.videos``) or participants (``group_by``) how they were split."""
     how = "stratified" + (f", seed {seed}" if seed is not None else "")
     if group_by is not None:
-        how += f"; whole participants, --group-by {group_by!r}"
+        how += f"; whole participants, --group-by '{group_by}'"
     if isinstance(videos, dict) and videos.get("whole"):
         return (f"{videos['held_out_share']:.0%} of {source} held out from fitting as whole videos ({videos['held_out']:,} "
                 f"of {videos['videos']:,}; {how})")
