@@ -191,6 +191,7 @@ def test_a_photo_without_a_face_found_is_searched_turned_over_too():
 
     rng = np.random.default_rng(0)
     marks = np.column_stack([rng.uniform(40, 100, 478), rng.uniform(50, 120, 478), rng.uniform(-5, 5, 478)])
+    marks[[33, 133], :2], marks[[362, 263], :2] = (55, 70), (85, 70)  # eyes level: a face upright as found
     upright = Face(box=(40.0, 50.0, 60.0, 70.0), confidence=0.9, landmarks=marks)
 
     class Analyzer:
