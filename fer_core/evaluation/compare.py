@@ -489,6 +489,9 @@ def evaluate_images(predictor: Predictor, items: Sequence[LabeledImage], workers
 SCORE_CHUNK_ROWS = 20_000  # faces predicted at once when scoring an AU table
 
 
+LEARNED_CHUNK_ROWS = 50_000
+
+
 def learned_rows_note(predictor: Predictor, table: pd.DataFrame) -> str | None:
     """``Comparison.learned_notes`` for an AU table: how many of its measured faces (first faces,
     as scored) the AU model was fitted on, by their fingerprints; None when none, or when the model
@@ -501,7 +504,9 @@ def learned_rows_note(predictor: Predictor, table: pd.DataFrame) -> str | None:
     scored = au_table.labels_of(table).isin(list(predictor.classes)).to_numpy() if "label" in table.columns \
         else np.ones(len(table), dtype=bool)  # the rows it scores: of the emotions it predicts
     rows = np.flatnonzero(au_table.first_face_mask(table) & au_table.measured(table).to_numpy() & scored)
-    k = faces_learned_from(predictor, au_table.values(table, rows)) if len(rows) else 0
+    # a chunk at a time: a million rows' AUs at once (and their rounded copies) passed 800 MB
+    k = sum(faces_learned_from(predictor, au_table.values(table, rows[i:i + LEARNED_CHUNK_ROWS]))
+            for i in range(0, len(rows), LEARNED_CHUNK_ROWS))
     return t("notes.learned_from", model=predictor.name, k=f"{k:,}", n=f"{len(rows):,}") if k else None
 
 
