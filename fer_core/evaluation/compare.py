@@ -73,7 +73,7 @@ class Comparison:
     answers_from_cache: dict[str, int] = field(default_factory=dict)
     # the AU models that learned from another source's AUs than the images were measured with
     other_au_source: list[Predictor] = field(default_factory=list, repr=False)
-    # per AU model, how many of the faces scored it was fitted on (``faces_learned_from``), and of how many
+    # per AU model, how many of the faces scored it was fitted on (by their fingerprints), and of how many
     learned_from: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def path_of(self, file: str) -> Path:
@@ -394,20 +394,22 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
                 failed.append(f"{p.name}: could not run ({one_line(exc)})")
                 gave_up.add(p.name)
 
-    from ..predictors.au_models import faces_learned_from, fitted_fingerprints
+    from ..predictors.au_models import au_fingerprints, fitted_fingerprints
 
-    learned = {p.name: [0, 0] for p in predictors if p.inputs == "aus" and fitted_fingerprints(p) is not None}
+    prints = {p.name: fp for p in predictors if p.inputs == "aus" and (fp := fitted_fingerprints(p)) is not None}
+    learned = {name: [0, 0] for name in prints}
 
     def count_learned(prepared: PreparedFaces) -> None:
         """Per AU model that keeps its training faces' fingerprints, how many faces measured here it
         was fitted on (``learned_from``)."""
         measured = [f.aus for f in prepared.faces
                     if f.found and f.aus is not None and not np.isnan(f.aus).all()] if learned else []
-        for name in learned:
-            learned[name][0] += faces_learned_from(by_name[name], np.stack(measured)) if measured else 0
+        if not measured:
+            return
+        mine = au_fingerprints(np.stack(measured))  # once, whatever the number of models
+        for name, fitted in prints.items():
+            learned[name][0] += int(np.isin(mine, fitted).sum())
             learned[name][1] += len(measured)
-
-    by_name = {p.name: p for p in predictors}
     try:  # the answers of each model that finished are kept, also when a click on the page stops the run
         for c, part in enumerate(parts):
             before = sum(len(q) for q in parts[:c])
@@ -499,13 +501,14 @@ def learned_rows_note(predictor: Predictor, table: pd.DataFrame) -> str | None:
     from .. import au_table
     from ..predictors.au_models import faces_learned_from, fitted_fingerprints
 
-    if fitted_fingerprints(predictor) is None or not set(au_table.AU_COLUMNS) <= set(table.columns):
+    prints = fitted_fingerprints(predictor)
+    if prints is None or not set(au_table.AU_COLUMNS) <= set(table.columns):
         return None
     scored = au_table.labels_of(table).isin(list(predictor.classes)).to_numpy() if "label" in table.columns \
         else np.ones(len(table), dtype=bool)  # the rows it scores: of the emotions it predicts
     rows = np.flatnonzero(au_table.first_face_mask(table) & au_table.measured(table).to_numpy() & scored)
     # a chunk at a time: a million rows' AUs at once (and their rounded copies) passed 800 MB
-    k = sum(faces_learned_from(predictor, au_table.values(table, rows[i:i + LEARNED_CHUNK_ROWS]))
+    k = sum(faces_learned_from(prints, au_table.values(table, rows[i:i + LEARNED_CHUNK_ROWS]))
             for i in range(0, len(rows), LEARNED_CHUNK_ROWS))
     return t("notes.learned_from", model=predictor.name, k=f"{k:,}", n=f"{len(rows):,}") if k else None
 

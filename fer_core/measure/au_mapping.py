@@ -27,17 +27,24 @@ _UPPER_LIP_TOP = 0
 _INNER_LIPS = (13, 14)
 
 
+def eye_line(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(the point between the eyes, the vector from the right eye to the left, its angle in radians:
+    0 for a face upright in the picture, about +-pi/2 for one lying on its side)."""
+    pts = np.asarray(landmarks, dtype=np.float64)[:, :2]
+    right = pts[list(_RIGHT_EYE)].mean(axis=0)
+    left = pts[list(_LEFT_EYE)].mean(axis=0)
+    axis = left - right
+    return (right + left) / 2, axis, float(np.arctan2(axis[1], axis[0]))
+
+
 def geometry_features(landmarks: np.ndarray) -> dict[str, float]:
     """Pose-normalised distances: 2D-aligned so the eyes are level, in units of eye distance.
 
     y grows downwards, so a *smaller* ``lower_lid_y`` means the lower lids rose (cheek raiser).
     """
     pts = np.asarray(landmarks, dtype=np.float64)[:, :2]
-    right = pts[list(_RIGHT_EYE)].mean(axis=0)
-    left = pts[list(_LEFT_EYE)].mean(axis=0)
-    centre, axis = (right + left) / 2, left - right
+    centre, axis, angle = eye_line(pts)
     iod = float(np.hypot(*axis)) or 1.0
-    angle = np.arctan2(axis[1], axis[0])
     rot = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
     a = (pts - centre) @ rot.T / iod
 

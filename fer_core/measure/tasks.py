@@ -79,9 +79,7 @@ def _roll(landmarks) -> float | None:
     its side); None without landmarks."""
     if landmarks is None or len(landmarks) <= max(au_mapping._LEFT_EYE):
         return None
-    points = np.asarray(landmarks, dtype=float)[:, :2]
-    axis = points[list(au_mapping._LEFT_EYE)].mean(axis=0) - points[list(au_mapping._RIGHT_EYE)].mean(axis=0)
-    return float(np.degrees(np.arctan2(axis[1], axis[0])))
+    return float(np.degrees(au_mapping.eye_line(landmarks)[2]))
 
 
 def _upright(landmarks) -> bool:
@@ -140,7 +138,7 @@ def quarter_turned_back(m: FaceMeasurement, k: int, width: int, height: int) -> 
         box = (y, height - (x + bw), bh, bw)
     landmarks = None
     if m.landmarks is not None:
-        turned = np.array(m.landmarks, dtype=float, copy=True)
+        turned = np.asarray(m.landmarks, dtype=float)
         landmarks = turned.copy()
         if k == 1:
             landmarks[:, 0], landmarks[:, 1] = width - turned[:, 1], turned[:, 0]

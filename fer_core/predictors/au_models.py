@@ -642,13 +642,10 @@ def fitted_fingerprints(predictor: object) -> np.ndarray | None:
     return np.frombuffer(raw, dtype="<u4") if raw and len(raw) % 4 == 0 else None
 
 
-def faces_learned_from(predictor: object, aus: np.ndarray) -> int:
-    """How many rows of ``aus`` (17 AUs each) are faces ``predictor`` was fitted on (0 when it keeps
-    no fingerprints)."""
-    prints = fitted_fingerprints(predictor)
-    if prints is None or not len(aus):
-        return 0
-    return int(np.isin(au_fingerprints(aus), prints).sum())
+def faces_learned_from(prints: np.ndarray, aus: np.ndarray) -> int:
+    """How many rows of ``aus`` (17 AUs each) are among the fitted faces ``prints``
+    (``fitted_fingerprints``, decoded once by the caller)."""
+    return int(np.isin(au_fingerprints(aus), prints).sum()) if len(aus) else 0
 
 
 @dataclass(frozen=True)
