@@ -35,7 +35,7 @@ run: $(VENV)/.runtime
 ## Run the whole test suite: lint, then pytest (installs test dependencies and Debian's chromium when missing).
 test: $(VENV)/.dev browser
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=30 $(PYTEST_ARGS)
 
 ## Debian's chromium for the end-to-end test; skipped quietly when it cannot be installed.
 browser:
