@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import fileio
-from .errors import FerError, OutputFileError, StoppedBeforeAnEpoch, one_line, printable
+from .errors import FerError, ModelNotFoundError, OutputFileError, StoppedBeforeAnEpoch, one_line, printable
 
 DEFAULT_MODEL = "au-logreg-fer2013"
 
@@ -1508,6 +1508,7 @@ def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list,
     from .emotions import parse_classes
     from .images import scan_images
     from .manifest import read_manifest
+    from .predictors.registry import find_entry
 
     refs = _model_refs(args.models or [])
     if not refs:  # the manifest's models, and those of entries it could not read (each then said why)
@@ -1518,6 +1519,13 @@ def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list,
                 print(f"model left out: {printable(line)}", file=sys.stderr)
     if not refs:
         raise FerError("no models: train one or pass --models")
+    for ref in refs:  # a typo stops the run now, not after every image is measured for the others
+        try:
+            find_entry(ref)
+        except ModelNotFoundError:
+            raise
+        except FerError:  # a broken file or manifest entry: said after the other models ran
+            pass
     classes = parse_classes(args.classes) if args.classes else None
     listing = scan_images(args.images)  # every emotion: those left out by --classes are counted too
     for line in listing.skipped_lines:

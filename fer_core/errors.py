@@ -21,6 +21,11 @@ class ModelFileError(FerError):
     """A model file is missing, corrupt, of the wrong kind or fails its checksum."""
 
 
+class ModelNotFoundError(ModelFileError):
+    """No model of that name in the manifest and no file at that path: a typo, known before any
+    image is measured (``compare`` refuses it up front; a broken file is said after the others ran)."""
+
+
 class AUTableError(FerError):
     """A table lacks the AU columns or labels it needs."""
 

@@ -202,6 +202,25 @@ def test_unknown_model_is_one_line_error(capsys, astronaut_jpeg):
     assert code == 2 and err.startswith("error: model 'nope' not found") and err.count("\n") == 1
 
 
+def test_a_mistyped_model_stops_compare_and_mask_report_before_any_image_is_measured(capsys, fer_sample,
+                                                                                     monkeypatch):
+    """A cluster job with a typo in --models measured every image for the other models, then failed:
+    the allocation was spent and the workflow manager deleted the outputs."""
+    import fer_core.evaluation.compare as compare_module
+    import fer_core.evaluation.mask_report as mask_module
+
+    def measured(*args, **kwargs):
+        raise AssertionError("measured before the model names were checked")
+
+    monkeypatch.setattr(compare_module, "run_comparison", measured)
+    monkeypatch.setattr(mask_module, "run_mask_report", measured)
+    for command in ("compare", "mask-report"):
+        code, out, err = run_cli(capsys, command, "--images", fer_sample, "--models", "au-logreg-fer2013,cnn-fer213")
+        assert code == 2 and out == ""
+        assert err.startswith("error: model 'cnn-fer213' not found: did you mean 'cnn-fer2013'?"), err
+        assert err.count("\n") == 1
+
+
 def test_predict_au_table_answers_every_row_in_place_without_reading_images(capsys, tmp_path):
     """A long video's or a big folder's AU table: the CLI stopped at AUs (emotions over time only
     in the dashboard, for five minutes). Every row gets the model's emotion, probabilities and AU

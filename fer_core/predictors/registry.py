@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import config
 from ..emotions import normalize_emotion
-from ..errors import FerError, ModelFileError, OutputFileError, one_line, printable
+from ..errors import FerError, ModelFileError, ModelNotFoundError, OutputFileError, one_line, printable
 from ..fileio import remove_stale_parts, write_error
 from ..manifest import (
     Metrics,
@@ -166,8 +166,12 @@ def find_entry(ref: str | ModelEntry, models_dir: Path | None = None) -> ModelEn
         return registered_as(path, entries) or ModelEntry(name=name_for_path(path), kind=kind_for_path(path),
                                                            path=str(path.resolve()), classes=())
     unusable = config.models_dir_unusable() if models_dir is None else ""
+    import difflib
+
+    close = difflib.get_close_matches(ref, [e.name for e in entries], n=1, cutoff=0.6)
     names = ", ".join(e.name for e in entries) or ("none" + (f" ({unusable})" if unusable else ""))
-    raise ModelFileError(f"model {ref!r} not found: give a file path or one of: {names}")
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ModelNotFoundError(f"model {ref!r} not found: {hint}give a file path or one of: {names}")
 
 
 # The names every Teachable Machine download gives its files: two exports given by path were
