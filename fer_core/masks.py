@@ -288,6 +288,27 @@ HIDDEN_AUS: tuple[str, ...] = ("AU09", "AU10", "AU12", "AU14", "AU15", "AU17", "
 VISIBLE_AUS: tuple[str, ...] = tuple(c for c in AU_CODES if c not in HIDDEN_AUS)  # the upper face
 
 
+MASK_SHIFT_SHOWN = 0.5  # a visible AU that moves this much under the drawn mask is named on its face
+
+
+def shifted_by_mask(bare: dict[str, float], masked: dict[str, float],
+                    threshold: float = MASK_SHIFT_SHOWN) -> list[tuple[str, float, float]]:
+    """(AU code, bare value, masked value) of each AU the mask leaves visible whose reading moved by
+    ``threshold`` or more: the face did not move, the drawn mask changed how it is measured (the
+    brows read higher, the cheeks lower on average, by ``bench/mask_effect.py``), so an explanation
+    that names it under the mask names the mask. Largest move first; AUs unknown on either side are
+    left out. Keys are AU codes or ``AUxx_r`` columns, alike in both."""
+    moved = []
+    for code in VISIBLE_AUS:
+        key = next((k for k in (code, f"{code}_r") if k in bare and k in masked), None)
+        if key is None:
+            continue
+        before, after = float(bare[key]), float(masked[key])
+        if np.isfinite(before) and np.isfinite(after) and abs(after - before) >= threshold:
+            moved.append((code, before, after))
+    return sorted(moved, key=lambda m: -abs(m[2] - m[1]))
+
+
 @dataclass
 class MaskedMeasure:
     """One image with its faces measured, a mask drawn on each, and measured again."""

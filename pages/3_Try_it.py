@@ -32,7 +32,8 @@ from fer_core.figures import plots
 from fer_core.fileio import csv_bytes
 from fer_core.i18n import FONT_FAMILY, current_language, emotion_label, message, t
 from fer_core.images import crop_shaped
-from fer_core.masks import MASK_NOT_PLACED_REASON, STYLES, mark_options
+from fer_core.au_table import au_label
+from fer_core.masks import MASK_NOT_PLACED_REASON, STYLES, mark_options, shifted_by_mask
 from fer_core.pipeline import (
     NO_FACE_MESSAGE,
     ModelOutput,
@@ -232,7 +233,7 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
         if face.face.masked:  # a file the mask command wrote: what the mask hides is unknown, not read off it
             from fer_core.masks import HIDDEN_AUS
 
-            st.caption(t("try_it.marked_masked") + " " + t("try_it.hidden_by_mask", aus=", ".join(HIDDEN_AUS)))
+            st.caption(t("try_it.marked_masked") + " " + t("try_it.hidden_by_mask", aus=", ".join(au_label(c) for c in HIDDEN_AUS)))
         if face.method == "crop":  # no detection: a cup or the moon measured whole reads as a face too
             st.warning(t("try_it.whole_picture"), icon=":material/help:")
         elif face.method == TURNED_UPRIGHT:
@@ -339,10 +340,15 @@ def show_masked(result, model, model_key: str, style: str, slot: int, others: li
                           after=emotion_label(b.emotion), p_after=_percent(b.probabilities[b.emotion]))
             st.markdown(t("try_it.mask_changes", **values) if b.emotion != a.emotion
                         else t("try_it.mask_stays", **values))
+            show_close_call(b.probabilities)
             st.markdown(b.sentence[0].upper() + b.sentence[1:])
             unknown = b.extra.get("unknown_aus", [])
             if unknown:
-                st.caption(t("try_it.hidden_by_mask", aus=", ".join(unknown)))
+                st.caption(t("try_it.hidden_by_mask", aus=", ".join(au_label(c) for c in unknown)))
+            shifted = shifted_by_mask(a.extra.get("aus_network") or before.aus, b.extra.get("aus_network") or after.aus)
+            if shifted:  # the brows read higher under a drawn mask: a reason named for that is the mask's
+                st.caption(t("try_it.mask_shifted", aus=", ".join(f"{au_label(c)} {x:.1f} → {y:.1f}"
+                                                                  for c, x, y in shifted)))
             for entry, out in others or []:
                 st.markdown(masked_other_line(result, entry, out, i, after.face, (model_key, style)))
             chart(st, plots.probability_bars(b.probabilities, title=t("try_it.masked_proba_title")),
@@ -388,8 +394,12 @@ def masked_other_line(result, entry, out: ModelOutput, i: int, face, masked_key:
     if isinstance(before, str) or isinstance(after, str):
         return shown_literally(message(after if isinstance(after, str) else before))
     a, b = max(before, key=before.get), max(after, key=after.get)
-    return t("try_it.mask_other", model=shown_literally(entry.name), before=emotion_label(a), p_before=_percent(before[a]),
+    line = t("try_it.mask_other", model=shown_literally(entry.name), before=emotion_label(a), p_before=_percent(before[a]),
              after=emotion_label(b), p_after=_percent(after[b]))
+    runner_up = close_call(after)
+    if runner_up:  # a masked answer is the least sure: said as under the bare face's answer
+        line += " " + t("try_it.close_call_short", runner=emotion_label(runner_up[0]), p=_percent(runner_up[1]))
+    return line
 
 
 def face_table(photo: dict) -> pd.DataFrame:

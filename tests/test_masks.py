@@ -275,8 +275,23 @@ def test_try_it_mask_switch_shows_how_the_prediction_changes(models_dir, astrona
     said = texts(at.markdown)
     assert any(m.startswith("Without a mask: **happy**") for m in said)
     assert any(m.startswith("**With a mask**") for m in said)
-    assert any("Hidden by the mask" in c and "AU12" in c for c in texts(at.caption))
+    captions = texts(at.caption)
+    assert any("Hidden by the mask" in c and "AU12 lip corner puller" in c for c in captions)
     assert len(at.image) == 2, "the face, and the same face masked"
+    # the masked answer is the least sure (happy 28 %, surprise 22 %): said as under the bare one
+    assert any(c.startswith("A close call") for c in captions), captions
+    # the drawn mask lifts the brows' reading (AU01 0.0 -> 1.5): a reason named for it is the mask's
+    assert any(c.startswith("The mask changed how these are measured") and "AU01 inner brow raiser 0.0 →" in c
+               for c in captions), captions
+
+
+def test_the_aus_a_drawn_mask_moves_are_named_largest_first():
+    from fer_core.masks import shifted_by_mask
+
+    bare = {"AU01_r": 0.0, "AU06_r": 1.0, "AU07_r": 1.2, "AU45_r": 0.3, "AU12_r": 4.8}
+    masked = {"AU01_r": 1.46, "AU06_r": 0.0, "AU07_r": 1.0, "AU45_r": float("nan"), "AU12_r": float("nan")}
+    assert shifted_by_mask(bare, masked) == [("AU01", 0.0, 1.46), ("AU06", 1.0, 0.0)]
+    assert shifted_by_mask({"AU04": 2.0}, {"AU04": 1.4}) == [("AU04", 2.0, 1.4)]  # codes as keys too
 
 
 def test_the_bottleneck_network_does_not_read_aus_off_the_mask(faces):
