@@ -1778,7 +1778,7 @@ def cmd_compare(args) -> int:
         print(f"tables -> {printable(args.tables)}", file=sys.stderr)
     if args.report:
         try:
-            _write_compare_report(args, comparison, refs)
+            _write_compare_report(args, comparison, refs, items)
         except OutputFileError as exc:
             unwritten.append(exc)
     if args.json:
@@ -1834,7 +1834,7 @@ def _say_answers_kept(comparison) -> None:
               file=sys.stderr)
 
 
-def _write_compare_report(args, comparison, refs: list[str] | None = None) -> None:
+def _write_compare_report(args, comparison, refs: list[str] | None = None, items: Sequence | None = None) -> None:
     """compare --report: the dashboard's HTML report, with the manifest entries of the models
     given (``registered_entries``; ``refs``: --models as given, else the manifest's models)."""
     from .evaluation.report import ReportSettings, comparison_report_html, registered_entries, write_report
@@ -1842,7 +1842,8 @@ def _write_compare_report(args, comparison, refs: list[str] | None = None) -> No
     if refs is None:
         refs = _model_refs(getattr(args, "models", None) or [])
     entries = registered_entries(refs, comparison.names)
-    settings = ReportSettings.now(f"{args.images} (python -m fer_core compare)", args.images)
+    settings = ReportSettings.now(f"{args.images} (python -m fer_core compare)", args.images,
+                                  paths=None if items is None else [it.path for it in items])
     path = write_report(args.report, comparison_report_html(comparison, settings, entries, lang=args.lang,
                                                             faces=not args.no_faces))
     print(f"report: {printable(str(path))}", file=sys.stderr)

@@ -21,7 +21,9 @@ from . import config
 from .errors import FerError
 
 DISTRIBUTION = "fer-workbench"  # pyproject.toml's [project] name
-VERSIONS_OF = ("numpy", "pandas", "scikit-learn", "interpret", "plotly", "mediapipe", "tensorflow", "streamlit")
+# ai-edge-litert computes the bundled CNNs' answers (their .tflite twins); tensorflow trains them
+VERSIONS_OF = ("numpy", "pandas", "scikit-learn", "interpret", "plotly", "mediapipe", "tensorflow", "ai-edge-litert",
+               "streamlit")
 
 
 def workbench_version() -> str:
@@ -49,9 +51,12 @@ def installed_versions() -> dict[str, str]:
 @lru_cache(maxsize=1)
 def source_commit() -> str | None:
     """The git commit of the checkout this code runs from, with ``+modified`` when tracked files
-    differ from it; None outside a git checkout (an installed copy) or without git."""
+    differ from it; None outside a git checkout (an installed copy) or without git. A checkout
+    another user owns (an admin's install on a cluster) is read too, where git refused it as
+    "dubious ownership", and git's index is left as it was (no lock, no refresh written)."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(config.REPO_ROOT), *args], capture_output=True, text=True,
+        return subprocess.run(["git", "--no-optional-locks", "-c", f"safe.directory={config.REPO_ROOT}",
+                               "-C", str(config.REPO_ROOT), *args], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
 
     if not (config.REPO_ROOT / ".git").exists():
@@ -82,8 +87,8 @@ def provenance(command: str, models: Mapping[str, str | None] = (), test_set: Ma
     SHA-256 (None for one that is no single file, such as a Teachable Machine folder); with
     ``test_set`` (``test_set_record``), the images scored (or the AU table) and, ``measured``, how
     their faces were measured."""
-    out = {"workbench": workbench_version(), "commit": source_commit(), "command": command, "cwd": os.getcwd(),
-           "versions": installed_versions(), "models": dict(models)}
+    out = {"workbench": workbench_version(), "commit": source_commit(), "code_sha256": code_digest(),
+           "command": command, "cwd": os.getcwd(), "versions": installed_versions(), "models": dict(models)}
     if test_set is not None:
         out["test_set"] = dict(test_set)
         if measured:

@@ -26,13 +26,13 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from fer_core.au_table import au_label
 from fer_core.emotions import close_call
 from fer_core.errors import FerError, one_line
 from fer_core.figures import plots
 from fer_core.fileio import csv_bytes
 from fer_core.i18n import FONT_FAMILY, current_language, emotion_label, message, t
 from fer_core.images import crop_shaped
-from fer_core.au_table import au_label
 from fer_core.masks import MASK_NOT_PLACED_REASON, STYLES, mark_options, shifted_by_mask
 from fer_core.pipeline import (
     NO_FACE_MESSAGE,

@@ -405,7 +405,8 @@ def main() -> None:
                                 "passed_over": dataset_listing(root).skipped_lines,  # for the left-out CSV
                                 "signature": current, "models": list(models),
                                 "settings": ReportSettings.now(description.plain(), root,
-                                                               temporary=folder is not None),
+                                                               temporary=folder is not None,
+                                                               paths=[it.path for it in items]),
                                 "folder": folder}
                     st.session_state["cmp_result"] = previous
     except FerError as exc:

@@ -1291,6 +1291,21 @@ def test_compare_gives_its_results_when_one_of_its_files_cannot_be_written(tmp_p
     assert err.strip().splitlines()[-1] == f"error: {tmp_path / 'r.html'}: could not be written (File too large); it was not written"
 
 
+def test_compare_report_records_what_its_json_provenance_records(tmp_path, fer_sample, capsys):
+    """A reproducibility audit: the report named the test set only by its folder, without the
+    images' digest, the measurement's version or the landmarker's checksum the JSON kept, and the
+    JSON did not name ai-edge-litert, which computes the bundled CNNs' answers."""
+    code = main(["compare", "--images", str(fer_sample), "--models", BUNDLED_AU_MODEL, "--workers", "1", "--json",
+                 "--report", str(tmp_path / "r.html")])
+    made = json.loads(capsys.readouterr().out)["provenance"]
+    html = (tmp_path / "r.html").read_text()
+    assert code == 0
+    assert made["test_set"]["sha256"] in html and f"({made['test_set']['files']:,} images" in html
+    assert made["measurement"]["version"] in html and made["measurement"]["landmarker_sha256"] in html
+    assert made["code_sha256"] in html and re.fullmatch("[0-9a-f]{64}", made["code_sha256"])
+    assert "ai-edge-litert" in made["versions"]
+
+
 def test_compare_names_every_output_file_it_could_not_write(tmp_path, fer_sample, capsys):
     """A CSV that could not be written made compare skip its report without a word (a code review)."""
     code = main(["compare", "--images", str(fer_sample), "--models", BUNDLED_AU_MODEL, "--workers", "1", "--json",

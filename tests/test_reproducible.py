@@ -7,6 +7,7 @@ import os
 import random
 import re
 import shutil
+import subprocess
 from functools import partial
 from pathlib import Path
 
@@ -251,3 +252,29 @@ def test_a_json_result_says_what_produced_it(tmp_path, capsys):
     assert made["workbench"] and made["versions"]["numpy"] and made["cwd"] == os.getcwd()
     if (config.REPO_ROOT / ".git").exists() and shutil.which("git"):
         assert re.fullmatch(r"[0-9a-f]{40}(\+modified)?", made["commit"]), made["commit"]
+
+
+@pytest.mark.skipif(not shutil.which("git") or os.geteuid() != 0, reason="needs git, and root to hand a checkout to another user")
+def test_the_commit_is_recorded_from_a_checkout_another_user_owns_and_its_index_is_left_alone(tmp_path, monkeypatch):
+    """A cluster admin installs the workbench; a lab's jobs run it as another user. git refused the
+    checkout as "dubious ownership", and every result's commit was null without a word."""
+    from fer_core import config, provenance
+
+    checkout = tmp_path / "install"
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+    (checkout / "a.py").write_text("x = 1\n")
+    subprocess.run(["git", "-C", str(checkout), "add", "a.py"], check=True)
+    subprocess.run(["git", "-C", str(checkout), "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "a"],
+                   check=True)
+    head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    os.utime(checkout / "a.py")  # a stat change git's status would write back into its index
+    index_before = (checkout / ".git" / "index").read_bytes()
+    subprocess.run(["chown", "-R", "1234:1234", str(checkout)], check=True)
+    monkeypatch.setattr(config, "REPO_ROOT", checkout)
+    provenance.source_commit.cache_clear()
+    try:
+        assert provenance.source_commit() == head
+    finally:
+        provenance.source_commit.cache_clear()
+    assert (checkout / ".git" / "index").read_bytes() == index_before

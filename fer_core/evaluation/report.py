@@ -21,7 +21,14 @@ import pandas as pd
 from ..errors import FerError
 from ..i18n import FONT_FAMILY, embedded_font_css, emotion_label, t, using_language
 from ..manifest import ModelEntry
-from ..provenance import installed_versions, source_commit, workbench_version
+from ..provenance import (
+    code_digest,
+    installed_versions,
+    measurement_record,
+    source_commit,
+    test_set_record,
+    workbench_version,
+)
 from .compare import Comparison
 
 THUMB_PX = 64  # thumbnails: FER crops are 48 px, shown a little larger
@@ -39,14 +46,23 @@ class ReportSettings:
     # ``root`` is a folder of the session (a drawn set's, an unpacked zip's), named at random and
     # gone when the session ends: not shown, so two reports of the same set read the same.
     temporary: bool = False
+    # as compare --json's provenance: the images' digest (``test_set_record``), how faces were
+    # measured, and the workbench code's own digest (an install without git has no commit)
+    test_set_record: dict = field(default_factory=dict)
+    measurement: dict = field(default_factory=dict)
+    code_sha256: str = ""
 
     @classmethod
-    def now(cls, test_set: str, root: str | Path | None = None, temporary: bool = False) -> "ReportSettings":
-        """The settings of a comparison run just now: the time (UTC) and the installed versions."""
+    def now(cls, test_set: str, root: str | Path | None = None, temporary: bool = False,
+            paths: Sequence[str | Path] | None = None) -> "ReportSettings":
+        """The settings of a comparison run just now on the images at ``paths``: the time (UTC), the
+        installed versions, and the record a JSON result's provenance keeps."""
         commit = source_commit()
         versions = {"fer_core": workbench_version() + (f" ({commit})" if commit else ""), **installed_versions()}
         return cls(test_set=test_set, root=str(root) if root is not None else None,
-                   created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), versions=versions, temporary=temporary)
+                   created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), versions=versions, temporary=temporary,
+                   test_set_record=test_set_record(paths, root) if paths is not None else {},
+                   measurement=measurement_record(), code_sha256=code_digest())
 
 
 def registered_entries(refs: Sequence[str], names: Sequence[str]) -> dict[str, ModelEntry | None]:
@@ -231,6 +247,14 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
         for name, emotions in comparison.cannot_predict.items():  # its 0 on them is no measurement
             settings_rows.append((t("report.cannot_predict", model=name), ", ".join(map(emotion_label, emotions))))
         settings_rows.append((t("report.versions"), ", ".join(f"{k} {v}" for k, v in settings.versions.items())))
+        if settings.test_set_record:  # as compare --json records it: the same images give the same digest
+            settings_rows.append((t("report.test_set_sha256"), t("report.test_set_sha256_value",
+                                                                 n=f"{settings.test_set_record['files']:,}",
+                                                                 sha=settings.test_set_record["sha256"])))
+        if settings.measurement:
+            settings_rows.append((t("report.measurement"), t("report.measurement_value", **settings.measurement)))
+        if settings.code_sha256:
+            settings_rows.append((t("report.code_sha256"), settings.code_sha256))
         models = "".join(_model_section(name, comparison.kinds.get(name, ""), by_name.get(name), faces)
                          for name in comparison.names)
         failed = "".join(f'<p class="note">{_e(line)}</p>' for line in comparison.failed_models)
