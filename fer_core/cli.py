@@ -90,6 +90,10 @@ def _resume_hint(args) -> str:
                        or (args.func in (cmd_evaluate, cmd_compare) and getattr(args, "images", None)))
     local = getattr(args, "engine", "local") == "local" and getattr(args, "backend", "mediapipe") == "mediapipe"
     if measures_folder and local and not getattr(args, "no_cache", False):
+        from .measure.extract import CACHE_DIR_HINT, cache_writable
+
+        if not cache_writable():  # a read-only install's own cache: the same command starts again
+            return f"; nothing measured was kept: the measurement cache cannot be written; {CACHE_DIR_HINT}"
         return "; the faces measured so far are cached, so the same command goes on from there"
     return ""
 

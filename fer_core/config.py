@@ -13,6 +13,15 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: ``taskset``, a cluster job's allocation), not
+    the machine's: two workers on a job given one core shared it, slower than one."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return max(1, os.cpu_count() or 1)
+
+
 def models_dir() -> Path:
     """Folder holding ``manifest.json`` and the model files: $FER_MODELS_DIR, else ``models/``."""
     return Path(os.environ.get("FER_MODELS_DIR") or REPO_ROOT / "models").expanduser()

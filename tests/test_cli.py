@@ -1017,6 +1017,13 @@ def test_ctrl_c_in_a_local_extract_says_the_measurements_are_kept(capsys, tmp_pa
     monkeypatch.setattr(video, "probe_video", stopped)
     code, _, err = run_cli(capsys, "extract", clip, "--out", tmp_path / "clip.csv")
     assert code == 130 and err.strip().endswith("the same command goes on from there")
+    # a cache that cannot be written (a read-only install's own, a file where its folder should be)
+    # kept nothing: a cluster job killed at its time limit was told it would go on from there
+    (tmp_path / "not a folder").write_text("")
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "not a folder" / "cache"))
+    code, _, err = run_cli(capsys, "extract", fer_sample, "--out", tmp_path / "au.csv")
+    assert code == 130 and err.strip() == ("interrupted; nothing measured was kept: the measurement cache cannot be "
+                                           "written; set FER_CACHE_DIR to a folder this user may write")
 
 
 def test_a_closed_terminal_ends_a_run_as_ctrl_c_does(tmp_path, fer_sample):

@@ -270,3 +270,16 @@ def test_a_batch_on_a_pool_let_go_of_meanwhile_leaves_no_workers_behind(let_go):
         with workers._pools_lock:
             for k in [k for k in workers._pools if k[0] == key]:
                 workers._pools.pop(k).close()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux's")
+def test_a_job_given_one_core_measures_with_one_worker_and_one_thread(monkeypatch):
+    """Under ``taskset -c 0`` (a cluster job's one core) two measuring workers of 11 threads each
+    shared the core: os.cpu_count() counts the machine, not what the job may use."""
+    from fer_core.measure.extract import default_workers
+    from fer_core.predictors.lite import lite_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert default_workers() == 1 and lite_threads() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert default_workers() == 2 and lite_threads() == 2

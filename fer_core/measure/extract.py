@@ -120,6 +120,21 @@ def crop_like_no_face(table: pd.DataFrame, root: str | os.PathLike[str]) -> list
     return [f for f in dict.fromkeys(rows["file"]) if looks_like_face_crop(base / f if folder else base)]
 
 
+CACHE_DIR_HINT = "set FER_CACHE_DIR to a folder this user may write"  # a read-only install's own .cache is not
+
+
+def cache_writable(path: Path | None = None) -> bool:
+    """Whether this run can keep what it measures in the cache (``MeasureCache``'s file, or the
+    nearest folder above it that exists): an interrupted command goes on from there only then."""
+    path = Path(path or config.cache_dir() / "measurements.sqlite")
+    if str(path) in MeasureCache.gave_up:
+        return False
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or (existing != path and not existing.is_dir()):  # a file where a folder must go
+        return False
+    return os.access(existing, os.W_OK)
+
+
 class MeasureCache:
     """SQLite cache of face measurements keyed by the file's content hash. A cache that cannot be
     opened, read or written (a read-only or full disk, a damaged or locked file) is a speed-up lost,
@@ -226,7 +241,9 @@ class MeasureCache:
 
     def _give_up(self, exc: Exception) -> None:
         MeasureCache.gave_up.add(str(self.path))
-        log.warning("measurement cache %s not used: %s", printable(str(self.path)), one_line(exc))
+        unwritable = any(w in str(exc).lower() for w in ("readonly", "read-only", "unable to open", "permission"))
+        log.warning("measurement cache %s not used: %s%s", printable(str(self.path)), one_line(exc),
+                    f"; {CACHE_DIR_HINT}" if unwritable else "")
         self.close()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, object]:
@@ -480,4 +497,6 @@ def _run_measurements(paths: list, indices: list[int], workers: int):
 
 
 def default_workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
+    """One measuring worker per usable CPU, up to 2 (the dashboard shares the machine; --workers
+    sets more)."""
+    return min(2, config.usable_cpus())

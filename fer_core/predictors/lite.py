@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import config
 from ..errors import FerError, ModelFileError, one_line
 from .keras_safety import check_lite_tensor_sizes
 
@@ -47,7 +48,7 @@ def lite_threads() -> int:
         value = int(raw) if raw else DEFAULT_THREADS
     except ValueError:
         value = DEFAULT_THREADS
-    return max(1, min(value, os.cpu_count() or 1))
+    return max(1, min(value, config.usable_cpus()))
 
 
 def lite_path(keras_path: str | os.PathLike[str]) -> Path:
