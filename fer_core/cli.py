@@ -1719,11 +1719,10 @@ def cmd_evaluate(args) -> int:
         # every file accounted for, as compare's JSON does it
         extra = {"unreadable": list(comparison.unreadable), "unlabelled": comparison.unlabelled,
                  "never_answers": comparison.never_answers().get(predictor.name, []),
-                 **({"tied": comparison.tied} if comparison.tied else {}),
+                 "tied": dict(comparison.tied),
                  "passed_over": listing.skipped_lines, "several_faces": list(comparison.several_faces),
-                 **({"crops": True} if args.crops else {}),
-                 **({"crop_like_no_face": crop_like} if crop_like else {})}
-    if args.json:
+                 "crops": bool(args.crops), "crop_like_no_face": crop_like}
+    if args.json:  # the same keys whatever the run found: a workflow reads d["skipped"] without a KeyError
         print(json.dumps({**report.to_dict(), **extra,
                           **_provenance(args, [args.model], items if args.images else None, args.images,
                                         table=None if args.images else args.au_table)}))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BUNDLED_AU_MODEL
+from conftest import BUNDLED_AU_MODEL, copy_fer_sample
 
 from fer_core import au_table
 from fer_core.au_table import AU_COLUMNS, TABLE_COLUMNS
@@ -546,7 +546,7 @@ def test_extract_with_openface_docker_says_why_it_cannot_run(capsys, tmp_path, m
 PREDICT_FACE_KEYS = ["face", "box", "confidence", "low_confidence", "aus", "emotion", "probabilities", "top_aus", "against",
                      "sentence", "baseline", "close_call"]
 REPORT_KEYS = ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels", "confusion",
-               "no_face_per_class"]
+               "no_face_per_class", "other_per_class", "skipped", "left_out"]
 
 
 def test_predict_json_keys_and_one_source_of_reasons(capsys, astronaut_jpeg):
@@ -627,7 +627,8 @@ def test_compare_json_keys(capsys, fer_sample, tmp_path):
     assert wrong and report["wrong"]["au-logreg-fer2013"] == wrong
     assert list(report) == ["n", "classes", "models", "mcnemar", "mcnemar_correction", "wrong", "no_face", "skipped",
                             "skipped_classes", "unlabelled", "several_faces", "failed_models", "cannot_predict",
-                            "never_answers", "unscored_answers", "passed_over", "provenance"]
+                            "never_answers", "unscored_answers", "tied", "crops", "crop_like_no_face", "learned_from",
+                            "passed_over", "provenance"]
     assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value", "p_holm",
                                             "accuracy_difference", "accuracy_difference_ci95"]
     assert report["mcnemar_correction"]["pairs"] == 1 and report["mcnemar_correction"]["method"] == "holm"
@@ -1104,6 +1105,7 @@ def test_mask_report_says_a_tiny_p_value_as_below_not_as_zero(capsys, tmp_path, 
                              paired_test=lambda name: McNemarResult("original", "masked", 24, 0, p_values[name],
                                                                     difference=0.6, difference_ci95=(0.45, 0.72)))
     monkeypatch.setattr(mask_report, "run_mask_report", lambda *a, **k: report)
+    monkeypatch.setattr("fer_core.predictors.registry.find_entry", _made_up)  # models made up for the test
     code, out, _ = run_cli(capsys, "mask-report", "--images", tmp_path / "faces", "--models", "tiny-p,large-p")
     rows = {line.split()[0]: line for line in out.splitlines()}
     assert code == 0 and "< 0.0001" in rows["tiny-p"] and "0.0000" not in out
@@ -1313,6 +1315,29 @@ def test_compare_report_records_what_its_json_provenance_records(tmp_path, fer_s
     assert "ai-edge-litert" in made["versions"]
 
 
+def test_evaluate_and_compare_json_keep_the_same_keys_whatever_the_run_found(capsys, fer_sample, fer_val, tmp_path):
+    """A cluster workflow read d["skipped"] and got a KeyError on a folder with nothing skipped:
+    the keys came and went with what each run found."""
+    clean, with_fear = tmp_path / "clean", tmp_path / "with fear"
+    for emotion in ("happy", "sad"):
+        shutil.copytree(Path(fer_sample) / emotion, clean / emotion)
+        shutil.copytree(Path(fer_sample) / emotion, with_fear / emotion)
+    copy_fer_sample(fer_val, with_fear, per_class=2, classes=("fear",))  # a six-emotion model skips them
+    keys = {}
+    for folder in (with_fear, clean):
+        code, out, _ = run_cli(capsys, "evaluate", "--model", BUNDLED_AU_MODEL, "--images", folder, "--workers", "1",
+                               "--json")
+        assert code == 0
+        keys.setdefault("evaluate", []).append(set(json.loads(out)))
+        code, out, _ = run_cli(capsys, "compare", "--models", BUNDLED_AU_MODEL, "--images", folder, "--workers", "1",
+                               "--json")
+        said = json.loads(out)
+        keys.setdefault("compare", []).append(set(said))
+        keys.setdefault("compare model", []).append(set(said["models"][BUNDLED_AU_MODEL]))
+    assert all(a == b for a, b in keys.values()), keys
+    assert {"skipped", "left_out", "other_per_class", "tied", "crops", "crop_like_no_face"} <= keys["evaluate"][1]
+
+
 def test_compare_names_every_output_file_it_could_not_write(tmp_path, fer_sample, capsys):
     """A CSV that could not be written made compare skip its report without a word (a code review)."""
     code = main(["compare", "--images", str(fer_sample), "--models", BUNDLED_AU_MODEL, "--workers", "1", "--json",
@@ -1471,3 +1496,10 @@ def test_train_au_holds_out_whole_participants(capsys, tmp_path):
     code, _, err = run_cli(capsys, "train-au", source, "--group-by", r"^P\d", "--out", tmp_path / "y.json")
     assert code == 2 and "cannot hold out whole participants (--group-by '^P\\d': 2 of them, P0, P1)" in err
     assert "--group-by '^(P\\d+)'" in data["held_out_videos"] and "\\\\d" not in err  # as typed, not doubled
+
+
+def _made_up(ref):
+    """``find_entry`` for a model name a test made up: no file, not a typo (compare checks names first)."""
+    from fer_core.errors import ModelFileError
+
+    raise ModelFileError(f"{ref}: made up for the test")

@@ -99,6 +99,7 @@ def _mask_report_with_a_failed_model(tmp_path, monkeypatch):
                              names=["fine"], empty_classes=[], to_dict=lambda: {"failed_models": [failed]},
                              paired_test=lambda name: McNemarResult("original", "masked", 16, 0, 0.001))
     monkeypatch.setattr(mask_report, "run_mask_report", lambda *a, **k: report)
+    monkeypatch.setattr("fer_core.predictors.registry.find_entry", _made_up)  # models made up for the test
     return tmp_path / "faces", failed
 
 
@@ -391,3 +392,10 @@ def test_try_it_says_why_a_blank_or_animated_upload_has_no_face(astronaut):
     animated = png(grey, format="GIF", save_all=True, append_images=[Image.fromarray(astronaut).resize((200, 200))])
     assert analyze_photo(animated, "a.gif", None).error.startswith(
         "a.gif: no face found in its first frame (a blank picture, one colour): an animated or multi-page image")
+
+
+def _made_up(ref):
+    """``find_entry`` for a model name a test made up: no file, not a typo (compare checks names first)."""
+    from fer_core.errors import ModelFileError
+
+    raise ModelFileError(f"{ref}: made up for the test")

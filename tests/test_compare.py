@@ -249,12 +249,18 @@ def test_compare_cli_scores_seven_emotions_when_asked(capsys, tmp_path, fer_val,
     two = json.loads(out.out)
     assert two["n"] == 4 and two["skipped_classes"] == {e: 2 for e in SEVEN_EMOTIONS if e not in ("happy", "sad")}
     assert "left out (not in --classes): 2 angry, 2 disgust" in out.err
-    # a model that cannot be loaded is left out; the other's results are kept, the failure said (exit 2)
-    assert main(["compare", "--images", str(sample), "--models", f"{BUNDLED_AU_MODEL},no-such-model", "--json"]) == 2
+    # a model file that cannot be loaded is left out; the other's results are kept, the failure said (exit 2)
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a keras file")
+    assert main(["compare", "--images", str(sample), "--models", f"{BUNDLED_AU_MODEL},{broken}", "--json"]) == 2
     out = capsys.readouterr()
     report = json.loads(out.out)
-    assert list(report["models"]) == [BUNDLED_AU_MODEL] and "no-such-model" in report["failed_models"][0]
-    assert "model left out: " in out.err and "no-such-model" in out.err
+    assert list(report["models"]) == [BUNDLED_AU_MODEL] and "broken.keras" in report["failed_models"][0]
+    assert "model left out: " in out.err and "broken.keras" in out.err
+    # a name that is neither registered nor a file is a typo: refused before anything is measured
+    assert main(["compare", "--images", str(sample), "--models", f"{BUNDLED_AU_MODEL},no-such-model", "--json"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.startswith("error: model 'no-such-model' not found")
 
 
 # -- the Compare page (Streamlit AppTest) ---------------------------------------------------------

@@ -189,11 +189,10 @@ class Comparison:
                 "several_faces": list(self.several_faces), "failed_models": list(self.failed_models),
                 "cannot_predict": self.cannot_predict, "never_answers": self.never_answers(),
                 "unscored_answers": self.unscored_answer_counts,
-                **({"tied": self.tied} if self.tied else {}),
-                **({"crops": True} if self.crops else {}),
-                **({"crop_like_no_face": relative(self.crop_like_no_face)} if self.crop_like_no_face else {}),
-                **({"learned_from": {m: k for m, (k, _) in self.learned_from.items() if k}}
-                   if any(k for k, _ in self.learned_from.values()) else {})}
+                # the same keys whatever the run found (empty where nothing was), for a workflow's reader
+                "tied": dict(self.tied), "crops": bool(self.crops),
+                "crop_like_no_face": relative(self.crop_like_no_face),
+                "learned_from": {m: k for m, (k, _) in self.learned_from.items() if k}}
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, names: Sequence[str], classes: Sequence[str], **fields) -> "Comparison":

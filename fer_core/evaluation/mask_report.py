@@ -159,8 +159,8 @@ class MaskReport:
                 "failed_models": list(self.original.failed_models), "reasons_failed": list(self.reasons_failed),
                 # which model reads the masked faces better: each pair on the same masked faces (McNemar, Holm)
                 "masked_pairs": [pair.to_dict() for pair in self.masked.mcnemar],
-                "human_findings": dict(HUMAN_FINDINGS), **({"crops": True} if self.crops else {}),
-                **({"crop_like_no_face": list(self.crop_like_no_face)} if self.crop_like_no_face else {})}
+                "human_findings": dict(HUMAN_FINDINGS), "crops": bool(self.crops),
+                "crop_like_no_face": list(self.crop_like_no_face)}
 
 
 def _not_judged(report) -> dict:

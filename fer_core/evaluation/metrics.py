@@ -62,13 +62,10 @@ class EvaluationReport:
             "per_class": {c: s.to_dict() for c, s in self.per_class.items()},
             "labels": list(self.labels), "confusion": [list(r) for r in self.confusion],
             "no_face_per_class": list(self.no_face_per_class),
+            # always there, empty where nothing was: a script reads d["skipped"] without a KeyError
+            "other_per_class": list(self.other_per_class) or [0] * len(self.labels),
+            "skipped": dict(self.skipped), "left_out": dict(self.left_out),
         }
-        if any(self.other_per_class):
-            out["other_per_class"] = list(self.other_per_class)
-        if self.skipped:
-            out["skipped"] = dict(self.skipped)
-        if self.left_out:
-            out["left_out"] = dict(self.left_out)
         return out
 
     @classmethod
