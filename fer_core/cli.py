@@ -641,6 +641,8 @@ def _add_cnn_commands(sub) -> None:
                    "for a seven-emotion CNN")
     s.add_argument("--learning-rate", type=_positive, default=1e-3, help="Adam's starting rate (default: 1e-3; "
                    "3e-4 suits fine-tuning from --init)")
+    s.add_argument("--seed", type=_seed, default=0, help="seed of the held-out split, augmentation and starting "
+                   "weights (default: 0; TensorFlow on CPU is still not bit-reproducible)")
     s.add_argument("--max-minutes", type=_positive, default=None, help=MAX_MINUTES_HELP)
     _add_register_arguments(s)
     add_recipe_arguments(s)
@@ -1338,12 +1340,10 @@ def cmd_train_au(args) -> int:
     data = model.info["data"]
     # what a methods section names: the table by its bytes (a relative name says little a year on),
     # and the code and libraries that fitted it
-    from .provenance import file_sha256, installed_versions, source_commit, workbench_version
+    from .provenance import file_sha256, fitted_by
 
     data["table_sha256"] = file_sha256(args.table)
-    model.info["fitted_by"] = {"workbench": workbench_version(), "commit": source_commit(),
-                               "versions": {k: v for k, v in installed_versions().items()
-                                            if k in ("python", "numpy", "scikit-learn", "interpret")}}
+    model.info["fitted_by"] = fitted_by(("numpy", "scikit-learn", "interpret"))
     if data.get("left_out"):
         total = data["rows"] + sum(data["left_out"].values())
         others = au_table.other_emotions_note(data.get("other_emotions") or {}, _classes_keeping(
@@ -2163,9 +2163,11 @@ def cmd_train_cnn(args) -> int:
         result = train_cnn(args.data, args.val, classes=classes, preset=args.preset, epochs=args.epochs,
                            batch_size=args.batch_size, out=args.out, limit_per_class=args.limit_per_class,
                            class_weighting=args.class_weighting, command=args.command_line, holdout=args.holdout,
-                           init=init, learning_rate=args.learning_rate, recipe=recipe,
+                           init=init, learning_rate=args.learning_rate, recipe=recipe, seed=args.seed,
                            progress=on_epoch, should_stop=(lambda: time.monotonic() > deadline) if deadline else None,
+                           stop_reason=MAX_MINUTES_STOP,
                            in_place=not args.name)  # registering: --out is replaced by the save that registers it
+    _say_time_limit(result, args)
     ev = result.evaluation
     print(f"{args.preset} CNN, epochs {result.epochs_run} in {result.seconds / 60:.1f} min: accuracy "
           f"{_score(ev.accuracy)} (95% CI {_score(ev.accuracy_ci95[0])}-{_score(ev.accuracy_ci95[1])}), "
@@ -2249,8 +2251,9 @@ def cmd_train_au_bottleneck(args) -> int:
             holdout=args.holdout, warm_start=not args.no_warm_start, tap=args.tap,
             limit_per_class=args.limit_per_class, command=args.command_line, training=recipe_from_args(args),
             progress=lambda epoch, logs: bar(epoch + 1, args.epochs),
-            should_stop=(lambda: time.monotonic() > deadline) if deadline else None,
+            should_stop=(lambda: time.monotonic() > deadline) if deadline else None, stop_reason=MAX_MINUTES_STOP,
             in_place=not args.name)  # registering: --out is replaced by the save that registers it
+    _say_time_limit(result, args)
     sel, ev = result.selection, result.evaluation
     how = f"lambda {args.lam:g}, " if args.recipe == "joint" else ""
     print(f"{args.recipe} AU bottleneck ({how}tap {args.tap}), {result.epochs_run} epochs in {result.seconds / 60:.1f} min: "
@@ -2262,6 +2265,18 @@ def cmd_train_au_bottleneck(args) -> int:
         _register_training(result, name=args.name, kind="au-bottleneck", classes=classes,
                            command=args.command_line, out=args.out, replace=args.replace)
     return 0
+
+
+MAX_MINUTES_STOP = "max-minutes"  # the sidecar's ``stopped_by`` of a run --max-minutes ended
+
+
+def _say_time_limit(result, args) -> None:
+    """A run --max-minutes ended: how many epochs it had, and that the same command elsewhere (or
+    under another load) runs another number of them; the sidecar records ``stopped_by``."""
+    if result.stopped_by_user:
+        print(f"stopped by --max-minutes {args.max_minutes:g} after {result.epochs_run} of {args.epochs} epochs: the "
+              "same command on another machine, or under another load, trains for another number of epochs "
+              "(its sidecar records \"stopped_by\": \"max-minutes\" and epochs_run)", file=sys.stderr)
 
 
 @contextlib.contextmanager

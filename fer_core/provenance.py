@@ -69,6 +69,14 @@ def source_commit() -> str | None:
     return commit + ("+modified" if changed else "")
 
 
+def fitted_by(libraries: Sequence[str]) -> dict:
+    """What fitted or trained a model, for its file: the workbench's version, commit and code digest
+    and the versions of ``libraries`` (with Python's), as a methods section names them."""
+    versions = installed_versions()
+    return {"workbench": workbench_version(), "commit": source_commit(), "code_sha256": code_digest(),
+            "versions": {k: v for k, v in versions.items() if k == "python" or k in libraries}}
+
+
 @lru_cache(maxsize=1)
 def code_digest() -> str:
     """SHA-256 of the workbench's own code (every ``fer_core`` source file): a cached answer of a

@@ -296,6 +296,25 @@ def test_init_starts_a_network_from_a_trained_cnn(trained, kaggle_dir, tmp_path)
     meta = read_cnn_metadata(tuned.path)
     assert meta["init"] == str(result.path) and meta["init_fresh_classes"] == [] and meta["learning_rate"] == 3e-4
     assert meta["init_picked_on_val"] is False  # the old CNN chose its epoch on a share of train
+    # a reproducibility audit: where it started, by its bytes (the file is overwritten by a later run),
+    # and what trained it (the AU models said it; the networks kept only Keras's version)
+    from fer_core.manifest import sha256_file
+
+    assert meta["init_sha256"] == sha256_file(result.path)
+    assert meta["fitted_by"]["versions"]["tensorflow"] and meta["fitted_by"]["workbench"]
+    assert len(meta["fitted_by"]["code_sha256"]) == 64 and meta["stopped_by"] is None
+
+
+def test_a_run_its_time_limit_ended_is_not_recorded_as_stopped_by_a_person(kaggle_dir, tmp_path):
+    """--max-minutes ended 32 of 60 epochs and the sidecar said "stopped_by_user": true; nobody had
+    stopped it, and the same command on another machine runs another number of epochs."""
+    done: list[int] = []
+    result = train_cnn(kaggle_dir, classes=CLASSES, preset="tiny", epochs=5, batch_size=8, out=tmp_path / "t.keras",
+                       progress=lambda epoch, logs: done.append(epoch), should_stop=lambda: bool(done),
+                       stop_reason="max-minutes", seed=3)
+    meta = read_cnn_metadata(result.path)
+    assert result.epochs_run == 1 and meta["epochs"] == 5 and meta["seed"] == 3
+    assert meta["stopped_by"] == "max-minutes" and meta["stopped_by_user"] is False
 
 
 def test_picked_on_split_reads_the_starting_cnns_sidecar(tmp_path):

@@ -41,10 +41,12 @@ from ..emotions import SIX_EMOTIONS
 from ..errors import DatasetError, FerError, ModelFileError, StoppedBeforeAnEpoch, one_line
 from ..evaluation.metrics import EvaluationReport, evaluation_report
 from ..fileio import atomic_copy
+from ..provenance import file_sha256, fitted_by
 from .au_models import MAX_MODEL_VALUE, MIN_SCALE, AUModel, check_info, field_error, read_array, read_classes
 from .base import Explanation, FaceInput, Predictor, Progress
 from .cnn import (
     CNN_SIZE,
+    TRAINING_LIBRARIES,
     _augmenter,
     _write_metadata,
     build_cnn,
@@ -423,7 +425,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
                         limit_per_class: int | None = None, progress: EpochProgress | None = None,
                         should_stop: Callable[[], bool] | None = None, load_progress: Progress | None = None,
                         command: str | None = None, training: Recipe | None = None,
-                        in_place: bool = True) -> BottleneckTrainResult:
+                        in_place: bool = True, stop_reason: str = "user") -> BottleneckTrainResult:
     """Train an AU-bottleneck network on a labelled folder and save the best epoch to ``out``.
 
     ``init``: a ``.keras`` CNN whose trunk starts the network (the bundled cnn-fer2013 works);
@@ -508,7 +510,9 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         "seed": seed, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
         "warm_start": warm_start, "tap": tap, "warm_start_grid": warm_grid, "training_recipe": training.to_dict(),
         "augment": augment, "limit_per_class": limit_per_class, "command": command,
-        "keras_version": keras.__version__, "keras_backend": keras.backend.backend(), "status": "training",
+        "keras_version": keras.__version__, "keras_backend": keras.backend.backend(),
+        "init_sha256": None if init is None else file_sha256(init), "fitted_by": fitted_by(TRAINING_LIBRARIES),
+        "status": "training",
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     work = training_path(out)  # out (perhaps the --init model) stays as it is until the end
@@ -574,7 +578,9 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     head_metrics = {"holdout": {k: v for k, v in selection.to_dict().items()
                                 if k in ("n", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels", "confusion")}}
     metadata.update(status="done", epochs_run=result.epochs_run, best_epoch=keep_best.best_epoch + 1 if hist else 0,
-                    stopped_by_user=guard.stopped_by_user, seconds=round(seconds, 1), selected_on=selected_on,
+                    stopped_by_user=guard.stopped_by_user and stop_reason == "user",
+                    stopped_by=stop_reason if guard.stopped_by_user else None, seconds=round(seconds, 1),
+                    selected_on=selected_on,
                     evaluated_on=evaluated_on, metrics=result.metrics.to_dict(), selection=selection.to_dict(),
                     evaluation=None if evaluation is None else evaluation.to_dict(), au_fidelity=fidelity,
                     selection_fidelity=selection_fidelity,

@@ -24,12 +24,15 @@ from ..errors import DatasetError, FerError, ImageError, ModelFileError, Stopped
 from ..evaluation.metrics import EvaluationReport, evaluation_report
 from ..fileio import atomic_copy, remove_stale_parts
 from ..images import list_images, sample_per_class
+from ..provenance import file_sha256, fitted_by
 from ..safe_files import check_regular_file, read_json_file
 from .base import Predictor, Progress
 from .keras_io import fit_images, import_keras, predict_views, sidecar_tta
 from .keras_safety import build_deferred, check_keras_archive, code_layer
 from .lite import copy_twin, export_lite, lite_path, lite_record
 from .recipe import Recipe
+
+TRAINING_LIBRARIES = ("numpy", "tensorflow", "ai-edge-litert")  # named in a trained network's ``fitted_by``
 
 CNN_SIZE = 48
 MAX_KERAS_BYTES = 128 * 2**20  # our CNNs are 5 MB; the limit keeps loading one under 1 GB
@@ -426,7 +429,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
               class_weighting: bool = False, augment: bool = True, patience: int = 10,
               learning_rate: float = 1e-3, command: str | None = None,
               holdout: float | None = None, init: str | os.PathLike[str] | None = None,
-              recipe: Recipe | None = None, in_place: bool = True) -> CNNTrainResult:
+              recipe: Recipe | None = None, in_place: bool = True, stop_reason: str = "user") -> CNNTrainResult:
     """Train a CNN on a labelled folder and save the best epoch (by validation accuracy) to ``out``.
 
     Without ``val_dir`` a stratified 10 % of the training images is held out. With ``holdout`` a
@@ -531,7 +534,8 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         "init_fresh_classes": fresh_classes,
         "batch_size": batch_size, "augment": augment, "class_weighting": class_weighting,
         "limit_per_class": limit_per_class, "command": command, "keras_version": keras.__version__,
-        "keras_backend": keras.backend.backend(),
+        "keras_backend": keras.backend.backend(), "init_sha256": None if init is None else file_sha256(init),
+        "fitted_by": fitted_by(TRAINING_LIBRARIES),
         "status": "training",
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -580,7 +584,11 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     result = CNNTrainResult(final, metadata_path(final), hist, evaluation, len(hist.get("loss", [])),
                             reporter.stopped_by_user, seconds, skipped, inference, evaluated_on, classes,
                             selected_on, selection)
-    metadata.update(status="done", epochs_run=result.epochs_run, stopped_by_user=reporter.stopped_by_user,
+    # what ended it early: the person (Stop) or --max-minutes ("stop_reason"), whose epoch count a rerun
+    # elsewhere does not repeat
+    metadata.update(status="done", epochs_run=result.epochs_run,
+                    stopped_by_user=reporter.stopped_by_user and stop_reason == "user",
+                    stopped_by=stop_reason if reporter.stopped_by_user else None,
                     seconds=round(seconds, 1), metrics=result.metrics.to_dict(),
                     evaluation=evaluation.to_dict(), selection=selection.to_dict(), history=hist)
     _write_metadata(work, metadata)
