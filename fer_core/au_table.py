@@ -114,6 +114,15 @@ def au_label(column_or_code: str) -> str:
     return f"{code} {name}".strip()
 
 
+def au_in_plain_words(column_or_code: str) -> str:
+    """'AU12_r' -> 'the corners of the mouth are pulled up and back, as in a smile': the movement as
+    a parent or a child would say it (catalogue area ``aus_plain``), for a page or a printed card
+    read by people who do not know FACS; empty for an AU it does not hold."""
+    from .i18n import catalogue, current_language
+
+    return catalogue(current_language()).get(f"aus_plain.{au_code(column_or_code)}", "")
+
+
 # -- building tables ---------------------------------------------------------------------------
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     """The schema's columns in order with their types: how every source's table ends.

@@ -395,6 +395,18 @@ def _number(v: float) -> float | None:
     return None if np.isnan(v) else round(v, 4)
 
 
+def face_answers(result: PhotoResult, i: int, explainer: str, others: Sequence[ModelOutput] = ()) -> dict[str, str]:
+    """Each model's emotion for face ``i`` (the explaining model first), leaving out a model that
+    could not judge it: where they differ, no single answer should be taken alone."""
+    face = result.faces[i]
+    answers = {explainer: face.emotion} if explainer and face.emotion else {}
+    for out in others:
+        probs = out.per_face[i] if i < len(out.per_face) else None
+        if isinstance(probs, dict) and probs:
+            answers[out.name] = max(probs, key=probs.get)
+    return answers
+
+
 def photo_to_dict(result: PhotoResult, explainer: str, explainer_kind: str,
                   others: Sequence[ModelOutput] = (), digits: int | None = 4) -> dict:
     """A photo's faces for download, numbered left to right: box, detection score (``confidence``),

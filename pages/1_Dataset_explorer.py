@@ -24,6 +24,7 @@ from ui.common import (
     default_unless_chosen,
     derived_tables,
     digest,
+    embedded_au_caveat,
     held,
     kept_choice,
     load_au_table,
@@ -163,6 +164,7 @@ def _short_name(path: Path, most: int = 20) -> str:
 
 def show_samples(items: list) -> None:
     st.header(t("explorer.samples"))
+    st.caption(t("explorer.samples_rights"))
     c1, c2 = st.columns([3, 1])
     per = c1.slider(t("explorer.per_emotion"), 4, 16, 8, key=kept_choice("explorer_per"))
     if c2.button(t("explorer.shuffle"), key="explorer_shuffle"):
@@ -218,6 +220,12 @@ def show_aus(table: pd.DataFrame, origin: str) -> None:
     st.plotly_chart(plots.au_box_plots(table, classes, chosen, title=t("explorer.chart_box")), key="au_box")
     st.plotly_chart(plots.mean_au_heatmap(table, classes, chosen, title=t("explorer.chart_mean")), key="au_mean")
     st.caption(t("explorer.au_caption"))
+    from fer_core.measure.extract import SOURCE
+
+    measured_here = "source" in table.columns and (table["source"].astype(str) == SOURCE).any()
+    caveat = embedded_au_caveat(chosen) if measured_here else None
+    if caveat:  # happy faces' mean AU09 "nose wrinkler" tops disgust's here: not a fact about faces to teach
+        st.caption(t("explorer.au_read_with_care") + " " + caveat)
     st.download_button(t("explorer.download_means"),
                        csv_bytes(plots.mean_au_profile(table, classes, chosen), index=True),
                        "mean_au_profile.csv", "text/csv", key="explorer_means_csv", on_click="ignore")

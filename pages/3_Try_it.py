@@ -26,7 +26,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from fer_core.au_table import au_label
+from fer_core.au_table import au_in_plain_words, au_label
 from fer_core.emotions import close_call
 from fer_core.errors import FerError, one_line
 from fer_core.figures import plots
@@ -40,6 +40,7 @@ from fer_core.pipeline import (
     PhotoResult,
     analyze_masked,
     analyze_photo,
+    face_answers,
     face_order,
     nearest_face,
     photo_rows,
@@ -58,6 +59,7 @@ from ui.common import (
     keep_for,
     kept_choice,
     kept_for,
+    kind_label,
     load_predictor,
     log,
     page_setup,
@@ -212,11 +214,49 @@ def show_close_call(probabilities: dict[str, float]) -> None:
         st.caption(t("try_it.close_call", runner=emotion_label(runner_up[0]), p=_percent(runner_up[1])))
 
 
-def show_face(result, number: int, i: int, others: list, slot: int, charts: list) -> list:
+def plain_words(codes: list[str]) -> str:
+    """"In plain words: the corners of the mouth are pulled up and back, as in a smile (AU12); …"."""
+    return t("try_it.plain_words", aus="; ".join(f"{au_in_plain_words(c)} ({c})" for c in codes if au_in_plain_words(c)))
+
+
+def card_lines(ex, extra: list[str] = ()) -> list[str]:
+    """A card's paragraphs: the sentence, each reason AU in plain words, ``extra`` (what the mask
+    hides or moved), and whether the answer is a close call."""
+    runner_up = close_call(ex.probabilities)
+    return [ex.sentence[0].upper() + ex.sentence[1:],
+            *(f"{au_label(c.au)}: {au_in_plain_words(c.au)}" for c in ex.active_reasons if au_in_plain_words(c.au)),
+            *extra,
+            t("try_it.close_call", runner=emotion_label(runner_up[0]), p=_percent(runner_up[1])) if runner_up else ""]
+
+
+def card_png(result, key: tuple, picture, title: str, paragraphs: list[str], number: int) -> bytes:
+    """A face's card (``plots.explanation_card``: the picture, the answer, its reasons in words and
+    what a prediction is not) as a PNG, to print or put on a slide; made once per ``key`` and
+    language and kept with the result."""
+    key = (*key, current_language())
+    png = kept_for(result, "try_card", key)
+    if png is None:
+        footer = t("try_it.card_footer", name=result.name, n=number) + " " + t("home.limits_short")
+        card = plots.explanation_card(picture, title.replace("**", ""), [p.replace("**", "") for p in paragraphs],
+                                      footer)
+        png = keep_for(result, "try_card", key, png_bytes(card), MAX_KEPT_RESULTS * 8)
+    return png
+
+
+def show_card_button(target, png: bytes, result, number: int, slot: int, i: int, masked: bool = False) -> None:
+    stem = (Path(result.name).stem or "photo") + ("_masked" if masked else "")
+    target.download_button(t("try_it.download_card_masked" if masked else "try_it.download_card"), png,
+                           mime="image/png", file_name=f"{stem}_face{number}_card.png",
+                           key=f"try_card_{'masked_' if masked else ''}{slot}_{i}", help=t("try_it.download_card_help"),
+                           on_click="ignore")
+
+
+def show_face(result, number: int, i: int, others: list, slot: int, charts: list, notes: dict | None = None) -> list:
     """The face's panel; returns one empty column per model in ``others``, filled in as each
     model's output is ready (``show_other_output``). Its charts keep their places but are only
     added to ``charts`` (placeholder, figure maker, key), drawn by the caller after every model's
-    text: a cold browser stops drawing for most of a second to load its first chart."""
+    text: a cold browser stops drawing for most of a second to load its first chart. ``notes``
+    gets the face's place for a note under the other models' answers (``show_disagreement``)."""
     face = result.faces[i]
     ex = face.explanation
     emotion, proba = ex.emotion, ex.probabilities[ex.emotion]
@@ -227,6 +267,11 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
     c1, c2, c3 = st.columns([1.1, 1, 1.1])
     c1.image(overlay, caption=t("try_it.overlay_caption", n=number), width="stretch",
              alt=t("try_it.overlay_alt", n=number, emotion=emotion_label(emotion)))
+    unsure = [t("try_it.low_confidence", how=t("try_it.low_unsure", p=_percent(face.confidence)))] \
+        if face.low_confidence else []
+    show_card_button(c1, card_png(result, ("bare", i), overlay, t("try_it.predicted", emotion=emotion_label(emotion),
+                                                                   p=_percent(proba)), card_lines(ex, unsure), number),
+                     result, number, slot, i)
     with c2:
         st.markdown(f"#### {t('try_it.predicted', emotion=emotion_label(emotion), p=_percent(proba))}")
         show_close_call(ex.probabilities)
@@ -243,6 +288,8 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
             st.badge(t("try_it.low_confidence_badge"), icon=":material/help:", color="orange")
             st.caption(t("try_it.low_confidence", how=t("try_it.low_unsure", p=_percent(face.confidence))))
         st.markdown(ex.sentence[0].upper() + ex.sentence[1:])
+        if reasons:  # the movements as a parent or a child would say them
+            st.caption(plain_words(reasons))
         if ex.against:
             st.caption(against_text(ex))
         for note in reading_notes(ex):
@@ -265,7 +312,19 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
     if others:
         st.markdown(t("try_it.other_models", n=number))
         columns = list(st.columns(len(others)))
+        if notes is not None:
+            notes[i] = st.empty()
     return columns
+
+
+def show_disagreement(target, result, i: int, explainer: str, outputs: list) -> None:
+    """Under the models' answers, when they name different emotions for the face: a high
+    percentage of one model read as certainty, while another said something else."""
+    answers = face_answers(result, i, explainer, outputs)
+    if len(set(answers.values())) > 1:
+        target.warning(t("try_it.models_disagree", answers=", ".join(
+            f"{shown_literally(name)} {emotion_label(emotion)}" for name, emotion in answers.items())),
+            icon=":material/call_split:")
 
 
 def show_other_output(column, out: ModelOutput, i: int, slot: int, charts: list) -> None:
@@ -277,7 +336,7 @@ def show_other_output(column, out: ModelOutput, i: int, slot: int, charts: list)
             show_error(probs, warning=True)
             return
         best = max(probs, key=probs.get)
-        st.markdown(f"{out.name} ({out.kind}): **{emotion_label(best)}** ({probs[best]:.0%})")
+        st.markdown(f"{out.name} ({kind_label(out.kind)}): **{emotion_label(best)}** ({probs[best]:.0%})")
         show_close_call(probs)
         charts.append((st.empty(), lambda: plots.probability_bars(probs, title=out.name),
                        f"other_{slot}_{i}_{out.name}"))
@@ -331,9 +390,10 @@ def show_masked(result, model, model_key: str, style: str, slot: int, others: li
             continue
         a, b = before.explanation, after.explanation
         c1, c2 = st.columns([1, 2])
-        c1.image(plots.draw_face_overlay(image, after.box, None, [],
-                                         label=f"{emotion_label(b.emotion)} {b.probabilities[b.emotion]:.0%}",
-                                         crop_margin=0.35), caption=t("try_it.masked_caption", n=number),
+        masked_face = plots.draw_face_overlay(image, after.box, None, [],
+                                              label=f"{emotion_label(b.emotion)} {b.probabilities[b.emotion]:.0%}",
+                                              crop_margin=0.35)
+        c1.image(masked_face, caption=t("try_it.masked_caption", n=number),
                  width="stretch", alt=t("try_it.masked_alt", n=number, emotion=emotion_label(b.emotion)))
         with c2:
             values = dict(before=emotion_label(a.emotion), p_before=_percent(a.probabilities[a.emotion]),
@@ -346,9 +406,14 @@ def show_masked(result, model, model_key: str, style: str, slot: int, others: li
             if unknown:
                 st.caption(t("try_it.hidden_by_mask", aus=", ".join(au_label(c) for c in unknown)))
             shifted = shifted_by_mask(a.extra.get("aus_network") or before.aus, b.extra.get("aus_network") or after.aus)
+            notes = [t("try_it.hidden_by_mask", aus=", ".join(au_label(c) for c in unknown))] if unknown else []
             if shifted:  # the brows read higher under a drawn mask: a reason named for that is the mask's
-                st.caption(t("try_it.mask_shifted", aus=", ".join(f"{au_label(c)} {x:.1f} → {y:.1f}"
-                                                                  for c, x, y in shifted)))
+                notes.append(t("try_it.mask_shifted", aus=", ".join(f"{au_label(c)} {x:.1f} → {y:.1f}"
+                                                                    for c, x, y in shifted)))
+                st.caption(notes[-1])
+            change = t("try_it.mask_changes", **values) if b.emotion != a.emotion else t("try_it.mask_stays", **values)
+            show_card_button(c1, card_png(result, ("masked", model_key, style, i), masked_face, change,
+                                          card_lines(b, notes), number), result, number, slot, i, masked=True)
             for entry, out in others or []:
                 st.markdown(masked_other_line(result, entry, out, i, after.face, (model_key, style)))
             chart(st, plots.probability_bars(b.probabilities, title=t("try_it.masked_proba_title")),
@@ -489,13 +554,17 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         # loaded; the other models' columns fill in one model at a time, and all charts come last.
         table, downloads = st.empty(), st.container()
         charts: list = []
-        columns = {i: show_face(result, number, i, others, slot, charts) for number, i in enumerate(order, start=1)}
+        notes: dict = {}
+        columns = {i: show_face(result, number, i, others, slot, charts, notes)
+                   for number, i in enumerate(order, start=1)}
 
         def shown(position: int, out: ModelOutput) -> None:
             for i in order:
                 show_other_output(columns[i][position], out, i, slot, charts)
 
         outputs = other_outputs(result, others, shown, getattr(model, "name", ""))
+        for i, target in notes.items():
+            show_disagreement(target, result, i, model_name, outputs)
         for target, figure, key in charts:
             chart(target, figure(), key)
         photo = photo_to_dict(result, model_name, getattr(model, "kind", ""), outputs)
@@ -777,6 +846,11 @@ def photos_part(model, model_key: str, model_name: str, others: list) -> None:
 def main() -> None:
     st.title(t("try_it.title"))
     st.caption(t("try_it.intro"))
+    st.caption(t("home.limits_short"))  # where a parent sees "happy (97%)", not on Home alone
+    with st.expander(t("try_it.aus_glossary")):
+        from fer_core.au_codes import AU_CODES
+
+        st.markdown("\n".join(f"- **{au_label(c)}**: {au_in_plain_words(c)}" for c in AU_CODES))
     model, model_key, model_name, others = choose_models()
     if model is None:
         return

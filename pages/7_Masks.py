@@ -111,6 +111,11 @@ def show_people(report: MaskReport) -> None:
                            points=f"{100 * most:.0f}") if tied else t("masks.no_new_confusion"))
         rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True)
+    from fer_core.evaluation.report import few_images_note
+
+    few = few_images_note(report.original)  # as the Compare report says it
+    if few:
+        st.caption(few)
 
 
 def show_shift(report: MaskReport) -> None:
@@ -209,6 +214,7 @@ def show_results(saved: dict, current: str | None) -> None:
 def main() -> None:
     st.title(t("masks.title"))
     st.caption(t("masks.intro"))
+    st.caption(t("home.limits_short"))
     saved: dict | None = st.session_state.get("mask_result")
     current = None
     try:

@@ -125,6 +125,9 @@ def test_explorer_bundled_au_table_shows_balance_and_au_plots(models_dir):
     assert any("`data/fer2013_train_au.csv.gz`" in c.value and "\\`" not in c.value for c in at.caption)
     box = _charts(at)[1]
     assert "AU12 lip corner puller" in box["data"][0]["x"]
+    # a teacher would have taught "a nose wrinkle means happy" from the mean profile of these AUs
+    assert any(c.value.startswith("Read these averages with care") and "AU09 nose wrinkler (r" in c.value
+               for c in at.caption)
 
 
 def test_explorer_gives_a_new_tables_emotions_their_default(models_dir, study_table):
@@ -136,6 +139,7 @@ def test_explorer_gives_a_new_tables_emotions_their_default(models_dir, study_ta
     at.selectbox(key="explorer_table").set_value(":study")
     _run(at)
     assert "fear" not in at.multiselect(key="explorer_classes").value
+    assert not any(c.value.startswith("Read these averages with care") for c in at.caption)  # OpenFace's own AUs
     at.selectbox(key="explorer_table").set_value("fer2013_val_au.csv.gz")
     _run(at)
     assert "fear" in at.multiselect(key="explorer_classes").value
@@ -151,6 +155,7 @@ def test_explorer_fer_split_shows_sample_images(models_dir, fer_val):
     _run(at)
     assert len(at.image) >= 6  # one row of thumbnails per emotion
     assert any(m.startswith("**happy**") for m in _texts(at.markdown))
+    assert any("do not print, share or put them in teaching material" in c for c in _texts(at.caption))
     assert len(_charts(at)) == 3  # balance + AU plots from data/fer2013_val_au.csv.gz
     # the counts are of files by name: a damaged one counts until it is read, and the page says so
     assert any(c.startswith("Image files are counted by their names, not opened") for c in _texts(at.caption))
@@ -761,7 +766,7 @@ def test_try_it_shows_a_cnn_beside_the_au_model(models_dir, jpeg):
     at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg, "image/jpeg"))
     _run(at, timeout=240)
     assert any(m.startswith("#### Predicted: ") for m in _texts(at.markdown))
-    line = next(m for m in _texts(at.markdown) if m.startswith("tiny-cnn (cnn): **"))
+    line = next(m for m in _texts(at.markdown) if m.startswith("tiny-cnn (CNN): **"))
     assert line.split("**")[1] in classes
     assert "tiny-cnn" in [c["layout"]["title"]["text"] for c in _charts(at)]
     assert not at.error and not at.warning

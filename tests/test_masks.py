@@ -215,6 +215,9 @@ def test_masks_page_runs_the_report(models_dir, fer_sample):
     assert any("Carbon" in s for s in texts(at.info))
     assert len(at.get("plotly_chart")) >= 3
     assert {b.proto.label for b in at.get("download_button")} >= {"Mask report (JSON)"}
+    # 3-4 faces an emotion: "happy -> more often read as angry (+50 pts)" is no finding without a word
+    assert any(c.startswith("Some emotions have as few as ") for c in texts(at.caption)), texts(at.caption)
+    assert any("not a diagnosis" in c for c in texts(at.caption))
 
     at.number_input(key="mask_draw_seed").set_value(5)  # another draw: the results shown are the old one's
     run_app(at, 90)

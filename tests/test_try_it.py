@@ -288,7 +288,7 @@ def test_try_it_shows_a_seven_emotion_cnn_in_both_languages(models_dir, jpeg_byt
         labels = {e: catalogue(lang)[f"emotions.{e}"] for e in SEVEN_EMOTIONS}
         bars = next(c for c in charts(at) if c["layout"]["title"]["text"] == SEVEN_CNN)["data"][0]
         assert sorted(bars["y"]) == sorted(labels.values()) and sum(bars["x"]) == pytest.approx(1, abs=1e-4)
-        line = next(m for m in texts(at.markdown) if m.startswith(f"{SEVEN_CNN} (cnn): **"))
+        line = next(m for m in texts(at.markdown) if m.startswith(f"{SEVEN_CNN} (CNN): **"))
         assert line.split("**")[1] in labels.values()
         assert not at.error and not at.warning
         if lang == "ko":
@@ -312,7 +312,7 @@ def test_the_face_table_gives_the_percentage_the_panel_gives(models_dir, jpeg_by
     at = run_app(AppTest.from_file(TRY_IT), T)
     at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg_bytes, "image/jpeg"))
     run_app(at, 240)
-    assert f"{SEVEN_CNN} (cnn): **happy** (89%)" in texts(at.markdown)
+    assert f"{SEVEN_CNN} (CNN): **happy** (89%)" in texts(at.markdown)
     assert list(at.dataframe[0].value[SEVEN_CNN]) == ["happy (89%)"]
 
 
@@ -358,7 +358,7 @@ def test_other_models_fill_in_under_each_face_and_a_broken_one_is_one_line(model
     at.file_uploader(key="try_upload").set_value(("group.png", group_png, "image/png"))
     run_app(at, 240)
 
-    lines = [m for m in texts(at.markdown) if m.startswith(("### Face ", "## ", f"{SEVEN_CNN} (cnn): **"))]
+    lines = [m for m in texts(at.markdown) if m.startswith(("### Face ", "## ", f"{SEVEN_CNN} (CNN): **"))]
     assert [m.split(" (")[0] if m.startswith(SEVEN_CNN) else m for m in lines if not m.startswith("## ")] == [
         "### Face 1", SEVEN_CNN, "### Face 2", SEVEN_CNN, "### Face 3", SEVEN_CNN]
     warnings = [w.value for w in at.warning]
@@ -592,7 +592,8 @@ def test_try_it_masked_faces_can_be_downloaded(models_dir, jpeg_bytes, tiny_seve
     at.toggle(key="try_mask").set_value(True)
     run_app(at, 240)
     labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == ["Faces (CSV)", "Faces (JSON)", "Numbered image (PNG)",
+    assert labels == ["Faces (CSV)", "Faces (JSON)", "Numbered image (PNG)", "Picture with its explanation (PNG)",
+                      "Masked face with its explanation (PNG)",
                       "Faces (CSV)", "Faces (JSON)", "Masked picture (PNG)"], labels
     _, raw = download(at, served, "try_masked_csv_0")
     assert file_name(at, served, "try_masked_csv_0") == "astronaut_masked_faces.csv"
@@ -605,7 +606,7 @@ def test_try_it_masked_faces_can_be_downloaded(models_dir, jpeg_bytes, tiny_seve
     explained = rows[rows["model"] == BUNDLED_AU_MODEL].iloc[0]
     shown = next(m for m in texts(at.markdown) if m.startswith("Without a mask: **"))
     assert shown.split("→")[1].split("**")[1] == explained["emotion"]
-    cnn_line = next(m for m in texts(at.markdown) if "without a mask →" in m and m.endswith("with it."))
+    cnn_line = next(m for m in texts(at.markdown) if "without a mask →" in m and "with it." in m)
     assert cnn_line.split("→")[1].split("**")[1] == rows[rows["model"] == SEVEN_CNN].iloc[0]["emotion"]
     _, png = download(at, served, "try_masked_png_0")
     assert file_name(at, served, "try_masked_png_0") == "astronaut_masked.png"
@@ -614,3 +615,49 @@ def test_try_it_masked_faces_can_be_downloaded(models_dir, jpeg_bytes, tiny_seve
     assert drawn_mask_of(path) is not None, "the picture says it was masked"
     with Image.open(path) as image:
         assert image.size == Image.open(io.BytesIO(jpeg_bytes)).size
+
+
+def test_try_it_says_when_the_models_disagree_and_what_a_prediction_is_not(models_dir, fer_val):
+    """A teacher's review: a screaming face read "happy (56%)" by the AU model, "angry (66%)" by a
+    CNN and "fear (47%)" by another, and nothing pointed the three answers out; nor did the page
+    say a prediction is no diagnosis, or that its percentage is not how often the model is right."""
+    from dataclasses import replace
+
+    from fer_core.config import REPO_ROOT
+    from fer_core.manifest import read_manifest, write_manifest
+
+    cnns = [replace(e, path=str(e.file)) for e in read_manifest(REPO_ROOT / "models") if e.name in ("cnn-fer2013", "cnn-fer2013-7")]
+    write_manifest(read_manifest(models_dir) + cnns, models_dir)
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    assert any("not a diagnosis" in c and "not how often the model is right" in c for c in texts(at.caption))
+    at.toggle(key="try_crops").set_value(True)
+    at.multiselect(key="try_others").set_value(["cnn-fer2013", "cnn-fer2013-7"])
+    at.file_uploader(key="try_upload").set_value([
+        ("screaming.jpg", (fer_val / "fear" / "PublicTest_10918056.jpg").read_bytes(), "image/jpeg"),
+        ("sad.jpg", (fer_val / "sad" / "PublicTest_10974073.jpg").read_bytes(), "image/jpeg")])
+    run_app(at, T)
+    said = [w for w in texts(at.warning) if w.startswith("The models disagree")]
+    assert said == ["The models disagree on this face (au-logreg-fer2013 happy, cnn-fer2013 angry, cnn-fer2013-7 "
+                    "fear): no one answer should be taken alone."], texts(at.warning)  # the sad face: all say sad
+
+
+def test_try_it_gives_each_face_as_a_picture_with_its_explanation_to_print(models_dir, jpeg_bytes, served):
+    """A teacher making material for children who find faces hard to read got a CSV, a numbered
+    photo and a chart without the face: nothing to print with the face and its reasons together."""
+    at = run_app(AppTest.from_file(TRY_IT), T)
+    at.toggle(key="try_mask").set_value(True)
+    at.file_uploader(key="try_upload").set_value(("astronaut.jpg", jpeg_bytes, "image/jpeg"))
+    run_app(at, 240)
+    assert any(c.startswith("In plain words: the corners of the mouth are pulled up and back, as in a smile (AU12)")
+               for c in texts(at.caption)), texts(at.caption)
+    for key, name in (("try_card_0_0", "astronaut_face1_card.png"), ("try_card_masked_0_0", "astronaut_masked_face1_card.png")):
+        assert file_name(at, served, key) == name
+        card = np.asarray(Image.open(io.BytesIO(download(at, served, key)[1])).convert("L"))
+        assert card.shape[1] == 960 and card.shape[0] > 1.3 * 960, card.shape  # the face, then its words below it
+        words = card[int(card.shape[0] * 0.8):]  # the footer: dark letters on white
+        assert (words < 100).mean() > 0.005 and (words > 240).mean() > 0.8
+    english = download(at, served, "try_card_0_0")[1]
+    at.query_params["lang"] = "ko"  # a Korean card in Korean
+    run_app(at, 240)
+    assert download(at, served, "try_card_0_0")[1] != english
+    assert any(c.startswith("쉬운 말로: 입꼬리가 위로, 뒤로 당겨집니다") for c in texts(at.caption)), texts(at.caption)

@@ -103,6 +103,13 @@ def _e(value: object) -> str:
 SMALL_EMOTION_N = 20  # per-emotion figures on fewer images than this get a word on how wide they are
 
 
+def few_images_note(comparison: Comparison) -> str | None:
+    """How few images the per-emotion figures rest on, where some emotion has fewer than
+    ``SMALL_EMOTION_N``: "happy -> read as angry (+50 pts)" from 10 faces reads as a finding."""
+    sizes = [s.n for r in comparison.reports.values() for s in r.per_class.values() if s.n]
+    return t("report.few_images", n=min(sizes)) if sizes and min(sizes) < SMALL_EMOTION_N else None
+
+
 def _table(frame: pd.DataFrame) -> str:
     from ..figures.compare import shown_table
 
@@ -263,9 +270,7 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
         wrong = "".join(_wrong_section(comparison, name, settings.root, faces) for name in comparison.names)
         # what a prediction is (as Home says it), and how few images the per-emotion figures rest on
         notes = [t("home.limits").replace("**", "")]
-        sizes = [s.n for r in comparison.reports.values() for s in r.per_class.values() if s.n]
-        if sizes and min(sizes) < SMALL_EMOTION_N:
-            notes.append(t("report.few_images", n=min(sizes)))
+        notes += [few] if (few := few_images_note(comparison)) else []
         notes += comparison.never_notes() + comparison.learned_notes()
         limits = "".join(f'<p class="note">{_e(note)}</p>' for note in notes)
         body = f"""

@@ -444,6 +444,61 @@ def draw_face_overlay(rgb: np.ndarray, box: Sequence[float], landmarks: np.ndarr
     return out
 
 
+def _wrapped(draw: ImageDraw.ImageDraw, text: str, font, width: float) -> list[str]:
+    """``text`` in lines no wider than ``width`` at ``font``: broken between words, and inside a word
+    only where one word is wider than the line."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if draw.textlength(candidate, font=font) <= width:
+                line = candidate
+                continue
+            if line:
+                lines.append(line)
+            line = ""
+            for char in word:  # a word wider than the line: broken where it must be
+                if line and draw.textlength(line + char, font=font) > width:
+                    lines.append(line)
+                    line = ""
+                line += char
+        lines.append(line)
+    return lines
+
+
+def explanation_card(picture: Image.Image, title: str, paragraphs: Sequence[str], footer: str = "",
+                     width: int = 960) -> Image.Image:
+    """One picture to print or put on a slide: the face with its AUs marked (``picture``, as
+    ``draw_face_overlay`` draws it), the answer (``title``) and its reasons in words, and what a
+    prediction is not (``footer``), in the text given (the page's language). A teacher had only
+    screenshots to piece together, a CSV, or a chart without the face."""
+    margin = width // 24
+    inner = width - 2 * margin
+    picture = picture.convert("RGB")
+    scale = min(inner / picture.width, 1.1 * width / picture.height)
+    picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                             Image.BICUBIC)
+    sizes = round(width / 24), round(width / 38), round(width / 50)  # title, reasons, footer
+    fonts = [_label_font(size) for size in sizes]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    blocks = [(0, _wrapped(measure, title, fonts[0], inner), "#111111")]
+    blocks += [(1, _wrapped(measure, text, fonts[1], inner), "#222222") for text in paragraphs if text]
+    if footer:
+        blocks.append((2, _wrapped(measure, footer, fonts[2], inner), "#555555"))
+    gap = round(width / 60)
+    heights = [len(lines) * round(sizes[k] * 1.35) for k, lines, _ in blocks]
+    card = Image.new("RGB", (width, margin + picture.height + sum(heights) + gap * (len(blocks) + 1) + margin), "#ffffff")
+    card.paste(picture, ((width - picture.width) // 2, margin))
+    draw = ImageDraw.Draw(card)
+    y = margin + picture.height + gap
+    for (k, lines, colour), height in zip(blocks, heights):
+        for row, line in enumerate(lines):
+            draw.text((margin, y + row * round(sizes[k] * 1.35)), line, fill=colour, font=fonts[k])
+        y += height + gap
+    return card
+
+
 def gam_shape_functions(gam, columns: int = 4, title: str | None = None) -> go.Figure:
     """The glass-box AU model's main effects: for each AU, how each emotion's score changes with the
     AU's intensity (scores centred over emotions, so above 0 = favours that emotion). Pairwise
