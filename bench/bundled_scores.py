@@ -37,6 +37,7 @@ from fer_core.evaluation.compare import run_comparison
 from fer_core.evaluation.scores import BundledScores, ModelScore, TestSet, predicts_all_seven, write_scores
 from fer_core.images import scan_images
 from fer_core.manifest import read_manifest, sha256_file
+from fer_core.provenance import sidecar_sha256
 
 
 def _progress(desc: str = "bundled scores"):
@@ -70,7 +71,8 @@ def score_test_set(entries, listing, classes, split: str, workers: int, command:
         if entry.name not in comparison.reports:
             failed.setdefault(entry.name, f"{entry.name}: not scored")
             continue
-        scored.append(ModelScore.from_report(comparison.reports[entry.name], entry.kind, sha256_file(entry.file)))
+        scored.append(ModelScore.from_report(comparison.reports[entry.name], entry.kind, sha256_file(entry.file),
+                                             sidecar_sha256(entry.file)))
 
     first = next(iter(comparison.reports.values()))
     test_set = TestSet(name=f"FER2013 {split}", root=f"fer2013/{split}", classes=tuple(comparison.classes),

@@ -1643,12 +1643,12 @@ def _provenance(args, refs: Sequence[str], items: Sequence | None = None, root=N
     libraries and each model file's SHA-256, so that a result kept for a paper says what made it;
     with ``items``, the images scored (one SHA-256 of their names and bytes) and how faces were
     measured; with ``table``, the AU table scored (its file's SHA-256)."""
-    from .provenance import file_sha256, models_sha256, provenance, test_set_record
+    from .provenance import file_sha256, models_sha256, models_sidecars, provenance, test_set_record
 
     test_set = (test_set_record([it.path for it in items], root) if items is not None
                 else {"table_sha256": file_sha256(table)} if table else None)
     return {"provenance": provenance(args.command_line, models_sha256(refs), test_set=test_set,
-                                     measured=items is not None)}
+                                     measured=items is not None, sidecars=models_sidecars(refs))}
 
 
 def cmd_evaluate(args) -> int:

@@ -90,13 +90,14 @@ def code_digest() -> str:
 
 
 def provenance(command: str, models: Mapping[str, str | None] = (), test_set: Mapping | None = None,
-               measured: bool = True) -> dict:
+               measured: bool = True, sidecars: Mapping[str, str] = ()) -> dict:
     """The ``provenance`` block of a JSON result: ``models`` maps each model's name to its file's
     SHA-256 (None for one that is no single file, such as a Teachable Machine folder); with
     ``test_set`` (``test_set_record``), the images scored (or the AU table) and, ``measured``, how
     their faces were measured."""
     out = {"workbench": workbench_version(), "commit": source_commit(), "code_sha256": code_digest(),
-           "command": command, "cwd": os.getcwd(), "versions": installed_versions(), "models": dict(models)}
+           "command": command, "cwd": os.getcwd(), "versions": installed_versions(), "models": dict(models),
+           "sidecars": dict(sidecars)}
     if test_set is not None:
         out["test_set"] = dict(test_set)
         if measured:
@@ -154,6 +155,31 @@ def models_sha256(refs: Sequence[str]) -> dict[str, str | None]:
             continue
         path = Path(entry.file)
         found[entry.name] = entry.sha256 or (sha256_file(path) if path.is_file() else None)
+    return found
+
+
+def sidecar_sha256(model_file: str | os.PathLike[str]) -> str | None:
+    """SHA-256 of a network's sidecar (``<name>.meta.json``: its classes, test-time views, twin),
+    which changes its answers while the model file's own checksum stays the same (``"tta"`` edited
+    moved an accuracy from 0.595 to 0.571 under one provenance); None for a model without one."""
+    path = Path(model_file)
+    side = path.with_suffix(".meta.json")
+    return file_sha256(side) if path.suffix.lower() == ".keras" and side.is_file() else None
+
+
+def models_sidecars(refs: Sequence[str]) -> dict[str, str]:
+    """``sidecar_sha256`` of each model in ``refs`` that has a sidecar, by the name it loads as."""
+    from .predictors.registry import find_entry
+
+    found: dict[str, str] = {}
+    for ref in refs:
+        try:
+            entry = find_entry(ref)
+        except FerError:
+            continue
+        digest = sidecar_sha256(entry.file)
+        if digest:
+            found[entry.name] = digest
     return found
 
 

@@ -180,6 +180,28 @@ def test_status_of_a_manifest_entry():
     assert (state.state, state.score, state.reason) == ("failed", None, "cnn-fer2013: could not load (no TensorFlow)")
 
 
+def test_a_networks_sidecar_edited_since_it_was_scored_is_not_shown_as_measured(tmp_path):
+    """A reproducibility audit set "tta": "none" in cnn-fer2013's sidecar: its accuracy moved from
+    0.595 to 0.571 while its checksum, its provenance and Home's score stayed those of before."""
+    import json
+    import shutil
+
+    from fer_core.evaluation.scores import statuses
+    from fer_core.provenance import sidecar_sha256
+
+    models = tmp_path / "models"
+    shutil.copytree(BUNDLED_MODELS, models)
+    scores = read_scores(models)
+    assert statuses(read_manifest(models), scores)["cnn-fer2013"].state == "ok"
+    sidecar = models / "cnn_fer2013.meta.json"
+    settings = json.loads(sidecar.read_text())
+    settings["tta"] = "none"
+    sidecar.write_text(json.dumps(settings, indent=1) + "\n")
+    shown = statuses(read_manifest(models), scores)
+    assert shown["cnn-fer2013"].state == "stale" and shown["au-logreg-fer2013"].state == "ok"
+    assert sidecar_sha256(models / "cnn_fer2013.keras") != scores.score("cnn-fer2013").sidecar_sha256
+
+
 # -- Home -------------------------------------------------------------------------------------
 def test_home_shows_every_bundled_model_on_the_same_images(shipped_models, downloads):
     scores = read_scores()

@@ -278,3 +278,16 @@ def test_the_commit_is_recorded_from_a_checkout_another_user_owns_and_its_index_
     finally:
         provenance.source_commit.cache_clear()
     assert (checkout / ".git" / "index").read_bytes() == index_before
+
+
+def test_a_result_records_each_networks_sidecar_which_changes_its_answers():
+    """Two JSON results with the same provenance held different accuracies: the sidecar's test-time
+    views ("tta") had been edited, and only the model file's checksum was kept."""
+    from fer_core import config
+    from fer_core.provenance import models_sidecars, provenance, sidecar_sha256
+
+    made = provenance("x", sidecars=models_sidecars(["cnn-fer2013", BUNDLED_AU_MODEL, "no-such-model"]))
+    bundled = config.REPO_ROOT / "models"
+    assert made["sidecars"] == {"cnn-fer2013": sidecar_sha256(bundled / "cnn_fer2013.keras")}
+    assert re.fullmatch("[0-9a-f]{64}", made["sidecars"]["cnn-fer2013"])
+    assert provenance("x")["sidecars"] == {}  # always there: a reader's key

@@ -47,14 +47,15 @@ class ModelScore:
     recall: dict[str, float | None]  # per emotion (recall = accuracy on that emotion's images)
     n: int
     no_face: int
+    sidecar_sha256: str | None = None  # a network's sidecar when it was scored (its test-time views)
 
     @classmethod
-    def from_report(cls, report, kind: str, sha256: str | None) -> "ModelScore":
+    def from_report(cls, report, kind: str, sha256: str | None, sidecar_sha256: str | None = None) -> "ModelScore":
         """From an ``EvaluationReport`` of the comparison (its CI is the comparison's Wilson interval)."""
         return cls(name=report.model, kind=kind, sha256=sha256, accuracy=report.accuracy,
                    accuracy_ci95=(float(report.accuracy_ci95[0]), float(report.accuracy_ci95[1])),
                    macro_f1=report.macro_f1, recall={e: s.accuracy for e, s in report.per_class.items()},
-                   n=report.n, no_face=report.no_face)
+                   n=report.n, no_face=report.no_face, sidecar_sha256=sidecar_sha256)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelScore":
@@ -63,7 +64,7 @@ class ModelScore:
                    accuracy=float(d["accuracy"]), accuracy_ci95=(float(ci[0]), float(ci[1])),
                    macro_f1=float(d["macro_f1"]),
                    recall={str(k): (None if v is None else float(v)) for k, v in (d.get("recall") or {}).items()},
-                   n=int(d["n"]), no_face=int(d.get("no_face", 0)))
+                   n=int(d["n"]), no_face=int(d.get("no_face", 0)), sidecar_sha256=d.get("sidecar_sha256"))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -183,9 +184,12 @@ class ScoreStatus:
     reason: str = ""
 
 
-def status_of(entry, scores: BundledScores | None, file_sha256: str | None) -> ScoreStatus:
+def status_of(entry, scores: BundledScores | None, file_sha256: str | None,
+              sidecar_sha256: str | None = None) -> ScoreStatus:
     """Match a manifest entry to its score. ``file_sha256`` is the model file's checksum now (the
-    manifest's recorded one is enough: a file that no longer matches it cannot be loaded anyway)."""
+    manifest's recorded one is enough: a file that no longer matches it cannot be loaded anyway);
+    ``sidecar_sha256`` its sidecar's now, where the score recorded one (its test-time views, edited,
+    change the answers while the file stays the same)."""
     if scores is None:
         return ScoreStatus(None, "missing")
     if entry.name in scores.failed:
@@ -194,6 +198,8 @@ def status_of(entry, scores: BundledScores | None, file_sha256: str | None) -> S
     if score is None:
         return ScoreStatus(None, "missing")
     if not file_sha256 or score.sha256 != file_sha256:
+        return ScoreStatus(None, "stale")
+    if score.sidecar_sha256 and sidecar_sha256 and sidecar_sha256 != score.sidecar_sha256:
         return ScoreStatus(None, "stale")
     return ScoreStatus(score, "ok")
 
@@ -204,8 +210,9 @@ def statuses(entries: Sequence, scores: BundledScores | None) -> dict[str, Score
     from ..manifest import read_manifest
     from ..predictors.ensemble import KIND as ENSEMBLE_KIND
     from ..predictors.ensemble import members_changed
+    from ..provenance import sidecar_sha256
 
-    out = {e.name: status_of(e, scores, e.sha256) for e in entries}
+    out = {e.name: status_of(e, scores, e.sha256, sidecar_sha256(e.file)) for e in entries}
     ensembles = [e for e in entries if e.kind == ENSEMBLE_KIND and out[e.name].state == "ok"]
     if ensembles:
         manifest = read_manifest()  # the members may be outside ``entries`` (the seven-emotion table's)
