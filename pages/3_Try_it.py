@@ -229,21 +229,20 @@ def card_lines(ex, extra: list[str] = ()) -> list[str]:
             t("try_it.close_call", runner=emotion_label(runner_up[0]), p=_percent(runner_up[1])) if runner_up else ""]
 
 
-def card_png(result, key: tuple, picture, title: str, paragraphs: list[str], number: int) -> bytes:
+def card_png(result, picture, title: str, paragraphs: list[str], number: int):
     """A face's card (``plots.explanation_card``: the picture, the answer, its reasons in words and
-    what a prediction is not) as a PNG, to print or put on a slide; made once per ``key`` and
-    language and kept with the result."""
-    key = (*key, current_language())
-    png = kept_for(result, "try_card", key)
-    if png is None:
-        footer = t("try_it.card_footer", name=result.name, n=number) + " " + t("home.limits_short")
-        card = plots.explanation_card(picture, title.replace("**", ""), [p.replace("**", "") for p in paragraphs],
-                                      footer)
-        png = keep_for(result, "try_card", key, png_bytes(card), MAX_KEPT_RESULTS * 8)
-    return png
+    what a prediction is not) as a PNG, to print or put on a slide: made when it is clicked (a
+    fifth of a second a face), from words put in the page's language now."""
+    footer = t("try_it.card_footer", name=result.name, n=number) + " " + t("home.limits_short")
+    title, paragraphs = title.replace("**", ""), [p.replace("**", "") for p in paragraphs]
+
+    def made() -> bytes:  # runs outside the page's script: no Streamlit and no t() in here
+        return png_bytes(plots.explanation_card(picture, title, paragraphs, footer))
+
+    return made
 
 
-def show_card_button(target, png: bytes, result, number: int, slot: int, i: int, masked: bool = False) -> None:
+def show_card_button(target, png, result, number: int, slot: int, i: int, masked: bool = False) -> None:
     stem = (Path(result.name).stem or "photo") + ("_masked" if masked else "")
     target.download_button(t("try_it.download_card_masked" if masked else "try_it.download_card"), png,
                            mime="image/png", file_name=f"{stem}_face{number}_card.png",
@@ -269,8 +268,8 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
              alt=t("try_it.overlay_alt", n=number, emotion=emotion_label(emotion)))
     unsure = [t("try_it.low_confidence", how=t("try_it.low_unsure", p=_percent(face.confidence)))] \
         if face.low_confidence else []
-    show_card_button(c1, card_png(result, ("bare", i), overlay, t("try_it.predicted", emotion=emotion_label(emotion),
-                                                                   p=_percent(proba)), card_lines(ex, unsure), number),
+    show_card_button(c1, card_png(result, overlay, t("try_it.predicted", emotion=emotion_label(emotion), p=_percent(proba)),
+                                  card_lines(ex, unsure), number),
                      result, number, slot, i)
     with c2:
         st.markdown(f"#### {t('try_it.predicted', emotion=emotion_label(emotion), p=_percent(proba))}")
@@ -412,8 +411,8 @@ def show_masked(result, model, model_key: str, style: str, slot: int, others: li
                                                                     for c, x, y in shifted)))
                 st.caption(notes[-1])
             change = t("try_it.mask_changes", **values) if b.emotion != a.emotion else t("try_it.mask_stays", **values)
-            show_card_button(c1, card_png(result, ("masked", model_key, style, i), masked_face, change,
-                                          card_lines(b, notes), number), result, number, slot, i, masked=True)
+            show_card_button(c1, card_png(result, masked_face, change, card_lines(b, notes), number), result, number,
+                             slot, i, masked=True)
             for entry, out in others or []:
                 st.markdown(masked_other_line(result, entry, out, i, after.face, (model_key, style)))
             chart(st, plots.probability_bars(b.probabilities, title=t("try_it.masked_proba_title")),

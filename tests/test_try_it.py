@@ -32,6 +32,7 @@ def group_png(group_photo) -> bytes:
 def served(monkeypatch) -> list:
     """The media stores AppTest runs use, so a test can read a download button's bytes."""
     import streamlit.testing.v1.app_test as app_test
+    from streamlit.runtime.media_file_manager import MediaFileManager
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
     stores: list = []
@@ -41,21 +42,34 @@ def served(monkeypatch) -> list:
             super().__init__(endpoint)
             stores.append(self)
 
+    class Managing(MediaFileManager):  # a deferred download is made by its manager, as a click makes it
+        def __init__(self, storage) -> None:
+            super().__init__(storage)
+            storage.manager = self
+
     monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recording)
+    monkeypatch.setattr(app_test, "MediaFileManager", Managing)
     return stores
+
+
+def _served_url(button, stores: list) -> str:
+    """The button's file address; a deferred one's (made on click) is made now."""
+    if button.proto.deferred_file_id:
+        return stores[-1].manager.execute_deferred(button.proto.deferred_file_id)
+    return button.proto.url
 
 
 def download(at: AppTest, stores: list, key: str) -> tuple[str, bytes]:
     """(file name, bytes) the download button ``key`` serves."""
     button = next(b for b in at.get("download_button") if b.proto.id.endswith(key))
-    name = button.proto.url.rsplit("/", 1)[-1]
-    return button.proto.url, stores[-1].get_file(name).content
+    url = _served_url(button, stores)
+    return url, stores[-1].get_file(url.rsplit("/", 1)[-1]).content
 
 
 def file_name(at: AppTest, stores: list, key: str) -> str | None:
     """The name the download button ``key`` saves its file under."""
     button = next(b for b in at.get("download_button") if b.proto.id.endswith(key))
-    return stores[-1].get_file(button.proto.url.rsplit("/", 1)[-1]).filename
+    return stores[-1].get_file(_served_url(button, stores).rsplit("/", 1)[-1]).filename
 
 
 # -- the library side: order, table, downloads ------------------------------------------------
