@@ -198,6 +198,12 @@ def test_upload_a_face_in_the_browser_and_read_the_prediction(server, astronaut,
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
             print(f"screenshot: {shot}")
+            # the face's picture with its explanation is made when clicked (a deferred download)
+            with page.expect_download(timeout=60_000) as made:
+                page.get_by_role("button", name="Picture with its explanation (PNG)").click()
+            card = tmp_path / made.value.suggested_filename
+            made.value.save_as(card)
+            assert card.name == "astronaut_face1_card.png" and Image.open(card).size[0] == 960
             assert outside == [], outside
         finally:
             browser.close()
