@@ -439,6 +439,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", default=None,
                    help="only these emotions: six, seven or a comma list (default: every image, labelled or not)")
     s.add_argument("--no-cache", action="store_true", help="recompute even files seen before")
+    s.add_argument("--part", type=_part, default=None, metavar="I/N",
+                   help="measure only part I of N of the folder's files (a cluster's array job: one part each, "
+                        "each to its own --out; the parts' rows together are the whole table, each file in one part)")
     s.add_argument("--crops", action="store_true",
                    help="the images are face crops (e.g. 224 px, the face filling each): face-crop mode, a direct "
                         "pass on the whole image first, then the full search, then the image shrunk and measured as "
@@ -908,10 +911,40 @@ def cmd_extract(args) -> int:
             else _why_no_video_is_read(args.folder, listing.skipped, args.fps)))
     check_fps(args.fps)  # before the images are measured, not as every video's failure after them
     measured_videos, skipped = videos_apart(listing.skipped, measured=not videos_kept_out)
+    if args.part:  # each file in one part, by its name alone: the same whatever the listing's order
+        from .images import relative_file
+
+        items = _in_part(items, args.part, lambda it: relative_file(it.path, args.folder))
+        measured_videos = _in_part(measured_videos, args.part, lambda v: v.file)
+        skipped = _in_part(skipped, args.part, lambda f: f.file)
+        print(f"part {args.part[0]} of {args.part[1]}: {_counted(len(items), 'image')}"
+              + (f", {_counted(len(measured_videos), 'video')}" if measured_videos else ""), file=sys.stderr)
     fps = DEFAULT_FPS if args.fps is None else args.fps
     target = fileio.output_path(args.out)
     with _output_held(target, local=args.engine != "ray") as locked:
         return _extract_folder(args, items, measured_videos, videos_kept_out, skipped, fps, other_emotions, locked)
+
+
+def _part(text: str) -> tuple[int, int]:
+    """``--part 3/10``: (3, 10), part 3 of 10, counted from 1."""
+    try:
+        part, parts = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N (e.g. 3/10: part 3 of 10)") from None
+    if not 1 <= part <= parts:
+        raise argparse.ArgumentTypeError(f"{text!r}: the part is counted from 1 to N (e.g. 1/10 to 10/10)")
+    return part, parts
+
+
+def _in_part(files, part: tuple[int, int], name_of) -> list:
+    """The files of ``part`` (I, N): a file's part is set by a hash of its name relative to the
+    folder, so every file is in exactly one part whatever order the listing gives."""
+    import hashlib
+
+    i, n = part
+    return [f for f in files
+            if int.from_bytes(hashlib.sha256(str(name_of(f)).encode("utf-8", "surrogateescape")).digest()[:8], "big") % n
+            == i - 1]
 
 
 @contextlib.contextmanager

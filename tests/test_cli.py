@@ -365,6 +365,29 @@ def test_extract_measures_one_emotions_images_when_asked(capsys, tmp_path, fer_s
     assert code == 0 and len(files) == 4 and files.str.startswith("happy/").all()
 
 
+def test_extract_parts_of_a_folder_add_up_to_the_whole_table(capsys, tmp_path, fer_sample):
+    """A cluster's array job: each task measures its part of one folder into its own table; the
+    parts' rows together are the whole folder's, each file (a broken one too) in exactly one part."""
+    folder = tmp_path / "faces"
+    shutil.copytree(fer_sample, folder)
+    (folder / "happy" / "broken.jpg").write_bytes(b"not a picture")
+    assert run_cli(capsys, "extract", folder, "--out", tmp_path / "whole.csv", "--workers", "1")[0] == 0
+    parts = []
+    for k in (1, 2, 3):
+        code, _, err = run_cli(capsys, "extract", folder, "--out", tmp_path / f"part{k}.csv", "--part", f"{k}/3",
+                               "--workers", "1")
+        assert code == 0 and err.startswith(f"part {k} of 3: ")
+        parts.append(pd.read_csv(tmp_path / f"part{k}.csv"))
+    whole = pd.read_csv(tmp_path / "whole.csv").sort_values("file", ignore_index=True)
+    joined = pd.concat(parts).sort_values("file", ignore_index=True)
+    assert all(len(part) < len(whole) for part in parts)
+    pd.testing.assert_frame_equal(joined, whole, check_dtype=False)  # a part without failures reads reason as empty
+    assert (joined["file"] == "happy/broken.jpg").sum() == 1
+    assert "the part is counted from 1 to N" in option_error(capsys, "extract", folder, "--out", tmp_path / "x.csv",
+                                                             "--part", "0/3")
+    assert "is not I/N" in option_error(capsys, "extract", folder, "--out", tmp_path / "x.csv", "--part", "half")
+
+
 def test_extract_to_csv_keeps_a_formula_file_name_as_text_and_reads_it_back(capsys, tmp_path, fer_sample):
     """A spreadsheet ran a CSV cell "=2+5+cmd|..." as a formula: extract's CSV writes it with a
     leading ', as every download does, and the table reads back with the file's own name."""
