@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import logging
 import os
@@ -38,6 +39,20 @@ def _log_in_one_line() -> None:
             where.addFilter(_NoTracebacks())
 
 
+class _ClosedOutput(io.TextIOBase):
+    """Standard output of a run started with it closed: writes go nowhere, and are remembered, so
+    the run says its results were lost rather than ending as if they were given."""
+
+    lost = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.lost = self.lost or bool(text)
+        return len(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 must not end a run
         if hasattr(stream, "reconfigure"):
@@ -56,7 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        if sys.stdout is None:  # started with its output closed (>&-): what is printed there goes nowhere
+            sys.stdout = _ClosedOutput()
         status = args.func(args) or 0
+        if getattr(sys.stdout, "lost", False):
+            print("error: standard output was closed, so the results printed there were lost; redirect it to "
+                  "a file instead", file=sys.stderr)
+            return 2 if status == 0 else status
         sys.stdout.flush()  # a reader that has gone (| head) is met here, not in Python's exit
         return status
     except BrokenPipeError as exc:

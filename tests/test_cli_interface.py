@@ -399,3 +399,17 @@ def _made_up(ref):
     from fer_core.errors import ModelFileError
 
     raise ModelFileError(f"{ref}: made up for the test")
+
+
+def test_a_run_started_with_its_output_closed_says_its_results_were_lost(tmp_path, fer_sample):
+    """``evaluate --json >&-`` (a job script that closed stdout) ended with "unexpected
+    AttributeError ... (a bug)"; a command that prints nothing there (extract) is not troubled."""
+    env = {**os.environ, "FER_CACHE_DIR": str(tmp_path / "cache")}
+    table = REPO_ROOT / "data" / "fer2013_val_au.csv.gz"
+    done = subprocess.run(f"{sys.executable} -m fer_core evaluate --model au-logreg-fer2013 --au-table '{table}' "
+                          "--json >&-", shell=True, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.splitlines()[-1] == (
+        "error: standard output was closed, so the results printed there were lost; redirect it to a file instead")
+    done = subprocess.run(f"{sys.executable} -m fer_core extract '{fer_sample}' --out au.csv --workers 1 >&-",
+                          shell=True, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0 and "error" not in done.stderr and (tmp_path / "au.csv").is_file()
