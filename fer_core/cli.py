@@ -537,6 +537,7 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--images", help="folder: <emotion>/*.jpg or emotion-prefixed names")
     src.add_argument("--au-table", help="AU table CSV with labels (AU models only)")
     s.add_argument("--crops", action="store_true", help=CROPS_EVAL_HELP + "; with --images")
+    _add_label_arguments(s)
     s.add_argument("--workers", type=_positive_int, default=None, help="processes measuring faces (default: up to 2)")
     s.add_argument("--no-cache", action="store_true", help=NO_CACHE_EVAL_HELP)
     s.add_argument("--csv", help="with --images: write per-image predictions here (.csv, .csv.gz or .parquet), as "
@@ -546,6 +547,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("compare", help="several models on the same labelled images")
     s.add_argument("--images", required=True, help="folder: <emotion>/*.jpg or emotion-prefixed names")
+    _add_label_arguments(s)
     s.add_argument("--models", nargs="+", default=None,
                    help="names or files, spaced or comma-separated (default: every model in the manifest)")
     s.add_argument("--classes", default=None,
@@ -619,6 +621,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("mask-report", help="every model on the same faces with and without a mask")
     s.add_argument("--images", required=True, help="folder: <emotion>/*.jpg or emotion-prefixed names")
+    _add_label_arguments(s)
     s.add_argument("--models", nargs="+", default=None,
                    help="names or files, spaced or comma-separated (default: every model in the manifest)")
     s.add_argument("--classes", default=None,
@@ -1550,6 +1553,41 @@ def cmd_mask(args) -> int:
     return 0 if written or not total else 2  # as extract: a run that masked nothing at all is no success
 
 
+def _add_label_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--labels", metavar="CSV", help="score the images against labels of your own (raters', their "
+                   "majority): a CSV with a file column (names relative to --images, or bare names) and a label "
+                   "(or emotion) column, instead of the folders' or file names' emotions; images without a row, "
+                   "and labels naming no emotion (blank, contempt), are left out and counted")
+    s.add_argument("--label-column", metavar="NAME", help="with --labels: the column of labels to score against "
+                   "(a rater's, e.g. R1; default: label, else emotion)")
+
+
+def _labelled(args, listing) -> list:
+    """The listing's images, labelled by --labels where given (said on stderr; kept in
+    ``args.label_record`` for the JSON) or as the folder names them."""
+    args.label_record = None
+    if getattr(args, "label_column", None) and not getattr(args, "labels", None):
+        raise FerError("--label-column names a column of --labels CSV: give --labels too")
+    if not getattr(args, "labels", None):
+        return listing.items
+    from .images import relabel
+
+    items, record = relabel(listing.items, args.labels, args.images, args.label_column)
+    for line in record.lines():
+        print(line, file=sys.stderr)
+    if not items:
+        raise FerError(f"{printable(args.labels)}: labels no image of {printable(args.images)} with an emotion "
+                       f"({record.no_row:,} without a row, {sum(record.not_emotions.values()):,} naming none)")
+    args.label_record = record
+    return items
+
+
+def _label_record(args) -> dict | None:
+    """The JSON's ``labels``: the --labels file's record (its checksum, what it left out), or None."""
+    record = getattr(args, "label_record", None)
+    return None if record is None else record.to_dict()
+
+
 def _model_refs(values: list[str]) -> list[str]:
     """--models as given: ``a b`` or ``a,b`` (a file whose own name holds a comma is kept whole)."""
     refs = []
@@ -1590,7 +1628,7 @@ def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list,
         print(f"skipped: {line}", file=sys.stderr)
     if not listing.items:
         raise FerError(f"{args.images}: no labelled images found; expected <emotion>/*.jpg or emotion-prefixed names")
-    return refs, classes, listing.items, listing.skipped_lines
+    return refs, classes, _labelled(args, listing), listing.skipped_lines
 
 
 def cmd_mask_report(args) -> int:
@@ -1624,7 +1662,8 @@ def cmd_mask_report(args) -> int:
     if args.csv:
         fileio.write_frame(report.per_image_frame(), args.csv)
     if args.json:
-        print(json.dumps({**report.to_dict(), "passed_over": passed_over, **_provenance(args, refs, items, args.images)}))
+        print(json.dumps({**report.to_dict(), "passed_over": passed_over, "labels": _label_record(args),
+                          **_provenance(args, refs, items, args.images)}))
         return status
     print(f"{report.original.n} faces, with and without a {args.style} mask")
     print(f"{'model':28s} {'original':>9s} {'masked':>7s} {'drop (95% CI)':>27s} {'McNemar p':>9s}  "
@@ -1715,6 +1754,8 @@ def cmd_evaluate(args) -> int:
 
     if args.crops and args.au_table:
         raise FerError(f"--crops is for --images: {CROPS_NOT_FOR_TABLES}")
+    if args.labels and args.au_table:
+        raise FerError("--labels is for --images: an AU table's own label column is what it is scored on")
     if args.csv and args.au_table:
         raise FerError("--csv is for --images; an AU table's answers per row: predict --au-table TABLE --out OUT "
                        "(the label column is kept)")
@@ -1746,9 +1787,9 @@ def cmd_evaluate(args) -> int:
                   file=sys.stderr)
     else:
         listing = scan_images(args.images)
-        items = listing.items
         for line in listing.skipped_lines:
             print(f"skipped: {line}", file=sys.stderr)
+        items = _labelled(args, listing)
         if not any(it.label in predictor.classes for it in items):
             raise FerError(f"{args.images}: no labelled images of {', '.join(predictor.classes)} found")
         report, comparison = evaluate_images(predictor, items, workers=args.workers or default_workers(),
@@ -1775,6 +1816,7 @@ def cmd_evaluate(args) -> int:
                  "never_answers": comparison.never_answers().get(predictor.name, []),
                  "tied": dict(comparison.tied),
                  "passed_over": listing.skipped_lines, "several_faces": list(comparison.several_faces),
+                 "labels": _label_record(args),
                  "crops": bool(args.crops), "crop_like_no_face": crop_like}
     if args.json:  # the same keys whatever the run found: a workflow reads d["skipped"] without a KeyError
         print(json.dumps({**report.to_dict(), **extra,
@@ -1840,6 +1882,7 @@ def cmd_compare(args) -> int:
             unwritten.append(exc)
     if args.json:
         print(json.dumps({**comparison.to_dict(root=args.images), "passed_over": passed_over,
+                          "labels": _label_record(args),
                           **_provenance(args, refs, items, args.images)}))
     else:
         for report in comparison.reports.values():
@@ -2436,8 +2479,9 @@ def _fraction_progress(desc: str):
 
 def _print_report(r) -> None:
     lo, hi = r.accuracy_ci95
+    kappa = "" if r.kappa is None else f", Cohen's kappa {_score(r.kappa)}"
     print(f"{r.model}: n {r.n}, accuracy {_score(r.accuracy)} (95% CI {_score(lo)}-{_score(hi)}), "
-          f"macro-F1 {_score(r.macro_f1)}, no face {r.no_face}")
+          f"macro-F1 {_score(r.macro_f1)}, no face {r.no_face}{kappa}")
     def figure(value: float | None) -> str:
         return "   -" if value is None else f"{value:.2f}"
 

@@ -82,7 +82,8 @@ def emotion_from_filename(stem: str) -> str | None:
     """Emotion from a flat-folder file name such as ``angry001``, ``Happy_12`` (a name that starts with
     any alias: the longest wins) or ``P07_session2_happy03`` (an emotion's plain name further in). An
     alias followed by more letters is another word, not an emotion label: "madison_beach" is not
-    angry, "sadie" not sad, "보통사진" and "우는아이" not neutral and sad."""
+    angry, "sadie" not sad, "보통사진" and "우는아이" not neutral and sad. A name that names two
+    emotions ("happy_rated_sad", "sad_vs_happy") names none: it is left unlabelled, and counted so."""
     low = unicodedata.normalize("NFC", stem).lower()
     best = None
     for alias, emotion in _ALIASES.items():
@@ -90,12 +91,12 @@ def emotion_from_filename(stem: str) -> str | None:
             continue
         if best is None or len(alias) > len(best[0]):
             best = (alias, emotion)
-    if best:
-        return best[1]
+    named = {_NAME_WORDS[w] for w in re.findall(r"[^\W\d_]+", low) if w in _NAME_WORDS}
+    if best:  # "happy_rated_sad" names two emotions: no label, rather than the first one's, unsaid
+        return best[1] if not named - {best[1]} else None
     # a lab's names put the participant first ("P07_session2_happy03", "P07happy(1)"): further in, one
     # emotion's plain name as a run of letters of its own labels it, as long as the name names one
     # emotion only ("P07_sad_vs_happy" names none) and by its plain name ("P07_no_smile" is no smile)
-    named = {_NAME_WORDS[w] for w in re.findall(r"[^\W\d_]+", low) if w in _NAME_WORDS}
     return named.pop() if len(named) == 1 else None
 
 

@@ -716,3 +716,107 @@ def png_data_uri(rgb: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# -- labels of one's own ---------------------------------------------------------------------------
+MAX_LABELS_BYTES = 200 << 20  # a labels CSV: a file name and a label a row
+LABELS_HINT = "give a CSV with a file column (names relative to the image folder, or bare names) and a label column"
+BLANK_LABEL = "(blank)"
+
+
+@dataclass
+class LabelFile:
+    """What a labels CSV (``--labels``) said of a folder's images: the labels a study's raters gave,
+    scored instead of the folder's or the file names' emotions."""
+
+    path: str
+    column: str
+    sha256: str
+    labelled: int = 0
+    no_row: int = 0  # images of the folder the file gives no row for: left out
+    not_emotions: dict[str, int] = field(default_factory=dict)  # labels naming no emotion: left out, counted
+    rows_without_image: list[str] = field(default_factory=list)  # rows naming no image of the folder
+
+    def to_dict(self) -> dict:
+        return {"file": self.path, "column": self.column, "sha256": self.sha256, "labelled": self.labelled,
+                "no_row": self.no_row, "not_emotions": dict(self.not_emotions),
+                "rows_without_image": list(self.rows_without_image)}
+
+    def lines(self) -> list[str]:
+        """What was left out, one line each, for stderr."""
+        out = []
+        if self.not_emotions:
+            out.append(f"left out {sum(self.not_emotions.values()):,} image(s) whose {self.column} names no emotion: "
+                       + ", ".join(f"{label} {n:,}" for label, n in self.not_emotions.items()))
+        if self.no_row:
+            out.append(f"left out {self.no_row:,} image(s) of the folder that {printable(self.path)} gives no row")
+        if self.rows_without_image:
+            shown = ", ".join(printable(f) for f in self.rows_without_image[:3])
+            more = f" and {len(self.rows_without_image) - 3:,} more" if len(self.rows_without_image) > 3 else ""
+            out.append(f"{len(self.rows_without_image):,} row(s) of {printable(self.path)} name no image of the "
+                       f"folder: {shown}{more}")
+        return out
+
+
+def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root: str | os.PathLike[str],
+            column: str | None = None) -> tuple[list[LabeledImage], LabelFile]:
+    """The folder's images labelled by a CSV of one's own (``file``, and ``label``/``emotion`` or
+    ``column``: a rater's, the majority's), so a study scores its raters' labels without renaming a
+    file or making emotion folders. A row's file is the image's name relative to ``root`` or, where
+    that is unique in the folder, its bare name. Images without a row, and rows whose label names
+    no emotion (blank, contempt), are left out and counted; two rows for one image are refused."""
+    import csv
+    import hashlib
+
+    from .errors import AUTableError
+
+    data = read_regular_file(labels, MAX_LABELS_BYTES, LABELS_HINT, "labels file", AUTableError)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise AUTableError(f"{printable(str(labels))}: not UTF-8 text; {LABELS_HINT}") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    header = [h.strip() for h in (rows[0] if rows else [])]
+    lower = [h.lower() for h in header]
+    wanted = column if column is not None else next((c for c in ("label", "emotion") if c in lower), None)
+    if "file" not in lower or wanted is None or (column is not None and column not in header):
+        has = ", ".join(header) or "none"
+        need = f"a file column and a {column!r} column" if column else "a file column and a label (or emotion) column"
+        raise AUTableError(f"{printable(str(labels))}: needs {need} (its columns: {printable(has)}); {LABELS_HINT}")
+    file_at = lower.index("file")
+    label_at = header.index(column) if column is not None else lower.index(wanted)
+    by_name = {str(relative_file(it.path, root)).replace(os.sep, "/"): it for it in items}
+    by_base: dict[str, list[LabeledImage]] = {}
+    for it in items:
+        by_base.setdefault(it.path.name, []).append(it)
+    record = LabelFile(str(labels), header[label_at], hashlib.sha256(data).hexdigest())
+    given: dict[Path, str] = {}
+    for row in rows[1:]:
+        if not any(cell.strip() for cell in row):
+            continue
+        name = row[file_at].strip() if file_at < len(row) else ""
+        label = row[label_at].strip() if label_at < len(row) else ""
+        it = by_name.get(name.replace("\\", "/").removeprefix("./")) or (
+            by_base[name][0] if len(by_base.get(name, ())) == 1 else None)
+        if it is None:
+            if len(by_base.get(name, ())) > 1:
+                raise AUTableError(f"{printable(str(labels))}: {printable(name)} names {len(by_base[name])} images "
+                                   "of the folder; give its path relative to the folder")
+            record.rows_without_image.append(name)
+            continue
+        if it.path in given:
+            raise AUTableError(f"{printable(str(labels))}: {printable(name)} is given two rows; give each image one")
+        given[it.path] = label
+    out = []
+    for it in items:
+        if it.path not in given:
+            record.no_row += 1
+            continue
+        emotion = normalize_emotion(given[it.path]) if given[it.path] else None
+        if emotion is None:
+            key = given[it.path] or BLANK_LABEL
+            record.not_emotions[key] = record.not_emotions.get(key, 0) + 1
+            continue
+        out.append(LabeledImage(it.path, emotion))
+    record.labelled = len(out)
+    return out, record

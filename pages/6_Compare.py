@@ -86,12 +86,14 @@ def show_overall(res: Comparison) -> None:
                            ci95=[f"{percent(lo)} – {percent(hi)}" for lo, hi in zip(summary["ci95_low"],
                                                                                 summary["ci95_high"])])
     titles = column_titles()
-    st.dataframe(shown[["model", "kind", "accuracy", "ci95", "macro_f1", "no_face", "n"]], hide_index=True, placeholder=MISSING,
+    st.dataframe(shown[["model", "kind", "accuracy", "ci95", "macro_f1", "kappa", "no_face", "n"]], hide_index=True,
+                 placeholder=MISSING,
                  column_config={
                      **_titles("model", "kind", "n"),
                      "accuracy": st.column_config.NumberColumn(titles["accuracy"], format="%.1f%%"),
                      "ci95": st.column_config.TextColumn(titles["ci95"]),
                      "macro_f1": st.column_config.NumberColumn(titles["macro_f1"], format="%.3f"),
+                     "kappa": st.column_config.NumberColumn(titles["kappa"], format="%.3f", help=t("compare.kappa_help")),
                      "no_face": st.column_config.NumberColumn(titles["no_face"], help=t("compare.no_face_help")),
                  })
     st.plotly_chart(accuracy_ci_bars(summary), key="cmp_overall")

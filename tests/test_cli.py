@@ -569,7 +569,7 @@ def test_extract_with_openface_docker_says_why_it_cannot_run(capsys, tmp_path, m
 PREDICT_FACE_KEYS = ["face", "box", "confidence", "low_confidence", "aus", "emotion", "probabilities", "top_aus", "against",
                      "sentence", "baseline", "close_call"]
 REPORT_KEYS = ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels", "confusion",
-               "no_face_per_class", "other_per_class", "skipped", "left_out"]
+               "no_face_per_class", "other_per_class", "skipped", "left_out", "kappa"]
 
 
 def test_predict_json_keys_and_one_source_of_reasons(capsys, astronaut_jpeg):
@@ -1526,3 +1526,42 @@ def _made_up(ref):
     from fer_core.errors import ModelFileError
 
     raise ModelFileError(f"{ref}: made up for the test")
+
+
+def test_compare_and_evaluate_score_labels_of_ones_own_with_cohens_kappa(capsys, tmp_path, fer_val):
+    """A study's stimuli sit in one flat folder (stim_001.jpg ...) and its raters' labels in a CSV:
+    the workbench took only emotion folders or emotion-prefixed names, and gave no kappa, the
+    statistic human raters' agreement is reported in."""
+    from sklearn.metrics import cohen_kappa_score
+
+    flat = tmp_path / "stimuli"
+    flat.mkdir()
+    truth = {}
+    for k, emotion in enumerate(["happy"] * 4 + ["sad"] * 4 + ["surprise"] * 4):
+        source = sorted((fer_val / emotion).glob("*.jpg"))[k]
+        shutil.copy(source, flat / f"stim_{k:03d}.jpg")
+        truth[f"stim_{k:03d}.jpg"] = emotion
+    rows = ["file,majority,R1", "stim_000.jpg,Happiness,sad"]  # raters write as they speak
+    rows += [f"{name},{emotion},{emotion}" for name, emotion in truth.items() if name not in ("stim_000.jpg",
+                                                                                            "stim_010.jpg")]
+    rows += ["stim_010.jpg,contempt,", "missing.jpg,sad,sad"]  # no emotion scored; no such image
+    labels = tmp_path / "ratings.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    code, out, err = run_cli(capsys, "compare", "--images", flat, "--labels", labels, "--label-column", "majority",
+                             "--models", "au-logreg-fer2013,cnn-fer2013", "--workers", "1", "--json",
+                             "--csv", tmp_path / "p.csv")
+    assert code == 0, err
+    said = json.loads(out)
+    assert said["n"] == 11 and said["labels"]["not_emotions"] == {"contempt": 1}
+    assert said["labels"]["rows_without_image"] == ["missing.jpg"] and said["labels"]["no_row"] == 0
+    assert "left out 1 image(s) whose majority names no emotion: contempt 1" in err
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert dict(zip(table["file"], table["label"])) == {n: e for n, e in truth.items() if n != "stim_010.jpg"}
+    for model in ("au-logreg-fer2013", "cnn-fer2013"):  # kappa as scikit-learn computes it, no face an answer
+        answers = table[model].fillna("no face")
+        assert said["models"][model]["kappa"] == pytest.approx(cohen_kappa_score(table["label"], answers), abs=1e-6)
+    code, out, err = run_cli(capsys, "evaluate", "--images", flat, "--labels", labels, "--label-column", "R1",
+                             "--model", "cnn-fer2013", "--workers", "1")
+    assert code == 0 and "Cohen's kappa" in out and "left out 1 image(s) whose R1 names no emotion: (blank) 1" in err
+    code, _, err = run_cli(capsys, "compare", "--images", flat, "--labels", labels, "--label-column", "R9")
+    assert code == 2 and "needs a file column and a 'R9' column" in err

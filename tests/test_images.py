@@ -392,3 +392,13 @@ def test_a_zip_without_the_utf8_flag_keeps_its_korean_and_emoji_names(tmp_path, 
     western = ["Überraschung/a.jpg", "happy/Schäfer_01.jpg", "sad/Müller_02.jpg", "happy/niño.jpg", "happy/colère.jpg"]
     root = unpack_image_zip(_zip_with_raw_names({n.encode("cp437"): photo for n in western}), tmp_path / "cp437")
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg")) == sorted(western)
+
+
+def test_a_file_name_that_names_two_emotions_names_none():
+    """A human-ratings review: "happy_rated_sad.jpg" was scored as happy without a word (the
+    intended emotion first, the raters' appended), while "P07_sad_vs_happy" named none."""
+    from fer_core.emotions import emotion_from_filename
+
+    assert [emotion_from_filename(n) for n in ("happy_rated_sad", "sad_vs_happy", "happiness_sad")] == [None] * 3
+    assert [emotion_from_filename(n) for n in ("happy001", "Happy_12", "angry_angry2", "happy_actor3")] == [
+        "happy", "happy", "angry", "happy"]

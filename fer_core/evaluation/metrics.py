@@ -54,6 +54,9 @@ class EvaluationReport:
     skipped: dict[str, int] = field(default_factory=dict)
     left_out: dict[str, int] = field(default_factory=dict)  # rows not scored, by reason (bad AU values)
     other_per_class: list[int] = field(default_factory=list)  # answered an emotion not in ``labels``
+    # Cohen's kappa of the answers with the labels (no face an answer of its own): agreement beyond
+    # chance, as human raters' agreement is given; None where it is undefined (one category only)
+    kappa: float | None = None
 
     def to_dict(self) -> dict:
         out = {
@@ -64,7 +67,7 @@ class EvaluationReport:
             "no_face_per_class": list(self.no_face_per_class),
             # always there, empty where nothing was: a script reads d["skipped"] without a KeyError
             "other_per_class": list(self.other_per_class) or [0] * len(self.labels),
-            "skipped": dict(self.skipped), "left_out": dict(self.left_out),
+            "skipped": dict(self.skipped), "left_out": dict(self.left_out), "kappa": self.kappa,
         }
         return out
 
@@ -82,7 +85,8 @@ class EvaluationReport:
             labels=labels, confusion=d.get("confusion") or [[0] * len(labels) for _ in labels],
             no_face_per_class=d.get("no_face_per_class") or [0] * len(labels),
             skipped=dict(d.get("skipped") or {}), left_out=dict(d.get("left_out") or {}),
-            other_per_class=d.get("other_per_class") or [0] * len(labels))
+            other_per_class=d.get("other_per_class") or [0] * len(labels),
+            kappa=None if d.get("kappa") is None else float(d["kappa"]))
 
     def predicts_one_class(self, share: float = 0.9) -> str | None:
         """The emotion this model gives to at least ``share`` of the images it judged, if any: a
@@ -185,7 +189,7 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
     """``evaluation_report`` of integer codes: ``classes`` are 0..k-1, other labels k and above
     (the same code for the same label in both arrays), no prediction -1. A million predictions cost
     megabytes, not the Python strings of a label list; the counting is scikit-learn's."""
-    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     classes = list(classes)
     truth, pred = np.asarray(truth, dtype=np.int64), np.asarray(pred, dtype=np.int64)
@@ -215,6 +219,11 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
     no_face_per_class = np.bincount(truth[in_classes & (pred == -1)], minlength=k)
     other_per_class = np.bincount(truth[in_classes & (pred >= k)], minlength=k)
     lo, hi = wilson_ci(correct)
+    kappa = None
+    if n and len(np.union1d(truth, pred)) > 1:  # one category in both: agreement beyond chance is undefined
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = float(cohen_kappa_score(truth, pred))
+        kappa = round(value, DECIMALS) if np.isfinite(value) else None
     return EvaluationReport(
         model=model, n=n, no_face=int(np.count_nonzero(pred == -1)),
         accuracy=round(float(correct.mean()) if n else 0.0, DECIMALS),
@@ -226,7 +235,7 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
                    for i, c in enumerate(classes)},
         labels=classes, confusion=confusion.astype(int).tolist(),
         no_face_per_class=[int(v) for v in no_face_per_class],
-        other_per_class=[int(v) for v in other_per_class])
+        other_per_class=[int(v) for v in other_per_class], kappa=kappa)
 
 
 def _codes(y_true: Sequence[str], y_pred: Sequence[str | None], classes: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -91,8 +91,9 @@ def accuracy_summary(comparison: Comparison) -> pd.DataFrame:
     for name, r in comparison.reports.items():
         lo, hi = r.accuracy_ci95
         rows.append({"model": name, "kind": comparison.kinds.get(name, ""), "accuracy": r.accuracy,
-                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1, "no_face": r.no_face, "n": r.n})
-    return pd.DataFrame(rows, columns=["model", "kind", "accuracy", "ci95_low", "ci95_high", "macro_f1",
+                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1, "kappa": r.kappa, "no_face": r.no_face,
+                     "n": r.n})
+    return pd.DataFrame(rows, columns=["model", "kind", "accuracy", "ci95_low", "ci95_high", "macro_f1", "kappa",
                                        "no_face", "n"])
 
 
@@ -162,12 +163,12 @@ def summary_frame(comparison: Comparison) -> pd.DataFrame:
             rows.append({"model": name, "emotion": emotion, "n": v.n, "accuracy": v.accuracy,
                          "ci95_low": None if lo is None else round(lo, DECIMALS),
                          "ci95_high": None if hi is None else round(hi, DECIMALS), "macro_f1": None,
-                         "no_face": no_face})
+                         "no_face": no_face, "kappa": None})
         lo, hi = r.accuracy_ci95
         rows.append({"model": name, "emotion": "overall", "n": r.n, "accuracy": r.accuracy,
-                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1, "no_face": r.no_face})
+                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1, "no_face": r.no_face, "kappa": r.kappa})
     return pd.DataFrame(rows, columns=["model", "emotion", "n", "accuracy", "ci95_low", "ci95_high", "macro_f1",
-                                       "no_face"]).astype({"no_face": "Int64"})
+                                       "no_face", "kappa"]).astype({"no_face": "Int64"})
 
 
 def predictions_frame(table: pd.DataFrame, model_names: Sequence[str], root: str | Path | None = None) -> pd.DataFrame:
@@ -257,7 +258,8 @@ def column_titles() -> dict[str, str]:
     return {"model": t("compare.col_model"), "kind": t("compare.col_kind"), "emotion": t("compare.col_emotion"),
             "accuracy": t("compare.col_accuracy"), "ci95": t("compare.col_ci95"),
             "ci95_low": t("compare.col_ci95_low"), "ci95_high": t("compare.col_ci95_high"),
-            "macro_f1": t("compare.col_macro_f1"), "no_face": t("compare.col_no_face"), "n": t("compare.col_n"),
+            "macro_f1": t("compare.col_macro_f1"), "kappa": t("compare.col_kappa"), "no_face": t("compare.col_no_face"),
+            "n": t("compare.col_n"),
             "precision": t("compare.col_precision"), "recall": t("compare.col_recall"), "f1": "F1",
             "support": t("compare.col_support"), "model A": t("compare.col_model_a"),
             "model B": t("compare.col_model_b"), "A - B": t("compare.col_difference"),
