@@ -32,7 +32,7 @@ from fer_core.evaluation.scores import (
     statuses,
 )
 from fer_core.fileio import csv_bytes
-from fer_core.i18n import emotion_label, install_browser_font, t
+from fer_core.i18n import emotion_label, install_browser_font, kind_label, t
 from ui.common import (
     MISSING,
     PAGES,
@@ -64,7 +64,7 @@ def _models_frame(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in table.itertuples(index=False):
         rows.append({
-            t("home.col_model"): r.model, t("home.col_kind"): r.kind,
+            t("home.col_model"): r.model, t("home.col_kind"): kind_label(r.kind),
             t("home.col_accuracy"): t("home.not_measured") if pd.isna(r.accuracy)
             else interval(r.accuracy, r.ci95_low, r.ci95_high),
             t("home.col_macro_f1"): None if pd.isna(r.macro_f1) else r.macro_f1,

@@ -2370,7 +2370,7 @@ MAX_MINUTES_STOP = "max-minutes"  # the sidecar's ``stopped_by`` of a run --max-
 def _say_time_limit(result, args) -> None:
     """A run --max-minutes ended: how many epochs it had, and that the same command elsewhere (or
     under another load) runs another number of them; the sidecar records ``stopped_by``."""
-    if result.stopped_by_user:
+    if result.stopped_by_user and result.epochs_run < args.epochs:
         print(f"stopped by --max-minutes {args.max_minutes:g} after {result.epochs_run} of {args.epochs} epochs: the "
               "same command on another machine, or under another load, trains for another number of epochs "
               "(its sidecar records \"stopped_by\": \"max-minutes\" and epochs_run)", file=sys.stderr)

@@ -139,6 +139,12 @@ def emotion_label(emotion: str) -> str:
     return catalogue(current_language()).get(f"emotions.{emotion}", emotion)
 
 
+def kind_label(kind: str) -> str:
+    """A model kind as a person reads it, in the current language ("AU 병목 신경망" for
+    ``au-bottleneck``); a plugin's kind without a name of its own stays as it is."""
+    return catalogue(current_language()).get(f"kinds.{kind}", kind)
+
+
 def emotion_labels(emotions) -> list[str]:
     return [emotion_label(e) for e in emotions]
 

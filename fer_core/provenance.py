@@ -168,18 +168,24 @@ def sidecar_sha256(model_file: str | os.PathLike[str]) -> str | None:
 
 
 def models_sidecars(refs: Sequence[str]) -> dict[str, str]:
-    """``sidecar_sha256`` of each model in ``refs`` that has a sidecar, by the name it loads as."""
+    """``sidecar_sha256`` of each model in ``refs`` that has a sidecar, by the name it loads as, and
+    of an ensemble's members (whose sidecars decide its answers too)."""
+    from .manifest import read_manifest
+    from .predictors.ensemble import KIND as ENSEMBLE_KIND
+    from .predictors.ensemble import member_entries
     from .predictors.registry import find_entry
 
     found: dict[str, str] = {}
     for ref in refs:
         try:
             entry = find_entry(ref)
+            members = member_entries(entry, read_manifest()) if entry.kind == ENSEMBLE_KIND else []
         except FerError:
             continue
-        digest = sidecar_sha256(entry.file)
-        if digest:
-            found[entry.name] = digest
+        for model in (entry, *members):
+            digest = sidecar_sha256(model.file)
+            if digest:
+                found[model.name] = digest
     return found
 
 

@@ -31,7 +31,7 @@ from fer_core.emotions import close_call
 from fer_core.errors import FerError, one_line
 from fer_core.figures import plots
 from fer_core.fileio import csv_bytes
-from fer_core.i18n import FONT_FAMILY, current_language, emotion_label, message, t
+from fer_core.i18n import FONT_FAMILY, current_language, emotion_label, kind_label, message, t
 from fer_core.images import crop_shaped
 from fer_core.masks import MASK_NOT_PLACED_REASON, STYLES, mark_options, shifted_by_mask
 from fer_core.pipeline import (
@@ -59,7 +59,6 @@ from ui.common import (
     keep_for,
     kept_choice,
     kept_for,
-    kind_label,
     load_predictor,
     log,
     page_setup,
@@ -233,7 +232,7 @@ def card_png(result, picture, title: str, paragraphs: list[str], number: int):
     """A face's card (``plots.explanation_card``: the picture, the answer, its reasons in words and
     what a prediction is not) as a PNG, to print or put on a slide: made when it is clicked (a
     fifth of a second a face), from words put in the page's language now."""
-    footer = t("try_it.card_footer", name=result.name, n=number) + " " + t("home.limits_short")
+    footer = t("try_it.card_footer", name=result.name, n=number) + " " + t("try_it.card_limits")
     title, paragraphs = title.replace("**", ""), [p.replace("**", "") for p in paragraphs]
 
     def made() -> bytes:  # runs outside the page's script: no Streamlit and no t() in here
@@ -242,15 +241,34 @@ def card_png(result, picture, title: str, paragraphs: list[str], number: int):
     return made
 
 
-def show_card_button(target, png, result, number: int, slot: int, i: int, masked: bool = False) -> None:
-    stem = (Path(result.name).stem or "photo") + ("_masked" if masked else "")
+def show_card_button(target, png, result, number: int, slot: int, i: int, masked: bool = False,
+                     file_stem: str | None = None) -> None:
+    stem = (file_stem or Path(result.name).stem or "photo") + ("_masked" if masked else "")
     target.download_button(t("try_it.download_card_masked" if masked else "try_it.download_card"), png,
                            mime="image/png", file_name=f"{stem}_face{number}_card.png",
                            key=f"try_card_{'masked_' if masked else ''}{slot}_{i}", help=t("try_it.download_card_help"),
                            on_click="ignore")
 
 
-def show_face(result, number: int, i: int, others: list, slot: int, charts: list, notes: dict | None = None) -> list:
+def face_cautions(face) -> list[str]:
+    """What the page says under a face that its card must say too: measured whole (no face
+    found), turned upright, a masked file's hidden AUs, an unsure detection."""
+    out = []
+    if face.method == "crop":
+        out.append(t("try_it.whole_picture"))
+    elif face.method == TURNED_UPRIGHT:
+        out.append(t("try_it.turned_upright"))
+    elif face.low_confidence:
+        out.append(t("try_it.low_confidence", how=t("try_it.low_unsure", p=_percent(face.confidence))))
+    if face.face.masked:
+        from fer_core.masks import HIDDEN_AUS
+
+        out.append(t("try_it.marked_masked") + " " + t("try_it.hidden_by_mask", aus=", ".join(au_label(c) for c in HIDDEN_AUS)))
+    return out
+
+
+def show_face(result, number: int, i: int, others: list, slot: int, charts: list, notes: dict | None = None,
+              file_stem: str | None = None) -> list:
     """The face's panel; returns one empty column per model in ``others``, filled in as each
     model's output is ready (``show_other_output``). Its charts keep their places but are only
     added to ``charts`` (placeholder, figure maker, key), drawn by the caller after every model's
@@ -266,11 +284,10 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
     c1, c2, c3 = st.columns([1.1, 1, 1.1])
     c1.image(overlay, caption=t("try_it.overlay_caption", n=number), width="stretch",
              alt=t("try_it.overlay_alt", n=number, emotion=emotion_label(emotion)))
-    unsure = [t("try_it.low_confidence", how=t("try_it.low_unsure", p=_percent(face.confidence)))] \
-        if face.low_confidence else []
+    cautions = face_cautions(face) + ([against_text(ex)] if ex.against else [])
     show_card_button(c1, card_png(result, overlay, t("try_it.predicted", emotion=emotion_label(emotion), p=_percent(proba)),
-                                  card_lines(ex, unsure), number),
-                     result, number, slot, i)
+                                  card_lines(ex, cautions), number),
+                     result, number, slot, i, file_stem=file_stem)
     with c2:
         st.markdown(f"#### {t('try_it.predicted', emotion=emotion_label(emotion), p=_percent(proba))}")
         show_close_call(ex.probabilities)
@@ -412,7 +429,7 @@ def show_masked(result, model, model_key: str, style: str, slot: int, others: li
                 st.caption(notes[-1])
             change = t("try_it.mask_changes", **values) if b.emotion != a.emotion else t("try_it.mask_stays", **values)
             show_card_button(c1, card_png(result, masked_face, change, card_lines(b, notes), number), result, number,
-                             slot, i, masked=True)
+                             slot, i, masked=True, file_stem=file_stem)
             for entry, out in others or []:
                 st.markdown(masked_other_line(result, entry, out, i, after.face, (model_key, style)))
             chart(st, plots.probability_bars(b.probabilities, title=t("try_it.masked_proba_title")),
@@ -554,7 +571,7 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         table, downloads = st.empty(), st.container()
         charts: list = []
         notes: dict = {}
-        columns = {i: show_face(result, number, i, others, slot, charts, notes)
+        columns = {i: show_face(result, number, i, others, slot, charts, notes, file_stem)
                    for number, i in enumerate(order, start=1)}
 
         def shown(position: int, out: ModelOutput) -> None:

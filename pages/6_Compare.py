@@ -23,7 +23,7 @@ from fer_core.figures.compare import (
     with_difference_text,
 )
 from fer_core.fileio import csv_bytes
-from fer_core.i18n import current_language, emotion_label, message, t
+from fer_core.i18n import current_language, emotion_label, kind_label, message, t
 from fer_core.images import png_data_uri, relative_file
 from fer_core.measure.extract import default_workers
 from ui.common import (
@@ -82,7 +82,7 @@ def _titles(*columns: str) -> dict:
 def show_overall(res: Comparison) -> None:
     st.header(t("compare.overall_heading"))
     summary = accuracy_summary(res)
-    shown = summary.assign(accuracy=summary["accuracy"] * 100,
+    shown = summary.assign(accuracy=summary["accuracy"] * 100, kind=summary["kind"].map(kind_label),
                            ci95=[f"{percent(lo)} – {percent(hi)}" for lo, hi in zip(summary["ci95_low"],
                                                                                 summary["ci95_high"])])
     titles = column_titles()

@@ -20,7 +20,7 @@ from fer_core.figures.masks import (
     summary_frame,
 )
 from fer_core.fileio import csv_bytes
-from fer_core.i18n import emotion_label, message, t
+from fer_core.i18n import emotion_label, kind_label, message, t
 from fer_core.masks import HIDDEN_AUS, HUMAN_FINDINGS, STYLES, VISIBLE_AUS
 from fer_core.measure.extract import default_workers
 from ui.common import (
@@ -75,7 +75,8 @@ def show_summary(report: MaskReport) -> None:
     # shares as percentages with one decimal each ("41.7%", "25.0%": the "percent" format wrote
     # "41.67%" beside "25%"), p as text ("< 0.0001", not a 0.0000 that reads as impossible)
     shares = ("original", "masked", "drop")
-    shown = frame.assign(**{c: frame[c] * 100 for c in shares}, **{"McNemar p": frame["McNemar p"].map(p_text)})
+    shown = frame.assign(**{c: frame[c] * 100 for c in shares}, **{"McNemar p": frame["McNemar p"].map(p_text)},
+                         kind=frame["kind"].map(kind_label))
     shown.insert(shown.columns.get_loc("drop") + 1, "drop ci95",
                  [t("masks.drop_interval", low=share_text(lo, 1, points=True, signed=True),
                     high=share_text(hi, 1, points=True, signed=True))

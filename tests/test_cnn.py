@@ -315,6 +315,12 @@ def test_a_run_its_time_limit_ended_is_not_recorded_as_stopped_by_a_person(kaggl
     meta = read_cnn_metadata(result.path)
     assert result.epochs_run == 1 and meta["epochs"] == 5 and meta["seed"] == 3
     assert meta["stopped_by"] == "max-minutes" and meta["stopped_by_user"] is False
+    # the limit reached as the last epoch ended: every epoch ran, nothing was cut short by it
+    done.clear()
+    whole = train_cnn(kaggle_dir, classes=CLASSES, preset="tiny", epochs=1, batch_size=8, out=tmp_path / "w.keras",
+                      progress=lambda epoch, logs: done.append(epoch), should_stop=lambda: bool(done),
+                      stop_reason="max-minutes", seed=3)
+    assert whole.epochs_run == 1 and read_cnn_metadata(whole.path)["stopped_by"] is None
 
 
 def test_picked_on_split_reads_the_starting_cnns_sidecar(tmp_path):

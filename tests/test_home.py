@@ -180,7 +180,7 @@ def test_status_of_a_manifest_entry():
     assert (state.state, state.score, state.reason) == ("failed", None, "cnn-fer2013: could not load (no TensorFlow)")
 
 
-def test_a_networks_sidecar_edited_since_it_was_scored_is_not_shown_as_measured(tmp_path):
+def test_a_networks_sidecar_edited_since_it_was_scored_is_not_shown_as_measured(tmp_path, monkeypatch):
     """A reproducibility audit set "tta": "none" in cnn-fer2013's sidecar: its accuracy moved from
     0.595 to 0.571 while its checksum, its provenance and Home's score stayed those of before."""
     import json
@@ -191,6 +191,7 @@ def test_a_networks_sidecar_edited_since_it_was_scored_is_not_shown_as_measured(
 
     models = tmp_path / "models"
     shutil.copytree(BUNDLED_MODELS, models)
+    monkeypatch.setenv("FER_MODELS_DIR", str(models))  # the ensemble's members are this folder's
     scores = read_scores(models)
     assert statuses(read_manifest(models), scores)["cnn-fer2013"].state == "ok"
     sidecar = models / "cnn_fer2013.meta.json"
@@ -200,6 +201,11 @@ def test_a_networks_sidecar_edited_since_it_was_scored_is_not_shown_as_measured(
     shown = statuses(read_manifest(models), scores)
     assert shown["cnn-fer2013"].state == "stale" and shown["au-logreg-fer2013"].state == "ok"
     assert sidecar_sha256(models / "cnn_fer2013.keras") != scores.score("cnn-fer2013").sidecar_sha256
+    # its answers are the ensemble's too (a code review: the ensemble kept its score)
+    assert shown["cnn-ensemble-fer2013"].state == "stale" and shown["cnn-fer2013-7"].state == "ok"
+    sidecar.unlink()  # a sidecar the score recorded, gone: not the network that was scored either
+    entry = next(e for e in read_manifest(models) if e.name == "cnn-fer2013")
+    assert status_of(entry, scores, entry.sha256, sidecar_sha256(entry.file)).state == "stale"
 
 
 # -- Home -------------------------------------------------------------------------------------

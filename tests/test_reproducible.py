@@ -291,3 +291,5 @@ def test_a_result_records_each_networks_sidecar_which_changes_its_answers():
     assert made["sidecars"] == {"cnn-fer2013": sidecar_sha256(bundled / "cnn_fer2013.keras")}
     assert re.fullmatch("[0-9a-f]{64}", made["sidecars"]["cnn-fer2013"])
     assert provenance("x")["sidecars"] == {}  # always there: a reader's key
+    members = provenance("x", sidecars=models_sidecars(["cnn-ensemble-fer2013"]))["sidecars"]  # its members' decide it
+    assert set(members) == {"cnn-fer2013", "au-bottleneck-fer2013", "cnn-fer2013-7", "cnn-fer2013-7-scratch"}

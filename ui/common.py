@@ -983,6 +983,8 @@ def choose_models(prefix: str, unsaved: bool = True) -> list:
         st.warning(t("compare.no_models"))
         return []
     options: dict[str, Any] = {e.name: e for e in entries}
+    from fer_core.i18n import kind_label
+
     labels = {e.name: f"{e.name} ({kind_label(e.kind)})" for e in entries}
     for name, predictor in pending.items():
         if name in options:
@@ -1110,11 +1112,3 @@ def forget_unsaved(name: str) -> None:
 def unsaved_models() -> dict:
     """This session's unsaved models by name (Predictors, ready for ``run_comparison``)."""
     return dict(st.session_state.get(_UNSAVED, {}))
-
-
-def kind_label(kind: str) -> str:
-    """A model kind as a person reads it, in the page's language ("AU 병목 신경망" for
-    ``au-bottleneck``); a plugin's kind without a name of its own stays as it is."""
-    from fer_core.i18n import catalogue, current_language
-
-    return catalogue(current_language()).get(f"kinds.{kind}", kind)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import FerError
-from ..i18n import FONT_FAMILY, embedded_font_css, emotion_label, t, using_language
+from ..i18n import FONT_FAMILY, embedded_font_css, emotion_label, kind_label, t, using_language
 from ..manifest import ModelEntry
 from ..provenance import (
     code_digest,
@@ -130,7 +130,7 @@ def _thumbnail_uri(path: Path) -> str:
 def _model_section(name: str, kind: str, entry: ModelEntry | None, faces: bool = True) -> str:
     """A model's manifest record; without ``faces`` (a report to share outside a study) none of its
     paths: where its file lies, what it was measured on and its command name the study's folders."""
-    rows: list[tuple[str, object]] = [(t("report.kind"), kind)]
+    rows: list[tuple[str, object]] = [(t("report.kind"), kind_label(kind))]
     if entry is None:
         rows.append((t("report.manifest"), t("report.not_saved")))
     else:

@@ -184,8 +184,11 @@ class ScoreStatus:
     reason: str = ""
 
 
+_UNCHECKED = object()  # status_of without a sidecar's checksum: not compared
+
+
 def status_of(entry, scores: BundledScores | None, file_sha256: str | None,
-              sidecar_sha256: str | None = None) -> ScoreStatus:
+              sidecar_sha256: str | object | None = _UNCHECKED) -> ScoreStatus:
     """Match a manifest entry to its score. ``file_sha256`` is the model file's checksum now (the
     manifest's recorded one is enough: a file that no longer matches it cannot be loaded anyway);
     ``sidecar_sha256`` its sidecar's now, where the score recorded one (its test-time views, edited,
@@ -199,7 +202,7 @@ def status_of(entry, scores: BundledScores | None, file_sha256: str | None,
         return ScoreStatus(None, "missing")
     if not file_sha256 or score.sha256 != file_sha256:
         return ScoreStatus(None, "stale")
-    if score.sidecar_sha256 and sidecar_sha256 and sidecar_sha256 != score.sidecar_sha256:
+    if score.sidecar_sha256 and sidecar_sha256 is not _UNCHECKED and sidecar_sha256 != score.sidecar_sha256:
         return ScoreStatus(None, "stale")
     return ScoreStatus(score, "ok")
 
@@ -209,15 +212,20 @@ def statuses(entries: Sequence, scores: BundledScores | None) -> dict[str, Score
     an ensemble whose member has changed since it was made is "stale" too (its file has not)."""
     from ..manifest import read_manifest
     from ..predictors.ensemble import KIND as ENSEMBLE_KIND
-    from ..predictors.ensemble import members_changed
+    from ..predictors.ensemble import member_entries, members_changed
     from ..provenance import sidecar_sha256
 
     out = {e.name: status_of(e, scores, e.sha256, sidecar_sha256(e.file)) for e in entries}
+
+    def sidecar_changed(member) -> bool:  # a member's test-time views edited change the ensemble's answers
+        score = scores.score(member.name) if scores is not None else None
+        return bool(score and score.sidecar_sha256 and sidecar_sha256(member.file) != score.sidecar_sha256)
+
     ensembles = [e for e in entries if e.kind == ENSEMBLE_KIND and out[e.name].state == "ok"]
     if ensembles:
         manifest = read_manifest()  # the members may be outside ``entries`` (the seven-emotion table's)
         for e in ensembles:
-            if members_changed(e, manifest):
+            if members_changed(e, manifest) or any(map(sidecar_changed, member_entries(e, manifest))):
                 out[e.name] = ScoreStatus(None, "stale")
     return out
 

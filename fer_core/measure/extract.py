@@ -241,7 +241,8 @@ class MeasureCache:
 
     def _give_up(self, exc: Exception) -> None:
         MeasureCache.gave_up.add(str(self.path))
-        unwritable = any(w in str(exc).lower() for w in ("readonly", "read-only", "unable to open", "permission"))
+        unwritable = any(w in str(exc).lower() for w in ("readonly", "read-only", "unable to open", "permission",
+                                                          "not a directory"))
         log.warning("measurement cache %s not used: %s%s", printable(str(self.path)), one_line(exc),
                     f"; {CACHE_DIR_HINT}" if unwritable else "")
         self.close()

@@ -579,7 +579,8 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
                                 if k in ("n", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels", "confusion")}}
     metadata.update(status="done", epochs_run=result.epochs_run, best_epoch=keep_best.best_epoch + 1 if hist else 0,
                     stopped_by_user=guard.stopped_by_user and stop_reason == "user",
-                    stopped_by=stop_reason if guard.stopped_by_user else None, seconds=round(seconds, 1),
+                    stopped_by=stop_reason if guard.stopped_by_user and result.epochs_run < epochs else None,
+                    seconds=round(seconds, 1),
                     selected_on=selected_on,
                     evaluated_on=evaluated_on, metrics=result.metrics.to_dict(), selection=selection.to_dict(),
                     evaluation=None if evaluation is None else evaluation.to_dict(), au_fidelity=fidelity,

@@ -588,7 +588,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     # elsewhere does not repeat
     metadata.update(status="done", epochs_run=result.epochs_run,
                     stopped_by_user=reporter.stopped_by_user and stop_reason == "user",
-                    stopped_by=stop_reason if reporter.stopped_by_user else None,
+                    stopped_by=stop_reason if reporter.stopped_by_user and result.epochs_run < epochs else None,
                     seconds=round(seconds, 1), metrics=result.metrics.to_dict(),
                     evaluation=evaluation.to_dict(), selection=selection.to_dict(), history=hist)
     _write_metadata(work, metadata)

@@ -182,6 +182,17 @@ def _load(path: Path, entry) -> EnsemblePredictor:
     return EnsemblePredictor(members, spec.classes, name=entry.name)
 
 
+def member_entries(entry, entries: Sequence) -> list:
+    """The manifest entries (of ``entries``) of ensemble ``entry``'s members; none where its file
+    cannot be read (loading says why)."""
+    try:
+        spec = EnsembleSpec.read(Path(entry.file))
+    except (FerError, OSError):
+        return []
+    by_name = {e.name: e for e in entries}
+    return [by_name[name] for name in spec.members if name in by_name]
+
+
 def members_changed(entry, entries: Sequence) -> bool:
     """Whether a member of ensemble ``entry`` has been retrained or replaced since the ensemble
     was made (its recorded SHA-256 differs from the one ``entries``, the manifest, gives now): its
