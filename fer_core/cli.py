@@ -428,8 +428,9 @@ def _parser() -> argparse.ArgumentParser:
                    "is read again (an AU model only)")
     s.add_argument("--out", help="with --au-table: the table to write (.csv, .csv.gz or .parquet)")
     s.add_argument("--model", default=DEFAULT_MODEL,
-                   help="an explaining model: an AU model or an AU-bottleneck network (manifest name or file path; "
-                        f"default: {DEFAULT_MODEL})")
+                   help="the model that answers: an AU model or an AU-bottleneck network explain in AUs; a CNN, an "
+                        "ensemble or a Teachable Machine model give emotion and probabilities only (manifest name or "
+                        f"file path; default: {DEFAULT_MODEL})")
     s.add_argument("--top", type=_positive_int, default=3, help="how many AUs to give as reasons (default: 3)")
     s.add_argument("--crops", action="store_true", help=CROPS_HELP)
     shape = s.add_mutually_exclusive_group()
@@ -867,6 +868,10 @@ def _predict_table(args) -> int:
     from .pipeline import masked_note, predict_table
     from .predictors.registry import load_predictor
 
+    if args.images and not args.au_table:
+        raise FerError("predict IMAGE --out: --out is for --au-table's answers; an image's answers go to standard "
+                       "output (--jsonl > answers.jsonl, one line per image); a folder's: extract FOLDER --out au.csv, "
+                       "then predict --au-table au.csv --out emotions.csv (or compare --csv for a labelled folder)")
     if args.images or not args.au_table or not args.out or args.json or args.jsonl:
         raise FerError("predict --au-table TABLE --out OUT: the table's rows are the faces (no images), and the "
                        "answers go to --out (not --json or --jsonl)")

@@ -426,8 +426,8 @@ NOT_EMOTION_FOLDER = ("a folder not named after an emotion, whose images are not
 NOT_EMOTION_FOLDER_OF_VIDEOS = ("a folder not named after an emotion, whose videos are not read; measure it on its own "
                                 "(extract that folder --fps 10), or move each video into the folder of its emotion")
 # CK+ and AffectNet label contempt; renaming that folder to another emotion would mislabel its faces.
-UNMODELLED_EMOTION_FOLDER = ("an emotion no model here predicts (they predict angry, disgust, fear, happy, neutral, sad "
-                             "and surprise), whose images are not read")
+UNMODELLED_EMOTION_FOLDER = ("an emotion no model of this workbench learns (they learn at most angry, disgust, fear, "
+                             "happy, neutral, sad and surprise), whose images are not read")
 NESTED_FOLDER = "a folder inside an emotion's folder, whose images are not read; move them up into the emotion's folder"
 
 

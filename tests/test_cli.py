@@ -297,6 +297,9 @@ def test_what_the_review_found_a_researcher_would_lose(capsys, tmp_path, astrona
     video.write_bytes(b"\0" * 100)
     code, _, err = run_cli(capsys, "predict", video, astronaut_jpeg)
     assert code == 2 and "a video: measure it with extract" in err and "predict --au-table" in err
+    code, out, err = run_cli(capsys, "predict", astronaut_jpeg, "--out", tmp_path / "answers.csv")
+    assert code == 2 and not out and not (tmp_path / "answers.csv").exists()
+    assert "--out is for --au-table" in err and "--jsonl > answers.jsonl" in err, "where an image's answers go instead"
 
     monkeypatch.setenv("FER_MODELS_DIR", str(tmp_path / "models"))
     out = tmp_path / "내 모델.json"

@@ -184,7 +184,8 @@ def test_try_it_runs_each_member_once_beside_its_ensemble(members, models_dir, a
     assert at.multiselect(key="try_others").value == [*members, "tiny-pair"]
     at.file_uploader(key="try_upload").set_value(("astronaut.jpg", astronaut_jpeg.read_bytes(), "image/jpeg"))
     run_app(at, 240)
-    assert not at.error and not at.exception and not at.warning
+    disagreeing = [":material/call_split:"]  # random tiny networks need not agree with the AU model
+    assert not at.error and not at.exception and [w.icon for w in at.warning] in ([], disagreeing)
     assert sorted(cnn_runs) == sorted(members), "each member ran once, not again inside the ensemble"
     lines = [m.value.split(" (", 1)[0] for m in at.markdown if m.value.startswith(("tiny-six (", "tiny-seven (",
                                                                                      "tiny-pair ("))]
