@@ -759,18 +759,23 @@ class LabelFile:
 
 
 def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root: str | os.PathLike[str],
-            column: str | None = None) -> tuple[list[LabeledImage], LabelFile]:
+            column: str | None = None, data: bytes | None = None) -> tuple[list[LabeledImage], LabelFile]:
     """The folder's images labelled by a CSV of one's own (``file``, and ``label``/``emotion`` or
     ``column``: a rater's, the majority's), so a study scores its raters' labels without renaming a
     file or making emotion folders. A row's file is the image's name relative to ``root`` or, where
     that is unique in the folder, its bare name. Images without a row, and rows whose label names
-    no emotion (blank, contempt), are left out and counted; two rows for one image are refused."""
+    no emotion (blank, contempt), are left out and counted; two rows for one image are refused.
+    ``data``: the file's bytes where they came another way (an upload), ``labels`` naming it."""
     import csv
     import hashlib
 
     from .errors import AUTableError
 
-    data = read_regular_file(labels, MAX_LABELS_BYTES, LABELS_HINT, "labels file", AUTableError)
+    if data is None:
+        data = read_regular_file(labels, MAX_LABELS_BYTES, LABELS_HINT, "labels file", AUTableError)
+    elif len(data) > MAX_LABELS_BYTES:
+        raise AUTableError(f"{printable(str(labels))}: larger than a labels file can be ({MAX_LABELS_BYTES >> 20} MB); "
+                           f"{LABELS_HINT}")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

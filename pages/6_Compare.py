@@ -382,7 +382,7 @@ def main() -> None:
             items, root, description = chosen
             classes = choose_scored_emotions("cmp", items, models)
             crops = st.toggle(t("compare.crops_on"), key=kept_choice("cmp_crops"), help=t("compare.crops_help"))
-            current = f"{root}|{len(items)}|{[model_version(m) for m in models]}|{classes}|{crops}"
+            current = f"{root}|{len(items)}|{description!r}|{[model_version(m) for m in models]}|{classes}|{crops}"
             if st.button(t("compare.run"), type="primary", key="cmp_run"):
                 if classes is not None and not classes:
                     show_error(t("compare.no_classes"))

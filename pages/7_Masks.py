@@ -233,7 +233,7 @@ def main() -> None:
             items, root, description = chosen
             # None when the models share no emotion with the images: the report says so in one line
             classes = choose_scored_emotions("mask", items, entries)
-            current = f"{root}|{len(items)}|{[model_version(e) for e in entries]}|{style}|{seed}|{classes}|{crops}"
+            current = f"{root}|{len(items)}|{description!r}|{[model_version(e) for e in entries]}|{style}|{seed}|{classes}|{crops}"
             if st.button(t("masks.run"), type="primary", key="mask_run"):
                 if classes is not None and not classes:
                     show_error(t("compare.no_classes"))

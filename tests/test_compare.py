@@ -784,3 +784,39 @@ def test_wrong_rows_are_a_models_wrong_answers_no_face_included():
     assert comparison.wrong_rows("m")["file"].tolist() == ["b", "c"]  # no face counts wrong
     assert comparison.wrong_rows("m", "sad")["file"].tolist() == ["c"]
     assert comparison.wrong_rows("m", "happy")["file"].tolist() == ["b"]
+
+
+def test_compare_page_scores_a_folder_against_an_uploaded_labels_csv(models_dir, six_images):
+    """A study's raters' labels, uploaded as the CLI's --labels takes them, replace the file names'
+    emotions: images without a row and labels naming no emotion are left out and counted, a row
+    naming no image is said, the run's description names the file, and another column of the same
+    file marks the results as the previous choice's."""
+    classes = ["angry", "happy", "sad"]
+    by_gray = LookupPredictor("mine", classes, ["happy", "happy", "happy", "sad", "sad", "angry"])
+    ratings = ("file,label,R2\nhappy000.png,sad,happy\nhappy001.png,Happy,happy\nhappy002.png,,happy\n"
+               "sad003.png,sad,sad\nsad004.png,sad,sad\nelsewhere.png,angry,angry\n")
+    at = AppTest.from_file(COMPARE_PAGE)
+    at.session_state["_unsaved_models"] = {"mine": by_gray}
+    run_app(at, T)
+    at.radio(key="cmp_source").set_value(FOLDER)
+    run_app(at, T)
+    at.text_input(key="cmp_folder").set_value(str(six_images))
+    run_app(at, T)
+    at.file_uploader(key="cmp_labels").set_value(("ratings.csv", ratings.encode(), "text/csv"))
+    run_app(at, T)
+    assert not at.error and not at.exception
+    assert at.selectbox(key="cmp_label_column").options == ["label (else emotion)", "label", "R2"]
+    assert any("4 images" in c and "2 without a row" in c and "1 whose label names no emotion" in c
+               for c in texts(at.caption)), texts(at.caption)
+    assert any("elsewhere.png" in w for w in texts(at.warning))
+    at.multiselect(key="cmp_models").set_value(["mine"])
+    at.button(key="cmp_run").click()
+    run_app(at, T)
+    saved = at.session_state["cmp_result"]
+    report = saved["comparison"].reports["mine"]
+    assert (report.n, report.accuracy) == (4, 0.75), "happy000 is sad by the raters: the gray model is wrong there"
+    assert "ratings.csv" in str(saved["description"].plain()) and "`" not in str(saved["description"].plain())
+    assert not any("previous choice" in s for s in texts(at.info))
+    at.selectbox(key="cmp_label_column").set_value("R2")
+    run_app(at, T)
+    assert any("previous choice" in s for s in texts(at.info)), "another rater's column is another test set"

@@ -318,7 +318,8 @@ class Described:
         return cls(key, tuple(args.items()))
 
     def plain(self) -> "Described":
-        return Described(self.key, self.args, code_spans=False)
+        return Described(self.key, tuple((k, v.plain() if isinstance(v, Described) else v) for k, v in self.args),
+                         code_spans=False)
 
     def __str__(self) -> str:
         text = t(self.key, **dict(self.args))
@@ -949,8 +950,8 @@ def choose_test_set(prefix: str) -> tuple[list, str, Described] | None:
             st.info(t("common.folder_hint", layout=data_layout_help()))
             return None
         folder = Path(path).expanduser()
-        return dataset_items(str(folder)), str(folder), Described.of("common.folder_description",
-                                                                     folder=shown_in_code(folder))
+        return own_labels(prefix, dataset_items(str(folder)), str(folder),
+                          Described.of("common.folder_description", folder=shown_in_code(folder)))
     if source == ZIP:
         up = st.file_uploader(t("common.zip_input"), type=["zip"], key=f"{prefix}_zip", help=data_layout_help())
         if up is None:
@@ -959,8 +960,8 @@ def choose_test_set(prefix: str) -> tuple[list, str, Described] | None:
         data = up.getvalue()
         with st.spinner(t("common.unpacking")):
             unpacked = held(prefix, unpacked_zip(digest(data), data))
-        return (dataset_items(str(unpacked.root)), str(unpacked.root),
-                Described.of("common.zip_description", name=shown_in_code(up.name)))
+        return own_labels(prefix, dataset_items(str(unpacked.root)), str(unpacked.root),
+                          Described.of("common.zip_description", name=shown_in_code(up.name)))
     split = st.selectbox(t("common.split"), splits, index=splits.index("val") if "val" in splits else 0,
                          key=kept_choice(f"{prefix}_split"))
     if split == "train":
@@ -968,6 +969,46 @@ def choose_test_set(prefix: str) -> tuple[list, str, Described] | None:
     items = dataset_items(str(fer_root / split))
     st.caption(t("common.split_caption", n=f"{len(items):,}"))
     return items, str(fer_root / split), Described.of("common.split_description", split=split, n=f"{len(items):,}")
+
+
+def _csv_columns(data: bytes) -> list[str]:
+    """The header of an uploaded CSV, to choose a column from (none where it is not UTF-8 CSV:
+    reading it says why)."""
+    import csv
+
+    try:
+        first = data.decode("utf-8-sig").splitlines()[:1]
+        return [c.strip() for c in next(csv.reader(first), []) if c.strip()]
+    except (UnicodeDecodeError, csv.Error):
+        return []
+
+
+def own_labels(prefix: str, items: list, root: str, description: Described) -> tuple[list, str, Described]:
+    """A folder's or zip's images scored against a study's own labels where a CSV of them is given
+    (``--labels``: its raters', their majority's), not against the folders' or names' emotions; the
+    description names the file, its column and its SHA-256, so the results and report say which."""
+    from fer_core.images import relabel
+
+    with st.expander(t("common.labels_expander"), expanded=st.session_state.get(f"{prefix}_labels") is not None):
+        up = st.file_uploader(t("common.labels_input"), type=["csv"], key=f"{prefix}_labels", help=t("common.labels_help"))
+        if up is None:
+            return items, root, description
+        data = up.getvalue()
+        columns = [c for c in _csv_columns(data) if c.lower() != "file"]
+        auto = ""
+        column = st.selectbox(t("common.labels_column"), [auto, *columns], key=f"{prefix}_label_column",
+                              format_func=lambda c: t("common.labels_column_auto") if c == auto else c)
+        labelled, record = relabel(items, up.name, root, column or None, data=data)
+        if not labelled:
+            raise DatasetError(f"{up.name}: labels no image of the folder with an emotion ({record.no_row:,} without "
+                               f"a row, {sum(record.not_emotions.values()):,} naming none)")
+        st.caption(t("common.labels_caption", n=f"{record.labelled:,}", column=shown_literally(record.column),
+                     no_row=f"{record.no_row:,}", not_emotion=f"{sum(record.not_emotions.values()):,}"))
+        if record.rows_without_image:
+            st.warning(t("common.labels_rows_without_image", n=f"{len(record.rows_without_image):,}",
+                         examples=shown_literally(", ".join(record.rows_without_image[:3]))))
+    return labelled, root, Described.of("common.labelled_description", source=description, labels=shown_in_code(up.name),
+                                        column=shown_in_code(record.column), sha=record.sha256[:12])
 
 
 def choose_models(prefix: str, unsaved: bool = True) -> list:
