@@ -820,3 +820,32 @@ def test_compare_page_scores_a_folder_against_an_uploaded_labels_csv(models_dir,
     at.selectbox(key="cmp_label_column").set_value("R2")
     run_app(at, T)
     assert any("previous choice" in s for s in texts(at.info)), "another rater's column is another test set"
+
+
+def test_compare_says_when_the_images_come_from_the_folder_a_network_was_trained_on(capsys, tmp_path, tiny_seven_cnn):
+    """Scoring a network on its own training folder, or on a set drawn from it, gives what it
+    learned, not a test: the sidecar's train_dir (and the drawn set's testset.json source) say so,
+    in the text and the JSON; another folder gets no such note."""
+    import shutil
+
+    train, other = tmp_path / "train", tmp_path / "other"
+    for folder, shade in ((train, 40), (other, 200)):
+        for emotion in SIX_EMOTIONS:
+            (folder / emotion).mkdir(parents=True)
+            for i in range(2):
+                Image.new("L", (48, 48), shade + i).save(folder / emotion / f"{emotion}{i}.png")
+    network = tmp_path / "net.keras"
+    shutil.copy(tiny_seven_cnn, network)
+    sidecar = json.loads(tiny_seven_cnn.with_suffix(".meta.json").read_text())
+    network.with_suffix(".meta.json").write_text(json.dumps({**sidecar, "train_dir": str(train)}))
+    assert main(["draw-testset", str(train), str(tmp_path / "drawn"), "--per-class", "1"]) == 0
+    capsys.readouterr()
+    for images, expected in ((train, 12), (tmp_path / "drawn", 6), (other, None)):
+        assert main(["compare", "--images", str(images), "--models", str(network), "--json"]) == 0
+        out, err = capsys.readouterr()
+        found = json.loads(out)["from_training_folder"]
+        if expected is None:
+            assert found == {} and "was trained on" not in err
+        else:
+            assert found == {"net": expected}
+            assert f"{expected} of the {expected} images scored come from {train}, the folder net was trained on" in err

@@ -160,7 +160,8 @@ def test_au_page_trains_offers_downloads_and_the_unsaved_model(models_dir, downl
     assert (models_dir / "au-clear.json").read_bytes() == downloads["au-logreg-clear.json"]
     # recorded as train-au records it, the seed that chose the held-out faces included
     (entry,) = [e for e in read_manifest(models_dir) if e.name == "au-clear"]
-    assert entry.metrics.evaluated_on == "25% of clear.csv held out from fitting (stratified, seed 0)"
+    assert entry.metrics.evaluated_on == ("25% of clear.csv held out from fitting (stratified, seed 0); the model saved "
+                                         "was then refitted on every row")
 
 
 def test_au_page_shows_the_mlps_epochs_while_it_trains(models_dir, monkeypatch):

@@ -303,3 +303,14 @@ def test_a_report_to_share_outside_the_study_shows_no_face_name_or_folder(hand_c
     assert parts.plotly_divs == parse(comparison_report_html(comparison, settings, [ENTRY])).plotly_divs
     with_faces = comparison_report_html(comparison, settings, [ENTRY])
     assert "study_P017" in with_faces and len(parse(with_faces).images) == 5
+
+
+def test_the_reports_overall_table_pastes_into_a_paper_without_editing(tmp_path):
+    """Kappa with three decimals as macro-F1 beside it (0.600000 read as six digits of precision the
+    data do not have), and each model's kind in the words the Compare page uses."""
+    from fer_core.figures.compare import accuracy_summary, column_titles, shown_table
+
+    shown = shown_table(accuracy_summary(hand_made_comparison(tmp_path)))
+    titles = column_titles()
+    assert list(shown[titles["kind"]]) == ["AU logistic regression", "CNN"]
+    assert all(re.fullmatch(r"-?\d\.\d{3}|–", v) for v in shown[titles["kappa"]]), list(shown[titles["kappa"]])

@@ -8,6 +8,8 @@ Every model sees the same faces, prepared once by the face pipeline.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import time
@@ -75,6 +77,9 @@ class Comparison:
     other_au_source: list[Predictor] = field(default_factory=list, repr=False)
     # per AU model, how many of the faces scored it was fitted on (by their fingerprints), and of how many
     learned_from: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # per network that recorded its training folder (its sidecar's train_dir): how many of the images
+    # scored come from that folder (a drawn set: from its testset.json's source), of how many, and the folder
+    from_training_folder: dict[str, tuple[int, int, str]] = field(default_factory=dict)
 
     def path_of(self, file: str) -> Path:
         """The image behind a ``file`` of the table (file names that are not UTF-8 are shown escaped)."""
@@ -161,8 +166,10 @@ class Comparison:
     def learned_notes(self) -> list[str]:
         """For each AU model fitted on some of the very faces scored: its score there is what it
         learned, not a test (a lab trained on its whole folder, then drew a test set from it)."""
-        return [t("notes.learned_from", model=name, k=f"{k:,}", n=f"{n:,}")
-                for name, (k, n) in self.learned_from.items() if k]
+        return ([t("notes.learned_from", model=name, k=f"{k:,}", n=f"{n:,}")
+                 for name, (k, n) in self.learned_from.items() if k]
+                + [t("notes.from_training_folder", model=name, k=f"{k:,}", n=f"{n:,}", folder=printable(folder))
+                   for name, (k, n, folder) in self.from_training_folder.items() if k])
 
     def source_notes(self) -> list[str]:
         """For each AU model that learned from OpenFace's AUs, scored here on this extractor's
@@ -192,7 +199,8 @@ class Comparison:
                 # the same keys whatever the run found (empty where nothing was), for a workflow's reader
                 "tied": dict(self.tied), "crops": bool(self.crops),
                 "crop_like_no_face": relative(self.crop_like_no_face),
-                "learned_from": {m: k for m, (k, _) in self.learned_from.items() if k}}
+                "learned_from": {m: k for m, (k, _) in self.learned_from.items() if k},
+                "from_training_folder": {m: k for m, (k, _, _) in self.from_training_folder.items() if k}}
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, names: Sequence[str], classes: Sequence[str], **fields) -> "Comparison":
@@ -472,7 +480,52 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
                                  answers_from_cache={k: v for k, v in from_cache.items() if v and k in kinds},
                                  other_au_source=[p for p in predictors if p.name in kinds
                                                   and au_source_note(p, [MEASURED_SOURCE])],
-                                 learned_from={k: (v[0], v[1]) for k, v in learned.items() if k in kinds})
+                                 learned_from={k: (v[0], v[1]) for k, v in learned.items() if k in kinds},
+                                 from_training_folder=from_training_folders(
+                                     [p for p in predictors if p.name in kinds], items_kept, root))
+
+
+def training_folders(predictor: Predictor) -> list[Path]:
+    """The folders a network recorded training on (its sidecar's ``train_dir``; an ensemble's
+    members'), resolved as the sidecar records them (``cnn.recorded_folder``)."""
+    from ..predictors.cnn import recorded_folder
+
+    folders = []
+    for p in (predictor, *getattr(predictor, "members", ())):
+        metadata = getattr(p, "metadata", None)
+        folder = recorded_folder(metadata.get("train_dir")) if isinstance(metadata, dict) else None
+        if isinstance(folder, Path) and folder not in folders:
+            folders.append(folder)
+    return folders
+
+
+def from_training_folders(predictors: Sequence[Predictor], items: Sequence[LabeledImage],
+                          root: str | Path | None) -> dict[str, tuple[int, int, str]]:
+    """``Comparison.from_training_folder``: a set drawn from FER2013 train (its testset.json's
+    ``source``), or that folder itself, scored a network trained on it with no word said."""
+    from ..provenance import TEST_SET_RECORD
+
+    folders = {p.name: training_folders(p) for p in predictors}
+    if not any(folders.values()):
+        return {}
+    drawn_from = None
+    if root is not None:
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            drawn_from = Path(json.loads((Path(root) / TEST_SET_RECORD).read_text())["source"]).resolve()
+    origins = []
+    for it in items:
+        try:
+            origins.append(drawn_from if drawn_from is not None else Path(it.path).resolve())
+        except (OSError, RuntimeError):
+            origins.append(None)
+    out = {}
+    for p in predictors:
+        for folder in folders[p.name]:
+            k = sum(1 for o in origins if o is not None and (o == folder or folder in o.parents))
+            if k:
+                out[p.name] = (k, len(origins), str(folder))
+                break
+    return out
 
 
 def evaluate_images(predictor: Predictor, items: Sequence[LabeledImage], workers: int = 1,

@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 from ..emotions import SEVEN_EMOTIONS, emotion_from_filename, normalize_emotion
 from ..evaluation.compare import Comparison
 from ..evaluation.metrics import p_text, share_text, wilson_counts
-from ..i18n import emotion_label, emotion_labels, t
+from ..i18n import emotion_label, emotion_labels, kind_label, t
 from ..images import relative_file
 from ..predictors.base import Explanation
 from .plots import _layout, emotion_color
@@ -297,9 +297,11 @@ def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("p-value", "p (Holm)"):
         if column in out.columns:
             out[column] = [p_text(v) for v in out[column]]
-    for column in ("precision", "recall", "f1", "macro_f1"):  # one way: 0.600 beside 0.429, not 0.6 beside 0.4286
+    for column in ("precision", "recall", "f1", "macro_f1", "kappa"):  # one way: 0.600 beside 0.429, not 0.6 beside 0.4286
         if column in out.columns:
             out[column] = ["–" if pd.isna(v) else f"{float(v):.3f}" for v in out[column]]
+    if "kind" in out.columns:  # as the Compare page and the report's models say it, not au-logreg
+        out["kind"] = [kind_label(k) for k in out["kind"]]
     return out.rename(columns=column_titles())
 
 

@@ -947,6 +947,11 @@ def fitting(name: str, kind: str) -> Iterator[None]:
                            "add faces of each emotion or choose other emotions") from None
 
 
+# The score is the held-out rows'; the file saved is fitted again on every row (``fit_au_model``),
+# so a paper quoting it as the saved model's held-out accuracy must say so.
+REFITTED = "; the model saved was then refitted on every row"
+
+
 def held_out_description(source: str, holdout: float, seed: int | None, videos: dict | None = None,
                          group_by: str | None = None) -> str:
     """What a fitted AU model's figures were measured on, as the manifest records it: the same
@@ -957,10 +962,10 @@ def held_out_description(source: str, holdout: float, seed: int | None, videos: 
         how += f"; whole participants, --group-by '{group_by}'"
     if isinstance(videos, dict) and videos.get("whole"):
         return (f"{videos['held_out_share']:.0%} of {source} held out from fitting as whole videos ({videos['held_out']:,} "
-                f"of {videos['videos']:,}; {how})")
+                f"of {videos['videos']:,}; {how}){REFITTED}")
     if isinstance(videos, dict):
         how += "; frames of the same videos on both sides"
-    return f"{holdout:.0%} of {source} held out from fitting ({how})"
+    return f"{holdout:.0%} of {source} held out from fitting ({how}){REFITTED}"
 
 
 # The AU model kinds a table trains (``train-au --kind``, the AU model page), in the page's order.
