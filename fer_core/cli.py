@@ -1560,8 +1560,8 @@ def cmd_mask(args) -> int:
 
 def _add_label_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--labels", metavar="CSV", help="score the images against labels of your own (raters', their "
-                   "majority): a CSV with a file column (names relative to --images, or bare names) and a label "
-                   "(or emotion) column, instead of the folders' or file names' emotions; images without a row, "
+                   "majority): a CSV (comma, semicolon or tab between cells) with a file column (file, filename, image "
+                   "or path: names relative to --images, or bare names) and a label (or emotion) column, instead of the folders' or file names' emotions; images without a row, "
                    "and labels naming no emotion (blank, contempt), are left out and counted")
     s.add_argument("--label-column", metavar="NAME", help="with --labels: the column of labels to score against "
                    "(a rater's, e.g. R1; default: label, else emotion)")

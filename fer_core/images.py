@@ -721,6 +721,7 @@ def png_data_uri(rgb: np.ndarray) -> str:
 # -- labels of one's own ---------------------------------------------------------------------------
 MAX_LABELS_BYTES = 200 << 20  # a labels CSV: a file name and a label a row
 LABELS_HINT = "give a CSV with a file column (names relative to the image folder, or bare names) and a label column"
+FILE_COLUMNS = ("file", "filename", "file_name", "image", "path")  # the first of these a labels CSV has names its images
 BLANK_LABEL = "(blank)"
 
 
@@ -780,15 +781,19 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise AUTableError(f"{printable(str(labels))}: not UTF-8 text; {LABELS_HINT}") from None
-    rows = list(csv.reader(io.StringIO(text)))
+    first = text.partition("\n")[0]
+    # a spreadsheet saved in a locale whose decimal mark is the comma writes ';' (or tabs) between cells
+    delimiter = max((",", ";", "\t"), key=first.count)  # the comma where none is there, or on a tie
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     header = [h.strip() for h in (rows[0] if rows else [])]
     lower = [h.lower() for h in header]
     wanted = column if column is not None else next((c for c in ("label", "emotion") if c in lower), None)
-    if "file" not in lower or wanted is None or (column is not None and column not in header):
+    file_column = next((c for c in FILE_COLUMNS if c in lower), None)
+    if file_column is None or wanted is None or (column is not None and column not in header):
         has = ", ".join(header) or "none"
         need = f"a file column and a {column!r} column" if column else "a file column and a label (or emotion) column"
         raise AUTableError(f"{printable(str(labels))}: needs {need} (its columns: {printable(has)}); {LABELS_HINT}")
-    file_at = lower.index("file")
+    file_at = lower.index(file_column)
     label_at = header.index(column) if column is not None else lower.index(wanted)
     by_name = {str(relative_file(it.path, root)).replace(os.sep, "/"): it for it in items}
     by_base: dict[str, list[LabeledImage]] = {}

@@ -244,7 +244,7 @@ def choose_table() -> tuple[pd.DataFrame | None, str]:
         ups[0].name if len(ups) == 1 else t("au_model.uploads_name", n=len(ups)))
 
 
-def show_model(model, key: str) -> None:
+def show_model(model, key: str, name: str) -> None:
     """Metrics, per-emotion accuracy, confusion matrix and the coefficient heatmap of a model."""
     m = model.holdout
     data = model.info.get("data", {})
@@ -280,6 +280,9 @@ def show_model(model, key: str) -> None:
         st.plotly_chart(plots.coefficient_heatmap(model.weights[0], model.classes, model.au_columns,
                                                   title=t("au_model.coef_title")), key=f"{key}_coef")
         st.caption(t("au_model.coef_caption"))
+        st.download_button(t("au_model.download_weights"), csv_bytes(model.weights_frame()),
+                           file_name=f"{name}_weights.csv", mime="text/csv", key=f"{key}_weights",
+                           icon=":material/download:", help=t("au_model.download_weights_help"), on_click="ignore")
     elif model.kind == "au-gam":
         st.plotly_chart(plots.gam_shape_functions(model, title=t("au_model.gam_title")), key=f"{key}_shapes")
         pairs = ", ".join(f"{a.split('_')[0]} × {b.split('_')[0]}" for a, b in model.pairs)
@@ -473,7 +476,7 @@ def result_section(table: pd.DataFrame | None, origin: str) -> None:
         st.warning(t("au_model.videos_by_rows", videos=f"{videos['videos']:,}"), icon=":material/warning:")
     elif isinstance(participants := data.get("held_out_videos"), str):  # --group-by's whole participants
         st.caption(shown_literally(participants))
-    show_model(model, "trained")
+    show_model(model, "trained", default_name(model, result["origin"]))
     st.header(t("au_model.save_header"))
     warning = degenerate_model_warning(model.holdout, advice="au") if model.holdout else None
     if warning:
@@ -523,7 +526,7 @@ def inspect_section() -> None:
         name = st.selectbox(t("au_model.model"), names, key=kept_choice("au_inspect"))
         entry = entries[names.index(name)]
         try:
-            show_model(load_predictor(entry).au_model(), f"saved_{name}")
+            show_model(load_predictor(entry).au_model(), f"saved_{name}", name)
         except FerError as exc:
             show_error(exc)
 

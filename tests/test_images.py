@@ -402,3 +402,15 @@ def test_a_file_name_that_names_two_emotions_names_none():
     assert [emotion_from_filename(n) for n in ("happy_rated_sad", "sad_vs_happy", "happiness_sad")] == [None] * 3
     assert [emotion_from_filename(n) for n in ("happy001", "Happy_12", "angry_angry2", "happy_actor3")] == [
         "happy", "happy", "angry", "happy"]
+
+
+def test_labels_exported_from_a_spreadsheet_in_another_locale_are_read(tmp_path):
+    """A ratings sheet saved where the decimal mark is the comma has ';' between cells, names its
+    image column Filename, and may give the labels in Korean: read as the comma CSV it means."""
+    from fer_core.images import LabeledImage, relabel
+
+    items = [LabeledImage(tmp_path / name, None) for name in ("a.png", "b.png", "c.png")]
+    sheet = "Filename;Rater 1;label\na.png;4,5;행복\nb.png;3,0;Sadness\nc.png;1,0;\n".encode("utf-8-sig")
+    labelled, record = relabel(items, "ratings.csv", tmp_path, data=sheet)
+    assert [(it.path.name, it.label) for it in labelled] == [("a.png", "happy"), ("b.png", "sad")]
+    assert record.not_emotions == {"(blank)": 1} and record.column == "label"

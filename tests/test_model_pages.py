@@ -143,6 +143,13 @@ def test_au_page_trains_offers_downloads_and_the_unsaved_model(models_dir, downl
     saved = AUModel.from_dict(json.loads(downloads["au-logreg-clear.json"]))
     x = np.random.default_rng(1).uniform(0, 4, (5, len(AU_COLUMNS)))
     np.testing.assert_allclose(saved.predict_proba(x), model.predict_proba(x))
+    # the weights as a paper's table give back the model's scores: (x - mean) / sd @ weights + intercept
+    weights = pd.read_csv(io.BytesIO(downloads["au-logreg-clear_weights.csv"]))
+    per_au, intercept = weights.iloc[:-1], weights.iloc[-1]
+    assert list(per_au["au"]) == list(model.au_columns) and intercept["au"] == "intercept"
+    standard = (x - per_au["training_mean"].to_numpy()) / per_au["training_sd"].to_numpy()
+    scores = standard @ per_au[list(model.classes)].to_numpy() + intercept[list(model.classes)].to_numpy(dtype=float)
+    np.testing.assert_allclose(scores, model.logits(x))
     assert saved.info["command"] == ("dashboard: AU model page (clear.csv); the same fit: python -m fer_core train-au "
                                      f"TABLE --out MODEL.json --kind logreg --classes {','.join(model.classes)} "
                                      "--class-weight none --holdout 0.25 --seed 0")

@@ -123,6 +123,24 @@ class AUModel(AURowsModel):
     biases: list[np.ndarray]
     info: dict = field(default_factory=dict)  # training data description, settings, metrics
 
+    def weights_frame(self) -> pd.DataFrame:
+        """A logistic regression's weights as a paper's table: one row per AU (its code and muscle
+        movement), one column per emotion (per standard deviation of the AU, as the heatmap draws
+        them), the AU's training mean and standard deviation to undo that, and the intercepts as
+        a last row."""
+        from ..au_table import au_label
+
+        if self.kind != "au-logreg":
+            raise FerError(f"{self.kind}: only a logistic regression has one weight per AU and emotion")
+        coef = np.asarray(self.weights[0], dtype=float)
+        frame = pd.DataFrame(coef.T, columns=list(self.classes))
+        frame.insert(0, "au", list(self.au_columns))
+        frame.insert(1, "name", [au_label(c) for c in self.au_columns])
+        frame["training_mean"] = np.asarray(self.mean, dtype=float)
+        frame["training_sd"] = np.asarray(self.scale, dtype=float)
+        intercept = {"au": "intercept", "name": "", **dict(zip(self.classes, np.asarray(self.biases[0], float)))}
+        return pd.concat([frame, pd.DataFrame([intercept])], ignore_index=True)
+
     # -- prediction -------------------------------------------------------------------------
     def standardise(self, X: np.ndarray) -> np.ndarray:
         """Standardised AUs; an unknown AU (NaN: hidden by a mask) sits at the training mean, so it
