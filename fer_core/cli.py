@@ -1587,6 +1587,12 @@ def _labelled(args, listing) -> list:
     return items
 
 
+def _labels_left_out(args) -> list[str]:
+    """Each image --labels left out, with why, for passed_over (JSON, the left-out table)."""
+    record = getattr(args, "label_record", None)
+    return [] if record is None else list(record.left_out_lines)
+
+
 def _label_record(args) -> dict | None:
     """The JSON's ``labels``: the --labels file's record (its checksum, what it left out), or None."""
     record = getattr(args, "label_record", None)
@@ -1628,12 +1634,16 @@ def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list,
         except FerError:  # a broken file or manifest entry: said after the other models ran
             pass
     classes = parse_classes(args.classes) if args.classes else None
-    listing = scan_images(args.images)  # every emotion: those left out by --classes are counted too
+    # every emotion: those left out by --classes are counted too; with --labels, every subfolder
+    listing = scan_images(args.images, every_folder=bool(getattr(args, "labels", None)))
     for line in listing.skipped_lines:
         print(f"skipped: {line}", file=sys.stderr)
+    if not listing.items and getattr(args, "labels", None):
+        raise FerError(f"{args.images}: no images found, in it or in its folders")
     if not listing.items:
         raise FerError(f"{args.images}: no labelled images found; expected <emotion>/*.jpg or emotion-prefixed names")
-    return refs, classes, _labelled(args, listing), listing.skipped_lines
+    items = _labelled(args, listing)
+    return refs, classes, items, listing.skipped_lines + _labels_left_out(args)
 
 
 def cmd_mask_report(args) -> int:
@@ -1791,7 +1801,7 @@ def cmd_evaluate(args) -> int:
                   f"{predictor.name} does not predict {'that emotion' if len(report.skipped) == 1 else 'those emotions'}",
                   file=sys.stderr)
     else:
-        listing = scan_images(args.images)
+        listing = scan_images(args.images, every_folder=bool(getattr(args, "labels", None)))
         for line in listing.skipped_lines:
             print(f"skipped: {line}", file=sys.stderr)
         items = _labelled(args, listing)
@@ -1820,7 +1830,7 @@ def cmd_evaluate(args) -> int:
         extra = {"unreadable": list(comparison.unreadable), "unlabelled": comparison.unlabelled,
                  "never_answers": comparison.never_answers().get(predictor.name, []),
                  "tied": dict(comparison.tied),
-                 "passed_over": listing.skipped_lines, "several_faces": list(comparison.several_faces),
+                 "passed_over": listing.skipped_lines + _labels_left_out(args), "several_faces": list(comparison.several_faces),
                  "labels": _label_record(args),
                  "crops": bool(args.crops), "crop_like_no_face": crop_like}
     if args.json:  # the same keys whatever the run found: a workflow reads d["skipped"] without a KeyError
@@ -1947,8 +1957,15 @@ def _write_compare_report(args, comparison, refs: list[str] | None = None, items
     if refs is None:
         refs = _model_refs(getattr(args, "models", None) or [])
     entries = registered_entries(refs, comparison.names)
-    settings = ReportSettings.now(f"{args.images} (python -m fer_core compare)", args.images,
-                                  paths=None if items is None else [it.path for it in items])
+    description = f"{args.images} (python -m fer_core compare)"
+    record = getattr(args, "label_record", None)
+    if record is not None:  # as the Compare page says it: whose labels were scored
+        from .i18n import t, using_language
+
+        with using_language(args.lang):
+            description = t("common.labelled_description", source=description, labels=Path(record.path).name,
+                            column=record.column, sha=record.sha256[:12]).replace("`", "")
+    settings = ReportSettings.now(description, args.images, paths=None if items is None else [it.path for it in items])
     path = write_report(args.report, comparison_report_html(comparison, settings, entries, lang=args.lang,
                                                             faces=not args.no_faces))
     print(f"report: {printable(str(path))}", file=sys.stderr)

@@ -343,7 +343,8 @@ def list_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
     return scan_images(root, classes).items
 
 
-def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = None) -> ImageListing:
+def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = None,
+                every_folder: bool = False) -> ImageListing:
     """Images of a dataset folder with their labels, sorted, and the image-like files skipped.
 
     Accepts the Kaggle layout ``root/<emotion>/*.jpg`` (aliases like ``anger`` allowed) and flat
@@ -353,6 +354,9 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
     Metadata files (``is_hidden_name``) are passed over unsaid; an image whose name starts with a
     dot is listed as skipped, said, as hidden (a file manager does not show it). The order is the sorted one whatever
     order the file system lists in, so a seed draws the same images from a copy on another disk.
+    ``every_folder``: every image in the folder and in the folders under it, unlabelled, whatever
+    the folders are named (a labels file of a study's own labels them, ``relabel``: its photos sit
+    in a folder per participant or session).
     """
     root = Path(root)
     if not root.exists():
@@ -393,6 +397,17 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
                 reason = NOT_EMOTION_FOLDER_OF_VIDEOS  # a participant's videos: renaming is no advice
             skipped.append(SkippedFile(printable(relative_file(folder, root)) + "/", label, reason))
 
+    if every_folder:
+        def unreadable(exc: OSError) -> None:
+            skipped.append(SkippedFile(printable(relative_file(exc.filename, root)) + "/", None,
+                                       f"cannot read folder ({exc.strerror})"))
+
+        # top down in name order; a link to a folder is not followed (a loop would have no end)
+        for folder, folders, files in os.walk(root, onerror=unreadable):
+            folders[:] = sorted(f for f in folders if not is_hidden_name(f) and not f.startswith("."))
+            for name in sorted(files):
+                take(Path(folder) / name, None)
+        return ImageListing(items, skipped)
     for entry in entries:
         if is_hidden_name(entry.name):
             continue
@@ -737,6 +752,8 @@ class LabelFile:
     no_row: int = 0  # images of the folder the file gives no row for: left out
     not_emotions: dict[str, int] = field(default_factory=dict)  # labels naming no emotion: left out, counted
     rows_without_image: list[str] = field(default_factory=list)  # rows naming no image of the folder
+    # each image left out, with why ("P01/a.jpg: no row in sheet.csv"), for the left-out table
+    left_out_lines: list[str] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
         return {"file": self.path, "column": self.column, "sha256": self.sha256, "labelled": self.labelled,
@@ -744,8 +761,8 @@ class LabelFile:
                 "rows_without_image": list(self.rows_without_image)}
 
     def lines(self) -> list[str]:
-        """What was left out, one line each, for stderr."""
-        out = []
+        """Which labels were scored, then what was left out, one line each, for stderr."""
+        out = [f"scored against {self.column} of {printable(self.path)}: {self.labelled:,} image(s) labelled"]
         if self.not_emotions:
             out.append(f"left out {sum(self.not_emotions.values()):,} image(s) whose {self.column} names no emotion: "
                        + ", ".join(f"{label} {n:,}" for label, n in self.not_emotions.items()))
@@ -757,6 +774,17 @@ class LabelFile:
             out.append(f"{len(self.rows_without_image):,} row(s) of {printable(self.path)} name no image of the "
                        f"folder: {shown}{more}")
         return out
+
+
+def by_name_key(item: LabeledImage, root: str | os.PathLike[str]) -> str:
+    """An image's name relative to ``root`` with '/' between folders, as a labels file gives it."""
+    return str(relative_file(item.path, root)).replace(os.sep, "/")
+
+
+def csv_delimiter(header: str) -> str:
+    """The cell separator of a labels CSV, from its header line: a spreadsheet saved in a locale
+    whose decimal mark is the comma writes ';' (or tabs); the comma where none is there, or on a tie."""
+    return max((",", ";", "\t"), key=header.count)
 
 
 def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root: str | os.PathLike[str],
@@ -780,25 +808,51 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise AUTableError(f"{printable(str(labels))}: not UTF-8 text; {LABELS_HINT}") from None
-    first = text.partition("\n")[0]
-    # a spreadsheet saved in a locale whose decimal mark is the comma writes ';' (or tabs) between cells
-    delimiter = max((",", ";", "\t"), key=first.count)  # the comma where none is there, or on a tie
-    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+        raise AUTableError(f"{printable(str(labels))}: not UTF-8 text; save it as UTF-8 (in Excel: Save As, "
+                           f"CSV UTF-8) and {LABELS_HINT}") from None
+    rows = list(csv.reader(io.StringIO(text), delimiter=csv_delimiter(text.partition("\n")[0])))
     header = [h.strip() for h in (rows[0] if rows else [])]
     lower = [h.lower() for h in header]
-    wanted = column if column is not None else next((c for c in ("label", "emotion") if c in lower), None)
-    file_column = next((c for c in FILE_COLUMNS if c in lower), None)
-    if file_column is None or wanted is None or (column is not None and column not in header):
+
+    def column_at(name: str) -> int | None:
+        """The header's column ``name``: as written, else the one column it names whatever the case
+        and spaces (the README's --label-column majority for a sheet's Majority)."""
+        if name in header:
+            return header.index(name)
+        loose = [i for i, h in enumerate(lower) if h == name.strip().lower()]
+        return loose[0] if len(loose) == 1 else None
+
+    if column is not None:
+        label_at = column_at(column)
+    else:
+        label_at = next((lower.index(c) for c in ("label", "emotion") if c in lower), None)
+    file_at = next((lower.index(c) for c in FILE_COLUMNS if c in lower), None)
+    lacking = ([f"file column ({', '.join(FILE_COLUMNS)})"] if file_at is None else []) + (
+        [] if label_at is not None else [f"{column!r} column"] if column is not None
+        else ["label (or emotion) column, and no column of labels was named (--label-column)"])
+    if lacking:
         has = ", ".join(header) or "none"
-        need = f"a file column and a {column!r} column" if column else "a file column and a label (or emotion) column"
-        raise AUTableError(f"{printable(str(labels))}: needs {need} (its columns: {printable(has)}); {LABELS_HINT}")
-    file_at = lower.index(file_column)
-    label_at = header.index(column) if column is not None else lower.index(wanted)
-    by_name = {str(relative_file(it.path, root)).replace(os.sep, "/"): it for it in items}
+        raise AUTableError(f"{printable(str(labels))}: has no {' and no '.join(lacking)} (its columns: "
+                           f"{printable(has)}); {LABELS_HINT}")
+    by_name = {by_name_key(it, root): it for it in items}
     by_base: dict[str, list[LabeledImage]] = {}
+    by_folded: dict[str, list[LabeledImage]] = {}  # a sheet typed by hand: P01_T1.JPG for p01_t1.jpg
     for it in items:
         by_base.setdefault(it.path.name, []).append(it)
+        by_folded.setdefault(it.path.name.casefold(), []).append(it)
+        by_folded.setdefault(by_name_key(it, root).casefold(), []).append(it)
+
+    def image_of(name: str) -> LabeledImage | None:
+        path = name.replace("\\", "/").removeprefix("./")
+        parts = path.split("/")
+        for i in range(len(parts) - 1):  # a path from elsewhere ending in one here: C:/lab/stimuli/P01/a.jpg
+            if (tail := "/".join(parts[i:])) in by_name:
+                return by_name[tail]
+        for found in (by_base.get(name, ()), by_folded.get(path.casefold(), ())):
+            if len({id(f) for f in found}) == 1:
+                return found[0]
+        return None
+
     record = LabelFile(str(labels), header[label_at], hashlib.sha256(data).hexdigest())
     given: dict[Path, str] = {}
     for row in rows[1:]:
@@ -806,26 +860,30 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
             continue
         name = row[file_at].strip() if file_at < len(row) else ""
         label = row[label_at].strip() if label_at < len(row) else ""
-        it = by_name.get(name.replace("\\", "/").removeprefix("./")) or (
-            by_base[name][0] if len(by_base.get(name, ())) == 1 else None)
+        it = image_of(name)
         if it is None:
             if len(by_base.get(name, ())) > 1:
                 raise AUTableError(f"{printable(str(labels))}: {printable(name)} names {len(by_base[name])} images "
                                    "of the folder; give its path relative to the folder")
             record.rows_without_image.append(name)
             continue
-        if it.path in given:
-            raise AUTableError(f"{printable(str(labels))}: {printable(name)} is given two rows; give each image one")
-        given[it.path] = label
+        if it.path in given and given[it.path] != label:
+            raise AUTableError(f"{printable(str(labels))}: {printable(name)} is given two rows, labelled "
+                               f"{printable(given[it.path] or BLANK_LABEL)} and {printable(label or BLANK_LABEL)}; "
+                               "give each image one")
+        given[it.path] = label  # the same row twice (a copy pasted twice) labels it once
     out = []
     for it in items:
         if it.path not in given:
             record.no_row += 1
+            record.left_out_lines.append(f"{printable(by_name_key(it, root))}: no row in {printable(Path(labels).name)}")
             continue
         emotion = normalize_emotion(given[it.path]) if given[it.path] else None
         if emotion is None:
             key = given[it.path] or BLANK_LABEL
             record.not_emotions[key] = record.not_emotions.get(key, 0) + 1
+            record.left_out_lines.append(f"{printable(by_name_key(it, root))}: {printable(record.column)} "
+                                         f"{printable(key)}, which names no emotion")
             continue
         out.append(LabeledImage(it.path, emotion))
     record.labelled = len(out)

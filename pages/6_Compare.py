@@ -32,7 +32,6 @@ from ui.common import (
     choose_models,
     choose_scored_emotions,
     choose_test_set,
-    dataset_listing,
     fraction_bar,
     held_folder,
     keep_for,
@@ -379,7 +378,7 @@ def main() -> None:
         chosen = choose_test_set("cmp")
         models = choose_models("cmp") if chosen is not None else []
         if chosen is not None and models:
-            items, root, description = chosen
+            items, root, description, passed_over = chosen
             classes = choose_scored_emotions("cmp", items, models)
             crops = st.toggle(t("compare.crops_on"), key=kept_choice("cmp_crops"), help=t("compare.crops_help"))
             current = f"{root}|{len(items)}|{description!r}|{[model_version(m) for m in models]}|{classes}|{crops}"
@@ -404,7 +403,7 @@ def main() -> None:
                     # show (their thumbnails, explanations and report read its images)
                     folder = held_folder("cmp", root)
                     previous = {"comparison": comparison, "root": root, "description": description,
-                                "passed_over": dataset_listing(root).skipped_lines,  # for the left-out CSV
+                                "passed_over": passed_over,  # for the left-out CSV
                                 "signature": current, "models": list(models),
                                 "settings": ReportSettings.now(description.plain(), root,
                                                                temporary=folder is not None,

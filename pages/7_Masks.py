@@ -28,7 +28,6 @@ from ui.common import (
     choose_models,
     choose_scored_emotions,
     choose_test_set,
-    dataset_listing,
     fraction_bar,
     kept_choice,
     load_predictor,
@@ -230,7 +229,7 @@ def main() -> None:
         if problem is not None:
             raise problem
         if chosen is not None and entries:
-            items, root, description = chosen
+            items, root, description, passed_over = chosen
             # None when the models share no emotion with the images: the report says so in one line
             classes = choose_scored_emotions("mask", items, entries)
             current = f"{root}|{len(items)}|{description!r}|{[model_version(e) for e in entries]}|{style}|{seed}|{classes}|{crops}"
@@ -246,7 +245,7 @@ def main() -> None:
                     finally:
                         bar.empty()
                     saved = {"report": report, "description": description, "signature": current,
-                             "passed_over": dataset_listing(root).skipped_lines}  # for the downloads
+                             "passed_over": passed_over}  # for the downloads
                     st.session_state["mask_result"] = saved
     except FerError as exc:
         show_error(exc)

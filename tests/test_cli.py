@@ -1557,6 +1557,7 @@ def test_compare_and_evaluate_score_labels_of_ones_own_with_cohens_kappa(capsys,
     said = json.loads(out)
     assert said["n"] == 11 and said["labels"]["not_emotions"] == {"contempt": 1}
     assert said["labels"]["rows_without_image"] == ["missing.jpg"] and said["labels"]["no_row"] == 0
+    assert said["passed_over"] == ["stim_010.jpg: majority contempt, which names no emotion"], "which image, and why"
     assert "left out 1 image(s) whose majority names no emotion: contempt 1" in err
     table = pd.read_csv(tmp_path / "p.csv")
     assert dict(zip(table["file"], table["label"])) == {n: e for n, e in truth.items() if n != "stim_010.jpg"}
@@ -1567,4 +1568,38 @@ def test_compare_and_evaluate_score_labels_of_ones_own_with_cohens_kappa(capsys,
                              "--model", "cnn-fer2013", "--workers", "1")
     assert code == 0 and "Cohen's kappa" in out and "left out 1 image(s) whose R1 names no emotion: (blank) 1" in err
     code, _, err = run_cli(capsys, "compare", "--images", flat, "--labels", labels, "--label-column", "R9")
-    assert code == 2 and "needs a file column and a 'R9' column" in err
+    assert code == 2 and "ratings.csv: has no 'R9' column (its columns: file, majority, R1)" in err
+
+
+def test_labels_of_a_folder_per_participant_typed_by_hand_are_matched(capsys, tmp_path, fer_val):
+    """A lab's stimuli sit in a folder per participant, and its sheet was typed by hand: names in
+    another letter case, Windows paths from the rater's machine, the README's lower-case column
+    name for the sheet's Majority, a row pasted twice. Every image is read and matched; the line on
+    stderr says which labels were scored; two rows that disagree are refused with both labels."""
+    stim = tmp_path / "stim"
+    names = {}
+    for k, emotion in enumerate(["happy", "happy", "sad", "surprise"]):
+        folder = stim / f"P0{k % 2 + 1}"
+        folder.mkdir(parents=True, exist_ok=True)
+        source = sorted((fer_val / emotion).glob("*.jpg"))[k]
+        shutil.copy(source, folder / f"img{k}.jpg")
+        names[f"P0{k % 2 + 1}/img{k}.jpg"] = emotion
+    rows = ["Filename;Majority",
+            "p01\\IMG0.JPG;Happy",  # another case, a backslash
+            "C:\\Users\\lab\\stim\\P02\\img1.jpg;happy",  # the rater's own path
+            "P01/img2.jpg;sad", "P01/img2.jpg;sad",  # pasted twice
+            "img3.jpg;surprised"]  # bare
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("\n".join(rows) + "\n", encoding="utf-8-sig")
+    code, out, err = run_cli(capsys, "compare", "--images", stim, "--labels", sheet, "--label-column", "majority",
+                             "--models", "au-logreg-fer2013", "--workers", "1", "--json", "--csv", tmp_path / "p.csv",
+                             "--report", tmp_path / "r.html")
+    assert code == 0, err
+    assert "labelled by sheet.csv (column Majority, SHA-256" in (tmp_path / "r.html").read_text(), "whose labels"
+    assert json.loads(out)["labels"]["labelled"] == 4 and json.loads(out)["passed_over"] == []
+    assert "skipped: P01/" not in err and "scored against Majority of" in err and "4 image(s) labelled" in err
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert dict(zip(table["file"], table["label"])) == names
+    sheet.write_text("file,label\nimg3.jpg,sad\nimg3.jpg,happy\n")
+    code, _, err = run_cli(capsys, "compare", "--images", stim, "--labels", sheet, "--models", "au-logreg-fer2013")
+    assert code == 2 and "img3.jpg is given two rows, labelled sad and happy" in err

@@ -816,6 +816,8 @@ def test_compare_page_scores_a_folder_against_an_uploaded_labels_csv(models_dir,
     report = saved["comparison"].reports["mine"]
     assert (report.n, report.accuracy) == (4, 0.75), "happy000 is sad by the raters: the gray model is wrong there"
     assert "ratings.csv" in str(saved["description"].plain()) and "`" not in str(saved["description"].plain())
+    assert {"happy002.png: label (blank), which names no emotion", "angry005.png: no row in ratings.csv"} <= set(
+        saved["passed_over"]), "the left-out CSV names each image the labels left out"
     assert not any("previous choice" in s for s in texts(at.info))
     at.selectbox(key="cmp_label_column").set_value("R2")
     run_app(at, T)
@@ -849,3 +851,35 @@ def test_compare_says_when_the_images_come_from_the_folder_a_network_was_trained
         else:
             assert found == {"net": expected}
             assert f"{expected} of the {expected} images scored come from {train}, the folder net was trained on" in err
+
+
+def test_compare_page_reads_a_folder_per_participant_when_a_labels_csv_is_given(models_dir, tmp_path):
+    """Folders named after participants, not emotions, hold no labelled image: the page stopped
+    before the labels could be given. With a (semicolon) sheet uploaded, every image is read and
+    its row labels it; the sheet's file column is no choice of labels."""
+    classes = ["angry", "happy", "sad"]
+    answers = ["happy", "sad", "angry", "happy"]
+    for value in range(4):
+        folder = tmp_path / "stim" / f"P0{value % 2 + 1}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (48, 48), value).save(folder / f"img{value}.png")
+    sheet = "Filename;Majority\nP01/img0.png;happy\nP02/img1.png;sad\nP01/img2.png;angry\nP02/img3.png;sad\n"
+    at = AppTest.from_file(COMPARE_PAGE)
+    at.session_state["_unsaved_models"] = {"mine": LookupPredictor("mine", classes, answers)}
+    run_app(at, T)
+    at.radio(key="cmp_source").set_value(FOLDER)
+    run_app(at, T)
+    at.text_input(key="cmp_folder").set_value(str(tmp_path / "stim"))
+    run_app(at, T)
+    assert at.error, "no emotion names these folders: said, with the labels still to give"
+    at.file_uploader(key="cmp_labels").set_value(("sheet.csv", sheet.encode(), "text/csv"))
+    run_app(at, T)
+    assert not at.error and not at.exception and any("Choose the column of labels" in s for s in texts(at.info))
+    assert at.selectbox(key="cmp_label_column").options == ["label (else emotion)", "Majority"]
+    at.selectbox(key="cmp_label_column").set_value("Majority")
+    run_app(at, T)
+    at.multiselect(key="cmp_models").set_value(["mine"])
+    at.button(key="cmp_run").click()
+    run_app(at, T)
+    report = at.session_state["cmp_result"]["comparison"].reports["mine"]
+    assert (report.n, report.accuracy) == (4, 0.75)

@@ -33,7 +33,7 @@ from fer_core import config, i18n
 from fer_core.emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
 from fer_core.errors import DatasetError, FerError, one_line
 from fer_core.i18n import t
-from fer_core.images import IMAGE_SUFFIXES, class_counts, unpack_image_zip
+from fer_core.images import FILE_COLUMNS, IMAGE_SUFFIXES, class_counts, csv_delimiter, unpack_image_zip
 from fer_core.manifest import ModelEntry
 
 log = logging.getLogger("fer_dashboard")
@@ -482,10 +482,11 @@ def _openface_uploads_of(files: tuple[tuple[str, bytes], ...]) -> pd.DataFrame:
     return import_openface_uploads(files)
 
 
-def dataset_listing(root: str, classes: tuple[str, ...] | None = None):
-    """The folder's images and the image-like files it skips (with why)."""
+def dataset_listing(root: str, classes: tuple[str, ...] | None = None, every_folder: bool = False):
+    """The folder's images and the image-like files it skips (with why); ``every_folder``:
+    ``scan_images``'."""
     with st.spinner(t("common.listing_images")):
-        return _listing_of(root, classes, _folder_stamp(root))
+        return _listing_of(root, classes, _folder_stamp(root), every_folder)
 
 
 def _folder_stamp(root: str) -> tuple[int, ...]:
@@ -504,19 +505,20 @@ def _folder_stamp(root: str) -> tuple[int, ...]:
 
 
 @st.cache_data(show_spinner=False, ttl=120, max_entries=8)
-def _listing_of(root: str, classes: tuple[str, ...] | None = None, stamp: tuple[int, ...] = ()):
+def _listing_of(root: str, classes: tuple[str, ...] | None = None, stamp: tuple[int, ...] = (),
+                every_folder: bool = False):
     from fer_core.images import scan_images
 
-    listing = scan_images(root, classes)
+    listing = scan_images(root, classes, every_folder)
     if not listing.items and not listing.skipped:
         raise DatasetError(f"{root}: no images found. {data_layout_help()}")
     return listing
 
 
-def dataset_items(root: str, classes: tuple[str, ...] | None = None):
+def dataset_items(root: str, classes: tuple[str, ...] | None = None, every_folder: bool = False):
     """The folder's images; what it passes over (a folder not named after an emotion, a video) is
     said above the page's results, else a researcher reads the rest as the whole dataset."""
-    listing = dataset_listing(root, classes)
+    listing = dataset_listing(root, classes, every_folder)
     if not listing.items:  # show_error escapes the names, not the layout advice
         first = listing.skipped[0] if listing.skipped else None
         error = DatasetError(f"{root}: no readable images found." + (f" {first.file}: {first.reason}." if first else ""))
@@ -907,9 +909,10 @@ def _chosen_classes(prefix: str) -> dict[str, tuple[str, ...]]:
     return {n: models[n] for n in (chosen if chosen is not None else models) if models.get(n)}
 
 
-def choose_test_set(prefix: str) -> tuple[list, str, Described] | None:
-    """The test-set chooser of Compare and Masks: (labelled images, their folder, a description), or
-    None with a message shown. Widget keys start with ``prefix``; a drawn set holds ``drawn_classes``."""
+def choose_test_set(prefix: str) -> tuple[list, str, Described, list[str]] | None:
+    """The test-set chooser of Compare and Masks: (labelled images, their folder, a description,
+    what was passed over or left out with why, for the downloads), or None with a message shown.
+    Widget keys start with ``prefix``; a drawn set holds ``drawn_classes``."""
     shown = {DRAWN: t("common.source_drawn"), FOLDER: t("common.source_folder"), ZIP: t("common.source_zip"),
              SPLIT: t("common.source_split")}
     source = st.radio(t("common.test_set"), (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key=kept_choice(f"{prefix}_source"),
@@ -943,15 +946,15 @@ def choose_test_set(prefix: str) -> tuple[list, str, Described] | None:
         with st.spinner(t("common.drawing")):
             drawn = held(prefix, drawn_test_set(str(fer_root / split), per, seed, classes))
         return (dataset_items(str(drawn.root)), str(drawn.root),
-                Described.of("common.drawn_description", count=drawn.count, per=per, split=split, seed=seed))
+                Described.of("common.drawn_description", count=drawn.count, per=per, split=split, seed=seed),
+                dataset_listing(str(drawn.root)).skipped_lines)
     if source == FOLDER:
         path = st.text_input(t("common.folder_input"), key=kept_choice(f"{prefix}_folder"), help=data_layout_help()).strip()
         if not path:
             st.info(t("common.folder_hint", layout=data_layout_help()))
             return None
         folder = Path(path).expanduser()
-        return own_labels(prefix, dataset_items(str(folder)), str(folder),
-                          Described.of("common.folder_description", folder=shown_in_code(folder)))
+        return own_labels(prefix, str(folder), Described.of("common.folder_description", folder=shown_in_code(folder)))
     if source == ZIP:
         up = st.file_uploader(t("common.zip_input"), type=["zip"], key=f"{prefix}_zip", help=data_layout_help())
         if up is None:
@@ -960,15 +963,15 @@ def choose_test_set(prefix: str) -> tuple[list, str, Described] | None:
         data = up.getvalue()
         with st.spinner(t("common.unpacking")):
             unpacked = held(prefix, unpacked_zip(digest(data), data))
-        return own_labels(prefix, dataset_items(str(unpacked.root)), str(unpacked.root),
-                          Described.of("common.zip_description", name=shown_in_code(up.name)))
+        return own_labels(prefix, str(unpacked.root), Described.of("common.zip_description", name=shown_in_code(up.name)))
     split = st.selectbox(t("common.split"), splits, index=splits.index("val") if "val" in splits else 0,
                          key=kept_choice(f"{prefix}_split"))
     if split == "train":
         st.warning(t("common.train_optimistic"))
     items = dataset_items(str(fer_root / split))
     st.caption(t("common.split_caption", n=f"{len(items):,}"))
-    return items, str(fer_root / split), Described.of("common.split_description", split=split, n=f"{len(items):,}")
+    return (items, str(fer_root / split), Described.of("common.split_description", split=split, n=f"{len(items):,}"),
+            dataset_listing(str(fer_root / split)).skipped_lines)
 
 
 def _csv_columns(data: bytes) -> list[str]:
@@ -978,26 +981,35 @@ def _csv_columns(data: bytes) -> list[str]:
 
     try:
         first = data.decode("utf-8-sig").splitlines()[:1]
-        return [c.strip() for c in next(csv.reader(first), []) if c.strip()]
+        return [c.strip() for c in next(csv.reader(first, delimiter=csv_delimiter(first[0] if first else "")), [])
+                if c.strip()]
     except (UnicodeDecodeError, csv.Error):
         return []
 
 
-def own_labels(prefix: str, items: list, root: str, description: Described) -> tuple[list, str, Described]:
-    """A folder's or zip's images scored against a study's own labels where a CSV of them is given
-    (``--labels``: its raters', their majority's), not against the folders' or names' emotions; the
-    description names the file, its column and its SHA-256, so the results and report say which."""
+def own_labels(prefix: str, root: str, description: Described) -> tuple[list, str, Described, list[str]] | None:
+    """A folder's or zip's images (``dataset_items``), scored against a study's own labels where a
+    CSV of them is given (``--labels``: its raters', their majority's), not against the folders' or
+    names' emotions: then every image in its folders is read, whatever they are named (a folder per
+    participant). The description names the file, its column and its SHA-256, so the results and
+    report say which. The expander comes first: a folder no emotion names can still be labelled."""
     from fer_core.images import relabel
 
-    with st.expander(t("common.labels_expander"), expanded=st.session_state.get(f"{prefix}_labels") is not None):
+    box = st.expander(t("common.labels_expander"), expanded=st.session_state.get(f"{prefix}_labels") is not None)
+    with box:
         up = st.file_uploader(t("common.labels_input"), type=["csv"], key=f"{prefix}_labels", help=t("common.labels_help"))
-        if up is None:
-            return items, root, description
+    if up is None:
+        return dataset_items(root), root, description, dataset_listing(root).skipped_lines
+    items = dataset_items(root, every_folder=True)
+    with box:
         data = up.getvalue()
-        columns = [c for c in _csv_columns(data) if c.lower() != "file"]
+        columns = [c for c in _csv_columns(data) if c.lower() not in FILE_COLUMNS]
         auto = ""
         column = st.selectbox(t("common.labels_column"), [auto, *columns], key=f"{prefix}_label_column",
                               format_func=lambda c: t("common.labels_column_auto") if c == auto else c)
+        if column == auto and columns and not {"label", "emotion"} & {c.lower() for c in columns}:
+            st.info(t("common.labels_pick_column"))  # Majority, R1, R2: which is the study's to say
+            return None
         labelled, record = relabel(items, up.name, root, column or None, data=data)
         if not labelled:
             raise DatasetError(f"{up.name}: labels no image of the folder with an emotion ({record.no_row:,} without "
@@ -1007,8 +1019,9 @@ def own_labels(prefix: str, items: list, root: str, description: Described) -> t
         if record.rows_without_image:
             st.warning(t("common.labels_rows_without_image", n=f"{len(record.rows_without_image):,}",
                          examples=shown_literally(", ".join(record.rows_without_image[:3]))))
-    return labelled, root, Described.of("common.labelled_description", source=description, labels=shown_in_code(up.name),
-                                        column=shown_in_code(record.column), sha=record.sha256[:12])
+    return (labelled, root, Described.of("common.labelled_description", source=description, labels=shown_in_code(up.name),
+                                         column=shown_in_code(record.column), sha=record.sha256[:12]),
+            dataset_listing(root, every_folder=True).skipped_lines + record.left_out_lines)
 
 
 def choose_models(prefix: str, unsaved: bool = True) -> list:
