@@ -10,7 +10,7 @@ import shutil
 import stat
 import warnings
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -754,15 +754,25 @@ class LabelFile:
     rows_without_image: list[str] = field(default_factory=list)  # rows naming no image of the folder
     # each image left out, with why ("P01/a.jpg: no row in sheet.csv"), for the left-out table
     left_out_lines: list[str] = field(default_factory=list, repr=False)
+    # Cohen's kappa between every two of the sheet's columns of emotions (raters', the majority's),
+    # on the images of the folder both label: the agreement a model's kappa is read against
+    rater_agreement: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"file": self.path, "column": self.column, "sha256": self.sha256, "labelled": self.labelled,
                 "no_row": self.no_row, "not_emotions": dict(self.not_emotions),
-                "rows_without_image": list(self.rows_without_image)}
+                "rows_without_image": list(self.rows_without_image),
+                "rater_agreement": [r.to_dict() for r in self.rater_agreement]}
 
     def lines(self) -> list[str]:
         """Which labels were scored, then what was left out, one line each, for stderr."""
         out = [f"scored against {self.column} of {printable(self.path)}: {self.labelled:,} image(s) labelled"]
+        if self.rater_agreement:
+            shown = "; ".join(f"{printable(r.a)} - {printable(r.b)} "
+                              f"{'undefined' if r.kappa is None else f'{r.kappa:.3f}'} (n {r.n:,})"
+                              for r in self.rater_agreement[:10])
+            more = f"; and {len(self.rater_agreement) - 10:,} more pairs (the JSON)" if len(self.rater_agreement) > 10 else ""
+            out.append(f"the sheet's own agreement, Cohen's kappa: {shown}{more}")
         if self.not_emotions:
             out.append(f"left out {sum(self.not_emotions.values()):,} image(s) whose {self.column} names no emotion: "
                        + ", ".join(f"{label} {n:,}" for label, n in self.not_emotions.items()))
@@ -779,6 +789,25 @@ class LabelFile:
 def by_name_key(item: LabeledImage, root: str | os.PathLike[str]) -> str:
     """An image's name relative to ``root`` with '/' between folders, as a labels file gives it."""
     return str(relative_file(item.path, root)).replace(os.sep, "/")
+
+
+def _rater_agreement(header: list[str], rows: list[list[str]], file_at: int, image_of: Callable) -> list:
+    """``LabelFile.rater_agreement``: the columns at least half of whose filled cells name an
+    emotion are raters' (or the majority's), read for the folder's images only."""
+    from .evaluation.metrics import rater_agreement
+
+    of_images = [row for row in rows if any(c.strip() for c in row) and file_at < len(row)
+                 and image_of(row[file_at].strip()) is not None]
+    columns: dict[str, list[str | None]] = {}
+    for j, name in enumerate(header):
+        if j == file_at or not name:
+            continue
+        cells = [row[j].strip() if j < len(row) else "" for row in of_images]
+        emotions = [normalize_emotion(c) if c else None for c in cells]
+        filled = sum(1 for c in cells if c)
+        if filled and sum(e is not None for e in emotions) * 2 >= filled:
+            columns[name] = emotions
+    return rater_agreement(columns) if len(columns) > 1 else []
 
 
 def csv_delimiter(header: str) -> str:
@@ -872,6 +901,7 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
                                f"{printable(given[it.path] or BLANK_LABEL)} and {printable(label or BLANK_LABEL)}; "
                                "give each image one")
         given[it.path] = label  # the same row twice (a copy pasted twice) labels it once
+    record.rater_agreement = _rater_agreement(header, rows[1:], file_at, image_of)
     out = []
     for it in items:
         if it.path not in given:

@@ -1558,6 +1558,13 @@ def test_compare_and_evaluate_score_labels_of_ones_own_with_cohens_kappa(capsys,
     assert said["n"] == 11 and said["labels"]["not_emotions"] == {"contempt": 1}
     assert said["labels"]["rows_without_image"] == ["missing.jpg"] and said["labels"]["no_row"] == 0
     assert said["passed_over"] == ["stim_010.jpg: majority contempt, which names no emotion"], "which image, and why"
+    # the sheet's own agreement, which a model's kappa is read against: on the 11 images both columns label
+    majority = [truth[n] for n in sorted(truth) if n != "stim_010.jpg"]
+    rater = ["sad" if n == "stim_000.jpg" else truth[n] for n in sorted(truth) if n != "stim_010.jpg"]
+    (pair,) = said["labels"]["rater_agreement"]
+    assert (pair["a"], pair["b"], pair["n"]) == ("majority", "R1", 11)
+    assert pair["kappa"] == pytest.approx(cohen_kappa_score(majority, rater), abs=1e-6)
+    assert f"the sheet's own agreement, Cohen's kappa: majority - R1 {pair['kappa']:.3f} (n 11)" in err
     assert "left out 1 image(s) whose majority names no emotion: contempt 1" in err
     table = pd.read_csv(tmp_path / "p.csv")
     assert dict(zip(table["file"], table["label"])) == {n: e for n, e in truth.items() if n != "stim_010.jpg"}

@@ -809,6 +809,8 @@ def test_compare_page_scores_a_folder_against_an_uploaded_labels_csv(models_dir,
     assert any("4 images" in c and "2 without a row" in c and "1 whose label names no emotion" in c
                for c in texts(at.caption)), texts(at.caption)
     assert any("elsewhere.png" in w for w in texts(at.warning))
+    assert any(c.startswith("Your sheet's own agreement") and "label – R2" in c and "(n 4)" in c
+               for c in texts(at.caption)), texts(at.caption)
     at.multiselect(key="cmp_models").set_value(["mine"])
     at.button(key="cmp_run").click()
     run_app(at, T)

@@ -1016,6 +1016,10 @@ def own_labels(prefix: str, root: str, description: Described) -> tuple[list, st
                                f"a row, {sum(record.not_emotions.values()):,} naming none)")
         st.caption(t("common.labels_caption", n=f"{record.labelled:,}", column=shown_literally(record.column),
                      no_row=f"{record.no_row:,}", not_emotion=f"{sum(record.not_emotions.values()):,}"))
+        if record.rater_agreement:
+            st.caption(t("common.labels_agreement", pairs="; ".join(
+                f"{shown_literally(r.a)} – {shown_literally(r.b)} {MISSING if r.kappa is None else f'{r.kappa:.3f}'} "
+                f"(n {r.n:,})" for r in record.rater_agreement[:10])))
         if record.rows_without_image:
             st.warning(t("common.labels_rows_without_image", n=f"{len(record.rows_without_image):,}",
                          examples=shown_literally(", ".join(record.rows_without_image[:3]))))

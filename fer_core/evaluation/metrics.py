@@ -396,3 +396,39 @@ def p_text(p: float) -> str:
     if p is None or p != p:
         return "–"
     return f"< {P_SHOWN_MIN:.4f}" if p < P_SHOWN_MIN else f"{p:.4f}"
+
+
+@dataclass(frozen=True)
+class RaterAgreement:
+    """Cohen's kappa between two columns of a labels sheet (two raters, or a rater and the
+    majority), on the images both label with an emotion: what a model's kappa is read against."""
+
+    a: str
+    b: str
+    kappa: float | None
+    n: int
+
+    def to_dict(self) -> dict:
+        return {"a": self.a, "b": self.b, "kappa": self.kappa, "n": self.n}
+
+
+def rater_agreement(columns: dict[str, list[str | None]], least: int = 2) -> list[RaterAgreement]:
+    """Every pair of ``columns`` (emotions per image, None where a column names none), on the
+    images both name one; a pair with fewer than ``least`` such images is left out."""
+    from itertools import combinations
+
+    from sklearn.metrics import cohen_kappa_score
+
+    out = []
+    for a, b in combinations(columns, 2):
+        both = [(x, y) for x, y in zip(columns[a], columns[b]) if x is not None and y is not None]
+        if len(both) < least:
+            continue
+        xs, ys = zip(*both)
+        kappa = None
+        if len(set(xs) | set(ys)) > 1:  # one emotion throughout: agreement beyond chance is undefined
+            with np.errstate(divide="ignore", invalid="ignore"):
+                value = float(cohen_kappa_score(xs, ys))
+            kappa = round(value, DECIMALS) if np.isfinite(value) else None
+        out.append(RaterAgreement(a, b, kappa, len(both)))
+    return out
