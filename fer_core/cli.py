@@ -2501,7 +2501,8 @@ def _fraction_progress(desc: str):
 
 def _print_report(r) -> None:
     lo, hi = r.accuracy_ci95
-    kappa = "" if r.kappa is None else f", Cohen's kappa {_score(r.kappa)}"
+    kappa = "" if r.kappa is None else f", Cohen's kappa {_score(r.kappa)}" + (
+        "" if r.kappa_ci95 is None else f" (95% CI {_score(r.kappa_ci95[0])}-{_score(r.kappa_ci95[1])})")
     print(f"{r.model}: n {r.n}, accuracy {_score(r.accuracy)} (95% CI {_score(lo)}-{_score(hi)}), "
           f"macro-F1 {_score(r.macro_f1)}, no face {r.no_face}{kappa}")
     def figure(value: float | None) -> str:

@@ -83,9 +83,12 @@ def show_overall(res: Comparison) -> None:
     summary = accuracy_summary(res)
     shown = summary.assign(accuracy=summary["accuracy"] * 100, kind=summary["kind"].map(kind_label),
                            ci95=[f"{percent(lo)} – {percent(hi)}" for lo, hi in zip(summary["ci95_low"],
-                                                                                summary["ci95_high"])])
+                                                                                summary["ci95_high"])],
+                           kappa_ci95=[MISSING if pd.isna(lo) else f"{lo:.3f} – {hi:.3f}"
+                                       for lo, hi in zip(summary["kappa_ci95_low"], summary["kappa_ci95_high"])])
     titles = column_titles()
-    st.dataframe(shown[["model", "kind", "accuracy", "ci95", "macro_f1", "kappa", "no_face", "n"]], hide_index=True,
+    st.dataframe(shown[["model", "kind", "accuracy", "ci95", "macro_f1", "kappa", "kappa_ci95", "no_face", "n"]],
+                 hide_index=True,
                  placeholder=MISSING,
                  column_config={
                      **_titles("model", "kind", "n"),
@@ -93,6 +96,7 @@ def show_overall(res: Comparison) -> None:
                      "ci95": st.column_config.TextColumn(titles["ci95"]),
                      "macro_f1": st.column_config.NumberColumn(titles["macro_f1"], format="%.3f"),
                      "kappa": st.column_config.NumberColumn(titles["kappa"], format="%.3f", help=t("compare.kappa_help")),
+                     "kappa_ci95": st.column_config.TextColumn(t("compare.col_kappa_ci95")),
                      "no_face": st.column_config.NumberColumn(titles["no_face"], help=t("compare.no_face_help")),
                  })
     st.plotly_chart(accuracy_ci_bars(summary), key="cmp_overall")

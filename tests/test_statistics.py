@@ -305,3 +305,31 @@ def test_a_close_call_is_read_as_the_answer_is_taken():
     face = FaceResult((0, 0, 10, 10), 0.9, {}, FaceInput(), probabilities={"happy": float("nan"), "sad": float("nan")})
     out = face.to_dict()
     assert out["emotion"] is None and out["close_call"] is False and out["probabilities"] == {"happy": None, "sad": None}
+
+
+def test_kappas_interval_is_its_large_sample_standard_error():
+    """Cohen's kappa's 95 % interval (Fleiss, Cohen & Everitt's standard error) is the delta
+    method's on the table's multinomial cells, derived here independently by numerical gradient;
+    it holds the kappa, narrows as n grows, and a hand-made three-emotion report carries it."""
+    from fer_core.evaluation.metrics import evaluation_report, kappa_interval
+
+    table = np.array([[20, 5, 2, 1], [3, 15, 4, 0], [1, 2, 8, 2], [0, 1, 0, 3]], dtype=float)
+    n, m = table.sum(), len(table)
+    p = (table / n).ravel()
+
+    def kappa(q):
+        q = q.reshape(m, m) / q.sum()
+        chance = q.sum(axis=1) @ q.sum(axis=0)
+        return (np.trace(q) - chance) / (1 - chance)
+
+    step = 1e-6
+    grad = np.array([(kappa(p + step * e) - kappa(p - step * e)) / (2 * step) for e in np.eye(len(p))])
+    se = float(np.sqrt(grad @ ((np.diag(p) - np.outer(p, p)) / n) @ grad))
+    lo, hi = kappa_interval(table)
+    assert lo < kappa(p) < hi and (hi - lo) / 2 == pytest.approx(1.959964 * se, rel=1e-5)
+    lo4, hi4 = kappa_interval(table * 4)
+    assert (hi4 - lo4) == pytest.approx((hi - lo) / 2, rel=1e-6), "four times the images, half the width"
+    assert kappa_interval(np.array([[5, 0], [0, 0]])) is None  # one category: no kappa, no interval
+    r = evaluation_report(["happy", "happy", "sad", "sad", "angry", "angry"], ["happy", "sad", "sad", "sad", "angry", None],
+                          ["angry", "happy", "sad"])
+    assert r.kappa_ci95[0] < r.kappa < r.kappa_ci95[1]

@@ -91,10 +91,11 @@ def accuracy_summary(comparison: Comparison) -> pd.DataFrame:
     for name, r in comparison.reports.items():
         lo, hi = r.accuracy_ci95
         rows.append({"model": name, "kind": comparison.kinds.get(name, ""), "accuracy": r.accuracy,
-                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1, "kappa": r.kappa, "no_face": r.no_face,
-                     "n": r.n})
+                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1, "kappa": r.kappa,
+                     "kappa_ci95_low": r.kappa_ci95[0] if r.kappa_ci95 else None,
+                     "kappa_ci95_high": r.kappa_ci95[1] if r.kappa_ci95 else None, "no_face": r.no_face, "n": r.n})
     return pd.DataFrame(rows, columns=["model", "kind", "accuracy", "ci95_low", "ci95_high", "macro_f1", "kappa",
-                                       "no_face", "n"])
+                                       "kappa_ci95_low", "kappa_ci95_high", "no_face", "n"])
 
 
 MCNEMAR_COLUMNS = ["model A", "model B", "A - B", "A - B ci95_low", "A - B ci95_high", "only A right",
@@ -166,9 +167,11 @@ def summary_frame(comparison: Comparison) -> pd.DataFrame:
                          "no_face": no_face, "kappa": None})
         lo, hi = r.accuracy_ci95
         rows.append({"model": name, "emotion": "overall", "n": r.n, "accuracy": r.accuracy,
-                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1, "no_face": r.no_face, "kappa": r.kappa})
+                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1, "no_face": r.no_face, "kappa": r.kappa,
+                     "kappa_ci95_low": r.kappa_ci95[0] if r.kappa_ci95 else None,
+                     "kappa_ci95_high": r.kappa_ci95[1] if r.kappa_ci95 else None})
     return pd.DataFrame(rows, columns=["model", "emotion", "n", "accuracy", "ci95_low", "ci95_high", "macro_f1",
-                                       "no_face", "kappa"]).astype({"no_face": "Int64"})
+                                       "no_face", "kappa", "kappa_ci95_low", "kappa_ci95_high"]).astype({"no_face": "Int64"})
 
 
 def predictions_frame(table: pd.DataFrame, model_names: Sequence[str], root: str | Path | None = None) -> pd.DataFrame:
@@ -258,7 +261,9 @@ def column_titles() -> dict[str, str]:
     return {"model": t("compare.col_model"), "kind": t("compare.col_kind"), "emotion": t("compare.col_emotion"),
             "accuracy": t("compare.col_accuracy"), "ci95": t("compare.col_ci95"),
             "ci95_low": t("compare.col_ci95_low"), "ci95_high": t("compare.col_ci95_high"),
-            "macro_f1": t("compare.col_macro_f1"), "kappa": t("compare.col_kappa"), "no_face": t("compare.col_no_face"),
+            "macro_f1": t("compare.col_macro_f1"), "kappa": t("compare.col_kappa"),
+            "kappa_ci95_low": t("compare.col_kappa_ci95_low"), "kappa_ci95_high": t("compare.col_kappa_ci95_high"),
+            "no_face": t("compare.col_no_face"),
             "n": t("compare.col_n"),
             "precision": t("compare.col_precision"), "recall": t("compare.col_recall"), "f1": "F1",
             "support": t("compare.col_support"), "model A": t("compare.col_model_a"),
@@ -297,7 +302,7 @@ def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("p-value", "p (Holm)"):
         if column in out.columns:
             out[column] = [p_text(v) for v in out[column]]
-    for column in ("precision", "recall", "f1", "macro_f1", "kappa"):  # one way: 0.600 beside 0.429, not 0.6 beside 0.4286
+    for column in ("precision", "recall", "f1", "macro_f1", "kappa", "kappa_ci95_low", "kappa_ci95_high"):  # one way: 0.600 beside 0.429, not 0.6 beside 0.4286
         if column in out.columns:
             out[column] = ["–" if pd.isna(v) else f"{float(v):.3f}" for v in out[column]]
     if "kind" in out.columns:  # as the Compare page and the report's models say it, not au-logreg
