@@ -402,8 +402,18 @@ def scan_images(root: str | os.PathLike[str], classes: Sequence[str] | None = No
             skipped.append(SkippedFile(printable(relative_file(exc.filename, root)) + "/", None,
                                        f"cannot read folder ({exc.strerror})"))
 
-        # top down in name order; a link to a folder is not followed (a loop would have no end)
-        for folder, folders, files in os.walk(root, onerror=unreadable):
+        # top down in name order; a linked folder is followed once (a link back up would have no end)
+        visited: set[tuple[int, int]] = set()
+        for folder, folders, files in os.walk(root, onerror=unreadable, followlinks=True):
+            try:
+                seen = os.stat(folder)
+            except OSError:
+                folders[:] = []
+                continue
+            if (seen.st_dev, seen.st_ino) in visited:
+                folders[:] = []
+                continue
+            visited.add((seen.st_dev, seen.st_ino))
             folders[:] = sorted(f for f in folders if not is_hidden_name(f) and not f.startswith("."))
             for name in sorted(files):
                 take(Path(folder) / name, None)
@@ -796,8 +806,12 @@ def _rater_agreement(header: list[str], rows: list[list[str]], file_at: int, ima
     emotion are raters' (or the majority's), read for the folder's images only."""
     from .evaluation.metrics import rater_agreement
 
-    of_images = [row for row in rows if any(c.strip() for c in row) and file_at < len(row)
-                 and image_of(row[file_at].strip()) is not None]
+    of_images, seen = [], set()
+    for row in rows:  # a row pasted twice counts once, as it labels once
+        it = image_of(row[file_at].strip()) if file_at < len(row) and any(c.strip() for c in row) else None
+        if it is not None and it.path not in seen:
+            seen.add(it.path)
+            of_images.append(row)
     columns: dict[str, list[str | None]] = {}
     for j, name in enumerate(header):
         if j == file_at or not name:
@@ -839,7 +853,12 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
     except UnicodeDecodeError:
         raise AUTableError(f"{printable(str(labels))}: not UTF-8 text; save it as UTF-8 (in Excel: Save As, "
                            f"CSV UTF-8) and {LABELS_HINT}") from None
-    rows = list(csv.reader(io.StringIO(text), delimiter=csv_delimiter(text.partition("\n")[0])))
+    reader = csv.reader(io.StringIO(text), delimiter=csv_delimiter(text.partition("\n")[0]))
+    try:
+        rows = list(reader)
+    except csv.Error as exc:  # a quote never closed runs to the end of the file
+        raise AUTableError(f"{printable(str(labels))}: not a readable CSV near line {reader.line_num:,} ({exc}); "
+                           f"check its quotes, and {LABELS_HINT}") from None
     header = [h.strip() for h in (rows[0] if rows else [])]
     lower = [h.lower() for h in header]
 
@@ -859,26 +878,35 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
     lacking = ([f"file column ({', '.join(FILE_COLUMNS)})"] if file_at is None else []) + (
         [] if label_at is not None else [f"{column!r} column"] if column is not None
         else ["label (or emotion) column, and no column of labels was named (--label-column)"])
+    if not lacking and label_at == file_at:
+        raise AUTableError(f"{printable(str(labels))}: {printable(header[file_at])} names the images; the labels "
+                           f"are another column (its columns: {printable(', '.join(header))})")
     if lacking:
         has = ", ".join(header) or "none"
         raise AUTableError(f"{printable(str(labels))}: has no {' and no '.join(lacking)} (its columns: "
                            f"{printable(has)}); {LABELS_HINT}")
     by_name = {by_name_key(it, root): it for it in items}
     by_base: dict[str, list[LabeledImage]] = {}
-    by_folded: dict[str, list[LabeledImage]] = {}  # a sheet typed by hand: P01_T1.JPG for p01_t1.jpg
+    by_name_folded: dict[str, list[LabeledImage]] = {}  # a sheet typed by hand: P01/IMG1.JPG for P01/img1.jpg
+    by_base_folded: dict[str, list[LabeledImage]] = {}
     for it in items:
         by_base.setdefault(it.path.name, []).append(it)
-        by_folded.setdefault(it.path.name.casefold(), []).append(it)
-        by_folded.setdefault(by_name_key(it, root).casefold(), []).append(it)
+        by_base_folded.setdefault(it.path.name.casefold(), []).append(it)
+        by_name_folded.setdefault(by_name_key(it, root).casefold(), []).append(it)
 
     def image_of(name: str) -> LabeledImage | None:
+        """The image a row names: its path relative to the folder, or one ending a path from
+        elsewhere (C:/lab/stim/P01/a.jpg), as written and then whatever the case; a bare name
+        where one image of the folder has it."""
         path = name.replace("\\", "/").removeprefix("./")
         parts = path.split("/")
-        for i in range(len(parts) - 1):  # a path from elsewhere ending in one here: C:/lab/stimuli/P01/a.jpg
-            if (tail := "/".join(parts[i:])) in by_name:
+        tails = ["/".join(parts[i:]) for i in range(len(parts))]  # the path, then its shorter endings
+        for tail in tails:
+            if tail in by_name:
                 return by_name[tail]
-        for found in (by_base.get(name, ()), by_folded.get(path.casefold(), ())):
-            if len({id(f) for f in found}) == 1:
+        bare = (by_base.get(path, ()), by_base_folded.get(path.casefold(), ())) if len(parts) == 1 else ()
+        for found in (*(by_name_folded.get(tail.casefold(), ()) for tail in tails), *bare):
+            if len(found) == 1:
                 return found[0]
         return None
 
@@ -896,7 +924,8 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
                                    "of the folder; give its path relative to the folder")
             record.rows_without_image.append(name)
             continue
-        if it.path in given and given[it.path] != label:
+        if it.path in given and given[it.path] != label and (
+                normalize_emotion(given[it.path]) is None or normalize_emotion(given[it.path]) != normalize_emotion(label)):
             raise AUTableError(f"{printable(str(labels))}: {printable(name)} is given two rows, labelled "
                                f"{printable(given[it.path] or BLANK_LABEL)} and {printable(label or BLANK_LABEL)}; "
                                "give each image one")

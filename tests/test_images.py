@@ -414,3 +414,45 @@ def test_labels_exported_from_a_spreadsheet_in_another_locale_are_read(tmp_path)
     labelled, record = relabel(items, "ratings.csv", tmp_path, data=sheet)
     assert [(it.path.name, it.label) for it in labelled] == [("a.png", "happy"), ("b.png", "sad")]
     assert record.not_emotions == {"(blank)": 1} and record.column == "label"
+
+
+def test_labels_rows_match_the_image_they_name_and_no_other(tmp_path):
+    """A top-level a.jpg beside P01/a.jpg is the row a.jpg's (it was refused as naming two images);
+    a full path from the rater's machine ends in a top-level image's name; a row P02/a.jpg names no
+    image when P02 has none (not the one a.jpg of another folder); the same emotion spelt twice is
+    one label; a row pasted twice counts once in the raters' agreement; a quote never closed, and
+    the file column named as the labels, are one line each."""
+    from fer_core.errors import AUTableError
+    from fer_core.images import LabeledImage, relabel
+
+    (tmp_path / "P01").mkdir()
+    items = [LabeledImage(tmp_path / "a.jpg", None), LabeledImage(tmp_path / "P01" / "a.jpg", None),
+             LabeledImage(tmp_path / "b.jpg", None), LabeledImage(tmp_path / "P01" / "c.jpg", None)]
+    sheet = ("file,label,R2\na.jpg,happy,happy\nC:\\lab\\stim\\b.jpg,sad,happy\nP01/A.JPG,angry,angry\n"
+             "P02/c.jpg,sad,sad\nb.jpg,Sad,happy\nb.jpg,sadness,happy\n")
+    labelled, record = relabel(items, "s.csv", tmp_path, data=sheet.encode())
+    assert {str(it.path.relative_to(tmp_path)): it.label for it in labelled} == {
+        "a.jpg": "happy", "b.jpg": "sad", "P01/a.jpg": "angry"}
+    assert record.rows_without_image == ["P02/c.jpg"] and record.no_row == 1
+    (pair,) = record.rater_agreement
+    assert pair.n == 3, "b.jpg given three rows is one image"
+    with pytest.raises(AUTableError, match="near line"):
+        relabel(items, "s.csv", tmp_path, data=b'file,label\n"a.jpg,happy\nb.jpg,sad\n' + b"x" * 200_000)
+    with pytest.raises(AUTableError, match="names the images; the labels are another column"):
+        relabel(items, "s.csv", tmp_path, column="file", data=sheet.encode())
+
+
+def test_every_folder_follows_a_linked_folder_once(tmp_path):
+    """A folder per participant linked in from elsewhere is read; a link back up ends, not loops."""
+    from fer_core.images import scan_images
+
+    store = tmp_path / "store" / "P01"
+    store.mkdir(parents=True)
+    Image.new("L", (8, 8)).save(store / "x.png")
+    root = tmp_path / "stim"
+    root.mkdir()
+    Image.new("L", (8, 8)).save(root / "y.png")
+    (root / "P01").symlink_to(store)
+    (store / "up").symlink_to(root)
+    listing = scan_images(root, every_folder=True)
+    assert sorted(str(it.path.relative_to(root)) for it in listing.items) == ["P01/x.png", "y.png"]

@@ -333,3 +333,12 @@ def test_kappas_interval_is_its_large_sample_standard_error():
     r = evaluation_report(["happy", "happy", "sad", "sad", "angry", "angry"], ["happy", "sad", "sad", "sad", "angry", None],
                           ["angry", "happy", "sad"])
     assert r.kappa_ci95[0] < r.kappa < r.kappa_ci95[1]
+
+
+def test_kappa_interval_is_not_a_point_where_no_width_can_be_given():
+    """Perfect agreement, or one answer throughout, has no large-sample width: no interval, not
+    (1.0, 1.0) or "-0.000 – 0.000" read as exact."""
+    from fer_core.evaluation.metrics import kappa_interval
+
+    assert kappa_interval(np.array([[2, 0], [0, 2]])) is None
+    assert kappa_interval(np.array([[3, 0], [3, 0]])) is None

@@ -486,14 +486,19 @@ def dataset_listing(root: str, classes: tuple[str, ...] | None = None, every_fol
     """The folder's images and the image-like files it skips (with why); ``every_folder``:
     ``scan_images``'."""
     with st.spinner(t("common.listing_images")):
-        return _listing_of(root, classes, _folder_stamp(root), every_folder)
+        return _listing_of(root, classes, _folder_stamp(root, every_folder), every_folder)
 
 
-def _folder_stamp(root: str) -> tuple[int, ...]:
+def _folder_stamp(root: str, deep: bool = False) -> tuple[int, ...]:
     """The modification times of a folder and of the folders in it: a file deleted, added or renamed
     changes its folder's, so the listing (cached for every session) is made again at once. Photos
     deleted from a study were still listed, and shown, to a new session for two minutes."""
     stamps = []
+    if deep:  # every folder under it, as the listing of every subfolder reads them
+        for folder, _folders, _files in os.walk(root):
+            with contextlib.suppress(OSError):
+                stamps.append(os.stat(folder).st_mtime_ns)
+        return tuple(stamps)
     with contextlib.suppress(OSError):
         stamps.append(os.stat(root).st_mtime_ns)
         with os.scandir(root) as entries:
@@ -987,20 +992,27 @@ def _csv_columns(data: bytes) -> list[str]:
         return []
 
 
+@st.cache_data(show_spinner=False, ttl=600, max_entries=4)
+def _relabelled(root: str, stamp: tuple[int, ...], name: str, sha: str, column: str | None, _data: bytes):
+    """``relabel`` of the folder's every image, kept while the folder and the sheet (``sha``) are
+    the same: 28,709 rows took 3 s, paid again on every click of the page."""
+    from fer_core.images import relabel
+
+    return relabel(_listing_of(root, None, stamp, True).items, name, root, column, data=_data)
+
+
 def own_labels(prefix: str, root: str, description: Described) -> tuple[list, str, Described, list[str]] | None:
     """A folder's or zip's images (``dataset_items``), scored against a study's own labels where a
     CSV of them is given (``--labels``: its raters', their majority's), not against the folders' or
     names' emotions: then every image in its folders is read, whatever they are named (a folder per
     participant). The description names the file, its column and its SHA-256, so the results and
     report say which. The expander comes first: a folder no emotion names can still be labelled."""
-    from fer_core.images import relabel
-
     box = st.expander(t("common.labels_expander"), expanded=st.session_state.get(f"{prefix}_labels") is not None)
     with box:
         up = st.file_uploader(t("common.labels_input"), type=["csv"], key=f"{prefix}_labels", help=t("common.labels_help"))
     if up is None:
         return dataset_items(root), root, description, dataset_listing(root).skipped_lines
-    items = dataset_items(root, every_folder=True)
+    dataset_items(root, every_folder=True)  # said: what it passes over; the sheet labels its images
     with box:
         data = up.getvalue()
         columns = [c for c in _csv_columns(data) if c.lower() not in FILE_COLUMNS]
@@ -1010,7 +1022,7 @@ def own_labels(prefix: str, root: str, description: Described) -> tuple[list, st
         if column == auto and columns and not {"label", "emotion"} & {c.lower() for c in columns}:
             st.info(t("common.labels_pick_column"))  # Majority, R1, R2: which is the study's to say
             return None
-        labelled, record = relabel(items, up.name, root, column or None, data=data)
+        labelled, record = _relabelled(root, _folder_stamp(root, True), up.name, digest(data), column or None, data)
         if not labelled:
             raise DatasetError(f"{up.name}: labels no image of the folder with an emotion ({record.no_row:,} without "
                                f"a row, {sum(record.not_emotions.values()):,} naming none)")

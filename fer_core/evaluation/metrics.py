@@ -266,8 +266,10 @@ def kappa_interval(table: np.ndarray, z: float = 1.959964) -> tuple[float, float
     off = p * (cols[:, None] + rows[None, :]) ** 2  # cell (i, j): p_ij (p_.i + p_j.)^2
     off = (1 - kappa) ** 2 * float(off.sum() - np.trace(off))
     variance = (on + off - (kappa - chance * (1 - kappa)) ** 2) / (n * (1 - chance) ** 2)
-    half = z * float(np.sqrt(max(variance, 0.0)))
-    return max(-1.0, kappa - half), min(1.0, kappa + half)
+    if not variance > 1e-12:  # perfect agreement, or one answer throughout: no width to give, not an exact value
+        return None
+    half = z * float(np.sqrt(variance))
+    return max(-1.0, kappa - half) + 0.0, min(1.0, kappa + half) + 0.0
 
 
 def _codes(y_true: Sequence[str], y_pred: Sequence[str | None], classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
