@@ -1641,7 +1641,8 @@ def _models_and_test_set(args) -> tuple[list[str], tuple[str, ...] | None, list,
     if not listing.items and getattr(args, "labels", None):
         raise FerError(f"{args.images}: no images found, in it or in its folders")
     if not listing.items:
-        raise FerError(f"{args.images}: no labelled images found; expected <emotion>/*.jpg or emotion-prefixed names")
+        raise FerError(f"{args.images}: no labelled images found; expected <emotion>/*.jpg or emotion-prefixed names, "
+                       "or labels of your own in a sheet (--labels CSV: a file column and a label column)")
     items = _labelled(args, listing)
     return refs, classes, items, listing.skipped_lines + _labels_left_out(args)
 

@@ -1598,6 +1598,8 @@ def test_labels_of_a_folder_per_participant_typed_by_hand_are_matched(capsys, tm
             "img3.jpg;surprised"]  # bare
     sheet = tmp_path / "sheet.csv"
     sheet.write_text("\n".join(rows) + "\n", encoding="utf-8-sig")
+    code, _, err = run_cli(capsys, "compare", "--images", stim, "--models", "au-logreg-fer2013")
+    assert code == 2 and "--labels CSV" in err, "a folder per participant: the sheet is the way, not renaming"
     code, out, err = run_cli(capsys, "compare", "--images", stim, "--labels", sheet, "--label-column", "majority",
                              "--models", "au-logreg-fer2013", "--workers", "1", "--json", "--csv", tmp_path / "p.csv",
                              "--report", tmp_path / "r.html")

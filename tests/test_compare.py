@@ -873,7 +873,7 @@ def test_compare_page_reads_a_folder_per_participant_when_a_labels_csv_is_given(
     run_app(at, T)
     at.text_input(key="cmp_folder").set_value(str(tmp_path / "stim"))
     run_app(at, T)
-    assert at.error, "no emotion names these folders: said, with the labels still to give"
+    assert at.error and "Labels of your own" in at.error[0].value, "no emotion names these folders: the sheet is the way"
     at.file_uploader(key="cmp_labels").set_value(("sheet.csv", sheet.encode(), "text/csv"))
     run_app(at, T)
     assert not at.error and not at.exception and any("Choose the column of labels" in s for s in texts(at.info))

@@ -1011,7 +1011,11 @@ def own_labels(prefix: str, root: str, description: Described) -> tuple[list, st
     with box:
         up = st.file_uploader(t("common.labels_input"), type=["csv"], key=f"{prefix}_labels", help=t("common.labels_help"))
     if up is None:
-        return dataset_items(root), root, description, dataset_listing(root).skipped_lines
+        try:
+            return dataset_items(root), root, description, dataset_listing(root).skipped_lines
+        except DatasetError as exc:  # a folder per participant: labelled by a sheet, not renamed
+            exc.advice = f"{getattr(exc, 'advice', None) or ''} {t('common.labels_instead')}".strip()
+            raise
     dataset_items(root, every_folder=True)  # said: what it passes over; the sheet labels its images
     with box:
         data = up.getvalue()
