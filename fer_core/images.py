@@ -889,10 +889,13 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
     by_base: dict[str, list[LabeledImage]] = {}
     by_name_folded: dict[str, list[LabeledImage]] = {}  # a sheet typed by hand: P01/IMG1.JPG for P01/img1.jpg
     by_base_folded: dict[str, list[LabeledImage]] = {}
+    by_stem_folded: dict[str, list[LabeledImage]] = {}  # a sheet naming stimuli without their extension
     for it in items:
         by_base.setdefault(it.path.name, []).append(it)
         by_base_folded.setdefault(it.path.name.casefold(), []).append(it)
         by_name_folded.setdefault(by_name_key(it, root).casefold(), []).append(it)
+        for stem in {by_name_key(it, root).removesuffix(it.path.suffix).casefold(), it.path.stem.casefold()}:
+            by_stem_folded.setdefault(stem, []).append(it)
 
     def image_of(name: str) -> LabeledImage | None:
         """The image a row names: its path relative to the folder, or one ending a path from
@@ -905,7 +908,8 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
             if tail in by_name:
                 return by_name[tail]
         bare = (by_base.get(path, ()), by_base_folded.get(path.casefold(), ())) if len(parts) == 1 else ()
-        for found in (*(by_name_folded.get(tail.casefold(), ()) for tail in tails), *bare):
+        stems = ((by_stem_folded.get(path.casefold(), ()),) if not Path(parts[-1]).suffix else ())
+        for found in (*(by_name_folded.get(tail.casefold(), ()) for tail in tails), *bare, *stems):
             if len(found) == 1:
                 return found[0]
         return None

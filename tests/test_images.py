@@ -436,6 +436,10 @@ def test_labels_rows_match_the_image_they_name_and_no_other(tmp_path):
     assert record.rows_without_image == ["P02/c.jpg"] and record.no_row == 1
     (pair,) = record.rater_agreement
     assert pair.n == 3, "b.jpg given three rows is one image"
+    # a sheet naming the stimuli without their extension: P01/c and b (a beside P01/a stays ambiguous)
+    labelled, record = relabel(items, "s.csv", tmp_path, data=b"file,label\nP01/c,fear\nB,sad\na,happy\n")
+    assert {str(it.path.relative_to(tmp_path)): it.label for it in labelled} == {"P01/c.jpg": "fear", "b.jpg": "sad"}
+    assert record.rows_without_image == ["a"]
     with pytest.raises(AUTableError, match="near line"):
         relabel(items, "s.csv", tmp_path, data=b'file,label\n"a.jpg,happy\nb.jpg,sad\n' + b"x" * 200_000)
     with pytest.raises(AUTableError, match="names the images; the labels are another column"):
