@@ -2506,6 +2506,9 @@ def _print_report(r) -> None:
         "" if r.kappa_ci95 is None else f" (95% CI {_score(r.kappa_ci95[0])}-{_score(r.kappa_ci95[1])})")
     print(f"{r.model}: n {r.n}, accuracy {_score(r.accuracy)} (95% CI {_score(lo)}-{_score(hi)}), "
           f"macro-F1 {_score(r.macro_f1)}, no face {r.no_face}{kappa}")
+    if r.calibration is not None:
+        print(f"  {_calibration_words(r.calibration)}")
+
     def figure(value: float | None) -> str:
         return "   -" if value is None else f"{value:.2f}"
 
@@ -2516,6 +2519,15 @@ def _print_report(r) -> None:
         interval = f" ({low:.2f}-{high:.2f})" if low is not None else "            "
         print(f"  {emotion:9s} n {v.n:5d}  accuracy {figure(v.accuracy)}{interval}  precision {figure(v.precision)}  "
               f"F1 {figure(v.f1)}")
+
+
+def _calibration_words(c) -> str:
+    """One report's ``Calibration`` in a line: how sure it said it was, how often it was right."""
+    from .evaluation.metrics import CONFIDENCE_BINS
+
+    way = ("overconfident" if c.gap > 0 else "underconfident") if abs(c.gap) >= 0.0005 else "as sure as right"
+    return (f"confidence {_score(c.mean_confidence)} on average over {c.n:,} answers, right on {_score(c.accuracy)} "
+            f"of them ({way}); calibration error (ECE, {CONFIDENCE_BINS} bins) {_score(c.ece)}")
 
 
 def _jsonable(obj):

@@ -14,12 +14,16 @@ from fer_core.figures.compare import (
     accuracy_ci_bars,
     accuracy_summary,
     au_contribution_bars,
+    calibration_frame,
+    calibration_summary,
+    calibration_words,
     column_titles,
     comparison_tables,
     mcnemar_frame,
     p_text,
     per_emotion_grouped_bars,
     percent,
+    reliability_diagram,
     with_difference_text,
 )
 from fer_core.fileio import csv_bytes
@@ -137,6 +141,25 @@ def show_mcnemar(res: Comparison) -> None:
         shown[column] = [p_text(p) for p in shown[column]]
     st.dataframe(shown, hide_index=True, placeholder=MISSING, column_config=_titles(*shown.columns))
     st.caption(t("compare.mcnemar_caption"))
+
+
+def show_calibration(res: Comparison) -> None:
+    """How sure each model said it was against how often it was right: whether its percentages,
+    shown beside every answer, can be read as chances."""
+    st.header(t("compare.calibration_heading"))
+    summary = calibration_summary(res)
+    if summary.empty:
+        st.info(t("compare.calibration_none"))
+        return
+    for name in summary["model"]:
+        st.markdown(calibration_words(shown_literally(name), res.reports[name].calibration))
+    st.plotly_chart(reliability_diagram(calibration_frame(res)), key="cmp_calibration")
+    st.caption(t("compare.calibration_caption"))
+    with st.expander(t("compare.calibration_table")):  # the diagram's numbers, for a screen reader or a keyboard
+        st.dataframe(summary, hide_index=True, column_config={
+            **_titles("model", "answers"),
+            **{c: st.column_config.NumberColumn(column_titles()[c], format="%.3f")
+               for c in ("mean_confidence", "accuracy_answered", "gap", "ece")}})
 
 
 def _caption(row: pd.Series, name: str) -> str:
@@ -319,6 +342,7 @@ def show_downloads(saved: dict) -> None:
               "compare_precision_recall_f1.csv": t("compare.dl_precision_recall"),
               "compare_confusion.csv": t("compare.dl_confusion"),
               "compare_mcnemar.csv": t("compare.dl_mcnemar"),
+              "compare_calibration.csv": t("compare.dl_calibration"),
               "compare_left_out.csv": t("compare.dl_left_out")}
     columns = st.columns(3)
     for i, (file_name, data) in enumerate(files.items()):
@@ -360,6 +384,7 @@ def show_results(saved: dict, current: str | None) -> None:
     show_per_emotion(res)
     show_confusions(res)
     show_mcnemar(res)
+    show_calibration(res)
     explainers = [m for m in saved.get("models", []) if _explains(m)]
     explainer = None
     if explainers:

@@ -443,6 +443,11 @@ def test_evaluate_bundled_model_on_au_table(capsys):
     assert report["labels"] == ["angry", "disgust", "happy", "neutral", "sad", "surprise"]
     assert report["accuracy"] > 0.45, "the bundled model fell well below its measured 0.53"
     assert "note" not in report  # val is not the table it was fitted on
+    # how sure it said it was against how often it was right, over the faces it answered
+    calibration = report["calibration"]
+    assert calibration["n"] == report["n"] - report["no_face"] == sum(b["n"] for b in calibration["bins"])
+    assert 0 < calibration["ece"] < 0.5 and calibration["accuracy"] * calibration["n"] == pytest.approx(
+        report["accuracy"] * report["n"], abs=1)
     # the table by its own SHA-256, however its path was typed; nothing was measured
     import hashlib
 
@@ -572,7 +577,7 @@ def test_extract_with_openface_docker_says_why_it_cannot_run(capsys, tmp_path, m
 PREDICT_FACE_KEYS = ["face", "box", "confidence", "low_confidence", "aus", "emotion", "probabilities", "top_aus", "against",
                      "sentence", "baseline", "close_call"]
 REPORT_KEYS = ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels", "confusion",
-               "no_face_per_class", "other_per_class", "skipped", "left_out", "kappa", "kappa_ci95"]
+               "no_face_per_class", "other_per_class", "skipped", "left_out", "kappa", "kappa_ci95", "calibration"]
 
 
 def test_predict_json_keys_and_one_source_of_reasons(capsys, astronaut_jpeg):
@@ -678,8 +683,9 @@ def test_compares_provenance_names_its_test_set_and_tables_go_to_a_folder(capsys
     assert first["test_set"]["files"] == 24 and len(first["test_set"]["sha256"]) == 64
     assert first["measurement"] == {"version": MEASURE_VERSION, "landmarker_sha256": LANDMARKER_SHA256}
     written = sorted(p.name for p in (tmp_path / "tables").iterdir())
-    assert written == ["compare_confusion.csv", "compare_mcnemar.csv", "compare_precision_recall_f1.csv",
-                       "compare_predictions.csv", "compare_probabilities.csv", "compare_summary.csv"]
+    assert written == ["compare_calibration.csv", "compare_confusion.csv", "compare_mcnemar.csv",
+                       "compare_precision_recall_f1.csv", "compare_predictions.csv", "compare_probabilities.csv",
+                       "compare_summary.csv"]
     summary = pd.read_csv(tmp_path / "tables" / "compare_summary.csv")
     assert set(summary["model"]) == {"au-logreg-fer2013", "au-logreg-fer2013-balanced"}
     # a no-face cell for every model and emotion, 0 too: pivoted, several models' tables read 0, not missing

@@ -154,6 +154,8 @@ def test_compare_cli_on_fer_sample(capsys, tmp_path, fer_sample):
     assert code == 0
     report = json.loads(out)
     assert report["n"] == 24 and list(report["models"]) == ["au-logreg-fer2013"]
+    scored = report["models"]["au-logreg-fer2013"]
+    assert scored["calibration"]["n"] == 24 - scored["no_face"]
     assert (tmp_path / "p.csv").read_text().startswith("file,label,au-logreg-fer2013")
     plain = pd.read_csv(tmp_path / "p.csv")
     # the predictions table the page downloads: files relative to --images, a right/wrong column
@@ -167,6 +169,13 @@ def test_compare_cli_on_fer_sample(capsys, tmp_path, fer_sample):
                      "--csv", str(tmp_path / name), "--json"]) == 0
         again = pd.read_parquet(tmp_path / name) if name.endswith(".parquet") else pd.read_csv(tmp_path / name)
         pd.testing.assert_frame_equal(again.fillna("-").astype(str), plain.fillna("-").astype(str))
+    assert main(["compare", "--images", str(fer_sample), "--models", "au-logreg-fer2013"]) == 0
+    from fer_core.evaluation.metrics import share_text
+
+    c = scored["calibration"]
+    assert (f"  confidence {share_text(c['mean_confidence'])} on average over {c['n']} answers, right on "
+            f"{share_text(c['accuracy'])} of them ({'overconfident' if c['gap'] > 0 else 'underconfident'}); "
+            f"calibration error (ECE, 10 bins) {share_text(c['ece'])}\n") in capsys.readouterr().out
 
 
 def test_compare_cli_refuses_a_bad_csv_path_before_running_any_model(capsys, tmp_path, six_images, monkeypatch):
@@ -383,7 +392,7 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     files = {name: data for name, data in downloads.items() if name.startswith("compare_")}
     assert set(files) == {"compare_predictions.csv", "compare_probabilities.csv", "compare_summary.csv",
                           "compare_precision_recall_f1.csv", "compare_confusion.csv", "compare_mcnemar.csv",
-                          "compare_report.html", "compare_report_no_faces.html"}
+                          "compare_calibration.csv", "compare_report.html", "compare_report_no_faces.html"}
     # the confusion matrices' numbers as a table: each model's counts are its report's matrix
     confusion = pd.read_csv(io.BytesIO(files["compare_confusion.csv"]))
     for name in res.names:
@@ -409,12 +418,24 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     assert len(pd.read_csv(io.BytesIO(files["compare_predictions.csv"]))) == 12
     report = files["compare_report.html"]()  # built on click
     text = report.decode("utf-8") if isinstance(report, bytes) else report
-    assert "모델 비교 보고서" in text and text.count('class="plotly-graph-div"') == 4
+    # confidence against correctness: every answer given (no face is none) in one bin, on the page,
+    # in its download and in the report (the fifth figure)
+    bins = pd.read_csv(io.BytesIO(files["compare_calibration.csv"]))
+    for name in res.names:
+        calibration = res.reports[name].calibration
+        assert calibration.n == res.n - res.reports[name].no_face == bins.loc[bins["model"] == name, "n"].sum()
+        mine = bins[bins["model"] == name]
+        assert ((mine["mean_confidence"] >= mine["bin_low"]) & (mine["mean_confidence"] <= mine["bin_high"])).all()
+    diagram = figs["확신도와 정답률 (신뢰도 그림)"]["data"]
+    assert [d["name"] for d in diagram] == ["확신한 만큼 맞힘", BUNDLED_AU_MODEL, UNSAVED]
+    assert "확신도와 정답률" in texts(at.header)
+    assert "모델 비교 보고서" in text and text.count('class="plotly-graph-div"') == 5
+    assert "확신도와 정답률" in text
     assert "매크로 F1" in text and "macro F1" not in text
     assert "fer_testset_" not in text  # a drawn set's temporary folder is no part of the result
     assert text.count('<img src="data:image/png;base64,') == 2 * len(res.wrong_files(BUNDLED_AU_MODEL))
     labels = {b.label for b in at.get("download_button")}
-    assert "보고서 (HTML)" in labels and "McNemar 검정 (CSV)" in labels
+    assert "보고서 (HTML)" in labels and "McNemar 검정 (CSV)" in labels and "확신도 구간 (CSV)" in labels
     # a wrong image, explained by the AU model
     wrong = res.wrong_files(BUNDLED_AU_MODEL)
     judged_wrong = [f for f in wrong if f not in res.no_face_files(BUNDLED_AU_MODEL)]

@@ -113,11 +113,12 @@ def test_report_is_self_contained_with_every_figure_table_and_wrong_image(hand_c
     parts = parse(text)
     assert parts.script_src == [] and parts.links == []  # nothing fetched: plotly.js is inline
     assert "@font-face" not in text  # no Hangul, no font to embed
-    assert text.count("Plotly.newPlot") == 4 and text.count("<script") == 1 + 4  # plotly.js once, 4 figures
-    assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2", "figure-3"]  # overall, per emotion, 2 matrices
+    assert text.count("Plotly.newPlot") == 5 and text.count("<script") == 1 + 5  # plotly.js once, 5 figures
+    # overall, per emotion, 2 matrices, confidence against correctness
+    assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2", "figure-3", "figure-4"]
     # each chart's camera saves an SVG (a manuscript's vector figure), and no button uploads a chart:
     # plotly.js's "Share chart..." (on by default) sent the report's results to its cloud in two clicks
-    assert text.count('"showSendToCloud": false') == 4 and text.count('"toImageButtonOptions": {"format": "svg"}') == 4
+    assert text.count('"showSendToCloud": false') == 5 and text.count('"toImageButtonOptions": {"format": "svg"}') == 5
     # outside Streamlit the axes make room for their labels themselves: the matrices' emotion names
     # fell outside the 10 px margins
     assert all(fig.layout.yaxis.automargin and fig.layout.xaxis.automargin for fig in report_figures(hand_comparison))
@@ -133,8 +134,14 @@ def test_report_is_self_contained_with_every_figure_table_and_wrong_image(hand_c
     assert "FER2013 val (n = 100)" in words and "ab" * 32 in words
     assert "61.0%" in words and "not saved" in words
     for heading in ("Settings", "Models", "Figures", "Overall accuracy", "Per emotion",
-                    "Precision, recall and F1 per emotion", "Pairwise McNemar tests", "Images each model got wrong"):
+                    "Precision, recall and F1 per emotion", "Pairwise McNemar tests", "Confidence against correctness",
+                    "Images each model got wrong"):
         assert heading in parts.text, heading
+    # A said 0.9, 0.8, 0.7 (wrong), 0.9, 0.8 and found no face in img5; B's answers are all 100 % sure
+    assert ("A: 82.0% sure on average, right on 80.0% of 5 answers: overconfident by 2.0 points "
+            "(calibration error 0.260).") in parts.text
+    assert "B: 100.0% sure on average, right on 50.0% of 6 answers: overconfident by 50.0 points " \
+           "(calibration error 0.500)." in parts.text
     assert "66.7%" in words and "50.0%" in words  # one percent format everywhere
     assert re.search(r"\b\d+\.\d\d%", words) is None
     assert f"python {settings.versions['python']}" in words and "plotly" in settings.versions
@@ -183,7 +190,7 @@ def test_compare_cli_writes_the_report(tmp_path, fer_sample, capsys):
     text = out.read_text(encoding="utf-8")
     parts = parse(text)
     assert parts.script_src == [] and "모델 비교 보고서" in parts.text
-    assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2"]
+    assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2", "figure-3"]  # the last: confidence against correctness
     assert "au-logreg-fer2013" in parts.text  # its manifest entry
     assert len(parts.images) >= 1  # the bundled AU model gets some of 24 FER images wrong
     shared = tmp_path / "shared.html"  # --no-faces: none of them, nor the folder's name

@@ -342,3 +342,61 @@ def test_kappa_interval_is_not_a_point_where_no_width_can_be_given():
 
     assert kappa_interval(np.array([[2, 0], [0, 2]])) is None
     assert kappa_interval(np.array([[3, 0], [3, 0]])) is None
+
+
+def test_calibration_bins_are_scikit_learns_and_its_error_their_weighted_gap():
+    """Per bin of confidence, the share right and the mean confidence are scikit-learn's
+    ``calibration_curve`` (uniform bins); the expected calibration error is the bins' gaps weighted
+    by their answers. Faces not judged (NaN) are no answers."""
+    from sklearn.calibration import calibration_curve
+
+    from fer_core.evaluation.metrics import calibration
+
+    rng = np.random.default_rng(7)
+    confidence = rng.uniform(1 / 6, 1, 2000)
+    correct = rng.uniform(size=2000) < confidence ** 2  # right less often than sure: overconfident
+    with_no_face = np.concatenate([confidence, [np.nan] * 25])
+    c = calibration(with_no_face, np.concatenate([correct, [True] * 25]))
+    assert c.n == 2000 and c.accuracy == pytest.approx(correct.mean(), abs=1e-6)
+    right, sure = calibration_curve(correct, confidence, n_bins=10, strategy="uniform")
+    assert [b.accuracy for b in c.bins] == pytest.approx(right, abs=1e-6)
+    assert [b.mean_confidence for b in c.bins] == pytest.approx(sure, abs=1e-6)
+    counts = np.histogram(confidence, bins=np.linspace(0, 1, 11))[0]
+    assert [b.n for b in c.bins] == [n for n in counts if n]
+    expected = sum(n * abs(r - s) for n, r, s in zip([n for n in counts if n], right, sure)) / 2000
+    assert c.ece == pytest.approx(expected, abs=1e-6) and c.gap > 0.1
+
+
+def test_a_model_as_right_as_it_is_sure_has_almost_no_calibration_error_and_says_so():
+    from fer_core.evaluation.metrics import calibration
+    from fer_core.figures.compare import calibration_words
+
+    rng = np.random.default_rng(3)
+    confidence = rng.uniform(0.2, 1, 20000)
+    c = calibration(confidence, rng.uniform(size=20000) < confidence)
+    assert c.ece < 0.02 and abs(c.gap) < 0.01
+    overconfident = calibration(np.full(100, 0.99), np.arange(100) < 50)  # always sure, right half the time
+    assert (overconfident.ece, overconfident.gap) == (pytest.approx(0.49), pytest.approx(0.49))
+    with using_language("en"):
+        assert calibration_words("m", overconfident) == (
+            "**m**: 99.0% sure on average, right on 50.0% of 100 answers: overconfident by 49.0 points "
+            "(calibration error 0.490).")
+        assert "as sure as it is right" in calibration_words("m", calibration([0.5, 0.5], [True, False]))
+    assert calibration([np.nan], [False]) is None  # no face judged: nothing to calibrate
+
+
+def test_a_reports_calibration_leaves_out_faces_not_found_and_survives_its_json():
+    """Scored from a comparison's probabilities: an answer's confidence is its highest probability;
+    a face not found is no answer; the report read back from its JSON keeps the calibration."""
+    from fer_core.evaluation.metrics import EvaluationReport
+
+    labels = ["happy", "happy", "sad", "sad"]
+    table = pd.DataFrame({"file": [f"f{i}.png" for i in range(4)], "label": labels,
+                          "m": ["happy", "sad", "sad", None]})
+    proba = np.array([[0.9, 0.1], [0.3, 0.7], [0.4, 0.6], [np.nan, np.nan]])
+    report = Comparison.from_table(table, ["m"], ["happy", "sad"], probabilities={"m": proba}).reports["m"]
+    c = report.calibration
+    assert (c.n, c.mean_confidence, c.accuracy) == (3, pytest.approx(0.7333333, abs=1e-6), pytest.approx(2 / 3, abs=1e-6))
+    assert [(b.low, b.n) for b in c.bins] == [(0.6, 1), (0.7, 1), (0.9, 1)]
+    assert EvaluationReport.from_dict(report.to_dict()).calibration == c
+    assert Comparison.from_table(table, ["m"], ["happy", "sad"]).reports["m"].calibration is None  # no probabilities

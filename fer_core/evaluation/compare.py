@@ -206,8 +206,10 @@ class Comparison:
     def from_table(cls, table: pd.DataFrame, names: Sequence[str], classes: Sequence[str], **fields) -> "Comparison":
         """Score a predictions table (one column of predicted labels per model, None = no face):
         a report per model and McNemar tests for every pair."""
+        probabilities = fields.get("probabilities") or {}
         reports = {m: evaluation_report(table["label"].tolist(), [None if pd.isna(v) else v for v in table[m]],
-                                        classes, model=m) for m in names}
+                                        classes, model=m, confidence=top_probability(probabilities.get(m)))
+                   for m in names}
         for r in reports.values():
             r.skipped = dict(fields.get("skipped") or {})
         correct = {m: (table[m] == table["label"]).to_numpy() for m in names}
@@ -225,6 +227,17 @@ class Comparison:
         rows = [{"model": m, "emotion": e, "accuracy": s.accuracy, "n": s.n}
                 for m, r in self.reports.items() for e, s in r.per_class.items()]
         return pd.DataFrame(rows, columns=["model", "emotion", "accuracy", "n"])
+
+
+def top_probability(proba: np.ndarray | None) -> np.ndarray | None:
+    """Each row's highest probability, the confidence its answer is shown with (NaN: no face)."""
+    if proba is None:
+        return None
+    p = np.asarray(proba, dtype=float)
+    if p.ndim != 2 or not p.shape[1]:
+        return None
+    judged = ~np.isnan(p).any(axis=1)
+    return np.where(judged, np.nan_to_num(p).max(axis=1), np.nan)
 
 
 def _load_all(models: Sequence, loader: Callable) -> tuple[list[Predictor], list[str]]:
@@ -746,11 +759,13 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
     labels = au_table.labels_of(table).to_numpy()
     truth = pd.Categorical(labels[selection.index], categories=classes).codes.astype(np.int64)
     predicted = np.empty(selection.n, dtype=np.int64)
+    confidence = np.empty(selection.n, dtype=np.float32)  # 4 bytes a row, however long the table
     for start, proba in _scored_chunks(predictor, table, selection, used, columns):
         codes = proba.argmax(axis=1) if len(proba) else np.zeros(0, dtype=np.int64)
         codes[np.isnan(proba).any(axis=1)] = -1  # no face measured: no prediction
         predicted[start:start + len(codes)] = codes
-    report = report_from_codes(truth, predicted, classes, model=predictor.name)
+        confidence[start:start + len(codes)] = top_probability(proba) if len(proba) else []
+    report = report_from_codes(truth, predicted, classes, model=predictor.name, confidence=confidence)
     first = au_table.first_face_mask(table)
     passed = au_table.passed_over(table).to_numpy()  # counted in left_out, not as another emotion's image
     other = pd.Series(labels[first & pd.notna(labels) & ~np.isin(labels, classes) & ~passed], dtype=object)

@@ -17,6 +17,80 @@ import numpy as np
 
 from ..errors import FerError
 
+CONFIDENCE_BINS = 10  # equal-width bins of confidence, as Guo et al. (2017) binned theirs
+
+
+@dataclass(frozen=True)
+class ConfidenceBin:
+    """The faces a model answered with a confidence in [low, high): how many, how sure on average,
+    how often right."""
+
+    low: float
+    high: float
+    n: int
+    mean_confidence: float
+    accuracy: float
+
+    def to_dict(self) -> dict:
+        return {"low": self.low, "high": self.high, "n": self.n, "mean_confidence": self.mean_confidence,
+                "accuracy": self.accuracy}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How sure a model said it was (its highest probability, the "98 %" a face is shown with)
+    against how often it was right, on the faces it judged: a model right on 70 % that says 90 % on
+    average overstates itself, and its percentages should not be read as chances.
+
+    ``ece`` is the expected calibration error: the gap between confidence and accuracy in each of
+    ten equal-width bins of confidence, weighted by the faces in the bin (Guo et al. 2017, "On
+    calibration of modern neural networks"). With few faces per bin it is noisy and biased upwards;
+    ``gap`` (mean confidence minus accuracy) says which way: above 0 overconfident."""
+
+    n: int  # faces judged (a face not found is no answer, and has no confidence)
+    mean_confidence: float
+    accuracy: float  # of the answers given: not the report's accuracy, which counts no face as wrong
+    ece: float
+    bins: tuple[ConfidenceBin, ...] = ()
+
+    @property
+    def gap(self) -> float:
+        return round(self.mean_confidence - self.accuracy, DECIMALS)
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "mean_confidence": self.mean_confidence, "accuracy": self.accuracy,
+                "ece": self.ece, "gap": self.gap, "bins": [b.to_dict() for b in self.bins]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Calibration":
+        return cls(n=int(d["n"]), mean_confidence=float(d["mean_confidence"]), accuracy=float(d["accuracy"]),
+                   ece=float(d["ece"]), bins=tuple(ConfidenceBin(**b) for b in d.get("bins") or ()))
+
+
+def calibration(confidence: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray,
+                bins: int = CONFIDENCE_BINS) -> Calibration | None:
+    """``Calibration`` of answers given with ``confidence`` (each answer's highest probability; NaN
+    where no face was judged, left out) that were ``correct`` or not; None without an answer."""
+    confidence = np.asarray(confidence, dtype=float).ravel()
+    correct = np.asarray(correct, dtype=bool).ravel()
+    if confidence.shape != correct.shape:
+        raise ValueError("confidence and correct differ in length")
+    judged = np.isfinite(confidence)
+    confidence, correct = np.clip(confidence[judged], 0.0, 1.0), correct[judged]
+    n = int(confidence.size)
+    if not n:
+        return None
+    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)  # a confidence of 1 in the last bin
+    counts = np.bincount(which, minlength=bins)
+    confidence_sums = np.bincount(which, weights=confidence, minlength=bins)
+    right = np.bincount(which, weights=correct.astype(float), minlength=bins)
+    shown = [ConfidenceBin(round(b / bins, DECIMALS), round((b + 1) / bins, DECIMALS), int(counts[b]),
+                           round(float(confidence_sums[b] / counts[b]), DECIMALS), round(float(right[b] / counts[b]), DECIMALS))
+             for b in range(bins) if counts[b]]
+    ece = float(np.abs(right - confidence_sums).sum() / n)  # sum over bins of n_b/n * |acc_b - conf_b|
+    return Calibration(n=n, mean_confidence=round(float(confidence.mean()), DECIMALS),
+                       accuracy=round(float(correct.mean()), DECIMALS), ece=round(ece, DECIMALS), bins=tuple(shown))
+
 
 @dataclass(frozen=True)
 class ClassScore:
@@ -58,6 +132,8 @@ class EvaluationReport:
     # chance, as human raters' agreement is given; None where it is undefined (one category only)
     kappa: float | None = None
     kappa_ci95: tuple[float, float] | None = None  # ``kappa_interval``'s
+    # how sure the model said it was against how often it was right, where it had probabilities
+    calibration: Calibration | None = None
 
     def to_dict(self) -> dict:
         out = {
@@ -70,6 +146,7 @@ class EvaluationReport:
             "other_per_class": list(self.other_per_class) or [0] * len(self.labels),
             "skipped": dict(self.skipped), "left_out": dict(self.left_out), "kappa": self.kappa,
             "kappa_ci95": None if self.kappa_ci95 is None else list(self.kappa_ci95),
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
         }
         return out
 
@@ -89,7 +166,8 @@ class EvaluationReport:
             skipped=dict(d.get("skipped") or {}), left_out=dict(d.get("left_out") or {}),
             other_per_class=d.get("other_per_class") or [0] * len(labels),
             kappa=None if d.get("kappa") is None else float(d["kappa"]),
-            kappa_ci95=None if not d.get("kappa_ci95") else (float(d["kappa_ci95"][0]), float(d["kappa_ci95"][1])))
+            kappa_ci95=None if not d.get("kappa_ci95") else (float(d["kappa_ci95"][0]), float(d["kappa_ci95"][1])),
+            calibration=Calibration.from_dict(d["calibration"]) if d.get("calibration") else None)
 
     def predicts_one_class(self, share: float = 0.9) -> str | None:
         """The emotion this model gives to at least ``share`` of the images it judged, if any: a
@@ -153,7 +231,7 @@ def never_answered(report: EvaluationReport, can_answer: Sequence[str] | None = 
 
 
 def evaluation_report(y_true: Sequence[str], y_pred: Sequence[str | None], classes: Sequence[str],
-                      model: str = "") -> EvaluationReport:
+                      model: str = "", confidence: Sequence[float] | np.ndarray | None = None) -> EvaluationReport:
     """Score predictions (None = no face, counted wrong) against the true labels.
 
     Labels are turned into integer codes first (``report_from_codes``); emotion names are read as
@@ -167,7 +245,7 @@ def evaluation_report(y_true: Sequence[str], y_pred: Sequence[str | None], class
     if len(set(names)) < len(names):
         raise FerError(f"classes {', '.join(map(str, classes))} name an emotion twice; give each once")
     truth, pred = _codes(y_true, y_pred, names)
-    return report_from_codes(truth, pred, names, model=model)
+    return report_from_codes(truth, pred, names, model=model, confidence=confidence)
 
 
 def per_video_report(videos: np.ndarray, truth: np.ndarray, proba: np.ndarray, classes: Sequence[str],
@@ -182,16 +260,19 @@ def per_video_report(videos: np.ndarray, truth: np.ndarray, proba: np.ndarray, c
     frames["video"], frames["truth"] = videos, truth
     by_video = frames.groupby("video", sort=False)
     answers = by_video[list(range(k))].mean().to_numpy()  # NaN frames are not counted
-    codes = np.where(np.isnan(answers).all(axis=1), -1, np.nan_to_num(answers, nan=-np.inf).argmax(axis=1))
+    unjudged = np.isnan(answers).all(axis=1)
+    codes = np.where(unjudged, -1, np.nan_to_num(answers, nan=-np.inf).argmax(axis=1))
+    confidence = np.where(unjudged, np.nan, np.nan_to_num(answers, nan=-np.inf).max(axis=1))
     return report_from_codes(by_video["truth"].agg(lambda c: c.mode().iloc[0]).to_numpy(dtype=np.int64),
-                             codes.astype(np.int64), classes, model=model)
+                             codes.astype(np.int64), classes, model=model, confidence=confidence)
 
 
 def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str],
-                      model: str = "") -> EvaluationReport:
+                      model: str = "", confidence: np.ndarray | None = None) -> EvaluationReport:
     """``evaluation_report`` of integer codes: ``classes`` are 0..k-1, other labels k and above
     (the same code for the same label in both arrays), no prediction -1. A million predictions cost
-    megabytes, not the Python strings of a label list; the counting is scikit-learn's."""
+    megabytes, not the Python strings of a label list; the counting is scikit-learn's.
+    ``confidence``: each answer's highest probability, for the report's ``calibration``."""
     from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     classes = list(classes)
@@ -243,7 +324,9 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
                    for i, c in enumerate(classes)},
         labels=classes, confusion=confusion.astype(int).tolist(),
         no_face_per_class=[int(v) for v in no_face_per_class],
-        other_per_class=[int(v) for v in other_per_class], kappa=kappa, kappa_ci95=kappa_ci95)
+        other_per_class=[int(v) for v in other_per_class], kappa=kappa, kappa_ci95=kappa_ci95,
+        calibration=None if confidence is None else calibration(
+            np.where(pred >= 0, np.asarray(confidence, dtype=float), np.nan), correct))
 
 
 def kappa_interval(table: np.ndarray, z: float = 1.959964) -> tuple[float, float] | None:

@@ -191,8 +191,15 @@ def _wrong_section(comparison: Comparison, name: str, root: str | None = None, f
 
 
 def report_figures(comparison: Comparison) -> list:
-    """The figures of the report, in order: overall accuracy, per emotion, one confusion matrix per model."""
-    from ..figures.compare import accuracy_ci_bars, accuracy_summary, per_emotion_grouped_bars
+    """The figures of the report, in order: overall accuracy, per emotion, one confusion matrix per
+    model, then confidence against correctness (where a model gave probabilities)."""
+    from ..figures.compare import (
+        accuracy_ci_bars,
+        accuracy_summary,
+        calibration_frame,
+        per_emotion_grouped_bars,
+        reliability_diagram,
+    )
     from ..figures.plots import confusion_heatmap
 
     overall = {name: r.accuracy for name, r in comparison.reports.items()}
@@ -200,6 +207,9 @@ def report_figures(comparison: Comparison) -> list:
                per_emotion_grouped_bars(comparison.per_emotion_frame(), order=comparison.classes, overall=overall)]
     figures += [confusion_heatmap(r, title=t("report.confusion_of", model=name), unscored=comparison.unscored_answers(name))
                 for name, r in comparison.reports.items()]
+    bins = calibration_frame(comparison)
+    if len(bins):
+        figures.append(reliability_diagram(bins))
     return figures
 
 
@@ -222,6 +232,8 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
     """
     from ..figures.compare import (
         accuracy_summary,
+        calibration_summary,
+        calibration_words,
         mcnemar_frame,
         precision_recall_frame,
         summary_frame,
@@ -268,6 +280,11 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
         mcnemar = (_table(mcnemar_frame(comparison)) if len(comparison.names) > 1
                    else f"<p>{_e(t('report.mcnemar_one'))}</p>")
         wrong = "".join(_wrong_section(comparison, name, settings.root, faces) for name in comparison.names)
+        calibrated = calibration_summary(comparison)
+        calibration = ("".join(f"<p>{_e(calibration_words(name, comparison.reports[name].calibration).replace('**', ''))}</p>"
+                               for name in calibrated["model"])
+                       + _table(calibrated) + f'<p class="note">{_e(t("compare.calibration_caption"))}</p>'
+                       if len(calibrated) else f"<p>{_e(t('compare.calibration_none'))}</p>")
         # what a prediction is (as Home says it), and how few images the per-emotion figures rest on
         notes = [t("home.limits").replace("**", "")]
         notes += [few] if (few := few_images_note(comparison)) else []
@@ -285,6 +302,7 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
 <h3>{_e(t("report.precision_recall"))}</h3>{_table(precision_recall_frame(comparison))}
 <h3>{_e(t("report.mcnemar"))}</h3>{mcnemar}
 <p class="note">{_e(t("report.mcnemar_note"))}</p>
+<h3>{_e(t("report.calibration"))}</h3>{calibration}
 <h2>{_e(t("report.wrong"))}</h2><p class="note">{_e(t("report.wrong_note" if faces else "report.faces_left_out"))}</p>{wrong}
 """
         title = t("report.title")

@@ -270,7 +270,21 @@ def column_titles() -> dict[str, str]:
             "model B": t("compare.col_model_b"), "A - B": t("compare.col_difference"),
             "only A right": t("compare.col_only_a"),
             "only B right": t("compare.col_only_b"), "p-value": t("compare.col_p"),
-            "p (Holm)": t("compare.col_p_holm"), "verdict": t("compare.col_verdict")}
+            "p (Holm)": t("compare.col_p_holm"), "verdict": t("compare.col_verdict"),
+            "answers": t("compare.col_answers"), "mean_confidence": t("compare.col_mean_confidence"),
+            "accuracy_answered": t("compare.col_accuracy_answered"),
+            "gap": t("compare.col_gap"), "ece": t("compare.col_ece"), "bin_low": t("compare.col_bin_low"),
+            "bin_high": t("compare.col_bin_high")}
+
+
+def calibration_words(name: str, calibration) -> str:
+    """A model's ``Calibration`` in a sentence, in the current language: how sure, how often right."""
+    points = share_text(abs(calibration.gap), 1, points=True)
+    way = (t("compare.calibration_even") if points in ("0.0", "0") else
+           t("compare.calibration_over" if calibration.gap > 0 else "compare.calibration_under", points=points))
+    return t("compare.calibration_line", model=name, confidence=percent(calibration.mean_confidence),
+             accuracy=percent(calibration.accuracy), n=f"{calibration.n:,}", way=way,
+             ece=share_text(calibration.ece))
 
 
 def difference_text(difference: float | None, low: float | None, high: float | None) -> str:
@@ -294,7 +308,7 @@ def with_difference_text(frame: pd.DataFrame) -> pd.DataFrame:
 def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
     """A table as people read it (report): shares as ``51.7%``, emotions and headers translated."""
     out = with_difference_text(frame)
-    for column in ("accuracy", "ci95_low", "ci95_high"):
+    for column in ("accuracy", "ci95_low", "ci95_high", "mean_confidence", "accuracy_answered"):
         if column in out.columns:
             out[column] = [percent(v) for v in out[column]]
     if "emotion" in out.columns:
@@ -302,7 +316,7 @@ def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("p-value", "p (Holm)"):
         if column in out.columns:
             out[column] = [p_text(v) for v in out[column]]
-    for column in ("precision", "recall", "f1", "macro_f1", "kappa", "kappa_ci95_low", "kappa_ci95_high"):  # one way: 0.600 beside 0.429, not 0.6 beside 0.4286
+    for column in ("precision", "recall", "f1", "macro_f1", "kappa", "kappa_ci95_low", "kappa_ci95_high", "gap", "ece"):  # one way: 0.600 beside 0.429, not 0.6 beside 0.4286
         if column in out.columns:
             out[column] = ["–" if pd.isna(v) else f"{float(v):.3f}" for v in out[column]]
     if "kind" in out.columns:  # as the Compare page and the report's models say it, not au-logreg
@@ -341,6 +355,52 @@ def accuracy_ci_bars(summary: pd.DataFrame, title: str | None = None) -> go.Figu
     # a few labels wrap at <br> and stand level (slanted, they ran into each other); many names slant
     fig.update_xaxes(tickangle=-35 if crowded else 0, automargin=True)
     return _layout(fig, title or t("compare.fig_overall"), height=360)
+
+
+CALIBRATION_COLUMNS = ["model", "bin_low", "bin_high", "n", "mean_confidence", "accuracy"]
+MODEL_SYMBOLS: tuple[str, ...] = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon")
+
+
+def calibration_frame(comparison: Comparison) -> pd.DataFrame:
+    """Per model, each bin of confidence it answered in: how many faces, how sure on average and
+    how often right (``EvaluationReport.calibration``), long format for the reliability diagram and
+    the download."""
+    rows = [{"model": name, "bin_low": b.low, "bin_high": b.high, "n": b.n, "mean_confidence": b.mean_confidence,
+             "accuracy": b.accuracy}
+            for name, r in comparison.reports.items() if r.calibration is not None for b in r.calibration.bins]
+    return pd.DataFrame(rows, columns=CALIBRATION_COLUMNS)
+
+
+def calibration_summary(comparison: Comparison) -> pd.DataFrame:
+    """One row per model with probabilities: answers judged, mean confidence, their accuracy, the
+    gap (above 0: overconfident) and the expected calibration error."""
+    rows = [{"model": name, "answers": c.n, "mean_confidence": c.mean_confidence, "accuracy_answered": c.accuracy,
+             "gap": c.gap, "ece": c.ece}
+            for name, r in comparison.reports.items() if (c := r.calibration) is not None]
+    return pd.DataFrame(rows, columns=["model", "answers", "mean_confidence", "accuracy_answered", "gap", "ece"])
+
+
+def reliability_diagram(frame: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Accuracy against confidence per bin (``calibration_frame``), one line per model, and the
+    diagonal where a model is as often right as it says it is sure: a line under it overstates its
+    confidence. Each model has its own marker and dash, not only its colour; a point's size grows
+    with the faces in its bin (a bin of three faces is a guess)."""
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name=t("compare.calibration_diagonal"),
+                               line=dict(color="#888888", dash="dot", width=1), hoverinfo="skip"))
+    largest = max(1, int(frame["n"].max())) if len(frame) else 1
+    for i, (name, sub) in enumerate(frame.groupby("model", sort=False)):
+        fig.add_trace(go.Scatter(
+            x=sub["mean_confidence"], y=sub["accuracy"], mode="lines+markers", name=str(name),
+            line=dict(color=model_color(i), dash=MODEL_DASHES[i % len(MODEL_DASHES)] if i else "solid", width=2),
+            marker=dict(symbol=MODEL_SYMBOLS[i % len(MODEL_SYMBOLS)], color=model_color(i),
+                        line=dict(color="#333333", width=0.6),
+                        size=[6 + 12 * float(np.sqrt(n / largest)) for n in sub["n"]]),
+            customdata=list(zip(sub["n"], sub["bin_low"], sub["bin_high"])),
+            hovertemplate=f"{name}: " + t("compare.hover_calibration") + "<extra></extra>"))
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title=t("compare.axis_confidence"), tickvals=[0, .2, .4, .6, .8, 1])
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title=t("compare.axis_right"), tickvals=[0, .2, .4, .6, .8, 1])
+    fig.update_layout(legend=dict(orientation="h", y=-0.2))
+    return _layout(fig, title or t("compare.fig_calibration"), height=440)
 
 
 ERROR_BAR_COLOR = "rgba(40, 40, 40, 0.75)"  # the intervals over the bars, dark on every model colour
@@ -432,6 +492,7 @@ def comparison_tables(comparison: Comparison, root: str | Path | None = None,
         "compare_precision_recall_f1.csv": precision_recall_frame(comparison),
         "compare_confusion.csv": confusion_frame(comparison),
         "compare_mcnemar.csv": mcnemar,
+        "compare_calibration.csv": calibration_frame(comparison),
         **({"compare_left_out.csv": left_out_frame(comparison, passed_over)}
            if passed_over or comparison.unreadable or comparison.skipped or comparison.unlabelled else {}),
     }
