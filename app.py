@@ -70,6 +70,7 @@ def _models_frame(table: pd.DataFrame) -> pd.DataFrame:
             t("home.col_macro_f1"): None if pd.isna(r.macro_f1) else r.macro_f1,
             t("home.col_n"): None if pd.isna(r.n) else int(r.n),
             t("home.col_no_face"): None if pd.isna(r.no_face) else int(r.no_face),
+            t("home.col_calibration"): None if pd.isna(r.calibration_error) else r.calibration_error,
             t("home.col_val_chose"): _val_role_text(r.val_chose_it),
             t("home.col_recorded"): "" if pd.isna(r.recorded_accuracy)
             else interval(r.recorded_accuracy, r.recorded_ci95_low, r.recorded_ci95_high),
@@ -112,6 +113,7 @@ def show_scores_table(entries, classes) -> None:
         # counts with thousands separators, "3,093" as in the captions
         t("home.col_n"): st.column_config.NumberColumn(format="localized"),
         t("home.col_no_face"): st.column_config.NumberColumn(format="localized"),
+        t("home.col_calibration"): st.column_config.NumberColumn(format="%.3f", help=t("home.col_calibration_help")),
         t("home.col_val_chose"): st.column_config.TextColumn(help=t("home.col_val_chose_help")),
         t("home.col_recorded"): st.column_config.TextColumn(help=t("home.col_recorded_help")),
     })

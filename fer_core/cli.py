@@ -1560,24 +1560,28 @@ def cmd_mask(args) -> int:
 
 def _add_label_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--labels", metavar="CSV", help="score the images against labels of your own (raters', their "
-                   "majority): a CSV (comma, semicolon or tab between cells) with a file column (file, filename, image "
-                   "or path: names relative to --images, or bare names) and a label (or emotion) column, instead of the folders' or file names' emotions; images without a row, "
+                   "majority): a CSV (comma, semicolon or tab between cells) with a file column (file, filename, image, path, "
+                   "stimulus, picture or --file-column: names relative to --images, or bare names) and a label (or emotion) column, instead of the folders' or file names' emotions; images without a row, "
                    "and labels naming no emotion (blank, contempt), are left out and counted")
     s.add_argument("--label-column", metavar="NAME", help="with --labels: the column of labels to score against "
                    "(a rater's, e.g. R1; default: label, else emotion)")
+    s.add_argument("--file-column", metavar="NAME", help="with --labels: the column naming the images, where it is "
+                   "none of file, filename, image, path, stimulus, picture (e.g. Stimulus_ID)")
 
 
 def _labelled(args, listing) -> list:
     """The listing's images, labelled by --labels where given (said on stderr; kept in
     ``args.label_record`` for the JSON) or as the folder names them."""
     args.label_record = None
-    if getattr(args, "label_column", None) and not getattr(args, "labels", None):
-        raise FerError("--label-column names a column of --labels CSV: give --labels too")
+    for option in ("label_column", "file_column"):
+        if getattr(args, option, None) and not getattr(args, "labels", None):
+            raise FerError(f"--{option.replace('_', '-')} names a column of --labels CSV: give --labels too")
     if not getattr(args, "labels", None):
         return listing.items
     from .images import relabel
 
-    items, record = relabel(listing.items, args.labels, args.images, args.label_column)
+    items, record = relabel(listing.items, args.labels, args.images, args.label_column,
+                            file_column=getattr(args, "file_column", None))
     for line in record.lines():
         print(line, file=sys.stderr)
     if not items:

@@ -746,7 +746,10 @@ def png_data_uri(rgb: np.ndarray) -> str:
 # -- labels of one's own ---------------------------------------------------------------------------
 MAX_LABELS_BYTES = 200 << 20  # a labels CSV: a file name and a label a row
 LABELS_HINT = "give a CSV with a file column (names relative to the image folder, or bare names) and a label column"
-FILE_COLUMNS = ("file", "filename", "file_name", "image", "path")  # the first of these a labels CSV has names its images
+# the first of these a labels CSV has names its images (any other: --file-column); a stimulus sheet
+# often heads it Stimulus or Picture
+FILE_COLUMNS = ("file", "filename", "file_name", "image", "path", "filepath", "file_path", "image_file", "image_name",
+                "img", "stimulus", "stimuli", "stim", "picture", "photo")
 BLANK_LABEL = "(blank)"
 
 
@@ -767,9 +770,11 @@ class LabelFile:
     # Cohen's kappa between every two of the sheet's columns of emotions (raters', the majority's),
     # on the images of the folder both label: the agreement a model's kappa is read against
     rater_agreement: list = field(default_factory=list)
+    file_column: str = ""  # the column that names the images
 
     def to_dict(self) -> dict:
-        return {"file": self.path, "column": self.column, "sha256": self.sha256, "labelled": self.labelled,
+        return {"file": self.path, "column": self.column, "file_column": self.file_column, "sha256": self.sha256,
+                "labelled": self.labelled,
                 "no_row": self.no_row, "not_emotions": dict(self.not_emotions),
                 "rows_without_image": list(self.rows_without_image),
                 "rater_agreement": [r.to_dict() for r in self.rater_agreement]}
@@ -831,13 +836,15 @@ def csv_delimiter(header: str) -> str:
 
 
 def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root: str | os.PathLike[str],
-            column: str | None = None, data: bytes | None = None) -> tuple[list[LabeledImage], LabelFile]:
+            column: str | None = None, data: bytes | None = None,
+            file_column: str | None = None) -> tuple[list[LabeledImage], LabelFile]:
     """The folder's images labelled by a CSV of one's own (``file``, and ``label``/``emotion`` or
     ``column``: a rater's, the majority's), so a study scores its raters' labels without renaming a
     file or making emotion folders. A row's file is the image's name relative to ``root`` or, where
     that is unique in the folder, its bare name. Images without a row, and rows whose label names
     no emotion (blank, contempt), are left out and counted; two rows for one image are refused.
-    ``data``: the file's bytes where they came another way (an upload), ``labels`` naming it."""
+    ``data``: the file's bytes where they came another way (an upload), ``labels`` naming it;
+    ``file_column``: the column of file names where it is none of ``FILE_COLUMNS``."""
     import csv
     import hashlib
 
@@ -874,8 +881,13 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
         label_at = column_at(column)
     else:
         label_at = next((lower.index(c) for c in ("label", "emotion") if c in lower), None)
-    file_at = next((lower.index(c) for c in FILE_COLUMNS if c in lower), None)
-    lacking = ([f"file column ({', '.join(FILE_COLUMNS)})"] if file_at is None else []) + (
+    if file_column is not None:
+        file_at = column_at(file_column)
+    else:
+        file_at = next((lower.index(c) for c in FILE_COLUMNS if c in lower), None)
+    lacking = ([f"{file_column!r} column" if file_column is not None else
+                f"file column ({', '.join(FILE_COLUMNS[:5])}, stimulus, …; or name it: --file-column)"]
+               if file_at is None else []) + (
         [] if label_at is not None else [f"{column!r} column"] if column is not None
         else ["label (or emotion) column, and no column of labels was named (--label-column)"])
     if not lacking and label_at == file_at:
@@ -914,7 +926,7 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
                 return found[0]
         return None
 
-    record = LabelFile(str(labels), header[label_at], hashlib.sha256(data).hexdigest())
+    record = LabelFile(str(labels), header[label_at], hashlib.sha256(data).hexdigest(), file_column=header[file_at])
     given: dict[Path, str] = {}
     for row in rows[1:]:
         if not any(cell.strip() for cell in row):

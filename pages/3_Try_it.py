@@ -267,8 +267,21 @@ def face_cautions(face) -> list[str]:
     return out
 
 
+def track_record_text(model_name: str, confidence: float) -> str | None:
+    """What the model's percentage has meant: how often it was right on the shared images when it
+    was about as sure (a bundled model whose score still belongs to its file), or None."""
+    from fer_core.evaluation.scores import track_record
+
+    record = track_record(model_name, confidence) if model_name else None
+    if record is None:
+        return None
+    b = record.bin
+    return t("try_it.track_record", model=shown_literally(model_name), low=f"{b.low:.0%}", high=f"{b.high:.0%}",
+             test_set=record.test_set, accuracy=_percent(b.accuracy), n=f"{b.n:,}")
+
+
 def show_face(result, number: int, i: int, others: list, slot: int, charts: list, notes: dict | None = None,
-              file_stem: str | None = None) -> list:
+              file_stem: str | None = None, model_name: str = "") -> list:
     """The face's panel; returns one empty column per model in ``others``, filled in as each
     model's output is ready (``show_other_output``). Its charts keep their places but are only
     added to ``charts`` (placeholder, figure maker, key), drawn by the caller after every model's
@@ -291,6 +304,8 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
     with c2:
         st.markdown(f"#### {t('try_it.predicted', emotion=emotion_label(emotion), p=_percent(proba))}")
         show_close_call(ex.probabilities)
+        if (record := track_record_text(model_name, proba)) is not None:
+            st.caption(record)
         if face.face.masked:  # a file the mask command wrote: what the mask hides is unknown, not read off it
             from fer_core.masks import HIDDEN_AUS
 
@@ -571,7 +586,7 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
         table, downloads = st.empty(), st.container()
         charts: list = []
         notes: dict = {}
-        columns = {i: show_face(result, number, i, others, slot, charts, notes, file_stem)
+        columns = {i: show_face(result, number, i, others, slot, charts, notes, file_stem, model_name)
                    for number, i in enumerate(order, start=1)}
 
         def shown(position: int, out: ModelOutput) -> None:

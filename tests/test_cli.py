@@ -1582,6 +1582,15 @@ def test_compare_and_evaluate_score_labels_of_ones_own_with_cohens_kappa(capsys,
     assert code == 0 and "Cohen's kappa" in out and "left out 1 image(s) whose R1 names no emotion: (blank) 1" in err
     code, _, err = run_cli(capsys, "compare", "--images", flat, "--labels", labels, "--label-column", "R9")
     assert code == 2 and "ratings.csv: has no 'R9' column (its columns: file, majority, R1)" in err
+    # a sheet whose images are headed otherwise: --file-column names the column
+    renamed = tmp_path / "stim_sheet.csv"
+    renamed.write_text(labels.read_text().replace("file,majority", "Stim_ID,majority", 1))
+    code, out, err = run_cli(capsys, "evaluate", "--images", flat, "--labels", renamed, "--label-column", "majority",
+                             "--file-column", "Stim_ID", "--model", "au-logreg-fer2013", "--workers", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["n"] == 11 and json.loads(out)["labels"]["file_column"] == "Stim_ID"
+    code, _, err = run_cli(capsys, "evaluate", "--images", flat, "--file-column", "Stim_ID")
+    assert code == 2 and "--file-column names a column of --labels CSV: give --labels too" in err
 
 
 def test_labels_of_a_folder_per_participant_typed_by_hand_are_matched(capsys, tmp_path, fer_val):

@@ -823,6 +823,16 @@ def test_compare_page_scores_a_folder_against_an_uploaded_labels_csv(models_dir,
     run_app(at, T)
     at.text_input(key="cmp_folder").set_value(str(six_images))
     run_app(at, T)
+    # a sheet heading its images otherwise: the page asks which column names them
+    at.file_uploader(key="cmp_labels").set_value(("ratings.csv", ratings.replace("file,", "Stim_ID,", 1).encode(),
+                                                  "text/csv"))
+    run_app(at, T)
+    assert any("Choose the column that names the images" in i for i in texts(at.info)) and not at.error
+    assert at.selectbox(key="cmp_file_column").options == ["Stim_ID", "label", "R2"]
+    at.selectbox(key="cmp_file_column").set_value("Stim_ID")
+    run_app(at, T)
+    assert at.selectbox(key="cmp_label_column").options == ["label (else emotion)", "label", "R2"]
+    assert any("4 images" in c for c in texts(at.caption)), texts(at.caption)
     at.file_uploader(key="cmp_labels").set_value(("ratings.csv", ratings.encode(), "text/csv"))
     run_app(at, T)
     assert not at.error and not at.exception

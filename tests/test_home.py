@@ -122,6 +122,10 @@ def test_scores_file_covers_every_manifest_model_and_matches_its_file():
         # accuracy is the images-weighted mean of the per-emotion recalls (no face counted wrong)
         weighted = sum(m.recall[e] * test_set.per_emotion[e] for e in SIX_EMOTIONS) / test_set.n
         assert weighted == pytest.approx(m.accuracy, abs=5e-4)
+        # how sure it was against how often right, over every face it answered (none without a face)
+        c = m.calibration
+        assert c is not None and c.n == m.n - m.no_face == sum(b.n for b in c.bins), m.name
+        assert c.accuracy * c.n == pytest.approx(m.accuracy * m.n, abs=0.01) and 0 <= c.ece < 0.2
     assert BundledScores.from_dict(json.loads(scores_json := (BUNDLED_MODELS / SCORES_FILE).read_text())) == scores
     assert json.loads(scores_json) == scores.to_dict()
 
@@ -222,6 +226,8 @@ def test_home_shows_every_bundled_model_on_the_same_images(shipped_models, downl
         s = scores.score(name)
         assert CI_TEXT.match(cell) and cell == accuracy_text(s.accuracy, s.accuracy_ci95)
         assert f1 == s.macro_f1
+    assert list(table["calibration error"]) == [scores.score(n).calibration.ece for n in names]
+    assert "ten bins of confidence" in columns["calibration error"]["help"]
     roles = dict(zip(table["model"], table["val also chose it"]))
     assert roles["cnn-fer2013"] == "yes" and roles["au-logreg-fer2013"] == "no"
     assert roles["au-bottleneck-fer2013"] == "its trunk only"
@@ -301,6 +307,30 @@ def test_home_says_not_measured_for_a_retrained_model(shipped_models, downloads)
     assert not {"cnn-fer2013", "cnn-ensemble-fer2013"} & {m["name"] for m in document["models"]}
     assert document["changed_since_scored"] == ["cnn-ensemble-fer2013", "cnn-fer2013"]
     assert "au-logreg-fer2013" in {m["name"] for m in document["models"]}
+
+
+def test_a_bundled_models_percentage_is_told_by_how_often_it_was_right_that_sure(shipped_models):
+    """Try it's line under an answer: the bin of the shared images' calibration the answer's
+    confidence falls in, while that score belongs to the model's file; nothing for a model of one's
+    own, one retrained since, or a bin of too few faces to say."""
+    from fer_core.evaluation.scores import TRACK_RECORD_MIN_FACES, track_record
+
+    score = read_scores().score("cnn-fer2013")
+    top = max(score.calibration.bins, key=lambda b: b.low)
+    record = track_record("cnn-fer2013", top.low + 0.001)
+    assert record.test_set == "FER2013 val" and record.bin == top and top.n >= TRACK_RECORD_MIN_FACES
+    assert track_record("cnn-fer2013", 1.0).bin == top  # a confidence of 1 is in the last bin
+    # a seven-emotion model is told by its seven-emotion score (its fear answers are not wrong there)
+    seven_top = max(read_scores(classes=SEVEN_EMOTIONS).score("cnn-fer2013-7").calibration.bins, key=lambda b: b.low)
+    assert track_record("cnn-fer2013-7", 0.999).bin == seven_top
+    few = [b for b in score.calibration.bins if b.n < TRACK_RECORD_MIN_FACES]
+    if few:
+        assert track_record("cnn-fer2013", few[0].low) is None
+    assert track_record("my-own-model", 0.95) is None
+    entries = read_manifest()
+    next(e for e in entries if e.name == "cnn-fer2013").sha256 = "0" * 64  # retrained since it was scored
+    write_manifest(entries)
+    assert track_record("cnn-fer2013", 0.95) is None
 
 
 def test_home_without_or_with_a_damaged_scores_file(shipped_models):

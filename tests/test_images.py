@@ -416,6 +416,27 @@ def test_labels_exported_from_a_spreadsheet_in_another_locale_are_read(tmp_path)
     assert record.not_emotions == {"(blank)": 1} and record.column == "label"
 
 
+def test_a_stimulus_sheets_column_of_images_is_found_or_named(tmp_path):
+    """Psychology's ratings sheets head the images Stimulus or Picture: found as a file column; one
+    headed otherwise (Stim_ID) is named with ``file_column`` (--file-column), and without it the
+    error says how."""
+    from fer_core.errors import AUTableError
+    from fer_core.images import LabeledImage, relabel
+
+    items = [LabeledImage(tmp_path / name, None) for name in ("a.png", "b.png")]
+    labelled, record = relabel(items, "s.csv", tmp_path, data=b"Stimulus,Majority\na.png,happy\nb.png,sad\n",
+                               column="Majority")
+    assert [it.label for it in labelled] == ["happy", "sad"] and record.file_column == "Stimulus"
+    assert relabel(items, "s.csv", tmp_path, data=b"Picture;label\na;happy\n")[1].file_column == "Picture"
+    sheet = b"Stim_ID,label\na.png,fear\nb.png,angry\n"
+    with pytest.raises(AUTableError, match=r"has no file column \(.*--file-column\) \(its columns: Stim_ID, label\)"):
+        relabel(items, "s.csv", tmp_path, data=sheet)
+    labelled, record = relabel(items, "s.csv", tmp_path, data=sheet, file_column="stim_id")  # whatever the case
+    assert [it.label for it in labelled] == ["fear", "angry"] and record.to_dict()["file_column"] == "Stim_ID"
+    with pytest.raises(AUTableError, match="has no 'Stimulus' column"):
+        relabel(items, "s.csv", tmp_path, data=sheet, file_column="Stimulus")
+
+
 def test_labels_rows_match_the_image_they_name_and_no_other(tmp_path):
     """A top-level a.jpg beside P01/a.jpg is the row a.jpg's (it was refused as naming two images);
     a full path from the rater's machine ends in a top-level image's name; a row P02/a.jpg names no

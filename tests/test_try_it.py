@@ -247,6 +247,12 @@ def jpeg_bytes(astronaut) -> bytes:
 
 def test_try_it_in_korean_and_english(models_dir, group_png):
     names = (BUNDLED_AU_MODEL,)
+    import shutil
+
+    from fer_core.config import REPO_ROOT
+    from fer_core.evaluation.scores import SCORES_FILE
+
+    shutil.copy(REPO_ROOT / "models" / SCORES_FILE, models_dir)  # Home's scores: how often right when that sure
     at = AppTest.from_file(TRY_IT)
     at.query_params["lang"] = "ko"
     run_app(at, T)
@@ -255,6 +261,7 @@ def test_try_it_in_korean_and_english(models_dir, group_png):
     _upload_group(at, group_png)
     assert any(m.startswith("#### 예측: ") for m in texts(at.markdown))
     assert english_left(page_texts(at), names) == []
+    assert any(c.startswith(f"FER2013 val에서 {BUNDLED_AU_MODEL}이 ") and "확신했을 때" in c for c in texts(at.caption))
     assert list(at.dataframe[0].value.columns[:3]) == ["얼굴", "상자 (x, y, w, h; 픽셀)", "검출 점수"]
     assert [b.proto.label for b in at.get("download_button")][:4] == ["얼굴 (CSV)", "얼굴 (JSON)", "번호 붙은 이미지 (PNG)",
                                                                   "설명을 곁들인 그림 (PNG)"]
@@ -283,6 +290,10 @@ def test_try_it_in_korean_and_english(models_dir, group_png):
     # each face's probabilities also in words under their chart (its numbers were in the hover alone)
     said = [c for c in texts(en.caption) if c.startswith("Probabilities: ")]
     assert len(said) >= 3 and all(re.fullmatch(r"Probabilities: (\w+ \d+%, )+\w+ \d+%\.", c) for c in said), said
+    # what its percentage has meant: how often the model was right on FER2013 val when about as sure
+    records = [c for c in texts(en.caption) if c.startswith("On FER2013 val, when ")]
+    assert records and all(re.fullmatch(rf"On FER2013 val, when {BUNDLED_AU_MODEL} was (\d+)%–(\d+)% sure, it was right "
+                                        r"on \d+% of those [\d,]+ faces\.", c) for c in records), records
 
 
 def test_try_it_shows_a_seven_emotion_cnn_in_both_languages(models_dir, jpeg_bytes, tiny_seven_cnn):

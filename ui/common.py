@@ -993,12 +993,13 @@ def _csv_columns(data: bytes) -> list[str]:
 
 
 @st.cache_data(show_spinner=False, ttl=600, max_entries=4)
-def _relabelled(root: str, stamp: tuple[int, ...], name: str, sha: str, column: str | None, _data: bytes):
+def _relabelled(root: str, stamp: tuple[int, ...], name: str, sha: str, column: str | None, _data: bytes,
+                file_column: str | None = None):
     """``relabel`` of the folder's every image, kept while the folder and the sheet (``sha``) are
     the same: 28,709 rows took 3 s, paid again on every click of the page."""
     from fer_core.images import relabel
 
-    return relabel(_listing_of(root, None, stamp, True).items, name, root, column, data=_data)
+    return relabel(_listing_of(root, None, stamp, True).items, name, root, column, data=_data, file_column=file_column)
 
 
 def own_labels(prefix: str, root: str, description: Described) -> tuple[list, str, Described, list[str]] | None:
@@ -1019,14 +1020,23 @@ def own_labels(prefix: str, root: str, description: Described) -> tuple[list, st
     dataset_items(root, every_folder=True)  # said: what it passes over; the sheet labels its images
     with box:
         data = up.getvalue()
-        columns = [c for c in _csv_columns(data) if c.lower() not in FILE_COLUMNS]
+        header = _csv_columns(data)
+        file_column = None
+        if header and not {c.lower() for c in header} & set(FILE_COLUMNS):  # a Stimulus_ID: which names the images
+            file_column = st.selectbox(t("common.labels_file_column"), header, index=None, key=f"{prefix}_file_column",
+                                       placeholder=t("common.choose_option"))
+            if file_column is None:
+                st.info(t("common.labels_pick_file_column"))
+                return None
+        columns = [c for c in header if c.lower() not in FILE_COLUMNS and c != file_column]
         auto = ""
         column = st.selectbox(t("common.labels_column"), [auto, *columns], key=f"{prefix}_label_column",
                               format_func=lambda c: t("common.labels_column_auto") if c == auto else c)
         if column == auto and columns and not {"label", "emotion"} & {c.lower() for c in columns}:
             st.info(t("common.labels_pick_column"))  # Majority, R1, R2: which is the study's to say
             return None
-        labelled, record = _relabelled(root, _folder_stamp(root, True), up.name, digest(data), column or None, data)
+        labelled, record = _relabelled(root, _folder_stamp(root, True), up.name, digest(data), column or None, data,
+                                       file_column)
         if not labelled:
             raise DatasetError(f"{up.name}: labels no image of the folder with an emotion ({record.no_row:,} without "
                                f"a row, {sum(record.not_emotions.values()):,} naming none)")

@@ -25,8 +25,9 @@ from typing import Any
 
 from .. import config, fileio
 from ..emotions import SEVEN_EMOTIONS, SIX_EMOTIONS
-from ..errors import ModelFileError
+from ..errors import FerError, ModelFileError
 from ..safe_files import read_json_file
+from .metrics import Calibration, ConfidenceBin
 
 SCORES_FILE = "scores_fer2013_val.json"  # six emotions, every model
 SEVEN_SCORES_FILE = "scores_fer2013_val_seven.json"  # seven emotions, the models that predict all seven
@@ -48,6 +49,8 @@ class ModelScore:
     n: int
     no_face: int
     sidecar_sha256: str | None = None  # a network's sidecar when it was scored (its test-time views)
+    # how sure it said it was against how often it was right there: what its "98 %" has meant
+    calibration: Calibration | None = None
 
     @classmethod
     def from_report(cls, report, kind: str, sha256: str | None, sidecar_sha256: str | None = None) -> "ModelScore":
@@ -55,7 +58,7 @@ class ModelScore:
         return cls(name=report.model, kind=kind, sha256=sha256, accuracy=report.accuracy,
                    accuracy_ci95=(float(report.accuracy_ci95[0]), float(report.accuracy_ci95[1])),
                    macro_f1=report.macro_f1, recall={e: s.accuracy for e, s in report.per_class.items()},
-                   n=report.n, no_face=report.no_face, sidecar_sha256=sidecar_sha256)
+                   n=report.n, no_face=report.no_face, sidecar_sha256=sidecar_sha256, calibration=report.calibration)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelScore":
@@ -64,11 +67,13 @@ class ModelScore:
                    accuracy=float(d["accuracy"]), accuracy_ci95=(float(ci[0]), float(ci[1])),
                    macro_f1=float(d["macro_f1"]),
                    recall={str(k): (None if v is None else float(v)) for k, v in (d.get("recall") or {}).items()},
-                   n=int(d["n"]), no_face=int(d.get("no_face", 0)), sidecar_sha256=d.get("sidecar_sha256"))
+                   n=int(d["n"]), no_face=int(d.get("no_face", 0)), sidecar_sha256=d.get("sidecar_sha256"),
+                   calibration=Calibration.from_dict(d["calibration"]) if d.get("calibration") else None)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["accuracy_ci95"] = list(self.accuracy_ci95)
+        out["calibration"] = None if self.calibration is None else self.calibration.to_dict()
         return out
 
 
@@ -244,7 +249,9 @@ def scores_table(entries: Sequence, scores: BundledScores | None, state: dict[st
         row = {"model": e.name, "kind": e.kind, "state": state[e.name].state,
                "accuracy": s.accuracy if s else None,
                "ci95_low": s.accuracy_ci95[0] if s else None, "ci95_high": s.accuracy_ci95[1] if s else None,
-               "macro_f1": s.macro_f1 if s else None, "n": s.n if s else None, "no_face": s.no_face if s else None}
+               "macro_f1": s.macro_f1 if s else None, "n": s.n if s else None, "no_face": s.no_face if s else None,
+               "mean_confidence": s.calibration.mean_confidence if s and s.calibration else None,
+               "calibration_error": s.calibration.ece if s and s.calibration else None}
         row.update({f"recall_{c}": (s.recall.get(c) if s else None) for c in classes})
         recorded_ci = e.metrics.accuracy_ci95 or (None, None)  # the interval Home shows beside it
         row.update({"val_chose_it": val_role(e.metrics.evaluated_on), "recorded_accuracy": e.metrics.accuracy,
@@ -252,11 +259,53 @@ def scores_table(entries: Sequence, scores: BundledScores | None, state: dict[st
                     "recorded_on": e.metrics.evaluated_on})
         rows.append(row)
     frame = pd.DataFrame(rows, columns=["model", "kind", "state", "accuracy", "ci95_low", "ci95_high", "macro_f1",
-                                        "n", "no_face", *(f"recall_{c}" for c in classes), "val_chose_it",
+                                        "n", "no_face", "mean_confidence", "calibration_error",
+                                        *(f"recall_{c}" for c in classes), "val_chose_it",
                                         "recorded_accuracy", "recorded_ci95_low", "recorded_ci95_high", "recorded_on"])
     # counts stay whole numbers where a model has none (a blank): not 3093.0
     frame[["n", "no_face"]] = frame[["n", "no_face"]].astype("Int64")
     return frame
+
+
+TRACK_RECORD_MIN_FACES = 30  # fewer answers that sure on the shared images: too few to say how often right
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    """How often a bundled model was right on the shared images when it was about as sure as it is
+    now: what its "98 %" has meant, where a percentage alone reads as a chance."""
+
+    model: str
+    test_set: str  # "FER2013 val"
+    bin: ConfidenceBin
+
+
+def track_record(name: str, confidence: float, models_dir: Path | None = None) -> TrackRecord | None:
+    """The bin of ``confidence`` in model ``name``'s calibration on the shared images (all seven
+    emotions for a model that predicts them, else six), where that score still belongs to its file
+    (``statuses``) and the bin holds ``TRACK_RECORD_MIN_FACES`` answers or more; else None (a model
+    of your own, one retrained since, a damaged scores file)."""
+    from ..manifest import read_manifest
+
+    try:
+        entry = next((e for e in read_manifest(models_dir) if e.name == name), None)
+        if entry is None:
+            return None
+        scores = None
+        if predicts_all_seven(entry):
+            scores = read_scores(models_dir, SEVEN_EMOTIONS)
+        if scores is None or scores.score(name) is None:
+            scores = read_scores(models_dir, SIX_EMOTIONS)
+        score = statuses([entry], scores)[name].score if scores is not None else None
+    except (FerError, OSError):  # Home says what is wrong with the files; here there is just no record
+        return None
+    if score is None or score.calibration is None:
+        return None
+    inside = [b for b in score.calibration.bins
+              if b.low <= confidence < b.high or (confidence >= b.high == 1.0)]
+    if not inside or inside[0].n < TRACK_RECORD_MIN_FACES:
+        return None
+    return TrackRecord(model=name, test_set=scores.test_set.name, bin=inside[0])
 
 
 def val_role(evaluated_on: str) -> str:
