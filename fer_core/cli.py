@@ -2508,8 +2508,9 @@ def _print_report(r) -> None:
     lo, hi = r.accuracy_ci95
     kappa = "" if r.kappa is None else f", Cohen's kappa {_score(r.kappa)}" + (
         "" if r.kappa_ci95 is None else f" (95% CI {_score(r.kappa_ci95[0])}-{_score(r.kappa_ci95[1])})")
+    f1_interval = "" if r.macro_f1_ci95 is None else f" (95% CI {_score(r.macro_f1_ci95[0])}-{_score(r.macro_f1_ci95[1])})"
     print(f"{r.model}: n {r.n}, accuracy {_score(r.accuracy)} (95% CI {_score(lo)}-{_score(hi)}), "
-          f"macro-F1 {_score(r.macro_f1)}, no face {r.no_face}{kappa}")
+          f"macro-F1 {_score(r.macro_f1)}{f1_interval}, no face {r.no_face}{kappa}")
     if r.calibration is not None:
         print(f"  {_calibration_words(r.calibration)}")
 
@@ -2529,9 +2530,10 @@ def _calibration_words(c) -> str:
     """One report's ``Calibration`` in a line: how sure it said it was, how often it was right."""
     from .evaluation.metrics import CONFIDENCE_BINS
 
-    way = ("overconfident" if c.gap > 0 else "underconfident") if abs(c.gap) >= 0.0005 else "as sure as right"
+    way = {"over": "overconfident", "under": "underconfident"}.get(c.direction, "as sure as right, within chance")
+    chance = "" if c.chance_ece is None else f" (chance alone reaches {_score(c.chance_ece)} at these numbers)"
     return (f"confidence {_score(c.mean_confidence)} on average over {c.n:,} answers, right on {_score(c.accuracy)} "
-            f"of them ({way}); calibration error (ECE, {CONFIDENCE_BINS} bins) {_score(c.ece)}")
+            f"of them ({way}); calibration error (ECE, {CONFIDENCE_BINS} bins) {_score(c.ece)}{chance}")
 
 
 def _jsonable(obj):

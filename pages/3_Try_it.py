@@ -267,12 +267,14 @@ def face_cautions(face) -> list[str]:
     return out
 
 
-def track_record_text(model_name: str, confidence: float) -> str | None:
+def track_record_text(model_name: str, confidence: float, masked: bool = False) -> str | None:
     """What the model's percentage has meant: how often it was right on the shared images when it
-    was about as sure (a bundled model whose score still belongs to its file), or None."""
+    was about as sure (a bundled model whose score still belongs to its file), or None; none for a
+    masked face, which those unmasked images say nothing of. The bin is the shown percentage's
+    (0.8996 reads "90%", and is told with the 90–100 % answers)."""
     from fer_core.evaluation.scores import track_record
 
-    record = track_record(model_name, confidence) if model_name else None
+    record = track_record(model_name, round(float(confidence), 2)) if model_name and not masked else None
     if record is None:
         return None
     b = record.bin
@@ -304,7 +306,7 @@ def show_face(result, number: int, i: int, others: list, slot: int, charts: list
     with c2:
         st.markdown(f"#### {t('try_it.predicted', emotion=emotion_label(emotion), p=_percent(proba))}")
         show_close_call(ex.probabilities)
-        if (record := track_record_text(model_name, proba)) is not None:
+        if (record := track_record_text(model_name, proba, face.face.masked)) is not None:
             st.caption(record)
         if face.face.masked:  # a file the mask command wrote: what the mask hides is unknown, not read off it
             from fer_core.masks import HIDDEN_AUS
@@ -358,9 +360,10 @@ def show_disagreement(target, result, i: int, explainer: str, outputs: list) -> 
             icon=":material/call_split:")
 
 
-def show_other_output(column, out: ModelOutput, i: int, slot: int, charts: list) -> None:
+def show_other_output(column, out: ModelOutput, i: int, slot: int, charts: list, masked: bool = False) -> None:
     """One other model's probabilities for face ``i``, in that model's column; its chart is added
-    to ``charts`` (placeholder, figure maker, key), drawn by the caller."""
+    to ``charts`` (placeholder, figure maker, key), drawn by the caller. ``masked``: the face is a
+    file the mask command wrote."""
     with column:
         probs = out.per_face[i]
         if isinstance(probs, str):
@@ -369,6 +372,8 @@ def show_other_output(column, out: ModelOutput, i: int, slot: int, charts: list)
         best = max(probs, key=probs.get)
         st.markdown(f"{out.name} ({kind_label(out.kind)}): **{emotion_label(best)}** ({probs[best]:.0%})")
         show_close_call(probs)
+        if (record := track_record_text(out.name, probs[best], masked)) is not None:
+            st.caption(record)
         charts.append((st.empty(), lambda: plots.probability_bars(probs, title=out.name),
                        f"other_{slot}_{i}_{out.name}"))
         st.caption(probabilities_text(probs))
@@ -591,7 +596,7 @@ def show_result(result, others: list, slot: int, model=None, model_key: str = ""
 
         def shown(position: int, out: ModelOutput) -> None:
             for i in order:
-                show_other_output(columns[i][position], out, i, slot, charts)
+                show_other_output(columns[i][position], out, i, slot, charts, result.faces[i].face.masked)
 
         outputs = other_outputs(result, others, shown, getattr(model, "name", ""))
         for i, target in notes.items():

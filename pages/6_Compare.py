@@ -89,9 +89,12 @@ def show_overall(res: Comparison) -> None:
                            ci95=[f"{percent(lo)} – {percent(hi)}" for lo, hi in zip(summary["ci95_low"],
                                                                                 summary["ci95_high"])],
                            kappa_ci95=[MISSING if pd.isna(lo) else f"{lo:.3f} – {hi:.3f}"
-                                       for lo, hi in zip(summary["kappa_ci95_low"], summary["kappa_ci95_high"])])
+                                       for lo, hi in zip(summary["kappa_ci95_low"], summary["kappa_ci95_high"])],
+                           macro_f1_ci95=[MISSING if pd.isna(lo) else f"{lo:.3f} – {hi:.3f}"
+                                          for lo, hi in zip(summary["macro_f1_ci95_low"], summary["macro_f1_ci95_high"])])
     titles = column_titles()
-    st.dataframe(shown[["model", "kind", "accuracy", "ci95", "macro_f1", "kappa", "kappa_ci95", "no_face", "n"]],
+    st.dataframe(shown[["model", "kind", "accuracy", "ci95", "macro_f1", "macro_f1_ci95", "kappa", "kappa_ci95",
+                        "no_face", "n"]],
                  hide_index=True,
                  placeholder=MISSING,
                  column_config={
@@ -101,6 +104,8 @@ def show_overall(res: Comparison) -> None:
                      "macro_f1": st.column_config.NumberColumn(titles["macro_f1"], format="%.3f"),
                      "kappa": st.column_config.NumberColumn(titles["kappa"], format="%.3f", help=t("compare.kappa_help")),
                      "kappa_ci95": st.column_config.TextColumn(t("compare.col_kappa_ci95")),
+                     "macro_f1_ci95": st.column_config.TextColumn(t("compare.col_macro_f1_ci95"),
+                                                                  help=t("compare.macro_f1_ci95_help")),
                      "no_face": st.column_config.NumberColumn(titles["no_face"], help=t("compare.no_face_help")),
                  })
     st.plotly_chart(accuracy_ci_bars(summary), key="cmp_overall")
@@ -153,13 +158,17 @@ def show_calibration(res: Comparison) -> None:
         return
     for name in summary["model"]:
         st.markdown(calibration_words(shown_literally(name), res.reports[name].calibration))
-    st.plotly_chart(reliability_diagram(calibration_frame(res)), key="cmp_calibration")
+    for name, emotions in res.cannot_predict.items():
+        if name in set(summary["model"]):  # its answers on those images are wrong however sure it is
+            st.caption(t("compare.calibration_cannot", model=shown_literally(name),
+                         emotions=", ".join(emotion_label(e) for e in emotions)))
+    st.plotly_chart(reliability_diagram(calibration_frame(res), order=res.names), key="cmp_calibration")
     st.caption(t("compare.calibration_caption"))
     with st.expander(t("compare.calibration_table")):  # the diagram's numbers, for a screen reader or a keyboard
         st.dataframe(summary, hide_index=True, column_config={
             **_titles("model", "answers"),
             **{c: st.column_config.NumberColumn(column_titles()[c], format="%.3f")
-               for c in ("mean_confidence", "accuracy_answered", "gap", "ece")}})
+               for c in ("mean_confidence", "accuracy_answered", "gap", "ece", "chance_ece")}})
 
 
 def _caption(row: pd.Series, name: str) -> str:

@@ -576,7 +576,7 @@ def test_extract_with_openface_docker_says_why_it_cannot_run(capsys, tmp_path, m
 # -- issue 8: bugs fixed on the way, and the JSON shapes users rely on ---------------------------
 PREDICT_FACE_KEYS = ["face", "box", "confidence", "low_confidence", "aus", "emotion", "probabilities", "top_aus", "against",
                      "sentence", "baseline", "close_call"]
-REPORT_KEYS = ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels", "confusion",
+REPORT_KEYS = ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "macro_f1_ci95", "per_class", "labels", "confusion",
                "no_face_per_class", "other_per_class", "skipped", "left_out", "kappa", "kappa_ci95", "calibration"]
 
 

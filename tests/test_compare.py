@@ -173,9 +173,10 @@ def test_compare_cli_on_fer_sample(capsys, tmp_path, fer_sample):
     from fer_core.evaluation.metrics import share_text
 
     c = scored["calibration"]
+    way = {"over": "overconfident", "under": "underconfident", "even": "as sure as right, within chance"}[c["direction"]]
     assert (f"  confidence {share_text(c['mean_confidence'])} on average over {c['n']} answers, right on "
-            f"{share_text(c['accuracy'])} of them ({'overconfident' if c['gap'] > 0 else 'underconfident'}); "
-            f"calibration error (ECE, 10 bins) {share_text(c['ece'])}\n") in capsys.readouterr().out
+            f"{share_text(c['accuracy'])} of them ({way}); calibration error (ECE, 10 bins) {share_text(c['ece'])} "
+            f"(chance alone reaches {share_text(c['chance_ece'])} at these numbers)\n") in capsys.readouterr().out
 
 
 def test_compare_cli_refuses_a_bad_csv_path_before_running_any_model(capsys, tmp_path, six_images, monkeypatch):
@@ -833,6 +834,15 @@ def test_compare_page_scores_a_folder_against_an_uploaded_labels_csv(models_dir,
     run_app(at, T)
     assert at.selectbox(key="cmp_label_column").options == ["label (else emotion)", "label", "R2"]
     assert any("4 images" in c for c in texts(at.caption)), texts(at.caption)
+    # a trial number headed img beside the Stimulus: the column found first is offered, and can be changed
+    lines = ratings.replace("file,", "Stimulus,", 1).splitlines()
+    trials = "\n".join([f"img,{lines[0]}"] + [f"{k},{line}" for k, line in enumerate(lines[1:], start=1)]) + "\n"
+    at.file_uploader(key="cmp_labels").set_value(("ratings.csv", trials.encode(), "text/csv"))
+    run_app(at, T)
+    assert at.selectbox(key="cmp_file_column").value == "img" and at.error  # no image is named 1, 2, ...
+    at.selectbox(key="cmp_file_column").set_value("Stimulus")
+    run_app(at, T)
+    assert not at.error and any("4 images" in c for c in texts(at.caption)), texts(at.caption)
     at.file_uploader(key="cmp_labels").set_value(("ratings.csv", ratings.encode(), "text/csv"))
     run_app(at, T)
     assert not at.error and not at.exception

@@ -14,7 +14,7 @@ def test_report_on_a_hand_computed_example():
     y_pred = ["happy", "happy", "sad", "sad", None, "sad"]
     r = evaluation_report(y_true, y_pred, ["angry", "happy", "sad"], model="m").to_dict()
     # the evaluate --json output, key for key
-    assert list(r) == ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "per_class", "labels",
+    assert list(r) == ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "macro_f1_ci95", "per_class", "labels",
                        "confusion", "no_face_per_class", "other_per_class", "skipped", "left_out", "kappa", "kappa_ci95",
                        "calibration"]
     assert r["calibration"] is None  # answers without probabilities: no confidence to set against them

@@ -377,12 +377,31 @@ def test_a_model_as_right_as_it_is_sure_has_almost_no_calibration_error_and_says
     assert c.ece < 0.02 and abs(c.gap) < 0.01
     overconfident = calibration(np.full(100, 0.99), np.arange(100) < 50)  # always sure, right half the time
     assert (overconfident.ece, overconfident.gap) == (pytest.approx(0.49), pytest.approx(0.49))
+    assert overconfident.direction == "over" and overconfident.chance_ece < 0.05
     with using_language("en"):
         assert calibration_words("m", overconfident) == (
             "**m**: 99.0% sure on average, right on 50.0% of 100 answers: overconfident by 49.0 points "
-            "(calibration error 0.490).")
-        assert "as sure as it is right" in calibration_words("m", calibration([0.5, 0.5], [True, False]))
+            f"(calibration error 0.490; chance alone reaches {overconfident.chance_ece:.3f}).")
+        assert "as sure as it is right, within chance" in calibration_words("m", calibration([0.5, 0.5], [True, False]))
     assert calibration([np.nan], [False]) is None  # no face judged: nothing to calibrate
+
+
+def test_a_calibrated_models_error_on_few_faces_is_within_its_chance_level_and_no_direction_is_claimed():
+    """60 answers of a model exactly as right as it is sure give an ECE of 0.1 or so by chance alone
+    (the review's simulation: 0.112 on average): neither its error nor an over- or underconfidence
+    may be read off them. Over many such test sets the chance level is passed about 1 time in 20."""
+    from fer_core.evaluation.metrics import calibration
+
+    rng = np.random.default_rng(4)
+    results = []
+    for _ in range(200):
+        confidence = rng.uniform(0.3, 1, 60)
+        results.append(calibration(confidence, rng.uniform(size=60) < confidence))
+    assert np.mean([c.ece for c in results]) > 0.08  # the bias the chance level is there for
+    assert np.mean([c.ece > c.chance_ece for c in results]) < 0.1
+    assert np.mean([c.direction != "even" for c in results]) < 0.12
+    edges = calibration([0.7, 0.7, 0.3, 1.0], [True, False, True, True])  # a bin holds its lower edge, the last 1.0
+    assert [(b.low, b.n) for b in edges.bins] == [(0.3, 1), (0.7, 2), (0.9, 1)]
 
 
 def test_a_reports_calibration_leaves_out_faces_not_found_and_survives_its_json():
@@ -400,3 +419,63 @@ def test_a_reports_calibration_leaves_out_faces_not_found_and_survives_its_json(
     assert [(b.low, b.n) for b in c.bins] == [(0.6, 1), (0.7, 1), (0.9, 1)]
     assert EvaluationReport.from_dict(report.to_dict()).calibration == c
     assert Comparison.from_table(table, ["m"], ["happy", "sad"]).reports["m"].calibration is None  # no probabilities
+
+
+def test_macro_f1s_interval_is_the_bootstrap_of_resampled_images():
+    """Drawn as multinomial counts over the confusion cells, the interval is scipy's percentile
+    bootstrap of the images themselves (up to the resampling's own noise), covers the point
+    estimate, is the same on a rerun, and narrows with more images."""
+    from scipy.stats import bootstrap
+    from sklearn.metrics import f1_score
+
+    from fer_core.evaluation.metrics import report_from_codes
+
+    rng = np.random.default_rng(11)
+    truth = rng.integers(0, 4, 400)
+    pred = np.where(rng.uniform(size=400) < 0.6, truth, rng.integers(-1, 5, 400))  # -1 no face, 4 another label
+    report = report_from_codes(truth, pred, ["angry", "happy", "sad", "neutral"])
+    low, high = report.macro_f1_ci95
+    assert low < report.macro_f1 < high
+
+    def macro(t, p):
+        return f1_score(t, p, labels=[0, 1, 2, 3], average="macro", zero_division=0)
+
+    reference = bootstrap((truth, pred), macro, paired=True, vectorized=False, n_resamples=2000,
+                          method="percentile", random_state=np.random.default_rng(5)).confidence_interval
+    assert (low, high) == (pytest.approx(reference.low, abs=0.012), pytest.approx(reference.high, abs=0.012))
+    assert report_from_codes(truth, pred, ["angry", "happy", "sad", "neutral"]).macro_f1_ci95 == (low, high)
+    wide = report_from_codes(truth[:60], pred[:60], ["angry", "happy", "sad", "neutral"]).macro_f1_ci95
+    assert wide[1] - wide[0] > high - low
+    assert report_from_codes(truth[:1], pred[:1], ["angry", "happy", "sad", "neutral"]).macro_f1_ci95 is None
+
+
+def test_a_model_that_found_no_face_has_no_calibration_and_the_others_keep_their_colours(tmp_path):
+    """The diagram colours each model by its place among the models compared, as the other charts
+    do: a first model without an answer (no face found anywhere) left every later one recoloured."""
+    from fer_core.evaluation.report import ReportSettings, comparison_report_html
+    from fer_core.figures.compare import calibration_frame, calibration_summary, model_color, reliability_diagram
+
+    labels = ["happy", "happy", "sad", "sad"]
+    table = pd.DataFrame({"file": [f"f{i}.png" for i in range(4)], "label": labels,
+                          "blind": [None] * 4, "seer": ["happy", "sad", "sad", "sad"]})
+    proba = {"blind": np.full((4, 2), np.nan), "seer": np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.3, 0.7]])}
+    comparison = Comparison.from_table(table, ["blind", "seer"], ["happy", "sad"], probabilities=proba,
+                                       model_classes={"blind": ("happy", "sad"), "seer": ("happy", "sad")})
+    assert comparison.reports["blind"].calibration is None
+    assert list(calibration_summary(comparison)["model"]) == ["seer"]
+    figure = reliability_diagram(calibration_frame(comparison), order=comparison.names)
+    assert [d.name for d in figure.data][1:] == ["seer"] and figure.data[1].line.color == model_color(1)
+    text = comparison_report_html(comparison, ReportSettings.now("four", tmp_path), [])
+    assert "seer: 75.0% sure on average, right on 75.0% of 4 answers" in text
+
+
+def test_each_video_is_calibrated_once_from_its_frames_mean_probabilities():
+    """A video's answer is the emotion of its frames' highest mean probability, its confidence that
+    mean; a video with no face in any frame has no answer and no confidence."""
+    from fer_core.evaluation.metrics import per_video_report
+
+    videos = np.array(["v1", "v1", "v2", "v2", "v3"])
+    truth = np.array([0, 0, 1, 1, 0])
+    proba = np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7], [np.nan, np.nan], [np.nan, np.nan]])
+    c = per_video_report(videos, truth, proba, ["happy", "sad"]).calibration
+    assert (c.n, c.mean_confidence, c.accuracy) == (2, pytest.approx(0.7), 1.0)  # v1 0.7 happy, v2 0.7 sad

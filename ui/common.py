@@ -1021,14 +1021,15 @@ def own_labels(prefix: str, root: str, description: Described) -> tuple[list, st
     with box:
         data = up.getvalue()
         header = _csv_columns(data)
-        file_column = None
-        if header and not {c.lower() for c in header} & set(FILE_COLUMNS):  # a Stimulus_ID: which names the images
-            file_column = st.selectbox(t("common.labels_file_column"), header, index=None, key=f"{prefix}_file_column",
-                                       placeholder=t("common.choose_option"))
-            if file_column is None:
-                st.info(t("common.labels_pick_file_column"))
-                return None
-        columns = [c for c in header if c.lower() not in FILE_COLUMNS and c != file_column]
+        # the column naming the images, found as the CLI finds it (a sheet's img may be a trial number
+        # beside its Stimulus: chosen here, as --file-column chooses it)
+        found = next((i for name in FILE_COLUMNS for i, c in enumerate(header) if c.lower() == name), None)
+        file_column = st.selectbox(t("common.labels_file_column"), header, index=found, key=f"{prefix}_file_column",
+                                   placeholder=t("common.choose_option")) if header else None
+        if header and file_column is None:
+            st.info(t("common.labels_pick_file_column"))
+            return None
+        columns = [c for c in header if c != file_column]
         auto = ""
         column = st.selectbox(t("common.labels_column"), [auto, *columns], key=f"{prefix}_label_column",
                               format_func=lambda c: t("common.labels_column_auto") if c == auto else c)

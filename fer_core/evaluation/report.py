@@ -209,7 +209,7 @@ def report_figures(comparison: Comparison) -> list:
                 for name, r in comparison.reports.items()]
     bins = calibration_frame(comparison)
     if len(bins):
-        figures.append(reliability_diagram(bins))
+        figures.append(reliability_diagram(bins, order=comparison.names))
     return figures
 
 

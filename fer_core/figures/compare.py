@@ -91,10 +91,13 @@ def accuracy_summary(comparison: Comparison) -> pd.DataFrame:
     for name, r in comparison.reports.items():
         lo, hi = r.accuracy_ci95
         rows.append({"model": name, "kind": comparison.kinds.get(name, ""), "accuracy": r.accuracy,
-                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1, "kappa": r.kappa,
+                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1,
+                     "macro_f1_ci95_low": r.macro_f1_ci95[0] if r.macro_f1_ci95 else None,
+                     "macro_f1_ci95_high": r.macro_f1_ci95[1] if r.macro_f1_ci95 else None, "kappa": r.kappa,
                      "kappa_ci95_low": r.kappa_ci95[0] if r.kappa_ci95 else None,
                      "kappa_ci95_high": r.kappa_ci95[1] if r.kappa_ci95 else None, "no_face": r.no_face, "n": r.n})
-    return pd.DataFrame(rows, columns=["model", "kind", "accuracy", "ci95_low", "ci95_high", "macro_f1", "kappa",
+    return pd.DataFrame(rows, columns=["model", "kind", "accuracy", "ci95_low", "ci95_high", "macro_f1",
+                                       "macro_f1_ci95_low", "macro_f1_ci95_high", "kappa",
                                        "kappa_ci95_low", "kappa_ci95_high", "no_face", "n"])
 
 
@@ -167,11 +170,15 @@ def summary_frame(comparison: Comparison) -> pd.DataFrame:
                          "no_face": no_face, "kappa": None})
         lo, hi = r.accuracy_ci95
         rows.append({"model": name, "emotion": "overall", "n": r.n, "accuracy": r.accuracy,
-                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1, "no_face": r.no_face, "kappa": r.kappa,
+                     "ci95_low": lo, "ci95_high": hi, "macro_f1": r.macro_f1,
+                     "macro_f1_ci95_low": r.macro_f1_ci95[0] if r.macro_f1_ci95 else None,
+                     "macro_f1_ci95_high": r.macro_f1_ci95[1] if r.macro_f1_ci95 else None,
+                     "no_face": r.no_face, "kappa": r.kappa,
                      "kappa_ci95_low": r.kappa_ci95[0] if r.kappa_ci95 else None,
                      "kappa_ci95_high": r.kappa_ci95[1] if r.kappa_ci95 else None})
     return pd.DataFrame(rows, columns=["model", "emotion", "n", "accuracy", "ci95_low", "ci95_high", "macro_f1",
-                                       "no_face", "kappa", "kappa_ci95_low", "kappa_ci95_high"]).astype({"no_face": "Int64"})
+                                       "macro_f1_ci95_low", "macro_f1_ci95_high", "no_face", "kappa",
+                                       "kappa_ci95_low", "kappa_ci95_high"]).astype({"no_face": "Int64"})
 
 
 def predictions_frame(table: pd.DataFrame, model_names: Sequence[str], root: str | Path | None = None) -> pd.DataFrame:
@@ -263,6 +270,8 @@ def column_titles() -> dict[str, str]:
             "ci95_low": t("compare.col_ci95_low"), "ci95_high": t("compare.col_ci95_high"),
             "macro_f1": t("compare.col_macro_f1"), "kappa": t("compare.col_kappa"),
             "kappa_ci95_low": t("compare.col_kappa_ci95_low"), "kappa_ci95_high": t("compare.col_kappa_ci95_high"),
+            "macro_f1_ci95_low": t("compare.col_macro_f1_ci95_low"),
+            "macro_f1_ci95_high": t("compare.col_macro_f1_ci95_high"),
             "no_face": t("compare.col_no_face"),
             "n": t("compare.col_n"),
             "precision": t("compare.col_precision"), "recall": t("compare.col_recall"), "f1": "F1",
@@ -273,18 +282,20 @@ def column_titles() -> dict[str, str]:
             "p (Holm)": t("compare.col_p_holm"), "verdict": t("compare.col_verdict"),
             "answers": t("compare.col_answers"), "mean_confidence": t("compare.col_mean_confidence"),
             "accuracy_answered": t("compare.col_accuracy_answered"),
-            "gap": t("compare.col_gap"), "ece": t("compare.col_ece"), "bin_low": t("compare.col_bin_low"),
+            "gap": t("compare.col_gap"), "ece": t("compare.col_ece"), "chance_ece": t("compare.col_chance_ece"),
+            "bin_low": t("compare.col_bin_low"),
             "bin_high": t("compare.col_bin_high")}
 
 
 def calibration_words(name: str, calibration) -> str:
     """A model's ``Calibration`` in a sentence, in the current language: how sure, how often right."""
     points = share_text(abs(calibration.gap), 1, points=True)
-    way = (t("compare.calibration_even") if points in ("0.0", "0") else
-           t("compare.calibration_over" if calibration.gap > 0 else "compare.calibration_under", points=points))
+    way = (t("compare.calibration_even") if calibration.direction == "even" else
+           t(f"compare.calibration_{calibration.direction}", points=points))
+    chance = "–" if calibration.chance_ece is None else share_text(calibration.chance_ece)
     return t("compare.calibration_line", model=name, confidence=percent(calibration.mean_confidence),
              accuracy=percent(calibration.accuracy), n=f"{calibration.n:,}", way=way,
-             ece=share_text(calibration.ece))
+             ece=share_text(calibration.ece), chance=chance)
 
 
 def difference_text(difference: float | None, low: float | None, high: float | None) -> str:
@@ -316,7 +327,8 @@ def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("p-value", "p (Holm)"):
         if column in out.columns:
             out[column] = [p_text(v) for v in out[column]]
-    for column in ("precision", "recall", "f1", "macro_f1", "kappa", "kappa_ci95_low", "kappa_ci95_high", "gap", "ece"):  # one way: 0.600 beside 0.429, not 0.6 beside 0.4286
+    for column in ("precision", "recall", "f1", "macro_f1", "macro_f1_ci95_low", "macro_f1_ci95_high", "kappa",
+                   "kappa_ci95_low", "kappa_ci95_high", "gap", "ece", "chance_ece"):  # one way: 0.600 beside 0.429, not 0.6 beside 0.4286
         if column in out.columns:
             out[column] = ["–" if pd.isna(v) else f"{float(v):.3f}" for v in out[column]]
     if "kind" in out.columns:  # as the Compare page and the report's models say it, not au-logreg
@@ -375,20 +387,24 @@ def calibration_summary(comparison: Comparison) -> pd.DataFrame:
     """One row per model with probabilities: answers judged, mean confidence, their accuracy, the
     gap (above 0: overconfident) and the expected calibration error."""
     rows = [{"model": name, "answers": c.n, "mean_confidence": c.mean_confidence, "accuracy_answered": c.accuracy,
-             "gap": c.gap, "ece": c.ece}
+             "gap": c.gap, "ece": c.ece, "chance_ece": c.chance_ece}
             for name, r in comparison.reports.items() if (c := r.calibration) is not None]
-    return pd.DataFrame(rows, columns=["model", "answers", "mean_confidence", "accuracy_answered", "gap", "ece"])
+    return pd.DataFrame(rows, columns=["model", "answers", "mean_confidence", "accuracy_answered", "gap", "ece",
+                                       "chance_ece"])
 
 
-def reliability_diagram(frame: pd.DataFrame, title: str | None = None) -> go.Figure:
+def reliability_diagram(frame: pd.DataFrame, title: str | None = None, order: Sequence[str] = ()) -> go.Figure:
     """Accuracy against confidence per bin (``calibration_frame``), one line per model, and the
     diagonal where a model is as often right as it says it is sure: a line under it overstates its
-    confidence. Each model has its own marker and dash, not only its colour; a point's size grows
-    with the faces in its bin (a bin of three faces is a guess)."""
+    confidence. Each model has its own marker and dash, not only its colour (by its place in
+    ``order``, the comparison's models, as in the other charts, though a model without an answer has
+    no line here); a point's size grows with the faces in its bin (a bin of three faces is a guess)."""
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name=t("compare.calibration_diagonal"),
                                line=dict(color="#888888", dash="dot", width=1), hoverinfo="skip"))
     largest = max(1, int(frame["n"].max())) if len(frame) else 1
-    for i, (name, sub) in enumerate(frame.groupby("model", sort=False)):
+    order = list(order)
+    for position, (name, sub) in enumerate(frame.groupby("model", sort=False)):
+        i = order.index(name) if name in order else position
         fig.add_trace(go.Scatter(
             x=sub["mean_confidence"], y=sub["accuracy"], mode="lines+markers", name=str(name),
             line=dict(color=model_color(i), dash=MODEL_DASHES[i % len(MODEL_DASHES)] if i else "solid", width=2),
