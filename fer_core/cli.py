@@ -1699,6 +1699,18 @@ def cmd_mask_report(args) -> int:
         print(f"{name:28s} {_score(a.accuracy):>9s} {_score(b.accuracy):>7s} {drop:>27s} {p:>9s}  {per}")
     for pair in report.masked.mcnemar:  # which model reads the masked faces better, on the same faces
         print(f"masked, {_mcnemar_line(pair)}")
+    from .figures.masks import confidence_frame
+
+    sure = confidence_frame(report)
+    if len(sure):  # whether a model's percentage still means what it says under the mask
+        print("how sure (mean confidence) against how often right, of its answers, without -> with the mask:")
+        for _, row in sure.iterrows():
+            way = {"over": "overconfident", "under": "underconfident"}.get(row["masked direction"],
+                                                                          "as sure as right, within chance")
+            print(f"  {row['model']:26s} confidence {_score(row['original confidence'])} -> "
+                  f"{_score(row['masked confidence'])}, right {_score(row['original right'])} -> "
+                  f"{_score(row['masked right'])}, gap {_score(row['original gap'], signed=True)} -> "
+                  f"{_score(row['masked gap'], signed=True)} (masked: {way})")
     if report.empty_classes:  # an emotion the folder never held was not lost to masking
         held = {it.label for it in items}
         absent = [e for e in report.empty_classes if e not in held]

@@ -12,6 +12,9 @@ from fer_core.errors import FerError
 from fer_core.evaluation.mask_report import MaskReport, run_mask_report
 from fer_core.evaluation.metrics import p_text, share_text
 from fer_core.figures.masks import (
+    confidence_frame,
+    confidence_shift_figure,
+    confidence_words,
     left_out_images_frame,
     masked_vs_original_bars,
     per_emotion_frame,
@@ -96,6 +99,19 @@ def show_summary(report: MaskReport) -> None:
     st.plotly_chart(masked_vs_original_bars(report), key="mask_bars")
 
 
+def show_confidence(report: MaskReport) -> None:
+    """How sure each model is and how often right, without and with the mask: whether its
+    percentage under a mask still means what it says."""
+    frame = confidence_frame(report)
+    if frame.empty:
+        return
+    st.header(t("masks.confidence_heading"))
+    for _, row in frame.iterrows():
+        st.markdown(confidence_words(row, shown_literally(row["model"])))
+    st.plotly_chart(confidence_shift_figure(frame, order=report.names), key="mask_confidence")
+    st.caption(t("masks.confidence_caption"))
+
+
 def show_people(report: MaskReport) -> None:
     st.header(t("masks.beside_people"))
     st.info(t("masks.people_line", source=HUMAN_FINDINGS["source"], summary=people_finding("summary")),
@@ -170,6 +186,11 @@ def show_downloads(report: MaskReport, passed_over: list[str] | tuple = ()) -> N
     st.download_button(t("masks.download_images_csv"), csv_bytes(report.per_image_frame()),
                        file_name="mask_per_image.csv", mime="text/csv", key="mask_download_images_csv",
                        icon=":material/download:", on_click="ignore")
+    confidence = confidence_frame(report)
+    if not confidence.empty:
+        st.download_button(t("masks.download_confidence"), csv_bytes(confidence), file_name="mask_confidence.csv",
+                           mime="text/csv", key="mask_download_confidence", icon=":material/download:",
+                           on_click="ignore")
     left_out = left_out_images_frame(report, passed_over)
     if not left_out.empty:  # the images the page warns about, each with why, as Compare offers them
         st.download_button(t("masks.download_left_out"), csv_bytes(left_out), file_name="mask_left_out.csv",
@@ -204,6 +225,7 @@ def show_results(saved: dict, current: str | None) -> None:
         st.caption(t("masks.empty_classes", emotions=", ".join(emotion_label(e) for e in report.empty_classes)))
     show_scoring_notes(report.original)
     show_summary(report)
+    show_confidence(report)
     show_people(report)
     show_shift(report)
     show_aus(report)

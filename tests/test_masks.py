@@ -195,6 +195,10 @@ def test_mask_report_json_has_both_conditions_the_shift_and_the_reasons(fer_samp
     assert all(abs(sum(row.values())) < 1e-6 for row in model["shift"].values()), "shares move, they sum to 0"
     assert not set(model["reasons"]["masked"]) & set(masks.HIDDEN_AUS), "hidden AUs carry no decision"
     assert report["human_findings"]["source"].startswith("Carbon (2020)")
+    # how sure, and how often right, on the answers given: a face it cannot read under the mask is no answer
+    for condition in ("original", "masked"):
+        judged = model[condition]["n"] - model[condition].get("no_face", 0) - model[condition].get("not_judged", 0)
+        assert model[condition]["calibration"]["n"] == judged
 
 
 def _masks_page_run_on(folder) -> AppTest:
@@ -218,6 +222,17 @@ def test_masks_page_runs_the_report(models_dir, fer_sample):
     # 3-4 faces an emotion: "happy -> more often read as angry (+50 pts)" is no finding without a word
     assert any(c.startswith("Some emotions have as few as ") for c in texts(at.caption)), texts(at.caption)
     assert any("not a diagnosis" in c for c in texts(at.caption))
+    # does it know what the mask hides: how sure against how often right, without and with it
+    assert "Does it know what the mask hides?" in texts(at.header)
+    from fer_core.figures.compare import percent
+
+    before = report.original.reports["au-logreg-fer2013"].calibration
+    after = report.masked.reports["au-logreg-fer2013"].calibration
+    assert any(m.startswith(f"**au-logreg-fer2013**: without the mask {percent(before.mean_confidence)} sure")
+               and f"with it {percent(after.mean_confidence)} sure" in m for m in texts(at.markdown)), texts(at.markdown)
+    arrow = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("How sure against how often right"))
+    assert [d["name"] for d in arrow["data"]] == ["as sure as right", "au-logreg-fer2013"]
+    assert "Confidence without and with the mask (CSV)" in {b.proto.label for b in at.get("download_button")}
 
     at.number_input(key="mask_draw_seed").set_value(5)  # another draw: the results shown are the old one's
     run_app(at, 90)
