@@ -15,6 +15,7 @@ from fer_core.figures.compare import (
     accuracy_summary,
     au_contribution_bars,
     calibration_frame,
+    calibration_reading,
     calibration_summary,
     calibration_words,
     column_titles,
@@ -156,19 +157,32 @@ def show_calibration(res: Comparison) -> None:
     if summary.empty:
         st.info(t("compare.calibration_none"))
         return
-    for name in summary["model"]:
-        st.markdown(calibration_words(shown_literally(name), res.reports[name].calibration))
+    if len(summary) <= MAX_SENTENCES:
+        for name in summary["model"]:
+            st.markdown(calibration_words(shown_literally(name), res.reports[name].calibration))
+    else:  # nine paragraphs of one pattern read as a wall: a table, each model's reading in words
+        readings = [calibration_reading(res.reports[name].calibration) for name in summary["model"]]
+        st.dataframe(summary.assign(reading=readings)[["model", "answers", "mean_confidence", "accuracy_answered",
+                                                        "reading", "ece", "chance_ece"]],
+                     hide_index=True, column_config=_calibration_columns())
     for name, emotions in res.cannot_predict.items():
         if name in set(summary["model"]):  # its answers on those images are wrong however sure it is
             st.caption(t("compare.calibration_cannot", model=shown_literally(name),
                          emotions=", ".join(emotion_label(e) for e in emotions)))
     st.plotly_chart(reliability_diagram(calibration_frame(res), order=res.names), key="cmp_calibration")
     st.caption(t("compare.calibration_caption"))
-    with st.expander(t("compare.calibration_table")):  # the diagram's numbers, for a screen reader or a keyboard
-        st.dataframe(summary, hide_index=True, column_config={
-            **_titles("model", "answers"),
+    if len(summary) <= MAX_SENTENCES:
+        with st.expander(t("compare.calibration_table")):  # the sentences' numbers, for a screen reader or a keyboard
+            st.dataframe(summary, hide_index=True, column_config=_calibration_columns())
+
+
+MAX_SENTENCES = 3  # models whose calibration is said in a sentence each; more get a table
+
+
+def _calibration_columns() -> dict:
+    return {**_titles("model", "answers"), "reading": st.column_config.TextColumn(t("compare.col_reading")),
             **{c: st.column_config.NumberColumn(column_titles()[c], format="%.3f")
-               for c in ("mean_confidence", "accuracy_answered", "gap", "ece", "chance_ece")}})
+               for c in ("mean_confidence", "accuracy_answered", "gap", "ece", "chance_ece")}}
 
 
 def _caption(row: pd.Series, name: str) -> str:

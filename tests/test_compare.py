@@ -926,3 +926,28 @@ def test_compare_page_reads_a_folder_per_participant_when_a_labels_csv_is_given(
     run_app(at, T)
     report = at.session_state["cmp_result"]["comparison"].reports["mine"]
     assert (report.n, report.accuracy) == (4, 0.75)
+
+
+def test_compare_page_gives_many_models_calibration_as_a_table_with_each_ones_reading(models_dir, six_images):
+    """Four models' calibration in four sentences of one pattern read as a wall: past three, one
+    table, each model's reading in words; a model that is sure of every answer and wrong on some is
+    overconfident, one right on every answer is as sure as right."""
+    classes = ["angry", "happy", "sad"]
+    answers = {"right": ["happy", "happy", "happy", "sad", "sad", "angry"],
+               "half": ["happy", "sad", "happy", "happy", "sad", "sad"],
+               "wrong": ["sad", "sad", "sad", "happy", "happy", "happy"],
+               "one": ["happy"] * 6}
+    at = AppTest.from_file(COMPARE_PAGE)
+    at.session_state["_unsaved_models"] = {n: LookupPredictor(n, classes, a) for n, a in answers.items()}
+    run_app(at, T)
+    at.radio(key="cmp_source").set_value(FOLDER)
+    run_app(at, T)
+    at.text_input(key="cmp_folder").set_value(str(six_images))
+    run_app(at, T)
+    at.button(key="cmp_run").click()
+    run_app(at, T)
+    table = next(d.value for d in at.dataframe if "reading" in d.value.columns)
+    readings = dict(zip(table["model"], table["reading"]))
+    assert readings["right"] == "as sure as it is right, within chance"
+    assert readings["wrong"] == "overconfident by 100.0 points"
+    assert not any(m.startswith("**right**:") for m in texts(at.markdown)), "no sentence per model past three"

@@ -232,6 +232,7 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
     """
     from ..figures.compare import (
         accuracy_summary,
+        calibration_reading,
         calibration_summary,
         calibration_words,
         mcnemar_frame,
@@ -281,9 +282,11 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
                    else f"<p>{_e(t('report.mcnemar_one'))}</p>")
         wrong = "".join(_wrong_section(comparison, name, settings.root, faces) for name in comparison.names)
         calibrated = calibration_summary(comparison)
+        sentences = calibrated["model"] if len(calibrated) <= 3 else []  # more: the table says it
         calibration = ("".join(f"<p>{_e(calibration_words(name, comparison.reports[name].calibration).replace('**', ''))}</p>"
-                               for name in calibrated["model"])
-                       + _table(calibrated) + f'<p class="note">{_e(t("compare.calibration_caption"))}</p>'
+                               for name in sentences)
+                       + _table(calibrated.assign(reading=[calibration_reading(comparison.reports[name].calibration)
+                                                           for name in calibrated["model"]])) + f'<p class="note">{_e(t("compare.calibration_caption"))}</p>'
                        if len(calibrated) else f"<p>{_e(t('compare.calibration_none'))}</p>")
         # what a prediction is (as Home says it), and how few images the per-emotion figures rest on
         notes = [t("home.limits").replace("**", "")]

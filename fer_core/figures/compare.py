@@ -281,17 +281,23 @@ def column_titles() -> dict[str, str]:
             "only B right": t("compare.col_only_b"), "p-value": t("compare.col_p"),
             "p (Holm)": t("compare.col_p_holm"), "verdict": t("compare.col_verdict"),
             "answers": t("compare.col_answers"), "mean_confidence": t("compare.col_mean_confidence"),
-            "accuracy_answered": t("compare.col_accuracy_answered"),
+            "accuracy_answered": t("compare.col_accuracy_answered"), "reading": t("compare.col_reading"),
             "gap": t("compare.col_gap"), "ece": t("compare.col_ece"), "chance_ece": t("compare.col_chance_ece"),
             "bin_low": t("compare.col_bin_low"),
             "bin_high": t("compare.col_bin_high")}
 
 
+def calibration_reading(calibration) -> str:
+    """Which way a model's confidence errs, in words: over- or underconfident by how many points,
+    or within chance of as sure as right."""
+    points = share_text(abs(calibration.gap), 1, points=True)
+    return (t("compare.calibration_even") if calibration.direction == "even" else
+            t(f"compare.calibration_{calibration.direction}", points=points))
+
+
 def calibration_words(name: str, calibration) -> str:
     """A model's ``Calibration`` in a sentence, in the current language: how sure, how often right."""
-    points = share_text(abs(calibration.gap), 1, points=True)
-    way = (t("compare.calibration_even") if calibration.direction == "even" else
-           t(f"compare.calibration_{calibration.direction}", points=points))
+    way = calibration_reading(calibration)
     chance = "–" if calibration.chance_ece is None else share_text(calibration.chance_ece)
     return t("compare.calibration_line", model=name, confidence=percent(calibration.mean_confidence),
              accuracy=percent(calibration.accuracy), n=f"{calibration.n:,}", way=way,
