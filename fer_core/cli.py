@@ -1705,12 +1705,14 @@ def cmd_mask_report(args) -> int:
     if len(sure):  # whether a model's percentage still means what it says under the mask
         print("how sure (mean confidence) against how often right, of its answers, without -> with the mask:")
         for _, row in sure.iterrows():
-            way = {"over": "overconfident", "under": "underconfident"}.get(row["masked direction"],
-                                                                          "as sure as right, within chance")
             print(f"  {row['model']:26s} confidence {_score(row['original confidence'])} -> "
                   f"{_score(row['masked confidence'])}, right {_score(row['original right'])} -> "
-                  f"{_score(row['masked right'])}, gap {_score(row['original gap'], signed=True)} -> "
-                  f"{_score(row['masked gap'], signed=True)} (masked: {way})")
+                  f"{_score(row['masked right'])} (of {row['original answers']:,} -> {row['masked answers']:,} "
+                  f"answers), gap {_score(row['original gap'], signed=True)} -> {_score(row['masked gap'], signed=True)}: "
+                  f"moved {_score(row['gap change'], signed=True)} (95% CI {_score(row['gap change ci95_low'], signed=True)} "
+                  f"to {_score(row['gap change ci95_high'], signed=True)}, {row['paired faces']:,} faces answered both "
+                  f"times); without the mask {CALIBRATION_READINGS[row['original direction']]}, with it "
+                  f"{CALIBRATION_READINGS[row['masked direction']]}")
     if report.empty_classes:  # an emotion the folder never held was not lost to masking
         held = {it.label for it in items}
         absent = [e for e in report.empty_classes if e not in held]
@@ -2542,10 +2544,17 @@ def _calibration_words(c) -> str:
     """One report's ``Calibration`` in a line: how sure it said it was, how often it was right."""
     from .evaluation.metrics import CONFIDENCE_BINS
 
-    way = {"over": "overconfident", "under": "underconfident"}.get(c.direction, "as sure as right, within chance")
-    chance = "" if c.chance_ece is None else f" (chance alone reaches {_score(c.chance_ece)} at these numbers)"
+    way = CALIBRATION_READINGS[c.direction]
+    interval = "" if c.gap_ci95 is None else (f", gap {_score(c.gap, signed=True)} (95% CI "
+                                              f"{_score(c.gap_ci95[0], signed=True)} to {_score(c.gap_ci95[1], signed=True)})")
+    chance = "" if c.chance_ece is None else f" (a calibrated model stays under {_score(c.chance_ece)} 95 times in 100 here)"
     return (f"confidence {_score(c.mean_confidence)} on average over {c.n:,} answers, right on {_score(c.accuracy)} "
-            f"of them ({way}); calibration error (ECE, {CONFIDENCE_BINS} bins) {_score(c.ece)}{chance}")
+            f"of them{interval}: {way}; calibration error (ECE, {CONFIDENCE_BINS} bins) {_score(c.ece)}{chance}")
+
+
+CALIBRATION_READINGS = {"over": "overconfident", "under": "underconfident",
+                        "mixed": "off beyond chance, though not one way on average",
+                        "even": "calibrated as far as these answers can tell"}
 
 
 def _jsonable(obj):

@@ -270,16 +270,20 @@ def face_cautions(face) -> list[str]:
 def track_record_text(model_name: str, confidence: float, masked: bool = False) -> str | None:
     """What the model's percentage has meant: how often it was right on the shared images when it
     was about as sure (a bundled model whose score still belongs to its file), or None; none for a
-    masked face, which those unmasked images say nothing of. The bin is the shown percentage's
-    (0.8996 reads "90%", and is told with the 90–100 % answers)."""
+    face the mask command wrote, which those unmasked images say nothing of (a photo of a real mask
+    is not known as such). The bin is the shown percentage's (0.8996 reads "90%", and is told with
+    the 90–100 % answers)."""
     from fer_core.evaluation.scores import track_record
 
-    record = track_record(model_name, round(float(confidence), 2)) if model_name and not masked else None
+    shown = int(_percent(confidence).rstrip("%")) / 100  # the bin of the percentage as shown (0.295 reads 30%)
+    record = track_record(model_name, shown) if model_name and not masked else None
     if record is None:
         return None
     b = record.bin
+    low, high = b.accuracy_ci95 or (b.accuracy, b.accuracy)
     return t("try_it.track_record", model=shown_literally(model_name), low=f"{b.low:.0%}", high=f"{b.high:.0%}",
-             test_set=record.test_set, accuracy=_percent(b.accuracy), n=f"{b.n:,}")
+             test_set=record.test_set, accuracy=_percent(b.accuracy), n=f"{b.n:,}", ci_low=_percent(low),
+             ci_high=_percent(high), emotions=t("try_it.track_seven" if "fear" in record.classes else "try_it.track_six"))
 
 
 def show_face(result, number: int, i: int, others: list, slot: int, charts: list, notes: dict | None = None,

@@ -182,7 +182,8 @@ MAX_SENTENCES = 3  # models whose calibration is said in a sentence each; more g
 def _calibration_columns() -> dict:
     return {**_titles("model", "answers"), "reading": st.column_config.TextColumn(t("compare.col_reading")),
             **{c: st.column_config.NumberColumn(column_titles()[c], format="%.3f")
-               for c in ("mean_confidence", "accuracy_answered", "gap", "ece", "chance_ece")}}
+               for c in ("mean_confidence", "accuracy_answered", "gap", "gap_ci95_low", "gap_ci95_high", "ece",
+                         "chance_ece")}}
 
 
 def _caption(row: pd.Series, name: str) -> str:

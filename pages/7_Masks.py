@@ -103,9 +103,12 @@ def show_confidence(report: MaskReport) -> None:
     """How sure each model is and how often right, without and with the mask: whether its
     percentage under a mask still means what it says."""
     frame = confidence_frame(report)
+    st.header(t("masks.confidence_heading"))
+    silent = [name for name in report.names if name not in set(frame["model"])]
+    if silent:  # every masked face unjudged (an AU model reading only the AUs a mask hides)
+        st.caption(t("masks.no_masked_answers", models=shown_literally(", ".join(silent))))
     if frame.empty:
         return
-    st.header(t("masks.confidence_heading"))
     for _, row in frame.iterrows():
         st.markdown(confidence_words(row, shown_literally(row["model"])))
     st.plotly_chart(confidence_shift_figure(frame, order=report.names), key="mask_confidence")

@@ -1126,10 +1126,10 @@ def test_mask_report_says_a_tiny_p_value_as_below_not_as_zero(capsys, tmp_path, 
     Image.new("RGB", (64, 64)).save(tmp_path / "faces" / "happy" / "a.png")
     scores = {"happy": SimpleNamespace(n=40, accuracy=0.9)}
     original = SimpleNamespace(failed_models=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, unscored_answer_counts={}, tie_notes=list, source_notes=list, learned_notes=list, never_notes=list, n=40, classes=("happy",),
-                               reports={"tiny-p": SimpleNamespace(accuracy=0.9, per_class=scores),
-                                        "large-p": SimpleNamespace(accuracy=0.9, per_class=scores)})
+                               reports={"tiny-p": SimpleNamespace(accuracy=0.9, per_class=scores, calibration=None),
+                                        "large-p": SimpleNamespace(accuracy=0.9, per_class=scores, calibration=None)})
     masked_scores = {"happy": SimpleNamespace(n=40, accuracy=0.3)}
-    masked = SimpleNamespace(reports={name: SimpleNamespace(accuracy=0.3, per_class=masked_scores)
+    masked = SimpleNamespace(reports={name: SimpleNamespace(accuracy=0.3, per_class=masked_scores, calibration=None)
                                       for name in original.reports}, mcnemar=[])
     p_values = {"tiny-p": 1e-9, "large-p": 0.25}
     report = SimpleNamespace(original=original, masked=masked, unmaskable=[], not_placed=0, reasons_failed=[], crop_like_no_face=[],

@@ -173,10 +173,13 @@ def test_compare_cli_on_fer_sample(capsys, tmp_path, fer_sample):
     from fer_core.evaluation.metrics import share_text
 
     c = scored["calibration"]
-    way = {"over": "overconfident", "under": "underconfident", "even": "as sure as right, within chance"}[c["direction"]]
+    from fer_core.cli import CALIBRATION_READINGS
+
+    low, high = (share_text(v, signed=True) for v in c["gap_ci95"])
     assert (f"  confidence {share_text(c['mean_confidence'])} on average over {c['n']} answers, right on "
-            f"{share_text(c['accuracy'])} of them ({way}); calibration error (ECE, 10 bins) {share_text(c['ece'])} "
-            f"(chance alone reaches {share_text(c['chance_ece'])} at these numbers)\n") in capsys.readouterr().out
+            f"{share_text(c['accuracy'])} of them, gap {share_text(c['gap'], signed=True)} (95% CI {low} to {high}): "
+            f"{CALIBRATION_READINGS[c['direction']]}; calibration error (ECE, 10 bins) {share_text(c['ece'])} "
+            f"(a calibrated model stays under {share_text(c['chance_ece'])} 95 times in 100 here)\n") in capsys.readouterr().out
 
 
 def test_compare_cli_refuses_a_bad_csv_path_before_running_any_model(capsys, tmp_path, six_images, monkeypatch):
@@ -948,6 +951,6 @@ def test_compare_page_gives_many_models_calibration_as_a_table_with_each_ones_re
     run_app(at, T)
     table = next(d.value for d in at.dataframe if "reading" in d.value.columns)
     readings = dict(zip(table["model"], table["reading"]))
-    assert readings["right"] == "as sure as it is right, within chance"
+    assert readings["right"] == "calibrated as far as these answers can tell"
     assert readings["wrong"] == "overconfident by 100.0 points"
     assert not any(m.startswith("**right**:") for m in texts(at.markdown)), "no sentence per model past three"

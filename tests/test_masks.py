@@ -223,13 +223,15 @@ def test_masks_page_runs_the_report(models_dir, fer_sample):
     assert any(c.startswith("Some emotions have as few as ") for c in texts(at.caption)), texts(at.caption)
     assert any("not a diagnosis" in c for c in texts(at.caption))
     # does it know what the mask hides: how sure against how often right, without and with it
-    assert "Does it know what the mask hides?" in texts(at.header)
+    assert "How sure is it under the mask?" in texts(at.header)
     from fer_core.figures.compare import percent
 
     before = report.original.reports["au-logreg-fer2013"].calibration
     after = report.masked.reports["au-logreg-fer2013"].calibration
     assert any(m.startswith(f"**au-logreg-fer2013**: without the mask {percent(before.mean_confidence)} sure")
-               and f"with it {percent(after.mean_confidence)} sure" in m for m in texts(at.markdown)), texts(at.markdown)
+               and f"with it {percent(after.mean_confidence)} sure" in m and f"of {after.n:,} (" in m
+               and "The mask moved its gap between confidence and accuracy by " in m
+               for m in texts(at.markdown)), texts(at.markdown)
     arrow = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("How sure against how often right"))
     assert [d["name"] for d in arrow["data"]] == ["as sure as right", "au-logreg-fer2013"]
     assert "Confidence without and with the mask (CSV)" in {b.proto.label for b in at.get("download_button")}
@@ -1109,3 +1111,24 @@ def test_mask_report_compares_the_models_with_each_other_on_the_masked_faces(fer
     lo, hi = pair["accuracy_difference_ci95"]
     assert (f"masked, McNemar {names[0]} vs {names[1]}: accuracy A-B {pair['accuracy_difference']:+.3f} (95% CI "
             f"{lo:+.3f} to {hi:+.3f}), only-A {pair['only_a_correct']}") in capsys.readouterr().out
+
+
+def test_the_masks_move_of_a_models_gap_is_paired_over_the_faces_it_answered_both_times(mixed_test_set, models_dir):
+    """The change in the gap (mean confidence minus share right) is the mean of each face's change,
+    over the faces answered without and with the mask, with its interval; the counts of answers are
+    each condition's own (a face an AU model cannot read under the mask is no answer)."""
+    from fer_core.evaluation.compare import top_probability
+    from fer_core.evaluation.mask_report import run_mask_report
+    from fer_core.figures.masks import confidence_frame
+    from fer_core.images import list_images
+
+    report = run_mask_report(["au-logreg-fer2013"], list_images(mixed_test_set))
+    row = confidence_frame(report).iloc[0]
+    before = top_probability(report.original.probabilities["au-logreg-fer2013"])
+    after = top_probability(report.masked.probabilities["au-logreg-fer2013"])
+    both = np.isfinite(before) & np.isfinite(after)
+    per_face = (after - report.masked.correct("au-logreg-fer2013")) - (before - report.original.correct("au-logreg-fer2013"))
+    assert row["paired faces"] == both.sum() > 0
+    assert row["gap change"] == pytest.approx(per_face[both].mean(), abs=1e-6)
+    assert row["gap change ci95_low"] < row["gap change"] < row["gap change ci95_high"]
+    assert row["masked answers"] == report.masked.reports["au-logreg-fer2013"].calibration.n

@@ -139,10 +139,10 @@ def test_report_is_self_contained_with_every_figure_table_and_wrong_image(hand_c
         assert heading in parts.text, heading
     # A said 0.9, 0.8, 0.7 (wrong), 0.9, 0.8 and found no face in img5; B's answers are all 100 % sure
     chance = hand_comparison.reports["A"].calibration.chance_ece  # five answers: anything could be chance
-    assert ("A: 82.0% sure on average, right on 80.0% of 5 answers: as sure as it is right, within chance "
-            f"(calibration error 0.260; chance alone reaches {chance:.3f}).") in parts.text
+    assert ("A: 82.0% sure on average, right on 80.0% of 5 answers: calibrated as far as these answers can tell "
+            f"(calibration error 0.260; a calibrated model stays under {chance:.3f} 95 times in 100 here).") in parts.text
     assert "B: 100.0% sure on average, right on 50.0% of 6 answers: overconfident by 50.0 points " \
-           "(calibration error 0.500; chance alone reaches 0.000)." in parts.text
+           "(calibration error 0.500; a calibrated model stays under 0.000 95 times in 100 here)." in parts.text
     assert "66.7%" in words and "50.0%" in words  # one percent format everywhere
     assert re.search(r"\b\d+\.\d\d%", words) is None
     assert f"python {settings.versions['python']}" in words and "plotly" in settings.versions

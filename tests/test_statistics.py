@@ -381,8 +381,8 @@ def test_a_model_as_right_as_it_is_sure_has_almost_no_calibration_error_and_says
     with using_language("en"):
         assert calibration_words("m", overconfident) == (
             "**m**: 99.0% sure on average, right on 50.0% of 100 answers: overconfident by 49.0 points "
-            f"(calibration error 0.490; chance alone reaches {overconfident.chance_ece:.3f}).")
-        assert "as sure as it is right, within chance" in calibration_words("m", calibration([0.5, 0.5], [True, False]))
+            f"(calibration error 0.490; a calibrated model stays under {overconfident.chance_ece:.3f} 95 times in 100 here).")
+        assert "calibrated as far as these answers can tell" in calibration_words("m", calibration([0.5, 0.5], [True, False]))
     assert calibration([np.nan], [False]) is None  # no face judged: nothing to calibrate
 
 
@@ -422,9 +422,10 @@ def test_a_reports_calibration_leaves_out_faces_not_found_and_survives_its_json(
 
 
 def test_macro_f1s_interval_is_the_bootstrap_of_resampled_images():
-    """Drawn as multinomial counts over the confusion cells, the interval is scipy's percentile
-    bootstrap of the images themselves (up to the resampling's own noise), covers the point
-    estimate, is the same on a rerun, and narrows with more images."""
+    """Drawn as multinomial counts over each true emotion's row of the confusion table, the
+    interval is the percentile bootstrap of the images resampled within their emotion (up to the
+    resampling's own noise), covers the point estimate, is the same on a rerun, and narrows with
+    more images."""
     from scipy.stats import bootstrap
     from sklearn.metrics import f1_score
 
@@ -440,9 +441,16 @@ def test_macro_f1s_interval_is_the_bootstrap_of_resampled_images():
     def macro(t, p):
         return f1_score(t, p, labels=[0, 1, 2, 3], average="macro", zero_division=0)
 
-    reference = bootstrap((truth, pred), macro, paired=True, vectorized=False, n_resamples=2000,
-                          method="percentile", random_state=np.random.default_rng(5)).confidence_interval
-    assert (low, high) == (pytest.approx(reference.low, abs=0.012), pytest.approx(reference.high, abs=0.012))
+    # scipy's bootstrap of the images resampled within each true emotion (stratified), as the interval is drawn
+    strata = [np.flatnonzero(truth == c) for c in range(4)]
+    draws = np.random.default_rng(5)
+    resampled = [macro(truth[idx], pred[idx]) for idx in
+                 (np.concatenate([draws.choice(s, len(s)) for s in strata]) for _ in range(2000))]
+    reference = np.quantile(resampled, [0.025, 0.975])
+    assert (low, high) == (pytest.approx(reference[0], abs=0.012), pytest.approx(reference[1], abs=0.012))
+    unstratified = bootstrap((truth, pred), macro, paired=True, vectorized=False, n_resamples=500,
+                             method="percentile", random_state=np.random.default_rng(5)).confidence_interval
+    assert unstratified.high - unstratified.low >= (high - low) - 0.01  # class sizes held: no wider
     assert report_from_codes(truth, pred, ["angry", "happy", "sad", "neutral"]).macro_f1_ci95 == (low, high)
     wide = report_from_codes(truth[:60], pred[:60], ["angry", "happy", "sad", "neutral"]).macro_f1_ci95
     assert wide[1] - wide[0] > high - low
@@ -479,3 +487,18 @@ def test_each_video_is_calibrated_once_from_its_frames_mean_probabilities():
     proba = np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7], [np.nan, np.nan], [np.nan, np.nan]])
     c = per_video_report(videos, truth, proba, ["happy", "sad"]).calibration
     assert (c.n, c.mean_confidence, c.accuracy) == (2, pytest.approx(0.7), 1.0)  # v1 0.7 happy, v2 0.7 sad
+
+
+def test_calibrations_reading_weighs_the_gap_against_a_calibrated_models_spread():
+    """Five answers all right at 0.7 could come from a calibrated model (the answers' own spread,
+    zero, read them "underconfident" for certain); a model sure of every answer and wrong on one is
+    overconfident for certain; one over in some bins and under in others, even on average, is off
+    all the same ("mixed"); a missing label is no crash."""
+    from fer_core.evaluation.metrics import calibration, evaluation_report
+
+    assert calibration([0.7] * 5, [True] * 5).direction == "even"
+    assert calibration([0.6], [True]).direction == "even"
+    assert calibration([1.0] * 4, [True, True, True, False]).direction == "over"
+    mixed = calibration([0.3] * 50 + [0.7] * 50, [True] * 50 + [False] * 50)
+    assert abs(mixed.gap) < 1e-9 and mixed.ece > mixed.chance_ece and mixed.direction == "mixed"
+    assert evaluation_report(["happy", None, "sad"], ["happy", "sad", "sad"], ["happy", "sad"]).macro_f1_ci95 is not None

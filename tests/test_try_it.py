@@ -261,7 +261,8 @@ def test_try_it_in_korean_and_english(models_dir, group_png):
     _upload_group(at, group_png)
     assert any(m.startswith("#### 예측: ") for m in texts(at.markdown))
     assert english_left(page_texts(at), names) == []
-    assert any(c.startswith(f"FER2013 val에서 {BUNDLED_AU_MODEL}이 ") and "확신했을 때" in c for c in texts(at.caption))
+    assert any(c.startswith(f"FER2013 val의 48픽셀 얼굴(여섯 감정, 공포 제외)에서 {BUNDLED_AU_MODEL}이 ")
+               and "확신했을 때" in c for c in texts(at.caption))
     assert list(at.dataframe[0].value.columns[:3]) == ["얼굴", "상자 (x, y, w, h; 픽셀)", "검출 점수"]
     assert [b.proto.label for b in at.get("download_button")][:4] == ["얼굴 (CSV)", "얼굴 (JSON)", "번호 붙은 이미지 (PNG)",
                                                                   "설명을 곁들인 그림 (PNG)"]
@@ -291,9 +292,11 @@ def test_try_it_in_korean_and_english(models_dir, group_png):
     said = [c for c in texts(en.caption) if c.startswith("Probabilities: ")]
     assert len(said) >= 3 and all(re.fullmatch(r"Probabilities: (\w+ \d+%, )+\w+ \d+%\.", c) for c in said), said
     # what its percentage has meant: how often the model was right on FER2013 val when about as sure
-    records = [c for c in texts(en.caption) if c.startswith("On FER2013 val, when ")]
-    assert records and all(re.fullmatch(rf"On FER2013 val, when {BUNDLED_AU_MODEL} was (\d+)%–(\d+)% sure, it was right "
-                                        r"on \d+% of those [\d,]+ faces\.", c) for c in records), records
+    records = [c for c in texts(en.caption) if c.startswith("On FER2013 val's 48-px faces ")]
+    assert records and all(re.fullmatch(rf"On FER2013 val's 48-px faces \(six emotions, fear left out\), when "
+                                        rf"{BUNDLED_AU_MODEL} was (\d+)%–(\d+)% sure, it was right on \d+% of those "
+                                        r"[\d,]+ \(95% CI \d+%–\d+%\); photos, children's faces and masks may differ\.", c)
+                           for c in records), records
 
 
 def test_try_it_shows_a_seven_emotion_cnn_in_both_languages(models_dir, jpeg_bytes, tiny_seven_cnn):

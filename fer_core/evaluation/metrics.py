@@ -31,10 +31,16 @@ class ConfidenceBin:
     n: int
     mean_confidence: float
     accuracy: float
+    accuracy_ci95: tuple[float, float] | None = None  # Wilson's, of the share right
+
+    def __post_init__(self) -> None:  # read back from JSON as a list
+        if self.accuracy_ci95 is not None:
+            object.__setattr__(self, "accuracy_ci95", tuple(self.accuracy_ci95))
 
     def to_dict(self) -> dict:
         return {"low": self.low, "high": self.high, "n": self.n, "mean_confidence": self.mean_confidence,
-                "accuracy": self.accuracy}
+                "accuracy": self.accuracy,
+                "accuracy_ci95": None if self.accuracy_ci95 is None else list(self.accuracy_ci95)}
 
 
 @dataclass(frozen=True)
@@ -47,9 +53,11 @@ class Calibration:
     ten equal-width bins of confidence, weighted by the faces in the bin (Guo et al. 2017, "On
     calibration of modern neural networks", who used 15 bins: their figures are not these). With
     few faces per bin it is noisy and biased upwards: ``chance_ece`` is what a perfectly calibrated
-    model answering as sure, as often, would reach in 95 of 100 test sets (60 faces: about 0.17), so
+    model answering as sure, as often, stays under in 95 of 100 test sets (60 faces: about 0.16-0.18), so
     a smaller ``ece`` says nothing against the model. ``gap`` (mean confidence minus accuracy) says
-    which way, above 0 overconfident, and ``gap_ci95`` whether that could be chance."""
+    which way, above 0 overconfident, and ``gap_ci95`` whether that could be chance (against the
+    spread a calibrated model's accuracy would have); each model's reading is its own, not adjusted
+    for the number of models compared."""
 
     n: int  # faces judged (a face not found is no answer, and has no confidence)
     mean_confidence: float
@@ -65,9 +73,16 @@ class Calibration:
 
     @property
     def direction(self) -> str:
-        """"over" or "under" where the gap's interval leaves out 0, else "even" (within chance)."""
-        low, high = self.gap_ci95 or (self.gap, self.gap)
-        return "over" if low > 0 else "under" if high < 0 else "even"
+        """"over" or "under" where the gap's interval leaves out 0; else "mixed" where the error is
+        beyond its chance level all the same (over in some bins, under in others, even on average);
+        else "even": calibrated as far as these answers can tell."""
+        if self.gap_ci95 is not None:
+            low, high = self.gap_ci95
+            if low > 0:
+                return "over"
+            if high < 0:
+                return "under"
+        return "mixed" if self.chance_ece is not None and self.ece > self.chance_ece else "even"
 
     def to_dict(self) -> dict:
         return {"n": self.n, "mean_confidence": self.mean_confidence, "accuracy": self.accuracy,
@@ -102,7 +117,8 @@ def calibration(confidence: Sequence[float] | np.ndarray, correct: Sequence[bool
     confidence_sums = np.bincount(which, weights=confidence, minlength=bins)
     right = np.bincount(which, weights=correct.astype(float), minlength=bins)
     shown = [ConfidenceBin(round(b / bins, DECIMALS), round((b + 1) / bins, DECIMALS), int(counts[b]),
-                           round(float(confidence_sums[b] / counts[b]), DECIMALS), round(float(right[b] / counts[b]), DECIMALS))
+                           round(float(confidence_sums[b] / counts[b]), DECIMALS), round(float(right[b] / counts[b]), DECIMALS),
+                           tuple(round(v, DECIMALS) for v in wilson_counts(int(round(right[b])), int(counts[b]))))
              for b in range(bins) if counts[b]]
     ece = float(np.abs(right - confidence_sums).sum() / n)  # sum over bins of n_b/n * |acc_b - conf_b|
     # A calibrated model is right on each answer with its confidence: its right answers per bin drawn
@@ -111,11 +127,13 @@ def calibration(confidence: Sequence[float] | np.ndarray, correct: Sequence[bool
     means = np.divide(confidence_sums, counts, out=np.zeros(bins), where=counts > 0)
     drawn = np.random.default_rng(0).binomial(counts, means, size=(CHANCE_DRAWS, bins))
     chance = float(np.quantile(np.abs(drawn - confidence_sums).sum(axis=1) / n, 0.95))
-    # the gap is the mean of confidence minus rightness per answer: its normal-approximation interval
-    differences = confidence - correct
-    half = 1.959964 * float(differences.std(ddof=1)) / np.sqrt(n) if n > 1 else float("nan")
-    gap = float(differences.mean())
-    gap_ci95 = (round(gap - half, DECIMALS), round(gap + half, DECIMALS)) if np.isfinite(half) else None
+    # The gap, mean confidence minus the share right, against the spread a calibrated model's share
+    # right would have (each answer right with its confidence: variance sum c(1 - c) / n^2), the score
+    # test of calibration in the large: the answers' own spread collapsed where all were right
+    # (five right at 0.7 read "underconfident" for certain).
+    gap = float(confidence.mean() - correct.mean())
+    half = 1.959964 * float(np.sqrt(np.sum(confidence * (1 - confidence)))) / n
+    gap_ci95 = (round(gap - half, DECIMALS), round(gap + half, DECIMALS))
     return Calibration(n=n, mean_confidence=round(float(confidence.mean()), DECIMALS),
                        accuracy=round(float(correct.mean()), DECIMALS), ece=round(ece, DECIMALS), bins=tuple(shown),
                        chance_ece=round(chance, DECIMALS), gap_ci95=gap_ci95)
@@ -372,18 +390,27 @@ def macro_f1_interval(truth: np.ndarray, pred: np.ndarray, k: int, scored: Seque
                       level: float = 0.95) -> tuple[float, float] | None:
     """Percentile bootstrap interval of macro-F1 over the emotions ``scored`` (codes as
     ``report_from_codes`` takes them): macro-F1 has no closed-form interval as accuracy (Wilson)
-    and kappa do. The images are resampled whole, drawn as multinomial counts over the cells of the
-    confusion table (the same distribution as drawing the images with replacement, at a cost that
-    does not grow with the number of images: 450,000 rows took 23 s the other way), 2,000 times with
-    a fixed seed, so the same answers give the same interval. None for fewer than two images or no
-    emotion scored."""
+    and kappa do. The images of each true emotion are resampled within it (stratified: a test set
+    of 10 per emotion keeps 10 per emotion, and no emotion drops out of a resample), drawn as
+    multinomial counts over its row of the confusion table (the same distribution as drawing its
+    images with replacement, at a cost that does not grow with the number of images: 450,000 rows
+    took 23 s the other way), 2,000 times with a fixed seed, so the same answers give the same
+    interval. None for fewer than two images or no emotion scored."""
     n = len(truth)
     if n < 2 or not len(scored):
         return None
     m = k + 2  # the scored emotions, then "another label" (k) and "no answer" (k + 1)
-    cells = np.minimum(truth, k) * m + np.where(pred < 0, k + 1, np.minimum(pred, k))
-    observed = np.bincount(cells, minlength=m * m)
-    draws = np.random.default_rng(0).multinomial(n, observed / n, size=MACRO_F1_RESAMPLES).reshape(-1, m, m)
+    rows = np.where(truth < 0, k, np.minimum(truth, k))  # a label missing or not scored: "another label"
+    cells = rows * m + np.where(pred < 0, k + 1, np.minimum(pred, k))
+    observed = np.bincount(cells, minlength=m * m).reshape(m, m)
+    # stratified by the true emotion: each emotion keeps its images (a set of 10 per emotion stays so),
+    # only their answers are redrawn
+    rng = np.random.default_rng(0)
+    draws = np.zeros((MACRO_F1_RESAMPLES, m, m), dtype=np.int64)
+    for row in range(m):
+        size = int(observed[row].sum())
+        if size:
+            draws[:, row, :] = rng.multinomial(size, observed[row] / size, size=MACRO_F1_RESAMPLES)
     scored = np.asarray(scored, dtype=np.int64)
     tp = draws[:, scored, scored]
     fp = draws[:, :, scored].sum(axis=1) - tp

@@ -278,6 +278,7 @@ class TrackRecord:
     model: str
     test_set: str  # "FER2013 val"
     bin: ConfidenceBin
+    classes: tuple[str, ...] = ()  # the emotions of the shared images it was scored on
 
 
 def track_record(name: str, confidence: float, models_dir: Path | None = None) -> TrackRecord | None:
@@ -305,7 +306,7 @@ def track_record(name: str, confidence: float, models_dir: Path | None = None) -
               if b.low <= confidence < b.high or (confidence >= b.high == 1.0)]
     if not inside or inside[0].n < TRACK_RECORD_MIN_FACES:
         return None
-    return TrackRecord(model=name, test_set=scores.test_set.name, bin=inside[0])
+    return TrackRecord(model=name, test_set=scores.test_set.name, bin=inside[0], classes=scores.test_set.classes)
 
 
 def val_role(evaluated_on: str) -> str:

@@ -175,10 +175,26 @@ def summary_frame(comparison: Comparison) -> pd.DataFrame:
                      "macro_f1_ci95_high": r.macro_f1_ci95[1] if r.macro_f1_ci95 else None,
                      "no_face": r.no_face, "kappa": r.kappa,
                      "kappa_ci95_low": r.kappa_ci95[0] if r.kappa_ci95 else None,
-                     "kappa_ci95_high": r.kappa_ci95[1] if r.kappa_ci95 else None})
+                     "kappa_ci95_high": r.kappa_ci95[1] if r.kappa_ci95 else None,
+                     **_calibration_columns(r.calibration)})
     return pd.DataFrame(rows, columns=["model", "emotion", "n", "accuracy", "ci95_low", "ci95_high", "macro_f1",
                                        "macro_f1_ci95_low", "macro_f1_ci95_high", "no_face", "kappa",
-                                       "kappa_ci95_low", "kappa_ci95_high"]).astype({"no_face": "Int64"})
+                                       "kappa_ci95_low", "kappa_ci95_high", *CALIBRATION_SUMMARY_COLUMNS]
+                        ).astype({"no_face": "Int64"})
+
+
+CALIBRATION_SUMMARY_COLUMNS = ("mean_confidence", "confidence_gap", "confidence_gap_ci95_low",
+                               "confidence_gap_ci95_high", "calibration_reading", "ece", "chance_ece")
+
+
+def _calibration_columns(c) -> dict:
+    """A model's ``Calibration`` as the summary CSV's overall row gives it (blank without one)."""
+    if c is None:
+        return {}
+    low, high = c.gap_ci95 or (None, None)
+    return {"mean_confidence": c.mean_confidence, "confidence_gap": c.gap, "confidence_gap_ci95_low": low,
+            "confidence_gap_ci95_high": high, "calibration_reading": c.direction, "ece": c.ece,
+            "chance_ece": c.chance_ece}
 
 
 def predictions_frame(table: pd.DataFrame, model_names: Sequence[str], root: str | Path | None = None) -> pd.DataFrame:
@@ -282,7 +298,8 @@ def column_titles() -> dict[str, str]:
             "p (Holm)": t("compare.col_p_holm"), "verdict": t("compare.col_verdict"),
             "answers": t("compare.col_answers"), "mean_confidence": t("compare.col_mean_confidence"),
             "accuracy_answered": t("compare.col_accuracy_answered"), "reading": t("compare.col_reading"),
-            "gap": t("compare.col_gap"), "ece": t("compare.col_ece"), "chance_ece": t("compare.col_chance_ece"),
+            "gap": t("compare.col_gap"), "gap_ci95_low": t("compare.col_gap_ci95_low"),
+            "gap_ci95_high": t("compare.col_gap_ci95_high"), "ece": t("compare.col_ece"), "chance_ece": t("compare.col_chance_ece"),
             "bin_low": t("compare.col_bin_low"),
             "bin_high": t("compare.col_bin_high")}
 
@@ -291,8 +308,7 @@ def calibration_reading(calibration) -> str:
     """Which way a model's confidence errs, in words: over- or underconfident by how many points,
     or within chance of as sure as right."""
     points = share_text(abs(calibration.gap), 1, points=True)
-    return (t("compare.calibration_even") if calibration.direction == "even" else
-            t(f"compare.calibration_{calibration.direction}", points=points))
+    return t(f"compare.calibration_{calibration.direction}", points=points)
 
 
 def calibration_words(name: str, calibration) -> str:
@@ -334,7 +350,7 @@ def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
         if column in out.columns:
             out[column] = [p_text(v) for v in out[column]]
     for column in ("precision", "recall", "f1", "macro_f1", "macro_f1_ci95_low", "macro_f1_ci95_high", "kappa",
-                   "kappa_ci95_low", "kappa_ci95_high", "gap", "ece", "chance_ece"):  # one way: 0.600 beside 0.429, not 0.6 beside 0.4286
+                   "kappa_ci95_low", "kappa_ci95_high", "gap", "gap_ci95_low", "gap_ci95_high", "ece", "chance_ece"):  # one way: 0.600 beside 0.429, not 0.6 beside 0.4286
         if column in out.columns:
             out[column] = ["–" if pd.isna(v) else f"{float(v):.3f}" for v in out[column]]
     if "kind" in out.columns:  # as the Compare page and the report's models say it, not au-logreg
@@ -393,10 +409,11 @@ def calibration_summary(comparison: Comparison) -> pd.DataFrame:
     """One row per model with probabilities: answers judged, mean confidence, their accuracy, the
     gap (above 0: overconfident) and the expected calibration error."""
     rows = [{"model": name, "answers": c.n, "mean_confidence": c.mean_confidence, "accuracy_answered": c.accuracy,
-             "gap": c.gap, "ece": c.ece, "chance_ece": c.chance_ece}
+             "gap": c.gap, "gap_ci95_low": (c.gap_ci95 or (None, None))[0], "gap_ci95_high": (c.gap_ci95 or (None, None))[1],
+             "ece": c.ece, "chance_ece": c.chance_ece}
             for name, r in comparison.reports.items() if (c := r.calibration) is not None]
-    return pd.DataFrame(rows, columns=["model", "answers", "mean_confidence", "accuracy_answered", "gap", "ece",
-                                       "chance_ece"])
+    return pd.DataFrame(rows, columns=["model", "answers", "mean_confidence", "accuracy_answered", "gap",
+                                       "gap_ci95_low", "gap_ci95_high", "ece", "chance_ece"])
 
 
 def reliability_diagram(frame: pd.DataFrame, title: str | None = None, order: Sequence[str] = ()) -> go.Figure:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -33,46 +34,59 @@ def summary_frame(report: MaskReport) -> pd.DataFrame:
 
 
 CONFIDENCE_COLUMNS = ["model", "original answers", "original confidence", "original right", "original gap",
-                      "original direction", "masked answers", "masked confidence", "masked right", "masked gap", "masked direction"]
+                      "original direction", "masked answers", "masked confidence", "masked right", "masked gap",
+                      "masked direction", "paired faces", "gap change", "gap change ci95_low", "gap change ci95_high"]
 
 
 def confidence_frame(report: MaskReport) -> pd.DataFrame:
     """Per model, how sure it was and how often right on the answers it gave, without and with the
-    mask (``Calibration``): a model that can tell its evidence is gone grows less sure as it grows
-    less right; one whose gap widens under the mask claims more than it reads off a masked face."""
+    mask (``Calibration``), and how far the mask moved its gap (mean confidence minus the share
+    right) on the faces it answered both times, with a 95 % interval (paired: the same faces). A
+    gap that widens under the mask means the model claims more than it reads off a masked face; an
+    AU model reads the AUs a mask hides as their training mean, which pulls its probabilities
+    toward its training mix whatever it "knows"."""
+    from ..evaluation.compare import top_probability
+
     rows = []
     for name in report.names:
         a, b = report.original.reports[name].calibration, report.masked.reports[name].calibration
         if a is None or b is None:
             continue
+        before, after = (top_probability(c.probabilities.get(name)) for c in (report.original, report.masked))
+        both = np.isfinite(before) & np.isfinite(after)
+        change = ((after - report.masked.correct(name)) - (before - report.original.correct(name)))[both]
+        mean = float(change.mean()) if change.size else float("nan")
+        half = 1.959964 * float(change.std(ddof=1)) / np.sqrt(change.size) if change.size > 1 else float("nan")
         rows.append({"model": name, "original answers": a.n, "original confidence": a.mean_confidence,
                      "original right": a.accuracy, "original gap": a.gap, "original direction": a.direction,
                      "masked answers": b.n,
                      "masked confidence": b.mean_confidence, "masked right": b.accuracy, "masked gap": b.gap,
-                     "masked direction": b.direction})
+                     "masked direction": b.direction, "paired faces": int(change.size),
+                     "gap change": round(mean, 6), "gap change ci95_low": round(mean - half, 6),
+                     "gap change ci95_high": round(mean + half, 6)})
     return pd.DataFrame(rows, columns=CONFIDENCE_COLUMNS)
 
 
 def confidence_shift_figure(frame: pd.DataFrame, order: Sequence[str] = (), title: str | None = None) -> go.Figure:
     """Each model as an arrow from where it stood without the mask to where it stands with it: how
-    often right (x) against how sure (y). On the dotted diagonal it is as sure as it is right; above
-    it, overconfident. An arrow running down the diagonal lost accuracy and confidence together."""
+    sure (across) against how often right (up), as Compare's reliability diagram draws it. On the
+    dotted diagonal it is as sure as it is right; under it, overconfident. An arrow running down
+    along the diagonal lost accuracy and confidence together."""
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name=t("compare.calibration_diagonal"),
                                line=dict(color="#888888", dash="dot", width=1), hoverinfo="skip"))
     order = list(order)
-    for position, row in enumerate(frame.itertuples(index=False)):
-        name = row.model
+    for position, row in frame.reset_index(drop=True).iterrows():
+        name = row["model"]
         i = order.index(name) if name in order else position
         fig.add_trace(go.Scatter(
-            x=[row[frame.columns.get_loc("original right")], row[frame.columns.get_loc("masked right")]],
-            y=[row[frame.columns.get_loc("original confidence")], row[frame.columns.get_loc("masked confidence")]],
+            x=[row["original confidence"], row["masked confidence"]], y=[row["original right"], row["masked right"]],
             mode="lines+markers", name=str(name), line=dict(color=model_color(i), width=2),
             marker=dict(symbol=["circle", "arrow"], angleref="previous", size=[9, 15], color=model_color(i),
                         line=dict(color="#333333", width=0.6)),
             customdata=[t("masks.without_mask"), t("masks.with_mask")],
             hovertemplate=f"{name}, " + "%{customdata}: " + t("masks.hover_confidence") + "<extra></extra>"))
-    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title=t("masks.axis_right"), tickvals=[0, .2, .4, .6, .8, 1])
-    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title=t("masks.axis_sure"), tickvals=[0, .2, .4, .6, .8, 1])
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title=t("masks.axis_sure"), tickvals=[0, .2, .4, .6, .8, 1])
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title=t("masks.axis_right"), tickvals=[0, .2, .4, .6, .8, 1])
     fig.update_layout(legend=dict(orientation="h", y=-0.2))
     return _layout(fig, title or t("masks.fig_confidence"), height=440)
 
@@ -83,16 +97,19 @@ def confidence_words(row, name: str | None = None) -> str:
     from ..evaluation.metrics import share_text
     from .compare import percent
 
-    def way(gap: float, direction: str | None = None) -> str:
-        points = share_text(abs(gap), 1, points=True)
-        if direction == "even" or points in ("0.0", "0"):
-            return t("compare.calibration_even")
-        return t("compare.calibration_over" if gap > 0 else "compare.calibration_under", points=points)
+    def way(gap: float, direction: str) -> str:
+        return t(f"compare.calibration_{direction}", points=share_text(abs(gap), 1, points=True))
 
-    return t("masks.confidence_line", model=row["model"] if name is None else name, sure_before=percent(row["original confidence"]),
-             right_before=percent(row["original right"]), way_before=way(row["original gap"], row["original direction"]),
+    def points(value: float) -> str:
+        return share_text(value, 1, points=True, signed=True)
+
+    return t("masks.confidence_line", model=row["model"] if name is None else name,
+             sure_before=percent(row["original confidence"]), right_before=percent(row["original right"]),
+             n_before=f"{row['original answers']:,}", way_before=way(row["original gap"], row["original direction"]),
              sure_after=percent(row["masked confidence"]), right_after=percent(row["masked right"]),
-             way_after=way(row["masked gap"], row["masked direction"]))
+             n_after=f"{row['masked answers']:,}", way_after=way(row["masked gap"], row["masked direction"]),
+             change=points(row["gap change"]), low=points(row["gap change ci95_low"]),
+             high=points(row["gap change ci95_high"]))
 
 
 def per_emotion_frame(report: MaskReport) -> pd.DataFrame:
