@@ -80,10 +80,15 @@ def confidence_shift_figure(frame: pd.DataFrame, order: Sequence[str] = (), titl
         i = order.index(name) if name in order else position
         fig.add_trace(go.Scatter(
             x=[row["original confidence"], row["masked confidence"]], y=[row["original right"], row["masked right"]],
-            mode="lines+markers", name=str(name), line=dict(color=model_color(i), width=2),
+            mode="lines+markers", name=str(name), legendgroup=str(name), line=dict(color=model_color(i), width=2),
             marker=dict(symbol=["circle", "arrow"], angleref="previous", size=[9, 15], color=model_color(i),
                         line=dict(color="#333333", width=0.6)),
             customdata=[t("masks.without_mask"), t("masks.with_mask")],
+            hovertemplate=f"{name}, " + "%{customdata}: " + t("masks.hover_confidence") + "<extra></extra>"))
+        fig.add_trace(go.Scatter(  # the tail: a marker with an angle from "previous" has none at the first point
+            x=[row["original confidence"]], y=[row["original right"]], mode="markers", showlegend=False,
+            marker=dict(symbol="circle", size=9, color=model_color(i), line=dict(color="#333333", width=0.6)),
+            customdata=[t("masks.without_mask")], legendgroup=str(name),
             hovertemplate=f"{name}, " + "%{customdata}: " + t("masks.hover_confidence") + "<extra></extra>"))
     fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title=t("masks.axis_sure"), tickvals=[0, .2, .4, .6, .8, 1])
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title=t("masks.axis_right"), tickvals=[0, .2, .4, .6, .8, 1])
