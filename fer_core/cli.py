@@ -2527,6 +2527,8 @@ def _print_report(r) -> None:
           f"macro-F1 {_score(r.macro_f1)}{f1_interval}, no face {r.no_face}{kappa}")
     if r.calibration is not None:
         print(f"  {_calibration_words(r.calibration)}")
+    if r.log_loss is not None:  # proper scoring rules: how good the probabilities are, not only the answers
+        print(f"  log loss {_score(r.log_loss)}, Brier score {_score(r.brier)} (lower is better)")
 
     def figure(value: float | None) -> str:
         return "   -" if value is None else f"{value:.2f}"

@@ -163,7 +163,7 @@ def show_calibration(res: Comparison) -> None:
     else:  # nine paragraphs of one pattern read as a wall: a table, each model's reading in words
         readings = [calibration_reading(res.reports[name].calibration) for name in summary["model"]]
         st.dataframe(summary.assign(reading=readings)[["model", "answers", "mean_confidence", "accuracy_answered",
-                                                        "reading", "ece", "chance_ece"]],
+                                                        "reading", "ece", "chance_ece", "log_loss", "brier"]],
                      hide_index=True, column_config=_calibration_columns())
     for name, emotions in res.cannot_predict.items():
         if name in set(summary["model"]):  # its answers on those images are wrong however sure it is
@@ -183,7 +183,7 @@ def _calibration_columns() -> dict:
     return {**_titles("model", "answers"), "reading": st.column_config.TextColumn(t("compare.col_reading")),
             **{c: st.column_config.NumberColumn(column_titles()[c], format="%.3f")
                for c in ("mean_confidence", "accuracy_answered", "gap", "gap_ci95_low", "gap_ci95_high", "ece",
-                         "chance_ece")}}
+                         "chance_ece", "log_loss", "brier")}}
 
 
 def _caption(row: pd.Series, name: str) -> str:

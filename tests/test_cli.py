@@ -448,6 +448,7 @@ def test_evaluate_bundled_model_on_au_table(capsys):
     assert calibration["n"] == report["n"] - report["no_face"] == sum(b["n"] for b in calibration["bins"])
     assert 0 < calibration["ece"] < 0.5 and calibration["accuracy"] * calibration["n"] == pytest.approx(
         report["accuracy"] * report["n"], abs=1)
+    assert 0.5 < report["log_loss"] < 2.0 and 0.2 < report["brier"] < 1.0  # the probabilities' own scores
     # the table by its own SHA-256, however its path was typed; nothing was measured
     import hashlib
 
@@ -577,7 +578,8 @@ def test_extract_with_openface_docker_says_why_it_cannot_run(capsys, tmp_path, m
 PREDICT_FACE_KEYS = ["face", "box", "confidence", "low_confidence", "aus", "emotion", "probabilities", "top_aus", "against",
                      "sentence", "baseline", "close_call"]
 REPORT_KEYS = ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "macro_f1_ci95", "per_class", "labels", "confusion",
-               "no_face_per_class", "other_per_class", "skipped", "left_out", "kappa", "kappa_ci95", "calibration"]
+               "no_face_per_class", "other_per_class", "skipped", "left_out", "kappa", "kappa_ci95", "calibration",
+               "log_loss", "brier"]
 
 
 def test_predict_json_keys_and_one_source_of_reasons(capsys, astronaut_jpeg):

@@ -502,3 +502,23 @@ def test_calibrations_reading_weighs_the_gap_against_a_calibrated_models_spread(
     mixed = calibration([0.3] * 50 + [0.7] * 50, [True] * 50 + [False] * 50)
     assert abs(mixed.gap) < 1e-9 and mixed.ece > mixed.chance_ece and mixed.direction == "mixed"
     assert evaluation_report(["happy", None, "sad"], ["happy", "sad", "sad"], ["happy", "sad"]).macro_f1_ci95 is not None
+
+
+def test_log_loss_and_brier_score_are_scikit_learns_over_the_answers_given():
+    """The proper scoring rules of a comparison's probabilities: the log loss is scikit-learn's
+    over the faces judged whose true emotion the model can answer, the Brier score the mean squared
+    distance from the true emotion's one-hot vector; a face not found is left out of both."""
+    from sklearn.metrics import log_loss
+
+    labels = ["happy", "happy", "sad", "sad", "angry"]
+    table = pd.DataFrame({"file": [f"f{i}.png" for i in range(5)], "label": labels,
+                          "m": ["happy", "sad", "sad", None, "happy"]})
+    proba = np.array([[0.1, 0.8, 0.1], [0.1, 0.3, 0.6], [0.2, 0.2, 0.6], [np.nan] * 3, [0.0, 1.0, 0.0]])
+    report = Comparison.from_table(table, ["m"], ["angry", "happy", "sad"], probabilities={"m": proba},
+                                   model_classes={"m": ("angry", "happy", "sad")}).reports["m"]
+    judged = [0, 1, 2, 4]
+    truth = [1, 1, 2, 0]
+    assert report.log_loss == pytest.approx(log_loss(truth, np.clip(proba[judged], 1e-15, 1), labels=[0, 1, 2]), abs=1e-6)
+    brier = np.mean([((proba[i] - np.eye(3)[t]) ** 2).sum() for i, t in zip(judged, truth)])
+    assert report.brier == pytest.approx(brier, abs=1e-6)
+    assert report.log_loss > 7, "a probability of 0 for the true emotion costs ln(1e15), not infinity"

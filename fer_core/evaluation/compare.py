@@ -41,6 +41,7 @@ from .metrics import (
     never_answered,
     per_video_report,
     report_from_codes,
+    scoring_rows,
 )
 
 log = logging.getLogger("fer_core")
@@ -207,8 +208,18 @@ class Comparison:
         """Score a predictions table (one column of predicted labels per model, None = no face):
         a report per model and McNemar tests for every pair."""
         probabilities = fields.get("probabilities") or {}
+        model_classes = fields.get("model_classes") or {}
+
+        def scores_of(m: str) -> tuple[np.ndarray, np.ndarray] | None:
+            """Log loss and Brier score per image, where the model's classes are known."""
+            if m not in probabilities or m not in model_classes:
+                return None
+            index = {c: j for j, c in enumerate(model_classes[m])}
+            return scoring_rows(probabilities[m], np.array([index.get(label, -1) for label in table["label"]]))
+
         reports = {m: evaluation_report(table["label"].tolist(), [None if pd.isna(v) else v for v in table[m]],
-                                        classes, model=m, confidence=top_probability(probabilities.get(m)))
+                                        classes, model=m, confidence=top_probability(probabilities.get(m)),
+                                        scores=scores_of(m))
                    for m in names}
         for r in reports.values():
             r.skipped = dict(fields.get("skipped") or {})
@@ -760,12 +771,16 @@ def evaluate_au_table(predictor: Predictor, table: pd.DataFrame) -> EvaluationRe
     truth = pd.Categorical(labels[selection.index], categories=classes).codes.astype(np.int64)
     predicted = np.empty(selection.n, dtype=np.int64)
     confidence = np.empty(selection.n, dtype=np.float64)  # as compare keeps it: 0.7 in float32 fell in 0.6-0.7
+    nll, brier = np.empty(selection.n, dtype=np.float64), np.empty(selection.n, dtype=np.float64)
     for start, proba in _scored_chunks(predictor, table, selection, used, columns):
         codes = proba.argmax(axis=1) if len(proba) else np.zeros(0, dtype=np.int64)
         codes[np.isnan(proba).any(axis=1)] = -1  # no face measured: no prediction
-        predicted[start:start + len(codes)] = codes
-        confidence[start:start + len(codes)] = top_probability(proba) if len(proba) else []
-    report = report_from_codes(truth, predicted, classes, model=predictor.name, confidence=confidence)
+        end = start + len(codes)
+        predicted[start:end] = codes
+        confidence[start:end] = top_probability(proba) if len(proba) else []
+        nll[start:end], brier[start:end] = scoring_rows(proba, truth[start:end]) if len(proba) else ([], [])
+    report = report_from_codes(truth, predicted, classes, model=predictor.name, confidence=confidence,
+                               scores=(nll, brier))
     first = au_table.first_face_mask(table)
     passed = au_table.passed_over(table).to_numpy()  # counted in left_out, not as another emotion's image
     other = pd.Series(labels[first & pd.notna(labels) & ~np.isin(labels, classes) & ~passed], dtype=object)

@@ -182,6 +182,10 @@ class EvaluationReport:
     # how sure the model said it was against how often it was right, where it had probabilities
     calibration: Calibration | None = None
     macro_f1_ci95: tuple[float, float] | None = None  # ``macro_f1_interval``'s
+    # proper scoring rules of the probabilities (``scoring_rows``), over the answers whose true emotion
+    # the model can answer: the mean log loss (-ln p of the true emotion) and multi-class Brier score
+    log_loss: float | None = None
+    brier: float | None = None
 
     def to_dict(self) -> dict:
         out = {
@@ -196,6 +200,7 @@ class EvaluationReport:
             "skipped": dict(self.skipped), "left_out": dict(self.left_out), "kappa": self.kappa,
             "kappa_ci95": None if self.kappa_ci95 is None else list(self.kappa_ci95),
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
+            "log_loss": self.log_loss, "brier": self.brier,
         }
         return out
 
@@ -218,7 +223,9 @@ class EvaluationReport:
             kappa_ci95=None if not d.get("kappa_ci95") else (float(d["kappa_ci95"][0]), float(d["kappa_ci95"][1])),
             calibration=Calibration.from_dict(d["calibration"]) if d.get("calibration") else None,
             macro_f1_ci95=None if not d.get("macro_f1_ci95") else (float(d["macro_f1_ci95"][0]),
-                                                                    float(d["macro_f1_ci95"][1])))
+                                                                    float(d["macro_f1_ci95"][1])),
+            log_loss=None if d.get("log_loss") is None else float(d["log_loss"]),
+            brier=None if d.get("brier") is None else float(d["brier"]))
 
     def predicts_one_class(self, share: float = 0.9) -> str | None:
         """The emotion this model gives to at least ``share`` of the images it judged, if any: a
@@ -282,7 +289,8 @@ def never_answered(report: EvaluationReport, can_answer: Sequence[str] | None = 
 
 
 def evaluation_report(y_true: Sequence[str], y_pred: Sequence[str | None], classes: Sequence[str],
-                      model: str = "", confidence: Sequence[float] | np.ndarray | None = None) -> EvaluationReport:
+                      model: str = "", confidence: Sequence[float] | np.ndarray | None = None,
+                      scores: tuple[np.ndarray, np.ndarray] | None = None) -> EvaluationReport:
     """Score predictions (None = no face, counted wrong) against the true labels.
 
     Labels are turned into integer codes first (``report_from_codes``); emotion names are read as
@@ -296,7 +304,7 @@ def evaluation_report(y_true: Sequence[str], y_pred: Sequence[str | None], class
     if len(set(names)) < len(names):
         raise FerError(f"classes {', '.join(map(str, classes))} name an emotion twice; give each once")
     truth, pred = _codes(y_true, y_pred, names)
-    return report_from_codes(truth, pred, names, model=model, confidence=confidence)
+    return report_from_codes(truth, pred, names, model=model, confidence=confidence, scores=scores)
 
 
 def per_video_report(videos: np.ndarray, truth: np.ndarray, proba: np.ndarray, classes: Sequence[str],
@@ -318,12 +326,36 @@ def per_video_report(videos: np.ndarray, truth: np.ndarray, proba: np.ndarray, c
                              codes.astype(np.int64), classes, model=model, confidence=confidence)
 
 
+LOG_LOSS_FLOOR = 1e-15  # a probability of 0 for the true emotion: a loss of 34.5, not infinity (scikit-learn's clip)
+
+
+def scoring_rows(proba: np.ndarray, truth_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each answer's log loss (-ln of its probability for the true emotion) and Brier score (the
+    squared distance of its probabilities from the true emotion's one-hot vector), NaN where the
+    face was not judged or the true emotion is none the model can answer (``truth_index`` -1)."""
+    p = np.asarray(proba, dtype=np.float64)
+    truth_index = np.asarray(truth_index, dtype=np.int64)
+    n = len(p)
+    usable = (truth_index >= 0) & ~np.isnan(p).any(axis=1) if n else np.zeros(0, dtype=bool)
+    nll, brier = np.full(n, np.nan), np.full(n, np.nan)
+    if usable.any():
+        q, t = p[usable], truth_index[usable]
+        rows = np.arange(len(q))
+        nll[usable] = -np.log(np.clip(q[rows, t], LOG_LOSS_FLOOR, 1.0))
+        target = np.zeros_like(q)
+        target[rows, t] = 1.0
+        brier[usable] = ((q - target) ** 2).sum(axis=1)
+    return nll, brier
+
+
 def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str],
-                      model: str = "", confidence: np.ndarray | None = None) -> EvaluationReport:
+                      model: str = "", confidence: np.ndarray | None = None,
+                      scores: tuple[np.ndarray, np.ndarray] | None = None) -> EvaluationReport:
     """``evaluation_report`` of integer codes: ``classes`` are 0..k-1, other labels k and above
     (the same code for the same label in both arrays), no prediction -1. A million predictions cost
     megabytes, not the Python strings of a label list; the counting is scikit-learn's.
-    ``confidence``: each answer's highest probability, for the report's ``calibration``."""
+    ``confidence``: each answer's highest probability, for the report's ``calibration``;
+    ``scores``: ``scoring_rows``, for its log loss and Brier score."""
     from sklearn.metrics import cohen_kappa_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
     classes = list(classes)
@@ -380,7 +412,16 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
         no_face_per_class=[int(v) for v in no_face_per_class],
         other_per_class=[int(v) for v in other_per_class], kappa=kappa, kappa_ci95=kappa_ci95,
         calibration=None if confidence is None else calibration(
-            np.where(pred >= 0, np.asarray(confidence, dtype=float), np.nan), correct))
+            np.where(pred >= 0, np.asarray(confidence, dtype=float), np.nan), correct),
+        log_loss=_mean_of(scores[0]) if scores is not None else None,
+        brier=_mean_of(scores[1]) if scores is not None else None)
+
+
+def _mean_of(rows: np.ndarray) -> float | None:
+    """The mean of the finite rows (answers scored), rounded as scores are kept; None without one."""
+    rows = np.asarray(rows, dtype=np.float64)
+    finite = rows[np.isfinite(rows)]
+    return round(float(finite.mean()), DECIMALS) if finite.size else None
 
 
 MACRO_F1_RESAMPLES = 2000

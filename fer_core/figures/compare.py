@@ -176,7 +176,7 @@ def summary_frame(comparison: Comparison) -> pd.DataFrame:
                      "no_face": r.no_face, "kappa": r.kappa,
                      "kappa_ci95_low": r.kappa_ci95[0] if r.kappa_ci95 else None,
                      "kappa_ci95_high": r.kappa_ci95[1] if r.kappa_ci95 else None,
-                     **_calibration_columns(r.calibration)})
+                     **_calibration_columns(r.calibration), "log_loss": r.log_loss, "brier": r.brier})
     return pd.DataFrame(rows, columns=["model", "emotion", "n", "accuracy", "ci95_low", "ci95_high", "macro_f1",
                                        "macro_f1_ci95_low", "macro_f1_ci95_high", "no_face", "kappa",
                                        "kappa_ci95_low", "kappa_ci95_high", *CALIBRATION_SUMMARY_COLUMNS]
@@ -184,7 +184,8 @@ def summary_frame(comparison: Comparison) -> pd.DataFrame:
 
 
 CALIBRATION_SUMMARY_COLUMNS = ("mean_confidence", "confidence_gap", "confidence_gap_ci95_low",
-                               "confidence_gap_ci95_high", "calibration_reading", "ece", "chance_ece")
+                               "confidence_gap_ci95_high", "calibration_reading", "ece", "chance_ece", "log_loss",
+                               "brier")
 
 
 def _calibration_columns(c) -> dict:
@@ -299,7 +300,8 @@ def column_titles() -> dict[str, str]:
             "answers": t("compare.col_answers"), "mean_confidence": t("compare.col_mean_confidence"),
             "accuracy_answered": t("compare.col_accuracy_answered"), "reading": t("compare.col_reading"),
             "gap": t("compare.col_gap"), "gap_ci95_low": t("compare.col_gap_ci95_low"),
-            "gap_ci95_high": t("compare.col_gap_ci95_high"), "ece": t("compare.col_ece"), "chance_ece": t("compare.col_chance_ece"),
+            "gap_ci95_high": t("compare.col_gap_ci95_high"), "ece": t("compare.col_ece"),
+            "log_loss": t("compare.col_log_loss"), "brier": t("compare.col_brier"), "chance_ece": t("compare.col_chance_ece"),
             "bin_low": t("compare.col_bin_low"),
             "bin_high": t("compare.col_bin_high")}
 
@@ -350,7 +352,8 @@ def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
         if column in out.columns:
             out[column] = [p_text(v) for v in out[column]]
     for column in ("precision", "recall", "f1", "macro_f1", "macro_f1_ci95_low", "macro_f1_ci95_high", "kappa",
-                   "kappa_ci95_low", "kappa_ci95_high", "gap", "gap_ci95_low", "gap_ci95_high", "ece", "chance_ece"):  # one way: 0.600 beside 0.429, not 0.6 beside 0.4286
+                   "kappa_ci95_low", "kappa_ci95_high", "gap", "gap_ci95_low", "gap_ci95_high", "ece", "chance_ece",
+                   "log_loss", "brier"):  # one way: 0.600 beside 0.429, not 0.6 beside 0.4286
         if column in out.columns:
             out[column] = ["–" if pd.isna(v) else f"{float(v):.3f}" for v in out[column]]
     if "kind" in out.columns:  # as the Compare page and the report's models say it, not au-logreg
@@ -410,10 +413,10 @@ def calibration_summary(comparison: Comparison) -> pd.DataFrame:
     gap (above 0: overconfident) and the expected calibration error."""
     rows = [{"model": name, "answers": c.n, "mean_confidence": c.mean_confidence, "accuracy_answered": c.accuracy,
              "gap": c.gap, "gap_ci95_low": (c.gap_ci95 or (None, None))[0], "gap_ci95_high": (c.gap_ci95 or (None, None))[1],
-             "ece": c.ece, "chance_ece": c.chance_ece}
+             "ece": c.ece, "chance_ece": c.chance_ece, "log_loss": r.log_loss, "brier": r.brier}
             for name, r in comparison.reports.items() if (c := r.calibration) is not None]
     return pd.DataFrame(rows, columns=["model", "answers", "mean_confidence", "accuracy_answered", "gap",
-                                       "gap_ci95_low", "gap_ci95_high", "ece", "chance_ece"])
+                                       "gap_ci95_low", "gap_ci95_high", "ece", "chance_ece", "log_loss", "brier"])
 
 
 def reliability_diagram(frame: pd.DataFrame, title: str | None = None, order: Sequence[str] = ()) -> go.Figure:
