@@ -2555,7 +2555,7 @@ def _calibration_words(c) -> str:
 
 
 CALIBRATION_READINGS = {"over": "overconfident", "under": "underconfident",
-                        "mixed": "off beyond chance, though not one way on average",
+                        "mixed": "off beyond chance, in no direction these answers can tell",
                         "even": "calibrated as far as these answers can tell"}
 
 

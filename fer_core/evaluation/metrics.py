@@ -74,8 +74,8 @@ class Calibration:
     @property
     def direction(self) -> str:
         """"over" or "under" where the gap's interval leaves out 0; else "mixed" where the error is
-        beyond its chance level all the same (over in some bins, under in others, even on average);
-        else "even": calibrated as far as these answers can tell."""
+        beyond its chance level all the same (over in some bins, under in others, or a gap too
+        uncertain to name its direction); else "even": calibrated as far as these answers can tell."""
         if self.gap_ci95 is not None:
             low, high = self.gap_ci95
             if low > 0:
