@@ -233,6 +233,8 @@ def test_korean_pages_render_hangul_and_the_language_is_kept_in_the_address(serv
             with contextlib.suppress(PlaywrightTimeout):
                 page.wait_for_function(loaded, timeout=30_000)
             page.evaluate("document.fonts.load('16px NanumGothic', '\ud55c\uae00')")  # the word Hangul
+            with contextlib.suppress(PlaywrightTimeout):  # asked for, it may still be arriving (a full run's load)
+                page.wait_for_function(loaded, timeout=30_000)
             assert page.evaluate(loaded), "NanumGothic was loaded for the Korean text"
 
             # Streamlit's upload button has no language option: it says "Upload" in Korean pages unless
