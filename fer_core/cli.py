@@ -2538,8 +2538,15 @@ def _print_report(r) -> None:
     for emotion, v in r.per_class.items():  # accuracy is the emotion's recall, with its 95% Wilson interval
         low, high = wilson_counts(round(v.accuracy * v.n), v.n) if v.n and v.accuracy is not None else (None, None)
         interval = f" ({low:.2f}-{high:.2f})" if low is not None else "            "
+        sure = r.calibration_by_answer.get(emotion)  # beside precision, the share right of its answers
+        confidence = "" if sure is None else (f"  sure {figure(sure.mean_confidence)} when answering it"
+                                              + (f" ({CALIBRATION_READINGS[sure.direction]})"
+                                                 if sure.direction in ("over", "under") else ""))
         print(f"  {emotion:9s} n {v.n:5d}  accuracy {figure(v.accuracy)}{interval}  precision {figure(v.precision)}  "
-              f"F1 {figure(v.f1)}")
+              f"F1 {figure(v.f1)}{confidence}")
+    if r.calibration_by_answer:
+        print("  (sure: mean confidence of its answers of that emotion, against their precision; over- or "
+              "underconfident where the gap's interval leaves out 0, Bonferroni over the emotions answered)")
 
 
 def _calibration_words(c) -> str:

@@ -14,6 +14,9 @@ from fer_core.figures.compare import (
     accuracy_ci_bars,
     accuracy_summary,
     au_contribution_bars,
+    answer_calibration_figure,
+    answer_calibration_frame,
+    answer_calibration_words,
     calibration_frame,
     calibration_reading,
     calibration_summary,
@@ -174,13 +177,32 @@ def show_calibration(res: Comparison) -> None:
     if len(summary) <= MAX_SENTENCES:
         with st.expander(t("compare.calibration_table")):  # the sentences' numbers, for a screen reader or a keyboard
             st.dataframe(summary, hide_index=True, column_config=_calibration_columns())
+    show_answer_calibration(res)
+
+
+def show_answer_calibration(res: Comparison) -> None:
+    """The same per emotion answered: the percentage beside a "sad" can mean more or less than the
+    one beside a "happy" from a model calibrated on the whole."""
+    frame = answer_calibration_frame(res)
+    if frame.empty:
+        return
+    st.subheader(t("compare.answer_heading"))
+    for line in answer_calibration_words(frame) or [t("compare.answer_none")]:
+        st.markdown(line)
+    st.plotly_chart(answer_calibration_figure(frame, order=res.names, classes=res.classes), key="cmp_answer_calibration")
+    st.caption(t("compare.answer_caption"))
+    with st.expander(t("compare.answer_table")):
+        shown = frame.assign(emotion_answered=[emotion_label(e) for e in frame["emotion_answered"]],
+                             reading=[calibration_reading(res.reports[m].calibration_by_answer[e])
+                                      for m, e in zip(frame["model"], frame["emotion_answered"])])
+        st.dataframe(shown, hide_index=True, column_config=_calibration_columns())
 
 
 MAX_SENTENCES = 3  # models whose calibration is said in a sentence each; more get a table
 
 
 def _calibration_columns() -> dict:
-    return {**_titles("model", "answers"), "reading": st.column_config.TextColumn(t("compare.col_reading")),
+    return {**_titles("model", "answers", "emotion_answered"), "reading": st.column_config.TextColumn(t("compare.col_reading")),
             **{c: st.column_config.NumberColumn(column_titles()[c], format="%.3f")
                for c in ("mean_confidence", "accuracy_answered", "gap", "gap_ci95_low", "gap_ci95_high", "ece",
                          "chance_ece", "log_loss", "brier")}}
@@ -367,6 +389,7 @@ def show_downloads(saved: dict) -> None:
               "compare_confusion.csv": t("compare.dl_confusion"),
               "compare_mcnemar.csv": t("compare.dl_mcnemar"),
               "compare_calibration.csv": t("compare.dl_calibration"),
+              "compare_calibration_by_answer.csv": t("compare.dl_calibration_by_answer"),
               "compare_left_out.csv": t("compare.dl_left_out")}
     columns = st.columns(3)
     for i, (file_name, data) in enumerate(files.items()):

@@ -449,6 +449,11 @@ def test_evaluate_bundled_model_on_au_table(capsys):
     assert 0 < calibration["ece"] < 0.5 and calibration["accuracy"] * calibration["n"] == pytest.approx(
         report["accuracy"] * report["n"], abs=1)
     assert 0.5 < report["log_loss"] < 2.0 and 0.2 < report["brier"] < 1.0  # the probabilities' own scores
+    # the same per emotion answered: its answers of each emotion, right as often as that emotion's precision
+    by_answer = report["calibration_by_answer"]
+    assert sum(c["n"] for c in by_answer.values()) == calibration["n"]
+    for emotion, c in by_answer.items():
+        assert c["accuracy"] == pytest.approx(report["per_class"][emotion]["precision"], abs=1e-6)
     # the table by its own SHA-256, however its path was typed; nothing was measured
     import hashlib
 
@@ -579,7 +584,7 @@ PREDICT_FACE_KEYS = ["face", "box", "confidence", "low_confidence", "aus", "emot
                      "sentence", "baseline", "close_call"]
 REPORT_KEYS = ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "macro_f1_ci95", "per_class", "labels", "confusion",
                "no_face_per_class", "other_per_class", "skipped", "left_out", "kappa", "kappa_ci95", "calibration",
-               "log_loss", "brier"]
+               "log_loss", "brier", "calibration_by_answer"]
 
 
 def test_predict_json_keys_and_one_source_of_reasons(capsys, astronaut_jpeg):
@@ -685,7 +690,8 @@ def test_compares_provenance_names_its_test_set_and_tables_go_to_a_folder(capsys
     assert first["test_set"]["files"] == 24 and len(first["test_set"]["sha256"]) == 64
     assert first["measurement"] == {"version": MEASURE_VERSION, "landmarker_sha256": LANDMARKER_SHA256}
     written = sorted(p.name for p in (tmp_path / "tables").iterdir())
-    assert written == ["compare_calibration.csv", "compare_confusion.csv", "compare_mcnemar.csv",
+    assert written == ["compare_calibration.csv", "compare_calibration_by_answer.csv", "compare_confusion.csv",
+                       "compare_mcnemar.csv",
                        "compare_precision_recall_f1.csv", "compare_predictions.csv", "compare_probabilities.csv",
                        "compare_summary.csv"]
     summary = pd.read_csv(tmp_path / "tables" / "compare_summary.csv")

@@ -396,7 +396,8 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     files = {name: data for name, data in downloads.items() if name.startswith("compare_")}
     assert set(files) == {"compare_predictions.csv", "compare_probabilities.csv", "compare_summary.csv",
                           "compare_precision_recall_f1.csv", "compare_confusion.csv", "compare_mcnemar.csv",
-                          "compare_calibration.csv", "compare_report.html", "compare_report_no_faces.html"}
+                          "compare_calibration.csv", "compare_calibration_by_answer.csv", "compare_report.html",
+                          "compare_report_no_faces.html"}
     # the confusion matrices' numbers as a table: each model's counts are its report's matrix
     confusion = pd.read_csv(io.BytesIO(files["compare_confusion.csv"]))
     for name in res.names:
@@ -433,7 +434,15 @@ def test_compare_page_unsaved_model_downloads_report_and_explanation(models_dir,
     diagram = figs["확신도와 정답률 (신뢰도 그림)"]["data"]
     assert [d["name"] for d in diagram] == ["확신한 만큼 맞힘", BUNDLED_AU_MODEL, UNSAVED]
     assert "확신도와 정답률" in texts(at.header)
-    assert "모델 비교 보고서" in text and text.count('class="plotly-graph-div"') == 5
+    # the same per emotion answered: one row per model and emotion it answered, its answers there all told
+    answered = pd.read_csv(io.BytesIO(files["compare_calibration_by_answer.csv"]))
+    for name in res.names:
+        mine = answered[answered["model"] == name]
+        assert mine["answers"].sum() == res.reports[name].calibration.n
+        assert set(mine["emotion_answered"]) <= set(res.classes) and mine["reading"].isin(
+            ["over", "under", "mixed", "even"]).all()
+    assert "답한 감정별" in texts(at.subheader)
+    assert "모델 비교 보고서" in text and text.count('class="plotly-graph-div"') == 6  # and per emotion answered
     assert "확신도와 정답률" in text
     assert "매크로 F1" in text and "macro F1" not in text
     assert "fer_testset_" not in text  # a drawn set's temporary folder is no part of the result
@@ -954,3 +963,9 @@ def test_compare_page_gives_many_models_calibration_as_a_table_with_each_ones_re
     assert readings["right"] == "calibrated as far as these answers can tell"
     assert readings["wrong"] == "overconfident by 100.0 points"
     assert not any(m.startswith("**right**:") for m in texts(at.markdown)), "no sentence per model past three"
+    # per emotion answered: sure of every answer and wrong on all, overconfident on each emotion it said
+    assert "**wrong**: overconfident when it answers happy (+100.0 points), sad (+100.0 points)." in texts(at.markdown)
+    assert not any(m.startswith("**right**:") for m in texts(at.markdown))  # right as sure: nothing to say
+    figure = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith(
+        "Confidence against correctness, per emotion answered"))
+    assert [d["name"] for d in figure["data"]] == list(answers)

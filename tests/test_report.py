@@ -113,12 +113,12 @@ def test_report_is_self_contained_with_every_figure_table_and_wrong_image(hand_c
     parts = parse(text)
     assert parts.script_src == [] and parts.links == []  # nothing fetched: plotly.js is inline
     assert "@font-face" not in text  # no Hangul, no font to embed
-    assert text.count("Plotly.newPlot") == 5 and text.count("<script") == 1 + 5  # plotly.js once, 5 figures
-    # overall, per emotion, 2 matrices, confidence against correctness
-    assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2", "figure-3", "figure-4"]
+    assert text.count("Plotly.newPlot") == 6 and text.count("<script") == 1 + 6  # plotly.js once, 6 figures
+    # overall, per emotion, 2 matrices, confidence against correctness, the same per emotion answered
+    assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2", "figure-3", "figure-4", "figure-5"]
     # each chart's camera saves an SVG (a manuscript's vector figure), and no button uploads a chart:
     # plotly.js's "Share chart..." (on by default) sent the report's results to its cloud in two clicks
-    assert text.count('"showSendToCloud": false') == 5 and text.count('"toImageButtonOptions": {"format": "svg"}') == 5
+    assert text.count('"showSendToCloud": false') == 6 and text.count('"toImageButtonOptions": {"format": "svg"}') == 6
     # outside Streamlit the axes make room for their labels themselves: the matrices' emotion names
     # fell outside the 10 px margins
     assert all(fig.layout.yaxis.automargin and fig.layout.xaxis.automargin for fig in report_figures(hand_comparison))
@@ -191,7 +191,9 @@ def test_compare_cli_writes_the_report(tmp_path, fer_sample, capsys):
     text = out.read_text(encoding="utf-8")
     parts = parse(text)
     assert parts.script_src == [] and "모델 비교 보고서" in parts.text
-    assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2", "figure-3"]  # the last: confidence against correctness
+    # the last two: confidence against correctness, on the whole and per emotion answered
+    assert parts.plotly_divs == ["figure-0", "figure-1", "figure-2", "figure-3", "figure-4"]
+    assert "답한 감정별" in parts.text
     assert "au-logreg-fer2013" in parts.text  # its manifest entry
     assert len(parts.images) >= 1  # the bundled AU model gets some of 24 FER images wrong
     shared = tmp_path / "shared.html"  # --no-faces: none of them, nor the folder's name

@@ -504,6 +504,59 @@ def test_calibrations_reading_weighs_the_gap_against_a_calibrated_models_spread(
     assert evaluation_report(["happy", None, "sad"], ["happy", "sad", "sad"], ["happy", "sad"]).macro_f1_ci95 is not None
 
 
+def test_calibration_per_emotion_answered_finds_what_the_whole_hides_with_simultaneous_intervals():
+    """A model calibrated on the whole (sure of its happy answers and right on them less often,
+    timid on its sad ones and right more often) is over- and underconfident per emotion answered;
+    each emotion's reading is ``calibration`` of its own answers with Bonferroni's interval over the
+    emotions answered (wider than one reading's), its share right that emotion's precision; faces not
+    found and answers of an emotion not scored are left out; the report's JSON keeps them."""
+    from statistics import NormalDist
+
+    from fer_core.evaluation.metrics import EvaluationReport, calibration, report_from_codes
+    from fer_core.figures.compare import answer_calibration_frame, answer_calibration_words
+
+    rng = np.random.default_rng(12)
+    n = 3000
+    truth = rng.integers(0, 3, n)
+    pred = np.where(rng.uniform(size=n) < 0.7, truth, rng.integers(0, 3, n))
+    pred[:30] = -1  # no face
+    pred[30:60] = 3  # an emotion not scored (a seven-emotion model's fear)
+    right = truth == pred
+    # happy answers (1) said at 0.9, right as often as the others; sad ones (2) at 0.5
+    confidence = np.where(pred == 1, 0.9, np.where(pred == 2, 0.5, right.mean() + 0.02)).astype(float)
+    classes = ["angry", "happy", "sad"]
+    report = report_from_codes(truth, pred, classes, confidence=confidence)
+    by_answer = report.calibration_by_answer
+    assert list(by_answer) == classes
+    assert by_answer["happy"].direction == "over" and by_answer["sad"].direction == "under"
+    for i, emotion in enumerate(classes):
+        mine = pred == i
+        alone = calibration(confidence[mine], right[mine])
+        family = calibration(confidence[mine], right[mine], family=3)
+        assert by_answer[emotion] == family and by_answer[emotion].accuracy == pytest.approx(
+            report.per_class[emotion].precision, abs=1e-6)
+        widths = [c.gap_ci95[1] - c.gap_ci95[0] for c in (alone, family)]
+        z = NormalDist().inv_cdf(1 - 0.05 / 6) / NormalDist().inv_cdf(0.975)
+        assert widths[1] == pytest.approx(widths[0] * z, rel=1e-3) and family.chance_ece >= alone.chance_ece
+    assert sum(c.n for c in by_answer.values()) == n - 60
+    assert EvaluationReport.from_dict(report.to_dict()).calibration_by_answer == by_answer
+    assert report_from_codes(truth, pred, classes).calibration_by_answer == {}  # no probabilities: none
+    table = pd.DataFrame({"file": [f"f{i}.png" for i in range(n)], "label": [classes[t] for t in truth],
+                          "m": [classes[p] if 0 <= p < 3 else None for p in pred]})
+    proba = np.full((n, 3), np.nan)
+    for row, (p, c) in enumerate(zip(pred, confidence)):
+        if 0 <= p < 3:
+            proba[row] = (1 - c) / 2
+            proba[row, p] = c
+    comparison = Comparison.from_table(table, ["m"], classes, probabilities={"m": proba},
+                                       model_classes={"m": tuple(classes)})
+    frame = answer_calibration_frame(comparison)
+    assert list(frame["emotion_answered"]) == classes and list(frame["reading"])[1:] == ["over", "under"]
+    with using_language("en"):
+        line, = answer_calibration_words(frame)
+    assert line.startswith("**m**: overconfident when it answers happy (+") and "underconfident when it answers sad (-" in line
+
+
 def test_log_loss_and_brier_score_are_scikit_learns_over_the_answers_given():
     """The proper scoring rules of a comparison's probabilities: the log loss is scikit-learn's
     over the faces judged whose true emotion the model can answer, the Brier score the mean squared

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 
@@ -100,9 +101,12 @@ class Calibration:
 
 
 def calibration(confidence: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray,
-                bins: int = CONFIDENCE_BINS) -> Calibration | None:
+                bins: int = CONFIDENCE_BINS, family: int = 1) -> Calibration | None:
     """``Calibration`` of answers given with ``confidence`` (each answer's highest probability; NaN
-    where no face was judged, left out) that were ``correct`` or not; None without an answer."""
+    where no face was judged, left out) that were ``correct`` or not; None without an answer.
+    ``family``: how many such readings are made at once (one per emotion answered): the gap's
+    interval and the chance level are then Bonferroni's, 95 % for all of them together, so that six
+    emotions read one by one do not find one off by chance one time in four."""
     confidence = np.asarray(confidence, dtype=np.float64).ravel()
     correct = np.asarray(correct, dtype=bool).ravel()
     if confidence.shape != correct.shape:
@@ -126,13 +130,14 @@ def calibration(confidence: Sequence[float] | np.ndarray, correct: Sequence[bool
     # slightly wider spread), its ECE the 95th percentile of a thousand such test sets.
     means = np.divide(confidence_sums, counts, out=np.zeros(bins), where=counts > 0)
     drawn = np.random.default_rng(0).binomial(counts, means, size=(CHANCE_DRAWS, bins))
-    chance = float(np.quantile(np.abs(drawn - confidence_sums).sum(axis=1) / n, 0.95))
+    alpha = 0.05 / max(1, family)
+    chance = float(np.quantile(np.abs(drawn - confidence_sums).sum(axis=1) / n, 1 - alpha))
     # The gap, mean confidence minus the share right, against the spread a calibrated model's share
     # right would have (each answer right with its confidence: variance sum c(1 - c) / n^2), the score
     # test of calibration in the large: the answers' own spread collapsed where all were right
     # (five right at 0.7 read "underconfident" for certain).
     gap = float(confidence.mean() - correct.mean())
-    half = 1.959964 * float(np.sqrt(np.sum(confidence * (1 - confidence)))) / n
+    half = NormalDist().inv_cdf(1 - alpha / 2) * float(np.sqrt(np.sum(confidence * (1 - confidence)))) / n
     gap_ci95 = (round(gap - half, DECIMALS), round(gap + half, DECIMALS))
     return Calibration(n=n, mean_confidence=round(float(confidence.mean()), DECIMALS),
                        accuracy=round(float(correct.mean()), DECIMALS), ece=round(ece, DECIMALS), bins=tuple(shown),
@@ -186,6 +191,8 @@ class EvaluationReport:
     # the model can answer: the mean log loss (-ln p of the true emotion) and multi-class Brier score
     log_loss: float | None = None
     brier: float | None = None
+    # ``calibration_by_answer``'s: per emotion answered, how sure against how often right (Bonferroni)
+    calibration_by_answer: dict[str, Calibration] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         out = {
@@ -201,6 +208,7 @@ class EvaluationReport:
             "kappa_ci95": None if self.kappa_ci95 is None else list(self.kappa_ci95),
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "log_loss": self.log_loss, "brier": self.brier,
+            "calibration_by_answer": {e: c.to_dict() for e, c in self.calibration_by_answer.items()},
         }
         return out
 
@@ -225,7 +233,9 @@ class EvaluationReport:
             macro_f1_ci95=None if not d.get("macro_f1_ci95") else (float(d["macro_f1_ci95"][0]),
                                                                     float(d["macro_f1_ci95"][1])),
             log_loss=None if d.get("log_loss") is None else float(d["log_loss"]),
-            brier=None if d.get("brier") is None else float(d["brier"]))
+            brier=None if d.get("brier") is None else float(d["brier"]),
+            calibration_by_answer={e: Calibration.from_dict(c)
+                                   for e, c in (d.get("calibration_by_answer") or {}).items()})
 
     def predicts_one_class(self, share: float = 0.9) -> str | None:
         """The emotion this model gives to at least ``share`` of the images it judged, if any: a
@@ -328,6 +338,24 @@ def per_video_report(videos: np.ndarray, truth: np.ndarray, proba: np.ndarray, c
 
 LOG_LOSS_FLOOR = 1e-15  # a probability of 0 for the true emotion: a loss of 34.5, not infinity (scikit-learn's clip)
 
+def calibration_by_answer(confidence: np.ndarray, correct: np.ndarray, pred: np.ndarray,
+                          classes: Sequence[str]) -> dict[str, Calibration]:
+    """``Calibration`` of the answers of each emotion (``pred``: codes into ``classes``, -1 no face,
+    ``len(classes)`` and above an emotion not scored, left out): when the model says sad, how sure
+    it says it is against how often sad is right (the emotion's precision). A model calibrated
+    overall can overstate one emotion and understate another; the Try it reader sees the percentage
+    beside one answer. The readings are one family: Bonferroni over the emotions answered."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct, pred = np.asarray(correct, dtype=bool), np.asarray(pred, dtype=np.int64)
+    answered = [i for i in range(len(classes)) if np.any((pred == i) & np.isfinite(confidence))]
+    out = {}
+    for i in answered:
+        rows = pred == i
+        found = calibration(confidence[rows], correct[rows], family=len(answered))
+        if found is not None:
+            out[classes[i]] = found
+    return out
+
 
 def scoring_rows(proba: np.ndarray, truth_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each answer's log loss (-ln of its probability for the true emotion) and Brier score (the
@@ -414,7 +442,9 @@ def report_from_codes(truth: np.ndarray, pred: np.ndarray, classes: Sequence[str
         calibration=None if confidence is None else calibration(
             np.where(pred >= 0, np.asarray(confidence, dtype=float), np.nan), correct),
         log_loss=_mean_of(scores[0]) if scores is not None else None,
-        brier=_mean_of(scores[1]) if scores is not None else None)
+        brier=_mean_of(scores[1]) if scores is not None else None,
+        calibration_by_answer={} if confidence is None else calibration_by_answer(
+            np.where(pred >= 0, np.asarray(confidence, dtype=float), np.nan), correct, pred, classes))
 
 
 def _mean_of(rows: np.ndarray) -> float | None:

@@ -196,6 +196,8 @@ def report_figures(comparison: Comparison) -> list:
     from ..figures.compare import (
         accuracy_ci_bars,
         accuracy_summary,
+        answer_calibration_figure,
+        answer_calibration_frame,
         calibration_frame,
         per_emotion_grouped_bars,
         reliability_diagram,
@@ -210,6 +212,9 @@ def report_figures(comparison: Comparison) -> list:
     bins = calibration_frame(comparison)
     if len(bins):
         figures.append(reliability_diagram(bins, order=comparison.names))
+        answered = answer_calibration_frame(comparison)
+        if len(answered):
+            figures.append(answer_calibration_figure(answered, order=comparison.names, classes=comparison.classes))
     return figures
 
 
@@ -232,6 +237,8 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
     """
     from ..figures.compare import (
         accuracy_summary,
+        answer_calibration_frame,
+        answer_calibration_words,
         calibration_reading,
         calibration_summary,
         calibration_words,
@@ -288,6 +295,12 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
                        + _table(calibrated.assign(reading=[calibration_reading(comparison.reports[name].calibration)
                                                            for name in calibrated["model"]])) + f'<p class="note">{_e(t("compare.calibration_caption"))}</p>'
                        if len(calibrated) else f"<p>{_e(t('compare.calibration_none'))}</p>")
+        answered = answer_calibration_frame(comparison)
+        if len(answered):  # the same per emotion answered, its readings in words and its table
+            calibration += (f"<h4>{_e(t('compare.answer_heading'))}</h4>"
+                            + "".join(f"<p>{_e(line.replace('**', ''))}</p>"
+                                      for line in answer_calibration_words(answered) or [t("compare.answer_none")])
+                            + _table(answered) + f'<p class="note">{_e(t("compare.answer_caption"))}</p>')
         # what a prediction is (as Home says it), and how few images the per-emotion figures rest on
         notes = [t("home.limits").replace("**", "")]
         notes += [few] if (few := few_images_note(comparison)) else []

@@ -297,7 +297,7 @@ def column_titles() -> dict[str, str]:
             "only A right": t("compare.col_only_a"),
             "only B right": t("compare.col_only_b"), "p-value": t("compare.col_p"),
             "p (Holm)": t("compare.col_p_holm"), "verdict": t("compare.col_verdict"),
-            "answers": t("compare.col_answers"), "mean_confidence": t("compare.col_mean_confidence"),
+            "answers": t("compare.col_answers"), "emotion_answered": t("compare.col_emotion_answered"), "mean_confidence": t("compare.col_mean_confidence"),
             "accuracy_answered": t("compare.col_accuracy_answered"), "reading": t("compare.col_reading"),
             "gap": t("compare.col_gap"), "gap_ci95_low": t("compare.col_gap_ci95_low"),
             "gap_ci95_high": t("compare.col_gap_ci95_high"), "ece": t("compare.col_ece"),
@@ -445,6 +445,72 @@ def reliability_diagram(frame: pd.DataFrame, title: str | None = None, order: Se
     return _layout(fig, title or t("compare.fig_calibration"), height=440)
 
 
+ANSWER_CALIBRATION_COLUMNS = ["model", "emotion_answered", "answers", "mean_confidence", "accuracy_answered", "gap",
+                              "gap_ci95_low", "gap_ci95_high", "reading"]
+
+
+def answer_calibration_frame(comparison: Comparison) -> pd.DataFrame:
+    """Per model and emotion answered (``EvaluationReport.calibration_by_answer``): how many answers,
+    how sure, how often right (the emotion's precision), the gap with its interval (simultaneous
+    over the model's emotions, Bonferroni) and its reading (over, under, mixed, even)."""
+    rows = []
+    for name, r in comparison.reports.items():
+        for emotion in comparison.classes:
+            c = r.calibration_by_answer.get(emotion)
+            if c is not None:
+                low, high = c.gap_ci95 or (None, None)
+                rows.append({"model": name, "emotion_answered": emotion, "answers": c.n,
+                             "mean_confidence": c.mean_confidence, "accuracy_answered": c.accuracy, "gap": c.gap,
+                             "gap_ci95_low": low, "gap_ci95_high": high, "reading": c.direction})
+    return pd.DataFrame(rows, columns=ANSWER_CALIBRATION_COLUMNS)
+
+
+def answer_calibration_words(frame: pd.DataFrame) -> list[str]:
+    """A sentence per model whose confidence, read per emotion it answered, strays beyond chance:
+    which emotions it says too surely and which too timidly (``answer_calibration_frame``)."""
+    lines = []
+    for name, sub in frame.groupby("model", sort=False):
+        parts = []
+        for direction in ("over", "under"):
+            flagged = sub[sub["reading"] == direction]
+            if len(flagged):
+                emotions = ", ".join(t("compare.answer_gap", emotion=emotion_label(row.emotion_answered),
+                                       points=share_text(row.gap, 1, points=True, signed=True))
+                                     for row in flagged.itertuples())
+                parts.append(t(f"compare.answer_{direction}", emotions=emotions))
+        if parts:
+            lines.append(t("compare.answer_line", model=name, readings="; ".join(parts)))
+    return lines
+
+
+def answer_calibration_figure(frame: pd.DataFrame, order: Sequence[str] = (),
+                              classes: Sequence[str] = ()) -> go.Figure:
+    """Each model's gap (mean confidence minus share right) per emotion it answered, with its
+    interval: right of 0 it says that emotion more surely than it is right. Filled markers where the
+    interval leaves out 0; models keep the colours and markers of the other charts."""
+    fig = go.Figure()
+    order = list(order)
+    emotions = [e for e in classes if e in set(frame["emotion_answered"])] or list(dict.fromkeys(frame["emotion_answered"]))
+    for position, (name, sub) in enumerate(frame.groupby("model", sort=False)):
+        i = order.index(name) if name in order else position
+        sure = sub["reading"].isin(["over", "under"])
+        fig.add_trace(go.Scatter(
+            x=sub["gap"], y=[emotion_label(e) for e in sub["emotion_answered"]], mode="markers", name=str(name),
+            orientation="h",  # side by side within an emotion's row (scattermode "group")
+            error_x=dict(type="data", symmetric=False, array=sub["gap_ci95_high"] - sub["gap"],
+                         arrayminus=sub["gap"] - sub["gap_ci95_low"], color=model_color(i), thickness=1.2, width=3),
+            marker=dict(symbol=[MODEL_SYMBOLS[i % len(MODEL_SYMBOLS)] + ("" if s else "-open") for s in sure],
+                        color=model_color(i), size=9, line=dict(color=model_color(i), width=1.5)),
+            customdata=list(zip(sub["answers"], sub["mean_confidence"], sub["accuracy_answered"])),
+            hovertemplate=f"{name}, %{{y}}: " + t("compare.hover_answer_calibration") + "<extra></extra>"))
+    fig.add_vline(x=0, line=dict(color="#888888", dash="dot", width=1))
+    fig.update_xaxes(tickformat="+.0%", title=t("compare.axis_gap"), zeroline=False)
+    fig.update_yaxes(categoryorder="array", categoryarray=[emotion_label(e) for e in reversed(emotions)],
+                     title=t("compare.axis_answered"))
+    fig.update_layout(scattermode="group", scattergap=0.3, legend=dict(orientation="h", y=-0.2))
+    return _layout(fig, t("compare.fig_answer_calibration"), height=160 + 60 * max(1, len(emotions)))
+
+
 ERROR_BAR_COLOR = "rgba(40, 40, 40, 0.75)"  # the intervals over the bars, dark on every model colour
 
 
@@ -535,6 +601,7 @@ def comparison_tables(comparison: Comparison, root: str | Path | None = None,
         "compare_confusion.csv": confusion_frame(comparison),
         "compare_mcnemar.csv": mcnemar,
         "compare_calibration.csv": calibration_frame(comparison),
+        "compare_calibration_by_answer.csv": answer_calibration_frame(comparison),
         **({"compare_left_out.csv": left_out_frame(comparison, passed_over)}
            if passed_over or comparison.unreadable or comparison.skipped or comparison.unlabelled else {}),
     }
