@@ -1760,7 +1760,9 @@ def _print_left_out(comparison, chosen: bool = False) -> None:
               f"{'that emotion' if len(emotions) == 1 else 'those emotions'} all count as wrong", file=sys.stderr)
     for name, answers in comparison.unscored_answer_counts.items():  # Home and Compare's "other emotion" column say it
         said = ", ".join(f"{e} on {_counted(n, 'image')}" for e, n in answers.items())
-        print(f"note: {name} answered {said} of the emotions scored: counted as wrong", file=sys.stderr)
+        one = len(answers) == 1
+        print(f"note: {name} answered {said}, {'an emotion' if one else 'emotions'} not scored here (no image scored "
+              f"is labelled {'so' if one else 'with them'}): counted as wrong", file=sys.stderr)
     for note in comparison.tie_notes() + comparison.source_notes() + comparison.learned_notes() + comparison.never_notes():
         print(f"note: {note}", file=sys.stderr)
 
@@ -2520,8 +2522,8 @@ def _fraction_progress(desc: str):
 
 def _print_report(r) -> None:
     lo, hi = r.accuracy_ci95
-    kappa = "" if r.kappa is None else f", Cohen's kappa {_score(r.kappa)}" + (
-        "" if r.kappa_ci95 is None else f" (95% CI {_score(r.kappa_ci95[0])}-{_score(r.kappa_ci95[1])})")
+    kappa = "" if r.kappa is None else f", Cohen's kappa {_score(r.kappa)}" + (  # "to": it can be below 0
+        "" if r.kappa_ci95 is None else f" (95% CI {_score(r.kappa_ci95[0])} to {_score(r.kappa_ci95[1])})")
     f1_interval = "" if r.macro_f1_ci95 is None else f" (95% CI {_score(r.macro_f1_ci95[0])}-{_score(r.macro_f1_ci95[1])})"
     print(f"{r.model}: n {r.n}, accuracy {_score(r.accuracy)} (95% CI {_score(lo)}-{_score(hi)}), "
           f"macro-F1 {_score(r.macro_f1)}{f1_interval}, no face {r.no_face}{kappa}")

@@ -1635,3 +1635,17 @@ def test_labels_of_a_folder_per_participant_typed_by_hand_are_matched(capsys, tm
     sheet.write_text("file,label\nimg3.jpg,sad\nimg3.jpg,happy\n")
     code, _, err = run_cli(capsys, "compare", "--images", stim, "--labels", sheet, "--models", "au-logreg-fer2013")
     assert code == 2 and "img3.jpg is given two rows, labelled sad and happy" in err
+
+
+def test_a_kappa_interval_below_zero_reads_with_to_not_a_hyphen(capsys):
+    """"(95% CI -0.152-0.723)" read as a range from minus to minus: an interval that can start below 0
+    is written "-0.152 to 0.723"."""
+    from fer_core.cli import _print_report
+    from fer_core.evaluation.metrics import evaluation_report
+
+    truth = ["happy", "sad", "happy", "sad", "happy", "sad"]
+    report = evaluation_report(truth, ["happy", "happy", "sad", "sad", "happy", "happy"], ["happy", "sad"])
+    assert report.kappa_ci95[0] < 0
+    _print_report(report)
+    low, high = report.kappa_ci95
+    assert f"Cohen's kappa {report.kappa:.3f} (95% CI {low:.3f} to {high:.3f})" in capsys.readouterr().out

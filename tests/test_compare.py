@@ -224,7 +224,8 @@ def test_a_seven_emotion_models_fear_answers_on_six_emotions_are_counted_and_sai
     assert comparison.unscored_answer_counts == {"m7": {"fear": 2}}
     assert comparison.to_dict()["unscored_answers"] == {"m7": {"fear": 2}}
     _print_left_out(comparison)
-    assert "note: m7 answered fear on 2 images of the emotions scored: counted as wrong" in capsys.readouterr().err
+    assert ("note: m7 answered fear on 2 images, an emotion not scored here (no image scored is labelled so): "
+            "counted as wrong") in capsys.readouterr().err
 
 
 def test_compare_cli_scores_seven_emotions_when_asked(capsys, tmp_path, fer_val, tiny_seven_cnn):

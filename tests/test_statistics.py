@@ -455,6 +455,10 @@ def test_macro_f1s_interval_is_the_bootstrap_of_resampled_images():
     wide = report_from_codes(truth[:60], pred[:60], ["angry", "happy", "sad", "neutral"]).macro_f1_ci95
     assert wide[1] - wide[0] > high - low
     assert report_from_codes(truth[:1], pred[:1], ["angry", "happy", "sad", "neutral"]).macro_f1_ci95 is None
+    # every emotion's answers alike (nine images, each emotion all right or all one wrong answer): no
+    # resample can differ, and a point ("0.700-0.700") is no interval
+    alike = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])
+    assert report_from_codes(alike, np.where(alike == 3, 1, alike), ["angry", "happy", "sad", "neutral"]).macro_f1_ci95 is None
 
 
 def test_a_model_that_found_no_face_has_no_calibration_and_the_others_keep_their_colours(tmp_path):
