@@ -409,12 +409,29 @@ CROP_NO_FACE_MESSAGE = ("no face found; if the picture is a face crop, the face 
 CROPS_NOT_FOR_TABLES = "an AU table's faces were measured when it was extracted (extract --crops)"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the distribution's name and version, and the commit it runs from (``+modified``
+    with local edits), as a methods section or a bug report names it; git is asked only then."""
+
+    def __init__(self, option_strings, version: str, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="print the version and the git commit, then exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.version = version
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .provenance import DISTRIBUTION, source_commit
+
+        commit = source_commit()
+        print(f"{DISTRIBUTION} {self.version}" + (f" (commit {commit})" if commit else ""))
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
     p = _Parser(prog="python -m fer_core", description="Explainable facial-emotion workbench",
                 epilog=EXIT_STATUSES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--version", action=_VersionAction, version=__version__)
     sub = p.add_subparsers(metavar="COMMAND", dest="command")
 
     s = sub.add_parser("predict", help="AUs and an explained emotion for each face in images (a CNN, ensemble or "
@@ -549,6 +566,11 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("compare", help="several models on the same labelled images")
     s.add_argument("--images", required=True, help="folder: <emotion>/*.jpg or emotion-prefixed names")
     _add_label_arguments(s)
+    s.add_argument("--group-by", metavar="COLUMN", action="append", default=None,
+                   help="with --labels: a column of the sheet whose values group the images (the poser's sex, age "
+                   "band, stimulus set; at most 10 groups; repeat or comma-separate for several): each model's "
+                   "emotion-balanced accuracy per group, the gaps between groups with 95%% intervals and "
+                   "Holm-adjusted p, and whether two models' gaps differ; the column goes into --csv too")
     s.add_argument("--models", nargs="+", default=None,
                    help="names or files, spaced or comma-separated (default: every model in the manifest)")
     s.add_argument("--classes", default=None,
@@ -558,7 +580,8 @@ def _parser() -> argparse.ArgumentParser:
                    "judge), whether it was right, and its probability of the labelled emotion")
     s.add_argument("--tables", metavar="DIR", help="write every table of the comparison into this folder as CSV, "
                    "as the dashboard's downloads: compare_predictions, _probabilities, _summary (95%% Wilson "
-                   "intervals), _precision_recall_f1, _confusion, _mcnemar (Holm-adjusted) and _left_out")
+                   "intervals), _precision_recall_f1, _confusion, _mcnemar (Holm-adjusted), _calibration, "
+                   "_calibration_by_answer, _groups and _group_gaps (with --group-by) and _left_out")
     s.add_argument("--report", help="write one self-contained HTML report here (figures, tables, and the faces "
                    "each model got wrong, with their file names)")
     s.add_argument("--no-faces", action="store_true", help="a --report to share outside the study: no face, "
@@ -1402,10 +1425,9 @@ def cmd_train_au(args) -> int:
     data = model.info["data"]
     # what a methods section names: the table by its bytes (a relative name says little a year on),
     # and the code and libraries that fitted it
-    from .provenance import file_sha256, fitted_by
+    from .provenance import file_sha256
 
-    data["table_sha256"] = file_sha256(args.table)
-    model.info["fitted_by"] = fitted_by(("numpy", "scikit-learn", "interpret"))
+    data["table_sha256"] = file_sha256(args.table)  # fit_au wrote its fitted_by
     if data.get("left_out"):
         total = data["rows"] + sum(data["left_out"].values())
         others = au_table.other_emotions_note(data.get("other_emotions") or {}, _classes_keeping(
@@ -1419,7 +1441,8 @@ def cmd_train_au(args) -> int:
         if data.get(note):
             print(f"{printable(args.table)}: {data[note]}", file=sys.stderr)
     m = model.holdout
-    evaluated_on = held_out_description(args.table, holdout, args.seed, data.get("videos"), group_by=args.group_by)
+    evaluated_on = held_out_description(args.table, holdout, args.seed, data.get("videos"), group_by=args.group_by,
+                                        sample=data.get("sample"))
     if args.name:
         try:
             entry = save_and_register(model, name=args.name, kind=kind, classes=model.classes,
@@ -1573,7 +1596,7 @@ def _labelled(args, listing) -> list:
     """The listing's images, labelled by --labels where given (said on stderr; kept in
     ``args.label_record`` for the JSON) or as the folder names them."""
     args.label_record = None
-    for option in ("label_column", "file_column"):
+    for option in ("label_column", "file_column", "group_by"):
         if getattr(args, option, None) and not getattr(args, "labels", None):
             raise FerError(f"--{option.replace('_', '-')} names a column of --labels CSV: give --labels too")
     if not getattr(args, "labels", None):
@@ -1581,14 +1604,24 @@ def _labelled(args, listing) -> list:
     from .images import relabel
 
     items, record = relabel(listing.items, args.labels, args.images, args.label_column,
-                            file_column=getattr(args, "file_column", None))
+                            file_column=getattr(args, "file_column", None), group_columns=_group_columns(args))
     for line in record.lines():
         print(line, file=sys.stderr)
     if not items:
         raise FerError(f"{printable(args.labels)}: labels no image of {printable(args.images)} with an emotion "
                        f"({record.no_row:,} without a row, {sum(record.not_emotions.values()):,} naming none)")
+    from .evaluation.groups import check_groups
+
+    for column, values in record.groups.items():  # a column of one group, or one per person, before any model runs
+        check_groups([values.get(it.path) for it in items], column)
     args.label_record = record
     return items
+
+
+def _group_columns(args) -> list[str]:
+    """--group-by's columns, repeated or comma-separated, each once."""
+    given = [c.strip() for value in getattr(args, "group_by", None) or [] for c in value.split(",")]
+    return list(dict.fromkeys(c for c in given if c))
 
 
 def _labels_left_out(args) -> list[str]:
@@ -1887,6 +1920,8 @@ def cmd_compare(args) -> int:
     comparison = run_comparison(refs, items, classes=classes, workers=args.workers or default_workers(),
                                 progress=_fraction_progress("predicting"), root=args.images, crops=args.crops,
                                 use_cache=not args.no_cache)
+    if args.label_record is not None and args.label_record.groups:
+        comparison.attach_groups(args.label_record.groups)
     _say_answers_kept(comparison)
     for line in comparison.failed_models:  # the others' results are kept; the exit status says it (2)
         print(f"model left out: {line}", file=sys.stderr)
@@ -1928,6 +1963,8 @@ def cmd_compare(args) -> int:
         if len(comparison.mcnemar) > 1:
             print("(each A-B interval is for its pair alone, not Holm-adjusted as the p-values are; with few images "
                   "an interval can leave out 0 while the exact McNemar p is above 0.05)")
+        for analysis in comparison.group_analyses().values():
+            _print_groups(analysis)
     for exc in unwritten[:-1]:
         print(f"error: {one_line(exc)}", file=sys.stderr)
     if unwritten:
@@ -1940,7 +1977,39 @@ def _write_predictions(comparison, images: str, path: str) -> None:
     compare --csv and evaluate --csv."""
     from .figures.compare import predictions_frame
 
-    fileio.write_frame(predictions_frame(comparison.table, comparison.names, images), path)
+    fileio.write_frame(predictions_frame(comparison.table, comparison.names, images, comparison.groups), path)
+
+
+def _print_groups(analysis) -> None:
+    """One grouping column: each model's accuracy per group, the gaps and the models' differences."""
+    from .evaluation.metrics import p_text, share_text
+    from .figures.compare import group_notes
+    from .i18n import using_language
+
+    def points(value: float) -> str:
+        return share_text(value, 1, points=True, signed=True)
+
+    groups = ", ".join(f"{g} {n:,}" for g, n in analysis.levels.items())
+    print(f"by {analysis.column} ({groups}): emotion-balanced accuracy (the mean of the emotions' recalls), "
+          "95% CI; plain accuracy after it")
+    for model in dict.fromkeys(s.model for s in analysis.scores):
+        cells = [f"{s.group} {_score(s.balanced_accuracy)} ({_score(s.balanced_ci95[0])}-{_score(s.balanced_ci95[1])}), "
+                 f"plain {_score(s.accuracy)}" for s in analysis.scores if s.model == model]
+        print(f"  {model}: " + "; ".join(cells))
+    for g in analysis.gaps:
+        drivers = sorted(g.by_emotion.items(), key=lambda item: -abs(item[1]))[:2]
+        most = ", ".join(f"{e} {points(v)}" for e, v in drivers)
+        print(f"  gap {g.model} {g.a} - {g.b}: {points(g.gap)} points (95% CI {points(g.ci95[0])} to "
+              f"{points(g.ci95[1])}) over {len(g.emotions)} emotions, p {_equals(p_text(g.p_value))}, Holm-adjusted "
+              f"p {_equals(p_text(g.p_holm))}; most from {most}; plain accuracy gap {points(g.accuracy_gap)}")
+    for d in analysis.differences:
+        print(f"  gap {d.a} - {d.b} of {d.model_a} minus that of {d.model_b} (same images): {points(d.difference)} "
+              f"points (95% CI {points(d.ci95[0])} to {points(d.ci95[1])}), Holm-adjusted p {_equals(p_text(d.p_holm))}")
+    with using_language("en"):
+        for note in group_notes(analysis):
+            print(f"  note: {note}")
+    print(f"  (Holm over this column's {len(analysis.gaps)} gaps and, apart, its {len(analysis.differences)} "
+          "differences of gaps; nothing is adjusted across columns or runs)")
 
 
 def _score(value, signed: bool = False) -> str:

@@ -771,13 +771,15 @@ class LabelFile:
     # on the images of the folder both label: the agreement a model's kappa is read against
     rater_agreement: list = field(default_factory=list)
     file_column: str = ""  # the column that names the images
+    # per column asked for (``group_columns``: the poser's sex, age band), each image's value as written
+    groups: dict[str, dict[Path, str]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         return {"file": self.path, "column": self.column, "file_column": self.file_column, "sha256": self.sha256,
                 "labelled": self.labelled,
                 "no_row": self.no_row, "not_emotions": dict(self.not_emotions),
                 "rows_without_image": list(self.rows_without_image),
-                "rater_agreement": [r.to_dict() for r in self.rater_agreement]}
+                "rater_agreement": [r.to_dict() for r in self.rater_agreement], "group_columns": list(self.groups)}
 
     def lines(self) -> list[str]:
         """Which labels were scored, then what was left out, one line each, for stderr."""
@@ -837,14 +839,15 @@ def csv_delimiter(header: str) -> str:
 
 def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root: str | os.PathLike[str],
             column: str | None = None, data: bytes | None = None,
-            file_column: str | None = None) -> tuple[list[LabeledImage], LabelFile]:
+            file_column: str | None = None, group_columns: Sequence[str] = ()) -> tuple[list[LabeledImage], LabelFile]:
     """The folder's images labelled by a CSV of one's own (``file``, and ``label``/``emotion`` or
     ``column``: a rater's, the majority's), so a study scores its raters' labels without renaming a
     file or making emotion folders. A row's file is the image's name relative to ``root`` or, where
     that is unique in the folder, its bare name. Images without a row, and rows whose label names
     no emotion (blank, contempt), are left out and counted; two rows for one image are refused.
     ``data``: the file's bytes where they came another way (an upload), ``labels`` naming it;
-    ``file_column``: the column of file names where it is none of ``FILE_COLUMNS``."""
+    ``file_column``: the column of file names where it is none of ``FILE_COLUMNS``;
+    ``group_columns``: columns whose values each image's group is (``LabelFile.groups``)."""
     import csv
     import hashlib
 
@@ -926,7 +929,18 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
                 return found[0]
         return None
 
-    record = LabelFile(str(labels), header[label_at], hashlib.sha256(data).hexdigest(), file_column=header[file_at])
+    group_at = {}
+    for name in group_columns:
+        at = column_at(name)
+        if at is None:
+            raise AUTableError(f"{printable(str(labels))}: has no {name!r} column to group by (its columns: "
+                               f"{printable(', '.join(header))})")
+        if at in (file_at, label_at):
+            raise AUTableError(f"{printable(str(labels))}: {printable(header[at])} "
+                               f"{'names the images' if at == file_at else 'holds the labels'}; group by another column")
+        group_at[header[at]] = at
+    record = LabelFile(str(labels), header[label_at], hashlib.sha256(data).hexdigest(), file_column=header[file_at],
+                       groups={name: {} for name in group_at})
     given: dict[Path, str] = {}
     for row in rows[1:]:
         if not any(cell.strip() for cell in row):
@@ -934,6 +948,9 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
         name = row[file_at].strip() if file_at < len(row) else ""
         label = row[label_at].strip() if label_at < len(row) else ""
         it = image_of(name)
+        if it is not None:
+            for group, at in group_at.items():
+                record.groups[group][it.path] = row[at].strip() if at < len(row) else ""
         if it is None:
             if len(by_base.get(name, ())) > 1:
                 raise AUTableError(f"{printable(str(labels))}: {printable(name)} names {len(by_base[name])} images "

@@ -69,6 +69,18 @@ def source_commit() -> str | None:
     return commit + ("+modified" if changed else "")
 
 
+def utc_now(pattern: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
+    """The time now in UTC as ``pattern`` writes it, or the time ``SOURCE_DATE_EPOCH`` names where it
+    is set (the reproducible-builds convention): a model refitted the same way is then the same file,
+    with the same SHA-256 as an archived one (a new time stamp alone gave it a new checksum)."""
+    import datetime as _dt
+
+    fixed = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if fixed.isdigit():
+        return _dt.datetime.fromtimestamp(int(fixed), _dt.UTC).strftime(pattern)
+    return _dt.datetime.now(_dt.UTC).strftime(pattern)
+
+
 def fitted_by(libraries: Sequence[str]) -> dict:
     """What fitted or trained a model, for its file: the workbench's version, commit and code digest
     and the versions of ``libraries`` (with Python's), as a methods section names them."""

@@ -511,7 +511,8 @@ def save_au_model(model, name: str, origin: str):
     settings = model.info.get("settings", {})
     stamp(model, origin)
     held_out = held_out_description(origin, settings.get("holdout", 0.25), settings.get("seed"),
-                                    model.info.get("data", {}).get("videos"), group_by=settings.get("group_by"))
+                                    model.info.get("data", {}).get("videos"), group_by=settings.get("group_by"),
+                                    sample=model.info.get("data", {}).get("sample"))
     return save_and_register(model, name=name, kind=model.kind, classes=model.classes,
                              metrics=Metrics.from_report(model.holdout, held_out),
                              command=model.info["command"], origin="dashboard", description=origin)

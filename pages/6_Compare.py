@@ -13,16 +13,20 @@ from fer_core.figures import plots
 from fer_core.figures.compare import (
     accuracy_ci_bars,
     accuracy_summary,
-    au_contribution_bars,
     answer_calibration_figure,
     answer_calibration_frame,
     answer_calibration_words,
+    au_contribution_bars,
     calibration_frame,
     calibration_reading,
     calibration_summary,
     calibration_words,
     column_titles,
     comparison_tables,
+    group_figure,
+    group_frames,
+    group_gap_words,
+    group_notes,
     mcnemar_frame,
     p_text,
     per_emotion_grouped_bars,
@@ -40,6 +44,7 @@ from ui.common import (
     choose_models,
     choose_scored_emotions,
     choose_test_set,
+    chosen_groups,
     fraction_bar,
     held_folder,
     keep_for,
@@ -390,6 +395,7 @@ def show_downloads(saved: dict) -> None:
               "compare_mcnemar.csv": t("compare.dl_mcnemar"),
               "compare_calibration.csv": t("compare.dl_calibration"),
               "compare_calibration_by_answer.csv": t("compare.dl_calibration_by_answer"),
+              "compare_groups.csv": t("compare.dl_groups"), "compare_group_gaps.csv": t("compare.dl_group_gaps"),
               "compare_left_out.csv": t("compare.dl_left_out")}
     columns = st.columns(3)
     for i, (file_name, data) in enumerate(files.items()):
@@ -408,8 +414,31 @@ def show_downloads(saved: dict) -> None:
         icon=":material/face_retouching_off:", help=t("compare.dl_report_no_faces_help"), on_click="ignore")
 
 
+def show_groups(res: Comparison) -> None:
+    """Each model's accuracy per group of the faces (a column of the labels sheet), the gaps between
+    groups and whether two models' gaps differ: the fairness question, each emotion weighted alike."""
+    try:
+        analyses = res.group_analyses()
+    except FerError as exc:  # one group, or a column of one value per person
+        show_error(exc, warning=True)
+        return
+    for column, analysis in analyses.items():
+        st.header(t("compare.groups_heading") + f": {shown_literally(column)}")
+        for line in group_gap_words(analysis):
+            st.markdown(line)
+        for note in group_notes(analysis):
+            st.caption(note)
+        st.plotly_chart(group_figure(analysis, order=res.names), key=f"cmp_groups_{column}")
+        st.caption(t("compare.groups_caption"))
+        scores, gaps = group_frames(res)
+        with st.expander(t("compare.groups_table")):
+            st.dataframe(gaps[gaps["column"] == column].drop(columns="column"), hide_index=True, placeholder=MISSING)
+            st.dataframe(scores[scores["column"] == column].drop(columns="column"), hide_index=True, placeholder=MISSING)
+
+
 def show_results(saved: dict, current: str | None) -> None:
     res: Comparison = saved["comparison"]
+    res.attach_groups(chosen_groups("cmp"))  # chosen, or changed, after the run: the models need not run again
     st.divider()
     if current != saved["signature"]:  # also when the test set or the models were cleared
         st.info(t("compare.stale"))
@@ -432,6 +461,7 @@ def show_results(saved: dict, current: str | None) -> None:
     show_confusions(res)
     show_mcnemar(res)
     show_calibration(res)
+    show_groups(res)
     explainers = [m for m in saved.get("models", []) if _explains(m)]
     explainer = None
     if explainers:
@@ -451,7 +481,7 @@ def main() -> None:
     previous: dict | None = st.session_state.get("cmp_result")
     current = None
     try:
-        chosen = choose_test_set("cmp")
+        chosen = choose_test_set("cmp", groups=True)
         models = choose_models("cmp") if chosen is not None else []
         if chosen is not None and models:
             items, root, description, passed_over = chosen

@@ -226,3 +226,16 @@ def recorded_downloads(monkeypatch) -> dict:
     monkeypatch.setattr(DeltaGenerator, "download_button", record)
     monkeypatch.setattr(streamlit, "download_button", record_main)
     return seen
+
+
+@pytest.fixture
+def six_images(tmp_path):
+    """Six gray squares named by emotion (Compare's and the group tests' images; a lookup model
+    answers by the gray value): 0, 1, 2 happy; 3, 4 sad; 5 angry; and an unreadable one."""
+    from PIL import Image
+
+    labels = ["happy", "happy", "happy", "sad", "sad", "angry"]
+    for value, label in enumerate(labels):
+        Image.new("L", (48, 48), value).save(tmp_path / f"{label}{value:03d}.png")
+    (tmp_path / "sad999.png").write_bytes(b"broken")  # unreadable: reported, not compared
+    return tmp_path

@@ -758,3 +758,21 @@ def test_a_parquet_file_with_damaged_pandas_metadata_is_one_line(tmp_path):
     pq.write_table(arrow.replace_schema_metadata({b"pandas": json.dumps(meta).encode()}), path)
     with pytest.raises(AUTableError, match=r"damaged\.parquet: not a readable Parquet file"):
         au_table.read(path)
+
+
+def test_a_capped_fit_says_its_saved_model_was_refitted_on_the_sample_and_records_what_fitted_it(monkeypatch):
+    """A steward's review: with --max-rows the manifest said the saved model "was then refitted on every
+    row" while it was refitted on a sample; the page's models recorded no code or library versions;
+    and the same fit twice was two files (the time stamp alone), so an archived checksum never matched."""
+    from fer_core.predictors.au_models import fit_au, held_out_description
+
+    table = synthetic_table(400, seed=1)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    first, second = (fit_au(table, max_rows=300) for _ in range(2))
+    sample = first.info["data"]["sample"]
+    described = held_out_description("t.csv", 0.25, 0, sample=sample)
+    assert described.endswith(f"; the model saved was then refitted on {sample}") and "every row" not in described
+    assert held_out_description("t.csv", 0.25, 0).endswith("; the model saved was then refitted on every row")
+    assert first.info["trained"] == "1970-01-01T00:00:00Z" and first.to_bytes() == second.to_bytes()
+    fitted = first.info["fitted_by"]  # fit_au's, whichever surface fitted it (the AU model page too)
+    assert fitted["workbench"] and fitted["code_sha256"] and "scikit-learn" in fitted["versions"]

@@ -666,7 +666,7 @@ def test_compare_json_keys(capsys, fer_sample, tmp_path):
     assert list(report) == ["n", "classes", "models", "mcnemar", "mcnemar_correction", "wrong", "no_face", "skipped",
                             "skipped_classes", "unlabelled", "several_faces", "failed_models", "cannot_predict",
                             "never_answers", "unscored_answers", "tied", "crops", "crop_like_no_face", "learned_from",
-                            "from_training_folder", "passed_over", "labels", "provenance"]
+                            "from_training_folder", "groups", "passed_over", "labels", "provenance"]
     assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value", "p_holm",
                                             "accuracy_difference", "accuracy_difference_ci95"]
     assert report["mcnemar_correction"]["pairs"] == 1 and report["mcnemar_correction"]["method"] == "holm"
@@ -925,7 +925,12 @@ def test_version_is_printed_without_loading_the_models(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     out, _ = capsys.readouterr()
-    assert exit_.value.code == 0 and out.strip() == f"python -m fer_core {__version__}"
+    from fer_core.provenance import source_commit
+
+    commit = source_commit()  # the commit too, which a version number alone does not name (760 commits were 0.2.0)
+    assert exit_.value.code == 0 and out.strip() == f"fer-workbench {__version__}" + (f" (commit {commit})" if commit else "")
+    cff = (REPO_ROOT / "CITATION.cff").read_text(encoding="utf-8")
+    assert f'\nversion: "{__version__}"\n' in cff and "cff-version: 1.2.0" in cff  # how to cite it, in step
     script = ("import sys\nfrom fer_core.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
               "print(sorted(m for m in ('tensorflow', 'mediapipe', 'keras') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
@@ -1178,7 +1183,7 @@ def test_compare_says_a_tiny_mcnemar_p_as_below_not_as_equal_to_below(capsys, tm
              SimpleNamespace(a="m1", b="m3", only_a_correct=3, only_b_correct=2, p_value=0.5, p_holm=1.0,
                              difference=0.0167, difference_ci95=(-0.05, 0.08))]
     comparison = SimpleNamespace(failed_models=[], crop_like_no_face=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, unscored_answer_counts={}, tie_notes=list, source_notes=list, learned_notes=list, never_notes=list, reports={}, names=[], answers_from_cache={},
-                                 mcnemar=pairs, to_dict=lambda: {})
+                                 mcnemar=pairs, to_dict=lambda: {}, group_analyses=dict)
     monkeypatch.setattr(compare, "run_comparison", lambda *a, **k: comparison)
     from PIL import Image
 

@@ -48,16 +48,6 @@ class LookupPredictor(Predictor):
         return np.array(out)
 
 
-@pytest.fixture
-def six_images(tmp_path):
-    # value -> true label: 0,1,2 happy; 3,4 sad; 5 angry
-    labels = ["happy", "happy", "happy", "sad", "sad", "angry"]
-    for value, label in enumerate(labels):
-        Image.new("L", (48, 48), value).save(tmp_path / f"{label}{value:03d}.png")
-    (tmp_path / "sad999.png").write_bytes(b"broken")  # unreadable: reported, not compared
-    return tmp_path
-
-
 def test_compare_against_hand_computed_numbers(six_images):
     classes = ["angry", "happy", "sad"]
     a = LookupPredictor("A", classes, ["happy", "happy", "sad", "sad", None, "sad"])

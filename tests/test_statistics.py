@@ -505,7 +505,9 @@ def test_calibrations_reading_weighs_the_gap_against_a_calibrated_models_spread(
     assert calibration([1.0] * 4, [True, True, True, False]).direction == "over"
     mixed = calibration([0.3] * 50 + [0.7] * 50, [True] * 50 + [False] * 50)
     assert abs(mixed.gap) < 1e-9 and mixed.ece > mixed.chance_ece and mixed.direction == "mixed"
-    assert evaluation_report(["happy", None, "sad"], ["happy", "sad", "sad"], ["happy", "sad"]).macro_f1_ci95 is not None
+    missing = evaluation_report(["happy", None, "sad"], ["happy", "sad", "sad"], ["happy", "sad"])
+    assert missing.macro_f1 == pytest.approx(0.833333, abs=1e-6)  # every emotion's answers alike: no interval
+    assert missing.macro_f1_ci95 is None
 
 
 def test_calibration_per_emotion_answered_finds_what_the_whole_hides_with_simultaneous_intervals():

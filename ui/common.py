@@ -914,10 +914,12 @@ def _chosen_classes(prefix: str) -> dict[str, tuple[str, ...]]:
     return {n: models[n] for n in (chosen if chosen is not None else models) if models.get(n)}
 
 
-def choose_test_set(prefix: str) -> tuple[list, str, Described, list[str]] | None:
+def choose_test_set(prefix: str, groups: bool = False) -> tuple[list, str, Described, list[str]] | None:
     """The test-set chooser of Compare and Masks: (labelled images, their folder, a description,
     what was passed over or left out with why, for the downloads), or None with a message shown.
-    Widget keys start with ``prefix``; a drawn set holds ``drawn_classes``."""
+    Widget keys start with ``prefix``; a drawn set holds ``drawn_classes``; ``groups``: a labels
+    sheet's columns can group the faces (``chosen_groups``)."""
+    st.session_state[f"{prefix}_groups_chosen"] = {}
     shown = {DRAWN: t("common.source_drawn"), FOLDER: t("common.source_folder"), ZIP: t("common.source_zip"),
              SPLIT: t("common.source_split")}
     source = st.radio(t("common.test_set"), (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key=kept_choice(f"{prefix}_source"),
@@ -959,7 +961,8 @@ def choose_test_set(prefix: str) -> tuple[list, str, Described, list[str]] | Non
             st.info(t("common.folder_hint", layout=data_layout_help()))
             return None
         folder = Path(path).expanduser()
-        return own_labels(prefix, str(folder), Described.of("common.folder_description", folder=shown_in_code(folder)))
+        return own_labels(prefix, str(folder), Described.of("common.folder_description", folder=shown_in_code(folder)),
+                          groups)
     if source == ZIP:
         up = st.file_uploader(t("common.zip_input"), type=["zip"], key=f"{prefix}_zip", help=data_layout_help())
         if up is None:
@@ -968,7 +971,8 @@ def choose_test_set(prefix: str) -> tuple[list, str, Described, list[str]] | Non
         data = up.getvalue()
         with st.spinner(t("common.unpacking")):
             unpacked = held(prefix, unpacked_zip(digest(data), data))
-        return own_labels(prefix, str(unpacked.root), Described.of("common.zip_description", name=shown_in_code(up.name)))
+        return own_labels(prefix, str(unpacked.root), Described.of("common.zip_description", name=shown_in_code(up.name)),
+                          groups)
     split = st.selectbox(t("common.split"), splits, index=splits.index("val") if "val" in splits else 0,
                          key=kept_choice(f"{prefix}_split"))
     if split == "train":
@@ -994,20 +998,30 @@ def _csv_columns(data: bytes) -> list[str]:
 
 @st.cache_data(show_spinner=False, ttl=600, max_entries=4)
 def _relabelled(root: str, stamp: tuple[int, ...], name: str, sha: str, column: str | None, _data: bytes,
-                file_column: str | None = None):
+                file_column: str | None = None, group_columns: tuple[str, ...] = ()):
     """``relabel`` of the folder's every image, kept while the folder and the sheet (``sha``) are
     the same: 28,709 rows took 3 s, paid again on every click of the page."""
     from fer_core.images import relabel
 
-    return relabel(_listing_of(root, None, stamp, True).items, name, root, column, data=_data, file_column=file_column)
+    return relabel(_listing_of(root, None, stamp, True).items, name, root, column, data=_data, file_column=file_column,
+                   group_columns=group_columns)
 
 
-def own_labels(prefix: str, root: str, description: Described) -> tuple[list, str, Described, list[str]] | None:
+def chosen_groups(prefix: str) -> dict:
+    """The grouping columns chosen beside the labels sheet (``own_labels`` with ``groups``): per
+    column, each image's value by its path; empty without a sheet or a choice."""
+    return st.session_state.get(f"{prefix}_groups_chosen") or {}
+
+
+def own_labels(prefix: str, root: str, description: Described,
+               groups: bool = False) -> tuple[list, str, Described, list[str]] | None:
     """A folder's or zip's images (``dataset_items``), scored against a study's own labels where a
     CSV of them is given (``--labels``: its raters', their majority's), not against the folders' or
     names' emotions: then every image in its folders is read, whatever they are named (a folder per
     participant). The description names the file, its column and its SHA-256, so the results and
-    report say which. The expander comes first: a folder no emotion names can still be labelled."""
+    report say which. The expander comes first: a folder no emotion names can still be labelled.
+    ``groups``: offer the sheet's other columns to group the faces by (``chosen_groups``)."""
+    st.session_state[f"{prefix}_groups_chosen"] = {}
     box = st.expander(t("common.labels_expander"), expanded=st.session_state.get(f"{prefix}_labels") is not None)
     with box:
         up = st.file_uploader(t("common.labels_input"), type=["csv"], key=f"{prefix}_labels", help=t("common.labels_help"))
@@ -1036,8 +1050,14 @@ def own_labels(prefix: str, root: str, description: Described) -> tuple[list, st
         if column == auto and columns and not {"label", "emotion"} & {c.lower() for c in columns}:
             st.info(t("common.labels_pick_column"))  # Majority, R1, R2: which is the study's to say
             return None
+        grouping: list[str] = []
+        if groups:
+            others = [c for c in columns if c != column and c.lower() not in ({"label", "emotion"} if column == auto else set())]
+            grouping = st.multiselect(t("compare.group_by"), others, key=f"{prefix}_group_by", help=t("compare.group_by_help"),
+                                      placeholder=t("common.choose_options")) if others else []
         labelled, record = _relabelled(root, _folder_stamp(root, True), up.name, digest(data), column or None, data,
-                                       file_column)
+                                       file_column, tuple(grouping))
+        st.session_state[f"{prefix}_groups_chosen"] = record.groups
         if not labelled:
             raise DatasetError(f"{up.name}: labels no image of the folder with an emotion ({record.no_row:,} without "
                                f"a row, {sum(record.not_emotions.values()):,} naming none)")

@@ -81,6 +81,9 @@ class Comparison:
     # per network that recorded its training folder (its sidecar's train_dir): how many of the images
     # scored come from that folder (a drawn set: from its testset.json's source), of how many, and the folder
     from_training_folder: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    # per column of the labels sheet asked to group by (the poser's sex), each row's value as written
+    # (None: no row), for ``groups.group_analysis``
+    groups: dict[str, list[str | None]] = field(default_factory=dict)
 
     def path_of(self, file: str) -> Path:
         """The image behind a ``file`` of the table (file names that are not UTF-8 are shown escaped)."""
@@ -201,7 +204,19 @@ class Comparison:
                 "tied": dict(self.tied), "crops": bool(self.crops),
                 "crop_like_no_face": relative(self.crop_like_no_face),
                 "learned_from": {m: k for m, (k, _) in self.learned_from.items() if k},
-                "from_training_folder": {m: k for m, (k, _, _) in self.from_training_folder.items() if k}}
+                "from_training_folder": {m: k for m, (k, _, _) in self.from_training_folder.items() if k},
+                "groups": {column: analysis.to_dict() for column, analysis in self.group_analyses().items()}}
+
+    def attach_groups(self, groups: dict[str, dict[Path, str]]) -> None:
+        """Each row's value of each grouping column (``LabelFile.groups``: by image path)."""
+        self.groups = {column: [values.get(self.path_of(f)) for f in self.table["file"]]
+                       for column, values in groups.items()}
+
+    def group_analyses(self) -> dict:
+        """``groups.group_analysis`` per grouping column (refused columns raise ``FerError``)."""
+        from .groups import group_analysis
+
+        return {column: group_analysis(self, values, column) for column, values in self.groups.items()}
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, names: Sequence[str], classes: Sequence[str], **fields) -> "Comparison":

@@ -198,10 +198,15 @@ def _calibration_columns(c) -> dict:
             "chance_ece": c.chance_ece}
 
 
-def predictions_frame(table: pd.DataFrame, model_names: Sequence[str], root: str | Path | None = None) -> pd.DataFrame:
+def predictions_frame(table: pd.DataFrame, model_names: Sequence[str], root: str | Path | None = None,
+                      groups: Mapping[str, Sequence[str | None]] | None = None) -> pd.DataFrame:
     """The per-image predictions for download: file names relative to the test set's folder,
-    ``no face`` where a model could not judge an image, and a right/wrong column per model."""
+    ``no face`` where a model could not judge an image, and a right/wrong column per model;
+    ``groups``: the sheet's grouping columns (``Comparison.groups``), after the label, so the file
+    goes into a mixed model as it is."""
     out = pd.DataFrame({"file": [relative_file(f, root) for f in table["file"]], "label": table["label"]})
+    for column, values in (groups or {}).items():
+        out[column if column not in out.columns else f"group {column}"] = list(values)
     for name in model_names:
         predicted = table[name]
         out[name] = [NO_FACE if pd.isna(v) else v for v in predicted]
@@ -594,7 +599,7 @@ def comparison_tables(comparison: Comparison, root: str | Path | None = None,
     with using_language("en"):
         mcnemar = mcnemar_frame(comparison)
     return {
-        "compare_predictions.csv": predictions_frame(comparison.table, comparison.names, root),
+        "compare_predictions.csv": predictions_frame(comparison.table, comparison.names, root, comparison.groups),
         "compare_probabilities.csv": probabilities_frame(comparison, root),
         "compare_summary.csv": summary_frame(comparison),
         "compare_precision_recall_f1.csv": precision_recall_frame(comparison),
@@ -602,6 +607,120 @@ def comparison_tables(comparison: Comparison, root: str | Path | None = None,
         "compare_mcnemar.csv": mcnemar,
         "compare_calibration.csv": calibration_frame(comparison),
         "compare_calibration_by_answer.csv": answer_calibration_frame(comparison),
+        **group_tables(comparison),
         **({"compare_left_out.csv": left_out_frame(comparison, passed_over)}
            if passed_over or comparison.unreadable or comparison.skipped or comparison.unlabelled else {}),
     }
+
+
+GROUP_COLUMNS = ["column", "group", "model", "n", "accuracy", "ci95_low", "ci95_high", "balanced_accuracy",
+                 "balanced_ci95_low", "balanced_ci95_high"]
+GAP_COLUMNS = ["column", "comparison", "a", "b", "model", "model_b", "emotions", "difference", "ci95_low", "ci95_high",
+               "p_value", "p_holm", "accuracy_gap"]
+
+
+def group_frames(comparison: Comparison) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every grouping column's scores (a row per column, group and model: plain and emotion-balanced
+    accuracy with their intervals, then each emotion's images and recall) and its gaps (``gap``:
+    group a minus b for a model, then each emotion's part; ``gap difference``: model minus
+    model_b's gap, same images), for download."""
+    scores, gaps = [], []
+    for column, analysis in comparison.group_analyses().items():
+        for sc in analysis.scores:
+            scores.append({"column": column, "group": sc.group, "model": sc.model, "n": sc.n, "accuracy": sc.accuracy,
+                           "ci95_low": sc.accuracy_ci95[0], "ci95_high": sc.accuracy_ci95[1],
+                           "balanced_accuracy": sc.balanced_accuracy, "balanced_ci95_low": sc.balanced_ci95[0],
+                           "balanced_ci95_high": sc.balanced_ci95[1],
+                           **{f"n {e}": sc.counts.get(e, 0) for e in comparison.classes},
+                           **{f"recall {e}": sc.recall.get(e) for e in comparison.classes}})
+        for g in analysis.gaps:
+            gaps.append({"column": column, "comparison": "gap", "a": g.a, "b": g.b, "model": g.model, "model_b": None,
+                         "emotions": " ".join(g.emotions), "difference": g.gap, "ci95_low": g.ci95[0],
+                         "ci95_high": g.ci95[1], "p_value": g.p_value, "p_holm": g.p_holm,
+                         "accuracy_gap": g.accuracy_gap,
+                         **{f"gap {e}": g.by_emotion.get(e) for e in comparison.classes}})
+        for d in analysis.differences:
+            gaps.append({"column": column, "comparison": "gap difference", "a": d.a, "b": d.b, "model": d.model_a,
+                         "model_b": d.model_b, "emotions": None, "difference": d.difference, "ci95_low": d.ci95[0],
+                         "ci95_high": d.ci95[1], "p_value": d.p_value, "p_holm": d.p_holm, "accuracy_gap": None})
+    per_emotion = [f"{kind} {e}" for kind in ("n", "recall") for e in comparison.classes]
+    return (pd.DataFrame(scores, columns=GROUP_COLUMNS + per_emotion),
+            pd.DataFrame(gaps, columns=GAP_COLUMNS + [f"gap {e}" for e in comparison.classes]))
+
+
+def group_tables(comparison: Comparison) -> dict[str, pd.DataFrame]:
+    """The group CSVs where the comparison was asked to group its images (none otherwise)."""
+    if not comparison.groups:
+        return {}
+    scores, gaps = group_frames(comparison)
+    return {"compare_groups.csv": scores, "compare_group_gaps.csv": gaps}
+
+
+def group_figure(analysis, order: Sequence[str] = ()) -> go.Figure:
+    """Each model's emotion-balanced accuracy per group with its interval, models side by side in
+    a group's row and in the other charts' colours and markers."""
+    fig = go.Figure()
+    order = list(order)
+    models = list(dict.fromkeys(s.model for s in analysis.scores))
+    for position, name in enumerate(models):
+        i = order.index(name) if name in order else position
+        mine = [s for s in analysis.scores if s.model == name]
+        fig.add_trace(go.Scatter(
+            x=[s.balanced_accuracy for s in mine], y=[f"{s.group} (n {s.n:,})" for s in mine], mode="markers",
+            name=str(name), orientation="h",
+            error_x=dict(type="data", symmetric=False, array=[s.balanced_ci95[1] - s.balanced_accuracy for s in mine],
+                         arrayminus=[s.balanced_accuracy - s.balanced_ci95[0] for s in mine], color=model_color(i),
+                         thickness=1.2, width=3),
+            marker=dict(symbol=MODEL_SYMBOLS[i % len(MODEL_SYMBOLS)], color=model_color(i), size=10),
+            customdata=[[s.accuracy, s.n] for s in mine],
+            hovertemplate=f"{name}, %{{y}}: " + t("compare.hover_group") + "<extra></extra>"))
+    labels = [f"{g} (n {n:,})" for g, n in analysis.levels.items()]
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title=t("compare.axis_balanced"))
+    fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(labels)), title=analysis.column)
+    fig.update_layout(scattermode="group", scattergap=0.3, legend=dict(orientation="h", y=-0.25))
+    return _layout(fig, t("compare.fig_groups", column=analysis.column), height=180 + 70 * len(labels))
+
+
+def group_gap_words(analysis) -> list[str]:
+    """A sentence per gap whose Holm-adjusted p is below 0.05, then whether any two models' gaps
+    differ; one sentence saying none is, where none is."""
+    lines = []
+    for g in analysis.gaps:
+        if g.p_holm < 0.05:
+            largest = max(g.by_emotion, key=lambda e: abs(g.by_emotion[e]))
+            lines.append(t("compare.group_gap_line", model=g.model, a=g.a, b=g.b,
+                           gap=share_text(g.gap, 1, points=True, signed=True),
+                           low=share_text(g.ci95[0], 1, points=True, signed=True),
+                           high=share_text(g.ci95[1], 1, points=True, signed=True), p=p_text(g.p_holm),
+                           emotion=emotion_label(largest),
+                           emotion_gap=share_text(g.by_emotion[largest], 1, points=True, signed=True)))
+    if not lines:
+        lines.append(t("compare.group_no_gap", column=analysis.column))
+    for d in analysis.differences:
+        if d.p_holm < 0.05:
+            lines.append(t("compare.group_difference_line", first=d.model_a, second=d.model_b, a=d.a, b=d.b,
+                           d=share_text(d.difference, 1, points=True, signed=True),
+                           low=share_text(d.ci95[0], 1, points=True, signed=True),
+                           high=share_text(d.ci95[1], 1, points=True, signed=True), p=p_text(d.p_holm)))
+    return lines
+
+
+def group_notes(analysis) -> list[str]:
+    """What to keep in mind reading a column's groups: merged spellings, images without a group,
+    small groups, emotions a group lacks, and a mix of emotions that plain accuracy mixes in."""
+    notes = []
+    merged = {g: s for g, s in analysis.spellings.items() if len(s) > 1}
+    if merged:
+        notes.append(t("compare.group_spellings", merged="; ".join(f"{g}: {', '.join(s)}" for g, s in merged.items())))
+    if analysis.missing:
+        notes.append(t("compare.group_missing", n=f"{analysis.missing:,}", column=analysis.column))
+    if analysis.small:
+        notes.append(t("compare.group_small", groups=", ".join(analysis.small)))
+    for g, emotions in analysis.missing_emotions.items():
+        notes.append(t("compare.group_lacks", group=g, emotions=", ".join(map(emotion_label, emotions))))
+    mix = analysis.mix_difference()
+    if mix is not None:
+        emotion, shares = mix
+        notes.append(t("compare.group_mix", emotion=emotion_label(emotion),
+                       shares=", ".join(f"{g} {percent(v)}" for g, v in shares.items())))
+    return notes

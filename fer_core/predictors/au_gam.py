@@ -14,7 +14,6 @@ half of every pairwise term the AU is part of: they and the intercept sum to the
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import math
@@ -32,6 +31,7 @@ from ..au_table import AU_COLUMNS
 from ..emotions import SIX_EMOTIONS
 from ..errors import FerError, ModelFileError
 from ..evaluation.metrics import EvaluationReport, report_from_codes
+from ..provenance import utc_now
 from ..safe_files import json_format_claims, read_json_file
 from .au_models import (
     LOAD_HINT,
@@ -381,7 +381,7 @@ def fit_au_gam(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, holdo
         progress(2, 2)
     held = report.to_dict()
     info = {
-        "trained": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "trained": utc_now(),  # SOURCE_DATE_EPOCH where set: the same fit, the same file
         "data": plan.data_info(ts, description),
         "settings": {"interactions": "interpret default" if interactions is None else interactions,
                      "outer_bags": outer_bags, "holdout": holdout, "seed": seed, "max_rows": max_rows,

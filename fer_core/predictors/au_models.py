@@ -8,7 +8,6 @@ contributions to the class scores.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import math
@@ -27,6 +26,7 @@ from ..au_table import AU_CODES, AU_COLUMNS, au_code, au_label
 from ..emotions import SEVEN_EMOTIONS, SIX_EMOTIONS, normalize_emotion
 from ..errors import AUTableError, FerError, ModelFileError, one_line
 from ..evaluation.metrics import EvaluationReport, report_from_codes
+from ..provenance import utc_now
 from ..safe_files import json_format_claims, read_json_file
 from .base import AUContribution, Explanation, FaceInput, Predictor, Progress, predicted_labels
 
@@ -971,19 +971,22 @@ REFITTED = "; the model saved was then refitted on every row"
 
 
 def held_out_description(source: str, holdout: float, seed: int | None, videos: dict | None = None,
-                         group_by: str | None = None) -> str:
+                         group_by: str | None = None, sample: str | None = None) -> str:
     """What a fitted AU model's figures were measured on, as the manifest records it: the same
     words from ``train-au`` and the dashboard, the seed included (it decides which faces), and for
-    a table of videos (``FitPlan.videos``) or participants (``group_by``) how they were split."""
+    a table of videos (``FitPlan.videos``) or participants (``group_by``) how they were split.
+    ``sample``: the data's ``sample`` where the saved model was refitted on a sample of the rows
+    (``--max-rows``), not on every row."""
+    refitted = REFITTED if not sample else f"; the model saved was then refitted on {sample}"
     how = "stratified" + (f", seed {seed}" if seed is not None else "")
     if group_by is not None:
         how += f"; whole participants, --group-by '{group_by}'"
     if isinstance(videos, dict) and videos.get("whole"):
         return (f"{videos['held_out_share']:.0%} of {source} held out from fitting as whole videos ({videos['held_out']:,} "
-                f"of {videos['videos']:,}; {how}){REFITTED}")
+                f"of {videos['videos']:,}; {how}){refitted}")
     if isinstance(videos, dict):
         how += "; frames of the same videos on both sides"
-    return f"{holdout:.0%} of {source} held out from fitting ({how}){REFITTED}"
+    return f"{holdout:.0%} of {source} held out from fitting ({how}){refitted}"
 
 
 # The AU model kinds a table trains (``train-au --kind``, the AU model page), in the page's order.
@@ -999,13 +1002,19 @@ def fit_au(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kind: str
     description, progress, max_rows, columns)."""
     if kind not in TRAINABLE_KINDS:
         raise FerError(f"{kind!r} is not an AU model kind a table trains; use one of {', '.join(TRAINABLE_KINDS)}")
+    from ..provenance import fitted_by
+
     if kind == "au-gam":
         from .au_gam import fit_au_gam
 
         bags = {} if outer_bags is None else {"outer_bags": outer_bags}
-        return fit_au_gam(table, classes, interactions=interactions, n_jobs=n_jobs, bag_progress=bag_progress,
-                          **bags, **common)
-    return fit_au_model(table, classes, kind=kind, epoch_progress=epoch_progress, **common)
+        model = fit_au_gam(table, classes, interactions=interactions, n_jobs=n_jobs, bag_progress=bag_progress,
+                           **bags, **common)
+    else:
+        model = fit_au_model(table, classes, kind=kind, epoch_progress=epoch_progress, **common)
+    # what a methods section names: the code and libraries that fitted it (the page's models had none)
+    model.info["fitted_by"] = fitted_by(("numpy", "scikit-learn", "interpret"))
+    return model
 
 
 def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kind: str = "au-logreg",
@@ -1080,7 +1089,7 @@ def fit_au_model(table: pd.DataFrame, classes: Sequence[str] = SIX_EMOTIONS, kin
         biases[-1] = np.concatenate([-biases[-1] / 2, biases[-1] / 2])
     held = report.to_dict()
     info = {
-        "trained": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "trained": utc_now(),  # SOURCE_DATE_EPOCH where set: the same fit, the same file
         "data": plan.data_info(ts, description),
         "settings": {"C": chosen_C, "class_weight": class_weight, "holdout": holdout, "seed": seed,
                      "max_rows": max_rows, **({"group_by": group_by} if group_by is not None else {}),
