@@ -110,8 +110,11 @@ def sheet(fer_sample, tmp_path):
 
 def test_compare_group_by_gives_the_groups_in_text_json_tables_and_the_predictions_csv(capsys, fer_sample, sheet, tmp_path):
     args = ["compare", "--images", fer_sample, "--labels", sheet, "--models", "au-logreg-fer2013", "--workers", "1"]
-    assert main([str(a) for a in [*args, "--group-by", "sex", "--tables", tmp_path / "t", "--csv", tmp_path / "p.csv"]]) == 0
+    assert main([str(a) for a in [*args, "--group-by", "sex", "--tables", tmp_path / "t", "--csv", tmp_path / "p.csv",
+                                  "--report", tmp_path / "r.html"]]) == 0
     out = capsys.readouterr()[0]
+    report = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "By group: sex" in report and "Accuracy per group of sex" in report  # its words, tables and figure
     assert "by sex (F 17, M 6): emotion-balanced accuracy" in out
     assert "gap au-logreg-fer2013 F - M: " in out and "Holm-adjusted p" in out
     assert "note: 1 images have no sex (blank, NA, unknown)" in out and "F: F, f" in out

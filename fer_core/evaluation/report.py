@@ -192,13 +192,15 @@ def _wrong_section(comparison: Comparison, name: str, root: str | None = None, f
 
 def report_figures(comparison: Comparison) -> list:
     """The figures of the report, in order: overall accuracy, per emotion, one confusion matrix per
-    model, then confidence against correctness (where a model gave probabilities)."""
+    model, then confidence against correctness (where a model gave probabilities), on the whole and
+    per emotion answered, then the accuracy per group of each grouping column."""
     from ..figures.compare import (
         accuracy_ci_bars,
         accuracy_summary,
         answer_calibration_figure,
         answer_calibration_frame,
         calibration_frame,
+        group_figure,
         per_emotion_grouped_bars,
         reliability_diagram,
     )
@@ -215,6 +217,7 @@ def report_figures(comparison: Comparison) -> list:
         answered = answer_calibration_frame(comparison)
         if len(answered):
             figures.append(answer_calibration_figure(answered, order=comparison.names, classes=comparison.classes))
+    figures += [group_figure(analysis, order=comparison.names) for analysis in comparison.group_analyses().values()]
     return figures
 
 
@@ -242,6 +245,9 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
         calibration_reading,
         calibration_summary,
         calibration_words,
+        group_frames,
+        group_gap_words,
+        group_notes,
         mcnemar_frame,
         precision_recall_frame,
         summary_frame,
@@ -301,6 +307,16 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
                             + "".join(f"<p>{_e(line.replace('**', ''))}</p>"
                                       for line in answer_calibration_words(answered) or [t("compare.answer_none")])
                             + _table(answered) + f'<p class="note">{_e(t("compare.answer_caption"))}</p>')
+        groups = ""
+        if comparison.groups:  # a sheet's column grouping the faces: the words, the notes and the numbers
+            scores, gaps = group_frames(comparison)
+            for column, analysis in comparison.group_analyses().items():
+                groups += (f"<h3>{_e(t('compare.groups_heading'))}: {_e(column)}</h3>"
+                           + "".join(f"<p>{_e(line.replace('**', ''))}</p>" for line in group_gap_words(analysis))
+                           + "".join(f'<p class="note">{_e(note)}</p>' for note in group_notes(analysis))
+                           + _table(scores[scores["column"] == column].drop(columns="column"))
+                           + _table(gaps[gaps["column"] == column].drop(columns="column")))
+            groups += f'<p class="note">{_e(t("compare.groups_caption"))}</p>'
         # what a prediction is (as Home says it), and how few images the per-emotion figures rest on
         notes = [t("home.limits").replace("**", "")]
         notes += [few] if (few := few_images_note(comparison)) else []
@@ -318,7 +334,7 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
 <h3>{_e(t("report.precision_recall"))}</h3>{_table(precision_recall_frame(comparison))}
 <h3>{_e(t("report.mcnemar"))}</h3>{mcnemar}
 <p class="note">{_e(t("report.mcnemar_note"))}</p>
-<h3>{_e(t("report.calibration"))}</h3>{calibration}
+<h3>{_e(t("report.calibration"))}</h3>{calibration}{groups}
 <h2>{_e(t("report.wrong"))}</h2><p class="note">{_e(t("report.wrong_note" if faces else "report.faces_left_out"))}</p>{wrong}
 """
         title = t("report.title")
