@@ -571,6 +571,10 @@ def _parser() -> argparse.ArgumentParser:
                    "band, stimulus set; at most 10 groups; repeat or comma-separate for several): each model's "
                    "emotion-balanced accuracy per group, the gaps between groups with 95%% intervals and "
                    "Holm-adjusted p, and whether two models' gaps differ; the column goes into --csv too")
+    s.add_argument("--cluster-by", metavar="COLUMN", default=None,
+                   help="with --group-by: the sheet's column naming who posed each image (a participant or poser "
+                   "ID): one person's images are alike, and taken as independent they make the intervals too "
+                   "narrow; with it they allow for that (cluster-robust standard errors)")
     s.add_argument("--models", nargs="+", default=None,
                    help="names or files, spaced or comma-separated (default: every model in the manifest)")
     s.add_argument("--classes", default=None,
@@ -1596,7 +1600,7 @@ def _labelled(args, listing) -> list:
     """The listing's images, labelled by --labels where given (said on stderr; kept in
     ``args.label_record`` for the JSON) or as the folder names them."""
     args.label_record = None
-    for option in ("label_column", "file_column", "group_by"):
+    for option in ("label_column", "file_column", "group_by", "cluster_by"):
         if getattr(args, option, None) and not getattr(args, "labels", None):
             raise FerError(f"--{option.replace('_', '-')} names a column of --labels CSV: give --labels too")
     if not getattr(args, "labels", None):
@@ -1613,15 +1617,27 @@ def _labelled(args, listing) -> list:
     from .evaluation.groups import check_groups
 
     for column, values in record.groups.items():  # a column of one group, or one per person, before any model runs
-        check_groups([values.get(it.path) for it in items], column)
+        if column != _sheet_column(record, getattr(args, "cluster_by", None)):
+            check_groups([values.get(it.path) for it in items], column)
     args.label_record = record
     return items
 
 
+def _sheet_column(record, name: str | None) -> str | None:
+    """The sheet's header of a column named on the command line (whatever its case and spaces)."""
+    if not name:
+        return None
+    return next((c for c in record.groups if c == name), None) or next(
+        (c for c in record.groups if c.strip().lower() == name.strip().lower()), None)
+
+
 def _group_columns(args) -> list[str]:
-    """--group-by's columns, repeated or comma-separated, each once."""
+    """--group-by's columns, repeated or comma-separated, each once; then --cluster-by's, read with them."""
     given = [c.strip() for value in getattr(args, "group_by", None) or [] for c in value.split(",")]
-    return list(dict.fromkeys(c for c in given if c))
+    cluster = getattr(args, "cluster_by", None)
+    if cluster and not given:
+        raise FerError("--cluster-by names who posed each image, for --group-by's gaps: give --group-by too")
+    return list(dict.fromkeys([c for c in given if c] + ([cluster] if cluster else [])))
 
 
 def _labels_left_out(args) -> list[str]:
@@ -1921,7 +1937,8 @@ def cmd_compare(args) -> int:
                                 progress=_fraction_progress("predicting"), root=args.images, crops=args.crops,
                                 use_cache=not args.no_cache)
     if args.label_record is not None and args.label_record.groups:
-        comparison.attach_groups(args.label_record.groups)
+        comparison.attach_groups(args.label_record.groups,
+                                 cluster_column=_sheet_column(args.label_record, args.cluster_by))
     _say_answers_kept(comparison)
     for line in comparison.failed_models:  # the others' results are kept; the exit status says it (2)
         print(f"model left out: {line}", file=sys.stderr)
@@ -1965,6 +1982,8 @@ def cmd_compare(args) -> int:
                   "an interval can leave out 0 while the exact McNemar p is above 0.05)")
         for analysis in comparison.group_analyses().values():
             _print_groups(analysis)
+    for problem in comparison.group_problems().values():  # an unreadable image can leave a column one group
+        print(f"note: not grouped: {problem}", file=sys.stderr)
     for exc in unwritten[:-1]:
         print(f"error: {one_line(exc)}", file=sys.stderr)
     if unwritten:
@@ -1983,25 +2002,27 @@ def _write_predictions(comparison, images: str, path: str) -> None:
 def _print_groups(analysis) -> None:
     """One grouping column: each model's accuracy per group, the gaps and the models' differences."""
     from .evaluation.metrics import p_text, share_text
-    from .figures.compare import group_notes
+    from .figures.compare import gap_drivers, group_notes
     from .i18n import using_language
 
     def points(value: float) -> str:
         return share_text(value, 1, points=True, signed=True)
 
     groups = ", ".join(f"{g} {n:,}" for g, n in analysis.levels.items())
-    print(f"by {analysis.column} ({groups}): emotion-balanced accuracy (the mean of the emotions' recalls), "
+    people = (f"; {analysis.people:,} people by {analysis.clustered_by}, their images not taken as independent"
+              if analysis.clustered_by else "")
+    print(f"by {analysis.column} ({groups}{people}): emotion-balanced accuracy (the mean of the emotions' recalls), "
           "95% CI; plain accuracy after it")
     for model in dict.fromkeys(s.model for s in analysis.scores):
         cells = [f"{s.group} {_score(s.balanced_accuracy)} ({_score(s.balanced_ci95[0])}-{_score(s.balanced_ci95[1])}), "
                  f"plain {_score(s.accuracy)}" for s in analysis.scores if s.model == model]
         print(f"  {model}: " + "; ".join(cells))
-    for g in analysis.gaps:
-        drivers = sorted(g.by_emotion.items(), key=lambda item: -abs(item[1]))[:2]
-        most = ", ".join(f"{e} {points(v)}" for e, v in drivers)
+    for g in analysis.gaps:  # where it comes from: the emotions in its direction, with their images
+        most = ", ".join(f"{e} {points(v)} ({n_a} and {n_b} images)" for e, v, n_a, n_b in gap_drivers(analysis, g))
         print(f"  gap {g.model} {g.a} - {g.b}: {points(g.gap)} points (95% CI {points(g.ci95[0])} to "
               f"{points(g.ci95[1])}) over {len(g.emotions)} emotions, p {_equals(p_text(g.p_value))}, Holm-adjusted "
-              f"p {_equals(p_text(g.p_holm))}; most from {most}; plain accuracy gap {points(g.accuracy_gap)}")
+              f"p {_equals(p_text(g.p_holm))}" + (f"; most from {most}" if most else "")
+              + f"; plain accuracy gap {points(g.accuracy_gap)}")
     for d in analysis.differences:
         print(f"  gap {d.a} - {d.b} of {d.model_a} minus that of {d.model_b} (same images): {points(d.difference)} "
               f"points (95% CI {points(d.ci95[0])} to {points(d.ci95[1])}), Holm-adjusted p {_equals(p_text(d.p_holm))}")
@@ -2610,7 +2631,8 @@ def _print_report(r) -> None:
         low, high = wilson_counts(round(v.accuracy * v.n), v.n) if v.n and v.accuracy is not None else (None, None)
         interval = f" ({low:.2f}-{high:.2f})" if low is not None else "            "
         sure = r.calibration_by_answer.get(emotion)  # beside precision, the share right of its answers
-        confidence = "" if sure is None else (f"  sure {figure(sure.mean_confidence)} when answering it"
+        confidence = "" if sure is None else (f"  sure {figure(sure.mean_confidence)} on its {sure.n:,} "
+                                              f"answer{'s' if sure.n != 1 else ''} of it"
                                               + (f" ({CALIBRATION_READINGS[sure.direction]})"
                                                  if sure.direction in ("over", "under") else ""))
         print(f"  {emotion:9s} n {v.n:5d}  accuracy {figure(v.accuracy)}{interval}  precision {figure(v.precision)}  "
@@ -2625,8 +2647,10 @@ def _calibration_words(c) -> str:
     from .evaluation.metrics import CONFIDENCE_BINS
 
     way = CALIBRATION_READINGS[c.direction]
-    interval = "" if c.gap_ci95 is None else (f", gap {_score(c.gap, signed=True)} (95% CI "
-                                              f"{_score(c.gap_ci95[0], signed=True)} to {_score(c.gap_ci95[1], signed=True)})")
+    # the gap's band is a calibrated model's spread (the score test), not a confidence interval of
+    # the gap: it is said as what it is
+    interval = "" if c.gap_ci95 is None else (f", gap {_score(c.gap, signed=True)} (a calibrated model's stays "
+                                              f"within ±{_score((c.gap_ci95[1] - c.gap_ci95[0]) / 2)} 95 times in 100 here)")
     chance = "" if c.chance_ece is None else f" (a calibrated model stays under {_score(c.chance_ece)} 95 times in 100 here)"
     return (f"confidence {_score(c.mean_confidence)} on average over {c.n:,} answers, right on {_score(c.accuracy)} "
             f"of them{interval}: {way}; calibration error (ECE, {CONFIDENCE_BINS} bins) {_score(c.ece)}{chance}")

@@ -417,12 +417,9 @@ def show_downloads(saved: dict) -> None:
 def show_groups(res: Comparison) -> None:
     """Each model's accuracy per group of the faces (a column of the labels sheet), the gaps between
     groups and whether two models' gaps differ: the fairness question, each emotion weighted alike."""
-    try:
-        analyses = res.group_analyses()
-    except FerError as exc:  # one group, or a column of one value per person
-        show_error(exc, warning=True)
-        return
-    for column, analysis in analyses.items():
+    for problem in res.group_problems().values():  # one group among the images scored, or one value per person
+        show_error(problem, warning=True)
+    for column, analysis in res.group_analyses().items():
         st.header(t("compare.groups_heading") + f": {shown_literally(column)}")
         for line in group_gap_words(analysis):
             st.markdown(line)
@@ -438,7 +435,8 @@ def show_groups(res: Comparison) -> None:
 
 def show_results(saved: dict, current: str | None) -> None:
     res: Comparison = saved["comparison"]
-    res.attach_groups(chosen_groups("cmp"))  # chosen, or changed, after the run: the models need not run again
+    groups, cluster = chosen_groups("cmp")
+    res.attach_groups(groups, cluster_column=cluster)  # chosen, or changed, after the run: no model runs again
     st.divider()
     if current != saved["signature"]:  # also when the test set or the models were cleared
         st.info(t("compare.stale"))

@@ -1183,7 +1183,7 @@ def test_compare_says_a_tiny_mcnemar_p_as_below_not_as_equal_to_below(capsys, tm
              SimpleNamespace(a="m1", b="m3", only_a_correct=3, only_b_correct=2, p_value=0.5, p_holm=1.0,
                              difference=0.0167, difference_ci95=(-0.05, 0.08))]
     comparison = SimpleNamespace(failed_models=[], crop_like_no_face=[], unreadable=[], several_faces=[], skipped={}, unlabelled=0, cannot_predict={}, unscored_answer_counts={}, tie_notes=list, source_notes=list, learned_notes=list, never_notes=list, reports={}, names=[], answers_from_cache={},
-                                 mcnemar=pairs, to_dict=lambda: {}, group_analyses=dict)
+                                 mcnemar=pairs, to_dict=lambda: {}, group_analyses=dict, group_problems=dict)
     monkeypatch.setattr(compare, "run_comparison", lambda *a, **k: comparison)
     from PIL import Image
 

@@ -165,9 +165,10 @@ def test_compare_cli_on_fer_sample(capsys, tmp_path, fer_sample):
     c = scored["calibration"]
     from fer_core.cli import CALIBRATION_READINGS
 
-    low, high = (share_text(v, signed=True) for v in c["gap_ci95"])
+    band = share_text((c["gap_ci95"][1] - c["gap_ci95"][0]) / 2)  # a calibrated model's spread, not a CI of the gap
     assert (f"  confidence {share_text(c['mean_confidence'])} on average over {c['n']} answers, right on "
-            f"{share_text(c['accuracy'])} of them, gap {share_text(c['gap'], signed=True)} (95% CI {low} to {high}): "
+            f"{share_text(c['accuracy'])} of them, gap {share_text(c['gap'], signed=True)} (a calibrated model's stays "
+            f"within ±{band} 95 times in 100 here): "
             f"{CALIBRATION_READINGS[c['direction']]}; calibration error (ECE, 10 bins) {share_text(c['ece'])} "
             f"(a calibrated model stays under {share_text(c['chance_ece'])} 95 times in 100 here)\n") in capsys.readouterr().out
 

@@ -173,6 +173,7 @@ def test_compare_page_groups_the_faces_by_a_column_of_the_sheet_chosen_before_or
     assert at.multiselect(key="cmp_group_by").options == ["sex", "site"]
     at.multiselect(key="cmp_group_by").set_value(["sex"])
     run_app(at, T)
+    assert at.selectbox(key="cmp_cluster_by").options == ["site"] and at.selectbox(key="cmp_cluster_by").value is None
     at.multiselect(key="cmp_models").set_value(["mine"])
     at.button(key="cmp_run").click()
     run_app(at, T)
@@ -193,3 +194,77 @@ def test_compare_page_groups_the_faces_by_a_column_of_the_sheet_chosen_before_or
     assert "By group: site" in texts(at.header) and "By group: sex" not in texts(at.header)
     assert not any("previous choice" in s for s in texts(at.info))
     assert list(pd.read_csv(io.BytesIO(downloads["compare_groups.csv"]))["group"]) == ["x", "y"]
+
+
+def test_a_gap_is_said_from_the_group_the_model_is_better_for_and_from_the_emotions_along_it():
+    """The larger group comes first, so half the gaps are negative: "-74.4 points more accurate for
+    M than for F" read backwards. A gap is said from the better group, its interval turned with it,
+    and "most of it" names an emotion in its direction with the images behind it."""
+    labels = (["happy"] * 60 + ["sad"] * 60) * 2
+    right_on_b = [("sad" if e == "happy" else "happy") for e in labels[:120]] + labels[120:]
+    right_on_b[0] = "happy"  # one happy face of A right: happy's part of the gap is the smaller
+    comparison = comparison_of(labels, {"m": right_on_b})
+    analysis = group_analysis(comparison, ["A"] * 120 + ["B"] * 120, "sex")
+    gap, = analysis.gaps
+    assert (gap.a, gap.b) == ("A", "B") and gap.gap < -0.9
+    with using_language("en"):
+        line, = group_gap_words(analysis)
+    assert line.startswith(f"**m** is +{-gap.gap * 100:.1f} points more accurate for B than for A (95 % CI +")
+    assert line.endswith("Most of it is on sad (+100.0 points, 60 images of B against 60 of A).")
+    with using_language("ko"):
+        assert "A보다 B에서 +" in group_gap_words(analysis)[0]
+
+
+def test_groups_without_an_emotion_in_common_are_said_not_compared_and_blank_words_are_no_group():
+    labels = ["angry"] * 4 + ["happy"] * 4
+    comparison = comparison_of(labels, {"m": labels})
+    analysis = group_analysis(comparison, ["F"] * 4 + ["M"] * 3 + ["미상"], "sex")
+    assert analysis.gaps == [] and analysis.unshared == [("F", "M")] and analysis.missing == 1
+    with using_language("en"):
+        assert group_gap_words(analysis) == [
+            "No two groups of sex have an emotion in common, so no gap between them was measured."]
+        assert "F and M have no emotion in common: they were not compared." in group_notes(analysis)
+
+
+def test_images_of_one_person_widen_the_intervals_when_the_poser_column_is_given():
+    """Ten posers, each right on all or none of their faces: taken as independent images the gap
+    between two groups of posers looks sure; clustered by poser it is as uncertain as ten people are."""
+    labels = ["happy", "sad"] * 50
+    posers = [f"P{i // 10}" for i in range(100)]
+    good = {f"P{k}" for k in (0, 1, 2, 3, 5)}  # F: 4 of 5 posers right, M: 1 of 5
+    answers = [e if p in good else ("sad" if e == "happy" else "happy") for e, p in zip(labels, posers)]
+    comparison = comparison_of(labels, {"m": answers})
+    sex = ["F" if int(p[1:]) < 5 else "M" for p in posers]
+    alone = group_analysis(comparison, sex, "sex").gaps[0]
+    clustered = group_analysis(comparison, sex, "sex", posers, "poser")
+    gap = clustered.gaps[0]
+    assert gap.gap == alone.gap and gap.ci95[1] - gap.ci95[0] > 2 * (alone.ci95[1] - alone.ci95[0])
+    assert gap.p_value > alone.p_value and (clustered.clustered_by, clustered.people) == ("poser", 10)
+    with using_language("en"):
+        assert any(n.startswith("The images of one person (by poser: 10 people) are taken as alike")
+                   for n in group_notes(clustered))
+        assert any(n.startswith("Each image is taken as independent") for n in group_notes(group_analysis(
+            comparison, sex, "sex")))
+
+
+def test_a_column_left_one_group_after_the_run_is_said_and_the_rest_is_kept():
+    """An unreadable image can leave a column one group among the images scored: the run's results,
+    JSON and tables are kept, the column's problem said (it threw the whole CLI run away)."""
+    comparison = comparison_of(["happy", "sad"] * 3, {"m": ["happy"] * 6})
+    comparison.groups = {"site": ["X"] * 6, "sex": ["F", "M"] * 3}
+    assert list(comparison.group_analyses()) == ["sex"]
+    assert comparison.group_problems() == {"site": "site: one group among the images scored (6 with a value): "
+                                                   "grouping needs two or more"}
+    assert comparison.to_dict()["groups"]["site"]["error"].startswith("site: one group")
+    from fer_core.figures.compare import comparison_tables
+
+    assert set(comparison_tables(comparison)["compare_groups.csv"]["column"]) == {"sex"}
+
+
+def test_compare_cluster_by_names_the_posers_and_needs_group_by(capsys, fer_sample, sheet):
+    args = ["compare", "--images", fer_sample, "--labels", sheet, "--models", "au-logreg-fer2013", "--workers", "1"]
+    assert main([str(a) for a in [*args, "--group-by", "sex", "--cluster-by", "Participant", "--json"]]) == 0
+    found = json.loads(capsys.readouterr()[0])["groups"]
+    assert list(found) == ["sex"] and found["sex"]["clustered_by"] == "participant" and found["sex"]["people"] == 23
+    assert main([str(a) for a in [*args, "--cluster-by", "participant"]]) == 2
+    assert "--cluster-by names who posed each image, for --group-by's gaps: give --group-by too" in capsys.readouterr()[1]

@@ -1007,10 +1007,11 @@ def _relabelled(root: str, stamp: tuple[int, ...], name: str, sha: str, column: 
                    group_columns=group_columns)
 
 
-def chosen_groups(prefix: str) -> dict:
+def chosen_groups(prefix: str) -> tuple[dict, str | None]:
     """The grouping columns chosen beside the labels sheet (``own_labels`` with ``groups``): per
-    column, each image's value by its path; empty without a sheet or a choice."""
-    return st.session_state.get(f"{prefix}_groups_chosen") or {}
+    column, each image's value by its path (empty without a sheet or a choice), and the column of
+    them naming who posed each image, if one was chosen (``Comparison.attach_groups``)."""
+    return (st.session_state.get(f"{prefix}_groups_chosen") or {}, st.session_state.get(f"{prefix}_cluster_chosen"))
 
 
 def own_labels(prefix: str, root: str, description: Described,
@@ -1022,6 +1023,7 @@ def own_labels(prefix: str, root: str, description: Described,
     report say which. The expander comes first: a folder no emotion names can still be labelled.
     ``groups``: offer the sheet's other columns to group the faces by (``chosen_groups``)."""
     st.session_state[f"{prefix}_groups_chosen"] = {}
+    st.session_state[f"{prefix}_cluster_chosen"] = None
     box = st.expander(t("common.labels_expander"), expanded=st.session_state.get(f"{prefix}_labels") is not None)
     with box:
         up = st.file_uploader(t("common.labels_input"), type=["csv"], key=f"{prefix}_labels", help=t("common.labels_help"))
@@ -1051,13 +1053,19 @@ def own_labels(prefix: str, root: str, description: Described,
             st.info(t("common.labels_pick_column"))  # Majority, R1, R2: which is the study's to say
             return None
         grouping: list[str] = []
+        cluster = None
         if groups:
             others = [c for c in columns if c != column and c.lower() not in ({"label", "emotion"} if column == auto else set())]
             grouping = st.multiselect(t("compare.group_by"), others, key=f"{prefix}_group_by", help=t("compare.group_by_help"),
                                       placeholder=t("common.choose_options")) if others else []
+            if grouping:  # who posed each image: one person's images are not independent
+                cluster = st.selectbox(t("compare.cluster_by"), [c for c in others if c not in grouping], index=None,
+                                       key=f"{prefix}_cluster_by", help=t("compare.cluster_by_help"),
+                                       placeholder=t("common.choose_option"))
         labelled, record = _relabelled(root, _folder_stamp(root, True), up.name, digest(data), column or None, data,
-                                       file_column, tuple(grouping))
+                                       file_column, tuple(grouping) + ((cluster,) if cluster else ()))
         st.session_state[f"{prefix}_groups_chosen"] = record.groups
+        st.session_state[f"{prefix}_cluster_chosen"] = cluster
         if not labelled:
             raise DatasetError(f"{up.name}: labels no image of the folder with an emotion ({record.no_row:,} without "
                                f"a row, {sum(record.not_emotions.values()):,} naming none)")

@@ -84,6 +84,9 @@ class Comparison:
     # per column of the labels sheet asked to group by (the poser's sex), each row's value as written
     # (None: no row), for ``groups.group_analysis``
     groups: dict[str, list[str | None]] = field(default_factory=dict)
+    # who posed each row (a participant column, ``cluster_column``): one person's images are not independent
+    clusters: list[str | None] | None = None
+    cluster_column: str | None = None
 
     def path_of(self, file: str) -> Path:
         """The image behind a ``file`` of the table (file names that are not UTF-8 are shown escaped)."""
@@ -205,18 +208,42 @@ class Comparison:
                 "crop_like_no_face": relative(self.crop_like_no_face),
                 "learned_from": {m: k for m, (k, _) in self.learned_from.items() if k},
                 "from_training_folder": {m: k for m, (k, _, _) in self.from_training_folder.items() if k},
-                "groups": {column: analysis.to_dict() for column, analysis in self.group_analyses().items()}}
+                "groups": {**{column: analysis.to_dict() for column, analysis in self.group_analyses().items()},
+                           **{column: {"column": column, "error": problem}
+                              for column, problem in self.group_problems().items()}}}
 
-    def attach_groups(self, groups: dict[str, dict[Path, str]]) -> None:
-        """Each row's value of each grouping column (``LabelFile.groups``: by image path)."""
-        self.groups = {column: [values.get(self.path_of(f)) for f in self.table["file"]]
-                       for column, values in groups.items()}
+    def attach_groups(self, groups: dict[str, dict[Path, str]], cluster_column: str | None = None) -> None:
+        """Each row's value of each grouping column (``LabelFile.groups``: by image path);
+        ``cluster_column``: the one of them that names who posed each image (not a grouping)."""
+        rows = {column: [values.get(self.path_of(f)) for f in self.table["file"]] for column, values in groups.items()}
+        self.cluster_column = cluster_column if cluster_column in rows else None
+        self.clusters = rows.pop(cluster_column) if self.cluster_column else None
+        self.groups = rows
 
     def group_analyses(self) -> dict:
-        """``groups.group_analysis`` per grouping column (refused columns raise ``FerError``)."""
+        """``groups.group_analysis`` per grouping column it can group by; the others are in
+        ``group_problems`` (an unreadable image can leave a column one group: the rest is kept)."""
         from .groups import group_analysis
 
-        return {column: group_analysis(self, values, column) for column, values in self.groups.items()}
+        out = {}
+        for column, values in self.groups.items():
+            try:
+                out[column] = group_analysis(self, values, column, self.clusters, self.cluster_column)
+            except FerError:
+                continue
+        return out
+
+    def group_problems(self) -> dict[str, str]:
+        """Per grouping column the images scored cannot be grouped by, why, in a line."""
+        from .groups import check_groups
+
+        problems = {}
+        for column, values in self.groups.items():
+            try:
+                check_groups(values, column)
+            except FerError as exc:
+                problems[column] = str(exc)
+        return problems
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, names: Sequence[str], classes: Sequence[str], **fields) -> "Comparison":

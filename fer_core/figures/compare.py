@@ -472,11 +472,12 @@ def answer_calibration_frame(comparison: Comparison) -> pd.DataFrame:
 
 def answer_calibration_words(frame: pd.DataFrame) -> list[str]:
     """A sentence per model whose confidence, read per emotion it answered, strays beyond chance:
-    which emotions it says too surely and which too timidly (``answer_calibration_frame``)."""
+    which emotions it says too surely, which too timidly, and which are off in no one direction
+    (``answer_calibration_frame``)."""
     lines = []
     for name, sub in frame.groupby("model", sort=False):
         parts = []
-        for direction in ("over", "under"):
+        for direction in ("over", "under", "mixed"):
             flagged = sub[sub["reading"] == direction]
             if len(flagged):
                 emotions = ", ".join(t("compare.answer_gap", emotion=emotion_label(row.emotion_answered),
@@ -649,8 +650,9 @@ def group_frames(comparison: Comparison) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def group_tables(comparison: Comparison) -> dict[str, pd.DataFrame]:
-    """The group CSVs where the comparison was asked to group its images (none otherwise)."""
-    if not comparison.groups:
+    """The group CSVs where the comparison was asked to group its images by a column it can
+    group by (none otherwise: ``group_problems`` says why)."""
+    if not comparison.group_analyses():
         return {}
     scores, gaps = group_frames(comparison)
     return {"compare_groups.csv": scores, "compare_group_gaps.csv": gaps}
@@ -681,27 +683,47 @@ def group_figure(analysis, order: Sequence[str] = ()) -> go.Figure:
     return _layout(fig, t("compare.fig_groups", column=analysis.column), height=180 + 70 * len(labels))
 
 
+def gap_drivers(analysis, gap, count: int = 2) -> list[tuple[str, float, int, int]]:
+    """The emotions that make ``gap`` most, in its direction (an emotion pulling against it is not
+    where it comes from): (emotion, its part, group a's images of it, group b's)."""
+    counts = {s.group: s.counts for s in analysis.scores if s.model == gap.model}
+    sign = 1 if gap.gap >= 0 else -1
+    along = sorted((e for e, v in gap.by_emotion.items() if v * sign > 0), key=lambda e: -gap.by_emotion[e] * sign)
+    return [(e, gap.by_emotion[e], counts[gap.a].get(e, 0), counts[gap.b].get(e, 0)) for e in along[:count]]
+
+
 def group_gap_words(analysis) -> list[str]:
-    """A sentence per gap whose Holm-adjusted p is below 0.05, then whether any two models' gaps
-    differ; one sentence saying none is, where none is."""
+    """A sentence per gap whose Holm-adjusted p is below 0.05, said from the group the model is
+    better for ("more accurate for M than for F", never "-74 points more"), with the emotion that
+    makes most of it and its images; then whether any two models' gaps differ, said from the model
+    whose gap is larger; one sentence saying none is, where none is."""
+    def points(value: float) -> str:
+        return share_text(value, 1, points=True, signed=True)
+
     lines = []
     for g in analysis.gaps:
         if g.p_holm < 0.05:
-            largest = max(g.by_emotion, key=lambda e: abs(g.by_emotion[e]))
-            lines.append(t("compare.group_gap_line", model=g.model, a=g.a, b=g.b,
-                           gap=share_text(g.gap, 1, points=True, signed=True),
-                           low=share_text(g.ci95[0], 1, points=True, signed=True),
-                           high=share_text(g.ci95[1], 1, points=True, signed=True), p=p_text(g.p_holm),
-                           emotion=emotion_label(largest),
-                           emotion_gap=share_text(g.by_emotion[largest], 1, points=True, signed=True)))
+            sign = 1 if g.gap >= 0 else -1
+            better, worse = (g.a, g.b) if sign > 0 else (g.b, g.a)
+            low, high = sorted((g.ci95[0] * sign, g.ci95[1] * sign))
+            drivers = gap_drivers(analysis, g, 1)
+            line = t("compare.group_gap_line", model=g.model, a=better, b=worse, gap=points(g.gap * sign),
+                     low=points(low), high=points(high), p=p_text(g.p_holm))
+            if drivers:
+                emotion, part, n_a, n_b = drivers[0]
+                line += " " + t("compare.group_gap_driver", emotion=emotion_label(emotion), emotion_gap=points(part * sign),
+                                n_better=n_a if sign > 0 else n_b, n_worse=n_b if sign > 0 else n_a, a=better, b=worse)
+            lines.append(line)
     if not lines:
-        lines.append(t("compare.group_no_gap", column=analysis.column))
+        lines.append(t("compare.group_no_gap" if analysis.gaps else "compare.group_nothing_compared",
+                       column=analysis.column))
     for d in analysis.differences:
         if d.p_holm < 0.05:
-            lines.append(t("compare.group_difference_line", first=d.model_a, second=d.model_b, a=d.a, b=d.b,
-                           d=share_text(d.difference, 1, points=True, signed=True),
-                           low=share_text(d.ci95[0], 1, points=True, signed=True),
-                           high=share_text(d.ci95[1], 1, points=True, signed=True), p=p_text(d.p_holm)))
+            sign = 1 if d.difference >= 0 else -1
+            first, second = (d.model_a, d.model_b) if sign > 0 else (d.model_b, d.model_a)
+            low, high = sorted((d.ci95[0] * sign, d.ci95[1] * sign))
+            lines.append(t("compare.group_difference_line", first=first, second=second, a=d.a, b=d.b,
+                           d=points(d.difference * sign), low=points(low), high=points(high), p=p_text(d.p_holm)))
     return lines
 
 
@@ -718,6 +740,12 @@ def group_notes(analysis) -> list[str]:
         notes.append(t("compare.group_small", groups=", ".join(analysis.small)))
     for g, emotions in analysis.missing_emotions.items():
         notes.append(t("compare.group_lacks", group=g, emotions=", ".join(map(emotion_label, emotions))))
+    for a, b in analysis.unshared:
+        notes.append(t("compare.group_unshared", a=a, b=b))
+    if analysis.clustered_by:
+        notes.append(t("compare.group_clustered", column=analysis.clustered_by, people=f"{analysis.people:,}"))
+    else:
+        notes.append(t("compare.group_independent"))
     mix = analysis.mix_difference()
     if mix is not None:
         emotion, shares = mix
