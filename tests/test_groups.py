@@ -117,7 +117,7 @@ def test_compare_group_by_gives_the_groups_in_text_json_tables_and_the_predictio
     assert "By group: sex" in report and "Accuracy per group of sex" in report  # its words, tables and figure
     assert "by sex (F 17, M 6): emotion-balanced accuracy" in out
     assert "gap au-logreg-fer2013 F - M: " in out and "Holm-adjusted p" in out
-    assert "note: 1 images have no sex (blank, NA, unknown)" in out and "F: F, f" in out
+    assert "note: Images without a sex (blank, NA, unknown), left out of the groups: 1." in out and "F: F, f" in out
     scores = pd.read_csv(tmp_path / "t" / "compare_groups.csv")
     assert list(scores["group"]) == ["F", "M"] and list(scores["n"]) == [17, 6]
     assert scores.loc[0, "balanced_accuracy"] == pytest.approx(np.nanmean(
