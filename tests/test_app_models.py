@@ -644,7 +644,7 @@ def test_compare_runs_au_model_and_cnn_on_the_same_folder(models_dir, fer_small,
     if no_face:
         assert any(f"{BUNDLED}: no face found in {len(no_face)} of 18" in w for w in _texts(at.warning))
     downloads = at.get("download_button")
-    assert len(downloads) == 9  # 7 CSVs and the HTML report with and without faces (tests/test_compare.py parses them)
+    assert len(downloads) == 10  # 8 CSVs and the HTML report with and without faces (tests/test_compare.py parses them)
     # the CSVs: per-image predictions with relative names, and the per-emotion summary
     from fer_core.figures.compare import predictions_frame, summary_frame
 

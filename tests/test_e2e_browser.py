@@ -272,7 +272,8 @@ def test_the_comparison_report_opens_offline_with_every_figure_drawn(tmp_path):
     hand_comparison = hand_made_comparison(tmp_path)
     path = write_report(tmp_path / "report.html",
                         comparison_report_html(hand_comparison, ReportSettings.now("hand-made"), [], lang="ko"))
-    expected_figures = 2 + len(hand_comparison.names) + 1  # overall, per emotion, the matrices, confidence
+    # overall, per emotion, the matrices, confidence on the whole and per emotion answered
+    expected_figures = 2 + len(hand_comparison.names) + 2
     expected_thumbs = sum(len(hand_comparison.wrong_files(n)) for n in hand_comparison.names)
     requested: list[str] = []
     with sync_playwright() as pw:

@@ -16,7 +16,7 @@ def test_report_on_a_hand_computed_example():
     # the evaluate --json output, key for key
     assert list(r) == ["model", "n", "no_face", "accuracy", "accuracy_ci95", "macro_f1", "macro_f1_ci95", "per_class", "labels",
                        "confusion", "no_face_per_class", "other_per_class", "skipped", "left_out", "kappa", "kappa_ci95",
-                       "calibration", "log_loss", "brier"]
+                       "calibration", "log_loss", "brier", "calibration_by_answer"]
     assert r["calibration"] is None and r["log_loss"] is None  # answers without probabilities: nothing to score
     # Cohen's kappa by hand, no face an answer of its own: observed 3/6, by chance (0 + 3*2 + 2*3 + 0)/36
     assert r["kappa"] == pytest.approx((1 / 2 - 1 / 3) / (1 - 1 / 3))
