@@ -17,9 +17,9 @@ adjusted as Bonett & Price (2012) do, over the images. With the plain Agresti-Ca
 hold 4-6 % (and 1-5 % for two models' gaps) from 4 to 50 images per emotion
 (``bench/group_gaps_null.py``). Images of one person are not independent: with a column naming
 who posed each (``clusters``), the standard errors are the larger of those and cluster-robust ones
-(16-26 % false gaps on random groups of posers become 4-7 %). p-values are Holm-adjusted over every gap of one grouping column
-(each model, each pair of groups), and so are the models' differences of gaps. Nothing is adjusted
-across grouping columns or across runs.
+(16-26 % false gaps on random groups of posers become 3-7 %), read with Student's t. p-values
+are Holm-adjusted over every gap of one grouping column (each model, each pair of groups), and so
+are the models' differences of gaps. Nothing is adjusted across grouping columns or across runs.
 """
 
 from __future__ import annotations
@@ -46,12 +46,27 @@ def _r(value: float) -> float:
     return round(float(value), DECIMALS)
 
 
-def _interval(value: float, se: float, low: float = 0.0, high: float = 1.0) -> tuple[float, float]:
-    return _r(max(low, value - Z95 * se)), _r(min(high, value + Z95 * se))
+def _interval(value: float, se: float, low: float = 0.0, high: float = 1.0,
+              df: int | None = None) -> tuple[float, float]:
+    """Wald's 95 % interval; ``df``: Student's t with that many degrees of freedom (clustered by
+    person: the number of people less one), which a few dozen people need."""
+    if df is not None:
+        from scipy.stats import t as student
+
+        z = float(student.ppf(0.975, max(df, 1)))
+    else:
+        z = Z95
+    return _r(max(low, value - z * se)), _r(min(high, value + z * se))
 
 
-def _p(value: float, se: float) -> float:
-    return 1.0 if se <= 0 else float(2 * (1 - NormalDist().cdf(abs(value) / se)))
+def _p(value: float, se: float, df: int | None = None) -> float:
+    if se <= 0:
+        return 1.0
+    if df is not None:
+        from scipy.stats import t as student
+
+        return float(2 * student.sf(abs(value) / se, max(df, 1)))
+    return float(2 * (1 - NormalDist().cdf(abs(value) / se)))
 
 
 def group_levels(values: Sequence[object]) -> tuple[list[str | None], dict[str, list[str]]]:
@@ -190,7 +205,8 @@ class GroupAnalysis:
                                        "(Agresti-Caffo) over its images; paired for two models (Bonett-Price)",
                            "correction": "Holm over this column's gaps, and over its differences of gaps",
                            "images": ("clustered by " + self.clustered_by + ": the larger of the cluster-robust "
-                                      "(sandwich) and the independent standard error") if self.clustered_by
+                                      "(sandwich) and the independent standard error, Student's t with the "
+                                      "people less one degrees of freedom") if self.clustered_by
                            else "taken as independent: images of one person make the intervals too narrow"}}
 
 
@@ -232,11 +248,12 @@ def check_groups(groups: Sequence[object], column: str) -> list[str]:
 
 
 def _clustered_se(values: np.ndarray, signs: dict[str, int], groups: np.ndarray, labels: np.ndarray,
-                  emotions: Sequence[str], clusters: np.ndarray) -> float:
+                  emotions: Sequence[str], clusters: np.ndarray) -> tuple[float, int]:
     """The cluster-robust (sandwich) standard error of a signed sum of the groups' emotion-balanced
     means of ``values`` (a group's share right: ``signs`` {group: 1}; a gap: {a: 1, b: -1}): each
     image's deviation from its group and emotion's mean, weighted as the balanced mean weighs it,
-    summed within each cluster (a poser's images), with the C / (C - 1) correction. Images of one
+    summed within each cluster (a poser's images), with the C / (C - 1) correction, and its degrees
+    of freedom (C - 1, for Student's t). Images of one
     person are not independent; taken as such, random groups of posers read as different 16-24 %
     of the time at 5 % (a review's simulation, two images per poser and emotion)."""
     import pandas as pd
@@ -248,7 +265,7 @@ def _clustered_se(values: np.ndarray, signs: dict[str, int], groups: np.ndarray,
     frame["part"] = frame["sign"] * (frame["v"] - cell.transform("mean")) / (len(emotions) * cell.transform("size"))
     sums = frame.groupby("cluster")["part"].sum().to_numpy()
     c = len(sums)
-    return float(np.sqrt(c / (c - 1) * np.sum(sums ** 2))) if c > 1 else float("inf")
+    return (float(np.sqrt(c / (c - 1) * np.sum(sums ** 2))) if c > 1 else float("inf")), c - 1
 
 
 def group_analysis(comparison, groups: Sequence[object], column: str,
@@ -283,10 +300,12 @@ def group_analysis(comparison, groups: Sequence[object], column: str,
             recall = {e: x / k for e, (k, x, _) in mine.items()}
             balanced = float(np.mean(list(recall.values())))
             se = float(np.sqrt(sum(v for _, _, v in mine.values()))) / len(mine)
+            df = None
             if people is not None:
-                se = max(se, _clustered_se(correct, {g: 1}, groups_array, labels, list(mine), people))
+                clustered, df = _clustered_se(correct, {g: 1}, groups_array, labels, list(mine), people)
+                se = max(se, clustered)
             scores.append(GroupScore(name, g, n, _r(right / n), tuple(_r(v) for v in wilson_counts(right, n)),
-                                     _r(balanced), _interval(balanced, se),
+                                     _r(balanced), _interval(balanced, se, df=df),
                                      {e: k for e, (k, _, _) in mine.items()}, {e: _r(v) for e, v in recall.items()}))
     pairs = list(combinations(order, 2))
     unshared = [(a, b) for a, b in pairs if not set(cells[comparison.names[0], a]) & set(cells[comparison.names[0], b])]
@@ -301,13 +320,15 @@ def group_analysis(comparison, groups: Sequence[object], column: str,
                           for e in shared}
             gap = float(np.mean(list(by_emotion.values())))
             se = float(np.sqrt(sum(cells[name, a][e][2] + cells[name, b][e][2] for e in shared))) / len(shared)
+            df = None
             if people is not None:
-                se = max(se, _clustered_se(correct, {a: 1, b: -1}, groups_array, labels, shared, people))
+                clustered, df = _clustered_se(correct, {a: 1, b: -1}, groups_array, labels, shared, people)
+                se = max(se, clustered)
             plain = float(correct[groups_array == a].mean() - correct[groups_array == b].mean())
-            raw_gaps.append((name, a, b, tuple(shared), gap, se, plain, by_emotion))
-    holm = holm_adjusted([_p(gap, se) for *_, gap, se, _, _ in raw_gaps])
-    for (name, a, b, shared, gap, se, plain, by_emotion), p_holm in zip(raw_gaps, holm):
-        gaps.append(GroupGap(name, a, b, shared, _r(gap), _interval(gap, se, -1.0, 1.0), _p(gap, se), p_holm,
+            raw_gaps.append((name, a, b, tuple(shared), gap, (se, df), plain, by_emotion))
+    holm = holm_adjusted([_p(gap, se, df) for *_, gap, (se, df), _, _ in raw_gaps])
+    for (name, a, b, shared, gap, (se, df), plain, by_emotion), p_holm in zip(raw_gaps, holm):
+        gaps.append(GroupGap(name, a, b, shared, _r(gap), _interval(gap, se, -1.0, 1.0, df), _p(gap, se, df), p_holm,
                              _r(plain), {e: _r(v) for e, v in by_emotion.items()}))
     raw_differences = []
     for first, second in combinations(comparison.names, 2):
@@ -324,14 +345,16 @@ def group_analysis(comparison, groups: Sequence[object], column: str,
                 variance += _paired_variance(right_first[ea], right_second[ea])
                 variance += _paired_variance(right_first[eb], right_second[eb])
             difference = float(np.mean(terms))
-            se = float(np.sqrt(variance)) / len(shared)
+            se, df = float(np.sqrt(variance)) / len(shared), None
             if people is not None:
                 paired = right_first.astype(float) - right_second.astype(float)
-                se = max(se, _clustered_se(paired, {a: 1, b: -1}, groups_array, labels, shared, people))
-            raw_differences.append((a, b, first, second, difference, se))
-    holm = holm_adjusted([_p(d, se) for *_, d, se in raw_differences])
-    for (a, b, first, second, d, se), p_holm in zip(raw_differences, holm):
-        differences.append(GapDifference(a, b, first, second, _r(d), _interval(d, se, -2.0, 2.0), _p(d, se), p_holm))
+                clustered, df = _clustered_se(paired, {a: 1, b: -1}, groups_array, labels, shared, people)
+                se = max(se, clustered)
+            raw_differences.append((a, b, first, second, difference, (se, df)))
+    holm = holm_adjusted([_p(d, se, df) for *_, d, (se, df) in raw_differences])
+    for (a, b, first, second, d, (se, df)), p_holm in zip(raw_differences, holm):
+        differences.append(GapDifference(a, b, first, second, _r(d), _interval(d, se, -2.0, 2.0, df),
+                                         _p(d, se, df), p_holm))
     return GroupAnalysis(column=column, levels={g: present.count(g) for g in order},
                          spellings={g: spellings[g] for g in order}, missing=len(values) - len(present),
                          scores=scores, gaps=gaps, differences=differences, unshared=unshared,
