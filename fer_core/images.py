@@ -948,9 +948,6 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
         name = row[file_at].strip() if file_at < len(row) else ""
         label = row[label_at].strip() if label_at < len(row) else ""
         it = image_of(name)
-        if it is not None:
-            for group, at in group_at.items():
-                record.groups[group][it.path] = row[at].strip() if at < len(row) else ""
         if it is None:
             if len(by_base.get(name, ())) > 1:
                 raise AUTableError(f"{printable(str(labels))}: {printable(name)} names {len(by_base[name])} images "
@@ -963,6 +960,8 @@ def relabel(items: Sequence[LabeledImage], labels: str | os.PathLike[str], root:
                                f"{printable(given[it.path] or BLANK_LABEL)} and {printable(label or BLANK_LABEL)}; "
                                "give each image one")
         given[it.path] = label  # the same row twice (a copy pasted twice) labels it once
+        for group, at in group_at.items():
+            record.groups[group][it.path] = row[at].strip() if at < len(row) else ""
     record.rater_agreement = _rater_agreement(header, rows[1:], file_at, image_of)
     out = []
     for it in items:

@@ -419,7 +419,9 @@ def show_groups(res: Comparison) -> None:
     groups and whether two models' gaps differ: the fairness question, each emotion weighted alike."""
     for problem in res.group_problems().values():  # one group among the images scored, or one value per person
         show_error(problem, warning=True)
-    for column, analysis in res.group_analyses().items():
+    analyses = res.group_analyses()
+    scores, gaps = group_frames(res, analyses)
+    for column, analysis in analyses.items():
         st.header(t("compare.groups_heading") + f": {shown_literally(column)}")
         for line in group_gap_words(analysis):
             st.markdown(line)
@@ -427,7 +429,6 @@ def show_groups(res: Comparison) -> None:
             st.caption(note)
         st.plotly_chart(group_figure(analysis, order=res.names), key=f"cmp_groups_{column}")
         st.caption(t("compare.groups_caption"))
-        scores, gaps = group_frames(res)
         with st.expander(t("compare.groups_table")):
             st.dataframe(gaps[gaps["column"] == column].drop(columns="column"), hide_index=True, placeholder=MISSING)
             st.dataframe(scores[scores["column"] == column].drop(columns="column"), hide_index=True, placeholder=MISSING)

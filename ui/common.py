@@ -919,7 +919,8 @@ def choose_test_set(prefix: str, groups: bool = False) -> tuple[list, str, Descr
     what was passed over or left out with why, for the downloads), or None with a message shown.
     Widget keys start with ``prefix``; a drawn set holds ``drawn_classes``; ``groups``: a labels
     sheet's columns can group the faces (``chosen_groups``)."""
-    st.session_state[f"{prefix}_groups_chosen"] = {}
+    st.session_state[f"{prefix}_groups_chosen"] = {}  # none unless own_labels reads a sheet's
+    st.session_state[f"{prefix}_cluster_chosen"] = None
     shown = {DRAWN: t("common.source_drawn"), FOLDER: t("common.source_folder"), ZIP: t("common.source_zip"),
              SPLIT: t("common.source_split")}
     source = st.radio(t("common.test_set"), (DRAWN, FOLDER, ZIP, SPLIT), horizontal=True, key=kept_choice(f"{prefix}_source"),
@@ -1022,8 +1023,6 @@ def own_labels(prefix: str, root: str, description: Described,
     participant). The description names the file, its column and its SHA-256, so the results and
     report say which. The expander comes first: a folder no emotion names can still be labelled.
     ``groups``: offer the sheet's other columns to group the faces by (``chosen_groups``)."""
-    st.session_state[f"{prefix}_groups_chosen"] = {}
-    st.session_state[f"{prefix}_cluster_chosen"] = None
     box = st.expander(t("common.labels_expander"), expanded=st.session_state.get(f"{prefix}_labels") is not None)
     with box:
         up = st.file_uploader(t("common.labels_input"), type=["csv"], key=f"{prefix}_labels", help=t("common.labels_help"))

@@ -309,8 +309,9 @@ def comparison_report_html(comparison: Comparison, settings: ReportSettings,
                             + _table(answered) + f'<p class="note">{_e(t("compare.answer_caption"))}</p>')
         groups = ""
         if comparison.groups:  # a sheet's column grouping the faces: the words, the notes and the numbers
-            scores, gaps = group_frames(comparison)
-            for column, analysis in comparison.group_analyses().items():
+            analyses = comparison.group_analyses()
+            scores, gaps = group_frames(comparison, analyses)
+            for column, analysis in analyses.items():
                 groups += (f"<h3>{_e(t('compare.groups_heading'))}: {_e(column)}</h3>"
                            + "".join(f"<p>{_e(line.replace('**', ''))}</p>" for line in group_gap_words(analysis))
                            + "".join(f'<p class="note">{_e(note)}</p>' for note in group_notes(analysis))

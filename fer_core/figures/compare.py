@@ -620,13 +620,14 @@ GAP_COLUMNS = ["column", "comparison", "a", "b", "model", "model_b", "emotions",
                "p_value", "p_holm", "accuracy_gap"]
 
 
-def group_frames(comparison: Comparison) -> tuple[pd.DataFrame, pd.DataFrame]:
+def group_frames(comparison: Comparison, analyses: Mapping | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every grouping column's scores (a row per column, group and model: plain and emotion-balanced
     accuracy with their intervals, then each emotion's images and recall) and its gaps (``gap``:
     group a minus b for a model, then each emotion's part; ``gap difference``: model minus
-    model_b's gap, same images), for download."""
+    model_b's gap, same images), for download; ``analyses``: ``group_analyses()`` where the caller
+    already has them."""
     scores, gaps = [], []
-    for column, analysis in comparison.group_analyses().items():
+    for column, analysis in (comparison.group_analyses() if analyses is None else analyses).items():
         for sc in analysis.scores:
             scores.append({"column": column, "group": sc.group, "model": sc.model, "n": sc.n, "accuracy": sc.accuracy,
                            "ci95_low": sc.accuracy_ci95[0], "ci95_high": sc.accuracy_ci95[1],
@@ -652,9 +653,10 @@ def group_frames(comparison: Comparison) -> tuple[pd.DataFrame, pd.DataFrame]:
 def group_tables(comparison: Comparison) -> dict[str, pd.DataFrame]:
     """The group CSVs where the comparison was asked to group its images by a column it can
     group by (none otherwise: ``group_problems`` says why)."""
-    if not comparison.group_analyses():
+    analyses = comparison.group_analyses()
+    if not analyses:
         return {}
-    scores, gaps = group_frames(comparison)
+    scores, gaps = group_frames(comparison, analyses)
     return {"compare_groups.csv": scores, "compare_group_gaps.csv": gaps}
 
 
