@@ -1392,7 +1392,7 @@ def test_compare_names_every_output_file_it_could_not_write(tmp_path, fer_sample
     assert "error: /proc/p.csv: could not be written" in err
 
 
-def test_a_closed_terminal_window_ends_a_run_with_129(tmp_path, fer_sample):
+def test_a_closed_terminal_window_ends_a_run_with_129(tmp_path, fer_val):
     """The run's own terminal hung up: stderr then takes no more writes (EIO), and saying
     "interrupted" raised, so the run ended with status 1 (a code review, with a pseudo-terminal)."""
     import pty
@@ -1400,12 +1400,14 @@ def test_a_closed_terminal_window_ends_a_run_with_129(tmp_path, fer_sample):
     import signal
     import time
 
+    # 240 images (a few seconds' measuring): the hang-up must come mid-run; 24 were sometimes done first
+    images = copy_fer_sample(fer_val, tmp_path / "images", per_class=40)
     env = {**os.environ, "FER_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(REPO_ROOT)}
     pid, fd = pty.fork()
     if pid == 0:  # the run, on the terminal's other end, as from a shell
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
         os.chdir(REPO_ROOT)
-        os.execve(sys.executable, [sys.executable, "-m", "fer_core", "extract", str(fer_sample), "--out",
+        os.execve(sys.executable, [sys.executable, "-m", "fer_core", "extract", str(images), "--out",
                                    str(tmp_path / "au.csv"), "--workers", "1"], env)
     said, deadline = b"", time.monotonic() + 120
     while b"images" not in said and time.monotonic() < deadline:  # its progress bar: measuring has begun
