@@ -46,12 +46,14 @@ def test_the_verdict_reads_holm_adjusted_p_values_when_several_pairs_are_tested(
     b = ["sad"] * 9 + ["happy"] * 2 + ["sad"] * 9  # right on 9 and 10: only-A 9, only-B 1
     three = mcnemar_frame(_comparison({"A": a, "B": b, "C": list(a)}, labels))
     assert list(three.columns) == ["model A", "model B", "A - B", "A - B ci95_low", "A - B ci95_high",
-                                   "only A right", "only B right", "p-value", "p (Holm)", "verdict"]
+                                   "only A right", "only B right", "p-value", "p (Holm)", "Holm pairs", "verdict"]
+    assert set(three["Holm pairs"]) == {3}  # the table says what p (Holm) is adjusted over
     assert list(three["p-value"]) == pytest.approx([2 * 11 / 1024, 1.0, 2 * 11 / 1024])  # A-B, A-C, B-C
     assert list(three["p (Holm)"]) == pytest.approx([3 * 2 * 11 / 1024, 1.0, 3 * 2 * 11 / 1024])
     assert set(three["verdict"]) == {"no significant difference"}
     two = mcnemar_frame(_comparison({"A": a, "B": b}, labels))
     assert two.loc[0, "p (Holm)"] == pytest.approx(2 * 11 / 1024) and two.loc[0, "verdict"] == "A is better"
+    assert two.loc[0, "Holm pairs"] == 1
     with using_language("ko"):  # the report's Korean table
         shown = shown_table(mcnemar_frame(_comparison({"A": a, "B": b}, labels)))
     assert "Holm 보정 p" in shown.columns and shown.iloc[0]["α = 0.05에서 (Holm 보정)"] == "A이(가) 더 나음"

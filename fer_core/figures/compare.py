@@ -102,7 +102,7 @@ def accuracy_summary(comparison: Comparison) -> pd.DataFrame:
 
 
 MCNEMAR_COLUMNS = ["model A", "model B", "A - B", "A - B ci95_low", "A - B ci95_high", "only A right",
-                   "only B right", "p-value", "p (Holm)", "verdict"]
+                   "only B right", "p-value", "p (Holm)", "Holm pairs", "verdict"]
 DIFFERENCE_COLUMNS = ("A - B", "A - B ci95_low", "A - B ci95_high")  # accuracy A minus B, shares
 
 
@@ -113,6 +113,7 @@ def mcnemar_frame(comparison: Comparison, alpha: float = 0.05) -> pd.DataFrame:
     tests, and unadjusted some pair would be "better" by chance. The better model is the one right
     on more of the images only one of the two got right (what the test counts), not the one with
     the higher rounded accuracy: a difference under the fourth decimal ties, and a tie named B.
+    ``Holm pairs``: how many pairs ``p (Holm)`` is adjusted over, so a table read alone says it.
     ``A - B`` is accuracy A minus accuracy B with its 95 % interval (``paired_difference_ci``): how
     large the difference may be, where the p-value says only whether there is one."""
     rows = []
@@ -127,7 +128,7 @@ def mcnemar_frame(comparison: Comparison, alpha: float = 0.05) -> pd.DataFrame:
         rows.append({"model A": pair.a, "model B": pair.b, "A - B": pair.difference, "A - B ci95_low": lo,
                      "A - B ci95_high": hi, "only A right": pair.only_a_correct,
                      "only B right": pair.only_b_correct, "p-value": pair.p_value, "p (Holm)": p_holm,
-                     "verdict": verdict})
+                     "Holm pairs": len(comparison.mcnemar), "verdict": verdict})
     return pd.DataFrame(rows, columns=MCNEMAR_COLUMNS)
 
 
@@ -301,7 +302,7 @@ def column_titles() -> dict[str, str]:
             "model B": t("compare.col_model_b"), "A - B": t("compare.col_difference"),
             "only A right": t("compare.col_only_a"),
             "only B right": t("compare.col_only_b"), "p-value": t("compare.col_p"),
-            "p (Holm)": t("compare.col_p_holm"), "verdict": t("compare.col_verdict"),
+            "p (Holm)": t("compare.col_p_holm"), "Holm pairs": t("compare.col_holm_pairs"), "verdict": t("compare.col_verdict"),
             "answers": t("compare.col_answers"), "emotion_answered": t("compare.col_emotion_answered"), "mean_confidence": t("compare.col_mean_confidence"),
             "accuracy_answered": t("compare.col_accuracy_answered"), "reading": t("compare.col_reading"),
             "gap": t("compare.col_gap"), "gap_ci95_low": t("compare.col_gap_ci95_low"),
