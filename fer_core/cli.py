@@ -604,6 +604,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", default="six", help=CLASSES_HELP)
     s.add_argument("--seed", type=_seed, default=0,
                    help="which images are drawn; the same seed, the same set (default: 0)")
+    s.add_argument("--unlike", action="append", default=[], metavar="FOLDER",
+                   help="draw no image that is a byte-for-byte copy of a file in FOLDER, e.g. the training split "
+                        "(FER2013 val holds 280 files of train); repeatable")
     s.set_defaults(func=cmd_draw_testset)
 
     s = sub.add_parser("cache", help="the measurement cache (FER_CACHE_DIR): what it holds, or forget a study's "
@@ -1996,7 +1999,8 @@ def _write_predictions(comparison, images: str, path: str) -> None:
     compare --csv and evaluate --csv."""
     from .figures.compare import predictions_frame
 
-    fileio.write_frame(predictions_frame(comparison.table, comparison.names, images, comparison.groups), path)
+    fileio.write_frame(predictions_frame(comparison.table, comparison.names, images, comparison.groups,
+                                        comparison.copies_of_training), path)
 
 
 def _print_groups(analysis) -> None:
@@ -2095,17 +2099,22 @@ def cmd_draw_testset(args) -> int:
         raise FerError(f"{printable(args.out)}: {what}; give draw-testset a new or empty folder, so the set "
                        f"is exactly {args.per_class} per emotion")
     classes = parse_classes(args.classes)
+    for folder in args.unlike:
+        if not Path(folder).is_dir():
+            raise FerError(f"--unlike {printable(folder)}: no such folder; give the folder whose copies to leave out "
+                           "(e.g. the training split)")
     try:
-        chosen = draw_test_set(args.source, out, args.per_class, classes, args.seed)
+        chosen = draw_test_set(args.source, out, args.per_class, classes, args.seed, unlike=args.unlike)
     except OSError as exc:  # a folder that cannot be written, a full disk: some images may be copied
         where = printable(os.fsdecode(exc.filename or out))
         raise FerError(f"{where}: {exc.strerror or exc}; the test set was not copied whole: draw it into a "
                        f"folder you can write to (remove {printable(args.out)} first if it was made)") from None
     record = test_set_file_record(chosen, out, source=args.source, per_class=args.per_class, classes=classes,
-                                  seed=args.seed, command=args.command_line)
+                                  seed=args.seed, command=args.command_line, unlike=args.unlike)
     # ASCII escapes: a folder named in Latin-1 (set\xff) holds a lone surrogate no UTF-8 file can
     fileio.atomic_write_text(out / TEST_SET_RECORD, json.dumps(record, indent=1) + "\n")
-    print(f"{len(chosen)} images ({args.per_class} per emotion, seed {args.seed}) -> {printable(args.out)}")
+    unlike = f", none a copy of a file in {', '.join(map(printable, args.unlike))}" if args.unlike else ""
+    print(f"{len(chosen)} images ({args.per_class} per emotion, seed {args.seed}{unlike}) -> {printable(args.out)}")
     print(f"what was drawn, from where: {TEST_SET_RECORD} (test set {record['sha256'][:12]}…, as compare's "
           "provenance names it)", file=sys.stderr)
     return 0

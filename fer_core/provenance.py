@@ -205,7 +205,8 @@ TEST_SET_RECORD = "testset.json"  # beside a drawn test set's emotion folders (n
 
 
 def test_set_file_record(chosen: Sequence, out: str | os.PathLike[str], *, source: str | os.PathLike[str],
-                         per_class: int, classes: Sequence[str], seed: int, command: str) -> dict:
+                         per_class: int, classes: Sequence[str], seed: int, command: str,
+                         unlike: Sequence[str | os.PathLike[str]] = ()) -> dict:
     """What ``draw-testset`` drew, for a methods section: from which folder, how (seed, numbers,
     emotions, the workbench and its commit, as a seed draws other files in another version) and
     each file with its SHA-256; ``sha256`` is ``test_set_record``'s digest, which a comparison's
@@ -214,6 +215,7 @@ def test_set_file_record(chosen: Sequence, out: str | os.PathLike[str], *, sourc
 
     files = sorted((relative_file(it.path, out), it.label, file_sha256(it.path)) for it in chosen)
     return {"source": str(Path(source).resolve()), "per_class": per_class, "classes": list(classes), "seed": seed,
+            **({"unlike": [str(Path(f).resolve()) for f in unlike]} if unlike else {}),
             "workbench": workbench_version(), "commit": source_commit(), "command": command,
             **test_set_record([it.path for it in chosen], out),
             "images": [{"file": f, "label": label, "sha256": sha} for f, label, sha in files]}

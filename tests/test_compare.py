@@ -900,6 +900,56 @@ def test_compare_says_when_the_images_come_from_the_folder_a_network_was_trained
             assert f"{expected} of the {expected} images scored come from {train}, the folder net was trained on" in err
 
 
+def test_copies_of_a_networks_training_images_are_found_said_and_drawn_around(capsys, tmp_path, tiny_seven_cnn):
+    """FER2013 val holds 280 byte-for-byte copies of train images: a network trained on train was
+    scored on them with no word said. A comparison names the copies (whatever their file names),
+    gives the network's accuracy without them, and draw-testset --unlike draws a set without them."""
+    import shutil
+
+    train, val = tmp_path / "train", tmp_path / "val"
+    for folder, shade in ((train, 40), (val, 200)):
+        for emotion in SIX_EMOTIONS:
+            (folder / emotion).mkdir(parents=True)
+            for i in range(3):
+                Image.new("L", (48, 48), shade + i).save(folder / emotion / f"{emotion}{i}.png")
+    copies = [val / "happy" / "renamed.png", val / "sad" / "sad_copy.png"]
+    shutil.copy(train / "happy" / "happy0.png", copies[0])
+    shutil.copy(train / "angry" / "angry1.png", copies[1])  # a copy under another emotion is still a copy
+    Image.new("L", (48, 48), 77).save(val / "angry" / "same_size_other_bytes.png")  # size alone is no copy
+    network = tmp_path / "net.keras"
+    shutil.copy(tiny_seven_cnn, network)
+    sidecar = json.loads(tiny_seven_cnn.with_suffix(".meta.json").read_text())
+    network.with_suffix(".meta.json").write_text(json.dumps({**sidecar, "train_dir": str(train)}))
+
+    assert main(["compare", "--images", str(val), "--models", str(network), "--json",
+                 "--csv", str(tmp_path / "p.csv")]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    found = result["copies_of_training"]["net"]
+    marked = pd.read_csv(tmp_path / "p.csv")
+    assert sorted(marked.loc[marked["net copy of training"], "file"]) == sorted(found["files"])
+    assert sorted(found["files"]) == ["happy/renamed.png", "sad/sad_copy.png"] and found["folder"] == str(train)
+    rest = [f for f in result["wrong"]["net"] if f not in found["files"]]
+    assert found["n_without"] == result["n"] - 2 == 19
+    assert found["accuracy_without"] == pytest.approx(1 - len(rest) / 19)
+    assert "2 of the 21 images scored are byte-for-byte copies of images in" in err and "on the 19 others" in err
+    assert result["from_training_folder"] == {}
+
+    drawn = tmp_path / "drawn"
+    four = ["--classes", "happy,sad", "--per-class", "4"]  # four happy images, one of them a copy
+    assert main(["draw-testset", str(val), str(tmp_path / "four"), *four]) == 0
+    assert main(["draw-testset", str(val), str(drawn), *four, "--unlike", str(train)]) != 0
+    assert "only 3 happy images not copies of files in" in capsys.readouterr().err
+    assert main(["draw-testset", str(val), str(drawn), "--per-class", "3", "--unlike", str(train)]) == 0
+    assert "none a copy of a file in" in capsys.readouterr().out
+    assert not {p.name for p in drawn.rglob("*.png")} & {"renamed.png", "sad_copy.png"}
+    assert json.loads((drawn / "testset.json").read_text())["unlike"] == [str(train.resolve())]
+    assert main(["compare", "--images", str(drawn), "--models", str(network), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["copies_of_training"] == {}
+    assert main(["draw-testset", str(val), str(tmp_path / "x"), "--unlike", str(tmp_path / "nowhere")]) != 0
+    assert "--unlike" in capsys.readouterr().err
+
+
 def test_compare_page_reads_a_folder_per_participant_when_a_labels_csv_is_given(models_dir, tmp_path):
     """Folders named after participants, not emotions, hold no labelled image: the page stopped
     before the labels could be given. With a (semicolon) sheet uploaded, every image is read and

@@ -24,7 +24,7 @@ import pandas as pd
 from ..emotions import classes_given, shared_classes
 from ..errors import DatasetError, FerError, one_line, printable
 from ..i18n import t
-from ..images import LabeledImage, looks_like_face_crop, relative_file
+from ..images import LabeledImage, copies_in, looks_like_face_crop, relative_file
 from ..manifest import ModelEntry
 from ..measure.extract import SOURCE as MEASURED_SOURCE
 from ..measure.extract import MeasureCache
@@ -42,6 +42,7 @@ from .metrics import (
     per_video_report,
     report_from_codes,
     scoring_rows,
+    share_text,
 )
 
 log = logging.getLogger("fer_core")
@@ -81,6 +82,9 @@ class Comparison:
     # per network that recorded its training folder (its sidecar's train_dir): how many of the images
     # scored come from that folder (a drawn set: from its testset.json's source), of how many, and the folder
     from_training_folder: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    # per network whose training folder is on this machine: the images scored (table "file") that are
+    # byte-for-byte copies of files in it (FER2013 repeats images across its splits), and the folder
+    copies_of_training: dict[str, tuple[list[str], str]] = field(default_factory=dict)
     # per column of the labels sheet asked to group by (the poser's sex), each row's value as written
     # (None: no row), for ``groups.group_analysis``
     groups: dict[str, list[str | None]] = field(default_factory=dict)
@@ -176,7 +180,24 @@ class Comparison:
         return ([t("notes.learned_from", model=name, k=f"{k:,}", n=f"{n:,}")
                  for name, (k, n) in self.learned_from.items() if k]
                 + [t("notes.from_training_folder", model=name, k=f"{k:,}", n=f"{n:,}", folder=printable(folder))
-                   for name, (k, n, folder) in self.from_training_folder.items() if k])
+                   for name, (k, n, folder) in self.from_training_folder.items() if k]
+                + [self._copies_note(name) for name in self.copies_of_training if name in self.reports])
+
+    def without_training_copies(self, name: str) -> tuple[float | None, int]:
+        """``name``'s accuracy on the images scored that are not copies of its training images (a
+        face not found is wrong, as in its report), and on how many."""
+        copies, _folder = self.copies_of_training.get(name, ([], ""))
+        rest = ~self.table["file"].isin(copies).to_numpy()
+        n = int(rest.sum())
+        return (float(self.correct(name)[rest].mean()) if n else None), n
+
+    def _copies_note(self, name: str) -> str:
+        copies, folder = self.copies_of_training[name]
+        k = int(self.table["file"].isin(copies).sum())
+        accuracy, rest = self.without_training_copies(name)
+        return t("notes.copies_of_training", model=name, k=f"{k:,}", n=f"{self.n:,}", folder=printable(folder),
+                 accuracy=share_text(self.reports[name].accuracy) if self.n else "–",
+                 rest_accuracy="–" if accuracy is None else share_text(accuracy), rest=f"{rest:,}")
 
     def source_notes(self) -> list[str]:
         """For each AU model that learned from OpenFace's AUs, scored here on this extractor's
@@ -208,6 +229,11 @@ class Comparison:
                 "crop_like_no_face": relative(self.crop_like_no_face),
                 "learned_from": {m: k for m, (k, _) in self.learned_from.items() if k},
                 "from_training_folder": {m: k for m, (k, _, _) in self.from_training_folder.items() if k},
+                # the files scored that are copies of a network's training images, and its accuracy without them
+                "copies_of_training": {m: {"files": relative(files), "folder": folder,
+                                           "accuracy_without": self.without_training_copies(m)[0],
+                                           "n_without": self.without_training_copies(m)[1]}
+                                       for m, (files, folder) in self.copies_of_training.items() if m in self.reports},
                 "groups": {**{column: analysis.to_dict() for column, analysis in self.group_analyses().items()},
                            **{column: {"column": column, "error": problem}
                               for column, problem in self.group_problems().items()}}}
@@ -547,8 +573,11 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
                                  other_au_source=[p for p in predictors if p.name in kinds
                                                   and au_source_note(p, [MEASURED_SOURCE])],
                                  learned_from={k: (v[0], v[1]) for k, v in learned.items() if k in kinds},
-                                 from_training_folder=from_training_folders(
-                                     [p for p in predictors if p.name in kinds], items_kept, root))
+                                 from_training_folder=(in_folder := from_training_folders(
+                                     [p for p in predictors if p.name in kinds], items_kept, root)),
+                                 copies_of_training=copies_of_training(
+                                     [p for p in predictors if p.name in kinds and p.name not in in_folder],
+                                     items_kept, files))
 
 
 def training_folders(predictor: Predictor) -> list[Path]:
@@ -597,6 +626,24 @@ def from_training_folders(predictors: Sequence[Predictor], items: Sequence[Label
             k = sum(1 for o in origins if o is not None and (o == folder or folder in o.parents))
             if k:
                 out[p.name] = (k, len(origins), str(folder))
+                break
+    return out
+
+
+def copies_of_training(predictors: Sequence[Predictor], items: Sequence[LabeledImage],
+                       files: Sequence[str]) -> dict[str, tuple[list[str], str]]:
+    """``Comparison.copies_of_training``: per network whose recorded training folder is on this
+    machine, the ``files`` (one per item) that are byte-for-byte copies of files in it. Each folder
+    is searched once, however many networks were trained on it."""
+    found: dict[Path, list[str]] = {}
+    out = {}
+    for p in predictors:
+        for folder in training_folders(p):
+            if folder not in found:
+                found[folder] = ([f for f, copy in zip(files, copies_in(folder, [it.path for it in items])) if copy]
+                                 if folder.is_dir() else [])
+            if found[folder]:
+                out[p.name] = (found[folder], str(folder))
                 break
     return out
 

@@ -200,11 +200,13 @@ def _calibration_columns(c) -> dict:
 
 
 def predictions_frame(table: pd.DataFrame, model_names: Sequence[str], root: str | Path | None = None,
-                      groups: Mapping[str, Sequence[str | None]] | None = None) -> pd.DataFrame:
+                      groups: Mapping[str, Sequence[str | None]] | None = None,
+                      copies: Mapping[str, tuple[Sequence[str], str]] | None = None) -> pd.DataFrame:
     """The per-image predictions for download: file names relative to the test set's folder,
     ``no face`` where a model could not judge an image, and a right/wrong column per model;
     ``groups``: the sheet's grouping columns (``Comparison.groups``), after the label, so the file
-    goes into a mixed model as it is."""
+    goes into a mixed model as it is; ``copies`` (``Comparison.copies_of_training``): per network,
+    whether each image is a copy of one it was trained on, to score it without them."""
     out = pd.DataFrame({"file": [relative_file(f, root) for f in table["file"]], "label": table["label"]})
     for column, values in (groups or {}).items():
         out[column if column not in out.columns else f"group {column}"] = list(values)
@@ -214,6 +216,8 @@ def predictions_frame(table: pd.DataFrame, model_names: Sequence[str], root: str
         out[f"{name} correct"] = (predicted == table["label"]).to_numpy()
         if f"{name} p(true)" in table.columns:
             out[f"{name} p(true)"] = table[f"{name} p(true)"]  # whole: a log-loss of a rounded 0 is infinite
+        if name in (copies or {}):
+            out[f"{name} copy of training"] = table["file"].isin(copies[name][0]).to_numpy()
     return out
 
 
@@ -601,7 +605,8 @@ def comparison_tables(comparison: Comparison, root: str | Path | None = None,
     with using_language("en"):
         mcnemar = mcnemar_frame(comparison)
     return {
-        "compare_predictions.csv": predictions_frame(comparison.table, comparison.names, root, comparison.groups),
+        "compare_predictions.csv": predictions_frame(comparison.table, comparison.names, root, comparison.groups,
+                                                     comparison.copies_of_training),
         "compare_probabilities.csv": probabilities_frame(comparison, root),
         "compare_summary.csv": summary_frame(comparison),
         "compare_precision_recall_f1.csv": precision_recall_frame(comparison),
