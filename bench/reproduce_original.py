@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 
 # Thread counts before numpy/scikit-learn load: default BLAS/OpenMP threads were ~20x slower on
-# the shared 2-core machine (see DESIGN.md).
+# the shared 2-core machine.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
