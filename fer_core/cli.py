@@ -2410,16 +2410,56 @@ def cmd_train_cnn(args) -> int:
     ev = result.evaluation
     print(f"{args.preset} CNN, epochs {result.epochs_run} in {result.seconds / 60:.1f} min: accuracy "
           f"{_score(ev.accuracy)} (95% CI {_score(ev.accuracy_ci95[0])}-{_score(ev.accuracy_ci95[1])}), "
-          f"macro-F1 {_score(ev.macro_f1)} on {result.evaluated_on}"
+          f"macro-F1 {_score(ev.macro_f1)} on {result.evaluated_on} (face and mirror image averaged, as it predicts; "
+          "the epochs' val_accuracy scores the face alone)"
           + (f"; {_score(result.selection.accuracy)} on {result.selected_on}, which chose the epoch"
              if args.holdout is not None else "") + f" -> {printable(args.out)}")
+    _say_training_data(result, args)
     warning = degenerate_model_warning(ev)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
+    if args.name and (ev.predicts_one_class() or round(ev.accuracy, 4) <= round(1 / max(len(ev.labels), 1), 4)):
+        # registered, it joined Try it's models beside the bundled ones and answered one emotion for every face
+        from .predictors.cnn import remove_training
+        from .predictors.registry import get_kind
+
+        get_kind("cnn").save(result, Path(args.out))
+        remove_training(Path(result.path))
+        print(f"not registered as {args.name!r}: it has not learned to tell the emotions apart (above); the file is "
+              f"{printable(args.out)}, and `python -m fer_core register {printable(args.out)} --name {args.name}` "
+              "registers it all the same", file=sys.stderr)
+        return 1
     if args.name:
         _register_training(result, name=args.name, kind="cnn", classes=classes, command=args.command_line,
                            out=args.out, replace=args.replace)
     return 0
+
+
+SKIPPED_SHOWN = 10  # unreadable or faceless training files named on the terminal (the sidecar keeps 100)
+
+
+def _say_training_data(result, args) -> None:
+    """What a network was trained on, which a small set of one's own photos needs said: the files
+    left out (unreadable, no face), the photos whose face was cut out, the images per emotion, and
+    the two options that help a small or unbalanced set."""
+    for line in result.skipped[:SKIPPED_SHOWN]:
+        print(f"left out: {line}", file=sys.stderr)
+    if len(result.skipped) > SKIPPED_SHOWN:
+        print(f"left out: {len(result.skipped) - SKIPPED_SHOWN} more (the sidecar lists up to 100)", file=sys.stderr)
+    if result.face_cut:
+        print(f"{result.face_cut:,} photos were larger than face crops: each was trained on its largest face with a "
+              "margin, as Try it, evaluate and compare cut it", file=sys.stderr)
+    counts = result.class_counts
+    if not counts:
+        return
+    print("training images per emotion: " + ", ".join(f"{c} {n:,}" for c, n in counts.items()), file=sys.stderr)
+    most, fewest = max(counts, key=counts.get), min(counts, key=counts.get)
+    if counts[fewest] and counts[most] >= 3 * counts[fewest] and not args.class_weighting:
+        print(f"note: {counts[most]:,} {most} against {counts[fewest]:,} {fewest}: --class-weighting weighs the "
+              "emotions equally, so the rare ones are not given up", file=sys.stderr)
+    if sum(counts.values()) < 2000 and not args.init:
+        print(f"note: {sum(counts.values()):,} images are few for a network trained from scratch; --init cnn-fer2013 "
+              "--learning-rate 3e-4 starts from the bundled CNN and fine-tunes it", file=sys.stderr)
 
 
 def cmd_ensemble(args) -> int:

@@ -21,7 +21,7 @@ from fer_core.predictors.cnn import (
     stratified_split,
     train_cnn,
 )
-from fer_core.predictors.keras_io import predict_in_batches, tta_views
+from fer_core.predictors.keras_io import fit_images, predict_in_batches, tta_views
 
 CLASSES = ("happy", "sad", "surprise")
 
@@ -424,8 +424,10 @@ def test_a_split_too_small_says_so_in_the_users_terms_and_in_korean():
     with pytest.raises(DatasetError) as info:
         stratified_split(np.array([0, 0, 0, 1]), 0.1)
     text = str(info.value)
-    assert text == ("too few images to hold out 10% of every emotion (4 images, the fewest 1 of one emotion); "
-                    "give a validation folder")
+    assert text == ("too few images to hold out 10% of every emotion (4 images, the fewest 1 of one emotion); add "
+                    "one emotion images, or let a validation folder choose the epoch (--val without --holdout)")
+    with pytest.raises(DatasetError, match="the fewest 1 of sad\\); add sad images"):
+        stratified_split(np.array([0, 0, 0, 1]), 0.1, classes=("happy", "sad"))
     with i18n.using_language("ko"):
         for english in (text, "another CNN training is running on this server; wait for it to finish or stop it "
                               "on the CNN page", "training failed (OSError: disk full); see the server log"):
@@ -443,3 +445,65 @@ def test_a_held_out_share_the_starting_network_learnt_is_named(trained, kaggle_d
     same = train_cnn(kaggle_dir, classes=CLASSES, preset="tiny", epochs=1, batch_size=8, holdout=0.1,
                      out=tmp_path / "same.keras", init=result.path, seed=1)
     assert "was fitted on" not in same.selected_on
+
+
+def test_photos_are_trained_on_the_face_prediction_cuts_from_them(tmp_path, astronaut, fer_val):
+    """A lab's own photos (larger than face crops, the face off-centre on a background) were trained
+    on whole, shrunk to 48 px, while Try it, evaluate and compare cut the face out: the network
+    learned other pictures than it answered. Each photo's input is now the face as prediction cuts
+    it; a photo without a face is left out and said; FER2013's crops are taken whole as before."""
+    from fer_core.images import LabeledImage
+    from fer_core.pipeline import prepare_faces
+
+    root = tmp_path / "mine"
+    for emotion in ("happy", "sad"):
+        (root / emotion).mkdir(parents=True)
+        for src in sorted((fer_val / emotion).glob("*.jpg"))[:2]:  # FER2013 crops, taken whole
+            (root / emotion / src.name).write_bytes(src.read_bytes())
+    canvas = Image.new("RGB", (520, 400), (40, 120, 60))
+    canvas.paste(Image.fromarray(astronaut).crop((130, 10, 330, 230)), (290, 150))  # off-centre
+    canvas.save(root / "happy" / "photo.jpg", quality=92)
+    Image.new("RGB", (300, 300), (200, 180, 160)).save(root / "sad" / "wall.jpg")  # no face
+
+    data = load_dataset(root, classes=("happy", "sad"))
+    assert data.face_cut == 1 and len(data) == 5
+    assert [line for line in data.skipped if "wall.jpg" in line and "no face found" in line], data.skipped
+    photo = data.paths.index(root / "happy" / "photo.jpg")
+    shown = prepare_faces([LabeledImage(root / "happy" / "photo.jpg", "happy")], need_aus=False, need_pixels=True)
+    assert shown.faces[0].found
+    as_predicted = fit_images([shown.faces[0].pixels], (48, 48), 1)[0] / 255.0
+    assert np.abs(data.x[photo] - as_predicted).max() < 1e-6, "the network is shown what prediction shows it"
+    whole = fit_images([root / "happy" / "photo.jpg"], (48, 48), 1)[0] / 255.0
+    assert np.abs(data.x[photo] - whole).mean() > 0.05, "not the whole photo shrunk"
+    crop = data.paths.index(next(p for p in data.paths if p.name != "photo.jpg"))
+    assert np.abs(data.x[crop] - fit_images([data.paths[crop]], (48, 48), 1)[0] / 255.0).max() < 1e-6
+
+
+def test_train_cnn_says_what_it_trained_on_and_registers_no_network_that_answers_one_emotion(capsys, tmp_path,
+                                                                                                 monkeypatch):
+    """A small set of one's own photos: the CLI named no file it left out, gave no images per emotion
+    and no hint for an unbalanced or small set, and registered a network that said happy for every
+    face, which then joined Try it's models. It now says all that, and keeps such a network out of
+    the manifest (the file is written, and how to register it anyway is said)."""
+    from fer_core.cli import main
+
+    monkeypatch.setenv("FER_MODELS_DIR", str(tmp_path / "models"))
+    root = tmp_path / "same"
+    for emotion, n in (("happy", 12), ("sad", 3)):
+        (root / emotion).mkdir(parents=True)
+        for i in range(n):  # every picture the same: no network can tell them apart
+            Image.new("L", (48, 48), 128).save(root / emotion / f"{i}.png")
+    (root / "sad" / "notes.jpg").write_text("not a picture")
+    out = tmp_path / "same.keras"
+    code = main(["train-cnn", "--data", str(root), "--val", str(root), "--out", str(out), "--preset", "tiny",
+                 "--epochs", "1", "--classes", "happy,sad", "--name", "same-cnn"])
+    err = capsys.readouterr().err
+    assert code == 1 and out.is_file() and "not registered as 'same-cnn'" in err and "register" in err
+    assert not (tmp_path / "models" / "manifest.json").exists() or "same-cnn" not in (
+        tmp_path / "models" / "manifest.json").read_text()
+    assert "left out: " in err and "notes.jpg" in err
+    assert "training images per emotion: happy 12, sad 3" in err
+    assert "--class-weighting" in err and "--init cnn-fer2013" in err
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["class_counts"] == {"happy": 12, "sad": 3} and meta["skipped_count"] == 2  # train and val
+    assert any("notes.jpg" in line for line in meta["skipped"])

@@ -470,7 +470,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     std = targets[has_au].std(axis=0)
     std[std < 1e-6] = 1.0
     z = np.where(has_au[:, None], (np.nan_to_num(targets) - mean) / std, 0.0).astype(np.float32)
-    fit_idx, sel_idx = stratified_split(train.y, holdout, seed)
+    fit_idx, sel_idx = stratified_split(train.y, holdout, seed, classes)
 
     init_model = load_keras_file(init) if init else None
     trunk_picked_on_val = init is not None and val_dir is not None and picked_on_split(init, val_dir)

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from ..emotions import SIX_EMOTIONS, normalize_emotion
-from ..errors import DatasetError, FerError, ImageError, ModelFileError, StoppedBeforeAnEpoch, one_line
+from ..errors import DatasetError, FerError, ImageError, ModelFileError, StoppedBeforeAnEpoch, one_line, printable
 from ..evaluation.metrics import EvaluationReport, evaluation_report
 from ..fileio import atomic_copy, remove_stale_parts
-from ..images import list_images, sample_per_class
+from ..images import list_images, load_image, sample_per_class
 from ..provenance import file_sha256, fitted_by
 from ..safe_files import check_regular_file, read_json_file
 from .base import Predictor, Progress
@@ -261,6 +261,9 @@ def _augmenter(seed: int):
 
 # ----------------------------------------------------------------------------- data
 
+SKIPPED_KEPT = 100  # a sidecar lists at most this many skipped files (and counts them all)
+
+
 @dataclass(frozen=True)
 class ImageArrays:
     """A labelled image set as CNN inputs: ``x`` (N, 48, 48, 1) float32 in 0..1, ``y`` class indices."""
@@ -269,6 +272,7 @@ class ImageArrays:
     classes: tuple[str, ...]
     paths: tuple[Path, ...] = ()
     skipped: tuple[str, ...] = ()  # one-line messages for files that could not be read
+    face_cut: int = 0  # photos (not face crops) whose largest face was cut out, as prediction cuts it
 
     def __len__(self) -> int:
         return len(self.y)
@@ -277,34 +281,61 @@ class ImageArrays:
 def load_dataset(root: str | os.PathLike[str], classes: Sequence[str] = SIX_EMOTIONS,
                  progress: CountFn | None = None, limit_per_class: int | None = None,
                  seed: int = 0) -> ImageArrays:
-    """Read a labelled folder (Kaggle layout or flat names) into 48x48 gray arrays.
+    """Read a labelled folder (Kaggle layout or flat names) into 48x48 gray arrays, each image as
+    prediction shows it to a network (``pipeline.prepare_faces``): a face crop (FER2013's 48 px,
+    anything under ``SMALL_IMAGE_SIDE``) whole, a larger photo by its largest face with a margin.
+    A network trained on whole photos was shown a small face off-centre, and answered the cut-out
+    faces of Try it and Compare worse (a review of a child-photo set: 0.51 against 0.57).
 
-    Unreadable files are skipped and listed in ``skipped``; ``limit_per_class`` draws a
-    reproducible sample per class (quick runs, tests). ``progress(done, total)`` is called as
-    files are read.
+    Unreadable files and photos without a face are skipped and listed in ``skipped``;
+    ``limit_per_class`` draws a reproducible sample per class (quick runs, tests).
+    ``progress(done, total)`` is called as files are read and photos measured.
     """
+    from ..pipeline import NO_FACE_MESSAGE, is_face_crop, prepare_faces
+
     classes = tuple(classes)
     items = sample_per_class(list_images(root, classes), limit_per_class, seed)
     if not items:
         raise DatasetError(f"{root}: no images of {', '.join(classes)}; use <emotion>/*.jpg folders")
     index = {c: i for i, c in enumerate(classes)}
     x = np.empty((len(items), CNN_SIZE, CNN_SIZE, 1), dtype=np.uint8)
-    y, paths, skipped = [], [], []
+    read = [False] * len(items)  # per item: its pixels are in x
+    photos: list[int] = []  # items that are photos, not face crops: a face is cut from each
+    skipped: list[str] = []
     step = max(1, len(items) // 100)
     for n, item in enumerate(items):
         try:
-            x[len(y)] = fit_images([item.path], (CNN_SIZE, CNN_SIZE), 1)[0]
+            rgb = load_image(item.path)
         except ImageError as exc:
             skipped.append(str(exc))
         else:
-            y.append(index[item.label])
-            paths.append(item.path)
+            if is_face_crop(rgb):
+                x[n], read[n] = fit_images([rgb], (CNN_SIZE, CNN_SIZE), 1)[0], True
+            else:
+                photos.append(n)
         if progress is not None and (n % step == 0 or n == len(items) - 1):
-            progress(n + 1, len(items))
-    if not y:
-        raise DatasetError(f"{root}: none of the {len(items)} images could be read")
-    return ImageArrays((x[:len(y)] / 255.0).astype(np.float32), np.asarray(y, dtype=np.int64),
-                       classes, tuple(paths), tuple(skipped))
+            progress(n + 1, len(items) + len(photos))
+    if photos:  # measured as prediction measures them (cached, crash-safe), their largest face cut out
+        total = len(items) + len(photos)
+        measuring = None if progress is None else (lambda d, t: progress(len(items) + d * len(photos) // max(t, 1),
+                                                                         total))
+        prepared = prepare_faces([items[n] for n in photos], need_aus=False, need_pixels=True, progress=measuring)
+        skipped += prepared.unreadable
+        faces = {id(it): face for it, face in zip(prepared.items, prepared.faces)}
+        for n in photos:
+            face = faces.get(id(items[n]))
+            if face is not None and face.found:
+                x[n], read[n] = fit_images([face.pixels], (CNN_SIZE, CNN_SIZE), 1)[0], True
+            elif face is not None:
+                skipped.append(f"{printable(str(items[n].path))}: {NO_FACE_MESSAGE}")
+    kept = [n for n in range(len(items)) if read[n]]
+    if not kept:
+        raise DatasetError(f"{root}: none of the {len(items)} images could be read"
+                           + (" or held a face" if photos else ""))
+    return ImageArrays((x[kept] / 255.0).astype(np.float32),
+                       np.asarray([index[items[n].label] for n in kept], dtype=np.int64),
+                       classes, tuple(items[n].path for n in kept), tuple(skipped),
+                       face_cut=sum(read[n] for n in photos))
 
 
 def require_every_emotion(train: ImageArrays, train_dir: str | os.PathLike[str]) -> None:
@@ -320,18 +351,23 @@ def require_every_emotion(train: ImageArrays, train_dir: str | os.PathLike[str])
                            f"or train on the emotions it has (--classes {','.join(present)})")
 
 
-def stratified_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0,
+                     classes: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, held_out) holding out ``fraction`` of every class (scikit-learn's
-    stratified ``train_test_split``)."""
+    stratified ``train_test_split``); ``classes`` name the classes in its refusal."""
     from sklearn.model_selection import train_test_split
 
     try:
         train, held = train_test_split(np.arange(len(y)), test_size=fraction, stratify=y, random_state=seed)
     except ValueError:  # scikit-learn's reason names its own arguments, not the user's images
         counts = np.bincount(y) if len(y) else np.zeros(0, int)
-        fewest = int(counts[counts > 0].min()) if counts.any() else 0
+        present = np.flatnonzero(counts)
+        rarest = int(present[counts[present].argmin()]) if len(present) else 0
+        name = classes[rarest] if rarest < len(classes) else "one emotion"
+        fewest = int(counts[rarest]) if len(present) else 0
         raise DatasetError(f"too few images to hold out {fraction:.0%} of every emotion ({len(y)} images, the "
-                           f"fewest {fewest} of one emotion); give a validation folder") from None
+                           f"fewest {fewest} of {name}); add {name} images, or let a validation folder choose the "
+                           "epoch (--val without --holdout)") from None
     return np.sort(train), np.sort(held)
 
 
@@ -363,6 +399,8 @@ class CNNTrainResult:
     classes: tuple[str, ...] = ()
     selected_on: str = ""
     selection: EvaluationReport | None = None  # the held-out share of train that picked the epoch
+    face_cut: int = 0  # training and validation photos whose largest face was cut out (``load_dataset``)
+    class_counts: dict[str, int] = field(default_factory=dict)  # training images per emotion, before any hold-out
 
     @property
     def metrics(self):
@@ -461,9 +499,10 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     train = load_dataset(train_dir, classes, load_progress, limit_per_class, seed)
     skipped = train.skipped
     require_every_emotion(train, train_dir)
+    class_counts = {c: int(np.sum(train.y == i)) for i, c in enumerate(classes)}
     if val_dir is None or holdout is not None:
         share = 0.1 if holdout is None else holdout
-        train_idx, val_idx = stratified_split(train.y, share, seed)
+        train_idx, val_idx = stratified_split(train.y, share, seed, classes)
         x_train, y_train = train.x[train_idx], train.y[train_idx]
         x_val, y_val = train.x[val_idx], train.y[val_idx]
         selected_on = f"{share:.0%} of {Path(train_dir).name} held out from fitting ({len(y_val):,} images)"
@@ -536,6 +575,10 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         "limit_per_class": limit_per_class, "command": command, "keras_version": keras.__version__,
         "keras_backend": keras.backend.backend(), "init_sha256": None if init is None else file_sha256(init),
         "fitted_by": fitted_by(TRAINING_LIBRARIES),
+        "class_counts": class_counts,
+        # photos (not face crops) whose largest face was cut out as prediction cuts it, and files left out
+        "face_cut": train.face_cut + (test.face_cut if test is not None else 0),
+        "skipped": list(skipped[:SKIPPED_KEPT]), "skipped_count": len(skipped),
         "status": "training",
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -583,7 +626,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     final = out if in_place else work
     result = CNNTrainResult(final, metadata_path(final), hist, evaluation, len(hist.get("loss", [])),
                             reporter.stopped_by_user, seconds, skipped, inference, evaluated_on, classes,
-                            selected_on, selection)
+                            selected_on, selection, face_cut=metadata["face_cut"], class_counts=class_counts)
     # what ended it early: the person (Stop) or --max-minutes ("stop_reason"), whose epoch count a rerun
     # elsewhere does not repeat
     metadata.update(status="done", epochs_run=result.epochs_run,
