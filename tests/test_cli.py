@@ -666,7 +666,7 @@ def test_compare_json_keys(capsys, fer_sample, tmp_path):
     assert list(report) == ["n", "classes", "models", "mcnemar", "mcnemar_correction", "wrong", "no_face", "skipped",
                             "skipped_classes", "unlabelled", "several_faces", "failed_models", "cannot_predict",
                             "never_answers", "unscored_answers", "tied", "crops", "crop_like_no_face", "learned_from",
-                            "from_training_folder", "copies_of_training", "groups", "passed_over", "labels",
+                            "from_training_folder", "copies_of_training", "from_choosing_folder", "groups", "passed_over", "labels",
                             "provenance"]
     assert list(report["mcnemar"][0]) == ["a", "b", "only_a_correct", "only_b_correct", "p_value", "p_holm",
                                             "accuracy_difference", "accuracy_difference_ci95"]

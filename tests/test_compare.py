@@ -950,6 +950,33 @@ def test_copies_of_a_networks_training_images_are_found_said_and_drawn_around(ca
     assert "--unlike" in capsys.readouterr().err
 
 
+def test_compare_says_when_the_images_chose_a_networks_epoch(capsys, tmp_path, tiny_seven_cnn):
+    """A lab trained with --val on its test folder, then compared on that folder: its score was
+    the best epoch's on those very images, with no word said. A folder that chose the epoch (the
+    sidecar's val_dir without a held-out share) is named, with the networks; a set drawn from it
+    counts whole; a network that chose on a share of its training folder (--holdout) gets no note."""
+    import shutil
+
+    val = tmp_path / "val"
+    for emotion in SIX_EMOTIONS:
+        (val / emotion).mkdir(parents=True)
+        for i in range(2):
+            Image.new("L", (48, 48), 100 + i).save(val / emotion / f"{emotion}{i}.png")
+    sidecar = json.loads(tiny_seven_cnn.with_suffix(".meta.json").read_text())
+    for name, holdout in (("chosen", None), ("held", 0.1)):
+        shutil.copy(tiny_seven_cnn, tmp_path / f"{name}.keras")
+        (tmp_path / f"{name}.meta.json").write_text(json.dumps({**sidecar, "train_dir": str(tmp_path / "train"),
+                                                                 "val_dir": str(val), "holdout": holdout}))
+    assert main(["draw-testset", str(val), str(tmp_path / "drawn"), "--per-class", "1"]) == 0
+    capsys.readouterr()
+    for images, k in ((val, 12), (tmp_path / "drawn", 6)):
+        assert main(["compare", "--images", str(images), "--models", f"{tmp_path / 'chosen.keras'},"
+                     f"{tmp_path / 'held.keras'}", "--json"]) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out)["from_choosing_folder"] == {"chosen": k}
+        assert f"{k} of the {k} images scored come from {val}, which chose the training epoch of chosen:" in err
+
+
 def test_compare_page_reads_a_folder_per_participant_when_a_labels_csv_is_given(models_dir, tmp_path):
     """Folders named after participants, not emotions, hold no labelled image: the page stopped
     before the labels could be given. With a (semicolon) sheet uploaded, every image is read and

@@ -85,6 +85,9 @@ class Comparison:
     # per network whose training folder is on this machine: the images scored (table "file") that are
     # byte-for-byte copies of files in it (FER2013 repeats images across its splits), and the folder
     copies_of_training: dict[str, tuple[list[str], str]] = field(default_factory=dict)
+    # per network whose epoch was chosen on a folder (its sidecar's val_dir, no held-out share): how many
+    # of the images scored come from it (a drawn set: from its testset.json's source), of how many, the folder
+    from_choosing_folder: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     # per column of the labels sheet asked to group by (the poser's sex), each row's value as written
     # (None: no row), for ``groups.group_analysis``
     groups: dict[str, list[str | None]] = field(default_factory=dict)
@@ -181,7 +184,17 @@ class Comparison:
                  for name, (k, n) in self.learned_from.items() if k]
                 + [t("notes.from_training_folder", model=name, k=f"{k:,}", n=f"{n:,}", folder=printable(folder))
                    for name, (k, n, folder) in self.from_training_folder.items() if k]
-                + [self._copies_note(name) for name in self.copies_of_training if name in self.reports])
+                + self._copies_notes() + self._choosing_notes())
+
+    def _choosing_notes(self) -> list[str]:
+        """One note per folder that chose some networks' epochs, naming them: their scores on its
+        images are a little optimistic (bundled ones chose on FER2013 val, which Compare draws from)."""
+        by_folder: dict[tuple[int, int, str], list[str]] = {}
+        for name, (k, n, folder) in self.from_choosing_folder.items():
+            if k and name in self.reports:
+                by_folder.setdefault((k, n, folder), []).append(name)
+        return [t("notes.from_choosing_folder", models=", ".join(names), k=f"{k:,}", n=f"{n:,}",
+                  folder=printable(folder)) for (k, n, folder), names in by_folder.items()]
 
     def without_training_copies(self, name: str) -> tuple[float | None, int]:
         """``name``'s accuracy on the images scored that are not copies of its training images (a
@@ -191,13 +204,24 @@ class Comparison:
         n = int(rest.sum())
         return (float(self.correct(name)[rest].mean()) if n else None), n
 
-    def _copies_note(self, name: str) -> str:
-        copies, folder = self.copies_of_training[name]
-        k = int(self.table["file"].isin(copies).sum())
-        accuracy, rest = self.without_training_copies(name)
-        return t("notes.copies_of_training", model=name, k=f"{k:,}", n=f"{self.n:,}", folder=printable(folder),
-                 accuracy=share_text(self.reports[name].accuracy) if self.n else "–",
-                 rest_accuracy="–" if accuracy is None else share_text(accuracy), rest=f"{rest:,}")
+    def _copies_notes(self) -> list[str]:
+        """One note per training folder whose copies were scored, naming the networks that learned
+        from it with each one's accuracy on all images and on the others."""
+        by_folder: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        for name, (copies, folder) in self.copies_of_training.items():
+            if name in self.reports:
+                by_folder.setdefault((folder, tuple(copies)), []).append(name)
+        notes = []
+        for (folder, copies), names in by_folder.items():
+            k = int(self.table["file"].isin(copies).sum())
+            rest = self.n - k
+            scores = "; ".join(
+                f"{name} {share_text(self.reports[name].accuracy)} → "
+                + ("–" if (without := self.without_training_copies(name)[0]) is None else share_text(without))
+                for name in names)
+            notes.append(t("notes.copies_of_training", models=", ".join(names), k=f"{k:,}", n=f"{self.n:,}",
+                           folder=printable(folder), rest=f"{rest:,}", scores=scores))
+        return notes
 
     def source_notes(self) -> list[str]:
         """For each AU model that learned from OpenFace's AUs, scored here on this extractor's
@@ -234,6 +258,7 @@ class Comparison:
                                            "accuracy_without": self.without_training_copies(m)[0],
                                            "n_without": self.without_training_copies(m)[1]}
                                        for m, (files, folder) in self.copies_of_training.items() if m in self.reports},
+                "from_choosing_folder": {m: k for m, (k, _, _) in self.from_choosing_folder.items() if k},
                 "groups": {**{column: analysis.to_dict() for column, analysis in self.group_analyses().items()},
                            **{column: {"column": column, "error": problem}
                               for column, problem in self.group_problems().items()}}}
@@ -575,6 +600,9 @@ def run_comparison(models: Sequence, items: Sequence[LabeledImage] | str | os.Pa
                                  learned_from={k: (v[0], v[1]) for k, v in learned.items() if k in kinds},
                                  from_training_folder=(in_folder := from_training_folders(
                                      [p for p in predictors if p.name in kinds], items_kept, root)),
+                                 from_choosing_folder=from_training_folders(
+                                     [p for p in predictors if p.name in kinds and p.name not in in_folder],
+                                     items_kept, root, choosing_folders),
                                  copies_of_training=copies_of_training(
                                      [p for p in predictors if p.name in kinds and p.name not in in_folder],
                                      items_kept, files))
@@ -594,13 +622,34 @@ def training_folders(predictor: Predictor) -> list[Path]:
     return folders
 
 
+def choosing_folders(predictor: Predictor) -> list[Path]:
+    """The folders that chose a network's epoch (its sidecar's ``val_dir`` without a held-out share of
+    train, or where the network it started from chose on it: ``cnn.picked_on_split``); an ensemble's
+    members'."""
+    from ..predictors.cnn import recorded_folder
+
+    folders = []
+    for p in (predictor, *getattr(predictor, "members", ())):
+        metadata = getattr(p, "metadata", None)
+        if not isinstance(metadata, dict) or (metadata.get("holdout") and not metadata.get("init_picked_on_val")):
+            continue
+        folder = recorded_folder(metadata.get("val_dir"))
+        if isinstance(folder, Path) and folder not in folders:
+            folders.append(folder)
+    return folders
+
+
 def from_training_folders(predictors: Sequence[Predictor], items: Sequence[LabeledImage],
-                          root: str | Path | None) -> dict[str, tuple[int, int, str]]:
+                          root: str | Path | None,
+                          folders_of: Callable[[Predictor], list[Path]] = training_folders
+                          ) -> dict[str, tuple[int, int, str]]:
     """``Comparison.from_training_folder``: a set drawn from FER2013 train (its testset.json's
-    ``source``), or that folder itself, scored a network trained on it with no word said."""
+    ``source``), or that folder itself, scored a network trained on it with no word said.
+    ``folders_of=choosing_folders``: the same for the folder that chose a network's epoch
+    (``Comparison.from_choosing_folder``)."""
     from ..provenance import TEST_SET_RECORD
 
-    folders = {p.name: training_folders(p) for p in predictors}
+    folders = {p.name: folders_of(p) for p in predictors}
     if not any(folders.values()):
         return {}
     drawn_from = None
