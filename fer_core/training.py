@@ -37,6 +37,14 @@ class CNNSettings:
     batch_size: int
     limit_per_class: int | None
     recipe: Recipe = field(default_factory=Recipe)
+    # a registered CNN (its manifest name) whose trunk and shared emotions' head start the network:
+    # a small set of one's own photos is fine-tuned from the bundled CNN at FINE_TUNE_RATE
+    init: str | None = None
+    class_weighting: bool = False  # rare emotions weigh as much as common ones
+
+    @property
+    def learning_rate(self) -> float:
+        return FINE_TUNE_RATE if self.init else 1e-3
 
     def describe(self) -> str:
         """For records (the manifest's command and description): always English."""
@@ -58,6 +66,10 @@ class CNNSettings:
                   str(self.batch_size), "--classes", ",".join(self.classes)]
         if self.limit_per_class:
             parts += ["--limit-per-class", str(self.limit_per_class)]
+        if self.init:
+            parts += ["--init", shlex.quote(self.init), "--learning-rate", f"{self.learning_rate:g}"]
+        if self.class_weighting:
+            parts += ["--class-weighting"]
         parts += ["--schedule", r.schedule]
         for option, value in (("--warmup-epochs", r.warmup_epochs), ("--label-smoothing", r.label_smoothing),
                               ("--ema", r.ema), ("--mixup", r.mixup), ("--cutmix", r.cutmix), ("--erasing", r.erasing)):
@@ -77,8 +89,32 @@ class CNNSettings:
         val = (t("cnn.settings_val_folder", folder=Path(self.val_dir).name) if self.val_dir
                else t("cnn.settings_held_out"))
         recipe = "" if self.recipe.is_default else t("cnn.settings_recipe", recipe=self.recipe.describe())
+        start = t("cnn.settings_init", model=self.init) if self.init else ""
+        weighting = t("cnn.settings_weighting") if self.class_weighting else ""
         return t("cnn.settings_summary", preset=self.preset, k=len(self.classes), epochs=self.epochs,
-                 batch=self.batch_size, limit=limit, train=Path(self.train_dir).name, val=val) + recipe
+                 batch=self.batch_size, limit=limit, train=Path(self.train_dir).name, val=val) + start + weighting + recipe
+
+
+FINE_TUNE_RATE = 3e-4  # Adam's starting rate when a trained CNN starts the network (train-cnn --init's advice)
+
+
+def starting_networks(preset: str) -> list[str]:
+    """The registered CNNs of ``preset`` that can start a network (``CNNSettings.init``): the
+    bundled one first, so a small set of one's own photos is fine-tuned rather than learnt anew."""
+    from .manifest import read_manifest
+    from .predictors.cnn import read_cnn_metadata
+
+    names = []
+    for entry in read_manifest():
+        if entry.kind != "cnn":
+            continue
+        try:
+            meta = read_cnn_metadata(entry.file) or {}
+        except (OSError, ValueError, FerError):
+            continue
+        if meta.get("preset") == preset:
+            names.append(entry.name)
+    return names
 
 
 class _Cancelled(Exception):
@@ -200,11 +236,17 @@ class CNNTrainingJob:
                 from .predictors.cnn import train_cnn
             else:
                 train_cnn = self._train
+            init = None
+            if s.init:
+                from .predictors.registry import find_entry
+
+                init = find_entry(s.init).file
             self.result = train_cnn(
                 s.train_dir, s.val_dir, classes=s.classes, preset=s.preset, epochs=s.epochs,
                 batch_size=s.batch_size, out=self.out, limit_per_class=s.limit_per_class,
                 progress=self._on_epoch, should_stop=self.stop_event.is_set, load_progress=self._on_load,
-                recipe=s.recipe, command=s.record())
+                recipe=s.recipe, command=s.record(), init=init, class_weighting=s.class_weighting,
+                learning_rate=s.learning_rate)
             self.phase = "done"
         except (_Cancelled, StoppedBeforeAnEpoch):  # Stop while reading, or in the first epoch
             self.phase = "cancelled"

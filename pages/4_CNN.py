@@ -27,7 +27,7 @@ from fer_core.i18n import emotion_label, message, t
 from fer_core.images import sample_as_drawn
 from fer_core.predictors.cnn import PRESETS
 from fer_core.predictors.recipe import SCHEDULES, Recipe
-from fer_core.training import CNNSettings, CNNTrainingJob, active_training, last_training
+from fer_core.training import CNNSettings, CNNTrainingJob, active_training, last_training, starting_networks
 from ui.common import (
     data_layout_help,
     dataset_items,
@@ -307,7 +307,8 @@ def emotions_to_train(train_dir: str, wanted: tuple[str, ...]) -> tuple[str, ...
 
 
 FORM_KEYS = ("cnn_train_dir", "cnn_val_dir", "cnn_preset", "cnn_classes", "cnn_epochs", "cnn_batch", "cnn_limit",
-             "cnn_schedule", "cnn_label_smoothing", "cnn_ema", "cnn_mixup", "cnn_erasing")
+             "cnn_init", "cnn_class_weighting", "cnn_schedule", "cnn_label_smoothing", "cnn_ema", "cnn_mixup",
+             "cnn_erasing")
 OWN_CHOICES = "_cnn_form_own"  # this tab's own form choices, put aside while a training's are shown
 
 
@@ -327,7 +328,8 @@ def show_running_settings(settings: CNNSettings | None) -> None:
     st.session_state.update({
         "cnn_train_dir": settings.train_dir, "cnn_val_dir": settings.val_dir or "", "cnn_preset": settings.preset,
         "cnn_classes": "seven" if "fear" in settings.classes else "six", "cnn_epochs": settings.epochs,
-        "cnn_batch": settings.batch_size, "cnn_limit": settings.limit_per_class or 0, "cnn_schedule": r.schedule,
+        "cnn_batch": settings.batch_size, "cnn_limit": settings.limit_per_class or 0, "cnn_init": settings.init or "",
+        "cnn_class_weighting": settings.class_weighting, "cnn_schedule": r.schedule,
         "cnn_label_smoothing": r.label_smoothing, "cnn_ema": r.ema > 0, "cnn_mixup": r.mixup, "cnn_erasing": r.erasing})
 
 
@@ -352,6 +354,15 @@ def training_form(job: CNNTrainingJob | None) -> None:
     batch = c4.selectbox(t("cnn.batch_size"), [16, 32, 64, 128, 256], index=2, key=kept_choice("cnn_batch"), disabled=running)
     limit = c5.number_input(t("cnn.per_emotion"), 0, 100_000, 0, step=100, key=kept_choice("cnn_limit"),
                             disabled=running, help=t("cnn.limit_help"))
+    c1, c2 = st.columns([1.6, 4.5])
+    starts = ["", *starting_networks(preset)]
+    if st.session_state.get("cnn_init") not in starts:  # another preset's network cannot start this one
+        st.session_state["cnn_init"] = ""
+    init = c1.selectbox(t("cnn.init"), starts, format_func=lambda name: name or t("cnn.init_none"),
+                        key=kept_choice("cnn_init"), disabled=running, help=t("cnn.init_help"))
+    c2.write("")
+    weighting = c2.checkbox(t("cnn.class_weighting"), key=kept_choice("cnn_class_weighting"), disabled=running,
+                            help=t("cnn.class_weighting_help"))
     st.caption(t("cnn.speed_caption"))
     recipe_options = recipe_form(running)
     if other is not None and other is not job:
@@ -370,7 +381,8 @@ def training_form(job: CNNTrainingJob | None) -> None:
         return
     emotions = emotions_to_train(train_dir, CLASS_SETS[classes])
     settings = CNNSettings(str(Path(train_dir).expanduser()), str(Path(val_dir).expanduser()) if val_dir else None,
-                           emotions, preset, int(epochs), int(batch), int(limit) or None, recipe)
+                           emotions, preset, int(epochs), int(batch), int(limit) or None, recipe,
+                           init=init or None, class_weighting=bool(weighting))
     new_job = CNNTrainingJob(settings)
     try:
         new_job.start()

@@ -494,6 +494,8 @@ def test_train_cnn_says_what_it_trained_on_and_registers_no_network_that_answers
         for i in range(n):  # every picture the same: no network can tell them apart
             Image.new("L", (48, 48), 128).save(root / emotion / f"{i}.png")
     (root / "sad" / "notes.jpg").write_text("not a picture")
+    (root / "Angry_kids").mkdir()  # named after no emotion: its images were dropped without a word
+    Image.new("L", (48, 48), 128).save(root / "Angry_kids" / "0.png")
     out = tmp_path / "same.keras"
     code = main(["train-cnn", "--data", str(root), "--val", str(root), "--out", str(out), "--preset", "tiny",
                  "--epochs", "1", "--classes", "happy,sad", "--name", "same-cnn"])
@@ -501,9 +503,24 @@ def test_train_cnn_says_what_it_trained_on_and_registers_no_network_that_answers
     assert code == 1 and out.is_file() and "not registered as 'same-cnn'" in err and "register" in err
     assert not (tmp_path / "models" / "manifest.json").exists() or "same-cnn" not in (
         tmp_path / "models" / "manifest.json").read_text()
-    assert "left out: " in err and "notes.jpg" in err
+    assert "left out: " in err and "notes.jpg" in err and "left out: Angry_kids" in err
     assert "training images per emotion: happy 12, sad 3" in err
     assert "--class-weighting" in err and "--init cnn-fer2013" in err
     meta = json.loads(out.with_suffix(".meta.json").read_text())
-    assert meta["class_counts"] == {"happy": 12, "sad": 3} and meta["skipped_count"] == 2  # train and val
+    assert meta["class_counts"] == {"happy": 12, "sad": 3} and meta["skipped_count"] == 4  # train and val
     assert any("notes.jpg" in line for line in meta["skipped"])
+
+
+def test_a_validation_folder_without_an_emotion_says_it_was_not_tested_on_it(kaggle_dir, tmp_path):
+    """A three-emotion network scored on a validation folder with no surprise images was recorded as
+    scored on "val (20 images)", as if surprise had been tested."""
+    import shutil
+
+    val = tmp_path / "val"
+    for emotion in ("happy", "sad"):
+        shutil.copytree(kaggle_dir / emotion, val / emotion)
+    (val / "surprise").mkdir()  # empty
+    result = train_cnn(kaggle_dir, val, classes=CLASSES, preset="tiny", epochs=1, out=tmp_path / "m.keras",
+                       holdout=0.3)
+    assert result.evaluated_on.endswith("; no surprise images: not tested on it)"), result.evaluated_on
+    assert "not tested on it" in json.loads(result.metadata_path.read_text())["metrics"]["evaluated_on"]

@@ -409,6 +409,47 @@ def test_a_dashboard_training_records_the_command_that_trains_the_same_way():
     assert settings.record("mine.keras") == f"dashboard: CNN page; the same training: {command}"
     held_out = CNNSettings("/data/fer/train", None, SIX_EMOTIONS, "strong", 20, 64, None)
     assert _parser().parse_args(shlex.split(held_out.train_command())[3:]).val is None
+    tuned = CNNSettings("/data/kids", None, ("happy", "sad"), "strong", 10, 16, None, init="cnn-fer2013",
+                        class_weighting=True)
+    args = _parser().parse_args(shlex.split(tuned.train_command())[3:])
+    assert (args.init, args.learning_rate, args.class_weighting) == ("cnn-fer2013", 3e-4, True)
+    assert tuned.summary().endswith("; started from cnn-fer2013; emotions weighed equally")
+
+
+def test_the_cnn_page_fine_tunes_a_registered_cnn_with_the_emotions_weighed_equally(models_dir, fer_small):
+    """A psychologist with a hundred photos of their own could only train from scratch on the page
+    (a network answering happy for every face); train-cnn's --init and --class-weighting were CLI
+    only. The page offers the registered CNNs of the chosen architecture to start from, and equal
+    weights; the training and its record use them."""
+    from fer_core.config import REPO_ROOT
+    from fer_core.manifest import read_manifest, write_manifest
+
+    bundled = next(e for e in read_manifest(REPO_ROOT / "models") if e.name == "cnn-fer2013")
+    write_manifest([*read_manifest(models_dir), bundled], models_dir)
+    at = run_app(AppTest.from_file(CNN_PAGE), T)
+    at.text_input(key="cnn_train_dir").set_value(str(fer_small))
+    at.text_input(key="cnn_val_dir").set_value(str(fer_small))
+    at.selectbox(key="cnn_preset").set_value("strong")
+    at.number_input(key="cnn_epochs").set_value(1)
+    at.selectbox(key="cnn_batch").set_value(16)
+    run_app(at, T)
+    assert at.selectbox(key="cnn_init").options == ["nothing (learn anew)", "cnn-fer2013"]
+    at.selectbox(key="cnn_init").set_value("cnn-fer2013")
+    at.checkbox(key="cnn_class_weighting").check()
+    run_app(at, T)
+    at.button(key="cnn_start").click()
+    run_app(at, T)
+    job = at.session_state["cnn_job"]
+    job.thread.join(300)
+    run_app(at, T)
+    assert job.phase == "done", job.error
+    assert (job.settings.init, job.settings.class_weighting) == ("cnn-fer2013", True)
+    meta = json.loads(job.result.metadata_path.read_text())
+    assert meta["init"].endswith("cnn_fer2013.keras") and meta["class_weighting"] and meta["learning_rate"] == 3e-4
+    assert "--init cnn-fer2013 --learning-rate 0.0003 --class-weighting" in meta["command"]
+    at.selectbox(key="cnn_preset").set_value("tiny")  # no tiny CNN is registered: nothing to start from
+    run_app(at, T)
+    assert at.selectbox(key="cnn_init").options == ["nothing (learn anew)"] and at.selectbox(key="cnn_init").value == ""
 
 
 def test_a_dashboard_training_stopped_in_its_first_epoch_is_cancelled_not_done():

@@ -23,7 +23,7 @@ from ..emotions import SIX_EMOTIONS, normalize_emotion
 from ..errors import DatasetError, FerError, ImageError, ModelFileError, StoppedBeforeAnEpoch, one_line, printable
 from ..evaluation.metrics import EvaluationReport, evaluation_report
 from ..fileio import atomic_copy, remove_stale_parts
-from ..images import list_images, load_image, sample_per_class
+from ..images import list_images, load_image, sample_per_class, scan_images
 from ..provenance import file_sha256, fitted_by
 from ..safe_files import check_regular_file, read_json_file
 from .base import Predictor, Progress
@@ -294,14 +294,15 @@ def load_dataset(root: str | os.PathLike[str], classes: Sequence[str] = SIX_EMOT
     from ..pipeline import NO_FACE_MESSAGE, is_face_crop, prepare_faces
 
     classes = tuple(classes)
-    items = sample_per_class(list_images(root, classes), limit_per_class, seed)
+    listing = scan_images(root, classes)  # with what it passed over: a folder named after no emotion, a .svg
+    items = sample_per_class(listing.items, limit_per_class, seed)
     if not items:
         raise DatasetError(f"{root}: no images of {', '.join(classes)}; use <emotion>/*.jpg folders")
     index = {c: i for i, c in enumerate(classes)}
     x = np.empty((len(items), CNN_SIZE, CNN_SIZE, 1), dtype=np.uint8)
     read = [False] * len(items)  # per item: its pixels are in x
     photos: list[int] = []  # items that are photos, not face crops: a face is cut from each
-    skipped: list[str] = []
+    skipped: list[str] = list(listing.skipped_lines)
     step = max(1, len(items) // 100)
     for n, item in enumerate(items):
         try:
@@ -522,6 +523,9 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
                         "not used for any choice)")
     else:
         evaluated_on = f"{selected_on.split(' (')[0]} ({len(y_val):,} images; it also picked the best epoch)"
+    untested = [c for i, c in enumerate(classes) if test is not None and not np.any(test.y == i)]
+    if untested:  # a six-emotion network scored on a folder without disgust says nothing of disgust
+        evaluated_on = evaluated_on[:-1] + f"; no {', '.join(untested)} images: not tested on {'them' if len(untested) > 1 else 'it'})"
     init_picked_on_val = init is not None and val_dir is not None and picked_on_split(init, val_dir)
     if init_picked_on_val and holdout is not None:  # honest about the starting weights' past
         evaluated_on = evaluated_on[:-1] + f"; but the network started from {Path(init).stem}, whose best " \
