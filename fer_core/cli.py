@@ -703,6 +703,9 @@ def _add_cnn_commands(sub) -> None:
                    "weights (default: 0; TensorFlow on CPU is still not bit-reproducible)")
     s.add_argument("--max-minutes", type=_positive, default=None, help=MAX_MINUTES_HELP)
     _add_register_arguments(s)
+    s.add_argument("--register-anyway", action="store_true",
+                   help="with --name: register the network even when it answers one emotion for nearly every image "
+                        "or does no better than guessing (otherwise it is kept unregistered, out of Try it and Compare)")
     add_recipe_arguments(s)
     s.set_defaults(func=cmd_train_cnn)
 
@@ -2418,16 +2421,20 @@ def cmd_train_cnn(args) -> int:
     warning = degenerate_model_warning(ev)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    if args.name and (ev.predicts_one_class() or round(ev.accuracy, 4) <= round(1 / max(len(ev.labels), 1), 4)):
+    collapsed = ev.predicts_one_class() or round(ev.accuracy, 4) <= round(1 / max(len(ev.labels), 1), 4)
+    if args.name and collapsed and not args.register_anyway:
         # registered, it joined Try it's models beside the bundled ones and answered one emotion for every face
+        from .manifest import read_manifest
         from .predictors.cnn import remove_training
         from .predictors.registry import get_kind
 
-        get_kind("cnn").save(result, Path(args.out))
-        remove_training(Path(result.path))
-        print(f"not registered as {args.name!r}: it has not learned to tell the emotions apart (above); the file is "
-              f"{printable(args.out)}, and `python -m fer_core register {printable(args.out)} --name {args.name}` "
-              "registers it all the same", file=sys.stderr)
+        kept = Path(result.path)
+        if not any(e.file.resolve() == Path(args.out).resolve() for e in read_manifest()):
+            get_kind("cnn").save(result, Path(args.out))  # --out holds no registered model: it goes there
+            remove_training(kept)
+            kept = Path(args.out)
+        print(f"not registered as {args.name!r}: it has not learned to tell the emotions apart (above); it is in "
+              f"{printable(str(kept))} (rerun with --register-anyway to register such a network)", file=sys.stderr)
         return 1
     if args.name:
         _register_training(result, name=args.name, kind="cnn", classes=classes, command=args.command_line,

@@ -500,7 +500,7 @@ def test_train_cnn_says_what_it_trained_on_and_registers_no_network_that_answers
     code = main(["train-cnn", "--data", str(root), "--val", str(root), "--out", str(out), "--preset", "tiny",
                  "--epochs", "1", "--classes", "happy,sad", "--name", "same-cnn"])
     err = capsys.readouterr().err
-    assert code == 1 and out.is_file() and "not registered as 'same-cnn'" in err and "register" in err
+    assert code == 1 and out.is_file() and "not registered as 'same-cnn'" in err and "--register-anyway" in err
     assert not (tmp_path / "models" / "manifest.json").exists() or "same-cnn" not in (
         tmp_path / "models" / "manifest.json").read_text()
     assert "left out: " in err and "notes.jpg" in err and "left out: Angry_kids" in err
@@ -509,6 +509,14 @@ def test_train_cnn_says_what_it_trained_on_and_registers_no_network_that_answers
     meta = json.loads(out.with_suffix(".meta.json").read_text())
     assert meta["class_counts"] == {"happy": 12, "sad": 3} and meta["skipped_count"] == 4  # train and val
     assert any("notes.jpg" in line for line in meta["skipped"])
+    registered = tmp_path / "registered.keras"  # a registered network at --out is not overwritten by one refused
+    assert main(["train-cnn", "--data", str(root), "--out", str(registered), "--preset", "tiny", "--epochs", "1",
+                 "--classes", "happy,sad", "--name", "same-cnn", "--register-anyway"]) == 0
+    before = registered.read_bytes()
+    assert main(["train-cnn", "--data", str(root), "--out", str(registered), "--preset", "tiny", "--epochs", "1",
+                 "--classes", "happy,sad", "--name", "same-cnn", "--replace", "--seed", "1"]) == 1
+    assert registered.read_bytes() == before  # kept at the training's own path, said
+    assert "it is in " + str(tmp_path / "registered.training.keras") in capsys.readouterr().err
 
 
 def test_a_validation_folder_without_an_emotion_says_it_was_not_tested_on_it(kaggle_dir, tmp_path):
