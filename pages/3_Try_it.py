@@ -65,6 +65,7 @@ from ui.common import (
     reading_notes,
     run_page,
     show_error,
+    shown_in_code,
     shown_literally,
     warn_manifest_problems,
 )
@@ -273,17 +274,30 @@ def track_record_text(model_name: str, confidence: float, masked: bool = False) 
     face the mask command wrote, which those unmasked images say nothing of (a photo of a real mask
     is not known as such). The bin is the shown percentage's (0.8996 reads "90%", and is told with
     the 90–100 % answers)."""
-    from fer_core.evaluation.scores import track_record
+    from fer_core.evaluation.scores import own_record, track_record
 
     shown = int(_percent(confidence).rstrip("%")) / 100  # the bin of the percentage as shown (0.295 reads 30%)
     record = track_record(model_name, shown) if model_name and not masked else None
     if record is None:
-        return None
+        return own_record_text(own_record(model_name)) if model_name and not masked else None
     b = record.bin
     low, high = b.accuracy_ci95 or (b.accuracy, b.accuracy)
     return t("try_it.track_record", model=shown_literally(model_name), low=f"{b.low:.0%}", high=f"{b.high:.0%}",
              test_set=record.test_set, accuracy=_percent(b.accuracy), n=f"{b.n:,}", ci_low=_percent(low),
              ci_high=_percent(high), emotions=t("try_it.track_seven" if "fear" in record.classes else "try_it.track_six"))
+
+
+def own_record_text(entry) -> str | None:
+    """A model of one's own, which has no track record on the shared images: how it scored and on
+    what when it was trained, and the emotions it can answer where it cannot answer all six (a
+    lab's happy/sad/neutral network said nothing of either)."""
+    if entry is None or entry.metrics.accuracy is None or not entry.metrics.evaluated_on:
+        return None
+    text = t("try_it.own_record", model=shown_literally(entry.name), accuracy=_percent(entry.metrics.accuracy),
+             on=f"`{shown_in_code(entry.metrics.evaluated_on)}`")  # the record's own (English) words
+    if entry.classes and len(entry.classes) < 6:
+        text += " " + t("try_it.own_classes", emotions=", ".join(emotion_label(c) for c in entry.classes))
+    return text
 
 
 def show_face(result, number: int, i: int, others: list, slot: int, charts: list, notes: dict | None = None,

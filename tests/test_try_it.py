@@ -321,6 +321,9 @@ def test_try_it_shows_a_seven_emotion_cnn_in_both_languages(models_dir, jpeg_byt
         assert line.split("**")[1] in labels.values()
         # the tiny CNN says otherwise than the AU model: said, and nothing else is wrong
         assert not at.error and [w.icon for w in at.warning] == [":material/call_split:"]
+        # a model of one's own has no track record on FER2013 val: its own record is said instead
+        own = [c for c in texts(at.caption) if "val (3,589 images, 7 emotions; not used for any choice)" in c]
+        assert len(own) == 1 and own[0].startswith(SEVEN_CNN) and "20%" in own[0], texts(at.caption)
         if lang == "ko":
             assert labels["fear"] == "두려움" and english_left(page_texts(at), names) == []
         else:

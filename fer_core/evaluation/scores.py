@@ -309,6 +309,23 @@ def track_record(name: str, confidence: float, models_dir: Path | None = None) -
     return TrackRecord(model=name, test_set=scores.test_set.name, bin=inside[0], classes=scores.test_set.classes)
 
 
+def own_record(name: str, models_dir: Path | None = None):
+    """A registered model's own record where it has no track record on the shared images (a lab's
+    network trained on its photos): its manifest entry, whose ``metrics`` say how it scored and on
+    what, and whose ``classes`` the emotions it can answer at all; None when it is not registered or
+    is scored on the shared images (a bundled model whose answer falls in a sparse bin has a record
+    there, just not one for this percentage)."""
+    from ..manifest import read_manifest
+
+    try:
+        entry = next((e for e in read_manifest(models_dir) if e.name == name), None)
+        scored = any((scores := read_scores(models_dir, classes)) is not None and scores.score(name) is not None
+                     for classes in (SIX_EMOTIONS, SEVEN_EMOTIONS))
+    except (FerError, OSError):
+        return None
+    return None if scored else entry
+
+
 def val_role(evaluated_on: str) -> str:
     """Whether FER2013 val also chose the model, read from the manifest's ``evaluated_on`` words:
     "yes" (val picked it, e.g. its best epoch: its figure on val is optimistic), "trunk" (only the
