@@ -22,7 +22,7 @@ import numpy as np
 from fer_core.config import fer_split_dir
 from fer_core.predictors.au_bottleneck import AUBottleneckPredictor, au_units
 from fer_core.predictors.base import Predictor
-from fer_core.predictors.cnn import load_dataset, recorded_folder, stratified_split
+from fer_core.predictors.cnn import copies_to_fitting, load_dataset, recorded_folder, stratified_split
 from fer_core.predictors.keras_io import TTA_CHOICES, predict_views, tta_views
 from fer_core.predictors.registry import find_entry, load_predictor
 
@@ -54,7 +54,9 @@ def main() -> None:
         slice_xy = None
         if meta.get("holdout"):
             train = load_dataset(recorded_folder(meta["train_dir"]), classes, seed=meta.get("seed", 0))
-            _, held = stratified_split(train.y, meta["holdout"], meta.get("seed", 0))
+            fit, held = stratified_split(train.y, meta["holdout"], meta.get("seed", 0))
+            if "held_out_copies_moved" in meta:  # its held-out copies of fitted images were fitted
+                fit, held, _ = copies_to_fitting(train.paths, fit, held)
             slice_xy = train.x[held], train.y[held]
         half_a, half_b = stratified_split(val.y, 0.5, 0)
         for tta in TTA_CHOICES:

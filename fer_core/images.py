@@ -551,6 +551,15 @@ def _digest(path: str, size: int, mtime_ns: int) -> bytes | None:
     return _DIGESTS[key]
 
 
+def file_digest(path: str | os.PathLike[str]) -> bytes | None:
+    """The SHA-256 of a file's bytes (kept by path, size and modification time), None when unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _digest(os.fspath(path), st.st_size, st.st_mtime_ns)
+
+
 def copies_in(folder: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]]) -> list[bool]:
     """Which of ``paths`` are byte-for-byte copies of an image file anywhere in ``folder``.
 

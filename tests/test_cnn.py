@@ -532,3 +532,19 @@ def test_a_validation_folder_without_an_emotion_says_it_was_not_tested_on_it(kag
                        holdout=0.3)
     assert result.evaluated_on.endswith("; no surprise images: not tested on it)"), result.evaluated_on
     assert "not tested on it" in json.loads(result.metadata_path.read_text())["metrics"]["evaluated_on"]
+
+
+def test_held_out_copies_of_fitted_images_are_fitted_instead(tmp_path):
+    """FER2013 train repeats 1,236 of its files: a tenth held out to choose the epoch held about
+    200 pictures the network was fitting. A held-out image whose bytes a fitted image has moves to
+    the fitted part (as train-au moves its rows); its other images stay held out."""
+    from fer_core.predictors.cnn import copies_to_fitting
+
+    paths = []
+    for i, shade in enumerate((10, 20, 10, 30, 20)):  # 2 is a copy of 0, 4 of 1
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("L", (48, 48), shade).save(paths[-1])
+    fit, held, moved = copies_to_fitting(paths, np.array([0, 1]), np.array([2, 3, 4]))
+    assert (fit.tolist(), held.tolist(), moved) == ([0, 1, 2, 4], [3], 2)
+    fit, held, moved = copies_to_fitting(paths, np.array([3]), np.array([0, 1]))
+    assert (fit.tolist(), held.tolist(), moved) == ([3], [0, 1], 0)

@@ -51,6 +51,7 @@ from .cnn import (
     _write_metadata,
     build_cnn,
     check_keras_path,
+    copies_to_fitting,
     copy_trunk,
     drawn_name,
     epoch_guard,
@@ -471,6 +472,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     std[std < 1e-6] = 1.0
     z = np.where(has_au[:, None], (np.nan_to_num(targets) - mean) / std, 0.0).astype(np.float32)
     fit_idx, sel_idx = stratified_split(train.y, holdout, seed, classes)
+    fit_idx, sel_idx, copies_moved = copies_to_fitting(train.paths, fit_idx, sel_idx)
 
     init_model = load_keras_file(init) if init else None
     trunk_picked_on_val = init is not None and val_dir is not None and picked_on_split(init, val_dir)
@@ -503,7 +505,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         "classes": list(classes), "au_columns": list(AU_COLUMNS), "au_mean": mean.tolist(), "au_std": std.tolist(),
         "input_shape": [CNN_SIZE, CNN_SIZE, 1], "input_scale": "gray 0..1", "init": None if init is None else str(init),
         "train_dir": sidecar_folder(train_dir), "val_dir": None if val_dir is None else sidecar_folder(val_dir),
-        "n_train": int(len(fit_idx)), "n_selection": int(len(sel_idx)), "faces_with_aus": int(has_au.sum()),
+        "n_train": int(len(fit_idx)), "n_selection": int(len(sel_idx)), "held_out_copies_moved": copies_moved, "faces_with_aus": int(has_au.sum()),
         # the share that chose the head's fit (its slice, drawn again, scores test-time views: bench/tta_bench.py)
         # and whether the trunk's epoch was chosen on --val, so ``picked_on_split`` reads this network right
         "holdout": holdout, "init_picked_on_val": trunk_picked_on_val,
@@ -551,7 +553,8 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         return report, au
 
     selection, sel_aus = scores(train.x[sel_idx], train.y[sel_idx], out.stem)
-    selected_on = f"{holdout:.0%} of {Path(train_dir).name} held out from fitting ({len(sel_idx):,} images)"
+    moved = f"; {copies_moved:,} copies of fitted images moved to fitting" if copies_moved else ""
+    selected_on = f"{holdout:.0%} of {Path(train_dir).name} held out from fitting ({len(sel_idx):,} images{moved})"
     selection_fidelity = au_fidelity(sel_aus, targets[sel_idx])
     evaluation, fidelity, skipped = None, selection_fidelity, train.skipped
     evaluated_on = ""

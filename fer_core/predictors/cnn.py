@@ -219,9 +219,11 @@ def fitted_among(init: str | os.PathLike[str], train_dir: str | os.PathLike[str]
     if share:
         index = {c: i for i, c in enumerate(classes)}
         try:
-            kept, _ = stratified_split(np.array([index[it.label] for it in items]), share, meta.get("seed", 0))
+            kept, held_out = stratified_split(np.array([index[it.label] for it in items]), share, meta.get("seed", 0))
         except FerError:
             return 0
+        if "held_out_copies_moved" in meta:  # trained since held-out copies of fitted images were moved
+            kept, _, _ = copies_to_fitting(fitted, kept, held_out)
         fitted = [fitted[i] for i in kept]
     seen = {Path(p).resolve() for p in fitted}
     return sum(Path(p).resolve() in seen for p in held)
@@ -372,6 +374,21 @@ def stratified_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0,
     return np.sort(train), np.sort(held)
 
 
+def copies_to_fitting(paths: Sequence[Path], fit: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(fit, held, moved): held-out images that are byte-for-byte copies of fitted ones moved to the
+    fitted part. FER2013 train repeats 1,236 of its files (2,271 in groups of copies), so a tenth
+    held out held about 200 pictures the network was learning: the epoch was chosen partly on them
+    (``train-au`` moves its held-out rows equal to fitting rows the same way)."""
+    from ..images import file_digest
+
+    digests = [file_digest(p) for p in paths]
+    fitted = {digests[i] for i in fit} - {None}
+    moving = np.array([i for i in held if digests[i] in fitted], dtype=held.dtype)
+    if not len(moving):
+        return fit, held, 0
+    return np.sort(np.concatenate([fit, moving])), np.setdiff1d(held, moving), len(moving)
+
+
 def balanced_class_weights(y: np.ndarray, num_classes: int) -> dict[int, float]:
     """``n / (k * count)`` per present class (scikit-learn's "balanced"), so rare emotions
     (disgust) weigh as much as common ones."""
@@ -501,12 +518,15 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     skipped = train.skipped
     require_every_emotion(train, train_dir)
     class_counts = {c: int(np.sum(train.y == i)) for i, c in enumerate(classes)}
+    copies_moved = 0
     if val_dir is None or holdout is not None:
         share = 0.1 if holdout is None else holdout
         train_idx, val_idx = stratified_split(train.y, share, seed, classes)
+        train_idx, val_idx, copies_moved = copies_to_fitting(train.paths, train_idx, val_idx)
         x_train, y_train = train.x[train_idx], train.y[train_idx]
         x_val, y_val = train.x[val_idx], train.y[val_idx]
-        selected_on = f"{share:.0%} of {Path(train_dir).name} held out from fitting ({len(y_val):,} images)"
+        moved = f"; {copies_moved:,} copies of fitted images moved to fitting" if copies_moved else ""
+        selected_on = f"{share:.0%} of {Path(train_dir).name} held out from fitting ({len(y_val):,} images{moved})"
     else:
         x_train, y_train = train.x, train.y
     test = None
@@ -580,6 +600,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         "keras_backend": keras.backend.backend(), "init_sha256": None if init is None else file_sha256(init),
         "fitted_by": fitted_by(TRAINING_LIBRARIES),
         "class_counts": class_counts,
+        "held_out_copies_moved": copies_moved,  # held-out images that were copies of fitted ones, fitted instead
         # photos (not face crops) whose largest face was cut out as prediction cuts it, and files left out
         "face_cut": train.face_cut + (test.face_cut if test is not None else 0),
         "skipped": list(skipped[:SKIPPED_KEPT]), "skipped_count": len(skipped),
