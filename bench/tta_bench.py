@@ -56,7 +56,7 @@ def main() -> None:
             train = load_dataset(recorded_folder(meta["train_dir"]), classes, seed=meta.get("seed", 0))
             fit, held = stratified_split(train.y, meta["holdout"], meta.get("seed", 0))
             if "held_out_copies_moved" in meta:  # its held-out copies of fitted images were fitted
-                fit, held, _ = copies_to_fitting(train.paths, fit, held)
+                fit, held, _ = copies_to_fitting(train.paths, fit, held, train.y)
             slice_xy = train.x[held], train.y[held]
         half_a, half_b = stratified_split(val.y, 0.5, 0)
         for tta in TTA_CHOICES:

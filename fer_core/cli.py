@@ -1909,6 +1909,9 @@ def cmd_evaluate(args) -> int:
                  "passed_over": listing.skipped_lines + _labels_left_out(args), "several_faces": list(comparison.several_faces),
                  "labels": _label_record(args),
                  "crops": bool(args.crops), "crop_like_no_face": crop_like}
+        said = comparison.to_dict(args.images)  # what the notes said of the model's own training data
+        extra.update({key: said[key] for key in ("learned_from", "from_training_folder", "copies_of_training",
+                                                 "from_choosing_folder")})
     if args.json:  # the same keys whatever the run found: a workflow reads d["skipped"] without a KeyError
         print(json.dumps({**report.to_dict(), **extra,
                           **_provenance(args, [args.model], items if args.images else None, args.images,

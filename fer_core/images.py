@@ -538,17 +538,22 @@ _DIGESTS: dict[tuple[str, int, int], bytes] = {}
 _SIZES: dict[str, tuple[tuple, dict[int, list[tuple[str, int]]]]] = {}
 
 
-def _digest(path: str, size: int, mtime_ns: int) -> bytes | None:
+def _digest(path: str, size: int, mtime_ns: int, keep: bool = True) -> bytes | None:
+    """``keep``: remember it (a training folder's files, asked again by the next comparison); a
+    test image's (an upload's temporary file) is not kept."""
     import hashlib
 
     key = (path, size, mtime_ns)
-    if key not in _DIGESTS:
-        try:
-            with open(path, "rb") as f:
-                _DIGESTS[key] = hashlib.sha256(f.read()).digest()
-        except OSError:
-            return None
-    return _DIGESTS[key]
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).digest()
+    except OSError:
+        return None
+    if keep:
+        _DIGESTS[key] = digest
+    return digest
 
 
 def file_digest(path: str | os.PathLike[str]) -> bytes | None:
@@ -563,11 +568,19 @@ def file_digest(path: str | os.PathLike[str]) -> bytes | None:
 def copies_in(folder: str | os.PathLike[str], paths: Sequence[str | os.PathLike[str]]) -> list[bool]:
     """Which of ``paths`` are byte-for-byte copies of an image file anywhere in ``folder``.
 
-    FER2013 repeats images across its splits (270 of val's 3,589 are files of train), so a network
+    FER2013 repeats images across its splits (280 of val's 3,589 are files of train), so a network
     trained on train and scored on val is partly scored on what it learned. Only files of the same
-    size are hashed; a folder that cannot be read has no copies."""
+    size are hashed; a folder that cannot be read has no copies. Its listing is kept while its
+    folders' modification times stand: a training image overwritten in place, keeping its name,
+    is read as it was until a file is added or removed there (or the process restarts)."""
     listing = []
-    for dirpath, _dirs, names in os.walk(folder):
+    seen: set[str] = set()
+    for dirpath, dirs, names in os.walk(folder, followlinks=True):  # emotion folders linked in, as listed
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back up the tree: walked once
+            dirs[:] = []
+            continue
+        seen.add(real)
         with contextlib.suppress(OSError):
             listing.append((dirpath, os.stat(dirpath).st_mtime_ns, names))
     stamp = tuple((d, m) for d, m, _ in listing)
@@ -595,7 +608,7 @@ def copies_in(folder: str | os.PathLike[str], paths: Sequence[str | os.PathLike[
             out.append(False)
             continue
         same_size = by_size.get(st.st_size, [])
-        mine = _digest(os.fspath(path), st.st_size, st.st_mtime_ns) if same_size else None
+        mine = _digest(os.fspath(path), st.st_size, st.st_mtime_ns, keep=False) if same_size else None
         out.append(mine is not None and any(_digest(f, st.st_size, m) == mine for f, m in same_size))
     return out
 

@@ -146,13 +146,16 @@ def evaluation_files(ev: EvaluationReport, comparison, name: str, folder: str,
     """The folder evaluation as downloads: per image (file, label, predicted, right or not, one
     probability per emotion) as CSV, and the scores as JSON (the ``evaluate --json`` report, with
     ``sample``: the images per emotion drawn, the seed and the folder's labelled images)."""
-    frame = predictions_frame(comparison.table, [name], folder).drop(columns=f"{name} p(true)", errors="ignore")
+    frame = predictions_frame(comparison.table, [name], folder, copies=comparison.copies_of_training).drop(
+        columns=f"{name} p(true)", errors="ignore")
     frame = frame.rename(columns={name: "predicted", f"{name} correct": "correct"})
     proba = comparison.probabilities[name]
     for j, emotion in enumerate(comparison.model_classes[name]):
         frame[f"p_{emotion}"] = proba[:, j].round(4)
+    said = comparison.to_dict(folder)  # what the notes say of the model's own training data, as evaluate --json
     metrics = {"model": name, "folder": folder, **sample, **ev.to_dict(), "unreadable": list(comparison.unreadable),
-               "left_out": dict(comparison.skipped), **({"crops": True} if comparison.crops else {})}
+               "left_out": dict(comparison.skipped), **({"crops": True} if comparison.crops else {}),
+               **{key: said[key] for key in ("from_training_folder", "copies_of_training", "from_choosing_folder")}}
     return csv_bytes(frame), json.dumps(metrics, indent=1).encode()
 
 
@@ -216,7 +219,7 @@ def evaluate_section(entry) -> None:
                                                  crops=crops)
                 results[key] = (ev, evaluation_files(ev, comparison, entry.name, root, sample),
                                 list(comparison.unreadable), dict(comparison.skipped), sample,
-                                len(comparison.crop_like_no_face))
+                                len(comparison.crop_like_no_face), comparison)
             except FerError as exc:
                 show_error(exc)
                 return
@@ -226,7 +229,7 @@ def evaluate_section(entry) -> None:
         if done is None:
             st.caption(t("cnn.evaluate_caption", tf=tensorflow_note(entry)))
             return
-        ev, (csv, metrics), unreadable, left_out, sample, crop_like = done
+        ev, (csv, metrics), unreadable, left_out, sample, crop_like, comparison = done
         if sample["sampled"]:  # a figure on a sample must not read as the folder's (Home's is on all)
             metric_row(ev, {t("cnn.images"): f"{ev.n:,}"},
                        label=t("cnn.accuracy_on_sample", folder=folder_label(folder), per=sample["per_emotion"]))
@@ -246,6 +249,8 @@ def evaluate_section(entry) -> None:
         if crops:
             st.caption(t("cnn.crops_caption"))
         show_crops_hint(crop_like)
+        for note in comparison.learned_notes():  # images it was trained on, copies of them, or that chose it
+            st.warning(note, icon=":material/school:")
         show_evaluation(ev, "cnn_eval")
         stem = f"{entry.name}_{folder_label(folder)}"
         c1, c2, _ = st.columns([1, 1, 2])

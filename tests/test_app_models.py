@@ -248,6 +248,11 @@ def test_cnn_page_inspects_and_evaluates_a_saved_cnn(models_dir, fer_small, tiny
     titles = _titles(at)
     assert titles.count("Accuracy per emotion (recall)") == 2  # saved scores and this evaluation
     assert f"Accuracy on {fer_small.name}" in metrics
+    # the folder chose the network's epoch: said as evaluate and Compare say it, and in the scores file
+    assert any("18 of the 18 images scored come from" in w and "which chose the training epoch of" in w
+               for w in _texts(at.warning)), _texts(at.warning)
+    [(_, (_, whole), *_)] = at.session_state["cnn_eval"].values()
+    assert list(json.loads(whole)["from_choosing_folder"].values()) == [18]
     # on a sample the figure says so, and its scores file says how it was drawn
     at.number_input(key="cnn_eval_per").set_value(2)
     at.button(key="cnn_eval_button").click()

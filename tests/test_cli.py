@@ -1382,6 +1382,8 @@ def test_evaluate_and_compare_json_keep_the_same_keys_whatever_the_run_found(cap
         keys.setdefault("compare model", []).append(set(said["models"][BUNDLED_AU_MODEL]))
     assert all(a == b for a, b in keys.values()), keys
     assert {"skipped", "left_out", "other_per_class", "tied", "crops", "crop_like_no_face"} <= keys["evaluate"][1]
+    # what the notes say of a model's own training data, as compare's JSON gives it
+    assert {"learned_from", "from_training_folder", "copies_of_training", "from_choosing_folder"} <= keys["evaluate"][1]
 
 
 def test_compare_names_every_output_file_it_could_not_write(tmp_path, fer_sample, capsys):

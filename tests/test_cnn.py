@@ -425,7 +425,7 @@ def test_a_split_too_small_says_so_in_the_users_terms_and_in_korean():
         stratified_split(np.array([0, 0, 0, 1]), 0.1)
     text = str(info.value)
     assert text == ("too few images to hold out 10% of every emotion (4 images, the fewest 1 of one emotion); add "
-                    "one emotion images, or let a validation folder choose the epoch (--val without --holdout)")
+                    "its images, or let a validation folder choose the epoch (--val without --holdout)")
     with pytest.raises(DatasetError, match="the fewest 1 of sad\\); add sad images"):
         stratified_split(np.array([0, 0, 0, 1]), 0.1, classes=("happy", "sad"))
     with i18n.using_language("ko"):
@@ -465,8 +465,10 @@ def test_photos_are_trained_on_the_face_prediction_cuts_from_them(tmp_path, astr
     canvas.save(root / "happy" / "photo.jpg", quality=92)
     Image.new("RGB", (300, 300), (200, 180, 160)).save(root / "sad" / "wall.jpg")  # no face
 
-    data = load_dataset(root, classes=("happy", "sad"))
+    calls = []
+    data = load_dataset(root, classes=("happy", "sad"), progress=lambda done, total: calls.append((done, total)))
     assert data.face_cut == 1 and len(data) == 5
+    assert calls[-1] == (8, 8), calls  # 6 files read, then the 2 photos measured: a Stop is read there too
     assert [line for line in data.skipped if "wall.jpg" in line and "no face found" in line], data.skipped
     photo = data.paths.index(root / "happy" / "photo.jpg")
     shown = prepare_faces([LabeledImage(root / "happy" / "photo.jpg", "happy")], need_aus=False, need_pixels=True)
@@ -548,3 +550,7 @@ def test_held_out_copies_of_fitted_images_are_fitted_instead(tmp_path):
     assert (fit.tolist(), held.tolist(), moved) == ([0, 1, 2, 4], [3], 2)
     fit, held, moved = copies_to_fitting(paths, np.array([3]), np.array([0, 1]))
     assert (fit.tolist(), held.tolist(), moved) == ([3], [0, 1], 0)
+    # an emotion all of whose held-out images are copies keeps them: it would drop out of the choice
+    y = np.array([0, 1, 0, 0, 1])
+    fit, held, moved = copies_to_fitting(paths, np.array([0, 1]), np.array([2, 3, 4]), y)
+    assert (fit.tolist(), held.tolist(), moved) == ([0, 1, 2], [3, 4], 1)

@@ -934,6 +934,13 @@ def test_copies_of_a_networks_training_images_are_found_said_and_drawn_around(ca
     assert found["accuracy_without"] == pytest.approx(1 - len(rest) / 19)
     assert "2 of the 21 images scored are byte-for-byte copies of images in" in err and "on the 19 others" in err
     assert result["from_training_folder"] == {}
+    from fer_core.images import copies_in
+
+    linked = tmp_path / "linked"  # emotion folders linked in, as a lab assembles a training folder
+    linked.mkdir()
+    (linked / "happy").symlink_to(train / "happy")
+    (linked / "loop").symlink_to(linked)  # a link back up the tree ends the walk there
+    assert copies_in(linked, [*copies, val / "angry" / "same_size_other_bytes.png"]) == [True, True, False]
 
     drawn = tmp_path / "drawn"
     four = ["--classes", "happy,sad", "--per-class", "4"]  # four happy images, one of them a copy
@@ -974,7 +981,7 @@ def test_compare_says_when_the_images_chose_a_networks_epoch(capsys, tmp_path, t
                      f"{tmp_path / 'held.keras'}", "--json"]) == 0
         out, err = capsys.readouterr()
         assert json.loads(out)["from_choosing_folder"] == {"chosen": k}
-        assert f"{k} of the {k} images scored come from {val}, which chose the training epoch of chosen:" in err
+        assert f"{k} of the {k} images scored come from {val}, which chose the training epoch of chosen (or of the network" in err
 
 
 def test_compare_page_reads_a_folder_per_participant_when_a_labels_csv_is_given(models_dir, tmp_path):

@@ -472,7 +472,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
     std[std < 1e-6] = 1.0
     z = np.where(has_au[:, None], (np.nan_to_num(targets) - mean) / std, 0.0).astype(np.float32)
     fit_idx, sel_idx = stratified_split(train.y, holdout, seed, classes)
-    fit_idx, sel_idx, copies_moved = copies_to_fitting(train.paths, fit_idx, sel_idx)
+    fit_idx, sel_idx, copies_moved = copies_to_fitting(train.paths, fit_idx, sel_idx, train.y)
 
     init_model = load_keras_file(init) if init else None
     trunk_picked_on_val = init is not None and val_dir is not None and picked_on_split(init, val_dir)

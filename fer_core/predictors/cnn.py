@@ -219,11 +219,12 @@ def fitted_among(init: str | os.PathLike[str], train_dir: str | os.PathLike[str]
     if share:
         index = {c: i for i, c in enumerate(classes)}
         try:
-            kept, held_out = stratified_split(np.array([index[it.label] for it in items]), share, meta.get("seed", 0))
+            labels = np.array([index[it.label] for it in items])
+            kept, held_out = stratified_split(labels, share, meta.get("seed", 0))
         except FerError:
             return 0
         if "held_out_copies_moved" in meta:  # trained since held-out copies of fitted images were moved
-            kept, _, _ = copies_to_fitting(fitted, kept, held_out)
+            kept, _, _ = copies_to_fitting(fitted, kept, held_out, labels)
         fitted = [fitted[i] for i in kept]
     seen = {Path(p).resolve() for p in fitted}
     return sum(Path(p).resolve() in seen for p in held)
@@ -264,6 +265,7 @@ def _augmenter(seed: int):
 # ----------------------------------------------------------------------------- data
 
 SKIPPED_KEPT = 100  # a sidecar lists at most this many skipped files (and counts them all)
+PHOTO_CHUNK = 64  # training photos measured at once (``load_dataset``): memory, progress and Stop between chunks
 
 
 @dataclass(frozen=True)
@@ -318,19 +320,24 @@ def load_dataset(root: str | os.PathLike[str], classes: Sequence[str] = SIX_EMOT
                 photos.append(n)
         if progress is not None and (n % step == 0 or n == len(items) - 1):
             progress(n + 1, len(items) + len(photos))
-    if photos:  # measured as prediction measures them (cached, crash-safe), their largest face cut out
-        total = len(items) + len(photos)
-        measuring = None if progress is None else (lambda d, t: progress(len(items) + d * len(photos) // max(t, 1),
-                                                                         total))
-        prepared = prepare_faces([items[n] for n in photos], need_aus=False, need_pixels=True, progress=measuring)
+    # Photos are measured as prediction measures them (cached, crash-safe) and their largest face cut
+    # out, a chunk at a time: each chunk's full-size crops are shrunk before the next is read, the
+    # measuring pool (shared by the dashboard's sessions) is let go between chunks, and progress, which
+    # a Stop on the CNN page is read in, is said after each.
+    for start in range(0, len(photos), PHOTO_CHUNK):
+        chunk = photos[start:start + PHOTO_CHUNK]
+        prepared = prepare_faces([items[n] for n in chunk], need_aus=False, need_pixels=True)
         skipped += prepared.unreadable
         faces = {id(it): face for it, face in zip(prepared.items, prepared.faces)}
-        for n in photos:
+        for n in chunk:
             face = faces.get(id(items[n]))
             if face is not None and face.found:
                 x[n], read[n] = fit_images([face.pixels], (CNN_SIZE, CNN_SIZE), 1)[0], True
             elif face is not None:
                 skipped.append(f"{printable(str(items[n].path))}: {NO_FACE_MESSAGE}")
+        del prepared, faces
+        if progress is not None:
+            progress(len(items) + start + len(chunk), len(items) + len(photos))
     kept = [n for n in range(len(items)) if read[n]]
     if not kept:
         raise DatasetError(f"{root}: none of the {len(items)} images could be read"
@@ -366,26 +373,33 @@ def stratified_split(y: np.ndarray, fraction: float = 0.1, seed: int = 0,
         counts = np.bincount(y) if len(y) else np.zeros(0, int)
         present = np.flatnonzero(counts)
         rarest = int(present[counts[present].argmin()]) if len(present) else 0
-        name = classes[rarest] if rarest < len(classes) else "one emotion"
+        name = classes[rarest] if rarest < len(classes) else None
         fewest = int(counts[rarest]) if len(present) else 0
         raise DatasetError(f"too few images to hold out {fraction:.0%} of every emotion ({len(y)} images, the "
-                           f"fewest {fewest} of {name}); add {name} images, or let a validation folder choose the "
-                           "epoch (--val without --holdout)") from None
+                           f"fewest {fewest} of {name or 'one emotion'}); add {name or 'its'} images, or let a "
+                           "validation folder choose the epoch (--val without --holdout)") from None
     return np.sort(train), np.sort(held)
 
 
-def copies_to_fitting(paths: Sequence[Path], fit: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def copies_to_fitting(paths: Sequence[Path], fit: np.ndarray, held: np.ndarray,
+                      y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """(fit, held, moved): held-out images that are byte-for-byte copies of fitted ones moved to the
     fitted part. FER2013 train repeats 1,236 of its files (2,271 in groups of copies), so a tenth
     held out held about 200 pictures the network was learning: the epoch was chosen partly on them
-    (``train-au`` moves its held-out rows equal to fitting rows the same way)."""
+    (``train-au`` moves its held-out rows equal to fitting rows the same way). ``y``: the classes;
+    an emotion none of whose held-out images would stay keeps its copies (it would drop out of
+    the choice)."""
     from ..images import file_digest
 
     digests = [file_digest(p) for p in paths]
     fitted = {digests[i] for i in fit} - {None}
-    moving = np.array([i for i in held if digests[i] in fitted], dtype=held.dtype)
-    if not len(moving):
+    moving = [i for i in held if digests[i] in fitted]
+    if y is not None:
+        staying = {int(y[i]) for i in held if i not in set(moving)}
+        moving = [i for i in moving if int(y[i]) in staying]
+    if not moving:
         return fit, held, 0
+    moving = np.array(moving, dtype=held.dtype)
     return np.sort(np.concatenate([fit, moving])), np.setdiff1d(held, moving), len(moving)
 
 
@@ -522,7 +536,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
     if val_dir is None or holdout is not None:
         share = 0.1 if holdout is None else holdout
         train_idx, val_idx = stratified_split(train.y, share, seed, classes)
-        train_idx, val_idx, copies_moved = copies_to_fitting(train.paths, train_idx, val_idx)
+        train_idx, val_idx, copies_moved = copies_to_fitting(train.paths, train_idx, val_idx, train.y)
         x_train, y_train = train.x[train_idx], train.y[train_idx]
         x_val, y_val = train.x[val_idx], train.y[val_idx]
         moved = f"; {copies_moved:,} copies of fitted images moved to fitting" if copies_moved else ""
