@@ -554,3 +554,14 @@ def test_held_out_copies_of_fitted_images_are_fitted_instead(tmp_path):
     y = np.array([0, 1, 0, 0, 1])
     fit, held, moved = copies_to_fitting(paths, np.array([0, 1]), np.array([2, 3, 4]), y)
     assert (fit.tolist(), held.tolist(), moved) == ([0, 1, 2], [3, 4], 1)
+
+
+def test_a_recorded_dataset_folder_is_found_under_fer_data_dir(tmp_path, monkeypatch):
+    """A sidecar records ../shared/datasets/fer2013/train; a lab whose FER2013 lives elsewhere
+    (FER_DATA_DIR) got no note of a test set drawn from the folder a network learnt from."""
+    moved = tmp_path / "data" / "fer2013" / "train"
+    moved.mkdir(parents=True)
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "data"))
+    assert recorded_folder("../no-such-checkout/datasets/fer2013/train") == moved.resolve()
+    assert recorded_folder("../no-such-checkout/datasets/fer2013/val") != moved.resolve()  # not there either
+    assert recorded_folder(str(moved)) == moved.resolve() and recorded_folder(None) is None

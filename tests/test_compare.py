@@ -982,6 +982,11 @@ def test_compare_says_when_the_images_chose_a_networks_epoch(capsys, tmp_path, t
         out, err = capsys.readouterr()
         assert json.loads(out)["from_choosing_folder"] == {"chosen": k}
         assert f"{k} of the {k} images scored come from {val}, which chose the training epoch of chosen (or of the network" in err
+    from ui.common import drawn_test_set  # the Compare page's own draw says where it came from too
+
+    page_draw = drawn_test_set(str(val), 1, 0, SIX_EMOTIONS)
+    assert main(["compare", "--images", str(page_draw.root), "--models", str(tmp_path / "chosen.keras"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["from_choosing_folder"] == {"chosen": 6}
 
 
 def test_compare_page_reads_a_folder_per_participant_when_a_labels_csv_is_given(models_dir, tmp_path):

@@ -166,6 +166,10 @@ def test_val_role_reads_what_the_manifest_says():
     # the bundled seven-emotion scratch CNN: its crops were chosen on train, not val
     assert val_role("val (3,589 images, 7 emotions; not used for any choice; ten test-time crops, chosen on "
                     "its held-out tenth of train, rescored by bench/bundled_scores.py)") == "no"
+    # the bundled seven-emotion bottleneck: its trunk was picked on val, and val chose its own crops too
+    assert val_role("val (3,589 images; not used for any choice of this model, but its trunk is cnn_fer2013_7's, "
+                    "whose best epoch this split picked; ten test-time crops, chosen on half of val, rescored by "
+                    "bench/bundled_scores.py)") == "yes"
     assert val_role("") == ""
     assert accuracy_text(0.70264, (0.687, 0.7184)) == "70.3 % (68.7–71.8)"
 

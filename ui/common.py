@@ -681,12 +681,19 @@ def unpacked_zip(digest: str, data: bytes) -> TempFolder:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def drawn_test_set(source: str, per_class: int, seed: int, classes: tuple[str, ...]) -> TempFolder:
-    """``draw_test_set`` into a temporary folder, once per (source, size, seed, emotions)."""
+    """``draw_test_set`` into a temporary folder, once per (source, size, seed, emotions), with the
+    ``testset.json`` draw-testset writes: a comparison reads where the set was drawn from in it (a
+    network whose epoch that folder chose is said so, as for the CLI's drawn set)."""
+    from fer_core.fileio import atomic_write_text
     from fer_core.images import draw_test_set
+    from fer_core.provenance import TEST_SET_RECORD, test_set_file_record
 
     tmp = tempfile.TemporaryDirectory(prefix="fer_testset_")
     try:
         chosen = draw_test_set(source, tmp.name, per_class=per_class, classes=classes, seed=seed)
+        record = test_set_file_record(chosen, tmp.name, source=source, per_class=per_class, classes=classes,
+                                      seed=seed, command="dashboard: Compare page")
+        atomic_write_text(Path(tmp.name) / TEST_SET_RECORD, json.dumps(record, indent=1) + "\n")
         return TempFolder(tmp, Path(tmp.name), len(chosen))
     except BaseException:
         tmp.cleanup()

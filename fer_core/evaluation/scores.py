@@ -335,10 +335,12 @@ def val_role(evaluated_on: str) -> str:
     if not text:
         return ""
     # Whole words: "crops chosen on its held-out tenth of train" is not val choosing.
-    chose = re.search(r"\b(picked|selected|chose|early stopping)\b|\bchosen on [^;,)]*\bval\b", text) is not None
+    own_choice = re.search(r"\bchosen on [^;,)]*\bval\b", text) is not None  # its test-time views, say
+    chose = own_choice or re.search(r"\b(picked|selected|chose|early stopping)\b", text) is not None
     if not re.search(r"\bval\b", text) or not chose:
         return "no"
-    return "trunk" if "trunk" in text else "yes"
+    # a network built on a trunk val picked, whose own views val chose too, was chosen on val itself
+    return "trunk" if "trunk" in text and not own_choice else "yes"
 
 
 def accuracy_text(accuracy: float, ci95: tuple[float, float] | None) -> str:

@@ -553,7 +553,7 @@ def train_au_bottleneck(train_dir: str | os.PathLike[str], val_dir: str | os.Pat
         return report, au
 
     selection, sel_aus = scores(train.x[sel_idx], train.y[sel_idx], out.stem)
-    moved = f"; {copies_moved:,} copies of fitted images moved to fitting" if copies_moved else ""
+    moved = f"; {copies_moved:,} byte-for-byte copies of fitted images moved to fitting" if copies_moved else ""
     selected_on = f"{holdout:.0%} of {Path(train_dir).name} held out from fitting ({len(sel_idx):,} images{moved})"
     selection_fidelity = au_fidelity(sel_aus, targets[sel_idx])
     evaluation, fidelity, skipped = None, selection_fidelity, train.skipped

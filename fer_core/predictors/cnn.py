@@ -185,10 +185,22 @@ def sidecar_folder(path: str | os.PathLike[str]) -> str:
 
 
 def recorded_folder(value: str | None) -> Path | None:
-    """A sidecar's data folder, resolved against the repository (an absolute one as it is)."""
+    """A sidecar's data folder, resolved against the repository (an absolute one as it is). A
+    folder under the repository's default datasets folder (``../shared/datasets/fer2013/train``)
+    that is not there is looked for under ``FER_DATA_DIR``, where a lab keeps FER2013 elsewhere:
+    the checks of a test set against a network's training and choosing folders found nothing."""
     from .. import config
 
-    return (config.REPO_ROOT / value).resolve() if value else None
+    if not value:
+        return None
+    path = (config.REPO_ROOT / value).resolve()
+    if not path.exists():
+        parts = Path(value).parts
+        if "datasets" in parts and not Path(value).is_absolute():
+            moved = config.datasets_dir() / Path(*parts[parts.index("datasets") + 1:])
+            if moved.exists():
+                return moved.resolve()
+    return path
 
 
 def fitted_on(init: str | os.PathLike[str], train_dir: str | os.PathLike[str]) -> bool:
@@ -539,7 +551,7 @@ def train_cnn(train_dir: str | os.PathLike[str], val_dir: str | os.PathLike[str]
         train_idx, val_idx, copies_moved = copies_to_fitting(train.paths, train_idx, val_idx, train.y)
         x_train, y_train = train.x[train_idx], train.y[train_idx]
         x_val, y_val = train.x[val_idx], train.y[val_idx]
-        moved = f"; {copies_moved:,} copies of fitted images moved to fitting" if copies_moved else ""
+        moved = f"; {copies_moved:,} byte-for-byte copies of fitted images moved to fitting" if copies_moved else ""
         selected_on = f"{share:.0%} of {Path(train_dir).name} held out from fitting ({len(y_val):,} images{moved})"
     else:
         x_train, y_train = train.x, train.y
