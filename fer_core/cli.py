@@ -606,7 +606,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="which images are drawn; the same seed, the same set (default: 0)")
     s.add_argument("--unlike", action="append", default=[], metavar="FOLDER",
                    help="draw no image that is a byte-for-byte copy of a file in FOLDER, e.g. the training split "
-                        "(FER2013 val holds 280 files of train); repeatable")
+                        "(FER2013 val holds 280 files of train); repeatable (default: none)")
     s.set_defaults(func=cmd_draw_testset)
 
     s = sub.add_parser("cache", help="the measurement cache (FER_CACHE_DIR): what it holds, or forget a study's "
